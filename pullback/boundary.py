@@ -1,0 +1,105 @@
+"""Where values cross into and out of a transformation: checks and conversions.
+
+Inputs to differentiate must be floating point (arrays, NumPy scalars, Python
+floats, or tracers of an outer transformation); tangents and cotangents must
+match their primals in structure, shape and dtype. Every failure is a
+`PullbackError` subclass with a message that says what to do.
+"""
+import numbers
+
+import numpy as np
+
+from .core.engine import Tracer
+from .errors import ArgnumsError, AuxOutputError, NonDifferentiableInputError
+from .tree import describe, flatten
+
+
+def differentiable_input(x, where: str):
+    """x as a floating-point array (or tracer) to differentiate with respect to."""
+    if isinstance(x, Tracer):
+        dtype = x.dtype
+    elif isinstance(x, (np.ndarray, np.generic)):
+        dtype = x.dtype
+    elif isinstance(x, float):
+        return np.asarray(x, dtype=np.float64)
+    elif isinstance(x, (bool, numbers.Integral)):
+        dtype = np.asarray(x).dtype
+    else:
+        raise NonDifferentiableInputError(
+            f"{where} is a {type(x).__name__}, which pullback cannot differentiate. Pass "
+            "floating-point NumPy arrays or Python floats (or pytrees of them: tuples, lists "
+            "and dicts).")
+    if dtype.kind != "f":
+        kind = {"b": "boolean", "i": "integer", "u": "unsigned integer", "c": "complex"}.get(
+            dtype.kind, str(dtype))
+        raise NonDifferentiableInputError(
+            f"{where} has {kind} dtype {dtype}; derivatives exist only with respect to real "
+            "floating-point inputs. Convert it (e.g. `x.astype(float)` or pass `3.0` instead of "
+            "`3`), or leave it out of `argnums` if it is not a variable.")
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    return x
+
+
+def _describe_value(x):
+    return f"shape {tuple(np.shape(x) if not isinstance(x, Tracer) else x.shape)} and dtype " \
+           f"{getattr(x, 'dtype', type(x).__name__)}"
+
+
+def matching(value, reference, error_class, what: str, of: str):
+    """`value` checked to have the shape and dtype of `reference` (Python scalars are cast)."""
+    ref_shape, ref_dtype = tuple(np.shape(reference) if not isinstance(reference, Tracer)
+                                 else reference.shape), getattr(reference, "dtype", None)
+    if ref_dtype is None:
+        ref_dtype = np.asarray(reference).dtype
+    if isinstance(value, (float, int)) and not isinstance(value, bool) and ref_shape == ():
+        return np.asarray(value, dtype=ref_dtype)
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    if not isinstance(value, (np.ndarray, np.generic, Tracer)):
+        raise error_class(f"{what} is a {type(value).__name__}; expected an array with "
+                          f"{_describe_value(reference)} (like {of}).")
+    shape = tuple(value.shape)
+    if shape != ref_shape or value.dtype != ref_dtype:
+        raise error_class(
+            f"{what} has {_describe_value(value)}, but {of} has {_describe_value(reference)}. "
+            f"A {what.split()[0]} must have exactly the shape and dtype of {of}"
+            + (f": cast it with .astype({ref_dtype})" if shape == ref_shape else "") + ".")
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    return value
+
+
+def matching_tree(values, references, ref_treedef, error_class, what: str, of: str):
+    """Flattened `values` checked leaf by leaf against flattened `references`."""
+    leaves, treedef = flatten(values)
+    if treedef != ref_treedef:
+        raise error_class(
+            f"the {what} has structure {describe(treedef)}, but the {of} has structure "
+            f"{describe(ref_treedef)}; give one {what} leaf per {of} leaf, nested the same way.")
+    return [matching(v, r, error_class, f"{what} leaf {i}" if len(leaves) > 1 else what, of)
+            for i, (v, r) in enumerate(zip(leaves, references))]
+
+
+def argnums_tuple(argnums, nargs: int) -> tuple:
+    """argnums as a tuple of valid positions."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not nums:
+        raise ArgnumsError("argnums is empty; name at least one argument to differentiate.")
+    for i in nums:
+        if not isinstance(i, int) or not -nargs <= i < nargs:
+            raise ArgnumsError(
+                f"argnums={argnums!r} names argument {i!r}, but the function was called with "
+                f"{nargs} positional argument(s).")
+    return tuple(i % nargs for i in nums)
+
+
+def split_aux(result, has_aux: bool):
+    """(out, aux) of a function's result, checking the `has_aux` contract."""
+    if not has_aux:
+        return result, None
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise AuxOutputError(
+            f"with has_aux=True the function must return a pair (output, aux), but it returned "
+            f"a {type(result).__name__}. Return `out, aux`, or drop has_aux=True.")
+    return result[0], result[1]

@@ -1,0 +1,1 @@
+"""The engine: primitives, traces and the array behaviour of tracers."""

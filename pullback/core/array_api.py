@@ -1,0 +1,202 @@
+"""Array behaviour shared by every tracer: operators, methods, attributes, NumPy protocols.
+
+Tracers look like arrays so that unmodified NumPy code runs on them:
+`np.sin(x)` reaches `__array_ufunc__`, `np.sum(x)` reaches `__array_function__`,
+and both are answered by the `pullback.numpy` function of the same name.
+Conversions that would silently drop a derivative (`float(x)`, `np.asarray(x)`,
+in-place writes) raise errors that say what to do instead.
+"""
+from ..errors import (ArrayConversionError, ConcretizationError, InPlaceMutationError,
+                      unsupported)
+
+pnp = None          # the pullback.numpy module; set by it when it is imported
+
+
+def use_namespace(module):
+    global pnp
+    pnp = module
+
+
+def _binary(name, reflected=False):
+    if reflected:
+        def op(self, other):
+            return getattr(pnp, name)(other, self)
+    else:
+        def op(self, other):
+            return getattr(pnp, name)(self, other)
+    return op
+
+
+def _method(name):
+    def method(self, *args, **kwargs):
+        return getattr(pnp, name)(self, *args, **kwargs)
+    method.__name__ = name
+    method.__doc__ = f"Same as `pullback.numpy.{name}(self, ...)`."
+    return method
+
+
+class ArrayMethods:
+    """Mixin giving tracers the interface of a NumPy array (listed explicitly, no forwarding)."""
+
+    __slots__ = ()
+    __hash__ = None
+
+    # ------------------------------------------------------------- attributes
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def T(self):
+        return pnp.transpose(self)
+
+    @property
+    def mT(self):
+        return pnp.swapaxes(self, -1, -2)
+
+    @property
+    def real(self):
+        return self
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d traced array")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d traced array")
+        return (self[i] for i in range(self.shape[0]))
+
+    # -------------------------------------------------------------- operators
+    __add__, __radd__ = _binary("add"), _binary("add", True)
+    __sub__, __rsub__ = _binary("subtract"), _binary("subtract", True)
+    __mul__, __rmul__ = _binary("multiply"), _binary("multiply", True)
+    __truediv__, __rtruediv__ = _binary("divide"), _binary("divide", True)
+    __floordiv__, __rfloordiv__ = _binary("floor_divide"), _binary("floor_divide", True)
+    __mod__, __rmod__ = _binary("remainder"), _binary("remainder", True)
+    __pow__, __rpow__ = _binary("power"), _binary("power", True)
+    __matmul__, __rmatmul__ = _binary("matmul"), _binary("matmul", True)
+    __and__, __rand__ = _binary("logical_and"), _binary("logical_and", True)
+    __or__, __ror__ = _binary("logical_or"), _binary("logical_or", True)
+    __xor__, __rxor__ = _binary("logical_xor"), _binary("logical_xor", True)
+    __lt__, __le__ = _binary("less"), _binary("less_equal")
+    __gt__, __ge__ = _binary("greater"), _binary("greater_equal")
+    __eq__, __ne__ = _binary("equal"), _binary("not_equal")
+
+    def __neg__(self):
+        return pnp.negative(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return pnp.absolute(self)
+
+    def __invert__(self):
+        return pnp.logical_not(self)
+
+    def __getitem__(self, index):
+        return pnp.getitem(self, index)
+
+    def __setitem__(self, index, value):
+        raise InPlaceMutationError(
+            "in-place assignment `x[...] = v` into a traced array is not supported: it would "
+            "overwrite values the derivative needs. Use the functional update "
+            "`x = pullback.numpy.at(x)[index].set(v)` (or `.add(v)`), which returns a new array.")
+
+    # NB: no __iadd__ & co.: Python then rebinds `x += y` to `x = x + y`, which is functional.
+
+    # ---------------------------------------------------------------- methods
+    sum = _method("sum")
+    prod = _method("prod")
+    mean = _method("mean")
+    var = _method("var")
+    std = _method("std")
+    max = _method("max")
+    min = _method("min")
+    cumsum = _method("cumsum")
+    cumprod = _method("cumprod")
+    argmax = _method("argmax")
+    argmin = _method("argmin")
+    argsort = _method("argsort")
+    any = _method("any")
+    all = _method("all")
+    ravel = _method("ravel")
+    flatten = _method("ravel")
+    swapaxes = _method("swapaxes")
+    squeeze = _method("squeeze")
+    dot = _method("dot")
+    clip = _method("clip")
+    round = _method("round")
+    trace = _method("trace")
+    diagonal = _method("diagonal")
+    take = _method("take")
+    repeat = _method("repeat")
+    astype = _method("astype")
+    copy = _method("copy")
+    conj = conjugate = _method("conjugate")
+
+    def reshape(self, *shape, order="C"):
+        if len(shape) == 1 and not isinstance(shape[0], int):
+            shape = shape[0]
+        return pnp.reshape(self, shape, order=order)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and not isinstance(axes[0], int):
+            axes = axes[0]
+        return pnp.transpose(self, axes or None)
+
+    def sort(self, *args, **kwargs):
+        raise InPlaceMutationError(
+            "`x.sort()` sorts a traced array in place; use `y = np.sort(x)` instead.")
+
+    # ----------------------------------------------------------- conversions
+    def _concretization_error(self, what):
+        return ConcretizationError(
+            f"{what} of a traced value would drop its derivative (the result would be a plain "
+            "Python number that pullback can no longer follow). Keep the value as an array "
+            "(e.g. use x[()] or x.reshape(()) instead of float(x)), or wrap it in "
+            "pullback.stop_gradient first if you really want a constant.")
+
+    def __float__(self):
+        raise self._concretization_error("float()")
+
+    def __int__(self):
+        raise self._concretization_error("int()")
+
+    def __complex__(self):
+        raise self._concretization_error("complex()")
+
+    def __index__(self):
+        raise self._concretization_error("Using it as an index (__index__)")
+
+    def item(self, *args):
+        raise self._concretization_error(".item()")
+
+    def tolist(self):
+        raise self._concretization_error(".tolist()")
+
+    def __array__(self, dtype=None, copy=None):
+        raise ArrayConversionError(
+            "plain `np.asarray`/`np.array` was called on a traced value, which would drop its "
+            "derivative. Use `pullback.numpy.asarray`/`pullback.numpy.array` (they accept nested "
+            "lists of traced values) or `np.stack`, and keep the rest of the computation in "
+            "NumPy functions.")
+
+    # ------------------------------------------------------- NumPy protocols
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return pnp.apply_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        implementation = pnp.DISPATCH.get(func)
+        if implementation is None:
+            raise unsupported(f"{getattr(func, '__module__', 'numpy')}.{func.__name__}")
+        return implementation(*args, **kwargs)

@@ -1,0 +1,82 @@
+"""The engine: traces, tracers, levels and the per-thread trace stack.
+
+Every transformation is a kind of `Trace` with one method, `process_primitive`,
+and a kind of `Tracer` (an array-like value the trace owns). Each active trace has
+a level: nested transformations get increasing levels. When a primitive is bound,
+the trace with the highest level among the arguments processes it; arguments of
+lower levels are constants at that level. This is what makes nesting safe: a
+value from one level is never mistaken for a perturbation of another.
+
+Traces are opened with `new_trace`, a context manager that always restores the
+stack, even when the user's function raises.
+"""
+import threading
+from contextlib import contextmanager
+
+from ..errors import EscapedTracerError
+from .array_api import ArrayMethods
+
+_state = threading.local()
+
+
+def trace_stack() -> list:
+    """The active traces of this thread, innermost last."""
+    stack = getattr(_state, "stack", None)
+    if stack is None:
+        stack = _state.stack = []
+    return stack
+
+
+class Trace:
+    """One active transformation. Subclasses implement `process_primitive`."""
+
+    __slots__ = ("level", "active", "__weakref__")
+
+    def __init__(self, level: int):
+        self.level = level
+        self.active = True
+
+    def process_primitive(self, primitive, args, params):
+        raise NotImplementedError  # abstract: every concrete trace overrides it
+
+
+@contextmanager
+def new_trace(trace_class, *args):
+    """Open a trace of `trace_class` one level above the current innermost one."""
+    stack = trace_stack()
+    trace = trace_class(len(stack) + 1, *args)
+    stack.append(trace)
+    try:
+        yield trace
+    finally:
+        trace.active = False
+        stack.pop()
+
+
+class Tracer(ArrayMethods):
+    """A value owned by a trace; array-like through `ArrayMethods` (array_api.py)."""
+
+    __slots__ = ("_trace",)
+    __array_priority__ = 1000
+
+
+def find_top_trace(args):
+    """The innermost trace among the tracers in `args` (there is at least one)."""
+    top = None
+    for a in args:
+        if isinstance(a, Tracer):
+            t = a._trace
+            if top is None or t.level > top.level:
+                top = t
+            elif t.level == top.level and t is not top:
+                raise _escaped()
+    if not top.active:
+        raise _escaped()
+    return top
+
+
+def _escaped():
+    return EscapedTracerError(
+        "a traced value was used outside the transformation that created it (for example "
+        "stored in a global or a closure and used after grad/pushforward returned). "
+        "Return values out of the differentiated function instead of storing them.")

@@ -1,0 +1,64 @@
+"""Every error pullback raises on bad input: one class per failure, all under `PullbackError`.
+
+Messages say what was wrong, what was expected, and what to do. Each class also
+derives from the builtin exception a Python user would expect (`TypeError`,
+`ValueError`), so existing `except` clauses keep working.
+"""
+
+
+class PullbackError(Exception):
+    """Base class of every error pullback raises on bad input."""
+
+
+class NonScalarOutputError(PullbackError, TypeError):
+    """`grad` was asked for the gradient of a function whose output is not a scalar."""
+
+
+class CotangentError(PullbackError, ValueError):
+    """A cotangent given to `back` does not match the output (shape, dtype or structure)."""
+
+
+class TangentError(PullbackError, ValueError):
+    """A tangent given to `pushforward` does not match its primal (shape, dtype or structure)."""
+
+
+class NonDifferentiableInputError(PullbackError, TypeError):
+    """Differentiation was asked with respect to an integer, boolean or non-numeric input."""
+
+
+class UnsupportedFunctionError(PullbackError, TypeError):
+    """A NumPy/SciPy function (or an argument of one) that pullback cannot differentiate."""
+
+
+class InPlaceMutationError(PullbackError, TypeError):
+    """An in-place write into a traced array (`x[i] = v`, `out=`, `np.add.at`)."""
+
+
+class ConcretizationError(PullbackError, TypeError):
+    """A traced value was turned into a Python number, which would drop its derivative."""
+
+
+class ArrayConversionError(PullbackError, TypeError):
+    """Plain `np.asarray`/`np.array` was called on a traced value."""
+
+
+class EscapedTracerError(PullbackError, RuntimeError):
+    """A traced value was used after the transformation that made it had finished."""
+
+
+class ArgnumsError(PullbackError, ValueError):
+    """`argnums` names an argument that does not exist."""
+
+
+class AuxOutputError(PullbackError, TypeError):
+    """With `has_aux=True`, the function did not return an `(output, aux)` pair."""
+
+
+def unsupported(name: str, why: str = "") -> UnsupportedFunctionError:
+    """The standard message for a function pullback does not differentiate."""
+    reason = f" ({why})" if why else ""
+    return UnsupportedFunctionError(
+        f"pullback does not support `{name}` on traced values{reason}. "
+        "Rewrite the computation with supported NumPy functions (see pullback.numpy), "
+        "or wrap it in a function with its own derivative rule via "
+        "pullback.custom_jvp / pullback.custom_vjp.")

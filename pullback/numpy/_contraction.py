@@ -1,0 +1,153 @@
+"""Products and contractions with NumPy's signatures.
+
+Only matmul and einsum are primitives; dot, vdot, inner, outer, tensordot, trace
+and kron are composites of them and of reshapes.
+"""
+import builtins
+import numbers
+import string
+
+import numpy as np
+
+from ..primitives import contraction as C
+from ..primitives import elementwise as E
+from ._common import ndim, normalize_axis, operand
+from ._reductions import sum
+from ._shape import diagonal, ravel, reshape, shape, transpose
+
+
+def matmul(x1, x2, /, out=None, **kwargs):
+    """`np.matmul` / the `@` operator (1-D operands are promoted and the axis removed)."""
+    from ._common import refuse
+    refuse("matmul", out=out, **kwargs)
+    a, b = operand(x1), operand(x2)
+    if ndim(a) == 0 or ndim(b) == 0:
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    squeeze_a, squeeze_b = ndim(a) == 1, ndim(b) == 1
+    if squeeze_a:
+        a = reshape(a, (1, shape(a)[0]))
+    if squeeze_b:
+        b = reshape(b, (shape(b)[0], 1))
+    result = C.matmul(a, b)
+    if squeeze_a or squeeze_b:
+        s = shape(result)
+        result = reshape(result, s[:-2] + s[-2:-1] * (not squeeze_a) + s[-1:] * (not squeeze_b))
+    return result
+
+
+def tensordot(a, b, axes=2):
+    """`np.tensordot`: a transposed, reshaped matmul."""
+    a, b = operand(a), operand(b)
+    if isinstance(axes, numbers.Integral):
+        axes_a, axes_b = list(range(ndim(a) - axes, ndim(a))), list(range(axes))
+    else:
+        axes_a, axes_b = ([x] if isinstance(x, numbers.Integral) else list(x) for x in axes)
+    axes_a = [normalize_axis(i, ndim(a)) for i in axes_a]
+    axes_b = [normalize_axis(i, ndim(b)) for i in axes_b]
+    if [shape(a)[i] for i in axes_a] != [shape(b)[i] for i in axes_b]:
+        raise ValueError("shape-mismatch for sum")
+    free_a = [i for i in range(ndim(a)) if i not in axes_a]
+    free_b = [i for i in range(ndim(b)) if i not in axes_b]
+    k = int(np.prod([shape(a)[i] for i in axes_a]))
+    out_shape = tuple(shape(a)[i] for i in free_a) + tuple(shape(b)[i] for i in free_b)
+    a2 = reshape(transpose(a, free_a + axes_a), (-1, k))
+    b2 = reshape(transpose(b, axes_b + free_b), (k, -1))
+    return reshape(C.matmul(a2, b2), out_shape)
+
+
+def dot(a, b, out=None):
+    """`np.dot`."""
+    from ._common import refuse
+    refuse("dot", out=out)
+    a, b = operand(a), operand(b)
+    if ndim(a) == 0 or ndim(b) == 0:
+        return E.multiply(a, b)
+    if ndim(a) <= 2 and ndim(b) <= 2:
+        return matmul(a, b)
+    return tensordot(a, b, ([ndim(a) - 1], [builtins.max(ndim(b) - 2, 0)]))
+
+
+def vdot(a, b, /):
+    """`np.vdot`: the dot product of the flattened arrays."""
+    return matmul(ravel(a), ravel(b))
+
+
+def inner(a, b, /):
+    """`np.inner`: contraction over the last axes."""
+    a, b = operand(a), operand(b)
+    if ndim(a) == 0 or ndim(b) == 0:
+        return E.multiply(a, b)
+    return tensordot(a, b, ([ndim(a) - 1], [ndim(b) - 1]))
+
+
+def outer(a, b, out=None):
+    """`np.outer`."""
+    from ._common import refuse
+    refuse("outer", out=out)
+    return E.multiply(reshape(ravel(a), (-1, 1)), reshape(ravel(b), (1, -1)))
+
+
+def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    """`np.trace`."""
+    from ._common import refuse
+    refuse("trace", out=out, dtype=dtype)
+    return sum(diagonal(a, offset, axis1, axis2), axis=-1)
+
+
+def kron(a, b):
+    """`np.kron`."""
+    a, b = operand(a), operand(b)
+    n = builtins.max(ndim(a), ndim(b))
+    sa, sb = (1,) * (n - ndim(a)) + shape(a), (1,) * (n - ndim(b)) + shape(b)
+    a = reshape(a, tuple(d for k in sa for d in (k, 1)))
+    b = reshape(b, tuple(d for k in sb for d in (1, k)))
+    return reshape(E.multiply(a, b), tuple(i * j for i, j in zip(sa, sb)))
+
+
+def _explicit_subscripts(subscripts, operands):
+    """NumPy einsum subscripts in explicit form, with ellipses spelled out as letters."""
+    subscripts = subscripts.replace(" ", "")
+    inputs, arrow, output = subscripts.partition("->")
+    inputs = inputs.split(",")
+    if len(inputs) != len(operands):
+        raise ValueError("einsum: more operands were provided than specified in the subscripts"
+                         if len(operands) > len(inputs) else
+                         "einsum: fewer operands were provided than specified in the subscripts")
+    used = set(subscripts) - set(".,->")
+    spare = [c for c in string.ascii_letters if c not in used]
+    ell_len = builtins.max([ndim(x) - len(s.replace("...", "")) for s, x in zip(inputs, operands)
+                            if "..." in s] or [0])
+    ell = "".join(spare[:ell_len])
+    expanded = []
+    for s, x in zip(inputs, operands):
+        if "..." in s:
+            k = ndim(x) - len(s.replace("...", ""))
+            s = s.replace("...", ell[ell_len - k:] if k else "")
+        if len(s) != ndim(x):
+            raise ValueError(f"einsum: operand has {ndim(x)} dimensions but subscripts {s!r}")
+        expanded.append(s)
+    if arrow:
+        output = output.replace("...", ell)
+    else:
+        counts = {c: "".join(expanded).count(c) for c in "".join(expanded)}
+        output = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    return ",".join(expanded) + "->" + output
+
+
+def einsum(subscripts, *operands, out=None, optimize=False, **kwargs):
+    """`np.einsum` (explicit and implicit subscripts, ellipsis)."""
+    from ._common import refuse
+    refuse("einsum", out=out, **{k: v for k, v in kwargs.items() if k != "casting"})
+    if not isinstance(subscripts, str):
+        raise TypeError("einsum: only the subscripts-string form is supported")
+    ops = [operand(x) for x in operands]
+    spec = _explicit_subscripts(subscripts, ops)
+    # Broadcast size-1 dimensions of a letter that other operands have larger.
+    sizes = {}
+    for sub, x in zip(spec.split("->")[0].split(","), ops):
+        for c, d in zip(sub, shape(x)):
+            sizes[c] = builtins.max(sizes.get(c, 1), d)
+    from ._shape import broadcast_to
+    ops = [broadcast_to(x, tuple(sizes[c] for c in sub))
+           for sub, x in zip(spec.split("->")[0].split(","), ops)]
+    return C.einsum(*ops, spec=spec)

@@ -1,0 +1,164 @@
+"""Elementwise functions with NumPy's signatures: ufunc wrappers generated from the
+primitives, plus composites (clip, round, deg2rad, float_power, ...)."""
+import math
+
+import numpy as np
+import scipy.special as sp
+
+from ..core.engine import Tracer
+from ..errors import InPlaceMutationError, unsupported
+from ..primitives import elementwise as P
+from ..primitives.structural import stop_gradient
+from ._common import operand, refuse
+
+# ufunc -> primitive. Every entry becomes a function of this namespace named like the ufunc.
+UFUNC_PRIMITIVES = {
+    np.negative: P.negative, np.absolute: P.absolute, np.sign: P.sign, np.sqrt: P.sqrt,
+    np.cbrt: P.cbrt, np.square: P.square, np.reciprocal: P.reciprocal, np.exp: P.exp,
+    np.exp2: P.exp2, np.expm1: P.expm1, np.log: P.log, np.log2: P.log2, np.log10: P.log10,
+    np.log1p: P.log1p, np.sin: P.sin, np.cos: P.cos, np.tan: P.tan, np.arcsin: P.arcsin,
+    np.arccos: P.arccos, np.arctan: P.arctan, np.sinh: P.sinh, np.cosh: P.cosh,
+    np.tanh: P.tanh, np.arcsinh: P.arcsinh, np.arccosh: P.arccosh, np.arctanh: P.arctanh,
+    np.floor: P.floor, np.ceil: P.ceil, np.trunc: P.trunc, np.rint: P.rint,
+    np.add: P.add, np.subtract: P.subtract, np.multiply: P.multiply, np.divide: P.divide,
+    np.power: P.power, np.maximum: P.maximum, np.minimum: P.minimum, np.fmax: P.fmax,
+    np.fmin: P.fmin, np.arctan2: P.arctan2, np.hypot: P.hypot, np.logaddexp: P.logaddexp,
+    np.logaddexp2: P.logaddexp2, np.remainder: P.remainder, np.fmod: P.fmod,
+    np.floor_divide: P.floor_divide, np.isnan: P.isnan, np.isinf: P.isinf,
+    np.isfinite: P.isfinite, np.logical_not: P.logical_not, np.logical_and: P.logical_and,
+    np.logical_or: P.logical_or, np.logical_xor: P.logical_xor, np.less: P.less,
+    np.less_equal: P.less_equal, np.greater: P.greater, np.greater_equal: P.greater_equal,
+    np.equal: P.equal, np.not_equal: P.not_equal,
+    sp.expit: P.expit, sp.logit: P.logit, sp.erf: P.erf, sp.erfc: P.erfc,
+    sp.gammaln: P.gammaln, sp.psi: P.digamma, sp.xlogy: P.xlogy, sp.log_ndtr: P.log_ndtr,
+    sp.ndtr: P.ndtr,
+}
+
+
+def _ufunc_wrapper(ufunc, prim):
+    name = ufunc.__name__
+
+    def fn(*args, out=None, **kwargs):
+        if out is not None or kwargs:
+            refuse(name, out=out, **kwargs)
+        if len(args) != ufunc.nin:
+            raise TypeError(f"{name} takes {ufunc.nin} argument(s), got {len(args)}")
+        return prim(*map(operand, args))
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Differentiable ufunc `{name}` (same signature as NumPy's or SciPy's)."
+    return fn
+
+
+UFUNCS = {ufunc: _ufunc_wrapper(ufunc, prim) for ufunc, prim in UFUNC_PRIMITIVES.items()}
+globals().update({f.__name__: f for f in UFUNCS.values()})
+psi = digamma = UFUNCS[sp.psi]
+abs = fabs = absolute     # noqa: F821 (defined by the update above)
+true_divide = divide      # noqa: F821
+mod = remainder           # noqa: F821
+
+
+def positive(x):
+    """`np.positive`: x itself."""
+    return operand(x)
+
+
+def deg2rad(x):
+    """`np.deg2rad`."""
+    return operand(x) * (math.pi / 180.0)
+
+
+def rad2deg(x):
+    """`np.rad2deg`."""
+    return operand(x) * (180.0 / math.pi)
+
+
+radians, degrees = deg2rad, rad2deg
+
+
+def float_power(x, y):
+    """`np.float_power`: power computed in float64."""
+    return P.power(astype(operand(x), np.float64), astype(operand(y), np.float64))
+
+
+def clip(a, a_min=None, a_max=None, out=None, **kwargs):
+    """`np.clip`; derivative 1 strictly inside the interval, 0 outside."""
+    refuse("clip", out=out, **kwargs)
+    x = operand(a)
+    if a_min is not None:
+        x = P.maximum(x, operand(a_min))
+    if a_max is not None:
+        x = P.minimum(x, operand(a_max))
+    return x
+
+
+def round(a, decimals=0, out=None):
+    """`np.round` (zero derivative)."""
+    refuse("round", out=out)
+    return P.around(operand(a), decimals=decimals)
+
+
+around = round
+
+
+def where(condition, x=None, y=None):
+    """`np.where(condition, x, y)`; the one-argument form is `np.nonzero` (eager only)."""
+    if x is None and y is None:
+        return np.nonzero(condition)
+    if x is None or y is None:
+        raise ValueError("either both or neither of x and y should be given")
+    return P.where(operand(condition), operand(x), operand(y))
+
+
+def astype(x, dtype, copy=True):
+    """`x.astype(dtype)`: a float cast keeps the derivative; casting to int/bool drops it."""
+    dtype = np.dtype(dtype)
+    x = operand(x)
+    if getattr(x, "dtype", None) == dtype:
+        return x
+    if dtype.kind == "c":
+        raise unsupported("astype", "complex dtypes are not supported")
+    from ..primitives.structural import convert
+    if dtype.kind != "f":
+        x = stop_gradient(x)
+    if not isinstance(x, Tracer):
+        return np.asarray(x).astype(dtype)
+    return convert(x, dtype=dtype)
+
+
+def conjugate(x):
+    """`np.conjugate`: the identity on real arrays."""
+    return operand(x)
+
+
+conj = conjugate
+
+# ------------------------------------------------------------- ufunc methods
+
+_REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
+_ACCUMULATE = {np.add: "cumsum", np.multiply: "cumprod"}
+
+
+def apply_ufunc(ufunc, method, inputs, kwargs):
+    """Answer NumPy's `__array_ufunc__` protocol for tracers."""
+    from .. import numpy as pnp
+    name = f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__
+    if method == "at" or kwargs.get("out") is not None:
+        raise InPlaceMutationError(
+            f"`np.{name}` writes into an array in place, which pullback cannot differentiate. "
+            "Use the functional update `pullback.numpy.at(x)[index].add(v)` (or `.set(v)`).")
+    if method == "__call__":
+        fn = UFUNCS.get(ufunc)
+        if fn is None:
+            raise unsupported(f"the ufunc {name}")
+        return fn(*inputs, **kwargs)
+    if method == "reduce" and ufunc in _REDUCE:
+        kwargs.setdefault("axis", 0)
+        return getattr(pnp, _REDUCE[ufunc])(*inputs, **kwargs)
+    if method == "accumulate" and ufunc in _ACCUMULATE:
+        kwargs.setdefault("axis", 0)
+        return getattr(pnp, _ACCUMULATE[ufunc])(*inputs, **kwargs)
+    if method == "outer" and ufunc in UFUNCS and not kwargs:
+        a, b = map(operand, inputs)
+        a = pnp.reshape(a, a.shape + (1,) * len(getattr(b, "shape", ())))
+        return UFUNCS[ufunc](a, b)
+    raise unsupported(f"the ufunc method {name}")

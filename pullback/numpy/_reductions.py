@@ -1,0 +1,198 @@
+"""Reductions and scans with NumPy's signatures (sum, mean, var, logsumexp, ...).
+
+Only sum, max, min, prod, cumsum and cumprod are primitives; the rest are
+composites and need no derivative rules of their own.
+"""
+import builtins
+import math
+
+import numpy as np
+
+from ..primitives import elementwise as E
+from ..primitives import reductions as R
+from ..primitives.structural import stop_gradient
+from ._common import ndim, normalize_axes, normalize_axis, operand, refuse
+from ._elementwise import astype
+
+
+def _prepare(name, a, axis, dtype=None, out=None, where_mask=None, fill=0.0):
+    refuse(name, out=out)
+    x = operand(a)
+    if dtype is not None:
+        x = astype(x, dtype)
+    if where_mask is not None and where_mask is not True:
+        x = E.where(operand(where_mask), x, fill)
+    return x, normalize_axes(axis, ndim(x))
+
+
+def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    """`np.sum`."""
+    x, axes = _prepare("sum", a, axis, dtype, out, where)
+    result = R.sum(x, axis=axes, keepdims=bool(keepdims))
+    return result if initial is None else result + initial
+
+
+def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    """`np.prod` (its derivative is exact when some factors are zero)."""
+    x, axes = _prepare("prod", a, axis, dtype, out, where, fill=1.0)
+    result = R.prod(x, axis=axes, keepdims=bool(keepdims))
+    return result if initial is None else result * initial
+
+
+def _extremum(prim, name):
+    def fn(a, axis=None, out=None, keepdims=False, initial=None, where=None):
+        refuse(name, where=where)
+        x, axes = _prepare(name, a, axis, out=out)
+        result = prim(x, axis=axes, keepdims=bool(keepdims))
+        if initial is not None:
+            result = (E.maximum if prim is R.max else E.minimum)(result, initial)
+        return result
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"`np.{name}` (ties share the derivative equally)."
+    return fn
+
+
+max = amax = _extremum(R.max, "max")
+min = amin = _extremum(R.min, "min")
+
+
+def ptp(a, axis=None, out=None, keepdims=False):
+    """`np.ptp`: max - min."""
+    return max(a, axis, out, keepdims) - min(a, axis, out, keepdims)
+
+
+def _count(x, axes):
+    shape = getattr(x, "shape", ())
+    return math.prod(shape[i] for i in axes)
+
+
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
+    """`np.mean`."""
+    x, axes = _prepare("mean", a, axis, dtype, out)
+    if where is not None:
+        mask = operand(where)
+        return sum(x, axis, keepdims=keepdims, where=mask) / sum(
+            np.broadcast_to(mask, x.shape).astype(x.dtype), axis, keepdims=keepdims)
+    if getattr(x, "dtype", np.dtype(float)).kind in "iub":
+        x = astype(x, np.float64)
+    return R.sum(x, axis=axes, keepdims=bool(keepdims)) / builtins.max(_count(x, axes), 1)
+
+
+def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
+    """`np.average`, with optional weights."""
+    x = operand(a)
+    if weights is None:
+        result, total = mean(x, axis, keepdims=keepdims), None
+        if returned:
+            total = np.asarray(_count(x, normalize_axes(axis, ndim(x))), dtype=result.dtype)
+    else:
+        w = operand(weights)
+        if ndim(w) != ndim(x):
+            if axis is None or ndim(w) != 1:
+                raise TypeError("1D weights expected when shapes of a and weights differ")
+            shape = [1] * ndim(x)
+            shape[normalize_axis(axis, ndim(x))] = w.shape[0]
+            from ._shape import reshape
+            w = reshape(w, tuple(shape))
+        weighted = x * w
+        from ._shape import broadcast_to
+        total = sum(broadcast_to(w, weighted.shape), axis, keepdims=keepdims)
+        result = sum(weighted, axis, keepdims=keepdims) / total
+    return (result, total) if returned else result
+
+
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
+        mean=None, correction=None):
+    """`np.var` (with ddof / correction)."""
+    refuse("var", where=where, mean=mean)
+    x, axes = _prepare("var", a, axis, dtype, out)
+    if correction is not None:
+        ddof = correction
+    if getattr(x, "dtype", np.dtype(float)).kind in "iub":
+        x = astype(x, np.float64)
+    centred = x - R.sum(x, axis=axes, keepdims=True) / builtins.max(_count(x, axes), 1)
+    return R.sum(E.square(centred), axis=axes, keepdims=bool(keepdims)) / builtins.max(
+        _count(x, axes) - ddof, 0)
+
+
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
+        mean=None, correction=None):
+    """`np.std`."""
+    return E.sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
+                      correction=correction))
+
+
+def _scan(prim, name):
+    def fn(a, axis=None, dtype=None, out=None):
+        refuse(name, out=out)
+        x = operand(a)
+        if dtype is not None:
+            x = astype(x, dtype)
+        if axis is None:
+            from ._shape import ravel
+            x, axis = ravel(x), 0
+        return prim(x, axis=normalize_axis(axis, ndim(x)))
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"`np.{name}`."
+    return fn
+
+
+cumsum = _scan(R.cumsum, "cumsum")
+cumprod = _scan(R.cumprod, "cumprod")
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """`scipy.special.logsumexp`: log(sum(b * exp(a))), computed stably."""
+    x = operand(a)
+    axes = normalize_axes(axis, ndim(x))
+    shift = stop_gradient(R.max(x, axis=axes, keepdims=True))
+    shift = E.where(E.isfinite(shift), shift, 0.0)
+    terms = E.exp(x - shift)
+    if b is not None:
+        terms = terms * operand(b)
+    total = R.sum(terms, axis=axes, keepdims=True)
+    sign = E.sign(total)
+    if return_sign:
+        total = E.absolute(total)
+    out = E.log(total) + shift
+    if not keepdims:
+        from ._shape import squeeze
+        out = squeeze(out, axes)
+        sign = squeeze(sign, axes)
+    return (out, sign) if return_sign else out
+
+
+def _arg(prim, name):
+    def fn(a, axis=None, out=None, *, keepdims=False):
+        refuse(name, out=out)
+        x = operand(a)
+        if axis is None:
+            from ._shape import ravel
+            x, axis = ravel(x), 0
+        axis = normalize_axis(axis, ndim(x))
+        result = prim(x, axis=axis)
+        if keepdims:
+            from ._shape import expand_dims
+            result = expand_dims(result, axis)
+        return result
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"`np.{name}` (integer result, no derivative)."
+    return fn
+
+
+argmax = _arg(R.argmax, "argmax")
+argmin = _arg(R.argmin, "argmin")
+
+
+def _logical(prim, name):
+    def fn(a, axis=None, out=None, keepdims=False, *, where=None):
+        x, axes = _prepare(name, a, axis, out=out)
+        refuse(name, where=where)
+        return prim(x, axis=axes, keepdims=bool(keepdims))
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"`np.{name}`."
+    return fn
+
+
+any = _logical(R.any, "any")
+all = _logical(R.all, "all")

@@ -1,0 +1,540 @@
+"""Shape, joining, indexing and creation functions with NumPy's signatures.
+
+Primitives: reshape, transpose, broadcast_to, concatenate, pad, getitem and the two
+scatters. Everything else here (stack, split, flip, roll, tile, diag, sort, take, ...)
+is a composite of those.
+"""
+import builtins
+import math
+import numbers
+
+import numpy as np
+
+from ..core.engine import Tracer
+from ..errors import InPlaceMutationError, unsupported
+from ..primitives import elementwise as E
+from ..primitives import structural as S
+from ..primitives.reductions import argsort as _argsort
+from ._common import ndim, normalize_axes, normalize_axis, operand, refuse
+
+# ---------------------------------------------------------------- reshaping
+
+
+def shape(a):
+    """`np.shape`."""
+    return tuple(getattr(operand(a), "shape", ()))
+
+
+def size(a, axis=None):
+    """`np.size`."""
+    s = shape(a)
+    return math.prod(s) if axis is None else s[axis]
+
+
+def _resolve_shape(new_shape, total):
+    if isinstance(new_shape, numbers.Integral):
+        new_shape = (new_shape,)
+    new_shape = tuple(int(n) for n in new_shape)
+    if new_shape.count(-1) > 1:
+        raise ValueError("can only specify one unknown dimension")
+    if -1 in new_shape:
+        known = math.prod(n for n in new_shape if n != -1)
+        new_shape = tuple(total // known if known else 0 if n == -1 else n for n in new_shape)
+    if math.prod(new_shape) != total:
+        raise ValueError(f"cannot reshape array of size {total} into shape {new_shape}")
+    return new_shape
+
+
+def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
+    """`np.reshape` (C order)."""
+    if order != "C":
+        raise unsupported("reshape", f"order={order!r}; only C order is supported")
+    x = operand(a)
+    target = _resolve_shape(shape if shape is not None else newshape, size(x))
+    return x if target == tuple(x.shape) else S.reshape(x, shape=target)
+
+
+def ravel(a, order="C"):
+    """`np.ravel`."""
+    return reshape(a, (-1,), order)
+
+
+def transpose(a, axes=None):
+    """`np.transpose`."""
+    x = operand(a)
+    n = ndim(x)
+    perm = tuple(range(n - 1, -1, -1)) if axes is None else tuple(normalize_axis(i, n) for i in axes)
+    return x if perm == tuple(range(n)) else S.transpose(x, axes=perm)
+
+
+def swapaxes(a, axis1, axis2):
+    """`np.swapaxes`."""
+    x = operand(a)
+    perm = list(range(ndim(x)))
+    i, j = normalize_axis(axis1, len(perm)), normalize_axis(axis2, len(perm))
+    perm[i], perm[j] = perm[j], perm[i]
+    return transpose(x, perm)
+
+
+def moveaxis(a, source, destination):
+    """`np.moveaxis`."""
+    x = operand(a)
+    n = ndim(x)
+    source = [normalize_axis(s, n) for s in np.atleast_1d(source).tolist()]
+    destination = [normalize_axis(d, n) for d in np.atleast_1d(destination).tolist()]
+    order = [i for i in range(n) if i not in source]
+    for d, s in sorted(zip(destination, source)):
+        order.insert(d, s)
+    return transpose(x, order)
+
+
+def expand_dims(a, axis):
+    """`np.expand_dims`."""
+    x = operand(a)
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    n = ndim(x) + len(axes)
+    axes = {normalize_axis(i, n) for i in axes}
+    it = iter(shape(x))
+    return reshape(x, tuple(1 if i in axes else next(it) for i in range(n)))
+
+
+def squeeze(a, axis=None):
+    """`np.squeeze`."""
+    x = operand(a)
+    s = shape(x)
+    axes = [i for i, d in enumerate(s) if d == 1] if axis is None else normalize_axes(axis, len(s))
+    for i in axes:
+        if s[i] != 1:
+            raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
+    return reshape(x, tuple(d for i, d in enumerate(s) if i not in axes))
+
+
+def broadcast_to(array, shape, subok=False):
+    """`np.broadcast_to`."""
+    x = operand(array)
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    return x if tuple(getattr(x, "shape", ())) == shape else S.broadcast_to(x, shape=shape)
+
+
+def broadcast_arrays(*args, subok=False):
+    """`np.broadcast_arrays`."""
+    xs = [operand(a) for a in args]
+    target = np.broadcast_shapes(*(shape(x) for x in xs))
+    return tuple(broadcast_to(x, target) for x in xs)
+
+
+def _atleast(n):
+    def fn(*arys):
+        out = []
+        for a in arys:
+            x = operand(a)
+            s = shape(x)
+            if len(s) < n:
+                s = {1: (1,), 2: (1,) + s if len(s) == 1 else (1, 1),
+                     3: (1,) + s + (1,) if len(s) == 2 else (1, s[0], 1) if s else (1, 1, 1)}[n]
+                x = reshape(x, s)
+            out.append(x)
+        return out[0] if len(out) == 1 else tuple(out)
+    fn.__name__ = fn.__qualname__ = f"atleast_{n}d"
+    fn.__doc__ = f"`np.atleast_{n}d`."
+    return fn
+
+
+atleast_1d, atleast_2d, atleast_3d = _atleast(1), _atleast(2), _atleast(3)
+
+# ------------------------------------------------------------------ joining
+
+
+def concatenate(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    """`np.concatenate`."""
+    refuse("concatenate", out=out)
+    xs = [operand(a) for a in arrays]
+    if axis is None:
+        xs, axis = [ravel(x) for x in xs], 0
+    if dtype is not None:
+        from ._elementwise import astype
+        xs = [astype(x, dtype) for x in xs]
+    if not xs:
+        raise ValueError("need at least one array to concatenate")
+    return S.concatenate(*xs, axis=normalize_axis(axis, ndim(xs[0])))
+
+
+def stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
+    """`np.stack`."""
+    xs = [operand(a) for a in arrays]
+    if not xs:
+        raise ValueError("need at least one array to stack")
+    axis = normalize_axis(axis, ndim(xs[0]) + 1)
+    return concatenate([expand_dims(x, axis) for x in xs], axis, out, dtype)
+
+
+def hstack(tup, *, dtype=None, casting="same_kind"):
+    """`np.hstack`."""
+    xs = atleast_1d(*tup) if len(tup) > 1 else [atleast_1d(*tup)]
+    return concatenate(xs, 0 if ndim(xs[0]) == 1 else 1, dtype=dtype)
+
+
+def vstack(tup, *, dtype=None, casting="same_kind"):
+    """`np.vstack`."""
+    xs = atleast_2d(*tup) if len(tup) > 1 else [atleast_2d(*tup)]
+    return concatenate(xs, 0, dtype=dtype)
+
+
+def column_stack(tup):
+    """`np.column_stack`."""
+    xs = [operand(a) for a in tup]
+    return concatenate([reshape(x, (-1, 1)) if ndim(x) < 2 else x for x in xs], 1)
+
+
+def _slice_along(x, axis, start, stop, step=None):
+    index = (S.Slice(None, None, None),) * axis + (S.Slice(start, stop, step),)
+    return S.getitem(x, index=index)
+
+
+def array_split(ary, indices_or_sections, axis=0):
+    """`np.array_split`."""
+    x = operand(ary)
+    axis = normalize_axis(axis, ndim(x))
+    n = shape(x)[axis]
+    if isinstance(indices_or_sections, numbers.Integral):
+        sections = int(indices_or_sections)
+        if sections <= 0:
+            raise ValueError("number sections must be larger than 0.")
+        each, extra = divmod(n, sections)
+        sizes = [each + 1] * extra + [each] * (sections - extra)
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    else:
+        bounds = [0] + [builtins.min(int(i), n) for i in indices_or_sections] + [n]
+    return [_slice_along(x, axis, start, builtins.max(start, stop))
+            for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def split(ary, indices_or_sections, axis=0):
+    """`np.split`."""
+    if isinstance(indices_or_sections, numbers.Integral):
+        n = shape(ary)[normalize_axis(axis, ndim(operand(ary)))]
+        if n % indices_or_sections:
+            raise ValueError("array split does not result in an equal division")
+    return array_split(ary, indices_or_sections, axis)
+
+
+# -------------------------------------------------------- reordering, copies
+
+
+def flip(m, axis=None):
+    """`np.flip`."""
+    x = operand(m)
+    axes = normalize_axes(axis, ndim(x))
+    index = tuple(S.Slice(None, None, -1) if i in axes else S.Slice(None, None, None)
+                  for i in range(ndim(x)))
+    return S.getitem(x, index=index) if axes else x
+
+
+def fliplr(m):
+    """`np.fliplr`."""
+    return flip(m, 1)
+
+
+def flipud(m):
+    """`np.flipud`."""
+    return flip(m, 0)
+
+
+def roll(a, shift, axis=None):
+    """`np.roll`."""
+    x = operand(a)
+    if axis is None:
+        return reshape(roll(ravel(x), shift, 0), shape(x))
+    shifts = np.broadcast_to(shift, np.shape(axis)).tolist() if not isinstance(axis, int) else [shift]
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    for s, ax in zip(shifts if isinstance(shifts, list) else [shifts], axes):
+        ax = normalize_axis(ax, ndim(x))
+        n = shape(x)[ax]
+        s = int(s) % n if n else 0
+        if s:
+            x = S.concatenate(_slice_along(x, ax, n - s, None), _slice_along(x, ax, None, n - s),
+                              axis=ax)
+    return x
+
+
+def tile(A, reps):
+    """`np.tile`."""
+    x = operand(A)
+    reps = (reps,) if isinstance(reps, numbers.Integral) else tuple(reps)
+    n = builtins.max(len(reps), ndim(x))
+    reps = (1,) * (n - len(reps)) + reps
+    s = (1,) * (n - ndim(x)) + shape(x)
+    interleaved = reshape(x, tuple(d for k in s for d in (1, k)))
+    tiled = broadcast_to(interleaved, tuple(d for r, k in zip(reps, s) for d in (r, k)))
+    return reshape(tiled, tuple(r * k for r, k in zip(reps, s)))
+
+
+def repeat(a, repeats, axis=None):
+    """`np.repeat`."""
+    x = operand(a)
+    if axis is None:
+        x, axis = ravel(x), 0
+    axis = normalize_axis(axis, ndim(x))
+    n = shape(x)[axis]
+    indices = np.repeat(np.arange(n), repeats)
+    return take(x, indices, axis)
+
+
+def pad(array, pad_width, mode="constant", **kwargs):
+    """`np.pad` (constant mode)."""
+    if mode != "constant":
+        raise unsupported("pad", f"mode={mode!r}; only mode='constant' is supported")
+    value = kwargs.pop("constant_values", 0)
+    if kwargs or np.ndim(value) != 0:
+        raise unsupported("pad", "only a single scalar constant_values is supported")
+    x = operand(array)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (ndim(x), 2)).tolist()
+    return S.pad(x, pad_width=tuple(map(tuple, widths)), constant_value=float(value))
+
+
+def copy(a, order="K", subok=False):
+    """`np.copy`: traced arrays are immutable, so the value itself."""
+    x = operand(a)
+    return x if isinstance(x, Tracer) else np.copy(x)
+
+
+def sort(a, axis=-1, kind=None, order=None, *, stable=None):
+    """`np.sort`: a gather by the (constant) sorting permutation."""
+    refuse("sort", order=order)
+    x = operand(a)
+    if axis is None:
+        x, axis = ravel(x), 0
+    axis = normalize_axis(axis, ndim(x))
+    return take_along_axis(x, _argsort(S.stop_gradient(x), axis=axis), axis)
+
+
+def argsort(a, axis=-1, kind=None, order=None, *, stable=None):
+    """`np.argsort` (integer result)."""
+    refuse("argsort", order=order)
+    x = operand(a)
+    if axis is None:
+        x, axis = ravel(x), 0
+    return _argsort(x, axis=normalize_axis(axis, ndim(x)))
+
+
+# ----------------------------------------------------------------- diagonals
+
+
+def diagonal(a, offset=0, axis1=0, axis2=1):
+    """`np.diagonal` (the diagonal becomes the last axis)."""
+    x = operand(a)
+    n = ndim(x)
+    axis1, axis2 = normalize_axis(axis1, n), normalize_axis(axis2, n)
+    x = moveaxis(x, (axis1, axis2), (-2, -1))
+    rows, cols = shape(x)[-2:]
+    i = np.arange(builtins.max(0, builtins.min(rows + builtins.min(offset, 0),
+                                               cols - builtins.max(offset, 0))))
+    r, c = i - builtins.min(offset, 0), i + builtins.max(offset, 0)
+    return getitem(x, (Ellipsis, r, c))
+
+
+def diag(v, k=0):
+    """`np.diag`: the k-th diagonal of a matrix, or a matrix with v on its k-th diagonal."""
+    x = operand(v)
+    if ndim(x) == 2:
+        return diagonal(x, k)
+    if ndim(x) != 1:
+        raise ValueError("Input must be 1- or 2-d.")
+    n = shape(x)[0] + abs(k)
+    i = np.arange(shape(x)[0])
+    rows, cols = i + builtins.max(-k, 0), i + builtins.max(k, 0)
+    return at(np.zeros((n, n), x.dtype))[rows, cols].set(x)
+
+
+def _tri_mask(x, k, lower):
+    rows, cols = shape(x)[-2:]
+    mask = np.tri(rows, cols, k=k if lower else k - 1, dtype=bool)
+    return mask if lower else ~mask
+
+
+def tril(m, k=0):
+    """`np.tril`."""
+    x = operand(m)
+    return E.where(_tri_mask(x, k, True), x, 0)
+
+
+def triu(m, k=0):
+    """`np.triu`."""
+    x = operand(m)
+    return E.where(_tri_mask(x, k, False), x, 0)
+
+
+# ------------------------------------------------------------------ indexing
+
+
+def _index_template(x, index):
+    """Split a NumPy index into a hashable template and its integer index arrays."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    template, arrays = [], []
+    for entry in index:
+        if entry is None or entry is Ellipsis:
+            template.append(entry)
+        elif isinstance(entry, slice):
+            template.append(S.Slice(*(None if v is None else int(v.__index__())
+                                      for v in (entry.start, entry.stop, entry.step))))
+        elif isinstance(entry, numbers.Integral) and not isinstance(entry, (bool, np.bool_)):
+            template.append(int(entry))
+        else:
+            arr = entry if isinstance(entry, Tracer) else np.asarray(entry)
+            kind = arr.dtype.kind
+            if kind == "b":
+                if isinstance(arr, Tracer):
+                    raise unsupported("boolean-mask indexing", "the mask must be concrete")
+                for a in np.nonzero(arr):
+                    template.append(S.ArrayIndex(len(arrays)))
+                    arrays.append(a)
+            elif kind in "iu":
+                template.append(S.ArrayIndex(len(arrays)))
+                arrays.append(arr)
+            else:
+                raise IndexError(
+                    "only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and "
+                    f"integer or boolean arrays are valid indices, got {entry!r}")
+    return tuple(template), arrays
+
+
+def getitem(a, index):
+    """`a[index]` for any NumPy index; gradients accumulate over repeated indices."""
+    x = operand(a)
+    template, arrays = _index_template(x, index)
+    return S.getitem(x, *arrays, index=template)
+
+
+def take(a, indices, axis=None, out=None, mode=None):
+    """`np.take`."""
+    refuse("take", out=out, mode=mode)
+    x = operand(a)
+    if axis is None:
+        x, axis = ravel(x), 0
+    axis = normalize_axis(axis, ndim(x))
+    return getitem(x, (slice(None),) * axis + (np.asarray(indices) if not isinstance(
+        indices, Tracer) else indices,))
+
+
+def take_along_axis(arr, indices, axis=-1):
+    """`np.take_along_axis`."""
+    x = operand(arr)
+    if axis is None:
+        x, axis = ravel(x), 0
+    n = ndim(x)
+    axis = normalize_axis(axis, n)
+    idx = indices if isinstance(indices, Tracer) else np.asarray(indices)
+    if ndim(idx) != n:
+        raise ValueError("`indices` and `arr` must have the same number of dimensions")
+    index = tuple(idx if i == axis else np.arange(d).reshape((-1,) + (1,) * (n - i - 1))
+                  for i, d in enumerate(shape(x)))
+    return getitem(x, index)
+
+
+class _AtIndexer:
+    __slots__ = ("array", "index")
+
+    def __init__(self, array, index):
+        self.array, self.index = array, index
+
+    def set(self, values):
+        """A copy of the array with `values` written at the index."""
+        template, arrays = _index_template(self.array, self.index)
+        return S.scatter_set(operand(self.array), operand(values), *arrays, index=template)
+
+    def add(self, values):
+        """A copy of the array with `values` added at the index (repeated indices accumulate)."""
+        template, arrays = _index_template(self.array, self.index)
+        x = operand(self.array)
+        return S.scatter_add(x, operand(values), *arrays, index=template)
+
+    def get(self):
+        """The same as `array[index]`."""
+        return getitem(self.array, self.index)
+
+
+class at:
+    """Functional indexed updates: `at(x)[idx].set(v)` and `at(x)[idx].add(v)`.
+
+    In-place writes (`x[idx] = v`) are refused on traced arrays; these return a new
+    array and are differentiable in both `x` and `v`.
+
+    >>> import numpy as np, pullback.numpy as pnp
+    >>> pnp.at(np.zeros(3))[1].set(5.0)
+    array([0., 5., 0.])
+    """
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+    def __getitem__(self, index):
+        return _AtIndexer(self.array, index)
+
+    def __setitem__(self, index, value):
+        raise InPlaceMutationError("use `at(x)[index].set(value)`, which returns the new array")
+
+
+# ------------------------------------------------------------------ creation
+
+
+def _contains_tracer(obj):
+    if isinstance(obj, Tracer):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return builtins.any(_contains_tracer(o) for o in obj)
+    return False
+
+
+def array(object, dtype=None, *, copy=True, order="K", subok=False, ndmin=0, like=None):
+    """`np.array` that also accepts (nested) lists of traced values."""
+    if isinstance(object, (list, tuple)) and _contains_tracer(object):
+        result = stack([array(o) for o in object]) if object else np.array([], dtype)
+    elif isinstance(object, Tracer):
+        result = object
+    else:
+        return np.array(object, dtype=dtype, ndmin=ndmin)
+    from ._elementwise import astype
+    result = astype(result, dtype) if dtype is not None else result
+    return reshape(result, (1,) * (ndmin - ndim(result)) + shape(result)) if ndim(result) < ndmin else result
+
+
+def asarray(a, dtype=None, order=None, *, like=None, **kwargs):
+    """`np.asarray` that also accepts traced values and (nested) lists of them."""
+    if isinstance(a, Tracer) or (isinstance(a, (list, tuple)) and _contains_tracer(a)):
+        return array(a, dtype)
+    return np.asarray(a, dtype=dtype)
+
+
+def zeros_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    """`np.zeros_like` (a constant: no derivative flows through it)."""
+    return np.zeros(_like_shape(a, shape), dtype or _dtype(a))
+
+
+def ones_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    """`np.ones_like` (a constant)."""
+    return np.ones(_like_shape(a, shape), dtype or _dtype(a))
+
+
+empty_like = zeros_like
+
+
+def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    """`np.full_like`; a traced fill value keeps its derivative."""
+    target = _like_shape(a, shape)
+    dtype = np.dtype(dtype or _dtype(a))
+    if isinstance(fill_value, Tracer):
+        from ._elementwise import astype
+        return broadcast_to(astype(fill_value, dtype), target)
+    return np.full(target, fill_value, dtype)
+
+
+def _like_shape(a, shape_):
+    if shape_ is not None:
+        return (shape_,) if isinstance(shape_, numbers.Integral) else tuple(shape_)
+    return shape(a)
+
+
+def _dtype(a):
+    return getattr(a, "dtype", None) or np.asarray(a).dtype

@@ -1,0 +1,2 @@
+"""pullback.numpy.linalg: differentiable `numpy.linalg` functions."""
+__all__ = []

@@ -1,0 +1,112 @@
+"""Contractions: matmul (batched, broadcasting, operands of rank >= 2) and einsum.
+
+Both are multilinear: the jvp is the sum over operands of the contraction with
+that operand replaced by its tangent; each operand's cotangent is a contraction
+of the output cotangent with the other operands.
+"""
+import string
+
+import numpy as np
+
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from .families import dtype_of, shape_of, unbroadcast
+from .structural import convert, transpose
+
+
+def multilinear_jvp(prim):
+    """The jvp of a primitive linear in each operand separately."""
+    def jvp(primals, tangents, **params):
+        out = prim(*primals, **params)
+        tangent_out = ZERO
+        for i, t in enumerate(tangents):
+            if t is ZERO:
+                continue
+            term = prim(*primals[:i], t, *primals[i + 1:], **params)
+            tangent_out = term if tangent_out is ZERO else tangent_out + term
+        return out, tangent_out
+    return jvp
+
+
+# ---------------------------------------------------------------------- matmul
+
+def swap_last(x):
+    """x with its last two axes exchanged (the matrix transpose of a stack)."""
+    n = len(shape_of(x))
+    return transpose(x, axes=tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+def _matmul_shape(a, b):
+    (sa, sb) = shape_of(a), shape_of(b)
+    batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+    return ShapeDtype(batch + (sa[-2], sb[-1]), np.result_type(dtype_of(a), dtype_of(b)))
+
+
+def _matmul_vjp(wrt, out, a, b):
+    def pullback(ct):
+        return (unbroadcast(matmul(ct, swap_last(b)), a) if wrt[0] else ZERO,
+                unbroadcast(matmul(swap_last(a), ct), b) if wrt[1] else ZERO)
+    return name_pullback(pullback, "matmul")
+
+
+matmul = Primitive("matmul", np.matmul, shape=_matmul_shape,
+                   jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
+                   family="contraction", domain=("matrix", "matrix"))
+
+# ---------------------------------------------------------------------- einsum
+
+
+def _parse(spec):
+    inputs, output = spec.split("->")
+    return inputs.split(","), output
+
+
+def _einsum_shape(*operands, spec):
+    inputs, output = _parse(spec)
+    sizes = {}
+    for sub, x in zip(inputs, operands):
+        sizes.update(zip(sub, shape_of(x)))
+    return ShapeDtype(tuple(sizes[c] for c in output),
+                      np.result_type(*(dtype_of(x) for x in operands)))
+
+
+def _einsum_operand_cotangent(ct, operands, i, spec):
+    """The cotangent of operand i: contract ct with the other operands.
+
+    Letters repeated in operand i (diagonals) are tied back with identity
+    matrices; letters only operand i has (summed out) are broadcast with ones.
+    """
+    inputs, output = _parse(spec)
+    target = inputs[i]
+    subs = [output] + inputs[:i] + inputs[i + 1:]
+    args = [ct] + list(operands[:i]) + list(operands[i + 1:])
+    dtype = dtype_of(operands[i])
+    sizes = dict(zip(target, shape_of(operands[i])))
+    fresh = iter(c for c in string.ascii_letters if c not in spec)
+    result, seen = "", set()
+    for c in target:
+        if c in seen:                       # a repeated letter: tie it with an identity
+            d = next(fresh)
+            subs.append(c + d)
+            args.append(np.eye(sizes[c], dtype=dtype))
+            c = d
+        seen.add(c)
+        result += c
+    available = set("".join(subs))
+    for c in dict.fromkeys(result):
+        if c not in available:              # summed out in the forward pass: broadcast back
+            subs.append(c)
+            args.append(np.ones(sizes[c], dtype=dtype))
+    ct_i = einsum(*args, spec=",".join(subs) + "->" + result)
+    return ct_i if dtype_of(ct_i) == dtype else convert(ct_i, dtype=dtype)
+
+
+def _einsum_vjp(wrt, out, *operands, spec):
+    def pullback(ct):
+        return tuple(_einsum_operand_cotangent(ct, operands, i, spec) if w else ZERO
+                     for i, w in enumerate(wrt))
+    return name_pullback(pullback, "einsum")
+
+
+einsum = Primitive("einsum", lambda *ops, spec: np.einsum(spec, *ops, optimize=len(ops) > 1),
+                   shape=_einsum_shape, jvp=lambda p, t, spec: multilinear_jvp(einsum)(p, t, spec=spec),
+                   vjp=_einsum_vjp, family="contraction")

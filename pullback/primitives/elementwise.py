@@ -1,0 +1,165 @@
+"""Elementwise primitives: one line per primitive, its partial derivatives beside it.
+
+Derivatives are functions of the inputs and the output, written with primitives
+(so they differentiate again), or plain numbers. Constants are Python floats,
+which NumPy treats as weakly typed: float32 stays float32.
+"""
+import math
+
+import numpy as np
+import scipy.special as sp
+
+from ..core.primitive import ZERO, Primitive, name_pullback
+from .families import constant, elementwise, elementwise_shape, unbroadcast
+
+POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
+REALS = (-2.0, 2.0)
+LN2, LN10 = math.log(2.0), math.log(10.0)
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def unary(name, impl, derivative, domain=REALS):
+    return elementwise(name, impl, derivative, domain=(domain,))
+
+
+def binary(name, impl, d_x, d_y, domain=(REALS, REALS)):
+    return elementwise(name, impl, d_x, d_y, domain=domain)
+
+
+# ----------------------------------------------------------------- unary math
+
+negative = unary("negative", np.negative, -1)
+absolute = unary("absolute", np.absolute, lambda x, out: sign(x))
+sqrt = unary("sqrt", np.sqrt, lambda x, out: 0.5 / out, POSITIVE)
+cbrt = unary("cbrt", np.cbrt, lambda x, out: 1.0 / (3.0 * square(out)), POSITIVE)
+square = unary("square", np.square, lambda x, out: 2.0 * x)
+reciprocal = unary("reciprocal", np.reciprocal, lambda x, out: -square(out), POSITIVE)
+exp = unary("exp", np.exp, lambda x, out: out)
+exp2 = unary("exp2", np.exp2, lambda x, out: out * LN2)
+expm1 = unary("expm1", np.expm1, lambda x, out: out + 1.0)
+log = unary("log", np.log, lambda x, out: reciprocal(x), POSITIVE)
+log2 = unary("log2", np.log2, lambda x, out: 1.0 / (x * LN2), POSITIVE)
+log10 = unary("log10", np.log10, lambda x, out: 1.0 / (x * LN10), POSITIVE)
+log1p = unary("log1p", np.log1p, lambda x, out: reciprocal(x + 1.0), POSITIVE)
+sin = unary("sin", np.sin, lambda x, out: cos(x))
+cos = unary("cos", np.cos, lambda x, out: -sin(x))
+tan = unary("tan", np.tan, lambda x, out: square(out) + 1.0, UNIT)
+arcsin = unary("arcsin", np.arcsin, lambda x, out: 1.0 / sqrt(1.0 - square(x)), UNIT)
+arccos = unary("arccos", np.arccos, lambda x, out: -1.0 / sqrt(1.0 - square(x)), UNIT)
+arctan = unary("arctan", np.arctan, lambda x, out: reciprocal(square(x) + 1.0))
+sinh = unary("sinh", np.sinh, lambda x, out: cosh(x))
+cosh = unary("cosh", np.cosh, lambda x, out: sinh(x))
+tanh = unary("tanh", np.tanh, lambda x, out: 1.0 - square(out))
+arcsinh = unary("arcsinh", np.arcsinh, lambda x, out: 1.0 / sqrt(square(x) + 1.0))
+arccosh = unary("arccosh", np.arccosh, lambda x, out: 1.0 / sqrt(square(x) - 1.0), (1.2, 3.0))
+arctanh = unary("arctanh", np.arctanh, lambda x, out: reciprocal(1.0 - square(x)), UNIT)
+
+# ------------------------------------------------------- scipy.special (unary)
+
+expit = unary("expit", sp.expit, lambda x, out: out * (1.0 - out))
+logit = unary("logit", sp.logit, lambda x, out: reciprocal(x * (1.0 - x)), OPEN_UNIT)
+erf = unary("erf", sp.erf, lambda x, out: (2.0 / math.sqrt(math.pi)) * exp(-square(x)))
+erfc = unary("erfc", sp.erfc, lambda x, out: (-2.0 / math.sqrt(math.pi)) * exp(-square(x)))
+gammaln = unary("gammaln", sp.gammaln, lambda x, out: digamma(x), POSITIVE)
+digamma = unary("digamma", sp.digamma, lambda x, out: polygamma(x, n=1), POSITIVE)
+polygamma = elementwise("polygamma", lambda x, n: sp.polygamma(n, x),
+                        lambda x, out, n: polygamma(x, n=n + 1), domain=(POSITIVE,))
+ndtr = unary("ndtr", sp.ndtr, lambda x, out: exp(-0.5 * square(x) - HALF_LOG_2PI), (-3.0, 3.0))
+log_ndtr = unary("log_ndtr", sp.log_ndtr,
+                 lambda x, out: exp(-0.5 * square(x) - HALF_LOG_2PI - out), (-3.0, 3.0))
+
+# ------------------------------------------------------------- binary math
+
+
+def _power_dx(x, y, out):
+    if isinstance(y, (int, float)):
+        return 2.0 * x if y == 2 else y * x ** (y - 1)
+    return y * x ** (y - 1.0)
+
+
+def _power_dy(x, y, out):
+    # d/dy x**y = x**y log x, taken as 0 at x == 0 (where x**y is constant 0 for y > 0).
+    return out * log(where(x == 0, 1.0, x))
+
+
+add = binary("add", np.add, 1, 1)
+subtract = binary("subtract", np.subtract, 1, -1)
+multiply = binary("multiply", np.multiply, lambda x, y, out: y, lambda x, y, out: x)
+divide = binary("divide", np.divide, lambda x, y, out: reciprocal(y),
+                lambda x, y, out: -out / y, (REALS, (0.5, 2.0)))
+power = binary("power", np.power, _power_dx, _power_dy, ((0.5, 2.0), REALS))
+# maximum/minimum split the derivative equally at ties (the mean of the one-sided ones).
+maximum = binary("maximum", np.maximum, lambda x, y, out: 0.5 + 0.5 * sign(x - y),
+                 lambda x, y, out: 0.5 - 0.5 * sign(x - y))
+minimum = binary("minimum", np.minimum, lambda x, y, out: 0.5 - 0.5 * sign(x - y),
+                 lambda x, y, out: 0.5 + 0.5 * sign(x - y))
+# fmax/fmin ignore NaN: the derivative goes to the argument that is not NaN.
+fmax = binary("fmax", np.fmax, lambda x, y, out: _fmax_dx(x, y),
+              lambda x, y, out: 1.0 - _fmax_dx(x, y))
+fmin = binary("fmin", np.fmin, lambda x, y, out: _fmax_dx(y, x),
+              lambda x, y, out: 1.0 - _fmax_dx(y, x))
+arctan2 = binary("arctan2", np.arctan2, lambda y, x, out: x / (square(x) + square(y)),
+                 lambda y, x, out: -y / (square(x) + square(y)))
+hypot = binary("hypot", np.hypot, lambda x, y, out: x / out, lambda x, y, out: y / out)
+logaddexp = binary("logaddexp", np.logaddexp, lambda x, y, out: exp(x - out),
+                   lambda x, y, out: exp(y - out))
+logaddexp2 = binary("logaddexp2", np.logaddexp2, lambda x, y, out: exp2(x - out),
+                    lambda x, y, out: exp2(y - out))
+remainder = binary("remainder", np.remainder, 1, lambda x, y, out: -floor_divide(x, y),
+                   ((2.3, 2.5), (1.05, 1.1)))
+fmod = binary("fmod", np.fmod, 1, lambda x, y, out: -trunc(x / y), ((2.3, 2.5), (1.05, 1.1)))
+xlogy = binary("xlogy", sp.xlogy, lambda x, y, out: log(y), lambda x, y, out: x / y,
+               (REALS, POSITIVE))
+
+
+def _fmax_dx(x, y):
+    tie_split = 0.5 + 0.5 * sign(x - y)
+    return where(isnan(y), 1.0, where(isnan(x), 0.0, tie_split))
+
+
+# ------------------------------------------------- zero-derivative functions
+
+sign = constant("sign", np.sign)
+floor = constant("floor", np.floor)
+ceil = constant("ceil", np.ceil)
+trunc = constant("trunc", np.trunc)
+rint = constant("rint", np.rint)
+around = constant("around", lambda x, decimals: np.round(x, decimals))
+floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.05, 1.1)))
+isnan = constant("isnan", np.isnan)
+isinf = constant("isinf", np.isinf)
+isfinite = constant("isfinite", np.isfinite)
+logical_not = constant("logical_not", np.logical_not)
+logical_and = constant("logical_and", np.logical_and)
+logical_or = constant("logical_or", np.logical_or)
+logical_xor = constant("logical_xor", np.logical_xor)
+less = constant("less", np.less)
+less_equal = constant("less_equal", np.less_equal)
+greater = constant("greater", np.greater)
+greater_equal = constant("greater_equal", np.greater_equal)
+equal = constant("equal", np.equal)
+not_equal = constant("not_equal", np.not_equal)
+
+# ------------------------------------------------------------------ selection
+
+def _where_jvp(primals, tangents):
+    condition, x, y = primals
+    _, t_x, t_y = tangents
+    out = where(condition, x, y)
+    t = where(condition, 0.0 if t_x is ZERO else t_x, 0.0 if t_y is ZERO else t_y)
+    if t.shape != out.shape:
+        from .structural import broadcast_to
+        t = broadcast_to(t, shape=out.shape)
+    return out, t
+
+
+def _where_vjp(wrt, out, condition, x, y):
+    def pullback(ct):
+        return (ZERO,
+                unbroadcast(where(condition, ct, 0.0), x) if wrt[1] else ZERO,
+                unbroadcast(where(condition, 0.0, ct), y) if wrt[2] else ZERO)
+    return name_pullback(pullback, "where")
+
+
+where = Primitive("where", np.where, shape=elementwise_shape(np.where), jvp=_where_jvp,
+                  vjp=_where_vjp, family="elementwise", domain=("bool", REALS, REALS))

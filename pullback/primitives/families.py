@@ -1,0 +1,176 @@
+"""Family constructors: the only place that knows what "elementwise" or "linear" means.
+
+Each constructor builds a `Primitive` and supplies the rules its family derives:
+
+- `elementwise(name, impl, derivatives)`: from the scalar partial derivatives
+  (functions of the inputs and the output, written with primitives, or plain
+  numbers) come the shape rule, the jvp and the vjp (with un-broadcasting);
+- `constant(name, impl, shape)`: outputs with zero derivative (comparisons,
+  rounding, integer results);
+- `linear(name, impl, shape, transpose)`: the jvp applies the primitive to the
+  tangents and the vjp is the transpose rule.
+"""
+from functools import lru_cache
+
+import numpy as np
+
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+
+REALS = ("reals",)
+
+
+def shape_of(x) -> tuple:
+    """Shape of an array, tracer, abstract value or Python scalar."""
+    return getattr(x, "shape", ())
+
+
+def dtype_of(x):
+    """dtype of an array, tracer or abstract value; None for a (weakly typed) Python scalar."""
+    return getattr(x, "dtype", None)
+
+
+# ------------------------------------------------------------------ elementwise
+
+def elementwise_shape(impl):
+    """Shape rule of a broadcasting primitive: broadcast shapes, dtype as NumPy computes it."""
+    def shape(*args, **params):
+        out_shape = np.broadcast_shapes(*(shape_of(a) for a in args))
+        dtypes = tuple(dtype_of(a) for a in args)
+        scalars = tuple(type(a) if d is None else None for a, d in zip(args, dtypes))
+        return ShapeDtype(out_shape, _result_dtype(impl, dtypes, scalars,
+                                                   tuple(sorted(params.items()))))
+    return shape
+
+
+@lru_cache(maxsize=None)
+def _result_dtype(impl, dtypes, scalars, params):
+    # Evaluate on one-element arrays: exact NumPy type promotion (weak Python scalars included).
+    probes = [s(1) if d is None else np.ones(1, d) for d, s in zip(dtypes, scalars)]
+    with np.errstate(all="ignore"):
+        return impl(*probes, **dict(params)).dtype
+
+
+def unbroadcast(ct, x):
+    """Sum `ct` down to the shape of `x` (undoing broadcasting) and cast it to x's dtype."""
+    from . import reductions, structural
+    shape = shape_of(x)
+    ct_shape = ct.shape
+    if ct_shape != shape:
+        lead = len(ct_shape) - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and ct_shape[lead + i] != 1)
+        if axes:
+            ct = reductions.sum(ct, axis=axes, keepdims=False)
+        if ct.shape != shape:
+            ct = structural.reshape(ct, shape=shape)
+    dtype = dtype_of(x)
+    if dtype is not None and ct.dtype != dtype:
+        ct = structural.convert(ct, dtype=dtype)
+    return ct
+
+
+def _scale(t, derivative, args, params):
+    """t * derivative, where derivative is a number or a function of (*primals, out)."""
+    if type(derivative) is int or type(derivative) is float:
+        return t if derivative == 1 else -t if derivative == -1 else t * derivative
+    return t * derivative(*args, **params)
+
+
+def elementwise(name, impl, *derivatives, domain=REALS, differentiable=True):
+    """An elementwise (broadcasting) primitive with the given partial derivatives.
+
+    `derivatives[i]` is the partial derivative with respect to input i: a number,
+    or a function `(*primals, out) -> array` written with primitives.
+    """
+    prim = None
+
+    def jvp(primals, tangents, **params):
+        out = prim(*primals, **params)
+        args = (*primals, out)
+        tangent_out = ZERO
+        for d, t in zip(derivatives, tangents):
+            if t is ZERO:
+                continue
+            term = _scale(t, d, args, params)
+            tangent_out = term if tangent_out is ZERO else tangent_out + term
+        if tangent_out is not ZERO and tangent_out.shape != out.shape:
+            from . import structural
+            tangent_out = structural.broadcast_to(tangent_out, shape=out.shape)
+        return out, tangent_out
+
+    def vjp(wrt, out, *primals, **params):
+        args = (*primals, out)
+
+        def pullback(ct):
+            return tuple(unbroadcast(_scale(ct, d, args, params), x) if w else ZERO
+                         for d, w, x in zip(derivatives, wrt, primals))
+        return name_pullback(pullback, name)
+
+    prim = Primitive(name, impl, shape=elementwise_shape(impl),
+                     jvp=jvp if differentiable else None, vjp=vjp if differentiable else None,
+                     differentiable=differentiable, domain=domain, family="elementwise")
+    return prim
+
+
+def constant(name, impl, shape=None, *, domain=REALS, family="elementwise"):
+    """A primitive with zero derivative everywhere it is defined (no derivative rules)."""
+    return Primitive(name, impl, shape=shape or elementwise_shape(impl), differentiable=False,
+                     domain=domain, family=family)
+
+
+# ----------------------------------------------------------------------- linear
+
+def linear(name, impl, shape, transpose, *, family="structural", domain=REALS):
+    """A primitive linear in its (single) array input.
+
+    `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
+    with `x` as a shape/dtype reference, never for its values.
+    """
+    prim = None
+
+    def jvp(primals, tangents, **params):
+        return prim(*primals, **params), prim(*tangents, **params)
+
+    def vjp(wrt, out, x, **params):
+        def pullback(ct):
+            return (transpose(ct, x, **params),)
+        return name_pullback(pullback, name)
+
+    prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, family=family, domain=domain)
+    return prim
+
+
+# -------------------------------------------------------------- via a composite
+
+def derivatives_from(composite, name):
+    """jvp and vjp rules equal to the derivatives of `composite(*primals, **params)`.
+
+    For primitives whose fast `impl` has no convenient closed-form derivative, but
+    which can be written (more slowly) with other primitives: differentiating the
+    composite is exact and differentiable again.
+    """
+    from ..transforms.forward import jvp_flat
+    from ..transforms.reverse import vjp_flat
+
+    def jvp(primals, tangents, **params):
+        return jvp_flat(lambda *args: composite(*args, **params), primals, tangents)
+
+    def vjp(wrt, out, *primals, **params):
+        positions = [i for i, w in enumerate(wrt) if w]
+
+        def partial(*diff_args):
+            args = list(primals)
+            for i, a in zip(positions, diff_args):
+                args[i] = a
+            return composite(*args, **params)
+
+        _, back = vjp_flat(partial, [primals[i] for i in positions])
+
+        def pullback(ct):
+            cts = [ZERO] * len(primals)
+            for i, c in zip(positions, back(ct)):
+                cts[i] = c
+            return tuple(cts)
+        return name_pullback(pullback, name)
+
+    return {"jvp": jvp, "vjp": vjp}

@@ -1,0 +1,172 @@
+"""Reductions and scans along axes: sum, max, min, prod, cumsum, cumprod, arg-reductions.
+
+`axis` is always a tuple of non-negative ints (the numpy namespace normalises it)
+for reductions, a single non-negative int for scans.
+"""
+import math
+
+import numpy as np
+
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from .elementwise import equal, where
+from .families import constant, derivatives_from, dtype_of, linear, shape_of
+from .structural import (Slice, broadcast_to, concatenate, convert, getitem, reshape,
+                         transpose)
+
+
+def reduced_shape(shape, axis, keepdims):
+    if keepdims:
+        return tuple(1 if i in axis else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in axis)
+
+
+def _reduction_shape(x, axis, keepdims):
+    return ShapeDtype(reduced_shape(shape_of(x), axis, keepdims), dtype_of(x))
+
+
+def keep_dims(y, x, axis, keepdims):
+    """Reshape a reduction's result y (or its cotangent) to the keepdims shape of x."""
+    if keepdims:
+        return y
+    return reshape(y, shape=reduced_shape(shape_of(x), axis, True))
+
+
+def _sum_transpose(ct, x, axis, keepdims):
+    return broadcast_to(keep_dims(ct, x, axis, keepdims), shape=shape_of(x))
+
+
+sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+             shape=_reduction_shape, transpose=_sum_transpose, family="reduction")
+
+# ------------------------------------------------------------------ max / min
+
+
+def _extremum_weights(x, out, axis, keepdims):
+    """Where the extremum is attained, split equally among ties (a constant)."""
+    hits = convert(equal(x, keep_dims(out, x, axis, keepdims)), dtype=dtype_of(x))
+    return hits / sum(hits, axis=axis, keepdims=True)
+
+
+def _extremum(name, impl):
+    def jvp(primals, tangents, axis, keepdims):
+        (x,), (t,) = primals, tangents
+        out = prim(x, axis=axis, keepdims=keepdims)
+        weights = _extremum_weights(x, out, axis, keepdims)
+        return out, sum(t * weights, axis=axis, keepdims=keepdims)
+
+    def vjp(wrt, out, x, axis, keepdims):
+        def pullback(ct):
+            return (keep_dims(ct, x, axis, keepdims) * _extremum_weights(x, out, axis, keepdims),)
+        return name_pullback(pullback, name)
+
+    prim = Primitive(name, lambda x, axis, keepdims: impl(x, axis=axis, keepdims=keepdims),
+                     shape=_reduction_shape, jvp=jvp, vjp=vjp, family="reduction")
+    return prim
+
+
+max = _extremum("max", np.max)
+min = _extremum("min", np.min)
+
+# ----------------------------------------------------------------------- prod
+
+
+def _flip_last(x):
+    return getitem(x, index=(Ellipsis, Slice(None, None, -1)))
+
+
+def _exclusive_cumprod_last(y):
+    """[1, y0, y0*y1, ...] along the last axis: products strictly before each element."""
+    ones = np.ones(shape_of(y)[:-1] + (1,), dtype_of(y))
+    head = getitem(y, index=(Ellipsis, Slice(None, -1, None)))
+    return concatenate(ones, cumprod(head, axis=len(shape_of(y)) - 1), axis=len(shape_of(y)) - 1)
+
+
+def _permute(x, perm):
+    return x if perm == tuple(range(len(perm))) else transpose(x, axes=perm)
+
+
+def _inverse(perm):
+    return tuple(np.argsort(perm).tolist())
+
+
+def _product_of_others(x, axis):
+    """For every element, the product of the other elements in its reduction group.
+
+    Exclusive cumulative products from both ends: exact with zeros (no division).
+    """
+    ndim = len(shape_of(x))
+    perm = tuple(i for i in range(ndim) if i not in axis) + tuple(axis)
+    moved = _permute(x, perm)
+    lead = shape_of(moved)[:ndim - len(axis)]
+    y = reshape(moved, shape=lead + (math.prod(shape_of(moved)[len(lead):]),))
+    others = _exclusive_cumprod_last(y) * _flip_last(_exclusive_cumprod_last(_flip_last(y)))
+    return _permute(reshape(others, shape=shape_of(moved)), _inverse(perm))
+
+
+def _prod_jvp(primals, tangents, axis, keepdims):
+    (x,), (t,) = primals, tangents
+    return prod(x, axis=axis, keepdims=keepdims), sum(t * _product_of_others(x, axis), axis=axis,
+                                                      keepdims=keepdims)
+
+
+def _prod_vjp(wrt, out, x, axis, keepdims):
+    def pullback(ct):
+        return (keep_dims(ct, x, axis, keepdims) * _product_of_others(x, axis),)
+    return name_pullback(pullback, "prod")
+
+
+prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+                 shape=_reduction_shape, jvp=_prod_jvp, vjp=_prod_vjp, family="reduction")
+
+# ---------------------------------------------------------------------- scans
+
+
+def _scan_shape(x, axis):
+    return ShapeDtype(shape_of(x), dtype_of(x))
+
+
+def _flip(x, axis):
+    return getitem(x, index=(Slice(None, None, None),) * axis + (Slice(None, None, -1),))
+
+
+cumsum = linear("cumsum", lambda x, axis: np.cumsum(x, axis=axis), shape=_scan_shape,
+                transpose=lambda ct, x, axis: _flip(cumsum(_flip(ct, axis), axis=axis), axis),
+                family="reduction")
+
+
+def _cumprod_by_prod(x, axis):
+    """cumprod as products of masked copies: out[k] = prod_j (x[j] if j <= k else 1).
+
+    Its derivative is exact with zeros; it costs O(n^2) along `axis`, which is paid
+    only when cumprod is differentiated.
+    """
+    ndim = len(shape_of(x))
+    perm = tuple(i for i in range(ndim) if i != axis) + (axis,)
+    y = _permute(x, perm)
+    n = shape_of(y)[-1]
+    rows = broadcast_to(reshape(y, shape=shape_of(y)[:-1] + (1, n)), shape=shape_of(y) + (n,))
+    out = prod(where(np.tri(n, dtype=bool), rows, 1.0), axis=(ndim,), keepdims=False)
+    return _permute(out, _inverse(perm))
+
+
+cumprod = Primitive("cumprod", lambda x, axis: np.cumprod(x, axis=axis), shape=_scan_shape,
+                    **derivatives_from(_cumprod_by_prod, "cumprod"), family="reduction")
+
+# -------------------------------------------------------- integer-valued results
+
+
+def _arg_shape(x, axis):
+    shape = shape_of(x)
+    return ShapeDtype(tuple(n for i, n in enumerate(shape) if i != axis), np.dtype(np.intp))
+
+
+argmax = constant("argmax", lambda x, axis: np.argmax(x, axis=axis), _arg_shape, family="reduction")
+argmin = constant("argmin", lambda x, axis: np.argmin(x, axis=axis), _arg_shape, family="reduction")
+argsort = constant("argsort", lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
+                   lambda x, axis: ShapeDtype(shape_of(x), np.dtype(np.intp)), family="reduction")
+any = constant("any", lambda x, axis, keepdims: np.any(x, axis=axis, keepdims=keepdims),
+               lambda x, axis, keepdims: ShapeDtype(reduced_shape(shape_of(x), axis, keepdims),
+                                                    np.dtype(bool)), family="reduction")
+all = constant("all", lambda x, axis, keepdims: np.all(x, axis=axis, keepdims=keepdims),
+               lambda x, axis, keepdims: ShapeDtype(reduced_shape(shape_of(x), axis, keepdims),
+                                                    np.dtype(bool)), family="reduction")

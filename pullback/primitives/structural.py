@@ -1,0 +1,198 @@
+"""Structural primitives: linear maps that move, copy, select or cast array elements.
+
+Each gives its transpose rule (how a cotangent flows back); the jvp applies the
+primitive to the tangent. Indexing is one primitive, `getitem`, whose integer
+index arrays are positional arguments (they are data, never differentiated) and
+whose static part (slices, integers, `None`, `Ellipsis`) is a hashable template.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from .families import constant, dtype_of, linear, shape_of, unbroadcast
+
+
+def _aval_probe(x):
+    """A zero-strided stand-in with x's shape and dtype, for exact shape rules."""
+    return np.broadcast_to(np.zeros((), dtype_of(x)), shape_of(x))
+
+
+def zeros_like_value(x):
+    """Zeros of x's shape and dtype (a constant: never traced)."""
+    return np.zeros(shape_of(x), dtype_of(x))
+
+
+# ----------------------------------------------------------- shape changes
+
+reshape = linear(
+    "reshape", lambda x, shape: np.reshape(x, shape),
+    shape=lambda x, shape: ShapeDtype(tuple(shape), dtype_of(x)),
+    transpose=lambda ct, x, shape: reshape(ct, shape=shape_of(x)))
+
+transpose = linear(
+    "transpose", lambda x, axes: np.transpose(x, axes),
+    shape=lambda x, axes: ShapeDtype(tuple(shape_of(x)[a] for a in axes), dtype_of(x)),
+    transpose=lambda ct, x, axes: transpose(ct, axes=tuple(np.argsort(axes).tolist())))
+
+broadcast_to = linear(
+    "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
+    shape=lambda x, shape: ShapeDtype(tuple(shape), dtype_of(x)),
+    transpose=lambda ct, x, shape: unbroadcast(ct, x))
+
+convert = linear(
+    "convert", lambda x, dtype: x.astype(dtype),
+    shape=lambda x, dtype: ShapeDtype(shape_of(x), np.dtype(dtype)),
+    transpose=lambda ct, x, dtype: convert(ct, dtype=dtype_of(x)))
+
+stop_gradient = constant("stop_gradient", lambda x: x,
+                         shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)))
+
+# ------------------------------------------------------------------ indexing
+
+
+class Slice(NamedTuple):
+    """A hashable stand-in for `slice` inside an index template."""
+    start: int | None
+    stop: int | None
+    step: int | None
+
+
+class ArrayIndex(NamedTuple):
+    """Placeholder in an index template for the k-th positional index array."""
+    position: int
+
+
+def index_tuple(template, arrays):
+    """The NumPy index described by a template and its index arrays."""
+    return tuple(slice(*e) if type(e) is Slice else arrays[e.position]
+                 if type(e) is ArrayIndex else e for e in template)
+
+
+def _getitem_shape(x, *arrays, index):
+    probes = [np.zeros(shape_of(a), np.intp) for a in arrays]
+    return ShapeDtype(_aval_probe(x)[index_tuple(index, probes)].shape, dtype_of(x))
+
+
+def _getitem_jvp(primals, tangents, index):
+    x, *arrays = primals
+    return getitem(x, *arrays, index=index), getitem(tangents[0], *arrays, index=index)
+
+
+def _getitem_vjp(wrt, out, x, *arrays, index):
+    def pullback(ct):
+        return (scatter_add(zeros_like_value(x), ct, *arrays, index=index),) + (ZERO,) * len(arrays)
+    return name_pullback(pullback, "getitem")
+
+
+getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
+                    shape=_getitem_shape, jvp=_getitem_jvp, vjp=_getitem_vjp,
+                    family="structural")
+
+
+def _scatter_add_impl(x, updates, *arrays, index):
+    out = x.copy()
+    idx = index_tuple(index, arrays)
+    if arrays:
+        np.add.at(out, idx, updates)     # repeated indices accumulate
+    else:
+        out[idx] += updates
+    return out
+
+
+def _scatter_jvp(prim, primals, tangents, index):
+    """Both scatters are linear in (x, updates) jointly: apply them to the tangents."""
+    x, updates, *arrays = primals
+    t_x, t_u = tangents[:2]
+    t_x = zeros_like_value(x) if t_x is ZERO else t_x
+    t_u = 0.0 if t_u is ZERO else t_u
+    return prim(x, updates, *arrays, index=index), prim(t_x, t_u, *arrays, index=index)
+
+
+def _scatter_add_vjp(wrt, out, x, updates, *arrays, index):
+    def pullback(ct):
+        return (ct if wrt[0] else ZERO,
+                unbroadcast(getitem(ct, *arrays, index=index), updates) if wrt[1] else ZERO,
+                *(ZERO,) * len(arrays))
+    return name_pullback(pullback, "scatter_add")
+
+
+scatter_add = Primitive("scatter_add", _scatter_add_impl,
+                        shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
+                        jvp=lambda p, t, index: _scatter_jvp(scatter_add, p, t, index),
+                        vjp=_scatter_add_vjp, family="structural")
+
+
+def _scatter_set_impl(x, updates, *arrays, index):
+    out = x.copy()
+    out[index_tuple(index, arrays)] = updates
+    return out
+
+
+def _scatter_set_vjp(wrt, out, x, updates, *arrays, index):
+    def pullback(ct):
+        return (scatter_set(ct, 0.0, *arrays, index=index) if wrt[0] else ZERO,
+                unbroadcast(getitem(ct, *arrays, index=index), updates) if wrt[1] else ZERO,
+                *(ZERO,) * len(arrays))
+    return name_pullback(pullback, "scatter_set")
+
+
+scatter_set = Primitive("scatter_set", _scatter_set_impl,
+                        shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
+                        jvp=lambda p, t, index: _scatter_jvp(scatter_set, p, t, index),
+                        vjp=_scatter_set_vjp, family="structural")
+
+# ------------------------------------------------------ joining and padding
+
+
+def _concatenate_shape(*xs, axis):
+    shapes = [shape_of(x) for x in xs]
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return ShapeDtype(tuple(out), np.result_type(*(dtype_of(x) for x in xs)))
+
+
+def _concatenate_jvp(primals, tangents, axis):
+    tangents = [zeros_like_value(x) if t is ZERO else t for x, t in zip(primals, tangents)]
+    return concatenate(*primals, axis=axis), concatenate(*tangents, axis=axis)
+
+
+def _concatenate_vjp(wrt, out, *xs, axis):
+    def pullback(ct):
+        cts, start = [], 0
+        for x, w in zip(xs, wrt):
+            stop = start + shape_of(x)[axis]
+            if w:
+                index = (Slice(None, None, None),) * axis + (Slice(start, stop, None),)
+                cts.append(unbroadcast(getitem(ct, index=index), x))
+            else:
+                cts.append(ZERO)
+            start = stop
+        return tuple(cts)
+    return name_pullback(pullback, "concatenate")
+
+
+concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+                        shape=_concatenate_shape, jvp=_concatenate_jvp, vjp=_concatenate_vjp,
+                        family="structural")
+
+
+def _pad_jvp(primals, tangents, pad_width, constant_value):
+    (x,), (t,) = primals, tangents
+    return (pad(x, pad_width=pad_width, constant_value=constant_value),
+            pad(t, pad_width=pad_width, constant_value=0.0))
+
+
+def _pad_vjp(wrt, out, x, pad_width, constant_value):
+    def pullback(ct):
+        index = tuple(Slice(before, before + n, None)
+                      for (before, _), n in zip(pad_width, shape_of(x)))
+        return (getitem(ct, index=index),)
+    return name_pullback(pullback, "pad")
+
+
+pad = Primitive(
+    "pad", lambda x, pad_width, constant_value: np.pad(x, pad_width, constant_values=constant_value),
+    shape=lambda x, pad_width, constant_value: ShapeDtype(
+        tuple(n + b + a for n, (b, a) in zip(shape_of(x), pad_width)), dtype_of(x)),
+    jvp=_pad_jvp, vjp=_pad_vjp, family="structural")

@@ -1,0 +1,1 @@
+"""One module per transformation; none of them mentions an individual primitive."""

@@ -1,0 +1,181 @@
+"""Reverse mode: record a tape while `f` runs, then pull cotangents back through it.
+
+A `ReverseTracer` holds a value and the index of the tape entry that produced it.
+Each tape entry is `(pullback, parents)`: the primitive's named pullback closure
+(built by its `vjp` rule, closing over its residuals) and the tape indices of the
+inputs that are traced at this level. Input leaves have no pullback.
+
+`backward` sweeps the tape once in reverse order (the order of recording is a
+topological order), so it needs no graph search. It can run any number of times
+on one tape; the tape lives as long as the `back` function that holds it. The
+cotangent computations are themselves primitives, so an outer transformation
+traces them (reverse-over-reverse, forward-over-reverse).
+"""
+from typing import Callable
+
+from ..boundary import differentiable_input, matching_tree, split_aux
+from ..core.engine import Trace, Tracer, new_trace
+from ..core.primitive import ZERO
+from ..errors import CotangentError
+from ..primitives.structural import zeros_like_value
+from ..tree import flatten, tree_map, unflatten
+
+
+class ReverseTracer(Tracer):
+    __slots__ = ("value", "node")
+
+    def __init__(self, trace, value, node):
+        self._trace, self.value, self.node = trace, value, node
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    def __repr__(self):
+        return f"ReverseTracer({self.value!r})"
+
+
+class ReverseTrace(Trace):
+    __slots__ = ("tape",)
+
+    def __init__(self, level):
+        super().__init__(level)
+        self.tape = []
+
+    def new_leaf(self, value):
+        self.tape.append(None)
+        return ReverseTracer(self, value, len(self.tape) - 1)
+
+    def process_primitive(self, primitive, args, params):
+        values, parents = [], []
+        for a in args:
+            if isinstance(a, ReverseTracer) and a._trace is self:
+                values.append(a.value)
+                parents.append(a.node)
+            else:
+                values.append(a)
+                parents.append(None)
+        out = primitive(*values, **params)
+        if not primitive.differentiable:
+            return out
+        wrt = tuple(p is not None for p in parents)
+        pullback = primitive.vjp(wrt, out, *values, **params)
+        tape = self.tape
+        node = len(tape)
+        if primitive.multiple_results:
+            tape.append((pullback, parents, len(out)))
+            return [ReverseTracer(self, o, (node, k)) for k, o in enumerate(out)]
+        tape.append((pullback, parents, 0))
+        return ReverseTracer(self, out, node)
+
+    def node_of(self, value):
+        """The tape reference of a value returned by the traced function (None: a constant)."""
+        if isinstance(value, ReverseTracer) and value._trace is self:
+            return value.node
+        return None
+
+
+def backward(tape, seeds):
+    """Pull the cotangents `seeds` (pairs of tape reference and cotangent) back to the leaves.
+
+    Returns the list of accumulated cotangents indexed by tape position (`None`
+    where nothing arrived); only the leaves' entries are meaningful.
+    """
+    cotangents = [None] * len(tape)
+    for ref, ct in seeds:
+        _accumulate(cotangents, tape, ref, ct)
+    for i in range(len(tape) - 1, -1, -1):
+        ct = cotangents[i]
+        entry = tape[i]
+        if ct is None or entry is None:
+            continue
+        cotangents[i] = None            # free it early; leaves keep theirs
+        pullback, parents, _ = entry
+        for ref, c in zip(parents, pullback(ct)):
+            if ref is not None and c is not ZERO:
+                _accumulate(cotangents, tape, ref, c)
+    return cotangents
+
+
+def _accumulate(cotangents, tape, ref, ct):
+    if type(ref) is int:
+        old = cotangents[ref]
+        cotangents[ref] = ct if old is None else old + ct
+        return
+    node, k = ref
+    cts = cotangents[node]
+    if cts is None:
+        cts = cotangents[node] = [ZERO] * tape[node][2]
+    cts[k] = ct if cts[k] is ZERO else cts[k] + ct
+
+
+def reverse_trace():
+    """Open a reverse-mode trace (context manager)."""
+    return new_trace(ReverseTrace)
+
+
+def vjp_flat(fn, primals):
+    """(fn(*primals), back) for one array output; back(ct) -> one cotangent per primal.
+
+    Cotangents are `ZERO` where the output does not depend on a primal.
+    """
+    with reverse_trace() as trace:
+        leaves = [trace.new_leaf(p) for p in primals]
+        out = fn(*leaves)
+        node = trace.node_of(out)
+        value = out.value if node is not None else out
+    tape = trace.tape
+    del trace, leaves, out
+
+    def back(ct):
+        if node is None:
+            return [ZERO] * len(primals)
+        cts = backward(tape, [(node, ct)])
+        return [ZERO if cts[i] is None else cts[i] for i in range(len(primals))]
+    return value, back
+
+
+def pullback(f: Callable, *primals, has_aux: bool = False):
+    """Evaluate `f(*primals)` and record how to pull cotangents back: returns `(out, back)`.
+
+    `back(cotangent)` takes a cotangent shaped like `out` (same pytree structure,
+    shapes and dtypes; Python floats are accepted for scalar outputs) and returns
+    `J.T @ cotangent` as a tuple with one entry per primal. `back` can be called any
+    number of times; the recording is freed when `back` is. With `has_aux=True`,
+    `f` returns `(out, aux)` and the result is `(out, back, aux)`.
+
+    >>> import numpy as np
+    >>> out, back = pullback(lambda x: x ** 2, np.array([1.0, 2.0]))
+    >>> back(np.array([1.0, 10.0]))
+    (array([ 2., 40.]),)
+    """
+    primal_leaves, treedef = flatten(primals)
+    primal_leaves = [differentiable_input(p, f"primal leaf {i}")
+                     for i, p in enumerate(primal_leaves)]
+    with reverse_trace() as trace:
+        inputs = [trace.new_leaf(p) for p in primal_leaves]
+        result = f(*unflatten(treedef, inputs))
+        out, aux = split_aux(result, has_aux)
+        out_leaves, out_treedef = flatten(out)
+        nodes = [trace.node_of(o) for o in out_leaves]
+        out_values = [o if n is None else o.value for o, n in zip(out_leaves, nodes)]
+        aux = tree_map(lambda a: a.value if trace.node_of(a) is not None else a, aux)
+    tape = trace.tape
+    del trace, inputs, result, out, out_leaves
+
+    def back(cotangent):
+        cts = matching_tree(cotangent, out_values, out_treedef, CotangentError,
+                            "cotangent", "output")
+        accumulated = backward(tape, [(n, c) for n, c in zip(nodes, cts) if n is not None])
+        return unflatten(treedef, [zeros_like_value(p) if c is None else c
+                                   for p, c in zip(primal_leaves, accumulated)])
+
+    out = unflatten(out_treedef, out_values)
+    return (out, back, aux) if has_aux else (out, back)
+
+
+vjp = pullback

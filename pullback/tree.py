@@ -1,0 +1,94 @@
+"""Pytrees: nested tuples, lists and dicts whose leaves are arrays and scalars.
+
+`flatten(tree) -> (leaves, treedef)` and `unflatten(treedef, leaves)` are inverse.
+`None` is an empty subtree (no leaves), as in JAX. Dict keys are sorted so
+that two dicts with the same keys flatten the same way.
+"""
+from typing import Any, Callable, NamedTuple
+
+
+class TreeDef(NamedTuple):
+    """The structure of a pytree without its leaves."""
+    kind: Any            # "leaf", "none", tuple, list, dict or a namedtuple class
+    meta: Any            # dict keys, or None
+    children: tuple      # child TreeDefs
+
+    @property
+    def num_leaves(self) -> int:
+        if self.kind == "leaf":
+            return 1
+        return sum(c.num_leaves for c in self.children)
+
+    def __repr__(self):
+        return f"TreeDef({describe(self)})"
+
+
+LEAF = TreeDef("leaf", None, ())
+NONE = TreeDef("none", None, ())
+
+
+def flatten(tree: Any) -> tuple[list, TreeDef]:
+    """Leaves in a fixed order, and the structure that puts them back."""
+    leaves: list = []
+    return leaves, _flatten(tree, leaves)
+
+
+def _flatten(tree, leaves):
+    t = type(tree)
+    if t is tuple or t is list:
+        return TreeDef(t, None, tuple(_flatten(c, leaves) for c in tree))
+    if t is dict:
+        keys = sorted(tree)
+        return TreeDef(dict, tuple(keys), tuple(_flatten(tree[k], leaves) for k in keys))
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):   # namedtuple
+        return TreeDef(t, None, tuple(_flatten(c, leaves) for c in tree))
+    if tree is None:
+        return NONE
+    leaves.append(tree)
+    return LEAF
+
+
+def unflatten(treedef: TreeDef, leaves) -> Any:
+    """Rebuild a pytree of structure `treedef` from `leaves`."""
+    it = iter(leaves)
+    out = _unflatten(treedef, it)
+    return out
+
+
+def _unflatten(td, it):
+    if td.kind == "leaf":
+        return next(it)
+    if td.kind == "none":
+        return None
+    children = [_unflatten(c, it) for c in td.children]
+    if td.kind is dict:
+        return dict(zip(td.meta, children))
+    if td.kind is tuple or td.kind is list:
+        return td.kind(children)
+    return td.kind(*children)
+
+
+def tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
+    """Apply `fn` leaf by leaf to one or more pytrees of the same structure."""
+    leaves, td = flatten(tree)
+    others = [flatten(r) for r in rest]
+    for leaves_r, td_r in others:
+        if td_r != td:
+            raise ValueError(f"pytree structures differ: {describe(td)} vs {describe(td_r)}")
+    return unflatten(td, [fn(*xs) for xs in zip(leaves, *(l for l, _ in others))])
+
+
+def describe(td: TreeDef) -> str:
+    """A short human-readable picture of a structure, e.g. `(*, {a: *, b: [*, *]})`."""
+    if td.kind == "leaf":
+        return "*"
+    if td.kind == "none":
+        return "None"
+    inner = [describe(c) for c in td.children]
+    if td.kind is dict:
+        return "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(td.meta, inner)) + "}"
+    if td.kind is list:
+        return "[" + ", ".join(inner) + "]"
+    if td.kind is tuple:
+        return "(" + ", ".join(inner) + ("," if len(inner) == 1 else "") + ")"
+    return f"{td.kind.__name__}(" + ", ".join(inner) + ")"
