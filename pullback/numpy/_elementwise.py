@@ -140,6 +140,11 @@ _ACCUMULATE = {np.add: "cumsum", np.multiply: "cumprod"}
 
 def apply_ufunc(ufunc, method, inputs, kwargs):
     """Answer NumPy's `__array_ufunc__` protocol for tracers."""
+    if method == "__call__" and "out" not in kwargs:
+        fn = UFUNCS.get(ufunc)
+        if fn is None:
+            raise unsupported(f"the ufunc {ufunc.__name__}")
+        return fn(*inputs, **kwargs)
     from .. import numpy as pnp
     name = f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__
     if method == "at" or kwargs.get("out") is not None:
@@ -147,10 +152,7 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
             f"`np.{name}` writes into an array in place, which pullback cannot differentiate. "
             "Use the functional update `pullback.numpy.at(x)[index].add(v)` (or `.set(v)`).")
     if method == "__call__":
-        fn = UFUNCS.get(ufunc)
-        if fn is None:
-            raise unsupported(f"the ufunc {name}")
-        return fn(*inputs, **kwargs)
+        return UFUNCS[ufunc](*inputs, **kwargs) if ufunc in UFUNCS else _refuse_ufunc(name)
     if method == "reduce" and ufunc in _REDUCE:
         kwargs.setdefault("axis", 0)
         return getattr(pnp, _REDUCE[ufunc])(*inputs, **kwargs)
@@ -162,3 +164,7 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
         a = pnp.reshape(a, a.shape + (1,) * len(getattr(b, "shape", ())))
         return UFUNCS[ufunc](a, b)
     raise unsupported(f"the ufunc method {name}")
+
+
+def _refuse_ufunc(name):
+    raise unsupported(f"the ufunc {name}")

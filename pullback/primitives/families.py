@@ -51,8 +51,10 @@ def _result_dtype(impl, dtypes, scalars, params):
 
 
 def unbroadcast(ct, x):
-    """Sum `ct` down to the shape of `x` (undoing broadcasting) and cast it to x's dtype."""
-    from . import reductions, structural
+    """Sum `ct` down to the shape of `x` (undoing broadcasting) and cast it to x's dtype.
+
+    Written with array methods, which are primitives on tracers and NumPy on arrays.
+    """
     shape = shape_of(x)
     ct_shape = ct.shape
     if ct_shape != shape:
@@ -60,12 +62,12 @@ def unbroadcast(ct, x):
         axes = tuple(range(lead)) + tuple(
             lead + i for i, n in enumerate(shape) if n == 1 and ct_shape[lead + i] != 1)
         if axes:
-            ct = reductions.sum(ct, axis=axes, keepdims=False)
+            ct = ct.sum(axis=axes)
         if ct.shape != shape:
-            ct = structural.reshape(ct, shape=shape)
+            ct = ct.reshape(shape)
     dtype = dtype_of(x)
     if dtype is not None and ct.dtype != dtype:
-        ct = structural.convert(ct, dtype=dtype)
+        ct = ct.astype(dtype)
     return ct
 
 

@@ -81,13 +81,37 @@ def _getitem_jvp(primals, tangents, index):
 
 def _getitem_vjp(wrt, out, x, *arrays, index):
     def pullback(ct):
-        return (scatter_add(zeros_like_value(x), ct, *arrays, index=index),) + (ZERO,) * len(arrays)
+        return (embed(ct, *arrays, index=index, shape=shape_of(x)),) + (ZERO,) * len(arrays)
     return name_pullback(pullback, "getitem")
 
 
 getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
                     shape=_getitem_shape, jvp=_getitem_jvp, vjp=_getitem_vjp,
                     family="structural")
+
+
+def _embed_impl(values, *arrays, index, shape):
+    out = np.zeros(shape, values.dtype)
+    idx = index_tuple(index, arrays)
+    if arrays:
+        np.add.at(out, idx, values)      # repeated indices accumulate
+    else:
+        out[idx] = values
+    return out
+
+
+def _embed_vjp(wrt, out, values, *arrays, index, shape):
+    def pullback(ct):
+        return (getitem(ct, *arrays, index=index),) + (ZERO,) * len(arrays)
+    return name_pullback(pullback, "embed")
+
+
+# The transpose of getitem: `values` placed into zeros of `shape` at `index`.
+embed = Primitive("embed", _embed_impl,
+                  shape=lambda values, *arrays, index, shape: ShapeDtype(tuple(shape), dtype_of(values)),
+                  jvp=lambda p, t, index, shape: (embed(*p, index=index, shape=shape),
+                                                  embed(t[0], *p[1:], index=index, shape=shape)),
+                  vjp=_embed_vjp, family="structural")
 
 
 def _scatter_add_impl(x, updates, *arrays, index):
