@@ -100,5 +100,8 @@ def _check(f_flat, xs, order, modes, eps, tol, rng, name):
         _assert_close(rhs, lhs, tol, f"pullback of {name} (<J^T u, v> vs <u, J v>)")
         if order > 1:
             def vjp_of_f(*xs_and_us):
-                return pullback(f_flat, *xs_and_us[:n])[1](tuple(xs_and_us[n:]))
+                out, back = pullback(f_flat, *xs_and_us[:n])
+                # Finite differences run in float64: give each cotangent its output's dtype.
+                return back(tuple(u if u.dtype == o.dtype else u.astype(o.dtype)
+                                  for u, o in zip(xs_and_us[n:], out)))
             _check(vjp_of_f, xs + us, order - 1, modes, eps, tol, rng, f"vjp({name})")

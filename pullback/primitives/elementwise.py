@@ -14,6 +14,7 @@ from .families import constant, elementwise, elementwise_shape, unbroadcast
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
+BINARY, LOGICAL = (REALS, REALS), ("bool", "bool")
 LN2, LN10 = math.log(2.0), math.log(10.0)
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -22,7 +23,7 @@ def unary(name, impl, derivative, domain=REALS):
     return elementwise(name, impl, derivative, domain=(domain,))
 
 
-def binary(name, impl, d_x, d_y, domain=(REALS, REALS)):
+def binary(name, impl, d_x, d_y, domain=BINARY):
     return elementwise(name, impl, d_x, d_y, domain=domain)
 
 
@@ -62,7 +63,13 @@ erf = unary("erf", sp.erf, lambda x, out: (2.0 / math.sqrt(math.pi)) * exp(-squa
 erfc = unary("erfc", sp.erfc, lambda x, out: (-2.0 / math.sqrt(math.pi)) * exp(-square(x)))
 gammaln = unary("gammaln", sp.gammaln, lambda x, out: digamma(x), POSITIVE)
 digamma = unary("digamma", sp.digamma, lambda x, out: polygamma(x, n=1), POSITIVE)
-polygamma = elementwise("polygamma", lambda x, n: sp.polygamma(n, x),
+def _polygamma(x, n):
+    # scipy.special.polygamma computes in float64; keep the input's precision like a ufunc.
+    dtype = x.dtype if getattr(x, "dtype", np.dtype(float)).kind == "f" else np.float64
+    return sp.polygamma(n, x).astype(dtype)
+
+
+polygamma = elementwise("polygamma", _polygamma,
                         lambda x, out, n: polygamma(x, n=n + 1), domain=(POSITIVE,))
 ndtr = unary("ndtr", sp.ndtr, lambda x, out: exp(-0.5 * square(x) - HALF_LOG_2PI), (-3.0, 3.0))
 log_ndtr = unary("log_ndtr", sp.log_ndtr,
@@ -129,16 +136,16 @@ floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.
 isnan = constant("isnan", np.isnan)
 isinf = constant("isinf", np.isinf)
 isfinite = constant("isfinite", np.isfinite)
-logical_not = constant("logical_not", np.logical_not)
-logical_and = constant("logical_and", np.logical_and)
-logical_or = constant("logical_or", np.logical_or)
-logical_xor = constant("logical_xor", np.logical_xor)
-less = constant("less", np.less)
-less_equal = constant("less_equal", np.less_equal)
-greater = constant("greater", np.greater)
-greater_equal = constant("greater_equal", np.greater_equal)
-equal = constant("equal", np.equal)
-not_equal = constant("not_equal", np.not_equal)
+logical_not = constant("logical_not", np.logical_not, domain=("bool",))
+logical_and = constant("logical_and", np.logical_and, domain=LOGICAL)
+logical_or = constant("logical_or", np.logical_or, domain=LOGICAL)
+logical_xor = constant("logical_xor", np.logical_xor, domain=LOGICAL)
+less = constant("less", np.less, domain=BINARY)
+less_equal = constant("less_equal", np.less_equal, domain=BINARY)
+greater = constant("greater", np.greater, domain=BINARY)
+greater_equal = constant("greater_equal", np.greater_equal, domain=BINARY)
+equal = constant("equal", np.equal, domain=BINARY)
+not_equal = constant("not_equal", np.not_equal, domain=BINARY)
 
 # ------------------------------------------------------------------ selection
 

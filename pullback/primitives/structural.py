@@ -215,8 +215,12 @@ def _pad_vjp(wrt, out, x, pad_width, constant_value):
     return name_pullback(pullback, "pad")
 
 
+def _pad_impl(x, pad_width, constant_value):
+    return np.pad(x, pad_width, constant_values=constant_value) if pad_width else x
+
+
 pad = Primitive(
-    "pad", lambda x, pad_width, constant_value: np.pad(x, pad_width, constant_values=constant_value),
+    "pad", _pad_impl,
     shape=lambda x, pad_width, constant_value: ShapeDtype(
         tuple(n + b + a for n, (b, a) in zip(shape_of(x), pad_width)), dtype_of(x)),
     jvp=_pad_jvp, vjp=_pad_vjp, family="structural")

@@ -51,18 +51,19 @@ class ReverseTrace(Trace):
         return ReverseTracer(self, value, len(self.tape) - 1)
 
     def process_primitive(self, primitive, args, params):
-        values, parents = [], []
+        values, parents, wrt = [], [], []
         for a in args:
-            if isinstance(a, ReverseTracer) and a._trace is self:
+            if type(a) is ReverseTracer and a._trace is self:
                 values.append(a.value)
                 parents.append(a.node)
+                wrt.append(True)
             else:
                 values.append(a)
                 parents.append(None)
+                wrt.append(False)
         out = primitive(*values, **params)
         if not primitive.differentiable:
             return out
-        wrt = tuple(p is not None for p in parents)
         pullback = primitive.vjp(wrt, out, *values, **params)
         tape = self.tape
         node = len(tape)

@@ -1,0 +1,295 @@
+"""Table-driven checks over the primitive registry.
+
+Every primitive has a row in CASES: a Hypothesis strategy drawing its arguments
+(shapes including 0-d, broadcasting and size-1 axes; values inside its domain)
+and its static parameters. For each primitive and dtype: the shape rule agrees
+with the implementation, and derivatives pass `check_grads` to second order in
+forward and reverse mode (zero-derivative primitives: outputs are never traced).
+"""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
+
+import pullback
+from pullback.core.primitive import REGISTRY
+from pullback.primitives.structural import ArrayIndex, Slice
+
+DTYPES = [np.float64, np.float32]
+SETTINGS = settings(max_examples=8, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def values(draw, shape, dtype, domain=(-2.0, 2.0)):
+    """Uniform values inside `domain`, from a generator seeded by Hypothesis.
+
+    Each call draws a fresh seed *and* advances a per-example counter, so two
+    arguments of one case never share their values (ties would sit on kinks).
+    """
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng([seed, next(_calls)])
+    lo, hi = domain
+    return rng.uniform(lo, hi, size=shape).astype(dtype)
+
+
+_calls = itertools.count()
+
+
+small_shapes = array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3)
+nonscalar_shapes = array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3)
+
+
+@st.composite
+def elementwise_case(draw, prim, dtype):
+    shapes = draw(mutually_broadcastable_shapes(num_shapes=len(prim.domain), max_dims=3,
+                                                max_side=3)).input_shapes
+    args = []
+    for shape, domain in zip(shapes, prim.domain):
+        if domain == "bool":
+            args.append(values(draw, shape, np.float64) > 0)
+        else:
+            args.append(values(draw, shape, dtype, domain))
+    params = {"polygamma": lambda: {"n": draw(st.integers(1, 2))},
+              "around": lambda: {"decimals": draw(st.integers(0, 2))}}.get(prim.name, dict)()
+    return args, params
+
+
+@st.composite
+def reduction_case(draw, prim, dtype, domain=(-2.0, 2.0)):
+    shape = draw(small_shapes)
+    x = values(draw, shape, dtype, domain)
+    axes = draw(st.sets(st.integers(0, len(shape) - 1))) if shape else set()
+    return [x], {"axis": tuple(sorted(axes)), "keepdims": draw(st.booleans())}
+
+
+@st.composite
+def scan_case(draw, prim, dtype):
+    shape = draw(nonscalar_shapes)
+    x = values(draw, shape, dtype, (0.5, 1.5) if prim.name == "cumprod" else (-2.0, 2.0))
+    if prim.name == "cumprod" and draw(st.booleans()):
+        x.flat[0] = 0.0          # the derivative must stay exact with zeros
+    return [x], {"axis": draw(st.integers(0, len(shape) - 1))}
+
+
+@st.composite
+def prod_case(draw, prim, dtype):
+    args, params = draw(reduction_case(prim, dtype))
+    x = args[0]
+    if x.size and draw(st.booleans()):
+        x.flat[draw(st.integers(0, x.size - 1))] = 0.0
+    return args, params
+
+
+@st.composite
+def reshape_case(draw, prim, dtype):
+    shape = draw(small_shapes)
+    x = values(draw, shape, dtype)
+    target = draw(st.sampled_from([shape[::-1], (int(np.prod(shape)),), (1,) + shape, ()
+                                   if x.size == 1 else shape]))
+    return [x], {"shape": tuple(target)}
+
+
+@st.composite
+def transpose_case(draw, prim, dtype):
+    shape = draw(small_shapes)
+    return [values(draw, shape, dtype)], {"axes": tuple(draw(st.permutations(range(len(shape)))))}
+
+
+@st.composite
+def broadcast_case(draw, prim, dtype):
+    shapes = draw(mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=3))
+    shape = shapes.input_shapes[0]
+    return [values(draw, shape, dtype)], {"shape": shapes.result_shape}
+
+
+@st.composite
+def convert_case(draw, prim, dtype):
+    target = np.float32 if dtype == np.float64 else np.float64
+    return [values(draw, draw(small_shapes), dtype)], {"dtype": np.dtype(target)}
+
+
+@st.composite
+def unary_identity_case(draw, prim, dtype):
+    return [values(draw, draw(small_shapes), dtype)], {}
+
+
+@st.composite
+def index_case(draw, shape):
+    """A getitem template over `shape` mixing slices, integers, None and index arrays."""
+    template, arrays = [], []
+    length = draw(st.integers(1, 4))           # index arrays broadcast together
+    for n in shape:
+        kind = draw(st.sampled_from(["slice", "int", "array", "full"]))
+        if kind == "slice":
+            start, stop = draw(st.integers(-n, n)), draw(st.integers(-n, n))
+            template.append(Slice(start, stop, draw(st.sampled_from([1, -1, 2]))))
+        elif kind == "int":
+            template.append(draw(st.integers(-n, n - 1)))
+        elif kind == "array":
+            template.append(ArrayIndex(len(arrays)))
+            arrays.append(np.array(draw(st.lists(st.integers(0, n - 1), min_size=length,
+                                                  max_size=length))))
+        else:
+            template.append(Slice(None, None, None))
+        if draw(st.booleans()) and len(template) < 2:
+            template.append(None)
+    return tuple(template), arrays
+
+
+@st.composite
+def getitem_case(draw, prim, dtype):
+    shape = draw(nonscalar_shapes)
+    template, arrays = draw(index_case(shape))
+    return [values(draw, shape, dtype), *arrays], {"index": template}
+
+
+def _indexed_shape(shape, template, arrays):
+    from pullback.primitives.structural import index_tuple
+    return np.zeros(shape)[index_tuple(template, arrays)].shape
+
+
+@st.composite
+def embed_case(draw, prim, dtype):
+    shape = draw(nonscalar_shapes)
+    template, arrays = draw(index_case(shape))
+    v = values(draw, _indexed_shape(shape, template, arrays), dtype)
+    return [v, *arrays], {"index": template, "shape": shape}
+
+
+@st.composite
+def scatter_case(draw, prim, dtype):
+    shape = draw(nonscalar_shapes)
+    template, arrays = draw(index_case(shape))
+    if prim.name == "scatter_set" and arrays:   # repeated indices make `set` ambiguous
+        keep = np.unique(np.stack(arrays), axis=1, return_index=True)[1]
+        arrays = [a[np.sort(keep)] for a in arrays]
+    v = values(draw, _indexed_shape(shape, template, arrays), dtype)
+    return [values(draw, shape, dtype), v, *arrays], {"index": template}
+
+
+@st.composite
+def concatenate_case(draw, prim, dtype):
+    shape = draw(nonscalar_shapes)
+    axis = draw(st.integers(0, len(shape) - 1))
+    xs = []
+    for _ in range(draw(st.integers(1, 3))):
+        s = list(shape)
+        s[axis] = draw(st.integers(1, 3))
+        xs.append(values(draw, tuple(s), dtype))
+    return xs, {"axis": axis}
+
+
+@st.composite
+def pad_case(draw, prim, dtype):
+    shape = draw(small_shapes)
+    widths = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in shape)
+    return [values(draw, shape, dtype)], {"pad_width": widths,
+                                          "constant_value": draw(st.sampled_from([0.0, 1.5]))}
+
+
+@st.composite
+def matmul_case(draw, prim, dtype):
+    shapes = draw(mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=2))
+    n, k, m = (draw(st.integers(1, 3)) for _ in range(3))
+    return [values(draw, shapes.input_shapes[0] + (n, k), dtype),
+            values(draw, shapes.input_shapes[1] + (k, m), dtype)], {}
+
+
+EINSUM_SPECS = {"ij,jk->ik": [(2, 3), (3, 2)], "ii->": [(3, 3)], "ii->i": [(3, 3)],
+                "ij->": [(2, 3)], "ij->j": [(2, 3)], "i,i->": [(3,), (3,)],
+                "ij,jk,kl->il": [(2, 3), (3, 2), (2, 2)], "bij,bjk->bik": [(2, 2, 3), (2, 3, 1)],
+                "i,j->ij": [(2,), (3,)], "iij->ij": [(2, 2, 3)]}
+
+
+@st.composite
+def einsum_case(draw, prim, dtype):
+    spec = draw(st.sampled_from(sorted(EINSUM_SPECS)))
+    return [values(draw, s, dtype) for s in EINSUM_SPECS[spec]], {"spec": spec}
+
+
+@st.composite
+def arg_case(draw, prim, dtype):
+    shape = draw(nonscalar_shapes)
+    return [values(draw, shape, dtype)], {"axis": draw(st.integers(0, len(shape) - 1))}
+
+
+@st.composite
+def logical_reduction_case(draw, prim, dtype):
+    args, params = draw(reduction_case(prim, dtype))
+    return [args[0] > 0], params
+
+
+CASES = {
+    "sum": reduction_case, "max": reduction_case, "min": reduction_case, "prod": prod_case,
+    "cumsum": scan_case, "cumprod": scan_case, "reshape": reshape_case,
+    "transpose": transpose_case, "broadcast_to": broadcast_case, "convert": convert_case,
+    "stop_gradient": unary_identity_case, "getitem": getitem_case, "embed": embed_case,
+    "scatter_add": scatter_case, "scatter_set": scatter_case, "concatenate": concatenate_case,
+    "pad": pad_case, "matmul": matmul_case, "einsum": einsum_case, "argmax": arg_case,
+    "argmin": arg_case, "argsort": arg_case, "any": logical_reduction_case,
+    "all": logical_reduction_case,
+}
+
+
+def case_strategy(prim, dtype):
+    if prim.name in CASES:
+        return CASES[prim.name](prim, dtype)
+    if prim.family == "elementwise":
+        return elementwise_case(prim, dtype)
+    raise LookupError(f"no test case for primitive {prim.name!r}: add a row to CASES")
+
+
+def test_every_primitive_has_a_case():
+    for prim in REGISTRY.values():
+        case_strategy(prim, np.float64)
+
+
+def _check_shape_rule(prim, args, params, out):
+    expected = prim.shape(*args, **params)
+    outs, expecteds = (out, expected) if prim.multiple_results else ((out,), (expected,))
+    for o, e in zip(outs, expecteds):
+        assert tuple(np.shape(o)) == tuple(e.shape), (prim.name, np.shape(o), e.shape)
+        assert np.asarray(o).dtype == e.dtype, (prim.name, np.asarray(o).dtype, e.dtype)
+
+
+def _differentiable_positions(args):
+    return [i for i, a in enumerate(args) if np.asarray(a).dtype.kind == "f"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_primitive(name, dtype):
+    prim = REGISTRY[name]
+
+    @SETTINGS
+    @given(case_strategy(prim, dtype))
+    def run(case):
+        args, params = case
+        with np.errstate(all="ignore"):
+            out = prim(*args, **params)
+        _check_shape_rule(prim, args, params, out)
+        positions = _differentiable_positions(args)
+        if not prim.differentiable:
+            # Zero derivative: differentiating through it gives exactly zero.
+            if positions:
+                i = positions[0]
+
+                def f(x):
+                    res = prim(*args[:i], x, *args[i + 1:], **params)
+                    res = res[0] if prim.multiple_results else res
+                    return np.sum(np.asarray(res, dtype=np.float64) if not isinstance(
+                        res, pullback.core.engine.Tracer) else res * 1.0)
+                assert np.all(pullback.grad(f)(args[i]) == 0)
+            return
+
+        def f(*diff_args):
+            full = list(args)
+            for i, a in zip(positions, diff_args):
+                full[i] = a
+            return prim(*full, **params)
+        eps = 1e-2 if name == "convert" else 1e-6   # convert's output is float32: FD in large steps
+        pullback.check_grads(f, [args[i] for i in positions], order=2, eps=eps)
+    run()
