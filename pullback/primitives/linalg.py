@@ -1,0 +1,467 @@
+"""Linear-algebra primitives: factorizations, solves and inverses of stacked matrices.
+
+Every primitive works on stacks of matrices: the last two axes are the matrix,
+leading axes are a batch, as in `numpy.linalg`. Inputs are real floating point
+(the numpy namespace converts integers and refuses complex values) and results
+keep the input dtype.
+
+The rules are closed-form matrix derivatives (Giles 2008, "Collected matrix
+derivative results"; Murray 2016 for Cholesky; Townsend 2016 for the SVD),
+written only with primitives -- matmul, where, elementwise arithmetic and the
+primitives of this file -- so that they differentiate again. Constants (identity
+matrices, triangle masks) are NumPy arrays of the input's dtype.
+
+Routines that read one triangle of their input (`cholesky`, `eigh`, as LAPACK
+does with UPLO='L') are differentiated as functions of exactly that triangle:
+the matrix they see is `tril(a) + tril(a, -1).T`, so a perturbation of the
+upper triangle has no effect, and derivatives agree with finite differences
+even at non-symmetric points.
+
+Derivatives assume what makes them exist: invertible matrices for `inv`,
+`solve`, `det` and `slogdet`, positive definite ones for `cholesky`, distinct
+eigenvalues for `eigh`, distinct non-zero singular values for `svd`, full
+column rank for `qr`, and a locally constant rank for `pinv`.
+"""
+import numpy as np
+import scipy.linalg
+
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from .contraction import matmul, swap_last
+from .elementwise import where
+from .families import dtype_of, shape_of, unbroadcast
+from .reductions import sum
+from .structural import reshape
+
+# ------------------------------------------------------------------ helpers
+
+
+def _eye(x, n=None):
+    """The identity matrix matching x's last axis (or of size n), in x's dtype (a constant)."""
+    return np.eye(shape_of(x)[-1] if n is None else n, dtype=dtype_of(x))
+
+
+def _off_diagonal(n):
+    return ~np.eye(n, dtype=bool)
+
+
+def _diagonal(x):
+    """The diagonals of a stack of square matrices, shape (..., n)."""
+    return sum(x * _eye(x), axis=(len(shape_of(x)) - 1,), keepdims=False)
+
+
+def _diagonal_matrix(v):
+    """Stack of diagonal matrices with diagonals v (..., n)."""
+    return reshape(v, shape=shape_of(v) + (1,)) * _eye(v)
+
+
+def _trace(x):
+    n = len(shape_of(x))
+    return sum(x * _eye(x), axis=(n - 2, n - 1), keepdims=False)
+
+
+def _per_matrix(x):
+    """A value per matrix (...) reshaped to broadcast against the matrices (..., 1, 1)."""
+    return reshape(x, shape=shape_of(x) + (1, 1))
+
+
+def _as_row(v):
+    """v (..., k) as a stack of 1 x k rows: multiplying by it scales columns."""
+    return reshape(v, shape=shape_of(v)[:-1] + (1, shape_of(v)[-1]))
+
+
+def _as_column(v):
+    return reshape(v, shape=shape_of(v) + (1,))
+
+
+def _lower_weights(x):
+    """tril(ones) with a halved diagonal: `x * w` is the lower triangle, diagonal halved."""
+    n = shape_of(x)[-1]
+    return np.tril(np.ones((n, n), dtype_of(x))) - 0.5 * np.eye(n, dtype=dtype_of(x))
+
+
+def _symmetric_from_lower(x):
+    """tril(x) + tril(x, -1).T: the symmetric matrix that a lower-triangle routine reads."""
+    half = x * _lower_weights(x)
+    return half + swap_last(half)
+
+
+def _symmetric_from_lower_transpose(ct):
+    """The transpose (adjoint) of `_symmetric_from_lower`."""
+    return (ct + swap_last(ct)) * _lower_weights(ct)
+
+
+def _reciprocal_gaps(w):
+    """F[..., i, j] = 1 / (w_j - w_i) off the diagonal, 0 on it (the eigenvector kernel)."""
+    off = _off_diagonal(shape_of(w)[-1])
+    gaps = _as_row(w) - _as_column(w)
+    return where(off, 1.0 / where(off, gaps, 1.0), 0.0)
+
+
+def _batch(*xs):
+    return np.broadcast_shapes(*(shape_of(x)[:-2] for x in xs))
+
+
+def _same_shape(a, **params):
+    return ShapeDtype(shape_of(a), dtype_of(a))
+
+
+# ---------------------------------------------------------------------- inv
+
+
+def _inv_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    out = inv(a)
+    return out, -matmul(out, matmul(t, out))
+
+
+def _inv_vjp(wrt, out, a):
+    out_t = swap_last(out)
+
+    def pullback(ct):
+        return (-matmul(out_t, matmul(ct, out_t)),)
+    return name_pullback(pullback, "inv")
+
+
+inv = Primitive("inv", np.linalg.inv, shape=_same_shape, jvp=_inv_jvp, vjp=_inv_vjp,
+                family="linalg", domain=("invertible",))
+
+# -------------------------------------------------------------------- solve
+# a (..., n, n), b (..., n, k): x = a^-1 b, batch axes broadcast.
+
+
+def _solve_shape(a, b):
+    return ShapeDtype(_batch(a, b) + shape_of(b)[-2:], np.result_type(dtype_of(a), dtype_of(b)))
+
+
+def _solve_jvp(primals, tangents):
+    (a, b), (t_a, t_b) = primals, tangents
+    x = solve(a, b)
+    if t_a is ZERO:
+        return x, solve(a, t_b)
+    rhs = -matmul(t_a, x) if t_b is ZERO else t_b - matmul(t_a, x)
+    return x, solve(a, rhs)
+
+
+def _solve_vjp(wrt, out, a, b):
+    def pullback(ct):
+        ct_b = solve(swap_last(a), ct)
+        return (unbroadcast(-matmul(ct_b, swap_last(out)), a) if wrt[0] else ZERO,
+                unbroadcast(ct_b, b) if wrt[1] else ZERO)
+    return name_pullback(pullback, "solve")
+
+
+solve = Primitive("solve", np.linalg.solve, shape=_solve_shape, jvp=_solve_jvp,
+                  vjp=_solve_vjp, family="linalg", domain=("invertible", "matrix"))
+
+# --------------------------------------------------------- triangular_solve
+# scipy.linalg.solve_triangular: solves op(T) x = b, where T is the lower (or
+# upper) triangle of a -- the other triangle is never read -- and op(T) is T or
+# T.T (trans=0 or 1).
+
+
+def _triangle_mask(n, lower):
+    ones = np.ones((n, n), dtype=bool)
+    return np.tril(ones) if lower else np.triu(ones)
+
+
+def _op(x, trans):
+    return swap_last(x) if trans else x
+
+
+def _triangular_solve_jvp(primals, tangents, lower, trans):
+    (a, b), (t_a, t_b) = primals, tangents
+    x = triangular_solve(a, b, lower=lower, trans=trans)
+    if t_a is ZERO:
+        return x, triangular_solve(a, t_b, lower=lower, trans=trans)
+    t_triangle = where(_triangle_mask(shape_of(a)[-1], lower), t_a, 0.0)
+    product = matmul(_op(t_triangle, trans), x)
+    rhs = -product if t_b is ZERO else t_b - product
+    return x, triangular_solve(a, rhs, lower=lower, trans=trans)
+
+
+def _triangular_solve_vjp(wrt, out, a, b, lower, trans):
+    def pullback(ct):
+        ct_b = triangular_solve(a, ct, lower=lower, trans=1 - trans)
+        ct_a = ZERO
+        if wrt[0]:
+            ct_op = matmul(out, swap_last(ct_b)) if trans else matmul(ct_b, swap_last(out))
+            ct_a = unbroadcast(where(_triangle_mask(shape_of(a)[-1], lower), -ct_op, 0.0), a)
+        return ct_a, unbroadcast(ct_b, b) if wrt[1] else ZERO
+    return name_pullback(pullback, "triangular_solve")
+
+
+triangular_solve = Primitive(
+    "triangular_solve",
+    lambda a, b, lower, trans: scipy.linalg.solve_triangular(a, b, trans=trans, lower=lower),
+    shape=lambda a, b, lower, trans: _solve_shape(a, b),
+    jvp=_triangular_solve_jvp, vjp=_triangular_solve_vjp, family="linalg",
+    domain=("triangular", "matrix"))
+
+# ---------------------------------------------------------- det and slogdet
+# d log|det a| = tr(a^-1 da); the cotangent of a is (cotangent of log|det|) a^-T.
+
+
+def _det_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    out = det(a)
+    return out, out * _trace(solve(a, t))
+
+
+def _det_vjp(wrt, out, a):
+    def pullback(ct):
+        return (_per_matrix(ct * out) * swap_last(inv(a)),)
+    return name_pullback(pullback, "det")
+
+
+det = Primitive("det", np.linalg.det,
+                shape=lambda a: ShapeDtype(shape_of(a)[:-2], dtype_of(a)),
+                jvp=_det_jvp, vjp=_det_vjp, family="linalg", domain=("invertible",))
+
+
+def _slogdet_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    return slogdet(a), (ZERO, _trace(solve(a, t)))
+
+
+def _slogdet_vjp(wrt, out, a):
+    def pullback(ct):
+        ct_logabsdet = ct[1]           # the sign is piecewise constant
+        if ct_logabsdet is ZERO:
+            return (ZERO,)
+        return (_per_matrix(ct_logabsdet) * swap_last(inv(a)),)
+    return name_pullback(pullback, "slogdet")
+
+
+slogdet = Primitive(
+    "slogdet", lambda a: tuple(np.linalg.slogdet(a)),
+    shape=lambda a: (ShapeDtype(shape_of(a)[:-2], dtype_of(a)),) * 2,
+    jvp=_slogdet_jvp, vjp=_slogdet_vjp, multiple_results=True, family="linalg",
+    domain=("invertible",))
+
+# ----------------------------------------------------------------- cholesky
+# l = chol(s), s = tril(a) + tril(a, -1).T.  With phi(m) = lower triangle of m
+# with its diagonal halved: dl = l phi(l^-1 ds l^-T) (Murray 2016), and the
+# pullback of l_bar is s_bar = l^-T phi(l^T l_bar) l^-1.
+
+
+def _cholesky_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    l = cholesky(a)
+    left = triangular_solve(l, _symmetric_from_lower(t), lower=True, trans=0)      # l^-1 ds
+    middle = swap_last(triangular_solve(l, swap_last(left), lower=True, trans=0))  # .. l^-T
+    return l, matmul(l, middle * _lower_weights(a))
+
+
+def _cholesky_vjp(wrt, out, a):
+    def pullback(ct):
+        phi = matmul(swap_last(out), ct) * _lower_weights(a)
+        left = triangular_solve(out, phi, lower=True, trans=1)                       # l^-T phi
+        s_bar = swap_last(triangular_solve(out, swap_last(left), lower=True, trans=1))  # .. l^-1
+        return (_symmetric_from_lower_transpose(s_bar),)
+    return name_pullback(pullback, "cholesky")
+
+
+cholesky = Primitive("cholesky", np.linalg.cholesky, shape=_same_shape, jvp=_cholesky_jvp,
+                     vjp=_cholesky_vjp, family="linalg", domain=("spd",))
+
+# --------------------------------------------------------------------- eigh
+# s = tril(a) + tril(a, -1).T = v diag(w) v^T.  With m = v^T ds v and
+# F_ij = 1 / (w_j - w_i): dw = diag(m), dv = v (F * m).
+
+
+def _eigh_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    w, v = eigh(a)
+    m = matmul(swap_last(v), matmul(_symmetric_from_lower(t), v))
+    return (w, v), (_diagonal(m), matmul(v, _reciprocal_gaps(w) * m))
+
+
+def _eigh_vjp(wrt, out, a):
+    w, v = out
+
+    def pullback(ct):
+        ct_w, ct_v = ct
+        inner = ZERO if ct_w is ZERO else _diagonal_matrix(ct_w)
+        if ct_v is not ZERO:
+            term = _reciprocal_gaps(w) * matmul(swap_last(v), ct_v)
+            inner = term if inner is ZERO else inner + term
+        s_bar = matmul(v, matmul(inner, swap_last(v)))
+        return (_symmetric_from_lower_transpose(s_bar),)
+    return name_pullback(pullback, "eigh")
+
+
+eigh = Primitive(
+    "eigh", lambda a: tuple(np.linalg.eigh(a)),
+    shape=lambda a: (ShapeDtype(shape_of(a)[:-1], dtype_of(a)), _same_shape(a)),
+    jvp=_eigh_jvp, vjp=_eigh_vjp, multiple_results=True, family="linalg",
+    domain=("symmetric",))
+
+# ---------------------------------------------------------------------- svd
+# The reduced SVD a = u diag(s) vh, a (..., m, n), k = min(m, n); v = vh^T.
+# With dp = u^T da v and F_ij = 1 / (s_j^2 - s_i^2) (Townsend 2016):
+#   ds = diag(dp)
+#   du = u (F * (dp S + S dp^T)) + (I - u u^T) da v S^-1
+#   dv = v (F * (S dp + dp^T S)) + (I - v v^T) da^T u S^-1
+# The projector terms vanish when u (or v) is square.
+
+
+def _svd_shape(a):
+    *batch, m, n = shape_of(a)
+    k, dtype = min(m, n), dtype_of(a)
+    return (ShapeDtype((*batch, m, k), dtype), ShapeDtype((*batch, k), dtype),
+            ShapeDtype((*batch, k, n), dtype))
+
+
+def _svd_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    u, s, vh = svd(a)
+    m, n = shape_of(a)[-2:]
+    v = swap_last(vh)
+    t_v = matmul(t, v)
+    dp = matmul(swap_last(u), t_v)
+    dp_t = swap_last(dp)
+    s_row, s_col = _as_row(s), _as_column(s)
+    gaps = _reciprocal_gaps(s * s)
+    du = matmul(u, gaps * (dp * s_row + s_col * dp_t))
+    dv = matmul(v, gaps * (s_col * dp + dp_t * s_row))
+    if m > n:
+        du = du + (t_v - matmul(u, dp)) / s_row
+    if n > m:
+        dv = dv + (matmul(swap_last(t), u) - matmul(v, dp_t)) / s_row
+    return (u, s, vh), (du, _diagonal(dp), swap_last(dv))
+
+
+def _svd_vjp(wrt, out, a):
+    u, s, vh = out
+    m, n = shape_of(a)[-2:]
+
+    def pullback(ct):
+        ct_u, ct_s, ct_vh = ct
+        s_row, s_col = _as_row(s), _as_column(s)
+        inner = ZERO if ct_s is ZERO else _diagonal_matrix(ct_s)
+        extra = ZERO                    # the projector terms, already (..., m, n)
+        if ct_u is not ZERO:
+            ut_ct = matmul(swap_last(u), ct_u)
+            j = _reciprocal_gaps(s * s) * ut_ct
+            term = (j + swap_last(j)) * s_row
+            inner = term if inner is ZERO else inner + term
+            if m > n:
+                extra = matmul((ct_u - matmul(u, ut_ct)) / s_row, vh)
+        if ct_vh is not ZERO:
+            ct_vh_v = matmul(ct_vh, swap_last(vh))
+            j = _reciprocal_gaps(s * s) * swap_last(ct_vh_v)
+            term = s_col * (j + swap_last(j))
+            inner = term if inner is ZERO else inner + term
+            if n > m:
+                term = matmul(u / s_row, ct_vh - matmul(ct_vh_v, vh))
+                extra = term if extra is ZERO else extra + term
+        ct_a = matmul(u, matmul(inner, vh))
+        return (ct_a if extra is ZERO else ct_a + extra,)
+    return name_pullback(pullback, "svd")
+
+
+svd = Primitive("svd", lambda a: tuple(np.linalg.svd(a, full_matrices=False)),
+                shape=_svd_shape, jvp=_svd_jvp, vjp=_svd_vjp, multiple_results=True,
+                family="linalg", domain=("matrix",))
+
+
+def _svdvals_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    u, s, vh = svd(a)
+    return s, sum(u * matmul(t, swap_last(vh)), axis=(len(shape_of(a)) - 2,), keepdims=False)
+
+
+def _svdvals_vjp(wrt, out, a):
+    u, _, vh = svd(a)
+
+    def pullback(ct):
+        return (matmul(u * _as_row(ct), vh),)
+    return name_pullback(pullback, "svdvals")
+
+
+svdvals = Primitive("svdvals", lambda a: np.linalg.svd(a, compute_uv=False),
+                    shape=lambda a: _svd_shape(a)[1], jvp=_svdvals_jvp, vjp=_svdvals_vjp,
+                    family="linalg", domain=("matrix",))
+
+# ----------------------------------------------------------------------- qr
+# The reduced QR a = q r of a (..., m, n), m >= n.  With c = q^T da r^-1 and
+# omega = tril(c, -1) - tril(c, -1)^T (q^T dq, antisymmetric):
+#   dq = q omega + (I - q q^T) da r^-1,   dr = (c - omega) r.
+
+
+def _strictly_lower(x):
+    return where(np.tril(np.ones(shape_of(x)[-2:], dtype=bool), -1), x, 0.0)
+
+
+def _right_solve_upper(x, r, trans):
+    """x r^-1 (trans=0) or x r^-T (trans=1), for upper triangular r."""
+    return swap_last(triangular_solve(r, swap_last(x), lower=False, trans=1 - trans))
+
+
+def _qr_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    q, r = qr(a)
+    t_rinv = _right_solve_upper(t, r, 0)
+    c = matmul(swap_last(q), t_rinv)
+    low = _strictly_lower(c)
+    omega = low - swap_last(low)
+    return (q, r), (matmul(q, omega - c) + t_rinv, matmul(c - omega, r))
+
+
+def _qr_vjp(wrt, out, a):
+    q, r = out
+
+    def pullback(ct):
+        ct_q, ct_r = ct
+        b = ZERO if ct_q is ZERO else matmul(swap_last(q), ct_q)      # q^T q_bar - r_bar r^T
+        if ct_r is not ZERO:
+            r_term = matmul(ct_r, swap_last(r))
+            b = -r_term if b is ZERO else b - r_term
+        g = _strictly_lower(b - swap_last(b)) - b
+        d_bar = matmul(q, g) if ct_q is ZERO else ct_q + matmul(q, g)
+        return (_right_solve_upper(d_bar, r, 1),)
+    return name_pullback(pullback, "qr")
+
+
+def _qr_shape(a):
+    *batch, m, n = shape_of(a)
+    return ShapeDtype((*batch, m, n), dtype_of(a)), ShapeDtype((*batch, n, n), dtype_of(a))
+
+
+qr = Primitive("qr", lambda a: tuple(np.linalg.qr(a, mode="reduced")), shape=_qr_shape,
+               jvp=_qr_jvp, vjp=_qr_vjp, multiple_results=True, family="linalg",
+               domain=("tall",))
+
+# --------------------------------------------------------------------- pinv
+# x = a^+ (a of constant rank):
+#   dx = -x da x + x x^T da^T (I - a x) + (I - x a) da^T x^T x.
+
+
+def _pinv_jvp(primals, tangents, rcond):
+    (a,), (t,) = primals, tangents
+    x = pinv(a, rcond=rcond)
+    x_t, t_t = swap_last(x), swap_last(t)
+    left = _eye(a, shape_of(a)[-2]) - matmul(a, x)          # I - a x  (m x m)
+    right = _eye(a) - matmul(x, a)                          # I - x a  (n x n)
+    return x, (-matmul(x, matmul(t, x))
+               + matmul(matmul(x, x_t), matmul(t_t, left))
+               + matmul(right, matmul(t_t, matmul(x_t, x))))
+
+
+def _pinv_vjp(wrt, out, a, rcond):
+    x, x_t = out, swap_last(out)
+    left = _eye(a, shape_of(a)[-2]) - matmul(a, x)
+    right = _eye(a) - matmul(x, a)
+
+    def pullback(ct):
+        ct_t = swap_last(ct)
+        return (-matmul(x_t, matmul(ct, x_t))
+                + matmul(matmul(left, ct_t), matmul(x, x_t))
+                + matmul(matmul(x_t, x), matmul(ct_t, right)),)
+    return name_pullback(pullback, "pinv")
+
+
+pinv = Primitive(
+    "pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond),
+    shape=lambda a, rcond: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-2:][::-1], dtype_of(a)),
+    jvp=_pinv_jvp, vjp=_pinv_vjp, family="linalg", domain=("matrix",))
