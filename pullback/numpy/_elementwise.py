@@ -9,7 +9,7 @@ from ..core.engine import Tracer
 from ..errors import InPlaceMutationError, unsupported
 from ..primitives import elementwise as P
 from ..primitives.structural import stop_gradient
-from ._common import operand, refuse
+from ._common import operand, refuse, refuse_out
 
 # ufunc -> primitive. Every entry becomes a function of this namespace named like the ufunc.
 UFUNC_PRIMITIVES = {
@@ -132,6 +132,12 @@ def conjugate(x):
 
 conj = conjugate
 
+# Ufuncs answered by the composites above (`np.matmul` is added by _contraction).
+UFUNCS.update({ufunc: _ufunc_wrapper(ufunc, fn) for ufunc, fn in {
+    np.positive: positive, np.fabs: absolute, np.conjugate: conjugate, np.deg2rad: deg2rad,
+    np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg,
+    np.float_power: float_power}.items()})
+
 # ------------------------------------------------------------- ufunc methods
 
 _REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
@@ -147,7 +153,8 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
         return fn(*inputs, **kwargs)
     from .. import numpy as pnp
     name = f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__
-    if method == "at" or kwargs.get("out") is not None:
+    refuse_out(f"np.{name}", kwargs.get("out"))
+    if method == "at":
         raise InPlaceMutationError(
             f"`np.{name}` writes into an array in place, which pullback cannot differentiate. "
             "Use the functional update `pullback.numpy.at(x)[index].add(v)` (or `.set(v)`).")

@@ -1,0 +1,181 @@
+"""The engine: nesting and perturbation confusion, eager control flow, threads, memory."""
+import gc
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+import pullback
+from pullback import grad, pullback as vjp, pushforward
+
+
+def jvp1(f, x, v=1.0):
+    """Derivative of a scalar function along v, by forward mode."""
+    return pushforward(f, (x,), (v,))[1]
+
+
+def vjp1(f, x, ct=1.0):
+    """Derivative of a scalar function, by reverse mode."""
+    out, back = vjp(f, x)
+    return back(ct)[0]
+
+
+MODES = {"jvp": jvp1, "vjp": vjp1}
+
+
+# ---------------------------------------------------------- perturbation confusion
+
+@pytest.mark.parametrize("outer", MODES)
+@pytest.mark.parametrize("inner", MODES)
+def test_inner_derivative_of_closure_is_not_confused(outer, inner):
+    # d/dx [x * d/dy (x + y)] = d/dx [x * 1] = 1  (a confused system returns 2)
+    def f(x):
+        return x * MODES[inner](lambda y: x + y, 2.0)
+    assert MODES[outer](f, 3.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("outer", MODES)
+@pytest.mark.parametrize("inner", MODES)
+def test_function_ignoring_its_argument_has_zero_derivative_inside(outer, inner):
+    # d/dx [d/dy x] = 0 for every x: the inner derivative must not see x's perturbation.
+    def f(x):
+        return MODES[inner](lambda y: x, 1.0) * x
+    assert MODES[outer](f, 3.0) == 0.0
+
+
+@pytest.mark.parametrize("modes", [(a, b, c) for a in MODES for b in MODES for c in MODES])
+def test_third_derivative_in_every_mode_mix(modes):
+    # f(x) = x^4 sin(x): f'''(x) computed through every nesting of jvp and vjp.
+    def f(x):
+        return x ** 4 * np.sin(x)
+    m1, m2, m3 = (MODES[m] for m in modes)
+    d3 = m1(lambda a: m2(lambda b: m3(f, b), a), 0.7)
+    x = 0.7
+    exact = (24 * x * np.sin(x) + 36 * x ** 2 * np.cos(x) - 12 * x ** 3 * np.sin(x)
+             - x ** 4 * np.cos(x))
+    assert d3 == pytest.approx(exact, rel=1e-10)
+
+
+def test_nested_perturbations_of_two_variables():
+    # d/dx d/dy (x y^2) at (x, y) = 2y; mixing the levels would give something else.
+    def f(x):
+        return grad(lambda y: x * y ** 2)(1.5)
+    assert grad(f)(0.3) == pytest.approx(3.0)
+    assert jvp1(f, 0.3) == pytest.approx(3.0)
+
+
+def test_tracer_escaping_its_transformation_is_an_error():
+    leaked = []
+
+    def f(x):
+        leaked.append(x)
+        return x * 2.0
+    grad(f)(1.0)
+    with pytest.raises(pullback.errors.EscapedTracerError):
+        grad(lambda y: y * leaked[0])(1.0)
+
+
+# ------------------------------------------------------- eager Python control flow
+
+def piecewise(x):
+    if x > 0:
+        return x ** 3
+    return -2.0 * x
+
+
+def loop_until(x):
+    y = x
+    steps = 0
+    while y < 10.0:
+        y = y * 1.5
+        steps += 1
+    return y
+
+
+def early_return(xs):
+    total = 0.0
+    for v in xs:
+        if v < 0:
+            return total + v * 10.0
+        total = total + v ** 2
+    return total
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_control_flow_follows_the_concrete_values(mode):
+    d = MODES[mode]
+    assert d(piecewise, 2.0) == pytest.approx(12.0)
+    assert d(piecewise, -1.0) == pytest.approx(-2.0)
+    assert d(loop_until, 1.0) == pytest.approx(1.5 ** 6)     # six multiplications
+    xs = np.array([1.0, 2.0, -1.0, 5.0])
+    g = grad(early_return)(xs)
+    np.testing.assert_allclose(g, [2.0, 4.0, 10.0, 0.0])
+
+
+# ------------------------------------------------------------------ threads
+
+def test_two_threads_differentiate_different_functions_at_once():
+    results, errors = {}, []
+    barrier = threading.Barrier(2)
+
+    def work(name, f, df, xs):
+        try:
+            barrier.wait()
+            results[name] = [float(grad(f)(x)) for x in xs] == pytest.approx([df(x) for x in xs])
+        except Exception as error:     # report in the main thread
+            errors.append(error)
+
+    xs = np.linspace(0.1, 2.0, 200)
+    threads = [threading.Thread(target=work, args=("sin", np.sin, np.cos, xs)),
+               threading.Thread(target=work, args=("cube", lambda x: x ** 3,
+                                                   lambda x: 3 * x ** 2, xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results == {"sin": True, "cube": True}
+
+
+# ------------------------------------------------------------------- memory
+
+class Residual(np.ndarray):
+    """An ndarray subclass that can be weakly referenced, to watch residuals die."""
+
+
+def test_recorded_graph_is_freed_with_back():
+    x = np.linspace(0.0, 1.0, 5)
+    watched = []
+
+    def f(x):
+        y = np.sin(x) * 2.0
+        marker = np.ones(5).view(Residual)
+        watched.append(weakref.ref(marker))
+        return y * marker
+
+    out, back = vjp(f, x)
+    back(np.ones(5))
+    back(np.ones(5))                       # back can run more than once
+    gc.collect()
+    assert watched[0]() is not None        # the residual lives as long as back
+    del back
+    gc.collect()
+    assert watched[0]() is None            # ... and no longer
+
+
+def test_trace_stack_is_restored_after_an_exception():
+    def bad(x):
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        grad(bad)(1.0)
+    with pytest.raises(RuntimeError):
+        pushforward(lambda x: grad(bad)(x), (1.0,), (1.0,))
+    assert pullback.core.engine.trace_stack() == []
+
+
+def test_back_can_be_called_many_times_with_different_cotangents():
+    x = np.array([1.0, 2.0, 3.0])
+    out, back = vjp(lambda x: x ** 2, x)
+    for ct in (np.ones(3), np.array([1.0, 0.0, -1.0]), np.zeros(3)):
+        np.testing.assert_allclose(back(ct)[0], 2 * x * ct)
