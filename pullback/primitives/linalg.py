@@ -265,18 +265,20 @@ cholesky = Primitive("cholesky", np.linalg.cholesky, shape=_same_shape, jvp=_cho
                      vjp=_cholesky_vjp, family="linalg", domain=("spd",))
 
 # --------------------------------------------------------------------- eigh
-# s = tril(a) + tril(a, -1).T = v diag(w) v^T.  With m = v^T ds v and
-# F_ij = 1 / (w_j - w_i): dw = diag(m), dv = v (F * m).
+# s = tril(a) + tril(a, -1).T = v diag(w) v^T (lower=False: the same of a.T, as
+# NumPy's UPLO='U').  With m = v^T ds v and F_ij = 1 / (w_j - w_i):
+# dw = diag(m), dv = v (F * m).
 
 
-def _eigh_jvp(primals, tangents):
+def _eigh_jvp(primals, tangents, lower):
     (a,), (t,) = primals, tangents
-    w, v = eigh(a)
-    m = matmul(swap_last(v), matmul(_symmetric_from_lower(t), v))
+    w, v = eigh(a, lower=lower)
+    ds = _symmetric_from_lower(t if lower else swap_last(t))
+    m = matmul(swap_last(v), matmul(ds, v))
     return (w, v), (_diagonal(m), matmul(v, _reciprocal_gaps(w) * m))
 
 
-def _eigh_vjp(wrt, out, a):
+def _eigh_vjp(wrt, out, a, lower):
     w, v = out
 
     def pullback(ct):
@@ -285,14 +287,14 @@ def _eigh_vjp(wrt, out, a):
         if ct_v is not ZERO:
             term = _reciprocal_gaps(w) * matmul(swap_last(v), ct_v)
             inner = term if inner is ZERO else inner + term
-        s_bar = matmul(v, matmul(inner, swap_last(v)))
-        return (_symmetric_from_lower_transpose(s_bar),)
+        ct_a = _symmetric_from_lower_transpose(matmul(v, matmul(inner, swap_last(v))))
+        return (ct_a if lower else swap_last(ct_a),)
     return name_pullback(pullback, "eigh")
 
 
 eigh = Primitive(
-    "eigh", lambda a: tuple(np.linalg.eigh(a)),
-    shape=lambda a: (ShapeDtype(shape_of(a)[:-1], dtype_of(a)), _same_shape(a)),
+    "eigh", lambda a, lower: tuple(np.linalg.eigh(a, UPLO="L" if lower else "U")),
+    shape=lambda a, lower: (ShapeDtype(shape_of(a)[:-1], dtype_of(a)), _same_shape(a)),
     jvp=_eigh_jvp, vjp=_eigh_vjp, multiple_results=True, family="linalg",
     domain=("symmetric",))
 
