@@ -6,24 +6,32 @@ and both are answered by the `pullback.numpy` function of the same name.
 Conversions that would silently drop a derivative (`float(x)`, `np.asarray(x)`,
 in-place writes) raise errors that say what to do instead.
 """
+import numpy as np
+
 from ..errors import (ArrayConversionError, ConcretizationError, InPlaceMutationError,
                       unsupported)
 
-pnp = None          # the pullback.numpy module; set by it when it is imported
+pnp = None                 # the pullback.numpy module; set by it when it is imported
+_ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
+_OPERANDS = None           # types that primitives take as they are
 
 
 def use_namespace(module):
-    global pnp
+    """Connect tracers to the pullback.numpy namespace (called once, when it is imported)."""
+    global pnp, _ufunc_primitives, _OPERANDS
     pnp = module
+    _ufunc_primitives = module.UFUNC_PRIMITIVES
+    _OPERANDS = module.OPERAND_TYPES
 
 
-def _binary(name, reflected=False):
-    if reflected:
-        def op(self, other):
-            return getattr(pnp, name)(other, self)
-    else:
-        def op(self, other):
-            return getattr(pnp, name)(self, other)
+def _binary(ufunc, reflected=False):
+    """An operator method: the ufunc's primitive, reached without any dispatch layer."""
+    def op(self, other):
+        if not isinstance(other, _OPERANDS):
+            other = pnp.asarray(other)
+        prim = _ufunc_primitives[ufunc]
+        return prim(other, self) if reflected else prim(self, other)
+    op.__name__ = f"__{'r' if reflected else ''}{ufunc.__name__}__"
     return op
 
 
@@ -65,6 +73,10 @@ class ArrayMethods:
     def real(self):
         return self
 
+    def __bool__(self):
+        # Concrete, as for an ndarray (a truth value has no derivative to drop).
+        return bool(pnp.not_equal(self, 0))
+
     def __len__(self):
         if not self.shape:
             raise TypeError("len() of a 0-d traced array")
@@ -76,20 +88,25 @@ class ArrayMethods:
         return (self[i] for i in range(self.shape[0]))
 
     # -------------------------------------------------------------- operators
-    __add__, __radd__ = _binary("add"), _binary("add", True)
-    __sub__, __rsub__ = _binary("subtract"), _binary("subtract", True)
-    __mul__, __rmul__ = _binary("multiply"), _binary("multiply", True)
-    __truediv__, __rtruediv__ = _binary("divide"), _binary("divide", True)
-    __floordiv__, __rfloordiv__ = _binary("floor_divide"), _binary("floor_divide", True)
-    __mod__, __rmod__ = _binary("remainder"), _binary("remainder", True)
-    __pow__, __rpow__ = _binary("power"), _binary("power", True)
-    __matmul__, __rmatmul__ = _binary("matmul"), _binary("matmul", True)
-    __and__, __rand__ = _binary("logical_and"), _binary("logical_and", True)
-    __or__, __ror__ = _binary("logical_or"), _binary("logical_or", True)
-    __xor__, __rxor__ = _binary("logical_xor"), _binary("logical_xor", True)
-    __lt__, __le__ = _binary("less"), _binary("less_equal")
-    __gt__, __ge__ = _binary("greater"), _binary("greater_equal")
-    __eq__, __ne__ = _binary("equal"), _binary("not_equal")
+    __add__, __radd__ = _binary(np.add), _binary(np.add, True)
+    __sub__, __rsub__ = _binary(np.subtract), _binary(np.subtract, True)
+    __mul__, __rmul__ = _binary(np.multiply), _binary(np.multiply, True)
+    __truediv__, __rtruediv__ = _binary(np.divide), _binary(np.divide, True)
+    __floordiv__, __rfloordiv__ = _binary(np.floor_divide), _binary(np.floor_divide, True)
+    __mod__, __rmod__ = _binary(np.remainder), _binary(np.remainder, True)
+    __pow__, __rpow__ = _binary(np.power), _binary(np.power, True)
+    __and__, __rand__ = _binary(np.logical_and), _binary(np.logical_and, True)
+    __or__, __ror__ = _binary(np.logical_or), _binary(np.logical_or, True)
+    __xor__, __rxor__ = _binary(np.logical_xor), _binary(np.logical_xor, True)
+    __lt__, __le__ = _binary(np.less), _binary(np.less_equal)
+    __gt__, __ge__ = _binary(np.greater), _binary(np.greater_equal)
+    __eq__, __ne__ = _binary(np.equal), _binary(np.not_equal)
+
+    def __matmul__(self, other):
+        return pnp.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return pnp.matmul(other, self)
 
     def __neg__(self):
         return pnp.negative(self)
@@ -186,13 +203,19 @@ class ArrayMethods:
 
     def __array__(self, dtype=None, copy=None):
         raise ArrayConversionError(
-            "plain `np.asarray`/`np.array` was called on a traced value, which would drop its "
-            "derivative. Use `pullback.numpy.asarray`/`pullback.numpy.array` (they accept nested "
-            "lists of traced values) or `np.stack`, and keep the rest of the computation in "
-            "NumPy functions.")
+            "plain `np.asarray`/`np.array` was called on a traced value, directly or inside a "
+            "library function that converts its inputs (as most of SciPy does), which would "
+            "drop its derivative. Use `pullback.numpy.asarray`/`pullback.numpy.array` (they "
+            "accept nested lists of traced values) or `np.stack`, call the pullback.numpy "
+            "version of the library function (e.g. `pullback.numpy.logsumexp`), and keep the "
+            "rest of the computation in NumPy functions.")
 
     # ------------------------------------------------------- NumPy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "__call__" and not kwargs:
+            prim = _ufunc_primitives.get(ufunc)
+            if prim is not None:       # the common case, without any dispatch layer
+                return prim(*[x if isinstance(x, _OPERANDS) else pnp.asarray(x) for x in inputs])
         return pnp.apply_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):

@@ -14,10 +14,10 @@ import scipy.special as _sp
 
 from ..core import array_api as _array_api
 from . import linalg
-from ._common import ndim
+from ._common import SCALARS as OPERAND_TYPES, ndim
 from ._contraction import dot, einsum, inner, kron, matmul, outer, tensordot, trace, vdot
 from ._elementwise import *  # noqa: F401,F403  (ufunc wrappers, generated)
-from ._elementwise import (UFUNCS, abs, apply_ufunc, around, astype, clip, conj, conjugate,
+from ._elementwise import (UFUNC_PRIMITIVES, UFUNCS, abs, apply_ufunc, around, astype, clip, conj, conjugate,
                            deg2rad, degrees, digamma, fabs, float_power, mod, positive, psi,
                            rad2deg, radians, round, true_divide, where)
 from ._reductions import (all, amax, amin, any, argmax, argmin, average, cumprod, cumsum,

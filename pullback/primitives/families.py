@@ -71,46 +71,60 @@ def unbroadcast(ct, x):
     return ct
 
 
-def _scale(t, derivative, args, params):
-    """t * derivative, where derivative is a number or a function of (*primals, out)."""
-    if type(derivative) is int or type(derivative) is float:
-        return t if derivative == 1 else -t if derivative == -1 else t * derivative
-    return t * derivative(*args, **params)
+def _scaler(derivative):
+    """The map t -> t * derivative, specialised once: derivative is a number or a
+    function of (*primals, out, **params) written with primitives."""
+    if isinstance(derivative, (int, float)):
+        if derivative == 1:
+            return lambda t, args, params: t
+        if derivative == -1:
+            return lambda t, args, params: -t
+        return lambda t, args, params: t * derivative
+    return lambda t, args, params: t * derivative(*args, **params)
 
 
-def elementwise(name, impl, *derivatives, domain=None, differentiable=True):
+def elementwise(name, impl, *derivatives, domain=None):
     """An elementwise (broadcasting) primitive with the given partial derivatives.
 
     `derivatives[i]` is the partial derivative with respect to input i: a number,
-    or a function `(*primals, out) -> array` written with primitives.
+    or a function `(*primals, out, **params) -> array` written with primitives.
     """
     prim = None
+    scales = [_scaler(d) for d in derivatives]
 
     def jvp(primals, tangents, **params):
         out = prim(*primals, **params)
         args = (*primals, out)
         tangent_out = ZERO
-        for d, t in zip(derivatives, tangents):
+        for scale, t in zip(scales, tangents):
             if t is ZERO:
                 continue
-            term = _scale(t, d, args, params)
+            term = scale(t, args, params)
             tangent_out = term if tangent_out is ZERO else tangent_out + term
         if tangent_out is not ZERO and tangent_out.shape != out.shape:
             from . import structural
             tangent_out = structural.broadcast_to(tangent_out, shape=out.shape)
         return out, tangent_out
 
-    def vjp(wrt, out, *primals, **params):
-        args = (*primals, out)
+    if len(scales) == 1:
+        (scale,) = scales
 
-        def pullback(ct):
-            return tuple(unbroadcast(_scale(ct, d, args, params), x) if w else ZERO
-                         for d, w, x in zip(derivatives, wrt, primals))
-        return name_pullback(pullback, name)
+        def vjp(wrt, out, x, **params):
+            # One input: no broadcasting, and the output has the input's dtype.
+            def pullback(ct):
+                return (scale(ct, (x, out), params),)
+            return name_pullback(pullback, name)
+    else:
+        def vjp(wrt, out, *primals, **params):
+            args = (*primals, out)
 
-    prim = Primitive(name, impl, shape=elementwise_shape(impl),
-                     jvp=jvp if differentiable else None, vjp=vjp if differentiable else None,
-                     differentiable=differentiable, domain=domain, family="elementwise")
+            def pullback(ct):
+                return tuple(unbroadcast(scale(ct, args, params), x) if w else ZERO
+                             for scale, w, x in zip(scales, wrt, primals))
+            return name_pullback(pullback, name)
+
+    prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp, vjp=vjp,
+                     domain=domain, family="elementwise")
     return prim
 
 
