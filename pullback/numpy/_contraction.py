@@ -12,6 +12,7 @@ import numpy as np
 from ..primitives import contraction as C
 from ..primitives import elementwise as E
 from ._common import ndim, normalize_axis, operand
+from ._elementwise import UFUNCS
 from ._reductions import sum
 from ._shape import diagonal, ravel, reshape, shape, transpose
 
@@ -33,6 +34,9 @@ def matmul(x1, x2, /, out=None, **kwargs):
         s = shape(result)
         result = reshape(result, s[:-2] + s[-2:-1] * (not squeeze_a) + s[-1:] * (not squeeze_b))
     return result
+
+
+UFUNCS[np.matmul] = matmul     # `A @ x` with an ndarray `A` arrives as the ufunc np.matmul
 
 
 def tensordot(a, b, axes=2):

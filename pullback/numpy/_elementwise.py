@@ -80,9 +80,13 @@ def float_power(x, y):
     return P.power(astype(operand(x), np.float64), astype(operand(y), np.float64))
 
 
-def clip(a, a_min=None, a_max=None, out=None, **kwargs):
-    """`np.clip`; derivative 1 strictly inside the interval, 0 outside."""
+def clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):
+    """`np.clip` (bounds also as `min=`, `max=`); derivative 1 strictly inside, 0 outside."""
     refuse("clip", out=out, **kwargs)
+    if min is not None or max is not None:
+        if a_min is not None or a_max is not None:
+            raise ValueError("clip: give the bounds either as a_min/a_max or as min/max")
+        a_min, a_max = min, max
     x = operand(a)
     if a_min is not None:
         x = P.maximum(x, operand(a_min))

@@ -3,7 +3,6 @@
 Only sum, max, min, prod, cumsum and cumprod are primitives; the rest are
 composites and need no derivative rules of their own.
 """
-import builtins
 import math
 
 import numpy as np
@@ -66,6 +65,11 @@ def _count(x, axes):
     return math.prod(shape[i] for i in axes)
 
 
+def _inverse(count):
+    # A Python float keeps float32 float32; NumPy's x/0 is inf (and 0/0 nan) here too.
+    return 1.0 / count if count > 0 else math.inf
+
+
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     """`np.mean`."""
     x, axes = _prepare("mean", a, axis, dtype, out)
@@ -75,7 +79,7 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
             np.broadcast_to(mask, x.shape).astype(x.dtype), axis, keepdims=keepdims)
     if getattr(x, "dtype", np.dtype(float)).kind in "iub":
         x = astype(x, np.float64)
-    return R.sum(x, axis=axes, keepdims=bool(keepdims)) / builtins.max(_count(x, axes), 1)
+    return R.sum(x, axis=axes, keepdims=bool(keepdims)) * _inverse(_count(x, axes))
 
 
 def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
@@ -84,7 +88,8 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     if weights is None:
         result, total = mean(x, axis, keepdims=keepdims), None
         if returned:
-            total = np.asarray(_count(x, normalize_axes(axis, ndim(x))), dtype=result.dtype)
+            count = np.asarray(_count(x, normalize_axes(axis, ndim(x))), dtype=result.dtype)
+            total = np.broadcast_to(count, result.shape)
     else:
         w = operand(weights)
         if ndim(w) != ndim(x):
@@ -110,9 +115,9 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
         ddof = correction
     if getattr(x, "dtype", np.dtype(float)).kind in "iub":
         x = astype(x, np.float64)
-    centred = x - R.sum(x, axis=axes, keepdims=True) / builtins.max(_count(x, axes), 1)
-    return R.sum(E.square(centred), axis=axes, keepdims=bool(keepdims)) / builtins.max(
-        _count(x, axes) - ddof, 0)
+    centred = x - R.sum(x, axis=axes, keepdims=True) * _inverse(_count(x, axes))
+    return R.sum(E.square(centred), axis=axes, keepdims=bool(keepdims)) * _inverse(
+        _count(x, axes) - ddof)
 
 
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,

@@ -39,7 +39,7 @@ def _resolve_shape(new_shape, total):
         raise ValueError("can only specify one unknown dimension")
     if -1 in new_shape:
         known = math.prod(n for n in new_shape if n != -1)
-        new_shape = tuple(total // known if known else 0 if n == -1 else n for n in new_shape)
+        new_shape = tuple((total // known if known else 0) if n == -1 else n for n in new_shape)
     if math.prod(new_shape) != total:
         raise ValueError(f"cannot reshape array of size {total} into shape {new_shape}")
     return new_shape
@@ -130,8 +130,8 @@ def _atleast(n):
             x = operand(a)
             s = shape(x)
             if len(s) < n:
-                s = {1: (1,), 2: (1,) + s if len(s) == 1 else (1, 1),
-                     3: (1,) + s + (1,) if len(s) == 2 else (1, s[0], 1) if s else (1, 1, 1)}[n]
+                s = ((1,) * (n - len(s)) + s if n < 3 else
+                     {0: (1, 1, 1), 1: (1,) + s + (1,), 2: s + (1,)}[len(s)])
                 x = reshape(x, s)
             out.append(x)
         return out[0] if len(out) == 1 else tuple(out)
