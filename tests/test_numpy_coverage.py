@@ -75,6 +75,8 @@ def method(name, fn, make, f32=False):
     return Row(name, fn, fn, make, f32)
 
 
+A23 = np.random.default_rng(7).uniform(-1, 1, (2, 3))     # a plain ndarray operand
+
 # ------------------------------------------------------------------ elementwise
 
 
@@ -132,6 +134,8 @@ ELEMENTWISE = [
     same("where", lambda m, x, y: m.where(x > y, x * y, m.sin(y)),
          lambda d: (d.u(3, 4), d.u(3, 4)), f32=True),
     same("where-scalar-branch", lambda m, x: m.where(x > 0, x, 0.0), lambda d: (d.away(3, 4),)),
+    same("maximum-plain-first", lambda m, x: m.maximum(A23, x), lambda d: (d.u(3),)),
+    same("clip-traced-bound-only", lambda m, lo: m.clip(A23, lo, 0.5), lambda d: (d.u(3),)),
     same("where-constant-condition", lambda m, x, y: m.where(np.eye(3, dtype=bool), x, y),
          lambda d: (d.u(3, 3), d.u(3))),
     # scipy.special ufuncs, through __array_ufunc__
@@ -228,6 +232,9 @@ CONTRACTIONS = [
     same("dot-1d-3d", lambda m, a, b: m.dot(a, b), lambda d: (d.u(3), d.u(2, 3, 4))),
     same("dot-3d-3d", lambda m, a, b: m.dot(a, b), lambda d: (d.u(2, 3, 4), d.u(2, 4, 2))),
     same("dot-2d-3d", lambda m, a, b: m.dot(a, b), lambda d: (d.u(2, 3), d.u(2, 3, 4))),
+    same("dot-plain-first", lambda m, b: m.dot(A23, b), lambda d: (d.u(3, 2),)),
+    same("einsum-plain-operand", lambda m, b: m.einsum("ij,j", A23, b), lambda d: (d.u(3),)),
+    same("concatenate-plain-first", lambda m, b: m.concatenate([A23, b]), lambda d: (d.u(1, 3),)),
     same("matmul-1d-1d", lambda m, a, b: m.matmul(a, b), lambda d: (d.u(4), d.u(4))),
     same("matmul-1d-2d", lambda m, a, b: m.matmul(a, b), lambda d: (d.u(3), d.u(3, 4))),
     same("matmul-2d-1d", lambda m, a, b: m.matmul(a, b), lambda d: (d.u(3, 4), d.u(4))),
@@ -319,6 +326,7 @@ SHAPE = [
     same("split", lambda m, x: m.split(x, 2, axis=-1), x234),
     same("split-indices", lambda m, x: m.split(x, [1, 3], axis=1), x34),
     same("split-beyond", lambda m, x: m.split(x, [2, 9]), x34),
+    same("split-negative", lambda m, x: m.split(x, [-1, 1], axis=-1), x34),
     same("array_split", lambda m, x: m.array_split(x, 3, axis=1), x34),
     same("flip", lambda m, x: m.flip(x), x234),
     same("flip-axis", lambda m, x: m.flip(x, axis=(0, -1)), x234),
@@ -329,6 +337,7 @@ SHAPE = [
     same("roll-axes", lambda m, x: m.roll(x, (1, 2), axis=(0, 1)), x34),
     same("roll-large", lambda m, x: m.roll(x, [7, -5], axis=[1, 0]), x34),
     same("roll-same-shift", lambda m, x: m.roll(x, 1, axis=(0, 1)), x34),
+    same("roll-shifts-one-axis", lambda m, x: m.roll(x, [1, 2], axis=np.int64(1)), x34),
     same("tile", lambda m, x: m.tile(x, (2, 1, 2)), x34, f32=True),
     same("tile-int", lambda m, x: m.tile(x, 2), lambda d: (d.u(3),)),
     same("repeat", lambda m, x: m.repeat(x, 2), x34),
@@ -396,6 +405,7 @@ INDEXING = [
     at_row("at-set-broadcast", (Ellipsis, 1), lambda d: (d.u(3, 4), d.u()), "set"),
     at_row("at-set-array", ([0, 2], [1, 3]), lambda d: (d.u(3, 4), d.u(2)), "set"),
     at_row("at-set-mask", np.eye(3, 4, dtype=bool), lambda d: (d.u(3, 4), d.u(3)), "set"),
+    at_row("at-set-repeated", [0, 2, 0], lambda d: (d.u(3, 4), d.u(3, 4)), "set"),
     at_row("at-add-repeated", [0, 2, 0, 0], lambda d: (d.u(3, 4), d.u(4, 4)), "add", f32=True),
     at_row("at-add-slice", (slice(None), slice(1, 3)), lambda d: (d.u(3, 4), d.u(3, 2)), "add"),
 ]
@@ -418,8 +428,6 @@ CREATION = [
 ]
 
 # -------------------------------------------------- tracer methods and operators
-
-A23 = np.random.default_rng(7).uniform(-1, 1, (2, 3))
 
 METHODS = [
     method(".T", lambda x: x.T, x34),
@@ -730,6 +738,7 @@ ERRORS = [
     ErrorRow("x[0] = 1.0", lambda x: x.__setitem__(0, 1.0), InPlaceMutationError, "at\\(x\\)"),
     ErrorRow("x.sort()", lambda x: x.sort(), InPlaceMutationError, "np.sort"),
     ErrorRow("at(x)[0] = v", lambda x: pnp.at(x).__setitem__(0, 1.0), InPlaceMutationError, "set"),
+    ErrorRow("ndarray.dot(x)", lambda x: A23.dot(x), ArrayConversionError, "np.stack"),
     ErrorRow("float(x)", lambda x: float(x[0]), ConcretizationError, "float"),
     ErrorRow("np.asarray(x)", lambda x: np.asarray(x), ArrayConversionError, "pullback.numpy"),
     ErrorRow("scipy logsumexp", lambda x: sp.logsumexp(x), ArrayConversionError,
@@ -764,3 +773,14 @@ def test_astype_keeps_or_drops_the_derivative():
         assert g.dtype == np.float32 and np.array_equal(g, np.ones(3))
         g = pullback.grad(lambda x: m.sum(x.astype(int) * x))(x)
         assert np.array_equal(g, x.astype(int).astype(float))
+
+
+def test_truth_value_of_tracers_is_concrete():
+    """`if x:` works on the concrete value, and is ambiguous for several elements, as in NumPy."""
+    def f(x):
+        return x * 2.0 if x else x - 1.0
+    for transform in (pullback.grad, pullback.jacfwd):
+        assert transform(f)(np.array(1.5)) == 2.0
+        assert transform(f)(np.array(0.0)) == 1.0
+        with pytest.raises(ValueError, match="ambiguous"):
+            transform(lambda x: x.sum() if x else x[0])(np.ones(2))

@@ -150,7 +150,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """`scipy.special.logsumexp`: log(sum(b * exp(a))), computed stably."""
     x = operand(a)
     axes = normalize_axes(axis, ndim(x))
-    shift = stop_gradient(R.max(x, axis=axes, keepdims=True))
+    shift = R.max(stop_gradient(x), axis=axes, keepdims=True)
     shift = E.where(E.isfinite(shift), shift, 0.0)
     terms = E.exp(x - shift)
     if b is not None:

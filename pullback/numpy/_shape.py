@@ -204,9 +204,10 @@ def array_split(ary, indices_or_sections, axis=0):
         sizes = [each + 1] * extra + [each] * (sections - extra)
         bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
     else:
-        bounds = [0] + [builtins.min(int(i), n) for i in indices_or_sections] + [n]
-    return [_slice_along(x, axis, start, builtins.max(start, stop))
-            for start, stop in zip(bounds[:-1], bounds[1:])]
+        bounds = [0] + [int(i) for i in indices_or_sections] + [n]
+    # Python slicing, as NumPy does: negative indices count from the end, a decreasing
+    # pair gives an empty piece.
+    return [_slice_along(x, axis, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
 def split(ary, indices_or_sections, axis=0):
@@ -245,9 +246,8 @@ def roll(a, shift, axis=None):
     x = operand(a)
     if axis is None:
         return reshape(roll(ravel(x), shift, 0), shape(x))
-    shifts = np.broadcast_to(shift, np.shape(axis)).tolist() if not isinstance(axis, int) else [shift]
-    axes = [axis] if isinstance(axis, int) else list(axis)
-    for s, ax in zip(shifts if isinstance(shifts, list) else [shifts], axes):
+    shifts, axes = np.broadcast_arrays(shift, axis)
+    for s, ax in zip(shifts.ravel().tolist(), axes.ravel().tolist()):
         ax = normalize_axis(ax, ndim(x))
         n = shape(x)[ax]
         s = int(s) % n if n else 0
