@@ -63,23 +63,26 @@ class QRResult(NamedTuple):
 # ------------------------------------------------------------------ helpers
 
 
-def _floating(a, name):
-    """a as a real floating-point array or tracer (integers become float64, as in NumPy)."""
+def _real(a, name):
+    """a as an array or tracer, refusing complex values."""
     x = operand(a)
     if not hasattr(x, "dtype"):          # a Python scalar
         x = np.asarray(x)
-    kind = np.dtype(x.dtype).kind
-    if kind == "c":
+    if np.dtype(x.dtype).kind == "c":
         raise unsupported(f"numpy.linalg.{name}", "complex inputs are not supported; "
                           "pullback differentiates real linear algebra only")
-    if kind in "biu":
-        x = convert(x, dtype=np.dtype(np.float64))
     return x
 
 
-def _matrices(a, name, square=True):
+def _floating(a, name):
+    """a as a real floating-point array or tracer (integers become float64, as in NumPy)."""
+    x = _real(a, name)
+    return convert(x, dtype=np.dtype(np.float64)) if np.dtype(x.dtype).kind in "biu" else x
+
+
+def _matrices(a, name, square=True, floating=True):
     """a checked to be a (stack of) matrices, square if asked, as NumPy's linalg checks it."""
-    x = _floating(a, name)
+    x = _floating(a, name) if floating else _real(a, name)
     if ndim(x) < 2:
         raise np.linalg.LinAlgError(f"{ndim(x)}-dimensional array given. Array must be at "
                                     "least two-dimensional")
@@ -132,14 +135,7 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=np._NoValue):
 
 def matrix_power(a, n):
     """`np.linalg.matrix_power` by repeated squaring; n < 0 inverts first, n == 0 is I."""
-    x = operand(a)
-    if np.dtype(x.dtype).kind == "c":
-        raise unsupported("numpy.linalg.matrix_power", "complex inputs are not supported")
-    if ndim(x) < 2 or x.shape[-1] != x.shape[-2]:
-        raise np.linalg.LinAlgError("Last 2 dimensions of the array must be square"
-                                    if ndim(x) >= 2 else
-                                    f"{ndim(x)}-dimensional array given. Array must be at "
-                                    "least two-dimensional")
+    x = _matrices(a, "matrix_power", floating=False)     # integer powers stay integer
     try:
         n = operator.index(n)
     except TypeError as e:
@@ -234,8 +230,10 @@ def svdvals(x, /):
 
 
 def qr(a, mode="reduced"):
-    """`np.linalg.qr` for tall or square matrices (m >= n), modes 'reduced', 'r' and
-    'complete' (square matrices only, where it equals 'reduced')."""
+    """`np.linalg.qr` of tall or square matrices (m >= n).
+
+    Modes 'reduced' and 'r', and 'complete' for square matrices (where it equals 'reduced').
+    """
     x = _matrices(a, "qr", square=False)
     m, n = x.shape[-2:]
     if mode not in ("reduced", "complete", "r", "raw"):
@@ -255,7 +253,11 @@ def qr(a, mode="reduced"):
 
 
 def norm(x, ord=None, axis=None, keepdims=False):
-    """`np.linalg.norm`, as a composite of reductions and (for 2, -2, 'nuc') `svdvals`."""
+    """`np.linalg.norm`, as a composite of reductions and (for 2, -2, 'nuc') `svdvals`.
+
+    Like `sqrt` and `abs`, the norms have no derivative where they are not smooth
+    (the 2-norm at zero, max/min-based orders at ties, singular values at crossings).
+    """
     x = _floating(x, "norm")
     nd = ndim(x)
     if axis is None:

@@ -11,11 +11,12 @@ written only with primitives -- matmul, where, elementwise arithmetic and the
 primitives of this file -- so that they differentiate again. Constants (identity
 matrices, triangle masks) are NumPy arrays of the input's dtype.
 
-Routines that read one triangle of their input (`cholesky`, `eigh`, as LAPACK
-does with UPLO='L') are differentiated as functions of exactly that triangle:
-the matrix they see is `tril(a) + tril(a, -1).T`, so a perturbation of the
-upper triangle has no effect, and derivatives agree with finite differences
-even at non-symmetric points.
+Routines that read one triangle of their input, as LAPACK does (`cholesky` the
+lower one; `eigh` the lower one, or the upper one with lower=False) are
+differentiated as functions of exactly that triangle: the matrix they see is
+`tril(a) + tril(a, -1).T`, so a perturbation of the other triangle has no
+effect, and derivatives agree with finite differences even at non-symmetric
+points.
 
 Derivatives assume what makes them exist: invertible matrices for `inv`,
 `solve`, `det` and `slogdet`, positive definite ones for `cholesky`, distinct
@@ -38,10 +39,6 @@ from .structural import reshape
 def _eye(x, n=None):
     """The identity matrix matching x's last axis (or of size n), in x's dtype (a constant)."""
     return np.eye(shape_of(x)[-1] if n is None else n, dtype=dtype_of(x))
-
-
-def _off_diagonal(n):
-    return ~np.eye(n, dtype=bool)
 
 
 def _diagonal(x):
@@ -92,7 +89,7 @@ def _symmetric_from_lower_transpose(ct):
 
 def _reciprocal_gaps(w):
     """F[..., i, j] = 1 / (w_j - w_i) off the diagonal, 0 on it (the eigenvector kernel)."""
-    off = _off_diagonal(shape_of(w)[-1])
+    off = ~np.eye(shape_of(w)[-1], dtype=bool)
     gaps = _as_row(w) - _as_column(w)
     return where(off, 1.0 / where(off, gaps, 1.0), 0.0)
 
@@ -159,6 +156,19 @@ solve = Primitive("solve", np.linalg.solve, shape=_solve_shape, jvp=_solve_jvp,
 # T.T (trans=0 or 1).
 
 
+def _triangular_solve_impl(a, b, lower, trans):
+    """solve_triangular looped over the broadcast batch axes (SciPy < 1.15 does not batch)."""
+    batch = _batch(a, b)
+    if not batch:
+        return scipy.linalg.solve_triangular(a, b, trans=trans, lower=lower)
+    a = np.broadcast_to(a, batch + a.shape[-2:])
+    b = np.broadcast_to(b, batch + b.shape[-2:])
+    out = np.empty_like(b, dtype=np.result_type(a.dtype, b.dtype))
+    for i in np.ndindex(batch):
+        out[i] = scipy.linalg.solve_triangular(a[i], b[i], trans=trans, lower=lower)
+    return out
+
+
 def _triangle_mask(n, lower):
     ones = np.ones((n, n), dtype=bool)
     return np.tril(ones) if lower else np.triu(ones)
@@ -191,8 +201,7 @@ def _triangular_solve_vjp(wrt, out, a, b, lower, trans):
 
 
 triangular_solve = Primitive(
-    "triangular_solve",
-    lambda a, b, lower, trans: scipy.linalg.solve_triangular(a, b, trans=trans, lower=lower),
+    "triangular_solve", _triangular_solve_impl,
     shape=lambda a, b, lower, trans: _solve_shape(a, b),
     jvp=_triangular_solve_jvp, vjp=_triangular_solve_vjp, family="linalg",
     domain=("triangular", "matrix"))
@@ -374,7 +383,7 @@ def _svdvals_jvp(primals, tangents):
 
 
 def _svdvals_vjp(wrt, out, a):
-    u, _, vh = svd(a)
+    u, _, vh = svd(a)      # the impl computes no singular vectors: the rule needs them
 
     def pullback(ct):
         return (matmul(u * _as_row(ct), vh),)

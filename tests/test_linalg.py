@@ -1,0 +1,300 @@
+"""numpy.linalg, differentiable: values equal NumPy's, derivatives pass `check_grads`.
+
+Every row of ROWS is a function written once against a linalg namespace `m`
+(`numpy.linalg`, reached on traced values through `__array_function__`, or
+`pullback.numpy.linalg`) with its inputs: well-conditioned, full rank, with
+distinct eigen/singular values, in float64 and float32, single and stacked
+matrices. Rows for `eigh` and `cholesky` use non-symmetric inputs on purpose:
+NumPy reads one triangle only, and the derivative must be that of exactly the
+function NumPy computes. The triangular-solve primitive (no NumPy counterpart)
+and the unsupported cases have their own tests.
+"""
+import zlib
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import pullback
+import pullback.numpy as pnp
+from pullback.errors import UnsupportedFunctionError
+from pullback.primitives import linalg as L
+from pullback.tree import flatten
+
+
+class Draw:
+    """Seeded well-conditioned inputs of one dtype (one generator per row, seeded by its name)."""
+
+    def __init__(self, name, dtype):
+        self.rng = np.random.default_rng(zlib.crc32(name.encode()) + 1)
+        self.dtype = np.dtype(dtype)
+
+    def _cast(self, x):
+        return x.astype(self.dtype)
+
+    def normal(self, *shape):
+        return self._cast(self.rng.standard_normal(shape))
+
+    def invertible(self, *shape):
+        """Random plus 3 I: far from singular."""
+        return self._cast(self.rng.standard_normal(shape) + 3.0 * np.eye(shape[-1]))
+
+    def spd(self, *shape):
+        x = self.rng.standard_normal(shape)
+        return self._cast(x @ np.swapaxes(x, -1, -2) / shape[-1] + np.eye(shape[-1]))
+
+    def lower_spd(self, *shape):
+        """SPD in the lower triangle, arbitrary above it (what cholesky ignores)."""
+        return self._cast(self.spd(*shape) + np.triu(self.rng.standard_normal(shape), 1))
+
+    def symmetric(self, *shape):
+        x = self.rng.standard_normal(shape)
+        return self._cast(x + np.swapaxes(x, -1, -2))
+
+    def away(self, *shape):
+        """Entries of magnitude in (0.3, 1.5), random signs: away from the kinks of |x|."""
+        x = self.rng.uniform(0.3, 1.5, shape) * self.rng.choice([-1.0, 1.0], shape)
+        return self._cast(x)
+
+
+class Row(NamedTuple):
+    name: str
+    fn: Callable          # fn(m, *args), m a linalg namespace
+    args: Callable        # args(draw) -> tuple of arrays
+
+
+ROWS = [
+    # ------------------------------------------------ solving and inverting
+    Row("inv", lambda m, a: m.inv(a), lambda d: (d.invertible(3, 3),)),
+    Row("inv/batched", lambda m, a: m.inv(a), lambda d: (d.invertible(2, 3, 3),)),
+    Row("solve/matrix", lambda m, a, b: m.solve(a, b),
+        lambda d: (d.invertible(3, 3), d.normal(3, 2))),
+    Row("solve/vector", lambda m, a, b: m.solve(a, b),
+        lambda d: (d.invertible(3, 3), d.normal(3))),
+    Row("solve/batched", lambda m, a, b: m.solve(a, b),
+        lambda d: (d.invertible(2, 3, 3), d.normal(2, 3, 2))),
+    Row("solve/batched-vector", lambda m, a, b: m.solve(a, b),
+        lambda d: (d.invertible(2, 3, 3), d.normal(3))),
+    Row("solve/broadcast", lambda m, a, b: m.solve(a, b),
+        lambda d: (d.invertible(3, 3), d.normal(2, 3, 2))),
+    Row("pinv/tall", lambda m, a: m.pinv(a), lambda d: (d.normal(4, 3),)),
+    Row("pinv/wide", lambda m, a: m.pinv(a), lambda d: (d.normal(2, 4),)),
+    Row("pinv/square", lambda m, a: m.pinv(a), lambda d: (d.invertible(3, 3),)),
+    Row("pinv/batched-rtol", lambda m, a: m.pinv(a, rtol=None), lambda d: (d.normal(2, 4, 3),)),
+    Row("pinv/hermitian", lambda m, a: m.pinv(a, hermitian=True),
+        lambda d: (d.invertible(3, 3),)),
+    Row("matrix_power/0", lambda m, a: m.matrix_power(a, 0), lambda d: (d.normal(3, 3),)),
+    Row("matrix_power/1", lambda m, a: m.matrix_power(a, 1), lambda d: (d.normal(3, 3),)),
+    Row("matrix_power/5", lambda m, a: m.matrix_power(a, 5), lambda d: (d.normal(3, 3) / 3,)),
+    Row("matrix_power/-3", lambda m, a: m.matrix_power(a, -3), lambda d: (d.invertible(3, 3),)),
+    Row("matrix_power/batched", lambda m, a: m.matrix_power(a, 6),
+        lambda d: (d.normal(2, 3, 3) / 3,)),
+    # ---------------------------------------------------------- determinants
+    Row("det", lambda m, a: m.det(a), lambda d: (d.invertible(3, 3),)),
+    Row("det/batched", lambda m, a: m.det(a), lambda d: (d.normal(2, 3, 3),)),
+    Row("slogdet", lambda m, a: tuple(m.slogdet(a)), lambda d: (d.invertible(3, 3),)),
+    Row("slogdet/batched", lambda m, a: m.slogdet(a).logabsdet, lambda d: (d.normal(2, 3, 3),)),
+    # -------------------------------------------------------- factorizations
+    Row("cholesky", lambda m, a: m.cholesky(a), lambda d: (d.spd(3, 3),)),
+    Row("cholesky/nonsymmetric", lambda m, a: m.cholesky(a), lambda d: (d.lower_spd(3, 3),)),
+    Row("cholesky/upper", lambda m, a: m.cholesky(a, upper=True),
+        lambda d: (np.swapaxes(d.lower_spd(3, 3), -1, -2),)),
+    Row("cholesky/batched", lambda m, a: m.cholesky(a), lambda d: (d.lower_spd(2, 3, 3),)),
+    Row("eigh", lambda m, a: tuple(m.eigh(a)), lambda d: (d.symmetric(3, 3),)),
+    Row("eigh/nonsymmetric", lambda m, a: tuple(m.eigh(a)), lambda d: (d.normal(3, 3),)),
+    Row("eigh/UPLO=U", lambda m, a: tuple(m.eigh(a, UPLO="U")), lambda d: (d.normal(3, 3),)),
+    Row("eigh/batched", lambda m, a: tuple(m.eigh(a)), lambda d: (d.normal(2, 3, 3),)),
+    Row("eigh/eigenvalues-only", lambda m, a: m.eigh(a).eigenvalues,
+        lambda d: (d.normal(2, 3, 3),)),
+    Row("eigvalsh", lambda m, a: m.eigvalsh(a), lambda d: (d.normal(2, 3, 3),)),
+    Row("svd/square", lambda m, a: tuple(m.svd(a)), lambda d: (d.normal(3, 3),)),
+    Row("svd/tall", lambda m, a: tuple(m.svd(a, full_matrices=False)),
+        lambda d: (d.normal(4, 3),)),
+    Row("svd/wide", lambda m, a: tuple(m.svd(a, full_matrices=False)),
+        lambda d: (d.normal(2, 4),)),
+    Row("svd/batched", lambda m, a: tuple(m.svd(a, full_matrices=False)),
+        lambda d: (d.normal(2, 4, 3),)),
+    Row("svd/U-only", lambda m, a: m.svd(a, full_matrices=False).U, lambda d: (d.normal(4, 3),)),
+    Row("svd/Vh-only", lambda m, a: m.svd(a, full_matrices=False).Vh,
+        lambda d: (d.normal(2, 4),)),
+    Row("svd/values", lambda m, a: m.svd(a, compute_uv=False), lambda d: (d.normal(2, 3, 4),)),
+    Row("svd/hermitian", lambda m, a: tuple(m.svd(a, hermitian=True)),
+        lambda d: (d.normal(3, 3),)),
+    Row("svd/hermitian-values", lambda m, a: m.svd(a, compute_uv=False, hermitian=True),
+        lambda d: (d.normal(2, 3, 3),)),
+    Row("svdvals", lambda m, a: m.svdvals(a), lambda d: (d.normal(4, 3),)),
+    Row("qr/tall", lambda m, a: tuple(m.qr(a)), lambda d: (d.normal(4, 3),)),
+    Row("qr/square", lambda m, a: tuple(m.qr(a)), lambda d: (d.normal(3, 3),)),
+    Row("qr/batched", lambda m, a: tuple(m.qr(a)), lambda d: (d.normal(2, 4, 3),)),
+    Row("qr/Q-only", lambda m, a: m.qr(a).Q, lambda d: (d.normal(4, 3),)),
+    Row("qr/mode=r", lambda m, a: m.qr(a, mode="r"), lambda d: (d.normal(4, 3),)),
+    Row("qr/complete-square", lambda m, a: tuple(m.qr(a, mode="complete")),
+        lambda d: (d.normal(3, 3),)),
+    # ----------------------------------------------------------------- norms
+    Row("norm", lambda m, x: m.norm(x), lambda d: (d.normal(2, 3, 2),)),
+    Row("norm/keepdims", lambda m, x: m.norm(x, keepdims=True), lambda d: (d.normal(3, 2),)),
+    Row("norm/vector-fro", lambda m, x: m.norm(x, "fro"), lambda d: (d.normal(3, 2),)),
+    *[Row(f"norm/vector-{ord}", lambda m, x, ord=ord: m.norm(x, ord, axis=1),
+          lambda d: (d.away(2, 4, 3),))
+      for ord in (None, 2, 1, np.inf, -np.inf, 0, 3, -1, 0.5)],
+    Row("norm/vector-1d", lambda m, x: m.norm(x, 2), lambda d: (d.normal(4),)),
+    Row("norm/vector-keepdims", lambda m, x: m.norm(x, 3, axis=-1, keepdims=True),
+        lambda d: (d.away(2, 4),)),
+    *[Row(f"norm/matrix-{ord}", lambda m, x, ord=ord: m.norm(x, ord, axis=(2, 0)),
+          lambda d: (d.away(3, 2, 4),))
+      for ord in ("fro", "nuc", 2, -2, 1, -1, np.inf, -np.inf)],
+    Row("norm/matrix-2d", lambda m, x: m.norm(x, "nuc"), lambda d: (d.normal(3, 4),)),
+    Row("norm/matrix-keepdims", lambda m, x: m.norm(x, 1, axis=(0, 2), keepdims=True),
+        lambda d: (d.away(3, 2, 4),)),
+]
+
+NAMESPACES = {"numpy": np.linalg, "pullback.numpy": pnp.linalg}
+DTYPES = [np.float64, np.float32]
+
+
+def _inputs(row, dtype):
+    return row.args(Draw(row.name, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+def test_values_equal_numpy(row, dtype):
+    args = _inputs(row, dtype)
+    expected, _ = flatten(row.fn(np.linalg, *args))
+    got, _ = flatten(row.fn(pnp.linalg, *args))
+    assert len(got) == len(expected)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    for g, e in zip(got, expected):
+        assert np.asarray(g).dtype == np.asarray(e).dtype
+        np.testing.assert_allclose(g, e, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("namespace", sorted(NAMESPACES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+def test_grads(row, dtype, namespace):
+    m = NAMESPACES[namespace]
+    pullback.check_grads(lambda *args: row.fn(m, *args), _inputs(row, dtype), order=2,
+                         modes=("forward", "reverse"))
+
+
+def test_float32_derivatives_stay_float32():
+    a = Draw("float32", np.float32).invertible(2, 3, 3)
+    for f in (lambda a: np.sum(np.linalg.det(a)), lambda a: np.sum(np.linalg.inv(a)),
+              lambda a: np.sum(np.linalg.svd(a)[1]),
+              lambda a: np.sum(np.linalg.norm(a, "nuc", axis=(1, 2)))):
+        assert pullback.grad(f)(a).dtype == np.float32
+
+
+def test_integer_input_becomes_float64():
+    a = np.array([[2, 1], [1, 3]])
+    for name in ("inv", "det", "cholesky", "pinv"):
+        got, expected = getattr(pnp.linalg, name)(a), getattr(np.linalg, name)(a)
+        assert got.dtype == expected.dtype == np.float64
+        np.testing.assert_allclose(got, expected)
+
+
+def test_one_triangle_is_read():
+    """eigh and cholesky ignore the other triangle: its gradient is exactly zero."""
+    a = Draw("triangle", np.float64).lower_spd(3, 3)
+    upper = np.triu(np.ones((3, 3)), 1).astype(bool)
+    for f in (lambda a: np.sum(np.linalg.eigh(a)[1] ** 3), lambda a: np.sum(np.linalg.cholesky(a))):
+        assert np.all(pullback.grad(f)(a)[upper] == 0)
+    g = pullback.grad(lambda a: np.sum(np.linalg.eigh(a, UPLO="U")[0] ** 3))(a)
+    assert np.all(g[upper.T] == 0)
+
+
+def test_matrix_power_zero_is_the_identity_with_zero_derivative():
+    a = Draw("mp0", np.float64).normal(2, 3, 3)
+    identity = np.broadcast_to(np.eye(3), a.shape)
+    np.testing.assert_array_equal(pnp.linalg.matrix_power(a, 0), identity)
+    assert np.all(pullback.grad(lambda a: np.sum(np.linalg.matrix_power(a, 0)))(a) == 0)
+    with pytest.raises(TypeError, match="exponent must be an integer"):
+        pnp.linalg.matrix_power(a, 1.5)
+
+
+# ------------------------------------------------------- triangular_solve
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("lower", [True, False], ids=["lower", "upper"])
+@pytest.mark.parametrize("trans", [0, 1])
+@pytest.mark.parametrize("shapes", [((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 1)), ((3, 3), (2, 3, 2))],
+                         ids=["single", "batched", "broadcast"])
+def test_triangular_solve(shapes, trans, lower, dtype):
+    """scipy.linalg.solve_triangular semantics; a full matrix: the other triangle is ignored."""
+    d = Draw(f"triangular_solve{shapes}", dtype)
+    a, b = d.invertible(*shapes[0]), d.normal(*shapes[1])
+
+    def f(a, b):
+        return L.triangular_solve(a, b, lower=lower, trans=trans)
+    expected = scipy.linalg.solve_triangular(a, b, lower=lower, trans=trans)
+    got = f(a, b)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    pullback.check_grads(f, (a, b), order=2)
+
+
+# -------------------------------------------------------- unsupported cases
+
+
+def _traced(f, x):
+    """Run f on a traced x (inside a gradient), as user code would."""
+    return pullback.grad(lambda x: np.sum(f(x)))(x)
+
+
+def test_svd_full_matrices_of_a_non_square_matrix_is_unsupported():
+    a = Draw("svd-full", np.float64).normal(4, 3)
+    for call in (lambda: pnp.linalg.svd(a), lambda: _traced(lambda x: np.linalg.svd(x)[0], a)):
+        with pytest.raises(UnsupportedFunctionError,
+                           match=r"full_matrices=True for a non-square 4x3 matrix.*"
+                                 r"pass full_matrices=False"):
+            call()
+
+
+def test_qr_unsupported_cases():
+    d = Draw("qr-unsupported", np.float64)
+    wide, tall = d.normal(2, 3), d.normal(3, 2)
+    with pytest.raises(UnsupportedFunctionError, match=r"wide 2x3 matrix \(m < n\)"):
+        _traced(lambda x: np.linalg.qr(x)[1], wide)
+    with pytest.raises(UnsupportedFunctionError, match=r"mode='complete' for a non-square 3x2"):
+        pnp.linalg.qr(tall, mode="complete")
+    with pytest.raises(UnsupportedFunctionError, match=r"mode='raw'"):
+        pnp.linalg.qr(tall, mode="raw")
+    with pytest.raises(ValueError, match="Unrecognized mode"):
+        pnp.linalg.qr(tall, mode="bogus")
+
+
+def test_complex_input_is_unsupported():
+    a = np.eye(2) * (1 + 1j)
+    for name in ("inv", "det", "eigh", "svd", "norm"):
+        with pytest.raises(UnsupportedFunctionError, match=rf"numpy.linalg.{name}.*complex"):
+            getattr(pnp.linalg, name)(a)
+
+
+def test_pinv_with_an_array_of_cutoffs_is_unsupported():
+    a = Draw("pinv-rcond", np.float64).normal(2, 3, 3)
+    with pytest.raises(UnsupportedFunctionError, match="rcond/rtol must be a constant scalar"):
+        pnp.linalg.pinv(a, rcond=np.array([1e-15, 1e-10]))
+    with pytest.raises(ValueError, match="can't be both set"):
+        pnp.linalg.pinv(a, rcond=1e-15, rtol=1e-15)
+
+
+def test_linalg_function_without_derivative_is_unsupported():
+    a = Draw("eig", np.float64).normal(3, 3)
+    with pytest.raises(UnsupportedFunctionError, match="numpy.linalg.eig"):
+        _traced(lambda x: np.linalg.eig(x)[0], a)
+
+
+def test_numpy_argument_errors():
+    with pytest.raises(np.linalg.LinAlgError, match="must be square"):
+        pnp.linalg.inv(np.ones((2, 3)))
+    with pytest.raises(np.linalg.LinAlgError, match="at least two-dimensional"):
+        pnp.linalg.det(np.ones(3))
+    with pytest.raises(ValueError, match="UPLO"):
+        pnp.linalg.eigh(np.eye(2), UPLO="X")
+    with pytest.raises(ValueError, match="Invalid norm order for matrices"):
+        pnp.linalg.norm(np.eye(2), 3)
+    with pytest.raises(ValueError, match="Improper number of dimensions"):
+        pnp.linalg.norm(np.ones((2, 2, 2)), 2)
