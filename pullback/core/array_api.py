@@ -73,6 +73,10 @@ class ArrayMethods:
     def real(self):
         return self
 
+    @property
+    def imag(self):
+        return pnp.zeros_like(self)
+
     def __bool__(self):
         # Concrete, as for an ndarray (a truth value has no derivative to drop).
         return bool(pnp.not_equal(self, 0))
@@ -174,6 +178,15 @@ class ArrayMethods:
     def sort(self, *args, **kwargs):
         raise InPlaceMutationError(
             "`x.sort()` sorts a traced array in place; use `y = np.sort(x)` instead.")
+
+    def fill(self, value):
+        raise InPlaceMutationError(
+            "`x.fill(v)` overwrites a traced array in place; use `y = np.full_like(x, v)` instead.")
+
+    def put(self, indices, values, mode="raise"):
+        raise InPlaceMutationError(
+            "`x.put(indices, v)` writes into a traced array in place; use "
+            "`y = pullback.numpy.at(x.ravel())[indices].set(v).reshape(x.shape)` instead.")
 
     # ----------------------------------------------------------- conversions
     def _concretization_error(self, what):
