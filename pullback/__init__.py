@@ -10,6 +10,7 @@ from . import numpy
 # Transformations: the pushforward and the pullback.
 from .transforms.forward import jvp, pushforward
 from .transforms.reverse import pullback, vjp
+from .transforms.batching import vmap
 
 # Derivative operators built from them.
 from .operators import grad, jacfwd, jacobian, jacrev, stop_gradient, value_and_grad
@@ -21,7 +22,7 @@ from .errors import PullbackError
 
 __all__ = [
     "numpy",
-    "pushforward", "jvp", "pullback", "vjp",
+    "pushforward", "jvp", "pullback", "vjp", "vmap",
     "grad", "value_and_grad", "jacfwd", "jacrev", "jacobian", "stop_gradient",
     "check_grads", "errors", "PullbackError",
 ]

@@ -50,6 +50,10 @@ class ArgnumsError(PullbackError, ValueError):
     """`argnums` names an argument that does not exist."""
 
 
+class BatchError(PullbackError, ValueError):
+    """vmap got inconsistent batch sizes or an axis outside an argument's dimensions."""
+
+
 class AuxOutputError(PullbackError, TypeError):
     """With `has_aux=True`, the function did not return an `(output, aux)` pair."""
 

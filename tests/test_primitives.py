@@ -222,6 +222,45 @@ def logical_reduction_case(draw, prim, dtype):
     return [args[0] > 0], params
 
 
+def _matrix(draw, kind, stack, n, dtype, m=None):
+    """A well-conditioned matrix (stack) of the given kind, exact in float32."""
+    rng = np.random.default_rng([draw(st.integers(0, 2**32 - 1)), next(_calls)])
+    m = n if m is None else m
+    a = rng.uniform(-1.0, 1.0, stack + (m, n))
+    if kind in ("invertible", "triangular"):
+        a = a + 2.0 * n * np.eye(n)
+    elif kind == "spd":
+        a = a @ np.swapaxes(a, -1, -2) + n * np.eye(n)
+    elif kind == "symmetric":      # distinct eigenvalues: a spread-out diagonal dominates
+        a = a + np.diag(3.0 * np.arange(n))
+    elif kind in ("matrix", "tall"):     # distinct singular values 1, 2, 3, ...
+        u, _ = np.linalg.qr(rng.standard_normal(stack + (m, m)))
+        v, _ = np.linalg.qr(rng.standard_normal(stack + (n, n)))
+        k = min(m, n)
+        s = np.zeros(stack + (m, n))
+        s[..., np.arange(k), np.arange(k)] = 1.0 + np.arange(k)
+        a = u @ s @ v
+    return a.astype(dtype)
+
+
+@st.composite
+def linalg_case(draw, prim, dtype):
+    stack = draw(st.sampled_from([(), (2,)]))
+    n = draw(st.integers(1, 3))
+    kinds = prim.domain
+    m = n + draw(st.integers(0, 1)) if kinds[0] == "tall" else (
+        draw(st.integers(1, 3)) if prim.name in ("svd", "svdvals", "pinv") else None)
+    args = [_matrix(draw, kinds[0], stack, n, dtype, m)]
+    if len(kinds) > 1:
+        args.append(_matrix(draw, "matrix", draw(st.sampled_from([(), stack])), draw(
+            st.integers(1, 2)), dtype, n))
+    params = {"triangular_solve": lambda: {"lower": draw(st.booleans()),
+                                           "trans": draw(st.integers(0, 1))},
+              "eigh": lambda: {"lower": draw(st.booleans())},
+              "pinv": lambda: {"rcond": 1e-15}}.get(prim.name, dict)()
+    return args, params
+
+
 CASES = {
     "sum": reduction_case, "max": reduction_case, "min": reduction_case, "prod": prod_case,
     "cumsum": scan_case, "cumprod": scan_case, "reshape": reshape_case,
@@ -239,6 +278,8 @@ def case_strategy(prim, dtype):
         return CASES[prim.name](prim, dtype)
     if prim.family == "elementwise":
         return elementwise_case(prim, dtype)
+    if prim.family == "linalg":
+        return linalg_case(prim, dtype)
     raise LookupError(f"no test case for primitive {prim.name!r}: add a row to CASES")
 
 
@@ -292,4 +333,42 @@ def test_primitive(name, dtype):
             return prim(*full, **params)
         eps = 1e-2 if name == "convert" else 1e-6   # convert's output is float32: FD in large steps
         pullback.check_grads(f, [args[i] for i in positions], order=2, eps=eps)
+    run()
+
+
+def _batched(arg, axis, size=3):
+    """`size` examples of `arg` stacked along `axis` (floats perturbed, others repeated)."""
+    arg = np.asarray(arg)
+    if arg.dtype.kind == "f":
+        examples = [arg * (1 + 0.01 * k) for k in range(size)]
+    else:
+        examples = [arg] * size
+    return np.stack(examples, axis=axis)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_vmap_matches_a_loop(name):
+    prim = REGISTRY[name]
+
+    @SETTINGS
+    @given(case_strategy(prim, np.float64), st.data())
+    def run(case, data):
+        args, params = case
+        batch_mask = [True] + [data.draw(st.booleans()) for _ in args[1:]]
+        if not data.draw(st.booleans()):
+            batch_mask = [not b for b in batch_mask] if not all(batch_mask) else batch_mask
+        in_axes = [data.draw(st.integers(0, np.ndim(a))) if b else None
+                   for a, b in zip(args, batch_mask)]
+        batched = [_batched(a, ax) if ax is not None else a for a, ax in zip(args, in_axes)]
+        with np.errstate(all="ignore"):
+            got = pullback.vmap(lambda *a: prim(*a, **params), in_axes=tuple(in_axes))(*batched)
+            examples = [prim(*[np.take(b, i, axis=ax) if ax is not None else b
+                               for b, ax in zip(batched, in_axes)], **params) for i in range(3)]
+        if prim.multiple_results:
+            for k, g in enumerate(got):
+                np.testing.assert_allclose(g, np.stack([e[k] for e in examples]), rtol=1e-12,
+                                           atol=1e-12, equal_nan=True)
+        else:
+            np.testing.assert_allclose(got, np.stack(examples), rtol=1e-12, atol=1e-12,
+                                       equal_nan=True)
     run()

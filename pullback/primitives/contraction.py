@@ -9,7 +9,8 @@ import string
 import numpy as np
 
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
-from .families import dtype_of, shape_of, unbroadcast
+from .families import batch_elementwise, dtype_of, shape_of, unbroadcast
+from ..transforms.batching import moveaxis
 from .structural import convert, transpose
 
 
@@ -48,9 +49,12 @@ def _matmul_vjp(wrt, out, a, b):
     return name_pullback(pullback, "matmul")
 
 
+# Batching pads batched operands to a common rank, like a broadcasting elementwise op:
+# matmul broadcasts its leading (stack) dimensions the same way.
 matmul = Primitive("matmul", np.matmul, shape=_matmul_shape,
                    jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
-                   family="contraction", domain=("matrix", "matrix"))
+                   batch=lambda values, dims: batch_elementwise(matmul, values, dims),
+                   family="contraction")
 
 # ---------------------------------------------------------------------- einsum
 
@@ -107,6 +111,15 @@ def _einsum_vjp(wrt, out, *operands, spec):
     return name_pullback(pullback, "einsum")
 
 
+def _einsum_batch(values, dims, spec):
+    """A fresh letter for the batch axis, leading every batched operand and the output."""
+    letter = next(c for c in string.ascii_letters if c not in spec)
+    inputs, output = _parse(spec)
+    operands = [v if d is None else moveaxis(v, d, 0) for v, d in zip(values, dims)]
+    inputs = [s if d is None else letter + s for s, d in zip(inputs, dims)]
+    return einsum(*operands, spec=",".join(inputs) + "->" + letter + output), 0
+
+
 einsum = Primitive("einsum", lambda *ops, spec: np.einsum(spec, *ops, optimize=len(ops) > 1),
                    shape=_einsum_shape, jvp=lambda p, t, spec: multilinear_jvp(einsum)(p, t, spec=spec),
-                   vjp=_einsum_vjp, family="contraction")
+                   vjp=_einsum_vjp, batch=_einsum_batch, family="contraction")

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.special as sp
 
 from ..core.primitive import ZERO, Primitive, name_pullback
-from .families import constant, elementwise, elementwise_shape, unbroadcast
+from .families import batch_elementwise, constant, elementwise, elementwise_shape, unbroadcast
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -169,4 +169,5 @@ def _where_vjp(wrt, out, condition, x, y):
 
 
 where = Primitive("where", np.where, shape=elementwise_shape(np.where), jvp=_where_jvp,
-                  vjp=_where_vjp, family="elementwise", domain=("bool", REALS, REALS))
+                  vjp=_where_vjp, batch=lambda values, dims: batch_elementwise(where, values, dims),
+                  family="elementwise", domain=("bool", REALS, REALS))

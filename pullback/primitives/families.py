@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..transforms.batching import moveaxis
 
 REALS = (-2.0, 2.0)
 
@@ -124,22 +125,27 @@ def elementwise(name, impl, *derivatives, domain=None):
             return name_pullback(pullback, name)
 
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp, vjp=vjp,
+                     batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
+                                                                            **params),
                      domain=domain, family="elementwise")
     return prim
 
 
-def constant(name, impl, shape=None, *, domain=(REALS,), family="elementwise"):
+def constant(name, impl, shape=None, *, batch=None, domain=(REALS,), family="elementwise"):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
-    `domain` gives one value interval (or "bool") per input, for the tests.
+    Without `shape` and `batch` it is elementwise. `domain` gives one value interval
+    (or "bool") per input, for the tests.
     """
-    return Primitive(name, impl, shape=shape or elementwise_shape(impl), differentiable=False,
-                     domain=domain, family=family)
+    prim = Primitive(name, impl, shape=shape or elementwise_shape(impl), differentiable=False,
+                     batch=batch or (lambda values, dims, **params: batch_elementwise(
+                         prim, values, dims, **params)), domain=domain, family=family)
+    return prim
 
 
 # ----------------------------------------------------------------------- linear
 
-def linear(name, impl, shape, transpose, *, family="structural"):
+def linear(name, impl, shape, transpose, batch, *, family="structural"):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
@@ -155,7 +161,7 @@ def linear(name, impl, shape, transpose, *, family="structural"):
             return (transpose(ct, x, **params),)
         return name_pullback(pullback, name)
 
-    prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, family=family)
+    prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, family=family)
     return prim
 
 
@@ -193,3 +199,58 @@ def derivatives_from(composite, name):
         return name_pullback(pullback, name)
 
     return {"jvp": jvp, "vjp": vjp}
+
+
+# --------------------------------------------------------------------- batching
+# Batch rules take (values, dims, **params), where dims[i] is the batch axis of
+# values[i] or None, and return (out, out_dim). They compute with array methods
+# and primitives, so they work on plain arrays and on tracers of outer levels.
+
+def batch_size(values, dims):
+    for v, d in zip(values, dims):
+        if d is not None:
+            return v.shape[d]
+    raise ValueError("no batched argument")
+
+
+def batch_elementwise(prim, values, dims, **params):
+    """Broadcasting primitives: batch axes to the front, batched operands padded to
+    the common rank so that NumPy broadcasting lines the examples up."""
+    ranks = [len(shape_of(v)) - (d is not None) for v, d in zip(values, dims)]
+    rank = max(ranks)
+    args = []
+    for v, d, r in zip(values, dims, ranks):
+        if d is not None:
+            v = moveaxis(v, d, 0)
+            if r < rank:
+                v = v.reshape(v.shape[:1] + (1,) * (rank - r) + v.shape[1:])
+        args.append(v)
+    return prim(*args, **params), 0
+
+
+def batch_reduction(prim, values, dims, axis, **params):
+    """Reductions over a tuple of axes: the batch axis goes first, the others shift by one."""
+    return prim(moveaxis(values[0], dims[0], 0), axis=tuple(i + 1 for i in axis), **params), 0
+
+
+def batch_along_axis(prim, values, dims, axis, **params):
+    """Scans and arg-reductions along one axis: the batch axis goes first."""
+    return prim(moveaxis(values[0], dims[0], 0), axis=axis + 1, **params), 0
+
+
+def batch_stacked(prim, values, dims, **params):
+    """Primitives that already map over leading axes (linear algebra on stacks)."""
+    moved = [v if d is None else moveaxis(v, d, 0) for v, d in zip(values, dims)]
+    out = prim(*moved, **params)
+    return (out, [0] * len(out)) if prim.multiple_results else (out, 0)
+
+
+def batch_by_loop(prim, values, dims, **params):
+    """The fallback for rare cases: run each example and stack (correct, not fast)."""
+    outs = []
+    for i in range(batch_size(values, dims)):
+        example = [v if d is None else moveaxis(v, d, 0)[i] for v, d in zip(values, dims)]
+        outs.append(prim(*example, **params))
+    if prim.multiple_results:
+        return [np.stack([o[k] for o in outs]) for k in range(len(outs[0]))], [0] * len(outs[0])
+    return np.stack(outs), 0

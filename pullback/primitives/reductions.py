@@ -9,7 +9,8 @@ import numpy as np
 
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
-from .families import constant, derivatives_from, dtype_of, linear, shape_of
+from .families import (batch_along_axis, batch_reduction, constant, derivatives_from, dtype_of,
+                       linear, shape_of)
 from .structural import (Slice, broadcast_to, concatenate, convert, getitem, reshape,
                          transpose)
 
@@ -36,7 +37,8 @@ def _sum_transpose(ct, x, axis, keepdims):
 
 
 sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-             shape=_reduction_shape, transpose=_sum_transpose, family="reduction")
+             shape=_reduction_shape, transpose=_sum_transpose, family="reduction",
+             batch=lambda values, dims, **params: batch_reduction(sum, values, dims, **params))
 
 # ------------------------------------------------------------------ max / min
 
@@ -60,7 +62,9 @@ def _extremum(name, impl):
         return name_pullback(pullback, name)
 
     prim = Primitive(name, lambda x, axis, keepdims: impl(x, axis=axis, keepdims=keepdims),
-                     shape=_reduction_shape, jvp=jvp, vjp=vjp, family="reduction")
+                     shape=_reduction_shape, jvp=jvp, vjp=vjp, family="reduction",
+                     batch=lambda values, dims, **params: batch_reduction(prim, values, dims,
+                                                                          **params))
     return prim
 
 
@@ -116,7 +120,8 @@ def _prod_vjp(wrt, out, x, axis, keepdims):
 
 
 prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-                 shape=_reduction_shape, jvp=_prod_jvp, vjp=_prod_vjp, family="reduction")
+                 shape=_reduction_shape, jvp=_prod_jvp, vjp=_prod_vjp, family="reduction",
+                 batch=lambda values, dims, **params: batch_reduction(prod, values, dims, **params))
 
 # ---------------------------------------------------------------------- scans
 
@@ -131,6 +136,7 @@ def _flip(x, axis):
 
 cumsum = linear("cumsum", lambda x, axis: np.cumsum(x, axis=axis), shape=_scan_shape,
                 transpose=lambda ct, x, axis: _flip(cumsum(_flip(ct, axis), axis=axis), axis),
+                batch=lambda values, dims, axis: batch_along_axis(cumsum, values, dims, axis),
                 family="reduction")
 
 
@@ -150,7 +156,8 @@ def _cumprod_by_prod(x, axis):
 
 
 cumprod = Primitive("cumprod", lambda x, axis: np.cumprod(x, axis=axis), shape=_scan_shape,
-                    **derivatives_from(_cumprod_by_prod, "cumprod"), family="reduction")
+                    **derivatives_from(_cumprod_by_prod, "cumprod"), family="reduction",
+                    batch=lambda values, dims, axis: batch_along_axis(cumprod, values, dims, axis))
 
 # -------------------------------------------------------- integer-valued results
 
@@ -160,13 +167,25 @@ def _arg_shape(x, axis):
     return ShapeDtype(tuple(n for i, n in enumerate(shape) if i != axis), np.dtype(np.intp))
 
 
-argmax = constant("argmax", lambda x, axis: np.argmax(x, axis=axis), _arg_shape, family="reduction")
-argmin = constant("argmin", lambda x, axis: np.argmin(x, axis=axis), _arg_shape, family="reduction")
-argsort = constant("argsort", lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
-                   lambda x, axis: ShapeDtype(shape_of(x), np.dtype(np.intp)), family="reduction")
-any = constant("any", lambda x, axis, keepdims: np.any(x, axis=axis, keepdims=keepdims),
-               lambda x, axis, keepdims: ShapeDtype(reduced_shape(shape_of(x), axis, keepdims),
-                                                    np.dtype(bool)), family="reduction")
-all = constant("all", lambda x, axis, keepdims: np.all(x, axis=axis, keepdims=keepdims),
-               lambda x, axis, keepdims: ShapeDtype(reduced_shape(shape_of(x), axis, keepdims),
-                                                    np.dtype(bool)), family="reduction")
+def _along_axis(name, impl, shape):
+    prim = constant(name, impl, shape, family="reduction",
+                    batch=lambda values, dims, axis: batch_along_axis(prim, values, dims, axis))
+    return prim
+
+
+def _logical(name, impl):
+    prim = constant(name, lambda x, axis, keepdims: impl(x, axis=axis, keepdims=keepdims),
+                    lambda x, axis, keepdims: ShapeDtype(
+                        reduced_shape(shape_of(x), axis, keepdims), np.dtype(bool)),
+                    family="reduction",
+                    batch=lambda values, dims, **params: batch_reduction(prim, values, dims,
+                                                                         **params))
+    return prim
+
+
+argmax = _along_axis("argmax", lambda x, axis: np.argmax(x, axis=axis), _arg_shape)
+argmin = _along_axis("argmin", lambda x, axis: np.argmin(x, axis=axis), _arg_shape)
+argsort = _along_axis("argsort", lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
+                      lambda x, axis: ShapeDtype(shape_of(x), np.dtype(np.intp)))
+any = _logical("any", np.any)
+all = _logical("all", np.all)

@@ -10,7 +10,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
-from .families import constant, dtype_of, linear, shape_of, unbroadcast
+from ..transforms.batching import moveaxis
+from .families import (batch_by_loop, batch_size, constant, dtype_of, linear, shape_of,
+                       unbroadcast)
 
 
 def _aval_probe(x):
@@ -25,28 +27,46 @@ def zeros_like_value(x):
 
 # ----------------------------------------------------------- shape changes
 
+def _front(values, dims):
+    """The single operand of a unary primitive with its batch axis moved to the front."""
+    return moveaxis(values[0], dims[0], 0)
+
+
+def _broadcast_batch(values, dims, shape):
+    x = _front(values, dims)
+    lead = x.shape[:1] + (1,) * (len(shape) - (len(x.shape) - 1))
+    return broadcast_to(x.reshape(lead + x.shape[1:]), shape=x.shape[:1] + tuple(shape)), 0
+
+
 reshape = linear(
     "reshape", lambda x, shape: np.reshape(x, shape),
     shape=lambda x, shape: ShapeDtype(tuple(shape), dtype_of(x)),
-    transpose=lambda ct, x, shape: reshape(ct, shape=shape_of(x)))
+    transpose=lambda ct, x, shape: reshape(ct, shape=shape_of(x)),
+    batch=lambda values, dims, shape: (
+        reshape(_front(values, dims), shape=(batch_size(values, dims),) + tuple(shape)), 0))
 
 transpose = linear(
     "transpose", lambda x, axes: np.transpose(x, axes),
     shape=lambda x, axes: ShapeDtype(tuple(shape_of(x)[a] for a in axes), dtype_of(x)),
-    transpose=lambda ct, x, axes: transpose(ct, axes=tuple(np.argsort(axes).tolist())))
+    transpose=lambda ct, x, axes: transpose(ct, axes=tuple(np.argsort(axes).tolist())),
+    batch=lambda values, dims, axes: (
+        transpose(_front(values, dims), axes=(0,) + tuple(a + 1 for a in axes)), 0))
 
 broadcast_to = linear(
     "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
     shape=lambda x, shape: ShapeDtype(tuple(shape), dtype_of(x)),
-    transpose=lambda ct, x, shape: unbroadcast(ct, x))
+    transpose=lambda ct, x, shape: unbroadcast(ct, x),
+    batch=_broadcast_batch)
 
 convert = linear(
     "convert", lambda x, dtype: x.astype(dtype),
     shape=lambda x, dtype: ShapeDtype(shape_of(x), np.dtype(dtype)),
-    transpose=lambda ct, x, dtype: convert(ct, dtype=dtype_of(x)))
+    transpose=lambda ct, x, dtype: convert(ct, dtype=dtype_of(x)),
+    batch=lambda values, dims, dtype: (convert(values[0], dtype=dtype), dims[0]))
 
 stop_gradient = constant("stop_gradient", lambda x: x,
-                         shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)))
+                         shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)),
+                         batch=lambda values, dims: (stop_gradient(values[0]), dims[0]))
 
 # ------------------------------------------------------------------ indexing
 
@@ -85,9 +105,34 @@ def _getitem_vjp(wrt, out, x, *arrays, index):
     return name_pullback(pullback, "getitem")
 
 
+FULL = Slice(None, None, None)
+
+
+def batched_index_axis(shape, index, arrays):
+    """Where the leading (batch) axis of an array of `shape` lands after `[(:,) + index]`.
+
+    NumPy moves advanced-index dimensions to the front when the advanced indices are
+    not adjacent, so the batch axis is found by probing shapes with two batch sizes.
+    """
+    probes = [np.zeros(shape_of(a), np.intp) for a in arrays]
+    index = index_tuple((FULL,) + index, probes)
+    small = np.broadcast_to(np.zeros((), np.int8), (2,) + tuple(shape[1:]))[index].shape
+    large = np.broadcast_to(np.zeros((), np.int8), (3,) + tuple(shape[1:]))[index].shape
+    return next(i for i, (a, b) in enumerate(zip(small, large)) if a != b)
+
+
+def _getitem_batch(values, dims, index):
+    if any(d is not None for d in dims[1:]):            # batched index arrays
+        return batch_by_loop(getitem, values, dims, index=index)
+    x, *arrays = values
+    x = moveaxis(x, dims[0], 0)
+    return (getitem(x, *arrays, index=(FULL,) + index),
+            batched_index_axis(x.shape, index, arrays))
+
+
 getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
                     shape=_getitem_shape, jvp=_getitem_jvp, vjp=_getitem_vjp,
-                    family="structural")
+                    batch=_getitem_batch, family="structural")
 
 
 def _embed_impl(values, *arrays, index, shape):
@@ -106,8 +151,17 @@ def _embed_vjp(wrt, out, values, *arrays, index, shape):
     return name_pullback(pullback, "embed")
 
 
+def _embed_batch(values, dims, index, shape):
+    if any(d is not None for d in dims[1:]):
+        return batch_by_loop(embed, values, dims, index=index, shape=shape)
+    v, *arrays = values
+    full_shape = (v.shape[dims[0]],) + tuple(shape)
+    v = moveaxis(v, dims[0], batched_index_axis(full_shape, index, arrays))
+    return embed(v, *arrays, index=(FULL,) + index, shape=full_shape), 0
+
+
 # The transpose of getitem: `values` placed into zeros of `shape` at `index`.
-embed = Primitive("embed", _embed_impl,
+embed = Primitive("embed", _embed_impl, batch=_embed_batch,
                   shape=lambda values, *arrays, index, shape: ShapeDtype(tuple(shape), dtype_of(values)),
                   jvp=lambda p, t, index, shape: (embed(*p, index=index, shape=shape),
                                                   embed(t[0], *p[1:], index=index, shape=shape)),
@@ -141,7 +195,28 @@ def _scatter_add_vjp(wrt, out, x, updates, *arrays, index):
     return name_pullback(pullback, "scatter_add")
 
 
+def _scatter_batch(prim, values, dims, index):
+    """Scatter into a batch of arrays: the operand is batched (broadcast if shared) and
+    the updates are moved to where the batch axis lands under the index."""
+    if any(d is not None for d in dims[2:]):
+        return batch_by_loop(prim, values, dims, index=index)
+    x, updates, *arrays = values
+    size = batch_size(values, dims)
+    x = broadcast_to(x, shape=(size,) + shape_of(x)) if dims[0] is None else moveaxis(x, dims[0], 0)
+    target = batched_index_axis(x.shape, index, arrays)
+    if dims[1] is None:
+        indexed = _getitem_shape(x, *arrays, index=(FULL,) + index).shape
+        per_example = indexed[:target] + indexed[target + 1:]
+        updates = broadcast_to(updates, shape=per_example) if shape_of(updates) != per_example \
+            else updates
+        updates = updates.reshape(per_example[:target] + (1,) + per_example[target:])
+    else:
+        updates = moveaxis(updates, dims[1], target)
+    return prim(x, updates, *arrays, index=(FULL,) + index), 0
+
+
 scatter_add = Primitive("scatter_add", _scatter_add_impl,
+                        batch=lambda v, d, index: _scatter_batch(scatter_add, v, d, index),
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_add, p, t, index),
                         vjp=_scatter_add_vjp, family="structural")
@@ -162,6 +237,7 @@ def _scatter_set_vjp(wrt, out, x, updates, *arrays, index):
 
 
 scatter_set = Primitive("scatter_set", _scatter_set_impl,
+                        batch=lambda v, d, index: _scatter_batch(scatter_set, v, d, index),
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_set, p, t, index),
                         vjp=_scatter_set_vjp, family="structural")
@@ -196,9 +272,16 @@ def _concatenate_vjp(wrt, out, *xs, axis):
     return name_pullback(pullback, "concatenate")
 
 
+def _concatenate_batch(values, dims, axis):
+    size = batch_size(values, dims)
+    xs = [broadcast_to(x, shape=(size,) + shape_of(x)) if d is None else moveaxis(x, d, 0)
+          for x, d in zip(values, dims)]
+    return concatenate(*xs, axis=axis + 1), 0
+
+
 concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
                         shape=_concatenate_shape, jvp=_concatenate_jvp, vjp=_concatenate_vjp,
-                        family="structural")
+                        batch=_concatenate_batch, family="structural")
 
 
 def _pad_jvp(primals, tangents, pad_width, constant_value):
@@ -223,4 +306,6 @@ pad = Primitive(
     "pad", _pad_impl,
     shape=lambda x, pad_width, constant_value: ShapeDtype(
         tuple(n + b + a for n, (b, a) in zip(shape_of(x), pad_width)), dtype_of(x)),
-    jvp=_pad_jvp, vjp=_pad_vjp, family="structural")
+    jvp=_pad_jvp, vjp=_pad_vjp, family="structural",
+    batch=lambda values, dims, pad_width, constant_value: (pad(
+        _front(values, dims), pad_width=((0, 0),) + pad_width, constant_value=constant_value), 0))
