@@ -744,8 +744,9 @@ ERRORS = [
     ErrorRow("ndarray.dot(x)", lambda x: A23.dot(x), ArrayConversionError, "np.stack"),
     ErrorRow("float(x)", lambda x: float(x[0]), ConcretizationError, "float"),
     ErrorRow("np.asarray(x)", lambda x: np.asarray(x), ArrayConversionError, "pullback.numpy"),
+    # scipy.special.logsumexp is not a ufunc and converts its input: it cannot dispatch.
     ErrorRow("scipy logsumexp", lambda x: sp.logsumexp(x), ArrayConversionError,
-             "pullback.numpy"),
+             r"pullback\.numpy\.logsumexp"),
 ]
 ERROR_BY_NAME = {row.name: row for row in ERRORS}
 

@@ -10,7 +10,6 @@ as `pi` or `float32`, creation functions such as `arange` or `eye`) are NumPy's 
 array([0., 0.])
 """
 import numpy as _np
-import scipy.special as _sp
 
 from ..core import array_api as _array_api
 from . import linalg
@@ -42,7 +41,8 @@ def _dispatch_table():
             table[original] = fn
     for name in linalg.__all__:
         table[getattr(_np.linalg, name)] = getattr(linalg, name)
-    table[_sp.logsumexp] = logsumexp
+    # NB: scipy.special.logsumexp converts its input with np.asarray (no dispatch protocol
+    # reaches it), so on a traced value it raises ArrayConversionError: use this one.
     return table
 
 
