@@ -11,6 +11,7 @@ from .boundary import argnums_tuple, differentiable_input, split_aux
 from .errors import NonScalarOutputError
 from .primitives.structural import stop_gradient as _stop_gradient
 from .transforms.forward import pushforward
+from .transforms.batching import vmap
 from .transforms.reverse import pullback
 from .tree import flatten, tree_map, unflatten
 
@@ -85,23 +86,60 @@ def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Callab
 
 # ------------------------------------------------------------------ Jacobians
 
-def _basis(x):
-    """The standard basis of x's space, one array per element (x's shape and dtype)."""
-    shape = tuple(x.shape)
-    return [row.reshape(shape) for row in np.eye(int(np.prod(shape)), dtype=x.dtype)]
+# Seeds and results of one batched pass hold at most this many elements (128 MiB in float64).
+CHUNK_ELEMENTS = 2 ** 24
 
 
-def _stack_block(parts, out_shape, in_shape, dtype, axis):
-    """Stack Jacobian rows (axis 0) or columns (axis -1) into shape out_shape + in_shape."""
-    if not parts:
-        return np.zeros(out_shape + in_shape, dtype)
-    return np.stack(parts, axis=axis).reshape(out_shape + in_shape)
+def default_chunk_size(n_basis: int, elements_per_vector: int) -> int:
+    """How many basis vectors one batched pass pushes forward or pulls back.
+
+    All of them (one pass, the fastest), unless a pass would hold more than
+    CHUNK_ELEMENTS seed and result elements; then as many as fit, at least one.
+    Intermediate values of the pass grow with the chunk in the same proportion.
+    """
+    return max(1, min(n_basis, CHUNK_ELEMENTS // max(1, elements_per_vector)))
 
 
-def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Callable:
-    """The Jacobian by reverse mode: the pullback of each output basis vector (a row).
+def _size(x):
+    return int(np.prod(np.shape(x) if not hasattr(x, "shape") else x.shape, dtype=np.int64))
 
-    The result has shape `f(x).shape + x.shape` for each (output leaf, input leaf).
+
+def _basis_chunks(leaves, chunk):
+    """One-hot seeds, chunk by chunk: for rows [start, stop) of the identity over all
+    leaves' elements, a list with one array of shape (stop - start,) + leaf.shape per leaf."""
+    sizes = [_size(x) for x in leaves]
+    total = sum(sizes)
+    for start in range(0, total, chunk):
+        stop = min(total, start + chunk)
+        seeds, offset = [], 0
+        for leaf, n in zip(leaves, sizes):
+            block = np.zeros((stop - start, n), leaf.dtype)
+            rows = np.arange(max(start, offset), min(stop, offset + n))
+            block[rows - start, rows - offset] = 1
+            seeds.append(block.reshape((stop - start,) + tuple(leaf.shape)))
+            offset += n
+        yield seeds
+
+
+def _concat_chunks(chunks):
+    """Per leaf, the chunk results joined along the batch axis."""
+    if len(chunks) == 1:
+        return chunks[0]
+    return [np.concatenate(parts) for parts in zip(*chunks)]
+
+
+def _offsets(leaves):
+    sizes = [_size(x) for x in leaves]
+    return [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+
+
+def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
+           chunk_size: int | None = None) -> Callable:
+    """The Jacobian by reverse mode: the pullback of the whole output basis, batched.
+
+    One recorded forward pass; its `back` is vmapped over the identity (in chunks
+    of `chunk_size` basis vectors, default `default_chunk_size`). The result has
+    shape `f(x).shape + x.shape` for each (output leaf, input leaf).
 
     >>> import numpy as np
     >>> jacrev(lambda x: x ** 2)(np.array([1.0, 3.0]))
@@ -113,24 +151,28 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Call
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
         out, back, *aux = pullback(f_selected, *selected, has_aux=has_aux)
         out_leaves, out_def = flatten(out)
+        out_leaves = [np.asarray(o) if isinstance(o, (float, int)) else o for o in out_leaves]
         in_leaves, in_def = flatten(selected)
-        zeros = [np.zeros_like(o) for o in out_leaves]
-        blocks = []
-        for k, o in enumerate(out_leaves):
-            rows = []
-            for e in _basis(o):
-                ct = list(zeros)
-                ct[k] = e
-                rows.append(flatten(back(unflatten(out_def, ct)))[0])
-            blocks.append(unflatten(in_def, [
-                _stack_block([r[j] for r in rows], tuple(o.shape), tuple(np.shape(x)), o.dtype, 0)
-                for j, x in enumerate(in_leaves)]))
+        offsets = _offsets(out_leaves)
+        chunk = chunk_size or default_chunk_size(offsets[-1], offsets[-1] + sum(
+            _size(x) for x in in_leaves))
+        pull = vmap(lambda *cts: flatten(back(unflatten(out_def, cts)))[0])
+        rows = _concat_chunks([pull(*seeds) for seeds in _basis_chunks(out_leaves, chunk)]) \
+            if offsets[-1] else None
+        blocks = [unflatten(in_def, [
+            rows[j][offsets[k]:offsets[k + 1]].reshape(tuple(o.shape) + tuple(np.shape(x)))
+            if rows is not None else np.zeros(tuple(o.shape) + tuple(np.shape(x)))
+            for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
         return _finish(blocks, out_def, argnums, has_aux, aux)
     return jacrev_f
 
 
-def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Callable:
-    """The Jacobian by forward mode: the pushforward of each input basis vector (a column).
+def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
+           chunk_size: int | None = None) -> Callable:
+    """The Jacobian by forward mode: the pushforward of the whole input basis, batched.
+
+    The pushforward is vmapped over the identity (in chunks of `chunk_size`
+    basis vectors, default `default_chunk_size`).
 
     >>> import numpy as np
     >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 3.0]))
@@ -142,26 +184,31 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Call
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
         in_leaves, in_def = flatten(selected)
         in_leaves = [differentiable_input(x, f"argument leaf {i}") for i, x in enumerate(in_leaves)]
-        zeros = [np.zeros_like(x) for x in in_leaves]
+        primals = unflatten(in_def, in_leaves)
 
-        def push(tangent_leaves):
-            return pushforward(f_selected, unflatten(in_def, in_leaves),
-                               unflatten(in_def, tangent_leaves), has_aux=has_aux)
+        def push(*tangents):
+            result = pushforward(f_selected, primals, unflatten(in_def, tangents),
+                                 has_aux=has_aux)
+            return flatten(result[1])[0], (result[0], result[2:])
 
-        out, _, *aux = push(zeros)
-        columns = []
-        for j, x in enumerate(in_leaves):
-            cols = []
-            for e in _basis(x):
-                tangent = list(zeros)
-                tangent[j] = e
-                cols.append(flatten(push(tangent)[1])[0])
-            columns.append(cols)
+        offsets = _offsets(in_leaves)
+        out, aux = None, []
+        chunks = []
+        # The output size is unknown before the first pass: size chunks as for a square Jacobian.
+        chunk = chunk_size or default_chunk_size(offsets[-1], 2 * offsets[-1])
+        for seeds in _basis_chunks(in_leaves, chunk):
+            columns, (out, aux) = vmap(push, out_axes=(0, None))(*seeds)
+            chunks.append(columns)
+        if out is None:                      # no input elements: nothing to push
+            _, (out, aux) = push(*[np.zeros_like(x) for x in in_leaves])
         out_leaves, out_def = flatten(out)
+        columns = _concat_chunks(chunks) if chunks else None
         blocks = [unflatten(in_def, [
-            _stack_block([c[k] for c in columns[j]], tuple(np.shape(o)), tuple(x.shape), x.dtype, -1)
+            np.moveaxis(columns[k][offsets[j]:offsets[j + 1]], 0, -1).reshape(
+                tuple(np.shape(o)) + tuple(x.shape)) if columns is not None
+            else np.zeros(tuple(np.shape(o)) + tuple(x.shape), x.dtype)
             for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
-        return _finish(blocks, out_def, argnums, has_aux, aux)
+        return _finish(blocks, out_def, argnums, has_aux, list(aux))
     return jacfwd_f
 
 
@@ -200,6 +247,77 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
         operator = jacfwd if chosen == "forward" else jacrev
         return operator(f, argnums, has_aux)(*args, **kwargs)
     return jacobian_f
+
+
+# ------------------------------------------------------------------ Hessians
+
+HESSIAN_MODES = ("forward-over-reverse", "reverse-over-forward", "reverse-over-reverse",
+                 "forward-over-forward")
+
+
+def _check_mode(mode):
+    if mode not in HESSIAN_MODES:
+        raise ValueError(f"mode must be one of {', '.join(HESSIAN_MODES)}; got {mode!r}")
+    return mode.split("-over-")
+
+
+def forward_grad(f: Callable, argnums: int | tuple = 0) -> Callable:
+    """The gradient of a scalar-valued `f` by forward mode (a batched pushforward of the basis).
+
+    Same result as `grad`; the inner derivative of the "-over-forward" modes.
+    """
+    @wraps(f)
+    def forward_grad_f(*args, **kwargs):
+        def with_output(*a):
+            out = f(*a, **kwargs)
+            _check_scalar(out)
+            return out, out
+        return jacfwd(with_output, argnums, has_aux=True)(*args)[0]
+    return forward_grad_f
+
+
+def hessian(f: Callable, argnums: int | tuple = 0, mode: str = "forward-over-reverse",
+            chunk_size: int | None = None) -> Callable:
+    """The Hessian of a scalar-valued `f`: the Jacobian of its gradient.
+
+    `mode` names the outer and the inner differentiation: "forward-over-reverse"
+    (default: a batched pushforward of the reverse-mode gradient),
+    "reverse-over-forward", "reverse-over-reverse" or "forward-over-forward"; all
+    four agree. For pytree inputs the result is nested like JAX's: `H[i][j]` is the
+    block for leaves i and j, of shape `x_i.shape + x_j.shape`.
+
+    >>> import numpy as np
+    >>> hessian(lambda x: np.sum(x ** 3))(np.array([1.0, 2.0]))
+    array([[ 6.,  0.],
+           [ 0., 12.]])
+    """
+    outer, inner = _check_mode(mode)
+    gradient = grad(f, argnums) if inner == "reverse" else forward_grad(f, argnums)
+    jac = jacfwd if outer == "forward" else jacrev
+    return jac(gradient, argnums, chunk_size=chunk_size)
+
+
+def hvp(f: Callable, x: Any, v: Any, mode: str = "forward-over-reverse") -> Any:
+    """The Hessian-vector product H(x) v of a scalar-valued `f`, without forming H.
+
+    forward-over-reverse (default) pushes v forward through the gradient;
+    reverse-over-forward takes the gradient of the directional derivative;
+    reverse-over-reverse pulls v back through the gradient; forward-over-forward
+    differentiates the directional derivative by forward mode (one pass per input
+    element: the slowest, still without storing H). `x` and `v` are pytrees of the
+    same structure.
+
+    >>> import numpy as np
+    >>> hvp(lambda x: np.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))
+    array([6., 0.])
+    """
+    outer, inner = _check_mode(mode)
+    if mode == "forward-over-reverse":
+        return pushforward(grad(f), (x,), (v,))[1]
+    if mode == "reverse-over-reverse":
+        return pullback(grad(f), x)[1](v)[0]
+    directional = lambda y: pushforward(f, (y,), (v,))[1]    # noqa: E731  (grad f(y) . v)
+    return (grad if outer == "reverse" else forward_grad)(directional)(x)
 
 
 def stop_gradient(x: Any) -> Any:

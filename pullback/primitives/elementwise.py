@@ -86,13 +86,15 @@ def _power_dx(x, y, out):
 
 def _power_dy(x, y, out):
     # d/dy x**y = x**y log x, taken as 0 at x == 0 (where x**y is constant 0 for y > 0).
+    if isinstance(x, (int, float)):
+        return out * (math.log(x) if x != 0 else 0.0)
     return out * log(where(x == 0, 1.0, x))
 
 
 add = binary("add", np.add, 1, 1)
 subtract = binary("subtract", np.subtract, 1, -1)
 multiply = binary("multiply", np.multiply, lambda x, y, out: y, lambda x, y, out: x)
-divide = binary("divide", np.divide, lambda x, y, out: reciprocal(y),
+divide = binary("divide", np.divide, lambda x, y, out: 1.0 / y,
                 lambda x, y, out: -out / y, (REALS, (0.5, 2.0)))
 power = binary("power", np.power, _power_dx, _power_dy, ((0.5, 2.0), REALS))
 # maximum/minimum split the derivative equally at ties (the mean of the one-sided ones).

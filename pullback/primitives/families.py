@@ -178,7 +178,9 @@ def derivatives_from(composite, name):
     from ..transforms.reverse import vjp_flat
 
     def jvp(primals, tangents, **params):
-        return jvp_flat(lambda *args: composite(*args, **params), primals, tangents)
+        (out,), (tangent,) = jvp_flat(lambda *args: [composite(*args, **params)], primals,
+                                      tangents)
+        return out, tangent
 
     def vjp(wrt, out, *primals, **params):
         positions = [i for i, w in enumerate(wrt) if w]
@@ -187,13 +189,13 @@ def derivatives_from(composite, name):
             args = list(primals)
             for i, a in zip(positions, diff_args):
                 args[i] = a
-            return composite(*args, **params)
+            return [composite(*args, **params)]
 
         _, back = vjp_flat(partial, [primals[i] for i in positions])
 
         def pullback(ct):
             cts = [ZERO] * len(primals)
-            for i, c in zip(positions, back(ct)):
+            for i, c in zip(positions, back([ct])):
                 cts[i] = c
             return tuple(cts)
         return name_pullback(pullback, name)

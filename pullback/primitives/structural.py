@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..transforms.batching import moveaxis
+from .elementwise import where
 from .families import (batch_by_loop, batch_size, constant, dtype_of, linear, shape_of,
                        unbroadcast)
 
@@ -228,10 +229,28 @@ def _scatter_set_impl(x, updates, *arrays, index):
     return out
 
 
+def _last_writes(x, updates, arrays, index):
+    """Mask over the indexed positions: True where the write is the one that lands.
+
+    With repeated indices, NumPy's assignment keeps the last write; only those
+    updates influence the result (a constant computed from the index arrays).
+    """
+    shape = _getitem_shape(x, *arrays, index=index).shape
+    ids = np.arange(int(np.prod(shape))).reshape(shape)
+    landed = np.full(shape_of(x), -1)
+    landed[index_tuple(index, arrays)] = ids
+    return landed[index_tuple(index, arrays)] == ids
+
+
 def _scatter_set_vjp(wrt, out, x, updates, *arrays, index):
     def pullback(ct):
-        return (scatter_set(ct, 0.0, *arrays, index=index) if wrt[0] else ZERO,
-                unbroadcast(getitem(ct, *arrays, index=index), updates) if wrt[1] else ZERO,
+        ct_updates = ZERO
+        if wrt[1]:
+            ct_updates = getitem(ct, *arrays, index=index)
+            if arrays:
+                ct_updates = where(_last_writes(x, updates, arrays, index), ct_updates, 0.0)
+            ct_updates = unbroadcast(ct_updates, updates)
+        return (scatter_set(ct, 0.0, *arrays, index=index) if wrt[0] else ZERO, ct_updates,
                 *(ZERO,) * len(arrays))
     return name_pullback(pullback, "scatter_set")
 

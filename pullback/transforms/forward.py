@@ -74,10 +74,15 @@ def jvp_trace():
 
 
 def jvp_flat(fn, primals, tangents):
-    """(fn(*primals), its tangent) for one array output; `ZERO` tangents mark constants."""
+    """(outs, tangents_out) for `fn` mapping a list of arrays to a list of arrays.
+
+    `ZERO` tangents mark constants; output tangents are `ZERO` where nothing flows.
+    For rules: no checks.
+    """
     with jvp_trace() as trace:
         args = [p if t is ZERO else JVPTracer(trace, p, t) for p, t in zip(primals, tangents)]
-        return trace.unwrap(fn(*args))
+        pairs = [trace.unwrap(o) for o in fn(*args)]
+    return [p for p, _ in pairs], [t for _, t in pairs]
 
 
 def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool = False):

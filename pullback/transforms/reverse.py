@@ -120,24 +120,24 @@ def reverse_trace():
 
 
 def vjp_flat(fn, primals):
-    """(fn(*primals), back) for one array output; back(ct) -> one cotangent per primal.
+    """(outs, back) for `fn` mapping a list of arrays to a list of arrays.
 
-    Cotangents are `ZERO` where the output does not depend on a primal.
+    `back(cts)` takes one cotangent per output (`ZERO` allowed) and returns one per
+    primal, `ZERO` where the outputs do not depend on it. For rules: no checks.
     """
     with reverse_trace() as trace:
         leaves = [trace.new_leaf(p) for p in primals]
-        out = fn(*leaves)
-        node = trace.node_of(out)
-        value = out.value if node is not None else out
+        outs = fn(*leaves)
+        nodes = [trace.node_of(o) for o in outs]
+        values = [o if n is None else o.value for o, n in zip(outs, nodes)]
     tape = trace.tape
-    del trace, leaves, out
+    del trace, leaves, outs
 
-    def back(ct):
-        if node is None:
-            return [ZERO] * len(primals)
-        cts = backward(tape, [(node, ct)])
-        return [ZERO if cts[i] is None else cts[i] for i in range(len(primals))]
-    return value, back
+    def back(cts):
+        seeds = [(n, c) for n, c in zip(nodes, cts) if n is not None and c is not ZERO]
+        accumulated = backward(tape, seeds) if seeds else [None] * len(primals)
+        return [ZERO if accumulated[i] is None else accumulated[i] for i in range(len(primals))]
+    return values, back
 
 
 def pullback(f: Callable, *primals, has_aux: bool = False):
