@@ -13,7 +13,12 @@ from .transforms.reverse import pullback, vjp
 from .transforms.batching import vmap
 
 # Derivative operators built from them.
-from .operators import grad, jacfwd, jacobian, jacrev, stop_gradient, value_and_grad
+from .operators import (HVPOperator, default_chunk_size, forward_grad, grad, hessian, hvp,
+                        jacfwd, jacobian, jacrev, make_hvp, stop_gradient, value_and_grad)
+
+# User-defined derivative rules, and SciPy optimisers driven by our derivatives.
+from .custom import custom_jvp, custom_vjp
+from .optimize import newton_callables
 
 # Testing utilities and errors.
 from .testing import check_grads
@@ -23,6 +28,8 @@ from .errors import PullbackError
 __all__ = [
     "numpy",
     "pushforward", "jvp", "pullback", "vjp", "vmap",
-    "grad", "value_and_grad", "jacfwd", "jacrev", "jacobian", "stop_gradient",
+    "grad", "value_and_grad", "forward_grad", "jacfwd", "jacrev", "jacobian",
+    "default_chunk_size", "hessian", "hvp", "make_hvp", "HVPOperator", "stop_gradient",
+    "custom_jvp", "custom_vjp", "newton_callables",
     "check_grads", "errors", "PullbackError",
 ]

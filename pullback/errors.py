@@ -54,6 +54,10 @@ class BatchError(PullbackError, ValueError):
     """vmap got inconsistent batch sizes or an axis outside an argument's dimensions."""
 
 
+class CustomRuleError(PullbackError, TypeError):
+    """A custom_jvp/custom_vjp rule is missing or returned the wrong structure, shape or dtype."""
+
+
 class AuxOutputError(PullbackError, TypeError):
     """With `has_aux=True`, the function did not return an `(output, aux)` pair."""
 

@@ -21,7 +21,9 @@ points.
 Derivatives assume what makes them exist: invertible matrices for `inv`,
 `solve`, `det` and `slogdet`, positive definite ones for `cholesky`, distinct
 eigenvalues for `eigh`, distinct non-zero singular values for `svd`, full
-column rank for `qr`, and a locally constant rank for `pinv`.
+column rank for `qr`, and a locally constant rank for `pinv`. The `domain` of
+each primitive names, per array input, the kind of matrix to test it at:
+"invertible", "spd", "symmetric", "triangular", "tall" (m >= n) or "matrix".
 """
 import numpy as np
 import scipy.linalg

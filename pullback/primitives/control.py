@@ -1,0 +1,104 @@
+"""Higher-order primitives: calls of user functions that carry their own derivative rules.
+
+`custom_vjp_call` and `custom_jvp_call` take flat lists of arrays and return flat
+lists; `pullback.custom` wraps user functions (pytrees in and out) into them.
+Each user rule serves every mode:
+
+- a reverse rule `bwd(residuals, ct)` is linear in the cotangent, so the forward
+  derivative `J t` is the transpose of `ct -> bwd(residuals, ct)` applied to `t`,
+  and reverse mode transposes it: a `custom_vjp` function works under forward
+  mode, hence in forward-over-reverse Hessians and HVPs;
+- a forward rule's tangent map `t -> jvp(primals, t)` is linear, so reverse mode
+  pulls cotangents back by transposing it;
+- batching runs the user's functions under `vmap` and binds them again.
+"""
+from ..core.primitive import ZERO, Primitive, name_pullback
+from ..transforms.batching import moveaxis, vmap
+from ..transforms.reverse import vjp_flat
+from .structural import zeros_like_value
+
+
+def _with_zeros(values, tangents):
+    return [zeros_like_value(v) if t is ZERO else t for v, t in zip(values, tangents)]
+
+
+def _moved(values, dims):
+    return [v if d is None else moveaxis(v, d, 0) for v, d in zip(values, dims)]
+
+
+def _front_axes(dims):
+    return tuple(None if d is None else 0 for d in dims)
+
+
+# ------------------------------------------------------------------ custom_vjp
+
+def _custom_vjp_jvp(primals, tangents, fun, fwd, bwd):
+    outs, residuals = fwd(*primals)
+    _, back = vjp_flat(lambda *cts: bwd(residuals, cts), [zeros_like_value(o) for o in outs])
+    return outs, back(tangents)
+
+
+def _custom_vjp_vjp(wrt, outs, *primals, fun, fwd, bwd):
+    # NB: `fun` already ran for `outs`; `fwd` runs again to produce the residuals.
+    _, residuals = fwd(*primals)
+
+    def pullback(cts):
+        return bwd(residuals, _with_zeros(outs, cts))
+    return name_pullback(pullback, "custom_vjp_call")
+
+
+def _custom_vjp_batch(values, dims, fun, fwd, bwd):
+    axes = _front_axes(dims)
+
+    def batched_bwd(residuals, cts):
+        cts_in = vmap(bwd, in_axes=(0, 0))(residuals, list(cts))
+        # An input shared by the whole batch gets the sum of the examples' cotangents.
+        return [c if d is not None else c.sum(axis=0) for c, d in zip(cts_in, dims)]
+
+    outs = custom_vjp_call(*_moved(values, dims), fun=vmap(fun, in_axes=axes),
+                           fwd=vmap(fwd, in_axes=axes), bwd=batched_bwd)
+    return outs, [0] * len(outs)
+
+
+custom_vjp_call = Primitive(
+    "custom_vjp_call", lambda *args, fun, fwd, bwd: fun(*args),
+    shape=lambda *avals, fun, fwd, bwd: None, jvp=_custom_vjp_jvp, vjp=_custom_vjp_vjp,
+    batch=_custom_vjp_batch, multiple_results=True, family="control")
+
+# ------------------------------------------------------------------ custom_jvp
+
+
+def _custom_jvp_jvp(primals, tangents, fun, jvp):
+    return jvp(list(primals), _with_zeros(primals, tangents))
+
+
+def _custom_jvp_vjp(wrt, outs, *primals, fun, jvp):
+    positions = [i for i, w in enumerate(wrt) if w]
+
+    def tangent_map(*selected):
+        tangents = [zeros_like_value(p) for p in primals]
+        for i, t in zip(positions, selected):
+            tangents[i] = t
+        return jvp(list(primals), tangents)[1]
+
+    _, back = vjp_flat(tangent_map, [zeros_like_value(primals[i]) for i in positions])
+
+    def pullback(cts):
+        result = [ZERO] * len(primals)
+        for i, c in zip(positions, back(list(cts))):
+            result[i] = c
+        return result
+    return name_pullback(pullback, "custom_jvp_call")
+
+
+def _custom_jvp_batch(values, dims, fun, jvp):
+    axes = _front_axes(dims)
+    outs = custom_jvp_call(*_moved(values, dims), fun=vmap(fun, in_axes=axes),
+                           jvp=vmap(jvp, in_axes=(list(axes), list(axes))))
+    return outs, [0] * len(outs)
+
+
+custom_jvp_call = Primitive(
+    "custom_jvp_call", lambda *args, fun, jvp: fun(*args),
+    shape=lambda *avals, fun, jvp: None, jvp=_custom_jvp_jvp, vjp=_custom_jvp_vjp,
+    batch=_custom_jvp_batch, multiple_results=True, family="control")
