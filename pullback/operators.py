@@ -272,8 +272,17 @@ def forward_grad(f: Callable, argnums: int | tuple = 0) -> Callable:
             out = f(*a, **kwargs)
             _check_scalar(out)
             return out, out
-        return jacfwd(with_output, argnums, has_aux=True)(*args)[0]
+        gradient = jacfwd(with_output, argnums, has_aux=True)(*args)[0]
+        _, selected = _partial(f, args, argnums)
+        selected = selected[0] if isinstance(argnums, int) else selected
+        # A gradient has its input's dtype (as in reverse mode), whatever f's output dtype.
+        return tree_map(lambda g, x: g if g.dtype == _dtype(x) else g.astype(_dtype(x)),
+                        gradient, selected)
     return forward_grad_f
+
+
+def _dtype(x):
+    return x.dtype if hasattr(x, "dtype") else np.result_type(float)
 
 
 def hessian(f: Callable, argnums: int | tuple = 0, mode: str = "forward-over-reverse",

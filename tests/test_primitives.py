@@ -261,6 +261,31 @@ def linalg_case(draw, prim, dtype):
     return args, params
 
 
+def _custom_fun(x, y):
+    return [x * np.sin(y), np.exp(x)]
+
+
+def _custom_bwd(residuals, cts):
+    x, y = residuals
+    return [cts[0] * np.sin(y) + cts[1] * np.exp(x), cts[0] * x * np.cos(y)]
+
+
+def _custom_jvp_rule(primals, tangents):
+    (x, y), (tx, ty) = primals, tangents
+    return _custom_fun(x, y), [tx * np.sin(y) + x * np.cos(y) * ty, np.exp(x) * tx]
+
+
+@st.composite
+def custom_case(draw, prim, dtype):
+    """A two-input, two-output function with a hand-written rule of the primitive's kind."""
+    shape = draw(small_shapes)
+    args = [values(draw, shape, dtype), values(draw, shape, dtype)]
+    if prim.name == "custom_vjp_call":
+        return args, {"fun": _custom_fun, "fwd": lambda x, y: (_custom_fun(x, y), (x, y)),
+                      "bwd": _custom_bwd}
+    return args, {"fun": _custom_fun, "jvp": _custom_jvp_rule}
+
+
 CASES = {
     "sum": reduction_case, "max": reduction_case, "min": reduction_case, "prod": prod_case,
     "cumsum": scan_case, "cumprod": scan_case, "reshape": reshape_case,
@@ -269,7 +294,8 @@ CASES = {
     "scatter_add": scatter_case, "scatter_set": scatter_case, "concatenate": concatenate_case,
     "pad": pad_case, "matmul": matmul_case, "einsum": einsum_case, "argmax": arg_case,
     "argmin": arg_case, "argsort": arg_case, "any": logical_reduction_case,
-    "all": logical_reduction_case,
+    "all": logical_reduction_case, "custom_vjp_call": custom_case,
+    "custom_jvp_call": custom_case,
 }
 
 

@@ -12,14 +12,24 @@ Each user rule serves every mode:
   pulls cotangents back by transposing it;
 - batching runs the user's functions under `vmap` and binds them again.
 """
-from ..core.primitive import ZERO, Primitive, name_pullback
+import numpy as np
+
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..transforms.batching import moveaxis, vmap
 from ..transforms.reverse import vjp_flat
+from .families import dtype_of, shape_of
 from .structural import zeros_like_value
 
 
 def _with_zeros(values, tangents):
     return [zeros_like_value(v) if t is ZERO else t for v, t in zip(values, tangents)]
+
+
+def _call_shape(*avals, fun, **rules):
+    """Output shapes and dtypes, by running the user's function on zeros of the input shapes."""
+    with np.errstate(all="ignore"):
+        outs = fun(*[np.zeros(shape_of(a), dtype_of(a) or np.float64) for a in avals])
+    return [ShapeDtype(np.shape(o), np.asarray(o).dtype) for o in outs]
 
 
 def _moved(values, dims):
@@ -62,7 +72,7 @@ def _custom_vjp_batch(values, dims, fun, fwd, bwd):
 
 custom_vjp_call = Primitive(
     "custom_vjp_call", lambda *args, fun, fwd, bwd: fun(*args),
-    shape=lambda *avals, fun, fwd, bwd: None, jvp=_custom_vjp_jvp, vjp=_custom_vjp_vjp,
+    shape=_call_shape, jvp=_custom_vjp_jvp, vjp=_custom_vjp_vjp,
     batch=_custom_vjp_batch, multiple_results=True, family="control")
 
 # ------------------------------------------------------------------ custom_jvp
@@ -100,5 +110,5 @@ def _custom_jvp_batch(values, dims, fun, jvp):
 
 custom_jvp_call = Primitive(
     "custom_jvp_call", lambda *args, fun, jvp: fun(*args),
-    shape=lambda *avals, fun, jvp: None, jvp=_custom_jvp_jvp, vjp=_custom_jvp_vjp,
+    shape=_call_shape, jvp=_custom_jvp_jvp, vjp=_custom_jvp_vjp,
     batch=_custom_jvp_batch, multiple_results=True, family="control")
