@@ -1,4 +1,5 @@
-"""numpy.linalg, differentiable: values equal NumPy's, derivatives pass `check_grads`.
+"""numpy.linalg, differentiable: values equal NumPy's, derivatives pass `check_grads`,
+`vmap` equals a loop.
 
 Every row of ROWS is a function written once against a linalg namespace `m`
 (`numpy.linalg`, reached on traced values through `__array_function__`, or
@@ -177,6 +178,17 @@ def test_grads(row, dtype, namespace):
     m = NAMESPACES[namespace]
     pullback.check_grads(lambda *args: row.fn(m, *args), _inputs(row, dtype), order=2,
                          modes=("forward", "reverse"))
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+def test_vmap_matches_a_loop(row):
+    examples = [[x * (1.0 + 0.05 * k) for x in _inputs(row, np.float64)] for k in range(3)]
+    stacked = [np.stack(xs) for xs in zip(*examples)]
+    got, _ = flatten(pullback.vmap(lambda *args: row.fn(np.linalg, *args))(*stacked))
+    expected = [np.stack(outs) for outs in zip(*(flatten(row.fn(np.linalg, *xs))[0]
+                                                 for xs in examples))]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10)
 
 
 def test_float32_derivatives_stay_float32():
