@@ -58,6 +58,10 @@ class CustomRuleError(PullbackError, TypeError):
     """A custom_jvp/custom_vjp rule is missing or returned the wrong structure, shape or dtype."""
 
 
+class StaticArgumentError(PullbackError, TypeError):
+    """A static argument of a jitted function is unhashable."""
+
+
 class AuxOutputError(PullbackError, TypeError):
     """With `has_aux=True`, the function did not return an `(output, aux)` pair."""
 

@@ -10,7 +10,10 @@ A `Primitive` carries its rule slots side by side:
 - `vjp(wrt, out, *primals, **params) -> pullback`: builds a *named* closure over the
   residuals; `pullback(cotangent)` returns one cotangent per input (`ZERO` allowed;
   entries whose `wrt` flag is False are ignored and need not be computed);
-- `batch(args, axes, **params) -> (out, out_axis)`: the rule used by `vmap`.
+- `batch(values, dims, **params) -> (out, out_dim)`: the rule used by `vmap`;
+- `emit(args, **params) -> str`: a Python expression computing the primitive with
+  NumPy from the argument expressions, for generated code (default: a call of the
+  primitive itself, which is always correct).
 
 Positional arguments are arrays, keyword arguments are static parameters: tracers
 only ever appear positionally. A primitive whose output has zero derivative
@@ -58,18 +61,19 @@ REGISTRY: dict[str, "Primitive"] = {}
 class Primitive:
     """An operation with its rules; calling it binds it to the current transformation."""
 
-    __slots__ = ("name", "impl", "shape", "jvp", "vjp", "batch", "differentiable",
+    __slots__ = ("name", "impl", "shape", "jvp", "vjp", "batch", "emit", "differentiable",
                  "multiple_results", "domain", "family", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
-                 vjp: Callable = None, batch: Callable = None, differentiable: bool = True,
+                 vjp: Callable = None, batch: Callable = None, emit: Callable = None,
+                 differentiable: bool = True,
                  multiple_results: bool = False, domain: Any = None, family: str = ""):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None):
             raise ValueError(f"primitive {name!r} is differentiable but lacks a jvp or vjp rule")
         self.name, self.impl, self.shape = name, impl, shape
-        self.jvp, self.vjp, self.batch = jvp, vjp, batch
+        self.jvp, self.vjp, self.batch, self.emit = jvp, vjp, batch, emit
         self.differentiable = differentiable
         self.multiple_results = multiple_results
         self.domain = domain

@@ -10,7 +10,8 @@ import numpy as np
 import scipy.special as sp
 
 from ..core.primitive import ZERO, Primitive, name_pullback
-from .families import batch_elementwise, constant, elementwise, elementwise_shape, unbroadcast
+from .families import (batch_elementwise, call_emitter, constant, elementwise, elementwise_shape,
+                       operator_emitter, unbroadcast)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -23,13 +24,13 @@ def unary(name, impl, derivative, domain=REALS):
     return elementwise(name, impl, derivative, domain=(domain,))
 
 
-def binary(name, impl, d_x, d_y, domain=BINARY):
-    return elementwise(name, impl, d_x, d_y, domain=domain)
+def binary(name, impl, d_x, d_y, domain=BINARY, emit=None):
+    return elementwise(name, impl, d_x, d_y, domain=domain, emit=emit)
 
 
 # ----------------------------------------------------------------- unary math
 
-negative = unary("negative", np.negative, -1)
+negative = elementwise("negative", np.negative, -1, domain=(REALS,), emit=operator_emitter("-x"))
 absolute = unary("absolute", np.absolute, lambda x, out: sign(x))
 sqrt = unary("sqrt", np.sqrt, lambda x, out: 0.5 / out, POSITIVE)
 cbrt = unary("cbrt", np.cbrt, lambda x, out: 1.0 / (3.0 * square(out)), POSITIVE)
@@ -91,12 +92,14 @@ def _power_dy(x, y, out):
     return out * log(where(x == 0, 1.0, x))
 
 
-add = binary("add", np.add, 1, 1)
-subtract = binary("subtract", np.subtract, 1, -1)
-multiply = binary("multiply", np.multiply, lambda x, y, out: y, lambda x, y, out: x)
+add = binary("add", np.add, 1, 1, emit=operator_emitter("+"))
+subtract = binary("subtract", np.subtract, 1, -1, emit=operator_emitter("-"))
+multiply = binary("multiply", np.multiply, lambda x, y, out: y, lambda x, y, out: x,
+                  emit=operator_emitter("*"))
 divide = binary("divide", np.divide, lambda x, y, out: 1.0 / y,
-                lambda x, y, out: -out / y, (REALS, (0.5, 2.0)))
-power = binary("power", np.power, _power_dx, _power_dy, ((0.5, 2.0), REALS))
+                lambda x, y, out: -out / y, (REALS, (0.5, 2.0)), emit=operator_emitter("/"))
+power = binary("power", np.power, _power_dx, _power_dy, ((0.5, 2.0), REALS),
+               emit=operator_emitter("**"))
 # maximum/minimum split the derivative equally at ties (the mean of the one-sided ones).
 maximum = binary("maximum", np.maximum, lambda x, y, out: 0.5 + 0.5 * sign(x - y),
                  lambda x, y, out: 0.5 - 0.5 * sign(x - y))
@@ -133,7 +136,8 @@ floor = constant("floor", np.floor)
 ceil = constant("ceil", np.ceil)
 trunc = constant("trunc", np.trunc)
 rint = constant("rint", np.rint)
-around = constant("around", lambda x, decimals: np.round(x, decimals))
+around = constant("around", lambda x, decimals: np.round(x, decimals),
+                  emit=call_emitter("np.round"))
 floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.05, 1.1)))
 isnan = constant("isnan", np.isnan)
 isinf = constant("isinf", np.isinf)
@@ -172,4 +176,5 @@ def _where_vjp(wrt, out, condition, x, y):
 
 where = Primitive("where", np.where, shape=elementwise_shape(np.where), jvp=_where_jvp,
                   vjp=_where_vjp, batch=lambda values, dims: batch_elementwise(where, values, dims),
+                  emit=call_emitter("np.where"),
                   family="elementwise", domain=("bool", REALS, REALS))

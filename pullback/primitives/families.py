@@ -51,6 +51,42 @@ def _result_dtype(impl, dtypes, scalars, params):
         return impl(*probes, **dict(params)).dtype
 
 
+def source(value) -> str:
+    """A parameter value as Python source for generated code (literals, tuples, dtypes)."""
+    if isinstance(value, np.dtype):
+        return f"np.{value.name}"
+    if type(value) is tuple:
+        return "(" + ", ".join(map(source, value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, tuple):         # a named tuple: its class name must be in scope
+        return f"{type(value).__name__}({', '.join(map(source, value))})"
+    return repr(value)
+
+
+def call_emitter(function: str, **fixed):
+    """emit rule for `function(arg, ..., param=value, ...)`, e.g. call_emitter("np.sum")."""
+    def emit(args, **params):
+        keywords = [f"{k}={source(v)}" for k, v in {**params, **fixed}.items()]
+        return f"{function}({', '.join(list(args) + keywords)})"
+    return emit
+
+
+def operator_emitter(op: str):
+    """emit rule for an infix operator (one argument: prefix)."""
+    if op == "-x":
+        return lambda args: f"-{args[0]}"
+    return lambda args: f"{args[0]} {op} {args[1]}"
+
+
+def ufunc_emitter(impl):
+    """np.<name>(...) or sp.<name>(...) for a NumPy or scipy.special ufunc; else None."""
+    import scipy.special as sp
+    name = getattr(impl, "__name__", None)
+    for module, prefix in ((np, "np"), (sp, "sp")):
+        if name and getattr(module, name, None) is impl:
+            return call_emitter(f"{prefix}.{name}")
+    return None
+
+
 def unbroadcast(ct, x):
     """Sum `ct` down to the shape of `x` (undoing broadcasting) and cast it to x's dtype.
 
@@ -84,7 +120,7 @@ def _scaler(derivative):
     return lambda t, args, params: t * derivative(*args, **params)
 
 
-def elementwise(name, impl, *derivatives, domain=None):
+def elementwise(name, impl, *derivatives, domain=None, emit=None):
     """An elementwise (broadcasting) primitive with the given partial derivatives.
 
     `derivatives[i]` is the partial derivative with respect to input i: a number,
@@ -127,11 +163,12 @@ def elementwise(name, impl, *derivatives, domain=None):
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp, vjp=vjp,
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
-                     domain=domain, family="elementwise")
+                     emit=emit or ufunc_emitter(impl), domain=domain, family="elementwise")
     return prim
 
 
-def constant(name, impl, shape=None, *, batch=None, domain=(REALS,), family="elementwise"):
+def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
+             family="elementwise"):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
     Without `shape` and `batch` it is elementwise. `domain` gives one value interval
@@ -139,13 +176,14 @@ def constant(name, impl, shape=None, *, batch=None, domain=(REALS,), family="ele
     """
     prim = Primitive(name, impl, shape=shape or elementwise_shape(impl), differentiable=False,
                      batch=batch or (lambda values, dims, **params: batch_elementwise(
-                         prim, values, dims, **params)), domain=domain, family=family)
+                         prim, values, dims, **params)), emit=emit or ufunc_emitter(impl),
+                     domain=domain, family=family)
     return prim
 
 
 # ----------------------------------------------------------------------- linear
 
-def linear(name, impl, shape, transpose, batch, *, family="structural"):
+def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural"):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
@@ -161,7 +199,8 @@ def linear(name, impl, shape, transpose, batch, *, family="structural"):
             return (transpose(ct, x, **params),)
         return name_pullback(pullback, name)
 
-    prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, family=family)
+    prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, emit=emit,
+                     family=family)
     return prim
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
-from .families import (batch_along_axis, batch_reduction, constant, derivatives_from, dtype_of,
+from .families import (batch_along_axis, batch_reduction, call_emitter, constant, derivatives_from, dtype_of,
                        linear, shape_of)
 from .structural import (Slice, broadcast_to, concatenate, convert, getitem, reshape,
                          transpose)
@@ -38,7 +38,8 @@ def _sum_transpose(ct, x, axis, keepdims):
 
 sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
              shape=_reduction_shape, transpose=_sum_transpose, family="reduction",
-             batch=lambda values, dims, **params: batch_reduction(sum, values, dims, **params))
+             batch=lambda values, dims, **params: batch_reduction(sum, values, dims, **params),
+             emit=call_emitter("np.sum"))
 
 # ------------------------------------------------------------------ max / min
 
@@ -64,7 +65,8 @@ def _extremum(name, impl):
     prim = Primitive(name, lambda x, axis, keepdims: impl(x, axis=axis, keepdims=keepdims),
                      shape=_reduction_shape, jvp=jvp, vjp=vjp, family="reduction",
                      batch=lambda values, dims, **params: batch_reduction(prim, values, dims,
-                                                                          **params))
+                                                                          **params),
+                     emit=call_emitter(f"np.{name}"))
     return prim
 
 
@@ -121,7 +123,8 @@ def _prod_vjp(wrt, out, x, axis, keepdims):
 
 prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
                  shape=_reduction_shape, jvp=_prod_jvp, vjp=_prod_vjp, family="reduction",
-                 batch=lambda values, dims, **params: batch_reduction(prod, values, dims, **params))
+                 batch=lambda values, dims, **params: batch_reduction(prod, values, dims, **params),
+                 emit=call_emitter("np.prod"))
 
 # ---------------------------------------------------------------------- scans
 
@@ -137,7 +140,7 @@ def _flip(x, axis):
 cumsum = linear("cumsum", lambda x, axis: np.cumsum(x, axis=axis), shape=_scan_shape,
                 transpose=lambda ct, x, axis: _flip(cumsum(_flip(ct, axis), axis=axis), axis),
                 batch=lambda values, dims, axis: batch_along_axis(cumsum, values, dims, axis),
-                family="reduction")
+                emit=call_emitter("np.cumsum"), family="reduction")
 
 
 def _cumprod_by_prod(x, axis):
@@ -157,7 +160,8 @@ def _cumprod_by_prod(x, axis):
 
 cumprod = Primitive("cumprod", lambda x, axis: np.cumprod(x, axis=axis), shape=_scan_shape,
                     **derivatives_from(_cumprod_by_prod, "cumprod"), family="reduction",
-                    batch=lambda values, dims, axis: batch_along_axis(cumprod, values, dims, axis))
+                    batch=lambda values, dims, axis: batch_along_axis(cumprod, values, dims, axis),
+                    emit=call_emitter("np.cumprod"))
 
 # -------------------------------------------------------- integer-valued results
 
@@ -167,9 +171,10 @@ def _arg_shape(x, axis):
     return ShapeDtype(tuple(n for i, n in enumerate(shape) if i != axis), np.dtype(np.intp))
 
 
-def _along_axis(name, impl, shape):
+def _along_axis(name, impl, shape, **fixed):
     prim = constant(name, impl, shape, family="reduction",
-                    batch=lambda values, dims, axis: batch_along_axis(prim, values, dims, axis))
+                    batch=lambda values, dims, axis: batch_along_axis(prim, values, dims, axis),
+                    emit=call_emitter(f"np.{name}", **fixed))
     return prim
 
 
@@ -179,13 +184,14 @@ def _logical(name, impl):
                         reduced_shape(shape_of(x), axis, keepdims), np.dtype(bool)),
                     family="reduction",
                     batch=lambda values, dims, **params: batch_reduction(prim, values, dims,
-                                                                         **params))
+                                                                         **params),
+                    emit=call_emitter(f"np.{name}"))
     return prim
 
 
 argmax = _along_axis("argmax", lambda x, axis: np.argmax(x, axis=axis), _arg_shape)
 argmin = _along_axis("argmin", lambda x, axis: np.argmin(x, axis=axis), _arg_shape)
 argsort = _along_axis("argsort", lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
-                      lambda x, axis: ShapeDtype(shape_of(x), np.dtype(np.intp)))
+                      lambda x, axis: ShapeDtype(shape_of(x), np.dtype(np.intp)), kind="stable")
 any = _logical("any", np.any)
 all = _logical("all", np.all)

@@ -12,7 +12,7 @@ import numpy as np
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..transforms.batching import moveaxis
 from .elementwise import where
-from .families import (batch_by_loop, batch_size, constant, dtype_of, linear, shape_of,
+from .families import (batch_by_loop, batch_size, constant, dtype_of, linear, shape_of, source,
                        unbroadcast)
 
 
@@ -44,26 +44,30 @@ reshape = linear(
     shape=lambda x, shape: ShapeDtype(tuple(shape), dtype_of(x)),
     transpose=lambda ct, x, shape: reshape(ct, shape=shape_of(x)),
     batch=lambda values, dims, shape: (
-        reshape(_front(values, dims), shape=(batch_size(values, dims),) + tuple(shape)), 0))
+        reshape(_front(values, dims), shape=(batch_size(values, dims),) + tuple(shape)), 0),
+    emit=lambda args, shape: f"np.reshape({args[0]}, {source(tuple(shape))})")
 
 transpose = linear(
     "transpose", lambda x, axes: np.transpose(x, axes),
     shape=lambda x, axes: ShapeDtype(tuple(shape_of(x)[a] for a in axes), dtype_of(x)),
     transpose=lambda ct, x, axes: transpose(ct, axes=tuple(np.argsort(axes).tolist())),
     batch=lambda values, dims, axes: (
-        transpose(_front(values, dims), axes=(0,) + tuple(a + 1 for a in axes)), 0))
+        transpose(_front(values, dims), axes=(0,) + tuple(a + 1 for a in axes)), 0),
+    emit=lambda args, axes: f"np.transpose({args[0]}, {source(tuple(axes))})")
 
 broadcast_to = linear(
     "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
     shape=lambda x, shape: ShapeDtype(tuple(shape), dtype_of(x)),
     transpose=lambda ct, x, shape: unbroadcast(ct, x),
-    batch=_broadcast_batch)
+    batch=_broadcast_batch,
+    emit=lambda args, shape: f"np.broadcast_to({args[0]}, {source(tuple(shape))})")
 
 convert = linear(
     "convert", lambda x, dtype: x.astype(dtype),
     shape=lambda x, dtype: ShapeDtype(shape_of(x), np.dtype(dtype)),
     transpose=lambda ct, x, dtype: convert(ct, dtype=dtype_of(x)),
-    batch=lambda values, dims, dtype: (convert(values[0], dtype=dtype), dims[0]))
+    batch=lambda values, dims, dtype: (convert(values[0], dtype=dtype), dims[0]),
+    emit=lambda args, dtype: f"{args[0]}.astype({source(np.dtype(dtype))})")
 
 stop_gradient = constant("stop_gradient", lambda x: x,
                          shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)),
@@ -131,9 +135,24 @@ def _getitem_batch(values, dims, index):
             batched_index_axis(x.shape, index, arrays))
 
 
+def _index_source(entry, arrays):
+    """One entry of an index template as Python source."""
+    if type(entry) is Slice:
+        start, stop, step = ("" if v is None else str(v) for v in entry)
+        return f"{start}:{stop}" + (f":{step}" if step else "")
+    if type(entry) is ArrayIndex:
+        return arrays[entry.position]
+    return "..." if entry is Ellipsis else str(entry)
+
+
+def _getitem_emit(args, index):
+    x, *arrays = args
+    return f"{x}[{', '.join(_index_source(e, arrays) for e in index) or '()'}]"
+
+
 getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
                     shape=_getitem_shape, jvp=_getitem_jvp, vjp=_getitem_vjp,
-                    batch=_getitem_batch, family="structural")
+                    batch=_getitem_batch, emit=_getitem_emit, family="structural")
 
 
 def _embed_impl(values, *arrays, index, shape):
@@ -300,7 +319,8 @@ def _concatenate_batch(values, dims, axis):
 
 concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
                         shape=_concatenate_shape, jvp=_concatenate_jvp, vjp=_concatenate_vjp,
-                        batch=_concatenate_batch, family="structural")
+                        batch=_concatenate_batch, family="structural",
+                        emit=lambda args, axis: f"np.concatenate(({', '.join(args)},), axis={axis})")
 
 
 def _pad_jvp(primals, tangents, pad_width, constant_value):

@@ -14,7 +14,8 @@ traces them (reverse-over-reverse, forward-over-reverse).
 from typing import Callable
 
 from ..boundary import differentiable_input, matching_tree, split_aux
-from ..core.engine import Trace, Tracer, new_trace
+from ..core.engine import (Trace, Tracer, name_like, new_trace, set_provenance,
+                           staging_active)
 from ..core.primitive import ZERO
 from ..errors import CotangentError
 from ..primitives.structural import zeros_like_value
@@ -68,9 +69,9 @@ class ReverseTrace(Trace):
         tape = self.tape
         node = len(tape)
         if primitive.multiple_results:
-            tape.append((pullback, parents, len(out)))
+            tape.append((pullback, parents, len(out), out))
             return [ReverseTracer(self, o, (node, k)) for k, o in enumerate(out)]
-        tape.append((pullback, parents, 0))
+        tape.append((pullback, parents, 0, out))
         return ReverseTracer(self, out, node)
 
     def node_of(self, value):
@@ -89,16 +90,21 @@ def backward(tape, seeds):
     cotangents = [None] * len(tape)
     for ref, ct in seeds:
         _accumulate(cotangents, tape, ref, ct)
+    hints = staging_active()
     for i in range(len(tape) - 1, -1, -1):
         ct = cotangents[i]
         entry = tape[i]
         if ct is None or entry is None:
             continue
         cotangents[i] = None            # free it early; leaves keep theirs
-        pullback, parents, _ = entry
+        pullback, parents, _, out = entry
+        if hints:
+            set_provenance(out)
         for ref, c in zip(parents, pullback(ct)):
             if ref is not None and c is not ZERO:
                 _accumulate(cotangents, tape, ref, c)
+    if hints:
+        set_provenance(None)
     return cotangents
 
 
@@ -172,8 +178,11 @@ def pullback(f: Callable, *primals, has_aux: bool = False):
         cts = matching_tree(cotangent, out_values, out_treedef, CotangentError,
                             "cotangent", "output")
         accumulated = backward(tape, [(n, c) for n, c in zip(nodes, cts) if n is not None])
-        return unflatten(treedef, [zeros_like_value(p) if c is None else c
-                                   for p, c in zip(primal_leaves, accumulated)])
+        cts_in = [zeros_like_value(p) if c is None else c for p, c in zip(primal_leaves, accumulated)]
+        if staging_active():
+            for c, p in zip(cts_in, primal_leaves):
+                name_like(c, p, "_bar")
+        return unflatten(treedef, cts_in)
 
     out = unflatten(out_treedef, out_values)
     return (out, back, aux) if has_aux else (out, back)

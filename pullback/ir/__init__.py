@@ -1,0 +1,1 @@
+"""The staged-program representation: IR, optimisation passes, code generation."""

@@ -1,0 +1,150 @@
+"""Code generation: a Program becomes the source of a plain Python function of NumPy calls.
+
+Each equation is one assignment, written by its primitive's `emit` rule (NumPy
+calls and operators), or as a call of the primitive itself when it has none.
+Names come from the program (the user's parameter names for inputs) and short
+letters otherwise; each block of equations carries a comment naming the user's
+source line it came from.
+
+Two variants are generated from one program:
+- `fast=True` reuses dead intermediate buffers through NumPy's `out=` argument
+  for elementwise ufuncs (fewer temporaries); it needs real arrays;
+- `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
+  transformation differentiates, batches or stages it like any NumPy code.
+"""
+import linecache
+import os
+
+import numpy as np
+import scipy.special as sp
+
+from ..primitives import REGISTRY
+from ..primitives.families import source as param_source
+from ..primitives.structural import ArrayIndex, Slice
+from .program import Literal, Namer, Program
+
+# Primitives whose output may share memory with an input (views): their inputs'
+# buffers must never be overwritten in place while the view lives.
+VIEW_PRIMITIVES = {"reshape", "transpose", "broadcast_to", "getitem", "stop_gradient",
+                   "convert"}
+
+
+def _global_name(prim):
+    return f"{prim.name}_p"
+
+
+def generate(program: Program, name: str = "f", fast: bool = True):
+    """(source, globals) of a function `name(*inputs) -> list of outputs`."""
+    names = Namer(program, reserved={name} | {_global_name(p) for p in REGISTRY.values()})
+    globals_ = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
+    for var, value in zip(program.constvars, program.consts):
+        globals_[names(var) if var.hint else _const_name(names, var)] = value
+    params_count = [0]
+
+    def param_expr(value):
+        try:
+            text = param_source(value)
+            if eval(text, globals_) == value:            # noqa: S307  (our own literals)
+                return text
+        except Exception:                                 # not representable as a literal
+            pass
+        params_count[0] += 1
+        key = f"_param{params_count[0]}"
+        globals_[key] = value
+        return key
+
+    def operand(x):
+        return repr(x.value) if type(x) is Literal else names(x)
+
+    reusable = _reusable_buffers(program) if fast else {}
+    lines = [f"def {name}({', '.join(names(v) for v in program.invars)}):"]
+    comment = None
+    for i, eq in enumerate(program.equations):
+        here = _comment(eq.source)
+        if here and here != comment:
+            lines.append(f"    # {here}")
+            comment = here
+        args = [operand(x) for x in eq.inputs]
+        prim = eq.primitive
+        if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
+            expr = f"np.{prim.impl.__name__}({', '.join(args)}, out={names(reusable[i])})"
+        elif prim.emit is not None:
+            expr = prim.emit(args, **eq.params)
+        else:
+            globals_[_global_name(prim)] = prim
+            keywords = [f"{k}={param_expr(v)}" for k, v in eq.params.items()]
+            expr = f"{_global_name(prim)}({', '.join(args + keywords)})"
+        targets = ", ".join(names(v) for v in eq.outputs)
+        if prim.multiple_results and len(eq.outputs) == 1:
+            targets += ","
+        lines.append(f"    {targets} = {expr}")
+    outs = ", ".join(operand(x) for x in program.outvars)
+    lines.append(f"    return [{outs}]")
+    return "\n".join(lines) + "\n", globals_
+
+
+def _const_name(names, var):
+    var.hint = var.hint or "const"
+    return names(var)
+
+
+def compile_program(program: Program, name: str = "f", fast: bool = True):
+    """The generated function itself (and its source, as `.source`)."""
+    text, globals_ = generate(program, name, fast)
+    code = compile(text, f"<pullback generated {name}>", "exec")
+    exec(code, globals_)                                  # noqa: S102  (our own source)
+    fn = globals_[name]
+    fn.source = text
+    return fn
+
+
+def _comment(source: str) -> str:
+    """`file:line  code` for a recorded source location (empty if unknown)."""
+    if not source:
+        return ""
+    location, _, derived = source.partition("|")
+    filename, _, line = location.rpartition(":")
+    text = linecache.getline(filename, int(line)).strip() if line.isdigit() else ""
+    label = f"{os.path.basename(filename)}:{line}" + (f"  {text}" if text else "")
+    return f"derivative of {label}" if derived else label
+
+
+def _reusable_buffers(program: Program) -> dict:
+    """Equation index -> an input variable whose buffer the output may be written into.
+
+    Only for elementwise ufunc equations (emitted as `np.<ufunc>(...)` or an operator
+    we can rewrite), when the input is an intermediate array produced by an elementwise
+    equation, has the output's shape and dtype, is not viewed by any other equation,
+    and is not used after this equation.
+    """
+    last_use, viewed, fresh = {}, set(), set()
+    for i, eq in enumerate(program.equations):
+        for x in eq.inputs:
+            if type(x) is not Literal:
+                last_use[x] = i
+                if eq.primitive.name in VIEW_PRIMITIVES:
+                    viewed.add(x)
+        if eq.primitive.family == "elementwise" and eq.primitive.name in _UFUNC_NAMES:
+            fresh.update(eq.outputs)
+    for x in program.outvars:
+        if type(x) is not Literal:
+            last_use[x] = len(program.equations)
+    reusable = {}
+    for i, eq in enumerate(program.equations):
+        if eq.primitive.name not in _UFUNC_NAMES or eq.primitive.family != "elementwise":
+            continue
+        out = eq.outputs[0]
+        if not out.aval.shape:
+            continue
+        for x in eq.inputs:
+            if (type(x) is not Literal and x in fresh and x not in viewed and last_use[x] == i
+                    and x.aval == out.aval and x not in reusable.values()):
+                reusable[i] = x
+                break
+    return reusable
+
+
+# Elementwise primitives whose implementation is a NumPy ufunc (so they accept out=).
+_UFUNC_NAMES = {name for name, prim in REGISTRY.items()
+                if isinstance(prim.impl, np.ufunc) and getattr(np, prim.impl.__name__, None)
+                is prim.impl and prim.family == "elementwise"}

@@ -1,0 +1,185 @@
+"""The IR: a flat, typed list of equations `outs = primitive(inputs; params)`.
+
+Inputs of an equation are `Var`s (typed by a `ShapeDtype`) or `Literal`s (Python
+scalars, weakly typed as in NumPy). Array constants are held separately
+(`constvars` with their `consts`). A `Program` also keeps the pytree structures
+of its arguments and results, and the names of its inputs, so that it can be
+called like the function it came from, printed, and turned into source code.
+
+`evaluate` is the reference interpreter: it binds each primitive in turn, so it
+runs on arrays and on tracers alike. `typecheck` re-derives every equation's
+output types with the primitives' shape rules.
+"""
+import keyword
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..core.primitive import ShapeDtype
+
+
+class Var:
+    """A value of the program, typed; `hint` is a readable name suggestion."""
+    __slots__ = ("aval", "hint", "weak")
+
+    def __init__(self, aval: ShapeDtype, hint: str = "", weak: bool = False):
+        self.aval, self.hint, self.weak = aval, hint, weak
+
+    def __repr__(self):
+        return f"Var({self.hint or id(self)}: {type_string(self.aval)})"
+
+
+class Literal:
+    """A Python scalar written into the program."""
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return repr(self.value)
+
+
+@dataclass
+class Equation:
+    primitive: Any
+    inputs: list
+    params: dict
+    outputs: list
+    source: str = ""          # "file:line" of the user's code that bound it, if known
+
+
+@dataclass
+class Program:
+    invars: list
+    constvars: list
+    consts: list
+    equations: list
+    outvars: list
+    in_tree: Any = None
+    out_tree: Any = None
+    names: dict = field(default_factory=dict)      # Var -> preferred name (inputs, outputs)
+
+    def __str__(self):
+        return pretty(self)
+
+
+def type_string(aval) -> str:
+    return f"{np.dtype(aval.dtype).name}[{','.join(map(str, aval.shape))}]"
+
+
+def evaluate(program: Program, *args):
+    """Run the program on flat arguments (arrays or tracers); returns the flat outputs."""
+    env = {}
+    for var, value in zip(program.invars, args):
+        env[var] = value
+    for var, value in zip(program.constvars, program.consts):
+        env[var] = value
+
+    def read(x):
+        return x.value if type(x) is Literal else env[x]
+
+    for eq in program.equations:
+        outs = eq.primitive(*[read(x) for x in eq.inputs], **eq.params)
+        if not eq.primitive.multiple_results:
+            outs = (outs,)
+        for var, value in zip(eq.outputs, outs):
+            env[var] = value
+    return [read(x) for x in program.outvars]
+
+
+class TypeCheckError(AssertionError):
+    """A program whose recorded types disagree with its primitives' shape rules."""
+
+
+def typecheck(program: Program) -> None:
+    """Raise TypeCheckError unless every equation's inputs are defined and its output
+    types are what the primitive's shape rule derives."""
+    defined = set(program.invars) | set(program.constvars)
+    for var, value in zip(program.constvars, program.consts):
+        if tuple(np.shape(value)) != tuple(var.aval.shape) or np.asarray(value).dtype != var.aval.dtype:
+            raise TypeCheckError(f"constant {var} does not match its value")
+    for i, eq in enumerate(program.equations):
+        for x in eq.inputs:
+            if type(x) is not Literal and x not in defined:
+                raise TypeCheckError(f"equation {i} ({eq.primitive.name}) reads an undefined {x}")
+        avals = [x.value if type(x) is Literal else _abstract(x) for x in eq.inputs]
+        expected = eq.primitive.shape(*avals, **eq.params)
+        expected = expected if eq.primitive.multiple_results else [expected]
+        for var, exp in zip(eq.outputs, expected):
+            if tuple(var.aval.shape) != tuple(exp.shape) or np.dtype(var.aval.dtype) != np.dtype(exp.dtype):
+                raise TypeCheckError(f"equation {i} ({eq.primitive.name}): output typed "
+                                     f"{type_string(var.aval)}, the shape rule gives "
+                                     f"{type_string(exp)}")
+            defined.add(var)
+    for x in program.outvars:
+        if type(x) is not Literal and x not in defined:
+            raise TypeCheckError(f"output {x} is never defined")
+
+
+def _abstract(var):
+    """What a shape rule sees for a variable: its type, or a Python scalar if weakly typed."""
+    if var.weak:
+        return np.dtype(var.aval.dtype).type(1).item()
+    return var.aval
+
+
+def pretty(program: Program) -> str:
+    """The program as readable typed text, one let-binding per line."""
+    names = Namer(program)
+    lines = [f"{{ lambda {', '.join(f'{names(v)}:{type_string(v.aval)}' for v in program.invars)}"
+             + (f" ; consts {', '.join(f'{names(v)}:{type_string(v.aval)}' for v in program.constvars)}"
+                if program.constvars else "") + " ."]
+    for eq in program.equations:
+        outs = ", ".join(f"{names(v)}:{type_string(v.aval)}" for v in eq.outputs)
+        params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items())
+        args = " ".join(names(x) if type(x) is not Literal else repr(x.value) for x in eq.inputs)
+        lines.append(f"    {outs} = {eq.primitive.name}{'[' + params + ']' if params else ''} {args}")
+    lines.append(f"  in ({', '.join(names(x) if type(x) is not Literal else repr(x.value) for x in program.outvars)}) }}")
+    return "\n".join(lines)
+
+
+def _short(value):
+    text = getattr(value, "__name__", None) or repr(value)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+RESERVED = set(keyword.kwlist) | {"np", "sp", "scipy", "math"}
+
+
+class Namer:
+    """Readable, unique names for a program's variables: preferred names first, then a, b, c..."""
+
+    def __init__(self, program: Program, reserved=()):
+        self.names, self.used, self.counter = {}, RESERVED | set(reserved), 0
+        for var, name in program.names.items():
+            self._assign(var, name)
+
+    def _assign(self, var, base):
+        name, k = base, 1
+        while name in self.used:
+            name, k = f"{base}_{k}", k + 1
+        self.names[var] = name
+        self.used.add(name)
+        return name
+
+    def __call__(self, var) -> str:
+        if var in self.names:
+            return self.names[var]
+        if var.hint:
+            return self._assign(var, var.hint)
+        while True:
+            name = _letters(self.counter)
+            self.counter += 1
+            if name not in self.used:
+                return self._assign(var, name)
+
+
+def _letters(i):
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(ord("a") + r) + s
+    return s

@@ -1,0 +1,198 @@
+"""Staging: run a function on abstract values and record the primitives it binds.
+
+A `StagingTracer` holds a `ShapeDtype` and the IR variable it stands for; every
+primitive bound on one appends an equation to the trace's program (its output
+types come from the primitive's shape rule). Everything the function computes
+from its inputs is recorded, including the work of other transformations
+nested inside (grad, pushforward, vmap ...), so `make_ir(grad(f))` is the
+program of the gradient. Python control flow on staged values is an error that
+names the user's line: the values are not known yet.
+"""
+import os
+import sys
+from typing import Callable
+
+import numpy as np
+
+from ..core.engine import Trace, Tracer, new_trace, provenance, staged_value, staging
+from ..core.primitive import ShapeDtype
+from ..errors import ConcretizationError
+from ..ir.program import Equation, Literal, Program, Var
+from ..tree import flatten, unflatten
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_NUMPY = os.path.dirname(np.__file__)
+
+
+def user_frame():
+    """(file, line, function) of the innermost caller outside pullback and NumPy."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith((_PACKAGE, _NUMPY)) and not filename.startswith("<frozen"):
+            return filename, frame.f_lineno, frame.f_code.co_name
+        frame = frame.f_back
+    return "<unknown>", 0, "?"
+
+
+class StagingTracer(Tracer):
+    __slots__ = ("aval", "staged_var")
+
+    def __init__(self, trace, aval, var):
+        self._trace, self.aval, self.staged_var = trace, aval, var
+
+    @property
+    def shape(self):
+        return self.aval.shape
+
+    @property
+    def dtype(self):
+        return self.aval.dtype
+
+    def __repr__(self):
+        return f"StagingTracer({np.dtype(self.dtype).name}{list(self.shape)})"
+
+    def _control_flow_error(self, what):
+        filename, line, function = user_frame()
+        return ConcretizationError(
+            f"{what} of a staged value at {filename}:{line} (in {function}): under jit/make_ir "
+            "the values are not known while the program is recorded, so Python control flow "
+            "cannot depend on them. Use pullback.numpy.where (np.where) to select values, "
+            "mark the argument static with static_argnums/static_argnames, or run this "
+            "function eagerly (without jit).")
+
+    def __bool__(self):
+        raise self._control_flow_error("bool() (an `if`, `while`, `and`/`or`)")
+
+    def __float__(self):
+        raise self._control_flow_error("float()")
+
+    def __int__(self):
+        raise self._control_flow_error("int()")
+
+    def __index__(self):
+        raise self._control_flow_error("Using it as a Python index (__index__)")
+
+    def item(self, *args):
+        raise self._control_flow_error(".item()")
+
+    def tolist(self):
+        raise self._control_flow_error(".tolist()")
+
+
+class CapturedTracer(Exception):
+    """A value of an enclosing transformation reached the program as a constant."""
+
+
+class StagingTrace(Trace):
+    __slots__ = ("equations", "constvars", "consts", "_const_ids", "_source_of")
+
+    def __init__(self, level):
+        super().__init__(level)
+        self.equations, self.constvars, self.consts, self._const_ids = [], [], [], {}
+        self._source_of = {}        # Var -> the user's source line that computed it
+
+    def new_input(self, aval, hint="", weak=False):
+        return StagingTracer(self, aval, Var(aval, hint, weak))
+
+    def read(self, value):
+        """The IR operand for an argument: our variable, a literal, or a constant."""
+        if type(value) is StagingTracer and value._trace is self:
+            return value.staged_var
+        if isinstance(value, (bool, int, float)):
+            return Literal(value)
+        if isinstance(value, Tracer):
+            raise CapturedTracer()
+        key = id(value)
+        if key not in self._const_ids:
+            array = value if isinstance(value, np.ndarray) else np.asarray(value)
+            var = Var(ShapeDtype(array.shape, array.dtype))
+            self._const_ids[key] = var
+            self.constvars.append(var)
+            self.consts.append(value)
+        return self._const_ids[key]
+
+    def process_primitive(self, primitive, args, params):
+        inputs = [self.read(a) for a in args]
+        avals = [_abstract(x) for x in inputs]
+        out_avals = primitive.shape(*avals, **params)
+        derived = staged_value(provenance())
+        if derived is not None and derived.staged_var in self._source_of:
+            source = self._source_of[derived.staged_var].partition("|")[0] + "|derivative"
+        else:
+            filename, line, _ = user_frame()
+            source = f"{filename}:{line}"
+        if primitive.multiple_results:
+            outs = [Var(ShapeDtype(tuple(a.shape), np.dtype(a.dtype))) for a in out_avals]
+        else:
+            outs = [Var(ShapeDtype(tuple(out_avals.shape), np.dtype(out_avals.dtype)))]
+        self.equations.append(Equation(primitive, inputs, dict(params), outs, source))
+        for v in outs:
+            self._source_of[v] = source
+        tracers = [StagingTracer(self, v.aval, v) for v in outs]
+        return tracers if primitive.multiple_results else tracers[0]
+
+
+def _abstract(x):
+    if type(x) is Literal:
+        return x.value
+    if x.weak:
+        return np.dtype(x.aval.dtype).type(1).item()
+    return x.aval
+
+
+def signature_of(value):
+    """The abstract type of an argument: (shape, dtype, weak) -- weak for Python scalars."""
+    if isinstance(value, (bool, int, float)):
+        return ((), np.asarray(value).dtype, True)
+    if isinstance(value, Tracer):
+        return (tuple(value.shape), np.dtype(value.dtype), False)
+    array = value if isinstance(value, (np.ndarray, np.generic)) else np.asarray(value)
+    return (tuple(array.shape), array.dtype, False)
+
+
+def stage(f: Callable, args: tuple, names=None) -> Program:
+    """The program of `f` at the types of `args` (pytrees of arrays and scalars)."""
+    leaves, in_tree = flatten(args)
+    names = names or {}
+    with staging(), new_trace(StagingTrace) as trace:
+        inputs = []
+        for i, leaf in enumerate(leaves):
+            shape, dtype, weak = signature_of(leaf)
+            inputs.append(trace.new_input(ShapeDtype(shape, dtype), names.get(i, ""), weak))
+        out = f(*unflatten(in_tree, inputs))
+        out_leaves, out_tree = flatten(out)
+        outvars = [trace.read(o) for o in out_leaves]
+    program = Program([t.staged_var for t in inputs], trace.constvars, trace.consts, trace.equations,
+                      outvars, in_tree, out_tree)
+    program.names = {v: v.hint for v in [t.staged_var for t in inputs] + outvars
+                     if type(v) is Var and v.hint}
+    return program
+
+
+def argument_names(f: Callable, args: tuple) -> dict:
+    """Leaf index -> a readable name built from f's parameter names and pytree keys."""
+    import inspect
+    try:
+        params = list(inspect.signature(f).parameters)
+    except (TypeError, ValueError):
+        params = []
+    names = {}
+    index = 0
+    for position, arg in enumerate(args):
+        base = params[position] if position < len(params) else f"arg{position}"
+        for path in _leaf_paths(arg):
+            names[index] = "_".join([base, *map(str, path)])
+            index += 1
+    return names
+
+
+def _leaf_paths(tree, prefix=()):
+    if isinstance(tree, dict):
+        for k in sorted(tree):
+            yield from _leaf_paths(tree[k], prefix + (k,))
+    elif isinstance(tree, (tuple, list)):
+        for i, c in enumerate(tree):
+            yield from _leaf_paths(c, prefix + (i,))
+    elif tree is not None:
+        yield prefix
