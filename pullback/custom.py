@@ -8,21 +8,59 @@ and `vmap`. Rules written with NumPy operations differentiate again.
 """
 from functools import update_wrapper
 from typing import Callable
+from weakref import WeakSet
 
 from .boundary import matching
+from .core.engine import Tracer, trace_stack
 from .core.primitive import ZERO
 from .errors import CustomRuleError
 from .primitives.control import custom_jvp_call, custom_vjp_call
 from .primitives.structural import zeros_like_value
+from .transforms.batching import BatchTracer
 from .tree import describe, flatten, unflatten
 
 
 def _leaves_of(tree, expected_def, what, name):
-    leaves, treedef = flatten(tree)
-    if treedef != expected_def:
-        raise CustomRuleError(f"{what} of `{name}` has structure {describe(treedef)}, but "
-                              f"{describe(expected_def)} was expected.")
-    return leaves
+    """The leaves of `tree`, structured like `expected_def`; None stands for a subtree of zeros."""
+    def leaves(t, d):
+        if t is None:
+            return [None] * d.num_leaves
+        t_leaves, t_def = flatten(t)
+        if t_def == d:
+            return t_leaves
+        if (t_def.kind, t_def.meta, len(t_def.children)) == (d.kind, d.meta, len(d.children)) \
+                and d.kind not in ("leaf", "none"):
+            children = [t[k] for k in d.meta] if d.kind is dict else list(t)
+            return [leaf for c, c_def in zip(children, d.children) for leaf in leaves(c, c_def)]
+        raise CustomRuleError(f"{what} of `{name}` has structure {describe(flatten(tree)[1])}, "
+                              f"but {describe(expected_def)} was expected (None stands for "
+                              "zeros of a whole subtree).")
+    return leaves(tree, expected_def)
+
+
+def _closure_check(leaves, name):
+    """A check that what the user's functions compute comes from their arguments only.
+
+    A value traced by a transformation that processes the call (one of the
+    arguments' or one nested inside them), reached through a closure or a global,
+    would bypass the rule and be wrapped by its own trace: wrong derivatives or
+    leaked tracers. Values of outer transformations are constants here and fine.
+    """
+    levels = [x._trace.level for x in leaves if isinstance(x, Tracer)]
+    processing = WeakSet(t for t in trace_stack() if levels and t.level >= min(levels))
+
+    def check(values):
+        for v in flatten(values)[0]:
+            # Batch rules run the user's functions under a vmap of their own: look inside it.
+            inner = v.value if type(v) is BatchTracer else None
+            if any(isinstance(u, Tracer) and u._trace in processing for u in (v, inner)):
+                raise CustomRuleError(
+                    f"`{name}` (or its rule) uses a value traced by the transformation of its "
+                    "arguments, or by one nested inside it, without taking it as an argument "
+                    "(through a closure or a global), so its rule cannot account for it. Pass "
+                    f"that value to `{name}` as an argument.")
+        return values
+    return check
 
 
 def _checked(values, references, what, name):
@@ -33,7 +71,8 @@ def _checked(values, references, what, name):
             out.append(zeros_like_value(r))
             continue
         try:
-            out.append(matching(v, r, CustomRuleError, f"{what} leaf {i}", "the value it belongs to"))
+            out.append(matching(v, r, CustomRuleError, f"{what} leaf {i}",
+                                "the value it belongs to"))
         except CustomRuleError as error:
             raise CustomRuleError(f"in the rule of `{name}`: {error}") from None
     return out
@@ -53,7 +92,8 @@ class custom_vjp:
     array(1.)
 
     `fwd(*args) -> (out, residuals)`; `bwd(residuals, cotangent) -> tuple` with one
-    cotangent per argument, shaped like it (None for a zero).
+    cotangent per argument, shaped like it (None for zeros: a whole argument or
+    any subtree of one).
     """
 
     def __init__(self, fun: Callable):
@@ -71,12 +111,12 @@ class custom_vjp:
             raise CustomRuleError(f"`{name}` is a custom_vjp function without a rule: call "
                                   f"`{name}.defvjp(fwd, bwd)` first.")
         leaves, in_def = flatten(args)
-        out_def = []
+        out_def, check = [], _closure_check(leaves, name)
 
         def flat_fun(*xs):
             out_leaves, treedef = flatten(self.fun(*unflatten(in_def, xs)))
             out_def[:] = [treedef]
-            return out_leaves
+            return check(out_leaves)
 
         def flat_fwd(*xs):
             result = self.fwd(*unflatten(in_def, xs))
@@ -84,7 +124,7 @@ class custom_vjp:
                 raise CustomRuleError(f"the fwd rule of `{name}` must return (output, residuals).")
             out_leaves, treedef = flatten(result[0])
             out_def[:] = [treedef]
-            return out_leaves, result[1]
+            return check(out_leaves), check(result[1])
 
         def flat_bwd(residuals, cts):
             result = self.bwd(residuals, unflatten(out_def[0], list(cts)))
@@ -93,11 +133,7 @@ class custom_vjp:
                     f"the bwd rule of `{name}` must return a tuple with one cotangent per "
                     f"argument ({len(args)}), got {type(result).__name__}"
                     + (f" of length {len(result)}" if isinstance(result, tuple) else "") + ".")
-            ct_leaves = []
-            for arg, ct in zip(args, result):
-                arg_leaves, arg_def = flatten(arg)
-                ct_leaves += [None] * len(arg_leaves) if ct is None else \
-                    _leaves_of(ct, arg_def, "a cotangent returned by bwd", name)
+            ct_leaves = _leaves_of(result, in_def, "the cotangent tuple returned by bwd", name)
             return _checked(ct_leaves, leaves, "cotangent", name)
 
         outs = custom_vjp_call(*leaves, fun=flat_fun, fwd=flat_fwd, bwd=flat_bwd)
@@ -116,11 +152,12 @@ class custom_jvp:
     ...     (x,), (t,) = primals, tangents
     ...     return log1pexp(x), t / (1.0 + np.exp(-x))
     >>> import pullback
-    >>> pullback.grad(log1pexp)(1000.0)
-    array(1.)
+    >>> float(pullback.grad(log1pexp)(1000.0))
+    1.0
 
     `jvp(primals, tangents) -> (out, tangent_out)`, with primals and tangents the
-    tuples of arguments and their tangents; the tangent map must be linear.
+    tuples of arguments and their tangents; the tangent map must be linear. None
+    in the output tangent stands for zeros.
     """
 
     def __init__(self, fun: Callable):
@@ -138,12 +175,12 @@ class custom_jvp:
             raise CustomRuleError(f"`{name}` is a custom_jvp function without a rule: decorate "
                                   f"its rule with `@{name}.defjvp`.")
         leaves, in_def = flatten(args)
-        out_def = []
+        out_def, check = [], _closure_check(leaves, name)
 
         def flat_fun(*xs):
             out_leaves, treedef = flatten(self.fun(*unflatten(in_def, xs)))
             out_def[:] = [treedef]
-            return out_leaves
+            return check(out_leaves)
 
         def flat_jvp(primals, tangents):
             result = self.jvp(unflatten(in_def, primals), unflatten(in_def, tangents))
@@ -153,7 +190,7 @@ class custom_jvp:
             out_leaves, treedef = flatten(result[0])
             out_def[:] = [treedef]
             tangent_leaves = _leaves_of(result[1], treedef, "the tangent returned by jvp", name)
-            return out_leaves, _checked(tangent_leaves, out_leaves, "tangent", name)
+            return check(out_leaves), check(_checked(tangent_leaves, out_leaves, "tangent", name))
 
         outs = custom_jvp_call(*leaves, fun=flat_fun, jvp=flat_jvp)
         return unflatten(out_def[0], outs)

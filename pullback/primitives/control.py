@@ -10,12 +10,16 @@ Each user rule serves every mode:
   mode, hence in forward-over-reverse Hessians and HVPs;
 - a forward rule's tangent map `t -> jvp(primals, t)` is linear, so reverse mode
   pulls cotangents back by transposing it;
-- batching runs the user's functions under `vmap` and binds them again.
+- batching runs the user's functions under `vmap` and binds them again; code
+  that cannot be traced (the usual reason for a custom rule: SciPy, loops over
+  Python floats) runs example by example instead.
 """
 import numpy as np
 
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
-from ..transforms.batching import moveaxis, vmap
+from ..errors import (ArrayConversionError, ConcretizationError, InPlaceMutationError,
+                      UnsupportedFunctionError)
+from ..transforms.batching import map_examples, moveaxis, vmap
 from ..transforms.reverse import vjp_flat
 from .families import dtype_of, shape_of
 from .structural import zeros_like_value
@@ -40,6 +44,23 @@ def _front_axes(dims):
     return tuple(None if d is None else 0 for d in dims)
 
 
+# What pullback raises when user code cannot run on traced values.
+_UNTRACEABLE = (ArrayConversionError, ConcretizationError, InPlaceMutationError,
+                UnsupportedFunctionError)
+
+
+def _batched(fn, in_axes):
+    """`fn` over a batch: vmapped, or example by example if `fn` cannot be traced."""
+    vmapped, looped = vmap(fn, in_axes=in_axes), map_examples(fn, in_axes=in_axes)
+
+    def batched(*args):
+        try:
+            return vmapped(*args)
+        except _UNTRACEABLE:
+            return looped(*args)
+    return batched
+
+
 # ------------------------------------------------------------------ custom_vjp
 
 def _custom_vjp_jvp(primals, tangents, fun, fwd, bwd):
@@ -61,12 +82,12 @@ def _custom_vjp_batch(values, dims, fun, fwd, bwd):
     axes = _front_axes(dims)
 
     def batched_bwd(residuals, cts):
-        cts_in = vmap(bwd, in_axes=(0, 0))(residuals, list(cts))
+        cts_in = _batched(bwd, in_axes=(0, 0))(residuals, list(cts))
         # An input shared by the whole batch gets the sum of the examples' cotangents.
         return [c if d is not None else c.sum(axis=0) for c, d in zip(cts_in, dims)]
 
-    outs = custom_vjp_call(*_moved(values, dims), fun=vmap(fun, in_axes=axes),
-                           fwd=vmap(fwd, in_axes=axes), bwd=batched_bwd)
+    outs = custom_vjp_call(*_moved(values, dims), fun=_batched(fun, axes),
+                           fwd=_batched(fwd, axes), bwd=batched_bwd)
     return outs, [0] * len(outs)
 
 
@@ -103,8 +124,8 @@ def _custom_jvp_vjp(wrt, outs, *primals, fun, jvp):
 
 def _custom_jvp_batch(values, dims, fun, jvp):
     axes = _front_axes(dims)
-    outs = custom_jvp_call(*_moved(values, dims), fun=vmap(fun, in_axes=axes),
-                           jvp=vmap(jvp, in_axes=(list(axes), list(axes))))
+    outs = custom_jvp_call(*_moved(values, dims), fun=_batched(fun, axes),
+                           jvp=_batched(jvp, (list(axes), list(axes))))
     return outs, [0] * len(outs)
 
 

@@ -65,21 +65,23 @@ class BatchTrace(Trace):
 
 def _axes_for(leaves_def, axes, what):
     """Broadcast an `in_axes`/`out_axes` prefix tree to one entry per leaf."""
-    if axes is None or isinstance(axes, int):
+    if axes is None or isinstance(axes, (int, np.integer)):
         return [axes] * leaves_def.num_leaves
     axes_leaves, axes_def = flatten(axes)
     if axes_def == leaves_def:
         return axes_leaves
     # A prefix: each entry of `axes` covers a whole subtree of the arguments.
-    if leaves_def.kind == axes_def.kind and len(leaves_def.children) == len(axes_def.children) \
+    if leaves_def.kind == axes_def.kind and leaves_def.meta == axes_def.meta \
+            and len(leaves_def.children) == len(axes_def.children) \
             and leaves_def.kind not in ("leaf", "none"):
         out = []
         for sub_def, sub_axes in zip(leaves_def.children, _children(axes)):
             out += _axes_for(sub_def, sub_axes, what)
         return out
+    of = "argument" if what == "in_axes" else "output"
     raise BatchError(f"{what} {axes!r} does not match the structure {describe(leaves_def)}; "
-                     "give an int or None, or a tree with one entry per argument (a prefix "
-                     "of the arguments' structure).")
+                     f"give an int or None, or a tree with one entry per {of} (a prefix "
+                     f"of the {of}s' structure).")
 
 
 def _children(tree):
@@ -95,6 +97,19 @@ def _normalize_axis(axis, ndim, what):
         raise BatchError(f"{what} is {axis!r}, but the value has {ndim} dimension(s): the batch "
                          f"axis must be an integer in [{-ndim}, {ndim}) or None.")
     return int(axis) % ndim
+
+
+def _leaf_axes(leaves, treedef, in_axes):
+    """The batch axis (non-negative, or None) of each argument leaf."""
+    axes = _axes_for(treedef, tuple(in_axes) if isinstance(in_axes, list) else in_axes, "in_axes")
+    return [_normalize_axis(a, len(x.shape if isinstance(x, Tracer) else np.shape(x)),
+                            f"in_axes for argument leaf {i}")
+            for i, (x, a) in enumerate(zip(leaves, axes))]
+
+
+def len_along(x, axis):
+    """The size of array or tracer `x` along `axis`."""
+    return (x.shape if isinstance(x, Tracer) else np.shape(x))[axis]
 
 
 def moveaxis(x, source, destination):
@@ -121,17 +136,12 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
     @wraps(f)
     def vmapped(*args):
         leaves, treedef = flatten(args)
-        axes = _axes_for(treedef, in_axes if isinstance(in_axes, (int, type(None)))
-                         else tuple(in_axes) if isinstance(in_axes, list) else in_axes, "in_axes")
-        axes = [_normalize_axis(a, len(np.shape(x)) if not isinstance(x, Tracer) else x.ndim,
-                                f"in_axes for argument leaf {i}")
-                for i, (x, a) in enumerate(zip(leaves, axes))]
-        sizes = {(x.shape[a] if isinstance(x, Tracer) else np.shape(x)[a])
-                 for x, a in zip(leaves, axes) if a is not None}
+        axes = _leaf_axes(leaves, treedef, in_axes)
+        sizes = {len_along(x, a) for x, a in zip(leaves, axes) if a is not None}
         if not sizes:
             raise BatchError("vmap needs at least one batched argument (in_axes are all None).")
         if len(sizes) > 1:
-            detail = ", ".join(f"leaf {i}: {np.shape(x)[a] if not isinstance(x, Tracer) else x.shape[a]}"
+            detail = ", ".join(f"leaf {i}: {len_along(x, a)}"
                                for i, (x, a) in enumerate(zip(leaves, axes)) if a is not None)
             raise BatchError(f"vmap got different batch sizes ({detail}); every batched "
                              "argument must have the same size along its batch axis.")
@@ -152,8 +162,35 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
                 continue
             if axis is None:            # the same for every example: broadcast it
                 value = np.broadcast_to(value, (size,) + tuple(np.shape(value)))
+                if not isinstance(value, Tracer):
+                    value = value.copy()    # writable, like every other output
                 axis = 0
             target = _normalize_axis(target, len(np.shape(value)), "out_axes")
             results.append(moveaxis(value, axis, target))
         return unflatten(out_def, results)
     return vmapped
+
+
+def map_examples(f: Callable, in_axes: Any = 0) -> Callable:
+    """`vmap(f, in_axes)` (batch on axis 0 of each output) computed example by example.
+
+    The slow path for code that cannot run on batched values (SciPy, loops over
+    Python floats): `f` runs once per example, on slices without a batch tracer,
+    and the results are stacked.
+    """
+    @wraps(f)
+    def mapped(*args):
+        leaves, treedef = flatten(args)
+        axes = _leaf_axes(leaves, treedef, in_axes)
+        size = next((len_along(x, a) for x, a in zip(leaves, axes) if a is not None), 0)
+        if size == 0:
+            raise BatchError("an empty batch cannot be mapped example by example: the "
+                             "structure of the result is unknown.")
+        leaves = [x if a is None else moveaxis(x, a, 0) for x, a in zip(leaves, axes)]
+        results = []
+        for i in range(size):
+            example = [x if a is None else x[i] for x, a in zip(leaves, axes)]
+            results.append(flatten(f(*unflatten(treedef, example))))
+        out_def = results[0][1]
+        return unflatten(out_def, [np.stack(column) for column in zip(*(r[0] for r in results))])
+    return mapped
