@@ -1,0 +1,484 @@
+"""Optimisation passes over staged programs: smaller derivative programs, same results.
+
+Contract. A pass is a function `Program -> Program`. It returns a new program and
+never modifies its argument: equations are rebuilt, while `Var`s, `Literal`s and
+constant values (never mutated by anyone) are shared. The result has the same
+inputs and computes the same outputs with the same shapes and dtypes -- NumPy
+broadcasting and NumPy 2 promotion of weakly typed Python scalars included -- and
+passes `typecheck`. Values are the same bit for bit, NaN and Inf included, with
+these documented exceptions, all in `simplify`:
+
+- `sum(broadcast_to(y))` becomes a sum over y's own elements times the number of
+  copies: a floating-point reassociation (`n * v` for `v + ... + v`);
+- `x + 0 -> x`, `0 - x -> -x` and `x * 0 -> 0` may flip the sign of a zero result
+  (-0.0 for +0.0; they compare equal), as XLA's algebraic simplifier does;
+- dropping a conversion to x's own dtype (a copy) hands x's memory layout to the
+  next equation, and NumPy's matmul and reductions may sum in another order on
+  another layout (last-bit differences). Equal constants are shared only when
+  their layouts are equal too.
+
+`x * 0` is folded only when `x` is known to be finite (integer or boolean values,
+finite constants): for a float variable it is not, and `inf * 0` is NaN.
+
+`optimize` applies `PASSES` in order, round after round, until a round changes
+nothing (at most `max_rounds` rounds).
+"""
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from ..core.primitive import ShapeDtype
+from ..primitives.elementwise import add, multiply, negative, subtract
+from ..primitives.reductions import sum as reduce_sum
+from ..primitives.structural import Slice, broadcast_to, reshape, transpose
+from .program import Equation, Literal, Program, Var, _abstract
+
+MAX_FOLD_SIZE = 10**6       # constant folding leaves larger results to run time
+COMMUTATIVE = {"add", "multiply", "logical_and", "logical_or", "logical_xor", "equal",
+               "not_equal"}   # exactly commutative in IEEE arithmetic (NaN stays NaN)
+
+
+def _is_var(x):
+    return type(x) is Var
+
+
+def _operand(x):
+    """What a shape rule sees for an operand: a Literal's Python scalar or a Var's type."""
+    return x.value if type(x) is Literal else _abstract(x)
+
+
+def _rebuilt(program, equations, env=None, constants=None) -> Program:
+    """A copy of `program` with new equations (and constants), its outputs read through
+    `env` (Var -> replacement), a replaced output keeping its preferred name."""
+    env = env or {}
+    constants = list(zip(program.constvars, program.consts)) if constants is None else constants
+    outvars = [env.get(x, x) if _is_var(x) else x for x in program.outvars]
+    names = dict(program.names)
+    for old, new in zip(program.outvars, outvars):
+        if old is not new and old in names and new not in names:
+            names[new] = names[old]
+    equations = [Equation(eq.primitive, list(eq.inputs), dict(eq.params), list(eq.outputs),
+                          eq.source) for eq in equations]
+    return replace(program, equations=equations, constvars=[v for v, _ in constants],
+                   consts=[c for _, c in constants], outvars=outvars, names=names)
+
+
+def _read(inputs, env):
+    return [env.get(x, x) if _is_var(x) else x for x in inputs]
+
+
+# ------------------------------------------------------------------- dead code
+
+def eliminate_dead_code(program: Program) -> Program:
+    """Drop the equations none of whose outputs is used, and the constants nobody reads.
+
+    Primitives are pure, so a result nobody reads need not be computed. AD leaves
+    many: the primal values of a linearised function, the unused halves of jvps.
+    """
+    live = {x for x in program.outvars if _is_var(x)}
+    kept = []
+    for eq in reversed(program.equations):
+        if any(v in live for v in eq.outputs):
+            kept.append(eq)
+            live.update(x for x in eq.inputs if _is_var(x))
+    constants = [(v, c) for v, c in zip(program.constvars, program.consts) if v in live]
+    return _rebuilt(program, kept[::-1], constants=constants)
+
+
+# --------------------------------------------------- common subexpressions
+
+def _freeze(value):
+    """A hashable key for a parameter, equal only for equal parameters: tuples, dtypes
+    and scalars by value (with their types, so 1, 1.0 and True differ, as do 0.0 and
+    -0.0), anything else (functions, arrays) by identity."""
+    if isinstance(value, (tuple, list)):
+        return type(value), tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return dict, tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, float):
+        return float, repr(value)
+    if isinstance(value, np.generic):
+        return type(value), value.tobytes()
+    if value is None or value is Ellipsis or isinstance(value, (bool, int, str, np.dtype, type)):
+        return type(value), value
+    return "id", id(value)
+
+
+def _operand_key(x):
+    return ("var", id(x)) if _is_var(x) else ("literal", type(x.value).__name__, repr(x.value))
+
+
+def _constant_key(value):
+    """Bitwise identity of a numeric NumPy constant, memory layout included (a matmul may
+    round differently on another layout); None: not compared."""
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biufc" \
+            and value.size <= MAX_FOLD_SIZE:
+        return value.dtype.str, value.shape, value.strides, value.tobytes()
+    return None
+
+
+def eliminate_common_subexpressions(program: Program) -> Program:
+    """Compute each (primitive, inputs, params) once, and keep one copy of equal constants.
+
+    AD recomputes the same values many times (`2.0 * x` in the jvp and again in the
+    vjp of `x ** 2`; one basis constant per batched pushforward). The operands of
+    add and multiply are compared as unordered pairs.
+    """
+    env, constants, by_value = {}, [], {}
+    for var, value in zip(program.constvars, program.consts):
+        key = _constant_key(value)
+        if key in by_value:
+            env[var] = by_value[key]
+            continue
+        if key is not None:
+            by_value[key] = var
+        constants.append((var, value))
+    seen, equations = {}, []
+    for eq in program.equations:
+        inputs = _read(eq.inputs, env)
+        operands = [_operand_key(x) for x in inputs]
+        if eq.primitive.name in COMMUTATIVE:
+            operands.sort()
+        key = (eq.primitive, tuple(operands), _freeze(eq.params))
+        if key in seen:
+            env.update(zip(eq.outputs, seen[key]))
+            continue
+        seen[key] = eq.outputs
+        equations.append(replace(eq, inputs=inputs))
+    return _rebuilt(program, equations, env, constants)
+
+
+# ----------------------------------------------------------- constant folding
+
+def _fold(eq, values):
+    """The outputs of `eq` if its inputs are all known, small enough and it evaluates
+    to exactly the recorded types; else None."""
+    if not all(type(x) is Literal or x in values for x in eq.inputs):
+        return None
+    if sum(math.prod(v.aval.shape) for v in eq.outputs) > MAX_FOLD_SIZE:
+        return None
+    args = [x.value if type(x) is Literal else values[x] for x in eq.inputs]
+    try:
+        with np.errstate(all="ignore"):
+            outs = eq.primitive.impl(*args, **eq.params)
+    except Exception:       # noqa: BLE001 -- it fails at run time just the same: leave it there
+        return None
+    outs = outs if eq.primitive.multiple_results else (outs,)
+    for var, out in zip(eq.outputs, outs):
+        if np.shape(out) != tuple(var.aval.shape) or getattr(out, "dtype", None) != var.aval.dtype:
+            return None
+    return outs
+
+
+def fold_constants(program: Program) -> Program:
+    """Evaluate once, here, every equation whose inputs are all literals or constants.
+
+    Its outputs become constants -- array constants, 0-d ones included: an equation's
+    output is strongly typed (a NumPy float64, say), and turning it into a weakly typed
+    Python scalar Literal would change how it promotes with float32 operands. Results
+    of more than MAX_FOLD_SIZE elements, and equations that raise, are left alone.
+    """
+    constants = list(zip(program.constvars, program.consts))
+    values, equations = dict(constants), []
+    for eq in program.equations:
+        outs = _fold(eq, values)
+        if outs is None:
+            equations.append(eq)
+            continue
+        for var, value in zip(eq.outputs, outs):
+            values[var] = value
+            constants.append((var, value))
+    return _rebuilt(program, equations, constants=constants)
+
+
+# ------------------------------------------------------ algebraic simplification
+
+class _Rewriter:
+    """One sweep of `simplify`: the new equations, who defines each variable, the
+    constants (with their values) and the variables replaced so far."""
+
+    def __init__(self, program):
+        self.equations, self.env, self.producer, self.facts = [], {}, {}, {}
+        self.constants = list(zip(program.constvars, program.consts))
+        self.values = dict(self.constants)
+
+    def append(self, eq):
+        self.equations.append(eq)
+        self.producer.update((v, eq) for v in eq.outputs)
+
+    def emit(self, primitive, inputs, params):
+        """A new equation `primitive(inputs; params)`; returns its output variable."""
+        aval = primitive.shape(*map(_operand, inputs), **params)
+        out = Var(ShapeDtype(tuple(aval.shape), np.dtype(aval.dtype)))
+        self.append(Equation(primitive, inputs, params, [out]))
+        return out
+
+    def constant(self, value):
+        var = Var(ShapeDtype(value.shape, value.dtype))
+        self.constants.append((var, value))
+        self.values[var] = value
+        return var
+
+    def forward(self, x, eq):
+        """x itself in place of eq's output, if x is a strongly typed Var of its type."""
+        out = eq.outputs[0].aval
+        if _is_var(x) and not x.weak and tuple(x.aval.shape) == tuple(out.shape) \
+                and np.dtype(x.aval.dtype) == np.dtype(out.dtype):
+            return x
+        return None
+
+    def fit(self, x, eq):
+        """Like `forward`, also broadcasting an x of the right dtype to the output's shape."""
+        out = eq.outputs[0].aval
+        if not _is_var(x) or x.weak or np.dtype(x.aval.dtype) != np.dtype(out.dtype):
+            return None
+        shape, target = tuple(x.aval.shape), tuple(out.shape)
+        if len(shape) > len(target) or any(a not in (1, b) for a, b in
+                                           zip(reversed(shape), reversed(target))):
+            return None
+        return self.forward(x, eq) or self.emit(broadcast_to, [x], {"shape": tuple(out.shape)})
+
+    def retyped(self, eq, primitive, inputs, params=None):
+        """The equation `primitive(inputs)` writing eq's output, if it has eq's output type."""
+        params = eq.params if params is None else params
+        aval = primitive.shape(*map(_operand, inputs), **params)
+        out = eq.outputs[0].aval
+        if tuple(aval.shape) == tuple(out.shape) and np.dtype(aval.dtype) == np.dtype(out.dtype):
+            return Equation(primitive, inputs, params, eq.outputs, eq.source)
+        return None
+
+    def producer_of(self, x, name):
+        """The equation of primitive `name` defining x, if its operand is a strong Var."""
+        eq = self.producer.get(x) if _is_var(x) else None
+        if eq is not None and eq.primitive.name == name and _is_var(eq.inputs[0]) \
+                and not eq.inputs[0].weak:
+            return eq
+        return None
+
+    def operand_of(self, x, name):
+        eq = self.producer_of(x, name)
+        return None if eq is None else eq.inputs[0]
+
+    def _all(self, x, test):
+        """Whether every element of the literal or numeric constant x passes `test`."""
+        if type(x) is Literal:
+            return bool(test(np.asarray(x.value)))
+        value = self.values.get(x)
+        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "biufc":
+            return False
+        key = (x, test)
+        if key not in self.facts:
+            self.facts[key] = bool(np.all(test(value)))
+        return self.facts[key]
+
+    def is_zero(self, x):
+        return self._all(x, _is_zero)
+
+    def is_one(self, x):
+        return self._all(x, _is_one)
+
+    def known_finite(self, x):
+        """Integer or boolean values, a finite literal or constant, or a boolean converted."""
+        if _is_var(x) and np.dtype(x.aval.dtype).kind in "biu":
+            return True
+        inner = self.operand_of(x, "convert")
+        return (inner is not None and np.dtype(inner.aval.dtype).kind == "b") \
+            or self._all(x, np.isfinite)
+
+
+def _is_zero(v):
+    return v == 0
+
+
+def _is_one(v):
+    return v == 1
+
+
+def _add(eq, rw):
+    """x + 0 -> x (the sign of a zero may change, see the module docstring);
+    x + (-y) -> x - y and (-x) + y -> y - x (exact: IEEE defines a - b as a + (-b))."""
+    x, y = eq.inputs
+    for a, b in ((x, y), (y, x)):
+        if rw.is_zero(b) and (r := rw.fit(a, eq)) is not None:
+            return r
+    for a, b in ((x, y), (y, x)):
+        negated = rw.operand_of(b, "negative")
+        if negated is not None and (r := rw.retyped(eq, subtract, [a, negated])) is not None:
+            return r
+    return None
+
+
+def _subtract(eq, rw):
+    """x - 0 -> x, x - (-y) -> x + y (exact), 0 - x -> -x (sign of zero, as x + 0)."""
+    x, y = eq.inputs
+    if rw.is_zero(y) and (r := rw.fit(x, eq)) is not None:
+        return r
+    negated = rw.operand_of(y, "negative")
+    if negated is not None and (r := rw.retyped(eq, add, [x, negated])) is not None:
+        return r
+    if rw.is_zero(x):
+        return rw.retyped(eq, negative, [y], {})
+    return None
+
+
+def _multiply(eq, rw):
+    """x * 1 -> x (exact, NaN and Inf included); x * 0 -> zeros only for a finite x."""
+    x, y = eq.inputs
+    for a, b in ((x, y), (y, x)):
+        if rw.is_one(b) and (r := rw.fit(a, eq)) is not None:
+            return r
+        if rw.is_zero(b) and rw.known_finite(a):
+            out = eq.outputs[0].aval
+            return rw.constant(np.broadcast_to(np.zeros((), out.dtype), out.shape))
+    return None
+
+
+def _negative(eq, rw):
+    """-(-x) -> x."""
+    inner = rw.operand_of(eq.inputs[0], "negative")
+    return None if inner is None else rw.forward(inner, eq)
+
+
+def _transpose(eq, rw):
+    """transpose(transpose(x, a), b) -> transpose(x, a[b]); the identity permutation -> x."""
+    x, axes = eq.inputs[0], tuple(eq.params["axes"])
+    inner = rw.producer_of(x, "transpose")
+    if inner is not None:
+        x, axes = inner.inputs[0], tuple(inner.params["axes"][a] for a in axes)
+    if axes == tuple(range(len(axes))):
+        return rw.forward(x, eq)
+    return None if inner is None else rw.retyped(eq, transpose, [x], {"axes": axes})
+
+
+def _reshape(eq, rw):
+    """reshape(reshape(x)) -> one reshape; a reshape to x's own shape -> x."""
+    x = eq.inputs[0]
+    inner = rw.operand_of(x, "reshape")
+    if inner is not None:
+        x = inner
+    r = rw.forward(x, eq)
+    if r is None and inner is not None:
+        r = rw.retyped(eq, reshape, [x])
+    return r
+
+
+def _broadcast_to(eq, rw):
+    """broadcast_to(broadcast_to(x)) -> one broadcast; a broadcast to x's own shape -> x."""
+    x = eq.inputs[0]
+    inner = rw.operand_of(x, "broadcast_to")
+    if inner is not None:
+        x = inner
+    r = rw.forward(x, eq)
+    if r is None and inner is not None:
+        r = rw.retyped(eq, broadcast_to, [x])
+    return r
+
+
+def _convert(eq, rw):
+    """A conversion to x's own dtype -> x."""
+    return rw.forward(eq.inputs[0], eq)
+
+
+def _getitem(eq, rw):
+    """x[:, 0:n] selecting all of x, in order -> x (a whole-array slice left by AD)."""
+    if len(eq.inputs) != 1 or not all(
+            e is Ellipsis or (type(e) is Slice and e.step in (None, 1))
+            for e in eq.params["index"]):
+        return None
+    return rw.forward(eq.inputs[0], eq)
+
+
+def _sum(eq, rw):
+    """sum(broadcast_to(y, S)) -> sum(y over its own summed axes) * copies, shaped back.
+
+    The copies of a broadcast are summed by one multiplication (a floating-point
+    reassociation). Used for inexact dtypes, and when at most two equations replace
+    the two it removes; never with zero copies (`inf * 0` would be NaN).
+    """
+    x = eq.inputs[0]
+    y = rw.operand_of(x, "broadcast_to")
+    if y is None or np.dtype(y.aval.dtype).kind not in "fc":
+        return None
+    big, small = tuple(x.aval.shape), tuple(y.aval.shape)
+    axis, keepdims, lead = tuple(eq.params["axis"]), eq.params["keepdims"], len(big) - len(small)
+    own = tuple(i - lead for i in axis if i >= lead and small[i - lead] == big[i])
+    copies = math.prod(big[i] for i in axis if i < lead or small[i - lead] != big[i])
+    if keepdims:
+        reduced = kept = tuple(1 if j in own else n for j, n in enumerate(small))
+    else:       # the summed copy axes of y (of length 1) are left to drop
+        reduced = tuple(n for j, n in enumerate(small) if j not in own)
+        kept = tuple(n for j, n in enumerate(small) if j + lead not in axis)
+    needed = (bool(own) + (copies != 1) + (kept != reduced)
+              + (kept != tuple(eq.outputs[0].aval.shape)))
+    if copies == 0 or needed > 2:
+        return None
+    z = rw.emit(reduce_sum, [y], {"axis": own, "keepdims": keepdims}) if own else y
+    if copies != 1:
+        z = rw.emit(multiply, [z, Literal(copies)], {})
+    if kept != reduced:
+        z = rw.emit(reshape, [z], {"shape": kept})
+    return rw.fit(z, eq)
+
+
+def _unbroadcast_operands(eq, rw):
+    """An elementwise primitive broadcasts by itself: read y rather than broadcast_to(y)
+    where the output type is unchanged (y strongly typed, so promotion is the same)."""
+    for i, x in enumerate(eq.inputs):
+        y = rw.operand_of(x, "broadcast_to")
+        if y is not None:
+            inputs = eq.inputs[:i] + [y] + eq.inputs[i + 1:]
+            eq = rw.retyped(eq, eq.primitive, inputs) or eq
+    return eq
+
+
+RULES = {"add": _add, "subtract": _subtract, "multiply": _multiply, "negative": _negative,
+         "transpose": _transpose, "reshape": _reshape, "broadcast_to": _broadcast_to,
+         "convert": _convert, "getitem": _getitem, "sum": _sum}
+
+
+def simplify(program: Program) -> Program:
+    """Algebraic simplification of what automatic differentiation leaves behind.
+
+    Multiplications by one, additions of zero, double negations, negations that
+    fold into add/subtract, chains of transposes, reshapes and broadcasts, identity
+    transposes/reshapes/broadcasts/conversions/slices, explicit broadcasts feeding
+    elementwise primitives, and sums of broadcasts (see each rule). Every rewrite
+    keeps the exact type of the value it replaces; a rewrite that would not is skipped.
+    """
+    rw = _Rewriter(program)
+    for eq in program.equations:
+        eq = replace(eq, inputs=_read(eq.inputs, rw.env))
+        if not eq.primitive.multiple_results:
+            if eq.primitive.family == "elementwise":
+                eq = _unbroadcast_operands(eq, rw)
+            rule = RULES.get(eq.primitive.name)
+            result = rule(eq, rw) if rule is not None else None
+            if _is_var(result):
+                rw.env[eq.outputs[0]] = result
+                continue
+            eq = result or eq
+        rw.append(eq)
+    return _rebuilt(program, rw.equations, rw.env, rw.constants)
+
+
+# --------------------------------------------------------------------- driver
+
+PASSES = (fold_constants, simplify, eliminate_common_subexpressions, eliminate_dead_code)
+
+
+def _fingerprint(program):
+    return ([(eq.primitive, _freeze(eq.params), *map(id, eq.inputs), *map(id, eq.outputs))
+             for eq in program.equations],
+            list(map(id, program.constvars)), list(map(id, program.outvars)))
+
+
+def optimize(program: Program, passes=PASSES, max_rounds: int = 10) -> Program:
+    """Apply `passes` in order, round after round, until a round changes nothing."""
+    for _ in range(max_rounds):
+        previous = program
+        for p in passes:
+            program = p(program)
+        if _fingerprint(program) == _fingerprint(previous):
+            break
+    return program
