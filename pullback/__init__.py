@@ -16,6 +16,9 @@ from .transforms.batching import vmap
 from .operators import (HVPOperator, default_chunk_size, forward_grad, grad, hessian, hvp,
                         jacfwd, jacobian, jacrev, make_hvp, stop_gradient, value_and_grad)
 
+# Staged programs: compiled (jit), inspected (make_ir) and printed as Python (show).
+from .ir.jit import jit, make_ir, show
+
 # User-defined derivative rules, and SciPy optimisers driven by our derivatives.
 from .custom import custom_jvp, custom_vjp
 from .optimize import newton_callables
@@ -30,6 +33,6 @@ __all__ = [
     "pushforward", "jvp", "pullback", "vjp", "vmap",
     "grad", "value_and_grad", "forward_grad", "jacfwd", "jacrev", "jacobian",
     "default_chunk_size", "hessian", "hvp", "make_hvp", "HVPOperator", "stop_gradient",
-    "custom_jvp", "custom_vjp", "newton_callables",
+    "custom_jvp", "custom_vjp", "newton_callables", "jit", "make_ir", "show",
     "check_grads", "errors", "PullbackError",
 ]

@@ -78,8 +78,15 @@ class ArrayMethods:
         return pnp.zeros_like(self)
 
     def __bool__(self):
-        # Concrete, as for an ndarray (a truth value has no derivative to drop).
-        return bool(pnp.not_equal(self, 0))
+        # Concrete, as for an ndarray (a truth value has no derivative to drop) -- unless
+        # the value differs across a vmap batch: then there is no single truth value.
+        truth = pnp.not_equal(self, 0)
+        if isinstance(truth, ArrayMethods):
+            raise ConcretizationError(
+                "bool() (an `if`, `while`, `and`/`or`) of a value that differs across a vmap "
+                "batch: each example may take a different branch. Use np.where "
+                "(pullback.numpy.where) to select values elementwise, or loop in Python.")
+        return bool(truth)
 
     def __len__(self):
         if not self.shape:

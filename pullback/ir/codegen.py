@@ -38,7 +38,7 @@ def generate(program: Program, name: str = "f", fast: bool = True):
     names = Namer(program, reserved={name} | {_global_name(p) for p in REGISTRY.values()})
     globals_ = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
     for var, value in zip(program.constvars, program.consts):
-        globals_[names(var) if var.hint else _const_name(names, var)] = value
+        globals_[names(var) if var.hint else names.named(var, "const")] = value
     params_count = [0]
 
     def param_expr(value):
@@ -78,14 +78,12 @@ def generate(program: Program, name: str = "f", fast: bool = True):
         if prim.multiple_results and len(eq.outputs) == 1:
             targets += ","
         lines.append(f"    {targets} = {expr}")
-    outs = ", ".join(operand(x) for x in program.outvars)
+    # An output that is an input or a constant is copied: callers own their results.
+    owned = set(program.invars) | set(program.constvars)
+    outs = ", ".join(f"np.copy({operand(x)})" if x in owned else operand(x)
+                     for x in program.outvars)
     lines.append(f"    return [{outs}]")
     return "\n".join(lines) + "\n", globals_
-
-
-def _const_name(names, var):
-    var.hint = var.hint or "const"
-    return names(var)
 
 
 def compile_program(program: Program, name: str = "f", fast: bool = True):

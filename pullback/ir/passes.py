@@ -32,7 +32,7 @@ from ..core.primitive import ShapeDtype
 from ..primitives.elementwise import add, multiply, negative, subtract
 from ..primitives.reductions import sum as reduce_sum
 from ..primitives.structural import Slice, broadcast_to, reshape, transpose
-from .program import Equation, Literal, Program, Var, _abstract
+from .program import Equation, Literal, Program, Var, abstract
 
 MAX_FOLD_SIZE = 10**6       # constant folding leaves larger results to run time
 COMMUTATIVE = {"add", "multiply", "logical_and", "logical_or", "logical_xor", "equal",
@@ -45,7 +45,7 @@ def _is_var(x):
 
 def _operand(x):
     """What a shape rule sees for an operand: a Literal's Python scalar or a Var's type."""
-    return x.value if type(x) is Literal else _abstract(x)
+    return abstract(x)
 
 
 def _rebuilt(program, equations, env=None, constants=None) -> Program:

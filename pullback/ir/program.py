@@ -104,7 +104,7 @@ def typecheck(program: Program) -> None:
         for x in eq.inputs:
             if type(x) is not Literal and x not in defined:
                 raise TypeCheckError(f"equation {i} ({eq.primitive.name}) reads an undefined {x}")
-        avals = [x.value if type(x) is Literal else _abstract(x) for x in eq.inputs]
+        avals = [abstract(x) for x in eq.inputs]
         expected = eq.primitive.shape(*avals, **eq.params)
         expected = expected if eq.primitive.multiple_results else [expected]
         for var, exp in zip(eq.outputs, expected):
@@ -118,11 +118,14 @@ def typecheck(program: Program) -> None:
             raise TypeCheckError(f"output {x} is never defined")
 
 
-def _abstract(var):
-    """What a shape rule sees for a variable: its type, or a Python scalar if weakly typed."""
-    if var.weak:
-        return np.dtype(var.aval.dtype).type(1).item()
-    return var.aval
+def abstract(x):
+    """What a shape rule sees for an operand: a literal's value, a variable's type, or a
+    Python scalar standing for a weakly typed variable."""
+    if type(x) is Literal:
+        return x.value
+    if x.weak:
+        return np.dtype(x.aval.dtype).type(1).item()
+    return x.aval
 
 
 def pretty(program: Program) -> str:
@@ -155,6 +158,10 @@ class Namer:
         self.names, self.used, self.counter = {}, RESERVED | set(reserved), 0
         for var, name in program.names.items():
             self._assign(var, name)
+
+    def named(self, var, base: str) -> str:
+        """Give `var` a name built from `base` (made unique) and return it."""
+        return self._assign(var, base)
 
     def _assign(self, var, base):
         name, k = base, 1

@@ -5,13 +5,14 @@ primitive to the tangent. Indexing is one primitive, `getitem`, whose integer
 index arrays are positional arguments (they are data, never differentiated) and
 whose static part (slices, integers, `None`, `Ellipsis`) is a hashable template.
 """
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..transforms.batching import moveaxis
-from .elementwise import where
+from .elementwise import equal, where
 from .families import (batch_by_loop, batch_size, constant, dtype_of, linear, shape_of, source,
                        unbroadcast)
 
@@ -252,13 +253,13 @@ def _last_writes(x, updates, arrays, index):
     """Mask over the indexed positions: True where the write is the one that lands.
 
     With repeated indices, NumPy's assignment keeps the last write; only those
-    updates influence the result (a constant computed from the index arrays).
+    updates influence the result. Computed with primitives on integer ids, so it
+    also works when the index arrays are staged.
     """
     shape = _getitem_shape(x, *arrays, index=index).shape
-    ids = np.arange(int(np.prod(shape))).reshape(shape)
-    landed = np.full(shape_of(x), -1)
-    landed[index_tuple(index, arrays)] = ids
-    return landed[index_tuple(index, arrays)] == ids
+    ids = np.arange(math.prod(shape)).reshape(shape)
+    landed = scatter_set(np.full(shape_of(x), -1), ids, *arrays, index=index)
+    return equal(getitem(landed, *arrays, index=index), ids)
 
 
 def _scatter_set_vjp(wrt, out, x, updates, *arrays, index):

@@ -17,7 +17,7 @@ import numpy as np
 from ..core.engine import Trace, Tracer, new_trace, provenance, staged_value, staging
 from ..core.primitive import ShapeDtype
 from ..errors import ConcretizationError
-from ..ir.program import Equation, Literal, Program, Var
+from ..ir.program import Equation, Literal, Program, Var, abstract
 from ..tree import flatten, unflatten
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,7 +114,7 @@ class StagingTrace(Trace):
 
     def process_primitive(self, primitive, args, params):
         inputs = [self.read(a) for a in args]
-        avals = [_abstract(x) for x in inputs]
+        avals = [abstract(x) for x in inputs]
         out_avals = primitive.shape(*avals, **params)
         derived = staged_value(provenance())
         if derived is not None and derived.staged_var in self._source_of:
@@ -131,14 +131,6 @@ class StagingTrace(Trace):
             self._source_of[v] = source
         tracers = [StagingTracer(self, v.aval, v) for v in outs]
         return tracers if primitive.multiple_results else tracers[0]
-
-
-def _abstract(x):
-    if type(x) is Literal:
-        return x.value
-    if x.weak:
-        return np.dtype(x.aval.dtype).type(1).item()
-    return x.aval
 
 
 def signature_of(value):

@@ -1,0 +1,191 @@
+"""Staging, jit and show: agreement with eager mode in every nesting, readable output, errors."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import pullback
+from pullback import errors, grad, hessian, hvp, jacfwd, jacrev, jit, make_ir, show, vmap
+from pullback.ir.jit import RestagingWarning
+from pullback.ir.program import typecheck
+from pullback.operators import HESSIAN_MODES
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+rng = np.random.default_rng(7)
+
+
+def rosenbrock(x):
+    odd, even = x[0::2], x[1::2]
+    return np.sum(100.0 * (even - odd ** 2) ** 2 + (1.0 - odd) ** 2)
+
+
+def mlp(params, data=rng.standard_normal((8, 3)), target=rng.standard_normal(8)):
+    w1, w2 = params[:12].reshape(3, 4), params[12:]
+    return np.mean((np.tanh(data @ w1) @ w2 - target) ** 2)
+
+
+def mixed(x):
+    return np.sum(np.where(x > 0, np.sin(x), x ** 2) * np.cumsum(x)) + np.linalg.norm(x)
+
+
+FUNCTIONS = [(rosenbrock, lambda: rng.uniform(-1, 1, 6)), (mlp, lambda: rng.standard_normal(16)),
+             (mixed, lambda: rng.uniform(-1, 1, 5))]
+
+
+def derivatives(f, x, v):
+    """Every derivative the library computes, as (name, thunk) pairs."""
+    out = [("f", lambda: f(x)), ("grad", lambda: grad(f)(x)),
+           ("jacrev", lambda: jacrev(grad(f))(x)), ("jacfwd", lambda: jacfwd(grad(f))(x))]
+    out += [(f"hessian {m}", lambda m=m: hessian(f, mode=m)(x)) for m in HESSIAN_MODES]
+    out += [(f"hvp {m}", lambda m=m: hvp(f, x, v, m)) for m in HESSIAN_MODES]
+    return out
+
+
+@pytest.mark.parametrize("f, make_x", FUNCTIONS, ids=[f.__name__ for f, _ in FUNCTIONS])
+def test_jit_of_every_derivative_equals_eager(f, make_x):
+    x, v = make_x(), rng.standard_normal(make_x().shape)
+    jitted = {
+        "f": jit(f), "grad": jit(grad(f)), "jacrev": jit(jacrev(grad(f))),
+        "jacfwd": jit(jacfwd(grad(f))),
+        **{f"hessian {m}": jit(hessian(f, mode=m)) for m in HESSIAN_MODES},
+        **{f"hvp {m}": jit(lambda x, v, m=m: hvp(f, x, v, m)) for m in HESSIAN_MODES}}
+    for name, eager in derivatives(f, x, v):
+        expected = eager()
+        args = (x, v) if name.startswith("hvp") else (x,)
+        for _ in range(2):                      # the second call runs from the cache
+            got = jitted[name](*args)
+            np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-11, err_msg=name)
+
+
+@pytest.mark.parametrize("f, make_x", FUNCTIONS, ids=[f.__name__ for f, _ in FUNCTIONS])
+def test_jit_at_every_nesting_position(f, make_x):
+    x, v = make_x(), rng.standard_normal(make_x().shape)
+    expected_hessian = hessian(f)(x)
+    nestings = {
+        "jit(jacfwd(grad))": jit(jacfwd(grad(f))),
+        "jacfwd(jit(grad))": jacfwd(jit(grad(f))),
+        "jacfwd(grad(jit))": jacfwd(grad(jit(f))),
+        "jit(jacfwd(jit(grad(jit))))": jit(jacfwd(jit(grad(jit(f))))),
+        "jacrev(jit(grad))": jacrev(jit(grad(f))),
+        "jit(jit(hessian))": jit(jit(hessian(f))),
+    }
+    for name, fn in nestings.items():
+        np.testing.assert_allclose(fn(x), expected_hessian, rtol=1e-10, atol=1e-10, err_msg=name)
+    expected_hvp = hvp(f, x, v)
+    for name, value in {
+        "pushforward(jit(grad))": pullback.pushforward(jit(grad(f)), (x,), (v,))[1],
+        "jit(pushforward(grad))": jit(lambda x, v: pullback.pushforward(grad(f), (x,), (v,))[1])(x, v),
+        "pullback(jit(grad))": pullback.pullback(jit(grad(f)), x)[1](v)[0],
+    }.items():
+        np.testing.assert_allclose(value, expected_hvp, rtol=1e-10, atol=1e-10, err_msg=name)
+    xs = np.stack([x, x * 0.5])
+    per_example = np.stack([grad(f)(x), grad(f)(x * 0.5)])
+    for name, fn in {"vmap(jit(grad))": vmap(jit(grad(f))), "jit(vmap(grad))": jit(vmap(grad(f))),
+                     "vmap(grad(jit))": vmap(grad(jit(f)))}.items():
+        np.testing.assert_allclose(fn(xs), per_example, rtol=1e-11, atol=1e-11, err_msg=name)
+
+
+def test_jitted_programs_typecheck_and_shrink():
+    x = rng.uniform(-1, 1, 6)
+    for f, args in ((grad(rosenbrock), (x,)), (hessian(rosenbrock), (x,)),
+                    (vmap(grad(rosenbrock)), (np.stack([x, x]),))):
+        raw, optimized = make_ir(f)(*args), make_ir(f, optimized=True)(*args)
+        typecheck(raw)
+        typecheck(optimized)
+        assert len(optimized.equations) <= len(raw.equations)
+
+
+def test_signature_cache_and_new_shapes():
+    f = jit(lambda x: np.sum(x ** 2))
+    f(np.ones(3))
+    f(np.zeros(3))
+    assert len(f.cache) == 1
+    assert f(np.ones(4)) == 4.0 and len(f.cache) == 2                  # a new shape stages again
+    assert f(np.ones(3, np.float32)).dtype == np.float32 and len(f.cache) == 3
+
+
+def test_python_scalars_keep_numpy_promotion_rules():
+    f = jit(lambda x, s: x * s)
+    out = f(np.ones(2, np.float32), 2.5)
+    assert out.dtype == np.float32                # a Python float is weakly typed, as in NumPy
+    assert f(np.ones(2, np.float32), np.float64(2.5)).dtype == np.float64
+
+
+def test_static_arguments():
+    def power_sum(x, n, *, mode):
+        return np.sum(x ** n) if mode == "sum" else np.prod(x ** n)
+    f = jit(power_sum, static_argnums=1, static_argnames="mode")
+    x = np.array([1.0, 2.0])
+    assert f(x, 2, mode="sum") == 5.0 and f(x, 3, mode="prod") == 8.0
+    assert len(f.cache) == 2
+    np.testing.assert_allclose(grad(f)(x, 2, mode="sum"), 2 * x)
+
+
+def test_unhashable_static_argument_is_a_clear_error():
+    f = jit(lambda x, shape: x.reshape(shape), static_argnums=1)
+    with pytest.raises(errors.StaticArgumentError, match="hashable"):
+        f(np.ones(4), [2, 2])
+    assert f(np.ones(4), (2, 2)).shape == (2, 2)
+
+
+def test_restaging_every_call_warns():
+    f = jit(lambda x: x * 2.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(1, 12):
+            f(np.ones(n))
+    assert any(issubclass(w.category, RestagingWarning) for w in caught)
+
+
+@pytest.mark.parametrize("body, fragment", [
+    (lambda x: 1.0 if x[0] > 0 else 2.0, "bool()"),
+    (lambda x: float(x[0]), "float()"),
+    (lambda x: int(x[0]), "int()"),
+    (lambda x: [1.0, 2.0][x[0].astype(int)], "index"),
+])
+def test_control_flow_on_staged_values_names_the_line(body, fragment):
+    with pytest.raises(errors.ConcretizationError) as info:
+        jit(body)(np.array([1.0, 2.0]))
+    message = str(info.value)
+    assert fragment in message and "test_jit.py:" in message
+    assert "np.where" in message and "static_argnums" in message
+
+
+def test_closure_over_an_outer_tracer_runs_eagerly():
+    # jit inside grad, closing over grad's tracer: the result must still be right.
+    g = grad(lambda x: jit(lambda y: x * y)(3.0))(2.0)
+    assert g == 3.0
+
+
+# ------------------------------------------------------------------------ show
+
+def square_sum(x):
+    return np.sum(x * x)
+
+
+def sin_cube(x, y):
+    return np.sin(x) * y ** 3
+
+
+@pytest.mark.parametrize("name, fn, args", [
+    ("square_sum_grad", grad(square_sum), (np.ones(3),)),
+    ("sin_cube_grad", grad(sin_cube, argnums=(0, 1)), (0.5, 2.0)),
+])
+def test_show_golden(name, fn, args, capsys):
+    text = show(fn, *args)
+    assert capsys.readouterr().out.strip() == text.strip()
+    path = os.path.join(GOLDEN, f"{name}.py.txt")
+    if os.environ.get("PULLBACK_UPDATE_GOLDEN"):
+        with open(path, "w") as fh:
+            fh.write(text)
+    with open(path) as fh:
+        assert text == fh.read()
+
+
+def test_show_names_tangents_and_cotangents():
+    text = show(lambda x, v: pullback.pushforward(grad(square_sum), (x,), (v,))[1],
+                np.ones(2), np.ones(2))
+    assert "x_bar" in text or "x_bar_dot" in text
+    text = show(grad(square_sum), np.ones(2))
+    assert "return [x_bar]" in text and "derivative of test_jit.py" in text
