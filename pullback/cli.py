@@ -9,6 +9,7 @@ each `--at` is a Python literal for one positional argument, e.g. "[1.0, 2.0]".
 """
 import argparse
 import ast
+import functools
 import importlib.util
 import os
 import sys
@@ -50,8 +51,9 @@ def show_command(args) -> None:
     elif args.hvp is not None:
         v = _literal(args.hvp)
 
-        def hvp(*xs):
-            return pullback.hvp(lambda x: f(x, *xs[1:]), xs[0], v)
+        @functools.wraps(f)             # keeps f's parameter names for the generated code
+        def hvp(x, *rest):
+            return pullback.hvp(lambda x: f(x, *rest), x, v)
         hvp.__name__ = f"{f.__name__}_hvp"
         target = hvp
     else:

@@ -24,13 +24,20 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NUMPY = os.path.dirname(np.__file__)
 
 
+_USER_CODE_IN_PACKAGE = os.path.join(_PACKAGE, "demo.py")
+
+
+def _internal(filename):
+    return (filename.startswith((_PACKAGE, _NUMPY, "<frozen", "<pullback generated"))
+            and filename != _USER_CODE_IN_PACKAGE)
+
+
 def user_frame():
     """(file, line, function) of the innermost caller outside pullback and NumPy."""
     frame = sys._getframe(1)
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith((_PACKAGE, _NUMPY)) and not filename.startswith("<frozen"):
-            return filename, frame.f_lineno, frame.f_code.co_name
+        if not _internal(frame.f_code.co_filename):
+            return frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name
         frame = frame.f_back
     return "<unknown>", 0, "?"
 
