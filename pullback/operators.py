@@ -220,12 +220,13 @@ def _finish(blocks, out_def, argnums, has_aux, aux):
 
 
 def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
-             has_aux: bool = False) -> Callable:
+             has_aux: bool = False, chunk_size: int | None = None) -> Callable:
     """The Jacobian of `f`, shape `f(x).shape + x.shape`.
 
-    `mode="forward"` pushes forward the input basis, `"reverse"` pulls back the
-    output basis, `"auto"` picks forward when the input is smaller than the output
-    and reverse otherwise.
+    `mode="forward"` pushes forward the input basis (`jacfwd`), `"reverse"` pulls
+    back the output basis (`jacrev`). `"auto"` picks forward when the input has
+    fewer elements than the output, and reverse otherwise: the fewer basis
+    vectors, the less work. `chunk_size` bounds how many go in one batched pass.
 
     >>> import numpy as np
     >>> jacobian(np.sin)(np.zeros(2))
@@ -240,12 +241,12 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
         chosen = mode
         if mode == "auto":
             f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
-            n_in = sum(int(np.prod(np.shape(x))) for x in flatten(selected)[0])
+            n_in = sum(_size(x) for x in flatten(selected)[0])
             out = split_aux(f_selected(*selected), has_aux)[0]
-            n_out = sum(int(np.prod(np.shape(o))) for o in flatten(out)[0])
+            n_out = sum(_size(o) for o in flatten(out)[0])
             chosen = "forward" if n_in < n_out else "reverse"
         operator = jacfwd if chosen == "forward" else jacrev
-        return operator(f, argnums, has_aux)(*args, **kwargs)
+        return operator(f, argnums, has_aux, chunk_size)(*args, **kwargs)
     return jacobian_f
 
 
