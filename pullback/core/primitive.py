@@ -45,6 +45,24 @@ class _Zero:
 ZERO = _Zero()
 
 
+class SparseCotangent:
+    """A cotangent that is zero outside a known region, kept symbolic by a pullback.
+
+    Reverse mode adds it into an accumulator it owns in place instead of
+    materialising it (the transpose of indexing would otherwise allocate a whole
+    zero array per use). Subclasses implement `dense()` (a fresh array) and
+    `add_into(buffer)` (in place, on a buffer of the full shape and dtype).
+    Pullbacks return one only for concrete arrays, never for tracers.
+    """
+    __slots__ = ()
+
+    def dense(self):
+        raise NotImplementedError  # abstract: every concrete kind overrides it
+
+    def add_into(self, buffer):
+        raise NotImplementedError  # abstract: every concrete kind overrides it
+
+
 class ShapeDtype(NamedTuple):
     """An abstract value: what the shape rule of a primitive returns."""
     shape: tuple

@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.engine import Tracer
+from ..core.primitive import ZERO, Primitive, ShapeDtype, SparseCotangent, name_pullback
 from ..transforms.batching import moveaxis
 from .elementwise import equal, where
 from .families import (batch_by_loop, batch_size, constant, dtype_of, linear, shape_of, source,
@@ -105,9 +106,33 @@ def _getitem_jvp(primals, tangents, index):
     return getitem(x, *arrays, index=index), getitem(tangents[0], *arrays, index=index)
 
 
+class Embedded(SparseCotangent):
+    """`embed(values, *arrays, index, shape)`, not yet materialised (see SparseCotangent)."""
+    __slots__ = ("values", "arrays", "index", "shape")
+
+    def __init__(self, values, arrays, index, shape):
+        self.values, self.arrays, self.index, self.shape = values, arrays, index, shape
+
+    def dense(self):
+        return _embed_impl(self.values, *self.arrays, index=self.index, shape=self.shape)
+
+    def add_into(self, buffer):
+        idx = index_tuple(self.index, self.arrays)
+        if self.arrays:
+            np.add.at(buffer, idx, self.values)
+        else:
+            buffer[idx] += self.values
+        return buffer
+
+
 def _getitem_vjp(wrt, out, x, *arrays, index):
     def pullback(ct):
-        return (embed(ct, *arrays, index=index, shape=shape_of(x)),) + (ZERO,) * len(arrays)
+        if isinstance(ct, np.ndarray) and not any(isinstance(a, Tracer) for a in arrays):
+            # All concrete: let reverse mode add it into its accumulator in place.
+            ct_x = Embedded(ct, arrays, index, shape_of(x))
+        else:
+            ct_x = embed(ct, *arrays, index=index, shape=shape_of(x))
+        return (ct_x,) + (ZERO,) * len(arrays)
     return name_pullback(pullback, "getitem")
 
 

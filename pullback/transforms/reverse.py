@@ -13,10 +13,12 @@ traces them (reverse-over-reverse, forward-over-reverse).
 """
 from typing import Callable
 
+import numpy as np
+
 from ..boundary import differentiable_input, matching_tree, split_aux
 from ..core.engine import (Trace, Tracer, name_like, new_trace, set_provenance,
                            staging_active)
-from ..core.primitive import ZERO
+from ..core.primitive import ZERO, SparseCotangent
 from ..errors import CotangentError
 from ..primitives.structural import zeros_like_value
 from ..tree import flatten, tree_map, unflatten
@@ -86,38 +88,86 @@ def backward(tape, seeds):
 
     Returns the list of accumulated cotangents indexed by tape position (`None`
     where nothing arrived); only the leaves' entries are meaningful.
+
+    Cotangents are summed into arrays this sweep allocated itself ("owned"), in
+    place; an array handed to a pullback is no longer owned (pullbacks may pass
+    it on unchanged to several inputs).
     """
-    cotangents = [None] * len(tape)
+    accumulator = _Accumulator(tape)
     for ref, ct in seeds:
-        _accumulate(cotangents, tape, ref, ct)
+        accumulator.add(ref, ct)
+    cotangents = accumulator.cotangents
     hints = staging_active()
     for i in range(len(tape) - 1, -1, -1):
-        ct = cotangents[i]
         entry = tape[i]
-        if ct is None or entry is None:
+        if cotangents[i] is None or entry is None:
             continue
-        cotangents[i] = None            # free it early; leaves keep theirs
+        ct = accumulator.take(i)
         pullback, parents, _, out = entry
         if hints:
             set_provenance(out)
         for ref, c in zip(parents, pullback(ct)):
             if ref is not None and c is not ZERO:
-                _accumulate(cotangents, tape, ref, c)
+                accumulator.add(ref, c)
     if hints:
         set_provenance(None)
+    for i, ct in enumerate(cotangents):          # the leaves' cotangents, materialised
+        if isinstance(ct, SparseCotangent):
+            cotangents[i] = ct.dense()
     return cotangents
 
 
-def _accumulate(cotangents, tape, ref, ct):
-    if type(ref) is int:
-        old = cotangents[ref]
-        cotangents[ref] = ct if old is None else old + ct
-        return
-    node, k = ref
-    cts = cotangents[node]
-    if cts is None:
-        cts = cotangents[node] = [ZERO] * tape[node][2]
-    cts[k] = ct if cts[k] is ZERO else cts[k] + ct
+class _Accumulator:
+    """Sums of cotangents per tape entry, in place in buffers it owns."""
+    __slots__ = ("tape", "cotangents", "owned")
+
+    def __init__(self, tape):
+        self.tape, self.cotangents, self.owned = tape, [None] * len(tape), set()
+
+    def take(self, i):
+        """The total cotangent of entry i, dense, released to a pullback."""
+        ct = self.cotangents[i]
+        self.cotangents[i] = None            # free it early
+        if isinstance(ct, SparseCotangent):
+            return ct.dense()
+        if type(ct) is list:
+            return [c.dense() if isinstance(c, SparseCotangent) else c for c in ct]
+        self.owned.discard(id(ct))
+        return ct
+
+    def add(self, ref, ct):
+        if type(ref) is not int:                 # one output of a multiple-results entry
+            node, k = ref
+            cts = self.cotangents[node]
+            if cts is None:
+                cts = self.cotangents[node] = [ZERO] * self.tape[node][2]
+            cts[k] = ct if cts[k] is ZERO else _dense(cts[k]) + _dense(ct)
+            return
+        old = self.cotangents[ref]
+        if old is None:
+            self.cotangents[ref] = ct
+            return
+        if isinstance(old, SparseCotangent):
+            old, ct = ct, old                    # keep the sparse one second
+        if isinstance(old, SparseCotangent):     # both sparse: a fresh buffer
+            old = self._own(old.dense())
+        elif type(old) is np.ndarray and id(old) not in self.owned \
+                and (isinstance(ct, SparseCotangent) or type(ct) is np.ndarray):
+            old = self._own(old.copy())
+        if isinstance(ct, SparseCotangent):
+            self.cotangents[ref] = ct.add_into(old)
+        elif type(old) is np.ndarray and type(ct) is np.ndarray:
+            self.cotangents[ref] = np.add(old, ct, out=old)
+        else:                                    # tracers: functional
+            self.cotangents[ref] = old + ct
+
+    def _own(self, buffer):
+        self.owned.add(id(buffer))
+        return buffer
+
+
+def _dense(ct):
+    return ct.dense() if isinstance(ct, SparseCotangent) else ct
 
 
 def reverse_trace():
