@@ -109,6 +109,9 @@ def _basis_chunks(leaves, chunk):
     leaves' elements, a list with one array of shape (stop - start,) + leaf.shape per leaf."""
     sizes = [_size(x) for x in leaves]
     total = sum(sizes)
+    if len(leaves) == 1 and chunk >= total:     # the common case: one identity matrix
+        yield [np.eye(total, dtype=leaves[0].dtype).reshape((total,) + tuple(leaves[0].shape))]
+        return
     for start in range(0, total, chunk):
         stop = min(total, start + chunk)
         seeds, offset = [], 0
@@ -255,6 +258,13 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
 HESSIAN_MODES = ("forward-over-reverse", "reverse-over-forward", "reverse-over-reverse",
                  "forward-over-forward")
 
+# The defaults are the modes measured fastest in eager mode (benchmarks/second_order.py):
+# a full Hessian by pulling the basis back through the recorded gradient, and an HVP by
+# differentiating the directional derivative, which never computes the gradient itself
+# (forward-over-reverse computes it alongside H v: about one gradient more).
+DEFAULT_HESSIAN_MODE = "reverse-over-reverse"
+DEFAULT_HVP_MODE = "reverse-over-forward"
+
 
 def _check_mode(mode):
     if mode not in HESSIAN_MODES:
@@ -286,13 +296,14 @@ def _dtype(x):
     return x.dtype if hasattr(x, "dtype") else np.result_type(float)
 
 
-def hessian(f: Callable, argnums: int | tuple = 0, mode: str = "forward-over-reverse",
+def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_MODE,
             chunk_size: int | None = None) -> Callable:
     """The Hessian of a scalar-valued `f`: the Jacobian of its gradient.
 
-    `mode` names the outer and the inner differentiation: "forward-over-reverse"
-    (default: a batched pushforward of the reverse-mode gradient),
-    "reverse-over-forward", "reverse-over-reverse" or "forward-over-forward"; all
+    `mode` names the outer and the inner differentiation: "reverse-over-reverse"
+    (default, measured fastest: the whole basis pulled back, batched, through the
+    recorded gradient), "forward-over-reverse" (a batched pushforward of the
+    reverse-mode gradient), "reverse-over-forward" or "forward-over-forward"; all
     four agree. For pytree inputs the result is nested like JAX's: `H[i][j]` is the
     block for leaves i and j, of shape `x_i.shape + x_j.shape`.
 
@@ -307,11 +318,11 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = "forward-over-rev
     return jac(gradient, argnums, chunk_size=chunk_size)
 
 
-def hvp(f: Callable, x: Any, v: Any, mode: str = "forward-over-reverse") -> Any:
+def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
     """The Hessian-vector product H(x) v of a scalar-valued `f`, without forming H.
 
-    forward-over-reverse (default) pushes v forward through the gradient;
-    reverse-over-forward takes the gradient of the directional derivative;
+    reverse-over-forward (default, measured fastest) takes the gradient of the
+    directional derivative; forward-over-reverse pushes v forward through the gradient;
     reverse-over-reverse pulls v back through the gradient; forward-over-forward
     differentiates the directional derivative by forward mode (one pass per input
     element: the slowest, still without storing H). `x` and `v` are pytrees of the
@@ -382,7 +393,7 @@ class HVPOperator:
                               rmatmat=matmat, dtype=self.dtype)
 
 
-def make_hvp(f: Callable, x: Any, mode: str = "forward-over-reverse") -> HVPOperator:
+def make_hvp(f: Callable, x: Any, mode: str = DEFAULT_HVP_MODE) -> HVPOperator:
     """Record the Hessian of `f` at `x` once as a linear operator; apply it to many `v`.
 
     The map v -> H v is recorded (in the chosen `mode`) with everything that does

@@ -3,10 +3,10 @@ from typing import Callable
 
 import numpy as np
 
-from .operators import make_hvp, value_and_grad
+from .operators import DEFAULT_HVP_MODE, make_hvp, value_and_grad
 
 
-def newton_callables(f: Callable, mode: str = "forward-over-reverse") -> dict:
+def newton_callables(f: Callable, mode: str = DEFAULT_HVP_MODE) -> dict:
     """`fun`, `jac` and `hessp` for `scipy.optimize.minimize`, built from `f` alone.
 
     The value and the gradient at a point are computed together, once; all
