@@ -189,3 +189,25 @@ def test_show_names_tangents_and_cotangents():
     assert "x_bar" in text or "x_bar_dot" in text
     text = show(grad(square_sum), np.ones(2))
     assert "return [x_bar]" in text and "derivative of test_jit.py" in text
+
+
+# ------------------------------------------------------------- call overhead
+
+def test_calls_with_plain_arrays_skip_flattening(monkeypatch):
+    import importlib
+    f = jit(lambda x, y: x * y + 1.0)
+    a, b = np.ones(3), np.arange(3.0)
+    first = f(a, b)
+    assert f(a, 2.0).shape == (3,) and len(f.cache) == 2
+
+    def no_flattening(tree):
+        raise AssertionError("flattened")
+    monkeypatch.setattr(importlib.import_module("pullback.ir.jit"), "flatten", no_flattening)
+    np.testing.assert_array_equal(f(a, b), first)        # straight to the cached entry
+    np.testing.assert_array_equal(f(np.zeros(3), b), np.ones(3))
+    for call in (lambda: f(a, 2.0), lambda: f(a, y=b), lambda: f(a.astype(np.float32), b)):
+        with pytest.raises(AssertionError, match="flattened"):
+            call()                                       # scalars, keywords, new types
+    monkeypatch.undo()
+    assert f(a.astype(np.float32), b.astype(np.float32)).dtype == np.float32
+    assert len(f.cache) == 3

@@ -6,11 +6,13 @@ import pytest
 import pullback
 from pullback.core.primitive import ShapeDtype
 from pullback.ir import passes
+from pullback.ir.codegen import compile_program
 from pullback.ir.jit import make_ir
 from pullback.ir.passes import (PASSES, eliminate_common_subexpressions, eliminate_dead_code,
                                 fold_constants, optimize, simplify)
 from pullback.ir.program import Equation, Literal, Program, Var, evaluate, typecheck
 from pullback.operators import HESSIAN_MODES
+from pullback.primitives import contraction as C
 from pullback.primitives import elementwise as E
 from pullback.primitives import reductions as R
 from pullback.primitives import structural as S
@@ -260,6 +262,211 @@ def test_sum_of_a_broadcast_becomes_a_multiplication_or_a_smaller_sum():
     assert_same_results(p, q, rtol=1e-6)          # reassociation: n * v for v + ... + v
 
 
+def test_uniform_constants_become_literals_when_the_type_is_unchanged():
+    b = Builder()
+    x, x32, s = b.input(), b.input(dtype=np.float32), b.input(())
+    splat, splat32 = b.const(np.full(3, 100.0)), b.const(np.full(3, 0.5, np.float32))
+    outs = [b(E.multiply, splat, x),                                 # -> 100.0 * x
+            b(E.subtract, x32, splat32),                             # -> x32 - 0.5, float32
+            b(E.power, x, b.const(np.float64(2.0))),                 # a 0-d one -> x ** 2.0
+            b(E.multiply, splat, x32),                               # float64 result: kept
+            b(E.add, splat, s),                                      # it gives the shape: kept
+            b(E.add, x, b.const(np.array([1.0, 1.0, 2.0]))),         # not uniform: kept
+            b(E.multiply, x, b.const(np.array([0.0, -0.0, 0.0]))),   # zeros of two signs: kept
+            b(E.add, x, b.const(np.full(3, np.inf)))]                # not finite: kept
+    p = b.program(*outs)
+    q = simplified(p)
+    literals = [[x.value for x in eq.inputs if type(x) is Literal] for eq in q.equations]
+    assert literals == [[100.0], [0.5], [2.0], [], [], [], [], []]
+    assert all(type(v) is float for v in literals[0] + literals[1] + literals[2])
+    assert [v.aval for v in q.outvars] == [v.aval for v in p.outvars]
+    assert_same_results(p, q, rtol=0)
+
+
+def _written(program):
+    """Each output as (primitive, operands), operands a literal's value or 'x'."""
+    producers = {eq.outputs[0]: eq for eq in program.equations}
+    return [(producers[v].primitive.name,
+             [x.value if type(x) is Literal else "x" for x in producers[v].inputs])
+            for v in program.outvars]
+
+
+def test_literal_scale_factors_gather():
+    b = Builder()
+    x, x32 = b.input(), b.input(dtype=np.float32)
+    outs = [b(E.multiply, 3.0, b(E.multiply, x, 2.0)),          # -> 6.0 * x
+            b(E.multiply, b(E.divide, x, 3.0), 0.5),             # -> (0.5 / 3) * x
+            b(E.multiply, 2.0, b(E.negative, x)),                # -> -2.0 * x (exact)
+            b(E.negative, b(E.multiply, 2.5, x)),                # -> -2.5 * x (exact)
+            b(E.negative, b(E.divide, x, 3.0)),                  # -> x / -3.0 (exact)
+            b(E.divide, b(E.multiply, 6.0, x32), 0.5),           # -> 12.0 * x32
+            b(E.divide, b(E.divide, x, 3.0), 5.0),               # -> x / 15.0
+            b(E.divide, b(E.negative, x), 3.0),                  # -> x / -3.0 (exact)
+            b(E.divide, x, 8.0),                                 # -> x * 0.125 (exact)
+            b(E.divide, x, 3.0),                                 # kept: 1/3 is inexact
+            b(E.multiply, 1e200, b(E.multiply, 1e200, x)),       # kept: 1e400 overflows
+            b(E.multiply, 1e30, b(E.multiply, 1e30, x32)),       # kept: 1e60 overflows float32
+            b(E.multiply, 1e-200, b(E.multiply, 1e-200, x)),     # kept: 1e-400 underflows
+            b(E.multiply, 0.5, b(E.multiply, 4.0, x)),           # kept: 4x may overflow alone
+            b(E.multiply, 4.0, b(E.divide, x, 3.0))]             # kept: one grows, one shrinks
+    p = b.program(*outs)
+    q = simplified(p)
+    assert _written(q) == [
+        ("multiply", [6.0, "x"]), ("multiply", [0.5 / 3.0, "x"]), ("multiply", [-2.0, "x"]),
+        ("multiply", [-2.5, "x"]), ("divide", ["x", -3.0]), ("multiply", [12.0, "x"]),
+        ("divide", ["x", 15.0]), ("divide", ["x", -3.0]), ("multiply", ["x", 0.125]),
+        ("divide", ["x", 3.0]), ("multiply", [1e200, "x"]), ("multiply", [1e30, "x"]),
+        ("multiply", [1e-200, "x"]), ("multiply", [0.5, "x"]), ("multiply", [4.0, "x"])]
+    assert len(q.equations) == 15 + 5                     # the five kept inner products
+    assert [v.aval for v in q.outvars] == [v.aval for v in p.outvars]
+    with np.errstate(over="ignore"):
+        assert_same_results(p, q, rtol=1e-6)       # reassociation: (c*k) * x for c * (k * x)
+    special = np.array([np.inf, -np.inf, np.nan, -0.0, 0.0, 1e-310])
+    with np.errstate(all="ignore"):
+        before = evaluate(p, special, special.astype(np.float32))
+        after = evaluate(q, special, special.astype(np.float32))
+    for i in (2, 3, 4, 7, 8):              # the exact ones: Inf, NaN, signed zeros, subnormals
+        np.testing.assert_array_equal(after[i], before[i])
+        numbers = ~np.isnan(before[i])      # (a NaN's sign bit is not specified by IEEE)
+        assert np.array_equal(np.signbit(after[i][numbers]), np.signbit(before[i][numbers]))
+
+
+def test_negations_move_out_of_products_and_quotients_to_cancel():
+    b = Builder()
+    x, y, z = b.input(), b.input(), b.input()
+    twice = b(E.negative, z)                                 # read twice: stays where it is
+    outs = [b(E.multiply, b(E.negative, x), b(E.negative, y)),          # -> x * y
+            b(E.subtract, b(E.multiply, b(E.negative, x), y), z),       # -> -(x * y + z)
+            b(E.add, b(E.divide, b(E.negative, x), y), z),              # -> z - x / y
+            b(E.subtract, z, b(E.divide, y, b(E.negative, x))),         # -> z + y / x
+            b(E.multiply, twice, y), b(E.multiply, twice, x)]
+    p = b.program(*outs)
+    q = optimize(p)
+    typecheck(q)
+    assert names(q).count("negative") == 2             # -(x * y + z), and the shared -z
+    assert names(q).count("divide") == 2 and names(q).count("multiply") == 3
+    assert [_written(q)[i][0] for i in range(4)] == ["multiply", "negative", "subtract", "add"]
+    assert_same_results(p, q, rtol=0)
+    special = np.array([np.inf, -np.inf, np.nan, 1.0, 2.0, -3.0])
+    with np.errstate(all="ignore"):
+        before = evaluate(p, special, special[::-1].copy(), special[[2, 0, 1, 5, 4, 3]])
+        after = evaluate(q, special, special[::-1].copy(), special[[2, 0, 1, 5, 4, 3]])
+    for a, c in zip(before, after):
+        np.testing.assert_array_equal(c, a)
+
+
+def test_embeds_at_the_same_index_are_added_before_embedding():
+    b = Builder()
+    u, v, v32 = b.input((2,)), b.input((2,)), b.input((2,), np.float32)
+    i = b.input((2,), np.int64)
+    half, at = (S.Slice(1, None, 2),), (S.ArrayIndex(0),)
+
+    def embed(values, *arrays, index=half):
+        return b(S.embed, values, *arrays, index=index, shape=(4,))
+    outs = [b(E.add, embed(u), embed(v)), b(E.add, embed(u, i, index=at), embed(v, i, index=at)),
+            # float32 values: the sum is float64, embed(u + v32) too, but embed(v32) is not
+            b(E.add, embed(u), embed(v32))]
+    p = b.program(*outs)
+    q = simplified(p)
+    assert names(q) == ["add", "embed", "add", "embed", "embed", "embed", "add"]
+    args = [rng.uniform(-1, 1, 2), rng.uniform(-1, 1, 2), rng.uniform(-1, 1, 2).astype(np.float32),
+            np.array([3, 3])]
+    assert_same_results(p, q, args, rtol=1e-15)     # index 3 twice: accumulated in another order
+    assert_same_results(p, q, args[:3] + [np.array([0, 2])], rtol=0)
+
+
+def test_adding_an_embed_at_a_basic_index_becomes_a_scatter_add_done_in_place():
+    b = Builder()
+    u, v, x, x32 = b.input((2,)), b.input((2,)), b.input((4,)), b.input((4,), np.float32)
+    row, i = b.input((2, 4)), b.input((2,), np.int64)
+    half, front = (S.Slice(1, None, 2),), (S.Slice(None, 2, None),)
+    two = b(E.add, b(S.embed, b(E.sin, u), index=half, shape=(4,)),
+            b(S.embed, v, index=front, shape=(4,)))
+    outs = [b(E.add, two, b(S.embed, v, index=(S.Slice(2, None, None),), shape=(4,))),
+            b(E.add, x, b(S.embed, v, index=half, shape=(4,))),
+            b(E.add, b(S.embed, v, index=front, shape=(4,)), x),
+            b(E.add, row, b(S.embed, v, index=front, shape=(4,))),          # broadcast: kept
+            b(E.add, x, b(S.embed, v, i, index=(S.ArrayIndex(0),), shape=(4,))),  # arrays: kept
+            b(E.add, x32, b(S.embed, v, index=half, shape=(4,)))]           # float64 sum: kept
+    p = b.program(*outs)
+    q = simplified(p)
+    assert names(q).count("scatter_add") == 4 and names(q).count("add") == 3
+    args = [rng.uniform(-1, 1, 2), rng.uniform(-1, 1, 2), rng.uniform(-1, 1, 4),
+            rng.uniform(-1, 1, 4).astype(np.float32), rng.uniform(-1, 1, (2, 4)), np.array([1, 1])]
+    assert_same_results(p, q, args, rtol=0)
+    # In the fast code the chain embed -> scatter_add -> scatter_add adds in place; the
+    # scatters into the input x copy it; the traceable code calls the primitive.
+    fast, traceable = compile_program(q, fast=True), compile_program(q, fast=False)
+    assert fast.source.count("] += ") == 2 and "] += " not in traceable.source
+    copies = [np.copy(a) for a in args]
+    for fn in (fast, traceable):
+        for got, expected in zip(fn(*args), evaluate(q, *args)):
+            np.testing.assert_array_equal(got, expected)
+        for a, c in zip(args, copies):
+            np.testing.assert_array_equal(a, c)          # inputs untouched
+
+
+def test_a_scatter_add_whose_operand_is_read_again_or_viewed_copies_it():
+    b = Builder()
+    u, v = b.input((2,)), b.input((2,))
+    e1 = b(S.embed, u, index=(S.Slice(None, 2, None),), shape=(4,))
+    e2 = b(S.embed, u, index=(S.Slice(None, 2, None),), shape=(4,))
+    e3 = b(S.embed, u, index=(S.Slice(None, 2, None),), shape=(4,))
+    later = b(S.scatter_add, e1, v, index=(S.Slice(2, None, None),))
+    viewed = b(S.reshape, e2, shape=(2, 2))
+    p = b.program(later, e1, b(S.scatter_add, e2, v, index=(S.Slice(2, None, None),)), viewed,
+                  b(S.scatter_add, e3, v, index=(S.Slice(2, None, None),)))
+    fast = compile_program(p, fast=True)
+    assert fast.source.count("] += ") == 1           # only the scatter into e3, read once
+    args = random_args(p)
+    for got, expected in zip(fast(*args), evaluate(p, *args)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_matrix_product_over_a_single_term_is_an_elementwise_product():
+    b = Builder()
+    col, row, stack, m, n = (b.input((3, 1)), b.input((1, 4)), b.input((5, 1, 4)),
+                             b.input((3, 2)), b.input((2, 4)))
+    outs = [b(C.matmul, col, row), b(C.matmul, col, stack),      # (3, 4), (5, 3, 4) outer products
+            b(C.matmul, m, n)]                                    # a real contraction: kept
+    p = b.program(*outs)
+    q = simplified(p)
+    assert names(q) == ["multiply", "multiply", "matmul"]
+    assert [v.aval for v in q.outvars] == [v.aval for v in p.outvars]
+    assert_same_results(p, q, rtol=0)
+
+
+def test_an_embed_of_every_element_is_a_reshape():
+    b = Builder()
+    u, col = b.input((3,)), b.input((3, 1))
+    column = (S.Slice(None, None, None), 0)
+    whole = b(S.embed, b(E.sin, u), index=column, shape=(3, 1))
+    outs = [b(E.multiply, whole, col),                                      # -> reshape
+            b(E.multiply, b(S.embed, u, index=column, shape=(3, 1)), col),  # an input: kept
+            b(S.embed, b(E.cos, u), index=column, shape=(3, 1)),            # an output: kept
+            b(E.multiply, b(S.embed, b(E.sin, u), index=(S.Slice(None, None, -1), 0),
+                            shape=(3, 1)), col)]                            # reversed: kept
+    p = b.program(*outs)
+    q = simplified(p)
+    assert names(q).count("reshape") == 1 and names(q).count("embed") == 3
+    assert_same_results(p, q, rtol=0)
+
+
+def test_fast_code_squares_in_place_and_parenthesises_negative_literals():
+    b = Builder()
+    x = b.input()
+    a = b(E.sin, x)
+    c = b(E.power, a, 2)                     # a dead afterwards: np.square(a, out=a)
+    d = b(E.power, -2.0, c)                  # c read again: (-2.0) ** c, not -(2.0 ** c)
+    p = b.program(b(E.add, d, c))
+    fast = compile_program(p, fast=True)
+    assert "np.square(" in fast.source and "(-2.0) ** " in fast.source
+    args = [np.array([0.5, 1.0, 1.5])]
+    for fn in (fast, compile_program(p, fast=False)):
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_array_equal(fn(*args)[0], evaluate(p, *args)[0])
+
+
 # --------------------------------------------------- staged derivative programs
 
 def rosenbrock(x):
@@ -332,9 +539,23 @@ def test_optimize_preserves_staged_derivative_programs(f, transform, dtype):
     assert evaluate(q, *fresh)[0].dtype == np.asarray(expected).dtype == dtype
 
 
+def test_rosenbrock_gradient_and_hvp_programs_are_as_short_as_hand_written_numpy():
+    x, v = rng.uniform(-1, 1, 50), rng.uniform(-1, 1, 50)
+    for f, args, most in ((pullback.grad(rosenbrock), (x,), 13),
+                          (lambda x, v: pullback.hvp(rosenbrock, x, v, "forward-over-reverse"),
+                           (x, v), 19)):
+        q = optimize(make_ir(f)(*args))
+        assert len(q.equations) <= most and not q.consts          # 100.0 is a literal
+        assert names(q).count("embed") == 1 and names(q).count("scatter_add") == 1
+        assert "negative" not in names(q)
+        fast = compile_program(q)
+        assert "] += " in fast.source                       # the scatter adds in place
+        np.testing.assert_allclose(fast(*args)[0], f(*args), rtol=1e-12)
+
+
 @pytest.mark.parametrize("n", [4, 100])
 def test_passes_shrink_the_extended_rosenbrock_hessian_by_at_least_30_percent(n, capsys):
-    p = make_ir(pullback.hessian(extended_rosenbrock))(np.zeros(n))
+    p = make_ir(pullback.hessian(extended_rosenbrock, mode="forward-over-reverse"))(np.zeros(n))
     q = optimize(p)
     before, after = len(p.equations), len(q.equations)
     with capsys.disabled():

@@ -8,7 +8,9 @@ source line it came from.
 
 Two variants are generated from one program:
 - `fast=True` reuses dead intermediate buffers through NumPy's `out=` argument
-  for elementwise ufuncs (fewer temporaries); it needs real arrays;
+  for elementwise ufuncs (fewer temporaries), and adds a `scatter_add` with a basic
+  index into its operand's buffer in place (`y = x; y[index] += updates`) when that
+  operand is a fresh intermediate nobody reads afterwards; it needs real arrays;
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
   transformation differentiates, batches or stages it like any NumPy code.
 """
@@ -21,6 +23,7 @@ import scipy.special as sp
 from ..primitives import REGISTRY
 from ..primitives.families import source as param_source
 from ..primitives.structural import ArrayIndex, Slice
+from ..primitives.structural import _index_source as index_entry_source
 from .program import Literal, Namer, Program
 
 # Primitives whose output may share memory with an input (views): their inputs'
@@ -54,9 +57,13 @@ def generate(program: Program, name: str = "f", fast: bool = True):
         return key
 
     def operand(x):
-        return repr(x.value) if type(x) is Literal else names(x)
+        if type(x) is not Literal:
+            return names(x)
+        text = repr(x.value)        # a negative literal is parenthesised: (-2.0) ** x
+        return f"({text})" if text.startswith("-") else text
 
     reusable = _reusable_buffers(program) if fast else {}
+    in_place = _in_place_scatters(program) if fast else set()
     lines = [f"def {name}({', '.join(names(v) for v in program.invars)}):"]
     comment = None
     for i, eq in enumerate(program.equations):
@@ -66,8 +73,16 @@ def generate(program: Program, name: str = "f", fast: bool = True):
             comment = here
         args = [operand(x) for x in eq.inputs]
         prim = eq.primitive
+        if i in in_place:       # scatter_add into its dead operand's buffer
+            target, index = names(eq.outputs[0]), _index_source(eq.params["index"])
+            lines.append(f"    {target} = {args[0]}")
+            lines.append(f"    {target}[{index}] += {args[1]}")
+            continue
         if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
-            expr = f"np.{prim.impl.__name__}({', '.join(args)}, out={names(reusable[i])})"
+            ufunc = prim.impl.__name__
+            if prim.name == "power" and _is_two(eq.inputs[1]):
+                ufunc, args = "square", args[:1]        # what `x ** 2` computes
+            expr = f"np.{ufunc}({', '.join(args)}, out={names(reusable[i])})"
         elif prim.emit is not None:
             expr = prim.emit(args, **eq.params)
         else:
@@ -107,14 +122,20 @@ def _comment(source: str) -> str:
     return f"derivative of {label}" if derived else label
 
 
-def _reusable_buffers(program: Program) -> dict:
-    """Equation index -> an input variable whose buffer the output may be written into.
+def _is_two(x):
+    """A literal exponent 2 or 2.0, which NumPy's `x ** 2` computes as np.square(x)."""
+    return type(x) is Literal and type(x.value) in (int, float) and x.value == 2
 
-    Only for elementwise ufunc equations (emitted as `np.<ufunc>(...)` or an operator
-    we can rewrite), when the input is an intermediate array produced by an elementwise
-    equation, has the output's shape and dtype, is not viewed by any other equation,
-    and is not used after this equation.
-    """
+
+# Primitives whose (non-0-d) output is always a new array of its own: an elementwise
+# ufunc's result, the zeros `embed` fills, the copy `scatter_add` makes.
+FRESH_PRIMITIVES = {"embed", "scatter_add"}
+
+
+def _buffer_facts(program: Program):
+    """(last_use, viewed, fresh): the index of the last equation reading each variable
+    (the outputs count as read after the last one), the variables some view primitive
+    reads, and the non-0-d variables whose buffer is their own (see FRESH_PRIMITIVES)."""
     last_use, viewed, fresh = {}, set(), set()
     for i, eq in enumerate(program.equations):
         for x in eq.inputs:
@@ -122,11 +143,49 @@ def _reusable_buffers(program: Program) -> dict:
                 last_use[x] = i
                 if eq.primitive.name in VIEW_PRIMITIVES:
                     viewed.add(x)
-        if eq.primitive.family == "elementwise" and eq.primitive.name in _UFUNC_NAMES:
-            fresh.update(eq.outputs)
+        if (eq.primitive.family == "elementwise" and eq.primitive.name in _UFUNC_NAMES) \
+                or eq.primitive.name in FRESH_PRIMITIVES:
+            fresh.update(v for v in eq.outputs if v.aval.shape)
     for x in program.outvars:
         if type(x) is not Literal:
             last_use[x] = len(program.equations)
+    return last_use, viewed, fresh
+
+
+def _in_place_scatters(program: Program) -> set:
+    """Indices of the `scatter_add` equations that may add into their operand's buffer.
+
+    As for `_reusable_buffers`: the operand is a fresh intermediate array (its buffer is
+    its own), of the output's type, not viewed by any equation, not read after this
+    one; the index is basic (no index arrays: `+=` then adds each position once) and
+    the updates are another variable (or a literal).
+    """
+    last_use, viewed, fresh = _buffer_facts(program)
+    in_place = set()
+    for i, eq in enumerate(program.equations):
+        if eq.primitive.name != "scatter_add" or len(eq.inputs) != 2:
+            continue
+        x, updates = eq.inputs
+        if (type(x) is not Literal and x in fresh and x not in viewed and last_use[x] == i
+                and x.aval == eq.outputs[0].aval and updates is not x):
+            in_place.add(i)
+    return in_place
+
+
+def _index_source(index) -> str:
+    """A basic index template as Python source, e.g. `1:, 0`."""
+    return ", ".join(index_entry_source(e, ()) for e in index) or "()"
+
+
+def _reusable_buffers(program: Program) -> dict:
+    """Equation index -> an input variable whose buffer the output may be written into.
+
+    Only for elementwise ufunc equations (emitted as `np.<ufunc>(...)` or an operator
+    we can rewrite), when the input is a fresh intermediate array (produced by an
+    elementwise equation, an embed or a scatter_add), has the output's shape and dtype,
+    is not viewed by any other equation, and is not used after this equation.
+    """
+    last_use, viewed, fresh = _buffer_facts(program)
     reusable = {}
     for i, eq in enumerate(program.equations):
         if eq.primitive.name not in _UFUNC_NAMES or eq.primitive.family != "elementwise":

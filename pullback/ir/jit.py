@@ -11,6 +11,8 @@ import warnings
 from functools import wraps
 from typing import Callable
 
+import numpy as np
+
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
 from ..transforms.staging import CapturedTracer, argument_names, signature_of, stage
@@ -54,12 +56,22 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
     """
     names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
     cache = {}
+    # Calls with plain ndarrays only (no keywords, no static arguments) skip flattening:
+    # ((shape, dtype) of each argument) -> the entry `cache` holds for them.
+    by_arrays = {}
+    plain = isinstance(static_argnums, (tuple, list)) and not static_argnums
     misses = [0]
     name = getattr(f, "__name__", "f")
     name = name if name.isidentifier() else "f"
 
     @wraps(f)
     def jitted(*args, **kwargs):
+        if plain and not kwargs:
+            entry = by_arrays.get(tuple((a.shape, a.dtype) if type(a) is np.ndarray else None
+                                        for a in args))
+            if entry is not None:
+                misses[0] = 0
+                return unflatten(entry.out_tree, entry.fast(*args))
         static_pos = _static_positions(static_argnums, len(args))
         static = (tuple((i, args[i]) for i in sorted(static_pos))
                   + tuple(sorted((k, v) for k, v in kwargs.items() if k in names)))
@@ -98,6 +110,8 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
         else:
             misses[0] = 0
         traced = any(isinstance(x, Tracer) for x in leaves)
+        if plain and not kwargs and all(type(a) is np.ndarray for a in args):
+            by_arrays[tuple((a.shape, a.dtype) for a in args)] = entry
         outs = (entry.traceable if traced else entry.fast)(*leaves)
         return unflatten(entry.out_tree, outs)
 

@@ -5,13 +5,24 @@ never modifies its argument: equations are rebuilt, while `Var`s, `Literal`s and
 constant values (never mutated by anyone) are shared. The result has the same
 inputs and computes the same outputs with the same shapes and dtypes -- NumPy
 broadcasting and NumPy 2 promotion of weakly typed Python scalars included -- and
-passes `typecheck`. Values are the same bit for bit, NaN and Inf included, with
-these documented exceptions, all in `simplify`:
+passes `typecheck`. Values are the same bit for bit, NaN and Inf included (a NaN
+stays a NaN; the sign bit of a NaN, which IEEE arithmetic leaves unspecified, may
+not), with these documented exceptions, all in `simplify`:
 
 - `sum(broadcast_to(y))` becomes a sum over y's own elements times the number of
   copies: a floating-point reassociation (`n * v` for `v + ... + v`);
+- literal scale factors gather: `c * (k * x) -> (c*k) * x`, `c * (x / k) -> (c/k) * x`,
+  `(k * x) / c -> (k/c) * x`, `(x / k) / c -> x / (k*c)`: reassociations, done only
+  when both factors magnify or both shrink (so an intermediate overflows exactly when
+  the folded product does: no Inf appears or vanishes) and the folded factor is
+  finite, nonzero and normal in x's dtype;
+- `embed(a, i) + embed(b, i) -> embed(a + b, i)` with index arrays that repeat an
+  index sums the repeated terms in another order (a reassociation; exact otherwise);
 - `x + 0 -> x`, `0 - x -> -x` and `x * 0 -> 0` may flip the sign of a zero result
-  (-0.0 for +0.0; they compare equal), as XLA's algebraic simplifier does;
+  (-0.0 for +0.0; they compare equal), as XLA's algebraic simplifier does; so may
+  `x + embed(b, i) -> scatter_add(x, b, i)` (no `+ 0.0` around b), `(-x) - y ->
+  -(x + y)`, and `a @ b -> a * b` for a contraction of length 1 (BLAS may add a
+  -0.0 product to +0.0);
 - dropping a conversion to x's own dtype (a copy) hands x's memory layout to the
   next equation, and NumPy's matmul and reductions may sum in another order on
   another layout (last-bit differences). Equal constants are shared only when
@@ -29,9 +40,11 @@ from dataclasses import replace
 import numpy as np
 
 from ..core.primitive import ShapeDtype
-from ..primitives.elementwise import add, multiply, negative, subtract
+from ..primitives.elementwise import add, divide, multiply, negative, subtract
 from ..primitives.reductions import sum as reduce_sum
-from ..primitives.structural import Slice, broadcast_to, reshape, transpose
+from ..primitives.structural import (Slice, broadcast_to, embed, getitem, reshape, scatter_add,
+                                     transpose)
+from .codegen import VIEW_PRIMITIVES
 from .program import Equation, Literal, Program, Var, abstract
 
 MAX_FOLD_SIZE = 10**6       # constant folding leaves larger results to run time
@@ -202,6 +215,15 @@ class _Rewriter:
         self.equations, self.env, self.producer, self.facts = [], {}, {}, {}
         self.constants = list(zip(program.constvars, program.consts))
         self.values = dict(self.constants)
+        self.outvars = {x for x in program.outvars if _is_var(x)}
+        self.uses = {}          # how many times each variable of the input program is read
+        for x in [x for eq in program.equations for x in eq.inputs] + program.outvars:
+            if _is_var(x):
+                self.uses[x] = self.uses.get(x, 0) + 1
+
+    def single_use(self, x):
+        """Whether x is read once in the program being rewritten (a new variable: no)."""
+        return self.uses.get(x, 0) == 1 and x not in self.outvars
 
     def append(self, eq):
         self.equations.append(eq)
@@ -239,6 +261,12 @@ class _Rewriter:
             return None
         return self.forward(x, eq) or self.emit(broadcast_to, [x], {"shape": tuple(out.shape)})
 
+    def typed(self, primitive, inputs, params, eq):
+        """Whether `primitive(inputs; params)` has the type of eq's output."""
+        aval = primitive.shape(*map(_operand, inputs), **params)
+        out = eq.outputs[0].aval
+        return tuple(aval.shape) == tuple(out.shape) and np.dtype(aval.dtype) == np.dtype(out.dtype)
+
     def retyped(self, eq, primitive, inputs, params=None):
         """The equation `primitive(inputs)` writing eq's output, if it has eq's output type."""
         params = eq.params if params is None else params
@@ -275,6 +303,26 @@ class _Rewriter:
     def is_zero(self, x):
         return self._all(x, _is_zero)
 
+    def uniform(self, x):
+        """The Python scalar every element of the numeric constant x is, bit for bit (a
+        finite one: it is written into the source), or None."""
+        value = self.values.get(x) if _is_var(x) else None
+        if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "biufc" \
+                or value.size == 0 or value.size > MAX_FOLD_SIZE:
+            return None
+        key = (x, "uniform")
+        if key not in self.facts:
+            value = np.asarray(value)
+            first = value.reshape(-1)[:1]
+            scalar = first[0].item()
+            same = all(st == 0 for st in value.strides) or np.array_equal(
+                np.ascontiguousarray(value).reshape(-1).view(np.uint8).reshape(value.size, -1),
+                np.broadcast_to(first.view(np.uint8), (value.size, value.itemsize)))
+            finite = type(scalar) in (bool, int, float, complex) and bool(np.isfinite(first[0]))
+            self.facts[key] = (scalar,) if same and finite else None
+        fact = self.facts[key]
+        return None if fact is None else fact[0]
+
     def is_one(self, x):
         return self._all(x, _is_one)
 
@@ -295,9 +343,82 @@ def _is_one(v):
     return v == 1
 
 
+def _float_var(x):
+    """A strongly typed variable of a real floating dtype (what the sign and scaling
+    rewrites below apply to)."""
+    return _is_var(x) and not x.weak and np.dtype(x.aval.dtype).kind == "f"
+
+
+def _scalar(x):
+    """The value of a finite int or float Literal (not a bool), else None."""
+    if type(x) is Literal and type(x.value) in (int, float) and math.isfinite(x.value):
+        return x.value
+    return None
+
+
+def _factor(c, dtype):
+    """c if it is a usable scale factor for `dtype`: finite, nonzero and normal there (so
+    that folding it changes rounding only, never overflow, underflow, NaN or Inf)."""
+    info = np.finfo(dtype)
+    try:
+        magnitude = abs(float(c))
+    except OverflowError:
+        return None
+    return c if float(info.tiny) <= magnitude <= float(info.max) else None
+
+
+def _scaling(rw, v):
+    """How v is a scaled float variable z: ("neg", -1, z) for -z, ("mul", c, z) for c * z
+    or z * c, ("div", c, z) for z / c, with c a finite nonzero literal; else None."""
+    eq = rw.producer.get(v) if _is_var(v) else None
+    if eq is None:
+        return None
+    name, inputs = eq.primitive.name, eq.inputs
+    if name == "negative" and _float_var(inputs[0]):
+        return "neg", -1, inputs[0]
+    if name == "multiply":
+        for a, z in (inputs, inputs[::-1]):
+            if (c := _scalar(a)) is not None and c != 0 and _float_var(z):
+                return "mul", c, z
+    if name == "divide" and (c := _scalar(inputs[1])) is not None and c != 0 \
+            and _float_var(inputs[0]):
+        return "div", c, inputs[0]
+    return None
+
+
+def _negation(rw, x):
+    """z if x = -z is a float variable read only there (so pushing the negation outward
+    leaves no extra equation), else None."""
+    z = rw.operand_of(x, "negative")
+    return z if z is not None and _float_var(z) and rw.single_use(x) else None
+
+
+def _negated(rw, eq, primitive, inputs, params=None):
+    """`-primitive(inputs)` written to eq's output, if the types allow; else None."""
+    params = {} if params is None else params
+    if not rw.typed(primitive, inputs, params, eq):
+        return None
+    return rw.retyped(eq, negative, [rw.emit(primitive, inputs, params)], {})
+
+
+def _basic_embed(rw, x, shape):
+    """The equation `embed(values; index, shape)` defining x, if its index has no index
+    arrays and it places values (of the indexed shape) into zeros of `shape`."""
+    eq = rw.producer_of(x, "embed")
+    if eq is None or len(eq.inputs) != 1 or tuple(eq.params["shape"]) != tuple(shape):
+        return None
+    values = eq.inputs[0].aval
+    indexed = getitem.shape(ShapeDtype(tuple(shape), values.dtype), index=eq.params["index"])
+    return eq if tuple(values.shape) == tuple(indexed.shape) else None
+
+
 def _add(eq, rw):
     """x + 0 -> x (the sign of a zero may change, see the module docstring);
-    x + (-y) -> x - y and (-x) + y -> y - x (exact: IEEE defines a - b as a + (-b))."""
+    x + (-y) -> x - y and (-x) + y -> y - x (exact: IEEE defines a - b as a + (-b));
+    embed(a, i) + embed(b, i) -> embed(a + b, i) (embed is linear; exact for basic
+    indices, a reassociation where repeated index arrays accumulate);
+    x + embed(b, i) -> scatter_add(x, b, i) for a basic index i and an x of the output's
+    type: the zeros around b are not added (an x of -0.0 there stays -0.0)."""
     x, y = eq.inputs
     for a, b in ((x, y), (y, x)):
         if rw.is_zero(b) and (r := rw.fit(a, eq)) is not None:
@@ -306,11 +427,27 @@ def _add(eq, rw):
         negated = rw.operand_of(b, "negative")
         if negated is not None and (r := rw.retyped(eq, subtract, [a, negated])) is not None:
             return r
+    ex, ey = rw.producer_of(x, "embed"), rw.producer_of(y, "embed")
+    if ex is not None and ey is not None and _freeze(ex.params) == _freeze(ey.params) \
+            and ex.inputs[1:] == ey.inputs[1:] and ex.inputs[0].aval == ey.inputs[0].aval:
+        values = [ex.inputs[0], ey.inputs[0]]
+        total = add.shape(*map(_operand, values))
+        if rw.typed(embed, [ex.inputs[0]] + ex.inputs[1:], ex.params, eq) \
+                and ShapeDtype(tuple(total.shape), np.dtype(total.dtype)) == values[0].aval:
+            return rw.retyped(eq, embed, [rw.emit(add, values, {})] + ex.inputs[1:], ex.params)
+    out = eq.outputs[0].aval
+    for a, b in ((x, y), (y, x)):
+        inner = _basic_embed(rw, b, out.shape)
+        if inner is not None and rw.forward(a, eq) is a \
+                and np.dtype(inner.inputs[0].aval.dtype) == np.dtype(out.dtype):
+            return rw.retyped(eq, scatter_add, [a, inner.inputs[0]],
+                              {"index": inner.params["index"]})
     return None
 
 
 def _subtract(eq, rw):
-    """x - 0 -> x, x - (-y) -> x + y (exact), 0 - x -> -x (sign of zero, as x + 0)."""
+    """x - 0 -> x, x - (-y) -> x + y (exact), 0 - x -> -x (sign of zero, as x + 0);
+    (-x) - y -> -(x + y) when -x is read only there (exact but for the sign of a zero)."""
     x, y = eq.inputs
     if rw.is_zero(y) and (r := rw.fit(x, eq)) is not None:
         return r
@@ -319,11 +456,49 @@ def _subtract(eq, rw):
         return r
     if rw.is_zero(x):
         return rw.retyped(eq, negative, [y], {})
+    if (z := _negation(rw, x)) is not None and _is_var(y) and not y.weak:
+        return _negated(rw, eq, add, [z, y])
     return None
 
 
+def _gathered(outer, c, scaled):
+    """One literal for `c * v` (outer "mul") or `v / c` (outer "div") where v is `scaled`
+    (see `_scaling`): (primitive, inputs) computing it from v's variable z, or None.
+
+    A negation folds exactly. Two scale factors fold into one (a reassociation) only
+    when both magnify or both shrink (|factor| >= 1, or <= 1): then an intermediate
+    overflows exactly when the folded product does (to rounding at the threshold), so
+    no Inf appears or vanishes; and the folded factor must be finite, nonzero and normal
+    in z's dtype.
+    """
+    kind, k, z = scaled
+    if kind == "neg":
+        return (multiply, [Literal(-c), z]) if outer == "mul" else (divide, [z, Literal(-c)])
+    inner_grows = abs(k) >= 1 if kind == "mul" else abs(k) <= 1
+    outer_grows = abs(c) >= 1 if outer == "mul" else abs(c) <= 1
+    if inner_grows != outer_grows and abs(k) != 1 and abs(c) != 1:
+        return None
+    if kind == "div" and outer == "div":
+        primitive, factor = divide, k * c
+    else:
+        primitive = multiply
+        factor = c * k if kind == "mul" and outer == "mul" else c / k if outer == "mul" \
+            else k / c
+    if _factor(factor, z.aval.dtype) is None:
+        return None
+    return (primitive, [Literal(factor), z]) if primitive is multiply \
+        else (primitive, [z, Literal(factor)])
+
+
 def _multiply(eq, rw):
-    """x * 1 -> x (exact, NaN and Inf included); x * 0 -> zeros only for a finite x."""
+    """x * 1 -> x (exact, NaN and Inf included); x * 0 -> zeros only for a finite x.
+
+    Literal scale factors gather (x a float variable, c, k finite nonzero literals):
+    c * (-x) -> (-c) * x (exact); c * (k * x) -> (c*k) * x and c * (x / k) -> (c/k) * x
+    (reassociations, with the guards of `_gathered`). A negation read only here moves
+    out of the product: (-x) * y -> -(x * y) (exact), so that it may cancel or fold
+    into an add/subtract further on.
+    """
     x, y = eq.inputs
     for a, b in ((x, y), (y, x)):
         if rw.is_one(b) and (r := rw.fit(a, eq)) is not None:
@@ -331,13 +506,93 @@ def _multiply(eq, rw):
         if rw.is_zero(b) and rw.known_finite(a):
             out = eq.outputs[0].aval
             return rw.constant(np.broadcast_to(np.zeros((), out.dtype), out.shape))
+    for a, b in ((x, y), (y, x)):
+        c, scaled = _scalar(a), _scaling(rw, b)
+        if c is not None and c != 0 and scaled is not None \
+                and (folded := _gathered("mul", c, scaled)) is not None \
+                and (r := rw.retyped(eq, *folded, {})) is not None:
+            return r
+    for a, b in ((x, y), (y, x)):
+        if (z := _negation(rw, a)) is not None and _is_var(b) and not b.weak \
+                and (r := _negated(rw, eq, multiply, [z, b])) is not None:
+            return r
+    return None
+
+
+def _divide(eq, rw):
+    """Literal divisors gather as in `_multiply` (x a float variable, c, k literals):
+    (-x) / c -> x / (-c) (exact); (k * x) / c -> (k/c) * x and (x / k) / c -> x / (k*c)
+    (reassociations, with the guards of `_gathered`); x / c -> x * (1/c) when c is a
+    power of two (exact: 1/c is exact and normal, both round the same real number).
+    A negation read only here moves out: (-x) / y -> -(x / y) and x / (-y) -> -(x / y)
+    (exact)."""
+    x, y = eq.inputs
+    c = _scalar(y)
+    if c is not None and c != 0:
+        scaled = _scaling(rw, x)
+        if scaled is not None and (folded := _gathered("div", c, scaled)) is not None \
+                and (r := rw.retyped(eq, *folded, {})) is not None:
+            return r
+        if _float_var(x) and abs(math.frexp(c)[0]) == 0.5 \
+                and _factor(1 / c, x.aval.dtype) is not None:
+            return rw.retyped(eq, multiply, [x, Literal(1 / c)], {})
+    if (z := _negation(rw, x)) is not None and _is_var(y) and not y.weak:
+        return _negated(rw, eq, divide, [z, y])
+    if (z := _negation(rw, y)) is not None and _is_var(x) and not x.weak:
+        return _negated(rw, eq, divide, [x, z])
     return None
 
 
 def _negative(eq, rw):
-    """-(-x) -> x."""
+    """-(-x) -> x; -(c * x) -> (-c) * x and -(x / c) -> x / (-c) for a literal c (exact)."""
     inner = rw.operand_of(eq.inputs[0], "negative")
-    return None if inner is None else rw.forward(inner, eq)
+    if inner is not None:
+        return rw.forward(inner, eq)
+    scaled = _scaling(rw, eq.inputs[0])
+    if scaled is not None and scaled[0] != "neg":
+        kind, c, z = scaled
+        if kind == "mul":
+            return rw.retyped(eq, multiply, [Literal(-c), z], {})
+        return rw.retyped(eq, divide, [z, Literal(-c)], {})
+    return None
+
+
+def _matmul(eq, rw):
+    """a @ b over a contraction of length 1 (an outer product, as the vjp of a matrix-vector
+    product leaves) -> a * b, broadcasting (m, 1) against (1, n): one product per element,
+    without a BLAS call (which may turn a -0.0 product into +0.0 as it accumulates).
+
+    Not with a constant operand: a product with ones would then become a zero-strided
+    broadcast, on which a later matmul or reduction may sum in another order."""
+    a, b = eq.inputs
+    if _is_var(a) and _is_var(b) and a not in rw.values and b not in rw.values \
+            and a.aval.shape[-1:] == (1,):
+        return rw.retyped(eq, multiply, [a, b], {})
+    return None
+
+
+def _embed(eq, rw):
+    """embed(v, index, shape) whose index selects every element of `shape` in order (such
+    as [:, 0] of an (n, 1) array) -> reshape(v, shape): no zeros to fill. Not for a
+    program output, nor for a v that is a program input, a constant or a view (the
+    result would share their memory)."""
+    v = eq.inputs[0]
+    shape = tuple(eq.params["shape"])
+    if len(eq.inputs) != 1 or not _is_var(v) or v.weak or eq.outputs[0] in rw.outvars \
+            or math.prod(shape) > MAX_FOLD_SIZE:
+        return None
+    source = rw.producer.get(v)
+    if source is None or source.primitive.name in VIEW_PRIMITIVES:
+        return None
+    ids = np.arange(math.prod(shape)).reshape(shape)
+    try:
+        selected = getitem.impl(ids, index=eq.params["index"])
+    except Exception:                               # noqa: BLE001 -- leave it to run time
+        return None
+    if tuple(np.shape(selected)) != tuple(v.aval.shape) \
+            or not np.array_equal(np.reshape(selected, -1), np.arange(ids.size)):
+        return None
+    return rw.retyped(eq, reshape, [v], {"shape": shape})
 
 
 def _transpose(eq, rw):
@@ -421,6 +676,26 @@ def _sum(eq, rw):
     return rw.fit(z, eq)
 
 
+def _literal_operands(eq, rw):
+    """A uniform ("splat") numeric constant feeding an elementwise primitive becomes a
+    Python-scalar Literal (written into the source, no array read) when the primitive's
+    other variable operands already have the constant's dtype and the output type is
+    unchanged: NumPy 2 then converts the weak scalar to that very dtype, so the values
+    are the same bit for bit."""
+    for i, x in enumerate(eq.inputs):
+        value = rw.uniform(x)
+        others = [y for j, y in enumerate(eq.inputs) if j != i and _is_var(y)]
+        if value is None or not others or any(
+                y.weak or np.dtype(y.aval.dtype) != np.dtype(x.aval.dtype) for y in others):
+            continue
+        inputs = eq.inputs[:i] + [Literal(value)] + eq.inputs[i + 1:]
+        try:
+            eq = rw.retyped(eq, eq.primitive, inputs) or eq
+        except Exception:       # noqa: BLE001 -- a shape rule that wants arrays: keep it
+            pass
+    return eq
+
+
 def _unbroadcast_operands(eq, rw):
     """An elementwise primitive broadcasts by itself: read y rather than broadcast_to(y)
     where the output type is unchanged (y strongly typed, so promotion is the same)."""
@@ -432,16 +707,20 @@ def _unbroadcast_operands(eq, rw):
     return eq
 
 
-RULES = {"add": _add, "subtract": _subtract, "multiply": _multiply, "negative": _negative,
-         "transpose": _transpose, "reshape": _reshape, "broadcast_to": _broadcast_to,
-         "convert": _convert, "getitem": _getitem, "sum": _sum}
+RULES = {"add": _add, "subtract": _subtract, "multiply": _multiply, "divide": _divide,
+         "negative": _negative, "matmul": _matmul, "embed": _embed, "transpose": _transpose,
+         "reshape": _reshape, "broadcast_to": _broadcast_to, "convert": _convert,
+         "getitem": _getitem, "sum": _sum}
 
 
 def simplify(program: Program) -> Program:
     """Algebraic simplification of what automatic differentiation leaves behind.
 
     Multiplications by one, additions of zero, double negations, negations that
-    fold into add/subtract, chains of transposes, reshapes and broadcasts, identity
+    fold into add/subtract or move out of products and quotients, literal scale
+    factors that gather, uniform constants that become literals, sums of embeds
+    (one embed, or a scatter_add), embeds of every element and one-term matrix
+    products, chains of transposes, reshapes and broadcasts, identity
     transposes/reshapes/broadcasts/conversions/slices, explicit broadcasts feeding
     elementwise primitives, and sums of broadcasts (see each rule). Every rewrite
     keeps the exact type of the value it replaces; a rewrite that would not is skipped.
@@ -451,11 +730,12 @@ def simplify(program: Program) -> Program:
         eq = replace(eq, inputs=_read(eq.inputs, rw.env))
         if not eq.primitive.multiple_results:
             if eq.primitive.family == "elementwise":
-                eq = _unbroadcast_operands(eq, rw)
+                eq = _literal_operands(_unbroadcast_operands(eq, rw), rw)
             rule = RULES.get(eq.primitive.name)
             result = rule(eq, rw) if rule is not None else None
             if _is_var(result):
                 rw.env[eq.outputs[0]] = result
+                rw.uses[result] = rw.uses.get(result, 0) + rw.uses.get(eq.outputs[0], 0)
                 continue
             eq = result or eq
         rw.append(eq)
