@@ -6,30 +6,10 @@ import numpy as np
 import pytest
 import scipy.special
 
-import pullback
+from helpers import raises
 from pullback import errors, grad, pullback as vjp, pushforward
-from pullback.core.engine import trace_stack
 
 x2 = np.array([1.0, 2.0])
-
-
-def raises(error_class, *fragments):
-    """Context manager: the error is raised, its message contains every fragment."""
-    class Check:
-        def __enter__(self):
-            self.ctx = pytest.raises(error_class)
-            self.info = self.ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            suppressed = self.ctx.__exit__(*exc)
-            message = str(self.info.value)
-            for fragment in fragments:
-                assert fragment in message, f"{fragment!r} not in: {message}"
-            assert isinstance(self.info.value, errors.PullbackError)
-            assert trace_stack() == []
-            return suppressed
-    return Check()
 
 
 def test_grad_of_non_scalar_output():

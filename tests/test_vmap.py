@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pullback
+from helpers import raises
 import pullback.numpy as pnp
 from pullback import (errors, grad, hessian, jacfwd, jacrev, pullback as vjp, pushforward,
                       vmap)
@@ -30,24 +31,6 @@ def loop(f, *args, axes=None):
 def close(a, b, tol=1e-12):
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
                                rtol=tol, atol=tol)
-
-
-def raises(*fragments):
-    """Context manager: a BatchError whose message contains every fragment."""
-    class Check:
-        def __enter__(self):
-            self.ctx = pytest.raises(errors.BatchError)
-            self.info = self.ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            suppressed = self.ctx.__exit__(*exc)
-            message = str(self.info.value)
-            for fragment in fragments:
-                assert fragment in message, f"{fragment!r} not in: {message}"
-            assert trace_stack() == []
-            return suppressed
-    return Check()
 
 
 def f_vec(x):
@@ -434,60 +417,60 @@ def test_float32_stays_float32():
 
 
 def test_error_when_batch_sizes_disagree():
-    with raises("different batch sizes", "leaf 0: 3", "leaf 1: 4", "same size"):
+    with raises(errors.BatchError, "different batch sizes", "leaf 0: 3", "leaf 1: 4", "same size"):
         vmap(lambda a, b: a + b)(np.ones(3), np.ones(4))
-    with raises("different batch sizes", "leaf 0: 2", "leaf 1: 3"):
+    with raises(errors.BatchError, "different batch sizes", "leaf 0: 2", "leaf 1: 3"):
         vmap(lambda a, b: a @ b, in_axes=(0, 1))(np.ones((2, 3)), np.ones((3, 3)))
 
 
 def test_error_when_an_axis_is_out_of_range():
-    with raises("in_axes for argument leaf 0 is 2", "1 dimension(s)", "[-1, 1)"):
+    with raises(errors.BatchError, "in_axes for argument leaf 0 is 2", "1 dimension(s)", "[-1, 1)"):
         vmap(f_vec, in_axes=2)(np.ones(3))
-    with raises("in_axes for argument leaf 1 is -3", "2 dimension(s)"):
+    with raises(errors.BatchError, "in_axes for argument leaf 1 is -3", "2 dimension(s)"):
         vmap(lambda a, b: a, in_axes=(0, -3))(np.ones(2), np.ones((2, 2)))
-    with raises("in_axes for argument leaf 0 is 0", "0 dimension(s)"):
+    with raises(errors.BatchError, "in_axes for argument leaf 0 is 0", "0 dimension(s)"):
         vmap(lambda a: a)(1.0)
-    with raises("out_axes is 3", "3 dimension(s)"):
+    with raises(errors.BatchError, "out_axes is 3", "3 dimension(s)"):
         vmap(lambda x: np.outer(x, x), out_axes=3)(np.ones((2, 2)))
-    with raises("out_axes is -4"):
+    with raises(errors.BatchError, "out_axes is -4"):
         vmap(lambda x: np.outer(x, x), out_axes=-4)(np.ones((2, 2)))
 
 
 def test_error_when_all_in_axes_are_none():
-    with raises("at least one batched argument", "None"):
+    with raises(errors.BatchError, "at least one batched argument", "None"):
         vmap(f_vec, in_axes=None)(np.ones(3))
-    with raises("at least one batched argument"):
+    with raises(errors.BatchError, "at least one batched argument"):
         vmap(lambda a, b: a, in_axes=(None, None))(np.ones(3), np.ones(3))
-    with raises("at least one batched argument"):
+    with raises(errors.BatchError, "at least one batched argument"):
         vmap(lambda: 1.0)()
 
 
 def test_error_when_out_axes_none_for_a_batched_output():
-    with raises("out_axes is None", "varies over the batch"):
+    with raises(errors.BatchError, "out_axes is None", "varies over the batch"):
         vmap(lambda x: x * 2.0, out_axes=None)(np.ones(3))
-    with raises("out_axes is None"):
+    with raises(errors.BatchError, "out_axes is None"):
         vmap(lambda x: (x.sum(), x), out_axes=(0, None))(np.ones((2, 3)))
 
 
 def test_error_when_in_axes_does_not_match_the_arguments():
-    with raises("in_axes (0, 0) does not match the structure (*,)", "per argument", "prefix"):
+    with raises(errors.BatchError, "in_axes (0, 0) does not match the structure (*,)", "per argument", "prefix"):
         vmap(f_vec, in_axes=(0, 0))(np.ones((2, 3)))
-    with raises("in_axes", "does not match", "{'a': *, 'b': *}"):
+    with raises(errors.BatchError, "in_axes", "does not match", "{'a': *, 'b': *}"):
         vmap(lambda d: d["a"], in_axes=({"a": 0, "c": 0},))({"a": np.ones(2), "b": np.ones(2)})
-    with raises("in_axes", "does not match"):
+    with raises(errors.BatchError, "in_axes", "does not match"):
         vmap(lambda d: d["a"], in_axes=([0, 0],))({"a": np.ones(2), "b": np.ones(2)})
-    with raises("in_axes", "does not match"):
+    with raises(errors.BatchError, "in_axes", "does not match"):
         vmap(lambda t: t[0], in_axes=((0, None, 0),))((np.ones(2), np.ones(2)))
-    with raises("out_axes (0, 0, 0) does not match the structure (*, *)", "per output"):
+    with raises(errors.BatchError, "out_axes (0, 0, 0) does not match the structure (*, *)", "per output"):
         vmap(lambda x: (x, x), out_axes=(0, 0, 0))(np.ones(2))
-    with raises("out_axes", "does not match", "per output"):
+    with raises(errors.BatchError, "out_axes", "does not match", "per output"):
         vmap(lambda x: {"a": x}, out_axes={"b": 0})(np.ones(2))
 
 
 def test_errors_inside_nested_transformations_leave_no_trace():
-    with raises("different batch sizes"):
+    with raises(errors.BatchError, "different batch sizes"):
         grad(lambda s: np.sum(vmap(lambda a, b: a * b)(s * np.ones(2), np.ones(3))))(1.0)
-    with raises("out_axes is None"):
+    with raises(errors.BatchError, "out_axes is None"):
         vmap(lambda x: vmap(lambda y: y * x, out_axes=None)(np.ones(2)))(np.ones(3))
     assert trace_stack() == []
 

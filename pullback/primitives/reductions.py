@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
 from .families import (batch_along_axis, batch_reduction, call_emitter, constant, derivatives_from, dtype_of,
                        linear, shape_of)

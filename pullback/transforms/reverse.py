@@ -76,6 +76,10 @@ class ReverseTrace(Trace):
         tape.append((pullback, parents, 0, out))
         return ReverseTracer(self, out, node)
 
+    def strip(self, value):
+        """The value of a value returned by the traced function (auxiliary outputs)."""
+        return value.value if self.node_of(value) is not None else value
+
     def node_of(self, value):
         """The tape reference of a value returned by the traced function (None: a constant)."""
         if isinstance(value, ReverseTracer) and value._trace is self:
@@ -220,7 +224,7 @@ def pullback(f: Callable, *primals, has_aux: bool = False):
         out_leaves, out_treedef = flatten(out)
         nodes = [trace.node_of(o) for o in out_leaves]
         out_values = [o if n is None else o.value for o, n in zip(out_leaves, nodes)]
-        aux = tree_map(lambda a: a.value if trace.node_of(a) is not None else a, aux)
+        aux = tree_map(trace.strip, aux)
     tape = trace.tape
     del trace, inputs, result, out, out_leaves
 
