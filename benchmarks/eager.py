@@ -152,14 +152,22 @@ def run_library(lib):
     results = {}
     for name, (f, g, x) in problems(lib).items():
         results[name] = {"f": median_time(f, x) * 1e6, "grad": median_time(g, x) * 1e6}
-    blas = ""
+    return {"results": results, "blas": blas_kernel()}
+
+
+def blas_kernel(verbose=False):
+    """The BLAS loaded, as threadpoolctl names it ('openblas SkylakeX'); '' without threadpoolctl.
+    verbose: with version, threads and the package that ships each library."""
     try:
         from threadpoolctl import threadpool_info
-        blas = ", ".join(f"{i.get('internal_api')} {i.get('architecture', '')}".strip()
-                         for i in threadpool_info() if i.get("user_api") == "blas")
     except ImportError:
-        pass
-    return {"results": results, "blas": blas}
+        return ""
+    return ", ".join(
+        f"{i.get('internal_api')} {i.get('architecture', '')}".strip() if not verbose else
+        f"{i.get('internal_api')} {i.get('version')} {i.get('architecture', '')}, "
+        f"{i.get('num_threads')} threads "
+        f"({os.path.basename(os.path.dirname(i.get('filepath', '')))})"
+        for i in threadpool_info() if i.get("user_api") == "blas")
 
 
 def check_agreement(python):
