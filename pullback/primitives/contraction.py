@@ -49,11 +49,26 @@ def _matmul_vjp(wrt, out, a, b):
     return name_pullback(pullback, "matmul")
 
 
-# Batching pads batched operands to a common rank, like a broadcasting elementwise op:
-# matmul broadcasts its leading (stack) dimensions the same way.
+def _matmul_batch(values, dims):
+    """A batch against one shared matrix becomes ONE matrix product (a single GEMM)
+    instead of a stack of small ones; other cases pad batched operands to a common
+    rank, like a broadcasting elementwise op (matmul broadcasts its stack axes so)."""
+    (a, b), (da, db) = values, dims
+    if da is not None and db is None and len(shape_of(b)) == 2:
+        a = moveaxis(a, da, 0)                        # (B, ..., n, k) @ (k, m)
+        lead = a.shape[:-1]
+        return matmul(a.reshape((-1, a.shape[-1])), b).reshape(lead + (b.shape[-1],)), 0
+    if da is None and db is not None and len(shape_of(a)) == 2 and len(shape_of(b)) == 3:
+        b = moveaxis(b, db, 0)                        # (n, k) @ (B, k, m)
+        size, k, m = b.shape
+        wide = b.transpose((1, 0, 2)).reshape((k, size * m))
+        return matmul(a, wide).reshape((a.shape[0], size, m)).transpose((1, 0, 2)), 0
+    return batch_elementwise(matmul, values, dims)
+
+
 matmul = Primitive("matmul", np.matmul, shape=_matmul_shape,
                    jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
-                   batch=lambda values, dims: batch_elementwise(matmul, values, dims),
+                   batch=_matmul_batch,
                    emit=lambda args: f"{args[0]} @ {args[1]}", family="contraction")
 
 # ---------------------------------------------------------------------- einsum
