@@ -43,11 +43,14 @@ class ReverseTracer(Tracer):
 
 
 class ReverseTrace(Trace):
-    __slots__ = ("tape",)
+    __slots__ = ("tape", "hints")
 
     def __init__(self, level):
         super().__init__(level)
         self.tape = []
+        # Outputs are kept on the tape only to name derivative code when staging; otherwise
+        # a value lives only as long as some pullback needs it.
+        self.hints = staging_active()
 
     def new_leaf(self, value):
         self.tape.append(None)
@@ -70,10 +73,11 @@ class ReverseTrace(Trace):
         pullback = primitive.vjp(wrt, out, *values, **params)
         tape = self.tape
         node = len(tape)
+        kept = out if self.hints else None
         if primitive.multiple_results:
-            tape.append((pullback, parents, len(out), out))
+            tape.append((pullback, parents, len(out), kept))
             return [ReverseTracer(self, o, (node, k)) for k, o in enumerate(out)]
-        tape.append((pullback, parents, 0, out))
+        tape.append((pullback, parents, 0, kept))
         return ReverseTracer(self, out, node)
 
     def strip(self, value):
