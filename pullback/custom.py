@@ -78,6 +78,15 @@ def _checked(values, references, what, name):
     return out
 
 
+def _flat(fun, in_def, out_def, check):
+    """`fun` on flat leaves, returning flat leaves; records the output structure in out_def."""
+    def flat_fun(*xs):
+        out_leaves, treedef = flatten(fun(*unflatten(in_def, xs)))
+        out_def[:] = [treedef]
+        return check(out_leaves)
+    return flat_fun
+
+
 class custom_vjp:
     """A function with a user-supplied reverse-mode rule.
 
@@ -112,11 +121,7 @@ class custom_vjp:
                                   f"`{name}.defvjp(fwd, bwd)` first.")
         leaves, in_def = flatten(args)
         out_def, check = [], _closure_check(leaves, name)
-
-        def flat_fun(*xs):
-            out_leaves, treedef = flatten(self.fun(*unflatten(in_def, xs)))
-            out_def[:] = [treedef]
-            return check(out_leaves)
+        flat_fun = _flat(self.fun, in_def, out_def, check)
 
         def flat_fwd(*xs):
             result = self.fwd(*unflatten(in_def, xs))
@@ -176,11 +181,7 @@ class custom_jvp:
                                   f"its rule with `@{name}.defjvp`.")
         leaves, in_def = flatten(args)
         out_def, check = [], _closure_check(leaves, name)
-
-        def flat_fun(*xs):
-            out_leaves, treedef = flatten(self.fun(*unflatten(in_def, xs)))
-            out_def[:] = [treedef]
-            return check(out_leaves)
+        flat_fun = _flat(self.fun, in_def, out_def, check)
 
         def flat_jvp(primals, tangents):
             result = self.jvp(unflatten(in_def, primals), unflatten(in_def, tangents))

@@ -414,6 +414,6 @@ def stop_gradient(x: Any) -> Any:
 
     >>> import numpy as np
     >>> grad(lambda x: x * stop_gradient(x))(3.0)
-    array(3.)
+    np.float64(3.0)
     """
     return tree_map(_stop_gradient, x)

@@ -93,8 +93,8 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
     `has_aux=True`, `f` returns `(out, aux)` and the result is `(out, tangent, aux)`.
 
     >>> import numpy as np
-    >>> pushforward(np.sin, (0.0,), (2.0,))
-    (array(0.), array(2.))
+    >>> pushforward(np.sin, (np.zeros(2),), (np.array([2.0, 3.0]),))
+    (array([0., 0.]), array([2., 3.]))
     """
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TangentError("pushforward(f, primals, tangents) takes primals and tangents as "
