@@ -606,28 +606,19 @@ def _transpose(eq, rw):
     return None if inner is None else rw.retyped(eq, transpose, [x], {"axes": axes})
 
 
-def _reshape(eq, rw):
-    """reshape(reshape(x)) -> one reshape; a reshape to x's own shape -> x."""
-    x = eq.inputs[0]
-    inner = rw.operand_of(x, "reshape")
-    if inner is not None:
-        x = inner
-    r = rw.forward(x, eq)
-    if r is None and inner is not None:
-        r = rw.retyped(eq, reshape, [x])
-    return r
-
-
-def _broadcast_to(eq, rw):
-    """broadcast_to(broadcast_to(x)) -> one broadcast; a broadcast to x's own shape -> x."""
-    x = eq.inputs[0]
-    inner = rw.operand_of(x, "broadcast_to")
-    if inner is not None:
-        x = inner
-    r = rw.forward(x, eq)
-    if r is None and inner is not None:
-        r = rw.retyped(eq, broadcast_to, [x])
-    return r
+def _collapse(primitive):
+    """A rule for reshape / broadcast_to: two in a row -> one; one to x's own shape -> x."""
+    def rule(eq, rw):
+        x = eq.inputs[0]
+        inner = rw.operand_of(x, primitive.name)
+        if inner is not None:
+            x = inner
+        r = rw.forward(x, eq)
+        if r is None and inner is not None:
+            r = rw.retyped(eq, primitive, [x])
+        return r
+    rule.__name__ = f"_{primitive.name}"
+    return rule
 
 
 def _convert(eq, rw):
@@ -709,7 +700,7 @@ def _unbroadcast_operands(eq, rw):
 
 RULES = {"add": _add, "subtract": _subtract, "multiply": _multiply, "divide": _divide,
          "negative": _negative, "matmul": _matmul, "embed": _embed, "transpose": _transpose,
-         "reshape": _reshape, "broadcast_to": _broadcast_to, "convert": _convert,
+         "reshape": _collapse(reshape), "broadcast_to": _collapse(broadcast_to), "convert": _convert,
          "getitem": _getitem, "sum": _sum}
 
 
