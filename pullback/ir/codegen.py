@@ -79,7 +79,7 @@ def generate(program: Program, name: str = "f", fast: bool = True):
             lines.append(f"    {target}[{index}] += {args[1]}")
             continue
         if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
-            ufunc = prim.impl.__name__
+            ufunc = _UFUNCS[prim.name].__name__
             if prim.name == "power" and _is_two(eq.inputs[1]):
                 ufunc, args = "square", args[:1]        # what `x ** 2` computes
             expr = f"np.{ufunc}({', '.join(args)}, out={names(reusable[i])})"
@@ -143,7 +143,7 @@ def _buffer_facts(program: Program):
                 last_use[x] = i
                 if eq.primitive.name in VIEW_PRIMITIVES:
                     viewed.add(x)
-        if (eq.primitive.family == "elementwise" and eq.primitive.name in _UFUNC_NAMES) \
+        if (eq.primitive.family == "elementwise" and eq.primitive.name in _UFUNCS) \
                 or eq.primitive.name in FRESH_PRIMITIVES:
             fresh.update(v for v in eq.outputs if v.aval.shape)
     for x in program.outvars:
@@ -188,7 +188,7 @@ def _reusable_buffers(program: Program) -> dict:
     last_use, viewed, fresh = _buffer_facts(program)
     reusable = {}
     for i, eq in enumerate(program.equations):
-        if eq.primitive.name not in _UFUNC_NAMES or eq.primitive.family != "elementwise":
+        if eq.primitive.name not in _UFUNCS or eq.primitive.family != "elementwise":
             continue
         out = eq.outputs[0]
         if not out.aval.shape:
@@ -201,7 +201,8 @@ def _reusable_buffers(program: Program) -> dict:
     return reusable
 
 
-# Elementwise primitives whose implementation is a NumPy ufunc (so they accept out=).
-_UFUNC_NAMES = {name for name, prim in REGISTRY.items()
-                if isinstance(prim.impl, np.ufunc) and getattr(np, prim.impl.__name__, None)
-                is prim.impl and prim.family == "elementwise"}
+# Elementwise primitives computed by a NumPy ufunc (so they accept out=): those whose
+# implementation is one, and power (its implementation is `**`, np.power's fast paths).
+_UFUNCS = {name: prim.impl for name, prim in REGISTRY.items()
+           if isinstance(prim.impl, np.ufunc) and getattr(np, prim.impl.__name__, None)
+           is prim.impl and prim.family == "elementwise"} | {"power": np.power}
