@@ -18,7 +18,9 @@ A `Primitive` carries its rule slots side by side:
 Positional arguments are arrays, keyword arguments are static parameters: tracers
 only ever appear positionally. A primitive whose output has zero derivative
 (piecewise-constant functions, comparisons, integer results) says
-`differentiable=False` and needs no derivative rules.
+`differentiable=False` and needs no derivative rules. A pullback may return a
+`LazyCotangent` for a concrete cotangent; it is handed `Scaled` ones (which multiply
+and negate like arrays) only if its primitive says `scaled_cotangents=True`.
 
 Calling a primitive binds it: with no tracer among the arguments it runs `impl`
 directly (plain NumPy speed); otherwise the innermost transformation among the
@@ -45,14 +47,15 @@ class _Zero:
 ZERO = _Zero()
 
 
-class SparseCotangent:
-    """A cotangent that is zero outside a known region, kept symbolic by a pullback.
+class LazyCotangent:
+    """A concrete cotangent that reverse mode keeps symbolic instead of materialising.
 
-    Reverse mode adds it into an accumulator it owns in place instead of
-    materialising it (the transpose of indexing would otherwise allocate a whole
-    zero array per use). Subclasses implement `dense()` (a fresh array) and
-    `add_into(buffer)` (in place, on a buffer of the full shape and dtype).
-    Pullbacks return one only for concrete arrays, never for tracers.
+    Two kinds: `Embedded` (structural.py: zero outside an indexed region, the transpose
+    of indexing) and `Scaled` (a number times an array). The reverse sweep adds one into
+    a buffer it owns in place (`add_into`) and materialises it (`dense()`, always a fresh
+    array) for a pullback, unless it is `Scaled` and the pullback accepts it
+    (`Primitive.scaled_cotangents`).
+    Pullbacks create them only from concrete arrays, never from tracers.
     """
     __slots__ = ()
 
@@ -61,6 +64,55 @@ class SparseCotangent:
 
     def add_into(self, buffer):
         raise NotImplementedError  # abstract: every concrete kind overrides it
+
+
+class Scaled(LazyCotangent):
+    """`scale * array`, or `scale` everywhere when `array` is None (the transpose of a sum).
+
+    The elementwise pullbacks multiply it by their derivatives: a Python number folds
+    into `scale` and an array of the same shape and dtype multiplies `array` (one pass,
+    none if the cotangent is uniform), so constant factors, negations and sums cost no
+    pass over the data. Anything else materialises it first (exact NumPy semantics).
+    """
+    __slots__ = ("scale", "array", "shape", "dtype")
+    __array_ufunc__ = None               # never silently converted by NumPy
+
+    def __init__(self, scale, array, shape, dtype):
+        self.scale, self.array, self.shape, self.dtype = scale, array, shape, dtype
+
+    def __mul__(self, other):
+        if type(other) in (int, float):                  # weakly typed: keeps the dtype
+            return Scaled(self.scale * other, self.array, self.shape, self.dtype)
+        if type(other) is np.ndarray and other.shape == self.shape \
+                and other.dtype == self.dtype:
+            array = other if self.array is None else self.array * other
+            return Scaled(self.scale, array, self.shape, self.dtype)
+        return self._operand() * other
+
+    def __neg__(self):
+        return Scaled(-self.scale, self.array, self.shape, self.dtype)
+
+    def dense(self):
+        if self.array is None:
+            return np.full(self.shape, self.scale, self.dtype)
+        return self.array * self.scale
+
+    def _operand(self):
+        # What it stands for, as an operand of arithmetic that makes a new array: shared
+        # and read-only where that saves a pass (a staged program keeps a view, not a copy).
+        if self.array is None:
+            return np.broadcast_to(np.asarray(self.scale, self.dtype), self.shape)
+        return self.array if self.scale == 1 else self.array * self.scale
+
+    def add_into(self, buffer):
+        scale, array = self.scale, self.array
+        if array is None:
+            return np.add(buffer, scale, out=buffer)
+        if scale == 1:
+            return np.add(buffer, array, out=buffer)
+        if scale == -1:
+            return np.subtract(buffer, array, out=buffer)
+        return np.add(buffer, array * scale, out=buffer)
 
 
 class ShapeDtype(NamedTuple):
@@ -80,12 +132,12 @@ class Primitive:
     """An operation with its rules; calling it binds it to the current transformation."""
 
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "batch", "emit", "differentiable",
-                 "multiple_results", "domain", "family", "__weakref__")
+                 "multiple_results", "scaled_cotangents", "domain", "family", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, batch: Callable = None, emit: Callable = None,
-                 differentiable: bool = True,
-                 multiple_results: bool = False, domain: Any = None, family: str = ""):
+                 differentiable: bool = True, multiple_results: bool = False,
+                 scaled_cotangents: bool = False, domain: Any = None, family: str = ""):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None):
@@ -94,6 +146,7 @@ class Primitive:
         self.jvp, self.vjp, self.batch, self.emit = jvp, vjp, batch, emit
         self.differentiable = differentiable
         self.multiple_results = multiple_results
+        self.scaled_cotangents = scaled_cotangents
         self.domain = domain
         self.family = family
         REGISTRY[name] = self

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, LazyCotangent, Primitive, ShapeDtype, name_pullback
 from ..transforms.batching import moveaxis
 
 REALS = (-2.0, 2.0)
@@ -90,10 +90,14 @@ def ufunc_emitter(impl):
 def unbroadcast(ct, x):
     """Sum `ct` down to the shape of `x` (undoing broadcasting) and cast it to x's dtype.
 
-    Written with array methods, which are primitives on tracers and NumPy on arrays.
+    Written with array methods, which are primitives on tracers and NumPy on arrays;
+    a lazy cotangent that needs either is materialised first.
     """
     shape = shape_of(x)
     ct_shape = ct.shape
+    dtype = dtype_of(x)
+    if isinstance(ct, LazyCotangent) and (ct_shape != shape or dtype not in (None, ct.dtype)):
+        ct = ct.dense()
     if ct_shape != shape:
         lead = len(ct_shape) - len(shape)
         axes = tuple(range(lead)) + tuple(
@@ -102,7 +106,6 @@ def unbroadcast(ct, x):
             ct = ct.sum(axis=axes)
         if ct.shape != shape:
             ct = ct.reshape(shape)
-    dtype = dtype_of(x)
     if dtype is not None and ct.dtype != dtype:
         ct = ct.astype(dtype)
     return ct
@@ -163,7 +166,8 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp, vjp=vjp,
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
-                     emit=emit or ufunc_emitter(impl), domain=domain, family="elementwise")
+                     emit=emit or ufunc_emitter(impl), scaled_cotangents=True, domain=domain,
+                     family="elementwise")
     return prim
 
 

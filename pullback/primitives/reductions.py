@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..core.primitive import Primitive, ShapeDtype, name_pullback
+from ..core.primitive import Primitive, Scaled, ShapeDtype, name_pullback
 from .elementwise import equal, where
 from .families import (batch_along_axis, batch_reduction, call_emitter, constant, derivatives_from, dtype_of,
                        linear, shape_of)
@@ -33,6 +33,9 @@ def keep_dims(y, x, axis, keepdims):
 
 
 def _sum_transpose(ct, x, axis, keepdims):
+    if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
+        # A concrete number spread uniformly: kept lazy for the pullbacks that follow.
+        return Scaled(ct.item(), None, shape_of(x), ct.dtype)
     return broadcast_to(keep_dims(ct, x, axis, keepdims), shape=shape_of(x))
 
 

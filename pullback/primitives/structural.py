@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.engine import Tracer
-from ..core.primitive import ZERO, Primitive, ShapeDtype, SparseCotangent, name_pullback
+from ..core.primitive import ZERO, LazyCotangent, Primitive, ShapeDtype, name_pullback
 from ..transforms.batching import moveaxis
 from .elementwise import equal, where
 from .families import (batch_by_loop, batch_size, constant, dtype_of, linear, shape_of, source,
@@ -106,31 +106,43 @@ def _getitem_jvp(primals, tangents, index):
     return getitem(x, *arrays, index=index), getitem(tangents[0], *arrays, index=index)
 
 
-class Embedded(SparseCotangent):
-    """`embed(values, *arrays, index, shape)`, not yet materialised (see SparseCotangent)."""
+class Embedded(LazyCotangent):
+    """`embed(values, *arrays, index, shape)`, not yet materialised (see LazyCotangent).
+
+    `values` is an array or itself lazy (a `Scaled` cotangent of the indexed part).
+    """
     __slots__ = ("values", "arrays", "index", "shape")
 
     def __init__(self, values, arrays, index, shape):
         self.values, self.arrays, self.index, self.shape = values, arrays, index, shape
 
     def dense(self):
-        return _embed_impl(self.values, *self.arrays, index=self.index, shape=self.shape)
+        return self.add_into(np.zeros(self.shape, self.values.dtype))
 
     def add_into(self, buffer):
         idx = index_tuple(self.index, self.arrays)
+        values = self.values
+        if isinstance(values, LazyCotangent):
+            region = None if self.arrays else buffer[idx]
+            if type(region) is np.ndarray:       # a view: added in place, still lazy
+                values.add_into(region)
+                return buffer
+            values = values.dense()
         if self.arrays:
-            np.add.at(buffer, idx, self.values)
+            np.add.at(buffer, idx, values)       # repeated indices accumulate
         else:
-            buffer[idx] += self.values
+            buffer[idx] += values
         return buffer
 
 
 def _getitem_vjp(wrt, out, x, *arrays, index):
     def pullback(ct):
-        if isinstance(ct, np.ndarray) and not any(isinstance(a, Tracer) for a in arrays):
+        if (type(ct) is np.ndarray or isinstance(ct, LazyCotangent)) \
+                and not any(isinstance(a, Tracer) for a in arrays):
             # All concrete: let reverse mode add it into its accumulator in place.
             ct_x = Embedded(ct, arrays, index, shape_of(x))
         else:
+            ct = ct.dense() if isinstance(ct, LazyCotangent) else ct
             ct_x = embed(ct, *arrays, index=index, shape=shape_of(x))
         return (ct_x,) + (ZERO,) * len(arrays)
     return name_pullback(pullback, "getitem")
@@ -178,7 +190,8 @@ def _getitem_emit(args, index):
 
 getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
                     shape=_getitem_shape, jvp=_getitem_jvp, vjp=_getitem_vjp,
-                    batch=_getitem_batch, emit=_getitem_emit, family="structural")
+                    batch=_getitem_batch, emit=_getitem_emit, scaled_cotangents=True,
+                    family="structural")
 
 
 def _embed_impl(values, *arrays, index, shape):

@@ -1,9 +1,11 @@
 """Reverse mode: record a tape while `f` runs, then pull cotangents back through it.
 
 A `ReverseTracer` holds a value and the index of the tape entry that produced it.
-Each tape entry is `(pullback, parents)`: the primitive's named pullback closure
-(built by its `vjp` rule, closing over its residuals) and the tape indices of the
-inputs that are traced at this level. Input leaves have no pullback.
+Each tape entry is `(pullback, parents, n_results, lazy, output)`: the primitive's
+named pullback closure (built by its `vjp` rule, closing over its residuals), the
+tape indices of the inputs that are traced at this level, the number of outputs
+(0: one, not a list), whether the pullback accepts `Scaled` cotangents, and the output
+(kept only while staging, to name derivative code). Input leaves have no entry.
 
 `backward` sweeps the tape once in reverse order (the order of recording is a
 topological order), so it needs no graph search. It can run any number of times
@@ -18,7 +20,7 @@ import numpy as np
 from ..boundary import differentiable_input, matching_tree, split_aux
 from ..core.engine import (Trace, Tracer, name_like, new_trace, set_provenance,
                            staging_active)
-from ..core.primitive import ZERO, SparseCotangent
+from ..core.primitive import ZERO, LazyCotangent, Scaled
 from ..errors import CotangentError
 from ..primitives.structural import zeros_like_value
 from ..tree import flatten, tree_map, unflatten
@@ -74,10 +76,11 @@ class ReverseTrace(Trace):
         tape = self.tape
         node = len(tape)
         kept = out if self.hints else None
+        scaled = primitive.scaled_cotangents
         if primitive.multiple_results:
-            tape.append((pullback, parents, len(out), kept))
+            tape.append((pullback, parents, len(out), scaled, kept))
             return [ReverseTracer(self, o, (node, k)) for k, o in enumerate(out)]
-        tape.append((pullback, parents, 0, kept))
+        tape.append((pullback, parents, 0, scaled, kept))
         return ReverseTracer(self, out, node)
 
     def strip(self, value):
@@ -99,7 +102,8 @@ def backward(tape, seeds):
 
     Cotangents are summed into arrays this sweep allocated itself ("owned"), in
     place; an array handed to a pullback is no longer owned (pullbacks may pass
-    it on unchanged to several inputs).
+    it on unchanged to several inputs). Lazy cotangents (`LazyCotangent`) stay lazy
+    until they are summed, reach a pullback that does not accept them, or a leaf.
     """
     accumulator = _Accumulator(tape)
     for ref, ct in seeds:
@@ -110,8 +114,8 @@ def backward(tape, seeds):
         entry = tape[i]
         if cotangents[i] is None or entry is None:
             continue
-        ct = accumulator.take(i)
-        pullback, parents, _, out = entry
+        pullback, parents, _, scaled, out = entry
+        ct = accumulator.take(i, scaled)
         if hints:
             set_provenance(out)
         for ref, c in zip(parents, pullback(ct)):
@@ -120,7 +124,7 @@ def backward(tape, seeds):
     if hints:
         set_provenance(None)
     for i, ct in enumerate(cotangents):          # the leaves' cotangents, materialised
-        if isinstance(ct, SparseCotangent):
+        if isinstance(ct, LazyCotangent):
             cotangents[i] = ct.dense()
     return cotangents
 
@@ -132,14 +136,15 @@ class _Accumulator:
     def __init__(self, tape):
         self.tape, self.cotangents, self.owned = tape, [None] * len(tape), set()
 
-    def take(self, i):
-        """The total cotangent of entry i, dense, released to a pullback."""
+    def take(self, i, scaled):
+        """The total cotangent of entry i, released to a pullback: dense, or `Scaled`
+        if it is and the pullback accepts it."""
         ct = self.cotangents[i]
         self.cotangents[i] = None            # free it early
-        if isinstance(ct, SparseCotangent):
-            return ct.dense()
+        if isinstance(ct, LazyCotangent):
+            return ct if scaled and type(ct) is Scaled else ct.dense()
         if type(ct) is list:
-            return [c.dense() if isinstance(c, SparseCotangent) else c for c in ct]
+            return [_dense(c) for c in ct]
         self.owned.discard(id(ct))
         return ct
 
@@ -155,19 +160,19 @@ class _Accumulator:
         if old is None:
             self.cotangents[ref] = ct
             return
-        if isinstance(old, SparseCotangent):
-            old, ct = ct, old                    # keep the sparse one second
-        if isinstance(old, SparseCotangent):     # both sparse: a fresh buffer
+        if isinstance(old, LazyCotangent):
+            old, ct = ct, old                    # keep the lazy one second
+        if not (_in_place(old) and _in_place(ct)):   # tracers, NumPy scalars: functional
+            self.cotangents[ref] = _dense(old) + _dense(ct)
+            return
+        if isinstance(old, LazyCotangent):       # both lazy: a fresh buffer
             old = self._own(old.dense())
-        elif type(old) is np.ndarray and id(old) not in self.owned \
-                and (isinstance(ct, SparseCotangent) or type(ct) is np.ndarray):
+        elif id(old) not in self.owned:
             old = self._own(old.copy())
-        if isinstance(ct, SparseCotangent):
+        if isinstance(ct, LazyCotangent):
             self.cotangents[ref] = ct.add_into(old)
-        elif type(old) is np.ndarray and type(ct) is np.ndarray:
+        else:
             self.cotangents[ref] = np.add(old, ct, out=old)
-        else:                                    # tracers: functional
-            self.cotangents[ref] = old + ct
 
     def _own(self, buffer):
         self.owned.add(id(buffer))
@@ -175,7 +180,12 @@ class _Accumulator:
 
 
 def _dense(ct):
-    return ct.dense() if isinstance(ct, SparseCotangent) else ct
+    return ct.dense() if isinstance(ct, LazyCotangent) else ct
+
+
+def _in_place(ct):
+    """Whether a cotangent can be summed in place (a NumPy array, or a lazy one)."""
+    return type(ct) is np.ndarray or isinstance(ct, LazyCotangent)
 
 
 def reverse_trace():

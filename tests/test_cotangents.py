@@ -1,0 +1,118 @@
+"""Reverse mode's lazy cotangents and in-place sums give exactly the derivatives of forward mode.
+
+The reverse sweep keeps some cotangents symbolic (`Scaled`: a number times an array, or
+a uniform value from a sum; `Embedded`: the transpose of indexing) and sums others in
+place in buffers it owns. None of that may change a result, alias an input, or leak a
+read-only view to the user: random programs of elementwise arithmetic, constants,
+indexing and fan-out check it against forward mode, which never takes those paths.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import pullback.numpy as pnp
+from pullback import grad, hessian, jacfwd, jvp, pullback as vjp
+from pullback.core.primitive import Scaled
+
+N = 6
+PERMUTATION = np.array([5, 0, 0, 3, 2, 2])          # repeated indices accumulate
+
+UNARY = {
+    "sin": np.sin, "tanh": np.tanh, "neg": lambda v: -v, "scale": lambda v: 3.0 * v,
+    "halve": lambda v: v / 2.0, "square": lambda v: v ** 2, "one_minus": lambda v: 1.0 - v,
+    "reverse": lambda v: v[::-1], "gather": lambda v: v[PERMUTATION],
+    "first_times": lambda v: v[0] * v,                               # an integer index
+    "shift": lambda v: pnp.concatenate([v[1:] - v[:-1] ** 2, v[:1]]),
+    "rows": lambda v: (v.reshape(2, 3) * np.array([[1.0], [-2.0]])).reshape(N),
+}
+BINARY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b}
+REDUCE = {
+    "sum": np.sum, "mean": np.mean, "sum_tail": lambda v: np.sum(v[2:]),
+    "scaled_sum": lambda v: v.sum() * -0.5, "sum_2d": lambda v: np.sum(v.reshape(3, 2)),
+}
+
+steps = st.lists(st.one_of(
+    st.tuples(st.sampled_from(sorted(UNARY)), st.integers(0, 100)),
+    st.tuples(st.sampled_from(sorted(BINARY)), st.integers(0, 100), st.integers(0, 100))),
+    min_size=1, max_size=8)
+
+
+def program(plan, reduce):
+    """A scalar function: each step applies an op to earlier values (fan-out included)."""
+    def f(x):
+        values = [x]
+        for op, *picks in plan:
+            operands = [values[p % len(values)] for p in picks]
+            values.append((UNARY | BINARY)[op](*operands))
+        return REDUCE[reduce](values[-1]) + 0.25 * REDUCE[reduce](values[len(values) // 2])
+    return f
+
+
+@settings(max_examples=150, deadline=None)
+@given(plan=steps, reduce=st.sampled_from(sorted(REDUCE)),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_gradients_of_random_programs_equal_forward_mode(plan, reduce, dtype):
+    f = program(plan, reduce)
+    x = np.linspace(-0.9, 0.8, N).astype(dtype)
+    g = grad(f)(x)
+    expected = jacfwd(f)(x)
+    assert g.dtype == dtype and g.shape == x.shape
+    assert g.flags.writeable and not np.shares_memory(g, x)
+    tolerance = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(g, expected, rtol=tolerance, atol=tolerance)
+
+
+@settings(max_examples=40, deadline=None)
+@given(plan=steps, reduce=st.sampled_from(sorted(REDUCE)))
+def test_hessians_of_random_programs_agree_across_modes(plan, reduce):
+    # Inner reverse sweeps with concrete seeds meet tracers of the outer transformation.
+    f = program(plan, reduce)
+    x = np.linspace(-0.9, 0.8, N)
+    reference = hessian(f, mode="forward-over-forward")(x)
+    for mode in ("forward-over-reverse", "reverse-over-reverse", "reverse-over-forward"):
+        np.testing.assert_allclose(hessian(f, mode=mode)(x), reference, rtol=1e-10, atol=1e-10)
+
+
+def test_a_concrete_indexed_cotangent_meets_a_traced_one():
+    # x[1:] sums with a constant cotangent while x ** 3 gives an outer tracer: they add.
+    f = lambda x: np.sum(x[1:]) + np.sum(x ** 3)
+    x = np.arange(1.0, 5.0)
+    gradient, curvature = jvp(grad(f), (x,), (np.ones(4),))
+    np.testing.assert_allclose(gradient, [3.0, 13.0, 28.0, 49.0])
+    np.testing.assert_allclose(curvature, 6.0 * x)
+
+
+def test_gradients_are_fresh_writable_arrays_not_views_of_constants():
+    c = np.array([1.0, 2.0, 3.0])
+    for f in (np.sum, lambda x: np.sum(x * c), lambda x: np.sum((x + 0.0).reshape(3, 1))):
+        g = grad(f)(np.zeros(3))
+        assert g.flags.writeable and not np.shares_memory(g, c)
+
+
+def test_back_gives_the_same_result_each_time_it_is_called():
+    # Summing in place must never write into a residual or an earlier result.
+    def f(x):
+        y = x ** 2
+        return y * 3.0, y[::-1] - x
+    x = np.array([0.5, -1.0, 2.0])
+    out, back = vjp(f, x)
+    cts = (np.array([1.0, 2.0, 3.0]), np.array([-1.0, 0.5, 4.0]))
+    first = back(cts)[0].copy()
+    np.testing.assert_array_equal(back(cts)[0], first)
+    np.testing.assert_allclose(first, 6.0 * x * cts[0] + 2.0 * x * cts[1][::-1] - cts[1])
+
+
+def test_scaled_folds_numbers_and_multiplies_arrays_like_numpy():
+    a = np.array([1.0, -2.0, 3.0], np.float32)
+    uniform = Scaled(2.0, None, (3,), np.dtype(np.float32))
+    product = -(uniform * a) * 0.5                      # no pass: scale -1, array a
+    assert product.array is a and product.scale == -1.0
+    assert product.dense().dtype == np.float32
+    np.testing.assert_array_equal(product.dense(), -a)
+    np.testing.assert_array_equal(product.add_into(np.ones(3, np.float32)), 1.0 - a)
+    np.testing.assert_array_equal(uniform.dense(), [2.0, 2.0, 2.0])
+    # Anything else is NumPy arithmetic on what it stands for (promotion included).
+    assert (uniform * np.float64(2.0)).dtype == np.float64
+    np.testing.assert_array_equal(uniform * np.ones((2, 3), np.float32), np.full((2, 3), 2.0))
+    with pytest.raises(TypeError):
+        np.add(uniform, a)                              # never silently converted
