@@ -1,7 +1,8 @@
 """Elementwise primitives: one line per primitive, its partial derivatives beside it.
 
 Derivatives are functions of the inputs and the output, written with primitives
-(so they differentiate again), or plain numbers. Constants are Python floats,
+(so they differentiate again), or plain numbers; a function may return a pair
+`(number, array)` for their product (see `families.elementwise`). Constants are Python floats,
 which NumPy treats as weakly typed: float32 stays float32.
 """
 import math
@@ -34,10 +35,10 @@ negative = elementwise("negative", np.negative, -1, domain=(REALS,), emit=operat
 absolute = unary("absolute", np.absolute, lambda x, out: sign(x))
 sqrt = unary("sqrt", np.sqrt, lambda x, out: 0.5 / out, POSITIVE)
 cbrt = unary("cbrt", np.cbrt, lambda x, out: 1.0 / (3.0 * square(out)), POSITIVE)
-square = unary("square", np.square, lambda x, out: 2.0 * x)
+square = unary("square", np.square, lambda x, out: (2.0, x))
 reciprocal = unary("reciprocal", np.reciprocal, lambda x, out: -square(out), POSITIVE)
 exp = unary("exp", np.exp, lambda x, out: out)
-exp2 = unary("exp2", np.exp2, lambda x, out: out * LN2)
+exp2 = unary("exp2", np.exp2, lambda x, out: (LN2, out))
 expm1 = unary("expm1", np.expm1, lambda x, out: out + 1.0)
 log = unary("log", np.log, lambda x, out: reciprocal(x), POSITIVE)
 log2 = unary("log2", np.log2, lambda x, out: 1.0 / (x * LN2), POSITIVE)
@@ -60,8 +61,8 @@ arctanh = unary("arctanh", np.arctanh, lambda x, out: reciprocal(1.0 - square(x)
 
 expit = unary("expit", sp.expit, lambda x, out: out * (1.0 - out))
 logit = unary("logit", sp.logit, lambda x, out: reciprocal(x * (1.0 - x)), OPEN_UNIT)
-erf = unary("erf", sp.erf, lambda x, out: (2.0 / math.sqrt(math.pi)) * exp(-square(x)))
-erfc = unary("erfc", sp.erfc, lambda x, out: (-2.0 / math.sqrt(math.pi)) * exp(-square(x)))
+erf = unary("erf", sp.erf, lambda x, out: (2.0 / math.sqrt(math.pi), exp(-square(x))))
+erfc = unary("erfc", sp.erfc, lambda x, out: (-2.0 / math.sqrt(math.pi), exp(-square(x))))
 gammaln = unary("gammaln", sp.gammaln, lambda x, out: digamma(x), POSITIVE)
 digamma = unary("digamma", sp.digamma, lambda x, out: polygamma(x, n=1), POSITIVE)
 def _polygamma(x, n):
@@ -87,7 +88,7 @@ def _power(x, y):
 
 def _power_dx(x, y, out):
     if isinstance(y, (int, float)):
-        return 2.0 * x if y == 2 else y * x ** (y - 1)
+        return (y, x) if y == 2 else (y, x ** (y - 1))
     return y * x ** (y - 1.0)
 
 

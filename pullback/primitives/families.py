@@ -120,14 +120,22 @@ def _scaler(derivative):
         if derivative == -1:
             return lambda t, args, params: -t
         return lambda t, args, params: t * derivative
-    return lambda t, args, params: t * derivative(*args, **params)
+    def scale(t, args, params):
+        d = derivative(*args, **params)
+        if type(d) is tuple:                 # (number, array): the number first
+            return t * d[0] * d[1]
+        return t * d
+    return scale
 
 
 def elementwise(name, impl, *derivatives, domain=None, emit=None):
     """An elementwise (broadcasting) primitive with the given partial derivatives.
 
     `derivatives[i]` is the partial derivative with respect to input i: a number,
-    or a function `(*primals, out, **params) -> array` written with primitives.
+    or a function `(*primals, out, **params) -> array` written with primitives. The
+    function may return a pair `(number, array)` for their product (x ** 2: `(2.0, x)`):
+    the cotangent is multiplied by the number first, which a lazy `Scaled` cotangent
+    folds into its scale, saving a pass over the data.
     """
     prim = None
     scales = [_scaler(d) for d in derivatives]
