@@ -139,16 +139,19 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
     """
     prim = None
     scales = [_scaler(d) for d in derivatives]
+    negated = [type(d) is int and d == -1 for d in derivatives]   # subtracted, not negated
 
     def jvp(primals, tangents, **params):
         out = prim(*primals, **params)
         args = (*primals, out)
         tangent_out = ZERO
-        for scale, t in zip(scales, tangents):
+        for scale, minus, t in zip(scales, negated, tangents):
             if t is ZERO:
                 continue
-            term = scale(t, args, params)
-            tangent_out = term if tangent_out is ZERO else tangent_out + term
+            if tangent_out is ZERO:
+                tangent_out = scale(t, args, params)
+            else:
+                tangent_out = tangent_out - t if minus else tangent_out + scale(t, args, params)
         if tangent_out is not ZERO and tangent_out.shape != out.shape:
             from . import structural
             tangent_out = structural.broadcast_to(tangent_out, shape=out.shape)

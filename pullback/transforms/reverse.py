@@ -1,7 +1,7 @@
 """Reverse mode: record a tape while `f` runs, then pull cotangents back through it.
 
 A `ReverseTracer` holds a value and the index of the tape entry that produced it.
-Each tape entry is `(pullback, parents, n_results, lazy, output)`: the primitive's
+Each tape entry is `(pullback, parents, n_results, scaled, output)`: the primitive's
 named pullback closure (built by its `vjp` rule, closing over its residuals), the
 tape indices of the inputs that are traced at this level, the number of outputs
 (0: one, not a list), whether the pullback accepts `Scaled` cotangents, and the output
