@@ -1,6 +1,7 @@
 """The engine: nesting and perturbation confusion, eager control flow, threads, memory."""
 import gc
 import threading
+import tracemalloc
 import weakref
 
 import numpy as np
@@ -162,6 +163,28 @@ def test_recorded_graph_is_freed_with_back():
     del back
     gc.collect()
     assert watched[0]() is None            # ... and no longer
+
+
+@pytest.mark.parametrize("record", [
+    lambda f, x: vjp(f, x),
+    lambda f, x: vjp(lambda y: pushforward(f, (y,), (np.ones_like(y),))[1], x),   # HVP
+])
+def test_a_recording_keeps_only_the_residuals_its_pullbacks_read(record):
+    x = np.linspace(0.0, 1.0, 100_000)
+
+    def f(x):
+        for _ in range(20):
+            x = 1.5 * x - 1.0            # no pullback of these reads a value ...
+        return np.sum(np.sin(x) ** 2)    # ... sin and square read their inputs
+
+    tracemalloc.start()
+    try:
+        recording = record(f, x)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 8 * x.nbytes           # a few residuals, not the 40 intermediates
+    del recording
 
 
 def test_trace_stack_is_restored_after_an_exception():

@@ -10,6 +10,7 @@ Each constructor builds a `Primitive` and supplies the rules its family derives:
 - `linear(name, impl, shape, transpose)`: the jvp applies the primitive to the
   tangents and the vjp is the transpose rule.
 """
+import dis
 from functools import lru_cache
 
 import numpy as np
@@ -128,8 +129,30 @@ def _scaler(derivative):
     return scale
 
 
+def _reads(derivative, count) -> tuple:
+    """Which of its first `count` positional parameters a derivative reads (bytecode scan;
+    a number reads none, anything but a plain function all)."""
+    if isinstance(derivative, (int, float)):
+        return (False,) * count
+    code = getattr(derivative, "__code__", None)
+    if code is None:
+        return (True,) * count
+    used = set(code.co_cellvars)                 # read by an inner function
+    for instruction in dis.get_instructions(code):
+        if instruction.opname.startswith("LOAD_FAST"):
+            names = instruction.argval
+            used.update(names if isinstance(names, tuple) else (names,))
+    names = code.co_varnames[:code.co_argcount]
+    return tuple(i >= len(names) or names[i] in used for i in range(count))
+
+
+def _stand_in(value):
+    """What a pullback keeps of an input it does not read: its shape and dtype."""
+    return ShapeDtype(value.shape, value.dtype) if hasattr(value, "dtype") else value
+
+
 def elementwise(name, impl, *derivatives, domain=None, emit=None):
-    """An elementwise (broadcasting) primitive with the given partial derivatives.
+    """An elementwise (broadcasting) primitive of one or two inputs, from its partial derivatives.
 
     `derivatives[i]` is the partial derivative with respect to input i: a number,
     or a function `(*primals, out, **params) -> array` written with primitives. The
@@ -157,21 +180,35 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
             tangent_out = structural.broadcast_to(tangent_out, shape=out.shape)
         return out, tangent_out
 
+    # A pullback keeps only the residuals its derivatives read (and the shapes and dtypes
+    # of the other inputs), so intermediate results die as soon as the forward pass is
+    # done with them: less memory, and buffers NumPy reuses while they are still cached.
+    reads = [_reads(d, len(derivatives) + 1) for d in derivatives]
     if len(scales) == 1:
         (scale,) = scales
+        keep_x, keep_out = reads[0]
 
         def vjp(wrt, out, x, **params):
             # One input: no broadcasting, and the output has the input's dtype.
-            def pullback(ct):
-                return (scale(ct, (x, out), params),)
-            return name_pullback(pullback, name)
-    else:
-        def vjp(wrt, out, *primals, **params):
-            args = (*primals, out)
+            kept = (x if keep_x else None, out if keep_out else None)
 
             def pullback(ct):
-                return tuple(unbroadcast(scale(ct, args, params), x) if w else ZERO
-                             for scale, w, x in zip(scales, wrt, primals))
+                return (scale(ct, kept, params),)
+            return name_pullback(pullback, name)
+    else:
+        (scale_x, scale_y), (reads_x, reads_y) = scales, reads
+        keeps = {(True, False): reads_x, (False, True): reads_y,      # per wrt pattern
+                 (True, True): tuple(map(max, reads_x, reads_y))}
+
+        def vjp(wrt, out, x, y, **params):
+            keep_x, keep_y, keep_out = keeps[wrt[0], wrt[1]]
+            args = (x if keep_x else _stand_in(x), y if keep_y else _stand_in(y),
+                    out if keep_out else None)
+            wrt_x, wrt_y = wrt
+
+            def pullback(ct):
+                return (unbroadcast(scale_x(ct, args, params), args[0]) if wrt_x else ZERO,
+                        unbroadcast(scale_y(ct, args, params), args[1]) if wrt_y else ZERO)
             return name_pullback(pullback, name)
 
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp, vjp=vjp,
