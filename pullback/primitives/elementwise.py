@@ -81,9 +81,10 @@ log_ndtr = unary("log_ndtr", sp.log_ndtr,
 
 
 def _power(x, y):
-    # An array's `**` takes NumPy's fast paths (exponent 2 is a square, 0.5 a sqrt, ...),
-    # which np.power does not: 2.5x faster for x ** 2, and equal to what plain code computes.
-    return x ** y if type(x) is np.ndarray else np.power(x, y)
+    # A float array's `**` takes NumPy's fast paths (exponent 2 is a square, 0.5 a sqrt),
+    # which np.power does not: 2.5x faster for x ** 2. (For bool arrays `**` would change
+    # the result dtype, so only floats take it.)
+    return x ** y if type(x) is np.ndarray and x.dtype.kind == "f" else np.power(x, y)
 
 
 def _power_dx(x, y, out):
