@@ -1,18 +1,21 @@
-"""Reverse mode's lazy cotangents and in-place sums give exactly the derivatives of forward mode.
+"""Reverse mode's economies change no result: lazy cotangents, in-place sums, pruned residuals.
 
 The reverse sweep keeps some cotangents symbolic (`Scaled`: a number times an array, or
-a uniform value from a sum; `Embedded`: the transpose of indexing) and sums others in
-place in buffers it owns. None of that may change a result, alias an input, or leak a
-read-only view to the user: random programs of elementwise arithmetic, constants,
-indexing and fan-out check it against forward mode, which never takes those paths.
+a uniform value from a sum; `Embedded`: the transpose of indexing), sums others in place
+in buffers it owns, and elementwise pullbacks keep only the residuals they read. None of
+that may change a result or its dtype, alias an input, or leak a read-only view to the
+user: random programs of elementwise arithmetic, constants, indexing and fan-out check it
+against forward mode, which never takes those paths.
 """
 import numpy as np
 import pytest
+import scipy.special as sp
 from hypothesis import given, settings, strategies as st
 
 import pullback.numpy as pnp
 from pullback import grad, hessian, jacfwd, jvp, pullback as vjp
-from pullback.core.primitive import Scaled
+from pullback.core.primitive import Scaled, ShapeDtype
+from pullback.primitives.families import _reads, unbroadcast
 
 N = 6
 PERMUTATION = np.array([5, 0, 0, 3, 2, 2])          # repeated indices accumulate
@@ -116,3 +119,47 @@ def test_scaled_folds_numbers_and_multiplies_arrays_like_numpy():
     np.testing.assert_array_equal(uniform * np.ones((2, 3), np.float32), np.full((2, 3), 2.0))
     with pytest.raises(TypeError):
         np.add(uniform, a)                              # never silently converted
+
+
+def test_zero_dimensional_inputs_and_constants():
+    x = np.array(1.5)
+    assert grad(lambda x: np.sum(x * x) + np.mean(x ** 2))(x) == 6.0
+    assert grad(lambda r: np.sum(r * np.array(2.0)) + np.sum(r))(x) == 3.0
+    g = grad(lambda x: np.sum(x * x))(np.array(1.5, np.float32))
+    assert g.dtype == np.float32 and g == 3.0
+
+
+def test_gradient_keeps_the_input_dtype_when_a_ufunc_computes_wider():
+    x = np.array([0.5, 0.25], np.float16)              # scipy's erf computes it in float64
+    assert sp.erf(x).dtype == np.float64
+    assert grad(lambda x: np.sum(sp.erf(x)))(x).dtype == np.float16
+
+
+def test_a_cotangent_passed_through_unchanged_is_copied():
+    v = np.array([1.0, 2.0])
+    for f in (lambda x: x + 0.0, lambda x: x, lambda x: (x + 0.0).reshape(2, 1)):
+        out, back = vjp(f, np.zeros(2))
+        (ct,) = back(v.reshape(np.shape(out)))
+        assert not np.shares_memory(ct, v)
+
+
+def test_residual_scan_finds_every_read_parameter():
+    def d_y(x, y, out):                     # a store then a load (fused on Python 3.13+)
+        t = 1.0 / y
+        return -x * t * t
+
+    class Rule:
+        def d(self, x, out):                # a bound method: its parameters are shifted
+            return out
+
+    assert _reads(d_y, 3) == (True, True, False)
+    assert _reads(lambda x, out: (lambda: out)(), 2) == (False, True)   # read in a closure
+    assert _reads(Rule().d, 2) == (True, True)                          # kept, conservatively
+    assert _reads(-1, 2) == (False, False)
+
+
+def test_unbroadcast_materialises_a_lazy_cotangent_before_casting():
+    ct = unbroadcast(Scaled(2.0, None, (3,), np.dtype(np.float32)),
+                     ShapeDtype((3,), np.dtype(np.float64)))
+    assert type(ct) is np.ndarray and ct.dtype == np.float64
+    np.testing.assert_array_equal(ct, [2.0, 2.0, 2.0])

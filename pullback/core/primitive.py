@@ -93,9 +93,11 @@ class Scaled(LazyCotangent):
         return Scaled(-self.scale, self.array, self.shape, self.dtype)
 
     def dense(self):
+        out = np.empty(self.shape, self.dtype)       # an array even when 0-d
         if self.array is None:
-            return np.full(self.shape, self.scale, self.dtype)
-        return self.array * self.scale
+            out.fill(self.scale)
+            return out
+        return np.multiply(self.array, self.scale, out=out)
 
     def _operand(self):
         # What it stands for, as an operand of arithmetic that makes a new array: shared

@@ -11,6 +11,7 @@ Each constructor builds a `Primitive` and supplies the rules its family derives:
   tangents and the vjp is the transpose rule.
 """
 import dis
+import types
 from functools import lru_cache
 
 import numpy as np
@@ -97,7 +98,8 @@ def unbroadcast(ct, x):
     shape = shape_of(x)
     ct_shape = ct.shape
     dtype = dtype_of(x)
-    if isinstance(ct, LazyCotangent) and (ct_shape != shape or dtype not in (None, ct.dtype)):
+    if isinstance(ct, LazyCotangent) and (
+            ct_shape != shape or (dtype is not None and dtype != ct.dtype)):
         ct = ct.dense()
     if ct_shape != shape:
         lead = len(ct_shape) - len(shape)
@@ -134,12 +136,12 @@ def _reads(derivative, count) -> tuple:
     a number reads none, anything but a plain function all)."""
     if isinstance(derivative, (int, float)):
         return (False,) * count
-    code = getattr(derivative, "__code__", None)
-    if code is None:
+    if type(derivative) is not types.FunctionType:
         return (True,) * count
+    code = derivative.__code__
     used = set(code.co_cellvars)                 # read by an inner function
     for instruction in dis.get_instructions(code):
-        if instruction.opname.startswith("LOAD_FAST"):
+        if "LOAD_FAST" in instruction.opname:    # also fused forms (LOAD_FAST_LOAD_FAST, ...)
             names = instruction.argval
             used.update(names if isinstance(names, tuple) else (names,))
     names = code.co_varnames[:code.co_argcount]
@@ -162,13 +164,13 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
     """
     prim = None
     scales = [_scaler(d) for d in derivatives]
-    negated = [type(d) is int and d == -1 for d in derivatives]   # subtracted, not negated
+    subtracted = [type(d) is int and d == -1 for d in derivatives]    # t_out - t, not + (-t)
 
     def jvp(primals, tangents, **params):
         out = prim(*primals, **params)
         args = (*primals, out)
         tangent_out = ZERO
-        for scale, minus, t in zip(scales, negated, tangents):
+        for scale, minus, t in zip(scales, subtracted, tangents):
             if t is ZERO:
                 continue
             if tangent_out is ZERO:
@@ -189,16 +191,19 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
         keep_x, keep_out = reads[0]
 
         def vjp(wrt, out, x, **params):
-            # One input: no broadcasting, and the output has the input's dtype.
+            # One input: no broadcasting; a cast only where the output's dtype differs
+            # (a SciPy ufunc computing float16 in float64).
             kept = (x if keep_x else None, out if keep_out else None)
+            x_type = out.dtype != x.dtype and _stand_in(x)
 
             def pullback(ct):
-                return (scale(ct, kept, params),)
+                ct_x = scale(ct, kept, params)
+                return (unbroadcast(ct_x, x_type) if x_type else ct_x,)
             return name_pullback(pullback, name)
     else:
         (scale_x, scale_y), (reads_x, reads_y) = scales, reads
         keeps = {(True, False): reads_x, (False, True): reads_y,      # per wrt pattern
-                 (True, True): tuple(map(max, reads_x, reads_y))}
+                 (True, True): tuple(a or b for a, b in zip(reads_x, reads_y))}
 
         def vjp(wrt, out, x, y, **params):
             keep_x, keep_y, keep_out = keeps[wrt[0], wrt[1]]

@@ -123,9 +123,8 @@ class Embedded(LazyCotangent):
         idx = index_tuple(self.index, self.arrays)
         values = self.values
         if isinstance(values, LazyCotangent):
-            region = None if self.arrays else buffer[idx]
-            if type(region) is np.ndarray:       # a view: added in place, still lazy
-                values.add_into(region)
+            if not self.arrays and type(buffer[idx]) is np.ndarray:   # a view of buffer
+                values.add_into(buffer[idx])     # in place, never materialised
                 return buffer
             values = values.dense()
         if self.arrays:

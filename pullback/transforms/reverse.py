@@ -106,6 +106,7 @@ def backward(tape, seeds):
     until they are summed, reach a pullback that does not accept them, or a leaf.
     """
     accumulator = _Accumulator(tape)
+    seeds = list(seeds)
     for ref, ct in seeds:
         accumulator.add(ref, ct)
     cotangents = accumulator.cotangents
@@ -123,9 +124,11 @@ def backward(tape, seeds):
                 accumulator.add(ref, c)
     if hints:
         set_provenance(None)
-    for i, ct in enumerate(cotangents):          # the leaves' cotangents, materialised
+    for i, ct in enumerate(cotangents):          # the leaves' cotangents: arrays of their own
         if isinstance(ct, LazyCotangent):
             cotangents[i] = ct.dense()
+        elif type(ct) is np.ndarray and any(np.may_share_memory(ct, seed) for _, seed in seeds):
+            cotangents[i] = ct.copy()            # a seed passed on unchanged (f(x) = x + 0)
     return cotangents
 
 
@@ -163,6 +166,7 @@ class _Accumulator:
         if isinstance(old, LazyCotangent):
             old, ct = ct, old                    # keep the lazy one second
         if not (_in_place(old) and _in_place(ct)):   # tracers, NumPy scalars: functional
+            self.owned.discard(id(self.cotangents[ref]))
             self.cotangents[ref] = _dense(old) + _dense(ct)
             return
         if isinstance(old, LazyCotangent):       # both lazy: a fresh buffer
