@@ -459,3 +459,24 @@ def test_staged_program_matches_eager(name, dtype):
 def jax_like_ones(out):
     """A cotangent of ones shaped like `out` (a pytree of arrays)."""
     return pullback.tree.tree_map(lambda o: np.ones(o.shape, o.dtype), out)
+
+
+BINARY_ELEMENTWISE = sorted(name for name, prim in REGISTRY.items()
+                            if prim.family == "elementwise" and prim.differentiable
+                            and prim.domain is not None and len(prim.domain) == 2)
+
+
+@pytest.mark.parametrize("position", [0, 1], ids=["scalar_first", "scalar_second"])
+@pytest.mark.parametrize("name", BINARY_ELEMENTWISE)
+def test_binary_primitive_with_a_python_scalar_keeps_float32(name, position):
+    # A Python scalar is weakly typed: no rule may turn it into a float64 NumPy scalar,
+    # which would promote a float32 derivative (arctan2's square(y) once did).
+    prim = REGISTRY[name]
+    scalar = float(np.mean(prim.domain[position]))
+    low, high = prim.domain[1 - position]
+    array = np.array([0.13, 0.52, 0.91]) * (high - low) + low      # no ties with the scalar
+    array = array.astype(np.float32)
+
+    def f(x):
+        return prim(scalar, x) if position == 0 else prim(x, scalar)
+    pullback.check_grads(f, [array], order=2)

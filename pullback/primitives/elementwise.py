@@ -118,8 +118,10 @@ fmax = binary("fmax", np.fmax, lambda x, y, out: _fmax_dx(x, y),
               lambda x, y, out: 1.0 - _fmax_dx(x, y))
 fmin = binary("fmin", np.fmin, lambda x, y, out: _fmax_dx(y, x),
               lambda x, y, out: 1.0 - _fmax_dx(y, x))
-arctan2 = binary("arctan2", np.arctan2, lambda y, x, out: x / (square(x) + square(y)),
-                 lambda y, x, out: -y / (square(x) + square(y)))
+# Products, not square(): either argument may be a Python scalar, which must stay weakly
+# typed (square(2.0) is a float64 NumPy scalar and would promote float32 derivatives).
+arctan2 = binary("arctan2", np.arctan2, lambda y, x, out: x / (x * x + y * y),
+                 lambda y, x, out: -y / (x * x + y * y))
 hypot = binary("hypot", np.hypot, lambda x, y, out: x / out, lambda x, y, out: y / out)
 logaddexp = binary("logaddexp", np.logaddexp, lambda x, y, out: exp(x - out),
                    lambda x, y, out: exp(y - out))
@@ -128,8 +130,9 @@ logaddexp2 = binary("logaddexp2", np.logaddexp2, lambda x, y, out: exp2(x - out)
 remainder = binary("remainder", np.remainder, 1, lambda x, y, out: -floor_divide(x, y),
                    ((2.3, 2.5), (1.05, 1.1)))
 fmod = binary("fmod", np.fmod, 1, lambda x, y, out: -trunc(x / y), ((2.3, 2.5), (1.05, 1.1)))
-xlogy = binary("xlogy", sp.xlogy, lambda x, y, out: log(y), lambda x, y, out: x / y,
-               (REALS, POSITIVE))
+xlogy = binary("xlogy", sp.xlogy,
+               lambda x, y, out: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
+               lambda x, y, out: x / y, (REALS, POSITIVE))
 
 
 def _fmax_dx(x, y):

@@ -180,6 +180,8 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
         if tangent_out is not ZERO and tangent_out.shape != out.shape:
             from . import structural
             tangent_out = structural.broadcast_to(tangent_out, shape=out.shape)
+        if tangent_out is not ZERO and tangent_out.dtype != out.dtype:   # SciPy promotions
+            tangent_out = tangent_out.astype(out.dtype)
         return out, tangent_out
 
     # A pullback keeps only the residuals its derivatives read (and the shapes and dtypes
