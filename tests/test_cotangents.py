@@ -130,8 +130,8 @@ def test_zero_dimensional_inputs_and_constants():
 
 
 def test_gradient_keeps_the_input_dtype_when_a_ufunc_computes_wider():
-    x = np.array([0.5, 0.25], np.float16)              # scipy's erf computes it in float64
-    assert sp.erf(x).dtype == np.float64
+    x = np.array([0.5, 0.25], np.float16)              # scipy's erf has no float16 loop
+    assert sp.erf(x).dtype != np.float16
     assert grad(lambda x: np.sum(sp.erf(x)))(x).dtype == np.float16
 
 

@@ -150,7 +150,7 @@ def make_ir(f: Callable, optimized: bool = False) -> Callable:
     With `optimized=True` the optimisation passes are applied.
 
     >>> import numpy as np
-    >>> print(make_ir(np.sin)(np.zeros(3)))
+    >>> print(make_ir(lambda x: np.sin(x))(np.zeros(3)))
     { lambda x:float64[3] .
         a:float64[3] = sin x
       in (a) }
