@@ -15,7 +15,6 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
-import scipy.linalg
 
 import pullback
 import pullback.numpy as pnp
@@ -241,7 +240,8 @@ def test_triangular_solve(shapes, trans, lower, dtype):
 
     def f(a, b):
         return L.triangular_solve(a, b, lower=lower, trans=trans)
-    expected = scipy.linalg.solve_triangular(a, b, lower=lower, trans=trans)
+    triangle = np.tril(a) if lower else np.triu(a)
+    expected = np.linalg.solve(np.swapaxes(triangle, -1, -2) if trans else triangle, b)
     got = f(a, b)
     assert got.dtype == expected.dtype
     np.testing.assert_allclose(got, expected, rtol=1e-5)
