@@ -143,6 +143,15 @@ def test_a_cotangent_passed_through_unchanged_is_copied():
         assert not np.shares_memory(ct, v)
 
 
+def test_a_seed_check_ignores_seeds_of_an_outer_transformation():
+    # One output's cotangent is traced by the outer grad, the other's is concrete.
+    def g(c):
+        out, back = vjp(lambda x, y: (x * 2.0, y + 0.0), np.ones(2), np.ones(2))
+        ct_x, ct_y = back((c, np.ones(2)))
+        return np.sum(ct_x) + np.sum(ct_y)
+    np.testing.assert_array_equal(grad(g)(np.ones(2)), [2.0, 2.0])
+
+
 def test_residual_scan_finds_every_read_parameter():
     def d_y(x, y, out):                     # a store then a load (fused on Python 3.13+)
         t = 1.0 / y

@@ -127,7 +127,8 @@ def backward(tape, seeds):
     for i, ct in enumerate(cotangents):          # the leaves' cotangents: arrays of their own
         if isinstance(ct, LazyCotangent):
             cotangents[i] = ct.dense()
-        elif type(ct) is np.ndarray and any(np.may_share_memory(ct, seed) for _, seed in seeds):
+        elif type(ct) is np.ndarray and any(type(seed) is np.ndarray and np.may_share_memory(
+                ct, seed) for _, seed in seeds):
             cotangents[i] = ct.copy()            # a seed passed on unchanged (f(x) = x + 0)
     return cotangents
 
