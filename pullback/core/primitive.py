@@ -66,6 +66,11 @@ class LazyCotangent:
         raise NotImplementedError  # abstract: every concrete kind overrides it
 
 
+def dense(ct):
+    """A cotangent as an array: lazy ones materialised, anything else as it is."""
+    return ct.dense() if isinstance(ct, LazyCotangent) else ct
+
+
 class Scaled(LazyCotangent):
     """`scale * array`, or `scale` everywhere when `array` is None (the transpose of a sum).
 

@@ -11,7 +11,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.engine import Tracer
-from ..core.primitive import ZERO, LazyCotangent, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import (ZERO, LazyCotangent, Primitive, ShapeDtype, dense,
+                              name_pullback)
 from ..transforms.batching import moveaxis
 from .elementwise import equal, where
 from .families import (batch_by_loop, batch_size, constant, dtype_of, linear, shape_of, source,
@@ -141,8 +142,7 @@ def _getitem_vjp(wrt, out, x, *arrays, index):
             # All concrete: let reverse mode add it into its accumulator in place.
             ct_x = Embedded(ct, arrays, index, shape_of(x))
         else:
-            ct = ct.dense() if isinstance(ct, LazyCotangent) else ct
-            ct_x = embed(ct, *arrays, index=index, shape=shape_of(x))
+            ct_x = embed(dense(ct), *arrays, index=index, shape=shape_of(x))
         return (ct_x,) + (ZERO,) * len(arrays)
     return name_pullback(pullback, "getitem")
 

@@ -20,7 +20,7 @@ import numpy as np
 from ..boundary import differentiable_input, matching_tree, split_aux
 from ..core.engine import (Trace, Tracer, name_like, new_trace, set_provenance,
                            staging_active)
-from ..core.primitive import ZERO, LazyCotangent, Scaled
+from ..core.primitive import ZERO, LazyCotangent, Scaled, dense
 from ..errors import CotangentError
 from ..primitives.structural import zeros_like_value
 from ..tree import flatten, tree_map, unflatten
@@ -148,7 +148,7 @@ class _Accumulator:
         if isinstance(ct, LazyCotangent):
             return ct if scaled and type(ct) is Scaled else ct.dense()
         if type(ct) is list:
-            return [_dense(c) for c in ct]
+            return [dense(c) for c in ct]
         self.owned.discard(id(ct))
         return ct
 
@@ -158,7 +158,7 @@ class _Accumulator:
             cts = self.cotangents[node]
             if cts is None:
                 cts = self.cotangents[node] = [ZERO] * self.tape[node][2]
-            cts[k] = ct if cts[k] is ZERO else _dense(cts[k]) + _dense(ct)
+            cts[k] = ct if cts[k] is ZERO else dense(cts[k]) + dense(ct)
             return
         old = self.cotangents[ref]
         if old is None:
@@ -168,7 +168,7 @@ class _Accumulator:
             old, ct = ct, old                    # keep the lazy one second
         if not (_in_place(old) and _in_place(ct)):   # tracers, NumPy scalars: functional
             self.owned.discard(id(self.cotangents[ref]))
-            self.cotangents[ref] = _dense(old) + _dense(ct)
+            self.cotangents[ref] = dense(old) + dense(ct)
             return
         if isinstance(old, LazyCotangent):       # both lazy: a fresh buffer
             old = self._own(old.dense())
@@ -182,10 +182,6 @@ class _Accumulator:
     def _own(self, buffer):
         self.owned.add(id(buffer))
         return buffer
-
-
-def _dense(ct):
-    return ct.dense() if isinstance(ct, LazyCotangent) else ct
 
 
 def _in_place(ct):
