@@ -28,50 +28,50 @@ SIZES = [10, 1_000, 100_000]
 
 # ------------------------------------------------------------------ problems
 
+def rosenbrock(M):
+    """The extended (chained) Rosenbrock function for a NumPy-like namespace M."""
+    def f(x):
+        return M.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    return f
+
+
+def chain(M):
+    """A chain of 100 cheap elementwise operations, summed, for a namespace M."""
+    def f(x):
+        for _ in range(25):
+            x = M.sin(x)
+            x = x * 1.01
+            x = M.tanh(x)
+            x = x + 0.5
+        return M.sum(x)
+    return f
+
+
 def problems(lib):
     """{name: (f, grad_f, x)} for one library; f and grad_f take that library's arrays."""
     rng = np.random.default_rng(0)
     xs = {n: rng.uniform(-1.0, 1.0, n) for n in SIZES}
     chain_x = np.linspace(0.1, 1.0, 10)
 
-    if lib in ("pullback", "autograd"):
-        if lib == "pullback":
-            import pullback
-            np_ = np
-            grad = pullback.grad
-        else:
-            import autograd
-            import autograd.numpy as np_
-            grad = autograd.grad
+    # Per library: its namespace, grad_of(f, x), how to make its arrays, and a wrapper
+    # that waits for the result.
+    if lib == "pullback":
+        import pullback
+        M, asarray, wrap = np, np.asarray, lambda f: f
 
-        def rosenbrock(x):
-            return np_.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+        def grad_of(f, x):
+            return pullback.grad(f)
+    elif lib == "autograd":
+        import autograd
+        import autograd.numpy as M
+        asarray, wrap = np.asarray, lambda f: f
 
-        def chain(x):
-            for _ in range(25):
-                x = np_.sin(x)
-                x = x * 1.01
-                x = np_.tanh(x)
-                x = x + 0.5
-            return np_.sum(x)
-        out = {f"rosenbrock n={n}": (rosenbrock, grad(rosenbrock), xs[n]) for n in SIZES}
-        out["chain 100 ops"] = (chain, grad(chain), chain_x)
-        return out
-
-    if lib == "torch":
+        def grad_of(f, x):
+            return autograd.grad(f)
+    elif lib == "torch":
         import torch
         torch.set_default_dtype(torch.float64)
-
-        def rosenbrock(x):
-            return torch.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
-        def chain(x):
-            for _ in range(25):
-                x = torch.sin(x)
-                x = x * 1.01
-                x = torch.tanh(x)
-                x = x + 0.5
-            return torch.sum(x)
+        M, asarray, wrap = torch, torch.tensor, lambda f: f
 
         def autograd_grad(f):
             def g(x):
@@ -79,42 +79,30 @@ def problems(lib):
                 return torch.autograd.grad(f(x), x)[0]
             return g
 
-        def best_grad(f, x):
+        def grad_of(f, x):
             # torch.func.grad and torch.autograd.grad: keep the faster (protocol).
-            candidates = [torch.func.grad(f), autograd_grad(f)]
-            return min(candidates, key=lambda g: sample(g, x, 0.05))
-        out = {}
-        for n in SIZES:
-            x = torch.tensor(xs[n])
-            out[f"rosenbrock n={n}"] = (rosenbrock, best_grad(rosenbrock, x), x)
-        x = torch.tensor(chain_x)
-        out["chain 100 ops"] = (chain, best_grad(chain, x), x)
-        return out
-
-    if lib == "jax":
+            return min([torch.func.grad(f), autograd_grad(f)], key=lambda g: sample(g, x, 0.05))
+    elif lib == "jax":
         import jax
         jax.config.update("jax_enable_x64", True)
         jax.config.update("jax_cpu_enable_async_dispatch", False)
-        import jax.numpy as jnp
+        import jax.numpy as M
+        asarray = M.asarray
 
-        def rosenbrock(x):
-            return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+        def grad_of(f, x):
+            return jax.grad(f)
 
-        def chain(x):
-            for _ in range(25):
-                x = jnp.sin(x)
-                x = x * 1.01
-                x = jnp.tanh(x)
-                x = x + 0.5
-            return jnp.sum(x)
-
-        def blocking(f):
+        def wrap(f):
             return lambda x: jax.block_until_ready(f(x))
-        out = {f"rosenbrock n={n}": (blocking(rosenbrock), blocking(jax.grad(rosenbrock)),
-                                      jnp.asarray(xs[n])) for n in SIZES}
-        out["chain 100 ops"] = (blocking(chain), blocking(jax.grad(chain)), jnp.asarray(chain_x))
-        return out
-    raise ValueError(lib)
+    else:
+        raise ValueError(lib)
+    cases = {f"rosenbrock n={n}": (rosenbrock(M), xs[n]) for n in SIZES}
+    cases["chain 100 ops"] = (chain(M), chain_x)
+    out = {}
+    for name, (f, x) in cases.items():
+        x = asarray(x)
+        out[name] = (wrap(f), wrap(grad_of(f, x)), x)
+    return out
 
 
 # ------------------------------------------------------------------- timing
@@ -247,10 +235,14 @@ def write_report(best, libs, blas, busy):
         parts = [f"{lib} {best[(problem, 'grad', lib)] / best[(problem, 'f', lib)]:.2f}"
                  for lib in libs]
         lines.append(f"- {problem}: " + ", ".join(parts))
-    path = os.path.join(HERE, "results", "eager.md")
-    with open(path, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("eager.md", "\n".join(lines) + "\n")
+
+
+def write_results(name, text):
+    """Write a report to benchmarks/results/<name> and show it."""
+    with open(os.path.join(HERE, "results", name), "w") as fh:
+        fh.write(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from eager import _env, blas_kernel, cpu_busy_fraction  # noqa: E402
+from eager import _env, blas_kernel, chain, cpu_busy_fraction, write_results  # noqa: E402
 from second_order import (LOGISTIC, MLP, data, functions, hand_derivatives,  # noqa: E402
                           measure, rel_err)
 
@@ -33,17 +33,6 @@ PEER_MODULE = {"pullback": "pullback", "jax-jit": "jax", "jax": "jax", "torch": 
 ROSEN = "rosenbrock n=100000"
 CHAIN = "chain 100 ops"
 TOLERANCE = 1e-8
-
-
-def chain(M):
-    def f(x):
-        for _ in range(25):
-            x = M.sin(x)
-            x = x * 1.01
-            x = M.tanh(x)
-            x = x + 0.5
-        return M.sum(x)
-    return f
 
 
 def mlp_hand(d):
@@ -297,10 +286,7 @@ def write_report(best, counts, libs, blas, busy):
     for key, (before, after) in sorted(counts.items()):
         lines.append(f"- {key.replace('|', ' ')}: {before} -> {after} "
                      f"({100 * (before - after) / max(before, 1):.0f}% removed)")
-    path = os.path.join(HERE, "results", "jit.md")
-    with open(path, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("jit.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

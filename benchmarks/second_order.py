@@ -34,7 +34,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from eager import _env, blas_kernel, cpu_busy_fraction, median_time  # noqa: E402
+from eager import (_env, blas_kernel, cpu_busy_fraction, median_time,  # noqa: E402
+                   rosenbrock, write_results)
 
 LIBRARIES = ["pullback", "jax", "jax-jit", "torch", "autograd"]
 IMPORT_NAME = {"pullback": "pullback", "jax": "jax", "jax-jit": "jax", "torch": "torch",
@@ -111,9 +112,6 @@ LOG_LAMBDA = 0.1
 def functions(M, c):
     """The problems' functions, written once for any NumPy-like namespace M
     (numpy, autograd.numpy, jax.numpy, torch); c holds the data in that library's arrays."""
-    def rosenbrock(x):
-        return M.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
     def mlp(p):
         w1 = p[:8192].reshape(32, 256)
         b1 = p[8192:8448]
@@ -127,7 +125,7 @@ def functions(M, c):
 
     def tanh_layer(x):
         return M.tanh(c["jac_W"] @ x) * x
-    return rosenbrock, mlp, logistic, tanh_layer
+    return rosenbrock(M), mlp, logistic, tanh_layer
 
 
 def problems(c):
@@ -508,11 +506,7 @@ def main():
     busy = max(run.busy)
     report = Report(best, available, info, skipped, errors, busy,
                     time.perf_counter() - wall, args, run.reruns)
-    path = os.path.join(HERE, "results", "second_order.md")
-    text = report.text()
-    with open(path, "w") as fh:
-        fh.write(text)
-    print(text)
+    write_results("second_order.md", report.text())
 
 
 # ------------------------------------------------------------------ report
