@@ -98,6 +98,14 @@ class ArrayMethods:
             raise TypeError("iteration over a 0-d traced array")
         return (self[i] for i in range(self.shape[0]))
 
+    # Traced values are immutable, so a copy is the value itself: `copy.deepcopy` must not
+    # rebuild a tracer from its parts (that would detach it from its trace and derivative).
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
     # -------------------------------------------------------------- operators
     __add__, __radd__ = _binary(np.add), _binary(np.add, True)
     __sub__, __rsub__ = _binary(np.subtract), _binary(np.subtract, True)
