@@ -82,12 +82,18 @@ def matching_tree(values, references, ref_treedef, error_class, what: str, of: s
 
 
 def argnums_tuple(argnums, nargs: int) -> tuple:
-    """argnums as a tuple of valid positions."""
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    """argnums as a tuple of valid positions (an int, or a tuple or list of ints)."""
+    nums = (argnums,) if isinstance(argnums, numbers.Integral) else argnums
+    if not isinstance(nums, (tuple, list)) or any(
+            isinstance(i, bool) or not isinstance(i, numbers.Integral) for i in nums):
+        raise ArgnumsError(f"argnums={argnums!r}: give the position of the argument to "
+                           "differentiate as an int (e.g. argnums=1), or several as a tuple of "
+                           "ints (e.g. argnums=(0, 2)).")
+    nums = tuple(int(i) for i in nums)
     if not nums:
         raise ArgnumsError("argnums is empty; name at least one argument to differentiate.")
     for i in nums:
-        if not isinstance(i, int) or not -nargs <= i < nargs:
+        if not -nargs <= i < nargs:
             raise ArgnumsError(
                 f"argnums={argnums!r} names argument {i!r}, but the function was called with "
                 f"{nargs} positional argument(s).")

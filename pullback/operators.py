@@ -2,6 +2,7 @@
 
 Nothing here knows about individual primitives.
 """
+import numbers
 from functools import wraps
 from typing import Any, Callable
 
@@ -17,8 +18,8 @@ from .tree import flatten, tree_map, unflatten
 
 
 def _partial(f, args, argnums):
-    """f as a function of the arguments in `argnums` only, the others fixed."""
-    nums = argnums_tuple(argnums, len(args))
+    """f as a function of the distinct arguments `argnums` names, the others fixed."""
+    nums = tuple(dict.fromkeys(argnums_tuple(argnums, len(args))))
 
     def f_of_selected(*selected):
         full = list(args)
@@ -26,6 +27,16 @@ def _partial(f, args, argnums):
             full[i] = value
         return f(*full)
     return f_of_selected, tuple(args[i] for i in nums)
+
+
+def _per_argnum(values, argnums, nargs):
+    """Results for the distinct arguments (as `_partial` selects them) arranged as `argnums`
+    asks: the one value for an int, a tuple for a tuple (repeated positions repeat it)."""
+    if isinstance(argnums, numbers.Integral):
+        return values[0]
+    nums = argnums_tuple(argnums, nargs)
+    distinct = list(dict.fromkeys(nums))
+    return tuple(values[distinct.index(i)] for i in nums)
 
 
 def _check_scalar(out):
@@ -58,7 +69,7 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False)
         out, back, *aux = pullback(f_selected, *selected, has_aux=has_aux)
         _check_scalar(out)
         cts = back(np.ones((), getattr(out, "dtype", np.float64)))
-        gradient = cts[0] if isinstance(argnums, int) else cts
+        gradient = _per_argnum(cts, argnums, len(args))
         return ((out, aux[0]) if has_aux else out), gradient
     return value_and_grad_f
 
@@ -166,7 +177,7 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
             rows[j][offsets[k]:offsets[k + 1]].reshape(tuple(o.shape) + tuple(np.shape(x)))
             if rows is not None else np.zeros(tuple(o.shape) + tuple(np.shape(x)))
             for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
-        return _finish(blocks, out_def, argnums, has_aux, aux)
+        return _finish(blocks, out_def, argnums, len(args), has_aux, aux)
     return jacrev_f
 
 
@@ -211,14 +222,12 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
                 tuple(np.shape(o)) + tuple(x.shape)) if columns is not None
             else np.zeros(tuple(np.shape(o)) + tuple(x.shape), x.dtype)
             for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
-        return _finish(blocks, out_def, argnums, has_aux, list(aux))
+        return _finish(blocks, out_def, argnums, len(args), has_aux, list(aux))
     return jacfwd_f
 
 
-def _finish(blocks, out_def, argnums, has_aux, aux):
-    if isinstance(argnums, int):
-        blocks = [b[0] for b in blocks]
-    jac = unflatten(out_def, blocks)
+def _finish(blocks, out_def, argnums, nargs, has_aux, aux):
+    jac = unflatten(out_def, [_per_argnum(b, argnums, nargs) for b in blocks])
     return (jac, aux[0]) if has_aux else jac
 
 
@@ -284,8 +293,7 @@ def forward_grad(f: Callable, argnums: int | tuple = 0) -> Callable:
             _check_scalar(out)
             return out, out
         gradient = jacfwd(with_output, argnums, has_aux=True)(*args)[0]
-        _, selected = _partial(f, args, argnums)
-        selected = selected[0] if isinstance(argnums, int) else selected
+        selected = _per_argnum(_partial(f, args, argnums)[1], argnums, len(args))
         # A gradient has its input's dtype (as in reverse mode), whatever f's output dtype.
         return tree_map(lambda g, x: g if g.dtype == _dtype(x) else g.astype(_dtype(x)),
                         gradient, selected)

@@ -43,3 +43,31 @@ def test_item3_copies_of_traced_values_keep_their_derivative(copier):
     np.testing.assert_allclose(tangent, 3.0 * v)
     batch = rng.standard_normal((4, 3))
     np.testing.assert_allclose(vmap(lambda x: copier(x)[1:] * 2.0)(batch), batch[:, 1:] * 2.0)
+
+
+# ------------------------------------------------------------- 5. repeated argnums
+
+def _two_argument_loss(x, y):
+    return np.sum(np.sin(x) * y ** 2)
+
+
+@pytest.mark.parametrize("argnums", [(0, 0), (1, 0, 1), [0, 1, 0]])
+def test_item5_repeated_argnums_give_each_requested_derivative(argnums):
+    x, y = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3)
+    single = {i: grad(_two_argument_loss, argnums=i)(x, y) for i in (0, 1)}
+    for operator in (grad, lambda f, argnums: jacobian(f, argnums=argnums, mode="forward"),
+                     lambda f, argnums: jacobian(f, argnums=argnums, mode="reverse")):
+        result = operator(_two_argument_loss, argnums=argnums)(x, y)
+        assert isinstance(result, tuple) and len(result) == len(argnums)
+        for r, i in zip(result, argnums):
+            np.testing.assert_allclose(r, single[i])
+    blocks = hessian(_two_argument_loss, argnums=argnums)(x, y)
+    for row, i in zip(blocks, argnums):
+        for block, j in zip(row, argnums):
+            np.testing.assert_allclose(block, hessian(_two_argument_loss, argnums=(i, j))(x, y)[0][1])
+
+
+@pytest.mark.parametrize("argnums", [1.0, "0", True, (0, 1.0), None])
+def test_item20_argnums_that_are_not_ints_are_refused_clearly(argnums):
+    with raises(errors.ArgnumsError, "int"):
+        grad(_two_argument_loss, argnums=argnums)(np.ones(2), np.ones(2))
