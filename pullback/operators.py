@@ -13,7 +13,7 @@ from .errors import NonScalarOutputError
 from .primitives.structural import stop_gradient as _stop_gradient
 from .transforms.forward import pushforward
 from .transforms.batching import vmap
-from .transforms.reverse import pullback
+from .transforms.reverse import private_copy, pullback, recorded_pullback
 from .tree import flatten, tree_map, unflatten
 
 
@@ -66,7 +66,7 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False)
     @wraps(f)
     def value_and_grad_f(*args, **kwargs):
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
-        out, back, *aux = pullback(f_selected, *selected, has_aux=has_aux)
+        out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
         _check_scalar(out)
         cts = back(np.ones((), getattr(out, "dtype", np.float64)))
         gradient = _per_argnum(cts, argnums, len(args))
@@ -163,7 +163,7 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     @wraps(f)
     def jacrev_f(*args, **kwargs):
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
-        out, back, *aux = pullback(f_selected, *selected, has_aux=has_aux)
+        out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
         out_leaves, out_def = flatten(out)
         out_leaves = [np.asarray(o) if isinstance(o, (float, int)) else o for o in out_leaves]
         in_leaves, in_def = flatten(selected)
@@ -344,7 +344,7 @@ def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
     if mode == "forward-over-reverse":
         return pushforward(grad(f), (x,), (v,))[1]
     if mode == "reverse-over-reverse":
-        return pullback(grad(f), x)[1](v)[0]
+        return recorded_pullback(grad(f), x)[1](v)[0]
     directional = lambda y: pushforward(f, (y,), (v,))[1]    # noqa: E731  (grad f(y) . v)
     return (grad if outer == "reverse" else forward_grad)(directional)(x)
 
@@ -358,6 +358,7 @@ class HVPOperator:
 
     def __init__(self, f: Callable, x: Any, mode: str):
         _check_mode(mode)
+        x = tree_map(private_copy, x)       # the recording reads x: modifying yours is safe
         self.value, self.grad = value_and_grad(f)(x)
         self._x_leaves, self._x_def = flatten(x)
         self.dtype = np.result_type(*(leaf.dtype for leaf in flatten(self.grad)[0]))

@@ -71,3 +71,40 @@ def test_item5_repeated_argnums_give_each_requested_derivative(argnums):
 def test_item20_argnums_that_are_not_ints_are_refused_clearly(argnums):
     with raises(errors.ArgnumsError, "int"):
         grad(_two_argument_loss, argnums=argnums)(np.ones(2), np.ones(2))
+
+
+# ------------------------------------- 4. back and make_hvp never read modified arrays
+
+def test_item4_modifying_outputs_and_inputs_after_pullback_changes_nothing():
+    x = rng.uniform(0.5, 1.5, 4)
+    expected = pullback.pullback(lambda x: np.exp(x) * np.sin(x), x)[1](np.ones(4))[0]
+    for modify in ("output", "input", "both"):
+        x_mine = x.copy()
+        y, back = pullback.pullback(lambda x: np.exp(x) * np.sin(x), x_mine)
+        if modify in ("output", "both"):
+            y -= 10.0                       # e.g. y - target, computed in place
+        if modify in ("input", "both"):
+            x_mine *= -3.0
+        np.testing.assert_array_equal(back(np.ones(4))[0], expected)
+    # Pytrees of arrays, and outputs that are the inputs themselves.
+    tree = {"a": x.copy(), "b": [x.copy()]}
+    out, back = pullback.pullback(lambda t: (t["a"], t["b"][0] ** 2), tree)
+    assert not np.shares_memory(out[0], tree["a"])
+    tree["a"][:] = 0.0
+    tree["b"][0][:] = 0.0
+    out[1][:] = 0.0
+    (cts,) = back((np.ones(4), np.ones(4)))
+    np.testing.assert_array_equal(cts["a"], np.ones(4))
+    np.testing.assert_array_equal(cts["b"][0], 2.0 * x)
+
+
+def test_item4_make_hvp_keeps_its_own_copy_of_x():
+    x = rng.uniform(-1, 1, 3)
+    f = lambda x: np.sum(np.sin(x) * x ** 3)        # noqa: E731
+    v = rng.standard_normal(3)
+    expected = hessian(f)(x) @ v
+    x_mine = x.copy()
+    op = pullback.make_hvp(f, x_mine)
+    x_mine[:] = 7.0
+    np.testing.assert_allclose(op(v), expected)
+    np.testing.assert_allclose(op.grad, grad(f)(x))

@@ -224,11 +224,28 @@ def pullback(f: Callable, *primals, has_aux: bool = False):
     number of times; the recording is freed when `back` is. With `has_aux=True`,
     `f` returns `(out, aux)` and the result is `(out, back, aux)`.
 
+    `back` works on private copies of the primals and of `out`, so modifying those
+    arrays in place afterwards does not change what it computes. (Arrays that `f`
+    closes over are read as they are when `back` runs: do not modify them while you
+    still need `back`.)
+
     >>> import numpy as np
     >>> out, back = pullback(lambda x: x ** 2, np.array([1.0, 2.0]))
     >>> back(np.array([1.0, 10.0]))
     (array([ 2., 40.]),)
     """
+    result = recorded_pullback(f, *tree_map(private_copy, primals), has_aux=has_aux)
+    return (tree_map(private_copy, result[0]),) + result[1:]
+
+
+def private_copy(value):
+    """A copy of a NumPy array the caller holds (tracers and NumPy scalars are immutable)."""
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def recorded_pullback(f: Callable, *primals, has_aux: bool = False):
+    """`pullback` without its private copies, for callers that pull back before anyone can
+    modify the arrays involved (grad, jacrev, hvp ...)."""
     primal_leaves, treedef = flatten(primals)
     primal_leaves = [differentiable_input(p, f"primal leaf {i}")
                      for i, p in enumerate(primal_leaves)]
