@@ -10,14 +10,30 @@ import numbers
 import numpy as np
 
 from .core.engine import Tracer
-from .errors import ArgnumsError, AuxOutputError, NonDifferentiableInputError
+from .errors import ArgnumsError, AuxOutputError, ComplexValueError, NonDifferentiableInputError
 from .tree import describe, flatten
+
+
+# ndarray subclasses whose operations mean something else than the plain arrays' (a mask
+# hides elements; `*` is a matrix product): their derivatives would be silently wrong.
+REFUSED_ARRAY_TYPES = (np.ma.MaskedArray, np.matrix)
+
+
+def refused_array_type(x, where: str, error_class=NonDifferentiableInputError):
+    """The error for a masked array or np.matrix reaching a transformation."""
+    fix = ("x.filled(value) or np.asarray(x) (which drops the mask)"
+           if isinstance(x, np.ma.MaskedArray) else "np.asarray(x)")
+    return error_class(
+        f"{where} is a {type(x).__module__}.{type(x).__name__}, whose operations pullback "
+        f"does not differentiate (they differ from plain arrays'). Convert it with {fix}.")
 
 
 def differentiable_input(x, where: str):
     """x as a floating-point array (or tracer) to differentiate with respect to."""
     if isinstance(x, Tracer):
         dtype = x.dtype
+    elif isinstance(x, REFUSED_ARRAY_TYPES):
+        raise refused_array_type(x, where)
     elif isinstance(x, (np.ndarray, np.generic)):
         dtype = x.dtype
     elif isinstance(x, float):
@@ -39,6 +55,22 @@ def differentiable_input(x, where: str):
     if isinstance(x, np.generic):
         return np.asarray(x)
     return x
+
+
+def refuse_complex(out, primitive):
+    """Raise if a differentiable primitive's output (or one of its outputs) is complex.
+
+    The derivative rules assume real numbers; a complex value reaches them only from a
+    complex constant (inputs to differentiate are checked to be real).
+    """
+    for o in out if primitive.multiple_results else (out,):
+        dtype = getattr(o, "dtype", None)
+        if dtype is not None and dtype.kind == "c":
+            raise ComplexValueError(
+                f"`{primitive.name}` produced a {dtype} value from a differentiated one (a "
+                "complex constant entered the computation). pullback differentiates real "
+                "numbers only, for now: keep complex values out of differentiated code, "
+                "or split them into real and imaginary parts yourself.")
 
 
 def _describe_value(x):

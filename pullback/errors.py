@@ -38,6 +38,10 @@ class ConcretizationError(PullbackError, TypeError):
     """A traced value was turned into a Python number, which would drop its derivative."""
 
 
+class ComplexValueError(PullbackError, TypeError):
+    """A complex value met a derivative (pullback differentiates real numbers only, for now)."""
+
+
 class ArrayConversionError(PullbackError, TypeError):
     """Plain `np.asarray`/`np.array` was called on a traced value."""
 

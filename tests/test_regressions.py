@@ -4,6 +4,7 @@ Each test is named after the item it pins down; where a whole class of inputs co
 the test sweeps the class.
 """
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -108,3 +109,69 @@ def test_item4_make_hvp_keeps_its_own_copy_of_x():
     x_mine[:] = 7.0
     np.testing.assert_allclose(op(v), expected)
     np.testing.assert_allclose(op.grad, grad(f)(x))
+
+
+# ------------------------------- 11. complex values, masked arrays, np.matrix are refused
+
+COMPLEX_ENTRIES = {
+    "x * 1j": lambda x: x * 1j,
+    "1j + x": lambda x: 1j + x,
+    "complex array * x": lambda x: np.full(3, 1 + 2j) * x,
+    "complex matrix @ x": lambda x: np.eye(3) * (1 - 1j) @ x,
+    "einsum": lambda x: np.einsum("ij,j->i", np.eye(3) * 1j, x),
+    "where": lambda x: np.where(x > 0, x, np.zeros(3, complex)),
+    "concatenate": lambda x: np.concatenate([x, np.ones(1, complex)]),
+    "power": lambda x: (x + 2.0) ** (0.5 + 1j),
+    "divide": lambda x: 1j / (x + 2.0),
+}
+
+
+@pytest.mark.parametrize("entry", COMPLEX_ENTRIES.values(), ids=COMPLEX_ENTRIES.keys())
+def test_item11_a_complex_constant_meeting_a_derivative_is_refused(entry):
+    x = rng.uniform(0.5, 1.5, 3)
+    loss = lambda x: np.sum(np.abs(entry(x)))       # noqa: E731  (a real-valued loss)
+    for transform in (lambda: grad(loss)(x), lambda: jit(grad(loss))(x),
+                      lambda: pushforward(loss, (x,), (np.ones(3),)),
+                      lambda: jacobian(entry)(x), lambda: hessian(loss)(x)):
+        with raises(errors.ComplexValueError, "complex"):
+            transform()
+
+
+def test_item11_real_imag_and_conj_of_traced_values():
+    x = rng.uniform(-1, 1, 3)
+    f = lambda x: np.sum(x.real * np.real(x) + np.conj(x) + x.conjugate() + x.imag + np.imag(x))  # noqa: E731
+    np.testing.assert_allclose(grad(f)(x), 2 * x + 2)
+    np.testing.assert_allclose(vmap(lambda x: x.imag + x.real)(np.ones((2, 3))), np.ones((2, 3)))
+    for part in (lambda z: z.real, lambda z: z.imag, np.conj, np.real, np.imag):
+        with raises(errors.ComplexValueError, "complex"):
+            vmap(lambda x: part(x * 1j))(np.ones((2, 3)))
+        with raises(errors.ComplexValueError, "complex"):
+            jit(lambda x: part(x * 1j))(np.ones(3))
+    z = np.array([1 + 2j])
+    assert pullback.numpy.real(z) == 1 and pullback.numpy.imag(z) == 2     # NumPy's own
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PendingDeprecationWarning)      # np.matrix's own warning
+    A_MATRIX = np.matrix([[1.0, 2.0]])
+
+
+@pytest.mark.parametrize("refused", [np.ma.array([1.0, 2.0], mask=[0, 1]), A_MATRIX],
+                         ids=["masked", "matrix"])
+def test_item11_masked_arrays_and_matrices_are_refused(refused, tmp_path):
+    name = type(refused).__name__
+    with raises(errors.NonDifferentiableInputError, name, "np.asarray"):
+        grad(lambda x: np.sum(x))(refused)
+    with raises(errors.NonDifferentiableInputError, name):
+        pushforward(lambda x: x, (refused,), (refused,))
+    constant = np.asarray(refused).reshape(-1)
+    refused_constant = refused.reshape(-1) if name == "MaskedArray" else refused
+    for use in (lambda x: x * refused_constant, lambda x: np.multiply(x, refused_constant),
+                lambda x: x @ refused_constant.T if name == "matrix" else x - refused_constant):
+        with raises(errors.UnsupportedFunctionError, name):
+            grad(lambda x: np.sum(use(x)))(np.ones(constant.size))
+    # Other ndarray subclasses (memmap) behave as arrays and stay accepted.
+    memmap = np.memmap(tmp_path / "data", dtype=float, mode="w+", shape=(constant.size,))
+    memmap[:] = 3.0
+    np.testing.assert_array_equal(grad(lambda x: np.sum(x * memmap))(np.ones(constant.size)),
+                                  np.full(constant.size, 3.0))

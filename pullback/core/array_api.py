@@ -13,7 +13,7 @@ from ..errors import (ArrayConversionError, ConcretizationError, InPlaceMutation
 
 pnp = None                 # the pullback.numpy module; set by it when it is imported
 _ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
-_OPERANDS = None           # types that primitives take as they are
+_OPERANDS = None           # types that primitives take as they are, besides plain ndarrays
 
 
 def use_namespace(module):
@@ -27,8 +27,8 @@ def use_namespace(module):
 def _binary(ufunc, reflected=False):
     """An operator method: the ufunc's primitive, reached without any dispatch layer."""
     def op(self, other):
-        if not isinstance(other, _OPERANDS):
-            other = pnp.asarray(other)
+        if type(other) is not np.ndarray and not isinstance(other, _OPERANDS):
+            other = pnp.operand(other)
         prim = _ufunc_primitives[ufunc]
         return prim(other, self) if reflected else prim(self, other)
     op.__name__ = f"__{'r' if reflected else ''}{ufunc.__name__}__"
@@ -71,11 +71,11 @@ class ArrayMethods:
 
     @property
     def real(self):
-        return self
+        return pnp.real(self)
 
     @property
     def imag(self):
-        return pnp.zeros_like(self)
+        return pnp.imag(self)
 
     def __bool__(self):
         # Concrete, as for an ndarray (a truth value has no derivative to drop) -- unless
@@ -243,7 +243,8 @@ class ArrayMethods:
         if method == "__call__" and not kwargs:
             prim = _ufunc_primitives.get(ufunc)
             if prim is not None:       # the common case, without any dispatch layer
-                return prim(*[x if isinstance(x, _OPERANDS) else pnp.asarray(x) for x in inputs])
+                return prim(*[x if type(x) is np.ndarray or isinstance(x, _OPERANDS)
+                              else pnp.operand(x) for x in inputs])
         return pnp.apply_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):

@@ -17,8 +17,8 @@ from ._common import SCALARS as OPERAND_TYPES, ndim
 from ._contraction import dot, einsum, inner, kron, matmul, outer, tensordot, trace, vdot
 from ._elementwise import *  # noqa: F401,F403  (ufunc wrappers, generated)
 from ._elementwise import (UFUNC_PRIMITIVES, UFUNCS, abs, apply_ufunc, around, astype, clip, conj, conjugate,
-                           deg2rad, degrees, digamma, fabs, float_power, mod, positive, psi,
-                           rad2deg, radians, round, true_divide, where)
+                           deg2rad, degrees, digamma, fabs, float_power, imag, mod, positive, psi,
+                           rad2deg, radians, real, round, true_divide, where)
 from ._reductions import (all, amax, amin, any, argmax, argmin, average, cumprod, cumsum,
                           logsumexp, max, mean, min, prod, ptp, std, sum, var)
 from ._shape import (array, array_split, argsort, asarray, at, atleast_1d, atleast_2d,

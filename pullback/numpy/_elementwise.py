@@ -6,7 +6,7 @@ import numpy as np
 import scipy.special as sp
 
 from ..core.engine import Tracer
-from ..errors import InPlaceMutationError, unsupported
+from ..errors import ComplexValueError, InPlaceMutationError, unsupported
 from ..primitives import elementwise as P
 from ..primitives.structural import stop_gradient
 from ._common import operand, refuse, refuse_out
@@ -129,11 +129,25 @@ def astype(x, dtype, copy=True):
     return convert(x, dtype=dtype)
 
 
-def conjugate(x):
-    """`np.conjugate`: the identity on real arrays."""
-    return operand(x)
+def _of_real(name, numpy_function, on_real_tracer):
+    """`np.<name>`: NumPy's own on arrays; on tracers, which hold real values (complex ones
+    are refused), `on_real_tracer`."""
+    def fn(val):
+        x = operand(val)
+        if not isinstance(x, Tracer):
+            return numpy_function(x)
+        if np.dtype(x.dtype).kind == "c":
+            raise ComplexValueError(f"`np.{name}` of a complex traced value: pullback "
+                                    "transforms real numbers only, for now.")
+        return on_real_tracer(x)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"`np.{name}` (for real values)."
+    return fn
 
 
+conjugate = _of_real("conjugate", np.conjugate, lambda x: x)
+real = _of_real("real", np.real, lambda x: x)
+imag = _of_real("imag", np.imag, lambda x: np.zeros(x.shape, x.dtype))
 conj = conjugate
 
 # Ufuncs answered by the composites above (`np.matmul` is added by _contraction).

@@ -9,7 +9,7 @@ never materialised; a primitive whose tangent comes out `ZERO` returns a plain
 """
 from typing import Callable
 
-from ..boundary import differentiable_input, matching_tree, split_aux
+from ..boundary import differentiable_input, matching_tree, refuse_complex, split_aux
 from ..core.engine import Trace, Tracer, name_like, new_trace, staging_active
 from ..core.primitive import ZERO
 from ..errors import TangentError
@@ -50,6 +50,8 @@ class JVPTrace(Trace):
         if not primitive.differentiable:
             return primitive(*primals, **params)
         out, tangent_out = primitive.jvp(primals, tangents, **params)
+        if primitive.multiple_results or out.dtype.kind == "c":
+            refuse_complex(out, primitive)
         if primitive.multiple_results:
             return [self.wrap(o, t) for o, t in zip(out, tangent_out)]
         return self.wrap(out, tangent_out)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..boundary import differentiable_input, matching_tree, split_aux
+from ..boundary import differentiable_input, matching_tree, refuse_complex, split_aux
 from ..core.engine import (Trace, Tracer, name_like, new_trace, set_provenance,
                            staging_active)
 from ..core.primitive import ZERO, LazyCotangent, Scaled, dense
@@ -72,6 +72,8 @@ class ReverseTrace(Trace):
         out = primitive(*values, **params)
         if not primitive.differentiable:
             return out
+        if primitive.multiple_results or out.dtype.kind == "c":
+            refuse_complex(out, primitive)
         pullback = primitive.vjp(wrt, out, *values, **params)
         tape = self.tape
         node = len(tape)
