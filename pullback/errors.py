@@ -34,6 +34,10 @@ class InPlaceMutationError(PullbackError, TypeError):
     """An in-place write into a traced array (`x[i] = v`, `out=`, `np.add.at`)."""
 
 
+class ArrayAssignmentError(PullbackError, ValueError):
+    """A traced value was written into a plain NumPy array (`y[i] = x`)."""
+
+
 class ConcretizationError(PullbackError, TypeError):
     """A traced value was turned into a Python number, which would drop its derivative."""
 

@@ -175,3 +175,81 @@ def test_item11_masked_arrays_and_matrices_are_refused(refused, tmp_path):
     memmap[:] = 3.0
     np.testing.assert_array_equal(grad(lambda x: np.sum(x * memmap))(np.ones(constant.size)),
                                   np.full(constant.size, 3.0))
+
+
+# ------------------------- 18, 19 and np.array: errors that quote the statement and its fix
+
+def _store_element(x):
+    y = np.zeros(3)
+    y[1] = x[1] ** 2
+    return np.sum(y)
+
+
+def _store_slice(x):
+    y = np.zeros(3)
+    y[1:] = x[1:] ** 2
+    return np.sum(y)
+
+
+def _store_at_traced_index(x):
+    y = np.zeros(3)
+    y[np.argmax(x)] = 1.0
+    return np.sum(y * x)
+
+
+TRANSFORMS = {
+    "grad": lambda f, x: grad(f)(x),
+    "pushforward": lambda f, x: pushforward(f, (x,), (x,)),
+    "vmap": lambda f, x: vmap(f)(np.stack([x, x])),
+    "jit": lambda f, x: jit(f)(x),
+    "jit(grad)": lambda f, x: jit(grad(f))(x),
+}
+
+
+# Eagerly, argmax of a differentiated value is a concrete index: storing at it works.
+CASES = [(f, name) for f in (_store_element, _store_slice) for name in TRANSFORMS] + [
+    (_store_at_traced_index, name) for name in ("vmap", "jit", "jit(grad)")]
+
+
+@pytest.mark.parametrize("f, transform", CASES, ids=[f"{f.__name__}-{t}" for f, t in CASES])
+def test_item18_storing_a_traced_value_into_a_numpy_array_says_to_use_at(f, transform):
+    transform = TRANSFORMS[transform]
+    with raises(errors.ArrayAssignmentError, "test_regressions.py", "y[", "pullback.numpy.at"):
+        transform(f, rng.uniform(-1, 1, 3))
+
+
+def test_item18_the_suggested_functional_update_works():
+    x = rng.uniform(-1, 1, 3)
+    np.testing.assert_allclose(grad(_store_at_traced_index)(x), np.eye(3)[np.argmax(x)])
+    fixed = lambda x: np.sum(pullback.numpy.at(np.zeros(3))[1].set(x[1] ** 2))   # noqa: E731
+    np.testing.assert_allclose(grad(fixed)(x), [0.0, 2 * x[1], 0.0])
+    np.testing.assert_allclose(jit(grad(fixed))(x), [0.0, 2 * x[1], 0.0])
+
+
+def _one_hot(labels):
+    return np.eye(3)[labels]
+
+
+@pytest.mark.parametrize("transform", [lambda f, y: jit(f)(y), lambda f, y: vmap(f)(y)],
+                         ids=["jit", "vmap"])
+def test_item19_indexing_a_numpy_constant_by_a_traced_index_says_what_to_write(transform):
+    labels = np.array([0, 2, 1])
+    with raises(errors.ArrayConversionError, "np.eye(3)[labels]",
+                "pullback.numpy.take(table, index, axis=0)"):
+        transform(_one_hot, labels)
+    fixed = lambda labels: pullback.numpy.take(np.eye(3), labels, axis=0)  # noqa: E731 (the fix)
+    np.testing.assert_array_equal(transform(fixed, labels), np.eye(3)[labels])
+
+
+def _oscillator(state, k=4.0):
+    position, velocity = state[0], state[1]
+    return np.array([velocity, -k * position])
+
+
+def test_item20_np_array_of_traced_values_shows_the_one_line_fix():
+    state = np.array([1.0, 0.5])
+    with raises(errors.ArrayConversionError, "np.array([velocity, -k * position])",
+                "pullback.numpy.array([...])", "np.stack"):
+        jacobian(_oscillator)(state)
+    fixed = lambda s: pullback.numpy.array([s[1], -4.0 * s[0]])    # noqa: E731
+    np.testing.assert_allclose(jacobian(fixed)(state), [[0.0, 1.0], [-4.0, 0.0]])

@@ -8,8 +8,11 @@ in-place writes) raise errors that say what to do instead.
 """
 import numpy as np
 
-from ..errors import (ArrayConversionError, ConcretizationError, InPlaceMutationError,
-                      unsupported)
+import re
+
+from ..errors import (ArrayAssignmentError, ArrayConversionError, ConcretizationError,
+                      InPlaceMutationError, unsupported)
+from .user_code import calling_frame, instruction, may_be_swallowed, quoted, user_frame
 
 pnp = None                 # the pullback.numpy module; set by it when it is imported
 _ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
@@ -22,6 +25,30 @@ def use_namespace(module):
     pnp = module
     _ufunc_primitives = module.UFUNC_PRIMITIVES
     _OPERANDS = module.OPERAND_TYPES
+
+
+_ARRAY_CALL = re.compile(r"\b(np|numpy)\.(as)?array\(")
+
+
+def _statement_error(actions=("store", "subscript")):
+    """The error for a traced value that the statement running stores into a NumPy array
+    (`y[i] = x`) or indexes one with (`table[x]`), among `actions`; None for others."""
+    frame = calling_frame(2)
+    action = instruction(frame) if frame is not None else ""
+    if action not in actions:
+        return None
+    statement = quoted(user_frame(2))
+    if action == "store":
+        return may_be_swallowed(ArrayAssignmentError(
+            f"{statement}: a traced value was used in an assignment into a plain NumPy array "
+            "(`y[index] = value`), which would drop its derivative. Build the array "
+            "functionally: `y = pullback.numpy.at(y)[index].set(value)` (or `.add(value)`), "
+            "or collect the values and `np.stack` them."))
+    return ArrayConversionError(
+        f"{statement}: a NumPy array was indexed with a traced value (`table[index]`), which "
+        "NumPy's indexing cannot take (nor can `np.take`, which does not dispatch on its "
+        "index). Write `pullback.numpy.take(table, index, axis=0)` (or another axis), or "
+        "`pullback.numpy.getitem(table, index)` for any index.")
 
 
 def _binary(ufunc, reflected=False):
@@ -204,6 +231,9 @@ class ArrayMethods:
             "`y = pullback.numpy.at(x.ravel())[indices].set(v).reshape(x.shape)` instead.")
 
     # ----------------------------------------------------------- conversions
+    # NumPy converts values it stores or indexes with from C (`y[i] = x` calls float(x),
+    # `table[x]` calls x.__array__()); the statement running tells which mistake it was.
+
     def _concretization_error(self, what):
         return ConcretizationError(
             f"{what} of a traced value would drop its derivative (the result would be a plain "
@@ -211,14 +241,19 @@ class ArrayMethods:
             "(e.g. use x[()] or x.reshape(()) instead of float(x)), or wrap it in "
             "pullback.stop_gradient first if you really want a constant.")
 
+    def _number_error(self, what):
+        """The error for converting this value to a Python number: for storing it into a
+        NumPy array if the user's statement does that, else `_concretization_error(what)`."""
+        return _statement_error(("store",)) or self._concretization_error(what)
+
     def __float__(self):
-        raise self._concretization_error("float()")
+        raise self._number_error("float()")
 
     def __int__(self):
-        raise self._concretization_error("int()")
+        raise self._number_error("int()")
 
     def __complex__(self):
-        raise self._concretization_error("complex()")
+        raise self._number_error("complex()")
 
     def __index__(self):
         raise self._concretization_error("Using it as an index (__index__)")
@@ -230,8 +265,19 @@ class ArrayMethods:
         raise self._concretization_error(".tolist()")
 
     def __array__(self, dtype=None, copy=None):
+        error = _statement_error()
+        if error is not None:
+            raise error
+        statement = quoted(user_frame(1))
+        if _ARRAY_CALL.search(statement):
+            raise ArrayConversionError(
+                f"{statement}: `np.array`/`np.asarray` of traced values would drop their "
+                "derivatives (NumPy builds a plain array from them). Write "
+                "`pullback.numpy.array([...])` (it accepts nested lists of traced values) or "
+                "`np.stack([...])` instead.")
         raise ArrayConversionError(
-            "plain `np.asarray`/`np.array` was called on a traced value, directly or inside a "
+            (f"{statement}: " if statement else "")
+            + "plain `np.asarray`/`np.array` was called on a traced value, directly or inside a "
             "library function that converts its inputs (as most of SciPy does), which would "
             "drop its derivative. Use `pullback.numpy.asarray`/`pullback.numpy.array` (they "
             "accept nested lists of traced values) or `np.stack`, call the pullback.numpy "

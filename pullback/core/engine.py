@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from ..errors import EscapedTracerError
 from .array_api import ArrayMethods
+from .user_code import take_swallowed
 
 _state = threading.local()
 
@@ -48,7 +49,13 @@ def new_trace(trace_class, *args):
     stack.append(trace)
     try:
         yield trace
+    except ValueError as error:
+        ours = take_swallowed()
+        if ours is not None and ours is not error:  # NumPy replaced our error with its own
+            raise ours from error
+        raise
     finally:
+        take_swallowed()
         trace.active = False
         stack.pop()
 

@@ -71,20 +71,7 @@ class StagingTracer(Tracer):
     def __bool__(self):
         raise self._control_flow_error("bool() (an `if`, `while`, `and`/`or`)")
 
-    def __float__(self):
-        raise self._control_flow_error("float()")
-
-    def __int__(self):
-        raise self._control_flow_error("int()")
-
-    def __index__(self):
-        raise self._control_flow_error("Using it as a Python index (__index__)")
-
-    def item(self, *args):
-        raise self._control_flow_error(".item()")
-
-    def tolist(self):
-        raise self._control_flow_error(".tolist()")
+    _concretization_error = _control_flow_error     # float(), int(), .item() ... likewise
 
 
 class CapturedTracer(Exception):

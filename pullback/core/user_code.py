@@ -1,0 +1,83 @@
+"""Where in the user's code a traced value is being used: for error messages that quote it.
+
+NumPy calls a tracer's conversion methods (`__array__`, `__float__`) from C while it
+executes one of the user's statements; the statement and the bytecode instruction
+running there tell what the user wrote (`y[i] = x`, `table[x]`, `np.array([x, y])`),
+so the error can name the line and its fix.
+"""
+import dis
+import linecache
+import os
+import sys
+import threading
+
+import numpy as np
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LIBRARIES = (_PACKAGE, os.path.dirname(np.__file__), "<frozen", "<pullback generated")
+try:
+    import scipy
+    _LIBRARIES += (os.path.dirname(scipy.__file__),)
+except ImportError:                # pragma: no cover -- SciPy is a dependency
+    pass
+
+
+def _in_library(frame):
+    return frame.f_code.co_filename.startswith(_LIBRARIES)
+
+
+def user_frame(depth: int = 1):
+    """The innermost frame (from `depth` levels above the caller) outside pullback, NumPy
+    and SciPy; None if there is none."""
+    frame = sys._getframe(depth + 1)
+    while frame is not None and _in_library(frame):
+        frame = frame.f_back
+    return frame
+
+
+def calling_frame(depth: int = 1):
+    """The innermost frame (from `depth` levels above the caller) outside pullback."""
+    frame = sys._getframe(depth + 1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    return frame
+
+
+def instruction(frame) -> str:
+    """What the frame is executing: "store" (`a[i] = v`), "subscript" (`a[i]`) or ""."""
+    for ins in dis.get_instructions(frame.f_code):
+        if ins.offset == frame.f_lasti:
+            if ins.opname == "STORE_SUBSCR":
+                return "store"
+            if ins.opname == "BINARY_SUBSCR" or (ins.opname == "BINARY_OP" and ins.argrepr == "[]"):
+                return "subscript"
+            return ""
+    return ""
+
+
+def quoted(frame) -> str:
+    """`file:line: code` of a frame, for an error message ("" without a frame)."""
+    if frame is None:
+        return ""
+    code = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    location = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+    return f"{location}: `{code}`" if code else location
+
+
+# NumPy replaces an error raised by `float(x)` inside `y[i] = x` with its own ValueError
+# ("setting an array element with a sequence", as tracers have __getitem__). The error
+# is kept here, and the transformation whose trace that ValueError leaves raises it instead.
+_swallowed = threading.local()
+
+
+def may_be_swallowed(error: Exception) -> Exception:
+    """Remember `error`, which NumPy may replace with a ValueError; returns it."""
+    _swallowed.error = error
+    return error
+
+
+def take_swallowed():
+    """The error remembered by `may_be_swallowed` (and forget it), or None."""
+    error = getattr(_swallowed, "error", None)
+    _swallowed.error = None
+    return error
