@@ -17,7 +17,7 @@ from .errors import CustomRuleError
 from .primitives.control import custom_jvp_call, custom_vjp_call
 from .primitives.structural import zeros_like_value
 from .transforms.batching import BatchTracer
-from .tree import describe, flatten, unflatten
+from .tree import MAPPINGS, describe, flatten, unflatten
 
 
 def _leaves_of(tree, expected_def, what, name):
@@ -30,7 +30,7 @@ def _leaves_of(tree, expected_def, what, name):
             return t_leaves
         if (t_def.kind, t_def.meta, len(t_def.children)) == (d.kind, d.meta, len(d.children)) \
                 and d.kind not in ("leaf", "none"):
-            children = [t[k] for k in d.meta] if d.kind is dict else list(t)
+            children = [t[k] for k in d.meta] if d.kind in MAPPINGS else list(t)
             return [leaf for c, c_def in zip(children, d.children) for leaf in leaves(c, c_def)]
         raise CustomRuleError(f"{what} of `{name}` has structure {describe(flatten(tree)[1])}, "
                               f"but {describe(expected_def)} was expected (None stands for "

@@ -11,7 +11,8 @@ class PullbackError(Exception):
 
 
 class NonScalarOutputError(PullbackError, TypeError):
-    """`grad` was asked for the gradient of a function whose output is not a scalar."""
+    """`grad` was asked for the gradient of a function whose output is not a real
+    floating-point scalar."""
 
 
 class CotangentError(PullbackError, ValueError):
@@ -56,6 +57,10 @@ class EscapedTracerError(PullbackError, RuntimeError):
 
 class ArgnumsError(PullbackError, ValueError):
     """`argnums` names an argument that does not exist."""
+
+
+class ModeError(PullbackError, ValueError):
+    """An unknown `mode` was given to jacobian, hessian, hvp or make_hvp."""
 
 
 class BatchError(PullbackError, ValueError):

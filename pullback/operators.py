@@ -2,14 +2,15 @@
 
 Nothing here knows about individual primitives.
 """
+import difflib
 import numbers
 from functools import wraps
 from typing import Any, Callable
 
 import numpy as np
 
-from .boundary import argnums_tuple, differentiable_input, split_aux
-from .errors import NonScalarOutputError
+from .boundary import argnums_tuple, differentiable_input, matching_tree, split_aux
+from .errors import ModeError, NonScalarOutputError, TangentError
 from .primitives.structural import stop_gradient as _stop_gradient
 from .transforms.forward import pushforward
 from .transforms.batching import vmap
@@ -40,11 +41,19 @@ def _per_argnum(values, argnums, nargs):
 
 
 def _check_scalar(out):
-    shape = getattr(out, "shape", None)
-    dtype = getattr(out, "dtype", None)
-    if isinstance(out, (float, int)) and not isinstance(out, bool):
+    """Refuse anything but a real floating-point scalar output, saying what to do instead."""
+    if isinstance(out, float):
         return
-    if shape is None or shape != () or dtype is None or dtype.kind != "f":
+    shape = getattr(out, "shape", None)
+    dtype = np.asarray(out).dtype if isinstance(out, (bool, int)) else getattr(out, "dtype", None)
+    if shape in (None, ()) and dtype is not None and dtype.kind in "biu":
+        raise NonScalarOutputError(
+            f"grad requires a real floating-point scalar output, but the function returned "
+            f"{out!r}, of {dtype.name} type: integers and booleans have no derivative, so this "
+            "output does not depend differentiably on the input (a constant, a count, a "
+            "comparison...). Return a float (e.g. `3.0` or `out.astype(float)`), whose "
+            "gradient is zero where it does not depend on the input.")
+    if shape != () or dtype is None or dtype.kind != "f":
         what = (f"an array of shape {tuple(shape)}" if shape is not None and shape != ()
                 else f"a value of type {type(out).__name__}"
                 + (f" and dtype {dtype}" if dtype is not None else ""))
@@ -231,6 +240,9 @@ def _finish(blocks, out_def, argnums, nargs, has_aux, aux):
     return (jac, aux[0]) if has_aux else jac
 
 
+JACOBIAN_MODES = ("auto", "forward", "reverse")
+
+
 def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
              has_aux: bool = False, chunk_size: int | None = None) -> Callable:
     """The Jacobian of `f`, shape `f(x).shape + x.shape`.
@@ -245,8 +257,7 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
     array([[1., 0.],
            [0., 1.]])
     """
-    if mode not in ("auto", "forward", "reverse"):
-        raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+    _check_mode(mode, JACOBIAN_MODES, "jacobian")
 
     @wraps(f)
     def jacobian_f(*args, **kwargs):
@@ -275,28 +286,34 @@ DEFAULT_HESSIAN_MODE = "reverse-over-reverse"
 DEFAULT_HVP_MODE = "reverse-over-forward"
 
 
-def _check_mode(mode):
-    if mode not in HESSIAN_MODES:
-        raise ValueError(f"mode must be one of {', '.join(HESSIAN_MODES)}; got {mode!r}")
-    return mode.split("-over-")
+def _check_mode(mode, modes, function):
+    """`mode`, one of `modes`, or a ModeError that lists them (and the closest one)."""
+    if mode not in modes:
+        close = difflib.get_close_matches(str(mode), modes, n=1, cutoff=0.3)
+        raise ModeError(f"{function}: unknown mode {mode!r}"
+                        + (f" (did you mean {close[0]!r}?)" if close else "")
+                        + f"; the modes are {', '.join(map(repr, modes))}.")
+    return mode
 
 
-def forward_grad(f: Callable, argnums: int | tuple = 0) -> Callable:
+def forward_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Callable:
     """The gradient of a scalar-valued `f` by forward mode (a batched pushforward of the basis).
 
-    Same result as `grad`; the inner derivative of the "-over-forward" modes.
+    Same result as `grad` (with `has_aux=True`: `(gradient, aux)`); the inner derivative
+    of the "-over-forward" modes.
     """
     @wraps(f)
     def forward_grad_f(*args, **kwargs):
-        def with_output(*a):
-            out = f(*a, **kwargs)
+        def checked(*a):
+            out, aux = split_aux(f(*a, **kwargs), has_aux)
             _check_scalar(out)
-            return out, out
-        gradient = jacfwd(with_output, argnums, has_aux=True)(*args)[0]
+            return out, aux
+        gradient, aux = jacfwd(checked, argnums, has_aux=True)(*args)
         selected = _per_argnum(_partial(f, args, argnums)[1], argnums, len(args))
         # A gradient has its input's dtype (as in reverse mode), whatever f's output dtype.
-        return tree_map(lambda g, x: g if g.dtype == _dtype(x) else g.astype(_dtype(x)),
-                        gradient, selected)
+        gradient = tree_map(lambda g, x: g if g.dtype == _dtype(x) else g.astype(_dtype(x)),
+                            gradient, selected)
+        return (gradient, aux) if has_aux else gradient
     return forward_grad_f
 
 
@@ -305,7 +322,7 @@ def _dtype(x):
 
 
 def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_MODE,
-            chunk_size: int | None = None) -> Callable:
+            chunk_size: int | None = None, has_aux: bool = False) -> Callable:
     """The Hessian of a scalar-valued `f`: the Jacobian of its gradient.
 
     `mode` names the outer and the inner differentiation: "reverse-over-reverse"
@@ -313,17 +330,18 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_M
     recorded gradient), "forward-over-reverse" (a batched pushforward of the
     reverse-mode gradient), "reverse-over-forward" or "forward-over-forward"; all
     four agree. For pytree inputs the result is nested like JAX's: `H[i][j]` is the
-    block for leaves i and j, of shape `x_i.shape + x_j.shape`.
+    block for leaves i and j, of shape `x_i.shape + x_j.shape`. With `has_aux=True`,
+    `f` returns `(out, aux)` and the result is `(hessian, aux)`.
 
     >>> import numpy as np
     >>> hessian(lambda x: np.sum(x ** 3))(np.array([1.0, 2.0]))
     array([[ 6.,  0.],
            [ 0., 12.]])
     """
-    outer, inner = _check_mode(mode)
-    gradient = grad(f, argnums) if inner == "reverse" else forward_grad(f, argnums)
+    outer, inner = _check_mode(mode, HESSIAN_MODES, "hessian").split("-over-")
+    gradient = (grad if inner == "reverse" else forward_grad)(f, argnums, has_aux)
     jac = jacfwd if outer == "forward" else jacrev
-    return jac(gradient, argnums, chunk_size=chunk_size)
+    return jac(gradient, argnums, has_aux, chunk_size)
 
 
 def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
@@ -340,13 +358,20 @@ def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
     >>> hvp(lambda x: np.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))
     array([6., 0.])
     """
-    outer, inner = _check_mode(mode)
+    outer, inner = _check_mode(mode, HESSIAN_MODES, "hvp").split("-over-")
+    x_leaves, x_def = flatten(x)
+    v = unflatten(x_def, _vector_like_x(v, x_leaves, x_def))
     if mode == "forward-over-reverse":
         return pushforward(grad(f), (x,), (v,))[1]
     if mode == "reverse-over-reverse":
         return recorded_pullback(grad(f), x)[1](v)[0]
     directional = lambda y: pushforward(f, (y,), (v,))[1]    # noqa: E731  (grad f(y) . v)
     return (grad if outer == "reverse" else forward_grad)(directional)(x)
+
+
+def _vector_like_x(v, x_leaves, x_def):
+    """The leaves of the vector v of a Hessian-vector product, checked to be shaped like x."""
+    return matching_tree(v, x_leaves, x_def, TangentError, "vector", "x")
 
 
 class HVPOperator:
@@ -357,7 +382,7 @@ class HVPOperator:
     """
 
     def __init__(self, f: Callable, x: Any, mode: str):
-        _check_mode(mode)
+        _check_mode(mode, HESSIAN_MODES, "make_hvp")
         x = tree_map(private_copy, x)       # the recording reads x: modifying yours is safe
         self.value, self.grad = value_and_grad(f)(x)
         self._x_leaves, self._x_def = flatten(x)
@@ -371,7 +396,7 @@ class HVPOperator:
 
     def __call__(self, v: Any) -> Any:
         """H v, for v shaped like x."""
-        return self._back(v)[0]
+        return self._back(unflatten(self._x_def, _vector_like_x(v, self._x_leaves, self._x_def)))[0]
 
     matvec = __call__
 

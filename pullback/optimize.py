@@ -7,11 +7,13 @@ from .operators import DEFAULT_HVP_MODE, make_hvp, value_and_grad
 
 
 def newton_callables(f: Callable, mode: str = DEFAULT_HVP_MODE) -> dict:
-    """`fun`, `jac` and `hessp` for `scipy.optimize.minimize`, built from `f` alone.
+    """`fun`, `jac` and `hessp` for `scipy.optimize.minimize`, built from `f(x, *args)` alone.
 
-    The value and the gradient at a point are computed together, once; all
-    Hessian-vector products at a point share one `make_hvp` recording (Newton-CG
-    and the trust-region Krylov methods ask for many at the same point).
+    `fun` returns the value and the gradient together (one reverse pass; `jac=True`
+    tells SciPy so). All Hessian-vector products at a point share one `make_hvp`
+    recording (Newton-CG and the trust-region Krylov methods ask for many at the same
+    point); it is dropped whenever `fun` runs, so it never outlives a change of `x` or
+    of the extra arguments `minimize(args=...)` passes to all three.
 
     >>> import numpy as np, scipy.optimize
     >>> rosen = lambda x: np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
@@ -21,26 +23,20 @@ def newton_callables(f: Callable, mode: str = DEFAULT_HVP_MODE) -> dict:
     True
     """
     value_and_gradient = value_and_grad(f)
-    cache = {}
+    recording = {}
 
-    def at(x):
-        key = np.asarray(x).tobytes()
-        if cache.get("key") != key:
-            cache.clear()
-            cache["key"] = key
-            cache["value"], cache["grad"] = value_and_gradient(np.array(x, dtype=float))
-        return cache
+    def fun(x, *args):
+        recording.clear()
+        value, gradient = value_and_gradient(np.array(x, dtype=float), *args)
+        return float(value), gradient
 
-    def fun(x):
-        return float(at(x)["value"])
+    def hessp(x, p, *args):
+        x = np.array(x, dtype=float)
+        key = (x.tobytes(), tuple(map(id, args)))
+        if recording.get("key") != key:
+            recording.clear()
+            recording["key"] = key
+            recording["hvp"] = make_hvp(lambda x: f(x, *args), x, mode)
+        return recording["hvp"](np.asarray(p, dtype=float))
 
-    def jac(x):
-        return at(x)["grad"]
-
-    def hessp(x, p):
-        entry = at(x)
-        if "hvp" not in entry:
-            entry["hvp"] = make_hvp(f, np.array(x, dtype=float), mode)
-        return entry["hvp"](np.asarray(p, dtype=float))
-
-    return {"fun": fun, "jac": jac, "hessp": hessp}
+    return {"fun": fun, "jac": True, "hessp": hessp}

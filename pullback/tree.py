@@ -1,10 +1,15 @@
 """Pytrees: nested tuples, lists and dicts whose leaves are arrays and scalars.
 
 `flatten(tree) -> (leaves, treedef)` and `unflatten(treedef, leaves)` are inverse.
-`None` is an empty subtree (no leaves), as in JAX. Dict keys are sorted so
-that two dicts with the same keys flatten the same way.
+Nodes are tuples, lists, namedtuples, dicts and OrderedDicts (PyTorch state dicts);
+`None` is an empty subtree (no leaves), as in JAX. Dict keys are sorted, so that two
+dicts with the same keys flatten the same way (keys of mixed types sort by type name
+first); an OrderedDict keeps its own order.
 """
+from collections import OrderedDict
 from typing import Any, Callable, NamedTuple
+
+MAPPINGS = (dict, OrderedDict)
 
 
 class TreeDef(NamedTuple):
@@ -37,15 +42,25 @@ def _flatten(tree, leaves):
     t = type(tree)
     if t is tuple or t is list:
         return TreeDef(t, None, tuple(_flatten(c, leaves) for c in tree))
-    if t is dict:
-        keys = sorted(tree)
-        return TreeDef(dict, tuple(keys), tuple(_flatten(tree[k], leaves) for k in keys))
+    if t is dict or t is OrderedDict:
+        keys = tuple(keys_in_order(tree))
+        return TreeDef(t, keys, tuple(_flatten(tree[k], leaves) for k in keys))
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):   # namedtuple
         return TreeDef(t, None, tuple(_flatten(c, leaves) for c in tree))
     if tree is None:
         return NONE
     leaves.append(tree)
     return LEAF
+
+
+def keys_in_order(mapping) -> list:
+    """The keys of a dict node in flattening order (an OrderedDict's own order)."""
+    if type(mapping) is OrderedDict:
+        return list(mapping)
+    try:
+        return sorted(mapping)
+    except TypeError:                  # keys of mixed types (1 and "a"): by type, then value
+        return sorted(mapping, key=lambda k: (type(k).__name__, repr(k)))
 
 
 def unflatten(treedef: TreeDef, leaves) -> Any:
@@ -61,8 +76,8 @@ def _unflatten(td, it):
     if td.kind == "none":
         return None
     children = [_unflatten(c, it) for c in td.children]
-    if td.kind is dict:
-        return dict(zip(td.meta, children))
+    if td.kind in MAPPINGS:
+        return td.kind(zip(td.meta, children))
     if td.kind is tuple or td.kind is list:
         return td.kind(children)
     return td.kind(*children)
@@ -85,8 +100,9 @@ def describe(td: TreeDef) -> str:
     if td.kind == "none":
         return "None"
     inner = [describe(c) for c in td.children]
-    if td.kind is dict:
-        return "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(td.meta, inner)) + "}"
+    if td.kind in MAPPINGS:
+        text = "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(td.meta, inner)) + "}"
+        return text if td.kind is dict else f"OrderedDict({text})"
     if td.kind is list:
         return "[" + ", ".join(inner) + "]"
     if td.kind is tuple:

@@ -253,3 +253,146 @@ def test_item20_np_array_of_traced_values_shows_the_one_line_fix():
         jacobian(_oscillator)(state)
     fixed = lambda s: pullback.numpy.array([s[1], -4.0 * s[0]])    # noqa: E731
     np.testing.assert_allclose(jacobian(fixed)(state), [[0.0, 1.0], [-4.0, 0.0]])
+
+
+# ------------------------------------------------------- 20. errors that name the mistake
+
+def _loss_printing(x, spec):
+    loss = np.sum(x ** 2)
+    _loss_printing.printed = format(loss, spec)
+    return loss
+
+
+def test_item20_formatting_a_traced_value():
+    x = np.array([1.0, 2.0])
+    for spec, text in ((".3f", "5.000"), ("", "5.0"), ("e", "5.000000e+00")):
+        np.testing.assert_allclose(grad(_loss_printing)(x, spec), 2 * x)
+        assert _loss_printing.printed == text
+        pushforward(lambda x: _loss_printing(x, spec), (x,), (x,))
+        assert _loss_printing.printed == text
+    with raises(errors.ConcretizationError, "format", "staged", "test_regressions.py"):
+        jit(_loss_printing, static_argnums=1)(x, ".3f")
+    with raises(errors.ConcretizationError, "format", "vmap batch"):
+        vmap(lambda x: _loss_printing(x, ".3f"))(np.ones((2, 2)))
+    jit(_loss_printing, static_argnums=1)(x, "")       # no spec: prints the tracer itself
+    assert "Tracer" in _loss_printing.printed
+
+
+def test_item20_array_attributes_and_methods_of_traced_values():
+    x = rng.uniform(0.5, 1.5, 4)
+    assert grad(lambda x: np.sum(x) * x.itemsize)(x)[0] == 8.0
+    assert grad(lambda x: np.sum(x.astype(np.float32)) * x.nbytes)(x)[0] == 32.0
+    np.testing.assert_allclose(grad(lambda x: np.sum(x.view() ** 2))(x), 2 * x)
+    np.testing.assert_allclose(grad(lambda x: np.sum(x[(x > 1.0).nonzero()]))(x), x > 1.0)
+    np.testing.assert_allclose(grad(lambda x: np.sum(x[np.nonzero(x > 1.0)]))(x), x > 1.0)
+    np.testing.assert_allclose(grad(lambda x: np.sum(x[x.nonzero()]))(x), np.ones(4))
+    np.testing.assert_allclose(grad(lambda x: round(np.sum(x)) * np.sum(x))(x),
+                               np.full(4, round(np.sum(x))))
+    np.testing.assert_allclose(grad(lambda x: round(np.sum(x), 1) * 2.0)(x), np.zeros(4))
+    with raises(errors.UnsupportedFunctionError, "x.flat", "x.ravel()"):
+        grad(lambda x: x.flat[0])(x)
+    with raises(errors.UnsupportedFunctionError, "x.view(dtype)", "astype"):
+        grad(lambda x: np.sum(x.view(np.int64)))(x)
+    with raises(errors.ConcretizationError, "np.nonzero", "staged"):
+        jit(lambda x: x[x.nonzero()])(x)
+    with raises(errors.ConcretizationError, "np.nonzero", "vmap batch"):
+        vmap(lambda x: np.nonzero(x))(np.ones((2, 2)))
+
+
+def test_item20_dicts_with_keys_of_mixed_types_are_pytrees():
+    tree = {1: 2.0, "a": np.array([1.0, 3.0]), (0, 1): 4.0}
+    gradient = grad(lambda d: d[1] * np.sum(d["a"]) + d[(0, 1)] ** 2)(tree)
+    assert set(gradient) == set(tree)
+    np.testing.assert_allclose(gradient[1], 4.0)
+    np.testing.assert_allclose(gradient["a"], [2.0, 2.0])
+    np.testing.assert_allclose(gradient[(0, 1)], 8.0)
+    np.testing.assert_allclose(jit(lambda d: d[1] * d["a"])(tree), 2.0 * tree["a"])
+    np.testing.assert_allclose(vmap(lambda d: d[1] * d["a"])(
+        {1: np.ones(2), "a": np.ones((2, 2))}), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("constant", [3, True, np.int32(2), np.array(7)])
+def test_item20_grad_of_an_integer_output_says_it_does_not_depend_on_the_input(constant):
+    with raises(errors.NonScalarOutputError, "does not depend", "float"):
+        grad(lambda x: constant)(np.ones(2))
+    np.testing.assert_array_equal(grad(lambda x: 3.0)(np.ones(2)), np.zeros(2))
+
+
+@pytest.mark.parametrize("operator", ["hessian", "hvp", "make_hvp", "jacobian"])
+def test_item20_mode_typos_list_the_modes(operator):
+    x = np.ones(2)
+    call = {"hessian": lambda: hessian(np.sum, mode="fwd-over-rev")(x),
+            "hvp": lambda: pullback.hvp(np.sum, x, x, mode="forward-reverse"),
+            "make_hvp": lambda: pullback.make_hvp(np.sum, x, mode="reverse-forward"),
+            "jacobian": lambda: jacobian(np.sin, mode="rev")(x)}[operator]
+    with raises(errors.ModeError, "unknown mode", "did you mean", "'reverse"):
+        call()
+    assert issubclass(errors.ModeError, ValueError)
+
+
+def test_item20_a_wrong_vector_for_an_hvp_is_named_as_the_vector():
+    f = lambda x: np.sum(x ** 3)        # noqa: E731
+    with raises(errors.TangentError, "vector has shape (3,)", "x has shape (2,)"):
+        pullback.make_hvp(f, np.ones(2))(np.ones(3))
+    with raises(errors.TangentError, "vector has shape (3,)", "x has shape (2,)"):
+        pullback.hvp(f, np.ones(2), np.ones(3))
+    with raises(errors.TangentError, "vector", "structure"):
+        pullback.make_hvp(lambda t: f(t[0]), (np.ones(2),))(np.ones(2))
+
+
+def test_item20_keyword_arguments_to_vmap_are_batched_along_axis_0():
+    xs, scales = rng.standard_normal((3, 2)), rng.standard_normal(3)
+    f = lambda x, scale: x * scale       # noqa: E731
+    np.testing.assert_allclose(vmap(f)(xs, scale=scales), xs * scales[:, None])
+    np.testing.assert_allclose(vmap(f, in_axes=(0,))(xs, scale=scales), xs * scales[:, None])
+    with raises(errors.BatchError, "keyword argument 'scale'", "axis 0", "in_axes"):
+        vmap(f)(xs, scale=2.0)
+
+
+# ------------------------------------------------------------- also expected by users
+
+HESSIAN_MODE_NAMES = ("forward-over-reverse", "reverse-over-forward", "reverse-over-reverse",
+                      "forward-over-forward")
+
+
+@pytest.mark.parametrize("mode", HESSIAN_MODE_NAMES)
+def test_hessian_with_aux(mode):
+    x = rng.uniform(-1, 1, 3)
+    f = lambda x: (np.sum(np.sin(x) * x ** 2), {"norm": np.sum(x ** 2), "label": "run"})  # noqa
+    h, aux = hessian(f, mode=mode, has_aux=True)(x)
+    np.testing.assert_allclose(h, hessian(lambda x: f(x)[0])(x))
+    assert aux["label"] == "run"
+    np.testing.assert_allclose(aux["norm"], np.sum(x ** 2))
+    assert not isinstance(aux["norm"], pullback.core.engine.Tracer)
+
+
+def test_ordered_dicts_keep_their_order_and_namedtuples_their_type():
+    from collections import OrderedDict, namedtuple
+    state = OrderedDict([("weight", np.array([1.0, 2.0])), ("bias", np.array(0.5))])
+    gradient = grad(lambda s: np.sum(s["weight"] ** 2) * s["bias"])(state)
+    assert type(gradient) is OrderedDict and list(gradient) == ["weight", "bias"]
+    np.testing.assert_allclose(gradient["weight"], [1.0, 2.0])
+    np.testing.assert_allclose(gradient["bias"], 5.0)
+    assert list(jit(lambda s: s)(state)) == ["weight", "bias"]
+    Params = namedtuple("Params", "a b")
+    gradient = grad(lambda p: p.a * p.b)(Params(2.0, 3.0))
+    assert type(gradient) is Params and gradient == (3.0, 2.0)
+
+
+@pytest.mark.parametrize("method", ["Newton-CG", "trust-krylov", "trust-ncg"])
+def test_newton_callables_accept_minimize_args(method):
+    import scipy.optimize
+    target = np.array([1.0, -2.0, 0.5])
+    f = lambda x, target, weight: weight * np.sum((x - target) ** 4 + (x - target) ** 2)  # noqa
+    result = scipy.optimize.minimize(x0=np.zeros(3), args=(target, 2.0), method=method,
+                                     **pullback.newton_callables(f))
+    np.testing.assert_allclose(result.x, target, atol=1e-5)
+    # The recording of Hessian-vector products never outlives a change of the arguments.
+    callables = pullback.newton_callables(f)
+    p = np.ones(3)
+    first = callables["hessp"](np.zeros(3), p, target, 2.0)
+    target[:] = 5.0                                 # modified in place between two runs
+    callables["fun"](np.zeros(3), target, 2.0)
+    np.testing.assert_allclose(callables["hessp"](np.zeros(3), p, target, 2.0),
+                               hessian(f)(np.zeros(3), target, 2.0) @ p)
+    assert not np.allclose(first, callables["hessp"](np.zeros(3), p, target, 2.0))

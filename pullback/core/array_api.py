@@ -104,16 +104,55 @@ class ArrayMethods:
     def imag(self):
         return pnp.imag(self)
 
+    @property
+    def itemsize(self):
+        return np.dtype(self.dtype).itemsize
+
+    @property
+    def nbytes(self):
+        return self.size * self.itemsize
+
+    @property
+    def flat(self):
+        raise unsupported("x.flat", "a flat iterator that can also write into x; use "
+                                    "x.ravel() or x.reshape(-1) to read the elements in order")
+
+    def view(self, dtype=None, type=None):
+        if dtype is None and type in (None, np.ndarray):
+            return self
+        raise unsupported("x.view(dtype)", "it reinterprets the bytes of x, which has no "
+                                           "derivative; use x.astype(dtype) to convert values")
+
+    # ----------------------------------------------- the value, where it is known
+    def _known_value(self, what):
+        """The value as a plain array (no derivative), for what needs it: known eagerly,
+        not while staged (StagingTracer overrides the error) or across a vmap batch."""
+        value = pnp.stop_gradient(self)
+        if isinstance(value, ArrayMethods):
+            raise value._unknown_value_error(what)
+        return value
+
+    def _unknown_value_error(self, what):
+        return ConcretizationError(
+            f"{what} of a value that differs across a vmap batch: each example may take a "
+            "different branch or give a result of another shape. Use np.where "
+            "(pullback.numpy.where) to select values elementwise, or loop in Python.")
+
     def __bool__(self):
-        # Concrete, as for an ndarray (a truth value has no derivative to drop) -- unless
-        # the value differs across a vmap batch: then there is no single truth value.
-        truth = pnp.not_equal(self, 0)
-        if isinstance(truth, ArrayMethods):
-            raise ConcretizationError(
-                "bool() (an `if`, `while`, `and`/`or`) of a value that differs across a vmap "
-                "batch: each example may take a different branch. Use np.where "
-                "(pullback.numpy.where) to select values elementwise, or loop in Python.")
-        return bool(truth)
+        # Concrete, as for an ndarray: a truth value has no derivative to drop.
+        return bool(self._known_value("bool() (an `if`, `while`, `and`/`or`)") != 0)
+
+    def __format__(self, spec):
+        # Printing the value (a string has no derivative), e.g. f"{loss:.3f}" in eager mode.
+        if not spec:
+            try:
+                return format(self._known_value("format()"), "")
+            except ConcretizationError:
+                return repr(self)
+        return format(self._known_value(f"format(x, {spec!r})"), spec)
+
+    def __round__(self, ndigits=None):
+        return pnp.round(self, ndigits or 0)
 
     def __len__(self):
         if not self.shape:
@@ -190,6 +229,7 @@ class ArrayMethods:
     argmax = _method("argmax")
     argmin = _method("argmin")
     argsort = _method("argsort")
+    nonzero = _method("nonzero")
     any = _method("any")
     all = _method("all")
     ravel = _method("ravel")

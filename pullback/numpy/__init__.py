@@ -24,7 +24,7 @@ from ._reductions import (all, amax, amin, any, argmax, argmin, average, cumprod
 from ._shape import (array, array_split, argsort, asarray, at, atleast_1d, atleast_2d,
                      atleast_3d, broadcast_arrays, broadcast_to, column_stack, concatenate, copy,
                      diag, diagonal, empty_like, expand_dims, flip, fliplr, flipud, full_like,
-                     getitem, hstack, moveaxis, ones_like, pad, ravel, repeat, reshape, roll,
+                     getitem, hstack, moveaxis, nonzero, ones_like, pad, ravel, repeat, reshape, roll,
                      shape, size, sort, split, squeeze, stack, swapaxes, take, take_along_axis,
                      tile, transpose, tril, triu, vstack, zeros_like)
 from ..primitives.structural import stop_gradient

@@ -406,6 +406,13 @@ def getitem(a, index):
     return S.getitem(x, *arrays, index=template)
 
 
+def nonzero(a):
+    """`np.nonzero`: integer indices (no derivative), of a value known eagerly (under jit or
+    across a vmap batch the result's shape would depend on unknown values)."""
+    x = operand(a)
+    return np.nonzero(x._known_value("np.nonzero") if isinstance(x, Tracer) else x)
+
+
 def take(a, indices, axis=None, out=None, mode=None):
     """`np.take`."""
     refuse("take", out=out, mode=mode)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.engine import Trace, Tracer, new_trace
 from ..errors import BatchError
-from ..tree import describe, flatten, unflatten
+from ..tree import describe, flatten, keys_in_order, unflatten
 
 
 class BatchTracer(Tracer):
@@ -86,7 +86,7 @@ def _axes_for(leaves_def, axes, what):
 
 def _children(tree):
     if isinstance(tree, dict):
-        return [tree[k] for k in sorted(tree)]
+        return [tree[k] for k in keys_in_order(tree)]
     return list(tree)
 
 
@@ -102,14 +102,17 @@ def _normalize_axis(axis, ndim, what):
 def _leaf_axes(leaves, treedef, in_axes):
     """The batch axis (non-negative, or None) of each argument leaf."""
     axes = _axes_for(treedef, tuple(in_axes) if isinstance(in_axes, list) else in_axes, "in_axes")
-    return [_normalize_axis(a, len(x.shape if isinstance(x, Tracer) else np.shape(x)),
-                            f"in_axes for argument leaf {i}")
+    return [_normalize_axis(a, len(_shape(x)), f"in_axes for argument leaf {i}")
             for i, (x, a) in enumerate(zip(leaves, axes))]
+
+
+def _shape(x):
+    return x.shape if isinstance(x, Tracer) else np.shape(x)
 
 
 def len_along(x, axis):
     """The size of array or tracer `x` along `axis`."""
-    return (x.shape if isinstance(x, Tracer) else np.shape(x))[axis]
+    return _shape(x)[axis]
 
 
 def moveaxis(x, source, destination):
@@ -126,17 +129,28 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
 
     `in_axes` gives, per argument (an int, None for an argument shared by the
     whole batch, or a pytree prefix of the arguments), the axis that holds the
-    batch; `out_axes` says where the batch axis goes in each output. Negative
-    axes count from the end. `vmap` nests and composes with every transformation.
+    batch; keyword arguments are batched along axis 0 (as in JAX). `out_axes` says
+    where the batch axis goes in each output. Negative axes count from the end.
+    `vmap` nests and composes with every transformation.
 
     >>> import numpy as np
     >>> vmap(lambda x: x @ x)(np.arange(6.0).reshape(2, 3))
     array([ 5., 50.])
     """
     @wraps(f)
-    def vmapped(*args):
+    def vmapped(*args, **kwargs):
         leaves, treedef = flatten(args)
         axes = _leaf_axes(leaves, treedef, in_axes)
+        keyword_leaves, keyword_def = flatten(kwargs)
+        for name in keys_in_order(kwargs):
+            if any(_shape(x) == () for x in flatten(kwargs[name])[0]):
+                raise BatchError(
+                    f"keyword argument {name!r} holds a 0-d value, but vmap batches keyword "
+                    "arguments along their axis 0 (as JAX does). Pass a value shared by the "
+                    "whole batch positionally, with None for it in in_axes, or close over it "
+                    "(functools.partial).")
+        axes += [0] * len(keyword_leaves)
+        leaves += keyword_leaves
         sizes = {len_along(x, a) for x, a in zip(leaves, axes) if a is not None}
         if not sizes:
             raise BatchError("vmap needs at least one batched argument (in_axes are all None).")
@@ -148,7 +162,8 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
         (size,) = sizes
         with new_trace(BatchTrace) as trace:
             inputs = [x if a is None else BatchTracer(trace, x, a) for x, a in zip(leaves, axes)]
-            out = f(*unflatten(treedef, inputs))
+            out = f(*unflatten(treedef, inputs[:treedef.num_leaves]),
+                    **unflatten(keyword_def, inputs[treedef.num_leaves:]))
             out_leaves, out_def = flatten(out)
             pairs = [trace.unwrap(o) for o in out_leaves]
         targets = _axes_for(out_def, out_axes, "out_axes")

@@ -9,6 +9,7 @@ program of the gradient. Python control flow on staged values is an error that
 names the user's line: the values are not known yet.
 """
 import os
+import re
 import sys
 from typing import Callable
 
@@ -18,7 +19,7 @@ from ..core.engine import Trace, Tracer, new_trace, provenance, staged_value, st
 from ..core.primitive import ShapeDtype
 from ..errors import ConcretizationError
 from ..ir.program import Equation, Literal, Program, Var, abstract
-from ..tree import flatten, unflatten
+from ..tree import flatten, keys_in_order, unflatten
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NUMPY = os.path.dirname(np.__file__)
@@ -63,15 +64,17 @@ class StagingTracer(Tracer):
         filename, line, function = user_frame()
         return ConcretizationError(
             f"{what} of a staged value at {filename}:{line} (in {function}): under jit/make_ir "
-            "the values are not known while the program is recorded, so Python control flow "
-            "cannot depend on them. Use pullback.numpy.where (np.where) to select values, "
+            "the values are not known while the program is recorded, so Python code cannot "
+            "use them (to branch on, print or convert). Use pullback.numpy.where (np.where) "
+            "to select values, "
             "mark the argument static with static_argnums/static_argnames, or run this "
             "function eagerly (without jit).")
 
     def __bool__(self):
         raise self._control_flow_error("bool() (an `if`, `while`, `and`/`or`)")
 
-    _concretization_error = _control_flow_error     # float(), int(), .item() ... likewise
+    # float(), int(), .item(), format() ... likewise.
+    _concretization_error = _unknown_value_error = _control_flow_error
 
 
 class CapturedTracer(Exception):
@@ -168,14 +171,14 @@ def argument_names(f: Callable, args: tuple) -> dict:
     for position, arg in enumerate(args):
         base = params[position] if position < len(params) else f"arg{position}"
         for path in _leaf_paths(arg):
-            names[index] = "_".join([base, *map(str, path)])
+            names[index] = re.sub(r"\W+", "_", "_".join([base, *map(str, path)])).strip("_")
             index += 1
     return names
 
 
 def _leaf_paths(tree, prefix=()):
     if isinstance(tree, dict):
-        for k in sorted(tree):
+        for k in keys_in_order(tree):
             yield from _leaf_paths(tree[k], prefix + (k,))
     elif isinstance(tree, (tuple, list)):
         for i, c in enumerate(tree):
