@@ -1,0 +1,97 @@
+"""Functional indexed updates `pullback.numpy.at(x)[index]`: values equal NumPy's, under
+every transformation.
+
+Each update is compared with its NumPy counterpart (assignment, `np.add.at`, ...) applied
+example by example, over index kinds (integers, slices, index arrays with repeats, mixed,
+Ellipsis, None) and update ranks (Python scalars, 0-d, broadcast, full).
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import pullback
+import pullback.numpy as pnp
+from pullback import grad, hessian, jacobian, vmap
+from pullback.operators import HESSIAN_MODES
+
+rng = np.random.default_rng(11)
+
+SHAPE = (3, 4, 2)                        # one example
+INDEXES = {
+    "int": 1,
+    "slice": (slice(None), slice(1, 3)),
+    "array": [2, 0],
+    "repeated_array": [1, 1, 0, 1],
+    "int_and_array": (1, [0, 3, 0]),
+    "nonadjacent_arrays": ([0, 2, 2], slice(None), [1, 0, 1]),
+    "ellipsis": (Ellipsis, 1),
+    "ellipsis_and_array": (Ellipsis, [1, 0]),
+    "none": (None, 1, slice(None, None, -1)),
+}
+
+
+def _region(index):
+    return np.zeros(SHAPE)[index].shape
+
+
+def _numpy_update(method, x, index, u):
+    x = np.array(x, copy=True)
+    if method == "set":
+        x[index] = u
+    else:
+        np.add.at(x, index, u)
+    return x
+
+
+UPDATE_RANKS = {
+    "python": lambda region: 2.5,
+    "0d": lambda region: np.array(-1.5),
+    "lower": lambda region: rng.standard_normal(region[-1:]),
+    "full": lambda region: rng.standard_normal(region),
+}
+
+
+@pytest.mark.parametrize("method", ["set", "add"])
+@pytest.mark.parametrize("rank", sorted(UPDATE_RANKS))
+@pytest.mark.parametrize("index_kind", sorted(INDEXES))
+def test_item1_vmap_of_an_indexed_update_matches_a_loop(index_kind, rank, method):
+    index = INDEXES[index_kind]
+    u = UPDATE_RANKS[rank](_region(index))
+    batch = 3
+    f = lambda x, u: getattr(pnp.at(x)[index], method)(u)          # noqa: E731
+    for x_axis, u_axis in itertools.product([None, 0, -1], [None, 0, -1]):
+        if (x_axis is None and u_axis is None) or (u_axis is not None and rank == "python"):
+            continue
+        xs = rng.standard_normal((batch,) + SHAPE)
+        x_arg = xs[0] if x_axis is None else np.moveaxis(xs, 0, x_axis)
+        us = np.stack([np.asarray(u) * (k + 1.0) for k in range(batch)])
+        u_arg = u if u_axis is None else np.moveaxis(us, 0, u_axis)
+        got = vmap(f, in_axes=(x_axis, u_axis))(x_arg, u_arg)
+        expected = np.stack([_numpy_update(method, xs[0] if x_axis is None else xs[k], index,
+                                           u if u_axis is None else us[k])
+                             for k in range(batch)])
+        np.testing.assert_array_equal(got, expected, err_msg=f"in_axes={(x_axis, u_axis)}")
+
+
+def _with_boundary_condition(u):
+    u = pnp.at(u)[0].set(0.0)            # u(0) = 0, written as boundary conditions are
+    u = pnp.at(u)[-1].set(1.0)
+    return np.sum(u[1:] * u[:-1] ** 2)
+
+
+def test_item1_derivatives_of_a_boundary_condition_set():
+    u = np.array([0.3, -0.7, 1.1, 0.4])
+    h = np.zeros((4, 4))                 # the Hessian of sum(v[1:] * v[:-1]**2), v fixed at ends
+    v = np.array([0.0, -0.7, 1.1, 1.0])
+    for i in (1, 2):
+        h[i, i] = 2.0 * v[i + 1]
+    h[1, 2] = h[2, 1] = 2.0 * v[1]
+    for mode in HESSIAN_MODES:
+        np.testing.assert_allclose(hessian(_with_boundary_condition, mode=mode)(u), h, atol=1e-14)
+    np.testing.assert_array_equal(jacobian(lambda u: pnp.at(u)[0].set(0.0))(u),
+                                  np.diag([0.0, 1.0, 1.0, 1.0]))
+    us = np.stack([u, 2.0 * u])
+    np.testing.assert_allclose(vmap(grad(_with_boundary_condition))(us),
+                               np.stack([grad(_with_boundary_condition)(w) for w in us]))
+    pullback.check_grads(_with_boundary_condition, (u,), order=2)
