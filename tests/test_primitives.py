@@ -16,6 +16,7 @@ from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import pullback
 from pullback.core.primitive import REGISTRY
+from pullback.operators import HESSIAN_MODES
 from pullback.primitives.structural import ArrayIndex, Slice
 
 DTYPES = [np.float64, np.float32]
@@ -480,3 +481,58 @@ def test_binary_primitive_with_a_python_scalar_keeps_float32(name, position):
     def f(x):
         return prim(scalar, x) if position == 0 else prim(x, scalar)
     pullback.check_grads(f, [array], order=2)
+
+
+# ------------------------------------------------- exact derivatives at special points
+
+
+def _falling(k, n):
+    """k (k-1) ... (k-n+1): the n-th derivative of x**k is _falling(k, n) x**(k-n)."""
+    return float(np.prod([k - i for i in range(n)]))
+
+
+def _power_derivative(k, n, x):
+    return 0.0 if n > k else _falling(k, n) * x ** (k - n)
+
+
+EXPONENT_FORMS = {"int": int, "float": float, "0d_array": np.array}
+
+
+@pytest.mark.parametrize("x", [0.0, -1.5], ids=["zero", "negative"])
+@pytest.mark.parametrize("form", sorted(EXPONENT_FORMS))
+@pytest.mark.parametrize("k", range(5))
+def test_item7_integer_powers_are_exact_at_zero_at_every_order(k, form, x):
+    y = EXPONENT_FORMS[form](k)
+    f = lambda x: x ** y                                     # noqa: E731
+    d1, d2, d3 = (_power_derivative(k, n, x) for n in (1, 2, 3))
+    assert pullback.grad(f)(x) == d1
+    for mode in HESSIAN_MODES:
+        assert pullback.hessian(f, mode=mode)(x) == d2, mode
+    assert pullback.grad(pullback.grad(pullback.grad(f)))(x) == d3
+    third = pullback.jacfwd(pullback.jacrev(pullback.jacfwd(f)))(x)
+    assert third == d3
+    xs = np.array([x, 0.0, 2.0])                             # elementwise, in a vector
+    g = lambda v: np.sum(v ** y)                             # noqa: E731
+    np.testing.assert_array_equal(pullback.grad(g)(xs), [_power_derivative(k, 1, v) for v in xs])
+    for mode in HESSIAN_MODES:
+        np.testing.assert_array_equal(pullback.hessian(g, mode=mode)(xs),
+                                      np.diag([_power_derivative(k, 2, v) for v in xs]))
+
+
+def test_item7_a_polynomial_with_an_array_of_exponents_is_exact_at_zero():
+    c = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    f = lambda x: np.sum(c * x ** np.arange(5))              # noqa: E731
+    for x in (0.0, -1.5):
+        exact = [sum(c[k] * _power_derivative(k, n, x) for k in range(5)) for n in (1, 2, 3)]
+        assert pullback.grad(f)(x) == exact[0]
+        for mode in HESSIAN_MODES:
+            assert pullback.hessian(f, mode=mode)(x) == exact[1], mode
+        assert pullback.grad(pullback.grad(pullback.grad(f)))(x) == exact[2]
+        assert pullback.jacfwd(pullback.jacfwd(pullback.jacfwd(f)))(x) == exact[2]
+    # float32 exponents and bases stay float32; the exponent's own derivative stays finite.
+    x32 = np.float32(0.0)
+    assert pullback.grad(lambda x: np.sum(x ** np.arange(4, dtype=np.float32)))(
+        np.array(x32)).dtype == np.float32
+    assert pullback.grad(lambda y: np.sum(0.0 ** y))(np.arange(1.0, 4.0)).tolist() == [0, 0, 0]
+    # A negative base: x ** y is real only at integers y, so its y-derivative does not exist.
+    assert np.isnan(pullback.grad(lambda y: (-2.0) ** y)(2.0))
