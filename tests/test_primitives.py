@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import pullback
-from pullback.core.primitive import REGISTRY
+from pullback.core.primitive import REGISTRY, ZERO, dense
 from pullback.operators import HESSIAN_MODES
 from pullback.primitives.structural import ArrayIndex, Slice
 
@@ -536,3 +536,61 @@ def test_item7_a_polynomial_with_an_array_of_exponents_is_exact_at_zero():
     assert pullback.grad(lambda y: np.sum(0.0 ** y))(np.arange(1.0, 4.0)).tolist() == [0, 0, 0]
     # A negative base: x ** y is real only at integers y, so its y-derivative does not exist.
     assert np.isnan(pullback.grad(lambda y: (-2.0) ** y)(2.0))
+
+
+# ---------------------------------------------- derivative dtypes under mixed precision
+
+
+def _mixed_precision(draw, args, family):
+    """The case's float arguments each cast to float32 or float64 (0-d ones of elementwise
+    primitives sometimes a Python float, which is weakly typed)."""
+    mixed = []
+    for a in args:
+        if np.asarray(a).dtype.kind != "f":
+            mixed.append(a)
+        elif family == "elementwise" and np.ndim(a) == 0 and draw(st.booleans()):
+            mixed.append(float(a))
+        else:
+            mixed.append(np.asarray(a).astype(draw(st.sampled_from(DTYPES))))
+    return mixed
+
+
+def _dtypes(values, like=None):
+    """The dtypes of a value or a list of them; with `like`, only where `like` is not ZERO."""
+    values = values if isinstance(values, (list, tuple)) else [values]
+    like = values if like is None else like if isinstance(like, (list, tuple)) else [like]
+    return [np.asarray(v).dtype for v, k in zip(values, like) if k is not ZERO]
+
+
+# The control primitives' rules are the user's, whose dtypes pullback.custom checks.
+DIFFERENTIABLE = sorted(name for name, prim in REGISTRY.items()
+                        if prim.differentiable and prim.family != "control")
+
+
+@pytest.mark.parametrize("name", DIFFERENTIABLE)
+def test_item10_a_tangent_has_its_outputs_dtype_and_a_cotangent_its_inputs(name):
+    """Every rule under mixed float32/float64/Python-scalar operands, called directly (no
+    transformation casts anything behind its back), each input differentiated or not."""
+    prim = REGISTRY[name]
+
+    @settings(SETTINGS, max_examples=20)
+    @given(case_strategy(prim, np.float64), st.data())
+    def run(case, data):
+        args, params = case
+        args = _mixed_precision(data.draw, args, prim.family)
+        arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+        if not arrays:
+            return
+        wrt = [i in arrays and data.draw(st.booleans()) for i in range(len(args))]
+        if not any(wrt):
+            wrt[arrays[0]] = True
+        tangents = [np.ones_like(a) if w else ZERO for a, w in zip(args, wrt)]
+        with np.errstate(all="ignore"):
+            out, tangent = prim.jvp(args, tangents, **params)
+            assert _dtypes(tangent) == _dtypes(out, tangent), (name, _dtypes(args))
+            ct = [np.ones_like(o) for o in out] if prim.multiple_results else np.ones_like(out)
+            cts = prim.vjp(tuple(wrt), out, *args, **params)(ct)
+        for a, w, c in zip(args, wrt, cts):
+            if w:
+                assert _dtypes(dense(c)) == _dtypes(a), (name, _dtypes(args))
+    run()

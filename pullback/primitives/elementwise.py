@@ -179,6 +179,8 @@ def _where_jvp(primals, tangents):
     if t.shape != out.shape:
         from .structural import broadcast_to
         t = broadcast_to(t, shape=out.shape)
+    if t.dtype != out.dtype:             # a float32 tangent of a float64 output (mixed operands)
+        t = t.astype(out.dtype)
     return out, t
 
 
