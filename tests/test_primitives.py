@@ -234,6 +234,14 @@ def _matrix(draw, kind, stack, n, dtype, m=None):
         a = a @ np.swapaxes(a, -1, -2) + n * np.eye(n)
     elif kind == "symmetric":      # distinct eigenvalues: a spread-out diagonal dominates
         a = a + np.diag(3.0 * np.arange(n))
+    elif kind in ("square", "distinct"):  # any rank; or distinct singular values, 0 allowed
+        u, _ = np.linalg.qr(rng.standard_normal(stack + (n, n)))
+        v, _ = np.linalg.qr(rng.standard_normal(stack + (n, n)))
+        if kind == "square":
+            s = rng.uniform(0.5, 2.0, stack + (n,)) * (np.arange(n) < draw(st.integers(0, n)))
+        else:
+            s = np.arange(n) + draw(st.sampled_from([0.0, 1.0]))
+        a = u @ (s[..., None] * v)
     elif kind in ("matrix", "tall"):     # distinct singular values 1, 2, 3, ...
         u, _ = np.linalg.qr(rng.standard_normal(stack + (m, m)))
         v, _ = np.linalg.qr(rng.standard_normal(stack + (n, n)))
