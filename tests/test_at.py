@@ -95,3 +95,43 @@ def test_item1_derivatives_of_a_boundary_condition_set():
     np.testing.assert_allclose(vmap(grad(_with_boundary_condition))(us),
                                np.stack([grad(_with_boundary_condition)(w) for w in us]))
     pullback.check_grads(_with_boundary_condition, (u,), order=2)
+
+
+EMPTY_INDEXES = {"list": [], "tuple_entry": (slice(None), ()), "two_lists": ([], []),
+                 "nested": [[]], "after_ellipsis": (Ellipsis, []), "with_int": (0, []),
+                 "second_axis": (slice(None), [])}
+
+
+@pytest.mark.parametrize("kind", sorted(EMPTY_INDEXES))
+def test_item17_an_empty_index_list_selects_nothing_in_every_indexing_path(kind):
+    index = EMPTY_INDEXES[kind]
+    x = rng.standard_normal((2, 3))
+    xs = np.stack([x, 2.0 * x])
+    region = x[index].shape
+    np.testing.assert_array_equal(pnp.getitem(x, index), x[index])
+    np.testing.assert_array_equal(pullback.jit(lambda x: x[index])(x), x[index])
+    np.testing.assert_array_equal(vmap(lambda x: x[index])(xs), np.stack([v[index] for v in xs]))
+    np.testing.assert_array_equal(grad(lambda x: np.sum(x[index]) + np.sum(x * x))(x), 2.0 * x)
+    for method in ("set", "add"):
+        def update(x, v):
+            return getattr(pnp.at(x)[index], method)(v)
+        v = np.ones(region)
+        for values in (v, 1.5):
+            np.testing.assert_array_equal(update(x, values), x)
+            np.testing.assert_array_equal(pullback.jit(update)(x, values), x)
+            np.testing.assert_array_equal(vmap(update, in_axes=(0, None))(xs, values), xs)
+        g_x, g_v = grad(lambda x, v: np.sum(update(x, v) ** 2), argnums=(0, 1))(x, v)
+        np.testing.assert_array_equal(g_x, 2.0 * x)
+        assert g_v.shape == region
+        np.testing.assert_array_equal(hessian(lambda x: np.sum(update(x, v) ** 2))(x),
+                                      2.0 * np.eye(6).reshape(2, 3, 2, 3))
+
+
+@pytest.mark.parametrize("axis", [0, 1, None])
+def test_item17_take_of_no_indices(axis):
+    x = rng.standard_normal((2, 3))
+    np.testing.assert_array_equal(pnp.take(x, [], axis=axis), np.take(x, [], axis=axis))
+    np.testing.assert_array_equal(vmap(lambda x: pnp.take(x, [], axis=axis))(np.stack([x, x])),
+                                  np.stack([np.take(x, [], axis=axis)] * 2))
+    np.testing.assert_array_equal(grad(lambda x: np.sum(pnp.take(x, [], axis=axis)))(x),
+                                  np.zeros_like(x))

@@ -382,6 +382,8 @@ def _index_template(x, index):
             template.append(int(entry))
         else:
             arr = entry if isinstance(entry, Tracer) else np.asarray(entry)
+            if isinstance(entry, (list, tuple)) and arr.size == 0:
+                arr = arr.astype(np.intp)    # [] has no values to be floats: NumPy's int index
             kind = arr.dtype.kind
             if kind == "b":
                 if isinstance(arr, Tracer):
@@ -413,8 +415,7 @@ def take(a, indices, axis=None, out=None, mode=None):
     if axis is None:
         x, axis = ravel(x), 0
     axis = normalize_axis(axis, ndim(x))
-    return getitem(x, (slice(None),) * axis + (np.asarray(indices) if not isinstance(
-        indices, Tracer) else indices,))
+    return getitem(x, (slice(None),) * axis + (indices,))
 
 
 def take_along_axis(arr, indices, axis=-1):
