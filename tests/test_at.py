@@ -12,7 +12,8 @@ import pytest
 
 import pullback
 import pullback.numpy as pnp
-from pullback import grad, hessian, jacobian, vmap
+from helpers import raises
+from pullback import errors, grad, hessian, jacobian, vmap
 from pullback.operators import HESSIAN_MODES
 
 rng = np.random.default_rng(11)
@@ -135,3 +136,99 @@ def test_item17_take_of_no_indices(axis):
                                   np.stack([np.take(x, [], axis=axis)] * 2))
     np.testing.assert_array_equal(grad(lambda x: np.sum(pnp.take(x, [], axis=axis)))(x),
                                   np.zeros_like(x))
+
+
+# ------------------------------------------------------ multiply, min and max
+
+COMBINING = {"multiply": np.multiply, "min": np.minimum, "max": np.maximum}
+
+
+def _numpy_combined(method, x, index, u):
+    x = np.array(x, copy=True)
+    COMBINING[method].at(x, index, u)
+    return x
+
+
+@pytest.mark.parametrize("method", sorted(COMBINING))
+@pytest.mark.parametrize("rank", sorted(UPDATE_RANKS))
+@pytest.mark.parametrize("index_kind", sorted(INDEXES))
+def test_multiply_min_max_equal_numpys_ufunc_at_eagerly_under_vmap_and_jit(index_kind, rank,
+                                                                             method):
+    index = INDEXES[index_kind]
+    u = UPDATE_RANKS[rank](_region(index))
+    f = lambda x, u: getattr(pnp.at(x)[index], method)(u)          # noqa: E731
+    xs = rng.standard_normal((3,) + SHAPE)
+    np.testing.assert_array_equal(f(xs[0], u), _numpy_combined(method, xs[0], index, u))
+    np.testing.assert_array_equal(pullback.jit(f)(xs[0], u),
+                                  _numpy_combined(method, xs[0], index, u))
+    us = np.stack([np.asarray(u) * (k - 1.0) for k in range(3)])
+    for in_axes in [(0, None), (None, 0), (0, 0), (-1, 0)]:
+        if rank == "python" and in_axes[1] is not None:
+            continue
+        x_arg = xs if in_axes[0] != -1 else np.moveaxis(xs, 0, -1)
+        got = vmap(f, in_axes=in_axes)(xs[0] if in_axes[0] is None else x_arg,
+                                       u if in_axes[1] is None else us)
+        expected = np.stack([_numpy_combined(method, xs[0] if in_axes[0] is None else xs[k],
+                                             index, u if in_axes[1] is None else us[k])
+                             for k in range(3)])
+        np.testing.assert_array_equal(got, expected, err_msg=str(in_axes))
+
+
+@pytest.mark.parametrize("method", sorted(COMBINING))
+@pytest.mark.parametrize("index_kind", sorted(INDEXES))
+def test_multiply_min_max_are_differentiable_in_both_arguments(index_kind, method):
+    index = INDEXES[index_kind]
+    x = rng.uniform(-2.0, 2.0, SHAPE)
+    u = rng.uniform(-2.0, 2.0, _region(index))              # no ties: min and max are smooth
+    f = lambda x, u: getattr(pnp.at(x)[index], method)(u)          # noqa: E731
+    pullback.check_grads(f, (x, u), order=2)
+    loss = lambda x, u: np.sum(np.sin(f(x, u)) * x)                # noqa: E731
+    reference = hessian(loss, argnums=(0, 1), mode="forward-over-forward")(x, u)
+    for mode in HESSIAN_MODES:
+        h = hessian(loss, argnums=(0, 1), mode=mode)(x, u)
+        for i, j in itertools.product(range(2), range(2)):
+            np.testing.assert_allclose(h[i][j], reference[i][j], atol=1e-12, err_msg=mode)
+    xs, us = np.stack([x, -x]), np.stack([u, 2.0 * u])
+    got = vmap(grad(loss, argnums=(0, 1)))(xs, us)
+    for k in range(2):
+        for g, e in zip(got, grad(loss, argnums=(0, 1))(xs[k], us[k])):
+            np.testing.assert_allclose(g[k], e, atol=1e-12)
+
+
+def test_min_and_max_split_the_derivative_equally_among_ties():
+    x = np.array([1.0, 5.0, 2.0])
+    for method in ("min", "max"):
+        f = lambda x, u: np.sum(getattr(pnp.at(x)[[0, 0, 2]], method)(u))    # noqa: E731
+        g_x, g_u = grad(f, argnums=(0, 1))(x, np.array([1.0, 1.0, 2.0]))
+        np.testing.assert_allclose(g_x, [1 / 3, 1.0, 1 / 2])
+        np.testing.assert_allclose(g_u, [1 / 3, 1 / 3, 1 / 2])
+        g_x, g_u = grad(lambda x, u: np.sum(getattr(pnp.at(x)[1:], method)(u)),
+                        argnums=(0, 1))(x, np.array([5.0, 0.0]))
+        np.testing.assert_allclose(g_x, [1.0, 0.5, method == "max"])
+        np.testing.assert_allclose(g_u, [0.5, method == "min"])
+
+
+def test_multiply_at_repeated_indices_is_exact_with_zeros():
+    x = np.array([0.0, 3.0])
+    u = np.array([2.0, 0.0, 5.0])
+    f = lambda x, u: np.sum(pnp.at(x)[[0, 0, 1]].multiply(u))      # x0 u0 u1 + x1 u2 # noqa
+    g_x, g_u = grad(f, argnums=(0, 1))(x, u)
+    np.testing.assert_array_equal(g_x, [0.0, 5.0])
+    np.testing.assert_array_equal(g_u, [0.0, 0.0, 3.0])
+    h = hessian(f, argnums=1)(x, u)
+    np.testing.assert_array_equal(h, np.zeros((3, 3)))
+    np.testing.assert_array_equal(hessian(f, argnums=0)(x, u), np.zeros((2, 2)))
+
+
+def test_multiply_min_max_refuse_traced_index_arrays():
+    x, u = np.ones(4), np.array([2.0, 3.0])
+    for method in sorted(COMBINING):
+        f = lambda x, i, u: getattr(pnp.at(x)[i], method)(u)       # noqa: E731
+        with raises(errors.ConcretizationError, f".{method}(values)", "traced",
+                    "static argument of jit"):
+            pullback.jit(f)(x, np.array([0, 0]), u)
+        with raises(errors.ConcretizationError, "closes over"):
+            vmap(f, in_axes=(None, 0, None))(x, np.array([[0, 1], [1, 1]]), u)
+        np.testing.assert_array_equal(                             # a constant index is fine
+            pullback.jit(lambda x, u: f(x, np.array([0, 0]), u))(x, u),
+            _numpy_combined(method, x, np.array([0, 0]), u))
