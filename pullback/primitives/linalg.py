@@ -41,7 +41,7 @@ from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import matmul, swap_last
 from .elementwise import equal, sign, where
 from .families import batch_elementwise, batch_stacked, dtype_of, shape_of, unbroadcast
-from .reductions import _product_of_others, sum
+from .reductions import product_of_others, sum
 from .structural import reshape, stop_gradient
 
 # ------------------------------------------------------------------ helpers
@@ -228,12 +228,13 @@ triangular_solve = Primitive(
 # Its derivative, with w = u^T da v and pi_ij = prod_{m not in {i, j}} s_m:
 #   d adj(a) = c v D(w) u^T,  D_ii = sum_{k != i} pi_ik w_kk,  D_ji = -pi_ij w_ji (j != i).
 # D is self-adjoint, so the pullback of adj_bar is c u D(v^T adj_bar u) v^T.
-# Both hold for every SVD of every a (the limit of a + eps u v^T), so det's first and
+# Both hold for every SVD of every a (as the limits of those of a + eps u v^T, which is
+# invertible for small eps > 0 and has the same singular vectors), so det's first and
 # second derivatives are exact everywhere: d det(a) = tr(adj(a) da), and the pullback
 # of det_bar is det_bar adj(a)^T. Beyond second order the adjugate's rules are
 # differentiated through the SVD, whose derivative exists where the singular values
-# are distinct: there the result is exact; where they are not (the zero matrix of
-# size >= 2) it is NaN, not a silently wrong number.
+# are distinct (one of them may be zero): there the result is exact; where they are not
+# (the identity, the zero matrix of size >= 2) it is NaN, not a silently wrong number.
 
 
 def _svd_parts(a):
@@ -244,7 +245,7 @@ def _svd_parts(a):
 
 def _products_of_others(s):
     """pi_i = prod_{j != i} s_j along the last axis (no division: exact with zeros)."""
-    return _product_of_others(s, (len(shape_of(s)) - 1,))
+    return product_of_others(s, (len(shape_of(s)) - 1,))
 
 
 def _adjugate_impl(a):
@@ -300,11 +301,11 @@ det = Primitive("det", np.linalg.det,
 # is singular (sign 0) log|det a| is -inf and has no derivative: every order is NaN there.
 
 
-def _invertible_stand_in(a, sign):
-    """(b, exists): b is a, or where sign is 0 the identity (a + (I - a), with a's
-    derivative); exists is 1, or NaN where sign is 0, per matrix: multiplying by it makes
-    every derivative there NaN instead of the stand-in's finite one."""
-    singular = equal(sign, 0.0)
+def _invertible_stand_in(a, det_sign):
+    """(b, exists): b is a, or where det_sign is 0 the identity (a + (I - a), with a's
+    derivative); exists is 1, or NaN where det_sign is 0, per matrix: multiplying by it
+    makes every derivative there NaN instead of the stand-in's finite one."""
+    singular = equal(det_sign, 0.0)
     b = a + where(_per_matrix(singular), _eye(a) - stop_gradient(a), 0.0)
     return b, where(singular, np.full((), np.nan, dtype_of(a)), np.ones((), dtype_of(a)))
 
