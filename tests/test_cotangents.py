@@ -13,7 +13,7 @@ import scipy.special as sp
 from hypothesis import given, settings, strategies as st
 
 import pullback.numpy as pnp
-from pullback import grad, hessian, jacfwd, jvp, pullback as vjp
+from pullback import grad, hessian, jacfwd, jit, jvp, pullback as vjp
 from pullback.core.primitive import Scaled, ShapeDtype
 from pullback.primitives.families import _reads, unbroadcast
 
@@ -108,11 +108,14 @@ def test_back_gives_the_same_result_each_time_it_is_called():
 def test_scaled_folds_numbers_and_multiplies_arrays_like_numpy():
     a = np.array([1.0, -2.0, 3.0], np.float32)
     uniform = Scaled(2.0, None, (3,), np.dtype(np.float32))
-    product = -(uniform * a) * 0.5                      # no pass: scale -1, array a
-    assert product.array is a and product.scale == -1.0
+    product = -(uniform * a) * 1.5                      # no pass: scale -3, array a
+    assert product.array is a and product.scale == -3.0
     assert product.dense().dtype == np.float32
-    np.testing.assert_array_equal(product.dense(), -a)
-    np.testing.assert_array_equal(product.add_into(np.ones(3, np.float32)), 1.0 - a)
+    np.testing.assert_array_equal(product.dense(), -3.0 * a)
+    np.testing.assert_array_equal(product.add_into(np.ones(3, np.float32)), 1.0 - 3.0 * a)
+    shrunk = product * 0.25              # a magnifying and a shrinking factor: applied in turn
+    assert shrunk.scale == 0.25
+    np.testing.assert_array_equal(shrunk.array, -3.0 * a)
     np.testing.assert_array_equal(uniform.dense(), [2.0, 2.0, 2.0])
     # Anything else is NumPy arithmetic on what it stands for (promotion included).
     assert (uniform * np.float64(2.0)).dtype == np.float64
@@ -172,3 +175,86 @@ def test_unbroadcast_materialises_a_lazy_cotangent_before_casting():
                      ShapeDtype((3,), np.dtype(np.float64)))
     assert type(ct) is np.ndarray and ct.dtype == np.float64
     np.testing.assert_array_equal(ct, [2.0, 2.0, 2.0])
+
+
+# ------------------------------------------ folding constant factors keeps IEEE results
+
+SIGNS = st.sampled_from([1.0, -1.0])
+POWERS_OF_TWO = st.builds(lambda sign, k: sign * 2.0 ** k, SIGNS, st.integers(-1074, 1023))
+FACTORS = st.one_of(POWERS_OF_TWO, st.builds(lambda sign, e, m: sign * m * 10.0 ** e, SIGNS,
+                                             st.integers(-320, 307), st.floats(1.0, 9.99)))
+
+
+def chain_steps(factors):
+    """Constant multiplications, divisions and negations, and products with constant arrays."""
+    return st.lists(st.one_of(
+        st.tuples(st.sampled_from(["mul", "div"]), factors), st.just(("neg",)),
+        st.tuples(st.just("array"), st.lists(factors, min_size=3, max_size=3))),
+        min_size=1, max_size=8)
+
+
+def _forward_chain(chain, dtype):
+    def f(x):
+        for op, *arg in chain:
+            if op == "neg":
+                x = -x
+            elif op == "array":
+                x = x * np.array(arg[0], dtype)
+            else:
+                x = x * arg[0] if op == "mul" else x / arg[0]
+        return np.sum(x)
+    return f
+
+
+def _transposed_chain(chain, dtype):
+    """The gradient as the unfolded program computes it: the rules' factors one by one."""
+    ct = np.ones(3, dtype)
+    for op, *arg in reversed(chain):
+        if op == "neg":
+            ct = -ct
+        elif op == "array":
+            ct = ct * np.array(arg[0], dtype)
+        else:
+            ct = ct * (arg[0] if op == "mul" else 1.0 / arg[0])
+    return ct
+
+
+def _assert_same_bits(got, expected):
+    assert got.dtype == expected.dtype
+    nan = np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(got[~nan], expected[~nan])
+    np.testing.assert_array_equal(np.signbit(got[~nan]), np.signbit(expected[~nan]))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(chain=chain_steps(POWERS_OF_TWO), dtype=st.sampled_from([np.float32, np.float64]))
+def test_item8_folded_factors_give_the_unfolded_programs_result_bit_for_bit(chain, dtype):
+    # Powers of two multiply exactly until they overflow or underflow, so any difference
+    # is an Inf, NaN or zero that folding made or lost.
+    x = np.array([0.0, 1.0, -3.0], dtype)
+    with np.errstate(all="ignore"):
+        expected = _transposed_chain(chain, dtype)
+        _assert_same_bits(grad(_forward_chain(chain, dtype))(x), expected)
+        _assert_same_bits(jit(grad(_forward_chain(chain, dtype)))(x), expected)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(chain=chain_steps(FACTORS), dtype=st.sampled_from([np.float32, np.float64]))
+def test_item8_folded_factors_change_rounding_only(chain, dtype):
+    x = np.array([0.0, 1.0, -3.0], dtype)
+    with np.errstate(all="ignore"):
+        expected = _transposed_chain(chain, dtype)
+        got = grad(_forward_chain(chain, dtype))(x)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    finite = np.isfinite(expected) & (np.abs(expected) >= np.finfo(dtype).tiny)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-5 if dtype == np.float32
+                               else 1e-13)
+
+
+def test_item8_overflow_is_not_folded_away():
+    g = grad(lambda a: np.sum((a * 1e200 * 1e200) ** 2))
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(g(np.array([0.0, 1.0])), [0.0, np.inf])

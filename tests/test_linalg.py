@@ -19,6 +19,7 @@ import pytest
 import pullback
 import pullback.numpy as pnp
 from pullback.errors import UnsupportedFunctionError
+from pullback.operators import HESSIAN_MODES
 from pullback.primitives import linalg as L
 from pullback.tree import flatten
 
@@ -51,6 +52,14 @@ class Draw:
     def symmetric(self, *shape):
         x = self.rng.standard_normal(shape)
         return self._cast(x + np.swapaxes(x, -1, -2))
+
+    def rank(self, r, *shape):
+        """Singular values in (0.5, 2) but for n - r zeros: rank r (0: the zero matrix)."""
+        n = shape[-1]
+        u = np.linalg.qr(self.rng.standard_normal(shape))[0]
+        v = np.linalg.qr(self.rng.standard_normal(shape))[0]
+        s = self.rng.uniform(0.5, 2.0, shape[:-1]) * (np.arange(n) < r)
+        return self._cast(u @ (s[..., None] * v))
 
     def away(self, *shape):
         """Entries of magnitude in (0.3, 1.5), random signs: away from the kinks of |x|."""
@@ -93,6 +102,9 @@ ROWS = [
     # ---------------------------------------------------------- determinants
     Row("det", lambda m, a: m.det(a), lambda d: (d.invertible(3, 3),)),
     Row("det/batched", lambda m, a: m.det(a), lambda d: (d.normal(2, 3, 3),)),
+    Row("det/rank-2", lambda m, a: m.det(a), lambda d: (d.rank(2, 3, 3),)),
+    Row("det/rank-1-batched", lambda m, a: m.det(a), lambda d: (d.rank(1, 2, 3, 3),)),
+    Row("det/zero", lambda m, a: m.det(a), lambda d: (d.rank(0, 2, 2),)),
     Row("slogdet", lambda m, a: tuple(m.slogdet(a)), lambda d: (d.invertible(3, 3),)),
     Row("slogdet/batched", lambda m, a: m.slogdet(a).logabsdet, lambda d: (d.normal(2, 3, 3),)),
     # -------------------------------------------------------- factorizations
@@ -310,3 +322,102 @@ def test_numpy_argument_errors():
         pnp.linalg.norm(np.eye(2), 3)
     with pytest.raises(ValueError, match="Improper number of dimensions"):
         pnp.linalg.norm(np.ones((2, 2, 2)), 2)
+
+
+# -------------------------------------------------- det everywhere: the adjugate
+
+
+def cofactor_adjugate(a):
+    """adj(a)[j, i] = (-1)^(i+j) det(a without row i and column j), for a stack."""
+    n = a.shape[-1]
+    adj = np.ones_like(a)
+    for i in range(n):
+        for j in range(n):
+            if n > 1:
+                minor = np.delete(np.delete(a, i, -2), j, -1)
+                adj[..., j, i] = (-1) ** (i + j) * np.linalg.det(minor)
+    return adj
+
+
+def _every_rank(n, stack=()):
+    d = Draw(f"adjugate{n}{stack}", np.float64)
+    return [d.rank(r, *stack, n, n) for r in range(n + 1)] + [d.normal(*stack, n, n)]
+
+
+@pytest.mark.parametrize("stack", [(), (2,)], ids=["single", "stacked"])
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_item16_adjugate_equals_cofactors_and_its_rules_finite_differences(n, stack):
+    """adj and both rules at random, rank-deficient and zero matrices: det is a polynomial,
+    so central differences of the cofactors are exact to O(eps^2)."""
+    d = Draw(f"adjugate-directions{n}{stack}", np.float64)
+    for a in _every_rank(n, stack):
+        np.testing.assert_allclose(L.adjugate(a), cofactor_adjugate(a), atol=1e-12)
+        t, c = d.normal(*a.shape), d.normal(*a.shape)
+        eps = 1e-5
+        fd = (cofactor_adjugate(a + eps * t) - cofactor_adjugate(a - eps * t)) / (2 * eps)
+        _, tangent = pullback.jvp(L.adjugate, (a,), (t,))
+        np.testing.assert_allclose(tangent, fd, atol=1e-8)
+        _, back = pullback.vjp(L.adjugate, a)
+        np.testing.assert_allclose(np.sum(back(c)[0] * t), np.sum(c * tangent), atol=1e-10)
+
+
+def _exact_det_hessian(a, eps=1e-5):
+    """d2 det / da_ij da_kl: central differences of the cofactors (the gradient)."""
+    n = a.shape[-1]
+    h = np.empty((n, n, n, n))
+    for k in range(n):
+        for l in range(n):
+            step = np.zeros((n, n))
+            step[k, l] = eps
+            h[:, :, k, l] = (cofactor_adjugate(a + step) - cofactor_adjugate(a - step)).T / (2 * eps)
+    return h
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_item16_det_has_exact_first_and_second_derivatives_everywhere(n):
+    for a in _every_rank(n):
+        np.testing.assert_allclose(pullback.grad(np.linalg.det)(a), cofactor_adjugate(a).T,
+                                   atol=1e-12)
+        h = _exact_det_hessian(a)
+        for mode in HESSIAN_MODES:
+            np.testing.assert_allclose(pullback.hessian(np.linalg.det, mode=mode)(a), h,
+                                       atol=1e-8, err_msg=mode)
+    # At the zero matrix the Hessian is exact to the last bit: d2 (ad - bc) for n = 2.
+    zero = np.zeros((n, n))
+    expected = np.zeros((n, n, n, n))
+    if n == 2:
+        expected[0, 0, 1, 1] = expected[1, 1, 0, 0] = 1.0
+        expected[0, 1, 1, 0] = expected[1, 0, 0, 1] = -1.0
+    for mode in HESSIAN_MODES:
+        np.testing.assert_array_equal(pullback.hessian(np.linalg.det, mode=mode)(zero), expected)
+    g32 = pullback.grad(np.linalg.det)(np.zeros((n, n), np.float32))
+    assert g32.dtype == np.float32
+
+
+def test_item16_beyond_second_order_det_is_exact_or_nan():
+    """Third derivatives go through the SVD: exact where the singular values are distinct
+    (a single zero included), NaN where they repeat -- never a wrong finite number."""
+    third = pullback.jacfwd(pullback.hessian(np.linalg.det))
+    d = Draw("det-third", np.float64)
+    for a in (d.normal(3, 3), d.rank(2, 3, 3)):
+        eps = 1e-4
+        fd = np.stack([(_exact_det_hessian(a + eps * e) - _exact_det_hessian(a - eps * e)) / (2 * eps)
+                       for e in np.eye(9).reshape(9, 3, 3)], axis=-1).reshape((3,) * 6)
+        np.testing.assert_allclose(third(a), fd, atol=1e-5)
+    with np.errstate(all="ignore"):
+        assert np.all(np.isnan(third(np.zeros((3, 3)))))
+        assert np.all(np.isnan(third(np.eye(3))))
+
+
+def test_item16_slogdet_has_no_derivative_at_a_singular_matrix():
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    stack = np.stack([singular, np.array([[2.0, 1.0], [1.0, 3.0]])])
+    logabsdet = lambda a: np.sum(np.linalg.slogdet(a)[1])          # noqa: E731
+    with np.errstate(all="ignore"):
+        assert np.all(np.isnan(pullback.grad(logabsdet)(singular)))
+        assert np.isnan(pullback.jvp(logabsdet, (singular,), (np.eye(2),))[1])
+        for mode in HESSIAN_MODES:
+            assert np.all(np.isnan(pullback.hessian(logabsdet, mode=mode)(singular))), mode
+        g = pullback.grad(logabsdet)(stack)      # the invertible matrix of a stack is unaffected
+    assert np.all(np.isnan(g[0]))
+    np.testing.assert_allclose(g[1], np.linalg.inv(stack[1]).T)

@@ -371,7 +371,8 @@ def at_reference(x, index, values, how):
     if how == "set":
         out[index] = values
     else:
-        np.add.at(out, index, values)
+        {"add": np.add, "multiply": np.multiply, "min": np.minimum,
+         "max": np.maximum}[how].at(out, index, values)
     return out
 
 
@@ -410,6 +411,12 @@ INDEXING = [
     at_row("at-set-repeated", [0, 2, 0], lambda d: (d.u(3, 4), d.u(3, 4)), "set"),
     at_row("at-add-repeated", [0, 2, 0, 0], lambda d: (d.u(3, 4), d.u(4, 4)), "add", f32=True),
     at_row("at-add-slice", (slice(None), slice(1, 3)), lambda d: (d.u(3, 4), d.u(3, 2)), "add"),
+    at_row("at-multiply-repeated", [0, 2, 0], lambda d: (d.u(3, 4), d.u(3, 4)), "multiply",
+           f32=True),
+    at_row("at-multiply-slice", (slice(None), 1), lambda d: (d.u(3, 4), d.u(3)), "multiply"),
+    at_row("at-min-repeated", ([0, 2, 0], [1, 1, 1]), lambda d: (d.u(3, 4), d.u(3)), "min",
+           f32=True),
+    at_row("at-max-broadcast", [1, 1], lambda d: (d.u(3, 4), d.u(4)), "max"),
 ]
 
 # --------------------------------------------------------------------- creation

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import pullback
-from pullback.core.primitive import REGISTRY
+from pullback.core.primitive import REGISTRY, ZERO, dense
+from pullback.operators import HESSIAN_MODES
 from pullback.primitives.structural import ArrayIndex, Slice
 
 DTYPES = [np.float64, np.float32]
@@ -233,6 +234,14 @@ def _matrix(draw, kind, stack, n, dtype, m=None):
         a = a @ np.swapaxes(a, -1, -2) + n * np.eye(n)
     elif kind == "symmetric":      # distinct eigenvalues: a spread-out diagonal dominates
         a = a + np.diag(3.0 * np.arange(n))
+    elif kind in ("square", "distinct"):  # any rank; or distinct singular values, 0 allowed
+        u, _ = np.linalg.qr(rng.standard_normal(stack + (n, n)))
+        v, _ = np.linalg.qr(rng.standard_normal(stack + (n, n)))
+        if kind == "square":
+            s = rng.uniform(0.5, 2.0, stack + (n,)) * (np.arange(n) < draw(st.integers(0, n)))
+        else:
+            s = np.arange(n) + draw(st.sampled_from([0.0, 1.0]))
+        a = u @ (s[..., None] * v)
     elif kind in ("matrix", "tall"):     # distinct singular values 1, 2, 3, ...
         u, _ = np.linalg.qr(rng.standard_normal(stack + (m, m)))
         v, _ = np.linalg.qr(rng.standard_normal(stack + (n, n)))
@@ -480,3 +489,116 @@ def test_binary_primitive_with_a_python_scalar_keeps_float32(name, position):
     def f(x):
         return prim(scalar, x) if position == 0 else prim(x, scalar)
     pullback.check_grads(f, [array], order=2)
+
+
+# ------------------------------------------------- exact derivatives at special points
+
+
+def _falling(k, n):
+    """k (k-1) ... (k-n+1): the n-th derivative of x**k is _falling(k, n) x**(k-n)."""
+    return float(np.prod([k - i for i in range(n)]))
+
+
+def _power_derivative(k, n, x):
+    return 0.0 if n > k else _falling(k, n) * x ** (k - n)
+
+
+EXPONENT_FORMS = {"int": int, "float": float, "0d_array": np.array}
+
+
+@pytest.mark.parametrize("x", [0.0, -1.5], ids=["zero", "negative"])
+@pytest.mark.parametrize("form", sorted(EXPONENT_FORMS))
+@pytest.mark.parametrize("k", range(5))
+def test_item7_integer_powers_are_exact_at_zero_at_every_order(k, form, x):
+    y = EXPONENT_FORMS[form](k)
+    f = lambda x: x ** y                                     # noqa: E731
+    d1, d2, d3 = (_power_derivative(k, n, x) for n in (1, 2, 3))
+    assert pullback.grad(f)(x) == d1
+    for mode in HESSIAN_MODES:
+        assert pullback.hessian(f, mode=mode)(x) == d2, mode
+    assert pullback.grad(pullback.grad(pullback.grad(f)))(x) == d3
+    third = pullback.jacfwd(pullback.jacrev(pullback.jacfwd(f)))(x)
+    assert third == d3
+    xs = np.array([x, 0.0, 2.0])                             # elementwise, in a vector
+    g = lambda v: np.sum(v ** y)                             # noqa: E731
+    np.testing.assert_array_equal(pullback.grad(g)(xs), [_power_derivative(k, 1, v) for v in xs])
+    for mode in HESSIAN_MODES:
+        np.testing.assert_array_equal(pullback.hessian(g, mode=mode)(xs),
+                                      np.diag([_power_derivative(k, 2, v) for v in xs]))
+
+
+def test_item7_a_polynomial_with_an_array_of_exponents_is_exact_at_zero():
+    c = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    f = lambda x: np.sum(c * x ** np.arange(5))              # noqa: E731
+    for x in (0.0, -1.5):
+        exact = [sum(c[k] * _power_derivative(k, n, x) for k in range(5)) for n in (1, 2, 3)]
+        assert pullback.grad(f)(x) == exact[0]
+        for mode in HESSIAN_MODES:
+            assert pullback.hessian(f, mode=mode)(x) == exact[1], mode
+        assert pullback.grad(pullback.grad(pullback.grad(f)))(x) == exact[2]
+        assert pullback.jacfwd(pullback.jacfwd(pullback.jacfwd(f)))(x) == exact[2]
+    # float32 exponents and bases stay float32; the exponent's own derivative stays finite.
+    x32 = np.float32(0.0)
+    assert pullback.grad(lambda x: np.sum(x ** np.arange(4, dtype=np.float32)))(
+        np.array(x32)).dtype == np.float32
+    assert pullback.grad(lambda y: np.sum(0.0 ** y))(np.arange(1.0, 4.0)).tolist() == [0, 0, 0]
+    # A negative base: x ** y is real only at integers y, so its y-derivative does not exist.
+    assert np.isnan(pullback.grad(lambda y: (-2.0) ** y)(2.0))
+
+
+# ---------------------------------------------- derivative dtypes under mixed precision
+
+
+def _mixed_precision(draw, args, family):
+    """The case's float arguments each cast to float32 or float64 (0-d ones of elementwise
+    primitives sometimes a Python float, which is weakly typed)."""
+    mixed = []
+    for a in args:
+        if np.asarray(a).dtype.kind != "f":
+            mixed.append(a)
+        elif family == "elementwise" and np.ndim(a) == 0 and draw(st.booleans()):
+            mixed.append(float(a))
+        else:
+            mixed.append(np.asarray(a).astype(draw(st.sampled_from(DTYPES))))
+    return mixed
+
+
+def _dtypes(values, like=None):
+    """The dtypes of a value or a list of them; with `like`, only where `like` is not ZERO."""
+    values = values if isinstance(values, (list, tuple)) else [values]
+    like = values if like is None else like if isinstance(like, (list, tuple)) else [like]
+    return [np.asarray(v).dtype for v, k in zip(values, like) if k is not ZERO]
+
+
+# The control primitives' rules are the user's, whose dtypes pullback.custom checks.
+DIFFERENTIABLE = sorted(name for name, prim in REGISTRY.items()
+                        if prim.differentiable and prim.family != "control")
+
+
+@pytest.mark.parametrize("name", DIFFERENTIABLE)
+def test_item10_a_tangent_has_its_outputs_dtype_and_a_cotangent_its_inputs(name):
+    """Every rule under mixed float32/float64/Python-scalar operands, called directly (no
+    transformation casts anything behind its back), each input differentiated or not."""
+    prim = REGISTRY[name]
+
+    @settings(SETTINGS, max_examples=20)
+    @given(case_strategy(prim, np.float64), st.data())
+    def run(case, data):
+        args, params = case
+        args = _mixed_precision(data.draw, args, prim.family)
+        arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+        if not arrays:
+            return
+        wrt = [i in arrays and data.draw(st.booleans()) for i in range(len(args))]
+        if not any(wrt):
+            wrt[arrays[0]] = True
+        tangents = [np.ones_like(a) if w else ZERO for a, w in zip(args, wrt)]
+        with np.errstate(all="ignore"):
+            out, tangent = prim.jvp(args, tangents, **params)
+            assert _dtypes(tangent) == _dtypes(out, tangent), (name, _dtypes(args))
+            ct = [np.ones_like(o) for o in out] if prim.multiple_results else np.ones_like(out)
+            cts = prim.vjp(tuple(wrt), out, *args, **params)(ct)
+        for a, w, c in zip(args, wrt, cts):
+            if w:
+                assert _dtypes(dense(c)) == _dtypes(a), (name, _dtypes(args))
+    run()

@@ -71,25 +71,56 @@ def dense(ct):
     return ct.dense() if isinstance(ct, LazyCotangent) else ct
 
 
-class Scaled(LazyCotangent):
-    """`scale * array`, or `scale` everywhere when `array` is None (the transpose of a sum).
+def normal_factor(c, dtype):
+    """c if it is a usable scale factor for `dtype`: finite, nonzero and normal there (so
+    that scaling by it rounds, but never overflows, underflows or makes a NaN); else None."""
+    info = np.finfo(dtype)
+    try:
+        magnitude = abs(float(c))
+    except OverflowError:
+        return None
+    return c if float(info.tiny) <= magnitude <= float(info.max) else None
 
-    The elementwise pullbacks multiply it by their derivatives: a Python number folds
-    into `scale` and an array of the same shape and dtype multiplies `array` (one pass,
-    none if the cotangent is uniform), so constant factors, negations and sums cost no
-    pass over the data. Anything else materialises it first (exact NumPy semantics).
+
+def may_fold(first, second) -> bool:
+    """Whether scaling by `first` then by `second` may become one scaling by their product:
+    when both magnify (|s| >= 1) or both shrink (|s| <= 1), an intermediate result
+    overflows (or underflows) exactly when the folded one does, to rounding; a magnifying
+    and a shrinking factor may cancel out what the intermediate did (1e200 * 1e200 * 0.0
+    is NaN, 1e200 * (1e200 * 0.0) is 0)."""
+    return abs(first) == 1 or abs(second) == 1 or (abs(first) > 1) == (abs(second) > 1)
+
+
+class Scaled(LazyCotangent):
+    """`scale * array`, or the value `scale` everywhere when `array` is None (the transpose of a sum).
+
+    The elementwise pullbacks multiply it by their derivatives without a pass over the
+    data where IEEE arithmetic allows, so the result is what the unfolded program gives
+    (Inf and NaN included), to rounding. A uniform value is a scalar of `dtype`, which a
+    Python number multiplies exactly as it would multiply every element. An array's
+    pending scale folds a Python number in when `may_fold` allows and the product is a
+    `normal_factor`, else the scale is applied first. An array of the same shape and dtype
+    multiplies `array` (one pass, none if the cotangent is uniform) once nothing is
+    pending. Anything else materialises it first (exact NumPy semantics).
     """
     __slots__ = ("scale", "array", "shape", "dtype")
     __array_ufunc__ = None               # never silently converted by NumPy
 
     def __init__(self, scale, array, shape, dtype):
+        if array is None:
+            scale = dtype.type(scale)
         self.scale, self.array, self.shape, self.dtype = scale, array, shape, dtype
 
     def __mul__(self, other):
         if type(other) in (int, float):                  # weakly typed: keeps the dtype
-            return Scaled(self.scale * other, self.array, self.shape, self.dtype)
+            if self.array is None:
+                return Scaled(self.scale * other, None, self.shape, self.dtype)
+            scale = float(self.scale) * other
+            if may_fold(self.scale, other) and normal_factor(scale, self.dtype) is not None:
+                return Scaled(scale, self.array, self.shape, self.dtype)
+            return Scaled(other, self.dense(), self.shape, self.dtype)
         if type(other) is np.ndarray and other.shape == self.shape \
-                and other.dtype == self.dtype:
+                and other.dtype == self.dtype and (self.array is None or self.scale == 1):
             array = other if self.array is None else self.array * other
             return Scaled(self.scale, array, self.shape, self.dtype)
         return self._operand() * other

@@ -39,7 +39,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..core.primitive import ShapeDtype
+from ..core.primitive import ShapeDtype, may_fold, normal_factor
 from ..primitives.elementwise import add, divide, multiply, negative, subtract
 from ..primitives.reductions import sum as reduce_sum
 from ..primitives.structural import (Slice, broadcast_to, embed, getitem, reshape, scatter_add,
@@ -356,17 +356,6 @@ def _scalar(x):
     return None
 
 
-def _factor(c, dtype):
-    """c if it is a usable scale factor for `dtype`: finite, nonzero and normal there (so
-    that folding it changes rounding only, never overflow, underflow, NaN or Inf)."""
-    info = np.finfo(dtype)
-    try:
-        magnitude = abs(float(c))
-    except OverflowError:
-        return None
-    return c if float(info.tiny) <= magnitude <= float(info.max) else None
-
-
 def _scaling(rw, v):
     """How v is a scaled float variable z: ("neg", -1, z) for -z, ("mul", c, z) for c * z
     or z * c, ("div", c, z) for z / c, with c a finite nonzero literal; else None."""
@@ -474,9 +463,7 @@ def _gathered(outer, c, scaled):
     kind, k, z = scaled
     if kind == "neg":
         return (multiply, [Literal(-c), z]) if outer == "mul" else (divide, [z, Literal(-c)])
-    inner_grows = abs(k) >= 1 if kind == "mul" else abs(k) <= 1
-    outer_grows = abs(c) >= 1 if outer == "mul" else abs(c) <= 1
-    if inner_grows != outer_grows and abs(k) != 1 and abs(c) != 1:
+    if not may_fold(k if kind == "mul" else 1 / k, c if outer == "mul" else 1 / c):
         return None
     if kind == "div" and outer == "div":
         primitive, factor = divide, k * c
@@ -484,7 +471,7 @@ def _gathered(outer, c, scaled):
         primitive = multiply
         factor = c * k if kind == "mul" and outer == "mul" else c / k if outer == "mul" \
             else k / c
-    if _factor(factor, z.aval.dtype) is None:
+    if normal_factor(factor, z.aval.dtype) is None:
         return None
     return (primitive, [Literal(factor), z]) if primitive is multiply \
         else (primitive, [z, Literal(factor)])
@@ -534,7 +521,7 @@ def _divide(eq, rw):
                 and (r := rw.retyped(eq, *folded, {})) is not None:
             return r
         if _float_var(x) and abs(math.frexp(c)[0]) == 0.5 \
-                and _factor(1 / c, x.aval.dtype) is not None:
+                and normal_factor(1 / c, x.aval.dtype) is not None:
             return rw.retyped(eq, multiply, [x, Literal(1 / c)], {})
     if (z := _negation(rw, x)) is not None and _is_var(y) and not y.weak:
         return _negated(rw, eq, divide, [z, y])

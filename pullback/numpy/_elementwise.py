@@ -175,7 +175,8 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
     if method == "at":
         raise InPlaceMutationError(
             f"`np.{name}` writes into an array in place, which pullback cannot differentiate. "
-            "Use the functional update `pullback.numpy.at(x)[index].add(v)` (or `.set(v)`).")
+            "Use the functional update `pullback.numpy.at(x)[index].add(v)` (or `.set`, "
+            "`.multiply`, `.min`, `.max`).")
     if method == "__call__":
         return UFUNCS[ufunc](*inputs, **kwargs) if ufunc in UFUNCS else _refuse_ufunc(name)
     if method == "reduce" and ufunc in _REDUCE:

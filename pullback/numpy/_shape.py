@@ -11,8 +11,9 @@ import numbers
 import numpy as np
 
 from ..core.engine import Tracer
-from ..errors import InPlaceMutationError, unsupported
+from ..errors import ConcretizationError, InPlaceMutationError, unsupported
 from ..primitives import elementwise as E
+from ..primitives import reductions as R
 from ..primitives import structural as S
 from ..primitives.reductions import argsort as _argsort
 from ._common import ndim, normalize_axes, normalize_axis, operand, refuse
@@ -382,6 +383,8 @@ def _index_template(x, index):
             template.append(int(entry))
         else:
             arr = entry if isinstance(entry, Tracer) else np.asarray(entry)
+            if isinstance(entry, (list, tuple)) and arr.size == 0:
+                arr = arr.astype(np.intp)    # [] has no values to be floats: NumPy's int index
             kind = arr.dtype.kind
             if kind == "b":
                 if isinstance(arr, Tracer):
@@ -420,8 +423,7 @@ def take(a, indices, axis=None, out=None, mode=None):
     if axis is None:
         x, axis = ravel(x), 0
     axis = normalize_axis(axis, ndim(x))
-    return getitem(x, (slice(None),) * axis + (np.asarray(indices) if not isinstance(
-        indices, Tracer) else indices,))
+    return getitem(x, (slice(None),) * axis + (indices,))
 
 
 def take_along_axis(arr, indices, axis=-1):
@@ -437,6 +439,28 @@ def take_along_axis(arr, indices, axis=-1):
     index = tuple(idx if i == axis else np.arange(d).reshape((-1,) + (1,) * (n - i - 1))
                   for i, d in enumerate(shape(x)))
     return getitem(x, index)
+
+
+def _combined(x, values, landing, reduce):
+    """x where each element that `landing` names (the flat position of each indexed element)
+    is `reduce` (along axis 1) of itself and of every update landing on it, in order: one
+    reduction per number of updates."""
+    if isinstance(values, (int, float)):     # weakly typed, as in NumPy: x's precision
+        values = np.asarray(values, np.result_type(x.dtype, values))
+    updates = reshape(broadcast_to(values, landing.shape), (-1,))
+    order = np.argsort(landing, axis=None, kind="stable")
+    positions, starts, counts = np.unique(landing.ravel()[order], return_index=True,
+                                          return_counts=True)
+    flat, first = reshape(x, (-1,)), (S.ArrayIndex(0),)
+    parts, targets = [], []
+    for count in np.unique(counts).tolist():
+        rows = counts == count
+        own = S.getitem(flat, positions[rows][:, None], index=first)
+        others = S.getitem(updates, order[starts[rows][:, None] + np.arange(count)], index=first)
+        parts.append(reduce(S.concatenate(own, others, axis=1), axis=(1,), keepdims=False))
+        targets.append(positions[rows])
+    combined = S.concatenate(*parts, axis=0) if len(parts) > 1 else parts[0]
+    return reshape(S.scatter_set(flat, combined, np.concatenate(targets), index=first), shape(x))
 
 
 class _AtIndexer:
@@ -456,20 +480,59 @@ class _AtIndexer:
         x = operand(self.array)
         return S.scatter_add(x, operand(values), *arrays, index=template)
 
+    def multiply(self, values):
+        """A copy of the array with the elements at the index multiplied by `values`
+        (`np.multiply.at`: an element indexed repeatedly is multiplied by each update)."""
+        return self._combine("multiply", E.multiply, R.prod, values)
+
+    def min(self, values):
+        """A copy of the array with the elements at the index replaced by their minimum with
+        `values` (`np.minimum.at`: over all updates of an element indexed repeatedly; the
+        derivative is split equally among ties)."""
+        return self._combine("min", E.minimum, R.min, values)
+
+    def max(self, values):
+        """Like `min`, with the maximum (`np.maximum.at`)."""
+        return self._combine("max", E.maximum, R.max, values)
+
+    def _combine(self, method, pairwise, reduce, values):
+        template, arrays = _index_template(self.array, self.index)
+        x, values = operand(self.array), operand(values)
+        if builtins.any(isinstance(a, Tracer) for a in arrays):
+            raise ConcretizationError(
+                f"`at(x)[index].{method}(values)` needs the values of its index arrays, to "
+                "combine the updates that land on the same element, but they are traced (an "
+                "argument of a jitted function, or batched by vmap). Make the index a "
+                "constant: a NumPy array the function closes over, or a static argument of "
+                "jit (static_argnums); or use `.set` or `.add`, which need no values.")
+        if arrays:
+            positions = np.arange(math.prod(shape(x))).reshape(shape(x))
+            landing = positions[S.index_tuple(template, arrays)]
+            if np.unique(landing).size < landing.size:           # repeated indices
+                return _combined(x, values, landing, reduce)
+        region = S.getitem(x, *arrays, index=template)
+        return S.scatter_set(x, pairwise(region, values), *arrays, index=template)
+
     def get(self):
         """The same as `array[index]`."""
         return getitem(self.array, self.index)
 
 
 class at:
-    """Functional indexed updates: `at(x)[idx].set(v)` and `at(x)[idx].add(v)`.
+    """Functional indexed updates: `at(x)[idx].set(v)`, `.add(v)`, `.multiply(v)`,
+    `.min(v)`, `.max(v)` and `.get()`.
 
-    In-place writes (`x[idx] = v`) are refused on traced arrays; these return a new
-    array and are differentiable in both `x` and `v`.
+    In-place writes (`x[idx] = v`, `np.add.at`) are refused on traced arrays; these
+    return a new array and are differentiable in both `x` and `v`. Repeated indices
+    combine all their updates, as NumPy's `np.add.at`, `np.multiply.at`, `np.minimum.at`
+    and `np.maximum.at` do (`.set` keeps one of them, as assignment does); `.multiply`,
+    `.min` and `.max` need index arrays whose values are known (not traced).
 
     >>> import numpy as np, pullback.numpy as pnp
     >>> pnp.at(np.zeros(3))[1].set(5.0)
     array([0., 5., 0.])
+    >>> pnp.at(np.ones(3))[[0, 0, 2]].multiply(2.0)
+    array([4., 1., 2.])
     """
     __slots__ = ("array",)
 

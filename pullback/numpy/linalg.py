@@ -158,12 +158,14 @@ def matrix_power(a, n):
 
 
 def det(a):
-    """`np.linalg.det`."""
+    """`np.linalg.det`, differentiable at every matrix (its gradient is the transposed
+    adjugate, which singular matrices have too)."""
     return L.det(_matrices(a, "det"))
 
 
 def slogdet(a):
-    """`np.linalg.slogdet`: (sign, logabsdet); the sign has zero derivative."""
+    """`np.linalg.slogdet`: (sign, logabsdet); the sign has zero derivative, and logabsdet's
+    derivatives are NaN at a singular matrix (sign 0), where it is -inf."""
     return SlogdetResult(*L.slogdet(_matrices(a, "slogdet")))
 
 

@@ -1,8 +1,8 @@
 """Elementwise primitives: one line per primitive, its partial derivatives beside it.
 
 Derivatives are functions of the inputs and the output, written with primitives
-(so they differentiate again), or plain numbers; a function may return a pair
-`(number, array)` for their product (see `families.elementwise`). Constants are Python floats,
+(so they differentiate again), or plain numbers; a function may return a number or a
+pair `(number, array)` for their product (see `families.elementwise`). Constants are Python floats,
 which NumPy treats as weakly typed: float32 stays float32.
 """
 import math
@@ -88,15 +88,20 @@ def _power(x, y):
 
 
 def _power_dx(x, y, out):
+    # Exact at x == 0 for integer exponents, at every order: a number exponent steps down
+    # to the exact constants 1 and 0 (no 0 * x ** -1); an array one never evaluates
+    # x ** -1 where y == 0, so that no Inf (or, differentiated, NaN) reaches the where.
     if isinstance(y, (int, float)):
-        return (y, x) if y == 2 else (y, x ** (y - 1))
-    return y * x ** (y - 1.0)
+        return 0 if y == 0 else 1 if y == 1 else (y, x) if y == 2 else (y, x ** (y - 1))
+    zero = y == 0
+    return where(zero, 0, y * x ** where(zero, 1, y - 1))
 
 
 def _power_dy(x, y, out):
-    # d/dy x**y = x**y log x, taken as 0 at x == 0 (where x**y is constant 0 for y > 0).
+    # d/dy x**y = x**y log x, taken as 0 at x == 0 (where x**y is constant 0 for y > 0);
+    # NaN for a negative number x, where x**y is real only at integers y.
     if isinstance(x, (int, float)):
-        return out * (math.log(x) if x != 0 else 0.0)
+        return out * (math.log(x) if x > 0 else 0.0 if x == 0 else math.nan)
     return out * log(where(x == 0, 1.0, x))
 
 
@@ -174,6 +179,8 @@ def _where_jvp(primals, tangents):
     if t.shape != out.shape:
         from .structural import broadcast_to
         t = broadcast_to(t, shape=out.shape)
+    if t.dtype != out.dtype:             # a float32 tangent of a float64 output (mixed operands)
+        t = t.astype(out.dtype)
     return out, t
 
 

@@ -127,7 +127,7 @@ def _scaler(derivative):
         d = derivative(*args, **params)
         if type(d) is tuple:                 # (number, array): the number first
             return t * d[0] * d[1]
-        return t * d
+        return t if type(d) is int and d == 1 else t * d
     return scale
 
 
@@ -160,7 +160,7 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
     or a function `(*primals, out, **params) -> array` written with primitives. The
     function may return a pair `(number, array)` for their product (x ** 2: `(2.0, x)`):
     the cotangent is multiplied by the number first, which a lazy `Scaled` cotangent
-    folds into its scale, saving a pass over the data.
+    folds into its scale, saving a pass over the data; or a plain number (x ** 1: 1).
     """
     prim = None
     scales = [_scaler(d) for d in derivatives]

@@ -23,21 +23,26 @@ two-operand solves broadcast their stacks like matmul, so batched operands are
 padded to a common rank first.
 
 Derivatives assume what makes them exist: invertible matrices for `inv`,
-`solve`, `det` and `slogdet`, positive definite ones for `cholesky`, distinct
-eigenvalues for `eigh`, distinct non-zero singular values for `svd`, full
-column rank for `qr`, and a locally constant rank for `pinv`. The `domain` of
-each primitive names, per array input, the kind of matrix to test it at:
-"invertible", "spd", "symmetric", "triangular", "tall" (m >= n) or "matrix".
+`solve` and `slogdet` (whose derivatives are NaN at a singular matrix, where
+log|det| is -inf), positive definite ones for `cholesky`, distinct eigenvalues
+for `eigh`, distinct non-zero singular values for `svd`, full column rank for
+`qr`, and a locally constant rank for `pinv`. `det` and `adjugate` are
+polynomials: det's first and second derivatives are exact at every matrix,
+singular ones included; beyond second order, see the adjugate's section. The
+`domain` of each primitive names, per array input, the kind of matrix to test it
+at: "invertible", "spd", "symmetric", "triangular", "tall" (m >= n), "matrix",
+"square" (any rank, zero included) or "distinct" (distinct singular values, the
+smallest possibly zero).
 """
 import numpy as np
 import scipy.linalg
 
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import matmul, swap_last
-from .elementwise import where
+from .elementwise import equal, sign, where
 from .families import batch_elementwise, batch_stacked, dtype_of, shape_of, unbroadcast
-from .reductions import sum
-from .structural import reshape
+from .reductions import product_of_others, sum
+from .structural import reshape, stop_gradient
 
 # ------------------------------------------------------------------ helpers
 
@@ -215,31 +220,101 @@ triangular_solve = Primitive(
     batch=lambda v, d, **p: batch_elementwise(triangular_solve, v, d, **p),
     family="linalg", domain=("triangular", "matrix"))
 
-# ---------------------------------------------------------- det and slogdet
-# d log|det a| = tr(a^-1 da); the cotangent of a is (cotangent of log|det|) a^-T.
+# ------------------------------------------------------ adjugate, det, slogdet
+# The adjugate adj(a) (the transposed cofactor matrix: adj(a) a = det(a) I) is a
+# polynomial in a, equal to det(a) a^-1 where a is invertible. From the SVD
+# a = u diag(s) v^T, adj(a) = c v diag(pi) u^T with c = det(u) det(v) = +-1 and
+# pi_i = prod_{j != i} s_j: exclusive products, exact with zero singular values.
+# Its derivative, with w = u^T da v and pi_ij = prod_{m not in {i, j}} s_m:
+#   d adj(a) = c v D(w) u^T,  D_ii = sum_{k != i} pi_ik w_kk,  D_ji = -pi_ij w_ji (j != i).
+# D is self-adjoint, so the pullback of adj_bar is c u D(v^T adj_bar u) v^T.
+# Both hold for every SVD of every a (as the limits of those of a + eps u v^T, which is
+# invertible for small eps > 0 and has the same singular vectors), so det's first and
+# second derivatives are exact everywhere: d det(a) = tr(adj(a) da), and the pullback
+# of det_bar is det_bar adj(a)^T. Beyond second order the adjugate's rules are
+# differentiated through the SVD, whose derivative exists where the singular values
+# are distinct (one of them may be zero): there the result is exact; where they are not
+# (the identity, the zero matrix of size >= 2) it is NaN, not a silently wrong number.
+
+
+def _svd_parts(a):
+    """(c, u, s, v): a = u diag(s) v^T, c = det(u) det(v) = +-1 (per matrix, a constant)."""
+    u, s, vh = svd(a)
+    return _per_matrix(sign(det(u) * det(vh))), u, s, swap_last(vh)
+
+
+def _products_of_others(s):
+    """pi_i = prod_{j != i} s_j along the last axis (no division: exact with zeros)."""
+    return product_of_others(s, (len(shape_of(s)) - 1,))
+
+
+def _adjugate_impl(a):
+    u, s, vh = np.linalg.svd(a)
+    c = np.sign(np.linalg.det(u) * np.linalg.det(vh))[..., None, None]
+    v_pi = np.swapaxes(vh, -1, -2) * _products_of_others(s)[..., None, :]
+    return c * np.matmul(v_pi, np.swapaxes(u, -1, -2))
+
+
+def _adjugate_derivative(a, t, adjoint=False):
+    """d adj(a) applied to t, or (adjoint=True) its adjoint, the pullback, applied to t."""
+    c, u, s, v = _svd_parts(a)
+    left, right = (u, v) if adjoint else (v, u)
+    w = matmul(swap_last(right), matmul(t, left))
+    distinct = ~np.eye(shape_of(s)[-1], dtype=bool)
+    # pi_ij off the diagonal: the products of the others in rows that exclude s_i.
+    pairs = where(distinct, _products_of_others(where(distinct, _as_row(s), 1.0)), 0.0)
+    d = _diagonal_matrix(sum(pairs * _as_row(_diagonal(w)), axis=(len(shape_of(w)) - 1,),
+                             keepdims=False)) - pairs * w
+    return c * matmul(left, matmul(d, swap_last(right)))
+
+
+def _adjugate_vjp(wrt, out, a):
+    def pullback(ct):
+        return (_adjugate_derivative(a, ct, adjoint=True),)
+    return name_pullback(pullback, "adjugate")
+
+
+adjugate = Primitive("adjugate", _adjugate_impl, shape=_same_shape,
+                     jvp=lambda p, t: (adjugate(*p), _adjugate_derivative(p[0], t[0])),
+                     vjp=_adjugate_vjp, batch=lambda v, d: batch_stacked(adjugate, v, d),
+                     family="linalg", domain=("distinct",))
 
 
 def _det_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
-    out = det(a)
-    return out, out * _trace(solve(a, t))
+    return det(a), sum(swap_last(adjugate(a)) * t, axis=(len(shape_of(a)) - 2,
+                                                          len(shape_of(a)) - 1), keepdims=False)
 
 
 def _det_vjp(wrt, out, a):
     def pullback(ct):
-        return (_per_matrix(ct * out) * swap_last(inv(a)),)
+        return (_per_matrix(ct) * swap_last(adjugate(a)),)
     return name_pullback(pullback, "det")
 
 
 det = Primitive("det", np.linalg.det,
                 shape=lambda a: ShapeDtype(shape_of(a)[:-2], dtype_of(a)),
                 jvp=_det_jvp, vjp=_det_vjp, batch=lambda v, d: batch_stacked(det, v, d),
-                family="linalg", domain=("invertible",))
+                family="linalg", domain=("square",))
+
+# d log|det a| = tr(a^-1 da); the cotangent of a is (cotangent of log|det|) a^-T. Where a
+# is singular (sign 0) log|det a| is -inf and has no derivative: every order is NaN there.
+
+
+def _invertible_stand_in(a, det_sign):
+    """(b, exists): b is a, or where det_sign is 0 the identity (a + (I - a), with a's
+    derivative); exists is 1, or NaN where det_sign is 0, per matrix: multiplying by it
+    makes every derivative there NaN instead of the stand-in's finite one."""
+    singular = equal(det_sign, 0.0)
+    b = a + where(_per_matrix(singular), _eye(a) - stop_gradient(a), 0.0)
+    return b, where(singular, np.full((), np.nan, dtype_of(a)), np.ones((), dtype_of(a)))
 
 
 def _slogdet_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
-    return slogdet(a), (ZERO, _trace(solve(a, t)))
+    out = slogdet(a)
+    b, exists = _invertible_stand_in(a, out[0])
+    return out, (ZERO, _trace(solve(b, t)) * exists)
 
 
 def _slogdet_vjp(wrt, out, a):
@@ -247,7 +322,8 @@ def _slogdet_vjp(wrt, out, a):
         ct_logabsdet = ct[1]           # the sign is piecewise constant
         if ct_logabsdet is ZERO:
             return (ZERO,)
-        return (_per_matrix(ct_logabsdet) * swap_last(inv(a)),)
+        b, exists = _invertible_stand_in(a, out[0])
+        return (_per_matrix(ct_logabsdet * exists) * swap_last(inv(b)),)
     return name_pullback(pullback, "slogdet")
 
 

@@ -98,7 +98,7 @@ def _inverse(perm):
     return tuple(np.argsort(perm).tolist())
 
 
-def _product_of_others(x, axis):
+def product_of_others(x, axis):
     """For every element, the product of the other elements in its reduction group.
 
     Exclusive cumulative products from both ends: exact with zeros (no division).
@@ -114,13 +114,13 @@ def _product_of_others(x, axis):
 
 def _prod_jvp(primals, tangents, axis, keepdims):
     (x,), (t,) = primals, tangents
-    return prod(x, axis=axis, keepdims=keepdims), sum(t * _product_of_others(x, axis), axis=axis,
+    return prod(x, axis=axis, keepdims=keepdims), sum(t * product_of_others(x, axis), axis=axis,
                                                       keepdims=keepdims)
 
 
 def _prod_vjp(wrt, out, x, axis, keepdims):
     def pullback(ct):
-        return (keep_dims(ct, x, axis, keepdims) * _product_of_others(x, axis),)
+        return (keep_dims(ct, x, axis, keepdims) * product_of_others(x, axis),)
     return name_pullback(pullback, "prod")
 
 

@@ -253,23 +253,31 @@ def _scatter_add_vjp(wrt, out, x, updates, *arrays, index):
     return name_pullback(pullback, "scatter_add")
 
 
+def _with_rank(shape, rank):
+    """A shape that broadcasts like `shape` against one of `rank` dimensions, with exactly
+    `rank` dimensions (leading ones added, or dropped as NumPy's assignment drops them)."""
+    shape = tuple(shape)
+    return (1,) * (rank - len(shape)) + shape[max(len(shape) - rank, 0):]
+
+
 def _scatter_batch(prim, values, dims, index):
-    """Scatter into a batch of arrays: the operand is batched (broadcast if shared) and
-    the updates are moved to where the batch axis lands under the index."""
+    """Scatter into a batch of arrays: the operand is batched (broadcast if shared); the
+    updates are padded to the rank of the indexed region, then get a batch axis (of size
+    one if shared) where the batch axis lands under the index."""
     if any(d is not None for d in dims[2:]):
         return batch_by_loop(prim, values, dims, index=index)
     x, updates, *arrays = values
     size = batch_size(values, dims)
     x = broadcast_to(x, shape=(size,) + shape_of(x)) if dims[0] is None else moveaxis(x, dims[0], 0)
     target = batched_index_axis(x.shape, index, arrays)
-    if dims[1] is None:
-        indexed = _getitem_shape(x, *arrays, index=(FULL,) + index).shape
-        per_example = indexed[:target] + indexed[target + 1:]
-        updates = broadcast_to(updates, shape=per_example) if shape_of(updates) != per_example \
-            else updates
-        updates = updates.reshape(per_example[:target] + (1,) + per_example[target:])
-    else:
-        updates = moveaxis(updates, dims[1], target)
+    rank = len(_getitem_shape(x, *arrays, index=(FULL,) + index).shape) - 1
+    if dims[1] is not None:
+        updates = moveaxis(updates, dims[1], 0)
+        per_example = _with_rank(updates.shape[1:], rank)
+        updates = moveaxis(reshape(updates, shape=(size,) + per_example), 0, target)
+    elif shape_of(updates):              # (a scalar, a Python number too, fits as it is)
+        per_example = _with_rank(shape_of(updates), rank)
+        updates = reshape(updates, shape=per_example[:target] + (1,) + per_example[target:])
     return prim(x, updates, *arrays, index=(FULL,) + index), 0
 
 
