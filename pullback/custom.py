@@ -4,11 +4,15 @@ For numerical stability, for code pullback cannot trace, or for a cheaper rule.
 Either kind of rule serves every transformation (see primitives/control.py):
 a `custom_vjp` function works under forward mode too (so forward-over-reverse
 Hessians and HVPs run through it), and a `custom_jvp` function under reverse mode
-and `vmap`. Rules written with NumPy operations differentiate again.
+and `vmap`. Rules written with NumPy operations differentiate again. Under `jit`
+the function and its rules are called as they are (never on made-up values), so
+they may wrap SciPy; their results must then be arrays or numbers.
 """
 from functools import update_wrapper
 from typing import Callable
 from weakref import WeakSet
+
+import numpy as np
 
 from .boundary import matching
 from .core.engine import Tracer, trace_stack
@@ -78,6 +82,18 @@ def _checked(values, references, what, name):
     return out
 
 
+def _reference(x):
+    """A stand-in with x's shape and dtype (a zero-stride view), kept by the rules instead
+    of x: a rule staged under jit must not hold on to a traced value."""
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+    return np.broadcast_to(np.zeros((), dtype), tuple(getattr(x, "shape", ())))
+
+
+def _named(fn, name):
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
 def _flat(fun, in_def, out_def, check):
     """`fun` on flat leaves, returning flat leaves; records the output structure in out_def."""
     def flat_fun(*xs):
@@ -102,7 +118,7 @@ class custom_vjp:
 
     `fwd(*args) -> (out, residuals)`; `bwd(residuals, cotangent) -> tuple` with one
     cotangent per argument, shaped like it (None for zeros: a whole argument or
-    any subtree of one).
+    any subtree of one). Reverse mode runs `fwd` only, not `fun`.
     """
 
     def __init__(self, fun: Callable):
@@ -120,7 +136,8 @@ class custom_vjp:
             raise CustomRuleError(f"`{name}` is a custom_vjp function without a rule: call "
                                   f"`{name}.defvjp(fwd, bwd)` first.")
         leaves, in_def = flatten(args)
-        out_def, check = [], _closure_check(leaves, name)
+        out_def, residuals_def, check = [], [], _closure_check(leaves, name)
+        references = [_reference(x) for x in leaves]
         flat_fun = _flat(self.fun, in_def, out_def, check)
 
         def flat_fwd(*xs):
@@ -128,20 +145,26 @@ class custom_vjp:
             if not isinstance(result, tuple) or len(result) != 2:
                 raise CustomRuleError(f"the fwd rule of `{name}` must return (output, residuals).")
             out_leaves, treedef = flatten(result[0])
-            out_def[:] = [treedef]
-            return check(out_leaves), check(result[1])
+            residuals, residuals_tree = flatten(result[1])
+            out_def[:], residuals_def[:] = [treedef], [residuals_tree]
+            return check(out_leaves) + check(residuals)
 
-        def flat_bwd(residuals, cts):
-            result = self.bwd(residuals, unflatten(out_def[0], list(cts)))
+        def flat_bwd(*residuals_and_cts):
+            n = residuals_def[0].num_leaves
+            result = self.bwd(unflatten(residuals_def[0], residuals_and_cts[:n]),
+                              unflatten(out_def[0], residuals_and_cts[n:]))
             if not isinstance(result, tuple) or len(result) != len(args):
                 raise CustomRuleError(
                     f"the bwd rule of `{name}` must return a tuple with one cotangent per "
                     f"argument ({len(args)}), got {type(result).__name__}"
                     + (f" of length {len(result)}" if isinstance(result, tuple) else "") + ".")
             ct_leaves = _leaves_of(result, in_def, "the cotangent tuple returned by bwd", name)
-            return _checked(ct_leaves, leaves, "cotangent", name)
+            return _checked(ct_leaves, references, "cotangent", name)
 
-        outs = custom_vjp_call(*leaves, fun=flat_fun, fwd=flat_fwd, bwd=flat_bwd)
+        outs = custom_vjp_call(*leaves, fun=_named(flat_fun, name),
+                               fwd=_named(flat_fwd, f"{name}_fwd"),
+                               bwd=_named(flat_bwd, f"{name}_bwd"),
+                               out_count=lambda: out_def[0].num_leaves)
         return unflatten(out_def[0], outs)
 
 
@@ -193,6 +216,7 @@ class custom_jvp:
             tangent_leaves = _leaves_of(result[1], treedef, "the tangent returned by jvp", name)
             return check(out_leaves), check(_checked(tangent_leaves, out_leaves, "tangent", name))
 
-        outs = custom_jvp_call(*leaves, fun=flat_fun, jvp=flat_jvp)
+        outs = custom_jvp_call(*leaves, fun=_named(flat_fun, name),
+                               jvp=_named(flat_jvp, f"{name}_jvp"))
         return unflatten(out_def[0], outs)
 

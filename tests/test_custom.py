@@ -10,14 +10,19 @@ Two kinds of function, each with both kinds of rule:
 
 The autouse fixture in conftest.py checks the trace stack is empty after each test.
 """
+import io
+
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.optimize
 import scipy.special
 
 from helpers import raises
 from pullback import (check_grads, custom_jvp, custom_vjp, errors, grad, hessian, hvp, jacfwd,
-                      jacrev, make_hvp, pullback as vjp, pushforward, vmap)
+                      jacrev, jit, make_hvp, make_ir, pullback as vjp, pushforward, show, vmap)
+from pullback.core.engine import Tracer
+from pullback.ir.program import typecheck
 from pullback.operators import HESSIAN_MODES
 
 rng = np.random.default_rng(3)
@@ -585,3 +590,166 @@ def test_error_when_closing_over_a_value_of_the_same_or_a_nested_transformation(
         vmap(lambda s: _scaled_by(s, kind)(s * np.ones(2)))(np.array([1.0, 2.0]))
     with raises(errors.CustomRuleError, *fragments):
         jacfwd(lambda s: _scaled_by(s[0], kind)(s))(np.array([1.0, 2.0]))
+
+
+# ------------------------------------------------------------------ item 13: staging custom calls
+
+
+def _cholesky_vjp(seen):
+    """A custom_vjp around np.linalg.cholesky (fine on real inputs, an error on zeros), with
+    the reverse rule of Murray (2016); `seen` records what its function and rules receive."""
+    @custom_vjp
+    def cholesky(a):
+        seen.append(a)
+        return np.linalg.cholesky(a)
+
+    def fwd(a):
+        seen.append(a)
+        factor = np.linalg.cholesky(a)
+        return factor, factor
+
+    def bwd(factor, ct):
+        seen.append(factor)
+        p = np.tril(factor.T @ ct)
+        p = p - 0.5 * np.diag(np.diag(p))
+        inverse = np.linalg.inv(factor)
+        s = inverse.T @ p @ inverse
+        return (0.5 * (s + s.T),)
+
+    return cholesky.defvjp(fwd, bwd)
+
+
+def test_item13_custom_rules_under_jit_never_run_on_made_up_values():
+    seen = []
+    cholesky = _cholesky_vjp(seen)
+    x = rng.standard_normal((3, 3))
+    spd = x @ x.T + 3.0 * np.eye(3)
+
+    def loss(x):
+        return np.sum(cholesky(x @ x.T + 3.0 * np.eye(3)) ** 2)
+
+    check_grads(loss, (x,), order=2)
+    value, gradient = loss(x), grad(loss)(x)
+    seen.clear()
+    close(jit(loss)(x), value)
+    close(jit(grad(loss))(x), gradient)
+    close(grad(jit(loss))(x), gradient)
+    close(jit(vmap(grad(loss)))(np.stack([x, 2 * x])), np.stack([gradient, grad(loss)(2 * x)]))
+    assert "custom_vjp_call" in str(make_ir(loss)(x))
+    show(grad(loss), x, file=io.StringIO())
+    # Whatever the function and its rules saw concretely was a real value (their types were
+    # learned by tracing them).
+    real = [spd, 4 * x @ x.T + 3.0 * np.eye(3)]
+    real += [np.linalg.cholesky(a) for a in real]
+    assert all(isinstance(a, Tracer) or any(np.allclose(a, r) for r in real) for a in seen)
+
+
+def _solve_cubic(a):
+    """y with y**3 + y = a, elementwise, by scipy.optimize.brentq on Python floats (not
+    traceable)."""
+    a = np.asarray(a)
+    roots = [scipy.optimize.brentq(lambda y: y ** 3 + y - v, -abs(v) - 1.0, abs(v) + 1.0,
+                                   xtol=1e-15, rtol=1e-15) for v in np.ravel(a)]
+    return np.array(roots, dtype=a.dtype).reshape(a.shape)
+
+
+def test_item13_untraceable_code_under_jit_runs_on_the_values_of_the_example():
+    seen = []
+
+    @custom_jvp
+    def cubic_root(a):
+        seen.append(a)
+        return _solve_cubic(a)
+
+    @cubic_root.defjvp
+    def _(primals, tangents):
+        (a,), (t,) = primals, tangents
+        y = cubic_root(a)
+        return y, t / (3.0 * y * y + 1.0)
+
+    def f(x):
+        return np.sum(cubic_root(np.sin(x) * 2.0) * x)     # its input is computed first
+
+    x = rng.standard_normal(4)
+    jitted = jit(f)
+    close(jitted(x), f(x))
+    assert all(isinstance(a, Tracer) or np.allclose(a, np.sin(x) * 2.0) for a in seen)
+    close(jitted(2 * x), f(2 * x))
+    assert "custom_jvp_call" in str(make_ir(f)(x))
+    close(jit(grad(f))(x), grad(f)(x))
+    # Without values (an empty batch has no first example) the types cannot be learned.
+    with raises(errors.ConcretizationError, "`cubic_root` cannot be traced", "none are known here"):
+        vmap(jit(cubic_root))(np.zeros((0, 4)))
+
+
+def test_item13_reverse_mode_runs_fwd_only():
+    calls = []
+
+    @custom_vjp
+    def sine(x):
+        calls.append("fun")
+        return np.sin(x)
+
+    def fwd(x):
+        calls.append("fwd")
+        return np.sin(x), np.cos(x)
+
+    def bwd(cos, ct):
+        calls.append("bwd")
+        return (ct * cos,)
+
+    sine.defvjp(fwd, bwd)
+    x = np.array([0.1, 0.7])
+
+    def counted(run):
+        calls.clear()
+        run()
+        return list(calls)
+
+    assert counted(lambda: sine(x)) == ["fun"]
+    assert counted(lambda: grad(lambda x: np.sum(sine(x)))(x)) == ["fwd", "bwd"]
+    _, back = vjp(sine, x)
+    assert counted(lambda: (back(x), back(x))) == ["bwd", "bwd"]
+    assert counted(lambda: pushforward(sine, (x,), (x,))) == ["fwd", "bwd"]
+    jitted = jit(grad(lambda x: np.sum(sine(x))))
+    jitted(x)                                            # staging traces fwd and bwd
+    assert counted(lambda: close(jitted(x), np.cos(x))) == ["fwd", "bwd"]
+
+    @custom_jvp
+    def cosine(x):
+        calls.append("fun")
+        return np.cos(x)
+
+    @cosine.defjvp
+    def _(primals, tangents):
+        calls.append("jvp")
+        return np.cos(primals[0]), -np.sin(primals[0]) * tangents[0]
+
+    assert counted(lambda: pushforward(cosine, (x,), (x,))) == ["jvp"]
+    assert counted(lambda: grad(lambda x: np.sum(cosine(x)))(x)) == ["fun", "jvp"]
+
+
+def test_item13_results_of_rules_under_jit_are_arrays_or_numbers():
+    f = _vjp_with(lambda x: (2.0 * x, "two"), lambda r, ct: (2.0 * ct,))
+    close(grad(f)(1.5), 2.0)                             # eagerly any residual works
+    with raises(errors.CustomRuleError, "`doubled_fwd` returned a str (result leaf 1)",
+                "must be arrays or numbers"):
+        jit(grad(f))(1.5)
+    # A number stays weakly typed, as eagerly: float32 stays float32.
+    g = _vjp_with(lambda x: (2.0 * x, 2.0), lambda r, ct: (r * ct,))
+    x32 = np.ones(3, np.float32)
+    loss = lambda x: np.sum(g(x))                        # noqa: E731
+    assert grad(loss)(x32).dtype == jit(grad(loss))(x32).dtype == np.float32
+    typecheck(make_ir(grad(loss))(x32))
+
+
+@pytest.mark.parametrize("kind", ["vjp", "jvp"])
+def test_item13_staging_a_rule_that_uses_a_staged_value_it_does_not_take(kind):
+    def f(s, x):
+        return grad(lambda x: _scaled_by(s, kind)(x))(x)
+
+    # The staged call could not see `s` when it runs: make_ir says so, jit runs f unstaged.
+    with raises(errors.PullbackError, "cannot be staged", "Pass that value as an argument"):
+        make_ir(f)(3.0, 2.0)
+    close(jit(f)(3.0, 2.0), 3.0)
+    close(jit(f)(5.0, 2.0), 5.0)
