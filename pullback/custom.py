@@ -206,15 +206,17 @@ class custom_jvp:
         out_def, check = [], _closure_check(leaves, name)
         flat_fun = _flat(self.fun, in_def, out_def, check)
 
-        def flat_jvp(primals, tangents):
-            result = self.jvp(unflatten(in_def, primals), unflatten(in_def, tangents))
+        def flat_jvp(*primals_and_tangents):
+            n = len(leaves)
+            result = self.jvp(unflatten(in_def, primals_and_tangents[:n]),
+                              unflatten(in_def, primals_and_tangents[n:]))
             if not isinstance(result, tuple) or len(result) != 2:
                 raise CustomRuleError(f"the jvp rule of `{name}` must return "
                                       "(output, tangent_of_output).")
             out_leaves, treedef = flatten(result[0])
             out_def[:] = [treedef]
             tangent_leaves = _leaves_of(result[1], treedef, "the tangent returned by jvp", name)
-            return check(out_leaves), check(_checked(tangent_leaves, out_leaves, "tangent", name))
+            return check(out_leaves) + check(_checked(tangent_leaves, out_leaves, "tangent", name))
 
         outs = custom_jvp_call(*leaves, fun=_named(flat_fun, name),
                                jvp=_named(flat_jvp, f"{name}_jvp"))

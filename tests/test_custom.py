@@ -15,6 +15,7 @@ import io
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.linalg
 import scipy.optimize
 import scipy.special
 
@@ -753,3 +754,116 @@ def test_item13_staging_a_rule_that_uses_a_staged_value_it_does_not_take(kind):
         make_ir(f)(3.0, 2.0)
     close(jit(f)(3.0, 2.0), 3.0)
     close(jit(f)(5.0, 2.0), 5.0)
+
+
+# ------------------------------------------------------------------ item 14: every composition
+
+
+def _cubic_derivatives(a):
+    """y(a), y'(a), y''(a) for y**3 + y = a."""
+    y = _solve_cubic(a)
+    d1 = 1.0 / (3.0 * y * y + 1.0)
+    return y, d1, -6.0 * y * d1 ** 3
+
+
+@custom_vjp
+def cubic_vjp(a):
+    return _solve_cubic(a)
+
+
+def _cubic_fwd(a):
+    y = _solve_cubic(a)              # SciPy in the rule too: reverse mode calls it on values
+    return y, y
+
+
+cubic_vjp.defvjp(_cubic_fwd, lambda y, ct: (ct / (3.0 * y * y + 1.0),))
+
+
+@custom_jvp
+def cubic_jvp(a):
+    return _solve_cubic(a)
+
+
+@cubic_jvp.defjvp
+def _cubic_jvp_rule(primals, tangents):
+    (a,), (t,) = primals, tangents
+    y = _solve_cubic(a)
+    return y, t / (3.0 * y * y + 1.0)
+
+
+def _cubic_form(k):
+    return lambda a: _cubic_derivatives(a)[k]
+
+
+# (name, function, its closed forms f, f', f'', whether its rules differentiate again).
+# The rules of the cubic root call SciPy on the primal values: first derivatives only.
+COMPOSED = [row + (True,) for row in FUNCTIONS] + [
+    (name, F, _cubic_form(0), _cubic_form(1), _cubic_form(2), False)
+    for name, F in (("cubic_vjp", cubic_vjp), ("cubic_jvp", cubic_jvp))]
+
+
+def g_gradient(f0, f1, x):
+    """The gradient of g_of(F) from the closed forms of F and F'."""
+    gradient = f1(x) * x + f0(x)
+    gradient[0] += f1(x[0]) * x[1] ** 2
+    gradient[1] += 2 * f0(x[0]) * x[1]
+    return gradient
+
+
+@pytest.mark.parametrize("name, F, f0, f1, f2, second_order", COMPOSED,
+                         ids=[row[0] for row in COMPOSED])
+def test_item14_custom_rules_around_untraceable_code_in_every_composition(
+        name, F, f0, f1, f2, second_order):
+    g = g_of(F)
+    value, gradient = g(X), grad(g)(X)
+    close(value, g_of(f0)(X), 1e-11)
+    close(gradient, g_gradient(f0, f1, X), 1e-11)
+    check_grads(g, (X,), order=2 if second_order else 1, eps=1e-4, tol=1e-6)
+    per_example = np.stack([grad(g)(x) for x in XS])
+    jacobian = np.diag(f1(X))
+    first_order = {
+        "jit(g)": (lambda: jit(g)(X), value),
+        "jit(grad(g))": (lambda: jit(grad(g))(X), gradient),
+        "grad(jit(g))": (lambda: grad(jit(g))(X), gradient),
+        "vmap(grad(g))": (lambda: vmap(grad(g))(XS), per_example),
+        "jit(vmap(grad(g)))": (lambda: jit(vmap(grad(g)))(XS), per_example),
+        "vmap(jit(grad(g)))": (lambda: vmap(jit(grad(g)))(XS), per_example),
+        "jacfwd(F)": (lambda: jacfwd(F)(X), jacobian),
+        "jacrev(F)": (lambda: jacrev(F)(X), jacobian),
+        "jit(jacfwd(F))": (lambda: jit(jacfwd(F))(X), jacobian),
+        "jit(jacrev(F))": (lambda: jit(jacrev(F))(X), jacobian),
+        "vmap(jacfwd(F))": (lambda: vmap(jacfwd(F))(XS), np.stack([np.diag(f1(x)) for x in XS])),
+    }
+    for composition, (run, want) in first_order.items():
+        close(run(), want, 1e-11)
+    if not second_order:
+        return
+    hessian_ = g_hessian(f0, f1, f2, X)
+    v = rng.standard_normal(X.shape)
+    for mode in HESSIAN_MODES:
+        close(hessian(g, mode=mode)(X), hessian_, 1e-11)
+        close(jit(hessian(g, mode=mode))(X), hessian_, 1e-11)
+        close(hvp(g, X, v, mode=mode), hessian_ @ v, 1e-11)
+        close(jit(lambda x, v: hvp(g, x, v, mode=mode))(X, v), hessian_ @ v, 1e-11)
+    close(vmap(hessian(g))(XS), np.stack([g_hessian(f0, f1, f2, x) for x in XS]), 1e-11)
+
+
+def test_item14_expm_with_a_scipy_reverse_rule():
+    @custom_vjp
+    def expm(a):
+        return scipy.linalg.expm(a)
+
+    def bwd(a, ct):      # <ct, d expm(a)[e]> = <expm_frechet(a.T, ct), e>
+        return (scipy.linalg.expm_frechet(a.T, ct, compute_expm=False),)
+
+    expm.defvjp(lambda a: (scipy.linalg.expm(a), a), bwd)
+    weights = rng.standard_normal((3, 3))
+    loss = lambda a: np.sum(expm(a) * weights)          # noqa: E731
+    a = 0.5 * rng.standard_normal((3, 3))
+    gradient = grad(loss)(a)
+    check_grads(loss, (a,), order=1, modes=("reverse",), eps=1e-5, tol=1e-7)
+    close(jit(grad(loss))(a), gradient)
+    close(grad(jit(loss))(a), gradient)
+    batch = np.stack([a, -a, 0.5 * a])
+    close(vmap(grad(loss))(batch), np.stack([grad(loss)(b) for b in batch]))
+    close(jit(vmap(grad(loss)))(batch), np.stack([grad(loss)(b) for b in batch]))

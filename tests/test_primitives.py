@@ -273,9 +273,8 @@ def _custom_bwd(x, y, ct0, ct1):
     return [ct0 * np.sin(y) + ct1 * np.exp(x), ct0 * x * np.cos(y)]
 
 
-def _custom_jvp_rule(primals, tangents):
-    (x, y), (tx, ty) = primals, tangents
-    return _custom_fun(x, y), [tx * np.sin(y) + x * np.cos(y) * ty, np.exp(x) * tx]
+def _custom_jvp_rule(x, y, tx, ty):
+    return _custom_fun(x, y) + [tx * np.sin(y) + x * np.cos(y) * ty, np.exp(x) * tx]
 
 
 @st.composite

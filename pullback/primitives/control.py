@@ -6,9 +6,9 @@ They take and return flat lists of arrays; `pullback.custom` wraps user function
 - `custom_vjp_call(*xs, fun, fwd, bwd, out_count)`: `fun(*xs) -> outs`,
   `fwd(*xs) -> outs + residuals`, `bwd(*residuals, *cts) -> one cotangent per x`,
   `out_count()` the number of outs;
-- `custom_jvp_call(*xs, fun, jvp)`: `jvp(primals, tangents) -> (outs, tangents_out)`;
-- `rule_call(*xs, rule)`: one call of a rule (`fwd`, `bwd`), so that under staging
-  a rule, like `fun`, is one equation, never traced where it cannot be.
+- `custom_jvp_call(*xs, fun, jvp)`: `jvp(*xs, *tangents) -> outs + tangents_out`;
+- `rule_call(*xs, rule)`: one call of a rule (`fwd`, `bwd`, `jvp`, or a transposed
+  tangent map), so that a rule, like `fun`, is never run on values it cannot handle.
 
 Each user rule serves every mode:
 
@@ -27,8 +27,8 @@ Each user rule serves every mode:
   it on the values the program sees at its example arguments (never on made-up
   values: a Cholesky factorisation of zeros fails).
 
-`rule_call`'s own derivatives and batching treat the rule as ordinary code
-(second derivatives through `fwd` and `bwd`).
+`rule_call`'s own derivatives differentiate the rule as ordinary code (second
+derivatives through `fwd`, `bwd` and `jvp`).
 """
 from weakref import WeakKeyDictionary
 
@@ -137,6 +137,25 @@ def _batched(fn, in_axes):
     return batched
 
 
+def _batched_keeping_shared(fn, in_axes):
+    """(`fn` over a batch, the batch axes of its outputs): like `_batched`, but where vmap
+    finds an output the same for every example (a primal output next to batched
+    tangents), it stays unbatched (None). The axes are recorded at each run: the same
+    for every run on arguments of the same types."""
+    out_axes = []
+    looped = map_examples(fn, in_axes=in_axes)
+
+    def batched(*args):
+        try:
+            outs, out_axes[:] = batch_flat(fn, args, in_axes)
+        except _UNTRACEABLE:
+            outs = looped(*args)
+            out_axes[:] = [0] * len(outs)
+        return outs
+    batched.__name__ = f"batched_{_name(fn)}"
+    return batched, out_axes
+
+
 def _vjp_wrt(fn, values, wrt):
     """(outs, pullback) of `fn` at `values`, differentiated with respect to the inputs
     flagged in `wrt`; the pullback returns one cotangent per input (ZERO for the others)."""
@@ -170,7 +189,9 @@ def _rule_call_value_and_vjp(wrt, *values, rule):
 
 
 def _rule_call_batch(values, dims, rule):
-    return batch_flat(rule, values, dims)
+    batched, out_axes = _batched_keeping_shared(rule, tuple(dims))
+    outs = rule_call(*values, rule=batched)          # runs `batched`: out_axes are known
+    return outs, list(out_axes)
 
 
 rule_call = Primitive(
@@ -222,21 +243,39 @@ custom_vjp_call = Primitive(
 
 
 def _custom_jvp_jvp(primals, tangents, fun, jvp):
-    return jvp(list(primals), _with_zeros(primals, tangents))
+    results = rule_call(*primals, *_with_zeros(primals, tangents), rule=jvp)
+    n = len(results) // 2
+    return results[:n], results[n:]
+
+
+def _transposed_tangent_map(jvp, wrt, n):
+    """`(*primals, *cts) -> cotangents of the primals flagged in wrt`: the transpose of
+    the (linear) tangent map of the flat rule `jvp` of n primals, as a rule to call."""
+    def transposed(*primals_and_cts):
+        primals, cts = primals_and_cts[:n], primals_and_cts[n:]
+
+        def tangents_out(*tangents):
+            results = jvp(*primals, *tangents)
+            return results[len(results) // 2:]
+        _, pullback = _vjp_wrt(tangents_out, [zeros_like_value(p) for p in primals], wrt)
+        return [c for c, w in zip(_with_zeros(primals, pullback(cts)), wrt) if w]
+    transposed.__name__ = f"transposed_{_name(jvp)}"
+    return transposed
 
 
 def _custom_jvp_vjp(wrt, outs, *primals, fun, jvp):
-    def tangent_map(*tangents):
-        return jvp(list(primals), list(tangents))[1]
+    transposed = _transposed_tangent_map(jvp, wrt, len(primals))
 
-    _, pullback = _vjp_wrt(tangent_map, [zeros_like_value(p) for p in primals], wrt)
+    def pullback(cts):
+        selected = iter(rule_call(*primals, *_with_zeros(outs, cts), rule=transposed))
+        return [next(selected) if w else ZERO for w in wrt]
     return name_pullback(pullback, "custom_jvp_call")
 
 
 def _custom_jvp_batch(values, dims, fun, jvp):
     axes = _front_axes(dims)
     outs = custom_jvp_call(*_moved(values, dims), fun=_batched(fun, axes),
-                           jvp=_batched(jvp, (list(axes), list(axes))))
+                           jvp=_batched(jvp, axes + axes))
     return outs, [0] * len(outs)
 
 
