@@ -1,7 +1,7 @@
 """Higher-order primitives: calls of user functions that carry their own derivative rules.
 
 They take and return flat lists of arrays; `pullback.custom` wraps user functions
-(pytrees in and out) into flat ones:
+(pytrees in and out, static arguments) into flat ones:
 
 - `custom_vjp_call(*xs, fun, fwd, bwd, out_count)`: `fun(*xs) -> outs`,
   `fwd(*xs) -> outs + residuals`, `bwd(*residuals, *cts) -> one cotangent per x`,
