@@ -4,11 +4,22 @@ For numerical stability, for code pullback cannot trace, or for a cheaper rule.
 Either kind of rule serves every transformation (see primitives/control.py):
 a `custom_vjp` function works under forward mode too (so forward-over-reverse
 Hessians and HVPs run through it), and a `custom_jvp` function under reverse mode
-and `vmap`. Rules written with NumPy operations differentiate again.
+and `vmap`. Rules written with NumPy operations differentiate again. Under `jit`
+the function and its rules are called as they are (never on made-up values), so
+they may wrap SciPy; their results must then be arrays or numbers.
+
+Arguments given by keyword are resolved to positions with the function's
+signature (defaults filled in), as in JAX. Static arguments that are not arrays
+(callables, configuration objects, Python numbers used as parameters) are listed
+in `nondiff_argnums`: they reach the function and its rules as they are, and get
+no derivative.
 """
-from functools import update_wrapper
-from typing import Callable
+import inspect
+from functools import partial, update_wrapper
+from typing import Callable, Sequence
 from weakref import WeakSet
+
+import numpy as np
 
 from .boundary import matching
 from .core.engine import Tracer, trace_stack
@@ -78,16 +89,129 @@ def _checked(values, references, what, name):
     return out
 
 
-def _flat(fun, in_def, out_def, check):
-    """`fun` on flat leaves, returning flat leaves; records the output structure in out_def."""
-    def flat_fun(*xs):
-        out_leaves, treedef = flatten(fun(*unflatten(in_def, xs)))
-        out_def[:] = [treedef]
-        return check(out_leaves)
-    return flat_fun
+def _positional(fun, name, args, kwargs):
+    """The arguments as a tuple of positional ones, keywords and defaults resolved by
+    the signature of `fun` (as JAX does: rules see every argument by position)."""
+    try:
+        signature = inspect.signature(fun)
+    except (TypeError, ValueError):              # no signature (a ufunc, a builtin)
+        if kwargs:
+            raise CustomRuleError(f"`{name}` has no signature to resolve its keyword arguments "
+                                  f"({', '.join(kwargs)}) to positions: pass them "
+                                  "positionally.") from None
+        return args
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise CustomRuleError(f"`{name}` was called with arguments that do not match its "
+                              f"signature {signature}: {error}.") from None
+    if bound.kwargs:
+        raise CustomRuleError(
+            f"`{name}` was given the keyword argument(s) {', '.join(bound.kwargs)}, which "
+            "cannot be resolved to positions (keyword-only, or collected by **kwargs), so its "
+            "rules could not receive them: make them positional parameters (listed in "
+            "nondiff_argnums if they are static).")
+    bound.apply_defaults()
+    return bound.args
 
 
-class custom_vjp:
+def _as_tuple(argnums):
+    return (argnums,) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
+
+
+def _nondiff_positions(nondiff_argnums, nargs, name):
+    positions = []
+    for i in nondiff_argnums:
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or not -nargs <= i < nargs:
+            raise CustomRuleError(f"nondiff_argnums of `{name}` contains {i!r}, but it was "
+                                  f"called with {nargs} argument(s): give argument positions.")
+        if int(i) % nargs in positions:
+            raise CustomRuleError(f"nondiff_argnums of `{name}` names argument {int(i) % nargs} "
+                                  "twice.")
+        positions.append(int(i) % nargs)
+    return positions
+
+
+def _is_array_or_number(x):
+    return isinstance(x, (bool, int, float, complex)) or hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _reference(x):
+    """A stand-in with x's shape and dtype (a zero-stride view), kept by the rules instead
+    of x: a rule staged under jit must not hold on to a traced value."""
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+    return np.broadcast_to(np.zeros((), dtype), tuple(getattr(x, "shape", ())))
+
+
+class _Call:
+    """One call of a custom function: its arguments split into the leaves of the
+    differentiable ones and the static ones, and the structures of what its function
+    and rules return (recorded when they run: every mode runs one of them first)."""
+
+    def __init__(self, fun, name, args, kwargs, nondiff_argnums):
+        args = _positional(fun, name, args, kwargs)
+        self.static_positions = _nondiff_positions(nondiff_argnums, len(args), name)
+        self.static_args = [args[i] for i in self.static_positions]
+        self.nargs = len(args)
+        for i, a in enumerate(args):
+            bad = [type(x).__name__ for x in flatten(a)[0] if (
+                isinstance(x, Tracer) if i in self.static_positions else not _is_array_or_number(x))]
+            if bad and i in self.static_positions:
+                raise CustomRuleError(
+                    f"argument {i} of `{name}` is listed in nondiff_argnums but is (or contains) "
+                    "a traced array. nondiff_argnums are for static values (callables, "
+                    "configuration, Python numbers); pass arrays as ordinary arguments.")
+            if bad:
+                raise CustomRuleError(
+                    f"argument {i} of `{name}` is (or contains) a {bad[0]}, not an array or a "
+                    f"number: list it in nondiff_argnums (custom_vjp(fun, nondiff_argnums=({i},)) "
+                    "or custom_jvp(...)) to pass it to the function and its rules as a static "
+                    "value.")
+        differentiable = tuple(a for i, a in enumerate(args) if i not in self.static_positions)
+        self.leaves, self.in_def = flatten(differentiable)
+        self.references = [_reference(x) for x in self.leaves]
+        self.check = _closure_check(self.leaves, name)
+        self.out_def = self.res_def = None
+
+    def arguments(self, leaves):
+        """All arguments in order, the differentiable ones rebuilt from `leaves`."""
+        differentiable, static = iter(unflatten(self.in_def, leaves)), iter(self.static_args)
+        return [next(static) if i in self.static_positions else next(differentiable)
+                for i in range(self.nargs)]
+
+    def differentiable(self, leaves):
+        """The tuple of differentiable arguments rebuilt from `leaves`."""
+        return unflatten(self.in_def, leaves)
+
+    def returned(self, out):
+        """The leaves of an output, checked; records its structure."""
+        leaves, self.out_def = flatten(out)
+        return self.check(leaves)
+
+    def out_count(self):
+        return self.out_def.num_leaves
+
+
+def _named(fn, name):
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+class _CustomFunction:
+    """What both kinds share: a function with static arguments, usable as a decorator
+    with arguments (`@custom_vjp(nondiff_argnums=(0,))`)."""
+
+    def __new__(cls, fun: Callable = None, *, nondiff_argnums: int | Sequence[int] = ()):
+        if fun is None:
+            return partial(cls, nondiff_argnums=nondiff_argnums)
+        return super().__new__(cls)
+
+    def __init__(self, fun: Callable, *, nondiff_argnums: int | Sequence[int] = ()):
+        update_wrapper(self, fun)
+        self.fun, self.nondiff_argnums = fun, _as_tuple(nondiff_argnums)
+
+
+class custom_vjp(_CustomFunction):
     """A function with a user-supplied reverse-mode rule.
 
     >>> import numpy as np
@@ -102,50 +226,67 @@ class custom_vjp:
 
     `fwd(*args) -> (out, residuals)`; `bwd(residuals, cotangent) -> tuple` with one
     cotangent per argument, shaped like it (None for zeros: a whole argument or
-    any subtree of one).
+    any subtree of one). Reverse mode runs `fwd` only, not `fun`.
+
+    Static arguments (`nondiff_argnums`) reach `fun` and `fwd` in their places and
+    `bwd` first, which returns cotangents for the other arguments only:
+
+    >>> from functools import partial
+    >>> @partial(custom_vjp, nondiff_argnums=(0,))
+    ... def apply(f, x):
+    ...     return f(x)
+    >>> apply.defvjp(lambda f, x: (f(x), x), lambda f, x, ct: (ct * 2.0 * x,))
+    <...>
+    >>> pullback.grad(apply, argnums=1)(np.square, 3.0)
+    array(6.)
     """
 
-    def __init__(self, fun: Callable):
-        update_wrapper(self, fun)
-        self.fun, self.fwd, self.bwd = fun, None, None
+    fwd = bwd = None
 
     def defvjp(self, fwd: Callable, bwd: Callable) -> "custom_vjp":
         """Set the rule: the forward pass with residuals, and the backward pass."""
         self.fwd, self.bwd = fwd, bwd
         return self
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         name = getattr(self.fun, "__name__", "function")
         if self.fwd is None:
             raise CustomRuleError(f"`{name}` is a custom_vjp function without a rule: call "
                                   f"`{name}.defvjp(fwd, bwd)` first.")
-        leaves, in_def = flatten(args)
-        out_def, check = [], _closure_check(leaves, name)
-        flat_fun = _flat(self.fun, in_def, out_def, check)
+        call = _Call(self.fun, name, args, kwargs, self.nondiff_argnums)
 
-        def flat_fwd(*xs):
-            result = self.fwd(*unflatten(in_def, xs))
+        def flat_fun(*leaves):
+            return call.returned(self.fun(*call.arguments(leaves)))
+
+        def flat_fwd(*leaves):
+            result = self.fwd(*call.arguments(leaves))
             if not isinstance(result, tuple) or len(result) != 2:
                 raise CustomRuleError(f"the fwd rule of `{name}` must return (output, residuals).")
-            out_leaves, treedef = flatten(result[0])
-            out_def[:] = [treedef]
-            return check(out_leaves), check(result[1])
+            residuals, call.res_def = flatten(result[1])
+            return call.returned(result[0]) + call.check(residuals)
 
-        def flat_bwd(residuals, cts):
-            result = self.bwd(residuals, unflatten(out_def[0], list(cts)))
-            if not isinstance(result, tuple) or len(result) != len(args):
+        def flat_bwd(*residuals_and_cts):
+            n = call.res_def.num_leaves
+            residuals = unflatten(call.res_def, residuals_and_cts[:n])
+            result = self.bwd(*call.static_args, residuals,
+                              unflatten(call.out_def, residuals_and_cts[n:]))
+            count = len(call.in_def.children)
+            if not isinstance(result, tuple) or len(result) != count:
+                per = "argument" if not call.static_args else "argument not in nondiff_argnums"
                 raise CustomRuleError(
                     f"the bwd rule of `{name}` must return a tuple with one cotangent per "
-                    f"argument ({len(args)}), got {type(result).__name__}"
+                    f"{per} ({count}), got {type(result).__name__}"
                     + (f" of length {len(result)}" if isinstance(result, tuple) else "") + ".")
-            ct_leaves = _leaves_of(result, in_def, "the cotangent tuple returned by bwd", name)
-            return _checked(ct_leaves, leaves, "cotangent", name)
+            ct_leaves = _leaves_of(result, call.in_def, "the cotangent tuple returned by bwd", name)
+            return _checked(ct_leaves, call.references, "cotangent", name)
 
-        outs = custom_vjp_call(*leaves, fun=flat_fun, fwd=flat_fwd, bwd=flat_bwd)
-        return unflatten(out_def[0], outs)
+        outs = custom_vjp_call(*call.leaves, fun=_named(flat_fun, name),
+                               fwd=_named(flat_fwd, f"{name}_fwd"),
+                               bwd=_named(flat_bwd, f"{name}_bwd"), out_count=call.out_count)
+        return unflatten(call.out_def, outs)
 
 
-class custom_jvp:
+class custom_jvp(_CustomFunction):
     """A function with a user-supplied forward-mode rule.
 
     >>> import numpy as np
@@ -163,36 +304,49 @@ class custom_jvp:
     `jvp(primals, tangents) -> (out, tangent_out)`, with primals and tangents the
     tuples of arguments and their tangents; the tangent map must be linear. None
     in the output tangent stands for zeros.
+
+    Static arguments (`nondiff_argnums`) come first, and primals and tangents
+    hold the other arguments only:
+
+    >>> @custom_jvp(nondiff_argnums=(1,))
+    ... def power(x, n):
+    ...     return x ** n
+    >>> @power.defjvp
+    ... def power_jvp(n, primals, tangents):
+    ...     (x,), (t,) = primals, tangents
+    ...     return power(x, n), n * x ** (n - 1) * t
+    >>> float(pullback.grad(power)(2.0, 3))
+    12.0
     """
 
-    def __init__(self, fun: Callable):
-        update_wrapper(self, fun)
-        self.fun, self.jvp = fun, None
+    jvp = None
 
     def defjvp(self, jvp: Callable) -> Callable:
         """Set the rule (usable as a decorator)."""
         self.jvp = jvp
         return jvp
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         name = getattr(self.fun, "__name__", "function")
         if self.jvp is None:
             raise CustomRuleError(f"`{name}` is a custom_jvp function without a rule: decorate "
                                   f"its rule with `@{name}.defjvp`.")
-        leaves, in_def = flatten(args)
-        out_def, check = [], _closure_check(leaves, name)
-        flat_fun = _flat(self.fun, in_def, out_def, check)
+        call = _Call(self.fun, name, args, kwargs, self.nondiff_argnums)
 
-        def flat_jvp(primals, tangents):
-            result = self.jvp(unflatten(in_def, primals), unflatten(in_def, tangents))
+        def flat_fun(*leaves):
+            return call.returned(self.fun(*call.arguments(leaves)))
+
+        def flat_jvp(*primals_and_tangents):
+            n = len(call.leaves)
+            result = self.jvp(*call.static_args, call.differentiable(primals_and_tangents[:n]),
+                              call.differentiable(primals_and_tangents[n:]))
             if not isinstance(result, tuple) or len(result) != 2:
                 raise CustomRuleError(f"the jvp rule of `{name}` must return "
                                       "(output, tangent_of_output).")
-            out_leaves, treedef = flatten(result[0])
-            out_def[:] = [treedef]
-            tangent_leaves = _leaves_of(result[1], treedef, "the tangent returned by jvp", name)
-            return check(out_leaves), check(_checked(tangent_leaves, out_leaves, "tangent", name))
+            out_leaves = call.returned(result[0])
+            tangent_leaves = _leaves_of(result[1], call.out_def, "the tangent returned by jvp", name)
+            return out_leaves + call.check(_checked(tangent_leaves, out_leaves, "tangent", name))
 
-        outs = custom_jvp_call(*leaves, fun=flat_fun, jvp=flat_jvp)
-        return unflatten(out_def[0], outs)
-
+        outs = custom_jvp_call(*call.leaves, fun=_named(flat_fun, name),
+                               jvp=_named(flat_jvp, f"{name}_jvp"))
+        return unflatten(call.out_def, outs)

@@ -8,16 +8,27 @@ Two kinds of function, each with both kinds of rule:
   on Python floats, which pullback cannot trace, with the rule F' = exp(-x^2)
   written with NumPy operations. Closed form: sqrt(pi)/2 erf(x).
 
+Then, per item of the issue: staging custom calls without made-up values and reverse
+mode running fwd only (13); custom rules around SciPy in every composition with jit,
+vmap and second derivatives (14); keyword and static arguments (20).
+
 The autouse fixture in conftest.py checks the trace stack is empty after each test.
 """
+import functools
+import io
+
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.linalg
+import scipy.optimize
 import scipy.special
 
 from helpers import raises
 from pullback import (check_grads, custom_jvp, custom_vjp, errors, grad, hessian, hvp, jacfwd,
-                      jacrev, make_hvp, pullback as vjp, pushforward, vmap)
+                      jacrev, jit, make_hvp, make_ir, pullback as vjp, pushforward, show, vmap)
+from pullback.core.engine import Tracer
+from pullback.ir.program import typecheck
 from pullback.operators import HESSIAN_MODES
 
 rng = np.random.default_rng(3)
@@ -585,3 +596,425 @@ def test_error_when_closing_over_a_value_of_the_same_or_a_nested_transformation(
         vmap(lambda s: _scaled_by(s, kind)(s * np.ones(2)))(np.array([1.0, 2.0]))
     with raises(errors.CustomRuleError, *fragments):
         jacfwd(lambda s: _scaled_by(s[0], kind)(s))(np.array([1.0, 2.0]))
+
+
+# ------------------------------------------------------------------ item 13: staging custom calls
+
+
+def _cholesky_vjp(seen):
+    """A custom_vjp around np.linalg.cholesky (fine on real inputs, an error on zeros), with
+    the reverse rule of Murray (2016); `seen` records what its function and rules receive."""
+    @custom_vjp
+    def cholesky(a):
+        seen.append(a)
+        return np.linalg.cholesky(a)
+
+    def fwd(a):
+        seen.append(a)
+        factor = np.linalg.cholesky(a)
+        return factor, factor
+
+    def bwd(factor, ct):
+        seen.append(factor)
+        p = np.tril(factor.T @ ct)
+        p = p - 0.5 * np.diag(np.diag(p))
+        inverse = np.linalg.inv(factor)
+        s = inverse.T @ p @ inverse
+        return (0.5 * (s + s.T),)
+
+    return cholesky.defvjp(fwd, bwd)
+
+
+def test_item13_custom_rules_under_jit_never_run_on_made_up_values():
+    seen = []
+    cholesky = _cholesky_vjp(seen)
+    x = rng.standard_normal((3, 3))
+    spd = x @ x.T + 3.0 * np.eye(3)
+
+    def loss(x):
+        return np.sum(cholesky(x @ x.T + 3.0 * np.eye(3)) ** 2)
+
+    check_grads(loss, (x,), order=2)
+    value, gradient = loss(x), grad(loss)(x)
+    seen.clear()
+    close(jit(loss)(x), value)
+    close(jit(grad(loss))(x), gradient)
+    close(grad(jit(loss))(x), gradient)
+    close(jit(vmap(grad(loss)))(np.stack([x, 2 * x])), np.stack([gradient, grad(loss)(2 * x)]))
+    assert "custom_vjp_call" in str(make_ir(loss)(x))
+    show(grad(loss), x, file=io.StringIO())
+    # Whatever the function and its rules saw concretely was a real value (their types were
+    # learned by tracing them).
+    real = [spd, 4 * x @ x.T + 3.0 * np.eye(3)]
+    real += [np.linalg.cholesky(a) for a in real]
+    assert all(isinstance(a, Tracer) or any(np.allclose(a, r) for r in real) for a in seen)
+
+
+def _solve_cubic(a):
+    """y with y**3 + y = a, elementwise, by scipy.optimize.brentq on Python floats (not
+    traceable)."""
+    a = np.asarray(a)
+    roots = [scipy.optimize.brentq(lambda y: y ** 3 + y - v, -abs(v) - 1.0, abs(v) + 1.0,
+                                   xtol=1e-15, rtol=1e-15) for v in np.ravel(a)]
+    return np.array(roots, dtype=a.dtype).reshape(a.shape)
+
+
+def test_item13_untraceable_code_under_jit_runs_on_the_values_of_the_example():
+    seen = []
+
+    @custom_jvp
+    def cubic_root(a):
+        seen.append(a)
+        return _solve_cubic(a)
+
+    @cubic_root.defjvp
+    def _(primals, tangents):
+        (a,), (t,) = primals, tangents
+        y = cubic_root(a)
+        return y, t / (3.0 * y * y + 1.0)
+
+    def f(x):
+        return np.sum(cubic_root(np.sin(x) * 2.0) * x)     # its input is computed first
+
+    x = rng.standard_normal(4)
+    jitted = jit(f)
+    close(jitted(x), f(x))
+    assert all(isinstance(a, Tracer) or np.allclose(a, np.sin(x) * 2.0) for a in seen)
+    close(jitted(2 * x), f(2 * x))
+    assert "custom_jvp_call" in str(make_ir(f)(x))
+    close(jit(grad(f))(x), grad(f)(x))
+    # Without values (an empty batch has no first example) the types cannot be learned.
+    with raises(errors.ConcretizationError, "`cubic_root` cannot be traced", "none are known here"):
+        vmap(jit(cubic_root))(np.zeros((0, 4)))
+
+
+def test_item13_reverse_mode_runs_fwd_only():
+    calls = []
+
+    @custom_vjp
+    def sine(x):
+        calls.append("fun")
+        return np.sin(x)
+
+    def fwd(x):
+        calls.append("fwd")
+        return np.sin(x), np.cos(x)
+
+    def bwd(cos, ct):
+        calls.append("bwd")
+        return (ct * cos,)
+
+    sine.defvjp(fwd, bwd)
+    x = np.array([0.1, 0.7])
+
+    def counted(run):
+        calls.clear()
+        run()
+        return list(calls)
+
+    assert counted(lambda: sine(x)) == ["fun"]
+    assert counted(lambda: grad(lambda x: np.sum(sine(x)))(x)) == ["fwd", "bwd"]
+    _, back = vjp(sine, x)
+    assert counted(lambda: (back(x), back(x))) == ["bwd", "bwd"]
+    assert counted(lambda: pushforward(sine, (x,), (x,))) == ["fwd", "bwd"]
+    jitted = jit(grad(lambda x: np.sum(sine(x))))
+    jitted(x)                                            # staging traces fwd and bwd
+    assert counted(lambda: close(jitted(x), np.cos(x))) == ["fwd", "bwd"]
+
+    @custom_jvp
+    def cosine(x):
+        calls.append("fun")
+        return np.cos(x)
+
+    @cosine.defjvp
+    def _(primals, tangents):
+        calls.append("jvp")
+        return np.cos(primals[0]), -np.sin(primals[0]) * tangents[0]
+
+    assert counted(lambda: pushforward(cosine, (x,), (x,))) == ["jvp"]
+    assert counted(lambda: grad(lambda x: np.sum(cosine(x)))(x)) == ["fun", "jvp"]
+
+
+def test_item13_results_of_rules_under_jit_are_arrays_or_numbers():
+    f = _vjp_with(lambda x: (2.0 * x, "two"), lambda r, ct: (2.0 * ct,))
+    close(grad(f)(1.5), 2.0)                             # eagerly any residual works
+    with raises(errors.CustomRuleError, "`doubled_fwd` returned a str (result leaf 1)",
+                "must be arrays or numbers"):
+        jit(grad(f))(1.5)
+    # A number stays weakly typed, as eagerly: float32 stays float32.
+    g = _vjp_with(lambda x: (2.0 * x, 2.0), lambda r, ct: (r * ct,))
+    x32 = np.ones(3, np.float32)
+    loss = lambda x: np.sum(g(x))                        # noqa: E731
+    assert grad(loss)(x32).dtype == jit(grad(loss))(x32).dtype == np.float32
+    typecheck(make_ir(grad(loss))(x32))
+
+
+@pytest.mark.parametrize("kind", ["vjp", "jvp"])
+def test_item13_staging_a_rule_that_uses_a_staged_value_it_does_not_take(kind):
+    def f(s, x):
+        return grad(lambda x: _scaled_by(s, kind)(x))(x)
+
+    # The staged call could not see `s` when it runs: make_ir says so, jit runs f unstaged.
+    with raises(errors.PullbackError, "cannot be staged", "Pass that value as an argument"):
+        make_ir(f)(3.0, 2.0)
+    close(jit(f)(3.0, 2.0), 3.0)
+    close(jit(f)(5.0, 2.0), 5.0)
+
+
+# ------------------------------------------------------------------ item 14: every composition
+
+
+def _cubic_derivatives(a):
+    """y(a), y'(a), y''(a) for y**3 + y = a."""
+    y = _solve_cubic(a)
+    d1 = 1.0 / (3.0 * y * y + 1.0)
+    return y, d1, -6.0 * y * d1 ** 3
+
+
+@custom_vjp
+def cubic_vjp(a):
+    return _solve_cubic(a)
+
+
+def _cubic_fwd(a):
+    y = _solve_cubic(a)              # SciPy in the rule too: reverse mode calls it on values
+    return y, y
+
+
+cubic_vjp.defvjp(_cubic_fwd, lambda y, ct: (ct / (3.0 * y * y + 1.0),))
+
+
+@custom_jvp
+def cubic_jvp(a):
+    return _solve_cubic(a)
+
+
+@cubic_jvp.defjvp
+def _cubic_jvp_rule(primals, tangents):
+    (a,), (t,) = primals, tangents
+    y = _solve_cubic(a)
+    return y, t / (3.0 * y * y + 1.0)
+
+
+def _cubic_form(k):
+    return lambda a: _cubic_derivatives(a)[k]
+
+
+# (name, function, its closed forms f, f', f'', whether its rules differentiate again).
+# The rules of the cubic root call SciPy on the primal values: first derivatives only.
+COMPOSED = [row + (True,) for row in FUNCTIONS] + [
+    (name, F, _cubic_form(0), _cubic_form(1), _cubic_form(2), False)
+    for name, F in (("cubic_vjp", cubic_vjp), ("cubic_jvp", cubic_jvp))]
+
+
+def g_gradient(f0, f1, x):
+    """The gradient of g_of(F) from the closed forms of F and F'."""
+    gradient = f1(x) * x + f0(x)
+    gradient[0] += f1(x[0]) * x[1] ** 2
+    gradient[1] += 2 * f0(x[0]) * x[1]
+    return gradient
+
+
+@pytest.mark.parametrize("name, F, f0, f1, f2, second_order", COMPOSED,
+                         ids=[row[0] for row in COMPOSED])
+def test_item14_custom_rules_around_untraceable_code_in_every_composition(
+        name, F, f0, f1, f2, second_order):
+    g = g_of(F)
+    value, gradient = g(X), grad(g)(X)
+    close(value, g_of(f0)(X), 1e-11)
+    close(gradient, g_gradient(f0, f1, X), 1e-11)
+    check_grads(g, (X,), order=2 if second_order else 1, eps=1e-4, tol=1e-6)
+    per_example = np.stack([grad(g)(x) for x in XS])
+    jacobian = np.diag(f1(X))
+    first_order = {
+        "jit(g)": (lambda: jit(g)(X), value),
+        "jit(grad(g))": (lambda: jit(grad(g))(X), gradient),
+        "grad(jit(g))": (lambda: grad(jit(g))(X), gradient),
+        "vmap(grad(g))": (lambda: vmap(grad(g))(XS), per_example),
+        "jit(vmap(grad(g)))": (lambda: jit(vmap(grad(g)))(XS), per_example),
+        "vmap(jit(grad(g)))": (lambda: vmap(jit(grad(g)))(XS), per_example),
+        "jacfwd(F)": (lambda: jacfwd(F)(X), jacobian),
+        "jacrev(F)": (lambda: jacrev(F)(X), jacobian),
+        "jit(jacfwd(F))": (lambda: jit(jacfwd(F))(X), jacobian),
+        "jit(jacrev(F))": (lambda: jit(jacrev(F))(X), jacobian),
+        "vmap(jacfwd(F))": (lambda: vmap(jacfwd(F))(XS), np.stack([np.diag(f1(x)) for x in XS])),
+    }
+    for composition, (run, want) in first_order.items():
+        close(run(), want, 1e-11)
+    if not second_order:
+        return
+    hessian_ = g_hessian(f0, f1, f2, X)
+    v = rng.standard_normal(X.shape)
+    for mode in HESSIAN_MODES:
+        close(hessian(g, mode=mode)(X), hessian_, 1e-11)
+        close(jit(hessian(g, mode=mode))(X), hessian_, 1e-11)
+        close(hvp(g, X, v, mode=mode), hessian_ @ v, 1e-11)
+        close(jit(lambda x, v: hvp(g, x, v, mode=mode))(X, v), hessian_ @ v, 1e-11)
+    close(vmap(hessian(g))(XS), np.stack([g_hessian(f0, f1, f2, x) for x in XS]), 1e-11)
+
+
+def test_item14_expm_with_a_scipy_reverse_rule():
+    @custom_vjp
+    def expm(a):
+        return scipy.linalg.expm(a)
+
+    def bwd(a, ct):      # <ct, d expm(a)[e]> = <expm_frechet(a.T, ct), e>
+        return (scipy.linalg.expm_frechet(a.T, ct, compute_expm=False),)
+
+    expm.defvjp(lambda a: (scipy.linalg.expm(a), a), bwd)
+    weights = rng.standard_normal((3, 3))
+    loss = lambda a: np.sum(expm(a) * weights)          # noqa: E731
+    a = 0.5 * rng.standard_normal((3, 3))
+    gradient = grad(loss)(a)
+    check_grads(loss, (a,), order=1, modes=("reverse",), eps=1e-5, tol=1e-7)
+    close(jit(grad(loss))(a), gradient)
+    close(grad(jit(loss))(a), gradient)
+    batch = np.stack([a, -a, 0.5 * a])
+    close(vmap(grad(loss))(batch), np.stack([grad(loss)(b) for b in batch]))
+    close(jit(vmap(grad(loss)))(batch), np.stack([grad(loss)(b) for b in batch]))
+
+
+# ------------------------------------------------------------------ item 20: keywords, static args
+
+
+@custom_vjp
+def scaled_vjp(x, scale=2.0):
+    return x * scale
+
+
+scaled_vjp.defvjp(lambda x, scale: (x * scale, (x, scale)),
+                  lambda res, ct: (ct * res[1], np.sum(ct * res[0])))
+
+
+@custom_jvp
+def scaled_jvp(x, scale=2.0):
+    return x * scale
+
+
+@scaled_jvp.defjvp
+def _scaled_jvp_rule(primals, tangents):
+    (x, scale), (tx, tscale) = primals, tangents
+    return x * scale, tx * scale + x * tscale
+
+
+@pytest.mark.parametrize("F", [scaled_vjp, scaled_jvp], ids=["vjp", "jvp"])
+def test_item20_keyword_arguments_are_resolved_to_positions(F):
+    x = np.array([1.0, -2.0])
+    for out in (F(x), F(x, 2.0), F(x, scale=2.0), F(scale=2.0, x=x)):
+        close(out, 2.0 * x)
+    close(grad(lambda x: np.sum(F(x=x, scale=3.0)))(x), [3.0, 3.0])
+    close(grad(lambda s: np.sum(F(x, scale=s)))(3.0), -1.0)
+    close(grad(lambda x: np.sum(F(x)))(x), [2.0, 2.0])     # the default is an argument too
+    close(jit(lambda x: F(x, scale=3.0))(x), 3.0 * x)
+    close(jit(grad(lambda s: np.sum(F(scale=s, x=x))))(3.0), -1.0)
+    close(vmap(lambda x: F(x=x, scale=3.0))(np.stack([x, x])), np.stack([3.0 * x] * 2))
+    check_grads(lambda x, s: F(x=x, scale=s), (x, 3.0), order=2)
+    with raises(errors.CustomRuleError, "called with arguments that do not match its signature",
+                "bogus"):
+        F(x, bogus=1.0)
+
+    @custom_vjp
+    def keyword_only(x, *, power):
+        return x ** power
+
+    keyword_only.defvjp(lambda x, *, power: (x, x), lambda x, ct: (ct,))
+    with raises(errors.CustomRuleError, "keyword argument(s) power", "keyword-only", "positional"):
+        keyword_only(x, power=2)
+
+
+class Activation:
+    """A static configuration: a function and its derivative."""
+
+    def __init__(self, fn, derivative):
+        self.fn, self.derivative = fn, derivative
+
+
+TANH = Activation(np.tanh, lambda x: 1.0 - np.tanh(x) ** 2)
+
+
+@functools.partial(custom_vjp, nondiff_argnums=(0, 2))
+def activate_vjp(activation, x, sharpness):
+    return activation.fn(sharpness * x)
+
+
+activate_vjp.defvjp(lambda activation, x, sharpness: (activate_vjp(activation, x, sharpness), x),
+                    lambda activation, sharpness, x, ct: (
+                        ct * sharpness * activation.derivative(sharpness * x),))
+
+
+@custom_jvp(nondiff_argnums=(0, 2))
+def activate_jvp(activation, x, sharpness):
+    return activation.fn(sharpness * x)
+
+
+@activate_jvp.defjvp
+def _activate_jvp_rule(activation, sharpness, primals, tangents):
+    (x,), (t,) = primals, tangents
+    return (activate_jvp(activation, x, sharpness),
+            sharpness * activation.derivative(sharpness * x) * t)
+
+
+@pytest.mark.parametrize("F", [activate_vjp, activate_jvp], ids=["vjp", "jvp"])
+def test_item20_nondiff_argnums_pass_static_values_to_the_rules(F):
+    x = np.array([0.3, -0.2, 0.5])
+    want = 3.0 * (1.0 - np.tanh(3.0 * x) ** 2)
+    close(F(TANH, x, 3), np.tanh(3.0 * x))
+    close(F(TANH, sharpness=3, x=x), np.tanh(3.0 * x))
+    g = lambda x: np.sum(F(TANH, x, 3) * x)       # noqa: E731
+    close(grad(lambda x: np.sum(F(TANH, x, 3)))(x), want)
+    close(jacfwd(lambda x: F(TANH, x, 3))(x), np.diag(want))
+    close(jit(grad(lambda x: np.sum(F(TANH, x, 3))))(x), want)
+    close(vmap(grad(lambda x: np.sum(F(TANH, x, 3))))(np.stack([x, x])), np.stack([want] * 2))
+    check_grads(lambda x: F(TANH, x, 3), (x,), order=2)
+    for mode in HESSIAN_MODES:
+        close(hessian(g, mode=mode)(x), hessian(lambda x: np.sum(np.tanh(3.0 * x) * x))(x))
+    close(jit(hessian(g))(x), hessian(lambda x: np.sum(np.tanh(3.0 * x) * x))(x))
+
+
+def test_item20_custom_rule_decorators_with_arguments():
+    def add_noise(rng_fn, x):
+        return x + 0.0 * rng_fn()
+
+    for make in (lambda f: custom_vjp(f, nondiff_argnums=(0,)),
+                 custom_vjp(nondiff_argnums=(0,)),
+                 functools.partial(custom_vjp, nondiff_argnums=(0,))):
+        f = make(add_noise)
+        assert isinstance(f, custom_vjp) and f.__name__ == "add_noise"
+        f.defvjp(lambda rng_fn, x: (x, None), lambda rng_fn, _, ct: (3.0 * ct,))
+        close(grad(f, argnums=1)(rng.random, 1.0), 3.0)
+    for make in (lambda f: custom_jvp(f, nondiff_argnums=(0,)),
+                 custom_jvp(nondiff_argnums=(0,)),
+                 functools.partial(custom_jvp, nondiff_argnums=(0,))):
+        f = make(add_noise)
+        assert isinstance(f, custom_jvp) and f.__name__ == "add_noise"
+        f.defjvp(lambda rng_fn, primals, tangents: (primals[0], 3.0 * tangents[0]))
+        close(grad(f, argnums=1)(rng.random, 1.0), 3.0)
+
+
+def test_item20_errors_for_static_arguments():
+    @custom_vjp
+    def apply(fn, x):
+        return fn(x)
+
+    apply.defvjp(lambda fn, x: (fn(x), x), lambda x, ct: (None, 2.0 * x * ct))
+    with raises(errors.CustomRuleError, "argument 0 of `apply` is (or contains) a ufunc",
+                "list it in nondiff_argnums", "nondiff_argnums=(0,)"):
+        apply(np.square, 2.0)
+    with raises(errors.CustomRuleError, "argument 1 of `apply` is (or contains) a str"):
+        apply(2.0, {"a": np.ones(2), "b": "text"})
+    with raises(errors.CustomRuleError, "argument 2 of `activate_vjp` is listed in nondiff_argnums",
+                "traced array", "pass arrays as ordinary arguments"):
+        grad(lambda s: np.sum(activate_vjp(TANH, np.ones(2), s)))(3.0)
+    def wrong(f, x):
+        return f(x)
+
+    wrong = custom_jvp(wrong, nondiff_argnums=3)
+    wrong.defjvp(lambda f, primals, tangents: (f(*primals), tangents[0]))
+    with raises(errors.CustomRuleError, "nondiff_argnums of `wrong` contains 3",
+                "called with 2 argument(s)"):
+        wrong(np.sin, 1.0)
+    f = custom_vjp(lambda f, x: f(x), nondiff_argnums=(0,))
+    f.defvjp(lambda f, x: (f(x), x), lambda f, x, ct: (ct, ct))
+    with raises(errors.CustomRuleError, "one cotangent per argument not in nondiff_argnums (1)",
+                "tuple of length 2"):
+        grad(f, argnums=1)(np.sin, 1.0)

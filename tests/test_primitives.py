@@ -274,24 +274,29 @@ def _custom_fun(x, y):
     return [x * np.sin(y), np.exp(x)]
 
 
-def _custom_bwd(residuals, cts):
-    x, y = residuals
-    return [cts[0] * np.sin(y) + cts[1] * np.exp(x), cts[0] * x * np.cos(y)]
+def _custom_fwd(x, y):
+    return _custom_fun(x, y) + [x, y]
 
 
-def _custom_jvp_rule(primals, tangents):
-    (x, y), (tx, ty) = primals, tangents
-    return _custom_fun(x, y), [tx * np.sin(y) + x * np.cos(y) * ty, np.exp(x) * tx]
+def _custom_bwd(x, y, ct0, ct1):
+    return [ct0 * np.sin(y) + ct1 * np.exp(x), ct0 * x * np.cos(y)]
+
+
+def _custom_jvp_rule(x, y, tx, ty):
+    return _custom_fun(x, y) + [tx * np.sin(y) + x * np.cos(y) * ty, np.exp(x) * tx]
 
 
 @st.composite
 def custom_case(draw, prim, dtype):
-    """A two-input, two-output function with a hand-written rule of the primitive's kind."""
+    """A two-input, two-output function with a hand-written rule of the primitive's kind
+    (flat: lists of arrays in and out), or for rule_call such a rule itself."""
     shape = draw(small_shapes)
     args = [values(draw, shape, dtype), values(draw, shape, dtype)]
     if prim.name == "custom_vjp_call":
-        return args, {"fun": _custom_fun, "fwd": lambda x, y: (_custom_fun(x, y), (x, y)),
-                      "bwd": _custom_bwd}
+        return args, {"fun": _custom_fun, "fwd": _custom_fwd, "bwd": _custom_bwd,
+                      "out_count": lambda: 2}
+    if prim.name == "rule_call":
+        return args, {"rule": _custom_fwd}
     return args, {"fun": _custom_fun, "jvp": _custom_jvp_rule}
 
 
@@ -304,7 +309,7 @@ CASES = {
     "pad": pad_case, "matmul": matmul_case, "einsum": einsum_case, "argmax": arg_case,
     "argmin": arg_case, "argsort": arg_case, "any": logical_reduction_case,
     "all": logical_reduction_case, "custom_vjp_call": custom_case,
-    "custom_jvp_call": custom_case,
+    "custom_jvp_call": custom_case, "rule_call": custom_case,
 }
 
 

@@ -10,6 +10,9 @@ A `Primitive` carries its rule slots side by side:
 - `vjp(wrt, out, *primals, **params) -> pullback`: builds a *named* closure over the
   residuals; `pullback(cotangent)` returns one cotangent per input (`ZERO` allowed;
   entries whose `wrt` flag is False are ignored and need not be computed);
+- `value_and_vjp(wrt, *primals, **params) -> (out, pullback)`: optional, used by reverse
+  mode instead of evaluating then calling `vjp` when one computation yields both (a
+  custom_vjp function's `fwd`: running `fun` as well would double the cost);
 - `batch(values, dims, **params) -> (out, out_dim)`: the rule used by `vmap`;
 - `emit(args, **params) -> str`: a Python expression computing the primitive with
   NumPy from the argument expressions, for generated code (default: a call of the
@@ -169,19 +172,21 @@ REGISTRY: dict[str, "Primitive"] = {}
 class Primitive:
     """An operation with its rules; calling it binds it to the current transformation."""
 
-    __slots__ = ("name", "impl", "shape", "jvp", "vjp", "batch", "emit", "differentiable",
-                 "multiple_results", "scaled_cotangents", "domain", "family", "__weakref__")
+    __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
+                 "differentiable", "multiple_results", "scaled_cotangents", "domain", "family",
+                 "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
-                 vjp: Callable = None, batch: Callable = None, emit: Callable = None,
-                 differentiable: bool = True, multiple_results: bool = False,
+                 vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
+                 emit: Callable = None, differentiable: bool = True, multiple_results: bool = False,
                  scaled_cotangents: bool = False, domain: Any = None, family: str = ""):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
-        if differentiable and (jvp is None or vjp is None):
+        if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
             raise ValueError(f"primitive {name!r} is differentiable but lacks a jvp or vjp rule")
         self.name, self.impl, self.shape = name, impl, shape
-        self.jvp, self.vjp, self.batch, self.emit = jvp, vjp, batch, emit
+        self.jvp, self.vjp, self.value_and_vjp = jvp, vjp, value_and_vjp
+        self.batch, self.emit = batch, emit
         self.differentiable = differentiable
         self.multiple_results = multiple_results
         self.scaled_cotangents = scaled_cotangents

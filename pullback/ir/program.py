@@ -108,6 +108,8 @@ def typecheck(program: Program) -> None:
         expected = eq.primitive.shape(*avals, **eq.params)
         expected = expected if eq.primitive.multiple_results else [expected]
         for var, exp in zip(eq.outputs, expected):
+            if not hasattr(exp, "shape"):           # a Python scalar: a weakly typed output
+                exp = ShapeDtype((), np.asarray(exp).dtype)
             if tuple(var.aval.shape) != tuple(exp.shape) or np.dtype(var.aval.dtype) != np.dtype(exp.dtype):
                 raise TypeCheckError(f"equation {i} ({eq.primitive.name}): output typed "
                                      f"{type_string(var.aval)}, the shape rule gives "

@@ -1,40 +1,119 @@
 """Higher-order primitives: calls of user functions that carry their own derivative rules.
 
-`custom_vjp_call` and `custom_jvp_call` take flat lists of arrays and return flat
-lists; `pullback.custom` wraps user functions (pytrees in and out) into them.
+They take and return flat lists of arrays; `pullback.custom` wraps user functions
+(pytrees in and out, static arguments) into flat ones:
+
+- `custom_vjp_call(*xs, fun, fwd, bwd, out_count)`: `fun(*xs) -> outs`,
+  `fwd(*xs) -> outs + residuals`, `bwd(*residuals, *cts) -> one cotangent per x`,
+  `out_count()` the number of outs;
+- `custom_jvp_call(*xs, fun, jvp)`: `jvp(*xs, *tangents) -> outs + tangents_out`;
+- `rule_call(*xs, rule)`: one call of a rule (`fwd`, `bwd`, `jvp`, or a transposed
+  tangent map), so that a rule, like `fun`, is never run on values it cannot handle.
+
 Each user rule serves every mode:
 
+- reverse mode runs `fwd` only (not `fun` too) and calls `bwd` in the pullback;
 - a reverse rule `bwd(residuals, ct)` is linear in the cotangent, so the forward
-  derivative `J t` is the transpose of `ct -> bwd(residuals, ct)` applied to `t`,
-  and reverse mode transposes it: a `custom_vjp` function works under forward
-  mode, hence in forward-over-reverse Hessians and HVPs;
+  derivative `J t` is the transpose of `ct -> bwd(residuals, ct)` applied to `t`:
+  a `custom_vjp` function works under forward mode, hence in forward-over-reverse
+  Hessians and HVPs;
 - a forward rule's tangent map `t -> jvp(primals, t)` is linear, so reverse mode
   pulls cotangents back by transposing it;
 - batching runs the user's functions under `vmap` and binds them again; code
   that cannot be traced (the usual reason for a custom rule: SciPy, loops over
-  Python floats) runs example by example instead.
+  Python floats) runs example by example instead;
+- staging records each call as one equation; its output types come from staging
+  the function into a throwaway program, or, if it cannot be traced, from running
+  it on the values the program sees at its example arguments (never on made-up
+  values: a Cholesky factorisation of zeros fails).
+
+`rule_call`'s own derivatives differentiate the rule as ordinary code (second
+derivatives through `fwd`, `bwd` and `jvp`).
 """
+from weakref import WeakKeyDictionary
+
 import numpy as np
 
+from ..core.engine import Tracer
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
-from ..errors import (ArrayConversionError, ConcretizationError, InPlaceMutationError,
-                      UnsupportedFunctionError)
-from ..transforms.batching import map_examples, moveaxis, vmap
+from ..errors import (ArrayConversionError, ConcretizationError, CustomRuleError,
+                      InPlaceMutationError, UnsupportedFunctionError)
+from ..transforms.batching import batch_flat, map_examples, moveaxis, vmap
+from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
-from .families import dtype_of, shape_of
+from ..transforms.staging import CapturedTracer, ShapeNeedsValues, abstract_eval
 from .structural import zeros_like_value
+
+# What pullback raises when user code cannot run on traced values.
+_UNTRACEABLE = (ArrayConversionError, ConcretizationError, InPlaceMutationError,
+                UnsupportedFunctionError)
 
 
 def _with_zeros(values, tangents):
     return [zeros_like_value(v) if t is ZERO else t for v, t in zip(values, tangents)]
 
 
-def _call_shape(*avals, fun, **rules):
-    """Output shapes and dtypes, by running the user's function on zeros of the input shapes."""
-    with np.errstate(all="ignore"):
-        outs = fun(*[np.zeros(shape_of(a), dtype_of(a) or np.float64) for a in avals])
-    return [ShapeDtype(np.shape(o), np.asarray(o).dtype) for o in outs]
+def _name(fn):
+    return getattr(fn, "__name__", "function")
 
+
+# ------------------------------------------------------------------ output types
+
+# fn -> {input types: output types}: each user function is run at most once per signature
+# to learn them (staging and `typecheck` ask again).
+_KNOWN_TYPES = WeakKeyDictionary()
+
+
+def _types_key(avals):
+    return tuple((tuple(a.shape), np.dtype(a.dtype)) if hasattr(a, "shape") else type(a)
+                 for a in avals)
+
+
+def _result_types(results, fn):
+    """The types of a staged call's results: arrays, or numbers (weakly typed)."""
+    types = []
+    for i, r in enumerate(results):
+        if isinstance(r, ShapeDtype) or isinstance(r, (bool, int, float, complex)):
+            types.append(r)
+        elif isinstance(r, Tracer):
+            raise CapturedTracer()
+        elif hasattr(r, "shape") and hasattr(r, "dtype"):
+            types.append(ShapeDtype(tuple(r.shape), np.dtype(r.dtype)))
+        else:
+            raise CustomRuleError(
+                f"`{_name(fn)}` returned a {type(r).__name__} (result leaf {i}): under jit, "
+                "make_ir and show, the outputs, residuals and cotangents of custom rules "
+                "must be arrays or numbers. Keep other values out of them: pass static "
+                "values as arguments listed in nondiff_argnums.")
+    return types
+
+
+def _call_types(fn, avals):
+    """The output types of a call of `fn` on inputs of types `avals`: by abstract
+    evaluation or, if `fn` cannot be traced, from the input values (ShapeNeedsValues)."""
+    known = _KNOWN_TYPES.setdefault(fn, {})
+    key = _types_key(avals)
+    if key not in known:
+        try:
+            known[key] = _result_types(abstract_eval(fn, avals), fn)
+        except _UNTRACEABLE as error:
+            def types(*values):
+                return known.setdefault(key, _result_types(fn(*values), fn))
+            raise ShapeNeedsValues(types, (
+                f"`{_name(fn)}` cannot be traced (it raised {type(error).__name__}), so under "
+                "jit, make_ir and show the types of its results are learned by running it on "
+                "the values the staged program sees at its example arguments; none are known "
+                "here (an empty batch, or inside the abstract evaluation of another function). "
+                f"Stage it at arrays with values, or write `{_name(fn)}` with operations "
+                "pullback can trace.")) from error
+    return known[key]
+
+
+def _call_shape(*avals, fun, **rules):
+    return _call_types(fun, avals)
+
+
+# ------------------------------------------------------------------ batching
 
 def _moved(values, dims):
     return [v if d is None else moveaxis(v, d, 0) for v, d in zip(values, dims)]
@@ -44,13 +123,9 @@ def _front_axes(dims):
     return tuple(None if d is None else 0 for d in dims)
 
 
-# What pullback raises when user code cannot run on traced values.
-_UNTRACEABLE = (ArrayConversionError, ConcretizationError, InPlaceMutationError,
-                UnsupportedFunctionError)
-
-
 def _batched(fn, in_axes):
-    """`fn` over a batch: vmapped, or example by example if `fn` cannot be traced."""
+    """`fn` over a batch, its outputs batched along axis 0: vmapped, or example by
+    example if `fn` cannot be traced."""
     vmapped, looped = vmap(fn, in_axes=in_axes), map_examples(fn, in_axes=in_axes)
 
     def batched(*args):
@@ -58,74 +133,149 @@ def _batched(fn, in_axes):
             return vmapped(*args)
         except _UNTRACEABLE:
             return looped(*args)
+    batched.__name__ = f"batched_{_name(fn)}"
     return batched
 
 
+def _batched_keeping_shared(fn, in_axes):
+    """(`fn` over a batch, the batch axes of its outputs): like `_batched`, but where vmap
+    finds an output the same for every example (a primal output next to batched
+    tangents), it stays unbatched (None). The axes are recorded at each run: the same
+    for every run on arguments of the same types."""
+    out_axes = []
+    looped = map_examples(fn, in_axes=in_axes)
+
+    def batched(*args):
+        try:
+            outs, out_axes[:] = batch_flat(fn, args, in_axes)
+        except _UNTRACEABLE:
+            outs = looped(*args)
+            out_axes[:] = [0] * len(outs)
+        return outs
+    batched.__name__ = f"batched_{_name(fn)}"
+    return batched, out_axes
+
+
+def _vjp_wrt(fn, values, wrt):
+    """(outs, pullback) of `fn` at `values`, differentiated with respect to the inputs
+    flagged in `wrt`; the pullback returns one cotangent per input (ZERO for the others)."""
+    positions = [i for i, w in enumerate(wrt) if w]
+
+    def on_selected(*selected):
+        args = list(values)
+        for i, x in zip(positions, selected):
+            args[i] = x
+        return fn(*args)
+
+    outs, back = vjp_flat(on_selected, [values[i] for i in positions])
+
+    def pullback(cts):
+        result = [ZERO] * len(values)
+        for i, c in zip(positions, back(list(cts))):
+            result[i] = c
+        return result
+    return outs, pullback
+
+
+# ------------------------------------------------------------------ rule_call
+
+def _rule_call_jvp(primals, tangents, rule):
+    return jvp_flat(rule, list(primals), list(tangents))
+
+
+def _rule_call_value_and_vjp(wrt, *values, rule):
+    outs, pullback = _vjp_wrt(rule, values, wrt)
+    return outs, name_pullback(pullback, "rule_call")
+
+
+def _rule_call_batch(values, dims, rule):
+    batched, out_axes = _batched_keeping_shared(rule, tuple(dims))
+    outs = rule_call(*values, rule=batched)          # runs `batched`: out_axes are known
+    return outs, list(out_axes)
+
+
+rule_call = Primitive(
+    "rule_call", lambda *args, rule: rule(*args),
+    shape=lambda *avals, rule: _call_types(rule, avals), jvp=_rule_call_jvp,
+    value_and_vjp=_rule_call_value_and_vjp, batch=_rule_call_batch, multiple_results=True,
+    family="control")
+
 # ------------------------------------------------------------------ custom_vjp
 
-def _custom_vjp_jvp(primals, tangents, fun, fwd, bwd):
-    outs, residuals = fwd(*primals)
-    _, back = vjp_flat(lambda *cts: bwd(residuals, cts), [zeros_like_value(o) for o in outs])
+
+def _custom_vjp_jvp(primals, tangents, fun, fwd, bwd, out_count):
+    results = rule_call(*primals, rule=fwd)
+    outs, residuals = results[:out_count()], results[out_count():]
+    _, back = vjp_flat(lambda *cts: rule_call(*residuals, *cts, rule=bwd),
+                       [zeros_like_value(o) for o in outs])
     return outs, back(tangents)
 
 
-def _custom_vjp_vjp(wrt, outs, *primals, fun, fwd, bwd):
-    # NB: `fun` already ran for `outs`; `fwd` runs again to produce the residuals.
-    _, residuals = fwd(*primals)
+def _custom_vjp_value_and_vjp(wrt, *primals, fun, fwd, bwd, out_count):
+    results = rule_call(*primals, rule=fwd)
+    outs, residuals = results[:out_count()], results[out_count():]
 
     def pullback(cts):
-        return bwd(residuals, _with_zeros(outs, cts))
-    return name_pullback(pullback, "custom_vjp_call")
+        return rule_call(*residuals, *_with_zeros(outs, cts), rule=bwd)
+    return outs, name_pullback(pullback, "custom_vjp_call")
 
 
-def _custom_vjp_batch(values, dims, fun, fwd, bwd):
+def _custom_vjp_batch(values, dims, fun, fwd, bwd, out_count):
     axes = _front_axes(dims)
+    bwd_of_each = _batched(bwd, 0)
 
-    def batched_bwd(residuals, cts):
-        cts_in = _batched(bwd, in_axes=(0, 0))(residuals, list(cts))
+    def batched_bwd(*residuals_and_cts):
+        cts_in = bwd_of_each(*residuals_and_cts)
         # An input shared by the whole batch gets the sum of the examples' cotangents.
         return [c if d is not None else c.sum(axis=0) for c, d in zip(cts_in, dims)]
 
     outs = custom_vjp_call(*_moved(values, dims), fun=_batched(fun, axes),
-                           fwd=_batched(fwd, axes), bwd=batched_bwd)
+                           fwd=_batched(fwd, axes), bwd=batched_bwd, out_count=out_count)
     return outs, [0] * len(outs)
 
 
 custom_vjp_call = Primitive(
-    "custom_vjp_call", lambda *args, fun, fwd, bwd: fun(*args),
-    shape=_call_shape, jvp=_custom_vjp_jvp, vjp=_custom_vjp_vjp,
+    "custom_vjp_call", lambda *args, fun, fwd, bwd, out_count: fun(*args),
+    shape=_call_shape, jvp=_custom_vjp_jvp, value_and_vjp=_custom_vjp_value_and_vjp,
     batch=_custom_vjp_batch, multiple_results=True, family="control")
 
 # ------------------------------------------------------------------ custom_jvp
 
 
 def _custom_jvp_jvp(primals, tangents, fun, jvp):
-    return jvp(list(primals), _with_zeros(primals, tangents))
+    results = rule_call(*primals, *_with_zeros(primals, tangents), rule=jvp)
+    n = len(results) // 2
+    return results[:n], results[n:]
+
+
+def _transposed_tangent_map(jvp, wrt, n):
+    """`(*primals, *cts) -> cotangents of the primals flagged in wrt`: the transpose of
+    the (linear) tangent map of the flat rule `jvp` of n primals, as a rule to call."""
+    def transposed(*primals_and_cts):
+        primals, cts = primals_and_cts[:n], primals_and_cts[n:]
+
+        def tangents_out(*tangents):
+            results = jvp(*primals, *tangents)
+            return results[len(results) // 2:]
+        _, pullback = _vjp_wrt(tangents_out, [zeros_like_value(p) for p in primals], wrt)
+        return [c for c, w in zip(_with_zeros(primals, pullback(cts)), wrt) if w]
+    transposed.__name__ = f"transposed_{_name(jvp)}"
+    return transposed
 
 
 def _custom_jvp_vjp(wrt, outs, *primals, fun, jvp):
-    positions = [i for i, w in enumerate(wrt) if w]
-
-    def tangent_map(*selected):
-        tangents = [zeros_like_value(p) for p in primals]
-        for i, t in zip(positions, selected):
-            tangents[i] = t
-        return jvp(list(primals), tangents)[1]
-
-    _, back = vjp_flat(tangent_map, [zeros_like_value(primals[i]) for i in positions])
+    transposed = _transposed_tangent_map(jvp, wrt, len(primals))
 
     def pullback(cts):
-        result = [ZERO] * len(primals)
-        for i, c in zip(positions, back(list(cts))):
-            result[i] = c
-        return result
+        selected = iter(rule_call(*primals, *_with_zeros(outs, cts), rule=transposed))
+        return [next(selected) if w else ZERO for w in wrt]
     return name_pullback(pullback, "custom_jvp_call")
 
 
 def _custom_jvp_batch(values, dims, fun, jvp):
     axes = _front_axes(dims)
     outs = custom_jvp_call(*_moved(values, dims), fun=_batched(fun, axes),
-                           jvp=_batched(jvp, (list(axes), list(axes))))
+                           jvp=_batched(jvp, axes + axes))
     return outs, [0] * len(outs)
 
 

@@ -186,6 +186,15 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
     return vmapped
 
 
+def batch_flat(fn, values, dims):
+    """(outs, out_dims) for `fn` mapping a list of arrays to a list of arrays, run once on
+    a batch: `dims[i]` is the batch axis of `values[i]` (None: shared), `out_dims[k]` that
+    of `outs[k]` (None: the same for every example). For rules: no checks."""
+    with new_trace(BatchTrace) as trace:
+        pairs = [trace.unwrap(o) for o in fn(*[trace.wrap(v, d) for v, d in zip(values, dims)])]
+    return [v for v, _ in pairs], [d for _, d in pairs]
+
+
 def map_examples(f: Callable, in_axes: Any = 0) -> Callable:
     """`vmap(f, in_axes)` (batch on axis 0 of each output) computed example by example.
 

@@ -2,10 +2,11 @@
 
 A `ReverseTracer` holds a value and the index of the tape entry that produced it.
 Each tape entry is `(pullback, parents, n_results, scaled, output)`: the primitive's
-named pullback closure (built by its `vjp` rule, closing over its residuals), the
-tape indices of the inputs that are traced at this level, the number of outputs
-(0: one, not a list), whether the pullback accepts `Scaled` cotangents, and the output
-(kept only while staging, to name derivative code). Input leaves have no entry.
+named pullback closure (built by its `vjp` rule, or with the output by its
+`value_and_vjp` rule, closing over its residuals), the tape indices of the inputs that
+are traced at this level, the number of outputs (0: one, not a list), whether the
+pullback accepts `Scaled` cotangents, and the output (kept only while staging, to name
+derivative code). Input leaves have no entry.
 
 `backward` sweeps the tape once in reverse order (the order of recording is a
 topological order), so it needs no graph search. It can run any number of times
@@ -69,12 +70,15 @@ class ReverseTrace(Trace):
                 values.append(a)
                 parents.append(None)
                 wrt.append(False)
-        out = primitive(*values, **params)
-        if not primitive.differentiable:
-            return out
+        if primitive.value_and_vjp is not None:
+            out, pullback = primitive.value_and_vjp(wrt, *values, **params)
+        else:
+            out = primitive(*values, **params)
+            if not primitive.differentiable:
+                return out
+            pullback = primitive.vjp(wrt, out, *values, **params)
         if primitive.multiple_results or out.dtype.kind == "c":
             refuse_complex(out, primitive)
-        pullback = primitive.vjp(wrt, out, *values, **params)
         tape = self.tape
         node = len(tape)
         kept = out if self.hints else None

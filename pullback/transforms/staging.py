@@ -7,6 +7,11 @@ from its inputs is recorded, including the work of other transformations
 nested inside (grad, pushforward, vmap ...), so `make_ir(grad(f))` is the
 program of the gradient. Python control flow on staged values is an error that
 names the user's line: the values are not known yet.
+
+Calls of user functions with custom rules are recorded as single equations; their
+output types come from `abstract_eval` (staging the function into a program that is
+thrown away) or, for code pullback cannot trace, from running it on the values the
+program sees at the example arguments it is staged at (`ShapeNeedsValues`).
 """
 import os
 import re
@@ -17,8 +22,8 @@ import numpy as np
 
 from ..core.engine import Trace, Tracer, new_trace, provenance, staged_value, staging
 from ..core.primitive import ShapeDtype
-from ..errors import ConcretizationError
-from ..ir.program import Equation, Literal, Program, Var, abstract
+from ..errors import ConcretizationError, PullbackError
+from ..ir.program import Equation, Literal, Program, Var, abstract, evaluate
 from ..tree import flatten, keys_in_order, unflatten
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,20 +82,79 @@ class StagingTracer(Tracer):
     _concretization_error = _unknown_value_error = _control_flow_error
 
 
-class CapturedTracer(Exception):
-    """A value of an enclosing transformation reached the program as a constant."""
+class CapturedTracer(PullbackError, TypeError):
+    """A value of an enclosing transformation reached the program as a constant (jit then
+    runs the function as it is, unstaged)."""
+
+    def __init__(self):
+        super().__init__(
+            "this function cannot be staged (make_ir, show): it uses a value traced by an "
+            "enclosing transformation, or a custom rule uses a traced value it does not take "
+            "as an argument (through a closure or a global), which the staged program could "
+            "not see when it runs. Pass that value as an argument.")
+
+
+class ShapeNeedsValues(ConcretizationError):
+    """A shape rule's answer when the output types depend on more than the input types (a
+    custom rule around code pullback cannot trace): `types(*values)` gives them from the
+    input values, which staging takes from its example arguments."""
+
+    def __init__(self, types, message):
+        super().__init__(message)
+        self.types = types
 
 
 class StagingTrace(Trace):
-    __slots__ = ("equations", "constvars", "consts", "_const_ids", "_source_of")
+    __slots__ = ("equations", "constvars", "consts", "_const_ids", "_source_of", "examples",
+                 "_arguments")
 
     def __init__(self, level):
         super().__init__(level)
         self.equations, self.constvars, self.consts, self._const_ids = [], [], [], {}
         self._source_of = {}        # Var -> the user's source line that computed it
+        self.examples = {}          # Var -> its value at the example arguments, once known
+        self._arguments = {}        # input Var -> the example argument it stands for
 
-    def new_input(self, aval, hint="", weak=False):
-        return StagingTracer(self, aval, Var(aval, hint, weak))
+    def new_input(self, aval, hint="", weak=False, example=None):
+        var = Var(aval, hint, weak)
+        if example is not None:
+            self._arguments[var] = example
+        return StagingTracer(self, var.aval, var)
+
+    def example_values(self, operands):
+        """The values of IR operands at the example arguments, or None if unknown.
+
+        Evaluates the equations recorded so far that they depend on (once: the values
+        are kept for the next call).
+        """
+        examples = self.examples
+
+        def known(var):
+            if var not in examples and var in self._arguments:
+                value = example_value(self._arguments.pop(var))
+                if value is not None:
+                    examples[var] = value
+            return var in examples
+
+        needed = {x for x in operands if type(x) is Var and not known(x)}
+        needed_equations = []
+        for eq in reversed(self.equations):
+            if not needed:
+                break
+            if not needed.isdisjoint(eq.outputs):
+                needed_equations.append(eq)
+                needed.difference_update(eq.outputs)
+                needed.update(x for x in eq.inputs if type(x) is Var and not known(x))
+        if needed:
+            return None
+        needed_equations.reverse()
+        invars = list({x: None for eq in needed_equations for x in eq.inputs
+                       if type(x) is Var and x in examples})
+        outvars = [v for eq in needed_equations for v in eq.outputs]
+        values = evaluate(Program(invars, [], [], needed_equations, outvars),
+                          *[examples[v] for v in invars])
+        examples.update(zip(outvars, values))
+        return [x.value if type(x) is Literal else examples[x] for x in operands]
 
     def read(self, value):
         """The IR operand for an argument: our variable, a literal, or a constant."""
@@ -107,27 +171,71 @@ class StagingTrace(Trace):
             self._const_ids[key] = var
             self.constvars.append(var)
             self.consts.append(value)
+            self.examples[var] = value
         return self._const_ids[key]
 
     def process_primitive(self, primitive, args, params):
         inputs = [self.read(a) for a in args]
         avals = [abstract(x) for x in inputs]
-        out_avals = primitive.shape(*avals, **params)
+        try:
+            out_avals = primitive.shape(*avals, **params)
+        except ShapeNeedsValues as need:
+            values = self.example_values(inputs)
+            if values is None:
+                raise
+            out_avals = need.types(*values)
         derived = staged_value(provenance())
         if derived is not None and derived.staged_var in self._source_of:
             source = self._source_of[derived.staged_var].partition("|")[0] + "|derivative"
         else:
             filename, line, _ = user_frame()
             source = f"{filename}:{line}"
-        if primitive.multiple_results:
-            outs = [Var(ShapeDtype(tuple(a.shape), np.dtype(a.dtype))) for a in out_avals]
-        else:
-            outs = [Var(ShapeDtype(tuple(out_avals.shape), np.dtype(out_avals.dtype)))]
+        outs = [_output_var(a) for a in (out_avals if primitive.multiple_results else [out_avals])]
         self.equations.append(Equation(primitive, inputs, dict(params), outs, source))
         for v in outs:
             self._source_of[v] = source
         tracers = [StagingTracer(self, v.aval, v) for v in outs]
         return tracers if primitive.multiple_results else tracers[0]
+
+
+def _output_var(aval):
+    """A variable of a primitive's output type; a Python scalar stands for a weakly typed one."""
+    if isinstance(aval, (bool, int, float, complex)):
+        return Var(ShapeDtype((), np.asarray(aval).dtype), weak=True)
+    return Var(ShapeDtype(tuple(aval.shape), np.dtype(aval.dtype)))
+
+
+def example_value(x):
+    """The concrete value `x` has at the example arguments of the stagings under way (for
+    a batched value, that of its first example), or None if unknown.
+
+    Tracers hold it inside: a staging tracer in its trace's examples, the others in their
+    `primal` or `value`, along `batch_axis` for a batch.
+    """
+    if not isinstance(x, Tracer):
+        return x
+    if type(x) is StagingTracer:
+        values = x._trace.example_values([x.staged_var])
+        return None if values is None else values[0]
+    inner = example_value(x.primal if hasattr(x, "primal") else x.value)
+    axis = getattr(x, "batch_axis", None)
+    if inner is None or axis is None:
+        return inner
+    return np.take(inner, 0, axis=axis) if np.shape(inner)[axis] else None
+
+
+def abstract_eval(fn: Callable, avals: list) -> list:
+    """What `fn` returns for arguments of types `avals` (Python scalars: weakly typed), by
+    staging it into a program that is thrown away: the types (`ShapeDtype`, or a Python
+    scalar for a weakly typed one) of the values it computes from its arguments, the
+    values themselves for the others. A value traced elsewhere that reaches them raises
+    CapturedTracer: a staged call of `fn` could not see it later.
+    """
+    with new_trace(StagingTrace) as trace:
+        inputs = [trace.new_input(ShapeDtype(tuple(a.shape), np.dtype(a.dtype)))
+                  if hasattr(a, "shape") else
+                  trace.new_input(ShapeDtype((), np.asarray(a).dtype), weak=True) for a in avals]
+        return [abstract(trace.read(o)) if isinstance(o, Tracer) else o for o in fn(*inputs)]
 
 
 def signature_of(value):
@@ -148,7 +256,7 @@ def stage(f: Callable, args: tuple, names=None) -> Program:
         inputs = []
         for i, leaf in enumerate(leaves):
             shape, dtype, weak = signature_of(leaf)
-            inputs.append(trace.new_input(ShapeDtype(shape, dtype), names.get(i, ""), weak))
+            inputs.append(trace.new_input(ShapeDtype(shape, dtype), names.get(i, ""), weak, leaf))
         out = f(*unflatten(in_tree, inputs))
         out_leaves, out_tree = flatten(out)
         outvars = [trace.read(o) for o in out_leaves]
