@@ -10,7 +10,9 @@ Two variants are generated from one program:
 - `fast=True` reuses dead intermediate buffers through NumPy's `out=` argument
   for elementwise ufuncs (fewer temporaries), and adds a `scatter_add` with a basic
   index into its operand's buffer in place (`y = x; y[index] += updates`) when that
-  operand is a fresh intermediate nobody reads afterwards; it needs real arrays;
+  operand is a fresh intermediate nobody reads afterwards; it needs real arrays.
+  Safe by construction: only outputs of primitives declaring `fresh_output` are
+  written into, and never one that any other primitive read (its output may be a view);
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
   transformation differentiates, batches or stages it like any NumPy code.
 """
@@ -25,12 +27,6 @@ from ..primitives.families import source as param_source
 from ..primitives.structural import ArrayIndex, Slice
 from ..primitives.structural import _index_source as index_entry_source
 from .program import Literal, Namer, Program
-
-# Primitives whose output may share memory with an input (views): their inputs'
-# buffers must never be overwritten in place while the view lives.
-VIEW_PRIMITIVES = {"reshape", "transpose", "broadcast_to", "getitem", "stop_gradient",
-                   "convert"}
-
 
 def _global_name(prim):
     return f"{prim.name}_p"
@@ -127,24 +123,19 @@ def _is_two(x):
     return type(x) is Literal and type(x.value) in (int, float) and x.value == 2
 
 
-# Primitives whose (non-0-d) output is always a new array of its own: an elementwise
-# ufunc's result, the zeros `embed` fills, the copy `scatter_add` makes.
-FRESH_PRIMITIVES = {"embed", "scatter_add"}
-
-
 def _buffer_facts(program: Program):
     """(last_use, viewed, fresh): the index of the last equation reading each variable
-    (the outputs count as read after the last one), the variables some view primitive
-    reads, and the non-0-d variables whose buffer is their own (see FRESH_PRIMITIVES)."""
+    (the outputs count as read after the last one); the variables some equation may
+    return a view of (every input of a primitive without `fresh_output`); and the
+    non-0-d outputs of `fresh_output` primitives, whose buffers are their own."""
     last_use, viewed, fresh = {}, set(), set()
     for i, eq in enumerate(program.equations):
         for x in eq.inputs:
             if type(x) is not Literal:
                 last_use[x] = i
-                if eq.primitive.name in VIEW_PRIMITIVES:
+                if not eq.primitive.fresh_output:
                     viewed.add(x)
-        if (eq.primitive.family == "elementwise" and eq.primitive.name in _UFUNCS) \
-                or eq.primitive.name in FRESH_PRIMITIVES:
+        if eq.primitive.fresh_output:
             fresh.update(v for v in eq.outputs if v.aval.shape)
     for x in program.outvars:
         if type(x) is not Literal:
@@ -156,7 +147,7 @@ def _in_place_scatters(program: Program) -> set:
     """Indices of the `scatter_add` equations that may add into their operand's buffer.
 
     As for `_reusable_buffers`: the operand is a fresh intermediate array (its buffer is
-    its own), of the output's type, not viewed by any equation, not read after this
+    its own), of the output's type, not possibly viewed, not read after this
     one; the index is basic (no index arrays: `+=` then adds each position once) and
     the updates are another variable (or a literal).
     """
@@ -181,9 +172,9 @@ def _reusable_buffers(program: Program) -> dict:
     """Equation index -> an input variable whose buffer the output may be written into.
 
     Only for elementwise ufunc equations (emitted as `np.<ufunc>(...)` or an operator
-    we can rewrite), when the input is a fresh intermediate array (produced by an
-    elementwise equation, an embed or a scatter_add), has the output's shape and dtype,
-    is not viewed by any other equation, and is not used after this equation.
+    we can rewrite), when the input is a fresh intermediate array (the output of a
+    `fresh_output` primitive), has the output's shape and dtype, is not read by an
+    equation that may return a view of it, and is not used after this equation.
     """
     last_use, viewed, fresh = _buffer_facts(program)
     reusable = {}

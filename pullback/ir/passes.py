@@ -44,7 +44,6 @@ from ..primitives.elementwise import add, divide, multiply, negative, subtract
 from ..primitives.reductions import sum as reduce_sum
 from ..primitives.structural import (Slice, broadcast_to, embed, getitem, reshape, scatter_add,
                                      transpose)
-from .codegen import VIEW_PRIMITIVES
 from .program import Equation, Literal, Program, Var, abstract
 
 MAX_FOLD_SIZE = 10**6       # constant folding leaves larger results to run time
@@ -574,15 +573,16 @@ def _matmul(eq, rw):
 def _embed(eq, rw):
     """embed(v, index, shape) whose index selects every element of `shape` in order (such
     as [:, 0] of an (n, 1) array) -> reshape(v, shape): no zeros to fill. Not for a
-    program output, nor for a v that is a program input, a constant or a view (the
-    result would share their memory)."""
+    program output, nor for a v that is a program input, a constant or possibly a view
+    (the output of a primitive without `fresh_output`): the result would share their
+    memory."""
     v = eq.inputs[0]
     shape = tuple(eq.params["shape"])
     if len(eq.inputs) != 1 or not _is_var(v) or v.weak or eq.outputs[0] in rw.outvars \
             or math.prod(shape) > MAX_FOLD_SIZE:
         return None
     source = rw.producer.get(v)
-    if source is None or source.primitive.name in VIEW_PRIMITIVES:
+    if source is None or not source.primitive.fresh_output:
         return None
     ids = np.arange(math.prod(shape)).reshape(shape)
     try:

@@ -222,27 +222,30 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
                      emit=emit or ufunc_emitter(impl), scaled_cotangents=True, domain=domain,
-                     family="elementwise")
+                     family="elementwise", fresh_output=True)
     return prim
 
 
 def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
-             family="elementwise"):
+             family="elementwise", fresh_output=False):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
     Without `shape` and `batch` it is elementwise. `domain` gives one value interval
-    (or "bool") per input, for the tests.
+    (or "bool") per input, for the tests. A NumPy ufunc's result is always a new array
+    (`fresh_output`); other implementations say so themselves.
     """
     prim = Primitive(name, impl, shape=shape or elementwise_shape(impl), differentiable=False,
                      batch=batch or (lambda values, dims, **params: batch_elementwise(
                          prim, values, dims, **params)), emit=emit or ufunc_emitter(impl),
-                     domain=domain, family=family)
+                     domain=domain, family=family,
+                     fresh_output=fresh_output or isinstance(impl, np.ufunc))
     return prim
 
 
 # ----------------------------------------------------------------------- linear
 
-def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural"):
+def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural",
+           fresh_output=False):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
@@ -259,7 +262,7 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
         return name_pullback(pullback, name)
 
     prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, emit=emit,
-                     family=family)
+                     family=family, fresh_output=fresh_output)
     return prim
 
 
