@@ -239,3 +239,34 @@ def test_item2_jit_never_writes_into_a_viewed_buffer(view):
     x = rng.standard_normal((3, 3))
     np.testing.assert_allclose(jit(f)(x), f(x), rtol=1e-14)
     np.testing.assert_allclose(jit(grad(loss))(x), grad(loss)(x), rtol=1e-12)
+
+
+WEIGHTS = rng.standard_normal((3, 3))
+
+
+@pytest.mark.parametrize("f", [
+    lambda x: (x * 2, x * 2),
+    lambda x: (x * 2, (x * 2).reshape(-1)),
+    lambda x: (np.exp(x), np.exp(x).T, np.exp(x)[1:], np.exp(x)[0]),
+    lambda x: [x, x.T, x[:, 0], x.reshape(9), x],
+    lambda x: {"a": np.sin(x), "b": np.einsum("ij->ji", np.sin(x)), "c": np.sin(x)[None]},
+    lambda x: (WEIGHTS, WEIGHTS.T, x * 0 + WEIGHTS),
+    lambda x: (np.broadcast_to(np.sum(x), (2, 2)), np.sum(x).reshape(1)),
+    lambda x: (pullback.stop_gradient(x), np.transpose(pullback.stop_gradient(x * 2)), x * 2),
+    lambda x: pullback.value_and_grad(lambda y: np.sum(y * WEIGHTS))(x) + (WEIGHTS,),
+], ids=["duplicates", "reshape", "views of an output", "views of the input", "einsum view",
+        "constants", "broadcasts", "stop_gradient", "value_and_grad"])
+def test_item6_jit_returns_independent_arrays(f):
+    x = rng.standard_normal((3, 3))
+    expected = pullback.tree.flatten(f(x))[0]
+    jitted = jit(f)
+    for _ in range(2):                   # the second call runs from the cache
+        outs = pullback.tree.flatten(jitted(x))[0]
+        for k, out in enumerate(outs):
+            np.testing.assert_allclose(out, expected[k], rtol=1e-14)
+            assert not np.shares_memory(out, x), k
+            assert not any(np.shares_memory(out, c) for c in (WEIGHTS,)), k
+            assert not any(np.shares_memory(out, other) for other in outs[:k]), k
+        for out in outs:                 # the caller owns them: writing changes nothing else
+            if isinstance(out, np.ndarray) and out.flags.writeable:
+                out[...] = 0.0

@@ -15,6 +15,9 @@ Two variants are generated from one program:
   written into, and never one that any other primitive read (its output may be a view);
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
   transformation differentiates, batches or stages it like any NumPy code.
+
+Either way the outputs are independent arrays, as in eager mode: an output whose
+buffer may be an input's, a constant's or an earlier output's is returned as a copy.
 """
 import linecache
 import os
@@ -89,10 +92,9 @@ def generate(program: Program, name: str = "f", fast: bool = True):
         if prim.multiple_results and len(eq.outputs) == 1:
             targets += ","
         lines.append(f"    {targets} = {expr}")
-    # An output that is an input or a constant is copied: callers own their results.
-    owned = set(program.invars) | set(program.constvars)
-    outs = ", ".join(f"np.copy({operand(x)})" if x in owned else operand(x)
-                     for x in program.outvars)
+    copied = _copied_outputs(program, reusable, in_place)
+    outs = ", ".join(f"np.copy({operand(x)})" if i in copied else operand(x)
+                     for i, x in enumerate(program.outvars))
     lines.append(f"    return [{outs}]")
     return "\n".join(lines) + "\n", globals_
 
@@ -141,6 +143,36 @@ def _buffer_facts(program: Program):
         if type(x) is not Literal:
             last_use[x] = len(program.equations)
     return last_use, viewed, fresh
+
+
+def _copied_outputs(program: Program, reusable: dict, in_place: set) -> set:
+    """Positions of the outputs to copy, so that the caller owns independent arrays, as in
+    eager mode: those whose buffer may be an input's, a constant's or an earlier output's.
+
+    Each variable may share the buffers of a set of roots: an input or constant is its
+    own root, as is each output of a `fresh_output` primitive; the outputs of any other
+    equation may share its inputs' roots and each other's (a root of the equation); an
+    output written into an input's buffer (`out=`, in-place scatter) shares its roots.
+    """
+    roots = {v: {v} for v in program.invars + program.constvars}
+    for i, eq in enumerate(program.equations):
+        if i in reusable or i in in_place:
+            shared = roots[reusable[i] if i in reusable else eq.inputs[0]]
+        elif eq.primitive.fresh_output:
+            shared = None
+        else:
+            shared = {i}.union(*(roots[x] for x in eq.inputs if type(x) is not Literal))
+        roots.update((v, {v} if shared is None else shared) for v in eq.outputs)
+    taken = set(program.invars + program.constvars)
+    copied = set()
+    for position, x in enumerate(program.outvars):
+        if type(x) is Literal:
+            continue
+        if roots[x] & taken:
+            copied.add(position)
+        else:
+            taken |= roots[x]
+    return copied
 
 
 def _in_place_scatters(program: Program) -> set:
