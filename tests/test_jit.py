@@ -270,3 +270,45 @@ def test_item6_jit_returns_independent_arrays(f):
         for out in outs:                 # the caller owns them: writing changes nothing else
             if isinstance(out, np.ndarray) and out.flags.writeable:
                 out[...] = 0.0
+
+
+# ---------------------------------------------------------- non-finite values
+
+NON_FINITE = {"inf": (np.inf, "np.inf"), "-inf": (-np.inf, "(-np.inf)"), "nan": (np.nan, "np.nan")}
+NON_FINITE_USES = {     # value v in a literal operand, or in a parameter (pad's constant)
+    "literal where": lambda x, v: np.where(x > 0, x, v),
+    "literal clip": lambda x, v: np.clip(x, -1.0, v),
+    "literal fmax": lambda x, v: np.fmax(x, v) * 2.0,
+    "literal max initial": lambda x, v: np.max(x, initial=v),
+    "literal power": lambda x, v: np.abs(x) ** v,
+    "literal numpy scalar": lambda x, v: x * np.float64(v),
+    "parameter pad": lambda x, v: np.pad(x, 1, constant_values=v) + 1.0,
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value", sorted(NON_FINITE))
+@pytest.mark.parametrize("use", sorted(NON_FINITE_USES))
+def test_item12_non_finite_values_in_generated_code(use, value, dtype):
+    import io
+    v, text = NON_FINITE[value]
+    x = np.array([0.5, -2.0, 0.0, 3.0], dtype)
+
+    def f(x):
+        return NON_FINITE_USES[use](x, v)
+    with np.errstate(all="ignore"):
+        expected, got = f(x), jit(f)(x)
+        traced = pullback.pushforward(jit(f), (x,), (x,))[0]        # the traceable variant
+    for result in (got, traced):
+        assert np.asarray(result).dtype == np.asarray(expected).dtype
+        np.testing.assert_array_equal(result, expected)                    # NaN-aware
+    shown = show(f, x, file=io.StringIO())       # the printed source, as generated
+    assert text in shown and "_param" not in shown
+
+
+def test_item12_logsumexp_of_a_masked_array_under_jit():
+    import pullback.numpy as pnp
+    x, mask = rng.standard_normal(5), np.array([True, False, True, True, False])
+    f = lambda x: pnp.logsumexp(np.where(mask, x, -np.inf))          # noqa: E731
+    np.testing.assert_allclose(jit(f)(x), f(x), rtol=1e-14)
+    np.testing.assert_allclose(jit(grad(f))(x), grad(f)(x), rtol=1e-14)

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.special as sp
 
 from ..primitives import REGISTRY
-from ..primitives.families import source as param_source
+from ..primitives.families import source as value_source
 from ..primitives.structural import ArrayIndex, Slice
 from ..primitives.structural import _index_source as index_entry_source
 from .program import Literal, Namer, Program
@@ -45,8 +45,9 @@ def generate(program: Program, name: str = "f", fast: bool = True):
 
     def param_expr(value):
         try:
-            text = param_source(value)
-            if eval(text, globals_) == value:            # noqa: S307  (our own literals)
+            text = value_source(value)
+            evaluated = eval(text, globals_)              # noqa: S307  (our own literals)
+            if evaluated == value or repr(evaluated) == repr(value):      # NaN != NaN
                 return text
         except Exception:                                 # not representable as a literal
             pass
@@ -58,7 +59,7 @@ def generate(program: Program, name: str = "f", fast: bool = True):
     def operand(x):
         if type(x) is not Literal:
             return names(x)
-        text = repr(x.value)        # a negative literal is parenthesised: (-2.0) ** x
+        text = value_source(x.value)     # a negative literal is parenthesised: (-2.0) ** x
         return f"({text})" if text.startswith("-") else text
 
     reusable = _reusable_buffers(program) if fast else {}
