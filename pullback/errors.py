@@ -59,7 +59,7 @@ class CustomRuleError(PullbackError, TypeError):
 
 
 class StaticArgumentError(PullbackError, TypeError):
-    """A static argument of a jitted function is unhashable."""
+    """jit's static arguments are unhashable or name no argument."""
 
 
 class AuxOutputError(PullbackError, TypeError):

@@ -312,3 +312,76 @@ def test_item12_logsumexp_of_a_masked_array_under_jit():
     f = lambda x: pnp.logsumexp(np.where(mask, x, -np.inf))          # noqa: E731
     np.testing.assert_allclose(jit(f)(x), f(x), rtol=1e-14)
     np.testing.assert_allclose(jit(grad(f))(x), grad(f)(x), rtol=1e-14)
+
+
+# ---------------------------------------------------------- arguments of jit
+
+from helpers import raises  # noqa: E402 -- not at the top: golden files quote line numbers above
+
+BIG_INT_OPS = {"add": lambda x, n: x + n, "rsub": lambda x, n: n - x, "mul": lambda x, n: 3 * (x * n),
+               "div": lambda x, n: x / n, "power": lambda x, n: np.abs(x) ** n,
+               "less": lambda x, n: x < n, "where": lambda x, n: np.where(x > 0, x, n),
+               "sum": lambda x, n: np.sum(x * n), "int only": lambda x, n: n * 2 - 1}
+
+
+def _outcome(thunk):
+    """(value, dtype) of a result, or the type of the exception it raised."""
+    try:
+        with np.errstate(all="ignore"):
+            out = thunk()
+    except Exception as e:                  # noqa: BLE001 -- compared with eager's
+        assert not isinstance(e, (AttributeError, errors.PullbackError)), e
+        return type(e)
+    return repr(out), np.asarray(out).dtype
+
+
+@pytest.mark.parametrize("n", [2**70, -(2**70), 2**63, 2**64 - 1], ids=str)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.uint64])
+@pytest.mark.parametrize("op", sorted(BIG_INT_OPS))
+def test_item20a_python_ints_beyond_int64_behave_as_in_eager_numpy(op, dtype, n):
+    f, x = BIG_INT_OPS[op], np.array([1, 2, 3], dtype)
+    expected = _outcome(lambda: f(x, n))
+    assert _outcome(lambda: jit(f)(x, n)) == expected                      # an argument
+    assert _outcome(lambda: jit(lambda x: f(x, n))(x)) == expected         # a constant
+
+
+def test_item20a_scalar_arguments_are_typed_as_numpy_types_them():
+    # Python scalars are weak (NumPy 2), NumPy scalars -- np.float64, a float subclass, too --
+    # are not: the staged types, hence the program's casts, are those of eager mode.
+    x = np.ones(2, np.float32)
+    scalars = (2.5, np.float64(2.5), np.float32(2.5), 2, True, np.int64(2))
+    cases = [(lambda x, s: (x * s).astype(np.float32), s) for s in scalars] + [
+        (lambda x, s: x * s, s) for s in scalars + (1j, np.complex128(1j))]
+    for f, s in cases:
+        expected, got = f(x, s), jit(f)(x, s)
+        assert got.dtype == expected.dtype, (s, got.dtype, expected.dtype)
+        np.testing.assert_array_equal(got, expected)
+
+
+def _reshaped(x, shape):
+    return x.reshape(shape)
+
+
+@pytest.mark.parametrize("how", [dict(static_argnums=1), dict(static_argnums=-1),
+                                 dict(static_argnames="shape"), dict(static_argnames=("shape",))],
+                         ids=["argnums", "negative argnums", "argnames", "argnames tuple"])
+def test_item20b_static_arguments_by_position_or_by_keyword(how):
+    f, x = jit(_reshaped, **how), np.arange(6.0)
+    assert f(x, (2, 3)).shape == (2, 3)                # positionally
+    assert f(x, shape=(3, 2)).shape == (3, 2)          # by keyword
+    assert f(x=x, shape=(6, 1)).shape == (6, 1)
+    np.testing.assert_array_equal(grad(lambda x: np.sum(f(x, shape=(2, 3)) ** 2))(x), 2 * x)
+
+
+def test_item20c_static_arguments_that_name_no_parameter_are_refused():
+    with raises(errors.StaticArgumentError, "static_argnums=3", "no argument 3", "(x, shape)"):
+        jit(_reshaped, static_argnums=3)
+    with raises(errors.StaticArgumentError, "no argument -3"):
+        jit(_reshaped, static_argnums=(0, -3))
+    with raises(errors.StaticArgumentError, "no parameter 'shp'", "(x, shape)"):
+        jit(_reshaped, static_argnames="shp")
+    with raises(errors.StaticArgumentError, "ints", "strings"):
+        jit(_reshaped, static_argnums="shape")
+    with raises(errors.StaticArgumentError, "argument 3", "2 positional"):
+        jit(max, static_argnums=3)(np.ones(2), np.zeros(2))    # no signature: at the call
+    assert jit(lambda *a: a[0] * len(a[1]), static_argnums=1)(np.ones(2), "ab")[0] == 2.0

@@ -7,6 +7,7 @@ transformation, it runs the generated code in its traceable form (plain NumPy
 calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
 `jit(jit(f))` ... all work and agree with eager mode.
 """
+import inspect
 import warnings
 from functools import wraps
 from typing import Callable
@@ -38,31 +39,85 @@ class _Compiled:
         self.out_tree = program.out_tree
 
 
-def _static_positions(static_argnums, nargs):
-    nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-    return {i % nargs for i in nums if -nargs <= i < nargs}
+class _StaticArguments:
+    """Which arguments of `f` are static: positions and names, each mapped to the other
+    through f's signature (so either may be passed positionally or by keyword), checked
+    against it when it can be inspected, else at each call."""
+
+    def __init__(self, f, name, static_argnums, static_argnames):
+        self.name = name
+        nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in nums) \
+                or not all(isinstance(k, str) for k in names):
+            raise StaticArgumentError(
+                f"jit({name}): static_argnums must be ints and static_argnames strings, got "
+                f"static_argnums={static_argnums!r}, static_argnames={static_argnames!r}.")
+        try:
+            params = list(inspect.signature(f).parameters.values())
+        except (TypeError, ValueError):        # a builtin, say: checked at each call
+            self.positions, self.names, self.checked = nums, frozenset(names), False
+            return
+        self.checked = True
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+        n = len(positional)
+        for i in nums:
+            if not varargs and not -n <= i < n:
+                raise StaticArgumentError(
+                    f"jit({name}, static_argnums={static_argnums!r}): {name} has no argument "
+                    f"{i}; its positional parameters are ({', '.join(p.name for p in positional)})."
+                    f" Give positions from 0 to {n - 1}, or name parameters in static_argnames.")
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            for k in names:
+                if k not in {p.name for p in params}:
+                    raise StaticArgumentError(
+                        f"jit({name}, static_argnames={static_argnames!r}): {name} has no "
+                        f"parameter {k!r}; its parameters are "
+                        f"({', '.join(p.name for p in params)}).")
+        nums = {i % n if i < 0 and not varargs else i for i in nums}
+        by_keyword = {p.name: i for i, p in enumerate(positional)
+                      if p.kind is p.POSITIONAL_OR_KEYWORD}
+        self.positions = tuple(sorted(nums | {by_keyword[k] for k in names if k in by_keyword}))
+        self.names = frozenset(names) | {k for k, i in by_keyword.items() if i in nums}
+
+    def __bool__(self):
+        return bool(self.positions or self.names)
+
+    def positions_in(self, nargs: int) -> set:
+        """The static positions among the `nargs` positional arguments of a call."""
+        positions = set()
+        for i in self.positions:
+            if -nargs <= i < nargs:
+                positions.add(i % nargs)
+            elif not self.checked or i < 0:
+                raise StaticArgumentError(
+                    f"jit({self.name}): static_argnums names argument {i}, but it was called "
+                    f"with {nargs} positional argument(s).")
+        return positions
 
 
 def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
     """Compile `f` into generated NumPy code, once per input signature.
 
-    Arguments named in `static_argnums`/`static_argnames` are Python values the
-    program may branch on (they must be hashable); a new value stages again.
+    Arguments named in `static_argnums`/`static_argnames` (by position or by name,
+    however the caller passes them) are Python values the program may branch on; they
+    must be hashable, and a new value stages again.
 
     >>> import numpy as np
     >>> fast_sin = jit(np.sin)
     >>> fast_sin(np.zeros(2))
     array([0., 0.])
     """
-    names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    name = getattr(f, "__name__", "f")
+    name = name if name.isidentifier() else "f"
+    static = _StaticArguments(f, name, static_argnums, static_argnames)
     cache = {}
     # Calls with plain ndarrays only (no keywords, no static arguments) skip flattening:
     # ((shape, dtype) of each argument) -> the entry `cache` holds for them.
     by_arrays = {}
-    plain = isinstance(static_argnums, (tuple, list)) and not static_argnums
+    plain = not static
     misses = [0]
-    name = getattr(f, "__name__", "f")
-    name = name if name.isidentifier() else "f"
 
     @wraps(f)
     def jitted(*args, **kwargs):
@@ -72,27 +127,28 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
             if entry is not None:
                 misses[0] = 0
                 return unflatten(entry.out_tree, entry.fast(*args))
-        static_pos = _static_positions(static_argnums, len(args))
-        static = (tuple((i, args[i]) for i in sorted(static_pos))
-                  + tuple(sorted((k, v) for k, v in kwargs.items() if k in names)))
+        static_pos = static.positions_in(len(args))
+        static_kwargs = {k: v for k, v in kwargs.items() if k in static.names}
+        static_values = tuple((i, args[i]) for i in sorted(static_pos)) + tuple(
+            sorted(static_kwargs.items()))
         try:
-            hash(static)
+            hash(static_values)
         except TypeError:
-            bad = [repr(v) for _, v in static if not _hashable(v)]
+            bad = [repr(v) for _, v in static_values if not _hashable(v)]
             raise StaticArgumentError(
                 f"static arguments of a jitted function must be hashable (they key its cache), "
                 f"got {', '.join(bad)}. Pass a tuple instead of a list, or make the argument "
                 "dynamic (an array) instead of static.") from None
         dynamic = ([a for i, a in enumerate(args) if i not in static_pos],
-                   {k: v for k, v in kwargs.items() if k not in names})
+                   {k: v for k, v in kwargs.items() if k not in static.names})
         leaves, treedef = flatten(dynamic)
-        key = (treedef, tuple(signature_of(x) for x in leaves), static)
+        key = (treedef, tuple(signature_of(x) for x in leaves), static_values)
         entry = cache.get(key)
         if entry is None:
             def flat_f(dynamic_args, dynamic_kwargs):
                 it = iter(dynamic_args)
                 full = [args[i] if i in static_pos else next(it) for i in range(len(args))]
-                return f(*full, **dynamic_kwargs, **{k: v for k, v in kwargs.items() if k in names})
+                return f(*full, **dynamic_kwargs, **static_kwargs)
             try:
                 program = stage(flat_f, dynamic, _leaf_names(f, args, static_pos, leaves))
             except CapturedTracer:

@@ -141,9 +141,13 @@ class StagingTrace(Trace):
 
 
 def signature_of(value):
-    """The abstract type of an argument: (shape, dtype, weak) -- weak for Python scalars."""
-    if isinstance(value, (bool, int, float)):
-        return ((), np.asarray(value).dtype, True)
+    """The abstract type of an argument: (shape, dtype, weak) -- weak for Python scalars,
+    typed by their Python type alone, as NumPy promotes them (a Python int too large for
+    int64 reaches NumPy as it is when the program runs, which then does what eager does).
+    NumPy scalars (np.float64 too, a float subclass) are strongly typed."""
+    if isinstance(value, (bool, int, float, complex)) and not isinstance(value, np.generic):
+        kind = next(t for t in (bool, int, float, complex) if isinstance(value, t))
+        return ((), np.dtype(kind), True)
     if isinstance(value, Tracer):
         return (tuple(value.shape), np.dtype(value.dtype), False)
     array = value if isinstance(value, (np.ndarray, np.generic)) else np.asarray(value)
