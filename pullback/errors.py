@@ -59,7 +59,8 @@ class CustomRuleError(PullbackError, TypeError):
 
 
 class StaticArgumentError(PullbackError, TypeError):
-    """jit's static arguments are unhashable or name no argument."""
+    """jit's static arguments are unhashable or name no argument, or an argument that is
+    not an array or a number was not marked static."""
 
 
 class AuxOutputError(PullbackError, TypeError):

@@ -385,3 +385,42 @@ def test_item20c_static_arguments_that_name_no_parameter_are_refused():
     with raises(errors.StaticArgumentError, "argument 3", "2 positional"):
         jit(max, static_argnums=3)(np.ones(2), np.zeros(2))    # no signature: at the call
     assert jit(lambda *a: a[0] * len(a[1]), static_argnums=1)(np.ones(2), "ab")[0] == 2.0
+
+
+class Config:
+    scale = 2.0
+
+
+class Model:
+    def __init__(self):
+        self.w = np.arange(3.0)
+
+    def loss(self, x):
+        return np.sum(self.w * x)
+
+
+@pytest.mark.parametrize("call, fragments", [
+    (lambda: jit(lambda x, cfg: x * cfg.scale)(np.ones(2), Config()),
+     ["argument 1 (cfg) is a Config", "static_argnums=(1,)", 'static_argnames=("cfg",)',
+      "hashable", "stages again"]),
+    (lambda: jit(lambda x, cfg: x * cfg.scale)(np.ones(2), cfg=Config()),
+     ["keyword argument 'cfg' is a Config", 'static_argnames=("cfg",)']),
+    (lambda: jit(Model.loss)(Model(), np.ones(3)),
+     ["argument 0 (self) is a Model", "static_argnums=(0,)"]),
+    (lambda: jit(lambda p: p["w"] * 2.0)({"w": np.ones(2), "name": "layer"}),
+     ["argument 0 (p), at ['name'], is a str"]),
+    (lambda: jit(lambda x, labels: x)(np.ones(2), np.array(["a", "b"])),
+     ["argument 1 (labels) is an array of dtype <U1"]),
+    (lambda: make_ir(lambda x, cfg: x * cfg.scale)(np.ones(2), Config()),
+     ["make_ir/show: argument 1 (cfg) is a Config", "make_ir(lambda x: f(x, cfg))"]),
+], ids=["positional", "keyword", "method", "pytree leaf", "string array", "make_ir"])
+def test_item15_non_array_arguments_must_be_static(call, fragments):
+    with raises(errors.StaticArgumentError, *fragments):
+        call()
+
+
+def test_item15_the_suggested_fix_works():
+    x = np.ones(3)
+    assert np.all(jit(lambda x, cfg: x * cfg.scale, static_argnums=1)(x, Config()) == 2.0)
+    assert jit(Model.loss, static_argnames="self")(Model(), x) == 3.0
+    assert np.all(jit(lambda x, nothing: x)(x, None) == x)      # None: an empty pytree

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
-from ..transforms.staging import CapturedTracer, argument_names, signature_of, stage
+from ..transforms.staging import (CapturedTracer, argument_names, leaf_paths, signature_of,
+                                  stage)
 from ..tree import flatten, unflatten
 from .codegen import compile_program, generate
 from .passes import optimize
@@ -102,7 +103,9 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
 
     Arguments named in `static_argnums`/`static_argnames` (by position or by name,
     however the caller passes them) are Python values the program may branch on; they
-    must be hashable, and a new value stages again.
+    must be hashable, and a new value stages again. Every other argument is a pytree of
+    arrays, NumPy scalars and Python numbers: anything else (a config object, a model)
+    must be static, or `StaticArgumentError` says so.
 
     >>> import numpy as np
     >>> fast_sin = jit(np.sin)
@@ -145,6 +148,8 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
         key = (treedef, tuple(signature_of(x) for x in leaves), static_values)
         entry = cache.get(key)
         if entry is None:
+            _refuse_unstageable(f"jit({name})", f, args, kwargs, static_pos, static.names)
+
             def flat_f(dynamic_args, dynamic_kwargs):
                 it = iter(dynamic_args)
                 full = [args[i] if i in static_pos else next(it) for i in range(len(args))]
@@ -183,6 +188,49 @@ def _hashable(value):
         return False
 
 
+def _stageable(value) -> bool:
+    """Whether an argument leaf can be an input of a staged program: an array or NumPy
+    scalar of a numeric or boolean dtype, a Python number, or a tracer."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.dtype.kind in "biufc"
+    return isinstance(value, (bool, int, float, complex, Tracer))
+
+
+def _refuse_unstageable(what, f, args, kwargs, static_pos=None, static_names=()):
+    """StaticArgumentError for the first dynamic argument holding a leaf that is not
+    `_stageable`, naming it and the fix: mark it static (jit), or bind it (make_ir, show)."""
+    try:
+        params = [p.name for p in inspect.signature(f).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    dynamic = [(i, a) for i, a in enumerate(args) if i not in (static_pos or ())]
+    dynamic += [(k, v) for k, v in kwargs.items() if k not in static_names]
+    for key, value in dynamic:
+        bad = [(leaf, path) for leaf, path in zip(flatten(value)[0], leaf_paths(value))
+               if not _stageable(leaf)]
+        if not bad:
+            continue
+        leaf, path = bad[0]
+        param = key if isinstance(key, str) else params[key] if key < len(params) else None
+        argument = (f"keyword argument {key!r}" if isinstance(key, str) else
+                    f"argument {key}" + (f" ({param})" if param else ""))
+        inside = f", at {''.join(f'[{k!r}]' for k in path)}," if path else ""
+        kind = (f"an array of dtype {leaf.dtype}" if isinstance(leaf, (np.ndarray, np.generic))
+                else f"a {type(leaf).__name__}")
+        if static_pos is None:
+            fix = ("make_ir and show stage every argument: bind this one first, e.g. "
+                   f"make_ir(lambda x: f(x, {param or 'value'})).")
+        else:
+            by = " or ".join(([f"static_argnums=({key},)"] if isinstance(key, int) else [])
+                             + ([f'static_argnames=("{param}",)'] if param else []))
+            fix = (f"Mark it static with {by}; static values must be hashable, and jit "
+                   "stages again for each new value.")
+        raise StaticArgumentError(
+            f"{what}: {argument}{inside} is {kind}; only arrays and NumPy scalars of numeric "
+            f"or boolean dtype, and Python numbers, can be inputs of a staged program. {fix}")
+
+
 def _leaf_names(f, args, static_pos, leaves):
     names = argument_names(f, args)
     # argument_names numbers the leaves of all arguments; drop the static ones.
@@ -213,6 +261,7 @@ def make_ir(f: Callable, optimized: bool = False) -> Callable:
     """
     @wraps(f)
     def make_ir_f(*args):
+        _refuse_unstageable("make_ir/show", f, args, {})
         program = stage(f, args, argument_names(f, args))
         return optimize(program) if optimized else program
     return make_ir_f

@@ -184,18 +184,19 @@ def argument_names(f: Callable, args: tuple) -> dict:
     index = 0
     for position, arg in enumerate(args):
         base = params[position] if position < len(params) else f"arg{position}"
-        for path in _leaf_paths(arg):
+        for path in leaf_paths(arg):
             names[index] = "_".join([base, *map(str, path)])
             index += 1
     return names
 
 
-def _leaf_paths(tree, prefix=()):
+def leaf_paths(tree, prefix=()):
+    """The key path of each leaf of `tree`, in the order `flatten` lists them."""
     if isinstance(tree, dict):
         for k in sorted(tree):
-            yield from _leaf_paths(tree[k], prefix + (k,))
+            yield from leaf_paths(tree[k], prefix + (k,))
     elif isinstance(tree, (tuple, list)):
         for i, c in enumerate(tree):
-            yield from _leaf_paths(c, prefix + (i,))
+            yield from leaf_paths(c, prefix + (i,))
     elif tree is not None:
         yield prefix
