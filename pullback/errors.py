@@ -63,6 +63,10 @@ class StaticArgumentError(PullbackError, TypeError):
     not an array or a number was not marked static."""
 
 
+class StagedRandomnessError(PullbackError, RuntimeError):
+    """A function drew random numbers while jit/make_ir staged it: the program would freeze them."""
+
+
 class AuxOutputError(PullbackError, TypeError):
     """With `has_aux=True`, the function did not return an `(output, aux)` pair."""
 

@@ -424,3 +424,89 @@ def test_item15_the_suggested_fix_works():
     assert np.all(jit(lambda x, cfg: x * cfg.scale, static_argnums=1)(x, Config()) == 2.0)
     assert jit(Model.loss, static_argnames="self")(Model(), x) == 3.0
     assert np.all(jit(lambda x, nothing: x)(x, None) == x)      # None: an empty pytree
+
+
+# ----------------------------------------------------------------- randomness
+
+GLOBAL_RNG = np.random.default_rng(0)
+
+
+def dropout_loss(x):
+    mask = np.random.rand(*x.shape) > 0.5              # draws from NumPy's global state
+    return np.sum((x * mask) ** 2)
+
+
+def noisy_loss(x):
+    return np.sum((x + GLOBAL_RNG.normal(size=x.shape)) ** 2)
+
+
+def closure_loss(rng):
+    def loss(x):
+        return np.sum(x * rng.random(x.shape))
+    return loss
+
+
+class NoisyModel:
+    def __init__(self):
+        self.rng = np.random.RandomState(1)
+
+    def loss(self, x):
+        return np.sum(x * self.rng.randn(*x.shape))
+
+
+def python_random_loss(x):
+    import random
+    return np.sum(x * random.uniform(0.5, 1.5))
+
+
+def _helper_draw(x):
+    return x * np.random.standard_normal()
+
+
+@pytest.mark.parametrize("call, fragments", [
+    (lambda x: jit(grad(dropout_loss))(x),
+     ["NumPy's global random state", "mask = np.random.rand(*x.shape) > 0.5"]),
+    (lambda x: jit(noisy_loss)(x), ["`GLOBAL_RNG` (a numpy.Generator)", "GLOBAL_RNG.normal("]),
+    (lambda x: jit(closure_loss(np.random.default_rng(2)))(x),
+     ["`rng` (a numpy.Generator)", "rng.random(x.shape)"]),
+    (lambda x: jit(NoisyModel.loss, static_argnums=0)(NoisyModel(), x),
+     ["`rng` (a numpy.RandomState)", "self.rng.randn("]),
+    (lambda x: make_ir(python_random_loss)(x),
+     ["Python's random module", "random.uniform(0.5, 1.5)"]),
+    (lambda x: show(lambda x: np.sum(_helper_draw(x)), x),
+     ["NumPy's global random state", "np.random.standard_normal()"]),
+], ids=["np.random.rand", "global generator", "closure generator", "static model",
+        "python random", "helper under show"])
+def test_item9_random_draws_while_staging_are_refused(call, fragments):
+    with raises(errors.StagedRandomnessError, *fragments, "test_jit.py:", "the same ones on "
+                "every call", "pass them as an argument", "without jit"):
+        call(np.ones(3))
+
+
+def test_item9_staging_that_draws_nothing_is_unaffected():
+    x = np.ones(3)
+    lazy = {}
+
+    def draw_once(x):               # draws on its first call only: eager mode freezes it too
+        if "mask" not in lazy:
+            lazy["mask"] = np.random.rand(3)
+        return x * lazy["mask"]
+    np.testing.assert_array_equal(jit(draw_once)(x), lazy["mask"])
+    seeded = jit(lambda x: x * np.random.default_rng(0).random())     # same numbers each call
+    np.testing.assert_array_equal(seeded(x), x * np.random.default_rng(0).random())
+    masks = [np.random.rand(3) > 0.5 for _ in range(3)]               # drawn outside: fine
+    f = jit(grad(lambda x, mask: np.sum((x * mask) ** 2)))
+    for mask in masks:
+        np.testing.assert_array_equal(f(x, mask), 2 * x * mask)
+
+
+def test_item9_under_a_debugger_the_error_names_the_function():
+    import sys
+    sys.settrace(lambda frame, event, arg: None)       # a tracer the check leaves alone
+    try:
+        with raises(errors.StagedRandomnessError, "NumPy's global random state",
+                    "in the function staged", "test_jit.py:"):
+            jit(dropout_loss)(np.ones(3))
+        assert sys.gettrace() is not None
+    finally:
+        sys.settrace(None)

@@ -19,6 +19,7 @@ from ..core.primitive import ShapeDtype
 from ..errors import ConcretizationError
 from ..ir.program import Equation, Literal, Program, Var, abstract
 from ..tree import flatten, unflatten
+from .randomness import staged_without_randomness
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NUMPY = os.path.dirname(np.__file__)
@@ -155,7 +156,12 @@ def signature_of(value):
 
 
 def stage(f: Callable, args: tuple, names=None) -> Program:
-    """The program of `f` at the types of `args` (pytrees of arrays and scalars)."""
+    """The program of `f` at the types of `args` (pytrees of arrays and scalars); an error
+    if `f` draws random numbers meanwhile (see `randomness`)."""
+    return staged_without_randomness(lambda: _stage(f, args, names), f, args)
+
+
+def _stage(f, args, names):
     leaves, in_tree = flatten(args)
     names = names or {}
     with staging(), new_trace(StagingTrace) as trace:
