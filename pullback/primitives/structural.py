@@ -262,14 +262,18 @@ def _scatter_batch(prim, values, dims, index):
     size = batch_size(values, dims)
     x = broadcast_to(x, shape=(size,) + shape_of(x)) if dims[0] is None else moveaxis(x, dims[0], 0)
     target = batched_index_axis(x.shape, index, arrays)
+    indexed = _getitem_shape(x, *arrays, index=(FULL,) + index).shape
     if dims[1] is None:
-        indexed = _getitem_shape(x, *arrays, index=(FULL,) + index).shape
         per_example = indexed[:target] + indexed[target + 1:]
         updates = broadcast_to(updates, shape=per_example) if shape_of(updates) != per_example \
             else updates
         updates = updates.reshape(per_example[:target] + (1,) + per_example[target:])
     else:
-        updates = moveaxis(updates, dims[1], target)
+        updates = moveaxis(updates, dims[1], 0)
+        missing = len(indexed) - len(shape_of(updates))     # axes each example broadcasts over
+        if missing:
+            updates = updates.reshape(updates.shape[:1] + (1,) * missing + updates.shape[1:])
+        updates = moveaxis(updates, 0, target)
     return prim(x, updates, *arrays, index=(FULL,) + index), 0
 
 
