@@ -510,3 +510,15 @@ def test_item9_under_a_debugger_the_error_names_the_function():
         assert sys.gettrace() is not None
     finally:
         sys.settrace(None)
+
+
+def test_einsum_with_a_size_zero_axis_under_tracing():
+    # Found by the fuzz: a size-0 axis was "broadcast" to 1 while tracing einsum.
+    for spec, shapes in (("...->...", [(2, 0)]), ("ij,j->i", [(2, 1), (0,)]),
+                         ("ij,jk->ik", [(2, 0), (0, 3)])):
+        operands = [np.ones(s) for s in shapes]
+
+        def f(*ops):
+            return np.einsum(spec, *ops)
+        np.testing.assert_array_equal(jit(f)(*operands), f(*operands))
+        assert make_ir(f)(*operands).outvars[0].aval.shape == f(*operands).shape
