@@ -522,3 +522,26 @@ def test_einsum_with_a_size_zero_axis_under_tracing():
             return np.einsum(spec, *ops)
         np.testing.assert_array_equal(jit(f)(*operands), f(*operands))
         assert make_ir(f)(*operands).outvars[0].aval.shape == f(*operands).shape
+
+
+@pytest.mark.parametrize("f, s", [
+    (lambda x, lr: (x * (lr * 0.5)).astype(np.float64), 0.1),
+    (lambda x, s: np.clip(x, -abs(s), abs(s) + 0.1), 2),
+    (lambda x, s: x * (s // 2) - s % 3 + (s > 1), 7),
+    (lambda x, s: x ** (s / 2), 3),
+    (lambda x, s: x * -s * (s != 0.0), 2.5),
+    (lambda x, s: (x * s).astype(np.float64), 2.5),
+    (lambda x, s: x * np.abs(s), 2),                 # a NumPy function: strongly typed result
+], ids=["float", "abs int", "int operators", "division", "negation", "argument", "np.abs"])
+def test_python_arithmetic_on_python_scalar_arguments_stays_weakly_typed(f, s):
+    # Found by the fuzz: `abs(s) + 0.1` of a Python-number argument was staged as a NumPy
+    # scalar, so float32 results became float64 (or the reverse, after a dropped cast).
+    x = np.array([0.5, 1.5, 2.5], np.float32)
+    expected = f(x, s)
+    for jitted in (jit(f), jit(jit(f))):
+        got = jitted(x, s)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    loss = lambda x, s: np.sum(f(x, s))                      # noqa: E731
+    np.testing.assert_allclose(jit(grad(loss))(x, s), grad(loss)(x, s), rtol=1e-6)
+    assert jit(grad(loss))(x, s).dtype == np.float32

@@ -1,7 +1,9 @@
 """Code generation: a Program becomes the source of a plain Python function of NumPy calls.
 
 Each equation is one assignment, written by its primitive's `emit` rule (NumPy
-calls and operators), or as a call of the primitive itself when it has none.
+calls and operators), or as a call of the primitive itself when it has none; an
+equation of Python arithmetic on Python scalars (a weakly typed output) is written
+as Python's operator, which computes a Python scalar as eager mode does.
 Names come from the program (the user's parameter names for inputs) and short
 letters otherwise; each block of equations carries a comment naming the user's
 source line it came from.
@@ -29,7 +31,7 @@ from ..primitives import REGISTRY
 from ..primitives.families import source as value_source
 from ..primitives.structural import ArrayIndex, Slice
 from ..primitives.structural import _index_source as index_entry_source
-from .program import Literal, Namer, Program
+from .program import PYTHON_OPERATORS, Literal, Namer, Program
 
 def _global_name(prim):
     return f"{prim.name}_p"
@@ -83,6 +85,8 @@ def generate(program: Program, name: str = "f", fast: bool = True):
             if prim.name == "power" and _is_two(eq.inputs[1]):
                 ufunc, args = "square", args[:1]        # what `x ** 2` computes
             expr = f"np.{ufunc}({', '.join(args)}, out={names(reusable[i])})"
+        elif eq.outputs[0].weak:      # Python arithmetic on Python scalars: Python's operator
+            expr = PYTHON_OPERATORS[prim.name].format(*args)
         elif prim.emit is not None:
             expr = prim.emit(args, **eq.params)
         else:

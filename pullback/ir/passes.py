@@ -152,7 +152,7 @@ def eliminate_common_subexpressions(program: Program) -> Program:
         operands = [_operand_key(x) for x in inputs]
         if eq.primitive.name in COMMUTATIVE:
             operands.sort()
-        key = (eq.primitive, tuple(operands), _freeze(eq.params))
+        key = (eq.primitive, tuple(operands), _freeze(eq.params), eq.outputs[0].weak)
         if key in seen:
             env.update(zip(eq.outputs, seen[key]))
             continue
@@ -715,11 +715,12 @@ def simplify(program: Program) -> Program:
     transposes/reshapes/broadcasts/conversions/slices, explicit broadcasts feeding
     elementwise primitives, and sums of broadcasts (see each rule). Every rewrite
     keeps the exact type of the value it replaces; a rewrite that would not is skipped.
+    Python arithmetic on Python scalars (weakly typed outputs) is left as it is.
     """
     rw = _Rewriter(program)
     for eq in program.equations:
         eq = replace(eq, inputs=_read(eq.inputs, rw.env))
-        if not eq.primitive.multiple_results:
+        if not eq.primitive.multiple_results and not eq.outputs[0].weak:
             if eq.primitive.family == "elementwise":
                 eq = _literal_operands(_unbroadcast_operands(eq, rw), rw)
             rule = RULES.get(eq.primitive.name)

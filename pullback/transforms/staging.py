@@ -17,7 +17,7 @@ import numpy as np
 from ..core.engine import Trace, Tracer, new_trace, provenance, staged_value, staging
 from ..core.primitive import ShapeDtype
 from ..errors import ConcretizationError
-from ..ir.program import Equation, Literal, Program, Var, abstract
+from ..ir.program import PYTHON_OPERATORS, Equation, Literal, Program, Var, abstract
 from ..tree import flatten, unflatten
 from .randomness import staged_without_randomness
 
@@ -57,6 +57,11 @@ class StagingTracer(Tracer):
     def dtype(self):
         return self.aval.dtype
 
+    @property
+    def weak(self):
+        """Whether it stands for a Python scalar (weakly typed)."""
+        return self.staged_var.weak
+
     def __repr__(self):
         return f"StagingTracer({np.dtype(self.dtype).name}{list(self.shape)})"
 
@@ -86,6 +91,38 @@ class StagingTracer(Tracer):
 
     def tolist(self):
         raise self._control_flow_error(".tolist()")
+
+
+def _python_arithmetic(name):
+    """The operator `name` of a staged value, whose result is weakly typed when Python's
+    operator is applied to Python scalars only (as it is in eager mode: `abs(s) + 0.5`
+    stays a Python number, `np.abs(s)` does not)."""
+    operator = getattr(Tracer, name)
+
+    def op(self, *other):
+        out = operator(self, *other)
+        trace = self._trace
+        if self.weak and all(_python_scalar(o, trace) for o in other) \
+                and type(out) is StagingTracer and out._trace is trace and trace.equations \
+                and trace.equations[-1].outputs == [out.staged_var] \
+                and trace.equations[-1].primitive.name in PYTHON_OPERATORS:
+            out.staged_var.weak = True
+        return out
+    op.__name__ = name
+    return op
+
+
+def _python_scalar(value, trace):
+    """Whether value is a Python scalar, or a weakly typed value staged by `trace`."""
+    if type(value) is StagingTracer:
+        return value._trace is trace and value.weak
+    return isinstance(value, (bool, int, float, complex)) and not isinstance(value, np.generic)
+
+
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "lt", "le", "gt", "ge",
+              "eq", "ne", "neg", "abs", "radd", "rsub", "rmul", "rtruediv", "rfloordiv", "rmod",
+              "rpow"):
+    setattr(StagingTracer, f"__{_name}__", _python_arithmetic(f"__{_name}__"))
 
 
 class CapturedTracer(Exception):
@@ -142,7 +179,8 @@ class StagingTrace(Trace):
 
 
 def signature_of(value):
-    """The abstract type of an argument: (shape, dtype, weak) -- weak for Python scalars,
+    """The abstract type of an argument: (shape, dtype, weak) -- weak for Python scalars
+    (and values of an enclosing staging that stand for them),
     typed by their Python type alone, as NumPy promotes them (a Python int too large for
     int64 reaches NumPy as it is when the program runs, which then does what eager does).
     NumPy scalars (np.float64 too, a float subclass) are strongly typed."""
@@ -150,7 +188,7 @@ def signature_of(value):
         kind = next(t for t in (bool, int, float, complex) if isinstance(value, t))
         return ((), np.dtype(kind), True)
     if isinstance(value, Tracer):
-        return (tuple(value.shape), np.dtype(value.dtype), False)
+        return (tuple(value.shape), np.dtype(value.dtype), getattr(value, "weak", False))
     array = value if isinstance(value, (np.ndarray, np.generic)) else np.asarray(value)
     return (tuple(array.shape), array.dtype, False)
 
