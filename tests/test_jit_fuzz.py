@@ -1,8 +1,9 @@
 """Differential fuzz: random NumPy programs, jit against eager.
 
-Each program applies random operations -- elementwise math, views (transposes,
-einsum, reshapes, slices, broadcasts), reductions, joins -- to a growing pool of
-values and returns several of them (duplicates and views of each other included).
+Each program applies random operations -- elementwise math, arithmetic with a scalar
+argument (a Python or NumPy number), views (transposes, einsum, reshapes, slices,
+broadcasts, index arrays), reductions, joins, scatters -- to a growing pool of values
+and returns several of them (duplicates and views of each other included).
 `jit(f)` must equal `f` (values and dtypes, on two calls), return arrays that share
 no memory with the input or each other; `jit(grad(loss))` and `jit(hessian(loss))`
 must equal `grad(loss)` and `hessian(loss)`, and `vmap(jit(f))` `vmap(f)`. The suite runs a few programs; `python tests/test_jit_fuzz.py N` runs N.
@@ -22,6 +23,10 @@ UNARY = [np.sin, np.cos, np.tanh, np.abs, np.square, np.negative, np.exp,
              np.float32) * 2, lambda v: np.fmax(v, np.nan)]
 BINARY = [np.add, np.subtract, np.multiply, np.maximum, lambda a, b: np.where(a > b, a, b),
           lambda a, b: a * 2.0 + b, lambda a, b: pullback.numpy.at(a)[..., :1].add(b[..., :1])]
+WITH_SCALAR = [lambda v, s: v * s, lambda v, s: s - v, lambda v, s: np.maximum(v, s),
+               lambda v, s: v / (abs(s) + 10.0), lambda v, s: np.clip(v, -abs(s), abs(s) + 0.1),
+               lambda v, s: v * (s > 1) + s // 2, lambda v, s: (v * (s * 0.5)).astype(np.float64)]
+SCALARS = [1.5, 2, -3, np.float64(0.5), np.float32(-1.5), np.int64(3)]
 
 
 def _views(v):
@@ -48,15 +53,18 @@ def _reductions(v):
 
 
 def random_program(rng):
-    """(f, x): a random function of one array and an input for it."""
+    """(f, x, s): a random function of an array and a scalar, and arguments for it."""
     shape = [(3, 3), (2, 4), (4,), (3, 1)][rng.integers(4)]
     x = rng.uniform(-1.0, 1.0, shape).astype([np.float64, np.float32][rng.integers(2)])
+    scalar = SCALARS[rng.integers(len(SCALARS))]
     steps, pool = [], [x]
     for _ in range(rng.integers(2, 9)):
-        kind = rng.choice(["unary", "binary", "view", "view", "reduction"])
+        kind = rng.choice(["unary", "binary", "scalar", "view", "view", "reduction"])
         i = int(rng.integers(len(pool)))
         v = pool[i]
-        if kind == "binary":
+        if kind == "scalar":
+            step = (WITH_SCALAR[rng.integers(len(WITH_SCALAR))], (i, "s"))
+        elif kind == "binary":
             partners = [j for j, w in enumerate(pool) if _broadcastable(v.shape, w.shape)]
             j = partners[rng.integers(len(partners))]
             op = BINARY[rng.integers(len(BINARY))]
@@ -66,19 +74,19 @@ def random_program(rng):
             step = (ops[rng.integers(len(ops))], (i,))
         try:
             with np.errstate(all="ignore"):
-                value = step[0](*(pool[k] for k in step[1]))
+                value = step[0](*(scalar if k == "s" else pool[k] for k in step[1]))
         except (ValueError, IndexError):          # e.g. v[::-1] of a 0-d value: another step
             continue
         pool.append(value)
         steps.append(step)
     outputs = [int(k) for k in rng.integers(len(pool) > 1, len(pool), size=rng.integers(1, 4))]
 
-    def f(x):
+    def f(x, s):
         values = [x]
         for op, args in steps:
-            values.append(op(*(values[k] for k in args)))
+            values.append(op(*(s if k == "s" else values[k] for k in args)))
         return tuple(values[k] for k in outputs)
-    return f, x
+    return f, x, scalar
 
 
 def _broadcastable(a, b):
@@ -88,12 +96,12 @@ def _broadcastable(a, b):
         return False
 
 
-def check_program(f, x):
+def check_program(f, x, s):
     with np.errstate(all="ignore"):
-        expected = f(x)
+        expected = f(x, s)
         jitted = jit(f)
         for _ in range(2):                              # staged, then from the cache
-            got = jitted(x)
+            got = jitted(x, s)
             for k, (g, e) in enumerate(zip(got, expected)):
                 assert np.asarray(g).dtype == np.asarray(e).dtype, k
                 np.testing.assert_allclose(g, e, rtol=1e-6 if x.dtype == np.float32 else 1e-12,
@@ -101,13 +109,17 @@ def check_program(f, x):
                 assert not np.shares_memory(g, x), k
                 assert not any(np.shares_memory(g, other) for other in got[:k]), k
 
-        def loss(x):
-            return sum(np.sum(np.sin(out)) for out in f(x))
+        def loss(x, s):
+            return sum(np.sum(np.sin(out)) for out in f(x, s))
         for transform in (grad, pullback.hessian):
-            np.testing.assert_allclose(jit(transform(loss))(x), transform(loss)(x), rtol=1e-5,
-                                       atol=1e-6, equal_nan=True)
+            expected = transform(loss)(x, s)
+            got = jit(transform(loss))(x, s)
+            assert got.dtype == expected.dtype
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
         xs = np.stack([x, x[::-1] * 0.5])
-        for g, e in zip(pullback.vmap(jit(f))(xs), pullback.vmap(f)(xs)):
+        batched = pullback.vmap(f, in_axes=(0, None))(xs, s)
+        for g, e in zip(pullback.vmap(jit(f), in_axes=(0, None))(xs, s), batched):
+            assert g.dtype == e.dtype
             np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6, equal_nan=True)
 
 
