@@ -17,7 +17,7 @@ tracer (a debugger, coverage) is left alone, and the error then names the
 function instead. If the second staging draws nothing (another thread drew, or
 the function draws only on its first call, as it would in eager mode too), the
 first program stands. Not seen: generators the function creates itself, and
-`random.SystemRandom` (its state cannot be read).
+sources whose state cannot be read (`random.SystemRandom`).
 """
 import itertools
 import linecache
@@ -111,12 +111,25 @@ def _sources(f, args) -> dict:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, RANDOM_TYPES) and not isinstance(obj, random.SystemRandom):
-            kind = f"{type(obj).__module__.split('.')[0]}.{type(obj).__name__}"
-            found.setdefault(obj, f"`{name}` (a {kind})" if name else f"a {kind}")
+        if isinstance(obj, RANDOM_TYPES):
+            if _readable(obj):
+                kind = f"{type(obj).__module__.split('.')[0]}.{type(obj).__name__}"
+                found.setdefault(obj, f"`{name}` (a {kind})" if name else f"a {kind}")
         elif depth < MAX_DEPTH:
-            todo += [(o, n or name, depth + 1) for o, n in _references(obj)]
+            try:
+                todo += [(o, n or name, depth + 1) for o, n in _references(obj)]
+            except Exception:               # noqa: BLE001 -- an odd object: look no further
+                pass
     return found
+
+
+def _readable(source) -> bool:
+    """Whether a source's state can be read (not `random.SystemRandom`'s, say)."""
+    try:
+        _state(source)
+        return True
+    except Exception:                       # noqa: BLE001 -- then it cannot be watched
+        return False
 
 
 def _references(obj):
@@ -137,8 +150,8 @@ def _references(obj):
                                        type, types.ModuleType, types.BuiltinFunctionType)):
         return []
     attributes = getattr(obj, "__dict__", None)
-    out = list(attributes.items()) if isinstance(attributes, dict) else []
-    out = [(v, k) for k, v in itertools.islice(out, MAX_ITEMS)]
+    out = [(v, k) for k, v in itertools.islice(attributes.items(), MAX_ITEMS)] \
+        if isinstance(attributes, dict) else []
     return out + [(v, "") for v in vars(type(obj)).values() if isinstance(v, types.FunctionType)]
 
 
