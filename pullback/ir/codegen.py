@@ -33,6 +33,7 @@ from ..primitives.structural import ArrayIndex, Slice
 from ..primitives.structural import _index_source as index_entry_source
 from .program import PYTHON_OPERATORS, Literal, Namer, Program
 
+
 def _global_name(prim):
     return f"{prim.name}_p"
 
