@@ -502,6 +502,7 @@ def test_item9_staging_that_draws_nothing_is_unaffected():
 
 def test_item9_under_a_debugger_the_error_names_the_function():
     import sys
+    previous = sys.gettrace()
     sys.settrace(lambda frame, event, arg: None)       # a tracer the check leaves alone
     try:
         with raises(errors.StagedRandomnessError, "NumPy's global random state",
@@ -509,7 +510,7 @@ def test_item9_under_a_debugger_the_error_names_the_function():
             jit(dropout_loss)(np.ones(3))
         assert sys.gettrace() is not None
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
 
 
 def test_einsum_with_a_size_zero_axis_under_tracing():
