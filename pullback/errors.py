@@ -72,7 +72,12 @@ class CustomRuleError(PullbackError, TypeError):
 
 
 class StaticArgumentError(PullbackError, TypeError):
-    """A static argument of a jitted function is unhashable."""
+    """jit's static arguments are unhashable or name no argument, or an argument that is
+    not an array or a number was not marked static."""
+
+
+class StagedRandomnessError(PullbackError, RuntimeError):
+    """A function drew random numbers while jit/make_ir staged it: the program would freeze them."""
 
 
 class AuxOutputError(PullbackError, TypeError):

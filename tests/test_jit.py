@@ -211,3 +211,338 @@ def test_calls_with_plain_arrays_skip_flattening(monkeypatch):
     monkeypatch.undo()
     assert f(a.astype(np.float32), b.astype(np.float32)).dtype == np.float32
     assert len(f.cache) == 3
+
+
+# ------------------------------------------------------------------- aliasing
+
+@pullback.custom_vjp
+def transpose_view(x):
+    return x.T                 # a view of its input, as a custom rule's body may return
+
+
+transpose_view.defvjp(lambda x: (transpose_view(x), None), lambda _, ct: (ct.T,))
+
+
+@pytest.mark.parametrize("view", [
+    lambda a: np.einsum("ij->ji", a), lambda a: np.einsum("ii->i", a)[:, None],
+    lambda a: np.einsum("ij", a), transpose_view],
+    ids=["einsum transpose", "einsum diagonal", "einsum implicit", "custom_vjp view"])
+def test_item2_jit_never_writes_into_a_viewed_buffer(view):
+    def f(x):
+        a = np.exp(x)
+        b = view(a)            # may be a view of a's buffer
+        c = np.sin(a)          # a is not read afterwards: its buffer could be reused
+        return b + c.T
+
+    def loss(x):
+        return np.sum(f(x) ** 2)
+    x = rng.standard_normal((3, 3))
+    np.testing.assert_allclose(jit(f)(x), f(x), rtol=1e-14)
+    np.testing.assert_allclose(jit(grad(loss))(x), grad(loss)(x), rtol=1e-12)
+
+
+WEIGHTS = rng.standard_normal((3, 3))
+
+
+@pytest.mark.parametrize("f", [
+    lambda x: (x * 2, x * 2),
+    lambda x: (x * 2, (x * 2).reshape(-1)),
+    lambda x: (np.exp(x), np.exp(x).T, np.exp(x)[1:], np.exp(x)[0]),
+    lambda x: [x, x.T, x[:, 0], x.reshape(9), x],
+    lambda x: {"a": np.sin(x), "b": np.einsum("ij->ji", np.sin(x)), "c": np.sin(x)[None]},
+    lambda x: (WEIGHTS, WEIGHTS.T, x * 0 + WEIGHTS),
+    lambda x: (np.broadcast_to(np.sum(x), (2, 2)), np.sum(x).reshape(1)),
+    lambda x: (pullback.stop_gradient(x), np.transpose(pullback.stop_gradient(x * 2)), x * 2),
+    lambda x: pullback.value_and_grad(lambda y: np.sum(y * WEIGHTS))(x) + (WEIGHTS,),
+], ids=["duplicates", "reshape", "views of an output", "views of the input", "einsum view",
+        "constants", "broadcasts", "stop_gradient", "value_and_grad"])
+def test_item6_jit_returns_independent_arrays(f):
+    x = rng.standard_normal((3, 3))
+    expected = pullback.tree.flatten(f(x))[0]
+    jitted = jit(f)
+    for _ in range(2):                   # the second call runs from the cache
+        outs = pullback.tree.flatten(jitted(x))[0]
+        for k, out in enumerate(outs):
+            np.testing.assert_allclose(out, expected[k], rtol=1e-14)
+            assert not np.shares_memory(out, x), k
+            assert not any(np.shares_memory(out, c) for c in (WEIGHTS,)), k
+            assert not any(np.shares_memory(out, other) for other in outs[:k]), k
+        for out in outs:                 # the caller owns them: writing changes nothing else
+            if isinstance(out, np.ndarray) and out.flags.writeable:
+                out[...] = 0.0
+
+
+# ---------------------------------------------------------- non-finite values
+
+NON_FINITE = {"inf": (np.inf, "np.inf"), "-inf": (-np.inf, "(-np.inf)"), "nan": (np.nan, "np.nan")}
+NON_FINITE_USES = {     # value v in a literal operand, or in a parameter (pad's constant)
+    "literal where": lambda x, v: np.where(x > 0, x, v),
+    "literal clip": lambda x, v: np.clip(x, -1.0, v),
+    "literal fmax": lambda x, v: np.fmax(x, v) * 2.0,
+    "literal max initial": lambda x, v: np.max(x, initial=v),
+    "literal power": lambda x, v: np.abs(x) ** v,
+    "literal numpy scalar": lambda x, v: x * np.float64(v),
+    "parameter pad": lambda x, v: np.pad(x, 1, constant_values=v) + 1.0,
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value", sorted(NON_FINITE))
+@pytest.mark.parametrize("use", sorted(NON_FINITE_USES))
+def test_item12_non_finite_values_in_generated_code(use, value, dtype):
+    import io
+    v, text = NON_FINITE[value]
+    x = np.array([0.5, -2.0, 0.0, 3.0], dtype)
+
+    def f(x):
+        return NON_FINITE_USES[use](x, v)
+    with np.errstate(all="ignore"):
+        expected, got = f(x), jit(f)(x)
+        traced = pullback.pushforward(jit(f), (x,), (x,))[0]        # the traceable variant
+    for result in (got, traced):
+        assert np.asarray(result).dtype == np.asarray(expected).dtype
+        np.testing.assert_array_equal(result, expected)                    # NaN-aware
+    shown = show(f, x, file=io.StringIO())       # the printed source, as generated
+    assert text in shown and "_param" not in shown
+
+
+def test_item12_logsumexp_of_a_masked_array_under_jit():
+    import pullback.numpy as pnp
+    x, mask = rng.standard_normal(5), np.array([True, False, True, True, False])
+    f = lambda x: pnp.logsumexp(np.where(mask, x, -np.inf))          # noqa: E731
+    np.testing.assert_allclose(jit(f)(x), f(x), rtol=1e-14)
+    np.testing.assert_allclose(jit(grad(f))(x), grad(f)(x), rtol=1e-14)
+
+
+# ---------------------------------------------------------- arguments of jit
+
+from helpers import raises  # noqa: E402 -- not at the top: golden files quote line numbers above
+
+BIG_INT_OPS = {"add": lambda x, n: x + n, "rsub": lambda x, n: n - x, "mul": lambda x, n: 3 * (x * n),
+               "div": lambda x, n: x / n, "power": lambda x, n: np.abs(x) ** n,
+               "less": lambda x, n: x < n, "where": lambda x, n: np.where(x > 0, x, n),
+               "sum": lambda x, n: np.sum(x * n), "int only": lambda x, n: n * 2 - 1}
+
+
+def _outcome(thunk):
+    """(value, dtype) of a result, or the type of the exception it raised."""
+    try:
+        with np.errstate(all="ignore"):
+            out = thunk()
+    except Exception as e:                  # noqa: BLE001 -- compared with eager's
+        assert not isinstance(e, (AttributeError, errors.PullbackError)), e
+        return type(e)
+    return repr(out), np.asarray(out).dtype
+
+
+@pytest.mark.parametrize("n", [2**70, -(2**70), 2**63, 2**64 - 1], ids=str)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.uint64])
+@pytest.mark.parametrize("op", sorted(BIG_INT_OPS))
+def test_item20a_python_ints_beyond_int64_behave_as_in_eager_numpy(op, dtype, n):
+    f, x = BIG_INT_OPS[op], np.array([1, 2, 3], dtype)
+    expected = _outcome(lambda: f(x, n))
+    assert _outcome(lambda: jit(f)(x, n)) == expected                      # an argument
+    assert _outcome(lambda: jit(lambda x: f(x, n))(x)) == expected         # a constant
+
+
+def test_item20a_scalar_arguments_are_typed_as_numpy_types_them():
+    # Python scalars are weak (NumPy 2), NumPy scalars -- np.float64, a float subclass, too --
+    # are not: the staged types, hence the program's casts, are those of eager mode.
+    x = np.ones(2, np.float32)
+    scalars = (2.5, np.float64(2.5), np.float32(2.5), 2, True, np.int64(2))
+    cases = [(lambda x, s: (x * s).astype(np.float32), s) for s in scalars] + [
+        (lambda x, s: x * s, s) for s in scalars + (1j, np.complex128(1j))]
+    for f, s in cases:
+        expected, got = f(x, s), jit(f)(x, s)
+        assert got.dtype == expected.dtype, (s, got.dtype, expected.dtype)
+        np.testing.assert_array_equal(got, expected)
+
+
+def _reshaped(x, shape):
+    return x.reshape(shape)
+
+
+@pytest.mark.parametrize("how", [dict(static_argnums=1), dict(static_argnums=-1),
+                                 dict(static_argnames="shape"), dict(static_argnames=("shape",))],
+                         ids=["argnums", "negative argnums", "argnames", "argnames tuple"])
+def test_item20b_static_arguments_by_position_or_by_keyword(how):
+    f, x = jit(_reshaped, **how), np.arange(6.0)
+    assert f(x, (2, 3)).shape == (2, 3)                # positionally
+    assert f(x, shape=(3, 2)).shape == (3, 2)          # by keyword
+    assert f(x=x, shape=(6, 1)).shape == (6, 1)
+    np.testing.assert_array_equal(grad(lambda x: np.sum(f(x, shape=(2, 3)) ** 2))(x), 2 * x)
+
+
+def test_item20c_static_arguments_that_name_no_parameter_are_refused():
+    with raises(errors.StaticArgumentError, "static_argnums=3", "no argument 3", "(x, shape)"):
+        jit(_reshaped, static_argnums=3)
+    with raises(errors.StaticArgumentError, "no argument -3"):
+        jit(_reshaped, static_argnums=(0, -3))
+    with raises(errors.StaticArgumentError, "no parameter 'shp'", "(x, shape)"):
+        jit(_reshaped, static_argnames="shp")
+    with raises(errors.StaticArgumentError, "ints", "strings"):
+        jit(_reshaped, static_argnums="shape")
+    with raises(errors.StaticArgumentError, "argument 3", "2 positional"):
+        jit(max, static_argnums=3)(np.ones(2), np.zeros(2))    # no signature: at the call
+    assert jit(lambda *a: a[0] * len(a[1]), static_argnums=1)(np.ones(2), "ab")[0] == 2.0
+
+
+class Config:
+    scale = 2.0
+
+
+class Model:
+    def __init__(self):
+        self.w = np.arange(3.0)
+
+    def loss(self, x):
+        return np.sum(self.w * x)
+
+
+@pytest.mark.parametrize("call, fragments", [
+    (lambda: jit(lambda x, cfg: x * cfg.scale)(np.ones(2), Config()),
+     ["argument 1 (cfg) is a Config", "static_argnums=(1,)", 'static_argnames=("cfg",)',
+      "hashable", "stages again"]),
+    (lambda: jit(lambda x, cfg: x * cfg.scale)(np.ones(2), cfg=Config()),
+     ["keyword argument 'cfg' is a Config", 'static_argnames=("cfg",)']),
+    (lambda: jit(Model.loss)(Model(), np.ones(3)),
+     ["argument 0 (self) is a Model", "static_argnums=(0,)"]),
+    (lambda: jit(lambda p: p["w"] * 2.0)({"w": np.ones(2), "name": "layer"}),
+     ["argument 0 (p), at ['name'], is a str"]),
+    (lambda: jit(lambda x, labels: x)(np.ones(2), np.array(["a", "b"])),
+     ["argument 1 (labels) is an array of dtype <U1"]),
+    (lambda: make_ir(lambda x, cfg: x * cfg.scale)(np.ones(2), Config()),
+     ["make_ir/show: argument 1 (cfg) is a Config", "make_ir(lambda x: f(x, cfg))"]),
+], ids=["positional", "keyword", "method", "pytree leaf", "string array", "make_ir"])
+def test_item15_non_array_arguments_must_be_static(call, fragments):
+    with raises(errors.StaticArgumentError, *fragments):
+        call()
+
+
+def test_item15_the_suggested_fix_works():
+    x = np.ones(3)
+    assert np.all(jit(lambda x, cfg: x * cfg.scale, static_argnums=1)(x, Config()) == 2.0)
+    assert jit(Model.loss, static_argnames="self")(Model(), x) == 3.0
+    assert np.all(jit(lambda x, nothing: x)(x, None) == x)      # None: an empty pytree
+
+
+# ----------------------------------------------------------------- randomness
+
+GLOBAL_RNG = np.random.default_rng(0)
+
+
+def dropout_loss(x):
+    mask = np.random.rand(*x.shape) > 0.5              # draws from NumPy's global state
+    return np.sum((x * mask) ** 2)
+
+
+def noisy_loss(x):
+    return np.sum((x + GLOBAL_RNG.normal(size=x.shape)) ** 2)
+
+
+def closure_loss(rng):
+    def loss(x):
+        return np.sum(x * rng.random(x.shape))
+    return loss
+
+
+class NoisyModel:
+    def __init__(self):
+        self.rng = np.random.RandomState(1)
+
+    def loss(self, x):
+        return np.sum(x * self.rng.randn(*x.shape))
+
+
+def python_random_loss(x):
+    import random
+    return np.sum(x * random.uniform(0.5, 1.5))
+
+
+def _helper_draw(x):
+    return x * np.random.standard_normal()
+
+
+@pytest.mark.parametrize("call, fragments", [
+    (lambda x: jit(grad(dropout_loss))(x),
+     ["NumPy's global random state", "mask = np.random.rand(*x.shape) > 0.5"]),
+    (lambda x: jit(noisy_loss)(x), ["`GLOBAL_RNG` (a numpy.Generator)", "GLOBAL_RNG.normal("]),
+    (lambda x: jit(closure_loss(np.random.default_rng(2)))(x),
+     ["`rng` (a numpy.Generator)", "rng.random(x.shape)"]),
+    (lambda x: jit(NoisyModel.loss, static_argnums=0)(NoisyModel(), x),
+     ["`rng` (a numpy.RandomState)", "self.rng.randn("]),
+    (lambda x: make_ir(python_random_loss)(x),
+     ["Python's random module", "random.uniform(0.5, 1.5)"]),
+    (lambda x: show(lambda x: np.sum(_helper_draw(x)), x),
+     ["NumPy's global random state", "np.random.standard_normal()"]),
+], ids=["np.random.rand", "global generator", "closure generator", "static model",
+        "python random", "helper under show"])
+def test_item9_random_draws_while_staging_are_refused(call, fragments):
+    with raises(errors.StagedRandomnessError, *fragments, "test_jit.py:", "the same ones on "
+                "every call", "pass them as an argument", "without jit"):
+        call(np.ones(3))
+
+
+def test_item9_staging_that_draws_nothing_is_unaffected():
+    x = np.ones(3)
+    lazy = {}
+
+    def draw_once(x):               # draws on its first call only: eager mode freezes it too
+        if "mask" not in lazy:
+            lazy["mask"] = np.random.rand(3)
+        return x * lazy["mask"]
+    np.testing.assert_array_equal(jit(draw_once)(x), lazy["mask"])
+    seeded = jit(lambda x: x * np.random.default_rng(0).random())     # same numbers each call
+    np.testing.assert_array_equal(seeded(x), x * np.random.default_rng(0).random())
+    masks = [np.random.rand(3) > 0.5 for _ in range(3)]               # drawn outside: fine
+    f = jit(grad(lambda x, mask: np.sum((x * mask) ** 2)))
+    for mask in masks:
+        np.testing.assert_array_equal(f(x, mask), 2 * x * mask)
+
+
+def test_item9_under_a_debugger_the_error_names_the_function():
+    import sys
+    previous = sys.gettrace()
+    sys.settrace(lambda frame, event, arg: None)       # a tracer the check leaves alone
+    try:
+        with raises(errors.StagedRandomnessError, "NumPy's global random state",
+                    "in the function staged", "test_jit.py:"):
+            jit(dropout_loss)(np.ones(3))
+        assert sys.gettrace() is not None
+    finally:
+        sys.settrace(previous)
+
+
+def test_einsum_with_a_size_zero_axis_under_tracing():
+    # Found by the fuzz: a size-0 axis was "broadcast" to 1 while tracing einsum.
+    for spec, shapes in (("...->...", [(2, 0)]), ("ij,j->i", [(2, 1), (0,)]),
+                         ("ij,jk->ik", [(2, 0), (0, 3)])):
+        operands = [np.ones(s) for s in shapes]
+
+        def f(*ops):
+            return np.einsum(spec, *ops)
+        np.testing.assert_array_equal(jit(f)(*operands), f(*operands))
+        assert make_ir(f)(*operands).outvars[0].aval.shape == f(*operands).shape
+
+
+@pytest.mark.parametrize("f, s", [
+    (lambda x, lr: (x * (lr * 0.5)).astype(np.float64), 0.1),
+    (lambda x, s: np.clip(x, -abs(s), abs(s) + 0.1), 2),
+    (lambda x, s: x * (s // 2) - s % 3 + (s > 1), 7),
+    (lambda x, s: x ** (s / 2), 3),
+    (lambda x, s: x * -s * (s != 0.0), 2.5),
+    (lambda x, s: (x * s).astype(np.float64), 2.5),
+    (lambda x, s: x * np.abs(s), 2),                 # a NumPy function: strongly typed result
+], ids=["float", "abs int", "int operators", "division", "negation", "argument", "np.abs"])
+def test_python_arithmetic_on_python_scalar_arguments_stays_weakly_typed(f, s):
+    # Found by the fuzz: `abs(s) + 0.1` of a Python-number argument was staged as a NumPy
+    # scalar, so float32 results became float64 (or the reverse, after a dropped cast).
+    x = np.array([0.5, 1.5, 2.5], np.float32)
+    expected = f(x, s)
+    for jitted in (jit(f), jit(jit(f))):
+        got = jitted(x, s)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    loss = lambda x, s: np.sum(f(x, s))                      # noqa: E731
+    np.testing.assert_allclose(jit(grad(loss))(x, s), grad(loss)(x, s), rtol=1e-6)
+    assert jit(grad(loss))(x, s).dtype == np.float32

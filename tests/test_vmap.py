@@ -514,3 +514,23 @@ def test_python_control_flow_on_a_batched_value_raises_a_clear_error():
     with pytest.raises(errors.PullbackError):
         vmap(lambda x: x if x > 0 else -x)(np.array([1.0, -1.0]))
     close(vmap(lambda x: np.where(x > 0, x, -x))(np.array([1.0, -1.0])), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("update", ["add", "set"])
+@pytest.mark.parametrize("index, shape, updates", [
+    ((slice(None), slice(None, 1)), (2, 2), (1,)),          # (2, 1) region, updates broadcast
+    ((Ellipsis, slice(None, 1)), (3, 2, 2), (2, 1)),
+    ((np.array([0, 2]), slice(None, 1)), (3, 2), (1,)),
+    ((0,), (2, 3), ()),
+], ids=["slices", "ellipsis", "index array", "scalar updates"])
+def test_vmap_of_a_scatter_whose_updates_broadcast(update, index, shape, updates):
+    # Found by the jit fuzz: batched updates of lower rank than the indexed region were
+    # lined up with its leading axes (silently wrong when the sizes happened to agree).
+    def f(a, b):
+        return getattr(pnp.at(a)[index], update)(b)
+    a = rng.standard_normal(shape)
+    bs = rng.standard_normal((2,) + updates)
+    for in_axes, arrays in (((None, 0), (a, bs)), ((0, 0), (np.stack([a, 2 * a]), bs))):
+        expected = np.stack([f(arrays[0] if in_axes[0] is None else arrays[0][k], bs[k])
+                             for k in range(2)])
+        np.testing.assert_array_equal(pullback.vmap(f, in_axes=in_axes)(*arrays), expected)

@@ -16,7 +16,11 @@ A `Primitive` carries its rule slots side by side:
 - `batch(values, dims, **params) -> (out, out_dim)`: the rule used by `vmap`;
 - `emit(args, **params) -> str`: a Python expression computing the primitive with
   NumPy from the argument expressions, for generated code (default: a call of the
-  primitive itself, which is always correct).
+  primitive itself, which is always correct);
+- `fresh_output`: True if every output is a new array sharing memory with no input
+  (nor with another output), in `impl` and in the emitted code alike. The default,
+  False, means "may be a view": generated code then never writes into the inputs'
+  buffers while the output lives.
 
 Positional arguments are arrays, keyword arguments are static parameters: tracers
 only ever appear positionally. A primitive whose output has zero derivative
@@ -174,12 +178,13 @@ class Primitive:
 
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
                  "differentiable", "multiple_results", "scaled_cotangents", "domain", "family",
-                 "__weakref__")
+                 "fresh_output", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
                  emit: Callable = None, differentiable: bool = True, multiple_results: bool = False,
-                 scaled_cotangents: bool = False, domain: Any = None, family: str = ""):
+                 scaled_cotangents: bool = False, domain: Any = None, family: str = "",
+                 fresh_output: bool = False):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
@@ -192,6 +197,7 @@ class Primitive:
         self.scaled_cotangents = scaled_cotangents
         self.domain = domain
         self.family = family
+        self.fresh_output = fresh_output
         REGISTRY[name] = self
 
     def __call__(self, *args, **params):

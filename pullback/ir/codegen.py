@@ -1,7 +1,9 @@
 """Code generation: a Program becomes the source of a plain Python function of NumPy calls.
 
 Each equation is one assignment, written by its primitive's `emit` rule (NumPy
-calls and operators), or as a call of the primitive itself when it has none.
+calls and operators), or as a call of the primitive itself when it has none; an
+equation of Python arithmetic on Python scalars (a weakly typed output) is written
+as Python's operator, which computes a Python scalar as eager mode does.
 Names come from the program (the user's parameter names for inputs) and short
 letters otherwise; each block of equations carries a comment naming the user's
 source line it came from.
@@ -10,9 +12,14 @@ Two variants are generated from one program:
 - `fast=True` reuses dead intermediate buffers through NumPy's `out=` argument
   for elementwise ufuncs (fewer temporaries), and adds a `scatter_add` with a basic
   index into its operand's buffer in place (`y = x; y[index] += updates`) when that
-  operand is a fresh intermediate nobody reads afterwards; it needs real arrays;
+  operand is a fresh intermediate nobody reads afterwards; it needs real arrays.
+  Safe by construction: only outputs of primitives declaring `fresh_output` are
+  written into, and never one that any other primitive read (its output may be a view);
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
   transformation differentiates, batches or stages it like any NumPy code.
+
+Either way the outputs are independent arrays, as in eager mode: an output whose
+buffer may be an input's, a constant's or an earlier output's is returned as a copy.
 """
 import linecache
 import os
@@ -21,15 +28,10 @@ import numpy as np
 import scipy.special as sp
 
 from ..primitives import REGISTRY
-from ..primitives.families import source as param_source
+from ..primitives.families import source as value_source
 from ..primitives.structural import ArrayIndex, Slice
 from ..primitives.structural import _index_source as index_entry_source
-from .program import Literal, Namer, Program
-
-# Primitives whose output may share memory with an input (views): their inputs'
-# buffers must never be overwritten in place while the view lives.
-VIEW_PRIMITIVES = {"reshape", "transpose", "broadcast_to", "getitem", "stop_gradient",
-                   "convert"}
+from .program import PYTHON_OPERATORS, Literal, Namer, Program
 
 
 def _global_name(prim):
@@ -46,8 +48,9 @@ def generate(program: Program, name: str = "f", fast: bool = True):
 
     def param_expr(value):
         try:
-            text = param_source(value)
-            if eval(text, globals_) == value:            # noqa: S307  (our own literals)
+            text = value_source(value)
+            evaluated = eval(text, globals_)              # noqa: S307  (our own literals)
+            if evaluated == value or repr(evaluated) == repr(value):      # NaN != NaN
                 return text
         except Exception:                                 # not representable as a literal
             pass
@@ -59,7 +62,7 @@ def generate(program: Program, name: str = "f", fast: bool = True):
     def operand(x):
         if type(x) is not Literal:
             return names(x)
-        text = repr(x.value)        # a negative literal is parenthesised: (-2.0) ** x
+        text = value_source(x.value)     # a negative literal is parenthesised: (-2.0) ** x
         return f"({text})" if text.startswith("-") else text
 
     reusable = _reusable_buffers(program) if fast else {}
@@ -83,6 +86,8 @@ def generate(program: Program, name: str = "f", fast: bool = True):
             if prim.name == "power" and _is_two(eq.inputs[1]):
                 ufunc, args = "square", args[:1]        # what `x ** 2` computes
             expr = f"np.{ufunc}({', '.join(args)}, out={names(reusable[i])})"
+        elif eq.outputs[0].weak and prim.name in PYTHON_OPERATORS:   # on Python scalars
+            expr = PYTHON_OPERATORS[prim.name].format(*args)
         elif prim.emit is not None:
             expr = prim.emit(args, **eq.params)
         else:
@@ -93,10 +98,9 @@ def generate(program: Program, name: str = "f", fast: bool = True):
         if prim.multiple_results and len(eq.outputs) == 1:
             targets += ","
         lines.append(f"    {targets} = {expr}")
-    # An output that is an input or a constant is copied: callers own their results.
-    owned = set(program.invars) | set(program.constvars)
-    outs = ", ".join(f"np.copy({operand(x)})" if x in owned else operand(x)
-                     for x in program.outvars)
+    copied = _copied_outputs(program, reusable, in_place)
+    outs = ", ".join(f"np.copy({operand(x)})" if i in copied else operand(x)
+                     for i, x in enumerate(program.outvars))
     lines.append(f"    return [{outs}]")
     return "\n".join(lines) + "\n", globals_
 
@@ -127,24 +131,19 @@ def _is_two(x):
     return type(x) is Literal and type(x.value) in (int, float) and x.value == 2
 
 
-# Primitives whose (non-0-d) output is always a new array of its own: an elementwise
-# ufunc's result, the zeros `embed` fills, the copy `scatter_add` makes.
-FRESH_PRIMITIVES = {"embed", "scatter_add"}
-
-
 def _buffer_facts(program: Program):
     """(last_use, viewed, fresh): the index of the last equation reading each variable
-    (the outputs count as read after the last one), the variables some view primitive
-    reads, and the non-0-d variables whose buffer is their own (see FRESH_PRIMITIVES)."""
+    (the outputs count as read after the last one); the variables some equation may
+    return a view of (every input of a primitive without `fresh_output`); and the
+    non-0-d outputs of `fresh_output` primitives, whose buffers are their own."""
     last_use, viewed, fresh = {}, set(), set()
     for i, eq in enumerate(program.equations):
         for x in eq.inputs:
             if type(x) is not Literal:
                 last_use[x] = i
-                if eq.primitive.name in VIEW_PRIMITIVES:
+                if not eq.primitive.fresh_output:
                     viewed.add(x)
-        if (eq.primitive.family == "elementwise" and eq.primitive.name in _UFUNCS) \
-                or eq.primitive.name in FRESH_PRIMITIVES:
+        if eq.primitive.fresh_output:
             fresh.update(v for v in eq.outputs if v.aval.shape)
     for x in program.outvars:
         if type(x) is not Literal:
@@ -152,11 +151,41 @@ def _buffer_facts(program: Program):
     return last_use, viewed, fresh
 
 
+def _copied_outputs(program: Program, reusable: dict, in_place: set) -> set:
+    """Positions of the outputs to copy, so that the caller owns independent arrays, as in
+    eager mode: those whose buffer may be an input's, a constant's or an earlier output's.
+
+    Each variable may share the buffers of a set of roots: an input or constant is its
+    own root, as is each output of a `fresh_output` primitive; the outputs of any other
+    equation may share its inputs' roots and each other's (a root of the equation); an
+    output written into an input's buffer (`out=`, in-place scatter) shares its roots.
+    """
+    roots = {v: {v} for v in program.invars + program.constvars}
+    for i, eq in enumerate(program.equations):
+        if i in reusable or i in in_place:
+            shared = roots[reusable[i] if i in reusable else eq.inputs[0]]
+        elif eq.primitive.fresh_output:
+            shared = None
+        else:
+            shared = {i}.union(*(roots[x] for x in eq.inputs if type(x) is not Literal))
+        roots.update((v, {v} if shared is None else shared) for v in eq.outputs)
+    taken = set(program.invars + program.constvars)
+    copied = set()
+    for position, x in enumerate(program.outvars):
+        if type(x) is Literal:
+            continue
+        if roots[x] & taken:
+            copied.add(position)
+        else:
+            taken |= roots[x]
+    return copied
+
+
 def _in_place_scatters(program: Program) -> set:
     """Indices of the `scatter_add` equations that may add into their operand's buffer.
 
     As for `_reusable_buffers`: the operand is a fresh intermediate array (its buffer is
-    its own), of the output's type, not viewed by any equation, not read after this
+    its own), of the output's type, not possibly viewed, not read after this
     one; the index is basic (no index arrays: `+=` then adds each position once) and
     the updates are another variable (or a literal).
     """
@@ -181,9 +210,9 @@ def _reusable_buffers(program: Program) -> dict:
     """Equation index -> an input variable whose buffer the output may be written into.
 
     Only for elementwise ufunc equations (emitted as `np.<ufunc>(...)` or an operator
-    we can rewrite), when the input is a fresh intermediate array (produced by an
-    elementwise equation, an embed or a scatter_add), has the output's shape and dtype,
-    is not viewed by any other equation, and is not used after this equation.
+    we can rewrite), when the input is a fresh intermediate array (the output of a
+    `fresh_output` primitive), has the output's shape and dtype, is not read by an
+    equation that may return a view of it, and is not used after this equation.
     """
     last_use, viewed, fresh = _buffer_facts(program)
     reusable = {}

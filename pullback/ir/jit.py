@@ -7,6 +7,7 @@ transformation, it runs the generated code in its traceable form (plain NumPy
 calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
 `jit(jit(f))` ... all work and agree with eager mode.
 """
+import inspect
 import warnings
 from functools import wraps
 from typing import Callable
@@ -15,7 +16,8 @@ import numpy as np
 
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
-from ..transforms.staging import CapturedTracer, argument_names, signature_of, stage
+from ..transforms.staging import (CapturedTracer, argument_names, leaf_paths, signature_of,
+                                  stage)
 from ..tree import flatten, unflatten
 from .codegen import compile_program, generate
 from .passes import optimize
@@ -38,31 +40,87 @@ class _Compiled:
         self.out_tree = program.out_tree
 
 
-def _static_positions(static_argnums, nargs):
-    nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-    return {i % nargs for i in nums if -nargs <= i < nargs}
+class _StaticArguments:
+    """Which arguments of `f` are static: positions and names, each mapped to the other
+    through f's signature (so either may be passed positionally or by keyword), checked
+    against it when it can be inspected, else at each call."""
+
+    def __init__(self, f, name, static_argnums, static_argnames):
+        self.name = name
+        nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in nums) \
+                or not all(isinstance(k, str) for k in names):
+            raise StaticArgumentError(
+                f"jit({name}): static_argnums must be ints and static_argnames strings, got "
+                f"static_argnums={static_argnums!r}, static_argnames={static_argnames!r}.")
+        try:
+            params = list(inspect.signature(f).parameters.values())
+        except (TypeError, ValueError):        # a builtin, say: checked at each call
+            self.positions, self.names, self.checked = nums, frozenset(names), False
+            return
+        self.checked = True
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+        n = len(positional)
+        for i in nums:
+            if not varargs and not -n <= i < n:
+                raise StaticArgumentError(
+                    f"jit({name}, static_argnums={static_argnums!r}): {name} has no argument "
+                    f"{i}; its positional parameters are ({', '.join(p.name for p in positional)})."
+                    f" Give positions from 0 to {n - 1}, or name parameters in static_argnames.")
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            for k in names:
+                if k not in {p.name for p in params}:
+                    raise StaticArgumentError(
+                        f"jit({name}, static_argnames={static_argnames!r}): {name} has no "
+                        f"parameter {k!r}; its parameters are "
+                        f"({', '.join(p.name for p in params)}).")
+        nums = {i % n if i < 0 and not varargs else i for i in nums}
+        by_keyword = {p.name: i for i, p in enumerate(positional)
+                      if p.kind is p.POSITIONAL_OR_KEYWORD}
+        self.positions = tuple(sorted(nums | {by_keyword[k] for k in names if k in by_keyword}))
+        self.names = frozenset(names) | {k for k, i in by_keyword.items() if i in nums}
+
+    def __bool__(self):
+        return bool(self.positions or self.names)
+
+    def positions_in(self, nargs: int) -> set:
+        """The static positions among the `nargs` positional arguments of a call."""
+        positions = set()
+        for i in self.positions:
+            if -nargs <= i < nargs:
+                positions.add(i % nargs)
+            elif not self.checked or i < 0:
+                raise StaticArgumentError(
+                    f"jit({self.name}): static_argnums names argument {i}, but it was called "
+                    f"with {nargs} positional argument(s).")
+        return positions
 
 
 def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
     """Compile `f` into generated NumPy code, once per input signature.
 
-    Arguments named in `static_argnums`/`static_argnames` are Python values the
-    program may branch on (they must be hashable); a new value stages again.
+    Arguments named in `static_argnums`/`static_argnames` (by position or by name,
+    however the caller passes them) are Python values the program may branch on; they
+    must be hashable, and a new value stages again. Every other argument is a pytree of
+    arrays, NumPy scalars and Python numbers: anything else (a config object, a model)
+    must be static, or `StaticArgumentError` says so.
 
     >>> import numpy as np
     >>> fast_sin = jit(np.sin)
     >>> fast_sin(np.zeros(2))
     array([0., 0.])
     """
-    names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    name = getattr(f, "__name__", "f")
+    name = name if name.isidentifier() else "f"
+    static = _StaticArguments(f, name, static_argnums, static_argnames)
     cache = {}
     # Calls with plain ndarrays only (no keywords, no static arguments) skip flattening:
     # ((shape, dtype) of each argument) -> the entry `cache` holds for them.
     by_arrays = {}
-    plain = isinstance(static_argnums, (tuple, list)) and not static_argnums
+    plain = not static
     misses = [0]
-    name = getattr(f, "__name__", "f")
-    name = name if name.isidentifier() else "f"
 
     @wraps(f)
     def jitted(*args, **kwargs):
@@ -72,27 +130,30 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
             if entry is not None:
                 misses[0] = 0
                 return unflatten(entry.out_tree, entry.fast(*args))
-        static_pos = _static_positions(static_argnums, len(args))
-        static = (tuple((i, args[i]) for i in sorted(static_pos))
-                  + tuple(sorted((k, v) for k, v in kwargs.items() if k in names)))
+        static_pos = static.positions_in(len(args))
+        static_kwargs = {k: v for k, v in kwargs.items() if k in static.names}
+        static_values = tuple((i, args[i]) for i in sorted(static_pos)) + tuple(
+            sorted(static_kwargs.items()))
         try:
-            hash(static)
+            hash(static_values)
         except TypeError:
-            bad = [repr(v) for _, v in static if not _hashable(v)]
+            bad = [repr(v) for _, v in static_values if not _hashable(v)]
             raise StaticArgumentError(
                 f"static arguments of a jitted function must be hashable (they key its cache), "
                 f"got {', '.join(bad)}. Pass a tuple instead of a list, or make the argument "
                 "dynamic (an array) instead of static.") from None
         dynamic = ([a for i, a in enumerate(args) if i not in static_pos],
-                   {k: v for k, v in kwargs.items() if k not in names})
+                   {k: v for k, v in kwargs.items() if k not in static.names})
         leaves, treedef = flatten(dynamic)
-        key = (treedef, tuple(signature_of(x) for x in leaves), static)
+        key = (treedef, tuple(signature_of(x) for x in leaves), static_values)
         entry = cache.get(key)
         if entry is None:
+            _refuse_unstageable(f"jit({name})", f, args, kwargs, static_pos, static.names)
+
             def flat_f(dynamic_args, dynamic_kwargs):
                 it = iter(dynamic_args)
                 full = [args[i] if i in static_pos else next(it) for i in range(len(args))]
-                return f(*full, **dynamic_kwargs, **{k: v for k, v in kwargs.items() if k in names})
+                return f(*full, **dynamic_kwargs, **static_kwargs)
             try:
                 program = stage(flat_f, dynamic, _leaf_names(f, args, static_pos, leaves))
             except CapturedTracer:
@@ -127,6 +188,49 @@ def _hashable(value):
         return False
 
 
+def _stageable(value) -> bool:
+    """Whether an argument leaf can be an input of a staged program: an array or NumPy
+    scalar of a numeric or boolean dtype, a Python number, or a tracer."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.dtype.kind in "biufc"
+    return isinstance(value, (bool, int, float, complex, Tracer))
+
+
+def _refuse_unstageable(what, f, args, kwargs, static_pos=None, static_names=()):
+    """StaticArgumentError for the first dynamic argument holding a leaf that is not
+    `_stageable`, naming it and the fix: mark it static (jit), or bind it (make_ir, show)."""
+    try:
+        params = [p.name for p in inspect.signature(f).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    dynamic = [(i, a) for i, a in enumerate(args) if i not in (static_pos or ())]
+    dynamic += [(k, v) for k, v in kwargs.items() if k not in static_names]
+    for key, value in dynamic:
+        bad = [(leaf, path) for leaf, path in zip(flatten(value)[0], leaf_paths(value))
+               if not _stageable(leaf)]
+        if not bad:
+            continue
+        leaf, path = bad[0]
+        param = key if isinstance(key, str) else params[key] if key < len(params) else None
+        argument = (f"keyword argument {key!r}" if isinstance(key, str) else
+                    f"argument {key}" + (f" ({param})" if param else ""))
+        inside = f", at {''.join(f'[{k!r}]' for k in path)}," if path else ""
+        kind = (f"an array of dtype {leaf.dtype}" if isinstance(leaf, (np.ndarray, np.generic))
+                else f"a {type(leaf).__name__}")
+        if static_pos is None:
+            fix = ("make_ir and show stage every argument: bind this one first, e.g. "
+                   f"make_ir(lambda x: f(x, {param or 'value'})).")
+        else:
+            by = " or ".join(([f"static_argnums=({key},)"] if isinstance(key, int) else [])
+                             + ([f'static_argnames=("{param}",)'] if param else []))
+            fix = (f"Mark it static with {by}; static values must be hashable, and jit "
+                   "stages again for each new value.")
+        raise StaticArgumentError(
+            f"{what}: {argument}{inside} is {kind}; only arrays and NumPy scalars of numeric "
+            f"or boolean dtype, and Python numbers, can be inputs of a staged program. {fix}")
+
+
 def _leaf_names(f, args, static_pos, leaves):
     names = argument_names(f, args)
     # argument_names numbers the leaves of all arguments; drop the static ones.
@@ -157,6 +261,7 @@ def make_ir(f: Callable, optimized: bool = False) -> Callable:
     """
     @wraps(f)
     def make_ir_f(*args):
+        _refuse_unstageable("make_ir/show", f, args, {})
         program = stage(f, args, argument_names(f, args))
         return optimize(program) if optimized else program
     return make_ir_f

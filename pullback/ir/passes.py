@@ -44,7 +44,6 @@ from ..primitives.elementwise import add, divide, multiply, negative, subtract
 from ..primitives.reductions import sum as reduce_sum
 from ..primitives.structural import (Slice, broadcast_to, embed, getitem, reshape, scatter_add,
                                      transpose)
-from .codegen import VIEW_PRIMITIVES
 from .program import Equation, Literal, Program, Var, abstract
 
 MAX_FOLD_SIZE = 10**6       # constant folding leaves larger results to run time
@@ -153,7 +152,7 @@ def eliminate_common_subexpressions(program: Program) -> Program:
         operands = [_operand_key(x) for x in inputs]
         if eq.primitive.name in COMMUTATIVE:
             operands.sort()
-        key = (eq.primitive, tuple(operands), _freeze(eq.params))
+        key = (eq.primitive, tuple(operands), _freeze(eq.params), eq.outputs[0].weak)
         if key in seen:
             env.update(zip(eq.outputs, seen[key]))
             continue
@@ -561,15 +560,16 @@ def _matmul(eq, rw):
 def _embed(eq, rw):
     """embed(v, index, shape) whose index selects every element of `shape` in order (such
     as [:, 0] of an (n, 1) array) -> reshape(v, shape): no zeros to fill. Not for a
-    program output, nor for a v that is a program input, a constant or a view (the
-    result would share their memory)."""
+    program output, nor for a v that is a program input, a constant or possibly a view
+    (the output of a primitive without `fresh_output`): the result would share their
+    memory."""
     v = eq.inputs[0]
     shape = tuple(eq.params["shape"])
     if len(eq.inputs) != 1 or not _is_var(v) or v.weak or eq.outputs[0] in rw.outvars \
             or math.prod(shape) > MAX_FOLD_SIZE:
         return None
     source = rw.producer.get(v)
-    if source is None or source.primitive.name in VIEW_PRIMITIVES:
+    if source is None or not source.primitive.fresh_output:
         return None
     ids = np.arange(math.prod(shape)).reshape(shape)
     try:
@@ -702,11 +702,12 @@ def simplify(program: Program) -> Program:
     transposes/reshapes/broadcasts/conversions/slices, explicit broadcasts feeding
     elementwise primitives, and sums of broadcasts (see each rule). Every rewrite
     keeps the exact type of the value it replaces; a rewrite that would not is skipped.
+    Python arithmetic on Python scalars (weakly typed outputs) is left as it is.
     """
     rw = _Rewriter(program)
     for eq in program.equations:
         eq = replace(eq, inputs=_read(eq.inputs, rw.env))
-        if not eq.primitive.multiple_results:
+        if not eq.primitive.multiple_results and not eq.outputs[0].weak:
             if eq.primitive.family == "elementwise":
                 eq = _literal_operands(_unbroadcast_operands(eq, rw), rw)
             rule = RULES.get(eq.primitive.name)

@@ -19,8 +19,19 @@ import numpy as np
 from ..core.primitive import ShapeDtype
 
 
+# The primitives Python's operators denote, as Python source: on Python scalars they give
+# Python scalars (weakly typed), so an equation staged from one on weakly typed operands
+# has a weakly typed output, and is written back as the operator (see staging, codegen).
+PYTHON_OPERATORS = {"add": "{} + {}", "subtract": "{} - {}", "multiply": "{} * {}",
+                    "divide": "{} / {}", "floor_divide": "{} // {}", "remainder": "{} % {}",
+                    "power": "{} ** {}", "negative": "-{}", "absolute": "abs({})",
+                    "less": "{} < {}", "less_equal": "{} <= {}", "greater": "{} > {}",
+                    "greater_equal": "{} >= {}", "equal": "{} == {}", "not_equal": "{} != {}"}
+
+
 class Var:
-    """A value of the program, typed; `hint` is a readable name suggestion."""
+    """A value of the program, typed; `hint` is a readable name suggestion; `weak`: a
+    Python scalar (weakly typed in NumPy's promotion)."""
     __slots__ = ("aval", "hint", "weak")
 
     def __init__(self, aval: ShapeDtype, hint: str = "", weak: bool = False):
@@ -85,7 +96,7 @@ def evaluate(program: Program, *args):
         if not eq.primitive.multiple_results:
             outs = (outs,)
         for var, value in zip(eq.outputs, outs):
-            env[var] = value
+            env[var] = value.item() if var.weak and isinstance(value, np.generic) else value
     return [read(x) for x in program.outvars]
 
 

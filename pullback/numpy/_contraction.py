@@ -146,11 +146,12 @@ def einsum(subscripts, *operands, out=None, optimize=False, **kwargs):
         raise TypeError("einsum: only the subscripts-string form is supported")
     ops = [operand(x) for x in operands]
     spec = _explicit_subscripts(subscripts, ops)
-    # Broadcast size-1 dimensions of a letter that other operands have larger.
+    # Broadcast size-1 dimensions of a letter that other operands have of another size
+    # (0 included).
     sizes = {}
     for sub, x in zip(spec.split("->")[0].split(","), ops):
         for c, d in zip(sub, shape(x)):
-            sizes[c] = builtins.max(sizes.get(c, 1), d)
+            sizes[c] = d if sizes.get(c, 1) == 1 else sizes[c]
     from ._shape import broadcast_to
     ops = [broadcast_to(x, tuple(sizes[c] for c in sub))
            for sub, x in zip(spec.split("->")[0].split(","), ops)]

@@ -69,7 +69,8 @@ def _matmul_batch(values, dims):
 matmul = Primitive("matmul", np.matmul, shape=_matmul_shape,
                    jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
                    batch=_matmul_batch,
-                   emit=lambda args: f"{args[0]} @ {args[1]}", family="contraction")
+                   emit=lambda args: f"{args[0]} @ {args[1]}", family="contraction",
+                   fresh_output=True)
 
 # ---------------------------------------------------------------------- einsum
 

@@ -10,7 +10,9 @@ Each constructor builds a `Primitive` and supplies the rules its family derives:
 - `linear(name, impl, shape, transpose)`: the jvp applies the primitive to the
   tangents and the vjp is the transpose rule.
 """
+import cmath
 import dis
+import math
 import types
 from functools import lru_cache
 
@@ -54,13 +56,24 @@ def _result_dtype(impl, dtypes, scalars, params):
 
 
 def source(value) -> str:
-    """A parameter value as Python source for generated code (literals, tuples, dtypes)."""
+    """A parameter or literal value as Python source for generated code (scalars, tuples,
+    dtypes), where `np` is NumPy: non-finite numbers as `np.inf`, `(-np.inf)`, `np.nan`.
+
+    >>> source((1.5, -np.inf, np.float32(np.nan)))
+    '(1.5, (-np.inf), np.float32(np.nan))'
+    """
     if isinstance(value, np.dtype):
         return f"np.{value.name}"
     if type(value) is tuple:
         return "(" + ", ".join(map(source, value)) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, tuple):         # a named tuple: its class name must be in scope
         return f"{type(value).__name__}({', '.join(map(source, value))})"
+    if isinstance(value, (np.floating, np.complexfloating)) and not np.isfinite(value):
+        return f"np.{type(value).__name__}({source(value.item())})"
+    if type(value) is float and not math.isfinite(value):
+        return "np.nan" if math.isnan(value) else "np.inf" if value > 0 else "(-np.inf)"
+    if type(value) is complex and not cmath.isfinite(value):
+        return f"complex({source(value.real)}, {source(value.imag)})"
     return repr(value)
 
 
@@ -222,27 +235,30 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
                      emit=emit or ufunc_emitter(impl), scaled_cotangents=True, domain=domain,
-                     family="elementwise")
+                     family="elementwise", fresh_output=True)
     return prim
 
 
 def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
-             family="elementwise"):
+             family="elementwise", fresh_output=False):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
     Without `shape` and `batch` it is elementwise. `domain` gives one value interval
-    (or "bool") per input, for the tests.
+    (or "bool") per input, for the tests. A NumPy ufunc's result is always a new array
+    (`fresh_output`); other implementations say so themselves.
     """
     prim = Primitive(name, impl, shape=shape or elementwise_shape(impl), differentiable=False,
                      batch=batch or (lambda values, dims, **params: batch_elementwise(
                          prim, values, dims, **params)), emit=emit or ufunc_emitter(impl),
-                     domain=domain, family=family)
+                     domain=domain, family=family,
+                     fresh_output=fresh_output or isinstance(impl, np.ufunc))
     return prim
 
 
 # ----------------------------------------------------------------------- linear
 
-def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural"):
+def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural",
+           fresh_output=False):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
@@ -259,7 +275,7 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
         return name_pullback(pullback, name)
 
     prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, emit=emit,
-                     family=family)
+                     family=family, fresh_output=fresh_output)
     return prim
 
 

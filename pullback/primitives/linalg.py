@@ -132,7 +132,7 @@ def _inv_vjp(wrt, out, a):
 
 inv = Primitive("inv", np.linalg.inv, shape=_same_shape, jvp=_inv_jvp, vjp=_inv_vjp,
                 batch=lambda v, d: batch_stacked(inv, v, d),
-                family="linalg", domain=("invertible",))
+                family="linalg", fresh_output=True, domain=("invertible",))
 
 # -------------------------------------------------------------------- solve
 # a (..., n, n), b (..., n, k): x = a^-1 b, batch axes broadcast.
@@ -161,7 +161,7 @@ def _solve_vjp(wrt, out, a, b):
 
 solve = Primitive("solve", np.linalg.solve, shape=_solve_shape, jvp=_solve_jvp,
                   vjp=_solve_vjp, batch=lambda v, d: batch_elementwise(solve, v, d),
-                  family="linalg", domain=("invertible", "matrix"))
+                  family="linalg", fresh_output=True, domain=("invertible", "matrix"))
 
 # --------------------------------------------------------- triangular_solve
 # scipy.linalg.solve_triangular: solves op(T) x = b, where T is the lower (or
@@ -218,7 +218,7 @@ triangular_solve = Primitive(
     shape=lambda a, b, lower, trans: _solve_shape(a, b),
     jvp=_triangular_solve_jvp, vjp=_triangular_solve_vjp,
     batch=lambda v, d, **p: batch_elementwise(triangular_solve, v, d, **p),
-    family="linalg", domain=("triangular", "matrix"))
+    family="linalg", fresh_output=True, domain=("triangular", "matrix"))
 
 # ------------------------------------------------------ adjugate, det, slogdet
 # The adjugate adj(a) (the transposed cofactor matrix: adj(a) a = det(a) I) is a
@@ -295,7 +295,7 @@ def _det_vjp(wrt, out, a):
 det = Primitive("det", np.linalg.det,
                 shape=lambda a: ShapeDtype(shape_of(a)[:-2], dtype_of(a)),
                 jvp=_det_jvp, vjp=_det_vjp, batch=lambda v, d: batch_stacked(det, v, d),
-                family="linalg", domain=("square",))
+                family="linalg", fresh_output=True, domain=("square",))
 
 # d log|det a| = tr(a^-1 da); the cotangent of a is (cotangent of log|det|) a^-T. Where a
 # is singular (sign 0) log|det a| is -inf and has no derivative: every order is NaN there.
@@ -331,7 +331,7 @@ slogdet = Primitive(
     "slogdet", lambda a: tuple(np.linalg.slogdet(a)),
     shape=lambda a: (ShapeDtype(shape_of(a)[:-2], dtype_of(a)),) * 2,
     jvp=_slogdet_jvp, vjp=_slogdet_vjp, batch=lambda v, d: batch_stacked(slogdet, v, d),
-    multiple_results=True, family="linalg", domain=("invertible",))
+    multiple_results=True, family="linalg", fresh_output=True, domain=("invertible",))
 
 # ----------------------------------------------------------------- cholesky
 # l = chol(s), s = tril(a) + tril(a, -1).T.  With phi(m) = lower triangle of m
@@ -358,7 +358,7 @@ def _cholesky_vjp(wrt, out, a):
 
 cholesky = Primitive("cholesky", np.linalg.cholesky, shape=_same_shape, jvp=_cholesky_jvp,
                      vjp=_cholesky_vjp, batch=lambda v, d: batch_stacked(cholesky, v, d),
-                     family="linalg", domain=("spd",))
+                     family="linalg", fresh_output=True, domain=("spd",))
 
 # --------------------------------------------------------------------- eigh
 # s = tril(a) + tril(a, -1).T = v diag(w) v^T (lower=False: the same of a.T, as
@@ -392,7 +392,7 @@ eigh = Primitive(
     "eigh", lambda a, lower: tuple(np.linalg.eigh(a, UPLO="L" if lower else "U")),
     shape=lambda a, lower: (ShapeDtype(shape_of(a)[:-1], dtype_of(a)), _same_shape(a)),
     jvp=_eigh_jvp, vjp=_eigh_vjp, batch=lambda v, d, **p: batch_stacked(eigh, v, d, **p),
-    multiple_results=True, family="linalg", domain=("symmetric",))
+    multiple_results=True, family="linalg", fresh_output=True, domain=("symmetric",))
 
 # ---------------------------------------------------------------------- svd
 # The reduced SVD a = u diag(s) vh, a (..., m, n), k = min(m, n); v = vh^T.
@@ -461,7 +461,7 @@ def _svd_vjp(wrt, out, a):
 svd = Primitive("svd", lambda a: tuple(np.linalg.svd(a, full_matrices=False)),
                 shape=_svd_shape, jvp=_svd_jvp, vjp=_svd_vjp, multiple_results=True,
                 batch=lambda v, d: batch_stacked(svd, v, d),
-                family="linalg", domain=("matrix",))
+                family="linalg", fresh_output=True, domain=("matrix",))
 
 
 def _svdvals_jvp(primals, tangents):
@@ -481,7 +481,7 @@ def _svdvals_vjp(wrt, out, a):
 svdvals = Primitive("svdvals", lambda a: np.linalg.svd(a, compute_uv=False),
                     shape=lambda a: _svd_shape(a)[1], jvp=_svdvals_jvp, vjp=_svdvals_vjp,
                     batch=lambda v, d: batch_stacked(svdvals, v, d),
-                    family="linalg", domain=("matrix",))
+                    family="linalg", fresh_output=True, domain=("matrix",))
 
 # ----------------------------------------------------------------------- qr
 # The reduced QR a = q r of a (..., m, n), m >= n.  With c = q^T da r^-1 and
@@ -530,7 +530,7 @@ def _qr_shape(a):
 
 qr = Primitive("qr", lambda a: tuple(np.linalg.qr(a, mode="reduced")), shape=_qr_shape,
                jvp=_qr_jvp, vjp=_qr_vjp, batch=lambda v, d: batch_stacked(qr, v, d),
-               multiple_results=True, family="linalg", domain=("tall",))
+               multiple_results=True, family="linalg", fresh_output=True, domain=("tall",))
 
 # --------------------------------------------------------------------- pinv
 # x = a^+ (a of constant rank):
@@ -565,4 +565,4 @@ pinv = Primitive(
     "pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond),
     shape=lambda a, rcond: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-2:][::-1], dtype_of(a)),
     jvp=_pinv_jvp, vjp=_pinv_vjp, batch=lambda v, d, **p: batch_stacked(pinv, v, d, **p),
-    family="linalg", domain=("matrix",))
+    family="linalg", fresh_output=True, domain=("matrix",))

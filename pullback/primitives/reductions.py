@@ -41,6 +41,7 @@ def _sum_transpose(ct, x, axis, keepdims):
 
 sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
              shape=_reduction_shape, transpose=_sum_transpose, family="reduction",
+             fresh_output=True,
              batch=lambda values, dims, **params: batch_reduction(sum, values, dims, **params),
              emit=call_emitter("np.sum"))
 
@@ -67,6 +68,7 @@ def _extremum(name, impl):
 
     prim = Primitive(name, lambda x, axis, keepdims: impl(x, axis=axis, keepdims=keepdims),
                      shape=_reduction_shape, jvp=jvp, vjp=vjp, family="reduction",
+                     fresh_output=True,
                      batch=lambda values, dims, **params: batch_reduction(prim, values, dims,
                                                                           **params),
                      emit=call_emitter(f"np.{name}"))
@@ -126,6 +128,7 @@ def _prod_vjp(wrt, out, x, axis, keepdims):
 
 prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
                  shape=_reduction_shape, jvp=_prod_jvp, vjp=_prod_vjp, family="reduction",
+                 fresh_output=True,
                  batch=lambda values, dims, **params: batch_reduction(prod, values, dims, **params),
                  emit=call_emitter("np.prod"))
 
@@ -143,7 +146,7 @@ def _flip(x, axis):
 cumsum = linear("cumsum", lambda x, axis: np.cumsum(x, axis=axis), shape=_scan_shape,
                 transpose=lambda ct, x, axis: _flip(cumsum(_flip(ct, axis), axis=axis), axis),
                 batch=lambda values, dims, axis: batch_along_axis(cumsum, values, dims, axis),
-                emit=call_emitter("np.cumsum"), family="reduction")
+                emit=call_emitter("np.cumsum"), family="reduction", fresh_output=True)
 
 
 def _cumprod_by_prod(x, axis):
@@ -163,6 +166,7 @@ def _cumprod_by_prod(x, axis):
 
 cumprod = Primitive("cumprod", lambda x, axis: np.cumprod(x, axis=axis), shape=_scan_shape,
                     **derivatives_from(_cumprod_by_prod, "cumprod"), family="reduction",
+                    fresh_output=True,
                     batch=lambda values, dims, axis: batch_along_axis(cumprod, values, dims, axis),
                     emit=call_emitter("np.cumprod"))
 
@@ -175,7 +179,7 @@ def _arg_shape(x, axis):
 
 
 def _along_axis(name, impl, shape, **fixed):
-    prim = constant(name, impl, shape, family="reduction",
+    prim = constant(name, impl, shape, family="reduction", fresh_output=True,
                     batch=lambda values, dims, axis: batch_along_axis(prim, values, dims, axis),
                     emit=call_emitter(f"np.{name}", **fixed))
     return prim
@@ -185,7 +189,7 @@ def _logical(name, impl):
     prim = constant(name, lambda x, axis, keepdims: impl(x, axis=axis, keepdims=keepdims),
                     lambda x, axis, keepdims: ShapeDtype(
                         reduced_shape(shape_of(x), axis, keepdims), np.dtype(bool)),
-                    family="reduction",
+                    family="reduction", fresh_output=True,
                     batch=lambda values, dims, **params: batch_reduction(prim, values, dims,
                                                                          **params),
                     emit=call_emitter(f"np.{name}"))

@@ -70,7 +70,7 @@ convert = linear(
     shape=lambda x, dtype: ShapeDtype(shape_of(x), np.dtype(dtype)),
     transpose=lambda ct, x, dtype: convert(ct, dtype=dtype_of(x)),
     batch=lambda values, dims, dtype: (convert(values[0], dtype=dtype), dims[0]),
-    emit=lambda args, dtype: f"{args[0]}.astype({source(np.dtype(dtype))})")
+    emit=lambda args, dtype: f"{args[0]}.astype({source(np.dtype(dtype))})", fresh_output=True)
 
 stop_gradient = constant("stop_gradient", lambda x: x,
                          shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)),
@@ -223,7 +223,7 @@ embed = Primitive("embed", _embed_impl, batch=_embed_batch,
                   shape=lambda values, *arrays, index, shape: ShapeDtype(tuple(shape), dtype_of(values)),
                   jvp=lambda p, t, index, shape: (embed(*p, index=index, shape=shape),
                                                   embed(t[0], *p[1:], index=index, shape=shape)),
-                  vjp=_embed_vjp, family="structural")
+                  vjp=_embed_vjp, family="structural", fresh_output=True)
 
 
 def _scatter_add_impl(x, updates, *arrays, index):
@@ -285,7 +285,7 @@ scatter_add = Primitive("scatter_add", _scatter_add_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_add, v, d, index),
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_add, p, t, index),
-                        vjp=_scatter_add_vjp, family="structural")
+                        vjp=_scatter_add_vjp, family="structural", fresh_output=True)
 
 
 def _scatter_set_impl(x, updates, *arrays, index):
@@ -324,7 +324,7 @@ scatter_set = Primitive("scatter_set", _scatter_set_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_set, v, d, index),
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_set, p, t, index),
-                        vjp=_scatter_set_vjp, family="structural")
+                        vjp=_scatter_set_vjp, family="structural", fresh_output=True)
 
 # ------------------------------------------------------ joining and padding
 
@@ -365,7 +365,7 @@ def _concatenate_batch(values, dims, axis):
 
 concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
                         shape=_concatenate_shape, jvp=_concatenate_jvp, vjp=_concatenate_vjp,
-                        batch=_concatenate_batch, family="structural",
+                        batch=_concatenate_batch, family="structural", fresh_output=True,
                         emit=lambda args, axis: f"np.concatenate(({', '.join(args)},), axis={axis})")
 
 

@@ -23,8 +23,9 @@ import numpy as np
 from ..core.engine import Trace, Tracer, new_trace, provenance, staged_value, staging
 from ..core.primitive import ShapeDtype
 from ..errors import ConcretizationError, PullbackError
-from ..ir.program import Equation, Literal, Program, Var, abstract, evaluate
+from ..ir.program import PYTHON_OPERATORS, Equation, Literal, Program, Var, abstract, evaluate
 from ..tree import flatten, keys_in_order, unflatten
+from .randomness import staged_without_randomness
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NUMPY = os.path.dirname(np.__file__)
@@ -62,6 +63,11 @@ class StagingTracer(Tracer):
     def dtype(self):
         return self.aval.dtype
 
+    @property
+    def weak(self):
+        """Whether it stands for a Python scalar (weakly typed)."""
+        return self.staged_var.weak
+
     def __repr__(self):
         return f"StagingTracer({np.dtype(self.dtype).name}{list(self.shape)})"
 
@@ -92,6 +98,38 @@ class CapturedTracer(PullbackError, TypeError):
             "enclosing transformation, or a custom rule uses a traced value it does not take "
             "as an argument (through a closure or a global), which the staged program could "
             "not see when it runs. Pass that value as an argument.")
+
+
+def _python_arithmetic(name):
+    """The operator `name` of a staged value, whose result is weakly typed when Python's
+    operator is applied to Python scalars only (as it is in eager mode: `abs(s) + 0.5`
+    stays a Python number, `np.abs(s)` does not)."""
+    operator = getattr(Tracer, name)
+
+    def op(self, *other):
+        out = operator(self, *other)
+        trace = self._trace
+        if self.weak and all(_python_scalar(o, trace) for o in other) \
+                and type(out) is StagingTracer and out._trace is trace and trace.equations \
+                and trace.equations[-1].outputs == [out.staged_var] \
+                and trace.equations[-1].primitive.name in PYTHON_OPERATORS:
+            out.staged_var.weak = True
+        return out
+    op.__name__ = name
+    return op
+
+
+def _python_scalar(value, trace):
+    """Whether value is a Python scalar, or a weakly typed value staged by `trace`."""
+    if type(value) is StagingTracer:
+        return value._trace is trace and value.weak
+    return isinstance(value, (bool, int, float, complex)) and not isinstance(value, np.generic)
+
+
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "lt", "le", "gt", "ge",
+              "eq", "ne", "neg", "abs", "radd", "rsub", "rmul", "rtruediv", "rfloordiv", "rmod",
+              "rpow"):
+    setattr(StagingTracer, f"__{_name}__", _python_arithmetic(f"__{_name}__"))
 
 
 class ShapeNeedsValues(ConcretizationError):
@@ -239,17 +277,27 @@ def abstract_eval(fn: Callable, avals: list) -> list:
 
 
 def signature_of(value):
-    """The abstract type of an argument: (shape, dtype, weak) -- weak for Python scalars."""
-    if isinstance(value, (bool, int, float)):
-        return ((), np.asarray(value).dtype, True)
+    """The abstract type of an argument: (shape, dtype, weak) -- weak for Python scalars
+    (and values of an enclosing staging that stand for them),
+    typed by their Python type alone, as NumPy promotes them (a Python int too large for
+    int64 reaches NumPy as it is when the program runs, which then does what eager does).
+    NumPy scalars (np.float64 too, a float subclass) are strongly typed."""
+    if isinstance(value, (bool, int, float, complex)) and not isinstance(value, np.generic):
+        kind = next(t for t in (bool, int, float, complex) if isinstance(value, t))
+        return ((), np.dtype(kind), True)
     if isinstance(value, Tracer):
-        return (tuple(value.shape), np.dtype(value.dtype), False)
+        return (tuple(value.shape), np.dtype(value.dtype), getattr(value, "weak", False))
     array = value if isinstance(value, (np.ndarray, np.generic)) else np.asarray(value)
     return (tuple(array.shape), array.dtype, False)
 
 
 def stage(f: Callable, args: tuple, names=None) -> Program:
-    """The program of `f` at the types of `args` (pytrees of arrays and scalars)."""
+    """The program of `f` at the types of `args` (pytrees of arrays and scalars); an error
+    if `f` draws random numbers meanwhile (see `randomness`)."""
+    return staged_without_randomness(lambda: _stage(f, args, names), f, args)
+
+
+def _stage(f, args, names):
     leaves, in_tree = flatten(args)
     names = names or {}
     with staging(), new_trace(StagingTrace) as trace:
@@ -278,18 +326,19 @@ def argument_names(f: Callable, args: tuple) -> dict:
     index = 0
     for position, arg in enumerate(args):
         base = params[position] if position < len(params) else f"arg{position}"
-        for path in _leaf_paths(arg):
+        for path in leaf_paths(arg):
             names[index] = re.sub(r"\W+", "_", "_".join([base, *map(str, path)])).strip("_")
             index += 1
     return names
 
 
-def _leaf_paths(tree, prefix=()):
+def leaf_paths(tree, prefix=()):
+    """The key path of each leaf of `tree`, in the order `flatten` lists them."""
     if isinstance(tree, dict):
         for k in keys_in_order(tree):
-            yield from _leaf_paths(tree[k], prefix + (k,))
+            yield from leaf_paths(tree[k], prefix + (k,))
     elif isinstance(tree, (tuple, list)):
         for i, c in enumerate(tree):
-            yield from _leaf_paths(c, prefix + (i,))
+            yield from leaf_paths(c, prefix + (i,))
     elif tree is not None:
         yield prefix
