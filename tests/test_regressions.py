@@ -396,3 +396,12 @@ def test_newton_callables_accept_minimize_args(method):
     np.testing.assert_allclose(callables["hessp"](np.zeros(3), p, target, 2.0),
                                hessian(f)(np.zeros(3), target, 2.0) @ p)
     assert not np.allclose(first, callables["hessp"](np.zeros(3), p, target, 2.0))
+
+
+def test_item11_python_complex_scalars_stay_weakly_typed_where_no_derivative_is_taken():
+    x = np.ones(2, np.float32)
+    for transformed in (jit(lambda x: x * 1j), jit(lambda x: 1j + x),
+                        lambda x: vmap(lambda v: v * 1j)(x[None])[0]):
+        result = transformed(x)
+        assert result.dtype == np.complex64
+        np.testing.assert_array_equal(result, x * 1j if result.real.max() == 0 else 1j + x)

@@ -8,7 +8,7 @@ from ..core.engine import Tracer
 from ..errors import InPlaceMutationError, UnsupportedFunctionError, unsupported
 
 # What primitives take as it is, besides plain ndarrays (`type(x) is np.ndarray`).
-SCALARS = (int, float, bool, np.generic, Tracer)
+SCALARS = (int, float, complex, bool, np.generic, Tracer)
 
 
 def operand(x):
