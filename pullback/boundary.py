@@ -115,6 +115,8 @@ def matching_tree(values, references, ref_treedef, error_class, what: str, of: s
 
 def argnums_tuple(argnums, nargs: int) -> tuple:
     """argnums as a tuple of valid positions (an int, or a tuple or list of ints)."""
+    if type(argnums) is int and -nargs <= argnums < nargs:      # the common case, fast
+        return (argnums % nargs,)
     nums = (argnums,) if isinstance(argnums, numbers.Integral) else argnums
     if not isinstance(nums, (tuple, list)) or any(
             isinstance(i, bool) or not isinstance(i, numbers.Integral) for i in nums):

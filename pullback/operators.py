@@ -33,7 +33,7 @@ def _partial(f, args, argnums):
 def _per_argnum(values, argnums, nargs):
     """Results for the distinct arguments (as `_partial` selects them) arranged as `argnums`
     asks: the one value for an int, a tuple for a tuple (repeated positions repeat it)."""
-    if isinstance(argnums, numbers.Integral):
+    if type(argnums) is int or isinstance(argnums, numbers.Integral):
         return values[0]
     nums = argnums_tuple(argnums, nargs)
     distinct = list(dict.fromkeys(nums))

@@ -78,15 +78,21 @@ def dense(ct):
     return ct.dense() if isinstance(ct, LazyCotangent) else ct
 
 
+_NORMAL_RANGE = {}      # dtype -> (smallest, largest) normal magnitude, as Python floats
+
+
 def normal_factor(c, dtype):
     """c if it is a usable scale factor for `dtype`: finite, nonzero and normal there (so
     that scaling by it rounds, but never overflows, underflows or makes a NaN); else None."""
-    info = np.finfo(dtype)
+    bounds = _NORMAL_RANGE.get(dtype)
+    if bounds is None:
+        info = np.finfo(dtype)
+        bounds = _NORMAL_RANGE[dtype] = (float(info.tiny), float(info.max))
     try:
         magnitude = abs(float(c))
     except OverflowError:
         return None
-    return c if float(info.tiny) <= magnitude <= float(info.max) else None
+    return c if bounds[0] <= magnitude <= bounds[1] else None
 
 
 def may_fold(first, second) -> bool:
