@@ -22,11 +22,11 @@ from weakref import WeakSet
 import numpy as np
 
 from .boundary import matching
+from .core.arrays import zeros_like_value
 from .core.engine import Tracer, trace_stack
 from .core.primitive import ZERO
 from .errors import CustomRuleError
 from .primitives.control import custom_jvp_call, custom_vjp_call
-from .primitives.structural import zeros_like_value
 from .transforms.batching import BatchTracer
 from .tree import MAPPINGS, describe, flatten, unflatten
 

@@ -8,9 +8,9 @@ import string
 
 import numpy as np
 
+from ..core.arrays import dtype_of, moveaxis, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
-from .families import batch_elementwise, dtype_of, shape_of, unbroadcast
-from ..transforms.batching import moveaxis
+from .families import batch_elementwise, unbroadcast
 from .structural import convert, transpose
 
 

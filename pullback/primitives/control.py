@@ -34,15 +34,15 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from ..core.arrays import moveaxis, zeros_like_value
 from ..core.engine import Tracer
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..errors import (ArrayConversionError, ConcretizationError, CustomRuleError,
                       InPlaceMutationError, UnsupportedFunctionError)
-from ..transforms.batching import batch_flat, map_examples, moveaxis, vmap
+from ..transforms.batching import batch_flat, map_examples, vmap
 from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
 from ..transforms.staging import CapturedTracer, ShapeNeedsValues, abstract_eval
-from .structural import zeros_like_value
 
 # What pullback raises when user code cannot run on traced values.
 _UNTRACEABLE = (ArrayConversionError, ConcretizationError, InPlaceMutationError,

@@ -18,20 +18,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..core.arrays import dtype_of, moveaxis, shape_of
 from ..core.primitive import ZERO, LazyCotangent, Primitive, ShapeDtype, name_pullback
-from ..transforms.batching import moveaxis
 
 REALS = (-2.0, 2.0)
-
-
-def shape_of(x) -> tuple:
-    """Shape of an array, tracer, abstract value or Python scalar."""
-    return getattr(x, "shape", ())
-
-
-def dtype_of(x):
-    """dtype of an array, tracer or abstract value; None for a (weakly typed) Python scalar."""
-    return getattr(x, "dtype", None)
 
 
 # ------------------------------------------------------------------ elementwise

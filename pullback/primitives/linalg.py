@@ -37,10 +37,11 @@ smallest possibly zero).
 import numpy as np
 import scipy.linalg
 
+from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import matmul, swap_last
 from .elementwise import equal, sign, where
-from .families import batch_elementwise, batch_stacked, dtype_of, shape_of, unbroadcast
+from .families import batch_elementwise, batch_stacked, unbroadcast
 from .reductions import product_of_others, sum
 from .structural import reshape, stop_gradient
 

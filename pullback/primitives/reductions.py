@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
+from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import Primitive, Scaled, ShapeDtype, name_pullback
 from .elementwise import equal, where
-from .families import (batch_along_axis, batch_reduction, call_emitter, constant, derivatives_from, dtype_of,
-                       linear, shape_of)
+from .families import (batch_along_axis, batch_reduction, call_emitter, constant, derivatives_from, linear)
 from .structural import (Slice, broadcast_to, concatenate, convert, getitem, reshape,
                          transpose)
 

@@ -10,23 +10,18 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..core.arrays import dtype_of, moveaxis, shape_of, zeros_like_value
 from ..core.engine import Tracer
 from ..core.primitive import (ZERO, LazyCotangent, Primitive, ShapeDtype, dense,
                               name_pullback)
-from ..transforms.batching import moveaxis
 from .elementwise import equal, where
-from .families import (batch_by_loop, batch_size, constant, dtype_of, linear, shape_of, source,
+from .families import (batch_by_loop, batch_size, constant, linear, source,
                        unbroadcast)
 
 
 def _aval_probe(x):
     """A zero-strided stand-in with x's shape and dtype, for exact shape rules."""
     return np.broadcast_to(np.zeros((), dtype_of(x)), shape_of(x))
-
-
-def zeros_like_value(x):
-    """Zeros of x's shape and dtype (a constant: never traced)."""
-    return np.zeros(shape_of(x), dtype_of(x))
 
 
 # ----------------------------------------------------------- shape changes

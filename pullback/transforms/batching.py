@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..core.arrays import moveaxis
 from ..core.engine import Trace, Tracer, new_trace
 from ..errors import BatchError
 from ..tree import describe, flatten, keys_in_order, unflatten
@@ -113,15 +114,6 @@ def _shape(x):
 def len_along(x, axis):
     """The size of array or tracer `x` along `axis`."""
     return _shape(x)[axis]
-
-
-def moveaxis(x, source, destination):
-    """x with axis `source` moved to `destination` (array methods: arrays or tracers)."""
-    if source == destination:
-        return x
-    order = [i for i in range(len(x.shape)) if i != source]
-    order.insert(destination, source)
-    return x.transpose(order)
 
 
 def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:

@@ -11,9 +11,9 @@ from typing import Callable
 
 from ..boundary import differentiable_input, matching_tree, refuse_complex, split_aux
 from ..core.engine import Trace, Tracer, name_like, new_trace, staging_active
+from ..core.arrays import zeros_like_value
 from ..core.primitive import ZERO
 from ..errors import TangentError
-from ..primitives.structural import zeros_like_value
 from ..tree import flatten, tree_map, unflatten
 
 

@@ -21,9 +21,9 @@ import numpy as np
 from ..boundary import differentiable_input, matching_tree, refuse_complex, split_aux
 from ..core.engine import (Trace, Tracer, name_like, new_trace, set_provenance,
                            staging_active)
+from ..core.arrays import zeros_like_value
 from ..core.primitive import ZERO, LazyCotangent, Scaled, dense
 from ..errors import CotangentError
-from ..primitives.structural import zeros_like_value
 from ..tree import flatten, tree_map, unflatten
 
 
