@@ -431,7 +431,7 @@ def test_staged_program_matches_eager(name, dtype):
     from pullback.ir.codegen import compile_program
     from pullback.ir.passes import optimize
     from pullback.ir.program import evaluate, typecheck
-    from pullback.transforms.staging import stage
+    from pullback.ir.staging import stage
     prim = REGISTRY[name]
 
     @settings(SETTINGS, max_examples=4)
@@ -622,7 +622,7 @@ def test_item2_fresh_output_primitives_return_new_arrays(name):
     """A primitive declaring `fresh_output` returns arrays of its own, from `impl` and from
     the code generated for it: generated code writes into their buffers in place."""
     from pullback.ir.codegen import compile_program
-    from pullback.transforms.staging import stage
+    from pullback.ir.staging import stage
     prim = REGISTRY[name]
 
     @SETTINGS

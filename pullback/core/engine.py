@@ -89,45 +89,27 @@ def _escaped():
         "Return values out of the differentiated function instead of storing them.")
 
 
-# ---------------------------------------------------------------- provenance
-# While a function is being staged (make_ir, jit, show), transformations leave
-# hints that make the generated program readable: which primal operation a
-# derivative equation comes from, and names such as x_bar for the cotangent of x.
+# ----------------------------------------------------------------- observer
+# While a function is being staged (make_ir, jit, show), the staging layer (ir/) watches
+# the other transformations to make the program readable: which primal operation a
+# derivative equation comes from, names such as x_bar for the cotangent of x. They
+# report to the observer of their thread, if there is one; otherwise nothing is done.
 
-def staged_value(x):
-    """The staged value inside a chain of tracers (or None): what carries IR names."""
-    while x is not None and not hasattr(x, "staged_var"):
-        x = getattr(x, "primal", None) if hasattr(x, "primal") else getattr(x, "value", None)
-    return x
+def observer():
+    """The object watching the transformations of this thread (while staging), or None.
 
-
-def staging_active() -> bool:
-    """Whether a staging trace is open on this thread (hints are only worth it then)."""
-    return getattr(_state, "staging", 0) > 0
+    It has `derivative_of(value)` (the next operations compute the derivative of the
+    primal `value`; None: of nothing) and `name_like(value, reference, suffix)`.
+    """
+    return getattr(_state, "observer", None)
 
 
 @contextmanager
-def staging():
-    _state.staging = getattr(_state, "staging", 0) + 1
+def observed_by(watcher):
+    """Make `watcher` the observer of this thread while the block runs."""
+    previous = observer()
+    _state.observer = watcher
     try:
-        yield
+        yield watcher
     finally:
-        _state.staging -= 1
-
-
-def set_provenance(value):
-    """Mark the primal value whose derivative the next equations compute (None: none)."""
-    _state.provenance = value
-
-
-def provenance():
-    return getattr(_state, "provenance", None)
-
-
-def name_like(value, reference, suffix: str):
-    """Name a staged value after another one: the cotangent of `x` becomes `x_bar`."""
-    target, origin = staged_value(value), staged_value(reference)
-    if target is None or origin is None:
-        return
-    if origin.staged_var.hint and not target.staged_var.hint:
-        target.staged_var.hint = origin.staged_var.hint + suffix
+        _state.observer = previous

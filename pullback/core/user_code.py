@@ -22,8 +22,12 @@ except ImportError:                # pragma: no cover -- SciPy is a dependency
     pass
 
 
+_DEMO = os.path.join(_PACKAGE, "demo.py")        # user code that ships with the package
+
+
 def _in_library(frame):
-    return frame.f_code.co_filename.startswith(_LIBRARIES)
+    filename = frame.f_code.co_filename
+    return filename.startswith(_LIBRARIES) and filename != _DEMO
 
 
 def user_frame(depth: int = 1):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
-from ..transforms.staging import (CapturedTracer, argument_names, leaf_paths, signature_of,
+from .staging import (CapturedTracer, argument_names, leaf_paths, signature_of,
                                   stage)
 from ..tree import flatten, unflatten
 from .codegen import compile_program, generate

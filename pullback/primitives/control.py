@@ -42,7 +42,7 @@ from ..errors import (ArrayConversionError, ConcretizationError, CustomRuleError
 from ..transforms.batching import batch_flat, map_examples, vmap
 from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
-from ..transforms.staging import CapturedTracer, ShapeNeedsValues, abstract_eval
+from ..ir.staging import CapturedTracer, ShapeNeedsValues, abstract_eval
 
 # What pullback raises when user code cannot run on traced values.
 _UNTRACEABLE = (ArrayConversionError, ConcretizationError, InPlaceMutationError,

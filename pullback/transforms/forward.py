@@ -10,7 +10,7 @@ never materialised; a primitive whose tangent comes out `ZERO` returns a plain
 from typing import Callable
 
 from ..boundary import differentiable_input, matching_tree, refuse_complex, split_aux
-from ..core.engine import Trace, Tracer, name_like, new_trace, staging_active
+from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import zeros_like_value
 from ..core.primitive import ZERO
 from ..errors import TangentError
@@ -115,9 +115,10 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
         aux = tree_map(trace.strip, aux)
     out = unflatten(out_treedef, [p for p, _ in pairs])
     tangent_leaves = [zeros_like_value(p) if t is ZERO else t for p, t in pairs]
-    if staging_active():
+    watcher = observer()
+    if watcher is not None:
         for t, (p, _) in zip(tangent_leaves, pairs):
-            name_like(t, p, "_dot")
+            watcher.name_like(t, p, "_dot")
     tangent_out = unflatten(out_treedef, tangent_leaves)
     return (out, tangent_out, aux) if has_aux else (out, tangent_out)
 

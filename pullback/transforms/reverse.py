@@ -19,8 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..boundary import differentiable_input, matching_tree, refuse_complex, split_aux
-from ..core.engine import (Trace, Tracer, name_like, new_trace, set_provenance,
-                           staging_active)
+from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import zeros_like_value
 from ..core.primitive import ZERO, LazyCotangent, Scaled, dense
 from ..errors import CotangentError
@@ -53,7 +52,7 @@ class ReverseTrace(Trace):
         self.tape = []
         # Outputs are kept on the tape only to name derivative code when staging; otherwise
         # a value lives only as long as some pullback needs it.
-        self.hints = staging_active()
+        self.hints = observer() is not None
 
     def new_leaf(self, value):
         self.tape.append(None)
@@ -116,20 +115,20 @@ def backward(tape, seeds):
     for ref, ct in seeds:
         accumulator.add(ref, ct)
     cotangents = accumulator.cotangents
-    hints = staging_active()
+    watcher = observer()
     for i in range(len(tape) - 1, -1, -1):
         entry = tape[i]
         if cotangents[i] is None or entry is None:
             continue
         pullback, parents, _, scaled, out = entry
         ct = accumulator.take(i, scaled)
-        if hints:
-            set_provenance(out)
+        if watcher is not None:
+            watcher.derivative_of(out)
         for ref, c in zip(parents, pullback(ct)):
             if ref is not None and c is not ZERO:
                 accumulator.add(ref, c)
-    if hints:
-        set_provenance(None)
+    if watcher is not None:
+        watcher.derivative_of(None)
     for i, ct in enumerate(cotangents):          # the leaves' cotangents: arrays of their own
         if isinstance(ct, LazyCotangent):
             cotangents[i] = ct.dense()
@@ -271,9 +270,10 @@ def recorded_pullback(f: Callable, *primals, has_aux: bool = False):
                             "cotangent", "output")
         accumulated = backward(tape, [(n, c) for n, c in zip(nodes, cts) if n is not None])
         cts_in = [zeros_like_value(p) if c is None else c for p, c in zip(primal_leaves, accumulated)]
-        if staging_active():
+        watcher = observer()
+        if watcher is not None:
             for c, p in zip(cts_in, primal_leaves):
-                name_like(c, p, "_bar")
+                watcher.name_like(c, p, "_bar")
         return unflatten(treedef, cts_in)
 
     out = unflatten(out_treedef, out_values)

@@ -13,40 +13,62 @@ output types come from `abstract_eval` (staging the function into a program that
 thrown away) or, for code pullback cannot trace, from running it on the values the
 program sees at the example arguments it is staged at (`ShapeNeedsValues`).
 """
-import os
 import re
-import sys
+from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
 
-from ..core.engine import Trace, Tracer, new_trace, provenance, staged_value, staging
+from ..core.engine import Trace, Tracer, new_trace, observed_by, observer
 from ..core.primitive import ShapeDtype
+from ..core.user_code import user_frame
 from ..errors import ConcretizationError, PullbackError
-from ..ir.program import PYTHON_OPERATORS, Equation, Literal, Program, Var, abstract, evaluate
+from .program import PYTHON_OPERATORS, Equation, Literal, Program, Var, abstract, evaluate
 from ..tree import flatten, keys_in_order, unflatten
 from .randomness import staged_without_randomness
 
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_NUMPY = os.path.dirname(np.__file__)
+def _user_location():
+    """(file, line, function) of the innermost caller outside pullback, NumPy and SciPy."""
+    frame = user_frame(2)
+    if frame is None:
+        return "<unknown>", 0, "?"
+    return frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name
 
 
-_USER_CODE_IN_PACKAGE = os.path.join(_PACKAGE, "demo.py")
+class Provenance:
+    """The observer of the transformations while staging (see `core.engine.observer`):
+    which primal value the equations being recorded differentiate, and readable names
+    (the cotangent of `x` is `x_bar`, its tangent `x_dot`)."""
+    __slots__ = ("derived",)
+
+    def __init__(self):
+        self.derived = None
+
+    def derivative_of(self, value):
+        self.derived = value
+
+    def name_like(self, value, reference, suffix: str):
+        target, origin = staged_value(value), staged_value(reference)
+        if target is not None and origin is not None and origin.staged_var.hint \
+                and not target.staged_var.hint:
+            target.staged_var.hint = origin.staged_var.hint + suffix
 
 
-def _internal(filename):
-    return (filename.startswith((_PACKAGE, _NUMPY, "<frozen", "<pullback generated"))
-            and filename != _USER_CODE_IN_PACKAGE)
+def staged_value(x):
+    """The staged value inside a chain of tracers (or None): what carries IR names."""
+    while x is not None and not hasattr(x, "staged_var"):
+        x = getattr(x, "primal", None) if hasattr(x, "primal") else getattr(x, "value", None)
+    return x
 
 
-def user_frame():
-    """(file, line, function) of the innermost caller outside pullback and NumPy."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if not _internal(frame.f_code.co_filename):
-            return frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name
-        frame = frame.f_back
-    return "<unknown>", 0, "?"
+@contextmanager
+def _observing():
+    """Observe the transformations while staging (an enclosing staging already does)."""
+    if isinstance(observer(), Provenance):
+        yield
+    else:
+        with observed_by(Provenance()):
+            yield
 
 
 class StagingTracer(Tracer):
@@ -72,7 +94,7 @@ class StagingTracer(Tracer):
         return f"StagingTracer({np.dtype(self.dtype).name}{list(self.shape)})"
 
     def _control_flow_error(self, what):
-        filename, line, function = user_frame()
+        filename, line, function = _user_location()
         return ConcretizationError(
             f"{what} of a staged value at {filename}:{line} (in {function}): under jit/make_ir "
             "the values are not known while the program is recorded, so Python code cannot "
@@ -222,11 +244,12 @@ class StagingTrace(Trace):
             if values is None:
                 raise
             out_avals = need.types(*values)
-        derived = staged_value(provenance())
+        watcher = observer()
+        derived = staged_value(watcher.derived) if isinstance(watcher, Provenance) else None
         if derived is not None and derived.staged_var in self._source_of:
             source = self._source_of[derived.staged_var].partition("|")[0] + "|derivative"
         else:
-            filename, line, _ = user_frame()
+            filename, line, _ = _user_location()
             source = f"{filename}:{line}"
         outs = [_output_var(a) for a in (out_avals if primitive.multiple_results else [out_avals])]
         self.equations.append(Equation(primitive, inputs, dict(params), outs, source))
@@ -300,7 +323,7 @@ def stage(f: Callable, args: tuple, names=None) -> Program:
 def _stage(f, args, names):
     leaves, in_tree = flatten(args)
     names = names or {}
-    with staging(), new_trace(StagingTrace) as trace:
+    with _observing(), new_trace(StagingTrace) as trace:
         inputs = []
         for i, leaf in enumerate(leaves):
             shape, dtype, weak = signature_of(leaf)
