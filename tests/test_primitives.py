@@ -575,9 +575,9 @@ def _dtypes(values, like=None):
     return [np.asarray(v).dtype for v, k in zip(values, like) if k is not ZERO]
 
 
-# The control primitives' rules are the user's, whose dtypes pullback.custom checks.
+# The custom-call primitives' rules are the user's, whose dtypes pullback.custom checks.
 DIFFERENTIABLE = sorted(name for name, prim in REGISTRY.items()
-                        if prim.differentiable and prim.family != "control")
+                        if prim.differentiable and prim.family != "custom")
 
 
 @pytest.mark.parametrize("name", DIFFERENTIABLE)

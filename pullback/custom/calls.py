@@ -39,10 +39,10 @@ from ..core.engine import Tracer
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..errors import (ArrayConversionError, ConcretizationError, CustomRuleError,
                       InPlaceMutationError, UnsupportedFunctionError)
+from ..ir.staging import CapturedTracer, ShapeNeedsValues, abstract_eval
 from ..transforms.batching import batch_flat, map_examples, vmap
 from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
-from ..ir.staging import CapturedTracer, ShapeNeedsValues, abstract_eval
 
 # What pullback raises when user code cannot run on traced values.
 _UNTRACEABLE = (ArrayConversionError, ConcretizationError, InPlaceMutationError,
@@ -198,7 +198,7 @@ rule_call = Primitive(
     "rule_call", lambda *args, rule: rule(*args),
     shape=lambda *avals, rule: _call_types(rule, avals), jvp=_rule_call_jvp,
     value_and_vjp=_rule_call_value_and_vjp, batch=_rule_call_batch, multiple_results=True,
-    family="control")
+    family="custom")
 
 # ------------------------------------------------------------------ custom_vjp
 
@@ -237,7 +237,7 @@ def _custom_vjp_batch(values, dims, fun, fwd, bwd, out_count):
 custom_vjp_call = Primitive(
     "custom_vjp_call", lambda *args, fun, fwd, bwd, out_count: fun(*args),
     shape=_call_shape, jvp=_custom_vjp_jvp, value_and_vjp=_custom_vjp_value_and_vjp,
-    batch=_custom_vjp_batch, multiple_results=True, family="control")
+    batch=_custom_vjp_batch, multiple_results=True, family="custom")
 
 # ------------------------------------------------------------------ custom_jvp
 
@@ -282,4 +282,4 @@ def _custom_jvp_batch(values, dims, fun, jvp):
 custom_jvp_call = Primitive(
     "custom_jvp_call", lambda *args, fun, jvp: fun(*args),
     shape=_call_shape, jvp=_custom_jvp_jvp, vjp=_custom_jvp_vjp,
-    batch=_custom_jvp_batch, multiple_results=True, family="control")
+    batch=_custom_jvp_batch, multiple_results=True, family="custom")

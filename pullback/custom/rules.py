@@ -1,7 +1,7 @@
 """User-defined derivative rules: `custom_vjp` and `custom_jvp`.
 
 For numerical stability, for code pullback cannot trace, or for a cheaper rule.
-Either kind of rule serves every transformation (see primitives/control.py):
+Either kind of rule serves every transformation (see calls.py):
 a `custom_vjp` function works under forward mode too (so forward-over-reverse
 Hessians and HVPs run through it), and a `custom_jvp` function under reverse mode
 and `vmap`. Rules written with NumPy operations differentiate again. Under `jit`
@@ -21,14 +21,14 @@ from weakref import WeakSet
 
 import numpy as np
 
-from .boundary import matching
-from .core.arrays import zeros_like_value
-from .core.engine import Tracer, trace_stack
-from .core.primitive import ZERO
-from .errors import CustomRuleError
-from .primitives.control import custom_jvp_call, custom_vjp_call
-from .transforms.batching import BatchTracer
-from .tree import MAPPINGS, describe, flatten, unflatten
+from ..boundary import matching
+from ..core.arrays import zeros_like_value
+from ..core.engine import Tracer, trace_stack
+from ..core.primitive import ZERO
+from ..errors import CustomRuleError
+from ..transforms.batching import BatchTracer
+from ..tree import MAPPINGS, describe, flatten, unflatten
+from .calls import custom_jvp_call, custom_vjp_call
 
 
 def _leaves_of(tree, expected_def, what, name):
