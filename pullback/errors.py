@@ -31,6 +31,10 @@ class UnsupportedFunctionError(PullbackError, TypeError):
     """A NumPy/SciPy function (or an argument of one) that pullback cannot differentiate."""
 
 
+class ComplexValueError(UnsupportedFunctionError):
+    """A complex value met a derivative (pullback differentiates real numbers only, for now)."""
+
+
 class InPlaceMutationError(PullbackError, TypeError):
     """An in-place write into a traced array (`x[i] = v`, `out=`, `np.add.at`)."""
 
@@ -41,10 +45,6 @@ class ArrayAssignmentError(PullbackError, ValueError):
 
 class ConcretizationError(PullbackError, TypeError):
     """A traced value was turned into a Python number, which would drop its derivative."""
-
-
-class ComplexValueError(PullbackError, TypeError):
-    """A complex value met a derivative (pullback differentiates real numbers only, for now)."""
 
 
 class ArrayConversionError(PullbackError, TypeError):

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .boundary import argnums_tuple, differentiable_input, matching_tree, split_aux
+from .core.boundary import argnums_tuple, differentiable_input, matching_tree, split_aux
 from .errors import ModeError, NonScalarOutputError, TangentError
 from .primitives.structural import stop_gradient as _stop_gradient
 from .transforms.forward import pushforward

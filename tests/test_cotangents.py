@@ -14,7 +14,8 @@ from hypothesis import given, settings, strategies as st
 
 import pullback.numpy as pnp
 from pullback import grad, hessian, jacfwd, jit, jvp, pullback as vjp
-from pullback.core.primitive import Scaled, ShapeDtype
+from pullback.core.primitive import ShapeDtype
+from pullback.transforms.cotangents import Scaled
 from pullback.primitives.families import _reads, unbroadcast
 
 N = 6

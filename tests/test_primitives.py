@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import pullback
-from pullback.core.primitive import REGISTRY, ZERO, dense
+from pullback.core.primitive import REGISTRY, ZERO
+from pullback.transforms.cotangents import dense
 from pullback.operators import HESSIAN_MODES
-from pullback.primitives.structural import ArrayIndex, Slice
+from pullback.core.indexing import ArrayIndex, Slice
 
 DTYPES = [np.float64, np.float32]
 SETTINGS = settings(max_examples=8, deadline=None, derandomize=True,
@@ -148,7 +149,7 @@ def getitem_case(draw, prim, dtype):
 
 
 def _indexed_shape(shape, template, arrays):
-    from pullback.primitives.structural import index_tuple
+    from pullback.core.indexing import index_tuple
     return np.zeros(shape)[index_tuple(template, arrays)].shape
 
 

@@ -1,6 +1,8 @@
-"""Primitives: the operations the engine knows, each with all of its rules in one place.
+"""Primitives: the operations the engine knows, each with every fact about it in one place.
 
-A `Primitive` carries its rule slots side by side:
+A `Primitive` carries its rules and facts side by side; family constructors
+(primitives/families.py) fill them in for whole families, and every other layer
+(transformations, dispatch from NumPy, passes, code generation) reads them here:
 
 - `impl(*arrays, **params)`: the concrete NumPy evaluation;
 - `shape(*avals, **params)`: abstract evaluation, output `ShapeDtype`(s) from input
@@ -14,20 +16,28 @@ A `Primitive` carries its rule slots side by side:
   mode instead of evaluating then calling `vjp` when one computation yields both (a
   custom_vjp function's `fwd`: running `fun` as well would double the cost);
 - `batch(values, dims, **params) -> (out, out_dim)`: the rule used by `vmap`;
-- `emit(args, **params) -> str`: a Python expression computing the primitive with
-  NumPy from the argument expressions, for generated code (default: a call of the
-  primitive itself, which is always correct);
-- `fresh_output`: True if every output is a new array sharing memory with no input
-  (nor with another output), in `impl` and in the emitted code alike. The default,
-  False, means "may be a view": generated code then never writes into the inputs'
-  buffers while the output lives.
+- `emit(args, out=None, **params) -> str`: a Python expression computing the primitive
+  with NumPy from the argument expressions, for generated code (None: a call of the
+  primitive itself, always correct); `out` names a buffer to write into, given only to
+  elementwise primitives computed by a NumPy ufunc;
+- `partials`: for the elementwise family, the partial derivatives as data, one per input:
+  a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
+  `out`: the output, and parameters by name), written with primitives;
+- `numpy_functions`: the NumPy/SciPy callables the primitive answers for (`np.sin`);
+- `commutative`: exchanging its two inputs never changes its result (NaN included);
+- `fresh_output`: every output is a new array sharing memory with no input (nor with
+  another output), in `impl` and in the emitted code alike. The default, False, means
+  "may be a view": generated code then never writes into the inputs' buffers while the
+  output lives;
+- `transpose_kind`: "uniform" (a sum: its transpose spreads one number) or "embedding"
+  (indexing: its transpose places values into zeros), which reverse mode keeps lazy
+  (transforms/cotangents.py); `scaled_cotangents`: the pullback takes reverse mode's
+  lazy `Scaled` cotangents (they multiply and negate like arrays).
 
 Positional arguments are arrays, keyword arguments are static parameters: tracers
 only ever appear positionally. A primitive whose output has zero derivative
 (piecewise-constant functions, comparisons, integer results) says
-`differentiable=False` and needs no derivative rules. A pullback may return a
-`LazyCotangent` for a concrete cotangent; it is handed `Scaled` ones (which multiply
-and negate like arrays) only if its primitive says `scaled_cotangents=True`.
+`differentiable=False` and needs no derivative rules.
 
 Calling a primitive binds it: with no tracer among the arguments it runs `impl`
 directly (plain NumPy speed); otherwise the innermost transformation among the
@@ -54,126 +64,10 @@ class _Zero:
 ZERO = _Zero()
 
 
-class LazyCotangent:
-    """A concrete cotangent that reverse mode keeps symbolic instead of materialising.
-
-    Two kinds: `Embedded` (structural.py: zero outside an indexed region, the transpose
-    of indexing) and `Scaled` (a number times an array). The reverse sweep adds one into
-    a buffer it owns in place (`add_into`) and materialises it (`dense()`, always a fresh
-    array) for a pullback, unless it is `Scaled` and the pullback accepts it
-    (`Primitive.scaled_cotangents`).
-    Pullbacks create them only from concrete arrays, never from tracers.
-    """
-    __slots__ = ()
-
-    def dense(self):
-        raise NotImplementedError  # abstract: every concrete kind overrides it
-
-    def add_into(self, buffer):
-        raise NotImplementedError  # abstract: every concrete kind overrides it
-
-
-def dense(ct):
-    """A cotangent as an array: lazy ones materialised, anything else as it is."""
-    return ct.dense() if isinstance(ct, LazyCotangent) else ct
-
-
-_NORMAL_RANGE = {}      # dtype -> (smallest, largest) normal magnitude, as Python floats
-
-
-def normal_factor(c, dtype):
-    """c if it is a usable scale factor for `dtype`: finite, nonzero and normal there (so
-    that scaling by it rounds, but never overflows, underflows or makes a NaN); else None."""
-    bounds = _NORMAL_RANGE.get(dtype)
-    if bounds is None:
-        info = np.finfo(dtype)
-        bounds = _NORMAL_RANGE[dtype] = (float(info.tiny), float(info.max))
-    try:
-        magnitude = abs(float(c))
-    except OverflowError:
-        return None
-    return c if bounds[0] <= magnitude <= bounds[1] else None
-
-
-def may_fold(first, second) -> bool:
-    """Whether scaling by `first` then by `second` may become one scaling by their product:
-    when both magnify (|s| >= 1) or both shrink (|s| <= 1), an intermediate result
-    overflows (or underflows) exactly when the folded one does, to rounding; a magnifying
-    and a shrinking factor may cancel out what the intermediate did (1e200 * 1e200 * 0.0
-    is NaN, 1e200 * (1e200 * 0.0) is 0)."""
-    return abs(first) == 1 or abs(second) == 1 or (abs(first) > 1) == (abs(second) > 1)
-
-
-class Scaled(LazyCotangent):
-    """`scale * array`, or the value `scale` everywhere when `array` is None (the transpose of a sum).
-
-    The elementwise pullbacks multiply it by their derivatives without a pass over the
-    data where IEEE arithmetic allows, so the result is what the unfolded program gives
-    (Inf and NaN included), to rounding. A uniform value is a scalar of `dtype`, which a
-    Python number multiplies exactly as it would multiply every element. An array's
-    pending scale folds a Python number in when `may_fold` allows and the product is a
-    `normal_factor`, else the scale is applied first. An array of the same shape and dtype
-    multiplies `array` (one pass, none if the cotangent is uniform) once nothing is
-    pending. Anything else materialises it first (exact NumPy semantics).
-    """
-    __slots__ = ("scale", "array", "shape", "dtype")
-    __array_ufunc__ = None               # never silently converted by NumPy
-
-    def __init__(self, scale, array, shape, dtype):
-        if array is None:
-            scale = dtype.type(scale)
-        self.scale, self.array, self.shape, self.dtype = scale, array, shape, dtype
-
-    def __mul__(self, other):
-        if type(other) in (int, float):                  # weakly typed: keeps the dtype
-            if self.array is None:
-                return Scaled(self.scale * other, None, self.shape, self.dtype)
-            scale = float(self.scale) * other
-            if may_fold(self.scale, other) and normal_factor(scale, self.dtype) is not None:
-                return Scaled(scale, self.array, self.shape, self.dtype)
-            return Scaled(other, self.dense(), self.shape, self.dtype)
-        if type(other) is np.ndarray and other.shape == self.shape \
-                and other.dtype == self.dtype and (self.array is None or self.scale == 1):
-            array = other if self.array is None else self.array * other
-            return Scaled(self.scale, array, self.shape, self.dtype)
-        return self._operand() * other
-
-    def __neg__(self):
-        return Scaled(-self.scale, self.array, self.shape, self.dtype)
-
-    def dense(self):
-        out = np.empty(self.shape, self.dtype)       # an array even when 0-d
-        if self.array is None:
-            out.fill(self.scale)
-            return out
-        return np.multiply(self.array, self.scale, out=out)
-
-    def _operand(self):
-        # What it stands for, as an operand of arithmetic that makes a new array: shared
-        # and read-only where that saves a pass (a staged program keeps a view, not a copy).
-        if self.array is None:
-            return np.broadcast_to(np.asarray(self.scale, self.dtype), self.shape)
-        return self.array if self.scale == 1 else self.array * self.scale
-
-    def add_into(self, buffer):
-        scale, array = self.scale, self.array
-        if array is None:
-            return np.add(buffer, scale, out=buffer)
-        if scale == 1:
-            return np.add(buffer, array, out=buffer)
-        if scale == -1:
-            return np.subtract(buffer, array, out=buffer)
-        return np.add(buffer, array * scale, out=buffer)
-
-
 class ShapeDtype(NamedTuple):
     """An abstract value: what the shape rule of a primitive returns."""
     shape: tuple
     dtype: np.dtype
-
-    @property
-    def ndim(self):
-        return len(self.shape)
 
 
 REGISTRY: dict[str, "Primitive"] = {}
@@ -183,13 +77,16 @@ class Primitive:
     """An operation with its rules; calling it binds it to the current transformation."""
 
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
-                 "differentiable", "multiple_results", "scaled_cotangents", "domain", "family",
+                 "partials", "numpy_functions", "commutative", "differentiable",
+                 "multiple_results", "scaled_cotangents", "transpose_kind", "domain", "family",
                  "fresh_output", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
-                 emit: Callable = None, differentiable: bool = True, multiple_results: bool = False,
-                 scaled_cotangents: bool = False, domain: Any = None, family: str = "",
+                 emit: Callable = None, partials: tuple = None, numpy_functions: tuple = (),
+                 commutative: bool = False, differentiable: bool = True,
+                 multiple_results: bool = False, scaled_cotangents: bool = False,
+                 transpose_kind: str = None, domain: Any = None, family: str = "",
                  fresh_output: bool = False):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
@@ -197,10 +94,12 @@ class Primitive:
             raise ValueError(f"primitive {name!r} is differentiable but lacks a jvp or vjp rule")
         self.name, self.impl, self.shape = name, impl, shape
         self.jvp, self.vjp, self.value_and_vjp = jvp, vjp, value_and_vjp
-        self.batch, self.emit = batch, emit
+        self.batch, self.emit, self.partials = batch, emit, partials
+        self.numpy_functions, self.commutative = tuple(numpy_functions), commutative
         self.differentiable = differentiable
         self.multiple_results = multiple_results
         self.scaled_cotangents = scaled_cotangents
+        self.transpose_kind = transpose_kind
         self.domain = domain
         self.family = family
         self.fresh_output = fresh_output

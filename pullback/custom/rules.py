@@ -21,7 +21,7 @@ from weakref import WeakSet
 
 import numpy as np
 
-from ..boundary import matching
+from ..core.boundary import matching
 from ..core.arrays import zeros_like_value
 from ..core.engine import Tracer, trace_stack
 from ..core.primitive import ZERO

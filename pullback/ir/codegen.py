@@ -27,9 +27,9 @@ import os
 import numpy as np
 import scipy.special as sp
 
+from ..core.indexing import ArrayIndex, Slice
 from ..primitives import REGISTRY
 from ..primitives.families import source as value_source
-from ..primitives.structural import ArrayIndex, Slice
 from ..primitives.structural import _index_source as index_entry_source
 from .program import PYTHON_OPERATORS, Literal, Namer, Program
 

@@ -39,11 +39,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..core.primitive import ShapeDtype, may_fold, normal_factor
+from ..core.indexing import Slice
+from ..core.primitive import ShapeDtype
 from ..primitives.elementwise import add, divide, multiply, negative, subtract
 from ..primitives.reductions import sum as reduce_sum
-from ..primitives.structural import (Slice, broadcast_to, embed, getitem, reshape, scatter_add,
-                                     transpose)
+from ..primitives.structural import broadcast_to, embed, getitem, reshape, scatter_add, transpose
+from ..transforms.cotangents import may_fold, normal_factor
 from .program import Equation, Literal, Program, Var, abstract
 
 MAX_FOLD_SIZE = 10**6       # constant folding leaves larger results to run time

@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from ..boundary import REFUSED_ARRAY_TYPES, refused_array_type
+from ..core.boundary import REFUSED_ARRAY_TYPES, refused_array_type
 from ..core.engine import Tracer
 from ..errors import InPlaceMutationError, UnsupportedFunctionError, unsupported
 

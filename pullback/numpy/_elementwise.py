@@ -6,7 +6,8 @@ import numpy as np
 import scipy.special as sp
 
 from ..core.engine import Tracer
-from ..errors import ComplexValueError, InPlaceMutationError, unsupported
+from ..core.numbers import complex_error
+from ..errors import InPlaceMutationError, unsupported
 from ..primitives import elementwise as P
 from ..primitives.structural import stop_gradient
 from ._common import operand, refuse, refuse_out
@@ -120,7 +121,7 @@ def astype(x, dtype, copy=True):
     if getattr(x, "dtype", None) == dtype:
         return x
     if dtype.kind == "c":
-        raise unsupported("astype", "complex dtypes are not supported")
+        raise complex_error(f"astype({dtype})")
     from ..primitives.structural import convert
     if dtype.kind != "f":
         x = stop_gradient(x)
@@ -137,8 +138,7 @@ def _of_real(name, numpy_function, on_real_tracer):
         if not isinstance(x, Tracer):
             return numpy_function(x)
         if np.dtype(x.dtype).kind == "c":
-            raise ComplexValueError(f"`np.{name}` of a complex traced value: pullback "
-                                    "transforms real numbers only, for now.")
+            raise complex_error(f"`np.{name}` of a complex traced value")
         return on_real_tracer(x)
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"`np.{name}` (for real values)."

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..core.engine import Tracer
+from ..core.numbers import complex_error
 from ..errors import unsupported
 from ..primitives import linalg as L
 from ..primitives.contraction import matmul, swap_last
@@ -69,8 +70,7 @@ def _real(a, name):
     if not hasattr(x, "dtype"):          # a Python scalar
         x = np.asarray(x)
     if np.dtype(x.dtype).kind == "c":
-        raise unsupported(f"numpy.linalg.{name}", "complex inputs are not supported; "
-                          "pullback differentiates real linear algebra only")
+        raise complex_error(f"numpy.linalg.{name} of a complex matrix")
     return x
 
 

@@ -19,7 +19,8 @@ from functools import lru_cache
 import numpy as np
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
-from ..core.primitive import ZERO, LazyCotangent, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..transforms.cotangents import LazyCotangent
 
 REALS = (-2.0, 2.0)
 
@@ -248,7 +249,7 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
 # ----------------------------------------------------------------------- linear
 
 def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural",
-           fresh_output=False):
+           fresh_output=False, transpose_kind=None):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
@@ -265,7 +266,7 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
         return name_pullback(pullback, name)
 
     prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, emit=emit,
-                     family=family, fresh_output=fresh_output)
+                     family=family, fresh_output=fresh_output, transpose_kind=transpose_kind)
     return prim
 
 

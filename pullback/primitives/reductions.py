@@ -8,11 +8,12 @@ import math
 import numpy as np
 
 from ..core.arrays import dtype_of, shape_of
-from ..core.primitive import Primitive, Scaled, ShapeDtype, name_pullback
+from ..core.indexing import Slice
+from ..core.primitive import Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
-from .families import (batch_along_axis, batch_reduction, call_emitter, constant, derivatives_from, linear)
-from .structural import (Slice, broadcast_to, concatenate, convert, getitem, reshape,
-                         transpose)
+from .families import (batch_along_axis, batch_reduction, call_emitter, constant,
+                       derivatives_from, linear)
+from .structural import broadcast_to, concatenate, convert, getitem, reshape, transpose
 
 
 def reduced_shape(shape, axis, keepdims):
@@ -33,15 +34,12 @@ def keep_dims(y, x, axis, keepdims):
 
 
 def _sum_transpose(ct, x, axis, keepdims):
-    if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
-        # A concrete number spread uniformly: kept lazy for the pullbacks that follow.
-        return Scaled(ct.item(), None, shape_of(x), ct.dtype)
     return broadcast_to(keep_dims(ct, x, axis, keepdims), shape=shape_of(x))
 
 
 sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
              shape=_reduction_shape, transpose=_sum_transpose, family="reduction",
-             fresh_output=True,
+             fresh_output=True, transpose_kind="uniform",
              batch=lambda values, dims, **params: batch_reduction(sum, values, dims, **params),
              emit=call_emitter("np.sum"))
 

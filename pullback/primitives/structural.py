@@ -6,14 +6,12 @@ index arrays are positional arguments (they are data, never differentiated) and
 whose static part (slices, integers, `None`, `Ellipsis`) is a hashable template.
 """
 import math
-from typing import NamedTuple
 
 import numpy as np
 
 from ..core.arrays import dtype_of, moveaxis, shape_of, zeros_like_value
-from ..core.engine import Tracer
-from ..core.primitive import (ZERO, LazyCotangent, Primitive, ShapeDtype, dense,
-                              name_pullback)
+from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
 from .families import (batch_by_loop, batch_size, constant, linear, source,
                        unbroadcast)
@@ -74,24 +72,6 @@ stop_gradient = constant("stop_gradient", lambda x: x,
 # ------------------------------------------------------------------ indexing
 
 
-class Slice(NamedTuple):
-    """A hashable stand-in for `slice` inside an index template."""
-    start: int | None
-    stop: int | None
-    step: int | None
-
-
-class ArrayIndex(NamedTuple):
-    """Placeholder in an index template for the k-th positional index array."""
-    position: int
-
-
-def index_tuple(template, arrays):
-    """The NumPy index described by a template and its index arrays."""
-    return tuple(slice(*e) if type(e) is Slice else arrays[e.position]
-                 if type(e) is ArrayIndex else e for e in template)
-
-
 def _getitem_shape(x, *arrays, index):
     probes = [np.zeros(shape_of(a), np.intp) for a in arrays]
     return ShapeDtype(_aval_probe(x)[index_tuple(index, probes)].shape, dtype_of(x))
@@ -102,47 +82,11 @@ def _getitem_jvp(primals, tangents, index):
     return getitem(x, *arrays, index=index), getitem(tangents[0], *arrays, index=index)
 
 
-class Embedded(LazyCotangent):
-    """`embed(values, *arrays, index, shape)`, not yet materialised (see LazyCotangent).
-
-    `values` is an array or itself lazy (a `Scaled` cotangent of the indexed part).
-    """
-    __slots__ = ("values", "arrays", "index", "shape")
-
-    def __init__(self, values, arrays, index, shape):
-        self.values, self.arrays, self.index, self.shape = values, arrays, index, shape
-
-    def dense(self):
-        return self.add_into(np.zeros(self.shape, self.values.dtype))
-
-    def add_into(self, buffer):
-        idx = index_tuple(self.index, self.arrays)
-        values = self.values
-        if isinstance(values, LazyCotangent):
-            if not self.arrays and type(buffer[idx]) is np.ndarray:   # a view of buffer
-                values.add_into(buffer[idx])     # in place, never materialised
-                return buffer
-            values = values.dense()
-        if self.arrays:
-            np.add.at(buffer, idx, values)       # repeated indices accumulate
-        else:
-            buffer[idx] += values
-        return buffer
-
-
 def _getitem_vjp(wrt, out, x, *arrays, index):
     def pullback(ct):
-        if (type(ct) is np.ndarray or isinstance(ct, LazyCotangent)) \
-                and not any(isinstance(a, Tracer) for a in arrays):
-            # All concrete: let reverse mode add it into its accumulator in place.
-            ct_x = Embedded(ct, arrays, index, shape_of(x))
-        else:
-            ct_x = embed(dense(ct), *arrays, index=index, shape=shape_of(x))
-        return (ct_x,) + (ZERO,) * len(arrays)
+        return (embed(ct, *arrays, index=index, shape=shape_of(x)),) + (ZERO,) * len(arrays)
     return name_pullback(pullback, "getitem")
 
-
-FULL = Slice(None, None, None)
 
 
 def batched_index_axis(shape, index, arrays):
@@ -185,6 +129,7 @@ def _getitem_emit(args, index):
 getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
                     shape=_getitem_shape, jvp=_getitem_jvp, vjp=_getitem_vjp,
                     batch=_getitem_batch, emit=_getitem_emit, scaled_cotangents=True,
+                    transpose_kind="embedding",
                     family="structural")
 
 

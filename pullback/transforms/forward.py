@@ -9,9 +9,10 @@ never materialised; a primitive whose tangent comes out `ZERO` returns a plain
 """
 from typing import Callable
 
-from ..boundary import differentiable_input, matching_tree, refuse_complex, split_aux
+from ..core.boundary import differentiable_input, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import zeros_like_value
+from ..core.numbers import refuse_complex
 from ..core.primitive import ZERO
 from ..errors import TangentError
 from ..tree import flatten, tree_map, unflatten

@@ -18,10 +18,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..boundary import differentiable_input, matching_tree, refuse_complex, split_aux
+from ..core.boundary import differentiable_input, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import zeros_like_value
-from ..core.primitive import ZERO, LazyCotangent, Scaled, dense
+from ..core.numbers import refuse_complex
+from ..core.primitive import ZERO
+from .cotangents import LazyCotangent, Scaled, dense, lazy_pullback
 from ..errors import CotangentError
 from ..tree import flatten, tree_map, unflatten
 
@@ -78,6 +80,8 @@ class ReverseTrace(Trace):
             pullback = primitive.vjp(wrt, out, *values, **params)
         if primitive.multiple_results or out.dtype.kind == "c":
             refuse_complex(out, primitive)
+        if primitive.transpose_kind is not None:
+            pullback = lazy_pullback(primitive, pullback, values, params)
         tape = self.tape
         node = len(tape)
         kept = out if self.hints else None

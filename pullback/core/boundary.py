@@ -9,9 +9,10 @@ import numbers
 
 import numpy as np
 
-from .core.engine import Tracer
-from .errors import ArgnumsError, AuxOutputError, ComplexValueError, NonDifferentiableInputError
-from .tree import describe, flatten
+from .engine import Tracer
+from .numbers import differentiable
+from ..errors import ArgnumsError, AuxOutputError, NonDifferentiableInputError
+from ..tree import describe, flatten
 
 
 # ndarray subclasses whose operations mean something else than the plain arrays' (a mask
@@ -45,7 +46,7 @@ def differentiable_input(x, where: str):
             f"{where} is a {type(x).__name__}, which pullback cannot differentiate. Pass "
             "floating-point NumPy arrays or Python floats (or pytrees of them: tuples, lists "
             "and dicts).")
-    if dtype.kind != "f":
+    if not differentiable(dtype):
         kind = {"b": "boolean", "i": "integer", "u": "unsigned integer", "c": "complex"}.get(
             dtype.kind, str(dtype))
         raise NonDifferentiableInputError(
@@ -55,22 +56,6 @@ def differentiable_input(x, where: str):
     if isinstance(x, np.generic):
         return np.asarray(x)
     return x
-
-
-def refuse_complex(out, primitive):
-    """Raise if a differentiable primitive's output (or one of its outputs) is complex.
-
-    The derivative rules assume real numbers; a complex value reaches them only from a
-    complex constant (inputs to differentiate are checked to be real).
-    """
-    for o in out if primitive.multiple_results else (out,):
-        dtype = getattr(o, "dtype", None)
-        if dtype is not None and dtype.kind == "c":
-            raise ComplexValueError(
-                f"`{primitive.name}` produced a {dtype} value from a differentiated one (a "
-                "complex constant entered the computation). pullback differentiates real "
-                "numbers only, for now: keep complex values out of differentiated code, "
-                "or split them into real and imaginary parts yourself.")
 
 
 def _describe_value(x):
