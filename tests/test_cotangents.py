@@ -7,6 +7,8 @@ that may change a result or its dtype, alias an input, or leak a read-only view 
 user: random programs of elementwise arithmetic, constants, indexing and fan-out check it
 against forward mode, which never takes those paths.
 """
+import inspect
+
 import numpy as np
 import pytest
 import scipy.special as sp
@@ -14,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 import pullback.numpy as pnp
 from pullback import grad, hessian, jacfwd, jit, jvp, pullback as vjp
-from pullback.core.primitive import ShapeDtype
+from pullback.core.primitive import REGISTRY, ShapeDtype
 from pullback.transforms.cotangents import Scaled
 from pullback.primitives.families import _reads, unbroadcast
 
@@ -156,19 +158,16 @@ def test_a_seed_check_ignores_seeds_of_an_outer_transformation():
     np.testing.assert_array_equal(grad(g)(np.ones(2)), [2.0, 2.0])
 
 
-def test_residual_scan_finds_every_read_parameter():
-    def d_y(x, y, out):                     # a store then a load (fused on Python 3.13+)
-        t = 1.0 / y
-        return -x * t * t
-
-    class Rule:
-        def d(self, x, out):                # a bound method: its parameters are shifted
-            return out
-
-    assert _reads(d_y, 3) == (True, True, False)
-    assert _reads(lambda x, out: (lambda: out)(), 2) == (False, True)   # read in a closure
-    assert _reads(Rule().d, 2) == (True, True)                          # kept, conservatively
-    assert _reads(-1, 2) == (False, False)
+def test_partial_derivatives_declare_what_they_read_by_their_parameter_names():
+    binary = ("x", "y", "out")
+    assert _reads(lambda y, out: -out / y, binary) == (False, True, True)
+    assert _reads(lambda x, n: x, ("x", "out")) == (True, False)      # n: a parameter
+    assert _reads(-1, binary) == (False, False, False)
+    for prim in REGISTRY.values():
+        for partial in prim.partials or ():
+            if callable(partial):
+                names = set(inspect.signature(partial).parameters)
+                assert names & set(binary), (prim.name, names)     # reads some residual
 
 
 def test_unbroadcast_materialises_a_lazy_cotangent_before_casting():

@@ -24,6 +24,8 @@ A `Primitive` carries its rules and facts side by side; family constructors
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
 - `numpy_functions`: the NumPy/SciPy callables the primitive answers for (`np.sin`);
+- `python_operator`: the Python operator computing it, as a source template (`"{} + {}"`),
+  on Python scalars (giving Python scalars: weakly typed) and arrays alike;
 - `commutative`: exchanging its two inputs never changes its result (NaN included);
 - `fresh_output`: every output is a new array sharing memory with no input (nor with
   another output), in `impl` and in the emitted code alike. The default, False, means
@@ -77,14 +79,14 @@ class Primitive:
     """An operation with its rules; calling it binds it to the current transformation."""
 
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
-                 "partials", "numpy_functions", "commutative", "differentiable",
+                 "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "domain", "family",
                  "fresh_output", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
                  emit: Callable = None, partials: tuple = None, numpy_functions: tuple = (),
-                 commutative: bool = False, differentiable: bool = True,
+                 python_operator: str = None, commutative: bool = False, differentiable: bool = True,
                  multiple_results: bool = False, scaled_cotangents: bool = False,
                  transpose_kind: str = None, domain: Any = None, family: str = "",
                  fresh_output: bool = False):
@@ -96,6 +98,7 @@ class Primitive:
         self.jvp, self.vjp, self.value_and_vjp = jvp, vjp, value_and_vjp
         self.batch, self.emit, self.partials = batch, emit, partials
         self.numpy_functions, self.commutative = tuple(numpy_functions), commutative
+        self.python_operator = python_operator
         self.differentiable = differentiable
         self.multiple_results = multiple_results
         self.scaled_cotangents = scaled_cotangents

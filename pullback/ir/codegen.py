@@ -31,7 +31,8 @@ from ..core.indexing import ArrayIndex, Slice
 from ..primitives import REGISTRY
 from ..primitives.families import source as value_source
 from ..primitives.structural import _index_source as index_entry_source
-from .program import PYTHON_OPERATORS, Literal, Namer, Program
+from ..primitives.structural import scatter_add
+from .program import Literal, Namer, Program
 
 
 def _global_name(prim):
@@ -82,12 +83,12 @@ def generate(program: Program, name: str = "f", fast: bool = True):
             lines.append(f"    {target}[{index}] += {args[1]}")
             continue
         if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
-            ufunc = _UFUNCS[prim.name].__name__
-            if prim.name == "power" and _is_two(eq.inputs[1]):
-                ufunc, args = "square", args[:1]        # what `x ** 2` computes
-            expr = f"np.{ufunc}({', '.join(args)}, out={names(reusable[i])})"
-        elif eq.outputs[0].weak and prim.name in PYTHON_OPERATORS:   # on Python scalars
-            expr = PYTHON_OPERATORS[prim.name].format(*args)
+            expr = prim.emit(args, out=names(reusable[i]))
+        elif prim.python_operator and (eq.outputs[0].weak or any(
+                type(x) is not Literal and not x.weak for x in eq.inputs)):
+            # Python's operator: NumPy's ufunc where an operand is an array, Python's
+            # arithmetic (weakly typed) on Python scalars, as staged.
+            expr = prim.python_operator.format(*args)
         elif prim.emit is not None:
             expr = prim.emit(args, **eq.params)
         else:
@@ -124,11 +125,6 @@ def _comment(source: str) -> str:
     text = linecache.getline(filename, int(line)).strip() if line.isdigit() else ""
     label = f"{os.path.basename(filename)}:{line}" + (f"  {text}" if text else "")
     return f"derivative of {label}" if derived else label
-
-
-def _is_two(x):
-    """A literal exponent 2 or 2.0, which NumPy's `x ** 2` computes as np.square(x)."""
-    return type(x) is Literal and type(x.value) in (int, float) and x.value == 2
 
 
 def _buffer_facts(program: Program):
@@ -192,7 +188,7 @@ def _in_place_scatters(program: Program) -> set:
     last_use, viewed, fresh = _buffer_facts(program)
     in_place = set()
     for i, eq in enumerate(program.equations):
-        if eq.primitive.name != "scatter_add" or len(eq.inputs) != 2:
+        if eq.primitive is not scatter_add or len(eq.inputs) != 2:
             continue
         x, updates = eq.inputs
         if (type(x) is not Literal and x in fresh and x not in viewed and last_use[x] == i
@@ -217,7 +213,7 @@ def _reusable_buffers(program: Program) -> dict:
     last_use, viewed, fresh = _buffer_facts(program)
     reusable = {}
     for i, eq in enumerate(program.equations):
-        if eq.primitive.name not in _UFUNCS or eq.primitive.family != "elementwise":
+        if not writes_into_buffers(eq.primitive):
             continue
         out = eq.outputs[0]
         if not out.aval.shape:
@@ -230,8 +226,9 @@ def _reusable_buffers(program: Program) -> dict:
     return reusable
 
 
-# Elementwise primitives computed by a NumPy ufunc (so they accept out=): those whose
-# implementation is one, and power (its implementation is `**`, np.power's fast paths).
-_UFUNCS = {name: prim.impl for name, prim in REGISTRY.items()
-           if isinstance(prim.impl, np.ufunc) and getattr(np, prim.impl.__name__, None)
-           is prim.impl and prim.family == "elementwise"} | {"power": np.power}
+def writes_into_buffers(primitive) -> bool:
+    """Whether an elementwise primitive is computed by a NumPy ufunc, whose emitter then
+    writes into a given buffer (`out=`)."""
+    return primitive.family == "elementwise" and primitive.fresh_output and any(
+        isinstance(f, np.ufunc) and getattr(np, f.__name__, None) is f
+        for f in primitive.numpy_functions)

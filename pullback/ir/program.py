@@ -19,16 +19,6 @@ import numpy as np
 from ..core.primitive import ShapeDtype
 
 
-# The primitives Python's operators denote, as Python source: on Python scalars they give
-# Python scalars (weakly typed), so an equation staged from one on weakly typed operands
-# has a weakly typed output, and is written back as the operator (see staging, codegen).
-PYTHON_OPERATORS = {"add": "{} + {}", "subtract": "{} - {}", "multiply": "{} * {}",
-                    "divide": "{} / {}", "floor_divide": "{} // {}", "remainder": "{} % {}",
-                    "power": "{} ** {}", "negative": "-{}", "absolute": "abs({})",
-                    "less": "{} < {}", "less_equal": "{} <= {}", "greater": "{} > {}",
-                    "greater_equal": "{} >= {}", "equal": "{} == {}", "not_equal": "{} != {}"}
-
-
 class Var:
     """A value of the program, typed; `hint` is a readable name suggestion; `weak`: a
     Python scalar (weakly typed in NumPy's promotion)."""

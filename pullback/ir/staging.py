@@ -23,7 +23,7 @@ from ..core.engine import Trace, Tracer, new_trace, observed_by, observer
 from ..core.primitive import ShapeDtype
 from ..core.user_code import user_frame
 from ..errors import ConcretizationError, PullbackError
-from .program import PYTHON_OPERATORS, Equation, Literal, Program, Var, abstract, evaluate
+from .program import Equation, Literal, Program, Var, abstract, evaluate
 from ..tree import flatten, keys_in_order, unflatten
 from .randomness import staged_without_randomness
 
@@ -134,7 +134,7 @@ def _python_arithmetic(name):
         if self.weak and all(_python_scalar(o, trace) for o in other) \
                 and type(out) is StagingTracer and out._trace is trace and trace.equations \
                 and trace.equations[-1].outputs == [out.staged_var] \
-                and trace.equations[-1].primitive.name in PYTHON_OPERATORS:
+                and trace.equations[-1].primitive.python_operator is not None:
             out.staged_var.weak = True
         return out
     op.__name__ = name

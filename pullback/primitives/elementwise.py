@@ -1,9 +1,11 @@
-"""Elementwise primitives: one line per primitive, its partial derivatives beside it.
+"""Elementwise primitives: one line per primitive, the ufunc it computes and its partial
+derivatives beside it.
 
-Derivatives are functions of the inputs and the output, written with primitives
-(so they differentiate again), or plain numbers; a function may return a number or a
-pair `(number, array)` for their product (see `families.elementwise`). Constants are Python floats,
-which NumPy treats as weakly typed: float32 stays float32.
+Partial derivatives are data (see `families.elementwise`): plain numbers, or functions
+whose parameter names say what they read -- `x` and `y` (the inputs), `out` (the output)
+-- written with primitives, so that they differentiate again. A function may return a
+number or a pair `(number, array)` for their product. Constants are Python floats, which
+NumPy treats as weakly typed: float32 stays float32.
 """
 import math
 
@@ -12,7 +14,7 @@ import scipy.special as sp
 
 from ..core.primitive import ZERO, Primitive, name_pullback
 from .families import (batch_elementwise, call_emitter, constant, elementwise, elementwise_shape,
-                       operator_emitter, unbroadcast)
+                       ufunc_emitter, unbroadcast)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -21,59 +23,57 @@ LN2, LN10 = math.log(2.0), math.log(10.0)
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def unary(name, impl, derivative, domain=REALS):
-    return elementwise(name, impl, derivative, domain=(domain,))
-
-
-def binary(name, impl, d_x, d_y, domain=BINARY, emit=None):
-    return elementwise(name, impl, d_x, d_y, domain=domain, emit=emit)
+def unary(name, ufunc, partial, domain=REALS, **facts):
+    return elementwise(name, ufunc, partial, domain=(domain,), **facts)
 
 
 # ----------------------------------------------------------------- unary math
 
-negative = elementwise("negative", np.negative, -1, domain=(REALS,), emit=operator_emitter("-x"))
-absolute = unary("absolute", np.absolute, lambda x, out: sign(x))
-sqrt = unary("sqrt", np.sqrt, lambda x, out: 0.5 / out, POSITIVE)
-cbrt = unary("cbrt", np.cbrt, lambda x, out: 1.0 / (3.0 * square(out)), POSITIVE)
-square = unary("square", np.square, lambda x, out: (2.0, x))
-reciprocal = unary("reciprocal", np.reciprocal, lambda x, out: -square(out), POSITIVE)
-exp = unary("exp", np.exp, lambda x, out: out)
-exp2 = unary("exp2", np.exp2, lambda x, out: (LN2, out))
-expm1 = unary("expm1", np.expm1, lambda x, out: out + 1.0)
-log = unary("log", np.log, lambda x, out: reciprocal(x), POSITIVE)
-log2 = unary("log2", np.log2, lambda x, out: 1.0 / (x * LN2), POSITIVE)
-log10 = unary("log10", np.log10, lambda x, out: 1.0 / (x * LN10), POSITIVE)
-log1p = unary("log1p", np.log1p, lambda x, out: reciprocal(x + 1.0), POSITIVE)
-sin = unary("sin", np.sin, lambda x, out: cos(x))
-cos = unary("cos", np.cos, lambda x, out: -sin(x))
-tan = unary("tan", np.tan, lambda x, out: square(out) + 1.0, UNIT)
-arcsin = unary("arcsin", np.arcsin, lambda x, out: 1.0 / sqrt(1.0 - square(x)), UNIT)
-arccos = unary("arccos", np.arccos, lambda x, out: -1.0 / sqrt(1.0 - square(x)), UNIT)
-arctan = unary("arctan", np.arctan, lambda x, out: reciprocal(square(x) + 1.0))
-sinh = unary("sinh", np.sinh, lambda x, out: cosh(x))
-cosh = unary("cosh", np.cosh, lambda x, out: sinh(x))
-tanh = unary("tanh", np.tanh, lambda x, out: 1.0 - square(out))
-arcsinh = unary("arcsinh", np.arcsinh, lambda x, out: 1.0 / sqrt(square(x) + 1.0))
-arccosh = unary("arccosh", np.arccosh, lambda x, out: 1.0 / sqrt(square(x) - 1.0), (1.2, 3.0))
-arctanh = unary("arctanh", np.arctanh, lambda x, out: reciprocal(1.0 - square(x)), UNIT)
+negative = unary("negative", np.negative, -1, operator="-{}")
+absolute = unary("absolute", np.absolute, lambda x: sign(x), operator="abs({})")
+sqrt = unary("sqrt", np.sqrt, lambda out: 0.5 / out, POSITIVE)
+cbrt = unary("cbrt", np.cbrt, lambda out: 1.0 / (3.0 * square(out)), POSITIVE)
+square = unary("square", np.square, lambda x: (2.0, x))
+reciprocal = unary("reciprocal", np.reciprocal, lambda out: -square(out), POSITIVE)
+exp = unary("exp", np.exp, lambda out: out)
+exp2 = unary("exp2", np.exp2, lambda out: (LN2, out))
+expm1 = unary("expm1", np.expm1, lambda out: out + 1.0)
+log = unary("log", np.log, lambda x: reciprocal(x), POSITIVE)
+log2 = unary("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
+log10 = unary("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE)
+log1p = unary("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE)
+sin = unary("sin", np.sin, lambda x: cos(x))
+cos = unary("cos", np.cos, lambda x: -sin(x))
+tan = unary("tan", np.tan, lambda out: square(out) + 1.0, UNIT)
+arcsin = unary("arcsin", np.arcsin, lambda x: 1.0 / sqrt(1.0 - square(x)), UNIT)
+arccos = unary("arccos", np.arccos, lambda x: -1.0 / sqrt(1.0 - square(x)), UNIT)
+arctan = unary("arctan", np.arctan, lambda x: reciprocal(square(x) + 1.0))
+sinh = unary("sinh", np.sinh, lambda x: cosh(x))
+cosh = unary("cosh", np.cosh, lambda x: sinh(x))
+tanh = unary("tanh", np.tanh, lambda out: 1.0 - square(out))
+arcsinh = unary("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0))
+arccosh = unary("arccosh", np.arccosh, lambda x: 1.0 / sqrt(square(x) - 1.0), (1.2, 3.0))
+arctanh = unary("arctanh", np.arctanh, lambda x: reciprocal(1.0 - square(x)), UNIT)
 
 # ------------------------------------------------------- scipy.special (unary)
 
-expit = unary("expit", sp.expit, lambda x, out: out * (1.0 - out))
-logit = unary("logit", sp.logit, lambda x, out: reciprocal(x * (1.0 - x)), OPEN_UNIT)
-erf = unary("erf", sp.erf, lambda x, out: (2.0 / math.sqrt(math.pi), exp(-square(x))))
-erfc = unary("erfc", sp.erfc, lambda x, out: (-2.0 / math.sqrt(math.pi), exp(-square(x))))
-gammaln = unary("gammaln", sp.gammaln, lambda x, out: digamma(x), POSITIVE)
-digamma = unary("digamma", sp.digamma, lambda x, out: polygamma(x, n=1), POSITIVE)
+expit = unary("expit", sp.expit, lambda out: out * (1.0 - out))
+logit = unary("logit", sp.logit, lambda x: reciprocal(x * (1.0 - x)), OPEN_UNIT)
+erf = unary("erf", sp.erf, lambda x: (2.0 / math.sqrt(math.pi), exp(-square(x))))
+erfc = unary("erfc", sp.erfc, lambda x: (-2.0 / math.sqrt(math.pi), exp(-square(x))))
+gammaln = unary("gammaln", sp.gammaln, lambda x: digamma(x), POSITIVE)
+digamma = unary("digamma", sp.digamma, lambda x: polygamma(x, n=1), POSITIVE)
+
+
 def _polygamma(x, n):
     # scipy.special.polygamma computes in float64; keep the input's precision like a ufunc.
     dtype = x.dtype if getattr(x, "dtype", np.dtype(float)).kind == "f" else np.float64
     return sp.polygamma(n, x).astype(dtype)
 
 
-polygamma = elementwise("polygamma", _polygamma,
-                        lambda x, out, n: polygamma(x, n=n + 1), domain=(POSITIVE,))
-ndtr = unary("ndtr", sp.ndtr, lambda x, out: exp(-0.5 * square(x) - HALF_LOG_2PI), (-3.0, 3.0))
+polygamma = unary("polygamma", None, lambda x, n: polygamma(x, n=n + 1), POSITIVE,
+                  impl=_polygamma)
+ndtr = unary("ndtr", sp.ndtr, lambda x: exp(-0.5 * square(x) - HALF_LOG_2PI), (-3.0, 3.0))
 log_ndtr = unary("log_ndtr", sp.log_ndtr,
                  lambda x, out: exp(-0.5 * square(x) - HALF_LOG_2PI - out), (-3.0, 3.0))
 
@@ -87,7 +87,7 @@ def _power(x, y):
     return x ** y if type(x) is np.ndarray and x.dtype.kind == "f" else np.power(x, y)
 
 
-def _power_dx(x, y, out):
+def _power_dx(x, y):
     # Exact at x == 0 for integer exponents, at every order: a number exponent steps down
     # to the exact constants 1 and 0 (no 0 * x ** -1); an array one never evaluates
     # x ** -1 where y == 0, so that no Inf (or, differentiated, NaN) reaches the where.
@@ -97,7 +97,7 @@ def _power_dx(x, y, out):
     return where(zero, 0, y * x ** where(zero, 1, y - 1))
 
 
-def _power_dy(x, y, out):
+def _power_dy(x, out):
     # d/dy x**y = x**y log x, taken as 0 at x == 0 (where x**y is constant 0 for y > 0);
     # NaN for a negative number x, where x**y is real only at integers y.
     if isinstance(x, (int, float)):
@@ -105,39 +105,54 @@ def _power_dy(x, y, out):
     return out * log(where(x == 0, 1.0, x))
 
 
-add = binary("add", np.add, 1, 1, emit=operator_emitter("+"))
-subtract = binary("subtract", np.subtract, 1, -1, emit=operator_emitter("-"))
-multiply = binary("multiply", np.multiply, lambda x, y, out: y, lambda x, y, out: x,
-                  emit=operator_emitter("*"))
-divide = binary("divide", np.divide, lambda x, y, out: 1.0 / y,
-                lambda x, y, out: -out / y, (REALS, (0.5, 2.0)), emit=operator_emitter("/"))
-power = binary("power", _power, _power_dx, _power_dy, ((0.5, 2.0), REALS),
-               emit=operator_emitter("**"))
+_power_source = ufunc_emitter(np.power)
+
+
+def _power_emit(args, out=None):
+    # `x ** 2` written into a buffer: what NumPy's fast path for it computes, np.square.
+    if out is not None and args[1] in ("2", "2.0"):
+        return f"np.square({args[0]}, out={out})"
+    return _power_source(args, out)
+
+
+add = elementwise("add", np.add, 1, 1, operator="{} + {}", commutative=True, domain=BINARY)
+subtract = elementwise("subtract", np.subtract, 1, -1, operator="{} - {}", domain=BINARY)
+multiply = elementwise("multiply", np.multiply, lambda y: y, lambda x: x, operator="{} * {}",
+                       commutative=True, domain=BINARY)
+divide = elementwise("divide", np.divide, lambda y: 1.0 / y, lambda y, out: -out / y,
+                     operator="{} / {}", domain=(REALS, (0.5, 2.0)))
+power = elementwise("power", np.power, _power_dx, _power_dy, impl=_power, emit=_power_emit,
+                    operator="{} ** {}",
+                    domain=((0.5, 2.0), REALS))
 # maximum/minimum split the derivative equally at ties (the mean of the one-sided ones).
-maximum = binary("maximum", np.maximum, lambda x, y, out: 0.5 + 0.5 * sign(x - y),
-                 lambda x, y, out: 0.5 - 0.5 * sign(x - y))
-minimum = binary("minimum", np.minimum, lambda x, y, out: 0.5 - 0.5 * sign(x - y),
-                 lambda x, y, out: 0.5 + 0.5 * sign(x - y))
+maximum = elementwise("maximum", np.maximum, lambda x, y: 0.5 + 0.5 * sign(x - y),
+                      lambda x, y: 0.5 - 0.5 * sign(x - y), commutative=True, domain=BINARY)
+minimum = elementwise("minimum", np.minimum, lambda x, y: 0.5 - 0.5 * sign(x - y),
+                      lambda x, y: 0.5 + 0.5 * sign(x - y), commutative=True, domain=BINARY)
 # fmax/fmin ignore NaN: the derivative goes to the argument that is not NaN.
-fmax = binary("fmax", np.fmax, lambda x, y, out: _fmax_dx(x, y),
-              lambda x, y, out: 1.0 - _fmax_dx(x, y))
-fmin = binary("fmin", np.fmin, lambda x, y, out: _fmax_dx(y, x),
-              lambda x, y, out: 1.0 - _fmax_dx(y, x))
-# Products, not square(): either argument may be a Python scalar, which must stay weakly
-# typed (square(2.0) is a float64 NumPy scalar and would promote float32 derivatives).
-arctan2 = binary("arctan2", np.arctan2, lambda y, x, out: x / (x * x + y * y),
-                 lambda y, x, out: -y / (x * x + y * y))
-hypot = binary("hypot", np.hypot, lambda x, y, out: x / out, lambda x, y, out: y / out)
-logaddexp = binary("logaddexp", np.logaddexp, lambda x, y, out: exp(x - out),
-                   lambda x, y, out: exp(y - out))
-logaddexp2 = binary("logaddexp2", np.logaddexp2, lambda x, y, out: exp2(x - out),
-                    lambda x, y, out: exp2(y - out))
-remainder = binary("remainder", np.remainder, 1, lambda x, y, out: -floor_divide(x, y),
-                   ((2.3, 2.5), (1.05, 1.1)))
-fmod = binary("fmod", np.fmod, 1, lambda x, y, out: -trunc(x / y), ((2.3, 2.5), (1.05, 1.1)))
-xlogy = binary("xlogy", sp.xlogy,
-               lambda x, y, out: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
-               lambda x, y, out: x / y, (REALS, POSITIVE))
+fmax = elementwise("fmax", np.fmax, lambda x, y: _fmax_dx(x, y),
+                   lambda x, y: 1.0 - _fmax_dx(x, y), commutative=True, domain=BINARY)
+fmin = elementwise("fmin", np.fmin, lambda x, y: _fmax_dx(y, x),
+                   lambda x, y: 1.0 - _fmax_dx(y, x), commutative=True, domain=BINARY)
+# arctan2(x, y) is the angle of the point (y, x). Products, not square(): either argument
+# may be a Python scalar, which must stay weakly typed (square(2.0) is a float64 NumPy
+# scalar and would promote float32 derivatives).
+arctan2 = elementwise("arctan2", np.arctan2, lambda x, y: y / (x * x + y * y),
+                      lambda x, y: -x / (x * x + y * y), domain=BINARY)
+hypot = elementwise("hypot", np.hypot, lambda x, out: x / out, lambda y, out: y / out,
+                    commutative=True, domain=BINARY)
+logaddexp = elementwise("logaddexp", np.logaddexp, lambda x, out: exp(x - out),
+                        lambda y, out: exp(y - out), commutative=True, domain=BINARY)
+logaddexp2 = elementwise("logaddexp2", np.logaddexp2, lambda x, out: exp2(x - out),
+                         lambda y, out: exp2(y - out), commutative=True, domain=BINARY)
+remainder = elementwise("remainder", np.remainder, 1, lambda x, y: -floor_divide(x, y),
+                        operator="{} % {}",
+                        domain=((2.3, 2.5), (1.05, 1.1)))
+fmod = elementwise("fmod", np.fmod, 1, lambda x, y: -trunc(x / y),
+                   domain=((2.3, 2.5), (1.05, 1.1)))
+xlogy = elementwise("xlogy", sp.xlogy,
+                    lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
+                    lambda x, y: x / y, domain=(REALS, POSITIVE))
 
 
 def _fmax_dx(x, y):
@@ -154,20 +169,23 @@ trunc = constant("trunc", np.trunc)
 rint = constant("rint", np.rint)
 around = constant("around", lambda x, decimals: np.round(x, decimals),
                   emit=call_emitter("np.round"))
-floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.05, 1.1)))
+floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.05, 1.1)),
+                        operator="{} // {}")
 isnan = constant("isnan", np.isnan)
 isinf = constant("isinf", np.isinf)
 isfinite = constant("isfinite", np.isfinite)
 logical_not = constant("logical_not", np.logical_not, domain=("bool",))
-logical_and = constant("logical_and", np.logical_and, domain=LOGICAL)
-logical_or = constant("logical_or", np.logical_or, domain=LOGICAL)
-logical_xor = constant("logical_xor", np.logical_xor, domain=LOGICAL)
-less = constant("less", np.less, domain=BINARY)
-less_equal = constant("less_equal", np.less_equal, domain=BINARY)
-greater = constant("greater", np.greater, domain=BINARY)
-greater_equal = constant("greater_equal", np.greater_equal, domain=BINARY)
-equal = constant("equal", np.equal, domain=BINARY)
-not_equal = constant("not_equal", np.not_equal, domain=BINARY)
+logical_and = constant("logical_and", np.logical_and, domain=LOGICAL, commutative=True)
+logical_or = constant("logical_or", np.logical_or, domain=LOGICAL, commutative=True)
+logical_xor = constant("logical_xor", np.logical_xor, domain=LOGICAL, commutative=True)
+less = constant("less", np.less, domain=BINARY, operator="{} < {}")
+less_equal = constant("less_equal", np.less_equal, domain=BINARY, operator="{} <= {}")
+greater = constant("greater", np.greater, domain=BINARY, operator="{} > {}")
+greater_equal = constant("greater_equal", np.greater_equal, domain=BINARY,
+                         operator="{} >= {}")
+equal = constant("equal", np.equal, domain=BINARY, commutative=True, operator="{} == {}")
+not_equal = constant("not_equal", np.not_equal, domain=BINARY, commutative=True,
+                     operator="{} != {}")
 
 # ------------------------------------------------------------------ selection
 
@@ -177,8 +195,7 @@ def _where_jvp(primals, tangents):
     out = where(condition, x, y)
     t = where(condition, 0.0 if t_x is ZERO else t_x, 0.0 if t_y is ZERO else t_y)
     if t.shape != out.shape:
-        from .structural import broadcast_to
-        t = broadcast_to(t, shape=out.shape)
+        t = np.broadcast_to(t, out.shape)              # a primitive on tracers
     if t.dtype != out.dtype:             # a float32 tangent of a float64 output (mixed operands)
         t = t.astype(out.dtype)
     return out, t

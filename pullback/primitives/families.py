@@ -1,26 +1,32 @@
 """Family constructors: the only place that knows what "elementwise" or "linear" means.
 
-Each constructor builds a `Primitive` and supplies the rules its family derives:
+Each constructor builds a `Primitive` and supplies the rules and facts its family derives:
 
-- `elementwise(name, impl, derivatives)`: from the scalar partial derivatives
-  (functions of the inputs and the output, written with primitives, or plain
-  numbers) come the shape rule, the jvp and the vjp (with un-broadcasting);
+- `elementwise(name, ufunc, *partials)`: from the ufunc it computes (its NumPy name,
+  emitter and dtype promotion) and its partial derivatives (data: numbers, or functions
+  naming what they read) come the shape rule, the jvp and the vjp (with
+  un-broadcasting), each reading only the residuals it needs;
 - `constant(name, impl, shape)`: outputs with zero derivative (comparisons,
   rounding, integer results);
 - `linear(name, impl, shape, transpose)`: the jvp applies the primitive to the
-  tangents and the vjp is the transpose rule.
+  tangents and the vjp is the transpose rule;
+- `derivatives_from(composite)`: rules that differentiate a slower composite.
+
+Then the batching rules shared by several families.
 """
 import cmath
-import dis
+import inspect
 import math
-import types
 from functools import lru_cache
 
 import numpy as np
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
+from ..core.numbers import conj
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..transforms.cotangents import LazyCotangent
+from ..transforms.forward import jvp_flat
+from ..transforms.reverse import vjp_flat
 
 REALS = (-2.0, 2.0)
 
@@ -76,21 +82,19 @@ def call_emitter(function: str, **fixed):
     return emit
 
 
-def operator_emitter(op: str):
-    """emit rule for an infix operator (one argument: prefix)."""
-    if op == "-x":
-        return lambda args: f"-{args[0]}"
-    return lambda args: f"{args[0]} {op} {args[1]}"
-
-
-def ufunc_emitter(impl):
-    """np.<name>(...) or sp.<name>(...) for a NumPy or scipy.special ufunc; else None."""
+def ufunc_emitter(ufunc):
+    """emit rule of a primitive computed by `ufunc` (NumPy's or scipy.special's):
+    `np.<name>(a, b)`, and `np.<name>(a, b, out=buffer)` to write into a buffer. (Code
+    generation writes the primitive's `python_operator` instead where an operand is an
+    array, so that the result is the same.)"""
     import scipy.special as sp
-    name = getattr(impl, "__name__", None)
-    for module, prefix in ((np, "np"), (sp, "sp")):
-        if name and getattr(module, name, None) is impl:
-            return call_emitter(f"{prefix}.{name}")
-    return None
+    prefix = "np" if getattr(np, ufunc.__name__, None) is ufunc else "sp"
+    assert getattr(np if prefix == "np" else sp, ufunc.__name__, None) is ufunc, ufunc
+    function = f"{prefix}.{ufunc.__name__}"
+
+    def emit(args, out=None):
+        return f"{function}({', '.join(args)}" + (f", out={out})" if out else ")")
+    return emit
 
 
 def unbroadcast(ct, x):
@@ -118,38 +122,49 @@ def unbroadcast(ct, x):
     return ct
 
 
-def _scaler(derivative):
-    """The map t -> t * derivative, specialised once: derivative is a number or a
-    function of (*primals, out, **params) written with primitives."""
-    if isinstance(derivative, (int, float)):
-        if derivative == 1:
-            return lambda t, args, params: t
-        if derivative == -1:
-            return lambda t, args, params: -t
-        return lambda t, args, params: t * derivative
-    def scale(t, args, params):
-        d = derivative(*args, **params)
+def _partial_call(partial, residuals):
+    """The partial derivative as `call(values, params)`, where `values` holds the
+    residuals named by `residuals` (("x", "out") or ("x", "y", "out")): the function's
+    parameter names pick what it reads, the other parameters are the primitive's."""
+    names = list(inspect.signature(partial).parameters)
+    read = tuple(residuals.index(n) for n in names if n in residuals)
+    keywords = tuple(n for n in names if n not in residuals)
+    if keywords:
+        return lambda values, params: partial(*[values[i] for i in read],
+                                               **{k: params[k] for k in keywords})
+    if len(read) == 1:
+        (i,) = read
+        return lambda values, params: partial(values[i])
+    return lambda values, params: partial(*[values[i] for i in read])
+
+
+def _reads(partial, residuals) -> tuple:
+    """For each residual name, whether the partial derivative reads it (a number: none)."""
+    if isinstance(partial, (int, float)):
+        return (False,) * len(residuals)
+    names = inspect.signature(partial).parameters
+    return tuple(n in names for n in residuals)
+
+
+def _scaler(partial, residuals, adjoint):
+    """The map (t, values, params) -> t * partial (reverse mode, `adjoint`: t * conj(partial)),
+    specialised once for a number or a function (see `_partial_call`). A function may return
+    a number, or a pair (number, array) applied number-first."""
+    if isinstance(partial, (int, float)):
+        if partial == 1:
+            return lambda t, values, params: t
+        if partial == -1:
+            return lambda t, values, params: -t
+        return lambda t, values, params: t * partial
+    call = _partial_call(partial, residuals)
+    conjugate = conj if adjoint else (lambda d: d)
+
+    def scale(t, values, params):
+        d = call(values, params)
         if type(d) is tuple:                 # (number, array): the number first
-            return t * d[0] * d[1]
-        return t if type(d) is int and d == 1 else t * d
+            return t * conjugate(d[0]) * conjugate(d[1])
+        return t if type(d) is int and d == 1 else t * conjugate(d)
     return scale
-
-
-def _reads(derivative, count) -> tuple:
-    """Which of its first `count` positional parameters a derivative reads (bytecode scan;
-    a number reads none, anything but a plain function all)."""
-    if isinstance(derivative, (int, float)):
-        return (False,) * count
-    if type(derivative) is not types.FunctionType:
-        return (True,) * count
-    code = derivative.__code__
-    used = set(code.co_cellvars)                 # read by an inner function
-    for instruction in dis.get_instructions(code):
-        if "LOAD_FAST" in instruction.opname:    # also fused forms (LOAD_FAST_LOAD_FAST, ...)
-            names = instruction.argval
-            used.update(names if isinstance(names, tuple) else (names,))
-    names = code.co_varnames[:code.co_argcount]
-    return tuple(i >= len(names) or names[i] in used for i in range(count))
 
 
 def _stand_in(value):
@@ -157,33 +172,41 @@ def _stand_in(value):
     return ShapeDtype(value.shape, value.dtype) if hasattr(value, "dtype") else value
 
 
-def elementwise(name, impl, *derivatives, domain=None, emit=None):
+def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, domain=None,
+                commutative=False):
     """An elementwise (broadcasting) primitive of one or two inputs, from its partial derivatives.
 
-    `derivatives[i]` is the partial derivative with respect to input i: a number,
-    or a function `(*primals, out, **params) -> array` written with primitives. The
-    function may return a pair `(number, array)` for their product (x ** 2: `(2.0, x)`):
-    the cotangent is multiplied by the number first, which a lazy `Scaled` cotangent
-    folds into its scale, saving a pass over the data; or a plain number (x ** 1: 1).
+    `ufunc` is the NumPy or scipy.special ufunc it computes and answers for (`impl`
+    overrides how it computes; `emit` the emitter); `operator` the Python operator that
+    computes it, as a source template ("{} + {}").
+    `partials[i]` is the partial derivative with respect to input i: a number, or a
+    function written with primitives whose parameter names say what it reads -- `x`
+    (and `y`) for the inputs, `out` for the output, the primitive's parameters by name
+    (`lambda out: 1.0 - square(out)` for tanh). The function may return a number, or a
+    pair `(number, array)` for their product (x ** 2: `(2.0, x)`): the cotangent is
+    multiplied by the number first, which a lazy `Scaled` cotangent folds into its
+    scale, saving a pass over the data.
     """
     prim = None
-    scales = [_scaler(d) for d in derivatives]
-    subtracted = [type(d) is int and d == -1 for d in derivatives]    # t_out - t, not + (-t)
+    impl = impl or ufunc
+    residuals = ("x", "out") if len(partials) == 1 else ("x", "y", "out")
+    tangent_scales = [_scaler(d, residuals, adjoint=False) for d in partials]
+    cotangent_scales = [_scaler(d, residuals, adjoint=True) for d in partials]
+    subtracted = [type(d) is int and d == -1 for d in partials]    # t_out - t, not + (-t)
 
     def jvp(primals, tangents, **params):
         out = prim(*primals, **params)
-        args = (*primals, out)
+        values = (*primals, out)
         tangent_out = ZERO
-        for scale, minus, t in zip(scales, subtracted, tangents):
+        for scale, minus, t in zip(tangent_scales, subtracted, tangents):
             if t is ZERO:
                 continue
             if tangent_out is ZERO:
-                tangent_out = scale(t, args, params)
+                tangent_out = scale(t, values, params)
             else:
-                tangent_out = tangent_out - t if minus else tangent_out + scale(t, args, params)
+                tangent_out = tangent_out - t if minus else tangent_out + scale(t, values, params)
         if tangent_out is not ZERO and tangent_out.shape != out.shape:
-            from . import structural
-            tangent_out = structural.broadcast_to(tangent_out, shape=out.shape)
+            tangent_out = np.broadcast_to(tangent_out, out.shape)   # a primitive on tracers
         if tangent_out is not ZERO and tangent_out.dtype != out.dtype:   # SciPy promotions
             tangent_out = tangent_out.astype(out.dtype)
         return out, tangent_out
@@ -191,9 +214,9 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
     # A pullback keeps only the residuals its derivatives read (and the shapes and dtypes
     # of the other inputs), so intermediate results die as soon as the forward pass is
     # done with them: less memory, and buffers NumPy reuses while they are still cached.
-    reads = [_reads(d, len(derivatives) + 1) for d in derivatives]
-    if len(scales) == 1:
-        (scale,) = scales
+    reads = [_reads(d, residuals) for d in partials]
+    if len(partials) == 1:
+        (scale,) = cotangent_scales
         keep_x, keep_out = reads[0]
 
         def vjp(wrt, out, x, **params):
@@ -207,42 +230,50 @@ def elementwise(name, impl, *derivatives, domain=None, emit=None):
                 return (unbroadcast(ct_x, x_type) if x_type else ct_x,)
             return name_pullback(pullback, name)
     else:
-        (scale_x, scale_y), (reads_x, reads_y) = scales, reads
+        (scale_x, scale_y), (reads_x, reads_y) = cotangent_scales, reads
         keeps = {(True, False): reads_x, (False, True): reads_y,      # per wrt pattern
                  (True, True): tuple(a or b for a, b in zip(reads_x, reads_y))}
 
         def vjp(wrt, out, x, y, **params):
             keep_x, keep_y, keep_out = keeps[wrt[0], wrt[1]]
-            args = (x if keep_x else _stand_in(x), y if keep_y else _stand_in(y),
-                    out if keep_out else None)
+            values = (x if keep_x else _stand_in(x), y if keep_y else _stand_in(y),
+                      out if keep_out else None)
             wrt_x, wrt_y = wrt
 
             def pullback(ct):
-                return (unbroadcast(scale_x(ct, args, params), args[0]) if wrt_x else ZERO,
-                        unbroadcast(scale_y(ct, args, params), args[1]) if wrt_y else ZERO)
+                return (unbroadcast(scale_x(ct, values, params), values[0]) if wrt_x else ZERO,
+                        unbroadcast(scale_y(ct, values, params), values[1]) if wrt_y else ZERO)
             return name_pullback(pullback, name)
 
+    ufuncs = (ufunc,) if isinstance(ufunc, np.ufunc) else ()
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp, vjp=vjp,
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
-                     emit=emit or ufunc_emitter(impl), scaled_cotangents=True, domain=domain,
-                     family="elementwise", fresh_output=True)
+                     emit=emit or (ufunc_emitter(ufunc) if ufuncs else None),
+                     partials=partials, numpy_functions=ufuncs, python_operator=operator,
+                     commutative=commutative,
+                     scaled_cotangents=True, domain=domain, family="elementwise",
+                     fresh_output=True)
     return prim
 
 
 def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
-             family="elementwise", fresh_output=False):
+             family="elementwise", fresh_output=False, commutative=False, operator=None):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
     Without `shape` and `batch` it is elementwise. `domain` gives one value interval
     (or "bool") per input, for the tests. A NumPy ufunc's result is always a new array
-    (`fresh_output`); other implementations say so themselves.
+    (`fresh_output`) and answers for it (`numpy_functions`); other implementations say so
+    themselves.
     """
+    ufunc = isinstance(impl, np.ufunc)
     prim = Primitive(name, impl, shape=shape or elementwise_shape(impl), differentiable=False,
                      batch=batch or (lambda values, dims, **params: batch_elementwise(
-                         prim, values, dims, **params)), emit=emit or ufunc_emitter(impl),
-                     domain=domain, family=family,
-                     fresh_output=fresh_output or isinstance(impl, np.ufunc))
+                         prim, values, dims, **params)),
+                     emit=emit or (ufunc_emitter(impl) if ufunc else None),
+                     numpy_functions=(impl,) if ufunc else (), python_operator=operator,
+                     commutative=commutative,
+                     domain=domain, family=family, fresh_output=fresh_output or ufunc)
     return prim
 
 
@@ -279,9 +310,6 @@ def derivatives_from(composite, name):
     which can be written (more slowly) with other primitives: differentiating the
     composite is exact and differentiable again.
     """
-    from ..transforms.forward import jvp_flat
-    from ..transforms.reverse import vjp_flat
-
     def jvp(primals, tangents, **params):
         (out,), (tangent,) = jvp_flat(lambda *args: [composite(*args, **params)], primals,
                                       tangents)
