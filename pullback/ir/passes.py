@@ -41,15 +41,15 @@ import numpy as np
 
 from ..core.indexing import Slice
 from ..core.primitive import ShapeDtype
+from ..primitives.contraction import matmul
 from ..primitives.elementwise import add, divide, multiply, negative, subtract
 from ..primitives.reductions import sum as reduce_sum
-from ..primitives.structural import broadcast_to, embed, getitem, reshape, scatter_add, transpose
+from ..primitives.structural import (broadcast_to, convert, embed, getitem, reshape, scatter_add,
+                                     transpose)
 from ..transforms.cotangents import may_fold, normal_factor
 from .program import Equation, Literal, Program, Var, abstract
 
 MAX_FOLD_SIZE = 10**6       # constant folding leaves larger results to run time
-COMMUTATIVE = {"add", "multiply", "logical_and", "logical_or", "logical_xor", "equal",
-               "not_equal"}   # exactly commutative in IEEE arithmetic (NaN stays NaN)
 
 
 def _is_var(x):
@@ -151,7 +151,7 @@ def eliminate_common_subexpressions(program: Program) -> Program:
     for eq in program.equations:
         inputs = _read(eq.inputs, env)
         operands = [_operand_key(x) for x in inputs]
-        if eq.primitive.name in COMMUTATIVE:
+        if eq.primitive.commutative:
             operands.sort()
         key = (eq.primitive, tuple(operands), _freeze(eq.params), eq.outputs[0].weak)
         if key in seen:
@@ -276,16 +276,16 @@ class _Rewriter:
             return Equation(primitive, inputs, params, eq.outputs, eq.source)
         return None
 
-    def producer_of(self, x, name):
+    def producer_of(self, x, primitive):
         """The equation of primitive `name` defining x, if its operand is a strong Var."""
         eq = self.producer.get(x) if _is_var(x) else None
-        if eq is not None and eq.primitive.name == name and _is_var(eq.inputs[0]) \
+        if eq is not None and eq.primitive is primitive and _is_var(eq.inputs[0]) \
                 and not eq.inputs[0].weak:
             return eq
         return None
 
-    def operand_of(self, x, name):
-        eq = self.producer_of(x, name)
+    def operand_of(self, x, primitive):
+        eq = self.producer_of(x, primitive)
         return None if eq is None else eq.inputs[0]
 
     def _all(self, x, test):
@@ -330,7 +330,7 @@ class _Rewriter:
         """Integer or boolean values, a finite literal or constant, or a boolean converted."""
         if _is_var(x) and np.dtype(x.aval.dtype).kind in "biu":
             return True
-        inner = self.operand_of(x, "convert")
+        inner = self.operand_of(x, convert)
         return (inner is not None and np.dtype(inner.aval.dtype).kind == "b") \
             or self._all(x, np.isfinite)
 
@@ -362,14 +362,14 @@ def _scaling(rw, v):
     eq = rw.producer.get(v) if _is_var(v) else None
     if eq is None:
         return None
-    name, inputs = eq.primitive.name, eq.inputs
-    if name == "negative" and _float_var(inputs[0]):
+    primitive, inputs = eq.primitive, eq.inputs
+    if primitive is negative and _float_var(inputs[0]):
         return "neg", -1, inputs[0]
-    if name == "multiply":
+    if primitive is multiply:
         for a, z in (inputs, inputs[::-1]):
             if (c := _scalar(a)) is not None and c != 0 and _float_var(z):
                 return "mul", c, z
-    if name == "divide" and (c := _scalar(inputs[1])) is not None and c != 0 \
+    if primitive is divide and (c := _scalar(inputs[1])) is not None and c != 0 \
             and _float_var(inputs[0]):
         return "div", c, inputs[0]
     return None
@@ -378,7 +378,7 @@ def _scaling(rw, v):
 def _negation(rw, x):
     """z if x = -z is a float variable read only there (so pushing the negation outward
     leaves no extra equation), else None."""
-    z = rw.operand_of(x, "negative")
+    z = rw.operand_of(x, negative)
     return z if z is not None and _float_var(z) and rw.single_use(x) else None
 
 
@@ -393,7 +393,7 @@ def _negated(rw, eq, primitive, inputs, params=None):
 def _basic_embed(rw, x, shape):
     """The equation `embed(values; index, shape)` defining x, if its index has no index
     arrays and it places values (of the indexed shape) into zeros of `shape`."""
-    eq = rw.producer_of(x, "embed")
+    eq = rw.producer_of(x, embed)
     if eq is None or len(eq.inputs) != 1 or tuple(eq.params["shape"]) != tuple(shape):
         return None
     values = eq.inputs[0].aval
@@ -413,10 +413,10 @@ def _add(eq, rw):
         if rw.is_zero(b) and (r := rw.fit(a, eq)) is not None:
             return r
     for a, b in ((x, y), (y, x)):
-        negated = rw.operand_of(b, "negative")
+        negated = rw.operand_of(b, negative)
         if negated is not None and (r := rw.retyped(eq, subtract, [a, negated])) is not None:
             return r
-    ex, ey = rw.producer_of(x, "embed"), rw.producer_of(y, "embed")
+    ex, ey = rw.producer_of(x, embed), rw.producer_of(y, embed)
     if ex is not None and ey is not None and _freeze(ex.params) == _freeze(ey.params) \
             and ex.inputs[1:] == ey.inputs[1:] and ex.inputs[0].aval == ey.inputs[0].aval:
         values = [ex.inputs[0], ey.inputs[0]]
@@ -440,7 +440,7 @@ def _subtract(eq, rw):
     x, y = eq.inputs
     if rw.is_zero(y) and (r := rw.fit(x, eq)) is not None:
         return r
-    negated = rw.operand_of(y, "negative")
+    negated = rw.operand_of(y, negative)
     if negated is not None and (r := rw.retyped(eq, add, [x, negated])) is not None:
         return r
     if rw.is_zero(x):
@@ -532,7 +532,7 @@ def _divide(eq, rw):
 
 def _negative(eq, rw):
     """-(-x) -> x; -(c * x) -> (-c) * x and -(x / c) -> x / (-c) for a literal c (exact)."""
-    inner = rw.operand_of(eq.inputs[0], "negative")
+    inner = rw.operand_of(eq.inputs[0], negative)
     if inner is not None:
         return rw.forward(inner, eq)
     scaled = _scaling(rw, eq.inputs[0])
@@ -586,7 +586,7 @@ def _embed(eq, rw):
 def _transpose(eq, rw):
     """transpose(transpose(x, a), b) -> transpose(x, a[b]); the identity permutation -> x."""
     x, axes = eq.inputs[0], tuple(eq.params["axes"])
-    inner = rw.producer_of(x, "transpose")
+    inner = rw.producer_of(x, transpose)
     if inner is not None:
         x, axes = inner.inputs[0], tuple(inner.params["axes"][a] for a in axes)
     if axes == tuple(range(len(axes))):
@@ -598,7 +598,7 @@ def _collapse(primitive):
     """A rule for reshape / broadcast_to: two in a row -> one; one to x's own shape -> x."""
     def rule(eq, rw):
         x = eq.inputs[0]
-        inner = rw.operand_of(x, primitive.name)
+        inner = rw.operand_of(x, primitive)
         if inner is not None:
             x = inner
         r = rw.forward(x, eq)
@@ -631,7 +631,7 @@ def _sum(eq, rw):
     the two it removes; never with zero copies (`inf * 0` would be NaN).
     """
     x = eq.inputs[0]
-    y = rw.operand_of(x, "broadcast_to")
+    y = rw.operand_of(x, broadcast_to)
     if y is None or np.dtype(y.aval.dtype).kind not in "fc":
         return None
     big, small = tuple(x.aval.shape), tuple(y.aval.shape)
@@ -679,17 +679,19 @@ def _unbroadcast_operands(eq, rw):
     """An elementwise primitive broadcasts by itself: read y rather than broadcast_to(y)
     where the output type is unchanged (y strongly typed, so promotion is the same)."""
     for i, x in enumerate(eq.inputs):
-        y = rw.operand_of(x, "broadcast_to")
+        y = rw.operand_of(x, broadcast_to)
         if y is not None:
             inputs = eq.inputs[:i] + [y] + eq.inputs[i + 1:]
             eq = rw.retyped(eq, eq.primitive, inputs) or eq
     return eq
 
 
-RULES = {"add": _add, "subtract": _subtract, "multiply": _multiply, "divide": _divide,
-         "negative": _negative, "matmul": _matmul, "embed": _embed, "transpose": _transpose,
-         "reshape": _collapse(reshape), "broadcast_to": _collapse(broadcast_to), "convert": _convert,
-         "getitem": _getitem, "sum": _sum}
+# The algebra this pass knows, per primitive (its own knowledge, keyed by the primitives
+# themselves: a renamed primitive keeps its rules).
+RULES = {add: _add, subtract: _subtract, multiply: _multiply, divide: _divide,
+         negative: _negative, matmul: _matmul, embed: _embed, transpose: _transpose,
+         reshape: _collapse(reshape), broadcast_to: _collapse(broadcast_to), convert: _convert,
+         getitem: _getitem, reduce_sum: _sum}
 
 
 def simplify(program: Program) -> Program:
@@ -711,7 +713,7 @@ def simplify(program: Program) -> Program:
         if not eq.primitive.multiple_results and not eq.outputs[0].weak:
             if eq.primitive.family == "elementwise":
                 eq = _literal_operands(_unbroadcast_operands(eq, rw), rw)
-            rule = RULES.get(eq.primitive.name)
+            rule = RULES.get(eq.primitive)
             result = rule(eq, rw) if rule is not None else None
             if _is_var(result):
                 rw.env[eq.outputs[0]] = result

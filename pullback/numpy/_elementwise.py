@@ -8,32 +8,15 @@ import scipy.special as sp
 from ..core.engine import Tracer
 from ..core.numbers import complex_error
 from ..errors import InPlaceMutationError, unsupported
+from ..primitives import REGISTRY
 from ..primitives import elementwise as P
 from ..primitives.structural import stop_gradient
 from ._common import operand, refuse, refuse_out
 
-# ufunc -> primitive. Every entry becomes a function of this namespace named like the ufunc.
-UFUNC_PRIMITIVES = {
-    np.negative: P.negative, np.absolute: P.absolute, np.sign: P.sign, np.sqrt: P.sqrt,
-    np.cbrt: P.cbrt, np.square: P.square, np.reciprocal: P.reciprocal, np.exp: P.exp,
-    np.exp2: P.exp2, np.expm1: P.expm1, np.log: P.log, np.log2: P.log2, np.log10: P.log10,
-    np.log1p: P.log1p, np.sin: P.sin, np.cos: P.cos, np.tan: P.tan, np.arcsin: P.arcsin,
-    np.arccos: P.arccos, np.arctan: P.arctan, np.sinh: P.sinh, np.cosh: P.cosh,
-    np.tanh: P.tanh, np.arcsinh: P.arcsinh, np.arccosh: P.arccosh, np.arctanh: P.arctanh,
-    np.floor: P.floor, np.ceil: P.ceil, np.trunc: P.trunc, np.rint: P.rint,
-    np.add: P.add, np.subtract: P.subtract, np.multiply: P.multiply, np.divide: P.divide,
-    np.power: P.power, np.maximum: P.maximum, np.minimum: P.minimum, np.fmax: P.fmax,
-    np.fmin: P.fmin, np.arctan2: P.arctan2, np.hypot: P.hypot, np.logaddexp: P.logaddexp,
-    np.logaddexp2: P.logaddexp2, np.remainder: P.remainder, np.fmod: P.fmod,
-    np.floor_divide: P.floor_divide, np.isnan: P.isnan, np.isinf: P.isinf,
-    np.isfinite: P.isfinite, np.logical_not: P.logical_not, np.logical_and: P.logical_and,
-    np.logical_or: P.logical_or, np.logical_xor: P.logical_xor, np.less: P.less,
-    np.less_equal: P.less_equal, np.greater: P.greater, np.greater_equal: P.greater_equal,
-    np.equal: P.equal, np.not_equal: P.not_equal,
-    sp.expit: P.expit, sp.logit: P.logit, sp.erf: P.erf, sp.erfc: P.erfc,
-    sp.gammaln: P.gammaln, sp.psi: P.digamma, sp.xlogy: P.xlogy, sp.log_ndtr: P.log_ndtr,
-    sp.ndtr: P.ndtr,
-}
+# ufunc -> the primitive that answers for it, from the registry. Every entry becomes a
+# function of this namespace named like the ufunc.
+UFUNC_PRIMITIVES = {f: prim for prim in REGISTRY.values() for f in prim.numpy_functions
+                    if isinstance(f, np.ufunc)}
 
 
 def _ufunc_wrapper(ufunc, prim):
@@ -52,7 +35,7 @@ def _ufunc_wrapper(ufunc, prim):
 
 UFUNCS = {ufunc: _ufunc_wrapper(ufunc, prim) for ufunc, prim in UFUNC_PRIMITIVES.items()}
 globals().update({f.__name__: f for f in UFUNCS.values()})
-psi = digamma = UFUNCS[sp.psi]
+psi = digamma = UFUNCS[sp.digamma]
 abs = fabs = absolute     # noqa: F821 (defined by the update above)
 true_divide = divide      # noqa: F821
 mod = remainder           # noqa: F821
