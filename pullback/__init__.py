@@ -21,7 +21,7 @@ from .ir.jit import jit, make_ir, show
 
 # User-defined derivative rules, and SciPy optimisers driven by our derivatives.
 from .custom import custom_jvp, custom_vjp
-from .optimize import newton_callables
+from .minimize import newton_callables
 
 # Testing utilities and errors.
 from .testing import check_grads

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 
 from ..errors import EscapedTracerError
-from .array_api import ArrayMethods
+from .array_methods import ArrayMethods
 from .user_code import take_swallowed
 
 _state = threading.local()
@@ -61,7 +61,7 @@ def new_trace(trace_class, *args):
 
 
 class Tracer(ArrayMethods):
-    """A value owned by a trace; array-like through `ArrayMethods` (array_api.py)."""
+    """A value owned by a trace; array-like through `ArrayMethods` (array_methods.py)."""
 
     __slots__ = ("_trace",)
     __array_priority__ = 1000

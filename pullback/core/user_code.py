@@ -12,15 +12,11 @@ import sys
 import threading
 
 import numpy as np
+import scipy
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_LIBRARIES = (_PACKAGE, os.path.dirname(np.__file__), "<frozen", "<pullback generated")
-try:
-    import scipy
-    _LIBRARIES += (os.path.dirname(scipy.__file__),)
-except ImportError:                # pragma: no cover -- SciPy is a dependency
-    pass
-
+_LIBRARIES = (_PACKAGE, os.path.dirname(np.__file__), os.path.dirname(scipy.__file__),
+              "<frozen", "<pullback generated")
 
 _DEMO = os.path.join(_PACKAGE, "demo.py")        # user code that ships with the package
 

@@ -13,6 +13,7 @@ output types come from `abstract_eval` (staging the function into a program that
 thrown away) or, for code pullback cannot trace, from running it on the values the
 program sees at the example arguments it is staged at (`ShapeNeedsValues`).
 """
+import inspect
 import re
 from contextlib import contextmanager
 from typing import Callable
@@ -340,7 +341,6 @@ def _stage(f, args, names):
 
 def argument_names(f: Callable, args: tuple) -> dict:
     """Leaf index -> a readable name built from f's parameter names and pytree keys."""
-    import inspect
     try:
         params = list(inspect.signature(f).parameters)
     except (TypeError, ValueError):

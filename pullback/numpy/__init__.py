@@ -11,23 +11,63 @@ array([0., 0.])
 """
 import numpy as _np
 
-from ..core import array_api as _array_api
+from ..core import array_methods as _array_methods
+from ..errors import InPlaceMutationError, unsupported
+from ..primitives.structural import stop_gradient
 from . import linalg
-from ._common import SCALARS as OPERAND_TYPES, ndim
+from ._common import SCALARS as OPERAND_TYPES, ndim, refuse_out
 from ._contraction import dot, einsum, inner, kron, matmul, outer, tensordot, trace, vdot
 from ._elementwise import *  # noqa: F401,F403  (ufunc wrappers, generated)
-from ._elementwise import (UFUNC_PRIMITIVES, UFUNCS, abs, apply_ufunc, around, astype, clip, conj, conjugate,
+from ._elementwise import (UFUNC_PRIMITIVES, UFUNCS, abs, around, clip, conj, conjugate,
                            deg2rad, degrees, digamma, fabs, float_power, imag, mod, positive, psi,
                            rad2deg, radians, real, round, true_divide, where)
 from ._reductions import (all, amax, amin, any, argmax, argmin, average, cumprod, cumsum,
                           logsumexp, max, mean, min, prod, ptp, std, sum, var)
-from ._shape import (array, array_split, argsort, asarray, at, atleast_1d, atleast_2d,
+from ._shape import (array, array_split, argsort, asarray, astype, at, atleast_1d, atleast_2d,
                      atleast_3d, broadcast_arrays, broadcast_to, column_stack, concatenate, copy,
                      diag, diagonal, empty_like, expand_dims, flip, fliplr, flipud, full_like,
-                     getitem, hstack, moveaxis, nonzero, ones_like, pad, ravel, repeat, reshape, roll,
-                     shape, size, sort, split, squeeze, stack, swapaxes, take, take_along_axis,
-                     tile, transpose, tril, triu, vstack, zeros_like)
-from ..primitives.structural import stop_gradient
+                     getitem, hstack, moveaxis, nonzero, ones_like, operand, pad, ravel, repeat,
+                     reshape, roll, shape, size, sort, split, squeeze, stack, swapaxes, take,
+                     take_along_axis, tile, transpose, tril, triu, vstack, zeros_like)
+
+
+# ------------------------------------------------------------- ufunc methods
+
+_REDUCE = {_np.add: sum, _np.multiply: prod, _np.maximum: max, _np.minimum: min}
+_ACCUMULATE = {_np.add: cumsum, _np.multiply: cumprod}
+
+
+def apply_ufunc(ufunc, method, inputs, kwargs):
+    """Answer NumPy's `__array_ufunc__` protocol for tracers."""
+    if method == "__call__" and "out" not in kwargs:
+        fn = UFUNCS.get(ufunc)
+        if fn is None:
+            raise unsupported(f"the ufunc {ufunc.__name__}")
+        return fn(*inputs, **kwargs)
+    name = f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__
+    refuse_out(f"np.{name}", kwargs.get("out"))
+    if method == "at":
+        raise InPlaceMutationError(
+            f"`np.{name}` writes into an array in place, which pullback cannot differentiate. "
+            "Use the functional update `pullback.numpy.at(x)[index].add(v)` (or `.set`, "
+            "`.multiply`, `.min`, `.max`).")
+    if method == "__call__":
+        return UFUNCS[ufunc](*inputs, **kwargs) if ufunc in UFUNCS else _refuse_ufunc(name)
+    if method == "reduce" and ufunc in _REDUCE:
+        kwargs.setdefault("axis", 0)
+        return _REDUCE[ufunc](*inputs, **kwargs)
+    if method == "accumulate" and ufunc in _ACCUMULATE:
+        kwargs.setdefault("axis", 0)
+        return _ACCUMULATE[ufunc](*inputs, **kwargs)
+    if method == "outer" and ufunc in UFUNCS and not kwargs:
+        a, b = map(operand, inputs)
+        a = reshape(a, a.shape + (1,) * len(getattr(b, "shape", ())))
+        return UFUNCS[ufunc](a, b)
+    raise unsupported(f"the ufunc method {name}")
+
+
+def _refuse_ufunc(name):
+    raise unsupported(f"the ufunc {name}")
 
 
 def _dispatch_table():
@@ -47,7 +87,7 @@ def _dispatch_table():
 
 
 DISPATCH = _dispatch_table()
-_array_api.use_namespace(__import__(__name__, fromlist=["*"]))
+_array_methods.use_namespace(__import__(__name__, fromlist=["*"]))
 
 
 def __getattr__(name):

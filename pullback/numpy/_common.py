@@ -3,26 +3,11 @@ import numbers
 
 import numpy as np
 
-from ..core.boundary import REFUSED_ARRAY_TYPES, refused_array_type
 from ..core.engine import Tracer
-from ..errors import InPlaceMutationError, UnsupportedFunctionError, unsupported
+from ..errors import InPlaceMutationError, unsupported
 
 # What primitives take as it is, besides plain ndarrays (`type(x) is np.ndarray`).
 SCALARS = (int, float, complex, bool, np.generic, Tracer)
-
-
-def operand(x):
-    """An argument as the primitives take it: arrays, tracers and Python scalars pass as they
-    are, masked arrays and np.matrix are refused, anything else goes through asarray."""
-    if type(x) is np.ndarray or isinstance(x, SCALARS):
-        return x
-    if isinstance(x, REFUSED_ARRAY_TYPES):
-        raise refused_array_type(x, "an operand of a traced computation",
-                                 UnsupportedFunctionError)
-    if isinstance(x, np.ndarray):              # other subclasses (memmap ...) behave as arrays
-        return x
-    from ._shape import asarray
-    return asarray(x)
 
 
 def ndim(a) -> int:

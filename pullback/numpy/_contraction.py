@@ -11,15 +11,14 @@ import numpy as np
 
 from ..primitives import contraction as C
 from ..primitives import elementwise as E
-from ._common import ndim, normalize_axis, operand
+from ._common import ndim, normalize_axis, refuse
 from ._elementwise import UFUNCS
 from ._reductions import sum
-from ._shape import diagonal, ravel, reshape, shape, transpose
+from ._shape import broadcast_to, diagonal, operand, ravel, reshape, shape, transpose
 
 
 def matmul(x1, x2, /, out=None, **kwargs):
     """`np.matmul` / the `@` operator (1-D operands are promoted and the axis removed)."""
-    from ._common import refuse
     refuse("matmul", out=out, **kwargs)
     a, b = operand(x1), operand(x2)
     if ndim(a) == 0 or ndim(b) == 0:
@@ -61,7 +60,6 @@ def tensordot(a, b, axes=2):
 
 def dot(a, b, out=None):
     """`np.dot`."""
-    from ._common import refuse
     refuse("dot", out=out)
     a, b = operand(a), operand(b)
     if ndim(a) == 0 or ndim(b) == 0:
@@ -86,14 +84,12 @@ def inner(a, b, /):
 
 def outer(a, b, out=None):
     """`np.outer`."""
-    from ._common import refuse
     refuse("outer", out=out)
     return E.multiply(reshape(ravel(a), (-1, 1)), reshape(ravel(b), (1, -1)))
 
 
 def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
     """`np.trace`."""
-    from ._common import refuse
     refuse("trace", out=out, dtype=dtype)
     return sum(diagonal(a, offset, axis1, axis2), axis=-1)
 
@@ -140,7 +136,6 @@ def _explicit_subscripts(subscripts, operands):
 
 def einsum(subscripts, *operands, out=None, optimize=False, **kwargs):
     """`np.einsum` (explicit and implicit subscripts, ellipsis)."""
-    from ._common import refuse
     refuse("einsum", out=out, **{k: v for k, v in kwargs.items() if k != "casting"})
     if not isinstance(subscripts, str):
         raise TypeError("einsum: only the subscripts-string form is supported")
@@ -152,7 +147,6 @@ def einsum(subscripts, *operands, out=None, optimize=False, **kwargs):
     for sub, x in zip(spec.split("->")[0].split(","), ops):
         for c, d in zip(sub, shape(x)):
             sizes[c] = d if sizes.get(c, 1) == 1 else sizes[c]
-    from ._shape import broadcast_to
     ops = [broadcast_to(x, tuple(sizes[c] for c in sub))
            for sub, x in zip(spec.split("->")[0].split(","), ops)]
     return C.einsum(*ops, spec=spec)

@@ -7,11 +7,12 @@ import scipy.special as sp
 
 from ..core.engine import Tracer
 from ..core.numbers import complex_error
-from ..errors import InPlaceMutationError, unsupported
+from ..errors import unsupported
 from ..primitives import REGISTRY
 from ..primitives import elementwise as P
 from ..primitives.structural import stop_gradient
-from ._common import operand, refuse, refuse_out
+from ._common import refuse
+from ._shape import astype, operand
 
 # ufunc -> the primitive that answers for it, from the registry. Every entry becomes a
 # function of this namespace named like the ufunc.
@@ -97,22 +98,6 @@ def where(condition, x=None, y=None):
     return P.where(operand(condition), operand(x), operand(y))
 
 
-def astype(x, dtype, copy=True):
-    """`x.astype(dtype)`: a float cast keeps the derivative; casting to int/bool drops it."""
-    dtype = np.dtype(dtype)
-    x = operand(x)
-    if getattr(x, "dtype", None) == dtype:
-        return x
-    if dtype.kind == "c":
-        raise complex_error(f"astype({dtype})")
-    from ..primitives.structural import convert
-    if dtype.kind != "f":
-        x = stop_gradient(x)
-    if not isinstance(x, Tracer):
-        return np.asarray(x).astype(dtype)
-    return convert(x, dtype=dtype)
-
-
 def _of_real(name, numpy_function, on_real_tracer):
     """`np.<name>`: NumPy's own on arrays; on tracers, which hold real values (complex ones
     are refused), `on_real_tracer`."""
@@ -138,42 +123,3 @@ UFUNCS.update({ufunc: _ufunc_wrapper(ufunc, fn) for ufunc, fn in {
     np.positive: positive, np.fabs: absolute, np.conjugate: conjugate, np.deg2rad: deg2rad,
     np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg,
     np.float_power: float_power}.items()})
-
-# ------------------------------------------------------------- ufunc methods
-
-_REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
-_ACCUMULATE = {np.add: "cumsum", np.multiply: "cumprod"}
-
-
-def apply_ufunc(ufunc, method, inputs, kwargs):
-    """Answer NumPy's `__array_ufunc__` protocol for tracers."""
-    if method == "__call__" and "out" not in kwargs:
-        fn = UFUNCS.get(ufunc)
-        if fn is None:
-            raise unsupported(f"the ufunc {ufunc.__name__}")
-        return fn(*inputs, **kwargs)
-    from .. import numpy as pnp
-    name = f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__
-    refuse_out(f"np.{name}", kwargs.get("out"))
-    if method == "at":
-        raise InPlaceMutationError(
-            f"`np.{name}` writes into an array in place, which pullback cannot differentiate. "
-            "Use the functional update `pullback.numpy.at(x)[index].add(v)` (or `.set`, "
-            "`.multiply`, `.min`, `.max`).")
-    if method == "__call__":
-        return UFUNCS[ufunc](*inputs, **kwargs) if ufunc in UFUNCS else _refuse_ufunc(name)
-    if method == "reduce" and ufunc in _REDUCE:
-        kwargs.setdefault("axis", 0)
-        return getattr(pnp, _REDUCE[ufunc])(*inputs, **kwargs)
-    if method == "accumulate" and ufunc in _ACCUMULATE:
-        kwargs.setdefault("axis", 0)
-        return getattr(pnp, _ACCUMULATE[ufunc])(*inputs, **kwargs)
-    if method == "outer" and ufunc in UFUNCS and not kwargs:
-        a, b = map(operand, inputs)
-        a = pnp.reshape(a, a.shape + (1,) * len(getattr(b, "shape", ())))
-        return UFUNCS[ufunc](a, b)
-    raise unsupported(f"the ufunc method {name}")
-
-
-def _refuse_ufunc(name):
-    raise unsupported(f"the ufunc {name}")

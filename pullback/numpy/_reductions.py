@@ -10,8 +10,8 @@ import numpy as np
 from ..primitives import elementwise as E
 from ..primitives import reductions as R
 from ..primitives.structural import stop_gradient
-from ._common import ndim, normalize_axes, normalize_axis, operand, refuse
-from ._elementwise import astype
+from ._common import ndim, normalize_axes, normalize_axis, refuse
+from ._shape import astype, broadcast_to, expand_dims, operand, ravel, reshape, squeeze
 
 
 def _prepare(name, a, axis, dtype=None, out=None, where_mask=None, fill=0.0):
@@ -97,10 +97,8 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
                 raise TypeError("1D weights expected when shapes of a and weights differ")
             shape = [1] * ndim(x)
             shape[normalize_axis(axis, ndim(x))] = w.shape[0]
-            from ._shape import reshape
             w = reshape(w, tuple(shape))
         weighted = x * w
-        from ._shape import broadcast_to
         total = sum(broadcast_to(w, weighted.shape), axis, keepdims=keepdims)
         result = sum(weighted, axis, keepdims=keepdims) / total
     return (result, total) if returned else result
@@ -134,7 +132,6 @@ def _scan(prim, name):
         if dtype is not None:
             x = astype(x, dtype)
         if axis is None:
-            from ._shape import ravel
             x, axis = ravel(x), 0
         return prim(x, axis=normalize_axis(axis, ndim(x)))
     fn.__name__ = fn.__qualname__ = name
@@ -161,7 +158,6 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         total = E.absolute(total)
     out = E.log(total) + shift
     if not keepdims:
-        from ._shape import squeeze
         out = squeeze(out, axes)
         sign = squeeze(sign, axes)
     return (out, sign) if return_sign else out
@@ -172,12 +168,10 @@ def _arg(prim, name):
         refuse(name, out=out)
         x = operand(a)
         if axis is None:
-            from ._shape import ravel
             x, axis = ravel(x), 0
         axis = normalize_axis(axis, ndim(x))
         result = prim(x, axis=axis)
         if keepdims:
-            from ._shape import expand_dims
             result = expand_dims(result, axis)
         return result
     fn.__name__ = fn.__qualname__ = name

@@ -11,12 +11,46 @@ import numbers
 import numpy as np
 
 from ..core.engine import Tracer
-from ..errors import ConcretizationError, InPlaceMutationError, unsupported
+from ..core.numbers import complex_error
+from ..errors import (ConcretizationError, InPlaceMutationError, UnsupportedFunctionError,
+                      unsupported)
 from ..primitives import elementwise as E
 from ..primitives import reductions as R
 from ..primitives import structural as S
 from ..primitives.reductions import argsort as _argsort
-from ._common import ndim, normalize_axes, normalize_axis, operand, refuse
+from ..core.boundary import REFUSED_ARRAY_TYPES, refused_array_type
+from ._common import SCALARS, ndim, normalize_axes, normalize_axis, refuse
+
+# ------------------------------------------------------------------ operands
+
+
+def operand(x):
+    """An argument as the primitives take it: arrays, tracers and Python scalars pass as they
+    are, masked arrays and np.matrix are refused, anything else goes through asarray."""
+    if type(x) is np.ndarray or isinstance(x, SCALARS):
+        return x
+    if isinstance(x, REFUSED_ARRAY_TYPES):
+        raise refused_array_type(x, "an operand of a traced computation",
+                                 UnsupportedFunctionError)
+    if isinstance(x, np.ndarray):              # other subclasses (memmap ...) behave as arrays
+        return x
+    return asarray(x)
+
+
+def astype(x, dtype, copy=True):
+    """`x.astype(dtype)`: a float cast keeps the derivative; casting to int/bool drops it."""
+    dtype = np.dtype(dtype)
+    x = operand(x)
+    if getattr(x, "dtype", None) == dtype:
+        return x
+    if dtype.kind == "c":
+        raise complex_error(f"astype({dtype})")
+    if dtype.kind != "f":
+        x = S.stop_gradient(x)
+    if not isinstance(x, Tracer):
+        return np.asarray(x).astype(dtype)
+    return S.convert(x, dtype=dtype)
+
 
 # ---------------------------------------------------------------- reshaping
 
@@ -153,7 +187,6 @@ def concatenate(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
     if axis is None:
         xs, axis = [ravel(x) for x in xs], 0
     if dtype is not None:
-        from ._elementwise import astype
         xs = [astype(x, dtype) for x in xs]
     if not xs:
         raise ValueError("need at least one array to concatenate")
@@ -565,7 +598,6 @@ def array(object, dtype=None, *, copy=True, order="K", subok=False, ndmin=0, lik
         result = object
     else:
         return np.array(object, dtype=dtype, ndmin=ndmin)
-    from ._elementwise import astype
     result = astype(result, dtype) if dtype is not None else result
     return reshape(result, (1,) * (ndmin - ndim(result)) + shape(result)) if ndim(result) < ndmin else result
 
@@ -595,7 +627,6 @@ def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, d
     target = _like_shape(a, shape)
     dtype = np.dtype(dtype or _dtype(a))
     if isinstance(fill_value, Tracer):
-        from ._elementwise import astype
         return broadcast_to(astype(fill_value, dtype), target)
     return np.full(target, fill_value, dtype)
 

@@ -23,10 +23,10 @@ from ..errors import unsupported
 from ..primitives import linalg as L
 from ..primitives.contraction import matmul, swap_last
 from ..primitives.structural import convert, reshape
-from ._common import ndim, normalize_axis, operand
+from ._common import ndim, normalize_axis
 from ._elementwise import absolute, not_equal, sign, sqrt
 from ._reductions import max, min, sum
-from ._shape import argsort, flip, moveaxis, take_along_axis, tril
+from ._shape import argsort, flip, moveaxis, operand, take_along_axis, tril
 
 __all__ = [
     # solving and inverting

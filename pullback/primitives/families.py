@@ -20,6 +20,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+import scipy.special as sp
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
 from ..core.numbers import conj
@@ -87,7 +88,6 @@ def ufunc_emitter(ufunc):
     `np.<name>(a, b)`, and `np.<name>(a, b, out=buffer)` to write into a buffer. (Code
     generation writes the primitive's `python_operator` instead where an operand is an
     array, so that the result is the same.)"""
-    import scipy.special as sp
     prefix = "np" if getattr(np, ufunc.__name__, None) is ufunc else "sp"
     assert getattr(np if prefix == "np" else sp, ufunc.__name__, None) is ufunc, ufunc
     function = f"{prefix}.{ufunc.__name__}"
