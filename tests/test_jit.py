@@ -93,7 +93,7 @@ def test_jitted_programs_typecheck_and_shrink():
         raw, optimized = make_ir(f)(*args), make_ir(f, optimized=True)(*args)
         typecheck(raw)
         typecheck(optimized)
-        assert len(optimized.equations) <= len(raw.equations)
+        assert len(optimized.equations) < len(raw.equations)      # AD leaves dead code
 
 
 def test_signature_cache_and_new_shapes():
@@ -186,7 +186,7 @@ def test_show_golden(name, fn, args, capsys):
 def test_show_names_tangents_and_cotangents():
     text = show(lambda x, v: pullback.pushforward(grad(square_sum), (x,), (v,))[1],
                 np.ones(2), np.ones(2))
-    assert "x_bar" in text or "x_bar_dot" in text
+    assert "return [x_bar_dot]" in text                     # the tangent of the cotangent
     text = show(grad(square_sum), np.ones(2))
     assert "return [x_bar]" in text and "derivative of test_jit.py" in text
 

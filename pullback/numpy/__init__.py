@@ -38,7 +38,8 @@ _ACCUMULATE = {_np.add: cumsum, _np.multiply: cumprod}
 
 
 def apply_ufunc(ufunc, method, inputs, kwargs):
-    """Answer NumPy's `__array_ufunc__` protocol for tracers."""
+    """Answer NumPy's `__array_ufunc__` protocol for tracers (NumPy passes `out` only
+    when it is given)."""
     if method == "__call__" and "out" not in kwargs:
         fn = UFUNCS.get(ufunc)
         if fn is None:
@@ -51,8 +52,6 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
             f"`np.{name}` writes into an array in place, which pullback cannot differentiate. "
             "Use the functional update `pullback.numpy.at(x)[index].add(v)` (or `.set`, "
             "`.multiply`, `.min`, `.max`).")
-    if method == "__call__":
-        return UFUNCS[ufunc](*inputs, **kwargs) if ufunc in UFUNCS else _refuse_ufunc(name)
     if method == "reduce" and ufunc in _REDUCE:
         kwargs.setdefault("axis", 0)
         return _REDUCE[ufunc](*inputs, **kwargs)
@@ -65,9 +64,6 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
         return UFUNCS[ufunc](a, b)
     raise unsupported(f"the ufunc method {name}")
 
-
-def _refuse_ufunc(name):
-    raise unsupported(f"the ufunc {name}")
 
 
 def _dispatch_table():

@@ -401,7 +401,7 @@ def triu(m, k=0):
 # ------------------------------------------------------------------ indexing
 
 
-def _index_template(x, index):
+def _index_template(index):
     """Split a NumPy index into a hashable template and its integer index arrays."""
     if not isinstance(index, tuple):
         index = (index,)
@@ -438,7 +438,7 @@ def _index_template(x, index):
 def getitem(a, index):
     """`a[index]` for any NumPy index; gradients accumulate over repeated indices."""
     x = operand(a)
-    template, arrays = _index_template(x, index)
+    template, arrays = _index_template(index)
     return S.getitem(x, *arrays, index=template)
 
 
@@ -504,12 +504,12 @@ class _AtIndexer:
 
     def set(self, values):
         """A copy of the array with `values` written at the index."""
-        template, arrays = _index_template(self.array, self.index)
+        template, arrays = _index_template(self.index)
         return S.scatter_set(operand(self.array), operand(values), *arrays, index=template)
 
     def add(self, values):
         """A copy of the array with `values` added at the index (repeated indices accumulate)."""
-        template, arrays = _index_template(self.array, self.index)
+        template, arrays = _index_template(self.index)
         x = operand(self.array)
         return S.scatter_add(x, operand(values), *arrays, index=template)
 
@@ -529,7 +529,7 @@ class _AtIndexer:
         return self._combine("max", E.maximum, R.max, values)
 
     def _combine(self, method, pairwise, reduce, values):
-        template, arrays = _index_template(self.array, self.index)
+        template, arrays = _index_template(self.index)
         x, values = operand(self.array), operand(values)
         if builtins.any(isinstance(a, Tracer) for a in arrays):
             raise ConcretizationError(
