@@ -4,9 +4,9 @@ that choice asks this module, so adopting complex numbers is one decision here.
 - `differentiable(dtype)`: the dtypes whose values have derivatives (floating point);
 - `refuse_complex` / `complex_error`: complex values that meet a derivative, a complex
   dtype given where only real ones are differentiated: clear errors;
-- `conj` and `adjoint`: what a rule applies where it transposes (a cotangent is pulled
-  back through the conjugate of a derivative, a matrix product through the conjugate
-  transpose). For real values they are the identity and the transpose.
+- `conj`: what a rule applies where it transposes (a cotangent is pulled back through the
+  conjugate of a derivative; `primitives.contraction.adjoint`, the conjugate transpose of
+  matrices, is built on it). For real values it is the identity.
 """
 import numpy as np
 
@@ -39,10 +39,3 @@ def conj(x):
     """The complex conjugate of a derivative or operand, as rules apply it where they
     transpose: x itself, since complex values never reach a rule (`refuse_complex`)."""
     return x
-
-
-def adjoint(x):
-    """The conjugate transpose of a stack of matrices (the last two axes), with array
-    methods: arrays or tracers."""
-    n = len(x.shape)
-    return conj(x.transpose(tuple(range(n - 2)) + (n - 1, n - 2)))

@@ -9,6 +9,7 @@ import string
 import numpy as np
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
+from ..core.numbers import conj
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .families import batch_elementwise, unbroadcast
 from .structural import convert, transpose
@@ -36,6 +37,12 @@ def swap_last(x):
     return transpose(x, axes=tuple(range(n - 2)) + (n - 1, n - 2))
 
 
+def adjoint(x):
+    """The adjoint (conjugate transpose) of a stack of matrices, as rules apply it where
+    they transpose a linear map (see core/numbers.py): the transpose, for real values."""
+    return conj(swap_last(x))
+
+
 def _matmul_shape(a, b):
     (sa, sb) = shape_of(a), shape_of(b)
     batch = np.broadcast_shapes(sa[:-2], sb[:-2])
@@ -44,8 +51,8 @@ def _matmul_shape(a, b):
 
 def _matmul_vjp(wrt, out, a, b):
     def pullback(ct):
-        return (unbroadcast(matmul(ct, swap_last(b)), a) if wrt[0] else ZERO,
-                unbroadcast(matmul(swap_last(a), ct), b) if wrt[1] else ZERO)
+        return (unbroadcast(matmul(ct, adjoint(b)), a) if wrt[0] else ZERO,
+                unbroadcast(matmul(adjoint(a), ct), b) if wrt[1] else ZERO)
     return name_pullback(pullback, "matmul")
 
 
@@ -98,7 +105,7 @@ def _einsum_operand_cotangent(ct, operands, i, spec):
     inputs, output = _parse(spec)
     target = inputs[i]
     subs = [output] + inputs[:i] + inputs[i + 1:]
-    args = [ct] + list(operands[:i]) + list(operands[i + 1:])
+    args = [ct] + [conj(x) for x in operands[:i] + operands[i + 1:]]
     dtype = dtype_of(operands[i])
     sizes = dict(zip(target, shape_of(operands[i])))
     fresh = iter(c for c in string.ascii_letters if c not in spec)

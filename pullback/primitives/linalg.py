@@ -39,7 +39,7 @@ import scipy.linalg
 
 from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
-from .contraction import matmul, swap_last
+from .contraction import adjoint, matmul, swap_last
 from .elementwise import equal, sign, where
 from .families import batch_elementwise, batch_stacked, unbroadcast
 from .reductions import product_of_others, sum
@@ -91,12 +91,12 @@ def _lower_weights(x):
 def _symmetric_from_lower(x):
     """tril(x) + tril(x, -1).T: the symmetric matrix that a lower-triangle routine reads."""
     half = x * _lower_weights(x)
-    return half + swap_last(half)
+    return half + adjoint(half)
 
 
 def _symmetric_from_lower_transpose(ct):
     """The transpose (adjoint) of `_symmetric_from_lower`."""
-    return (ct + swap_last(ct)) * _lower_weights(ct)
+    return (ct + adjoint(ct)) * _lower_weights(ct)
 
 
 def _reciprocal_gaps(w):
@@ -124,7 +124,7 @@ def _inv_jvp(primals, tangents):
 
 
 def _inv_vjp(wrt, out, a):
-    out_t = swap_last(out)
+    out_t = adjoint(out)
 
     def pullback(ct):
         return (-matmul(out_t, matmul(ct, out_t)),)
@@ -154,8 +154,8 @@ def _solve_jvp(primals, tangents):
 
 def _solve_vjp(wrt, out, a, b):
     def pullback(ct):
-        ct_b = solve(swap_last(a), ct)
-        return (unbroadcast(-matmul(ct_b, swap_last(out)), a) if wrt[0] else ZERO,
+        ct_b = solve(adjoint(a), ct)
+        return (unbroadcast(-matmul(ct_b, adjoint(out)), a) if wrt[0] else ZERO,
                 unbroadcast(ct_b, b) if wrt[1] else ZERO)
     return name_pullback(pullback, "solve")
 
@@ -208,7 +208,7 @@ def _triangular_solve_vjp(wrt, out, a, b, lower, trans):
         ct_b = triangular_solve(a, ct, lower=lower, trans=1 - trans)
         ct_a = ZERO
         if wrt[0]:
-            ct_op = matmul(out, swap_last(ct_b)) if trans else matmul(ct_b, swap_last(out))
+            ct_op = matmul(out, adjoint(ct_b)) if trans else matmul(ct_b, adjoint(out))
             ct_a = unbroadcast(where(_triangle_mask(shape_of(a)[-1], lower), -ct_op, 0.0), a)
         return ct_a, unbroadcast(ct_b, b) if wrt[1] else ZERO
     return name_pullback(pullback, "triangular_solve")
@@ -241,7 +241,7 @@ triangular_solve = Primitive(
 def _svd_parts(a):
     """(c, u, s, v): a = u diag(s) v^T, c = det(u) det(v) = +-1 (per matrix, a constant)."""
     u, s, vh = svd(a)
-    return _per_matrix(sign(det(u) * det(vh))), u, s, swap_last(vh)
+    return _per_matrix(sign(det(u) * det(vh))), u, s, adjoint(vh)
 
 
 def _products_of_others(s):
@@ -256,22 +256,22 @@ def _adjugate_impl(a):
     return c * np.matmul(v_pi, np.swapaxes(u, -1, -2))
 
 
-def _adjugate_derivative(a, t, adjoint=False):
-    """d adj(a) applied to t, or (adjoint=True) its adjoint, the pullback, applied to t."""
+def _adjugate_derivative(a, t, transposed=False):
+    """d adj(a) applied to t, or (transposed=True) its adjoint, the pullback, applied to t."""
     c, u, s, v = _svd_parts(a)
-    left, right = (u, v) if adjoint else (v, u)
-    w = matmul(swap_last(right), matmul(t, left))
+    left, right = (u, v) if transposed else (v, u)
+    w = matmul(adjoint(right), matmul(t, left))
     distinct = ~np.eye(shape_of(s)[-1], dtype=bool)
     # pi_ij off the diagonal: the products of the others in rows that exclude s_i.
     pairs = where(distinct, _products_of_others(where(distinct, _as_row(s), 1.0)), 0.0)
     d = _diagonal_matrix(sum(pairs * _as_row(_diagonal(w)), axis=(len(shape_of(w)) - 1,),
                              keepdims=False)) - pairs * w
-    return c * matmul(left, matmul(d, swap_last(right)))
+    return c * matmul(left, matmul(d, adjoint(right)))
 
 
 def _adjugate_vjp(wrt, out, a):
     def pullback(ct):
-        return (_adjugate_derivative(a, ct, adjoint=True),)
+        return (_adjugate_derivative(a, ct, transposed=True),)
     return name_pullback(pullback, "adjugate")
 
 
@@ -283,13 +283,13 @@ adjugate = Primitive("adjugate", _adjugate_impl, shape=_same_shape,
 
 def _det_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
-    return det(a), sum(swap_last(adjugate(a)) * t, axis=(len(shape_of(a)) - 2,
+    return det(a), sum(adjoint(adjugate(a)) * t, axis=(len(shape_of(a)) - 2,
                                                           len(shape_of(a)) - 1), keepdims=False)
 
 
 def _det_vjp(wrt, out, a):
     def pullback(ct):
-        return (_per_matrix(ct) * swap_last(adjugate(a)),)
+        return (_per_matrix(ct) * adjoint(adjugate(a)),)
     return name_pullback(pullback, "det")
 
 
@@ -324,7 +324,7 @@ def _slogdet_vjp(wrt, out, a):
         if ct_logabsdet is ZERO:
             return (ZERO,)
         b, exists = _invertible_stand_in(a, out[0])
-        return (_per_matrix(ct_logabsdet * exists) * swap_last(inv(b)),)
+        return (_per_matrix(ct_logabsdet * exists) * adjoint(inv(b)),)
     return name_pullback(pullback, "slogdet")
 
 
@@ -344,15 +344,15 @@ def _cholesky_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     l = cholesky(a)
     left = triangular_solve(l, _symmetric_from_lower(t), lower=True, trans=0)      # l^-1 ds
-    middle = swap_last(triangular_solve(l, swap_last(left), lower=True, trans=0))  # .. l^-T
+    middle = adjoint(triangular_solve(l, adjoint(left), lower=True, trans=0))  # .. l^-T
     return l, matmul(l, middle * _lower_weights(a))
 
 
 def _cholesky_vjp(wrt, out, a):
     def pullback(ct):
-        phi = matmul(swap_last(out), ct) * _lower_weights(a)
+        phi = matmul(adjoint(out), ct) * _lower_weights(a)
         left = triangular_solve(out, phi, lower=True, trans=1)                       # l^-T phi
-        s_bar = swap_last(triangular_solve(out, swap_last(left), lower=True, trans=1))  # .. l^-1
+        s_bar = adjoint(triangular_solve(out, adjoint(left), lower=True, trans=1))  # .. l^-1
         return (_symmetric_from_lower_transpose(s_bar),)
     return name_pullback(pullback, "cholesky")
 
@@ -370,8 +370,8 @@ cholesky = Primitive("cholesky", np.linalg.cholesky, shape=_same_shape, jvp=_cho
 def _eigh_jvp(primals, tangents, lower):
     (a,), (t,) = primals, tangents
     w, v = eigh(a, lower=lower)
-    ds = _symmetric_from_lower(t if lower else swap_last(t))
-    m = matmul(swap_last(v), matmul(ds, v))
+    ds = _symmetric_from_lower(t if lower else adjoint(t))
+    m = matmul(adjoint(v), matmul(ds, v))
     return (w, v), (_diagonal(m), matmul(v, _reciprocal_gaps(w) * m))
 
 
@@ -382,10 +382,10 @@ def _eigh_vjp(wrt, out, a, lower):
         ct_w, ct_v = ct
         inner = ZERO if ct_w is ZERO else _diagonal_matrix(ct_w)
         if ct_v is not ZERO:
-            term = _reciprocal_gaps(w) * matmul(swap_last(v), ct_v)
+            term = _reciprocal_gaps(w) * matmul(adjoint(v), ct_v)
             inner = term if inner is ZERO else inner + term
-        ct_a = _symmetric_from_lower_transpose(matmul(v, matmul(inner, swap_last(v))))
-        return (ct_a if lower else swap_last(ct_a),)
+        ct_a = _symmetric_from_lower_transpose(matmul(v, matmul(inner, adjoint(v))))
+        return (ct_a if lower else adjoint(ct_a),)
     return name_pullback(pullback, "eigh")
 
 
@@ -415,10 +415,10 @@ def _svd_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     u, s, vh = svd(a)
     m, n = shape_of(a)[-2:]
-    v = swap_last(vh)
+    v = adjoint(vh)
     t_v = matmul(t, v)
-    dp = matmul(swap_last(u), t_v)
-    dp_t = swap_last(dp)
+    dp = matmul(adjoint(u), t_v)
+    dp_t = adjoint(dp)
     s_row, s_col = _as_row(s), _as_column(s)
     gaps = _reciprocal_gaps(s * s)
     du = matmul(u, gaps * (dp * s_row + s_col * dp_t))
@@ -426,8 +426,8 @@ def _svd_jvp(primals, tangents):
     if m > n:
         du = du + (t_v - matmul(u, dp)) / s_row
     if n > m:
-        dv = dv + (matmul(swap_last(t), u) - matmul(v, dp_t)) / s_row
-    return (u, s, vh), (du, _diagonal(dp), swap_last(dv))
+        dv = dv + (matmul(adjoint(t), u) - matmul(v, dp_t)) / s_row
+    return (u, s, vh), (du, _diagonal(dp), adjoint(dv))
 
 
 def _svd_vjp(wrt, out, a):
@@ -440,16 +440,16 @@ def _svd_vjp(wrt, out, a):
         inner = ZERO if ct_s is ZERO else _diagonal_matrix(ct_s)
         extra = ZERO                    # the projector terms, already (..., m, n)
         if ct_u is not ZERO:
-            ut_ct = matmul(swap_last(u), ct_u)
+            ut_ct = matmul(adjoint(u), ct_u)
             j = _reciprocal_gaps(s * s) * ut_ct
-            term = (j + swap_last(j)) * s_row
+            term = (j + adjoint(j)) * s_row
             inner = term if inner is ZERO else inner + term
             if m > n:
                 extra = matmul((ct_u - matmul(u, ut_ct)) / s_row, vh)
         if ct_vh is not ZERO:
-            ct_vh_v = matmul(ct_vh, swap_last(vh))
-            j = _reciprocal_gaps(s * s) * swap_last(ct_vh_v)
-            term = s_col * (j + swap_last(j))
+            ct_vh_v = matmul(ct_vh, adjoint(vh))
+            j = _reciprocal_gaps(s * s) * adjoint(ct_vh_v)
+            term = s_col * (j + adjoint(j))
             inner = term if inner is ZERO else inner + term
             if n > m:
                 term = matmul(u / s_row, ct_vh - matmul(ct_vh_v, vh))
@@ -468,7 +468,7 @@ svd = Primitive("svd", lambda a: tuple(np.linalg.svd(a, full_matrices=False)),
 def _svdvals_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     u, s, vh = svd(a)
-    return s, sum(u * matmul(t, swap_last(vh)), axis=(len(shape_of(a)) - 2,), keepdims=False)
+    return s, sum(u * matmul(t, adjoint(vh)), axis=(len(shape_of(a)) - 2,), keepdims=False)
 
 
 def _svdvals_vjp(wrt, out, a):
@@ -496,16 +496,16 @@ def _strictly_lower(x):
 
 def _right_solve_upper(x, r, trans):
     """x r^-1 (trans=0) or x r^-T (trans=1), for upper triangular r."""
-    return swap_last(triangular_solve(r, swap_last(x), lower=False, trans=1 - trans))
+    return adjoint(triangular_solve(r, adjoint(x), lower=False, trans=1 - trans))
 
 
 def _qr_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     q, r = qr(a)
     t_rinv = _right_solve_upper(t, r, 0)
-    c = matmul(swap_last(q), t_rinv)
+    c = matmul(adjoint(q), t_rinv)
     low = _strictly_lower(c)
-    omega = low - swap_last(low)
+    omega = low - adjoint(low)
     return (q, r), (matmul(q, omega - c) + t_rinv, matmul(c - omega, r))
 
 
@@ -514,11 +514,11 @@ def _qr_vjp(wrt, out, a):
 
     def pullback(ct):
         ct_q, ct_r = ct
-        b = ZERO if ct_q is ZERO else matmul(swap_last(q), ct_q)      # q^T q_bar - r_bar r^T
+        b = ZERO if ct_q is ZERO else matmul(adjoint(q), ct_q)      # q^T q_bar - r_bar r^T
         if ct_r is not ZERO:
-            r_term = matmul(ct_r, swap_last(r))
+            r_term = matmul(ct_r, adjoint(r))
             b = -r_term if b is ZERO else b - r_term
-        g = _strictly_lower(b - swap_last(b)) - b
+        g = _strictly_lower(b - adjoint(b)) - b
         d_bar = matmul(q, g) if ct_q is ZERO else ct_q + matmul(q, g)
         return (_right_solve_upper(d_bar, r, 1),)
     return name_pullback(pullback, "qr")
@@ -541,7 +541,7 @@ qr = Primitive("qr", lambda a: tuple(np.linalg.qr(a, mode="reduced")), shape=_qr
 def _pinv_jvp(primals, tangents, rcond):
     (a,), (t,) = primals, tangents
     x = pinv(a, rcond=rcond)
-    x_t, t_t = swap_last(x), swap_last(t)
+    x_t, t_t = adjoint(x), adjoint(t)
     left = _eye(a, shape_of(a)[-2]) - matmul(a, x)          # I - a x  (m x m)
     right = _eye(a) - matmul(x, a)                          # I - x a  (n x n)
     return x, (-matmul(x, matmul(t, x))
@@ -550,12 +550,12 @@ def _pinv_jvp(primals, tangents, rcond):
 
 
 def _pinv_vjp(wrt, out, a, rcond):
-    x, x_t = out, swap_last(out)
+    x, x_t = out, adjoint(out)
     left = _eye(a, shape_of(a)[-2]) - matmul(a, x)
     right = _eye(a) - matmul(x, a)
 
     def pullback(ct):
-        ct_t = swap_last(ct)
+        ct_t = adjoint(ct)
         return (-matmul(x_t, matmul(ct, x_t))
                 + matmul(matmul(left, ct_t), matmul(x, x_t))
                 + matmul(matmul(x_t, x), matmul(ct_t, right)),)

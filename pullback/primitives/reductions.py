@@ -9,6 +9,7 @@ import numpy as np
 
 from ..core.arrays import dtype_of, shape_of
 from ..core.indexing import Slice
+from ..core.numbers import conj
 from ..core.primitive import Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
 from .families import (batch_along_axis, batch_reduction, call_emitter, constant,
@@ -120,7 +121,7 @@ def _prod_jvp(primals, tangents, axis, keepdims):
 
 def _prod_vjp(wrt, out, x, axis, keepdims):
     def pullback(ct):
-        return (keep_dims(ct, x, axis, keepdims) * product_of_others(x, axis),)
+        return (keep_dims(ct, x, axis, keepdims) * conj(product_of_others(x, axis)),)
     return name_pullback(pullback, "prod")
 
 
