@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .core import arrays
 from .core.boundary import argnums_tuple, differentiable_input, matching_tree, split_aux
 from .errors import ModeError, NonScalarOutputError, TangentError
 from .primitives.structural import stop_gradient as _stop_gradient
@@ -77,7 +78,7 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False)
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
         out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
         _check_scalar(out)
-        cts = back(np.ones((), getattr(out, "dtype", np.float64)))
+        cts = back(arrays.ones((), getattr(out, "dtype", np.float64), like=out))
         gradient = _per_argnum(cts, argnums, len(args))
         return ((out, aux[0]) if has_aux else out), gradient
     return value_and_grad_f
@@ -130,14 +131,15 @@ def _basis_chunks(leaves, chunk):
     sizes = [_size(x) for x in leaves]
     total = sum(sizes)
     if len(leaves) == 1 and chunk >= total:     # the common case: one identity matrix
-        yield [np.eye(total, dtype=leaves[0].dtype).reshape((total,) + tuple(leaves[0].shape))]
+        yield [arrays.eye(total, leaves[0].dtype, like=leaves[0]).reshape(
+            (total,) + tuple(leaves[0].shape))]
         return
     for start in range(0, total, chunk):
         stop = min(total, start + chunk)
         seeds, offset = [], 0
         for leaf, n in zip(leaves, sizes):
-            block = np.zeros((stop - start, n), leaf.dtype)
-            rows = np.arange(max(start, offset), min(stop, offset + n))
+            block = arrays.zeros((stop - start, n), leaf.dtype, like=leaf)
+            rows = np.arange(max(start, offset), min(stop, offset + n))      # positions
             block[rows - start, rows - offset] = 1
             seeds.append(block.reshape((stop - start,) + tuple(leaf.shape)))
             offset += n
@@ -184,7 +186,8 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
             if offsets[-1] else None
         blocks = [unflatten(in_def, [
             rows[j][offsets[k]:offsets[k + 1]].reshape(tuple(o.shape) + tuple(np.shape(x)))
-            if rows is not None else np.zeros(tuple(o.shape) + tuple(np.shape(x)))
+            if rows is not None else arrays.zeros(tuple(o.shape) + tuple(np.shape(x)),
+                                                  np.float64, like=x)
             for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
         return _finish(blocks, out_def, argnums, len(args), has_aux, aux)
     return jacrev_f
@@ -223,13 +226,13 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
             columns, (out, aux) = vmap(push, out_axes=(0, None))(*seeds)
             chunks.append(columns)
         if out is None:                      # no input elements: nothing to push
-            _, (out, aux) = push(*[np.zeros_like(x) for x in in_leaves])
+            _, (out, aux) = push(*[arrays.zeros_like_value(x) for x in in_leaves])
         out_leaves, out_def = flatten(out)
         columns = _concat_chunks(chunks) if chunks else None
         blocks = [unflatten(in_def, [
             np.moveaxis(columns[k][offsets[j]:offsets[j + 1]], 0, -1).reshape(
                 tuple(np.shape(o)) + tuple(x.shape)) if columns is not None
-            else np.zeros(tuple(np.shape(o)) + tuple(x.shape), x.dtype)
+            else arrays.zeros(tuple(np.shape(o)) + tuple(x.shape), x.dtype, like=x)
             for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
         return _finish(blocks, out_def, argnums, len(args), has_aux, list(aux))
     return jacfwd_f
@@ -391,7 +394,7 @@ class HVPOperator:
         self.shape = (n, n)
         # v -> H v is linear: record it once, at v = 0, and apply its transpose (H is
         # symmetric). Only the work that depends on v is on the recording.
-        zero = tree_map(np.zeros_like, self.grad)
+        zero = tree_map(arrays.zeros_like_value, self.grad)
         _, self._back = pullback(lambda v: hvp(f, x, v, mode), zero)
 
     def __call__(self, v: Any) -> Any:

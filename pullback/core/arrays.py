@@ -29,8 +29,17 @@ def moveaxis(x, source: int, destination: int):
     return x.transpose(order)
 
 
-def is_numpy_array(x) -> bool:
-    """Whether x is a plain NumPy array: its buffer can be written in place."""
+# ------------------------------------------------------------- capabilities
+# What fast paths need of an array, asked here rather than by testing for NumPy's type.
+
+def writable_in_place(x) -> bool:
+    """Whether x is an array whose memory the library may write into (sums of cotangents
+    accumulated in place): a plain NumPy array."""
+    return type(x) is np.ndarray
+
+
+def runs_generated_code(x) -> bool:
+    """Whether x is an array the generated NumPy code of `jit` runs on as it is."""
     return type(x) is np.ndarray
 
 
@@ -39,6 +48,10 @@ def is_numpy_array(x) -> bool:
 
 def zeros(shape, dtype, like=None):
     return np.zeros(shape, dtype)
+
+
+def empty(shape, dtype, like=None):
+    return np.empty(shape, dtype)
 
 
 def ones(shape, dtype, like=None):

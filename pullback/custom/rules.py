@@ -22,7 +22,7 @@ from weakref import WeakSet
 import numpy as np
 
 from ..core.boundary import matching
-from ..core.arrays import zeros_like_value
+from ..core.arrays import broadcast_scalar, zeros_like_value
 from ..core.engine import Tracer, trace_stack
 from ..core.primitive import ZERO
 from ..errors import CustomRuleError
@@ -140,7 +140,7 @@ def _reference(x):
     """A stand-in with x's shape and dtype (a zero-stride view), kept by the rules instead
     of x: a rule staged under jit must not hold on to a traced value."""
     dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
-    return np.broadcast_to(np.zeros((), dtype), tuple(getattr(x, "shape", ())))
+    return broadcast_scalar(0, tuple(getattr(x, "shape", ())), dtype, like=x)
 
 
 class _Call:

@@ -14,13 +14,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.arrays import runs_generated_code
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
-from .staging import (CapturedTracer, argument_names, leaf_paths, signature_of,
-                                  stage)
 from ..tree import flatten, unflatten
 from .codegen import compile_program, generate
 from .passes import optimize
+from .staging import CapturedTracer, argument_names, leaf_paths, signature_of, stage
 
 # After this many consecutive calls that each had to stage again, warn.
 RESTAGING_WARNING_THRESHOLD = 8
@@ -125,7 +125,7 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
     @wraps(f)
     def jitted(*args, **kwargs):
         if plain and not kwargs:
-            entry = by_arrays.get(tuple((a.shape, a.dtype) if type(a) is np.ndarray else None
+            entry = by_arrays.get(tuple((a.shape, a.dtype) if runs_generated_code(a) else None
                                         for a in args))
             if entry is not None:
                 misses[0] = 0
@@ -171,7 +171,7 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
         else:
             misses[0] = 0
         traced = any(isinstance(x, Tracer) for x in leaves)
-        if plain and not kwargs and all(type(a) is np.ndarray for a in args):
+        if plain and not kwargs and all(runs_generated_code(a) for a in args):
             by_arrays[tuple((a.shape, a.dtype) for a in args)] = entry
         outs = (entry.traceable if traced else entry.fast)(*leaves)
         return unflatten(entry.out_tree, outs)

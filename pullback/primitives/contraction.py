@@ -8,6 +8,7 @@ import string
 
 import numpy as np
 
+from ..core import arrays
 from ..core.arrays import dtype_of, moveaxis, shape_of
 from ..core.numbers import conj
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
@@ -114,7 +115,7 @@ def _einsum_operand_cotangent(ct, operands, i, spec):
         if c in seen:                       # a repeated letter: tie it with an identity
             d = next(fresh)
             subs.append(c + d)
-            args.append(np.eye(sizes[c], dtype=dtype))
+            args.append(arrays.eye(sizes[c], dtype, like=operands[i]))
             c = d
         seen.add(c)
         result += c
@@ -122,7 +123,7 @@ def _einsum_operand_cotangent(ct, operands, i, spec):
     for c in dict.fromkeys(result):
         if c not in available:              # summed out in the forward pass: broadcast back
             subs.append(c)
-            args.append(np.ones(sizes[c], dtype=dtype))
+            args.append(arrays.ones(sizes[c], dtype, like=operands[i]))
     ct_i = einsum(*args, spec=",".join(subs) + "->" + result)
     return ct_i if dtype_of(ct_i) == dtype else convert(ct_i, dtype=dtype)
 

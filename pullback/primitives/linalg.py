@@ -37,6 +37,7 @@ smallest possibly zero).
 import numpy as np
 import scipy.linalg
 
+from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import adjoint, matmul, swap_last
@@ -50,7 +51,7 @@ from .structural import reshape, stop_gradient
 
 def _eye(x, n=None):
     """The identity matrix matching x's last axis (or of size n), in x's dtype (a constant)."""
-    return np.eye(shape_of(x)[-1] if n is None else n, dtype=dtype_of(x))
+    return arrays.eye(shape_of(x)[-1] if n is None else n, dtype_of(x), like=x)
 
 
 def _diagonal(x):
@@ -85,7 +86,7 @@ def _as_column(v):
 def _lower_weights(x):
     """tril(ones) with a halved diagonal: `x * w` is the lower triangle, diagonal halved."""
     n = shape_of(x)[-1]
-    return np.tril(np.ones((n, n), dtype_of(x))) - 0.5 * np.eye(n, dtype=dtype_of(x))
+    return arrays.tri(n, dtype=dtype_of(x), like=x) - 0.5 * arrays.eye(n, dtype_of(x), like=x)
 
 
 def _symmetric_from_lower(x):
@@ -101,7 +102,7 @@ def _symmetric_from_lower_transpose(ct):
 
 def _reciprocal_gaps(w):
     """F[..., i, j] = 1 / (w_j - w_i) off the diagonal, 0 on it (the eigenvector kernel)."""
-    off = ~np.eye(shape_of(w)[-1], dtype=bool)
+    off = ~arrays.eye(shape_of(w)[-1], bool, like=w)
     gaps = _as_row(w) - _as_column(w)
     return where(off, 1.0 / where(off, gaps, 1.0), 0.0)
 
@@ -183,9 +184,10 @@ def _triangular_solve_impl(a, b, lower, trans):
     return out
 
 
-def _triangle_mask(n, lower):
-    ones = np.ones((n, n), dtype=bool)
-    return np.tril(ones) if lower else np.triu(ones)
+def _triangle_mask(a, lower):
+    """The lower (or upper) triangle of a's matrices, diagonal included, as a mask."""
+    mask = arrays.tri(shape_of(a)[-1], like=a)
+    return mask if lower else mask.T
 
 
 def _op(x, trans):
@@ -197,7 +199,7 @@ def _triangular_solve_jvp(primals, tangents, lower, trans):
     x = triangular_solve(a, b, lower=lower, trans=trans)
     if t_a is ZERO:
         return x, triangular_solve(a, t_b, lower=lower, trans=trans)
-    t_triangle = where(_triangle_mask(shape_of(a)[-1], lower), t_a, 0.0)
+    t_triangle = where(_triangle_mask(a, lower), t_a, 0.0)
     product = matmul(_op(t_triangle, trans), x)
     rhs = -product if t_b is ZERO else t_b - product
     return x, triangular_solve(a, rhs, lower=lower, trans=trans)
@@ -209,7 +211,7 @@ def _triangular_solve_vjp(wrt, out, a, b, lower, trans):
         ct_a = ZERO
         if wrt[0]:
             ct_op = matmul(out, adjoint(ct_b)) if trans else matmul(ct_b, adjoint(out))
-            ct_a = unbroadcast(where(_triangle_mask(shape_of(a)[-1], lower), -ct_op, 0.0), a)
+            ct_a = unbroadcast(where(_triangle_mask(a, lower), -ct_op, 0.0), a)
         return ct_a, unbroadcast(ct_b, b) if wrt[1] else ZERO
     return name_pullback(pullback, "triangular_solve")
 
@@ -261,7 +263,7 @@ def _adjugate_derivative(a, t, transposed=False):
     c, u, s, v = _svd_parts(a)
     left, right = (u, v) if transposed else (v, u)
     w = matmul(adjoint(right), matmul(t, left))
-    distinct = ~np.eye(shape_of(s)[-1], dtype=bool)
+    distinct = ~arrays.eye(shape_of(s)[-1], bool, like=s)
     # pi_ij off the diagonal: the products of the others in rows that exclude s_i.
     pairs = where(distinct, _products_of_others(where(distinct, _as_row(s), 1.0)), 0.0)
     d = _diagonal_matrix(sum(pairs * _as_row(_diagonal(w)), axis=(len(shape_of(w)) - 1,),
@@ -308,7 +310,8 @@ def _invertible_stand_in(a, det_sign):
     makes every derivative there NaN instead of the stand-in's finite one."""
     singular = equal(det_sign, 0.0)
     b = a + where(_per_matrix(singular), _eye(a) - stop_gradient(a), 0.0)
-    return b, where(singular, np.full((), np.nan, dtype_of(a)), np.ones((), dtype_of(a)))
+    return b, where(singular, arrays.full((), np.nan, dtype_of(a), like=a),
+                    arrays.ones((), dtype_of(a), like=a))
 
 
 def _slogdet_jvp(primals, tangents):
@@ -491,7 +494,8 @@ svdvals = Primitive("svdvals", lambda a: np.linalg.svd(a, compute_uv=False),
 
 
 def _strictly_lower(x):
-    return where(np.tril(np.ones(shape_of(x)[-2:], dtype=bool), -1), x, 0.0)
+    rows, cols = shape_of(x)[-2:]
+    return where(arrays.tri(rows, cols, k=-1, like=x), x, 0.0)
 
 
 def _right_solve_upper(x, r, trans):

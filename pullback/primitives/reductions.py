@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
 from ..core.indexing import Slice
 from ..core.numbers import conj
@@ -86,7 +87,7 @@ def _flip_last(x):
 
 def _exclusive_cumprod_last(y):
     """[1, y0, y0*y1, ...] along the last axis: products strictly before each element."""
-    ones = np.ones(shape_of(y)[:-1] + (1,), dtype_of(y))
+    ones = arrays.ones(shape_of(y)[:-1] + (1,), dtype_of(y), like=y)
     head = getitem(y, index=(Ellipsis, Slice(None, -1, None)))
     return concatenate(ones, cumprod(head, axis=len(shape_of(y)) - 1), axis=len(shape_of(y)) - 1)
 
@@ -159,7 +160,7 @@ def _cumprod_by_prod(x, axis):
     y = _permute(x, perm)
     n = shape_of(y)[-1]
     rows = broadcast_to(reshape(y, shape=shape_of(y)[:-1] + (1, n)), shape=shape_of(y) + (n,))
-    out = prod(where(np.tri(n, dtype=bool), rows, 1.0), axis=(ndim,), keepdims=False)
+    out = prod(where(arrays.tri(n, like=x), rows, 1.0), axis=(ndim,), keepdims=False)
     return _permute(out, _inverse(perm))
 
 

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..core.arrays import dtype_of, moveaxis, shape_of, zeros_like_value
+from ..core.arrays import arange, dtype_of, full, moveaxis, shape_of, zeros_like_value
 from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
@@ -242,8 +242,8 @@ def _last_writes(x, updates, arrays, index):
     also works when the index arrays are staged.
     """
     shape = _getitem_shape(x, *arrays, index=index).shape
-    ids = np.arange(math.prod(shape)).reshape(shape)
-    landed = scatter_set(np.full(shape_of(x), -1), ids, *arrays, index=index)
+    ids = arange(math.prod(shape), like=x).reshape(shape)
+    landed = scatter_set(full(shape_of(x), -1, np.intp, like=x), ids, *arrays, index=index)
     return equal(getitem(landed, *arrays, index=index), ids)
 
 

@@ -14,6 +14,7 @@ They are made from concrete arrays only, never from tracers.
 """
 import numpy as np
 
+from ..core.arrays import broadcast_scalar, empty, writable_in_place, zeros
 from ..core.engine import Tracer
 from ..core.indexing import index_tuple
 from ..core.primitive import ZERO
@@ -51,7 +52,7 @@ def lazy_pullback(primitive, pullback, values, params):
     rest = (ZERO,) * len(arrays)
 
     def embedding_pullback(ct):
-        if type(ct) is np.ndarray or isinstance(ct, LazyCotangent):
+        if writable_in_place(ct) or isinstance(ct, LazyCotangent):
             return (Embedded(ct, arrays, index, x.shape),) + rest
         return pullback(ct)
     return embedding_pullback
@@ -113,7 +114,7 @@ class Scaled(LazyCotangent):
             if may_fold(self.scale, other) and normal_factor(scale, self.dtype) is not None:
                 return Scaled(scale, self.array, self.shape, self.dtype)
             return Scaled(other, self.dense(), self.shape, self.dtype)
-        if type(other) is np.ndarray and other.shape == self.shape \
+        if writable_in_place(other) and other.shape == self.shape \
                 and other.dtype == self.dtype and (self.array is None or self.scale == 1):
             array = other if self.array is None else self.array * other
             return Scaled(self.scale, array, self.shape, self.dtype)
@@ -123,7 +124,7 @@ class Scaled(LazyCotangent):
         return Scaled(-self.scale, self.array, self.shape, self.dtype)
 
     def dense(self):
-        out = np.empty(self.shape, self.dtype)       # an array even when 0-d
+        out = empty(self.shape, self.dtype, like=self.array)     # an array even when 0-d
         if self.array is None:
             out.fill(self.scale)
             return out
@@ -133,7 +134,7 @@ class Scaled(LazyCotangent):
         # What it stands for, as an operand of arithmetic that makes a new array: shared
         # and read-only where that saves a pass (a staged program keeps a view, not a copy).
         if self.array is None:
-            return np.broadcast_to(np.asarray(self.scale, self.dtype), self.shape)
+            return broadcast_scalar(self.scale, self.shape, self.dtype)
         return self.array if self.scale == 1 else self.array * self.scale
 
     def add_into(self, buffer):
@@ -158,13 +159,13 @@ class Embedded(LazyCotangent):
         self.values, self.arrays, self.index, self.shape = values, arrays, index, shape
 
     def dense(self):
-        return self.add_into(np.zeros(self.shape, self.values.dtype))
+        return self.add_into(zeros(self.shape, self.values.dtype, like=self.values))
 
     def add_into(self, buffer):
         idx = index_tuple(self.index, self.arrays)
         values = self.values
         if isinstance(values, LazyCotangent):
-            if not self.arrays and type(buffer[idx]) is np.ndarray:   # a view of buffer
+            if not self.arrays and writable_in_place(buffer[idx]):   # a view of buffer
                 values.add_into(buffer[idx])     # in place, never materialised
                 return buffer
             values = values.dense()
