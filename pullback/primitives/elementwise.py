@@ -150,6 +150,9 @@ remainder = elementwise("remainder", np.remainder, 1, lambda x, y: -floor_divide
                         domain=((2.3, 2.5), (1.05, 1.1)))
 fmod = elementwise("fmod", np.fmod, 1, lambda x, y: -trunc(x / y),
                    domain=((2.3, 2.5), (1.05, 1.1)))
+# copysign(x, y) = |x| with y's sign bit: d/dx = sign(x) * copysign(1, y), d/dy = 0.
+copysign = elementwise("copysign", np.copysign, lambda x, y: sign(x) * copysign(1.0, y), 0,
+                       domain=BINARY)
 xlogy = elementwise("xlogy", sp.xlogy,
                     lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
                     lambda x, y: x / y, domain=(REALS, POSITIVE))
