@@ -32,10 +32,14 @@ def moveaxis(x, source: int, destination: int):
 # ------------------------------------------------------------- capabilities
 # What fast paths need of an array, asked here rather than by testing for NumPy's type.
 
+# The types of the arrays whose memory the library may write into (sums of cotangents
+# accumulated in place): hot paths test `type(x) in WRITABLE_TYPES` inline.
+WRITABLE_TYPES = frozenset({np.ndarray})
+
+
 def writable_in_place(x) -> bool:
-    """Whether x is an array whose memory the library may write into (sums of cotangents
-    accumulated in place): a plain NumPy array."""
-    return type(x) is np.ndarray
+    """Whether x is an array whose memory the library may write into."""
+    return type(x) in WRITABLE_TYPES
 
 
 def runs_generated_code(x) -> bool:

@@ -39,3 +39,8 @@ def conj(x):
     """The complex conjugate of a derivative or operand, as rules apply it where they
     transpose: x itself, since complex values never reach a rule (`refuse_complex`)."""
     return x
+
+
+# Rules on hot paths skip calling `conj` while it is the identity (a Python call saved
+# per elementwise derivative).
+CONJ_IS_IDENTITY = True

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.special as sp
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
-from ..core.numbers import conj
+from ..core.numbers import CONJ_IS_IDENTITY, conj
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..transforms.cotangents import LazyCotangent
 from ..transforms.forward import jvp_flat
@@ -157,13 +157,19 @@ def _scaler(partial, residuals, adjoint):
             return lambda t, values, params: -t
         return lambda t, values, params: t * partial
     call = _partial_call(partial, residuals)
-    conjugate = conj if adjoint else (lambda d: d)
+    if adjoint and not CONJ_IS_IDENTITY:
+        def scale(t, values, params):
+            d = call(values, params)
+            if type(d) is tuple:             # (number, array): the number first
+                return t * conj(d[0]) * conj(d[1])
+            return t if type(d) is int and d == 1 else t * conj(d)
+        return scale
 
     def scale(t, values, params):
         d = call(values, params)
         if type(d) is tuple:                 # (number, array): the number first
-            return t * conjugate(d[0]) * conjugate(d[1])
-        return t if type(d) is int and d == 1 else t * conjugate(d)
+            return t * d[0] * d[1]
+        return t if type(d) is int and d == 1 else t * d
     return scale
 
 

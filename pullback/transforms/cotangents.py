@@ -14,7 +14,7 @@ They are made from concrete arrays only, never from tracers.
 """
 import numpy as np
 
-from ..core.arrays import broadcast_scalar, empty, writable_in_place, zeros
+from ..core.arrays import WRITABLE_TYPES, broadcast_scalar, empty, writable_in_place, zeros
 from ..core.engine import Tracer
 from ..core.indexing import index_tuple
 from ..core.primitive import ZERO
@@ -52,7 +52,7 @@ def lazy_pullback(primitive, pullback, values, params):
     rest = (ZERO,) * len(arrays)
 
     def embedding_pullback(ct):
-        if writable_in_place(ct) or isinstance(ct, LazyCotangent):
+        if type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent):
             return (Embedded(ct, arrays, index, x.shape),) + rest
         return pullback(ct)
     return embedding_pullback
@@ -114,7 +114,7 @@ class Scaled(LazyCotangent):
             if may_fold(self.scale, other) and normal_factor(scale, self.dtype) is not None:
                 return Scaled(scale, self.array, self.shape, self.dtype)
             return Scaled(other, self.dense(), self.shape, self.dtype)
-        if writable_in_place(other) and other.shape == self.shape \
+        if type(other) in WRITABLE_TYPES and other.shape == self.shape \
                 and other.dtype == self.dtype and (self.array is None or self.scale == 1):
             array = other if self.array is None else self.array * other
             return Scaled(self.scale, array, self.shape, self.dtype)

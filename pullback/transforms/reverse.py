@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.boundary import differentiable_input, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
-from ..core.arrays import writable_in_place, zeros_like_value
+from ..core.arrays import WRITABLE_TYPES, writable_in_place, zeros_like_value
 from ..core.numbers import refuse_complex
 from ..core.primitive import ZERO
 from .cotangents import LazyCotangent, Scaled, dense, lazy_pullback
@@ -136,7 +136,7 @@ def backward(tape, seeds):
     for i, ct in enumerate(cotangents):          # the leaves' cotangents: arrays of their own
         if isinstance(ct, LazyCotangent):
             cotangents[i] = ct.dense()
-        elif writable_in_place(ct) and any(writable_in_place(seed) and np.may_share_memory(
+        elif type(ct) in WRITABLE_TYPES and any(writable_in_place(seed) and np.may_share_memory(
                 ct, seed) for _, seed in seeds):
             cotangents[i] = ct.copy()            # a seed passed on unchanged (f(x) = x + 0)
     return cotangents
@@ -195,7 +195,7 @@ class _Accumulator:
 
 def _in_place(ct):
     """Whether a cotangent can be summed in place (a NumPy array, or a lazy one)."""
-    return writable_in_place(ct) or isinstance(ct, LazyCotangent)
+    return type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent)
 
 
 def reverse_trace():
