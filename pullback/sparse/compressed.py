@@ -8,10 +8,12 @@ colouring and k Hessian-vector products, batched the same way. A plan
 (`prepare_jacobian`, `prepare_hessian`) colours once; calling it at a new point computes
 values only.
 
-Entries of the compressed products that no nonzero of the pattern contributes to must
-be zero; a nonzero (or NaN) there means the function has a derivative outside the
-pattern, and the plan raises `PatternError` rather than return wrong values (it catches
-every such derivative that does not share its entry with a nonzero of the pattern).
+A pattern that misses a nonzero of f raises `PatternError` rather than give wrong
+values. Preparing evaluates the matrix once, with one random vector v among the seeds,
+and compares J v (or v^T J, H v) with the product of the decompressed matrix. Every call
+also checks the entries of the compressed products that no nonzero of the pattern
+contributes to: they must be zero (this catches, at no cost, each missing nonzero that
+does not share its entry with one of the pattern's).
 
 The pattern is given explicitly for now (`pattern=`, keyword-only); detecting it from
 the program comes next, as the default of that argument.
@@ -29,7 +31,9 @@ from ..transforms.reverse import pullback
 from .colouring import (PatternError, as_pattern, colour_columns, colour_rows, colour_star,
                         number_of_colours, symmetric_pattern)
 
-# The Hessian-vector product batched over the seeds (measured fastest under vmap).
+# The Hessian-vector product batched over the seeds: `hvp`'s default. Batched, the three
+# modes that do not push the whole basis forward measured within about 30% of one another
+# on the benchmark problems, none fastest on all.
 HVP_MODE = "reverse-over-forward"
 
 
