@@ -12,8 +12,9 @@ import scipy.sparse.linalg
 import pullback
 from helpers import raises
 from pullback.errors import ModeError, NonDifferentiableInputError, NonScalarOutputError
-from pullback.sparse import (OrderError, PatternError, PlanMismatchError, SparseStructureError,
-                             prepare_hessian, prepare_jacobian, sparse_hessian, sparse_jacobian)
+from pullback.sparse import (ChunkSizeError, OrderError, PatternError, PlanMismatchError,
+                             SparseStructureError, prepare_hessian, prepare_jacobian,
+                             sparse_hessian, sparse_jacobian)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
 import sparse_problems as problems  # noqa: E402
@@ -167,7 +168,7 @@ def test_jacobian_goes_into_scipy_sparse_solvers():
                                np.linalg.solve(jacobian.toarray(), b), rtol=1e-10)
 
 
-def test_item_sparse_pattern_missing_a_nonzero_is_refused():
+def test_item2_pattern_missing_a_nonzero_is_refused():
     """A pattern without a nonzero the function has: a PatternError, never wrong values.
     A nonzero alone in its compressed entry is caught at every call; one sharing its entry
     with a nonzero of the pattern, by the random product checked when the plan is prepared."""
@@ -192,7 +193,7 @@ def test_item_sparse_pattern_missing_a_nonzero_is_refused():
         plan(np.ones(2))
 
 
-def test_item_sparse_errors_say_what_was_wrong():
+def test_item2_errors_say_what_was_wrong():
     f = problems.rosenbrock(np)
     x = np.ones(4)
     plan = prepare_hessian(f, x, pattern=problems.rosenbrock_pattern(4))
@@ -214,6 +215,9 @@ def test_item_sparse_errors_say_what_was_wrong():
         sparse_jacobian(np.sin, x, pattern=np.eye(4), mode="backward")
     with raises(OrderError, "unknown vertex order"):
         sparse_jacobian(np.sin, x, pattern=np.eye(4), order="random")
+    for chunk_size in (0, -1, 1.5, True):
+        with raises(ChunkSizeError, f"chunk_size={chunk_size!r}", "positive int"):
+            sparse_hessian(f, x, pattern=problems.rosenbrock_pattern(4), chunk_size=chunk_size)
     with raises(SparseStructureError, "one NumPy array", "concatenate"):
         sparse_jacobian(np.sin, (x, x), pattern=np.eye(4))
     with raises(SparseStructureError, "f returned a tuple"):
@@ -226,3 +230,11 @@ def test_item_sparse_errors_say_what_was_wrong():
     jacobian_plan = prepare_jacobian(lambda t, k: t[:k], x, 4, pattern=np.eye(4), mode="forward")
     with raises(PlanMismatchError, "3 elements", "4 rows"):
         jacobian_plan(x, 3)
+
+
+def test_item4_pullback_sparse_exports_the_api():
+    assert pullback.sparse.sparse_hessian is sparse_hessian and "sparse" in pullback.__all__
+    for name in pullback.sparse.__all__:
+        assert getattr(pullback.sparse, name) is not None
+    assert {"column_colouring", "row_colouring", "star_colouring", "prepare_jacobian",
+            "prepare_hessian", "sparse_jacobian"} <= set(pullback.sparse.__all__)

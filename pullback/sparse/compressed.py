@@ -18,6 +18,7 @@ does not share its entry with one of the pattern's).
 The pattern is given explicitly for now (`pattern=`, keyword-only); detecting it from
 the program comes next, as the default of that argument.
 """
+import numbers
 from typing import Callable, Sequence
 
 import numpy as np
@@ -40,6 +41,10 @@ HVP_MODE = "reverse-over-forward"
 class PlanMismatchError(PullbackError, ValueError):
     """A sparse plan was called at an x of another shape or dtype than it was prepared for,
     or f's output no longer matches the pattern."""
+
+
+class ChunkSizeError(PullbackError, ValueError):
+    """`chunk_size` is not None or a positive integer."""
 
 
 class SparseStructureError(PullbackError, TypeError):
@@ -101,8 +106,12 @@ class SparsePlan:
         self._untouched = np.ones(self.colours * self._vector_size, bool)
         self._untouched[touched] = False
         self._seed_cache = {}
-        self.chunk_size = chunk_size or default_chunk_size(
-            self.colours + 1, 2 * max(self.shape))
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
+                chunk_size, numbers.Integral) or chunk_size < 1):
+            raise ChunkSizeError(f"chunk_size={chunk_size!r}: give the number of products per "
+                                 "batched pass as a positive int, or None for the default.")
+        self.chunk_size = int(chunk_size or default_chunk_size(self.colours + 1,
+                                                               2 * max(self.shape)))
 
     def __repr__(self):
         return (f"{type(self).__name__}(shape={self.shape}, nnz={self.nnz}, "
@@ -136,17 +145,19 @@ class SparsePlan:
         return matrix
 
     def _checked(self, x) -> np.ndarray:
-        if isinstance(x, float) or (type(x) is np.ndarray or isinstance(x, np.generic)):
-            x = np.asarray(x)
-            if x.shape == self.x_shape and x.dtype == self.x_dtype:
-                return x
-            got = f"shape {x.shape} and dtype {x.dtype}"
-        else:
-            got = f"a {type(x).__name__}"
+        """x, checked to have the shape and dtype the plan was prepared for."""
+        is_array = isinstance(x, float) or type(x) is np.ndarray or isinstance(x, np.generic)
+        array = np.asarray(x) if is_array else None
+        if is_array and array.shape == self.x_shape and array.dtype == self.x_dtype:
+            return array
+        got = (f"shape {array.shape} and dtype {array.dtype}" if is_array
+               else f"a {type(x).__name__}")
+        fix = (f"cast it with .astype({self.x_dtype})" if is_array and array.shape == self.x_shape
+               else "prepare another plan for this x")
         raise PlanMismatchError(
             f"this plan was prepared for x of shape {self.x_shape} and dtype {self.x_dtype}, "
-            f"but it was called with {got}. A plan's colouring belongs to one shape: prepare "
-            f"another plan for this x{' (or cast it with .astype(...))' if 'shape' in got else ''}.")
+            f"but it was called with {got}. A plan's colouring belongs to one shape and dtype: "
+            f"{fix}.")
 
     def _seeds(self, shape, dtype) -> np.ndarray:
         """The k seed vectors, one per colour, shaped (k,) + shape (made once per shape and
