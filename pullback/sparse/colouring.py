@@ -11,14 +11,13 @@ colour: every nonzero is read directly. Rows likewise (S^T J, reverse mode).
 Hessians (ibid., section 4; Gebremedhin, Tarafdar, Manne, Pothen, SISC 29, 2007). H is
 symmetric, so fewer colours suffice: a *star colouring* of the adjacency graph of H (a
 distance-1 colouring in which every path on four vertices uses at least three colours)
-lets every nonzero be read directly from H S. The rule (`star_reads`): H[i, j] is
-(H S)[i, colour[j]] when j is the only column of its colour in row i; otherwise it is
-H[j, i] = (H S)[j, colour[i]], and i is then the only column of its colour in row j. (If
-both failed, with k != j of colour[j] in row i and l != i of colour[i] in row j, then
-k - i - j - l would be a path on four vertices coloured with two colours.) Diagonal
-entries are read from (H S)[i, colour[i]], clean because neighbours differ in colour.
-Both entries of a pair {i, j} are read from the same place, so the result is exactly
-symmetric.
+lets every nonzero be read directly from H S. The rule (`star_reads`), for i < j: H[i, j]
+and H[j, i] are both (H S)[i, colour[j]] when j is the only column of its colour in row
+i; otherwise both are (H S)[j, colour[i]], and i is then the only column of its colour in
+row j. (If both failed, with k != j of colour[j] in row i and l != i of colour[i] in row
+j, then k - i - j - l would be a path on four vertices coloured with two colours.)
+Diagonal entries are read from (H S)[i, colour[i]], clean because neighbours differ in
+colour. Reading both entries of a pair from one place makes the result exactly symmetric.
 
 The greedy colourings visit vertices in one of the `ORDERS`; "best" tries them all and
 keeps the fewest colours (an order is abandoned as soon as it needs more than the best so
@@ -27,15 +26,14 @@ structural nonzero must be the only contribution to the product entry it is read
 A failure is a `ColouringError`, a bug in this module, never bad input (a published star
 colouring was found to mis-colour some graphs silently).
 
-Star colouring follows GMP 2005, Algorithm 4.1 (distance-based), with the sets of colours
-that each vertex forbids to its uncoloured neighbours kept up to date as vertices are
-coloured, instead of being recomputed from the 3-neighbourhood: a vertex's work is then
-proportional to its degree and the number of colours, so the hub of an arrow pattern
-costs nothing per leaf.
+Star colouring is the distance-based greedy algorithm of GMP 2005 (section 4), with the
+sets of colours that each vertex forbids to its uncoloured neighbours kept up to date as
+vertices are coloured, instead of being recomputed from the 3-neighbourhood: a vertex's
+work is then proportional to its degree and the number of colours, so the hub of an
+arrow pattern costs nothing per leaf.
 """
-from typing import Sequence
-
 import heapq
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse
@@ -127,7 +125,7 @@ def _dynamic_order(indptr, indices, keys, pick_largest: bool, step: int):
     those left; then each neighbour left has its key changed by `step`. Bucket queue with
     stale entries skipped: O(V + E). Ties go to the smaller vertex number."""
     n = len(keys)
-    buckets = [[] for _ in range(max(keys, default=0) + n + 2)]
+    buckets = [[] for _ in range(n + 1)]        # keys stay within 0 .. n - 1 (degrees)
     for v in range(n - 1, -1, -1):
         buckets[keys[v]].append(v)
     done = [False] * n
@@ -251,7 +249,7 @@ _MANY = -1      # in `seen`: two or more coloured neighbours have this colour
 
 
 def _star_greedy(indptr, indices, sequence, limit):
-    """Star colouring, GMP 2005 Algorithm 4.1, in the order `sequence`; None as soon as a
+    """Distance-based greedy star colouring (GMP 2005) in the order `sequence`; None once a
     vertex would need colour `limit` or more.
 
     Vertex v may not take: (1) the colour of a coloured neighbour w; (2) the colour of a
