@@ -23,6 +23,9 @@ from .ir.jit import jit, make_ir, show
 from .custom import custom_jvp, custom_vjp
 from .minimize import newton_callables
 
+# Sparse Jacobians and Hessians: colouring and compressed evaluation.
+from . import sparse
+
 # Testing utilities and errors.
 from .testing import check_grads
 from . import errors
@@ -34,5 +37,5 @@ __all__ = [
     "grad", "value_and_grad", "forward_grad", "jacfwd", "jacrev", "jacobian",
     "default_chunk_size", "hessian", "hvp", "make_hvp", "HVPOperator", "stop_gradient",
     "custom_jvp", "custom_vjp", "newton_callables", "jit", "make_ir", "show",
-    "check_grads", "errors", "PullbackError",
+    "sparse", "check_grads", "errors", "PullbackError",
 ]

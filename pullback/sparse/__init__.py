@@ -1,0 +1,26 @@
+"""Sparse Jacobians and Hessians: colouring, compressed evaluation, decompression to scipy.sparse.
+
+>>> import numpy as np, pullback
+>>> f = lambda x: np.sum((x[1:] - x[:-1] ** 2) ** 2)
+>>> tridiagonal = np.eye(5, dtype=bool) | np.eye(5, k=1, dtype=bool)    # a triangle is enough
+>>> plan = pullback.sparse.prepare_hessian(f, np.ones(5), pattern=tridiagonal)
+>>> plan.colours, plan.nnz
+(3, 13)
+>>> plan(np.zeros(5)).toarray()[:2]
+array([[0., 0., 0., 0., 0.],
+       [0., 2., 0., 0., 0.]])
+
+Patterns are passed explicitly for now (`pattern=`); detection from the program comes next.
+"""
+from .colouring import (ORDERS, ColouringError, OrderError, PatternError, column_colouring,
+                        row_colouring, star_colouring)
+from .compressed import (ChunkSizeError, HessianPlan, JacobianPlan, PlanMismatchError,
+                         SparseStructureError, prepare_hessian, prepare_jacobian, sparse_hessian,
+                         sparse_jacobian)
+
+__all__ = [
+    "sparse_jacobian", "sparse_hessian", "prepare_jacobian", "prepare_hessian",
+    "JacobianPlan", "HessianPlan", "column_colouring", "row_colouring", "star_colouring",
+    "ORDERS", "PatternError", "OrderError", "PlanMismatchError", "SparseStructureError",
+    "ChunkSizeError", "ColouringError",
+]
