@@ -63,6 +63,28 @@ class ModeError(PullbackError, ValueError):
     """An unknown `mode` was given to jacobian, hessian, hvp or make_hvp."""
 
 
+class ChunkSizeError(PullbackError, ValueError):
+    """`chunk_size` is not None or a positive integer."""
+
+
+class PatternError(PullbackError, ValueError):
+    """A sparsity pattern is not a 2-D array or scipy.sparse matrix of the expected shape,
+    or the function has a nonzero derivative outside it."""
+
+
+class OrderError(PullbackError, ValueError):
+    """An unknown vertex order, or a sequence that is not a permutation of the vertices."""
+
+
+class PlanMismatchError(PullbackError, ValueError):
+    """A sparse plan was called at an x of another shape or dtype than it was prepared for,
+    or f's output no longer matches the pattern."""
+
+
+class SparseStructureError(PullbackError, TypeError):
+    """x or f(x) is not a single array: pullback.sparse does not take pytrees yet."""
+
+
 class BatchError(PullbackError, ValueError):
     """vmap got inconsistent batch sizes or an axis outside an argument's dimensions."""
 

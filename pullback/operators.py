@@ -11,7 +11,7 @@ import numpy as np
 
 from .core import arrays
 from .core.boundary import argnums_tuple, differentiable_input, matching_tree, split_aux
-from .errors import ModeError, NonScalarOutputError, TangentError
+from .errors import ChunkSizeError, ModeError, NonScalarOutputError, TangentError
 from .primitives.structural import stop_gradient as _stop_gradient
 from .transforms.forward import pushforward
 from .transforms.batching import vmap
@@ -111,6 +111,15 @@ def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Callab
 CHUNK_ELEMENTS = 2 ** 24
 
 
+def checked_chunk_size(chunk_size):
+    """`chunk_size` as given (None: the default), refused unless None or a positive int."""
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
+            chunk_size, numbers.Integral) or chunk_size < 1):
+        raise ChunkSizeError(f"chunk_size={chunk_size!r}: give the number of basis vectors per "
+                             "batched pass as a positive int, or None for the default.")
+    return None if chunk_size is None else int(chunk_size)
+
+
 def default_chunk_size(n_basis: int, elements_per_vector: int) -> int:
     """How many basis vectors one batched pass pushes forward or pulls back.
 
@@ -171,6 +180,8 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     array([[2., 0.],
            [0., 6.]])
     """
+    chunk_size = checked_chunk_size(chunk_size)
+
     @wraps(f)
     def jacrev_f(*args, **kwargs):
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
@@ -205,6 +216,8 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     array([[2., 0.],
            [0., 6.]])
     """
+    chunk_size = checked_chunk_size(chunk_size)
+
     @wraps(f)
     def jacfwd_f(*args, **kwargs):
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
@@ -260,7 +273,7 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
     array([[1., 0.],
            [0., 1.]])
     """
-    _check_mode(mode, JACOBIAN_MODES, "jacobian")
+    check_mode(mode, JACOBIAN_MODES, "jacobian")
 
     @wraps(f)
     def jacobian_f(*args, **kwargs):
@@ -289,7 +302,7 @@ DEFAULT_HESSIAN_MODE = "reverse-over-reverse"
 DEFAULT_HVP_MODE = "reverse-over-forward"
 
 
-def _check_mode(mode, modes, function):
+def check_mode(mode: str, modes: tuple, function: str) -> str:
     """`mode`, one of `modes`, or a ModeError that lists them (and the closest one)."""
     if mode not in modes:
         close = difflib.get_close_matches(str(mode), modes, n=1, cutoff=0.3)
@@ -341,7 +354,7 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_M
     array([[ 6.,  0.],
            [ 0., 12.]])
     """
-    outer, inner = _check_mode(mode, HESSIAN_MODES, "hessian").split("-over-")
+    outer, inner = check_mode(mode, HESSIAN_MODES, "hessian").split("-over-")
     gradient = (grad if inner == "reverse" else forward_grad)(f, argnums, has_aux)
     jac = jacfwd if outer == "forward" else jacrev
     return jac(gradient, argnums, has_aux, chunk_size)
@@ -361,7 +374,7 @@ def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
     >>> hvp(lambda x: np.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))
     array([6., 0.])
     """
-    outer, inner = _check_mode(mode, HESSIAN_MODES, "hvp").split("-over-")
+    outer, inner = check_mode(mode, HESSIAN_MODES, "hvp").split("-over-")
     x_leaves, x_def = flatten(x)
     v = unflatten(x_def, _vector_like_x(v, x_leaves, x_def))
     if mode == "forward-over-reverse":
@@ -385,7 +398,7 @@ class HVPOperator:
     """
 
     def __init__(self, f: Callable, x: Any, mode: str):
-        _check_mode(mode, HESSIAN_MODES, "make_hvp")
+        check_mode(mode, HESSIAN_MODES, "make_hvp")
         x = tree_map(private_copy, x)       # the recording reads x: modifying yours is safe
         self.value, self.grad = value_and_grad(f)(x)
         self._x_leaves, self._x_def = flatten(x)

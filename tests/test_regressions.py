@@ -405,3 +405,12 @@ def test_item11_python_complex_scalars_stay_weakly_typed_where_no_derivative_is_
         result = transformed(x)
         assert result.dtype == np.complex64
         np.testing.assert_array_equal(result, x * 1j if result.real.max() == 0 else 1j + x)
+
+
+@pytest.mark.parametrize("chunk_size", [-1, 0, 1.5, True, "2"])
+def test_a_chunk_size_that_is_not_a_positive_int_is_refused(chunk_size):
+    # chunk_size=-1 gave an all-zero Jacobian, silently.
+    for operator in (pullback.jacfwd, pullback.jacrev, jacobian, hessian):
+        with raises(errors.ChunkSizeError, "positive int"):
+            operator(np.sin if operator is not hessian else np.sum, chunk_size=chunk_size)(
+                np.ones(3))

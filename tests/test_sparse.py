@@ -12,9 +12,9 @@ import scipy.sparse.linalg
 import pullback
 from helpers import raises
 from pullback.errors import ModeError, NonDifferentiableInputError, NonScalarOutputError
-from pullback.sparse import (ChunkSizeError, OrderError, PatternError, PlanMismatchError,
-                             SparseStructureError, prepare_hessian, prepare_jacobian,
-                             sparse_hessian, sparse_jacobian)
+from pullback.errors import (ChunkSizeError, OrderError, PatternError, PlanMismatchError,
+                             SparseStructureError)
+from pullback.sparse import prepare_hessian, prepare_jacobian, sparse_hessian, sparse_jacobian
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
 import sparse_problems as problems  # noqa: E402

@@ -11,8 +11,8 @@ import scipy.sparse
 from hypothesis import given, settings, strategies as st
 
 from helpers import raises
-from pullback.sparse import (ORDERS, ColouringError, OrderError, PatternError,
-                             column_colouring, row_colouring, star_colouring)
+from pullback.errors import OrderError, PatternError
+from pullback.sparse import ORDERS, ColouringError, column_colouring, row_colouring, star_colouring
 from pullback.sparse.colouring import (as_pattern, column_reads, coordinates, row_reads,
                                        star_reads, symmetric_pattern)
 

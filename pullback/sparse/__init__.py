@@ -12,15 +12,12 @@ array([[0., 0., 0., 0., 0.],
 
 Patterns are passed explicitly for now (`pattern=`); detection from the program comes next.
 """
-from .colouring import (ORDERS, ColouringError, OrderError, PatternError, column_colouring,
-                        row_colouring, star_colouring)
-from .compressed import (ChunkSizeError, HessianPlan, JacobianPlan, PlanMismatchError,
-                         SparseStructureError, prepare_hessian, prepare_jacobian, sparse_hessian,
-                         sparse_jacobian)
+from .colouring import ORDERS, ColouringError, column_colouring, row_colouring, star_colouring
+from .compressed import (HessianPlan, JacobianPlan, prepare_hessian, prepare_jacobian,
+                         sparse_hessian, sparse_jacobian)
 
 __all__ = [
     "sparse_jacobian", "sparse_hessian", "prepare_jacobian", "prepare_hessian",
     "JacobianPlan", "HessianPlan", "column_colouring", "row_colouring", "star_colouring",
-    "ORDERS", "PatternError", "OrderError", "PlanMismatchError", "SparseStructureError",
-    "ChunkSizeError", "ColouringError",
+    "ORDERS", "ColouringError",
 ]

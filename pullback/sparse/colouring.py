@@ -38,20 +38,11 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse
 
-from ..errors import PullbackError
+from ..errors import OrderError, PatternError
 
 # Tried in this sequence by order="best" (ties go to the earlier one).
 ORDERS = ("largest-first", "smallest-last", "saturation-degree", "incidence-degree",
           "dynamic-largest-first", "natural")
-
-
-class PatternError(PullbackError, ValueError):
-    """A sparsity pattern is not a 2-D array or scipy.sparse matrix of the expected shape,
-    or the function has a nonzero derivative outside it."""
-
-
-class OrderError(PullbackError, ValueError):
-    """An unknown vertex order, or a sequence that is not a permutation of the vertices."""
 
 
 class ColouringError(RuntimeError):

@@ -18,37 +18,24 @@ does not share its entry with one of the pattern's).
 The pattern is given explicitly for now (`pattern=`, keyword-only); detecting it from
 the program comes next, as the default of that argument.
 """
-import numbers
 from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse
 
-from ..errors import NonDifferentiableInputError, NonScalarOutputError, PullbackError
-from ..operators import JACOBIAN_MODES, _check_mode, default_chunk_size, hvp
+from ..errors import (NonDifferentiableInputError, NonScalarOutputError, PatternError,
+                      PlanMismatchError, SparseStructureError)
+from ..operators import JACOBIAN_MODES, check_mode, checked_chunk_size, default_chunk_size, hvp
 from ..transforms.batching import vmap
 from ..transforms.forward import pushforward
 from ..transforms.reverse import pullback
-from .colouring import (PatternError, as_pattern, colour_columns, colour_rows, colour_star,
+from .colouring import (as_pattern, colour_columns, colour_rows, colour_star,
                         number_of_colours, symmetric_pattern)
 
 # The Hessian-vector product batched over the seeds: `hvp`'s default. Batched, the three
 # modes that do not push the whole basis forward measured within about 30% of one another
 # on the benchmark problems, none fastest on all.
 HVP_MODE = "reverse-over-forward"
-
-
-class PlanMismatchError(PullbackError, ValueError):
-    """A sparse plan was called at an x of another shape or dtype than it was prepared for,
-    or f's output no longer matches the pattern."""
-
-
-class ChunkSizeError(PullbackError, ValueError):
-    """`chunk_size` is not None or a positive integer."""
-
-
-class SparseStructureError(PullbackError, TypeError):
-    """x or f(x) is not a single array: pullback.sparse does not take pytrees yet."""
 
 
 def _input(x, function: str) -> np.ndarray:
@@ -106,12 +93,8 @@ class SparsePlan:
         self._untouched = np.ones(self.colours * self._vector_size, bool)
         self._untouched[touched] = False
         self._seed_cache = {}
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
-                chunk_size, numbers.Integral) or chunk_size < 1):
-            raise ChunkSizeError(f"chunk_size={chunk_size!r}: give the number of products per "
-                                 "batched pass as a positive int, or None for the default.")
-        self.chunk_size = int(chunk_size or default_chunk_size(self.colours + 1,
-                                                               2 * max(self.shape)))
+        self.chunk_size = checked_chunk_size(chunk_size) or default_chunk_size(
+            self.colours + 1, 2 * max(self.shape))
 
     def __repr__(self):
         return (f"{type(self).__name__}(shape={self.shape}, nnz={self.nnz}, "
@@ -298,7 +281,7 @@ def prepare_jacobian(f: Callable, x, *args, pattern, mode: str = "auto",
 
 def _jacobian_plan(f, x, args, pattern, mode, order, chunk_size):
     """(the plan, the Jacobian at x)."""
-    _check_mode(mode, JACOBIAN_MODES, "sparse_jacobian")
+    check_mode(mode, JACOBIAN_MODES, "sparse_jacobian")
     x = _input(x, "sparse_jacobian")
     out = _single_array(f(x, *args), "sparse_jacobian")
     matrix = as_pattern(pattern, "the Jacobian pattern")
