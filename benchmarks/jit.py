@@ -182,7 +182,7 @@ def run_library(lib):
         results.setdefault(problem, {})[task] = entry
         if lib == "pullback" and task.startswith("jit") and hasattr(fn, "cache"):
             program = next(iter(fn.cache.values())).program
-            from pullback.transforms.staging import stage
+            from pullback.ir.staging import stage
             raw = stage(fn.__wrapped__, tuple(args))
             counts[f"{problem}|{task}"] = (len(raw.equations), len(program.equations))
     return {"results": results, "counts": counts, "blas": blas_kernel()}

@@ -135,6 +135,9 @@ def _partial_call(partial, residuals):
     if len(read) == 1:
         (i,) = read
         return lambda values, params: partial(values[i])
+    if len(read) == 2:
+        i, j = read
+        return lambda values, params: partial(values[i], values[j])
     return lambda values, params: partial(*[values[i] for i in read])
 
 

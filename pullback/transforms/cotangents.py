@@ -86,6 +86,9 @@ def may_fold(first, second) -> bool:
     return abs(first) == 1 or abs(second) == 1 or (abs(first) > 1) == (abs(second) > 1)
 
 
+_FLOAT64 = np.dtype(np.float64)
+
+
 class Scaled(LazyCotangent):
     """`scale * array`, or the value `scale` everywhere when `array` is None (the transpose of a sum).
 
@@ -102,7 +105,7 @@ class Scaled(LazyCotangent):
     __array_ufunc__ = None               # never silently converted by NumPy
 
     def __init__(self, scale, array, shape, dtype):
-        if array is None:
+        if array is None and dtype != _FLOAT64:   # (a Python float is a float64 already)
             scale = dtype.type(scale)
         self.scale, self.array, self.shape, self.dtype = scale, array, shape, dtype
 
