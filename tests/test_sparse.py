@@ -168,7 +168,7 @@ def test_jacobian_goes_into_scipy_sparse_solvers():
                                np.linalg.solve(jacobian.toarray(), b), rtol=1e-10)
 
 
-def test_item2_pattern_missing_a_nonzero_is_refused():
+def test_pattern_missing_a_nonzero_is_refused():
     """A pattern without a nonzero the function has: a PatternError, never wrong values.
     A nonzero alone in its compressed entry is caught at every call; one sharing its entry
     with a nonzero of the pattern, by the random product checked when the plan is prepared."""
@@ -193,7 +193,7 @@ def test_item2_pattern_missing_a_nonzero_is_refused():
         plan(np.ones(2))
 
 
-def test_item2_errors_say_what_was_wrong():
+def test_errors_say_what_was_wrong():
     f = problems.rosenbrock(np)
     x = np.ones(4)
     plan = prepare_hessian(f, x, pattern=problems.rosenbrock_pattern(4))
@@ -232,7 +232,7 @@ def test_item2_errors_say_what_was_wrong():
         jacobian_plan(x, 3)
 
 
-def test_item4_pullback_sparse_exports_the_api():
+def test_pullback_sparse_exports_the_api():
     assert pullback.sparse.sparse_hessian is sparse_hessian and "sparse" in pullback.__all__
     for name in pullback.sparse.__all__:
         assert getattr(pullback.sparse, name) is not None

@@ -110,7 +110,7 @@ def test_star_colourings_are_valid_and_recover_every_nonzero(dense, seed, with_d
         _assert_star_recovers(dense, colours, seed)
 
 
-def test_item1_star_colouring_of_a_path_of_four_vertices_in_every_order():
+def test_star_colouring_of_a_path_of_four_vertices_in_every_order():
     """The issue's named case: the path u - v - w - x coloured in the order u, w, x, v (a
     distance-based star colouring that checks only paths ending at the new vertex gives it
     two colours), and every other order."""
@@ -127,7 +127,7 @@ def test_item1_star_colouring_of_a_path_of_four_vertices_in_every_order():
         _assert_star_recovers(path | np.eye(4, dtype=bool), colours, 0)
 
 
-def test_item1_colouring_check_refuses_colourings_that_lose_a_nonzero():
+def test_colouring_check_refuses_colourings_that_lose_a_nonzero():
     """The check run at colouring time catches a bad colouring instead of decompressing
     wrong values: a two-coloured path on four vertices, and columns sharing a row."""
     path = symmetric_pattern(np.eye(4, k=1, dtype=bool) | np.eye(4, dtype=bool))
@@ -140,14 +140,14 @@ def test_item1_colouring_check_refuses_colourings_that_lose_a_nonzero():
 
 
 @pytest.mark.parametrize("n", [10, 1_000])
-def test_item1_known_star_colour_counts(n):
+def test_known_star_colour_counts(n):
     assert star_colouring(problems.arwhead_pattern(n)).max() + 1 == 2
     assert star_colouring(problems.banded_pattern(n, 1)).max() + 1 == 3
     assert star_colouring(problems.rosenbrock_pattern(n)).max() + 1 == 3
     assert star_colouring(problems.broydn7d_pattern(n)).max() + 1 == 7      # as measured
 
 
-def test_item1_known_jacobian_colour_counts():
+def test_known_jacobian_colour_counts():
     """The 5-point Laplacian needs 5 column colours (its rows have 5 nonzeros), which the
     saturation-degree order reaches; the Brusselator's rows have 6 nonzeros."""
     laplacian = problems.five_point_laplacian_pattern(20)
@@ -157,7 +157,7 @@ def test_item1_known_jacobian_colour_counts():
     assert column_colouring(problems.brusselator_pattern(32)).max() + 1 == 8   # as measured
 
 
-def test_item1_colouring_10000_variables_takes_well_under_a_second():
+def test_colouring_10000_variables_takes_well_under_a_second():
     for pattern in (problems.rosenbrock_pattern(10_000), problems.arwhead_pattern(10_000)):
         start = time.perf_counter()
         star_colouring(pattern)
