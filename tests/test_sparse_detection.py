@@ -135,3 +135,16 @@ def test_sparse_derivatives_detect_their_pattern_by_default():
                                rtol=1e-12, atol=1e-12)
     plan = pullback.sparse.prepare_hessian(f, x)
     assert plan.colours == 3
+
+
+def test_spy_draws_the_pattern_coloured_by_product(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    plan = pullback.sparse.prepare_hessian(problems.rosenbrock(np), problems.start("rosenbrock", 30))
+    ax = plan.spy()
+    assert ax.get_title() == f"{plan.nnz:,} nonzeros, 3 colours"
+    (points,) = ax.collections
+    assert len(points.get_offsets()) == plan.nnz
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)     # as if not installed
+    with raises(errors.PullbackError, "pullback[plot]"):
+        plan.spy()

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse
 
 from ..errors import (NonDifferentiableInputError, NonScalarOutputError, PatternError,
-                      PlanMismatchError, SparseStructureError)
+                      PlanMismatchError, PullbackError, SparseStructureError)
 from ..operators import JACOBIAN_MODES, check_mode, checked_chunk_size, default_chunk_size, hvp
 from ..transforms.batching import vmap
 from ..transforms.forward import pushforward
@@ -96,6 +96,29 @@ class SparsePlan:
         self._seed_cache = {}
         self.chunk_size = checked_chunk_size(chunk_size) or default_chunk_size(
             self.colours + 1, 2 * max(self.shape))
+
+    def spy(self, ax=None, **style):
+        """Draw the pattern with matplotlib (an optional extra: `pip install "pullback[plot]"`),
+        each nonzero coloured by the compressed product it is read from; returns the axes.
+
+        `style` goes to `ax.scatter`.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise PullbackError('plan.spy() draws with matplotlib, which is not installed: '
+                                'pip install "pullback[plot]" (or matplotlib).') from None
+        if ax is None:
+            ax = plt.figure(figsize=(5, 5)).add_subplot()
+        rows, cols = self.pattern.nonzero()
+        seeded = rows if self.mode == "reverse" else cols
+        ax.scatter(cols, rows, c=self.colouring[seeded], cmap="tab10", marker="s",
+                   s=style.pop("s", max(1.0, 2e4 / max(self.shape))), **style)
+        ax.set_xlim(-0.5, self.shape[1] - 0.5)
+        ax.set_ylim(self.shape[0] - 0.5, -0.5)
+        ax.set_aspect("equal")
+        ax.set_title(f"{self.nnz:,} nonzeros, {self.colours} colours")
+        return ax
 
     def __repr__(self):
         return (f"{type(self).__name__}(shape={self.shape}, nnz={self.nnz}, "
