@@ -32,7 +32,12 @@ class UnsupportedFunctionError(PullbackError, TypeError):
 
 
 class ComplexValueError(UnsupportedFunctionError):
-    """A complex value met a derivative (pullback differentiates real numbers only, for now)."""
+    """A complex value met a primitive that has no derivative rule for complex values."""
+
+
+class HolomorphicError(PullbackError, TypeError):
+    """A complex output (or input) where a derivative operator needs `holomorphic=True`, or
+    that flag given for real values."""
 
 
 class InPlaceMutationError(PullbackError, TypeError):

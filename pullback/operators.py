@@ -11,7 +11,7 @@ import numpy as np
 
 from .core import arrays
 from .core.boundary import argnums_tuple, differentiable_input, matching_tree, split_aux
-from .errors import ChunkSizeError, ModeError, NonScalarOutputError, TangentError
+from .errors import ChunkSizeError, HolomorphicError, ModeError, NonScalarOutputError, TangentError
 from .primitives.structural import stop_gradient as _stop_gradient
 from .transforms.forward import pushforward
 from .transforms.batching import vmap
@@ -41,12 +41,38 @@ def _per_argnum(values, argnums, nargs):
     return tuple(values[distinct.index(i)] for i in nums)
 
 
-def _check_scalar(out):
-    """Refuse anything but a real floating-point scalar output, saying what to do instead."""
-    if isinstance(out, float):
+def _is_complex(x):
+    return np.dtype(getattr(x, "dtype", type(x))).kind == "c"
+
+
+def _check_holomorphic(function, inputs, outputs, holomorphic):
+    """With `holomorphic=True`, inputs and outputs must be complex (as in JAX)."""
+    if holomorphic and not all(_is_complex(x) for x in [*inputs, *outputs]):
+        raise HolomorphicError(
+            f"{function} with holomorphic=True needs complex inputs and outputs, but "
+            f"{'an input' if not all(map(_is_complex, inputs)) else 'an output'} is real. "
+            "Cast it (x.astype(complex)), or drop holomorphic=True for real values.")
+
+
+def _complex_output_error(function, fix):
+    return HolomorphicError(
+        f"{function} of a function with complex output: if the function is holomorphic, pass "
+        f"holomorphic=True (the derivative is then f'(z)); {fix}, or differentiate a "
+        "real-valued function of the output (np.real, np.imag, np.abs(...) ** 2).")
+
+
+def _check_scalar(out, holomorphic=False):
+    """Refuse anything but a real floating-point scalar output (complex with `holomorphic`),
+    saying what to do instead."""
+    if isinstance(out, float) and not holomorphic:
         return
     shape = getattr(out, "shape", None)
-    dtype = np.asarray(out).dtype if isinstance(out, (bool, int)) else getattr(out, "dtype", None)
+    dtype = np.asarray(out).dtype if isinstance(out, (bool, int, float, complex)) \
+        else getattr(out, "dtype", None)
+    if shape in (None, ()) and dtype is not None and dtype.kind == "c" and not holomorphic:
+        raise _complex_output_error("grad", "otherwise a gradient is defined for real outputs")
+    if holomorphic and dtype is not None and dtype.kind != "c":
+        _check_holomorphic("grad", [], [out], holomorphic)
     if shape in (None, ()) and dtype is not None and dtype.kind in "biu":
         raise NonScalarOutputError(
             f"grad requires a real floating-point scalar output, but the function returned "
@@ -54,7 +80,7 @@ def _check_scalar(out):
             "output does not depend differentiably on the input (a constant, a count, a "
             "comparison...). Return a float (e.g. `3.0` or `out.astype(float)`), whose "
             "gradient is zero where it does not depend on the input.")
-    if shape != () or dtype is None or dtype.kind != "f":
+    if shape != () or dtype is None or dtype.kind not in "fc":
         what = (f"an array of shape {tuple(shape)}" if shape is not None and shape != ()
                 else f"a value of type {type(out).__name__}"
                 + (f" and dtype {dtype}" if dtype is not None else ""))
@@ -66,7 +92,8 @@ def _check_scalar(out):
             "or reduce the output explicitly (e.g. return `f(x).sum()`) if that is what you mean.")
 
 
-def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Callable:
+def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
+                   holomorphic: bool = False) -> Callable:
     """A function returning `(f(*args), gradient)` (and aux: `((out, aux), gradient)`).
 
     >>> import numpy as np
@@ -77,18 +104,23 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False)
     def value_and_grad_f(*args, **kwargs):
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
         out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
-        _check_scalar(out)
+        _check_scalar(out, holomorphic)
+        _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
         cts = back(arrays.ones((), getattr(out, "dtype", np.float64), like=out))
         gradient = _per_argnum(cts, argnums, len(args))
         return ((out, aux[0]) if has_aux else out), gradient
     return value_and_grad_f
 
 
-def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Callable:
+def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
+         holomorphic: bool = False) -> Callable:
     """The gradient of a scalar-valued `f`: the pullback of 1.
 
     Defined only for real scalar outputs: anything else raises
     `NonScalarOutputError` (pullback never differentiates `sum(f(x))` silently).
+    Of complex inputs it is `df/dx - i df/dy` (JAX's convention, core/numbers.py);
+    with `holomorphic=True`, f maps complex inputs to a complex scalar and the result
+    is f'(z) (a complex output without the flag raises `HolomorphicError`).
     `argnums` picks the argument(s); with a tuple the result is a tuple. With
     `has_aux=True`, `f` returns `(out, aux)` and the result is `(gradient, aux)`.
 
@@ -96,7 +128,7 @@ def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Callab
     >>> grad(lambda x: np.sum(np.sin(x)))(np.array([0.0, np.pi]))
     array([ 1., -1.])
     """
-    value_and_grad_f = value_and_grad(f, argnums, has_aux)
+    value_and_grad_f = value_and_grad(f, argnums, has_aux, holomorphic)
 
     @wraps(f)
     def grad_f(*args, **kwargs):
@@ -168,12 +200,13 @@ def _offsets(leaves):
 
 
 def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
-           chunk_size: int | None = None) -> Callable:
+           chunk_size: int | None = None, holomorphic: bool = False) -> Callable:
     """The Jacobian by reverse mode: the pullback of the whole output basis, batched.
 
     One recorded forward pass; its `back` is vmapped over the identity (in chunks
     of `chunk_size` basis vectors, default `default_chunk_size`). The result has
-    shape `f(x).shape + x.shape` for each (output leaf, input leaf).
+    shape `f(x).shape + x.shape` for each (output leaf, input leaf). Complex outputs
+    need `holomorphic=True` (see `grad`).
 
     >>> import numpy as np
     >>> jacrev(lambda x: x ** 2)(np.array([1.0, 3.0]))
@@ -189,6 +222,9 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
         out_leaves, out_def = flatten(out)
         out_leaves = [np.asarray(o) if isinstance(o, (float, int)) else o for o in out_leaves]
         in_leaves, in_def = flatten(selected)
+        _check_holomorphic("jacrev", in_leaves, out_leaves, holomorphic)
+        if any(map(_is_complex, out_leaves)) and not holomorphic:
+            raise _complex_output_error("jacrev", "for real inputs use jacfwd")
         offsets = _offsets(out_leaves)
         chunk = chunk_size or default_chunk_size(offsets[-1], offsets[-1] + sum(
             _size(x) for x in in_leaves))
@@ -205,11 +241,13 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
 
 
 def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
-           chunk_size: int | None = None) -> Callable:
+           chunk_size: int | None = None, holomorphic: bool = False) -> Callable:
     """The Jacobian by forward mode: the pushforward of the whole input basis, batched.
 
     The pushforward is vmapped over the identity (in chunks of `chunk_size`
-    basis vectors, default `default_chunk_size`).
+    basis vectors, default `default_chunk_size`). Of complex inputs, without
+    `holomorphic=True`, the outputs must be real and the basis is pushed forward twice,
+    along the real and the imaginary axes: the rows are gradients, as `jacrev` gives them.
 
     >>> import numpy as np
     >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 3.0]))
@@ -231,20 +269,36 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
             return flatten(result[1])[0], (result[0], result[2:])
 
         offsets = _offsets(in_leaves)
-        out, aux = None, []
-        chunks = []
         # The output size is unknown before the first pass: size chunks as for a square Jacobian.
         chunk = chunk_size or default_chunk_size(offsets[-1], 2 * offsets[-1])
-        for seeds in _basis_chunks(in_leaves, chunk):
-            columns, (out, aux) = vmap(push, out_axes=(0, None))(*seeds)
-            chunks.append(columns)
+        along_imaginary = [not holomorphic and _is_complex(x) for x in in_leaves]
+
+        def push_basis(factors):
+            out, aux, chunks = None, [], []
+            for seeds in _basis_chunks(in_leaves, chunk):
+                seeds = [s * factor for s, factor in zip(seeds, factors)]
+                columns, (out, aux) = vmap(push, out_axes=(0, None))(*seeds)
+                chunks.append(columns)
+            return (_concat_chunks(chunks) if chunks else None), out, aux
+
+        columns, out, aux = push_basis([1] * len(in_leaves))
         if out is None:                      # no input elements: nothing to push
             _, (out, aux) = push(*[arrays.zeros_like_value(x) for x in in_leaves])
         out_leaves, out_def = flatten(out)
-        columns = _concat_chunks(chunks) if chunks else None
+        _check_holomorphic("jacfwd", in_leaves, out_leaves, holomorphic)
+        if any(along_imaginary) and columns is not None:
+            if any(map(_is_complex, out_leaves)):
+                raise _complex_output_error("jacfwd of complex inputs", "otherwise use jvp")
+            imaginary, _, _ = push_basis([1j if c else 1 for c in along_imaginary])
+
+        def block(k, o, j, x):
+            column = columns[k][offsets[j]:offsets[j + 1]]
+            if along_imaginary[j]:        # gradient rows: d/dx - i d/dy (core/numbers.py)
+                column = (column - 1j * imaginary[k][offsets[j]:offsets[j + 1]]).astype(x.dtype)
+            return np.moveaxis(column, 0, -1).reshape(tuple(np.shape(o)) + tuple(x.shape))
+
         blocks = [unflatten(in_def, [
-            np.moveaxis(columns[k][offsets[j]:offsets[j + 1]], 0, -1).reshape(
-                tuple(np.shape(o)) + tuple(x.shape)) if columns is not None
+            block(k, o, j, x) if columns is not None
             else arrays.zeros(tuple(np.shape(o)) + tuple(x.shape), x.dtype, like=x)
             for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
         return _finish(blocks, out_def, argnums, len(args), has_aux, list(aux))
@@ -260,13 +314,16 @@ JACOBIAN_MODES = ("auto", "forward", "reverse")
 
 
 def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
-             has_aux: bool = False, chunk_size: int | None = None) -> Callable:
+             has_aux: bool = False, chunk_size: int | None = None,
+             holomorphic: bool = False) -> Callable:
     """The Jacobian of `f`, shape `f(x).shape + x.shape`.
 
     `mode="forward"` pushes forward the input basis (`jacfwd`), `"reverse"` pulls
     back the output basis (`jacrev`). `"auto"` picks forward when the input has
     fewer elements than the output, and reverse otherwise: the fewer basis
-    vectors, the less work. `chunk_size` bounds how many go in one batched pass.
+    vectors, the less work (complex outputs of real inputs: forward). `chunk_size`
+    bounds how many go in one batched pass. `holomorphic=True`: f maps complex values to
+    complex values holomorphically, and the Jacobian holds f'(z) (see `grad`).
 
     >>> import numpy as np
     >>> jacobian(np.sin)(np.zeros(2))
@@ -283,9 +340,10 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
             n_in = sum(_size(x) for x in flatten(selected)[0])
             out = split_aux(f_selected(*selected), has_aux)[0]
             n_out = sum(_size(o) for o in flatten(out)[0])
-            chosen = "forward" if n_in < n_out else "reverse"
+            complex_out = any(map(_is_complex, flatten(out)[0])) and not holomorphic
+            chosen = "forward" if n_in < n_out or complex_out else "reverse"
         operator = jacfwd if chosen == "forward" else jacrev
-        return operator(f, argnums, has_aux, chunk_size)(*args, **kwargs)
+        return operator(f, argnums, has_aux, chunk_size, holomorphic)(*args, **kwargs)
     return jacobian_f
 
 
@@ -312,7 +370,8 @@ def check_mode(mode: str, modes: tuple, function: str) -> str:
     return mode
 
 
-def forward_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -> Callable:
+def forward_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
+                 holomorphic: bool = False) -> Callable:
     """The gradient of a scalar-valued `f` by forward mode (a batched pushforward of the basis).
 
     Same result as `grad` (with `has_aux=True`: `(gradient, aux)`); the inner derivative
@@ -322,9 +381,9 @@ def forward_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False) -
     def forward_grad_f(*args, **kwargs):
         def checked(*a):
             out, aux = split_aux(f(*a, **kwargs), has_aux)
-            _check_scalar(out)
+            _check_scalar(out, holomorphic)
             return out, aux
-        gradient, aux = jacfwd(checked, argnums, has_aux=True)(*args)
+        gradient, aux = jacfwd(checked, argnums, has_aux=True, holomorphic=holomorphic)(*args)
         selected = _per_argnum(_partial(f, args, argnums)[1], argnums, len(args))
         # A gradient has its input's dtype (as in reverse mode), whatever f's output dtype.
         gradient = tree_map(lambda g, x: g if g.dtype == _dtype(x) else g.astype(_dtype(x)),
@@ -338,7 +397,8 @@ def _dtype(x):
 
 
 def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_MODE,
-            chunk_size: int | None = None, has_aux: bool = False) -> Callable:
+            chunk_size: int | None = None, has_aux: bool = False,
+            holomorphic: bool = False) -> Callable:
     """The Hessian of a scalar-valued `f`: the Jacobian of its gradient.
 
     `mode` names the outer and the inner differentiation: "reverse-over-reverse"
@@ -347,7 +407,9 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_M
     reverse-mode gradient), "reverse-over-forward" or "forward-over-forward"; all
     four agree. For pytree inputs the result is nested like JAX's: `H[i][j]` is the
     block for leaves i and j, of shape `x_i.shape + x_j.shape`. With `has_aux=True`,
-    `f` returns `(out, aux)` and the result is `(hessian, aux)`.
+    `f` returns `(out, aux)` and the result is `(hessian, aux)`. `holomorphic=True`:
+    f is a holomorphic function of complex inputs, and H holds its second derivatives
+    (a real-valued f of complex inputs has no complex Hessian: use `hvp`).
 
     >>> import numpy as np
     >>> hessian(lambda x: np.sum(x ** 3))(np.array([1.0, 2.0]))
@@ -355,9 +417,9 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_M
            [ 0., 12.]])
     """
     outer, inner = check_mode(mode, HESSIAN_MODES, "hessian").split("-over-")
-    gradient = (grad if inner == "reverse" else forward_grad)(f, argnums, has_aux)
+    gradient = (grad if inner == "reverse" else forward_grad)(f, argnums, has_aux, holomorphic)
     jac = jacfwd if outer == "forward" else jacrev
-    return jac(gradient, argnums, has_aux, chunk_size)
+    return jac(gradient, argnums, has_aux, chunk_size, holomorphic)
 
 
 def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:

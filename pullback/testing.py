@@ -3,7 +3,9 @@
 `check_grads` verifies the pushforward against central differences and the
 pullback through the dot-product identity `<u, J v> = <J^T u, v>` (no Jacobian
 is formed), then checks the derivative functions themselves, recursively, up to
-the requested order.
+the requested order. Complex inputs and outputs are checked along directions with
+random real and imaginary parts, under the pairing `<a, b> = Re(sum(a * b))` of
+JAX's convention (core/numbers.py).
 """
 from typing import Callable, Sequence
 
@@ -13,7 +15,8 @@ from .transforms.forward import pushforward
 from .transforms.reverse import pullback
 from .tree import flatten, unflatten
 
-_TOLERANCE = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 2e-3, np.dtype(np.float16): 5e-2}
+_TOLERANCE = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 2e-3, np.dtype(np.float16): 5e-2,
+              np.dtype(np.complex128): 1e-5, np.dtype(np.complex64): 2e-3}
 
 
 def check_grads(f: Callable, args: Sequence, order: int = 2,
@@ -21,8 +24,9 @@ def check_grads(f: Callable, args: Sequence, order: int = 2,
                 tol: float | None = None, seed: int | None = None) -> None:
     """Raise AssertionError unless f's derivatives match finite differences up to `order`.
 
-    `args` is a tuple of arguments (pytrees of floating-point arrays). The finite
-    differences are taken in float64 whatever the input dtype, and the tolerance
+    `args` is a tuple of arguments (pytrees of real or complex floating-point arrays).
+    The finite differences are taken in float64 (complex128) whatever the input dtype,
+    and the tolerance
     follows the lowest input precision unless `tol` is given. Derivatives must
     also keep the dtype of the values they belong to.
 
@@ -39,7 +43,7 @@ def check_grads(f: Callable, args: Sequence, order: int = 2,
 
     def f_flat(*xs):
         outs = flatten(f(*unflatten(treedef, xs)))[0]
-        return tuple(o for o in outs if np.dtype(getattr(o, "dtype", float)).kind == "f")
+        return tuple(o for o in outs if np.dtype(getattr(o, "dtype", float)).kind in "fc")
 
     # Directions from a generator of their own, so that they never coincide with inputs
     # a caller drew from a small seed.
@@ -48,22 +52,36 @@ def check_grads(f: Callable, args: Sequence, order: int = 2,
 
 
 def _random_like(rng, xs):
-    return [rng.standard_normal(np.shape(x)).astype(np.asarray(x).dtype) for x in xs]
+    def draw(x):
+        dtype = np.asarray(x).dtype
+        v = rng.standard_normal(np.shape(x))
+        if dtype.kind == "c":
+            v = v + 1j * rng.standard_normal(np.shape(x))
+        return v.astype(dtype)
+    return [draw(x) for x in xs]
+
+
+def _wide(x):
+    """x in float64, or complex128 for complex values."""
+    x = np.asarray(x)
+    return x.astype(np.complex128 if x.dtype.kind == "c" else np.float64)
+
+
+def _pairing(a, b):
+    """<a, b> = Re(sum(a * b)), the pairing of tangents and cotangents (core/numbers.py)."""
+    return float(np.sum(_wide(a) * _wide(b)).real)
 
 
 def _finite_difference(f_flat, xs, vs, eps):
-    """Central difference of f_flat along vs, evaluated in float64."""
-    plus = f_flat(*[np.asarray(x, np.float64) + eps * np.asarray(v, np.float64)
-                    for x, v in zip(xs, vs)])
-    minus = f_flat(*[np.asarray(x, np.float64) - eps * np.asarray(v, np.float64)
-                     for x, v in zip(xs, vs)])
-    return [(np.asarray(p, np.float64) - np.asarray(m, np.float64)) / (2 * eps)
-            for p, m in zip(plus, minus)]
+    """Central difference of f_flat along vs, evaluated in float64 (complex128)."""
+    plus = f_flat(*[_wide(x) + eps * _wide(v) for x, v in zip(xs, vs)])
+    minus = f_flat(*[_wide(x) - eps * _wide(v) for x, v in zip(xs, vs)])
+    return [(_wide(p) - _wide(m)) / (2 * eps) for p, m in zip(plus, minus)]
 
 
 def _assert_close(analytic, numeric, tol, what):
-    analytic = np.asarray(analytic, np.float64)
-    numeric = np.asarray(numeric, np.float64)
+    analytic = _wide(analytic)
+    numeric = _wide(numeric)
     scale = 1.0 + np.max(np.abs(numeric), initial=0.0)
     error = np.max(np.abs(analytic - numeric), initial=0.0)
     if not error <= tol * scale:
@@ -97,9 +115,8 @@ def _check(f_flat, xs, order, modes, eps, tol, rng, name):
         us = _random_like(rng, out)
         cts = back(tuple(us))
         _assert_dtype(cts, xs, f"the cotangent of {name}'s inputs")
-        lhs = sum(np.vdot(np.asarray(u, np.float64), num) for u, num in zip(us, numeric))
-        rhs = sum(np.vdot(np.asarray(c, np.float64), np.asarray(v, np.float64))
-                  for c, v in zip(cts, vs))
+        lhs = sum(_pairing(u, num) for u, num in zip(us, numeric))
+        rhs = sum(_pairing(c, v) for c, v in zip(cts, vs))
         _assert_close(rhs, lhs, tol, f"pullback of {name} (<J^T u, v> vs <u, J v>)")
         if order > 1:
             def vjp_of_f(*xs_and_us):

@@ -1,7 +1,7 @@
 """Where values cross into and out of a transformation: checks and conversions.
 
-Inputs to differentiate must be floating point (arrays, NumPy scalars, Python
-floats, or tracers of an outer transformation); tangents and cotangents must
+Inputs to differentiate must be floating point, real or complex (arrays, NumPy
+scalars, Python floats and complex numbers, or tracers of an outer transformation); tangents and cotangents must
 match their primals in structure, shape and dtype. Every failure is a
 `PullbackError` subclass with a message that says what to do.
 """
@@ -30,15 +30,16 @@ def refused_array_type(x, where: str, error_class=NonDifferentiableInputError):
 
 
 def differentiable_input(x, where: str):
-    """x as a floating-point array (or tracer) to differentiate with respect to."""
+    """x as a real or complex floating-point array (or tracer) to differentiate with
+    respect to."""
     if isinstance(x, Tracer):
         dtype = x.dtype
     elif isinstance(x, REFUSED_ARRAY_TYPES):
         raise refused_array_type(x, where)
     elif isinstance(x, (np.ndarray, np.generic)):
         dtype = x.dtype
-    elif isinstance(x, float):
-        return np.asarray(x, dtype=np.float64)
+    elif isinstance(x, (float, complex)):
+        return np.asarray(x)
     elif isinstance(x, (bool, numbers.Integral)):
         dtype = np.asarray(x).dtype
     else:
@@ -47,11 +48,11 @@ def differentiable_input(x, where: str):
             "floating-point NumPy arrays or Python floats (or pytrees of them: tuples, lists "
             "and dicts).")
     if not differentiable(dtype):
-        kind = {"b": "boolean", "i": "integer", "u": "unsigned integer", "c": "complex"}.get(
+        kind = {"b": "boolean", "i": "integer", "u": "unsigned integer"}.get(
             dtype.kind, str(dtype))
         raise NonDifferentiableInputError(
-            f"{where} has {kind} dtype {dtype}; derivatives exist only with respect to real "
-            "floating-point inputs. Convert it (e.g. `x.astype(float)` or pass `3.0` instead of "
+            f"{where} has {kind} dtype {dtype}; derivatives exist only with respect to "
+            "floating-point inputs (real or complex). Convert it (e.g. `x.astype(float)` or pass `3.0` instead of "
             "`3`), or leave it out of `argnums` if it is not a variable.")
     if isinstance(x, np.generic):
         return np.asarray(x)
@@ -69,7 +70,7 @@ def matching(value, reference, error_class, what: str, of: str):
                                  else reference.shape), getattr(reference, "dtype", None)
     if ref_dtype is None:
         ref_dtype = np.asarray(reference).dtype
-    if isinstance(value, (float, int)) and not isinstance(value, bool) and ref_shape == ():
+    if isinstance(value, (float, int, complex)) and not isinstance(value, bool) and ref_shape == ():
         return np.asarray(value, dtype=ref_dtype)
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)

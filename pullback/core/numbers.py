@@ -1,12 +1,20 @@
-"""The number field of derivatives: the real numbers, for now. Every place that depends on
-that choice asks this module, so adopting complex numbers is one decision here.
+"""The number field of derivatives: real and complex floating point, with JAX's convention
+for complex values (so that results agree with JAX and autograd).
 
-- `differentiable(dtype)`: the dtypes whose values have derivatives (floating point);
-- `refuse_complex` / `complex_error`: complex values that meet a derivative, a complex
-  dtype given where only real ones are differentiated: clear errors;
-- `conj`: what a rule applies where it transposes (a cotangent is pulled back through the
-  conjugate of a derivative; `primitives.contraction.adjoint`, the conjugate transpose of
-  matrices, is built on it). For real values it is the identity.
+- Tangents and cotangents of complex values are complex, of the value's dtype.
+- A pushforward is the derivative as a real-linear map: `f'(z) v` for holomorphic f.
+- A pullback is its transpose under the real bilinear pairing `<a, b> = Re(sum(a * b))`
+  (no conjugation): for holomorphic f it multiplies by `f'(z)` and a matrix product's
+  pullback multiplies by the plain transpose. The gradient of a real-valued f of z = x + iy
+  is then `df/dx - i df/dy` (`grad(sum(abs(z)**2)) == 2 * conj(z)`).
+
+So the rules of holomorphic primitives are their real rules, evaluated in complex
+arithmetic; non-holomorphic ones (abs, real, imag, conj, angle, sign on complex values)
+have rules of their own. A primitive says which by its `complex_rules` slot; the others
+refuse complex values where a derivative would meet them (`refuse_complex`).
+
+- `differentiable(dtype)`: the dtypes whose values have derivatives (floating point,
+  real or complex).
 """
 import numpy as np
 
@@ -14,33 +22,25 @@ from ..errors import ComplexValueError
 
 
 def differentiable(dtype) -> bool:
-    """Whether values of `dtype` have derivatives (real floating point)."""
-    return np.dtype(dtype).kind == "f"
+    """Whether values of `dtype` have derivatives (real or complex floating point)."""
+    return np.dtype(dtype).kind in "fc"
 
 
 def complex_error(what: str) -> ComplexValueError:
-    """The error for a complex value or dtype where pullback transforms real numbers only."""
+    """The error for a complex value where pullback has no complex derivative rule."""
     return ComplexValueError(
-        f"{what}: pullback differentiates real numbers only, for now. Keep complex values "
-        "out of differentiated code, or split them into real and imaginary parts yourself.")
+        f"{what}: pullback has no derivative rule for complex values here. Split the values "
+        "into real and imaginary parts (np.real, np.imag) around it, or keep them real.")
 
 
-def refuse_complex(out, primitive):
-    """Raise if a differentiable primitive's output (or one of its outputs) is complex: a
-    complex constant entered the computation (inputs to differentiate are real)."""
-    for o in out if primitive.multiple_results else (out,):
-        dtype = getattr(o, "dtype", None)
-        if dtype is not None and dtype.kind == "c":
-            raise complex_error(f"`{primitive.name}` produced a {dtype} value from a "
-                                "differentiated one (a complex constant entered the computation)")
+def _is_complex(value) -> bool:
+    dtype = getattr(value, "dtype", None)
+    return (dtype.kind == "c") if dtype is not None else type(value) is complex
 
 
-def conj(x):
-    """The complex conjugate of a derivative or operand, as rules apply it where they
-    transpose: x itself, since complex values never reach a rule (`refuse_complex`)."""
-    return x
-
-
-# Rules on hot paths skip calling `conj` while it is the identity (a Python call saved
-# per elementwise derivative).
-CONJ_IS_IDENTITY = True
+def refuse_complex(values, primitive):
+    """Raise if a primitive without complex rules meets complex values (its inputs, or the
+    outputs of one with zero derivative) while a derivative flows through it: its real
+    rules could give a wrong value."""
+    if any(_is_complex(v) for v in values):
+        raise complex_error(f"`{primitive.name}` of complex values")

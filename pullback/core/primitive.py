@@ -40,7 +40,10 @@ A `Primitive` carries its rules and facts side by side; family constructors
 - `transpose_kind`: "uniform" (a sum: its transpose spreads one number) or "embedding"
   (indexing: its transpose places values into zeros), which reverse mode keeps lazy
   (transforms/cotangents.py); `scaled_cotangents`: the pullback takes reverse mode's
-  lazy `Scaled` cotangents (they multiply and negate like arrays).
+  lazy `Scaled` cotangents (they multiply and negate like arrays);
+- `complex_rules`: its rules are right for complex values under the convention of
+  core/numbers.py (a holomorphic primitive's real rules are; non-holomorphic ones need
+  rules of their own). Without it, complex values meeting a derivative through it raise.
 
 Positional arguments are arrays, keyword arguments are static parameters: tracers
 only ever appear positionally. A primitive whose output has zero derivative
@@ -87,7 +90,7 @@ class Primitive:
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
-                 "family", "fresh_output", "__weakref__")
+                 "family", "fresh_output", "complex_rules", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
@@ -95,7 +98,7 @@ class Primitive:
                  python_operator: str = None, commutative: bool = False, differentiable: bool = True,
                  multiple_results: bool = False, scaled_cotangents: bool = False,
                  transpose_kind: str = None, sparsity: str = None, domain: Any = None,
-                 family: str = "", fresh_output: bool = False):
+                 family: str = "", fresh_output: bool = False, complex_rules: bool = False):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
@@ -112,6 +115,7 @@ class Primitive:
         self.domain = domain
         self.family = family
         self.fresh_output = fresh_output
+        self.complex_rules = complex_rules
         REGISTRY[name] = self
 
     def __call__(self, *args, **params):

@@ -6,7 +6,6 @@ import numpy as np
 import scipy.special as sp
 
 from ..core.engine import Tracer
-from ..core.numbers import complex_error
 from ..errors import unsupported
 from ..primitives import REGISTRY
 from ..primitives import elementwise as P
@@ -98,28 +97,60 @@ def where(condition, x=None, y=None):
     return P.where(operand(condition), operand(x), operand(y))
 
 
-def _of_real(name, numpy_function, on_real_tracer):
-    """`np.<name>`: NumPy's own on arrays; on tracers, which hold real values (complex ones
-    are refused), `on_real_tracer`."""
-    def fn(val):
-        x = operand(val)
-        if not isinstance(x, Tracer):
-            return numpy_function(x)
-        if np.dtype(x.dtype).kind == "c":
-            raise complex_error(f"`np.{name}` of a complex traced value")
-        return on_real_tracer(x)
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"`np.{name}` (for real values)."
-    return fn
+def _is_complex(x):
+    return np.dtype(getattr(x, "dtype", type(x))).kind == "c"
 
 
-conjugate = _of_real("conjugate", np.conjugate, lambda x: x)
-real = _of_real("real", np.real, lambda x: x)
-imag = _of_real("imag", np.imag, lambda x: np.zeros(x.shape, x.dtype))
+def conjugate(x):
+    """`np.conjugate`: the complex conjugate (x itself for real values)."""
+    x = operand(x)
+    return P.conjugate(x) if _is_complex(x) else x
+
+
+def real(val):
+    """`np.real`: the real part (x itself for real values)."""
+    x = operand(val)
+    return P.real(x) if _is_complex(x) else x
+
+
+def imag(val):
+    """`np.imag`: the imaginary part (constant zeros for real values)."""
+    x = operand(val)
+    if _is_complex(x):
+        return P.imag(x)
+    return np.zeros(np.shape(x) if not isinstance(x, Tracer) else x.shape,
+                    getattr(x, "dtype", np.float64))
+
+
+def angle(z, deg=False):
+    """`np.angle`: the argument of complex values (0 or pi for real ones), in radians or
+    degrees.
+
+    >>> float(angle(1j))
+    1.5707963267948966
+    """
+    x = operand(z)
+    if not _is_complex(x):
+        x = astype(x, np.result_type(x, np.complex64))
+    out = P.arctan2(P.imag(x), P.real(x))
+    return out * (180.0 / math.pi) if deg else out
+
+
+def sign(x):
+    """`np.sign`; for complex values z / |z| (0 at 0), which is not constant: its derivative
+    is that of the quotient."""
+    x = operand(x)
+    if not (_is_complex(x) and isinstance(x, Tracer)):
+        return P.sign(x)
+    size = P.absolute(x)
+    return P.where(size == 0, 0.0, x / P.where(size == 0, 1.0, size))
+
+
 conj = conjugate
 
 # Ufuncs answered by the composites above (`np.matmul` is added by _contraction).
 UFUNCS.update({ufunc: _ufunc_wrapper(ufunc, fn) for ufunc, fn in {
-    np.positive: positive, np.fabs: absolute, np.conjugate: conjugate, np.deg2rad: deg2rad,
+    np.positive: positive, np.fabs: absolute, np.conjugate: conjugate, np.sign: sign,
+    np.deg2rad: deg2rad,
     np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg,
     np.float_power: float_power}.items()})

@@ -11,7 +11,6 @@ import numbers
 import numpy as np
 
 from ..core.engine import Tracer
-from ..core.numbers import complex_error
 from ..errors import (ConcretizationError, InPlaceMutationError, UnsupportedFunctionError,
                       unsupported)
 from ..primitives import elementwise as E
@@ -38,14 +37,13 @@ def operand(x):
 
 
 def astype(x, dtype, copy=True):
-    """`x.astype(dtype)`: a float cast keeps the derivative; casting to int/bool drops it."""
+    """`x.astype(dtype)`: a floating-point cast (real or complex) keeps the derivative, a
+    complex value cast to a real dtype keeps its real part; casting to int/bool drops it."""
     dtype = np.dtype(dtype)
     x = operand(x)
     if getattr(x, "dtype", None) == dtype:
         return x
-    if dtype.kind == "c":
-        raise complex_error(f"astype({dtype})")
-    if dtype.kind != "f":
+    if dtype.kind not in "fc":
         x = S.stop_gradient(x)
     if not isinstance(x, Tracer):
         return np.asarray(x).astype(dtype)

@@ -10,7 +10,6 @@ import numpy as np
 
 from ..core import arrays
 from ..core.arrays import dtype_of, moveaxis, shape_of
-from ..core.numbers import conj
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .families import batch_elementwise, unbroadcast
 from .structural import convert, transpose
@@ -39,9 +38,10 @@ def swap_last(x):
 
 
 def adjoint(x):
-    """The adjoint (conjugate transpose) of a stack of matrices, as rules apply it where
-    they transpose a linear map (see core/numbers.py): the transpose, for real values."""
-    return conj(swap_last(x))
+    """The adjoint of a stack of matrices under the pairing cotangents use (core/numbers.py:
+    Re(sum(a * b)), no conjugation), as rules apply it where they transpose a linear map:
+    the transpose, for complex values too."""
+    return swap_last(x)
 
 
 def _matmul_shape(a, b):
@@ -78,7 +78,7 @@ matmul = Primitive("matmul", np.matmul, shape=_matmul_shape,
                    jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
                    batch=_matmul_batch,
                    emit=lambda args: f"{args[0]} @ {args[1]}", family="contraction",
-                   fresh_output=True, sparsity="matmul")
+                   fresh_output=True, sparsity="matmul", complex_rules=True)
 
 # ---------------------------------------------------------------------- einsum
 
@@ -106,7 +106,7 @@ def _einsum_operand_cotangent(ct, operands, i, spec):
     inputs, output = _parse(spec)
     target = inputs[i]
     subs = [output] + inputs[:i] + inputs[i + 1:]
-    args = [ct] + [conj(x) for x in operands[:i] + operands[i + 1:]]
+    args = [ct] + list(operands[:i] + operands[i + 1:])
     dtype = dtype_of(operands[i])
     sizes = dict(zip(target, shape_of(operands[i])))
     fresh = iter(c for c in string.ascii_letters if c not in spec)
@@ -147,5 +147,6 @@ def _einsum_batch(values, dims, spec):
 einsum = Primitive("einsum", lambda *ops, spec: np.einsum(spec, *ops, optimize=len(ops) > 1),
                    shape=_einsum_shape, jvp=lambda p, t, spec: multilinear_jvp(einsum)(p, t, spec=spec),
                    vjp=_einsum_vjp, batch=_einsum_batch, sparsity="einsum", family="contraction",
+                   complex_rules=True,
                    emit=lambda args, spec: f"np.einsum({spec!r}, {', '.join(args)}"
                                            f"{', optimize=True' if len(args) > 1 else ''})")

@@ -12,9 +12,10 @@ import math
 import numpy as np
 import scipy.special as sp
 
-from ..core.primitive import ZERO, Primitive, name_pullback
+from ..core.arrays import dtype_of, shape_of
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .families import (batch_elementwise, call_emitter, constant, elementwise, elementwise_shape,
-                       ufunc_emitter, unbroadcast)
+                       linear, ufunc_emitter, unbroadcast)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -27,33 +28,73 @@ def unary(name, ufunc, partial, domain=REALS, **facts):
     return elementwise(name, ufunc, partial, domain=(domain,), **facts)
 
 
+def analytic(name, ufunc, partial, domain=REALS, **facts):
+    """A holomorphic unary primitive: its partial derivative holds for complex values too."""
+    return unary(name, ufunc, partial, domain, complex_rules=True, **facts)
+
+
 # ----------------------------------------------------------------- unary math
 
-negative = unary("negative", np.negative, -1, operator="-{}")
-absolute = unary("absolute", np.absolute, lambda x: sign(x), operator="abs({})")
-sqrt = unary("sqrt", np.sqrt, lambda out: 0.5 / out, POSITIVE)
+negative = analytic("negative", np.negative, -1, operator="-{}")
+absolute = unary("absolute", np.absolute, lambda x: _absolute_partial(x), operator="abs({})",
+                 complex_rules=True)
+sqrt = analytic("sqrt", np.sqrt, lambda out: 0.5 / out, POSITIVE)
 cbrt = unary("cbrt", np.cbrt, lambda out: 1.0 / (3.0 * square(out)), POSITIVE)
-square = unary("square", np.square, lambda x: (2.0, x))
-reciprocal = unary("reciprocal", np.reciprocal, lambda out: -square(out), POSITIVE)
-exp = unary("exp", np.exp, lambda out: out)
-exp2 = unary("exp2", np.exp2, lambda out: (LN2, out))
-expm1 = unary("expm1", np.expm1, lambda out: out + 1.0)
-log = unary("log", np.log, lambda x: reciprocal(x), POSITIVE)
-log2 = unary("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
-log10 = unary("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE)
-log1p = unary("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE)
-sin = unary("sin", np.sin, lambda x: cos(x))
-cos = unary("cos", np.cos, lambda x: -sin(x))
-tan = unary("tan", np.tan, lambda out: square(out) + 1.0, UNIT)
-arcsin = unary("arcsin", np.arcsin, lambda x: 1.0 / sqrt(1.0 - square(x)), UNIT)
-arccos = unary("arccos", np.arccos, lambda x: -1.0 / sqrt(1.0 - square(x)), UNIT)
-arctan = unary("arctan", np.arctan, lambda x: reciprocal(square(x) + 1.0))
-sinh = unary("sinh", np.sinh, lambda x: cosh(x))
-cosh = unary("cosh", np.cosh, lambda x: sinh(x))
-tanh = unary("tanh", np.tanh, lambda out: 1.0 - square(out))
-arcsinh = unary("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0))
-arccosh = unary("arccosh", np.arccosh, lambda x: 1.0 / sqrt(square(x) - 1.0), (1.2, 3.0))
-arctanh = unary("arctanh", np.arctanh, lambda x: reciprocal(1.0 - square(x)), UNIT)
+square = analytic("square", np.square, lambda x: (2.0, x))
+reciprocal = analytic("reciprocal", np.reciprocal, lambda out: -square(out), POSITIVE)
+exp = analytic("exp", np.exp, lambda out: out)
+exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out))
+expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0)
+log = analytic("log", np.log, lambda x: reciprocal(x), POSITIVE)
+log2 = analytic("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
+log10 = analytic("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE)
+log1p = analytic("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE)
+sin = analytic("sin", np.sin, lambda x: cos(x))
+cos = analytic("cos", np.cos, lambda x: -sin(x))
+tan = analytic("tan", np.tan, lambda out: square(out) + 1.0, UNIT)
+arcsin = analytic("arcsin", np.arcsin, lambda x: 1.0 / sqrt(1.0 - square(x)), UNIT)
+arccos = analytic("arccos", np.arccos, lambda x: -1.0 / sqrt(1.0 - square(x)), UNIT)
+arctan = analytic("arctan", np.arctan, lambda x: reciprocal(square(x) + 1.0))
+sinh = analytic("sinh", np.sinh, lambda x: cosh(x))
+cosh = analytic("cosh", np.cosh, lambda x: sinh(x))
+tanh = analytic("tanh", np.tanh, lambda out: 1.0 - square(out))
+arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0))
+arccosh = analytic("arccosh", np.arccosh, lambda x: 1.0 / (sqrt(x - 1.0) * sqrt(x + 1.0)),
+                   (1.2, 3.0))
+arctanh = analytic("arctanh", np.arctanh, lambda x: reciprocal(1.0 - square(x)), UNIT)
+
+
+
+def _absolute_partial(x):
+    # For complex z, |z| is real-valued: its gradient conj(z) / |z| (0 at 0), whose real
+    # part of the product with a tangent is the pushforward (core/numbers.py).
+    if getattr(x, "dtype", None) is None or x.dtype.kind != "c":
+        return sign(x)
+    return conjugate(x) / where(x == 0, 1.0, absolute(x))
+
+
+# ------------------------------------------ complex parts: linear, real coefficients
+
+def _part_shape(x):
+    return ShapeDtype(shape_of(x), np.finfo(dtype_of(x)).dtype)
+
+
+# conj's transpose is conj; real's embeds its cotangent into the complex numbers, imag's
+# multiplies that by -i (the transposes under Re(sum(a * b)), as JAX has them).
+conjugate = linear("conjugate", np.conjugate, shape=elementwise_shape(np.conjugate),
+                   transpose=lambda ct, x: conjugate(ct),
+                   batch=lambda values, dims: (conjugate(values[0]), dims[0]),
+                   emit=ufunc_emitter(np.conjugate), family="elementwise", fresh_output=True,
+                   sparsity="same", domain=(REALS,))
+real = linear("real", np.real, shape=_part_shape, transpose=lambda ct, x: ct.astype(x.dtype),
+              batch=lambda values, dims: (real(values[0]), dims[0]),
+              emit=call_emitter("np.real"), family="elementwise", sparsity="same",
+              domain=(REALS,))
+imag = linear("imag", np.imag, shape=_part_shape,
+              transpose=lambda ct, x: ct.astype(x.dtype) * -1j if x.dtype.kind == "c" else ZERO,
+              batch=lambda values, dims: (imag(values[0]), dims[0]),
+              emit=call_emitter("np.imag"), family="elementwise", sparsity="same",
+              domain=(REALS,))
 
 # ------------------------------------------------------- scipy.special (unary)
 
@@ -115,15 +156,17 @@ def _power_emit(args, out=None):
     return _power_source(args, out)
 
 
-add = elementwise("add", np.add, 1, 1, operator="{} + {}", commutative=True, domain=BINARY)
-subtract = elementwise("subtract", np.subtract, 1, -1, operator="{} - {}", domain=BINARY)
+add = elementwise("add", np.add, 1, 1, operator="{} + {}", commutative=True, domain=BINARY,
+                  complex_rules=True)
+subtract = elementwise("subtract", np.subtract, 1, -1, operator="{} - {}", domain=BINARY,
+                       complex_rules=True)
 multiply = elementwise("multiply", np.multiply, lambda y: y, lambda x: x, operator="{} * {}",
-                       commutative=True, domain=BINARY)
+                       commutative=True, domain=BINARY, complex_rules=True)
 divide = elementwise("divide", np.divide, lambda y: 1.0 / y, lambda y, out: -out / y,
-                     operator="{} / {}", domain=(REALS, (0.5, 2.0)))
+                     operator="{} / {}", domain=(REALS, (0.5, 2.0)), complex_rules=True)
 power = elementwise("power", np.power, _power_dx, _power_dy, impl=_power, emit=_power_emit,
                     operator="{} ** {}",
-                    domain=((0.5, 2.0), REALS))
+                    domain=((0.5, 2.0), REALS), complex_rules=True)
 # maximum/minimum split the derivative equally at ties (the mean of the one-sided ones).
 maximum = elementwise("maximum", np.maximum, lambda x, y: 0.5 + 0.5 * sign(x - y),
                       lambda x, y: 0.5 - 0.5 * sign(x - y), commutative=True, domain=BINARY)
@@ -165,7 +208,8 @@ def _fmax_dx(x, y):
 
 # ------------------------------------------------- zero-derivative functions
 
-sign = constant("sign", np.sign)
+# sign of complex values is z / |z|, not constant: pullback.numpy.sign answers np.sign.
+sign = constant("sign", lambda x: np.sign(x), emit=call_emitter("np.sign"), fresh_output=True)
 floor = constant("floor", np.floor)
 ceil = constant("ceil", np.ceil)
 trunc = constant("trunc", np.trunc)
@@ -216,4 +260,4 @@ where = Primitive("where", np.where, shape=elementwise_shape(np.where), jvp=_whe
                   vjp=_where_vjp, batch=lambda values, dims: batch_elementwise(where, values, dims),
                   emit=call_emitter("np.where"),
                   family="elementwise", domain=("bool", REALS, REALS), fresh_output=True,
-                  sparsity="select")
+                  sparsity="select", complex_rules=True)

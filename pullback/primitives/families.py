@@ -23,7 +23,6 @@ import numpy as np
 import scipy.special as sp
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
-from ..core.numbers import CONJ_IS_IDENTITY, conj
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..transforms.cotangents import LazyCotangent
 from ..transforms.forward import jvp_flat
@@ -97,6 +96,15 @@ def ufunc_emitter(ufunc):
     return emit
 
 
+def cast(v, dtype):
+    """v (an array or tracer) cast to `dtype`: a complex value cast to a real dtype keeps its
+    real part, the transpose of the real numbers' embedding in the complex ones (and the
+    pushforward of a real-valued function of complex values, core/numbers.py)."""
+    if v.dtype.kind == "c" and np.dtype(dtype).kind != "c":
+        v = v.real
+    return v if v.dtype == dtype else v.astype(dtype)
+
+
 def unbroadcast(ct, x):
     """Sum `ct` down to the shape of `x` (undoing broadcasting) and cast it to x's dtype.
 
@@ -118,7 +126,7 @@ def unbroadcast(ct, x):
         if ct.shape != shape:
             ct = ct.reshape(shape)
     if dtype is not None and ct.dtype != dtype:
-        ct = ct.astype(dtype)
+        ct = cast(ct, dtype)
     return ct
 
 
@@ -149,10 +157,10 @@ def _reads(partial, residuals) -> tuple:
     return tuple(n in names for n in residuals)
 
 
-def _scaler(partial, residuals, adjoint):
-    """The map (t, values, params) -> t * partial (reverse mode, `adjoint`: t * conj(partial)),
-    specialised once for a number or a function (see `_partial_call`). A function may return
-    a number, or a pair (number, array) applied number-first."""
+def _scaler(partial, residuals):
+    """The map (t, values, params) -> t * partial, in both modes (for complex values too: see
+    core/numbers.py), specialised once for a number or a function (see `_partial_call`). A
+    function may return a number, or a pair (number, array) applied number-first."""
     if isinstance(partial, (int, float)):
         if partial == 1:
             return lambda t, values, params: t
@@ -160,13 +168,6 @@ def _scaler(partial, residuals, adjoint):
             return lambda t, values, params: -t
         return lambda t, values, params: t * partial
     call = _partial_call(partial, residuals)
-    if adjoint and not CONJ_IS_IDENTITY:
-        def scale(t, values, params):
-            d = call(values, params)
-            if type(d) is tuple:             # (number, array): the number first
-                return t * conj(d[0]) * conj(d[1])
-            return t if type(d) is int and d == 1 else t * conj(d)
-        return scale
 
     def scale(t, values, params):
         d = call(values, params)
@@ -182,7 +183,7 @@ def _stand_in(value):
 
 
 def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, domain=None,
-                commutative=False):
+                commutative=False, complex_rules=False):
     """An elementwise (broadcasting) primitive of one or two inputs, from its partial derivatives.
 
     `ufunc` is the NumPy or scipy.special ufunc it computes and answers for (`impl`
@@ -194,20 +195,20 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
     (`lambda out: 1.0 - square(out)` for tanh). The function may return a number, or a
     pair `(number, array)` for their product (x ** 2: `(2.0, x)`): the cotangent is
     multiplied by the number first, which a lazy `Scaled` cotangent folds into its
-    scale, saving a pass over the data.
+    scale, saving a pass over the data. `complex_rules`: the partials hold for complex
+    values (holomorphic primitives, core/numbers.py).
     """
     prim = None
     impl = impl or ufunc
     residuals = ("x", "out") if len(partials) == 1 else ("x", "y", "out")
-    tangent_scales = [_scaler(d, residuals, adjoint=False) for d in partials]
-    cotangent_scales = [_scaler(d, residuals, adjoint=True) for d in partials]
+    scales = [_scaler(d, residuals) for d in partials]
     subtracted = [type(d) is int and d == -1 for d in partials]    # t_out - t, not + (-t)
 
     def jvp(primals, tangents, **params):
         out = prim(*primals, **params)
         values = (*primals, out)
         tangent_out = ZERO
-        for scale, minus, t in zip(tangent_scales, subtracted, tangents):
+        for scale, minus, t in zip(scales, subtracted, tangents):
             if t is ZERO:
                 continue
             if tangent_out is ZERO:
@@ -216,8 +217,8 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                 tangent_out = tangent_out - t if minus else tangent_out + scale(t, values, params)
         if tangent_out is not ZERO and tangent_out.shape != out.shape:
             tangent_out = np.broadcast_to(tangent_out, out.shape)   # a primitive on tracers
-        if tangent_out is not ZERO and tangent_out.dtype != out.dtype:   # SciPy promotions
-            tangent_out = tangent_out.astype(out.dtype)
+        if tangent_out is not ZERO and tangent_out.dtype != out.dtype:   # SciPy promotions,
+            tangent_out = cast(tangent_out, out.dtype)          # real functions of complex z
         return out, tangent_out
 
     # A pullback keeps only the residuals its derivatives read (and the shapes and dtypes
@@ -225,7 +226,7 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
     # done with them: less memory, and buffers NumPy reuses while they are still cached.
     reads = [_reads(d, residuals) for d in partials]
     if len(partials) == 1:
-        (scale,) = cotangent_scales
+        (scale,) = scales
         keep_x, keep_out = reads[0]
 
         def vjp(wrt, out, x, **params):
@@ -239,7 +240,7 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                 return (unbroadcast(ct_x, x_type) if x_type else ct_x,)
             return name_pullback(pullback, name)
     else:
-        (scale_x, scale_y), (reads_x, reads_y) = cotangent_scales, reads
+        (scale_x, scale_y), (reads_x, reads_y) = scales, reads
         keeps = {(True, False): reads_x, (False, True): reads_y,      # per wrt pattern
                  (True, True): tuple(a or b for a, b in zip(reads_x, reads_y))}
 
@@ -262,12 +263,13 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                      partials=partials, numpy_functions=ufuncs, python_operator=operator,
                      commutative=commutative, sparsity="elementwise",
                      scaled_cotangents=True, domain=domain, family="elementwise",
-                     fresh_output=True)
+                     fresh_output=True, complex_rules=complex_rules)
     return prim
 
 
 def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
-             family="elementwise", fresh_output=False, commutative=False, operator=None):
+             family="elementwise", fresh_output=False, commutative=False, operator=None,
+             complex_rules=False):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
     Without `shape` and `batch` it is elementwise. `domain` gives one value interval
@@ -282,19 +284,22 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
                      emit=emit or (ufunc_emitter(impl) if ufunc else None),
                      numpy_functions=(impl,) if ufunc else (), python_operator=operator,
                      commutative=commutative,
-                     domain=domain, family=family, fresh_output=fresh_output or ufunc)
+                     domain=domain, family=family, fresh_output=fresh_output or ufunc,
+                     complex_rules=complex_rules)
     return prim
 
 
 # ----------------------------------------------------------------------- linear
 
 def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural",
-           fresh_output=False, transpose_kind=None, sparsity="gather"):
+           fresh_output=False, transpose_kind=None, sparsity="gather", complex_rules=True,
+           domain=None):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
     with `x` as a shape/dtype reference, never for its values. By default each output
-    element is one input element or zero (`sparsity="gather"`).
+    element is one input element or zero (`sparsity="gather"`), and real coefficients
+    make the rules right for complex values too (`complex_rules`).
     """
     prim = None
 
@@ -308,7 +313,7 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
 
     prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, emit=emit,
                      family=family, fresh_output=fresh_output, transpose_kind=transpose_kind,
-                     sparsity=sparsity)
+                     sparsity=sparsity, complex_rules=complex_rules, domain=domain)
     return prim
 
 

@@ -10,7 +10,6 @@ import numpy as np
 from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
 from ..core.indexing import Slice
-from ..core.numbers import conj
 from ..core.primitive import Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
 from .families import (batch_along_axis, batch_reduction, call_emitter, constant,
@@ -122,13 +121,13 @@ def _prod_jvp(primals, tangents, axis, keepdims):
 
 def _prod_vjp(wrt, out, x, axis, keepdims):
     def pullback(ct):
-        return (keep_dims(ct, x, axis, keepdims) * conj(product_of_others(x, axis)),)
+        return (keep_dims(ct, x, axis, keepdims) * product_of_others(x, axis),)
     return name_pullback(pullback, "prod")
 
 
 prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
                  shape=_reduction_shape, jvp=_prod_jvp, vjp=_prod_vjp, family="reduction",
-                 sparsity="reduce",
+                 sparsity="reduce", complex_rules=True,
                  fresh_output=True,
                  batch=lambda values, dims, **params: batch_reduction(prod, values, dims, **params),
                  emit=call_emitter("np.prod"))
@@ -168,7 +167,7 @@ def _cumprod_by_prod(x, axis):
 
 cumprod = Primitive("cumprod", lambda x, axis: np.cumprod(x, axis=axis), shape=_scan_shape,
                     **derivatives_from(_cumprod_by_prod, "cumprod"), family="reduction",
-                    sparsity="scan",
+                    sparsity="scan", complex_rules=True,
                     fresh_output=True,
                     batch=lambda values, dims, axis: batch_along_axis(cumprod, values, dims, axis),
                     emit=call_emitter("np.cumprod"))

@@ -49,10 +49,13 @@ class JVPTrace(Trace):
                 primals.append(a)
                 tangents.append(ZERO)
         if not primitive.differentiable:
-            return primitive(*primals, **params)
+            out = primitive(*primals, **params)
+            if not primitive.complex_rules:     # sign(z) is not constant, say
+                refuse_complex(out if primitive.multiple_results else (out,), primitive)
+            return out
+        if not primitive.complex_rules:
+            refuse_complex(primals, primitive)
         out, tangent_out = primitive.jvp(primals, tangents, **params)
-        if primitive.multiple_results or out.dtype.kind == "c":
-            refuse_complex(out, primitive)
         if primitive.multiple_results:
             return [self.wrap(o, t) for o, t in zip(out, tangent_out)]
         return self.wrap(out, tangent_out)

@@ -71,15 +71,17 @@ class ReverseTrace(Trace):
                 values.append(a)
                 parents.append(None)
                 wrt.append(False)
+        if not primitive.complex_rules and primitive.differentiable:
+            refuse_complex(values, primitive)
         if primitive.value_and_vjp is not None:
             out, pullback = primitive.value_and_vjp(wrt, *values, **params)
         else:
             out = primitive(*values, **params)
             if not primitive.differentiable:
+                if not primitive.complex_rules:     # sign(z) is not constant, say
+                    refuse_complex(out if primitive.multiple_results else (out,), primitive)
                 return out
             pullback = primitive.vjp(wrt, out, *values, **params)
-        if primitive.multiple_results or out.dtype.kind == "c":
-            refuse_complex(out, primitive)
         if primitive.transpose_kind is not None:
             pullback = lazy_pullback(primitive, pullback, values, params)
         tape = self.tape
