@@ -198,3 +198,24 @@ def test_section1_check_grads_catches_a_conjugated_rule():
         check_grads(scale, (z_like(3),), order=1)
     scale.defvjp(lambda z: ((2 + 3j) * z, None), lambda _, ct: ((2 + 3j) * ct,))
     check_grads(scale, (z_like(3),), order=1)
+
+
+def test_section1_reductions_contractions_and_linalg_of_complex_values():
+    """NumPy's values and dtypes (vdot conjugates its first argument; var is real), and
+    derivatives against finite differences, eager and staged."""
+    z, w = z_like((3, 3)) + 3 * np.eye(3), z_like(3)
+    functions = [
+        lambda z: np.vdot(z, z @ z), lambda z: np.vdot(w, z[0]), np.var, np.mean,
+        lambda z: np.std(z, axis=0, ddof=1), np.trace, lambda z: np.dot(z, w),
+        lambda z: np.inner(z, z), lambda z: np.outer(w, z[1]), lambda z: np.tensordot(z, z, 1),
+        lambda z: np.kron(z, w), lambda z: np.linalg.solve(z, w), np.linalg.inv, np.linalg.det,
+        lambda z: np.linalg.slogdet(z)[0], lambda z: np.linalg.slogdet(z)[1],
+        lambda z: np.linalg.matrix_power(z, -2), lambda z: np.float_power(z, 2.5)]
+    for f in functions:
+        expected = f(z.copy())
+        staged = jit(f)(z)
+        assert staged.dtype == np.asarray(expected).dtype
+        np.testing.assert_allclose(staged, expected, rtol=1e-12)
+        check_grads(f, (z,), order=2, tol=1e-4)
+    with raises(errors.ComplexValueError, "eigh", "complex"):
+        grad(lambda z: np.sum(np.linalg.eigh(z)[0]))(z)

@@ -12,7 +12,7 @@ import numpy as np
 from ..primitives import contraction as C
 from ..primitives import elementwise as E
 from ._common import ndim, normalize_axis, refuse
-from ._elementwise import UFUNCS
+from ._elementwise import UFUNCS, conjugate
 from ._reductions import sum
 from ._shape import broadcast_to, diagonal, operand, ravel, reshape, shape, transpose
 
@@ -70,8 +70,8 @@ def dot(a, b, out=None):
 
 
 def vdot(a, b, /):
-    """`np.vdot`: the dot product of the flattened arrays."""
-    return matmul(ravel(a), ravel(b))
+    """`np.vdot`: the dot product of the flattened arrays, the first one conjugated."""
+    return matmul(ravel(conjugate(a)), ravel(b))
 
 
 def inner(a, b, /):

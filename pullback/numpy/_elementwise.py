@@ -60,8 +60,10 @@ radians, degrees = deg2rad, rad2deg
 
 
 def float_power(x, y):
-    """`np.float_power`: power computed in float64."""
-    return P.power(astype(operand(x), np.float64), astype(operand(y), np.float64))
+    """`np.float_power`: power computed in float64 (complex128 for complex values)."""
+    x, y = operand(x), operand(y)
+    wide = np.complex128 if _is_complex(x) or _is_complex(y) else np.float64
+    return P.power(astype(x, wide), astype(y, wide))
 
 
 def clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):

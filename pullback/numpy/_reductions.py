@@ -114,7 +114,9 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
     if getattr(x, "dtype", np.dtype(float)).kind in "iub":
         x = astype(x, np.float64)
     centred = x - R.sum(x, axis=axes, keepdims=True) * _inverse(_count(x, axes))
-    return R.sum(E.square(centred), axis=axes, keepdims=bool(keepdims)) * _inverse(
+    squares = E.square(E.real(centred)) + E.square(E.imag(centred)) \
+        if np.dtype(getattr(centred, "dtype", float)).kind == "c" else E.square(centred)  # |c|^2
+    return R.sum(squares, axis=axes, keepdims=bool(keepdims)) * _inverse(
         _count(x, axes) - ddof)
 
 

@@ -64,18 +64,23 @@ class QRResult(NamedTuple):
 # ------------------------------------------------------------------ helpers
 
 
+# The functions whose primitives and composites hold for complex matrices.
+COMPLEX_FUNCTIONS = ("inv", "solve", "matrix_power", "det", "slogdet")
+
+
 def _real(a, name):
-    """a as an array or tracer, refusing complex values."""
+    """a as an array or tracer, refusing complex values unless `name` is one of the
+    COMPLEX_FUNCTIONS."""
     x = operand(a)
     if not hasattr(x, "dtype"):          # a Python scalar
         x = np.asarray(x)
-    if np.dtype(x.dtype).kind == "c":
+    if np.dtype(x.dtype).kind == "c" and name not in COMPLEX_FUNCTIONS:
         raise complex_error(f"numpy.linalg.{name} of a complex matrix")
     return x
 
 
 def _floating(a, name):
-    """a as a real floating-point array or tracer (integers become float64, as in NumPy)."""
+    """a as a floating-point array or tracer (integers become float64, as in NumPy)."""
     x = _real(a, name)
     return convert(x, dtype=np.dtype(np.float64)) if np.dtype(x.dtype).kind in "biu" else x
 

@@ -41,7 +41,7 @@ from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import adjoint, matmul, swap_last
-from .elementwise import equal, sign, where
+from .elementwise import equal, imag, real, sign, where
 from .families import batch_elementwise, batch_stacked, unbroadcast
 from .reductions import product_of_others, sum
 from .structural import reshape, stop_gradient
@@ -134,7 +134,7 @@ def _inv_vjp(wrt, out, a):
 
 inv = Primitive("inv", np.linalg.inv, shape=_same_shape, jvp=_inv_jvp, vjp=_inv_vjp,
                 batch=lambda v, d: batch_stacked(inv, v, d),
-                family="linalg", fresh_output=True, domain=("invertible",))
+                family="linalg", fresh_output=True, domain=("invertible",), complex_rules=True)
 
 # -------------------------------------------------------------------- solve
 # a (..., n, n), b (..., n, k): x = a^-1 b, batch axes broadcast.
@@ -163,7 +163,8 @@ def _solve_vjp(wrt, out, a, b):
 
 solve = Primitive("solve", np.linalg.solve, shape=_solve_shape, jvp=_solve_jvp,
                   vjp=_solve_vjp, batch=lambda v, d: batch_elementwise(solve, v, d),
-                  family="linalg", fresh_output=True, domain=("invertible", "matrix"))
+                  family="linalg", fresh_output=True, domain=("invertible", "matrix"),
+                  complex_rules=True)
 
 # --------------------------------------------------------- triangular_solve
 # scipy.linalg.solve_triangular: solves op(T) x = b, where T is the lower (or
@@ -221,7 +222,7 @@ triangular_solve = Primitive(
     shape=lambda a, b, lower, trans: _solve_shape(a, b),
     jvp=_triangular_solve_jvp, vjp=_triangular_solve_vjp,
     batch=lambda v, d, **p: batch_elementwise(triangular_solve, v, d, **p),
-    family="linalg", fresh_output=True, domain=("triangular", "matrix"))
+    family="linalg", fresh_output=True, domain=("triangular", "matrix"), complex_rules=True)
 
 # ------------------------------------------------------ adjugate, det, slogdet
 # The adjugate adj(a) (the transposed cofactor matrix: adj(a) a = det(a) I) is a
@@ -283,25 +284,41 @@ adjugate = Primitive("adjugate", _adjugate_impl, shape=_same_shape,
                      family="linalg", domain=("distinct",))
 
 
+def _cofactors(a):
+    """adj(a)^T, so that d det(a) = sum(cofactors * da). For complex matrices (the adjugate's
+    SVD formula is written for real ones) det(a) a^-T: exact where a is invertible; a
+    singular one raises LinAlgError."""
+    if _is_complex(a):
+        return _per_matrix(det(a)) * adjoint(inv(a))
+    return adjoint(adjugate(a))
+
+
+def _is_complex(x):
+    return dtype_of(x).kind == "c"
+
+
 def _det_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
-    return det(a), sum(adjoint(adjugate(a)) * t, axis=(len(shape_of(a)) - 2,
-                                                          len(shape_of(a)) - 1), keepdims=False)
+    return det(a), sum(_cofactors(a) * t, axis=(len(shape_of(a)) - 2, len(shape_of(a)) - 1),
+                       keepdims=False)
 
 
 def _det_vjp(wrt, out, a):
     def pullback(ct):
-        return (_per_matrix(ct) * adjoint(adjugate(a)),)
+        return (_per_matrix(ct) * _cofactors(a),)
     return name_pullback(pullback, "det")
 
 
 det = Primitive("det", np.linalg.det,
                 shape=lambda a: ShapeDtype(shape_of(a)[:-2], dtype_of(a)),
                 jvp=_det_jvp, vjp=_det_vjp, batch=lambda v, d: batch_stacked(det, v, d),
-                family="linalg", fresh_output=True, domain=("square",))
+                family="linalg", fresh_output=True, domain=("square",), complex_rules=True)
 
 # d log|det a| = tr(a^-1 da); the cotangent of a is (cotangent of log|det|) a^-T. Where a
 # is singular (sign 0) log|det a| is -inf and has no derivative: every order is NaN there.
+# For complex a, with g = tr(a^-1 da): d log|det a| = Re(g) and d sign = i Im(g) sign; the
+# transpose (core/numbers.py) pulls back (ct_sign, ct_logabsdet) to
+# (ct_logabsdet - i Re(i sign ct_sign)) a^-T.
 
 
 def _invertible_stand_in(a, det_sign):
@@ -310,32 +327,46 @@ def _invertible_stand_in(a, det_sign):
     makes every derivative there NaN instead of the stand-in's finite one."""
     singular = equal(det_sign, 0.0)
     b = a + where(_per_matrix(singular), _eye(a) - stop_gradient(a), 0.0)
-    return b, where(singular, arrays.full((), np.nan, dtype_of(a), like=a),
-                    arrays.ones((), dtype_of(a), like=a))
+    real = _real_dtype(a)
+    return b, where(singular, arrays.full((), np.nan, real, like=a), arrays.ones((), real, like=a))
+
+
+def _real_dtype(a):
+    return np.finfo(dtype_of(a)).dtype
 
 
 def _slogdet_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     out = slogdet(a)
     b, exists = _invertible_stand_in(a, out[0])
-    return out, (ZERO, _trace(solve(b, t)) * exists)
+    g = _trace(solve(b, t)) * exists
+    if not _is_complex(a):
+        return out, (ZERO, g)
+    return out, (1j * imag(g) * out[0], real(g))
 
 
 def _slogdet_vjp(wrt, out, a):
     def pullback(ct):
-        ct_logabsdet = ct[1]           # the sign is piecewise constant
-        if ct_logabsdet is ZERO:
-            return (ZERO,)
+        ct_sign, ct_logabsdet = ct      # for real a the sign is piecewise constant
+        if not _is_complex(a) or ct_sign is ZERO:
+            if ct_logabsdet is ZERO:
+                return (ZERO,)
+            h = ct_logabsdet
+        else:
+            h = (0.0 if ct_logabsdet is ZERO else ct_logabsdet) \
+                - 1j * real(1j * out[0] * ct_sign)
         b, exists = _invertible_stand_in(a, out[0])
-        return (_per_matrix(ct_logabsdet * exists) * adjoint(inv(b)),)
+        return (_per_matrix(h * exists) * adjoint(inv(b)),)
     return name_pullback(pullback, "slogdet")
 
 
 slogdet = Primitive(
     "slogdet", lambda a: tuple(np.linalg.slogdet(a)),
-    shape=lambda a: (ShapeDtype(shape_of(a)[:-2], dtype_of(a)),) * 2,
+    shape=lambda a: (ShapeDtype(shape_of(a)[:-2], dtype_of(a)),
+                     ShapeDtype(shape_of(a)[:-2], _real_dtype(a))),
     jvp=_slogdet_jvp, vjp=_slogdet_vjp, batch=lambda v, d: batch_stacked(slogdet, v, d),
-    multiple_results=True, family="linalg", fresh_output=True, domain=("invertible",))
+    multiple_results=True, family="linalg", fresh_output=True, domain=("invertible",),
+    complex_rules=True)
 
 # ----------------------------------------------------------------- cholesky
 # l = chol(s), s = tril(a) + tril(a, -1).T.  With phi(m) = lower triangle of m
