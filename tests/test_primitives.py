@@ -301,6 +301,28 @@ def custom_case(draw, prim, dtype):
     return args, {"fun": _custom_fun, "jvp": _custom_jvp_rule}
 
 
+FFT_NORMS = ("backward", "ortho", "forward")
+
+
+@st.composite
+def fft_case(draw, prim, dtype):
+    """fft of complex values over some axes; rfft of real values, irfft to a length n whose
+    n // 2 + 1 frequencies the input holds (axes negative, as the primitives take them)."""
+    shape = draw(nonscalar_shapes)
+    rank, norm = len(shape), draw(st.sampled_from(FFT_NORMS))
+    if prim.name == "rfft":
+        return [values(draw, shape, dtype)], {"axis": draw(st.integers(-rank, -1)), "norm": norm}
+    x = (values(draw, shape, dtype) + 1j * values(draw, shape, dtype)).astype(
+        np.result_type(dtype, np.complex64))
+    if prim.name == "irfft":
+        axis = draw(st.integers(-rank, -1))
+        m = shape[axis]
+        n = draw(st.sampled_from([2 * m - 1] + ([2 * m - 2] if m > 1 else [])))
+        return [x], {"axis": axis, "n": n, "norm": norm}
+    axes = tuple(sorted(draw(st.sets(st.integers(-rank, -1), min_size=1))))
+    return [x], {"axes": axes, "inverse": draw(st.booleans()), "norm": norm}
+
+
 CASES = {
     "sum": reduction_case, "max": reduction_case, "min": reduction_case, "prod": prod_case,
     "cumsum": scan_case, "cumprod": scan_case, "reshape": reshape_case,
@@ -311,6 +333,7 @@ CASES = {
     "argmin": arg_case, "argsort": arg_case, "any": logical_reduction_case,
     "all": logical_reduction_case, "custom_vjp_call": custom_case,
     "custom_jvp_call": custom_case, "rule_call": custom_case,
+    "fft": fft_case, "rfft": fft_case, "irfft": fft_case,
 }
 
 

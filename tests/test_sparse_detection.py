@@ -27,13 +27,15 @@ def _contains(pattern, matrix):
 
 def _flat_outputs(prim, args, params, position, shape):
     """f(x): the primitive with argument `position` replaced by x (flat), its floating
-    outputs flattened into one vector."""
+    outputs (complex ones as real and imaginary parts) flattened into one vector."""
     def f(x):
         full = list(args)
         full[position] = x.reshape(shape)
         out = prim(*full, **params)
         outs = out if prim.multiple_results else [out]
-        outs = [o for o in outs if np.dtype(o.dtype).kind == "f"]
+        outs = [part for o in outs for part in (
+            (pullback.numpy.real(o), pullback.numpy.imag(o)) if np.dtype(o.dtype).kind == "c"
+            else (o,)) if np.dtype(part.dtype).kind == "f"]
         return pullback.numpy.concatenate([pullback.numpy.ravel(o) for o in outs])
     return f
 

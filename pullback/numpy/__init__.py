@@ -14,7 +14,7 @@ import numpy as _np
 from ..core import array_methods as _array_methods
 from ..errors import InPlaceMutationError, unsupported
 from ..primitives.structural import stop_gradient
-from . import linalg
+from . import fft, linalg
 from ._common import SCALARS as OPERAND_TYPES, ndim, refuse_out
 from ._contraction import dot, einsum, inner, kron, matmul, outer, tensordot, trace, vdot
 from ._elementwise import *  # noqa: F401,F403  (ufunc wrappers, generated)
@@ -77,6 +77,8 @@ def _dispatch_table():
             table[original] = fn
     for name in linalg.__all__:
         table[getattr(_np.linalg, name)] = getattr(linalg, name)
+    for name in fft.__all__:
+        table[getattr(_np.fft, name)] = getattr(fft, name)
     # NB: scipy.special.logsumexp converts its input with np.asarray (no dispatch protocol
     # reaches it), so on a traced value it raises ArrayConversionError: use this one.
     return table
