@@ -20,6 +20,8 @@ from pullback.operators import HESSIAN_MODES
 from pullback.testing import check_grads
 from test_primitives import SETTINGS, case_strategy, values
 
+# A discarded imaginary part anywhere is a wrong value: make NumPy's warning an error.
+pytestmark = pytest.mark.filterwarnings("error::numpy.exceptions.ComplexWarning")
 COMPLEX = {np.dtype(np.float64): np.complex128, np.dtype(np.float32): np.complex64}
 rng = np.random.default_rng(10)
 
@@ -221,3 +223,12 @@ def test_section1_reductions_contractions_and_linalg_of_complex_values():
         check_grads(f, (z,), order=2, tol=1e-4)
     with raises(errors.ComplexValueError, "eigh", "complex"):
         grad(lambda z: np.sum(np.linalg.eigh(z)[0]))(z)
+
+
+def test_section1_lazy_cotangents_keep_complex_scales():
+    """A sum's uniform cotangent with a complex scale, multiplied by an array and then by a
+    Python float, lost its imaginary part (float(scale)): a silently wrong gradient."""
+    z = z_like(3)
+    f = lambda z: np.real((1 + 2j) * np.sum(np.exp(2.0 * z)))      # noqa: E731
+    np.testing.assert_allclose(grad(f)(z), (1 + 2j) * 2 * np.exp(2 * z))
+    np.testing.assert_allclose(jit(grad(f))(z), (1 + 2j) * 2 * np.exp(2 * z))

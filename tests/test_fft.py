@@ -13,6 +13,7 @@ from helpers import raises
 from pullback import grad, jit, vmap
 from pullback.testing import check_grads
 
+pytestmark = pytest.mark.filterwarnings("error::numpy.exceptions.ComplexWarning")
 NORMS = (None, "backward", "ortho", "forward")
 ONE_AXIS = ("fft", "ifft", "rfft", "irfft", "hfft", "ihfft")
 MANY_AXES = ("fftn", "ifftn", "rfftn", "irfftn", "fft2", "ifft2", "rfft2", "irfft2")

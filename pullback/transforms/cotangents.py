@@ -71,7 +71,7 @@ def normal_factor(c, dtype):
         info = np.finfo(dtype)
         bounds = _NORMAL_RANGE[dtype] = (float(info.tiny), float(info.max))
     try:
-        magnitude = abs(float(c))
+        magnitude = abs(complex(c))
     except OverflowError:
         return None
     return c if bounds[0] <= magnitude <= bounds[1] else None
@@ -113,7 +113,7 @@ class Scaled(LazyCotangent):
         if type(other) in (int, float):                  # weakly typed: keeps the dtype
             if self.array is None:
                 return Scaled(self.scale * other, None, self.shape, self.dtype)
-            scale = float(self.scale) * other
+            scale = (complex if self.dtype.kind == "c" else float)(self.scale) * other
             if may_fold(self.scale, other) and normal_factor(scale, self.dtype) is not None:
                 return Scaled(scale, self.array, self.shape, self.dtype)
             return Scaled(other, self.dense(), self.shape, self.dtype)
