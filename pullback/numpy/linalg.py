@@ -65,7 +65,8 @@ class QRResult(NamedTuple):
 
 
 # The functions whose primitives and composites hold for complex matrices.
-COMPLEX_FUNCTIONS = ("inv", "solve", "matrix_power", "det", "slogdet")
+COMPLEX_FUNCTIONS = ("inv", "solve", "matrix_power", "det", "slogdet", "cholesky", "eigh",
+                     "eigvalsh")
 
 
 def _real(a, name):

@@ -39,9 +39,10 @@ import scipy.linalg
 
 from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
+from ..core.numbers import complex_error
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import adjoint, matmul, swap_last
-from .elementwise import equal, imag, real, sign, where
+from .elementwise import conjugate, equal, imag, real, sign, where
 from .families import batch_elementwise, batch_stacked, unbroadcast
 from .reductions import product_of_others, sum
 from .structural import reshape, stop_gradient
@@ -90,14 +91,42 @@ def _lower_weights(x):
 
 
 def _symmetric_from_lower(x):
-    """tril(x) + tril(x, -1).T: the symmetric matrix that a lower-triangle routine reads."""
+    """tril(x) + tril(x, -1)^H: the symmetric (Hermitian) matrix that a lower-triangle
+    routine reads."""
     half = x * _lower_weights(x)
-    return half + adjoint(half)
+    return half + _herm(half)
 
 
 def _symmetric_from_lower_transpose(ct):
-    """The transpose (adjoint) of `_symmetric_from_lower`."""
-    return (ct + adjoint(ct)) * _lower_weights(ct)
+    """The adjoint of `_symmetric_from_lower` under Re(tr(a^H b))."""
+    return (ct + _herm(ct)) * _lower_weights(ct)
+
+
+# Rules of functions of Hermitian matrices (cholesky, eigh) are written with conjugate
+# transposes `_herm`, as the functions are; their pullbacks are adjoints under
+# Re(tr(a^H b)), which `_conjugated` turns into the transposes under Re(tr(a^T b)) that
+# pullbacks are (core/numbers.py). For real values both are the transpose.
+
+def _conj(x):
+    return conjugate(x) if x is not ZERO and _is_complex(x) else x
+
+
+def _herm(x):
+    """The conjugate transpose of a stack of matrices."""
+    return _conj(swap_last(x))
+
+
+def _conjugated(pullback):
+    """ct -> conj(pullback(conj(ct))), for cotangents and results that are tuples."""
+    def conjugated(ct):
+        ct = tuple(map(_conj, ct)) if isinstance(ct, (tuple, list)) else _conj(ct)
+        return tuple(map(_conj, pullback(ct)))
+    return conjugated
+
+
+def _lower_solve_herm(l, b):
+    """l^-H b for a lower triangular l (triangular_solve transposes without conjugating)."""
+    return _conj(triangular_solve(l, _conj(b), lower=True, trans=1))
 
 
 def _reciprocal_gaps(w):
@@ -378,35 +407,67 @@ def _cholesky_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     l = cholesky(a)
     left = triangular_solve(l, _symmetric_from_lower(t), lower=True, trans=0)      # l^-1 ds
-    middle = adjoint(triangular_solve(l, adjoint(left), lower=True, trans=0))  # .. l^-T
+    middle = _herm(triangular_solve(l, _herm(left), lower=True, trans=0))      # .. l^-H
     return l, matmul(l, middle * _lower_weights(a))
 
 
 def _cholesky_vjp(wrt, out, a):
     def pullback(ct):
-        phi = matmul(adjoint(out), ct) * _lower_weights(a)
-        left = triangular_solve(out, phi, lower=True, trans=1)                       # l^-T phi
-        s_bar = adjoint(triangular_solve(out, adjoint(left), lower=True, trans=1))  # .. l^-1
+        phi = matmul(_herm(out), ct) * _lower_weights(a)
+        left = _lower_solve_herm(out, phi)                                       # l^-H phi
+        s_bar = _herm(_lower_solve_herm(out, _herm(left)))                       # .. l^-1
         return (_symmetric_from_lower_transpose(s_bar),)
-    return name_pullback(pullback, "cholesky")
+    return name_pullback(_conjugated(pullback), "cholesky")
 
 
 cholesky = Primitive("cholesky", np.linalg.cholesky, shape=_same_shape, jvp=_cholesky_jvp,
                      vjp=_cholesky_vjp, batch=lambda v, d: batch_stacked(cholesky, v, d),
-                     family="linalg", fresh_output=True, domain=("spd",))
+                     family="linalg", fresh_output=True, domain=("spd",), complex_rules=True)
 
 # --------------------------------------------------------------------- eigh
 # s = tril(a) + tril(a, -1).T = v diag(w) v^T (lower=False: the same of a.T, as
 # NumPy's UPLO='U').  With m = v^T ds v and F_ij = 1 / (w_j - w_i):
 # dw = diag(m), dv = v (F * m).
+# Complex eigenvectors are unique up to a phase each. The tangent above keeps
+# diag(v^H dv) = 0; NumPy's (LAPACK's) make row r of v real instead (r = 0 for UPLO='L',
+# -1 for 'U'), as probed once below: dv + i v diag(theta) keeps row r real with
+# theta = -Im(dv[r]) / v[r] (NaN where v[r] has a zero: no phase is fixed there).
+
+
+def _phase_row_is_real():
+    """Whether this LAPACK makes the first (UPLO='L') and last ('U') rows of complex
+    eigenvectors real; if not, their derivatives are refused rather than guessed."""
+    a = np.array([[2.0, 1 - 1j, 0.5j], [1 + 1j, 3.0, 1.0], [-0.5j, 1.0, 1.0]])
+    return all(np.all(np.linalg.eigh(a, UPLO=uplo)[1][row].imag == 0)
+               for uplo, row in (("L", 0), ("U", -1)))
+
+
+PHASE_ROW_IS_REAL = _phase_row_is_real()
+
+
+def _phase_row(v, lower):
+    """(one-hot column e of row r, v[r] as a real row (..., 1, n))."""
+    e = arrays.zeros((shape_of(v)[-1], 1), _real_dtype(v), like=v)
+    e[0 if lower else -1] = 1.0
+    if not PHASE_ROW_IS_REAL:
+        raise complex_error("derivatives of complex eigenvectors from eigh (this LAPACK's phase "
+                            "convention is not the one pullback knows; phase-invariant "
+                            "functions such as v diag(f(w)) v^H can use eigvalsh)")
+    return e, _as_row(real(sum(v * e, axis=(len(shape_of(v)) - 2,), keepdims=False)))
 
 
 def _eigh_jvp(primals, tangents, lower):
     (a,), (t,) = primals, tangents
     w, v = eigh(a, lower=lower)
-    ds = _symmetric_from_lower(t if lower else adjoint(t))
-    m = matmul(adjoint(v), matmul(ds, v))
-    return (w, v), (_diagonal(m), matmul(v, _reciprocal_gaps(w) * m))
+    ds = _symmetric_from_lower(t if lower else _herm(t))
+    m = matmul(_herm(v), matmul(ds, v))
+    dw, dv = _diagonal(m), matmul(v, _reciprocal_gaps(w) * m)
+    if _is_complex(m):                  # w is real; row r of v stays real
+        e, row = _phase_row(v, lower)
+        dw = real(dw)
+        dv = dv - 1j * v * (_as_row(imag(sum(dv * e, axis=(len(shape_of(v)) - 2,),
+                                                 keepdims=False))) / row)
+    return (w, v), (dw, dv)
 
 
 def _eigh_vjp(wrt, out, a, lower):
@@ -414,20 +475,29 @@ def _eigh_vjp(wrt, out, a, lower):
 
     def pullback(ct):
         ct_w, ct_v = ct
+        if ct_v is not ZERO and _is_complex(v):       # the transpose of the phase term
+            e, row = _phase_row(v, lower)
+            g = sum(ct_v * v, axis=(len(shape_of(v)) - 2,), keepdims=False)
+            ct_v = ct_v - 1j * e * (_as_row(imag(g)) / row)
+        return _conjugated(hermitian_pullback)((ct_w, ct_v))
+
+    def hermitian_pullback(ct):
+        ct_w, ct_v = ct
         inner = ZERO if ct_w is ZERO else _diagonal_matrix(ct_w)
         if ct_v is not ZERO:
-            term = _reciprocal_gaps(w) * matmul(adjoint(v), ct_v)
+            term = _reciprocal_gaps(w) * matmul(_herm(v), ct_v)
             inner = term if inner is ZERO else inner + term
-        ct_a = _symmetric_from_lower_transpose(matmul(v, matmul(inner, adjoint(v))))
-        return (ct_a if lower else adjoint(ct_a),)
+        ct_a = _symmetric_from_lower_transpose(matmul(v, matmul(inner, _herm(v))))
+        return (ct_a if lower else _herm(ct_a),)
     return name_pullback(pullback, "eigh")
 
 
 eigh = Primitive(
     "eigh", lambda a, lower: tuple(np.linalg.eigh(a, UPLO="L" if lower else "U")),
-    shape=lambda a, lower: (ShapeDtype(shape_of(a)[:-1], dtype_of(a)), _same_shape(a)),
+    shape=lambda a, lower: (ShapeDtype(shape_of(a)[:-1], _real_dtype(a)), _same_shape(a)),
     jvp=_eigh_jvp, vjp=_eigh_vjp, batch=lambda v, d, **p: batch_stacked(eigh, v, d, **p),
-    multiple_results=True, family="linalg", fresh_output=True, domain=("symmetric",))
+    multiple_results=True, family="linalg", fresh_output=True, domain=("symmetric",),
+    complex_rules=True)
 
 # ---------------------------------------------------------------------- svd
 # The reduced SVD a = u diag(s) vh, a (..., m, n), k = min(m, n); v = vh^T.
