@@ -24,7 +24,7 @@ from ..primitives import linalg as L
 from ..primitives.contraction import matmul, swap_last
 from ..primitives.structural import convert, reshape
 from ._common import ndim, normalize_axis
-from ._elementwise import absolute, not_equal, sign, sqrt
+from ._elementwise import absolute, imag, not_equal, real, sign, sqrt, square
 from ._reductions import max, min, sum
 from ._shape import argsort, flip, moveaxis, operand, take_along_axis, tril
 
@@ -66,7 +66,7 @@ class QRResult(NamedTuple):
 
 # The functions whose primitives and composites hold for complex matrices.
 COMPLEX_FUNCTIONS = ("inv", "solve", "matrix_power", "det", "slogdet", "cholesky", "eigh",
-                     "eigvalsh")
+                     "eigvalsh", "svdvals", "norm")
 
 
 def _real(a, name):
@@ -271,7 +271,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if axis is None:
         if ord is None or (ord in ("f", "fro") and nd == 2) or (ord == 2 and nd == 1):
             flat = reshape(x, shape=(x.size,))
-            result = sqrt(sum(flat * flat))
+            result = sqrt(sum(_squared(flat)))
             return reshape(result, shape=(1,) * nd) if keepdims else result
         axis = tuple(range(nd))
     elif not isinstance(axis, tuple):
@@ -286,17 +286,25 @@ def norm(x, ord=None, axis=None, keepdims=False):
     raise ValueError("Improper number of dimensions to norm.")
 
 
+def _squared(x):
+    """|x| ** 2, elementwise (real for complex x)."""
+    if np.dtype(x.dtype).kind == "c":
+        return square(real(x)) + square(imag(x))
+    return x * x
+
+
 def _vector_norm(x, ord, axis, keepdims):
     if ord == np.inf:
         return max(absolute(x), axis=axis, keepdims=keepdims)
     if ord == -np.inf:
         return min(absolute(x), axis=axis, keepdims=keepdims)
     if ord == 0:                         # a count: its derivative is zero
-        return sum(convert(not_equal(x, 0), dtype=x.dtype), axis=axis, keepdims=keepdims)
+        return sum(convert(not_equal(x, 0), dtype=np.finfo(x.dtype).dtype), axis=axis,
+                   keepdims=keepdims)
     if ord == 1:
         return sum(absolute(x), axis=axis, keepdims=keepdims)
     if ord is None or ord == 2:
-        return sqrt(sum(x * x, axis=axis, keepdims=keepdims))
+        return sqrt(sum(_squared(x), axis=axis, keepdims=keepdims))
     if isinstance(ord, str):
         raise ValueError(f"Invalid norm order '{ord}' for vectors")
     return sum(absolute(x) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
@@ -317,7 +325,7 @@ def _matrix_norm(x, ord, axis, keepdims):
         reduce = max if ord == np.inf else min
         result = reduce(sum(absolute(x), axis=col), axis=row - (row > col))
     elif ord in (None, "fro", "f"):
-        result = sqrt(sum(x * x, axis=(row, col)))
+        result = sqrt(sum(_squared(x), axis=(row, col)))
     else:
         raise ValueError("Invalid norm order for matrices.")
     if keepdims:

@@ -511,7 +511,7 @@ eigh = Primitive(
 def _svd_shape(a):
     *batch, m, n = shape_of(a)
     k, dtype = min(m, n), dtype_of(a)
-    return (ShapeDtype((*batch, m, k), dtype), ShapeDtype((*batch, k), dtype),
+    return (ShapeDtype((*batch, m, k), dtype), ShapeDtype((*batch, k), _real_dtype(a)),
             ShapeDtype((*batch, k, n), dtype))
 
 
@@ -569,24 +569,29 @@ svd = Primitive("svd", lambda a: tuple(np.linalg.svd(a, full_matrices=False)),
                 family="linalg", fresh_output=True, domain=("matrix",))
 
 
+# For complex a: ds = Re(diag(u^H da v)), whose transpose (core/numbers.py) takes ct to
+# conj(u) diag(ct) conj(vh).
+
+
 def _svdvals_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     u, s, vh = svd(a)
-    return s, sum(u * matmul(t, adjoint(vh)), axis=(len(shape_of(a)) - 2,), keepdims=False)
+    ds = sum(_conj(u) * matmul(t, _herm(vh)), axis=(len(shape_of(a)) - 2,), keepdims=False)
+    return s, real(ds) if _is_complex(ds) else ds
 
 
 def _svdvals_vjp(wrt, out, a):
     u, _, vh = svd(a)      # the impl computes no singular vectors: the rule needs them
 
     def pullback(ct):
-        return (matmul(u * _as_row(ct), vh),)
+        return (matmul(_conj(u) * _as_row(ct), _conj(vh)),)
     return name_pullback(pullback, "svdvals")
 
 
 svdvals = Primitive("svdvals", lambda a: np.linalg.svd(a, compute_uv=False),
                     shape=lambda a: _svd_shape(a)[1], jvp=_svdvals_jvp, vjp=_svdvals_vjp,
                     batch=lambda v, d: batch_stacked(svdvals, v, d),
-                    family="linalg", fresh_output=True, domain=("matrix",))
+                    family="linalg", fresh_output=True, domain=("matrix",), complex_rules=True)
 
 # ----------------------------------------------------------------------- qr
 # The reduced QR a = q r of a (..., m, n), m >= n.  With c = q^T da r^-1 and
