@@ -418,8 +418,19 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_M
     """
     outer, inner = check_mode(mode, HESSIAN_MODES, "hessian").split("-over-")
     gradient = (grad if inner == "reverse" else forward_grad)(f, argnums, has_aux, holomorphic)
-    jac = jacfwd if outer == "forward" else jacrev
-    return jac(gradient, argnums, has_aux, chunk_size, holomorphic)
+    jac = (jacfwd if outer == "forward" else jacrev)(gradient, argnums, has_aux, chunk_size,
+                                                      holomorphic)
+
+    @wraps(f)
+    def hessian_f(*args, **kwargs):
+        if not holomorphic and any(map(_is_complex, flatten(_partial(f, args, argnums)[1])[0])):
+            raise HolomorphicError(
+                "hessian of a function of complex inputs: a real-valued function has no "
+                "complex Hessian matrix (its gradient is not holomorphic). Use hvp(f, x, v) "
+                "for Hessian-vector products, pass the real and imaginary parts as separate "
+                "real inputs, or pass holomorphic=True for a holomorphic function.")
+        return jac(*args, **kwargs)
+    return hessian_f
 
 
 def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:

@@ -163,8 +163,11 @@ def test_section1_hessian_modes_and_hvp_agree():
     numeric = (grad(real_valued)(z + eps * v) - grad(real_valued)(z - eps * v)) / (2 * eps)
     for mode in HESSIAN_MODES:
         np.testing.assert_allclose(hvp(real_valued, z, v, mode=mode), numeric, rtol=1e-6)
-    with raises(errors.HolomorphicError, "holomorphic=True"):
+    with raises(errors.HolomorphicError, "no complex Hessian", "hvp"):
         hessian(real_valued)(z)
+    op = pullback.make_hvp(real_valued, z)
+    np.testing.assert_allclose(op(v), numeric, rtol=1e-6)
+    np.testing.assert_allclose(op.matmat(np.stack([v, 2 * v], -1))[:, 1], 2 * numeric, rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
