@@ -229,6 +229,11 @@ def test_section1_reductions_contractions_and_linalg_of_complex_values():
         check_grads(f, (z,), order=2, tol=1e-4)
     with raises(errors.ComplexValueError, "svd", "complex"):
         grad(lambda z: np.sum(np.linalg.svd(z)[1]))(z)
+    tall = z_like((4, 3))
+    for f in (lambda a: np.linalg.qr(a)[0], lambda a: np.linalg.qr(a)[1],
+              lambda a: np.linalg.qr(a, mode="r")):           # r has a real diagonal
+        np.testing.assert_allclose(jit(f)(tall), f(tall.copy()), rtol=1e-12)
+        check_grads(f, (tall,), order=2, tol=1e-4)
     for f in (np.linalg.svdvals, np.linalg.norm, lambda z: np.linalg.norm(z, "nuc"),
               lambda z: np.linalg.norm(z, 2), lambda z: np.linalg.norm(z, 3, axis=1),
               lambda z: np.linalg.norm(z, 0, axis=0), lambda z: np.linalg.norm(z, np.inf)):

@@ -66,7 +66,7 @@ class QRResult(NamedTuple):
 
 # The functions whose primitives and composites hold for complex matrices.
 COMPLEX_FUNCTIONS = ("inv", "solve", "matrix_power", "det", "slogdet", "cholesky", "eigh",
-                     "eigvalsh", "svdvals", "norm")
+                     "eigvalsh", "svdvals", "norm", "qr")
 
 
 def _real(a, name):

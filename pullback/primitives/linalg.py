@@ -597,6 +597,9 @@ svdvals = Primitive("svdvals", lambda a: np.linalg.svd(a, compute_uv=False),
 # The reduced QR a = q r of a (..., m, n), m >= n.  With c = q^T da r^-1 and
 # omega = tril(c, -1) - tril(c, -1)^T (q^T dq, antisymmetric):
 #   dq = q omega + (I - q q^T) da r^-1,   dr = (c - omega) r.
+# For complex a (r has a real diagonal, as LAPACK makes it): the conjugate transposes, and
+# omega gains the diagonal i Im(diag(c)) that keeps diag(dr) real; in the pullback
+# (adjoint under Re(tr(a^H b)), conjugated into a transpose) g gains i Im(diag(b)).
 
 
 def _strictly_lower(x):
@@ -605,17 +608,25 @@ def _strictly_lower(x):
 
 
 def _right_solve_upper(x, r, trans):
-    """x r^-1 (trans=0) or x r^-T (trans=1), for upper triangular r."""
-    return adjoint(triangular_solve(r, adjoint(x), lower=False, trans=1 - trans))
+    """x r^-1 (trans=0) or x r^-H (trans=1), for upper triangular r."""
+    flip = swap_last if trans == 0 else _herm
+    return flip(triangular_solve(r, flip(x), lower=False, trans=1 - trans))
+
+
+def _imaginary_diagonal(x):
+    """i Im(diag(x)) as a diagonal matrix (ZERO for real x)."""
+    return _diagonal_matrix(1j * imag(_diagonal(x))) if _is_complex(x) else ZERO
 
 
 def _qr_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     q, r = qr(a)
     t_rinv = _right_solve_upper(t, r, 0)
-    c = matmul(adjoint(q), t_rinv)
+    c = matmul(_herm(q), t_rinv)
     low = _strictly_lower(c)
-    omega = low - adjoint(low)
+    omega = low - _herm(low)
+    if _is_complex(c):
+        omega = omega + _imaginary_diagonal(c)
     return (q, r), (matmul(q, omega - c) + t_rinv, matmul(c - omega, r))
 
 
@@ -624,14 +635,16 @@ def _qr_vjp(wrt, out, a):
 
     def pullback(ct):
         ct_q, ct_r = ct
-        b = ZERO if ct_q is ZERO else matmul(adjoint(q), ct_q)      # q^T q_bar - r_bar r^T
+        b = ZERO if ct_q is ZERO else matmul(_herm(q), ct_q)      # q^H q_bar - r_bar r^H
         if ct_r is not ZERO:
-            r_term = matmul(ct_r, adjoint(r))
+            r_term = matmul(ct_r, _herm(r))
             b = -r_term if b is ZERO else b - r_term
-        g = _strictly_lower(b - adjoint(b)) - b
+        g = _strictly_lower(b - _herm(b)) - b
+        if _is_complex(b):
+            g = g + _imaginary_diagonal(b)
         d_bar = matmul(q, g) if ct_q is ZERO else ct_q + matmul(q, g)
         return (_right_solve_upper(d_bar, r, 1),)
-    return name_pullback(pullback, "qr")
+    return name_pullback(_conjugated(pullback), "qr")
 
 
 def _qr_shape(a):
@@ -641,7 +654,8 @@ def _qr_shape(a):
 
 qr = Primitive("qr", lambda a: tuple(np.linalg.qr(a, mode="reduced")), shape=_qr_shape,
                jvp=_qr_jvp, vjp=_qr_vjp, batch=lambda v, d: batch_stacked(qr, v, d),
-               multiple_results=True, family="linalg", fresh_output=True, domain=("tall",))
+               multiple_results=True, family="linalg", fresh_output=True, domain=("tall",),
+               complex_rules=True)
 
 # --------------------------------------------------------------------- pinv
 # x = a^+ (a of constant rank):
