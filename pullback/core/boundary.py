@@ -1,8 +1,8 @@
 """Where values cross into and out of a transformation: checks and conversions.
 
 Inputs to differentiate must be floating point, real or complex (arrays, NumPy
-scalars, Python floats and complex numbers, or tracers of an outer transformation); tangents and cotangents must
-match their primals in structure, shape and dtype. Every failure is a
+scalars, Python floats and complex numbers, or tracers of an outer transformation);
+tangents and cotangents must match their primals in structure, shape and dtype. Every failure is a
 `PullbackError` subclass with a message that says what to do.
 """
 import numbers
@@ -52,8 +52,8 @@ def differentiable_input(x, where: str):
             dtype.kind, str(dtype))
         raise NonDifferentiableInputError(
             f"{where} has {kind} dtype {dtype}; derivatives exist only with respect to "
-            "floating-point inputs (real or complex). Convert it (e.g. `x.astype(float)` or pass `3.0` instead of "
-            "`3`), or leave it out of `argnums` if it is not a variable.")
+            "floating-point inputs (real or complex). Convert it (e.g. `x.astype(float)` or "
+            "pass `3.0` instead of `3`), or leave it out of `argnums` if it is not a variable.")
     if isinstance(x, np.generic):
         return np.asarray(x)
     return x
