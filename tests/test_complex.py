@@ -267,3 +267,19 @@ def test_section1_lazy_cotangents_keep_complex_scales():
     f = lambda z: np.real((1 + 2j) * np.sum(np.exp(2.0 * z)))      # noqa: E731
     np.testing.assert_allclose(grad(f)(z), (1 + 2j) * 2 * np.exp(2 * z))
     np.testing.assert_allclose(jit(grad(f))(z), (1 + 2j) * 2 * np.exp(2 * z))
+
+
+def test_section1_zero_derivative_primitives_with_complex_results_refuse():
+    """sign(z) = z / |z| is not constant: the primitive (NumPy's sign of real values) refuses
+    a complex result where a derivative flows; np.sign answers with the quotient's rule.
+    Comparisons and predicates of complex values have real results and zero derivative."""
+    from pullback.primitives import elementwise as P
+    z = z_like(3)
+    for prim, params in ((P.sign, {}), (P.around, {"decimals": 1})):
+        with raises(errors.ComplexValueError, prim.name, "complex"):
+            pushforward(lambda z: prim(z, **params), (z,), (z,))
+        with raises(errors.ComplexValueError, prim.name, "complex"):
+            vjp(lambda z: prim(z, **params), z)
+    check_grads(np.sign, (z,), order=2)
+    np.testing.assert_array_equal(grad(lambda z: np.sum(np.abs(z) * (np.isnan(z) | (z == z))))(z),
+                                  grad(lambda z: np.sum(np.abs(z)))(z))
