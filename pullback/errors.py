@@ -31,6 +31,11 @@ class UnsupportedFunctionError(PullbackError, TypeError):
     """A NumPy/SciPy function (or an argument of one) that pullback cannot differentiate."""
 
 
+class ArrayLibraryError(UnsupportedFunctionError):
+    """Another array library than NumPy (Dask, CuPy ...) lacks an operation a computation needs,
+    or arrays of libraries that do not mix met."""
+
+
 class ComplexValueError(UnsupportedFunctionError):
     """A complex value met a derivative (pullback differentiates real numbers only, for now)."""
 

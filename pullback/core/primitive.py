@@ -55,7 +55,9 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from .arrays import foreign_library
 from .engine import Tracer, find_top_trace
+from ..errors import ArrayLibraryError
 
 
 class _Zero:
@@ -119,7 +121,17 @@ class Primitive:
         for a in args:
             if isinstance(a, Tracer):
                 return find_top_trace(args).process_primitive(self, args, params)
-        return self.impl(*args, **params)
+        try:
+            return self.impl(*args, **params)
+        except Exception as error:
+            library = foreign_library(args)
+            if library is None:
+                raise
+            raise ArrayLibraryError(
+                f"primitive {self.name!r} failed on {library} arrays ({type(error).__name__}: "
+                f"{error}): {library} lacks this operation or this form of it. Compute the "
+                "inputs with NumPy (np.asarray), or express the step with operations "
+                f"{library} supports.") from error
 
     def __repr__(self):
         return f"<primitive {self.name}>"

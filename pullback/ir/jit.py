@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.arrays import runs_generated_code
+from ..core.arrays import foreign_array, is_array, runs_generated_code
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
 from ..tree import flatten, unflatten
@@ -145,7 +145,8 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
         dynamic = ([a for i, a in enumerate(args) if i not in static_pos],
                    {k: v for k, v in kwargs.items() if k not in static.names})
         leaves, treedef = flatten(dynamic)
-        key = (treedef, tuple(signature_of(x) for x in leaves), static_values)
+        key = (treedef, tuple(signature_of(x) for x in leaves), static_values,
+               tuple(type(x) for x in leaves if foreign_array(x) is not None))
         entry = cache.get(key)
         if entry is None:
             _refuse_unstageable(f"jit({name})", f, args, kwargs, static_pos, static.names)
@@ -170,10 +171,12 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
                     RestagingWarning, stacklevel=2)
         else:
             misses[0] = 0
-        traced = any(isinstance(x, Tracer) for x in leaves)
+        # the generated code writes into NumPy buffers: other arrays (Dask, CuPy ...) and
+        # tracers run the program through the primitives, which dispatch on their operands
+        interpreted = any(isinstance(x, Tracer) or foreign_array(x) is not None for x in leaves)
         if plain and not kwargs and all(runs_generated_code(a) for a in args):
             by_arrays[tuple((a.shape, a.dtype) for a in args)] = entry
-        outs = (entry.traceable if traced else entry.fast)(*leaves)
+        outs = (entry.traceable if interpreted else entry.fast)(*leaves)
         return unflatten(entry.out_tree, outs)
 
     jitted.cache = cache
@@ -191,8 +194,8 @@ def _hashable(value):
 def _stageable(value) -> bool:
     """Whether an argument leaf can be an input of a staged program: an array or NumPy
     scalar of a numeric or boolean dtype, a Python number, or a tracer."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.dtype.kind in "biufc"
+    if isinstance(value, (np.ndarray, np.generic)) or is_array(value):
+        return np.dtype(value.dtype).kind in "biufc"
     return isinstance(value, (bool, int, float, complex, Tracer))
 
 

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.arrays import is_array
 from ..core.engine import Trace, Tracer, new_trace, observed_by, observer
 from ..core.primitive import ShapeDtype
 from ..core.user_code import user_frame
@@ -227,7 +228,7 @@ class StagingTrace(Trace):
             raise CapturedTracer()
         key = id(value)
         if key not in self._const_ids:
-            array = value if isinstance(value, np.ndarray) else np.asarray(value)
+            array = value if isinstance(value, np.ndarray) or is_array(value) else np.asarray(value)
             var = Var(ShapeDtype(array.shape, array.dtype))
             self._const_ids[key] = var
             self.constvars.append(var)
@@ -311,8 +312,10 @@ def signature_of(value):
         return ((), np.dtype(kind), True)
     if isinstance(value, Tracer):
         return (tuple(value.shape), np.dtype(value.dtype), getattr(value, "weak", False))
-    array = value if isinstance(value, (np.ndarray, np.generic)) else np.asarray(value)
-    return (tuple(array.shape), array.dtype, False)
+    if isinstance(value, (np.ndarray, np.generic)) or is_array(value):
+        return (tuple(value.shape), np.dtype(value.dtype), False)
+    array = np.asarray(value)
+    return (array.shape, array.dtype, False)
 
 
 def stage(f: Callable, args: tuple, names=None) -> Program:

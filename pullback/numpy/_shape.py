@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from ..core.arrays import foreign_array, is_array
 from ..core.engine import Tracer
 from ..core.numbers import complex_error
 from ..errors import (ConcretizationError, InPlaceMutationError, UnsupportedFunctionError,
@@ -32,7 +33,7 @@ def operand(x):
     if isinstance(x, REFUSED_ARRAY_TYPES):
         raise refused_array_type(x, "an operand of a traced computation",
                                  UnsupportedFunctionError)
-    if isinstance(x, np.ndarray):              # other subclasses (memmap ...) behave as arrays
+    if isinstance(x, np.ndarray) or is_array(x):   # subclasses (memmap ...), Dask, CuPy ...
         return x
     return asarray(x)
 
@@ -606,6 +607,8 @@ def asarray(a, dtype=None, order=None, *, like=None, **kwargs):
     """`np.asarray` that also accepts traced values and (nested) lists of them."""
     if isinstance(a, Tracer) or (isinstance(a, (list, tuple)) and _contains_tracer(a)):
         return array(a, dtype)
+    if foreign_array(a) is not None:          # another library's array stays in its library
+        return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
     return np.asarray(a, dtype=dtype)
 
 

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..core.arrays import arange, dtype_of, full, moveaxis, shape_of, zeros_like_value
+from ..core.arrays import arange, dtype_of, full, moveaxis, shape_of, zeros, zeros_like_value
 from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
@@ -135,7 +135,7 @@ getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, ar
 
 
 def _embed_impl(values, *arrays, index, shape):
-    out = np.zeros(shape, values.dtype)
+    out = zeros(shape, values.dtype, like=values)
     idx = index_tuple(index, arrays)
     if arrays:
         np.add.at(out, idx, values)      # repeated indices accumulate
