@@ -51,6 +51,7 @@ Calling a primitive binds it: with no tracer among the arguments it runs `impl`
 directly (plain NumPy speed); otherwise the innermost transformation among the
 arguments processes it.
 """
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -58,6 +59,10 @@ import numpy as np
 from .arrays import foreign_library
 from .engine import Tracer, find_top_trace
 from ..errors import ArrayLibraryError
+
+# Operand types that are certainly NumPy's own: the fast path of `Primitive.__call__`.
+PLAIN_TYPES = frozenset({np.ndarray, float, int, bool, complex, np.float64, np.float32,
+                         np.int64, np.int32, np.bool_, np.complex128, np.complex64})
 
 
 class _Zero:
@@ -118,15 +123,28 @@ class Primitive:
 
     def __call__(self, *args, **params):
         # bind(), inlined here because it is the hottest path of the library.
+        plain = True
         for a in args:
-            if isinstance(a, Tracer):
-                return find_top_trace(args).process_primitive(self, args, params)
-        try:
+            if type(a) not in PLAIN_TYPES:
+                if isinstance(a, Tracer):
+                    return find_top_trace(args).process_primitive(self, args, params)
+                plain = False
+        if plain:
             return self.impl(*args, **params)
+        return self._call_on_other_arrays(args, params)
+
+    def _call_on_other_arrays(self, args, params):
+        """The impl on operands that may belong to another array library (Dask, CuPy ...):
+        where that library lacks the operation (it raises, or warns that it falls back to
+        NumPy, which would compute a lazy array) say so rather than compute silently."""
+        library = foreign_library(args)
+        if library is None:
+            return self.impl(*args, **params)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", FutureWarning)
+                return self.impl(*args, **params)
         except Exception as error:
-            library = foreign_library(args)
-            if library is None:
-                raise
             raise ArrayLibraryError(
                 f"primitive {self.name!r} failed on {library} arrays ({type(error).__name__}: "
                 f"{error}): {library} lacks this operation or this form of it. Compute the "

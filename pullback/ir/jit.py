@@ -35,8 +35,10 @@ class _Compiled:
 
     def __init__(self, program, name):
         self.program = program
-        self.fast = compile_program(program, name, fast=True)
         self.traceable = compile_program(program, name, fast=False)
+        # constants of another array library (a Dask array in f) cannot meet NumPy buffers
+        other_constants = any(foreign_array(c) is not None for c in program.consts)
+        self.fast = self.traceable if other_constants else compile_program(program, name)
         self.out_tree = program.out_tree
 
 
@@ -171,8 +173,8 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
                     RestagingWarning, stacklevel=2)
         else:
             misses[0] = 0
-        # the generated code writes into NumPy buffers: other arrays (Dask, CuPy ...) and
-        # tracers run the program through the primitives, which dispatch on their operands
+        # the fast variant writes into NumPy buffers: tracers and other arrays (Dask, CuPy
+        # ...) run the traceable variant, whose plain NumPy calls dispatch on their operands
         interpreted = any(isinstance(x, Tracer) or foreign_array(x) is not None for x in leaves)
         if plain and not kwargs and all(runs_generated_code(a) for a in args):
             by_arrays[tuple((a.shape, a.dtype) for a in args)] = entry
