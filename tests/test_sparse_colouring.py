@@ -2,21 +2,19 @@
 of the module's own reads, exact recovery of random matrices, known colour counts, speed."""
 import itertools
 import os
-import sys
 
 import numpy as np
 import pytest
 import scipy.sparse
 from hypothesis import given, settings, strategies as st
 
-from helpers import raises
+from helpers import benchmark_module, raises
 from pullback.errors import OrderError, PatternError
 from pullback.sparse import ORDERS, ColouringError, column_colouring, row_colouring, star_colouring
 from pullback.sparse.colouring import (as_pattern, column_reads, coordinates, row_reads,
                                        star_reads, symmetric_pattern)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
-import sparse_problems as problems  # noqa: E402
+problems = benchmark_module("sparse_problems")
 
 ALL_ORDERS = ("best",) + ORDERS
 

@@ -1,6 +1,5 @@
 """Sparsity detection from the program: patterns contain every nonzero at any point, are exact
 on problems with known patterns, and refuse programs that depend on the values."""
-import os
 import sys
 
 import numpy as np
@@ -8,14 +7,13 @@ import pytest
 from hypothesis import given, settings
 
 import pullback
-from helpers import raises
+from helpers import benchmark_module, raises
 from pullback import errors
 from pullback.core.primitive import REGISTRY
 from pullback.sparse import hessian_sparsity, jacobian_sparsity, sparsity_listing
 from test_primitives import SETTINGS, case_strategy
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-import sparse_problems as problems                                      # noqa: E402
+problems = benchmark_module("sparse_problems")
 
 rng = np.random.default_rng(3)
 

@@ -42,6 +42,12 @@ def differentiable_input(x, where: str):
         return np.asarray(x, dtype=np.float64)
     elif isinstance(x, (bool, numbers.Integral)):
         dtype = np.asarray(x).dtype
+    elif hasattr(x, "__array_namespace__"):
+        raise NonDifferentiableInputError(
+            f"{where} is a {type(x).__module__}.{type(x).__name__}, an array of the Python "
+            "Array API standard without NumPy's dispatch protocols (__array_function__, "
+            "__array_ufunc__), through which pullback sees the operations on it. Convert it "
+            "with np.asarray(x) (or np.from_dlpack(x)), or use Dask or CuPy arrays.")
     else:
         raise NonDifferentiableInputError(
             f"{where} is a {type(x).__module__}.{type(x).__name__}, which pullback cannot "
