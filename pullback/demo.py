@@ -208,8 +208,7 @@ def dask_hvp(n: int = 10**8, workers: int = 2, memory_limit: str = "2GB",
              chunk: int = 5 * 10**6):
     """The extended Rosenbrock Hessian-vector product at size n on a local Dask cluster
     whose workers each hold at most `memory_limit`, checked against NumPy on a slice.
-
-    >>> dask_hvp(n=10**6, chunk=10**5)          # doctest: +SKIP
+    For example `dask_hvp(n=10**6, chunk=10**5)` (a small run: seconds, not minutes).
     """
     try:
         import dask.array as da
