@@ -22,6 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from eager import _env, blas_kernel, cpu_busy_fraction, write_results  # noqa: E402
+sys.path.remove(HERE)            # its sparse.py, jit.py ... would shadow libraries of those names
 
 
 def peak_rss_mb():
@@ -94,13 +95,17 @@ def run_hvp(n, chunk, workers, memory_limit):
 
 
 def in_process(task, *args):
-    """Run one measurement in a fresh process; its result as a dict."""
-    code = f"import json; from dask_cluster import {task}; print(json.dumps({task}(*{args!r})))"
-    env = _env()                        # worker processes import this module's functions too
-    env["PYTHONPATH"] = HERE + os.pathsep + env["PYTHONPATH"]
-    output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    """Run one measurement in a fresh process; its result as a dict. benchmarks/ leaves
+    sys.path before the cluster starts (its sparse.py would shadow a library in the
+    workers), so this module's functions travel to the workers by value."""
+    code = (f"import json, sys; sys.path.insert(0, {HERE!r}); import cloudpickle, dask_cluster; "
+            f"sys.path.remove({HERE!r}); cloudpickle.register_pickle_by_value(dask_cluster); "
+            f"print(json.dumps(dask_cluster.{task}(*{args!r})))")
+    run = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                         text=True)
+    if run.returncode:
+        raise SystemExit(f"{task} failed:\n{run.stderr}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -117,7 +122,7 @@ def main():
     import dask
     text = f"""# Dask: gradients and HVPs on a local cluster against NumPy
 
-Command: `python benchmarks/dask_cluster.py`. Machine: {os.cpu_count()} cores; BLAS: {blas_kernel()};
+Command: `python benchmarks/dask_cluster.py{" ".join([""] + sys.argv[1:])}`. Machine: {os.cpu_count()} cores; BLAS: {blas_kernel()};
 dask {dask.__version__}; CPU use by other processes before the run: {busy:.0%}.
 
 | run | n | chunks | workers | seconds (median of 3) | peak memory growth (MB) |
