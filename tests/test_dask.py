@@ -184,3 +184,12 @@ def test_array_api_arrays_without_numpys_dispatch_protocols_are_refused_with_the
     x = xp.asarray([1.0, 2.0])
     with raises(NonDifferentiableInputError, "Array API", "np.asarray(x)"):
         pb.grad(lambda x: xp.sum(x * x))(x)
+
+
+def test_reverse_mode_through_slices_pads_instead_of_assigning_items():
+    """The transpose of a slice is a pad: item assignment into a lazy array would cost a
+    pass over every chunk and keep them all alive."""
+    gradient = pb.grad(rosenbrock)(_as_dask(X))
+    operations = {(key[0] if isinstance(key, tuple) else key).rsplit("-", 1)[0]
+                  for key in gradient.__dask_graph__()}
+    assert "setitem" not in operations and "concatenate" in operations, operations

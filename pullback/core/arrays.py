@@ -132,3 +132,20 @@ def zeros_like_value(x):
 def broadcast_scalar(value, shape, dtype, like=None):
     """`value` as a read-only array of `shape` and `dtype` without a pass over memory."""
     return np.broadcast_to(np.asarray(value, dtype, **_like(like)), shape)
+
+
+def padded_embedding(values, index: tuple, shape):
+    """`values` placed at `index` in zeros of `shape`, built with np.pad, for arrays of
+    another library where `index` is slices of step one (item assignment into a lazy Dask
+    array costs a pass over every chunk and keeps them all alive); None otherwise."""
+    if foreign_array(values) is None or len(index) > len(shape) \
+            or not all(isinstance(s, slice) for s in index):
+        return None
+    widths = []
+    for s, n in zip(index + (slice(None),) * (len(shape) - len(index)), shape):
+        start, stop, step = s.indices(n)
+        if step != 1:
+            return None
+        widths.append((start, n - max(start, stop)))
+    region = tuple(n - before - after for n, (before, after) in zip(shape, widths))
+    return np.pad(np.broadcast_to(values, region), widths)
