@@ -31,13 +31,21 @@ class RestagingWarning(UserWarning):
 
 
 class _Compiled:
-    __slots__ = ("program", "fast", "traceable", "out_tree")
+    """A cached program: its fast variant, compiled at once, and its traceable variant,
+    compiled when tracers first call it (most jitted functions never see one)."""
+    __slots__ = ("program", "name", "fast", "_traceable", "out_tree")
 
     def __init__(self, program, name):
-        self.program = program
+        self.program, self.name = program, name
         self.fast = compile_program(program, name, fast=True)
-        self.traceable = compile_program(program, name, fast=False)
+        self._traceable = None
         self.out_tree = program.out_tree
+
+    @property
+    def traceable(self):
+        if self._traceable is None:
+            self._traceable = compile_program(self.program, self.name, fast=False)
+        return self._traceable
 
 
 class _StaticArguments:

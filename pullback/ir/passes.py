@@ -47,7 +47,7 @@ from ..primitives.reductions import sum as reduce_sum
 from ..primitives.structural import (broadcast_to, convert, embed, getitem, reshape, scatter_add,
                                      transpose)
 from ..transforms.cotangents import may_fold, normal_factor
-from .program import Equation, Literal, Program, Var, abstract
+from .program import Equation, Literal, Program, Var, abstract, gc_paused
 
 MAX_FOLD_SIZE = 10**6       # constant folding leaves larger results to run time
 
@@ -737,6 +737,11 @@ def _fingerprint(program):
 
 def optimize(program: Program, passes=PASSES, max_rounds: int = 10) -> Program:
     """Apply `passes` in order, round after round, until a round changes nothing."""
+    with gc_paused():
+        return _optimize(program, passes, max_rounds)
+
+
+def _optimize(program, passes, max_rounds):
     for _ in range(max_rounds):
         previous = program
         for p in passes:
