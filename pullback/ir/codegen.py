@@ -44,6 +44,11 @@ def _global_name(prim):
 
 def generate(program: Program, name: str = "f", fast: bool = True):
     """(source, globals) of a function `name(*inputs) -> list of outputs`."""
+    with gc_paused():
+        return _generate(program, name, fast)
+
+
+def _generate(program, name, fast):
     names = Namer(program, reserved={name} | {_global_name(p) for p in REGISTRY.values()})
     globals_ = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
     for var, value in zip(program.constvars, program.consts):
