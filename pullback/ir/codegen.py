@@ -142,9 +142,10 @@ def _comment(source: str) -> str:
 
 
 def _released(program: Program) -> dict:
-    """Equation index -> the arrays to release after it: those it reads last, and its
-    outputs nobody reads. Inputs (the caller's), constants (globals), the program's
-    outputs and 0-d values (no memory to speak of: fewer lines) are never released."""
+    """Equation index -> the values to release after it: those it reads last, and its
+    outputs nobody reads. Inputs (the caller's), constants (globals) and the program's
+    outputs are never released. (0-d values too are released: a long loop of scalar
+    updates would otherwise hold one per step.)"""
     last_use = {}
     for i, eq in enumerate(program.equations):
         for x in eq.inputs:
@@ -154,9 +155,9 @@ def _released(program: Program) -> dict:
     kept.update(x for x in program.outvars if type(x) is not Literal)
     released = {}
     for i, eq in enumerate(program.equations):
-        dead = [v for v in eq.outputs if v not in last_use and v.aval.shape and v not in kept]
+        dead = [v for v in eq.outputs if v not in last_use and v not in kept]
         dead += [x for x in dict.fromkeys(eq.inputs) if type(x) is not Literal
-                 and last_use[x] == i and x.aval.shape and x not in kept]
+                 and last_use[x] == i and x not in kept]
         if dead:
             released[i] = dead
     return released
