@@ -2,13 +2,17 @@
 work linear in the program's length (counted, not timed)."""
 import ast
 import gc
+import os
 import sys
 import tracemalloc
 
 import numpy as np
 import pytest
+import scipy.special
 
 import pullback
+import pullback.numpy as pnp
+import pullback.testing
 from pullback.ir.codegen import compile_program
 from pullback.ir.passes import optimize
 from pullback.ir.program import Var
@@ -141,3 +145,54 @@ def test_item2_compiling_costs_work_linear_in_the_program_length():
     short = compile_work(pullback.grad(chain(300)), x)
     long = compile_work(pullback.grad(chain(600)), x)
     assert long <= 2.1 * short, (short, long)
+
+
+# ------------------------------------------------- pullback.numpy on plain arrays
+
+PACKAGE = os.path.dirname(pullback.__file__)
+A, B = np.linspace(0.1, 0.9, 8), np.linspace(0.2, 0.7, 8)
+M = np.linspace(0.1, 0.9, 12).reshape(3, 4)
+CALLS = {       # namespace function -> arguments (all ufuncs are added below)
+    "concatenate": ([A, B],), "stack": ([A, B], 1), "sum": (M,), "mean": (M, 0), "max": (A,),
+    "prod": (A,), "cumsum": (A,), "reshape": (M, (4, 3)), "transpose": (M,), "dot": (A, B),
+    "matmul": (M, M.T), "einsum": ("ij,kj->ik", M, M), "where": (A > 0.5, A, B),
+    "clip": (A, 0.2, 0.8), "outer": (A, B), "take": (A, [0, 2]),
+    "var": (M,), "std": (A,), "tanh": (A,), "array": ([[1.0, 2.0], [3.0, 4.0]],),
+}
+CALLS.update({f.__name__: (A,) * ufunc.nin for ufunc, f in pnp.UFUNCS.items()
+              if f.__name__ in vars(pnp)})
+
+
+def pullback_calls(thunk) -> list:
+    """The names of the functions of the pullback package that `thunk()` calls."""
+    names = []
+
+    def profiler(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename.startswith(PACKAGE):
+            names.append(frame.f_code.co_name)
+    sys.setprofile(profiler)
+    try:
+        thunk()
+    finally:
+        sys.setprofile(None)
+    return names
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_item4_numpy_functions_on_plain_arrays_call_numpy_directly(name):
+    """Nothing traced: the namespace function checks its arguments and calls NumPy's (or
+    scipy.special's) function itself, with nothing of pullback in between."""
+    args = CALLS[name]
+    with np.errstate(all="ignore"):
+        calls = pullback_calls(lambda: getattr(pnp, name)(*args))
+        assert calls[0] == "call" and set(calls) <= {"call", "untraced"}, calls
+        expected = (getattr(np, name, None) or getattr(scipy.special, name))(*args)
+        np.testing.assert_array_equal(getattr(pnp, name)(*args), expected)
+
+
+def test_item4_traced_values_anywhere_in_the_arguments_take_pullbacks_path():
+    x = np.linspace(0.1, 0.9, 3)
+    for f in (lambda x: pnp.sum(pnp.concatenate([A[:2], x])), lambda x: pnp.sum(pnp.array([[x, x]])),
+              lambda x: pnp.sum(pnp.where(A[:3] > 0.5, x, 1.0)), lambda x: pnp.dot(A[:3], x),
+              lambda x: pnp.sum(pnp.clip(A[:3], 0.2, x[0])), lambda x: pnp.sum(pnp.exp(x))):
+        pullback.testing.check_grads(f, (x,), order=1)
