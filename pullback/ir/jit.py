@@ -31,15 +31,23 @@ class RestagingWarning(UserWarning):
 
 
 class _Compiled:
-    __slots__ = ("program", "fast", "traceable", "out_tree")
+    """A cached program: its fast variant, compiled at once, and its traceable variant,
+    compiled when tracers first call it (most jitted functions never see one)."""
+    __slots__ = ("program", "name", "fast", "_traceable", "out_tree")
 
     def __init__(self, program, name):
-        self.program = program
-        self.traceable = compile_program(program, name, fast=False)
+        self.program, self.name = program, name
+        self._traceable = None
         # constants of another array library (a Dask array in f) cannot meet NumPy buffers
         other_constants = any(foreign_array(c) is not None for c in program.consts)
         self.fast = self.traceable if other_constants else compile_program(program, name)
         self.out_tree = program.out_tree
+
+    @property
+    def traceable(self):
+        if self._traceable is None:
+            self._traceable = compile_program(self.program, self.name, fast=False)
+        return self._traceable
 
 
 class _StaticArguments:

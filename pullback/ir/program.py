@@ -9,8 +9,15 @@ called like the function it came from, printed, and turned into source code.
 `evaluate` is the reference interpreter: it binds each primitive in turn, so it
 runs on arrays and on tracers alike. `typecheck` re-derives every equation's
 output types with the primitives' shape rules.
+
+Equations are never modified once built: passes share them between programs.
+`gc_paused` is for the phases that build programs of many small objects (staging,
+passes, code generation), which Python's cyclic collector would otherwise scan again
+and again as they grow.
 """
+import gc
 import keyword
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +49,7 @@ class Literal:
         return repr(self.value)
 
 
-@dataclass
+@dataclass(slots=True)
 class Equation:
     primitive: Any
     inputs: list
@@ -64,6 +71,24 @@ class Program:
 
     def __str__(self):
         return pretty(self)
+
+
+@contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector while the block runs (no-op if it is off).
+
+    Building a program allocates many small containers; each automatic collection then
+    scans all the objects built so far, which makes long programs cost more than linear
+    time. Nothing here creates cycles that must be collected meanwhile.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def type_string(aval) -> str:
@@ -155,10 +180,13 @@ RESERVED = set(keyword.kwlist) | {"np", "sp", "scipy", "math"}
 
 
 class Namer:
-    """Readable, unique names for a program's variables: preferred names first, then a, b, c..."""
+    """Readable, unique names for a program's variables: preferred names first, then a, b, c...
+    (`x`, then `x_1`, `x_2` ... for a name asked for again: each base remembers its next
+    suffix, so naming stays linear in the number of variables)."""
 
     def __init__(self, program: Program, reserved=()):
         self.names, self.used, self.counter = {}, RESERVED | set(reserved), 0
+        self.suffix = {}            # base -> the next suffix to try
         for var, name in program.names.items():
             self._assign(var, name)
 
@@ -167,9 +195,10 @@ class Namer:
         return self._assign(var, base)
 
     def _assign(self, var, base):
-        name, k = base, 1
+        name, k = base, self.suffix.get(base, 1)
         while name in self.used:
             name, k = f"{base}_{k}", k + 1
+        self.suffix[base] = k
         self.names[var] = name
         self.used.add(name)
         return name

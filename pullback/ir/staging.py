@@ -25,7 +25,7 @@ from ..core.engine import Trace, Tracer, new_trace, observed_by, observer
 from ..core.primitive import ShapeDtype
 from ..core.user_code import user_frame
 from ..errors import ConcretizationError, PullbackError
-from .program import Equation, Literal, Program, Var, abstract, evaluate
+from .program import Equation, Literal, Program, Var, abstract, evaluate, gc_paused
 from ..tree import flatten, keys_in_order, unflatten
 from .randomness import staged_without_randomness
 
@@ -327,7 +327,7 @@ def stage(f: Callable, args: tuple, names=None) -> Program:
 def _stage(f, args, names):
     leaves, in_tree = flatten(args)
     names = names or {}
-    with _observing(), new_trace(StagingTrace) as trace:
+    with gc_paused(), _observing(), new_trace(StagingTrace) as trace:
         inputs = []
         for i, leaf in enumerate(leaves):
             shape, dtype, weak = signature_of(leaf)

@@ -15,7 +15,7 @@ from ..core import array_methods as _array_methods
 from ..errors import InPlaceMutationError, unsupported
 from ..primitives.structural import stop_gradient
 from . import linalg
-from ._common import SCALARS as OPERAND_TYPES, ndim, refuse_out
+from ._common import SCALARS as OPERAND_TYPES, ndim, numpy_when_untraced, refuse_out
 from ._contraction import dot, einsum, inner, kron, matmul, outer, tensordot, trace, vdot
 from ._elementwise import *  # noqa: F401,F403  (ufunc wrappers, generated)
 from ._elementwise import (UFUNC_PRIMITIVES, UFUNCS, abs, around, clip, conj, conjugate,
@@ -82,7 +82,23 @@ def _dispatch_table():
     return table
 
 
+def _numpy_when_untraced():
+    """Each function with a NumPy (or scipy.special ufunc) counterpart calls it directly
+    when nothing is traced: plain NumPy code through this namespace runs at NumPy's speed.
+    (DISPATCH, the protocols and tracer methods keep the implementations.)"""
+    scipy_ufuncs = {fn: ufunc for ufunc, fn in UFUNCS.items() if not hasattr(_np, ufunc.__name__)}
+    here = globals()
+    for name, fn in list(here.items()):
+        if name.startswith("_") or not callable(fn) or isinstance(fn, type) \
+                or not getattr(fn, "__module__", "").startswith(__name__):
+            continue
+        original = getattr(_np, name, None) or scipy_ufuncs.get(fn)
+        if callable(original) and not isinstance(original, type):
+            here[name] = numpy_when_untraced(original, fn)
+
+
 DISPATCH = _dispatch_table()
+_numpy_when_untraced()
 _array_methods.use_namespace(__import__(__name__, fromlist=["*"]))
 
 

@@ -35,14 +35,26 @@ REALS = (-2.0, 2.0)
 # ------------------------------------------------------------------ elementwise
 
 def elementwise_shape(impl):
-    """Shape rule of a broadcasting primitive: broadcast shapes, dtype as NumPy computes it."""
+    """Shape rule of a broadcasting primitive: broadcast shapes, dtype as NumPy computes it
+    (remembered per combination of operand types: staging asks once per equation)."""
     def shape(*args, **params):
-        out_shape = np.broadcast_shapes(*(shape_of(a) for a in args))
-        dtypes = tuple(dtype_of(a) for a in args)
-        scalars = tuple(type(a) if d is None else None for a, d in zip(args, dtypes))
-        return ShapeDtype(out_shape, _result_dtype(impl, dtypes, scalars,
-                                                   tuple(sorted(params.items()))))
+        types = tuple([a if type(a) is ShapeDtype else _operand_type(a) for a in args])
+        return _elementwise_type(impl, types, tuple(sorted(params.items())) if params else ())
     return shape
+
+
+def _operand_type(a):
+    """An operand's type as a cache key: its ShapeDtype, or a Python scalar's type."""
+    dtype = dtype_of(a)
+    return type(a) if dtype is None else ShapeDtype(tuple(shape_of(a)), dtype)
+
+
+@lru_cache(maxsize=4096)
+def _elementwise_type(impl, types, params):
+    scalars = tuple(None if type(t) is ShapeDtype else t for t in types)
+    dtypes = tuple(t.dtype if type(t) is ShapeDtype else None for t in types)
+    shapes = [t.shape if type(t) is ShapeDtype else () for t in types]
+    return ShapeDtype(np.broadcast_shapes(*shapes), _result_dtype(impl, dtypes, scalars, params))
 
 
 @lru_cache(maxsize=None)
