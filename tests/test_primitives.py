@@ -301,7 +301,32 @@ def custom_case(draw, prim, dtype):
     return args, {"fun": _custom_fun, "jvp": _custom_jvp_rule}
 
 
+def _loop_body(a, h, x):
+    return [np.sin(h) * a + x, h * x]
+
+
+@st.composite
+def loop_case(draw, prim, dtype):
+    """A loop of `_loop_body` (a const, a carry, an x) of 0 to 3 steps, under a drawn
+    checkpointing policy; for checkpointed_reversal, the cotangents to pull back too."""
+    from pullback.core.primitive import ShapeDtype
+    from pullback.loops.bodies import stage_flat
+    shape, length = draw(small_shapes), draw(st.integers(0, 3))
+    aval = ShapeDtype(shape, np.dtype(dtype))
+    body = stage_flat(_loop_body, [aval, aval, aval], "body")
+    args = [values(draw, shape, dtype), values(draw, shape, dtype),
+            values(draw, (length,) + shape, dtype)]
+    params = {"body": body, "n_consts": 1, "n_carry": 1, "length": length,
+              "reverse": draw(st.booleans()), "checkpoints": draw(st.sampled_from(
+                  ["all", "carry", 1, 2] if prim.name == "loop" else [1, 2, "auto"]))}
+    if prim.name == "checkpointed_reversal":
+        args += [values(draw, shape, dtype), values(draw, (length,) + shape, dtype)]
+        params["differentiated"] = (True, True, True)
+    return args, params
+
+
 CASES = {
+    "loop": loop_case, "checkpointed_reversal": loop_case,
     "sum": reduction_case, "max": reduction_case, "min": reduction_case, "prod": prod_case,
     "cumsum": scan_case, "cumprod": scan_case, "reshape": reshape_case,
     "transpose": transpose_case, "broadcast_to": broadcast_case, "convert": convert_case,

@@ -1,0 +1,123 @@
+"""The loops users call: `scan` and `fori_loop` (pytrees in and out), built on the `loop`
+primitive (loop.py) with the user's body staged once per signature (bodies.py)."""
+import functools
+from typing import Any, Callable
+
+import numpy as np
+
+from ..core.arrays import shape_of
+from ..core.primitive import ShapeDtype
+from ..errors import LoopTypeError
+from ..tree import describe, flatten, unflatten
+from .bodies import aval_of, stage_function
+from .loop import loop
+from .schedules import checked_policy
+
+
+def _name(fn) -> str:
+    if isinstance(fn, functools.partial):         # fori_loop's body
+        return _name(fn.args[0])
+    return getattr(fn, "__name__", "body")
+
+
+def _as_array(leaf):
+    """A Python number as the NumPy scalar it would become (strongly typed)."""
+    return np.asarray(leaf) if isinstance(leaf, (bool, int, float, complex)) else leaf
+
+
+def _check_carry(fn, carry_tree, carry_avals, out_tree, out_avals):
+    if out_tree != carry_tree:
+        raise LoopTypeError(
+            f"`{_name(fn)}` returned a carry of structure {describe(out_tree)}, but the loop "
+            f"carries {describe(carry_tree)}: a loop's carry keeps its structure, shapes and "
+            "dtypes from step to step. Return the carry in the structure it came in.")
+    for i, (a, b) in enumerate(zip(carry_avals, out_avals)):
+        if tuple(a.shape) != tuple(b.shape) or np.dtype(a.dtype) != np.dtype(b.dtype):
+            raise LoopTypeError(
+                f"`{_name(fn)}` changed carry leaf {i} from {np.dtype(a.dtype).name}"
+                f"{list(a.shape)} to {np.dtype(b.dtype).name}{list(b.shape)}: a loop's carry "
+                "keeps its shapes and dtypes from step to step. Convert the result back "
+                "(x.astype(...)), or start from an initial value of the type the step returns.")
+
+
+def scan(f: Callable, init: Any, xs: Any = None, length: int = None, reverse: bool = False,
+         checkpoints="all"):
+    """Run `carry, y = f(carry, x)` over the rows x of `xs` (along axis 0); returns the last
+    carry and the ys stacked. One primitive in every mode, rolled under jit; `checkpoints`
+    chooses what reverse mode keeps: "all" (residuals), "carry", "sqrt", "auto", a number
+    of snapshots or a byte budget ("256MB").
+
+    >>> last, ys = scan(lambda c, x: (c + x, c + x), 0.0, np.arange(3.0))
+    >>> float(last), ys.tolist()
+    (3.0, [0.0, 1.0, 3.0])
+    """
+    checkpoints = checked_policy(checkpoints)
+    init_leaves, carry_tree = flatten(init)
+    init_leaves = [_as_array(x) for x in init_leaves]
+    x_leaves, x_tree = flatten(xs)
+    x_leaves = [_as_array(x) for x in x_leaves]
+    lengths = {shape_of(x)[0] if shape_of(x) else None for x in x_leaves}
+    if length is not None:
+        lengths.add(int(length))
+    if None in lengths or len(lengths) != 1:
+        raise LoopTypeError(
+            f"scan got xs of leading lengths {sorted(map(str, lengths))}"
+            + (f" and length={length}" if length is not None else "")
+            + ": every leaf of xs is scanned along its first axis, so they all need the same "
+            "length (and length=, if given, must agree). Pass length= alone when there are no xs.")
+    n = lengths.pop()
+    carry_avals = [aval_of(x) for x in init_leaves]
+    x_avals = [ShapeDtype(tuple(shape_of(x))[1:], aval_of(x).dtype) for x in x_leaves]
+
+    in_tree = flatten((init, xs))[1]
+    staged = _stage_step(f, carry_avals + x_avals, in_tree)
+    out_avals = [aval_of(v) for v in staged.program.outvars]
+    outs_tree = staged.out_tree
+    new_carry_tree, y_tree = outs_tree.children if outs_tree.kind is tuple and \
+        len(outs_tree.children) == 2 else (None, None)
+    if new_carry_tree is None:
+        raise LoopTypeError(f"`{_name(f)}` returned {describe(outs_tree)}; a scan body returns "
+                            "a pair (new carry, y); y may be None.")
+    n_carry = len(init_leaves)
+    _check_carry(f, carry_tree, carry_avals, new_carry_tree, out_avals[:n_carry])
+    outs = loop(*staged.captured, *init_leaves, *x_leaves, body=staged.program,
+                n_consts=len(staged.captured), n_carry=n_carry, length=n, reverse=bool(reverse),
+                checkpoints=checkpoints)
+    return unflatten(carry_tree, outs[:n_carry]), unflatten(y_tree, outs[n_carry:])
+
+
+def _stage_step(f, leaves, in_tree):
+    def scan_body(carry, x):
+        new_carry, y = _pair(f(carry, x), f)
+        return (tree_of_arrays(new_carry), tree_of_arrays(y))
+    scan_body.__name__ = _name(f)
+    return stage_function(f, leaves, in_tree, call=scan_body, kind="scan")
+
+
+def _pair(out, f):
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise LoopTypeError(f"`{_name(f)}` returned a {type(out).__name__}; a scan body returns "
+                            "a pair (new carry, y); y may be None.")
+    return out
+
+
+def tree_of_arrays(tree):
+    leaves, td = flatten(tree)
+    return unflatten(td, [_as_array(x) for x in leaves])
+
+
+def fori_loop(lower: int, upper: int, body: Callable, init: Any, checkpoints="all"):
+    """`val = body(i, val)` for i in range(lower, upper); returns the last val. A scan
+    without xs: one primitive in every mode, rolled under jit.
+
+    >>> float(fori_loop(0, 4, lambda i, x: x * 2.0, 1.0))
+    16.0
+    """
+    steps = np.arange(int(lower), max(int(lower), int(upper)))
+    last, _ = scan(functools.partial(_counted_step, body), init, steps, checkpoints=checkpoints)
+    return last
+
+
+def _counted_step(body, carry, i):
+    """fori_loop's body as a scan body (a partial of it is cached by what `body` holds)."""
+    return body(i, carry), None
