@@ -222,3 +222,145 @@ def test_a_body_reading_another_array_is_staged_again():
         return pullback.fori_loop(0, 2, lambda i, x: x * A[0, 0], 1.0)
     assert float(run(np.full((2, 2), 2.0))) == 4.0
     assert float(run(np.full((2, 2), 3.0))) == 9.0
+
+
+# ------------------------------------------------------------------ while_loop
+
+def newton_sqrt(a, checkpoints="auto"):
+    def improve(state):
+        x, steps = state
+        return 0.5 * (x + a / x), steps + 1
+    x, _ = pullback.while_loop(lambda state: np.abs(state[0] ** 2 - a) > 1e-12 * a, improve,
+                               (a, 0), checkpoints=checkpoints)
+    return x
+
+
+def python_sqrt(a):
+    x = a
+    while np.abs(x ** 2 - a) > 1e-12 * a:
+        x = 0.5 * (x + a / x)
+    return x
+
+
+def van_der_pol_end(mu, y0, checkpoints="auto"):
+    """y(2) of Van der Pol by an adaptive Euler-Heun integrator with step-size control:
+    the number of steps depends on the data."""
+    def f(y):
+        return np.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
+
+    def step(state):
+        t, h, y = state
+        k1 = f(y)
+        k2 = f(y + h * k1)
+        error = np.max(np.abs(h * (k2 - k1) / 2)) + 1e-300
+        accept = error < 1e-4
+        y = np.where(accept, y + h * (k1 + k2) / 2, y)
+        t = np.where(accept, t + h, t)
+        h = np.minimum(h * np.minimum(2.0, 0.9 * np.sqrt(1e-4 / error)), 2.0 - t)
+        return t, h, y
+    _, _, y = pullback.while_loop(lambda s: s[0] < 2.0 - 1e-12, step, (0.0, 0.1, y0),
+                                  checkpoints=checkpoints)
+    return np.sum(y ** 2)
+
+
+def python_van_der_pol_end(mu, y0):
+    t, h, y = 0.0, 0.1, y0
+    while t < 2.0 - 1e-12:
+        f = lambda y: np.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])   # noqa: E731
+        k1 = f(y)
+        k2 = f(y + h * k1)
+        error = np.max(np.abs(h * (k2 - k1) / 2)) + 1e-300
+        accept = error < 1e-4
+        y = np.where(accept, y + h * (k1 + k2) / 2, y)
+        t = np.where(accept, t + h, t)
+        h = np.minimum(h * np.minimum(2.0, 0.9 * np.sqrt(1e-4 / error)), 2.0 - t)
+    return np.sum(y ** 2)
+
+
+Y0 = np.array([1.0, 0.5])
+
+
+@pytest.mark.parametrize("checkpoints", ["auto", "all", 1, 3])
+def test_while_loop_gradients_through_a_data_dependent_trip_count_equal_python_while(checkpoints):
+    sqrt_grad = pullback.grad(lambda a: newton_sqrt(a, checkpoints))
+    for a in (2.0, 7.0, 1e6):
+        expected = pullback.grad(python_sqrt)(a)
+        for grad in (sqrt_grad, pullback.jit(sqrt_grad)):
+            assert np.isclose(grad(a), expected, rtol=1e-14)
+    expected = pullback.grad(python_van_der_pol_end, argnums=(0, 1))(1.5, Y0)
+    vdp_grad = pullback.grad(lambda mu, y: van_der_pol_end(mu, y, checkpoints), argnums=(0, 1))
+    for grad in (vdp_grad, pullback.jit(vdp_grad)):
+        got = grad(1.5, Y0)
+        assert np.isclose(got[0], expected[0], rtol=1e-12)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-12)
+
+
+def test_while_loop_checkpointed_gradients_equal_the_store_all_gradient_bit_for_bit():
+    expected = pullback.grad(van_der_pol_end, argnums=(0, 1))(1.5, Y0, "all")
+    for checkpoints in ("auto", 1, 2, "sqrt"):
+        got = pullback.grad(van_der_pol_end, argnums=(0, 1))(1.5, Y0, checkpoints)
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+def test_while_loop_keeps_about_log2_n_snapshots(monkeypatch):
+    from pullback.loops import whiles
+    tapes = []
+    original = whiles._record_impl
+
+    def keeping(*args, **params):
+        outs = original(*args, **params)
+        tapes.append(outs[-1][()])
+        return outs
+    monkeypatch.setattr(whiles.while_record, "impl", keeping)
+    grad = pullback.grad(lambda x: pullback.while_loop(lambda c: c[1] < 3000,
+                                                       lambda c: (np.sin(c[0]), c[1] + 1),
+                                                       (x, 0))[0])
+    assert np.isclose(grad(0.5), pullback.grad(lambda x: pullback.fori_loop(
+        0, 3000, lambda i, y: np.sin(y), x))(0.5), rtol=1e-12)
+    assert tapes[0].steps == 3000 and len(tapes[0].snapshots) <= 3000 .bit_length() + 8
+
+
+@pytest.mark.parametrize("mode", ["reverse-over-reverse", "forward-over-reverse",
+                                  "reverse-over-forward", "forward-over-forward"])
+def test_while_loop_hessians_in_every_mode_equal_python_while(mode):
+    expected = pullback.hessian(python_van_der_pol_end, argnums=1)(1.5, Y0)
+    got = pullback.hessian(lambda y: van_der_pol_end(1.5, y), mode=mode)(Y0)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    if mode.endswith("forward"):
+        jitted = pullback.jit(pullback.hessian(lambda y: van_der_pol_end(1.5, y), mode=mode))
+        np.testing.assert_allclose(jitted(Y0), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_while_loop_jvp_and_vmap_over_different_trip_counts_equal_a_loop():
+    out, tangent = pullback.jvp(newton_sqrt, (7.0,), (1.0,))
+    assert np.isclose(out, np.sqrt(7.0)) and np.isclose(tangent, 0.5 / np.sqrt(7.0))
+    values = np.array([2.0, 9.0, 1e6, 0.25])
+    for f in (pullback.vmap(newton_sqrt), pullback.jit(pullback.vmap(newton_sqrt))):
+        np.testing.assert_array_equal(f(values), [python_sqrt(v) for v in values])
+    per_example = [pullback.grad(python_sqrt)(v) for v in values]
+    for f in (pullback.vmap(pullback.grad(newton_sqrt)),
+              pullback.jit(pullback.vmap(pullback.grad(newton_sqrt))),
+              pullback.grad(lambda v: np.sum(pullback.vmap(newton_sqrt)(v)))):
+        np.testing.assert_allclose(f(values), per_example, rtol=1e-14)
+    mus = np.array([0.5, 1.5, 3.0])
+    np.testing.assert_allclose(pullback.vmap(pullback.grad(van_der_pol_end))(mus, np.tile(Y0, (3, 1))),
+                               [pullback.grad(python_van_der_pol_end)(m, Y0) for m in mus],
+                               rtol=1e-12)
+
+
+def test_a_jitted_while_loop_is_a_python_while():
+    source = pullback.show(pullback.grad(newton_sqrt), 7.0, file=io.StringIO())
+    assert "while_record_p(" in source and "while_reversal_p(" in source
+    source = pullback.show(newton_sqrt, 7.0, file=io.StringIO())
+    assert "    while " in source and "def improve" in source
+
+
+def test_bad_while_loops_get_a_loop_type_error():
+    with raises(errors.LoopTypeError, "one boolean scalar"):
+        pullback.while_loop(lambda x: x < np.ones(2), lambda x: x * 2.0, np.ones(2))
+    with raises(errors.LoopTypeError, "one boolean scalar"):
+        pullback.while_loop(lambda x: x, lambda x: x * 2.0, 1.0)
+    with raises(errors.LoopTypeError, "changed carry leaf 0"):
+        pullback.while_loop(lambda x: x < 3, lambda x: x * 1.5, 1)
+    with raises(errors.LoopTypeError, "differentiated again under jit", "fori_loop"):
+        pullback.jit(pullback.hessian(newton_sqrt))(7.0)

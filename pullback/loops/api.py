@@ -11,6 +11,7 @@ from ..errors import LoopTypeError
 from ..tree import describe, flatten, unflatten
 from .bodies import aval_of, stage_function
 from .loop import loop
+from .whiles import while_loop as while_loop_p
 from .schedules import checked_policy
 
 
@@ -121,3 +122,45 @@ def fori_loop(lower: int, upper: int, body: Callable, init: Any, checkpoints="al
 def _counted_step(body, carry, i):
     """fori_loop's body as a scan body (a partial of it is cached by what `body` holds)."""
     return body(i, carry), None
+
+
+def while_loop(cond_fun: Callable, body_fun: Callable, init: Any, checkpoints="auto"):
+    """`val = body_fun(val)` while `cond_fun(val)` is true; returns the last val. One
+    primitive in every mode, a Python `while` under jit; reverse mode needs no bound on the
+    number of steps: snapshots are kept with an online schedule (`checkpoints`: "auto"
+    keeps about log2(n) of them, an int that many, "all"/"carry" every carry).
+
+    >>> float(while_loop(lambda x: x < 10.0, lambda x: x * 2.0, 1.0))
+    16.0
+    """
+    checkpoints = checked_policy(checkpoints)
+    leaves, carry_tree = flatten(init)
+    leaves = [_as_array(x) for x in leaves]
+    avals = [aval_of(x) for x in leaves]
+    in_tree = flatten((init,))[1]
+
+    def predicate(val):
+        return _as_array(cond_fun(val))
+    predicate.__name__ = _name(cond_fun)
+    cond = stage_function(cond_fun, avals, in_tree, call=predicate, kind="while cond")
+    pred = [aval_of(v) for v in cond.program.outvars]
+    if len(pred) != 1 or pred[0].shape != () or np.dtype(pred[0].dtype) != np.bool_:
+        raise LoopTypeError(
+            f"`{_name(cond_fun)}` returned {', '.join(_type_name(a) for a in pred) or 'nothing'}"
+            "; a while_loop's predicate returns one boolean scalar. Reduce it (np.all, "
+            "np.any), or compare a scalar.")
+
+    def step(val):
+        return tree_of_arrays(body_fun(val))
+    step.__name__ = _name(body_fun)
+    body = stage_function(body_fun, avals, in_tree, call=step, kind="while body")
+    _check_carry(body_fun, carry_tree, avals, body.out_tree,
+                 [aval_of(v) for v in body.program.outvars])
+    outs = while_loop_p(*cond.captured, *body.captured, *leaves, cond=cond.program,
+                        body=body.program, n_cond=len(cond.captured),
+                        n_body=len(body.captured), checkpoints=checkpoints)
+    return unflatten(carry_tree, outs)
+
+
+def _type_name(aval) -> str:
+    return f"{np.dtype(aval.dtype).name}{list(aval.shape)}"
