@@ -364,3 +364,124 @@ def test_bad_while_loops_get_a_loop_type_error():
         pullback.while_loop(lambda x: x < 3, lambda x: x * 1.5, 1)
     with raises(errors.LoopTypeError, "differentiated again under jit", "fori_loop"):
         pullback.jit(pullback.hessian(newton_sqrt))(7.0)
+
+
+# ------------------------------------------------------------------ cond and switch
+
+def branchy(x):
+    return pullback.cond(np.sum(x) > 0, lambda x: np.log(x) * 2, lambda x: np.sin(x) * x, x)
+
+
+def python_branchy(x):
+    return np.log(x) * 2 if np.sum(x) > 0 else np.sin(x) * x
+
+
+def pieces(k, x, W=W[:2, :2]):
+    return pullback.switch(k, [lambda x: W @ x, lambda x: np.tanh(x) ** 2, np.exp], x)
+
+
+def python_pieces(k, x, W=W[:2, :2]):
+    return [lambda x: W @ x, lambda x: np.tanh(x) ** 2, np.exp][min(max(k, 0), 2)](x)
+
+
+POINTS = [np.array([0.5, 2.0]), np.array([-0.5, -2.0])]
+
+
+def test_cond_and_switch_equal_python_branches_in_every_mode():
+    for x in POINTS:
+        np.testing.assert_allclose(branchy(x), python_branchy(x), rtol=1e-15)
+        expected = pullback.jacobian(python_branchy)(x)
+        for jac in (pullback.jacobian(branchy), pullback.jit(pullback.jacobian(branchy)),
+                    pullback.jacfwd(branchy)):
+            np.testing.assert_allclose(jac(x), expected, rtol=1e-14)
+        for mode in ("reverse-over-reverse", "forward-over-reverse", "reverse-over-forward",
+                     "forward-over-forward"):
+            np.testing.assert_allclose(
+                pullback.hessian(lambda x: np.sum(branchy(x) ** 2), mode=mode)(x),
+                pullback.hessian(lambda x: np.sum(python_branchy(x) ** 2))(x), rtol=1e-12)
+        check_grads(branchy, (x,), order=2)
+    for k in (-1, 0, 1, 2, 5):
+        x = POINTS[0]
+        np.testing.assert_allclose(pieces(k, x), python_pieces(k, x), rtol=1e-15)
+        np.testing.assert_allclose(pullback.jit(pullback.jacobian(pieces, argnums=1))(k, x),
+                                   pullback.jacobian(python_pieces, argnums=1)(k, x),
+                                   rtol=1e-14)
+
+
+def test_batched_cond_selects_without_nan_from_the_untaken_branch():
+    xs = np.stack(POINTS)                    # log of the second row is NaN
+    loss = lambda x: np.sum(branchy(x))                                       # noqa: E731
+    expected = [pullback.grad(lambda x: np.sum(python_branchy(x)))(x) for x in xs]
+    for f in (pullback.vmap(pullback.grad(loss)), pullback.jit(pullback.vmap(pullback.grad(loss))),
+              pullback.grad(lambda xs: np.sum(pullback.vmap(branchy)(xs)))):
+        got = f(xs)
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, expected, rtol=1e-14)
+    ks = np.array([0, 2, 1, 7])
+    rows = np.tile(POINTS[0], (4, 1)) * np.arange(1, 5)[:, None]
+    np.testing.assert_allclose(pullback.vmap(pieces)(ks, rows),
+                               [python_pieces(k, r) for k, r in zip(ks, rows)], rtol=1e-15)
+
+
+def test_a_jitted_cond_is_a_python_if():
+    source = pullback.show(branchy, POINTS[0], file=io.StringIO())
+    assert "    if " in source and "    else:" in source
+
+
+def test_bad_branches_get_a_loop_type_error():
+    with raises(errors.LoopTypeError, "boolean scalar"):
+        pullback.cond(np.ones(2) > 0, np.sin, np.cos, 1.0)
+    with raises(errors.LoopTypeError, "return different types"):
+        pullback.cond(True, lambda x: x, lambda x: np.stack([x, x]), 1.0)
+    with raises(errors.LoopTypeError, "integer scalar"):
+        pullback.switch(1.5, [np.sin, np.cos], 1.0)
+    with raises(errors.ConcretizationError, "pullback.cond"):
+        pullback.jit(python_branchy)(POINTS[0])
+
+
+# ------------------------------------------------------------------ checkpoint
+
+def layers(x):
+    for _ in range(10):
+        x = np.sin(x) * 1.1
+    return x
+
+
+def test_checkpoint_equals_the_function_in_every_mode():
+    step = pullback.checkpoint(layers)
+    x = np.array([0.3, -1.2, 2.0])
+    loss = lambda f: (lambda x: np.sum(f(f(x)) ** 2))                        # noqa: E731
+    np.testing.assert_array_equal(step(x), layers(x))
+    np.testing.assert_array_equal(pullback.grad(loss(step))(x), pullback.grad(loss(layers))(x))
+    np.testing.assert_allclose(pullback.jvp(step, (x,), (x,))[1],
+                               pullback.jvp(layers, (x,), (x,))[1], rtol=1e-14)
+    batch = np.stack([x, x * 2])
+    np.testing.assert_allclose(pullback.vmap(pullback.grad(loss(step)))(batch),
+                               [pullback.grad(loss(layers))(b) for b in batch], rtol=1e-14)
+    for mode in ("reverse-over-reverse", "forward-over-reverse", "reverse-over-forward",
+                 "forward-over-forward"):
+        np.testing.assert_allclose(pullback.hessian(loss(step), mode=mode)(x),
+                                   pullback.hessian(loss(layers))(x), rtol=1e-12)
+    np.testing.assert_allclose(pullback.jit(pullback.grad(loss(step)))(x),
+                               pullback.grad(loss(layers))(x), rtol=1e-14)
+    with raises(errors.CheckpointPolicyError, "not a checkpoint policy"):
+        pullback.checkpoint(layers, policy="some")
+
+
+def test_a_python_loop_over_a_checkpointed_step_keeps_one_carry_per_step():
+    import tracemalloc
+    x = np.linspace(0.1, 1.0, 50_000)
+
+    def peak(step):
+        def loss(x):
+            for _ in range(8):
+                x = step(x)
+            return np.sum(x)
+        tracemalloc.start()
+        pullback.grad(loss)(x)
+        result = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return result / x.nbytes
+    kept_all, checkpointed = peak(layers), peak(pullback.checkpoint(layers))
+    assert kept_all > 8 * 10            # every layer's residuals
+    assert checkpointed < 8 + 40        # a carry per step, one step's residuals at a time

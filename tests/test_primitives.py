@@ -348,8 +348,29 @@ def while_case(draw, prim, dtype):
     return args, {**params, "checkpoints": draw(st.sampled_from(["auto", "all", 1]))}
 
 
+def _branch_sin(a, x):
+    return [np.sin(x) * a, x * 2]
+
+
+def _branch_square(a, x):
+    return [x * x + a, x - 1]
+
+
+@st.composite
+def switch_case(draw, prim, dtype):
+    """A switch between two branches (each with a const) at a drawn index (-1 to 2)."""
+    from pullback.core.primitive import ShapeDtype
+    from pullback.loops.bodies import stage_flat
+    shape = draw(small_shapes)
+    aval = ShapeDtype(shape, np.dtype(dtype))
+    branches = tuple(stage_flat(fn, [aval, aval], fn.__name__) for fn in (_branch_sin,
+                                                                         _branch_square))
+    args = [np.int64(draw(st.integers(-1, 2)))] + [values(draw, shape, dtype) for _ in range(3)]
+    return args, {"branches": branches, "n_consts": (1, 1)}
+
+
 CASES = {
-    "loop": loop_case, "checkpointed_reversal": loop_case, "while_loop": while_case,
+    "switch": switch_case, "loop": loop_case, "checkpointed_reversal": loop_case, "while_loop": while_case,
     "sum": reduction_case, "max": reduction_case, "min": reduction_case, "prod": prod_case,
     "cumsum": scan_case, "cumprod": scan_case, "reshape": reshape_case,
     "transpose": transpose_case, "broadcast_to": broadcast_case, "convert": convert_case,

@@ -1,5 +1,6 @@
-"""Loops that stay loops: `scan`, `fori_loop` and `while_loop`, each one primitive in every mode, with
-checkpointing schedules that bound reverse mode's memory."""
-from .api import fori_loop, scan, while_loop
+"""Control flow that stays control flow: `scan`, `fori_loop` and `while_loop`, `cond` and
+`switch`, each one primitive in every mode; checkpointing schedules that bound reverse
+mode's memory, and `checkpoint` for a function."""
+from .api import checkpoint, cond, fori_loop, scan, switch, while_loop
 
-__all__ = ["fori_loop", "scan", "while_loop"]
+__all__ = ["checkpoint", "cond", "fori_loop", "scan", "switch", "while_loop"]

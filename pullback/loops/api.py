@@ -1,17 +1,21 @@
-"""The loops users call: `scan` and `fori_loop` (pytrees in and out), built on the `loop`
-primitive (loop.py) with the user's body staged once per signature (bodies.py)."""
+"""What users call (pytrees in and out): `scan`, `fori_loop` (the `loop` primitive,
+loop.py), `while_loop` (whiles.py), `switch` and `cond` (branches.py), `checkpoint` (a
+one-step scan keeping its inputs); the user's functions staged once per signature
+(bodies.py)."""
 import functools
 from typing import Any, Callable
 
 import numpy as np
 
 from ..core.arrays import shape_of
+from ..core.engine import Tracer
 from ..core.primitive import ShapeDtype
-from ..errors import LoopTypeError
-from ..tree import describe, flatten, unflatten
+from ..errors import CheckpointPolicyError, LoopTypeError
+from ..tree import describe, flatten, tree_map, unflatten
 from .bodies import aval_of, stage_function
 from .loop import loop
 from .whiles import while_loop as while_loop_p
+from .branches import switch as switch_p
 from .schedules import checked_policy
 
 
@@ -164,3 +168,89 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init: Any, checkpoints="a
 
 def _type_name(aval) -> str:
     return f"{np.dtype(aval.dtype).name}{list(aval.shape)}"
+
+
+def switch(index, branches, *operands):
+    """`branches[index](*operands)`, the index clipped to the branches; every branch
+    returns the same structure, shapes and dtypes. One primitive in every mode (under vmap
+    with an index per example, each branch runs and the results are selected).
+
+    >>> float(switch(1, [np.sin, np.cos, np.tan], 0.0))
+    1.0
+    """
+    branches = list(branches)
+    if not branches:
+        raise LoopTypeError("switch got no branches: pass a list of functions.")
+    if tuple(shape_of(index)) != () or np.dtype(aval_of(_as_array(index)).dtype).kind not in "biu":
+        raise LoopTypeError(
+            f"switch's index is {_type_name(aval_of(_as_array(index)))}; it must be an integer "
+            "scalar. Under vmap, pass one index per example (a batched scalar).")
+    leaves, in_tree = flatten(operands)
+    leaves = [_as_array(x) for x in leaves]
+    avals = [aval_of(x) for x in leaves]
+    staged = []
+    for fn in branches:
+        def branch(*args, fn=fn):
+            return tree_of_arrays(fn(*args))
+        branch.__name__ = _name(fn)
+        staged.append(stage_function(fn, avals, in_tree, call=branch, kind="branch"))
+    first = staged[0]
+    for fn, s in zip(branches[1:], staged[1:]):
+        theirs = [aval_of(v) for v in s.program.outvars]
+        ours = [aval_of(v) for v in first.program.outvars]
+        if s.out_tree != first.out_tree or [(tuple(a.shape), np.dtype(a.dtype)) for a in theirs] \
+                != [(tuple(a.shape), np.dtype(a.dtype)) for a in ours]:
+            raise LoopTypeError(
+                f"the branches `{_name(branches[0])}` and `{_name(fn)}` return different "
+                f"types: {describe(first.out_tree)} of {', '.join(map(_type_name, ours))} and "
+                f"{describe(s.out_tree)} of {', '.join(map(_type_name, theirs))}. Every branch "
+                "returns the same structure, shapes and dtypes (convert with astype, or "
+                "broadcast).")
+    outs = switch_p(np.asarray(index) if not isinstance(index, Tracer) else index,
+                    *[c for s in staged for c in s.captured], *leaves,
+                    branches=tuple(s.program for s in staged),
+                    n_consts=tuple(len(s.captured) for s in staged))
+    return unflatten(first.out_tree, outs)
+
+
+def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
+    """`true_fn(*operands)` if `pred` else `false_fn(*operands)`: a branch that stays a
+    branch under jit (where a Python `if` on a staged value is an error). Both return the
+    same structure, shapes and dtypes. Under vmap both run and the results are selected.
+
+    >>> float(cond(np.float64(2.0) > 1.0, lambda x: x * 10.0, lambda x: x, 3.0))
+    30.0
+    """
+    pred = _as_array(pred)
+    if tuple(shape_of(pred)) != () or np.dtype(aval_of(pred).dtype) != np.bool_:
+        raise LoopTypeError(
+            f"cond's predicate is {_type_name(aval_of(pred))}; it must be a boolean scalar. "
+            "Reduce it (np.all, np.any), or use np.where to select elementwise.")
+    index = np.where(pred, 1, 0) if isinstance(pred, Tracer) else np.int64(bool(pred))
+    return switch(index, [false_fn, true_fn], *operands)
+
+
+def checkpoint(f: Callable, policy: str = "recompute") -> Callable:
+    """`f`, whose reverse mode keeps only its inputs and recomputes what its derivative
+    reads on the way back ("recompute"; "all" keeps its residuals as usual). It composes
+    with every mode and vmap: it is a one-step `scan` whose carry is the inputs. A Python
+    loop over `step = checkpoint(step)` keeps one carry per step.
+
+    >>> g = checkpoint(lambda x: np.sin(np.sin(x)))
+    >>> round(float(g(1.0)), 6)
+    0.745624
+    """
+    if policy not in ("recompute", "all"):
+        raise CheckpointPolicyError(
+            f"policy={policy!r} is not a checkpoint policy: \"recompute\" keeps the inputs "
+            "and recomputes the rest on the way back, \"all\" keeps the residuals.")
+
+    @functools.wraps(f)
+    def checkpointed(*args):
+        def once(inputs, _):
+            return inputs, f(*inputs)
+        once.__name__ = _name(f)
+        _, outs = scan(once, args, None, length=1,
+                       checkpoints="carry" if policy == "recompute" else "all")
+        return tree_map(lambda y: y[0], outs)
+    return checkpointed
