@@ -107,6 +107,21 @@ class StagedRandomnessError(PullbackError, RuntimeError):
     """A function drew random numbers while jit/make_ir staged it: the program would freeze them."""
 
 
+class LoopTypeError(PullbackError, TypeError):
+    """A loop body or branch returned another structure, shape or dtype than the loop
+    needs (a carry that changes type, branches that disagree), or a loop got inconsistent
+    arguments (xs of different lengths, a predicate that is not a boolean scalar)."""
+
+
+class CheckpointPolicyError(PullbackError, ValueError):
+    """An unknown checkpointing policy (`checkpoints=` of a loop, `policy=` of checkpoint)."""
+
+
+class OutsideStateError(PullbackError, RuntimeError):
+    """A loop body, branch or checkpointed function changed state outside itself while it
+    was staged (a list appended to, an attribute set, a nonlocal rebound)."""
+
+
 class AuxOutputError(PullbackError, TypeError):
     """With `has_aux=True`, the function did not return an `(output, aux)` pair."""
 

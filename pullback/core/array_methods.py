@@ -136,7 +136,9 @@ class ArrayMethods:
         return ConcretizationError(
             f"{what} of a value that differs across a vmap batch: each example may take a "
             "different branch or give a result of another shape. Use np.where "
-            "(pullback.numpy.where) to select values elementwise, or loop in Python.")
+            "(pullback.numpy.where) to select values elementwise, pullback.cond / "
+            "pullback.switch to branch and pullback.while_loop to loop (a batched loop runs "
+            "until every example is done), or loop over the examples in Python.")
 
     def __bool__(self):
         # Concrete, as for an ndarray: a truth value has no derivative to drop.

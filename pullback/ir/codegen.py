@@ -23,6 +23,10 @@ temporary, so that a long program holds about as much memory as the eager functi
 Either way the outputs are independent arrays, as in eager mode: an output whose
 buffer may be an input's, a constant's or an earlier output's is returned as a copy.
 Every step is linear (or near-linear) in the number of equations.
+
+A primitive with an `emit_statements` rule (a loop, a conditional) writes statements
+instead of an expression; the sub-programs in its parameters become functions of the
+same generated module (`Code.function`), named after the user's functions.
 """
 import linecache
 import os
@@ -35,25 +39,71 @@ from ..primitives import REGISTRY
 from ..primitives.families import source as value_source
 from ..primitives.structural import _index_source as index_entry_source
 from ..primitives.structural import scatter_add
-from .program import Literal, Namer, Program, gc_paused
+from .program import RESERVED, Literal, Namer, Program, gc_paused
 
 
 def _global_name(prim):
     return f"{prim.name}_p"
 
 
-def generate(program: Program, name: str = "f", fast: bool = True):
-    """(source, globals) of a function `name(*inputs) -> list of outputs`."""
+class Code:
+    """The module being generated, for statement emitters: its globals, the functions
+    written so far, whether it is the fast variant, and fresh names."""
+
+    def __init__(self, fast: bool):
+        self.fast, self.functions, self.params_count = fast, [], [0]
+        self.globals = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
+        self.taken = {_global_name(p) for p in REGISTRY.values()}
+        self.local_names = None          # the Namer of the function being written
+
+    def reserved(self) -> set:
+        return self.taken | set(self.globals)
+
+    def _unique(self, hint: str) -> str:
+        name, k = hint, 1
+        while name in self.reserved() or name in RESERVED:
+            name, k = f"{hint}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
+    def function(self, program: Program, hint: str) -> str:
+        """Write `program` as a function of the module; returns its name."""
+        name = self._unique(hint if hint.isidentifier() else "body")
+        outer = self.local_names
+        text, _ = generate(program, name, self.fast, self)
+        self.local_names = outer
+        self.functions.append(text)
+        return name
+
+    def value(self, obj, hint: str) -> str:
+        """A global name for a Python object the statements use."""
+        name = self._unique(hint)
+        self.globals[name] = obj
+        return name
+
+    def fresh(self, hint: str) -> str:
+        """A new local name in the function being written."""
+        return self.local_names.named(object(), hint)
+
+
+def generate(program: Program, name: str = "f", fast: bool = True, code: Code = None):
+    """(source, globals) of a function `name(*inputs) -> list of outputs`; with `code` (an
+    enclosing module), the source of this function alone, in that module."""
     with gc_paused():
-        return _generate(program, name, fast)
+        return _generate(program, name, fast, code)
 
 
-def _generate(program, name, fast):
-    names = Namer(program, reserved={name} | {_global_name(p) for p in REGISTRY.values()})
-    globals_ = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
+def _generate(program, name, fast, code):
+    top = code is None
+    code = code or Code(fast)
+    code.taken.add(name)
+    names = code.local_names = Namer(program, reserved={name} | code.reserved())
+    globals_ = code.globals
     for var, value in zip(program.constvars, program.consts):
-        globals_[names(var) if var.hint else names.named(var, "const")] = value
-    params_count = [0]
+        const_name = names(var) if var.hint else names.named(var, "const")
+        code.taken.add(const_name)
+        globals_[const_name] = value
+    params_count = code.params_count
 
     def param_expr(value):
         try:
@@ -92,6 +142,10 @@ def _generate(program, name, fast):
             target, index = names(eq.outputs[0]), _index_source(eq.params["index"])
             lines.append(f"    {target} = {args[0]}")
             lines.append(f"    {target}[{index}] += {args[1]}")
+        elif prim.emit_statements is not None:
+            targets = [names(v) for v in eq.outputs]
+            lines += ["    " + line for line in prim.emit_statements(args, targets, code,
+                                                                      **eq.params)]
         else:
             if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
                 expr = prim.emit(args, out=names(reusable[i]))
@@ -116,7 +170,8 @@ def _generate(program, name, fast):
     outs = ", ".join(f"np.copy({operand(x)})" if i in copied else operand(x)
                      for i, x in enumerate(program.outvars))
     lines.append(f"    return [{outs}]")
-    return "\n".join(lines) + "\n", globals_
+    text = "\n".join(lines) + "\n"
+    return ("\n".join(code.functions + [text]) if top else text), globals_
 
 
 def compile_program(program: Program, name: str = "f", fast: bool = True):

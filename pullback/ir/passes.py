@@ -33,7 +33,8 @@ not), with these documented exceptions, all in `simplify`:
 finite constants): for a float variable it is not, and `inf * 0` is NaN.
 
 `optimize` applies `PASSES` in order, round after round, until a round changes
-nothing (at most `max_rounds` rounds).
+nothing (at most `max_rounds` rounds). Sub-programs in equations' parameters (loop bodies,
+branches) are optimised first, once each, keeping their inputs and outputs.
 """
 import math
 from dataclasses import replace
@@ -739,6 +740,23 @@ def simplify(program: Program) -> Program:
 
 # --------------------------------------------------------------------- driver
 
+def _optimized_subprograms(program: Program, passes, max_rounds) -> Program:
+    """`program` with every sub-program in its equations' parameters optimised (once: a
+    program `optimize` returned is marked as such)."""
+    equations, changed = [], False
+    for eq in program.equations:
+        params = dict(eq.params)
+        for key, value in eq.params.items():
+            subs = value if type(value) is tuple else (value,)
+            if subs and all(isinstance(v, Program) for v in subs):
+                done = tuple(v if getattr(v, "optimized", False) else
+                             optimize(v, passes, max_rounds) for v in subs)
+                params[key] = done if type(value) is tuple else done[0]
+                changed |= any(a is not b for a, b in zip(done, subs))
+        equations.append(replace(eq, params=params))
+    return _rebuilt(program, equations) if changed else program
+
+
 PASSES = (fold_constants, simplify, eliminate_common_subexpressions, eliminate_dead_code)
 
 
@@ -750,16 +768,20 @@ def _same(a: Program, b: Program) -> bool:
 
 
 def optimize(program: Program, passes=PASSES, max_rounds: int = 10) -> Program:
-    """Apply `passes` in order, round after round, until a round changes nothing."""
+    """Apply `passes` in order, round after round, until a round changes nothing; the
+    sub-programs of its equations first."""
     with gc_paused():
         return _optimize(program, passes, max_rounds)
 
 
 def _optimize(program, passes, max_rounds):
+    program = _optimized_subprograms(program, passes, max_rounds)
     for _ in range(max_rounds):
         previous = program
         for p in passes:
             program = p(program)
         if _same(program, previous):
             break
+    if passes is PASSES:
+        program.optimized = True
     return program

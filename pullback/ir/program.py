@@ -14,6 +14,9 @@ Equations are never modified once built: passes share them between programs.
 `gc_paused` is for the phases that build programs of many small objects (staging,
 passes, code generation), which Python's cyclic collector would otherwise scan again
 and again as they grow.
+
+An equation's parameters may hold sub-programs (a loop's body, a branch of a
+conditional: `subprograms` finds them); typecheck and the printer recurse into them.
 """
 import gc
 import keyword
@@ -68,6 +71,7 @@ class Program:
     in_tree: Any = None
     out_tree: Any = None
     names: dict = field(default_factory=dict)      # Var -> preferred name (inputs, outputs)
+    name: str = ""          # the user's function it was staged from, if any (a loop body)
 
     def __str__(self):
         return pretty(self)
@@ -89,6 +93,17 @@ def gc_paused():
         yield
     finally:
         gc.enable()
+
+def subprograms(params: dict) -> list:
+    """The programs held in an equation's parameters: (key, program), in order; a tuple of
+    programs (the branches of a switch) gives each with its key."""
+    found = []
+    for key, value in params.items():
+        if isinstance(value, Program):
+            found.append((key, value))
+        elif type(value) is tuple and value and all(isinstance(v, Program) for v in value):
+            found += [(key, v) for v in value]
+    return found
 
 
 def type_string(aval) -> str:
@@ -130,6 +145,8 @@ def typecheck(program: Program) -> None:
         for x in eq.inputs:
             if type(x) is not Literal and x not in defined:
                 raise TypeCheckError(f"equation {i} ({eq.primitive.name}) reads an undefined {x}")
+        for _, sub in subprograms(eq.params):
+            typecheck(sub)
         avals = [abstract(x) for x in eq.inputs]
         expected = eq.primitive.shape(*avals, **eq.params)
         expected = expected if eq.primitive.multiple_results else [expected]
@@ -156,19 +173,25 @@ def abstract(x):
     return x.aval
 
 
-def pretty(program: Program) -> str:
-    """The program as readable typed text, one let-binding per line."""
+def pretty(program: Program, indent: str = "") -> str:
+    """The program as readable typed text, one let-binding per line; sub-programs in an
+    equation's parameters are printed below it, indented."""
     names = Namer(program)
     lines = [f"{{ lambda {', '.join(f'{names(v)}:{type_string(v.aval)}' for v in program.invars)}"
              + (f" ; consts {', '.join(f'{names(v)}:{type_string(v.aval)}' for v in program.constvars)}"
                 if program.constvars else "") + " ."]
     for eq in program.equations:
         outs = ", ".join(f"{names(v)}:{type_string(v.aval)}" for v in eq.outputs)
-        params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items())
+        subs = subprograms(eq.params)
+        params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items()
+                           if k not in dict(subs))
         args = " ".join(names(x) if type(x) is not Literal else repr(x.value) for x in eq.inputs)
         lines.append(f"    {outs} = {eq.primitive.name}{'[' + params + ']' if params else ''} {args}")
+        for key, sub in subs:
+            label = f"{key} ({sub.name})" if sub.name else key
+            lines.append(f"      {label} = " + pretty(sub, indent + "      "))
     lines.append(f"  in ({', '.join(names(x) if type(x) is not Literal else repr(x.value) for x in program.outvars)}) }}")
-    return "\n".join(lines)
+    return f"\n{indent}".join(lines)
 
 
 def _short(value):

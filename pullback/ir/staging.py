@@ -98,12 +98,13 @@ class StagingTracer(Tracer):
     def _control_flow_error(self, what):
         filename, line, function = _user_location()
         return ConcretizationError(
-            f"{what} of a staged value at {filename}:{line} (in {function}): under jit/make_ir "
-            "the values are not known while the program is recorded, so Python code cannot "
-            "use them (to branch on, print or convert). Use pullback.numpy.where (np.where) "
-            "to select values, "
-            "mark the argument static with static_argnums/static_argnames, or run this "
-            "function eagerly (without jit).")
+            f"{what} of a staged value at {filename}:{line} (in {function}): under jit/make_ir, "
+            "and in the body of a pullback loop or branch, the values are not known while the "
+            "program is recorded, so Python code cannot use them (to branch on, print or "
+            "convert). Branch with pullback.cond / pullback.switch, loop with "
+            "pullback.while_loop / pullback.fori_loop / pullback.scan, use "
+            "pullback.numpy.where (np.where) to select values, mark the argument static with "
+            "static_argnums/static_argnames, or run this function eagerly (without jit).")
 
     def __bool__(self):
         raise self._control_flow_error("bool() (an `if`, `while`, `and`/`or`)")
