@@ -14,7 +14,8 @@ def test_demo_runs_and_shows_each_section():
     assert result.returncode == 0, result.stderr
     for fragment in ("grad f(x)", "back(ct) = J^T ct", "row 0 of J", "NonScalarOutputError",
                      "forward-over-reverse", "reverse-over-reverse", "H v", "Newton-CG",
-                     "L-BFGS-B", "w_bar", "same result as eager: True"):
+                     "L-BFGS-B", "w_bar", "same result as eager: True", "2 colours",
+                     "same values: True"):
         assert fragment in result.stdout, fragment
 
 

@@ -31,6 +31,12 @@ A `Primitive` carries its rules and facts side by side; family constructors
   another output), in `impl` and in the emitted code alike. The default, False, means
   "may be a view": generated code then never writes into the inputs' buffers while the
   output lives;
+- `sparsity`: how dependencies flow through it, for sparsity detection (pullback/sparse/
+  detection.py interprets the kinds): "elementwise" (through broadcasting, not through a
+  zero partial), "same", "gather" (each output element is one input element or zero: its
+  jvp applied to element ids says which), "select", "reduce", "scan", "matmul",
+  "einsum", "embed", "scatter_add", "scatter_set"; None: every output element may depend
+  on every input element (no exact rule). A primitive with zero derivative has none;
 - `transpose_kind`: "uniform" (a sum: its transpose spreads one number) or "embedding"
   (indexing: its transpose places values into zeros), which reverse mode keeps lazy
   (transforms/cotangents.py); `scaled_cotangents`: the pullback takes reverse mode's
@@ -80,16 +86,16 @@ class Primitive:
 
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
-                 "multiple_results", "scaled_cotangents", "transpose_kind", "domain", "family",
-                 "fresh_output", "__weakref__")
+                 "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
+                 "family", "fresh_output", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
                  emit: Callable = None, partials: tuple = None, numpy_functions: tuple = (),
                  python_operator: str = None, commutative: bool = False, differentiable: bool = True,
                  multiple_results: bool = False, scaled_cotangents: bool = False,
-                 transpose_kind: str = None, domain: Any = None, family: str = "",
-                 fresh_output: bool = False):
+                 transpose_kind: str = None, sparsity: str = None, domain: Any = None,
+                 family: str = "", fresh_output: bool = False):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
@@ -102,7 +108,7 @@ class Primitive:
         self.differentiable = differentiable
         self.multiple_results = multiple_results
         self.scaled_cotangents = scaled_cotangents
-        self.transpose_kind = transpose_kind
+        self.transpose_kind, self.sparsity = transpose_kind, sparsity
         self.domain = domain
         self.family = family
         self.fresh_output = fresh_output

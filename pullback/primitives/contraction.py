@@ -78,7 +78,7 @@ matmul = Primitive("matmul", np.matmul, shape=_matmul_shape,
                    jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
                    batch=_matmul_batch,
                    emit=lambda args: f"{args[0]} @ {args[1]}", family="contraction",
-                   fresh_output=True)
+                   fresh_output=True, sparsity="matmul")
 
 # ---------------------------------------------------------------------- einsum
 
@@ -146,6 +146,6 @@ def _einsum_batch(values, dims, spec):
 
 einsum = Primitive("einsum", lambda *ops, spec: np.einsum(spec, *ops, optimize=len(ops) > 1),
                    shape=_einsum_shape, jvp=lambda p, t, spec: multilinear_jvp(einsum)(p, t, spec=spec),
-                   vjp=_einsum_vjp, batch=_einsum_batch, family="contraction",
+                   vjp=_einsum_vjp, batch=_einsum_batch, sparsity="einsum", family="contraction",
                    emit=lambda args, spec: f"np.einsum({spec!r}, {', '.join(args)}"
                                            f"{', optimize=True' if len(args) > 1 else ''})")

@@ -226,4 +226,5 @@ def _where_vjp(wrt, out, condition, x, y):
 where = Primitive("where", np.where, shape=elementwise_shape(np.where), jvp=_where_jvp,
                   vjp=_where_vjp, batch=lambda values, dims: batch_elementwise(where, values, dims),
                   emit=call_emitter("np.where"),
-                  family="elementwise", domain=("bool", REALS, REALS), fresh_output=True)
+                  family="elementwise", domain=("bool", REALS, REALS), fresh_output=True,
+                  sparsity="select")

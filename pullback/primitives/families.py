@@ -276,7 +276,7 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                                                                             **params),
                      emit=emit or (ufunc_emitter(ufunc) if ufuncs else None),
                      partials=partials, numpy_functions=ufuncs, python_operator=operator,
-                     commutative=commutative,
+                     commutative=commutative, sparsity="elementwise",
                      scaled_cotangents=True, domain=domain, family="elementwise",
                      fresh_output=True)
     return prim
@@ -305,11 +305,12 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
 # ----------------------------------------------------------------------- linear
 
 def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural",
-           fresh_output=False, transpose_kind=None):
+           fresh_output=False, transpose_kind=None, sparsity="gather"):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
-    with `x` as a shape/dtype reference, never for its values.
+    with `x` as a shape/dtype reference, never for its values. By default each output
+    element is one input element or zero (`sparsity="gather"`).
     """
     prim = None
 
@@ -322,7 +323,8 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
         return name_pullback(pullback, name)
 
     prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, emit=emit,
-                     family=family, fresh_output=fresh_output, transpose_kind=transpose_kind)
+                     family=family, fresh_output=fresh_output, transpose_kind=transpose_kind,
+                     sparsity=sparsity)
     return prim
 
 

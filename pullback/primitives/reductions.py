@@ -41,7 +41,7 @@ def _sum_transpose(ct, x, axis, keepdims):
 
 sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
              shape=_reduction_shape, transpose=_sum_transpose, family="reduction",
-             fresh_output=True, transpose_kind="uniform",
+             fresh_output=True, transpose_kind="uniform", sparsity="reduce",
              batch=lambda values, dims, **params: batch_reduction(sum, values, dims, **params),
              emit=call_emitter("np.sum"))
 
@@ -68,7 +68,7 @@ def _extremum(name, impl):
 
     prim = Primitive(name, lambda x, axis, keepdims: impl(x, axis=axis, keepdims=keepdims),
                      shape=_reduction_shape, jvp=jvp, vjp=vjp, family="reduction",
-                     fresh_output=True,
+                     fresh_output=True, sparsity="reduce",
                      batch=lambda values, dims, **params: batch_reduction(prim, values, dims,
                                                                           **params),
                      emit=call_emitter(f"np.{name}"))
@@ -128,6 +128,7 @@ def _prod_vjp(wrt, out, x, axis, keepdims):
 
 prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
                  shape=_reduction_shape, jvp=_prod_jvp, vjp=_prod_vjp, family="reduction",
+                 sparsity="reduce",
                  fresh_output=True,
                  batch=lambda values, dims, **params: batch_reduction(prod, values, dims, **params),
                  emit=call_emitter("np.prod"))
@@ -146,7 +147,8 @@ def _flip(x, axis):
 cumsum = linear("cumsum", lambda x, axis: np.cumsum(x, axis=axis), shape=_scan_shape,
                 transpose=lambda ct, x, axis: _flip(cumsum(_flip(ct, axis), axis=axis), axis),
                 batch=lambda values, dims, axis: batch_along_axis(cumsum, values, dims, axis),
-                emit=call_emitter("np.cumsum"), family="reduction", fresh_output=True)
+                emit=call_emitter("np.cumsum"), family="reduction", fresh_output=True,
+                sparsity="scan")
 
 
 def _cumprod_by_prod(x, axis):
@@ -166,6 +168,7 @@ def _cumprod_by_prod(x, axis):
 
 cumprod = Primitive("cumprod", lambda x, axis: np.cumprod(x, axis=axis), shape=_scan_shape,
                     **derivatives_from(_cumprod_by_prod, "cumprod"), family="reduction",
+                    sparsity="scan",
                     fresh_output=True,
                     batch=lambda values, dims, axis: batch_along_axis(cumprod, values, dims, axis),
                     emit=call_emitter("np.cumprod"))

@@ -63,7 +63,8 @@ convert = linear(
     shape=lambda x, dtype: ShapeDtype(shape_of(x), np.dtype(dtype)),
     transpose=lambda ct, x, dtype: convert(ct, dtype=dtype_of(x)),
     batch=lambda values, dims, dtype: (convert(values[0], dtype=dtype), dims[0]),
-    emit=lambda args, dtype: f"{args[0]}.astype({source(np.dtype(dtype))})", fresh_output=True)
+    emit=lambda args, dtype: f"{args[0]}.astype({source(np.dtype(dtype))})", fresh_output=True,
+    sparsity="same")
 
 stop_gradient = constant("stop_gradient", lambda x: x,
                          shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)),
@@ -129,7 +130,7 @@ def _getitem_emit(args, index):
 getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
                     shape=_getitem_shape, jvp=_getitem_jvp, vjp=_getitem_vjp,
                     batch=_getitem_batch, emit=_getitem_emit, scaled_cotangents=True,
-                    transpose_kind="embedding",
+                    transpose_kind="embedding", sparsity="gather",
                     family="structural")
 
 
@@ -163,7 +164,7 @@ embed = Primitive("embed", _embed_impl, batch=_embed_batch,
                   shape=lambda values, *arrays, index, shape: ShapeDtype(tuple(shape), dtype_of(values)),
                   jvp=lambda p, t, index, shape: (embed(*p, index=index, shape=shape),
                                                   embed(t[0], *p[1:], index=index, shape=shape)),
-                  vjp=_embed_vjp, family="structural", fresh_output=True)
+                  vjp=_embed_vjp, sparsity="embed", family="structural", fresh_output=True)
 
 
 def _scatter_add_impl(x, updates, *arrays, index):
@@ -225,7 +226,7 @@ scatter_add = Primitive("scatter_add", _scatter_add_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_add, v, d, index),
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_add, p, t, index),
-                        vjp=_scatter_add_vjp, family="structural", fresh_output=True)
+                        vjp=_scatter_add_vjp, sparsity="scatter_add", family="structural", fresh_output=True)
 
 
 def _scatter_set_impl(x, updates, *arrays, index):
@@ -264,7 +265,7 @@ scatter_set = Primitive("scatter_set", _scatter_set_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_set, v, d, index),
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_set, p, t, index),
-                        vjp=_scatter_set_vjp, family="structural", fresh_output=True)
+                        vjp=_scatter_set_vjp, sparsity="scatter_set", family="structural", fresh_output=True)
 
 # ------------------------------------------------------ joining and padding
 
@@ -305,7 +306,7 @@ def _concatenate_batch(values, dims, axis):
 
 concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
                         shape=_concatenate_shape, jvp=_concatenate_jvp, vjp=_concatenate_vjp,
-                        batch=_concatenate_batch, family="structural", fresh_output=True,
+                        batch=_concatenate_batch, sparsity="gather", family="structural", fresh_output=True,
                         emit=lambda args, axis: f"np.concatenate(({', '.join(args)},), axis={axis})")
 
 
@@ -331,6 +332,6 @@ pad = Primitive(
     "pad", _pad_impl,
     shape=lambda x, pad_width, constant_value: ShapeDtype(
         tuple(n + b + a for n, (b, a) in zip(shape_of(x), pad_width)), dtype_of(x)),
-    jvp=_pad_jvp, vjp=_pad_vjp, family="structural",
+    jvp=_pad_jvp, vjp=_pad_vjp, sparsity="gather", family="structural",
     batch=lambda values, dims, pad_width, constant_value: (pad(
         _front(values, dims), pad_width=((0, 0),) + pad_width, constant_value=constant_value), 0))

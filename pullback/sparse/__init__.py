@@ -10,14 +10,20 @@
 array([[0., 0., 0., 0., 0.],
        [0., 2., 0., 0., 0.]])
 
-Patterns are passed explicitly for now (`pattern=`); detection from the program comes next.
+Patterns are detected from the program by default (global: valid at every x), or given
+with `pattern=`:
+
+>>> pullback.sparse.sparse_hessian(f, np.zeros(5)).nnz
+13
 """
 from .colouring import ORDERS, ColouringError, column_colouring, row_colouring, star_colouring
 from .compressed import (HessianPlan, JacobianPlan, prepare_hessian, prepare_jacobian,
                          sparse_hessian, sparse_jacobian)
+from .detection import hessian_sparsity, jacobian_sparsity, sparsity_listing
 
 __all__ = [
     "sparse_jacobian", "sparse_hessian", "prepare_jacobian", "prepare_hessian",
+    "jacobian_sparsity", "hessian_sparsity", "sparsity_listing",
     "JacobianPlan", "HessianPlan", "column_colouring", "row_colouring", "star_colouring",
     "ORDERS", "ColouringError",
 ]

@@ -15,8 +15,8 @@ also checks the entries of the compressed products that no nonzero of the patter
 contributes to: they must be zero (this catches, at no cost, each missing nonzero that
 does not share its entry with one of the pattern's).
 
-The pattern is given explicitly for now (`pattern=`, keyword-only); detecting it from
-the program comes next, as the default of that argument.
+By default the pattern is detected from f's program (`detection.py`: global, valid at
+every x); `pattern=` gives one instead.
 """
 from typing import Callable, Sequence
 
@@ -24,13 +24,14 @@ import numpy as np
 import scipy.sparse
 
 from ..errors import (NonDifferentiableInputError, NonScalarOutputError, PatternError,
-                      PlanMismatchError, SparseStructureError)
+                      PlanMismatchError, PullbackError, SparseStructureError)
 from ..operators import JACOBIAN_MODES, check_mode, checked_chunk_size, default_chunk_size, hvp
 from ..transforms.batching import vmap
 from ..transforms.forward import pushforward
 from ..transforms.reverse import pullback
 from .colouring import (as_pattern, colour_columns, colour_rows, colour_star,
                         number_of_colours, symmetric_pattern)
+from .detection import hessian_sparsity, jacobian_sparsity
 
 # The Hessian-vector product batched over the seeds: `hvp`'s default. Batched, the three
 # modes that do not push the whole basis forward measured within about 30% of one another
@@ -95,6 +96,29 @@ class SparsePlan:
         self._seed_cache = {}
         self.chunk_size = checked_chunk_size(chunk_size) or default_chunk_size(
             self.colours + 1, 2 * max(self.shape))
+
+    def spy(self, ax=None, **style):
+        """Draw the pattern with matplotlib (an optional extra: `pip install "pullback[plot]"`),
+        each nonzero coloured by the compressed product it is read from; returns the axes.
+
+        `style` goes to `ax.scatter`.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise PullbackError('plan.spy() draws with matplotlib, which is not installed: '
+                                'pip install "pullback[plot]" (or matplotlib).') from None
+        if ax is None:
+            ax = plt.figure(figsize=(5, 5)).add_subplot()
+        rows, cols = self.pattern.nonzero()
+        seeded = rows if self.mode == "reverse" else cols
+        ax.scatter(cols, rows, c=self.colouring[seeded], cmap="tab10", marker="s",
+                   s=style.pop("s", max(1.0, 2e4 / max(self.shape))), **style)
+        ax.set_xlim(-0.5, self.shape[1] - 0.5)
+        ax.set_ylim(self.shape[0] - 0.5, -0.5)
+        ax.set_aspect("equal")
+        ax.set_title(f"{self.nnz:,} nonzeros, {self.colours} colours")
+        return ax
 
     def __repr__(self):
         return (f"{type(self).__name__}(shape={self.shape}, nnz={self.nnz}, "
@@ -248,14 +272,14 @@ class HessianPlan(SparsePlan):
         return f"row {index} of the Hessian, in one of the columns {members},"
 
 
-def prepare_jacobian(f: Callable, x, *args, pattern, mode: str = "auto",
+def prepare_jacobian(f: Callable, x, *args, pattern=None, mode: str = "auto",
                      order: str | Sequence[int] = "best",
                      chunk_size: int | None = None) -> JacobianPlan:
     """Colour the sparsity pattern of the Jacobian of `f` at `x` once; the plan computes values.
 
     `f(x, *args)` returns one array; J has one row per element of f(x) and one column per
-    element of x (both in C order). `pattern` (required for now; detection from the
-    program comes next) is a boolean scipy.sparse matrix or dense array of that shape,
+    element of x (both in C order). `pattern`: detected from f's program by default
+    (`jacobian_sparsity`), or a boolean scipy.sparse matrix or dense array of that shape,
     True wherever J may be nonzero at any x. `mode`: "forward" colours columns and pushes
     the k seeds forward, "reverse" colours rows and pulls them back, "auto" takes the one
     with fewer colours (forward on a tie). `order`: a vertex order of `colouring.ORDERS`,
@@ -284,6 +308,8 @@ def _jacobian_plan(f, x, args, pattern, mode, order, chunk_size):
     check_mode(mode, JACOBIAN_MODES, "sparse_jacobian")
     x = _input(x, "sparse_jacobian")
     out = _single_array(f(x, *args), "sparse_jacobian")
+    if pattern is None:
+        pattern = jacobian_sparsity(f, x, *args)
     matrix = as_pattern(pattern, "the Jacobian pattern")
     _check_shape(matrix, (int(np.size(out)), x.size), "Jacobian",
                  "one row per element of f(x) and one column per element of x")
@@ -312,14 +338,15 @@ def _jacobian_plan(f, x, args, pattern, mode, order, chunk_size):
     return plan, plan._evaluate(x, args, probe=True)
 
 
-def prepare_hessian(f: Callable, x, *args, pattern, order: str | Sequence[int] = "best",
+def prepare_hessian(f: Callable, x, *args, pattern=None, order: str | Sequence[int] = "best",
                     chunk_size: int | None = None) -> HessianPlan:
     """Star-colour the sparsity pattern of the Hessian of a scalar `f` at `x` once; the plan
     computes values from `plan.colours` batched Hessian-vector products.
 
-    `pattern` (required for now; detection from the program comes next) is an n x n
-    boolean scipy.sparse matrix or dense array, n = x.size (C order), True wherever H may
-    be nonzero at any x, diagonal included; it is symmetrised (a triangle is enough). The
+    `pattern`: detected from the program of f's gradient by default (`hessian_sparsity`),
+    or an n x n boolean scipy.sparse matrix or dense array, n = x.size (C order), True
+    wherever H may be nonzero at any x, diagonal included; it is symmetrised (a triangle
+    is enough). The
     plan accepts extra arguments as `scipy.optimize.minimize` passes them:
     `plan(x, *args)` is the Hessian of `f(x, *args)`. `order`, `chunk_size`: as in
     `prepare_jacobian`. Preparing evaluates H once at x, with one random product H v
@@ -349,6 +376,8 @@ def _hessian_plan(f, x, args, pattern, order, chunk_size):
             f"sparse_hessian needs a function with a scalar output, but f returned shape "
             f"{np.shape(out)}. For a vector-valued function, use sparse_jacobian (of f, or of "
             "its gradient); or reduce the output explicitly if that is what you mean.")
+    if pattern is None:
+        pattern = hessian_sparsity(f, x, *args)
     matrix = symmetric_pattern(pattern, "the Hessian pattern")
     _check_shape(matrix, (x.size, x.size), "Hessian", "one row and one column per element of x")
     colours, (reads, touched), used = colour_star(matrix, order)
@@ -356,7 +385,7 @@ def _hessian_plan(f, x, args, pattern, order, chunk_size):
     return plan, plan._evaluate(x, args, probe=True)
 
 
-def sparse_jacobian(f: Callable, x, *args, pattern, mode: str = "auto",
+def sparse_jacobian(f: Callable, x, *args, pattern=None, mode: str = "auto",
                     order: str | Sequence[int] = "best",
                     chunk_size: int | None = None) -> scipy.sparse.csr_matrix:
     """The Jacobian of `f` at `x` as a scipy.sparse CSR matrix (f(x).size x x.size), exact,
@@ -374,7 +403,7 @@ def sparse_jacobian(f: Callable, x, *args, pattern, mode: str = "auto",
     return _jacobian_plan(f, x, args, pattern, mode, order, chunk_size)[1]
 
 
-def sparse_hessian(f: Callable, x, *args, pattern, order: str | Sequence[int] = "best",
+def sparse_hessian(f: Callable, x, *args, pattern=None, order: str | Sequence[int] = "best",
                    chunk_size: int | None = None) -> scipy.sparse.csr_matrix:
     """The Hessian of a scalar `f` at `x` as a symmetric scipy.sparse CSR matrix, exact, from
     a few batched Hessian-vector products: what `prepare_hessian` (see there) computes at x.
