@@ -227,6 +227,21 @@ def arg_case(draw, prim, dtype):
 
 
 @st.composite
+def argpartition_case(draw, prim, dtype):
+    args, params = draw(arg_case(prim, dtype))
+    n = args[0].shape[params["axis"]]
+    kth = draw(st.sets(st.integers(0, n - 1), min_size=1))
+    return args, {**params, "kth": tuple(sorted(kth))}
+
+
+@st.composite
+def searchsorted_case(draw, prim, dtype):
+    sorted_values = np.sort(values(draw, (draw(st.integers(1, 4)),), dtype))
+    return [sorted_values, values(draw, draw(small_shapes), dtype)], {
+        "side": draw(st.sampled_from(["left", "right"]))}
+
+
+@st.composite
 def logical_reduction_case(draw, prim, dtype):
     args, params = draw(reduction_case(prim, dtype))
     return [args[0] > 0], params
@@ -316,7 +331,8 @@ CASES = {
     "stop_gradient": unary_identity_case, "getitem": getitem_case, "embed": embed_case,
     "scatter_add": scatter_case, "scatter_set": scatter_case, "concatenate": concatenate_case,
     "pad": pad_case, "matmul": matmul_case, "einsum": einsum_case, "argmax": arg_case,
-    "argmin": arg_case, "argsort": arg_case, "any": logical_reduction_case,
+    "argmin": arg_case, "argsort": arg_case, "argpartition": argpartition_case,
+    "searchsorted": searchsorted_case, "any": logical_reduction_case,
     "all": logical_reduction_case, "custom_vjp_call": custom_case,
     "custom_jvp_call": custom_case, "rule_call": custom_case,
 }

@@ -15,18 +15,31 @@ from ..core import array_methods as _array_methods
 from ..errors import InPlaceMutationError, unsupported
 from ..primitives.structural import stop_gradient
 from . import linalg
+from ._building import (append, apply_along_axis, block, choose, compress, delete, diagflat,
+                        dsplit, dstack, extract, geomspace, hsplit, insert, linspace, logspace,
+                        meshgrid, pad, piecewise, resize, rollaxis, rot90, select, unstack,
+                        vsplit)
+from ._calculus import (convolve, correlate, cross, cumulative_prod, cumulative_sum, diff,
+                        ediff1d, gradient, interp, trapezoid, unwrap)
 from ._common import SCALARS as OPERAND_TYPES, ndim, refuse_out
-from ._contraction import dot, einsum, inner, kron, matmul, outer, tensordot, trace, vdot
+from ._contraction import (dot, einsum, inner, kron, matmul, matrix_transpose, matvec, outer,
+                           tensordot, trace, vdot, vecdot, vecmat)
 from ._elementwise import *  # noqa: F401,F403  (ufunc wrappers, generated)
 from ._elementwise import (UFUNC_PRIMITIVES, UFUNCS, abs, around, clip, conj, conjugate,
                            deg2rad, degrees, digamma, fabs, float_power, imag, mod, positive, psi,
                            rad2deg, radians, real, round, true_divide, where)
+from ._polynomial import (polyadd, polyder, polyfit, polyint, polymul, polysub, polyval, roots,
+                          vander)
 from ._reductions import (all, amax, amin, any, argmax, argmin, average, cumprod, cumsum,
                           logsumexp, max, mean, min, prod, ptp, std, sum, var)
+from ._statistics import (bincount, corrcoef, cov, median, nancumprod, nancumsum, nanmax,
+                          nanmean, nanmedian, nanmin, nanpercentile, nanprod, nanquantile,
+                          nanstd, nansum, nanvar, percentile, quantile)
+from ._shape import (argpartition, partition, searchsorted)
 from ._shape import (array, array_split, argsort, asarray, astype, at, atleast_1d, atleast_2d,
                      atleast_3d, broadcast_arrays, broadcast_to, column_stack, concatenate, copy,
                      diag, diagonal, empty_like, expand_dims, flip, fliplr, flipud, full_like,
-                     getitem, hstack, moveaxis, nonzero, ones_like, operand, pad, ravel, repeat,
+                     getitem, hstack, moveaxis, nonzero, ones_like, operand, ravel, repeat,
                      reshape, roll, shape, size, sort, split, squeeze, stack, swapaxes, take,
                      take_along_axis, tile, transpose, tril, triu, vstack, zeros_like)
 
