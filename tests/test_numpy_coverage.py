@@ -20,6 +20,7 @@ from hypothesis.extra.numpy import array_shapes
 import pullback
 import pullback.numpy as pnp
 from pullback.core.engine import trace_stack
+from pullback.operators import HESSIAN_MODES
 from pullback.errors import (ArrayConversionError, ConcretizationError, InPlaceMutationError,
                              PullbackError, UnsupportedFunctionError)
 
@@ -513,6 +514,12 @@ STATISTICS = [
     *[same(f"quantile-{method}", lambda m, x, method=method: m.quantile(
         x, [0.0, 0.2, 0.5, 0.77, 1.0], axis=1, method=method), grid234)
       for method in QUANTILE_METHODS],
+    same("quantile-weights", lambda m, x, w: m.quantile(x, [0.0, 0.3, 1.0], method="inverted_cdf",
+                                                       weights=w), lambda d: (d.grid(3, 4),
+                                                                              d.pos(3, 4))),
+    same("percentile-weights-axis", lambda m, x: m.percentile(
+        x, 40, axis=-1, method="inverted_cdf", weights=[0.0, 1.0, 0.5, 2.0], keepdims=True),
+        grid234, f32=True),
     same("nanmedian", lambda m, x: m.nanmedian(x, axis=1), nan34),
     same("nanpercentile", lambda m, x: m.nanpercentile(x, [20, 80], axis=-1), nan34),
     same("nanquantile-hazen", lambda m, x: m.nanquantile(x, 0.4, axis=1, method="hazen"), nan34),
@@ -567,6 +574,12 @@ POLYNOMIALS = [
 ]
 
 # ------------------------------------------------------- building and rearranging
+
+
+def _with_nan_and_inf(x):
+    """x (4 values) plus a constant 0, inf, NaN, -inf: the last three are replaced."""
+    return x + np.array([0.0, np.inf, np.nan, -np.inf], x.dtype)
+
 
 CHOICE = np.array([[0, 1, 2, 1], [2, 2, 0, 0], [1, 0, 1, 2]])
 PAD_WIDTHS = ((1, 2), (3, 1))
@@ -675,6 +688,18 @@ BUILDING = [
     same("tensordot-scalar", lambda m, a: m.tensordot(a, 3.0, 0), x34),
     same("i0", lambda m, x: m.i0(x), x34),
     same("sinc", lambda m, x: m.sinc(x), x34),
+    same("copysign", lambda m, x, y: m.copysign(x, y), lambda d: (d.away(3, 4), d.away(4))),
+    same("heaviside", lambda m, x, h: m.heaviside(m.where(x > 0.5, 0.0, x), h),
+         lambda d: (d.away(3, 4), d.u(4))),
+    same("ldexp", lambda m, x: m.ldexp(x, np.array([-1, 0, 2, 3])), x34),
+    same("frexp-mantissa", lambda m, x: m.frexp(x)[0], lambda d: (d.away(3, 4) * 7,)),
+    same("modf", lambda m, x: m.modf(x), lambda d: (d.u(3, 4, lo=-3, hi=3),)),
+    same("divmod-remainder", lambda m, x, y: m.divmod(x, y)[1],
+         lambda d: (d.u(3, 4, lo=-3, hi=3), d.pos(4))),
+    same("nan_to_num", lambda m, x: m.nan_to_num(_with_nan_and_inf(x)), lambda d: (d.away(4),)),
+    same("nan_to_num-values", lambda m, x, v: m.nan_to_num(_with_nan_and_inf(x), nan=v,
+                                                            posinf=5.0, neginf=-5.0),
+         lambda d: (d.away(4), d.u())),
 ]
 
 # -------------------------------------------------- tracer methods and operators
@@ -846,6 +871,29 @@ def test_float32_subset_is_representative():
     assert all(sum(row.f32 for row in family) >= 3 for family in families)
 
 
+# ------------------------------------------- every function of the list reaches us
+
+EVERYDAY = """diff ediff1d gradient trapezoid cumulative_sum cumulative_prod median percentile
+quantile nansum nanprod nanmean nanvar nanstd nanmax nanmin nanmedian nanpercentile
+nanquantile nancumsum nancumprod cov corrcoef interp convolve correlate cross vecdot matvec
+vecmat matrix_transpose polyval polyfit polyder polyint polymul polyadd polysub vander roots
+linspace logspace geomspace meshgrid append insert delete pad select piecewise choose compress
+extract partition argpartition searchsorted sinc i0 nan_to_num unwrap copysign heaviside
+ldexp frexp modf divmod fix dstack block rot90 hsplit vsplit dsplit array_split resize
+rollaxis diagflat unstack bincount apply_along_axis einsum""".split()
+LINALG = """eig eigvals lstsq cond multi_dot tensorsolve tensorinv matrix_norm vector_norm svdvals
+outer cross trace diagonal tensordot vecdot matrix_transpose matmul""".split()
+
+
+@pytest.mark.parametrize("name", EVERYDAY + [f"linalg.{name}" for name in LINALG])
+def test_issue10_numpy_functions_reach_pullback(name):
+    """Each function of issue 10's NumPy list, called on a traced value, is answered by
+    pullback.numpy (through __array_function__ or __array_ufunc__), never by NumPy itself."""
+    namespace, function = (np.linalg, name[7:]) if name.startswith("linalg.") else (np, name)
+    f = getattr(namespace, function)
+    assert f in pnp.DISPATCH or f in pnp.UFUNCS, f"np.{name}"
+
+
 # ---------------------------------------------------- jit and vmap, on a sample
 
 JIT_VMAP_SAMPLE = [
@@ -884,6 +932,42 @@ def test_jit_and_vmap_of_a_sample(name):
         assert_tree_equal(batched, np.stack(loop), 1e-12)
 
 
+HESSIAN_SAMPLE = ["gradient-coordinates", "interp", "convolve", "cross", "quantile-traced-q",
+                  "nanvar", "cov-weights", "corrcoef", "polyfit", "geomspace", "pad-linear_ramp",
+                  "choose", "apply_along_axis"]
+
+
+@pytest.mark.parametrize("name", HESSIAN_SAMPLE)
+def test_hessian_modes_agree_on_a_sample(name):
+    """The four Hessian modes agree on a smooth scalar function of the row's first argument."""
+    row = BY_NAME[name]
+    args = row.make(Draw(name, np.float64))
+
+    def f(first):
+        return _total(row.np_fn(first, *args[1:])) ** 2
+    hessians = [pullback.hessian(f, mode=mode)(args[0]) for mode in HESSIAN_MODES]
+    for h in hessians[1:]:
+        np.testing.assert_allclose(h, hessians[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("fn, fragment", [
+    (lambda x: np.piecewise(x, [x > 0], [np.sin, np.cos]), "np.piecewise"),
+    (lambda x: np.compress(x > 0, x), "np.compress"),
+    (lambda x: np.extract(x > 0, x), "np.extract"),
+    (lambda x: np.bincount(x.astype(int), x), "np.bincount"),
+    (lambda x: np.linalg.lstsq(x[:, None], x)[0], "np.linalg.pinv"),
+])
+@pytest.mark.parametrize("transform", ["jit", "vmap"])
+def test_functions_that_need_known_values_say_so_under_jit_and_vmap(fn, fragment, transform):
+    """Their result's shape or placement depends on the values: staged or batched, a clear
+    error names the function (eagerly, they work: see the coverage rows)."""
+    x = np.array([0.5, -1.0, 2.0])
+    run = pullback.jit(fn) if transform == "jit" else lambda x: pullback.vmap(fn)(np.stack([x, x]))
+    with pytest.raises(ConcretizationError, match=fragment):
+        run(x)
+    assert trace_stack() == []
+
+
 # ------------------------------------------------ shapes and axes of reductions
 
 AXIS_REDUCTIONS = {
@@ -891,6 +975,9 @@ AXIS_REDUCTIONS = {
     "percentile": lambda m, x, axis, keepdims: m.percentile(x, [5, 60], axis, keepdims=keepdims,
                                                             method="weibull"),
     "quantile": lambda m, x, axis, keepdims: m.quantile(x, 0.3, axis, keepdims=keepdims),
+    "quantile-weighted": lambda m, x, axis, keepdims: m.quantile(
+        x, [0.2, 0.9], axis, method="inverted_cdf", keepdims=keepdims,
+        weights=np.arange(x.size).reshape(x.shape) % 3 * 0.5 + 0.25),
     "nanmedian": lambda m, x, axis, keepdims: m.nanmedian(x, axis=axis, keepdims=keepdims),
     "nanquantile": lambda m, x, axis, keepdims: m.nanquantile(x, [0.5, 0.9], axis,
                                                               keepdims=keepdims),
@@ -973,6 +1060,12 @@ ZERO_DERIVATIVE = [
     ZeroRow("argpartition", lambda m, x: m.argpartition(x, 1), lambda d: (d.grid(3, 4),)),
     ZeroRow(".argpartition()", lambda m, x: x.argpartition((0, 2), axis=0),
             lambda d: (d.grid(3, 4),)),
+    ZeroRow("fix", lambda m, x: m.fix(x), lambda d: (d.u(3, 4, lo=-3, hi=3),)),
+    ZeroRow("frexp-exponent", lambda m, x: m.frexp(x)[1], lambda d: (d.away(3, 4) * 7,)),
+    ZeroRow("divmod-quotient", lambda m, x, y: m.divmod(x, y)[0],
+            lambda d: (d.u(3, 4, lo=-3, hi=3), d.pos(3, 4))),
+    ZeroRow("diff-of-booleans", lambda m, x: m.diff(x > 0, prepend=False),
+            lambda d: (d.away(3, 4),)),
     ZeroRow("bincount", lambda m, x: m.bincount((x > 0).astype(int), minlength=2),
             lambda d: (d.away(2),)),
     ZeroRow("any", lambda m, x: m.any(x, axis=0), lambda d: (d.u(3, 4),)),

@@ -62,8 +62,9 @@ def diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
         edges.append(value)
     if edges[0] is not None or edges[1] is not None:
         x = concatenate([e for e in (edges[0], x, edges[1]) if e is not None], axis)
+    difference = E.not_equal if np.dtype(x.dtype) == np.bool_ else E.subtract
     for _ in range(n):
-        x = slice_along(x, axis, 1, None) - slice_along(x, axis, None, -1)
+        x = difference(slice_along(x, axis, 1, None), slice_along(x, axis, None, -1))
     return x
 
 

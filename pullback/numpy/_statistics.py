@@ -15,9 +15,10 @@ from ..core.engine import Tracer
 from ..errors import unsupported
 from ..primitives import elementwise as E
 from ..primitives.structural import stop_gradient
-from ._common import ndim, normalize_axes, refuse
+from ._common import ndim, normalize_axes, normalize_axis, refuse
 from ._reductions import cumprod, cumsum, max, mean, min, prod, sum
-from ._shape import astype, at, concatenate, getitem, operand, reshape, shape, sort, transpose
+from ._shape import (argsort, astype, at, broadcast_to, concatenate, getitem, operand, reshape,
+                     shape, take_along_axis, transpose)
 
 # ------------------------------------------------------------------ quantiles
 
@@ -63,7 +64,7 @@ def _positions(n, q, method):
     return low, low + 1.0, virtual - low
 
 
-def _quantile(x, q, axis, method, keepdims, ignore_nan, name):
+def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
     """Quantiles q (in [0, 1]) of x along `axis`; the result has q's shape in front."""
     x = operand(x)
     if np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).kind in "biu":
@@ -77,24 +78,32 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name):
     axes = normalize_axes(axis, n_dims) if n_dims else ()
     kept = [i for i in range(n_dims) if i not in axes]
     rest = tuple(shape(x)[i] for i in kept)
-    values = reshape(transpose(x, kept + list(axes)), rest + (-1,))
+
+    def slices(v):                       # the reduced axes last, flattened into one
+        return reshape(transpose(v, kept + list(axes)), rest + (-1,))
+    values = slices(x)
     n = shape(values)[-1]
     if n == 0:
         raise ValueError(f"{name} of an empty array is undefined")
-    ordered = sort(values, axis=-1)                  # NaNs last
-    q_ = reshape(q, shape(q) + (1,) * len(rest))     # q's axes in front of the others
-    missing = E.isnan(stop_gradient(ordered))
-    count = n - sum(astype(missing, np.intp), axis=-1) if ignore_nan else n
-    low, high, weight = _positions(count, q_, method)
-    last = count - 1
-    low = E.minimum(E.maximum(low, 0.0), last)
-    high = E.minimum(E.maximum(high, 0.0), last)
+    order = argsort(stop_gradient(values), axis=-1)       # NaNs last
+    ordered = take_along_axis(values, order, -1)
+    q_ = reshape(q, shape(q) + (1,) * len(rest))           # q's axes in front of the others
     grids = tuple(reshape(np.arange(d), (-1,) + (1,) * (len(rest) - i - 1))
                   for i, d in enumerate(rest))
-    lower = getitem(ordered, grids + (astype(low, np.intp),))
-    upper = getitem(ordered, grids + (astype(high, np.intp),))
-    result = lower + (upper - lower) * weight if method in _CONTINUOUS or method in (
-        "midpoint", "averaged_inverted_cdf") else lower
+    missing = E.isnan(stop_gradient(ordered))
+    if weights is not None:
+        w = take_along_axis(slices(_weights_like(weights, x, axis)), order, -1)
+        result = getitem(ordered, grids + (_weighted_index(w, q_, n),))
+    else:
+        count = n - sum(astype(missing, np.intp), axis=-1) if ignore_nan else n
+        low, high, weight = _positions(count, q_, method)
+        last = count - 1
+        low = E.minimum(E.maximum(low, 0.0), last)
+        high = E.minimum(E.maximum(high, 0.0), last)
+        lower = getitem(ordered, grids + (astype(low, np.intp),))
+        upper = getitem(ordered, grids + (astype(high, np.intp),))
+        result = lower + (upper - lower) * weight if method in _CONTINUOUS or method in (
+            "midpoint", "averaged_inverted_cdf") else lower
     if not ignore_nan:                                # a NaN anywhere in a slice: NaN
         result = E.where(getitem(missing, (Ellipsis, -1)), np.nan, result)
     if keepdims:
@@ -103,32 +112,70 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name):
     return result
 
 
-def _q_check(name, out, overwrite_input, weights, interpolation):
+def _weights_like(weights, x, axis):
+    """NumPy's quantile weights, checked and broadcast to x's shape (no derivative: the
+    weighted quantile is piecewise constant in them)."""
+    w = stop_gradient(operand(weights))
+    if not isinstance(w, Tracer) and np.any(np.asarray(w) < 0):
+        raise ValueError("Weights must be non-negative.")
+    if shape(w) == shape(x):
+        return w
+    if axis is None:
+        raise TypeError("Axis must be specified when shapes of a and weights differ.")
+    if isinstance(axis, (tuple, list)):
+        raise TypeError("a 1-D weights array needs a single integer axis")
+    axis = normalize_axis(axis, ndim(x))
+    if shape(w) != (shape(x)[axis],):
+        raise ValueError("Shape of weights must be consistent with shape of a along "
+                         "specified axis.")
+    return broadcast_to(reshape(w, tuple(-1 if i == axis else 1 for i in range(ndim(x)))),
+                        shape(x))
+
+
+def _weighted_index(w, q, n):
+    """NumPy's weighted inverted-CDF position: the first sorted value whose cumulative
+    weight reaches q (leading zero weights are skipped)."""
+    cdf = cumsum(w, axis=-1, dtype=np.float64)
+    total = cdf[..., -1:]
+    if not isinstance(total, Tracer) and not np.all(np.isfinite(total) & (total > 0)):
+        raise ValueError("Weights included NaN, inf or were all zero.")
+    cdf = cdf / total
+    if np.dtype(q.dtype).kind == "f":
+        cdf = astype(cdf, q.dtype)
+    cdf = E.where(cdf == 0, -1.0, cdf)
+    below = astype(cdf < reshape(q, shape(q) + (1,)), np.intp)
+    return E.minimum(sum(below, axis=-1), n - 1)
+
+
+def _q_check(name, out, method, weights, interpolation, ignore_nan=False):
     refuse(name, out=out)
-    if weights is not None:
-        raise unsupported(name, "weights= (NumPy's weighted inverted_cdf) is not supported")
+    if weights is not None and ignore_nan:
+        raise unsupported(name, "weights= (supported by quantile and percentile)")
+    if weights is not None and method != "inverted_cdf":
+        raise ValueError("Only method 'inverted_cdf' supports weights")
     if interpolation is not None:
         raise TypeError(f"{name}: `interpolation` was renamed `method` in NumPy 1.22")
 
 
 def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
              keepdims=False, *, weights=None, interpolation=None):
-    """`np.quantile` with every method of NumPy; differentiable in a and (for the
-    continuous methods) in q.
+    """`np.quantile` with every method of NumPy, and weights (method 'inverted_cdf');
+    differentiable in a and (for the continuous methods) in q.
 
     >>> import numpy as np, pullback
     >>> pullback.grad(lambda x: np.quantile(x, 0.25))(np.array([3.0, 1.0, 2.0]))
     array([0. , 0.5, 0.5])
     """
-    _q_check("quantile", out, overwrite_input, weights, interpolation)
-    return _quantile(a, q, axis, method, keepdims, False, "quantile")
+    _q_check("quantile", out, method, weights, interpolation)
+    return _quantile(a, q, axis, method, keepdims, False, "quantile", weights)
 
 
 def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
                keepdims=False, *, weights=None, interpolation=None):
     """`np.percentile`: `quantile` at q / 100."""
-    _q_check("percentile", out, overwrite_input, weights, interpolation)
-    return _quantile(a, operand(q) / 100.0, axis, method, keepdims, False, "percentile")
+    _q_check("percentile", out, method, weights, interpolation)
+    return _quantile(a, operand(q) / 100.0, axis, method, keepdims, False, "percentile",
+                     weights)
 
 
 def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
@@ -141,14 +188,14 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
                 keepdims=False, *, weights=None, interpolation=None):
     """`np.nanquantile`: quantiles of the values that are not NaN (NaN for a slice of
     NaNs only)."""
-    _q_check("nanquantile", out, overwrite_input, weights, interpolation)
+    _q_check("nanquantile", out, method, weights, interpolation, ignore_nan=True)
     return _quantile(a, q, axis, method, keepdims, True, "nanquantile")
 
 
 def nanpercentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
                   keepdims=False, *, weights=None, interpolation=None):
     """`np.nanpercentile`."""
-    _q_check("nanpercentile", out, overwrite_input, weights, interpolation)
+    _q_check("nanpercentile", out, method, weights, interpolation, ignore_nan=True)
     return _quantile(a, operand(q) / 100.0, axis, method, keepdims, True, "nanpercentile")
 
 
