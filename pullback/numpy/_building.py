@@ -91,6 +91,8 @@ def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
     """`np.geomspace` for end points of one sign (a geometric sequence through zero or
     between signs would be complex)."""
     start, stop = array_operand(start), array_operand(stop)
+    working = np.result_type(start.dtype, stop.dtype, float(num), np.float64)    # as NumPy
+    start, stop = astype(start, working), astype(stop, working)
     if not isinstance(start, Tracer) and not isinstance(stop, Tracer) and (
             np.any(start == 0) or np.any(stop == 0)):
         raise ValueError("Geometric sequence cannot include zero")
@@ -180,9 +182,13 @@ def _pairs(value, n, name):
 
 
 def pad(array, pad_width, mode="constant", **kwargs):
-    """`np.pad` in every mode NumPy has ('constant', 'edge', 'linear_ramp', 'maximum',
-    'mean', 'median', 'minimum', 'reflect', 'symmetric', 'wrap', 'empty' (as zeros), or a
-    function is not supported). Constants and ramp end values may be traced."""
+    """`np.pad` in every named mode of NumPy ('empty' pads with zeros; a function as the
+    mode and reflect_type='odd' are refused). Constants and ramp end values may be traced.
+
+    >>> import numpy as np, pullback
+    >>> pullback.grad(lambda x: np.sum(np.pad(x, 2, mode="reflect")))(np.array([1.0, 2.0, 3.0]))
+    array([2., 3., 2.])
+    """
     x = array_operand(array)
     n = ndim(x)
     widths = np.broadcast_to(np.asarray(pad_width, dtype=np.intp), (n, 2)).tolist()
@@ -208,13 +214,15 @@ def pad(array, pad_width, mode="constant", **kwargs):
     value = kwargs.get("constant_values", 0)
     if mode == "constant" and not isinstance(value, Tracer) and np.ndim(value) == 0:
         return pad_constant(x, widths, value)
-    parameters = {"constant": lambda: _pairs(kwargs.get("constant_values", 0), n,
-                                             "constant_values"),
-                  "linear_ramp": lambda: _pairs(kwargs.get("end_values", 0), n, "end_values"),
-                  }.get(mode, lambda: _pairs(
-                      kwargs.get("stat_length") if kwargs.get("stat_length") is not None
-                      else [[s, s] for s in shape(x)], n, "stat_length"))()
-    for axis, ((before, after), pair) in enumerate(zip(widths, parameters)):
+    if mode == "constant":
+        pairs = _pairs(value, n, "constant_values")
+    elif mode == "linear_ramp":
+        pairs = _pairs(kwargs.get("end_values", 0), n, "end_values")
+    else:
+        length = kwargs.get("stat_length")
+        pairs = _pairs([[s, s] for s in shape(x)] if length is None else length, n,
+                       "stat_length")
+    for axis, ((before, after), pair) in enumerate(zip(widths, pairs)):
         if before or after:
             x = concatenate(_pad_blocks(x, axis, before, after, mode, pair), axis)
     return x
@@ -274,7 +282,9 @@ def select(condlist, choicelist, default=0):
     for condition, choice in reversed(list(zip(conditions, choices))):
         result = E.where(condition, choice, result)
     target = np.broadcast_shapes(*(shape(c) for c in conditions + choices))
-    return astype(broadcast_to(result, target), np.result_type(*(c.dtype for c in choices)))
+    dtype = np.result_type(*(c if type(c) in (int, float, complex) else array_operand(c).dtype
+                             for c in list(choicelist) + [default]))   # numbers: weak types
+    return astype(broadcast_to(result, target), dtype)
 
 
 def piecewise(x, condlist, funclist, *args, **kw):

@@ -17,20 +17,8 @@ from ..primitives import reductions as R
 from ..primitives.structural import stop_gradient
 from ._common import ndim, normalize_axes, normalize_axis, refuse
 from ._reductions import cumprod, cumsum, sum
-from ._shape import (astype, broadcast_to, concatenate, flip, getitem, moveaxis, operand,
-                     pad_constant, ravel, reshape, shape, slice_along, stack)
-
-
-def _given(value):
-    return value is not None and value is not np._NoValue
-
-
-def _floating(x):
-    """x with integers and booleans as float64, as NumPy's numerical routines take them."""
-    x = operand(x)
-    dtype = getattr(x, "dtype", None)
-    kind = np.asarray(x).dtype.kind if dtype is None else np.dtype(dtype).kind
-    return astype(x, np.float64) if kind in "biu" else x
+from ._shape import (as_floating, astype, broadcast_to, concatenate, flip, getitem, moveaxis,
+                     operand, pad_constant, ravel, reshape, shape, slice_along, stack)
 
 
 # ----------------------------------------------------------------- differences
@@ -71,10 +59,11 @@ def diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
 def ediff1d(ary, to_end=None, to_begin=None):
     """`np.ediff1d`: differences of the flattened array, with optional ends."""
     parts = [diff(ravel(ary))]
+    dtype = parts[0].dtype
     if to_begin is not None:
-        parts.insert(0, ravel(operand(to_begin)))
+        parts.insert(0, astype(ravel(operand(to_begin)), dtype))
     if to_end is not None:
-        parts.append(ravel(operand(to_end)))
+        parts.append(astype(ravel(operand(to_end)), dtype))
     return concatenate(parts) if len(parts) > 1 else parts[0]
 
 
@@ -94,7 +83,7 @@ def _spacing(spacing, size):
     if shape(spacing)[0] != size:
         raise ValueError("when 1d, distances must match the length of the corresponding "
                          "dimension")
-    steps = diff(_floating(spacing))
+    steps = diff(as_floating(spacing))
     if not isinstance(steps, Tracer) and np.all(steps == steps[0]):
         return steps[0]
     return steps
@@ -110,7 +99,7 @@ def gradient(f, *varargs, axis=None, edge_order=1):
     >>> pnp.gradient(np.array([1.0, 2.0, 4.0, 7.0]))
     array([1. , 1.5, 2.5, 3. ])
     """
-    x = _floating(f)
+    x = as_floating(f)
     n = ndim(x)
     axes = normalize_axes(axis, n) if isinstance(axis, (tuple, list)) or axis is None \
         else (normalize_axis(axis, n),)
@@ -164,7 +153,7 @@ def _gradient_along(x, ax, h, edge_order, n):
 
 def trapezoid(y, x=None, dx=1.0, axis=-1):
     """`np.trapezoid`: the integral of y by the trapezoidal rule (x may be traced too)."""
-    y = _floating(y)
+    y = as_floating(y)
     axis = normalize_axis(axis, ndim(y))
     if x is None:
         d = operand(dx)
@@ -270,7 +259,8 @@ def _convolve_mode(n, m, mode):
 
 def convolve(a, v, mode="full"):
     """`np.convolve` of two 1-D sequences (modes 'full', 'same', 'valid'), differentiable in
-    both: sliding windows times the reversed kernel, one matrix product."""
+    both: sliding windows times the reversed kernel, one matrix product (so it holds
+    len(result) x len(shorter) numbers at once)."""
     a, v = operand(a), operand(v)
     if ndim(a) != 1 or ndim(v) != 1:
         raise ValueError("object too deep for desired array" if ndim(a) > 1 or ndim(v) > 1
@@ -327,7 +317,7 @@ def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
 def unwrap(p, discont=None, axis=-1, *, period=2 * math.pi):
     """`np.unwrap`: p plus the multiples of `period` that remove jumps larger than
     `discont`; the correction is piecewise constant, so the derivative is the identity."""
-    p = _floating(p)
+    p = as_floating(p)
     axis = normalize_axis(axis, ndim(p))
     if not isinstance(period, numbers.Real) or isinstance(period, Tracer):
         raise unsupported("unwrap", "period must be a constant number")

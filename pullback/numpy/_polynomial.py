@@ -13,7 +13,7 @@ from . import linalg
 from ._calculus import convolve
 from ._common import ndim
 from ._reductions import cumprod, sum
-from ._shape import (array_operand, astype, broadcast_to, concatenate, flip, operand,
+from ._shape import (array_operand, as_floating, astype, broadcast_to, concatenate, flip, operand,
                      pad_constant, reshape, shape)
 
 
@@ -113,7 +113,7 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
     deg = int(deg)
     if deg < 0:
         raise ValueError("expected deg >= 0")
-    x, y = astype(operand(x), np.float64), astype(operand(y), np.float64)
+    x, y = as_floating(x), as_floating(y)
     if ndim(x) != 1:
         raise TypeError("expected 1D vector for x")
     if ndim(y) not in (1, 2):
@@ -122,7 +122,7 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
         raise TypeError("expected x and y to have same length")
     order = deg + 1
     if rcond is None:
-        rcond = shape(x)[0] * np.finfo(np.float64).eps
+        rcond = shape(x)[0] * np.finfo(x.dtype).eps
     lhs, rhs = vander(x, order), y
     if w is not None:
         w = operand(w)

@@ -43,6 +43,15 @@ def array_operand(x):
     return x if hasattr(x, "shape") else np.asarray(x)
 
 
+def as_floating(x, dtype=None):
+    """x as `dtype`, or (without one) with integers and booleans as float64, as NumPy's
+    numerical routines take them."""
+    x = array_operand(x)
+    if dtype is not None:
+        return astype(x, dtype)
+    return astype(x, np.float64) if np.dtype(x.dtype).kind in "biu" else x
+
+
 def astype(x, dtype, copy=True):
     """`x.astype(dtype)`: a float cast keeps the derivative; casting to int/bool drops it."""
     dtype = np.dtype(dtype)

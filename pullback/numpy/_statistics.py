@@ -17,8 +17,8 @@ from ..primitives import elementwise as E
 from ..primitives.structural import stop_gradient
 from ._common import ndim, normalize_axes, normalize_axis, refuse
 from ._reductions import cumprod, cumsum, max, mean, min, prod, sum
-from ._shape import (argsort, astype, at, broadcast_to, concatenate, getitem, operand, reshape,
-                     shape, take_along_axis, transpose)
+from ._shape import (argsort, as_floating, astype, at, broadcast_to, concatenate, getitem,
+                     operand, reshape, shape, take_along_axis, transpose)
 
 # ------------------------------------------------------------------ quantiles
 
@@ -66,9 +66,7 @@ def _positions(n, q, method):
 
 def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
     """Quantiles q (in [0, 1]) of x along `axis`; the result has q's shape in front."""
-    x = operand(x)
-    if np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).kind in "biu":
-        x = astype(x, np.float64)
+    x = as_floating(x)
     q = operand(q)
     if not hasattr(q, "shape"):          # a Python number is weakly typed: x's precision
         q = np.asarray(q, x.dtype)
@@ -95,7 +93,8 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
         w = take_along_axis(slices(_weights_like(weights, x, axis)), order, -1)
         result = getitem(ordered, grids + (_weighted_index(w, q_, n),))
     else:
-        count = n - sum(astype(missing, np.intp), axis=-1) if ignore_nan else n
+        count = astype(n - sum(astype(missing, np.intp), axis=-1), np.result_type(
+            q.dtype, np.float16)) if ignore_nan else n
         low, high, weight = _positions(count, q_, method)
         last = count - 1
         low = E.minimum(E.maximum(low, 0.0), last)
@@ -240,7 +239,7 @@ def _valid_count(x, axis, keepdims):
 def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     """`np.nanmean`: the mean of the values that are not NaN."""
     refuse("nanmean", out=out, where=where)
-    x = _floating(a, dtype)
+    x = as_floating(a, dtype)
     return sum(_without_nan(x, 0.0), axis, keepdims=keepdims) / _valid_count(x, axis, keepdims)
 
 
@@ -250,7 +249,7 @@ def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=
     refuse("nanvar", out=out, where=where, mean=mean)
     if correction is not None:
         ddof = correction
-    x = _floating(a, dtype)
+    x = as_floating(a, dtype)
     centred = _without_nan(x - nanmean(x, axis, keepdims=True), 0.0)
     return sum(E.square(centred), axis, keepdims=keepdims) / (
         _valid_count(x, axis, keepdims) - ddof)
@@ -279,14 +278,6 @@ def _nan_extremum(reduce, name, fill):
 
 nanmax = _nan_extremum(max, "nanmax", -np.inf)
 nanmin = _nan_extremum(min, "nanmin", np.inf)
-
-
-def _floating(a, dtype=None):
-    x = operand(a)
-    if dtype is not None:
-        return astype(x, dtype)
-    kind = np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).kind
-    return astype(x, np.float64) if kind in "biu" else x
 
 
 # -------------------------------------------------------------------- moments
