@@ -1016,6 +1016,48 @@ def test_reductions_over_any_axes(name, shape, data):
         pullback.check_grads(lambda x: fn(np, x, axis, keepdims), (x,), order=1)
 
 
+AXIS_SEQUENCES = {
+    "diff": lambda m, x, axis, k: m.diff(x, n=k, axis=axis),
+    "gradient": lambda m, x, axis, k: m.gradient(x, 0.5, axis=axis, edge_order=k),
+    "trapezoid": lambda m, x, axis, k: m.trapezoid(x, dx=0.5 * k, axis=axis),
+    "cumulative_sum": lambda m, x, axis, k: m.cumulative_sum(x, axis=axis,
+                                                             include_initial=k == 2),
+    "cumulative_prod": lambda m, x, axis, k: m.cumulative_prod(x, axis=axis,
+                                                               include_initial=k == 1),
+    "unwrap": lambda m, x, axis, k: m.unwrap(5.0 * x, axis=axis, discont=2.0 * k),
+    "nancumsum": lambda m, x, axis, k: m.nancumsum(x, axis=axis),
+}
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.sampled_from(sorted(AXIS_SEQUENCES)),
+       array_shapes(min_dims=1, max_dims=3, min_side=3, max_side=4), st.data())
+def test_sequence_functions_along_any_axis(name, shape, data):
+    """Values and shapes equal NumPy's along every axis (negative ones too), and the
+    derivatives pass check_grads."""
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    k = data.draw(st.integers(1, 2))
+    x = Draw(f"{name}{shape}{axis}{k}", np.float64).u(*shape)
+    fn = AXIS_SEQUENCES[name]
+    expected = fn(np, x, axis, k)
+    assert_tree_equal(fn(pnp, x, axis, k), expected, 1e-12)
+    assert_tree_equal(pullback.pullback(lambda x: fn(np, x, axis, k), x)[0], expected, 1e-12)
+    pullback.check_grads(lambda x: fn(np, x, axis, k), (x,), order=1)
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_convolve_gathers_its_windows_in_blocks(monkeypatch, mode):
+    """Long sequences are convolved a block of kernel taps at a time (bounded memory): the
+    same values and derivatives as in one block."""
+    from pullback.numpy import _calculus
+    d = Draw(f"convolve-blocks-{mode}", np.float64)
+    a, v = d.u(20), d.u(7)
+    monkeypatch.setattr(_calculus, "WINDOW_ELEMENTS", 30)     # blocks of one or two taps
+    for f in (lambda a, v: np.convolve(a, v, mode), lambda a, v: np.correlate(v, a, mode)):
+        np.testing.assert_allclose(pullback.pullback(f, a, v)[0], f(a, v), rtol=1e-12)
+        pullback.check_grads(f, (a, v), order=2)
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_nan_reductions_of_all_nan_slices_are_nan_like_numpy():
     x = np.array([[np.nan, np.nan], [1.0, np.nan]])

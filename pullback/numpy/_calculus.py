@@ -238,12 +238,8 @@ def interp(x, xp, fp, left=None, right=None, period=None):
 # ------------------------------------------------------------------ convolution
 
 
-def _windows(a, length, start, stop):
-    """The matrix whose row k holds a[k + start - length + 1 : k + start + 1] (zeros outside
-    a), for k in [0, stop - start): full convolution's sliding windows, rows start..stop."""
-    padded = pad_constant(a, (length - 1, length - 1))
-    rows = np.arange(start, stop)[:, None] + np.arange(length)[None, :]
-    return getitem(padded, rows)
+# Sliding windows are gathered in blocks of taps of at most this many elements.
+WINDOW_ELEMENTS = 2 ** 20
 
 
 def _convolve_mode(n, m, mode):
@@ -259,8 +255,8 @@ def _convolve_mode(n, m, mode):
 
 def convolve(a, v, mode="full"):
     """`np.convolve` of two 1-D sequences (modes 'full', 'same', 'valid'), differentiable in
-    both: sliding windows times the reversed kernel, one matrix product (so it holds
-    len(result) x len(shorter) numbers at once)."""
+    both: the matrix of sliding windows of the longer one (zero-padded) times the reversed
+    shorter one, gathered in blocks of at most WINDOW_ELEMENTS numbers."""
     a, v = operand(a), operand(v)
     if ndim(a) != 1 or ndim(v) != 1:
         raise ValueError("object too deep for desired array" if ndim(a) > 1 or ndim(v) > 1
@@ -273,7 +269,15 @@ def convolve(a, v, mode="full"):
         a, v = v, a
     n, m = shape(a)[0], shape(v)[0]
     start, stop = _convolve_mode(n, m, mode)
-    return _windows(a, m, start, stop) @ flip(v)
+    padded, kernel = pad_constant(a, (m - 1, m - 1)), flip(v)
+    rows = np.arange(start, stop)[:, None]          # window k starts at padded[k]
+    block = builtins.max(1, WINDOW_ELEMENTS // builtins.max(stop - start, 1))
+    result = None
+    for first in range(0, m, block):
+        taps = np.arange(first, builtins.min(first + block, m))
+        part = getitem(padded, rows + taps) @ kernel[first:first + block]
+        result = part if result is None else result + part
+    return result
 
 
 def correlate(a, v, mode="valid"):
