@@ -35,13 +35,13 @@ from ._reductions import (all, amax, amin, any, argmax, argmin, average, cumprod
 from ._statistics import (bincount, corrcoef, cov, median, nancumprod, nancumsum, nanmax,
                           nanmean, nanmedian, nanmin, nanpercentile, nanprod, nanquantile,
                           nanstd, nansum, nanvar, percentile, quantile)
-from ._shape import (argpartition, partition, searchsorted)
-from ._shape import (array, array_split, argsort, asarray, astype, at, atleast_1d, atleast_2d,
-                     atleast_3d, broadcast_arrays, broadcast_to, column_stack, concatenate, copy,
-                     diag, diagonal, empty_like, expand_dims, flip, fliplr, flipud, full_like,
-                     getitem, hstack, moveaxis, nonzero, ones_like, operand, ravel, repeat,
-                     reshape, roll, shape, size, sort, split, squeeze, stack, swapaxes, take,
-                     take_along_axis, tile, transpose, tril, triu, vstack, zeros_like)
+from ._shape import (argpartition, array, array_split, argsort, asarray, astype, at, atleast_1d,
+                     atleast_2d, atleast_3d, broadcast_arrays, broadcast_to, column_stack,
+                     concatenate, copy, diag, diagonal, empty_like, expand_dims, flip, fliplr,
+                     flipud, full_like, getitem, hstack, moveaxis, nonzero, ones_like, operand,
+                     partition, ravel, repeat, reshape, roll, searchsorted, shape, size, sort,
+                     split, squeeze, stack, swapaxes, take, take_along_axis, tile, transpose,
+                     tril, triu, vstack, zeros_like)
 
 
 # ------------------------------------------------------------- ufunc methods

@@ -3,9 +3,8 @@
 The factorizations, solves and inverses are primitives (pullback.primitives.linalg);
 `norm`, `matrix_power`, `lstsq`, `cond`, `multi_dot`, the tensor solves and the NumPy 2
 functions (`vector_norm`, `matrix_norm`, `vecdot`, ...) are composites and need no rules
-of their own. Every
-function takes stacks of matrices (leading batch axes) like NumPy, converts
-integer input to float64 as NumPy does, and refuses complex input. Results that
+of their own. Functions take stacks of matrices (leading batch axes) where NumPy's do,
+convert integer input to float64 as NumPy does, and refuse complex input. Results that
 NumPy returns as named tuples come back as named tuples with the same fields.
 
 Where a derivative does not exist or is not unique, the function says so instead
@@ -26,14 +25,14 @@ from ..core.engine import Tracer
 from ..core.numbers import complex_error
 from ..errors import unsupported
 from ..primitives import linalg as L
-from ..primitives.contraction import matmul, swap_last
+from ..primitives.contraction import swap_last
 from ..primitives.structural import convert, reshape
 from . import _calculus, _contraction
 from ._common import ndim, normalize_axes, normalize_axis, refuse
 from ._elementwise import absolute, not_equal, sign, sqrt
 from ._reductions import max, min, sum
-from ._shape import argsort, diagonal as _diagonal, flip, moveaxis, operand, take_along_axis, tril
-from ._shape import transpose as _transpose
+from ._shape import argsort, flip, moveaxis, operand, take_along_axis, tril
+from ._shape import diagonal as _diagonal, transpose as _transpose   # linalg has its own
 
 __all__ = [
     # solving and inverting
@@ -253,7 +252,7 @@ def multi_dot(arrays, *, out=None):
 
 
 def matmul(x1, x2, /):
-    """`np.linalg.matmul` (NumPy 2): the same as `np.matmul`."""
+    """`np.linalg.matmul` (NumPy 2): the same as `np.matmul` (used throughout this module)."""
     return _contraction.matmul(x1, x2)
 
 
