@@ -159,8 +159,16 @@ CALLS = {       # namespace function -> arguments (all ufuncs are added below)
     "clip": (A, 0.2, 0.8), "outer": (A, B), "take": (A, [0, 2]),
     "var": (M,), "std": (A,), "tanh": (A,), "array": ([[1.0, 2.0], [3.0, 4.0]],),
 }
-CALLS.update({f.__name__: (A,) * ufunc.nin for ufunc, f in pnp.UFUNCS.items()
-              if f.__name__ in vars(pnp)})
+
+
+def _ufunc_arguments(ufunc):
+    """Arguments of the ufunc's first loop that takes float64 (ldexp's exponent is an int)."""
+    kinds = next(t.split("->")[0] for t in ufunc.types if t.startswith("d"))
+    return tuple(np.arange(len(A)) % 4 if kind in "il" else A for kind in kinds)
+
+
+CALLS.update({f.__name__: _ufunc_arguments(ufunc) for ufunc, f in pnp.UFUNCS.items()
+              if f.__name__ in vars(pnp) and ufunc.signature is None})   # gufuncs: matvec ...
 
 
 def pullback_calls(thunk) -> list:

@@ -15,7 +15,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import pullback
+from helpers import raises
 from pullback.core.primitive import REGISTRY, ZERO
+from pullback.errors import UnsupportedFunctionError
+from pullback.primitives.special import no_closed_form
 from pullback.transforms.cotangents import dense
 from pullback.operators import HESSIAN_MODES
 from pullback.core.indexing import ArrayIndex, Slice
@@ -52,9 +55,14 @@ def elementwise_case(draw, prim, dtype):
     for shape, domain in zip(shapes, prim.domain):
         if domain == "bool":
             args.append(values(draw, shape, np.float64) > 0)
+        elif domain[0] == "int":            # ("int", lo, hi): orders, never differentiated
+            lo, hi = domain[1:]
+            args.append(np.floor(values(draw, shape, np.float64, (lo, hi + 1))).astype(int))
         else:
             args.append(values(draw, shape, dtype, domain))
     params = {"polygamma": lambda: {"n": draw(st.integers(1, 2))},
+              "exprel": lambda: {"order": draw(st.integers(0, 2))},
+              "sinc": lambda: {"order": draw(st.integers(0, 2))},
               "around": lambda: {"decimals": draw(st.integers(0, 2))}}.get(prim.name, dict)()
     return args, params
 
@@ -219,6 +227,21 @@ def arg_case(draw, prim, dtype):
 
 
 @st.composite
+def argpartition_case(draw, prim, dtype):
+    args, params = draw(arg_case(prim, dtype))
+    n = args[0].shape[params["axis"]]
+    kth = draw(st.sets(st.integers(0, n - 1), min_size=1))
+    return args, {**params, "kth": tuple(sorted(kth))}
+
+
+@st.composite
+def searchsorted_case(draw, prim, dtype):
+    sorted_values = np.sort(values(draw, (draw(st.integers(1, 4)),), dtype))
+    return [sorted_values, values(draw, draw(small_shapes), dtype)], {
+        "side": draw(st.sampled_from(["left", "right"]))}
+
+
+@st.composite
 def logical_reduction_case(draw, prim, dtype):
     args, params = draw(reduction_case(prim, dtype))
     return [args[0] > 0], params
@@ -377,7 +400,8 @@ CASES = {
     "stop_gradient": unary_identity_case, "getitem": getitem_case, "embed": embed_case,
     "scatter_add": scatter_case, "scatter_set": scatter_case, "concatenate": concatenate_case,
     "pad": pad_case, "matmul": matmul_case, "einsum": einsum_case, "argmax": arg_case,
-    "argmin": arg_case, "argsort": arg_case, "any": logical_reduction_case,
+    "argmin": arg_case, "argsort": arg_case, "argpartition": argpartition_case,
+    "searchsorted": searchsorted_case, "any": logical_reduction_case,
     "all": logical_reduction_case, "custom_vjp_call": custom_case,
     "custom_jvp_call": custom_case, "rule_call": custom_case,
 }
@@ -413,8 +437,11 @@ def _check_shape_rule(prim, args, params, out):
         assert np.asarray(o).dtype == e.dtype, (prim.name, np.asarray(o).dtype, e.dtype)
 
 
-def _differentiable_positions(args):
-    return [i for i, a in enumerate(args) if np.asarray(a).dtype.kind == "f"]
+def _differentiable_positions(args, prim=None):
+    """The floating-point arguments (of `prim`: those it has a derivative for)."""
+    partials = (prim.partials if prim is not None else None) or ()
+    return [i for i, a in enumerate(args) if np.asarray(a).dtype.kind == "f" and not (
+        i < len(partials) and isinstance(partials[i], no_closed_form))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
@@ -429,7 +456,7 @@ def test_primitive(name, dtype):
         with np.errstate(all="ignore"):
             out = prim(*args, **params)
         _check_shape_rule(prim, args, params, out)
-        positions = _differentiable_positions(args)
+        positions = _differentiable_positions(args, prim)
         if not prim.differentiable:
             # Zero derivative: differentiating through it gives exactly zero.
             if positions:
@@ -515,7 +542,7 @@ def test_staged_program_matches_eager(name, dtype):
     @given(case_strategy(prim, dtype))
     def run(case):
         args, params = case
-        positions = _differentiable_positions(args)
+        positions = _differentiable_positions(args, prim)
         functions = [lambda *a: prim(*a, **params)]
         if prim.differentiable and positions:
             def split(a):
@@ -552,13 +579,20 @@ def jax_like_ones(out):
     return pullback.tree.tree_map(lambda o: np.ones(o.shape, o.dtype), out)
 
 
-BINARY_ELEMENTWISE = sorted(name for name, prim in REGISTRY.items()
-                            if prim.family == "elementwise" and prim.differentiable
-                            and prim.domain is not None and len(prim.domain) == 2)
+def _intervals(domain):
+    return all(isinstance(d, tuple) and not isinstance(d[0], str) for d in domain)
 
 
-@pytest.mark.parametrize("position", [0, 1], ids=["scalar_first", "scalar_second"])
-@pytest.mark.parametrize("name", BINARY_ELEMENTWISE)
+BINARY_ELEMENTWISE = [pytest.param(name, position, id=f"{name}-scalar_{side}")
+                      for name, prim in sorted(REGISTRY.items())
+                      if prim.family == "elementwise" and prim.differentiable
+                      and prim.domain is not None and len(prim.domain) == 2
+                      and _intervals(prim.domain)
+                      for position, side in ((0, "first"), (1, "second"))
+                      if not isinstance(prim.partials[1 - position], no_closed_form)]
+
+
+@pytest.mark.parametrize("name, position", BINARY_ELEMENTWISE)
 def test_binary_primitive_with_a_python_scalar_keeps_float32(name, position):
     # A Python scalar is weakly typed: no rule may turn it into a float64 NumPy scalar,
     # which would promote a float32 derivative (arctan2's square(y) once did).
@@ -668,7 +702,7 @@ def test_item10_a_tangent_has_its_outputs_dtype_and_a_cotangent_its_inputs(name)
     def run(case, data):
         args, params = case
         args = _mixed_precision(data.draw, args, prim.family)
-        arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+        arrays = [i for i in _differentiable_positions(args, prim) if isinstance(args[i], np.ndarray)]
         if not arrays:
             return
         wrt = [i in arrays and data.draw(st.booleans()) for i in range(len(args))]
@@ -735,3 +769,24 @@ def test_item2_jit_keeps_the_inputs_of_possible_views_intact(name):
         for e, g in zip(pullback.tree.flatten(expected)[0], pullback.tree.flatten(got)[0]):
             np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12, equal_nan=True)
     run()
+
+
+# ------------------------------------------- derivatives without a closed form
+
+NO_CLOSED_FORM = [pytest.param(name, i, id=f"{name}-{i}") for name, prim in sorted(REGISTRY.items())
+                  for i, d in enumerate(prim.partials or ()) if isinstance(d, no_closed_form)]
+
+
+@pytest.mark.parametrize("name, position", NO_CLOSED_FORM)
+def test_a_derivative_without_a_closed_form_raises_a_clear_error(name, position):
+    """Differentiating with respect to such an argument names it; the others still work."""
+    prim = REGISTRY[name]
+    args = [np.full(3, float(d[1] + 1 if d[0] == "int" else np.mean(d))) for d in prim.domain]
+    partial = prim.partials[position]
+
+    def f(x):
+        return np.sum(prim(*args[:position], x, *args[position + 1:]))
+    with raises(UnsupportedFunctionError, partial.function, f"`{partial.argument}`"):
+        pullback.grad(f)(args[position])
+    with raises(UnsupportedFunctionError, partial.function, f"`{partial.argument}`"):
+        pullback.pushforward(f, (args[position],), (args[position],))

@@ -114,8 +114,7 @@ class ArrayMethods:
 
     @property
     def flat(self):
-        raise unsupported("x.flat", "a flat iterator that can also write into x; use "
-                                    "x.ravel() or x.reshape(-1) to read the elements in order")
+        return FlatView(self)
 
     def view(self, dtype=None, type=None):
         if dtype is None and type in (None, np.ndarray):
@@ -156,6 +155,10 @@ class ArrayMethods:
     def __round__(self, ndigits=None):
         return pnp.round(self, ndigits or 0)
 
+    def __contains__(self, value):
+        # `value in x`, as for an ndarray: (x == value).any(), a truth value of known values.
+        return bool(pnp.any(self == value))
+
     def __len__(self):
         if not self.shape:
             raise TypeError("len() of a 0-d traced array")
@@ -188,6 +191,12 @@ class ArrayMethods:
     __lt__, __le__ = _binary(np.less), _binary(np.less_equal)
     __gt__, __ge__ = _binary(np.greater), _binary(np.greater_equal)
     __eq__, __ne__ = _binary(np.equal), _binary(np.not_equal)
+
+    def __divmod__(self, other):
+        return pnp.divmod(self, other)
+
+    def __rdivmod__(self, other):
+        return pnp.divmod(other, self)
 
     def __matmul__(self, other):
         return pnp.matmul(self, other)
@@ -232,6 +241,7 @@ class ArrayMethods:
     argmin = _method("argmin")
     argsort = _method("argsort")
     nonzero = _method("nonzero")
+    argpartition = _method("argpartition")
     any = _method("any")
     all = _method("all")
     ravel = _method("ravel")
@@ -259,9 +269,20 @@ class ArrayMethods:
             axes = axes[0]
         return pnp.transpose(self, axes or None)
 
+    def compress(self, condition, axis=None):
+        return pnp.compress(condition, self, axis)
+
+    def searchsorted(self, v, side="left", sorter=None):
+        return pnp.searchsorted(self, v, side, sorter)
+
     def sort(self, *args, **kwargs):
         raise InPlaceMutationError(
             "`x.sort()` sorts a traced array in place; use `y = np.sort(x)` instead.")
+
+    def partition(self, *args, **kwargs):
+        raise InPlaceMutationError(
+            "`x.partition(kth)` partitions a traced array in place; use "
+            "`y = np.partition(x, kth)` instead.")
 
     def fill(self, value):
         raise InPlaceMutationError(
@@ -340,3 +361,27 @@ class ArrayMethods:
         if implementation is None:
             raise unsupported(f"{getattr(func, '__module__', 'numpy')}.{func.__name__}")
         return implementation(*args, **kwargs)
+
+
+class FlatView:
+    """`x.flat` of a traced array: reads its elements in C order (`x.flat[i]`, iteration,
+    `len`); writing through it is refused like any in-place write."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base):
+        self.base = base
+
+    def __getitem__(self, index):
+        return pnp.ravel(self.base)[index]
+
+    def __iter__(self):
+        return iter(pnp.ravel(self.base))
+
+    def __len__(self):
+        return self.base.size
+
+    def __setitem__(self, index, value):
+        raise InPlaceMutationError(
+            "`x.flat[i] = v` writes into a traced array in place; use "
+            "`y = pullback.numpy.at(x.ravel())[i].set(v).reshape(x.shape)` instead.")

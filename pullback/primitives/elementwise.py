@@ -12,7 +12,8 @@ import math
 import numpy as np
 import scipy.special as sp
 
-from ..core.primitive import ZERO, Primitive, name_pullback
+from ..core.arrays import shape_of
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .families import (batch_elementwise, call_emitter, constant, elementwise, elementwise_shape,
                        ufunc_emitter, unbroadcast)
 
@@ -32,16 +33,18 @@ def unary(name, ufunc, partial, domain=REALS, **facts):
 negative = unary("negative", np.negative, -1, operator="-{}")
 absolute = unary("absolute", np.absolute, lambda x: sign(x), operator="abs({})")
 sqrt = unary("sqrt", np.sqrt, lambda out: 0.5 / out, POSITIVE)
-cbrt = unary("cbrt", np.cbrt, lambda out: 1.0 / (3.0 * square(out)), POSITIVE)
+cbrt = unary("cbrt", np.cbrt, lambda out: 1.0 / (3.0 * square(out)), POSITIVE,
+             aliases=(sp.cbrt,))
 square = unary("square", np.square, lambda x: (2.0, x))
 reciprocal = unary("reciprocal", np.reciprocal, lambda out: -square(out), POSITIVE)
 exp = unary("exp", np.exp, lambda out: out)
-exp2 = unary("exp2", np.exp2, lambda out: (LN2, out))
-expm1 = unary("expm1", np.expm1, lambda out: out + 1.0)
+exp2 = unary("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,))
+expm1 = unary("expm1", np.expm1, lambda out: out + 1.0, aliases=(sp.expm1,))
 log = unary("log", np.log, lambda x: reciprocal(x), POSITIVE)
 log2 = unary("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
 log10 = unary("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE)
-log1p = unary("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE)
+log1p = unary("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE,
+              aliases=(sp.log1p,))
 sin = unary("sin", np.sin, lambda x: cos(x))
 cos = unary("cos", np.cos, lambda x: -sin(x))
 tan = unary("tan", np.tan, lambda out: square(out) + 1.0, UNIT)
@@ -153,6 +156,12 @@ fmod = elementwise("fmod", np.fmod, 1, lambda x, y: -trunc(x / y),
 # copysign(x, y) = |x| with y's sign bit: d/dx = sign(x) * copysign(1, y), d/dy = 0.
 copysign = elementwise("copysign", np.copysign, lambda x, y: sign(x) * copysign(1.0, y), 0,
                        domain=BINARY)
+# heaviside(x, h): a step (zero derivative in x) whose value at x == 0 is h.
+heaviside = elementwise("heaviside", np.heaviside, 0, lambda x: where(x == 0, 1.0, 0.0),
+                        domain=BINARY)
+# ldexp(x, i) = x 2^i for integers i.
+ldexp = elementwise("ldexp", np.ldexp, lambda y: ldexp(1.0, y), 0,
+                    domain=(REALS, ("int", -2, 2)))
 xlogy = elementwise("xlogy", sp.xlogy,
                     lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
                     lambda x, y: x / y, domain=(REALS, POSITIVE))
@@ -174,6 +183,8 @@ around = constant("around", lambda x, decimals: np.round(x, decimals),
                   emit=call_emitter("np.round"))
 floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.05, 1.1)),
                         operator="{} // {}")
+frexp_exponent = constant("frexp_exponent", lambda x: np.frexp(x)[1],
+                          lambda x: ShapeDtype(shape_of(x), np.dtype(np.intc)), fresh_output=True)
 isnan = constant("isnan", np.isnan)
 isinf = constant("isinf", np.isinf)
 isfinite = constant("isfinite", np.isfinite)
