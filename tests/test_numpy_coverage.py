@@ -1059,6 +1059,17 @@ def test_convolve_gathers_its_windows_in_blocks(monkeypatch, mode):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_order_statistics_of_empty_arrays_are_as_in_numpy():
+    """The median of nothing is NaN (of the reduced shape); a quantile of nothing raises."""
+    x = np.zeros((0, 3))
+    for f in (lambda x: np.median(x, axis=0), lambda x: np.nanmedian(x, keepdims=True)):
+        np.testing.assert_array_equal(pullback.pullback(f, x)[0], f(x))
+    with pytest.raises(IndexError, match="empty"):
+        pullback.pullback(lambda x: np.quantile(x, 0.5), x)
+    assert trace_stack() == []
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_nan_reductions_of_all_nan_slices_are_nan_like_numpy():
     x = np.array([[np.nan, np.nan], [1.0, np.nan]])
     for name in ("nanmax", "nanmin", "nanmean", "nanvar", "nanmedian"):

@@ -80,9 +80,24 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
     def slices(v):                       # the reduced axes last, flattened into one
         return reshape(transpose(v, kept + list(axes)), rest + (-1,))
     values = slices(x)
+    if shape(values)[-1] == 0:                   # NumPy: NaN for medians, else an error
+        if name not in ("median", "nanmedian"):
+            raise IndexError(f"{name} of an empty array: there is no value to take (NumPy "
+                             "raises an IndexError too)")
+        result = np.full(shape(q) + rest, np.nan, x.dtype)
+    else:
+        if weights is not None:
+            weights = slices(_weights_like(weights, x, axis))
+        result = _from_sorted(values, q, rest, method, ignore_nan, weights)
+    if keepdims:
+        result = reshape(result, shape(result)[:ndim(q)] + tuple(
+            1 if i in axes else d for i, d in enumerate(shape(x))))
+    return result
+
+
+def _from_sorted(values, q, rest, method, ignore_nan, weights):
+    """The quantiles q of each row of `values` (shape rest + (n,)), shape q.shape + rest."""
     n = shape(values)[-1]
-    if n == 0:
-        raise ValueError(f"{name} of an empty array is undefined")
     order = argsort(stop_gradient(values), axis=-1)       # NaNs last
     ordered = take_along_axis(values, order, -1)
     q_ = reshape(q, shape(q) + (1,) * len(rest))           # q's axes in front of the others
@@ -90,8 +105,8 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
                   for i, d in enumerate(rest))
     missing = E.isnan(stop_gradient(ordered))
     if weights is not None:
-        w = take_along_axis(slices(_weights_like(weights, x, axis)), order, -1)
-        result = getitem(ordered, grids + (_weighted_index(w, q_, n),))
+        index = _weighted_index(take_along_axis(weights, order, -1), q_, n)
+        result = getitem(ordered, grids + (index,))
     else:
         count = astype(n - sum(astype(missing, np.intp), axis=-1), np.result_type(
             q.dtype, np.float16)) if ignore_nan else n
@@ -105,9 +120,6 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
             "midpoint", "averaged_inverted_cdf") else lower
     if not ignore_nan:                                # a NaN anywhere in a slice: NaN
         result = E.where(getitem(missing, (Ellipsis, -1)), np.nan, result)
-    if keepdims:
-        result = reshape(result, shape(result)[:ndim(q)] + tuple(
-            1 if i in axes else d for i, d in enumerate(shape(x))))
     return result
 
 
