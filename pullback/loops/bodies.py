@@ -34,7 +34,7 @@ from ..core.primitive import ZERO, ShapeDtype
 from ..errors import LoopTypeError, OutsideStateError
 from ..ir.codegen import compile_program
 from ..ir.passes import eliminate_dead_code, optimize
-from ..ir.program import Equation, Literal, Program, Var, evaluate
+from ..ir.program import Program, Var, evaluate
 from ..ir.randomness import staged_without_randomness
 from ..ir.staging import StagingTrace, StagingTracer, argument_names, example_value, signature_of
 from ..transforms.batching import batch_flat
