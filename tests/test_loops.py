@@ -503,3 +503,14 @@ def test_checkpointing_policies_bound_reverse_mode_memory():
     assert peak("all") > 500 and 500 < peak("carry") < 2 * 500 + 16
     assert peak("auto") <= 500 .bit_length() + 8 + 16
     assert peak(30) <= 30 + 16
+
+
+def test_the_body_cache_keeps_no_array_alive():
+    import gc
+    import weakref
+    A = np.ones((100, 100))
+    pullback.fori_loop(0, 2, lambda i, x: x * A[0, 0], 1.0)
+    ref = weakref.ref(A)
+    del A
+    gc.collect()
+    assert ref() is None
