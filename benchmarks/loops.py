@@ -86,7 +86,7 @@ def main():
              "Gradient of sum(y_n) with respect to y_0. Produced by `python benchmarks/loops.py`.",
              ""]
     for steps in (100, 400):
-        lines += [f"## {steps} steps", "", "jit (staging = first call):", "",
+        lines += [f"## {steps} steps", "", "jit (staging = the first call: stage, optimise, generate, compile and one run):", "",
                   "| function | equations | generated lines | staging ms | run ms |",
                   "|---|---|---|---|---|",
                   jit_row("Python loop", python_loop(steps), y0),
@@ -98,6 +98,8 @@ def main():
             lines.append(memory_row(f"fori_loop, checkpoints={policy!r}",
                                     rolled(steps, policy), y0))
         lines.append("")
+    lines.append("The peak counts W (64 states) and temporaries too. The machine may be shared: "
+                 "compare within a run.")
     text = "\n".join(lines)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "loops.md"), "w") as out:

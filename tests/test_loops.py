@@ -485,3 +485,32 @@ def test_a_python_loop_over_a_checkpointed_step_keeps_one_carry_per_step():
     kept_all, checkpointed = peak(layers), peak(pullback.checkpoint(layers))
     assert kept_all > 8 * 10            # every layer's residuals
     assert checkpointed < 8 + 40        # a carry per step, one step's residuals at a time
+
+
+def test_checkpointing_policies_bound_reverse_mode_memory():
+    import tracemalloc
+    x = np.linspace(0.1, 1.0, 2_000)
+
+    def peak(checkpoints):
+        grad = pullback.grad(lambda x: np.sum(pullback.fori_loop(
+            0, 500, lambda i, y: np.sin(y) * 1.001, x, checkpoints=checkpoints)))
+        grad(x)                                         # staged and compiled once
+        tracemalloc.start()
+        grad(x)
+        result = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return result / x.nbytes                        # in states
+    assert peak("all") > 500 and 500 < peak("carry") < 2 * 500 + 16
+    assert peak("auto") <= 500 .bit_length() + 8 + 16
+    assert peak(30) <= 30 + 16
+
+
+def test_the_body_cache_keeps_no_array_alive():
+    import gc
+    import weakref
+    A = np.ones((100, 100))
+    pullback.fori_loop(0, 2, lambda i, x: x * A[0, 0], 1.0)
+    ref = weakref.ref(A)
+    del A
+    gc.collect()
+    assert ref() is None

@@ -6,8 +6,8 @@ the loop primitives derive from them, each cached on the program it comes from.
   transformation): the loop primitive takes them as arguments, so every transformation
   sees them. Staged once per signature: the cache key holds the function's code and what
   its closure, defaults and globals hold (Python values by value, arrays and traced values
-  by identity: Python code may have read their values while staging, as in `W[0, 0]`, so
-  another array stages again; a few references deep); a function reading arrays it
+  by identity, held weakly: Python code may have read their values while staging, as in
+  `W[0, 0]`, so another array stages again; a few references deep); a function reading arrays it
   cannot find there (created inside, or deeper) is staged again at each call. Staging refuses random draws and changes to
   outside state (a list appended to, a nonlocal rebound): a body runs once while staged,
   not at each step.
@@ -24,6 +24,7 @@ import os
 import sys
 import sysconfig
 import types
+import weakref
 from dataclasses import replace
 
 import numpy as np
@@ -34,7 +35,7 @@ from ..core.primitive import ZERO, ShapeDtype
 from ..errors import LoopTypeError, OutsideStateError
 from ..ir.codegen import compile_program
 from ..ir.passes import eliminate_dead_code, optimize
-from ..ir.program import Equation, Literal, Program, Var, evaluate
+from ..ir.program import Program, Var, evaluate
 from ..ir.randomness import staged_without_randomness
 from ..ir.staging import StagingTrace, StagingTracer, argument_names, example_value, signature_of
 from ..transforms.batching import batch_flat
@@ -140,7 +141,9 @@ class Staged:
 
 
 _CACHE_SIZE = 512
-_cache = {}          # (state key, input signature) -> (program, captured slots, out_tree, kept)
+# (state key, input signature) -> (program, captured slots, out_tree, kept objects, weak
+# references to the arrays read: the cache never keeps a user's array alive)
+_cache = {}
 
 
 def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
@@ -154,8 +157,9 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
     avals = [aval_of(x) for x in leaves]
     state = _state(fn)
     key = None if state is None else (state[0], kind, in_tree, tuple(avals))
-    if key is not None and key in _cache:
-        program, slots, out_tree, _ = _cache[key]
+    entry = _cache.get(key) if key is not None else None
+    if entry is not None and all(ref() is a for ref, a in zip(entry[4], state[1])):
+        program, slots, out_tree = entry[:3]
         return Staged(program, [state[1][i] for i in slots], out_tree)
     name = getattr(call or fn, "__name__", "body")
     name = name if name.isidentifier() else "body"
@@ -175,10 +179,14 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
         arrays = state[1]
         slots = [next((i for i, a in enumerate(arrays) if a is value), None)
                  for value in staged.captured]
-        if None not in slots:
+        try:
+            refs = [weakref.ref(a) for a in arrays]
+        except TypeError:                   # a value without weak references: not cached
+            refs = None
+        if None not in slots and refs is not None:
             if len(_cache) >= _CACHE_SIZE:
                 _cache.pop(next(iter(_cache)))
-            _cache[key] = (staged.program, slots, staged.out_tree, state[2])
+            _cache[key] = (staged.program, slots, staged.out_tree, state[2], refs)
     return staged
 
 
@@ -247,7 +255,6 @@ def _walk(obj, depth, key, arrays, kept, seen):
     if isinstance(obj, (np.ndarray, Tracer)):
         key.append(("array", id(obj)))
         arrays.append(obj)
-        kept.append(obj)
         return
     if id(obj) in seen:
         key.append(("seen", seen[id(obj)]))

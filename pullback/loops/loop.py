@@ -33,9 +33,10 @@ from .bodies import (_cached, aval_of, batch_program, hoisted, is_float, jvp_pro
                      loop_runner, runner, stage_flat, vjp_programs, with_interface)
 
 
-def stack_steps(rows: list, aval) -> np.ndarray:
-    """The ys of the steps stacked along a new first axis (empty rows: a 0-length array)."""
-    return np.stack(rows) if rows else zeros((0,) + tuple(aval.shape), aval.dtype)
+def step_rows(length: int, aval) -> np.ndarray:
+    """The array the steps write their ys into, one row each (no list of rows, then a
+    stacked copy: half the memory)."""
+    return np.empty((length,) + tuple(aval.shape), aval.dtype)
 
 
 def _layout(body, n_consts, n_carry):
@@ -52,16 +53,16 @@ def _loop_impl(*args, body, n_consts, n_carry, length, reverse, checkpoints):
     consts = prepare(*args[:n_consts])
     carry = list(args[n_consts:n_consts + n_carry])
     xs = args[n_consts + n_carry:]
-    rows = [[] for _ in body.outvars[n_carry:]]
-    for i in (range(length - 1, -1, -1) if reverse else range(length)):
+    ys = [step_rows(length, aval) for aval in _out_avals(body)[n_carry:]]
+    for k, i in enumerate(range(length - 1, -1, -1) if reverse else range(length)):
         outs = step(*consts, *carry, *[x[i] for x in xs])
         carry = outs[:n_carry]
-        for row, y in zip(rows, outs[n_carry:]):
-            row.append(y)
-    avals = _out_avals(body)
-    return [np.asarray(c) for c in carry] + [
-        stack_steps(row[::-1] if reverse else row, aval)
-        for row, aval in zip(rows, avals[n_carry:])]
+        if k == 0:     # the values' own dtypes (finite differences pass float64 to float32 code)
+            ys = [step_rows(length, ShapeDtype(np.shape(y), np.result_type(y)))
+                  for y in outs[n_carry:]]
+        for rows, y in zip(ys, outs[n_carry:]):
+            rows[i] = y
+    return [np.asarray(c) for c in carry] + ys
 
 
 def _loop_shape(*avals, body, n_consts, n_carry, length, reverse, checkpoints):
@@ -254,20 +255,18 @@ def _loop_emit(args, targets, code, *, body, n_consts, n_carry, length, reverse,
                      f"{code.function(head, head.name)}({', '.join(consts)})")
         consts += invariants
     function = code.function(body, body.name or "body")
-    rows = [code.fresh("rows") for _ in targets[n_carry:]]
+    rows = targets[n_carry:]
     i = code.fresh("i")
-    lines += [f"{r} = []" for r in rows]
+    make = code.value(step_rows, "step_rows")
+    lines += [f"{r} = {make}({length}, {code.value(aval, 'row_type')})"
+              for r, aval in zip(rows, _out_avals(body)[n_carry:])]
     steps = f"range({length - 1}, -1, -1)" if reverse else f"range({length})"
     results = carry + [code.fresh("y") for _ in rows]
     call = f"{function}({', '.join(consts + carry + [f'{x}[{i}]' for x in xs])})"
     lines.append(f"for {i} in {steps}:")
     lines.append(f"    {', '.join(results)}{',' if len(results) == 1 else ''} = {call}"
                  if results else f"    {call}")
-    lines += [f"    {r}.append({y})" for r, y in zip(rows, results[n_carry:])]
-    stack = code.value(stack_steps, "stack_steps")
-    for target, r, aval in zip(targets[n_carry:], rows, _out_avals(body)[n_carry:]):
-        order = f"{r}[::-1]" if reverse else r
-        lines.append(f"{target} = {stack}({order}, {code.value(aval, 'row_type')})")
+    lines += [f"    {r}[{i}] = {y}" for r, y in zip(rows, results[n_carry:])]
     return lines
 
 
@@ -296,7 +295,8 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
     ct_ys = args[n_in + n_ct_carry:]
     n_acc = sum(wrt[:n_consts])
     acc = [zeros_like_value(c) for c, w in zip(consts_raw, wrt) if w]
-    ct_xs = [[None] * length for w in wrt[n_consts + n_carry:] if w]
+    ct_xs = [step_rows(length, aval_of(v))
+             for v, w in zip(body.invars[n_consts + n_carry:], wrt[n_consts + n_carry:]) if w]
     order = list(range(length - 1, -1, -1)) if reverse else list(range(length))
 
     def row(values, position):
@@ -329,13 +329,13 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
                                *row(ct_ys, position))
             acc = [a + g for a, g in zip(acc, cts[:n_acc])]
             ct_carry = cts[n_acc:n_acc + n_ct_carry]
-            for slot, g in zip(ct_xs, cts[n_acc + n_ct_carry:]):
-                slot[order[position]] = g
+            if position == length - 1:     # the first reversed: the values' own dtypes
+                ct_xs = [step_rows(length, ShapeDtype(np.shape(g), np.result_type(g)))
+                         for g in cts[n_acc + n_ct_carry:]]
+            for rows, g in zip(ct_xs, cts[n_acc + n_ct_carry:]):
+                rows[order[position]] = g
             state = None
-    avals = [aval_of(v) for v, w in zip(body.invars[n_consts + n_carry:], wrt[n_consts + n_carry:])
-             if w]
-    return acc + [np.asarray(c) for c in ct_carry] + [stack_steps(s, a)
-                                                      for s, a in zip(ct_xs, avals)]
+    return acc + [np.asarray(c) for c in ct_carry] + ct_xs
 
 
 def _reversal_by_loops(*args, body, differentiated, n_consts, n_carry, length, reverse, checkpoints):
