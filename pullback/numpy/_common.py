@@ -87,7 +87,10 @@ def numpy_when_untraced(numpy_function, fn):
     if isinstance(numpy_function, np.ufunc):
         positional, keywords = numpy_function.nin, _UFUNC_KEYWORDS
     else:
-        parameters = inspect.signature(numpy_function).parameters.values()
+        try:
+            parameters = inspect.signature(numpy_function).parameters.values()
+        except (TypeError, ValueError):     # no signature to check calls against: no fast path
+            return fn
         kinds = [p.kind for p in parameters]
         positional = math.inf if inspect.Parameter.VAR_POSITIONAL in kinds else sum(
             k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -98,10 +101,17 @@ def numpy_when_untraced(numpy_function, fn):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         if len(args) <= positional:
-            for a in args:              # `untraced(args)`, inlined: this is the hot path
+            for a in args:      # `untraced(args)`, its first two levels inlined: the hot path
                 kind = type(a)
-                if kind not in UNTRACED and not ((kind is list or kind is tuple) and untraced(a)):
-                    break
+                if kind in UNTRACED:
+                    continue
+                if kind is list or kind is tuple:
+                    for b in a:
+                        if type(b) not in UNTRACED and not untraced((b,)):
+                            break
+                    else:
+                        continue
+                break
             else:
                 if not kwargs:
                     return numpy_function(*args)
