@@ -279,6 +279,24 @@ def linalg_case(draw, prim, dtype):
     return args, params
 
 
+@st.composite
+def sylvester_case(draw, prim, dtype):
+    """a x + x b = q with a, b positive definite (no eigenvalue of a is one of -b's)."""
+    stack = draw(st.sampled_from([(), (2,)]))
+    n, k = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return [_matrix(draw, "spd", stack, n, dtype), _matrix(draw, "spd", stack, k, dtype),
+            _matrix(draw, "matrix", draw(st.sampled_from([(), stack])), k, dtype, n)], {}
+
+
+@st.composite
+def pivots_case(draw, prim, dtype):
+    """LAPACK row interchanges: row i swapped with a row piv[i] >= i."""
+    n = draw(st.integers(1, 4))
+    stack = draw(st.sampled_from([(), (2,)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return [(np.arange(n) + rng.integers(0, n - np.arange(n), stack + (n,))).astype(np.int32)], {}
+
+
 def _custom_fun(x, y):
     return [x * np.sin(y), np.exp(x)]
 
@@ -318,7 +336,8 @@ CASES = {
     "pad": pad_case, "matmul": matmul_case, "einsum": einsum_case, "argmax": arg_case,
     "argmin": arg_case, "argsort": arg_case, "any": logical_reduction_case,
     "all": logical_reduction_case, "custom_vjp_call": custom_case,
-    "custom_jvp_call": custom_case, "rule_call": custom_case,
+    "custom_jvp_call": custom_case, "rule_call": custom_case, "sylvester": sylvester_case,
+    "pivots_to_permutation": pivots_case,
 }
 
 

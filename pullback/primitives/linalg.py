@@ -39,12 +39,14 @@ import scipy.linalg
 
 from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
+from ..core.indexing import Slice
+from ..core.numbers import complex_error
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import adjoint, matmul, swap_last
 from .elementwise import equal, sign, where
-from .families import batch_elementwise, batch_stacked, unbroadcast
+from .families import batch_elementwise, batch_stacked, constant, unbroadcast
 from .reductions import product_of_others, sum
-from .structural import reshape, stop_gradient
+from .structural import concatenate, convert, getitem, reshape, stop_gradient
 
 # ------------------------------------------------------------------ helpers
 
@@ -571,3 +573,196 @@ pinv = Primitive(
     shape=lambda a, rcond: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-2:][::-1], dtype_of(a)),
     jvp=_pinv_jvp, vjp=_pinv_vjp, batch=lambda v, d, **p: batch_stacked(pinv, v, d, **p),
     family="linalg", fresh_output=True, domain=("matrix",))
+
+# --------------------------------------------------------------------- LU
+# scipy.linalg.lu_factor of square matrices: lu holds L (unit lower, below the diagonal)
+# and U (upper), piv LAPACK's row interchanges: a[perm] = L U, perm from piv. With the
+# permutation constant, F = L^-1 P da U^-1 gives dL = L tril(F, -1), dU = triu(F) U, and
+# the pullback of lu_bar is P^T L^-T (tril(L^T lu_bar, -1) + triu(lu_bar U^T)) U^-T.
+
+
+def _permutation_impl(piv):
+    """perm with a[perm] = L U, from LAPACK's interchanges (row i swapped with piv[i])."""
+    n = piv.shape[-1]
+    perm = np.array(np.broadcast_to(np.arange(n), piv.shape))
+    for i in range(n):
+        j = piv[..., i:i + 1].astype(np.intp)
+        here, there = perm[..., i:i + 1].copy(), np.take_along_axis(perm, j, -1)
+        perm[..., i:i + 1] = there
+        np.put_along_axis(perm, j, here, -1)
+    return perm
+
+
+pivots_to_permutation = constant(
+    "pivots_to_permutation", _permutation_impl,
+    lambda piv: ShapeDtype(shape_of(piv), np.dtype(np.intp)),
+    batch=lambda v, d: batch_stacked(pivots_to_permutation, v, d), domain=("pivots",),
+    family="linalg", fresh_output=True)
+
+
+def permutation_matrix(perm, dtype):
+    """P with (P x)[i] = x[perm[i]]: one-hot rows (a constant), as a stack of matrices."""
+    n = shape_of(perm)[-1]
+    rows = reshape(perm, shape=shape_of(perm) + (1,))
+    return convert(equal(rows, arrays.arange(n, like=perm)), dtype=np.dtype(dtype))
+
+
+def _lu_parts(lu):
+    """(L, U) of a packed factorization: the unit diagonal of L is a constant."""
+    upper = _triangle_mask(lu, False)
+    return (where(_strict_lower_mask(lu), lu, 0.0) + _eye(lu), where(upper, lu, 0.0))
+
+
+def _strict_lower_mask(x):
+    return arrays.tri(shape_of(x)[-1], k=-1, like=x)
+
+
+def _lu_factor_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    lu, piv = lu_factor(a)
+    l, u = _lu_parts(lu)
+    p = permutation_matrix(pivots_to_permutation(piv), dtype_of(a))
+    left = triangular_solve(l, matmul(p, t), lower=True, trans=0)             # L^-1 P da
+    f = _right_solve_upper(left, u, 0)                                        # .. U^-1
+    upper = _triangle_mask(f, False)
+    d_lu = matmul(l, where(_strict_lower_mask(f), f, 0.0)) + matmul(where(upper, f, 0.0), u)
+    return (lu, piv), (d_lu, ZERO)
+
+
+def _lu_factor_vjp(wrt, out, a):
+    lu, piv = out
+
+    def pullback(ct):
+        ct_lu = ct[0]
+        if ct_lu is ZERO:
+            return (ZERO,)
+        l, u = _lu_parts(lu)
+        p = permutation_matrix(pivots_to_permutation(piv), dtype_of(a))
+        upper = _triangle_mask(lu, False)
+        inner = (where(_strict_lower_mask(lu), matmul(adjoint(l), ct_lu), 0.0)
+                 + where(upper, matmul(ct_lu, adjoint(u)), 0.0))
+        left = triangular_solve(l, inner, lower=True, trans=1)                # L^-T ..
+        return (matmul(adjoint(p), _right_solve_upper(left, u, 1)),)           # .. U^-T
+    return name_pullback(pullback, "lu_factor")
+
+
+def _lu_factor_impl(a):
+    lu, piv = scipy.linalg.lu_factor(a)
+    return lu.astype(a.dtype, copy=False), piv
+
+
+lu_factor = Primitive(
+    "lu_factor", _lu_factor_impl,
+    shape=lambda a: (_same_shape(a), ShapeDtype(shape_of(a)[:-1], np.dtype(np.int32))),
+    jvp=_lu_factor_jvp, vjp=_lu_factor_vjp, batch=lambda v, d: batch_stacked(lu_factor, v, d),
+    multiple_results=True, family="linalg", fresh_output=True, domain=("invertible",))
+
+# ------------------------------------------------------------ Sylvester, sqrtm
+# x = sylvester(a, b, q) solves a x + x b = q. Differentiating, a dx + dx b = dq - da x - x db;
+# the adjoint of q -> x is q -> sylvester(a^T, b^T, q), so the pullback of x_bar is
+# y = sylvester(a^T, b^T, x_bar): q_bar = y, a_bar = -y x^T, b_bar = -x^T y.
+# sqrtm: x x = a, so x dx + dx x = da: dx = sylvester(x, x, da).
+
+
+def _sylvester_jvp(primals, tangents):
+    (a, b, q), (t_a, t_b, t_q) = primals, tangents
+    x = sylvester(a, b, q)
+    rhs = ZERO if t_q is ZERO else t_q
+    for term in (ZERO if t_a is ZERO else matmul(t_a, x), ZERO if t_b is ZERO else matmul(x, t_b)):
+        if term is not ZERO:
+            rhs = -term if rhs is ZERO else rhs - term
+    return x, sylvester(a, b, rhs)
+
+
+def _sylvester_vjp(wrt, out, a, b, q):
+    def pullback(ct):
+        y = sylvester(adjoint(a), adjoint(b), ct)
+        return (unbroadcast(-matmul(y, adjoint(out)), a) if wrt[0] else ZERO,
+                unbroadcast(-matmul(adjoint(out), y), b) if wrt[1] else ZERO,
+                unbroadcast(y, q) if wrt[2] else ZERO)
+    return name_pullback(pullback, "sylvester")
+
+
+def _sylvester_impl(a, b, q):
+    dtype = np.result_type(a.dtype, b.dtype, q.dtype)
+    return scipy.linalg.solve_sylvester(a, b, q).astype(dtype, copy=False)
+
+
+sylvester = Primitive(
+    "sylvester", _sylvester_impl,
+    shape=lambda a, b, q: ShapeDtype(_batch(a, b, q) + shape_of(q)[-2:],
+                                     np.result_type(dtype_of(a), dtype_of(b), dtype_of(q))),
+    jvp=_sylvester_jvp, vjp=_sylvester_vjp,
+    batch=lambda v, d: batch_elementwise(sylvester, v, d),
+    family="linalg", fresh_output=True, domain=("spd", "spd", "matrix"))
+
+
+def _real_result(function, name, dtype=None):
+    """`function` of a real matrix (computed in `dtype` if given), refusing a complex
+    result (negative real eigenvalues: the real matrix has no real principal logarithm or
+    square root)."""
+    def impl(a):
+        out = function(a if dtype is None else a.astype(dtype))
+        if np.iscomplexobj(out):
+            raise complex_error(f"scipy.linalg.{name} of a real matrix with a negative real "
+                                "eigenvalue (its principal value is complex)")
+        return out.astype(a.dtype, copy=False)
+    return impl
+
+
+def _sqrtm_vjp(wrt, out, a):
+    def pullback(ct):
+        out_t = adjoint(out)
+        return (sylvester(out_t, out_t, ct),)
+    return name_pullback(pullback, "sqrtm")
+
+
+def _sqrtm_jvp(primals, tangents):
+    x = sqrtm(primals[0])
+    return x, sylvester(x, x, tangents[0])
+
+
+sqrtm = Primitive("sqrtm", _real_result(scipy.linalg.sqrtm, "sqrtm"), shape=_same_shape,
+                  jvp=_sqrtm_jvp, vjp=_sqrtm_vjp, batch=lambda v, d: batch_stacked(sqrtm, v, d),
+                  family="linalg", fresh_output=True, domain=("spd",))
+
+# ---------------------------------------------------------- expm and logm
+# For a matrix function f with a real power series (exp, log), the Frechet derivative
+# L_f(a, e) is the upper right block of f([[a, e], [0, a]]) (Higham 2008, "Functions of
+# Matrices", 3.2), and its adjoint is L_f(a^T, .). So both rules are f of a matrix twice
+# the size: written with the primitive itself, they differentiate again.
+
+
+def _block_upper(a, e):
+    """[[a, e], [0, a]] for stacks of n x n matrices (e: a's batch shape)."""
+    last = len(shape_of(a)) - 1
+    zero = arrays.zeros(shape_of(a), dtype_of(a), like=a)
+    return concatenate(concatenate(a, e, axis=last), concatenate(zero, a, axis=last),
+                       axis=last - 1)
+
+
+def frechet(prim, a, e):
+    """L_f(a, e), the derivative of the matrix function `prim` at a in the direction e."""
+    n = shape_of(a)[-1]
+    return getitem(prim(_block_upper(a, e)),
+                   index=(Ellipsis, Slice(None, n, None), Slice(n, None, None)))
+
+
+def _matrix_function(name, impl, domain):
+    def jvp(primals, tangents):
+        return prim(primals[0]), frechet(prim, primals[0], tangents[0])
+
+    def vjp(wrt, out, a):
+        def pullback(ct):
+            return (frechet(prim, adjoint(a), ct),)
+        return name_pullback(pullback, name)
+
+    prim = Primitive(name, impl, shape=_same_shape, jvp=jvp, vjp=vjp,
+                     batch=lambda v, d: batch_stacked(prim, v, d), family="linalg",
+                     fresh_output=True, domain=(domain,))
+    return prim
+
+
+expm = _matrix_function("expm", lambda a: scipy.linalg.expm(a).astype(a.dtype, copy=False),
+                        "square")
+logm = _matrix_function("logm", _real_result(scipy.linalg.logm, "logm", np.float64), "spd")

@@ -1,0 +1,358 @@
+"""scipy.linalg, differentiable: every function of pullback.scipy.linalg against SciPy.
+
+Each row is a function written once against a namespace `m` (`scipy.linalg`, the
+reference, or `pullback.scipy.linalg`) with well-conditioned inputs: values and dtypes
+equal SciPy's (also computed under both modes), derivatives match finite differences to
+second order in float64 and float32. Rows that read one triangle (cholesky, eigh,
+solve with assume_a='sym', solve_triangular) get non-symmetric inputs on purpose: the
+derivative must be that of exactly the function SciPy computes. A sample of rows is also
+checked under vmap, jit, and for agreement of the four Hessian modes.
+"""
+import numpy as np
+import pytest
+import scipy.linalg as sl
+
+import pullback
+from helpers import raises
+from pullback.errors import ComplexValueError, UnsupportedFunctionError
+from pullback.operators import HESSIAN_MODES
+from pullback.scipy import linalg as pl
+from pullback.tree import flatten
+from test_linalg import Draw, Row
+
+
+def tall_lower(d, *shape):
+    return d.lower_spd(*shape)
+
+
+def upper_spd(d, *shape):
+    """SPD in the upper triangle, arbitrary below it (what SciPy's default reads)."""
+    return np.swapaxes(d.lower_spd(*shape), -1, -2)
+
+
+def near_identity(d, *shape):
+    """Eigenvalues near 1 (real parts in (0.4, 1.6)): real logm and sqrtm."""
+    return d.normal(*shape) * 0.2 + np.eye(shape[-1], dtype=d.dtype)
+
+
+def tridiagonal_friendly(d, *shape):
+    """Invertible in its diagonal and in its tridiagonal part (dominant diagonal)."""
+    return d.normal(*shape) * 0.3 + 3.0 * np.eye(shape[-1], dtype=d.dtype)
+
+
+def signed(result):
+    """eigh's (w, v) with each eigenvector's first entry positive: LAPACK drivers differ in
+    the (arbitrary) signs they choose."""
+    w, v = result
+    return w, v * np.sign(v[..., :1, :])
+
+
+ROWS = [
+    # ---------------------------------------------------------- triangular solves
+    Row("solve_triangular", lambda m, a, b: m.solve_triangular(a, b),
+        lambda d: (d.invertible(3, 3), d.normal(3, 2))),
+    Row("solve_triangular/lower-vector", lambda m, a, b: m.solve_triangular(a, b, lower=True),
+        lambda d: (d.invertible(3, 3), d.normal(3))),
+    Row("solve_triangular/trans=T", lambda m, a, b: m.solve_triangular(a, b, trans="T"),
+        lambda d: (d.invertible(3, 3), d.normal(3, 2))),
+    Row("solve_triangular/trans=2-lower", lambda m, a, b: m.solve_triangular(
+        a, b, trans=2, lower=True), lambda d: (d.invertible(3, 3), d.normal(3, 1))),
+    Row("solve_triangular/unit_diagonal", lambda m, a, b: m.solve_triangular(
+        a, b, lower=True, unit_diagonal=True), lambda d: (d.normal(3, 3), d.normal(3, 2))),
+    Row("solve_triangular/batched", lambda m, a, b: m.solve_triangular(a, b, trans=1),
+        lambda d: (d.invertible(2, 3, 3), d.normal(2, 3, 2))),
+    # ------------------------------------------------------------------ Cholesky
+    Row("cholesky", lambda m, a: m.cholesky(a), lambda d: (upper_spd(d, 3, 3),)),
+    Row("cholesky/lower", lambda m, a: m.cholesky(a, lower=True),
+        lambda d: (d.lower_spd(3, 3),)),
+    Row("cholesky/batched", lambda m, a: m.cholesky(a), lambda d: (upper_spd(d, 2, 3, 3),)),
+    Row("cho_factor", lambda m, a: m.cho_factor(a)[0], lambda d: (upper_spd(d, 3, 3),)),
+    Row("cho_factor/lower", lambda m, a: m.cho_factor(a, lower=True)[0],
+        lambda d: (d.lower_spd(3, 3),)),
+    Row("cho_solve", lambda m, a, b: m.cho_solve(m.cho_factor(a), b),
+        lambda d: (upper_spd(d, 3, 3), d.normal(3, 2))),
+    Row("cho_solve/lower-vector", lambda m, a, b: m.cho_solve(m.cho_factor(a, lower=True), b),
+        lambda d: (d.lower_spd(3, 3), d.normal(3))),
+    # ------------------------------------------------------------------------ LU
+    Row("lu_factor", lambda m, a: m.lu_factor(a)[0], lambda d: (d.normal(4, 4),)),
+    Row("lu_factor/batched", lambda m, a: m.lu_factor(a)[0], lambda d: (d.normal(2, 3, 3),)),
+    Row("lu_solve", lambda m, a, b: m.lu_solve(m.lu_factor(a), b),
+        lambda d: (d.normal(4, 4), d.normal(4, 2))),
+    Row("lu_solve/trans=1-vector", lambda m, a, b: m.lu_solve(m.lu_factor(a), b, trans=1),
+        lambda d: (d.normal(4, 4), d.normal(4))),
+    Row("lu", lambda m, a: tuple(m.lu(a)), lambda d: (d.normal(4, 4),)),
+    Row("lu/permute_l", lambda m, a: tuple(m.lu(a, permute_l=True)), lambda d: (d.normal(4, 4),)),
+    Row("lu/batched", lambda m, a: tuple(m.lu(a)), lambda d: (d.normal(2, 3, 3),)),
+    # --------------------------------------------------------- solve, inv, det
+    Row("solve", lambda m, a, b: m.solve(a, b), lambda d: (d.invertible(3, 3), d.normal(3, 2))),
+    Row("solve/vector", lambda m, a, b: m.solve(a, b),
+        lambda d: (d.invertible(3, 3), d.normal(3))),
+    Row("solve/batched", lambda m, a, b: m.solve(a, b),
+        lambda d: (d.invertible(2, 3, 3), d.normal(2, 3, 2))),
+    Row("solve/transposed", lambda m, a, b: m.solve(a, b, transposed=True),
+        lambda d: (d.invertible(3, 3), d.normal(3, 2))),
+    Row("solve/gen", lambda m, a, b: m.solve(a, b, assume_a="gen"),
+        lambda d: (d.invertible(3, 3), d.normal(3, 2))),
+    Row("solve/sym", lambda m, a, b: m.solve(a, b, assume_a="sym"),
+        lambda d: (d.invertible(3, 3), d.normal(3, 2))),
+    Row("solve/sym-lower", lambda m, a, b: m.solve(a, b, assume_a="sym", lower=True),
+        lambda d: (d.invertible(3, 3), d.normal(3))),
+    Row("solve/pos", lambda m, a, b: m.solve(a, b, assume_a="pos"),
+        lambda d: (upper_spd(d, 3, 3), d.normal(3, 2))),
+    Row("solve/positive-definite-lower", lambda m, a, b: m.solve(
+        a, b, assume_a="positive definite", lower=True),
+        lambda d: (d.lower_spd(3, 3), d.normal(3, 2))),
+    Row("solve/diagonal", lambda m, a, b: m.solve(a, b, assume_a="diagonal"),
+        lambda d: (tridiagonal_friendly(d, 3, 3), d.normal(3, 2))),
+    Row("solve/tridiagonal", lambda m, a, b: m.solve(a, b, assume_a="tridiagonal"),
+        lambda d: (tridiagonal_friendly(d, 4, 4), d.normal(4, 2))),
+    Row("solve/tridiagonal-transposed", lambda m, a, b: m.solve(
+        a, b, assume_a="tridiagonal", transposed=True),
+        lambda d: (tridiagonal_friendly(d, 4, 4), d.normal(4))),
+    Row("solve/banded", lambda m, a, b: m.solve(a, b, assume_a="banded"),
+        lambda d: (d.invertible(3, 3), d.normal(3, 2))),
+    Row("solve/upper-triangular", lambda m, a, b: m.solve(a, b, assume_a="upper triangular"),
+        lambda d: (d.invertible(3, 3), d.normal(3, 2))),
+    Row("solve/lower-triangular-transposed", lambda m, a, b: m.solve(
+        a, b, assume_a="lower triangular", transposed=True),
+        lambda d: (d.invertible(3, 3), d.normal(3))),
+    Row("inv", lambda m, a: m.inv(a), lambda d: (d.invertible(3, 3),)),
+    Row("inv/batched", lambda m, a: m.inv(a), lambda d: (d.invertible(2, 3, 3),)),
+    Row("inv/sym-lower", lambda m, a: m.inv(a, assume_a="sym", lower=True),
+        lambda d: (d.invertible(3, 3),)),
+    Row("inv/pos", lambda m, a: m.inv(a, assume_a="pos"), lambda d: (upper_spd(d, 3, 3),)),
+    Row("inv/upper-triangular", lambda m, a: m.inv(a, assume_a="upper triangular"),
+        lambda d: (d.invertible(3, 3),)),
+    Row("inv/diagonal", lambda m, a: m.inv(a, assume_a="diagonal"),   # SciPy: diagonal a only
+        lambda d: (np.diag(np.diag(tridiagonal_friendly(d, 3, 3))),)),
+    Row("det", lambda m, a: m.det(a), lambda d: (d.normal(3, 3),)),
+    Row("det/batched", lambda m, a: m.det(a), lambda d: (d.normal(2, 3, 3),)),
+    # ------------------------------------------------------------ eigh, svd, qr
+    Row("eigh", lambda m, a: signed(m.eigh(a)), lambda d: (d.normal(3, 3),)),
+    Row("eigh/upper", lambda m, a: signed(m.eigh(a, lower=False)), lambda d: (d.normal(3, 3),)),
+    Row("eigh/eigvals_only", lambda m, a: m.eigh(a, eigvals_only=True),
+        lambda d: (d.normal(2, 3, 3),)),
+    Row("eigh/subset_by_index", lambda m, a: signed(m.eigh(a, subset_by_index=[1, 2])),
+        lambda d: (d.normal(4, 4),)),
+    Row("eigh/generalized", lambda m, a, b: signed(m.eigh(a, b)),
+        lambda d: (d.normal(3, 3), d.lower_spd(3, 3))),
+    Row("eigh/generalized-upper", lambda m, a, b: signed(m.eigh(a, b, lower=False)),
+        lambda d: (d.normal(3, 3), upper_spd(d, 3, 3))),
+    Row("eigh/generalized-type2", lambda m, a, b: signed(m.eigh(a, b, type=2)),
+        lambda d: (d.normal(3, 3), d.lower_spd(3, 3))),
+    Row("eigh/generalized-type3-values", lambda m, a, b: m.eigh(a, b, type=3, eigvals_only=True),
+        lambda d: (d.normal(3, 3), d.lower_spd(3, 3))),
+    Row("svd", lambda m, a: tuple(m.svd(a)), lambda d: (d.normal(3, 3),)),
+    Row("svd/tall-reduced", lambda m, a: tuple(m.svd(a, full_matrices=False)),
+        lambda d: (d.normal(4, 3),)),
+    Row("svd/values", lambda m, a: m.svd(a, compute_uv=False), lambda d: (d.normal(2, 3, 4),)),
+    Row("qr", lambda m, a: tuple(m.qr(a)), lambda d: (d.normal(3, 3),)),
+    Row("qr/economic", lambda m, a: tuple(m.qr(a, mode="economic")), lambda d: (d.normal(4, 3),)),
+    Row("qr/r", lambda m, a: m.qr(a, mode="r"), lambda d: (d.normal(4, 3),)),
+    Row("polar", lambda m, a: tuple(m.polar(a)), lambda d: (d.normal(3, 3),)),
+    Row("polar/left-wide", lambda m, a: tuple(m.polar(a, side="left")),
+        lambda d: (d.normal(2, 3),)),
+    Row("polar/right-tall", lambda m, a: tuple(m.polar(a)), lambda d: (d.normal(4, 2),)),
+    # -------------------------------------------------------- matrix functions
+    Row("expm", lambda m, a: m.expm(a), lambda d: (d.normal(3, 3),)),
+    Row("expm/batched", lambda m, a: m.expm(a), lambda d: (d.normal(2, 3, 3),)),
+    Row("expm_frechet", lambda m, a, e: tuple(m.expm_frechet(a, e)),
+        lambda d: (d.normal(3, 3), d.normal(3, 3))),
+    Row("expm_frechet/derivative-only", lambda m, a, e: m.expm_frechet(a, e, compute_expm=False),
+        lambda d: (d.normal(3, 3), d.normal(3, 3))),
+    Row("sqrtm", lambda m, a: m.sqrtm(a), lambda d: (near_identity(d, 3, 3),)),
+    Row("sqrtm/spd", lambda m, a: m.sqrtm(a), lambda d: (d.spd(3, 3),)),
+    Row("logm", lambda m, a: m.logm(a), lambda d: (near_identity(d, 3, 3),)),
+    Row("logm/spd", lambda m, a: m.logm(a), lambda d: (d.spd(3, 3),)),
+    Row("solve_sylvester", lambda m, a, b, q: m.solve_sylvester(a, b, q),
+        lambda d: (d.invertible(3, 3), d.invertible(2, 2), d.normal(3, 2))),
+    # -------------------------------------------------------- special matrices
+    Row("block_diag", lambda m, a, v, s: m.block_diag(a, v, s, np.ones((1, 2))),
+        lambda d: (d.normal(2, 2), d.normal(3), d.normal())),
+    Row("toeplitz", lambda m, c: m.toeplitz(c), lambda d: (d.normal(3),)),
+    Row("toeplitz/c-r", lambda m, c, r: m.toeplitz(c, r), lambda d: (d.normal(3), d.normal(4))),
+    Row("toeplitz/batched", lambda m, c, r: m.toeplitz(c, r),
+        lambda d: (d.normal(2, 3), d.normal(2))),
+    Row("circulant", lambda m, c: m.circulant(c), lambda d: (d.normal(4),)),
+    Row("hankel", lambda m, c: m.hankel(c), lambda d: (d.normal(3),)),
+    Row("hankel/c-r", lambda m, c, r: m.hankel(c, r), lambda d: (d.normal(3), d.normal(2))),
+]
+BY_NAME = {row.name: row for row in ROWS}
+assert len(BY_NAME) == len(ROWS)
+DTYPES = [np.float64, np.float32]
+
+
+def _inputs(row, dtype):
+    return row.args(Draw(row.name, dtype))
+
+
+def _assert_tree_close(got, expected, tol):
+    got, _ = flatten(got)
+    expected, _ = flatten(expected)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert np.asarray(g).dtype == np.asarray(e).dtype, (np.asarray(g).dtype, e.dtype)
+        np.testing.assert_allclose(g, e, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_values_equal_scipy(name, dtype):
+    row = BY_NAME[name]
+    args = _inputs(row, dtype)
+    with np.errstate(all="ignore"):
+        expected = row.fn(sl, *args)
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+
+    def f(*a):
+        return row.fn(pl, *a)
+    _assert_tree_close(f(*args), expected, tol)
+    _assert_tree_close(pullback.pullback(f, *args)[0], expected, tol)
+    _assert_tree_close(pullback.pushforward(f, tuple(args), tuple(map(np.ones_like, args)))[0],
+                       expected, tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_grads(name, dtype):
+    row = BY_NAME[name]
+    pullback.check_grads(lambda *args: row.fn(pl, *args), _inputs(row, dtype), order=2,
+                         modes=("forward", "reverse"))
+
+
+SAMPLE = ["solve_triangular/batched", "cho_solve", "lu_solve", "solve/sym", "eigh/generalized",
+          "expm", "logm", "sqrtm", "solve_sylvester", "polar", "toeplitz/c-r", "block_diag"]
+
+
+@pytest.mark.parametrize("name", SAMPLE)
+def test_vmap_matches_a_loop(name):
+    row = BY_NAME[name]
+    examples = [[x * (1.0 + 0.05 * k) for x in _inputs(row, np.float64)] for k in range(3)]
+    stacked = [np.stack(xs) for xs in zip(*examples)]
+    got, _ = flatten(pullback.vmap(lambda *args: row.fn(pl, *args))(*stacked))
+    expected = [np.stack(outs) for outs in zip(*(flatten(row.fn(sl, *xs))[0]
+                                                 for xs in examples))]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-10)
+
+
+def _weighted_sum(row):
+    """A scalar function of the row's first argument (the others fixed)."""
+    args = _inputs(row, np.float64)
+    outs = flatten(row.fn(sl, *args))[0]
+    weights = [np.random.default_rng(3).uniform(0.5, 1.5, np.shape(o)) for o in outs]
+
+    def f(x):
+        values = flatten(row.fn(pl, x, *args[1:]))[0]
+        return sum(np.sum(v * w) for v, w in zip(values, weights)
+                   if np.asarray(w).dtype.kind == "f")
+    return f, args[0]
+
+
+@pytest.mark.parametrize("name", SAMPLE)
+def test_jit_matches_eager(name):
+    f, x = _weighted_sum(BY_NAME[name])
+    np.testing.assert_allclose(pullback.jit(f)(x), f(x), rtol=1e-12)
+    np.testing.assert_allclose(pullback.jit(pullback.grad(f))(x), pullback.grad(f)(x),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["solve_triangular", "lu_solve", "eigh/generalized", "expm",
+                                  "logm", "sqrtm", "solve_sylvester"])
+def test_hessian_modes_agree(name):
+    f, x = _weighted_sum(BY_NAME[name])
+    hessians = [pullback.hessian(f, mode=mode)(x) for mode in HESSIAN_MODES]
+    for h in hessians[1:]:
+        np.testing.assert_allclose(h, hessians[0], rtol=1e-8, atol=1e-10)
+
+
+# --------------------------------------------------------------- specifics
+
+
+def test_unread_triangle_has_zero_gradient():
+    """Functions reading one triangle are differentiated as functions of that triangle."""
+    d = Draw("triangle", np.float64)
+    a, b = d.invertible(3, 3), d.normal(3, 2)
+    strictly_upper = np.triu(np.ones((3, 3), bool), 1)
+    for f, unread in [
+            (lambda a: pl.solve_triangular(a, b, lower=True), strictly_upper),
+            (lambda a: pl.solve_triangular(a, b), strictly_upper.T),
+            (lambda a: pl.solve(a, b, assume_a="sym"), strictly_upper.T),
+            (lambda a: pl.cholesky(a @ a.T + 0 * a), None),
+            (lambda a: pl.eigh(a)[1], strictly_upper)]:
+        g = pullback.grad(lambda a: np.sum(f(a) ** 3))(a)
+        if unread is not None:
+            assert np.all(g[unread] == 0)
+    g = pullback.grad(lambda a: np.sum(pl.solve_triangular(a, b, unit_diagonal=True) ** 3))(a)
+    assert np.all(np.diag(g) == 0)
+
+
+def test_lu_pivots_and_indices_equal_scipy():
+    a = Draw("lu-pivots", np.float64).normal(2, 5, 5)
+    lu, piv = pl.lu_factor(a)
+    expected_lu, expected_piv = sl.lu_factor(a)
+    np.testing.assert_array_equal(piv, expected_piv)
+    np.testing.assert_allclose(lu, expected_lu, rtol=1e-12)
+    p, l, u = pl.lu(a[0], p_indices=True)
+    expected = sl.lu(a[0], p_indices=True)
+    np.testing.assert_array_equal(p, expected[0])
+    np.testing.assert_allclose(l[p] @ u, a[0], rtol=1e-12)
+
+
+def test_expm_frechet_is_the_derivative_of_expm():
+    d = Draw("frechet", np.float64)
+    a, e = d.normal(3, 3), d.normal(3, 3)
+    _, tangent = pullback.jvp(pl.expm, (a,), (e,))
+    np.testing.assert_allclose(tangent, sl.expm_frechet(a, e, compute_expm=False), rtol=1e-12)
+    np.testing.assert_allclose(pl.expm_frechet(a, e)[1], tangent, rtol=1e-13)
+
+
+def test_unsupported_cases_say_why():
+    d = Draw("unsupported", np.float64)
+    tall, wide = d.normal(4, 3), d.normal(3, 4)
+    cases = [
+        (lambda: pl.qr(tall), "mode='full' for a non-square 4x3"),
+        (lambda: pl.qr(wide, mode="economic"), r"wide 3x4 matrix"),
+        (lambda: pl.qr(d.normal(3, 3), pivoting=True), "pivoting=True"),
+        (lambda: pl.svd(tall), "full_matrices=True for a non-square 4x3"),
+        (lambda: pl.lu_factor(tall), "non-square 4x3"),
+        (lambda: pl.lu(wide), "non-square 3x4"),
+        (lambda: pl.eigh(d.normal(3, 3), subset_by_value=(0, 1)), "subset_by_index"),
+    ]
+    for call, message in cases:
+        with raises(UnsupportedFunctionError, message):
+            call()
+    with raises(UnsupportedFunctionError, "subset_by_value"):
+        pullback.grad(lambda a: np.sum(pl.eigh(a, subset_by_value=(0, 1))[0]))(d.normal(3, 3))
+
+
+def test_complex_values_are_refused():
+    with raises(ComplexValueError, "scipy.linalg.expm of a complex matrix"):
+        pl.expm(np.eye(2) * 1j)
+    with raises(ComplexValueError, "scipy.linalg.logm", "negative real eigenvalue"):
+        pullback.grad(lambda a: np.sum(pl.logm(a)))(-np.eye(2))
+    with raises(ComplexValueError, "scipy.linalg.sqrtm", "negative real eigenvalue"):
+        pullback.grad(lambda a: np.sum(pl.sqrtm(a)))(np.diag([1.0, -2.0]))
+
+
+def test_argument_errors_match_scipy():
+    with pytest.raises(ValueError, match="not a recognized matrix structure"):
+        pl.solve(np.eye(2), np.ones(2), assume_a="bogus")
+    with pytest.raises(ValueError, match="trans"):
+        pl.solve_triangular(np.eye(2), np.ones(2), trans=3)
+    with pytest.raises(ValueError, match="square"):
+        pl.inv(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="side"):
+        pl.polar(np.eye(2), side="up")
+    with pytest.raises(ValueError, match="dimension greater than 2"):
+        pl.block_diag(np.ones((2, 2, 2)))
+
+
+def test_integer_input_becomes_float64():
+    a = np.array([[3, 1], [1, 2]])
+    for name in ("inv", "det", "cholesky", "expm", "sqrtm"):
+        got, expected = getattr(pl, name)(a), getattr(sl, name)(a)
+        assert got.dtype == expected.dtype == np.float64
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    np.testing.assert_array_equal(pl.toeplitz([1, 2, 3]), sl.toeplitz([1, 2, 3]))
+    np.testing.assert_array_equal(pl.block_diag(), sl.block_diag())
