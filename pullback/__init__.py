@@ -26,6 +26,9 @@ from .minimize import newton_callables
 # Sparse Jacobians and Hessians: colouring and compressed evaluation.
 from . import sparse
 
+# SciPy's functions that are not ufuncs (logsumexp, solve_triangular, expm ...), differentiable.
+from . import scipy
+
 # Testing utilities and errors.
 from .testing import check_grads
 from . import errors
@@ -37,5 +40,5 @@ __all__ = [
     "grad", "value_and_grad", "forward_grad", "jacfwd", "jacrev", "jacobian",
     "default_chunk_size", "hessian", "hvp", "make_hvp", "HVPOperator", "stop_gradient",
     "custom_jvp", "custom_vjp", "newton_callables", "jit", "make_ir", "show",
-    "sparse", "check_grads", "errors", "PullbackError",
+    "sparse", "scipy", "check_grads", "errors", "PullbackError",
 ]

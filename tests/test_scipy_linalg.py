@@ -6,17 +6,27 @@ equal SciPy's (also computed under both modes), derivatives match finite differe
 second order in float64 and float32. Rows that read one triangle (cholesky, eigh,
 solve with assume_a='sym', solve_triangular) get non-symmetric inputs on purpose: the
 derivative must be that of exactly the function SciPy computes. A sample of rows is also
-checked under vmap, jit, and for agreement of the four Hessian modes.
+checked under vmap, jit, and for agreement of the four Hessian modes. Last, the error
+SciPy's own functions raise on traced values (they convert them with np.asarray): it
+names the function and its differentiable stand-in.
 """
+import importlib
+import re
+
 import numpy as np
 import pytest
+import scipy
 import scipy.linalg as sl
+import scipy.special as sp
+import scipy.stats as st
 
 import pullback
 from helpers import raises
-from pullback.errors import ComplexValueError, UnsupportedFunctionError
+from pullback.core.array_methods import stand_in_hint
+from pullback.errors import ArrayConversionError, ComplexValueError, UnsupportedFunctionError
 from pullback.operators import HESSIAN_MODES
 from pullback.scipy import linalg as pl
+from pullback.scipy import special as ps
 from pullback.tree import flatten
 from test_linalg import Draw, Row
 
@@ -356,3 +366,57 @@ def test_integer_input_becomes_float64():
         np.testing.assert_allclose(got, expected, rtol=1e-12)
     np.testing.assert_array_equal(pl.toeplitz([1, 2, 3]), sl.toeplitz([1, 2, 3]))
     np.testing.assert_array_equal(pl.block_diag(), sl.block_diag())
+
+
+# ------------------------------------ issue 10, section 3: SciPy converting a tracer
+
+def _resolves(dotted):
+    """Whether `dotted` ("pullback.scipy.linalg.solve") names an existing object."""
+    module, *attributes = dotted.split(".")
+    obj = importlib.import_module(module)
+    for attribute in attributes:
+        if not hasattr(obj, attribute):
+            return False
+        obj = getattr(obj, attribute)
+    return True
+
+
+def _suggested(message):
+    return re.findall(r"`(pullback(?:\.\w+)+)`", message)
+
+
+@pytest.mark.parametrize("call, function, stand_in", [
+    (lambda x: sp.logsumexp(x), "scipy.special.logsumexp", "pullback.scipy.special.logsumexp"),
+    (lambda x: sp.softmax(x), "scipy.special.softmax", "pullback.scipy.special.softmax"),
+    (lambda x: sl.solve(x, np.ones(3)), "scipy.linalg.solve", "pullback.scipy.linalg.solve"),
+    (lambda x: sl.eigh(x)[0], "scipy.linalg.eigh", "pullback.scipy.linalg.eigh"),  # decorated
+    (lambda x: sl.toeplitz(x[0]), "scipy.linalg.toeplitz", "pullback.scipy.linalg.toeplitz"),
+    (lambda x: sl.expm(x), "scipy.linalg.expm", "pullback.scipy.linalg.expm"),
+    (lambda x: sl.schur(x)[0], "scipy.linalg.schur", "no differentiable version"),
+    (lambda x: st.norm.logpdf(x), "scipy.stats.norm.logpdf", "no differentiable version"),
+], ids=["logsumexp", "softmax", "solve", "eigh", "toeplitz", "expm", "schur", "norm.logpdf"])
+def test_issue10_conversion_error_names_the_scipy_function_and_what_to_call(call, function,
+                                                                            stand_in):
+    x = Draw("conversion", np.float64).spd(3, 3)
+    with raises(ArrayConversionError, f"`{function}`", stand_in) as info:
+        pullback.grad(lambda x: np.sum(call(x)))(x)
+    assert all(_resolves(name) for name in _suggested(str(info.value)))
+
+
+def test_issue10_every_suggested_stand_in_exists():
+    """For every public function of scipy.linalg and scipy.special (and a sample of
+    scipy.stats), each name the hint suggests exists; each of pullback.scipy's functions is
+    suggested for its SciPy namesake."""
+    functions = [f"scipy.{module}.{name}" for module in ("linalg", "special", "stats")
+                 for name in dir(getattr(scipy, module)) if not name.startswith("_")
+                 and callable(getattr(getattr(scipy, module), name))]
+    assert len(functions) > 300
+    for function in functions:
+        assert all(_resolves(name) for name in _suggested(stand_in_hint(function))), function
+    for module in (pl, ps):
+        for name in module.__all__:
+            library = module.__name__.replace("pullback.", "")
+            assert f"`{module.__name__}.{name}`" in stand_in_hint(f"{library}.{name}")
+    with raises(ArrayConversionError) as info:
+        pullback.grad(lambda x: np.sum(np.asarray(x)))(np.ones(2))
+    assert all(_resolves(name) for name in _suggested(str(info.value)))
