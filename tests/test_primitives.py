@@ -267,7 +267,7 @@ def linalg_case(draw, prim, dtype):
     n = draw(st.integers(1, 3))
     kinds = prim.domain
     m = n + draw(st.integers(0, 1)) if kinds[0] == "tall" else (
-        draw(st.integers(1, 3)) if prim.name in ("svd", "svdvals", "pinv") else None)
+        draw(st.integers(1, 3)) if prim.name in ("svd", "svdvals", "pinv", "lu_factor") else None)
     args = [_matrix(draw, kinds[0], stack, n, dtype, m)]
     if len(kinds) > 1:
         args.append(_matrix(draw, "matrix", draw(st.sampled_from([(), stack])), draw(
@@ -290,11 +290,13 @@ def sylvester_case(draw, prim, dtype):
 
 @st.composite
 def pivots_case(draw, prim, dtype):
-    """LAPACK row interchanges: row i swapped with a row piv[i] >= i."""
-    n = draw(st.integers(1, 4))
+    """LAPACK row interchanges of k steps on m >= k rows: row i swapped with piv[i] >= i."""
+    k = draw(st.integers(1, 4))
+    m = k + draw(st.integers(0, 2))
     stack = draw(st.sampled_from([(), (2,)]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    return [(np.arange(n) + rng.integers(0, n - np.arange(n), stack + (n,))).astype(np.int32)], {}
+    piv = np.arange(k) + rng.integers(0, m - np.arange(k), stack + (k,))
+    return [piv.astype(np.int32)], {"rows": m}
 
 
 def _custom_fun(x, y):

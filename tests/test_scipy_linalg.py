@@ -93,6 +93,12 @@ ROWS = [
     Row("lu", lambda m, a: tuple(m.lu(a)), lambda d: (d.normal(4, 4),)),
     Row("lu/permute_l", lambda m, a: tuple(m.lu(a, permute_l=True)), lambda d: (d.normal(4, 4),)),
     Row("lu/batched", lambda m, a: tuple(m.lu(a)), lambda d: (d.normal(2, 3, 3),)),
+    Row("lu_factor/tall", lambda m, a: m.lu_factor(a)[0], lambda d: (d.normal(5, 3),)),
+    Row("lu_factor/wide-batched", lambda m, a: m.lu_factor(a)[0], lambda d: (d.normal(2, 3, 5),)),
+    Row("lu/tall", lambda m, a: tuple(m.lu(a)), lambda d: (d.normal(4, 2),)),
+    Row("lu/p_indices", lambda m, a: tuple(m.lu(a, p_indices=True)), lambda d: (d.normal(4, 4),)),
+    Row("lu/wide-permute_l", lambda m, a: tuple(m.lu(a, permute_l=True)),
+        lambda d: (d.normal(2, 4),)),
     # --------------------------------------------------------- solve, inv, det
     Row("solve", lambda m, a, b: m.solve(a, b), lambda d: (d.invertible(3, 3), d.normal(3, 2))),
     Row("solve/vector", lambda m, a, b: m.solve(a, b),
@@ -159,6 +165,11 @@ ROWS = [
     Row("qr", lambda m, a: tuple(m.qr(a)), lambda d: (d.normal(3, 3),)),
     Row("qr/economic", lambda m, a: tuple(m.qr(a, mode="economic")), lambda d: (d.normal(4, 3),)),
     Row("qr/r", lambda m, a: m.qr(a, mode="r"), lambda d: (d.normal(4, 3),)),
+    Row("qr/pivoting", lambda m, a: m.qr(a, pivoting=True), lambda d: (d.normal(3, 3),)),
+    Row("qr/pivoting-economic-batched", lambda m, a: m.qr(a, mode="economic", pivoting=True),
+        lambda d: (d.normal(2, 4, 3),)),
+    Row("qr/pivoting-r", lambda m, a: m.qr(a, mode="r", pivoting=True),
+        lambda d: (d.normal(4, 3),)),
     Row("polar", lambda m, a: tuple(m.polar(a)), lambda d: (d.normal(3, 3),)),
     Row("polar/left-wide", lambda m, a: tuple(m.polar(a, side="left")),
         lambda d: (d.normal(2, 3),)),
@@ -230,7 +241,7 @@ def test_grads(name, dtype):
                          modes=("forward", "reverse"))
 
 
-SAMPLE = ["solve_triangular/batched", "cho_solve", "lu_solve", "solve/sym", "eigh/generalized",
+SAMPLE = ["solve_triangular/batched", "cho_solve", "lu_solve", "lu/tall", "solve/sym", "eigh/generalized",
           "expm", "logm", "sqrtm", "solve_sylvester", "polar", "toeplitz/c-r", "block_diag"]
 
 
@@ -267,7 +278,8 @@ def test_jit_matches_eager(name):
                                rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["solve_triangular", "lu_solve", "eigh/generalized", "expm",
+@pytest.mark.parametrize("name", ["solve_triangular", "lu_solve", "lu_factor/tall",
+                                  "eigh/generalized", "expm",
                                   "logm", "sqrtm", "solve_sylvester"])
 def test_hessian_modes_agree(name):
     f, x = _weighted_sum(BY_NAME[name])
@@ -303,10 +315,12 @@ def test_lu_pivots_and_indices_equal_scipy():
     expected_lu, expected_piv = sl.lu_factor(a)
     np.testing.assert_array_equal(piv, expected_piv)
     np.testing.assert_allclose(lu, expected_lu, rtol=1e-12)
-    p, l, u = pl.lu(a[0], p_indices=True)
-    expected = sl.lu(a[0], p_indices=True)
-    np.testing.assert_array_equal(p, expected[0])
-    np.testing.assert_allclose(l[p] @ u, a[0], rtol=1e-12)
+    for x in (a[0], a[0, :, :3], a[0, :3]):
+        p, l, u = pl.lu(x, p_indices=True)
+        expected = sl.lu(x, p_indices=True)[0]
+        np.testing.assert_array_equal(p, expected)
+        assert p.dtype == expected.dtype
+        np.testing.assert_allclose(l[p] @ u, x, rtol=1e-12)
 
 
 def test_expm_frechet_is_the_derivative_of_expm():
@@ -323,10 +337,8 @@ def test_unsupported_cases_say_why():
     cases = [
         (lambda: pl.qr(tall), "mode='full' for a non-square 4x3"),
         (lambda: pl.qr(wide, mode="economic"), r"wide 3x4 matrix"),
-        (lambda: pl.qr(d.normal(3, 3), pivoting=True), "pivoting=True"),
+        (lambda: pl.qr(d.normal(3, 3), mode="raw"), "mode='raw'"),
         (lambda: pl.svd(tall), "full_matrices=True for a non-square 4x3"),
-        (lambda: pl.lu_factor(tall), "non-square 4x3"),
-        (lambda: pl.lu(wide), "non-square 3x4"),
         (lambda: pl.eigh(d.normal(3, 3), subset_by_value=(0, 1)), "subset_by_index"),
     ]
     for call, message in cases:

@@ -31,8 +31,8 @@ polynomials: det's first and second derivatives are exact at every matrix,
 singular ones included; beyond second order, see the adjugate's section. The
 `domain` of each primitive names, per array input, the kind of matrix to test it
 at: "invertible", "spd", "symmetric", "triangular", "tall" (m >= n), "matrix",
-"square" (any rank, zero included) or "distinct" (distinct singular values, the
-smallest possibly zero).
+"square" (any rank, zero included), "distinct" (distinct singular values, the
+smallest possibly zero) or "pivots" (LAPACK's row interchanges).
 """
 import numpy as np
 import scipy.linalg
@@ -539,6 +539,15 @@ qr = Primitive("qr", lambda a: tuple(np.linalg.qr(a, mode="reduced")), shape=_qr
                jvp=_qr_jvp, vjp=_qr_vjp, batch=lambda v, d: batch_stacked(qr, v, d),
                multiple_results=True, family="linalg", fresh_output=True, domain=("tall",))
 
+# QR with column pivoting (scipy.linalg.qr(pivoting=True)): a[:, perm] = q r, the columns
+# chosen by their norms -- a piecewise constant choice, so perm has no derivative and
+# q, r are the qr of the permuted columns.
+qr_pivots = constant(
+    "qr_pivots", lambda a: scipy.linalg.qr(a, mode="r", pivoting=True)[1].astype(np.int32),
+    lambda a: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-1:], np.dtype(np.int32)),
+    batch=lambda v, d: batch_stacked(qr_pivots, v, d), domain=("tall",), family="linalg",
+    fresh_output=True)
+
 # --------------------------------------------------------------------- pinv
 # x = a^+ (a of constant rank):
 #   dx = -x da x + x x^T da^T (I - a x) + (I - x a) da^T x^T x.
@@ -575,17 +584,20 @@ pinv = Primitive(
     family="linalg", fresh_output=True, domain=("matrix",))
 
 # --------------------------------------------------------------------- LU
-# scipy.linalg.lu_factor of square matrices: lu holds L (unit lower, below the diagonal)
-# and U (upper), piv LAPACK's row interchanges: a[perm] = L U, perm from piv. With the
-# permutation constant, F = L^-1 P da U^-1 gives dL = L tril(F, -1), dU = triu(F) U, and
-# the pullback of lu_bar is P^T L^-T (tril(L^T lu_bar, -1) + triu(lu_bar U^T)) U^-T.
+# scipy.linalg.lu_factor of an m x n matrix, k = min(m, n): lu holds L (m x k, unit lower
+# trapezoidal, below the diagonal) and U (k x n, upper trapezoidal), piv LAPACK's row
+# interchanges: a[perm] = L U, perm from piv. With the permutation constant and b = P a
+# split at k -- tall: rows b1 = L1 U, b2 = L2 U; wide: columns b1 = L U1, b2 = L U2 --
+# the square part gives F = L1^-1 db1 U1^-1, dL1 = L1 tril(F, -1), dU1 = triu(F) U1, and
+# the rest a triangular solve: dL2 = (db2 - L2 dU) U^-1 (tall), dU2 = L^-1 (db2 - dL U2)
+# (wide). The pullback transposes each step.
 
 
-def _permutation_impl(piv):
-    """perm with a[perm] = L U, from LAPACK's interchanges (row i swapped with piv[i])."""
-    n = piv.shape[-1]
-    perm = np.array(np.broadcast_to(np.arange(n), piv.shape))
-    for i in range(n):
+def _permutation_impl(piv, rows):
+    """perm with a[perm] = L U for a of `rows` rows, from LAPACK's interchanges (row i
+    swapped with row piv[i])."""
+    perm = np.array(np.broadcast_to(np.arange(rows), piv.shape[:-1] + (rows,)))
+    for i in range(piv.shape[-1]):
         j = piv[..., i:i + 1].astype(np.intp)
         here, there = perm[..., i:i + 1].copy(), np.take_along_axis(perm, j, -1)
         perm[..., i:i + 1] = there
@@ -595,9 +607,9 @@ def _permutation_impl(piv):
 
 pivots_to_permutation = constant(
     "pivots_to_permutation", _permutation_impl,
-    lambda piv: ShapeDtype(shape_of(piv), np.dtype(np.intp)),
-    batch=lambda v, d: batch_stacked(pivots_to_permutation, v, d), domain=("pivots",),
-    family="linalg", fresh_output=True)
+    lambda piv, rows: ShapeDtype(shape_of(piv)[:-1] + (rows,), np.dtype(np.intp)),
+    batch=lambda v, d, **p: batch_stacked(pivots_to_permutation, v, d, **p),
+    domain=("pivots",), family="linalg", fresh_output=True)
 
 
 def permutation_matrix(perm, dtype):
@@ -607,42 +619,85 @@ def permutation_matrix(perm, dtype):
     return convert(equal(rows, arrays.arange(n, like=perm)), dtype=np.dtype(dtype))
 
 
-def _lu_parts(lu):
-    """(L, U) of a packed factorization: the unit diagonal of L is a constant."""
-    upper = _triangle_mask(lu, False)
-    return (where(_strict_lower_mask(lu), lu, 0.0) + _eye(lu), where(upper, lu, 0.0))
+def _block(x, rows=(None, None), cols=(None, None)):
+    """x[..., rows[0]:rows[1], cols[0]:cols[1]]."""
+    return getitem(x, index=(Ellipsis, Slice(*rows, None), Slice(*cols, None)))
 
 
-def _strict_lower_mask(x):
-    return arrays.tri(shape_of(x)[-1], k=-1, like=x)
+def _upper_part(x):
+    rows, cols = shape_of(x)[-2:]
+    return where(arrays.tri(rows, cols, k=-1, like=x), 0.0, x)
+
+
+def lu_parts(lu):
+    """(L, U) of a packed factorization (the unit diagonal of L is a constant)."""
+    m, n = shape_of(lu)[-2:]
+    k = min(m, n)
+    l = _block(_strictly_lower(lu), cols=(0, k)) + arrays.eye(m, dtype_of(lu), like=lu,
+                                                                   m=k)
+    return l, _block(_upper_part(lu), rows=(0, k))
+
+
+def _lu_square(l1, u1, db1):
+    """(dL1, dU1) of the square LU l1 u1 in the direction db1."""
+    f = _right_solve_upper(triangular_solve(l1, db1, lower=True, trans=0), u1, 0)
+    return matmul(l1, _strictly_lower(f)), matmul(_upper_part(f), u1)
+
+
+def _lu_square_transpose(l1, u1, ct_l1, ct_u1):
+    """The pullback of `_lu_square`: db1_bar from (dL1_bar, dU1_bar)."""
+    inner = (_strictly_lower(matmul(adjoint(l1), ct_l1))
+             + _upper_part(matmul(ct_u1, adjoint(u1))))
+    return _right_solve_upper(triangular_solve(l1, inner, lower=True, trans=1), u1, 1)
 
 
 def _lu_factor_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     lu, piv = lu_factor(a)
-    l, u = _lu_parts(lu)
-    p = permutation_matrix(pivots_to_permutation(piv), dtype_of(a))
-    left = triangular_solve(l, matmul(p, t), lower=True, trans=0)             # L^-1 P da
-    f = _right_solve_upper(left, u, 0)                                        # .. U^-1
-    upper = _triangle_mask(f, False)
-    d_lu = matmul(l, where(_strict_lower_mask(f), f, 0.0)) + matmul(where(upper, f, 0.0), u)
+    m, n = shape_of(a)[-2:]
+    k = min(m, n)
+    l, u = lu_parts(lu)
+    perm = pivots_to_permutation(piv, rows=m)
+    db = matmul(permutation_matrix(perm, dtype_of(a)), t)
+    l1, u1 = _block(l, rows=(0, k)), _block(u, cols=(0, k))
+    d_l1, d_u1 = _lu_square(l1, u1, _block(db, rows=(0, k), cols=(0, k)))
+    d_lu = d_l1 + d_u1
+    last = len(shape_of(a)) - 1
+    if m > n:      # dL2 = (db2 - L2 dU) U^-1 below
+        d_l2 = _right_solve_upper(_block(db, rows=(k, None)) - matmul(_block(l, rows=(k, None)),
+                                                                        d_u1), u1, 0)
+        d_lu = concatenate(d_lu, d_l2, axis=last - 1)
+    elif n > m:    # dU2 = L^-1 (db2 - dL U2) to the right
+        d_u2 = triangular_solve(l1, _block(db, cols=(k, None)) - matmul(
+            d_l1, _block(u, cols=(k, None))), lower=True, trans=0)
+        d_lu = concatenate(d_lu, d_u2, axis=last)
     return (lu, piv), (d_lu, ZERO)
 
 
 def _lu_factor_vjp(wrt, out, a):
     lu, piv = out
+    m, n = shape_of(a)[-2:]
+    k = min(m, n)
+    last = len(shape_of(a)) - 1
 
     def pullback(ct):
         ct_lu = ct[0]
         if ct_lu is ZERO:
             return (ZERO,)
-        l, u = _lu_parts(lu)
-        p = permutation_matrix(pivots_to_permutation(piv), dtype_of(a))
-        upper = _triangle_mask(lu, False)
-        inner = (where(_strict_lower_mask(lu), matmul(adjoint(l), ct_lu), 0.0)
-                 + where(upper, matmul(ct_lu, adjoint(u)), 0.0))
-        left = triangular_solve(l, inner, lower=True, trans=1)                # L^-T ..
-        return (matmul(adjoint(p), _right_solve_upper(left, u, 1)),)           # .. U^-T
+        l, u = lu_parts(lu)
+        l1, u1 = _block(l, rows=(0, k)), _block(u, cols=(0, k))
+        ct_l1 = ct_u1 = _block(ct_lu, rows=(0, k), cols=(0, k))
+        if m > n:
+            ct_b2 = _right_solve_upper(_block(ct_lu, rows=(k, None)), u1, 1)   # G2 U^-T
+            ct_u1 = ct_u1 - matmul(adjoint(_block(l, rows=(k, None))), ct_b2)
+        elif n > m:
+            ct_b2 = triangular_solve(l1, _block(ct_lu, cols=(k, None)), lower=True, trans=1)
+            ct_l1 = ct_l1 - matmul(ct_b2, adjoint(_block(u, cols=(k, None))))
+        ct_b = _lu_square_transpose(l1, u1, ct_l1, ct_u1)
+        if m != n:
+            ct_b = concatenate(ct_b, ct_b2, axis=last - 1 if m > n else last)
+        p = permutation_matrix(pivots_to_permutation(piv, rows=m), dtype_of(a))
+        return (matmul(adjoint(p), ct_b),)
     return name_pullback(pullback, "lu_factor")
 
 
@@ -653,9 +708,10 @@ def _lu_factor_impl(a):
 
 lu_factor = Primitive(
     "lu_factor", _lu_factor_impl,
-    shape=lambda a: (_same_shape(a), ShapeDtype(shape_of(a)[:-1], np.dtype(np.int32))),
+    shape=lambda a: (_same_shape(a), ShapeDtype(shape_of(a)[:-2] + (min(shape_of(a)[-2:]),),
+                                                np.dtype(np.int32))),
     jvp=_lu_factor_jvp, vjp=_lu_factor_vjp, batch=lambda v, d: batch_stacked(lu_factor, v, d),
-    multiple_results=True, family="linalg", fresh_output=True, domain=("invertible",))
+    multiple_results=True, family="linalg", fresh_output=True, domain=("matrix",))
 
 # ------------------------------------------------------------ Sylvester, sqrtm
 # x = sylvester(a, b, q) solves a x + x b = q. Differentiating, a dx + dx b = dq - da x - x db;

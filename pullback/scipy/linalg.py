@@ -11,7 +11,7 @@ are refused); stacks of matrices (leading batch axes) work as in SciPy.
 
 Where a derivative does not exist or is not unique, the function says so instead of
 returning a wrong one: the extra columns of a full QR or SVD of a non-square matrix,
-QR with pivoting, LU of a non-square matrix, eigh's `subset_by_value` (its output's
+eigh's `subset_by_value` (its output's
 length depends on the values).
 
 >>> import numpy as np, pullback
@@ -27,7 +27,7 @@ import scipy.linalg as _sl
 from ..core.numbers import complex_error
 from ..errors import unsupported
 from ..numpy._shape import (argsort, broadcast_to, concatenate, flip, operand, pad, reshape,
-                            take, tril, triu)
+                            take, take_along_axis, tril, triu)
 from ..primitives import linalg as L
 from ..primitives.contraction import matmul, swap_last
 from ..primitives.elementwise import where
@@ -145,12 +145,8 @@ def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
 
 
 def lu_factor(a, overwrite_a=False, check_finite=True):
-    """`scipy.linalg.lu_factor` of square matrices: (lu, piv), piv without derivative."""
-    x = _matrix(a, "lu_factor", square=False)
-    if x.shape[-1] != x.shape[-2]:
-        raise unsupported("scipy.linalg.lu_factor", f"a non-square {x.shape[-2]}x"
-                          f"{x.shape[-1]} matrix: only square matrices are differentiated")
-    return tuple(L.lu_factor(x))
+    """`scipy.linalg.lu_factor`: (lu, piv), piv without derivative."""
+    return tuple(L.lu_factor(_matrix(a, "lu_factor", square=False)))
 
 
 def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
@@ -159,7 +155,8 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
     lu = _matrix(lu, "lu_solve")
     if trans not in (0, 1, 2):
         raise ValueError("trans must be 0, 1 or 2")
-    p = L.permutation_matrix(L.pivots_to_permutation(operand(piv)), lu.dtype)
+    p = L.permutation_matrix(L.pivots_to_permutation(operand(piv), rows=lu.shape[-1]),
+                             lu.dtype)
     unit = _unit_diagonal(lu)
 
     def solve(b):
@@ -173,16 +170,17 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
 
 
 def lu(a, permute_l=False, overwrite_a=False, check_finite=True, p_indices=False):
-    """`scipy.linalg.lu` of square matrices: (p, l, u) with a = p l u; (p l, u) with
-    permute_l=True; p as row indices with p_indices=True."""
+    """`scipy.linalg.lu`: (p, l, u) with a = p l u; (p l, u) with permute_l=True; p as row
+    indices with p_indices=True."""
     packed, piv = lu_factor(a)
-    perm = L.pivots_to_permutation(piv)
+    m, n = packed.shape[-2:]
+    perm = L.pivots_to_permutation(piv, rows=m)
     p = swap_last(L.permutation_matrix(perm, packed.dtype))        # a = p l u
-    lower = tril(packed, -1) + _np.eye(packed.shape[-1], dtype=packed.dtype)
-    upper = triu(packed)
+    lower, upper = L.lu_parts(packed)
     if permute_l:
         return matmul(p, lower), upper
-    return (argsort(perm, axis=-1) if p_indices else p), lower, upper
+    indices = convert(argsort(perm, axis=-1), dtype=_np.dtype(_np.int32)) if p_indices else p
+    return indices, lower, upper
 
 
 # -------------------------------------------------------- solve, inv, det
@@ -293,23 +291,28 @@ def svd(a, full_matrices=True, compute_uv=True, overwrite_a=False, check_finite=
 
 def qr(a, overwrite_a=False, lwork=None, mode="full", pivoting=False, check_finite=True):
     """`scipy.linalg.qr` of tall or square matrices: (Q, R) in modes 'full' (square only:
-    a tall matrix's extra columns of Q are not unique) and 'economic'; (R,) in mode 'r'."""
+    a tall matrix's extra columns of Q are not unique) and 'economic'; (R,) in mode 'r';
+    with pivoting=True also the column permutation P (a[:, P] = Q R, no derivative)."""
     if mode not in ("full", "r", "economic", "raw"):
         raise ValueError("Mode argument should be one of ['full', 'r', 'economic', 'raw']")
     x = _matrix(a, "qr", square=False)
     m, n = x.shape[-2:]
-    if pivoting or mode == "raw":
-        raise unsupported("scipy.linalg.qr", "pivoting=True" if pivoting else "mode='raw'")
+    if mode == "raw":
+        raise unsupported("scipy.linalg.qr", "mode='raw'")
     if m < n:
         raise unsupported("scipy.linalg.qr", f"a wide {m}x{n} matrix (m < n): only tall or "
                           "square matrices are supported; factor the transpose instead")
     if mode == "full" and m != n:
         raise unsupported("scipy.linalg.qr", f"mode='full' for a non-square {m}x{n} matrix: "
                           "the extra columns of Q are not unique; use mode='economic'")
+    if pivoting:                         # a[:, perm] = q r, perm without derivative
+        perm = L.qr_pivots(x)
+        x = take_along_axis(x, reshape(perm, perm.shape[:-1] + (1, n)), axis=-1)
     q, r = L.qr(x)
     if mode == "r":                      # R of the full factorization: zero rows below
-        return (pad(r, [(0, 0)] * (r.ndim - 2) + [(0, m - n), (0, 0)]),)
-    return q, r
+        r = pad(r, [(0, 0)] * (r.ndim - 2) + [(0, m - n), (0, 0)])
+    result = (r,) if mode == "r" else (q, r)
+    return result + (perm,) if pivoting else result
 
 
 def polar(a, side="right"):
