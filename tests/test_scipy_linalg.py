@@ -174,6 +174,11 @@ ROWS = [
     Row("polar/left-wide", lambda m, a: tuple(m.polar(a, side="left")),
         lambda d: (d.normal(2, 3),)),
     Row("polar/right-tall", lambda m, a: tuple(m.polar(a)), lambda d: (d.normal(4, 2),)),
+    Row("polar/left-square-batched", lambda m, a: tuple(m.polar(a, side="left")),
+        lambda d: (d.normal(2, 3, 3),)),
+    Row("polar/right-wide", lambda m, a: tuple(m.polar(a)), lambda d: (d.normal(2, 3),)),
+    Row("polar/orthogonal", lambda m, a: tuple(m.polar(a)),          # repeated singular values
+        lambda d: (np.linalg.qr(d.normal(3, 3))[0],)),
     # -------------------------------------------------------- matrix functions
     Row("expm", lambda m, a: m.expm(a), lambda d: (d.normal(3, 3),)),
     Row("expm/batched", lambda m, a: m.expm(a), lambda d: (d.normal(2, 3, 3),)),

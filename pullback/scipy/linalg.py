@@ -173,8 +173,7 @@ def lu(a, permute_l=False, overwrite_a=False, check_finite=True, p_indices=False
     """`scipy.linalg.lu`: (p, l, u) with a = p l u; (p l, u) with permute_l=True; p as row
     indices with p_indices=True."""
     packed, piv = lu_factor(a)
-    m, n = packed.shape[-2:]
-    perm = L.pivots_to_permutation(piv, rows=m)
+    perm = L.pivots_to_permutation(piv, rows=packed.shape[-2])
     p = swap_last(L.permutation_matrix(perm, packed.dtype))        # a = p l u
     lower, upper = L.lu_parts(packed)
     if permute_l:
@@ -316,11 +315,23 @@ def qr(a, overwrite_a=False, lwork=None, mode="full", pivoting=False, check_fini
 
 
 def polar(a, side="right"):
-    """`scipy.linalg.polar`: (u, p) with a = u p (side='right') or a = p u ('left'), from
-    the SVD as SciPy computes it."""
+    """`scipy.linalg.polar`: (u, p) with a = u p (side='right') or a = p u ('left').
+
+    Where p is invertible (full rank, tall or square a for 'right', wide or square for
+    'left') p is sqrtm(a^T a) (or sqrtm(a a^T)) and u = a p^-1: differentiable at repeated
+    singular values too (an orthogonal a); otherwise both come from the SVD, as SciPy
+    computes them.
+    """
     if side not in ("right", "left"):
         raise ValueError("`side` must be either 'right' or 'left'")
     x = _matrix(a, "polar", square=False)
+    m, n = x.shape[-2:]
+    if (m >= n) if side == "right" else (m <= n):
+        if side == "left":
+            u, p = polar(swap_last(x))
+            return swap_last(u), p
+        p = L.sqrtm(matmul(swap_last(x), x))
+        return swap_last(L.solve(p, swap_last(x))), p
     w, s, vh = L.svd(x)
     u = matmul(w, vh)
     if side == "right":
