@@ -31,10 +31,6 @@ from pullback.tree import flatten
 from test_linalg import Draw, Row
 
 
-def tall_lower(d, *shape):
-    return d.lower_spd(*shape)
-
-
 def upper_spd(d, *shape):
     """SPD in the upper triangle, arbitrary below it (what SciPy's default reads)."""
     return np.swapaxes(d.lower_spd(*shape), -1, -2)
@@ -246,8 +242,9 @@ def test_grads(name, dtype):
                          modes=("forward", "reverse"))
 
 
-SAMPLE = ["solve_triangular/batched", "cho_solve", "lu_solve", "lu/tall", "solve/sym", "eigh/generalized",
-          "expm", "logm", "sqrtm", "solve_sylvester", "polar", "toeplitz/c-r", "block_diag"]
+SAMPLE = ["solve_triangular/batched", "cho_solve", "lu_solve", "lu/tall", "solve/sym",
+          "eigh/generalized", "expm", "logm", "sqrtm", "solve_sylvester", "polar",
+          "toeplitz/c-r", "block_diag"]
 
 
 @pytest.mark.parametrize("name", SAMPLE)
@@ -299,19 +296,23 @@ def test_hessian_modes_agree(name):
 def test_unread_triangle_has_zero_gradient():
     """Functions reading one triangle are differentiated as functions of that triangle."""
     d = Draw("triangle", np.float64)
-    a, b = d.invertible(3, 3), d.normal(3, 2)
-    strictly_upper = np.triu(np.ones((3, 3), bool), 1)
-    for f, unread in [
-            (lambda a: pl.solve_triangular(a, b, lower=True), strictly_upper),
-            (lambda a: pl.solve_triangular(a, b), strictly_upper.T),
-            (lambda a: pl.solve(a, b, assume_a="sym"), strictly_upper.T),
-            (lambda a: pl.cholesky(a @ a.T + 0 * a), None),
-            (lambda a: pl.eigh(a)[1], strictly_upper)]:
-        g = pullback.grad(lambda a: np.sum(f(a) ** 3))(a)
-        if unread is not None:
-            assert np.all(g[unread] == 0)
-    g = pullback.grad(lambda a: np.sum(pl.solve_triangular(a, b, unit_diagonal=True) ** 3))(a)
-    assert np.all(np.diag(g) == 0)
+    a, spd, b = d.invertible(3, 3), upper_spd(d, 3, 3), d.normal(3, 2)
+    lower = np.tril(np.ones((3, 3), bool), -1)
+    for f, x, unread in [
+            (lambda a: pl.solve_triangular(a, b, lower=True), a, lower.T),
+            (lambda a: pl.solve_triangular(a, b), a, lower),
+            (lambda a: pl.solve(a, b, assume_a="sym"), a, lower),
+            (lambda a: pl.solve(a, b, assume_a="pos", lower=True), spd.T, lower.T),
+            (lambda a: pl.inv(a, assume_a="pos"), spd, lower),
+            (lambda a: pl.cholesky(a), spd, lower),
+            (lambda a: pl.cho_factor(a, lower=True)[0], spd.T, np.zeros((3, 3), bool)),
+            (lambda a: pl.eigh(a)[1], a, lower.T),
+            (lambda a: pl.eigh(a, lower=False)[1], a, lower),
+            (lambda a: pl.solve_triangular(a, b, unit_diagonal=True), a,
+             lower | np.eye(3, dtype=bool))]:
+        g = pullback.grad(lambda x: np.sum(f(x) ** 3))(x)
+        assert np.all(g[unread] == 0)
+        assert np.all(g[~unread] != 0)
 
 
 def test_lu_pivots_and_indices_equal_scipy():

@@ -1,4 +1,5 @@
-"""Linear-algebra primitives: factorizations, solves and inverses of stacked matrices.
+"""Linear-algebra primitives: factorizations, solves, inverses and matrix functions (expm,
+logm, sqrtm) of stacked matrices.
 
 Every primitive works on stacks of matrices: the last two axes are the matrix,
 leading axes are a batch, as in `numpy.linalg`. Inputs are real floating point
@@ -26,7 +27,10 @@ Derivatives assume what makes them exist: invertible matrices for `inv`,
 `solve` and `slogdet` (whose derivatives are NaN at a singular matrix, where
 log|det| is -inf), positive definite ones for `cholesky`, distinct eigenvalues
 for `eigh`, distinct non-zero singular values for `svd`, full column rank for
-`qr`, and a locally constant rank for `pinv`. `det` and `adjugate` are
+`qr`, and a locally constant rank for `pinv`; for `lu_factor`, pivots that do not
+change and an invertible leading block; for `sylvester`, no eigenvalue of a is one of -b;
+for `sqrtm` and `logm`, no eigenvalue on the closed negative real axis (where their
+results are complex, which is refused). `det` and `adjugate` are
 polynomials: det's first and second derivatives are exact at every matrix,
 singular ones included; beyond second order, see the adjugate's section. The
 `domain` of each primitive names, per array input, the kind of matrix to test it

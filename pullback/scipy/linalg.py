@@ -243,7 +243,8 @@ def eigh(a, b=None, *, lower=True, eigvals_only=False, overwrite_a=False, overwr
     """`scipy.linalg.eigh`: (w, v) of the symmetric matrix in a's lower (lower=False: upper)
     triangle; with `b`, the generalized problem of `type` 1 (a v = w b v), 2 (a b v = w v)
     or 3 (b a v = w v) through b's Cholesky factor, as LAPACK reduces it.
-    `subset_by_index=(lo, hi)` keeps eigenvalues lo..hi (inclusive)."""
+    `subset_by_index=(lo, hi)` keeps eigenvalues lo..hi (inclusive). The eigenvectors'
+    signs are arbitrary; they may differ from those SciPy's LAPACK driver picks."""
     if subset_by_value is not None:
         raise unsupported("scipy.linalg.eigh", "subset_by_value: how many eigenvalues it "
                           "returns depends on their values; use subset_by_index")
