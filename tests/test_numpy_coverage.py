@@ -1283,7 +1283,7 @@ ERRORS = [
     ErrorRow("np.asarray(x)", lambda x: np.asarray(x), ArrayConversionError, "pullback.numpy"),
     # scipy.special.logsumexp is not a ufunc and converts its input: it cannot dispatch.
     ErrorRow("scipy logsumexp", lambda x: sp.logsumexp(x), ArrayConversionError,
-             r"pullback\.numpy\.logsumexp"),
+             r"pullback\.scipy\.special\.logsumexp"),
 ]
 ERROR_BY_NAME = {row.name: row for row in ERRORS}
 

@@ -282,7 +282,7 @@ def linalg_case(draw, prim, dtype):
     n = draw(st.integers(1, 3))
     kinds = prim.domain
     m = n + draw(st.integers(0, 1)) if kinds[0] == "tall" else (
-        draw(st.integers(1, 3)) if prim.name in ("svd", "svdvals", "pinv") else None)
+        draw(st.integers(1, 3)) if prim.name in ("svd", "svdvals", "pinv", "lu_factor") else None)
     args = [_matrix(draw, kinds[0], stack, n, dtype, m)]
     if len(kinds) > 1:
         args.append(_matrix(draw, "matrix", draw(st.sampled_from([(), stack])), draw(
@@ -292,6 +292,26 @@ def linalg_case(draw, prim, dtype):
               "eigh": lambda: {"lower": draw(st.booleans())},
               "pinv": lambda: {"rcond": 1e-15}}.get(prim.name, dict)()
     return args, params
+
+
+@st.composite
+def sylvester_case(draw, prim, dtype):
+    """a x + x b = q with a, b positive definite (no eigenvalue of a is one of -b's)."""
+    stack = draw(st.sampled_from([(), (2,)]))
+    n, k = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return [_matrix(draw, "spd", stack, n, dtype), _matrix(draw, "spd", stack, k, dtype),
+            _matrix(draw, "matrix", draw(st.sampled_from([(), stack])), k, dtype, n)], {}
+
+
+@st.composite
+def pivots_case(draw, prim, dtype):
+    """LAPACK row interchanges of k steps on m >= k rows: row i swapped with piv[i] >= i."""
+    k = draw(st.integers(1, 4))
+    m = k + draw(st.integers(0, 2))
+    stack = draw(st.sampled_from([(), (2,)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    piv = np.arange(k) + rng.integers(0, m - np.arange(k), stack + (k,))
+    return [piv.astype(np.int32)], {"rows": m}
 
 
 def _custom_fun(x, y):
@@ -403,7 +423,8 @@ CASES = {
     "argmin": arg_case, "argsort": arg_case, "argpartition": argpartition_case,
     "searchsorted": searchsorted_case, "any": logical_reduction_case,
     "all": logical_reduction_case, "custom_vjp_call": custom_case,
-    "custom_jvp_call": custom_case, "rule_call": custom_case,
+    "custom_jvp_call": custom_case, "rule_call": custom_case, "sylvester": sylvester_case,
+    "pivots_to_permutation": pivots_case,
 }
 
 

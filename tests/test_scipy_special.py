@@ -2,8 +2,8 @@
 
 Each row is checked like those of test_numpy_coverage: SciPy's value, then grad and jvp
 against finite differences to second order, SciPy's own ufunc on traced values (through
-`__array_ufunc__`) and the pullback.scipy.special function alike; rows marked f32 also in
-float32. Inputs lie inside each function's domain.
+`__array_ufunc__`) and the pullback.scipy.special function alike, in float64 and float32.
+Inputs lie inside each function's domain.
 """
 import numpy as np
 import pytest
@@ -18,15 +18,15 @@ from test_numpy_coverage import (Draw, check_row_float32, check_row_grads, check
                                  grad_cases, pair)
 
 
-def ufunc(name, make, f32=False, **fixed):
+def ufunc(name, make):
     """A row for the scipy.special ufunc `name`, through SciPy and through pullback."""
-    return pair(name, getattr(sp, name), getattr(special, name), make, f32)
+    return pair(name, getattr(sp, name), getattr(special, name), make)
 
 
-def of_x(name, *constants, make=lambda d: (d.pos(3, 4),), f32=False):
+def of_x(name, *constants, make=lambda d: (d.pos(3, 4),)):
     """A row differentiating only the last argument (the others: constants, e.g. orders)."""
     return pair(f"{name}{constants}", lambda x: getattr(sp, name)(*constants, x),
-                lambda x: getattr(special, name)(*constants, x), make, f32)
+                lambda x: getattr(special, name)(*constants, x), make)
 
 
 pos = lambda d: (d.pos(3, 4),)                       # noqa: E731
@@ -34,41 +34,41 @@ real = lambda d: (d.u(3, 4, lo=-2, hi=2),)           # noqa: E731
 two_pos = lambda d: (d.pos(3, 4), d.pos(4))          # noqa: E731
 
 ROWS = [
-    ufunc("gamma", pos, f32=True), ufunc("loggamma", pos), ufunc("rgamma", pos),
+    ufunc("gamma", pos), ufunc("loggamma", pos), ufunc("rgamma", pos),
     ufunc("gammaln", pos), ufunc("digamma", pos), ufunc("psi", pos),
-    ufunc("beta", two_pos, f32=True), ufunc("betaln", two_pos),
-    of_x("gammainc", 1.5, f32=True), of_x("gammaincc", 0.7),
+    ufunc("beta", two_pos), ufunc("betaln", two_pos),
+    of_x("gammainc", 1.5), of_x("gammaincc", 0.7),
     of_x("betainc", 2.0, 1.5, make=lambda d: (d.u(3, 4, lo=0.1, hi=0.9),)),
-    ufunc("erfinv", lambda d: (d.u(3, 4, lo=-0.9, hi=0.9),), f32=True),
+    ufunc("erfinv", lambda d: (d.u(3, 4, lo=-0.9, hi=0.9),)),
     ufunc("erfcinv", lambda d: (d.u(3, 4, lo=0.1, hi=1.9),)),
     ufunc("erfcx", real), ufunc("ndtri", lambda d: (d.u(3, 4, lo=0.05, hi=0.95),)),
-    ufunc("log_ndtr", real), ufunc("dawsn", real, f32=True),
+    ufunc("log_ndtr", real), ufunc("dawsn", real),
     ufunc("xlog1py", lambda d: (d.u(3, 4), d.u(4, lo=-0.5, hi=2.0))),
     ufunc("xlogy", lambda d: (d.u(3, 4), d.pos(4))),
-    ufunc("entr", pos), ufunc("rel_entr", two_pos), ufunc("kl_div", two_pos, f32=True),
-    ufunc("i0", real, f32=True), ufunc("i0e", lambda d: (d.away(3, 4),)), ufunc("i1", real),
+    ufunc("entr", pos), ufunc("rel_entr", two_pos), ufunc("kl_div", two_pos),
+    ufunc("i0", real), ufunc("i0e", lambda d: (d.away(3, 4),)), ufunc("i1", real),
     ufunc("i1e", lambda d: (d.away(3, 4),)),
     of_x("iv", 1.5), of_x("iv", 2, make=real), of_x("ive", 2, make=lambda d: (d.away(3, 4),)),
-    of_x("kv", 0.5, f32=True), of_x("kve", 2.5),
-    ufunc("j0", real), ufunc("j1", real, f32=True), of_x("jv", 2.5), of_x("jv", 1, make=real),
-    ufunc("y0", pos), ufunc("y1", pos), of_x("yn", 2), of_x("yv", 1.5, f32=True),
+    of_x("kv", 0.5), of_x("kve", 2.5),
+    ufunc("j0", real), ufunc("j1", real), of_x("jv", 2.5), of_x("jv", 1, make=real),
+    ufunc("y0", pos), ufunc("y1", pos), of_x("yn", 2), of_x("yv", 1.5),
     of_x("zeta", 3.0), ufunc("spence", lambda d: (d.u(3, 4, lo=0.2, hi=3.0),)),
-    ufunc("exp1", pos), ufunc("expi", pos, f32=True), of_x("expn", 0), of_x("expn", 3),
+    ufunc("exp1", pos), ufunc("expi", pos), of_x("expn", 0), of_x("expn", 3),
     ufunc("exprel", real), ufunc("boxcox", lambda d: (d.pos(3, 4), d.u(4))),
     pair("boxcox(lmbda=0)", lambda l: sp.boxcox(np.array([0.5, 2.0]), l),
          lambda l: special.boxcox(np.array([0.5, 2.0]), l), lambda d: (np.zeros((), d.dtype),)),
-    ufunc("boxcox1p", lambda d: (d.pos(3, 4), d.u(4)), f32=True),
+    ufunc("boxcox1p", lambda d: (d.pos(3, 4), d.u(4))),
     ufunc("expit", real), ufunc("logit", lambda d: (d.u(3, 4, lo=0.05, hi=0.95),)),
     ufunc("erf", real), ufunc("erfc", real), ufunc("ndtr", real),
     ufunc("expm1", real), ufunc("log1p", pos), ufunc("cbrt", pos), ufunc("exp2", real),
-    ufunc("softplus", real, f32=True),
+    ufunc("softplus", real),
     pair("polygamma", lambda x: sp.polygamma(2, x), lambda x: special.polygamma(2, x), pos,
          dispatch=False),
     pair("polygamma-orders", lambda x: sp.polygamma([[0], [1], [3]], x),
          lambda x: special.polygamma([[0], [1], [3]], x), lambda d: (d.pos(4),), dispatch=False),
     pair("multigammaln", lambda a: sp.multigammaln(a, 3), lambda a: special.multigammaln(a, 3),
          lambda d: (d.u(3, lo=1.5, hi=3.0),), dispatch=False),
-    pair("softmax", sp.softmax, special.softmax, lambda d: (d.u(3, 4),), f32=True,
+    pair("softmax", sp.softmax, special.softmax, lambda d: (d.u(3, 4),),
          dispatch=False),
     pair("softmax-axis", lambda x: sp.softmax(x, axis=0), lambda x: special.softmax(x, axis=0),
          lambda d: (d.u(3, 4),), dispatch=False),
@@ -76,6 +76,18 @@ ROWS = [
          lambda x: special.log_softmax(x, axis=-1), lambda d: (d.u(3, 4),), dispatch=False),
     pair("logsumexp", lambda x: sp.logsumexp(x, axis=1), lambda x: special.logsumexp(x, axis=1),
          lambda d: (d.u(3, 4),), dispatch=False),
+    pair("logsumexp-all", sp.logsumexp, special.logsumexp, lambda d: (d.u(3, 4),),
+         dispatch=False),
+    pair("logsumexp-b", lambda x, b: sp.logsumexp(x, axis=0, b=b),
+         lambda x, b: special.logsumexp(x, axis=0, b=b), lambda d: (d.u(3, 4), d.pos(3, 4)),
+         dispatch=False),
+    pair("logsumexp-keepdims", lambda x: sp.logsumexp(x, axis=(0, 2), keepdims=True),
+         lambda x: special.logsumexp(x, axis=(0, 2), keepdims=True),
+         lambda d: (d.u(2, 3, 4),), dispatch=False),
+    pair("logsumexp-return_sign", lambda x, b: sp.logsumexp(x, axis=1, b=b, return_sign=True),
+         lambda x, b: special.logsumexp(x, axis=1, b=b, return_sign=True),
+         lambda d: (d.u(3, 4), np.array([-3.0, 0.5, 1.0, 0.25], d.dtype)), dispatch=False),
+    ufunc("gammasgn", lambda d: (d.u(3, 4, lo=-2.8, hi=2.8),)),
 ]
 BY_NAME = {row.name: row for row in ROWS}
 assert len(BY_NAME) == len(ROWS)
@@ -91,7 +103,7 @@ def test_grads(name, impl):
     check_row_grads(BY_NAME[name], impl)
 
 
-@pytest.mark.parametrize("name, impl", [c for c in grad_cases(ROWS) if BY_NAME[c.values[0]].f32])
+@pytest.mark.parametrize("name, impl", grad_cases(ROWS))
 def test_grads_float32(name, impl):
     check_row_float32(BY_NAME[name], impl)
 
@@ -107,6 +119,27 @@ def test_hessian_modes_agree(name):
     hessians = [pullback.hessian(f, mode=mode)(args[0]) for mode in HESSIAN_MODES]
     for h in hessians[1:]:
         np.testing.assert_allclose(h, hessians[0], rtol=1e-10, atol=1e-12)
+
+
+SAMPLE = ["gamma", "iv(1.5,)", "betainc(2.0, 1.5)", "logsumexp-b", "softmax-axis", "expn(3,)",
+          "polygamma-orders"]
+
+
+@pytest.mark.parametrize("name", SAMPLE)
+def test_vmap_and_jit_match_eager(name):
+    row = BY_NAME[name]
+    args = row.make(Draw(name, np.float64))
+    examples = [[x * (1.0 + 0.05 * k) for x in args] for k in range(3)]
+    stacked = [np.stack(xs) for xs in zip(*examples)]
+    batched = pullback.vmap(row.pnp_fn)(*stacked)
+    np.testing.assert_allclose(batched, np.stack([row.np_fn(*xs) for xs in examples]),
+                               rtol=1e-12)
+
+    def loss(*a):
+        return np.sum(row.pnp_fn(*a) ** 2)
+    np.testing.assert_allclose(pullback.jit(loss)(*args), loss(*args), rtol=1e-13)
+    np.testing.assert_allclose(pullback.jit(pullback.grad(loss))(*args),
+                               pullback.grad(loss)(*args), rtol=1e-11)
 
 
 def test_boxcox_is_exact_at_lambda_zero_to_third_order():

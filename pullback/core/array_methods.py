@@ -12,11 +12,13 @@ import re
 
 from ..errors import (ArrayAssignmentError, ArrayConversionError, ConcretizationError,
                       InPlaceMutationError, unsupported)
-from .user_code import calling_frame, instruction, may_be_swallowed, quoted, user_frame
+from .user_code import (calling_frame, instruction, library_function, may_be_swallowed, quoted,
+                        user_frame)
 
 pnp = None                 # the pullback.numpy module; set by it when it is imported
 _ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
 _OPERANDS = None           # types that primitives take as they are, besides plain ndarrays
+_stand_ins = {}            # "scipy.linalg" -> (its pullback stand-in's name, the module)
 
 
 def use_namespace(module):
@@ -25,6 +27,28 @@ def use_namespace(module):
     pnp = module
     _ufunc_primitives = module.UFUNC_PRIMITIVES
     _OPERANDS = module.OPERAND_TYPES
+
+
+def offer_stand_in(library: str, name: str, module):
+    """Name `module` (importable as `name`) in conversion errors as the differentiable
+    stand-in for the functions of `library` that it defines (called once, at its import)."""
+    _stand_ins[library] = (name, module)
+
+
+def stand_in_hint(function: str) -> str:
+    """What to call instead of the library function `function` ("scipy.linalg.solve"), which
+    converted a traced value: its differentiable namesake where pullback has one."""
+    library, _, name = function.rpartition(".")
+    stand_in, module = _stand_ins.get(library, (None, None))
+    if module is not None and callable(getattr(module, name, None)):
+        return (f"`{function}` converts its inputs with np.asarray, which would drop their "
+                f"derivatives. Call `{stand_in}.{name}` instead: it takes the same arguments "
+                "and is differentiable.")
+    return (f"`{function}` converts its inputs with np.asarray, which would drop their "
+            "derivatives, and pullback has no differentiable version of it. Write the "
+            "computation with NumPy functions (or those of pullback.scipy.special and "
+            "pullback.scipy.linalg), or give it a derivative rule with pullback.custom_vjp / "
+            "pullback.custom_jvp.")
 
 
 _ARRAY_CALL = re.compile(r"\b(np|numpy)\.(as)?array\(")
@@ -332,6 +356,10 @@ class ArrayMethods:
         if error is not None:
             raise error
         statement = quoted(user_frame(1))
+        function = library_function(1)
+        if function is not None:
+            raise ArrayConversionError((f"{statement}: " if statement else "")
+                                       + stand_in_hint(function))
         if _ARRAY_CALL.search(statement):
             raise ArrayConversionError(
                 f"{statement}: `np.array`/`np.asarray` of traced values would drop their "

@@ -25,6 +25,7 @@ from ..numpy._reductions import logsumexp
 from ..numpy._shape import broadcast_to, operand, shape
 from ..primitives import elementwise as _E
 from ..primitives import special as _S
+from ..primitives.structural import convert
 
 # Every scipy.special ufunc pullback answers for, under its SciPy names (psi and digamma).
 _UFUNC_FUNCTIONS = {name: UFUNCS[f] for name, f in vars(_sp).items()
@@ -42,7 +43,8 @@ def zeta(x, q=None, out=None):
 
 
 def polygamma(n, x):
-    """`scipy.special.polygamma`: the n-th derivative of digamma (n: constant integers)."""
+    """`scipy.special.polygamma`: the n-th derivative of digamma (n: constant integers), in
+    float64 as SciPy computes it."""
     if isinstance(n, Tracer):
         raise unsupported("scipy.special.polygamma", "the order n must be a constant")
     x = operand(x)
@@ -53,6 +55,8 @@ def polygamma(n, x):
     for k in _np.unique(orders).tolist():
         value = _E.digamma(x) if k == 0 else _E.polygamma(x, n=int(k))
         result = value if result is None else _E.where(orders == k, value, result)
+    if result.dtype != _np.float64:
+        result = convert(result, dtype=_np.dtype(_np.float64))
     return broadcast_to(result, _np.broadcast_shapes(orders.shape, shape(result)))
 
 
