@@ -23,8 +23,14 @@ from .ir.jit import jit, make_ir, show
 from .custom import custom_jvp, custom_vjp
 from .minimize import newton_callables
 
+# Loops that stay loops in every mode, with checkpointing.
+from .loops import checkpoint, cond, fori_loop, scan, switch, while_loop
+
 # Sparse Jacobians and Hessians: colouring and compressed evaluation.
 from . import sparse
+
+# SciPy's functions that are not ufuncs (logsumexp, solve_triangular, expm ...), differentiable.
+from . import scipy
 
 # Testing utilities and errors.
 from .testing import check_grads
@@ -36,6 +42,7 @@ __all__ = [
     "pushforward", "jvp", "pullback", "vjp", "vmap",
     "grad", "value_and_grad", "forward_grad", "jacfwd", "jacrev", "jacobian",
     "default_chunk_size", "hessian", "hvp", "make_hvp", "HVPOperator", "stop_gradient",
-    "custom_jvp", "custom_vjp", "newton_callables", "jit", "make_ir", "show",
-    "sparse", "check_grads", "errors", "PullbackError",
+    "custom_jvp", "custom_vjp", "newton_callables", "scan", "fori_loop", "while_loop", "cond",
+    "switch", "checkpoint", "jit", "make_ir", "show",
+    "sparse", "scipy", "check_grads", "errors", "PullbackError",
 ]

@@ -65,8 +65,12 @@ def main(argv=None) -> int:
     """Entry point of the `pullback` console command and of `python -m pullback`."""
     parser = argparse.ArgumentParser(prog="pullback", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="a short tour: gradients, pullbacks, Jacobians, Hessians, "
-                                     "generated derivative code")
+    demo = commands.add_parser("demo", help="a short tour: gradients, pullbacks, Jacobians, "
+                                            "Hessians, generated derivative code")
+    demo.add_argument("--dask", action="store_true",
+                      help="instead, a Hessian-vector product at n = 10^8 on a local Dask "
+                           "cluster (needs pip install 'pullback[dask]')")
+    demo.add_argument("--n", type=int, default=10**8, help="the size of the --dask problem")
     show = commands.add_parser("show", help="print the generated source of a function or of "
                                             "its derivatives")
     show.add_argument("function", help="path/to/file.py:function")
@@ -77,7 +81,10 @@ def main(argv=None) -> int:
     show.add_argument("--at", action="append", required=True,
                       help="a Python literal for one positional argument (repeat for more)")
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command == "demo" and args.dask:
+        from .demo import dask_hvp
+        dask_hvp(n=args.n, chunk=min(5 * 10**6, max(args.n // 8, 1)))
+    elif args.command == "demo":
         from .demo import main as demo
         demo()
     else:

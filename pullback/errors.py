@@ -31,6 +31,11 @@ class UnsupportedFunctionError(PullbackError, TypeError):
     """A NumPy/SciPy function (or an argument of one) that pullback cannot differentiate."""
 
 
+class ArrayLibraryError(UnsupportedFunctionError):
+    """Another array library than NumPy (Dask, CuPy ...) lacks an operation a computation needs,
+    or arrays of libraries that do not mix met."""
+
+
 class ComplexValueError(UnsupportedFunctionError):
     """A complex value met a primitive that has no derivative rule for complex values."""
 
@@ -105,6 +110,21 @@ class StaticArgumentError(PullbackError, TypeError):
 
 class StagedRandomnessError(PullbackError, RuntimeError):
     """A function drew random numbers while jit/make_ir staged it: the program would freeze them."""
+
+
+class LoopTypeError(PullbackError, TypeError):
+    """A loop body or branch returned another structure, shape or dtype than the loop
+    needs (a carry that changes type, branches that disagree), or a loop got inconsistent
+    arguments (xs of different lengths, a predicate that is not a boolean scalar)."""
+
+
+class CheckpointPolicyError(PullbackError, ValueError):
+    """An unknown checkpointing policy (`checkpoints=` of a loop, `policy=` of checkpoint)."""
+
+
+class OutsideStateError(PullbackError, RuntimeError):
+    """A loop body, branch or checkpointed function changed state outside itself while it
+    was staged (a list appended to, an attribute set, a nonlocal rebound)."""
 
 
 class AuxOutputError(PullbackError, TypeError):

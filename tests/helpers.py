@@ -1,4 +1,7 @@
 """Shared test helpers."""
+import importlib.util
+import os
+import sys
 from contextlib import contextmanager
 
 import pytest
@@ -18,3 +21,17 @@ def raises(error_class, *fragments):
         assert fragment in message, f"{fragment!r} not in: {message}"
     assert isinstance(info.value, errors.PullbackError)
     assert trace_stack() == []
+
+
+def benchmark_module(name):
+    """A module of benchmarks/ (the problems tests share with them), loaded from its file:
+    putting benchmarks/ on sys.path would let its eager.py, jit.py, sparse.py shadow
+    libraries of those names in every process started later (Dask's workers import
+    `sparse`)."""
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", name + ".py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

@@ -16,7 +16,8 @@ PACKAGE = os.path.dirname(pullback.__file__)
 # errors, tree < core < transforms < primitives < ir < {numpy, custom rules, operators,
 # testing} < {minimize, sparse} < the public package and what sits on it.
 RANKS = {"errors": 0, "tree": 0, "core": 1, "transforms": 2, "primitives": 3, "ir": 4,
-         "numpy": 5, "custom": 5, "operators": 5, "testing": 5, "minimize": 6, "sparse": 6,
+         "numpy": 5, "custom": 5, "loops": 5, "operators": 5, "testing": 5, "minimize": 6,
+         "sparse": 6, "scipy": 6,
          "__init__": 7, "demo": 8, "cli": 9, "__main__": 10}
 
 

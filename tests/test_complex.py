@@ -8,6 +8,7 @@ pinned here, as is the `holomorphic` flag of the derivative operators.
 """
 import numpy as np
 import pytest
+import scipy.special
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from pullback import pushforward, vmap
 from pullback.core.primitive import REGISTRY
 from pullback.operators import HESSIAN_MODES
 from pullback.testing import check_grads
-from test_primitives import SETTINGS, case_strategy, values
+from test_primitives import SETTINGS, TABLE, case_strategy, values
 
 # A discarded imaginary part anywhere is a wrong value: make NumPy's warning an error.
 pytestmark = pytest.mark.filterwarnings("error::numpy.exceptions.ComplexWarning")
@@ -52,9 +53,9 @@ def _complex_case(prim, dtype):
 
 # Their rules use svd, which has no complex rules: a second derivative raises (tested below).
 FIRST_ORDER = {"svdvals": 1}
-WITH_RULES = sorted(n for n, p in REGISTRY.items() if p.complex_rules and p.differentiable)
-WITHOUT_RULES = sorted(n for n, p in REGISTRY.items()
-                       if not p.complex_rules and p.differentiable)
+WITH_RULES = sorted(n for n in TABLE if REGISTRY[n].complex_rules and REGISTRY[n].differentiable)
+WITHOUT_RULES = sorted(n for n in TABLE
+                       if not REGISTRY[n].complex_rules and REGISTRY[n].differentiable)
 
 
 def z_like(shape, dtype=np.complex128):
@@ -243,6 +244,41 @@ def test_section1_reductions_contractions_and_linalg_of_complex_values():
         check_grads(f, (z,), order=1, tol=1e-4)
     with raises(errors.ComplexValueError, "svd", "complex"):
         hvp(lambda z: np.sum(np.linalg.svdvals(z)), z, z)
+
+
+def test_merge_numpy_composites_of_complex_values_match_numpy_or_refuse():
+    """pullback.numpy's composites meeting complex values: NumPy's values (vecdot and vecmat
+    conjugate the vector, correlate its second sequence) with derivatives against finite
+    differences, or a ComplexValueError where a composite is written for real values only
+    (never a value that differs from NumPy's), staged as well as eager; a complex constant
+    meeting a primitive without complex rules is refused too."""
+    z, short = z_like((3, 4)), z_like(2)
+    special = np.array([complex(np.nan, 1), complex(1, np.nan), complex(np.inf, 1),
+                        complex(1, -np.inf)])
+    matching = [lambda z: np.vecdot(z, z[0]), lambda z: np.linalg.vecdot(z[0], z),
+                lambda z: np.vecmat(z[0, :3], z[:, :3]), lambda z: np.matvec(z[:, :3], z[0, :3]),
+                lambda z: np.correlate(z[0], z[1], "full"), lambda z: np.correlate(z[0], short),
+                lambda z: np.correlate(short, z[0], "same"), np.linalg.vector_norm,
+                lambda z: np.linalg.vector_norm(z, ord=3, axis=0), np.linalg.matrix_norm,
+                lambda z: np.nan_to_num(np.where(np.isfinite(special), z, special)), np.diff,
+                lambda z: np.polyval(z[0], z[1])]
+    for f in matching:
+        expected = f(z.copy())
+        staged = jit(f)(z)
+        assert staged.dtype == np.asarray(expected).dtype
+        np.testing.assert_allclose(staged, expected, rtol=1e-12)
+        check_grads(f, (z,), order=1, tol=1e-4)
+    refused = [("cov", np.cov), ("cov", np.corrcoef), ("nanvar", np.nanvar),
+               ("nanvar", np.nanstd), ("interp", lambda z: np.interp([0.5], [0.0, 1.0], z[0, :2])),
+               ("median", np.median), ("quantile", lambda z: np.quantile(z, 0.3)),
+               ("sinc", np.sinc), ("exprel", scipy.special.exprel)]
+    for name, f in refused:
+        for transform in (jit, grad):
+            with raises(errors.ComplexValueError, name, "complex"):
+                transform(lambda z: np.sum(np.real(f(z))))(z)
+    constant = np.array([1 + 1j, 2.0])
+    with raises(errors.ComplexValueError, "maximum", "complex"):
+        grad(lambda x: np.sum(np.abs(np.maximum(x, constant))))(np.ones(2))
 
 
 def test_section1_hermitian_matrices():

@@ -19,6 +19,7 @@ from pullback import grad, hessian, jacfwd, jit, jvp, pullback as vjp
 from pullback.core.primitive import REGISTRY, ShapeDtype
 from pullback.transforms.cotangents import Scaled
 from pullback.primitives.families import _reads, unbroadcast
+from pullback.primitives.special import no_closed_form
 
 N = 6
 PERMUTATION = np.array([5, 0, 0, 3, 2, 2])          # repeated indices accumulate
@@ -165,9 +166,9 @@ def test_partial_derivatives_declare_what_they_read_by_their_parameter_names():
     assert _reads(-1, binary) == (False, False, False)
     for prim in REGISTRY.values():
         for partial in prim.partials or ():
-            if callable(partial):
+            if callable(partial) and not isinstance(partial, no_closed_form):   # (raises)
                 names = set(inspect.signature(partial).parameters)
-                assert names & set(binary), (prim.name, names)     # reads some residual
+                assert names & {"x", "y", "z", "out"}, (prim.name, names)   # reads a residual
 
 
 def test_unbroadcast_materialises_a_lazy_cotangent_before_casting():

@@ -18,7 +18,7 @@ import pytest
 
 import pullback
 import pullback.numpy as pnp
-from pullback.errors import UnsupportedFunctionError
+from pullback.errors import ComplexValueError, ConcretizationError, UnsupportedFunctionError
 from pullback.operators import HESSIAN_MODES
 from pullback.primitives import linalg as L
 from pullback.tree import flatten
@@ -71,6 +71,7 @@ class Row(NamedTuple):
     name: str
     fn: Callable          # fn(m, *args), m a linalg namespace
     args: Callable        # args(draw) -> tuple of arrays
+    vmap: bool = True     # False: the function needs known values (lstsq's rank)
 
 
 ROWS = [
@@ -159,6 +160,46 @@ ROWS = [
     Row("norm/matrix-2d", lambda m, x: m.norm(x, "nuc"), lambda d: (d.normal(3, 4),)),
     Row("norm/matrix-keepdims", lambda m, x: m.norm(x, 1, axis=(0, 2), keepdims=True),
         lambda d: (d.away(3, 2, 4),)),
+    Row("vector_norm", lambda m, x: m.vector_norm(x), lambda d: (d.normal(2, 3, 2),)),
+    *[Row(f"vector_norm/{ord}-axes", lambda m, x, ord=ord: m.vector_norm(
+        x, axis=(0, 2), keepdims=True, ord=ord), lambda d: (d.away(2, 3, 4),))
+      for ord in (2, 1, 3, np.inf)],
+    Row("vector_norm/axis", lambda m, x: m.vector_norm(x, axis=-1), lambda d: (d.normal(3, 4),)),
+    Row("matrix_norm", lambda m, x: m.matrix_norm(x), lambda d: (d.normal(2, 3, 4),)),
+    Row("matrix_norm/nuc-keepdims", lambda m, x: m.matrix_norm(x, ord="nuc", keepdims=True),
+        lambda d: (d.normal(2, 3, 4),)),
+    *[Row(f"cond/{p}", lambda m, a, p=p: m.cond(a, p), lambda d: (d.invertible(2, 3, 3),))
+      for p in (None, 2, -2, 1, -1, np.inf, "fro", "nuc")],
+    Row("cond/tall", lambda m, a: m.cond(a), lambda d: (d.normal(4, 3),)),
+    # ------------------------------------------- least squares, tensor solves
+    Row("lstsq/tall", lambda m, a, b: tuple(m.lstsq(a, b)), lambda d: (d.normal(5, 3), d.normal(5)),
+        vmap=False),
+    Row("lstsq/several-rcond", lambda m, a, b: tuple(m.lstsq(a, b, rcond=1e-6)[:2]),
+        lambda d: (d.normal(5, 3), d.normal(5, 2)), vmap=False),
+    Row("lstsq/wide", lambda m, a, b: m.lstsq(a, b)[0], lambda d: (d.normal(2, 4), d.normal(2)),
+        vmap=False),
+    Row("tensorsolve", lambda m, a, b: m.tensorsolve(a, b),
+        lambda d: (d.invertible(6, 6).reshape(6, 2, 3), d.normal(6))),
+    Row("tensorsolve/axes", lambda m, a, b: m.tensorsolve(a, b, axes=(0, 1)),
+        lambda d: (d.invertible(6, 6).reshape(2, 3, 6), d.normal(6))),
+    Row("tensorinv", lambda m, a: m.tensorinv(a, ind=1),
+        lambda d: (d.invertible(6, 6).reshape(6, 2, 3),)),
+    Row("tensorinv/ind-2", lambda m, a: m.tensorinv(a),
+        lambda d: (d.invertible(6, 6).reshape(2, 3, 3, 2),)),
+    # ------------------------------------------------- products, NumPy 2 names
+    Row("multi_dot", lambda m, v, a, b, w: m.multi_dot([v, a, b, w]),
+        lambda d: (d.normal(4), d.normal(4, 3), d.normal(3, 2), d.normal(2))),
+    Row("multi_dot/matrices", lambda m, a, b, c: m.multi_dot([a, b, c]),
+        lambda d: (d.normal(2, 3), d.normal(3, 4), d.normal(4, 2))),
+    Row("matmul", lambda m, a, b: m.matmul(a, b), lambda d: (d.normal(2, 3, 4), d.normal(4, 2))),
+    Row("outer", lambda m, a, b: m.outer(a, b), lambda d: (d.normal(3), d.normal(2))),
+    Row("cross", lambda m, a, b: m.cross(a, b), lambda d: (d.normal(2, 3), d.normal(3))),
+    Row("tensordot", lambda m, a, b: m.tensordot(a, b, axes=1),
+        lambda d: (d.normal(2, 3), d.normal(3, 4))),
+    Row("vecdot", lambda m, a, b: m.vecdot(a, b), lambda d: (d.normal(2, 3), d.normal(3))),
+    Row("matrix_transpose", lambda m, a: m.matrix_transpose(a), lambda d: (d.normal(2, 3, 4),)),
+    Row("trace", lambda m, a: m.trace(a, offset=1), lambda d: (d.normal(2, 3, 4),)),
+    Row("diagonal", lambda m, a: m.diagonal(a, offset=-1), lambda d: (d.normal(2, 3, 4),)),
 ]
 
 NAMESPACES = {"numpy": np.linalg, "pullback.numpy": pnp.linalg}
@@ -193,6 +234,11 @@ def test_grads(row, dtype, namespace):
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_vmap_matches_a_loop(row):
+    if not row.vmap:
+        with pytest.raises(ConcretizationError, match="pinv"):
+            pullback.vmap(lambda *args: row.fn(np.linalg, *args))(
+                *[np.stack([x, x]) for x in _inputs(row, np.float64)])
+        return
     examples = [[x * (1.0 + 0.05 * k) for x in _inputs(row, np.float64)] for k in range(3)]
     stacked = [np.stack(xs) for xs in zip(*examples)]
     got, _ = flatten(pullback.vmap(lambda *args: row.fn(np.linalg, *args))(*stacked))
@@ -294,7 +340,7 @@ def test_complex_input_is_unsupported_where_there_are_no_complex_rules():
     a = np.eye(2) * (1 + 1j)
     assert set(pnp.linalg.COMPLEX_FUNCTIONS) == {"inv", "solve", "matrix_power", "det", "slogdet",
                                                  "cholesky", "eigh", "eigvalsh", "svdvals",
-                                                 "norm", "qr"}
+                                                 "norm", "vector_norm", "matrix_norm", "qr"}
     for name in ("svd", "pinv"):
         with pytest.raises(UnsupportedFunctionError, match=rf"numpy.linalg.{name}.*complex"):
             getattr(pnp.linalg, name)(a)
@@ -308,10 +354,22 @@ def test_pinv_with_an_array_of_cutoffs_is_unsupported():
         pnp.linalg.pinv(a, rcond=1e-15, rtol=1e-15)
 
 
-def test_linalg_function_without_derivative_is_unsupported():
+def test_eig_and_eigvals_say_they_need_complex_numbers():
     a = Draw("eig", np.float64).normal(3, 3)
-    with pytest.raises(UnsupportedFunctionError, match="numpy.linalg.eig"):
-        _traced(lambda x: np.linalg.eig(x)[0], a)
+    for name in ("eig", "eigvals"):
+        with pytest.raises(ComplexValueError, match=rf"numpy.linalg.{name} .*complex.*eig"):
+            _traced(lambda x: getattr(np.linalg, name)(x)[0], a)
+    with pytest.raises(ComplexValueError, match="eigvals .*complex"):   # np.roots uses it
+        _traced(lambda x: np.roots(x[0]), a)
+
+
+def test_lstsq_under_jit_says_what_to_use():
+    d = Draw("lstsq-jit", np.float64)
+    a, b = d.normal(4, 2), d.normal(4)
+    with pytest.raises(ConcretizationError, match=r"np.linalg.pinv\(a\) @ b"):
+        pullback.jit(lambda a, b: np.linalg.lstsq(a, b)[0])(a, b)
+    np.testing.assert_allclose(pullback.jit(lambda a, b: np.linalg.pinv(a) @ b)(a, b),
+                               np.linalg.lstsq(a, b)[0], rtol=1e-12)
 
 
 def test_numpy_argument_errors():

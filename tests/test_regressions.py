@@ -292,8 +292,9 @@ def test_item20_array_attributes_and_methods_of_traced_values():
     np.testing.assert_allclose(grad(lambda x: round(np.sum(x)) * np.sum(x))(x),
                                np.full(4, round(np.sum(x))))
     np.testing.assert_allclose(grad(lambda x: round(np.sum(x), 1) * 2.0)(x), np.zeros(4))
-    with raises(errors.UnsupportedFunctionError, "x.flat", "x.ravel()"):
-        grad(lambda x: x.flat[0])(x)
+    np.testing.assert_allclose(grad(lambda x: x.flat[1] * len(x.flat))(x), [0.0, 4.0, 0.0, 0.0])
+    with raises(errors.InPlaceMutationError, "x.flat[i] = v", "at(x.ravel())"):
+        grad(lambda x: x.flat.__setitem__(0, 1.0))(x)
     with raises(errors.UnsupportedFunctionError, "x.view(dtype)", "astype"):
         grad(lambda x: np.sum(x.view(np.int64)))(x)
     with raises(errors.ConcretizationError, "np.nonzero", "staged"):

@@ -1,7 +1,5 @@
 """Sparse Jacobians and Hessians (pullback.sparse): equal to the dense ones, plans reused at new
 points, SciPy integration, and the errors."""
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -10,14 +8,13 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 import pullback
-from helpers import raises
+from helpers import benchmark_module, raises
 from pullback.errors import ModeError, NonDifferentiableInputError, NonScalarOutputError
 from pullback.errors import (ChunkSizeError, OrderError, PatternError, PlanMismatchError,
                              SparseStructureError)
 from pullback.sparse import prepare_hessian, prepare_jacobian, sparse_hessian, sparse_jacobian
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
-import sparse_problems as problems  # noqa: E402
+problems = benchmark_module("sparse_problems")
 
 HESSIAN_PROBLEMS = [(problems.rosenbrock, problems.rosenbrock_pattern, "rosenbrock"),
                     (problems.arwhead, problems.arwhead_pattern, "arwhead"),

@@ -2,22 +2,19 @@
 of the module's own reads, exact recovery of random matrices, known colour counts, speed."""
 import itertools
 import os
-import sys
-import time
 
 import numpy as np
 import pytest
 import scipy.sparse
 from hypothesis import given, settings, strategies as st
 
-from helpers import raises
+from helpers import benchmark_module, raises
 from pullback.errors import OrderError, PatternError
 from pullback.sparse import ORDERS, ColouringError, column_colouring, row_colouring, star_colouring
 from pullback.sparse.colouring import (as_pattern, column_reads, coordinates, row_reads,
                                        star_reads, symmetric_pattern)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
-import sparse_problems as problems  # noqa: E402
+problems = benchmark_module("sparse_problems")
 
 ALL_ORDERS = ("best",) + ORDERS
 
@@ -157,11 +154,12 @@ def test_known_jacobian_colour_counts():
     assert column_colouring(problems.brusselator_pattern(32)).max() + 1 == 8   # as measured
 
 
-def test_colouring_10000_variables_takes_well_under_a_second():
-    for pattern in (problems.rosenbrock_pattern(10_000), problems.arwhead_pattern(10_000)):
-        start = time.perf_counter()
-        star_colouring(pattern)
-        assert time.perf_counter() - start < 1.0
+def test_colouring_10000_variables_keeps_the_known_colour_counts():
+    """Large patterns keep their optimal counts (the time it takes is measured in
+    benchmarks/sparse.py, not here)."""
+    for pattern, count in ((problems.rosenbrock_pattern(10_000), 3),
+                           (problems.arwhead_pattern(10_000), 2)):
+        assert star_colouring(pattern).max() + 1 == count
 
 
 def test_patterns_accept_booleans_numbers_and_sparse_matrices():

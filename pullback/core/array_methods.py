@@ -12,11 +12,13 @@ import re
 
 from ..errors import (ArrayAssignmentError, ArrayConversionError, ConcretizationError,
                       InPlaceMutationError, unsupported)
-from .user_code import calling_frame, instruction, may_be_swallowed, quoted, user_frame
+from .user_code import (calling_frame, instruction, library_function, may_be_swallowed, quoted,
+                        user_frame)
 
 pnp = None                 # the pullback.numpy module; set by it when it is imported
 _ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
 _OPERANDS = None           # types that primitives take as they are, besides plain ndarrays
+_stand_ins = {}            # "scipy.linalg" -> (its pullback stand-in's name, the module)
 
 
 def use_namespace(module):
@@ -25,6 +27,28 @@ def use_namespace(module):
     pnp = module
     _ufunc_primitives = module.UFUNC_PRIMITIVES
     _OPERANDS = module.OPERAND_TYPES
+
+
+def offer_stand_in(library: str, name: str, module):
+    """Name `module` (importable as `name`) in conversion errors as the differentiable
+    stand-in for the functions of `library` that it defines (called once, at its import)."""
+    _stand_ins[library] = (name, module)
+
+
+def stand_in_hint(function: str) -> str:
+    """What to call instead of the library function `function` ("scipy.linalg.solve"), which
+    converted a traced value: its differentiable namesake where pullback has one."""
+    library, _, name = function.rpartition(".")
+    stand_in, module = _stand_ins.get(library, (None, None))
+    if module is not None and callable(getattr(module, name, None)):
+        return (f"`{function}` converts its inputs with np.asarray, which would drop their "
+                f"derivatives. Call `{stand_in}.{name}` instead: it takes the same arguments "
+                "and is differentiable.")
+    return (f"`{function}` converts its inputs with np.asarray, which would drop their "
+            "derivatives, and pullback has no differentiable version of it. Write the "
+            "computation with NumPy functions (or those of pullback.scipy.special and "
+            "pullback.scipy.linalg), or give it a derivative rule with pullback.custom_vjp / "
+            "pullback.custom_jvp.")
 
 
 _ARRAY_CALL = re.compile(r"\b(np|numpy)\.(as)?array\(")
@@ -114,8 +138,7 @@ class ArrayMethods:
 
     @property
     def flat(self):
-        raise unsupported("x.flat", "a flat iterator that can also write into x; use "
-                                    "x.ravel() or x.reshape(-1) to read the elements in order")
+        return FlatView(self)
 
     def view(self, dtype=None, type=None):
         if dtype is None and type in (None, np.ndarray):
@@ -136,7 +159,9 @@ class ArrayMethods:
         return ConcretizationError(
             f"{what} of a value that differs across a vmap batch: each example may take a "
             "different branch or give a result of another shape. Use np.where "
-            "(pullback.numpy.where) to select values elementwise, or loop in Python.")
+            "(pullback.numpy.where) to select values elementwise, pullback.cond / "
+            "pullback.switch to branch and pullback.while_loop to loop (a batched loop runs "
+            "until every example is done), or loop over the examples in Python.")
 
     def __bool__(self):
         # Concrete, as for an ndarray: a truth value has no derivative to drop.
@@ -153,6 +178,10 @@ class ArrayMethods:
 
     def __round__(self, ndigits=None):
         return pnp.round(self, ndigits or 0)
+
+    def __contains__(self, value):
+        # `value in x`, as for an ndarray: (x == value).any(), a truth value of known values.
+        return bool(pnp.any(self == value))
 
     def __len__(self):
         if not self.shape:
@@ -186,6 +215,12 @@ class ArrayMethods:
     __lt__, __le__ = _binary(np.less), _binary(np.less_equal)
     __gt__, __ge__ = _binary(np.greater), _binary(np.greater_equal)
     __eq__, __ne__ = _binary(np.equal), _binary(np.not_equal)
+
+    def __divmod__(self, other):
+        return pnp.divmod(self, other)
+
+    def __rdivmod__(self, other):
+        return pnp.divmod(other, self)
 
     def __matmul__(self, other):
         return pnp.matmul(self, other)
@@ -230,6 +265,7 @@ class ArrayMethods:
     argmin = _method("argmin")
     argsort = _method("argsort")
     nonzero = _method("nonzero")
+    argpartition = _method("argpartition")
     any = _method("any")
     all = _method("all")
     ravel = _method("ravel")
@@ -257,9 +293,20 @@ class ArrayMethods:
             axes = axes[0]
         return pnp.transpose(self, axes or None)
 
+    def compress(self, condition, axis=None):
+        return pnp.compress(condition, self, axis)
+
+    def searchsorted(self, v, side="left", sorter=None):
+        return pnp.searchsorted(self, v, side, sorter)
+
     def sort(self, *args, **kwargs):
         raise InPlaceMutationError(
             "`x.sort()` sorts a traced array in place; use `y = np.sort(x)` instead.")
+
+    def partition(self, *args, **kwargs):
+        raise InPlaceMutationError(
+            "`x.partition(kth)` partitions a traced array in place; use "
+            "`y = np.partition(x, kth)` instead.")
 
     def fill(self, value):
         raise InPlaceMutationError(
@@ -309,6 +356,10 @@ class ArrayMethods:
         if error is not None:
             raise error
         statement = quoted(user_frame(1))
+        function = library_function(1)
+        if function is not None:
+            raise ArrayConversionError((f"{statement}: " if statement else "")
+                                       + stand_in_hint(function))
         if _ARRAY_CALL.search(statement):
             raise ArrayConversionError(
                 f"{statement}: `np.array`/`np.asarray` of traced values would drop their "
@@ -338,3 +389,27 @@ class ArrayMethods:
         if implementation is None:
             raise unsupported(f"{getattr(func, '__module__', 'numpy')}.{func.__name__}")
         return implementation(*args, **kwargs)
+
+
+class FlatView:
+    """`x.flat` of a traced array: reads its elements in C order (`x.flat[i]`, iteration,
+    `len`); writing through it is refused like any in-place write."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base):
+        self.base = base
+
+    def __getitem__(self, index):
+        return pnp.ravel(self.base)[index]
+
+    def __iter__(self):
+        return iter(pnp.ravel(self.base))
+
+    def __len__(self):
+        return self.base.size
+
+    def __setitem__(self, index, value):
+        raise InPlaceMutationError(
+            "`x.flat[i] = v` writes into a traced array in place; use "
+            "`y = pullback.numpy.at(x.ravel())[i].set(v).reshape(x.shape)` instead.")

@@ -3,10 +3,16 @@
 `shape_of`, `dtype_of` and `moveaxis` work on arrays, tracers, abstract values and
 Python scalars alike. Every array a rule, transformation or operator creates (zeros,
 ones, identity matrices, triangles, masks, index ranges, basis vectors) comes from
-the functions below, each given an operand it is made `like`: today they all make
-NumPy arrays, and another array library (CuPy, Dask) becomes a change of this module
-alone. Abstract probes that only compute shapes are NumPy's, whatever the operands.
+the functions below, each given an operand it is made `like`: an array of the same
+library as that operand (NumPy's, or through NumPy's `like=` protocol Dask's, CuPy's
+...), whatever transformations wrap it. Abstract probes that only compute shapes are
+NumPy's, whatever the operands.
+
+Arrays of other libraries take part when they implement NumPy's dispatch protocols
+(`__array_function__`, `__array_ufunc__`): `is_array`.
 """
+import numbers
+
 import numpy as np
 
 
@@ -32,6 +38,35 @@ def moveaxis(x, source: int, destination: int):
 # ------------------------------------------------------------- capabilities
 # What fast paths need of an array, asked here rather than by testing for NumPy's type.
 
+def is_array(x) -> bool:
+    """Whether x is an array pullback can compute with: NumPy's, or another library's that
+    implements NumPy's dispatch protocols (Dask, CuPy ...)."""
+    kind = type(x)
+    return kind is np.ndarray or (hasattr(kind, "__array_function__")
+                                  and hasattr(kind, "__array_ufunc__")
+                                  and hasattr(x, "shape") and hasattr(x, "dtype"))
+
+
+def foreign_array(x):
+    """The array of another library than NumPy that x is or that a tracer x wraps, or None
+    (a NumPy array, a number, or a value known only abstractly, while staged)."""
+    while hasattr(x, "_trace"):                  # a tracer: look at the value it wraps
+        x = getattr(x, "primal", None) if hasattr(x, "primal") else getattr(x, "value", None)
+    if x is None or isinstance(x, (np.ndarray, np.generic, numbers.Number)):
+        return None
+    return x if is_array(x) else None
+
+
+def foreign_library(values) -> str | None:
+    """The name of the first other array library than NumPy among `values` ("dask", "cupy"
+    ...), or None."""
+    for x in values:
+        base = foreign_array(x)
+        if base is not None:
+            return type(base).__module__.split(".")[0]
+    return None
+
+
 # The types of the arrays whose memory the library may write into (sums of cotangents
 # accumulated in place): hot paths test `type(x) in WRITABLE_TYPES` inline.
 WRITABLE_TYPES = frozenset({np.ndarray})
@@ -48,35 +83,45 @@ def runs_generated_code(x) -> bool:
 
 
 # ------------------------------------------------------------------ creation
-# `like` names the operand whose array library the result belongs to (NumPy, for now).
+# `like` names the operand whose array library the result belongs to.
+
+def _like(like):
+    """NumPy's `like=` keyword for an operand: only for another library's arrays."""
+    base = foreign_array(like) if like is not None else None
+    return {} if base is None else {"like": base}
+
 
 def zeros(shape, dtype, like=None):
-    return np.zeros(shape, dtype)
+    return np.zeros(shape, dtype, **_like(like))
 
 
 def empty(shape, dtype, like=None):
-    return np.empty(shape, dtype)
+    return np.empty(shape, dtype, **_like(like))
 
 
 def ones(shape, dtype, like=None):
-    return np.ones(shape, dtype)
+    return np.ones(shape, dtype, **_like(like))
 
 
 def full(shape, value, dtype, like=None):
-    return np.full(shape, value, dtype)
+    return np.full(shape, value, dtype, **_like(like))
 
 
 def eye(n: int, dtype, like=None, m: int | None = None):
-    return np.eye(n, m, dtype=dtype)
+    if not _like(like):
+        return np.eye(n, m, dtype=dtype)
+    # Dask's eye takes other keywords than NumPy's: compare index ranges instead
+    columns = n if m is None else m
+    return (arange(n, like)[:, None] == arange(columns, like)[None, :]).astype(dtype)
 
 
 def tri(n: int, m: int | None = None, k: int = 0, dtype=bool, like=None):
     """Ones at and below the k-th diagonal (np.tri)."""
-    return np.tri(n, m, k, dtype=dtype)
+    return np.tri(n, m, k, dtype=dtype, **_like(like))
 
 
 def arange(n: int, like=None):
-    return np.arange(n)
+    return np.arange(n, **_like(like))
 
 
 def zeros_like_value(x):
@@ -86,4 +131,21 @@ def zeros_like_value(x):
 
 def broadcast_scalar(value, shape, dtype, like=None):
     """`value` as a read-only array of `shape` and `dtype` without a pass over memory."""
-    return np.broadcast_to(np.asarray(value, dtype), shape)
+    return np.broadcast_to(np.asarray(value, dtype, **_like(like)), shape)
+
+
+def padded_embedding(values, index: tuple, shape):
+    """`values` placed at `index` in zeros of `shape`, built with np.pad, for arrays of
+    another library where `index` is slices of step one (item assignment into a lazy Dask
+    array costs a pass over every chunk and keeps them all alive); None otherwise."""
+    if foreign_array(values) is None or len(index) > len(shape) \
+            or not all(isinstance(s, slice) for s in index):
+        return None
+    widths = []
+    for s, n in zip(index + (slice(None),) * (len(shape) - len(index)), shape):
+        start, stop, step = s.indices(n)
+        if step != 1:
+            return None
+        widths.append((start, n - max(start, stop)))
+    region = tuple(n - before - after for n, (before, after) in zip(shape, widths))
+    return np.pad(np.broadcast_to(values, region), widths)

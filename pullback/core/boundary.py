@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from .arrays import is_array
 from .engine import Tracer
 from .numbers import differentiable
 from ..errors import ArgnumsError, AuxOutputError, NonDifferentiableInputError
@@ -36,17 +37,24 @@ def differentiable_input(x, where: str):
         dtype = x.dtype
     elif isinstance(x, REFUSED_ARRAY_TYPES):
         raise refused_array_type(x, where)
-    elif isinstance(x, (np.ndarray, np.generic)):
-        dtype = x.dtype
+    elif isinstance(x, np.generic) or is_array(x):
+        dtype = np.dtype(x.dtype)
     elif isinstance(x, (float, complex)):
         return np.asarray(x)
     elif isinstance(x, (bool, numbers.Integral)):
         dtype = np.asarray(x).dtype
+    elif hasattr(x, "__array_namespace__"):
+        raise NonDifferentiableInputError(
+            f"{where} is a {type(x).__module__}.{type(x).__name__}, an array of the Python "
+            "Array API standard without NumPy's dispatch protocols (__array_function__, "
+            "__array_ufunc__), through which pullback sees the operations on it. Convert it "
+            "with np.asarray(x) (or np.from_dlpack(x)), or use Dask or CuPy arrays.")
     else:
         raise NonDifferentiableInputError(
-            f"{where} is a {type(x).__name__}, which pullback cannot differentiate. Pass "
-            "floating-point NumPy arrays or Python floats (or pytrees of them: tuples, lists "
-            "and dicts).")
+            f"{where} is a {type(x).__module__}.{type(x).__name__}, which pullback cannot "
+            "differentiate. Pass floating-point arrays (NumPy's, or of a library that implements "
+            "NumPy's dispatch protocols: Dask, CuPy ...) or Python floats, or pytrees of them "
+            "(tuples, lists, dicts).")
     if not differentiable(dtype):
         kind = {"b": "boolean", "i": "integer", "u": "unsigned integer"}.get(
             dtype.kind, str(dtype))
@@ -60,21 +68,21 @@ def differentiable_input(x, where: str):
 
 
 def _describe_value(x):
-    return f"shape {tuple(np.shape(x) if not isinstance(x, Tracer) else x.shape)} and dtype " \
+    return f"shape {tuple(x.shape if hasattr(x, 'shape') else np.shape(x))} and dtype " \
            f"{getattr(x, 'dtype', type(x).__name__)}"
 
 
 def matching(value, reference, error_class, what: str, of: str):
     """`value` checked to have the shape and dtype of `reference` (Python scalars are cast)."""
-    ref_shape, ref_dtype = tuple(np.shape(reference) if not isinstance(reference, Tracer)
-                                 else reference.shape), getattr(reference, "dtype", None)
+    ref_shape = tuple(reference.shape if hasattr(reference, "shape") else np.shape(reference))
+    ref_dtype = getattr(reference, "dtype", None)
     if ref_dtype is None:
         ref_dtype = np.asarray(reference).dtype
     if isinstance(value, (float, int, complex)) and not isinstance(value, bool) and ref_shape == ():
         return np.asarray(value, dtype=ref_dtype)
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
-    if not isinstance(value, (np.ndarray, np.generic, Tracer)):
+    if not isinstance(value, (np.generic, Tracer)) and not is_array(value):
         raise error_class(f"{what} is a {type(value).__name__}; expected an array with "
                           f"{_describe_value(reference)} (like {of}).")
     shape = tuple(value.shape)

@@ -20,6 +20,9 @@ A `Primitive` carries its rules and facts side by side; family constructors
   with NumPy from the argument expressions, for generated code (None: a call of the
   primitive itself, always correct); `out` names a buffer to write into, given only to
   elementwise primitives computed by a NumPy ufunc;
+- `emit_statements(args, targets, code, **params) -> list of lines`: instead of `emit`,
+  statements assigning the `targets` (a loop, a branch), for primitives whose parameters
+  hold sub-programs; `code` (ir/codegen.py) writes those as functions of the module;
 - `partials`: for the elementwise family, the partial derivatives as data, one per input:
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
@@ -54,11 +57,18 @@ Calling a primitive binds it: with no tracer among the arguments it runs `impl`
 directly (plain NumPy speed); otherwise the innermost transformation among the
 arguments processes it.
 """
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from .arrays import foreign_library
 from .engine import Tracer, find_top_trace
+from ..errors import ArrayLibraryError
+
+# Operand types that are certainly NumPy's own: the fast path of `Primitive.__call__`.
+PLAIN_TYPES = frozenset({np.ndarray, float, int, bool, complex, np.float64, np.float32,
+                         np.int64, np.int32, np.bool_, np.complex128, np.complex64})
 
 
 class _Zero:
@@ -90,7 +100,7 @@ class Primitive:
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
-                 "family", "fresh_output", "complex_rules", "__weakref__")
+                 "family", "fresh_output", "emit_statements", "complex_rules", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
@@ -98,7 +108,8 @@ class Primitive:
                  python_operator: str = None, commutative: bool = False, differentiable: bool = True,
                  multiple_results: bool = False, scaled_cotangents: bool = False,
                  transpose_kind: str = None, sparsity: str = None, domain: Any = None,
-                 family: str = "", fresh_output: bool = False, complex_rules: bool = False):
+                 family: str = "", fresh_output: bool = False, emit_statements: Callable = None,
+                 complex_rules: bool = False):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
@@ -115,15 +126,39 @@ class Primitive:
         self.domain = domain
         self.family = family
         self.fresh_output = fresh_output
+        self.emit_statements = emit_statements
         self.complex_rules = complex_rules
         REGISTRY[name] = self
 
     def __call__(self, *args, **params):
         # bind(), inlined here because it is the hottest path of the library.
+        plain = True
         for a in args:
-            if isinstance(a, Tracer):
-                return find_top_trace(args).process_primitive(self, args, params)
-        return self.impl(*args, **params)
+            if type(a) not in PLAIN_TYPES:
+                if isinstance(a, Tracer):
+                    return find_top_trace(args).process_primitive(self, args, params)
+                plain = False
+        if plain:
+            return self.impl(*args, **params)
+        return self._call_on_other_arrays(args, params)
+
+    def _call_on_other_arrays(self, args, params):
+        """The impl on operands that may belong to another array library (Dask, CuPy ...):
+        where that library lacks the operation (it raises, or warns that it falls back to
+        NumPy, which would compute a lazy array) say so rather than compute silently."""
+        library = foreign_library(args)
+        if library is None:
+            return self.impl(*args, **params)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", FutureWarning)
+                return self.impl(*args, **params)
+        except Exception as error:
+            raise ArrayLibraryError(
+                f"primitive {self.name!r} failed on {library} arrays ({type(error).__name__}: "
+                f"{error}): {library} lacks this operation or this form of it. Compute the "
+                "inputs with NumPy (np.asarray), or express the step with operations "
+                f"{library} supports.") from error
 
     def __repr__(self):
         return f"<primitive {self.name}>"

@@ -3,9 +3,11 @@
 NumPy calls a tracer's conversion methods (`__array__`, `__float__`) from C while it
 executes one of the user's statements; the statement and the bytecode instruction
 running there tell what the user wrote (`y[i] = x`, `table[x]`, `np.array([x, y])`),
-so the error can name the line and its fix.
+so the error can name the line and its fix; the frames between the two tell which SciPy
+function converted the value (`library_function`).
 """
 import dis
+import inspect
 import linecache
 import os
 import sys
@@ -33,6 +35,41 @@ def user_frame(depth: int = 1):
     while frame is not None and _in_library(frame):
         frame = frame.f_back
     return frame
+
+
+def _public_scipy_function(frame) -> str | None:
+    """The public SciPy name of the function a frame runs ("scipy.linalg.solve"), of the
+    method it runs on a public object ("scipy.stats.norm.logpdf"), or of the function a
+    decorator's wrapper running there wraps (a free variable of the wrapper)."""
+    candidates = [(frame.f_globals.get("__name__", ""), frame.f_code.co_name)]
+    for var in frame.f_code.co_freevars:
+        wrapped = frame.f_locals.get(var)
+        if inspect.isfunction(wrapped):
+            candidates.append((wrapped.__module__ or "", wrapped.__name__))
+    for module, name in candidates:
+        parts = module.split(".")
+        if parts[0] != "scipy" or len(parts) < 2 or parts[1].startswith("_") or \
+                name.startswith("_"):
+            continue
+        package = f"scipy.{parts[1]}"
+        namespace = vars(sys.modules[package]) if package in sys.modules else {}
+        if callable(namespace.get(name)):
+            return f"{package}.{name}"
+        owner = frame.f_locals.get("self")
+        for attr, value in namespace.items() if owner is not None else ():
+            if value is owner and not attr.startswith("_"):
+                return f"{package}.{attr}.{name}"
+    return None
+
+
+def library_function(depth: int = 1) -> str | None:
+    """The public SciPy function running outermost between the caller (from `depth` levels
+    above it) and the user's code, e.g. "scipy.linalg.solve": the one the user called."""
+    frame, found = sys._getframe(depth + 1), None
+    while frame is not None and _in_library(frame):
+        found = _public_scipy_function(frame) or found
+        frame = frame.f_back
+    return found
 
 
 def calling_frame(depth: int = 1):

@@ -18,8 +18,15 @@ Two variants are generated from one program:
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
   transformation differentiates, batches or stages it like any NumPy code.
 
+Both release each intermediate after its last use (`del`), as eager code drops a
+temporary, so that a long program holds about as much memory as the eager function.
 Either way the outputs are independent arrays, as in eager mode: an output whose
 buffer may be an input's, a constant's or an earlier output's is returned as a copy.
+Every step is linear (or near-linear) in the number of equations.
+
+A primitive with an `emit_statements` rule (a loop, a conditional) writes statements
+instead of an expression; the sub-programs in its parameters become functions of the
+same generated module (`Code.function`), named after the user's functions.
 """
 import linecache
 import os
@@ -32,20 +39,71 @@ from ..primitives import REGISTRY
 from ..primitives.families import source as value_source
 from ..primitives.structural import _index_source as index_entry_source
 from ..primitives.structural import scatter_add
-from .program import Literal, Namer, Program
+from .program import RESERVED, Literal, Namer, Program, gc_paused
 
 
 def _global_name(prim):
     return f"{prim.name}_p"
 
 
-def generate(program: Program, name: str = "f", fast: bool = True):
-    """(source, globals) of a function `name(*inputs) -> list of outputs`."""
-    names = Namer(program, reserved={name} | {_global_name(p) for p in REGISTRY.values()})
-    globals_ = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
+class Code:
+    """The module being generated, for statement emitters: its globals, the functions
+    written so far, whether it is the fast variant, and fresh names."""
+
+    def __init__(self, fast: bool):
+        self.fast, self.functions, self.params_count = fast, [], [0]
+        self.globals = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
+        self.taken = {_global_name(p) for p in REGISTRY.values()}
+        self.local_names = None          # the Namer of the function being written
+
+    def reserved(self) -> set:
+        return self.taken | set(self.globals)
+
+    def _unique(self, hint: str) -> str:
+        name, k = hint, 1
+        while name in self.reserved() or name in RESERVED:
+            name, k = f"{hint}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
+    def function(self, program: Program, hint: str) -> str:
+        """Write `program` as a function of the module; returns its name."""
+        name = self._unique(hint if hint.isidentifier() else "body")
+        outer = self.local_names
+        text, _ = generate(program, name, self.fast, self)
+        self.local_names = outer
+        self.functions.append(text)
+        return name
+
+    def value(self, obj, hint: str) -> str:
+        """A global name for a Python object the statements use."""
+        name = self._unique(hint)
+        self.globals[name] = obj
+        return name
+
+    def fresh(self, hint: str) -> str:
+        """A new local name in the function being written."""
+        return self.local_names.named(object(), hint)
+
+
+def generate(program: Program, name: str = "f", fast: bool = True, code: Code = None):
+    """(source, globals) of a function `name(*inputs) -> list of outputs`; with `code` (an
+    enclosing module), the source of this function alone, in that module."""
+    with gc_paused():
+        return _generate(program, name, fast, code)
+
+
+def _generate(program, name, fast, code):
+    top = code is None
+    code = code or Code(fast)
+    code.taken.add(name)
+    names = code.local_names = Namer(program, reserved={name} | code.reserved())
+    globals_ = code.globals
     for var, value in zip(program.constvars, program.consts):
-        globals_[names(var) if var.hint else names.named(var, "const")] = value
-    params_count = [0]
+        const_name = names(var) if var.hint else names.named(var, "const")
+        code.taken.add(const_name)
+        globals_[const_name] = value
+    params_count = code.params_count
 
     def param_expr(value):
         try:
@@ -66,12 +124,15 @@ def generate(program: Program, name: str = "f", fast: bool = True):
         text = value_source(x.value)     # a negative literal is parenthesised: (-2.0) ** x
         return f"({text})" if text.startswith("-") else text
 
-    reusable = _reusable_buffers(program) if fast else {}
-    in_place = _in_place_scatters(program) if fast else set()
+    reusable, in_place = _buffer_plan(program) if fast else ({}, set())
+    released = _released(program)
+    comments = {}
     lines = [f"def {name}({', '.join(names(v) for v in program.invars)}):"]
     comment = None
     for i, eq in enumerate(program.equations):
-        here = _comment(eq.source)
+        here = comments.get(eq.source)
+        if here is None:
+            here = comments[eq.source] = _comment(eq.source)
         if here and here != comment:
             lines.append(f"    # {here}")
             comment = here
@@ -81,35 +142,43 @@ def generate(program: Program, name: str = "f", fast: bool = True):
             target, index = names(eq.outputs[0]), _index_source(eq.params["index"])
             lines.append(f"    {target} = {args[0]}")
             lines.append(f"    {target}[{index}] += {args[1]}")
-            continue
-        if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
-            expr = prim.emit(args, out=names(reusable[i]))
-        elif prim.python_operator and (eq.outputs[0].weak or any(
-                type(x) is not Literal and not x.weak for x in eq.inputs)):
-            # Python's operator: NumPy's ufunc where an operand is an array, Python's
-            # arithmetic (weakly typed) on Python scalars, as staged.
-            expr = prim.python_operator.format(*args)
-        elif prim.emit is not None:
-            expr = prim.emit(args, **eq.params)
+        elif prim.emit_statements is not None:
+            targets = [names(v) for v in eq.outputs]
+            lines += ["    " + line for line in prim.emit_statements(args, targets, code,
+                                                                      **eq.params)]
         else:
-            globals_[_global_name(prim)] = prim
-            keywords = [f"{k}={param_expr(v)}" for k, v in eq.params.items()]
-            expr = f"{_global_name(prim)}({', '.join(args + keywords)})"
-        targets = ", ".join(names(v) for v in eq.outputs)
-        if prim.multiple_results and len(eq.outputs) == 1:
-            targets += ","
-        lines.append(f"    {targets} = {expr}")
+            if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
+                expr = prim.emit(args, out=names(reusable[i]))
+            elif prim.python_operator and (eq.outputs[0].weak or any(
+                    type(x) is not Literal and not x.weak for x in eq.inputs)):
+                # Python's operator: NumPy's ufunc where an operand is an array, Python's
+                # arithmetic (weakly typed) on Python scalars, as staged.
+                expr = prim.python_operator.format(*args)
+            elif prim.emit is not None:
+                expr = prim.emit(args, **eq.params)
+            else:
+                globals_[_global_name(prim)] = prim
+                keywords = [f"{k}={param_expr(v)}" for k, v in eq.params.items()]
+                expr = f"{_global_name(prim)}({', '.join(args + keywords)})"
+            targets = ", ".join(names(v) for v in eq.outputs)
+            if prim.multiple_results and len(eq.outputs) == 1:
+                targets += ","
+            lines.append(f"    {targets} = {expr}")
+        if i in released:
+            lines.append(f"    del {', '.join(names(v) for v in released[i])}")
     copied = _copied_outputs(program, reusable, in_place)
     outs = ", ".join(f"np.copy({operand(x)})" if i in copied else operand(x)
                      for i, x in enumerate(program.outvars))
     lines.append(f"    return [{outs}]")
-    return "\n".join(lines) + "\n", globals_
+    text = "\n".join(lines) + "\n"
+    return ("\n".join(code.functions + [text]) if top else text), globals_
 
 
 def compile_program(program: Program, name: str = "f", fast: bool = True):
     """The generated function itself (and its source, as `.source`)."""
-    text, globals_ = generate(program, name, fast)
-    code = compile(text, f"<pullback generated {name}>", "exec")
+    with gc_paused():
+        text, globals_ = generate(program, name, fast)
+        code = compile(text, f"<pullback generated {name}>", "exec")
     exec(code, globals_)                                  # noqa: S102  (our own source)
     fn = globals_[name]
     fn.source = text
@@ -127,11 +196,42 @@ def _comment(source: str) -> str:
     return f"derivative of {label}" if derived else label
 
 
-def _buffer_facts(program: Program):
-    """(last_use, viewed, fresh): the index of the last equation reading each variable
-    (the outputs count as read after the last one); the variables some equation may
-    return a view of (every input of a primitive without `fresh_output`); and the
-    non-0-d outputs of `fresh_output` primitives, whose buffers are their own."""
+def _released(program: Program) -> dict:
+    """Equation index -> the values to release after it: those it reads last, and its
+    outputs nobody reads. Inputs (the caller's), constants (globals) and the program's
+    outputs are never released. (0-d values too are released: a long loop of scalar
+    updates would otherwise hold one per step.)"""
+    last_use = {}
+    for i, eq in enumerate(program.equations):
+        for x in eq.inputs:
+            if type(x) is not Literal:
+                last_use[x] = i
+    kept = set(program.invars) | set(program.constvars)
+    kept.update(x for x in program.outvars if type(x) is not Literal)
+    released = {}
+    for i, eq in enumerate(program.equations):
+        dead = [v for v in eq.outputs if v not in last_use and v not in kept]
+        dead += [x for x in dict.fromkeys(eq.inputs) if type(x) is not Literal
+                 and last_use[x] == i and x not in kept]
+        if dead:
+            released[i] = dead
+    return released
+
+
+def _buffer_plan(program: Program):
+    """(reusable, in_place): where the fast variant writes into a dead intermediate's buffer.
+
+    `reusable`: equation index -> the input variable whose buffer an elementwise ufunc
+    writes its output into (`out=`); `in_place`: the indices of the `scatter_add`
+    equations that add into their operand's buffer (`y = x; y[index] += updates`).
+
+    The buffer written into is a fresh intermediate array: the non-0-d output of a
+    `fresh_output` primitive (its buffer is its own), read by no primitive that may
+    return a view of it (those without `fresh_output`), read by no equation after this
+    one, and of the output's shape and dtype. A ufunc takes the first such input; a
+    scatter needs a basic index (no index arrays: `+=` then adds each position once)
+    and updates that are another variable (or a literal).
+    """
     last_use, viewed, fresh = {}, set(), set()
     for i, eq in enumerate(program.equations):
         for x in eq.inputs:
@@ -144,86 +244,76 @@ def _buffer_facts(program: Program):
     for x in program.outvars:
         if type(x) is not Literal:
             last_use[x] = len(program.equations)
-    return last_use, viewed, fresh
+
+    def free(x, i, aval):
+        return (type(x) is not Literal and x in fresh and x not in viewed and last_use[x] == i
+                and x.aval == aval)
+
+    reusable, in_place, ufunc = {}, set(), {}
+    for i, eq in enumerate(program.equations):
+        prim, out = eq.primitive, eq.outputs[0]
+        if prim is scatter_add:
+            if len(eq.inputs) == 2 and eq.inputs[1] is not eq.inputs[0] \
+                    and free(eq.inputs[0], i, out.aval):
+                in_place.add(i)
+            continue
+        if prim not in ufunc:
+            ufunc[prim] = writes_into_buffers(prim)
+        if ufunc[prim] and out.aval.shape:
+            x = next((x for x in eq.inputs if free(x, i, out.aval)), None)
+            if x is not None:
+                reusable[i] = x
+    return reusable, in_place
 
 
 def _copied_outputs(program: Program, reusable: dict, in_place: set) -> set:
     """Positions of the outputs to copy, so that the caller owns independent arrays, as in
     eager mode: those whose buffer may be an input's, a constant's or an earlier output's.
 
-    Each variable may share the buffers of a set of roots: an input or constant is its
-    own root, as is each output of a `fresh_output` primitive; the outputs of any other
-    equation may share its inputs' roots and each other's (a root of the equation); an
-    output written into an input's buffer (`out=`, in-place scatter) shares its roots.
+    Variables that may share a buffer are grouped (union-find, near-linear time): the
+    outputs of an equation without `fresh_output` with each other and with its inputs;
+    an output written into an input's buffer (`out=`, in-place scatter) with that input.
+    An output is copied when its group holds an input, a constant or an earlier output.
+    (Grouping is transitive, so the outputs of a primitive without `fresh_output` reading
+    several variables join their groups: an output may be copied that need not be.)
     """
-    roots = {v: {v} for v in program.invars + program.constvars}
+    parent = {}
+
+    def find(v):
+        root = v
+        while root in parent:
+            root = parent[root]
+        while v is not root:
+            parent[v], v = root, parent[v]
+        return root
+
+    def join(a, b):
+        a, b = find(a), find(b)
+        if a is not b:
+            parent[a] = b
+
     for i, eq in enumerate(program.equations):
         if i in reusable or i in in_place:
-            shared = roots[reusable[i] if i in reusable else eq.inputs[0]]
-        elif eq.primitive.fresh_output:
-            shared = None
-        else:
-            shared = {i}.union(*(roots[x] for x in eq.inputs if type(x) is not Literal))
-        roots.update((v, {v} if shared is None else shared) for v in eq.outputs)
-    taken = set(program.invars + program.constvars)
+            join(eq.outputs[0], reusable[i] if i in reusable else eq.inputs[0])
+        elif not eq.primitive.fresh_output:
+            for v in eq.outputs[1:] + [x for x in eq.inputs if type(x) is not Literal]:
+                join(v, eq.outputs[0])
+    taken = {find(v) for v in program.invars + program.constvars}
     copied = set()
     for position, x in enumerate(program.outvars):
         if type(x) is Literal:
             continue
-        if roots[x] & taken:
+        root = find(x)
+        if root in taken:
             copied.add(position)
         else:
-            taken |= roots[x]
+            taken.add(root)
     return copied
-
-
-def _in_place_scatters(program: Program) -> set:
-    """Indices of the `scatter_add` equations that may add into their operand's buffer.
-
-    As for `_reusable_buffers`: the operand is a fresh intermediate array (its buffer is
-    its own), of the output's type, not possibly viewed, not read after this
-    one; the index is basic (no index arrays: `+=` then adds each position once) and
-    the updates are another variable (or a literal).
-    """
-    last_use, viewed, fresh = _buffer_facts(program)
-    in_place = set()
-    for i, eq in enumerate(program.equations):
-        if eq.primitive is not scatter_add or len(eq.inputs) != 2:
-            continue
-        x, updates = eq.inputs
-        if (type(x) is not Literal and x in fresh and x not in viewed and last_use[x] == i
-                and x.aval == eq.outputs[0].aval and updates is not x):
-            in_place.add(i)
-    return in_place
 
 
 def _index_source(index) -> str:
     """A basic index template as Python source, e.g. `1:, 0`."""
     return ", ".join(index_entry_source(e, ()) for e in index) or "()"
-
-
-def _reusable_buffers(program: Program) -> dict:
-    """Equation index -> an input variable whose buffer the output may be written into.
-
-    Only for elementwise ufunc equations (emitted as `np.<ufunc>(...)` or an operator
-    we can rewrite), when the input is a fresh intermediate array (the output of a
-    `fresh_output` primitive), has the output's shape and dtype, is not read by an
-    equation that may return a view of it, and is not used after this equation.
-    """
-    last_use, viewed, fresh = _buffer_facts(program)
-    reusable = {}
-    for i, eq in enumerate(program.equations):
-        if not writes_into_buffers(eq.primitive):
-            continue
-        out = eq.outputs[0]
-        if not out.aval.shape:
-            continue
-        for x in eq.inputs:
-            if (type(x) is not Literal and x in fresh and x not in viewed and last_use[x] == i
-                    and x.aval == out.aval and x not in reusable.values()):
-                reusable[i] = x
-                break
-    return reusable
 
 
 def writes_into_buffers(primitive) -> bool:

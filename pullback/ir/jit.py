@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.arrays import runs_generated_code
+from ..core.arrays import foreign_array, is_array, runs_generated_code
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
 from ..tree import flatten, unflatten
@@ -31,13 +31,23 @@ class RestagingWarning(UserWarning):
 
 
 class _Compiled:
-    __slots__ = ("program", "fast", "traceable", "out_tree")
+    """A cached program: its fast variant, compiled at once, and its traceable variant,
+    compiled when tracers first call it (most jitted functions never see one)."""
+    __slots__ = ("program", "name", "fast", "_traceable", "out_tree")
 
     def __init__(self, program, name):
-        self.program = program
-        self.fast = compile_program(program, name, fast=True)
-        self.traceable = compile_program(program, name, fast=False)
+        self.program, self.name = program, name
+        self._traceable = None
+        # constants of another array library (a Dask array in f) cannot meet NumPy buffers
+        other_constants = any(foreign_array(c) is not None for c in program.consts)
+        self.fast = self.traceable if other_constants else compile_program(program, name)
         self.out_tree = program.out_tree
+
+    @property
+    def traceable(self):
+        if self._traceable is None:
+            self._traceable = compile_program(self.program, self.name, fast=False)
+        return self._traceable
 
 
 class _StaticArguments:
@@ -145,7 +155,8 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
         dynamic = ([a for i, a in enumerate(args) if i not in static_pos],
                    {k: v for k, v in kwargs.items() if k not in static.names})
         leaves, treedef = flatten(dynamic)
-        key = (treedef, tuple(signature_of(x) for x in leaves), static_values)
+        key = (treedef, tuple(signature_of(x) for x in leaves), static_values,
+               tuple(type(x) for x in leaves if foreign_array(x) is not None))
         entry = cache.get(key)
         if entry is None:
             _refuse_unstageable(f"jit({name})", f, args, kwargs, static_pos, static.names)
@@ -170,10 +181,12 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
                     RestagingWarning, stacklevel=2)
         else:
             misses[0] = 0
-        traced = any(isinstance(x, Tracer) for x in leaves)
+        # the fast variant writes into NumPy buffers: tracers and other arrays (Dask, CuPy
+        # ...) run the traceable variant, whose plain NumPy calls dispatch on their operands
+        interpreted = any(isinstance(x, Tracer) or foreign_array(x) is not None for x in leaves)
         if plain and not kwargs and all(runs_generated_code(a) for a in args):
             by_arrays[tuple((a.shape, a.dtype) for a in args)] = entry
-        outs = (entry.traceable if traced else entry.fast)(*leaves)
+        outs = (entry.traceable if interpreted else entry.fast)(*leaves)
         return unflatten(entry.out_tree, outs)
 
     jitted.cache = cache
@@ -191,8 +204,8 @@ def _hashable(value):
 def _stageable(value) -> bool:
     """Whether an argument leaf can be an input of a staged program: an array or NumPy
     scalar of a numeric or boolean dtype, a Python number, or a tracer."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.dtype.kind in "biufc"
+    if isinstance(value, (np.ndarray, np.generic)) or is_array(value):
+        return np.dtype(value.dtype).kind in "biufc"
     return isinstance(value, (bool, int, float, complex, Tracer))
 
 

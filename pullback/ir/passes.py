@@ -1,8 +1,9 @@
 """Optimisation passes over staged programs: smaller derivative programs, same results.
 
 Contract. A pass is a function `Program -> Program`. It returns a new program and
-never modifies its argument: equations are rebuilt, while `Var`s, `Literal`s and
-constant values (never mutated by anyone) are shared. The result has the same
+never modifies its argument: the equations it leaves alone, `Var`s, `Literal`s and
+constant values (never mutated by anyone) are shared, so `optimize` sees that a round
+changed nothing by identity, in linear time. The result has the same
 inputs and computes the same outputs with the same shapes and dtypes -- NumPy
 broadcasting and NumPy 2 promotion of weakly typed Python scalars included -- and
 passes `typecheck`. Values are the same bit for bit, NaN and Inf included (a NaN
@@ -32,7 +33,8 @@ not), with these documented exceptions, all in `simplify`:
 finite constants): for a float variable it is not, and `inf * 0` is NaN.
 
 `optimize` applies `PASSES` in order, round after round, until a round changes
-nothing (at most `max_rounds` rounds).
+nothing (at most `max_rounds` rounds). Sub-programs in equations' parameters (loop bodies,
+branches) are optimised first, once each, keeping their inputs and outputs.
 """
 import math
 from dataclasses import replace
@@ -47,7 +49,7 @@ from ..primitives.reductions import sum as reduce_sum
 from ..primitives.structural import (broadcast_to, convert, embed, getitem, reshape, scatter_add,
                                      transpose)
 from ..transforms.cotangents import may_fold, normal_factor
-from .program import Equation, Literal, Program, Var, abstract
+from .program import Equation, Literal, Program, Var, abstract, gc_paused
 
 MAX_FOLD_SIZE = 10**6       # constant folding leaves larger results to run time
 
@@ -63,7 +65,8 @@ def _operand(x):
 
 def _rebuilt(program, equations, env=None, constants=None) -> Program:
     """A copy of `program` with new equations (and constants), its outputs read through
-    `env` (Var -> replacement), a replaced output keeping its preferred name."""
+    `env` (Var -> replacement), a replaced output keeping its preferred name. Equations
+    are shared, never modified."""
     env = env or {}
     constants = list(zip(program.constvars, program.consts)) if constants is None else constants
     outvars = [env.get(x, x) if _is_var(x) else x for x in program.outvars]
@@ -71,14 +74,19 @@ def _rebuilt(program, equations, env=None, constants=None) -> Program:
     for old, new in zip(program.outvars, outvars):
         if old is not new and old in names and new not in names:
             names[new] = names[old]
-    equations = [Equation(eq.primitive, list(eq.inputs), dict(eq.params), list(eq.outputs),
-                          eq.source) for eq in equations]
     return replace(program, equations=equations, constvars=[v for v, _ in constants],
                    consts=[c for _, c in constants], outvars=outvars, names=names)
 
 
 def _read(inputs, env):
     return [env.get(x, x) if _is_var(x) else x for x in inputs]
+
+
+def _reading(eq, env):
+    """eq with its inputs read through `env`: eq itself when none is replaced."""
+    if not env or not any(_is_var(x) and x in env for x in eq.inputs):
+        return eq
+    return Equation(eq.primitive, _read(eq.inputs, env), eq.params, eq.outputs, eq.source)
 
 
 # ------------------------------------------------------------------- dead code
@@ -149,16 +157,17 @@ def eliminate_common_subexpressions(program: Program) -> Program:
         constants.append((var, value))
     seen, equations = {}, []
     for eq in program.equations:
-        inputs = _read(eq.inputs, env)
-        operands = [_operand_key(x) for x in inputs]
+        eq = _reading(eq, env)
+        operands = [_operand_key(x) for x in eq.inputs]
         if eq.primitive.commutative:
             operands.sort()
-        key = (eq.primitive, tuple(operands), _freeze(eq.params), eq.outputs[0].weak)
+        key = (eq.primitive, tuple(operands), _freeze(eq.params) if eq.params else (),
+               eq.outputs[0].weak)
         if key in seen:
             env.update(zip(eq.outputs, seen[key]))
             continue
         seen[key] = eq.outputs
-        equations.append(replace(eq, inputs=inputs))
+        equations.append(eq)
     return _rebuilt(program, equations, env, constants)
 
 
@@ -291,7 +300,10 @@ class _Rewriter:
     def _all(self, x, test):
         """Whether every element of the literal or numeric constant x passes `test`."""
         if type(x) is Literal:
-            return bool(test(np.asarray(x.value)))
+            key = (test, type(x.value), x.value)      # NaN never matches: computed again
+            if key not in self.facts:
+                self.facts[key] = bool(test(np.asarray(x.value)))
+            return self.facts[key]
         value = self.values.get(x)
         if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "biufc":
             return False
@@ -663,8 +675,10 @@ def _literal_operands(eq, rw):
     are the same bit for bit."""
     for i, x in enumerate(eq.inputs):
         value = rw.uniform(x)
+        if value is None:
+            continue
         others = [y for j, y in enumerate(eq.inputs) if j != i and _is_var(y)]
-        if value is None or not others or any(
+        if not others or any(
                 y.weak or np.dtype(y.aval.dtype) != np.dtype(x.aval.dtype) for y in others):
             continue
         inputs = eq.inputs[:i] + [Literal(value)] + eq.inputs[i + 1:]
@@ -709,7 +723,7 @@ def simplify(program: Program) -> Program:
     """
     rw = _Rewriter(program)
     for eq in program.equations:
-        eq = replace(eq, inputs=_read(eq.inputs, rw.env))
+        eq = _reading(eq, rw.env)
         if not eq.primitive.multiple_results and not eq.outputs[0].weak:
             if eq.primitive.family == "elementwise":
                 eq = _literal_operands(_unbroadcast_operands(eq, rw), rw)
@@ -726,21 +740,48 @@ def simplify(program: Program) -> Program:
 
 # --------------------------------------------------------------------- driver
 
+def _optimized_subprograms(program: Program, passes, max_rounds) -> Program:
+    """`program` with every sub-program in its equations' parameters optimised (once: a
+    program `optimize` returned is marked as such)."""
+    equations, changed = [], False
+    for eq in program.equations:
+        params = dict(eq.params)
+        for key, value in eq.params.items():
+            subs = value if type(value) is tuple else (value,)
+            if subs and all(isinstance(v, Program) for v in subs):
+                done = tuple(v if getattr(v, "optimized", False) else
+                             optimize(v, passes, max_rounds) for v in subs)
+                params[key] = done if type(value) is tuple else done[0]
+                changed |= any(a is not b for a, b in zip(done, subs))
+        equations.append(replace(eq, params=params))
+    return _rebuilt(program, equations) if changed else program
+
+
 PASSES = (fold_constants, simplify, eliminate_common_subexpressions, eliminate_dead_code)
 
 
-def _fingerprint(program):
-    return ([(eq.primitive, _freeze(eq.params), *map(id, eq.inputs), *map(id, eq.outputs))
-             for eq in program.equations],
-            list(map(id, program.constvars)), list(map(id, program.outvars)))
+def _same(a: Program, b: Program) -> bool:
+    """Whether two programs are the same equations, constants and outputs (passes share the
+    equations they leave alone, so identity says it in linear time)."""
+    return all(len(x) == len(y) and all(u is v for u, v in zip(x, y)) for x, y in (
+        (a.equations, b.equations), (a.constvars, b.constvars), (a.outvars, b.outvars)))
 
 
 def optimize(program: Program, passes=PASSES, max_rounds: int = 10) -> Program:
-    """Apply `passes` in order, round after round, until a round changes nothing."""
+    """Apply `passes` in order, round after round, until a round changes nothing; the
+    sub-programs of its equations first."""
+    with gc_paused():
+        return _optimize(program, passes, max_rounds)
+
+
+def _optimize(program, passes, max_rounds):
+    program = _optimized_subprograms(program, passes, max_rounds)
     for _ in range(max_rounds):
         previous = program
         for p in passes:
             program = p(program)
-        if _fingerprint(program) == _fingerprint(previous):
+        if _same(program, previous):
             break
+    if passes is PASSES:
+        program.optimized = True
     return program

@@ -9,8 +9,18 @@ called like the function it came from, printed, and turned into source code.
 `evaluate` is the reference interpreter: it binds each primitive in turn, so it
 runs on arrays and on tracers alike. `typecheck` re-derives every equation's
 output types with the primitives' shape rules.
+
+Equations are never modified once built: passes share them between programs.
+`gc_paused` is for the phases that build programs of many small objects (staging,
+passes, code generation), which Python's cyclic collector would otherwise scan again
+and again as they grow.
+
+An equation's parameters may hold sub-programs (a loop's body, a branch of a
+conditional: `subprograms` finds them); typecheck and the printer recurse into them.
 """
+import gc
 import keyword
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +52,7 @@ class Literal:
         return repr(self.value)
 
 
-@dataclass
+@dataclass(slots=True)
 class Equation:
     primitive: Any
     inputs: list
@@ -61,9 +71,39 @@ class Program:
     in_tree: Any = None
     out_tree: Any = None
     names: dict = field(default_factory=dict)      # Var -> preferred name (inputs, outputs)
+    name: str = ""          # the user's function it was staged from, if any (a loop body)
 
     def __str__(self):
         return pretty(self)
+
+
+@contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector while the block runs (no-op if it is off).
+
+    Building a program allocates many small containers; each automatic collection then
+    scans all the objects built so far, which makes long programs cost more than linear
+    time. Nothing here creates cycles that must be collected meanwhile.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+def subprograms(params: dict) -> list:
+    """The programs held in an equation's parameters: (key, program), in order; a tuple of
+    programs (the branches of a switch) gives each with its key."""
+    found = []
+    for key, value in params.items():
+        if isinstance(value, Program):
+            found.append((key, value))
+        elif type(value) is tuple and value and all(isinstance(v, Program) for v in value):
+            found += [(key, v) for v in value]
+    return found
 
 
 def type_string(aval) -> str:
@@ -105,6 +145,8 @@ def typecheck(program: Program) -> None:
         for x in eq.inputs:
             if type(x) is not Literal and x not in defined:
                 raise TypeCheckError(f"equation {i} ({eq.primitive.name}) reads an undefined {x}")
+        for _, sub in subprograms(eq.params):
+            typecheck(sub)
         avals = [abstract(x) for x in eq.inputs]
         expected = eq.primitive.shape(*avals, **eq.params)
         expected = expected if eq.primitive.multiple_results else [expected]
@@ -131,19 +173,25 @@ def abstract(x):
     return x.aval
 
 
-def pretty(program: Program) -> str:
-    """The program as readable typed text, one let-binding per line."""
+def pretty(program: Program, indent: str = "") -> str:
+    """The program as readable typed text, one let-binding per line; sub-programs in an
+    equation's parameters are printed below it, indented."""
     names = Namer(program)
     lines = [f"{{ lambda {', '.join(f'{names(v)}:{type_string(v.aval)}' for v in program.invars)}"
              + (f" ; consts {', '.join(f'{names(v)}:{type_string(v.aval)}' for v in program.constvars)}"
                 if program.constvars else "") + " ."]
     for eq in program.equations:
         outs = ", ".join(f"{names(v)}:{type_string(v.aval)}" for v in eq.outputs)
-        params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items())
+        subs = subprograms(eq.params)
+        params = ", ".join(f"{k}={_short(v)}" for k, v in eq.params.items()
+                           if k not in dict(subs))
         args = " ".join(names(x) if type(x) is not Literal else repr(x.value) for x in eq.inputs)
         lines.append(f"    {outs} = {eq.primitive.name}{'[' + params + ']' if params else ''} {args}")
+        for key, sub in subs:
+            label = f"{key} ({sub.name})" if sub.name else key
+            lines.append(f"      {label} = " + pretty(sub, indent + "      "))
     lines.append(f"  in ({', '.join(names(x) if type(x) is not Literal else repr(x.value) for x in program.outvars)}) }}")
-    return "\n".join(lines)
+    return f"\n{indent}".join(lines)
 
 
 def _short(value):
@@ -155,10 +203,13 @@ RESERVED = set(keyword.kwlist) | {"np", "sp", "scipy", "math"}
 
 
 class Namer:
-    """Readable, unique names for a program's variables: preferred names first, then a, b, c..."""
+    """Readable, unique names for a program's variables: preferred names first, then a, b, c...
+    (`x`, then `x_1`, `x_2` ... for a name asked for again: each base remembers its next
+    suffix, so naming stays linear in the number of variables)."""
 
     def __init__(self, program: Program, reserved=()):
         self.names, self.used, self.counter = {}, RESERVED | set(reserved), 0
+        self.suffix = {}            # base -> the next suffix to try
         for var, name in program.names.items():
             self._assign(var, name)
 
@@ -167,9 +218,10 @@ class Namer:
         return self._assign(var, base)
 
     def _assign(self, var, base):
-        name, k = base, 1
+        name, k = base, self.suffix.get(base, 1)
         while name in self.used:
             name, k = f"{base}_{k}", k + 1
+        self.suffix[base] = k
         self.names[var] = name
         self.used.add(name)
         return name

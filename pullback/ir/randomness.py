@@ -49,8 +49,15 @@ MAX_ITEMS = 100                 # items looked at in one container
 _local = threading.local()      # .staging: this thread is inside a watched staging
 
 
-def staged_without_randomness(run: Callable, f: Callable, args: tuple):
-    """`run()`, which stages f at args, unless it draws random numbers (see the module)."""
+JIT = ("while jit/make_ir staged the function", "the staged program would keep the numbers "
+       "drawn now and return the same ones on every call. Draw them outside and pass them as "
+       "an argument (the mask itself, or a key or seed to compute it from), or call the "
+       "function without jit.")
+
+
+def staged_without_randomness(run: Callable, f: Callable, args: tuple, context=JIT):
+    """`run()`, which stages f at args, unless it draws random numbers (see the module).
+    `context`: (what was staging, why that is wrong and what to do) for the message."""
     if getattr(_local, "staging", False):         # nested: the outermost staging watches
         return run()
     sources = _sources(f, args)
@@ -73,11 +80,8 @@ def staged_without_randomness(run: Callable, f: Callable, args: tuple):
     else:
         where = f"at {location[0]}:{location[1]}  `{linecache.getline(*location).strip()}`"
     raise StagedRandomnessError(
-        f"{' and '.join(sources[s] for s in moved)} drew random numbers while jit/make_ir "
-        f"staged the function, {where}: the staged program would keep the numbers drawn now "
-        "and return the same ones on every call. Draw them outside and pass them as an "
-        "argument (the mask itself, or a key or seed to compute it from), or call the "
-        "function without jit.")
+        f"{' and '.join(sources[s] for s in moved)} drew random numbers {context[0]}, "
+        f"{where}: {context[1]}")
 
 
 def _user_code(filename: str) -> bool:

@@ -20,11 +20,12 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.arrays import is_array
 from ..core.engine import Trace, Tracer, new_trace, observed_by, observer
 from ..core.primitive import ShapeDtype
 from ..core.user_code import user_frame
 from ..errors import ConcretizationError, PullbackError
-from .program import Equation, Literal, Program, Var, abstract, evaluate
+from .program import Equation, Literal, Program, Var, abstract, evaluate, gc_paused
 from ..tree import flatten, keys_in_order, unflatten
 from .randomness import staged_without_randomness
 
@@ -97,12 +98,13 @@ class StagingTracer(Tracer):
     def _control_flow_error(self, what):
         filename, line, function = _user_location()
         return ConcretizationError(
-            f"{what} of a staged value at {filename}:{line} (in {function}): under jit/make_ir "
-            "the values are not known while the program is recorded, so Python code cannot "
-            "use them (to branch on, print or convert). Use pullback.numpy.where (np.where) "
-            "to select values, "
-            "mark the argument static with static_argnums/static_argnames, or run this "
-            "function eagerly (without jit).")
+            f"{what} of a staged value at {filename}:{line} (in {function}): under jit/make_ir, "
+            "and in the body of a pullback loop or branch, the values are not known while the "
+            "program is recorded, so Python code cannot use them (to branch on, print or "
+            "convert). Branch with pullback.cond / pullback.switch, loop with "
+            "pullback.while_loop / pullback.fori_loop / pullback.scan, use "
+            "pullback.numpy.where (np.where) to select values, mark the argument static with "
+            "static_argnums/static_argnames, or run this function eagerly (without jit).")
 
     def __bool__(self):
         raise self._control_flow_error("bool() (an `if`, `while`, `and`/`or`)")
@@ -227,7 +229,7 @@ class StagingTrace(Trace):
             raise CapturedTracer()
         key = id(value)
         if key not in self._const_ids:
-            array = value if isinstance(value, np.ndarray) else np.asarray(value)
+            array = value if isinstance(value, np.ndarray) or is_array(value) else np.asarray(value)
             var = Var(ShapeDtype(array.shape, array.dtype))
             self._const_ids[key] = var
             self.constvars.append(var)
@@ -311,8 +313,10 @@ def signature_of(value):
         return ((), np.dtype(kind), True)
     if isinstance(value, Tracer):
         return (tuple(value.shape), np.dtype(value.dtype), getattr(value, "weak", False))
-    array = value if isinstance(value, (np.ndarray, np.generic)) else np.asarray(value)
-    return (tuple(array.shape), array.dtype, False)
+    if isinstance(value, (np.ndarray, np.generic)) or is_array(value):
+        return (tuple(value.shape), np.dtype(value.dtype), False)
+    array = np.asarray(value)
+    return (array.shape, array.dtype, False)
 
 
 def stage(f: Callable, args: tuple, names=None) -> Program:
@@ -324,7 +328,7 @@ def stage(f: Callable, args: tuple, names=None) -> Program:
 def _stage(f, args, names):
     leaves, in_tree = flatten(args)
     names = names or {}
-    with _observing(), new_trace(StagingTrace) as trace:
+    with gc_paused(), _observing(), new_trace(StagingTrace) as trace:
         inputs = []
         for i, leaf in enumerate(leaves):
             shape, dtype, weak = signature_of(leaf)

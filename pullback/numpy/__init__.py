@@ -15,20 +15,33 @@ from ..core import array_methods as _array_methods
 from ..errors import InPlaceMutationError, unsupported
 from ..primitives.structural import stop_gradient
 from . import fft, linalg
-from ._common import SCALARS as OPERAND_TYPES, ndim, refuse_out
-from ._contraction import dot, einsum, inner, kron, matmul, outer, tensordot, trace, vdot
+from ._building import (append, apply_along_axis, block, choose, compress, delete, diagflat,
+                        dsplit, dstack, extract, geomspace, hsplit, insert, linspace, logspace,
+                        meshgrid, pad, piecewise, resize, rollaxis, rot90, select, unstack,
+                        vsplit)
+from ._calculus import (convolve, correlate, cross, cumulative_prod, cumulative_sum, diff,
+                        ediff1d, gradient, interp, trapezoid, unwrap)
+from ._common import SCALARS as OPERAND_TYPES, ndim, numpy_when_untraced, refuse_out
+from ._contraction import (dot, einsum, inner, kron, matmul, matrix_transpose, matvec, outer,
+                           tensordot, trace, vdot, vecdot, vecmat)
 from ._elementwise import *  # noqa: F401,F403  (ufunc wrappers, generated)
 from ._elementwise import (UFUNC_PRIMITIVES, UFUNCS, abs, around, clip, conj, conjugate,
                            deg2rad, degrees, digamma, fabs, float_power, imag, mod, positive, psi,
                            rad2deg, radians, real, round, true_divide, where)
+from ._polynomial import (polyadd, polyder, polyfit, polyint, polymul, polysub, polyval, roots,
+                          vander)
 from ._reductions import (all, amax, amin, any, argmax, argmin, average, cumprod, cumsum,
                           logsumexp, max, mean, min, prod, ptp, std, sum, var)
-from ._shape import (array, array_split, argsort, asarray, astype, at, atleast_1d, atleast_2d,
-                     atleast_3d, broadcast_arrays, broadcast_to, column_stack, concatenate, copy,
-                     diag, diagonal, empty_like, expand_dims, flip, fliplr, flipud, full_like,
-                     getitem, hstack, moveaxis, nonzero, ones_like, operand, pad, ravel, repeat,
-                     reshape, roll, shape, size, sort, split, squeeze, stack, swapaxes, take,
-                     take_along_axis, tile, transpose, tril, triu, vstack, zeros_like)
+from ._statistics import (bincount, corrcoef, cov, median, nancumprod, nancumsum, nanmax,
+                          nanmean, nanmedian, nanmin, nanpercentile, nanprod, nanquantile,
+                          nanstd, nansum, nanvar, percentile, quantile)
+from ._shape import (argpartition, array, array_split, argsort, asarray, astype, at, atleast_1d,
+                     atleast_2d, atleast_3d, broadcast_arrays, broadcast_to, column_stack,
+                     concatenate, copy, diag, diagonal, empty_like, expand_dims, flip, fliplr,
+                     flipud, full_like, getitem, hstack, moveaxis, nonzero, ones_like, operand,
+                     partition, ravel, repeat, reshape, roll, searchsorted, shape, size, sort,
+                     split, squeeze, stack, swapaxes, take, take_along_axis, tile, transpose,
+                     tril, triu, vstack, zeros_like)
 
 
 # ------------------------------------------------------------- ufunc methods
@@ -84,7 +97,26 @@ def _dispatch_table():
     return table
 
 
+def _numpy_when_untraced():
+    """Each function with a NumPy (or scipy.special ufunc) counterpart calls it directly
+    when nothing is traced: plain NumPy code through this namespace runs at NumPy's speed.
+    (DISPATCH, the protocols and tracer methods keep the implementations.)"""
+    scipy_ufuncs = {}
+    for ufunc, fn in UFUNCS.items():
+        if not hasattr(_np, ufunc.__name__):       # the wrapper, and a composite it wraps
+            scipy_ufuncs[fn] = scipy_ufuncs[fn.__wrapped__] = ufunc
+    here = globals()
+    for name, fn in list(here.items()):
+        if name.startswith("_") or not callable(fn) or isinstance(fn, type) \
+                or not getattr(fn, "__module__", "").startswith(__name__):
+            continue
+        original = getattr(_np, name, None) or scipy_ufuncs.get(fn)
+        if callable(original) and not isinstance(original, type):
+            here[name] = numpy_when_untraced(original, fn)
+
+
 DISPATCH = _dispatch_table()
+_numpy_when_untraced()
 _array_methods.use_namespace(__import__(__name__, fromlist=["*"]))
 
 

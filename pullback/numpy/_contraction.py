@@ -1,7 +1,7 @@
 """Products and contractions with NumPy's signatures.
 
-Only matmul and einsum are primitives; dot, vdot, inner, outer, tensordot, trace
-and kron are composites of them and of reshapes.
+Only matmul and einsum are primitives; dot, vdot, inner, outer, tensordot, trace,
+kron, vecdot, matvec and vecmat are composites of them and of reshapes.
 """
 import builtins
 import numbers
@@ -14,7 +14,8 @@ from ..primitives import elementwise as E
 from ._common import ndim, normalize_axis, refuse
 from ._elementwise import UFUNCS, conjugate
 from ._reductions import sum
-from ._shape import broadcast_to, diagonal, operand, ravel, reshape, shape, transpose
+from ._shape import (array_operand, broadcast_to, diagonal, operand, ravel, reshape, shape,
+                     swapaxes, transpose)
 
 
 def matmul(x1, x2, /, out=None, **kwargs):
@@ -40,7 +41,7 @@ UFUNCS[np.matmul] = matmul     # `A @ x` with an ndarray `A` arrives as the ufun
 
 def tensordot(a, b, axes=2):
     """`np.tensordot`: a transposed, reshaped matmul."""
-    a, b = operand(a), operand(b)
+    a, b = array_operand(a), array_operand(b)
     if isinstance(axes, numbers.Integral):
         axes_a, axes_b = list(range(ndim(a) - axes, ndim(a))), list(range(axes))
     else:
@@ -96,12 +97,49 @@ def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
 
 def kron(a, b):
     """`np.kron`."""
-    a, b = operand(a), operand(b)
+    a, b = array_operand(a), array_operand(b)
     n = builtins.max(ndim(a), ndim(b))
     sa, sb = (1,) * (n - ndim(a)) + shape(a), (1,) * (n - ndim(b)) + shape(b)
     a = reshape(a, tuple(d for k in sa for d in (k, 1)))
     b = reshape(b, tuple(d for k in sb for d in (1, k)))
     return reshape(E.multiply(a, b), tuple(i * j for i, j in zip(sa, sb)))
+
+
+def matrix_transpose(x, /):
+    """`np.matrix_transpose`: the last two axes swapped."""
+    x = operand(x)
+    if ndim(x) < 2:
+        raise ValueError("Input array must be at least 2-dimensional")
+    return swapaxes(x, -1, -2)
+
+
+def vecdot(x1, x2, /, *, axis=-1, **kwargs):
+    """`np.vecdot`: dot products of vectors along `axis` (the first conjugated), broadcasting
+    the others."""
+    refuse("vecdot", **kwargs)
+    a, b = array_operand(x1), array_operand(x2)
+    return sum(E.multiply(conjugate(a), b), axis=axis)
+
+
+def matvec(x1, x2, /, **kwargs):
+    """`np.matvec`: matrix-vector products over the leading (broadcast) axes."""
+    refuse("matvec", **kwargs)
+    a, b = operand(x1), operand(x2)
+    out = matmul(a, reshape(b, shape(b) + (1,)))
+    return reshape(out, shape(out)[:-1])
+
+
+def vecmat(x1, x2, /, **kwargs):
+    """`np.vecmat`: products of the conjugated vectors with the matrices, over the leading
+    (broadcast) axes."""
+    refuse("vecmat", **kwargs)
+    a, b = conjugate(operand(x1)), operand(x2)
+    out = matmul(reshape(a, shape(a)[:-1] + (1, shape(a)[-1])), b)
+    return reshape(out, shape(out)[:-2] + shape(out)[-1:])
+
+
+UFUNCS.update({f: fn for f, fn in ((getattr(np, name, None), globals()[name])
+                                   for name in ("vecdot", "matvec", "vecmat")) if f is not None})
 
 
 def _explicit_subscripts(subscripts, operands):
@@ -134,11 +172,23 @@ def _explicit_subscripts(subscripts, operands):
     return ",".join(expanded) + "->" + output
 
 
+def _subscripts_from_lists(args):
+    """einsum's operand-list form `(a, [0, 1], b, [1, 2], [0, 2])` as subscripts and
+    operands."""
+    output = args[-1] if len(args) % 2 else None
+    operands, sublists = args[0:len(args) - len(args) % 2:2], args[1::2]
+
+    def letters(sublist):
+        return "".join("..." if k is Ellipsis else string.ascii_letters[k] for k in sublist)
+    subscripts = ",".join(letters(s) for s in sublists)
+    return subscripts + ("" if output is None else "->" + letters(output)), operands
+
+
 def einsum(subscripts, *operands, out=None, optimize=False, **kwargs):
-    """`np.einsum` (explicit and implicit subscripts, ellipsis)."""
+    """`np.einsum` (explicit and implicit subscripts, ellipsis, the operand-list form)."""
     refuse("einsum", out=out, **{k: v for k, v in kwargs.items() if k != "casting"})
     if not isinstance(subscripts, str):
-        raise TypeError("einsum: only the subscripts-string form is supported")
+        subscripts, operands = _subscripts_from_lists((subscripts,) + operands)
     ops = [operand(x) for x in operands]
     spec = _explicit_subscripts(subscripts, ops)
     # Broadcast size-1 dimensions of a letter that other operands have of another size

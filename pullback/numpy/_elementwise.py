@@ -1,5 +1,6 @@
 """Elementwise functions with NumPy's signatures: ufunc wrappers generated from the
-primitives, plus composites (clip, round, deg2rad, float_power, ...)."""
+primitives (NumPy's and scipy.special's), plus composites (clip, round, deg2rad,
+float_power, frexp, modf, divmod, nan_to_num, ...)."""
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ from ..core.engine import Tracer
 from ..errors import unsupported
 from ..primitives import REGISTRY
 from ..primitives import elementwise as P
+from ..primitives import special as S
 from ..primitives.structural import stop_gradient
 from ._common import refuse
 from ._shape import astype, operand
@@ -30,6 +32,7 @@ def _ufunc_wrapper(ufunc, prim):
         return prim(*map(operand, args))
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Differentiable ufunc `{name}` (same signature as NumPy's or SciPy's)."
+    fn.__wrapped__ = prim
     return fn
 
 
@@ -148,11 +151,65 @@ def sign(x):
     return P.where(size == 0, 0.0, x / P.where(size == 0, 1.0, size))
 
 
+def sinc(x):
+    """`np.sinc`: sin(pi x) / (pi x), with exact derivatives of every order at 0 too."""
+    return S.sinc(operand(x), order=0)
+
+
+def exprel(x):
+    """`scipy.special.exprel`: (e^x - 1) / x, with exact derivatives of every order at 0 too."""
+    return S.exprel(operand(x), order=0)
+
+
+def frexp(x):
+    """`np.frexp`: (mantissa, exponent) with x = mantissa * 2**exponent; the mantissa's
+    derivative is 2**-exponent, the integer exponent has none."""
+    x = operand(x)
+    exponent = P.frexp_exponent(x)
+    return P.ldexp(x, -exponent), exponent
+
+
+def modf(x):
+    """`np.modf`: (fractional part, integral part), both with x's sign."""
+    x = operand(x)
+    finite = P.where(P.isinf(x), 0.0, x)        # inf has fraction 0 (with inf's sign)
+    return P.copysign(finite - P.trunc(finite), x), P.trunc(x)
+
+
+def divmod(x1, x2):
+    """`np.divmod`: (x1 // x2, x1 % x2)."""
+    x, y = operand(x1), operand(x2)
+    return P.floor_divide(x, y), P.remainder(x, y)
+
+
+def fix(x, out=None):
+    """`np.fix`: rounding towards zero (zero derivative)."""
+    refuse("fix", out=out)
+    return P.trunc(operand(x))
+
+
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    """`np.nan_to_num`: NaN and infinities replaced (by default by 0 and the largest finite
+    numbers); derivative 1 at finite values, 0 at the replaced ones."""
+    x = operand(x)
+    dtype = np.dtype(getattr(x, "dtype", np.float64))
+    if dtype.kind not in "fc":
+        return x
+    if dtype.kind == "c":       # as NumPy: the real and imaginary parts separately
+        def replaced(part):
+            return nan_to_num(part, nan=nan, posinf=posinf, neginf=neginf)
+        return replaced(P.real(x)) + 1j * replaced(P.imag(x))
+    largest = float(np.finfo(dtype).max)
+    x = P.where(P.isnan(x), operand(nan), x)
+    x = P.where(P.isinf(x) & (x > 0), largest if posinf is None else operand(posinf), x)
+    return P.where(P.isinf(x) & (x < 0), -largest if neginf is None else operand(neginf), x)
+
+
 conj = conjugate
 
 # Ufuncs answered by the composites above (`np.matmul` is added by _contraction).
 UFUNCS.update({ufunc: _ufunc_wrapper(ufunc, fn) for ufunc, fn in {
     np.positive: positive, np.fabs: absolute, np.conjugate: conjugate, np.sign: sign,
-    np.deg2rad: deg2rad,
-    np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg,
-    np.float_power: float_power}.items()})
+    np.deg2rad: deg2rad, np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg,
+    np.float_power: float_power, np.frexp: frexp, np.modf: modf, np.divmod: divmod,
+    sp.exprel: exprel}.items()})

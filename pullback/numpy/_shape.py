@@ -1,7 +1,7 @@
 """Shape, joining, indexing and creation functions with NumPy's signatures.
 
-Primitives: reshape, transpose, broadcast_to, concatenate, pad, getitem and the two
-scatters. Everything else here (stack, split, flip, roll, tile, diag, sort, take, ...)
+Primitives: reshape, transpose, broadcast_to, concatenate, pad (constant), getitem and the
+two scatters. Everything else here (stack, split, flip, roll, tile, diag, sort, take, ...)
 is a composite of those.
 """
 import builtins
@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from ..core.arrays import foreign_array, is_array
 from ..core.engine import Tracer
 from ..errors import (ConcretizationError, InPlaceMutationError, UnsupportedFunctionError,
                       unsupported)
@@ -31,9 +32,24 @@ def operand(x):
     if isinstance(x, REFUSED_ARRAY_TYPES):
         raise refused_array_type(x, "an operand of a traced computation",
                                  UnsupportedFunctionError)
-    if isinstance(x, np.ndarray):              # other subclasses (memmap ...) behave as arrays
+    if isinstance(x, np.ndarray) or is_array(x):   # subclasses (memmap ...), Dask, CuPy ...
         return x
     return asarray(x)
+
+
+def array_operand(x):
+    """`operand(x)`, with a Python number as a 0-d array (for code that reads its shape)."""
+    x = operand(x)
+    return x if hasattr(x, "shape") else np.asarray(x)
+
+
+def as_floating(x, dtype=None):
+    """x as `dtype`, or (without one) with integers and booleans as float64, as NumPy's
+    numerical routines take them."""
+    x = array_operand(x)
+    if dtype is not None:
+        return astype(x, dtype)
+    return astype(x, np.float64) if np.dtype(x.dtype).kind in "biu" else x
 
 
 def astype(x, dtype, copy=True):
@@ -218,7 +234,8 @@ def column_stack(tup):
     return concatenate([reshape(x, (-1, 1)) if ndim(x) < 2 else x for x in xs], 1)
 
 
-def _slice_along(x, axis, start, stop, step=None):
+def slice_along(x, axis, start, stop, step=None):
+    """`x[..., start:stop:step, ...]` with the slice at position `axis`."""
     index = (S.Slice(None, None, None),) * axis + (S.Slice(start, stop, step),)
     return S.getitem(x, index=index)
 
@@ -239,7 +256,7 @@ def array_split(ary, indices_or_sections, axis=0):
         bounds = [0] + [int(i) for i in indices_or_sections] + [n]
     # Python slicing, as NumPy does: negative indices count from the end, a decreasing
     # pair gives an empty piece.
-    return [_slice_along(x, axis, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    return [slice_along(x, axis, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
 def split(ary, indices_or_sections, axis=0):
@@ -284,7 +301,7 @@ def roll(a, shift, axis=None):
         n = shape(x)[ax]
         s = int(s) % n if n else 0
         if s:
-            x = S.concatenate(_slice_along(x, ax, n - s, None), _slice_along(x, ax, None, n - s),
+            x = S.concatenate(slice_along(x, ax, n - s, None), slice_along(x, ax, None, n - s),
                               axis=ax)
     return x
 
@@ -312,16 +329,12 @@ def repeat(a, repeats, axis=None):
     return take(x, indices, axis)
 
 
-def pad(array, pad_width, mode="constant", **kwargs):
-    """`np.pad` (constant mode)."""
-    if mode != "constant":
-        raise unsupported("pad", f"mode={mode!r}; only mode='constant' is supported")
-    value = kwargs.pop("constant_values", 0)
-    if kwargs or np.ndim(value) != 0:
-        raise unsupported("pad", "only a single scalar constant_values is supported")
+def pad_constant(array, pad_width, constant_value=0.0):
+    """`np.pad(array, pad_width)` with one constant (the pad primitive); `np.pad` itself,
+    in every mode, is in _building."""
     x = operand(array)
     widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (ndim(x), 2)).tolist()
-    return S.pad(x, pad_width=tuple(map(tuple, widths)), constant_value=float(value))
+    return S.pad(x, pad_width=tuple(map(tuple, widths)), constant_value=float(constant_value))
 
 
 def copy(a, order="K", subok=False):
@@ -347,6 +360,48 @@ def argsort(a, axis=-1, kind=None, order=None, *, stable=None):
     if axis is None:
         x, axis = ravel(x), 0
     return _argsort(x, axis=normalize_axis(axis, ndim(x)))
+
+
+def _kth(kth, n):
+    """partition's `kth` as a sorted tuple of non-negative ints."""
+    if isinstance(kth, Tracer):
+        raise unsupported("partition", "kth must be a constant integer or sequence of them")
+    positions = sorted({int(k) + n if int(k) < 0 else int(k) for k in np.atleast_1d(kth)})
+    for k in positions:
+        if not 0 <= k < n:
+            raise ValueError(f"kth(={k}) out of bounds ({n})")
+    return tuple(positions)
+
+
+def argpartition(a, kth, axis=-1, kind="introselect", order=None):
+    """`np.argpartition` (integer result, NumPy's own permutation)."""
+    refuse("argpartition", order=order)
+    x = operand(a)
+    if axis is None:
+        x, axis = ravel(x), 0
+    axis = normalize_axis(axis, ndim(x))
+    return R.argpartition(x, kth=_kth(kth, shape(x)[axis]), axis=axis)
+
+
+def partition(a, kth, axis=-1, kind="introselect", order=None):
+    """`np.partition`: a gather by NumPy's partitioning permutation (the same values as
+    NumPy's, in the same places)."""
+    x = operand(a)
+    if axis is None:
+        x, axis = ravel(x), 0
+    return take_along_axis(x, argpartition(S.stop_gradient(x), kth, axis, kind, order), axis)
+
+
+def searchsorted(a, v, side="left", sorter=None):
+    """`np.searchsorted` (integer result, no derivative)."""
+    x = operand(a)
+    if sorter is not None:
+        x = take(x, sorter)
+    if ndim(x) != 1:
+        raise ValueError("object too deep for desired array")
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right' (got {side!r})")
+    return R.searchsorted(x, operand(v), side=side)
 
 
 # ----------------------------------------------------------------- diagonals
@@ -604,6 +659,8 @@ def asarray(a, dtype=None, order=None, *, like=None, **kwargs):
     """`np.asarray` that also accepts traced values and (nested) lists of them."""
     if isinstance(a, Tracer) or (isinstance(a, (list, tuple)) and _contains_tracer(a)):
         return array(a, dtype)
+    if foreign_array(a) is not None:          # another library's array stays in its library
+        return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
     return np.asarray(a, dtype=dtype)
 
 

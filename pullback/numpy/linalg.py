@@ -1,17 +1,22 @@
 """pullback.numpy.linalg: differentiable `numpy.linalg` functions.
 
 The factorizations, solves and inverses are primitives (pullback.primitives.linalg);
-`norm` and `matrix_power` are composites and need no rules of their own. Every
-function takes stacks of matrices (leading batch axes) like NumPy, converts
-integer input to float64 as NumPy does, and refuses complex input. Results that
+`norm`, `matrix_power`, `lstsq`, `cond`, `multi_dot`, the tensor solves and the NumPy 2
+functions (`vector_norm`, `matrix_norm`, `vecdot`, ...) are composites and need no rules
+of their own. Functions take stacks of matrices (leading batch axes) where NumPy's do,
+convert integer input to float64 as NumPy does, and take complex input where their rules
+hold (COMPLEX_FUNCTIONS; the others refuse it with `ComplexValueError`). Results that
 NumPy returns as named tuples come back as named tuples with the same fields.
 
 Where a derivative does not exist or is not unique, the function says so instead
 of returning a silently wrong one: `svd(full_matrices=True)` of a non-square
 matrix (the extra singular vectors are arbitrary), `qr` of a wide matrix or in
-'complete' mode.
+'complete' mode. `eig` and `eigvals` (a general matrix's eigenvalues may be complex) have
+no derivative rules yet: they raise `ComplexValueError`.
 """
 import builtins
+import functools
+import math
 import operator
 from typing import Any, NamedTuple
 
@@ -21,22 +26,27 @@ from ..core.engine import Tracer
 from ..core.numbers import complex_error
 from ..errors import unsupported
 from ..primitives import linalg as L
-from ..primitives.contraction import matmul, swap_last
+from ..primitives.contraction import swap_last
 from ..primitives.structural import convert, reshape
-from ._common import ndim, normalize_axis
+from . import _calculus, _contraction
+from ._common import ndim, normalize_axes, normalize_axis, refuse
 from ._elementwise import absolute, imag, not_equal, real, sign, sqrt, square
 from ._reductions import max, min, sum
 from ._shape import argsort, flip, moveaxis, operand, take_along_axis, tril
+from ._shape import diagonal as _diagonal, transpose as _transpose   # linalg has its own
 
 __all__ = [
     # solving and inverting
-    "inv", "solve", "pinv", "matrix_power",
+    "inv", "solve", "pinv", "matrix_power", "lstsq", "tensorsolve", "tensorinv",
+    # products
+    "multi_dot", "matmul", "outer", "cross", "tensordot", "vecdot", "matrix_transpose",
+    "trace", "diagonal",
     # determinants
     "det", "slogdet",
     # factorizations
-    "cholesky", "eigh", "eigvalsh", "svd", "svdvals", "qr",
+    "cholesky", "eigh", "eigvalsh", "svd", "svdvals", "qr", "eig", "eigvals",
     # norms
-    "norm",
+    "norm", "vector_norm", "matrix_norm", "cond",
 ]
 
 
@@ -61,12 +71,19 @@ class QRResult(NamedTuple):
     R: Any
 
 
+class LstsqResult(NamedTuple):
+    solution: Any
+    residuals: Any
+    rank: Any
+    singular_values: Any
+
+
 # ------------------------------------------------------------------ helpers
 
 
 # The functions whose primitives and composites hold for complex matrices.
 COMPLEX_FUNCTIONS = ("inv", "solve", "matrix_power", "det", "slogdet", "cholesky", "eigh",
-                     "eigvalsh", "svdvals", "norm", "qr")
+                     "eigvalsh", "svdvals", "norm", "vector_norm", "matrix_norm", "qr")
 
 
 def _real(a, name):
@@ -160,6 +177,135 @@ def matrix_power(a, n):
         square = matmul(square, square)
 
 
+def lstsq(a, b, rcond=None):
+    """`np.linalg.lstsq`: (solution, residuals, rank, singular values), differentiable where
+    the rank of `a` is locally constant.
+
+    The solution is `pinv(a) @ b`; the rank (an integer, with no derivative) and whether
+    residuals are returned depend on the values of `a`, which must therefore be known (not
+    under `jit` or across a `vmap` batch: use `np.linalg.pinv(a) @ b` there).
+    """
+    x = _matrices(a, "lstsq", square=False)
+    if ndim(x) != 2:
+        raise np.linalg.LinAlgError(f"{ndim(x)}-dimensional array given. Array must be "
+                                    "two-dimensional")
+    rhs = _floating(b, "lstsq")
+    m, n = x.shape
+    if rhs.shape[0] != m:
+        raise np.linalg.LinAlgError("Incompatible dimensions")
+    if rcond is None:                    # NumPy computes in float64, whatever the input
+        rcond = np.finfo(np.float64).eps * builtins.max(m, n)
+    if isinstance(rcond, Tracer) or np.ndim(rcond) != 0:
+        raise unsupported("numpy.linalg.lstsq", "rcond must be a constant scalar")
+    known = x._known_value(
+        "the rank in numpy.linalg.lstsq (for the solution alone, `np.linalg.pinv(a) @ b` needs no "
+        "known values)") if isinstance(x, Tracer) else x
+    known_s = np.linalg.svd(known, compute_uv=False)
+    rank = int(np.sum(known_s > rcond * known_s[0])) if known_s.size else 0
+    solution = matmul(L.pinv(x, rcond=float(rcond)), rhs)
+    if ndim(rhs) == 1:
+        solution = reshape(solution, shape=(n,))
+    if rank == n and m > n:
+        misfit = rhs - matmul(x, solution)
+        residuals = sum(misfit * misfit, axis=0)
+        residuals = reshape(residuals, shape=(1,)) if ndim(rhs) == 1 else residuals
+    else:
+        residuals = np.empty((0,), x.dtype)
+    s = L.svdvals(x) if builtins.min(m, n) else np.empty((0,), x.dtype)
+    return LstsqResult(solution, residuals, np.int32(rank), s)
+
+
+def tensorsolve(a, b, axes=None):
+    """`np.linalg.tensorsolve`: x with tensordot(a, x, x.ndim) == b, through `solve`."""
+    x, rhs = _floating(a, "tensorsolve"), _floating(b, "tensorsolve")
+    if axes is not None:
+        order = [i for i in range(ndim(x)) if i not in normalize_axes(axes, ndim(x))]
+        x = _transpose(x, order + [normalize_axis(k, ndim(x)) for k in axes])
+    unknowns = x.shape[ndim(rhs):]
+    size = math.prod(unknowns)
+    if math.prod(x.shape) != size * size:
+        raise np.linalg.LinAlgError("Input arrays must satisfy the requirement "
+                                    "prod(a.shape[b.ndim:]) == prod(a.shape[:b.ndim])")
+    flat = solve(reshape(x, shape=(size, size)), reshape(rhs, shape=(size,)))
+    return reshape(flat, shape=unknowns)
+
+
+def tensorinv(a, ind=2):
+    """`np.linalg.tensorinv`: the inverse of `a` read as a matrix (its first `ind` axes
+    the rows)."""
+    x = _floating(a, "tensorinv")
+    if ind <= 0:
+        raise ValueError("Invalid ind argument.")
+    rows, cols = x.shape[:ind], x.shape[ind:]
+    inverse = inv(reshape(x, shape=(math.prod(rows), math.prod(cols))))
+    return reshape(inverse, shape=cols + rows)
+
+
+# ----------------------------------------------------------------- products
+
+
+def multi_dot(arrays, *, out=None):
+    """`np.linalg.multi_dot`: the chained product (a 1-D first or last array is a row or a
+    column vector), multiplied left to right."""
+    refuse("multi_dot", out=out)
+    arrays = [operand(x) for x in arrays]
+    if len(arrays) < 2:
+        raise ValueError("Expecting at least two arrays.")
+    for i, x in enumerate(arrays):
+        if ndim(x) != 2 and not (ndim(x) == 1 and i in (0, len(arrays) - 1)):
+            raise np.linalg.LinAlgError(f"{ndim(x)}-dimensional array given. Array must be "
+                                        "two-dimensional")
+    return functools.reduce(_contraction.matmul, arrays)
+
+
+def matmul(x1, x2, /):
+    """`np.linalg.matmul` (NumPy 2): the same as `np.matmul` (used throughout this module)."""
+    return _contraction.matmul(x1, x2)
+
+
+def outer(x1, x2, /):
+    """`np.linalg.outer` (NumPy 2): the outer product of two vectors."""
+    a, b = operand(x1), operand(x2)
+    if ndim(a) != 1 or ndim(b) != 1:
+        raise ValueError(f"Input arrays must be one-dimensional, but they are {ndim(a)=} and "
+                         f"{ndim(b)=}.")
+    return _contraction.outer(a, b)
+
+
+def cross(x1, x2, /, *, axis=-1):
+    """`np.linalg.cross` (NumPy 2): cross products of 3-vectors."""
+    a, b = operand(x1), operand(x2)
+    if a.shape[axis] != 3 or b.shape[axis] != 3:
+        raise ValueError("Both input arrays must be (arrays of) 3-dimensional vectors, but "
+                         f"they are {a.shape[axis]} and {b.shape[axis]} dimensional instead.")
+    return _calculus.cross(a, b, axis=axis)
+
+
+def tensordot(x1, x2, /, *, axes=2):
+    """`np.linalg.tensordot` (NumPy 2)."""
+    return _contraction.tensordot(x1, x2, axes)
+
+
+def vecdot(x1, x2, /, *, axis=-1):
+    """`np.linalg.vecdot` (NumPy 2)."""
+    return _contraction.vecdot(x1, x2, axis=axis)
+
+
+def matrix_transpose(x, /):
+    """`np.linalg.matrix_transpose` (NumPy 2)."""
+    return _contraction.matrix_transpose(x)
+
+
+def trace(x, /, *, offset=0, dtype=None):
+    """`np.linalg.trace` (NumPy 2): traces of the matrices on the last two axes."""
+    return _contraction.trace(x, offset, -2, -1, dtype)
+
+
+def diagonal(x, /, *, offset=0):
+    """`np.linalg.diagonal` (NumPy 2): diagonals of the matrices on the last two axes."""
+    return _diagonal(x, offset, -2, -1)
+
+
 # ------------------------------------------------------------ determinants
 
 
@@ -230,6 +376,19 @@ def _hermitian_svd(x, compute_uv):
     u = take_along_axis(v, order[..., None, :], axis=-1)
     signs = take_along_axis(sign(w), order, axis=-1)
     return SVDResult(u, s, swap_last(u * signs[..., None, :]))
+
+
+def eig(a):
+    """`np.linalg.eig`: refused, because the eigenvalues of a general real matrix can be
+    complex, and pullback has no derivative rules for general eigendecompositions yet."""
+    raise complex_error("numpy.linalg.eig (eigenvalues of a general matrix may be complex; "
+                        "for a symmetric or Hermitian matrix use numpy.linalg.eigh)")
+
+
+def eigvals(a):
+    """`np.linalg.eigvals`: refused, like `eig`."""
+    raise complex_error("numpy.linalg.eigvals (eigenvalues of a general matrix may be "
+                        "complex; for a symmetric or Hermitian matrix use numpy.linalg.eigvalsh)")
 
 
 def svdvals(x, /):
@@ -333,3 +492,33 @@ def _matrix_norm(x, ord, axis, keepdims):
         shape[row] = shape[col] = 1
         result = reshape(result, shape=tuple(shape))
     return result
+
+
+def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+    """`np.linalg.vector_norm` (NumPy 2): the norm of vectors along `axis` (all axes,
+    flattened, when None; several axes are flattened together)."""
+    x = _floating(x, "vector_norm")
+    axes = normalize_axes(axis, ndim(x))
+    kept = [i for i in range(ndim(x)) if i not in axes]
+    flat = reshape(_transpose(x, kept + list(axes)), shape=tuple(x.shape[i] for i in kept) + (
+        math.prod(x.shape[i] for i in axes),))
+    result = _vector_norm(flat, ord, -1, False)
+    if keepdims:
+        result = reshape(result, shape=tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+    return result
+
+
+def matrix_norm(x, /, *, keepdims=False, ord="fro"):
+    """`np.linalg.matrix_norm` (NumPy 2): norms of the matrices on the last two axes."""
+    return norm(x, ord, (-2, -1), keepdims)
+
+
+def cond(x, p=None):
+    """`np.linalg.cond`: the condition number in the norm `p` (through the singular values
+    for None, 2, -2; through norms of x and its inverse otherwise)."""
+    if p in (None, 2, -2):
+        s = L.svdvals(_matrices(x, "cond", square=False))
+        largest, smallest = s[..., 0], s[..., -1]
+        return smallest / largest if p == -2 else largest / smallest
+    x = _matrices(x, "cond")
+    return norm(x, p, (-2, -1)) * norm(inv(x), p, (-2, -1))

@@ -1,3 +1,3 @@
 """The primitives, one block each, grouped by family. Importing this registers them all."""
 from ..core.primitive import REGISTRY, ZERO, Primitive  # noqa: F401
-from . import contraction, elementwise, fft, linalg, reductions, structural  # noqa: F401
+from . import contraction, elementwise, fft, linalg, reductions, special, structural  # noqa: F401

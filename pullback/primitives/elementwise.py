@@ -39,16 +39,18 @@ negative = analytic("negative", np.negative, -1, operator="-{}")
 absolute = unary("absolute", np.absolute, lambda x: _absolute_partial(x), operator="abs({})",
                  complex_rules=True)
 sqrt = analytic("sqrt", np.sqrt, lambda out: 0.5 / out, POSITIVE)
-cbrt = unary("cbrt", np.cbrt, lambda out: 1.0 / (3.0 * square(out)), POSITIVE)
+cbrt = unary("cbrt", np.cbrt, lambda out: 1.0 / (3.0 * square(out)), POSITIVE,
+             aliases=(sp.cbrt,))
 square = analytic("square", np.square, lambda x: (2.0, x))
 reciprocal = analytic("reciprocal", np.reciprocal, lambda out: -square(out), POSITIVE)
 exp = analytic("exp", np.exp, lambda out: out)
-exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out))
-expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0)
+exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,))
+expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0, aliases=(sp.expm1,))
 log = analytic("log", np.log, lambda x: reciprocal(x), POSITIVE)
 log2 = analytic("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
 log10 = analytic("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE)
-log1p = analytic("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE)
+log1p = analytic("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE,
+                 aliases=(sp.log1p,))
 sin = analytic("sin", np.sin, lambda x: cos(x))
 cos = analytic("cos", np.cos, lambda x: -sin(x))
 tan = analytic("tan", np.tan, lambda out: square(out) + 1.0, UNIT)
@@ -62,7 +64,6 @@ arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0))
 arccosh = analytic("arccosh", np.arccosh, lambda x: 1.0 / (sqrt(x - 1.0) * sqrt(x + 1.0)),
                    (1.2, 3.0))
 arctanh = analytic("arctanh", np.arctanh, lambda x: reciprocal(1.0 - square(x)), UNIT)
-
 
 
 def _absolute_partial(x):
@@ -196,6 +197,12 @@ fmod = elementwise("fmod", np.fmod, 1, lambda x, y: -trunc(x / y),
 # copysign(x, y) = |x| with y's sign bit: d/dx = sign(x) * copysign(1, y), d/dy = 0.
 copysign = elementwise("copysign", np.copysign, lambda x, y: sign(x) * copysign(1.0, y), 0,
                        domain=BINARY)
+# heaviside(x, h): a step (zero derivative in x) whose value at x == 0 is h.
+heaviside = elementwise("heaviside", np.heaviside, 0, lambda x: where(x == 0, 1.0, 0.0),
+                        domain=BINARY)
+# ldexp(x, i) = x 2^i for integers i.
+ldexp = elementwise("ldexp", np.ldexp, lambda y: ldexp(1.0, y), 0,
+                    domain=(REALS, ("int", -2, 2)))
 xlogy = elementwise("xlogy", sp.xlogy,
                     lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
                     lambda x, y: x / y, domain=(REALS, POSITIVE))
@@ -218,6 +225,8 @@ around = constant("around", lambda x, decimals: np.round(x, decimals),
                   emit=call_emitter("np.round"))
 floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.05, 1.1)),
                         operator="{} // {}")
+frexp_exponent = constant("frexp_exponent", lambda x: np.frexp(x)[1],
+                          lambda x: ShapeDtype(shape_of(x), np.dtype(np.intc)), fresh_output=True)
 isnan = constant("isnan", np.isnan)
 isinf = constant("isinf", np.isinf)
 isfinite = constant("isfinite", np.isfinite)

@@ -34,14 +34,26 @@ REALS = (-2.0, 2.0)
 # ------------------------------------------------------------------ elementwise
 
 def elementwise_shape(impl):
-    """Shape rule of a broadcasting primitive: broadcast shapes, dtype as NumPy computes it."""
+    """Shape rule of a broadcasting primitive: broadcast shapes, dtype as NumPy computes it
+    (remembered per combination of operand types: staging asks once per equation)."""
     def shape(*args, **params):
-        out_shape = np.broadcast_shapes(*(shape_of(a) for a in args))
-        dtypes = tuple(dtype_of(a) for a in args)
-        scalars = tuple(type(a) if d is None else None for a, d in zip(args, dtypes))
-        return ShapeDtype(out_shape, _result_dtype(impl, dtypes, scalars,
-                                                   tuple(sorted(params.items()))))
+        types = tuple([a if type(a) is ShapeDtype else _operand_type(a) for a in args])
+        return _elementwise_type(impl, types, tuple(sorted(params.items())) if params else ())
     return shape
+
+
+def _operand_type(a):
+    """An operand's type as a cache key: its ShapeDtype, or a Python scalar's type."""
+    dtype = dtype_of(a)
+    return type(a) if dtype is None else ShapeDtype(tuple(shape_of(a)), dtype)
+
+
+@lru_cache(maxsize=4096)
+def _elementwise_type(impl, types, params):
+    scalars = tuple(None if type(t) is ShapeDtype else t for t in types)
+    dtypes = tuple(t.dtype if type(t) is ShapeDtype else None for t in types)
+    shapes = [t.shape if type(t) is ShapeDtype else () for t in types]
+    return ShapeDtype(np.broadcast_shapes(*shapes), _result_dtype(impl, dtypes, scalars, params))
 
 
 @lru_cache(maxsize=None)
@@ -84,11 +96,13 @@ def call_emitter(function: str, **fixed):
 
 def ufunc_emitter(ufunc):
     """emit rule of a primitive computed by `ufunc` (NumPy's or scipy.special's):
-    `np.<name>(a, b)`, and `np.<name>(a, b, out=buffer)` to write into a buffer. (Code
+    `np.<name>(a, b)`, and `np.<name>(a, b, out=buffer)` to write into a buffer (None for
+    a ufunc reached by no public name, such as scipy.special's `_zeta`). (Code
     generation writes the primitive's `python_operator` instead where an operand is an
     array, so that the result is the same.)"""
     prefix = "np" if getattr(np, ufunc.__name__, None) is ufunc else "sp"
-    assert getattr(np if prefix == "np" else sp, ufunc.__name__, None) is ufunc, ufunc
+    if getattr(np if prefix == "np" else sp, ufunc.__name__, None) is not ufunc:
+        return None                      # a private ufunc: generated code calls the primitive
     function = f"{prefix}.{ufunc.__name__}"
 
     def emit(args, out=None):
@@ -183,24 +197,28 @@ def _stand_in(value):
 
 
 def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, domain=None,
-                commutative=False, complex_rules=False):
-    """An elementwise (broadcasting) primitive of one or two inputs, from its partial derivatives.
+                commutative=False, aliases=(), complex_rules=False):
+    """An elementwise (broadcasting) primitive of one to three inputs, from its partial
+    derivatives.
 
     `ufunc` is the NumPy or scipy.special ufunc it computes and answers for (`impl`
-    overrides how it computes; `emit` the emitter); `operator` the Python operator that
-    computes it, as a source template ("{} + {}").
+    overrides how it computes; `emit` the emitter; `aliases` are other ufuncs computing
+    the same function, such as scipy.special.expm1 for numpy.expm1); `operator` the
+    Python operator that computes it, as a source template ("{} + {}").
     `partials[i]` is the partial derivative with respect to input i: a number, or a
-    function written with primitives whose parameter names say what it reads -- `x`
-    (and `y`) for the inputs, `out` for the output, the primitive's parameters by name
+    function written with primitives whose parameter names say what it reads -- `x`, `y`
+    and `z` for the inputs, `out` for the output, the primitive's parameters by name
     (`lambda out: 1.0 - square(out)` for tanh). The function may return a number, or a
     pair `(number, array)` for their product (x ** 2: `(2.0, x)`): the cotangent is
     multiplied by the number first, which a lazy `Scaled` cotangent folds into its
-    scale, saving a pass over the data. `complex_rules`: the partials hold for complex
-    values (holomorphic primitives, core/numbers.py).
+    scale, saving a pass over the data. A partial derivative without a closed form is a
+    function raising an error that says so (it runs only when that input is differentiated).
+    `complex_rules`: the partials hold for complex values (holomorphic primitives,
+    core/numbers.py).
     """
     prim = None
     impl = impl or ufunc
-    residuals = ("x", "out") if len(partials) == 1 else ("x", "y", "out")
+    residuals = ("x", "y", "z")[:len(partials)] + ("out",)
     scales = [_scaler(d, residuals) for d in partials]
     subtracted = [type(d) is int and d == -1 for d in partials]    # t_out - t, not + (-t)
 
@@ -239,7 +257,7 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                 ct_x = scale(ct, kept, params)
                 return (unbroadcast(ct_x, x_type) if x_type else ct_x,)
             return name_pullback(pullback, name)
-    else:
+    elif len(partials) == 2:
         (scale_x, scale_y), (reads_x, reads_y) = scales, reads
         keeps = {(True, False): reads_x, (False, True): reads_y,      # per wrt pattern
                  (True, True): tuple(a or b for a, b in zip(reads_x, reads_y))}
@@ -254,8 +272,19 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                 return (unbroadcast(scale_x(ct, values, params), values[0]) if wrt_x else ZERO,
                         unbroadcast(scale_y(ct, values, params), values[1]) if wrt_y else ZERO)
             return name_pullback(pullback, name)
+    else:
+        def vjp(wrt, out, *inputs, **params):
+            # Three inputs (rare: scipy.special.betainc): keep what any partial reads.
+            keep = [any(r[i] for r, w in zip(reads, wrt) if w) for i in range(len(residuals))]
+            values = tuple(v if k else _stand_in(v) for v, k in zip(inputs, keep)) + (
+                out if keep[-1] else None,)
 
-    ufuncs = (ufunc,) if isinstance(ufunc, np.ufunc) else ()
+            def pullback(ct):
+                return tuple(unbroadcast(scale(ct, values, params), v) if w else ZERO
+                             for scale, v, w in zip(scales, values, wrt))
+            return name_pullback(pullback, name)
+
+    ufuncs = tuple(f for f in (ufunc, *aliases) if isinstance(f, np.ufunc))
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp, vjp=vjp,
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),

@@ -1,9 +1,12 @@
-"""Linear-algebra primitives: factorizations, solves and inverses of stacked matrices.
+"""Linear-algebra primitives: factorizations, solves, inverses and matrix functions (expm,
+logm, sqrtm) of stacked matrices.
 
 Every primitive works on stacks of matrices: the last two axes are the matrix,
-leading axes are a batch, as in `numpy.linalg`. Inputs are real floating point
-(the numpy namespace converts integers and refuses complex values) and results
-keep the input dtype.
+leading axes are a batch, as in `numpy.linalg`. Inputs are floating point (the numpy
+namespace converts integers) and results keep the input dtype. Complex matrices reach
+the rules of the primitives with `complex_rules` (inv, solve, triangular_solve, det,
+slogdet, cholesky, eigh, svdvals, qr: written with conjugate transposes where the
+functions are, core/numbers.py); the others refuse them.
 
 The rules are closed-form matrix derivatives (Giles 2008, "Collected matrix
 derivative results"; Murray 2016 for Cholesky; Townsend 2016 for the SVD),
@@ -26,26 +29,30 @@ Derivatives assume what makes them exist: invertible matrices for `inv`,
 `solve` and `slogdet` (whose derivatives are NaN at a singular matrix, where
 log|det| is -inf), positive definite ones for `cholesky`, distinct eigenvalues
 for `eigh`, distinct non-zero singular values for `svd`, full column rank for
-`qr`, and a locally constant rank for `pinv`. `det` and `adjugate` are
+`qr`, and a locally constant rank for `pinv`; for `lu_factor`, pivots that do not
+change and an invertible leading block; for `sylvester`, no eigenvalue of a is one of -b;
+for `sqrtm` and `logm`, no eigenvalue on the closed negative real axis (where their
+results are complex, which is refused). `det` and `adjugate` are
 polynomials: det's first and second derivatives are exact at every matrix,
 singular ones included; beyond second order, see the adjugate's section. The
 `domain` of each primitive names, per array input, the kind of matrix to test it
 at: "invertible", "spd", "symmetric", "triangular", "tall" (m >= n), "matrix",
-"square" (any rank, zero included) or "distinct" (distinct singular values, the
-smallest possibly zero).
+"square" (any rank, zero included), "distinct" (distinct singular values, the
+smallest possibly zero) or "pivots" (LAPACK's row interchanges).
 """
 import numpy as np
 import scipy.linalg
 
 from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
+from ..core.indexing import Slice
 from ..core.numbers import complex_error
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import adjoint, matmul, swap_last
 from .elementwise import conjugate, equal, imag, real, sign, where
-from .families import batch_elementwise, batch_stacked, unbroadcast
+from .families import batch_elementwise, batch_stacked, constant, unbroadcast
 from .reductions import product_of_others, sum
-from .structural import reshape, stop_gradient
+from .structural import concatenate, convert, getitem, reshape, stop_gradient
 
 # ------------------------------------------------------------------ helpers
 
@@ -657,6 +664,15 @@ qr = Primitive("qr", lambda a: tuple(np.linalg.qr(a, mode="reduced")), shape=_qr
                multiple_results=True, family="linalg", fresh_output=True, domain=("tall",),
                complex_rules=True)
 
+# QR with column pivoting (scipy.linalg.qr(pivoting=True)): a[:, perm] = q r, the columns
+# chosen by their norms -- a piecewise constant choice, so perm has no derivative and
+# q, r are the qr of the permuted columns.
+qr_pivots = constant(
+    "qr_pivots", lambda a: scipy.linalg.qr(a, mode="r", pivoting=True)[1].astype(np.int32),
+    lambda a: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-1:], np.dtype(np.int32)),
+    batch=lambda v, d: batch_stacked(qr_pivots, v, d), domain=("tall",), family="linalg",
+    fresh_output=True)
+
 # --------------------------------------------------------------------- pinv
 # x = a^+ (a of constant rank):
 #   dx = -x da x + x x^T da^T (I - a x) + (I - x a) da^T x^T x.
@@ -691,3 +707,243 @@ pinv = Primitive(
     shape=lambda a, rcond: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-2:][::-1], dtype_of(a)),
     jvp=_pinv_jvp, vjp=_pinv_vjp, batch=lambda v, d, **p: batch_stacked(pinv, v, d, **p),
     family="linalg", fresh_output=True, domain=("matrix",))
+
+# --------------------------------------------------------------------- LU
+# scipy.linalg.lu_factor of an m x n matrix, k = min(m, n): lu holds L (m x k, unit lower
+# trapezoidal, below the diagonal) and U (k x n, upper trapezoidal), piv LAPACK's row
+# interchanges: a[perm] = L U, perm from piv. With the permutation constant and b = P a
+# split at k -- tall: rows b1 = L1 U, b2 = L2 U; wide: columns b1 = L U1, b2 = L U2 --
+# the square part gives F = L1^-1 db1 U1^-1, dL1 = L1 tril(F, -1), dU1 = triu(F) U1, and
+# the rest a triangular solve: dL2 = (db2 - L2 dU) U^-1 (tall), dU2 = L^-1 (db2 - dL U2)
+# (wide). The pullback transposes each step.
+
+
+def _permutation_impl(piv, rows):
+    """perm with a[perm] = L U for a of `rows` rows, from LAPACK's interchanges (row i
+    swapped with row piv[i])."""
+    perm = np.array(np.broadcast_to(np.arange(rows), piv.shape[:-1] + (rows,)))
+    for i in range(piv.shape[-1]):
+        j = piv[..., i:i + 1].astype(np.intp)
+        here, there = perm[..., i:i + 1].copy(), np.take_along_axis(perm, j, -1)
+        perm[..., i:i + 1] = there
+        np.put_along_axis(perm, j, here, -1)
+    return perm
+
+
+pivots_to_permutation = constant(
+    "pivots_to_permutation", _permutation_impl,
+    lambda piv, rows: ShapeDtype(shape_of(piv)[:-1] + (rows,), np.dtype(np.intp)),
+    batch=lambda v, d, **p: batch_stacked(pivots_to_permutation, v, d, **p),
+    domain=("pivots",), family="linalg", fresh_output=True)
+
+
+def permutation_matrix(perm, dtype):
+    """P with (P x)[i] = x[perm[i]]: one-hot rows (a constant), as a stack of matrices."""
+    n = shape_of(perm)[-1]
+    rows = reshape(perm, shape=shape_of(perm) + (1,))
+    return convert(equal(rows, arrays.arange(n, like=perm)), dtype=np.dtype(dtype))
+
+
+def _block(x, rows=(None, None), cols=(None, None)):
+    """x[..., rows[0]:rows[1], cols[0]:cols[1]]."""
+    return getitem(x, index=(Ellipsis, Slice(*rows, None), Slice(*cols, None)))
+
+
+def _upper_part(x):
+    rows, cols = shape_of(x)[-2:]
+    return where(arrays.tri(rows, cols, k=-1, like=x), 0.0, x)
+
+
+def lu_parts(lu):
+    """(L, U) of a packed factorization (the unit diagonal of L is a constant)."""
+    m, n = shape_of(lu)[-2:]
+    k = min(m, n)
+    l = _block(_strictly_lower(lu), cols=(0, k)) + arrays.eye(m, dtype_of(lu), like=lu,
+                                                                   m=k)
+    return l, _block(_upper_part(lu), rows=(0, k))
+
+
+def _lu_square(l1, u1, db1):
+    """(dL1, dU1) of the square LU l1 u1 in the direction db1."""
+    f = _right_solve_upper(triangular_solve(l1, db1, lower=True, trans=0), u1, 0)
+    return matmul(l1, _strictly_lower(f)), matmul(_upper_part(f), u1)
+
+
+def _lu_square_transpose(l1, u1, ct_l1, ct_u1):
+    """The pullback of `_lu_square`: db1_bar from (dL1_bar, dU1_bar)."""
+    inner = (_strictly_lower(matmul(adjoint(l1), ct_l1))
+             + _upper_part(matmul(ct_u1, adjoint(u1))))
+    return _right_solve_upper(triangular_solve(l1, inner, lower=True, trans=1), u1, 1)
+
+
+def _lu_factor_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    lu, piv = lu_factor(a)
+    m, n = shape_of(a)[-2:]
+    k = min(m, n)
+    l, u = lu_parts(lu)
+    perm = pivots_to_permutation(piv, rows=m)
+    db = matmul(permutation_matrix(perm, dtype_of(a)), t)
+    l1, u1 = _block(l, rows=(0, k)), _block(u, cols=(0, k))
+    d_l1, d_u1 = _lu_square(l1, u1, _block(db, rows=(0, k), cols=(0, k)))
+    d_lu = d_l1 + d_u1
+    last = len(shape_of(a)) - 1
+    if m > n:      # dL2 = (db2 - L2 dU) U^-1 below
+        d_l2 = _right_solve_upper(_block(db, rows=(k, None)) - matmul(_block(l, rows=(k, None)),
+                                                                        d_u1), u1, 0)
+        d_lu = concatenate(d_lu, d_l2, axis=last - 1)
+    elif n > m:    # dU2 = L^-1 (db2 - dL U2) to the right
+        d_u2 = triangular_solve(l1, _block(db, cols=(k, None)) - matmul(
+            d_l1, _block(u, cols=(k, None))), lower=True, trans=0)
+        d_lu = concatenate(d_lu, d_u2, axis=last)
+    return (lu, piv), (d_lu, ZERO)
+
+
+def _lu_factor_vjp(wrt, out, a):
+    lu, piv = out
+    m, n = shape_of(a)[-2:]
+    k = min(m, n)
+    last = len(shape_of(a)) - 1
+
+    def pullback(ct):
+        ct_lu = ct[0]
+        if ct_lu is ZERO:
+            return (ZERO,)
+        l, u = lu_parts(lu)
+        l1, u1 = _block(l, rows=(0, k)), _block(u, cols=(0, k))
+        ct_l1 = ct_u1 = _block(ct_lu, rows=(0, k), cols=(0, k))
+        if m > n:
+            ct_b2 = _right_solve_upper(_block(ct_lu, rows=(k, None)), u1, 1)   # G2 U^-T
+            ct_u1 = ct_u1 - matmul(adjoint(_block(l, rows=(k, None))), ct_b2)
+        elif n > m:
+            ct_b2 = triangular_solve(l1, _block(ct_lu, cols=(k, None)), lower=True, trans=1)
+            ct_l1 = ct_l1 - matmul(ct_b2, adjoint(_block(u, cols=(k, None))))
+        ct_b = _lu_square_transpose(l1, u1, ct_l1, ct_u1)
+        if m != n:
+            ct_b = concatenate(ct_b, ct_b2, axis=last - 1 if m > n else last)
+        p = permutation_matrix(pivots_to_permutation(piv, rows=m), dtype_of(a))
+        return (matmul(adjoint(p), ct_b),)
+    return name_pullback(pullback, "lu_factor")
+
+
+def _lu_factor_impl(a):
+    lu, piv = scipy.linalg.lu_factor(a)
+    return lu.astype(a.dtype, copy=False), piv
+
+
+lu_factor = Primitive(
+    "lu_factor", _lu_factor_impl,
+    shape=lambda a: (_same_shape(a), ShapeDtype(shape_of(a)[:-2] + (min(shape_of(a)[-2:]),),
+                                                np.dtype(np.int32))),
+    jvp=_lu_factor_jvp, vjp=_lu_factor_vjp, batch=lambda v, d: batch_stacked(lu_factor, v, d),
+    multiple_results=True, family="linalg", fresh_output=True, domain=("matrix",))
+
+# ------------------------------------------------------------ Sylvester, sqrtm
+# x = sylvester(a, b, q) solves a x + x b = q. Differentiating, a dx + dx b = dq - da x - x db;
+# the adjoint of q -> x is q -> sylvester(a^T, b^T, q), so the pullback of x_bar is
+# y = sylvester(a^T, b^T, x_bar): q_bar = y, a_bar = -y x^T, b_bar = -x^T y.
+# sqrtm: x x = a, so x dx + dx x = da: dx = sylvester(x, x, da).
+
+
+def _sylvester_jvp(primals, tangents):
+    (a, b, q), (t_a, t_b, t_q) = primals, tangents
+    x = sylvester(a, b, q)
+    rhs = ZERO if t_q is ZERO else t_q
+    for term in (ZERO if t_a is ZERO else matmul(t_a, x), ZERO if t_b is ZERO else matmul(x, t_b)):
+        if term is not ZERO:
+            rhs = -term if rhs is ZERO else rhs - term
+    return x, sylvester(a, b, rhs)
+
+
+def _sylvester_vjp(wrt, out, a, b, q):
+    def pullback(ct):
+        y = sylvester(adjoint(a), adjoint(b), ct)
+        return (unbroadcast(-matmul(y, adjoint(out)), a) if wrt[0] else ZERO,
+                unbroadcast(-matmul(adjoint(out), y), b) if wrt[1] else ZERO,
+                unbroadcast(y, q) if wrt[2] else ZERO)
+    return name_pullback(pullback, "sylvester")
+
+
+def _sylvester_impl(a, b, q):
+    dtype = np.result_type(a.dtype, b.dtype, q.dtype)
+    return scipy.linalg.solve_sylvester(a, b, q).astype(dtype, copy=False)
+
+
+sylvester = Primitive(
+    "sylvester", _sylvester_impl,
+    shape=lambda a, b, q: ShapeDtype(_batch(a, b, q) + shape_of(q)[-2:],
+                                     np.result_type(dtype_of(a), dtype_of(b), dtype_of(q))),
+    jvp=_sylvester_jvp, vjp=_sylvester_vjp,
+    batch=lambda v, d: batch_elementwise(sylvester, v, d),
+    family="linalg", fresh_output=True, domain=("spd", "spd", "matrix"))
+
+
+def _real_result(function, name, dtype=None):
+    """`function` of a real matrix (computed in `dtype` if given), refusing a complex
+    result (negative real eigenvalues: the real matrix has no real principal logarithm or
+    square root)."""
+    def impl(a):
+        out = function(a if dtype is None else a.astype(dtype))
+        if np.iscomplexobj(out):
+            raise complex_error(f"scipy.linalg.{name} of a real matrix with a negative real "
+                                "eigenvalue (its principal value is complex)")
+        return out.astype(a.dtype, copy=False)
+    return impl
+
+
+def _sqrtm_vjp(wrt, out, a):
+    def pullback(ct):
+        out_t = adjoint(out)
+        return (sylvester(out_t, out_t, ct),)
+    return name_pullback(pullback, "sqrtm")
+
+
+def _sqrtm_jvp(primals, tangents):
+    x = sqrtm(primals[0])
+    return x, sylvester(x, x, tangents[0])
+
+
+sqrtm = Primitive("sqrtm", _real_result(scipy.linalg.sqrtm, "sqrtm"), shape=_same_shape,
+                  jvp=_sqrtm_jvp, vjp=_sqrtm_vjp, batch=lambda v, d: batch_stacked(sqrtm, v, d),
+                  family="linalg", fresh_output=True, domain=("spd",))
+
+# ---------------------------------------------------------- expm and logm
+# For a matrix function f with a real power series (exp, log), the Frechet derivative
+# L_f(a, e) is the upper right block of f([[a, e], [0, a]]) (Higham 2008, "Functions of
+# Matrices", 3.2), and its adjoint is L_f(a^T, .). So both rules are f of a matrix twice
+# the size: written with the primitive itself, they differentiate again.
+
+
+def _block_upper(a, e):
+    """[[a, e], [0, a]] for stacks of n x n matrices (e: a's batch shape)."""
+    last = len(shape_of(a)) - 1
+    zero = arrays.zeros(shape_of(a), dtype_of(a), like=a)
+    return concatenate(concatenate(a, e, axis=last), concatenate(zero, a, axis=last),
+                       axis=last - 1)
+
+
+def frechet(prim, a, e):
+    """L_f(a, e), the derivative of the matrix function `prim` at a in the direction e."""
+    n = shape_of(a)[-1]
+    return getitem(prim(_block_upper(a, e)),
+                   index=(Ellipsis, Slice(None, n, None), Slice(n, None, None)))
+
+
+def _matrix_function(name, impl, domain):
+    def jvp(primals, tangents):
+        return prim(primals[0]), frechet(prim, primals[0], tangents[0])
+
+    def vjp(wrt, out, a):
+        def pullback(ct):
+            return (frechet(prim, adjoint(a), ct),)
+        return name_pullback(pullback, name)
+
+    prim = Primitive(name, impl, shape=_same_shape, jvp=jvp, vjp=vjp,
+                     batch=lambda v, d: batch_stacked(prim, v, d), family="linalg",
+                     fresh_output=True, domain=(domain,))
+    return prim
+
+
+expm = _matrix_function("expm", lambda a: scipy.linalg.expm(a).astype(a.dtype, copy=False),
+                        "square")
+logm = _matrix_function("logm", _real_result(scipy.linalg.logm, "logm", np.float64), "spd")

@@ -1,4 +1,5 @@
-"""Reductions and scans along axes: sum, max, min, prod, cumsum, cumprod, arg-reductions.
+"""Reductions and scans along axes: sum, max, min, prod, cumsum, cumprod, arg-reductions,
+and the integer-valued orderings (argsort, argpartition, searchsorted).
 
 `axis` is always a tuple of non-negative ints (the numpy namespace normalises it)
 for reductions, a single non-negative int for scans.
@@ -12,8 +13,8 @@ from ..core.arrays import dtype_of, shape_of
 from ..core.indexing import Slice
 from ..core.primitive import Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
-from .families import (batch_along_axis, batch_reduction, call_emitter, constant,
-                       derivatives_from, linear)
+from .families import (batch_along_axis, batch_by_loop, batch_reduction, call_emitter,
+                       constant, derivatives_from, linear)
 from .structural import broadcast_to, concatenate, convert, getitem, reshape, transpose
 
 
@@ -182,7 +183,8 @@ def _arg_shape(x, axis):
 
 def _along_axis(name, impl, shape, **fixed):
     prim = constant(name, impl, shape, family="reduction", fresh_output=True,
-                    batch=lambda values, dims, axis: batch_along_axis(prim, values, dims, axis),
+                    batch=lambda values, dims, axis, **params: batch_along_axis(
+                        prim, values, dims, axis, **params),
                     emit=call_emitter(f"np.{name}", **fixed))
     return prim
 
@@ -202,5 +204,20 @@ argmax = _along_axis("argmax", lambda x, axis: np.argmax(x, axis=axis), _arg_sha
 argmin = _along_axis("argmin", lambda x, axis: np.argmin(x, axis=axis), _arg_shape)
 argsort = _along_axis("argsort", lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
                       lambda x, axis: ShapeDtype(shape_of(x), np.dtype(np.intp)), kind="stable")
+argpartition = _along_axis(
+    "argpartition", lambda x, kth, axis: np.argpartition(x, kth, axis=axis),
+    lambda x, kth, axis: ShapeDtype(shape_of(x), np.dtype(np.intp)))
+
+
+def _searchsorted_batch(values, dims, side):
+    if dims[0] is not None:              # a batch of sorted arrays: one search each
+        return batch_by_loop(searchsorted, values, dims, side=side)
+    return searchsorted(values[0], values[1], side=side), dims[1]
+
+
+searchsorted = constant(
+    "searchsorted", lambda a, v, side: np.searchsorted(a, v, side=side),
+    lambda a, v, side: ShapeDtype(shape_of(v), np.dtype(np.intp)), family="reduction",
+    fresh_output=True, batch=_searchsorted_batch, emit=call_emitter("np.searchsorted"))
 any = _logical("any", np.any)
 all = _logical("all", np.all)

@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from ..core.arrays import arange, dtype_of, full, moveaxis, shape_of, zeros_like_value
+from ..core.arrays import (arange, dtype_of, full, moveaxis, padded_embedding, shape_of, zeros,
+                           zeros_like_value)
 from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
@@ -145,8 +146,11 @@ getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, ar
 
 
 def _embed_impl(values, *arrays, index, shape):
-    out = np.zeros(shape, values.dtype)
     idx = index_tuple(index, arrays)
+    padded = None if arrays else padded_embedding(values, idx, shape)
+    if padded is not None:
+        return padded
+    out = zeros(shape, values.dtype, like=values)
     if arrays:
         np.add.at(out, idx, values)      # repeated indices accumulate
     else:
@@ -179,8 +183,11 @@ embed = Primitive("embed", _embed_impl, batch=_embed_batch,
 
 
 def _scatter_add_impl(x, updates, *arrays, index):
-    out = x.copy()
     idx = index_tuple(index, arrays)
+    padded = None if arrays else padded_embedding(updates, idx, shape_of(x))
+    if padded is not None:
+        return x + padded
+    out = x.copy()
     if arrays:
         np.add.at(out, idx, updates)     # repeated indices accumulate
     else:

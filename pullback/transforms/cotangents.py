@@ -14,7 +14,8 @@ They are made from concrete arrays only, never from tracers.
 """
 import numpy as np
 
-from ..core.arrays import WRITABLE_TYPES, broadcast_scalar, empty, writable_in_place, zeros
+from ..core.arrays import (WRITABLE_TYPES, broadcast_scalar, empty, padded_embedding,
+                           writable_in_place, zeros)
 from ..core.engine import Tracer
 from ..core.indexing import index_tuple
 from ..core.primitive import ZERO
@@ -172,6 +173,9 @@ class Embedded(LazyCotangent):
                 values.add_into(buffer[idx])     # in place, never materialised
                 return buffer
             values = values.dense()
+        padded = None if self.arrays else padded_embedding(values, idx, self.shape)
+        if padded is not None:
+            return buffer + padded
         if self.arrays:
             np.add.at(buffer, idx, values)       # repeated indices accumulate
         else:

@@ -1,0 +1,160 @@
+"""Dask benchmark: the chained Rosenbrock gradient on a local cluster against NumPy.
+
+Floors (issue 13): at n = 10^7 in chunks of 10^6 on 2 worker processes, the Dask gradient
+within 3x of pullback on NumPy, and each worker's peak memory below a quarter of the NumPy
+run's; the extended Rosenbrock HVP at n = 10^8 completes with each worker held to 2 GB.
+
+    python benchmarks/dask_cluster.py            # needs pip install -e ".[dask]"
+
+Each measurement runs in its own process. Memory is the growth of the peak resident set
+(ru_maxrss) over the process's own after start-up (NumPy: after imports, so it counts x;
+workers: before x is scattered to them, so it counts their share of x). Times are medians
+of 3 calls; the Dask time covers building the graph, computing it and gathering the
+gradient into the client. Writes benchmarks/results/dask.md.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from eager import _env, blas_kernel, cpu_busy_fraction, write_results  # noqa: E402
+sys.path.remove(HERE)            # its sparse.py, jit.py ... would shadow libraries of those names
+
+
+def peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def chained_rosenbrock(x):
+    import numpy as np
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def hand_written_dask_gradient(x):
+    """The chained Rosenbrock gradient written by hand with dask.array: the reference for
+    what Dask itself costs on the same data and cluster."""
+    import dask.array as da
+    d = x[1:] - x[:-1] ** 2
+    inner = -400.0 * d * x[:-1] - 2.0 * (1.0 - x[:-1])
+    return (da.concatenate([inner, da.zeros(1, chunks=1)])
+            + da.concatenate([da.zeros(1, chunks=1), 200.0 * d]))
+
+
+def _median_seconds(fn, calls=3):
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[calls // 2]
+
+
+def run_numpy(n):
+    import numpy as np
+    import pullback
+    before = peak_rss_mb()
+    x = np.random.default_rng(0).uniform(0.5, 1.5, n)
+    gradient = pullback.grad(chained_rosenbrock)
+    seconds = _median_seconds(lambda: gradient(x))
+    return {"seconds": seconds, "memory_mb": peak_rss_mb() - before,
+            "checksum": float(np.sum(gradient(x)[::997]))}
+
+
+def run_dask(n, chunk, workers, by_hand=False):
+    import dask.array as da
+    import numpy as np
+    from dask.distributed import Client, LocalCluster, wait
+    import pullback
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.run(lambda: __import__("pullback"))                  # imports before the baseline
+        before = client.run(peak_rss_mb)
+        x = client.persist(da.from_array(np.random.default_rng(0).uniform(0.5, 1.5, n),
+                                         chunks=chunk))
+        wait(x)
+        gradient = hand_written_dask_gradient if by_hand else pullback.grad(chained_rosenbrock)
+        seconds = _median_seconds(lambda: gradient(x).compute())
+        after = client.run(peak_rss_mb)
+        gradient = gradient(x).compute()
+    return {"seconds": seconds, "memory_mb": max(after[w] - before[w] for w in after),
+            "checksum": float(np.sum(gradient[::997]))}
+
+
+def run_hvp(n, chunk, workers, memory_limit):
+    from dask.distributed import Client, LocalCluster
+    import dask.array as da
+    import pullback
+    from pullback.demo import _rosenbrock
+    with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run(lambda: __import__("pullback"))
+        before = client.run(peak_rss_mb)
+        random = da.random.default_rng(0)
+        x = random.uniform(0.5, 1.5, n, chunks=chunk)
+        v = random.standard_normal(n, chunks=chunk)
+        start = time.perf_counter()
+        norm = float(client.compute(da.linalg.norm(pullback.hvp(_rosenbrock, x, v)), sync=True))
+        seconds = time.perf_counter() - start
+        after = client.run(peak_rss_mb)
+    return {"seconds": seconds, "memory_mb": max(after[w] - before[w] for w in after),
+            "norm": norm}
+
+
+def in_process(task, *args):
+    """Run one measurement in a fresh process; its result as a dict. benchmarks/ leaves
+    sys.path before the cluster starts (its sparse.py would shadow a library in the
+    workers), so this module's functions travel to the workers by value."""
+    code = (f"import json, sys; sys.path.insert(0, {HERE!r}); import cloudpickle, dask_cluster; "
+            f"sys.path.remove({HERE!r}); cloudpickle.register_pickle_by_value(dask_cluster); "
+            f"print(json.dumps(dask_cluster.{task}(*{args!r})))")
+    run = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                         text=True)
+    if run.returncode:
+        raise SystemExit(f"{task} failed:\n{run.stderr}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10**7)
+    parser.add_argument("--chunk", type=int, default=10**6)
+    parser.add_argument("--hvp-n", type=int, default=10**8)
+    args = parser.parse_args()
+    busy = cpu_busy_fraction()
+    numpy_run = in_process("run_numpy", args.n)
+    dask_run = in_process("run_dask", args.n, args.chunk, 2)
+    hand_run = in_process("run_dask", args.n, args.chunk, 2, True)
+    hvp_run = in_process("run_hvp", args.hvp_n, 5 * 10**6, 2, "2GB")
+    same = all(abs(numpy_run["checksum"] - run["checksum"]) <= 1e-9 * abs(numpy_run["checksum"])
+               for run in (dask_run, hand_run))
+    import dask
+    text = f"""# Dask: gradients and HVPs on a local cluster against NumPy
+
+Command: `python benchmarks/dask_cluster.py{" ".join([""] + sys.argv[1:])}`. Machine: {os.cpu_count()} cores; BLAS: {blas_kernel()};
+dask {dask.__version__}; CPU use by other processes before the run: {busy:.0%}.
+
+| run | n | chunks | workers | seconds (median of 3) | peak memory growth (MB) |
+|---|---:|---:|---:|---:|---:|
+| pullback on NumPy, gradient | {args.n:,} | - | - | {numpy_run['seconds']:.3f} | {numpy_run['memory_mb']:,.0f} |
+| pullback on Dask, gradient | {args.n:,} | {args.chunk:,} | 2 | {dask_run['seconds']:.3f} | {dask_run['memory_mb']:,.0f} per worker (max) |
+| hand-written gradient in dask.array (reference) | {args.n:,} | {args.chunk:,} | 2 | {hand_run['seconds']:.3f} | {hand_run['memory_mb']:,.0f} per worker (max) |
+| pullback on Dask, extended Rosenbrock HVP, 2 GB per worker | {args.hvp_n:,} | {5 * 10**6:,} | 2 | {hvp_run['seconds']:.1f} (one call) | {hvp_run['memory_mb']:,.0f} per worker (max) |
+
+Gradients agree (checksum of every 997th entry): {same}. HVP norm: {hvp_run['norm']:.6e}.
+
+## Floors
+
+- Dask gradient time / NumPy's: {dask_run['seconds'] / numpy_run['seconds']:.2f} (floor: at most 3); the hand-written Dask gradient's: {hand_run['seconds'] / numpy_run['seconds']:.2f}.
+- Dask worker peak memory / NumPy's: {dask_run['memory_mb'] / numpy_run['memory_mb']:.2f} (floor: below 0.25); the hand-written Dask gradient's: {hand_run['memory_mb'] / numpy_run['memory_mb']:.2f}.
+- n = {args.hvp_n:,} HVP with each worker held to 2 GB: completed in {hvp_run['seconds']:.0f} s.
+"""
+    write_results("dask.md", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,411 @@
+"""jit at scale: compile time per phase, staging cost, peak memory, numpy-namespace overhead.
+
+Parts (one subprocess each, `--part` runs one and prints JSON):
+- profile: jit(grad(chain)) at 4k, 16k and 64k staged equations and the LSTM gradient: µs
+  per staged equation for staging, each pass (summed over the rounds of `optimize`), code
+  generation (fast and traceable variants) and Python's `compile`;
+- first: the first call of jit(grad(chain)) at 8k and 16k steps, and of the LSTM gradient
+  (2 layers, 1,024 characters, 14 symbols: GradBench's `lstm_l2_c1024` sizes, random data);
+- memory: peak memory (tracemalloc) of a steady-state call, eager against jit, of f and of
+  its gradient: an RK4 integrator (y_i' = x_i * y_{i-1}, n = 10^5, 10 steps), an MLP, the LSTM;
+- steady: steady-state calls of jitted gradients (the chain of 100 steps on 10 elements,
+  RK4 at n = 10^5, the MLP), median µs;
+- wrappers: `pullback.numpy` functions against the NumPy functions they wrap, on small plain
+  arrays, per call (best of many short samples, the two interleaved).
+
+    python benchmarks/jit_scale.py [--baseline PATH]
+
+With `--baseline`, a checkout of another pullback (e.g. the commit before a change, in a
+temporary worktree) runs each part in turn with this one, and the report shows both.
+Writes benchmarks/results/jit_scale.md. Protocol: ../shared/BENCHMARKING.md.
+"""
+import argparse
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import timeit
+import tracemalloc
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PARTS = ("profile", "first", "memory", "steady", "wrappers")
+CHAIN_STEPS = (1600, 6400, 25600)       # 4k, 16k, 64k staged equations
+FIRST_CALL_STEPS = (8000, 16000)
+CLOCK = time.process_time      # compile phases: CPU time, less disturbed by other processes
+LSTM_SIZES = {"layers": 2, "characters": 1024, "symbols": 14}
+
+
+# ------------------------------------------------------------------ problems
+
+def chain(steps):
+    """An elementwise chain of `steps` operations on a vector, summed."""
+    def f(x):
+        for i in range(steps):
+            k = i % 4
+            x = np.sin(x) if k == 0 else x * 1.01 if k == 1 else np.tanh(x) if k == 2 else x + 0.5
+        return np.sum(x)
+    return f
+
+
+def rk4_data(n=100_000):
+    return (np.random.default_rng(0).uniform(-1.0, 1.0, n),)
+
+
+def rk4(x, steps=10):
+    """GradBench's ode: y_i' = x_i * y_{i-1} (y_0' = x_0) from y = 0 to t = 1, by RK4."""
+    def field(y):
+        return np.concatenate([x[:1], x[1:] * y[:-1]])
+    h = 1.0 / steps
+    y = np.zeros_like(x)
+    for _ in range(steps):
+        k1 = field(y)
+        k2 = field(y + (h / 2) * k1)
+        k3 = field(y + (h / 2) * k2)
+        k4 = field(y + h * k3)
+        y = y + (h / 6) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+    return y
+
+
+def rk4_loss(x):
+    return np.sum(rk4(x) ** 2)
+
+
+MLP_WIDTHS = (256, 512, 512, 10)
+MLP_BATCH = 1024
+
+
+def mlp_data():
+    rng = np.random.default_rng(1)
+    sizes = [a * b + b for a, b in zip(MLP_WIDTHS, MLP_WIDTHS[1:])]
+    return (rng.standard_normal(sum(sizes)) * 0.05,
+            rng.standard_normal((MLP_BATCH, MLP_WIDTHS[0])),
+            rng.standard_normal((MLP_BATCH, MLP_WIDTHS[-1])))
+
+
+def mlp(params, inputs, targets):
+    """Mean squared error of a tanh MLP 256-512-512-10 on a batch of 1,024."""
+    h, start = inputs, 0
+    for k, (a, b) in enumerate(zip(MLP_WIDTHS, MLP_WIDTHS[1:])):
+        w = params[start:start + a * b].reshape(a, b)
+        bias = params[start + a * b:start + a * b + b]
+        start += a * b + b
+        h = h @ w + bias
+        if k < len(MLP_WIDTHS) - 2:
+            h = np.tanh(h)
+    return np.mean((h - targets) ** 2)
+
+
+def lstm_data(layers=LSTM_SIZES["layers"], characters=LSTM_SIZES["characters"],
+              symbols=LSTM_SIZES["symbols"]):
+    rng = np.random.default_rng(2)
+    return (rng.uniform(-1, 1, (2 * layers, 4 * symbols)), rng.uniform(-1, 1, (3, symbols)),
+            rng.uniform(-1, 1, (2 * layers, symbols)), rng.uniform(-1, 1, (characters, symbols)))
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def lstm(main_params, extra_params, state, sequence):
+    """GradBench's (ADBench's) LSTM objective: `layers` LSTM cells predicting each next
+    character of `sequence`; main_params holds each layer's weights and biases, state its
+    hidden and cell values."""
+    b = sequence.shape[1]
+    layers = main_params.shape[0] // 2
+    hidden = [state[2 * i] for i in range(layers)]
+    cell = [state[2 * i + 1] for i in range(layers)]
+    total = 0.0
+    for t in range(sequence.shape[0] - 1):
+        x = sequence[t] * extra_params[0]
+        for i in range(layers):
+            gates = np.concatenate([x, hidden[i], x, hidden[i]]) * main_params[2 * i] \
+                + main_params[2 * i + 1]
+            forget, ingate = sigmoid(gates[:b]), sigmoid(gates[b:2 * b])
+            outgate, change = sigmoid(gates[2 * b:3 * b]), np.tanh(gates[3 * b:])
+            cell[i] = cell[i] * forget + ingate * change
+            hidden[i] = outgate * np.tanh(cell[i])
+            x = hidden[i]
+        prediction = x * extra_params[1] + extra_params[2]
+        normalised = prediction - np.log(np.sum(np.exp(prediction)) + 2.0)
+        total = total + np.sum(sequence[t + 1] * normalised)
+    return -total / ((sequence.shape[0] - 1) * b)
+
+
+# ------------------------------------------------------------------ parts
+
+def profile_program(f, args):
+    """Seconds of each compile phase for jit(f) at args, and the equation counts."""
+    from pullback.ir import codegen, passes
+    from pullback.ir.staging import argument_names, stage
+    gc.collect()
+    times = {}
+    start = CLOCK()
+    program = stage(f, args, argument_names(f, args))
+    times["staging"] = CLOCK() - start
+
+    def timed(p):
+        def run(prog):
+            begin = CLOCK()
+            out = p(prog)
+            times[p.__name__] = times.get(p.__name__, 0.0) + CLOCK() - begin
+            return out
+        run.__name__ = p.__name__
+        return run
+    start = CLOCK()
+    optimized = passes.optimize(program, passes=[timed(p) for p in passes.PASSES])
+    total = CLOCK() - start
+    times["optimize (rest)"] = total - sum(times.get(p.__name__, 0.0) for p in passes.PASSES)
+    for fast in (True, False):
+        variant = "fast" if fast else "traceable"
+        start = CLOCK()
+        text, _ = codegen.generate(optimized, "f", fast=fast)
+        times[f"codegen {variant}"] = CLOCK() - start
+        start = CLOCK()
+        compile(text, "<benchmark>", "exec")
+        times[f"compile {variant}"] = CLOCK() - start
+    return {"times": times, "equations": len(program.equations),
+            "optimized": len(optimized.equations)}
+
+
+def part_profile():
+    import pullback
+    out = {}
+    for steps in CHAIN_STEPS:
+        out[f"chain {steps}"] = profile_program(pullback.grad(chain(steps)),
+                                                (np.linspace(0.1, 1.0, 10),))
+    out["lstm"] = profile_program(pullback.grad(lstm, argnums=(0, 1)), lstm_data())
+    return out
+
+
+def first_call(build, args):
+    fn = build()
+    gc.collect()
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def part_first():
+    import pullback
+    out = {}
+    x = np.linspace(0.1, 1.0, 10)
+    for steps in FIRST_CALL_STEPS:
+        f = chain(steps)
+        out[f"chain {steps}"] = min(first_call(lambda: pullback.jit(pullback.grad(f)), (x,))
+                                    for _ in range(2))
+    data = lstm_data()
+    jitted = pullback.jit(pullback.grad(lstm, argnums=(0, 1)))
+    out["lstm"] = first_call(lambda: jitted, data)
+    eager = pullback.grad(lstm, argnums=(0, 1))(*data)
+    got = jitted(*data)
+    out["lstm agrees"] = max(float(np.max(np.abs(a - b))) for a, b in zip(got, eager))
+    start = time.perf_counter()
+    jitted(*data)
+    out["lstm steady"] = time.perf_counter() - start
+    start = time.perf_counter()
+    pullback.grad(lstm, argnums=(0, 1))(*data)
+    out["lstm eager"] = time.perf_counter() - start
+    return out
+
+
+def peak_bytes(fn, args):
+    """Peak memory traced while `fn(*args)` runs (after a first call), beyond what was
+    allocated before."""
+    fn(*args)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        fn(*args)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def part_memory():
+    import pullback
+    problems = {"rk4": (rk4, rk4_loss, rk4_data(), (0,)),
+                "mlp": (mlp, mlp, mlp_data(), (0,)),
+                "lstm": (lstm, lstm, lstm_data(characters=128), (0, 1))}
+    out = {}
+    for name, (f, loss, args, argnums) in problems.items():
+        g = pullback.grad(loss, argnums=argnums)
+        out[name] = {"eager f": peak_bytes(f, args), "jit f": peak_bytes(pullback.jit(f), args),
+                     "eager grad": peak_bytes(g, args),
+                     "jit grad": peak_bytes(pullback.jit(g), args)}
+    return out
+
+
+def wrapper_cases():
+    """(name, NumPy call, pullback.numpy call) on small plain arrays."""
+    import pullback.numpy as pnp
+    a, b = np.linspace(0.1, 1.0, 8), np.linspace(1.0, 2.0, 8)
+    m = np.linspace(0.0, 1.0, 12).reshape(3, 4)
+    cases = [("exp(a)", "exp", (a,)), ("sin(a)", "sin", (a,)), ("tanh(a)", "tanh", (a,)),
+             ("add(a, b)", "add", (a, b)), ("multiply(a, 2.0)", "multiply", (a, 2.0)),
+             ("maximum(a, b)", "maximum", (a, b)), ("where(a > 0.5, a, b)", "where", (a > 0.5, a, b)),
+             ("concatenate([a, b])", "concatenate", ([a, b],)), ("stack([a, b])", "stack", ([a, b],)),
+             ("sum(a)", "sum", (a,)), ("sum(m, axis=0)", "sum", (m, 0)), ("mean(a)", "mean", (a,)),
+             ("max(a)", "max", (a,)), ("reshape(m, (4, 3))", "reshape", (m, (4, 3))),
+             ("transpose(m)", "transpose", (m,)), ("dot(a, b)", "dot", (a, b)),
+             ("matmul(m, m.T)", "matmul", (m, m.T)), ("clip(a, 0.2, 0.8)", "clip", (a, 0.2, 0.8))]
+    return [(label, getattr(np, name), getattr(pnp, name), args) for label, name, args in cases]
+
+
+def part_steady():
+    import pullback
+    np.ones(2_000_000).sum()
+    problems = {"chain 100 grad": (chain(100), (np.linspace(0.1, 1.0, 10),), 500),
+                "rk4 grad (n = 1e5)": (rk4_loss, rk4_data(), 2),
+                "mlp grad": (mlp, mlp_data(), 1)}
+    out = {}
+    for name, (f, args, number) in problems.items():
+        jitted = pullback.jit(pullback.grad(f))
+        jitted(*args)
+        timer = timeit.Timer(lambda: jitted(*args))
+        out[name] = float(np.median(timer.repeat(9, number))) / number * 1e6
+    return out
+
+
+def part_wrappers():
+    np.ones(2_000_000).sum()
+    out = {}
+    for label, numpy_fn, pullback_fn, args in wrapper_cases():
+        np.testing.assert_array_equal(pullback_fn(*args), numpy_fn(*args))
+        # Many short samples, interleaved, the best of each: preemption and drift on a
+        # shared machine hit single samples, and both functions alike.
+        timers = [timeit.Timer(lambda f=f: f(*args)) for f in (numpy_fn, pullback_fn)]
+        best = [math.inf, math.inf]
+        for _ in range(60):
+            for k, timer in enumerate(timers):
+                best[k] = min(best[k], timer.timeit(2000) / 2000 * 1e6)
+        out[label] = {"numpy": best[0], "pullback": best[1]}
+    return out
+
+
+# ------------------------------------------------------------------ driver
+
+def run_part(part, source, python):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = source + os.pathsep + env.get("PYTHONPATH", "")
+    result = subprocess.run([python, __file__, "--part", part], env=env, capture_output=True,
+                            text=True, cwd=source)
+    if result.returncode:
+        sys.exit(f"{part} failed with {source}:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def report(results, labels, loads):
+    lines = ["# jit at scale", "",
+             f"Command: `python benchmarks/jit_scale.py{' --baseline <checkout>' if len(labels) > 1 else ''}`; "
+             f"machine: {os.cpu_count()} cores, shared (timings drift: compare columns of one run; "
+             f"1-minute load average after each part: {', '.join(loads)}). "
+             + ("Columns: " + ", ".join(labels) + "." if len(labels) > 1 else ""), ""]
+    profile = {label: r["profile"] for label, r in results.items()}
+    lines += ["## Compile profile of jit (µs per staged equation)", "",
+              "Staging, each pass (all rounds of `optimize` together), code generation and "
+              "Python's `compile` of each variant, for jit(grad(chain)) at growing lengths and "
+              "the LSTM gradient (2 layers, 1,024 characters, 14 symbols).", ""]
+    programs = list(next(iter(profile.values())))
+    phases = []
+    for data in profile.values():
+        for entry in data.values():
+            phases += [p for p in entry["times"] if p not in phases]
+    header = "| phase | " + " | ".join(f"{p} ({label})" for p in programs for label in labels) + " |"
+    lines += [header, "|---|" + "---:|" * (len(programs) * len(labels))]
+    rows = [("equations staged", lambda e: f"{e['equations']}"),
+            ("equations after passes", lambda e: f"{e['optimized']}")]
+    rows += [(phase, lambda e, phase=phase: f"{e['times'].get(phase, 0.0) / e['equations'] * 1e6:.1f}")
+             for phase in phases]
+    rows.append(("total", lambda e: f"{sum(e['times'].values()) / e['equations'] * 1e6:.1f}"))
+    for name, cell in rows:
+        lines.append(f"| {name} | " + " | ".join(cell(profile[label][p]) for p in programs
+                                                 for label in labels) + " |")
+    lines += ["", "## First calls (s)", "", "| call | " + " | ".join(labels) + " |",
+              "|---|" + "---:|" * len(labels)]
+    first = {label: r["first"] for label, r in results.items()}
+    for key in next(iter(first.values())):
+        cells = [first[label].get(key) for label in labels]
+        fmt = "{:.2e}" if key.endswith("agrees") else "{:.2f}"
+        lines.append(f"| {key} | " + " | ".join("-" if c is None else fmt.format(c)
+                                                for c in cells) + " |")
+    for label in labels:
+        f = first[label]
+        lines.append("")
+        lines.append(f"- {label}: jit(grad(chain 8000)) first call {f['chain 8000']:.2f} s "
+                     f"(floor < 1 s: {'met' if f['chain 8000'] < 1 else 'NOT met'}); doubling to "
+                     f"16000 steps: x{f['chain 16000'] / f['chain 8000']:.2f} (floor <= 2); LSTM "
+                     f"gradient first call {f['lstm']:.2f} s (floor < 10 s: "
+                     f"{'met' if f['lstm'] < 10 else 'NOT met'}).")
+    lines += ["", "## Peak memory of a steady-state call (MB, tracemalloc)", "",
+              "RK4: n = 10^5, 10 steps, the gradient of the squared norm of y; MLP 256-512-512-10, "
+              "batch 1,024; LSTM: 2 layers, 128 characters, 14 symbols.", "",
+              "| problem | " + " | ".join(f"{k} ({label})" for k in ("eager f", "jit f", "eager grad",
+                                                                    "jit grad") for label in labels)
+              + " | jit f / eager f | jit grad / eager grad |",
+              "|---|" + "---:|" * (4 * len(labels) + 2)]
+    memory = {label: r["memory"] for label, r in results.items()}
+    last = labels[-1]
+    for problem in memory[last]:
+        cells = [f"{memory[label][problem][k] / 1e6:.1f}" for k in ("eager f", "jit f", "eager grad",
+                                                                       "jit grad") for label in labels]
+        m = memory[last][problem]
+        lines.append(f"| {problem} | " + " | ".join(cells)
+                     + f" | {m['jit f'] / m['eager f']:.2f} (floor <= 1.1) "
+                       f"| {m['jit grad'] / m['eager grad']:.2f} (floor <= 1) |")
+    steady = {label: r["steady"] for label, r in results.items()}
+    lines += ["", "## Steady state of jitted gradients (median µs per call)", "",
+              "| problem | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for problem in steady[last]:
+        lines.append(f"| {problem} | " + " | ".join(f"{steady[label][problem]:.1f}"
+                                                    for label in labels) + " |")
+    lines += ["", "## pullback.numpy on plain arrays (µs per call, small arrays)", "",
+              "| call | NumPy | " + " | ".join(f"pullback.numpy ({label}) | overhead ({label})"
+                                               for label in labels) + " |",
+              "|---|---:|" + "---:|---:|" * len(labels)]
+    wrappers = {label: r["wrappers"] for label, r in results.items()}
+    for call in wrappers[last]:
+        cells = []
+        for label in labels:
+            w = wrappers[label][call]
+            cells += [f"{w['pullback']:.2f}", f"{w['pullback'] - w['numpy']:+.2f}"]
+        lines.append(f"| {call} | {wrappers[last][call]['numpy']:.2f} | " + " | ".join(cells) + " |")
+    worst = max(w["pullback"] - w["numpy"] for w in wrappers[last].values())
+    lines += ["", f"Largest overhead ({last}): {worst:.2f} µs (floor <= 0.3 µs: "
+              f"{'met' if worst <= 0.3 else 'NOT met'})."]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(HERE, "results", "jit_scale.md"), "w") as fh:
+        fh.write(text)
+    print(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--baseline", help="a checkout of pullback to compare with")
+    parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part:
+        print(json.dumps(globals()[f"part_{args.part}"]()))
+        return
+    sources = ([("before", os.path.abspath(args.baseline))] if args.baseline else []) \
+        + [("after" if args.baseline else "pullback", ROOT)]
+    results = {label: {} for label, _ in sources}
+    loads = []
+    for part in PARTS:
+        for label, source in sources:
+            print(f"{part} ({label}) ...", file=sys.stderr, flush=True)
+            results[label][part] = run_part(part, source, args.python)
+        loads.append(f"{part} {os.getloadavg()[0]:.1f}")
+    report(results, [label for label, _ in sources], loads)
+
+
+if __name__ == "__main__":
+    main()

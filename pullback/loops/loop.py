@@ -1,0 +1,396 @@
+"""The `loop` primitive: a scan whose body is a program, in every mode.
+
+`loop(*consts, *init, *xs, body, n_consts, n_carry, length, reverse, checkpoints)` runs
+`body(*consts, *carry, *x_i) -> (*carry, *y_i)` for i in range(length) (backwards with
+`reverse`), x_i the i-th rows of the xs, and returns the last carry and the stacked ys.
+`consts` are the values the body reads from outside (arrays, other transformations'
+tracers): as arguments, every transformation sees them.
+
+Its rules are loops again, so that every mix of modes works and stays rolled:
+
+- jvp: one loop over the body's jvp program, tangents carried beside the carries;
+- vjp, by the `checkpoints` policy: "all" runs the body's forward half, stacking its
+  residuals as extra ys, and pulls back with a reverse loop over the backward half;
+  "carry" stacks the carries and the reverse loop recomputes each step from its carry;
+  a number of snapshots, "sqrt", "auto" or a byte budget reverse with the binomial
+  schedule (schedules.py) in `checkpointed_reversal`, a primitive whose impl keeps
+  snapshots in a Python list and whose derivatives are those of the "carry" reversal;
+- batch: one loop over the body's batched program (a carry is batched once anything
+  batched reaches it);
+- code generation: a Python `for` loop calling the body, written as a function of the
+  generated module and named after the user's function.
+"""
+import numpy as np
+
+from ..core.arrays import moveaxis, shape_of, zeros, zeros_like_value
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..ir.program import evaluate
+from ..transforms.batching import batch_flat
+from ..transforms.forward import jvp_flat
+from ..transforms.reverse import vjp_flat
+from . import schedules
+from .bodies import (_cached, aval_of, batch_program, hoisted, is_float, jvp_program,
+                     loop_runner, runner, stage_flat, vjp_programs, with_interface)
+
+
+def step_rows(length: int, aval) -> np.ndarray:
+    """The array the steps write their ys into, one row each (no list of rows, then a
+    stacked copy: half the memory)."""
+    return np.empty((length,) + tuple(aval.shape), aval.dtype)
+
+
+def _layout(body, n_consts, n_carry):
+    n_in = len(body.invars)
+    return n_consts, n_carry, n_in - n_consts - n_carry, len(body.outvars) - n_carry
+
+
+def _out_avals(body):
+    return [aval_of(v) for v in body.outvars]
+
+
+def _loop_impl(*args, body, n_consts, n_carry, length, reverse, checkpoints):
+    prepare, step = loop_runner(body, n_consts)
+    consts = prepare(*args[:n_consts])
+    carry = list(args[n_consts:n_consts + n_carry])
+    xs = args[n_consts + n_carry:]
+    ys = [step_rows(length, aval) for aval in _out_avals(body)[n_carry:]]
+    for k, i in enumerate(range(length - 1, -1, -1) if reverse else range(length)):
+        outs = step(*consts, *carry, *[x[i] for x in xs])
+        carry = outs[:n_carry]
+        if k == 0:     # the values' own dtypes (finite differences pass float64 to float32 code)
+            ys = [step_rows(length, ShapeDtype(np.shape(y), np.result_type(y)))
+                  for y in outs[n_carry:]]
+        for rows, y in zip(ys, outs[n_carry:]):
+            rows[i] = y
+    return [np.asarray(c) for c in carry] + ys
+
+
+def _loop_shape(*avals, body, n_consts, n_carry, length, reverse, checkpoints):
+    outs = _out_avals(body)
+    return outs[:n_carry] + [ShapeDtype((length,) + tuple(a.shape), a.dtype)
+                             for a in outs[n_carry:]]
+
+
+# ------------------------------------------------------------------ forward mode
+
+def _grouped(invars, flags, bounds):
+    """Each group of `invars` (bounds: (start, stop) pairs) followed by the tangent
+    variables of its flagged members (the extra inputs of a jvp program, in order)."""
+    n = len(flags)
+    tangents = iter(invars[n:])
+    tangent_of = [next(tangents) if f else None for f in flags]
+    order = []
+    for lo, hi in bounds:
+        order += list(invars[lo:hi]) + [t for t in tangent_of[lo:hi] if t is not None]
+    return order
+
+
+def _loop_jvp(primals, tangents, *, body, n_consts, n_carry, length, reverse, checkpoints):
+    _, _, n_x, n_y = _layout(body, n_consts, n_carry)
+    floats = [is_float(v.aval) for v in body.invars]
+    nonzero = [t is not ZERO and f for t, f in zip(tangents, floats)]
+    carries = slice(n_consts, n_consts + n_carry)
+    nonzero[carries] = floats[carries]             # tangents flow through every float carry
+    forced = tuple(is_float(a) for a in _out_avals(body)[:n_carry]) + (False,) * n_y
+    program, found = jvp_program(body, tuple(nonzero), forced)
+    assert list(found[:n_carry]) == nonzero[carries], "a carry's tangent changed kind"
+    n_in, n_out = len(body.invars), len(body.outvars)
+
+    def make():
+        invars = _grouped(program.invars, nonzero, [(0, n_consts), (n_consts, n_consts + n_carry),
+                                                     (n_consts + n_carry, n_in)])
+        outvars = _grouped(program.outvars, found, [(0, n_carry), (n_carry, n_out)])
+        return with_interface(program, invars, outvars)
+    jvp_body = _cached(body, ("jvp loop", tuple(nonzero)), make)
+    tangents = [zeros_like_value(p) if t is ZERO else t
+                for p, t in zip(primals, tangents)]
+    groups = [(0, n_consts), (n_consts, n_consts + n_carry), (n_consts + n_carry, n_in)]
+    args = []
+    for lo, hi in groups:
+        args += list(primals[lo:hi]) + [t for t, nz in zip(tangents[lo:hi], nonzero[lo:hi]) if nz]
+    n_tc = sum(nonzero[carries])
+    outs = loop(*args, body=jvp_body, n_consts=n_consts + sum(nonzero[:n_consts]),
+                n_carry=n_carry + n_tc, length=length, reverse=reverse, checkpoints=checkpoints)
+    carry, carry_dots = outs[:n_carry], iter(outs[n_carry:n_carry + n_tc])
+    ys, y_dots = outs[n_carry + n_tc:n_carry + n_tc + n_y], iter(outs[n_carry + n_tc + n_y:])
+    dots = [next(carry_dots) if f else ZERO for f in found[:n_carry]]
+    dots += [next(y_dots) if f else ZERO for f in found[n_carry:]]
+    return carry + ys, dots
+
+
+# ------------------------------------------------------------------ reverse mode
+
+def _zeros_for(value, aval, length=None):
+    shape = tuple(aval.shape) if length is None else (length,) + tuple(aval.shape)
+    return zeros(shape, aval.dtype) if value is ZERO else value
+
+
+def _reverse_body(vjp, body, wrt, n_consts, n_carry, recompute: bool) -> "Program":
+    """The reverse loop's body: (*consts, *accumulators, *carry cotangents, *rows) ->
+    (*accumulators + the step's const cotangents, *carry cotangents before the step,
+    *cotangents of the step's xs). A step's rows are its residuals ("all") or its inputs,
+    carry and x, to recompute from ("carry"), then its ys' cotangents."""
+    program = vjp.step if recompute else vjp.backward
+    out_avals = _out_avals(body)
+    n_acc = sum(wrt[:n_consts])
+    ct_avals = [a for a in out_avals if is_float(a)]
+    n_ct_carry = sum(is_float(a) for a in out_avals[:n_carry])
+    rows = (body.invars[n_consts:] if recompute
+            else vjp.forward.outvars[len(body.outvars):])
+
+    def reverse_step(*args):
+        consts = args[:n_consts]
+        acc = args[n_consts:n_consts + n_acc]
+        ct_carry = args[n_consts + n_acc:n_consts + n_acc + n_ct_carry]
+        rest = args[n_consts + n_acc + n_ct_carry:]
+        cts = evaluate(program, *consts, *rest[:len(rows)], *ct_carry, *rest[len(rows):])
+        return [a + c for a, c in zip(acc, cts[:n_acc])] + cts[n_acc:]
+    const_avals = [aval_of(v) for v in body.invars[:n_consts]]
+    avals = (const_avals + [a for a, w in zip(const_avals, wrt) if w] + ct_avals[:n_ct_carry]
+             + [aval_of(v) for v in rows] + ct_avals[n_ct_carry:])
+    return stage_flat(reverse_step, avals, f"{body.name or 'body'}_reverse")
+
+
+def _loop_value_and_vjp(wrt, *primals, body, n_consts, n_carry, length, reverse, checkpoints):
+    _, _, n_x, n_y = _layout(body, n_consts, n_carry)
+    floats = [is_float(v.aval) for v in body.invars]
+    wrt_body = [w and f for w, f in zip(wrt, floats)]
+    wrt_body[n_consts:n_consts + n_carry] = floats[n_consts:n_consts + n_carry]
+    out_avals = _out_avals(body)
+    cts_flags = tuple(is_float(a) for a in out_avals)
+    vjp = vjp_programs(body, tuple(wrt_body), cts_flags, n_consts)
+    consts, carry_in = list(primals[:n_consts]), list(primals[n_consts:n_consts + n_carry])
+    xs = list(primals[n_consts + n_carry:])
+    common = dict(length=length, checkpoints=checkpoints)
+    policy = checkpoints
+    if policy == "all":
+        outs = loop(*primals, body=vjp.forward, n_consts=n_consts, n_carry=n_carry,
+                    reverse=reverse, **common)
+        outs, rows = outs[:n_carry + n_y], outs[n_carry + n_y:]
+    elif policy == "carry":
+        stacking = _cached(body, ("stacking carries",), lambda: with_interface(
+            body, body.invars, body.outvars + body.invars[n_consts:n_consts + n_carry]))
+        outs = loop(*primals, body=stacking, n_consts=n_consts, n_carry=n_carry,
+                    reverse=reverse, **common)
+        outs, rows = outs[:n_carry + n_y], outs[n_carry + n_y:] + xs
+    else:
+        outs = loop(*primals, body=body, n_consts=n_consts, n_carry=n_carry, reverse=reverse,
+                    **common)
+        rows = None
+    n_acc = sum(wrt_body[:n_consts])
+    float_carries = [i for i in range(n_carry) if floats[n_consts + i]]
+    float_ys = [j for j in range(n_y) if cts_flags[n_carry + j]]
+
+    def pullback(cts):
+        ct_carry = [_zeros_for(cts[i], out_avals[i]) for i in float_carries]
+        ct_ys = [_zeros_for(cts[n_carry + j], out_avals[n_carry + j], length) for j in float_ys]
+        acc = [zeros_like_value(c)
+               for c, w in zip(consts, wrt_body[:n_consts]) if w]
+        if rows is None:
+            results = checkpointed_reversal(
+                *consts, *carry_in, *xs, *ct_carry, *ct_ys, body=body, differentiated=tuple(wrt_body),
+                n_consts=n_consts, n_carry=n_carry, length=length, reverse=reverse,
+                checkpoints=checkpoints)
+        else:
+            back = _cached(body, ("reverse loop", tuple(wrt_body), policy),
+                           lambda: _reverse_body(vjp, body, wrt_body, n_consts, n_carry,
+                                                 policy == "carry"))
+            results = loop(*consts, *acc, *ct_carry, *rows, *ct_ys, body=back,
+                           n_consts=n_consts, n_carry=n_acc + len(ct_carry), length=length,
+                           reverse=not reverse, checkpoints=checkpoints)
+        return _input_cotangents(results, wrt_body, n_consts, n_carry, n_acc, len(ct_carry))
+    return outs, name_pullback(pullback, "loop")
+
+
+def _input_cotangents(results, wrt_body, n_consts, n_carry, n_acc, n_ct_carry):
+    """One cotangent per loop input from a reverse loop's outputs (accumulated const
+    cotangents, the init's cotangents, the stacked xs' cotangents)."""
+    acc = iter(results[:n_acc])
+    init = iter(results[n_acc:n_acc + n_ct_carry])
+    xs = iter(results[n_acc + n_ct_carry:])
+    cts = []
+    for i, w in enumerate(wrt_body):
+        source = acc if i < n_consts else init if i < n_consts + n_carry else xs
+        cts.append(next(source) if w else ZERO)
+    return cts
+
+
+# ------------------------------------------------------------------ batching
+
+def _loop_batch(values, dims, *, body, n_consts, n_carry, length, reverse, checkpoints):
+    size = next(shape_of(v)[d] for v, d in zip(values, dims) if d is not None)
+    batched = [d is not None for d in dims]
+    while True:
+        program, found = batch_program(body, tuple(batched), tuple(batched[n_consts:n_consts + n_carry])
+                                       + (False,) * (len(body.outvars) - n_carry), size)
+        grown = [b or f for b, f in zip(batched[n_consts:n_consts + n_carry], found[:n_carry])]
+        if grown == batched[n_consts:n_consts + n_carry]:
+            break
+        batched[n_consts:n_consts + n_carry] = grown
+    args = []
+    for i, (v, d) in enumerate(zip(values, dims)):
+        is_x = i >= n_consts + n_carry
+        if d is None and batched[i]:         # a carry that becomes batched
+            v = np.broadcast_to(v, (size,) + tuple(shape_of(v)))
+        elif d is not None:
+            v = moveaxis(v, d, 1 if is_x else 0)
+        args.append(v)
+    outs = loop(*args, body=program, n_consts=n_consts, n_carry=n_carry, length=length,
+                reverse=reverse, checkpoints=checkpoints)
+    out_dims = [0 if f else None for f in found[:n_carry]] + [1 if f else None
+                                                              for f in found[n_carry:]]
+    return outs, out_dims
+
+
+# ------------------------------------------------------------------ code generation
+
+def _loop_emit(args, targets, code, *, body, n_consts, n_carry, length, reverse, checkpoints):
+    consts, carry, xs = list(args[:n_consts]), targets[:n_carry], args[n_consts + n_carry:]
+    lines = [f"{c} = {a}" for c, a in zip(carry, args[n_consts:n_consts + n_carry])]
+    split = hoisted(body, n_consts)          # loop invariants (W.T ...) computed once
+    if split is not None:
+        head, body = split
+        invariants = [code.fresh("invariant") for _ in head.outvars]
+        lines.append(f"{', '.join(invariants)}{',' if len(invariants) == 1 else ''} = "
+                     f"{code.function(head, head.name)}({', '.join(consts)})")
+        consts += invariants
+    function = code.function(body, body.name or "body")
+    rows = targets[n_carry:]
+    i = code.fresh("i")
+    make = code.value(step_rows, "step_rows")
+    lines += [f"{r} = {make}({length}, {code.value(aval, 'row_type')})"
+              for r, aval in zip(rows, _out_avals(body)[n_carry:])]
+    steps = f"range({length - 1}, -1, -1)" if reverse else f"range({length})"
+    results = carry + [code.fresh("y") for _ in rows]
+    call = f"{function}({', '.join(consts + carry + [f'{x}[{i}]' for x in xs])})"
+    lines.append(f"for {i} in {steps}:")
+    lines.append(f"    {', '.join(results)}{',' if len(results) == 1 else ''} = {call}"
+                 if results else f"    {call}")
+    lines += [f"    {r}[{i}] = {y}" for r, y in zip(rows, results[n_carry:])]
+    return lines
+
+
+loop = Primitive(
+    "loop", _loop_impl, shape=_loop_shape, jvp=_loop_jvp, value_and_vjp=_loop_value_and_vjp,
+    batch=_loop_batch, emit_statements=_loop_emit, multiple_results=True, family="loop")
+
+
+# ------------------------------------------------------------------ checkpointed reversal
+
+def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, reverse, checkpoints):
+    """Pull the cotangents back through the loop with the binomial schedule: the
+    snapshots live in a Python dict; each step is reversed by the body's `step`
+    program (its forward and backward halves, the same operations as with "all")."""
+    wrt, n_in = differentiated, len(body.invars)
+    floats_out = tuple(is_float(a) for a in _out_avals(body))
+    vjp = vjp_programs(body, wrt, floats_out, n_consts)
+    prepare, advance = loop_runner(vjp.primal, n_consts)
+    reverse_step = runner(vjp.step)
+    consts_raw = list(args[:n_consts])
+    consts = prepare(*consts_raw)
+    init = list(args[n_consts:n_consts + n_carry])
+    xs = args[n_consts + n_carry:n_in]
+    n_ct_carry = sum(floats_out[:n_carry])
+    ct_carry = list(args[n_in:n_in + n_ct_carry])
+    ct_ys = args[n_in + n_ct_carry:]
+    n_acc = sum(wrt[:n_consts])
+    acc = [zeros_like_value(c) for c, w in zip(consts_raw, wrt) if w]
+    ct_xs = [step_rows(length, aval_of(v))
+             for v, w in zip(body.invars[n_consts + n_carry:], wrt[n_consts + n_carry:]) if w]
+    order = list(range(length - 1, -1, -1)) if reverse else list(range(length))
+
+    def row(values, position):
+        return [v[order[position]] for v in values]
+
+    def run(state, start, stop):
+        for p in range(start, stop):
+            state = advance(*consts, *state, *row(xs, p))[:n_carry]
+        return state
+
+    state_bytes = sum(np.asarray(x).nbytes for x in init)
+    c = schedules.snapshot_budget(checkpoints, length, state_bytes)
+    segments = schedules.initial_sweep(length, c) if length else []
+    snapshots, state = {}, init
+    for (position, _), stop in zip(segments, [p for p, _ in segments[1:]] + [length - 1]):
+        snapshots[position] = state
+        state = run(state, position, stop)
+    for action in schedules.reversal(segments, length) if length else []:
+        kind, position = action[0], action[1]
+        if kind == "advance":
+            state = run(state, position, action[2])
+        elif kind == "store":
+            snapshots[position] = state
+        elif kind == "restore":
+            state = snapshots[position]
+        elif kind == "free":
+            del snapshots[position]
+        else:
+            cts = reverse_step(*consts_raw, *state, *row(xs, position), *ct_carry,
+                               *row(ct_ys, position))
+            acc = [a + g for a, g in zip(acc, cts[:n_acc])]
+            ct_carry = cts[n_acc:n_acc + n_ct_carry]
+            if position == length - 1:     # the first reversed: the values' own dtypes
+                ct_xs = [step_rows(length, ShapeDtype(np.shape(g), np.result_type(g)))
+                         for g in cts[n_acc + n_ct_carry:]]
+            for rows, g in zip(ct_xs, cts[n_acc + n_ct_carry:]):
+                rows[order[position]] = g
+            state = None
+    return acc + [np.asarray(c) for c in ct_carry] + ct_xs
+
+
+def _reversal_by_loops(*args, body, differentiated, n_consts, n_carry, length, reverse, checkpoints):
+    """The checkpointed reversal's value written with "carry" loops (what its own
+    derivatives differentiate: the same function)."""
+    wrt, n_in = differentiated, len(body.invars)
+    primals = list(args[:n_in])
+    _, pullback = _loop_value_and_vjp(wrt, *primals, body=body, n_consts=n_consts,
+                                      n_carry=n_carry, length=length, reverse=reverse,
+                                      checkpoints="carry")
+    floats_out = [is_float(a) for a in _out_avals(body)]
+    cts = iter(args[n_in:])
+    results = pullback([next(cts) if f else ZERO for f in floats_out])
+    return [c for c, w in zip(results, wrt) if w]
+
+
+def _reversal_shape(*avals, body, differentiated, n_consts, n_carry, length, reverse, checkpoints):
+    shapes = []
+    for i, (v, w) in enumerate(zip(body.invars, differentiated)):
+        if w:
+            a = aval_of(v)
+            shapes.append(ShapeDtype(((length,) if i >= n_consts + n_carry else ()) + a.shape,
+                                     a.dtype))
+    return shapes
+
+
+def _reversal_jvp(primals, tangents, **params):
+    return jvp_flat(lambda *args: _reversal_by_loops(*args, **params), list(primals),
+                    list(tangents))
+
+
+def _reversal_value_and_vjp(wrt, *primals, **params):
+    positions = [i for i, w in enumerate(wrt) if w]
+
+    def on_selected(*selected):
+        args = list(primals)
+        for i, x in zip(positions, selected):
+            args[i] = x
+        return _reversal_by_loops(*args, **params)
+    outs, back = vjp_flat(on_selected, [primals[i] for i in positions])
+
+    def pullback(cts):
+        result = [ZERO] * len(primals)
+        for i, c in zip(positions, back(list(cts))):
+            result[i] = c
+        return result
+    return outs, name_pullback(pullback, "checkpointed_reversal")
+
+
+def _reversal_batch(values, dims, **params):
+    return batch_flat(lambda *args: _reversal_by_loops(*args, **params), list(values),
+                      list(dims))
+
+
+checkpointed_reversal = Primitive(
+    "checkpointed_reversal", _reversal_impl, shape=_reversal_shape, jvp=_reversal_jvp,
+    value_and_vjp=_reversal_value_and_vjp, batch=_reversal_batch, multiple_results=True,
+    family="loop")

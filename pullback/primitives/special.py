@@ -1,0 +1,202 @@
+"""Special functions (scipy.special and numpy.sinc): one line per primitive, the ufunc it
+computes and its partial derivatives beside it (see `families.elementwise`).
+
+Derivatives are the closed forms of the DLMF, written with primitives so that they
+differentiate again: Bessel functions step their order (d/dx J_v = (J_{v-1} - J_{v+1}) / 2),
+incomplete gamma and beta functions differentiate in x by their integrands. Where a
+derivative has no closed form (in the order v of a Bessel function, in the parameters a
+and b of the incomplete functions, in the exponent of zeta) the partial is
+`no_closed_form`: differentiating with respect to that argument raises a clear error.
+
+`sinc` and `exprel` ((e^u - 1) / u) have removable singularities at 0; each is one
+primitive with an `order` parameter, the derivative of that order, computed from the
+moments m_k(u) = int_0^1 t^k e^(u t) dt (a series near 0, a recursion elsewhere): exact at
+0 at every order, where a formula with `where` would give wrong higher derivatives.
+"""
+import math
+
+import numpy as np
+import scipy.special as sp
+
+from ..core.numbers import complex_error
+from ..errors import UnsupportedFunctionError
+from .elementwise import (OPEN_UNIT, POSITIVE, REALS, UNIT, digamma, exp, gammaln, log,
+                          log1p, maximum, reciprocal, sign, square, where, xlogy)
+from .families import constant, elementwise
+
+SQRT_PI, SQRT_2PI = math.sqrt(math.pi), math.sqrt(2.0 * math.pi)
+ORDERS = ("int", 0, 3)              # a test domain: integer orders 0..3 (not differentiated)
+
+
+class no_closed_form:
+    """A partial derivative that pullback does not have: calling it raises a clear error
+    (it is called only when that argument is differentiated)."""
+
+    def __init__(self, function: str, argument: str):
+        self.function, self.argument = function, argument
+
+    def __call__(self):
+        raise UnsupportedFunctionError(
+            f"the derivative of `{self.function}` with respect to its argument "
+            f"`{self.argument}` has no closed form that pullback implements. Pass "
+            f"`{self.argument}` as a constant (differentiate the other arguments only), or "
+            "give the function your own rule with pullback.custom_jvp / custom_vjp.")
+
+
+def unary(name, ufunc, partial, domain=REALS, **facts):
+    return elementwise(name, ufunc, partial, domain=(domain,), **facts)
+
+
+# ------------------------------------------------------------- gamma and beta
+
+gamma = unary("gamma", sp.gamma, lambda x, out: out * digamma(x), POSITIVE)
+loggamma = unary("loggamma", sp.loggamma, lambda x: digamma(x), POSITIVE)
+rgamma = unary("rgamma", sp.rgamma, lambda x, out: -out * digamma(x), POSITIVE)
+gammasgn = constant("gammasgn", sp.gammasgn)
+beta = elementwise("beta", sp.beta, lambda x, y, out: out * (digamma(x) - digamma(x + y)),
+                   lambda x, y, out: out * (digamma(y) - digamma(x + y)),
+                   domain=(POSITIVE, POSITIVE), commutative=True)
+betaln = elementwise("betaln", sp.betaln, lambda x, y: digamma(x) - digamma(x + y),
+                     lambda x, y: digamma(y) - digamma(x + y), domain=(POSITIVE, POSITIVE),
+                     commutative=True)
+# Regularized incomplete functions: in x, the integrand over the normalizer.
+gammainc = elementwise("gammainc", sp.gammainc, no_closed_form("scipy.special.gammainc", "a"),
+                       lambda x, y: exp(xlogy(x - 1.0, y) - y - gammaln(x)),
+                       domain=(POSITIVE, POSITIVE))
+gammaincc = elementwise("gammaincc", sp.gammaincc,
+                        no_closed_form("scipy.special.gammaincc", "a"),
+                        lambda x, y: -exp(xlogy(x - 1.0, y) - y - gammaln(x)),
+                        domain=(POSITIVE, POSITIVE))
+betainc = elementwise(
+    "betainc", sp.betainc, no_closed_form("scipy.special.betainc", "a"),
+    no_closed_form("scipy.special.betainc", "b"),
+    lambda x, y, z: exp(xlogy(x - 1.0, z) + xlog1py(y - 1.0, -z)
+                        - gammaln(x) - gammaln(y) + gammaln(x + y)),
+    domain=(POSITIVE, POSITIVE, OPEN_UNIT))
+
+# ------------------------------------------------------ error function family
+
+erfinv = unary("erfinv", sp.erfinv, lambda out: (0.5 * SQRT_PI, exp(square(out))), UNIT)
+erfcinv = unary("erfcinv", sp.erfcinv, lambda out: (-0.5 * SQRT_PI, exp(square(out))),
+                (0.1, 1.9))
+erfcx = unary("erfcx", sp.erfcx, lambda x, out: 2.0 * x * out - 2.0 / SQRT_PI)
+ndtri = unary("ndtri", sp.ndtri, lambda out: (SQRT_2PI, exp(0.5 * square(out))), OPEN_UNIT)
+dawsn = unary("dawsn", sp.dawsn, lambda x, out: 1.0 - 2.0 * x * out)
+
+# ---------------------------------------------------- logarithms and entropy
+
+xlog1py = elementwise("xlog1py", sp.xlog1py,
+                      lambda y: float(np.log1p(y)) if isinstance(y, (int, float)) else log1p(y),
+                      lambda x, y: x / (y + 1.0), domain=(REALS, (-0.5, 2.0)))
+entr = unary("entr", sp.entr, lambda x: -log(x) - 1.0, POSITIVE)
+rel_entr = elementwise("rel_entr", sp.rel_entr, lambda x, y: log(x / y) + 1.0,
+                       lambda x, y: -x / y, domain=(POSITIVE, POSITIVE))
+kl_div = elementwise("kl_div", sp.kl_div, lambda x, y: log(x / y), lambda x, y: 1.0 - x / y,
+                     domain=(POSITIVE, POSITIVE))
+
+# ------------------------------------------------------------------ Bessel
+# Modified: d/dx I_v = (I_{v-1} + I_{v+1}) / 2, d/dx K_v = -(K_{v-1} + K_{v+1}) / 2; the
+# exponentially scaled ones (ive = iv e^-|x|, kve = kv e^x) add the scale's derivative.
+
+i0 = unary("i0", sp.i0, lambda x: i1(x))
+i0e = unary("i0e", sp.i0e, lambda x, out: i1e(x) - sign(x) * out)
+i1 = unary("i1", sp.i1, lambda x: 0.5 * (i0(x) + iv(2.0, x)))
+i1e = unary("i1e", sp.i1e, lambda x, out: 0.5 * (i0e(x) + ive(2.0, x)) - sign(x) * out)
+iv = elementwise("iv", sp.iv, no_closed_form("scipy.special.iv", "v"),
+                 lambda x, y: 0.5 * (iv(x - 1.0, y) + iv(x + 1.0, y)), domain=(ORDERS, REALS))
+ive = elementwise("ive", sp.ive, no_closed_form("scipy.special.ive", "v"),
+                  lambda x, y, out: 0.5 * (ive(x - 1.0, y) + ive(x + 1.0, y)) - sign(y) * out,
+                  domain=(ORDERS, REALS))
+kv = elementwise("kv", sp.kv, no_closed_form("scipy.special.kv", "v"),
+                 lambda x, y: -0.5 * (kv(x - 1.0, y) + kv(x + 1.0, y)), domain=(ORDERS, POSITIVE))
+kve = elementwise("kve", sp.kve, no_closed_form("scipy.special.kve", "v"),
+                  lambda x, y, out: out - 0.5 * (kve(x - 1.0, y) + kve(x + 1.0, y)),
+                  domain=(ORDERS, POSITIVE))
+# Of the first and second kinds: d/dx J_v = (J_{v-1} - J_{v+1}) / 2, the same for Y_v.
+j0 = unary("j0", sp.j0, lambda x: -j1(x))
+j1 = unary("j1", sp.j1, lambda x: 0.5 * (j0(x) - jv(2.0, x)))
+jv = elementwise("jv", sp.jv, no_closed_form("scipy.special.jv", "v"),
+                 lambda x, y: 0.5 * (jv(x - 1.0, y) - jv(x + 1.0, y)), domain=(ORDERS, REALS))
+y0 = unary("y0", sp.y0, lambda x: -y1(x), POSITIVE)
+y1 = unary("y1", sp.y1, lambda x: 0.5 * (y0(x) - yv(2.0, x)), POSITIVE)
+yn = elementwise("yn", sp.yn, 0, lambda x, y: 0.5 * (yn(x - 1, y) - yn(x + 1, y)),
+                 domain=(ORDERS, POSITIVE))
+yv = elementwise("yv", sp.yv, no_closed_form("scipy.special.yv", "v"),
+                 lambda x, y: 0.5 * (yv(x - 1.0, y) - yv(x + 1.0, y)), domain=(ORDERS, POSITIVE))
+
+# ------------------------------------------------ zeta, integrals, dilogarithm
+# zeta(x, q) = sum_k (k + q)^-x (Hurwitz; Riemann's without q): d/dq = -x zeta(x + 1, q).
+
+hurwitz_zeta = elementwise("hurwitz_zeta", sp._ufuncs._zeta,
+                           no_closed_form("scipy.special.zeta", "x"),
+                           lambda x, y: -x * hurwitz_zeta(x + 1.0, y),
+                           domain=(("int", 2, 4), POSITIVE))
+riemann_zeta = unary("riemann_zeta", sp._ufuncs._riemann_zeta,
+                     no_closed_form("scipy.special.zeta", "x"))
+spence = unary("spence", sp.spence, lambda x: log(x) / (1.0 - x), (0.2, 0.8))
+exp1 = unary("exp1", sp.exp1, lambda x: -exp(-x) / x, POSITIVE)
+expi = unary("expi", sp.expi, lambda x: exp(x) / x, POSITIVE)
+# E_n' = -E_{n-1} for n >= 1; E_0(x) = e^-x / x.
+expn = elementwise("expn", sp.expn, 0,
+                   lambda x, y, out: where(x == 0, -out * (1.0 + reciprocal(y)),
+                                           -expn(maximum(x - 1, 0), y)),
+                   domain=(ORDERS, POSITIVE))
+
+# ------------------------------------------------------------------- Box-Cox
+# boxcox(x, lmbda) = (x^lmbda - 1) / lmbda = L m_0(lmbda L), L = log(x) (log1p for boxcox1p),
+# so d/dlmbda = L^2 m_1(lmbda L): exact at lmbda = 0 too (m_k: see below).
+
+boxcox = elementwise("boxcox", sp.boxcox, lambda x, y: exp((y - 1.0) * log(x)),
+                     lambda x, y: square(log(x)) * exprel(y * log(x), order=1),
+                     domain=(POSITIVE, REALS))
+boxcox1p = elementwise("boxcox1p", sp.boxcox1p, lambda x, y: exp((y - 1.0) * log1p(x)),
+                       lambda x, y: square(log1p(x)) * exprel(y * log1p(x), order=1),
+                       domain=(POSITIVE, REALS))
+
+# ------------------------------------------ removable singularities at zero
+
+
+def exp_moment(u, k):
+    """m_k(u) = int_0^1 t^k e^(u t) dt for real or complex u (NumPy, double precision): the
+    power series below |u| = 1, the recursion m_k = (e^u - k m_{k-1}) / u above it."""
+    u = np.asarray(u)
+    u = u.astype(np.result_type(u.dtype, np.float64))
+    small = np.abs(u) < 1.0
+    with np.errstate(all="ignore"):
+        inner = np.where(small, u, 0.0)
+        term = np.ones_like(inner)                       # u^m / m!
+        series = term / (k + 1)
+        for m in range(1, 20):                           # 1 / 20! < 1e-18
+            term = term * inner / m
+            series = series + term / (m + k + 1)
+        outer = np.where(small, 1.0, u)
+        moment = np.expm1(outer) / outer
+        for j in range(1, k + 1):
+            moment = (np.exp(outer) - j * moment) / outer
+    return np.where(small, series, moment)
+
+
+def _float_dtype(x, name):
+    """x's floating dtype (float64 for integers); complex x is refused: these impls compute
+    real functions of real arguments (their casts would drop an imaginary part)."""
+    dtype = np.asarray(x).dtype
+    if dtype.kind == "c":
+        raise complex_error(f"{name} of complex values")
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _exprel(x, order):
+    dtype = _float_dtype(x, "exprel")
+    return exp_moment(x, order).astype(dtype)
+
+
+def _sinc(x, order):
+    # sinc^(k)(x) = pi^k int_0^1 t^k cos(pi x t + k pi / 2) dt = pi^k Re(i^k m_k(i pi x)).
+    dtype = _float_dtype(x, "sinc")
+    moment = exp_moment(1j * math.pi * np.asarray(x, np.float64), order)
+    return (math.pi ** order * (1j ** order * moment).real).astype(dtype)
+
+
+# The derivative of order `order` of (e^x - 1) / x and of sin(pi x) / (pi x).
+exprel = unary("exprel", None, lambda x, order: exprel(x, order=order + 1), impl=_exprel)
+sinc = unary("sinc", None, lambda x, order: sinc(x, order=order + 1), impl=_sinc)

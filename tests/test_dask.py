@@ -1,0 +1,195 @@
+"""Dask arrays through every transformation: derivatives come back as Dask arrays, equal to
+NumPy's, and nothing is computed until the user asks (a scheduler that counts its calls
+checks that), on the threaded scheduler and on a local cluster of worker processes."""
+import contextlib
+
+import dask
+import dask.array as da
+import distributed
+import numpy as np
+import pytest
+
+import pullback as pb
+from helpers import raises
+from pullback.errors import ArrayLibraryError, NonDifferentiableInputError
+
+rng = np.random.default_rng(0)
+X = rng.uniform(0.5, 1.5, 12)
+A = rng.normal(size=(12, 12)) + 12 * np.eye(12)
+A_DASK = da.from_array(A, chunks=5)            # a constant inside f, in chunks too
+
+
+def rosenbrock(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+SCALAR_FUNCTIONS = {
+    "rosenbrock": rosenbrock,
+    "elementwise": lambda x: np.sum(np.sin(x) * np.exp(-x) + np.log(x) * np.tanh(x)
+                                    + np.sqrt(x) / (1 + x ** 2)),
+    "reductions": lambda x: (np.mean(x.reshape(3, 4).sum(axis=0) ** 2) + np.max(x)
+                             + np.prod(x[:4])),
+    "slices across chunks": lambda x: np.sum(x[2:9:2] * x[::-3][:4]) + x[7] * x[3],
+    "matmul with a Dask constant": lambda x: x @ (A_DASK @ x) + np.dot(x, x),
+    "concatenate and stack": lambda x: (np.sum(np.concatenate([x, x[::2] ** 2]) ** 2)
+                                        + np.sum(np.stack([x, x]) * 2)),
+    "where and maximum": lambda x: (np.sum(np.where(x > 1, x ** 2, np.cos(x)))
+                                    + np.sum(np.maximum(x, 1.0))),
+    "cumsum": lambda x: np.sum(np.cumsum(x) ** 2),
+    "outer and tril": lambda x: np.sum(np.outer(x, x) * A_DASK) + np.sum(np.tril(A_DASK) @ x),
+    "transpose": lambda x: np.sum(x.reshape(3, 4).T @ x.reshape(3, 4) ** 2),
+    "norm and abs": lambda x: np.linalg.norm(x) + np.sum(np.abs(x - 1)),
+    "einsum": lambda x: np.einsum("i,ij,j->", x, A_DASK, x),
+}
+
+
+def vector_function(x):
+    return np.sin(x) * x[::-1]
+
+
+def _derivatives(f, x):
+    """Every derivative kind of a scalar function f at x, by name."""
+    return {"grad": pb.grad(f)(x), "hvp": pb.hvp(f, x, x), "hessian": pb.hessian(f)(x),
+            "pushforward": pb.pushforward(f, (x,), (x,))[1],
+            "pullback": pb.pullback(f, x)[1](1.0)[0], "jit(grad)": pb.jit(pb.grad(f))(x)}
+
+
+class CountingScheduler:
+    """A synchronous Dask scheduler that counts the graphs it runs and their tasks."""
+
+    def __init__(self):
+        self.computations = self.tasks = 0
+
+    def __call__(self, graph, keys, **kwargs):
+        self.computations += 1
+        self.tasks += len(graph.__dask_graph__() if hasattr(graph, "__dask_graph__") else graph)
+        return dask.get(graph, keys, **kwargs)
+
+
+@contextlib.contextmanager
+def counting():
+    scheduler = CountingScheduler()
+    with dask.config.set(scheduler=scheduler):
+        yield scheduler
+
+
+def _as_dask(x):
+    return da.from_array(x, chunks=5)
+
+
+@pytest.mark.parametrize("name", SCALAR_FUNCTIONS)
+def test_every_derivative_of_dask_arrays_is_a_lazy_dask_array_equal_to_numpys(name):
+    f = SCALAR_FUNCTIONS[name]
+    with counting() as scheduler:
+        lazy = _derivatives(f, _as_dask(X))
+    assert scheduler.computations == 0, f"{name}: computed while differentiating"
+    expected = _derivatives(f, X)
+    for kind, value in lazy.items():
+        assert isinstance(value, da.Array), f"{name} {kind}: {type(value)}"
+        np.testing.assert_allclose(value.compute(), expected[kind], rtol=1e-10, atol=1e-12,
+                                   err_msg=f"{name} {kind}")
+
+
+def test_jacobians_pushforwards_and_pullbacks_of_vector_functions_stay_lazy():
+    x = _as_dask(X)
+    with counting() as scheduler:
+        lazy = {"jacobian": pb.jacobian(vector_function)(x),
+                "reverse jacobian": pb.jacobian(vector_function, mode="reverse")(x),
+                "pushforward": pb.pushforward(vector_function, (x,), (x,))[1],
+                "pullback": pb.pullback(vector_function, x)[1](x)[0],
+                "vmap": pb.vmap(vector_function)(x.reshape(3, 4))}
+    assert scheduler.computations == 0
+    expected = {"jacobian": pb.jacobian(vector_function)(X),
+                "reverse jacobian": pb.jacobian(vector_function)(X),
+                "pushforward": pb.pushforward(vector_function, (X,), (X,))[1],
+                "pullback": pb.pullback(vector_function, X)[1](X)[0],
+                "vmap": pb.vmap(vector_function)(X.reshape(3, 4))}
+    for kind, value in lazy.items():
+        assert isinstance(value, da.Array), kind
+        np.testing.assert_allclose(value.compute(), expected[kind], rtol=1e-12, err_msg=kind)
+
+
+def test_one_compute_of_value_and_gradient_shares_the_forward_work():
+    x = da.from_array(rng.uniform(0.5, 1.5, 1000), chunks=100)
+    value, gradient = pb.value_and_grad(rosenbrock)(x)
+    with counting() as separately:
+        value.compute()
+        gradient.compute()
+    with counting() as together:
+        joint_value, joint_gradient = dask.compute(value, gradient)
+    assert together.computations == 1
+    assert together.tasks < separately.tasks
+    expected_value, expected_gradient = pb.value_and_grad(rosenbrock)(x.compute())
+    np.testing.assert_allclose(joint_value, expected_value, rtol=1e-12)
+    np.testing.assert_allclose(joint_gradient, expected_gradient, rtol=1e-12)
+
+
+def test_a_dask_constant_in_a_numpy_function_is_not_computed_and_the_result_is_dask():
+    """NumPy's own mixing rule: a Dask operand makes the result a Dask array."""
+    with counting() as scheduler:
+        gradient = pb.grad(lambda x: x @ (A_DASK @ x))(X)
+    assert scheduler.computations == 0
+    assert isinstance(gradient, da.Array)
+    np.testing.assert_allclose(gradient.compute(), (A + A.T) @ X, rtol=1e-12)
+
+
+def test_dask_tangents_and_cotangents_of_numpy_primals():
+    tangent = _as_dask(X)
+    value, derivative = pb.pushforward(vector_function, (X,), (tangent,))
+    assert isinstance(derivative, da.Array)
+    np.testing.assert_allclose(derivative.compute(),
+                               pb.pushforward(vector_function, (X,), (X,))[1], rtol=1e-12)
+    cotangent = pb.pullback(vector_function, X)[1](tangent)[0]
+    assert isinstance(cotangent, da.Array)
+    np.testing.assert_allclose(cotangent.compute(),
+                               pb.pullback(vector_function, X)[1](X)[0], rtol=1e-12)
+
+
+def test_jit_keeps_one_cache_entry_per_array_type():
+    gradient = pb.jit(pb.grad(rosenbrock))
+    on_numpy = gradient(X)
+    with counting() as scheduler:
+        on_dask = gradient(_as_dask(X))
+    assert scheduler.computations == 0
+    assert isinstance(on_numpy, np.ndarray) and isinstance(on_dask, da.Array)
+    np.testing.assert_allclose(on_dask.compute(), on_numpy, rtol=1e-12)
+    assert len(gradient.cache) == 2
+
+
+def test_an_operation_dask_lacks_is_an_error_naming_it_and_nothing_is_computed():
+    x = _as_dask(X.reshape(3, 4))
+    with counting() as scheduler:
+        with raises(ArrayLibraryError, "det", "dask"):
+            pb.grad(lambda x: np.linalg.det(x[:, :3]))(x)
+    assert scheduler.computations == 0
+
+
+def test_a_local_cluster_of_two_worker_processes_computes_a_gradient_and_an_hvp():
+    x = da.from_array(rng.uniform(0.5, 1.5, 10_000), chunks=2_500)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        futures = client.compute([pb.grad(rosenbrock)(x), pb.hvp(rosenbrock, x, x)])
+        distributed.wait(futures, timeout=300)       # a cluster that hangs fails the test
+        gradient, product = client.gather(futures)
+    plain = x.compute()
+    np.testing.assert_allclose(gradient, pb.grad(rosenbrock)(plain), rtol=1e-12)
+    np.testing.assert_allclose(product, pb.hvp(rosenbrock, plain, plain), rtol=1e-12)
+
+
+def test_array_api_arrays_without_numpys_dispatch_protocols_are_refused_with_the_way_out():
+    """array-api-strict arrays have no __array_function__/__array_ufunc__, so pullback
+    cannot see operations on them: a clear refusal, not a silent conversion."""
+    import array_api_strict as xp
+    x = xp.asarray([1.0, 2.0])
+    with raises(NonDifferentiableInputError, "Array API", "np.asarray(x)"):
+        pb.grad(lambda x: xp.sum(x * x))(x)
+
+
+def test_reverse_mode_through_slices_pads_instead_of_assigning_items():
+    """The transpose of a slice is a pad: item assignment into a lazy array would cost a
+    pass over every chunk and keep them all alive."""
+    gradient = pb.grad(rosenbrock)(_as_dask(X))
+    operations = {(key[0] if isinstance(key, tuple) else key).rsplit("-", 1)[0]
+                  for key in gradient.__dask_graph__()}
+    assert "setitem" not in operations and "concatenate" in operations, operations

@@ -1,0 +1,206 @@
+"""jit at scale: generated code holds about what eager code holds, and compiling costs
+work linear in the program's length (counted, not timed)."""
+import ast
+import gc
+import os
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.special
+
+import pullback
+import pullback.numpy as pnp
+import pullback.testing
+from pullback.ir.codegen import compile_program
+from pullback.ir.passes import optimize
+from pullback.ir.program import Var
+from pullback.ir.staging import stage
+
+
+def rk4(x, steps=10):
+    """GradBench's ode: y_i' = x_i * y_{i-1} (y_0' = x_0) from y = 0 to t = 1, by RK4."""
+    def field(y):
+        return np.concatenate([x[:1], x[1:] * y[:-1]])
+    h = 1.0 / steps
+    y = np.zeros_like(x)
+    for _ in range(steps):
+        k1 = field(y)
+        k2 = field(y + (h / 2) * k1)
+        k3 = field(y + (h / 2) * k2)
+        k4 = field(y + h * k3)
+        y = y + (h / 6) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+    return y
+
+
+def rk4_loss(x):
+    return np.sum(rk4(x) ** 2)
+
+
+def chain(steps):
+    """An elementwise chain of `steps` operations on a vector, summed."""
+    def f(x):
+        for i in range(steps):
+            k = i % 4
+            x = np.sin(x) if k == 0 else x * 1.01 if k == 1 else np.tanh(x) if k == 2 else x + 0.5
+        return np.sum(x)
+    return f
+
+
+def peak_bytes(fn, *args):
+    """Peak memory allocated while `fn(*args)` runs (after a first call)."""
+    fn(*args)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn(*args)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_item1_jitted_code_holds_no_more_memory_than_eager_code():
+    x = np.random.default_rng(0).uniform(-1.0, 1.0, 100_000)
+    assert peak_bytes(pullback.jit(rk4), x) <= 1.1 * peak_bytes(rk4, x)
+    gradient = pullback.grad(rk4_loss)
+    assert peak_bytes(pullback.jit(gradient), x) <= peak_bytes(gradient, x)
+    np.testing.assert_allclose(pullback.jit(gradient)(x), gradient(x), rtol=1e-12)
+
+
+def held_at_return(source: str) -> set:
+    """The local names a generated function still holds when it returns, its parameters
+    and the names it returns left out."""
+    function = ast.parse(source).body[0]
+    held = set()
+    for statement in function.body:
+        if isinstance(statement, ast.Assign):
+            held.update(n.id for t in statement.targets for n in ast.walk(t)
+                        if isinstance(n, ast.Name))
+        elif isinstance(statement, ast.Delete):
+            held.difference_update(t.id for t in statement.targets)
+        elif isinstance(statement, ast.Return):
+            held.difference_update(n.id for n in ast.walk(statement) if isinstance(n, ast.Name))
+    return held
+
+
+def scattered(x):
+    y = x * 2.0
+    z = pullback.numpy.at(y)[1:].add(np.sin(x[:-1]))       # a scatter_add into y
+    parts = np.split(z, 2)                                   # several results
+    return np.sum(parts[0] ** 2) + np.sum(np.exp(parts[1]).T), z[::2]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "traceable"])
+@pytest.mark.parametrize("f", [rk4, pullback.grad(rk4_loss), scattered,
+                               pullback.grad(lambda x: scattered(x)[0])],
+                         ids=["rk4", "grad rk4", "scatter", "grad scatter"])
+def test_item1_generated_code_releases_every_intermediate(f, fast):
+    x = np.linspace(0.1, 1.0, 6)
+    program = optimize(stage(f, (x,)))
+    generated = compile_program(program, fast=fast)
+    assert held_at_return(generated.source) == set()
+    got, expected = generated(x), pullback.tree.flatten(f(x))[0]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-13)
+
+
+def compile_work(f, x) -> int:
+    """Work of staging, optimising and generating and compiling both variants of f's
+    program: Python function calls (and builtin calls) made, plus hashes and equality
+    tests of IR variables (what a scan of a growing container of them does)."""
+    count = [0]
+
+    def counted(method):
+        def wrapper(*args):
+            count[0] += 1
+            return method(*args)
+        return wrapper
+
+    def profiler(frame, event, arg):
+        if event in ("call", "c_call"):
+            count[0] += 1
+
+    patch = {"__hash__": counted(object.__hash__), "__eq__": counted(object.__eq__)}
+    for name, method in patch.items():
+        setattr(Var, name, method)
+    sys.setprofile(profiler)
+    try:
+        program = optimize(stage(f, (x,)))
+        for fast in (True, False):
+            compile_program(program, fast=fast)
+    finally:
+        sys.setprofile(None)
+        for name in patch:
+            delattr(Var, name)
+    return count[0]
+
+
+def test_item2_compiling_costs_work_linear_in_the_program_length():
+    """Doubling an elementwise chain (and its gradient) at most doubles the work of
+    compiling its gradient: no step scans a structure that grows with the program."""
+    x = np.linspace(0.1, 1.0, 10)
+    compile_work(pullback.grad(chain(300)), x)          # warm caches
+    short = compile_work(pullback.grad(chain(300)), x)
+    long = compile_work(pullback.grad(chain(600)), x)
+    assert long <= 2.1 * short, (short, long)
+
+
+# ------------------------------------------------- pullback.numpy on plain arrays
+
+PACKAGE = os.path.dirname(pullback.__file__)
+A, B = np.linspace(0.1, 0.9, 8), np.linspace(0.2, 0.7, 8)
+M = np.linspace(0.1, 0.9, 12).reshape(3, 4)
+CALLS = {       # namespace function -> arguments (all ufuncs are added below)
+    "concatenate": ([A, B],), "stack": ([A, B], 1), "sum": (M,), "mean": (M, 0), "max": (A,),
+    "prod": (A,), "cumsum": (A,), "reshape": (M, (4, 3)), "transpose": (M,), "dot": (A, B),
+    "matmul": (M, M.T), "einsum": ("ij,kj->ik", M, M), "where": (A > 0.5, A, B),
+    "clip": (A, 0.2, 0.8), "outer": (A, B), "take": (A, [0, 2]),
+    "var": (M,), "std": (A,), "tanh": (A,), "array": ([[1.0, 2.0], [3.0, 4.0]],),
+}
+
+
+def _ufunc_arguments(ufunc):
+    """Arguments of the ufunc's first loop that takes float64 (ldexp's exponent is an int)."""
+    kinds = next(t.split("->")[0] for t in ufunc.types if t.startswith("d"))
+    return tuple(np.arange(len(A)) % 4 if kind in "il" else A for kind in kinds)
+
+
+CALLS.update({f.__name__: _ufunc_arguments(ufunc) for ufunc, f in pnp.UFUNCS.items()
+              if f.__name__ in vars(pnp) and ufunc.signature is None})   # gufuncs: matvec ...
+
+
+def pullback_calls(thunk) -> list:
+    """The names of the functions of the pullback package that `thunk()` calls."""
+    names = []
+
+    def profiler(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename.startswith(PACKAGE):
+            names.append(frame.f_code.co_name)
+    sys.setprofile(profiler)
+    try:
+        thunk()
+    finally:
+        sys.setprofile(None)
+    return names
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_item4_numpy_functions_on_plain_arrays_call_numpy_directly(name):
+    """Nothing traced: the namespace function checks its arguments and calls NumPy's (or
+    scipy.special's) function itself, with nothing of pullback in between."""
+    args = CALLS[name]
+    with np.errstate(all="ignore"):
+        calls = pullback_calls(lambda: getattr(pnp, name)(*args))
+        assert calls[0] == "call" and set(calls) <= {"call", "untraced"}, calls
+        expected = (getattr(np, name, None) or getattr(scipy.special, name))(*args)
+        np.testing.assert_array_equal(getattr(pnp, name)(*args), expected)
+
+
+def test_item4_traced_values_anywhere_in_the_arguments_take_pullbacks_path():
+    x = np.linspace(0.1, 0.9, 3)
+    for f in (lambda x: pnp.sum(pnp.concatenate([A[:2], x])), lambda x: pnp.sum(pnp.array([[x, x]])),
+              lambda x: pnp.sum(pnp.where(A[:3] > 0.5, x, 1.0)), lambda x: pnp.dot(A[:3], x),
+              lambda x: pnp.sum(pnp.clip(A[:3], 0.2, x[0])), lambda x: pnp.sum(pnp.exp(x))):
+        pullback.testing.check_grads(f, (x,), order=1)

@@ -1,0 +1,516 @@
+"""scan and fori_loop (pullback/loops/): every mode and mix against the unrolled Python loop
+and finite differences, every checkpointing policy, staging that keeps loops rolled, and
+errors for bad bodies."""
+import io
+
+import numpy as np
+import pytest
+
+import pullback
+from helpers import raises
+from pullback import errors
+from pullback.testing import check_grads
+
+RNG = np.random.default_rng(0)
+W = RNG.normal(size=(3, 3)) / 2
+XS = RNG.normal(size=(6, 3)) / 4
+POLICIES = ["all", "carry", 2, "sqrt", "auto", "1KB"]
+
+
+def rnn_step(carry, x):
+    """A step with a pytree carry (a state and a running sum) and a pytree of outputs."""
+    h, total = carry["h"], carry["total"]
+    h = np.tanh(W @ h + x) * carry["scale"]
+    return {"h": h, "total": total + np.sum(h ** 2), "scale": carry["scale"]}, (h[0], np.sin(h))
+
+
+def _loss(outs):
+    last, (firsts, sines) = outs
+    return np.sum(last["h"] ** 3) + last["total"] + np.sum(firsts * np.arange(6)) + np.sum(sines)
+
+
+def unrolled(h0, xs=XS, reverse=False):
+    carry, firsts, sines = {"h": h0, "total": 0.0, "scale": 1.5}, [], []
+    for x in (xs[::-1] if reverse else xs):
+        carry, (a, b) = rnn_step(carry, x)
+        firsts.append(a)
+        sines.append(b)
+    if reverse:
+        firsts, sines = firsts[::-1], sines[::-1]
+    return _loss((carry, (np.stack(firsts), np.stack(sines))))
+
+
+def scanned(h0, xs=XS, reverse=False, checkpoints="all"):
+    init = {"h": h0, "total": 0.0, "scale": 1.5}
+    return _loss(pullback.scan(rnn_step, init, xs, reverse=reverse, checkpoints=checkpoints))
+
+
+H0 = np.array([0.3, -0.2, 0.5])
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("checkpoints", POLICIES)
+def test_scan_gradient_equals_the_unrolled_loops_in_every_policy(checkpoints, reverse):
+    def f(h0, xs):
+        return scanned(h0, xs, reverse, checkpoints)
+    expected = pullback.grad(unrolled, argnums=(0, 1))(H0, XS, reverse)
+    for got in (pullback.grad(f, argnums=(0, 1))(H0, XS),
+                pullback.jit(pullback.grad(f, argnums=(0, 1)))(H0, XS)):
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-12, atol=1e-14)
+    assert np.isclose(f(H0, XS), unrolled(H0, XS, reverse))
+
+
+@pytest.mark.parametrize("checkpoints", POLICIES)
+def test_checkpointed_gradients_equal_the_store_all_gradient_bit_for_bit(checkpoints):
+    def f(h0):
+        return scanned(h0, checkpoints=checkpoints)
+
+    def all_(h0):
+        return scanned(h0, checkpoints="all")
+    assert np.array_equal(pullback.grad(f)(H0), pullback.grad(all_)(H0))
+
+
+@pytest.mark.parametrize("checkpoints", ["all", "carry", 2])
+def test_scan_derivatives_match_finite_differences_to_second_order(checkpoints):
+    check_grads(lambda h0, xs: scanned(h0, xs, checkpoints=checkpoints), (H0, XS), order=2)
+
+
+@pytest.mark.parametrize("mode", ["reverse-over-reverse", "forward-over-reverse",
+                                  "reverse-over-forward", "forward-over-forward"])
+@pytest.mark.parametrize("checkpoints", ["all", "carry", 3])
+def test_scan_hessians_in_every_mode_equal_the_unrolled_loops(mode, checkpoints):
+    expected = pullback.hessian(unrolled)(H0)
+    got = pullback.hessian(lambda h: scanned(h, checkpoints=checkpoints), mode=mode)(H0)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    jitted = pullback.jit(pullback.hessian(lambda h: scanned(h, checkpoints=checkpoints),
+                                           mode=mode))(H0)
+    np.testing.assert_allclose(jitted, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_scan_jvp_and_vmap_equal_the_unrolled_loops():
+    t = np.array([1.0, -2.0, 0.5])
+    out, tangent = pullback.jvp(scanned, (H0,), (t,))
+    expected = pullback.jvp(unrolled, (H0,), (t,))
+    np.testing.assert_allclose([out, tangent], expected, rtol=1e-12)
+    batch = RNG.normal(size=(4, 3))
+    np.testing.assert_allclose(pullback.vmap(scanned)(batch), [unrolled(b) for b in batch],
+                               rtol=1e-12)
+    xs_batch = RNG.normal(size=(4, 6, 3))
+    np.testing.assert_allclose(pullback.vmap(lambda xs: scanned(H0, xs))(xs_batch),
+                               [unrolled(H0, xs) for xs in xs_batch], rtol=1e-12)
+    per_example = pullback.vmap(pullback.grad(scanned))(batch)
+    np.testing.assert_allclose(per_example, [pullback.grad(unrolled)(b) for b in batch],
+                               rtol=1e-12)
+    jitted = pullback.jit(pullback.vmap(pullback.grad(lambda h: scanned(h, checkpoints=2))))
+    np.testing.assert_allclose(jitted(batch), per_example, rtol=1e-12)
+
+
+def test_fori_loop_equals_the_python_loop_in_every_mode():
+    def body(i, x):
+        return x * np.cos(x) + 0.1 * i
+
+    def looped(x):
+        return np.sum(pullback.fori_loop(1, 5, body, x))
+
+    def python(x):
+        for i in range(1, 5):
+            x = body(i, x)
+        return np.sum(x)
+    x = np.array([0.3, 0.7])
+    assert np.isclose(looped(x), python(x))
+    np.testing.assert_allclose(pullback.grad(looped)(x), pullback.grad(python)(x), rtol=1e-12)
+    np.testing.assert_allclose(pullback.hessian(looped)(x), pullback.hessian(python)(x),
+                               rtol=1e-12)
+    np.testing.assert_allclose(pullback.jit(pullback.grad(looped))(x),
+                               pullback.grad(python)(x), rtol=1e-12)
+    check_grads(looped, (x,), order=2)
+
+
+def test_a_jitted_loop_stays_a_python_for_loop_and_its_body_is_staged_once():
+    def rk4(y, dt=0.01):
+        def step(i, y):
+            k1 = np.tanh(W @ y)
+            k2 = np.tanh(W @ (y + dt / 2 * k1))
+            k3 = np.tanh(W @ (y + dt / 2 * k2))
+            k4 = np.tanh(W @ (y + dt * k3))
+            return y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return np.sum(pullback.fori_loop(0, steps, step, y))
+    sizes = []
+    for steps in (10, 1000):
+        program = pullback.make_ir(pullback.grad(rk4), optimized=True)(H0)
+        source = pullback.show(pullback.grad(rk4), H0, file=io.StringIO())
+        sizes.append((len(program.equations), source.count("\n")))
+        assert "    for " in source and "def step" in source and "def step_reverse" in source
+        assert "for" in str(program) and "step_reverse" in str(program)
+    assert sizes[0] == sizes[1]
+
+
+def test_zero_length_scans_return_the_init_and_empty_ys():
+    last, ys = pullback.scan(lambda c, x: (c + x, c * x), 1.0, np.zeros(0))
+    assert last.shape == () and float(last) == 1.0 and ys.shape == (0,)
+
+
+def test_bad_loop_bodies_get_a_loop_type_error():
+    with raises(errors.LoopTypeError, "changed carry leaf 0", "float64[2]"):
+        pullback.scan(lambda c, x: (np.stack([c, c]), None), 1.0, length=3)
+    with raises(errors.LoopTypeError, "changed carry leaf 0", "int64"):
+        pullback.fori_loop(0, 3, lambda i, c: c * 0.5, 1)
+    with raises(errors.LoopTypeError, "structure"):
+        pullback.scan(lambda c, x: ((c, c), None), 1.0, length=3)
+    with raises(errors.LoopTypeError, "pair"):
+        pullback.scan(lambda c, x: c, 1.0, length=3)
+    with raises(errors.LoopTypeError, "same length"):
+        pullback.scan(lambda c, x: (c, None), 1.0, (np.ones(3), np.ones(4)))
+    with raises(errors.CheckpointPolicyError, "not a checkpointing policy"):
+        pullback.scan(lambda c, x: (c, None), 1.0, length=3, checkpoints="most")
+
+
+def test_random_draws_and_outside_changes_in_a_body_are_errors():
+    with raises(errors.StagedRandomnessError, "pass the generator state in"):
+        pullback.scan(lambda c, x: (c + np.random.normal(), None), 1.0, length=3)
+    kept = []
+
+    def leaky(c, x):
+        kept.append(c)
+        return c, None
+    with raises(errors.OutsideStateError, "`leaky` changed state outside itself"):
+        pullback.scan(leaky, 1.0, length=3)
+
+
+def test_a_body_is_staged_once_per_signature(monkeypatch):
+    from pullback.loops import bodies
+    calls = []
+    original = bodies._stage_function
+
+    def counting(*args):
+        calls.append(args[-1])
+        return original(*args)
+    monkeypatch.setattr(bodies, "_stage_function", counting)
+
+    def body(i, x):
+        return x * W[0, 0] + i
+    for x in (np.ones(3), np.zeros(3), np.ones(3)):
+        pullback.fori_loop(0, 4, body, x)
+    pullback.fori_loop(0, 4, body, np.ones(2))
+    assert calls == ["body", "body"]
+
+
+@pytest.mark.parametrize("n, c", [(50, 3), (64, 1), (40, 40)])
+def test_binomial_checkpointing_takes_griewanks_t_n_c_forward_steps(monkeypatch, n, c):
+    from pullback.loops import loop, schedules
+    steps = []
+    original = loop.loop_runner
+
+    def counting(program, n_consts):
+        prepare, step = original(program, n_consts)
+
+        def counted(*args):
+            steps.append(1)
+            return step(*args)
+        return prepare, counted
+    monkeypatch.setattr(loop, "loop_runner", counting)
+    pullback.grad(lambda x: np.sum(pullback.fori_loop(
+        0, n, lambda i, y: np.sin(y) * 1.01, x, checkpoints=c)))(np.ones(2))
+    assert len(steps) == n + schedules.forward_steps(n, c)     # the primal pass, then t(n, c)
+
+
+def test_a_body_reading_another_array_is_staged_again():
+    # Python code may read an array's values while the body is staged (`A[0, 0]` is a
+    # NumPy scalar, a constant of the program): another array must not reuse the program.
+    def run(A):
+        return pullback.fori_loop(0, 2, lambda i, x: x * A[0, 0], 1.0)
+    assert float(run(np.full((2, 2), 2.0))) == 4.0
+    assert float(run(np.full((2, 2), 3.0))) == 9.0
+
+
+# ------------------------------------------------------------------ while_loop
+
+def newton_sqrt(a, checkpoints="auto"):
+    def improve(state):
+        x, steps = state
+        return 0.5 * (x + a / x), steps + 1
+    x, _ = pullback.while_loop(lambda state: np.abs(state[0] ** 2 - a) > 1e-12 * a, improve,
+                               (a, 0), checkpoints=checkpoints)
+    return x
+
+
+def python_sqrt(a):
+    x = a
+    while np.abs(x ** 2 - a) > 1e-12 * a:
+        x = 0.5 * (x + a / x)
+    return x
+
+
+def van_der_pol_end(mu, y0, checkpoints="auto"):
+    """y(2) of Van der Pol by an adaptive Euler-Heun integrator with step-size control:
+    the number of steps depends on the data."""
+    def f(y):
+        return np.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
+
+    def step(state):
+        t, h, y = state
+        k1 = f(y)
+        k2 = f(y + h * k1)
+        error = np.max(np.abs(h * (k2 - k1) / 2)) + 1e-300
+        accept = error < 1e-4
+        y = np.where(accept, y + h * (k1 + k2) / 2, y)
+        t = np.where(accept, t + h, t)
+        h = np.minimum(h * np.minimum(2.0, 0.9 * np.sqrt(1e-4 / error)), 2.0 - t)
+        return t, h, y
+    _, _, y = pullback.while_loop(lambda s: s[0] < 2.0 - 1e-12, step, (0.0, 0.1, y0),
+                                  checkpoints=checkpoints)
+    return np.sum(y ** 2)
+
+
+def python_van_der_pol_end(mu, y0):
+    t, h, y = 0.0, 0.1, y0
+    while t < 2.0 - 1e-12:
+        f = lambda y: np.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])   # noqa: E731
+        k1 = f(y)
+        k2 = f(y + h * k1)
+        error = np.max(np.abs(h * (k2 - k1) / 2)) + 1e-300
+        accept = error < 1e-4
+        y = np.where(accept, y + h * (k1 + k2) / 2, y)
+        t = np.where(accept, t + h, t)
+        h = np.minimum(h * np.minimum(2.0, 0.9 * np.sqrt(1e-4 / error)), 2.0 - t)
+    return np.sum(y ** 2)
+
+
+Y0 = np.array([1.0, 0.5])
+
+
+@pytest.mark.parametrize("checkpoints", ["auto", "all", 1, 3])
+def test_while_loop_gradients_through_a_data_dependent_trip_count_equal_python_while(checkpoints):
+    sqrt_grad = pullback.grad(lambda a: newton_sqrt(a, checkpoints))
+    for a in (2.0, 7.0, 1e6):
+        expected = pullback.grad(python_sqrt)(a)
+        for grad in (sqrt_grad, pullback.jit(sqrt_grad)):
+            assert np.isclose(grad(a), expected, rtol=1e-14)
+    expected = pullback.grad(python_van_der_pol_end, argnums=(0, 1))(1.5, Y0)
+    vdp_grad = pullback.grad(lambda mu, y: van_der_pol_end(mu, y, checkpoints), argnums=(0, 1))
+    for grad in (vdp_grad, pullback.jit(vdp_grad)):
+        got = grad(1.5, Y0)
+        assert np.isclose(got[0], expected[0], rtol=1e-12)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-12)
+
+
+def test_while_loop_checkpointed_gradients_equal_the_store_all_gradient_bit_for_bit():
+    expected = pullback.grad(van_der_pol_end, argnums=(0, 1))(1.5, Y0, "all")
+    for checkpoints in ("auto", 1, 2, "sqrt"):
+        got = pullback.grad(van_der_pol_end, argnums=(0, 1))(1.5, Y0, checkpoints)
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+def test_while_loop_keeps_about_log2_n_snapshots(monkeypatch):
+    from pullback.loops import whiles
+    tapes = []
+    original = whiles._record_impl
+
+    def keeping(*args, **params):
+        outs = original(*args, **params)
+        tapes.append(outs[-1][()])
+        return outs
+    monkeypatch.setattr(whiles.while_record, "impl", keeping)
+    grad = pullback.grad(lambda x: pullback.while_loop(lambda c: c[1] < 3000,
+                                                       lambda c: (np.sin(c[0]), c[1] + 1),
+                                                       (x, 0))[0])
+    assert np.isclose(grad(0.5), pullback.grad(lambda x: pullback.fori_loop(
+        0, 3000, lambda i, y: np.sin(y), x))(0.5), rtol=1e-12)
+    assert tapes[0].steps == 3000 and len(tapes[0].snapshots) <= 3000 .bit_length() + 8
+
+
+@pytest.mark.parametrize("mode", ["reverse-over-reverse", "forward-over-reverse",
+                                  "reverse-over-forward", "forward-over-forward"])
+def test_while_loop_hessians_in_every_mode_equal_python_while(mode):
+    expected = pullback.hessian(python_van_der_pol_end, argnums=1)(1.5, Y0)
+    got = pullback.hessian(lambda y: van_der_pol_end(1.5, y), mode=mode)(Y0)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    if mode.endswith("forward"):
+        jitted = pullback.jit(pullback.hessian(lambda y: van_der_pol_end(1.5, y), mode=mode))
+        np.testing.assert_allclose(jitted(Y0), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_while_loop_jvp_and_vmap_over_different_trip_counts_equal_a_loop():
+    out, tangent = pullback.jvp(newton_sqrt, (7.0,), (1.0,))
+    assert np.isclose(out, np.sqrt(7.0)) and np.isclose(tangent, 0.5 / np.sqrt(7.0))
+    values = np.array([2.0, 9.0, 1e6, 0.25])
+    for f in (pullback.vmap(newton_sqrt), pullback.jit(pullback.vmap(newton_sqrt))):
+        np.testing.assert_array_equal(f(values), [python_sqrt(v) for v in values])
+    per_example = [pullback.grad(python_sqrt)(v) for v in values]
+    for f in (pullback.vmap(pullback.grad(newton_sqrt)),
+              pullback.jit(pullback.vmap(pullback.grad(newton_sqrt))),
+              pullback.grad(lambda v: np.sum(pullback.vmap(newton_sqrt)(v)))):
+        np.testing.assert_allclose(f(values), per_example, rtol=1e-14)
+    mus = np.array([0.5, 1.5, 3.0])
+    np.testing.assert_allclose(pullback.vmap(pullback.grad(van_der_pol_end))(mus, np.tile(Y0, (3, 1))),
+                               [pullback.grad(python_van_der_pol_end)(m, Y0) for m in mus],
+                               rtol=1e-12)
+
+
+def test_a_jitted_while_loop_is_a_python_while():
+    source = pullback.show(pullback.grad(newton_sqrt), 7.0, file=io.StringIO())
+    assert "while_record_p(" in source and "while_reversal_p(" in source
+    source = pullback.show(newton_sqrt, 7.0, file=io.StringIO())
+    assert "    while " in source and "def improve" in source
+
+
+def test_bad_while_loops_get_a_loop_type_error():
+    with raises(errors.LoopTypeError, "one boolean scalar"):
+        pullback.while_loop(lambda x: x < np.ones(2), lambda x: x * 2.0, np.ones(2))
+    with raises(errors.LoopTypeError, "one boolean scalar"):
+        pullback.while_loop(lambda x: x, lambda x: x * 2.0, 1.0)
+    with raises(errors.LoopTypeError, "changed carry leaf 0"):
+        pullback.while_loop(lambda x: x < 3, lambda x: x * 1.5, 1)
+    with raises(errors.LoopTypeError, "differentiated again under jit", "fori_loop"):
+        pullback.jit(pullback.hessian(newton_sqrt))(7.0)
+
+
+# ------------------------------------------------------------------ cond and switch
+
+def branchy(x):
+    return pullback.cond(np.sum(x) > 0, lambda x: np.log(x) * 2, lambda x: np.sin(x) * x, x)
+
+
+def python_branchy(x):
+    return np.log(x) * 2 if np.sum(x) > 0 else np.sin(x) * x
+
+
+def pieces(k, x, W=W[:2, :2]):
+    return pullback.switch(k, [lambda x: W @ x, lambda x: np.tanh(x) ** 2, np.exp], x)
+
+
+def python_pieces(k, x, W=W[:2, :2]):
+    return [lambda x: W @ x, lambda x: np.tanh(x) ** 2, np.exp][min(max(k, 0), 2)](x)
+
+
+POINTS = [np.array([0.5, 2.0]), np.array([-0.5, -2.0])]
+
+
+def test_cond_and_switch_equal_python_branches_in_every_mode():
+    for x in POINTS:
+        np.testing.assert_allclose(branchy(x), python_branchy(x), rtol=1e-15)
+        expected = pullback.jacobian(python_branchy)(x)
+        for jac in (pullback.jacobian(branchy), pullback.jit(pullback.jacobian(branchy)),
+                    pullback.jacfwd(branchy)):
+            np.testing.assert_allclose(jac(x), expected, rtol=1e-14)
+        for mode in ("reverse-over-reverse", "forward-over-reverse", "reverse-over-forward",
+                     "forward-over-forward"):
+            np.testing.assert_allclose(
+                pullback.hessian(lambda x: np.sum(branchy(x) ** 2), mode=mode)(x),
+                pullback.hessian(lambda x: np.sum(python_branchy(x) ** 2))(x), rtol=1e-12)
+        check_grads(branchy, (x,), order=2)
+    for k in (-1, 0, 1, 2, 5):
+        x = POINTS[0]
+        np.testing.assert_allclose(pieces(k, x), python_pieces(k, x), rtol=1e-15)
+        np.testing.assert_allclose(pullback.jit(pullback.jacobian(pieces, argnums=1))(k, x),
+                                   pullback.jacobian(python_pieces, argnums=1)(k, x),
+                                   rtol=1e-14)
+
+
+def test_batched_cond_selects_without_nan_from_the_untaken_branch():
+    xs = np.stack(POINTS)                    # log of the second row is NaN
+    loss = lambda x: np.sum(branchy(x))                                       # noqa: E731
+    expected = [pullback.grad(lambda x: np.sum(python_branchy(x)))(x) for x in xs]
+    for f in (pullback.vmap(pullback.grad(loss)), pullback.jit(pullback.vmap(pullback.grad(loss))),
+              pullback.grad(lambda xs: np.sum(pullback.vmap(branchy)(xs)))):
+        got = f(xs)
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, expected, rtol=1e-14)
+    ks = np.array([0, 2, 1, 7])
+    rows = np.tile(POINTS[0], (4, 1)) * np.arange(1, 5)[:, None]
+    np.testing.assert_allclose(pullback.vmap(pieces)(ks, rows),
+                               [python_pieces(k, r) for k, r in zip(ks, rows)], rtol=1e-15)
+
+
+def test_a_jitted_cond_is_a_python_if():
+    source = pullback.show(branchy, POINTS[0], file=io.StringIO())
+    assert "    if " in source and "    else:" in source
+
+
+def test_bad_branches_get_a_loop_type_error():
+    with raises(errors.LoopTypeError, "boolean scalar"):
+        pullback.cond(np.ones(2) > 0, np.sin, np.cos, 1.0)
+    with raises(errors.LoopTypeError, "return different types"):
+        pullback.cond(True, lambda x: x, lambda x: np.stack([x, x]), 1.0)
+    with raises(errors.LoopTypeError, "integer scalar"):
+        pullback.switch(1.5, [np.sin, np.cos], 1.0)
+    with raises(errors.ConcretizationError, "pullback.cond"):
+        pullback.jit(python_branchy)(POINTS[0])
+
+
+# ------------------------------------------------------------------ checkpoint
+
+def layers(x):
+    for _ in range(10):
+        x = np.sin(x) * 1.1
+    return x
+
+
+def test_checkpoint_equals_the_function_in_every_mode():
+    step = pullback.checkpoint(layers)
+    x = np.array([0.3, -1.2, 2.0])
+    loss = lambda f: (lambda x: np.sum(f(f(x)) ** 2))                        # noqa: E731
+    np.testing.assert_array_equal(step(x), layers(x))
+    np.testing.assert_array_equal(pullback.grad(loss(step))(x), pullback.grad(loss(layers))(x))
+    np.testing.assert_allclose(pullback.jvp(step, (x,), (x,))[1],
+                               pullback.jvp(layers, (x,), (x,))[1], rtol=1e-14)
+    batch = np.stack([x, x * 2])
+    np.testing.assert_allclose(pullback.vmap(pullback.grad(loss(step)))(batch),
+                               [pullback.grad(loss(layers))(b) for b in batch], rtol=1e-14)
+    for mode in ("reverse-over-reverse", "forward-over-reverse", "reverse-over-forward",
+                 "forward-over-forward"):
+        np.testing.assert_allclose(pullback.hessian(loss(step), mode=mode)(x),
+                                   pullback.hessian(loss(layers))(x), rtol=1e-12)
+    np.testing.assert_allclose(pullback.jit(pullback.grad(loss(step)))(x),
+                               pullback.grad(loss(layers))(x), rtol=1e-14)
+    with raises(errors.CheckpointPolicyError, "not a checkpoint policy"):
+        pullback.checkpoint(layers, policy="some")
+
+
+def test_a_python_loop_over_a_checkpointed_step_keeps_one_carry_per_step():
+    import tracemalloc
+    x = np.linspace(0.1, 1.0, 50_000)
+
+    def peak(step):
+        def loss(x):
+            for _ in range(8):
+                x = step(x)
+            return np.sum(x)
+        tracemalloc.start()
+        pullback.grad(loss)(x)
+        result = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return result / x.nbytes
+    kept_all, checkpointed = peak(layers), peak(pullback.checkpoint(layers))
+    assert kept_all > 8 * 10            # every layer's residuals
+    assert checkpointed < 8 + 40        # a carry per step, one step's residuals at a time
+
+
+def test_checkpointing_policies_bound_reverse_mode_memory():
+    import tracemalloc
+    x = np.linspace(0.1, 1.0, 2_000)
+
+    def peak(checkpoints):
+        grad = pullback.grad(lambda x: np.sum(pullback.fori_loop(
+            0, 500, lambda i, y: np.sin(y) * 1.001, x, checkpoints=checkpoints)))
+        grad(x)                                         # staged and compiled once
+        tracemalloc.start()
+        grad(x)
+        result = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return result / x.nbytes                        # in states
+    assert peak("all") > 500 and 500 < peak("carry") < 2 * 500 + 16
+    assert peak("auto") <= 500 .bit_length() + 8 + 16
+    assert peak(30) <= 30 + 16
+
+
+def test_the_body_cache_keeps_no_array_alive():
+    import gc
+    import weakref
+    A = np.ones((100, 100))
+    pullback.fori_loop(0, 2, lambda i, x: x * A[0, 0], 1.0)
+    ref = weakref.ref(A)
+    del A
+    gc.collect()
+    assert ref() is None
