@@ -1,0 +1,247 @@
+"""Readable source for `show`: a program printed as NumPy code a person could have written.
+
+The text runs as it is with `import numpy as np`, `import scipy`, `import scipy.linalg`
+and `import scipy.special as sp`: each equation is written by its primitive's emitters
+(`emit_eager` statements first, else a Python operator or the `emit` expression, as in
+codegen), never as a call of an internal object. Constants are written inline when a
+short expression gives them exactly (`2.0`, `np.eye(3)`, `np.arange(4)`, a small
+`np.array([...])`); the others, and the user's functions a custom rule calls, become
+keyword-only parameters whose types a comment gives (`readable` returns their values).
+
+Names say what values are: the inputs keep the parameter names, the results take the
+names asked for (`grad_x`, `hessian`), a value the user's line assigns to a variable
+takes its name (`d = x[1:] - x[:-1]` keeps `d`), and a cotangent or tangent of a named
+value adds `_bar` or `_dot` to it; short letters name the rest. A scatter into an array
+nobody reads afterwards writes into it (`x_bar[1:] += f`) instead of copying it.
+"""
+import ast
+import linecache
+import re
+
+import numpy as np
+
+from .codegen import _comment
+from .program import Literal, Namer, Program, Var, type_string
+from ..primitives.families import source as value_source
+from ..primitives.structural import scatter_add, scatter_set, zeros_source
+
+# Arrays up to this many elements print as `np.array([...])` when no shorter form fits.
+INLINE_SIZE = 16
+NAMESPACE = "import numpy as np\nimport scipy.linalg\nimport scipy.special as sp\n"
+
+
+def readable(program: Program, name: str, result_names=()) -> tuple[str, dict]:
+    """(source of `def name(inputs, *, arguments): ...`, {argument name: value}) for
+    `program`; `result_names` name its outputs in order (others keep their hints)."""
+    names = Namer(Program([], [], [], [], []), reserved={name})
+    for var in program.invars:
+        names.named(var, program.names.get(var) or var.hint or "arg")
+    written_as = _writes_in_place(program)
+    for var, wanted in zip(program.outvars, list(result_names) + [None] * len(program.outvars)):
+        final = written_as.get(var, var)
+        if type(var) is Var and final not in names.names and var not in program.invars \
+                and var not in program.constvars:
+            names.named(final, wanted or program.names.get(var) or var.hint or "result")
+    user_names = _user_variable_names(program)
+    parameters, arguments, comments, constants = [], {}, [], {}
+    for var, value in zip(program.constvars, program.consts):
+        text = constant_source(value) or next(
+            (f"{parameter}.T" for parameter, known in arguments.items()
+             if np.ndim(value) == 2 and np.shape(known) == np.shape(value)[::-1]
+             and np.array_equal(np.transpose(known), value)), None)
+        if text is not None:
+            constants[var] = text
+            continue
+        parameter = names.named(var, var.hint or "data")
+        parameters.append(parameter)
+        arguments[parameter] = value
+        comments.append(f"# {parameter}: {type_string(var.aval)}, a constant of the function "
+                        "(pass it in)")
+
+    def name_of(var):
+        var = written_as.get(var, var)
+        if var in names.names:
+            return names.names[var]
+        if var in user_names:
+            return names.named(var, user_names[var])
+        origin = getattr(var, "origin", None)
+        if origin is not None and not var.hint:
+            origin_var, suffix = origin
+            if origin_var in names.names and not _is_letters(names.names[origin_var]):
+                return names.named(var, names.names[origin_var] + suffix)
+        return names(var)
+
+    def operand(x):
+        if type(x) is Literal:
+            text = value_source(x.value)
+            return f"({text})" if text.startswith("-") else text
+        if x in constants:
+            text = constants[x]
+            return f"({text})" if " " in text or text.startswith("-") else text
+        return name_of(x)
+
+    def function_parameter(value):
+        """A user function a custom rule calls: a keyword-only parameter."""
+        for parameter, known in arguments.items():
+            if known is value:
+                return parameter
+        hint = re.sub(r"\W+", "_", getattr(value, "__name__", "")).strip("_")
+        parameter = names.named(object(), hint if hint.isidentifier() else "function")
+        parameters.append(parameter)
+        arguments[parameter] = value
+        comments.append(f"# {parameter}: the function {getattr(value, '__qualname__', value)!r}"
+                        " of your custom rule (pass it in)")
+        return parameter
+
+    body, comment = [], None
+    for eq in program.equations:
+        here = _comment(eq.source)
+        if here and here != comment:
+            body.append(f"# {here}")
+            comment = here
+        args = [operand(x) for x in eq.inputs]
+        targets = [name_of(v) for v in eq.outputs]
+        prim = eq.primitive
+        if prim.emit_eager is not None:
+            params = {k: function_parameter(v) if callable(v) and not isinstance(v, type) else v
+                      for k, v in eq.params.items()}
+            body += prim.emit_eager(targets, args, eq.outputs[0].aval.dtype, **params)
+            continue
+        if prim.python_operator and (eq.outputs[0].weak or any(
+                type(x) is not Literal and not x.weak for x in eq.inputs)):
+            expr = prim.python_operator.format(*args)
+        elif prim.emit is not None:
+            expr = prim.emit(args, **eq.params)
+        else:
+            raise NotImplementedError(f"primitive {prim.name!r} has no emitter for show: give "
+                                      "it an emit or emit_eager rule")
+        body.append(f"{', '.join(targets)}{',' if prim.multiple_results and len(targets) == 1 else ''}"
+                    f" = {expr}")
+    results = ", ".join(operand(x) for x in program.outvars)
+    body.append(f"return {results if len(program.outvars) == 1 else '[' + results + ']'}")
+    signature = ", ".join([names.names[v] for v in program.invars]
+                          + (["*"] + parameters if parameters else []))
+    lines = comments + [f"def {name}({signature}):"] + ["    " + line for line in body]
+    return "\n".join(lines) + "\n", arguments
+
+
+def _is_letters(name: str) -> bool:
+    """Whether a name is one of Namer's made-up letters (`a`, `bc`, `d_1`)."""
+    return name.split("_")[0].isalpha() and len(name.split("_")[0]) <= 2 and name.islower() \
+        and not name.endswith(("_bar", "_dot"))
+
+
+def _writes_in_place(program: Program) -> dict:
+    """Var -> the var it is printed as: a scatter's operand that nothing reads afterwards and
+    that this function made itself (no input, constant or view of one) is written into,
+    under the scatter's output name."""
+    made, viewed, last_use = set(), set(), {}
+    for i, eq in enumerate(program.equations):
+        for x in eq.inputs:
+            if type(x) is Var:
+                last_use[x] = i
+                if not eq.primitive.fresh_output:
+                    viewed.add(x)
+        if eq.primitive.fresh_output:
+            made.update(v for v in eq.outputs if v.aval.shape)
+    for x in program.outvars:
+        if type(x) is Var:
+            last_use[x] = len(program.equations)
+    written_as = {}
+    for i in reversed(range(len(program.equations))):
+        eq = program.equations[i]
+        x = eq.inputs[0] if eq.inputs else None
+        if eq.primitive in (scatter_add, scatter_set) and type(x) is Var and x in made \
+                and x not in viewed and last_use[x] == i and x.aval == eq.outputs[0].aval \
+                and x not in eq.inputs[1:]:
+            written_as[x] = written_as.get(eq.outputs[0], eq.outputs[0])
+    return written_as
+
+
+def _user_variable_names(program: Program) -> dict:
+    """Var -> the name the user's line gives it: the last value computed (not derived) by a
+    run of equations from a line `name = ...` (or `name += ...`)."""
+    named = {}
+    equations = program.equations
+    for i, eq in enumerate(equations):
+        last_of_run = i + 1 == len(equations) or equations[i + 1].source != eq.source
+        if not last_of_run or not eq.source or "|" in eq.source or len(eq.outputs) != 1:
+            continue
+        variable = _assigned_name(eq.source)
+        if variable:
+            named[eq.outputs[0]] = variable
+    return named
+
+
+def _assigned_name(source: str) -> str:
+    """The variable a recorded line `file:line` assigns (`d = ...`, `d += ...`), or ''."""
+    filename, _, line = source.rpartition(":")
+    if not line.isdigit():
+        return ""
+    text = linecache.getline(filename, int(line)).strip()
+    try:
+        statement = ast.parse(text).body[0]
+    except (SyntaxError, IndexError):
+        return ""
+    if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+        target = statement.targets[0]
+    elif isinstance(statement, (ast.AugAssign, ast.AnnAssign)):
+        target = statement.target
+    else:
+        return ""
+    return target.id if isinstance(target, ast.Name) else ""
+
+
+def constant_source(value):
+    """A short NumPy expression equal to `value` (same shape, dtype and bits), or None."""
+    if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "biuf":
+        return None
+    array = np.asarray(value)
+    text = value_source(array[()]) if array.ndim == 0 else _array_expression(array)
+    if text is None:
+        return None
+    try:
+        evaluated = np.asarray(eval(text, {"np": np}))    # noqa: S307  (our own text)
+    except Exception:                                     # pragma: no cover - a bug
+        return None
+    same = (evaluated.shape == array.shape and evaluated.dtype == array.dtype
+            and np.array_equal(evaluated, array, equal_nan=array.dtype.kind == "f")
+            and (array.dtype.kind != "f" or np.array_equal(np.signbit(evaluated),
+                                                           np.signbit(array))))
+    return text if same else None
+
+
+def _array_expression(array: np.ndarray):
+    dtype, shape = array.dtype, array.shape
+    typed = "" if dtype in (np.float64, np.int64, np.bool_) else f", {value_source(dtype)}"
+    flat = array.ravel()
+    if not array.size:
+        return zeros_source(shape, dtype)
+    if np.all(flat == flat[0]):
+        first = flat[0].item()
+        if first == 0 and not np.signbit(flat[0]) and dtype.kind == "f":
+            return zeros_source(shape, dtype)
+        size = str(shape[0]) if len(shape) == 1 else value_source(tuple(shape))
+        if first == 1 and dtype == np.float64:
+            return f"np.ones({size})"
+        return f"np.full({size}, {value_source(first)}{typed})"
+    if array.ndim == 2 and shape[0] == shape[1] and dtype.kind == "f":
+        diagonal = np.diagonal(array)
+        if np.all(diagonal == diagonal[0]) and np.array_equal(array, diagonal[0] * np.eye(
+                shape[0], dtype=dtype)):
+            scale = diagonal[0].item()
+            eye = f"np.eye({shape[0]}{typed})"
+            return eye if scale == 1 else f"-{eye}" if scale == -1 else \
+                f"{value_source(scale)} * {eye}"
+    if array.ndim == 1 and np.array_equal(array, np.arange(array.size, dtype=dtype)):
+        return f"np.arange({array.size}{'.0' if dtype.kind == 'f' else ''}{typed})" \
+            if dtype.kind in "if" else None
+    if array.size <= INLINE_SIZE and dtype.kind in "biuf":
+        return f"np.array({_nested(array.tolist())}{typed})"
+    return None
+
+
+def _nested(values) -> str:
+    if isinstance(values, list):
+        return "[" + ", ".join(_nested(v) for v in values) + "]"
+    return value_source(values)
