@@ -188,7 +188,7 @@ def test_show_names_tangents_and_cotangents():
                 np.ones(2), np.ones(2))
     assert "return x_bar_dot" in text                       # the tangent of the cotangent
     text = show(grad(square_sum), np.ones(2))
-    assert "return x_bar" in text and "derivative of test_jit.py" in text
+    assert "return grad_x" in text and "derivative of test_jit.py" in text
 
 
 # ------------------------------------------------------------- call overhead

@@ -22,8 +22,10 @@ import numpy as np
 
 from .codegen import _comment
 from .program import Literal, Namer, Program, Var, type_string
+from ..primitives.contraction import matmul
+from ..primitives.elementwise import multiply
 from ..primitives.families import source as value_source
-from ..primitives.structural import scatter_add, scatter_set, zeros_source
+from ..primitives.structural import reshape, scatter_add, scatter_set, zeros_source
 
 # Arrays up to this many elements print as `np.array([...])` when no shorter form fits.
 INLINE_SIZE = 16
@@ -77,7 +79,7 @@ def readable(program: Program, name: str, result_names=()) -> tuple[str, dict]:
             return f"({text})" if text.startswith("-") else text
         if x in constants:
             text = constants[x]
-            return f"({text})" if " " in text or text.startswith("-") else text
+            return f"({text})" if text.startswith("-") or re.match(r"\S+ \* ", text) else text
         return name_of(x)
 
     def function_parameter(value):
@@ -93,12 +95,19 @@ def readable(program: Program, name: str, result_names=()) -> tuple[str, dict]:
                         " of your custom rule (pass it in)")
         return parameter
 
+    skipped, matrix_vector = _matrix_vector_products(program)
     body, comment = [], None
-    for eq in program.equations:
+    for i, eq in enumerate(program.equations):
+        if i in skipped:
+            continue
         here = _comment(eq.source)
         if here and here != comment:
             body.append(f"# {here}")
             comment = here
+        if i in matrix_vector:       # matmul of a vector made a matrix, and made a vector again
+            inputs, out = matrix_vector[i]
+            body.append(f"{name_of(out)} = {operand(inputs[0])} @ {operand(inputs[1])}")
+            continue
         args = [operand(x) for x in eq.inputs]
         targets = [name_of(v) for v in eq.outputs]
         prim = eq.primitive
@@ -107,7 +116,11 @@ def readable(program: Program, name: str, result_names=()) -> tuple[str, dict]:
                       for k, v in eq.params.items()}
             body += prim.emit_eager(targets, args, eq.outputs[0].aval.dtype, **params)
             continue
-        if prim.python_operator and (eq.outputs[0].weak or any(
+        if prim is reshape and type(eq.inputs[0]) is Var:
+            expr = _reshape_text(args[0], eq.inputs[0].aval.shape, tuple(eq.params["shape"]))
+        elif prim is multiply and _negates(eq):       # (-1.0) * x: exactly -x
+            expr = f"-{args[1] if type(eq.inputs[0]) is Literal else args[0]}"
+        elif prim.python_operator and (eq.outputs[0].weak or any(
                 type(x) is not Literal and not x.weak for x in eq.inputs)):
             expr = prim.python_operator.format(*args)
         elif prim.emit is not None:
@@ -123,6 +136,79 @@ def readable(program: Program, name: str, result_names=()) -> tuple[str, dict]:
                           + (["*"] + parameters if parameters else []))
     lines = comments + [f"def {name}({signature}):"] + ["    " + line for line in body]
     return "\n".join(lines) + "\n", arguments
+
+
+def _matrix_vector_products(program: Program):
+    """(skipped equations, {matmul equation: (operands, output)}): `A @ v` for a 1-d v
+    where the program reshapes v to a column (or row), multiplies, and reshapes the result
+    back (the matmul primitive takes matrices only), as a person writes it."""
+    uses = {}
+    for eq in program.equations:
+        for x in eq.inputs:
+            uses[x] = uses.get(x, 0) + 1
+    for x in program.outvars:
+        uses[x] = uses.get(x, 0) + 2
+    producer = {v: i for i, eq in enumerate(program.equations) for v in eq.outputs}
+    reader = {x: i for i, eq in enumerate(program.equations) for x in eq.inputs}
+    equations = program.equations
+    skipped, folded, folded_uses = set(), {}, {}
+
+    def vector_made_matrix(x, side):
+        """(index of the reshape, the vector) if x is only a reshaped 1-d vector."""
+        i = producer.get(x)
+        if i is None or equations[i].primitive is not reshape:
+            return None
+        (v,) = equations[i].inputs
+        if type(v) is not Var or len(v.aval.shape) != 1:
+            return None
+        wanted = v.aval.shape + (1,) if side == 1 else (1,) + v.aval.shape
+        return (i, v) if tuple(x.aval.shape) == wanted else None
+
+    for i, eq in enumerate(equations):
+        if eq.primitive is not matmul or uses.get(eq.outputs[0]) != 1:
+            continue
+        out = eq.outputs[0]
+        j = reader.get(out)
+        after = equations[j] if j is not None else None
+        for side in (1, 0):
+            made = vector_made_matrix(eq.inputs[side], side)
+            if made is None or after is None or after.primitive is not reshape:
+                continue
+            shape = out.aval.shape[:-1] if side == 1 else out.aval.shape[:-2] + out.aval.shape[-1:]
+            if side == 0 and len(eq.inputs[1].aval.shape) != 2:
+                continue
+            if tuple(after.outputs[0].aval.shape) == tuple(shape):
+                inputs = list(eq.inputs)
+                inputs[side] = made[1]
+                skipped.add(j)
+                folded_uses[made[0]] = folded_uses.get(made[0], 0) + 1
+                folded[i] = (inputs, after.outputs[0])
+                break
+    # a reshape to a matrix that only folded products read is not written at all
+    skipped.update(i for i, n in folded_uses.items() if n == uses[equations[i].outputs[0]])
+    return skipped, folded
+
+
+def _reshape_text(x: str, shape: tuple, new: tuple) -> str:
+    """A reshape as a person writes it: a unit axis added or dropped at the end or front by
+    indexing (`x[:, None]`, `x[None]`, `x[:, 0]`), else `x.reshape(4, 3)`."""
+    shape = tuple(shape)
+    if new == shape + (1,):
+        return f"{x}[:, None]" if len(shape) == 1 else f"{x}[..., None]"
+    if new == (1,) + shape:
+        return f"{x}[None]"
+    if shape == new + (1,):
+        return f"{x}[:, 0]" if len(new) == 1 else f"{x}[..., 0]"
+    return f"{x}.reshape({', '.join(map(str, new)) if new else '()'})"
+
+
+def _negates(eq) -> bool:
+    """Whether a multiply equation is `-1 * x` for x of its output's type."""
+    for a, b in (eq.inputs, eq.inputs[::-1]):
+        if type(a) is Literal and type(a.value) in (int, float) and a.value == -1 \
+                and type(b) is Var and not b.weak and b.aval == eq.outputs[0].aval:
+            return True
+    return False
 
 
 def _is_letters(name: str) -> bool:
@@ -159,17 +245,24 @@ def _writes_in_place(program: Program) -> dict:
 
 
 def _user_variable_names(program: Program) -> dict:
-    """Var -> the name the user's line gives it: the last value computed (not derived) by a
-    run of equations from a line `name = ...` (or `name += ...`)."""
-    named = {}
+    """Var -> the name the user's line gives it, for a run of equations (not derived ones)
+    from a line `name = ...` (or `name += ...`): the value whose tangent the run computes
+    last, if it computes tangents (forward mode), else its last value."""
+    named, last, primal, run = {}, None, None, set()
     equations = program.equations
     for i, eq in enumerate(equations):
-        last_of_run = i + 1 == len(equations) or equations[i + 1].source != eq.source
-        if not last_of_run or not eq.source or "|" in eq.source or len(eq.outputs) != 1:
+        if eq.source and "|" not in eq.source and len(eq.outputs) == 1:
+            last = eq.outputs[0]
+            origin = last.origin
+            if origin is not None and origin[1] == "_dot" and origin[0] in run:
+                primal = origin[0]
+            run.add(last)
+        if i + 1 < len(equations) and equations[i + 1].source == eq.source:
             continue
-        variable = _assigned_name(eq.source)
+        variable = _assigned_name(eq.source) if last is not None else ""
         if variable:
-            named[eq.outputs[0]] = variable
+            named[primal or last] = variable
+        last, primal, run = None, None, set()
     return named
 
 

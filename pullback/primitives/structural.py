@@ -49,7 +49,8 @@ transpose = linear(
     transpose=lambda ct, x, axes: transpose(ct, axes=tuple(np.argsort(axes).tolist())),
     batch=lambda values, dims, axes: (
         transpose(_front(values, dims), axes=(0,) + tuple(a + 1 for a in axes)), 0),
-    emit=lambda args, axes: f"np.transpose({args[0]}, {source(tuple(axes))})")
+    emit=lambda args, axes: f"{args[0]}.T" if tuple(axes) == (1, 0) else
+    f"np.transpose({args[0]}, {source(tuple(axes))})")
 
 broadcast_to = linear(
     "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
