@@ -118,12 +118,17 @@ def _parameter_name(f, argnums):
     return parameters[argnums] if isinstance(argnums, int) and argnums < len(parameters) else None
 
 
+def _is_leaf(x) -> bool:
+    leaves = flatten(x)[0]
+    return len(leaves) == 1 and leaves[0] is x
+
+
 def _names_for_one_array(name, argnums, has_aux):
     """`result_names` for `show`: [name] where the derivative is one array (an int argnums
     picking an array argument, no aux), else None (the outputs keep their own names)."""
     def result_names(*args):
         single = isinstance(argnums, int) and not has_aux and -len(args) <= argnums < len(args) \
-            and len(flatten(args[argnums])[0]) == 1
+            and _is_leaf(args[argnums])
         return [name] if single else None
     return result_names
 

@@ -16,7 +16,7 @@ from pullback.core.primitive import REGISTRY
 from pullback.ir.jit import readable_source
 from pullback.ir.readable import NAMESPACE, constant_source
 from pullback.operators import HESSIAN_MODES
-from readable_examples import energy, mlp_loss, rosenbrock, softplus_loss
+from readable_examples import cubes, energy, mlp_loss, rosenbrock, softplus_loss
 from test_primitives import SETTINGS, _differentiable_positions, case_strategy
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
@@ -183,3 +183,18 @@ def test_item5_golden_readable_programs(name):
             fh.write(text)
     with open(path) as fh:
         assert text == fh.read()
+
+
+def test_item3_names_say_what_values_are():
+    x = np.array([0.5, 1.0, 2.0])
+    grad_text = assert_runs_alone(pullback.grad(cubes), [x])
+    assert "    d = np.sin(x)" in grad_text and "    s = " in grad_text
+    assert "    d_bar = " in grad_text and "return grad_x" in grad_text
+    jvp_text = assert_runs_alone(lambda x, v: pullback.pushforward(cubes, (x,), (v,)), [x, x])
+    for fragment in ("    d_dot = ", "    s_dot = ", "return [out, out_dot]"):
+        assert fragment in jvp_text
+    assert "return hessian" in assert_runs_alone(pullback.hessian(cubes), [x])
+    assert "return jacobian" in assert_runs_alone(pullback.jacobian(np.sin), [x])
+    # a gradient with respect to a pytree, or with aux, keeps the cotangents' own names
+    assert "return grad_x" not in readable_source(pullback.grad(
+        lambda x: cubes(x["a"])), {"a": x})[0]

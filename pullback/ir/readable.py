@@ -43,8 +43,10 @@ def readable(program: Program, name: str, result_names=()) -> tuple[str, dict]:
         final = written_as.get(var, var)
         if type(var) is Var and final not in names.names and var not in program.invars \
                 and var not in program.constvars:
-            names.named(final, wanted or program.names.get(var) or var.hint or "result")
-    user_names = _user_variable_names(program)
+            origin = var.origin if var.origin and var.origin[0] in names.names else None
+            derived = origin and names.names[origin[0]] + origin[1]
+            names.named(final, wanted or program.names.get(var) or var.hint or derived or "out")
+    user_names, lettered = _user_variable_names(program), set()
     parameters, arguments, comments, constants = [], {}, [], {}
     for var, value in zip(program.constvars, program.consts):
         text = constant_source(value) or next(
@@ -66,11 +68,12 @@ def readable(program: Program, name: str, result_names=()) -> tuple[str, dict]:
             return names.names[var]
         if var in user_names:
             return names.named(var, user_names[var])
-        origin = getattr(var, "origin", None)
-        if origin is not None and not var.hint:
-            origin_var, suffix = origin
-            if origin_var in names.names and not _is_letters(names.names[origin_var]):
+        if var.origin is not None and not var.hint:
+            origin_var, suffix = var.origin
+            if origin_var in names.names and origin_var not in lettered:
                 return names.named(var, names.names[origin_var] + suffix)
+        if not var.hint:
+            lettered.add(var)
         return names(var)
 
     def operand(x):
@@ -124,7 +127,7 @@ def readable(program: Program, name: str, result_names=()) -> tuple[str, dict]:
                 type(x) is not Literal and not x.weak for x in eq.inputs)):
             expr = prim.python_operator.format(*args)
         elif prim.emit is not None:
-            expr = prim.emit(args, **eq.params)
+            expr = prim.emit(args, **_plain_reduction(eq))
         else:
             raise NotImplementedError(f"primitive {prim.name!r} has no emitter for show: give "
                                       "it an emit or emit_eager rule")
@@ -211,10 +214,19 @@ def _negates(eq) -> bool:
     return False
 
 
-def _is_letters(name: str) -> bool:
-    """Whether a name is one of Namer's made-up letters (`a`, `bc`, `d_1`)."""
-    return name.split("_")[0].isalpha() and len(name.split("_")[0]) <= 2 and name.islower() \
-        and not name.endswith(("_bar", "_dot"))
+def _plain_reduction(eq) -> dict:
+    """A reduction's parameters as a person writes them: no `keepdims=False`, no `axis` when
+    it is every axis, `axis=0` for one axis; other equations' parameters as they are."""
+    params = dict(eq.params)
+    if set(params) != {"axis", "keepdims"} or type(eq.inputs[0]) is not Var:
+        return params
+    if not params["keepdims"]:
+        del params["keepdims"]
+    if tuple(params["axis"]) == tuple(range(len(eq.inputs[0].aval.shape))):
+        del params["axis"]
+    elif len(params["axis"]) == 1:
+        params["axis"] = params["axis"][0]
+    return params
 
 
 def _writes_in_place(program: Program) -> dict:
