@@ -117,6 +117,10 @@ def readable(program: Program, name: str, result_names=()) -> tuple[str, dict]:
         if prim.emit_eager is not None:
             params = {k: function_parameter(v) if callable(v) and not isinstance(v, type) else v
                       for k, v in eq.params.items()}
+            if prim in (scatter_add, scatter_set) and eq.inputs[0] in constants \
+                    and not constants[eq.inputs[0]].endswith(".T"):     # not an argument's view
+                body.append(f"{targets[0]} = {constants[eq.inputs[0]]}")   # a new array already
+                args[0] = targets[0]
             body += prim.emit_eager(targets, args, eq.outputs[0].aval.dtype, **params)
             continue
         if prim is reshape and type(eq.inputs[0]) is Var:
