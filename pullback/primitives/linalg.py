@@ -48,7 +48,7 @@ from ..core.numbers import complex_error
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import adjoint, matmul, swap_last
 from .elementwise import equal, sign, where
-from .families import batch_elementwise, batch_stacked, constant, unbroadcast
+from .families import batch_elementwise, batch_stacked, constant, eager_call, unbroadcast
 from .reductions import product_of_others, sum
 from .structural import concatenate, convert, getitem, reshape, stop_gradient
 
@@ -140,7 +140,8 @@ def _inv_vjp(wrt, out, a):
 
 inv = Primitive("inv", np.linalg.inv, shape=_same_shape, jvp=_inv_jvp, vjp=_inv_vjp,
                 batch=lambda v, d: batch_stacked(inv, v, d),
-                family="linalg", fresh_output=True, domain=("invertible",))
+                family="linalg", fresh_output=True, domain=("invertible",),
+                emit_eager=eager_call("np.linalg.inv"))
 
 # -------------------------------------------------------------------- solve
 # a (..., n, n), b (..., n, k): x = a^-1 b, batch axes broadcast.
@@ -169,7 +170,8 @@ def _solve_vjp(wrt, out, a, b):
 
 solve = Primitive("solve", np.linalg.solve, shape=_solve_shape, jvp=_solve_jvp,
                   vjp=_solve_vjp, batch=lambda v, d: batch_elementwise(solve, v, d),
-                  family="linalg", fresh_output=True, domain=("invertible", "matrix"))
+                  family="linalg", fresh_output=True, domain=("invertible", "matrix"),
+                  emit_eager=eager_call("np.linalg.solve"))
 
 # --------------------------------------------------------- triangular_solve
 # scipy.linalg.solve_triangular: solves op(T) x = b, where T is the lower (or
@@ -227,7 +229,8 @@ triangular_solve = Primitive(
     shape=lambda a, b, lower, trans: _solve_shape(a, b),
     jvp=_triangular_solve_jvp, vjp=_triangular_solve_vjp,
     batch=lambda v, d, **p: batch_elementwise(triangular_solve, v, d, **p),
-    family="linalg", fresh_output=True, domain=("triangular", "matrix"))
+    family="linalg", fresh_output=True, domain=("triangular", "matrix"),
+    emit_eager=eager_call("scipy.linalg.solve_triangular"))
 
 # ------------------------------------------------------ adjugate, det, slogdet
 # The adjugate adj(a) (the transposed cofactor matrix: adj(a) a = det(a) I) is a
@@ -283,10 +286,21 @@ def _adjugate_vjp(wrt, out, a):
     return name_pullback(pullback, "adjugate")
 
 
+def _adjugate_emit_eager(targets, args, dtype):
+    """The impl's formula, c v diag(pi) u^T, in NumPy statements."""
+    (adj,), (a,) = targets, args
+    return [f"{adj}_u, {adj}_s, {adj}_vh = np.linalg.svd({a})",
+            f"{adj}_others = np.prod(np.where(np.eye({adj}_s.shape[-1], dtype=bool), 1.0, "
+            f"{adj}_s[..., None, :]), axis=-1)  # products of the other singular values",
+            f"{adj}_sign = np.sign(np.linalg.det({adj}_u) * np.linalg.det({adj}_vh))",
+            f"{adj} = {adj}_sign[..., None, None] * (np.swapaxes({adj}_vh, -1, -2) * "
+            f"{adj}_others[..., None, :]) @ np.swapaxes({adj}_u, -1, -2)"]
+
+
 adjugate = Primitive("adjugate", _adjugate_impl, shape=_same_shape,
                      jvp=lambda p, t: (adjugate(*p), _adjugate_derivative(p[0], t[0])),
                      vjp=_adjugate_vjp, batch=lambda v, d: batch_stacked(adjugate, v, d),
-                     family="linalg", domain=("distinct",))
+                     family="linalg", domain=("distinct",), emit_eager=_adjugate_emit_eager)
 
 
 def _det_jvp(primals, tangents):
@@ -304,7 +318,8 @@ def _det_vjp(wrt, out, a):
 det = Primitive("det", np.linalg.det,
                 shape=lambda a: ShapeDtype(shape_of(a)[:-2], dtype_of(a)),
                 jvp=_det_jvp, vjp=_det_vjp, batch=lambda v, d: batch_stacked(det, v, d),
-                family="linalg", fresh_output=True, domain=("square",))
+                family="linalg", fresh_output=True, domain=("square",),
+                emit_eager=eager_call("np.linalg.det"))
 
 # d log|det a| = tr(a^-1 da); the cotangent of a is (cotangent of log|det|) a^-T. Where a
 # is singular (sign 0) log|det a| is -inf and has no derivative: every order is NaN there.
@@ -341,7 +356,8 @@ slogdet = Primitive(
     "slogdet", lambda a: tuple(np.linalg.slogdet(a)),
     shape=lambda a: (ShapeDtype(shape_of(a)[:-2], dtype_of(a)),) * 2,
     jvp=_slogdet_jvp, vjp=_slogdet_vjp, batch=lambda v, d: batch_stacked(slogdet, v, d),
-    multiple_results=True, family="linalg", fresh_output=True, domain=("invertible",))
+    multiple_results=True, family="linalg", fresh_output=True, domain=("invertible",),
+    emit_eager=eager_call("np.linalg.slogdet"))
 
 # ----------------------------------------------------------------- cholesky
 # l = chol(s), s = tril(a) + tril(a, -1).T.  With phi(m) = lower triangle of m
@@ -368,7 +384,8 @@ def _cholesky_vjp(wrt, out, a):
 
 cholesky = Primitive("cholesky", np.linalg.cholesky, shape=_same_shape, jvp=_cholesky_jvp,
                      vjp=_cholesky_vjp, batch=lambda v, d: batch_stacked(cholesky, v, d),
-                     family="linalg", fresh_output=True, domain=("spd",))
+                     family="linalg", fresh_output=True, domain=("spd",),
+                     emit_eager=eager_call("np.linalg.cholesky"))
 
 # --------------------------------------------------------------------- eigh
 # s = tril(a) + tril(a, -1).T = v diag(w) v^T (lower=False: the same of a.T, as
@@ -402,7 +419,8 @@ eigh = Primitive(
     "eigh", lambda a, lower: tuple(np.linalg.eigh(a, UPLO="L" if lower else "U")),
     shape=lambda a, lower: (ShapeDtype(shape_of(a)[:-1], dtype_of(a)), _same_shape(a)),
     jvp=_eigh_jvp, vjp=_eigh_vjp, batch=lambda v, d, **p: batch_stacked(eigh, v, d, **p),
-    multiple_results=True, family="linalg", fresh_output=True, domain=("symmetric",))
+    multiple_results=True, family="linalg", fresh_output=True, domain=("symmetric",),
+    emit_eager=eager_call("np.linalg.eigh", lower=lambda lower: {"UPLO": '"L"' if lower else '"U"'}))
 
 # ---------------------------------------------------------------------- svd
 # The reduced SVD a = u diag(s) vh, a (..., m, n), k = min(m, n); v = vh^T.
@@ -471,7 +489,8 @@ def _svd_vjp(wrt, out, a):
 svd = Primitive("svd", lambda a: tuple(np.linalg.svd(a, full_matrices=False)),
                 shape=_svd_shape, jvp=_svd_jvp, vjp=_svd_vjp, multiple_results=True,
                 batch=lambda v, d: batch_stacked(svd, v, d),
-                family="linalg", fresh_output=True, domain=("matrix",))
+                family="linalg", fresh_output=True, domain=("matrix",),
+                emit_eager=eager_call("np.linalg.svd", full_matrices="False"))
 
 
 def _svdvals_jvp(primals, tangents):
@@ -491,7 +510,8 @@ def _svdvals_vjp(wrt, out, a):
 svdvals = Primitive("svdvals", lambda a: np.linalg.svd(a, compute_uv=False),
                     shape=lambda a: _svd_shape(a)[1], jvp=_svdvals_jvp, vjp=_svdvals_vjp,
                     batch=lambda v, d: batch_stacked(svdvals, v, d),
-                    family="linalg", fresh_output=True, domain=("matrix",))
+                    family="linalg", fresh_output=True, domain=("matrix",),
+                    emit_eager=eager_call("np.linalg.svd", compute_uv="False"))
 
 # ----------------------------------------------------------------------- qr
 # The reduced QR a = q r of a (..., m, n), m >= n.  With c = q^T da r^-1 and
@@ -541,7 +561,8 @@ def _qr_shape(a):
 
 qr = Primitive("qr", lambda a: tuple(np.linalg.qr(a, mode="reduced")), shape=_qr_shape,
                jvp=_qr_jvp, vjp=_qr_vjp, batch=lambda v, d: batch_stacked(qr, v, d),
-               multiple_results=True, family="linalg", fresh_output=True, domain=("tall",))
+               multiple_results=True, family="linalg", fresh_output=True, domain=("tall",),
+               emit_eager=eager_call("np.linalg.qr"))
 
 # QR with column pivoting (scipy.linalg.qr(pivoting=True)): a[:, perm] = q r, the columns
 # chosen by their norms -- a piecewise constant choice, so perm has no derivative and
@@ -585,7 +606,7 @@ pinv = Primitive(
     "pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond),
     shape=lambda a, rcond: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-2:][::-1], dtype_of(a)),
     jvp=_pinv_jvp, vjp=_pinv_vjp, batch=lambda v, d, **p: batch_stacked(pinv, v, d, **p),
-    family="linalg", fresh_output=True, domain=("matrix",))
+    family="linalg", fresh_output=True, domain=("matrix",), emit_eager=eager_call("np.linalg.pinv"))
 
 # --------------------------------------------------------------------- LU
 # scipy.linalg.lu_factor of an m x n matrix, k = min(m, n): lu holds L (m x k, unit lower

@@ -53,6 +53,8 @@ class JVPTrace(Trace):
         out, tangent_out = primitive.jvp(primals, tangents, **params)
         if primitive.multiple_results or out.dtype.kind == "c":
             refuse_complex(out, primitive)
+        if isinstance(tangent_out, Tracer) and observer() is not None:     # staged: name it
+            observer().name_like(tangent_out, out, "_dot")
         if primitive.multiple_results:
             return [self.wrap(o, t) for o, t in zip(out, tangent_out)]
         return self.wrap(out, tangent_out)
