@@ -736,7 +736,8 @@ lu_factor = Primitive(
     shape=lambda a: (_same_shape(a), ShapeDtype(shape_of(a)[:-2] + (min(shape_of(a)[-2:]),),
                                                 np.dtype(np.int32))),
     jvp=_lu_factor_jvp, vjp=_lu_factor_vjp, batch=lambda v, d: batch_stacked(lu_factor, v, d),
-    multiple_results=True, family="linalg", fresh_output=True, domain=("matrix",))
+    multiple_results=True, family="linalg", fresh_output=True, domain=("matrix",),
+    emit_eager=eager_call("scipy.linalg.lu_factor"))
 
 # ------------------------------------------------------------ Sylvester, sqrtm
 # x = sylvester(a, b, q) solves a x + x b = q. Differentiating, a dx + dx b = dq - da x - x db;
@@ -775,7 +776,8 @@ sylvester = Primitive(
                                      np.result_type(dtype_of(a), dtype_of(b), dtype_of(q))),
     jvp=_sylvester_jvp, vjp=_sylvester_vjp,
     batch=lambda v, d: batch_elementwise(sylvester, v, d),
-    family="linalg", fresh_output=True, domain=("spd", "spd", "matrix"))
+    family="linalg", fresh_output=True, domain=("spd", "spd", "matrix"),
+    emit_eager=eager_call("scipy.linalg.solve_sylvester"))
 
 
 def _real_result(function, name, dtype=None):
@@ -805,7 +807,8 @@ def _sqrtm_jvp(primals, tangents):
 
 sqrtm = Primitive("sqrtm", _real_result(scipy.linalg.sqrtm, "sqrtm"), shape=_same_shape,
                   jvp=_sqrtm_jvp, vjp=_sqrtm_vjp, batch=lambda v, d: batch_stacked(sqrtm, v, d),
-                  family="linalg", fresh_output=True, domain=("spd",))
+                  family="linalg", fresh_output=True, domain=("spd",),
+                  emit_eager=eager_call("scipy.linalg.sqrtm"))
 
 # ---------------------------------------------------------- expm and logm
 # For a matrix function f with a real power series (exp, log), the Frechet derivative
@@ -840,7 +843,8 @@ def _matrix_function(name, impl, domain):
 
     prim = Primitive(name, impl, shape=_same_shape, jvp=jvp, vjp=vjp,
                      batch=lambda v, d: batch_stacked(prim, v, d), family="linalg",
-                     fresh_output=True, domain=(domain,))
+                     fresh_output=True, domain=(domain,),
+                     emit_eager=eager_call(f"scipy.linalg.{name}"))
     return prim
 
 
