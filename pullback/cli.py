@@ -11,6 +11,7 @@ import argparse
 import ast
 import functools
 import importlib.util
+import inspect
 import os
 import sys
 
@@ -44,10 +45,13 @@ def show_command(args) -> None:
     import pullback
     f = _load_function(args.function)
     at = [_literal(text) for text in args.at]
+    parameters = list(inspect.signature(f).parameters)
+    result_names = None
     if args.grad:
         target = pullback.grad(f)
+        result_names = [f"grad_{parameters[0]}" if parameters else "grad"]
     elif args.hessian:
-        target = pullback.hessian(f)
+        target, result_names = pullback.hessian(f), ["hessian"]
     elif args.hvp is not None:
         v = _literal(args.hvp)
 
@@ -55,10 +59,10 @@ def show_command(args) -> None:
         def hvp(x, *rest):
             return pullback.hvp(lambda x: f(x, *rest), x, v)
         hvp.__name__ = f"{f.__name__}_hvp"
-        target = hvp
+        target, result_names = hvp, ["hvp"]
     else:
         target = f
-    pullback.show(target, *at)
+    pullback.show(target, *at, result_names=result_names)
 
 
 def main(argv=None) -> int:

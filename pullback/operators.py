@@ -4,6 +4,7 @@ Nothing here knows about individual primitives.
 """
 import difflib
 import numbers
+import inspect
 from functools import wraps
 from typing import Any, Callable
 
@@ -134,7 +135,34 @@ def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     def grad_f(*args, **kwargs):
         value, gradient = value_and_grad_f(*args, **kwargs)
         return (gradient, value[1]) if has_aux else gradient
+    parameter = _parameter_name(f, argnums)
+    grad_f.result_names = _names_for_one_array(f"grad_{parameter}" if parameter else "grad",
+                                               argnums, has_aux)
     return grad_f
+
+
+def _parameter_name(f, argnums):
+    """The name of f's parameter number `argnums` (an int), or None."""
+    try:
+        parameters = list(inspect.signature(f).parameters)
+    except (TypeError, ValueError):
+        return None
+    return parameters[argnums] if isinstance(argnums, int) and argnums < len(parameters) else None
+
+
+def _is_leaf(x) -> bool:
+    leaves = flatten(x)[0]
+    return len(leaves) == 1 and leaves[0] is x
+
+
+def _names_for_one_array(name, argnums, has_aux):
+    """`result_names` for `show`: [name] where the derivative is one array (an int argnums
+    picking an array argument, no aux), else None (the outputs keep their own names)."""
+    def result_names(*args):
+        single = isinstance(argnums, int) and not has_aux and -len(args) <= argnums < len(args) \
+            and _is_leaf(args[argnums])
+        return [name] if single else None
+    return result_names
 
 
 # ------------------------------------------------------------------ Jacobians
@@ -344,6 +372,7 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
             chosen = "forward" if n_in < n_out or complex_out else "reverse"
         operator = jacfwd if chosen == "forward" else jacrev
         return operator(f, argnums, has_aux, chunk_size, holomorphic)(*args, **kwargs)
+    jacobian_f.result_names = _names_for_one_array("jacobian", argnums, has_aux)
     return jacobian_f
 
 
@@ -430,6 +459,7 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_M
                 "for Hessian-vector products, pass the real and imaginary parts as separate "
                 "real inputs, or pass holomorphic=True for a holomorphic function.")
         return jac(*args, **kwargs)
+    hessian_f.result_names = _names_for_one_array("hessian", argnums, has_aux)
     return hessian_f
 
 

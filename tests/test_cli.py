@@ -33,9 +33,9 @@ def model_file(tmp_path):
 
 @pytest.mark.parametrize("flags, fragments", [
     ([], ["def energy(x):", "np.cos(x)", "model.py:5"]),
-    (["--grad"], ["x_bar = ", "derivative of model.py:5", "np.sin(x)"]),
-    (["--hessian"], ["def energy(x):"]),
-    (["--hvp", "[1.0, 0.0]"], ["def energy_hvp(x):", "x_bar = "]),
+    (["--grad"], ["grad_x = ", "return grad_x", "derivative of model.py:5", "np.sin(x)"]),
+    (["--hessian"], ["def energy(x):", "return hessian"]),
+    (["--hvp", "[1.0, 0.0]"], ["def energy_hvp(x):", "return hvp"]),
 ])
 def test_show_prints_generated_source(model_file, capsys, flags, fragments):
     assert main(["show", f"{model_file}:energy", *flags, "--at", "[1.0, 2.0]"]) == 0

@@ -1,5 +1,7 @@
 """IR passes: each fires on targeted programs and keeps results, dtypes and shapes;
 optimize() on staged derivative programs preserves them, typechecks and is idempotent."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -329,6 +331,29 @@ def test_literal_scale_factors_gather():
         np.testing.assert_array_equal(after[i], before[i])
         numbers = ~np.isnan(before[i])      # (a NaN's sign bit is not specified by IEEE)
         assert np.array_equal(np.signbit(after[i][numbers]), np.signbit(before[i][numbers]))
+
+
+def test_item4_scaled_copies_added_and_powers_of_two_fold_into_one_scale():
+    """What reverse mode writes for 0.5 * sum(d * d) (`e = 0.5 * d; f = e + e`) is d."""
+    b = Builder()
+    x, x32 = b.input(), b.input(dtype=np.float32)
+    half, third = b(E.multiply, 0.5, x), b(E.multiply, x32, 1 / 3)
+    outs = [b(E.add, half, half),                                # -> x
+            b(E.add, third, third),                              # -> (2/3) * x32
+            b(E.multiply, 4.0, b(E.multiply, 0.125, x)),         # -> 0.5 * x (powers of two)
+            b(E.multiply, 0.125, b(E.multiply, 4.0, x))]         # kept: 4x may overflow alone
+    p = b.program(*outs)
+    q = optimize(p)
+    assert q.outvars[0] is p.invars[0]
+    q_rest = replace(q, outvars=q.outvars[1:])
+    assert _written(q_rest) == [("multiply", [2 / 3, "x"]), ("multiply", [0.5, "x"]),
+                               ("multiply", [0.125, "x"])]
+    special = np.array([np.inf, -np.inf, np.nan, -0.0, 0.0, 1.0, 1e300])
+    with np.errstate(all="ignore"):
+        before = evaluate(p, special, special.astype(np.float32))
+        after = evaluate(q, special, special.astype(np.float32))
+    for a, c in zip(before, after):
+        np.testing.assert_array_equal(c, a)
 
 
 def test_negations_move_out_of_products_and_quotients_to_cancel():

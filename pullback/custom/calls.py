@@ -194,11 +194,20 @@ def _rule_call_batch(values, dims, rule):
     return outs, list(out_axes)
 
 
+def _call_emitter(function):
+    """emit_eager of a call of the user's function in parameter `function` (which `show`
+    passes in by name): `[a, b] = fun(x, y)`."""
+    def emit(targets, args, dtype, **params):
+        return [f"[{', '.join(targets)}] = {params[function]}({', '.join(args)})"]
+    return emit
+
+
 rule_call = Primitive(
     "rule_call", lambda *args, rule: rule(*args),
     shape=lambda *avals, rule: _call_types(rule, avals), jvp=_rule_call_jvp,
     value_and_vjp=_rule_call_value_and_vjp, batch=_rule_call_batch, multiple_results=True,
-    family="custom", complex_rules=True)
+    family="custom", emit_eager=_call_emitter("rule"),
+    complex_rules=True)
 
 # ------------------------------------------------------------------ custom_vjp
 
@@ -238,6 +247,7 @@ custom_vjp_call = Primitive(
     "custom_vjp_call", lambda *args, fun, fwd, bwd, out_count: fun(*args),
     shape=_call_shape, jvp=_custom_vjp_jvp, value_and_vjp=_custom_vjp_value_and_vjp,
     batch=_custom_vjp_batch, multiple_results=True, family="custom",
+    emit_eager=_call_emitter("fun"),
     complex_rules=True)
 
 # ------------------------------------------------------------------ custom_jvp
@@ -284,4 +294,5 @@ custom_jvp_call = Primitive(
     "custom_jvp_call", lambda *args, fun, jvp: fun(*args),
     shape=_call_shape, jvp=_custom_jvp_jvp, vjp=_custom_jvp_vjp,
     batch=_custom_jvp_batch, multiple_results=True, family="custom",
+    emit_eager=_call_emitter("fun"),
     complex_rules=True)

@@ -20,6 +20,7 @@ from ..errors import StaticArgumentError
 from ..tree import flatten, unflatten
 from .codegen import compile_program, generate
 from .passes import optimize
+from .readable import readable
 from .staging import CapturedTracer, argument_names, leaf_paths, signature_of, stage
 
 # After this many consecutive calls that each had to stage again, warn.
@@ -280,18 +281,30 @@ def make_ir(f: Callable, optimized: bool = False) -> Callable:
     return make_ir_f
 
 
-def show(f: Callable, *args, optimized: bool = True, file=None) -> str:
-    """Print (and return) the Python source pullback generates for `f` at `args`.
+def show(f: Callable, *args, optimized: bool = True, file=None, result_names=None) -> str:
+    """Print (and return) the derivative code pullback generates for `f` at `args`, as
+    NumPy source that runs on its own (`readable`: constants inline or passed in).
 
-    Inputs keep your parameter names; cotangents are named `x_bar`, tangents
-    `x_dot`; comments point back to the lines of your code each block comes from.
+    Inputs keep your parameter names, and values your lines assign keep theirs;
+    cotangents add `_bar`, tangents `_dot`; results are named by `result_names` (default:
+    `f.result_names`, which `grad`, `hessian`, `jacobian` and `hvp` set); comments point
+    back to the lines of your code each block comes from.
 
     >>> import numpy as np
     >>> _ = show(lambda x: np.sum(np.sin(x)), np.zeros(2))     # doctest: +ELLIPSIS
     def ...
     """
-    program = make_ir(f, optimized)(*args)
-    name = getattr(f, "__name__", "f")
-    text = generate(program, name if name.isidentifier() else "f", fast=False)[0]
+    text = readable_source(f, *args, optimized=optimized, result_names=result_names)[0]
     print(text, file=file)
     return text
+
+
+def readable_source(f: Callable, *args, optimized: bool = True, result_names=None):
+    """(source, arguments): what `show` prints, and the values of the constants and
+    functions it takes as keyword arguments (see `ir/readable.py`)."""
+    program = make_ir(f, optimized)(*args)
+    name = getattr(f, "__name__", "f")
+    if result_names is None:
+        result_names = getattr(f, "result_names", None)
+        result_names = result_names(*args) if callable(result_names) else result_names
+    return readable(program, name if name.isidentifier() else "f", result_names or ())

@@ -15,8 +15,10 @@ not), with these documented exceptions, all in `simplify`:
 - literal scale factors gather: `c * (k * x) -> (c*k) * x`, `c * (x / k) -> (c/k) * x`,
   `(k * x) / c -> (k/c) * x`, `(x / k) / c -> x / (k*c)`: reassociations, done only
   when both factors magnify or both shrink (so an intermediate overflows exactly when
-  the folded product does: no Inf appears or vanishes) and the folded factor is
-  finite, nonzero and normal in x's dtype;
+  the folded product does: no Inf appears or vanishes), or both are powers of two and
+  the inner one shrinks (exact then, but where the intermediate is subnormal: the
+  folded result is the more accurate), and the folded factor is
+  finite, nonzero and normal in x's dtype; `(k * x) + (k * x) -> (2k) * x` likewise;
 - `embed(a, i) + embed(b, i) -> embed(a + b, i)` with index arrays that repeat an
   index sums the repeated terms in another order (a reassociation; exact otherwise);
 - `x + 0 -> x`, `0 - x -> -x` and `x * 0 -> 0` may flip the sign of a zero result
@@ -419,8 +421,15 @@ def _add(eq, rw):
     embed(a, i) + embed(b, i) -> embed(a + b, i) (embed is linear; exact for basic
     indices, a reassociation where repeated index arrays accumulate);
     x + embed(b, i) -> scatter_add(x, b, i) for a basic index i and an x of the output's
-    type: the zeros around b are not added (an x of -0.0 there stays -0.0)."""
+    type: the zeros around b are not added (an x of -0.0 there stays -0.0);
+    (k * z) + (k * z) -> (2k) * z, so `0.5 * z + 0.5 * z` is z (exact but where k * z is
+    subnormal: the folded result is then the more accurate)."""
     x, y = eq.inputs
+    scaled = _scaling(rw, x) if x is y else None
+    if scaled is not None and scaled[0] == "mul" \
+            and normal_factor(2 * scaled[1], scaled[2].aval.dtype) is not None \
+            and (r := rw.retyped(eq, multiply, [Literal(2 * scaled[1]), scaled[2]], {})) is not None:
+        return r
     for a, b in ((x, y), (y, x)):
         if rw.is_zero(b) and (r := rw.fit(a, eq)) is not None:
             return r
@@ -475,7 +484,9 @@ def _gathered(outer, c, scaled):
     kind, k, z = scaled
     if kind == "neg":
         return (multiply, [Literal(-c), z]) if outer == "mul" else (divide, [z, Literal(-c)])
-    if not may_fold(k if kind == "mul" else 1 / k, c if outer == "mul" else 1 / c):
+    inner = k if kind == "mul" else 1 / k
+    if not may_fold(inner, c if outer == "mul" else 1 / c) \
+            and not (_power_of_two(k) and _power_of_two(c) and abs(inner) <= 1):
         return None
     if kind == "div" and outer == "div":
         primitive, factor = divide, k * c
@@ -487,6 +498,14 @@ def _gathered(outer, c, scaled):
         return None
     return (primitive, [Literal(factor), z]) if primitive is multiply \
         else (primitive, [z, Literal(factor)])
+
+
+def _power_of_two(c) -> bool:
+    """Whether c is +-2**n: scaling by it is exact unless the result is subnormal or
+    overflows. (An inner factor that shrinks cannot overflow, so folding the outer one in
+    changes only subnormal intermediates.)"""
+    return isinstance(c, (int, float)) and c != 0 and math.isfinite(c) \
+        and math.frexp(abs(c))[0] == 0.5
 
 
 def _multiply(eq, rw):

@@ -31,11 +31,12 @@ from ..core.primitive import ShapeDtype
 
 class Var:
     """A value of the program, typed; `hint` is a readable name suggestion; `weak`: a
-    Python scalar (weakly typed in NumPy's promotion)."""
-    __slots__ = ("aval", "hint", "weak")
+    Python scalar (weakly typed in NumPy's promotion); `origin`: (var, suffix) when it is
+    the cotangent (`"_bar"`) or tangent (`"_dot"`) of another value, for naming."""
+    __slots__ = ("aval", "hint", "weak", "origin")
 
     def __init__(self, aval: ShapeDtype, hint: str = "", weak: bool = False):
-        self.aval, self.hint, self.weak = aval, hint, weak
+        self.aval, self.hint, self.weak, self.origin = aval, hint, weak, None
 
     def __repr__(self):
         return f"Var({self.hint or id(self)}: {type_string(self.aval)})"

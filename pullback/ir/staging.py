@@ -51,9 +51,13 @@ class Provenance:
 
     def name_like(self, value, reference, suffix: str):
         target, origin = staged_value(value), staged_value(reference)
-        if target is not None and origin is not None and origin.staged_var.hint \
-                and not target.staged_var.hint:
+        if target is None or origin is None or target.staged_var.hint \
+                or target.staged_var is origin.staged_var:
+            return
+        if origin.staged_var.hint:
             target.staged_var.hint = origin.staged_var.hint + suffix
+        elif target.staged_var.origin is None:     # named later, if the origin is
+            target.staged_var.origin = (origin.staged_var, suffix)
 
 
 def staged_value(x):

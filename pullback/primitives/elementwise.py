@@ -113,8 +113,13 @@ def _polygamma(x, n):
     return sp.polygamma(n, x).astype(dtype)
 
 
+def _polygamma_emit_eager(targets, args, dtype, n):
+    cast = "" if dtype == np.float64 else f".astype(np.{dtype.name})"
+    return [f"{targets[0]} = sp.polygamma({n}, {args[0]}){cast}"]
+
+
 polygamma = unary("polygamma", None, lambda x, n: polygamma(x, n=n + 1), POSITIVE,
-                  impl=_polygamma)
+                  impl=_polygamma, emit_eager=_polygamma_emit_eager)
 ndtr = unary("ndtr", sp.ndtr, lambda x: exp(-0.5 * square(x) - HALF_LOG_2PI), (-3.0, 3.0))
 log_ndtr = unary("log_ndtr", sp.log_ndtr,
                  lambda x, out: exp(-0.5 * square(x) - HALF_LOG_2PI - out), (-3.0, 3.0))

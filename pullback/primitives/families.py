@@ -94,6 +94,19 @@ def call_emitter(function: str, **fixed):
     return emit
 
 
+def eager_call(function: str, **fixed):
+    """emit_eager rule assigning `function(arg, ..., param=value, ...)` to the outputs, e.g.
+    eager_call("np.linalg.slogdet") writes `sign, logabsdet = np.linalg.slogdet(a)`.
+    Parameters are renamed or dropped by giving `fixed` a callable of them."""
+    def emit(targets, args, dtype, **params):
+        keywords = {k: source(v) for k, v in params.items() if k not in fixed}
+        for k, rule in fixed.items():
+            keywords.update(rule(**params) if callable(rule) else {k: rule})
+        call = ", ".join(list(args) + [f"{k}={v}" for k, v in keywords.items()])
+        return [f"{', '.join(targets)} = {function}({call})"]
+    return emit
+
+
 def ufunc_emitter(ufunc):
     """emit rule of a primitive computed by `ufunc` (NumPy's or scipy.special's):
     `np.<name>(a, b)`, and `np.<name>(a, b, out=buffer)` to write into a buffer (None for
@@ -197,7 +210,7 @@ def _stand_in(value):
 
 
 def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, domain=None,
-                commutative=False, aliases=(), complex_rules=False):
+                commutative=False, aliases=(), emit_eager=None, complex_rules=False):
     """An elementwise (broadcasting) primitive of one to three inputs, from its partial
     derivatives.
 
@@ -292,13 +305,13 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                      partials=partials, numpy_functions=ufuncs, python_operator=operator,
                      commutative=commutative, sparsity="elementwise",
                      scaled_cotangents=True, domain=domain, family="elementwise",
-                     fresh_output=True, complex_rules=complex_rules)
+                     fresh_output=True, emit_eager=emit_eager, complex_rules=complex_rules)
     return prim
 
 
 def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
              family="elementwise", fresh_output=False, commutative=False, operator=None,
-             complex_rules=False):
+             emit_eager=None, complex_rules=False):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
     Without `shape` and `batch` it is elementwise. `domain` gives one value interval
@@ -312,7 +325,7 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
                          prim, values, dims, **params)),
                      emit=emit or (ufunc_emitter(impl) if ufunc else None),
                      numpy_functions=(impl,) if ufunc else (), python_operator=operator,
-                     commutative=commutative,
+                     commutative=commutative, emit_eager=emit_eager,
                      domain=domain, family=family, fresh_output=fresh_output or ufunc,
                      complex_rules=complex_rules)
     return prim

@@ -50,7 +50,7 @@ from ..core.numbers import complex_error
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import adjoint, matmul, swap_last
 from .elementwise import conjugate, equal, imag, real, sign, where
-from .families import batch_elementwise, batch_stacked, constant, unbroadcast
+from .families import batch_elementwise, batch_stacked, constant, eager_call, unbroadcast
 from .reductions import product_of_others, sum
 from .structural import concatenate, convert, getitem, reshape, stop_gradient
 
@@ -170,7 +170,9 @@ def _inv_vjp(wrt, out, a):
 
 inv = Primitive("inv", np.linalg.inv, shape=_same_shape, jvp=_inv_jvp, vjp=_inv_vjp,
                 batch=lambda v, d: batch_stacked(inv, v, d),
-                family="linalg", fresh_output=True, domain=("invertible",), complex_rules=True)
+                family="linalg", fresh_output=True, domain=("invertible",),
+                emit_eager=eager_call("np.linalg.inv"),
+                complex_rules=True)
 
 # -------------------------------------------------------------------- solve
 # a (..., n, n), b (..., n, k): x = a^-1 b, batch axes broadcast.
@@ -200,6 +202,7 @@ def _solve_vjp(wrt, out, a, b):
 solve = Primitive("solve", np.linalg.solve, shape=_solve_shape, jvp=_solve_jvp,
                   vjp=_solve_vjp, batch=lambda v, d: batch_elementwise(solve, v, d),
                   family="linalg", fresh_output=True, domain=("invertible", "matrix"),
+                  emit_eager=eager_call("np.linalg.solve"),
                   complex_rules=True)
 
 # --------------------------------------------------------- triangular_solve
@@ -258,7 +261,9 @@ triangular_solve = Primitive(
     shape=lambda a, b, lower, trans: _solve_shape(a, b),
     jvp=_triangular_solve_jvp, vjp=_triangular_solve_vjp,
     batch=lambda v, d, **p: batch_elementwise(triangular_solve, v, d, **p),
-    family="linalg", fresh_output=True, domain=("triangular", "matrix"), complex_rules=True)
+    family="linalg", fresh_output=True, domain=("triangular", "matrix"),
+    emit_eager=eager_call("scipy.linalg.solve_triangular"),
+    complex_rules=True)
 
 # ------------------------------------------------------ adjugate, det, slogdet
 # The adjugate adj(a) (the transposed cofactor matrix: adj(a) a = det(a) I) is a
@@ -314,10 +319,21 @@ def _adjugate_vjp(wrt, out, a):
     return name_pullback(pullback, "adjugate")
 
 
+def _adjugate_emit_eager(targets, args, dtype):
+    """The impl's formula, c v diag(pi) u^T, in NumPy statements."""
+    (adj,), (a,) = targets, args
+    return [f"{adj}_u, {adj}_s, {adj}_vh = np.linalg.svd({a})",
+            f"{adj}_others = np.prod(np.where(np.eye({adj}_s.shape[-1], dtype=bool), 1.0, "
+            f"{adj}_s[..., None, :]), axis=-1)  # products of the other singular values",
+            f"{adj}_sign = np.sign(np.linalg.det({adj}_u) * np.linalg.det({adj}_vh))",
+            f"{adj} = {adj}_sign[..., None, None] * (np.swapaxes({adj}_vh, -1, -2) * "
+            f"{adj}_others[..., None, :]) @ np.swapaxes({adj}_u, -1, -2)"]
+
+
 adjugate = Primitive("adjugate", _adjugate_impl, shape=_same_shape,
                      jvp=lambda p, t: (adjugate(*p), _adjugate_derivative(p[0], t[0])),
                      vjp=_adjugate_vjp, batch=lambda v, d: batch_stacked(adjugate, v, d),
-                     family="linalg", domain=("distinct",))
+                     family="linalg", domain=("distinct",), emit_eager=_adjugate_emit_eager)
 
 
 def _cofactors(a):
@@ -348,7 +364,9 @@ def _det_vjp(wrt, out, a):
 det = Primitive("det", np.linalg.det,
                 shape=lambda a: ShapeDtype(shape_of(a)[:-2], dtype_of(a)),
                 jvp=_det_jvp, vjp=_det_vjp, batch=lambda v, d: batch_stacked(det, v, d),
-                family="linalg", fresh_output=True, domain=("square",), complex_rules=True)
+                family="linalg", fresh_output=True, domain=("square",),
+                emit_eager=eager_call("np.linalg.det"),
+                complex_rules=True)
 
 # d log|det a| = tr(a^-1 da); the cotangent of a is (cotangent of log|det|) a^-T. Where a
 # is singular (sign 0) log|det a| is -inf and has no derivative: every order is NaN there.
@@ -402,6 +420,7 @@ slogdet = Primitive(
                      ShapeDtype(shape_of(a)[:-2], _real_dtype(a))),
     jvp=_slogdet_jvp, vjp=_slogdet_vjp, batch=lambda v, d: batch_stacked(slogdet, v, d),
     multiple_results=True, family="linalg", fresh_output=True, domain=("invertible",),
+    emit_eager=eager_call("np.linalg.slogdet"),
     complex_rules=True)
 
 # ----------------------------------------------------------------- cholesky
@@ -429,7 +448,9 @@ def _cholesky_vjp(wrt, out, a):
 
 cholesky = Primitive("cholesky", np.linalg.cholesky, shape=_same_shape, jvp=_cholesky_jvp,
                      vjp=_cholesky_vjp, batch=lambda v, d: batch_stacked(cholesky, v, d),
-                     family="linalg", fresh_output=True, domain=("spd",), complex_rules=True)
+                     family="linalg", fresh_output=True, domain=("spd",),
+                     emit_eager=eager_call("np.linalg.cholesky"),
+                     complex_rules=True)
 
 # --------------------------------------------------------------------- eigh
 # s = tril(a) + tril(a, -1).T = v diag(w) v^T (lower=False: the same of a.T, as
@@ -504,6 +525,7 @@ eigh = Primitive(
     shape=lambda a, lower: (ShapeDtype(shape_of(a)[:-1], _real_dtype(a)), _same_shape(a)),
     jvp=_eigh_jvp, vjp=_eigh_vjp, batch=lambda v, d, **p: batch_stacked(eigh, v, d, **p),
     multiple_results=True, family="linalg", fresh_output=True, domain=("symmetric",),
+    emit_eager=eager_call("np.linalg.eigh", lower=lambda lower: {"UPLO": '"L"' if lower else '"U"'}),
     complex_rules=True)
 
 # ---------------------------------------------------------------------- svd
@@ -573,7 +595,8 @@ def _svd_vjp(wrt, out, a):
 svd = Primitive("svd", lambda a: tuple(np.linalg.svd(a, full_matrices=False)),
                 shape=_svd_shape, jvp=_svd_jvp, vjp=_svd_vjp, multiple_results=True,
                 batch=lambda v, d: batch_stacked(svd, v, d),
-                family="linalg", fresh_output=True, domain=("matrix",))
+                family="linalg", fresh_output=True, domain=("matrix",),
+                emit_eager=eager_call("np.linalg.svd", full_matrices="False"))
 
 
 # For complex a: ds = Re(diag(u^H da v)), whose transpose (core/numbers.py) takes ct to
@@ -598,7 +621,9 @@ def _svdvals_vjp(wrt, out, a):
 svdvals = Primitive("svdvals", lambda a: np.linalg.svd(a, compute_uv=False),
                     shape=lambda a: _svd_shape(a)[1], jvp=_svdvals_jvp, vjp=_svdvals_vjp,
                     batch=lambda v, d: batch_stacked(svdvals, v, d),
-                    family="linalg", fresh_output=True, domain=("matrix",), complex_rules=True)
+                    family="linalg", fresh_output=True, domain=("matrix",),
+                    emit_eager=eager_call("np.linalg.svd", compute_uv="False"),
+                    complex_rules=True)
 
 # ----------------------------------------------------------------------- qr
 # The reduced QR a = q r of a (..., m, n), m >= n.  With c = q^T da r^-1 and
@@ -662,6 +687,7 @@ def _qr_shape(a):
 qr = Primitive("qr", lambda a: tuple(np.linalg.qr(a, mode="reduced")), shape=_qr_shape,
                jvp=_qr_jvp, vjp=_qr_vjp, batch=lambda v, d: batch_stacked(qr, v, d),
                multiple_results=True, family="linalg", fresh_output=True, domain=("tall",),
+               emit_eager=eager_call("np.linalg.qr"),
                complex_rules=True)
 
 # QR with column pivoting (scipy.linalg.qr(pivoting=True)): a[:, perm] = q r, the columns
@@ -706,7 +732,7 @@ pinv = Primitive(
     "pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond),
     shape=lambda a, rcond: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-2:][::-1], dtype_of(a)),
     jvp=_pinv_jvp, vjp=_pinv_vjp, batch=lambda v, d, **p: batch_stacked(pinv, v, d, **p),
-    family="linalg", fresh_output=True, domain=("matrix",))
+    family="linalg", fresh_output=True, domain=("matrix",), emit_eager=eager_call("np.linalg.pinv"))
 
 # --------------------------------------------------------------------- LU
 # scipy.linalg.lu_factor of an m x n matrix, k = min(m, n): lu holds L (m x k, unit lower
@@ -836,7 +862,8 @@ lu_factor = Primitive(
     shape=lambda a: (_same_shape(a), ShapeDtype(shape_of(a)[:-2] + (min(shape_of(a)[-2:]),),
                                                 np.dtype(np.int32))),
     jvp=_lu_factor_jvp, vjp=_lu_factor_vjp, batch=lambda v, d: batch_stacked(lu_factor, v, d),
-    multiple_results=True, family="linalg", fresh_output=True, domain=("matrix",))
+    multiple_results=True, family="linalg", fresh_output=True, domain=("matrix",),
+    emit_eager=eager_call("scipy.linalg.lu_factor"))
 
 # ------------------------------------------------------------ Sylvester, sqrtm
 # x = sylvester(a, b, q) solves a x + x b = q. Differentiating, a dx + dx b = dq - da x - x db;
@@ -875,7 +902,8 @@ sylvester = Primitive(
                                      np.result_type(dtype_of(a), dtype_of(b), dtype_of(q))),
     jvp=_sylvester_jvp, vjp=_sylvester_vjp,
     batch=lambda v, d: batch_elementwise(sylvester, v, d),
-    family="linalg", fresh_output=True, domain=("spd", "spd", "matrix"))
+    family="linalg", fresh_output=True, domain=("spd", "spd", "matrix"),
+    emit_eager=eager_call("scipy.linalg.solve_sylvester"))
 
 
 def _real_result(function, name, dtype=None):
@@ -905,7 +933,8 @@ def _sqrtm_jvp(primals, tangents):
 
 sqrtm = Primitive("sqrtm", _real_result(scipy.linalg.sqrtm, "sqrtm"), shape=_same_shape,
                   jvp=_sqrtm_jvp, vjp=_sqrtm_vjp, batch=lambda v, d: batch_stacked(sqrtm, v, d),
-                  family="linalg", fresh_output=True, domain=("spd",))
+                  family="linalg", fresh_output=True, domain=("spd",),
+                  emit_eager=eager_call("scipy.linalg.sqrtm"))
 
 # ---------------------------------------------------------- expm and logm
 # For a matrix function f with a real power series (exp, log), the Frechet derivative
@@ -940,7 +969,8 @@ def _matrix_function(name, impl, domain):
 
     prim = Primitive(name, impl, shape=_same_shape, jvp=jvp, vjp=vjp,
                      batch=lambda v, d: batch_stacked(prim, v, d), family="linalg",
-                     fresh_output=True, domain=(domain,))
+                     fresh_output=True, domain=(domain,),
+                     emit_eager=eager_call(f"scipy.linalg.{name}"))
     return prim
 
 

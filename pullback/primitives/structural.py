@@ -50,7 +50,8 @@ transpose = linear(
     transpose=lambda ct, x, axes: transpose(ct, axes=tuple(np.argsort(axes).tolist())),
     batch=lambda values, dims, axes: (
         transpose(_front(values, dims), axes=(0,) + tuple(a + 1 for a in axes)), 0),
-    emit=lambda args, axes: f"np.transpose({args[0]}, {source(tuple(axes))})")
+    emit=lambda args, axes: f"{args[0]}.T" if tuple(axes) == (1, 0) else
+    f"np.transpose({args[0]}, {source(tuple(axes))})")
 
 broadcast_to = linear(
     "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
@@ -79,6 +80,7 @@ convert = linear(
 stop_gradient = constant("stop_gradient", lambda x: x,
                          shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)),
                          batch=lambda values, dims: (stop_gradient(values[0]), dims[0]),
+                         emit_eager=lambda targets, args, dtype: [f"{targets[0]} = {args[0]}"],
                          complex_rules=True)
 
 # ------------------------------------------------------------------ indexing
@@ -133,9 +135,45 @@ def _index_source(entry, arrays):
     return "..." if entry is Ellipsis else str(entry)
 
 
+def _index_text(index, arrays) -> str:
+    """An index template as the source inside brackets, e.g. `1:, i`."""
+    return ", ".join(_index_source(e, arrays) for e in index) or "()"
+
+
 def _getitem_emit(args, index):
     x, *arrays = args
-    return f"{x}[{', '.join(_index_source(e, arrays) for e in index) or '()'}]"
+    return f"{x}[{_index_text(index, arrays)}]"
+
+
+def zeros_source(shape, dtype) -> str:
+    """`np.zeros(...)` of a shape and dtype as a person writes it: `np.zeros(3)`,
+    `np.zeros((2, 3), np.float32)`."""
+    shape = tuple(shape)
+    text = str(shape[0]) if len(shape) == 1 else source(shape)
+    return f"np.zeros({text})" if np.dtype(dtype) == np.float64 else \
+        f"np.zeros({text}, {source(np.dtype(dtype))})"
+
+
+def _write_at(target, values, arrays, index, add):
+    """Statements writing `values` into `target` at `index` (adding, or assigning): `+=` or
+    `=` for a basic index; `np.add.at` where index arrays may repeat an index."""
+    if arrays and add:
+        return [f"np.add.at({target}, np.s_[{_index_text(index, arrays)}], {values})"]
+    return [f"{target}[{_index_text(index, arrays)}] {'+=' if add else '='} {values}"]
+
+
+def _scatter_emit_eager(add):
+    def emit(targets, args, dtype, index):
+        (target,), (x, updates, *arrays) = targets, args
+        copy = [] if target == x else [f"{target} = {x}.copy()"]
+        return copy + _write_at(target, updates, arrays, index, add)
+    return emit
+
+
+def _embed_emit_eager(targets, args, dtype, index, shape):
+    (target,), (values, *arrays) = targets, args
+    return [f"{target} = {zeros_source(shape, dtype)}"] + _write_at(target, values, arrays, index,
+                                                                   add=bool(arrays))
 
 
 getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
@@ -179,6 +217,7 @@ embed = Primitive("embed", _embed_impl, batch=_embed_batch,
                   jvp=lambda p, t, index, shape: (embed(*p, index=index, shape=shape),
                                                   embed(t[0], *p[1:], index=index, shape=shape)),
                   vjp=_embed_vjp, sparsity="embed", family="structural", fresh_output=True,
+                  emit_eager=_embed_emit_eager,
                   complex_rules=True)
 
 
@@ -244,7 +283,8 @@ scatter_add = Primitive("scatter_add", _scatter_add_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_add, v, d, index),
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_add, p, t, index),
-                        vjp=_scatter_add_vjp, sparsity="scatter_add", family="structural", fresh_output=True,
+                        vjp=_scatter_add_vjp, sparsity="scatter_add", family="structural",
+                        fresh_output=True, emit_eager=_scatter_emit_eager(add=True),
                         complex_rules=True)
 
 
@@ -284,7 +324,8 @@ scatter_set = Primitive("scatter_set", _scatter_set_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_set, v, d, index),
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_set, p, t, index),
-                        vjp=_scatter_set_vjp, sparsity="scatter_set", family="structural", fresh_output=True,
+                        vjp=_scatter_set_vjp, sparsity="scatter_set", family="structural",
+                        fresh_output=True, emit_eager=_scatter_emit_eager(add=False),
                         complex_rules=True)
 
 # ------------------------------------------------------ joining and padding
@@ -349,10 +390,19 @@ def _pad_impl(x, pad_width, constant_value):
     return np.pad(x, pad_width, constant_values=constant_value) if pad_width else x
 
 
+def _pad_emit_eager(targets, args, dtype, pad_width, constant_value):
+    if not pad_width:
+        return [f"{targets[0]} = {args[0]}"]
+    widths = source(pad_width[0] if len(set(pad_width)) == 1 else pad_width)
+    value = f", constant_values={source(constant_value)}" if constant_value else ""
+    return [f"{targets[0]} = np.pad({args[0]}, {widths}{value})"]
+
+
 pad = Primitive(
     "pad", _pad_impl,
     shape=lambda x, pad_width, constant_value: ShapeDtype(
         tuple(n + b + a for n, (b, a) in zip(shape_of(x), pad_width)), dtype_of(x)),
-    jvp=_pad_jvp, vjp=_pad_vjp, sparsity="gather", family="structural", complex_rules=True,
+    jvp=_pad_jvp, vjp=_pad_vjp, sparsity="gather", family="structural", emit_eager=_pad_emit_eager,
+    complex_rules=True,
     batch=lambda values, dims, pad_width, constant_value: (pad(
         _front(values, dims), pad_width=((0, 0),) + pad_width, constant_value=constant_value), 0))

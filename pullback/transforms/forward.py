@@ -56,6 +56,8 @@ class JVPTrace(Trace):
         if not primitive.complex_rules:
             refuse_complex(primals, primitive)
         out, tangent_out = primitive.jvp(primals, tangents, **params)
+        if isinstance(tangent_out, Tracer) and observer() is not None:     # staged: name it
+            observer().name_like(tangent_out, out, "_dot")
         if primitive.multiple_results:
             return [self.wrap(o, t) for o, t in zip(out, tangent_out)]
         return self.wrap(out, tangent_out)

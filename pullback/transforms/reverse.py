@@ -130,6 +130,8 @@ def backward(tape, seeds):
         ct = accumulator.take(i, scaled)
         if watcher is not None:
             watcher.derivative_of(out)
+            if not isinstance(ct, (LazyCotangent, list)):
+                watcher.name_like(ct, out, "_bar")
         for ref, c in zip(parents, pullback(ct)):
             if ref is not None and c is not ZERO:
                 accumulator.add(ref, c)
