@@ -1,4 +1,5 @@
 """The command line: `pullback demo` and `pullback show`."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -51,3 +52,13 @@ def test_show_reports_bad_targets(model_file):
         main(["show", "nowhere.py:f", "--at", "1.0"])
     with pytest.raises(SystemExit, match="literal"):
         main(["show", f"{model_file}:energy", "--at", "[1.0,"])
+
+
+def test_the_list_of_supported_functions_is_generated_from_the_namespaces():
+    """FUNCTIONS.md is `pullback functions`' output: regenerate it with
+    `pullback functions > FUNCTIONS.md` when a function is added."""
+    from pullback.cli import supported_functions
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "FUNCTIONS.md")
+    with open(path) as fh:
+        assert fh.read() == supported_functions() + "\n"
+    assert "`logsumexp`" in supported_functions() and "`eig`, `eigvals`" in supported_functions()

@@ -128,3 +128,10 @@ def numpy_when_untraced(numpy_function, fn):
                     return numpy_function(*args, **kwargs)
         return fn(*args, **kwargs)
     return call
+
+
+def refused(fn):
+    """Mark a function that exists to refuse with a clear error (`np.linalg.eig`: no
+    derivative rules yet), so the list of supported functions leaves it out."""
+    fn.refused = True
+    return fn

@@ -11,7 +11,7 @@ from ..core.engine import Tracer
 from ..primitives import elementwise as E
 from . import linalg
 from ._calculus import convolve
-from ._common import ndim
+from ._common import ndim, refused
 from ._reductions import cumprod, sum
 from ._shape import (array_operand, as_floating, astype, broadcast_to, concatenate, flip, operand,
                      pad_constant, reshape, shape)
@@ -152,6 +152,7 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
     return c, reshape(base, shape(base) + (1,)) * factor
 
 
+@refused
 def roots(p):
     """`np.roots`: the eigenvalues of the companion matrix (through `np.linalg.eigvals`,
     which has no derivative rules yet, so it raises on traced coefficients)."""

@@ -29,7 +29,7 @@ from ..primitives import linalg as L
 from ..primitives.contraction import swap_last
 from ..primitives.structural import convert, reshape
 from . import _calculus, _contraction
-from ._common import ndim, normalize_axes, normalize_axis, refuse
+from ._common import ndim, normalize_axes, normalize_axis, refuse, refused
 from ._elementwise import absolute, imag, not_equal, real, sign, sqrt, square
 from ._reductions import max, min, sum
 from ._shape import argsort, flip, moveaxis, operand, take_along_axis, tril
@@ -378,6 +378,7 @@ def _hermitian_svd(x, compute_uv):
     return SVDResult(u, s, swap_last(u * signs[..., None, :]))
 
 
+@refused
 def eig(a):
     """`np.linalg.eig`: refused, because the eigenvalues of a general real matrix can be
     complex, and pullback has no derivative rules for general eigendecompositions yet."""
@@ -385,6 +386,7 @@ def eig(a):
                         "for a symmetric or Hermitian matrix use numpy.linalg.eigh)")
 
 
+@refused
 def eigvals(a):
     """`np.linalg.eigvals`: refused, like `eig`."""
     raise complex_error("numpy.linalg.eigvals (eigenvalues of a general matrix may be "
