@@ -482,3 +482,15 @@ def test_item16_slogdet_has_no_derivative_at_a_singular_matrix():
         g = pullback.grad(logabsdet)(stack)      # the invertible matrix of a stack is unaffected
     assert np.all(np.isnan(g[0]))
     np.testing.assert_allclose(g[1], np.linalg.inv(stack[1]).T)
+
+
+@pytest.mark.parametrize("keywords", [{}, {"axis": 1}, {"axis": (0, 1), "ord": 2},
+                                      {"ord": 1, "axis": 0, "keepdims": True}])
+def test_vector_norm_under_jit_equals_eager(keywords):
+    """vector_norm once staged a reshape with -1, which failed under jit for real input."""
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+
+    def f(x):
+        return np.sum(np.linalg.vector_norm(x, **keywords))
+    np.testing.assert_allclose(pullback.jit(f)(x), f(x), rtol=1e-14)
+    np.testing.assert_allclose(pullback.jit(pullback.grad(f))(x), pullback.grad(f)(x), rtol=1e-14)
