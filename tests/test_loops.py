@@ -2,6 +2,7 @@
 and finite differences, every checkpointing policy, staging that keeps loops rolled, and
 errors for bad bodies."""
 import io
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -514,3 +515,16 @@ def test_the_body_cache_keeps_no_array_alive():
     del A
     gc.collect()
     assert ref() is None
+
+
+def test_a_loop_allocates_its_stacked_outputs_once():
+    """The ys array is allocated at the first step, in the values' dtypes: one array of n
+    rows, not two (the reverse loop's "carry" policy stacks every carry this way)."""
+    y0, steps = np.linspace(-1.0, 1.0, 1000), 200
+    pullback.scan(lambda c, x: (c + x, c * 0.5), y0, np.zeros(3))        # stage the body
+    tracemalloc.start()
+    last, ys = pullback.scan(lambda c, x: (c + x, c * 0.5), y0, np.zeros(steps))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert ys.shape == (steps, 1000)
+    assert peak / y0.nbytes < 1.2 * steps

@@ -53,15 +53,17 @@ def _loop_impl(*args, body, n_consts, n_carry, length, reverse, checkpoints):
     consts = prepare(*args[:n_consts])
     carry = list(args[n_consts:n_consts + n_carry])
     xs = args[n_consts + n_carry:]
-    ys = [step_rows(length, aval) for aval in _out_avals(body)[n_carry:]]
-    for k, i in enumerate(range(length - 1, -1, -1) if reverse else range(length)):
+    ys = None
+    for i in range(length - 1, -1, -1) if reverse else range(length):
         outs = step(*consts, *carry, *[x[i] for x in xs])
         carry = outs[:n_carry]
-        if k == 0:     # the values' own dtypes (finite differences pass float64 to float32 code)
+        if ys is None:  # the values' own dtypes (finite differences pass float64 to float32 code)
             ys = [step_rows(length, ShapeDtype(np.shape(y), np.result_type(y)))
                   for y in outs[n_carry:]]
         for rows, y in zip(ys, outs[n_carry:]):
             rows[i] = y
+    if ys is None:                                  # no steps
+        ys = [step_rows(0, aval) for aval in _out_avals(body)[n_carry:]]
     return [np.asarray(c) for c in carry] + ys
 
 
