@@ -218,6 +218,26 @@ def _released(program: Program) -> dict:
     return released
 
 
+def buffer_facts(program: Program):
+    """(last use, viewed, fresh) of a program's variables: the index of the last equation
+    reading each (the outputs: one past the end), those read by a primitive that may
+    return a view of them, and the non-0-d outputs of `fresh_output` primitives (buffers
+    of their own)."""
+    last_use, viewed, fresh = {}, set(), set()
+    for i, eq in enumerate(program.equations):
+        for x in eq.inputs:
+            if type(x) is not Literal:
+                last_use[x] = i
+                if not eq.primitive.fresh_output:
+                    viewed.add(x)
+        if eq.primitive.fresh_output:
+            fresh.update(v for v in eq.outputs if v.aval.shape)
+    for x in program.outvars:
+        if type(x) is not Literal:
+            last_use[x] = len(program.equations)
+    return last_use, viewed, fresh
+
+
 def _buffer_plan(program: Program):
     """(reusable, in_place): where the fast variant writes into a dead intermediate's buffer.
 
@@ -232,18 +252,7 @@ def _buffer_plan(program: Program):
     scatter needs a basic index (no index arrays: `+=` then adds each position once)
     and updates that are another variable (or a literal).
     """
-    last_use, viewed, fresh = {}, set(), set()
-    for i, eq in enumerate(program.equations):
-        for x in eq.inputs:
-            if type(x) is not Literal:
-                last_use[x] = i
-                if not eq.primitive.fresh_output:
-                    viewed.add(x)
-        if eq.primitive.fresh_output:
-            fresh.update(v for v in eq.outputs if v.aval.shape)
-    for x in program.outvars:
-        if type(x) is not Literal:
-            last_use[x] = len(program.equations)
+    last_use, viewed, fresh = buffer_facts(program)
 
     def free(x, i, aval):
         return (type(x) is not Literal and x in fresh and x not in viewed and last_use[x] == i

@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from .codegen import Code, _comment
+from .codegen import Code, _comment, buffer_facts
 from .program import Literal, Namer, Program, Var, type_string
 from ..primitives.contraction import matmul
 from ..primitives.elementwise import multiply
@@ -262,18 +262,7 @@ def _writes_in_place(program: Program) -> dict:
     """Var -> the var it is printed as: a scatter's operand that nothing reads afterwards and
     that this function made itself (no input, constant or view of one) is written into,
     under the scatter's output name."""
-    made, viewed, last_use = set(), set(), {}
-    for i, eq in enumerate(program.equations):
-        for x in eq.inputs:
-            if type(x) is Var:
-                last_use[x] = i
-                if not eq.primitive.fresh_output:
-                    viewed.add(x)
-        if eq.primitive.fresh_output:
-            made.update(v for v in eq.outputs if v.aval.shape)
-    for x in program.outvars:
-        if type(x) is Var:
-            last_use[x] = len(program.equations)
+    last_use, viewed, made = buffer_facts(program)
     written_as = {}
     for i in reversed(range(len(program.equations))):
         eq = program.equations[i]

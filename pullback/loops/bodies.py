@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.arrays import moveaxis, zeros_like_value
 from ..core.engine import Tracer, new_trace
-from ..core.primitive import ZERO, ShapeDtype
+from ..core.primitive import ZERO, ShapeDtype, name_pullback
 from ..errors import LoopTypeError, OutsideStateError
 from ..ir.codegen import compile_program
 from ..ir.passes import eliminate_dead_code, optimize
@@ -549,3 +549,29 @@ def loop_runner(program: Program, n_consts: int):
         head, rest = runner(split[0]), runner(split[1])
         return (lambda *consts: list(consts) + head(*consts)), rest
     return _cached(program, ("loop_runner", n_consts), make)
+
+
+def composite_rules(composite, name: str):
+    """(jvp, value_and_vjp) of a primitive whose value is `composite(*args, **params)`, a
+    function of other primitives (a reversal is the loops that compute it): its derivatives
+    are the composite's, taken with respect to the differentiated inputs only."""
+    def jvp(primals, tangents, **params):
+        return jvp_flat(lambda *args: composite(*args, **params), list(primals), list(tangents))
+
+    def value_and_vjp(wrt, *primals, **params):
+        positions = [i for i, w in enumerate(wrt) if w]
+
+        def on_selected(*selected):
+            args = list(primals)
+            for i, x in zip(positions, selected):
+                args[i] = x
+            return composite(*args, **params)
+        outs, back = vjp_flat(on_selected, [primals[i] for i in positions])
+
+        def pullback(cts):
+            result = [ZERO] * len(primals)
+            for i, c in zip(positions, back(list(cts))):
+                result[i] = c
+            return result
+        return outs, name_pullback(pullback, name)
+    return jvp, value_and_vjp

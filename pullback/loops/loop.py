@@ -26,11 +26,9 @@ from ..core.arrays import moveaxis, shape_of, zeros, zeros_like_value
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..ir.program import evaluate
 from ..transforms.batching import batch_flat
-from ..transforms.forward import jvp_flat
-from ..transforms.reverse import vjp_flat
 from . import schedules
-from .bodies import (_cached, aval_of, batch_program, hoisted, is_float, jvp_program,
-                     loop_runner, runner, stage_flat, vjp_programs, with_interface)
+from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
+                     jvp_program, loop_runner, runner, stage_flat, vjp_programs, with_interface)
 
 
 def step_rows(length: int, aval) -> np.ndarray:
@@ -364,27 +362,8 @@ def _reversal_shape(*avals, body, differentiated, n_consts, n_carry, length, rev
     return shapes
 
 
-def _reversal_jvp(primals, tangents, **params):
-    return jvp_flat(lambda *args: _reversal_by_loops(*args, **params), list(primals),
-                    list(tangents))
-
-
-def _reversal_value_and_vjp(wrt, *primals, **params):
-    positions = [i for i, w in enumerate(wrt) if w]
-
-    def on_selected(*selected):
-        args = list(primals)
-        for i, x in zip(positions, selected):
-            args[i] = x
-        return _reversal_by_loops(*args, **params)
-    outs, back = vjp_flat(on_selected, [primals[i] for i in positions])
-
-    def pullback(cts):
-        result = [ZERO] * len(primals)
-        for i, c in zip(positions, back(list(cts))):
-            result[i] = c
-        return result
-    return outs, name_pullback(pullback, "checkpointed_reversal")
+_reversal_jvp, _reversal_value_and_vjp = composite_rules(_reversal_by_loops,
+                                                        "checkpointed_reversal")
 
 
 def _reversal_batch(values, dims, **params):

@@ -24,12 +24,10 @@ from ..core.engine import Tracer
 from ..errors import LoopTypeError
 from ..ir.staging import StagingTracer
 from ..ir.program import Var, evaluate
-from ..transforms.forward import jvp_flat
-from ..transforms.reverse import vjp_flat
 from . import schedules
 from .loop import loop
-from .bodies import (_cached, aval_of, batch_program, hoisted, is_float, jvp_program,
-                     loop_runner, runner, stage_flat, vjp_programs, with_interface)
+from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
+                     jvp_program, loop_runner, runner, stage_flat, vjp_programs, with_interface)
 
 TAPE = ShapeDtype((), np.dtype(object))
 
@@ -316,27 +314,7 @@ def _concrete(tape):
     return tape[()]
 
 
-def _reversal_jvp(primals, tangents, **params):
-    return jvp_flat(lambda *args: _reversal_by_loop(*args, **params), list(primals),
-                    list(tangents))
-
-
-def _reversal_value_and_vjp(wrt, *primals, **params):
-    positions = [i for i, w in enumerate(wrt) if w]
-
-    def on_selected(*selected):
-        args = list(primals)
-        for i, x in zip(positions, selected):
-            args[i] = x
-        return _reversal_by_loop(*args, **params)
-    outs, back = vjp_flat(on_selected, [primals[i] for i in positions])
-
-    def pullback(cts):
-        result = [ZERO] * len(primals)
-        for i, c in zip(positions, back(list(cts))):
-            result[i] = c
-        return result
-    return outs, name_pullback(pullback, "while_reversal")
+_reversal_jvp, _reversal_value_and_vjp = composite_rules(_reversal_by_loop, "while_reversal")
 
 
 def _reversal_batch(values, dims, *, cond, body, n_cond, n_body, differentiated):
