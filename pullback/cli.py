@@ -93,13 +93,9 @@ def supported_functions() -> str:
         functions = {name: value for name, value in vars(ours).items()
                      if not name.startswith("_") and callable(value) and hasattr(theirs, name)
                      and not inspect.isclass(value) and not inspect.ismodule(value)}
-        names = sorted(name for name, fn in functions.items() if not getattr(fn, "refused", 0))
-        refused = sorted(set(functions) - set(names))
+        names = sorted(functions)
         lines += [f"## `{theirs.__name__}` ({len(names)})", "",
                   ", ".join(f"`{name}`" for name in names), ""]
-        if refused:
-            lines += ["Refused with an error that says why: "
-                      + ", ".join(f"`{name}`" for name in refused) + ".", ""]
     return "\n".join(lines)
 
 

@@ -61,4 +61,4 @@ def test_the_list_of_supported_functions_is_generated_from_the_namespaces():
     path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "FUNCTIONS.md")
     with open(path) as fh:
         assert fh.read() == supported_functions() + "\n"
-    assert "`logsumexp`" in supported_functions() and "`eig`, `eigvals`" in supported_functions()
+    assert "`logsumexp`" in supported_functions() and "`eig`, `eigh`" in supported_functions()

@@ -339,7 +339,8 @@ def test_qr_unsupported_cases():
 def test_complex_input_is_unsupported_where_there_are_no_complex_rules():
     a = np.eye(2) * (1 + 1j)
     assert set(pnp.linalg.COMPLEX_FUNCTIONS) == {"inv", "solve", "matrix_power", "det", "slogdet",
-                                                 "cholesky", "eigh", "eigvalsh", "svdvals",
+                                                 "cholesky", "eigh", "eigvalsh", "eig", "eigvals",
+                                                 "svdvals",
                                                  "norm", "vector_norm", "matrix_norm", "qr"}
     for name in ("svd", "pinv"):
         with pytest.raises(UnsupportedFunctionError, match=rf"numpy.linalg.{name}.*complex"):
@@ -354,13 +355,83 @@ def test_pinv_with_an_array_of_cutoffs_is_unsupported():
         pnp.linalg.pinv(a, rcond=1e-15, rtol=1e-15)
 
 
-def test_eig_and_eigvals_say_they_need_complex_numbers():
-    a = Draw("eig", np.float64).normal(3, 3)
-    for name in ("eig", "eigvals"):
-        with pytest.raises(ComplexValueError, match=rf"numpy.linalg.{name} .*complex.*eig"):
-            _traced(lambda x: getattr(np.linalg, name)(x)[0], a)
-    with pytest.raises(ComplexValueError, match="eigvals .*complex"):   # np.roots uses it
-        _traced(lambda x: np.roots(x[0]), a)
+def _general(d, *shape, complex_=False):
+    """A diagonalizable matrix (stack) with well-separated eigenvalues, a complex pair among
+    them when real: p diag(w) p^-1 with a well-conditioned p."""
+    n = shape[-1]
+    p = np.eye(n) + 0.3 * d.rng.standard_normal(shape)
+    w = np.diag(np.arange(1.0, n + 1.0))
+    if n >= 2:
+        w[..., :2, :2] = [[1.0, -1.5], [1.5, 1.0]]     # eigenvalues 1 +- 1.5i
+    a = p @ w @ np.linalg.inv(p)
+    if complex_:
+        a = a + 1j * (p @ np.diag(np.linspace(-1.0, 1.0, n)) @ np.linalg.inv(p))
+    return d._cast(a) if not complex_ else a.astype(np.result_type(d.dtype, np.complex64))
+
+
+@pytest.mark.parametrize("complex_", [False, True], ids=["real", "complex"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_issue10_eig_values_and_derivatives_to_second_order(dtype, complex_):
+    """eig and eigvals equal NumPy's (cast to complex) and match finite differences to second
+    order in both modes, on single matrices and stacks."""
+    d = Draw(f"eig-{complex_}", dtype)
+    for a in (_general(d, 3, 3, complex_=complex_), _general(d, 2, 3, 3, complex_=complex_)):
+        w, v = pnp.linalg.eig(a)
+        w_np, v_np = np.linalg.eig(a)
+        assert w.dtype == v.dtype == np.result_type(a.dtype, np.complex64)
+        np.testing.assert_array_equal(w, w_np)
+        np.testing.assert_array_equal(v, v_np)
+        pullback.check_grads(lambda a: np.linalg.eig(a), (a,), order=2)
+        pullback.check_grads(lambda a: np.linalg.eigvals(a), (a,), order=2)
+
+
+def test_issue10_eig_eigenvector_derivatives_keep_numpys_normalisation():
+    """Eigenvectors are unique up to a complex scale each; NumPy's have unit norm and their
+    largest component real, and so do their tangents (the gauge is NumPy's, not JAX's)."""
+    d = Draw("eig-gauge", np.float64)
+    a = _general(d, 4, 4, complex_=True)
+    t = d.rng.standard_normal((4, 4)) + 1j * d.rng.standard_normal((4, 4))
+    (w, v), (dw, dv) = pullback.pushforward(lambda a: tuple(np.linalg.eig(a)), (a,), (t,))
+    np.testing.assert_allclose(np.real(np.sum(np.conj(v) * dv, axis=0)), 0.0, atol=1e-12)
+    largest = np.argmax(np.abs(v), axis=0)
+    np.testing.assert_allclose(dv[largest, np.arange(4)].imag, 0.0, atol=1e-12)
+    # and it is the derivative of NumPy's eigenvectors (finite differences of np.linalg.eig)
+    h = 1e-6
+    fd = (np.linalg.eig(a + h * t)[1] - np.linalg.eig(a - h * t)[1]) / (2 * h)
+    np.testing.assert_allclose(dv, fd, atol=1e-7)
+
+
+def test_issue10_eig_under_jit_vmap_and_every_hessian_mode():
+    d = Draw("eig-transforms", np.float64)
+    a = _general(d, 3, 3)
+
+    def f(a):
+        w, v = np.linalg.eig(a)
+        return np.sum(np.abs(w) ** 2) + np.sum(np.real(v) ** 3)
+    np.testing.assert_allclose(pullback.jit(pullback.grad(f))(a), pullback.grad(f)(a),
+                               rtol=1e-12)
+    stack = np.stack([a, 1.1 * a])
+    np.testing.assert_allclose(pullback.vmap(pullback.grad(f))(stack),
+                               [pullback.grad(f)(x) for x in stack], rtol=1e-12)
+    hessians = [pullback.hessian(f, mode=mode)(a) for mode in HESSIAN_MODES]
+    for h in hessians[1:]:
+        np.testing.assert_allclose(h, hessians[0], rtol=1e-8, atol=1e-10)
+
+
+def test_issue10_roots_through_eigvals_of_the_companion_matrix():
+    """np.roots of traced coefficients: NumPy's roots (complex), derivatives to second order
+    (a simple root r of p moves by -dp(r) / p'(r))."""
+    p = np.array([1.0, -3.0, 2.0])                # (x - 1)(x - 2)
+    np.testing.assert_allclose(np.sort(pnp.roots(p).real), [1.0, 2.0])
+    np.testing.assert_allclose(pullback.grad(lambda p: np.roots(p).real.max())(p),
+                               [-4.0, -2.0, -1.0])
+    quartic = np.array([2.0, 1.0, 3.0, -1.0, 0.0])  # a zero constant term: a root at 0 that
+    pullback.check_grads(lambda p: np.roots(p), (quartic,), order=2)    # moves with it
+    out, _ = pullback.vjp(np.roots, quartic)
+    np.testing.assert_allclose(out, np.roots(quartic), atol=1e-12)     # NumPy's order
+    for p in ([0.0, 1.0, 2.0], [1.0, 2.0, 0.0, 0.0]):
+        with pytest.raises(UnsupportedFunctionError, match="roots have no derivative there"):
+            _traced(lambda p: np.abs(np.roots(p)), np.array(p))
 
 
 def test_lstsq_under_jit_says_what_to_use():

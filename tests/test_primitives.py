@@ -266,6 +266,12 @@ def _matrix(draw, kind, stack, n, dtype, m=None):
         else:
             s = np.arange(n) + draw(st.sampled_from([0.0, 1.0]))
         a = u @ (s[..., None] * v)
+    elif kind == "nonsymmetric":   # p diag(w) p^-1: eigenvalues 1 +- 1.5i, 3, ... (distinct)
+        p = np.eye(n) + 0.3 * a
+        w = np.diag(np.arange(1.0, n + 1.0))
+        if n >= 2:
+            w[:2, :2] = [[1.0, -1.5], [1.5, 1.0]]
+        a = p @ w @ np.linalg.inv(p)
     elif kind in ("matrix", "tall"):     # distinct singular values 1, 2, 3, ...
         u, _ = np.linalg.qr(rng.standard_normal(stack + (m, m)))
         v, _ = np.linalg.qr(rng.standard_normal(stack + (n, n)))

@@ -130,8 +130,3 @@ def numpy_when_untraced(numpy_function, fn):
     return call
 
 
-def refused(fn):
-    """Mark a function that exists to refuse with a clear error (`np.linalg.eig`: no
-    derivative rules yet), so the list of supported functions leaves it out."""
-    fn.refused = True
-    return fn

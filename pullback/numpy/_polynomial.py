@@ -8,10 +8,11 @@ are kept (the polynomial is the same; NumPy's result is shorter by as many zeros
 import numpy as np
 
 from ..core.engine import Tracer
+from ..errors import unsupported
 from ..primitives import elementwise as E
 from . import linalg
 from ._calculus import convolve
-from ._common import ndim, refused
+from ._common import ndim
 from ._reductions import cumprod, sum
 from ._shape import (array_operand, as_floating, astype, broadcast_to, concatenate, flip, operand,
                      pad_constant, reshape, shape)
@@ -152,23 +153,41 @@ def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
     return c, reshape(base, shape(base) + (1,)) * factor
 
 
-@refused
 def roots(p):
-    """`np.roots`: the eigenvalues of the companion matrix (through `np.linalg.eigvals`,
-    which has no derivative rules yet, so it raises on traced coefficients)."""
+    """`np.roots`: the eigenvalues of the companion matrix (`np.linalg.eigvals`), so always
+    complex, as JAX's; derivatives need distinct roots. Which coefficients are zero is read
+    from their values (known eagerly). Leading zeros of traced coefficients are refused (a
+    root would come from infinity); a zero constant term's root at 0 moves with it, so then
+    the companion matrix keeps it and the roots are put in NumPy's order.
+
+    >>> import pullback, numpy as np
+    >>> pullback.grad(lambda p: np.roots(p).real.max())(np.array([1.0, -3.0, 2.0]))
+    array([-4., -2., -1.])
+    """
     p = _coefficients(p)
-    known = p._known_value("np.roots (leading and trailing zeros are removed)") \
-        if isinstance(p, Tracer) else np.asarray(p)
+    traced = isinstance(p, Tracer)
+    known = p._known_value("np.roots (which coefficients are zero)") if traced else np.asarray(p)
     nonzero = np.flatnonzero(known)
     if nonzero.size == 0:
         return np.array([])
     trailing = shape(p)[0] - nonzero[-1] - 1
-    p = p[int(nonzero[0]):int(nonzero[-1]) + 1]
+    if traced and (nonzero[0] > 0 or trailing > 1):
+        raise unsupported("numpy.roots", "traced coefficients with a zero leading coefficient "
+                          "(a root comes from infinity) or two zero trailing ones (a multiple "
+                          "root at 0): the roots have no derivative there; drop those "
+                          "coefficients")
+    if not traced:
+        p = p[int(nonzero[0]):int(nonzero[-1]) + 1]
     n = shape(p)[0]
     if n < 2:
-        found = np.zeros(0, getattr(p, "dtype", np.float64))
-    else:
-        companion = concatenate([reshape(-p[1:] / p[0], (1, n - 1)),
-                                 np.eye(n - 2, n - 1, dtype=np.float64)], axis=0)
-        found = linalg.eigvals(companion)
-    return concatenate([found, np.zeros(trailing, getattr(found, "dtype", np.float64))])
+        return np.zeros(trailing, np.result_type(getattr(p, "dtype", np.float64), np.complex64))
+    companion = concatenate([reshape(-p[1:] / p[0], (1, n - 1)),
+                             np.eye(n - 2, n - 1, dtype=np.float64)], axis=0)
+    found = linalg.eigvals(companion)
+    if not traced:
+        return concatenate([found, np.zeros(trailing, found.dtype)])
+    if trailing:             # NumPy's order: the other roots (its order), then 0
+        wanted = np.roots(known)
+        order = np.argmin(np.abs(found._known_value("np.roots")[None, :] - wanted[:, None]), 1)
+        found = found[order]
+    return found

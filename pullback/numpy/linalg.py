@@ -11,8 +11,7 @@ NumPy returns as named tuples come back as named tuples with the same fields.
 Where a derivative does not exist or is not unique, the function says so instead
 of returning a silently wrong one: `svd(full_matrices=True)` of a non-square
 matrix (the extra singular vectors are arbitrary), `qr` of a wide matrix or in
-'complete' mode. `eig` and `eigvals` (a general matrix's eigenvalues may be complex) have
-no derivative rules yet: they raise `ComplexValueError`.
+'complete' mode. `eig` and `eigvals` return complex results for every input, as JAX's do.
 """
 import builtins
 import functools
@@ -29,7 +28,7 @@ from ..primitives import linalg as L
 from ..primitives.contraction import swap_last
 from ..primitives.structural import convert, reshape
 from . import _calculus, _contraction
-from ._common import ndim, normalize_axes, normalize_axis, refuse, refused
+from ._common import ndim, normalize_axes, normalize_axis, refuse
 from ._elementwise import absolute, imag, not_equal, real, sign, sqrt, square
 from ._reductions import max, min, sum
 from ._shape import argsort, flip, moveaxis, operand, take_along_axis, tril
@@ -83,7 +82,8 @@ class LstsqResult(NamedTuple):
 
 # The functions whose primitives and composites hold for complex matrices.
 COMPLEX_FUNCTIONS = ("inv", "solve", "matrix_power", "det", "slogdet", "cholesky", "eigh",
-                     "eigvalsh", "svdvals", "norm", "vector_norm", "matrix_norm", "qr")
+                     "eigvalsh", "eig", "eigvals", "svdvals", "norm", "vector_norm",
+                     "matrix_norm", "qr")
 
 
 def _real(a, name):
@@ -378,19 +378,30 @@ def _hermitian_svd(x, compute_uv):
     return SVDResult(u, s, swap_last(u * signs[..., None, :]))
 
 
-@refused
+class EigResult(NamedTuple):
+    eigenvalues: Any
+    eigenvectors: Any
+
+
 def eig(a):
-    """`np.linalg.eig`: refused, because the eigenvalues of a general real matrix can be
-    complex, and pullback has no derivative rules for general eigendecompositions yet."""
-    raise complex_error("numpy.linalg.eig (eigenvalues of a general matrix may be complex; "
-                        "for a symmetric or Hermitian matrix use numpy.linalg.eigh)")
+    """`np.linalg.eig` of a general square matrix, real or complex, with distinct
+    eigenvalues. Results are always complex (NumPy returns real ones for a real matrix whose
+    eigenvalues happen to be real: a type that depends on the values could not be staged);
+    eigenvectors are NumPy's, of unit norm with their largest component real, and their
+    derivatives keep that normalisation.
+
+    >>> import pullback, numpy as np
+    >>> a = np.array([[0.0, -2.0], [1.0, 0.0]])
+    >>> pullback.grad(lambda a: np.linalg.eig(a)[0].imag.max())(a).round(4)
+    array([[ 0.    , -0.3536],
+           [-0.7071,  0.    ]])
+    """
+    return EigResult(*L.eig(_matrices(a, "eig")))
 
 
-@refused
 def eigvals(a):
-    """`np.linalg.eigvals`: refused, like `eig`."""
-    raise complex_error("numpy.linalg.eigvals (eigenvalues of a general matrix may be "
-                        "complex; for a symmetric or Hermitian matrix use numpy.linalg.eigvalsh)")
+    """`np.linalg.eigvals` (through `eig`: its rule needs the eigenvectors); complex, as `eig`."""
+    return L.eig(_matrices(a, "eigvals"))[0]
 
 
 def svdvals(x, /):

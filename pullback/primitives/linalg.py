@@ -5,7 +5,7 @@ Every primitive works on stacks of matrices: the last two axes are the matrix,
 leading axes are a batch, as in `numpy.linalg`. Inputs are floating point (the numpy
 namespace converts integers) and results keep the input dtype. Complex matrices reach
 the rules of the primitives with `complex_rules` (inv, solve, triangular_solve, det,
-slogdet, cholesky, eigh, svdvals, qr: written with conjugate transposes where the
+slogdet, cholesky, eigh, eig, svdvals, qr: written with conjugate transposes where the
 functions are, core/numbers.py); the others refuse them.
 
 The rules are closed-form matrix derivatives (Giles 2008, "Collected matrix
@@ -28,7 +28,7 @@ padded to a common rank first.
 Derivatives assume what makes them exist: invertible matrices for `inv`,
 `solve` and `slogdet` (whose derivatives are NaN at a singular matrix, where
 log|det| is -inf), positive definite ones for `cholesky`, distinct eigenvalues
-for `eigh`, distinct non-zero singular values for `svd`, full column rank for
+for `eigh` and `eig` (whose eigenvectors also need a strictly largest component), distinct non-zero singular values for `svd`, full column rank for
 `qr`, and a locally constant rank for `pinv`; for `lu_factor`, pivots that do not
 change and an invertible leading block; for `sylvester`, no eigenvalue of a is one of -b;
 for `sqrtm` and `logm`, no eigenvalue on the closed negative real axis (where their
@@ -37,7 +37,8 @@ polynomials: det's first and second derivatives are exact at every matrix,
 singular ones included; beyond second order, see the adjugate's section. The
 `domain` of each primitive names, per array input, the kind of matrix to test it
 at: "invertible", "spd", "symmetric", "triangular", "tall" (m >= n), "matrix",
-"square" (any rank, zero included), "distinct" (distinct singular values, the
+"square" (any rank, zero included), "nonsymmetric" (distinct eigenvalues, complex ones
+among them), "distinct" (distinct singular values, the
 smallest possibly zero) or "pivots" (LAPACK's row interchanges).
 """
 import numpy as np
@@ -51,7 +52,7 @@ from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import adjoint, matmul, swap_last
 from .elementwise import conjugate, equal, imag, real, sign, where
 from .families import batch_elementwise, batch_stacked, constant, eager_call, unbroadcast
-from .reductions import product_of_others, sum
+from .reductions import argmax, product_of_others, sum
 from .structural import concatenate, convert, getitem, reshape, stop_gradient
 
 # ------------------------------------------------------------------ helpers
@@ -527,6 +528,98 @@ eigh = Primitive(
     multiple_results=True, family="linalg", fresh_output=True, domain=("symmetric",),
     emit_eager=eager_call("np.linalg.eigh", lower=lambda lower: {"UPLO": '"L"' if lower else '"U"'}),
     complex_rules=True)
+
+# ---------------------------------------------------------------------- eig
+# a v = v diag(w) for a general square a (real or complex); w and v are always complex, of
+# the input's precision (NumPy returns real ones for a real a whose eigenvalues are all real).
+# With m = v^-1 da v and F_ij = 1 / (w_j - w_i) (Giles 2008):
+#   dw = diag(m),  dv0 = v (F * m),
+# a tangent with diag(v^-1 dv0) = 0. Eigenvectors are unique up to a complex scale each;
+# NumPy's (LAPACK's geev) have unit norm and their largest component (by modulus, the first
+# of ties) real, as probed once below. dv = dv0 + v diag(c) keeps both:
+#   Re(c_k) = -Re(v_k^H dv0_k),  Im(c_k) = -Im(dv0[j_k, k]) / v[j_k, k]   (j_k the largest).
+# Derivatives assume distinct eigenvalues and a strictly largest component per eigenvector.
+
+
+def _largest_component_is_real():
+    """Whether this LAPACK's eigenvectors have unit norm and their largest component real
+    (for complex input, and for real input with complex eigenvalues); if not, eigenvector
+    derivatives are refused rather than guessed."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 5))
+    for v in (np.linalg.eig(a)[1], np.linalg.eig(a + 1j * rng.standard_normal((5, 5)))[1]):
+        largest = v[np.argmax(np.abs(v), axis=0), np.arange(5)]
+        if not (np.all(largest.imag == 0) and np.allclose(np.linalg.norm(v, axis=0), 1.0)):
+            return False
+    return True
+
+
+LARGEST_COMPONENT_IS_REAL = _largest_component_is_real()
+
+
+def _complex_dtype(a):
+    return np.result_type(dtype_of(a), np.complex64)
+
+
+def _eig_impl(a):
+    dtype = _complex_dtype(a)
+    return tuple(x.astype(dtype, copy=False) for x in np.linalg.eig(a))
+
+
+def _gauge(v):
+    """(one-hot mask of each eigenvector's largest component, that component as a real row)."""
+    if not LARGEST_COMPONENT_IS_REAL:
+        raise complex_error("derivatives of eigenvectors from eig (this LAPACK's normalisation "
+                            "is not the one pullback knows; eigvals has derivatives)")
+    rows = len(shape_of(v)) - 2
+    magnitude = stop_gradient(real(v * conjugate(v)))
+    largest = argmax(magnitude, axis=rows)
+    mask = equal(_as_column(arrays.arange(shape_of(v)[-2], like=v)), _as_row(largest))
+    return mask, _as_row(real(sum(where(mask, v, 0.0), axis=(rows,), keepdims=False)))
+
+
+def _eig_jvp(primals, tangents):
+    (a,), (t,) = primals, tangents
+    w, v = eig(a)
+    m = solve(v, matmul(t, v))
+    dv = matmul(v, _reciprocal_gaps(w) * m)
+    rows = (len(shape_of(v)) - 2,)
+    mask, largest = _gauge(v)
+    c = (-real(sum(conjugate(v) * dv, axis=rows, keepdims=False))
+         - 1j * imag(sum(where(mask, dv, 0.0), axis=rows, keepdims=False)) / largest[..., 0, :])
+    return (w, v), (_diagonal(m), dv + v * _as_row(c))
+
+
+def _eig_vjp(wrt, out, a):
+    w, v = out
+
+    def pullback(ct):
+        ct_w, ct_v = ct
+        inner = ZERO if ct_w is ZERO else _diagonal_matrix(ct_w)
+        if ct_v is not ZERO:            # the transpose of the gauge term, then of dv0
+            mask, largest = _gauge(v)
+            g = _as_row(sum(ct_v * v, axis=(len(shape_of(v)) - 2,), keepdims=False))
+            ct_v = ct_v - conjugate(v) * real(g) - 1j * where(mask, imag(g) / largest, 0.0)
+            term = _reciprocal_gaps(w) * matmul(swap_last(v), ct_v)
+            inner = term if inner is ZERO else inner + term
+        ct_a = solve(swap_last(v), matmul(inner, swap_last(v)))
+        return (ct_a if _is_complex(a) else real(ct_a),)
+    return name_pullback(pullback, "eig")
+
+
+def _eig_emit_eager(targets, args, dtype):
+    w, v = targets
+    return [f"{w}, {v} = (x.astype(np.result_type(x, np.complex64)) "
+            f"for x in np.linalg.eig({args[0]}))"]
+
+
+eig = Primitive(
+    "eig", _eig_impl,
+    shape=lambda a: (ShapeDtype(shape_of(a)[:-1], _complex_dtype(a)),
+                     ShapeDtype(shape_of(a), _complex_dtype(a))),
+    jvp=_eig_jvp, vjp=_eig_vjp, batch=lambda v, d: batch_stacked(eig, v, d),
+    multiple_results=True, family="linalg", fresh_output=True, domain=("nonsymmetric",),
+    emit_eager=_eig_emit_eager, complex_rules=True)
 
 # ---------------------------------------------------------------------- svd
 # The reduced SVD a = u diag(s) vh, a (..., m, n), k = min(m, n); v = vh^T.
