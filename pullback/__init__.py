@@ -32,6 +32,9 @@ from . import sparse
 # SciPy's functions that are not ufuncs (logsumexp, solve_triangular, expm ...), differentiable.
 from . import scipy
 
+# The Python Array API standard for traced values (x.__array_namespace__()).
+from . import array_api
+
 # Testing utilities and errors.
 from .testing import check_grads
 from . import errors
@@ -44,5 +47,5 @@ __all__ = [
     "default_chunk_size", "hessian", "hvp", "make_hvp", "HVPOperator", "stop_gradient",
     "custom_jvp", "custom_vjp", "newton_callables", "scan", "fori_loop", "while_loop", "cond",
     "switch", "checkpoint", "jit", "make_ir", "show",
-    "sparse", "scipy", "check_grads", "errors", "PullbackError",
+    "sparse", "scipy", "array_api", "check_grads", "errors", "PullbackError",
 ]

@@ -17,7 +17,7 @@ PACKAGE = os.path.dirname(pullback.__file__)
 # testing} < {minimize, sparse} < the public package and what sits on it.
 RANKS = {"errors": 0, "tree": 0, "core": 1, "transforms": 2, "primitives": 3, "ir": 4,
          "numpy": 5, "custom": 5, "loops": 5, "operators": 5, "testing": 5, "minimize": 6,
-         "sparse": 6, "scipy": 6,
+         "sparse": 6, "scipy": 6, "array_api": 6,
          "__init__": 7, "demo": 8, "cli": 9, "__main__": 10}
 
 

@@ -167,3 +167,57 @@ def test_gammainc_in_its_parameter_raises_a_clear_error():
         pullback.grad(lambda a: sp.gammainc(a, 1.5))(2.0)
     with raises(UnsupportedFunctionError, "scipy.special.zeta", "`x`"):
         pullback.grad(lambda x: special.zeta(x))(2.5)
+
+
+# ------------------------------------- issue 10 §1: complex values, where SciPy takes them
+
+Z = np.array([0.6 + 0.4j, 1.3 - 0.7j, 0.9 + 1.1j])     # off the branch cuts (negative axis)
+ORDER = np.array([0.0, 1.0, 2.5])
+# name -> function of the complex argument. Holomorphic: the
+# real rule holds in complex arithmetic (JAX's convention, core/numbers.py).
+COMPLEX_SPECIAL = {
+    "erf": sp.erf, "erfc": sp.erfc, "erfcx": sp.erfcx, "dawsn": sp.dawsn,
+    "ndtr": sp.ndtr, "log_ndtr": sp.log_ndtr, "exp1": sp.exp1,
+    "expi": sp.expi, "spence": sp.spence,
+    "xlogy": lambda z: sp.xlogy(z, z + 1.0), "xlog1py": lambda z: sp.xlog1py(z, z),
+    "jv": lambda z: sp.jv(ORDER, z), "iv": lambda z: sp.iv(ORDER, z),
+    "kv": lambda z: sp.kv(ORDER, z), "kve": lambda z: sp.kve(ORDER, z),
+    "yv": lambda z: sp.yv(ORDER, z),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPLEX_SPECIAL))
+def test_issue10_complex_special_functions_are_holomorphic(name):
+    """SciPy's functions that take complex values and are holomorphic there: values equal
+    SciPy's, derivatives match finite differences along real and imaginary directions, in
+    both modes, to second order (holomorphic gradients multiply by f'(z))."""
+    f = COMPLEX_SPECIAL[name]
+    np.testing.assert_allclose(pullback.jvp(f, (Z,), (Z,))[0], f(Z), rtol=1e-14)
+    pullback.check_grads(f, (Z,), order=2)
+    pullback.check_grads(f, (Z.astype(np.complex64),), order=1)
+
+
+def test_issue10_complex_special_functions_without_a_complex_rule_raise():
+    """Where the derivative is not holomorphic (ive scales by exp(-|Re z|)) or has no second
+    derivative for complex values (gamma, loggamma, rgamma and digamma: SciPy's polygamma
+    takes no complex values), a complex derivative raises ComplexValueError rather than
+    answering wrong."""
+    from pullback.errors import ComplexValueError
+
+    def loss(f):
+        return lambda x: np.sum(np.abs(f(Z * x)) ** 2)
+    for derivative in (pullback.grad(loss(lambda z: sp.ive(ORDER, z))),
+                       pullback.grad(loss(sp.digamma)), pullback.grad(loss(sp.gamma))):
+        with raises(ComplexValueError, "complex values"):
+            derivative(np.ones(3))
+
+
+def test_issue10_yn_and_expn_derivatives_truncate_a_non_integer_order():
+    """SciPy truncates a non-integer order of yn and expn to an int (with a warning); their
+    derivatives in x did the n - 1 and n + 1 steps before truncating, which gave wrong
+    values for orders in (0, 1) (expn(0.3, x)' was -E_0 instead of E_0's derivative)."""
+    n = np.array([0.3, 0.5, 1.7, 2.2])
+    x = np.array([0.6, 1.1, 2.0, 1.5])
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        for f in (lambda x: sp.expn(n, x), lambda x: sp.yn(n, x)):
+            pullback.check_grads(f, (x,), order=2)

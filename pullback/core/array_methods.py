@@ -6,9 +6,10 @@ and both are answered by the `pullback.numpy` function of the same name.
 Conversions that would silently drop a derivative (`float(x)`, `np.asarray(x)`,
 in-place writes) raise errors that say what to do instead.
 """
-import numpy as np
-
 import re
+import sys
+
+import numpy as np
 
 from ..errors import (ArrayAssignmentError, ArrayConversionError, ConcretizationError,
                       InPlaceMutationError, unsupported)
@@ -19,6 +20,8 @@ pnp = None                 # the pullback.numpy module; set by it when it is imp
 _ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
 _OPERANDS = None           # types that primitives take as they are, besides plain ndarrays
 _stand_ins = {}            # "scipy.linalg" -> (its pullback stand-in's name, the module)
+_array_namespace = None    # pullback.array_api; set by it when it is imported
+_API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
 
 
 def use_namespace(module):
@@ -27,6 +30,26 @@ def use_namespace(module):
     pnp = module
     _ufunc_primitives = module.UFUNC_PRIMITIVES
     _OPERANDS = module.OPERAND_TYPES
+
+
+def use_array_namespace(module):
+    """Answer `x.__array_namespace__()` with `module` (pullback.array_api, at its import)."""
+    global _array_namespace
+    _array_namespace = module
+
+
+def fresh_tracer(x):
+    """A new tracer object with x's value and derivative (so that writing into it through
+    `tracer_setitem` leaves x as it is): what a copy of a traced value is."""
+    copy = object.__new__(type(x))
+    for slot in _slots(type(x)):
+        setattr(copy, slot, getattr(x, slot))
+    return copy
+
+
+def _slots(cls):
+    return [slot for klass in cls.__mro__ for slot in klass.__dict__.get("__slots__", ())
+            if slot != "__weakref__"]
 
 
 def offer_stand_in(library: str, name: str, module):
@@ -40,15 +63,23 @@ def stand_in_hint(function: str) -> str:
     converted a traced value: its differentiable namesake where pullback has one."""
     library, _, name = function.rpartition(".")
     stand_in, module = _stand_ins.get(library, (None, None))
+    array_api = ARRAY_API_HINT if library.split(".")[0] in ("scipy", "sklearn") else ""
     if module is not None and callable(getattr(module, name, None)):
         return (f"`{function}` converts its inputs with np.asarray, which would drop their "
                 f"derivatives. Call `{stand_in}.{name}` instead: it takes the same arguments "
-                "and is differentiable.")
+                "and is differentiable." + array_api)
     return (f"`{function}` converts its inputs with np.asarray, which would drop their "
             "derivatives, and pullback has no differentiable version of it. Write the "
             "computation with NumPy functions (or those of pullback.scipy.special and "
             "pullback.scipy.linalg), or give it a derivative rule with pullback.custom_vjp / "
-            "pullback.custom_jvp.")
+            "pullback.custom_jvp." + array_api)
+
+
+ARRAY_API_HINT = (
+    " If the function supports the Python Array API, it can run on traced values "
+    "as they are: set the environment variable SCIPY_ARRAY_API=1 before SciPy is "
+    "imported (and for scikit-learn also call sklearn.set_config(array_api_dispatch=True)); "
+    "pass every array argument as a traced value (array namespaces cannot be mixed).")
 
 
 _ARRAY_CALL = re.compile(r"\b(np|numpy)\.(as)?array\(")
@@ -244,10 +275,29 @@ class ArrayMethods:
         return pnp.getitem(self, index)
 
     def __setitem__(self, index, value):
+        if _from_array_api_extra():
+            return tracer_setitem(self, index, value)
         raise InPlaceMutationError(
             "in-place assignment `x[...] = v` into a traced array is not supported: it would "
             "overwrite values the derivative needs. Use the functional update "
             "`x = pullback.numpy.at(x)[index].set(v)` (or `.add(v)`), which returns a new array.")
+
+    # --------------------------------------------------------- the Array API
+    def __array_namespace__(self, *, api_version=None):
+        """pullback.array_api: the Python Array API standard (2024.12) for traced values."""
+        if api_version is not None and api_version not in _API_VERSIONS:
+            raise ValueError(f"api_version={api_version!r}: pullback's namespace follows "
+                             f"the Array API standard 2024.12 (and {', '.join(_API_VERSIONS[:-1])})")
+        return _array_namespace
+
+    @property
+    def device(self):
+        return "cpu"
+
+    def to_device(self, device, /, *, stream=None):
+        if device != "cpu":
+            raise unsupported("x.to_device", f"device={device!r}: traced values live on the CPU")
+        return self
 
     # NB: no __iadd__ & co.: Python then rebinds `x += y` to `x = x + y`, which is functional.
 
@@ -371,9 +421,9 @@ class ArrayMethods:
             + "plain `np.asarray`/`np.array` was called on a traced value, directly or inside a "
             "library function that converts its inputs (as most of SciPy does), which would "
             "drop its derivative. Use `pullback.numpy.asarray`/`pullback.numpy.array` (they "
-            "accept nested lists of traced values) or `np.stack`, call the pullback.numpy "
-            "version of the library function (e.g. `pullback.numpy.logsumexp`), and keep the "
-            "rest of the computation in NumPy functions.")
+            "accept nested lists of traced values) or `np.stack`, call the pullback.scipy "
+            "version of the library function (e.g. `pullback.scipy.special.logsumexp`), and "
+            "keep the rest of the computation in NumPy functions." + ARRAY_API_HINT)
 
     # ------------------------------------------------------- NumPy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -389,6 +439,39 @@ class ArrayMethods:
         if implementation is None:
             raise unsupported(f"{getattr(func, '__module__', 'numpy')}.{func.__name__}")
         return implementation(*args, **kwargs)
+
+
+def _from_array_api_extra():
+    """Whether `x[i] = v` runs inside array-api-extra's `at` helper (vendored by SciPy and
+    scikit-learn as `...array_api_extra._lib._at`)."""
+    module = sys._getframe(2).f_globals.get("__name__", "")
+    return module.startswith("array_api_extra.") or ".array_api_extra." in module
+
+
+def tracer_setitem(x, index, value):
+    """`x[index] = value` as array-api-extra's `at(x, index).set(value)` does it: the tracer
+    object x is rebound to the functional update, which is its new value and derivative.
+
+    Allowed there only: `at` is the functional-update idiom of Array API code, whose
+    contract (shared by JAX, which never writes in place) is that the caller uses the
+    returned array and nothing else reads x or a view of it afterwards. A write anywhere
+    else could be read through a NumPy view, which a traced value does not have, so it
+    stays refused. A boolean mask of x's shape with one value is a `where` (so it is
+    staged and batched; a mask of other indexing needs known values)."""
+    mask = getattr(index, "dtype", None) == np.bool_ and tuple(index.shape) == tuple(x.shape)
+    if mask and pnp.ndim(value) == 0:
+        value = (pnp.astype(value, x.dtype) if isinstance(value, ArrayMethods)
+                 else np.asarray(value, dtype=x.dtype))
+        new = pnp.where(index, value, x)
+    else:
+        new = pnp.at(x)[index].set(value)
+    if type(new) is not type(x) or new._trace is not x._trace:
+        raise InPlaceMutationError(
+            "an in-place write `x[index] = value` (array-api-extra's `at`) of a value traced by "
+            "an outer transformation into an inner one cannot update it in place; use "
+            "`pullback.numpy.at(x)[index].set(value)`.")
+    for slot in _slots(type(x)):
+        setattr(x, slot, getattr(new, slot))
 
 
 class FlatView:
@@ -410,6 +493,8 @@ class FlatView:
         return self.base.size
 
     def __setitem__(self, index, value):
+        if _from_array_api_extra():
+            return tracer_setitem(self, index, value)
         raise InPlaceMutationError(
             "`x.flat[i] = v` writes into a traced array in place; use "
             "`y = pullback.numpy.at(x.ravel())[i].set(v).reshape(x.shape)` instead.")

@@ -32,7 +32,7 @@ import linecache
 import os
 
 import numpy as np
-import scipy.special as sp
+from ..primitives import scipy_special as sp
 
 from ..core.indexing import ArrayIndex, Slice
 from ..primitives import REGISTRY

@@ -4,7 +4,7 @@ float_power, frexp, modf, divmod, nan_to_num, ...)."""
 import math
 
 import numpy as np
-import scipy.special as sp
+from ..primitives import scipy_special as sp
 
 from ..core.engine import Tracer
 from ..errors import unsupported

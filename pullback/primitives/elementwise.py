@@ -10,7 +10,7 @@ NumPy treats as weakly typed: float32 stays float32.
 import math
 
 import numpy as np
-import scipy.special as sp
+from . import scipy_special as sp
 
 from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
@@ -101,8 +101,8 @@ imag = linear("imag", np.imag, shape=_part_shape,
 
 expit = unary("expit", sp.expit, lambda out: out * (1.0 - out))
 logit = unary("logit", sp.logit, lambda x: reciprocal(x * (1.0 - x)), OPEN_UNIT)
-erf = unary("erf", sp.erf, lambda x: (2.0 / math.sqrt(math.pi), exp(-square(x))))
-erfc = unary("erfc", sp.erfc, lambda x: (-2.0 / math.sqrt(math.pi), exp(-square(x))))
+erf = analytic("erf", sp.erf, lambda x: (2.0 / math.sqrt(math.pi), exp(-square(x))))
+erfc = analytic("erfc", sp.erfc, lambda x: (-2.0 / math.sqrt(math.pi), exp(-square(x))))
 gammaln = unary("gammaln", sp.gammaln, lambda x: digamma(x), POSITIVE)
 digamma = unary("digamma", sp.digamma, lambda x: polygamma(x, n=1), POSITIVE)
 
@@ -120,8 +120,8 @@ def _polygamma_emit_eager(targets, args, dtype, n):
 
 polygamma = unary("polygamma", None, lambda x, n: polygamma(x, n=n + 1), POSITIVE,
                   impl=_polygamma, emit_eager=_polygamma_emit_eager)
-ndtr = unary("ndtr", sp.ndtr, lambda x: exp(-0.5 * square(x) - HALF_LOG_2PI), (-3.0, 3.0))
-log_ndtr = unary("log_ndtr", sp.log_ndtr,
+ndtr = analytic("ndtr", sp.ndtr, lambda x: exp(-0.5 * square(x) - HALF_LOG_2PI), (-3.0, 3.0))
+log_ndtr = analytic("log_ndtr", sp.log_ndtr,
                  lambda x, out: exp(-0.5 * square(x) - HALF_LOG_2PI - out), (-3.0, 3.0))
 
 # ------------------------------------------------------------- binary math
@@ -202,6 +202,8 @@ fmod = elementwise("fmod", np.fmod, 1, lambda x, y: -trunc(x / y),
 # copysign(x, y) = |x| with y's sign bit: d/dx = sign(x) * copysign(1, y), d/dy = 0.
 copysign = elementwise("copysign", np.copysign, lambda x, y: sign(x) * copysign(1.0, y), 0,
                        domain=BINARY)
+# nextafter(x, y) = x plus or minus one unit in the last place, a step in x: d/dx = 1.
+nextafter = elementwise("nextafter", np.nextafter, 1, 0, domain=BINARY)
 # heaviside(x, h): a step (zero derivative in x) whose value at x == 0 is h.
 heaviside = elementwise("heaviside", np.heaviside, 0, lambda x: where(x == 0, 1.0, 0.0),
                         domain=BINARY)
@@ -210,7 +212,7 @@ ldexp = elementwise("ldexp", np.ldexp, lambda y: ldexp(1.0, y), 0,
                     domain=(REALS, ("int", -2, 2)))
 xlogy = elementwise("xlogy", sp.xlogy,
                     lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
-                    lambda x, y: x / y, domain=(REALS, POSITIVE))
+                    lambda x, y: x / y, domain=(REALS, POSITIVE), complex_rules=True)
 
 
 def _fmax_dx(x, y):
@@ -233,6 +235,7 @@ floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.
 frexp_exponent = constant("frexp_exponent", lambda x: np.frexp(x)[1],
                           lambda x: ShapeDtype(shape_of(x), np.dtype(np.intc)), fresh_output=True)
 isnan = constant("isnan", np.isnan)
+signbit = constant("signbit", np.signbit)
 isinf = constant("isinf", np.isinf)
 isfinite = constant("isfinite", np.isfinite)
 logical_not = constant("logical_not", np.logical_not, domain=("bool",))

@@ -20,7 +20,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-import scipy.special as sp
+from . import scipy_special as sp
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback

@@ -8,6 +8,12 @@ derivative has no closed form (in the order v of a Bessel function, in the param
 and b of the incomplete functions, in the exponent of zeta) the partial is
 `no_closed_form`: differentiating with respect to that argument raises a clear error.
 
+Complex arguments, where SciPy takes them and the function is holomorphic with a
+holomorphic derivative (erf, erfc, erfcx, dawsn, ndtr, log_ndtr, exp1, expi, spence, xlogy,
+xlog1py, and jv, iv, kv, kve, yv in z), keep their real rules (`analytic`, JAX's
+convention); the others (ive, which scales by exp(-|Re z|); gamma, loggamma, rgamma and
+digamma, whose higher derivatives need a complex polygamma SciPy lacks) refuse them.
+
 `sinc` and `exprel` ((e^u - 1) / u) have removable singularities at 0; each is one
 primitive with an `order` parameter, the derivative of that order, computed from the
 moments m_k(u) = int_0^1 t^k e^(u t) dt (a series near 0, a recursion elsewhere): exact at
@@ -16,12 +22,12 @@ moments m_k(u) = int_0^1 t^k e^(u t) dt (a series near 0, a recursion elsewhere)
 import math
 
 import numpy as np
-import scipy.special as sp
+from . import scipy_special as sp
 
 from ..core.numbers import complex_error
 from ..errors import UnsupportedFunctionError
-from .elementwise import (OPEN_UNIT, POSITIVE, REALS, UNIT, digamma, exp, gammaln, log,
-                          log1p, maximum, reciprocal, sign, square, where, xlogy)
+from .elementwise import (OPEN_UNIT, analytic, POSITIVE, REALS, UNIT, digamma, exp, gammaln, log,
+                          log1p, maximum, reciprocal, sign, square, trunc, where, xlogy)
 from .families import constant, elementwise
 
 SQRT_PI, SQRT_2PI = math.sqrt(math.pi), math.sqrt(2.0 * math.pi)
@@ -79,15 +85,15 @@ betainc = elementwise(
 erfinv = unary("erfinv", sp.erfinv, lambda out: (0.5 * SQRT_PI, exp(square(out))), UNIT)
 erfcinv = unary("erfcinv", sp.erfcinv, lambda out: (-0.5 * SQRT_PI, exp(square(out))),
                 (0.1, 1.9))
-erfcx = unary("erfcx", sp.erfcx, lambda x, out: 2.0 * x * out - 2.0 / SQRT_PI)
+erfcx = analytic("erfcx", sp.erfcx, lambda x, out: 2.0 * x * out - 2.0 / SQRT_PI)
 ndtri = unary("ndtri", sp.ndtri, lambda out: (SQRT_2PI, exp(0.5 * square(out))), OPEN_UNIT)
-dawsn = unary("dawsn", sp.dawsn, lambda x, out: 1.0 - 2.0 * x * out)
+dawsn = analytic("dawsn", sp.dawsn, lambda x, out: 1.0 - 2.0 * x * out)
 
 # ---------------------------------------------------- logarithms and entropy
 
 xlog1py = elementwise("xlog1py", sp.xlog1py,
                       lambda y: float(np.log1p(y)) if isinstance(y, (int, float)) else log1p(y),
-                      lambda x, y: x / (y + 1.0), domain=(REALS, (-0.5, 2.0)))
+                      lambda x, y: x / (y + 1.0), domain=(REALS, (-0.5, 2.0)), complex_rules=True)
 entr = unary("entr", sp.entr, lambda x: -log(x) - 1.0, POSITIVE)
 rel_entr = elementwise("rel_entr", sp.rel_entr, lambda x, y: log(x / y) + 1.0,
                        lambda x, y: -x / y, domain=(POSITIVE, POSITIVE))
@@ -103,26 +109,32 @@ i0e = unary("i0e", sp.i0e, lambda x, out: i1e(x) - sign(x) * out)
 i1 = unary("i1", sp.i1, lambda x: 0.5 * (i0(x) + iv(2.0, x)))
 i1e = unary("i1e", sp.i1e, lambda x, out: 0.5 * (i0e(x) + ive(2.0, x)) - sign(x) * out)
 iv = elementwise("iv", sp.iv, no_closed_form("scipy.special.iv", "v"),
-                 lambda x, y: 0.5 * (iv(x - 1.0, y) + iv(x + 1.0, y)), domain=(ORDERS, REALS))
+                 lambda x, y: 0.5 * (iv(x - 1.0, y) + iv(x + 1.0, y)), domain=(ORDERS, REALS),
+                 complex_rules=True)
 ive = elementwise("ive", sp.ive, no_closed_form("scipy.special.ive", "v"),
                   lambda x, y, out: 0.5 * (ive(x - 1.0, y) + ive(x + 1.0, y)) - sign(y) * out,
                   domain=(ORDERS, REALS))
 kv = elementwise("kv", sp.kv, no_closed_form("scipy.special.kv", "v"),
-                 lambda x, y: -0.5 * (kv(x - 1.0, y) + kv(x + 1.0, y)), domain=(ORDERS, POSITIVE))
+                 lambda x, y: -0.5 * (kv(x - 1.0, y) + kv(x + 1.0, y)), domain=(ORDERS, POSITIVE),
+                 complex_rules=True)
 kve = elementwise("kve", sp.kve, no_closed_form("scipy.special.kve", "v"),
                   lambda x, y, out: out - 0.5 * (kve(x - 1.0, y) + kve(x + 1.0, y)),
-                  domain=(ORDERS, POSITIVE))
+                  domain=(ORDERS, POSITIVE), complex_rules=True)
 # Of the first and second kinds: d/dx J_v = (J_{v-1} - J_{v+1}) / 2, the same for Y_v.
 j0 = unary("j0", sp.j0, lambda x: -j1(x))
 j1 = unary("j1", sp.j1, lambda x: 0.5 * (j0(x) - jv(2.0, x)))
 jv = elementwise("jv", sp.jv, no_closed_form("scipy.special.jv", "v"),
-                 lambda x, y: 0.5 * (jv(x - 1.0, y) - jv(x + 1.0, y)), domain=(ORDERS, REALS))
+                 lambda x, y: 0.5 * (jv(x - 1.0, y) - jv(x + 1.0, y)), domain=(ORDERS, REALS),
+                 complex_rules=True)
 y0 = unary("y0", sp.y0, lambda x: -y1(x), POSITIVE)
 y1 = unary("y1", sp.y1, lambda x: 0.5 * (y0(x) - yv(2.0, x)), POSITIVE)
-yn = elementwise("yn", sp.yn, 0, lambda x, y: 0.5 * (yn(x - 1, y) - yn(x + 1, y)),
+# yn and expn truncate a non-integer order toward zero (SciPy casts it to an int, with a
+# warning): their rules truncate it first, so n - 1 and n + 1 are the neighbours of that int.
+yn = elementwise("yn", sp.yn, 0, lambda x, y: 0.5 * (yn(trunc(x) - 1, y) - yn(trunc(x) + 1, y)),
                  domain=(ORDERS, POSITIVE))
 yv = elementwise("yv", sp.yv, no_closed_form("scipy.special.yv", "v"),
-                 lambda x, y: 0.5 * (yv(x - 1.0, y) - yv(x + 1.0, y)), domain=(ORDERS, POSITIVE))
+                 lambda x, y: 0.5 * (yv(x - 1.0, y) - yv(x + 1.0, y)), domain=(ORDERS, POSITIVE),
+                 complex_rules=True)
 
 # ------------------------------------------------ zeta, integrals, dilogarithm
 # zeta(x, q) = sum_k (k + q)^-x (Hurwitz; Riemann's without q): d/dq = -x zeta(x + 1, q).
@@ -133,13 +145,13 @@ hurwitz_zeta = elementwise("hurwitz_zeta", sp._ufuncs._zeta,
                            domain=(("int", 2, 4), POSITIVE))
 riemann_zeta = unary("riemann_zeta", sp._ufuncs._riemann_zeta,
                      no_closed_form("scipy.special.zeta", "x"))
-spence = unary("spence", sp.spence, lambda x: log(x) / (1.0 - x), (0.2, 0.8))
-exp1 = unary("exp1", sp.exp1, lambda x: -exp(-x) / x, POSITIVE)
-expi = unary("expi", sp.expi, lambda x: exp(x) / x, POSITIVE)
+spence = analytic("spence", sp.spence, lambda x: log(x) / (1.0 - x), (0.2, 0.8))
+exp1 = analytic("exp1", sp.exp1, lambda x: -exp(-x) / x, POSITIVE)
+expi = analytic("expi", sp.expi, lambda x: exp(x) / x, POSITIVE)
 # E_n' = -E_{n-1} for n >= 1; E_0(x) = e^-x / x.
 expn = elementwise("expn", sp.expn, 0,
-                   lambda x, y, out: where(x == 0, -out * (1.0 + reciprocal(y)),
-                                           -expn(maximum(x - 1, 0), y)),
+                   lambda x, y, out: where(trunc(x) == 0, -out * (1.0 + reciprocal(y)),
+                                           -expn(maximum(trunc(x) - 1, 0), y)),
                    domain=(ORDERS, POSITIVE))
 
 # ------------------------------------------------------------------- Box-Cox

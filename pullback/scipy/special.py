@@ -16,7 +16,7 @@ beta functions, the exponent of zeta) raise `UnsupportedFunctionError`.
 import numbers
 
 import numpy as _np
-import scipy.special as _sp
+from ..primitives import scipy_special as _sp
 
 from ..core.engine import Tracer
 from ..errors import unsupported
