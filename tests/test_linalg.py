@@ -340,11 +340,47 @@ def test_complex_input_is_unsupported_where_there_are_no_complex_rules():
     a = np.eye(2) * (1 + 1j)
     assert set(pnp.linalg.COMPLEX_FUNCTIONS) == {"inv", "solve", "matrix_power", "det", "slogdet",
                                                  "cholesky", "eigh", "eigvalsh", "eig", "eigvals",
-                                                 "svdvals",
+                                                 "svdvals", "pinv", "svd",
                                                  "norm", "vector_norm", "matrix_norm", "qr"}
-    for name in ("svd", "pinv"):
-        with pytest.raises(UnsupportedFunctionError, match=rf"numpy.linalg.{name}.*complex"):
-            getattr(pnp.linalg, name)(a)
+    with pytest.raises(UnsupportedFunctionError, match=r"numpy.linalg.lstsq.*complex"):
+        pnp.linalg.lstsq(a, a)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 3), (3, 5), (2, 3, 3)])
+def test_issue10_svd_of_complex_matrices_keeps_numpys_phases(shape):
+    """Complex singular vectors are unique up to one phase per pair (u_k, v_k); LAPACK makes
+    row 0 of v (m >= n) or of u (m < n) real, and the derivative keeps it so: it matches
+    finite differences of np.linalg.svd itself, in both modes, to second order."""
+    d = Draw(f"svd-complex-{shape}", np.float64)
+    a = d.normal(*shape) + 1j * d.normal(*shape)
+    for mine, numpys in zip(pnp.linalg.svd(a, full_matrices=False),
+                            np.linalg.svd(a, full_matrices=False)):
+        np.testing.assert_allclose(mine, numpys, atol=1e-12)
+    pullback.check_grads(lambda a: np.linalg.svd(a, full_matrices=False), (a,), order=2)
+    t = d.normal(*shape) + 1j * d.normal(*shape)
+    _, (du, _, dvh) = pullback.pushforward(
+        lambda a: tuple(np.linalg.svd(a, full_matrices=False)), (a,), (t,))
+    real_row = dvh[..., :, 0] if shape[-2] >= shape[-1] else du[..., 0, :]
+    np.testing.assert_allclose(real_row.imag, 0.0, atol=1e-12)
+    h = d.normal(3, 3) + 1j * d.normal(3, 3)
+    h = h + h.conj().T
+    for mine, numpys in zip(pnp.linalg.svd(h, hermitian=True), np.linalg.svd(h, hermitian=True)):
+        np.testing.assert_allclose(mine, numpys, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 5), (2, 3, 3)])
+def test_issue10_pinv_of_complex_matrices_to_second_order(shape):
+    """Complex pinv: its rule conjugates da where the derivative does (x x^H da^H ...),
+    checked against finite differences in both modes; hermitian=True reads the lower
+    triangle and the real part of the diagonal, as LAPACK does."""
+    d = Draw(f"pinv-complex-{shape}", np.float64)
+    a = d.normal(*shape) + 1j * d.normal(*shape)
+    np.testing.assert_allclose(pnp.linalg.pinv(a), np.linalg.pinv(a), atol=1e-12)
+    pullback.check_grads(lambda a: np.linalg.pinv(a), (a,), order=2)
+    h = d.normal(3, 3) + 1j * d.normal(3, 3)
+    np.testing.assert_allclose(pnp.linalg.pinv(h, hermitian=True),
+                               np.linalg.pinv(h, hermitian=True), atol=1e-12)
+    pullback.check_grads(lambda h: np.linalg.pinv(h, hermitian=True), (h,), order=2)
 
 
 def test_pinv_with_an_array_of_cutoffs_is_unsupported():

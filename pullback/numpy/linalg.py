@@ -29,7 +29,7 @@ from ..primitives.contraction import swap_last
 from ..primitives.structural import convert, reshape
 from . import _calculus, _contraction
 from ._common import ndim, normalize_axes, normalize_axis, refuse
-from ._elementwise import absolute, imag, not_equal, real, sign, sqrt, square
+from ._elementwise import absolute, conjugate, imag, not_equal, real, sign, sqrt, square
 from ._reductions import max, min, sum
 from ._shape import argsort, flip, moveaxis, operand, take_along_axis, tril
 from ._shape import diagonal as _diagonal, transpose as _transpose   # linalg has its own
@@ -83,7 +83,7 @@ class LstsqResult(NamedTuple):
 # The functions whose primitives and composites hold for complex matrices.
 COMPLEX_FUNCTIONS = ("inv", "solve", "matrix_power", "det", "slogdet", "cholesky", "eigh",
                      "eigvalsh", "eig", "eigvals", "svdvals", "norm", "vector_norm",
-                     "matrix_norm", "qr")
+                     "matrix_norm", "qr", "pinv", "svd")
 
 
 def _real(a, name):
@@ -115,8 +115,11 @@ def _matrices(a, name, square=True, floating=True):
 
 
 def _lower_symmetric(a):
-    """tril(a) + tril(a, -1).T: the matrix that routines reading the lower triangle see."""
-    return tril(a) + swap_last(tril(a, -1))
+    """tril(a, -1) + tril(a, -1)^H + Re(diag(a)): the symmetric (Hermitian) matrix that
+    routines reading the lower triangle see (LAPACK ignores a diagonal's imaginary part)."""
+    half = tril(a, -1) + 0.5 * (a * np.eye(a.shape[-1], dtype=a.dtype))
+    upper = swap_last(half)
+    return half + (conjugate(upper) if np.dtype(a.dtype).kind == "c" else upper)
 
 
 # --------------------------------------------------- solving and inverting
@@ -375,7 +378,8 @@ def _hermitian_svd(x, compute_uv):
         return s
     u = take_along_axis(v, order[..., None, :], axis=-1)
     signs = take_along_axis(sign(w), order, axis=-1)
-    return SVDResult(u, s, swap_last(u * signs[..., None, :]))
+    vh = swap_last(u * signs[..., None, :])
+    return SVDResult(u, s, conjugate(vh) if np.dtype(vh.dtype).kind == "c" else vh)
 
 
 class EigResult(NamedTuple):

@@ -5,7 +5,7 @@ Every primitive works on stacks of matrices: the last two axes are the matrix,
 leading axes are a batch, as in `numpy.linalg`. Inputs are floating point (the numpy
 namespace converts integers) and results keep the input dtype. Complex matrices reach
 the rules of the primitives with `complex_rules` (inv, solve, triangular_solve, det,
-slogdet, cholesky, eigh, eig, svdvals, qr: written with conjugate transposes where the
+slogdet, cholesky, eigh, eig, svd, svdvals, qr, pinv: written with conjugate transposes where the
 functions are, core/numbers.py); the others refuse them.
 
 The rules are closed-form matrix derivatives (Giles 2008, "Collected matrix
@@ -622,12 +622,46 @@ eig = Primitive(
     emit_eager=_eig_emit_eager, complex_rules=True)
 
 # ---------------------------------------------------------------------- svd
-# The reduced SVD a = u diag(s) vh, a (..., m, n), k = min(m, n); v = vh^T.
-# With dp = u^T da v and F_ij = 1 / (s_j^2 - s_i^2) (Townsend 2016):
-#   ds = diag(dp)
-#   du = u (F * (dp S + S dp^T)) + (I - u u^T) da v S^-1
-#   dv = v (F * (S dp + dp^T S)) + (I - v v^T) da^T u S^-1
-# The projector terms vanish when u (or v) is square.
+# The reduced SVD a = u diag(s) vh, a (..., m, n), k = min(m, n); v = vh^H.
+# With dp = u^H da v and F_ij = 1 / (s_j^2 - s_i^2) (Townsend 2016):
+#   ds = Re(diag(dp))
+#   du = u (F * (dp S + S dp^H)) + (I - u u^H) da v S^-1
+#   dv = v (F * (S dp + dp^H S)) + (I - v v^H) da^H u S^-1
+# The projector terms vanish when u (or v) is square. For complex a, u_k and v_k are unique
+# up to one phase each pair: du gets u diag(i Im(dp_kk) / s_k) (the phase difference the
+# tangent fixes), and both get i diag(phi) so that the row LAPACK makes real stays real
+# (row 0 of v when m >= n, of u when m < n; probed once below): phi_k = -Im(dx[0, k]) / x[0, k].
+# The pullback is the adjoint of this map under Re(tr(a^H b)), conjugated (`_conjugated`).
+
+
+def _svd_phase_row():
+    """Whether this LAPACK makes row 0 of v (m >= n) and of u (m < n) real (to rounding: a
+    wide matrix is factored through its transpose) for complex input; if not, complex
+    singular-vector derivatives are refused rather than guessed."""
+    rng = np.random.default_rng(0)
+    for shape in ((4, 4), (5, 3), (3, 5)):
+        u, _, vh = np.linalg.svd(rng.standard_normal(shape) + 1j * rng.standard_normal(shape),
+                                 full_matrices=False)
+        if not np.all(abs((vh[:, 0] if shape[0] >= shape[1] else u[0]).imag) < 1e-13):
+            return False
+    return True
+
+
+SVD_PHASE_ROW_IS_REAL = _svd_phase_row()
+
+
+def _row0(x):
+    """Row 0 of a stack of matrices, shape (..., k)."""
+    e = arrays.zeros((shape_of(x)[-2], 1), _real_dtype(x), like=x)
+    e[0] = 1.0
+    return sum(x * e, axis=(len(shape_of(x)) - 2,), keepdims=False)
+
+
+def _svd_phase_row_x(u, v, m, n):
+    if not SVD_PHASE_ROW_IS_REAL:
+        raise complex_error("derivatives of complex singular vectors (this LAPACK's phase "
+                            "convention is not the one pullback knows; svdvals has derivatives)")
+    return v if m >= n else u
 
 
 def _svd_shape(a):
@@ -641,59 +675,85 @@ def _svd_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     u, s, vh = svd(a)
     m, n = shape_of(a)[-2:]
-    v = adjoint(vh)
+    v = _herm(vh)
     t_v = matmul(t, v)
-    dp = matmul(adjoint(u), t_v)
-    dp_t = adjoint(dp)
+    dp = matmul(_herm(u), t_v)
+    dp_h = _herm(dp)
     s_row, s_col = _as_row(s), _as_column(s)
     gaps = _reciprocal_gaps(s * s)
-    du = matmul(u, gaps * (dp * s_row + s_col * dp_t))
-    dv = matmul(v, gaps * (s_col * dp + dp_t * s_row))
+    du = matmul(u, gaps * (dp * s_row + s_col * dp_h))
+    dv = matmul(v, gaps * (s_col * dp + dp_h * s_row))
     if m > n:
         du = du + (t_v - matmul(u, dp)) / s_row
     if n > m:
-        dv = dv + (matmul(adjoint(t), u) - matmul(v, dp_t)) / s_row
-    return (u, s, vh), (du, _diagonal(dp), adjoint(dv))
+        dv = dv + (matmul(_herm(t), u) - matmul(v, dp_h)) / s_row
+    ds = _diagonal(dp)
+    if _is_complex(a):
+        ds = real(ds)
+        du = du + 1j * u * _as_row(imag(_diagonal(dp)) / s)
+        x = _svd_phase_row_x(u, v, m, n)
+        phi = _as_row(-imag(_row0(dv if x is v else du)) / real(_row0(x)))
+        du, dv = du + 1j * u * phi, dv + 1j * v * phi
+    return (u, s, vh), (du, ds, _herm(dv))
 
 
 def _svd_vjp(wrt, out, a):
     u, s, vh = out
     m, n = shape_of(a)[-2:]
 
-    def pullback(ct):
+    def hermitian_pullback(ct):
         ct_u, ct_s, ct_vh = ct
         s_row, s_col = _as_row(s), _as_column(s)
         inner = ZERO if ct_s is ZERO else _diagonal_matrix(ct_s)
         extra = ZERO                    # the projector terms, already (..., m, n)
+        if _is_complex(u) and (ct_u is not ZERO or ct_vh is not ZERO):
+            # the phase term: its cotangent reaches row 0 of the one that stays real
+            g = 0.0
+            if ct_u is not ZERO:
+                g = g + imag(_diagonal(matmul(_herm(u), ct_u)))
+            if ct_vh is not ZERO:
+                g = g - imag(_diagonal(matmul(ct_vh, _herm(vh))))
+            x = _svd_phase_row_x(u, _herm(vh), m, n)
+            e = arrays.zeros((shape_of(x)[-2], 1), _real_dtype(x), like=x)
+            e[0] = 1.0
+            if m >= n:
+                fix = 1j * _as_column(g / real(_row0(x))) * swap_last(e)   # ct_vh[k, 0]
+                ct_vh = fix if ct_vh is ZERO else ct_vh + fix
+            else:
+                fix = -1j * e * _as_row(g / real(_row0(x)))               # ct_u[0, k]
+                ct_u = fix if ct_u is ZERO else ct_u + fix
         if ct_u is not ZERO:
-            ut_ct = matmul(adjoint(u), ct_u)
+            ut_ct = matmul(_herm(u), ct_u)
             j = _reciprocal_gaps(s * s) * ut_ct
-            term = (j + adjoint(j)) * s_row
+            term = (j + _herm(j)) * s_row
+            if _is_complex(u):
+                term = term + 1j * _diagonal_matrix(imag(_diagonal(ut_ct)) / s)
             inner = term if inner is ZERO else inner + term
             if m > n:
                 extra = matmul((ct_u - matmul(u, ut_ct)) / s_row, vh)
         if ct_vh is not ZERO:
-            ct_vh_v = matmul(ct_vh, adjoint(vh))
-            j = _reciprocal_gaps(s * s) * adjoint(ct_vh_v)
-            term = s_col * (j + adjoint(j))
+            ct_vh_v = matmul(ct_vh, _herm(vh))
+            j = _reciprocal_gaps(s * s) * _herm(ct_vh_v)
+            term = s_col * (j + _herm(j))
             inner = term if inner is ZERO else inner + term
             if n > m:
                 term = matmul(u / s_row, ct_vh - matmul(ct_vh_v, vh))
                 extra = term if extra is ZERO else extra + term
         ct_a = matmul(u, matmul(inner, vh))
         return (ct_a if extra is ZERO else ct_a + extra,)
-    return name_pullback(pullback, "svd")
+    return name_pullback(_conjugated(hermitian_pullback), "svd")
 
 
 svd = Primitive("svd", lambda a: tuple(np.linalg.svd(a, full_matrices=False)),
                 shape=_svd_shape, jvp=_svd_jvp, vjp=_svd_vjp, multiple_results=True,
                 batch=lambda v, d: batch_stacked(svd, v, d),
                 family="linalg", fresh_output=True, domain=("matrix",),
-                emit_eager=eager_call("np.linalg.svd", full_matrices="False"))
+                emit_eager=eager_call("np.linalg.svd", full_matrices="False"),
+                complex_rules=True)
 
 
 # For complex a: ds = Re(diag(u^H da v)), whose transpose (core/numbers.py) takes ct to
-# conj(u) diag(ct) conj(vh).
+# conj(u) diag(ct) conj(vh) (phase-free: no gauge term).
 
 
 def _svdvals_jvp(primals, tangents):
@@ -794,30 +854,33 @@ qr_pivots = constant(
 
 # --------------------------------------------------------------------- pinv
 # x = a^+ (a of constant rank):
-#   dx = -x da x + x x^T da^T (I - a x) + (I - x a) da^T x^T x.
+#   dx = -x da x + x x^H da^H (I - a x) + (I - x a) da^H x^H x.
+# The last two terms conjugate da, so for complex a the pullback of each is the conjugate
+# of its real form (core/numbers.py): ct -> conj((I - a x) ct^T x x^H), conj(x^H x ct^T (I - x a)).
 
 
 def _pinv_jvp(primals, tangents, rcond):
     (a,), (t,) = primals, tangents
     x = pinv(a, rcond=rcond)
-    x_t, t_t = adjoint(x), adjoint(t)
+    x_h, t_h = _herm(x), _herm(t)
     left = _eye(a, shape_of(a)[-2]) - matmul(a, x)          # I - a x  (m x m)
     right = _eye(a) - matmul(x, a)                          # I - x a  (n x n)
     return x, (-matmul(x, matmul(t, x))
-               + matmul(matmul(x, x_t), matmul(t_t, left))
-               + matmul(right, matmul(t_t, matmul(x_t, x))))
+               + matmul(matmul(x, x_h), matmul(t_h, left))
+               + matmul(right, matmul(t_h, matmul(x_h, x))))
 
 
 def _pinv_vjp(wrt, out, a, rcond):
     x, x_t = out, adjoint(out)
+    x_h = _herm(x)
     left = _eye(a, shape_of(a)[-2]) - matmul(a, x)
     right = _eye(a) - matmul(x, a)
 
     def pullback(ct):
         ct_t = adjoint(ct)
         return (-matmul(x_t, matmul(ct, x_t))
-                + matmul(matmul(left, ct_t), matmul(x, x_t))
-                + matmul(matmul(x_t, x), matmul(ct_t, right)),)
+                + _conj(matmul(matmul(left, ct_t), matmul(x, x_h))
+                        + matmul(matmul(x_h, x), matmul(ct_t, right))),)
     return name_pullback(pullback, "pinv")
 
 
@@ -825,7 +888,8 @@ pinv = Primitive(
     "pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond),
     shape=lambda a, rcond: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-2:][::-1], dtype_of(a)),
     jvp=_pinv_jvp, vjp=_pinv_vjp, batch=lambda v, d, **p: batch_stacked(pinv, v, d, **p),
-    family="linalg", fresh_output=True, domain=("matrix",), emit_eager=eager_call("np.linalg.pinv"))
+    family="linalg", fresh_output=True, domain=("matrix",), emit_eager=eager_call("np.linalg.pinv"),
+    complex_rules=True)
 
 # --------------------------------------------------------------------- LU
 # scipy.linalg.lu_factor of an m x n matrix, k = min(m, n): lu holds L (m x k, unit lower
