@@ -21,7 +21,6 @@ claim that they fail). Templates are tried in order until one passes.
 """
 import argparse
 import inspect
-import math
 import os
 import sys
 import warnings

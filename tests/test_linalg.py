@@ -18,7 +18,7 @@ import pytest
 
 import pullback
 import pullback.numpy as pnp
-from pullback.errors import ComplexValueError, ConcretizationError, UnsupportedFunctionError
+from pullback.errors import ConcretizationError, UnsupportedFunctionError
 from pullback.operators import HESSIAN_MODES
 from pullback.primitives import linalg as L
 from pullback.tree import flatten

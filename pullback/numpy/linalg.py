@@ -398,7 +398,7 @@ def eig(a):
     >>> a = np.array([[0.0, -2.0], [1.0, 0.0]])
     >>> pullback.grad(lambda a: np.linalg.eig(a)[0].imag.max())(a).round(4)
     array([[ 0.    , -0.3536],
-           [-0.7071,  0.    ]])
+           [ 0.7071,  0.    ]])
     """
     return EigResult(*L.eig(_matrices(a, "eig")))
 
