@@ -180,8 +180,8 @@ def main():
     if args.worker:
         return worker(*args.worker)
     tmp = tempfile.mkdtemp()
-    specs = [("pullback", sys.executable, "pullback", ROOT), ("JAX jit", args.python, "jax-jit", ROOT),
-             ("hand NumPy", sys.executable, "numpy", ROOT)]
+    specs = [("pullback", sys.executable, "pullback", ROOT),
+             ("JAX jit", args.python, "jax-jit", ROOT), ("hand NumPy", sys.executable, "numpy", ROOT)]
     if args.before:
         specs.insert(1, ("pullback before", sys.executable, "pullback", args.before))
     started = time.time()
@@ -227,7 +227,9 @@ def report(workers, median, loads, worst, elapsed, args):
              "agrees with this checkout's pullback (worst relative difference "
              + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()) + ").", ""]
     for w in workers:
-        lines.append(f"- {w.name}: BLAS {w.info['blas'] or 'n/a'}")
+        jax = " (NumPy's, in that process; JAX's dot products run in XLA)" if w.name == "JAX jit" \
+            else ""
+        lines.append(f"- {w.name}: BLAS {w.info['blas'] or 'n/a'}{jax}")
     lines += ["", "| task | " + " | ".join(names) + " | "
               + " | ".join(f"{n} / JAX jit" for n in ratios) + " |",
               "|---|" + "---:|" * (len(names) + len(ratios))]

@@ -469,8 +469,9 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
     recorded gradient), "forward-over-reverse" (a batched pushforward of the
     reverse-mode gradient), "reverse-over-forward" or "forward-over-forward"; all
     four agree. "auto" (the default) is reverse-over-reverse eagerly and, under `jit`,
-    whichever of the -over-reverse modes gives the cheaper optimised program. For pytree inputs the result is nested like JAX's: `H[i][j]` is the
-    block for leaves i and j, of shape `x_i.shape + x_j.shape`. With `has_aux=True`,
+    whichever of the -over-reverse modes gives the cheaper optimised program. For
+    pytree inputs the result is nested like JAX's: `H[i][j]` is the block for leaves i
+    and j, of shape `x_i.shape + x_j.shape`. With `has_aux=True`,
     `f` returns `(out, aux)` and the result is `(hessian, aux)`. `holomorphic=True`:
     f is a holomorphic function of complex inputs, and H holds its second derivatives
     (a real-valued f of complex inputs has no complex Hessian: use `hvp`).

@@ -21,13 +21,19 @@ the structure where they can:
 Anything else gets the dense value (`dense`: one scatter into zeros). Off its pattern a
 structured value is a symbolic zero, as `ZERO` is: a product with an Inf there is zero,
 not NaN, and a zero there is +0.0 where the dense pass could give -0.0.
+
+Where the batch is dense (after a matrix product), a product with values the batch
+shares is kept as a `Scaled` value: the dense batch and a shared factor, further shared
+factors multiplying the factor and sums over the same batch adding factors, so that a
+chain of such steps makes one pass over the batch, not one per step (factors summed
+before they multiply: rounding differs from the dense pass in the last bits).
 """
 from numbers import Number
 
 import numpy as np
 
 from ..core import arrays
-from ..core.arrays import dtype_of, shape_of
+from ..core.arrays import dtype_of, moveaxis, shape_of
 from ..core.engine import Tracer, new_trace
 from ..core.indexing import ArrayIndex, Slice
 from ..core.primitive import ZERO
@@ -182,24 +188,83 @@ def structured(prim, values, dims, params):
     return None
 
 
+class Scaled:
+    """A dense batch (`base`, batch axis `axis`) times a `factor` the batch shares, kept
+    apart: further shared factors, and sums over the same base, then cost O(example)
+    instead of O(batch x example) (X.T * a, X.T * c, ..., combined: X.T * (c - c c a) a)."""
+    __slots__ = ("base", "axis", "factor", "shape", "dtype")
+
+    def __init__(self, base, axis, factor, shape, dtype):
+        self.base, self.axis, self.factor = base, axis, factor
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+
+def _scaled_product(prim, values, dims, params):
+    """A Scaled for a product (a commutative primitive zero where either factor is) of one
+    batched value and shared ones, where the shared factor does not enlarge the example."""
+    batched = [i for i, d in enumerate(dims) if d is not None]
+    if len(batched) != 1 or not prim.commutative or len(prim.zero_preserving) != 2:
+        return None
+    (i,), (x, y) = batched, values if batched == [0] else values[::-1]
+    base, axis, factor = (x.base, x.axis, x.factor * y) if type(x) is Scaled \
+        else (x, dims[i], y)
+    example = x.shape[1:] if type(x) is Scaled else \
+        tuple(n for j, n in enumerate(shape_of(base)) if j != axis)
+    if np.broadcast_shapes(example, shape_of(factor)) != example:
+        return None
+    aval = prim.shape(arrays.zeros(example, dtype_of(base)), factor, **params)
+    return Scaled(base, axis, factor, (shape_of(base)[axis],) + example, aval.dtype)
+
+
+def _scaled_sum(prim, values, params):
+    """A Scaled for a linear elementwise primitive (add, subtract, negative) of Scaled values
+    of one base: the factors combined."""
+    if not all(type(v) is Scaled and v.base is values[0].base and v.axis == values[0].axis
+               and v.shape == values[0].shape and v.dtype == values[0].dtype for v in values):
+        return None
+    if not (prim.partials and all(isinstance(d, Number) for d in prim.partials)) \
+            or prim.impl(*[0.0] * len(values), **params) != 0:
+        return None
+    factor = None
+    for d, v in zip(prim.partials, values):
+        term = v.factor if d == 1 or factor is not None and d == -1 else v.factor * d
+        factor = term if factor is None else factor - term if d == -1 else factor + term
+    return Scaled(values[0].base, values[0].axis, factor, values[0].shape, values[0].dtype)
+
+
+def _unscaled(value: Scaled):
+    return moveaxis(value.base, value.axis, 0) * value.factor
+
+
 class BasisTrace(BatchTrace):
-    """vmap over a `OneHot` basis: structured where the primitives allow, dense elsewhere."""
+    """vmap over a `OneHot` basis: structured where the primitives allow (`Scaled` values
+    too), dense elsewhere."""
     __slots__ = ()
 
     def process_primitive(self, primitive, args, params):
         values = [a.value if type(a) is BatchTracer and a._trace is self else a for a in args]
+        dims = [a.batch_axis if type(a) is BatchTracer and a._trace is self else None
+                for a in args]
         if any(type(v) is OneHot for v in values):
-            dims = [a.batch_axis if type(a) is BatchTracer and a._trace is self else None
-                    for a in args]
             out = structured(primitive, values, dims, params)
             if out is not None:
                 return BatchTracer(self, out, 0)
-            args = [BatchTracer(self, dense(v), 0) if type(v) is OneHot else a
-                    for a, v in zip(args, values)]
+            values = [dense(v) if type(v) is OneHot else v for v in values]
+        if primitive.sparsity == "elementwise" and not primitive.multiple_results:
+            out = _scaled_product(primitive, values, dims, params) or (
+                _scaled_sum(primitive, values, params) if all(d is not None for d in dims)
+                else None)
+            if out is not None:
+                return BatchTracer(self, out, 0)
+        args = [BatchTracer(self, _unscaled(v) if type(v) is Scaled else v, d if type(v)
+                            is not Scaled else 0) if d is not None else a
+                for a, v, d in zip(args, values, dims)]
         return super().process_primitive(primitive, args, params)
 
     def unwrap(self, value):
         value, axis = super().unwrap(value)
+        if type(value) is Scaled:
+            return _unscaled(value), 0
         return (dense(value), axis) if type(value) is OneHot else (value, axis)
 
 
@@ -217,7 +282,7 @@ def vmap_basis(f, seeds):
         batched, shared = f(*[BatchTracer(trace, s, 0) for s in seeds])
         pairs = [trace.unwrap(o) for o in batched]
         shared = tree_map(lambda v: _shared(*trace.unwrap(v)), shared)
-    size = seeds[0].size
+    size = seeds[0].shape[0]
     out = []
     for value, axis in pairs:
         if axis is None:
