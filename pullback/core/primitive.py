@@ -110,7 +110,8 @@ class Primitive:
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
-                 "family", "fresh_output", "emit_statements", "emit_eager", "complex_rules", "zero_preserving",
+                 "family", "fresh_output", "emit_statements", "emit_eager", "complex_rules",
+                 "zero_preserving",
                  "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
