@@ -13,6 +13,8 @@ import numpy as np
 from .core import arrays
 from .core.boundary import argnums_tuple, differentiable_input, matching_tree, split_aux
 from .errors import ChunkSizeError, HolomorphicError, ModeError, NonScalarOutputError, TangentError
+from .ir import cost
+from .primitives.basis import basis, vmap_basis
 from .primitives.structural import stop_gradient as _stop_gradient
 from .transforms.forward import pushforward
 from .transforms.batching import vmap
@@ -194,25 +196,44 @@ def _size(x):
     return int(np.prod(np.shape(x) if not hasattr(x, "shape") else x.shape, dtype=np.int64))
 
 
-def _basis_chunks(leaves, chunk):
-    """One-hot seeds, chunk by chunk: for rows [start, stop) of the identity over all
-    leaves' elements, a list with one array of shape (stop - start,) + leaf.shape per leaf."""
-    sizes = [_size(x) for x in leaves]
-    total = sum(sizes)
-    if len(leaves) == 1 and chunk >= total:     # the common case: one identity matrix
-        yield [arrays.eye(total, leaves[0].dtype, like=leaves[0]).reshape(
-            (total,) + tuple(leaves[0].shape))]
-        return
+def _batched_over_basis(f, leaves, chunk, factors=None):
+    """f (mapping seeds, one per leaf, to (a list of arrays, a value shared by the batch))
+    run on the identity over all leaves' elements, `chunk` rows per batched pass: per
+    pass, its arrays with the batch axis first, and the shared value of the last pass.
+
+    The seeds are one-hot bases kept structural through the pass (primitives/basis.py);
+    another library's arrays get dense seeds (NumPy's arrays underneath the structure)."""
+    factors = factors or [1] * len(leaves)
+    total = sum(_size(x) for x in leaves)
+    structured = not any(arrays.foreign_array(x) is not None for x in leaves)
+    passes, shared = [], None
     for start in range(0, total, chunk):
         stop = min(total, start + chunk)
-        seeds, offset = [], 0
-        for leaf, n in zip(leaves, sizes):
-            block = arrays.zeros((stop - start, n), leaf.dtype, like=leaf)
-            rows = np.arange(max(start, offset), min(stop, offset + n))      # positions
-            block[rows - start, rows - offset] = 1
-            seeds.append(block.reshape((stop - start,) + tuple(leaf.shape)))
-            offset += n
-        yield seeds
+        if structured:
+            batched, shared = vmap_basis(f, basis(leaves, start, stop, factors))
+        else:
+            seeds = [s * factor for s, factor in zip(_dense_seeds(leaves, start, stop), factors)]
+            batched, shared = vmap(f, out_axes=(0, None))(*seeds)
+        passes.append(batched)
+    return passes, shared
+
+
+def _dense_seeds(leaves, start, stop):
+    """Rows [start, stop) of the identity over all leaves' elements: one array of shape
+    (stop - start,) + leaf.shape per leaf."""
+    if len(leaves) == 1 and stop - start == _size(leaves[0]):  # one identity matrix
+        leaf = leaves[0]
+        return [arrays.eye(stop - start, leaf.dtype, like=leaf).reshape((stop - start,)
+                                                                        + tuple(leaf.shape))]
+    seeds, offset = [], 0
+    for leaf in leaves:
+        n = _size(leaf)
+        block = arrays.zeros((stop - start, n), leaf.dtype, like=leaf)
+        rows = np.arange(max(start, offset), min(stop, offset + n))      # positions
+        block[rows - start, rows - offset] = 1
+        seeds.append(block.reshape((stop - start,) + tuple(leaf.shape)))
+        offset += n
+    return seeds
 
 
 def _concat_chunks(chunks):
@@ -256,8 +277,8 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
         offsets = _offsets(out_leaves)
         chunk = chunk_size or default_chunk_size(offsets[-1], offsets[-1] + sum(
             _size(x) for x in in_leaves))
-        pull = vmap(lambda *cts: flatten(back(unflatten(out_def, cts)))[0])
-        rows = _concat_chunks([pull(*seeds) for seeds in _basis_chunks(out_leaves, chunk)]) \
+        pull = lambda *cts: (flatten(back(unflatten(out_def, cts)))[0], None)  # noqa: E731
+        rows = _concat_chunks(_batched_over_basis(pull, out_leaves, chunk)[0]) \
             if offsets[-1] else None
         blocks = [unflatten(in_def, [
             rows[j][offsets[k]:offsets[k + 1]].reshape(tuple(o.shape) + tuple(np.shape(x)))
@@ -302,12 +323,10 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
         along_imaginary = [not holomorphic and _is_complex(x) for x in in_leaves]
 
         def push_basis(factors):
-            out, aux, chunks = None, [], []
-            for seeds in _basis_chunks(in_leaves, chunk):
-                seeds = [s * factor for s, factor in zip(seeds, factors)]
-                columns, (out, aux) = vmap(push, out_axes=(0, None))(*seeds)
-                chunks.append(columns)
-            return (_concat_chunks(chunks) if chunks else None), out, aux
+            if not offsets[-1]:
+                return None, None, []
+            chunks, (out, aux) = _batched_over_basis(push, in_leaves, chunk, factors)
+            return _concat_chunks(chunks), out, aux
 
         columns, out, aux = push_basis([1] * len(in_leaves))
         if out is None:                      # no input elements: nothing to push
@@ -381,12 +400,27 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
 HESSIAN_MODES = ("forward-over-reverse", "reverse-over-forward", "reverse-over-reverse",
                  "forward-over-forward")
 
-# The defaults are the modes measured fastest in eager mode (benchmarks/second_order.py):
-# a full Hessian by pulling the basis back through the recorded gradient, and an HVP by
-# differentiating the directional derivative, which never computes the gradient itself
-# (forward-over-reverse computes it alongside H v: about one gradient more).
+# The eager defaults of mode "auto" are the modes measured fastest in eager mode
+# (benchmarks/second_order.py): a full Hessian by pulling the basis back through the
+# recorded gradient, and an HVP by differentiating the directional derivative, which never
+# computes the gradient itself (forward-over-reverse computes it alongside H v: about one
+# gradient more). Under `jit`, "auto" stages the candidates and keeps the one whose
+# optimised program costs least (ir/cost.py); the -over-forward Hessians push the whole
+# basis through a batched pass per basis vector (n times the work), and forward-over-forward
+# HVPs push the whole basis forward: never the cheapest but for tiny n, so not candidates.
 DEFAULT_HESSIAN_MODE = "reverse-over-reverse"
 DEFAULT_HVP_MODE = "reverse-over-forward"
+AUTO_HESSIAN_MODES = ("reverse-over-reverse", "forward-over-reverse")
+AUTO_HVP_MODES = ("reverse-over-forward", "forward-over-reverse", "reverse-over-reverse")
+
+
+def _auto_mode(default: str, candidates: tuple, computing: Callable, args: tuple) -> str:
+    """Mode "auto": `default` eagerly; under `jit` the candidate mode whose optimised
+    program (of `computing(mode)` on `args`) is cheapest. All modes agree up to rounding."""
+    if not cost.staged(args):
+        return default
+    best = cost.cheapest([computing(mode) for mode in candidates], args)
+    return default if best is None else candidates[best]
 
 
 def check_mode(mode: str, modes: tuple, function: str) -> str:
@@ -425,17 +459,19 @@ def _dtype(x):
     return x.dtype if hasattr(x, "dtype") else np.result_type(float)
 
 
-def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_MODE,
+def hessian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
             chunk_size: int | None = None, has_aux: bool = False,
             holomorphic: bool = False) -> Callable:
     """The Hessian of a scalar-valued `f`: the Jacobian of its gradient.
 
     `mode` names the outer and the inner differentiation: "reverse-over-reverse"
-    (default, measured fastest: the whole basis pulled back, batched, through the
+    (measured fastest eagerly: the whole basis pulled back, batched, through the
     recorded gradient), "forward-over-reverse" (a batched pushforward of the
     reverse-mode gradient), "reverse-over-forward" or "forward-over-forward"; all
-    four agree. For pytree inputs the result is nested like JAX's: `H[i][j]` is the
-    block for leaves i and j, of shape `x_i.shape + x_j.shape`. With `has_aux=True`,
+    four agree. "auto" (the default) is reverse-over-reverse eagerly and, under `jit`,
+    whichever of the -over-reverse modes gives the cheaper optimised program. For
+    pytree inputs the result is nested like JAX's: `H[i][j]` is the block for leaves i
+    and j, of shape `x_i.shape + x_j.shape`. With `has_aux=True`,
     `f` returns `(out, aux)` and the result is `(hessian, aux)`. `holomorphic=True`:
     f is a holomorphic function of complex inputs, and H holds its second derivatives
     (a real-valued f of complex inputs has no complex Hessian: use `hvp`).
@@ -445,39 +481,50 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_M
     array([[ 6.,  0.],
            [ 0., 12.]])
     """
-    outer, inner = check_mode(mode, HESSIAN_MODES, "hessian").split("-over-")
-    gradient = (grad if inner == "reverse" else forward_grad)(f, argnums, has_aux, holomorphic)
-    jac = (jacfwd if outer == "forward" else jacrev)(gradient, argnums, has_aux, chunk_size,
-                                                      holomorphic)
+    check_mode(mode, HESSIAN_MODES + ("auto",), "hessian")
+
+    def in_mode(mode):
+        outer, inner = mode.split("-over-")
+        gradient = (grad if inner == "reverse" else forward_grad)(f, argnums, has_aux,
+                                                                  holomorphic)
+        return (jacfwd if outer == "forward" else jacrev)(gradient, argnums, has_aux,
+                                                          chunk_size, holomorphic)
 
     @wraps(f)
     def hessian_f(*args, **kwargs):
+        chosen = mode if mode != "auto" else _auto_mode(
+            DEFAULT_HESSIAN_MODE, AUTO_HESSIAN_MODES,
+            lambda m: lambda *a: in_mode(m)(*a, **kwargs), args)
         if not holomorphic and any(map(_is_complex, flatten(_partial(f, args, argnums)[1])[0])):
             raise HolomorphicError(
                 "hessian of a function of complex inputs: a real-valued function has no "
                 "complex Hessian matrix (its gradient is not holomorphic). Use hvp(f, x, v) "
                 "for Hessian-vector products, pass the real and imaginary parts as separate "
                 "real inputs, or pass holomorphic=True for a holomorphic function.")
-        return jac(*args, **kwargs)
+        return in_mode(chosen)(*args, **kwargs)
     hessian_f.result_names = _names_for_one_array("hessian", argnums, has_aux)
     return hessian_f
 
 
-def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
+def hvp(f: Callable, x: Any, v: Any, mode: str = "auto") -> Any:
     """The Hessian-vector product H(x) v of a scalar-valued `f`, without forming H.
 
-    reverse-over-forward (default, measured fastest) takes the gradient of the
+    reverse-over-forward (measured fastest eagerly) takes the gradient of the
     directional derivative; forward-over-reverse pushes v forward through the gradient;
     reverse-over-reverse pulls v back through the gradient; forward-over-forward
     differentiates the directional derivative by forward mode (one pass per input
-    element: the slowest, still without storing H). `x` and `v` are pytrees of the
-    same structure.
+    element: the slowest, still without storing H). "auto" (the default) is
+    reverse-over-forward eagerly and, under `jit`, whichever of the first three gives the
+    cheapest optimised program. `x` and `v` are pytrees of the same structure.
 
     >>> import numpy as np
     >>> hvp(lambda x: np.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))
     array([6., 0.])
     """
-    outer, inner = check_mode(mode, HESSIAN_MODES, "hvp").split("-over-")
+    if check_mode(mode, HESSIAN_MODES + ("auto",), "hvp") == "auto":
+        mode = _auto_mode(DEFAULT_HVP_MODE, AUTO_HVP_MODES,
+                          lambda m: lambda x, v: hvp(f, x, v, m), (x, v))
+    outer, inner = mode.split("-over-")
     x_leaves, x_def = flatten(x)
     v = unflatten(x_def, _vector_like_x(v, x_leaves, x_def))
     if mode == "forward-over-reverse":

@@ -592,3 +592,19 @@ def test_passes_shrink_the_extended_rosenbrock_hessian_by_at_least_30_percent(n,
     assert_same_results(p, q, [x])
     np.testing.assert_allclose(evaluate(q, x)[0], pullback.hessian(extended_rosenbrock)(x),
                                rtol=1e-12)
+
+
+def test_issue12_power_of_two_factors_move_to_the_smallest_side_of_a_matrix_product():
+    rng = np.random.default_rng(5)
+    a, b, small = rng.standard_normal((60, 40)), rng.standard_normal((40, 3)), \
+        rng.standard_normal((5, 40))
+
+    def f(a, b, small):
+        return ((-2.0 * a) @ b,                 # -> a @ (-2.0 * b): 120 products, not 2,400
+                0.5 * (small @ a.T),            # -> (0.5 * small) @ a.T: 200, not 300
+                3.0 * (small @ a.T))            # not a power of two: stays
+    program = optimize(pullback.ir.staging.stage(f, (a, b, small)))
+    products = [eq for eq in program.equations if eq.primitive is E.multiply]
+    assert sorted(np.prod(eq.outputs[0].aval.shape) for eq in products) == [120, 200, 300]
+    for got, expected in zip(compile_program(program)(a, b, small), f(a, b, small)):
+        np.testing.assert_array_equal(got, expected)        # exact: powers of two

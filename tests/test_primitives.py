@@ -839,3 +839,68 @@ def test_a_derivative_without_a_closed_form_raises_a_clear_error(name, position)
         pullback.grad(f)(args[position])
     with raises(UnsupportedFunctionError, partial.function, f"`{partial.argument}`"):
         pullback.pushforward(f, (args[position],), (args[position],))
+
+
+def test_shared_factors_of_a_dense_batch_combine_before_they_multiply_it():
+    """`Scaled` (primitives/basis.py): products with shared values and sums over one
+    dense batch keep the batch apart; the results are the dense computation's."""
+    from pullback.primitives.basis import vmap_basis
+    rng = np.random.default_rng(7)
+    batch, (y1, y2, y3) = rng.standard_normal((4, 5, 3)), rng.standard_normal((3, 3))
+    scalar = np.float32(1.5)
+
+    def fn(b):
+        u, v = b * y1, (b * y2) * y3
+        return [(u - v) * y2 + -(b * y3), np.tanh(u) * y1, v + b, (v * scalar) / y1], None
+    got, _ = vmap_basis(fn, [batch])
+    for g, e in zip(got, pullback.vmap(lambda b: fn(b)[0])(batch)):
+        assert g.dtype == e.dtype
+        np.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-13)
+
+
+def test_matrix_functions_get_dense_batches_from_one_hot_ones():
+    # Off a one-hot pattern matrices are singular: these need their dense batches.
+    assert {REGISTRY[name].sparsity for name in TABLE if REGISTRY[name].family == "linalg"} \
+        == {None}
+
+
+@pytest.mark.parametrize("name", [n for n in TABLE if REGISTRY[n].family != "linalg"])
+def test_one_hot_batches_compute_what_their_dense_batches_compute(name):
+    """Every primitive on structured one-hot batches (primitives/basis.py: random terms,
+    slots with gaps and repeats, one or all floating arguments structured) gives what it
+    gives on the dense batches they stand for."""
+    from pullback.primitives.basis import OneHot, dense, vmap_basis
+    prim, size = REGISTRY[name], 3
+
+    @SETTINGS
+    @given(case_strategy(prim, np.float64), st.data())
+    def run(case, data):
+        args, params = case
+        positions = _differentiable_positions(args)
+        if not positions:
+            return
+        if not data.draw(st.booleans()):
+            positions = [data.draw(st.sampled_from(positions))]
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+        seeds = [OneHot([(rng.uniform(0.5, 1.5, np.shape(args[i])) * args[i],
+                          rng.integers(0, size + 1, np.shape(args[i])))
+                         for _ in range(data.draw(st.integers(0, 2)))],
+                        size, np.shape(args[i]), args[i].dtype) for i in positions]
+
+        def fn(*batched):
+            full = list(args)
+            for i, b in zip(positions, batched):
+                full[i] = b
+            out = prim(*full, **params)
+            return (list(out) if prim.multiple_results else [out]), None
+        dense_seeds = [dense(s) for s in seeds]
+        given_dense = [data.draw(st.booleans()) for _ in seeds]   # dense batches: `Scaled`
+        with np.errstate(all="ignore"):
+            expected = pullback.vmap(lambda *b: fn(*b)[0])(*dense_seeds)
+            got, _ = vmap_basis(fn, [d if g else s for s, d, g in
+                                     zip(seeds, dense_seeds, given_dense)])
+        for g, e in zip(got, expected):
+            assert np.shape(g) == np.shape(e) and np.asarray(g).dtype == np.asarray(e).dtype
+            tol = 1e-12 if np.asarray(e).dtype.itemsize >= 8 else 1e-6   # terms then summed
+            np.testing.assert_allclose(g, e, rtol=tol, atol=tol, equal_nan=True)
+    run()

@@ -217,3 +217,96 @@ def test_bad_mode_is_a_clear_error():
         hessian(rosenbrock, mode="sideways")(np.ones(3))
     with pytest.raises(pullback.errors.NonScalarOutputError):
         hessian(np.sin, mode="forward-over-forward")(np.ones(3))
+
+
+def _rosenbrock_hessian(x):
+    a, b, i = x[:-1], x[1:], np.arange(np.size(x) - 1)
+    h = np.zeros((np.size(x), np.size(x)))
+    h[i, i] = 1200.0 * a * a - 400.0 * b + 2.0
+    h[i + 1, i + 1] += 200.0
+    h[i, i + 1] = h[i + 1, i] = -400.0 * a
+    return h
+
+
+@pytest.mark.parametrize("mode", HESSIAN_MODES)
+def test_issue12_dense_hessian_does_no_work_per_basis_vector_and_position(mode):
+    # The identity basis stays one-hot through the batched pass (primitives/basis.py): the
+    # only n x n array computed is the result (one scatter into zeros; views aside).
+    n = 60
+    x = rng.uniform(-1.0, 1.0, n)
+    program = pullback.make_ir(hessian(rosenbrock, mode=mode))(x)
+    computed = [eq.primitive.name for eq in program.equations if eq.primitive.fresh_output
+                and any(np.prod(v.aval.shape) >= n * n for v in eq.outputs)]
+    if mode in ("forward-over-reverse", "reverse-over-reverse"):
+        assert computed == ["embed"], computed
+    np.testing.assert_allclose(pullback.jit(hessian(rosenbrock, mode=mode))(x),
+                               _rosenbrock_hessian(x), rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("name, f, make_x", SCALAR_FUNCTIONS, ids=[r[0] for r in SCALAR_FUNCTIONS])
+def test_issue12_the_mode_jit_picks_agrees_with_every_mode(name, f, make_x):
+    x = np.asarray(make_x(), np.float64)
+    v = rng.standard_normal(np.shape(x))
+    picked = pullback.jit(hessian(f))(x)
+    picked_hvp = pullback.jit(lambda x, v: hvp(f, x, v))(x, v)
+    for mode in HESSIAN_MODES:
+        np.testing.assert_allclose(picked, hessian(f, mode=mode)(x), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(picked_hvp, hvp(f, x, v, mode), rtol=1e-10, atol=1e-10)
+
+
+def test_issue12_jit_picks_the_mode_whose_optimised_program_costs_least(monkeypatch):
+    from pullback.ir import cost
+    from pullback.ir.passes import optimize
+    from pullback.ir.staging import stage
+    cheap, dear = (lambda x: x * 2.0), (lambda x: np.sin(np.exp(x) * np.cos(x)) + x @ x)
+    x = rng.standard_normal(50)
+    assert cost.program_cost(optimize(stage(dear, (x,)))) > \
+        cost.program_cost(optimize(stage(cheap, (x,))))
+    assert cost.cheapest([dear, cheap], (x,)) == 1
+    assert cost.cheapest([cheap, dear], (x,)) == 0
+    chosen = []
+
+    def spy(candidates, args):
+        chosen.append(cost.program_cost(optimize(stage(candidates[0], args))))
+        return 0
+    monkeypatch.setattr(cost, "cheapest", spy)
+    pullback.jit(hessian(rosenbrock))(x)            # under jit: the candidates are compared
+    hessian(rosenbrock)(x)                          # eagerly: the eager default, no staging
+    assert len(chosen) == 1
+
+
+def test_issue12_a_function_reading_values_staged_outside_keeps_the_default_mode():
+    # Its candidates cannot be staged on their own (they read y, staged by the outer jit).
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([0.5, 1.5, 2.0])
+    h = pullback.jit(lambda x, y: hessian(lambda x: np.sum(x ** 3 * y))(x))(x, y)
+    np.testing.assert_allclose(h, np.diag(6.0 * x * y))
+
+
+def _kmeans_cost(points, centroids):
+    """GradBench's k-means cost: each point's smallest squared distance to a centroid."""
+    distances = (np.sum(points ** 2, axis=1)[None, :] + np.sum(centroids ** 2, axis=1)[:, None]
+                 - 2.0 * (centroids @ points.T))
+    return np.sum(np.min(distances, axis=0))
+
+
+def _newton_direction(points, centroids):
+    gradient = grad(lambda c: _kmeans_cost(points, c))
+    g, h = pushforward(gradient, (centroids,), (np.ones_like(centroids),))
+    return g / h
+
+
+def test_issue12_kmeans_newton_step_makes_few_passes_over_the_distances():
+    # The min's pullback counts its booleans and scales them once (no weights array, no
+    # float copy of the booleans); the factors 2 of the distances go to the small sides
+    # of the matrix products. Result: the centroid minus the mean of its points.
+    points = rng.random((300, 3))
+    centroids = points[-7:].copy()
+    program = pullback.make_ir(_newton_direction, optimized=True)(points, centroids)
+    big = [eq.primitive.name for eq in program.equations
+           if eq.primitive.fresh_output and eq.primitive.sparsity not in ("matmul", "reduce")
+           and any(np.prod(v.aval.shape) == 300 * 7 for v in eq.outputs)]
+    assert len(big) <= 4, big                # before: 7
+    nearest = np.argmin(((points[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+    means = np.array([points[nearest == j].mean(0) for j in range(7)])
+    np.testing.assert_allclose(pullback.jit(_newton_direction)(points, centroids),
+                               centroids - means, rtol=1e-10, atol=1e-12)

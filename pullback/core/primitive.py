@@ -50,6 +50,10 @@ A `Primitive` carries its rules and facts side by side; family constructors
   (indexing: its transpose places values into zeros), which reverse mode keeps lazy
   (transforms/cotangents.py); `scaled_cotangents`: the pullback takes reverse mode's
   lazy `Scaled` cotangents (they multiply and negate like arrays);
+- `zero_preserving`: for elementwise primitives, the argument positions where a zero gives a
+  zero result whatever the other arguments are (multiply: both, divide: the numerator), up
+  to the sign of the zero; batching over a one-hot basis keeps such results structural
+  (primitives/basis.py);
 - `complex_rules`: its rules are right for complex values under the convention of
   core/numbers.py (a holomorphic primitive's real rules are; non-holomorphic ones need
   rules of their own). Without it, complex values meeting a derivative through it raise.
@@ -107,6 +111,7 @@ class Primitive:
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "emit_eager", "complex_rules",
+                 "zero_preserving",
                  "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
@@ -116,7 +121,8 @@ class Primitive:
                  multiple_results: bool = False, scaled_cotangents: bool = False,
                  transpose_kind: str = None, sparsity: str = None, domain: Any = None,
                  family: str = "", fresh_output: bool = False, emit_statements: Callable = None,
-                 emit_eager: Callable = None, complex_rules: bool = False):
+                 emit_eager: Callable = None, complex_rules: bool = False,
+                 zero_preserving: tuple = ()):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
@@ -135,6 +141,7 @@ class Primitive:
         self.fresh_output = fresh_output
         self.emit_statements, self.emit_eager = emit_statements, emit_eager
         self.complex_rules = complex_rules
+        self.zero_preserving = tuple(zero_preserving)
         REGISTRY[name] = self
 
     def __call__(self, *args, **params):

@@ -21,6 +21,9 @@ not), with these documented exceptions, all in `simplify`:
   finite, nonzero and normal in x's dtype; `(k * x) + (k * x) -> (2k) * x` likewise;
 - `embed(a, i) + embed(b, i) -> embed(a + b, i)` with index arrays that repeat an
   index sums the repeated terms in another order (a reassociation; exact otherwise);
+- a power-of-two literal factor moves across a matrix product to the smallest of its
+  operands and result (`(2 * a) @ b -> 2 * (a @ b)` where the product is smaller): exact
+  unless an intermediate over- or underflows in one order and not the other;
 - `x + 0 -> x`, `0 - x -> -x` and `x * 0 -> 0` may flip the sign of a zero result
   (-0.0 for +0.0; they compare equal), as XLA's algebraic simplifier does; so may
   `x + embed(b, i) -> scatter_add(x, b, i)` (no `+ 0.0` around b), `(-x) - y ->
@@ -534,6 +537,19 @@ def _multiply(eq, rw):
         if (z := _negation(rw, a)) is not None and _is_var(b) and not b.weak \
                 and (r := _negated(rw, eq, multiply, [z, b])) is not None:
             return r
+    for a, b in ((x, y), (y, x)):       # c * (u @ v) -> (c * u) @ v, u smaller than u @ v
+        product = rw.producer_of(b, matmul)
+        c = _scalar(a)
+        if product is None or c is None or c == 0 or math.frexp(abs(c))[0] != 0.5 \
+                or not rw.single_use(b):
+            continue
+        i = min((0, 1), key=lambda j: math.prod(product.inputs[j].aval.shape))
+        operand = product.inputs[i]
+        if _float_var(operand) and math.prod(operand.aval.shape) < math.prod(b.aval.shape):
+            inputs = product.inputs[:i] + [rw.emit(multiply, [a, operand], {})] \
+                + product.inputs[i + 1:]
+            if (r := rw.retyped(eq, matmul, inputs, product.params)) is not None:
+                return r
     return None
 
 
@@ -586,7 +602,27 @@ def _matmul(eq, rw):
     if _is_var(a) and _is_var(b) and a not in rw.values and b not in rw.values \
             and a.aval.shape[-1:] == (1,):
         return rw.retyped(eq, multiply, [a, b], {})
+    size = math.prod(eq.outputs[0].aval.shape)
+    for i, x in enumerate(eq.inputs):         # (c * x) @ y -> c * (x @ y), the product smaller
+        factor, z = _power_of_two_scaling(rw, x)
+        if z is not None and rw.single_use(x) and math.prod(x.aval.shape) > size:
+            inputs = eq.inputs[:i] + [z] + eq.inputs[i + 1:]
+            if rw.typed(matmul, inputs, eq.params, eq):
+                return rw.retyped(eq, multiply, [Literal(factor), rw.emit(matmul, inputs,
+                                                                          eq.params)], {})
     return None
+
+
+def _power_of_two_scaling(rw, x):
+    """(c, z) where x is c * z, -z or z / k for a power of two c (1/k), else (None, None).
+    Such a factor moves across a matrix product exactly (but where a value over- or
+    underflows): `simplify` moves it to the smallest of the operands and the product."""
+    scaled = _scaling(rw, x)
+    if scaled is None:
+        return None, None
+    kind, c, z = scaled
+    factor = 1 / c if kind == "div" else c
+    return (factor, z) if math.frexp(abs(factor))[0] == 0.5 else (None, None)
 
 
 def _embed(eq, rw):

@@ -167,9 +167,11 @@ add = elementwise("add", np.add, 1, 1, operator="{} + {}", commutative=True, dom
 subtract = elementwise("subtract", np.subtract, 1, -1, operator="{} - {}", domain=BINARY,
                        complex_rules=True)
 multiply = elementwise("multiply", np.multiply, lambda y: y, lambda x: x, operator="{} * {}",
-                       commutative=True, domain=BINARY, complex_rules=True)
+                       commutative=True, domain=BINARY, complex_rules=True,
+                       zero_preserving=(0, 1))
 divide = elementwise("divide", np.divide, lambda y: 1.0 / y, lambda y, out: -out / y,
-                     operator="{} / {}", domain=(REALS, (0.5, 2.0)), complex_rules=True)
+                     operator="{} / {}", domain=(REALS, (0.5, 2.0)), complex_rules=True,
+                     zero_preserving=(0,))
 power = elementwise("power", np.power, _power_dx, _power_dy, impl=_power, emit=_power_emit,
                     operator="{} ** {}",
                     domain=((0.5, 2.0), REALS), complex_rules=True)

@@ -210,7 +210,8 @@ def _stand_in(value):
 
 
 def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, domain=None,
-                commutative=False, aliases=(), emit_eager=None, complex_rules=False):
+                commutative=False, aliases=(), emit_eager=None, complex_rules=False,
+                zero_preserving=()):
     """An elementwise (broadcasting) primitive of one to three inputs, from its partial
     derivatives.
 
@@ -227,7 +228,7 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
     scale, saving a pass over the data. A partial derivative without a closed form is a
     function raising an error that says so (it runs only when that input is differentiated).
     `complex_rules`: the partials hold for complex values (holomorphic primitives,
-    core/numbers.py).
+    core/numbers.py). `zero_preserving`: see core/primitive.py.
     """
     prim = None
     impl = impl or ufunc
@@ -305,7 +306,8 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                      partials=partials, numpy_functions=ufuncs, python_operator=operator,
                      commutative=commutative, sparsity="elementwise",
                      scaled_cotangents=True, domain=domain, family="elementwise",
-                     fresh_output=True, emit_eager=emit_eager, complex_rules=complex_rules)
+                     fresh_output=True, emit_eager=emit_eager, complex_rules=complex_rules,
+                     zero_preserving=zero_preserving)
     return prim
 
 

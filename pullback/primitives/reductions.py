@@ -48,22 +48,30 @@ sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keep
 # ------------------------------------------------------------------ max / min
 
 
-def _extremum_weights(x, out, axis, keepdims):
-    """Where the extremum is attained, split equally among ties (a constant)."""
-    hits = convert(equal(x, keep_dims(out, x, axis, keepdims)), dtype=dtype_of(x))
-    return hits / sum(hits, axis=axis, keepdims=True)
+def _extremum_hits(x, out, axis, keepdims):
+    """Where the extremum is attained (booleans, a constant): ties share the derivative."""
+    return equal(x, keep_dims(out, x, axis, keepdims))
+
+
+def _count(hits, x, axis, keepdims):
+    return convert(sum(hits, axis=axis, keepdims=keepdims), dtype=dtype_of(x))
 
 
 def _extremum(name, impl):
+    # Ties split the derivative equally (as JAX does). The weights are never formed: the
+    # booleans are counted, and multiply the cotangent divided by the count (one pass
+    # over x's shape, where hits / count then ct * weights took three).
     def jvp(primals, tangents, axis, keepdims):
         (x,), (t,) = primals, tangents
         out = prim(x, axis=axis, keepdims=keepdims)
-        weights = _extremum_weights(x, out, axis, keepdims)
-        return out, sum(t * weights, axis=axis, keepdims=keepdims)
+        hits = _extremum_hits(x, out, axis, keepdims)
+        return out, sum(t * hits, axis=axis, keepdims=keepdims) / _count(hits, x, axis,
+                                                                         keepdims)
 
     def vjp(wrt, out, x, axis, keepdims):
         def pullback(ct):
-            return (keep_dims(ct, x, axis, keepdims) * _extremum_weights(x, out, axis, keepdims),)
+            hits = _extremum_hits(x, out, axis, keepdims)
+            return (hits * (keep_dims(ct, x, axis, keepdims) / _count(hits, x, axis, True)),)
         return name_pullback(pullback, name)
 
     prim = Primitive(name, lambda x, axis, keepdims: impl(x, axis=axis, keepdims=keepdims),
