@@ -30,13 +30,13 @@ import numpy as np
 
 from .codegen import _comment, buffer_facts
 from .passes import optimize
-from .program import Literal, Namer, Program, Var, type_string
+from .program import Equation, Literal, Namer, Program, Var, type_string
 from .staging import StagingTrace
 from ..core.engine import new_trace
 from ..core.primitive import ShapeDtype
 from ..errors import PullbackError
 from ..primitives.contraction import matmul
-from ..primitives.elementwise import multiply
+from ..primitives.elementwise import multiply, where
 from ..primitives.families import source as value_source
 from ..primitives.structural import reshape, scatter_add, scatter_set, zeros_source
 
@@ -174,9 +174,15 @@ class Printer:
         self.written_as.update(_writes_in_place(program) if written_as is None else written_as)
         self.user_names.update(_user_variable_names(program))
         skipped, matrix_vector = _matrix_vector_products(program)
+        predicates = _predicate_indices(program)
+        skipped |= set(predicates)
         for i, eq in enumerate(program.equations):
             if i in skipped:
                 continue
+            if i in predicates.values():      # cond's index: its predicate, `if pred:`
+                test = program.equations[next(k for k, j in predicates.items() if j == i)]
+                eq = Equation(eq.primitive, [test.inputs[0]] + eq.inputs[1:], eq.params,
+                              eq.outputs, eq.source)
             here = _comment(eq.source) if eq.source != self.caller else ""
             if here and here != self.comment:
                 lines.append(f"# {here}")
@@ -241,7 +247,13 @@ class Printer:
             else:                    # an expression read more than once: computed once
                 lines.append(f"{self.name_of(var)} = {text}")
         written_as = _writes_in_place(program)
-        renamed = self._rename_outputs(program, args, targets, reads, written_as)
+        stored = [k for k, (x, target) in enumerate(zip(program.outvars, targets))
+                  if x in program.invars and not target.isidentifier()]
+        for k in stored:             # a row `ys[i]` of an input: stored first
+            x = program.outvars[k]
+            lines.append(f"{targets[k]} = {self.operand(x)}")
+            reads[x] = reads[x][:-1]
+        renamed = self._rename_outputs(program, args, targets, reads, written_as) | set(stored)
         lines += self.statements(program, written_as)
         pending = [(t, self.operand(x)) for k, (x, t) in enumerate(zip(program.outvars, targets))
                    if k not in renamed]
@@ -303,11 +315,29 @@ class Printer:
                     self.names.names[x] = target
                     renamed.add(k)
                 continue
-            if all(max(reads.get(v, [-1])) < first or one_expression and max(reads[v]) == first
+            if all(max(reads.get(v) or [-1]) < first or one_expression and max(reads[v]) == first
                    for v, text in zip(program.invars, args) if text == target):
                 self.names.names[x] = target
                 renamed.add(k)
         return renamed
+
+
+def _predicate_indices(program: Program) -> dict:
+    """{index of `k = np.where(pred, 1, 0)`: index of the switch of two branches, the only
+    reader of k, that takes it as its index}: cond, which prints as `if pred:`."""
+    reads, found = _reads(program), {}
+    for i, eq in enumerate(program.equations):
+        if eq.primitive is where and [type(x) for x in eq.inputs[1:]] == [Literal, Literal] \
+                and [x.value for x in eq.inputs[1:]] == [1, 0] and type(eq.inputs[0]) is Var \
+                and eq.inputs[0].aval.dtype == np.bool_ and not eq.inputs[0].aval.shape:
+            readers = reads.get(eq.outputs[0], [])
+            if len(readers) == 1 and readers[0] < len(program.equations):
+                switch = program.equations[readers[0]]
+                if len(switch.params.get("branches", ())) == 2 \
+                        and switch.inputs[0] is eq.outputs[0] \
+                        and eq.outputs[0] not in switch.inputs[1:]:
+                    found[i] = readers[0]
+    return found
 
 
 def _reads(program: Program) -> dict:

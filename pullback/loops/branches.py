@@ -169,11 +169,14 @@ def _rows(taken, x, other):
 
 
 def _switch_statements(targets, args, code, *, branches, n_consts):
-    """An `if`/`elif`/`else` chain on the index, each running its branch."""
+    """An `if`/`elif`/`else` chain on the index, each running its branch (`if pred:` for
+    a boolean index: cond)."""
     index, consts, operands = _groups(args, n_consts)
     runs = [code.run(branch, cs + operands, targets) for branch, cs in zip(branches, consts)]
     if len(runs) == 1:
         return runs[0]
+    if len(runs) == 2 and aval_of(code.equation.inputs[0]).dtype == np.bool_:
+        return [f"if {index}:"] + indented(runs[1]) + ["else:"] + indented(runs[0])
     lines = []
     for k, run in enumerate(runs):
         lines.append(f"{'if' if k == 0 else 'elif'} {index} <= {k}:" if k < len(runs) - 1
