@@ -2,6 +2,8 @@
 the comments in those files quote the lines below, so edit with care."""
 import numpy as np
 
+import pullback
+
 
 def energy(x):
     d = x[1:] - x[:-1]
@@ -28,3 +30,23 @@ def cubes(x):
     d = np.sin(x)
     s = d * d * d
     return np.sum(s * x)
+
+
+W = np.random.default_rng(1).standard_normal((3, 3)) / 3.0
+DT = 0.01
+
+
+def rk4_step(i, y):
+    k1 = np.tanh(W @ y)
+    k2 = np.tanh(W @ (y + DT / 2 * k1))
+    k3 = np.tanh(W @ (y + DT / 2 * k2))
+    k4 = np.tanh(W @ (y + DT * k3))
+    return y + DT / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+def rk4_end(y):
+    return np.sum(pullback.fori_loop(0, 10, rk4_step, y))
+
+
+def clipped_energy(x):
+    return pullback.cond(np.sum(x) > 0, lambda x: np.sum(x * x), lambda x: np.sum(np.sin(x)), x)

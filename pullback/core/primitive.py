@@ -20,15 +20,15 @@ A `Primitive` carries its rules and facts side by side; family constructors
   with NumPy from the argument expressions, for generated code (None: a call of the
   primitive itself, always correct); `out` names a buffer to write into, given only to
   elementwise primitives computed by a NumPy ufunc;
-- `emit_statements(args, targets, code, **params) -> list of lines`: instead of `emit`,
-  statements assigning the `targets` (a loop, a branch), for primitives whose parameters
-  hold sub-programs; `code` (ir/codegen.py) writes those as functions of the module;
-- `emit_eager(targets, args, dtype, **params) -> list of lines`: statements assigning
-  the output names `targets` with NumPy on arrays, for what no traceable expression
-  writes: indexed assignment into a new array (`out = np.zeros(3); out[:-1] = g`), SciPy
-  and NumPy functions pullback's namespace does not dispatch, a value only tracers tell
-  apart (stop_gradient); `dtype` is the first output's. `show` prints these
-  (ir/readable.py); code that runs on tracers calls the primitive instead;
+- `emit_statements(targets, args, code, **params) -> list of lines, or None`: statements
+  assigning the output names `targets` from the argument expressions `args`, where one
+  expression cannot say it: a loop, a branch (their sub-programs run through
+  `code.run`), an indexed assignment into a new array, a NumPy or SciPy call pullback's
+  namespace does not dispatch. `code` is the writer: ir/codegen.py's module, or `show`'s
+  printer (ir/readable.py) where `code.reading` is True and the statements must be plain
+  NumPy a person would write; `code.equation` is the equation being written. None: no
+  statements for this writer (statements on arrays only, such as `out[:-1] = g`, are
+  for reading: generated code that also runs on tracers then calls the primitive);
 - `partials`: for the elementwise family, the partial derivatives as data, one per input:
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
@@ -110,8 +110,7 @@ class Primitive:
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
-                 "family", "fresh_output", "emit_statements", "emit_eager", "complex_rules",
-                 "zero_preserving",
+                 "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
                  "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
@@ -121,8 +120,7 @@ class Primitive:
                  multiple_results: bool = False, scaled_cotangents: bool = False,
                  transpose_kind: str = None, sparsity: str = None, domain: Any = None,
                  family: str = "", fresh_output: bool = False, emit_statements: Callable = None,
-                 emit_eager: Callable = None, complex_rules: bool = False,
-                 zero_preserving: tuple = ()):
+                 complex_rules: bool = False, zero_preserving: tuple = ()):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
@@ -139,7 +137,7 @@ class Primitive:
         self.domain = domain
         self.family = family
         self.fresh_output = fresh_output
-        self.emit_statements, self.emit_eager = emit_statements, emit_eager
+        self.emit_statements = emit_statements
         self.complex_rules = complex_rules
         self.zero_preserving = tuple(zero_preserving)
         REGISTRY[name] = self

@@ -194,11 +194,11 @@ def _rule_call_batch(values, dims, rule):
     return outs, list(out_axes)
 
 
-def _call_emitter(function):
-    """emit_eager of a call of the user's function in parameter `function` (which `show`
-    passes in by name): `[a, b] = fun(x, y)`."""
-    def emit(targets, args, dtype, **params):
-        return [f"[{', '.join(targets)}] = {params[function]}({', '.join(args)})"]
+def _call_statements(function):
+    """emit_statements (for reading) of a call of the flat function in parameter
+    `function`: `show` stages it at the call's types and prints its statements inline."""
+    def emit(targets, args, code, **params):
+        return code.run(params[function], args, targets) if code.reading else None
     return emit
 
 
@@ -206,7 +206,7 @@ rule_call = Primitive(
     "rule_call", lambda *args, rule: rule(*args),
     shape=lambda *avals, rule: _call_types(rule, avals), jvp=_rule_call_jvp,
     value_and_vjp=_rule_call_value_and_vjp, batch=_rule_call_batch, multiple_results=True,
-    family="custom", emit_eager=_call_emitter("rule"),
+    family="custom", emit_statements=_call_statements("rule"),
     complex_rules=True)
 
 # ------------------------------------------------------------------ custom_vjp
@@ -247,7 +247,7 @@ custom_vjp_call = Primitive(
     "custom_vjp_call", lambda *args, fun, fwd, bwd, out_count: fun(*args),
     shape=_call_shape, jvp=_custom_vjp_jvp, value_and_vjp=_custom_vjp_value_and_vjp,
     batch=_custom_vjp_batch, multiple_results=True, family="custom",
-    emit_eager=_call_emitter("fun"),
+    emit_statements=_call_statements("fun"),
     complex_rules=True)
 
 # ------------------------------------------------------------------ custom_jvp
@@ -294,5 +294,5 @@ custom_jvp_call = Primitive(
     "custom_jvp_call", lambda *args, fun, jvp: fun(*args),
     shape=_call_shape, jvp=_custom_jvp_jvp, vjp=_custom_jvp_vjp,
     batch=_custom_jvp_batch, multiple_results=True, family="custom",
-    emit_eager=_call_emitter("fun"),
+    emit_statements=_call_statements("fun"),
     complex_rules=True)

@@ -24,9 +24,10 @@ Either way the outputs are independent arrays, as in eager mode: an output whose
 buffer may be an input's, a constant's or an earlier output's is returned as a copy.
 Every step is linear (or near-linear) in the number of equations.
 
-A primitive with an `emit_statements` rule (a loop, a conditional) writes statements
-instead of an expression; the sub-programs in its parameters become functions of the
-same generated module (`Code.function`), named after the user's functions.
+A primitive's `emit_statements` rule (a loop, a conditional) writes statements instead of
+an expression, with `Code` as the writer; the sub-programs it runs (`Code.run`) become
+functions of the same generated module, named after the user's functions. (The printer of
+`show`, ir/readable.py, is the other writer these rules serve.)
 """
 import linecache
 import os
@@ -47,11 +48,13 @@ def _global_name(prim):
 
 
 class Code:
-    """The module being generated, for statement emitters: its globals, the functions
-    written so far, whether it is the fast variant, and fresh names."""
+    """The module being generated, the writer of `emit_statements` rules: its globals, the
+    functions written so far, whether it is the fast variant, and fresh names."""
+    reading = False          # the statements run; `show`'s printer reads them
 
     def __init__(self, fast: bool):
         self.fast, self.functions, self.params_count = fast, [], [0]
+        self.equation = None             # the equation being written
         self.globals = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
         self.taken = {_global_name(p) for p in REGISTRY.values()}
         self.local_names = None          # the Namer of the function being written
@@ -69,17 +72,18 @@ class Code:
     def function(self, program: Program, hint: str) -> str:
         """Write `program` as a function of the module; returns its name."""
         name = self._unique(hint if hint.isidentifier() else "body")
-        outer = self.local_names
+        outer = self.local_names, self.equation
         text, _ = generate(program, name, self.fast, self)
-        self.local_names = outer
+        self.local_names, self.equation = outer
         self.functions.append(text)
         return name
 
-    def value(self, obj, hint: str) -> str:
-        """A global name for a Python object the statements use."""
-        name = self._unique(hint)
-        self.globals[name] = obj
-        return name
+    def run(self, program: Program, args: list, targets: list) -> list:
+        """Statements running `program` on the expressions `args`, assigning its outputs to
+        the names `targets`: a call of it, written as a function of the module."""
+        call = f"{self.function(program, program.name or 'body')}({', '.join(args)})"
+        return [f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {call}"
+                if targets else call]
 
     def fresh(self, hint: str) -> str:
         """A new local name in the function being written."""
@@ -142,10 +146,8 @@ def _generate(program, name, fast, code):
             target, index = names(eq.outputs[0]), _index_source(eq.params["index"])
             lines.append(f"    {target} = {args[0]}")
             lines.append(f"    {target}[{index}] += {args[1]}")
-        elif prim.emit_statements is not None:
-            targets = [names(v) for v in eq.outputs]
-            lines += ["    " + line for line in prim.emit_statements(args, targets, code,
-                                                                      **eq.params)]
+        elif prim.emit_statements is not None and (statements := _statements(eq, args, code)):
+            lines += ["    " + line for line in statements]
         else:
             if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
                 expr = prim.emit(args, out=names(reusable[i]))
@@ -172,6 +174,13 @@ def _generate(program, name, fast, code):
     lines.append(f"    return [{outs}]")
     text = "\n".join(lines) + "\n"
     return ("\n".join(code.functions + [text]) if top else text), globals_
+
+
+def _statements(eq, args, code):
+    """The equation's `emit_statements` lines for generated code (None: it has none)."""
+    code.equation = eq
+    return eq.primitive.emit_statements([code.local_names(v) for v in eq.outputs], args, code,
+                                        **eq.params)
 
 
 def compile_program(program: Program, name: str = "f", fast: bool = True):

@@ -426,7 +426,12 @@ def _add(eq, rw):
     x + embed(b, i) -> scatter_add(x, b, i) for a basic index i and an x of the output's
     type: the zeros around b are not added (an x of -0.0 there stays -0.0);
     (k * z) + (k * z) -> (2k) * z, so `0.5 * z + 0.5 * z` is z (exact but where k * z is
-    subnormal: the folded result is then the more accurate)."""
+    subnormal: the folded result is then the more accurate);
+    (z + c1) + c2 -> z + (c1 + c2) for constants that are never both nonzero (exact, see
+    `_merged_constants`)."""
+    merged = _merged_constants(eq, rw)
+    if merged is not None:
+        return merged
     x, y = eq.inputs
     scaled = _scaling(rw, x) if x is y else None
     if scaled is not None and scaled[0] == "mul" \
@@ -455,6 +460,26 @@ def _add(eq, rw):
                 and np.dtype(inner.inputs[0].aval.dtype) == np.dtype(out.dtype):
             return rw.retyped(eq, scatter_add, [a, inner.inputs[0]],
                               {"index": inner.params["index"]})
+    return None
+
+
+def _merged_constants(eq, rw):
+    """(z + c1) + c2 -> z + (c1 + c2), the inner sum read only here, where at each element
+    c1 or c2 is a zero (of either sign): bit for bit the same. Adding +0.0 only turns a
+    -0.0 into +0.0 and adding -0.0 changes nothing, and z + c, c nonzero, is never -0.0
+    (x + (-x) is +0.0), so both orders give z + c1 + c2 with the zero term applied last."""
+    out = eq.outputs[0].aval
+    for inner, c2 in (eq.inputs, eq.inputs[::-1]):
+        first = rw.producer.get(inner) if _is_var(inner) and rw.single_use(inner) else None
+        if first is None or first.primitive is not add or c2 not in rw.values:
+            continue
+        for z, c1 in (first.inputs, first.inputs[::-1]):
+            if not _is_var(z) or z in rw.values or c1 not in rw.values:
+                continue
+            a, b = np.asarray(rw.values[c1]), np.asarray(rw.values[c2])
+            if a.dtype == b.dtype == np.dtype(out.dtype) and a.dtype.kind == "f" \
+                    and a.size + b.size <= 2 * MAX_FOLD_SIZE and np.all((a == 0) | (b == 0)):
+                return rw.retyped(eq, add, [z, rw.constant(np.asarray(a + b))], {})
     return None
 
 

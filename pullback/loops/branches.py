@@ -12,7 +12,8 @@
   of the examples that take it, and for the others the (gradient-stopped) operands of one
   that does: an untaken branch never computes on values it would not see unbatched, and
   `where` gives its rows a zero cotangent, so no NaN from it reaches a gradient;
-- code generation: an `if`/`elif` chain calling the branches, named after the user's.
+- statements: an `if`/`elif`/`else` chain running the branches (calls of functions
+  named after the user's in generated code, inline in `show`).
 """
 import numpy as np
 
@@ -20,6 +21,7 @@ from ..core.arrays import moveaxis, shape_of, zeros_like_value
 from ..core.primitive import ZERO, Primitive, name_pullback
 from ..ir.program import evaluate
 from ..primitives.structural import stop_gradient
+from .loop import indented
 from .bodies import (_cached, aval_of, batch_program, is_float, jvp_program,
                      recompute_program, runner, stage_flat, with_interface)
 
@@ -166,19 +168,24 @@ def _rows(taken, x, other):
     return np.where(taken.reshape((-1,) + (1,) * (len(shape_of(x)) - 1)), x, other)
 
 
-def _switch_emit(args, targets, code, *, branches, n_consts):
+def _switch_statements(targets, args, code, *, branches, n_consts):
+    """An `if`/`elif`/`else` chain on the index, each running its branch (`if pred:` for
+    a boolean index: cond)."""
     index, consts, operands = _groups(args, n_consts)
-    lines, count = [], len(branches)
-    for k, (branch, cs) in enumerate(zip(branches, consts)):
-        function = code.function(branch, branch.name or f"branch_{k}")
-        test = ("if" if k == 0 else "elif") + f" {index} <= {k}:" if k < count - 1 else "else:"
-        lines.append(test)
-        lines.append(f"    {', '.join(targets)}{',' if len(targets) == 1 else ''} = "
-                     f"{function}({', '.join(cs + operands)})" if targets else "    pass")
+    runs = [code.run(branch, cs + operands, targets) for branch, cs in zip(branches, consts)]
+    if len(runs) == 1:
+        return runs[0]
+    if len(runs) == 2 and aval_of(code.equation.inputs[0]).dtype == np.bool_:
+        return [f"if {index}:"] + indented(runs[1]) + ["else:"] + indented(runs[0])
+    lines = []
+    for k, run in enumerate(runs):
+        lines.append(f"{'if' if k == 0 else 'elif'} {index} <= {k}:" if k < len(runs) - 1
+                     else "else:")
+        lines += indented(run)
     return lines
 
 
 switch = Primitive(
     "switch", _switch_impl, shape=_switch_shape, jvp=_switch_jvp,
-    value_and_vjp=_switch_value_and_vjp, batch=_switch_batch, emit_statements=_switch_emit,
+    value_and_vjp=_switch_value_and_vjp, batch=_switch_batch, emit_statements=_switch_statements,
     multiple_results=True, family="loop")

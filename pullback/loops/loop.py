@@ -17,14 +17,15 @@ Its rules are loops again, so that every mix of modes works and stays rolled:
   snapshots in a Python list and whose derivatives are those of the "carry" reversal;
 - batch: one loop over the body's batched program (a carry is batched once anything
   batched reaches it);
-- code generation: a Python `for` loop calling the body, written as a function of the
-  generated module and named after the user's function.
+- statements: a Python `for` loop running the body (generated code calls it as a
+  function of the module, named after the user's function; `show` prints it inline).
 """
 import numpy as np
 
 from ..core.arrays import moveaxis, shape_of, zeros, zeros_like_value
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..ir.program import evaluate
+from ..primitives.structural import zeros_source
 from ..transforms.batching import batch_flat
 from . import schedules
 from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
@@ -242,37 +243,39 @@ def _loop_batch(values, dims, *, body, n_consts, n_carry, length, reverse, check
     return outs, out_dims
 
 
-# ------------------------------------------------------------------ code generation
+# ------------------------------------------------------------------ statements
 
-def _loop_emit(args, targets, code, *, body, n_consts, n_carry, length, reverse, checkpoints):
+def indented(lines: list) -> list:
+    """A block of statements under a `for`, `while` or `if` line."""
+    return ["    " + line for line in lines] or ["    pass"]
+
+
+def _loop_statements(targets, args, code, *, body, n_consts, n_carry, length, reverse,
+                     checkpoints):
+    """A `for` loop running the body (a call in generated code, its statements inline in
+    `show`), each y written into its row of an array allocated once; loop invariants
+    (W.T ...) computed before it."""
     consts, carry, xs = list(args[:n_consts]), targets[:n_carry], args[n_consts + n_carry:]
-    lines = [f"{c} = {a}" for c, a in zip(carry, args[n_consts:n_consts + n_carry])]
-    split = hoisted(body, n_consts)          # loop invariants (W.T ...) computed once
+    lines = [f"{c} = {a}" for c, a in zip(carry, args[n_consts:n_consts + n_carry]) if c != a]
+    split = hoisted(body, n_consts)
     if split is not None:
         head, body = split
         invariants = [code.fresh("invariant") for _ in head.outvars]
-        lines.append(f"{', '.join(invariants)}{',' if len(invariants) == 1 else ''} = "
-                     f"{code.function(head, head.name)}({', '.join(consts)})")
+        lines += code.run(head, consts, invariants)
         consts += invariants
-    function = code.function(body, body.name or "body")
     rows = targets[n_carry:]
+    lines += [f"{r} = {zeros_source((length,) + tuple(a.shape), a.dtype, 'empty')}"
+              for r, a in zip(rows, _out_avals(body)[n_carry:])]
     i = code.fresh("i")
-    make = code.value(step_rows, "step_rows")
-    lines += [f"{r} = {make}({length}, {code.value(aval, 'row_type')})"
-              for r, aval in zip(rows, _out_avals(body)[n_carry:])]
     steps = f"range({length - 1}, -1, -1)" if reverse else f"range({length})"
-    results = carry + [code.fresh("y") for _ in rows]
-    call = f"{function}({', '.join(consts + carry + [f'{x}[{i}]' for x in xs])})"
     lines.append(f"for {i} in {steps}:")
-    lines.append(f"    {', '.join(results)}{',' if len(results) == 1 else ''} = {call}"
-                 if results else f"    {call}")
-    lines += [f"    {r}[{i}] = {y}" for r, y in zip(rows, results[n_carry:])]
-    return lines
+    return lines + indented(code.run(body, consts + carry + [f"{x}[{i}]" for x in xs],
+                                     carry + [f"{r}[{i}]" for r in rows]))
 
 
 loop = Primitive(
     "loop", _loop_impl, shape=_loop_shape, jvp=_loop_jvp, value_and_vjp=_loop_value_and_vjp,
-    batch=_loop_batch, emit_statements=_loop_emit, multiple_results=True, family="loop")
+    batch=_loop_batch, emit_statements=_loop_statements, multiple_results=True, family="loop")
 
 
 # ------------------------------------------------------------------ checkpointed reversal
@@ -366,6 +369,16 @@ _reversal_jvp, _reversal_value_and_vjp = composite_rules(_reversal_by_loops,
                                                         "checkpointed_reversal")
 
 
+def _reversal_statements(targets, args, code, **params):
+    """For `show`: the reversal as the "carry" loops that give its value (generated code
+    calls the primitive, which keeps only the schedule's snapshots)."""
+    if not code.reading:
+        return None
+    schedule = f"the binomial schedule ({params['checkpoints']!r} snapshots of the carry)"
+    return ([f"# pullback runs this reversal with {schedule}: the same values as these loops"]
+            + code.run(lambda *a: _reversal_by_loops(*a, **params), args, targets))
+
+
 def _reversal_batch(values, dims, **params):
     return batch_flat(lambda *args: _reversal_by_loops(*args, **params), list(values),
                       list(dims))
@@ -374,4 +387,4 @@ def _reversal_batch(values, dims, **params):
 checkpointed_reversal = Primitive(
     "checkpointed_reversal", _reversal_impl, shape=_reversal_shape, jvp=_reversal_jvp,
     value_and_vjp=_reversal_value_and_vjp, batch=_reversal_batch, multiple_results=True,
-    family="loop")
+    emit_statements=_reversal_statements, family="loop")

@@ -14,7 +14,10 @@ runs `carry = body(*body_consts, *carry)` while `cond(*cond_consts, *carry)` is 
   derivatives are those of the reverse mode of a `loop` of the recorded number of steps
   (the number is piecewise constant), so they need the tape's value: eagerly, any order;
   under jit, reverse mode twice through a while loop is an error naming what works;
-- code generation: a Python `while` loop calling the body, named after the user's.
+- statements: a Python `while` loop running the body (a call of a function named after
+  the user's in generated code, inline in `show`); `show` prints reverse mode as the loop
+  appending each carry to a list and a `for` loop over it reversed (the values pullback's
+  snapshots give).
 """
 import numpy as np
 
@@ -25,7 +28,7 @@ from ..errors import LoopTypeError
 from ..ir.staging import StagingTracer
 from ..ir.program import Var, evaluate
 from . import schedules
-from .loop import loop
+from .loop import indented, loop
 from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
                      jvp_program, loop_runner, runner, stage_flat, vjp_programs, with_interface)
 
@@ -366,38 +369,79 @@ def _ct_carry_index(differentiated, n_body, k):
     return [i for i, d in enumerate(differentiated[n_body:]) if d][k]
 
 
-# ------------------------------------------------------------------ code generation
+# ------------------------------------------------------------------ statements
 
-def _while_emit(args, targets, code, *, cond, body, n_cond, n_body, checkpoints):
+def _while_statements(targets, args, code, *, cond, body, n_cond, n_body, checkpoints,
+                      tape=None):
+    """A `while` loop running the body while the predicate holds (calls of functions in
+    generated code, inline in `show`); with `tape`, each carry the body runs on is appended
+    to the list of that name."""
     cond_consts, body_consts = list(args[:n_cond]), list(args[n_cond:n_cond + n_body])
-    lines = [f"{t} = {a}" for t, a in zip(targets, args[n_cond + n_body:])]
+    lines = [f"{t} = {a}" for t, a in zip(targets, args[n_cond + n_body:]) if t != a]
     split = hoisted(body, n_body)
     if split is not None:
         head, body = split
         invariants = [code.fresh("invariant") for _ in head.outvars]
-        lines.append(f"{', '.join(invariants)}{',' if len(invariants) == 1 else ''} = "
-                     f"{code.function(head, head.name)}({', '.join(body_consts)})")
+        lines += code.run(head, body_consts, invariants)
         body_consts += invariants
-    test = code.function(cond, cond.name or "cond")
-    step = code.function(body, body.name or "body")
-    carry = ", ".join(targets)
-    lines.append(f"while {test}({', '.join(cond_consts + list(targets))})[0]:")
-    lines.append(f"    {carry}{',' if len(targets) == 1 else ''} = "
-                 f"{step}({', '.join(body_consts + list(targets))})")
-    return lines
+    going = code.fresh("going")
+    test = code.run(cond, cond_consts + list(targets), [going])
+    statements = [line for line in test if not line.startswith("#")]
+    if len(statements) == 1 and statements[0].startswith(f"{going} = "):
+        lines.append(f"while {statements[0][len(going) + 3:]}:")     # one expression
+    else:
+        lines += ["while True:"] + indented(test) + [f"    if not {going}:", "        break"]
+    if tape is not None:
+        carry = targets[0] if len(targets) == 1 else f"({', '.join(targets)})"
+        lines.append(f"    {tape}.append({carry})")
+    return lines + indented(code.run(body, body_consts + list(targets), targets))
+
+
+def _record_statements(targets, args, code, **params):
+    """For `show`: the while loop appending every carry the body runs on to a list, the
+    tape (pullback keeps snapshots and recomputes the others: the same values)."""
+    if not code.reading:
+        return None
+    *carry, tape = targets
+    return ([f"# pullback keeps snapshots of these carries ({params['checkpoints']!r}) and "
+             "recomputes the others", f"{tape} = []"]
+            + _while_statements(carry, args, code, **params, tape=tape))
+
+
+def _reversal_statements(targets, args, code, *, cond, body, n_cond, n_body, differentiated):
+    """For `show`: a `for` loop over the recorded carries, last first, each step's
+    cotangents from its carry (the body's forward and backward halves), the consts'
+    summed."""
+    if not code.reading:
+        return None
+    _, body_consts, rest = _split(args, n_cond, n_body)
+    n_carry = len(body.outvars)
+    tape, ct_carry = rest[n_carry], rest[n_carry + 1:]
+    floats_out = tuple(is_float(aval_of(v)) for v in body.outvars)
+    step = vjp_programs(body, differentiated, floats_out, n_body).step
+    n_acc = sum(differentiated[:n_body])
+    acc, cts = targets[:n_acc], targets[n_acc:]
+    summed = [c for c, d in zip(body_consts, differentiated) if d]
+    lines = [f"{a} = np.zeros_like({c})" for a, c in zip(acc, summed)]
+    lines += [f"{t} = {c}" for t, c in zip(cts, ct_carry) if t != c]
+    states = [code.fresh("state") for _ in range(n_carry)]
+    parts = [code.fresh("part") for _ in acc]
+    lines.append(f"for {', '.join(states)} in reversed({tape}):")
+    lines += indented(code.run(step, body_consts + states + cts, parts + cts))
+    return lines + [f"    {a} = {a} + {p}" for a, p in zip(acc, parts)]
 
 
 while_loop = Primitive(
     "while_loop", _while_impl, shape=_while_shape, jvp=_while_jvp,
-    value_and_vjp=_while_value_and_vjp, batch=_while_batch, emit_statements=_while_emit,
+    value_and_vjp=_while_value_and_vjp, batch=_while_batch, emit_statements=_while_statements,
     multiple_results=True, family="loop")
 
 while_record = Primitive(
     "while_record", _record_impl, shape=_record_shape, jvp=_record_jvp,
     value_and_vjp=_record_value_and_vjp, batch=_record_batch, multiple_results=True,
-    family="loop")
+    emit_statements=_record_statements, family="loop")
 
 while_reversal = Primitive(
     "while_reversal", _reversal_impl, shape=_reversal_shape, jvp=_reversal_jvp,
     value_and_vjp=_reversal_value_and_vjp, batch=_reversal_batch, multiple_results=True,
-    family="loop")
+    emit_statements=_reversal_statements, family="loop")

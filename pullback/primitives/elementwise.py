@@ -15,7 +15,7 @@ from . import scipy_special as sp
 from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .families import (batch_elementwise, call_emitter, constant, elementwise, elementwise_shape,
-                       linear, ufunc_emitter, unbroadcast)
+                       for_reading, linear, ufunc_emitter, unbroadcast)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -113,13 +113,15 @@ def _polygamma(x, n):
     return sp.polygamma(n, x).astype(dtype)
 
 
-def _polygamma_emit_eager(targets, args, dtype, n):
+@for_reading
+def _polygamma_statements(targets, args, code, n):
+    dtype = code.equation.outputs[0].aval.dtype
     cast = "" if dtype == np.float64 else f".astype(np.{dtype.name})"
     return [f"{targets[0]} = sp.polygamma({n}, {args[0]}){cast}"]
 
 
 polygamma = unary("polygamma", None, lambda x, n: polygamma(x, n=n + 1), POSITIVE,
-                  impl=_polygamma, emit_eager=_polygamma_emit_eager)
+                  impl=_polygamma, emit_statements=_polygamma_statements)
 ndtr = analytic("ndtr", sp.ndtr, lambda x: exp(-0.5 * square(x) - HALF_LOG_2PI), (-3.0, 3.0))
 log_ndtr = analytic("log_ndtr", sp.log_ndtr,
                  lambda x, out: exp(-0.5 * square(x) - HALF_LOG_2PI - out), (-3.0, 3.0))
@@ -235,7 +237,9 @@ around = constant("around", lambda x, decimals: np.round(x, decimals),
 floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.05, 1.1)),
                         operator="{} // {}")
 frexp_exponent = constant("frexp_exponent", lambda x: np.frexp(x)[1],
-                          lambda x: ShapeDtype(shape_of(x), np.dtype(np.intc)), fresh_output=True)
+                          lambda x: ShapeDtype(shape_of(x), np.dtype(np.intc)), fresh_output=True,
+                          emit_statements=for_reading(lambda targets, args, code: [
+                              f"{targets[0]} = np.frexp({args[0]})[1]"]))
 isnan = constant("isnan", np.isnan)
 signbit = constant("signbit", np.signbit)
 isinf = constant("isinf", np.isinf)

@@ -94,11 +94,22 @@ def call_emitter(function: str, **fixed):
     return emit
 
 
+def for_reading(statements):
+    """An emit_statements rule that writes for `show` only: NumPy statements on arrays (an
+    indexed assignment, a function pullback's namespace does not dispatch), which generated
+    code that also runs on tracers cannot use (it calls the primitive instead)."""
+    def emit(targets, args, code, **params):
+        return statements(targets, args, code, **params) if code.reading else None
+    return emit
+
+
 def eager_call(function: str, **fixed):
-    """emit_eager rule assigning `function(arg, ..., param=value, ...)` to the outputs, e.g.
-    eager_call("np.linalg.slogdet") writes `sign, logabsdet = np.linalg.slogdet(a)`.
-    Parameters are renamed or dropped by giving `fixed` a callable of them."""
-    def emit(targets, args, dtype, **params):
+    """emit_statements rule (for reading) assigning `function(arg, ..., param=value, ...)`
+    to the outputs, e.g. eager_call("np.linalg.slogdet") writes
+    `sign, logabsdet = np.linalg.slogdet(a)`. Parameters are renamed or dropped by giving
+    `fixed` a callable of them."""
+    @for_reading
+    def emit(targets, args, code, **params):
         keywords = {k: source(v) for k, v in params.items() if k not in fixed}
         for k, rule in fixed.items():
             keywords.update(rule(**params) if callable(rule) else {k: rule})
@@ -210,7 +221,7 @@ def _stand_in(value):
 
 
 def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, domain=None,
-                commutative=False, aliases=(), emit_eager=None, complex_rules=False,
+                commutative=False, aliases=(), emit_statements=None, complex_rules=False,
                 zero_preserving=()):
     """An elementwise (broadcasting) primitive of one to three inputs, from its partial
     derivatives.
@@ -306,14 +317,14 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                      partials=partials, numpy_functions=ufuncs, python_operator=operator,
                      commutative=commutative, sparsity="elementwise",
                      scaled_cotangents=True, domain=domain, family="elementwise",
-                     fresh_output=True, emit_eager=emit_eager, complex_rules=complex_rules,
-                     zero_preserving=zero_preserving)
+                     fresh_output=True, emit_statements=emit_statements,
+                     complex_rules=complex_rules, zero_preserving=zero_preserving)
     return prim
 
 
 def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
              family="elementwise", fresh_output=False, commutative=False, operator=None,
-             emit_eager=None, complex_rules=False):
+             emit_statements=None, complex_rules=False):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
     Without `shape` and `batch` it is elementwise. `domain` gives one value interval
@@ -327,7 +338,7 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
                          prim, values, dims, **params)),
                      emit=emit or (ufunc_emitter(impl) if ufunc else None),
                      numpy_functions=(impl,) if ufunc else (), python_operator=operator,
-                     commutative=commutative, emit_eager=emit_eager,
+                     commutative=commutative, emit_statements=emit_statements,
                      domain=domain, family=family, fresh_output=fresh_output or ufunc,
                      complex_rules=complex_rules)
     return prim

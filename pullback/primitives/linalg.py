@@ -51,7 +51,8 @@ from ..core.numbers import complex_error
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .contraction import adjoint, matmul, swap_last
 from .elementwise import conjugate, equal, imag, real, sign, where
-from .families import batch_elementwise, batch_stacked, constant, eager_call, unbroadcast
+from .families import (batch_elementwise, batch_stacked, constant, eager_call, for_reading,
+                       unbroadcast)
 from .reductions import argmax, product_of_others, sum
 from .structural import concatenate, convert, getitem, reshape, stop_gradient
 
@@ -172,7 +173,7 @@ def _inv_vjp(wrt, out, a):
 inv = Primitive("inv", np.linalg.inv, shape=_same_shape, jvp=_inv_jvp, vjp=_inv_vjp,
                 batch=lambda v, d: batch_stacked(inv, v, d),
                 family="linalg", fresh_output=True, domain=("invertible",),
-                emit_eager=eager_call("np.linalg.inv"),
+                emit_statements=eager_call("np.linalg.inv"),
                 complex_rules=True)
 
 # -------------------------------------------------------------------- solve
@@ -203,7 +204,7 @@ def _solve_vjp(wrt, out, a, b):
 solve = Primitive("solve", np.linalg.solve, shape=_solve_shape, jvp=_solve_jvp,
                   vjp=_solve_vjp, batch=lambda v, d: batch_elementwise(solve, v, d),
                   family="linalg", fresh_output=True, domain=("invertible", "matrix"),
-                  emit_eager=eager_call("np.linalg.solve"),
+                  emit_statements=eager_call("np.linalg.solve"),
                   complex_rules=True)
 
 # --------------------------------------------------------- triangular_solve
@@ -263,7 +264,7 @@ triangular_solve = Primitive(
     jvp=_triangular_solve_jvp, vjp=_triangular_solve_vjp,
     batch=lambda v, d, **p: batch_elementwise(triangular_solve, v, d, **p),
     family="linalg", fresh_output=True, domain=("triangular", "matrix"),
-    emit_eager=eager_call("scipy.linalg.solve_triangular"),
+    emit_statements=eager_call("scipy.linalg.solve_triangular"),
     complex_rules=True)
 
 # ------------------------------------------------------ adjugate, det, slogdet
@@ -320,7 +321,8 @@ def _adjugate_vjp(wrt, out, a):
     return name_pullback(pullback, "adjugate")
 
 
-def _adjugate_emit_eager(targets, args, dtype):
+@for_reading
+def _adjugate_statements(targets, args, code):
     """The impl's formula, c v diag(pi) u^T, in NumPy statements."""
     (adj,), (a,) = targets, args
     return [f"{adj}_u, {adj}_s, {adj}_vh = np.linalg.svd({a})",
@@ -334,7 +336,7 @@ def _adjugate_emit_eager(targets, args, dtype):
 adjugate = Primitive("adjugate", _adjugate_impl, shape=_same_shape,
                      jvp=lambda p, t: (adjugate(*p), _adjugate_derivative(p[0], t[0])),
                      vjp=_adjugate_vjp, batch=lambda v, d: batch_stacked(adjugate, v, d),
-                     family="linalg", domain=("distinct",), emit_eager=_adjugate_emit_eager)
+                     family="linalg", domain=("distinct",), emit_statements=_adjugate_statements)
 
 
 def _cofactors(a):
@@ -366,7 +368,7 @@ det = Primitive("det", np.linalg.det,
                 shape=lambda a: ShapeDtype(shape_of(a)[:-2], dtype_of(a)),
                 jvp=_det_jvp, vjp=_det_vjp, batch=lambda v, d: batch_stacked(det, v, d),
                 family="linalg", fresh_output=True, domain=("square",),
-                emit_eager=eager_call("np.linalg.det"),
+                emit_statements=eager_call("np.linalg.det"),
                 complex_rules=True)
 
 # d log|det a| = tr(a^-1 da); the cotangent of a is (cotangent of log|det|) a^-T. Where a
@@ -421,7 +423,7 @@ slogdet = Primitive(
                      ShapeDtype(shape_of(a)[:-2], _real_dtype(a))),
     jvp=_slogdet_jvp, vjp=_slogdet_vjp, batch=lambda v, d: batch_stacked(slogdet, v, d),
     multiple_results=True, family="linalg", fresh_output=True, domain=("invertible",),
-    emit_eager=eager_call("np.linalg.slogdet"),
+    emit_statements=eager_call("np.linalg.slogdet"),
     complex_rules=True)
 
 # ----------------------------------------------------------------- cholesky
@@ -450,7 +452,7 @@ def _cholesky_vjp(wrt, out, a):
 cholesky = Primitive("cholesky", np.linalg.cholesky, shape=_same_shape, jvp=_cholesky_jvp,
                      vjp=_cholesky_vjp, batch=lambda v, d: batch_stacked(cholesky, v, d),
                      family="linalg", fresh_output=True, domain=("spd",),
-                     emit_eager=eager_call("np.linalg.cholesky"),
+                     emit_statements=eager_call("np.linalg.cholesky"),
                      complex_rules=True)
 
 # --------------------------------------------------------------------- eigh
@@ -526,7 +528,7 @@ eigh = Primitive(
     shape=lambda a, lower: (ShapeDtype(shape_of(a)[:-1], _real_dtype(a)), _same_shape(a)),
     jvp=_eigh_jvp, vjp=_eigh_vjp, batch=lambda v, d, **p: batch_stacked(eigh, v, d, **p),
     multiple_results=True, family="linalg", fresh_output=True, domain=("symmetric",),
-    emit_eager=eager_call("np.linalg.eigh", lower=lambda lower: {"UPLO": '"L"' if lower else '"U"'}),
+    emit_statements=eager_call("np.linalg.eigh", lower=lambda lower: {"UPLO": '"L"' if lower else '"U"'}),
     complex_rules=True)
 
 # ---------------------------------------------------------------------- eig
@@ -607,7 +609,8 @@ def _eig_vjp(wrt, out, a):
     return name_pullback(pullback, "eig")
 
 
-def _eig_emit_eager(targets, args, dtype):
+@for_reading
+def _eig_statements(targets, args, code):
     w, v = targets
     return [f"{w}, {v} = (x.astype(np.result_type(x, np.complex64)) "
             f"for x in np.linalg.eig({args[0]}))"]
@@ -619,7 +622,7 @@ eig = Primitive(
                      ShapeDtype(shape_of(a), _complex_dtype(a))),
     jvp=_eig_jvp, vjp=_eig_vjp, batch=lambda v, d: batch_stacked(eig, v, d),
     multiple_results=True, family="linalg", fresh_output=True, domain=("nonsymmetric",),
-    emit_eager=_eig_emit_eager, complex_rules=True)
+    emit_statements=_eig_statements, complex_rules=True)
 
 # ---------------------------------------------------------------------- svd
 # The reduced SVD a = u diag(s) vh, a (..., m, n), k = min(m, n); v = vh^H.
@@ -748,7 +751,7 @@ svd = Primitive("svd", lambda a: tuple(np.linalg.svd(a, full_matrices=False)),
                 shape=_svd_shape, jvp=_svd_jvp, vjp=_svd_vjp, multiple_results=True,
                 batch=lambda v, d: batch_stacked(svd, v, d),
                 family="linalg", fresh_output=True, domain=("matrix",),
-                emit_eager=eager_call("np.linalg.svd", full_matrices="False"),
+                emit_statements=eager_call("np.linalg.svd", full_matrices="False"),
                 complex_rules=True)
 
 
@@ -775,7 +778,7 @@ svdvals = Primitive("svdvals", lambda a: np.linalg.svd(a, compute_uv=False),
                     shape=lambda a: _svd_shape(a)[1], jvp=_svdvals_jvp, vjp=_svdvals_vjp,
                     batch=lambda v, d: batch_stacked(svdvals, v, d),
                     family="linalg", fresh_output=True, domain=("matrix",),
-                    emit_eager=eager_call("np.linalg.svd", compute_uv="False"),
+                    emit_statements=eager_call("np.linalg.svd", compute_uv="False"),
                     complex_rules=True)
 
 # ----------------------------------------------------------------------- qr
@@ -840,7 +843,7 @@ def _qr_shape(a):
 qr = Primitive("qr", lambda a: tuple(np.linalg.qr(a, mode="reduced")), shape=_qr_shape,
                jvp=_qr_jvp, vjp=_qr_vjp, batch=lambda v, d: batch_stacked(qr, v, d),
                multiple_results=True, family="linalg", fresh_output=True, domain=("tall",),
-               emit_eager=eager_call("np.linalg.qr"),
+               emit_statements=eager_call("np.linalg.qr"),
                complex_rules=True)
 
 # QR with column pivoting (scipy.linalg.qr(pivoting=True)): a[:, perm] = q r, the columns
@@ -850,7 +853,9 @@ qr_pivots = constant(
     "qr_pivots", lambda a: scipy.linalg.qr(a, mode="r", pivoting=True)[1].astype(np.int32),
     lambda a: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-1:], np.dtype(np.int32)),
     batch=lambda v, d: batch_stacked(qr_pivots, v, d), domain=("tall",), family="linalg",
-    fresh_output=True)
+    fresh_output=True, emit_statements=for_reading(lambda targets, args, code: [
+        f"{targets[0]} = scipy.linalg.qr({args[0]}, mode=\"r\", pivoting=True)[1]"
+        ".astype(np.int32)"]))
 
 # --------------------------------------------------------------------- pinv
 # x = a^+ (a of constant rank):
@@ -888,8 +893,8 @@ pinv = Primitive(
     "pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond),
     shape=lambda a, rcond: ShapeDtype(shape_of(a)[:-2] + shape_of(a)[-2:][::-1], dtype_of(a)),
     jvp=_pinv_jvp, vjp=_pinv_vjp, batch=lambda v, d, **p: batch_stacked(pinv, v, d, **p),
-    family="linalg", fresh_output=True, domain=("matrix",), emit_eager=eager_call("np.linalg.pinv"),
-    complex_rules=True)
+    family="linalg", fresh_output=True, domain=("matrix",),
+    emit_statements=eager_call("np.linalg.pinv"), complex_rules=True)
 
 # --------------------------------------------------------------------- LU
 # scipy.linalg.lu_factor of an m x n matrix, k = min(m, n): lu holds L (m x k, unit lower
@@ -913,11 +918,30 @@ def _permutation_impl(piv, rows):
     return perm
 
 
+@for_reading
+def _permutation_statements(targets, args, code, rows):
+    """The impl's swaps: `perm[[i, j]] = perm[[j, i]]` for each interchange (i, j)."""
+    (perm,), (piv,) = targets, args
+    i, j = code.fresh("i"), code.fresh("j")
+    if len(code.equation.inputs[0].aval.shape) == 1:
+        return [f"{perm} = np.arange({rows})", f"for {i}, {j} in enumerate({piv}):",
+                f"    {perm}[[{i}, {j}]] = {perm}[[{j}, {i}]]"]
+    here, there = code.fresh("here"), code.fresh("there")
+    return [f"{perm} = np.array(np.broadcast_to(np.arange({rows}), {piv}.shape[:-1] + ({rows},)))",
+            f"for {i} in range({piv}.shape[-1]):  # swap {i} and {piv}[..., {i}] in each row",
+            f"    {j} = {piv}[..., {i}:{i} + 1].astype(np.intp)",
+            f"    {here} = {perm}[..., {i}:{i} + 1].copy()",
+            f"    {there} = np.take_along_axis({perm}, {j}, -1)",
+            f"    {perm}[..., {i}:{i} + 1] = {there}",
+            f"    np.put_along_axis({perm}, {j}, {here}, -1)"]
+
+
 pivots_to_permutation = constant(
     "pivots_to_permutation", _permutation_impl,
     lambda piv, rows: ShapeDtype(shape_of(piv)[:-1] + (rows,), np.dtype(np.intp)),
     batch=lambda v, d, **p: batch_stacked(pivots_to_permutation, v, d, **p),
-    domain=("pivots",), family="linalg", fresh_output=True)
+    domain=("pivots",), family="linalg", fresh_output=True,
+    emit_statements=_permutation_statements)
 
 
 def permutation_matrix(perm, dtype):
@@ -1020,7 +1044,7 @@ lu_factor = Primitive(
                                                 np.dtype(np.int32))),
     jvp=_lu_factor_jvp, vjp=_lu_factor_vjp, batch=lambda v, d: batch_stacked(lu_factor, v, d),
     multiple_results=True, family="linalg", fresh_output=True, domain=("matrix",),
-    emit_eager=eager_call("scipy.linalg.lu_factor"))
+    emit_statements=eager_call("scipy.linalg.lu_factor"))
 
 # ------------------------------------------------------------ Sylvester, sqrtm
 # x = sylvester(a, b, q) solves a x + x b = q. Differentiating, a dx + dx b = dq - da x - x db;
@@ -1060,7 +1084,7 @@ sylvester = Primitive(
     jvp=_sylvester_jvp, vjp=_sylvester_vjp,
     batch=lambda v, d: batch_elementwise(sylvester, v, d),
     family="linalg", fresh_output=True, domain=("spd", "spd", "matrix"),
-    emit_eager=eager_call("scipy.linalg.solve_sylvester"))
+    emit_statements=eager_call("scipy.linalg.solve_sylvester"))
 
 
 def _real_result(function, name, dtype=None):
@@ -1091,7 +1115,7 @@ def _sqrtm_jvp(primals, tangents):
 sqrtm = Primitive("sqrtm", _real_result(scipy.linalg.sqrtm, "sqrtm"), shape=_same_shape,
                   jvp=_sqrtm_jvp, vjp=_sqrtm_vjp, batch=lambda v, d: batch_stacked(sqrtm, v, d),
                   family="linalg", fresh_output=True, domain=("spd",),
-                  emit_eager=eager_call("scipy.linalg.sqrtm"))
+                  emit_statements=eager_call("scipy.linalg.sqrtm"))
 
 # ---------------------------------------------------------- expm and logm
 # For a matrix function f with a real power series (exp, log), the Frechet derivative
@@ -1127,7 +1151,7 @@ def _matrix_function(name, impl, domain):
     prim = Primitive(name, impl, shape=_same_shape, jvp=jvp, vjp=vjp,
                      batch=lambda v, d: batch_stacked(prim, v, d), family="linalg",
                      fresh_output=True, domain=(domain,),
-                     emit_eager=eager_call(f"scipy.linalg.{name}"))
+                     emit_statements=eager_call(f"scipy.linalg.{name}"))
     return prim
 
 

@@ -28,7 +28,7 @@ from ..core.numbers import complex_error
 from ..errors import UnsupportedFunctionError
 from .elementwise import (OPEN_UNIT, analytic, POSITIVE, REALS, UNIT, digamma, exp, gammaln, log,
                           log1p, maximum, reciprocal, sign, square, trunc, where, xlogy)
-from .families import constant, elementwise
+from .families import constant, elementwise, for_reading
 
 SQRT_PI, SQRT_2PI = math.sqrt(math.pi), math.sqrt(2.0 * math.pi)
 ORDERS = ("int", 0, 3)              # a test domain: integer orders 0..3 (not differentiated)
@@ -139,12 +139,14 @@ yv = elementwise("yv", sp.yv, no_closed_form("scipy.special.yv", "v"),
 # ------------------------------------------------ zeta, integrals, dilogarithm
 # zeta(x, q) = sum_k (k + q)^-x (Hurwitz; Riemann's without q): d/dq = -x zeta(x + 1, q).
 
+zeta_statements = for_reading(lambda targets, args, code:
+                              [f"{targets[0]} = sp.zeta({', '.join(args)})"])
 hurwitz_zeta = elementwise("hurwitz_zeta", sp._ufuncs._zeta,
                            no_closed_form("scipy.special.zeta", "x"),
                            lambda x, y: -x * hurwitz_zeta(x + 1.0, y),
-                           domain=(("int", 2, 4), POSITIVE))
+                           domain=(("int", 2, 4), POSITIVE), emit_statements=zeta_statements)
 riemann_zeta = unary("riemann_zeta", sp._ufuncs._riemann_zeta,
-                     no_closed_form("scipy.special.zeta", "x"))
+                     no_closed_form("scipy.special.zeta", "x"), emit_statements=zeta_statements)
 spence = analytic("spence", sp.spence, lambda x: log(x) / (1.0 - x), (0.2, 0.8))
 exp1 = analytic("exp1", sp.exp1, lambda x: -exp(-x) / x, POSITIVE)
 expi = analytic("expi", sp.expi, lambda x: exp(x) / x, POSITIVE)
@@ -209,6 +211,45 @@ def _sinc(x, order):
     return (math.pi ** order * (1j ** order * moment).real).astype(dtype)
 
 
+def _moment_statements(function: str):
+    """For reading: order 0 as SciPy's or NumPy's function, a derivative as the impl's
+    moment m_k (`exp_moment`) in NumPy statements."""
+    @for_reading
+    def emit(targets, args, code, order):
+        (out,), (x,) = targets, args
+        cast = _cast(code.equation.outputs[0].aval.dtype)
+        if order == 0:
+            return [f"{out} = {function}({x}){cast}"]
+        u, small, inner, term, series, outer, moment, m = (code.fresh(hint) for hint in (
+            "u", "small", "inner", "term", "series", "outer", "moment", "m"))
+        pi = "np.pi" if order == 1 else f"np.pi ** {order}"
+        lines = [f"{u} = 1j * np.pi * {x}" if function == "np.sinc" else
+                 f"{u} = np.asarray({x}, np.float64)",
+                 f"# the moment int_0^1 t^{order} e^(u t) dt: a series where |u| < 1",
+                 f"{small} = np.abs({u}) < 1.0",
+                 f"{inner} = np.where({small}, {u}, 0.0)",
+                 f"{term} = np.ones_like({inner})",
+                 f"{series} = {term} / {order + 1}",
+                 f"for {m} in range(1, 20):",
+                 f"    {term} = {term} * {inner} / {m}",
+                 f"    {series} = {series} + {term} / ({m} + {order + 1})",
+                 f"{outer} = np.where({small}, 1.0, {u})",
+                 f"{moment} = np.expm1({outer}) / {outer}"]
+        lines += [f"{moment} = (np.exp({outer}) - {j} * {moment}) / {outer}"
+                  for j in range(1, order + 1)]
+        moment_value = f"np.where({small}, {series}, {moment})"
+        if function == "np.sinc":
+            return lines + [f"{out} = ({pi} * ({1j ** order!r} * {moment_value}).real){cast}"]
+        return lines + [f"{out} = {moment_value}{cast}"]
+    return emit
+
+
+def _cast(dtype) -> str:
+    return "" if np.dtype(dtype) == np.float64 else f".astype(np.{np.dtype(dtype).name})"
+
+
 # The derivative of order `order` of (e^x - 1) / x and of sin(pi x) / (pi x).
-exprel = unary("exprel", None, lambda x, order: exprel(x, order=order + 1), impl=_exprel)
-sinc = unary("sinc", None, lambda x, order: sinc(x, order=order + 1), impl=_sinc)
+exprel = unary("exprel", None, lambda x, order: exprel(x, order=order + 1), impl=_exprel,
+               emit_statements=_moment_statements("sp.exprel"))
+sinc = unary("sinc", None, lambda x, order: sinc(x, order=order + 1), impl=_sinc,
+             emit_statements=_moment_statements("np.sinc"))

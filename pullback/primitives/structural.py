@@ -14,7 +14,7 @@ from ..core.arrays import (arange, dtype_of, full, moveaxis, padded_embedding, s
 from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
-from .families import (batch_by_loop, batch_size, constant, linear, source,
+from .families import (batch_by_loop, batch_size, constant, for_reading, linear, source,
                        unbroadcast)
 
 
@@ -80,7 +80,8 @@ convert = linear(
 stop_gradient = constant("stop_gradient", lambda x: x,
                          shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)),
                          batch=lambda values, dims: (stop_gradient(values[0]), dims[0]),
-                         emit_eager=lambda targets, args, dtype: [f"{targets[0]} = {args[0]}"],
+                         emit_statements=for_reading(lambda targets, args, code:
+                                                     [f"{targets[0]} = {args[0]}"]),
                          complex_rules=True)
 
 # ------------------------------------------------------------------ indexing
@@ -145,13 +146,13 @@ def _getitem_emit(args, index):
     return f"{x}[{_index_text(index, arrays)}]"
 
 
-def zeros_source(shape, dtype) -> str:
-    """`np.zeros(...)` of a shape and dtype as a person writes it: `np.zeros(3)`,
-    `np.zeros((2, 3), np.float32)`."""
+def zeros_source(shape, dtype, function: str = "zeros") -> str:
+    """`np.zeros(...)` (or `np.empty`: `function`) of a shape and dtype as a person writes
+    it: `np.zeros(3)`, `np.zeros((2, 3), np.float32)`."""
     shape = tuple(shape)
     text = str(shape[0]) if len(shape) == 1 else source(shape)
-    return f"np.zeros({text})" if np.dtype(dtype) == np.float64 else \
-        f"np.zeros({text}, {source(np.dtype(dtype))})"
+    return f"np.{function}({text})" if np.dtype(dtype) == np.float64 else \
+        f"np.{function}({text}, {source(np.dtype(dtype))})"
 
 
 def _write_at(target, values, arrays, index, add):
@@ -162,16 +163,39 @@ def _write_at(target, values, arrays, index, add):
     return [f"{target}[{_index_text(index, arrays)}] {'+=' if add else '='} {values}"]
 
 
-def _scatter_emit_eager(add):
-    def emit(targets, args, dtype, index):
+def _scatter_statements(add):
+    @for_reading
+    def emit(targets, args, code, index):
         (target,), (x, updates, *arrays) = targets, args
         copy = [] if target == x else [f"{target} = {x}.copy()"]
         return copy + _write_at(target, updates, arrays, index, add)
     return emit
 
 
-def _embed_emit_eager(targets, args, dtype, index, shape):
+def _pad_widths(index, values_shape, shape):
+    """The (before, after) widths that `np.pad` surrounds values with to place them at a
+    basic `index` of step 1 into zeros of `shape`; None for any other index."""
+    if any(type(e) is not Slice or e.step not in (None, 1) for e in index) \
+            or len(index) > len(shape):
+        return None
+    widths = []
+    for axis, n in enumerate(shape):
+        start, stop, _ = slice(*(index[axis] if axis < len(index) else FULL)).indices(n)
+        widths.append((start, n - max(stop, start)))
+    sizes = tuple(n - b - a for n, (b, a) in zip(shape, widths))
+    return tuple(widths) if sizes == tuple(values_shape) else None
+
+
+@for_reading
+def _embed_statements(targets, args, code, index, shape):
+    """`np.pad(values, widths)` for a slice of step 1, else zeros and an assignment."""
     (target,), (values, *arrays) = targets, args
+    widths = None if arrays else _pad_widths(index, code.equation.inputs[0].aval.shape, shape)
+    if widths is not None:
+        text = widths[0] if len(set(widths)) == 1 else widths
+        text = text[0] if len(set(text)) == 1 else text
+        return [f"{target} = np.pad({values}, {source(text)})"]
+    dtype = code.equation.outputs[0].aval.dtype
     return [f"{target} = {zeros_source(shape, dtype)}"] + _write_at(target, values, arrays, index,
                                                                    add=bool(arrays))
 
@@ -217,7 +241,7 @@ embed = Primitive("embed", _embed_impl, batch=_embed_batch,
                   jvp=lambda p, t, index, shape: (embed(*p, index=index, shape=shape),
                                                   embed(t[0], *p[1:], index=index, shape=shape)),
                   vjp=_embed_vjp, sparsity="embed", family="structural", fresh_output=True,
-                  emit_eager=_embed_emit_eager,
+                  emit_statements=_embed_statements,
                   complex_rules=True)
 
 
@@ -284,7 +308,7 @@ scatter_add = Primitive("scatter_add", _scatter_add_impl,
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_add, p, t, index),
                         vjp=_scatter_add_vjp, sparsity="scatter_add", family="structural",
-                        fresh_output=True, emit_eager=_scatter_emit_eager(add=True),
+                        fresh_output=True, emit_statements=_scatter_statements(add=True),
                         complex_rules=True)
 
 
@@ -325,7 +349,7 @@ scatter_set = Primitive("scatter_set", _scatter_set_impl,
                         shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_set, p, t, index),
                         vjp=_scatter_set_vjp, sparsity="scatter_set", family="structural",
-                        fresh_output=True, emit_eager=_scatter_emit_eager(add=False),
+                        fresh_output=True, emit_statements=_scatter_statements(add=False),
                         complex_rules=True)
 
 # ------------------------------------------------------ joining and padding
@@ -390,7 +414,8 @@ def _pad_impl(x, pad_width, constant_value):
     return np.pad(x, pad_width, constant_values=constant_value) if pad_width else x
 
 
-def _pad_emit_eager(targets, args, dtype, pad_width, constant_value):
+@for_reading
+def _pad_statements(targets, args, code, pad_width, constant_value):
     if not pad_width:
         return [f"{targets[0]} = {args[0]}"]
     widths = source(pad_width[0] if len(set(pad_width)) == 1 else pad_width)
@@ -402,7 +427,7 @@ pad = Primitive(
     "pad", _pad_impl,
     shape=lambda x, pad_width, constant_value: ShapeDtype(
         tuple(n + b + a for n, (b, a) in zip(shape_of(x), pad_width)), dtype_of(x)),
-    jvp=_pad_jvp, vjp=_pad_vjp, sparsity="gather", family="structural", emit_eager=_pad_emit_eager,
+    jvp=_pad_jvp, vjp=_pad_vjp, sparsity="gather", family="structural", emit_statements=_pad_statements,
     complex_rules=True,
     batch=lambda values, dims, pad_width, constant_value: (pad(
         _front(values, dims), pad_width=((0, 0),) + pad_width, constant_value=constant_value), 0))
