@@ -17,6 +17,8 @@ from pullback.ir.codegen import compile_program
 from pullback.ir.passes import optimize
 from pullback.ir.program import Var
 from pullback.ir.staging import stage
+from helpers import benchmark_module
+from test_jit_fuzz import check_program, random_program
 
 
 def rk4(x, steps=10):
@@ -49,7 +51,9 @@ def chain(steps):
 
 
 def peak_bytes(fn, *args):
-    """Peak memory allocated while `fn(*args)` runs (after a first call)."""
+    """Peak memory allocated while `fn(*args)` runs (after two calls: a long jitted
+    program's first runs interpreted, its second compiles)."""
+    fn(*args)
     fn(*args)
     gc.collect()
     tracemalloc.start()
@@ -67,6 +71,15 @@ def test_item1_jitted_code_holds_no_more_memory_than_eager_code():
     gradient = pullback.grad(rk4_loss)
     assert peak_bytes(pullback.jit(gradient), x) <= peak_bytes(gradient, x)
     np.testing.assert_allclose(pullback.jit(gradient)(x), gradient(x), rtol=1e-12)
+
+
+def test_item1_jitted_lstm_holds_no_more_memory_than_eager_code():
+    """GradBench's LSTM on 32 characters: small arrays, so the peak is mostly Python's
+    free lists, which NumPy's reductions filled with a dictionary per call when the
+    generated code passed `keepdims=False` (2.7x eager's peak at 128 characters)."""
+    problems = benchmark_module("jit_scale")
+    args = problems.lstm_data(characters=32)
+    assert peak_bytes(pullback.jit(problems.lstm), *args) <= 1.1 * peak_bytes(problems.lstm, *args)
 
 
 def held_at_return(source: str) -> set:
@@ -106,10 +119,10 @@ def test_item1_generated_code_releases_every_intermediate(f, fast):
         np.testing.assert_allclose(g, e, rtol=1e-13)
 
 
-def compile_work(f, x) -> int:
-    """Work of staging, optimising and generating and compiling both variants of f's
-    program: Python function calls (and builtin calls) made, plus hashes and equality
-    tests of IR variables (what a scan of a growing container of them does)."""
+def work(thunk) -> int:
+    """Work of running `thunk()`: Python function calls (and builtin calls) made, plus
+    hashes and equality tests of IR variables (what a scan of a growing container of them
+    does)."""
     count = [0]
 
     def counted(method):
@@ -127,14 +140,21 @@ def compile_work(f, x) -> int:
         setattr(Var, name, method)
     sys.setprofile(profiler)
     try:
-        program = optimize(stage(f, (x,)))
-        for fast in (True, False):
-            compile_program(program, fast=fast)
+        thunk()
     finally:
         sys.setprofile(None)
         for name in patch:
             delattr(Var, name)
     return count[0]
+
+
+def compile_work(f, x) -> int:
+    """Work of staging, optimising and generating and compiling both variants of f's program."""
+    def compiling():
+        program = optimize(stage(f, (x,)))
+        for fast in (True, False):
+            compile_program(program, fast=fast)
+    return work(compiling)
 
 
 def test_item2_compiling_costs_work_linear_in_the_program_length():
@@ -145,6 +165,64 @@ def test_item2_compiling_costs_work_linear_in_the_program_length():
     short = compile_work(pullback.grad(chain(300)), x)
     long = compile_work(pullback.grad(chain(600)), x)
     assert long <= 2.1 * short, (short, long)
+
+
+def test_item2_a_long_programs_first_call_is_interpreted_in_linear_work():
+    """The first call of a long program stages and interprets it (no optimisation, no
+    compile; `INTERPRETED_FIRST_CALL` equations or more), and doubling the program at most
+    doubles its work; the next call compiles it."""
+    x = np.linspace(0.1, 1.0, 10)
+    steps = pullback.ir.jit.INTERPRETED_FIRST_CALL // 2
+    counts = []
+    for n in (steps, steps, 2 * steps):                 # the first warms caches
+        jitted = pullback.jit(pullback.grad(chain(n)))
+        counts.append(work(lambda: jitted(x)))
+        entry = next(iter(jitted.cache.values()))
+        assert len(entry.staged.equations) >= pullback.ir.jit.INTERPRETED_FIRST_CALL
+        assert entry._program is None                   # nothing optimised yet
+        first = jitted(x)
+        assert entry._program is not None and hasattr(entry.fast, "source")    # compiled
+        np.testing.assert_array_equal(jitted(x), first)
+    assert counts[2] <= 2.1 * counts[1], counts
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_item2_interpreted_first_calls_agree_with_compiled_calls(seed, monkeypatch):
+    """Every program interpreted on its first call (the tier of long programs): the first
+    call and the compiled later ones agree to rounding, in dtypes too, and return arrays
+    sharing no memory with the arguments or each other; then the fuzz test's checks (jit
+    against eager, gradients, Hessians, vmap), each of whose jitted functions starts
+    interpreted."""
+    monkeypatch.setattr(pullback.ir.jit, "INTERPRETED_FIRST_CALL", 0)
+    f, x, s = random_program(np.random.default_rng(seed))
+    jitted = pullback.jit(f)
+    with np.errstate(all="ignore"):
+        first = jitted(x, s)
+        assert next(iter(jitted.cache.values()))._program is None
+        for later in (jitted(x, s), jitted(x, s)):
+            for k, (a, b) in enumerate(zip(first, later)):
+                assert np.shape(a) == np.shape(b) and np.asarray(a).dtype == np.asarray(b).dtype, k
+                np.testing.assert_allclose(a, b, rtol=1e-6 if x.dtype == np.float32 else 1e-13,
+                                           atol=1e-12, equal_nan=True)
+        for k, a in enumerate(first):
+            assert not np.shares_memory(a, x), k
+            assert not any(np.shares_memory(a, other) for other in first[:k]), k
+    check_program(f, x, s)
+
+
+@pytest.mark.parametrize("n", [3, 2**70, -(2**64)], ids=str)
+def test_item2_interpreted_first_calls_keep_python_arithmetic_on_python_scalars(n, monkeypatch):
+    """Python scalars stay Python's (an int beyond int64 too, where NumPy overflows), as
+    in eager mode and in the generated code."""
+    monkeypatch.setattr(pullback.ir.jit, "INTERPRETED_FIRST_CALL", 0)
+
+    def f(x, n):
+        return x * 2.0, n * 2 - 1, abs(-n) // 3
+    jitted, expected = pullback.jit(f), f(A, n)
+    for _ in range(2):                                  # interpreted, then compiled
+        got = jitted(A, n)
+        np.testing.assert_array_equal(got[0], expected[0])
+        assert got[1:] == expected[1:] and type(got[1]) is int
 
 
 # ------------------------------------------------- pullback.numpy on plain arrays

@@ -2,7 +2,9 @@
 
 `jit(f)` stages `f` once per input signature (pytree structure, shapes, dtypes,
 Python-scalar types, static arguments), optimises the program, generates a
-Python function of NumPy calls and caches it. Called with tracers of an outer
+Python function of NumPy calls and caches it. A long program's first call runs
+it by the interpreter instead, and the next call compiles it (`_Compiled`: the
+tiers are chosen there), so that a long program answers without its compile cost. Called with tracers of an outer
 transformation, it runs the generated code in its traceable form (plain NumPy
 calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
 `jit(jit(f))` ... all work and agree with eager mode.
@@ -21,11 +23,14 @@ from ..errors import StaticArgumentError
 from ..tree import flatten, unflatten
 from .codegen import compile_program, generate
 from .passes import optimize
+from .program import interpret
 from .readable import readable, user_arrays
 from .staging import CapturedTracer, argument_names, leaf_paths, signature_of, stage
 
 # After this many consecutive calls that each had to stage again, warn.
 RESTAGING_WARNING_THRESHOLD = 8
+# Programs of this many equations or more run interpreted on their first call (see _Compiled).
+INTERPRETED_FIRST_CALL = 2000
 
 
 class RestagingWarning(UserWarning):
@@ -33,17 +38,40 @@ class RestagingWarning(UserWarning):
 
 
 class _Compiled:
-    """A cached program: its fast variant, compiled at once, and its traceable variant,
-    compiled when tracers first call it (most jitted functions never see one)."""
-    __slots__ = ("program", "name", "fast", "_traceable", "out_tree")
+    """A cached program and its variants, built as calls come (the tiers are chosen here
+    alone). A long program (`INTERPRETED_FIRST_CALL` equations or more) is run as staged by
+    the interpreter on its first call, which costs no optimisation or compile (most of the
+    cost of a long program's first call); the next call optimises it and compiles the fast
+    variant, which runs from then on. A shorter program is compiled at once. The traceable
+    variant is compiled when tracers first call it (most jitted functions never see one)."""
+    __slots__ = ("staged", "_program", "name", "fast", "_traceable", "out_tree")
 
-    def __init__(self, program, name):
-        self.program, self.name = program, name
-        self._traceable = None
+    def __init__(self, staged, name):
+        self.staged, self.name = staged, name
+        self._program = self._traceable = None
+        self.out_tree = staged.out_tree
         # constants of another array library (a Dask array in f) cannot meet NumPy buffers
-        other_constants = any(foreign_array(c) is not None for c in program.consts)
-        self.fast = self.traceable if other_constants else compile_program(program, name)
-        self.out_tree = program.out_tree
+        if any(foreign_array(c) is not None for c in staged.consts):
+            self.fast = self.traceable
+        elif len(staged.equations) >= INTERPRETED_FIRST_CALL:
+            self.fast = self._interpret_once
+        else:
+            self.fast = compile_program(self.program, name)
+
+    def _interpret_once(self, *args):
+        self.fast = self._compile_then_run
+        return interpret(self.staged, *args)
+
+    def _compile_then_run(self, *args):
+        self.fast = compile_program(self.program, self.name)
+        return self.fast(*args)
+
+    @property
+    def program(self):
+        """The optimised program."""
+        if self._program is None:
+            self._program, self.staged = optimize(self.staged), None
+        return self._program
 
     @property
     def traceable(self):
@@ -172,7 +200,7 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
             except CapturedTracer:
                 # f closes over a value of an enclosing transformation: run it as it is.
                 return f(*args, **kwargs)
-            entry = cache[key] = _Compiled(optimize(program), name)
+            entry = cache[key] = _Compiled(program, name)
             misses[0] += 1
             if misses[0] == RESTAGING_WARNING_THRESHOLD:
                 warnings.warn(

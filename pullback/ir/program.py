@@ -7,7 +7,8 @@ of its arguments and results, and the names of its inputs, so that it can be
 called like the function it came from, printed, and turned into source code.
 
 `evaluate` is the reference interpreter: it binds each primitive in turn, so it
-runs on arrays and on tracers alike. `typecheck` re-derives every equation's
+runs on arrays and on tracers alike; `interpret` runs a program on NumPy values alone,
+calling the primitives' impls and releasing each value after its last use. `typecheck` re-derives every equation's
 output types with the primitives' shape rules.
 
 Equations are never modified once built: passes share them between programs.
@@ -129,6 +130,61 @@ def evaluate(program: Program, *args):
         for var, value in zip(eq.outputs, outs):
             env[var] = value.item() if var.weak and isinstance(value, np.generic) else value
     return [read(x) for x in program.outvars]
+
+
+def interpret(program: Program, *args) -> list:
+    """Run the program on NumPy values (no tracers), each primitive's impl in turn, releasing
+    every value after its last use; returns the flat outputs, each an array of its own (an
+    output that may be an argument's, a constant's or an earlier output's buffer is copied),
+    as generated code returns them. jit's first call of a long program: no compile cost.
+
+    >>> import numpy as np
+    >>> from pullback.ir.staging import stage
+    >>> interpret(stage(np.sin, (np.zeros(2),)), np.zeros(2))
+    [array([0., 0.])]
+    """
+    env = dict(zip(program.invars, args))
+    env.update(zip(program.constvars, program.consts))
+    equations = program.equations
+    last_use = {}
+    for i, eq in enumerate(equations):
+        for x in eq.inputs:
+            last_use[x] = i
+    for x in program.outvars:
+        last_use[x] = len(equations)
+    for i, eq in enumerate(equations):
+        prim = eq.primitive
+        # Python's arithmetic on Python scalars (a weakly typed output), as staged
+        run = python_operator(prim) if prim.python_operator and eq.outputs[0].weak else prim.impl
+        outs = run(*[x.value if type(x) is Literal else env[x] for x in eq.inputs], **eq.params)
+        for var, value in zip(eq.outputs, outs if prim.multiple_results else (outs,)):
+            if var in last_use:
+                env[var] = value.item() if var.weak and isinstance(value, np.generic) else value
+        for x in eq.inputs:
+            if last_use[x] == i and type(x) is not Literal:
+                env.pop(x, None)
+    owned = {id(a) for a in args} | {id(c) for c in program.consts}
+    outs = []
+    for x in program.outvars:
+        value = x.value if type(x) is Literal else env[x]
+        if isinstance(value, np.ndarray) and (value.base is not None or id(value) in owned):
+            value = value.copy()
+        owned.add(id(value))
+        outs.append(value)
+    return outs
+
+
+_OPERATORS = {}
+
+
+def python_operator(primitive):
+    """The primitive's `python_operator` (e.g. `"{} + {}"`) as a function, e.g. `lambda a,
+    b: a + b`: Python's arithmetic, which keeps Python ints exact where NumPy overflows."""
+    if primitive not in _OPERATORS:
+        names = [f"x{k}" for k in range(primitive.python_operator.count("{}"))]
+        source = f"lambda {', '.join(names)}: {primitive.python_operator.format(*names)}"
+        _OPERATORS[primitive] = eval(source)                # noqa: S307  (our own templates)
+    return _OPERATORS[primitive]
 
 
 class TypeCheckError(AssertionError):

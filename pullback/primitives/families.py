@@ -87,9 +87,12 @@ def source(value) -> str:
 
 
 def call_emitter(function: str, **fixed):
-    """emit rule for `function(arg, ..., param=value, ...)`, e.g. call_emitter("np.sum")."""
+    """emit rule for `function(arg, ..., param=value, ...)`, e.g. call_emitter("np.sum").
+    `keepdims=False`, NumPy's default, is left out: given, it costs NumPy's reductions a
+    dictionary per call, which fills Python's free lists (memory a long program holds)."""
     def emit(args, **params):
-        keywords = [f"{k}={source(v)}" for k, v in {**params, **fixed}.items()]
+        keywords = [f"{k}={source(v)}" for k, v in {**params, **fixed}.items()
+                    if not (k == "keepdims" and v is False)]
         return f"{function}({', '.join(list(args) + keywords)})"
     return emit
 
