@@ -380,8 +380,10 @@ class ArrayMethods:
         if method == "__call__" and not kwargs:
             prim = _ufunc_primitives.get(ufunc)
             if prim is not None:       # the common case, without any dispatch layer
-                return prim(*[x if type(x) is np.ndarray or isinstance(x, _OPERANDS)
-                              else pnp.operand(x) for x in inputs])
+                for x in inputs:
+                    if type(x) is not np.ndarray and not isinstance(x, _OPERANDS):
+                        return prim(*[pnp.operand(x) for x in inputs])
+                return prim(*inputs)
         return pnp.apply_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
