@@ -253,10 +253,12 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                 tangent_out = scale(t, values, params)
             else:
                 tangent_out = tangent_out - t if minus else tangent_out + scale(t, values, params)
-        if tangent_out is not ZERO and tangent_out.shape != out.shape:
+        if tangent_out is ZERO:
+            return out, ZERO
+        if tangent_out.shape != out.shape:
             tangent_out = np.broadcast_to(tangent_out, out.shape)   # a primitive on tracers
-        if tangent_out is not ZERO and tangent_out.dtype != out.dtype:   # SciPy promotions,
-            tangent_out = cast(tangent_out, out.dtype)          # real functions of complex z
+        if tangent_out.dtype != out.dtype:       # SciPy promotions, real functions of complex z
+            tangent_out = cast(tangent_out, out.dtype)
         return out, tangent_out
 
     # A pullback keeps only the residuals its derivatives read (and the shapes and dtypes

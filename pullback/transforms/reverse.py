@@ -29,18 +29,13 @@ from ..tree import flatten, tree_map, unflatten
 
 
 class ReverseTracer(Tracer):
-    __slots__ = ("value", "node")
+    # shape and dtype are copied from the value: reading them is then one slot, not a chain
+    # of properties through every level of a nested transformation.
+    __slots__ = ("value", "node", "shape", "dtype")
 
     def __init__(self, trace, value, node):
         self._trace, self.value, self.node = trace, value, node
-
-    @property
-    def shape(self):
-        return self.value.shape
-
-    @property
-    def dtype(self):
-        return self.value.dtype
+        self.shape, self.dtype = value.shape, value.dtype
 
     def __repr__(self):
         return f"ReverseTracer({self.value!r})"
