@@ -144,6 +144,8 @@ class Primitive:
         for a in args:
             if type(a) not in PLAIN_TYPES:
                 if isinstance(a, Tracer):
+                    if len(args) == 1 and a._trace.active:    # find_top_trace's answer
+                        return a._trace.process_primitive(self, args, params)
                     return find_top_trace(args).process_primitive(self, args, params)
                 plain = False
         if plain:

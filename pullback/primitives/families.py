@@ -295,10 +295,16 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                 if wrt_y else (None, None)
 
             def pullback(ct):
-                return (unbroadcast_to(scale_x(ct, values, params), x_shape, x_dtype)
-                        if wrt_x else ZERO,
-                        unbroadcast_to(scale_y(ct, values, params), y_shape, y_dtype)
-                        if wrt_y else ZERO)
+                ct_x = ct_y = ZERO
+                if wrt_x:
+                    ct_x = scale_x(ct, values, params)
+                    if ct_x.shape != x_shape or ct_x.dtype != x_dtype:
+                        ct_x = unbroadcast_to(ct_x, x_shape, x_dtype)
+                if wrt_y:
+                    ct_y = scale_y(ct, values, params)
+                    if ct_y.shape != y_shape or ct_y.dtype != y_dtype:
+                        ct_y = unbroadcast_to(ct_y, y_shape, y_dtype)
+                return ct_x, ct_y
             return pullback
     else:
         def vjp(wrt, out, *inputs, **params):
