@@ -25,6 +25,10 @@ ROOT = os.path.dirname(HERE)
 ROUNDS = 7                # interleaved rounds per task
 SAMPLE_S = 0.1            # seconds of back-to-back calls per sample
 SADDLE_ROUNDS = 3
+THREADS = [1]             # threads of BLAS and torch (set by --threads)
+# The process's CPU time: with one thread per library it is the work done, whatever other
+# processes take of the machine (wall time on a loaded machine measures the load).
+CLOCK = time.process_time
 SADDLE_ETA = 0.25         # GradBench starts at 1e-5 (thousands more steps, same saddle point)
 
 
@@ -152,6 +156,7 @@ def tasks(libs):
     if "torch" in libs:
         import torch
         torch.set_default_dtype(torch.float64)
+        torch.set_num_threads(THREADS[0])
         tc = {k: torch.tensor(a) for k, a in d.items()}
         tc["M"] = torch
         t_rosen, t_mlp, t_logistic, _ = so.functions(torch, tc)
@@ -308,13 +313,13 @@ def interleaved(fns, rounds, seconds):
     times = {lib: [] for lib in libs}
     for r in range(rounds):
         for lib in libs[r % len(libs):] + libs[:r % len(libs)]:
-            times[lib].append(sample(lambda _: fns[lib](), None, seconds))
+            times[lib].append(sample(lambda _: fns[lib](), None, seconds, CLOCK))
     return times
 
 
 def pick_fastest(candidates):
     """The fastest of a library's candidate implementations of a task (one short sample each)."""
-    return min(candidates, key=lambda fn: sample(lambda _: fn(), None, 0.05)) \
+    return min(candidates, key=lambda fn: sample(lambda _: fn(), None, 0.05, CLOCK)) \
         if len(candidates) > 1 else candidates[0]
 
 
@@ -348,9 +353,9 @@ def run(libs):
         times = {lib: [] for lib in runners}
         for r in range(SADDLE_ROUNDS):
             for lib, runner in (list(runners.items())[::(-1) ** r]):
-                start = time.perf_counter()
+                start = CLOCK()
                 runner(combo)
-                times[lib].append(time.perf_counter() - start)
+                times[lib].append(CLOCK() - start)
         saddle.append((combo, times))
         print("saddle", combo, {k: round(float(np.median(v)), 3) for k, v in times.items()},
               file=sys.stderr)
@@ -368,11 +373,15 @@ def report(rows, saddle, libs, loads, blas, seconds):
         "# Eager benchmark: pullback against torch, autograd and hand-written NumPy",
         "",
         f"Command: `python benchmarks/eager.py --python /work/peers/bin/python` (whole run "
-        f"{seconds / 60:.1f} min). Machine: {os.cpu_count()} cores, shared; load average "
+        f"{seconds / 60:.1f} min). Machine: {os.cpu_count()} cores, shared; "
+        f"{THREADS[0]} thread(s) for BLAS and torch (`--threads`); load average "
         f"(1 min) {loads[0]:.1f} at the start, {loads[1]:.1f} at the end. BLAS: {blas}.",
         "",
         f"All libraries in one process, interleaved: {ROUNDS} rounds per task, each timing every "
-        f"library once (>= {SAMPLE_S} s of back-to-back calls, rotating order); times are "
+        f"library once (>= {SAMPLE_S} s of back-to-back calls, rotating order), in "
+        + ("CPU time of the process (time.process_time: with one thread, the work done, not "
+           "the other processes' share of the machine)" if CLOCK is time.process_time
+           else "wall time") + "; times are "
         "medians over rounds (µs), ratios the medians of the per-round ratios pullback / peer "
         "(below 1: pullback faster). torch: the faster of torch.autograd and torch.func "
         "(gradient: autograd.grad or func.grad; HVP: double backward or func.jvp of "
@@ -431,18 +440,26 @@ def floor(times):
 
 
 def main():
-    global ROUNDS
+    global ROUNDS, CLOCK
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter with the peers installed (pullback is put on its path)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds per task")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of BLAS and torch (default 1: on a shared machine spinning "
+                             "worker threads measure the load, not the library)")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.inside:
-        subprocess.run([args.python, __file__, "--inside", "--rounds", str(args.rounds)],
-                       env=_env(), check=True)
+        env = _env()
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(args.threads)
+        subprocess.run([args.python, __file__, "--inside", "--rounds", str(args.rounds),
+                        "--threads", str(args.threads)], env=env, check=True)
         return
-    ROUNDS = args.rounds
+    ROUNDS, THREADS[0] = args.rounds, args.threads
+    if args.threads > 1:            # CPU time would add the threads up
+        CLOCK = time.perf_counter
     begin, load0 = time.perf_counter(), os.getloadavg()[0]
     libs = ["pullback"]
     for lib in ("torch", "autograd"):
@@ -459,14 +476,14 @@ def main():
 
 # ------------------------------------------------------------------- timing
 
-def sample(fn, x, seconds):
-    """Median-free single measurement: mean time per call over >= `seconds`."""
+def sample(fn, x, seconds, clock=time.perf_counter):
+    """Median-free single measurement: mean time per call over >= `seconds` of `clock`."""
     fn(x)
-    calls, start = 0, time.perf_counter()
+    calls, start = 0, clock()
     while True:
         fn(x)
         calls += 1
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         if elapsed >= seconds:
             return elapsed / calls
 
