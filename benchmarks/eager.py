@@ -1,18 +1,18 @@
-"""Eager-mode benchmark: f and its gradient, pullback side by side with its peers.
+"""Eager-mode benchmark: pullback's gradients, HVPs and Hessians side by side with PyTorch's
+(torch.autograd / torch.func), HIPS autograd and hand-written NumPy derivatives, and nested
+derivatives (GradBench's saddle problem) against autograd.
 
-Problems: extended Rosenbrock at n = 10, 1_000, 100_000, and a chain of 100 cheap
-elementwise operations on a length-10 vector. Peers (HIPS autograd, PyTorch CPU,
-JAX without jit) run when installed; each library runs in its own process.
+Every library runs in one process, task by task, interleaved: each round times every
+library once (a sample of >= 0.1 s of back-to-back calls, the order rotating), and the
+ratios reported are medians over rounds of the per-round ratios, so load from other
+processes that drifts during the run affects every library alike. Values are checked
+against pullback's before anything is timed.
 
-    python benchmarks/eager.py                      # this interpreter for every library
-    python benchmarks/eager.py --python /path/to/peers/venv/bin/python
+    python benchmarks/eager.py --python /work/peers/bin/python      # torch, autograd there
 
-Writes benchmarks/results/eager.md (medians in microseconds, ratios to pullback).
-Protocol: ../shared/BENCHMARKING.md (warm-up, >= 0.25 s per sample, median of 7
-samples, best of 2 whole passes, CPU contention noted).
+Writes benchmarks/results/eager.md (medians in microseconds; ratios pullback / peer).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -22,8 +22,14 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-LIBRARIES = ["pullback", "autograd", "torch", "jax"]
-SIZES = [10, 1_000, 100_000]
+ROUNDS = 7                # interleaved rounds per task
+SAMPLE_S = 0.1            # seconds of back-to-back calls per sample
+SADDLE_ROUNDS = 3
+THREADS = [1]             # threads of BLAS and torch (set by --threads)
+# The process's CPU time: with one thread per library it is the work done, whatever other
+# processes take of the machine (wall time on a loaded machine measures the load).
+CLOCK = time.process_time
+SADDLE_ETA = 0.25         # GradBench starts at 1e-5 (thousands more steps, same saddle point)
 
 
 # ------------------------------------------------------------------ problems
@@ -47,74 +53,437 @@ def chain(M):
     return f
 
 
-def problems(lib):
-    """{name: (f, grad_f, x)} for one library; f and grad_f take that library's arrays."""
+CHAIN_OPS = 101           # primitives bound by chain (100 and the sum)
+
+
+# --------------------------------------------------------- hand-written NumPy
+
+def rosenbrock_grad_numpy(x):
+    a, b = x[:-1], x[1:]
+    d = b - a * a
+    g = np.zeros_like(x)
+    g[:-1] = -400.0 * a * d - 2.0 * (1.0 - a)
+    g[1:] += 200.0 * d
+    return g
+
+
+def rosenbrock_hessian_parts(x):
+    a, b = x[:-1], x[1:]
+    diag = np.zeros_like(x)
+    diag[:-1] = 1200.0 * a * a - 400.0 * b + 2.0
+    diag[1:] += 200.0
+    return diag, -400.0 * a
+
+
+def rosenbrock_hvp_numpy(x, v):
+    diag, off = rosenbrock_hessian_parts(x)
+    hv = diag * v
+    hv[:-1] += off * v[1:]
+    hv[1:] += off * v[:-1]
+    return hv
+
+
+def rosenbrock_hessian_numpy(x):
+    diag, off = rosenbrock_hessian_parts(x)
+    h = np.diag(diag)
+    i = np.arange(len(off))
+    h[i, i + 1] = off
+    h[i + 1, i] = off
+    return h
+
+
+def chain_grad_numpy(x):
+    kept = []
+    for _ in range(25):
+        c = np.cos(x)
+        t = np.tanh(np.sin(x) * 1.01)
+        x = t + 0.5
+        kept.append((c, t))
+    g = np.ones_like(x)
+    for c, t in reversed(kept):
+        g = g * (1.0 - t * t) * 1.01 * c
+    return g
+
+
+def mlp_grad_numpy(p, X, Y):
+    w1, b1 = p[:8192].reshape(32, 256), p[8192:8448]
+    w2, b2 = p[8448:8704].reshape(256, 1), p[8704]
+    h = np.tanh(X @ w1 + b1)
+    dr = (2.0 / Y.size) * (h @ w2 + b2 - Y)
+    dh = (dr @ w2.T) * (1.0 - h * h)
+    return np.concatenate([(X.T @ dh).ravel(), dh.sum(0), (h.T @ dr).ravel(), [dr.sum()]])
+
+
+def logistic_parts(w, X, y, lam):
+    s = 1.0 / (1.0 + np.exp(-(X @ w)))
+    return s, X.T @ (s - y) + lam * w
+
+
+def logistic_hvp_numpy(w, v, X, y, lam):
+    s, _ = logistic_parts(w, X, y, lam)
+    return X.T @ ((s * (1.0 - s)) * (X @ v)) + lam * v
+
+
+def logistic_hessian_numpy(w, X, y, lam):
+    s, _ = logistic_parts(w, X, y, lam)
+    return X.T @ (X * (s * (1.0 - s))[:, None]) + lam * np.eye(len(w))
+
+
+# ------------------------------------------------------------------ tasks
+
+def tasks(libs):
+    """[(problem, task, {library: zero-argument callable})]: every library's version of each
+    floor task of issue 12 (section 3), on the same data."""
+    sys.path.insert(0, HERE)
+    import second_order as so
+    d = so.data()
+    lam = so.LOG_LAMBDA
     rng = np.random.default_rng(0)
-    xs = {n: rng.uniform(-1.0, 1.0, n) for n in SIZES}
-    chain_x = np.linspace(0.1, 1.0, 10)
+    x10, x5 = rng.uniform(-1.0, 1.0, 10), d["x100000"]
+    v5 = d["v100000"]
+    x1000 = d["x1000"]
+    xc = np.linspace(0.1, 1.0, 10)
+    out = []
 
-    # Per library: its namespace, grad_of(f, x), how to make its arrays, and a wrapper
-    # that waits for the result.
-    if lib == "pullback":
-        import pullback
-        M, asarray, wrap = np, np.asarray, lambda f: f
+    def add(problem, task, **fns):
+        out.append((problem, task, {k: v for k, v in fns.items() if k in libs + ["numpy"]}))
 
-        def grad_of(f, x):
-            return pullback.grad(f)
-    elif lib == "autograd":
-        import autograd
-        import autograd.numpy as M
-        asarray, wrap = np.asarray, lambda f: f
-
-        def grad_of(f, x):
-            return autograd.grad(f)
-    elif lib == "torch":
+    import pullback
+    pb = dict(M=np, **{k: v for k, v in d.items()})
+    rosen, mlp, logistic, _ = so.functions(np, pb)
+    ch = chain(np)
+    peers = {}
+    if "torch" in libs:
         import torch
         torch.set_default_dtype(torch.float64)
-        M, asarray, wrap = torch, torch.tensor, lambda f: f
+        torch.set_num_threads(THREADS[0])
+        tc = {k: torch.tensor(a) for k, a in d.items()}
+        tc["M"] = torch
+        t_rosen, t_mlp, t_logistic, _ = so.functions(torch, tc)
+        T = torch.tensor
 
-        def autograd_grad(f):
-            def g(x):
+        def t_grad(f):
+            # torch.autograd.grad and torch.func.grad: whichever is faster (chosen per task).
+            def autograd_grad(x):
                 x = x.detach().requires_grad_(True)
                 return torch.autograd.grad(f(x), x)[0]
-            return g
+            return [autograd_grad, torch.func.grad(f)]
 
-        def grad_of(f, x):
-            # torch.func.grad and torch.autograd.grad: keep the faster (protocol).
-            return min([torch.func.grad(f), autograd_grad(f)], key=lambda g: sample(g, x, 0.05))
-    elif lib == "jax":
-        import jax
-        jax.config.update("jax_enable_x64", True)
-        jax.config.update("jax_cpu_enable_async_dispatch", False)
-        import jax.numpy as M
-        asarray = M.asarray
+        def t_hvp(f):
+            def double_backward(x, v):
+                x = x.detach().requires_grad_(True)
+                g = torch.autograd.grad(f(x), x, create_graph=True)[0]
+                return torch.autograd.grad(g @ v, x)[0]
+            grad_f = torch.func.grad(f)
+            return [double_backward, lambda x, v: torch.func.jvp(grad_f, (x,), (v,))[1]]
+        peers["torch"] = dict(rosen=t_rosen, mlp=t_mlp, logistic=t_logistic, chain=chain(torch),
+                              T=T, grad=t_grad, hvp=t_hvp,
+                              hessian=lambda f: [torch.func.hessian(f)])
+    if "autograd" in libs:
+        import autograd
+        import autograd.numpy as anp
+        ac = dict(d, M=anp)
+        a_rosen, a_mlp, a_logistic, _ = so.functions(anp, ac)
+        peers["autograd"] = dict(rosen=a_rosen, mlp=a_mlp, logistic=a_logistic, chain=chain(anp),
+                                 T=np.asarray, grad=lambda f: [autograd.grad(f)],
+                                 hvp=lambda f: [autograd.hessian_vector_product(f)],
+                                 hessian=lambda f: [autograd.hessian(f)])
 
-        def grad_of(f, x):
-            return jax.grad(f)
+    def peer_fns(kind, name, *args):
+        """{library: [candidate thunks]} of a peer task."""
+        res = {}
+        for lib, p in peers.items():
+            f = p[name]
+            conv = [p["T"](a) for a in args]
+            res[lib] = [lambda g=g, conv=conv: g(*conv) for g in p[kind](f)]
+        return res
 
-        def wrap(f):
-            return lambda x: jax.block_until_ready(f(x))
-    else:
-        raise ValueError(lib)
-    cases = {f"rosenbrock n={n}": (rosenbrock(M), xs[n]) for n in SIZES}
-    cases["chain 100 ops"] = (chain(M), chain_x)
-    out = {}
-    for name, (f, x) in cases.items():
-        x = asarray(x)
-        out[name] = (wrap(f), wrap(grad_of(f, x)), x)
+    def task(problem, kind, name, f, numpy_fn, *args):
+        ours = {"grad": lambda: pullback.grad(f), "hvp": None,
+                "hessian": lambda: pullback.hessian(f)}
+        if kind == "hvp":
+            fn = lambda: pullback.hvp(f, *args)                  # noqa: E731
+        else:
+            g = ours[kind]()
+            fn = lambda: g(*args)                                # noqa: E731
+        fns = {"pullback": [fn]}
+        if numpy_fn is not None:
+            fns["numpy"] = [numpy_fn]
+        fns.update(peer_fns(kind, name, *args))
+        add(problem, kind, **fns)
+
+    task("rosenbrock n=10", "grad", "rosen", rosen, lambda: rosenbrock_grad_numpy(x10), x10)
+    task("rosenbrock n=100000", "grad", "rosen", rosen, lambda: rosenbrock_grad_numpy(x5), x5)
+    task("rosenbrock n=100000", "hvp", "rosen", rosen, lambda: rosenbrock_hvp_numpy(x5, v5),
+         x5, v5)
+    task("chain 100 ops", "grad", "chain", ch, lambda: chain_grad_numpy(xc), xc)
+    X, Y = d["mlp_X"], d["mlp_Y"]
+    task("MLP 8,705 params", "grad", "mlp", mlp, lambda: mlp_grad_numpy(d["mlp_p"], X, Y),
+         d["mlp_p"])
+    task("MLP 8,705 params", "hvp", "mlp", mlp, None, d["mlp_p"], d["mlp_v"])
+    LX, ly, w, v = d["log_X"], d["log_y"], d["log_w"], d["log_v"]
+    task("logistic 1000x100", "grad", "logistic", logistic,
+         lambda: logistic_parts(w, LX, ly, lam)[1], w)
+    task("logistic 1000x100", "hvp", "logistic", logistic,
+         lambda: logistic_hvp_numpy(w, v, LX, ly, lam), w, v)
+    task("logistic 1000x100", "hessian", "logistic", logistic,
+         lambda: logistic_hessian_numpy(w, LX, ly, lam), w)
+    task("rosenbrock n=1000", "hessian", "rosen", rosen,
+         lambda: rosenbrock_hessian_numpy(x1000), x1000)
+    # The per-op cost of eager mode: chain in forward mode too (pushforward of a tangent).
+    add("chain 100 ops", "jvp (forward)",
+        pullback=[lambda: pullback.pushforward(ch, (xc,), (xc,))])
     return out
+
+
+# ------------------------------------------------------------ nested: saddle
+
+def saddle_solver(M, grad_r, grad_f):
+    """GradBench's saddle problem for one library: `run(outer, inner)` with outer and inner
+    'r' (reverse) or 'f' (forward: one pushforward per basis vector). Gradient descent
+    (GradBench's multivariate_argmin: step eta, doubled after 10 improving steps, halved
+    after a worse one) inside gradient descent, with Python control flow on traced values."""
+    grads = {"r": grad_r, "f": grad_f}
+
+    def magnitude(v):
+        return M.sqrt(M.sum(v * v))
+
+    def argmin(grad, f, x):
+        g = grad(f)
+        fx, gx, eta, i = f(x), g(x), SADDLE_ETA, 0
+        while True:
+            if magnitude(gx) <= 1e-5:
+                return x
+            if i == 10:
+                eta, i = 2.0 * eta, 0
+                continue
+            x_new = x - eta * gx
+            if magnitude(x - x_new) <= 1e-5:
+                return x
+            fx_new = f(x_new)
+            if fx_new < fx:
+                x, fx, gx, i = x_new, fx_new, g(x_new), i + 1
+            else:
+                eta, i = eta / 2.0, 0
+
+    def argmax(grad, f, x):
+        return argmin(grad, lambda x: -f(x), x)
+
+    def cost(p1, p2):
+        return (p1[0] ** 2 + p1[1] ** 2) - (p2[0] ** 2 + p2[1] ** 2)
+
+    def run(combo):
+        outer, inner = grads[combo[0]], grads[combo[1]]
+        start = np.array([1.0, 1.0])
+
+        def max_over_p2(p1):
+            return cost(p1, argmax(inner, lambda p2: cost(p1, p2), start))
+        r1 = argmin(outer, max_over_p2, start)
+        r2 = argmax(outer, lambda p2: cost(r1, p2), start)
+        return np.concatenate([np.asarray(getattr(r1, "_value", r1)),
+                               np.asarray(getattr(r2, "_value", r2))])
+    return run
+
+
+def saddle_runners(libs):
+    runners = {}
+    import pullback
+    runners["pullback"] = saddle_solver(
+        np, pullback.grad,
+        lambda f: lambda x: np.stack([pullback.pushforward(f, (x,), (e,))[1]
+                                      for e in np.eye(len(x))]))
+    if "autograd" in libs:
+        import autograd
+        import autograd.numpy as anp
+
+        def forward_grad(f):
+            def g(x):
+                jvp = autograd.make_jvp(f)(x)
+                return anp.stack([jvp(e)[1] for e in np.eye(len(x))])
+            return g
+        runners["autograd"] = saddle_solver(anp, autograd.grad, forward_grad)
+    return runners
+
+
+# ------------------------------------------------------------------ run
+
+def interleaved(fns, rounds, seconds):
+    """{library: [time per call in each round]}: every library sampled once per round."""
+    libs = list(fns)
+    times = {lib: [] for lib in libs}
+    for r in range(rounds):
+        for lib in libs[r % len(libs):] + libs[:r % len(libs)]:
+            times[lib].append(sample(lambda _: fns[lib](), None, seconds, CLOCK))
+    return times
+
+
+def pick_fastest(candidates):
+    """The fastest of a library's candidate implementations of a task (one short sample each)."""
+    return min(candidates, key=lambda fn: sample(lambda _: fn(), None, 0.05, CLOCK)) \
+        if len(candidates) > 1 else candidates[0]
+
+
+def to_numpy(value):
+    if hasattr(value, "detach"):
+        value = value.detach().numpy()
+    return np.asarray(value)
+
+
+def run(libs):
+    rows = []
+    for problem, task, candidates in tasks(libs):
+        reference = to_numpy(candidates["pullback"][0]())
+        fns = {}
+        for lib, cands in candidates.items():
+            for fn in cands:
+                err = np.max(np.abs(to_numpy(fn()) - reference)) / max(np.max(np.abs(reference)),
+                                                                         1e-300)
+                assert err < 1e-8, (problem, task, lib, err)
+            fns[lib] = pick_fastest(cands)
+        times = interleaved(fns, ROUNDS, SAMPLE_S)
+        rows.append((problem, task, times))
+        print(problem, task, {k: round(float(np.median(v)) * 1e6, 1) for k, v in times.items()},
+              file=sys.stderr)
+    saddle = []
+    runners = saddle_runners(libs)
+    for combo in ("rr", "rf", "fr", "ff"):
+        results = {lib: r(combo) for lib, r in runners.items()}
+        for lib, value in results.items():
+            assert np.allclose(value, results["pullback"], atol=1e-6), (combo, lib, value)
+        times = {lib: [] for lib in runners}
+        for r in range(SADDLE_ROUNDS):
+            for lib, runner in (list(runners.items())[::(-1) ** r]):
+                start = CLOCK()
+                runner(combo)
+                times[lib].append(CLOCK() - start)
+        saddle.append((combo, times))
+        print("saddle", combo, {k: round(float(np.median(v)), 3) for k, v in times.items()},
+              file=sys.stderr)
+    return rows, saddle
+
+
+def ratio(times, a, b):
+    """Median over rounds of time(a) / time(b)."""
+    return float(np.median(np.array(times[a]) / np.array(times[b])))
+
+
+def report(rows, saddle, libs, loads, blas, seconds):
+    peers = [lib for lib in ("torch", "autograd", "numpy") if lib in libs + ["numpy"]]
+    lines = [
+        "# Eager benchmark: pullback against torch, autograd and hand-written NumPy",
+        "",
+        f"Command: `python benchmarks/eager.py --python /work/peers/bin/python` (whole run "
+        f"{seconds / 60:.1f} min). Machine: {os.cpu_count()} cores, shared; "
+        f"{THREADS[0]} thread(s) for BLAS and torch (`--threads`); load average "
+        f"(1 min) {loads[0]:.1f} at the start, {loads[1]:.1f} at the end. BLAS: {blas}.",
+        "",
+        f"All libraries in one process, interleaved: {ROUNDS} rounds per task, each timing every "
+        f"library once (>= {SAMPLE_S} s of back-to-back calls, rotating order), in "
+        + ("CPU time of the process (time.process_time: with one thread, the work done, not "
+           "the other processes' share of the machine)" if CLOCK is time.process_time
+           else "wall time") + "; times are "
+        "medians over rounds (µs), ratios the medians of the per-round ratios pullback / peer "
+        "(below 1: pullback faster). torch: the faster of torch.autograd and torch.func "
+        "(gradient: autograd.grad or func.grad; HVP: double backward or func.jvp of "
+        "func.grad; Hessian: func.hessian). numpy: hand-written derivatives. pullback: "
+        "`grad`, `hvp` (default reverse-over-forward), `hessian` (default reverse-over-reverse).",
+        "",
+        "| problem | task | pullback | " + " | ".join(peers) + " | "
+        + " | ".join(f"pullback / {p}" for p in peers) + " | floor |",
+        "|---|---|---:|" + "---:|" * (2 * len(peers)) + "---|",
+    ]
+    chain_times = {}
+    for problem, task, times in rows:
+        med = {lib: float(np.median(t)) * 1e6 for lib, t in times.items()}
+        cells = [f"{med[p]:.1f}" if p in med else "—" for p in peers]
+        ratios = [f"{ratio(times, 'pullback', p):.2f}" if p in times else "—" for p in peers]
+        lines.append(f"| {problem} | {task} | {med['pullback']:.1f} | " + " | ".join(cells)
+                     + " | " + " | ".join(ratios) + f" | {floor(times)} |")
+        if problem.startswith("chain"):
+            chain_times[task] = times
+    lines += ["", "Floor: pullback <= torch, or where hand-written NumPy is itself slower than "
+              "torch, pullback <= 1.15 x NumPy.", ""]
+    if "grad" in chain_times and "numpy" in chain_times["grad"]:
+        t = chain_times["grad"]
+        per_op = (np.median(t["pullback"]) - np.median(t["numpy"])) / CHAIN_OPS * 1e6
+        total = np.median(t["pullback"]) / CHAIN_OPS * 1e6
+        lines.append(f"Chain gradient per op: {total:.2f} µs in all, {per_op:.2f} µs above the "
+                     "hand-written NumPy gradient (the same NumPy calls without the AD "
+                     f"machinery), {CHAIN_OPS} primitives; floor <= 2 µs per op.")
+    if "jvp (forward)" in chain_times:
+        t = chain_times["jvp (forward)"]["pullback"]
+        lines.append(f"Chain in forward mode (pushforward of one tangent): "
+                     f"{np.median(t) / CHAIN_OPS * 1e6:.2f} µs per op in all.")
+    lines += ["", "## Nested eager AD: GradBench's saddle problem (s per run)", "",
+              "Gradient descent inside gradient descent on a function of two 2-vectors; "
+              "outer/inner derivative r (reverse, grad) or f (forward, one pushforward per "
+              f"basis vector). Step size starts at {SADDLE_ETA} (GradBench: 1e-5, which only "
+              f"adds steps); median of {SADDLE_ROUNDS} interleaved runs. Floor: autograd / "
+              "pullback >= 3.", "",
+              "| outer-inner | pullback | autograd | autograd / pullback |", "|---|---:|---:|---:|"]
+    for combo, times in saddle:
+        if "autograd" in times:
+            lines.append(f"| {combo} | {np.median(times['pullback']):.3f} | "
+                         f"{np.median(times['autograd']):.3f} | "
+                         f"{ratio(times, 'autograd', 'pullback'):.2f} |")
+    write_results("eager.md", "\n".join(lines) + "\n")
+
+
+def floor(times):
+    """Whether pullback meets its floor on a task: 'met' or 'missed (by how much)'."""
+    if "torch" not in times:
+        return "—"
+    target, against = ratio(times, "pullback", "torch"), "torch"
+    if "numpy" in times and np.median(times["numpy"]) > np.median(times["torch"]):
+        target, against = ratio(times, "pullback", "numpy") / 1.15, "1.15 x numpy"
+    return "met" if target <= 1.0 else f"missed ({target:.2f} x {against})"
+
+
+def main():
+    global ROUNDS, CLOCK
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter with the peers installed (pullback is put on its path)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds per task")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of BLAS and torch (default 1: on a shared machine spinning "
+                             "worker threads measure the load, not the library)")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.inside:
+        env = _env()
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(args.threads)
+        subprocess.run([args.python, __file__, "--inside", "--rounds", str(args.rounds),
+                        "--threads", str(args.threads)], env=env, check=True)
+        return
+    ROUNDS, THREADS[0] = args.rounds, args.threads
+    if args.threads > 1:            # CPU time would add the threads up
+        CLOCK = time.perf_counter
+    begin, load0 = time.perf_counter(), os.getloadavg()[0]
+    libs = ["pullback"]
+    for lib in ("torch", "autograd"):
+        try:
+            __import__(lib)
+            libs.append(lib)
+        except ImportError:
+            pass
+    np.ones(2_000_000).sum()        # warm the allocator
+    rows, saddle = run(libs)
+    report(rows, saddle, libs, (load0, os.getloadavg()[0]), blas_kernel(verbose=True),
+           time.perf_counter() - begin)
 
 
 # ------------------------------------------------------------------- timing
 
-def sample(fn, x, seconds):
-    """Median-free single measurement: mean time per call over >= `seconds`."""
+def sample(fn, x, seconds, clock=time.perf_counter):
+    """Median-free single measurement: mean time per call over >= `seconds` of `clock`."""
     fn(x)
-    calls, start = 0, time.perf_counter()
+    calls, start = 0, clock()
     while True:
         fn(x)
         calls += 1
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         if elapsed >= seconds:
             return elapsed / calls
 
@@ -135,14 +504,6 @@ def cpu_busy_fraction(interval=0.2):
     return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
-def run_library(lib):
-    np.ones(2_000_000).sum()        # warm the allocator (see BENCHMARKING.md)
-    results = {}
-    for name, (f, g, x) in problems(lib).items():
-        results[name] = {"f": median_time(f, x) * 1e6, "grad": median_time(g, x) * 1e6}
-    return {"results": results, "blas": blas_kernel()}
-
-
 def blas_kernel(verbose=False):
     """The BLAS loaded, as threadpoolctl names it ('openblas SkylakeX'); '' without threadpoolctl.
     verbose: with version, threads and the package that ships each library."""
@@ -158,84 +519,10 @@ def blas_kernel(verbose=False):
         for i in threadpool_info() if i.get("user_api") == "blas")
 
 
-def check_agreement(python):
-    """Every peer's gradient agrees with pullback's before anything is timed."""
-    code = ("import numpy as np, pullback, autograd, autograd.numpy as anp;"
-            "x=np.random.default_rng(1).uniform(-1,1,50);"
-            "f=lambda np_: (lambda x: np_.sum(100.0*(x[1:]-x[:-1]**2)**2+(1.0-x[:-1])**2));"
-            "assert np.allclose(pullback.grad(f(np))(x), autograd.grad(f(anp))(x))")
-    subprocess.run([python, "-c", code], check=True, env=_env())
-
-
 def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return env
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter with the peers installed (pullback is put on its path)")
-    parser.add_argument("--library", help=argparse.SUPPRESS)
-    parser.add_argument("--passes", type=int, default=2)
-    args = parser.parse_args()
-    if args.library:
-        print(json.dumps(run_library(args.library)))
-        return
-
-    available = []
-    for lib in LIBRARIES:
-        probe = subprocess.run([args.python, "-c", f"import {lib}"], env=_env(),
-                               capture_output=True)
-        if probe.returncode == 0:
-            available.append(lib)
-    if "autograd" in available:
-        check_agreement(args.python)
-    best, busy, blas = {}, [], ""
-    for _ in range(args.passes):
-        for lib in available:
-            busy.append(cpu_busy_fraction())
-            out = subprocess.run([args.python, __file__, "--library", lib], env=_env(),
-                                 capture_output=True, text=True, check=True)
-            data = json.loads(out.stdout.strip().splitlines()[-1])
-            blas = blas or data["blas"]
-            for problem, times in data["results"].items():
-                for task, t in times.items():
-                    key = (problem, task, lib)
-                    best[key] = min(best.get(key, np.inf), t)
-    write_report(best, available, blas, max(busy))
-
-
-def write_report(best, libs, blas, busy):
-    problems_ = list(dict.fromkeys(p for p, _, _ in best))
-    lines = [
-        "# Eager benchmark: f and gradient (median µs, best of passes)",
-        "",
-        f"Command: `python benchmarks/eager.py --python <venv with peers>`; "
-        f"machine: {os.cpu_count()} cores, BLAS: {blas or 'unknown'}; highest CPU use by "
-        f"other processes seen before a library ran: {busy:.0%}.",
-        "JAX runs without jit, x64, synchronous CPU dispatch. torch: the faster of "
-        "torch.func.grad and torch.autograd.grad.",
-        "",
-        "| problem | task | " + " | ".join(libs) + " | " +
-        " | ".join(f"{lib} / pullback" for lib in libs if lib != "pullback") + " |",
-        "|---|---|" + "---:|" * (2 * len(libs) - 1),
-    ]
-    for problem in problems_:
-        for task in ("f", "grad"):
-            times = [best.get((problem, task, lib), np.nan) for lib in libs]
-            ours = best.get((problem, task, "pullback"), np.nan)
-            ratios = [f"{best.get((problem, task, lib), np.nan) / ours:.2f}"
-                      for lib in libs if lib != "pullback"]
-            lines.append(f"| {problem} | {task} | " + " | ".join(f"{t:.1f}" for t in times)
-                         + " | " + " | ".join(ratios) + " |")
-    lines += ["", "grad / f per library:", ""]
-    for problem in problems_:
-        parts = [f"{lib} {best[(problem, 'grad', lib)] / best[(problem, 'f', lib)]:.2f}"
-                 for lib in libs]
-        lines.append(f"- {problem}: " + ", ".join(parts))
-    write_results("eager.md", "\n".join(lines) + "\n")
 
 
 def write_results(name, text):
@@ -243,6 +530,8 @@ def write_results(name, text):
     with open(os.path.join(HERE, "results", name), "w") as fh:
         fh.write(text)
     print(text)
+
+
 
 
 if __name__ == "__main__":

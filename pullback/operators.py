@@ -137,9 +137,9 @@ def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     def grad_f(*args, **kwargs):
         value, gradient = value_and_grad_f(*args, **kwargs)
         return (gradient, value[1]) if has_aux else gradient
-    parameter = _parameter_name(f, argnums)
-    grad_f.result_names = _names_for_one_array(f"grad_{parameter}" if parameter else "grad",
-                                               argnums, has_aux)
+    grad_f.result_names = _names_for_one_array(
+        lambda: f"grad_{parameter}" if (parameter := _parameter_name(f, argnums)) else "grad",
+        argnums, has_aux)
     return grad_f
 
 
@@ -159,11 +159,12 @@ def _is_leaf(x) -> bool:
 
 def _names_for_one_array(name, argnums, has_aux):
     """`result_names` for `show`: [name] where the derivative is one array (an int argnums
-    picking an array argument, no aux), else None (the outputs keep their own names)."""
+    picking an array argument, no aux), else None (the outputs keep their own names).
+    `name` may be a function giving it, called only then (inspecting f costs every grad(f))."""
     def result_names(*args):
         single = isinstance(argnums, int) and not has_aux and -len(args) <= argnums < len(args) \
             and _is_leaf(args[argnums])
-        return [name] if single else None
+        return [name() if callable(name) else name] if single else None
     return result_names
 
 

@@ -106,12 +106,20 @@ def _statement_error(actions=("store", "subscript")):
         "`pullback.numpy.getitem(table, index)` for any index.")
 
 
+# Operands that are never tracers: with one of them, a tracer's own trace binds an operator
+# (what `find_top_trace` would find), one Python frame fewer than calling the primitive.
+_CONSTANTS = frozenset({np.ndarray, float, int})
+
+
 def _binary(ufunc, reflected=False):
     """An operator method: the ufunc's primitive, reached without any dispatch layer."""
     def op(self, other):
+        prim = _ufunc_primitives[ufunc]
+        if type(other) in _CONSTANTS and self._trace.active:
+            args = (other, self) if reflected else (self, other)
+            return self._trace.process_primitive(prim, args, {})
         if type(other) is not np.ndarray and not isinstance(other, _OPERANDS):
             other = pnp.operand(other)
-        prim = _ufunc_primitives[ufunc]
         return prim(other, self) if reflected else prim(self, other)
     op.__name__ = f"__{'r' if reflected else ''}{ufunc.__name__}__"
     return op
@@ -430,8 +438,12 @@ class ArrayMethods:
         if method == "__call__" and not kwargs:
             prim = _ufunc_primitives.get(ufunc)
             if prim is not None:       # the common case, without any dispatch layer
-                return prim(*[x if type(x) is np.ndarray or isinstance(x, _OPERANDS)
-                              else pnp.operand(x) for x in inputs])
+                if len(inputs) == 1 and self._trace.active:   # bound by its trace (_binary)
+                    return self._trace.process_primitive(prim, inputs, {})
+                for x in inputs:
+                    if type(x) is not np.ndarray and not isinstance(x, _OPERANDS):
+                        return prim(*[pnp.operand(x) for x in inputs])
+                return prim(*inputs)
         return pnp.apply_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):

@@ -41,23 +41,29 @@ class Trace:
         raise NotImplementedError  # abstract: every concrete trace overrides it
 
 
-@contextmanager
-def new_trace(trace_class, *args):
-    """Open a trace of `trace_class` one level above the current innermost one."""
-    stack = trace_stack()
-    trace = trace_class(len(stack) + 1, *args)
-    stack.append(trace)
-    try:
-        yield trace
-    except ValueError as error:
+class new_trace:
+    """Open a trace of `trace_class` one level above the current innermost one (a context
+    manager giving the trace; a class, as cheaper to enter than a generator: derivatives
+    nested in a loop open one per call)."""
+
+    __slots__ = ("trace_class", "args", "stack", "trace")
+
+    def __init__(self, trace_class, *args):
+        self.trace_class, self.args = trace_class, args
+
+    def __enter__(self):
+        stack = self.stack = trace_stack()
+        trace = self.trace = self.trace_class(len(stack) + 1, *self.args)
+        stack.append(trace)
+        return trace
+
+    def __exit__(self, kind, error, traceback):
         ours = take_swallowed()
-        if ours is not None and ours is not error:  # NumPy replaced our error with its own
-            raise ours from error
-        raise
-    finally:
-        take_swallowed()
-        trace.active = False
-        stack.pop()
+        self.trace.active = False
+        self.stack.pop()
+        if isinstance(error, ValueError) and ours is not None and ours is not error:
+            raise ours from error                 # NumPy replaced our error with its own
+        return False
 
 
 class Tracer(ArrayMethods):

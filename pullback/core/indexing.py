@@ -4,6 +4,7 @@ An index such as `x[1:, idx, None]` is split into a template of `Slice`s, intege
 `None`, `Ellipsis` and `ArrayIndex` placeholders, and the integer index arrays the
 placeholders stand for, which are passed as arrays (they may be traced).
 """
+from functools import lru_cache
 from typing import NamedTuple
 
 
@@ -24,5 +25,13 @@ FULL = Slice(None, None, None)
 
 def index_tuple(template, arrays):
     """The NumPy index described by a template and its index arrays."""
+    if not arrays:
+        return _basic_index(template)
     return tuple(slice(*e) if type(e) is Slice else arrays[e.position]
                  if type(e) is ArrayIndex else e for e in template)
+
+
+@lru_cache(maxsize=1024)
+def _basic_index(template):
+    """`index_tuple` of a template without index arrays (slices are immutable: shared)."""
+    return tuple(slice(*e) if type(e) is Slice else e for e in template)

@@ -42,5 +42,6 @@ def refuse_complex(values, primitive):
     """Raise if a primitive without complex rules meets complex values (its inputs, or the
     outputs of one with zero derivative) while a derivative flows through it: its real
     rules could give a wrong value."""
-    if any(_is_complex(v) for v in values):
-        raise complex_error(f"`{primitive.name}` of complex values")
+    for v in values:
+        if _is_complex(v):
+            raise complex_error(f"`{primitive.name}` of complex values")

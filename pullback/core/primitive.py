@@ -68,6 +68,7 @@ directly (plain NumPy speed); otherwise the innermost transformation among the
 arguments processes it.
 """
 import warnings
+from types import CodeType
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -148,6 +149,8 @@ class Primitive:
         for a in args:
             if type(a) not in PLAIN_TYPES:
                 if isinstance(a, Tracer):
+                    if len(args) == 1 and a._trace.active:    # find_top_trace's answer
+                        return a._trace.process_primitive(self, args, params)
                     return find_top_trace(args).process_primitive(self, args, params)
                 plain = False
         if plain:
@@ -177,6 +180,20 @@ class Primitive:
 
 
 def name_pullback(fn: Callable, prim_name: str) -> Callable:
-    """Give a pullback closure the name `<prim>_pullback`, so it reads well in tracebacks."""
+    """Give a pullback closure the name `<prim>_pullback`, so it reads well in reprs."""
     fn.__name__ = fn.__qualname__ = f"{prim_name}_pullback"
     return fn
+
+
+def name_pullbacks(rule: Callable, prim_name: str) -> Callable:
+    """`rule` (a vjp rule of one primitive) with the closures it defines named `pullback`
+    renamed `<prim>_pullback` in its code: done once, where `name_pullback` costs every
+    call, and tracebacks (which read the code's name) show it too."""
+    def renamed(code):
+        code = code.replace(co_consts=tuple(renamed(c) if isinstance(c, CodeType) else c
+                                            for c in code.co_consts))
+        if code.co_name != "pullback":
+            return code
+        return code.replace(co_name=f"{prim_name}_pullback", co_qualname=f"{prim_name}_pullback")
+    rule.__code__ = renamed(rule.__code__)
+    return rule

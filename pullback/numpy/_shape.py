@@ -460,7 +460,7 @@ def _index_template(index):
         index = (index,)
     template, arrays = [], []
     for entry in index:
-        if entry is None or entry is Ellipsis:
+        if type(entry) is int or entry is None or entry is Ellipsis:    # int: the common case
             template.append(entry)
         elif isinstance(entry, slice):
             template.append(S.Slice(*(None if v is None else int(v.__index__())

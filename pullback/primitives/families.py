@@ -23,7 +23,7 @@ import numpy as np
 from . import scipy_special as sp
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullbacks
 from ..transforms.cotangents import LazyCotangent
 from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
@@ -152,11 +152,15 @@ def unbroadcast(ct, x):
     Written with array methods, which are primitives on tracers and NumPy on arrays;
     a lazy cotangent that needs either is materialised first.
     """
-    shape = shape_of(x)
+    return unbroadcast_to(ct, shape_of(x), dtype_of(x))
+
+
+def unbroadcast_to(ct, shape, dtype):
+    """`unbroadcast` to a shape and a dtype (None: a weakly typed Python scalar's, no cast)."""
     ct_shape = ct.shape
-    dtype = dtype_of(x)
-    if isinstance(ct, LazyCotangent) and (
-            ct_shape != shape or (dtype is not None and dtype != ct.dtype)):
+    if ct_shape == shape and (dtype is None or ct.dtype == dtype):
+        return ct                            # the common case: it fits already
+    if isinstance(ct, LazyCotangent):
         ct = ct.dense()
     if ct_shape != shape:
         lead = len(ct_shape) - len(shape)
@@ -209,9 +213,12 @@ def _scaler(partial, residuals):
             return lambda t, values, params: -t
         return lambda t, values, params: t * partial
     call = _partial_call(partial, residuals)
+    names = list(inspect.signature(partial).parameters)
+    # A partial reading one residual and no parameter (the common case) is called directly.
+    single = residuals.index(names[0]) if len(names) == 1 and names[0] in residuals else None
 
     def scale(t, values, params):
-        d = call(values, params)
+        d = call(values, params) if single is None else partial(values[single])
         if type(d) is tuple:                 # (number, array): the number first
             return t * d[0] * d[1]
         return t if type(d) is int and d == 1 else t * d
@@ -261,10 +268,12 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                 tangent_out = scale(t, values, params)
             else:
                 tangent_out = tangent_out - t if minus else tangent_out + scale(t, values, params)
-        if tangent_out is not ZERO and tangent_out.shape != out.shape:
+        if tangent_out is ZERO:
+            return out, ZERO
+        if tangent_out.shape != out.shape:
             tangent_out = np.broadcast_to(tangent_out, out.shape)   # a primitive on tracers
-        if tangent_out is not ZERO and tangent_out.dtype != out.dtype:   # SciPy promotions,
-            tangent_out = cast(tangent_out, out.dtype)          # real functions of complex z
+        if tangent_out.dtype != out.dtype:       # SciPy promotions, real functions of complex z
+            tangent_out = cast(tangent_out, out.dtype)
         return out, tangent_out
 
     # A pullback keeps only the residuals its derivatives read (and the shapes and dtypes
@@ -284,22 +293,34 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
             def pullback(ct):
                 ct_x = scale(ct, kept, params)
                 return (unbroadcast(ct_x, x_type) if x_type else ct_x,)
-            return name_pullback(pullback, name)
+            return pullback
     elif len(partials) == 2:
         (scale_x, scale_y), (reads_x, reads_y) = scales, reads
         keeps = {(True, False): reads_x, (False, True): reads_y,      # per wrt pattern
                  (True, True): tuple(a or b for a, b in zip(reads_x, reads_y))}
 
         def vjp(wrt, out, x, y, **params):
-            keep_x, keep_y, keep_out = keeps[wrt[0], wrt[1]]
-            values = (x if keep_x else _stand_in(x), y if keep_y else _stand_in(y),
-                      out if keep_out else None)
             wrt_x, wrt_y = wrt
+            keep_x, keep_y, keep_out = keeps[wrt_x, wrt_y]
+            values = (x if keep_x else None, y if keep_y else None, out if keep_out else None)
+            # Of the inputs differentiated, the shapes and dtypes to un-broadcast to.
+            x_shape, x_dtype = (getattr(x, "shape", ()), getattr(x, "dtype", None)) \
+                if wrt_x else (None, None)
+            y_shape, y_dtype = (getattr(y, "shape", ()), getattr(y, "dtype", None)) \
+                if wrt_y else (None, None)
 
             def pullback(ct):
-                return (unbroadcast(scale_x(ct, values, params), values[0]) if wrt_x else ZERO,
-                        unbroadcast(scale_y(ct, values, params), values[1]) if wrt_y else ZERO)
-            return name_pullback(pullback, name)
+                ct_x = ct_y = ZERO
+                if wrt_x:
+                    ct_x = scale_x(ct, values, params)
+                    if ct_x.shape != x_shape or ct_x.dtype != x_dtype:
+                        ct_x = unbroadcast_to(ct_x, x_shape, x_dtype)
+                if wrt_y:
+                    ct_y = scale_y(ct, values, params)
+                    if ct_y.shape != y_shape or ct_y.dtype != y_dtype:
+                        ct_y = unbroadcast_to(ct_y, y_shape, y_dtype)
+                return ct_x, ct_y
+            return pullback
     else:
         def vjp(wrt, out, *inputs, **params):
             # Three inputs (rare: scipy.special.betainc): keep what any partial reads.
@@ -310,10 +331,11 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
             def pullback(ct):
                 return tuple(unbroadcast(scale(ct, values, params), v) if w else ZERO
                              for scale, v, w in zip(scales, values, wrt))
-            return name_pullback(pullback, name)
+            return pullback
 
     ufuncs = tuple(f for f in (ufunc, *aliases) if isinstance(f, np.ufunc))
-    prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp, vjp=vjp,
+    prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp,
+                     vjp=name_pullbacks(vjp, name),
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
                      emit=emit or (ufunc_emitter(ufunc) if ufuncs else None),
@@ -367,9 +389,10 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
     def vjp(wrt, out, x, **params):
         def pullback(ct):
             return (transpose(ct, x, **params),)
-        return name_pullback(pullback, name)
+        return pullback
 
-    prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, emit=emit,
+    prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=name_pullbacks(vjp, name), batch=batch,
+                     emit=emit,
                      family=family, fresh_output=fresh_output, transpose_kind=transpose_kind,
                      sparsity=sparsity, complex_rules=complex_rules, domain=domain)
     return prim
@@ -405,9 +428,9 @@ def derivatives_from(composite, name):
             for i, c in zip(positions, back([ct])):
                 cts[i] = c
             return tuple(cts)
-        return name_pullback(pullback, name)
+        return pullback
 
-    return {"jvp": jvp, "vjp": vjp}
+    return {"jvp": jvp, "vjp": name_pullbacks(vjp, name)}
 
 
 # --------------------------------------------------------------------- batching

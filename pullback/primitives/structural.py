@@ -12,7 +12,7 @@ import numpy as np
 from ..core.arrays import (arange, dtype_of, full, moveaxis, padded_embedding, shape_of, zeros,
                            zeros_like_value)
 from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback, name_pullbacks
 from .elementwise import equal, where
 from .families import (batch_by_loop, batch_size, constant, for_reading, linear, source,
                        unbroadcast)
@@ -100,7 +100,7 @@ def _getitem_jvp(primals, tangents, index):
 def _getitem_vjp(wrt, out, x, *arrays, index):
     def pullback(ct):
         return (embed(ct, *arrays, index=index, shape=shape_of(x)),) + (ZERO,) * len(arrays)
-    return name_pullback(pullback, "getitem")
+    return pullback
 
 
 
@@ -201,7 +201,8 @@ def _embed_statements(targets, args, code, index, shape):
 
 
 getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
-                    shape=_getitem_shape, jvp=_getitem_jvp, vjp=_getitem_vjp,
+                    shape=_getitem_shape, jvp=_getitem_jvp,
+                    vjp=name_pullbacks(_getitem_vjp, "getitem"),
                     batch=_getitem_batch, emit=_getitem_emit, scaled_cotangents=True,
                     transpose_kind="embedding", sparsity="gather",
                     family="structural", complex_rules=True)

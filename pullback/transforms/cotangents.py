@@ -48,7 +48,7 @@ def lazy_pullback(primitive, pullback, values, params):
             return pullback(dense(ct))
         return uniform_pullback
     arrays, index = values[1:], params["index"]              # "embedding"
-    if any(isinstance(a, Tracer) for a in arrays):
+    if arrays and any(isinstance(a, Tracer) for a in arrays):
         return lambda ct: pullback(dense(ct))
     rest = (ZERO,) * len(arrays)
 

@@ -19,18 +19,12 @@ from ..tree import flatten, tree_map, unflatten
 
 
 class JVPTracer(Tracer):
-    __slots__ = ("primal", "tangent")
+    # shape and dtype are copied from the primal (see ReverseTracer).
+    __slots__ = ("primal", "tangent", "shape", "dtype")
 
     def __init__(self, trace, primal, tangent):
         self._trace, self.primal, self.tangent = trace, primal, tangent
-
-    @property
-    def shape(self):
-        return self.primal.shape
-
-    @property
-    def dtype(self):
-        return self.primal.dtype
+        self.shape, self.dtype = primal.shape, primal.dtype
 
     def __repr__(self):
         return f"JVPTracer(primal={self.primal!r}, tangent={self.tangent!r})"
@@ -60,7 +54,7 @@ class JVPTrace(Trace):
             observer().name_like(tangent_out, out, "_dot")
         if primitive.multiple_results:
             return [self.wrap(o, t) for o, t in zip(out, tangent_out)]
-        return self.wrap(out, tangent_out)
+        return out if tangent_out is ZERO else JVPTracer(self, out, tangent_out)   # wrap, inline
 
     def wrap(self, primal, tangent):
         return primal if tangent is ZERO else JVPTracer(self, primal, tangent)

@@ -22,25 +22,20 @@ from ..core.boundary import differentiable_input, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import WRITABLE_TYPES, writable_in_place, zeros_like_value
 from ..core.numbers import refuse_complex
-from ..core.primitive import ZERO
+from ..core.primitive import PLAIN_TYPES, ZERO
 from .cotangents import LazyCotangent, Scaled, dense, lazy_pullback
 from ..errors import CotangentError
 from ..tree import flatten, tree_map, unflatten
 
 
 class ReverseTracer(Tracer):
-    __slots__ = ("value", "node")
+    # shape and dtype are copied from the value: reading them is then one slot, not a chain
+    # of properties through every level of a nested transformation.
+    __slots__ = ("value", "node", "shape", "dtype")
 
     def __init__(self, trace, value, node):
         self._trace, self.value, self.node = trace, value, node
-
-    @property
-    def shape(self):
-        return self.value.shape
-
-    @property
-    def dtype(self):
-        return self.value.dtype
+        self.shape, self.dtype = value.shape, value.dtype
 
     def __repr__(self):
         return f"ReverseTracer({self.value!r})"
@@ -62,21 +57,24 @@ class ReverseTrace(Trace):
 
     def process_primitive(self, primitive, args, params):
         values, parents, wrt = [], [], []
+        plain = True             # every value NumPy's own: call impl without binding again
         for a in args:
             if type(a) is ReverseTracer and a._trace is self:
-                values.append(a.value)
                 parents.append(a.node)
                 wrt.append(True)
+                a = a.value
             else:
-                values.append(a)
                 parents.append(None)
                 wrt.append(False)
+            values.append(a)
+            if type(a) not in PLAIN_TYPES:
+                plain = False
         if not primitive.complex_rules and primitive.differentiable:
             refuse_complex(values, primitive)
         if primitive.value_and_vjp is not None:
             out, pullback = primitive.value_and_vjp(wrt, *values, **params)
         else:
-            out = primitive(*values, **params)
+            out = primitive.impl(*values, **params) if plain else primitive(*values, **params)
             if not primitive.differentiable:
                 if not primitive.complex_rules:     # sign(z) is not constant, say
                     refuse_complex(out if primitive.multiple_results else (out,), primitive)
@@ -122,22 +120,36 @@ def backward(tape, seeds):
         accumulator.add(ref, ct)
     cotangents = accumulator.cotangents
     watcher = observer()
+    owned = accumulator.owned
     for i in range(len(tape) - 1, -1, -1):
+        ct = cotangents[i]
+        if ct is None:
+            continue
         entry = tape[i]
-        if cotangents[i] is None or entry is None:
+        if entry is None:
             continue
         pullback, parents, _, scaled, out = entry
-        ct = accumulator.take(i, scaled)
+        if type(ct) is np.ndarray:           # the common case of `_Accumulator.take`, inline
+            cotangents[i] = None
+            if owned:
+                owned.discard(id(ct))
+        else:
+            ct = accumulator.take(i, scaled)
         if watcher is not None:
             watcher.derivative_of(out)
             if not isinstance(ct, (LazyCotangent, list)):
                 watcher.name_like(ct, out, "_bar")
         for ref, c in zip(parents, pullback(ct)):
             if ref is not None and c is not ZERO:
-                accumulator.add(ref, c)
+                if type(ref) is int and cotangents[ref] is None:   # the first to arrive
+                    cotangents[ref] = c
+                else:
+                    accumulator.add(ref, c)
     if watcher is not None:
         watcher.derivative_of(None)
     for i, ct in enumerate(cotangents):          # the leaves' cotangents: arrays of their own
+        if ct is None:
+            continue
         if isinstance(ct, LazyCotangent):
             cotangents[i] = ct.dense()
         elif type(ct) in WRITABLE_TYPES and any(writable_in_place(seed) and np.may_share_memory(
