@@ -146,7 +146,7 @@ class Printer:
             own, self.unnamed = f"data_{self.unnamed}", self.unnamed + 1
         parameter = self.env[var] = self.names.named(object(), own)
         self.parameters.append(parameter)
-        self.arguments[parameter] = value
+        self.arguments[parameter] = np.asarray(value) if isinstance(value, np.generic) else value
         self.comments.append(f"# {parameter}: {type_string(var.aval)}, a constant of the function "
                              "(pass it in)")
         return []
@@ -583,7 +583,9 @@ def _assigned_name(source: str) -> str:
 
 def constant_source(value):
     """A short NumPy expression equal to `value` (same shape, dtype and bits), or None."""
-    if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "biuf":
+    if type(value) in (bool, int, float, complex):
+        return value_source(value)
+    if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "biufc":
         return None
     array = np.asarray(value)
     return _exact(value_source(array[()]) if array.ndim == 0 else _array_expression(array), array)
@@ -652,7 +654,7 @@ def _array_expression(array: np.ndarray):
     if array.ndim == 1 and np.array_equal(array, np.arange(array.size, dtype=dtype)):
         return f"np.arange({array.size}{'.0' if dtype.kind == 'f' else ''}{typed})" \
             if dtype.kind in "if" else None
-    if array.size <= INLINE_SIZE and dtype.kind in "biuf":
+    if array.size <= INLINE_SIZE and dtype.kind in "biufc":
         return f"np.array({_nested(array.tolist())}{typed})"
     return None
 
