@@ -218,3 +218,14 @@ def test_item2_arrays_made_like_a_dask_array_of_its_shape_share_its_chunks():
                  arrays.empty((40,), np.float64, like=x),
                  arrays.full((40,), 2.0, np.float64, like=x)):
         assert isinstance(made, da.Array) and made.chunks == x.chunks
+
+
+def test_item6_the_cupy_benchmark_says_what_it_needs_where_there_is_no_gpu(monkeypatch):
+    """benchmarks/cupy_gpu.py measures nothing without CuPy and a GPU, and says so."""
+    from helpers import benchmark_module
+    bench = benchmark_module("cupy_gpu")
+    monkeypatch.setattr(bench, "gpu_missing", lambda: "ModuleNotFoundError: No module named 'cupy'")
+    monkeypatch.setattr("sys.argv", ["cupy_gpu.py"])
+    with pytest.raises(SystemExit, match="needs CuPy and an NVIDIA GPU"):
+        bench.main()
+    assert bench.rosenbrock(np)(np.ones(5)) == 0.0
