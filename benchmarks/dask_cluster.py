@@ -7,8 +7,11 @@ run's; the extended Rosenbrock HVP at n = 10^8 completes with each worker held t
     python benchmarks/dask_cluster.py            # needs pip install -e ".[dask]"
 
 Each measurement runs in its own process. Memory is the growth of the peak resident set
-(ru_maxrss) over the process's own after start-up (NumPy: after imports, so it counts x;
-workers: before x is scattered to them, so it counts their share of x). Times are medians
+(ru_maxrss) over the process's own after start-up (NumPy: after imports, so it counts x and
+the gradient; workers: before x is scattered to them, so it counts their share of x, received
+by deserialising, and of the gradient's chunks, held until the client gathers them; the growth
+on receiving x alone is shown too). The threaded rows run 2 worker threads in one process: the
+cost of moving chunks between processes, by difference. Times are medians
 of 3 calls; the Dask time covers building the graph, computing it and gathering the
 gradient into the client. Writes benchmarks/results/dask.md.
 """
@@ -65,23 +68,28 @@ def run_numpy(n):
             "checksum": float(np.sum(gradient(x)[::997]))}
 
 
-def run_dask(n, chunk, workers, by_hand=False):
+def run_dask(n, chunk, workers, by_hand=False, processes=True):
+    """The gradient on a LocalCluster of `workers` worker processes (threads in the client's
+    process when not `processes`: no transfers between processes, and no memory of their own
+    to measure)."""
     import dask.array as da
     import numpy as np
     from dask.distributed import Client, LocalCluster, wait
     import pullback
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
         client.run(lambda: __import__("pullback"))                  # imports before the baseline
         before = client.run(peak_rss_mb)
         x = client.persist(da.from_array(np.random.default_rng(0).uniform(0.5, 1.5, n),
                                          chunks=chunk))
         wait(x)
+        loaded = client.run(peak_rss_mb)
         gradient = hand_written_dask_gradient if by_hand else pullback.grad(chained_rosenbrock)
         seconds = _median_seconds(lambda: gradient(x).compute())
         after = client.run(peak_rss_mb)
         gradient = gradient(x).compute()
     return {"seconds": seconds, "memory_mb": max(after[w] - before[w] for w in after),
+            "x_mb": max(loaded[w] - before[w] for w in after),
             "checksum": float(np.sum(gradient[::997]))}
 
 
@@ -129,9 +137,11 @@ def main():
     numpy_run = in_process("run_numpy", args.n)
     dask_run = in_process("run_dask", args.n, args.chunk, 2)
     hand_run = in_process("run_dask", args.n, args.chunk, 2, True)
+    threaded_run = in_process("run_dask", args.n, args.chunk, 2, False, False)
+    threaded_hand_run = in_process("run_dask", args.n, args.chunk, 2, True, False)
     hvp_run = in_process("run_hvp", args.hvp_n, 5 * 10**6, 2, "2GB")
     same = all(abs(numpy_run["checksum"] - run["checksum"]) <= 1e-9 * abs(numpy_run["checksum"])
-               for run in (dask_run, hand_run))
+               for run in (dask_run, hand_run, threaded_run, threaded_hand_run))
     import dask
     text = f"""# Dask: gradients and HVPs on a local cluster against NumPy
 
@@ -141,15 +151,17 @@ dask {dask.__version__}; CPU use by other processes before the run: {busy:.0%}.
 | run | n | chunks | workers | seconds (median of 3) | peak memory growth (MB) |
 |---|---:|---:|---:|---:|---:|
 | pullback on NumPy, gradient | {args.n:,} | - | - | {numpy_run['seconds']:.3f} | {numpy_run['memory_mb']:,.0f} |
-| pullback on Dask, gradient | {args.n:,} | {args.chunk:,} | 2 | {dask_run['seconds']:.3f} | {dask_run['memory_mb']:,.0f} per worker (max) |
-| hand-written gradient in dask.array (reference) | {args.n:,} | {args.chunk:,} | 2 | {hand_run['seconds']:.3f} | {hand_run['memory_mb']:,.0f} per worker (max) |
+| pullback on Dask, gradient | {args.n:,} | {args.chunk:,} | 2 | {dask_run['seconds']:.3f} | {dask_run['memory_mb']:,.0f} per worker (max; {dask_run['x_mb']:,.0f} on receiving x) |
+| hand-written gradient in dask.array (reference) | {args.n:,} | {args.chunk:,} | 2 | {hand_run['seconds']:.3f} | {hand_run['memory_mb']:,.0f} per worker (max; {hand_run['x_mb']:,.0f} on receiving x) |
+| *threads, not processes:* pullback on Dask, gradient | {args.n:,} | {args.chunk:,} | 2 threads | {threaded_run['seconds']:.3f} | (one process) |
+| *threads, not processes:* hand-written dask.array gradient | {args.n:,} | {args.chunk:,} | 2 threads | {threaded_hand_run['seconds']:.3f} | (one process) |
 | pullback on Dask, extended Rosenbrock HVP, 2 GB per worker | {args.hvp_n:,} | {5 * 10**6:,} | 2 | {hvp_run['seconds']:.1f} (one call) | {hvp_run['memory_mb']:,.0f} per worker (max) |
 
 Gradients agree (checksum of every 997th entry): {same}. HVP norm: {hvp_run['norm']:.6e}.
 
 ## Floors
 
-- Dask gradient time / NumPy's: {dask_run['seconds'] / numpy_run['seconds']:.2f} (floor: at most 3); the hand-written Dask gradient's: {hand_run['seconds'] / numpy_run['seconds']:.2f}.
+- Dask gradient time / NumPy's: {dask_run['seconds'] / numpy_run['seconds']:.2f} (floor: at most 3); the hand-written Dask gradient's: {hand_run['seconds'] / numpy_run['seconds']:.2f}. With 2 threads in one process instead of 2 worker processes (no transfers between processes): pullback {threaded_run['seconds'] / numpy_run['seconds']:.2f}, hand-written {threaded_hand_run['seconds'] / numpy_run['seconds']:.2f}.
 - Dask worker peak memory / NumPy's: {dask_run['memory_mb'] / numpy_run['memory_mb']:.2f} (floor: below 0.25); the hand-written Dask gradient's: {hand_run['memory_mb'] / numpy_run['memory_mb']:.2f}.
 - n = {args.hvp_n:,} HVP with each worker held to 2 GB: completed in {hvp_run['seconds']:.0f} s.
 """

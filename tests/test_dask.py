@@ -40,6 +40,8 @@ SCALAR_FUNCTIONS = {
     "transpose": lambda x: np.sum(x.reshape(3, 4).T @ x.reshape(3, 4) ** 2),
     "norm and abs": lambda x: np.linalg.norm(x) + np.sum(np.abs(x - 1)),
     "einsum": lambda x: np.einsum("i,ij,j->", x, A_DASK, x),
+    # item 5: the Hessian batches the solve; Dask's solve takes 2-d arrays only
+    "solve with a NumPy matrix": lambda x: np.sum(np.linalg.solve(A, x) ** 3),
 }
 
 
@@ -193,3 +195,37 @@ def test_reverse_mode_through_slices_pads_instead_of_assigning_items():
     operations = {(key[0] if isinstance(key, tuple) else key).rsplit("-", 1)[0]
                   for key in gradient.__dask_graph__()}
     assert "setitem" not in operations and "concatenate" in operations, operations
+
+
+def test_item2_the_cotangent_of_a_sum_is_chunked_like_its_operand():
+    """Broadcasting the sum's cotangent made one chunk of the operand's whole size (computed
+    on one worker, then split up and sent to every other): no rechunking now, and no chunk
+    larger than the operand's."""
+    x = da.from_array(np.linspace(0.5, 1.5, 40), chunks=10)
+    with counting() as scheduler:
+        gradient = pb.grad(lambda x: np.sum(x ** 2))(x)
+    assert scheduler.computations == 0
+    layers = {name.rsplit("-", 1)[0] for name in gradient.__dask_graph__().layers}
+    assert not any(name.startswith("rechunk") for name in layers), layers
+    assert gradient.chunks == x.chunks
+    np.testing.assert_allclose(gradient.compute(), 2 * x.compute())
+
+
+def test_item2_arrays_made_like_a_dask_array_of_its_shape_share_its_chunks():
+    from pullback.core import arrays
+    x = da.from_array(np.ones(40), chunks=10)
+    for made in (arrays.zeros((40,), np.float64, like=x), arrays.ones((40,), np.float64, like=x),
+                 arrays.empty((40,), np.float64, like=x),
+                 arrays.full((40,), 2.0, np.float64, like=x)):
+        assert isinstance(made, da.Array) and made.chunks == x.chunks
+
+
+def test_item6_the_cupy_benchmark_says_what_it_needs_where_there_is_no_gpu(monkeypatch):
+    """benchmarks/cupy_gpu.py measures nothing without CuPy and a GPU, and says so."""
+    from helpers import benchmark_module
+    bench = benchmark_module("cupy_gpu")
+    monkeypatch.setattr(bench, "gpu_missing", lambda: "ModuleNotFoundError: No module named 'cupy'")
+    monkeypatch.setattr("sys.argv", ["cupy_gpu.py"])
+    with pytest.raises(SystemExit, match="needs CuPy and an NVIDIA GPU"):
+        bench.main()
+    assert bench.rosenbrock(np)(np.ones(5)) == 0.0

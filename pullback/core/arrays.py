@@ -91,20 +91,34 @@ def _like(like):
     return {} if base is None else {"like": base}
 
 
+def _shaped_like(like, shape):
+    """The other library's array `like` stands for, where it has exactly `shape`: arrays of
+    its shape are then made with NumPy's `*_like` functions, which keep its layout (Dask's
+    chunks, so that they line up with the operand's instead of forming one huge chunk;
+    CuPy's device); None otherwise."""
+    base = foreign_array(like) if like is not None else None
+    return base if base is not None and tuple(base.shape) == tuple(shape) else None
+
+
 def zeros(shape, dtype, like=None):
-    return np.zeros(shape, dtype, **_like(like))
+    base = _shaped_like(like, shape)
+    return np.zeros(shape, dtype, **_like(like)) if base is None else np.zeros_like(base, dtype)
 
 
 def empty(shape, dtype, like=None):
-    return np.empty(shape, dtype, **_like(like))
+    base = _shaped_like(like, shape)
+    return np.empty(shape, dtype, **_like(like)) if base is None else np.empty_like(base, dtype)
 
 
 def ones(shape, dtype, like=None):
-    return np.ones(shape, dtype, **_like(like))
+    base = _shaped_like(like, shape)
+    return np.ones(shape, dtype, **_like(like)) if base is None else np.ones_like(base, dtype)
 
 
 def full(shape, value, dtype, like=None):
-    return np.full(shape, value, dtype, **_like(like))
+    base = _shaped_like(like, shape)
+    return (np.full(shape, value, dtype, **_like(like)) if base is None
+            else np.full_like(base, value, dtype))
 
 
 def eye(n: int, dtype, like=None, m: int | None = None):

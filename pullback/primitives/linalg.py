@@ -201,8 +201,34 @@ def _solve_vjp(wrt, out, a, b):
     return name_pullback(pullback, "solve")
 
 
-solve = Primitive("solve", np.linalg.solve, shape=_solve_shape, jvp=_solve_jvp,
-                  vjp=_solve_vjp, batch=lambda v, d: batch_elementwise(solve, v, d),
+def _solve_batch(values, dims):
+    """A batch of right-hand sides of one (unbatched) matrix is one solve with their columns
+    side by side: one factorisation, and a 2-d solve where a stack of matrices is all the
+    library has (Dask's solve takes 2-d arrays only: the Hessian of a function using solve)."""
+    (a, b), (a_dim, b_dim) = values, dims
+    if a_dim is not None or b_dim is None:
+        return batch_elementwise(solve, values, dims)
+    b = arrays.moveaxis(b, b_dim, len(shape_of(b)) - 3)         # (..., size, n, k)
+    b = arrays.moveaxis(b, len(shape_of(b)) - 2, len(shape_of(b)) - 3)   # (..., n, size, k)
+    *lead, n, size, k = shape_of(b)
+    x = solve(a, reshape(b, shape=(*lead, n, size * k)))
+    x = reshape(x, shape=shape_of(x)[:-1] + (size, k))
+    return arrays.moveaxis(x, len(shape_of(x)) - 2, 0), 0
+
+
+def _solve_impl(a, b):
+    """np.linalg.solve, with a NumPy operand beside another library's array first made an
+    array of that library (the result belongs to it, by NumPy's mixing rule; Dask's solve
+    accepts only Dask operands)."""
+    base = arrays.foreign_array(a) if arrays.foreign_array(b) is None else arrays.foreign_array(b)
+    if base is not None:
+        a, b = (x if arrays.foreign_array(x) is not None else np.asarray(x, like=base)
+                for x in (a, b))
+    return np.linalg.solve(a, b)
+
+
+solve = Primitive("solve", _solve_impl, shape=_solve_shape, jvp=_solve_jvp,
+                  vjp=_solve_vjp, batch=_solve_batch,
                   family="linalg", fresh_output=True, domain=("invertible", "matrix"),
                   emit_statements=eager_call("np.linalg.solve"),
                   complex_rules=True)

@@ -36,7 +36,12 @@ def keep_dims(y, x, axis, keepdims):
 
 
 def _sum_transpose(ct, x, axis, keepdims):
-    return broadcast_to(keep_dims(ct, x, axis, keepdims), shape=shape_of(x))
+    ct = keep_dims(ct, x, axis, keepdims)
+    if arrays.foreign_array(x) is not None:
+        # Multiplied by ones laid out like x: broadcasting alone would make one chunk of x's
+        # whole size on Dask (computed on one worker, then split and sent to all the others)
+        return ct * arrays.ones(shape_of(x), dtype_of(x), like=x)
+    return broadcast_to(ct, shape=shape_of(x))
 
 
 sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
