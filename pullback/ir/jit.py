@@ -18,6 +18,7 @@ from ..core.arrays import foreign_array, is_array, runs_generated_code
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
 from ..tree import flatten, unflatten
+from . import fused as fused_tier
 from .codegen import compile_program, generate
 from .passes import optimize
 from .readable import readable
@@ -41,8 +42,12 @@ class _Compiled:
         self._traceable = None
         # constants of another array library (a Dask array in f) cannot meet NumPy buffers
         other_constants = any(foreign_array(c) is not None for c in program.consts)
-        self.fast = self.traceable if other_constants else compile_program(program, name)
+        self.fast = self.traceable if other_constants else fused_tier.tier(
+            program, name, compile_program(program, name), self._install)
         self.out_tree = program.out_tree
+
+    def _install(self, fast):
+        self.fast = fast
 
     @property
     def traceable(self):
@@ -281,20 +286,28 @@ def make_ir(f: Callable, optimized: bool = False) -> Callable:
     return make_ir_f
 
 
-def show(f: Callable, *args, optimized: bool = True, file=None, result_names=None) -> str:
+def show(f: Callable, *args, optimized: bool = True, file=None, result_names=None,
+         fused: bool = False) -> str:
     """Print (and return) the derivative code pullback generates for `f` at `args`, as
     NumPy source that runs on its own (`readable`: constants inline or passed in).
 
     Inputs keep your parameter names, and values your lines assign keep theirs;
     cotangents add `_bar`, tangents `_dot`; results are named by `result_names` (default:
     `f.result_names`, which `grad`, `hessian`, `jacobian` and `hvp` set); comments point
-    back to the lines of your code each block comes from.
+    back to the lines of your code each block comes from. With `fused=True`, what the
+    fused tier runs instead (ir/fused.py): the generated code calling Numba kernels, then
+    the kernels.
 
     >>> import numpy as np
     >>> _ = show(lambda x: np.sum(np.sin(x)), np.zeros(2))     # doctest: +ELLIPSIS
     def ...
     """
-    text = readable_source(f, *args, optimized=optimized, result_names=result_names)[0]
+    if fused:
+        name = getattr(f, "__name__", "f")
+        text = fused_tier.fused_source(make_ir(f, optimized)(*args),
+                                       name if name.isidentifier() else "f")
+    else:
+        text = readable_source(f, *args, optimized=optimized, result_names=result_names)[0]
     print(text, file=file)
     return text
 

@@ -123,6 +123,17 @@ def ufunc_emitter(ufunc):
     return emit
 
 
+def ufunc_scalar(ufunc):
+    """emit_scalar rule of a primitive computed by a NumPy ufunc, which Numba compiles on
+    scalars: `np.<name>(a, b)` (None for scipy.special's ufuncs, which Numba lacks)."""
+    if getattr(np, ufunc.__name__, None) is not ufunc:
+        return None
+
+    def emit_scalar(args, dtypes):
+        return f"np.{ufunc.__name__}({', '.join(args)})"
+    return emit_scalar
+
+
 def cast(v, dtype):
     """v (an array or tracer) cast to `dtype`: a complex value cast to a real dtype keeps its
     real part, the transpose of the real numbers' embedding in the complex ones (and the
@@ -210,7 +221,8 @@ def _stand_in(value):
 
 
 def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, domain=None,
-                commutative=False, aliases=(), emit_eager=None, complex_rules=False):
+                commutative=False, aliases=(), emit_eager=None, complex_rules=False,
+                emit_scalar=None):
     """An elementwise (broadcasting) primitive of one to three inputs, from its partial
     derivatives.
 
@@ -227,7 +239,8 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
     scale, saving a pass over the data. A partial derivative without a closed form is a
     function raising an error that says so (it runs only when that input is differentiated).
     `complex_rules`: the partials hold for complex values (holomorphic primitives,
-    core/numbers.py).
+    core/numbers.py). `emit_scalar` (default: the ufunc's, for a NumPy ufunc computed as
+    such) writes one element for the fused tier.
     """
     prim = None
     impl = impl or ufunc
@@ -305,13 +318,15 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                      partials=partials, numpy_functions=ufuncs, python_operator=operator,
                      commutative=commutative, sparsity="elementwise",
                      scaled_cotangents=True, domain=domain, family="elementwise",
-                     fresh_output=True, emit_eager=emit_eager, complex_rules=complex_rules)
+                     fresh_output=True, emit_eager=emit_eager, complex_rules=complex_rules,
+                     emit_scalar=emit_scalar or (ufunc_scalar(ufunc) if impl is ufunc
+                                                 and ufuncs else None))
     return prim
 
 
 def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
              family="elementwise", fresh_output=False, commutative=False, operator=None,
-             emit_eager=None, complex_rules=False):
+             emit_eager=None, complex_rules=False, emit_scalar=None):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
     Without `shape` and `batch` it is elementwise. `domain` gives one value interval
@@ -327,7 +342,9 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
                      numpy_functions=(impl,) if ufunc else (), python_operator=operator,
                      commutative=commutative, emit_eager=emit_eager,
                      domain=domain, family=family, fresh_output=fresh_output or ufunc,
-                     complex_rules=complex_rules)
+                     complex_rules=complex_rules,
+                     emit_scalar=emit_scalar or (ufunc_scalar(impl) if ufunc and shape is None
+                                                 else None))
     return prim
 
 
@@ -335,7 +352,7 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
 
 def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural",
            fresh_output=False, transpose_kind=None, sparsity="gather", complex_rules=True,
-           domain=None):
+           domain=None, emit_scalar=None, scalar_reduction=None):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
@@ -355,7 +372,8 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
 
     prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch, emit=emit,
                      family=family, fresh_output=fresh_output, transpose_kind=transpose_kind,
-                     sparsity=sparsity, complex_rules=complex_rules, domain=domain)
+                     sparsity=sparsity, complex_rules=complex_rules, domain=domain,
+                     emit_scalar=emit_scalar, scalar_reduction=scalar_reduction)
     return prim
 
 
