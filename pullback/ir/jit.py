@@ -2,7 +2,8 @@
 
 `jit(f)` stages `f` once per input signature (pytree structure, shapes, dtypes,
 Python-scalar types, static arguments), optimises the program, generates a
-Python function of NumPy calls and caches it. Called with tracers of an outer
+Python function of NumPy calls and caches it; with Numba installed, a later call
+swaps in the fused tier (ir/fused.py) once a thread has compiled it. Called with tracers of an outer
 transformation, it runs the generated code in its traceable form (plain NumPy
 calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
 `jit(jit(f))` ... all work and agree with eager mode.

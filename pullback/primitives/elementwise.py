@@ -161,8 +161,11 @@ def _power_scalar(args, dtypes):
     # A small integer exponent as Python's int: Numba multiplies (as NumPy's fast paths
     # do for x ** 2) instead of calling pow, ten times slower. Literals arrive cast to
     # their dtype, e.g. `np.float64(2.0)`.
+    # Integer powers stay NumPy's (it refuses negative exponents).
+    if any(d.kind not in "fc" for d in dtypes):
+        return None
     exponent = re.fullmatch(r"np\.\w+\((-?\d+)(\.0)?\)", args[1])
-    if exponent and dtypes[0].kind in "fc" and abs(int(exponent[1])) <= 4:
+    if exponent and abs(int(exponent[1])) <= 4:
         return f"{args[0]} ** {int(exponent[1])}"
     return _power_scalar_source(args, dtypes)
 
@@ -239,7 +242,8 @@ def _fmax_dx(x, y):
 
 # sign of complex values is z / |z|, not constant: pullback.numpy.sign answers np.sign.
 sign = constant("sign", lambda x: np.sign(x), emit=call_emitter("np.sign"), fresh_output=True,
-                emit_scalar=ufunc_scalar(np.sign))
+                emit_scalar=lambda args, dtypes: None if dtypes[0].kind == "c" else
+                f"np.sign({args[0]})")
 floor = constant("floor", np.floor)
 ceil = constant("ceil", np.ceil)
 trunc = constant("trunc", np.trunc)
