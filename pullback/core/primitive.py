@@ -29,6 +29,17 @@ A `Primitive` carries its rules and facts side by side; family constructors
   NumPy a person would write; `code.equation` is the equation being written. None: no
   statements for this writer (statements on arrays only, such as `out[:-1] = g`, are
   for reading: generated code that also runs on tracers then calls the primitive);
+- `emit_scalar(args, dtypes, **params) -> str`: for the fused tier (ir/fused.py), the
+  expression computing one output element from its operands' elements (`args`: scalar
+  expressions, `dtypes`: their NumPy dtypes), in the subset of NumPy Numba compiles;
+  None (or a rule returning None for these dtypes): never fused;
+- `scalar_reduction(dtype) -> (identity, combine)`: for a reduction the fused tier may
+  compute in the loop that produces its operand: the identity and the template
+  combining the accumulator with one element (`"{} + {}"`), or None for that dtype;
+- `adds_at_index`: for embed and scatter_add, which the fused tier may compute in the
+  loop producing the values they add: (position of the operand added into, None for
+  zeros of the `shape` parameter; position of the values), added at the `index`
+  parameter (fused only for basic indices);
 - `partials`: for the elementwise family, the partial derivatives as data, one per input:
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
@@ -112,7 +123,7 @@ class Primitive:
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
-                 "__weakref__")
+                 "emit_scalar", "scalar_reduction", "adds_at_index", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
@@ -121,7 +132,9 @@ class Primitive:
                  multiple_results: bool = False, scaled_cotangents: bool = False,
                  transpose_kind: str = None, sparsity: str = None, domain: Any = None,
                  family: str = "", fresh_output: bool = False, emit_statements: Callable = None,
-                 complex_rules: bool = False, zero_preserving: tuple = ()):
+                 complex_rules: bool = False, zero_preserving: tuple = (),
+                 emit_scalar: Callable = None, scalar_reduction: Callable = None,
+                 adds_at_index: tuple = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
@@ -141,6 +154,8 @@ class Primitive:
         self.emit_statements = emit_statements
         self.complex_rules = complex_rules
         self.zero_preserving = tuple(zero_preserving)
+        self.emit_scalar, self.scalar_reduction = emit_scalar, scalar_reduction
+        self.adds_at_index = adds_at_index
         REGISTRY[name] = self
 
     def __call__(self, *args, **params):

@@ -85,6 +85,12 @@ class Code:
         return [f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {call}"
                 if targets else call]
 
+    def value(self, obj, hint: str) -> str:
+        """A global name for a Python object the statements use."""
+        name = self._unique(hint)
+        self.globals[name] = obj
+        return name
+
     def fresh(self, hint: str) -> str:
         """A new local name in the function being written."""
         return self.local_names.named(object(), hint)

@@ -3,8 +3,10 @@
 `jit(f)` stages `f` once per input signature (pytree structure, shapes, dtypes,
 Python-scalar types, static arguments), optimises the program, generates a
 Python function of NumPy calls and caches it. A long program's first call runs
-it by the interpreter instead, and the next call compiles it (`_Compiled`: the
-tiers are chosen there), so that a long program answers without its compile cost. Called with tracers of an outer
+it by the interpreter instead, and the next call compiles it, so that a long
+program answers without its compile cost; with Numba installed, a later call swaps
+in the fused tier (ir/fused.py) once a thread has compiled it (`_Compiled`: the
+tiers are chosen there). Called with tracers of an outer
 transformation, it runs the generated code in its traceable form (plain NumPy
 calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
 `jit(jit(f))` ... all work and agree with eager mode.
@@ -21,6 +23,7 @@ from ..core.engine import Tracer
 from ..core.user_code import user_frame
 from ..errors import StaticArgumentError
 from ..tree import flatten, unflatten
+from . import fused as fused_tier
 from .codegen import compile_program, generate
 from .passes import optimize
 from .program import interpret
@@ -56,14 +59,19 @@ class _Compiled:
         elif len(staged.equations) >= INTERPRETED_FIRST_CALL:
             self.fast = self._interpret_once
         else:
-            self.fast = compile_program(self.program, name)
+            self.fast = self._compiled()
+
+    def _compiled(self):
+        """The generated NumPy code, which hands over to the fused tier when it is ready."""
+        return fused_tier.tier(self.program, self.name,
+                               compile_program(self.program, self.name), self._install)
 
     def _interpret_once(self, *args):
         self.fast = self._compile_then_run
         return interpret(self.staged, *args)
 
     def _compile_then_run(self, *args):
-        self.fast = compile_program(self.program, self.name)
+        self.fast = self._compiled()
         return self.fast(*args)
 
     @property
@@ -72,6 +80,9 @@ class _Compiled:
         if self._program is None:
             self._program, self.staged = optimize(self.staged), None
         return self._program
+
+    def _install(self, fast):
+        self.fast = fast
 
     @property
     def traceable(self):
@@ -310,20 +321,28 @@ def make_ir(f: Callable, optimized: bool = False) -> Callable:
     return make_ir_f
 
 
-def show(f: Callable, *args, optimized: bool = True, file=None, result_names=None) -> str:
+def show(f: Callable, *args, optimized: bool = True, file=None, result_names=None,
+         fused: bool = False) -> str:
     """Print (and return) the derivative code pullback generates for `f` at `args`, as
     NumPy source that runs on its own (`readable`: constants inline or passed in).
 
     Inputs keep your parameter names, and values your lines assign keep theirs;
     cotangents add `_bar`, tangents `_dot`; results are named by `result_names` (default:
     `f.result_names`, which `grad`, `hessian`, `jacobian` and `hvp` set); comments point
-    back to the lines of your code each block comes from.
+    back to the lines of your code each block comes from. With `fused=True`, what the
+    fused tier runs instead (ir/fused.py): the generated code calling Numba kernels, then
+    the kernels.
 
     >>> import numpy as np
     >>> _ = show(lambda x: np.sum(np.sin(x)), np.zeros(2))     # doctest: +ELLIPSIS
     def ...
     """
-    text = readable_source(f, *args, optimized=optimized, result_names=result_names)[0]
+    if fused:
+        name = getattr(f, "__name__", "f")
+        text = fused_tier.fused_source(make_ir(f, optimized)(*args),
+                                       name if name.isidentifier() else "f")
+    else:
+        text = readable_source(f, *args, optimized=optimized, result_names=result_names)[0]
     print(text, file=file)
     return text
 

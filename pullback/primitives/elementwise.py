@@ -8,6 +8,7 @@ number or a pair `(number, array)` for their product. Constants are Python float
 NumPy treats as weakly typed: float32 stays float32.
 """
 import math
+import re
 
 import numpy as np
 from . import scipy_special as sp
@@ -15,7 +16,7 @@ from . import scipy_special as sp
 from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from .families import (batch_elementwise, call_emitter, constant, elementwise, elementwise_shape,
-                       for_reading, linear, ufunc_emitter, unbroadcast)
+                       for_reading, linear, ufunc_emitter, ufunc_scalar, unbroadcast)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -155,6 +156,20 @@ def _power_dy(x, out):
 
 
 _power_source = ufunc_emitter(np.power)
+_power_scalar_source = ufunc_scalar(np.power)
+
+
+def _power_scalar(args, dtypes):
+    # A small integer exponent as Python's int: Numba multiplies (as NumPy's fast paths
+    # do for x ** 2) instead of calling pow, ten times slower. Literals arrive cast to
+    # their dtype, e.g. `np.float64(2.0)`.
+    # Integer powers stay NumPy's (it refuses negative exponents).
+    if any(d.kind not in "fc" for d in dtypes):
+        return None
+    exponent = re.fullmatch(r"np\.\w+\((-?\d+)(\.0)?\)", args[1])
+    if exponent and abs(int(exponent[1])) <= 4:
+        return f"{args[0]} ** {int(exponent[1])}"
+    return _power_scalar_source(args, dtypes)
 
 
 def _power_emit(args, out=None):
@@ -175,7 +190,7 @@ divide = elementwise("divide", np.divide, lambda y: 1.0 / y, lambda y, out: -out
                      operator="{} / {}", domain=(REALS, (0.5, 2.0)), complex_rules=True,
                      zero_preserving=(0,))
 power = elementwise("power", np.power, _power_dx, _power_dy, impl=_power, emit=_power_emit,
-                    operator="{} ** {}",
+                    operator="{} ** {}", emit_scalar=_power_scalar,
                     domain=((0.5, 2.0), REALS), complex_rules=True)
 # maximum/minimum split the derivative equally at ties (the mean of the one-sided ones).
 maximum = elementwise("maximum", np.maximum, lambda x, y: 0.5 + 0.5 * sign(x - y),
@@ -210,7 +225,12 @@ copysign = elementwise("copysign", np.copysign, lambda x, y: sign(x) * copysign(
 nextafter = elementwise("nextafter", np.nextafter, 1, 0, domain=BINARY)
 # heaviside(x, h): a step (zero derivative in x) whose value at x == 0 is h.
 heaviside = elementwise("heaviside", np.heaviside, 0, lambda x: where(x == 0, 1.0, 0.0),
-                        domain=BINARY)
+                        domain=BINARY, emit_scalar=lambda args, dtypes: _heaviside_scalar(*args))
+
+
+def _heaviside_scalar(x, h):
+    # Numba lacks np.heaviside: NaN for NaN, 0 below zero, h at zero, 1 above.
+    return f"(np.nan if {x} != {x} else 0.0 if {x} < 0 else {h} if {x} == 0 else 1.0)"
 # ldexp(x, i) = x 2^i for integers i.
 ldexp = elementwise("ldexp", np.ldexp, lambda y: ldexp(1.0, y), 0,
                     domain=(REALS, ("int", -2, 2)))
@@ -227,7 +247,9 @@ def _fmax_dx(x, y):
 # ------------------------------------------------- zero-derivative functions
 
 # sign of complex values is z / |z|, not constant: pullback.numpy.sign answers np.sign.
-sign = constant("sign", lambda x: np.sign(x), emit=call_emitter("np.sign"), fresh_output=True)
+sign = constant("sign", lambda x: np.sign(x), emit=call_emitter("np.sign"), fresh_output=True,
+                emit_scalar=lambda args, dtypes: None if dtypes[0].kind == "c" else
+                f"np.sign({args[0]})")
 floor = constant("floor", np.floor)
 ceil = constant("ceil", np.ceil)
 trunc = constant("trunc", np.trunc)
@@ -283,4 +305,5 @@ where = Primitive("where", np.where, shape=elementwise_shape(np.where), jvp=_whe
                   vjp=_where_vjp, batch=lambda values, dims: batch_elementwise(where, values, dims),
                   emit=call_emitter("np.where"),
                   family="elementwise", domain=("bool", REALS, REALS), fresh_output=True,
-                  sparsity="select", complex_rules=True)
+                  sparsity="select", complex_rules=True,
+                  emit_scalar=lambda args, dtypes: f"({args[1]} if {args[0]} else {args[2]})")

@@ -137,6 +137,17 @@ def ufunc_emitter(ufunc):
     return emit
 
 
+def ufunc_scalar(ufunc):
+    """emit_scalar rule of a primitive computed by a NumPy ufunc, which Numba compiles on
+    scalars: `np.<name>(a, b)` (None for scipy.special's ufuncs, which Numba lacks)."""
+    if getattr(np, ufunc.__name__, None) is not ufunc:
+        return None
+
+    def emit_scalar(args, dtypes):
+        return f"np.{ufunc.__name__}({', '.join(args)})"
+    return emit_scalar
+
+
 def cast(v, dtype):
     """v (an array or tracer) cast to `dtype`: a complex value cast to a real dtype keeps its
     real part, the transpose of the real numbers' embedding in the complex ones (and the
@@ -232,7 +243,7 @@ def _stand_in(value):
 
 def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, domain=None,
                 commutative=False, aliases=(), emit_statements=None, complex_rules=False,
-                zero_preserving=()):
+                zero_preserving=(), emit_scalar=None):
     """An elementwise (broadcasting) primitive of one to three inputs, from its partial
     derivatives.
 
@@ -249,7 +260,8 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
     scale, saving a pass over the data. A partial derivative without a closed form is a
     function raising an error that says so (it runs only when that input is differentiated).
     `complex_rules`: the partials hold for complex values (holomorphic primitives,
-    core/numbers.py). `zero_preserving`: see core/primitive.py.
+    core/numbers.py). `zero_preserving`: see core/primitive.py. `emit_scalar` (default: the
+    ufunc's, for a NumPy ufunc computed as such) writes one element for the fused tier.
     """
     prim = None
     impl = impl or ufunc
@@ -343,13 +355,15 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
                      commutative=commutative, sparsity="elementwise",
                      scaled_cotangents=True, domain=domain, family="elementwise",
                      fresh_output=True, emit_statements=emit_statements,
-                     complex_rules=complex_rules, zero_preserving=zero_preserving)
+                     complex_rules=complex_rules, zero_preserving=zero_preserving,
+                     emit_scalar=emit_scalar or (ufunc_scalar(ufunc) if impl is ufunc
+                                                 and ufuncs else None))
     return prim
 
 
 def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
              family="elementwise", fresh_output=False, commutative=False, operator=None,
-             emit_statements=None, complex_rules=False):
+             emit_statements=None, complex_rules=False, emit_scalar=None):
     """A primitive with zero derivative everywhere it is defined (no derivative rules).
 
     Without `shape` and `batch` it is elementwise. `domain` gives one value interval
@@ -365,7 +379,9 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
                      numpy_functions=(impl,) if ufunc else (), python_operator=operator,
                      commutative=commutative, emit_statements=emit_statements,
                      domain=domain, family=family, fresh_output=fresh_output or ufunc,
-                     complex_rules=complex_rules)
+                     complex_rules=complex_rules,
+                     emit_scalar=emit_scalar or (ufunc_scalar(impl) if ufunc and shape is None
+                                                 else None))
     return prim
 
 
@@ -373,7 +389,7 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
 
 def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural",
            fresh_output=False, transpose_kind=None, sparsity="gather", complex_rules=True,
-           domain=None):
+           domain=None, emit_scalar=None, scalar_reduction=None):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
@@ -394,7 +410,8 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
     prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=name_pullbacks(vjp, name), batch=batch,
                      emit=emit,
                      family=family, fresh_output=fresh_output, transpose_kind=transpose_kind,
-                     sparsity=sparsity, complex_rules=complex_rules, domain=domain)
+                     sparsity=sparsity, complex_rules=complex_rules, domain=domain,
+                     emit_scalar=emit_scalar, scalar_reduction=scalar_reduction)
     return prim
 
 

@@ -48,7 +48,7 @@ sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keep
              shape=_reduction_shape, transpose=_sum_transpose, family="reduction",
              fresh_output=True, transpose_kind="uniform", sparsity="reduce",
              batch=lambda values, dims, **params: batch_reduction(sum, values, dims, **params),
-             emit=call_emitter("np.sum"))
+             emit=call_emitter("np.sum"), scalar_reduction=lambda dtype: ("0", "{} + {}"))
 
 # ------------------------------------------------------------------ max / min
 
@@ -60,6 +60,13 @@ def _extremum_hits(x, out, axis, keepdims):
 
 def _count(hits, x, axis, keepdims):
     return convert(sum(hits, axis=axis, keepdims=keepdims), dtype=dtype_of(x))
+
+
+def _extremum_scalar(name):
+    """max/min in a fused loop: NumPy's ufunc on scalars (NaN propagates), for reals."""
+    identity = "-np.inf" if name == "max" else "np.inf"
+    combine = f"np.{name}imum({{}}, {{}})"
+    return lambda dtype: (identity, combine) if dtype.kind == "f" else None
 
 
 def _extremum(name, impl):
@@ -84,7 +91,7 @@ def _extremum(name, impl):
                      fresh_output=True, sparsity="reduce",
                      batch=lambda values, dims, **params: batch_reduction(prim, values, dims,
                                                                           **params),
-                     emit=call_emitter(f"np.{name}"))
+                     emit=call_emitter(f"np.{name}"), scalar_reduction=_extremum_scalar(name))
     return prim
 
 
@@ -144,7 +151,7 @@ prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdim
                  sparsity="reduce", complex_rules=True,
                  fresh_output=True,
                  batch=lambda values, dims, **params: batch_reduction(prod, values, dims, **params),
-                 emit=call_emitter("np.prod"))
+                 emit=call_emitter("np.prod"), scalar_reduction=lambda dtype: ("1", "{} * {}"))
 
 # ---------------------------------------------------------------------- scans
 

@@ -75,7 +75,17 @@ convert = linear(
                               if np.dtype(dtype).kind == "c" else
                               f"np.real({args[0]}).astype({source(np.dtype(dtype))})"),
     fresh_output=True,
-    sparsity="same")
+    sparsity="same",
+    emit_scalar=lambda args, dtypes, dtype: _convert_scalar(args[0], dtypes[0], np.dtype(dtype)))
+
+
+def _convert_scalar(x, source_dtype, dtype):
+    """One element cast, for the fused tier: a complex value's real part to a real dtype,
+    nonzero to bool."""
+    if dtype.kind == "b":
+        return f"({x} != 0)"
+    return f"np.{dtype.name}({x}.real)" if source_dtype.kind == "c" and dtype.kind != "c" \
+        else f"np.{dtype.name}({x})"
 
 stop_gradient = constant("stop_gradient", lambda x: x,
                          shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)),
@@ -243,7 +253,7 @@ embed = Primitive("embed", _embed_impl, batch=_embed_batch,
                                                   embed(t[0], *p[1:], index=index, shape=shape)),
                   vjp=_embed_vjp, sparsity="embed", family="structural", fresh_output=True,
                   emit_statements=_embed_statements,
-                  complex_rules=True)
+                  complex_rules=True, adds_at_index=(None, 0))
 
 
 def _scatter_add_impl(x, updates, *arrays, index):
@@ -310,7 +320,7 @@ scatter_add = Primitive("scatter_add", _scatter_add_impl,
                         jvp=lambda p, t, index: _scatter_jvp(scatter_add, p, t, index),
                         vjp=_scatter_add_vjp, sparsity="scatter_add", family="structural",
                         fresh_output=True, emit_statements=_scatter_statements(add=True),
-                        complex_rules=True)
+                        complex_rules=True, adds_at_index=(0, 1))
 
 
 def _scatter_set_impl(x, updates, *arrays, index):

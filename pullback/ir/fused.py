@@ -1,0 +1,573 @@
+"""The fused tier of `jit`: elementwise chains, and the reductions consuming them, as Numba loops.
+
+NumPy evaluates `100.0 * (b - a ** 2) ** 2` one operation at a time, each a pass over
+memory with a temporary array; a compiled loop computes every element of the chain at
+once. `fuse` partitions an optimised program into groups: a group holds elementwise
+equations whose outputs share one shape (the loop's), the reductions (sum, max, ...)
+of values it computes, and nothing else. Each group becomes one equation calling a
+Numba kernel (`FusedKernel`) that loops over the shape once and returns the values the
+rest of the program reads; contractions, decompositions, indexing and every other
+equation stay the generated NumPy code (ir/codegen.py writes the whole program, kernel
+calls included). Which primitives fuse and how one element is written are facts on the
+primitives (`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
+
+Kernels are written to files in a cache directory named by a hash of their source
+(`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
+(`cache=True`) finds them compiled in the next process.
+
+The first calls of a jitted function run the NumPy code (Numba is not even imported);
+at call `AFTER_CALLS` a background thread fuses and compiles the program, runs it once
+on a copy of that call's arguments (a group whose kernel fails to compile falls back to
+its NumPy equations), then installs it (`tier`). Numba is optional
+(`pip install "pullback[fast]"`): without it, or with `PULLBACK_FUSED=0`, jit runs the
+NumPy code only.
+"""
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+
+from ..core.indexing import Slice
+from ..primitives.families import source as value_source
+from .codegen import compile_program, generate
+from .program import Equation, Literal, Program, evaluate, gc_paused
+
+AFTER_CALLS = 3          # the call of a signature that starts fusing its program
+BACKGROUND = True        # compile in a thread (False: during that call, for tests)
+MIN_GROUP = 2            # fewer equations than this in a group: NumPy code is as fast
+# dtypes Numba computes with (not float16, nor long double)
+NUMBA_INEXACT = frozenset(map(np.dtype, (np.float32, np.float64, np.complex64, np.complex128)))
+
+
+def _numba_dtype(dtype) -> bool:
+    dtype = np.dtype(dtype)
+    return dtype.kind in "biu" or dtype in NUMBA_INEXACT
+
+
+def available() -> bool:
+    """Whether the fused tier runs: Numba is installed and `PULLBACK_FUSED` is not "0"."""
+    return os.environ.get("PULLBACK_FUSED", "1") != "0" and _numba_installed()
+
+
+_installed = []
+
+
+def _numba_installed():
+    if not _installed:
+        _installed.append(importlib.util.find_spec("numba") is not None)
+    return _installed[0]
+
+
+# ------------------------------------------------------------------ partition
+
+def _map_element(eq):
+    """Whether an equation can be one step of a fused loop: an elementwise primitive with
+    a scalar emitter for these operand dtypes, writing one non-empty, non-weak array."""
+    prim = eq.primitive
+    if prim.emit_scalar is None or prim.multiple_results or len(eq.outputs) != 1:
+        return False
+    out = eq.outputs[0]
+    variables = [x for x in eq.inputs if type(x) is not Literal]
+    if out.weak or not variables or 0 in out.aval.shape:
+        return False
+    if not all(_numba_dtype(x.aval.dtype) for x in variables + [out]):
+        return False
+    return prim.emit_scalar(["x"] * len(eq.inputs), _operand_dtypes(eq), **eq.params) is not None
+
+
+def _reduction_step(eq):
+    """Whether an equation is a reduction a fused loop can accumulate (same dtype in and
+    out, a non-empty operand, a scalar combine rule for that dtype)."""
+    prim = eq.primitive
+    if prim.scalar_reduction is None or set(eq.params) != {"axis", "keepdims"}:
+        return False
+    (x,), (out,) = eq.inputs, eq.outputs
+    if type(x) is Literal or 0 in x.aval.shape or out.aval.dtype != x.aval.dtype:
+        return False
+    return _numba_dtype(x.aval.dtype) and \
+        prim.scalar_reduction(np.dtype(x.aval.dtype)) is not None
+
+
+def basic_positions(index, shape):
+    """Where a basic index (slices and integers) of an array of `shape` reads: per
+    dimension (start, step, length), length None for an integer; None for any other index."""
+    if len(index) > len(shape):
+        return None
+    positions = []
+    for entry, n in zip(tuple(index) + (Slice(None, None, None),) * (len(shape) - len(index)),
+                        shape):
+        if type(entry) is Slice:
+            start, stop, step = slice(*entry).indices(n)
+            positions.append((start, step, len(range(start, stop, step))))
+        elif isinstance(entry, (int, np.integer)) and not isinstance(entry, bool) \
+                and -n <= entry < n:
+            positions.append((int(entry) % n, 0, None))
+        else:
+            return None
+    return positions
+
+
+def _store_step(eq, owner, readers):
+    """The open group whose loop can compute an `adds_at_index` equation (embed,
+    scatter_add): it adds a value of that group, of the loop's shape, at a basic index
+    into zeros, into an array computed before the loop, or into such a store of the same
+    loop that nothing else reads. None otherwise."""
+    prim = eq.primitive
+    if prim.adds_at_index is None or set(eq.params) - {"index", "shape"}:
+        return None
+    into, at = prim.adds_at_index
+    if len(eq.inputs) != (into is not None) + 1 or type(eq.inputs[at]) is Literal:
+        return None
+    values, out = eq.inputs[at], eq.outputs[0]
+    group = owner.get(values)
+    positions = basic_positions(eq.params["index"], out.aval.shape)
+    if group is None or values in group.reduced or positions is None \
+            or not _numba_dtype(out.aval.dtype) \
+            or tuple(p[2] for p in positions if p[2] is not None) != group.shape:
+        return None
+    if into is not None:
+        base = eq.inputs[into]
+        if type(base) is Literal or owner.get(base) not in (None, group) or (
+                owner.get(base) is group and (base not in group.stores or readers[base] != 1)):
+            return None
+    return group
+
+
+class Group:
+    """Equations computed in one loop over `shape`; `reduced`: their reduction and store
+    outputs (known only after the loop, so no step of the same loop reads them), `stores`
+    the store outputs."""
+
+    def __init__(self, shape):
+        self.shape, self.equations, self.reduced, self.stores = shape, [], set(), set()
+
+
+def partition(program: Program, min_size: int = None) -> list:
+    """The program's equations in order, with each fused group (of at least `min_size`
+    equations) in place of its members: a list of Equations and Groups.
+
+    A group is emitted where a later equation outside it first reads one of its values
+    (or at the end): an equation reading a value of an open group of another shape, or a
+    reduction of its own group, closes that group first, so that every kernel runs after
+    all of its inputs exist. Linear in the number of equations.
+    """
+    min_size = MIN_GROUP if min_size is None else min_size
+    items, open_groups, owner = [], {}, {}
+    readers = Counter(x for eq in program.equations for x in eq.inputs if type(x) is not Literal)
+    readers.update(x for x in program.outvars if type(x) is not Literal)
+
+    def close(group):
+        del open_groups[group.shape]
+        for eq in group.equations:
+            for v in eq.outputs:
+                owner.pop(v, None)
+        if len(group.equations) >= min_size:
+            items.append(group)
+        else:
+            items.extend(group.equations)
+
+    for eq in program.equations:
+        variables = [x for x in eq.inputs if type(x) is not Literal]
+        if _map_element(eq):
+            shape = tuple(eq.outputs[0].aval.shape)
+            for x in variables:
+                group = owner.get(x)
+                if group is not None and (group.shape != shape or x in group.reduced):
+                    close(group)
+            group = open_groups.get(shape)
+            if group is None:
+                group = open_groups[shape] = Group(shape)
+            group.equations.append(eq)
+            owner[eq.outputs[0]] = group
+            continue
+        group = owner.get(variables[0]) if len(variables) == 1 else None
+        if group is not None and _reduction_step(eq) and variables[0] not in group.reduced:
+            group.equations.append(eq)
+            group.reduced.add(eq.outputs[0])
+            owner[eq.outputs[0]] = group
+            continue
+        group = _store_step(eq, owner, readers)
+        if group is not None:
+            group.equations.append(eq)
+            group.reduced.add(eq.outputs[0])
+            group.stores.add(eq.outputs[0])
+            owner[eq.outputs[0]] = group
+            continue
+        for x in variables:
+            group = owner.get(x)
+            if group is not None:
+                close(group)
+        items.append(eq)
+    for group in list(open_groups.values()):
+        close(group)
+    return items
+
+
+# --------------------------------------------------------------------- kernels
+
+def _operand_dtypes(eq):
+    """The dtype each operand has inside the loop: a variable's own; a literal's (or a
+    Python scalar's, a weak variable) as NumPy's weak promotion gives it with the other
+    operands."""
+    strong = [np.dtype(x.aval.dtype) for x in eq.inputs if type(x) is not Literal and not x.weak]
+    dtypes = []
+    for x in eq.inputs:
+        if type(x) is not Literal and not x.weak:
+            dtypes.append(np.dtype(x.aval.dtype))
+            continue
+        value = x.value if type(x) is Literal else np.dtype(x.aval.dtype).type(0).item()
+        dtypes.append(np.result_type(value, *strong) if strong else np.asarray(value).dtype)
+    return dtypes
+
+
+def _cast(dtype, expr):
+    """`expr` as a scalar of `dtype` in Numba (bool values need no cast)."""
+    return expr if dtype.kind == "b" else f"np.{dtype.name}({expr})"
+
+
+def _accumulator_dtype(dtype):
+    """Reductions of float32/complex64 accumulate in double precision (NumPy's pairwise
+    sums are about as accurate; max and min are exact either way)."""
+    return {"f": np.dtype(np.float64), "c": np.dtype(np.complex128)}.get(dtype.kind, dtype)
+
+
+def _affine(start, step, i):
+    """`start + step * i` as short source."""
+    term = i if step == 1 else f"{step} * {i}"
+    return term if start == 0 else f"{start} + {term}"
+
+
+class FusedKernel:
+    """A fused group as the primitive of one equation: `fuse` builds it, code generation
+    writes its call (`emit_statements`), `__call__` runs it. Its outputs are new arrays
+    (or, for 0-d ones, NumPy scalars), like the NumPy code's; `group` holds the
+    equations it replaces."""
+    emit = python_operator = emit_scalar = scalar_reduction = None
+    multiple_results, fresh_output, family, numpy_functions = True, True, "fused", ()
+
+    def __init__(self, source, group, inputs, outputs):
+        self.source, self.shape, self.group = source, group.shape, group.equations
+        self.name = "fused_" + hashlib.sha256(source.encode()).hexdigest()[:16]
+        self.scalar_inputs = [not x.aval.shape and not x.weak for x in inputs]
+        self.scalar_outputs = [np.dtype(v.aval.dtype) if not v.aval.shape else None
+                               for v in outputs]
+        self._function = None
+
+    def __repr__(self):
+        return f"<fused kernel {self.name}>"
+
+    @property
+    def function(self):
+        """The compiled kernel (Numba's dispatcher; compiles on its first call)."""
+        if self._function is None:
+            self._function = _load(self.name, self.source)
+        return self._function
+
+    def __call__(self, *args):
+        args = [np.asarray(a)[()] if s else a for a, s in zip(args, self.scalar_inputs)]
+        outs = self.function(*self.shape, *args)
+        return [o if d is None else d.type(o) for o, d in zip(outs, self.scalar_outputs)]
+
+    def emit_statements(self, targets, args, code):
+        kernel = code.value(self, self.name)
+        operands = [f"{a}[()]" if s else a for a, s in zip(args, self.scalar_inputs)]
+        results = [code.fresh("r") if d is not None else t
+                   for t, d in zip(targets, self.scalar_outputs)]
+        lines = [f"{', '.join(results)}, = {kernel}.function"
+                 f"({', '.join(list(map(str, self.shape)) + operands)})"]
+        lines += [f"{t} = np.{d.name}({r})" for t, r, d in zip(targets, results,
+                                                               self.scalar_outputs)
+                  if d is not None]
+        return lines
+
+
+def kernel_for(group: Group, needed) -> tuple:
+    """(FusedKernel, inputs, outputs) of a group: its inputs are the variables it reads
+    and does not compute; its outputs the values in `needed` (read outside the group)
+    and its reductions."""
+    defined, inputs, index = set(), [], {}
+    for eq in group.equations:
+        for x in eq.inputs:
+            if type(x) is not Literal and x not in defined and x not in index:
+                index[x] = f"a{len(inputs)}"
+                inputs.append(x)
+        defined.update(eq.outputs)
+    rank = len(group.shape)
+    loops = [f"i{k}" for k in range(rank)]
+    header = [f"n{k}" for k in range(rank)]
+    setup, body, outputs, returns, local = [], [], [], [], {}
+
+    def element(x, dtype):
+        """The expression of operand x's element at the loop's index, cast to `dtype`."""
+        if type(x) is Literal:
+            return _cast(dtype, value_source(x.value))
+        if x in local:
+            return local[x]
+        shape = tuple(x.aval.shape)
+        if not shape:
+            return index[x] if dtype == x.aval.dtype and not x.weak else _cast(dtype, index[x])
+        lead = rank - len(shape)
+        at = [loops[lead + j] if n != 1 or group.shape[lead + j] == 1 else "0"
+              for j, n in enumerate(shape)]
+        return f"{index[x]}[{', '.join(at)}]"
+
+    stores = {}
+    for eq in group.equations:
+        out = eq.outputs[0]
+        dtype = np.dtype(out.aval.dtype)
+        if out in group.stores:
+            into, at = eq.primitive.adds_at_index
+            base = None if into is None else eq.inputs[into]
+            if base in stores:
+                name = stores[out] = stores.pop(base)
+            else:
+                name = stores[out] = f"z{len(setup)}"
+                setup.append(f"{name} = np.zeros({tuple(out.aval.shape)}, np.{dtype.name})"
+                             if base is None else f"{name} = np.copy({index[base]})")
+            loop = iter(loops)
+            at_index = [str(start) if length is None else _affine(start, step, next(loop))
+                        for start, step, length in basic_positions(eq.params["index"],
+                                                                   out.aval.shape)]
+            target = f"{name}[{', '.join(at_index)}]"
+            body.append(f"{target} = {_cast(dtype, f'{target} + {local[eq.inputs[at]]}')}")
+            if out in needed:
+                returns.append(name)
+                outputs.append(out)
+            continue
+        if out in group.reduced:
+            x = eq.inputs[0]
+            identity, combine = eq.primitive.scalar_reduction(dtype)
+            acc_dtype = _accumulator_dtype(dtype)
+            axis, keepdims = eq.params["axis"], eq.params["keepdims"]
+            kept = [k for k in range(rank) if k not in axis]
+            name = f"s{len(returns)}"
+            if kept or keepdims and rank:
+                shape = [f"n{k}" if k in kept else "1" for k in range(rank)] if keepdims \
+                    else [f"n{k}" for k in kept]
+                at = [loops[k] if k in kept else "0" for k in range(rank)] if keepdims \
+                    else [loops[k] for k in kept]
+                setup.append(f"{name} = np.full(({', '.join(shape)},), {_cast(acc_dtype, identity)}"
+                             f", np.{acc_dtype.name})")
+                target = f"{name}[{', '.join(at)}]"
+                returns.append(name if acc_dtype == dtype else f"{name}.astype(np.{dtype.name})")
+            else:
+                setup.append(f"{name} = {_cast(acc_dtype, identity)}")
+                target = name
+                returns.append(_cast(dtype, name))
+            body.append(f"{target} = {_cast(acc_dtype, combine.format(target, local[x]))}")
+            outputs.append(out)
+            continue
+        dtypes = _operand_dtypes(eq)
+        args = [element(x, d) for x, d in zip(eq.inputs, dtypes)]
+        name = local[out] = f"v{len(local)}"
+        body.append(f"{name} = {_cast(dtype, eq.primitive.emit_scalar(args, dtypes, **eq.params))}")
+        if out in needed:
+            array = f"o{len(returns)}"
+            setup.append(f"{array} = np.empty(({', '.join(header)},), np.{dtype.name})"
+                         if rank else "")
+            if rank:
+                body.append(f"{array}[{', '.join(loops)}] = {name}")
+                returns.append(array)
+            else:
+                returns.append(name)
+            outputs.append(out)
+    lines = ["import numpy as np", "import numba", "",
+             '@numba.njit(cache=True, error_model="numpy", nogil=True)',
+             f"def kernel({', '.join(header + [index[x] for x in inputs])}):"]
+    lines += [f"    {line}" for line in setup if line]
+    indent = "    "
+    for k in range(rank):
+        lines.append(f"{indent}for i{k} in range(n{k}):")
+        indent += "    "
+    lines += [indent + line for line in body]
+    lines.append(f"    return ({', '.join(returns)},)")
+    source = "\n".join(lines) + "\n"
+    return FusedKernel(source, group, inputs, outputs), inputs, outputs
+
+
+def fuse(program: Program, min_size: int = None) -> Program:
+    """The program with each fused group (`partition`) as one FusedKernel equation."""
+    with gc_paused():
+        items = partition(program, min_size)
+        groups = [item for item in items if type(item) is Group]
+        if not groups:
+            return program
+        member = {id(eq): group for group in groups for eq in group.equations}
+        computed_by = {v: group for group in groups for eq in group.equations
+                       for v in eq.outputs}
+        needed = {x for x in program.outvars if type(x) is not Literal}
+        for eq in program.equations:
+            reader = member.get(id(eq))
+            needed.update(x for x in eq.inputs if type(x) is not Literal
+                          and computed_by.get(x, reader) is not reader)
+        equations = []
+        for item in items:
+            if type(item) is Group:
+                kernel, inputs, outputs = kernel_for(item, needed)
+                equations.append(Equation(kernel, inputs, {}, outputs, item.equations[0].source))
+            else:
+                equations.append(item)
+        return Program(program.invars, program.constvars, program.consts, equations,
+                       program.outvars, program.in_tree, program.out_tree, program.names,
+                       program.name)
+
+
+# ------------------------------------------------------------------ disk cache
+
+_loaded = {}
+_load_lock = threading.Lock()
+
+
+def cache_directory() -> str:
+    """Where kernel modules are written: `PULLBACK_CACHE`/fused (default
+    ~/.cache/pullback/fused), or a temporary directory if that cannot be written."""
+    root = os.environ.get("PULLBACK_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "pullback")
+    path = os.path.join(root, "fused")
+    try:
+        os.makedirs(path, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    return tempfile.mkdtemp(prefix="pullback_fused_")
+
+
+def _load(name, source):
+    """The kernel of a module file `name`.py holding `source` (written once, atomically)."""
+    with _load_lock:
+        if name not in _loaded:
+            path = os.path.join(cache_directory(), name + ".py")
+            if not os.path.exists(path):
+                temporary = f"{path}.{os.getpid()}.{threading.get_ident()}"
+                with open(temporary, "w") as file:
+                    file.write(source)
+                os.replace(temporary, path)
+            # registered by its own name: Numba's cache imports it to rebuild the kernel
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = sys.modules[name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _loaded[name] = module.kernel
+        return _loaded[name]
+
+
+# ------------------------------------------------------------------ the tier
+
+def compile_fused(program: Program, name: str, args, min_size: int = None,
+                  measure: bool = True):
+    """The fast generated function of `program` with its groups fused, compiled by
+    running it once on `args` (whose values do not matter). A group keeps its NumPy
+    equations where its kernel fails to compile, or (`measure`) where the NumPy code
+    runs faster on these arguments: NumPy's SIMD kernels for exp, tanh ... beat Numba's
+    scalar calls on large arrays. None when no group is fused."""
+    fused = fuse(program, min_size)
+    if fused is program:
+        return None
+    env = dict(zip(program.invars, args))
+    env.update(zip(program.constvars, program.consts))
+    equations, kernels = [], []
+
+    def read(x):
+        return x.value if type(x) is Literal else env[x]
+
+    with np.errstate(all="ignore"):
+        for eq in fused.equations:
+            steps = [eq]
+            if type(eq.primitive) is FusedKernel:
+                kernel, values = eq.primitive, list(map(read, eq.inputs))
+                try:
+                    outs = kernel(*values)
+                except Exception:            # Numba cannot compile it: NumPy code instead
+                    outs = None
+                if outs is not None and (not measure or _faster(
+                        lambda: kernel(*values), compile_program(Program(
+                            eq.inputs, [], [], kernel.group, eq.outputs), "group"), values)):
+                    env.update(zip(eq.outputs, outs))
+                    equations.append(eq)
+                    kernels.append(kernel)
+                    continue
+                steps = kernel.group
+            for step in steps:
+                env.update(zip(step.outputs, evaluate(_alone(step), *map(read, _read(step)))))
+                equations.append(step)
+    if not kernels:
+        return None
+    final = Program(fused.invars, fused.constvars, fused.consts, equations, fused.outvars,
+                    fused.in_tree, fused.out_tree, fused.names, fused.name)
+    function = compile_program(final, name)
+    function.kernels = kernels
+    return function
+
+
+def _faster(kernel, numpy_code, values) -> bool:
+    """Whether the kernel call beats the group's NumPy code: the best of three rounds of
+    about a millisecond each, alternating."""
+    def numpy_call():
+        return numpy_code(*values)
+    start = time.perf_counter()
+    numpy_call()
+    repeats = max(1, min(1000, int(1e-3 / max(time.perf_counter() - start, 1e-7))))
+    best = {kernel: np.inf, numpy_call: np.inf}
+    for _ in range(3):
+        for call in best:
+            start = time.perf_counter()
+            for _ in range(repeats):
+                call()
+            best[call] = min(best[call], time.perf_counter() - start)
+    return best[kernel] <= best[numpy_call]
+
+
+def _read(eq):
+    return list(dict.fromkeys(x for x in eq.inputs if type(x) is not Literal))
+
+
+def _alone(eq):
+    """A program of one equation (evaluate's conventions: weak outputs are Python scalars)."""
+    return Program(_read(eq), [], [], [eq], list(eq.outputs))
+
+
+def tier(program: Program, name: str, numpy_function, install):
+    """The function a jit cache entry calls: `numpy_function` (the generated NumPy code),
+    counting calls; at call `AFTER_CALLS` it starts fusing (in a thread when
+    `BACKGROUND`) and `install`s the fused function once compiled, or `numpy_function`
+    when nothing fuses or the tier is unavailable."""
+    if not available():
+        return numpy_function
+    calls = [0]
+
+    def build(args):
+        try:
+            fused = compile_fused(program, name, args)
+        except Exception as error:           # never worse than the NumPy code
+            counting.error = error
+            fused = None
+        install(fused or numpy_function)
+
+    def counting(*args):
+        calls[0] += 1
+        if calls[0] == AFTER_CALLS:
+            copies = [np.copy(a) if isinstance(a, np.ndarray) else a for a in args]
+            if BACKGROUND:
+                threading.Thread(target=build, args=(copies,), daemon=True,
+                                 name=f"pullback fuse {name}").start()
+            else:
+                build(copies)
+        return numpy_function(*args)
+    counting.error = None
+    return counting
+
+
+def fused_source(program: Program, name: str = "f", min_size: int = None) -> str:
+    """The generated function of `program` with its groups fused, then each kernel's
+    source (what `show(..., fused=True)` prints)."""
+    fused = fuse(program, min_size)
+    text = generate(fused, name)[0]
+    kernels = [eq.primitive for eq in fused.equations if type(eq.primitive) is FusedKernel]
+    return text + "".join(f"\n# {k.name}: a loop over shape {k.shape}\n{k.source}"
+                          for k in kernels)

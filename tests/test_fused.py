@@ -1,0 +1,255 @@
+"""The fused tier of jit (pullback/ir/fused.py): Numba loops for elementwise chains and the
+reductions consuming them, equal to the NumPy code on the whole primitive registry."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import pullback
+from pullback.core.primitive import REGISTRY
+from pullback.ir import fused
+from pullback.ir.passes import optimize
+from pullback.ir.staging import stage
+from pullback.primitives import elementwise
+
+pytest.importorskip("numba", reason="the fused tier needs Numba: pip install 'pullback[fast]'")
+from test_primitives import (SETTINGS, TABLE, _differentiable_positions,  # noqa: E402
+                             case_strategy, jax_like_ones)
+
+TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 2e-5,
+             np.dtype(np.complex128): 1e-10, np.dtype(np.complex64): 2e-5}
+
+
+@pytest.fixture(autouse=True)
+def synchronous_tier(monkeypatch):
+    """The tier on (the suite's conftest turns it off elsewhere), compiling on the first
+    call in the calling thread."""
+    monkeypatch.setenv("PULLBACK_FUSED", "1")
+    monkeypatch.setattr(fused, "AFTER_CALLS", 1)
+    monkeypatch.setattr(fused, "BACKGROUND", False)
+
+
+def _assert_close(got, expected):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        g, e = np.asarray(g), np.asarray(e)
+        assert g.dtype == e.dtype and g.shape == e.shape, (g.dtype, e.dtype, g.shape, e.shape)
+        tolerance = TOLERANCE.get(e.dtype, 0)
+        np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance, equal_nan=True)
+
+
+def _fusible(program):
+    return any(fused._map_element(eq) for eq in program.equations)
+
+
+def _check_fused(fn, args):
+    """fn staged, optimised and run by the fused tier (every group fused, even one
+    equation): equal to eager; every group of a fusible program compiles."""
+    with np.errstate(all="ignore"):
+        expected = pullback.tree.flatten(fn(*args))[0]
+        program = optimize(stage(fn, tuple(args)))
+        compiled = fused.compile_fused(program, "f", [np.copy(a) for a in args], min_size=1,
+                                       measure=False)
+        if _fusible(program):
+            assert compiled is not None and len(compiled.kernels) == len(
+                [e for e in fused.fuse(program, 1).equations
+                 if type(e.primitive) is fused.FusedKernel]), compiled and compiled.source
+        if compiled is not None:
+            _assert_close(compiled(*[np.copy(a) for a in args]), expected)
+
+
+@pytest.mark.parametrize("name", TABLE)
+def test_fused_tier_matches_eager_on_every_primitive(name):
+    """For each primitive: the primitive, its pushforward and its pullback, staged as one
+    program, fused and compiled, equal eager mode (float64; float32 for the elementwise
+    family). (One program, one example per dtype: Numba compiles each kernel for a
+    fraction of a second.)"""
+    prim = REGISTRY[name]
+    dtypes = [np.float64] + ([np.float32] if prim.family == "elementwise" else [])
+    for dtype in dtypes:
+        @settings(SETTINGS, max_examples=1)
+        @given(case_strategy(prim, dtype))
+        def run(case):
+            args, params = case
+            positions = _differentiable_positions(args, prim)
+
+            def all_three(*a):
+                outs = [prim(*a, **params)]
+                if prim.differentiable and positions:
+                    def rebuilt(d):
+                        d = iter(d)
+                        return [next(d) if i in positions else x for i, x in enumerate(a)]
+                    diff = [a[i] for i in positions]
+                    outs.append(pullback.pushforward(lambda *d: prim(*rebuilt(d), **params),
+                                                     tuple(diff),
+                                                     tuple(x * 0.5 + 0.25 for x in diff))[1])
+                    out, back = pullback.pullback(lambda *d: prim(*rebuilt(d), **params), *diff)
+                    outs.append(back(jax_like_ones(out)))
+                return outs
+            _check_fused(all_three, args)
+        run()
+
+
+COMPLEX_ELEMENTWISE = sorted(n for n in TABLE if REGISTRY[n].family == "elementwise"
+                             and REGISTRY[n].emit_scalar and REGISTRY[n].complex_rules
+                             and REGISTRY[n].partials)
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
+def test_fused_tier_on_complex_values(dtype):
+    """Holomorphic elementwise primitives on complex values, and their pullbacks."""
+    rng = np.random.default_rng(0)
+    z = (rng.uniform(0.3, 0.9, (2, 3)) + 1j * rng.uniform(-0.5, 0.5, (2, 3))).astype(dtype)
+    for name in COMPLEX_ELEMENTWISE:
+        prim = REGISTRY[name]
+        args = [z + 0.1 * k for k in range(len(prim.partials))]
+        _check_fused(lambda *a: prim(*a) * 2.0 + a[0], args)
+        def vjp_of(*a):
+            out, back = pullback.pullback(prim, *a)
+            return back(jax_like_ones(out))
+        _check_fused(vjp_of, args)
+
+
+def test_fused_tier_keeps_nan_and_inf():
+    """NaN and Inf arise and propagate as in NumPy: log(0), 0 / 0, Inf - Inf, max of NaN."""
+    x = np.array([0.0, -1.0, np.inf, -np.inf, np.nan, 2.0, 1e308, -0.0])
+
+    def f(x):
+        y = np.log(x) * x + x / x - (x * np.inf) + np.sqrt(x)
+        return y, np.sum(y), np.max(np.exp(x) * 2.0), np.min(x * 1.0 - 1.0)
+    with np.errstate(all="ignore"):
+        _check_fused(f, [x])
+        _check_fused(lambda x: np.where(x > 0, x * 2.0, -x) ** 2, [x])
+
+
+def test_fused_groups_cover_broadcasting_and_partial_reductions():
+    """One loop over (3, 4) reading a row, a column and a 0-d value; reductions along one
+    axis (with and without keepdims), both axes, and float32 accumulation."""
+    rng = np.random.default_rng(1)
+    for dtype in (np.float64, np.float32):
+        a, row, column = (rng.normal(size=s).astype(dtype) for s in ((3, 4), (4,), (3, 1)))
+        c = np.asarray(1.5, dtype)
+
+        def f(a, row, column, c):
+            y = np.tanh(a * row + column) * c
+            return (y, np.sum(y, axis=0), np.sum(y * y, axis=1, keepdims=True), np.sum(y),
+                    np.max(y, axis=1), np.prod(y + 1.0, axis=0))
+        _check_fused(f, [a, row, column, c])
+        _check_fused(pullback.grad(lambda a: np.sum(np.sin(a) * a ** 2)), [a])
+
+
+def test_embed_and_scatter_add_fuse_into_the_loop_of_their_values():
+    """Rosenbrock's gradient and HVP become one loop each (the cotangents of x[1:] and
+    x[:-1] added into one array); 2-D slices with steps and integers, and a scatter into
+    an array computed before the loop, agree with eager mode."""
+    def rosen(x):
+        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    x, v = np.linspace(-1.0, 1.0, 9), np.cos(np.arange(9.0))
+    for fn, args in ((pullback.grad(rosen), [x]),
+                     (lambda x, v: pullback.hvp(rosen, x, v), [x, v])):
+        program = fused.fuse(optimize(stage(fn, tuple(args))))
+        assert [type(eq.primitive) for eq in program.equations].count(fused.FusedKernel) == 1
+        assert program.equations[-1].outputs == program.outvars
+        _check_fused(fn, args)
+    a = np.arange(20.0).reshape(4, 5) / 7.0
+
+    def strided(a):
+        return np.sum(np.sin(a[::2, 1:4]) * a[1::2, :3] + np.cos(a[3, ::-2]))
+    _check_fused(pullback.grad(strided), [a])
+    _check_fused(lambda a: pullback.numpy.at(a * 2.0)[1:, ::2].add(np.exp(a[:3, 2:]) * 3.0), [a])
+
+
+def test_a_group_numba_cannot_compile_falls_back_to_numpy(monkeypatch):
+    """A kernel that fails to compile leaves its group to the NumPy code, with the same
+    values; the other groups stay fused."""
+    monkeypatch.setattr(elementwise.sin, "emit_scalar",
+                        lambda args, dtypes: f"np.no_such_function({args[0]})")
+    x = np.linspace(0.0, 1.0, 5)
+
+    def f(x):
+        y = np.sin(x * 2.0) + 1.0            # a group holding sin: refused
+        return np.sum(y @ np.ones((5, 5)) * 3.0 - 1.0)    # after the matmul: fused
+    program = optimize(stage(f, (x,)))
+    compiled = fused.compile_fused(program, "f", [x], measure=False)
+    assert len(compiled.kernels) == 1 and "np.sin" in compiled.source
+    assert np.allclose(compiled(x)[0], f(x), rtol=1e-12)
+
+
+def test_jit_switches_to_the_fused_tier_after_its_first_calls(monkeypatch):
+    """The first calls run the NumPy code; the call AFTER_CALLS starts compiling in a
+    thread, after which calls run the kernels; values agree throughout."""
+    monkeypatch.setattr(fused, "AFTER_CALLS", 2)
+    monkeypatch.setattr(fused, "BACKGROUND", True)
+    monkeypatch.setattr(fused, "_faster", lambda *args: True)
+    f = pullback.jit(pullback.grad(lambda x: np.sum(np.tanh(x) ** 2 * x)))
+    x = np.linspace(-1.0, 1.0, 7)
+    expected = pullback.grad(lambda x: np.sum(np.tanh(x) ** 2 * x))(x)
+    entry = next(iter(f.cache.values())) if f(x) is not None else None
+    assert not hasattr(entry.fast, "kernels")
+    np.testing.assert_allclose(f(x), expected, rtol=1e-12)
+    for thread in threading.enumerate():
+        if thread.name.startswith("pullback fuse"):
+            thread.join()
+    assert entry.fast.kernels
+    np.testing.assert_allclose(f(x), expected, rtol=1e-12)
+
+
+def test_a_group_keeps_its_numpy_code_where_that_measures_faster(monkeypatch):
+    """Each kernel is timed against its group's NumPy code on the arguments of the call
+    that compiles it; the slower one is dropped."""
+    import time
+    assert not fused._faster(lambda: time.sleep(2e-3), lambda: None, [])
+    assert fused._faster(lambda: None, lambda: time.sleep(2e-3), [])
+    monkeypatch.setattr(fused, "_faster", lambda kernel, numpy_code, values: False)
+    program = optimize(stage(lambda x: np.sum(np.sin(x) * 2.0), (np.ones(3),)))
+    assert fused.compile_fused(program, "f", [np.ones(3)]) is None
+
+
+def test_without_numba_jit_runs_the_numpy_code(monkeypatch):
+    monkeypatch.setattr(fused, "_numba_installed", lambda: False)
+    f = pullback.jit(lambda x: np.sum(np.sin(x) * 2.0))
+    x = np.ones(3)
+    for _ in range(3):
+        assert f(x) == np.sum(np.sin(x) * 2.0)
+    assert not hasattr(next(iter(f.cache.values())).fast, "kernels")
+
+
+SCRIPT = """
+import sys, numpy as np, pullback
+f = pullback.jit(pullback.grad(lambda x: np.sum(np.cos(x) * x)))
+x = np.linspace(0.0, 1.0, 4)
+f(x)
+print("numba imported after the first call:", "numba" in sys.modules)
+from pullback.ir import fused
+fused.BACKGROUND = False
+fused._faster = lambda *args: True          # fused, however the timings fall
+for _ in range(3):
+    g = f(x)
+kernel = next(iter(f.cache.values())).fast.kernels[0].function
+print("cache hits:", sum(kernel.stats.cache_hits.values()))
+print(repr(g.tolist()))
+"""
+
+
+def test_first_call_never_imports_numba_and_kernels_are_cached_on_disk(tmp_path):
+    """A fresh process: the first call runs without Numba; the kernels compiled in one
+    process are loaded from the disk cache by the next."""
+    env = dict(os.environ, PULLBACK_CACHE=str(tmp_path), PULLBACK_FUSED="1")
+    runs = [subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                           text=True, check=True).stdout.splitlines() for _ in range(2)]
+    for lines in runs:
+        assert lines[0] == "numba imported after the first call: False"
+    assert runs[0][1] == "cache hits: 0" and runs[1][1] != "cache hits: 0"
+    assert runs[0][2] == runs[1][2]
+    assert list((tmp_path / "fused").glob("fused_*.py"))
+
+
+def test_show_prints_the_fused_kernels(capsys):
+    text = pullback.show(pullback.grad(lambda x: np.sum(np.exp(x) * x)), np.ones(3),
+                         fused=True)
+    assert "@numba.njit" in text and "for i0 in range(n0):" in text and "np.exp(" in text
+    assert ".function(3, x)" in text
