@@ -227,7 +227,7 @@ class StagingTrace(Trace):
         """The IR operand for an argument: our variable, a literal, or a constant."""
         if type(value) is StagingTracer and value._trace is self:
             return value.staged_var
-        if isinstance(value, (bool, int, float)):
+        if isinstance(value, (bool, int, float, complex)):
             return Literal(value)
         if isinstance(value, Tracer):
             raise CapturedTracer()
