@@ -405,8 +405,10 @@ HESSIAN_MODES = ("forward-over-reverse", "reverse-over-forward", "reverse-over-r
 # (benchmarks/second_order.py): a full Hessian by pulling the basis back through the
 # recorded gradient, and an HVP by differentiating the directional derivative, which never
 # computes the gradient itself (forward-over-reverse computes it alongside H v: about one
-# gradient more). Under `jit`, "auto" stages the candidates and keeps the one whose
-# optimised program costs least (ir/cost.py); the -over-forward Hessians push the whole
+# gradient more); they are the defaults. Under `jit`, "auto" stages the candidates and
+# keeps the one whose optimised program costs least (ir/cost.py): after the passes the
+# candidates' programs mostly coincide, and staging them all made first calls 2.5-4x
+# slower, so it is asked for, not the default; the -over-forward Hessians push the whole
 # basis through a batched pass per basis vector (n times the work), and forward-over-forward
 # HVPs push the whole basis forward: never the cheapest but for tiny n, so not candidates.
 DEFAULT_HESSIAN_MODE = "reverse-over-reverse"
@@ -460,7 +462,7 @@ def _dtype(x):
     return x.dtype if hasattr(x, "dtype") else np.result_type(float)
 
 
-def hessian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
+def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_MODE,
             chunk_size: int | None = None, has_aux: bool = False,
             holomorphic: bool = False) -> Callable:
     """The Hessian of a scalar-valued `f`: the Jacobian of its gradient.
@@ -469,8 +471,8 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
     (measured fastest eagerly: the whole basis pulled back, batched, through the
     recorded gradient), "forward-over-reverse" (a batched pushforward of the
     reverse-mode gradient), "reverse-over-forward" or "forward-over-forward"; all
-    four agree. "auto" (the default) is reverse-over-reverse eagerly and, under `jit`,
-    whichever of the -over-reverse modes gives the cheaper optimised program. For
+    four agree. "auto" is reverse-over-reverse eagerly and, under `jit`, whichever of the
+    -over-reverse modes gives the cheaper optimised program (its first call stages both). For
     pytree inputs the result is nested like JAX's: `H[i][j]` is the block for leaves i
     and j, of shape `x_i.shape + x_j.shape`. With `has_aux=True`,
     `f` returns `(out, aux)` and the result is `(hessian, aux)`. `holomorphic=True`:
@@ -507,16 +509,16 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
     return hessian_f
 
 
-def hvp(f: Callable, x: Any, v: Any, mode: str = "auto") -> Any:
+def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
     """The Hessian-vector product H(x) v of a scalar-valued `f`, without forming H.
 
     reverse-over-forward (measured fastest eagerly) takes the gradient of the
     directional derivative; forward-over-reverse pushes v forward through the gradient;
     reverse-over-reverse pulls v back through the gradient; forward-over-forward
     differentiates the directional derivative by forward mode (one pass per input
-    element: the slowest, still without storing H). "auto" (the default) is
-    reverse-over-forward eagerly and, under `jit`, whichever of the first three gives the
-    cheapest optimised program. `x` and `v` are pytrees of the same structure.
+    element: the slowest, still without storing H). "auto" is reverse-over-forward eagerly
+    and, under `jit`, whichever of the first three gives the cheapest optimised program
+    (its first call stages all three). `x` and `v` are pytrees of the same structure.
 
     >>> import numpy as np
     >>> hvp(lambda x: np.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))

@@ -247,8 +247,8 @@ def test_issue12_dense_hessian_does_no_work_per_basis_vector_and_position(mode):
 def test_issue12_the_mode_jit_picks_agrees_with_every_mode(name, f, make_x):
     x = np.asarray(make_x(), np.float64)
     v = rng.standard_normal(np.shape(x))
-    picked = pullback.jit(hessian(f))(x)
-    picked_hvp = pullback.jit(lambda x, v: hvp(f, x, v))(x, v)
+    picked = pullback.jit(hessian(f, mode="auto"))(x)
+    picked_hvp = pullback.jit(lambda x, v: hvp(f, x, v, "auto"))(x, v)
     for mode in HESSIAN_MODES:
         np.testing.assert_allclose(picked, hessian(f, mode=mode)(x), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(picked_hvp, hvp(f, x, v, mode), rtol=1e-10, atol=1e-10)
@@ -270,15 +270,16 @@ def test_issue12_jit_picks_the_mode_whose_optimised_program_costs_least(monkeypa
         chosen.append(cost.program_cost(optimize(stage(candidates[0], args))))
         return 0
     monkeypatch.setattr(cost, "cheapest", spy)
-    pullback.jit(hessian(rosenbrock))(x)            # under jit: the candidates are compared
-    hessian(rosenbrock)(x)                          # eagerly: the eager default, no staging
+    pullback.jit(hessian(rosenbrock, mode="auto"))(x)   # under jit: candidates compared
+    hessian(rosenbrock, mode="auto")(x)                 # eagerly: the eager default
+    pullback.jit(hessian(rosenbrock))(x)                # the default mode: no candidates
     assert len(chosen) == 1
 
 
 def test_issue12_a_function_reading_values_staged_outside_keeps_the_default_mode():
     # Its candidates cannot be staged on their own (they read y, staged by the outer jit).
     x, y = np.array([1.0, 2.0, 3.0]), np.array([0.5, 1.5, 2.0])
-    h = pullback.jit(lambda x, y: hessian(lambda x: np.sum(x ** 3 * y))(x))(x, y)
+    h = pullback.jit(lambda x, y: hessian(lambda x: np.sum(x ** 3 * y), mode="auto")(x))(x, y)
     np.testing.assert_allclose(h, np.diag(6.0 * x * y))
 
 
