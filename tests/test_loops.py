@@ -253,39 +253,59 @@ def python_sqrt(a):
     return x
 
 
-def van_der_pol_end(mu, y0, checkpoints="auto"):
-    """y(2) of Van der Pol by an adaptive Euler-Heun integrator with step-size control:
-    the number of steps depends on the data."""
+# Dormand-Prince 5(4): the nodes' coefficients, the 5th-order weights (the last stage's
+# coefficients: first same as last) and the error weights (5th minus 4th order).
+DOPRI_A = [[], [1 / 5], [3 / 40, 9 / 40], [44 / 45, -56 / 15, 32 / 9],
+           [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
+           [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656],
+           [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84]]
+DOPRI_E = [71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40]
+
+
+def dopri_step(mu, state, end=2.0, tolerance=1e-6):
+    """One attempted Dormand-Prince step on Van der Pol (y0' = y1, y1' = mu (1 - y0^2) y1
+    - y0) with step-size control: accepted when the error estimate is below tolerance,
+    the next step size from it either way (so the number of steps depends on the data)."""
+    t, h, y = state
+
     def f(y):
         return np.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
+    k = [f(y)]
+    for row in DOPRI_A[1:]:
+        k.append(f(y + h * sum(a * ki for a, ki in zip(row, k) if a)))
+    y5 = y + h * sum(a * ki for a, ki in zip(DOPRI_A[-1], k) if a)
+    error = np.max(np.abs(h * sum(e * ki for e, ki in zip(DOPRI_E, k) if e))) + 1e-300
+    accept = error < tolerance
+    y = np.where(accept, y5, y)
+    t = np.where(accept, t + h, t)
+    h = np.minimum(h * np.clip(0.9 * (tolerance / error) ** 0.2, 0.2, 5.0), end - t)
+    return t, h, y
 
-    def step(state):
-        t, h, y = state
-        k1 = f(y)
-        k2 = f(y + h * k1)
-        error = np.max(np.abs(h * (k2 - k1) / 2)) + 1e-300
-        accept = error < 1e-4
-        y = np.where(accept, y + h * (k1 + k2) / 2, y)
-        t = np.where(accept, t + h, t)
-        h = np.minimum(h * np.minimum(2.0, 0.9 * np.sqrt(1e-4 / error)), 2.0 - t)
-        return t, h, y
-    _, _, y = pullback.while_loop(lambda s: s[0] < 2.0 - 1e-12, step, (0.0, 0.1, y0),
-                                  checkpoints=checkpoints)
+
+def van_der_pol_end(mu, y0, checkpoints="auto"):
+    """y(2) of Van der Pol by the adaptive Dormand-Prince integrator, through while_loop."""
+    _, _, y = pullback.while_loop(lambda s: s[0] < 2.0 - 1e-12, lambda s: dopri_step(mu, s),
+                                  (0.0, 0.1, y0), checkpoints=checkpoints)
     return np.sum(y ** 2)
 
 
 def python_van_der_pol_end(mu, y0):
-    t, h, y = 0.0, 0.1, y0
-    while t < 2.0 - 1e-12:
-        f = lambda y: np.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])   # noqa: E731
-        k1 = f(y)
-        k2 = f(y + h * k1)
-        error = np.max(np.abs(h * (k2 - k1) / 2)) + 1e-300
-        accept = error < 1e-4
-        y = np.where(accept, y + h * (k1 + k2) / 2, y)
-        t = np.where(accept, t + h, t)
-        h = np.minimum(h * np.minimum(2.0, 0.9 * np.sqrt(1e-4 / error)), 2.0 - t)
-    return np.sum(y ** 2)
+    """The same integrator as a Python while loop."""
+    state = (0.0, 0.1, y0)
+    while state[0] < 2.0 - 1e-12:
+        state = dopri_step(mu, state)
+    return np.sum(state[2] ** 2)
+
+
+def test_item7_dormand_prince_takes_a_data_dependent_number_of_steps():
+    counts = []
+    for mu in (0.5, 3.0):
+        state, steps = (0.0, 0.1, Y0), 0
+        while state[0] < 2.0 - 1e-12:
+            state, steps = dopri_step(mu, state), steps + 1
+        counts.append(steps)
+    assert counts[0] != counts[1] and min(counts) > 5
+    assert np.isclose(van_der_pol_end(0.5, Y0), python_van_der_pol_end(0.5, Y0), rtol=1e-14)
 
 
 Y0 = np.array([1.0, 0.5])
@@ -432,6 +452,27 @@ def test_batched_cond_selects_without_nan_from_the_untaken_branch():
     rows = np.tile(POINTS[0], (4, 1)) * np.arange(1, 5)[:, None]
     np.testing.assert_allclose(pullback.vmap(pieces)(ks, rows),
                                [python_pieces(k, r) for k, r in zip(ks, rows)], rtol=1e-15)
+
+
+def test_item5_a_branch_no_example_takes_sends_no_nan_to_shared_or_batched_consts():
+    # Every x > 0 takes the first branch; in the second, log(-x) is NaN, and so is its
+    # derivative with respect to the shared c and the batched d: 0 * NaN reached them.
+    def f(c, d, x):
+        return pullback.cond(x > 0, lambda x: c * x * d, lambda x: c * np.log(-x) * d, x)
+
+    def python_f(c, d, x):
+        return c * x * d if x > 0 else c * np.log(-x) * d
+    c, xs, ds = np.float64(1.5), np.array([0.5, 2.0, 3.0]), np.array([1.0, 2.0, 4.0])
+    expected = [pullback.grad(python_f, argnums=(0, 1))(c, d, x) for d, x in zip(ds, xs)]
+    batched = pullback.vmap(pullback.grad(f, argnums=(0, 1)), in_axes=(None, 0, 0))
+    for run in (batched, pullback.jit(batched)):
+        got = run(c, ds, xs)
+        np.testing.assert_array_equal(got[0], [e[0] for e in expected])
+        np.testing.assert_array_equal(got[1], [e[1] for e in expected])
+    for run in (pullback.grad, lambda f, argnums: pullback.jit(pullback.grad(f, argnums=argnums))):
+        total = run(lambda c, d: np.sum(pullback.vmap(f, in_axes=(None, 0, 0))(c, d, xs)),
+                    argnums=(0, 1))(c, ds)
+        assert total[0] == np.sum(xs * ds) and np.array_equal(total[1], c * xs)
 
 
 def test_a_jitted_cond_is_a_python_if():
@@ -581,3 +622,25 @@ def test_item1_scan_passes_no_xs_its_body_ignores():
     program = pullback.make_ir(lambda y: pullback.fori_loop(0, 5, lambda i, y: y * i, y))(1.0)
     loop = next(eq for eq in program.equations if eq.primitive.name == "loop")
     assert len(loop.inputs) == 2
+
+
+def test_item3_common_subexpressions_inside_a_body_are_computed_once():
+    def step(i, y):
+        return np.sin(y) * 2.0 + np.sin(y) * 2.0
+    program = pullback.make_ir(lambda y: pullback.fori_loop(0, 5, step, y), optimized=True)(1.0)
+    body = next(eq for eq in program.equations if eq.primitive.name == "loop").params["body"]
+    assert [eq.primitive.name for eq in body.equations].count("sin") == 1
+    assert [eq.primitive.name for eq in body.equations].count("multiply") == 1
+
+
+def test_item1_invariant_views_stay_in_the_body_and_computations_are_hoisted():
+    # (A user's body computes what reads only outside values outside it; derived bodies,
+    # such as the reverse loop's, read W.T of their own input W.)
+    from pullback.core.primitive import ShapeDtype
+    from pullback.loops.bodies import hoisted, stage_flat
+    f64 = np.dtype(np.float64)
+    body = stage_flat(lambda w, y: [np.exp(w) @ y + w.T @ y],
+                      [ShapeDtype((3, 3), f64), ShapeDtype((3,), f64)])
+    head, rest = hoisted(body, 1)
+    assert [eq.primitive.name for eq in head.equations] == ["exp"]
+    assert "transpose" in [eq.primitive.name for eq in rest.equations]
