@@ -644,3 +644,24 @@ def test_item1_invariant_views_stay_in_the_body_and_computations_are_hoisted():
     head, rest = hoisted(body, 1)
     assert [eq.primitive.name for eq in head.equations] == ["exp"]
     assert "transpose" in [eq.primitive.name for eq in rest.equations]
+
+
+@pytest.mark.parametrize("checkpoints", [3, "auto"])
+def test_item4_vmap_over_a_binomial_reversal_keeps_its_schedule(monkeypatch, checkpoints):
+    from pullback.loops import loop as loop_module
+    w = np.array([[0.9, 0.2], [-0.3, 0.8]])
+    xs = np.linspace(0.1, 1.0, 8).reshape(4, 2)
+
+    def f(y, scale):
+        return np.sum(pullback.fori_loop(0, 40, lambda i, y: np.tanh(w @ y) * scale, y,
+                                         checkpoints=checkpoints) ** 2)
+    scales = np.array([1.0, 1.1, 0.9, 1.2])
+    expected = [pullback.grad(f, argnums=(0, 1))(x, s) for x, s in zip(xs, scales)]
+    fallback = []
+    monkeypatch.setattr(loop_module, "_reversal_by_loops", lambda *a, **k: fallback.append(1))
+    for run in (pullback.vmap(pullback.grad(f, argnums=(0, 1))),
+                pullback.jit(pullback.vmap(pullback.grad(f, argnums=(0, 1))))):
+        got = run(xs, scales)
+        np.testing.assert_allclose(got[0], [e[0] for e in expected], rtol=1e-13)
+        np.testing.assert_allclose(got[1], [e[1] for e in expected], rtol=1e-13)
+    assert not fallback            # the "carry" loops (memory n states) were not used

@@ -27,7 +27,6 @@ import numpy as np
 from ..core.arrays import moveaxis, shape_of, zeros, zeros_like_value
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..ir.program import evaluate
-from ..transforms.batching import batch_flat
 from . import schedules
 from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
                      jvp_program, loop_runner, runner, stage_flat, vjp_programs, with_interface)
@@ -466,9 +465,40 @@ _reversal_jvp, _reversal_value_and_vjp = composite_rules(_reversal_by_loops,
                                                         "checkpointed_reversal")
 
 
-def _reversal_batch(values, dims, **params):
-    return batch_flat(lambda *args: _reversal_by_loops(*args, **params), list(values),
-                      list(dims))
+def _reversal_batch(values, dims, *, body, differentiated, n_consts, n_carry, length, reverse,
+                    checkpoints):
+    """The reversal of the batched body, with the same schedule (its snapshots are batched
+    carries): the differentiated inputs and every float output are batched (their
+    cotangents differ per example); xs and their cotangents along axis 1, as in `loop`."""
+    size = next(shape_of(v)[d] for v, d in zip(values, dims) if d is not None)
+    n_in = len(body.invars)
+    batched = [d is not None or w for d, w in zip(dims[:n_in], differentiated)]
+    forced = tuple(is_float(a) for a in _out_avals(body))
+    while True:
+        program, found = batch_program(body, tuple(batched), forced, size)
+        grown = [b or f for b, f in zip(batched[n_consts:n_consts + n_carry], found[:n_carry])]
+        if grown == batched[n_consts:n_consts + n_carry]:
+            break
+        batched[n_consts:n_consts + n_carry] = grown
+    flags = batched + [False] + [True] * sum(forced)       # inputs, tape, cotangents
+    args = []
+    for i, (v, d, b) in enumerate(zip(values, dims, flags)):
+        is_stacked = n_consts + n_carry <= i < n_in or i > n_in + sum(forced[:n_carry])
+        if i == n_in:
+            v = _boxed(Tape())                # the unbatched loop's snapshots do not apply
+        elif d is None and b and is_stacked:
+            rest = tuple(shape_of(v))[1:]
+            v = np.broadcast_to(np.reshape(v, (length, 1) + rest), (length, size) + rest)
+        elif d is None and b:
+            v = np.broadcast_to(v, (size,) + tuple(shape_of(v)))
+        elif d is not None:
+            v = moveaxis(v, d, 1 if is_stacked else 0)
+        args.append(v)
+    outs = checkpointed_reversal(*args, body=program, differentiated=differentiated,
+                                 n_consts=n_consts, n_carry=n_carry, length=length,
+                                 reverse=reverse, checkpoints=checkpoints)
+    out_dims = [1 if i >= n_consts + n_carry else 0 for i, w in enumerate(differentiated) if w]
+    return outs, out_dims
 
 
 checkpointed_reversal = Primitive(
