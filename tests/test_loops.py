@@ -454,6 +454,7 @@ def test_batched_cond_selects_without_nan_from_the_untaken_branch():
                                [python_pieces(k, r) for k, r in zip(ks, rows)], rtol=1e-15)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log")
 def test_item5_a_branch_no_example_takes_sends_no_nan_to_shared_or_batched_consts():
     # Every x > 0 takes the first branch; in the second, log(-x) is NaN, and so is its
     # derivative with respect to the shared c and the batched d: 0 * NaN reached them.
