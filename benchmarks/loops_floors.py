@@ -6,7 +6,10 @@
   floats; W is allocated before tracing starts) and its time against "all", for the
   policies "carry", 30 snapshots and "auto" (one run each, timed while traced);
 - jit(grad) of the fori_loop: equations at n = 10 and n = 10^5, and the time to stage
-  and optimise it at n = 10^5 (what jit's first call adds before running).
+  and optimise it at n = 10^5 (what jit's first call adds before running);
+- steady state: jit of the n-step fori_loop (no derivative) against a hand-written NumPy
+  loop calling the same step, at D = 64 (Python overhead shows) and at D (BLAS
+  dominates), interleaved, best of 5 each.
 Writes benchmarks/results/loops_floors.md.
 """
 import argparse
@@ -53,6 +56,27 @@ def traced_gradient(step, steps, policy, y0):
     return gradient, seconds, peak
 
 
+def steady_state(w, steps, repeats=5):
+    """(jit seconds, hand-written loop seconds, equal bit for bit): best of `repeats`,
+    interleaved."""
+    step = rk4_step(w)
+    y0 = np.linspace(-1.0, 1.0, w.shape[0])
+    jitted = pullback.jit(lambda y: pullback.fori_loop(0, steps, step, y))
+
+    def by_hand(y):
+        for i in range(steps):
+            y = step(i, y)
+        return y
+    same = np.array_equal(jitted(y0), by_hand(y0))
+    best = {jitted: math.inf, by_hand: math.inf}
+    for _ in range(repeats):
+        for fn in best:
+            start = time.perf_counter()
+            fn(y0)
+            best[fn] = min(best[fn], time.perf_counter() - start)
+    return best[jitted], best[by_hand], same
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000)
@@ -88,6 +112,12 @@ def main():
     start = time.perf_counter()
     compile_program(program)
     compiling = time.perf_counter() - start
+    steady = []
+    for dim, matrix in ((64, small), (d, w)):
+        jitted, by_hand, same = steady_state(matrix, n)
+        ratio = jitted / by_hand
+        steady.append(f"| {dim} | {jitted:.3f} | {by_hand:.3f} | {ratio:.2f} | {same} | "
+                      f"{'met' if ratio <= 1.2 else 'MISSED'} |")
     text = f"""# Checkpointed loops against issue 15's floors
 
 Command: `python benchmarks/loops_floors.py --steps {n} --dim {d}`. One run each, timed while
@@ -106,6 +136,16 @@ tracemalloc traces (it slows Python, not BLAS), after a 3-step warm-up of the sa
 - n = 100,000: stage + optimise (`make_ir(..., optimized=True)`) {staging * 1e3:.0f} ms; the
   program's {len(program.equations)} equations then generate and compile in about
   {compiling * 1e3:.1f} ms (floor for all of it: 100 ms).
+
+## Steady state: jit of the {n:,}-step fori_loop against a hand-written NumPy loop
+
+Best of 5 each, interleaved; the same step function (floor: 1.2x).
+
+| D | jit (s) | hand-written loop (s) | ratio | equal bit for bit | floor |
+|---:|---:|---:|---:|---|---|
+""" + "\n".join(steady) + f"""
+
+Load average at the end: {os.getloadavg()[0]:.1f} (machine shared with other workers).
 """
     with open(os.path.join(HERE, "results", "loops_floors.md"), "w") as out:
         out.write(text)

@@ -379,7 +379,7 @@ def _loop_body(a, h, x):
 @st.composite
 def loop_case(draw, prim, dtype):
     """A loop of `_loop_body` (a const, a carry, an x) of 0 to 3 steps, under a drawn
-    checkpointing policy; for checkpointed_reversal, the cotangents to pull back too."""
+    checkpointing policy."""
     from pullback.core.primitive import ShapeDtype
     from pullback.loops.bodies import stage_flat
     shape, length = draw(small_shapes), draw(st.integers(0, 3))
@@ -388,11 +388,8 @@ def loop_case(draw, prim, dtype):
     args = [values(draw, shape, dtype), values(draw, shape, dtype),
             values(draw, (length,) + shape, dtype)]
     params = {"body": body, "n_consts": 1, "n_carry": 1, "length": length,
-              "reverse": draw(st.booleans()), "checkpoints": draw(st.sampled_from(
-                  ["all", "carry", 1, 2] if prim.name == "loop" else [1, 2, "auto"]))}
-    if prim.name == "checkpointed_reversal":
-        args += [values(draw, shape, dtype), values(draw, (length,) + shape, dtype)]
-        params["differentiated"] = (True, True, True)
+              "reverse": draw(st.booleans()),
+              "checkpoints": draw(st.sampled_from(["all", "carry", 1, 2]))}
     return args, params
 
 
@@ -441,7 +438,7 @@ def switch_case(draw, prim, dtype):
 
 
 CASES = {
-    "switch": switch_case, "loop": loop_case, "checkpointed_reversal": loop_case, "while_loop": while_case,
+    "switch": switch_case, "loop": loop_case, "while_loop": while_case,
     "sum": reduction_case, "max": reduction_case, "min": reduction_case, "prod": prod_case,
     "cumsum": scan_case, "cumprod": scan_case, "reshape": reshape_case,
     "transpose": transpose_case, "broadcast_to": broadcast_case, "convert": convert_case,
@@ -456,10 +453,10 @@ CASES = {
 }
 
 
-# The reverse mode of while_loop: a tape and the values it was recorded from go together,
-# so independent random inputs do not apply; tests/test_loops.py tests them through
-# while_loop in every mode, vmap and jit.
-RECORDED = {"while_record", "while_reversal"}
+# The reverse mode of while_loop and the recording of a checkpointed loop: a tape and the
+# values it was recorded from go together, so independent random inputs do not apply;
+# tests/test_loops.py tests them through while_loop and scan in every mode, vmap and jit.
+RECORDED = {"while_record", "while_reversal", "loop_record", "checkpointed_reversal"}
 TABLE = sorted(set(REGISTRY) - RECORDED)
 
 

@@ -256,7 +256,7 @@ def _short(value):
     return text if len(text) < 60 else text[:57] + "..."
 
 
-RESERVED = set(keyword.kwlist) | {"np", "sp", "scipy", "math"}
+RESERVED = set(keyword.kwlist) | {"np", "sp", "scipy", "math", "abs"}   # abs: an operator template
 
 
 class Namer:

@@ -12,7 +12,7 @@ from ..core.engine import Tracer
 from ..core.primitive import ShapeDtype
 from ..errors import CheckpointPolicyError, LoopTypeError
 from ..tree import describe, flatten, tree_map, unflatten
-from .bodies import aval_of, stage_function
+from .bodies import aval_of, reading_its_xs, stage_function
 from .loop import loop
 from .whiles import while_loop as while_loop_p
 from .branches import switch as switch_p
@@ -85,9 +85,10 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int = None, reverse: bo
                             "a pair (new carry, y); y may be None.")
     n_carry = len(init_leaves)
     _check_carry(f, carry_tree, carry_avals, new_carry_tree, out_avals[:n_carry])
-    outs = loop(*staged.captured, *init_leaves, *x_leaves, body=staged.program,
-                n_consts=len(staged.captured), n_carry=n_carry, length=n, reverse=bool(reverse),
-                checkpoints=checkpoints)
+    body, read = reading_its_xs(staged.program, len(staged.captured) + n_carry)
+    outs = loop(*staged.captured, *init_leaves, *[x for x, r in zip(x_leaves, read) if r],
+                body=body, n_consts=len(staged.captured), n_carry=n_carry, length=n,
+                reverse=bool(reverse), checkpoints=checkpoints)
     return unflatten(carry_tree, outs[:n_carry]), unflatten(y_tree, outs[n_carry:])
 
 

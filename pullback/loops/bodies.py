@@ -509,10 +509,27 @@ def _composed(forward: Program, backward: Program, n_consts: int, n_out: int, na
     return program
 
 
+def reading_its_xs(program: Program, n_before: int):
+    """(program without the inputs after the first `n_before` that it never reads, which
+    of those it reads): a scan passes no xs its body ignores (fori_loop's counter for a
+    body that ignores it), so they are neither kept for reverse mode nor sliced."""
+    read = {x for eq in program.equations for x in eq.inputs} | set(program.outvars)
+    flags = tuple(v in read for v in program.invars[n_before:])
+    if all(flags):
+        return program, flags
+    def make():
+        kept = [v for v, r in zip(program.invars[n_before:], flags) if r]
+        reduced = with_interface(program, program.invars[:n_before] + kept, program.outvars)
+        reduced.optimized = getattr(program, "optimized", False)
+        return reduced
+    return _cached(program, ("reading its xs", n_before), make), flags
+
+
 def hoisted(program: Program, n_consts: int):
     """(H, Q): H(*consts) computes the values that depend only on the first `n_consts`
     inputs and that the rest reads; Q(*consts, *those values, *other inputs) the outputs
-    from them. None where nothing is invariant."""
+    from them. None where nothing is invariant. Views of invariants (`W.T`) stay in Q
+    (see `_view`)."""
     def make():
         invariant = set(program.invars[:n_consts]) | set(program.constvars)
         outer, inner = [], []
@@ -520,13 +537,17 @@ def hoisted(program: Program, n_consts: int):
             if all(type(x) is not Var or x in invariant for x in eq.inputs):
                 invariant.update(eq.outputs)
                 outer.append(eq)
+                if _view(eq):
+                    inner.append(eq)
             else:
                 inner.append(eq)
-        if not outer:
-            return None
+        inner = eliminate_dead_code(replace(program, equations=inner)).equations
         read = [x for eq in inner for x in eq.inputs] + list(program.outvars)
         produced = {v for eq in outer for v in eq.outputs}
+        produced -= {v for eq in inner for v in eq.outputs}
         values = list(dict.fromkeys(x for x in read if type(x) is Var and x in produced))
+        if not values:
+            return None
         consts = program.invars[:n_consts]
         head = eliminate_dead_code(replace(program, invars=list(consts), equations=outer,
                                            outvars=values, names={},
@@ -537,6 +558,13 @@ def hoisted(program: Program, n_consts: int):
         head.optimized = rest.optimized = True
         return head, rest
     return _cached(program, ("hoisted", n_consts), make)
+
+
+def _view(eq) -> bool:
+    """Whether an equation may only take a view of its input (a transpose, a reshape): an
+    invariant one is recomputed in the body, where it costs nothing, rather than passed
+    in, where the invariants' code would copy it (its outputs own their buffers)."""
+    return eq.primitive.family == "structural" and not eq.primitive.fresh_output
 
 
 def loop_runner(program: Program, n_consts: int):

@@ -9,9 +9,11 @@
   for the branches not taken);
 - batch: with one index for the batch, a switch of the batched branches; with an index
   per example, every branch runs and `np.where` selects. Each branch sees the operands
-  of the examples that take it, and for the others the (gradient-stopped) operands of one
-  that does: an untaken branch never computes on values it would not see unbatched, and
-  `where` gives its rows a zero cotangent, so no NaN from it reaches a gradient;
+  and batched consts of the examples that take it, and for the others the
+  (gradient-stopped) ones of an example that does: an untaken branch never computes on
+  values it would not see unbatched, and `where` gives its rows a zero cotangent, so no
+  NaN from it reaches a gradient; a shared const enters a branch no example takes through
+  a select that drops its cotangent there;
 - statements: an `if`/`elif`/`else` chain running the branches (calls of functions
   named after the user's in generated code, inline in `show`).
 """
@@ -151,11 +153,17 @@ def _switch_batch(values, dims, *, branches, n_consts):
     count = len(branches)
     chosen = np.clip(index, 0, count - 1)
     result = None
-    for k, (program, cs) in enumerate(zip(programs, consts)):
+    for k, (program, cs, cd) in enumerate(zip(programs, consts, const_dims)):
         taken = chosen == k
         first = np.argmax(taken)           # an example that takes branch k (0 if none)
         inputs = [_rows(taken, o, stop_gradient(o[first])) if f else o
                   for o, f in zip(operands, operand_flags)]
+        # The consts likewise; a shared one reaches the branch's derivative only if some
+        # example takes it: where none does, its cotangent there (0 * inf may be NaN) is
+        # dropped by the select.
+        anyone = np.any(taken)
+        cs = [_rows(taken, c, stop_gradient(c[first])) if d is not None
+              else np.where(anyone, c, stop_gradient(c)) for c, d in zip(cs, cd)]
         outs = evaluate(program, *cs, *inputs)
         outs = [o if f else np.broadcast_to(o, (size,) + tuple(shape_of(o)))
                 for o, f in zip(outs, found)]

@@ -13,8 +13,10 @@ Its rules are loops again, so that every mix of modes works and stays rolled:
   residuals as extra ys, and pulls back with a reverse loop over the backward half;
   "carry" stacks the carries and the reverse loop recomputes each step from its carry;
   a number of snapshots, "sqrt", "auto" or a byte budget reverse with the binomial
-  schedule (schedules.py) in `checkpointed_reversal`, a primitive whose impl keeps
-  snapshots in a Python list and whose derivatives are those of the "carry" reversal;
+  schedule (schedules.py): `loop_record` runs the loop keeping the snapshots of the
+  schedule's first sweep in a `Tape` (a 0-d object array, a value like any other), and
+  `checkpointed_reversal`, a primitive whose impl takes them out and keeps its own in a
+  Python dict, reverses every step; its derivatives are those of the "carry" reversal;
 - batch: one loop over the body's batched program (a carry is batched once anything
   batched reaches it);
 - statements: a Python `for` loop running the body (generated code calls it as a
@@ -26,7 +28,6 @@ from ..core.arrays import moveaxis, shape_of, zeros, zeros_like_value
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
 from ..ir.program import evaluate
 from ..primitives.structural import zeros_source
-from ..transforms.batching import batch_flat
 from . import schedules
 from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
                      jvp_program, loop_runner, runner, stage_flat, vjp_programs, with_interface)
@@ -48,12 +49,20 @@ def _out_avals(body):
 
 
 def _loop_impl(*args, body, n_consts, n_carry, length, reverse, checkpoints):
+    return _run(args, body, n_consts, n_carry, length, reverse)
+
+
+def _run(args, body, n_consts, n_carry, length, reverse, tape=None):
+    """The loop's outputs; with a `Tape`, the carries before the steps at its snapshot
+    positions (in the order of the steps) are kept in it, and the one before the last."""
     prepare, step = loop_runner(body, n_consts)
     consts = prepare(*args[:n_consts])
     carry = list(args[n_consts:n_consts + n_carry])
     xs = args[n_consts + n_carry:]
     ys = None
-    for i in range(length - 1, -1, -1) if reverse else range(length):
+    for position, i in enumerate(range(length - 1, -1, -1) if reverse else range(length)):
+        if tape is not None and (position in tape.snapshots or position == length - 1):
+            tape.keep(position, carry)
         outs = step(*consts, *carry, *[x[i] for x in xs])
         carry = outs[:n_carry]
         if ys is None:  # the values' own dtypes (finite differences pass float64 to float32 code)
@@ -174,10 +183,10 @@ def _loop_value_and_vjp(wrt, *primals, body, n_consts, n_carry, length, reverse,
         outs = loop(*primals, body=stacking, n_consts=n_consts, n_carry=n_carry,
                     reverse=reverse, **common)
         outs, rows = outs[:n_carry + n_y], outs[n_carry + n_y:] + xs
-    else:
-        outs = loop(*primals, body=body, n_consts=n_consts, n_carry=n_carry, reverse=reverse,
-                    **common)
-        rows = None
+    else:          # the snapshots of the reversal's first sweep, kept while running
+        outs = loop_record(*primals, body=body, n_consts=n_consts, n_carry=n_carry,
+                           reverse=reverse, **common)
+        outs, tape, rows = outs[:-1], outs[-1], None
     n_acc = sum(wrt_body[:n_consts])
     float_carries = [i for i in range(n_carry) if floats[n_consts + i]]
     float_ys = [j for j in range(n_y) if cts_flags[n_carry + j]]
@@ -189,7 +198,8 @@ def _loop_value_and_vjp(wrt, *primals, body, n_consts, n_carry, length, reverse,
                for c, w in zip(consts, wrt_body[:n_consts]) if w]
         if rows is None:
             results = checkpointed_reversal(
-                *consts, *carry_in, *xs, *ct_carry, *ct_ys, body=body, differentiated=tuple(wrt_body),
+                *consts, *carry_in, *xs, tape, *ct_carry, *ct_ys, body=body,
+                differentiated=tuple(wrt_body),
                 n_consts=n_consts, n_carry=n_carry, length=length, reverse=reverse,
                 checkpoints=checkpoints)
         else:
@@ -278,6 +288,88 @@ loop = Primitive(
     batch=_loop_batch, emit_statements=_loop_statements, multiple_results=True, family="loop")
 
 
+# ------------------------------------------------------------------ recording loop
+
+TAPE = ShapeDtype((), np.dtype(object))
+
+
+class Tape:
+    """The carries a checkpointed reversal starts from, kept by `loop_record`: `segments`
+    (schedules.initial_sweep), `snapshots` (position -> carry) and `last` (the carry
+    before the last step). The reversal takes them out (`take`): a snapshot it frees is
+    then freed, and its memory stays within the schedule's c snapshots; a reversal from a
+    tape taken already (a pullback called twice) or empty (recorded by a derivative or a
+    batch of the loop, which keep nothing) runs the first sweep itself."""
+    __slots__ = ("segments", "snapshots", "last")
+
+    def __init__(self, segments=()):
+        self.segments, self.last = list(segments), None
+        self.snapshots = {p: None for p, _ in segments}
+
+    def keep(self, position, carry):
+        if position in self.snapshots:
+            self.snapshots[position] = carry
+        else:
+            self.last = carry
+
+    def take(self):
+        """(segments, snapshots, carry before the last step), or None."""
+        if not self.segments:
+            return None
+        taken = (self.segments, self.snapshots, self.last)
+        self.segments, self.snapshots, self.last = [], {}, None
+        return taken
+
+
+def _boxed(tape):
+    boxed = np.empty((), object)
+    boxed[()] = tape
+    return boxed
+
+
+def _taken(tape):
+    """What a tape holds (`Tape.take`), or None: an empty tape, or not one Tape (a batch of
+    tapes, which random inputs of a test may give): the reversal sweeps itself then."""
+    tape = tape[()] if isinstance(tape, np.ndarray) and tape.shape == () else tape
+    return tape.take() if isinstance(tape, Tape) else None
+
+
+def _record_impl(*args, body, n_consts, n_carry, length, reverse, checkpoints):
+    state_bytes = sum(np.asarray(x).nbytes for x in args[n_consts:n_consts + n_carry])
+    c = schedules.snapshot_budget(checkpoints, length, state_bytes)
+    tape = Tape(schedules.initial_sweep(length, c) if length else ())
+    outs = _run(args, body, n_consts, n_carry, length, reverse, tape)
+    if tape.last is None and length:            # one step: the state at n - 1 is the first
+        tape.last = tape.snapshots[0]
+    return outs + [_boxed(tape)]
+
+
+def _record_shape(*avals, **params):
+    return _loop_shape(*avals, **params) + [TAPE]
+
+
+def _record_jvp(primals, tangents, **params):
+    outs, dots = _loop_jvp(primals, tangents, **params)
+    return list(outs) + [_boxed(Tape())], list(dots) + [ZERO]
+
+
+def _record_value_and_vjp(wrt, *primals, **params):
+    outs, pullback = _loop_value_and_vjp(wrt, *primals, **params)
+    return list(outs) + [_boxed(Tape())], name_pullback(lambda cts: pullback(cts[:-1]),
+                                                        "loop_record")
+
+
+def _record_batch(values, dims, **params):
+    outs, out_dims = _loop_batch(values, dims, **params)
+    return list(outs) + [_boxed(Tape())], list(out_dims) + [None]
+
+
+loop_record = Primitive(
+    "loop_record", _record_impl, shape=_record_shape, jvp=_record_jvp,
+    value_and_vjp=_record_value_and_vjp, batch=_record_batch, multiple_results=True,
+    family="loop")
+
+
 # ------------------------------------------------------------------ checkpointed reversal
 
 def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, reverse, checkpoints):
@@ -293,30 +385,37 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
     consts = prepare(*consts_raw)
     init = list(args[n_consts:n_consts + n_carry])
     xs = args[n_consts + n_carry:n_in]
+    taken = _taken(args[n_in])
     n_ct_carry = sum(floats_out[:n_carry])
-    ct_carry = list(args[n_in:n_in + n_ct_carry])
-    ct_ys = args[n_in + n_ct_carry:]
+    ct_carry = list(args[n_in + 1:n_in + 1 + n_ct_carry])
+    ct_ys = args[n_in + 1 + n_ct_carry:]
     n_acc = sum(wrt[:n_consts])
     acc = [zeros_like_value(c) for c, w in zip(consts_raw, wrt) if w]
     ct_xs = [step_rows(length, aval_of(v))
              for v, w in zip(body.invars[n_consts + n_carry:], wrt[n_consts + n_carry:]) if w]
-    order = list(range(length - 1, -1, -1)) if reverse else list(range(length))
+
+    def index(position):                   # the row of the step at `position`
+        return length - 1 - position if reverse else position
 
     def row(values, position):
-        return [v[order[position]] for v in values]
+        return [v[index(position)] for v in values]
 
     def run(state, start, stop):
         for p in range(start, stop):
             state = advance(*consts, *state, *row(xs, p))[:n_carry]
         return state
 
-    state_bytes = sum(np.asarray(x).nbytes for x in init)
-    c = schedules.snapshot_budget(checkpoints, length, state_bytes)
-    segments = schedules.initial_sweep(length, c) if length else []
-    snapshots, state = {}, init
-    for (position, _), stop in zip(segments, [p for p, _ in segments[1:]] + [length - 1]):
-        snapshots[position] = state
-        state = run(state, position, stop)
+    if taken is not None:                # the first sweep's, kept by loop_record
+        segments, snapshots, state = taken
+    else:
+        state_bytes = sum(np.asarray(x).nbytes for x in init)
+        c = schedules.snapshot_budget(checkpoints, length, state_bytes)
+        segments = schedules.initial_sweep(length, c) if length else []
+        snapshots, state = {}, init
+        for (position, _), stop in zip(segments, [p for p, _ in segments[1:]] + [length - 1]):
+            snapshots[position] = state
+            state = run(state, position, stop)
+    del taken
     for action in schedules.reversal(segments, length) if length else []:
         kind, position = action[0], action[1]
         if kind == "advance":
@@ -336,7 +435,7 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
                 ct_xs = [step_rows(length, ShapeDtype(np.shape(g), np.result_type(g)))
                          for g in cts[n_acc + n_ct_carry:]]
             for rows, g in zip(ct_xs, cts[n_acc + n_ct_carry:]):
-                rows[order[position]] = g
+                rows[index(position)] = g
             state = None
     return acc + [np.asarray(c) for c in ct_carry] + ct_xs
 
@@ -350,7 +449,7 @@ def _reversal_by_loops(*args, body, differentiated, n_consts, n_carry, length, r
                                       n_carry=n_carry, length=length, reverse=reverse,
                                       checkpoints="carry")
     floats_out = [is_float(a) for a in _out_avals(body)]
-    cts = iter(args[n_in:])
+    cts = iter(args[n_in + 1:])                 # after the tape, which it does not need
     results = pullback([next(cts) if f else ZERO for f in floats_out])
     return [c for c, w in zip(results, wrt) if w]
 
@@ -379,9 +478,40 @@ def _reversal_statements(targets, args, code, **params):
             + code.run(lambda *a: _reversal_by_loops(*a, **params), args, targets))
 
 
-def _reversal_batch(values, dims, **params):
-    return batch_flat(lambda *args: _reversal_by_loops(*args, **params), list(values),
-                      list(dims))
+def _reversal_batch(values, dims, *, body, differentiated, n_consts, n_carry, length, reverse,
+                    checkpoints):
+    """The reversal of the batched body, with the same schedule (its snapshots are batched
+    carries): the differentiated inputs and every float output are batched (their
+    cotangents differ per example); xs and their cotangents along axis 1, as in `loop`."""
+    size = next(shape_of(v)[d] for v, d in zip(values, dims) if d is not None)
+    n_in = len(body.invars)
+    batched = [d is not None or w for d, w in zip(dims[:n_in], differentiated)]
+    forced = tuple(is_float(a) for a in _out_avals(body))
+    while True:
+        program, found = batch_program(body, tuple(batched), forced, size)
+        grown = [b or f for b, f in zip(batched[n_consts:n_consts + n_carry], found[:n_carry])]
+        if grown == batched[n_consts:n_consts + n_carry]:
+            break
+        batched[n_consts:n_consts + n_carry] = grown
+    flags = batched + [False] + [True] * sum(forced)       # inputs, tape, cotangents
+    args = []
+    for i, (v, d, b) in enumerate(zip(values, dims, flags)):
+        is_stacked = n_consts + n_carry <= i < n_in or i > n_in + sum(forced[:n_carry])
+        if i == n_in:
+            v = _boxed(Tape())                # the unbatched loop's snapshots do not apply
+        elif d is None and b and is_stacked:
+            rest = tuple(shape_of(v))[1:]
+            v = np.broadcast_to(np.reshape(v, (length, 1) + rest), (length, size) + rest)
+        elif d is None and b:
+            v = np.broadcast_to(v, (size,) + tuple(shape_of(v)))
+        elif d is not None:
+            v = moveaxis(v, d, 1 if is_stacked else 0)
+        args.append(v)
+    outs = checkpointed_reversal(*args, body=program, differentiated=differentiated,
+                                 n_consts=n_consts, n_carry=n_carry, length=length,
+                                 reverse=reverse, checkpoints=checkpoints)
+    out_dims = [1 if i >= n_consts + n_carry else 0 for i, w in enumerate(differentiated) if w]
+    return outs, out_dims
 
 
 checkpointed_reversal = Primitive(

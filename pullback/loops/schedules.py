@@ -6,7 +6,8 @@ forward steps. This module decides, as plain data, knowing nothing of arrays:
 
 - `forward_steps(n, c)`: Griewank's minimum t(n, c) of forward steps needed to reverse n
   steps with c snapshots (the state at 0 held in one of them), and `repetitions(n, c)`;
-- `reversal(segments, n)`: the actions of a reversal, from last step to first, where
+- `reversal(segments, n)`: the actions of a reversal (yielded one at a time: a list of
+  them would hold O(n) tuples, more than the snapshots), from last step to first, where
   `segments` are the snapshot positions the forward sweep kept with the number of
   snapshots each segment may use; inside a segment the binomial (Revolve) recursion
   splits where Griewank's formula says, so that `initial_sweep(n, c)` followed by the
@@ -68,21 +69,21 @@ def split(n: int, c: int) -> int:
     return min(n - beta(c - 1, r - 1), beta(c, r - 1), n - 1)
 
 
-def _segment(start: int, stop: int, c: int, actions: list):
-    """Reverse steps start..stop-1, from the current state at `start`, which is held as a
-    snapshot; at most c snapshots (that one included) at any time."""
+def _segment(start: int, stop: int, c: int):
+    """Yield the actions reversing steps start..stop-1, from the current state at `start`,
+    which is held as a snapshot; at most c snapshots (that one included) at any time."""
     while stop - start > 1:
         m = start + split(stop - start, c)
-        actions.append(("advance", start, m))
+        yield ("advance", start, m)
         if stop - m == 1:                # one step: reversed from the current state
-            actions.append(("reverse", m))
+            yield ("reverse", m)
         else:
-            actions.append(("store", m))
-            _segment(m, stop, c - 1, actions)
-            actions.append(("free", m))
-        actions.append(("restore", start))
+            yield ("store", m)
+            yield from _segment(m, stop, c - 1)
+            yield ("free", m)
+        yield ("restore", start)
         stop = m
-    actions.append(("reverse", start))
+    yield ("reverse", start)
 
 
 def initial_sweep(n: int, c: int) -> list:
@@ -100,22 +101,20 @@ def initial_sweep(n: int, c: int) -> list:
     return segments
 
 
-def reversal(segments: list, n: int) -> list:
-    """The actions reversing steps n-1..0 after a forward sweep that kept `segments`
+def reversal(segments: list, n: int):
+    """Yield the actions reversing steps n-1..0 after a forward sweep that kept `segments`
     ((position, snapshots the segment may use), increasing, 0 first) and left the state at
     n - 1 current. Each segment's snapshot is freed once its segment is reversed."""
-    actions = []
     stops = [p for p, _ in segments[1:]] + [n]
     for j in range(len(segments) - 1, -1, -1):
         (start, c), stop = segments[j], stops[j]
         if j == len(segments) - 1:           # the state at n - 1 is current
-            actions.append(("reverse", n - 1))
+            yield ("reverse", n - 1)
             stop = n - 1
         if stop > start:
-            actions.append(("restore", start))
-            _segment(start, stop, c, actions)
-        actions.append(("free", start))
-    return actions
+            yield ("restore", start)
+            yield from _segment(start, stop, c)
+        yield ("free", start)
 
 
 # ------------------------------------------------------------------ online
@@ -166,14 +165,15 @@ def checked_policy(policy):
 
 def snapshot_budget(policy, n: int, state_bytes: int) -> int:
     """The number of snapshots a checkpointing policy means for n steps of states of
-    `state_bytes` bytes: an int itself, "sqrt" ceil(sqrt n), "auto" bit_length(n) + 8,
+    `state_bytes` bytes: an int itself, "sqrt" ceil(sqrt n), "auto" bit_length(n) (the floor
+    ceil(log2 n) + 16 states leaves room for a step's temporaries),
     a memory budget ("256MB") as many states as fit. At least 1."""
     if isinstance(policy, (int, np.integer)):
         return int(policy)
     if policy == "sqrt":
         return max(1, math.isqrt(max(n - 1, 0)) + 1)
     if policy == "auto":
-        return n.bit_length() + 8
+        return n.bit_length()
     return max(1, _parsed_bytes(policy) // max(state_bytes, 1))
 
 
