@@ -364,10 +364,19 @@ def _record_batch(values, dims, **params):
     return list(outs) + [_boxed(Tape())], list(out_dims) + [None]
 
 
+def _record_statements(targets, args, code, **params):
+    """For `show`: the plain loop (generated code calls the primitive, which also keeps
+    the first sweep's snapshots for the reversal); the snapshots print as None."""
+    if not code.reading:
+        return None
+    return (_loop_statements(targets[:-1], args, code, **params)
+            + [f"{targets[-1]} = None  # pullback keeps snapshots of the carry here"])
+
+
 loop_record = Primitive(
     "loop_record", _record_impl, shape=_record_shape, jvp=_record_jvp,
-    value_and_vjp=_record_value_and_vjp, batch=_record_batch, multiple_results=True,
-    family="loop")
+    value_and_vjp=_record_value_and_vjp, batch=_record_batch,
+    emit_statements=_record_statements, multiple_results=True, family="loop")
 
 
 # ------------------------------------------------------------------ checkpointed reversal
