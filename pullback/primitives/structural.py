@@ -169,7 +169,11 @@ def _write_at(target, values, arrays, index, add):
     """Statements writing `values` into `target` at `index` (adding, or assigning): `+=` or
     `=` for a basic index; `np.add.at` where index arrays may repeat an index."""
     if arrays and add:
-        return [f"np.add.at({target}, np.s_[{_index_text(index, arrays)}], {values})"]
+        parts = [_index_source(e, arrays) for e in index]
+        plain = not any(":" in p or p in ("...", "None") for p in parts)
+        where = (parts[0] if len(parts) == 1 else f"({', '.join(parts)})") if plain \
+            else f"np.s_[{_index_text(index, arrays)}]"
+        return [f"np.add.at({target}, {where}, {values})"]
     return [f"{target}[{_index_text(index, arrays)}] {'+=' if add else '='} {values}"]
 
 
@@ -404,7 +408,8 @@ concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis
                         shape=_concatenate_shape, jvp=_concatenate_jvp, vjp=_concatenate_vjp,
                         batch=_concatenate_batch, sparsity="gather", family="structural", fresh_output=True,
                         complex_rules=True,
-                        emit=lambda args, axis: f"np.concatenate(({', '.join(args)},), axis={axis})")
+                        emit=lambda args, axis: "np.concatenate(({}{}), axis={})".format(
+                            ", ".join(args), "," if len(args) == 1 else "", axis))
 
 
 def _pad_jvp(primals, tangents, pad_width, constant_value):
