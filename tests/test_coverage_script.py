@@ -1,4 +1,4 @@
-"""benchmarks/coverage.py (issue 10's coverage table) counts only what it checked: its
+"""benchmarks/function_coverage.py (issue 10's coverage table) counts only what it checked: its
 `check` calls a function as a user would, on tracers, and compares the value with the
 reference and the derivatives with finite differences."""
 import numpy as np
@@ -9,7 +9,7 @@ from helpers import benchmark_module
 
 
 def test_issue10_coverage_check_counts_only_what_passes():
-    coverage = benchmark_module("coverage")
+    coverage = benchmark_module("function_coverage")
     rng = np.random.default_rng(0)
     assert coverage.check(np.sin, np.sin, rng) == "differentiated"
     assert coverage.check(np.floor, np.floor, rng) == "constant"
@@ -33,7 +33,7 @@ def test_issue10_coverage_check_counts_only_what_passes():
 
 
 def test_issue10_coverage_groups_are_the_namespaces():
-    coverage = benchmark_module("coverage")
+    coverage = benchmark_module("function_coverage")
     groups = dict(coverage.groups())
     assert list(groups) == ["numpy", "numpy.linalg", "numpy.fft", "scipy.special",
                             "scipy.linalg", "array API namespace"]
