@@ -1,10 +1,8 @@
 """jit at scale: generated code holds about what eager code holds, and compiling costs
 work linear in the program's length (counted, not timed)."""
 import ast
-import gc
 import os
 import sys
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -21,48 +19,13 @@ from helpers import benchmark_module
 from test_jit_fuzz import check_program, random_program
 
 
-def rk4(x, steps=10):
-    """GradBench's ode: y_i' = x_i * y_{i-1} (y_0' = x_0) from y = 0 to t = 1, by RK4."""
-    def field(y):
-        return np.concatenate([x[:1], x[1:] * y[:-1]])
-    h = 1.0 / steps
-    y = np.zeros_like(x)
-    for _ in range(steps):
-        k1 = field(y)
-        k2 = field(y + (h / 2) * k1)
-        k3 = field(y + (h / 2) * k2)
-        k4 = field(y + h * k3)
-        y = y + (h / 6) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-    return y
-
-
-def rk4_loss(x):
-    return np.sum(rk4(x) ** 2)
-
-
-def chain(steps):
-    """An elementwise chain of `steps` operations on a vector, summed."""
-    def f(x):
-        for i in range(steps):
-            k = i % 4
-            x = np.sin(x) if k == 0 else x * 1.01 if k == 1 else np.tanh(x) if k == 2 else x + 0.5
-        return np.sum(x)
-    return f
+# The problems (and the memory measure) are the benchmark's: benchmarks/jit_scale.py.
+PROBLEMS = benchmark_module("jit_scale")
+rk4, rk4_loss, chain = PROBLEMS.rk4, PROBLEMS.rk4_loss, PROBLEMS.chain
 
 
 def peak_bytes(fn, *args):
-    """Peak memory allocated while `fn(*args)` runs (after two calls: a long jitted
-    program's first runs interpreted, its second compiles)."""
-    fn(*args)
-    fn(*args)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        fn(*args)
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    return PROBLEMS.peak_bytes(fn, args)
 
 
 def test_item1_jitted_code_holds_no_more_memory_than_eager_code():
@@ -77,9 +40,8 @@ def test_item1_jitted_lstm_holds_no_more_memory_than_eager_code():
     """GradBench's LSTM on 32 characters: small arrays, so the peak is mostly Python's
     free lists, which NumPy's reductions filled with a dictionary per call when the
     generated code passed `keepdims=False` (2.7x eager's peak at 128 characters)."""
-    problems = benchmark_module("jit_scale")
-    args = problems.lstm_data(characters=32)
-    assert peak_bytes(pullback.jit(problems.lstm), *args) <= 1.1 * peak_bytes(problems.lstm, *args)
+    args = PROBLEMS.lstm_data(characters=32)
+    assert peak_bytes(pullback.jit(PROBLEMS.lstm), *args) <= 1.1 * peak_bytes(PROBLEMS.lstm, *args)
 
 
 def held_at_return(source: str) -> set:
