@@ -35,3 +35,17 @@ def benchmark_module(name):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+
+
+def assert_matches_golden(name: str, text: str):
+    """`text` equals tests/golden/<name>.py.txt, reviewed by hand once;
+    PULLBACK_UPDATE_GOLDEN=1 rewrites the file instead (review the diff)."""
+    path = os.path.join(GOLDEN, f"{name}.py.txt")
+    if os.environ.get("PULLBACK_UPDATE_GOLDEN"):
+        with open(path, "w") as fh:
+            fh.write(text)
+    with open(path) as fh:
+        assert text == fh.read()

@@ -1,5 +1,4 @@
 """Staging, jit and show: agreement with eager mode in every nesting, readable output, errors."""
-import os
 import warnings
 
 import numpy as np
@@ -11,7 +10,8 @@ from pullback.ir.jit import RestagingWarning
 from pullback.ir.program import typecheck
 from pullback.operators import HESSIAN_MODES
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+from helpers import assert_matches_golden, raises
+
 rng = np.random.default_rng(7)
 
 
@@ -175,12 +175,7 @@ def sin_cube(x, y):
 def test_show_golden(name, fn, args, capsys):
     text = show(fn, *args)
     assert capsys.readouterr().out.strip() == text.strip()
-    path = os.path.join(GOLDEN, f"{name}.py.txt")
-    if os.environ.get("PULLBACK_UPDATE_GOLDEN"):
-        with open(path, "w") as fh:
-            fh.write(text)
-    with open(path) as fh:
-        assert text == fh.read()
+    assert_matches_golden(name, text)
 
 
 def test_show_names_tangents_and_cotangents():
@@ -316,7 +311,6 @@ def test_item12_logsumexp_of_a_masked_array_under_jit():
 
 # ---------------------------------------------------------- arguments of jit
 
-from helpers import raises  # noqa: E402 -- not at the top: golden files quote line numbers above
 
 BIG_INT_OPS = {"add": lambda x, n: x + n, "rsub": lambda x, n: n - x, "mul": lambda x, n: 3 * (x * n),
                "div": lambda x, n: x / n, "power": lambda x, n: np.abs(x) ** n,

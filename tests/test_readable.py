@@ -4,7 +4,6 @@ For every primitive in the registry (the cases of test_primitives.py) and every 
 derivative, the printed source is executed in a fresh namespace holding only NumPy,
 SciPy and the constants (arrays) `show` passes in, and its result equals pullback's.
 """
-import os
 import re
 
 import numpy as np
@@ -19,8 +18,7 @@ from pullback.operators import DEFAULT_HESSIAN_MODE, HESSIAN_MODES
 from readable_examples import (clipped_energy, cubes, energy, mlp_loss, rk4_end, rk4_step,
                                rosenbrock, softplus_loss)
 from test_primitives import SETTINGS, TABLE, _differentiable_positions, case_strategy
-
-GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+from helpers import assert_matches_golden
 
 
 def run_printed(text: str, arguments: dict, *args):
@@ -324,12 +322,7 @@ def test_item5_golden_readable_programs(name):
     """Reviewed by hand once; PULLBACK_UPDATE_GOLDEN=1 rewrites them (review the diff)."""
     fn, args, result_names = GOLDEN_CASES[name]
     text = assert_runs_alone(fn, list(args), result_names)
-    path = os.path.join(GOLDEN, f"{name}.py.txt")
-    if os.environ.get("PULLBACK_UPDATE_GOLDEN"):
-        with open(path, "w") as fh:
-            fh.write(text)
-    with open(path) as fh:
-        assert text == fh.read()
+    assert_matches_golden(name, text)
 
 
 def test_item3_names_say_what_values_are():
