@@ -102,23 +102,26 @@ def _shaped_like(like, shape):
 
 def zeros(shape, dtype, like=None):
     base = _shaped_like(like, shape)
-    return np.zeros(shape, dtype, **_like(like)) if base is None else np.zeros_like(base, dtype)
+    return (np.zeros(shape, dtype, **_like(like)) if base is None
+            else np.zeros_like(base, dtype=dtype))
 
 
 def empty(shape, dtype, like=None):
     base = _shaped_like(like, shape)
-    return np.empty(shape, dtype, **_like(like)) if base is None else np.empty_like(base, dtype)
+    return (np.empty(shape, dtype, **_like(like)) if base is None
+            else np.empty_like(base, dtype=dtype))
 
 
 def ones(shape, dtype, like=None):
     base = _shaped_like(like, shape)
-    return np.ones(shape, dtype, **_like(like)) if base is None else np.ones_like(base, dtype)
+    return (np.ones(shape, dtype, **_like(like)) if base is None
+            else np.ones_like(base, dtype=dtype))
 
 
 def full(shape, value, dtype, like=None):
     base = _shaped_like(like, shape)
     return (np.full(shape, value, dtype, **_like(like)) if base is None
-            else np.full_like(base, value, dtype))
+            else np.full_like(base, value, dtype=dtype))
 
 
 def eye(n: int, dtype, like=None, m: int | None = None):
@@ -148,12 +151,10 @@ def broadcast_scalar(value, shape, dtype, like=None):
     return np.broadcast_to(np.asarray(value, dtype, **_like(like)), shape)
 
 
-def padded_embedding(values, index: tuple, shape):
-    """`values` placed at `index` in zeros of `shape`, built with np.pad, for arrays of
-    another library where `index` is slices of step one (item assignment into a lazy Dask
-    array costs a pass over every chunk and keeps them all alive); None otherwise."""
-    if foreign_array(values) is None or len(index) > len(shape) \
-            or not all(isinstance(s, slice) for s in index):
+def pad_widths(index: tuple, shape):
+    """The (before, after) widths that place an array at `index` in zeros of `shape` with
+    np.pad, where `index` is slices of step one; None otherwise."""
+    if len(index) > len(shape) or not all(isinstance(s, slice) for s in index):
         return None
     widths = []
     for s, n in zip(index + (slice(None),) * (len(shape) - len(index)), shape):
@@ -161,5 +162,33 @@ def padded_embedding(values, index: tuple, shape):
         if step != 1:
             return None
         widths.append((start, n - max(start, stop)))
+    return widths
+
+
+def padded_embedding(values, index: tuple, shape, like=None):
+    """`values` placed at `index` in zeros of `shape`, built with np.pad, for arrays of
+    another library where `index` is slices of step one (item assignment into a lazy Dask
+    array costs a pass over every chunk and keeps them all alive), laid out like `like`
+    (`laid_out_like`); None otherwise."""
+    widths = None if foreign_array(values) is None else pad_widths(index, shape)
+    if widths is None:
+        return None
     region = tuple(n - before - after for n, (before, after) in zip(shape, widths))
-    return np.pad(np.broadcast_to(values, region), widths)
+    return laid_out_like(np.pad(np.broadcast_to(values, region), widths), like)
+
+
+def laid_out_like(array, like):
+    """`array` in the pieces `like` (an array of the same shape) is laid out in, where its
+    library lays arrays out in pieces (Dask's chunks): elementwise arithmetic between them
+    then pairs piece with piece, instead of splitting both at the union of their
+    boundaries; `array` unchanged otherwise.
+
+    >>> import dask.array as da
+    >>> laid_out_like(da.ones(4, chunks=1), da.zeros(4, chunks=2)).chunks
+    ((2, 2),)
+    """
+    base = _shaped_like(like, shape_of(array)) if like is not None else None
+    chunks = getattr(base, "chunks", None)
+    if chunks is None or getattr(array, "chunks", chunks) == chunks:
+        return array
+    return array.rechunk(chunks)

@@ -10,12 +10,16 @@ Two kinds, for the two transposes primitives declare (`Primitive.transpose_kind`
 
 The sweep (reverse.py) adds a lazy cotangent into a buffer it owns (`add_into`) and
 materialises it (`dense()`, always a fresh array) for a pullback that does not take it.
-They are made from concrete arrays only, never from tracers.
+They are made from concrete arrays only, never from tracers. On another library's
+arrays (Dask, CuPy) they keep `like`, the array they are the cotangent of, and
+materialise in its library and layout; a lazy (Dask) cotangent of a sum stays a
+symbolic 0-d scale there, so that its multiplications by numbers are 0-d operations and
+not passes over every chunk.
 """
 import numpy as np
 
-from ..core.arrays import (WRITABLE_TYPES, broadcast_scalar, empty, padded_embedding,
-                           writable_in_place, zeros)
+from ..core.arrays import (WRITABLE_TYPES, broadcast_scalar, empty, foreign_array, full,
+                           ones, pad_widths, padded_embedding, writable_in_place, zeros)
 from ..core.engine import Tracer
 from ..core.indexing import index_tuple
 from ..core.primitive import ZERO
@@ -41,22 +45,34 @@ def lazy_pullback(primitive, pullback, values, params):
     """`pullback` of a primitive with a declared `transpose_kind`, returning the lazy
     cotangent of its transpose where the cotangent is concrete."""
     x = values[0]
+    like = foreign_array(x)                  # None: NumPy's
     if primitive.transpose_kind == "uniform":
         def uniform_pullback(ct):
             if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
-                return (Scaled(ct.item(), None, x.shape, ct.dtype),)
+                return (Scaled(ct.item(), None, x.shape, ct.dtype, like),)
+            if _foreign(ct) and ct.size == 1:          # a lazy scale, never computed here
+                return (Scaled(ct.reshape(()), None, x.shape, ct.dtype,
+                               ct if like is None else like),)
             return pullback(dense(ct))
         return uniform_pullback
     arrays, index = values[1:], params["index"]              # "embedding"
     if arrays and any(isinstance(a, Tracer) for a in arrays):
         return lambda ct: pullback(dense(ct))
     rest = (ZERO,) * len(arrays)
+    padded = like is not None and not arrays and pad_widths(index_tuple(index, ()),
+                                                            x.shape) is not None
 
     def embedding_pullback(ct):
-        if type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent):
-            return (Embedded(ct, arrays, index, x.shape),) + rest
+        if type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent) \
+                or (padded and _foreign(ct)):
+            return (Embedded(ct, arrays, index, x.shape, like),) + rest
         return pullback(ct)
     return embedding_pullback
+
+
+def _foreign(x) -> bool:
+    """Whether x is itself another library's array (not a tracer wrapping one)."""
+    return not isinstance(x, Tracer) and foreign_array(x) is not None
 
 
 # ------------------------------------------------------------------ scaling
@@ -88,6 +104,7 @@ def may_fold(first, second) -> bool:
 
 
 _FLOAT64 = np.dtype(np.float64)
+_NUMBERS = (int, float, complex, np.generic)     # a scale whose value is known
 
 
 class Scaled(LazyCotangent):
@@ -98,50 +115,83 @@ class Scaled(LazyCotangent):
     (Inf and NaN included), to rounding. A uniform value is a scalar of `dtype`, which a
     Python number multiplies exactly as it would multiply every element. An array's
     pending scale folds a Python number in when `may_fold` allows and the product is a
-    `normal_factor`, else the scale is applied first. An array of the same shape and dtype
-    multiplies `array` (one pass, none if the cotangent is uniform) once nothing is
-    pending. Anything else materialises it first (exact NumPy semantics).
+    `normal_factor`, else the scale is applied first. An array of the same shape, dtype
+    and library multiplies `array` (one pass, none if the cotangent is uniform) once
+    nothing is pending. Anything else materialises it first (exact NumPy semantics).
+
+    `like` (None on NumPy) is the other library's array it is the cotangent of: dense
+    values are made in its library and layout. There the scale may be a lazy 0-d array
+    ("symbolic"), whose value is unknown: it folds in numbers only while uniform (exact:
+    a 0-d product), and is applied before anything else once there is an array.
     """
-    __slots__ = ("scale", "array", "shape", "dtype")
+    __slots__ = ("scale", "array", "shape", "dtype", "like")
     __array_ufunc__ = None               # never silently converted by NumPy
 
-    def __init__(self, scale, array, shape, dtype):
-        if array is None and dtype != _FLOAT64:   # (a Python float is a float64 already)
-            scale = dtype.type(scale)
+    def __init__(self, scale, array, shape, dtype, like=None):
+        if array is None and dtype != _FLOAT64 and isinstance(scale, _NUMBERS):
+            scale = dtype.type(scale)     # (a Python float is a float64 already)
         self.scale, self.array, self.shape, self.dtype = scale, array, shape, dtype
+        self.like = like
+
+    def _symbolic(self) -> bool:
+        return not isinstance(self.scale, _NUMBERS)
 
     def __mul__(self, other):
         if type(other) in (int, float):                  # weakly typed: keeps the dtype
             if self.array is None:
-                return Scaled(self.scale * other, None, self.shape, self.dtype)
+                return Scaled(self.scale * other, None, self.shape, self.dtype, self.like)
+            if self._symbolic():
+                return Scaled(other, self.dense(), self.shape, self.dtype, self.like)
             scale = (complex if self.dtype.kind == "c" else float)(self.scale) * other
             if may_fold(self.scale, other) and normal_factor(scale, self.dtype) is not None:
-                return Scaled(scale, self.array, self.shape, self.dtype)
-            return Scaled(other, self.dense(), self.shape, self.dtype)
-        if type(other) in WRITABLE_TYPES and other.shape == self.shape \
-                and other.dtype == self.dtype and (self.array is None or self.scale == 1):
+                return Scaled(scale, self.array, self.shape, self.dtype, self.like)
+            return Scaled(other, self.dense(), self.shape, self.dtype, self.like)
+        if self._multiplies(other):
             array = other if self.array is None else self.array * other
-            return Scaled(self.scale, array, self.shape, self.dtype)
+            return Scaled(self.scale, array, self.shape, self.dtype, self.like)
         return self._operand() * other
 
+    def _multiplies(self, other) -> bool:
+        """Whether `self * other` is `Scaled(scale, array * other)`: an array of the same
+        shape, dtype and library, with no scale pending before it."""
+        library = WRITABLE_TYPES if self.like is None else (type(self.like),)
+        return type(other) in library and other.shape == self.shape \
+            and other.dtype == self.dtype and (self.array is None or self._unit())
+
     def __neg__(self):
-        return Scaled(-self.scale, self.array, self.shape, self.dtype)
+        return Scaled(-self.scale, self.array, self.shape, self.dtype, self.like)
 
     def dense(self):
+        if self.like is not None:
+            # another library's arrays are never written in place: no fresh copy needed
+            if self.array is not None:
+                return self.array if self._unit() else self.array * self.scale
+            if self._symbolic():
+                return ones(self.shape, self.dtype, like=self.like) * self.scale
+            return full(self.shape, self.scale, self.dtype, like=self.like)
         out = empty(self.shape, self.dtype, like=self.array)     # an array even when 0-d
         if self.array is None:
             out.fill(self.scale)
             return out
         return np.multiply(self.array, self.scale, out=out)
 
+    def _unit(self) -> bool:
+        return not self._symbolic() and self.scale == 1
+
     def _operand(self):
         # What it stands for, as an operand of arithmetic that makes a new array: shared
         # and read-only where that saves a pass (a staged program keeps a view, not a copy).
+        if self.like is not None:
+            return self.dense()
         if self.array is None:
             return broadcast_scalar(self.scale, self.shape, self.dtype)
         return self.array if self.scale == 1 else self.array * self.scale
 
     def add_into(self, buffer):
+        if self.like is not None or type(buffer) not in WRITABLE_TYPES:    # a new array
+            if self.array is not None and not self._symbolic() and self.scale == -1:
+                return buffer - self.array
+            return buffer + self.dense()
         scale, array = self.scale, self.array
         if array is None:
             return np.add(buffer, scale, out=buffer)
@@ -155,15 +205,23 @@ class Scaled(LazyCotangent):
 class Embedded(LazyCotangent):
     """`embed(values, *arrays, index, shape)`, not yet materialised (see LazyCotangent).
 
-    `values` is an array or itself lazy (a `Scaled` cotangent of the indexed part).
+    `values` is an array or itself lazy (a `Scaled` cotangent of the indexed part);
+    `like` as for `Scaled`: another library's values are padded, laid out like it.
     """
-    __slots__ = ("values", "arrays", "index", "shape")
+    __slots__ = ("values", "arrays", "index", "shape", "like")
 
-    def __init__(self, values, arrays, index, shape):
+    def __init__(self, values, arrays, index, shape, like=None):
         self.values, self.arrays, self.index, self.shape = values, arrays, index, shape
+        self.like = like
 
     def dense(self):
-        return self.add_into(zeros(self.shape, self.values.dtype, like=self.values))
+        if self.like is not None and not self.arrays:
+            padded = padded_embedding(dense(self.values), index_tuple(self.index, ()),
+                                      self.shape, self.like)
+            if padded is not None:
+                return padded
+        like = self.values if self.like is None else self.like
+        return self.add_into(zeros(self.shape, self.values.dtype, like=like))
 
     def add_into(self, buffer):
         idx = index_tuple(self.index, self.arrays)
@@ -173,7 +231,8 @@ class Embedded(LazyCotangent):
                 values.add_into(buffer[idx])     # in place, never materialised
                 return buffer
             values = values.dense()
-        padded = None if self.arrays else padded_embedding(values, idx, self.shape)
+        padded = None if self.arrays else padded_embedding(values, idx, self.shape,
+                                                           self.like)
         if padded is not None:
             return buffer + padded
         if self.arrays:
