@@ -109,7 +109,7 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
         out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
         _check_scalar(out, holomorphic)
         _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
-        cts = back(arrays.ones((), getattr(out, "dtype", np.float64), like=out))
+        cts = back(arrays.seed(getattr(out, "dtype", np.float64), like=out))
         gradient = _per_argnum(cts, argnums, len(args))
         return ((out, aux[0]) if has_aux else out), gradient
     return value_and_grad_f

@@ -257,16 +257,34 @@ def _chunked_layers(array, blocks):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_item1_numbers_multiplying_a_sums_cotangent_make_no_pass_over_the_chunks(dtype):
-    """The cotangent of a sum is a symbolic 0-d scale on Dask as on NumPy: each rule's
-    multiplication by a number is a 0-d operation, and the gradient one pass (ones times
-    the scale), not one pass per rule."""
+    """A gradient's seed on Dask is the number 1, as on NumPy: numbers fold into the sum's
+    cotangent, and the gradient is made by one full_like (before: ones, then a pass per
+    multiplication and negation). Any other lazy cotangent is a symbolic 0-d scale: numbers
+    fold into it as 0-d operations, one pass in all (ones times the scale)."""
     x = da.from_array(np.linspace(0.5, 1.5, 40).astype(dtype), chunks=10)
+    f = lambda x: np.sum(-(2.0 * (3.0 * x)))
     with counting() as scheduler:
-        gradient = pb.grad(lambda x: np.sum(-(2.0 * (3.0 * x))))(x)
+        gradient = pb.grad(f)(x)
+        scaled = pb.pullback(f, x)[1](da.from_array(np.array(2.0, dtype)))[0]
     assert scheduler.computations == 0
-    assert _chunked_layers(gradient, 4) == ["mul", "ones_like"]
-    assert gradient.dtype == dtype and gradient.chunks == x.chunks
-    np.testing.assert_array_equal(gradient.compute(), np.full(40, -6.0, dtype))
+    assert _chunked_layers(gradient, 4) == ["full_like"]
+    assert _chunked_layers(scaled, 4) == ["mul", "ones_like"]
+    for value, factor in ((gradient, 1), (scaled, 2)):
+        assert value.dtype == dtype and value.chunks == x.chunks
+        np.testing.assert_array_equal(value.compute(), np.full(40, -6.0 * factor, dtype))
+
+
+def test_item1_a_gradients_seed_folds_as_the_number_one_after_an_array_too():
+    """(x**2)**2: the seed's 2 folds with the next rule's 2 as on NumPy (y * 4 * x: two
+    passes); a lazy cotangent of unknown value cannot fold there (IEEE: y * 2s * 2 * x)."""
+    x = da.from_array(np.linspace(0.5, 1.5, 40), chunks=10)
+    f = lambda x: np.sum((x ** 2) ** 2)
+    gradient = pb.grad(f)(x)
+    scaled = pb.pullback(f, x)[1](da.ones(()))[0]
+    assert _chunked_layers(gradient, 4).count("mul") == 2
+    assert _chunked_layers(scaled, 4).count("mul") == 3
+    for value in (gradient, scaled):
+        np.testing.assert_allclose(value.compute(), 4 * x.compute() ** 3, rtol=1e-15)
 
 
 def test_item1_a_lazy_cotangent_of_a_sum_is_never_computed_and_scales_the_derivative():

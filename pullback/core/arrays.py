@@ -12,6 +12,7 @@ Arrays of other libraries take part when they implement NumPy's dispatch protoco
 (`__array_function__`, `__array_ufunc__`): `is_array`.
 """
 import numbers
+import weakref
 
 import numpy as np
 
@@ -139,6 +140,31 @@ def tri(n: int, m: int | None = None, k: int = 0, dtype=bool, like=None):
 
 def arange(n: int, like=None):
     return np.arange(n, **_like(like))
+
+
+_SEEDS = weakref.WeakValueDictionary()     # id -> a 0-d one `seed` made for another library
+
+
+def seed(dtype, like=None):
+    """A 0-d one of `dtype` like `like`: the cotangent a gradient pulls back. One made for
+    another library's array (whose value is known only by computing it) is remembered, so
+    that reverse mode folds it as the number 1 (`known_seed`), as it does NumPy's.
+
+    >>> seed(np.float64)
+    array(1.)
+    """
+    one = ones((), dtype, like=like)
+    if foreign_array(one) is not None:
+        try:
+            _SEEDS[id(one)] = one
+        except TypeError:            # a type without weak references: stays a lazy value
+            pass
+    return one
+
+
+def known_seed(x) -> bool:
+    """Whether x is a 0-d one that `seed` made for another library (never modified)."""
+    return _SEEDS.get(id(x)) is x
 
 
 def zeros_like_value(x):

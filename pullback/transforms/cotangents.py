@@ -12,14 +12,15 @@ The sweep (reverse.py) adds a lazy cotangent into a buffer it owns (`add_into`) 
 materialises it (`dense()`, always a fresh array) for a pullback that does not take it.
 They are made from concrete arrays only, never from tracers. On another library's
 arrays (Dask, CuPy) they keep `like`, the array they are the cotangent of, and
-materialise in its library and layout; a lazy (Dask) cotangent of a sum stays a
-symbolic 0-d scale there, so that its multiplications by numbers are 0-d operations and
-not passes over every chunk.
+materialise in its library and layout; a gradient's seed there is the number 1 as on
+NumPy (`arrays.seed`), any other lazy (Dask) cotangent of a sum a symbolic 0-d scale:
+multiplications by numbers are then 0-d operations, not passes over every chunk.
 """
 import numpy as np
 
 from ..core.arrays import (WRITABLE_TYPES, broadcast_scalar, empty, foreign_array, full,
-                           ones, pad_widths, padded_embedding, writable_in_place, zeros)
+                           known_seed, ones, pad_widths, padded_embedding, writable_in_place,
+                           zeros)
 from ..core.engine import Tracer
 from ..core.indexing import index_tuple
 from ..core.primitive import ZERO
@@ -50,9 +51,9 @@ def lazy_pullback(primitive, pullback, values, params):
         def uniform_pullback(ct):
             if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
                 return (Scaled(ct.item(), None, x.shape, ct.dtype, like),)
-            if _foreign(ct) and ct.size == 1:          # a lazy scale, never computed here
-                return (Scaled(ct.reshape(()), None, x.shape, ct.dtype,
-                               ct if like is None else like),)
+            if _foreign(ct) and ct.size == 1:      # a gradient's seed, or a lazy scale
+                scale = 1.0 if known_seed(ct) else ct.reshape(())
+                return (Scaled(scale, None, x.shape, ct.dtype, ct if like is None else like),)
             return pullback(dense(ct))
         return uniform_pullback
     arrays, index = values[1:], params["index"]              # "embedding"
