@@ -330,3 +330,13 @@ def test_item1_arrays_made_like_a_dask_array_compute_in_the_dtype_asked(make):
     args = (2.0,) if make == "full" else ()
     made = getattr(arrays, make)((40,), *args, np.float32, like=x)
     assert made.chunks == x.chunks and made.compute().dtype == np.float32
+
+
+def test_item1_a_derivative_is_never_an_array_the_function_closed_over():
+    """Dask arrays can be assigned into (which rebinds that Python object): a derivative
+    equal to a constant of f is a new object, not the constant itself."""
+    x, y = _as_dask(X), _as_dask(X[::-1].copy())
+    gradient = pb.grad(lambda x: np.sum(x * y))(x)
+    assert gradient is not y
+    gradient[0] = 0.0
+    np.testing.assert_array_equal(y.compute(), X[::-1])

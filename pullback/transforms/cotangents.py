@@ -164,12 +164,8 @@ class Scaled(LazyCotangent):
 
     def dense(self):
         if self.like is not None:
-            # another library's arrays are never written in place: no fresh copy needed
-            if self.array is not None:
-                return self.array if self._unit() else self.array * self.scale
-            if self._symbolic():
-                return ones(self.shape, self.dtype, like=self.like) * self.scale
-            return full(self.shape, self.scale, self.dtype, like=self.like)
+            operand = self._operand()
+            return operand.copy() if operand is self.array else operand   # (Dask: no pass)
         out = empty(self.shape, self.dtype, like=self.array)     # an array even when 0-d
         if self.array is None:
             out.fill(self.scale)
@@ -182,17 +178,19 @@ class Scaled(LazyCotangent):
     def _operand(self):
         # What it stands for, as an operand of arithmetic that makes a new array: shared
         # and read-only where that saves a pass (a staged program keeps a view, not a copy).
-        if self.like is not None:
-            return self.dense()
         if self.array is None:
-            return broadcast_scalar(self.scale, self.shape, self.dtype)
-        return self.array if self.scale == 1 else self.array * self.scale
+            if self.like is None:
+                return broadcast_scalar(self.scale, self.shape, self.dtype)
+            if self._symbolic():
+                return ones(self.shape, self.dtype, like=self.like) * self.scale
+            return full(self.shape, self.scale, self.dtype, like=self.like)
+        return self.array if self._unit() else self.array * self.scale
 
     def add_into(self, buffer):
         if self.like is not None or type(buffer) not in WRITABLE_TYPES:    # a new array
             if self.array is not None and not self._symbolic() and self.scale == -1:
                 return buffer - self.array
-            return buffer + self.dense()
+            return buffer + self._operand()
         scale, array = self.scale, self.array
         if array is None:
             return np.add(buffer, scale, out=buffer)
