@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .core import arrays
-from .core.boundary import argnums_tuple, differentiable_input, matching_tree, split_aux
+from .core.boundary import argnums_tuple, differentiable_inputs, matching_tree, split_aux
 from .errors import ChunkSizeError, HolomorphicError, ModeError, NonScalarOutputError, TangentError
 from .ir import cost
 from .primitives.basis import basis, vmap_basis
@@ -25,6 +25,8 @@ from .tree import flatten, tree_map, unflatten
 def _partial(f, args, argnums):
     """f as a function of the distinct arguments `argnums` names, the others fixed."""
     nums = tuple(dict.fromkeys(argnums_tuple(argnums, len(args))))
+    if nums == (0,) and len(args) == 1:          # the common case: nothing fixed
+        return f, args
 
     def f_of_selected(*selected):
         full = list(args)
@@ -32,6 +34,9 @@ def _partial(f, args, argnums):
             full[i] = value
         return f(*full)
     return f_of_selected, tuple(args[i] for i in nums)
+
+
+_NUMPY_SCALARS = frozenset({np.float64, np.float32, np.float16, np.complex128, np.complex64})
 
 
 def _per_argnum(values, argnums, nargs):
@@ -105,11 +110,14 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     """
     @wraps(f)
     def value_and_grad_f(*args, **kwargs):
-        f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
+        f_selected, selected = _partial(
+            (lambda *a: f(*a, **kwargs)) if kwargs else f, args, argnums)
         out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
         _check_scalar(out, holomorphic)
-        _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
-        cts = back(arrays.ones((), getattr(out, "dtype", np.float64), like=out))
+        if holomorphic:
+            _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
+        cts = back(np.ones((), out.dtype) if type(out) in _NUMPY_SCALARS
+                   else arrays.ones((), getattr(out, "dtype", np.float64), like=out))
         gradient = _per_argnum(cts, argnums, len(args))
         return ((out, aux[0]) if has_aux else out), gradient
     return value_and_grad_f
@@ -310,7 +318,7 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     def jacfwd_f(*args, **kwargs):
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
         in_leaves, in_def = flatten(selected)
-        in_leaves = [differentiable_input(x, f"argument leaf {i}") for i, x in enumerate(in_leaves)]
+        in_leaves = differentiable_inputs(in_leaves, "argument")
         primals = unflatten(in_def, in_leaves)
 
         def push(*tangents):

@@ -40,6 +40,11 @@ A `Primitive` carries its rules and facts side by side; family constructors
   loop producing the values they add: (position of the operand added into, None for
   zeros of the `shape` parameter; position of the values), added at the `index`
   parameter (fused only for basic indices);
+- `input_pullbacks`: for the elementwise family, the pullback of each input alone as data:
+  per input, `(pullback, reads)`, where `pullback(ct, residuals, params, shape, dtype)` is
+  that input's cotangent (summed to `shape`, cast to `dtype`) and `residuals` holds the
+  values `(x, [y, [z]], out)` flagged in `reads` (None for the others). Reverse mode records
+  a bind with one differentiated input as this data, no closure (transforms/reverse.py);
 - `partials`: for the elementwise family, the partial derivatives as data, one per input:
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
@@ -123,7 +128,8 @@ class Primitive:
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
-                 "emit_scalar", "scalar_reduction", "adds_at_index", "__weakref__")
+                 "emit_scalar", "scalar_reduction", "adds_at_index", "input_pullbacks",
+                 "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
@@ -134,7 +140,7 @@ class Primitive:
                  family: str = "", fresh_output: bool = False, emit_statements: Callable = None,
                  complex_rules: bool = False, zero_preserving: tuple = (),
                  emit_scalar: Callable = None, scalar_reduction: Callable = None,
-                 adds_at_index: tuple = None):
+                 adds_at_index: tuple = None, input_pullbacks: tuple = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
@@ -156,6 +162,7 @@ class Primitive:
         self.zero_preserving = tuple(zero_preserving)
         self.emit_scalar, self.scalar_reduction = emit_scalar, scalar_reduction
         self.adds_at_index = adds_at_index
+        self.input_pullbacks = input_pullbacks
         REGISTRY[name] = self
 
     def __call__(self, *args, **params):

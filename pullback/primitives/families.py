@@ -236,6 +236,17 @@ def _scaler(partial, residuals):
     return scale
 
 
+def _input_pullback(scale, name):
+    """The pullback of one input of an elementwise primitive, as `Primitive.input_pullbacks`
+    has it: the cotangent times the partial derivative, un-broadcast to the input."""
+    def pullback(ct, residuals, params, shape, dtype):
+        ct = scale(ct, residuals, params)
+        if ct.shape != shape or ct.dtype != dtype:
+            ct = unbroadcast_to(ct, shape, dtype)
+        return ct
+    return name_pullbacks(pullback, name)
+
+
 def _stand_in(value):
     """What a pullback keeps of an input it does not read: its shape and dtype."""
     return ShapeDtype(value.shape, value.dtype) if hasattr(value, "dtype") else value
@@ -348,6 +359,8 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
     ufuncs = tuple(f for f in (ufunc, *aliases) if isinstance(f, np.ufunc))
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp,
                      vjp=name_pullbacks(vjp, name),
+                     input_pullbacks=tuple((_input_pullback(scale, name), read)
+                                           for scale, read in zip(scales, reads)),
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
                      emit=emit or (ufunc_emitter(ufunc) if ufuncs else None),

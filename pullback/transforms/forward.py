@@ -9,7 +9,7 @@ never materialised; a primitive whose tangent comes out `ZERO` returns a plain
 """
 from typing import Callable
 
-from ..core.boundary import differentiable_input, matching_tree, split_aux
+from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import zeros_like_value
 from ..core.numbers import refuse_complex
@@ -102,8 +102,7 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
         raise TangentError("pushforward(f, primals, tangents) takes primals and tangents as "
                            "tuples, one entry per argument of f: e.g. pushforward(f, (x,), (v,)).")
     primal_leaves, treedef = flatten(tuple(primals))
-    primal_leaves = [differentiable_input(p, f"primal leaf {i}")
-                     for i, p in enumerate(primal_leaves)]
+    primal_leaves = differentiable_inputs(primal_leaves, "primal")
     tangent_leaves = matching_tree(tuple(tangents), primal_leaves, treedef, TangentError,
                                    "tangent", "primal")
     with jvp_trace() as trace:

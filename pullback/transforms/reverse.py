@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.boundary import differentiable_input, matching_tree, split_aux
+from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import WRITABLE_TYPES, writable_in_place, zeros_like_value
 from ..core.numbers import refuse_complex
@@ -51,11 +51,54 @@ class ReverseTrace(Trace):
         # a value lives only as long as some pullback needs it.
         self.hints = observer() is not None
 
-    def new_leaf(self, value):
-        self.tape.append(None)
-        return ReverseTracer(self, value, len(self.tape) - 1)
+    def new_leaves(self, values):
+        """Tracers of `values`, the leaves of the tape: its first entries (they have none)."""
+        tape = self.tape
+        start = len(tape)
+        tape.extend([None] * len(values))
+        return [ReverseTracer(self, v, start + k) for k, v in enumerate(values)]
 
     def process_primitive(self, primitive, args, params):
+        pullbacks = primitive.input_pullbacks
+        if pullbacks is None or self.hints:
+            return self.record(primitive, args, params)
+        # Elementwise with one input traced here (the common case): the entry is data.
+        if len(args) == 1:
+            (tracer,) = args                  # bound by its own trace: ours
+            x = tracer.value
+            if not primitive.complex_rules:
+                refuse_complex(args, primitive)
+            out = primitive.impl(x, **params) if type(x) in PLAIN_TYPES \
+                else primitive(x, **params)
+            pullback, (read_x, read_out) = pullbacks[0]
+            residuals = (x if read_x else None, out if read_out else None)
+        elif len(args) == 2:
+            x, y = args
+            if type(x) is ReverseTracer and x._trace is self:
+                if type(y) is ReverseTracer and y._trace is self:
+                    return self.record(primitive, args, params)
+                tracer = x
+                x = x.value
+                pullback, (read_x, read_y, read_out) = pullbacks[0]
+            elif type(y) is ReverseTracer and y._trace is self:
+                tracer = y
+                y = y.value
+                pullback, (read_x, read_y, read_out) = pullbacks[1]
+            else:
+                return self.record(primitive, args, params)
+            if not primitive.complex_rules:
+                refuse_complex((x, y), primitive)
+            out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
+                and type(y) in PLAIN_TYPES else primitive(x, y, **params)
+            residuals = (x if read_x else None, y if read_y else None, out if read_out else None)
+        else:
+            return self.record(primitive, args, params)
+        tape = self.tape
+        tape.append((pullback, tracer.node, residuals, params, tracer.shape, tracer.dtype))
+        return ReverseTracer(self, out, len(tape) - 1)
+
+    def record(self, primitive, args, params):
+        """Bind any primitive: its entry holds the pullback closure its rule builds."""
         values, parents, wrt = [], [], []
         plain = True             # every value NumPy's own: call impl without binding again
         for a in args:
@@ -94,20 +137,26 @@ class ReverseTrace(Trace):
 
     def strip(self, value):
         """The value of a value returned by the traced function (auxiliary outputs)."""
-        return value.value if self.node_of(value) is not None else value
+        return value.value if type(value) is ReverseTracer and value._trace is self else value
 
-    def node_of(self, value):
-        """The tape reference of a value returned by the traced function (None: a constant)."""
-        if isinstance(value, ReverseTracer) and value._trace is self:
-            return value.node
-        return None
+    def outputs(self, outs):
+        """(tape references, values) of the values the traced function returned (reference
+        None: a constant)."""
+        nodes, values = [], []
+        for o in outs:
+            if type(o) is ReverseTracer and o._trace is self:
+                nodes.append(o.node)
+                values.append(o.value)
+            else:
+                nodes.append(None)
+                values.append(o)
+        return nodes, values
 
 
-def backward(tape, seeds):
-    """Pull the cotangents `seeds` (pairs of tape reference and cotangent) back to the leaves.
-
-    Returns the list of accumulated cotangents indexed by tape position (`None`
-    where nothing arrived); only the leaves' entries are meaningful.
+def backward(tape, seeds, n_leaves):
+    """Pull the cotangents `seeds` (pairs of tape reference and cotangent) back to the leaves,
+    the first `n_leaves` entries of the tape: returns their cotangents (`None` where nothing
+    arrived).
 
     Cotangents are summed into arrays this sweep allocated itself ("owned"), in
     place; an array handed to a pullback is no longer owned (pullbacks may pass
@@ -121,25 +170,31 @@ def backward(tape, seeds):
     cotangents = accumulator.cotangents
     watcher = observer()
     owned = accumulator.owned
-    for i in range(len(tape) - 1, -1, -1):
+    for i in range(len(tape) - 1, n_leaves - 1, -1):
         ct = cotangents[i]
         if ct is None:
             continue
         entry = tape[i]
-        if entry is None:
-            continue
-        pullback, parents, _, scaled, out = entry
+        single = len(entry) == 6
         if type(ct) is np.ndarray:           # the common case of `_Accumulator.take`, inline
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
         else:
-            ct = accumulator.take(i, scaled)
+            ct = accumulator.take(i, single or entry[3])
         if watcher is not None:
-            watcher.derivative_of(out)
+            watcher.derivative_of(None if single else entry[4])
             if not isinstance(ct, (LazyCotangent, list)):
-                watcher.name_like(ct, out, "_bar")
-        for ref, c in zip(parents, pullback(ct)):
+                watcher.name_like(ct, None if single else entry[4], "_bar")
+        if single:                           # one input's pullback, as data
+            pullback, ref, residuals, params, shape, dtype = entry
+            c = pullback(ct, residuals, params, shape, dtype)
+            if type(ref) is int and cotangents[ref] is None:
+                cotangents[ref] = c
+            else:
+                accumulator.add(ref, c)
+            continue
+        for ref, c in zip(entry[1], entry[0](ct)):
             if ref is not None and c is not ZERO:
                 if type(ref) is int and cotangents[ref] is None:   # the first to arrive
                     cotangents[ref] = c
@@ -147,6 +202,7 @@ def backward(tape, seeds):
                     accumulator.add(ref, c)
     if watcher is not None:
         watcher.derivative_of(None)
+    del cotangents[n_leaves:]
     for i, ct in enumerate(cotangents):          # the leaves' cotangents: arrays of their own
         if ct is None:
             continue
@@ -226,17 +282,15 @@ def vjp_flat(fn, primals):
     primal, `ZERO` where the outputs do not depend on it. For rules: no checks.
     """
     with reverse_trace() as trace:
-        leaves = [trace.new_leaf(p) for p in primals]
-        outs = fn(*leaves)
-        nodes = [trace.node_of(o) for o in outs]
-        values = [o if n is None else o.value for o, n in zip(outs, nodes)]
+        nodes, values = trace.outputs(fn(*trace.new_leaves(primals)))
     tape = trace.tape
-    del trace, leaves, outs
+    n_primals = len(primals)
+    del trace
 
     def back(cts):
         seeds = [(n, c) for n, c in zip(nodes, cts) if n is not None and c is not ZERO]
-        accumulated = backward(tape, seeds) if seeds else [None] * len(primals)
-        return [ZERO if accumulated[i] is None else accumulated[i] for i in range(len(primals))]
+        accumulated = backward(tape, seeds, n_primals) if seeds else [None] * n_primals
+        return [ZERO if c is None else c for c in accumulated]
     return values, back
 
 
@@ -272,23 +326,21 @@ def recorded_pullback(f: Callable, *primals, has_aux: bool = False):
     """`pullback` without its private copies, for callers that pull back before anyone can
     modify the arrays involved (grad, jacrev, hvp ...)."""
     primal_leaves, treedef = flatten(primals)
-    primal_leaves = [differentiable_input(p, f"primal leaf {i}")
-                     for i, p in enumerate(primal_leaves)]
+    primal_leaves = differentiable_inputs(primal_leaves, "primal")
     with reverse_trace() as trace:
-        inputs = [trace.new_leaf(p) for p in primal_leaves]
-        result = f(*unflatten(treedef, inputs))
-        out, aux = split_aux(result, has_aux)
+        out, aux = split_aux(f(*unflatten(treedef, trace.new_leaves(primal_leaves))), has_aux)
         out_leaves, out_treedef = flatten(out)
-        nodes = [trace.node_of(o) for o in out_leaves]
-        out_values = [o if n is None else o.value for o, n in zip(out_leaves, nodes)]
-        aux = tree_map(trace.strip, aux)
+        nodes, out_values = trace.outputs(out_leaves)
+        if has_aux:
+            aux = tree_map(trace.strip, aux)
     tape = trace.tape
-    del trace, inputs, result, out, out_leaves
+    del trace, out, out_leaves
 
     def back(cotangent):
         cts = matching_tree(cotangent, out_values, out_treedef, CotangentError,
                             "cotangent", "output")
-        accumulated = backward(tape, [(n, c) for n, c in zip(nodes, cts) if n is not None])
+        accumulated = backward(tape, [(n, c) for n, c in zip(nodes, cts) if n is not None],
+                               len(primal_leaves))
         cts_in = [zeros_like_value(p) if c is None else c for p, c in zip(primal_leaves, accumulated)]
         watcher = observer()
         if watcher is not None:
