@@ -13,7 +13,7 @@ from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import zeros_like_value
 from ..core.numbers import refuse_complex
-from ..core.primitive import ZERO
+from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
 from ..tree import flatten, tree_map, unflatten
 
@@ -34,6 +34,48 @@ class JVPTrace(Trace):
     __slots__ = ()
 
     def process_primitive(self, primitive, args, params):
+        rules = primitive.input_rules
+        if rules is not None:
+            # Elementwise with one input carrying a tangent here (the common case): its rule
+            # as data, no jvp rule call.
+            if len(args) == 1:
+                (tracer,) = args              # bound by its own trace: ours
+                x = tracer.primal
+                if not primitive.complex_rules:
+                    refuse_complex(args, primitive)
+                out = primitive.impl(x, **params) if type(x) in PLAIN_TYPES \
+                    else primitive(x, **params)
+                pushforward = rules[0][0]
+                residuals = (x, out)
+            elif len(args) == 2:
+                x, y = args
+                if type(x) is JVPTracer and x._trace is self:
+                    if type(y) is JVPTracer and y._trace is self:
+                        return self.apply_jvp(primitive, args, params)
+                    tracer = x
+                    x = x.primal
+                    pushforward = rules[0][0]
+                elif type(y) is JVPTracer and y._trace is self:
+                    tracer = y
+                    y = y.primal
+                    pushforward = rules[1][0]
+                else:
+                    return self.apply_jvp(primitive, args, params)
+                if not primitive.complex_rules:
+                    refuse_complex((x, y), primitive)
+                out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
+                    and type(y) in PLAIN_TYPES else primitive(x, y, **params)
+                residuals = (x, y, out)
+            else:
+                return self.apply_jvp(primitive, args, params)
+            tangent_out = pushforward(tracer.tangent, residuals, params, out.shape, out.dtype)
+            if isinstance(tangent_out, Tracer) and observer() is not None:     # staged: name it
+                observer().name_like(tangent_out, out, "_dot")
+            return JVPTracer(self, out, tangent_out)
+        return self.apply_jvp(primitive, args, params)
+
+    def apply_jvp(self, primitive, args, params):
+        """Process any primitive with its jvp rule."""
         primals, tangents = [], []
         for a in args:
             if type(a) is JVPTracer and a._trace is self:

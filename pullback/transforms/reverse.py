@@ -1,12 +1,21 @@
 """Reverse mode: record a tape while `f` runs, then pull cotangents back through it.
 
-A `ReverseTracer` holds a value and the index of the tape entry that produced it.
-Each tape entry is `(pullback, parents, n_results, scaled, output)`: the primitive's
-named pullback closure (built by its `vjp` rule, or with the output by its
-`value_and_vjp` rule, closing over its residuals), the tape indices of the inputs that
-are traced at this level, the number of outputs (0: one, not a list), whether the
-pullback accepts `Scaled` cotangents, and the output (kept only while staging, to name
-derivative code). Input leaves have no entry.
+A `ReverseTracer` holds a value and the index of the tape entry that produced it. The
+tape's first entries are the input leaves (None); every bind appends one entry, of two
+kinds:
+
+- data, for an elementwise primitive with one or two inputs traced at this level (most
+  binds): `(pullback, parent, residuals, params, shape, dtype)`, and for a second traced
+  input `(..., pullback_y, parent_y, shape_y, dtype_y)` after it: each input's rule from
+  the primitive's `input_rules` (made once per primitive), the tape index of the input, the
+  residuals its rules read, the parameters, the input's shape and dtype. No closure and no
+  rule call per bind;
+- a closure for any other: `(pullback, parents, n_results, scaled, output)`: the
+  primitive's pullback closure (built by its `vjp` rule, or with the output by its
+  `value_and_vjp` rule, closing over its residuals), the tape indices of its inputs traced
+  at this level (None for the others), the number of outputs (0: one, not a list), whether
+  the pullback accepts `Scaled` cotangents, and the output (kept only while staging, to
+  name derivative code: a staging trace records every bind this way).
 
 `backward` sweeps the tape once in reverse order (the order of recording is a
 topological order), so it needs no graph search. It can run any number of times
@@ -59,8 +68,8 @@ class ReverseTrace(Trace):
         return [ReverseTracer(self, v, start + k) for k, v in enumerate(values)]
 
     def process_primitive(self, primitive, args, params):
-        pullbacks = primitive.input_pullbacks
-        if pullbacks is None or self.hints:
+        rules = primitive.input_rules
+        if rules is None or self.hints:
             return self.record(primitive, args, params)
         # Elementwise with one input traced here (the common case): the entry is data.
         if len(args) == 1:
@@ -70,20 +79,25 @@ class ReverseTrace(Trace):
                 refuse_complex(args, primitive)
             out = primitive.impl(x, **params) if type(x) in PLAIN_TYPES \
                 else primitive(x, **params)
-            pullback, (read_x, read_out) = pullbacks[0]
+            _, pullback, (read_x, read_out) = rules[0]
             residuals = (x if read_x else None, out if read_out else None)
         elif len(args) == 2:
             x, y = args
+            other = None                      # the tracer of y when both inputs are traced here
             if type(x) is ReverseTracer and x._trace is self:
-                if type(y) is ReverseTracer and y._trace is self:
-                    return self.record(primitive, args, params)
                 tracer = x
                 x = x.value
-                pullback, (read_x, read_y, read_out) = pullbacks[0]
+                _, pullback, (read_x, read_y, read_out) = rules[0]
+                if type(y) is ReverseTracer and y._trace is self:
+                    other = y
+                    y = y.value
+                    _, pullback_y, (read_x_too, read_y_too, read_out_too) = rules[1]
+                    read_x, read_y = read_x or read_x_too, read_y or read_y_too
+                    read_out = read_out or read_out_too
             elif type(y) is ReverseTracer and y._trace is self:
                 tracer = y
                 y = y.value
-                pullback, (read_x, read_y, read_out) = pullbacks[1]
+                _, pullback, (read_x, read_y, read_out) = rules[1]
             else:
                 return self.record(primitive, args, params)
             if not primitive.complex_rules:
@@ -91,6 +105,11 @@ class ReverseTrace(Trace):
             out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
                 and type(y) in PLAIN_TYPES else primitive(x, y, **params)
             residuals = (x if read_x else None, y if read_y else None, out if read_out else None)
+            if other is not None:
+                tape = self.tape
+                tape.append((pullback, tracer.node, residuals, params, tracer.shape, tracer.dtype,
+                             pullback_y, other.node, other.shape, other.dtype))
+                return ReverseTracer(self, out, len(tape) - 1)
         else:
             return self.record(primitive, args, params)
         tape = self.tape
@@ -175,24 +194,26 @@ def backward(tape, seeds, n_leaves):
         if ct is None:
             continue
         entry = tape[i]
-        single = len(entry) == 6
+        data = len(entry) != 5
         if type(ct) is np.ndarray:           # the common case of `_Accumulator.take`, inline
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
         else:
-            ct = accumulator.take(i, single or entry[3])
+            ct = accumulator.take(i, data or entry[3])
         if watcher is not None:
-            watcher.derivative_of(None if single else entry[4])
+            watcher.derivative_of(None if data else entry[4])
             if not isinstance(ct, (LazyCotangent, list)):
-                watcher.name_like(ct, None if single else entry[4], "_bar")
-        if single:                           # one input's pullback, as data
-            pullback, ref, residuals, params, shape, dtype = entry
-            c = pullback(ct, residuals, params, shape, dtype)
+                watcher.name_like(ct, None if data else entry[4], "_bar")
+        if data:                             # the pullbacks of one input or two, as data
+            ref = entry[1]
+            c = entry[0](ct, entry[2], entry[3], entry[4], entry[5])
             if type(ref) is int and cotangents[ref] is None:
                 cotangents[ref] = c
             else:
                 accumulator.add(ref, c)
+            if len(entry) == 10:
+                accumulator.add(entry[7], entry[6](ct, entry[2], entry[3], entry[8], entry[9]))
             continue
         for ref, c in zip(entry[1], entry[0](ct)):
             if ref is not None and c is not ZERO:
