@@ -110,17 +110,21 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     """
     @wraps(f)
     def value_and_grad_f(*args, **kwargs):
-        f_selected, selected = _partial(
-            (lambda *a: f(*a, **kwargs)) if kwargs else f, args, argnums)
-        out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
-        _check_scalar(out, holomorphic)
-        if holomorphic:
-            _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
-        cts = back(np.ones((), out.dtype) if type(out) in _NUMPY_SCALARS
-                   else arrays.ones((), getattr(out, "dtype", np.float64), like=out))
-        gradient = _per_argnum(cts, argnums, len(args))
-        return ((out, aux[0]) if has_aux else out), gradient
+        return _value_and_grad(f, args, kwargs, argnums, has_aux, holomorphic)
     return value_and_grad_f
+
+
+def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False):
+    """`value_and_grad(f, ...)(*args, **kwargs)`."""
+    f_selected, selected = _partial((lambda *a: f(*a, **kwargs)) if kwargs else f, args, argnums)
+    out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
+    _check_scalar(out, holomorphic)
+    if holomorphic:
+        _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
+    cts = back(np.ones((), out.dtype) if type(out) in _NUMPY_SCALARS
+               else arrays.ones((), getattr(out, "dtype", np.float64), like=out))
+    gradient = _per_argnum(cts, argnums, len(args))
+    return ((out, aux[0]) if has_aux else out), gradient
 
 
 def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
@@ -543,7 +547,9 @@ def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
     if mode == "reverse-over-reverse":
         return recorded_pullback(grad(f), x)[1](v)[0]
     directional = lambda y: pushforward(f, (y,), (v,))[1]    # noqa: E731  (grad f(y) . v)
-    return (grad if outer == "reverse" else forward_grad)(directional)(x)
+    if outer == "reverse":
+        return _value_and_grad(directional, (x,), {})[1]
+    return forward_grad(directional)(x)
 
 
 def _vector_like_x(v, x_leaves, x_def):

@@ -82,6 +82,9 @@ def _describe_value(x):
 
 def matching(value, reference, error_class, what: str, of: str):
     """`value` checked to have the shape and dtype of `reference` (Python scalars are cast)."""
+    if type(value) is np.ndarray and value.shape == getattr(reference, "shape", None) \
+            and value.dtype == getattr(reference, "dtype", None):
+        return value                                    # the common case, fast
     ref_shape = tuple(reference.shape if hasattr(reference, "shape") else np.shape(reference))
     ref_dtype = getattr(reference, "dtype", None)
     if ref_dtype is None:

@@ -103,9 +103,22 @@ class JVPTrace(Trace):
 
     def unwrap(self, value):
         """(primal, tangent) of a value returned by the traced function."""
-        if isinstance(value, JVPTracer) and value._trace is self:
+        if type(value) is JVPTracer and value._trace is self:
             return value.primal, value.tangent
         return value, ZERO
+
+    def outputs(self, outs):
+        """(primals, tangents) of the values the traced function returned, zeros (arrays)
+        for the tangents of constants."""
+        primals, tangents = [], []
+        for o in outs:
+            if type(o) is JVPTracer and o._trace is self:
+                primals.append(o.primal)
+                tangents.append(o.tangent)
+            else:
+                primals.append(o)
+                tangents.append(zeros_like_value(o))
+        return primals, tangents
 
     def strip(self, value):
         """The primal of a value returned by the traced function (auxiliary outputs)."""
@@ -149,18 +162,17 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
                                    "tangent", "primal")
     with jvp_trace() as trace:
         inputs = [JVPTracer(trace, p, t) for p, t in zip(primal_leaves, tangent_leaves)]
-        result = f(*unflatten(treedef, inputs))
-        out, aux = split_aux(result, has_aux)
+        out, aux = split_aux(f(*unflatten(treedef, inputs)), has_aux)
         out_leaves, out_treedef = flatten(out)
-        pairs = [trace.unwrap(o) for o in out_leaves]
-        aux = tree_map(trace.strip, aux)
-    out = unflatten(out_treedef, [p for p, _ in pairs])
-    tangent_leaves = [zeros_like_value(p) if t is ZERO else t for p, t in pairs]
+        primals_out, tangents_out = trace.outputs(out_leaves)
+        if has_aux:
+            aux = tree_map(trace.strip, aux)
     watcher = observer()
     if watcher is not None:
-        for t, (p, _) in zip(tangent_leaves, pairs):
+        for t, p in zip(tangents_out, primals_out):
             watcher.name_like(t, p, "_dot")
-    tangent_out = unflatten(out_treedef, tangent_leaves)
+    out = unflatten(out_treedef, primals_out)
+    tangent_out = unflatten(out_treedef, tangents_out)
     return (out, tangent_out, aux) if has_aux else (out, tangent_out)
 
 
