@@ -118,19 +118,24 @@ class ReverseTrace(Trace):
 
     def record(self, primitive, args, params):
         """Bind any primitive: its entry holds the pullback closure its rule builds."""
-        values, parents, wrt = [], [], []
-        plain = True             # every value NumPy's own: call impl without binding again
-        for a in args:
-            if type(a) is ReverseTracer and a._trace is self:
-                parents.append(a.node)
-                wrt.append(True)
-                a = a.value
-            else:
-                parents.append(None)
-                wrt.append(False)
-            values.append(a)
-            if type(a) not in PLAIN_TYPES:
-                plain = False
+        if len(args) == 1:                    # bound by its own trace: ours
+            (a,) = args
+            values, parents, wrt = [a.value], [a.node], [True]
+            plain = type(a.value) in PLAIN_TYPES
+        else:
+            values, parents, wrt = [], [], []
+            plain = True         # every value NumPy's own: call impl without binding again
+            for a in args:
+                if type(a) is ReverseTracer and a._trace is self:
+                    parents.append(a.node)
+                    wrt.append(True)
+                    a = a.value
+                else:
+                    parents.append(None)
+                    wrt.append(False)
+                values.append(a)
+                if type(a) not in PLAIN_TYPES:
+                    plain = False
         if not primitive.complex_rules and primitive.differentiable:
             refuse_complex(values, primitive)
         if primitive.value_and_vjp is not None:
