@@ -48,7 +48,8 @@ A `Primitive` carries its rules and facts side by side; family constructors
   residuals, params, shape, dtype)` that input's cotangent (summed to the input's `shape`,
   cast to its `dtype`), and `residuals` holds the values `(x, [y, [z]], out)` flagged in
   `reads` (None for the others). Forward and reverse mode use them where one input (reverse
-  mode: or two) is differentiated (transforms/forward.py, reverse.py);
+  mode: or two) is differentiated (transforms/forward.py, reverse.py); the pullbacks take
+  reverse mode's lazy `Scaled` cotangents (so `scaled_cotangents` must be set);
 - `partials`: for the elementwise family, the partial derivatives as data, one per input:
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
@@ -147,6 +148,9 @@ class Primitive:
                  adds_at_index: tuple = None, input_rules: tuple = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
+        if input_rules is not None and not scaled_cotangents:
+            raise ValueError(f"primitive {name!r}: input_rules pullbacks take Scaled cotangents; "
+                             "set scaled_cotangents=True")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
             raise ValueError(f"primitive {name!r} is differentiable but lacks a jvp or vjp rule")
         self.name, self.impl, self.shape = name, impl, shape

@@ -200,7 +200,7 @@ def backward(tape, seeds, n_leaves):
             continue
         entry = tape[i]
         data = len(entry) != 5
-        if type(ct) is np.ndarray:           # the common case of `_Accumulator.take`, inline
+        if type(ct) is np.ndarray or isinstance(ct, Tracer):    # `_Accumulator.take`, inline
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
@@ -270,6 +270,9 @@ class _Accumulator:
         old = self.cotangents[ref]
         if old is None:
             self.cotangents[ref] = ct
+            return
+        if isinstance(old, Tracer) and isinstance(ct, Tracer):    # nested: traced, functional
+            self.cotangents[ref] = old + ct
             return
         if isinstance(old, LazyCotangent):
             old, ct = ct, old                    # keep the lazy one second
