@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .core import arrays
-from .core.boundary import argnums_tuple, differentiable_input, matching_tree, split_aux
+from .core.boundary import argnums_tuple, differentiable_inputs, matching_tree, split_aux
 from .errors import ChunkSizeError, HolomorphicError, ModeError, NonScalarOutputError, TangentError
 from .ir import cost
 from .primitives.basis import basis, vmap_basis
@@ -25,6 +25,8 @@ from .tree import flatten, tree_map, unflatten
 def _partial(f, args, argnums):
     """f as a function of the distinct arguments `argnums` names, the others fixed."""
     nums = tuple(dict.fromkeys(argnums_tuple(argnums, len(args))))
+    if nums == (0,) and len(args) == 1:          # the common case: nothing fixed
+        return f, args
 
     def f_of_selected(*selected):
         full = list(args)
@@ -32,6 +34,9 @@ def _partial(f, args, argnums):
             full[i] = value
         return f(*full)
     return f_of_selected, tuple(args[i] for i in nums)
+
+
+_NUMPY_SCALARS = frozenset({np.float64, np.float32, np.float16, np.complex128, np.complex64})
 
 
 def _per_argnum(values, argnums, nargs):
@@ -105,14 +110,21 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     """
     @wraps(f)
     def value_and_grad_f(*args, **kwargs):
-        f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
-        out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
-        _check_scalar(out, holomorphic)
-        _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
-        cts = back(arrays.seed(getattr(out, "dtype", np.float64), like=out))
-        gradient = _per_argnum(cts, argnums, len(args))
-        return ((out, aux[0]) if has_aux else out), gradient
+        return _value_and_grad(f, args, kwargs, argnums, has_aux, holomorphic)
     return value_and_grad_f
+
+
+def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False):
+    """`value_and_grad(f, ...)(*args, **kwargs)`."""
+    f_selected, selected = _partial((lambda *a: f(*a, **kwargs)) if kwargs else f, args, argnums)
+    out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
+    _check_scalar(out, holomorphic)
+    if holomorphic:
+        _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
+    cts = back(np.ones((), out.dtype) if type(out) in _NUMPY_SCALARS
+               else arrays.seed(getattr(out, "dtype", np.float64), like=out))
+    gradient = _per_argnum(cts, argnums, len(args))
+    return ((out, aux[0]) if has_aux else out), gradient
 
 
 def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
@@ -310,7 +322,7 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     def jacfwd_f(*args, **kwargs):
         f_selected, selected = _partial(lambda *a: f(*a, **kwargs), args, argnums)
         in_leaves, in_def = flatten(selected)
-        in_leaves = [differentiable_input(x, f"argument leaf {i}") for i, x in enumerate(in_leaves)]
+        in_leaves = differentiable_inputs(in_leaves, "argument")
         primals = unflatten(in_def, in_leaves)
 
         def push(*tangents):
@@ -535,7 +547,9 @@ def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
     if mode == "reverse-over-reverse":
         return recorded_pullback(grad(f), x)[1](v)[0]
     directional = lambda y: pushforward(f, (y,), (v,))[1]    # noqa: E731  (grad f(y) . v)
-    return (grad if outer == "reverse" else forward_grad)(directional)(x)
+    if outer == "reverse":
+        return _value_and_grad(directional, (x,), {})[1]
+    return forward_grad(directional)(x)
 
 
 def _vector_like_x(v, x_leaves, x_def):

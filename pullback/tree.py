@@ -32,8 +32,28 @@ LEAF = TreeDef("leaf", None, ())
 NONE = TreeDef("none", None, ())
 
 
+_NODES = frozenset({tuple, list, dict, OrderedDict, type(None)})
+_LEAF_TUPLES: dict[int, TreeDef] = {}       # n -> the structure of a tuple of n leaves
+
+
+def _leaf_tuple(n: int) -> TreeDef:
+    td = _LEAF_TUPLES.get(n)
+    if td is None:
+        td = _LEAF_TUPLES[n] = TreeDef(tuple, None, (LEAF,) * n)
+    return td
+
+
 def flatten(tree: Any) -> tuple[list, TreeDef]:
     """Leaves in a fixed order, and the structure that puts them back."""
+    t = type(tree)
+    if t not in _NODES and not isinstance(tree, tuple):      # one leaf: the commonest tree
+        return [tree], LEAF
+    if t is tuple:                                           # the arguments of a function
+        for c in tree:
+            if type(c) in _NODES or isinstance(c, tuple):
+                break
+        else:
+            return list(tree), _leaf_tuple(len(tree))
     leaves: list = []
     return leaves, _flatten(tree, leaves)
 
@@ -41,7 +61,10 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
 def _flatten(tree, leaves):
     t = type(tree)
     if t is tuple or t is list:
-        return TreeDef(t, None, tuple(_flatten(c, leaves) for c in tree))
+        children = tuple(_flatten(c, leaves) for c in tree)
+        if t is tuple and all(c is LEAF for c in children):
+            return _leaf_tuple(len(children))
+        return TreeDef(t, None, children)
     if t is dict or t is OrderedDict:
         keys = tuple(keys_in_order(tree))
         return TreeDef(t, keys, tuple(_flatten(tree[k], leaves) for k in keys))
@@ -65,6 +88,11 @@ def keys_in_order(mapping) -> list:
 
 def unflatten(treedef: TreeDef, leaves) -> Any:
     """Rebuild a pytree of structure `treedef` from `leaves`."""
+    if type(leaves) is list or type(leaves) is tuple:        # fast paths, the commonest trees
+        if treedef is LEAF and len(leaves) == 1:
+            return leaves[0]
+        if len(leaves) == len(treedef.children) and treedef is _LEAF_TUPLES.get(len(leaves)):
+            return tuple(leaves)
     it = iter(leaves)
     out = _unflatten(treedef, it)
     return out

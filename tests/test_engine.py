@@ -232,13 +232,16 @@ def _sine_chain(blocks):
 
 X5 = np.linspace(0.1, 1.0, 5)
 # Python calls per primitive (recording, and the reverse sweep where there is one) of an
-# elementwise chain, measured when issue 12's eager pass cut them (before it: 17.4, 12.0,
-# 61.5, 65.5). A change that adds frames to the bind path fails here.
+# elementwise chain, measured when issue 12's eager passes cut them (before the first:
+# 17.4, 12.0, 61.5, 65.5; before the second, which recorded elementwise binds as data:
+# 7.5, 7.5, 30, 31; after it 6.5, 6.5, 27.5, 27.5, the limits leaving a little room for
+# calls the rest of the suite's state adds). A change that adds frames to the bind path
+# fails here.
 CALLS_PER_PRIMITIVE = {
-    "grad": (lambda f: lambda: grad(f)(X5), 7.5),
-    "pushforward": (lambda f: lambda: pushforward(f, (X5,), (X5,)), 7.5),
-    "hvp (reverse-over-forward)": (lambda f: lambda: pullback.hvp(f, X5, X5), 30.0),
-    "grad of grad": (lambda f: lambda: grad(lambda y: grad(f)(y).sum())(X5), 31.0),
+    "grad": (lambda f: lambda: grad(f)(X5), 7.0),
+    "pushforward": (lambda f: lambda: pushforward(f, (X5,), (X5,)), 7.0),
+    "hvp (reverse-over-forward)": (lambda f: lambda: pullback.hvp(f, X5, X5), 28.5),
+    "grad of grad": (lambda f: lambda: grad(lambda y: grad(f)(y).sum())(X5), 28.5),
 }
 
 
@@ -248,3 +251,129 @@ def test_issue12_eager_bind_makes_few_python_calls_per_primitive(mode):
     short, long = (_python_calls(derivative(_sine_chain(n))) for n in (10, 20))
     per_primitive = (long - short) / 20              # 10 more blocks of two primitives
     assert per_primitive <= most, f"{mode}: {per_primitive} Python calls per primitive"
+
+
+# Python calls of one derivative of a one-primitive function: the fixed cost of a call
+# (pytrees, boundary checks, opening the trace, the sweep), what small problems and nested
+# derivatives pay most. Before issue 12's second eager pass: 110, 79, 195; after it 72,
+# 54, 120 (the limits leave a little room).
+FIXED_CALLS = {
+    "grad": (lambda f, g: g(X5), 76),
+    "pushforward": (lambda f, g: pushforward(f, (X5,), (X5,)), 58),
+    "hvp": (lambda f, g: pullback.hvp(f, X5, X5), 128),
+}
+
+
+@pytest.mark.parametrize("mode", FIXED_CALLS)
+def test_issue12_a_derivative_call_has_a_small_fixed_cost(mode):
+    derivative, most = FIXED_CALLS[mode]
+    f = np.sum
+    g = grad(f)
+    derivative(f, g)                                 # first-call work (caches) not counted
+    calls = _python_calls(lambda: derivative(f, g))
+    assert calls <= most, f"{mode}: {calls} Python calls"
+
+
+# ------------------------------------- elementwise rules as data (issue 12, section 3)
+
+from pullback.core.primitive import REGISTRY, ZERO  # noqa: E402
+from pullback.errors import PullbackError  # noqa: E402
+from pullback.transforms.cotangents import dense  # noqa: E402
+
+ELEMENTWISE = sorted(name for name, p in REGISTRY.items() if p.input_rules is not None)
+PARAMS = {"polygamma": {"n": 1}, "exprel": {"order": 1}, "sinc": {"order": 1},
+          "around": {"decimals": 1}}
+# Broadcasting in every direction, size-1 axes and 0-d operands.
+SHAPES = [((3, 2), (3, 2), (3, 2)), ((3, 1), (2,), (1, 2)), ((), (2, 3), (3,))]
+
+
+def _operands(prim, shapes, dtype, rng):
+    args = []
+    for shape, domain in zip(shapes, prim.domain):
+        if domain == "bool":
+            args.append(rng.uniform(-1, 1, shape) > 0)
+        elif domain[0] == "int":
+            args.append(rng.integers(domain[1], domain[2] + 1, shape))
+        else:
+            args.append(rng.uniform(*domain, shape).astype(dtype))
+    return args
+
+
+def _outcome(compute):
+    """The values `compute()` gives, or the class of the PullbackError it raises."""
+    try:
+        return [np.asarray(dense(v)) for v in compute()]
+    except PullbackError as error:
+        return type(error)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_issue12_elementwise_rules_as_data_match_the_jvp_and_vjp_rules(name, dtype):
+    # Every elementwise primitive's input_rules (what forward and reverse mode apply to a
+    # bind without a closure) give what its jvp and vjp rules give, for each differentiated
+    # input alone and for all of them, with broadcasting and dtype promotion.
+    prim = REGISTRY[name]
+    params = PARAMS.get(name, {})
+    rng = np.random.default_rng(12)
+    differentiable = [k for k, d in enumerate(prim.domain) if d != "bool" and d[0] != "int"]
+    assert len(prim.input_rules) == len(prim.domain)
+    for shapes in SHAPES:
+        args = _operands(prim, shapes[:len(prim.domain)], dtype, rng)
+        out = prim(*args, **params)
+        cotangent = rng.uniform(-1, 1, np.shape(out)).astype(out.dtype)
+        for picked in [[k] for k in differentiable] + [differentiable]:
+            wrt = [k in picked for k in range(len(args))]
+            tangents = [rng.uniform(-1, 1, np.shape(args[k])).astype(args[k].dtype)
+                        if w else ZERO for k, w in enumerate(wrt)]
+
+            def f(*chosen):
+                full = list(args)
+                for k, v in zip(picked, chosen):
+                    full[k] = v
+                return prim(*full, **params)
+            chosen = [args[k] for k in picked]
+            by_data = _outcome(lambda: vjp(f, *chosen)[1](cotangent))
+            by_rule = _outcome(lambda: [c for c, w in zip(
+                prim.vjp(wrt, out, *args, **params)(cotangent), wrt) if w])
+            _assert_same(by_data, by_rule, name, picked, "reverse")
+            by_data = _outcome(lambda: [pushforward(f, tuple(chosen),
+                                                    tuple(tangents[k] for k in picked))[1]])
+            by_rule = _outcome(lambda: [prim.jvp(args, tangents, **params)[1]])
+            _assert_same(by_data, by_rule, name, picked, "forward")
+
+
+def _assert_same(by_data, by_rule, name, picked, mode):
+    where = f"{name}, inputs {picked}, {mode} mode"
+    if isinstance(by_rule, type) or isinstance(by_data, type):
+        assert by_data == by_rule, where
+        return
+    for a, b in zip(by_data, by_rule, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype, where
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12, err_msg=where)
+
+
+def _nested_code_names(code):
+    for c in code.co_consts:
+        if hasattr(c, "co_consts"):
+            yield c.co_name
+            yield from _nested_code_names(c)
+
+
+def test_issue12_every_rule_names_its_pullback_closures_once():
+    # One naming mechanism: the Primitive constructor names the `pullback`/`pushforward`
+    # closures of every rule in its code (nothing per call), so tracebacks and reprs say
+    # which primitive a pullback belongs to.
+    unnamed = [name for name, prim in REGISTRY.items()
+               for rule in (prim.jvp, prim.vjp, prim.value_and_vjp,
+                            *[f for rules in prim.input_rules or () for f in rules[:2]])
+               if hasattr(rule, "__code__") and {"pullback", "pushforward"} & {
+                   rule.__code__.co_name, *_nested_code_names(rule.__code__)}]
+    assert unnamed == []
+    matmul = REGISTRY["matmul"]
+    assert matmul.vjp([True, True], None, np.eye(2), np.eye(2)).__name__ == "matmul_pullback"
+    assert REGISTRY["sin"].input_rules[0][1].__name__ == "sin_pullback"
+    pullback_of_matmul = matmul.vjp([True, True], None, np.eye(2), np.eye(2))
+    with pytest.raises(ValueError) as info:             # a cotangent of the wrong shape
+        pullback_of_matmul(np.ones((3, 3)))
+    assert "matmul_pullback" in [entry.name for entry in info.traceback]

@@ -69,6 +69,12 @@ def differentiable_input(x, where: str):
     return x
 
 
+def differentiable_inputs(leaves: list, what: str) -> list:
+    """`differentiable_input` of each leaf, named `<what> leaf <i>` in errors."""
+    return [x if type(x) is np.ndarray and x.dtype.kind in "fc"
+            else differentiable_input(x, f"{what} leaf {i}") for i, x in enumerate(leaves)]
+
+
 def _describe_value(x):
     return f"shape {tuple(x.shape if hasattr(x, 'shape') else np.shape(x))} and dtype " \
            f"{getattr(x, 'dtype', type(x).__name__)}"
@@ -76,6 +82,9 @@ def _describe_value(x):
 
 def matching(value, reference, error_class, what: str, of: str):
     """`value` checked to have the shape and dtype of `reference` (Python scalars are cast)."""
+    if type(value) is np.ndarray and value.shape == getattr(reference, "shape", None) \
+            and value.dtype == getattr(reference, "dtype", None):
+        return value                                    # the common case, fast
     ref_shape = tuple(reference.shape if hasattr(reference, "shape") else np.shape(reference))
     ref_dtype = getattr(reference, "dtype", None)
     if ref_dtype is None:

@@ -9,8 +9,9 @@ A `Primitive` carries its rules and facts side by side; family constructors
   shapes/dtypes (Python scalars stand for themselves: they are weakly typed);
 - `jvp(primals, tangents, **params) -> (out, tangent_out)`: the pushforward, written
   with primitives so that it is differentiable again; tangents may be `ZERO`;
-- `vjp(wrt, out, *primals, **params) -> pullback`: builds a *named* closure over the
-  residuals; `pullback(cotangent)` returns one cotangent per input (`ZERO` allowed;
+- `vjp(wrt, out, *primals, **params) -> pullback`: builds a closure over the
+  residuals (closures named `pullback` in a rule's code are named after the primitive:
+  `named_closures`); `pullback(cotangent)` returns one cotangent per input (`ZERO` allowed;
   entries whose `wrt` flag is False are ignored and need not be computed);
 - `value_and_vjp(wrt, *primals, **params) -> (out, pullback)`: optional, used by reverse
   mode instead of evaluating then calling `vjp` when one computation yields both (a
@@ -40,6 +41,15 @@ A `Primitive` carries its rules and facts side by side; family constructors
   loop producing the values they add: (position of the operand added into, None for
   zeros of the `shape` parameter; position of the values), added at the `index`
   parameter (fused only for basic indices);
+- `input_rules`: for the elementwise family, each input's derivative alone, as data the
+  transformations apply without a closure: per input `(pushforward, pullback, reads)`, where
+  `pushforward(t, residuals, params, shape, dtype)` is the output's tangent from that input's
+  tangent `t` (broadcast to the output's `shape`, cast to its `dtype`), `pullback(ct,
+  residuals, params, shape, dtype)` that input's cotangent (summed to the input's `shape`,
+  cast to its `dtype`), and `residuals` holds the values `(x, [y, [z]], out)` flagged in
+  `reads` (None for the others). Forward and reverse mode use them where one input (reverse
+  mode: or two) is differentiated (transforms/forward.py, reverse.py); the pullbacks take
+  reverse mode's lazy `Scaled` cotangents (so `scaled_cotangents` must be set);
 - `partials`: for the elementwise family, the partial derivatives as data, one per input:
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
@@ -79,7 +89,7 @@ directly (plain NumPy speed); otherwise the innermost transformation among the
 arguments processes it.
 """
 import warnings
-from types import CodeType
+from types import CodeType, FunctionType
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -123,7 +133,8 @@ class Primitive:
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
-                 "emit_scalar", "scalar_reduction", "adds_at_index", "__weakref__")
+                 "emit_scalar", "scalar_reduction", "adds_at_index", "input_rules",
+                 "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
@@ -134,13 +145,18 @@ class Primitive:
                  family: str = "", fresh_output: bool = False, emit_statements: Callable = None,
                  complex_rules: bool = False, zero_preserving: tuple = (),
                  emit_scalar: Callable = None, scalar_reduction: Callable = None,
-                 adds_at_index: tuple = None):
+                 adds_at_index: tuple = None, input_rules: tuple = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
+        if input_rules is not None and not scaled_cotangents:
+            raise ValueError(f"primitive {name!r}: input_rules pullbacks take Scaled cotangents; "
+                             "set scaled_cotangents=True")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
             raise ValueError(f"primitive {name!r} is differentiable but lacks a jvp or vjp rule")
         self.name, self.impl, self.shape = name, impl, shape
-        self.jvp, self.vjp, self.value_and_vjp = jvp, vjp, value_and_vjp
+        self.jvp = named_closures(jvp, name)
+        self.vjp = named_closures(vjp, name)
+        self.value_and_vjp = named_closures(value_and_vjp, name)
         self.batch, self.emit, self.partials = batch, emit, partials
         self.numpy_functions, self.commutative = tuple(numpy_functions), commutative
         self.python_operator = python_operator
@@ -156,18 +172,30 @@ class Primitive:
         self.zero_preserving = tuple(zero_preserving)
         self.emit_scalar, self.scalar_reduction = emit_scalar, scalar_reduction
         self.adds_at_index = adds_at_index
+        self.input_rules = input_rules and tuple(
+            (named_closures(push, name), named_closures(pull, name), reads)
+            for push, pull, reads in input_rules)
         REGISTRY[name] = self
 
     def __call__(self, *args, **params):
-        # bind(), inlined here because it is the hottest path of the library.
+        # bind(), inlined here because it is the hottest path of the library: the innermost
+        # trace among the arguments processes it (find_top_trace, inlined).
+        top = None
         plain = True
         for a in args:
             if type(a) not in PLAIN_TYPES:
                 if isinstance(a, Tracer):
-                    if len(args) == 1 and a._trace.active:    # find_top_trace's answer
-                        return a._trace.process_primitive(self, args, params)
-                    return find_top_trace(args).process_primitive(self, args, params)
-                plain = False
+                    trace = a._trace
+                    if top is None or trace.level > top.level:
+                        top = trace
+                    elif trace is not top and trace.level == top.level:
+                        return find_top_trace(args)           # raises: an escaped tracer
+                else:
+                    plain = False
+        if top is not None:
+            if not top.active:
+                return find_top_trace(args)                   # raises: an escaped tracer
+            return top.process_primitive(self, args, params)
         if plain:
             return self.impl(*args, **params)
         return self._call_on_other_arrays(args, params)
@@ -194,21 +222,35 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
-def name_pullback(fn: Callable, prim_name: str) -> Callable:
-    """Give a pullback closure the name `<prim>_pullback`, so it reads well in reprs."""
-    fn.__name__ = fn.__qualname__ = f"{prim_name}_pullback"
-    return fn
+def named_closures(rule: Callable, prim_name: str) -> Callable:
+    """`rule` (a rule of the primitive `prim_name`) with the closures its code defines named
+    `pullback` or `pushforward` (and itself, if so named) renamed `<prim>_pullback` or
+    `<prim>_pushforward` in its code. `Primitive` does this once for each of its rules, so a
+    closure a rule makes per call costs nothing to name, and tracebacks (which read the
+    code's name) and reprs say which primitive it belongs to. A copy: rules shared by several
+    primitives keep their own names.
 
+    >>> def vjp(ct):
+    ...     def pullback(x):
+    ...         return x
+    ...     return pullback
+    >>> named_closures(vjp, "sin")(1.0).__name__
+    'sin_pullback'
+    """
+    if not isinstance(rule, FunctionType):
+        return rule
 
-def name_pullbacks(rule: Callable, prim_name: str) -> Callable:
-    """`rule` (a vjp rule of one primitive) with the closures it defines named `pullback`
-    renamed `<prim>_pullback` in its code: done once, where `name_pullback` costs every
-    call, and tracebacks (which read the code's name) show it too."""
     def renamed(code):
         code = code.replace(co_consts=tuple(renamed(c) if isinstance(c, CodeType) else c
                                             for c in code.co_consts))
-        if code.co_name != "pullback":
+        if code.co_name not in ("pullback", "pushforward"):
             return code
-        return code.replace(co_name=f"{prim_name}_pullback", co_qualname=f"{prim_name}_pullback")
-    rule.__code__ = renamed(rule.__code__)
-    return rule
+        name = f"{prim_name}_{code.co_name}"
+        return code.replace(co_name=name, co_qualname=name)
+    code = renamed(rule.__code__)
+    named = FunctionType(code, rule.__globals__, code.co_name, rule.__defaults__, rule.__closure__)
+    named.__kwdefaults__, named.__doc__ = rule.__kwdefaults__, rule.__doc__
+    named.__qualname__ = code.co_qualname if code.co_name != rule.__code__.co_name \
+        else rule.__qualname__
+    named.__dict__.update(rule.__dict__)
+    return named

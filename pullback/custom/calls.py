@@ -36,7 +36,7 @@ import numpy as np
 
 from ..core.arrays import moveaxis, zeros_like_value
 from ..core.engine import Tracer
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..errors import (ArrayConversionError, ConcretizationError, CustomRuleError,
                       InPlaceMutationError, UnsupportedFunctionError)
 from ..ir.staging import CapturedTracer, ShapeNeedsValues, abstract_eval
@@ -185,7 +185,7 @@ def _rule_call_jvp(primals, tangents, rule):
 
 def _rule_call_value_and_vjp(wrt, *values, rule):
     outs, pullback = _vjp_wrt(rule, values, wrt)
-    return outs, name_pullback(pullback, "rule_call")
+    return outs, pullback
 
 
 def _rule_call_batch(values, dims, rule):
@@ -226,7 +226,7 @@ def _custom_vjp_value_and_vjp(wrt, *primals, fun, fwd, bwd, out_count):
 
     def pullback(cts):
         return rule_call(*residuals, *_with_zeros(outs, cts), rule=bwd)
-    return outs, name_pullback(pullback, "custom_vjp_call")
+    return outs, pullback
 
 
 def _custom_vjp_batch(values, dims, fun, fwd, bwd, out_count):
@@ -280,7 +280,7 @@ def _custom_jvp_vjp(wrt, outs, *primals, fun, jvp):
     def pullback(cts):
         selected = iter(rule_call(*primals, *_with_zeros(outs, cts), rule=transposed))
         return [next(selected) if w else ZERO for w in wrt]
-    return name_pullback(pullback, "custom_jvp_call")
+    return pullback
 
 
 def _custom_jvp_batch(values, dims, fun, jvp):

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.arrays import moveaxis, zeros_like_value
 from ..core.engine import Tracer, new_trace
-from ..core.primitive import ZERO, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, ShapeDtype
 from ..errors import LoopTypeError, OutsideStateError
 from ..ir.codegen import compile_program
 from ..ir.passes import eliminate_dead_code, optimize
@@ -601,5 +601,5 @@ def composite_rules(composite, name: str):
             for i, c in zip(positions, back(list(cts))):
                 result[i] = c
             return result
-        return outs, name_pullback(pullback, name)
+        return outs, pullback
     return jvp, value_and_vjp

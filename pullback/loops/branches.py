@@ -20,7 +20,7 @@
 import numpy as np
 
 from ..core.arrays import moveaxis, shape_of, zeros_like_value
-from ..core.primitive import ZERO, Primitive, name_pullback
+from ..core.primitive import ZERO, Primitive
 from ..ir.program import evaluate
 from ..primitives.structural import stop_gradient
 from .loop import indented
@@ -105,7 +105,7 @@ def _switch_value_and_vjp(wrt, *primals, branches, n_consts):
         results = iter(switch(primals[0], *primals[1:], *ct_outs, branches=backward,
                               n_consts=(0,) * len(branches)))
         return [ZERO] + [next(results) if d else ZERO for d in differentiated]
-    return outs, name_pullback(pullback, "switch")
+    return outs, pullback
 
 
 def _backward_branches(branches, n_consts, differentiated, cts_flags):

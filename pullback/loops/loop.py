@@ -25,7 +25,7 @@ Its rules are loops again, so that every mix of modes works and stays rolled:
 import numpy as np
 
 from ..core.arrays import moveaxis, shape_of, zeros, zeros_like_value
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..ir.program import evaluate
 from ..primitives.structural import zeros_source
 from . import schedules
@@ -210,7 +210,7 @@ def _loop_value_and_vjp(wrt, *primals, body, n_consts, n_carry, length, reverse,
                            n_consts=n_consts, n_carry=n_acc + len(ct_carry), length=length,
                            reverse=not reverse, checkpoints=checkpoints)
         return _input_cotangents(results, wrt_body, n_consts, n_carry, n_acc, len(ct_carry))
-    return outs, name_pullback(pullback, "loop")
+    return outs, pullback
 
 
 def _input_cotangents(results, wrt_body, n_consts, n_carry, n_acc, n_ct_carry):
@@ -355,8 +355,7 @@ def _record_jvp(primals, tangents, **params):
 
 def _record_value_and_vjp(wrt, *primals, **params):
     outs, pullback = _loop_value_and_vjp(wrt, *primals, **params)
-    return list(outs) + [_boxed(Tape())], name_pullback(lambda cts: pullback(cts[:-1]),
-                                                        "loop_record")
+    return list(outs) + [_boxed(Tape())], lambda cts: pullback(cts[:-1])
 
 
 def _record_batch(values, dims, **params):

@@ -22,7 +22,7 @@ runs `carry = body(*body_consts, *carry)` while `cond(*cond_consts, *carry)` is 
 import numpy as np
 
 from ..core.arrays import moveaxis, shape_of, zeros, zeros_like_value
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..core.engine import Tracer
 from ..errors import LoopTypeError
 from ..ir.staging import StagingTracer
@@ -187,7 +187,7 @@ def _recorded_vjp(wrt, primals, cond, body, n_cond, n_body, checkpoints):
 
 def _while_value_and_vjp(wrt, *primals, **params):
     results, pullback = _recorded_vjp(wrt, primals, **params)
-    return results[:-1], name_pullback(pullback, "while_loop")
+    return results[:-1], pullback
 
 
 class Tape:
@@ -239,7 +239,7 @@ def _record_jvp(primals, tangents, **params):
 
 def _record_value_and_vjp(wrt, *primals, **params):
     results, pullback = _recorded_vjp(wrt, primals, **params)
-    return results, name_pullback(lambda cts: pullback(cts[:-1]), "while_record")
+    return results, lambda cts: pullback(cts[:-1])
 
 
 def _record_batch(values, dims, *, cond, body, n_cond, n_body, checkpoints):

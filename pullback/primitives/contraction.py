@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core import arrays
 from ..core.arrays import dtype_of, moveaxis, shape_of
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .families import batch_elementwise, unbroadcast
 from .structural import convert, transpose
 
@@ -54,7 +54,7 @@ def _matmul_vjp(wrt, out, a, b):
     def pullback(ct):
         return (unbroadcast(matmul(ct, adjoint(b)), a) if wrt[0] else ZERO,
                 unbroadcast(matmul(adjoint(a), ct), b) if wrt[1] else ZERO)
-    return name_pullback(pullback, "matmul")
+    return pullback
 
 
 def _matmul_batch(values, dims):
@@ -132,7 +132,7 @@ def _einsum_vjp(wrt, out, *operands, spec):
     def pullback(ct):
         return tuple(_einsum_operand_cotangent(ct, operands, i, spec) if w else ZERO
                      for i, w in enumerate(wrt))
-    return name_pullback(pullback, "einsum")
+    return pullback
 
 
 def _einsum_batch(values, dims, spec):

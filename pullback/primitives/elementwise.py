@@ -14,7 +14,7 @@ import numpy as np
 from . import scipy_special as sp
 
 from ..core.arrays import dtype_of, shape_of
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .families import (batch_elementwise, call_emitter, constant, elementwise, elementwise_shape,
                        for_reading, linear, ufunc_emitter, ufunc_scalar, unbroadcast)
 
@@ -298,7 +298,7 @@ def _where_vjp(wrt, out, condition, x, y):
         return (ZERO,
                 unbroadcast(where(condition, ct, 0.0), x) if wrt[1] else ZERO,
                 unbroadcast(where(condition, 0.0, ct), y) if wrt[2] else ZERO)
-    return name_pullback(pullback, "where")
+    return pullback
 
 
 where = Primitive("where", np.where, shape=elementwise_shape(np.where), jvp=_where_jvp,

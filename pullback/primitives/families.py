@@ -23,7 +23,7 @@ import numpy as np
 from . import scipy_special as sp
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullbacks
+from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..transforms.cotangents import LazyCotangent
 from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
@@ -236,6 +236,26 @@ def _scaler(partial, residuals):
     return scale
 
 
+def _input_rules(scale, reads):
+    """One input's `(pushforward, pullback, reads)` of an elementwise primitive (see
+    `Primitive.input_rules`): the derivative times the partial derivative, broadcast to the
+    output or un-broadcast to the input."""
+    def pushforward(t, residuals, params, shape, dtype):
+        t = scale(t, residuals, params)
+        if t.shape != shape:
+            t = np.broadcast_to(t, shape)    # a primitive on tracers
+        if t.dtype != dtype:                 # SciPy promotions, real functions of complex z
+            t = cast(t, dtype)
+        return t
+
+    def pullback(ct, residuals, params, shape, dtype):
+        ct = scale(ct, residuals, params)
+        if ct.shape != shape or ct.dtype != dtype:
+            ct = unbroadcast_to(ct, shape, dtype)
+        return ct
+    return pushforward, pullback, reads
+
+
 def _stand_in(value):
     """What a pullback keeps of an input it does not read: its shape and dtype."""
     return ShapeDtype(value.shape, value.dtype) if hasattr(value, "dtype") else value
@@ -347,7 +367,9 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
 
     ufuncs = tuple(f for f in (ufunc, *aliases) if isinstance(f, np.ufunc))
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp,
-                     vjp=name_pullbacks(vjp, name),
+                     vjp=vjp,
+                     input_rules=tuple(_input_rules(scale, read)
+                                       for scale, read in zip(scales, reads)),
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
                      emit=emit or (ufunc_emitter(ufunc) if ufuncs else None),
@@ -407,7 +429,7 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
             return (transpose(ct, x, **params),)
         return pullback
 
-    prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=name_pullbacks(vjp, name), batch=batch,
+    prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch,
                      emit=emit,
                      family=family, fresh_output=fresh_output, transpose_kind=transpose_kind,
                      sparsity=sparsity, complex_rules=complex_rules, domain=domain,
@@ -447,7 +469,7 @@ def derivatives_from(composite, name):
             return tuple(cts)
         return pullback
 
-    return {"jvp": jvp, "vjp": name_pullbacks(vjp, name)}
+    return {"jvp": jvp, "vjp": vjp}
 
 
 # --------------------------------------------------------------------- batching

@@ -48,7 +48,7 @@ from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
 from ..core.indexing import Slice
 from ..core.numbers import complex_error
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
+from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .contraction import adjoint, matmul, swap_last
 from .elementwise import conjugate, equal, imag, real, sign, where
 from .families import (batch_elementwise, batch_stacked, constant, eager_call, for_reading,
@@ -167,7 +167,7 @@ def _inv_vjp(wrt, out, a):
 
     def pullback(ct):
         return (-matmul(out_t, matmul(ct, out_t)),)
-    return name_pullback(pullback, "inv")
+    return pullback
 
 
 inv = Primitive("inv", np.linalg.inv, shape=_same_shape, jvp=_inv_jvp, vjp=_inv_vjp,
@@ -198,7 +198,7 @@ def _solve_vjp(wrt, out, a, b):
         ct_b = solve(adjoint(a), ct)
         return (unbroadcast(-matmul(ct_b, adjoint(out)), a) if wrt[0] else ZERO,
                 unbroadcast(ct_b, b) if wrt[1] else ZERO)
-    return name_pullback(pullback, "solve")
+    return pullback
 
 
 def _solve_batch(values, dims):
@@ -281,7 +281,7 @@ def _triangular_solve_vjp(wrt, out, a, b, lower, trans):
             ct_op = matmul(out, adjoint(ct_b)) if trans else matmul(ct_b, adjoint(out))
             ct_a = unbroadcast(where(_triangle_mask(a, lower), -ct_op, 0.0), a)
         return ct_a, unbroadcast(ct_b, b) if wrt[1] else ZERO
-    return name_pullback(pullback, "triangular_solve")
+    return pullback
 
 
 triangular_solve = Primitive(
@@ -344,7 +344,7 @@ def _adjugate_derivative(a, t, transposed=False):
 def _adjugate_vjp(wrt, out, a):
     def pullback(ct):
         return (_adjugate_derivative(a, ct, transposed=True),)
-    return name_pullback(pullback, "adjugate")
+    return pullback
 
 
 @for_reading
@@ -387,7 +387,7 @@ def _det_jvp(primals, tangents):
 def _det_vjp(wrt, out, a):
     def pullback(ct):
         return (_per_matrix(ct) * _cofactors(a),)
-    return name_pullback(pullback, "det")
+    return pullback
 
 
 det = Primitive("det", np.linalg.det,
@@ -440,7 +440,7 @@ def _slogdet_vjp(wrt, out, a):
                 - 1j * real(1j * out[0] * ct_sign)
         b, exists = _invertible_stand_in(a, out[0])
         return (_per_matrix(h * exists) * adjoint(inv(b)),)
-    return name_pullback(pullback, "slogdet")
+    return pullback
 
 
 slogdet = Primitive(
@@ -472,7 +472,7 @@ def _cholesky_vjp(wrt, out, a):
         left = _lower_solve_herm(out, phi)                                       # l^-H phi
         s_bar = _herm(_lower_solve_herm(out, _herm(left)))                       # .. l^-1
         return (_symmetric_from_lower_transpose(s_bar),)
-    return name_pullback(_conjugated(pullback), "cholesky")
+    return _conjugated(pullback)
 
 
 cholesky = Primitive("cholesky", np.linalg.cholesky, shape=_same_shape, jvp=_cholesky_jvp,
@@ -546,7 +546,7 @@ def _eigh_vjp(wrt, out, a, lower):
             inner = term if inner is ZERO else inner + term
         ct_a = _symmetric_from_lower_transpose(matmul(v, matmul(inner, _herm(v))))
         return (ct_a if lower else _herm(ct_a),)
-    return name_pullback(pullback, "eigh")
+    return pullback
 
 
 eigh = Primitive(
@@ -632,7 +632,7 @@ def _eig_vjp(wrt, out, a):
             inner = term if inner is ZERO else inner + term
         ct_a = solve(swap_last(v), matmul(inner, swap_last(v)))
         return (ct_a if _is_complex(a) else real(ct_a),)
-    return name_pullback(pullback, "eig")
+    return pullback
 
 
 @for_reading
@@ -770,7 +770,7 @@ def _svd_vjp(wrt, out, a):
                 extra = term if extra is ZERO else extra + term
         ct_a = matmul(u, matmul(inner, vh))
         return (ct_a if extra is ZERO else ct_a + extra,)
-    return name_pullback(_conjugated(hermitian_pullback), "svd")
+    return _conjugated(hermitian_pullback)
 
 
 svd = Primitive("svd", lambda a: tuple(np.linalg.svd(a, full_matrices=False)),
@@ -797,7 +797,7 @@ def _svdvals_vjp(wrt, out, a):
 
     def pullback(ct):
         return (matmul(_conj(u) * _as_row(ct), _conj(vh)),)
-    return name_pullback(pullback, "svdvals")
+    return pullback
 
 
 svdvals = Primitive("svdvals", lambda a: np.linalg.svd(a, compute_uv=False),
@@ -858,7 +858,7 @@ def _qr_vjp(wrt, out, a):
             g = g + _imaginary_diagonal(b)
         d_bar = matmul(q, g) if ct_q is ZERO else ct_q + matmul(q, g)
         return (_right_solve_upper(d_bar, r, 1),)
-    return name_pullback(_conjugated(pullback), "qr")
+    return _conjugated(pullback)
 
 
 def _qr_shape(a):
@@ -912,7 +912,7 @@ def _pinv_vjp(wrt, out, a, rcond):
         return (-matmul(x_t, matmul(ct, x_t))
                 + _conj(matmul(matmul(left, ct_t), matmul(x, x_h))
                         + matmul(matmul(x_h, x), matmul(ct_t, right))),)
-    return name_pullback(pullback, "pinv")
+    return pullback
 
 
 pinv = Primitive(
@@ -1056,7 +1056,7 @@ def _lu_factor_vjp(wrt, out, a):
             ct_b = concatenate(ct_b, ct_b2, axis=last - 1 if m > n else last)
         p = permutation_matrix(pivots_to_permutation(piv, rows=m), dtype_of(a))
         return (matmul(adjoint(p), ct_b),)
-    return name_pullback(pullback, "lu_factor")
+    return pullback
 
 
 def _lu_factor_impl(a):
@@ -1095,7 +1095,7 @@ def _sylvester_vjp(wrt, out, a, b, q):
         return (unbroadcast(-matmul(y, adjoint(out)), a) if wrt[0] else ZERO,
                 unbroadcast(-matmul(adjoint(out), y), b) if wrt[1] else ZERO,
                 unbroadcast(y, q) if wrt[2] else ZERO)
-    return name_pullback(pullback, "sylvester")
+    return pullback
 
 
 def _sylvester_impl(a, b, q):
@@ -1130,7 +1130,7 @@ def _sqrtm_vjp(wrt, out, a):
     def pullback(ct):
         out_t = adjoint(out)
         return (sylvester(out_t, out_t, ct),)
-    return name_pullback(pullback, "sqrtm")
+    return pullback
 
 
 def _sqrtm_jvp(primals, tangents):
@@ -1172,7 +1172,7 @@ def _matrix_function(name, impl, domain):
     def vjp(wrt, out, a):
         def pullback(ct):
             return (frechet(prim, adjoint(a), ct),)
-        return name_pullback(pullback, name)
+        return pullback
 
     prim = Primitive(name, impl, shape=_same_shape, jvp=jvp, vjp=vjp,
                      batch=lambda v, d: batch_stacked(prim, v, d), family="linalg",

@@ -11,7 +11,7 @@ import numpy as np
 from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
 from ..core.indexing import Slice
-from ..core.primitive import Primitive, ShapeDtype, name_pullback
+from ..core.primitive import Primitive, ShapeDtype
 from .elementwise import equal, where
 from .families import (batch_along_axis, batch_by_loop, batch_reduction, call_emitter,
                        constant, derivatives_from, linear)
@@ -84,7 +84,7 @@ def _extremum(name, impl):
         def pullback(ct):
             hits = _extremum_hits(x, out, axis, keepdims)
             return (hits * (keep_dims(ct, x, axis, keepdims) / _count(hits, x, axis, True)),)
-        return name_pullback(pullback, name)
+        return pullback
 
     prim = Primitive(name, lambda x, axis, keepdims: impl(x, axis=axis, keepdims=keepdims),
                      shape=_reduction_shape, jvp=jvp, vjp=vjp, family="reduction",
@@ -143,7 +143,7 @@ def _prod_jvp(primals, tangents, axis, keepdims):
 def _prod_vjp(wrt, out, x, axis, keepdims):
     def pullback(ct):
         return (keep_dims(ct, x, axis, keepdims) * product_of_others(x, axis),)
-    return name_pullback(pullback, "prod")
+    return pullback
 
 
 prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),

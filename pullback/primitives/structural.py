@@ -12,7 +12,7 @@ import numpy as np
 from ..core.arrays import (arange, dtype_of, full, moveaxis, padded_embedding, shape_of, zeros,
                            zeros_like_value)
 from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
-from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback, name_pullbacks
+from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .elementwise import equal, where
 from .families import (batch_by_loop, batch_size, constant, for_reading, linear, source,
                        unbroadcast)
@@ -216,7 +216,7 @@ def _embed_statements(targets, args, code, index, shape):
 
 getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
                     shape=_getitem_shape, jvp=_getitem_jvp,
-                    vjp=name_pullbacks(_getitem_vjp, "getitem"),
+                    vjp=_getitem_vjp,
                     batch=_getitem_batch, emit=_getitem_emit, scaled_cotangents=True,
                     transpose_kind="embedding", sparsity="gather",
                     family="structural", complex_rules=True)
@@ -238,7 +238,7 @@ def _embed_impl(values, *arrays, index, shape):
 def _embed_vjp(wrt, out, values, *arrays, index, shape):
     def pullback(ct):
         return (getitem(ct, *arrays, index=index),) + (ZERO,) * len(arrays)
-    return name_pullback(pullback, "embed")
+    return pullback
 
 
 def _embed_batch(values, dims, index, shape):
@@ -287,7 +287,7 @@ def _scatter_add_vjp(wrt, out, x, updates, *arrays, index):
         return (ct if wrt[0] else ZERO,
                 unbroadcast(getitem(ct, *arrays, index=index), updates) if wrt[1] else ZERO,
                 *(ZERO,) * len(arrays))
-    return name_pullback(pullback, "scatter_add")
+    return pullback
 
 
 def _with_rank(shape, rank):
@@ -356,7 +356,7 @@ def _scatter_set_vjp(wrt, out, x, updates, *arrays, index):
             ct_updates = unbroadcast(ct_updates, updates)
         return (scatter_set(ct, 0.0, *arrays, index=index) if wrt[0] else ZERO, ct_updates,
                 *(ZERO,) * len(arrays))
-    return name_pullback(pullback, "scatter_set")
+    return pullback
 
 
 scatter_set = Primitive("scatter_set", _scatter_set_impl,
@@ -394,7 +394,7 @@ def _concatenate_vjp(wrt, out, *xs, axis):
                 cts.append(ZERO)
             start = stop
         return tuple(cts)
-    return name_pullback(pullback, "concatenate")
+    return pullback
 
 
 def _concatenate_batch(values, dims, axis):
@@ -423,7 +423,7 @@ def _pad_vjp(wrt, out, x, pad_width, constant_value):
         index = tuple(Slice(before, before + n, None)
                       for (before, _), n in zip(pad_width, shape_of(x)))
         return (getitem(ct, index=index),)
-    return name_pullback(pullback, "pad")
+    return pullback
 
 
 def _pad_impl(x, pad_width, constant_value):

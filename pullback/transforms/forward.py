@@ -9,11 +9,11 @@ never materialised; a primitive whose tangent comes out `ZERO` returns a plain
 """
 from typing import Callable
 
-from ..core.boundary import differentiable_input, matching_tree, split_aux
+from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import zeros_like_value
 from ..core.numbers import refuse_complex
-from ..core.primitive import ZERO
+from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
 from ..tree import flatten, tree_map, unflatten
 
@@ -34,6 +34,48 @@ class JVPTrace(Trace):
     __slots__ = ()
 
     def process_primitive(self, primitive, args, params):
+        rules = primitive.input_rules
+        if rules is not None:
+            # Elementwise with one input carrying a tangent here (the common case): its rule
+            # as data, no jvp rule call.
+            if len(args) == 1:
+                (tracer,) = args              # bound by its own trace: ours
+                x = tracer.primal
+                if not primitive.complex_rules:
+                    refuse_complex(args, primitive)
+                out = primitive.impl(x, **params) if type(x) in PLAIN_TYPES \
+                    else primitive(x, **params)
+                pushforward = rules[0][0]
+                residuals = (x, out)
+            elif len(args) == 2:
+                x, y = args
+                if type(x) is JVPTracer and x._trace is self:
+                    if type(y) is JVPTracer and y._trace is self:
+                        return self.apply_jvp(primitive, args, params)
+                    tracer = x
+                    x = x.primal
+                    pushforward = rules[0][0]
+                elif type(y) is JVPTracer and y._trace is self:
+                    tracer = y
+                    y = y.primal
+                    pushforward = rules[1][0]
+                else:
+                    return self.apply_jvp(primitive, args, params)
+                if not primitive.complex_rules:
+                    refuse_complex((x, y), primitive)
+                out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
+                    and type(y) in PLAIN_TYPES else primitive(x, y, **params)
+                residuals = (x, y, out)
+            else:
+                return self.apply_jvp(primitive, args, params)
+            tangent_out = pushforward(tracer.tangent, residuals, params, out.shape, out.dtype)
+            if isinstance(tangent_out, Tracer) and observer() is not None:     # staged: name it
+                observer().name_like(tangent_out, out, "_dot")
+            return JVPTracer(self, out, tangent_out)
+        return self.apply_jvp(primitive, args, params)
+
+    def apply_jvp(self, primitive, args, params):
+        """Process any primitive with its jvp rule."""
         primals, tangents = [], []
         for a in args:
             if type(a) is JVPTracer and a._trace is self:
@@ -61,9 +103,22 @@ class JVPTrace(Trace):
 
     def unwrap(self, value):
         """(primal, tangent) of a value returned by the traced function."""
-        if isinstance(value, JVPTracer) and value._trace is self:
+        if type(value) is JVPTracer and value._trace is self:
             return value.primal, value.tangent
         return value, ZERO
+
+    def outputs(self, outs):
+        """(primals, tangents) of the values the traced function returned, zeros (arrays)
+        for the tangents of constants."""
+        primals, tangents = [], []
+        for o in outs:
+            if type(o) is JVPTracer and o._trace is self:
+                primals.append(o.primal)
+                tangents.append(o.tangent)
+            else:
+                primals.append(o)
+                tangents.append(zeros_like_value(o))
+        return primals, tangents
 
     def strip(self, value):
         """The primal of a value returned by the traced function (auxiliary outputs)."""
@@ -102,24 +157,22 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
         raise TangentError("pushforward(f, primals, tangents) takes primals and tangents as "
                            "tuples, one entry per argument of f: e.g. pushforward(f, (x,), (v,)).")
     primal_leaves, treedef = flatten(tuple(primals))
-    primal_leaves = [differentiable_input(p, f"primal leaf {i}")
-                     for i, p in enumerate(primal_leaves)]
+    primal_leaves = differentiable_inputs(primal_leaves, "primal")
     tangent_leaves = matching_tree(tuple(tangents), primal_leaves, treedef, TangentError,
                                    "tangent", "primal")
     with jvp_trace() as trace:
         inputs = [JVPTracer(trace, p, t) for p, t in zip(primal_leaves, tangent_leaves)]
-        result = f(*unflatten(treedef, inputs))
-        out, aux = split_aux(result, has_aux)
+        out, aux = split_aux(f(*unflatten(treedef, inputs)), has_aux)
         out_leaves, out_treedef = flatten(out)
-        pairs = [trace.unwrap(o) for o in out_leaves]
-        aux = tree_map(trace.strip, aux)
-    out = unflatten(out_treedef, [p for p, _ in pairs])
-    tangent_leaves = [zeros_like_value(p) if t is ZERO else t for p, t in pairs]
+        primals_out, tangents_out = trace.outputs(out_leaves)
+        if has_aux:
+            aux = tree_map(trace.strip, aux)
     watcher = observer()
     if watcher is not None:
-        for t, (p, _) in zip(tangent_leaves, pairs):
+        for t, p in zip(tangents_out, primals_out):
             watcher.name_like(t, p, "_dot")
-    tangent_out = unflatten(out_treedef, tangent_leaves)
+    out = unflatten(out_treedef, primals_out)
+    tangent_out = unflatten(out_treedef, tangents_out)
     return (out, tangent_out, aux) if has_aux else (out, tangent_out)
 
 

@@ -1,12 +1,21 @@
 """Reverse mode: record a tape while `f` runs, then pull cotangents back through it.
 
-A `ReverseTracer` holds a value and the index of the tape entry that produced it.
-Each tape entry is `(pullback, parents, n_results, scaled, output)`: the primitive's
-named pullback closure (built by its `vjp` rule, or with the output by its
-`value_and_vjp` rule, closing over its residuals), the tape indices of the inputs that
-are traced at this level, the number of outputs (0: one, not a list), whether the
-pullback accepts `Scaled` cotangents, and the output (kept only while staging, to name
-derivative code). Input leaves have no entry.
+A `ReverseTracer` holds a value and the index of the tape entry that produced it. The
+tape's first entries are the input leaves (None); every bind appends one entry, of two
+kinds:
+
+- data, for an elementwise primitive with one or two inputs traced at this level (most
+  binds): `(pullback, parent, residuals, params, shape, dtype)`, and for a second traced
+  input `(..., pullback_y, parent_y, shape_y, dtype_y)` after it: each input's rule from
+  the primitive's `input_rules` (made once per primitive), the tape index of the input, the
+  residuals its rules read, the parameters, the input's shape and dtype. No closure and no
+  rule call per bind;
+- a closure for any other: `(pullback, parents, n_results, scaled, output)`: the
+  primitive's pullback closure (built by its `vjp` rule, or with the output by its
+  `value_and_vjp` rule, closing over its residuals), the tape indices of its inputs traced
+  at this level (None for the others), the number of outputs (0: one, not a list), whether
+  the pullback accepts `Scaled` cotangents, and the output (kept only while staging, to
+  name derivative code: a staging trace records every bind this way).
 
 `backward` sweeps the tape once in reverse order (the order of recording is a
 topological order), so it needs no graph search. It can run any number of times
@@ -18,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.boundary import differentiable_input, matching_tree, split_aux
+from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import WRITABLE_TYPES, writable_in_place, zeros_like_value
 from ..core.numbers import refuse_complex
@@ -51,24 +60,82 @@ class ReverseTrace(Trace):
         # a value lives only as long as some pullback needs it.
         self.hints = observer() is not None
 
-    def new_leaf(self, value):
-        self.tape.append(None)
-        return ReverseTracer(self, value, len(self.tape) - 1)
+    def new_leaves(self, values):
+        """Tracers of `values`, the leaves of the tape: its first entries (they have none)."""
+        tape = self.tape
+        start = len(tape)
+        tape.extend([None] * len(values))
+        return [ReverseTracer(self, v, start + k) for k, v in enumerate(values)]
 
     def process_primitive(self, primitive, args, params):
-        values, parents, wrt = [], [], []
-        plain = True             # every value NumPy's own: call impl without binding again
-        for a in args:
-            if type(a) is ReverseTracer and a._trace is self:
-                parents.append(a.node)
-                wrt.append(True)
-                a = a.value
+        rules = primitive.input_rules
+        if rules is None or self.hints:
+            return self.record(primitive, args, params)
+        # Elementwise with one input traced here (the common case): the entry is data.
+        if len(args) == 1:
+            (tracer,) = args                  # bound by its own trace: ours
+            x = tracer.value
+            if not primitive.complex_rules:
+                refuse_complex(args, primitive)
+            out = primitive.impl(x, **params) if type(x) in PLAIN_TYPES \
+                else primitive(x, **params)
+            _, pullback, (read_x, read_out) = rules[0]
+            residuals = (x if read_x else None, out if read_out else None)
+        elif len(args) == 2:
+            x, y = args
+            other = None                      # the tracer of y when both inputs are traced here
+            if type(x) is ReverseTracer and x._trace is self:
+                tracer = x
+                x = x.value
+                _, pullback, (read_x, read_y, read_out) = rules[0]
+                if type(y) is ReverseTracer and y._trace is self:
+                    other = y
+                    y = y.value
+                    _, pullback_y, (read_x_too, read_y_too, read_out_too) = rules[1]
+                    read_x, read_y = read_x or read_x_too, read_y or read_y_too
+                    read_out = read_out or read_out_too
+            elif type(y) is ReverseTracer and y._trace is self:
+                tracer = y
+                y = y.value
+                _, pullback, (read_x, read_y, read_out) = rules[1]
             else:
-                parents.append(None)
-                wrt.append(False)
-            values.append(a)
-            if type(a) not in PLAIN_TYPES:
-                plain = False
+                return self.record(primitive, args, params)
+            if not primitive.complex_rules:
+                refuse_complex((x, y), primitive)
+            out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
+                and type(y) in PLAIN_TYPES else primitive(x, y, **params)
+            residuals = (x if read_x else None, y if read_y else None, out if read_out else None)
+            if other is not None:
+                tape = self.tape
+                tape.append((pullback, tracer.node, residuals, params, tracer.shape, tracer.dtype,
+                             pullback_y, other.node, other.shape, other.dtype))
+                return ReverseTracer(self, out, len(tape) - 1)
+        else:
+            return self.record(primitive, args, params)
+        tape = self.tape
+        tape.append((pullback, tracer.node, residuals, params, tracer.shape, tracer.dtype))
+        return ReverseTracer(self, out, len(tape) - 1)
+
+    def record(self, primitive, args, params):
+        """Bind any primitive: its entry holds the pullback closure its rule builds."""
+        if len(args) == 1:                    # bound by its own trace: ours
+            (a,) = args
+            values, parents, wrt = [a.value], [a.node], [True]
+            plain = type(a.value) in PLAIN_TYPES
+        else:
+            values, parents, wrt = [], [], []
+            plain = True         # every value NumPy's own: call impl without binding again
+            for a in args:
+                if type(a) is ReverseTracer and a._trace is self:
+                    parents.append(a.node)
+                    wrt.append(True)
+                    a = a.value
+                else:
+                    parents.append(None)
+                    wrt.append(False)
+                values.append(a)
+                if type(a) not in PLAIN_TYPES:
+                    plain = False
         if not primitive.complex_rules and primitive.differentiable:
             refuse_complex(values, primitive)
         if primitive.value_and_vjp is not None:
@@ -94,20 +161,26 @@ class ReverseTrace(Trace):
 
     def strip(self, value):
         """The value of a value returned by the traced function (auxiliary outputs)."""
-        return value.value if self.node_of(value) is not None else value
+        return value.value if type(value) is ReverseTracer and value._trace is self else value
 
-    def node_of(self, value):
-        """The tape reference of a value returned by the traced function (None: a constant)."""
-        if isinstance(value, ReverseTracer) and value._trace is self:
-            return value.node
-        return None
+    def outputs(self, outs):
+        """(tape references, values) of the values the traced function returned (reference
+        None: a constant)."""
+        nodes, values = [], []
+        for o in outs:
+            if type(o) is ReverseTracer and o._trace is self:
+                nodes.append(o.node)
+                values.append(o.value)
+            else:
+                nodes.append(None)
+                values.append(o)
+        return nodes, values
 
 
-def backward(tape, seeds):
-    """Pull the cotangents `seeds` (pairs of tape reference and cotangent) back to the leaves.
-
-    Returns the list of accumulated cotangents indexed by tape position (`None`
-    where nothing arrived); only the leaves' entries are meaningful.
+def backward(tape, seeds, n_leaves):
+    """Pull the cotangents `seeds` (pairs of tape reference and cotangent) back to the leaves,
+    the first `n_leaves` entries of the tape: returns their cotangents (`None` where nothing
+    arrived).
 
     Cotangents are summed into arrays this sweep allocated itself ("owned"), in
     place; an array handed to a pullback is no longer owned (pullbacks may pass
@@ -121,25 +194,33 @@ def backward(tape, seeds):
     cotangents = accumulator.cotangents
     watcher = observer()
     owned = accumulator.owned
-    for i in range(len(tape) - 1, -1, -1):
+    for i in range(len(tape) - 1, n_leaves - 1, -1):
         ct = cotangents[i]
         if ct is None:
             continue
         entry = tape[i]
-        if entry is None:
-            continue
-        pullback, parents, _, scaled, out = entry
-        if type(ct) is np.ndarray:           # the common case of `_Accumulator.take`, inline
+        data = len(entry) != 5
+        if type(ct) is np.ndarray or isinstance(ct, Tracer):    # `_Accumulator.take`, inline
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
         else:
-            ct = accumulator.take(i, scaled)
+            ct = accumulator.take(i, data or entry[3])
         if watcher is not None:
-            watcher.derivative_of(out)
+            watcher.derivative_of(None if data else entry[4])
             if not isinstance(ct, (LazyCotangent, list)):
-                watcher.name_like(ct, out, "_bar")
-        for ref, c in zip(parents, pullback(ct)):
+                watcher.name_like(ct, None if data else entry[4], "_bar")
+        if data:                             # the pullbacks of one input or two, as data
+            ref = entry[1]
+            c = entry[0](ct, entry[2], entry[3], entry[4], entry[5])
+            if type(ref) is int and cotangents[ref] is None:
+                cotangents[ref] = c
+            else:
+                accumulator.add(ref, c)
+            if len(entry) == 10:
+                accumulator.add(entry[7], entry[6](ct, entry[2], entry[3], entry[8], entry[9]))
+            continue
+        for ref, c in zip(entry[1], entry[0](ct)):
             if ref is not None and c is not ZERO:
                 if type(ref) is int and cotangents[ref] is None:   # the first to arrive
                     cotangents[ref] = c
@@ -147,6 +228,7 @@ def backward(tape, seeds):
                     accumulator.add(ref, c)
     if watcher is not None:
         watcher.derivative_of(None)
+    del cotangents[n_leaves:]
     for i, ct in enumerate(cotangents):          # the leaves' cotangents: arrays of their own
         if ct is None:
             continue
@@ -189,6 +271,9 @@ class _Accumulator:
         if old is None:
             self.cotangents[ref] = ct
             return
+        if isinstance(old, Tracer) and isinstance(ct, Tracer):    # nested: traced, functional
+            self.cotangents[ref] = old + ct
+            return
         if isinstance(old, LazyCotangent):
             old, ct = ct, old                    # keep the lazy one second
         if not (_in_place(old) and _in_place(ct)):   # tracers, NumPy scalars: functional
@@ -226,17 +311,15 @@ def vjp_flat(fn, primals):
     primal, `ZERO` where the outputs do not depend on it. For rules: no checks.
     """
     with reverse_trace() as trace:
-        leaves = [trace.new_leaf(p) for p in primals]
-        outs = fn(*leaves)
-        nodes = [trace.node_of(o) for o in outs]
-        values = [o if n is None else o.value for o, n in zip(outs, nodes)]
+        nodes, values = trace.outputs(fn(*trace.new_leaves(primals)))
     tape = trace.tape
-    del trace, leaves, outs
+    n_primals = len(primals)
+    del trace
 
     def back(cts):
         seeds = [(n, c) for n, c in zip(nodes, cts) if n is not None and c is not ZERO]
-        accumulated = backward(tape, seeds) if seeds else [None] * len(primals)
-        return [ZERO if accumulated[i] is None else accumulated[i] for i in range(len(primals))]
+        accumulated = backward(tape, seeds, n_primals) if seeds else [None] * n_primals
+        return [ZERO if c is None else c for c in accumulated]
     return values, back
 
 
@@ -272,23 +355,21 @@ def recorded_pullback(f: Callable, *primals, has_aux: bool = False):
     """`pullback` without its private copies, for callers that pull back before anyone can
     modify the arrays involved (grad, jacrev, hvp ...)."""
     primal_leaves, treedef = flatten(primals)
-    primal_leaves = [differentiable_input(p, f"primal leaf {i}")
-                     for i, p in enumerate(primal_leaves)]
+    primal_leaves = differentiable_inputs(primal_leaves, "primal")
     with reverse_trace() as trace:
-        inputs = [trace.new_leaf(p) for p in primal_leaves]
-        result = f(*unflatten(treedef, inputs))
-        out, aux = split_aux(result, has_aux)
+        out, aux = split_aux(f(*unflatten(treedef, trace.new_leaves(primal_leaves))), has_aux)
         out_leaves, out_treedef = flatten(out)
-        nodes = [trace.node_of(o) for o in out_leaves]
-        out_values = [o if n is None else o.value for o, n in zip(out_leaves, nodes)]
-        aux = tree_map(trace.strip, aux)
+        nodes, out_values = trace.outputs(out_leaves)
+        if has_aux:
+            aux = tree_map(trace.strip, aux)
     tape = trace.tape
-    del trace, inputs, result, out, out_leaves
+    del trace, out, out_leaves
 
     def back(cotangent):
         cts = matching_tree(cotangent, out_values, out_treedef, CotangentError,
                             "cotangent", "output")
-        accumulated = backward(tape, [(n, c) for n, c in zip(nodes, cts) if n is not None])
+        accumulated = backward(tape, [(n, c) for n, c in zip(nodes, cts) if n is not None],
+                               len(primal_leaves))
         cts_in = [zeros_like_value(p) if c is None else c for p, c in zip(primal_leaves, accumulated)]
         watcher = observer()
         if watcher is not None:
