@@ -302,3 +302,24 @@ def test_item1_unit_step_stores_loop_over_their_output_without_reading_it():
         for got, expected in zip(compiled(*args), compile_program(program, "f")(*args)):
             assert np.array_equal(np.signbit(got), np.signbit(expected)
                                   | np.isnan(expected) & np.signbit(got))
+
+
+def test_item3_a_failed_numba_import_is_reported_once_and_jit_runs_the_numpy_code(monkeypatch):
+    """Numba installed but failing to import (here: blocked in sys.modules): one
+    FusedTierWarning naming the import error for the process, not a silent fallback per
+    group; every jitted function keeps its NumPy code and values."""
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.setattr(fused, "_imported", [])
+    monkeypatch.setattr(fused, "_installed", [True])         # found on the path
+    x = np.linspace(0.0, 1.0, 5)
+    functions = [pullback.jit(lambda x: np.sum(np.sin(x) * 2.0 + x)),
+                 pullback.jit(pullback.grad(lambda x: np.sum(np.cos(x) * x)))]
+    with pytest.warns(fused.FusedTierWarning, match="import numba` failed with ModuleNotFoundError: import of numba halted") \
+            as caught:
+        for f in functions:
+            for _ in range(3):
+                f(x)
+    assert len(caught) == 1
+    for f in functions:
+        assert not hasattr(next(iter(f.cache.values())).fast, "kernels")
+    np.testing.assert_allclose(functions[1](x), np.cos(x) - x * np.sin(x), rtol=1e-12)

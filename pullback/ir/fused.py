@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -64,6 +65,32 @@ def _numba_installed():
     if not _installed:
         _installed.append(importlib.util.find_spec("numba") is not None)
     return _installed[0]
+
+
+class FusedTierWarning(RuntimeWarning):
+    """The fused tier is off in this process although Numba is installed: importing it failed."""
+
+
+_imported = []           # once tried: [None], or [the error importing Numba raised]
+_import_lock = threading.Lock()
+
+
+def _numba_imports() -> bool:
+    """Whether `import numba` works; tried once per process, and where it fails (a
+    broken install, a module of the same name as one Numba needs on sys.path) one
+    FusedTierWarning names the error, and jit keeps running its NumPy code."""
+    with _import_lock:
+        if not _imported:
+            try:
+                import numba  # noqa: F401
+                _imported.append(None)
+            except Exception as error:       # noqa: BLE001 -- any failure: report, fall back
+                _imported.append(error)
+                warnings.warn(f"pullback's fused tier is off: `import numba` failed with "
+                              f"{type(error).__name__}: {error}. jit runs its NumPy code; fix "
+                              "the Numba install (or set PULLBACK_FUSED=0 to silence this).",
+                              FusedTierWarning, stacklevel=2)
+        return _imported[0] is None
 
 
 # ------------------------------------------------------------------ partition
@@ -577,7 +604,9 @@ def compile_fused(program: Program, name: str, args, min_size: int = None,
     running it once on `args` (whose values do not matter). A group keeps its NumPy
     equations where its kernel fails to compile, or (`measure`) where the NumPy code
     runs faster on these arguments: NumPy's SIMD kernels for exp, tanh ... beat Numba's
-    scalar calls on large arrays. None when no group is fused."""
+    scalar calls on large arrays. None when no group is fused, or Numba fails to import."""
+    if not _numba_imports():
+        return None
     fused = fuse(program, min_size)
     if fused is program:
         return None
