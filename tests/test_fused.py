@@ -281,6 +281,10 @@ def test_item1_unit_step_stores_loop_over_their_output_without_reading_it():
     def signed(x, w):
         return np.sum(np.sin(x[:-1]) * w[:-1]) + np.sum(np.cos(x[2:]) * w[2:])
 
+    def kept(x, c):                 # y is an output too: the store loop reads it back
+        y = np.cos(x[1:]) * x[:-1]
+        return y, pullback.numpy.at(c)[1:].add(y * 3.0)
+
     def many(x):
         return sum(np.sum(np.sin(x[k:len(x) - 12 + k]) * (k + 1.0)) for k in range(12))
     x, v = np.linspace(-1.0, 1.0, 30), np.cos(np.arange(30.0))
@@ -290,6 +294,7 @@ def test_item1_unit_step_stores_loop_over_their_output_without_reading_it():
     cases = [(pullback.grad(rosen), [x], True), (lambda x, v: pullback.hvp(rosen, x, v), [x, v], True),
              (pullback.grad(plane), [a], True), (pullback.grad(signed), [x, w], True),
              (lambda a: pullback.numpy.at(a @ a.T)[1:, :3].add(np.exp(a[:3, 2:]) * 3.0), [a], True),
+             (pullback.value_and_grad(rosen), [x], True), (kept, [x, v], True),
              (pullback.grad(many), [x], False)]
     for fn, args, gathered in cases:
         program = fused.fuse(optimize(stage(fn, tuple(args))), 1)

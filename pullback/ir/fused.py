@@ -4,9 +4,13 @@ NumPy evaluates `100.0 * (b - a ** 2) ** 2` one operation at a time, each a pass
 memory with a temporary array; a compiled loop computes every element of the chain at
 once. `fuse` partitions an optimised program into groups: a group holds elementwise
 equations whose outputs share one shape (the loop's), the reductions (sum, max, ...)
-of values it computes, and nothing else. Each group becomes one equation calling a
-Numba kernel (`FusedKernel`) that loops over the shape once and returns the values the
-rest of the program reads; contractions, decompositions, indexing and every other
+of values it computes, and the stores (embed, scatter_add at basic indices) of its
+values, and nothing else. Each group becomes one equation calling a Numba kernel
+(`FusedKernel`) that loops over the shape once and returns the values the rest of the
+program reads. Stores through slices of step one (the cotangents of `x[1:]` and
+`x[:-1]`) loop over their output instead, piece by piece, computing each element's
+values at their offsets: a loop that adds into memory it reads on the next step is
+not vectorised. Contractions, decompositions, indexing and every other
 equation stay the generated NumPy code (ir/codegen.py writes the whole program, kernel
 calls included). Which primitives fuse and how one element is written are facts on the
 primitives (`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
@@ -20,7 +24,8 @@ at call `AFTER_CALLS` a background thread fuses and compiles the program, runs i
 on a copy of that call's arguments (a group whose kernel fails to compile falls back to
 its NumPy equations), then installs it (`tier`). Numba is optional
 (`pip install "pullback[fast]"`): without it, or with `PULLBACK_FUSED=0`, jit runs the
-NumPy code only.
+NumPy code only; where it is installed but fails to import, one `FusedTierWarning`
+says why.
 """
 import hashlib
 import importlib.util

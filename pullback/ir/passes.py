@@ -8,7 +8,7 @@ inputs and computes the same outputs with the same shapes and dtypes -- NumPy
 broadcasting and NumPy 2 promotion of weakly typed Python scalars included -- and
 passes `typecheck`. Values are the same bit for bit, NaN and Inf included (a NaN
 stays a NaN; the sign bit of a NaN, which IEEE arithmetic leaves unspecified, may
-not), with these documented exceptions, all in `simplify`:
+not), with these documented exceptions, all in `simplify` but the last two:
 
 - `sum(broadcast_to(y))` becomes a sum over y's own elements times the number of
   copies: a floating-point reassociation (`n * v` for `v + ... + v`);
@@ -32,7 +32,10 @@ not), with these documented exceptions, all in `simplify`:
 - dropping a conversion to x's own dtype (a copy) hands x's memory layout to the
   next equation, and NumPy's matmul and reductions may sum in another order on
   another layout (last-bit differences). Equal constants are shared only when
-  their layouts are equal too.
+  their layouts are equal too;
+- `fold_constants` stores a constant that is a transposed or strided view in C order,
+  and `merge_products` turns matrix-vector products sharing their matrix into one
+  matrix product: BLAS may sum the same dot products in another order (last bits).
 
 `x * 0` is folded only when `x` is known to be finite (integer or boolean values,
 finite constants): for a float variable it is not, and `inf * 0` is NaN.
