@@ -8,7 +8,7 @@ inputs and computes the same outputs with the same shapes and dtypes -- NumPy
 broadcasting and NumPy 2 promotion of weakly typed Python scalars included -- and
 passes `typecheck`. Values are the same bit for bit, NaN and Inf included (a NaN
 stays a NaN; the sign bit of a NaN, which IEEE arithmetic leaves unspecified, may
-not), with these documented exceptions, all in `simplify` but the last two:
+not), with these documented exceptions, all in `simplify` but the last:
 
 - `sum(broadcast_to(y))` becomes a sum over y's own elements times the number of
   copies: a floating-point reassociation (`n * v` for `v + ... + v`);
@@ -33,9 +33,8 @@ not), with these documented exceptions, all in `simplify` but the last two:
   next equation, and NumPy's matmul and reductions may sum in another order on
   another layout (last-bit differences). Equal constants are shared only when
   their layouts are equal too;
-- `fold_constants` stores a constant that is a transposed or strided view in C order,
-  and `merge_products` turns matrix-vector products sharing their matrix into one
-  matrix product: BLAS may sum the same dot products in another order (last bits).
+- `merge_products` turns matrix-vector products sharing their matrix into one matrix
+  product: BLAS may sum the same dot products in another order (last bits).
 
 `x * 0` is folded only when `x` is known to be finite (integer or boolean values,
 finite constants): for a float variable it is not, and `inf * 0` is NaN.
@@ -202,16 +201,6 @@ def _fold(eq, values):
     return outs
 
 
-def _c_ordered(value):
-    """A view's copy in C order, if it is a non-contiguous view (not a broadcast) of at
-    most MAX_FOLD_SIZE elements; else the value itself."""
-    if isinstance(value, np.ndarray) and value.base is not None and value.ndim > 1 \
-            and not value.flags.c_contiguous and 0 not in value.strides \
-            and value.size <= MAX_FOLD_SIZE:
-        return np.ascontiguousarray(value)
-    return value
-
-
 def fold_constants(program: Program) -> Program:
     """Evaluate once, here, every equation whose inputs are all literals or constants.
 
@@ -219,19 +208,14 @@ def fold_constants(program: Program) -> Program:
     output is strongly typed (a NumPy float64, say), and turning it into a weakly typed
     Python scalar Literal would change how it promotes with float32 operands. Results
     of more than MAX_FOLD_SIZE elements, and equations that raise, are left alone.
-    Constants are snapshots: one that is a transposed or strided view of another array
-    (`X.T`, the transpose a gradient of `X @ w` reads) is stored as a C-ordered copy,
-    since the loops and matrix-vector products reading it run along its rows (`X.T @ r`
-    for a (1000, 100) X: about 1.7x faster in OpenBLAS); a zero-strided broadcast is not.
     """
-    constants = [(var, _c_ordered(value)) for var, value in zip(program.constvars, program.consts)]
+    constants = list(zip(program.constvars, program.consts))
     values, equations = dict(constants), []
     for eq in program.equations:
         outs = _fold(eq, values)
         if outs is None:
             equations.append(eq)
             continue
-        outs = [_c_ordered(value) for value in outs]
         for var, value in zip(eq.outputs, outs):
             values[var] = value
             constants.append((var, value))
