@@ -12,11 +12,16 @@ Libraries, each in its own process, interleaved over passes:
   NumPy code's (the tier compiles later), and "fused after" is the time from the first
   call until the fused code is installed (Numba compiling in the background, or loading
   its disk cache: the first pass compiles, later passes load);
-- `jax jit` (x64, CPU), from the interpreter given by --python.
+- `jax jit` (x64, CPU), from the interpreter given by --python;
+- `before fused` (with --before PATH): the fused tier of the pullback checkout at PATH
+  (an A/B of a change in the same run).
 
 Every value is checked against pullback's eager mode before it is timed.
 
-    python benchmarks/fused.py --python /work/peers/bin/python
+    python benchmarks/fused.py --python /work/peers/bin/python [--before /tmp/main] [--threads 1]
+
+--threads holds BLAS and XLA to that many threads (on a loaded machine, OpenBLAS threads
+waiting for each other dominate the matrix-product rows).
 
 Writes benchmarks/results/fused.md (medians in µs, best of passes, ratios to JAX).
 """
@@ -32,10 +37,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from dense import thread_limits  # noqa: E402
 from eager import _env, blas_kernel, chain, cpu_busy_fraction, write_results  # noqa: E402
 from second_order import LOGISTIC, MLP, data, functions, measure, rel_err  # noqa: E402
 
 LIBRARIES = ["pullback numpy", "pullback fused", "jax jit"]
+BEFORE = "before fused"
 ROSEN = "rosenbrock n=100000"
 CHAIN = "chain 100 ops, n=10"
 KMEANS = "k-means k=100 n=10000 d=8"
@@ -145,7 +152,7 @@ def run_library(lib):
         if error > TOLERANCE:
             results[f"{problem}|{task}"] = {"wrong": error}
             continue
-        if lib == "pullback fused":
+        if lib in ("pullback fused", BEFORE):
             for _ in range(5):
                 fn(*args)
             wait_for_fusing()
@@ -165,15 +172,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="interpreter with JAX")
     parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--before", help="another pullback checkout, timed as 'before fused'")
+    parser.add_argument("--threads", type=int, help="BLAS and XLA threads (default: theirs)")
     parser.add_argument("--library", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.library:
         print(json.dumps(run_library(args.library)))
         return
     best, busy, loads, blas = {}, [], [], ""
+    libraries = LIBRARIES + ([BEFORE] if args.before else [])
     for _ in range(args.passes):
-        for lib in LIBRARIES:
-            env = dict(_env(), PULLBACK_FUSED="0" if lib == "pullback numpy" else "1")
+        for lib in libraries:
+            env = dict(_env(), PULLBACK_FUSED="0" if lib == "pullback numpy" else "1",
+                       **thread_limits(args.threads))
+            if lib == BEFORE:
+                env["PYTHONPATH"] = os.path.abspath(args.before)
             python = args.python if lib == "jax jit" else sys.executable
             busy.append(cpu_busy_fraction())
             loads.append(os.getloadavg()[0])
@@ -190,30 +203,36 @@ def main():
                         if old and name in old and name in entry:
                             entry[name] = min(entry[name], old[name])
                     best[(key, lib)] = entry
-    write_report(best, blas, busy, loads)
+    write_report(best, blas, busy, loads, args)
 
 
-def write_report(best, blas, busy, loads):
+def write_report(best, blas, busy, loads, args):
     keys = list(dict.fromkeys(key for key, _ in best))
+    before = [BEFORE] if args.before else []
 
     def cell(key, lib, name, digits=1):
         value = best.get((key, lib), {}).get(name)
         return "-" if value is None else f"{value:.{digits}f}"
 
+    options = (f" --before {args.before}" if args.before else "") + (
+        f" --threads {args.threads}" if args.threads else "")
     lines = ["# Fused tier: pullback jit (NumPy code, fused Numba tier) and JAX jit", "",
-             "Command: `python benchmarks/fused.py --python /work/peers/bin/python` (pullback "
-             "runs in the calling interpreter, which has Numba). Machine: "
+             f"Command: `python benchmarks/fused.py --python /work/peers/bin/python{options}` "
+             "(pullback runs in the calling interpreter, which has Numba). Machine: "
              f"{os.cpu_count()} cores, BLAS {blas}; load average before each library's "
              f"process: {min(loads):.1f} to {max(loads):.1f}; CPU use by others "
              f"{min(busy):.0%} to {max(busy):.0%}. Medians in µs, best of passes; JAX x64 "
-             "on CPU, synchronous dispatch.", "",
+             "on CPU, synchronous dispatch"
+             + (f"; BLAS and XLA held to {args.threads} thread(s)" if args.threads else "")
+             + (f"; `before`: the checkout at {args.before}" if args.before else "") + ".", "",
              "| problem | task | pullback numpy | pullback fused | JAX jit | numpy / JAX | "
-             "fused / JAX | fused / numpy | kernels |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "fused / JAX | fused / numpy | kernels |"
+             + (" before fused | before / JAX |" if before else ""),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if before else "")]
     for key in keys:
         problem, task = key.split("|")
-        us = {lib: best.get((key, lib), {}).get("us") for lib in LIBRARIES}
-        wrong = [lib for lib in LIBRARIES if "wrong" in best.get((key, lib), {})]
+        us = {lib: best.get((key, lib), {}).get("us") for lib in LIBRARIES + before}
+        wrong = [lib for lib in LIBRARIES + before if "wrong" in best.get((key, lib), {})]
 
         def ratio(a, b):
             return f"{us[a] / us[b]:.2f}" if us[a] and us[b] else "-"
@@ -223,6 +242,8 @@ def write_report(best, blas, busy, loads):
                      f"{ratio('pullback fused', 'jax jit')} | "
                      f"{ratio('pullback fused', 'pullback numpy')} | "
                      f"{cell(key, 'pullback fused', 'kernels', 0)} |"
+                     + (f" {cell(key, BEFORE, 'us')} | {ratio(BEFORE, 'jax jit')} |"
+                        if before else "")
                      + (f" wrong: {', '.join(wrong)}" if wrong else ""))
     lines += ["", "First calls (ms; pullback: staging, passes, NumPy code; JAX: trace and "
               "compile) and when the fused tier took over (ms after the first call began; "

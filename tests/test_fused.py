@@ -12,6 +12,7 @@ from hypothesis import given, settings
 import pullback
 from pullback.core.primitive import REGISTRY
 from pullback.ir import fused
+from pullback.ir.codegen import compile_program
 from pullback.ir.passes import optimize
 from pullback.ir.staging import stage
 from pullback.primitives import elementwise
@@ -225,6 +226,7 @@ x = np.linspace(0.0, 1.0, 4)
 f(x)
 print("numba imported after the first call:", "numba" in sys.modules)
 from pullback.ir import fused
+from pullback.ir.codegen import compile_program
 fused.BACKGROUND = False
 fused._faster = lambda *args: True          # fused, however the timings fall
 for _ in range(3):
@@ -253,3 +255,76 @@ def test_show_prints_the_fused_kernels(capsys):
                          fused=True)
     assert "@numba.njit" in text and "for i0 in range(n0):" in text and "np.exp(" in text
     assert ".function(3, x)" in text
+
+
+def _reads_what_it_writes(source):
+    """Whether a kernel line reads an element of the array it writes (`z[i] = z[i] + v`)."""
+    for line in source.splitlines():
+        target, _, value = line.strip().partition(" = ")
+        if "[" in target and target.split("[")[0] + "[" in value:
+            return True
+    return False
+
+
+def test_item1_unit_step_stores_loop_over_their_output_without_reading_it():
+    """Cotangents of slices of step one (x[1:], x[:-1], a[1:, 2], ...) are added into
+    their output by loops over that output, piece by piece, that never read the array
+    they write (a dependence through memory keeps LLVM from vectorising a loop); values
+    equal eager mode's, signed zeros the NumPy code's. A chain with more pieces than
+    MAX_SEGMENTS, or a step other than one, adds into zeros in the main loop instead."""
+    def rosen(x):
+        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    def plane(a):
+        return np.sum(np.sin(a[1:, :]) * a[:-1, :]) + np.sum(np.cos(a[2, 1:4]) * a[0, :3])
+
+    def signed(x, w):
+        return np.sum(np.sin(x[:-1]) * w[:-1]) + np.sum(np.cos(x[2:]) * w[2:])
+
+    def kept(x, c):                 # y is an output too: the store loop reads it back
+        y = np.cos(x[1:]) * x[:-1]
+        return y, pullback.numpy.at(c)[1:].add(y * 3.0)
+
+    def many(x):
+        return sum(np.sum(np.sin(x[k:len(x) - 12 + k]) * (k + 1.0)) for k in range(12))
+    x, v = np.linspace(-1.0, 1.0, 30), np.cos(np.arange(30.0))
+    w = np.where(np.arange(30) % 3 == 0, -0.0, v)
+    w[5] = np.nan
+    a = np.arange(20.0).reshape(4, 5) / 7.0
+    cases = [(pullback.grad(rosen), [x], True), (lambda x, v: pullback.hvp(rosen, x, v), [x, v], True),
+             (pullback.grad(plane), [a], True), (pullback.grad(signed), [x, w], True),
+             (lambda a: pullback.numpy.at(a @ a.T)[1:, :3].add(np.exp(a[:3, 2:]) * 3.0), [a], True),
+             (pullback.value_and_grad(rosen), [x], True), (kept, [x, v], True),
+             (pullback.grad(many), [x], False)]
+    for fn, args, gathered in cases:
+        program = fused.fuse(optimize(stage(fn, tuple(args))), 1)
+        sources = [eq.primitive.source for eq in program.equations
+                   if type(eq.primitive) is fused.FusedKernel]
+        assert sources and any(_reads_what_it_writes(s) for s in sources) is not gathered
+        _check_fused(fn, args)
+        program = optimize(stage(fn, tuple(args)))
+        compiled = fused.compile_fused(program, "f", args, min_size=1, measure=False)
+        for got, expected in zip(compiled(*args), compile_program(program, "f")(*args)):
+            assert np.array_equal(np.signbit(got), np.signbit(expected)
+                                  | np.isnan(expected) & np.signbit(got))
+
+
+def test_item3_a_failed_numba_import_is_reported_once_and_jit_runs_the_numpy_code(monkeypatch):
+    """Numba installed but failing to import (here: blocked in sys.modules): one
+    FusedTierWarning naming the import error for the process, not a silent fallback per
+    group; every jitted function keeps its NumPy code and values."""
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.setattr(fused, "_imported", [])
+    monkeypatch.setattr(fused, "_installed", [True])         # found on the path
+    x = np.linspace(0.0, 1.0, 5)
+    functions = [pullback.jit(lambda x: np.sum(np.sin(x) * 2.0 + x)),
+                 pullback.jit(pullback.grad(lambda x: np.sum(np.cos(x) * x)))]
+    with pytest.warns(fused.FusedTierWarning, match="import numba` failed with ModuleNotFoundError: import of numba halted") \
+            as caught:
+        for f in functions:
+            for _ in range(3):
+                f(x)
+    assert len(caught) == 1
+    for f in functions:
+        assert not hasattr(next(iter(f.cache.values())).fast, "kernels")
+    np.testing.assert_allclose(functions[1](x), np.cos(x) - x * np.sin(x), rtol=1e-12)

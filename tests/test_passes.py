@@ -608,3 +608,32 @@ def test_issue12_power_of_two_factors_move_to_the_smallest_side_of_a_matrix_prod
     assert sorted(np.prod(eq.outputs[0].aval.shape) for eq in products) == [120, 200, 300]
     for got, expected in zip(compile_program(program)(a, b, small), f(a, b, small)):
         np.testing.assert_array_equal(got, expected)        # exact: powers of two
+
+
+def test_item2_products_sharing_a_large_matrix_read_it_once():
+    """`A @ b1` and `A @ b2` (or `b1 @ A`, `b2 @ A`) with small b's become one product of
+    the b's side by side: the logistic HVP multiplies the data by the point and the
+    direction in one pass over it. Not merged: a second operand computed from the first
+    product, or operands about as large as the matrix. Values equal eager mode's."""
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((200, 30)), rng.uniform(size=200) < 0.5
+    w, v, rows = rng.standard_normal(30), rng.standard_normal(30), rng.standard_normal((2, 200))
+    columns = rng.standard_normal((30, 2))
+
+    def logistic(w):
+        z = X @ w
+        return np.sum(np.log1p(np.exp(z)) - y * z) + 0.05 * np.sum(w * w)
+
+    def both_sides(A, columns, rows):
+        first = A @ columns[:, :1]
+        return (first, rows[:1] @ A, A @ columns[:, 1:], rows[1:] @ A,   # two merges
+                A @ np.tanh(first)[:30],                 # needs the first product
+                A @ A.T)                                 # as large as A: no merge
+    cases = [(lambda w, v: pullback.hvp(logistic, w, v), (w, v), 2),
+             (both_sides, (X, columns, rows), 4)]
+    for f, args, products in cases:
+        program = optimize(pullback.ir.staging.stage(f, args))
+        assert [eq.primitive for eq in program.equations].count(C.matmul) == products
+        for got, expected in zip(compile_program(program)(*args), pullback.tree.flatten(f(*args))[0]):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+

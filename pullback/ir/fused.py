@@ -4,9 +4,13 @@ NumPy evaluates `100.0 * (b - a ** 2) ** 2` one operation at a time, each a pass
 memory with a temporary array; a compiled loop computes every element of the chain at
 once. `fuse` partitions an optimised program into groups: a group holds elementwise
 equations whose outputs share one shape (the loop's), the reductions (sum, max, ...)
-of values it computes, and nothing else. Each group becomes one equation calling a
-Numba kernel (`FusedKernel`) that loops over the shape once and returns the values the
-rest of the program reads; contractions, decompositions, indexing and every other
+of values it computes, and the stores (embed, scatter_add at basic indices) of its
+values, and nothing else. Each group becomes one equation calling a Numba kernel
+(`FusedKernel`) that loops over the shape once and returns the values the rest of the
+program reads. Stores through slices of step one (the cotangents of `x[1:]` and
+`x[:-1]`) loop over their output instead, piece by piece, computing each element's
+values at their offsets: a loop that adds into memory it reads on the next step is
+not vectorised. Contractions, decompositions, indexing and every other
 equation stay the generated NumPy code (ir/codegen.py writes the whole program, kernel
 calls included). Which primitives fuse and how one element is written are facts on the
 primitives (`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
@@ -20,15 +24,18 @@ at call `AFTER_CALLS` a background thread fuses and compiles the program, runs i
 on a copy of that call's arguments (a group whose kernel fails to compile falls back to
 its NumPy equations), then installs it (`tier`). Numba is optional
 (`pip install "pullback[fast]"`): without it, or with `PULLBACK_FUSED=0`, jit runs the
-NumPy code only.
+NumPy code only; where it is installed but fails to import, one `FusedTierWarning`
+says why.
 """
 import hashlib
 import importlib.util
+import itertools
 import os
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -41,6 +48,7 @@ from .program import Equation, Literal, Program, evaluate, gc_paused
 AFTER_CALLS = 3          # the call of a signature that starts fusing its program
 BACKGROUND = True        # compile in a thread (False: during that call, for tests)
 MIN_GROUP = 2            # fewer equations than this in a group: NumPy code is as fast
+MAX_SEGMENTS = 16        # more pieces than this: a store chain adds into zeros instead
 # dtypes Numba computes with (not float16, nor long double)
 NUMBA_INEXACT = frozenset(map(np.dtype, (np.float32, np.float64, np.complex64, np.complex128)))
 
@@ -62,6 +70,32 @@ def _numba_installed():
     if not _installed:
         _installed.append(importlib.util.find_spec("numba") is not None)
     return _installed[0]
+
+
+class FusedTierWarning(RuntimeWarning):
+    """The fused tier is off in this process although Numba is installed: importing it failed."""
+
+
+_imported = []           # once tried: [None], or [the error importing Numba raised]
+_import_lock = threading.Lock()
+
+
+def _numba_imports() -> bool:
+    """Whether `import numba` works; tried once per process, and where it fails (a
+    broken install, a module of the same name as one Numba needs on sys.path) one
+    FusedTierWarning names the error, and jit keeps running its NumPy code."""
+    with _import_lock:
+        if not _imported:
+            try:
+                import numba  # noqa: F401
+                _imported.append(None)
+            except Exception as error:       # noqa: BLE001 -- any failure: report, fall back
+                _imported.append(error)
+                warnings.warn(f"pullback's fused tier is off: `import numba` failed with "
+                              f"{type(error).__name__}: {error}. jit runs its NumPy code; fix "
+                              "the Numba install (or set PULLBACK_FUSED=0 to silence this).",
+                              FusedTierWarning, stacklevel=2)
+        return _imported[0] is None
 
 
 # ------------------------------------------------------------------ partition
@@ -287,108 +321,218 @@ class FusedKernel:
         return lines
 
 
+def _store_chains(group):
+    """The group's stores as chains [store, store, ...]: each adds into the previous one's
+    output (the first into zeros or into an array computed before the loop)."""
+    chains, open_chains = [], {}
+    for eq in group.equations:
+        if eq.outputs[0] in group.stores:
+            into, _ = eq.primitive.adds_at_index
+            chain = open_chains.pop(None if into is None else eq.inputs[into], None)
+            if chain is None:
+                chain = []
+                chains.append(chain)
+            chain.append(eq)
+            open_chains[eq.outputs[0]] = chain
+    return chains
+
+
+def _segments(chain):
+    """The pieces of a store chain's output, as per-dimension ranges [(lo, hi), ...], in
+    each of which every store of the chain covers all elements or none; None where a
+    store has a step other than one, the output is 0-d, or pieces exceed MAX_SEGMENTS."""
+    shape = tuple(chain[-1].outputs[0].aval.shape)
+    cuts = [{0, n} for n in shape]
+    for eq in chain:
+        for dim, (start, step, length) in enumerate(
+                basic_positions(eq.params["index"], shape)):
+            if length is not None and step != 1:
+                return None
+            cuts[dim].update((start, start + (1 if length is None else length)))
+    ranges = [list(zip(sorted(c), sorted(c)[1:])) for c in cuts]
+    if not shape or np.prod([len(r) for r in ranges]) > MAX_SEGMENTS:
+        return None
+    return list(itertools.product(*ranges))
+
+
 def kernel_for(group: Group, needed) -> tuple:
     """(FusedKernel, inputs, outputs) of a group: its inputs are the variables it reads
-    and does not compute; its outputs the values in `needed` (read outside the group)
-    and its reductions."""
-    defined, inputs, index = set(), [], {}
+    and does not compute; its outputs the values in `needed` (read outside the group),
+    its reductions and its stores.
+
+    The kernel's main loop runs over the group's shape and writes its outputs and
+    reductions. A chain of stores (embed, scatter_add) whose slices have step one gets
+    loops of its own over its output, one per piece where the same stores cover it: each
+    element adds up the values it receives, computed there at the offset positions (or
+    read where the main loop wrote them), so that every loop is free of read-after-write
+    dependences through memory and LLVM vectorises it. Other chains add into zeros in
+    the main loop."""
+    computed = {v for eq in group.equations for v in eq.outputs}
+    inputs, index = [], {}
     for eq in group.equations:
         for x in eq.inputs:
-            if type(x) is not Literal and x not in defined and x not in index:
+            if type(x) is not Literal and x not in computed and x not in index:
                 index[x] = f"a{len(inputs)}"
                 inputs.append(x)
-        defined.update(eq.outputs)
     rank = len(group.shape)
     loops = [f"i{k}" for k in range(rank)]
     header = [f"n{k}" for k in range(rank)]
-    setup, body, outputs, returns, local = [], [], [], [], {}
+    maps = {eq.outputs[0]: eq for eq in group.equations if eq.outputs[0] not in group.reduced}
+    arrays = {}                      # value -> the array the main loop writes it to
+    setup, body, tail, outputs, returns = [], [], [], [], []
 
-    def element(x, dtype):
-        """The expression of operand x's element at the loop's index, cast to `dtype`."""
+    def operand(x, dtype, at):
+        """Operand x (not computed in the loop) at the loop position `at`, as `dtype`."""
         if type(x) is Literal:
             return _cast(dtype, value_source(x.value))
-        if x in local:
-            return local[x]
         shape = tuple(x.aval.shape)
         if not shape:
             return index[x] if dtype == x.aval.dtype and not x.weak else _cast(dtype, index[x])
         lead = rank - len(shape)
-        at = [loops[lead + j] if n != 1 or group.shape[lead + j] == 1 else "0"
+        at = [at[lead + j] if n != 1 or group.shape[lead + j] == 1 else "0"
               for j, n in enumerate(shape)]
         return f"{index[x]}[{', '.join(at)}]"
 
-    stores = {}
+    def compute(values, at, prefix, lines, stored=()):
+        """Appends the lines computing `values` at loop position `at` (reading those in
+        `stored` from the main loop's arrays) to `lines`; {value: its expression}."""
+        wanted = set(values)
+        for out in reversed(list(maps)):
+            if out in wanted and out not in stored:
+                wanted.update(x for x in maps[out].inputs if x in maps)
+        names = {}
+        for out, eq in maps.items():
+            if out not in wanted:
+                continue
+            if out in stored:
+                names[out] = f"{arrays[out]}[{', '.join(at)}]"
+                continue
+            dtypes = _operand_dtypes(eq)
+            args = [names[x] if x in names else operand(x, d, at)
+                    for x, d in zip(eq.inputs, dtypes)]
+            names[out] = f"{prefix}{len(names)}"
+            lines.append(f"{names[out]} = "
+                         f"{_cast(np.dtype(out.aval.dtype), eq.primitive.emit_scalar(args, dtypes, **eq.params))}")
+        return names
+
+    chains = _store_chains(group)
+    pieces = [_segments(chain) for chain in chains]
+    main_values = [v for v in maps if v in needed]
+    main_values += [eq.inputs[0] for eq in group.equations
+                    if eq.outputs[0] in group.reduced and eq.outputs[0] not in group.stores]
+    main_values += [eq.inputs[eq.primitive.adds_at_index[1]]
+                    for chain, p in zip(chains, pieces) if p is None for eq in chain]
+    local = compute(main_values, loops, "v", body)
+    for out in maps:
+        if out in needed:
+            dtype = np.dtype(out.aval.dtype)
+            if rank:
+                arrays[out] = array = f"o{len(returns)}"
+                setup.append(f"{array} = np.empty(({', '.join(header)},), np.{dtype.name})")
+                body.append(f"{array}[{', '.join(loops)}] = {local[out]}")
+            returns.append(arrays.get(out, local[out]))
+            outputs.append(out)
     for eq in group.equations:
         out = eq.outputs[0]
+        if out not in group.reduced or out in group.stores:
+            continue
         dtype = np.dtype(out.aval.dtype)
-        if out in group.stores:
-            into, at = eq.primitive.adds_at_index
-            base = None if into is None else eq.inputs[into]
-            if base in stores:
-                name = stores[out] = stores.pop(base)
-            else:
-                name = stores[out] = f"z{len(setup)}"
-                setup.append(f"{name} = np.zeros({tuple(out.aval.shape)}, np.{dtype.name})"
-                             if base is None else f"{name} = np.copy({index[base]})")
-            loop = iter(loops)
-            at_index = [str(start) if length is None else _affine(start, step, next(loop))
-                        for start, step, length in basic_positions(eq.params["index"],
-                                                                   out.aval.shape)]
-            target = f"{name}[{', '.join(at_index)}]"
-            body.append(f"{target} = {_cast(dtype, f'{target} + {local[eq.inputs[at]]}')}")
-            if out in needed:
-                returns.append(name)
-                outputs.append(out)
-            continue
-        if out in group.reduced:
-            x = eq.inputs[0]
-            identity, combine = eq.primitive.scalar_reduction(dtype)
-            acc_dtype = _accumulator_dtype(dtype)
-            axis, keepdims = eq.params["axis"], eq.params["keepdims"]
-            kept = [k for k in range(rank) if k not in axis]
-            name = f"s{len(returns)}"
-            if kept or keepdims and rank:
-                shape = [f"n{k}" if k in kept else "1" for k in range(rank)] if keepdims \
-                    else [f"n{k}" for k in kept]
-                at = [loops[k] if k in kept else "0" for k in range(rank)] if keepdims \
-                    else [loops[k] for k in kept]
-                setup.append(f"{name} = np.full(({', '.join(shape)},), {_cast(acc_dtype, identity)}"
-                             f", np.{acc_dtype.name})")
-                target = f"{name}[{', '.join(at)}]"
-                returns.append(name if acc_dtype == dtype else f"{name}.astype(np.{dtype.name})")
-            else:
-                setup.append(f"{name} = {_cast(acc_dtype, identity)}")
-                target = name
-                returns.append(_cast(dtype, name))
-            body.append(f"{target} = {_cast(acc_dtype, combine.format(target, local[x]))}")
-            outputs.append(out)
-            continue
-        dtypes = _operand_dtypes(eq)
-        args = [element(x, d) for x, d in zip(eq.inputs, dtypes)]
-        name = local[out] = f"v{len(local)}"
-        body.append(f"{name} = {_cast(dtype, eq.primitive.emit_scalar(args, dtypes, **eq.params))}")
+        identity, combine = eq.primitive.scalar_reduction(dtype)
+        acc_dtype = _accumulator_dtype(dtype)
+        axis, keepdims = eq.params["axis"], eq.params["keepdims"]
+        kept = [k for k in range(rank) if k not in axis]
+        name = f"s{len(returns)}"
+        if kept or keepdims and rank:
+            shape = [f"n{k}" if k in kept else "1" for k in range(rank)] if keepdims \
+                else [f"n{k}" for k in kept]
+            at = [loops[k] if k in kept else "0" for k in range(rank)] if keepdims \
+                else [loops[k] for k in kept]
+            setup.append(f"{name} = np.full(({', '.join(shape)},), {_cast(acc_dtype, identity)}"
+                         f", np.{acc_dtype.name})")
+            target = f"{name}[{', '.join(at)}]"
+            returns.append(name if acc_dtype == dtype else f"{name}.astype(np.{dtype.name})")
+        else:
+            setup.append(f"{name} = {_cast(acc_dtype, identity)}")
+            target = name
+            returns.append(_cast(dtype, name))
+        body.append(f"{target} = {_cast(acc_dtype, combine.format(target, local[eq.inputs[0]]))}")
+        outputs.append(out)
+    for k, (chain, segments) in enumerate(zip(chains, pieces)):
+        out = chain[-1].outputs[0]
+        name = f"z{k}"
+        if segments is None:
+            _scatter_chain(chain, name, loops, local, index, setup, body)
+        else:
+            tail += _gather_chain(chain, name, segments, compute, set(arrays), index)
         if out in needed:
-            array = f"o{len(returns)}"
-            setup.append(f"{array} = np.empty(({', '.join(header)},), np.{dtype.name})"
-                         if rank else "")
-            if rank:
-                body.append(f"{array}[{', '.join(loops)}] = {name}")
-                returns.append(array)
-            else:
-                returns.append(name)
+            returns.append(name)
             outputs.append(out)
     lines = ["import numpy as np", "import numba", "",
              '@numba.njit(cache=True, error_model="numpy", nogil=True)',
              f"def kernel({', '.join(header + [index[x] for x in inputs])}):"]
-    lines += [f"    {line}" for line in setup if line]
-    indent = "    "
-    for k in range(rank):
-        lines.append(f"{indent}for i{k} in range(n{k}):")
-        indent += "    "
-    lines += [indent + line for line in body]
+    lines += [f"    {line}" for line in setup]
+    if body:
+        indent = "    "
+        for k in range(rank):
+            lines.append(f"{indent}for i{k} in range(n{k}):")
+            indent += "    "
+        lines += [indent + line for line in body]
+    lines += [f"    {line}" for line in tail]
     lines.append(f"    return ({', '.join(returns)},)")
     source = "\n".join(lines) + "\n"
     return FusedKernel(source, group, inputs, outputs), inputs, outputs
+
+
+def _scatter_chain(chain, name, loops, local, index, setup, body):
+    """A store chain in the main loop: its values added into zeros (or a copy of the
+    array it starts from) at the positions of each store."""
+    out = chain[-1].outputs[0]
+    dtype = np.dtype(out.aval.dtype)
+    into, _ = chain[0].primitive.adds_at_index
+    setup.append(f"{name} = np.zeros({tuple(out.aval.shape)}, np.{dtype.name})" if into is None
+                 else f"{name} = np.copy({index[chain[0].inputs[into]]})")
+    for eq in chain:
+        loop = iter(loops)
+        at = [str(start) if length is None else _affine(start, step, next(loop))
+              for start, step, length in basic_positions(eq.params["index"], out.aval.shape)]
+        target = f"{name}[{', '.join(at)}]"
+        value = local[eq.inputs[eq.primitive.adds_at_index[1]]]
+        body.append(f"{target} = {_cast(dtype, f'{target} + {value}')}")
+
+
+def _gather_chain(chain, name, segments, compute, stored, index):
+    """The lines of a store chain computed over its output, piece by piece: each element
+    is the array the chain starts from (or zero), plus each value stored there, in the
+    chain's order (so rounding, signed zeros and NaN are the NumPy code's)."""
+    out = chain[-1].outputs[0]
+    dtype, shape = np.dtype(out.aval.dtype), tuple(out.aval.shape)
+    into, _ = chain[0].primitive.adds_at_index
+    positions = [basic_positions(eq.params["index"], shape) for eq in chain]
+    lines = [f"{name} = np.empty({shape}, np.{dtype.name})"]
+    where = [f"j{d}" for d in range(len(shape))]
+    for segment in segments:
+        indent, block = "", []
+        for d, (lo, hi) in enumerate(segment):
+            lines.append(f"{indent}for j{d} in range({lo}, {hi}):")
+            indent += "    "
+        base = chain[0].inputs[into] if into is not None else None
+        total = _cast(dtype, "0") if base is None else \
+            _cast(dtype, f"{index[base]}[{', '.join(where)}]")
+        for k, (eq, places) in enumerate(zip(chain, positions)):
+            if not all(start <= lo and hi <= start + (1 if length is None else length)
+                       for (lo, hi), (start, _, length) in zip(segment, places)):
+                continue
+            at = [f"{w} - {start}" if start else w
+                  for w, (start, _, length) in zip(where, places) if length is not None]
+            value = eq.inputs[eq.primitive.adds_at_index[1]]
+            term = compute([value], at, f"{name}w{k}_", block, stored)[value]
+            total = _cast(dtype, term) if k == 0 and base is None else \
+                _cast(dtype, f"{total} + {term}")
+            block.append(f"{name}t = {total}")
+            total = f"{name}t"
+        block.append(f"{name}[{', '.join(where)}] = {total}")
+        lines += [indent + line for line in block]
+    return lines
 
 
 def fuse(program: Program, min_size: int = None) -> Program:
@@ -465,7 +609,9 @@ def compile_fused(program: Program, name: str, args, min_size: int = None,
     running it once on `args` (whose values do not matter). A group keeps its NumPy
     equations where its kernel fails to compile, or (`measure`) where the NumPy code
     runs faster on these arguments: NumPy's SIMD kernels for exp, tanh ... beat Numba's
-    scalar calls on large arrays. None when no group is fused."""
+    scalar calls on large arrays. None when no group is fused, or Numba fails to import."""
+    if not _numba_imports():
+        return None
     fused = fuse(program, min_size)
     if fused is program:
         return None

@@ -8,7 +8,7 @@ inputs and computes the same outputs with the same shapes and dtypes -- NumPy
 broadcasting and NumPy 2 promotion of weakly typed Python scalars included -- and
 passes `typecheck`. Values are the same bit for bit, NaN and Inf included (a NaN
 stays a NaN; the sign bit of a NaN, which IEEE arithmetic leaves unspecified, may
-not), with these documented exceptions, all in `simplify`:
+not), with these documented exceptions, all in `simplify` but the last:
 
 - `sum(broadcast_to(y))` becomes a sum over y's own elements times the number of
   copies: a floating-point reassociation (`n * v` for `v + ... + v`);
@@ -32,7 +32,9 @@ not), with these documented exceptions, all in `simplify`:
 - dropping a conversion to x's own dtype (a copy) hands x's memory layout to the
   next equation, and NumPy's matmul and reductions may sum in another order on
   another layout (last-bit differences). Equal constants are shared only when
-  their layouts are equal too.
+  their layouts are equal too;
+- `merge_products` turns matrix-vector products sharing their matrix into one matrix
+  product: BLAS may sum the same dot products in another order (last bits).
 
 `x * 0` is folded only when `x` is known to be finite (integer or boolean values,
 finite constants): for a float variable it is not, and `inf * 0` is NaN.
@@ -51,7 +53,8 @@ from ..core.primitive import ShapeDtype
 from ..primitives.contraction import matmul
 from ..primitives.elementwise import add, divide, multiply, negative, subtract
 from ..primitives.reductions import sum as reduce_sum
-from ..primitives.structural import (broadcast_to, convert, embed, getitem, reshape, scatter_add,
+from ..primitives.structural import (broadcast_to, concatenate, convert, embed, getitem, reshape,
+                                     scatter_add,
                                      transpose)
 from ..transforms.cotangents import may_fold, normal_factor
 from .program import Equation, Literal, Program, Var, abstract, gc_paused
@@ -837,7 +840,77 @@ def _optimized_subprograms(program: Program, passes, max_rounds) -> Program:
     return _rebuilt(program, equations) if changed else program
 
 
-PASSES = (fold_constants, simplify, eliminate_common_subexpressions, eliminate_dead_code)
+# ------------------------------------------------------------ shared products
+
+MERGE_RATIO = 8             # a shared operand this many times the others' size: merge
+
+
+def merge_products(program: Program) -> Program:
+    """Matrix products of one matrix A with small operands -- `A @ b1`, `A @ b2` (or
+    `b1 @ A`, `b2 @ A`) -- become one product with the operands side by side, each
+    result a slice of it: a matrix-vector product costs the time to read its matrix, and
+    an HVP multiplies the data by both the point and the direction. Merged where A (2-D)
+    is at least MERGE_RATIO times as large as the other operands together (2-D, of A's
+    dtype), and nothing reads a product before the last of them (the merged product
+    takes its place). Each column (row) of the result is the same dot product as before."""
+    first_use = {}
+    for position, eq in reversed(list(enumerate(program.equations))):
+        first_use.update((x, position) for x in eq.inputs if _is_var(x))
+    groups = {}
+    for position, eq in enumerate(program.equations):
+        if eq.primitive is not matmul or eq.params or not all(
+                _is_var(x) and not x.weak and len(x.aval.shape) == 2
+                and np.dtype(x.aval.dtype) == np.dtype(eq.inputs[0].aval.dtype)
+                for x in eq.inputs):
+            continue
+        for side in (0, 1):
+            shared, other = eq.inputs[side], eq.inputs[1 - side]
+            members = groups.setdefault((shared, side), [])
+            if all(first_use.get(e.outputs[0], math.inf) > position for _, e in members) \
+                    and math.prod(shared.aval.shape) >= MERGE_RATIO * sum(
+                        math.prod(x.aval.shape) for x in [other] + [
+                            e.inputs[1 - side] for _, e in members]):
+                members.append((position, eq))
+    merged, replaced = {}, set()
+    for (shared, side), members in groups.items():
+        members = [(p, eq) for p, eq in members if id(eq) not in replaced]
+        if len(members) < 2:
+            continue
+        replaced.update(id(eq) for _, eq in members)
+        others = [eq.inputs[1 - side] for _, eq in members]
+        axis = 1 - side                  # A @ [b1 b2] side by side; [b1; b2] @ A stacked
+        joined = Var(_typed(concatenate, others, {"axis": axis}))
+        operands = [shared, joined][::1 if side == 0 else -1]
+        product = Var(_typed(matmul, operands, {}))
+        source = members[0][1].source
+        steps = [Equation(concatenate, others, {"axis": axis}, [joined], source),
+                 Equation(matmul, operands, {}, [product], source)]
+        start = 0
+        for (_, eq), other in zip(members, others):
+            width = other.aval.shape[axis]
+            part = Slice(start, start + width, None)
+            index = (Slice(None, None, None), part) if axis == 1 else (part,)
+            steps.append(Equation(getitem, [product], {"index": index}, eq.outputs, eq.source))
+            start += width
+        merged[id(members[-1][1])] = steps
+    if not merged:
+        return program
+    equations = []
+    for eq in program.equations:
+        if id(eq) in merged:
+            equations += merged[id(eq)]
+        elif id(eq) not in replaced:
+            equations.append(eq)
+    return _rebuilt(program, equations)
+
+
+def _typed(primitive, inputs, params):
+    aval = primitive.shape(*map(_operand, inputs), **params)
+    return ShapeDtype(tuple(aval.shape), np.dtype(aval.dtype))
+
+
+PASSES = (fold_constants, simplify, eliminate_common_subexpressions, eliminate_dead_code,
+          merge_products)
 
 
 def _same(a: Program, b: Program) -> bool:
