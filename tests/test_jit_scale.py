@@ -264,9 +264,9 @@ def assert_identical(got, expected, label):
 def test_item4_every_namespace_function_on_plain_arrays_returns_what_numpy_returns():
     """The whole namespace: each call on plain arrays whose pullback.numpy functions all
     took their fast path (nothing of pullback in between) returns exactly NumPy's value,
-    and every fast path is taken by some call. Calls that run pullback's own functions
-    are the ones that pass something NumPy has no fast path for (a callable, a
-    pullback-only function such as `at`); their values are test_numpy_coverage's."""
+    and every fast path is taken by some call. The only calls that run pullback's own
+    functions call a pullback-only function or pass a Python function; their values are
+    test_numpy_coverage's."""
     untaken = set(FAST_PATHS)
     for label, pullback_call, numpy_call, args in plain_calls():
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -275,6 +275,9 @@ def test_item4_every_namespace_function_on_plain_arrays_returns_what_numpy_retur
             if not others:
                 assert_identical(got, numpy_call(*args), label)
                 untaken -= fast
+            else:       # pullback-only functions (`at` indexes), or a Python function given
+                assert others & {"logsumexp", "stop_gradient", "_index_template", "piecewise",
+                                 "apply_along_axis"}, (label, others)
     # These two take a Python function, which may compute with traced values it closes
     # over: pullback's own run it, on plain arrays too.
     assert {FAST_PATHS[code][0] for code in untaken} == {"apply_along_axis", "piecewise"}
