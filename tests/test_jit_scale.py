@@ -16,7 +16,8 @@ from pullback.ir.codegen import compile_program
 from pullback.ir.passes import optimize
 from pullback.ir.program import Var
 from pullback.ir.staging import stage
-from helpers import benchmark_module
+from helpers import benchmark_module, raises
+from pullback.errors import InPlaceMutationError
 from test_jit_fuzz import check_program, random_program
 
 
@@ -290,3 +291,26 @@ def test_item4_traced_values_anywhere_in_the_arguments_take_pullbacks_path():
               lambda x: pnp.sum(pnp.where(A[:3] > 0.5, x, 1.0)), lambda x: pnp.dot(A[:3], x),
               lambda x: pnp.sum(pnp.clip(A[:3], 0.2, x[0])), lambda x: pnp.sum(pnp.exp(x))):
         pullback.testing.check_grads(f, (x,), order=1)
+
+
+def test_item4_traced_values_given_by_keyword_or_with_options_take_pullbacks_path():
+    """The generated signatures pass every way of giving a tracer on to pullback: by keyword
+    (NumPy's positional-only parameters too), with options, with pullback's own keywords."""
+    x, C = np.linspace(0.1, 0.9, 3), A[:3]
+    for f in (lambda x: pnp.sum(a=x * x, axis=0), lambda x: pnp.sum(pnp.reshape(a=x, shape=(3, 1))),
+              lambda x: pnp.sum(pnp.reshape(x, newshape=(3, 1))),
+              lambda x: pnp.sum(pnp.where(C > 0.5, x=x, y=C)),
+              lambda x: pnp.sum(pnp.clip(C, a_min=0.2, a_max=x)), lambda x: pnp.sum(pnp.clip(x, min=0.2)),
+              lambda x: pnp.sum(pnp.concatenate([[C[:2]], [x[:2]]], axis=None)),
+              lambda x: pnp.sum(pnp.stack([C, x], axis=1)), lambda x: pnp.mean(x, where=C > 0.3),
+              lambda x: pnp.sum(pnp.choose([0, 1, 0], [x, C], mode="clip")),
+              lambda x: pnp.sum(pnp.meshgrid(x, C, indexing="ij")[0])):
+        pullback.testing.check_grads(f, (x,), order=1)
+    with raises(InPlaceMutationError, "out="):
+        pullback.grad(lambda x: pnp.sum(pnp.concatenate([C, x], out=np.empty(6))))(x)
+    with raises(InPlaceMutationError, "out="):
+        pullback.grad(lambda x: pnp.sum(pnp.exp(x, out=np.empty(3))))(x)
+    with pytest.raises(TypeError):
+        pullback.grad(lambda x: pnp.sum(x, foo=1))(x)
+    with pytest.raises(TypeError, match="renamed `method`"):    # pullback's own keyword
+        pullback.grad(lambda x: pnp.quantile(x, 0.5, interpolation="linear"))(x)
