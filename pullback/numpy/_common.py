@@ -81,14 +81,7 @@ def untraced(values) -> bool:
     return True
 
 
-class _Missing:
-    """The default of every parameter of a fast path: the argument was not given."""
-
-    def __repr__(self):
-        return "<not given>"
-
-
-MISSING = _Missing()
+MISSING = object()      # the default of every parameter of a fast path: not given
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
