@@ -65,7 +65,6 @@ LIBRARIES = {"pullback eager": "pullback", "pullback jit (NumPy)": None,
              "pullback jit (fused)": None, "JAX jit": None, "torch": "torch",
              "autograd": "autograd", "hand NumPy": "numpy"}
 PEERS = ("JAX jit", "torch", "autograd")        # run by --python
-EAGER_REFERENCE = {lib for lib, name in LIBRARIES.items() if name}
 TOLERANCE = 1e-8
 SAMPLES, SECONDS = 5, 0.2
 
@@ -92,11 +91,15 @@ def jit_calls(lib, rows):
         data = {k: jnp.asarray(v) for k, v in data.items()}
     else:
         builders, M = fused.pullback_builders(), np
-    rosenbrock, mlp, logistic, _ = second_order.functions(M, data)
-    functions = {"rosenbrock": rosenbrock, "mlp": mlp, "logistic": logistic,
-                 "chain": eager.chain(M)}
+    functions = problem_functions(M, data)
     return {row: (builders[task](functions[f]), tuple(data[k] for k in keys))
             for row, _, (f, task, keys) in rows}
+
+
+def problem_functions(M, data):
+    """The jit rows' functions in namespace M: second_order.py's and eager.py's chain."""
+    rosenbrock, mlp, logistic, _ = second_order.functions(M, data)
+    return {"rosenbrock": rosenbrock, "mlp": mlp, "logistic": logistic, "chain": eager.chain(M)}
 
 
 def references(rows):
@@ -106,9 +109,7 @@ def references(rows):
     out = {f"eager|{row}": eager.to_numpy(call()) for row, call in
            eager_calls("pullback", rows).items()}
     data = fused.numpy_data()
-    rosenbrock, mlp, logistic, _ = second_order.functions(np, data)
-    functions = {"rosenbrock": rosenbrock, "mlp": mlp, "logistic": logistic,
-                 "chain": eager.chain(np)}
+    functions = problem_functions(np, data)
     derivative = {"grad": lambda f, x: pb.grad(f)(x), "hvp": pb.hvp,
                   "hessian": lambda f, x: pb.hessian(f)(x)}
     for row, _, (f, task, keys) in rows:
@@ -163,7 +164,8 @@ def main(argv=None):
     global SAMPLES, SECONDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable,
-                        help="interpreter with JAX, torch and autograd (pullback is put on its path)")
+                        help="interpreter with JAX, torch and autograd (pullback is put on "
+                             "its path)")
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--quick", action="store_true",
                         help="the two small problems, short samples (a smoke test)")
@@ -187,7 +189,8 @@ def main(argv=None):
         np.savez(reference, **references(rows))
         for _ in range(args.passes):
             for lib in libraries:
-                env = dict(eager._env(), PULLBACK_FUSED="1" if lib == "pullback jit (fused)" else "0")
+                env = dict(eager._env(),
+                           PULLBACK_FUSED="1" if lib == "pullback jit (fused)" else "0")
                 python = args.python if lib in PEERS else sys.executable
                 loads.append(os.getloadavg()[0])
                 busy.append(eager.cpu_busy_fraction())
@@ -255,7 +258,8 @@ def report(rows, libraries, best, missing, loads, busy, blas, args, seconds):
     if jit:
         lines += ["", "First calls (ms; pullback: staging, passes and NumPy code, the fused tier "
                   "compiling later; JAX: trace and compile), best pass; fused kernels installed:",
-                  "", "| task | " + " | ".join(jit) + " | kernels |", "|---|" + "---:|" * (len(jit) + 1)]
+                  "", "| task | " + " | ".join(jit) + " | kernels |",
+                  "|---|" + "---:|" * (len(jit) + 1)]
         for row, _, _ in rows:
             firsts = [best.get((row, lib), {}).get("first_ms") for lib in jit]
             kernels = best.get((row, "pullback jit (fused)"), {}).get("kernels", "-")

@@ -3,6 +3,7 @@ the fast path that hands calls with nothing traced to NumPy itself."""
 import functools
 import inspect
 import numbers
+import os
 
 import numpy as np
 
@@ -133,7 +134,8 @@ def numpy_when_untraced(numpy_function, fn):
     scope = {"_spec": spec, "_impl": spec.implementation, "_general": _general, "_M": MISSING,
              "_U": UNTRACED, "_SEQUENCES": (list, tuple), "_untraced": untraced}
     name = fn.__name__ if fn.__name__.isidentifier() else "wrapper"
-    exec(compile(fast_path_source(name, parameters), f"<fast path of {name}>", "exec"), scope)
+    where = os.path.join(os.path.dirname(__file__), f"<fast path of {name}>")   # the library's
+    exec(compile(fast_path_source(name, parameters), where, "exec"), scope)
     return functools.update_wrapper(scope[name], fn)
 
 
