@@ -133,6 +133,8 @@ def numpy_when_untraced(numpy_function, fn):
                  if not any(p.kind is p.VAR_KEYWORD for p in parameters) else None)
     scope = {"_spec": spec, "_impl": spec.implementation, "_general": _general, "_M": MISSING,
              "_U": UNTRACED, "_SEQUENCES": (list, tuple), "_untraced": untraced}
+    if {p.name for p in parameters} & {"type", *scope}:     # would hide what the code calls
+        return fn
     name = fn.__name__ if fn.__name__.isidentifier() else "wrapper"
     where = os.path.join(os.path.dirname(__file__), f"<fast path of {name}>")   # the library's
     exec(compile(fast_path_source(name, parameters), where, "exec"), scope)
