@@ -291,7 +291,7 @@ def part_steady():
     return out
 
 
-def part_wrappers(blocks=8, samples=15, number=300):
+def part_wrappers(blocks=20, samples=15, number=300):
     """µs per call of each NumPy function and its pullback.numpy wrapper: samples of `number`
     calls, the two interleaved; the median of each block of `samples`, the least over
     `blocks` (preemption hits single samples, drift whole blocks, both functions alike)."""

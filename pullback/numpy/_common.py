@@ -176,7 +176,8 @@ def _tuple(items) -> str:
 def fast_path_source(name: str, parameters: list) -> str:
     """The source of a wrapper `def name(...)` with `parameters` (each default `_M`).
     Its fast path is a call whose positional parameters are given up to some point and
-    not after it, with no keyword-only or variadic keyword argument: if `_check` finds
+    not after it, with no keyword-only or variadic keyword argument and no variadic
+    positional one after named ones (a variadic alone is the input): if `_check` finds
     nothing traced, NumPy's `_impl` gets exactly those arguments. Else `_general` answers.
 
     >>> import inspect
@@ -197,10 +198,12 @@ def fast_path_source(name: str, parameters: list) -> str:
     variadic = next((p.name for p in parameters if p.kind is P.VAR_POSITIONAL), None)
     var_keyword = next((p.name for p in parameters if p.kind is P.VAR_KEYWORD), None)
     guard = [f"{k} is _M" for k in keyword_only] + ([f"not {var_keyword}"] if var_keyword else [])
+    if variadic and names:      # extra arguments (a ufunc's outputs): the general path's
+        guard.insert(0, f"not {variadic}")
     body = []
     for k in range(required, len(names) + 1):       # names[:k] given, names[k:] not
         given, checks = names[:k], [_check(v) for v in names[:k]]
-        if variadic and k == len(names):
+        if variadic and not names:
             given, checks = given + [f"*{variadic}"], checks + [
                 f"(not {variadic} or _untraced({variadic}))"]
         if k < len(names):
