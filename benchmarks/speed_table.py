@@ -71,12 +71,12 @@ SAMPLES, SECONDS = 5, 0.2
 
 # ------------------------------------------------------------------ each library's calls
 
-def eager_calls(name, rows):
+def eager_calls(name, rows, threads=None):
     """{row: zero-argument call} of a library among eager.py's task candidates."""
     libs = [] if name == "numpy" else [name]
     if name == "torch":
         import torch
-        eager.THREADS[0] = torch.get_num_threads()      # eager.py pins 1; keep torch's own
+        eager.THREADS[0] = threads or torch.get_num_threads()   # eager.py pins 1 by default
     found = {(problem, task): candidates for problem, task, candidates in eager.tasks(libs)}
     return {row: eager.pick_fastest(found[key][name]) for row, key, _ in rows
             if name in found.get(key, {})}
@@ -128,12 +128,12 @@ def measure(call):
                                                                      second_order.cpu_ticks())}
 
 
-def run_library(lib, rows, reference):
+def run_library(lib, rows, reference, threads):
     """{row: timing entry} for one library (run in its own process)."""
     np.ones(2_000_000).sum()                    # warm the allocator
     reference = np.load(reference)
     name = LIBRARIES[lib]
-    made = ({row: (call, ()) for row, call in eager_calls(name, rows).items()} if name
+    made = ({row: (call, ()) for row, call in eager_calls(name, rows, threads).items()} if name
             else jit_calls(lib, rows))
     results = {}
     for row, (fn, args) in made.items():
@@ -171,6 +171,9 @@ def main(argv=None):
                         help="the two small problems, short samples (a smoke test)")
     parser.add_argument("--libraries", default=",".join(LIBRARIES),
                         help="comma-separated columns to run")
+    parser.add_argument("--threads", type=int,
+                        help="threads of BLAS and torch in every process (default: the machine's "
+                             "settings; 1 keeps spinning threads from measuring a loaded machine)")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "speed_table.md"))
     parser.add_argument("--library", help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
@@ -179,11 +182,11 @@ def main(argv=None):
     if args.quick:
         SAMPLES, SECONDS = 3, 0.02
     if args.library:
-        print(json.dumps(run_library(args.library, rows, args.reference)))
+        print(json.dumps(run_library(args.library, rows, args.reference, args.threads)))
         return
     begin = time.perf_counter()
     libraries = [lib for lib in args.libraries.split(",") if lib]
-    best, missing, loads, busy, blas = {}, {}, [], [], {}
+    best, missing, loads, blas = {}, {}, [], {}
     with tempfile.TemporaryDirectory() as scratch:
         reference = os.path.join(scratch, "reference.npz")
         np.savez(reference, **references(rows))
@@ -191,13 +194,16 @@ def main(argv=None):
             for lib in libraries:
                 env = dict(eager._env(),
                            PULLBACK_FUSED="1" if lib == "pullback jit (fused)" else "0")
+                if args.threads:
+                    env.update(dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                              "MKL_NUM_THREADS"), str(args.threads)))
                 python = args.python if lib in PEERS else sys.executable
                 loads.append(os.getloadavg()[0])
-                busy.append(eager.cpu_busy_fraction())
                 print(f"{lib} ...", file=sys.stderr, flush=True)
                 out = subprocess.run([python, __file__, "--library", lib, "--reference", reference]
-                                     + ["--quick"] * args.quick, env=env, capture_output=True,
-                                     text=True)
+                                     + ["--quick"] * args.quick
+                                     + ["--threads", str(args.threads)] * bool(args.threads),
+                                     env=env, capture_output=True, text=True)
                 if out.returncode:
                     missing[lib] = out.stderr.strip().splitlines()[-1] if out.stderr else "failed"
                     continue
@@ -209,14 +215,14 @@ def main(argv=None):
                         if old and "first_ms" in old:
                             entry["first_ms"] = min(entry.get("first_ms", np.inf), old["first_ms"])
                         best[(row, lib)] = entry
-    text = report(rows, libraries, best, missing, loads, busy, blas, args,
+    text = report(rows, libraries, best, missing, loads, blas, args,
                   time.perf_counter() - begin)
     with open(args.output, "w") as fh:
         fh.write(text)
     print(text)
 
 
-def report(rows, libraries, best, missing, loads, busy, blas, args, seconds):
+def report(rows, libraries, best, missing, loads, blas, args, seconds):
     def us(row, lib):
         return best.get((row, lib), {}).get("us")
 
@@ -233,7 +239,9 @@ def report(rows, libraries, best, missing, loads, busy, blas, args, seconds):
     others = [e["others"] for e in best.values() if "others" in e]
     lines = ["# Speed: pullback side by side with JAX, torch, autograd and hand-written NumPy", "",
              f"Command: `python benchmarks/speed_table.py --python {args.python}"
-             + (" --quick" if args.quick else "") + f"` ({args.passes} pass(es), "
+             + (" --quick" if args.quick else "")
+             + (f" --threads {args.threads}" if args.threads else "")
+             + f"` ({args.passes} pass(es), "
              f"{seconds / 60:.1f} min). Machine: {os.cpu_count()} cores; "
              f"1-minute load average before each library's process {min(loads):.1f} to "
              f"{max(loads):.1f}; other processes' share of the CPUs during the kept "
