@@ -91,8 +91,9 @@ def numpy_when_untraced(numpy_function, fn):
     layer: NumPy's speed and semantics) when no argument is traced; otherwise `fn` answers.
 
     The wrapper is generated with `numpy_function`'s own signature (so no packing of
-    `*args, **kwargs` on the hot path), each default replaced by `MISSING` so that only
-    the arguments given are passed on; see `fast_path_source`. NumPy's implementation is
+    `*args` on the hot path; a ufunc's keywords, many and rare, are collected in one dict,
+    cheaper than as many keyword-only parameters), each default replaced by `MISSING` so
+    that only the arguments given are passed on; see `fast_path_source`. NumPy's implementation is
     what its `__array_function__` dispatch picks when only plain arrays and scalars are
     given (`_implementation`), so the dispatch is skipped too.
 
