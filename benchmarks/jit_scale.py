@@ -14,7 +14,7 @@ Parts (one subprocess each, `--part` runs one and prints JSON):
 - steady: steady-state calls of jitted gradients (the chain of 100 steps on 10 elements,
   RK4 at n = 10^5, the MLP), median µs;
 - wrappers: `pullback.numpy` functions against the NumPy functions they wrap, on small plain
-  arrays, per call (best of many short samples, the two interleaved).
+  arrays, per call (short samples, the two interleaved; the least of the blocks' medians).
 
     python benchmarks/jit_scale.py [--baseline PATH]
 
@@ -291,18 +291,22 @@ def part_steady():
     return out
 
 
-def part_wrappers():
+def part_wrappers(blocks=20, samples=15, number=300):
+    """µs per call of each NumPy function and its pullback.numpy wrapper: samples of `number`
+    calls, the two interleaved; the median of each block of `samples`, the least over
+    `blocks` (preemption hits single samples, drift whole blocks, both functions alike)."""
     np.ones(2_000_000).sum()
     out = {}
     for label, numpy_fn, pullback_fn, args in wrapper_cases():
         np.testing.assert_array_equal(pullback_fn(*args), numpy_fn(*args))
-        # Many short samples, interleaved, the best of each: preemption and drift on a
-        # shared machine hit single samples, and both functions alike.
         timers = [timeit.Timer(lambda f=f: f(*args)) for f in (numpy_fn, pullback_fn)]
         best = [math.inf, math.inf]
-        for _ in range(60):
-            for k, timer in enumerate(timers):
-                best[k] = min(best[k], timer.timeit(2000) / 2000 * 1e6)
+        for _ in range(blocks):
+            times = [[], []]
+            for _ in range(samples):
+                for k, timer in enumerate(timers):
+                    times[k].append(timer.timeit(number) / number * 1e6)
+            best = [min(b, float(np.median(t))) for b, t in zip(best, times)]
         out[label] = {"numpy": best[0], "pullback": best[1]}
     return out
 

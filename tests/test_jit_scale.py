@@ -3,6 +3,7 @@ work linear in the program's length (counted, not timed)."""
 import ast
 import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from pullback.ir.codegen import compile_program
 from pullback.ir.passes import optimize
 from pullback.ir.program import Var
 from pullback.ir.staging import stage
-from helpers import benchmark_module
+from helpers import benchmark_module, raises
+from pullback.errors import InPlaceMutationError
 from test_jit_fuzz import check_program, random_program
 
 
@@ -192,13 +194,20 @@ def test_item2_interpreted_first_calls_keep_python_arithmetic_on_python_scalars(
 PACKAGE = os.path.dirname(pullback.__file__)
 A, B = np.linspace(0.1, 0.9, 8), np.linspace(0.2, 0.7, 8)
 M = np.linspace(0.1, 0.9, 12).reshape(3, 4)
-CALLS = {       # namespace function -> arguments (all ufuncs are added below)
-    "concatenate": ([A, B],), "stack": ([A, B], 1), "sum": (M,), "mean": (M, 0), "max": (A,),
-    "prod": (A,), "cumsum": (A,), "reshape": (M, (4, 3)), "transpose": (M,), "dot": (A, B),
-    "matmul": (M, M.T), "einsum": ("ij,kj->ik", M, M), "where": (A > 0.5, A, B),
-    "clip": (A, 0.2, 0.8), "outer": (A, B), "take": (A, [0, 2]),
-    "var": (M,), "std": (A,), "tanh": (A,), "array": ([[1.0, 2.0], [3.0, 4.0]],),
-}
+# The namespace functions with a fast path on plain arrays (generated: see
+# pullback/numpy/_common.py), and the NumPy (or scipy.special) function each wraps.
+FAST_PATHS = {f.__code__: (name, getattr(np, name, None) or getattr(scipy.special, name))
+              for name, f in vars(pnp).items()
+              if os.path.basename(getattr(getattr(f, "__code__", None), "co_filename", ""))
+              .startswith("<fast path")}
+# Calls for the functions that test_numpy_coverage's rows do not call (ufuncs get theirs below).
+MORE_CALLS = {
+    "all": (A > 0.5,), "any": (A > 0.5,), "amax": (M,), "amin": (M,), "angle": (A,),
+    "argmax": (A,), "argmin": (A,), "argpartition": (A, 2), "argsort": (A,), "around": (A, 1),
+    "astype": (A, np.float32), "copy": (A,), "empty_like": (A, None, "K", True, (0,)),
+    "fix": (3 * A,), "imag": (A,), "ndim": (M,), "nonzero": (A > 0.5,), "real": (A,),
+    "roots": ([1.0, -3.0, 2.0],), "round": (A, 2), "searchsorted": (A, 0.5), "shape": (M,),
+    "size": (M,)}
 
 
 def _ufunc_arguments(ufunc):
@@ -207,35 +216,74 @@ def _ufunc_arguments(ufunc):
     return tuple(np.arange(len(A)) % 4 if kind in "il" else A for kind in kinds)
 
 
-CALLS.update({f.__name__: _ufunc_arguments(ufunc) for ufunc, f in pnp.UFUNCS.items()
-              if f.__name__ in vars(pnp) and ufunc.signature is None})   # gufuncs: matvec ...
+def plain_calls():
+    """(label, pullback.numpy call, NumPy call, arguments): every row of
+    test_numpy_coverage, then each fast path those rows miss."""
+    from test_numpy_coverage import ROWS, Draw
+    for row in ROWS:
+        yield row.name, row.pnp_fn, row.np_fn, row.make(Draw(row.name, np.float64))
+    for name, numpy_function in FAST_PATHS.values():
+        args = MORE_CALLS.get(name) or (isinstance(numpy_function, np.ufunc) and
+                                        numpy_function.signature is None     # not gufuncs
+                                        and _ufunc_arguments(numpy_function))
+        if args:
+            yield name, getattr(pnp, name), numpy_function, args
 
 
-def pullback_calls(thunk) -> list:
-    """The names of the functions of the pullback package that `thunk()` calls."""
-    names = []
+def pullback_frames(thunk):
+    """thunk()'s value, the fast paths it ran (code objects), and the names of the other
+    pullback functions it ran, apart from the fast paths' helpers in _common.py."""
+    fast, others = set(), set()
 
     def profiler(frame, event, arg):
-        if event == "call" and frame.f_code.co_filename.startswith(PACKAGE):
-            names.append(frame.f_code.co_name)
+        where = frame.f_code.co_filename
+        if event == "call" and os.path.basename(where).startswith("<fast path"):
+            fast.add(frame.f_code)
+        elif event == "call" and where.startswith(PACKAGE) and not where.endswith("_common.py"):
+            others.add(frame.f_code.co_name)
     sys.setprofile(profiler)
     try:
-        thunk()
+        value = thunk()
     finally:
         sys.setprofile(None)
-    return names
+    return value, fast, others
 
 
-@pytest.mark.parametrize("name", sorted(CALLS))
-def test_item4_numpy_functions_on_plain_arrays_call_numpy_directly(name):
-    """Nothing traced: the namespace function checks its arguments and calls NumPy's (or
-    scipy.special's) function itself, with nothing of pullback in between."""
-    args = CALLS[name]
-    with np.errstate(all="ignore"):
-        calls = pullback_calls(lambda: getattr(pnp, name)(*args))
-        assert calls[0] == "call" and set(calls) <= {"call", "untraced"}, calls
-        expected = (getattr(np, name, None) or getattr(scipy.special, name))(*args)
-        np.testing.assert_array_equal(getattr(pnp, name)(*args), expected)
+def assert_identical(got, expected, label):
+    """Same type, structure, dtype, shape and values (NaN where NumPy has NaN)."""
+    assert type(got) is type(expected), (label, type(got), type(expected))
+    if isinstance(expected, (tuple, list)):
+        assert len(got) == len(expected), label
+        for g, e in zip(got, expected):
+            assert_identical(g, e, label)
+    elif isinstance(expected, (np.ndarray, np.generic)):
+        assert got.dtype == expected.dtype and got.shape == expected.shape, label
+        np.testing.assert_array_equal(got, expected, strict=True, err_msg=label)
+    else:
+        assert got == expected or got != got and expected != expected, label
+
+
+def test_item4_every_namespace_function_on_plain_arrays_returns_what_numpy_returns():
+    """The whole namespace: each call on plain arrays whose pullback.numpy functions all
+    took their fast path (nothing of pullback in between) returns exactly NumPy's value,
+    and every fast path is taken by some call. The only calls that run pullback's own
+    functions call a pullback-only function or pass a Python function; their values are
+    test_numpy_coverage's."""
+    untaken = set(FAST_PATHS)
+    for label, pullback_call, numpy_call, args in plain_calls():
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # e.g. scipy's yn on a non-integer order
+            got, fast, others = pullback_frames(lambda: pullback_call(*args))
+            if not others:
+                assert_identical(got, numpy_call(*args), label)
+                untaken -= fast
+            else:       # pullback-only functions (`at` indexes), or a Python function given
+                assert others & {"logsumexp", "stop_gradient", "_index_template", "piecewise",
+                                 "apply_along_axis"}, (label, others)
+    # These two take a Python function, which may compute with traced values it closes
+    # over: pullback's own run it, on plain arrays too.
+    assert {FAST_PATHS[code][0] for code in untaken} == {"apply_along_axis", "piecewise"}
+
 
 
 def test_item4_traced_values_anywhere_in_the_arguments_take_pullbacks_path():
@@ -244,3 +292,27 @@ def test_item4_traced_values_anywhere_in_the_arguments_take_pullbacks_path():
               lambda x: pnp.sum(pnp.where(A[:3] > 0.5, x, 1.0)), lambda x: pnp.dot(A[:3], x),
               lambda x: pnp.sum(pnp.clip(A[:3], 0.2, x[0])), lambda x: pnp.sum(pnp.exp(x))):
         pullback.testing.check_grads(f, (x,), order=1)
+
+
+def test_item4_traced_values_given_by_keyword_or_with_options_take_pullbacks_path():
+    """The generated signatures pass every way of giving a tracer on to pullback: by keyword
+    (NumPy's positional-only parameters too), with options, with pullback's own keywords."""
+    x, C = np.linspace(0.1, 0.9, 3), A[:3]
+    for f in (lambda x: pnp.sum(a=x * x, axis=0), lambda x: pnp.sum(pnp.reshape(a=x, shape=(3, 1))),
+              lambda x: pnp.sum(pnp.reshape(x, newshape=(3, 1))),
+              lambda x: pnp.sum(pnp.where(C > 0.5, x=x, y=C)),
+              lambda x: pnp.sum(pnp.clip(C, a_min=0.2, a_max=x)),
+              lambda x: pnp.sum(pnp.clip(x, min=0.2)),
+              lambda x: pnp.sum(pnp.concatenate([[C[:2]], [x[:2]]], axis=None)),
+              lambda x: pnp.sum(pnp.stack([C, x], axis=1)), lambda x: pnp.mean(x, where=C > 0.3),
+              lambda x: pnp.sum(pnp.choose([0, 1, 0], [x, C], mode="clip")),
+              lambda x: pnp.sum(pnp.meshgrid(x, C, indexing="ij")[0])):
+        pullback.testing.check_grads(f, (x,), order=1)
+    with raises(InPlaceMutationError, "out="):
+        pullback.grad(lambda x: pnp.sum(pnp.concatenate([C, x], out=np.empty(6))))(x)
+    with raises(InPlaceMutationError, "out="):
+        pullback.grad(lambda x: pnp.sum(pnp.exp(x, out=np.empty(3))))(x)
+    with pytest.raises(TypeError):
+        pullback.grad(lambda x: pnp.sum(x, foo=1))(x)
+    with pytest.raises(TypeError, match="renamed `method`"):    # pullback's own keyword
+        pullback.grad(lambda x: pnp.quantile(x, 0.5, interpolation="linear"))(x)

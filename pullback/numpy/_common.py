@@ -2,8 +2,8 @@
 the fast path that hands calls with nothing traced to NumPy itself."""
 import functools
 import inspect
-import math
 import numbers
+import os
 
 import numpy as np
 
@@ -63,7 +63,6 @@ def refuse(name, **given):
 UNTRACED = frozenset({np.ndarray, bool, int, float, complex, str, type(None), type(Ellipsis),
                       slice, type, *np.sctypeDict.values(),
                       *(type(np.dtype(t)) for t in set(np.sctypeDict.values()))})
-_UFUNC_KEYWORDS = frozenset({"out", "where", "casting", "order", "dtype", "subok", "signature"})
 
 
 def refuse_complex_values(name, *values):
@@ -83,50 +82,162 @@ def untraced(values) -> bool:
     return True
 
 
+MISSING = object()      # the default of every parameter of a fast path: not given
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def numpy_when_untraced(numpy_function, fn):
-    """`fn`, which calls `numpy_function` itself (no pullback layer: its speed) when no
-    argument is traced and NumPy takes the call as it is given (as many positional
-    arguments, only its keywords); otherwise `fn` answers.
+    """`fn`, which calls NumPy's implementation of `numpy_function` itself (no pullback
+    layer: NumPy's speed and semantics) when no argument is traced; otherwise `fn` answers.
+
+    The wrapper is generated with `numpy_function`'s own signature (so no packing of
+    `*args` on the hot path; a ufunc's keywords, many and rare, are collected in one dict,
+    cheaper than as many keyword-only parameters), each default replaced by `MISSING` so
+    that only the arguments given are passed on; see `fast_path_source`. NumPy's implementation is
+    what its `__array_function__` dispatch picks when only plain arrays and scalars are
+    given (`_implementation`), so the dispatch is skipped too.
 
     >>> import numpy as np
     >>> exp = numpy_when_untraced(np.exp, lambda x: "pullback's")
     >>> exp([0.0, 0.0]), exp(range(2))
     (array([1., 1.]), "pullback's")
     """
-    if isinstance(numpy_function, np.ufunc):
-        positional, keywords = numpy_function.nin, _UFUNC_KEYWORDS
-    else:
-        try:
-            parameters = inspect.signature(numpy_function).parameters.values()
-        except (TypeError, ValueError):     # no signature to check calls against: no fast path
-            return fn
-        kinds = [p.kind for p in parameters]
-        positional = math.inf if inspect.Parameter.VAR_POSITIONAL in kinds else sum(
-            k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            for k in kinds)
-        keywords = frozenset(p.name for p in parameters if p.kind in (
-            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+    try:
+        signature = inspect.signature(numpy_function)
+    except (TypeError, ValueError):     # no signature to check calls against: no fast path
+        return fn
+    parameters = list(signature.parameters.values())
+    if isinstance(numpy_function, np.ufunc):    # outputs also by position; keywords: one check
+        parameters = parameters[:numpy_function.nin] + [
+            inspect.Parameter("outputs", inspect.Parameter.VAR_POSITIONAL),
+            inspect.Parameter("keywords", inspect.Parameter.VAR_KEYWORD)]
+    own = inspect.signature(fn).parameters
+    for k, p in enumerate(parameters):
+        if p.kind is p.POSITIONAL_ONLY:         # pullback's functions take them by name too
+            parameters[k] = p = p.replace(kind=p.POSITIONAL_OR_KEYWORD)
+        if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD and (
+                k and parameters[k - 1].default is not p.empty
+                or p.name in own and own[p.name].default is not p.empty):
+            parameters[k] = p.replace(default=None)   # optional in pullback's (`reshape`)
+    names = {p.name for p in parameters}
+    extra = [p.replace(default=None) for p in own.values()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in names]
+    if extra:       # pullback's own keywords (e.g. NumPy's removed `newshape`): keep them
+        at = next((k for k, p in enumerate(parameters)
+                   if p.kind is inspect.Parameter.VAR_KEYWORD), len(parameters))
+        parameters[at:at] = extra
+    if any(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty
+           for p in parameters):
+        return fn   # a required keyword: none of NumPy's functions; no fast path written
+    spec = _Spec(getattr(numpy_function, "_implementation", numpy_function), fn, parameters,
+                 {p.name for p in signature.parameters.values() if p.kind is not p.VAR_POSITIONAL}
+                 if not any(p.kind is p.VAR_KEYWORD for p in parameters) else None)
+    scope = {"_spec": spec, "_impl": spec.implementation, "_general": _general, "_M": MISSING,
+             "_U": UNTRACED, "_SEQUENCES": (list, tuple), "_untraced": untraced}
+    if {p.name for p in parameters} & {"type", *scope}:     # would hide what the code calls
+        return fn
+    name = fn.__name__ if fn.__name__.isidentifier() else "wrapper"
+    where = os.path.join(os.path.dirname(__file__), f"<fast path of {name}>")   # the library's
+    exec(compile(fast_path_source(name, parameters), where, "exec"), scope)
+    return functools.update_wrapper(scope[name], fn)
 
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        if len(args) <= positional:
-            for a in args:      # `untraced(args)`, its first two levels inlined: the hot path
-                kind = type(a)
-                if kind in UNTRACED:
-                    continue
-                if kind is list or kind is tuple:
-                    for b in a:
-                        if type(b) not in UNTRACED and not untraced((b,)):
-                            break
-                    else:
-                        continue
-                break
-            else:
-                if not kwargs:
-                    return numpy_function(*args)
-                if kwargs.keys() <= keywords and untraced(kwargs.values()):
-                    return numpy_function(*args, **kwargs)
-        return fn(*args, **kwargs)
-    return call
+
+class _Spec:
+    """What the general path of a generated wrapper needs (see `_general`)."""
+
+    def __init__(self, implementation, fn, parameters, numpy_keywords):
+        self.implementation, self.fn, self.numpy_keywords = implementation, fn, numpy_keywords
+        self.positional = [p.name for p in parameters if p.kind in _POSITIONAL]
 
 
+def _general(spec, leading, keywords, more, extra):
+    """A call that is not the fast path's: the leading positional arguments given stay
+    positional, the later ones were given by keyword; NumPy answers if nothing is traced
+    and it takes every keyword given, else pullback's function."""
+    n = next((k for k, v in enumerate(leading) if v is MISSING), len(leading))
+    args = leading[:n] + more
+    kwargs = {name: v for name, v in zip(spec.positional[n:], leading[n:]) if v is not MISSING}
+    kwargs.update((name, v) for name, v in keywords.items() if v is not MISSING)
+    kwargs.update(extra)
+    if untraced(args) and untraced(kwargs.values()) and (
+            spec.numpy_keywords is None or kwargs.keys() <= spec.numpy_keywords):
+        return spec.implementation(*args, **kwargs)
+    return spec.fn(*args, **kwargs)
+
+
+def _check(name: str) -> str:
+    """An expression: the argument `name` holds nothing traced."""
+    return f"(type({name}) in _U or type({name}) in _SEQUENCES and _untraced({name}))"
+
+
+def _tuple(items) -> str:
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
+def fast_path_source(name: str, parameters: list) -> str:
+    """The source of a wrapper `def name(...)` with `parameters` (each default `_M`).
+    Its fast path is a call whose positional parameters are given up to some point and
+    not after it, with no keyword-only or variadic keyword argument and no variadic
+    positional one after named ones (a variadic alone is the input): if `_check` finds
+    nothing traced, NumPy's `_impl` gets exactly those arguments. Else `_general` answers.
+
+    >>> import inspect
+    >>> print(fast_path_source("f", list(inspect.signature(lambda a, b=1: 0).parameters.values())))
+    def f(a, b=_M):
+        if b is _M:
+            if (type(a) in _U or type(a) in _SEQUENCES and _untraced(a)):
+                return _impl(a)
+        elif (type(a) in _U or type(a) in _SEQUENCES and _untraced(a)) and (type(b) in _U or type(b) in _SEQUENCES and _untraced(b)):
+            return _impl(a, b)
+        return _general(_spec, (a, b), {}, (), {})
+    <BLANKLINE>
+    """
+    P = inspect.Parameter
+    names = [p.name for p in parameters if p.kind in _POSITIONAL]
+    required = sum(p.default is p.empty for p in parameters if p.kind in _POSITIONAL)
+    keyword_only = [p.name for p in parameters if p.kind is P.KEYWORD_ONLY]
+    variadic = next((p.name for p in parameters if p.kind is P.VAR_POSITIONAL), None)
+    var_keyword = next((p.name for p in parameters if p.kind is P.VAR_KEYWORD), None)
+    guard = [f"{k} is _M" for k in keyword_only] + ([f"not {var_keyword}"] if var_keyword else [])
+    if variadic and names:      # extra arguments (a ufunc's outputs): the general path's
+        guard.insert(0, f"not {variadic}")
+    body = []
+    for k in range(required, len(names) + 1):       # names[:k] given, names[k:] not
+        given, checks = names[:k], [_check(v) for v in names[:k]]
+        if variadic and not names:
+            given, checks = given + [f"*{variadic}"], checks + [
+                f"(not {variadic} or _untraced({variadic}))"]
+        if k < len(names):
+            missing = [f"{v} is _M" for v in names[k + 1:]]
+            body += [f"{'if' if k == required else 'elif'} {names[k]} is _M:",
+                     f"    if {' and '.join(missing + checks) or 'True'}:",
+                     f"        return _impl({', '.join(given)})"]
+        else:
+            body += [f"{'elif' if k > required else 'if'} {' and '.join(checks) or 'True'}:",
+                     f"    return _impl({', '.join(given)})"]
+    lines = [f"def {name}({_header(parameters)}):"]
+    if guard:
+        lines.append(f"    if {' and '.join(guard)}:")
+        body = ["    " + line for line in body]
+    lines += ["    " + line for line in body]
+    keywords = ", ".join(f"{k!r}: {k}" for k in keyword_only)
+    lines.append(f"    return _general(_spec, {_tuple(names)}, {{{keywords}}}, "
+                 f"{variadic or '()'}, {var_keyword or '{}'})")
+    return "\n".join(lines) + "\n"
+
+
+def _header(parameters) -> str:
+    """The parameter list, defaults `_M`, with the `/` and `*` markers where kinds change."""
+    P = inspect.Parameter
+    out, previous = [], None
+    for p in parameters:
+        if previous is P.POSITIONAL_ONLY and p.kind is not P.POSITIONAL_ONLY:
+            out.append("/")
+        if p.kind is P.KEYWORD_ONLY and previous not in (P.KEYWORD_ONLY, P.VAR_POSITIONAL):
+            out.append("*")
+        prefix = {P.VAR_POSITIONAL: "*", P.VAR_KEYWORD: "**"}.get(p.kind, "")
+        out.append(prefix + p.name + ("" if p.default is p.empty else "=_M"))
+        previous = p.kind
+    if previous is P.POSITIONAL_ONLY:
+        out.append("/")
+    return ", ".join(out)

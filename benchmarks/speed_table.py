@@ -1,0 +1,282 @@
+"""Issue 12's side-by-side table from one run: pullback eager, pullback jit (its NumPy code
+and its fused Numba tier), JAX jit, torch, HIPS autograd and hand-written NumPy derivatives.
+
+Rows (the issue's): extended Rosenbrock n = 1e5 gradient and HVP, 100 small elementwise
+ops (length 10) gradient, Rosenbrock n = 10 gradient, the MLP (8,705 parameters) gradient
+and HVP, logistic regression 1000 x 100 gradient, HVP and Hessian, the dense Hessian of
+Rosenbrock at n = 1,000. Nothing is defined here: the eager columns (pullback, torch,
+autograd, hand-written NumPy) are eager.py's tasks, the jit columns (pullback's tiers, JAX)
+fused.py's builders on second_order.py's functions and data.
+
+Protocol (../shared/BENCHMARKING.md): one process per library, the libraries one after
+another, the whole run repeated (`--passes`) and the best pass of each cell kept; each
+process warms the allocator, checks every value against pullback eager's before timing it,
+times the first call, warms up, then takes the median of samples of >= 0.2 s of
+back-to-back calls (wall clock) and notes the other processes' share of the CPUs during
+them. JAX runs in x64 with synchronous dispatch; torch with its default threads and the
+faster of torch.autograd and torch.func per task (eager.py's candidates). The fused tier
+is timed once installed (Numba compiles in the background; its disk cache serves later
+passes). BLAS threads are left as the machine has them.
+
+    python benchmarks/speed_table.py --python /work/peers/bin/python
+
+Writes benchmarks/results/speed_table.md (about 5 minutes with two passes).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import eager  # noqa: E402
+import fused  # noqa: E402
+import second_order  # noqa: E402
+
+# (row, eager.py's task (problem, task), jit task: (function, builder, data keys))
+ROWS = [
+    ("extended Rosenbrock n = 1e5, gradient", ("rosenbrock n=100000", "grad"),
+     ("rosenbrock", "grad", ("x100000",))),
+    ("extended Rosenbrock n = 1e5, HVP", ("rosenbrock n=100000", "hvp"),
+     ("rosenbrock", "hvp", ("x100000", "v100000"))),
+    ("100 elementwise ops (length 10), gradient", ("chain 100 ops", "grad"),
+     ("chain", "grad", ("chain_x",))),
+    ("Rosenbrock n = 10, gradient", ("rosenbrock n=10", "grad"), ("rosenbrock", "grad", ("x10",))),
+    ("MLP (8,705 parameters), gradient", ("MLP 8,705 params", "grad"), ("mlp", "grad", ("mlp_p",))),
+    ("MLP (8,705 parameters), HVP", ("MLP 8,705 params", "hvp"),
+     ("mlp", "hvp", ("mlp_p", "mlp_v"))),
+    ("logistic 1000 x 100, gradient", ("logistic 1000x100", "grad"),
+     ("logistic", "grad", ("log_w",))),
+    ("logistic 1000 x 100, HVP", ("logistic 1000x100", "hvp"),
+     ("logistic", "hvp", ("log_w", "log_v"))),
+    ("logistic 1000 x 100, Hessian", ("logistic 1000x100", "hessian"),
+     ("logistic", "hessian", ("log_w",))),
+    ("dense Hessian of Rosenbrock n = 1,000", ("rosenbrock n=1000", "hessian"),
+     ("rosenbrock", "hessian", ("x1000",))),
+]
+QUICK_ROWS = [ROWS[2], ROWS[3]]         # `--quick`: the two small problems, short samples
+# library -> (its name among eager.py's candidates, or None for a jit column)
+LIBRARIES = {"pullback eager": "pullback", "pullback jit (NumPy)": None,
+             "pullback jit (fused)": None, "JAX jit": None, "torch": "torch",
+             "autograd": "autograd", "hand NumPy": "numpy"}
+PEERS = ("JAX jit", "torch", "autograd")        # run by --python
+TOLERANCE = 1e-8
+SAMPLES, SECONDS = 5, 0.2
+
+
+# ------------------------------------------------------------------ each library's calls
+
+def eager_calls(name, rows, threads=None):
+    """{row: zero-argument call} of a library among eager.py's task candidates."""
+    libs = [] if name == "numpy" else [name]
+    if name == "torch":
+        import torch
+        eager.THREADS[0] = threads or torch.get_num_threads()   # eager.py pins 1 by default
+    found = {(problem, task): candidates for problem, task, candidates in eager.tasks(libs)}
+    return {row: eager.pick_fastest(found[key][name]) for row, key, _ in rows
+            if name in found.get(key, {})}
+
+
+def jit_calls(lib, rows):
+    """{row: (jitted function, arguments)} of a jit column."""
+    data = fused.numpy_data()
+    if lib == "JAX jit":
+        import jax.numpy as jnp
+        builders, M = fused.jax_builders(), jnp
+        data = {k: jnp.asarray(v) for k, v in data.items()}
+    else:
+        builders, M = fused.pullback_builders(), np
+    functions = problem_functions(M, data)
+    return {row: (builders[task](functions[f]), tuple(data[k] for k in keys))
+            for row, _, (f, task, keys) in rows}
+
+
+def problem_functions(M, data):
+    """The jit rows' functions in namespace M: second_order.py's and eager.py's chain."""
+    rosenbrock, mlp, logistic, _ = second_order.functions(M, data)
+    return {"rosenbrock": rosenbrock, "mlp": mlp, "logistic": logistic, "chain": eager.chain(M)}
+
+
+def references(rows):
+    """pullback eager's value of every row, for the eager columns' inputs and the jit
+    columns' (eager.py draws its own n = 10 point)."""
+    import pullback as pb
+    out = {f"eager|{row}": eager.to_numpy(call()) for row, call in
+           eager_calls("pullback", rows).items()}
+    data = fused.numpy_data()
+    functions = problem_functions(np, data)
+    derivative = {"grad": lambda f, x: pb.grad(f)(x), "hvp": pb.hvp,
+                  "hessian": lambda f, x: pb.hessian(f)(x)}
+    for row, _, (f, task, keys) in rows:
+        out[f"jit|{row}"] = np.asarray(derivative[task](functions[f], *(data[k] for k in keys)))
+    return out
+
+
+# ------------------------------------------------------------------ one library's process
+
+def measure(call):
+    """Median µs per call over SAMPLES samples, and the other processes' CPU share."""
+    before = second_order.cpu_ticks()
+    median = float(np.median([eager.sample(lambda _: call(), None, SECONDS)
+                              for _ in range(SAMPLES)]))
+    return {"us": median * 1e6, "others": second_order.others_share(before,
+                                                                     second_order.cpu_ticks())}
+
+
+def run_library(lib, rows, reference, threads):
+    """{row: timing entry} for one library (run in its own process)."""
+    np.ones(2_000_000).sum()                    # warm the allocator
+    reference = np.load(reference)
+    name = LIBRARIES[lib]
+    made = ({row: (call, ()) for row, call in eager_calls(name, rows, threads).items()} if name
+            else jit_calls(lib, rows))
+    results = {}
+    for row, (fn, args) in made.items():
+        expected = reference[f"{'eager' if name else 'jit'}|{row}"]
+        start = time.perf_counter()
+        value = fn(*args)
+        entry = {"first_ms": (time.perf_counter() - start) * 1e3}
+        if lib == "pullback jit (fused)":
+            for _ in range(5):
+                fn(*args)
+            fused.wait_for_fusing()
+            entry["kernels"] = len(getattr(next(iter(fn.cache.values())).fast, "kernels", ()))
+            value = fn(*args)
+        error = second_order.rel_err(eager.to_numpy(value), expected)
+        if error > TOLERANCE:
+            results[row] = {"wrong": error}
+            continue
+        for _ in range(3):
+            fn(*args)
+        entry.update(measure(lambda: fn(*args)))
+        results[row] = entry
+    return {"results": results, "blas": eager.blas_kernel(verbose=True)}
+
+
+# ------------------------------------------------------------------ driver
+
+def main(argv=None):
+    global SAMPLES, SECONDS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter with JAX, torch and autograd (pullback is put on "
+                             "its path)")
+    parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--quick", action="store_true",
+                        help="the two small problems, short samples (a smoke test)")
+    parser.add_argument("--libraries", default=",".join(LIBRARIES),
+                        help="comma-separated columns to run")
+    parser.add_argument("--threads", type=int,
+                        help="threads of BLAS and torch in every process (default: the machine's "
+                             "settings; 1 keeps spinning threads from measuring a loaded machine)")
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "speed_table.md"))
+    parser.add_argument("--library", help=argparse.SUPPRESS)
+    parser.add_argument("--reference", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    rows = QUICK_ROWS if args.quick else ROWS
+    if args.quick:
+        SAMPLES, SECONDS = 3, 0.02
+    if args.library:
+        print(json.dumps(run_library(args.library, rows, args.reference, args.threads)))
+        return
+    begin = time.perf_counter()
+    libraries = [lib for lib in args.libraries.split(",") if lib]
+    best, missing, loads, blas = {}, {}, [], {}
+    with tempfile.TemporaryDirectory() as scratch:
+        reference = os.path.join(scratch, "reference.npz")
+        np.savez(reference, **references(rows))
+        for _ in range(args.passes):
+            for lib in libraries:
+                env = dict(eager._env(),
+                           PULLBACK_FUSED="1" if lib == "pullback jit (fused)" else "0")
+                if args.threads:
+                    env.update(dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                              "MKL_NUM_THREADS"), str(args.threads)))
+                python = args.python if lib in PEERS else sys.executable
+                loads.append(os.getloadavg()[0])
+                print(f"{lib} ...", file=sys.stderr, flush=True)
+                out = subprocess.run([python, __file__, "--library", lib, "--reference", reference]
+                                     + ["--quick"] * args.quick
+                                     + ["--threads", str(args.threads)] * bool(args.threads),
+                                     env=env, capture_output=True, text=True)
+                if out.returncode:
+                    missing[lib] = out.stderr.strip().splitlines()[-1] if out.stderr else "failed"
+                    continue
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                blas[lib] = result["blas"]
+                for row, entry in result["results"].items():
+                    old = best.get((row, lib))
+                    if old is None or entry.get("us", np.inf) < old.get("us", np.inf):
+                        if old and "first_ms" in old:
+                            entry["first_ms"] = min(entry.get("first_ms", np.inf), old["first_ms"])
+                        best[(row, lib)] = entry
+    text = report(rows, libraries, best, missing, loads, blas, args,
+                  time.perf_counter() - begin)
+    with open(args.output, "w") as fh:
+        fh.write(text)
+    print(text)
+
+
+def report(rows, libraries, best, missing, loads, blas, args, seconds):
+    def us(row, lib):
+        return best.get((row, lib), {}).get("us")
+
+    def cell(row, lib):
+        entry = best.get((row, lib), {})
+        if "wrong" in entry:
+            return f"wrong ({entry['wrong']:.1e})"
+        return "-" if "us" not in entry else f"{entry['us']:.3g}" if entry["us"] < 1e3 \
+            else f"{entry['us']:,.0f}"
+
+    def ratio(row, a, b):
+        return f"{us(row, a) / us(row, b):.2f}" if us(row, a) and us(row, b) else "-"
+
+    others = [e["others"] for e in best.values() if "others" in e]
+    lines = ["# Speed: pullback side by side with JAX, torch, autograd and hand-written NumPy", "",
+             f"Command: `python benchmarks/speed_table.py --python {args.python}"
+             + (" --quick" if args.quick else "")
+             + (f" --threads {args.threads}" if args.threads else "")
+             + f"` ({args.passes} pass(es), "
+             f"{seconds / 60:.1f} min). Machine: {os.cpu_count()} cores; "
+             f"1-minute load average before each library's process {min(loads):.1f} to "
+             f"{max(loads):.1f}; other processes' share of the CPUs during the kept "
+             f"measurements {min(others, default=0):.0%} to {max(others, default=0):.0%}. "
+             "BLAS (threadpoolctl, in every process): " + "; ".join(
+                 dict.fromkeys(kernel for kernels in blas.values()
+                               for kernel in kernels.split(", ") if kernel)) + ".", "",
+             f"Median µs per call (samples of >= {SECONDS} s), best pass; float64. "
+             "jit / JAX: pullback jit's fused tier (its steady state with Numba installed) over "
+             "JAX jit; eager / torch: pullback eager over torch (eager.py's candidates, the faster "
+             "of torch.autograd and torch.func; Hessians: torch.func.hessian). autograd: HIPS "
+             "autograd; hand NumPy: eager.py's hand-written derivatives (none for the MLP HVP). "
+             "Below 1: pullback faster.", "",
+             "| task | " + " | ".join(libraries) + " | jit / JAX | eager / torch |",
+             "|---|" + "---:|" * (len(libraries) + 2)]
+    for row, _, _ in rows:
+        lines.append(f"| {row} | " + " | ".join(cell(row, lib) for lib in libraries)
+                     + f" | {ratio(row, 'pullback jit (fused)', 'JAX jit')} | "
+                     f"{ratio(row, 'pullback eager', 'torch')} |")
+    jit = [lib for lib in libraries if lib in ("pullback jit (NumPy)", "pullback jit (fused)",
+                                               "JAX jit")]
+    if jit:
+        lines += ["", "First calls (ms; pullback: staging, passes and NumPy code, the fused tier "
+                  "compiling later; JAX: trace and compile), best pass; fused kernels installed:",
+                  "", "| task | " + " | ".join(jit) + " | kernels |",
+                  "|---|" + "---:|" * (len(jit) + 1)]
+        for row, _, _ in rows:
+            firsts = [best.get((row, lib), {}).get("first_ms") for lib in jit]
+            kernels = best.get((row, "pullback jit (fused)"), {}).get("kernels", "-")
+            lines.append(f"| {row} | " + " | ".join("-" if f is None else f"{f:.1f}"
+                                                    for f in firsts) + f" | {kernels} |")
+    if missing:
+        lines += ["", "Not run: " + "; ".join(f"{lib} ({why})" for lib, why in missing.items())]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
