@@ -42,6 +42,10 @@ def _extremum(prim, name):
     def fn(a, axis=None, out=None, keepdims=False, initial=None, where=None):
         refuse(name, where=where)
         x, axes = _prepare(name, a, axis, out=out)
+        if initial is not None and _count(x, axes) == 0:
+            # Nothing to reduce: NumPy's answer is `initial`, a constant, at NumPy's shape.
+            return getattr(np, name)(np.zeros(np.shape(x), x.dtype), axis=axes,
+                                     keepdims=bool(keepdims), initial=initial)
         result = prim(x, axis=axes, keepdims=bool(keepdims))
         if initial is not None:
             result = (E.maximum if prim is R.max else E.minimum)(result, initial)

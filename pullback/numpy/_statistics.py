@@ -221,7 +221,10 @@ def nanmedian(a, axis=None, out=None, overwrite_input=False, keepdims=False):
 
 
 def _without_nan(a, fill):
+    """a with its NaNs replaced by `fill` (integers and booleans hold none: unchanged)."""
     x = operand(a)
+    if np.dtype(getattr(x, "dtype", type(x))).kind not in "fc":
+        return x
     return E.where(E.isnan(stop_gradient(x)), fill, x)
 
 
@@ -281,7 +284,7 @@ def _nan_extremum(reduce, name, fill):
         refuse(name, out=out, where=where)
         x = operand(a)
         result = reduce(_without_nan(x, fill), axis, keepdims=keepdims, initial=initial)
-        if initial is not None:
+        if initial is not None or np.dtype(getattr(x, "dtype", type(x))).kind not in "fc":
             return result
         all_nan = _valid_count(astype(x, np.float64), axis, keepdims) == 0
         return E.where(all_nan, np.nan, result)

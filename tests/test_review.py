@@ -1,0 +1,98 @@
+"""Correctness review: NumPy's values and dtypes, and derivatives checked against finite
+differences, on the awkward inputs users pass (integer and boolean operands, empty
+reductions, ties and kinks), in every path: eager, jit, the fused tier and vmap."""
+import numpy as np
+import pytest
+
+import pullback
+from pullback.core.primitive import REGISTRY
+from pullback.ir import fused
+
+FLOAT_AND_WIDER = (np.float16, np.float32, np.float64, np.complex64, np.complex128)
+NARROW = (np.bool_, np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64)
+
+
+def _same(got, expected):
+    """Equal values (NaN equal to NaN), shapes and dtypes."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def _fused(fn, *args):
+    """fn staged, optimised and run by the fused tier, every group fused (even one equation)."""
+    from pullback.ir.passes import optimize
+    from pullback.ir.staging import stage
+    program = optimize(stage(fn, args))
+    compiled = fused.compile_fused(program, "f", [np.copy(a) for a in args], min_size=1,
+                                   measure=False)
+    assert compiled is not None and compiled.kernels, "nothing fused"
+    return compiled(*[np.copy(a) for a in args])[0]
+
+
+# ------------------------------------------------ sums and products of narrow dtypes
+
+
+@pytest.mark.parametrize("name", ["sum", "prod", "cumsum", "cumprod"])
+@pytest.mark.parametrize("dtype", NARROW + FLOAT_AND_WIDER)
+def test_accumulating_primitives_type_their_result_as_numpy_does(name, dtype):
+    """np.sum/prod/cumsum/cumprod of booleans and narrow integers accumulate in the
+    platform integer: the shape rule said bool (int8 ...), which the fused tier then
+    accumulated in, counting True + True as True and wrapping int8 sums."""
+    prim = REGISTRY[name]
+    x = np.array([[1, 0, 1], [1, 1, 0]]).astype(dtype)
+    params = {"axis": 1} if name.startswith("cum") else {"axis": (1,), "keepdims": False}
+    out = prim.impl(x, **params)
+    assert prim.shape(x, **params).dtype == out.dtype
+
+
+def test_jit_counts_booleans_in_the_fused_tier(monkeypatch):
+    monkeypatch.setenv("PULLBACK_FUSED", "1")
+    pytest.importorskip("numba")
+
+    def count(x):
+        return np.sum(x > 0.5) * x[0]
+
+    def small_integers(x):
+        return np.sum((x > 0.5).astype(np.int8)) * x
+    x = np.ones(300)
+    _same(_fused(count, x), count(x))
+    _same(_fused(small_integers, x), small_integers(x))
+
+
+def test_fused_max_splits_the_derivative_among_ties():
+    """The tie count of max's derivative is a sum of booleans: fused, it was 1 per tie."""
+    pytest.importorskip("numba")
+    x = np.array([0.0, 1.0, -1.0, 2.0, 2.0])
+    for f in (np.max, lambda x: np.ptp(x), lambda x: np.linalg.norm(x, np.inf),
+              lambda x: np.sum(np.max(np.stack([x, x]), axis=0))):
+        _same(_fused(pullback.grad(f), x), pullback.grad(f)(x))
+
+
+# ---------------------------------------------------------------- NaN reductions
+
+
+@pytest.mark.parametrize("name", ["nansum", "nanprod", "nancumsum", "nancumprod", "nanmax",
+                                  "nanmin"])
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.int64, np.float32])
+def test_nan_reductions_keep_numpys_dtype_for_integers_and_booleans(name, dtype):
+    """Replacing NaN by a float fill promoted integers and booleans to float64."""
+    f = getattr(np, name)
+    x = np.array([3, 0, 1]).astype(dtype)
+    _same(pullback.jit(f)(x), f(x))
+
+
+# ------------------------------------------------------------- empty reductions
+
+
+@pytest.mark.parametrize("name", ["max", "min", "nanmax", "nanmin"])
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, True), (1, False)])
+def test_max_and_min_with_initial_of_an_empty_array_give_initial(name, axis, keepdims):
+    """NumPy answers `initial` where nothing is reduced; pullback raised NumPy's error."""
+    def f(x):
+        return getattr(np, name)(x, axis=axis, keepdims=keepdims, initial=1.5)
+    for dtype in (np.float64, np.float32):
+        x = np.zeros((0, 3), dtype)
+        _same(pullback.jit(f)(x), f(x))
+        assert pullback.jacobian(f)(x).shape == np.shape(f(x)) + x.shape
