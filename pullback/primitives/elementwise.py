@@ -15,8 +15,9 @@ from . import scipy_special as sp
 
 from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype, name_pullback
-from .families import (batch_elementwise, call_emitter, constant, elementwise, elementwise_shape,
-                       for_reading, linear, ufunc_emitter, ufunc_scalar, unbroadcast)
+from .families import (array_dtype, batch_elementwise, call_emitter, constant, elementwise,
+                       elementwise_shape, for_reading, linear, ufunc_emitter, ufunc_scalar,
+                       unbroadcast)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -78,7 +79,7 @@ def _absolute_partial(x):
 # ------------------------------------------ complex parts: linear, real coefficients
 
 def _part_shape(x):
-    return ShapeDtype(shape_of(x), np.finfo(dtype_of(x)).dtype)
+    return ShapeDtype(shape_of(x), np.finfo(array_dtype(x)).dtype)
 
 
 # conj's transpose is conj; real's embeds its cotangent into the complex numbers, imag's

@@ -14,8 +14,8 @@ from ..core.arrays import dtype_of, shape_of
 from ..core.indexing import Slice
 from ..core.primitive import Primitive, ShapeDtype, name_pullback
 from .elementwise import equal, where
-from .families import (batch_along_axis, batch_by_loop, batch_reduction, call_emitter,
-                       constant, derivatives_from, linear)
+from .families import (array_dtype, batch_along_axis, batch_by_loop, batch_reduction,
+                       call_emitter, constant, derivatives_from, linear)
 from .structural import broadcast_to, concatenate, convert, getitem, reshape, transpose
 
 
@@ -26,7 +26,7 @@ def reduced_shape(shape, axis, keepdims):
 
 
 def _reduction_shape(x, axis, keepdims):
-    return ShapeDtype(reduced_shape(shape_of(x), axis, keepdims), dtype_of(x))
+    return ShapeDtype(reduced_shape(shape_of(x), axis, keepdims), array_dtype(x))
 
 
 @functools.cache
@@ -37,7 +37,7 @@ def accumulated_dtype(dtype):
 
 
 def _accumulation_shape(x, axis, keepdims):
-    return ShapeDtype(reduced_shape(shape_of(x), axis, keepdims), accumulated_dtype(dtype_of(x)))
+    return ShapeDtype(reduced_shape(shape_of(x), axis, keepdims), accumulated_dtype(array_dtype(x)))
 
 
 def keep_dims(y, x, axis, keepdims):
@@ -169,7 +169,7 @@ prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdim
 
 
 def _scan_shape(x, axis):
-    return ShapeDtype(shape_of(x), accumulated_dtype(dtype_of(x)))
+    return ShapeDtype(shape_of(x), accumulated_dtype(array_dtype(x)))
 
 
 def _flip(x, axis):
