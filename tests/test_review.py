@@ -166,3 +166,18 @@ def test_angle_of_real_values(dtype, deg):
     if dtype in (np.float32, np.float64):
         x = np.array([-1.0, 0.0, -0.0, 2.0], dtype)
         _same(pullback.jacobian(lambda x: np.angle(x, deg=deg))(x), np.zeros((4, 4), dtype))
+
+
+# ------------------------------------------------------------------------ svd
+
+
+@pytest.mark.parametrize("svd, name", [(np.linalg.svd, "numpy.linalg.svd"),
+                                       (pullback.scipy.linalg.svd, "scipy.linalg.svd")])
+def test_svd_full_matrices_is_refused_for_non_square_matrices_by_numpy_and_scipy_alike(svd, name):
+    """One check (numpy/linalg.py's svd_factors) serves both namespaces; square matrices
+    pass (their full SVD is the reduced one)."""
+    from helpers import raises
+    with raises(pullback.errors.UnsupportedFunctionError, name, "full_matrices=False"):
+        pullback.grad(lambda a: np.sum(svd(a)[0]))(np.ones((3, 2)))
+    a = np.array([[2.0, 1.0], [0.5, 3.0]])
+    pullback.testing.check_grads(lambda a: svd(a)[1], (a,), order=2)

@@ -28,6 +28,7 @@ from ..core.numbers import complex_error
 from ..errors import unsupported
 from ..numpy._shape import (argsort, broadcast_to, concatenate, flip, operand, pad_constant,
                             reshape, take, take_along_axis, tril, triu)
+from ..numpy.linalg import svd_factors
 from ..primitives import linalg as L
 from ..primitives.contraction import matmul, swap_last
 from ..primitives.elementwise import where
@@ -281,12 +282,7 @@ def svd(a, full_matrices=True, compute_uv=True, overwrite_a=False, check_finite=
     x = _matrix(a, "svd", square=False)
     if not compute_uv:
         return L.svdvals(x)
-    if full_matrices and x.shape[-1] != x.shape[-2]:
-        raise unsupported(
-            "scipy.linalg.svd", f"full_matrices=True for a non-square {x.shape[-2]}x"
-            f"{x.shape[-1]} matrix: the extra singular vectors are not unique, so they have no "
-            "derivative; pass full_matrices=False")
-    return tuple(L.svd(x))
+    return tuple(svd_factors(x, full_matrices, "scipy.linalg.svd"))
 
 
 def qr(a, overwrite_a=False, lwork=None, mode="full", pivoting=False, check_finite=True):
