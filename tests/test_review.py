@@ -181,3 +181,36 @@ def test_svd_full_matrices_is_refused_for_non_square_matrices_by_numpy_and_scipy
         pullback.grad(lambda a: np.sum(svd(a)[0]))(np.ones((3, 2)))
     a = np.array([[2.0, 1.0], [0.5, 3.0]])
     pullback.testing.check_grads(lambda a: svd(a)[1], (a,), order=2)
+
+
+# ----------------------------------------------------------------- logsumexp
+
+
+def test_logsumexp_ignores_terms_whose_weight_b_is_zero_also_in_its_shift():
+    """The shift was the largest x, also where b == 0: exp of the others underflowed and
+    logsumexp([1000, 1, 2], b=[0, 1, 2]) was -inf (SciPy: 2.862)."""
+    import scipy.special
+    x, b = np.array([1000.0, 1.0, 2.0]), np.array([0.0, 1.0, 2.0])
+
+    def f(x):
+        return pullback.scipy.special.logsumexp(x, b=b)
+    _same(pullback.jit(f)(x), scipy.special.logsumexp(x, b=b))
+    _same(pullback.grad(f)(x), np.array([0.0, np.e, 2.0 * np.e ** 2]) / (np.e + 2.0 * np.e ** 2))
+    # a traced b keeps its derivative where it is zero: exp(x_i - logsumexp)
+    x = np.array([3.0, 1.0, 2.0])
+    pullback.testing.check_grads(lambda x, b: pullback.scipy.special.logsumexp(x, b=b),
+                                 (x, b), order=2)
+
+
+@pytest.mark.parametrize("shape, axis", [((0,), None), ((0, 3), 0), ((0, 3), 1), ((2, 0), -1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_logsumexp_of_an_empty_sum_is_minus_infinity(shape, axis, dtype):
+    """SciPy answers -inf (log 0); pullback raised NumPy's ValueError from max."""
+    import scipy.special
+
+    def f(x):
+        return pullback.scipy.special.logsumexp(x, axis=axis)
+    x = np.zeros(shape, dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _same(pullback.jit(f)(x), scipy.special.logsumexp(x, axis=axis))
+        assert pullback.jacobian(f)(x).shape == np.shape(f(x)) + shape
