@@ -156,6 +156,14 @@ def ufunc_scalar(ufunc):
     return emit_scalar
 
 
+def real_ufunc_scalar(ufunc):
+    """`ufunc_scalar` for real operands only: Numba's complex version of the ufunc differs
+    from NumPy's (so a complex operand keeps the NumPy code)."""
+    scalar = ufunc_scalar(ufunc)
+    return lambda args, dtypes: None if any(d.kind == "c" for d in dtypes) else scalar(args,
+                                                                                        dtypes)
+
+
 def cast(v, dtype):
     """v (an array or tracer) cast to `dtype`: a complex value cast to a real dtype keeps its
     real part, the transpose of the real numbers' embedding in the complex ones (and the
