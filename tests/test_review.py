@@ -291,3 +291,40 @@ def test_fused_tier_matches_numpy_on_complex_values_of_every_magnitude(name, dty
     rtol = 1e-12 if dtype == np.complex128 else 1e-5
     _assert_fused_equals_eager(lambda *a: prim(*a), _grid(values, len(prim.domain)), rtol,
                                finite_only=True)
+
+
+# ------------------------------------------------------------- empty quantiles
+
+
+QUANTILES = {
+    "quantile": lambda x, axis, k: np.quantile(x, 0.4, axis=axis, method="lower", keepdims=k),
+    "percentile": lambda x, axis, k: np.percentile(x, [40.0, 50.0], axis=axis, keepdims=k),
+    "median": lambda x, axis, k: np.median(x, axis=axis, keepdims=k),
+    "nanpercentile": lambda x, axis, k: np.nanpercentile(x, 30.0, axis=axis, keepdims=k),
+    "nanquantile": lambda x, axis, k: np.nanquantile(x, 0.3, axis=axis, keepdims=k),
+    "nanmedian": lambda x, axis, k: np.nanmedian(x, axis=axis, keepdims=k),
+}
+
+
+@pytest.mark.parametrize("name", QUANTILES)
+@pytest.mark.parametrize("shape, axis", [((3, 1, 0), -2), ((0, 2), 1), ((3, 0, 1), (0,)),
+                                         ((3, 0), 0), ((3, 0), 1), ((0, 3), None)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_quantiles_of_arrays_with_an_empty_axis_are_numpys(name, shape, axis, keepdims):
+    """An empty axis that is not reduced gives an empty result (pullback raised IndexError:
+    the reduced axes were flattened with reshape(..., -1), which an empty array leaves 0);
+    an empty reduced axis gives NaN for medians and the nan-quantiles (nanpercentile
+    raised), and NumPy's IndexError for quantile and percentile."""
+    def f(x):
+        return QUANTILES[name](x, axis, keepdims)
+    x = np.zeros(shape)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            expected = f(x)
+        except IndexError:
+            with pytest.raises(IndexError):
+                pullback.jit(f)(x)
+            return
+        _same(pullback.jit(f)(x), expected)
+        assert pullback.jacobian(f)(x).shape == np.shape(expected) + shape

@@ -9,6 +9,8 @@ elements gets it).
 """
 import builtins
 
+import math
+
 import numpy as np
 
 from ..core.engine import Tracer
@@ -78,11 +80,13 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
     kept = [i for i in range(n_dims) if i not in axes]
     rest = tuple(shape(x)[i] for i in kept)
 
+    length = math.prod(shape(x)[i] for i in axes)
+
     def slices(v):                       # the reduced axes last, flattened into one
-        return reshape(transpose(v, kept + list(axes)), rest + (-1,))
+        return reshape(transpose(v, kept + list(axes)), rest + (length,))
     values = slices(x)
-    if shape(values)[-1] == 0:                   # NumPy: NaN for medians, else an error
-        if name not in ("median", "nanmedian"):
+    if length == 0:                      # NumPy: NaN for medians and nan-quantiles, else an error
+        if name not in ("median", "nanmedian") and not name.startswith("nan"):
             raise IndexError(f"{name} of an empty array: there is no value to take (NumPy "
                              "raises an IndexError too)")
         result = np.full(shape(q) + rest, np.nan, x.dtype)
