@@ -328,3 +328,13 @@ def test_quantiles_of_arrays_with_an_empty_axis_are_numpys(name, shape, axis, ke
             return
         _same(pullback.jit(f)(x), expected)
         assert pullback.jacobian(f)(x).shape == np.shape(expected) + shape
+
+
+def test_reshape_refuses_an_ambiguous_minus_one_beside_a_zero_as_numpy_does():
+    """np.reshape(zeros((3, 0)), (0, -1)) raises: any length fits; pullback chose 0."""
+    for shape in [(0, -1), (-1, 0)]:
+        with pytest.raises(ValueError):
+            np.reshape(np.zeros((3, 0)), shape)
+        with pytest.raises(ValueError):
+            pullback.jit(lambda x: np.reshape(x, shape))(np.zeros((3, 0)))
+    _same(pullback.jit(lambda x: np.reshape(x, (2, -1)))(np.zeros((2, 0, 3))), np.zeros((2, 0)))

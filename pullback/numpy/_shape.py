@@ -88,7 +88,10 @@ def _resolve_shape(new_shape, total):
         raise ValueError("can only specify one unknown dimension")
     if -1 in new_shape:
         known = math.prod(n for n in new_shape if n != -1)
-        new_shape = tuple((total // known if known else 0) if n == -1 else n for n in new_shape)
+        if not known:           # any length fits beside a zero: NumPy refuses to guess
+            raise ValueError(f"cannot reshape array of size {total} into shape "
+                             f"{new_shape} (the -1 is ambiguous beside a zero)")
+        new_shape = tuple(total // known if n == -1 else n for n in new_shape)
     if math.prod(new_shape) != total:
         raise ValueError(f"cannot reshape array of size {total} into shape {new_shape}")
     return new_shape
