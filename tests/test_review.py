@@ -338,3 +338,29 @@ def test_reshape_refuses_an_ambiguous_minus_one_beside_a_zero_as_numpy_does():
         with pytest.raises(ValueError):
             pullback.jit(lambda x: np.reshape(x, shape))(np.zeros((3, 0)))
     _same(pullback.jit(lambda x: np.reshape(x, (2, -1)))(np.zeros((2, 0, 3))), np.zeros((2, 0)))
+
+
+# ------------------------------------------------- Python numbers as array operands
+
+
+@pytest.mark.parametrize("name, f", [
+    ("dot", lambda x: np.dot(x, 2.0)), ("dot_left", lambda x: np.dot(2.0, x)),
+    ("inner", lambda x: np.inner(x, 2.0)), ("outer", lambda x: np.outer(x, 2.0)),
+    ("outer_left", lambda x: np.outer(2.0, x)), ("ravel", lambda x: np.ravel(2.0) * x),
+    ("reshape", lambda x: np.reshape(3.0, (1, 1)) * x)])
+def test_python_numbers_in_array_functions_are_numpys_arrays_of_them(name, f):
+    """np.dot(x32, 2.0) is float64 in NumPy (its operands become arrays, strongly typed):
+    pullback gave float32; np.outer(x, 2.0) and np.reshape(3.0, ...) raised AttributeError
+    ('float' object has no attribute 'shape')."""
+    x = np.array([1.0, 2.0], np.float32)
+    _same(pullback.jit(f)(x), f(x))
+    _same(pullback.pullback(f, x)[0], f(x))
+    pullback.testing.check_grads(f, (x.astype(np.float64),), order=1)
+
+
+def test_roots_of_float32_coefficients_are_complex64():
+    """The companion matrix was built with a float64 identity: complex128 roots."""
+    p = np.array([1.0, -3.0, 2.0], np.float32)
+    roots = pullback.pullback(np.roots, p)[0]
+    assert roots.dtype == np.complex64
+    np.testing.assert_allclose(np.sort_complex(roots), np.sort_complex(np.roots(p)), rtol=1e-6)

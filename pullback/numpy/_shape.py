@@ -101,7 +101,7 @@ def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
     """`np.reshape` (C order)."""
     if order != "C":
         raise unsupported("reshape", f"order={order!r}; only C order is supported")
-    x = operand(a)
+    x = array_operand(a)
     target = _resolve_shape(shape if shape is not None else newshape, size(x))
     return x if target == tuple(x.shape) else S.reshape(x, shape=target)
 
