@@ -364,3 +364,15 @@ def test_roots_of_float32_coefficients_are_complex64():
     roots = pullback.pullback(np.roots, p)[0]
     assert roots.dtype == np.complex64
     np.testing.assert_allclose(np.sort_complex(roots), np.sort_complex(np.roots(p)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "wrap", "symmetric", "mean",
+                                  "maximum", "linear_ramp", "empty"])
+def test_pad_of_a_zero_dimensional_value_returns_it(mode):
+    """NumPy pads nothing in a 0-d array; pullback raised NumPy's broadcasting ValueError
+    (found by tests/test_jit_fuzz.py's seed 97 in a longer run)."""
+    def f(x):
+        return np.pad(np.sum(x ** 2), 1, mode=mode)
+    x = np.array([1.0, 2.0])
+    _same(pullback.jit(f)(x), f(x))
+    _same(pullback.grad(f)(x), 2.0 * x)
