@@ -376,3 +376,12 @@ def test_pad_of_a_zero_dimensional_value_returns_it(mode):
     x = np.array([1.0, 2.0])
     _same(pullback.jit(f)(x), f(x))
     _same(pullback.grad(f)(x), 2.0 * x)
+
+
+def test_toeplitz_of_a_complex_column_alone_is_hermitian_as_scipys():
+    """scipy.linalg.toeplitz(c) takes r = conj(c); pullback took r = c (a wrong matrix
+    for complex c)."""
+    import scipy.linalg
+    for c in (np.array([1 + 1j, 2 + 0.5j, 3 - 1j]), np.array([1.0, 2.0, 3.0])):
+        _same(pullback.jit(pullback.scipy.linalg.toeplitz)(c), scipy.linalg.toeplitz(c))
+        pullback.testing.check_grads(pullback.scipy.linalg.toeplitz, (c,), order=2)

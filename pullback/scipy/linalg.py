@@ -31,7 +31,7 @@ from ..numpy._shape import (argsort, broadcast_to, concatenate, flip, operand, p
 from ..numpy.linalg import svd_factors
 from ..primitives import linalg as L
 from ..primitives.contraction import matmul, swap_last
-from ..primitives.elementwise import where
+from ..primitives.elementwise import conjugate, where
 from ..primitives.structural import convert
 
 __all__ = ["solve_triangular", "cholesky", "cho_factor", "cho_solve", "lu_factor", "lu_solve",
@@ -417,9 +417,11 @@ def _vectors(c, r=None):
 
 
 def toeplitz(c, r=None):
-    """`scipy.linalg.toeplitz`: first column c, first row r (r[0] ignored; default c)."""
+    """`scipy.linalg.toeplitz`: first column c, first row r (r[0] ignored; default
+    conj(c): a Hermitian matrix for complex c, as SciPy's)."""
     c, r = _vectors(c, r)
-    r = c if r is None else r
+    if r is None:
+        r = conjugate(c) if _np.dtype(c.dtype).kind == "c" else c
     m, n = c.shape[-1], r.shape[-1]
     values = concatenate([flip(c, axis=-1), r[..., 1:]], axis=-1)
     return take(values, m - 1 + _np.subtract.outer(_np.arange(n), _np.arange(m)).T, axis=-1)
