@@ -385,3 +385,17 @@ def test_toeplitz_of_a_complex_column_alone_is_hermitian_as_scipys():
     for c in (np.array([1 + 1j, 2 + 0.5j, 3 - 1j]), np.array([1.0, 2.0, 3.0])):
         _same(pullback.jit(pullback.scipy.linalg.toeplitz)(c), scipy.linalg.toeplitz(c))
         pullback.testing.check_grads(pullback.scipy.linalg.toeplitz, (c,), order=2)
+
+
+def test_dtype_queries_work_on_traced_values():
+    """np.iscomplexobj, np.isrealobj and np.result_type read only dtypes; on traced values
+    they raised UnsupportedFunctionError (np.result_type also broke np.angle of real values)."""
+    def f(z):
+        wide = z.astype(np.result_type(z, np.complex64))
+        return np.sum(np.abs(wide) ** 2) if np.iscomplexobj(wide) and not np.isrealobj(z) \
+            else np.sum(z.real ** 2)
+    for z in (np.array([1.0 + 2.0j, -0.5j]), np.array([1.0, 2.0], np.float32)):
+        _same(pullback.jit(f)(z), f(z))
+        _same(pullback.grad(f)(z), 2.0 * np.conj(z) if np.iscomplexobj(z) else 2.0 * z)
+    assert pullback.jit(lambda x: x.astype(np.result_type(x, 1.0)))(
+        np.ones(2, np.float32)).dtype == np.float32          # a Python number stays weak

@@ -74,6 +74,22 @@ def shape(a):
     return tuple(getattr(operand(a), "shape", ()))
 
 
+def iscomplexobj(x) -> bool:
+    """`np.iscomplexobj`: whether x's dtype is complex (a fact of its type, no value read)."""
+    return np.dtype(getattr(x, "dtype", None) or np.asarray(x).dtype).kind == "c"
+
+
+def isrealobj(x) -> bool:
+    """`np.isrealobj`: not `iscomplexobj`."""
+    return not iscomplexobj(x)
+
+
+def result_type(*arrays_and_dtypes):
+    """`np.result_type`, reading the dtypes of traced values (Python numbers stay weak)."""
+    return np.result_type(*(getattr(a, "dtype", a) if isinstance(a, Tracer) else a
+                            for a in arrays_and_dtypes))
+
+
 def size(a, axis=None):
     """`np.size`."""
     s = shape(a)
