@@ -38,8 +38,9 @@ from ._statistics import (bincount, corrcoef, cov, median, nancumprod, nancumsum
 from ._shape import (argpartition, array, array_split, argsort, asarray, astype, at, atleast_1d,
                      atleast_2d, atleast_3d, broadcast_arrays, broadcast_to, column_stack,
                      concatenate, copy, diag, diagonal, empty_like, expand_dims, flip, fliplr,
-                     flipud, full_like, getitem, hstack, moveaxis, nonzero, ones_like, operand,
-                     partition, ravel, repeat, reshape, roll, searchsorted, shape, size, sort,
+                     flipud, full_like, getitem, hstack, iscomplexobj, isrealobj, moveaxis,
+                     nonzero, ones_like, operand, partition, ravel, repeat, reshape,
+                     result_type, roll, searchsorted, shape, size, sort,
                      split, squeeze, stack, swapaxes, take, take_along_axis, tile, transpose,
                      tril, triu, vstack, zeros_like)
 

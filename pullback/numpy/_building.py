@@ -205,6 +205,8 @@ def pad(array, pad_width, mode="constant", **kwargs):
     unknown = set(kwargs) - allowed[mode]
     if unknown:
         raise ValueError(f"unsupported keyword arguments for mode '{mode}': {unknown}")
+    if n == 0:                                     # NumPy: a 0-d array has nothing to pad
+        return x
     if mode in _GATHER_MODES:
         if kwargs.get("reflect_type", "even") != "even":
             raise unsupported("pad", "reflect_type='odd'")

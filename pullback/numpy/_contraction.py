@@ -62,7 +62,7 @@ def tensordot(a, b, axes=2):
 def dot(a, b, out=None):
     """`np.dot`."""
     refuse("dot", out=out)
-    a, b = operand(a), operand(b)
+    a, b = array_operand(a), array_operand(b)     # a Python number as NumPy's array of it
     if ndim(a) == 0 or ndim(b) == 0:
         return E.multiply(a, b)
     if ndim(a) <= 2 and ndim(b) <= 2:
@@ -77,7 +77,7 @@ def vdot(a, b, /):
 
 def inner(a, b, /):
     """`np.inner`: contraction over the last axes."""
-    a, b = operand(a), operand(b)
+    a, b = array_operand(a), array_operand(b)
     if ndim(a) == 0 or ndim(b) == 0:
         return E.multiply(a, b)
     return tensordot(a, b, ([ndim(a) - 1], [ndim(b) - 1]))

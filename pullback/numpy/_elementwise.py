@@ -136,8 +136,13 @@ def angle(z, deg=False):
     """
     x = operand(z)
     if not _is_complex(x):
-        x = astype(x, np.result_type(x, np.complex64))
-    out = P.arctan2(P.imag(x), P.real(x))
+        # 0 or pi: piecewise constant (arctan2's derivative at 0 would be NaN), in the
+        # dtype NumPy gives it (float16 for int8, float64 for bool ...).
+        dtype = np.angle(np.zeros((), getattr(x, "dtype", None) or np.asarray(x).dtype)).dtype
+        x = stop_gradient(astype(x, np.result_type(dtype, np.complex64)))
+        out = astype(P.arctan2(P.imag(x), P.real(x)), dtype)
+    else:
+        out = P.arctan2(P.imag(x), P.real(x))
     return out * (180.0 / math.pi) if deg else out
 
 

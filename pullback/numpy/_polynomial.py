@@ -182,7 +182,7 @@ def roots(p):
     if n < 2:
         return np.zeros(trailing, np.result_type(getattr(p, "dtype", np.float64), np.complex64))
     companion = concatenate([reshape(-p[1:] / p[0], (1, n - 1)),
-                             np.eye(n - 2, n - 1, dtype=np.float64)], axis=0)
+                             np.eye(n - 2, n - 1, dtype=p.dtype)], axis=0)
     found = linalg.eigvals(companion)
     if not traced:
         return concatenate([found, np.zeros(trailing, found.dtype)])

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from ..primitives import elementwise as E
+from ..core.engine import Tracer
 from ..primitives import reductions as R
 from ..primitives.structural import stop_gradient
 from ._common import ndim, normalize_axes, normalize_axis, refuse
@@ -42,6 +43,10 @@ def _extremum(prim, name):
     def fn(a, axis=None, out=None, keepdims=False, initial=None, where=None):
         refuse(name, where=where)
         x, axes = _prepare(name, a, axis, out=out)
+        if initial is not None and _count(x, axes) == 0:
+            # Nothing to reduce: NumPy's answer is `initial`, a constant, at NumPy's shape.
+            return getattr(np, name)(np.zeros(np.shape(x), x.dtype), axis=axes,
+                                     keepdims=bool(keepdims), initial=initial)
         result = prim(x, axis=axes, keepdims=bool(keepdims))
         if initial is not None:
             result = (E.maximum if prim is R.max else E.minimum)(result, initial)
@@ -148,12 +153,24 @@ cumprod = _scan(R.cumprod, "cumprod")
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """`scipy.special.logsumexp`: log(sum(b * exp(a))), computed stably."""
     x = operand(a)
-    axes = normalize_axes(axis, ndim(x))
-    shift = R.max(stop_gradient(x), axis=axes, keepdims=True)
-    shift = E.where(E.isfinite(shift), shift, 0.0)
+    shifted_by = stop_gradient(x)
+    if b is not None:
+        # As SciPy: terms with b == 0 count for nothing, also in the shift (the largest x
+        # may be one of them); a constant b masks them out of the terms too (no overflow).
+        b = operand(b)
+        counted = E.not_equal(stop_gradient(b), 0)
+        shifted_by = E.where(counted, shifted_by, -np.inf)
+        if not isinstance(b, Tracer):
+            x = E.where(counted, x, -np.inf)
+    axes = normalize_axes(axis, ndim(shifted_by))
+    if _count(shifted_by, axes) == 0:                    # an empty sum: log(0) = -inf
+        shift = 0.0
+    else:
+        shift = R.max(shifted_by, axis=axes, keepdims=True)
+        shift = E.where(E.isfinite(shift), shift, 0.0)
     terms = E.exp(x - shift)
     if b is not None:
-        terms = terms * operand(b)
+        terms = terms * b
     total = R.sum(terms, axis=axes, keepdims=True)
     sign = E.sign(total)
     if return_sign:

@@ -74,6 +74,22 @@ def shape(a):
     return tuple(getattr(operand(a), "shape", ()))
 
 
+def iscomplexobj(x) -> bool:
+    """`np.iscomplexobj`: whether x's dtype is complex (a fact of its type, no value read)."""
+    return np.dtype(getattr(x, "dtype", None) or np.asarray(x).dtype).kind == "c"
+
+
+def isrealobj(x) -> bool:
+    """`np.isrealobj`: not `iscomplexobj`."""
+    return not iscomplexobj(x)
+
+
+def result_type(*arrays_and_dtypes):
+    """`np.result_type`, reading the dtypes of traced values (Python numbers stay weak)."""
+    return np.result_type(*(getattr(a, "dtype", a) if isinstance(a, Tracer) else a
+                            for a in arrays_and_dtypes))
+
+
 def size(a, axis=None):
     """`np.size`."""
     s = shape(a)
@@ -88,7 +104,10 @@ def _resolve_shape(new_shape, total):
         raise ValueError("can only specify one unknown dimension")
     if -1 in new_shape:
         known = math.prod(n for n in new_shape if n != -1)
-        new_shape = tuple((total // known if known else 0) if n == -1 else n for n in new_shape)
+        if not known:           # any length fits beside a zero: NumPy refuses to guess
+            raise ValueError(f"cannot reshape array of size {total} into shape "
+                             f"{new_shape} (the -1 is ambiguous beside a zero)")
+        new_shape = tuple(total // known if n == -1 else n for n in new_shape)
     if math.prod(new_shape) != total:
         raise ValueError(f"cannot reshape array of size {total} into shape {new_shape}")
     return new_shape
@@ -98,7 +117,7 @@ def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
     """`np.reshape` (C order)."""
     if order != "C":
         raise unsupported("reshape", f"order={order!r}; only C order is supported")
-    x = operand(a)
+    x = array_operand(a)
     target = _resolve_shape(shape if shape is not None else newshape, size(x))
     return x if target == tuple(x.shape) else S.reshape(x, shape=target)
 

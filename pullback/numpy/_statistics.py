@@ -9,6 +9,8 @@ elements gets it).
 """
 import builtins
 
+import math
+
 import numpy as np
 
 from ..core.engine import Tracer
@@ -78,11 +80,13 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
     kept = [i for i in range(n_dims) if i not in axes]
     rest = tuple(shape(x)[i] for i in kept)
 
+    length = math.prod(shape(x)[i] for i in axes)
+
     def slices(v):                       # the reduced axes last, flattened into one
-        return reshape(transpose(v, kept + list(axes)), rest + (-1,))
+        return reshape(transpose(v, kept + list(axes)), rest + (length,))
     values = slices(x)
-    if shape(values)[-1] == 0:                   # NumPy: NaN for medians, else an error
-        if name not in ("median", "nanmedian"):
+    if length == 0:                      # NumPy: NaN for medians and nan-quantiles, else an error
+        if name not in ("median", "nanmedian") and not name.startswith("nan"):
             raise IndexError(f"{name} of an empty array: there is no value to take (NumPy "
                              "raises an IndexError too)")
         result = np.full(shape(q) + rest, np.nan, x.dtype)
@@ -221,7 +225,10 @@ def nanmedian(a, axis=None, out=None, overwrite_input=False, keepdims=False):
 
 
 def _without_nan(a, fill):
+    """a with its NaNs replaced by `fill` (integers and booleans hold none: unchanged)."""
     x = operand(a)
+    if np.dtype(getattr(x, "dtype", type(x))).kind not in "fc":
+        return x
     return E.where(E.isnan(stop_gradient(x)), fill, x)
 
 
@@ -281,7 +288,7 @@ def _nan_extremum(reduce, name, fill):
         refuse(name, out=out, where=where)
         x = operand(a)
         result = reduce(_without_nan(x, fill), axis, keepdims=keepdims, initial=initial)
-        if initial is not None:
+        if initial is not None or np.dtype(getattr(x, "dtype", type(x))).kind not in "fc":
             return result
         all_nan = _valid_count(astype(x, np.float64), axis, keepdims) == 0
         return E.where(all_nan, np.nan, result)

@@ -361,12 +361,22 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
         return _hermitian_svd(x, compute_uv)
     if not compute_uv:
         return L.svdvals(x)
+    return SVDResult(*svd_factors(x, full_matrices, "numpy.linalg.svd"))
+
+
+def svd_factors(x, full_matrices: bool, name: str):
+    """(u, s, vh) of stacked matrices x for `name` (NumPy's or SciPy's svd): with
+    `full_matrices=True` only for square ones, where it is the reduced SVD.
+
+    >>> [f.shape for f in svd_factors(np.eye(2), True, "numpy.linalg.svd")]
+    [(2, 2), (2,), (2, 2)]
+    """
     if full_matrices and x.shape[-1] != x.shape[-2]:
         raise unsupported(
-            "numpy.linalg.svd", f"full_matrices=True for a non-square {x.shape[-2]}x"
-            f"{x.shape[-1]} matrix: the extra singular vectors are not unique, so they have no "
-            "derivative; pass full_matrices=False")
-    return SVDResult(*L.svd(x))
+            name, f"full_matrices=True for a non-square {x.shape[-2]}x{x.shape[-1]} matrix: "
+            "the extra singular vectors are not unique, so they have no derivative; pass "
+            "full_matrices=False")
+    return L.svd(x)
 
 
 def _hermitian_svd(x, compute_uv):

@@ -15,8 +15,9 @@ from . import scipy_special as sp
 
 from ..core.arrays import dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype
-from .families import (batch_elementwise, call_emitter, constant, elementwise, elementwise_shape,
-                       for_reading, linear, ufunc_emitter, ufunc_scalar, unbroadcast)
+from .families import (array_dtype, batch_elementwise, call_emitter, constant, elementwise,
+                       elementwise_shape, for_reading, linear, real_ufunc_scalar, ufunc_emitter,
+                       ufunc_scalar, unbroadcast)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -46,7 +47,10 @@ square = analytic("square", np.square, lambda x: (2.0, x))
 reciprocal = analytic("reciprocal", np.reciprocal, lambda out: -square(out), POSITIVE)
 exp = analytic("exp", np.exp, lambda out: out)
 exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,))
-expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0, aliases=(sp.expm1,))
+# Numba's complex expm1 is exp(z) - 1 (no digits left for small z), its complex tanh NaN
+# for a large real part, its complex power NaN at base 0: complex values stay NumPy's.
+expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0, aliases=(sp.expm1,),
+                 emit_scalar=real_ufunc_scalar(np.expm1))
 log = analytic("log", np.log, lambda x: reciprocal(x), POSITIVE)
 log2 = analytic("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
 log10 = analytic("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE)
@@ -60,7 +64,8 @@ arccos = analytic("arccos", np.arccos, lambda x: -1.0 / sqrt(1.0 - square(x)), U
 arctan = analytic("arctan", np.arctan, lambda x: reciprocal(square(x) + 1.0))
 sinh = analytic("sinh", np.sinh, lambda x: cosh(x))
 cosh = analytic("cosh", np.cosh, lambda x: sinh(x))
-tanh = analytic("tanh", np.tanh, lambda out: 1.0 - square(out))
+tanh = analytic("tanh", np.tanh, lambda out: 1.0 - square(out),
+                emit_scalar=real_ufunc_scalar(np.tanh))
 arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0))
 arccosh = analytic("arccosh", np.arccosh, lambda x: 1.0 / (sqrt(x - 1.0) * sqrt(x + 1.0)),
                    (1.2, 3.0))
@@ -78,7 +83,7 @@ def _absolute_partial(x):
 # ------------------------------------------ complex parts: linear, real coefficients
 
 def _part_shape(x):
-    return ShapeDtype(shape_of(x), np.finfo(dtype_of(x)).dtype)
+    return ShapeDtype(shape_of(x), np.finfo(array_dtype(x)).dtype)
 
 
 # conj's transpose is conj; real's embeds its cotangent into the complex numbers, imag's
@@ -163,8 +168,8 @@ def _power_scalar(args, dtypes):
     # A small integer exponent as Python's int: Numba multiplies (as NumPy's fast paths
     # do for x ** 2) instead of calling pow, ten times slower. Literals arrive cast to
     # their dtype, e.g. `np.float64(2.0)`.
-    # Integer powers stay NumPy's (it refuses negative exponents).
-    if any(d.kind not in "fc" for d in dtypes):
+    # Integer powers stay NumPy's (it refuses negative exponents), complex ones too.
+    if any(d.kind != "f" for d in dtypes):
         return None
     exponent = re.fullmatch(r"np\.\w+\((-?\d+)(\.0)?\)", args[1])
     if exponent and abs(int(exponent[1])) <= 4:
@@ -256,8 +261,10 @@ trunc = constant("trunc", np.trunc)
 rint = constant("rint", np.rint)
 around = constant("around", lambda x, decimals: np.round(x, decimals),
                   emit=call_emitter("np.round"))
+# Not fused: Numba's floor_divide of floats is floor(x / y), which differs from NumPy's
+# divmod at infinities (inf // 1 is nan in NumPy, 1 // -inf is -1).
 floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.05, 1.1)),
-                        operator="{} // {}")
+                        operator="{} // {}", emit_scalar=lambda args, dtypes: None)
 frexp_exponent = constant("frexp_exponent", lambda x: np.frexp(x)[1],
                           lambda x: ShapeDtype(shape_of(x), np.dtype(np.intc)), fresh_output=True,
                           emit_statements=for_reading(lambda targets, args, code: [

@@ -97,6 +97,14 @@ def call_emitter(function: str, **fixed):
     return emit
 
 
+
+def array_dtype(x):
+    """The dtype of x as an array: a Python scalar (a weakly typed operand, as shape rules
+    see it) has NumPy's default for its type, as `np.asarray` gives it: the result of
+    reshaping, indexing or reducing one is an array of that dtype, not float64."""
+    dtype = dtype_of(x)
+    return np.asarray(x).dtype if dtype is None else dtype
+
 def for_reading(statements):
     """An emit_statements rule that writes for `show` only: NumPy statements on arrays (an
     indexed assignment, a function pullback's namespace does not dispatch), which generated
@@ -146,6 +154,14 @@ def ufunc_scalar(ufunc):
     def emit_scalar(args, dtypes):
         return f"np.{ufunc.__name__}({', '.join(args)})"
     return emit_scalar
+
+
+def real_ufunc_scalar(ufunc):
+    """`ufunc_scalar` for real operands only: Numba's complex version of the ufunc differs
+    from NumPy's (so a complex operand keeps the NumPy code)."""
+    scalar = ufunc_scalar(ufunc)
+    return lambda args, dtypes: None if any(d.kind == "c" for d in dtypes) else scalar(args,
+                                                                                        dtypes)
 
 
 def cast(v, dtype):
@@ -411,7 +427,7 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
 
 def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural",
            fresh_output=False, transpose_kind=None, sparsity="gather", complex_rules=True,
-           domain=None, emit_scalar=None, scalar_reduction=None):
+           domain=None, emit_scalar=None, scalar_reduction=None, emit_statements=None):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
@@ -430,7 +446,7 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
         return pullback
 
     prim = Primitive(name, impl, shape=shape, jvp=jvp, vjp=vjp, batch=batch,
-                     emit=emit,
+                     emit=emit, emit_statements=emit_statements,
                      family=family, fresh_output=fresh_output, transpose_kind=transpose_kind,
                      sparsity=sparsity, complex_rules=complex_rules, domain=domain,
                      emit_scalar=emit_scalar, scalar_reduction=scalar_reduction)

@@ -4,6 +4,7 @@ and the integer-valued orderings (argsort, argpartition, searchsorted).
 `axis` is always a tuple of non-negative ints (the numpy namespace normalises it)
 for reductions, a single non-negative int for scans.
 """
+import functools
 import math
 
 import numpy as np
@@ -13,8 +14,8 @@ from ..core.arrays import dtype_of, shape_of
 from ..core.indexing import Slice
 from ..core.primitive import Primitive, ShapeDtype
 from .elementwise import equal, where
-from .families import (batch_along_axis, batch_by_loop, batch_reduction, call_emitter,
-                       constant, derivatives_from, linear)
+from .families import (array_dtype, batch_along_axis, batch_by_loop, batch_reduction,
+                       call_emitter, constant, derivatives_from, linear)
 from .structural import broadcast_to, concatenate, convert, getitem, reshape, transpose
 
 
@@ -25,7 +26,18 @@ def reduced_shape(shape, axis, keepdims):
 
 
 def _reduction_shape(x, axis, keepdims):
-    return ShapeDtype(reduced_shape(shape_of(x), axis, keepdims), dtype_of(x))
+    return ShapeDtype(reduced_shape(shape_of(x), axis, keepdims), array_dtype(x))
+
+
+@functools.cache
+def accumulated_dtype(dtype):
+    """The dtype of NumPy's sums and products of `dtype`: booleans and integers narrower
+    than the platform's are accumulated (so counted) in its integer."""
+    return np.sum(np.zeros(0, dtype)).dtype
+
+
+def _accumulation_shape(x, axis, keepdims):
+    return ShapeDtype(reduced_shape(shape_of(x), axis, keepdims), accumulated_dtype(array_dtype(x)))
 
 
 def keep_dims(y, x, axis, keepdims):
@@ -45,7 +57,7 @@ def _sum_transpose(ct, x, axis, keepdims):
 
 
 sum = linear("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-             shape=_reduction_shape, transpose=_sum_transpose, family="reduction",
+             shape=_accumulation_shape, transpose=_sum_transpose, family="reduction",
              fresh_output=True, transpose_kind="uniform", sparsity="reduce",
              batch=lambda values, dims, **params: batch_reduction(sum, values, dims, **params),
              emit=call_emitter("np.sum"), scalar_reduction=lambda dtype: ("0", "{} + {}"))
@@ -147,7 +159,7 @@ def _prod_vjp(wrt, out, x, axis, keepdims):
 
 
 prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
-                 shape=_reduction_shape, jvp=_prod_jvp, vjp=_prod_vjp, family="reduction",
+                 shape=_accumulation_shape, jvp=_prod_jvp, vjp=_prod_vjp, family="reduction",
                  sparsity="reduce", complex_rules=True,
                  fresh_output=True,
                  batch=lambda values, dims, **params: batch_reduction(prod, values, dims, **params),
@@ -157,7 +169,7 @@ prod = Primitive("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdim
 
 
 def _scan_shape(x, axis):
-    return ShapeDtype(shape_of(x), dtype_of(x))
+    return ShapeDtype(shape_of(x), accumulated_dtype(array_dtype(x)))
 
 
 def _flip(x, axis):

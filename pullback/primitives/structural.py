@@ -14,8 +14,8 @@ from ..core.arrays import (arange, dtype_of, full, moveaxis, padded_embedding, s
 from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .elementwise import equal, where
-from .families import (batch_by_loop, batch_size, constant, for_reading, linear, source,
-                       unbroadcast)
+from .families import (array_dtype, batch_by_loop, batch_size, constant, for_reading, linear,
+                       source, unbroadcast)
 
 
 def _aval_probe(x):
@@ -38,7 +38,7 @@ def _broadcast_batch(values, dims, shape):
 
 reshape = linear(
     "reshape", lambda x, shape: np.reshape(x, shape),
-    shape=lambda x, shape: ShapeDtype(tuple(shape), dtype_of(x)),
+    shape=lambda x, shape: ShapeDtype(tuple(shape), array_dtype(x)),
     transpose=lambda ct, x, shape: reshape(ct, shape=shape_of(x)),
     batch=lambda values, dims, shape: (
         reshape(_front(values, dims), shape=(batch_size(values, dims),) + tuple(shape)), 0),
@@ -46,7 +46,7 @@ reshape = linear(
 
 transpose = linear(
     "transpose", lambda x, axes: np.transpose(x, axes),
-    shape=lambda x, axes: ShapeDtype(tuple(shape_of(x)[a] for a in axes), dtype_of(x)),
+    shape=lambda x, axes: ShapeDtype(tuple(shape_of(x)[a] for a in axes), array_dtype(x)),
     transpose=lambda ct, x, axes: transpose(ct, axes=tuple(np.argsort(axes).tolist())),
     batch=lambda values, dims, axes: (
         transpose(_front(values, dims), axes=(0,) + tuple(a + 1 for a in axes)), 0),
@@ -55,15 +55,34 @@ transpose = linear(
 
 broadcast_to = linear(
     "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
-    shape=lambda x, shape: ShapeDtype(tuple(shape), dtype_of(x)),
+    shape=lambda x, shape: ShapeDtype(tuple(shape), array_dtype(x)),
     transpose=lambda ct, x, shape: unbroadcast(ct, x),
     batch=_broadcast_batch,
     emit=lambda args, shape: f"np.broadcast_to({args[0]}, {source(tuple(shape))})")
 
 def _convert(x, dtype):
     # A complex value cast to a real dtype keeps its real part (as NumPy's astype does, but
-    # without its warning: derivatives of real parts take this path).
+    # without its warning: derivatives of real parts take this path). A Python scalar (a
+    # weakly typed argument of a jitted function) has no astype: it is converted first.
+    x = x if hasattr(x, "dtype") else np.asarray(x)
     return (x.real if x.dtype.kind == "c" and np.dtype(dtype).kind != "c" else x).astype(dtype)
+
+
+def _convert_emit(args, dtype):
+    cast = f".astype({source(np.dtype(dtype))})"
+    return f"{args[0]}{cast}" if np.dtype(dtype).kind == "c" else f"np.real({args[0]}){cast}"
+
+
+def _convert_statements(targets, args, code, dtype):
+    """A Python scalar has no `.astype`: printed, it is made an array first; generated code
+    calls the primitive (its traceable variant may run on tracers, which refuse asarray)."""
+    x = code.equation.inputs[0]
+    if hasattr(x, "aval") and not x.weak:          # an array (a literal is a Python scalar)
+        return None
+    if code.reading:
+        return [f"{targets[0]} = {_convert_emit([f'np.asarray({args[0]})'], dtype)}"]
+    return [f"{targets[0]} = {code.value(convert, 'convert')}({args[0]}, "
+            f"dtype={source(np.dtype(dtype))})"]
 
 
 convert = linear(
@@ -71,9 +90,8 @@ convert = linear(
     shape=lambda x, dtype: ShapeDtype(shape_of(x), np.dtype(dtype)),
     transpose=lambda ct, x, dtype: convert(ct, dtype=dtype_of(x)),
     batch=lambda values, dims, dtype: (convert(values[0], dtype=dtype), dims[0]),
-    emit=lambda args, dtype: (f"{args[0]}.astype({source(np.dtype(dtype))})"
-                              if np.dtype(dtype).kind == "c" else
-                              f"np.real({args[0]}).astype({source(np.dtype(dtype))})"),
+    emit=_convert_emit,
+    emit_statements=_convert_statements,
     fresh_output=True,
     sparsity="same",
     emit_scalar=lambda args, dtypes, dtype: _convert_scalar(args[0], dtypes[0], np.dtype(dtype)))
@@ -88,7 +106,7 @@ def _convert_scalar(x, source_dtype, dtype):
         else f"np.{dtype.name}({x})"
 
 stop_gradient = constant("stop_gradient", lambda x: x,
-                         shape=lambda x: ShapeDtype(shape_of(x), dtype_of(x)),
+                         shape=lambda x: ShapeDtype(shape_of(x), array_dtype(x)),
                          batch=lambda values, dims: (stop_gradient(values[0]), dims[0]),
                          emit_statements=for_reading(lambda targets, args, code:
                                                      [f"{targets[0]} = {args[0]}"]),
@@ -99,7 +117,7 @@ stop_gradient = constant("stop_gradient", lambda x: x,
 
 def _getitem_shape(x, *arrays, index):
     probes = [np.zeros(shape_of(a), np.intp) for a in arrays]
-    return ShapeDtype(_aval_probe(x)[index_tuple(index, probes)].shape, dtype_of(x))
+    return ShapeDtype(_aval_probe(x)[index_tuple(index, probes)].shape, array_dtype(x))
 
 
 def _getitem_jvp(primals, tangents, index):
@@ -252,7 +270,7 @@ def _embed_batch(values, dims, index, shape):
 
 # The transpose of getitem: `values` placed into zeros of `shape` at `index`.
 embed = Primitive("embed", _embed_impl, batch=_embed_batch,
-                  shape=lambda values, *arrays, index, shape: ShapeDtype(tuple(shape), dtype_of(values)),
+                  shape=lambda values, *arrays, index, shape: ShapeDtype(tuple(shape), array_dtype(values)),
                   jvp=lambda p, t, index, shape: (embed(*p, index=index, shape=shape),
                                                   embed(t[0], *p[1:], index=index, shape=shape)),
                   vjp=_embed_vjp, sparsity="embed", family="structural", fresh_output=True,
@@ -320,7 +338,7 @@ def _scatter_batch(prim, values, dims, index):
 
 scatter_add = Primitive("scatter_add", _scatter_add_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_add, v, d, index),
-                        shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
+                        shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), array_dtype(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_add, p, t, index),
                         vjp=_scatter_add_vjp, sparsity="scatter_add", family="structural",
                         fresh_output=True, emit_statements=_scatter_statements(add=True),
@@ -361,7 +379,7 @@ def _scatter_set_vjp(wrt, out, x, updates, *arrays, index):
 
 scatter_set = Primitive("scatter_set", _scatter_set_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_set, v, d, index),
-                        shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), dtype_of(x)),
+                        shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), array_dtype(x)),
                         jvp=lambda p, t, index: _scatter_jvp(scatter_set, p, t, index),
                         vjp=_scatter_set_vjp, sparsity="scatter_set", family="structural",
                         fresh_output=True, emit_statements=_scatter_statements(add=False),
@@ -374,7 +392,7 @@ def _concatenate_shape(*xs, axis):
     shapes = [shape_of(x) for x in xs]
     out = list(shapes[0])
     out[axis] = sum(s[axis] for s in shapes)
-    return ShapeDtype(tuple(out), np.result_type(*(dtype_of(x) for x in xs)))
+    return ShapeDtype(tuple(out), np.result_type(*(array_dtype(x) for x in xs)))
 
 
 def _concatenate_jvp(primals, tangents, axis):

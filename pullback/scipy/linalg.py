@@ -28,9 +28,10 @@ from ..core.numbers import complex_error
 from ..errors import unsupported
 from ..numpy._shape import (argsort, broadcast_to, concatenate, flip, operand, pad_constant,
                             reshape, take, take_along_axis, tril, triu)
+from ..numpy.linalg import svd_factors
 from ..primitives import linalg as L
 from ..primitives.contraction import matmul, swap_last
-from ..primitives.elementwise import where
+from ..primitives.elementwise import conjugate, where
 from ..primitives.structural import convert
 
 __all__ = ["solve_triangular", "cholesky", "cho_factor", "cho_solve", "lu_factor", "lu_solve",
@@ -281,12 +282,7 @@ def svd(a, full_matrices=True, compute_uv=True, overwrite_a=False, check_finite=
     x = _matrix(a, "svd", square=False)
     if not compute_uv:
         return L.svdvals(x)
-    if full_matrices and x.shape[-1] != x.shape[-2]:
-        raise unsupported(
-            "scipy.linalg.svd", f"full_matrices=True for a non-square {x.shape[-2]}x"
-            f"{x.shape[-1]} matrix: the extra singular vectors are not unique, so they have no "
-            "derivative; pass full_matrices=False")
-    return tuple(L.svd(x))
+    return tuple(svd_factors(x, full_matrices, "scipy.linalg.svd"))
 
 
 def qr(a, overwrite_a=False, lwork=None, mode="full", pivoting=False, check_finite=True):
@@ -421,9 +417,11 @@ def _vectors(c, r=None):
 
 
 def toeplitz(c, r=None):
-    """`scipy.linalg.toeplitz`: first column c, first row r (r[0] ignored; default c)."""
+    """`scipy.linalg.toeplitz`: first column c, first row r (r[0] ignored; default
+    conj(c): a Hermitian matrix for complex c, as SciPy's)."""
     c, r = _vectors(c, r)
-    r = c if r is None else r
+    if r is None:
+        r = conjugate(c) if _np.dtype(c.dtype).kind == "c" else c
     m, n = c.shape[-1], r.shape[-1]
     values = concatenate([flip(c, axis=-1), r[..., 1:]], axis=-1)
     return take(values, m - 1 + _np.subtract.outer(_np.arange(n), _np.arange(m)).T, axis=-1)
