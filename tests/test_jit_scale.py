@@ -205,8 +205,8 @@ MORE_CALLS = {
     "all": (A > 0.5,), "any": (A > 0.5,), "amax": (M,), "amin": (M,), "angle": (A,),
     "argmax": (A,), "argmin": (A,), "argpartition": (A, 2), "argsort": (A,), "around": (A, 1),
     "astype": (A, np.float32), "copy": (A,), "empty_like": (A, None, "K", True, (0,)),
-    "fix": (3 * A,), "imag": (A,), "ndim": (M,), "nonzero": (A > 0.5,), "real": (A,),
-    "roots": ([1.0, -3.0, 2.0],), "round": (A, 2), "searchsorted": (A, 0.5), "shape": (M,),
+    "fix": (3 * A,), "imag": (A,), "iscomplexobj": (A,), "isrealobj": (A,), "ndim": (M,), "nonzero": (A > 0.5,), "real": (A,),
+    "result_type": (A, np.float32), "roots": ([1.0, -3.0, 2.0],), "round": (A, 2), "searchsorted": (A, 0.5), "shape": (M,),
     "size": (M,)}
 
 
