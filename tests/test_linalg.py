@@ -601,3 +601,22 @@ def test_vector_norm_under_jit_equals_eager(keywords):
         return np.sum(np.linalg.vector_norm(x, **keywords))
     np.testing.assert_allclose(pullback.jit(f)(x), f(x), rtol=1e-14)
     np.testing.assert_allclose(pullback.jit(pullback.grad(f))(x), pullback.grad(f)(x), rtol=1e-14)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_qr_derivative_at_a_numerically_rank_deficient_matrix_is_nan_in_every_mode(which):
+    """At a rank-deficient matrix Q and R have no derivative; r's rounding-noise diagonal
+    used to give a finite wrong one (d sum(Q) = [-2, -2] against differences [0.15, 0.29])."""
+    deficient = np.array([[1.0, 2.0], [2.0, 4.0]])
+    full = np.array([[1.0, 2.0], [2.0, 4.5]])
+
+    def f(a):
+        return pnp.sum(pnp.linalg.qr(a)[which] ** 2 * np.array([[1.0, 2.0], [3.0, 4.0]]))
+
+    for derivative in (pullback.grad(f), pullback.jit(pullback.grad(f)), pullback.jacfwd(f),
+                       lambda a: pullback.hvp(f, a, np.ones_like(a))):
+        assert np.isnan(derivative(deficient)).all()
+        assert np.isfinite(derivative(full)).all()
+    stacked = pullback.vmap(pullback.grad(f))(np.stack([deficient, full]))
+    assert np.isnan(stacked[0]).all() and np.isfinite(stacked[1]).all()
+    pullback.testing.check_grads(f, (full,), order=2)

@@ -50,9 +50,10 @@ from ..core.indexing import Slice
 from ..core.numbers import complex_error
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .contraction import adjoint, matmul, swap_last
-from .elementwise import conjugate, equal, imag, real, sign, where
+from .elementwise import absolute, conjugate, equal, imag, less_equal, real, sign, where
 from .families import (batch_elementwise, batch_stacked, constant, eager_call, for_reading,
                        unbroadcast)
+from . import reductions
 from .reductions import argmax, product_of_others, sum
 from .structural import concatenate, convert, getitem, reshape, stop_gradient
 
@@ -240,15 +241,18 @@ solve = Primitive("solve", _solve_impl, shape=_solve_shape, jvp=_solve_jvp,
 
 
 def _triangular_solve_impl(a, b, lower, trans):
-    """solve_triangular looped over the broadcast batch axes (SciPy < 1.15 does not batch)."""
+    """solve_triangular looped over the broadcast batch axes (SciPy < 1.15 does not batch).
+    NaN and Inf propagate as in NumPy's solvers (SciPy's finiteness check would raise inside
+    a derivative whose value is NaN, e.g. qr's at a rank-deficient matrix)."""
     batch = _batch(a, b)
     if not batch:
-        return scipy.linalg.solve_triangular(a, b, trans=trans, lower=lower)
+        return scipy.linalg.solve_triangular(a, b, trans=trans, lower=lower, check_finite=False)
     a = np.broadcast_to(a, batch + a.shape[-2:])
     b = np.broadcast_to(b, batch + b.shape[-2:])
     out = np.empty_like(b, dtype=np.result_type(a.dtype, b.dtype))
     for i in np.ndindex(batch):
-        out[i] = scipy.linalg.solve_triangular(a[i], b[i], trans=trans, lower=lower)
+        out[i] = scipy.linalg.solve_triangular(a[i], b[i], trans=trans, lower=lower,
+                                               check_finite=False)
     return out
 
 
@@ -832,6 +836,22 @@ def _imaginary_diagonal(x):
     return _diagonal_matrix(1j * imag(_diagonal(x))) if _is_complex(x) else ZERO
 
 
+def _full_rank(r):
+    """1, or NaN per matrix (..., 1, 1) where r's diagonal says a is rank-deficient to working
+    precision (some |r_ii| <= n eps max_j |r_jj|). There q and r have no derivative, and solving
+    with r's rounding noise would give a finite, wrong one; NaN says so, as slogdet's does."""
+    n = shape_of(r)[-1]
+    size = absolute(_diagonal(stop_gradient(r)))
+    real_dtype = _real_dtype(r)
+    if n == 0:
+        return arrays.ones((), real_dtype, like=r)
+    last = (len(shape_of(size)) - 1,)
+    tolerance = reductions.max(size, axis=last, keepdims=True) * (n * np.finfo(real_dtype).eps)
+    deficient = reductions.any(less_equal(size, tolerance), axis=last, keepdims=False)
+    return _per_matrix(where(deficient, arrays.full((), np.nan, real_dtype, like=r),
+                             arrays.ones((), real_dtype, like=r)))
+
+
 def _qr_jvp(primals, tangents):
     (a,), (t,) = primals, tangents
     q, r = qr(a)
@@ -841,7 +861,8 @@ def _qr_jvp(primals, tangents):
     omega = low - _herm(low)
     if _is_complex(c):
         omega = omega + _imaginary_diagonal(c)
-    return (q, r), (matmul(q, omega - c) + t_rinv, matmul(c - omega, r))
+    exists = _full_rank(r)
+    return (q, r), ((matmul(q, omega - c) + t_rinv) * exists, matmul(c - omega, r) * exists)
 
 
 def _qr_vjp(wrt, out, a):
@@ -857,7 +878,7 @@ def _qr_vjp(wrt, out, a):
         if _is_complex(b):
             g = g + _imaginary_diagonal(b)
         d_bar = matmul(q, g) if ct_q is ZERO else ct_q + matmul(q, g)
-        return (_right_solve_upper(d_bar, r, 1),)
+        return (_right_solve_upper(d_bar, r, 1) * _full_rank(r),)
     return _conjugated(pullback)
 
 
