@@ -65,6 +65,10 @@ A `Primitive` carries its rules and facts side by side; family constructors
   zero result whatever the other arguments are (multiply: both, divide: the numerator), up
   to the sign of the zero; batching over a one-hot basis keeps such results structural
   (primitives/basis.py);
+- `prune(equation, used) -> equation or None`: for dead-code elimination
+  (ir/passes.py), where some outputs are unused (`used`: one flag per output), a smaller
+  equation computing the used ones (its outputs among the equation's), or None: keep it
+  whole. A loop drops its dead carries and ys, and the inputs nothing then reads;
 - `complex_rules`: its rules are right for complex values under the convention of
   core/numbers.py (a holomorphic primitive's real rules are; non-holomorphic ones need
   rules of their own). Without it, complex values meeting a derivative through it raise.
@@ -123,7 +127,7 @@ class Primitive:
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
-                 "emit_scalar", "scalar_reduction", "adds_at_index", "__weakref__")
+                 "emit_scalar", "scalar_reduction", "adds_at_index", "prune", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
@@ -134,7 +138,7 @@ class Primitive:
                  family: str = "", fresh_output: bool = False, emit_statements: Callable = None,
                  complex_rules: bool = False, zero_preserving: tuple = (),
                  emit_scalar: Callable = None, scalar_reduction: Callable = None,
-                 adds_at_index: tuple = None):
+                 adds_at_index: tuple = None, prune: Callable = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
@@ -156,6 +160,7 @@ class Primitive:
         self.zero_preserving = tuple(zero_preserving)
         self.emit_scalar, self.scalar_reduction = emit_scalar, scalar_reduction
         self.adds_at_index = adds_at_index
+        self.prune = prune
         REGISTRY[name] = self
 
     def __call__(self, *args, **params):

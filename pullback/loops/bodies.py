@@ -16,7 +16,8 @@ the loop primitives derive from them, each cached on the program it comes from.
   with residuals and the backward half of reverse mode, split from one joint program so
   that every checkpointing policy runs exactly the same operations), `recompute_program`
   (both halves: a step's derivative from its inputs), `hoisted` (the equations that
-  depend only on loop-invariant inputs, run once before the loop).
+  depend only on loop-invariant inputs, run once before the loop), `live_carries` (a body
+  without the carries dead-code elimination finds dead).
 - `runner`: a program's generated NumPy code, compiled once, for running loops eagerly.
 """
 import functools
@@ -509,12 +510,17 @@ def _composed(forward: Program, backward: Program, n_consts: int, n_out: int, na
     return program
 
 
+def read_inputs(program: Program) -> list:
+    """Which of its inputs the program reads (its equations or its outputs)."""
+    read = {x for eq in program.equations for x in eq.inputs} | set(program.outvars)
+    return [v in read for v in program.invars]
+
+
 def reading_its_xs(program: Program, n_before: int):
     """(program without the inputs after the first `n_before` that it never reads, which
     of those it reads): a scan passes no xs its body ignores (fori_loop's counter for a
     body that ignores it), so they are neither kept for reverse mode nor sliced."""
-    read = {x for eq in program.equations for x in eq.inputs} | set(program.outvars)
-    flags = tuple(v in read for v in program.invars[n_before:])
+    flags = tuple(read_inputs(program)[n_before:])
     if all(flags):
         return program, flags
     def make():
@@ -523,6 +529,26 @@ def reading_its_xs(program: Program, n_before: int):
         reduced.optimized = getattr(program, "optimized", False)
         return reduced
     return _cached(program, ("reading its xs", n_before), make), flags
+
+
+def live_carries(program: Program, n_before: int, live: list, outputs_after: list,
+                 also_read=()) -> tuple:
+    """(program computing the live carries and `outputs_after` (flags for the outputs after
+    the carries), which inputs it reads, which carries are live) for dead-code elimination
+    of a loop whose body is `program`, its carries the inputs after the first `n_before`
+    and its first outputs: a carry is live if used after the loop, read by a live output's
+    computation or in `also_read` (flags: a while loop's predicate reads it)."""
+    n_carry = len(live)
+    if also_read:
+        live = [a or b for a, b in zip(live, also_read)]
+    while True:
+        outvars = [v for v, keep in zip(program.outvars, live + list(outputs_after)) if keep]
+        reduced = eliminate_dead_code(with_interface(program, program.invars, outvars))
+        reads = read_inputs(reduced)
+        grown = [a or b for a, b in zip(live, reads[n_before:n_before + n_carry])]
+        if grown == live:
+            return reduced, reads, live
+        live = grown
 
 
 def hoisted(program: Program, n_consts: int):
