@@ -736,3 +736,17 @@ def test_item3_a_steady_loop_body_calls_no_reshape_around_a_1d_matmul():
     step = benchmark_module("loops_floors").rk4_step(W)
     program = pullback.make_ir(lambda y: pullback.fori_loop(0, 100, step, y), optimized=True)(H0)
     assert "reshape" not in compile_program(program).source
+
+
+@pytest.mark.parametrize("checkpoints", ["carry", 30, "auto"])
+def test_item2_reverse_mode_memory_grows_only_by_what_the_policy_keeps(checkpoints):
+    # fori_loop's counter was an array of n int64 (8 bytes a step: 10 states at D = 1000,
+    # n = 10^4), allocated even for a body ignoring it and alive while the snapshots were
+    # taken: the peak grew with n beyond the carries the policy keeps.
+    d = 16
+    w = np.random.default_rng(1).normal(size=(d, d)) / 4
+
+    def excess_bytes(n):
+        kept = {"carry": n, 30: 30, "auto": n.bit_length()}[checkpoints]
+        return (_rk4_peak_states(w, n, checkpoints) - kept) * d * 8
+    assert excess_bytes(2000) - excess_bytes(200) < 4000
