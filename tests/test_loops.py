@@ -750,3 +750,19 @@ def test_item2_reverse_mode_memory_grows_only_by_what_the_policy_keeps(checkpoin
         kept = {"carry": n, 30: 30, "auto": n.bit_length()}[checkpoints]
         return (_rk4_peak_states(w, n, checkpoints) - kept) * d * 8
     assert excess_bytes(2000) - excess_bytes(200) < 4000
+
+
+def test_item5_what_a_branch_computes_from_outside_values_alone_stays_in_the_branch():
+    # np.log(d - d) read only the captured d: it ran outside the branch whichever branch
+    # was taken, and its inf reached d's cotangent as 0 * inf = NaN in every mode.
+    def f(d):
+        return np.sum(pullback.cond(np.sum(d) > 100, lambda x: np.log(d - d) + x,
+                                    lambda x: x * d, d))
+    d, batch = np.array([0.5, 2.0]), np.array([[0.5, 2.0], [1.0, 3.0]])
+    with np.errstate(divide="raise"):     # the untaken branch never runs unbatched
+        for grad in (pullback.grad(f), pullback.jit(pullback.grad(f))):
+            np.testing.assert_array_equal(grad(d), 2 * d)
+        np.testing.assert_array_equal(pullback.hessian(f)(d), 2 * np.eye(2))
+    with np.errstate(divide="ignore", invalid="ignore"):    # batched: both run, then a select
+        for run in (pullback.vmap(pullback.grad(f)), pullback.jit(pullback.vmap(pullback.grad(f)))):
+            np.testing.assert_array_equal(run(batch), 2 * batch)
