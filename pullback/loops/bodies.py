@@ -8,11 +8,11 @@ the loop primitives derive from them, each cached on the program it comes from.
   its closure, defaults and globals hold (Python values by value, arrays and traced values
   by identity, held weakly: Python code may have read their values while staging, as in
   `W[0, 0]`, so another array stages again; a few references deep); a function reading arrays it
-  cannot find there (created inside, or deeper) is staged again at each call. A branch reads
-  the arrays and traced values of its closure cells and defaults as inputs from its start
-  (`lifted`), so that what it computes from them alone stays in the branch. Staging refuses random draws and changes to
-  outside state (a list appended to, a nonlocal rebound): a body runs once while staged,
-  not at each step.
+  cannot find there (created inside, or deeper) is staged again at each call. A branch
+  reads the arrays and traced values of its closure cells and defaults as inputs from its
+  start (`lifted`), so that what it computes from them alone stays in the branch. Staging
+  refuses random draws and changes to outside state (a list appended to, a nonlocal
+  rebound): a body runs once while staged, not at each step.
 - `stage_flat`: a function of flat arrays (the rules' own) as a program.
 - derived programs: `jvp_program`, `batch_program`, `vjp_programs` (the forward half
   with residuals and the backward half of reverse mode, split from one joint program so
@@ -134,7 +134,6 @@ class _ClosureTrace(StagingTrace):
             return var
         return super().read(value)
 
-
     def lifted(self, value):
         """A tracer of this trace standing for a captured value."""
         var = self.read(value)
@@ -231,7 +230,7 @@ def lifted(fn, trace, depth=0):
     if isinstance(fn, (np.ndarray, Tracer)):
         return trace.lifted(fn)
     if not isinstance(fn, types.FunctionType) or depth > _MAX_DEPTH \
-            or depth and _library_function(fn) or any(i.opname == "STORE_DEREF" for i in dis.get_instructions(fn.__code__)):
+            or depth and _library_function(fn) or _rebinds_a_nonlocal(fn):
         return fn
     cells = tuple(types.CellType(lifted(cell.cell_contents, trace, depth + 1))
                   if _filled(cell) else cell for cell in fn.__closure__ or ())
@@ -240,6 +239,10 @@ def lifted(fn, trace, depth=0):
     new.__kwdefaults__ = fn.__kwdefaults__ and {k: lifted(v, trace, depth + 1)
                                                  for k, v in fn.__kwdefaults__.items()}
     return new
+
+
+def _rebinds_a_nonlocal(fn) -> bool:
+    return any(i.opname == "STORE_DEREF" for i in dis.get_instructions(fn.__code__))
 
 
 def _filled(cell) -> bool:
