@@ -1,20 +1,24 @@
 """Issue 15's floors for checkpointed loops: RK4 of y' = tanh(W y).
 
-    python benchmarks/loops_floors.py [--steps 10000] [--dim 1000]
+    python benchmarks/loops_floors.py [--steps 10000] [--dim 1000] [--parts memory,time,jit,steady]
+                                      [--policies all,carry,30,auto] [--time-dim 1000] [--rounds 3]
 
-- memory of the eager gradient through n steps (tracemalloc peak, counted in states of D
-  floats; W is allocated before tracing starts) and its time against "all", for the
-  policies "carry", 30 snapshots and "auto" (one run each, timed while traced);
-- jit(grad) of the fori_loop: equations at n = 10 and n = 10^5, and the time to stage
+- memory: the eager gradient through n steps (tracemalloc peak, counted in states of D
+  floats; W is allocated before tracing starts) for each policy, one traced run each (its
+  time is printed too, but tracemalloc slows Python and the runs are not interleaved);
+- time: the eager gradient untraced, against "all", at D = --time-dim, in --rounds rounds,
+  the policies interleaved (each round in another order), with the load average;
+- jit: jit(grad) of the fori_loop: equations at n = 10 and n = 10^5, and the time to stage
   and optimise it at n = 10^5 (what jit's first call adds before running);
-- steady state: jit of the n-step fori_loop (no derivative) against a hand-written NumPy
+- steady: jit of the n-step fori_loop (no derivative) against a hand-written NumPy
   loop calling the same step, at D = 64 (Python overhead shows) and at D (BLAS
   dominates), interleaved, best of 5 each.
-Writes benchmarks/results/loops_floors.md.
+Writes benchmarks/results/loops_floors.md (every part), else loops_floors_<parts>.md.
 """
 import argparse
 import math
 import os
+import sys
 import time
 import tracemalloc
 
@@ -77,32 +81,74 @@ def steady_state(w, steps, repeats=5):
     return best[jitted], best[by_hand], same
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--dim", type=int, default=1000)
-    args = parser.parse_args()
-    n, d = args.steps, args.dim
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(d, d)) / np.sqrt(d)
-    y0 = np.linspace(-1.0, 1.0, d)
+BOUNDS = {"carry": lambda n: (n + 16, 1.5), 30: lambda n: (46, 2.5),
+          "auto": lambda n: (math.ceil(math.log2(n)) + 16, 3.0)}
+
+
+def _policy(text):
+    return int(text) if text.isdigit() else text
+
+
+def memory_section(n, d, w, y0, policies):
     rows, reference = [], None
-    bounds = {"all": None, "carry": (n + 16, 1.5), 30: (46, 2.5),
-              "auto": (math.ceil(math.log2(n)) + 16, 3.0)}
-    for policy, bound in bounds.items():
+    for policy in policies:
         gradient, seconds, peak = traced_gradient(rk4_step(w), n, policy, y0)
-        if reference is None:
-            reference, reference_seconds = gradient, seconds
+        if reference is None and policy == "all":
+            reference = gradient
         states = peak / y0.nbytes
-        same = np.array_equal(gradient, reference)
-        ratio = seconds / reference_seconds
+        same = "-" if reference is None else np.array_equal(gradient, reference)
+        bound = BOUNDS[policy](n)[0] if policy in BOUNDS else None
         verdict = "-" if bound is None else (
-            f"states <= {bound[0]}: {'met' if states <= bound[0] else 'MISSED'}; "
-            f"time <= {bound[1]}x: {'met' if ratio <= bound[1] else 'MISSED'}")
-        rows.append(f"| {policy!r} | {states:,.0f} | {seconds:.1f} | {ratio:.2f} | {same} | "
+            f"states <= {bound}: {'met' if states <= bound else 'MISSED'}")
+        rows.append(f"| {policy!r} | {states:,.2f} | {seconds:.1f} | {same} | {verdict} |")
+        print(rows[-1], f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    return f"""## Memory: gradient through n = {n:,} RK4 steps, D = {d}
+
+One traced run each (tracemalloc: its seconds are not comparable), after a 3-step warm-up of
+the same body (its staging is cached, not counted).
+
+| checkpoints | peak (states of D floats) | seconds (traced) | equals "all" bit for bit | floor |
+|---|---:|---:|---|---|
+""" + "\n".join(rows) + "\n"
+
+
+def time_section(n, d, rounds, policies):
+    """Untraced gradients, interleaved: each round runs every policy, in a rotated order."""
+    w = np.random.default_rng(0).normal(size=(d, d)) / np.sqrt(d)
+    y0 = np.linspace(-1.0, 1.0, d)
+    policies = ["all"] + [p for p in policies if p != "all"]
+    for policy in policies:                              # stage each body once
+        pullback.grad(rk4(rk4_step(w), 3, policy))(y0)
+    times, loads = {p: [] for p in policies}, [os.getloadavg()[0]]
+    for r in range(rounds):
+        for policy in policies[r % len(policies):] + policies[:r % len(policies)]:
+            start = time.perf_counter()
+            pullback.grad(rk4(rk4_step(w), n, policy))(y0)
+            times[policy].append(time.perf_counter() - start)
+            print(f"round {r}: {policy!r} {times[policy][-1]:.2f} s", flush=True)
+        loads.append(os.getloadavg()[0])
+    rows = []
+    for policy in policies:
+        ratios = [t / a for t, a in zip(times[policy], times["all"])]
+        bound = BOUNDS[policy](n)[1] if policy in BOUNDS else None
+        verdict = "-" if bound is None else (
+            f"<= {bound}x: {'met' if np.median(ratios) <= bound else 'MISSED'}")
+        rows.append(f"| {policy!r} | {' / '.join(f'{t:.2f}' for t in times[policy])} | "
+                    f"{' / '.join(f'{x:.2f}' for x in ratios)} | {np.median(ratios):.2f} | "
                     f"{verdict} |")
+    return f"""## Time: untraced gradient through n = {n:,} RK4 steps, D = {d}, against "all"
+
+{rounds} round(s), the policies interleaved (each round in a rotated order); ratios within
+a round. Load average (1 min) at the start and after each round: {', '.join(f'{x:.1f}' for x in loads)}.
+
+| checkpoints | seconds per round | time / "all" per round | median ratio | floor |
+|---|---|---|---:|---|
+""" + "\n".join(rows) + "\n"
+
+
+def jit_section(w, d):
     small = w[:64, :64] * np.sqrt(d / 64)
-    y_small = y0[:64].copy()
+    y_small = np.linspace(-1.0, 1.0, 64)
     start = time.perf_counter()       # first: the body is staged here, not cached before
     program = pullback.make_ir(pullback.grad(rk4(rk4_step(small), 100_000, "auto")),
                                optimized=True)(y_small)
@@ -112,42 +158,61 @@ def main():
     start = time.perf_counter()
     compile_program(program)
     compiling = time.perf_counter() - start
+    return f"""## jit(grad) of the fori_loop (D = 64, checkpoints="auto")
+
+- equations after optimisation: {equations[10]} at n = 10, {equations[100_000]} at n = 100,000.
+- n = 100,000: stage + optimise (`make_ir(..., optimized=True)`) {staging * 1e3:.0f} ms; the
+  program's {len(program.equations)} equations then generate and compile in about
+  {compiling * 1e3:.1f} ms (floor for all of it: 100 ms).
+"""
+
+
+def steady_section(w, d, n):
+    small = w[:64, :64] * np.sqrt(d / 64)
     steady = []
     for dim, matrix in ((64, small), (d, w)):
         jitted, by_hand, same = steady_state(matrix, n)
         ratio = jitted / by_hand
         steady.append(f"| {dim} | {jitted:.3f} | {by_hand:.3f} | {ratio:.2f} | {same} | "
                       f"{'met' if ratio <= 1.2 else 'MISSED'} |")
-    text = f"""# Checkpointed loops against issue 15's floors
-
-Command: `python benchmarks/loops_floors.py --steps {n} --dim {d}`. One run each, timed while
-tracemalloc traces (it slows Python, not BLAS), after a 3-step warm-up of the same body
-(its staging is cached, not counted); the machine may be shared.
-
-## Gradient through n = {n:,} RK4 steps, D = {d}
-
-| checkpoints | peak (states of D floats) | seconds | time / "all" | equals "all" bit for bit | floors |
-|---|---:|---:|---:|---|---|
-""" + "\n".join(rows) + f"""
-
-## jit(grad) of the fori_loop (D = 64, checkpoints="auto")
-
-- equations after optimisation: {equations[10]} at n = 10, {equations[100_000]} at n = 100,000.
-- n = 100,000: stage + optimise (`make_ir(..., optimized=True)`) {staging * 1e3:.0f} ms; the
-  program's {len(program.equations)} equations then generate and compile in about
-  {compiling * 1e3:.1f} ms (floor for all of it: 100 ms).
-
-## Steady state: jit of the {n:,}-step fori_loop against a hand-written NumPy loop
+    return f"""## Steady state: jit of the {n:,}-step fori_loop against a hand-written NumPy loop
 
 Best of 5 each, interleaved; the same step function (floor: 1.2x).
 
 | D | jit (s) | hand-written loop (s) | ratio | equal bit for bit | floor |
 |---:|---:|---:|---:|---|---|
-""" + "\n".join(steady) + f"""
+""" + "\n".join(steady) + "\n"
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--dim", type=int, default=1000)
+    parser.add_argument("--parts", default="memory,time,jit,steady")
+    parser.add_argument("--policies", default="all,carry,30,auto")
+    parser.add_argument("--time-dim", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    n, d, parts = args.steps, args.dim, args.parts.split(",")
+    policies = [_policy(p) for p in args.policies.split(",")]
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(d, d)) / np.sqrt(d)
+    y0 = np.linspace(-1.0, 1.0, d)
+    sections = {
+        "memory": lambda: memory_section(n, d, w, y0, policies),
+        "time": lambda: time_section(n, args.time_dim or d, args.rounds, policies),
+        "jit": lambda: jit_section(w, d),
+        "steady": lambda: steady_section(w, d, n)}
+    command = " ".join(["python benchmarks/loops_floors.py"] + sys.argv[1:])
+    text = f"""# Checkpointed loops against issue 15's floors
+
+Command: `{command}`; the machine may be shared (load averages are given).
+
+""" + "\n".join(sections[part]() for part in parts) + f"""
 Load average at the end: {os.getloadavg()[0]:.1f} (machine shared with other workers).
 """
-    with open(os.path.join(HERE, "results", "loops_floors.md"), "w") as out:
+    name = "loops_floors" if set(parts) == set(sections) else "loops_floors_" + "_".join(parts)
+    with open(os.path.join(HERE, "results", name + ".md"), "w") as out:
         out.write(text)
     print(text)
 

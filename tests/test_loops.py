@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pullback
-from helpers import raises
+from helpers import benchmark_module, raises
 from pullback import errors
 from pullback.ir.codegen import compile_program
 from pullback.testing import check_grads
@@ -670,3 +670,99 @@ def test_item4_vmap_over_a_binomial_reversal_keeps_its_schedule(monkeypatch, che
         np.testing.assert_allclose(got[0], [e[0] for e in expected], rtol=1e-13)
         np.testing.assert_allclose(got[1], [e[1] for e in expected], rtol=1e-13)
     assert not fallback            # the "carry" loops (memory n states) were not used
+
+
+def _equations(program, name):
+    return [eq for eq in program.equations if eq.primitive.name == name]
+
+
+@pytest.mark.parametrize("checkpoints", ["all", "carry"])
+def test_item1_a_gradient_program_drops_the_primal_only_carries_and_ys(checkpoints):
+    # The gradient needs neither the running total's value nor the ys (their cotangents
+    # need no residual): the forward loop carries h alone; the values are unchanged.
+    def f(h0):
+        (h, total, count), ys = pullback.scan(
+            lambda c, x: ((np.tanh(W @ c[0] + x), c[1] + np.sum(c[0] ** 2), c[2] + 1),
+                          np.sin(c[0])), (h0, 0.0, 0), XS, checkpoints=checkpoints)
+        return np.sum(h ** 3) + total + np.sum(ys)
+    program = pullback.make_ir(pullback.grad(f), optimized=True)(H0)
+    forward = _equations(program, "loop")[0]
+    assert forward.params["n_carry"] == 1 and len(forward.params["body"].invars) == 3
+    assert "sin" not in [eq.primitive.name for eq in forward.params["body"].equations]
+    np.testing.assert_allclose(pullback.jit(pullback.grad(f))(H0), pullback.grad(f)(H0),
+                               rtol=1e-14, atol=1e-15)
+
+
+def test_item1_every_output_alone_keeps_only_what_it_needs_and_its_value():
+    # Each output of a scan, a while_loop and a switch used alone: the loop keeps the
+    # carries and inputs that output depends on (every pruning primitive: scan, fori_loop,
+    # while_loop, cond/switch), and jit gives the eager value.
+    def scan_all(h0):
+        return pullback.scan(rnn_step, {"h": h0, "total": 0.0, "scale": 1.5}, XS)
+
+    def while_all(h0):
+        return pullback.while_loop(lambda c: c[1] < 4, lambda c: (np.sin(c[0]), c[1] + 1,
+                                                                 c[2] + W @ c[0], c[3] * 2.0),
+                                   (h0, 0, h0, h0[0]))
+
+    def switch_all(h0):
+        return pullback.cond(np.sum(h0) > 0, lambda h: (np.sin(h), W @ h, h * 2.0),
+                             lambda h: (np.cos(h), h, W.T @ h), h0)
+    kept = {}
+    for name, fn in (("loop", scan_all), ("while_loop", while_all), ("switch", switch_all)):
+        n_leaves = len(pullback.tree.flatten(fn(H0))[0])
+        for k in range(n_leaves):
+            def leaf(h0, fn=fn, k=k):
+                return pullback.tree.flatten(fn(h0))[0][k]
+            np.testing.assert_allclose(pullback.jit(leaf)(H0), leaf(H0), rtol=1e-15)
+            kept[name, k] = [(len(eq.outputs), len(eq.inputs)) for eq in _equations(
+                pullback.make_ir(leaf, optimized=True)(H0), name)]
+    # scan leaves: h, scale (a loop carrying it alone: folded), total, firsts, sines
+    assert [kept["loop", k] for k in range(5)] == [[(2, 4)], [], [(3, 5)], [(3, 4)], [(3, 4)]]
+    assert [kept["while_loop", k] for k in range(4)] == [[(2, 2)], [], [(3, 4)], [(2, 2)]]
+    assert [kept["switch", k] for k in range(3)] == [[(1, 2)], [(1, 3)], [(1, 3)]]
+
+
+def test_item3_a_steady_loop_body_calls_no_reshape_around_a_1d_matmul():
+    # A 1-d `@` is staged as reshape, matmul, reshape (the primitive takes matrices); its
+    # generated code is NumPy's own 1-d product, the same values: in a 10^4-step loop at
+    # D = 64 the two np.reshape calls per product cost 1.65x a hand-written loop.
+    stack = RNG.normal(size=(2, 3, 3))
+    for fn, x in ((lambda y: W @ y, H0), (lambda y: y @ W, H0), (lambda y: stack @ y, H0),
+                  (lambda y: np.tanh(W @ np.sin(y)) @ W.T, H0)):
+        source = compile_program(pullback.make_ir(fn, optimized=True)(x)).source
+        assert "reshape" not in source and "@" in source, source
+        assert np.array_equal(pullback.jit(fn)(x), fn(x))
+    step = benchmark_module("loops_floors").rk4_step(W)
+    program = pullback.make_ir(lambda y: pullback.fori_loop(0, 100, step, y), optimized=True)(H0)
+    assert "reshape" not in compile_program(program).source
+
+
+@pytest.mark.parametrize("checkpoints", ["carry", 30, "auto"])
+def test_item2_reverse_mode_memory_grows_only_by_what_the_policy_keeps(checkpoints):
+    # fori_loop's counter was an array of n int64 (8 bytes a step: 10 states at D = 1000,
+    # n = 10^4), allocated even for a body ignoring it and alive while the snapshots were
+    # taken: the peak grew with n beyond the carries the policy keeps.
+    d = 16
+    w = np.random.default_rng(1).normal(size=(d, d)) / 4
+
+    def excess_bytes(n):
+        kept = {"carry": n, 30: 30, "auto": n.bit_length()}[checkpoints]
+        return (_rk4_peak_states(w, n, checkpoints) - kept) * d * 8
+    assert excess_bytes(2000) - excess_bytes(200) < 4000
+
+
+def test_item5_what_a_branch_computes_from_outside_values_alone_stays_in_the_branch():
+    # np.log(d - d) read only the captured d: it ran outside the branch whichever branch
+    # was taken, and its inf reached d's cotangent as 0 * inf = NaN in every mode.
+    def f(d):
+        return np.sum(pullback.cond(np.sum(d) > 100, lambda x: np.log(d - d) + x,
+                                    lambda x: x * d, d))
+    d, batch = np.array([0.5, 2.0]), np.array([[0.5, 2.0], [1.0, 3.0]])
+    with np.errstate(divide="raise"):     # the untaken branch never runs unbatched
+        for grad in (pullback.grad(f), pullback.jit(pullback.grad(f))):
+            np.testing.assert_array_equal(grad(d), 2 * d)
+        np.testing.assert_array_equal(pullback.hessian(f)(d), 2 * np.eye(2))
+    with np.errstate(divide="ignore", invalid="ignore"):    # batched: both run, then a select
+        for run in (pullback.vmap(pullback.grad(f)), pullback.jit(pullback.vmap(pullback.grad(f)))):
+            np.testing.assert_array_equal(run(batch), 2 * batch)

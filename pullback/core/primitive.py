@@ -75,6 +75,10 @@ A `Primitive` carries its rules and facts side by side; family constructors
   zero result whatever the other arguments are (multiply: both, divide: the numerator), up
   to the sign of the zero; batching over a one-hot basis keeps such results structural
   (primitives/basis.py);
+- `prune(equation, used) -> equation or None`: for dead-code elimination
+  (ir/passes.py), where some outputs are unused (`used`: one flag per output), a smaller
+  equation computing the used ones (its outputs among the equation's), or None: keep it
+  whole. A loop drops its dead carries and ys, and the inputs nothing then reads;
 - `complex_rules`: its rules are right for complex values under the convention of
   core/numbers.py (a holomorphic primitive's real rules are; non-holomorphic ones need
   rules of their own). Without it, complex values meeting a derivative through it raise.
@@ -133,7 +137,7 @@ class Primitive:
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
-                 "emit_scalar", "scalar_reduction", "adds_at_index", "input_rules",
+                 "emit_scalar", "scalar_reduction", "adds_at_index", "input_rules", "prune",
                  "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
@@ -145,7 +149,8 @@ class Primitive:
                  family: str = "", fresh_output: bool = False, emit_statements: Callable = None,
                  complex_rules: bool = False, zero_preserving: tuple = (),
                  emit_scalar: Callable = None, scalar_reduction: Callable = None,
-                 adds_at_index: tuple = None, input_rules: tuple = None):
+                 adds_at_index: tuple = None, input_rules: tuple = None,
+                 prune: Callable = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if input_rules is not None and not scaled_cotangents:
@@ -175,6 +180,7 @@ class Primitive:
         self.input_rules = input_rules and tuple(
             (named_closures(push, name), named_closures(pull, name), reads)
             for push, pull, reads in input_rules)
+        self.prune = prune
         REGISTRY[name] = self
 
     def __call__(self, *args, **params):

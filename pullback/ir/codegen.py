@@ -4,7 +4,9 @@ Each equation is one assignment, written by its primitive's `emit` rule (NumPy
 calls and operators), or as a call of the primitive itself when it has none; an
 equation of Python arithmetic on Python scalars (a weakly typed output) is written
 as Python's operator, which computes a Python scalar as eager mode does.
-Names come from the program (the user's parameter names for inputs) and short
+A matmul of a 1-d vector made a matrix, made a vector again (how a 1-d `@` is staged: the
+primitive takes matrices), is written as NumPy's own 1-d `A @ v`, the same product without
+two reshapes. Names come from the program (the user's parameter names for inputs) and short
 letters otherwise; each block of equations carries a comment naming the user's
 source line it came from.
 
@@ -31,6 +33,7 @@ functions of the same generated module, named after the user's functions. (The p
 """
 import linecache
 import os
+from dataclasses import replace
 
 import numpy as np
 from ..primitives import scipy_special as sp
@@ -38,9 +41,10 @@ from ..primitives import scipy_special as sp
 from ..core.indexing import ArrayIndex, Slice
 from ..primitives import REGISTRY
 from ..primitives.families import source as value_source
+from ..primitives.contraction import matmul
 from ..primitives.structural import _index_source as index_entry_source
-from ..primitives.structural import scatter_add
-from .program import RESERVED, Literal, Namer, Program, gc_paused
+from ..primitives.structural import reshape, scatter_add
+from .program import RESERVED, Literal, Namer, Program, Var, gc_paused
 
 
 def _global_name(prim):
@@ -104,6 +108,7 @@ def generate(program: Program, name: str = "f", fast: bool = True, code: Code = 
 
 
 def _generate(program, name, fast, code):
+    program = _with_matrix_vector_products(program)
     top = code is None
     code = code or Code(fast)
     code.taken.add(name)
@@ -180,6 +185,75 @@ def _generate(program, name, fast, code):
     lines.append(f"    return [{outs}]")
     text = "\n".join(lines) + "\n"
     return ("\n".join(code.functions + [text]) if top else text), globals_
+
+
+def matrix_vector_products(program: Program):
+    """(skipped equations, {matmul equation: (operands, output)}): `A @ v` for a 1-d v
+    where the program reshapes v to a column (or row), multiplies, and reshapes the result
+    back (the matmul primitive takes matrices only), as a person writes it, and as NumPy
+    computes it without the two reshapes around each product (what a 1-d `@` costs)."""
+    uses = {}
+    for eq in program.equations:
+        for x in eq.inputs:
+            uses[x] = uses.get(x, 0) + 1
+    for x in program.outvars:
+        uses[x] = uses.get(x, 0) + 2
+    producer = {v: i for i, eq in enumerate(program.equations) for v in eq.outputs}
+    reader = {x: i for i, eq in enumerate(program.equations) for x in eq.inputs}
+    equations = program.equations
+    skipped, folded, folded_uses = set(), {}, {}
+
+    def vector_made_matrix(x, side):
+        """(index of the reshape, the vector) if x is only a reshaped 1-d vector."""
+        i = producer.get(x)
+        if i is None or equations[i].primitive is not reshape:
+            return None
+        (v,) = equations[i].inputs
+        if type(v) is not Var or len(v.aval.shape) != 1:
+            return None
+        wanted = v.aval.shape + (1,) if side == 1 else (1,) + v.aval.shape
+        return (i, v) if tuple(x.aval.shape) == wanted else None
+
+    for i, eq in enumerate(equations):
+        if eq.primitive is not matmul or uses.get(eq.outputs[0]) != 1:
+            continue
+        out = eq.outputs[0]
+        j = reader.get(out)
+        after = equations[j] if j is not None else None
+        for side in (1, 0):
+            made = vector_made_matrix(eq.inputs[side], side)
+            if made is None or after is None or after.primitive is not reshape:
+                continue
+            shape = out.aval.shape[:-1] if side == 1 else out.aval.shape[:-2] + out.aval.shape[-1:]
+            if side == 0 and len(eq.inputs[1].aval.shape) != 2:
+                continue
+            if tuple(after.outputs[0].aval.shape) == tuple(shape):
+                inputs = list(eq.inputs)
+                inputs[side] = made[1]
+                skipped.add(j)
+                folded_uses[made[0]] = folded_uses.get(made[0], 0) + 1
+                folded[i] = (inputs, after.outputs[0])
+                break
+    # a reshape to a matrix that only folded products read is not written at all
+    skipped.update(i for i, n in folded_uses.items() if n == uses[equations[i].outputs[0]])
+    return skipped, folded
+
+
+def _with_matrix_vector_products(program: Program) -> Program:
+    """`program` with each matmul of a vector made a matrix, and made a vector again, one
+    equation `A @ v` on the vector (NumPy's own 1-d matmul, the same product): written
+    with the rest, so that buffer reuse and releases see what the code computes."""
+    skipped, folded = matrix_vector_products(program)
+    if not folded:
+        return program
+    equations = []
+    for i, eq in enumerate(program.equations):
+        if i in folded:
+            inputs, out = folded[i]
+            equations.append(replace(eq, inputs=inputs, outputs=[out]))
+        elif i not in skipped:
+            equations.append(eq)
+    return replace(program, equations=equations)
 
 
 def _statements(eq, args, code):

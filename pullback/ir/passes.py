@@ -103,12 +103,17 @@ def eliminate_dead_code(program: Program) -> Program:
     """Drop the equations none of whose outputs is used, and the constants nobody reads.
 
     Primitives are pure, so a result nobody reads need not be computed. AD leaves
-    many: the primal values of a linearised function, the unused halves of jvps.
+    many: the primal values of a linearised function, the unused halves of jvps. An
+    equation with some outputs unused is replaced by its primitive's `prune` (a loop
+    without its dead carries).
     """
     live = {x for x in program.outvars if _is_var(x)}
     kept = []
     for eq in reversed(program.equations):
-        if any(v in live for v in eq.outputs):
+        used = [v in live for v in eq.outputs]
+        if any(used):
+            if eq.primitive.prune is not None and not all(used):
+                eq = eq.primitive.prune(eq, used) or eq
             kept.append(eq)
             live.update(x for x in eq.inputs if _is_var(x))
     constants = [(v, c) for v, c in zip(program.constvars, program.consts) if v in live]

@@ -28,14 +28,13 @@ import types
 
 import numpy as np
 
-from .codegen import _comment, buffer_facts
+from .codegen import _comment, buffer_facts, matrix_vector_products
 from .passes import optimize
 from .program import Equation, Literal, Namer, Program, Var, type_string
 from .staging import StagingTrace
 from ..core.engine import new_trace
 from ..core.primitive import ShapeDtype
 from ..errors import PullbackError
-from ..primitives.contraction import matmul
 from ..primitives.elementwise import multiply, where
 from ..primitives.families import source as value_source
 from ..primitives.structural import reshape, scatter_add, scatter_set, zeros_source
@@ -173,7 +172,7 @@ class Printer:
                  for line in self.constant(var, value)]
         self.written_as.update(_writes_in_place(program) if written_as is None else written_as)
         self.user_names.update(_user_variable_names(program))
-        skipped, matrix_vector = _matrix_vector_products(program)
+        skipped, matrix_vector = matrix_vector_products(program)
         predicates = _predicate_indices(program)
         skipped |= set(predicates)
         for i, eq in enumerate(program.equations):
@@ -434,57 +433,6 @@ def _global_names(code) -> set:
         if isinstance(const, types.CodeType):
             names |= _global_names(const)
     return names
-
-
-def _matrix_vector_products(program: Program):
-    """(skipped equations, {matmul equation: (operands, output)}): `A @ v` for a 1-d v
-    where the program reshapes v to a column (or row), multiplies, and reshapes the result
-    back (the matmul primitive takes matrices only), as a person writes it."""
-    uses = {}
-    for eq in program.equations:
-        for x in eq.inputs:
-            uses[x] = uses.get(x, 0) + 1
-    for x in program.outvars:
-        uses[x] = uses.get(x, 0) + 2
-    producer = {v: i for i, eq in enumerate(program.equations) for v in eq.outputs}
-    reader = {x: i for i, eq in enumerate(program.equations) for x in eq.inputs}
-    equations = program.equations
-    skipped, folded, folded_uses = set(), {}, {}
-
-    def vector_made_matrix(x, side):
-        """(index of the reshape, the vector) if x is only a reshaped 1-d vector."""
-        i = producer.get(x)
-        if i is None or equations[i].primitive is not reshape:
-            return None
-        (v,) = equations[i].inputs
-        if type(v) is not Var or len(v.aval.shape) != 1:
-            return None
-        wanted = v.aval.shape + (1,) if side == 1 else (1,) + v.aval.shape
-        return (i, v) if tuple(x.aval.shape) == wanted else None
-
-    for i, eq in enumerate(equations):
-        if eq.primitive is not matmul or uses.get(eq.outputs[0]) != 1:
-            continue
-        out = eq.outputs[0]
-        j = reader.get(out)
-        after = equations[j] if j is not None else None
-        for side in (1, 0):
-            made = vector_made_matrix(eq.inputs[side], side)
-            if made is None or after is None or after.primitive is not reshape:
-                continue
-            shape = out.aval.shape[:-1] if side == 1 else out.aval.shape[:-2] + out.aval.shape[-1:]
-            if side == 0 and len(eq.inputs[1].aval.shape) != 2:
-                continue
-            if tuple(after.outputs[0].aval.shape) == tuple(shape):
-                inputs = list(eq.inputs)
-                inputs[side] = made[1]
-                skipped.add(j)
-                folded_uses[made[0]] = folded_uses.get(made[0], 0) + 1
-                folded[i] = (inputs, after.outputs[0])
-                break
-    # a reshape to a matrix that only folded products read is not written at all
-    skipped.update(i for i, n in folded_uses.items() if n == uses[equations[i].outputs[0]])
-    return skipped, folded
 
 
 def _reshape_text(x: str, shape: tuple, new: tuple) -> str:

@@ -56,6 +56,12 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int = None, reverse: bo
     >>> float(last), ys.tolist()
     (3.0, [0.0, 1.0, 3.0])
     """
+    return _scan(f, init, xs, length, reverse, checkpoints)
+
+
+def _scan(f, init, xs, length, reverse, checkpoints, make_xs=None):
+    """scan; `make_xs`, if given, makes the leaves of `xs` (then only placeholders of their
+    type) when the body reads them: fori_loop's counter is no array of n when unread."""
     checkpoints = checked_policy(checkpoints)
     init_leaves, carry_tree = flatten(init)
     init_leaves = [_as_array(x) for x in init_leaves]
@@ -86,6 +92,8 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int = None, reverse: bo
     n_carry = len(init_leaves)
     _check_carry(f, carry_tree, carry_avals, new_carry_tree, out_avals[:n_carry])
     body, read = reading_its_xs(staged.program, len(staged.captured) + n_carry)
+    if make_xs is not None and any(read):
+        x_leaves = make_xs()
     outs = loop(*staged.captured, *init_leaves, *[x for x, r in zip(x_leaves, read) if r],
                 body=body, n_consts=len(staged.captured), n_carry=n_carry, length=n,
                 reverse=bool(reverse), checkpoints=checkpoints)
@@ -119,8 +127,10 @@ def fori_loop(lower: int, upper: int, body: Callable, init: Any, checkpoints="al
     >>> float(fori_loop(0, 4, lambda i, x: x * 2.0, 1.0))
     16.0
     """
-    steps = np.arange(int(lower), max(int(lower), int(upper)))
-    last, _ = scan(functools.partial(_counted_step, body), init, steps, checkpoints=checkpoints)
+    lower, upper = int(lower), max(int(lower), int(upper))
+    counter = np.broadcast_to(np.int_(lower), (upper - lower,))       # its type, no memory
+    last, _ = _scan(functools.partial(_counted_step, body), init, counter, None, False,
+                    checkpoints, make_xs=lambda: [np.arange(lower, upper)])
     return last
 
 

@@ -8,17 +8,21 @@ the loop primitives derive from them, each cached on the program it comes from.
   its closure, defaults and globals hold (Python values by value, arrays and traced values
   by identity, held weakly: Python code may have read their values while staging, as in
   `W[0, 0]`, so another array stages again; a few references deep); a function reading arrays it
-  cannot find there (created inside, or deeper) is staged again at each call. Staging refuses random draws and changes to
-  outside state (a list appended to, a nonlocal rebound): a body runs once while staged,
-  not at each step.
+  cannot find there (created inside, or deeper) is staged again at each call. A branch
+  reads the arrays and traced values of its closure cells and defaults as inputs from its
+  start (`lifted`), so that what it computes from them alone stays in the branch. Staging
+  refuses random draws and changes to outside state (a list appended to, a nonlocal
+  rebound): a body runs once while staged, not at each step.
 - `stage_flat`: a function of flat arrays (the rules' own) as a program.
 - derived programs: `jvp_program`, `batch_program`, `vjp_programs` (the forward half
   with residuals and the backward half of reverse mode, split from one joint program so
   that every checkpointing policy runs exactly the same operations), `recompute_program`
   (both halves: a step's derivative from its inputs), `hoisted` (the equations that
-  depend only on loop-invariant inputs, run once before the loop).
+  depend only on loop-invariant inputs, run once before the loop), `live_carries` (a body
+  without the carries dead-code elimination finds dead).
 - `runner`: a program's generated NumPy code, compiled once, for running loops eagerly.
 """
+import dis
 import functools
 import os
 import sys
@@ -130,6 +134,11 @@ class _ClosureTrace(StagingTrace):
             return var
         return super().read(value)
 
+    def lifted(self, value):
+        """A tracer of this trace standing for a captured value."""
+        var = self.read(value)
+        return StagingTracer(self, var.aval, var)
+
 
 class Staged:
     """A user function as a program: `program(*captured, *leaves of the arguments)`
@@ -164,7 +173,8 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
     name = getattr(call or fn, "__name__", "body")
     name = name if name.isidentifier() else "body"
     staged = staged_without_randomness(
-        lambda: _stage_function(call or fn, leaves, in_tree, avals, name), fn, tuple(leaves),
+        lambda: _stage_function(call or fn, leaves, in_tree, avals, kind, name), fn,
+        tuple(leaves),
         LOOP_RANDOMNESS)
     after = _state(fn)
     if state is not None and (after is None or after[0] != state[0]):
@@ -190,7 +200,7 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
     return staged
 
 
-def _stage_function(fn, leaves, in_tree, avals, name):
+def _stage_function(fn, leaves, in_tree, avals, kind, name):
     try:
         hints = argument_names(fn, unflatten(in_tree, leaves))
     except Exception:              # noqa: BLE001 -- names are only a nicety
@@ -200,7 +210,7 @@ def _stage_function(fn, leaves, in_tree, avals, name):
         for i, (leaf, aval) in enumerate(zip(leaves, avals)):
             example = None if isinstance(leaf, ShapeDtype) else example_value(leaf)
             inputs.append(trace.new_input(aval, hints.get(i, ""), False, example))
-        out = fn(*unflatten(in_tree, inputs))
+        out = (lifted(fn, trace) if kind == "branch" else fn)(*unflatten(in_tree, inputs))
         out_leaves, out_tree = flatten(out)
         outvars = [_output_operand(trace, o, name, i) for i, o in enumerate(out_leaves)]
     captured_vars = [v for _, v in trace.captured]
@@ -208,6 +218,39 @@ def _stage_function(fn, leaves, in_tree, avals, name):
     program = Program(captured_vars + [t.staged_var for t in inputs], trace.constvars,
                       trace.consts, trace.equations, outvars, names=names, name=name)
     return Staged(prepared(program), [value for value, _ in trace.captured], out_tree)
+
+
+def lifted(fn, trace, depth=0):
+    """`fn` reading the arrays and traced values its closure cells and defaults hold (and
+    those of the functions they hold, a few deep) as the trace's captured inputs: what a
+    branch computes from outside values alone (`np.log(d - d)`) is then staged in the
+    branch, not computed outside it whichever branch is taken (its inf would reach d's
+    cotangent as 0 * inf). A function rebinding a nonlocal is kept as it is (staging
+    then reports the change). `fn` itself may be pullback's adapter of the user's function."""
+    if isinstance(fn, (np.ndarray, Tracer)):
+        return trace.lifted(fn)
+    if not isinstance(fn, types.FunctionType) or depth > _MAX_DEPTH \
+            or depth and _library_function(fn) or _rebinds_a_nonlocal(fn):
+        return fn
+    cells = tuple(types.CellType(lifted(cell.cell_contents, trace, depth + 1))
+                  if _filled(cell) else cell for cell in fn.__closure__ or ())
+    defaults = fn.__defaults__ and tuple(lifted(d, trace, depth + 1) for d in fn.__defaults__)
+    new = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, defaults, cells)
+    new.__kwdefaults__ = fn.__kwdefaults__ and {k: lifted(v, trace, depth + 1)
+                                                 for k, v in fn.__kwdefaults__.items()}
+    return new
+
+
+def _rebinds_a_nonlocal(fn) -> bool:
+    return any(i.opname == "STORE_DEREF" for i in dis.get_instructions(fn.__code__))
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
 
 
 def _output_operand(trace, value, name, i):
@@ -509,12 +552,17 @@ def _composed(forward: Program, backward: Program, n_consts: int, n_out: int, na
     return program
 
 
+def read_inputs(program: Program) -> list:
+    """Which of its inputs the program reads (its equations or its outputs)."""
+    read = {x for eq in program.equations for x in eq.inputs} | set(program.outvars)
+    return [v in read for v in program.invars]
+
+
 def reading_its_xs(program: Program, n_before: int):
     """(program without the inputs after the first `n_before` that it never reads, which
     of those it reads): a scan passes no xs its body ignores (fori_loop's counter for a
     body that ignores it), so they are neither kept for reverse mode nor sliced."""
-    read = {x for eq in program.equations for x in eq.inputs} | set(program.outvars)
-    flags = tuple(v in read for v in program.invars[n_before:])
+    flags = tuple(read_inputs(program)[n_before:])
     if all(flags):
         return program, flags
     def make():
@@ -523,6 +571,26 @@ def reading_its_xs(program: Program, n_before: int):
         reduced.optimized = getattr(program, "optimized", False)
         return reduced
     return _cached(program, ("reading its xs", n_before), make), flags
+
+
+def live_carries(program: Program, n_before: int, live: list, outputs_after: list,
+                 also_read=()) -> tuple:
+    """(program computing the live carries and `outputs_after` (flags for the outputs after
+    the carries), which inputs it reads, which carries are live) for dead-code elimination
+    of a loop whose body is `program`, its carries the inputs after the first `n_before`
+    and its first outputs: a carry is live if used after the loop, read by a live output's
+    computation or in `also_read` (flags: a while loop's predicate reads it)."""
+    n_carry = len(live)
+    if also_read:
+        live = [a or b for a, b in zip(live, also_read)]
+    while True:
+        outvars = [v for v, keep in zip(program.outvars, live + list(outputs_after)) if keep]
+        reduced = eliminate_dead_code(with_interface(program, program.invars, outvars))
+        reads = read_inputs(reduced)
+        grown = [a or b for a, b in zip(live, reads[n_before:n_before + n_carry])]
+        if grown == live:
+            return reduced, reads, live
+        live = grown
 
 
 def hoisted(program: Program, n_consts: int):

@@ -15,16 +15,21 @@
   NaN from it reaches a gradient; a shared const enters a branch no example takes through
   a select that drops its cotangent there;
 - statements: an `if`/`elif`/`else` chain running the branches (calls of functions
-  named after the user's in generated code, inline in `show`).
+  named after the user's in generated code, inline in `show`);
+- prune (dead-code elimination): the unused outputs of every branch, and the consts and
+  operands no branch then reads.
 """
+from dataclasses import replace
+
 import numpy as np
 
 from ..core.arrays import moveaxis, shape_of, zeros_like_value
 from ..core.primitive import ZERO, Primitive
+from ..ir.passes import eliminate_dead_code
 from ..ir.program import evaluate
 from ..primitives.structural import stop_gradient
 from .loop import indented
-from .bodies import (_cached, aval_of, batch_program, is_float, jvp_program,
+from .bodies import (_cached, aval_of, batch_program, is_float, jvp_program, read_inputs,
                      recompute_program, runner, stage_flat, with_interface)
 
 
@@ -193,7 +198,28 @@ def _switch_statements(targets, args, code, *, branches, n_consts):
     return lines
 
 
+def _switch_prune(eq, used):
+    """Without its unused outputs, and the consts and operands no branch then reads."""
+    branches, n_consts = eq.params["branches"], eq.params["n_consts"]
+    reduced = [eliminate_dead_code(with_interface(b, b.invars, [v for v, u in zip(
+        b.outvars, used) if u])) for b in branches]
+    reads = [read_inputs(b) for b in reduced]
+    operands = [any(r[n + i] for r, n in zip(reads, n_consts))
+                for i in range(len(branches[0].invars) - n_consts[0])]
+    kept_consts = [r[:n] for r, n in zip(reads, n_consts)]
+    new_branches = []
+    for old, b, keep in zip(branches, reduced, kept_consts):
+        b = with_interface(b, [v for v, k in zip(b.invars, keep + operands) if k], b.outvars)
+        b.optimized = getattr(old, "optimized", False)
+        new_branches.append(b)
+    inputs_kept = [True] + [k for keep in kept_consts for k in keep] + operands
+    return replace(eq, inputs=[x for x, k in zip(eq.inputs, inputs_kept) if k],
+                   outputs=[v for v, u in zip(eq.outputs, used) if u],
+                   params={**eq.params, "branches": tuple(new_branches),
+                           "n_consts": tuple(sum(keep) for keep in kept_consts)})
+
+
 switch = Primitive(
     "switch", _switch_impl, shape=_switch_shape, jvp=_switch_jvp,
     value_and_vjp=_switch_value_and_vjp, batch=_switch_batch, emit_statements=_switch_statements,
-    multiple_results=True, family="loop")
+    multiple_results=True, family="loop", prune=_switch_prune)

@@ -20,8 +20,12 @@ Its rules are loops again, so that every mix of modes works and stays rolled:
 - batch: one loop over the body's batched program (a carry is batched once anything
   batched reaches it);
 - statements: a Python `for` loop running the body (generated code calls it as a
-  function of the module, named after the user's function; `show` prints it inline).
+  function of the module, named after the user's function; `show` prints it inline);
+- prune (dead-code elimination): the loop without the carries and ys no used output needs,
+  and the consts and xs its body then ignores.
 """
+from dataclasses import replace
+
 import numpy as np
 
 from ..core.arrays import moveaxis, shape_of, zeros, zeros_like_value
@@ -30,7 +34,8 @@ from ..ir.program import evaluate
 from ..primitives.structural import zeros_source
 from . import schedules
 from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
-                     jvp_program, loop_runner, runner, stage_flat, vjp_programs, with_interface)
+                     jvp_program, live_carries, loop_runner, runner, stage_flat, vjp_programs,
+                     with_interface)
 
 
 def step_rows(length: int, aval) -> np.ndarray:
@@ -283,9 +288,38 @@ def _loop_statements(targets, args, code, *, body, n_consts, n_carry, length, re
                                      carry + [f"{r}[{i}]" for r in rows]))
 
 
+# ------------------------------------------------------------------ dead code
+
+def _pruned_loop(eq, used, carries_used):
+    """`eq` (a loop or loop_record) without its dead ys, its dead carries (those
+    `carries_used` and the live outputs' computation do not need) and the consts and xs
+    nothing then reads; None if it keeps them all."""
+    params = eq.params
+    body, n_consts, n_carry = params["body"], params["n_consts"], params["n_carry"]
+    n_y = len(body.outvars) - n_carry
+    ys_used = list(used[n_carry:n_carry + n_y])
+    reduced, reads, live = live_carries(body, n_consts, list(carries_used), ys_used)
+    inputs_kept = reads[:n_consts] + live + reads[n_consts + n_carry:]
+    if all(inputs_kept) and all(live) and all(ys_used):
+        return None
+    invars = [v for v, keep in zip(body.invars, inputs_kept) if keep]
+    reduced = with_interface(reduced, invars, reduced.outvars)
+    reduced.optimized = getattr(body, "optimized", False)
+    kept = live + ys_used + [True] * (len(eq.outputs) - n_carry - n_y)
+    return replace(eq, inputs=[x for x, keep in zip(eq.inputs, inputs_kept) if keep],
+                   outputs=[v for v, keep in zip(eq.outputs, kept) if keep],
+                   params={**params, "body": reduced, "n_consts": sum(reads[:n_consts]),
+                           "n_carry": sum(live)})
+
+
+def _loop_prune(eq, used):
+    return _pruned_loop(eq, used, used[:eq.params["n_carry"]])
+
+
 loop = Primitive(
     "loop", _loop_impl, shape=_loop_shape, jvp=_loop_jvp, value_and_vjp=_loop_value_and_vjp,
-    batch=_loop_batch, emit_statements=_loop_statements, multiple_results=True, family="loop")
+    batch=_loop_batch, emit_statements=_loop_statements, multiple_results=True, family="loop",
+    prune=_loop_prune)
 
 
 # ------------------------------------------------------------------ recording loop
@@ -372,10 +406,20 @@ def _record_statements(targets, args, code, **params):
             + [f"{targets[-1]} = None  # pullback keeps snapshots of the carry here"])
 
 
+def _record_prune(eq, used):
+    """Without the tape, a plain loop; with it, every carry is live (the tape keeps them
+    for the reversal), only dead ys go."""
+    if not used[-1]:
+        as_loop = replace(eq, primitive=loop, outputs=eq.outputs[:-1])
+        return _loop_prune(as_loop, used[:-1]) or as_loop
+    return _pruned_loop(eq, used, [True] * eq.params["n_carry"])
+
+
 loop_record = Primitive(
     "loop_record", _record_impl, shape=_record_shape, jvp=_record_jvp,
     value_and_vjp=_record_value_and_vjp, batch=_record_batch,
-    emit_statements=_record_statements, multiple_results=True, family="loop")
+    emit_statements=_record_statements, multiple_results=True, family="loop",
+    prune=_record_prune)
 
 
 # ------------------------------------------------------------------ checkpointed reversal

@@ -17,8 +17,12 @@ runs `carry = body(*body_consts, *carry)` while `cond(*cond_consts, *carry)` is 
 - statements: a Python `while` loop running the body (a call of a function named after
   the user's in generated code, inline in `show`); `show` prints reverse mode as the loop
   appending each carry to a list and a `for` loop over it reversed (the values pullback's
-  snapshots give).
+  snapshots give);
+- prune (dead-code elimination): the loop without the carries nothing needs (used after
+  it, read by the predicate or by a live carry's step).
 """
+from dataclasses import replace
+
 import numpy as np
 
 from ..core.arrays import moveaxis, shape_of, zeros, zeros_like_value
@@ -30,7 +34,8 @@ from ..ir.program import Var, evaluate
 from . import schedules
 from .loop import indented, loop
 from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
-                     jvp_program, loop_runner, runner, stage_flat, vjp_programs, with_interface)
+                     jvp_program, live_carries, loop_runner, read_inputs, runner, stage_flat,
+                     vjp_programs, with_interface)
 
 TAPE = ShapeDtype((), np.dtype(object))
 
@@ -431,10 +436,36 @@ def _reversal_statements(targets, args, code, *, cond, body, n_cond, n_body, dif
     return lines + [f"    {a} = {a} + {p}" for a, p in zip(acc, parts)]
 
 
+def _while_prune(eq, used):
+    """Without its dead carries (those neither used after the loop, nor read by the
+    predicate or a live carry's computation) and the consts nothing then reads."""
+    cond, body = eq.params["cond"], eq.params["body"]
+    n_cond, n_body = eq.params["n_cond"], eq.params["n_body"]
+    n_carry = len(body.outvars)
+    cond_reads = read_inputs(cond)
+    reduced, reads, live = live_carries(body, n_body, list(used), [],
+                                        also_read=cond_reads[n_cond:])
+    if all(live) and all(reads[:n_body]) and all(cond_reads[:n_cond]):
+        return None
+    carries = [v for v, keep in zip(body.invars[n_body:], live) if keep]
+    new_body = with_interface(reduced, [v for v, keep in zip(body.invars[:n_body], reads)
+                                        if keep] + carries, reduced.outvars)
+    cond_carries = [v for v, keep in zip(cond.invars[n_cond:], live) if keep]
+    new_cond = with_interface(cond, [v for v, keep in zip(cond.invars[:n_cond], cond_reads)
+                                     if keep] + cond_carries, cond.outvars)
+    for new, old in ((new_body, body), (new_cond, cond)):
+        new.optimized = getattr(old, "optimized", False)
+    inputs_kept = cond_reads[:n_cond] + reads[:n_body] + live
+    return replace(eq, inputs=[x for x, keep in zip(eq.inputs, inputs_kept) if keep],
+                   outputs=[v for v, keep in zip(eq.outputs, live) if keep],
+                   params={**eq.params, "cond": new_cond, "body": new_body,
+                           "n_cond": sum(cond_reads[:n_cond]), "n_body": sum(reads[:n_body])})
+
+
 while_loop = Primitive(
     "while_loop", _while_impl, shape=_while_shape, jvp=_while_jvp,
     value_and_vjp=_while_value_and_vjp, batch=_while_batch, emit_statements=_while_statements,
-    multiple_results=True, family="loop")
+    multiple_results=True, family="loop", prune=_while_prune)
 
 while_record = Primitive(
     "while_record", _record_impl, shape=_record_shape, jvp=_record_jvp,

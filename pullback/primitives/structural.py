@@ -36,13 +36,22 @@ def _broadcast_batch(values, dims, shape):
     return broadcast_to(x.reshape(lead + x.shape[1:]), shape=x.shape[:1] + tuple(shape)), 0
 
 
+def _reshape_emit(x, shape):
+    """The method (a fraction of `np.reshape`'s cost, which a 1-d `@` pays twice per call)
+    where the operand has more than one element, so it is no Python scalar; else
+    `np.reshape`, which takes those too."""
+    if math.prod(shape) != 1:
+        return f"{x}.reshape({source(shape)})"
+    return f"np.reshape({x}, {source(shape)})"
+
+
 reshape = linear(
     "reshape", lambda x, shape: np.reshape(x, shape),
     shape=lambda x, shape: ShapeDtype(tuple(shape), array_dtype(x)),
     transpose=lambda ct, x, shape: reshape(ct, shape=shape_of(x)),
     batch=lambda values, dims, shape: (
         reshape(_front(values, dims), shape=(batch_size(values, dims),) + tuple(shape)), 0),
-    emit=lambda args, shape: f"np.reshape({args[0]}, {source(tuple(shape))})")
+    emit=lambda args, shape: _reshape_emit(args[0], tuple(shape)))
 
 transpose = linear(
     "transpose", lambda x, axes: np.transpose(x, axes),
