@@ -118,3 +118,12 @@ def take_swallowed():
     error = getattr(_swallowed, "error", None)
     _swallowed.error = None
     return error
+
+
+def filled_cell(cell) -> bool:
+    """Whether a closure cell holds a value yet (a cell of a name assigned later is empty)."""
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True

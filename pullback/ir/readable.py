@@ -34,6 +34,7 @@ from .program import Equation, Literal, Namer, Program, Var, type_string
 from .staging import StagingTrace
 from ..core.engine import new_trace
 from ..core.primitive import ShapeDtype
+from ..core.user_code import filled_cell
 from ..errors import PullbackError
 from ..primitives.elementwise import multiply, where
 from ..primitives.families import source as value_source
@@ -400,7 +401,7 @@ def user_arrays(fn, depth: int = 4) -> dict:
             return
         code, own = obj.__code__, not obj.__code__.co_filename.startswith(_LIBRARY)
         named = [(n, c.cell_contents) for n, c in zip(code.co_freevars, obj.__closure__ or ())
-                 if _filled(c)]
+                 if filled_cell(c)]
         defaults = obj.__defaults__ or ()
         named += list(zip(code.co_varnames[code.co_argcount - len(defaults):code.co_argcount],
                           defaults)) + list((obj.__kwdefaults__ or {}).items())
@@ -417,14 +418,6 @@ def user_arrays(fn, depth: int = 4) -> dict:
 
 
 _LIBRARY = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
-def _filled(cell) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
 
 
 def _global_names(code) -> set:

@@ -36,6 +36,7 @@ import numpy as np
 from ..core.arrays import moveaxis, zeros_like_value
 from ..core.engine import Tracer, new_trace
 from ..core.primitive import ZERO, ShapeDtype
+from ..core.user_code import filled_cell
 from ..errors import LoopTypeError, OutsideStateError
 from ..ir.codegen import compile_program
 from ..ir.passes import eliminate_dead_code, optimize
@@ -233,7 +234,7 @@ def lifted(fn, trace, depth=0):
             or depth and _library_function(fn) or _rebinds_a_nonlocal(fn):
         return fn
     cells = tuple(types.CellType(lifted(cell.cell_contents, trace, depth + 1))
-                  if _filled(cell) else cell for cell in fn.__closure__ or ())
+                  if filled_cell(cell) else cell for cell in fn.__closure__ or ())
     defaults = fn.__defaults__ and tuple(lifted(d, trace, depth + 1) for d in fn.__defaults__)
     new = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, defaults, cells)
     new.__kwdefaults__ = fn.__kwdefaults__ and {k: lifted(v, trace, depth + 1)
@@ -243,14 +244,6 @@ def lifted(fn, trace, depth=0):
 
 def _rebinds_a_nonlocal(fn) -> bool:
     return any(i.opname == "STORE_DEREF" for i in dis.get_instructions(fn.__code__))
-
-
-def _filled(cell) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
 
 
 def _output_operand(trace, value, name, i):
