@@ -13,10 +13,11 @@ Parts (one subprocess each, `--part` runs one and prints JSON):
   its gradient: an RK4 integrator (y_i' = x_i * y_{i-1}, n = 10^5, 10 steps), an MLP, the LSTM;
 - steady: steady-state calls of jitted gradients (the chain of 100 steps on 10 elements,
   RK4 at n = 10^5, the MLP), median µs;
-- wrappers: `pullback.numpy` functions against the NumPy functions they wrap, on small plain
-  arrays, per call (short samples, the two interleaved; the least of the blocks' medians).
+- wrappers: `pullback.numpy` functions against the NumPy functions they wrap and a
+  pass-through Python wrapper (the reference), on small plain arrays, per call (thread CPU
+  time of short interleaved samples; see `part_wrappers`).
 
-    python benchmarks/jit_scale.py [--baseline PATH]
+    python benchmarks/jit_scale.py [--baseline PATH] [--parts wrappers profile ...]
 
 With `--baseline`, a checkout of another pullback (e.g. the commit before a change, in a
 temporary worktree) runs each part in turn with this one, and the report shows both.
@@ -272,8 +273,17 @@ def wrapper_cases():
              ("sum(a)", "sum", (a,)), ("sum(m, axis=0)", "sum", (m, 0)), ("mean(a)", "mean", (a,)),
              ("max(a)", "max", (a,)), ("reshape(m, (4, 3))", "reshape", (m, (4, 3))),
              ("transpose(m)", "transpose", (m,)), ("dot(a, b)", "dot", (a, b)),
-             ("matmul(m, m.T)", "matmul", (m, m.T)), ("clip(a, 0.2, 0.8)", "clip", (a, 0.2, 0.8))]
+             ("matmul(m, m.T)", "matmul", (m, m.T)), ("clip(a, 0.2, 0.8)", "clip", (a, 0.2, 0.8)),
+             ("einsum('ij,jk', m, m.T)", "einsum", ("ij,jk", m, m.T)),
+             ("take(a, [1, 3])", "take", (a, [1, 3])), ("ravel(m)", "ravel", (m,))]
     return [(label, getattr(np, name), getattr(pnp, name), args) for label, name, args in cases]
+
+
+def passthrough(numpy_fn):
+    """The reference: the cheapest Python-level wrapper of `numpy_fn`, checking nothing."""
+    def wrapper(*args):
+        return numpy_fn(*args)
+    return wrapper
 
 
 def part_steady():
@@ -291,23 +301,31 @@ def part_steady():
     return out
 
 
-def part_wrappers(blocks=20, samples=15, number=300):
-    """µs per call of each NumPy function and its pullback.numpy wrapper: samples of `number`
-    calls, the two interleaved; the median of each block of `samples`, the least over
-    `blocks` (preemption hits single samples, drift whole blocks, both functions alike)."""
+def part_wrappers(rounds=15, samples=21, number=200):
+    """µs per call of each NumPy function, its pullback.numpy wrapper and a pass-through
+    Python wrapper (the reference: `passthrough`), on small plain arrays. Samples of
+    `number` calls of the three in turn (interleaved), timed in this thread's CPU time (a
+    preempted sample does not count the other processes' time); per round, the median of
+    `samples` samples of each, and of each sample's difference to NumPy's; the least of each
+    over the rounds (drift and cache contention only add). The load average is noted."""
     np.ones(2_000_000).sum()
-    out = {}
+    out = {"load average (1 min)": os.getloadavg()[0]}
     for label, numpy_fn, pullback_fn, args in wrapper_cases():
         np.testing.assert_array_equal(pullback_fn(*args), numpy_fn(*args))
-        timers = [timeit.Timer(lambda f=f: f(*args)) for f in (numpy_fn, pullback_fn)]
-        best = [math.inf, math.inf]
-        for _ in range(blocks):
-            times = [[], []]
+        timers = [timeit.Timer(lambda f=f: f(*args), timer=time.thread_time)
+                  for f in (numpy_fn, pullback_fn, passthrough(numpy_fn))]
+        best = [math.inf] * 5
+        for _ in range(rounds):
+            times = [[], [], []]
             for _ in range(samples):
                 for k, timer in enumerate(timers):
                     times[k].append(timer.timeit(number) / number * 1e6)
-            best = [min(b, float(np.median(t))) for b, t in zip(best, times)]
-        out[label] = {"numpy": best[0], "pullback": best[1]}
+            medians = [float(np.median(t)) for t in times] + [
+                float(np.median(np.subtract(times[k], times[0]))) for k in (1, 2)]
+            best = [min(b, m) for b, m in zip(best, medians)]
+        out[label] = dict(zip(("numpy", "pullback", "passthrough", "pullback overhead",
+                               "passthrough overhead"), best))
+    out["load average (1 min), after"] = os.getloadavg()[0]
     return out
 
 
@@ -323,14 +341,25 @@ def run_part(part, source, python):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def report(results, labels, loads):
+def report(results, labels, loads, command):
+    """Write benchmarks/results/jit_scale.md: a section for each part run."""
     lines = ["# jit at scale", "",
-             f"Command: `python benchmarks/jit_scale.py{' --baseline <checkout>' if len(labels) > 1 else ''}`; "
+             f"Command: `{command}`; "
              f"machine: {os.cpu_count()} cores, shared (timings drift: compare columns of one run; "
              f"1-minute load average after each part: {', '.join(loads)}). "
-             + ("Columns: " + ", ".join(labels) + "." if len(labels) > 1 else ""), ""]
-    profile = {label: r["profile"] for label, r in results.items()}
-    lines += ["## Compile profile of jit (µs per staged equation)", "",
+             + ("Columns: " + ", ".join(labels) + "." if len(labels) > 1 else "")]
+    for part in PARTS:
+        if part in results[labels[-1]]:
+            lines += [""] + globals()[f"{part}_section"](
+                {label: r[part] for label, r in results.items()}, labels)
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(HERE, "results", "jit_scale.md"), "w") as fh:
+        fh.write(text)
+    print(text)
+
+
+def profile_section(profile, labels):
+    lines = ["## Compile profile of jit (µs per staged equation)", "",
               "Staging, each pass (all rounds of `optimize` together), code generation and "
               "Python's `compile` of each variant, for jit(grad(chain)) at growing lengths and "
               "the LSTM gradient (2 layers, 256 characters, 14 symbols); CPU time. The "
@@ -351,11 +380,14 @@ def report(results, labels, loads):
     for name, cell in rows:
         lines.append(f"| {name} | " + " | ".join(cell(profile[label][p]) for p in programs
                                                  for label in labels) + " |")
-    lines += ["", "## First calls (s)", "", "The first three calls of each jitted function, "
+    return lines
+
+
+def first_section(first, labels):
+    lines = ["## First calls (s)", "", "The first three calls of each jitted function, "
               "wall-clock and CPU time (on a shared machine the CPU time is the figure), and "
               "the eager gradient's.", "", "| call | " + " | ".join(labels) + " |",
               "|---|" + "---:|" * len(labels)]
-    first = {label: r["first"] for label, r in results.items()}
     for key in next(iter(first.values())):
         cells = [first[label].get(key) for label in labels]
         fmt = "{:.2e}" if key.endswith("differ by") else "{:.2f}"
@@ -371,14 +403,17 @@ def report(results, labels, loads):
                      f"16000 steps: x{long / short:.2f} (floor <= 2); LSTM "
                      f"gradient first call {lstm_first:.2f} s (floor < 10 s: "
                      f"{'met' if lstm_first < 10 else 'NOT met'}).")
-    lines += ["", "## Peak memory of a steady-state call (MB, tracemalloc)", "",
+    return lines
+
+
+def memory_section(memory, labels):
+    lines = ["## Peak memory of a steady-state call (MB, tracemalloc)", "",
               "RK4: n = 10^5, 10 steps, the gradient of the squared norm of y; MLP 256-512-512-10, "
               "batch 1,024; LSTM: 2 layers, 128 characters, 14 symbols.", "",
               "| problem | " + " | ".join(f"{k} ({label})" for k in ("eager f", "jit f", "eager grad",
                                                                     "jit grad") for label in labels)
               + " | jit f / eager f | jit grad / eager grad |",
               "|---|" + "---:|" * (4 * len(labels) + 2)]
-    memory = {label: r["memory"] for label, r in results.items()}
     last = labels[-1]
     for problem in memory[last]:
         cells = [f"{memory[label][problem][k] / 1e6:.1f}" for k in ("eager f", "jit f", "eager grad",
@@ -387,30 +422,48 @@ def report(results, labels, loads):
         lines.append(f"| {problem} | " + " | ".join(cells)
                      + f" | {m['jit f'] / m['eager f']:.2f} (floor <= 1.1) "
                        f"| {m['jit grad'] / m['eager grad']:.2f} (floor <= 1) |")
-    steady = {label: r["steady"] for label, r in results.items()}
-    lines += ["", "## Steady state of jitted gradients (median µs per call)", "",
+    return lines
+
+
+def steady_section(steady, labels):
+    last = labels[-1]
+    lines = ["## Steady state of jitted gradients (median µs per call)", "",
               "| problem | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
     for problem in steady[last]:
         lines.append(f"| {problem} | " + " | ".join(f"{steady[label][problem]:.1f}"
                                                     for label in labels) + " |")
-    lines += ["", "## pullback.numpy on plain arrays (µs per call, small arrays)", "",
-              "| call | NumPy | " + " | ".join(f"pullback.numpy ({label}) | overhead ({label})"
-                                               for label in labels) + " |",
-              "|---|---:|" + "---:|---:|" * len(labels)]
-    wrappers = {label: r["wrappers"] for label, r in results.items()}
-    for call in wrappers[last]:
+    return lines
+
+
+def wrappers_section(wrappers, labels):
+    last = labels[-1]
+    loads = ", ".join(f"{wrappers[label].get('load average (1 min)', math.nan):.1f} to "
+                      f"{wrappers[label].get('load average (1 min), after', math.nan):.1f}"
+                      for label in labels)
+    lines = ["## pullback.numpy on plain arrays (µs per call, small arrays)", "",
+             "Thread CPU time; the least over rounds of the median of 21 interleaved samples "
+             "of 200 calls; overhead: the median of the samples' differences to NumPy's. "
+             "Pass-through: `def wrapper(*args): return numpy_fn(*args)`, the cheapest Python "
+             f"wrapper (the reference). Load average (1 min) during the part: {loads}.", "",
+             "| call | NumPy | pass-through (overhead) | "
+             + " | ".join(f"pullback.numpy ({label}) | overhead ({label})" for label in labels)
+             + " |", "|---|---:|---:|" + "---:|---:|" * len(labels)]
+    calls = [c for c in wrappers[last] if not c.startswith("load average")]
+    overhead = {label: {c: w.get("pullback overhead", w["pullback"] - w["numpy"])
+                        for c, w in wrappers[label].items() if c in calls} for label in labels}
+    for call in calls:
+        w = wrappers[last][call]
         cells = []
         for label in labels:
-            w = wrappers[label][call]
-            cells += [f"{w['pullback']:.2f}", f"{w['pullback'] - w['numpy']:+.2f}"]
-        lines.append(f"| {call} | {wrappers[last][call]['numpy']:.2f} | " + " | ".join(cells) + " |")
-    worst = max(w["pullback"] - w["numpy"] for w in wrappers[last].values())
+            own = wrappers[label].get(call)
+            cells += ["-", "-"] if own is None else [f"{own['pullback']:.2f}",
+                                                     f"{overhead[label][call]:+.2f}"]
+        lines.append(f"| {call} | {w['numpy']:.2f} | {w['passthrough']:.2f} "
+                     f"({w['passthrough overhead']:+.2f}) | " + " | ".join(cells) + " |")
+    worst = max(overhead[last].values())
     lines += ["", f"Largest overhead ({last}): {worst:.2f} µs (floor <= 0.3 µs: "
               f"{'met' if worst <= 0.3 else 'NOT met'})."]
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(HERE, "results", "jit_scale.md"), "w") as fh:
-        fh.write(text)
-    print(text)
+    return lines
 
 
 def main():
@@ -418,6 +471,8 @@ def main():
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--baseline", help="a checkout of pullback to compare with")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS,
+                        help="the parts to run and report (default: all)")
     args = parser.parse_args()
     if args.part:
         print(json.dumps(globals()[f"part_{args.part}"]()))
@@ -426,12 +481,13 @@ def main():
         + [("after" if args.baseline else "pullback", ROOT)]
     results = {label: {} for label, _ in sources}
     loads = []
-    for part in PARTS:
+    for part in args.parts:
         for label, source in sources:
             print(f"{part} ({label}) ...", file=sys.stderr, flush=True)
             results[label][part] = run_part(part, source, args.python)
         loads.append(f"{part} {os.getloadavg()[0]:.1f}")
-    report(results, [label for label, _ in sources], loads)
+    report(results, [label for label, _ in sources], loads,
+           "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -263,6 +263,18 @@ def assert_identical(got, expected, label):
         assert got == expected or got != got and expected != expected, label
 
 
+def assert_same_views(got, expected, args, label):
+    """`got` shares memory with an argument where NumPy's `expected` does (views stay views,
+    copies stay copies)."""
+    if isinstance(expected, (tuple, list)):
+        for g, e in zip(got, expected):
+            assert_same_views(g, e, args, label)
+    elif isinstance(expected, np.ndarray):
+        arrays = [a for a in pullback.tree.flatten(list(args))[0] if isinstance(a, np.ndarray)]
+        assert [np.shares_memory(got, a) for a in arrays] == \
+            [np.shares_memory(expected, a) for a in arrays], label
+
+
 def test_item4_every_namespace_function_on_plain_arrays_returns_what_numpy_returns():
     """The whole namespace: each call on plain arrays whose pullback.numpy functions all
     took their fast path (nothing of pullback in between) returns exactly NumPy's value,
@@ -275,7 +287,9 @@ def test_item4_every_namespace_function_on_plain_arrays_returns_what_numpy_retur
             warnings.simplefilter("ignore")     # e.g. scipy's yn on a non-integer order
             got, fast, others = pullback_frames(lambda: pullback_call(*args))
             if not others:
-                assert_identical(got, numpy_call(*args), label)
+                expected = numpy_call(*args)
+                assert_identical(got, expected, label)
+                assert_same_views(got, expected, args, label)
                 untaken -= fast
             else:       # pullback-only functions (`at` indexes), or a Python function given
                 assert others & {"logsumexp", "stop_gradient", "_index_template", "piecewise",
@@ -284,6 +298,27 @@ def test_item4_every_namespace_function_on_plain_arrays_returns_what_numpy_retur
     # over: pullback's own run it, on plain arrays too.
     assert {FAST_PATHS[code][0] for code in untaken} == {"apply_along_axis", "piecewise"}
 
+
+
+# Bad arguments on plain arrays, for the fast paths (those ending in ndarray's methods and
+# NumPy's reductions among them): the error NumPy raises.
+BAD_CALLS = [("reshape", (M, (5, 3))), ("reshape", (M,)), ("transpose", (M, (0, 0))),
+             ("swapaxes", (M, 0, 2)), ("sum", (M, 2)), ("sum", (M, (0, 0))), ("max", (A[:0],)),
+             ("min", (M, 5)), ("mean", (M, 3)), ("prod", (M, "x")), ("take", (A, [9])),
+             ("argmax", (M, 4)), ("cumsum", (M, 2)), ("diagonal", (A,)), ("trace", (A,)),
+             ("repeat", (A, [1, 2])), ("squeeze", (M, 0)), ("concatenate", ([A, M],)),
+             ("concatenate", ([],)), ("stack", ([A, B[:3]],)), ("matmul", (M, M)),
+             ("dot", (M, M)), ("exp", (A, A, A)), ("add", (A, M)), ("where", (A > 0.5, A, M)),
+             ("einsum", ("ij,jk", M, M)), ("var", (M, 2)), ("argsort", (M, 3))]
+
+
+@pytest.mark.parametrize("name, args", BAD_CALLS, ids=[f"{n}{k}" for k, (n, _) in enumerate(BAD_CALLS)])
+def test_item4_bad_arguments_on_plain_arrays_raise_what_numpy_raises(name, args):
+    with pytest.raises(Exception) as expected:
+        getattr(np, name)(*args)
+    with pytest.raises(Exception) as got:
+        getattr(pnp, name)(*args)
+    assert type(got.value) is type(expected.value) and str(got.value) == str(expected.value)
 
 
 def test_item4_traced_values_anywhere_in_the_arguments_take_pullbacks_path():
@@ -316,3 +351,33 @@ def test_item4_traced_values_given_by_keyword_or_with_options_take_pullbacks_pat
         pullback.grad(lambda x: pnp.sum(x, foo=1))(x)
     with pytest.raises(TypeError, match="renamed `method`"):    # pullback's own keyword
         pullback.grad(lambda x: pnp.quantile(x, 0.5, interpolation="linear"))(x)
+
+
+# ------------------------------------------------- the debts: cheapest's errors, show's comments
+
+def _steps_of_sines(x):
+    """A while_loop: reverse mode through it cannot be differentiated again under jit."""
+    return np.sum(pullback.while_loop(lambda c: c[1] < 3, lambda c: (np.sin(c[0]), c[1] + 1),
+                                      (x, 0))[0])
+
+
+def test_issue16_cheapest_keeps_the_default_where_a_mode_cannot_stage_the_program():
+    from pullback.errors import LoopTypeError
+    from pullback.ir import cost
+    from pullback.operators import hvp
+    x, v = np.array([0.3, 0.6, 0.9]), np.array([1.0, -1.0, 0.5])
+    reverse_over_reverse = lambda x: hvp(_steps_of_sines, x, v, "reverse-over-reverse")  # noqa: E731
+    with pytest.raises(LoopTypeError):
+        stage(reverse_over_reverse, (x,))
+    assert cost.cheapest([lambda x: x * 2.0, reverse_over_reverse], (x,)) is None
+    np.testing.assert_allclose(pullback.jit(lambda x: hvp(_steps_of_sines, x, v, "auto"))(x),
+                               hvp(_steps_of_sines, x, v), rtol=1e-12)
+
+
+def test_issue16_cheapest_lets_a_bug_through():
+    from pullback.ir import cost
+
+    def broken(x):
+        raise KeyError("a bug while staging a candidate")
+    with pytest.raises(KeyError, match="a bug while staging"):
+        cost.cheapest([lambda x: x * 2.0, broken], (np.ones(3),))

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import PullbackError
 from ..tree import flatten, unflatten
 from .passes import optimize
 from .program import Literal, Program
@@ -72,15 +73,17 @@ def staged(args) -> bool:
 
 def cheapest(candidates: Sequence[Callable], args: tuple) -> int | None:
     """The index of the candidate (functions computing the same value from `args`) whose
-    optimised program costs least, the first on ties; None where one cannot be staged on
-    its own (it reads a value staged outside it, or needs values where these zeros stand
-    for the arguments): the caller keeps its default, whose own staging reports any error."""
+    optimised program costs least, the first on ties; None where pullback refuses to stage
+    one on its own (a `PullbackError`: it reads a value staged outside it, needs values
+    where these zeros stand for the arguments, or its mode cannot differentiate the
+    program, e.g. reverse mode through a while_loop): the caller keeps its default, whose
+    own staging reports any error. Any other error (a bug) propagates."""
     leaves, tree = flatten(args)
     abstract = unflatten(tree, [_abstract_argument(leaf) for leaf in leaves])
     costs = []
     for candidate in candidates:
         try:
             costs.append(program_cost(optimize(stage(candidate, abstract))))
-        except Exception:       # noqa: BLE001 -- only a choice is lost; nothing is computed
+        except PullbackError:       # this candidate cannot be staged here: no choice
             return None
     return int(np.argmin(costs))

@@ -132,14 +132,40 @@ def numpy_when_untraced(numpy_function, fn):
     spec = _Spec(getattr(numpy_function, "_implementation", numpy_function), fn, parameters,
                  {p.name for p in signature.parameters.values() if p.kind is not p.VAR_POSITIONAL}
                  if not any(p.kind is p.VAR_KEYWORD for p in parameters) else None)
+    endpoint, arity = ARRAY_ENDPOINTS.get(numpy_function, (None, 0))
+    defaults = {k: p.default for k, p in enumerate(signature.parameters.values())
+                if 0 < k < arity and p.default is not p.empty}
+    ending = [k for k in range(1, arity + 1) if set(range(k, arity)) <= defaults.keys()]
     scope = {"_spec": spec, "_impl": spec.implementation, "_general": _general, "_M": MISSING,
-             "_U": UNTRACED, "_SEQUENCES": (list, tuple), "_untraced": untraced}
+             "_U": UNTRACED, "_SEQUENCES": (list, tuple), "_untraced": untraced,
+             "_nd": np.ndarray, "_end": endpoint, "_item": None,
+             **{f"_d{k}": d for k, d in defaults.items()}}
     if {p.name for p in parameters} & {"type", *scope}:     # would hide what the code calls
         return fn
     name = fn.__name__ if fn.__name__.isidentifier() else "wrapper"
     where = os.path.join(os.path.dirname(__file__), f"<fast path of {name}>")   # the library's
-    exec(compile(fast_path_source(name, parameters), where, "exec"), scope)
+    exec(compile(fast_path_source(name, parameters, ending), where, "exec"), scope)
     return functools.update_wrapper(scope[name], fn)
+
+
+# NumPy functions whose implementation, given a plain ndarray first and at most `arity`
+# arguments by position (the rest NumPy's defaults), ends in one call of `endpoint` with
+# those arguments in that order (through `_wrapfunc`, `_wrapreduction`, `asanyarray(a).f`
+# or ndarray's methods), NumPy's own Python layers between being skipped: np.reshape(a, s)
+# is a.reshape(s), np.sum(a) is np.add.reduce(a, None).
+ARRAY_ENDPOINTS = {
+    np.reshape: (np.ndarray.reshape, 2), np.transpose: (np.ndarray.transpose, 2),
+    np.swapaxes: (np.ndarray.swapaxes, 3), np.ravel: (np.ndarray.ravel, 2),
+    np.squeeze: (np.ndarray.squeeze, 1), np.diagonal: (np.ndarray.diagonal, 4),
+    np.trace: (np.ndarray.trace, 4), np.take: (np.ndarray.take, 2),
+    np.repeat: (np.ndarray.repeat, 3), np.nonzero: (np.ndarray.nonzero, 1),
+    np.argsort: (np.ndarray.argsort, 2), np.argmax: (np.ndarray.argmax, 2),
+    np.argmin: (np.ndarray.argmin, 2), np.cumsum: (np.ndarray.cumsum, 2),
+    np.cumprod: (np.ndarray.cumprod, 2), np.mean: (np.ndarray.mean, 2),
+    np.var: (np.ndarray.var, 2), np.std: (np.ndarray.std, 2),
+    np.sum: (np.add.reduce, 2), np.prod: (np.multiply.reduce, 2),
+    np.max: (np.maximum.reduce, 2), np.amax: (np.maximum.reduce, 2),
+    np.min: (np.minimum.reduce, 2), np.amin: (np.minimum.reduce, 2)}
 
 
 class _Spec:
@@ -166,29 +192,50 @@ def _general(spec, leading, keywords, more, extra):
 
 
 def _check(name: str) -> str:
-    """An expression: the argument `name` holds nothing traced."""
-    return f"(type({name}) in _U or type({name}) in _SEQUENCES and _untraced({name}))"
+    """An expression: the argument `name` holds nothing traced (a plain array tested first)."""
+    return (f"(type({name}) is _nd or type({name}) in _U "
+            f"or type({name}) in _SEQUENCES and _untraced({name}))")
+
+
+def _first_check(name: str, general: str) -> list:
+    """Statements: `general` unless the argument `name` is untraced, a list or tuple of
+    arrays or numbers scanned inline (cheaper than `_check`'s call; a nested sequence
+    leaves to `general`, which scans it whole)."""
+    return [f"if type({name}) is not _nd and type({name}) not in _U:",
+            f"    if type({name}) not in _SEQUENCES:",
+            f"        {general}",
+            f"    for _item in {name}:",
+            f"        if type(_item) is not _nd and type(_item) not in _U:",
+            f"            {general}"]
 
 
 def _tuple(items) -> str:
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
-def fast_path_source(name: str, parameters: list) -> str:
+def fast_path_source(name: str, parameters: list, ending=()) -> str:
     """The source of a wrapper `def name(...)` with `parameters` (each default `_M`).
     Its fast path is a call whose positional parameters are given up to some point and
     not after it, with no keyword-only or variadic keyword argument and no variadic
-    positional one after named ones (a variadic alone is the input): if `_check` finds
-    nothing traced, NumPy's `_impl` gets exactly those arguments. Else `_general` answers.
+    positional one after named ones (a variadic alone is the input): if nothing is traced
+    (`_first_check`, `_check`), NumPy's `_impl` gets exactly those arguments, or, where
+    their number is in `ending` and the first is a plain ndarray, NumPy's endpoint `_end`
+    gets them and NumPy's defaults of the next ones (`_d1`, ...: see `ARRAY_ENDPOINTS`) up
+    to the endpoint's arity, the largest of `ending`. Else `_general` answers.
 
     >>> import inspect
-    >>> print(fast_path_source("f", list(inspect.signature(lambda a, b=1: 0).parameters.values())))
+    >>> print(fast_path_source("f", list(inspect.signature(lambda a, b=1: 0).parameters.values()), [1, 2]))
     def f(a, b=_M):
+        if type(a) is not _nd and type(a) not in _U:
+            if type(a) not in _SEQUENCES:
+                return _general(_spec, (a, b), {}, (), {})
+            for _item in a:
+                if type(_item) is not _nd and type(_item) not in _U:
+                    return _general(_spec, (a, b), {}, (), {})
         if b is _M:
-            if (type(a) in _U or type(a) in _SEQUENCES and _untraced(a)):
-                return _impl(a)
-        elif (type(a) in _U or type(a) in _SEQUENCES and _untraced(a)) and (type(b) in _U or type(b) in _SEQUENCES and _untraced(b)):
-            return _impl(a, b)
+            return _end(a, _d1) if type(a) is _nd else _impl(a)
+        elif (type(b) is _nd or type(b) in _U or type(b) in _SEQUENCES and _untraced(b)):
+            return _end(a, b) if type(a) is _nd else _impl(a, b)
         return _general(_spec, (a, b), {}, (), {})
     <BLANKLINE>
     """
@@ -198,31 +245,37 @@ def fast_path_source(name: str, parameters: list) -> str:
     keyword_only = [p.name for p in parameters if p.kind is P.KEYWORD_ONLY]
     variadic = next((p.name for p in parameters if p.kind is P.VAR_POSITIONAL), None)
     var_keyword = next((p.name for p in parameters if p.kind is P.VAR_KEYWORD), None)
+    keywords = ", ".join(f"{k!r}: {k}" for k in keyword_only)
+    general = (f"return _general(_spec, {_tuple(names)}, {{{keywords}}}, "
+               f"{variadic or '()'}, {var_keyword or '{}'})")
     guard = [f"{k} is _M" for k in keyword_only] + ([f"not {var_keyword}"] if var_keyword else [])
     if variadic and names:      # extra arguments (a ufunc's outputs): the general path's
         guard.insert(0, f"not {variadic}")
-    body = []
+    body = _first_check(names[0], general) if required else []
     for k in range(required, len(names) + 1):       # names[:k] given, names[k:] not
-        given, checks = names[:k], [_check(v) for v in names[:k]]
+        given, checks = names[:k], [_check(v) for v in names[1 if required else 0:k]]
         if variadic and not names:
             given, checks = given + [f"*{variadic}"], checks + [
                 f"(not {variadic} or _untraced({variadic}))"]
+        call = f"_impl({', '.join(given)})"
+        if k in ending:
+            arguments = ", ".join(given + [f"_d{j}" for j in range(k, max(ending))])
+            call = f"_end({arguments}) if type({names[0]}) is _nd else {call}"
         if k < len(names):
-            missing = [f"{v} is _M" for v in names[k + 1:]]
-            body += [f"{'if' if k == required else 'elif'} {names[k]} is _M:",
-                     f"    if {' and '.join(missing + checks) or 'True'}:",
-                     f"        return _impl({', '.join(given)})"]
-        else:
-            body += [f"{'elif' if k > required else 'if'} {' and '.join(checks) or 'True'}:",
-                     f"    return _impl({', '.join(given)})"]
+            test = " and ".join([f"{v} is _M" for v in names[k + 1:]] + checks)
+            head = [f"{'if' if k == required else 'elif'} {names[k]} is _M:"]
+            body += head + ([f"    if {test}:", f"        return {call}"] if test
+                            else [f"    return {call}"])
+        elif checks:
+            body += [f"{'elif' if k > required else 'if'} {' and '.join(checks)}:",
+                     f"    return {call}"]
+        else:       # the only call with the fast path: one argument, checked above
+            body.append(f"return {call}")
     lines = [f"def {name}({_header(parameters)}):"]
     if guard:
         lines.append(f"    if {' and '.join(guard)}:")
         body = ["    " + line for line in body]
-    lines += ["    " + line for line in body]
-    keywords = ", ".join(f"{k!r}: {k}" for k in keyword_only)
-    lines.append(f"    return _general(_spec, {_tuple(names)}, {{{keywords}}}, "
-                 f"{variadic or '()'}, {var_keyword or '{}'})")
+    lines += ["    " + line for line in body] + [f"    {general}"]
     return "\n".join(lines) + "\n"
 
 
