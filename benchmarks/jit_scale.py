@@ -332,7 +332,10 @@ def part_wrappers(rounds=15, samples=21, number=200):
 # ------------------------------------------------------------------ driver
 
 def run_part(part, source, python):
-    env = dict(os.environ)
+    """The part's figures with the pullback at `source`, in a process of its own; jit runs
+    its NumPy code throughout (the fused tier, issue 12's: benchmarks/fused.py, is off:
+    its background compile would count in the third call's memory and time)."""
+    env = dict(os.environ, PULLBACK_FUSED="0")
     env["PYTHONPATH"] = source + os.pathsep + env.get("PYTHONPATH", "")
     result = subprocess.run([python, __file__, "--part", part], env=env, capture_output=True,
                             text=True, cwd=source)

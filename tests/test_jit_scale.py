@@ -381,3 +381,22 @@ def test_issue16_cheapest_lets_a_bug_through():
         raise KeyError("a bug while staging a candidate")
     with pytest.raises(KeyError, match="a bug while staging"):
         cost.cheapest([lambda x: x * 2.0, broken], (np.ones(3),))
+
+
+def test_issue16_show_comments_name_the_true_line_or_no_line():
+    """Equations made after the user's code returned (a seed, a cotangent sum, a Jacobian's
+    assembly) or in a loop body derived while other code ran (here: an eager gradient
+    first) quote no line of the caller; the replayed body's equations keep their own lines."""
+    from readable_examples import energy, rk4_end
+    from pullback.ir.readable import NO_LINE
+    y = np.array([0.1, -0.2, 0.3])
+    for f, args in [(pullback.grad(rk4_end), (y,)), (pullback.hessian(energy), (y,)),
+                    (pullback.jacobian(pullback.grad(energy)), (y,))]:
+        f(*args)                                     # derived programs cached from here
+        text = pullback.show(f, *args)
+        comments = [line.strip()[2:] for line in text.splitlines()
+                    if line.strip().startswith("# ") and not line.startswith("# ")]
+        assert comments and all(c == NO_LINE or c.removeprefix("derivative of ")
+                                .startswith("readable_examples.py:") for c in comments), text
+    assert "derivative of readable_examples.py:40  k1 = np.tanh(W @ y)" in \
+        pullback.show(pullback.grad(rk4_end), y)

@@ -20,7 +20,6 @@ import numpy as np
 
 from ..core.arrays import foreign_array, is_array, runs_generated_code
 from ..core.engine import Tracer
-from ..core.user_code import user_frame
 from ..errors import StaticArgumentError
 from ..tree import flatten, unflatten
 from . import fused as fused_tier
@@ -355,6 +354,5 @@ def readable_source(f: Callable, *args, optimized: bool = True, result_names=Non
     if result_names is None:
         result_names = getattr(f, "result_names", None)
         result_names = result_names(*args) if callable(result_names) else result_names
-    caller = user_frame()      # equations pullback could not place get this line: no comment
     return readable(program, name if name.isidentifier() else "f", result_names or (),
-                    user_arrays(f), caller and f"{caller.f_code.co_filename}:{caller.f_lineno}")
+                    user_arrays(f))

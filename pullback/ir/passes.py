@@ -235,6 +235,7 @@ class _Rewriter:
 
     def __init__(self, program):
         self.equations, self.env, self.producer, self.facts = [], {}, {}, {}
+        self.source = ""        # the source of the equation being rewritten
         self.constants = list(zip(program.constvars, program.consts))
         self.values = dict(self.constants)
         self.outvars = {x for x in program.outvars if _is_var(x)}
@@ -255,7 +256,7 @@ class _Rewriter:
         """A new equation `primitive(inputs; params)`; returns its output variable."""
         aval = primitive.shape(*map(_operand, inputs), **params)
         out = Var(ShapeDtype(tuple(aval.shape), np.dtype(aval.dtype)))
-        self.append(Equation(primitive, inputs, params, [out]))
+        self.append(Equation(primitive, inputs, params, [out], self.source))
         return out
 
     def constant(self, value):
@@ -816,6 +817,7 @@ def simplify(program: Program) -> Program:
             if eq.primitive.family == "elementwise":
                 eq = _literal_operands(_unbroadcast_operands(eq, rw), rw)
             rule = RULES.get(eq.primitive)
+            rw.source = eq.source       # the line of the value the rule's equations compute
             result = rule(eq, rw) if rule is not None else None
             if _is_var(result):
                 rw.env[eq.outputs[0]] = result

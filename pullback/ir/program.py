@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.engine import observer
 from ..core.primitive import ShapeDtype
 
 
@@ -123,12 +124,20 @@ def evaluate(program: Program, *args):
     def read(x):
         return x.value if type(x) is Literal else env[x]
 
-    for eq in program.equations:
-        outs = eq.primitive(*[read(x) for x in eq.inputs], **eq.params)
-        if not eq.primitive.multiple_results:
-            outs = (outs,)
-        for var, value in zip(eq.outputs, outs):
-            env[var] = value.item() if var.weak and isinstance(value, np.generic) else value
+    watcher = observer()        # staging: the equations recorded keep each one's source
+    replayed = getattr(watcher, "replaying", None)
+    try:
+        for eq in program.equations:
+            if replayed is not None:
+                watcher.replaying = eq.source
+            outs = eq.primitive(*[read(x) for x in eq.inputs], **eq.params)
+            if not eq.primitive.multiple_results:
+                outs = (outs,)
+            for var, value in zip(eq.outputs, outs):
+                env[var] = value.item() if var.weak and isinstance(value, np.generic) else value
+    finally:
+        if replayed is not None:
+            watcher.replaying = replayed
     return [read(x) for x in program.outvars]
 
 

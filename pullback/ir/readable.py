@@ -40,19 +40,19 @@ from ..primitives.elementwise import multiply, where
 from ..primitives.families import source as value_source
 from ..primitives.structural import reshape, scatter_add, scatter_set, zeros_source
 
+# The comment over equations of no one line of the user's (a cotangent sum, a Jacobian's
+# assembly, ...) where they follow a line's block: they are not that line's.
+NO_LINE = "(no single line of the function)"
 # Arrays up to this many elements print as `np.array([...])` when no shorter form fits.
 INLINE_SIZE = 16
 NAMESPACE = "import numpy as np\nimport scipy.linalg\nimport scipy.special as sp\n"
 
 
-def readable(program: Program, name: str, result_names=(), known_arrays=None,
-             caller: str = "") -> tuple[str, dict]:
+def readable(program: Program, name: str, result_names=(), known_arrays=None) -> tuple[str, dict]:
     """(source of `def name(inputs, *, arguments): ...`, {argument name: value}) for
     `program`; `result_names` name its outputs in order (others keep their hints);
-    `known_arrays` ({id: name}) names the constants that are the user's own arrays;
-    equations recorded at `caller` ("file:line", where `show` was called) get no comment."""
+    `known_arrays` ({id: name}) names the constants that are the user's own arrays."""
     printer = Printer(name, known_arrays or {})
-    printer.caller = caller
     names = printer.names
     for var in program.invars:
         names.named(var, program.names.get(var) or var.hint or "arg")
@@ -86,7 +86,7 @@ class Printer:
         self.env, self.fresh_constants = {}, {}     # Var -> its text; inline constants' texts
         self.constant_values = {}                   # inline constants' values
         self.written_as, self.user_names, self.lettered = {}, {}, set()
-        self.equation, self.comment, self.unnamed, self.caller = None, None, 0, ""
+        self.equation, self.comment, self.unnamed = None, None, 0
 
     def fresh(self, hint: str) -> str:
         """A new name."""
@@ -183,8 +183,8 @@ class Printer:
                 test = program.equations[next(k for k, j in predicates.items() if j == i)]
                 eq = Equation(eq.primitive, [test.inputs[0]] + eq.inputs[1:], eq.params,
                               eq.outputs, eq.source)
-            here = _comment(eq.source) if eq.source != self.caller else ""
-            if here and here != self.comment:
+            here = _comment(eq.source) or NO_LINE
+            if here != (self.comment or NO_LINE):   # a block of one line's equations begins
                 lines.append(f"# {here}")
                 self.comment = here
             if i in matrix_vector:   # matmul of a vector made a matrix, and made a vector again

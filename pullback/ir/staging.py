@@ -40,11 +40,13 @@ def _user_location():
 class Provenance:
     """The observer of the transformations while staging (see `core.engine.observer`):
     which primal value the equations being recorded differentiate, and readable names
-    (the cotangent of `x` is `x_bar`, its tangent `x_dot`)."""
-    __slots__ = ("derived",)
+    (the cotangent of `x` is `x_bar`, its tangent `x_dot`), and the source of the equation
+    of a staged program `evaluate` runs (`replaying`: a loop body run again under a
+    transformation), which the equations it records keep."""
+    __slots__ = ("derived", "replaying")
 
     def __init__(self):
-        self.derived = None
+        self.derived, self.replaying = None, ""
 
     def derivative_of(self, value):
         self.derived = value
@@ -68,7 +70,7 @@ def staged_value(x):
 
 
 @contextmanager
-def _observing():
+def observing():
     """Observe the transformations while staging (an enclosing staging already does)."""
     if isinstance(observer(), Provenance):
         yield
@@ -173,7 +175,7 @@ class ShapeNeedsValues(ConcretizationError):
 
 class StagingTrace(Trace):
     __slots__ = ("equations", "constvars", "consts", "_const_ids", "_source_of", "examples",
-                 "_arguments")
+                 "_arguments", "_caller")
 
     def __init__(self, level):
         super().__init__(level)
@@ -181,6 +183,18 @@ class StagingTrace(Trace):
         self._source_of = {}        # Var -> the user's source line that computed it
         self.examples = {}          # Var -> its value at the example arguments, once known
         self._arguments = {}        # input Var -> the example argument it stands for
+        # The user's frame that started this staging (its id: the frame is not kept). An
+        # equation recorded while it is the innermost user frame was made by pullback
+        # outside the staged code (a seed, a cotangent sum, a Jacobian's assembly after
+        # the function returned; a derived loop body staged later): it has no line.
+        self._caller = id(user_frame(1))
+
+    def _source(self) -> str:
+        """`file:line` of the user's code running now inside the staged code, else ''."""
+        frame = user_frame(2)
+        if frame is None or id(frame) == self._caller:
+            return ""
+        return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
     def new_input(self, aval, hint="", weak=False, example=None):
         var = Var(aval, hint, weak)
@@ -256,8 +270,8 @@ class StagingTrace(Trace):
         if derived is not None and derived.staged_var in self._source_of:
             source = self._source_of[derived.staged_var].partition("|")[0] + "|derivative"
         else:
-            filename, line, _ = _user_location()
-            source = f"{filename}:{line}"
+            source = (watcher.replaying if isinstance(watcher, Provenance) else "") \
+                or self._source()
         outs = [_output_var(a) for a in (out_avals if primitive.multiple_results else [out_avals])]
         self.equations.append(Equation(primitive, inputs, dict(params), outs, source))
         for v in outs:
@@ -332,7 +346,7 @@ def stage(f: Callable, args: tuple, names=None) -> Program:
 def _stage(f, args, names):
     leaves, in_tree = flatten(args)
     names = names or {}
-    with gc_paused(), _observing(), new_trace(StagingTrace) as trace:
+    with gc_paused(), observing(), new_trace(StagingTrace) as trace:
         inputs = []
         for i, leaf in enumerate(leaves):
             shape, dtype, weak = signature_of(leaf)

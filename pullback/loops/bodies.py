@@ -42,7 +42,8 @@ from ..ir.codegen import compile_program
 from ..ir.passes import eliminate_dead_code, optimize
 from ..ir.program import Program, Var, evaluate
 from ..ir.randomness import staged_without_randomness
-from ..ir.staging import StagingTrace, StagingTracer, argument_names, example_value, signature_of
+from ..ir.staging import (StagingTrace, StagingTracer, argument_names, example_value, observing,
+                          signature_of)
 from ..transforms.batching import batch_flat
 from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
@@ -82,7 +83,7 @@ def is_float(aval) -> bool:
 def stage_flat(fn, avals, name: str = "", hints=None) -> Program:
     """The program of `fn`, a function of flat arrays returning a list, at `avals` (each a
     ShapeDtype, or a Var whose type and weakness it takes)."""
-    with new_trace(StagingTrace) as trace:
+    with observing(), new_trace(StagingTrace) as trace:
         inputs = [trace.new_input(aval_of(a), (hints or {}).get(i, ""),
                                   getattr(a, "weak", False)) for i, a in enumerate(avals)]
         outvars = [trace.read(o) for o in fn(*inputs)]
