@@ -338,9 +338,19 @@ def _reversal_batch(values, dims, *, cond, body, n_cond, n_body, differentiated)
                                cond=cond, body=body, n_cond=n_cond, n_body=n_body,
                                differentiated=differentiated) for k in range(size)]
         return [np.stack(column) for column in zip(*rows)], [0] * len(rows[0])
-    # The tape was recorded by the batched loop (`masked_programs`): reverse that loop.
+    # The tape was recorded by the batched loop (`masked_programs`): reverse that loop,
+    # reading the differentiated consts batched (broadcast): a const shared by the examples
+    # has a cotangent per example, which a shared one would sum over the batch.
+    recorded_flags = masked_programs(cond, body, n_cond, n_body, batched, size)[2]
+    batched = tuple(b or (n_cond <= i < n_cond + n_body and differentiated[i - n_cond])
+                    for i, b in enumerate(batched))
     new_cond, new_body, carry_flags, masked = masked_programs(cond, body, n_cond, n_body,
                                                               batched, size)
+    if carry_flags != recorded_flags:
+        raise LoopTypeError(
+            "reverse mode of a while_loop under vmap, where a shared value the loop "
+            "differentiates would batch a carry the loop kept shared: vmap the function "
+            "that runs the loop (its inputs batched) instead.")
     flags = batched[:n_cond + n_body] + carry_flags
     args = []
     for i, (v, d) in enumerate(zip(values, dims)):

@@ -127,9 +127,14 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
 
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
         mean=None, correction=None):
-    """`np.std`."""
-    return E.sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
-                      correction=correction))
+    """`np.std`. Over one element it is var's value (0, or NaN as NumPy's): identically
+    zero, with exact zero derivatives, where sqrt's infinite slope at 0 would give 0 * inf."""
+    variance = var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
+                   correction=correction)
+    x = operand(a)
+    if _count(x, normalize_axes(axis, ndim(x))) == 1:
+        return variance
+    return E.sqrt(variance)
 
 
 def _scan(prim, name):
