@@ -207,7 +207,19 @@ subtract = elementwise("subtract", np.subtract, 1, -1, operator="{} - {}", domai
 multiply = elementwise("multiply", np.multiply, lambda y: y, lambda x: x, operator="{} * {}",
                        commutative=True, domain=BINARY, complex_rules=True,
                        zero_preserving=(0, 1))
-divide = elementwise("divide", np.divide, lambda y: 1.0 / y, lambda y, out: -out / y,
+
+
+def _one_over(y):
+    # A Python number divisor 0 (x / 0.0) has NumPy's 1 / 0 (+-inf, complex inf + nan j)
+    # as its partial, not Python's ZeroDivisionError; a Python number stays one (weakly
+    # typed: float32 derivatives stay float32).
+    if type(y) in (int, float, complex) and y == 0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.divide(1.0, y).item()
+    return 1.0 / y
+
+
+divide = elementwise("divide", np.divide, _one_over, lambda y, out: -out / y,
                      operator="{} / {}", domain=(REALS, (0.5, 2.0)), complex_rules=True,
                      zero_preserving=(0,))
 power = elementwise("power", np.power, _power_dx, _power_dy, impl=_power, emit=_power_emit,
