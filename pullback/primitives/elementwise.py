@@ -122,7 +122,9 @@ imag = linear("imag", np.imag, shape=_part_shape,
 # ------------------------------------------------------- scipy.special (unary)
 
 expit = unary("expit", sp.expit, lambda out: out * (1.0 - out))
-logit = unary("logit", sp.logit, lambda x: reciprocal(x * (1.0 - x)), OPEN_UNIT)
+# 1 / (x (1 - x)) as a sum: the product's pullback would multiply an infinite cotangent
+# by x = 0 (NaN in the reverse modes' second derivative, -inf in the forward modes').
+logit = unary("logit", sp.logit, lambda x: reciprocal(x) + reciprocal(1.0 - x), OPEN_UNIT)
 erf = analytic("erf", sp.erf, lambda x: (2.0 / math.sqrt(math.pi), exp(-square(x))))
 erfc = analytic("erfc", sp.erfc, lambda x: (-2.0 / math.sqrt(math.pi), exp(-square(x))))
 gammaln = unary("gammaln", sp.gammaln, lambda x: digamma(x), POSITIVE)
