@@ -63,6 +63,21 @@ def test_itemA_untaken_where_branch_is_nan_in_reverse_mode_and_the_double_where_
         _same(h, np.diag([0.0, 0.0, -0.25 / 8.0]))
 
 
+def test_itemA_a_zero_tangent_times_a_partial_that_is_not_finite_is_nan_in_forward_mode():
+    """The same class, documented: along x alone at a negative x, x ** y's forward-mode
+    derivative is 1 * dx + 0 * dy with dy = x ** y log x = NaN; reverse mode pulls back to
+    x and y apart, and so do jacfwd and jacrev (one basis vector per column)."""
+    def f(v):
+        return v[0] ** v[1]
+    v = np.array([-1.5, 2.0])
+    with np.errstate(all="ignore"):
+        assert np.isnan(pullback.jvp(f, (v,), (np.array([1.0, 0.0]),))[1])
+        expected = np.array([2.0 * v[0], np.nan])
+        _same(pullback.grad(f)(v), expected)
+        _same(pullback.jacfwd(f)(v), expected)
+        _same(pullback.jacrev(f)(v), expected)
+
+
 # --------------------------- B: the four Hessian modes at singular points of a derivative
 
 SPECIAL_POINTS = np.array([0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, 1e-300, np.inf, -np.inf,
