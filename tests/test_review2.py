@@ -275,3 +275,34 @@ def test_item3_prod_over_an_empty_axis_differentiates(index, axis):
     _same(pullback.jacfwd(f)(x), np.zeros(out + x.shape))
     _same(pullback.jacrev(f)(x), np.zeros(out + x.shape))
     _same(pullback.hessian(lambda x: np.sum(f(x)))(x), np.zeros(x.shape * 2))
+
+
+# ------------------------------- 4: custom_vjp residuals that are not arrays
+
+
+def test_item4_custom_vjp_residuals_that_are_python_numbers_work_in_every_mode():
+    """A fwd rule returning a Python number among its residuals broke
+    reverse-over-reverse Hessians, under jit too, with a bare AttributeError ('float' object
+    has no attribute 'shape'): the residuals are outputs of the call's primitive, which the
+    outer reverse trace wraps (transforms/reverse.py): a number stays a constant now, weakly
+    typed: float32 stays float32."""
+    @pullback.custom_vjp
+    def scale(x, n):
+        return x * n
+
+    def fwd(x, n):
+        return x * n, (3.0, None)
+
+    def bwd(residuals, ct):
+        return ct * residuals[0], None
+    scale.defvjp(fwd, bwd)
+
+    def f(x):
+        return np.sum(scale(x, 3.0) ** 2)
+    x = np.array([0.3, -1.2, 2.0], np.float32)
+    expected = np.diag(np.full(3, 18.0, np.float32))
+    for mode in HESSIAN_MODES:
+        _same(pullback.hessian(f, mode=mode)(x), expected)
+        _same(pullback.jit(pullback.hessian(f, mode=mode))(x), expected)
+    _same(pullback.vmap(pullback.hessian(f))(np.stack([x, -x])), np.stack([expected] * 2))
+    _same(pullback.grad(f)(x), (18.0 * x).astype(np.float32))
