@@ -306,3 +306,34 @@ def test_item4_custom_vjp_residuals_that_are_python_numbers_work_in_every_mode()
         _same(pullback.jit(pullback.hessian(f, mode=mode))(x), expected)
     _same(pullback.vmap(pullback.hessian(f))(np.stack([x, -x])), np.stack([expected] * 2))
     _same(pullback.grad(f)(x), (18.0 * x).astype(np.float32))
+
+
+# ---------------------------- 5: shape rules that accepted ill-typed programs
+
+ILL_TYPED = {
+    "matmul": lambda x: x @ np.ones(5),
+    "matmul_2d": lambda x: x.reshape(3, 1) @ np.ones((2, 4)),
+    "dot": lambda x: np.dot(x, np.ones((5, 2))),
+    "concatenate": lambda x: np.concatenate([x.reshape(1, 3), np.ones((1, 4))]),
+    "stack": lambda x: np.stack([x, np.ones(4)]),
+    "broadcast_to": lambda x: np.broadcast_to(x, (2, 4)),
+    "transpose": lambda x: np.transpose(x.reshape(3, 1), (0, 0)),
+    "solve": lambda x: np.linalg.solve(np.eye(4), x),
+    "at_set": lambda x: pullback.numpy.at(x)[:2].set(np.ones(3)),
+    "at_add": lambda x: pullback.numpy.at(x)[:2].add(np.ones(3)),
+}
+
+
+@pytest.mark.parametrize("name", ILL_TYPED)
+def test_item5_staging_refuses_operands_numpy_refuses(name):
+    """make_ir (so show, sparsity detection and the first call of a long program) staged
+    these as well-typed programs (x @ W with mismatched inner sizes had type float64[]),
+    where NumPy, jit's generated code and every derivative raise ValueError: the shape
+    rules of matmul, concatenate, broadcast_to, transpose, solve and the scatters now check
+    what NumPy checks."""
+    f, x = ILL_TYPED[name], np.ones(3)
+    for run in (lambda: f(x), lambda: pullback.make_ir(f)(x), lambda: pullback.jit(f)(x),
+                lambda: pullback.grad(lambda x: np.sum(f(x)))(x)):
+        with pytest.raises(ValueError):
+            run()
+    pullback.make_ir(lambda x: x @ np.ones((3, 2)))(x)             # the same shapes, right
