@@ -337,3 +337,18 @@ def test_item5_staging_refuses_operands_numpy_refuses(name):
         with pytest.raises(ValueError):
             run()
     pullback.make_ir(lambda x: x @ np.ones((3, 2)))(x)             # the same shapes, right
+
+
+# ------------------------------------------ 6: checkpoint's keyword arguments
+
+
+def test_item6_checkpointed_functions_take_keyword_arguments_and_differentiate_them():
+    """`checkpoint(f)(x, s=3.0)` raised Python's TypeError naming f ("<lambda>() got an
+    unexpected keyword argument 's'", though f takes s): the wrapper took positional
+    arguments only. Keyword arguments are inputs of the one-step scan now."""
+    x = np.array([0.3, -0.7, 1.1])
+    g = pullback.checkpoint(lambda y, s=2.0: np.sin(y) * s)
+    _same(pullback.grad(lambda x: np.sum(g(x, s=3.0)))(x), 3.0 * np.cos(x))
+    _same(pullback.grad(lambda s: np.sum(g(x, s=s)))(3.0), np.sum(np.sin(x)))
+    _same(pullback.jit(pullback.grad(lambda x: np.sum(g(x, s=x[0]))))(x),
+          pullback.grad(lambda x: np.sum(np.sin(x) * x[0]))(x))

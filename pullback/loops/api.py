@@ -257,11 +257,11 @@ def checkpoint(f: Callable, policy: str = "recompute") -> Callable:
             "and recomputes the rest on the way back, \"all\" keeps the residuals.")
 
     @functools.wraps(f)
-    def checkpointed(*args):
+    def checkpointed(*args, **kwargs):
         def once(inputs, _):
-            return inputs, f(*inputs)
+            return inputs, f(*inputs[0], **inputs[1])
         once.__name__ = _name(f)
-        _, outs = scan(once, args, None, length=1,
+        _, outs = scan(once, (args, kwargs), None, length=1,
                        checkpoints="carry" if policy == "recompute" else "all")
         return tree_map(lambda y: y[0], outs)
     return checkpointed
