@@ -352,3 +352,15 @@ def test_item6_checkpointed_functions_take_keyword_arguments_and_differentiate_t
     _same(pullback.grad(lambda s: np.sum(g(x, s=s)))(3.0), np.sum(np.sin(x)))
     _same(pullback.jit(pullback.grad(lambda x: np.sum(g(x, s=x[0]))))(x),
           pullback.grad(lambda x: np.sum(np.sin(x) * x[0]))(x))
+
+
+# ---------------------------------------------------- 7: fori_loop's bounds
+
+
+@pytest.mark.parametrize("lower, upper", [(0, 2.5), (0.0, 3), (0, np.float64(3.0))])
+def test_item7_fori_loop_refuses_bounds_that_are_not_integers(lower, upper):
+    """fori_loop(0, 2.5, ...) ran 2 steps without a word (int() dropped the fraction);
+    range() and JAX's fori_loop refuse a float bound."""
+    with raises(LoopTypeError, "not an integer"):
+        pullback.fori_loop(lower, upper, lambda i, x: x * 2.0, 1.0)
+    assert pullback.fori_loop(np.int32(0), np.array(3), lambda i, x: x * 2.0, 1.0) == 8.0

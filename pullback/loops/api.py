@@ -127,11 +127,22 @@ def fori_loop(lower: int, upper: int, body: Callable, init: Any, checkpoints="al
     >>> float(fori_loop(0, 4, lambda i, x: x * 2.0, 1.0))
     16.0
     """
-    lower, upper = int(lower), max(int(lower), int(upper))
+    lower, upper = _bound(lower, "lower"), _bound(upper, "upper")
+    upper = max(lower, upper)
     counter = np.broadcast_to(np.int_(lower), (upper - lower,))       # its type, no memory
     last, _ = _scan(functools.partial(_counted_step, body), init, counter, None, False,
                     checkpoints, make_xs=lambda: [np.arange(lower, upper)])
     return last
+
+
+def _bound(value, name):
+    """A loop bound as a Python int: a float, which range() refuses, is an error (int()
+    would drop its fraction: 2.5 steps are not 2)."""
+    dtype = getattr(value, "dtype", None)
+    if np.dtype(type(value) if dtype is None else dtype).kind not in "biu":
+        raise LoopTypeError(f"fori_loop's {name} bound is {value!r}, not an integer: pass an "
+                            "int, as range() takes.")
+    return int(value)
 
 
 def _counted_step(body, carry, i):
