@@ -404,3 +404,24 @@ def test_itemB_hessian_modes_of_two_argument_primitives_differ_only_between_non_
             allowed |= ((grid[:, 0] <= 0) | ~np.isfinite(grid).all(axis=1))[:, None, None]
         wrong = np.flatnonzero(~allowed.all(axis=(1, 2)))
         assert not wrong.size, [(grid[i], first[i], other[i]) for i in wrong[:3]]
+
+
+# ------------------------------------- 8: np.average's weights over several axes
+
+
+@pytest.mark.parametrize("axis, weights_shape", [((0, 1), (2, 3)), ((2, 0), (2, 2)),
+                                                 (-1, (2,)), ((1,), (3,))])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_item8_average_takes_weights_over_an_axis_tuple_as_numpy(axis, weights_shape,
+                                                                  keepdims):
+    """NumPy 2 takes weights shaped as a's `axis` (a tuple too, in its order); pullback
+    refused any weights that were not 1-d with NumPy 1's TypeError."""
+    x = np.arange(1.0, 13.0).reshape(2, 3, 2) ** 1.3
+    w = np.arange(1.0, 1.0 + np.prod(weights_shape)).reshape(weights_shape)
+
+    def f(x, w):
+        return np.average(x, axis=axis, weights=w, keepdims=keepdims)
+    _same(pullback.jit(f)(x, w), f(x, w))
+    pullback.testing.check_grads(f, (x, w), order=2)
+    with pytest.raises(ValueError, match="consistent"):
+        pullback.jit(f)(x, np.ones((1,) + weights_shape[1:]))
