@@ -121,6 +121,46 @@ def test_itemB_arccosh_and_logit_second_derivatives_are_the_one_sided_limits():
                                  order=2)
 
 
+def _binary_differentiable():
+    return sorted(name for name, p in REGISTRY.items()
+                  if p.family == "elementwise" and p.differentiable and p.domain
+                  and len(p.domain) == 2 and not any(isinstance(d, str) or isinstance(d[0], str)
+                                                     for d in p.domain))
+
+
+@pytest.mark.parametrize("name", _binary_differentiable())
+def test_itemB_hessian_modes_of_two_argument_primitives_differ_only_between_non_finite_values(
+        name):
+    """At a pole or singular point of a two-argument function one Hessian mode may give
+    +-inf where another gives NaN (README, "Singular points"), never a finite number where
+    another gives a different one; the exception is the documented x ** y at x <= 0 (and at
+    infinities), where a zero tangent or cotangent meets the partial in y, x ** y log x
+    (NaN for x < 0, taken as 0 at x == 0 while its own derivatives are not): one mode's
+    finite value is another's NaN."""
+    prim = REGISTRY[name]
+    points = [0.0, 1.0, -1.0, 2.0, 0.5, np.inf]
+    grid = np.array([(a, b) for a in points for b in points])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hessians = []
+        for mode in HESSIAN_MODES:
+            try:
+                hessians.append(pullback.vmap(pullback.hessian(
+                    lambda v: prim(v[0], v[1]), mode=mode))(grid))
+            except pullback.errors.UnsupportedFunctionError:     # no derivative in one argument
+                return
+    first = hessians[0]
+    for other in hessians[1:]:
+        same = (other == first) | (np.isnan(other) & np.isnan(first)) \
+            | np.isclose(other, first, rtol=1e-9, atol=1e-12)
+        both_non_finite = ~np.isfinite(other) & ~np.isfinite(first)
+        allowed = same | both_non_finite
+        if name == "power":            # log x in the partial in y: x <= 0, x or y infinite
+            allowed |= ((grid[:, 0] <= 0) | ~np.isfinite(grid).all(axis=1))[:, None, None]
+        wrong = np.flatnonzero(~allowed.all(axis=(1, 2)))
+        assert not wrong.size, [(grid[i], first[i], other[i]) for i in wrong[:3]]
+
+
 # ------------------------------- C: the fused tier at complex infinities and NaN
 
 
@@ -364,46 +404,6 @@ def test_item7_fori_loop_refuses_bounds_that_are_not_integers(lower, upper):
     with raises(LoopTypeError, "not an integer"):
         pullback.fori_loop(lower, upper, lambda i, x: x * 2.0, 1.0)
     assert pullback.fori_loop(np.int32(0), np.array(3), lambda i, x: x * 2.0, 1.0) == 8.0
-
-
-def _binary_differentiable():
-    return sorted(name for name, p in REGISTRY.items()
-                  if p.family == "elementwise" and p.differentiable and p.domain
-                  and len(p.domain) == 2 and not any(isinstance(d, str) or isinstance(d[0], str)
-                                                     for d in p.domain))
-
-
-@pytest.mark.parametrize("name", _binary_differentiable())
-def test_itemB_hessian_modes_of_two_argument_primitives_differ_only_between_non_finite_values(
-        name):
-    """At a pole or singular point of a two-argument function one Hessian mode may give
-    +-inf where another gives NaN (README, "Singular points"), never a finite number where
-    another gives a different one; the exception is the documented x ** y at x <= 0 (and at
-    infinities), where a zero tangent or cotangent meets the partial in y, x ** y log x
-    (NaN for x < 0, taken as 0 at x == 0 while its own derivatives are not): one mode's
-    finite value is another's NaN."""
-    prim = REGISTRY[name]
-    points = [0.0, 1.0, -1.0, 2.0, 0.5, np.inf]
-    grid = np.array([(a, b) for a in points for b in points])
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        hessians = []
-        for mode in HESSIAN_MODES:
-            try:
-                hessians.append(pullback.vmap(pullback.hessian(
-                    lambda v: prim(v[0], v[1]), mode=mode))(grid))
-            except pullback.errors.UnsupportedFunctionError:     # no derivative in one argument
-                return
-    first = hessians[0]
-    for other in hessians[1:]:
-        same = (other == first) | (np.isnan(other) & np.isnan(first)) \
-            | np.isclose(other, first, rtol=1e-9, atol=1e-12)
-        both_non_finite = ~np.isfinite(other) & ~np.isfinite(first)
-        allowed = same | both_non_finite
-        if name == "power":            # log x in the partial in y: x <= 0, x or y infinite
-            allowed |= ((grid[:, 0] <= 0) | ~np.isfinite(grid).all(axis=1))[:, None, None]
-        wrong = np.flatnonzero(~allowed.all(axis=(1, 2)))
-        assert not wrong.size, [(grid[i], first[i], other[i]) for i in wrong[:3]]
 
 
 # ------------------------------------- 8: np.average's weights over several axes
