@@ -127,11 +127,22 @@ def fori_loop(lower: int, upper: int, body: Callable, init: Any, checkpoints="al
     >>> float(fori_loop(0, 4, lambda i, x: x * 2.0, 1.0))
     16.0
     """
-    lower, upper = int(lower), max(int(lower), int(upper))
+    lower, upper = _bound(lower, "lower"), _bound(upper, "upper")
+    upper = max(lower, upper)
     counter = np.broadcast_to(np.int_(lower), (upper - lower,))       # its type, no memory
     last, _ = _scan(functools.partial(_counted_step, body), init, counter, None, False,
                     checkpoints, make_xs=lambda: [np.arange(lower, upper)])
     return last
+
+
+def _bound(value, name):
+    """A loop bound as a Python int: a float, which range() refuses, is an error (int()
+    would drop its fraction: 2.5 steps are not 2)."""
+    dtype = getattr(value, "dtype", None)
+    if np.dtype(type(value) if dtype is None else dtype).kind not in "biu":
+        raise LoopTypeError(f"fori_loop's {name} bound is {value!r}, not an integer: pass an "
+                            "int, as range() takes.")
+    return int(value)
 
 
 def _counted_step(body, carry, i):
@@ -257,11 +268,11 @@ def checkpoint(f: Callable, policy: str = "recompute") -> Callable:
             "and recomputes the rest on the way back, \"all\" keeps the residuals.")
 
     @functools.wraps(f)
-    def checkpointed(*args):
+    def checkpointed(*args, **kwargs):
         def once(inputs, _):
-            return inputs, f(*inputs)
+            return inputs, f(*inputs[0], **inputs[1])
         once.__name__ = _name(f)
-        _, outs = scan(once, args, None, length=1,
+        _, outs = scan(once, (args, kwargs), None, length=1,
                        checkpoints="carry" if policy == "recompute" else "all")
         return tree_map(lambda y: y[0], outs)
     return checkpointed

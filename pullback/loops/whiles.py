@@ -332,15 +332,28 @@ def _reversal_batch(values, dims, *, cond, body, n_cond, n_body, differentiated)
                             "that runs the loop instead.")
     size = next(shape_of(v)[d] for v, d in zip(values, dims) if d is not None)
     batched = tuple(d is not None for d in dims[:n_in])
+    params = dict(cond=cond, body=body, n_cond=n_cond, n_body=n_body,
+                  differentiated=differentiated)
     if not any(batched):        # cotangents batched (jacrev's basis) over one tape
-        moved = [v if d is None else moveaxis(v, d, 0) for v, d in zip(values, dims)]
-        rows = [while_reversal(*[v if d is None else v[k] for v, d in zip(moved, dims)],
-                               cond=cond, body=body, n_cond=n_cond, n_body=n_body,
-                               differentiated=differentiated) for k in range(size)]
-        return [np.stack(column) for column in zip(*rows)], [0] * len(rows[0])
-    # The tape was recorded by the batched loop (`masked_programs`): reverse that loop.
+        return _per_example(values, dims, size, lambda k: values[n_in], n_in, params)
+    # The tape was recorded by the batched loop (`masked_programs`): reverse that loop,
+    # reading the differentiated consts batched (broadcast): a const shared by the examples
+    # has a cotangent per example, which a shared one would sum over the batch.
+    recorded_flags = masked_programs(cond, body, n_cond, n_body, batched, size)[2]
+    batched = tuple(b or (n_cond <= i < n_cond + n_body and differentiated[i - n_cond])
+                    for i, b in enumerate(batched))
     new_cond, new_body, carry_flags, masked = masked_programs(cond, body, n_cond, n_body,
                                                               batched, size)
+    if carry_flags != recorded_flags:      # it would batch a carry the tape keeps shared
+        if isinstance(values[n_in], Tracer):
+            raise LoopTypeError(
+                "reverse mode of a while_loop under vmap, where a shared value the loop "
+                "differentiates meets a carry it keeps shared, and its tape is traced (jit, "
+                "or a derivative of higher order): vmap the function that runs the loop (its "
+                "inputs batched), or differentiate eagerly.")
+        return _per_example(values, dims, size,
+                            lambda k: _example_tape(values[n_in], recorded_flags, k), n_in,
+                            params)
     flags = batched[:n_cond + n_body] + carry_flags
     args = []
     for i, (v, d) in enumerate(zip(values, dims)):
@@ -367,6 +380,30 @@ def _reversal_batch(values, dims, *, cond, body, n_cond, n_body, differentiated)
     outs = outs[:len(_reversal_shape(body=body, differentiated=differentiated))]
     out_flags = [b for b, d in zip(flags[n_cond:], differentiated) if d]
     return outs, [0 if f else None for f in out_flags]
+
+
+def _per_example(values, dims, size, tape_of, n_in, params):
+    """The reversal example by example (the unbatched loop), with example k's tape."""
+    moved = [v if d is None else moveaxis(v, d, 0) for v, d in zip(values, dims)]
+    rows = [while_reversal(*[tape_of(k) if i == n_in else v if d is None else v[k]
+                             for i, (v, d) in enumerate(zip(moved, dims))], **params)
+            for k in range(size)]
+    return [np.stack(column) for column in zip(*rows)], [0] * len(rows[0])
+
+
+def _example_tape(boxed, carry_flags, k):
+    """Example k's tape of a tape the batched loop recorded (unmasked: its carries
+    flagged in `carry_flags` batched along axis 0, the others shared)."""
+    tape, example = boxed[()], Tape()
+
+    def carry_of(carry):
+        return [c[k] if f else c for c, f in zip(carry, carry_flags)]
+    example.steps, example.online = tape.steps, tape.online
+    example.snapshots = {p: carry_of(c) for p, c in tape.snapshots.items()}
+    example.last = None if tape.last is None else carry_of(tape.last)
+    boxed = np.empty((), object)
+    boxed[()] = example
+    return boxed
 
 
 def _ct_carry_index(differentiated, n_body, k):

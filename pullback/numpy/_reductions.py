@@ -12,7 +12,8 @@ from ..core.engine import Tracer
 from ..primitives import reductions as R
 from ..primitives.structural import stop_gradient
 from ._common import ndim, normalize_axes, normalize_axis, refuse
-from ._shape import astype, broadcast_to, expand_dims, operand, ravel, reshape, squeeze
+from ._shape import (astype, broadcast_to, expand_dims, operand, ravel, reshape, squeeze,
+                     transpose)
 
 
 def _prepare(name, a, axis, dtype=None, out=None, where_mask=None, fill=0.0):
@@ -97,12 +98,16 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
             total = np.broadcast_to(count, result.shape)
     else:
         w = operand(weights)
-        if ndim(w) != ndim(x):
-            if axis is None or ndim(w) != 1:
-                raise TypeError("1D weights expected when shapes of a and weights differ")
-            shape = [1] * ndim(x)
-            shape[normalize_axis(axis, ndim(x))] = w.shape[0]
-            w = reshape(w, tuple(shape))
+        if ndim(w) != ndim(x):          # NumPy's rule: w's axes are a's `axis`, in order
+            if axis is None:
+                raise TypeError("Axis must be specified when shapes of a and weights differ.")
+            axes = [normalize_axis(ax, ndim(x)) for ax in
+                    (axis if isinstance(axis, (tuple, list)) else (axis,))]
+            if tuple(np.shape(w)) != tuple(np.shape(x)[ax] for ax in axes):
+                raise ValueError("Shape of weights must be consistent with shape of a along "
+                                 "specified axis.")
+            w = transpose(w, tuple(np.argsort(axes).tolist()))
+            w = reshape(w, tuple(n if ax in axes else 1 for ax, n in enumerate(np.shape(x))))
         weighted = x * w
         total = sum(broadcast_to(w, weighted.shape), axis, keepdims=keepdims)
         result = sum(weighted, axis, keepdims=keepdims) / total
@@ -127,9 +132,14 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
 
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
         mean=None, correction=None):
-    """`np.std`."""
-    return E.sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
-                      correction=correction))
+    """`np.std`. Over one element it is var's value (0, or NaN as NumPy's): identically
+    zero, with exact zero derivatives, where sqrt's infinite slope at 0 would give 0 * inf."""
+    variance = var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
+                   correction=correction)
+    x = operand(a)
+    if _count(x, normalize_axes(axis, ndim(x))) == 1:
+        return variance
+    return E.sqrt(variance)
 
 
 def _scan(prim, name):

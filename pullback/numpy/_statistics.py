@@ -278,9 +278,13 @@ def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=
 
 def nanstd(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
            mean=None, correction=None):
-    """`np.nanstd`."""
-    return E.sqrt(nanvar(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
-                         correction=correction))
+    """`np.nanstd` (over one element nanvar's value, as `std`'s)."""
+    variance = nanvar(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
+                      correction=correction)
+    shape = np.shape(operand(a))
+    if math.prod(shape[i] for i in normalize_axes(axis, len(shape))) == 1:
+        return variance
+    return E.sqrt(variance)
 
 
 def _nan_extremum(reduce, name, fill):

@@ -46,6 +46,9 @@ def adjoint(x):
 
 def _matmul_shape(a, b):
     (sa, sb) = shape_of(a), shape_of(b)
+    if sa[-1] != sb[-2]:              # NumPy's error: staged, the program would be ill-typed
+        raise ValueError(f"matmul: the operands' contracted axes differ: {sa[-1]} (the last "
+                         f"of {sa}) and {sb[-2]} (the second-to-last of {sb}).")
     batch = np.broadcast_shapes(sa[:-2], sb[:-2])
     return ShapeDtype(batch + (sa[-2], sb[-1]), np.result_type(dtype_of(a), dtype_of(b)))
 

@@ -48,7 +48,10 @@ reciprocal = analytic("reciprocal", np.reciprocal, lambda out: -square(out), POS
 exp = analytic("exp", np.exp, lambda out: out)
 exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,))
 # Numba's complex expm1 is exp(z) - 1 (no digits left for small z), its complex tanh NaN
-# for a large real part, its complex power NaN at base 0: complex values stay NumPy's.
+# for a large real part, its complex power NaN at base 0, and its complex trigonometric
+# and hyperbolic functions and their inverses follow other rules than NumPy's at infinite
+# and NaN parts (arccosh(inf j) = inf + nan j, NumPy's inf + pi/2 j; arctan(1 + nan j) =
+# pi/2 + nan j, NumPy's nan + nan j): complex values stay NumPy's.
 expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0, aliases=(sp.expm1,),
                  emit_scalar=real_ufunc_scalar(np.expm1))
 log = analytic("log", np.log, lambda x: reciprocal(x), POSITIVE)
@@ -56,20 +59,33 @@ log2 = analytic("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
 log10 = analytic("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE)
 log1p = analytic("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE,
                  aliases=(sp.log1p,))
-sin = analytic("sin", np.sin, lambda x: cos(x))
-cos = analytic("cos", np.cos, lambda x: -sin(x))
-tan = analytic("tan", np.tan, lambda out: square(out) + 1.0, UNIT)
-arcsin = analytic("arcsin", np.arcsin, lambda x: 1.0 / sqrt(1.0 - square(x)), UNIT)
-arccos = analytic("arccos", np.arccos, lambda x: -1.0 / sqrt(1.0 - square(x)), UNIT)
-arctan = analytic("arctan", np.arctan, lambda x: reciprocal(square(x) + 1.0))
-sinh = analytic("sinh", np.sinh, lambda x: cosh(x))
-cosh = analytic("cosh", np.cosh, lambda x: sinh(x))
+sin = analytic("sin", np.sin, lambda x: cos(x),
+               emit_scalar=real_ufunc_scalar(np.sin))
+cos = analytic("cos", np.cos, lambda x: -sin(x),
+               emit_scalar=real_ufunc_scalar(np.cos))
+tan = analytic("tan", np.tan, lambda out: square(out) + 1.0, UNIT,
+               emit_scalar=real_ufunc_scalar(np.tan))
+arcsin = analytic("arcsin", np.arcsin, lambda x: 1.0 / sqrt(1.0 - square(x)), UNIT,
+                  emit_scalar=real_ufunc_scalar(np.arcsin))
+arccos = analytic("arccos", np.arccos, lambda x: -1.0 / sqrt(1.0 - square(x)), UNIT,
+                  emit_scalar=real_ufunc_scalar(np.arccos))
+arctan = analytic("arctan", np.arctan, lambda x: reciprocal(square(x) + 1.0),
+                  emit_scalar=real_ufunc_scalar(np.arctan))
+sinh = analytic("sinh", np.sinh, lambda x: cosh(x),
+                emit_scalar=real_ufunc_scalar(np.sinh))
+cosh = analytic("cosh", np.cosh, lambda x: sinh(x),
+                emit_scalar=real_ufunc_scalar(np.cosh))
 tanh = analytic("tanh", np.tanh, lambda out: 1.0 - square(out),
                 emit_scalar=real_ufunc_scalar(np.tanh))
-arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0))
-arccosh = analytic("arccosh", np.arccosh, lambda x: 1.0 / (sqrt(x - 1.0) * sqrt(x + 1.0)),
-                   (1.2, 3.0))
-arctanh = analytic("arctanh", np.arctanh, lambda x: reciprocal(1.0 - square(x)), UNIT)
+arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0),
+                   emit_scalar=real_ufunc_scalar(np.arcsinh))
+# arccosh's partial as a quotient, not 1 / (sqrt(x - 1) * sqrt(x + 1)): at x = 1 the
+# product's pullback multiplies an infinite cotangent by sqrt(x - 1) = 0, so the reverse
+# modes' second derivative was NaN where the forward modes' is -inf.
+arccosh = analytic("arccosh", np.arccosh, lambda x: 1.0 / sqrt(x - 1.0) / sqrt(x + 1.0),
+                   (1.2, 3.0), emit_scalar=real_ufunc_scalar(np.arccosh))
+arctanh = analytic("arctanh", np.arctanh, lambda x: reciprocal(1.0 - square(x)), UNIT,
+                   emit_scalar=real_ufunc_scalar(np.arctanh))
 
 
 def _absolute_partial(x):
@@ -106,7 +122,9 @@ imag = linear("imag", np.imag, shape=_part_shape,
 # ------------------------------------------------------- scipy.special (unary)
 
 expit = unary("expit", sp.expit, lambda out: out * (1.0 - out))
-logit = unary("logit", sp.logit, lambda x: reciprocal(x * (1.0 - x)), OPEN_UNIT)
+# 1 / (x (1 - x)) as a sum: the product's pullback would multiply an infinite cotangent
+# by x = 0 (NaN in the reverse modes' second derivative, -inf in the forward modes').
+logit = unary("logit", sp.logit, lambda x: reciprocal(x) + reciprocal(1.0 - x), OPEN_UNIT)
 erf = analytic("erf", sp.erf, lambda x: (2.0 / math.sqrt(math.pi), exp(-square(x))))
 erfc = analytic("erfc", sp.erfc, lambda x: (-2.0 / math.sqrt(math.pi), exp(-square(x))))
 gammaln = unary("gammaln", sp.gammaln, lambda x: digamma(x), POSITIVE)
@@ -191,7 +209,19 @@ subtract = elementwise("subtract", np.subtract, 1, -1, operator="{} - {}", domai
 multiply = elementwise("multiply", np.multiply, lambda y: y, lambda x: x, operator="{} * {}",
                        commutative=True, domain=BINARY, complex_rules=True,
                        zero_preserving=(0, 1))
-divide = elementwise("divide", np.divide, lambda y: 1.0 / y, lambda y, out: -out / y,
+
+
+def _one_over(y):
+    # A Python number divisor 0 (x / 0.0) has NumPy's 1 / 0 (+-inf, complex inf + nan j)
+    # as its partial, not Python's ZeroDivisionError; a Python number stays one (weakly
+    # typed: float32 derivatives stay float32).
+    if type(y) in (int, float, complex) and y == 0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.divide(1.0, y).item()
+    return 1.0 / y
+
+
+divide = elementwise("divide", np.divide, _one_over, lambda y, out: -out / y,
                      operator="{} / {}", domain=(REALS, (0.5, 2.0)), complex_rules=True,
                      zero_preserving=(0,))
 power = elementwise("power", np.power, _power_dx, _power_dy, impl=_power, emit=_power_emit,

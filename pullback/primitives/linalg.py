@@ -182,6 +182,9 @@ inv = Primitive("inv", np.linalg.inv, shape=_same_shape, jvp=_inv_jvp, vjp=_inv_
 
 
 def _solve_shape(a, b):
+    if shape_of(a)[-1] != shape_of(b)[-2]:
+        raise ValueError(f"solve: a matrix of shape {shape_of(a)[-2:]} and right-hand sides of "
+                         f"shape {shape_of(b)[-2:]} differ in their number of rows.")
     return ShapeDtype(_batch(a, b) + shape_of(b)[-2:], np.result_type(dtype_of(a), dtype_of(b)))
 
 

@@ -137,6 +137,8 @@ def product_of_others(x, axis):
 
     Exclusive cumulative products from both ends: exact with zeros (no division).
     """
+    if math.prod(shape_of(x)) == 0:           # an empty group (np.prod of it is 1)
+        return arrays.zeros(shape_of(x), dtype_of(x), like=x)
     ndim = len(shape_of(x))
     perm = tuple(i for i in range(ndim) if i not in axis) + tuple(axis)
     moved = _permute(x, perm)

@@ -53,9 +53,30 @@ reshape = linear(
         reshape(_front(values, dims), shape=(batch_size(values, dims),) + tuple(shape)), 0),
     emit=lambda args, shape: _reshape_emit(args[0], tuple(shape)))
 
+# The shape rules check what NumPy's functions check: staged (make_ir, show, sparsity
+# detection), a shape rule is all that runs, and it must not accept an ill-typed program.
+
+
+def _transpose_shape(x, axes):
+    shape = shape_of(x)
+    if sorted(axes) != list(range(len(shape))):
+        raise ValueError(f"transpose: axes {tuple(axes)} are not a permutation of the axes of "
+                         f"an array of shape {shape}.")
+    return ShapeDtype(tuple(shape[a] for a in axes), array_dtype(x))
+
+
+def _broadcast_to_shape(x, shape):
+    shape = tuple(shape)
+    if len(shape) < len(shape_of(x)) or any(
+            n != 1 and n != m for n, m in zip(shape_of(x)[::-1], shape[::-1])):
+        raise ValueError(f"broadcast_to: an array of shape {shape_of(x)} cannot be broadcast "
+                         f"to shape {shape}.")
+    return ShapeDtype(shape, array_dtype(x))
+
+
 transpose = linear(
     "transpose", lambda x, axes: np.transpose(x, axes),
-    shape=lambda x, axes: ShapeDtype(tuple(shape_of(x)[a] for a in axes), array_dtype(x)),
+    shape=_transpose_shape,
     transpose=lambda ct, x, axes: transpose(ct, axes=tuple(np.argsort(axes).tolist())),
     batch=lambda values, dims, axes: (
         transpose(_front(values, dims), axes=(0,) + tuple(a + 1 for a in axes)), 0),
@@ -64,7 +85,7 @@ transpose = linear(
 
 broadcast_to = linear(
     "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
-    shape=lambda x, shape: ShapeDtype(tuple(shape), array_dtype(x)),
+    shape=_broadcast_to_shape,
     transpose=lambda ct, x, shape: unbroadcast(ct, x),
     batch=_broadcast_batch,
     emit=lambda args, shape: f"np.broadcast_to({args[0]}, {source(tuple(shape))})")
@@ -345,9 +366,17 @@ def _scatter_batch(prim, values, dims, index):
     return prim(x, updates, *arrays, index=(FULL,) + index), 0
 
 
+def _scatter_shape(x, updates, *arrays, index):
+    """x's type, once the updates fit the indexed positions (broadcast, as NumPy's
+    assignment broadcasts them)."""
+    indexed = _getitem_shape(x, *arrays, index=index).shape
+    _broadcast_to_shape(ShapeDtype(shape_of(updates), array_dtype(x)), indexed)
+    return ShapeDtype(shape_of(x), array_dtype(x))
+
+
 scatter_add = Primitive("scatter_add", _scatter_add_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_add, v, d, index),
-                        shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), array_dtype(x)),
+                        shape=_scatter_shape,
                         jvp=lambda p, t, index: _scatter_jvp(scatter_add, p, t, index),
                         vjp=_scatter_add_vjp, sparsity="scatter_add", family="structural",
                         fresh_output=True, emit_statements=_scatter_statements(add=True),
@@ -388,7 +417,7 @@ def _scatter_set_vjp(wrt, out, x, updates, *arrays, index):
 
 scatter_set = Primitive("scatter_set", _scatter_set_impl,
                         batch=lambda v, d, index: _scatter_batch(scatter_set, v, d, index),
-                        shape=lambda x, updates, *arrays, index: ShapeDtype(shape_of(x), array_dtype(x)),
+                        shape=_scatter_shape,
                         jvp=lambda p, t, index: _scatter_jvp(scatter_set, p, t, index),
                         vjp=_scatter_set_vjp, sparsity="scatter_set", family="structural",
                         fresh_output=True, emit_statements=_scatter_statements(add=False),
@@ -399,6 +428,11 @@ scatter_set = Primitive("scatter_set", _scatter_set_impl,
 
 def _concatenate_shape(*xs, axis):
     shapes = [shape_of(x) for x in xs]
+    for s in shapes[1:]:
+        if len(s) != len(shapes[0]) or any(
+                n != m for i, (n, m) in enumerate(zip(s, shapes[0])) if i != axis):
+            raise ValueError(f"concatenate: arrays of shapes {shapes[0]} and {s} differ in "
+                             f"an axis other than the one they are joined along ({axis}).")
     out = list(shapes[0])
     out[axis] = sum(s[axis] for s in shapes)
     return ShapeDtype(tuple(out), np.result_type(*(array_dtype(x) for x in xs)))

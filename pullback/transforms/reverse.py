@@ -155,7 +155,9 @@ class ReverseTrace(Trace):
         scaled = primitive.scaled_cotangents
         if primitive.multiple_results:
             tape.append((pullback, parents, len(out), scaled, kept))
-            return [ReverseTracer(self, o, (node, k)) for k, o in enumerate(out)]
+            # A Python number among the results (a custom rule's residual) is a constant.
+            return [ReverseTracer(self, o, (node, k)) if hasattr(o, "dtype") else o
+                    for k, o in enumerate(out)]
         tape.append((pullback, parents, 0, scaled, kept))
         return ReverseTracer(self, out, node)
 
