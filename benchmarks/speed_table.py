@@ -11,13 +11,13 @@ fused.py's builders on second_order.py's functions and data.
 Protocol (../shared/BENCHMARKING.md): one process per library, the libraries one after
 another, the whole run repeated (`--passes`) and the best pass of each cell kept; each
 process warms the allocator, checks every value against pullback eager's before timing it,
-times the first call, warms up, then takes the median of samples of >= 0.2 s of
-back-to-back calls (wall clock) and notes the other processes' share of the CPUs during
-them. pullback jit's two columns share one process, their samples taken in turn and the
-tier that calls first alternating between passes: measured in two processes, BLAS-bound
-rows differed by up to a third between the columns even where the fused tier installs no
-kernel and both run the same function. JAX runs in x64 with synchronous dispatch; torch with its default threads and the
-faster of torch.autograd and torch.func per task (eager.py's candidates). The fused tier
+times the first call, warms up, then takes the median of samples of >= 0.2 s of back-to-back
+calls (wall clock) and notes the other processes' share of the CPUs during them. pullback
+jit's two columns share one process, their samples taken in turn and the tier that calls
+first alternating between passes: measured in two processes, BLAS-bound rows differed by up
+to a third between the columns even where the fused tier installs no kernel and both run the
+same function. JAX runs in x64 with synchronous dispatch; torch with its default threads and
+the faster of torch.autograd and torch.func per task (eager.py's candidates). The fused tier
 is timed once installed (Numba compiles in the background; its disk cache serves later
 passes). BLAS threads are left as the machine has them.
 
@@ -299,6 +299,8 @@ def report(rows, libraries, best, missing, loads, blas, args, seconds):
              f"Command: `python benchmarks/speed_table.py --python {args.python}"
              + (" --quick" if args.quick else "")
              + (f" --threads {args.threads}" if args.threads else "")
+             + (f' --libraries "{args.libraries}"' if args.libraries != ",".join(LIBRARIES)
+                else "")
              + f"` ({args.passes} pass(es), "
              f"{seconds / 60:.1f} min). Machine: {os.cpu_count()} cores; "
              f"1-minute load average before each library's process {min(loads):.1f} to "
