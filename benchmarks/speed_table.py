@@ -11,10 +11,13 @@ fused.py's builders on second_order.py's functions and data.
 Protocol (../shared/BENCHMARKING.md): one process per library, the libraries one after
 another, the whole run repeated (`--passes`) and the best pass of each cell kept; each
 process warms the allocator, checks every value against pullback eager's before timing it,
-times the first call, warms up, then takes the median of samples of >= 0.2 s of
-back-to-back calls (wall clock) and notes the other processes' share of the CPUs during
-them. JAX runs in x64 with synchronous dispatch; torch with its default threads and the
-faster of torch.autograd and torch.func per task (eager.py's candidates). The fused tier
+times the first call, warms up, then takes the median of samples of >= 0.2 s of back-to-back
+calls (wall clock) and notes the other processes' share of the CPUs during them. pullback
+jit's two columns share one process, their samples taken in turn and the tier that calls
+first alternating between passes: measured in two processes, BLAS-bound rows differed by up
+to a third between the columns even where the fused tier installs no kernel and both run the
+same function. JAX runs in x64 with synchronous dispatch; torch with its default threads and
+the faster of torch.autograd and torch.func per task (eager.py's candidates). The fused tier
 is timed once installed (Numba compiles in the background; its disk cache serves later
 passes). BLAS threads are left as the machine has them.
 
@@ -65,6 +68,8 @@ LIBRARIES = {"pullback eager": "pullback", "pullback jit (NumPy)": None,
              "pullback jit (fused)": None, "JAX jit": None, "torch": "torch",
              "autograd": "autograd", "hand NumPy": "numpy"}
 PEERS = ("JAX jit", "torch", "autograd")        # run by --python
+NUMPY, FUSED = "pullback jit (NumPy)", "pullback jit (fused)"
+JIT_TIERS = f"{NUMPY},{FUSED}"                   # both pullback jit columns: one process
 TOLERANCE = 1e-8
 SAMPLES, SECONDS = 5, 0.2
 
@@ -119,19 +124,26 @@ def references(rows):
 
 # ------------------------------------------------------------------ one library's process
 
-def measure(call):
-    """Median µs per call over SAMPLES samples, and the other processes' CPU share."""
+def measure(*calls):
+    """Median µs per call of each call over SAMPLES samples, taken in turn (so that calls
+    measured together see the same machine), and the other processes' CPU share."""
     before = second_order.cpu_ticks()
-    median = float(np.median([eager.sample(lambda _: call(), None, SECONDS)
-                              for _ in range(SAMPLES)]))
-    return {"us": median * 1e6, "others": second_order.others_share(before,
-                                                                     second_order.cpu_ticks())}
+    samples = [[] for _ in calls]
+    for _ in range(SAMPLES):
+        for call, times in zip(calls, samples):
+            times.append(eager.sample(lambda _: call(), None, SECONDS))
+    others = second_order.others_share(before, second_order.cpu_ticks())
+    return [{"us": float(np.median(times)) * 1e6, "others": others} for times in samples]
 
 
-def run_library(lib, rows, reference, threads):
-    """{row: timing entry} for one library (run in its own process)."""
+def run_library(lib, rows, reference, threads, first=0):
+    """{row: timing entry} for one library (run in its own process); {column: {row: entry}}
+    for JIT_TIERS, both measured in one process (see `jit_tiers`)."""
     np.ones(2_000_000).sum()                    # warm the allocator
     reference = np.load(reference)
+    if lib == JIT_TIERS:
+        return {"results": jit_tiers(rows, reference, first),
+                "blas": eager.blas_kernel(verbose=True)}
     name = LIBRARIES[lib]
     made = ({row: (call, ()) for row, call in eager_calls(name, rows, threads).items()} if name
             else jit_calls(lib, rows))
@@ -141,11 +153,8 @@ def run_library(lib, rows, reference, threads):
         start = time.perf_counter()
         value = fn(*args)
         entry = {"first_ms": (time.perf_counter() - start) * 1e3}
-        if lib == "pullback jit (fused)":
-            for _ in range(5):
-                fn(*args)
-            fused.wait_for_fusing()
-            entry["kernels"] = len(getattr(next(iter(fn.cache.values())).fast, "kernels", ()))
+        if lib == FUSED:
+            entry["kernels"] = fused_kernels(fn, args)
             value = fn(*args)
         error = second_order.rel_err(eager.to_numpy(value), expected)
         if error > TOLERANCE:
@@ -153,9 +162,51 @@ def run_library(lib, rows, reference, threads):
             continue
         for _ in range(3):
             fn(*args)
-        entry.update(measure(lambda: fn(*args)))
+        entry.update(measure(lambda: fn(*args))[0])
         results[row] = entry
     return {"results": results, "blas": eager.blas_kernel(verbose=True)}
+
+
+def fused_kernels(fn, args):
+    """Calls `fn` until its fused tier is installed; the number of kernels it runs."""
+    for _ in range(5):
+        fn(*args)
+    fused.wait_for_fusing()
+    return len(getattr(next(iter(fn.cache.values())).fast, "kernels", ()))
+
+
+def jit_tiers(rows, reference, first):
+    """pullback jit's NumPy code and its fused tier in one process, their samples taken in
+    turn: the two columns then differ by the kernels alone (where the fused tier installs
+    none they run the same function), not by what else differs between two processes.
+    First calls: `first` (0 or 1, the pass's parity) says which tier calls first; each
+    pass alternates, and the best pass is kept."""
+    tiers = (NUMPY, FUSED) if first == 0 else (FUSED, NUMPY)
+    made = {lib: jit_calls(lib, rows) for lib in tiers}
+    results = {lib: {} for lib in tiers}
+    for row in made[NUMPY]:
+        expected = reference[f"jit|{row}"]
+        entries, calls = {}, {}
+        for lib in tiers:
+            fn, args = made[lib][row]
+            os.environ["PULLBACK_FUSED"] = "1" if lib == FUSED else "0"   # read at the first call
+            start = time.perf_counter()
+            value = fn(*args)
+            entries[lib] = {"first_ms": (time.perf_counter() - start) * 1e3}
+            if lib == FUSED:
+                entries[lib]["kernels"] = fused_kernels(fn, args)
+                value = fn(*args)
+            error = second_order.rel_err(eager.to_numpy(value), expected)
+            if error > TOLERANCE:
+                results[lib][row] = {"wrong": error}
+                continue
+            for _ in range(3):
+                fn(*args)
+            calls[lib] = (lambda fn=fn, args=args: fn(*args))
+        for lib, entry in zip(calls, measure(*calls.values())):
+            entries[lib].update(entry)
+            results[lib][row] = entries[lib]
+    return results
 
 
 # ------------------------------------------------------------------ driver
@@ -177,30 +228,34 @@ def main(argv=None):
     parser.add_argument("--output", default=os.path.join(HERE, "results", "speed_table.md"))
     parser.add_argument("--library", help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     rows = QUICK_ROWS if args.quick else ROWS
     if args.quick:
         SAMPLES, SECONDS = 3, 0.02
     if args.library:
-        print(json.dumps(run_library(args.library, rows, args.reference, args.threads)))
+        print(json.dumps(run_library(args.library, rows, args.reference, args.threads,
+                                     args.first)))
         return
     begin = time.perf_counter()
     libraries = [lib for lib in args.libraries.split(",") if lib]
+    processes = [JIT_TIERS if lib == NUMPY and FUSED in libraries else lib
+                 for lib in libraries if not (lib == FUSED and NUMPY in libraries)]
     best, missing, loads, blas = {}, {}, [], {}
     with tempfile.TemporaryDirectory() as scratch:
         reference = os.path.join(scratch, "reference.npz")
         np.savez(reference, **references(rows))
-        for _ in range(args.passes):
-            for lib in libraries:
-                env = dict(eager._env(),
-                           PULLBACK_FUSED="1" if lib == "pullback jit (fused)" else "0")
+        for number in range(args.passes):
+            for lib in processes:
+                env = dict(eager._env(), PULLBACK_FUSED="1" if lib == FUSED else "0")
                 if args.threads:
                     env.update(dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                               "MKL_NUM_THREADS"), str(args.threads)))
                 python = args.python if lib in PEERS else sys.executable
                 loads.append(os.getloadavg()[0])
                 print(f"{lib} ...", file=sys.stderr, flush=True)
-                out = subprocess.run([python, __file__, "--library", lib, "--reference", reference]
+                out = subprocess.run([python, __file__, "--library", lib, "--reference", reference,
+                                      "--first", str(number % 2)]
                                      + ["--quick"] * args.quick
                                      + ["--threads", str(args.threads)] * bool(args.threads),
                                      env=env, capture_output=True, text=True)
@@ -209,12 +264,15 @@ def main(argv=None):
                     continue
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 blas[lib] = result["blas"]
-                for row, entry in result["results"].items():
-                    old = best.get((row, lib))
-                    if old is None or entry.get("us", np.inf) < old.get("us", np.inf):
-                        if old and "first_ms" in old:
-                            entry["first_ms"] = min(entry.get("first_ms", np.inf), old["first_ms"])
-                        best[(row, lib)] = entry
+                columns = result["results"] if lib == JIT_TIERS else {lib: result["results"]}
+                for column, results in columns.items():
+                    for row, entry in results.items():
+                        old = best.get((row, column), {})
+                        firsts = [e["first_ms"] for e in (old, entry) if "first_ms" in e]
+                        if not old or entry.get("us", np.inf) < old.get("us", np.inf):
+                            best[(row, column)] = old = entry
+                        if firsts:
+                            old["first_ms"] = min(firsts)
     text = report(rows, libraries, best, missing, loads, blas, args,
                   time.perf_counter() - begin)
     with open(args.output, "w") as fh:
@@ -241,6 +299,8 @@ def report(rows, libraries, best, missing, loads, blas, args, seconds):
              f"Command: `python benchmarks/speed_table.py --python {args.python}"
              + (" --quick" if args.quick else "")
              + (f" --threads {args.threads}" if args.threads else "")
+             + (f' --libraries "{args.libraries}"' if args.libraries != ",".join(LIBRARIES)
+                else "")
              + f"` ({args.passes} pass(es), "
              f"{seconds / 60:.1f} min). Machine: {os.cpu_count()} cores; "
              f"1-minute load average before each library's process {min(loads):.1f} to "

@@ -21,3 +21,24 @@ def test_speed_table_runs_on_the_small_problems(tmp_path):
     for line in rows[:2]:
         cells = [c.strip() for c in line.split("|")[2:5]]
         assert all(float(c.replace(",", "")) > 0 for c in cells), line
+
+
+
+def test_item1_speed_table_measures_both_jit_tiers_in_one_process(tmp_path):
+    """pullback jit's NumPy and fused columns come from one process, their samples taken
+    in turn: in two processes, rows where the fused tier installs no kernel (the same
+    function in both) differed by up to a third."""
+    output = tmp_path / "speed_table.md"
+    run = subprocess.run([sys.executable, SCRIPT, "--quick", "--passes", "1", "--output",
+                          str(output), "--libraries", "pullback jit (NumPy),pullback jit (fused)"],
+                         check=True, capture_output=True, text=True)
+    assert run.stderr.splitlines() == ["pullback jit (NumPy),pullback jit (fused) ..."], run.stderr
+    text = output.read_text()
+    assert "wrong" not in text and "Not run" not in text, text
+    rows = [line for line in text.splitlines() if line.startswith("| 100 elementwise")
+            or line.startswith("| Rosenbrock n = 10,")]
+    assert len(rows) == 2 + 2, text
+    for line in rows:
+        cells = [c.strip() for c in line.split("|")[2:4]]
+        assert all(float(c.replace(",", "")) > 0 for c in cells), line
+    assert all(line.split("|")[-2].strip().isdigit() for line in rows[2:]), text   # kernels
