@@ -142,29 +142,51 @@ def arange(n: int, like=None):
     return np.arange(n, **_like(like))
 
 
-_SEEDS = weakref.WeakValueDictionary()     # id -> a 0-d one `seed` made for another library
+_KNOWN = {}     # id -> (weak reference, name, value) of a 0-d array `known_scalar` made
 
 
-def seed(dtype, like=None):
-    """A 0-d one of `dtype` like `like`: the cotangent a gradient pulls back. One made for
-    another library's array (whose value is known only by computing it) is remembered, so
-    that reverse mode folds it as the number 1 (`known_seed`), as it does NumPy's.
+def known_scalar(value, dtype, like=None):
+    """A 0-d array of `value` and `dtype` like `like`: a gradient's seed (1), a number given
+    as a cotangent. One made for a lazy library (Dask: its values are known only by
+    computing them) remembers `value` (`known_value`), so that reverse mode folds it as
+    that number, as it does NumPy's.
 
-    >>> seed(np.float64)
+    >>> known_scalar(1, np.float64)
     array(1.)
     """
-    one = ones((), dtype, like=like)
-    if foreign_array(one) is not None:
+    scalar = full((), value, dtype, like=like)
+    name = getattr(scalar, "name", None)        # Dask's: a new one on any item assignment
+    if isinstance(name, str) and foreign_array(scalar) is not None:
+        key = id(scalar)
         try:
-            _SEEDS[id(one)] = one
+            reference = weakref.ref(scalar, lambda _: _KNOWN.pop(key, None))
         except TypeError:            # a type without weak references: stays a lazy value
-            pass
-    return one
+            return scalar
+        _KNOWN[key] = (reference, name, value)
+    return scalar
 
 
-def known_seed(x) -> bool:
-    """Whether x is a 0-d one that `seed` made for another library (never modified)."""
-    return _SEEDS.get(id(x)) is x
+def known_value(x):
+    """The value `known_scalar` made x with, where it made x for a lazy library and x has
+    not been assigned into since; else None."""
+    entry = _KNOWN.get(id(x))
+    return (entry[2] if entry is not None and entry[0]() is x
+            and getattr(x, "name", None) == entry[1] else None)
+
+
+def in_library_of(value, like):
+    """A NumPy array `value` (copied: a lazy library would keep reading the caller's buffer)
+    as an array of `like`'s library, laid out like `like` where it has its shape; a 0-d one
+    as a `known_scalar`.
+
+    >>> import dask.array as da
+    >>> in_library_of(np.ones(4), da.zeros(4, chunks=2)).chunks
+    ((2, 2),)
+    """
+    value = np.asarray(value)
+    if value.shape == ():
+        return known_scalar(value.item(), value.dtype, like=like)
+    return laid_out_like(np.asarray(value.copy(), **_like(like)), like)
 
 
 def zeros_like_value(x):
@@ -191,12 +213,47 @@ def pad_widths(index: tuple, shape):
     return widths
 
 
+def without_new_axes(values, index: tuple, shape):
+    """(values, index) for assigning `values` (broadcast to the shape `index` selects) at
+    `index` into an array of `shape`, with the index's Ellipsis spelled out and its new
+    axes (None) dropped, with the axes of length one they give `values`: Dask assigns at
+    such plain indices only. Unchanged where the index holds arrays or neither.
+
+    >>> v, i = without_new_axes(np.ones((2, 1)), (Ellipsis, None), (2,))
+    >>> v.shape, i
+    ((2,), (slice(None, None, None),))
+    """
+    if not any(i is None or i is Ellipsis for i in index) \
+            or not all(i is None or i is Ellipsis or isinstance(i, (slice, int)) for i in index):
+        return values, index
+    indexed = sum(i is not None and i is not Ellipsis for i in index)
+    expanded = []
+    for i in index:
+        expanded += [slice(None)] * (len(shape) - indexed) if i is Ellipsis else [i]
+    selected, kept, dim = [], [], 0
+    for i in expanded:
+        if i is None:
+            selected.append(1)
+            continue
+        if isinstance(i, slice):
+            selected.append(len(range(*i.indices(shape[dim]))))
+            kept.append(len(selected) - 1)
+        dim += 1
+    rest = list(range(len(selected), len(selected) + len(shape) - dim))
+    values = np.broadcast_to(values, tuple(selected) + tuple(shape[dim:]))
+    values = values.reshape(tuple(values.shape[k] for k in kept + rest))
+    return values, tuple(i for i in expanded if i is not None)
+
+
 def padded_embedding(values, index: tuple, shape, like=None):
     """`values` placed at `index` in zeros of `shape`, built with np.pad, for arrays of
     another library where `index` is slices of step one (item assignment into a lazy Dask
     array costs a pass over every chunk and keeps them all alive), laid out like `like`
     (`laid_out_like`); None otherwise."""
-    widths = None if foreign_array(values) is None else pad_widths(index, shape)
+    if foreign_array(values) is None:
+        return None
+    values, index = without_new_axes(values, index, shape)
+    widths = pad_widths(index, shape)
     if widths is None:
         return None
     region = tuple(n - before - after for n, (before, after) in zip(shape, widths))

@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from .arrays import is_array
+from .arrays import foreign_array, in_library_of, is_array, known_scalar
 from .engine import Tracer
 from .numbers import differentiable
 from ..errors import ArgnumsError, AuxOutputError, NonDifferentiableInputError
@@ -90,7 +90,7 @@ def matching(value, reference, error_class, what: str, of: str):
     if ref_dtype is None:
         ref_dtype = np.asarray(reference).dtype
     if isinstance(value, (float, int, complex)) and not isinstance(value, bool) and ref_shape == ():
-        return np.asarray(value, dtype=ref_dtype)
+        return known_scalar(value, ref_dtype, like=reference)
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
     if not isinstance(value, (np.generic, Tracer)) and not is_array(value):
@@ -102,6 +102,8 @@ def matching(value, reference, error_class, what: str, of: str):
             f"{what} has {_describe_value(value)}, but {of} has {_describe_value(reference)}. "
             f"A {what.split()[0]} must have exactly the shape and dtype of {of}"
             + (f": cast it with .astype({ref_dtype})" if shape == ref_shape else "") + ".")
+    if isinstance(value, (np.ndarray, np.generic)) and foreign_array(reference) is not None:
+        return in_library_of(value, reference)     # derivatives stay in the reference's library
     if isinstance(value, np.generic):
         return np.asarray(value)
     return value

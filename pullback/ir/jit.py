@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.arrays import foreign_array, is_array, runs_generated_code
+from ..core.arrays import foreign_array, in_library_of, is_array, runs_generated_code
 from ..core.engine import Tracer
 from ..core.user_code import user_frame
 from ..errors import StaticArgumentError
@@ -228,10 +228,24 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
         if plain and not kwargs and all(runs_generated_code(a) for a in args):
             by_arrays[tuple((a.shape, a.dtype) for a in args)] = entry
         outs = (entry.traceable if interpreted else entry.fast)(*leaves)
+        if interpreted:
+            outs = _in_inputs_library(outs, leaves)
         return unflatten(entry.out_tree, outs)
 
     jitted.cache = cache
     return jitted
+
+
+def _in_inputs_library(outs, leaves):
+    """The outputs the program gives as NumPy arrays (constants, such as a derivative that
+    does not depend on the inputs) as arrays of the inputs' library where inputs are
+    another library's arrays: results come back in the inputs' array type, as in eager
+    mode (each laid out like an input of its shape, if there is one)."""
+    inputs = [x for x in leaves if not isinstance(x, Tracer) and foreign_array(x) is not None]
+    if not inputs:
+        return outs
+    return [in_library_of(o, next((x for x in inputs if x.shape == o.shape), inputs[0]))
+            if isinstance(o, (np.ndarray, np.generic)) else o for o in outs]
 
 
 def _hashable(value):

@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from ..core.arrays import (arange, dtype_of, full, moveaxis, padded_embedding, shape_of, zeros,
-                           zeros_like_value)
+from ..core.arrays import (arange, dtype_of, full, moveaxis, padded_embedding, shape_of,
+                           without_new_axes, zeros, zeros_like_value)
 from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .elementwise import equal, where
@@ -258,6 +258,7 @@ def _embed_impl(values, *arrays, index, shape):
     if arrays:
         np.add.at(out, idx, values)      # repeated indices accumulate
     else:
+        values, idx = without_new_axes(values, idx, shape)    # (Dask's assignment)
         out[idx] = values
     return out
 
