@@ -9,7 +9,9 @@ in the fused tier (ir/fused.py) once a thread has compiled it (`_Compiled`: the
 tiers are chosen there). Called with tracers of an outer
 transformation, it runs the generated code in its traceable form (plain NumPy
 calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
-`jit(jit(f))` ... all work and agree with eager mode.
+`jit(jit(f))` ... all work and agree with eager mode. Another library's arrays (Dask, CuPy)
+run that form too, one cache entry per array type, and come back in their library, the
+program's constant results included.
 """
 import inspect
 import warnings
@@ -19,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..core.arrays import foreign_array, in_library_of, is_array, runs_generated_code
+from ..core.boundary import array_api_refusal
 from ..core.engine import Tracer
 from ..core.user_code import user_frame
 from ..errors import StaticArgumentError
@@ -284,6 +287,8 @@ def _refuse_unstageable(what, f, args, kwargs, static_pos=None, static_names=())
         argument = (f"keyword argument {key!r}" if isinstance(key, str) else
                     f"argument {key}" + (f" ({param})" if param else ""))
         inside = f", at {''.join(f'[{k!r}]' for k in path)}," if path else ""
+        if hasattr(leaf, "__array_namespace__") and not is_array(leaf):
+            raise StaticArgumentError(array_api_refusal(leaf, f"{what}: {argument}{inside}"))
         kind = (f"an array of dtype {leaf.dtype}" if isinstance(leaf, (np.ndarray, np.generic))
                 else f"a {type(leaf).__name__}")
         if static_pos is None:

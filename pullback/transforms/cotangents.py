@@ -77,7 +77,7 @@ def known_scale(ct):
     """A cotangent `arrays.known_scalar` made (another library's 0-d array of a known number:
     a gradient's seed) as `Scaled` of that number, which the numbers of elementwise rules
     fold into as they do into NumPy's 0-d arrays; any other cotangent as it is."""
-    value = known_value(ct)
+    value = None if type(ct) is np.ndarray else known_value(ct)
     return ct if value is None else Scaled(value, None, (), ct.dtype, ct)
 
 
