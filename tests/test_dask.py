@@ -12,7 +12,7 @@ import pytest
 import pullback as pb
 from helpers import raises
 from pullback.errors import (ArrayLibraryError, CotangentError, NonDifferentiableInputError,
-                             StaticArgumentError, TangentError)
+                             StaticArgumentError, TangentError, UnsupportedFunctionError)
 
 rng = np.random.default_rng(0)
 X = rng.uniform(0.5, 1.5, 12)
@@ -523,3 +523,92 @@ def test_item3_array_api_arrays_are_refused_as_cotangents_tangents_and_jit_input
         pb.hvp(lambda x: np.sum(x ** 3), X, strict)
     with raises(StaticArgumentError, "Array API", "np.asarray(x)"):
         pb.jit(lambda x: 2.0 * x)(strict)
+
+
+CREATIONS = {
+    "zeros": lambda arrays, shape, dtype, like: arrays.zeros(shape, dtype, like=like),
+    "ones": lambda arrays, shape, dtype, like: arrays.ones(shape, dtype, like=like),
+    "empty": lambda arrays, shape, dtype, like: arrays.empty(shape, dtype, like=like),
+    "full": lambda arrays, shape, dtype, like: arrays.full(shape, 2.0, dtype, like=like),
+    "eye": lambda arrays, shape, dtype, like: arrays.eye(shape[0], dtype, like=like),
+    "tri": lambda arrays, shape, dtype, like: arrays.tri(shape[0], dtype=dtype, like=like),
+    "broadcast_scalar": lambda arrays, shape, dtype, like: arrays.broadcast_scalar(
+        2.0, shape, dtype, like=like),
+    "known_scalar": lambda arrays, shape, dtype, like: arrays.known_scalar(2.0, dtype, like=like),
+}
+
+
+@pytest.mark.parametrize("name", CREATIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128, np.complex64])
+def test_item3_arrays_made_like_a_dask_array_of_another_shape_have_the_dtype_asked(name, dtype):
+    """Dask's zeros dropped a dtype passed in NumPy's position: complex zeros made like a
+    Dask operand of another shape came out float64 (the embedding of complex values at
+    integer indices lost their imaginary parts: a silently wrong jit(hessian))."""
+    from pullback.core import arrays
+    made = CREATIONS[name](arrays, (3, 3), np.dtype(dtype), _as_dask(X))
+    assert isinstance(made, da.Array)
+    assert made.dtype == dtype and made.compute().dtype == dtype
+
+
+INTEGER_INDEXES = {
+    "repeated positions": (lambda x: np.sum(x[np.array([1, 1, 5])] ** 2), X),
+    "rows of a matrix": (lambda m: np.sum(m[np.array([0, 2, 2])] ** 3), X.reshape(3, 4)),
+    "complex values": (lambda x: np.sum(np.abs(x[np.array([1, 1, 5])] * (1 + 1j)) ** 2), X),
+    "float32": (lambda x: np.sum(x[np.array([1, 1, 5])] ** 2), X.astype(np.float32)),
+    "a Dask index": (lambda x: np.sum(x[da.from_array(np.array([1, 1, 5]), chunks=2)] ** 2), X),
+}
+
+
+@pytest.mark.parametrize("name", INTEGER_INDEXES)
+def test_item3_indexing_by_integer_arrays_differentiates_on_dask(name):
+    """The cotangent of x[i] adds at i with np.add.at, which Dask lacks (a bare TypeError
+    from the sweep); jit's generated code wrote into NumPy zeros (computing Dask values);
+    a Dask index was computed (np.asarray) to make the index template."""
+    f, value = INTEGER_INDEXES[name]
+    x = da.from_array(value, chunks=5)
+    kinds = {"grad": pb.grad(f), "hessian": pb.hessian(f), "jit(grad)": pb.jit(pb.grad(f)),
+             "jit(hessian)": pb.jit(pb.hessian(f))}
+    with counting() as scheduler:
+        lazy = {kind: derivative(x) for kind, derivative in kinds.items()}
+    assert scheduler.computations == 0
+    for kind, got in lazy.items():
+        expected = kinds[kind](value)
+        assert isinstance(got, da.Array) and got.dtype == expected.dtype, (kind, got.dtype)
+        np.testing.assert_allclose(got.compute(), expected, rtol=1e-6, err_msg=kind)
+
+
+def test_item3_a_dask_boolean_mask_is_refused_without_computing_it():
+    x = _as_dask(X)
+    with counting() as scheduler:
+        with raises(UnsupportedFunctionError, "boolean-mask", "NumPy array"):
+            pb.grad(lambda x: np.sum(x[da.from_array(X > 1)]))(x)
+    assert scheduler.computations == 0
+
+
+def test_item3_jit_on_dask_runs_the_primitives_so_a_refusal_names_the_operation():
+    """jit ran the generated NumPy code on Dask arrays: a refusal was Dask's bare error."""
+    m = _as_dask(X.reshape(3, 4))
+    with raises(ArrayLibraryError, "getitem", "dask"):
+        pb.jit(pb.grad(lambda m: np.sum(m[np.array([0, 2]), np.array([1, 3])] ** 2)))(m)
+
+
+def test_item3_jit_never_returns_an_input_or_a_dask_constant_itself():
+    """Dask arrays can be assigned into: a result must be an object of its own."""
+    x, y = _as_dask(X), _as_dask(X[::-1].copy())
+    results = pb.jit(lambda x: (x, y, pb.grad(lambda x: np.sum(x * y))(x)))(x)
+    assert all(r is not x and r is not y for r in results)
+    results[1][0] = 0.0
+    np.testing.assert_array_equal(y.compute(), X[::-1])
+
+
+def test_item3_a_numpy_array_indexed_by_a_dask_index_is_neither_computed_nor_numpy():
+    """NumPy's indexing and np.add.at take a Dask index by computing it (np.asarray)."""
+    index = da.from_array(np.array([1, 1, 5]), chunks=2)
+    f = lambda x: np.sum(x[index] ** 2)
+    with counting() as scheduler:
+        lazy = {"grad": pb.grad(f)(X), "hessian": pb.hessian(f)(X)}
+    assert scheduler.computations == 0
+    plain = lambda x: np.sum(x[np.array([1, 1, 5])] ** 2)
+    for kind, expected in (("grad", pb.grad(plain)(X)), ("hessian", pb.hessian(plain)(X))):
+        assert isinstance(lazy[kind], da.Array), kind
+        np.testing.assert_allclose(lazy[kind].compute(), expected, rtol=1e-15, err_msg=kind)

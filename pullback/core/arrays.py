@@ -11,6 +11,7 @@ NumPy's, whatever the operands.
 Arrays of other libraries take part when they implement NumPy's dispatch protocols
 (`__array_function__`, `__array_ufunc__`): `is_array`.
 """
+import math
 import numbers
 import weakref
 
@@ -84,7 +85,9 @@ def runs_generated_code(x) -> bool:
 
 
 # ------------------------------------------------------------------ creation
-# `like` names the operand whose array library the result belongs to.
+# `like` names the operand whose array library the result belongs to. dtypes go by keyword:
+# Dask's functions take other arguments in NumPy's positions (its zeros drops a positional
+# dtype: complex zeros came out float64).
 
 def _like(like):
     """NumPy's `like=` keyword for an operand: only for another library's arrays."""
@@ -103,25 +106,25 @@ def _shaped_like(like, shape):
 
 def zeros(shape, dtype, like=None):
     base = _shaped_like(like, shape)
-    return (np.zeros(shape, dtype, **_like(like)) if base is None
+    return (np.zeros(shape, dtype=dtype, **_like(like)) if base is None
             else np.zeros_like(base, dtype=dtype))
 
 
 def empty(shape, dtype, like=None):
     base = _shaped_like(like, shape)
-    return (np.empty(shape, dtype, **_like(like)) if base is None
+    return (np.empty(shape, dtype=dtype, **_like(like)) if base is None
             else np.empty_like(base, dtype=dtype))
 
 
 def ones(shape, dtype, like=None):
     base = _shaped_like(like, shape)
-    return (np.ones(shape, dtype, **_like(like)) if base is None
+    return (np.ones(shape, dtype=dtype, **_like(like)) if base is None
             else np.ones_like(base, dtype=dtype))
 
 
 def full(shape, value, dtype, like=None):
     base = _shaped_like(like, shape)
-    return (np.full(shape, value, dtype, **_like(like)) if base is None
+    return (np.full(shape, value, dtype=dtype, **_like(like)) if base is None
             else np.full_like(base, value, dtype=dtype))
 
 
@@ -196,7 +199,7 @@ def zeros_like_value(x):
 
 def broadcast_scalar(value, shape, dtype, like=None):
     """`value` as a read-only array of `shape` and `dtype` without a pass over memory."""
-    return np.broadcast_to(np.asarray(value, dtype, **_like(like)), shape)
+    return np.broadcast_to(np.asarray(value, dtype=dtype, **_like(like)), shape)
 
 
 def pad_widths(index: tuple, shape):
@@ -211,6 +214,42 @@ def pad_widths(index: tuple, shape):
             return None
         widths.append((start, n - max(start, stop)))
     return widths
+
+
+def add_at(buffer, index: tuple, values):
+    """`buffer` with `values` added at `index`, repeated indices accumulating (np.add.at, in
+    place where the library can). A library without `ufunc.at` (Dask), or an index of a
+    library's arrays, gets the sums by `bincount` over the flat positions the index
+    selects (in that library), added to a new array.
+
+    >>> import dask.array as da
+    >>> add_at(da.zeros(3, chunks=2), (np.array([0, 0, 2]),), da.ones(3, chunks=2)).compute()
+    array([2., 0., 1.])
+    """
+    library_index = [i for i in index if foreign_array(i) is not None]  # (NumPy's add.at
+    if not library_index:                                               # would compute them)
+        try:
+            np.add.at(buffer, index, values)
+            return buffer
+        except TypeError:
+            if foreign_array(buffer) is None and foreign_array(values) is None:
+                raise
+    size = math.prod(buffer.shape)
+    positions = np.arange(size, **(_like(library_index[0]) if library_index else {}))
+    positions = positions.reshape(buffer.shape)[index]
+    values = np.broadcast_to(values, positions.shape)
+    if library_index:
+        values = laid_out_like(values if foreign_array(values) is not None
+                               else in_library_of(values, positions), positions)
+    else:
+        positions = in_library_of(positions, values)
+    positions, values = positions.ravel(), values.ravel()
+
+    def summed(weights):
+        return np.bincount(positions, weights=weights, minlength=size)
+    sums = (summed(values.real) + 1j * summed(values.imag) if values.dtype.kind == "c"
+            else summed(values))
+    return buffer + laid_out_like(sums.reshape(buffer.shape).astype(buffer.dtype), buffer)
 
 
 def without_new_axes(values, index: tuple, shape):

@@ -19,7 +19,7 @@ passes over every chunk.
 """
 import numpy as np
 
-from ..core.arrays import (WRITABLE_TYPES, broadcast_scalar, empty, foreign_array, full,
+from ..core.arrays import (WRITABLE_TYPES, add_at, broadcast_scalar, empty, foreign_array, full,
                            known_scalar, known_value, ones, pad_widths, padded_embedding,
                            without_new_axes, writable_in_place, zeros)
 from ..core.engine import Tracer
@@ -247,7 +247,7 @@ class Embedded(LazyCotangent):
         if padded is not None:
             return buffer + padded
         if self.arrays:
-            np.add.at(buffer, idx, values)       # repeated indices accumulate
+            return add_at(buffer, idx, values)    # repeated indices accumulate
         else:
             values, idx = without_new_axes(values, idx, self.shape)     # (Dask's assignment)
             buffer[idx] += values
