@@ -122,7 +122,7 @@ def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False
     if holomorphic:
         _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
     cts = back(np.ones((), out.dtype) if type(out) in _NUMPY_SCALARS
-               else arrays.seed(getattr(out, "dtype", np.float64), like=out))
+               else arrays.known_scalar(1, getattr(out, "dtype", np.float64), like=out))
     gradient = _per_argnum(cts, argnums, len(args))
     return ((out, aux[0]) if has_aux else out), gradient
 

@@ -16,6 +16,7 @@ if GPUS == 0:
 rng = np.random.default_rng(0)
 X = rng.uniform(0.5, 1.5, 12)
 A = rng.normal(size=(12, 12)) + 12 * np.eye(12)
+BLOCKS = np.stack([A[:4, :4], A[4:8, 4:8], A[8:, 8:]])      # a stack of matrices
 
 
 def rosenbrock(x):
@@ -29,6 +30,9 @@ FUNCTIONS = {
     "matmul": lambda x: x @ (x[:, None] * x[None, :]) @ x,
     "where": lambda x: np.sum(np.where(x > 1, x ** 2, np.cos(x))),
     "solve": lambda x: np.sum(np.linalg.solve(cupy.asarray(A), x) ** 2),
+    "a constant gradient": lambda x: 3.0 * np.sum(x),      # jit: a constant of the program
+    "a stacked solve": lambda x: np.sum(np.linalg.solve(cupy.asarray(BLOCKS),
+                                                         x.reshape(3, 4, 1)) ** 2),
 }
 
 
@@ -38,7 +42,9 @@ def test_every_derivative_of_cupy_arrays_is_a_cupy_array_equal_to_numpys(name):
     x = cupy.asarray(X)
     derivatives = {"grad": pb.grad(f)(x), "hvp": pb.hvp(f, x, x), "hessian": pb.hessian(f)(x),
                    "jit(grad)": pb.jit(pb.grad(f))(x)}
-    numpy_f = (lambda x: np.sum(np.linalg.solve(A, x) ** 2)) if name == "solve" else f
+    numpy_f = {"solve": lambda x: np.sum(np.linalg.solve(A, x) ** 2),
+               "a stacked solve": lambda x: np.sum(
+                   np.linalg.solve(BLOCKS, x.reshape(3, 4, 1)) ** 2)}.get(name, f)
     expected = {"grad": pb.grad(numpy_f)(X), "hvp": pb.hvp(numpy_f, X, X),
                 "hessian": pb.hessian(numpy_f)(X), "jit(grad)": pb.grad(numpy_f)(X)}
     for kind, value in derivatives.items():

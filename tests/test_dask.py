@@ -11,7 +11,8 @@ import pytest
 
 import pullback as pb
 from helpers import raises
-from pullback.errors import ArrayLibraryError, NonDifferentiableInputError
+from pullback.errors import (ArrayLibraryError, CotangentError, NonDifferentiableInputError,
+                             StaticArgumentError, TangentError, UnsupportedFunctionError)
 
 rng = np.random.default_rng(0)
 X = rng.uniform(0.5, 1.5, 12)
@@ -340,3 +341,274 @@ def test_item1_a_derivative_is_never_an_array_the_function_closed_over():
     assert gradient is not y
     gradient[0] = 0.0
     np.testing.assert_array_equal(y.compute(), X[::-1])
+
+
+# ------------------------------------------------- issue 13, follow-up: the gaps named
+
+CONSTANT_GRADIENTS = {
+    "sum": lambda x: np.sum(x),
+    "number times a sum": lambda x: 3.0 * np.sum(x),
+    "a sum times a number": lambda x: np.sum(x) * 3.0,
+    "negated mean": lambda x: -np.mean(x),
+    "a sum over two": lambda x: np.sum(x) / 2,
+    "an element times a number": lambda x: 2.0 * x[3],
+    "a sum of a slice": lambda x: np.sum(x[2:9]),
+    "a sum of a slice with a new axis": lambda x: np.sum(x[None, 2:9]),
+}
+
+
+@pytest.mark.parametrize("name", CONSTANT_GRADIENTS)
+def test_item2_jit_of_a_constant_gradient_comes_back_in_the_inputs_library(name):
+    """A gradient that does not depend on x is a constant of the staged program (a NumPy
+    array): it came back as NumPy's from a Dask input before."""
+    f, x = CONSTANT_GRADIENTS[name], _as_dask(X)
+    with counting() as scheduler:
+        gradient = pb.jit(pb.grad(f))(x)
+    assert scheduler.computations == 0
+    assert isinstance(gradient, da.Array) and gradient.chunks == x.chunks
+    np.testing.assert_allclose(gradient.compute(), pb.grad(f)(X), rtol=1e-15)
+
+
+def test_item2_jit_results_that_are_constants_come_back_in_the_inputs_library():
+    x = _as_dask(X)
+    jitted = pb.jit(lambda x: (2.0 * x, np.ones(3), np.float64(2.0)))
+    with counting() as scheduler:
+        results = jitted(x) + (pb.jit(pb.jacobian(lambda x: 2.0 * x))(x),
+                               pb.jit(pb.hessian(lambda x: np.sum(x)))(x))
+    assert scheduler.computations == 0
+    expected = (2.0 * X, np.ones(3), 2.0, 2.0 * np.eye(12), np.zeros((12, 12)))
+    for value, want in zip(results, expected):
+        assert isinstance(value, da.Array), type(value)
+        np.testing.assert_array_equal(value.compute(), want)
+
+
+@pytest.mark.parametrize("name", ["sum", "number times a sum", "a sum times a number",
+                                  "negated mean", "a sum over two"])
+def test_item2_numbers_times_a_sum_fold_into_the_seed_and_make_one_full_like(name):
+    """c * np.sum(x): the seed (1) times c reached the sum as a lazy 0-d product, made
+    ones_like(x) times it (a pass over every chunk); now numbers fold into the seed as
+    on NumPy, and a number given as the cotangent folds the same way."""
+    f, x = CONSTANT_GRADIENTS[name], _as_dask(X)
+    with counting() as scheduler:
+        made = {"grad": pb.grad(f)(x), "pullback of 2.0": pb.pullback(f, x)[1](2.0)[0],
+                "pullback of a NumPy 2": pb.pullback(f, x)[1](np.float64(2.0))[0]}
+    assert scheduler.computations == 0
+    for kind, value in made.items():
+        assert _chunked_layers(value, 3) == ["full_like"], (kind, _chunked_layers(value, 3))
+        factor = 1.0 if kind == "grad" else 2.0
+        np.testing.assert_allclose(value.compute(), factor * pb.grad(f)(X), rtol=1e-15,
+                                   err_msg=kind)
+
+
+def test_item2_a_known_number_assigned_into_is_no_longer_taken_for_that_number():
+    """The numbers reverse mode folds on Dask are remembered by the 0-d arrays made for
+    them: a derivative handed back to the user is such an array, and assigning into it
+    (Dask rebinds the object) must not leave its old value remembered."""
+    from pullback.core import arrays
+    scalar = arrays.known_scalar(2.0, np.float64, like=_as_dask(X))
+    assert arrays.known_value(scalar) == 2.0
+    scalar[()] = 5.0
+    assert arrays.known_value(scalar) is None
+    cotangent = pb.grad(lambda y: 2.0 * y)(da.from_array(np.array(1.5)))
+    cotangent[()] = 5.0
+    derivative = pb.pullback(lambda x: 3.0 * np.sum(x), _as_dask(X))[1](cotangent)[0]
+    np.testing.assert_array_equal(derivative.compute(), np.full(12, 15.0))
+
+
+STACK = rng.normal(size=(3, 4, 4)) + 4 * np.eye(4)
+RIGHT = rng.normal(size=(3, 4, 2))
+STACKED_SOLVES = {
+    "matrices": (lambda a: np.sum(np.linalg.solve(a, RIGHT) ** 2), STACK),
+    "right-hand sides": (lambda b: np.sum(np.linalg.solve(STACK, b) ** 3), RIGHT),
+    "one matrix, stacked right-hand sides": (lambda a: np.sum(np.linalg.solve(a, RIGHT) ** 2),
+                                             STACK[0]),
+    "vectors with a new axis": (lambda b: np.sum(np.linalg.solve(STACK, b[..., None]) ** 2),
+                                RIGHT[..., 0]),
+}
+
+
+@pytest.mark.parametrize("name", STACKED_SOLVES)
+def test_item2_stacked_solves_and_their_derivatives_work_on_dask(name):
+    """Dask's solve takes 2-d arrays only: a stack is solved one matrix at a time (it was
+    an ArrayLibraryError), and its derivatives follow."""
+    f, value = STACKED_SOLVES[name]
+    x = da.from_array(value, chunks=2)
+    with counting() as scheduler:
+        lazy = {"grad": pb.grad(f)(x), "hessian": pb.hessian(f)(x), "hvp": pb.hvp(f, x, x),
+                "jit(grad)": pb.jit(pb.grad(f))(x)}
+    assert scheduler.computations == 0
+    expected = {"grad": pb.grad(f)(value), "hessian": pb.hessian(f)(value),
+                "hvp": pb.hvp(f, value, value), "jit(grad)": pb.grad(f)(value)}
+    for kind, got in lazy.items():
+        assert isinstance(got, da.Array), kind
+        np.testing.assert_allclose(got.compute(), expected[kind], rtol=1e-9, err_msg=kind)
+
+
+def test_item2_a_stacked_solve_dask_cannot_do_is_an_error_naming_it():
+    """Matrices in chunks that are not square: Dask's solve refuses them."""
+    a = da.from_array(STACK, chunks=(3, 3, 1))
+    with counting() as scheduler:
+        with raises(ArrayLibraryError, "solve", "dask"):
+            pb.grad(lambda a: np.sum(np.linalg.solve(a, RIGHT)))(a)
+    assert scheduler.computations == 0
+
+
+X0 = np.array(1.5)
+LINEAR = {      # derivatives made from the cotangent or tangent alone, never from x's values
+    "identity of a 0-d array": (lambda x: x, X0),
+    "negation of a 0-d array": (lambda x: -x, X0),
+    "a number times a 0-d array": (lambda x: 3.0 * x, X0),
+    "a reversed slice times a number": (lambda x: 2.0 * x[::-1], X),
+    "a transpose": (lambda x: x.reshape(3, 4).T, X),
+    "an element with a new axis": (lambda x: x[2, None], X),
+    "new axes around a slice": (lambda x: x[None, 1:, None], X),
+}
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_item3_derivatives_made_from_numpy_cotangents_and_tangents_are_dask(name):
+    """A NumPy (or number) cotangent or tangent of Dask values gave NumPy derivatives
+    where the derivative never met x's values; and jit gave NumPy ones throughout."""
+    f, value = LINEAR[name]
+    x = da.from_array(value, chunks=5)
+    out = f(value)
+    direction = np.linspace(1.0, 2.0, out.size).reshape(out.shape)
+    tangent = np.linspace(-1.0, 1.0, value.size).reshape(value.shape)
+    with counting() as scheduler:
+        lazy = {"pullback": pb.pullback(f, x)[1](direction)[0],
+                "pushforward": pb.pushforward(f, (x,), (tangent,))[1],
+                "jvp": pb.jvp(f, (x,), (tangent,))[1],
+                "grad": pb.grad(lambda x: np.sum(f(x)))(x),
+                "jacobian": pb.jacobian(f)(x),
+                "jit(grad)": pb.jit(pb.grad(lambda x: np.sum(f(x))))(x),
+                "jit(pullback)": pb.jit(lambda x, c: pb.pullback(f, x)[1](c)[0])(x, direction),
+                "jit(pushforward)": pb.jit(lambda x, t: pb.pushforward(f, (x,), (t,))[1])(
+                    x, tangent)}
+        if out.shape == ():
+            lazy["pullback of 2.0"] = pb.pullback(f, x)[1](2.0)[0]
+    assert scheduler.computations == 0
+    expected = {"pullback": pb.pullback(f, value)[1](direction)[0],
+                "pushforward": pb.pushforward(f, (value,), (tangent,))[1],
+                "jvp": pb.jvp(f, (value,), (tangent,))[1],
+                "grad": pb.grad(lambda x: np.sum(f(x)))(value),
+                "jacobian": pb.jacobian(f)(value)}
+    if out.shape == ():
+        expected["pullback of 2.0"] = pb.pullback(f, value)[1](2.0)[0]
+    expected["jit(grad)"] = expected["grad"]
+    expected["jit(pullback)"] = expected["pullback"]
+    expected["jit(pushforward)"] = expected["pushforward"]
+    for kind, got in lazy.items():
+        assert isinstance(got, da.Array), f"{kind}: {type(got)}"
+        np.testing.assert_allclose(got.compute(), expected[kind], rtol=1e-15, err_msg=kind)
+
+
+def test_item3_a_numpy_cotangent_is_copied_not_read_later_by_the_lazy_derivative():
+    """Dask keeps a NumPy array it is given and reads it when computed: a cotangent the
+    caller modifies afterwards must not change the derivative."""
+    x = _as_dask(X)
+    cotangent = np.ones(12)
+    derivative = pb.pullback(lambda x: 2.0 * x[::-1], x)[1](cotangent)[0]
+    cotangent[:] = 7.0
+    np.testing.assert_array_equal(derivative.compute(), np.full(12, 2.0))
+
+
+def test_item3_array_api_arrays_are_refused_as_cotangents_tangents_and_jit_inputs_too():
+    import array_api_strict as xp
+    strict = xp.asarray(X)
+    with raises(CotangentError, "Array API", "np.asarray(x)"):
+        pb.pullback(lambda x: 2.0 * x, X)[1](strict)
+    with raises(TangentError, "Array API", "np.asarray(x)"):
+        pb.pushforward(lambda x: 2.0 * x, (X,), (strict,))
+    with raises(TangentError, "Array API", "np.asarray(x)"):
+        pb.hvp(lambda x: np.sum(x ** 3), X, strict)
+    with raises(StaticArgumentError, "Array API", "np.asarray(x)"):
+        pb.jit(lambda x: 2.0 * x)(strict)
+
+
+CREATIONS = {
+    "zeros": lambda arrays, shape, dtype, like: arrays.zeros(shape, dtype, like=like),
+    "ones": lambda arrays, shape, dtype, like: arrays.ones(shape, dtype, like=like),
+    "empty": lambda arrays, shape, dtype, like: arrays.empty(shape, dtype, like=like),
+    "full": lambda arrays, shape, dtype, like: arrays.full(shape, 2.0, dtype, like=like),
+    "eye": lambda arrays, shape, dtype, like: arrays.eye(shape[0], dtype, like=like),
+    "tri": lambda arrays, shape, dtype, like: arrays.tri(shape[0], dtype=dtype, like=like),
+    "broadcast_scalar": lambda arrays, shape, dtype, like: arrays.broadcast_scalar(
+        2.0, shape, dtype, like=like),
+    "known_scalar": lambda arrays, shape, dtype, like: arrays.known_scalar(2.0, dtype, like=like),
+}
+
+
+@pytest.mark.parametrize("name", CREATIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128, np.complex64])
+def test_item3_arrays_made_like_a_dask_array_of_another_shape_have_the_dtype_asked(name, dtype):
+    """Dask's zeros dropped a dtype passed in NumPy's position: complex zeros made like a
+    Dask operand of another shape came out float64 (the embedding of complex values at
+    integer indices lost their imaginary parts: a silently wrong jit(hessian))."""
+    from pullback.core import arrays
+    made = CREATIONS[name](arrays, (3, 3), np.dtype(dtype), _as_dask(X))
+    assert isinstance(made, da.Array)
+    assert made.dtype == dtype and made.compute().dtype == dtype
+
+
+INTEGER_INDEXES = {
+    "repeated positions": (lambda x: np.sum(x[np.array([1, 1, 5])] ** 2), X),
+    "rows of a matrix": (lambda m: np.sum(m[np.array([0, 2, 2])] ** 3), X.reshape(3, 4)),
+    "complex values": (lambda x: np.sum(np.abs(x[np.array([1, 1, 5])] * (1 + 1j)) ** 2), X),
+    "float32": (lambda x: np.sum(x[np.array([1, 1, 5])] ** 2), X.astype(np.float32)),
+    "a Dask index": (lambda x: np.sum(x[da.from_array(np.array([1, 1, 5]), chunks=2)] ** 2), X),
+}
+
+
+@pytest.mark.parametrize("name", INTEGER_INDEXES)
+def test_item3_indexing_by_integer_arrays_differentiates_on_dask(name):
+    """The cotangent of x[i] adds at i with np.add.at, which Dask lacks (a bare TypeError
+    from the sweep); jit's generated code wrote into NumPy zeros (computing Dask values);
+    a Dask index was computed (np.asarray) to make the index template."""
+    f, value = INTEGER_INDEXES[name]
+    x = da.from_array(value, chunks=5)
+    kinds = {"grad": pb.grad(f), "hessian": pb.hessian(f), "jit(grad)": pb.jit(pb.grad(f)),
+             "jit(hessian)": pb.jit(pb.hessian(f))}
+    with counting() as scheduler:
+        lazy = {kind: derivative(x) for kind, derivative in kinds.items()}
+    assert scheduler.computations == 0
+    for kind, got in lazy.items():
+        expected = kinds[kind](value)
+        assert isinstance(got, da.Array) and got.dtype == expected.dtype, (kind, got.dtype)
+        np.testing.assert_allclose(got.compute(), expected, rtol=1e-6, err_msg=kind)
+
+
+def test_item3_a_dask_boolean_mask_is_refused_without_computing_it():
+    x = _as_dask(X)
+    with counting() as scheduler:
+        with raises(UnsupportedFunctionError, "boolean-mask", "NumPy array"):
+            pb.grad(lambda x: np.sum(x[da.from_array(X > 1)]))(x)
+    assert scheduler.computations == 0
+
+
+def test_item3_jit_on_dask_runs_the_primitives_so_a_refusal_names_the_operation():
+    """jit ran the generated NumPy code on Dask arrays: a refusal was Dask's bare error."""
+    m = _as_dask(X.reshape(3, 4))
+    with raises(ArrayLibraryError, "getitem", "dask"):
+        pb.jit(pb.grad(lambda m: np.sum(m[np.array([0, 2]), np.array([1, 3])] ** 2)))(m)
+
+
+def test_item3_jit_never_returns_an_input_or_a_dask_constant_itself():
+    """Dask arrays can be assigned into: a result must be an object of its own."""
+    x, y = _as_dask(X), _as_dask(X[::-1].copy())
+    results = pb.jit(lambda x: (x, y, pb.grad(lambda x: np.sum(x * y))(x)))(x)
+    assert all(r is not x and r is not y for r in results)
+    results[1][0] = 0.0
+    np.testing.assert_array_equal(y.compute(), X[::-1])
+
+
+def test_item3_a_numpy_array_indexed_by_a_dask_index_is_neither_computed_nor_numpy():
+    """NumPy's indexing and np.add.at take a Dask index by computing it (np.asarray)."""
+    index = da.from_array(np.array([1, 1, 5]), chunks=2)
+    f = lambda x: np.sum(x[index] ** 2)
+    with counting() as scheduler:
+        lazy = {"grad": pb.grad(f)(X), "hessian": pb.hessian(f)(X)}
+    assert scheduler.computations == 0
+    plain = lambda x: np.sum(x[np.array([1, 1, 5])] ** 2)
+    for kind, expected in (("grad", pb.grad(plain)(X)), ("hessian", pb.hessian(plain)(X))):
+        assert isinstance(lazy[kind], da.Array), kind
+        np.testing.assert_allclose(lazy[kind].compute(), expected, rtol=1e-15, err_msg=kind)

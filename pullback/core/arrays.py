@@ -11,6 +11,7 @@ NumPy's, whatever the operands.
 Arrays of other libraries take part when they implement NumPy's dispatch protocols
 (`__array_function__`, `__array_ufunc__`): `is_array`.
 """
+import math
 import numbers
 import weakref
 
@@ -84,7 +85,9 @@ def runs_generated_code(x) -> bool:
 
 
 # ------------------------------------------------------------------ creation
-# `like` names the operand whose array library the result belongs to.
+# `like` names the operand whose array library the result belongs to. dtypes go by keyword:
+# Dask's functions take other arguments in NumPy's positions (its zeros drops a positional
+# dtype: complex zeros came out float64).
 
 def _like(like):
     """NumPy's `like=` keyword for an operand: only for another library's arrays."""
@@ -103,25 +106,25 @@ def _shaped_like(like, shape):
 
 def zeros(shape, dtype, like=None):
     base = _shaped_like(like, shape)
-    return (np.zeros(shape, dtype, **_like(like)) if base is None
+    return (np.zeros(shape, dtype=dtype, **_like(like)) if base is None
             else np.zeros_like(base, dtype=dtype))
 
 
 def empty(shape, dtype, like=None):
     base = _shaped_like(like, shape)
-    return (np.empty(shape, dtype, **_like(like)) if base is None
+    return (np.empty(shape, dtype=dtype, **_like(like)) if base is None
             else np.empty_like(base, dtype=dtype))
 
 
 def ones(shape, dtype, like=None):
     base = _shaped_like(like, shape)
-    return (np.ones(shape, dtype, **_like(like)) if base is None
+    return (np.ones(shape, dtype=dtype, **_like(like)) if base is None
             else np.ones_like(base, dtype=dtype))
 
 
 def full(shape, value, dtype, like=None):
     base = _shaped_like(like, shape)
-    return (np.full(shape, value, dtype, **_like(like)) if base is None
+    return (np.full(shape, value, dtype=dtype, **_like(like)) if base is None
             else np.full_like(base, value, dtype=dtype))
 
 
@@ -142,29 +145,51 @@ def arange(n: int, like=None):
     return np.arange(n, **_like(like))
 
 
-_SEEDS = weakref.WeakValueDictionary()     # id -> a 0-d one `seed` made for another library
+_KNOWN = {}     # id -> (weak reference, name, value) of a 0-d array `known_scalar` made
 
 
-def seed(dtype, like=None):
-    """A 0-d one of `dtype` like `like`: the cotangent a gradient pulls back. One made for
-    another library's array (whose value is known only by computing it) is remembered, so
-    that reverse mode folds it as the number 1 (`known_seed`), as it does NumPy's.
+def known_scalar(value, dtype, like=None):
+    """A 0-d array of `value` and `dtype` like `like`: a gradient's seed (1), a number given
+    as a cotangent. One made for a lazy library (Dask: its values are known only by
+    computing them) remembers `value` (`known_value`), so that reverse mode folds it as
+    that number, as it does NumPy's.
 
-    >>> seed(np.float64)
+    >>> known_scalar(1, np.float64)
     array(1.)
     """
-    one = ones((), dtype, like=like)
-    if foreign_array(one) is not None:
+    scalar = full((), value, dtype, like=like)
+    name = getattr(scalar, "name", None)        # Dask's: a new one on any item assignment
+    if isinstance(name, str) and foreign_array(scalar) is not None:
+        key = id(scalar)
         try:
-            _SEEDS[id(one)] = one
+            reference = weakref.ref(scalar, lambda _: _KNOWN.pop(key, None))
         except TypeError:            # a type without weak references: stays a lazy value
-            pass
-    return one
+            return scalar
+        _KNOWN[key] = (reference, name, value)
+    return scalar
 
 
-def known_seed(x) -> bool:
-    """Whether x is a 0-d one that `seed` made for another library (never modified)."""
-    return _SEEDS.get(id(x)) is x
+def known_value(x):
+    """The value `known_scalar` made x with, where it made x for a lazy library and x has
+    not been assigned into since; else None."""
+    entry = _KNOWN.get(id(x))
+    return (entry[2] if entry is not None and entry[0]() is x
+            and getattr(x, "name", None) == entry[1] else None)
+
+
+def in_library_of(value, like):
+    """A NumPy array `value` (copied: a lazy library would keep reading the caller's buffer)
+    as an array of `like`'s library, laid out like `like` where it has its shape; a 0-d one
+    as a `known_scalar`.
+
+    >>> import dask.array as da
+    >>> in_library_of(np.ones(4), da.zeros(4, chunks=2)).chunks
+    ((2, 2),)
+    """
+    value = np.asarray(value)
+    if value.shape == ():
+        return known_scalar(value.item(), value.dtype, like=like)
+    return laid_out_like(np.asarray(value.copy(), **_like(like)), like)
 
 
 def zeros_like_value(x):
@@ -174,7 +199,7 @@ def zeros_like_value(x):
 
 def broadcast_scalar(value, shape, dtype, like=None):
     """`value` as a read-only array of `shape` and `dtype` without a pass over memory."""
-    return np.broadcast_to(np.asarray(value, dtype, **_like(like)), shape)
+    return np.broadcast_to(np.asarray(value, dtype=dtype, **_like(like)), shape)
 
 
 def pad_widths(index: tuple, shape):
@@ -191,12 +216,83 @@ def pad_widths(index: tuple, shape):
     return widths
 
 
+def add_at(buffer, index: tuple, values):
+    """`buffer` with `values` added at `index`, repeated indices accumulating (np.add.at, in
+    place where the library can). A library without `ufunc.at` (Dask), or an index of a
+    library's arrays, gets the sums by `bincount` over the flat positions the index
+    selects (in that library), added to a new array.
+
+    >>> import dask.array as da
+    >>> add_at(da.zeros(3, chunks=2), (np.array([0, 0, 2]),), da.ones(3, chunks=2)).compute()
+    array([2., 0., 1.])
+    """
+    library_index = [i for i in index if foreign_array(i) is not None]  # (NumPy's add.at
+    if not library_index:                                               # would compute them)
+        try:
+            np.add.at(buffer, index, values)
+            return buffer
+        except TypeError:
+            if foreign_array(buffer) is None and foreign_array(values) is None:
+                raise
+    size = math.prod(buffer.shape)
+    positions = np.arange(size, **(_like(library_index[0]) if library_index else {}))
+    positions = positions.reshape(buffer.shape)[index]
+    values = np.broadcast_to(values, positions.shape)
+    if library_index:
+        values = laid_out_like(values if foreign_array(values) is not None
+                               else in_library_of(values, positions), positions)
+    else:
+        positions = in_library_of(positions, values)
+    positions, values = positions.ravel(), values.ravel()
+
+    def summed(weights):
+        return np.bincount(positions, weights=weights, minlength=size)
+    sums = (summed(values.real) + 1j * summed(values.imag) if values.dtype.kind == "c"
+            else summed(values))
+    return buffer + laid_out_like(sums.reshape(buffer.shape).astype(buffer.dtype), buffer)
+
+
+def without_new_axes(values, index: tuple, shape):
+    """(values, index) for assigning `values` (broadcast to the shape `index` selects) at
+    `index` into an array of `shape`, with the index's Ellipsis spelled out and its new
+    axes (None) dropped, with the axes of length one they give `values`: Dask assigns at
+    such plain indices only. Unchanged where the index holds arrays or neither.
+
+    >>> v, i = without_new_axes(np.ones((2, 1)), (Ellipsis, None), (2,))
+    >>> v.shape, i
+    ((2,), (slice(None, None, None),))
+    """
+    if not any(i is None or i is Ellipsis for i in index) \
+            or not all(i is None or i is Ellipsis or isinstance(i, (slice, int)) for i in index):
+        return values, index
+    indexed = sum(i is not None and i is not Ellipsis for i in index)
+    expanded = []
+    for i in index:
+        expanded += [slice(None)] * (len(shape) - indexed) if i is Ellipsis else [i]
+    selected, kept, dim = [], [], 0
+    for i in expanded:
+        if i is None:
+            selected.append(1)
+            continue
+        if isinstance(i, slice):
+            selected.append(len(range(*i.indices(shape[dim]))))
+            kept.append(len(selected) - 1)
+        dim += 1
+    rest = list(range(len(selected), len(selected) + len(shape) - dim))
+    values = np.broadcast_to(values, tuple(selected) + tuple(shape[dim:]))
+    values = values.reshape(tuple(values.shape[k] for k in kept + rest))
+    return values, tuple(i for i in expanded if i is not None)
+
+
 def padded_embedding(values, index: tuple, shape, like=None):
     """`values` placed at `index` in zeros of `shape`, built with np.pad, for arrays of
     another library where `index` is slices of step one (item assignment into a lazy Dask
     array costs a pass over every chunk and keeps them all alive), laid out like `like`
     (`laid_out_like`); None otherwise."""
-    widths = None if foreign_array(values) is None else pad_widths(index, shape)
+    if foreign_array(values) is None:
+        return None
+    values, index = without_new_axes(values, index, shape)
+    widths = pad_widths(index, shape)
     if widths is None:
         return None
     region = tuple(n - before - after for n, (before, after) in zip(shape, widths))

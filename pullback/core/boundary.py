@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from .arrays import is_array
+from .arrays import foreign_array, in_library_of, is_array, known_scalar
 from .engine import Tracer
 from .numbers import differentiable
 from ..errors import ArgnumsError, AuxOutputError, NonDifferentiableInputError
@@ -30,6 +30,15 @@ def refused_array_type(x, where: str, error_class=NonDifferentiableInputError):
         f"does not differentiate (they differ from plain arrays'). Convert it with {fix}.")
 
 
+def array_api_refusal(x, where: str) -> str:
+    """The message refusing an array of the Array API standard that lacks NumPy's dispatch
+    protocols (array-api-strict's): pullback cannot see the operations on it."""
+    return (f"{where} is a {type(x).__module__}.{type(x).__name__}, an array of the Python "
+            "Array API standard without NumPy's dispatch protocols (__array_function__, "
+            "__array_ufunc__), through which pullback sees the operations on it. Convert it "
+            "with np.asarray(x) (or np.from_dlpack(x)), or use Dask or CuPy arrays.")
+
+
 def differentiable_input(x, where: str):
     """x as a real or complex floating-point array (or tracer) to differentiate with
     respect to."""
@@ -46,11 +55,7 @@ def differentiable_input(x, where: str):
     elif isinstance(x, (bool, numbers.Integral)):
         dtype = np.asarray(x).dtype
     elif hasattr(x, "__array_namespace__"):
-        raise NonDifferentiableInputError(
-            f"{where} is a {type(x).__module__}.{type(x).__name__}, an array of the Python "
-            "Array API standard without NumPy's dispatch protocols (__array_function__, "
-            "__array_ufunc__), through which pullback sees the operations on it. Convert it "
-            "with np.asarray(x) (or np.from_dlpack(x)), or use Dask or CuPy arrays.")
+        raise NonDifferentiableInputError(array_api_refusal(x, where))
     else:
         raise NonDifferentiableInputError(
             f"{where} is a {type(x).__module__}.{type(x).__name__}, which pullback cannot "
@@ -82,18 +87,20 @@ def _describe_value(x):
 
 def matching(value, reference, error_class, what: str, of: str):
     """`value` checked to have the shape and dtype of `reference` (Python scalars are cast)."""
-    if type(value) is np.ndarray and value.shape == getattr(reference, "shape", None) \
-            and value.dtype == getattr(reference, "dtype", None):
+    if type(value) is np.ndarray and type(reference) is np.ndarray \
+            and value.shape == reference.shape and value.dtype == reference.dtype:
         return value                                    # the common case, fast
     ref_shape = tuple(reference.shape if hasattr(reference, "shape") else np.shape(reference))
     ref_dtype = getattr(reference, "dtype", None)
     if ref_dtype is None:
         ref_dtype = np.asarray(reference).dtype
     if isinstance(value, (float, int, complex)) and not isinstance(value, bool) and ref_shape == ():
-        return np.asarray(value, dtype=ref_dtype)
+        return known_scalar(value, ref_dtype, like=reference)
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
     if not isinstance(value, (np.generic, Tracer)) and not is_array(value):
+        if hasattr(value, "__array_namespace__"):
+            raise error_class(array_api_refusal(value, what))
         raise error_class(f"{what} is a {type(value).__name__}; expected an array with "
                           f"{_describe_value(reference)} (like {of}).")
     shape = tuple(value.shape)
@@ -102,6 +109,8 @@ def matching(value, reference, error_class, what: str, of: str):
             f"{what} has {_describe_value(value)}, but {of} has {_describe_value(reference)}. "
             f"A {what.split()[0]} must have exactly the shape and dtype of {of}"
             + (f": cast it with .astype({ref_dtype})" if shape == ref_shape else "") + ".")
+    if isinstance(value, (np.ndarray, np.generic)) and foreign_array(reference) is not None:
+        return in_library_of(value, reference)     # derivatives stay in the reference's library
     if isinstance(value, np.generic):
         return np.asarray(value)
     return value

@@ -9,7 +9,9 @@ in the fused tier (ir/fused.py) once a thread has compiled it (`_Compiled`: the
 tiers are chosen there). Called with tracers of an outer
 transformation, it runs the generated code in its traceable form (plain NumPy
 calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
-`jit(jit(f))` ... all work and agree with eager mode.
+`jit(jit(f))` ... all work and agree with eager mode. Another library's arrays (Dask, CuPy)
+run the optimised program through its primitives, as eager mode does (one cache entry per
+array type), and results come back in their library, the program's constants included.
 """
 import inspect
 import warnings
@@ -18,14 +20,15 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.arrays import foreign_array, is_array, runs_generated_code
+from ..core.arrays import foreign_array, in_library_of, is_array, runs_generated_code
+from ..core.boundary import array_api_refusal
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
 from ..tree import flatten, unflatten
 from . import fused as fused_tier
 from .codegen import compile_program, generate
 from .passes import optimize
-from .program import interpret
+from .program import evaluate, interpret
 from .readable import readable, user_arrays
 from .staging import CapturedTracer, argument_names, leaf_paths, signature_of, stage
 
@@ -54,7 +57,7 @@ class _Compiled:
         self.out_tree = staged.out_tree
         # constants of another array library (a Dask array in f) cannot meet NumPy buffers
         if any(foreign_array(c) is not None for c in staged.consts):
-            self.fast = self.traceable
+            self.fast = self.on_other_arrays
         elif len(staged.equations) >= INTERPRETED_FIRST_CALL:
             self.fast = self._interpret_once
         else:
@@ -82,6 +85,16 @@ class _Compiled:
 
     def _install(self, fast):
         self.fast = fast
+
+    def on_other_arrays(self, *args):
+        """The optimised program run on another library's arrays (Dask, CuPy) equation by
+        equation through its primitives, as eager mode runs them: arrays are made like
+        their operands and a library's refusal is an `ArrayLibraryError` naming the
+        primitive (the generated code makes NumPy buffers and writes into them, which
+        would compute a lazy array). An output that is an argument or constant is copied."""
+        outs = evaluate(self.program, *args)
+        kept = (*args, *self.program.consts)
+        return [o.copy() if is_array(o) and any(o is v for v in kept) else o for o in outs]
 
     @property
     def traceable(self):
@@ -221,16 +234,31 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
                     RestagingWarning, stacklevel=2)
         else:
             misses[0] = 0
-        # the fast variant writes into NumPy buffers: tracers and other arrays (Dask, CuPy
-        # ...) run the traceable variant, whose plain NumPy calls dispatch on their operands
-        interpreted = any(isinstance(x, Tracer) or foreign_array(x) is not None for x in leaves)
+        # the fast variant writes into NumPy buffers: tracers run the traceable variant,
+        # whose plain NumPy calls dispatch on them; other arrays (Dask, CuPy ...) the
+        # program through its primitives
         if plain and not kwargs and all(runs_generated_code(a) for a in args):
             by_arrays[tuple((a.shape, a.dtype) for a in args)] = entry
-        outs = (entry.traceable if interpreted else entry.fast)(*leaves)
+        if any(isinstance(x, Tracer) for x in leaves):
+            outs = entry.traceable(*leaves)
+        elif any(foreign_array(x) is not None for x in leaves):
+            outs = _in_inputs_library(entry.on_other_arrays(*leaves), leaves)
+        else:
+            outs = entry.fast(*leaves)
         return unflatten(entry.out_tree, outs)
 
     jitted.cache = cache
     return jitted
+
+
+def _in_inputs_library(outs, leaves):
+    """The outputs the program gives as NumPy arrays (constants, such as a derivative that
+    does not depend on the inputs) as arrays of the inputs' library where inputs are
+    another library's arrays: results come back in the inputs' array type, as in eager
+    mode (each laid out like an input of its shape, if there is one)."""
+    inputs = [x for x in leaves if foreign_array(x) is not None]
+    return [in_library_of(o, next((x for x in inputs if x.shape == o.shape), inputs[0]))
+            if isinstance(o, (np.ndarray, np.generic)) else o for o in outs]
 
 
 def _hashable(value):
@@ -269,6 +297,8 @@ def _refuse_unstageable(what, f, args, kwargs, static_pos=None, static_names=())
         argument = (f"keyword argument {key!r}" if isinstance(key, str) else
                     f"argument {key}" + (f" ({param})" if param else ""))
         inside = f", at {''.join(f'[{k!r}]' for k in path)}," if path else ""
+        if hasattr(leaf, "__array_namespace__") and not is_array(leaf):
+            raise StaticArgumentError(array_api_refusal(leaf, f"{what}: {argument}{inside}"))
         kind = (f"an array of dtype {leaf.dtype}" if isinstance(leaf, (np.ndarray, np.generic))
                 else f"a {type(leaf).__name__}")
         if static_pos is None:

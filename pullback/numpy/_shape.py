@@ -487,13 +487,15 @@ def _index_template(index):
         elif isinstance(entry, numbers.Integral) and not isinstance(entry, (bool, np.bool_)):
             template.append(int(entry))
         else:
-            arr = entry if isinstance(entry, Tracer) else np.asarray(entry)
+            # (np.asarray would compute a lazy array: a Dask index stays one)
+            arr = entry if isinstance(entry, Tracer) or is_array(entry) else np.asarray(entry)
             if isinstance(entry, (list, tuple)) and arr.size == 0:
                 arr = arr.astype(np.intp)    # [] has no values to be floats: NumPy's int index
             kind = arr.dtype.kind
             if kind == "b":
-                if isinstance(arr, Tracer):
-                    raise unsupported("boolean-mask indexing", "the mask must be concrete")
+                if isinstance(arr, Tracer) or foreign_array(arr) is not None:
+                    raise unsupported("boolean-mask indexing", "the mask must be a NumPy "
+                                      "array (its number of True entries sets the shape)")
                 for a in np.nonzero(arr):
                     template.append(S.ArrayIndex(len(arrays)))
                     arrays.append(a)

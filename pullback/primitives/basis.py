@@ -33,7 +33,7 @@ from numbers import Number
 import numpy as np
 
 from ..core import arrays
-from ..core.arrays import dtype_of, moveaxis, shape_of
+from ..core.arrays import dtype_of, foreign_array, moveaxis, shape_of
 from ..core.engine import Tracer, new_trace
 from ..core.indexing import ArrayIndex, Slice
 from ..core.primitive import ZERO
@@ -147,8 +147,9 @@ def _elementwise(prim, values, hot, params):
 
 def _moved(prim, values, params):
     x, *others = values
-    if any(isinstance(o, Tracer) or np.dtype(dtype_of(o)).kind not in "biu" for o in others):
-        return None         # traced index arrays, or floats that fill other places
+    if any(isinstance(o, Tracer) or np.dtype(dtype_of(o)).kind not in "biu"
+           or foreign_array(o) is not None for o in others):
+        return None         # traced or lazy index arrays, or floats that fill other places
     zeros = np.zeros(x.example_shape)
     if np.any(prim(zeros, *others, **params)):
         return None         # not linear (pad with a nonzero constant)

@@ -228,7 +228,24 @@ def _solve_impl(a, b):
     if base is not None:
         a, b = (x if arrays.foreign_array(x) is not None else np.asarray(x, like=base)
                 for x in (a, b))
+        if len(a.shape) > 2 or len(b.shape) > 2:
+            try:
+                return np.linalg.solve(a, b)
+            except np.linalg.LinAlgError:
+                raise
+            except ValueError:        # a library solving 2-d arrays only (Dask)
+                return _solve_each(a, b)
     return np.linalg.solve(a, b)
+
+
+def _solve_each(a, b):
+    """A stack of solves one matrix at a time, stacked again: for a library whose solve
+    takes 2-d arrays only (Dask's)."""
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.broadcast_to(a, batch + a.shape[-2:]).reshape((-1,) + a.shape[-2:])
+    b = np.broadcast_to(b, batch + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
+    x = np.stack([np.linalg.solve(a[i], b[i]) for i in range(a.shape[0])])
+    return x.reshape(batch + x.shape[1:])
 
 
 solve = Primitive("solve", _solve_impl, shape=_solve_shape, jvp=_solve_jvp,

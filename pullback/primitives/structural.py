@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from ..core.arrays import (arange, dtype_of, full, moveaxis, padded_embedding, shape_of, zeros,
+from ..core.arrays import (add_at, arange, dtype_of, foreign_array, full, moveaxis,
+                           padded_embedding, shape_of, without_new_axes, zeros,
                            zeros_like_value)
 from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
 from ..core.primitive import ZERO, Primitive, ShapeDtype
@@ -262,7 +263,17 @@ def _embed_statements(targets, args, code, index, shape):
                                                                    add=bool(arrays))
 
 
-getitem = Primitive("getitem", lambda x, *arrays, index: x[index_tuple(index, arrays)],
+def _getitem_impl(x, *arrays, index):
+    """x[index]; a NumPy x indexed by another library's arrays is made an array of theirs
+    first (NumPy's indexing would compute a lazy index)."""
+    if arrays and foreign_array(x) is None:
+        libraries = [foreign_array(a) for a in arrays if foreign_array(a) is not None]
+        if libraries:
+            x = np.asarray(x, like=libraries[0])
+    return x[index_tuple(index, arrays)]
+
+
+getitem = Primitive("getitem", _getitem_impl,
                     shape=_getitem_shape, jvp=_getitem_jvp,
                     vjp=_getitem_vjp,
                     batch=_getitem_batch, emit=_getitem_emit, scaled_cotangents=True,
@@ -277,8 +288,9 @@ def _embed_impl(values, *arrays, index, shape):
         return padded
     out = zeros(shape, values.dtype, like=values)
     if arrays:
-        np.add.at(out, idx, values)      # repeated indices accumulate
+        out = add_at(out, idx, values)   # repeated indices accumulate
     else:
+        values, idx = without_new_axes(values, idx, shape)    # (Dask's assignment)
         out[idx] = values
     return out
 

@@ -12,15 +12,16 @@ The sweep (reverse.py) adds a lazy cotangent into a buffer it owns (`add_into`) 
 materialises it (`dense()`, always a fresh array) for a pullback that does not take it.
 They are made from concrete arrays only, never from tracers. On another library's
 arrays (Dask, CuPy) they keep `like`, the array they are the cotangent of, and
-materialise in its library and layout; a gradient's seed there is the number 1 as on
-NumPy (`arrays.seed`), any other lazy (Dask) cotangent of a sum a symbolic 0-d scale:
-multiplications by numbers are then 0-d operations, not passes over every chunk.
+materialise in its library and layout; a gradient's seed there (and any number given as
+a cotangent) is that number, as on NumPy (`known_scale`), any other lazy (Dask) cotangent
+of a sum a symbolic 0-d scale: multiplications by numbers are then 0-d operations, not
+passes over every chunk.
 """
 import numpy as np
 
-from ..core.arrays import (WRITABLE_TYPES, broadcast_scalar, empty, foreign_array, full,
-                           known_seed, ones, pad_widths, padded_embedding, writable_in_place,
-                           zeros)
+from ..core.arrays import (WRITABLE_TYPES, add_at, broadcast_scalar, empty, foreign_array, full,
+                           known_scalar, known_value, ones, pad_widths, padded_embedding,
+                           without_new_axes, writable_in_place, zeros)
 from ..core.engine import Tracer
 from ..core.indexing import index_tuple
 from ..core.primitive import ZERO
@@ -51,8 +52,9 @@ def lazy_pullback(primitive, pullback, values, params):
         def uniform_pullback(ct):
             if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
                 return (Scaled(ct.item(), None, x.shape, ct.dtype, like),)
-            if _foreign(ct) and ct.size == 1:      # a gradient's seed, or a lazy scale
-                scale = 1.0 if known_seed(ct) else ct.reshape(())
+            if _foreign(ct) and ct.size == 1:      # a number made an array, or a lazy scale
+                scale = known_value(ct)
+                scale = ct.reshape(()) if scale is None else scale
                 return (Scaled(scale, None, x.shape, ct.dtype, ct if like is None else like),)
             return pullback(dense(ct))
         return uniform_pullback
@@ -69,6 +71,14 @@ def lazy_pullback(primitive, pullback, values, params):
             return (Embedded(ct, arrays, index, x.shape, like),) + rest
         return pullback(ct)
     return embedding_pullback
+
+
+def known_scale(ct):
+    """A cotangent `arrays.known_scalar` made (another library's 0-d array of a known number:
+    a gradient's seed) as `Scaled` of that number, which the numbers of elementwise rules
+    fold into as they do into NumPy's 0-d arrays; any other cotangent as it is."""
+    value = None if type(ct) is np.ndarray else known_value(ct)
+    return ct if value is None else Scaled(value, None, (), ct.dtype, ct)
 
 
 def _foreign(x) -> bool:
@@ -183,6 +193,8 @@ class Scaled(LazyCotangent):
                 return broadcast_scalar(self.scale, self.shape, self.dtype)
             if self._symbolic():
                 return ones(self.shape, self.dtype, like=self.like) * self.scale
+            if self.shape == ():         # a known number still, to the sum it reaches
+                return known_scalar(self.scale, self.dtype, like=self.like)
             return full(self.shape, self.scale, self.dtype, like=self.like)
         return self.array if self._unit() else self.array * self.scale
 
@@ -235,7 +247,8 @@ class Embedded(LazyCotangent):
         if padded is not None:
             return buffer + padded
         if self.arrays:
-            np.add.at(buffer, idx, values)       # repeated indices accumulate
+            return add_at(buffer, idx, values)    # repeated indices accumulate
         else:
+            values, idx = without_new_axes(values, idx, self.shape)     # (Dask's assignment)
             buffer[idx] += values
         return buffer

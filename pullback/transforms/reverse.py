@@ -32,7 +32,7 @@ from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import WRITABLE_TYPES, writable_in_place, zeros_like_value
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
-from .cotangents import LazyCotangent, Scaled, dense, lazy_pullback
+from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback
 from ..errors import CotangentError
 from ..tree import flatten, tree_map, unflatten
 
@@ -192,7 +192,7 @@ def backward(tape, seeds, n_leaves):
     accumulator = _Accumulator(tape)
     seeds = list(seeds)
     for ref, ct in seeds:
-        accumulator.add(ref, ct)
+        accumulator.add(ref, known_scale(ct))
     cotangents = accumulator.cotangents
     watcher = observer()
     owned = accumulator.owned
