@@ -33,9 +33,9 @@ from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..ir.program import evaluate
 from ..primitives.structural import zeros_source
 from . import schedules
-from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
-                     jvp_program, live_carries, loop_runner, runner, stage_flat, vjp_programs,
-                     with_interface)
+from .bodies import (_cached, aval_of, batch_program, carries_only, composite_rules, hoisted,
+                     is_float, jvp_program, live_carries, loop_runner, runner, stage_flat,
+                     vjp_programs, with_interface)
 
 
 def step_rows(length: int, aval) -> np.ndarray:
@@ -426,12 +426,13 @@ loop_record = Primitive(
 
 def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, reverse, checkpoints):
     """Pull the cotangents back through the loop with the binomial schedule: the
-    snapshots live in a Python dict; each step is reversed by the body's `step`
-    program (its forward and backward halves, the same operations as with "all")."""
+    snapshots live in a Python dict; the advances run the body's primal program without
+    its ys; each step is reversed by the body's `step` program (its forward and backward
+    halves, the same operations as with "all")."""
     wrt, n_in = differentiated, len(body.invars)
     floats_out = tuple(is_float(a) for a in _out_avals(body))
     vjp = vjp_programs(body, wrt, floats_out, n_consts)
-    prepare, advance = loop_runner(vjp.primal, n_consts)
+    prepare, advance = loop_runner(carries_only(vjp.primal, n_carry), n_consts)
     reverse_step = runner(vjp.step)
     consts_raw = list(args[:n_consts])
     consts = prepare(*consts_raw)
@@ -453,8 +454,12 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
         return [v[index(position)] for v in values]
 
     def run(state, start, stop):
-        for p in range(start, stop):
-            state = advance(*consts, *state, *row(xs, p))[:n_carry]
+        if xs:
+            for p in range(start, stop):
+                state = advance(*consts, *state, *row(xs, p))
+        else:
+            for _ in range(start, stop):
+                state = advance(*consts, *state)
         return state
 
     if taken is not None:                # the first sweep's, kept by loop_record
