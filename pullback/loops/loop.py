@@ -22,7 +22,8 @@ Its rules are loops again, so that every mix of modes works and stays rolled:
 - statements: a Python `for` loop running the body (generated code calls it as a
   function of the module, named after the user's function; `show` prints it inline);
 - prune (dead-code elimination): the loop without the carries and ys no used output needs,
-  and the consts and xs its body then ignores.
+  and the consts and xs its body then ignores; `loop_record` without its tape is a loop;
+  a reversal without the cotangents of consts and xs nobody uses.
 """
 from dataclasses import replace
 
@@ -571,7 +572,34 @@ def _reversal_batch(values, dims, *, body, differentiated, n_consts, n_carry, le
     return outs, out_dims
 
 
+def unused_cotangents_pruned(eq, used, n_before: int, n_carry: int):
+    """A reversal (`checkpointed_reversal`, `while_reversal`) without the cotangents
+    nobody uses of its consts (the first `n_before` body inputs) and of its xs (those
+    after the carries): those inputs are no longer differentiated, so that no step computes
+    or sums them (W's outer products in an RNN when only h0's gradient is wanted). The
+    carries' cotangents stay: they flow from step to step. None if every one is used."""
+    differentiated = list(eq.params["differentiated"])
+    outputs = iter(zip(eq.outputs, used))
+    kept_outputs = []
+    for i, d in enumerate(differentiated):
+        if not d:
+            continue
+        var, is_used = next(outputs)
+        if is_used or n_before <= i < n_before + n_carry:
+            kept_outputs.append(var)
+        else:
+            differentiated[i] = False
+    if len(kept_outputs) == len(eq.outputs):
+        return None
+    return replace(eq, outputs=kept_outputs,
+                   params={**eq.params, "differentiated": tuple(differentiated)})
+
+
+def _reversal_prune(eq, used):
+    return unused_cotangents_pruned(eq, used, eq.params["n_consts"], eq.params["n_carry"])
+
+
 checkpointed_reversal = Primitive(
     "checkpointed_reversal", _reversal_impl, shape=_reversal_shape, jvp=_reversal_jvp,
     value_and_vjp=_reversal_value_and_vjp, batch=_reversal_batch, multiple_results=True,
-    emit_statements=_reversal_statements, family="loop")
+    emit_statements=_reversal_statements, family="loop", prune=_reversal_prune)
