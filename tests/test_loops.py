@@ -811,3 +811,20 @@ def test_item3_the_heat_equations_reverse_body_calls_no_scatter_primitive():
     assert "scatter_add" not in source and ".copy()" in source and "] += " in source
     np.testing.assert_allclose(pullback.jit(pullback.grad(loss))(u0), pullback.grad(loss)(u0),
                                rtol=1e-13)
+
+
+def test_item2_a_reverse_loop_that_never_reads_its_carries_stacks_none():
+    # The reverse loop of a linear step (the heat equation's) with checkpoints="carry"
+    # never reads the stacked carries: dead-code elimination prunes an equation whose
+    # outputs are all used too (here its unread input), so the forward loop stacks nothing.
+    def loss(u0):
+        def step(u, _):
+            return u + 0.2 * np.concatenate([u[:1] * 0, u[2:] - 2 * u[1:-1] + u[:-2],
+                                             u[:1] * 0]), None
+        return np.sum(pullback.scan(step, u0, None, length=50, checkpoints="carry")[0] ** 2)
+    u0 = np.sin(np.linspace(0.0, np.pi, 20))
+    forward, backward = _equations(pullback.make_ir(pullback.grad(loss), optimized=True)(u0),
+                                   "loop")
+    assert len(forward.outputs) == 1 and len(backward.inputs) == 1
+    np.testing.assert_allclose(pullback.jit(pullback.grad(loss))(u0), pullback.grad(loss)(u0),
+                               rtol=1e-13)
