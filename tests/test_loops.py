@@ -828,3 +828,37 @@ def test_item2_a_reverse_loop_that_never_reads_its_carries_stacks_none():
     assert len(forward.outputs) == 1 and len(backward.inputs) == 1
     np.testing.assert_allclose(pullback.jit(pullback.grad(loss))(u0), pullback.grad(loss)(u0),
                                rtol=1e-13)
+
+
+@pytest.mark.parametrize("checkpoints", [3, "auto"])
+def test_item1_a_linear_step_is_reversed_without_advancing_to_its_states(monkeypatch,
+                                                                        checkpoints):
+    # A step whose derivative reads no carry (the heat equation's stencil) needs no state
+    # to be reversed: the binomial reversals (scan and while_loop) run no advance, only the
+    # primal pass's n steps; the gradients are those of "all" bit for bit.
+    from pullback.loops import loop, whiles
+    steps = []
+
+    def counting(original):
+        def runner(program, n_consts):
+            prepare, step = original(program, n_consts)
+            return prepare, lambda *args: steps.append(1) or step(*args)
+        return runner
+    monkeypatch.setattr(loop, "loop_runner", counting(loop.loop_runner))
+    monkeypatch.setattr(whiles, "loop_runner", counting(whiles.loop_runner))
+    x = np.linspace(0.1, 1.0, 5)
+
+    def by_scan(x, checkpoints=checkpoints):
+        return np.sum(pullback.fori_loop(0, 40, lambda i, y: 1.01 * y + y[::-1], x,
+                                         checkpoints=checkpoints) ** 2)
+
+    def by_while(x, checkpoints=checkpoints):
+        y, _ = pullback.while_loop(lambda c: c[1] < 40, lambda c: (1.01 * c[0] + c[0][::-1],
+                                                                  c[1] + 1), (x, 0),
+                                   checkpoints=checkpoints)
+        return np.sum(y ** 2)
+    for f in (by_scan, by_while):
+        steps.clear()
+        gradient = pullback.grad(f)(x)
+        assert len(steps) == 40
+        assert np.array_equal(gradient, pullback.grad(lambda x: f(x, "all"))(x))

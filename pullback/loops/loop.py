@@ -35,8 +35,8 @@ from ..ir.program import evaluate
 from ..primitives.structural import zeros_source
 from . import schedules
 from .bodies import (_cached, aval_of, batch_program, carries_only, composite_rules, hoisted,
-                     is_float, jvp_program, live_carries, loop_runner, runner, stage_flat,
-                     vjp_programs, with_interface)
+                     is_float, jvp_program, live_carries, loop_runner, read_inputs, runner,
+                     stage_flat, vjp_programs, with_interface)
 
 
 def step_rows(length: int, aval) -> np.ndarray:
@@ -429,7 +429,8 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
     """Pull the cotangents back through the loop with the binomial schedule: the
     snapshots live in a Python dict; the advances run the body's primal program without
     its ys; each step is reversed by the body's `step` program (its forward and backward
-    halves, the same operations as with "all")."""
+    halves, the same operations as with "all"). A step whose derivative reads no carry (a
+    linear step) is reversed without advancing to its state."""
     wrt, n_in = differentiated, len(body.invars)
     floats_out = tuple(is_float(a) for a in _out_avals(body))
     vjp = vjp_programs(body, wrt, floats_out, n_consts)
@@ -463,7 +464,10 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
                 state = advance(*consts, *state)
         return state
 
-    if taken is not None:                # the first sweep's, kept by loop_record
+    reads_carry = any(read_inputs(vjp.step)[n_consts:n_consts + n_carry])
+    if not reads_carry:      # no step's derivative reads the carry (a linear step): no advances
+        state, actions = init, (("reverse", p) for p in range(length - 1, -1, -1))
+    elif taken is not None:              # the first sweep's, kept by loop_record
         segments, snapshots, state = taken
     else:
         state_bytes = sum(np.asarray(x).nbytes for x in init)
@@ -473,8 +477,10 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
         for (position, _), stop in zip(segments, [p for p, _ in segments[1:]] + [length - 1]):
             snapshots[position] = state
             state = run(state, position, stop)
+    if reads_carry:
+        actions = schedules.reversal(segments, length) if length else []
     del taken
-    for action in schedules.reversal(segments, length) if length else []:
+    for action in actions:
         kind, position = action[0], action[1]
         if kind == "advance":
             state = run(state, position, action[2])
@@ -494,7 +500,7 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
                          for g in cts[n_acc + n_ct_carry:]]
             for rows, g in zip(ct_xs, cts[n_acc + n_ct_carry:]):
                 rows[index(position)] = g
-            state = None
+            state = None if reads_carry else state
     return acc + [np.asarray(c) for c in ct_carry] + ct_xs
 
 

@@ -269,7 +269,11 @@ def _reversal_impl(*args, cond, body, n_cond, n_body, differentiated):
     if n == 0:
         return acc + ct_carry
     snapshots, state = dict(tape.snapshots), tape.last
-    for action in schedules.reversal(tape.online.segments(n), n):
+    if any(read_inputs(vjp.step)[n_body:n_body + n_carry]):
+        actions = schedules.reversal(tape.online.segments(n), n)
+    else:            # no step's derivative reads the carry (a linear step): no advances
+        actions = (("reverse", p) for p in range(n - 1, -1, -1))
+    for action in actions:
         kind, position = action[0], action[1]
         if kind == "advance":
             for _ in range(position, action[2]):
