@@ -7,7 +7,9 @@
   floats; W is allocated before tracing starts) for each policy, one traced run each (its
   time is printed too, but tracemalloc slows Python and the runs are not interleaved);
 - time: the eager gradient untraced, against "all", at D = --time-dim, in --rounds rounds,
-  the policies interleaved (each round in another order), with the load average;
+  the policies and the primal loop interleaved (each round in another order), with the
+  load average and each policy's least possible ratio (its recomputed steps priced at
+  the primal loop's time per step);
 - jit: jit(grad) of the fori_loop: equations at n = 10 and n = 10^5, and the time to stage
   and optimise it at n = 10^5 (what jit's first call adds before running);
 - steady: jit of the n-step fori_loop (no derivative) against a hand-written NumPy
@@ -26,6 +28,7 @@ import numpy as np
 
 import pullback
 from pullback.ir.codegen import compile_program
+from pullback.loops import schedules
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -112,37 +115,61 @@ the same body (its staging is cached, not counted).
 """ + "\n".join(rows) + "\n"
 
 
+def recomputed_steps(policy, n):
+    """The forward steps a policy runs besides the n steps reverse mode records (and
+    "all" runs too): "carry" recomputes each step once; a binomial policy runs Griewank's
+    t(n, c) (its first sweep included) and the last step of the primal pass."""
+    if policy == "all":
+        return 0
+    if policy == "carry":
+        return n
+    return schedules.forward_steps(n, schedules.snapshot_budget(policy, n, 0)) + 1
+
+
 def time_section(n, d, rounds, policies):
-    """Untraced gradients, interleaved: each round runs every policy, in a rotated order."""
+    """Untraced gradients, interleaved: each round runs every policy, in a rotated order,
+    and the primal loop alone (no derivative), whose time per step prices a recomputed
+    step: the least any schedule can take is "all" + its recomputed steps at that price."""
     w = np.random.default_rng(0).normal(size=(d, d)) / np.sqrt(d)
     y0 = np.linspace(-1.0, 1.0, d)
     policies = ["all"] + [p for p in policies if p != "all"]
+    runs = {p: (lambda p=p: pullback.grad(rk4(rk4_step(w), n, p))(y0)) for p in policies}
+    runs["primal"] = lambda: pullback.fori_loop(0, n, rk4_step(w), y0)
     for policy in policies:                              # stage each body once
         pullback.grad(rk4(rk4_step(w), 3, policy))(y0)
-    times, loads = {p: [] for p in policies}, [os.getloadavg()[0]]
+    names = list(runs)
+    times, loads = {p: [] for p in names}, [os.getloadavg()[0]]
     for r in range(rounds):
-        for policy in policies[r % len(policies):] + policies[:r % len(policies)]:
+        for name in names[r % len(names):] + names[:r % len(names)]:
             start = time.perf_counter()
-            pullback.grad(rk4(rk4_step(w), n, policy))(y0)
-            times[policy].append(time.perf_counter() - start)
-            print(f"round {r}: {policy!r} {times[policy][-1]:.2f} s", flush=True)
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+            print(f"round {r}: {name!r} {times[name][-1]:.2f} s", flush=True)
         loads.append(os.getloadavg()[0])
     rows = []
     for policy in policies:
         ratios = [t / a for t, a in zip(times[policy], times["all"])]
+        least = [1 + recomputed_steps(policy, n) / n * f / a
+                 for f, a in zip(times["primal"], times["all"])]
         bound = BOUNDS[policy](n)[1] if policy in BOUNDS else None
         verdict = "-" if bound is None else (
             f"<= {bound}x: {'met' if np.median(ratios) <= bound else 'MISSED'}")
         rows.append(f"| {policy!r} | {' / '.join(f'{t:.2f}' for t in times[policy])} | "
                     f"{' / '.join(f'{x:.2f}' for x in ratios)} | {np.median(ratios):.2f} | "
+                    f"{recomputed_steps(policy, n) / n:.2f} | {np.median(least):.2f} | "
                     f"{verdict} |")
     return f"""## Time: untraced gradient through n = {n:,} RK4 steps, D = {d}, against "all"
 
-{rounds} round(s), the policies interleaved (each round in a rotated order); ratios within
-a round. Load average (1 min) at the start and after each round: {', '.join(f'{x:.1f}' for x in loads)}.
+{rounds} round(s), the policies and the primal loop interleaved (each round in a rotated
+order); ratios within a round. Load average (1 min) at the start and after each round:
+{', '.join(f'{x:.1f}' for x in loads)}. The primal loop alone (no derivative) took
+{' / '.join(f'{t:.2f}' for t in times["primal"])} s: a step recomputed costs
+{np.median([f / a for f, a in zip(times["primal"], times["all"])]):.2f} of a step of "all"
+(its recorded forward and its backward). "least": 1 + (recomputed steps / n) x that, the
+time of a schedule with no overhead at all (Griewank's t(n, c) steps for c snapshots).
 
-| checkpoints | seconds per round | time / "all" per round | median ratio | floor |
-|---|---|---|---:|---|
+| checkpoints | seconds per round | time / "all" per round | median ratio | recomputed steps / n | least | floor |
+|---|---|---|---:|---:|---:|---|
 """ + "\n".join(rows) + "\n"
 
 

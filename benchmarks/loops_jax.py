@@ -1,6 +1,6 @@
 """Rolled loops side by side with JAX (`lax.scan`, `jax.checkpoint`): gradient under jit.
 
-    python benchmarks/loops_jax.py --python /work/peers/bin/python [--rounds 2]
+    python benchmarks/loops_jax.py --python /work/peers/bin/python [--rounds 2] [--problems rk4,heat,rnn]
 
 Problems (the gradient of a scalar loss, under jit in both libraries):
 - RK4 of y' = tanh(W y), D = 256, 2,000 steps, with respect to y0;
@@ -118,14 +118,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="a Python with JAX")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--problems", default=",".join(PROBLEMS),
+                        help="comma-separated, of " + ", ".join(PROBLEMS))
     parser.add_argument("--measure", nargs=3, metavar=("LIBRARY", "PROBLEM", "POLICY"))
     args = parser.parse_args()
     if args.measure:
         measure(*args.measure)
         return
+    problems = [p for p in PROBLEMS if p in args.problems.split(",")]
     best, loads = {}, []
     for _ in range(args.rounds):
-        for problem in PROBLEMS:
+        for problem in problems:
             for policy in POLICIES:
                 for library in ("pullback", "jax") if policy != "auto" else ("pullback",):
                     python = sys.executable if library == "pullback" else args.python
@@ -142,7 +145,7 @@ def main():
                                    for k, v in figures.items()}
                     best[key] = figures
     rows = []
-    for problem in PROBLEMS:
+    for problem in problems:
         for policy in POLICIES:
             ours = best[(problem, policy, "pullback")]
             theirs = best.get((problem, policy, "jax"))
@@ -163,7 +166,7 @@ def main():
             os.remove(os.path.join(HERE, "results", name))
     text = f"""# Rolled loops: pullback against JAX (lax.scan, jax.checkpoint)
 
-Command: `python benchmarks/loops_jax.py --python /work/peers/bin/python --rounds {args.rounds}`.
+Command: `{" ".join(["python benchmarks/loops_jax.py"] + sys.argv[1:])}`.
 Gradient under jit in both (`pullback.jit(pullback.grad(...))`, `jax.jit(jax.grad(...))`),
 float64, CPU. Each row: separate processes, the libraries interleaved, best of
 {args.rounds} round(s). "all": store every step's residuals (JAX: plain `lax.scan`);

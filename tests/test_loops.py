@@ -766,3 +766,99 @@ def test_item5_what_a_branch_computes_from_outside_values_alone_stays_in_the_bra
     with np.errstate(divide="ignore", invalid="ignore"):    # batched: both run, then a select
         for run in (pullback.vmap(pullback.grad(f)), pullback.jit(pullback.vmap(pullback.grad(f)))):
             np.testing.assert_array_equal(run(batch), 2 * batch)
+
+
+@pytest.mark.parametrize("checkpoints", [2, "auto"])
+def test_item2_reversals_drop_the_cotangents_nobody_uses_and_an_unread_tape(checkpoints):
+    # The gradients with respect to (w, h0), of which only h0's is used: the checkpointed
+    # reversal (scan) and the while reversal no longer differentiate w (no outer product
+    # summed per step), with the values of eager mode. A while_record whose tape nothing
+    # reads (the primal of a vjp) is a plain while_loop.
+    def scan_loss(w, h0):
+        h, _ = pullback.scan(lambda h, x: (np.tanh(w @ h + x), None), h0, XS,
+                             checkpoints=checkpoints)
+        return np.sum(h ** 2)
+
+    def while_loss(w, h0):
+        h, _ = pullback.while_loop(lambda c: c[1] < 5, lambda c: (np.tanh(w @ c[0]), c[1] + 1),
+                                   (h0, 0), checkpoints=checkpoints)
+        return np.sum(h ** 2)
+    for loss, name in ((scan_loss, "checkpointed_reversal"), (while_loss, "while_reversal")):
+        def h0_grad(w, h0, loss=loss):
+            return pullback.grad(loss, argnums=(0, 1))(w, h0)[1]
+        (reversal,) = _equations(pullback.make_ir(h0_grad, optimized=True)(W, H0), name)
+        assert len(reversal.outputs) == 1 and not reversal.params["differentiated"][0]
+        np.testing.assert_allclose(pullback.jit(h0_grad)(W, H0), h0_grad(W, H0), rtol=1e-14)
+
+    def primal(h0):
+        return pullback.vjp(lambda h: while_loss(W, h), h0)[0]
+    program = pullback.make_ir(primal, optimized=True)(H0)
+    assert not _equations(program, "while_record") and len(_equations(program, "while_loop")) == 1
+    assert pullback.jit(primal)(H0) == primal(H0)
+
+
+def test_item3_the_heat_equations_reverse_body_calls_no_scatter_primitive():
+    # The transpose of the stencil's concatenate adds slices of the cotangent into the
+    # reverse body's input, which fast code must not overwrite: it called the scatter_add
+    # primitive (~20 us a step, of 10^5) where `t = x.copy(); t[...] += ...` does the same.
+    def loss(u0):
+        def step(u, _):
+            lap = np.concatenate([u[:1] * 0, u[2:] - 2 * u[1:-1] + u[:-2], u[:1] * 0])
+            return u + 0.2 * lap, None
+        return np.sum(pullback.scan(step, u0, None, length=50)[0] ** 2)
+    u0 = np.sin(np.linspace(0.0, np.pi, 20))
+    source = compile_program(pullback.make_ir(pullback.grad(loss), optimized=True)(u0)).source
+    assert "scatter_add" not in source and ".copy()" in source and "] += " in source
+    np.testing.assert_allclose(pullback.jit(pullback.grad(loss))(u0), pullback.grad(loss)(u0),
+                               rtol=1e-13)
+
+
+def test_item2_a_reverse_loop_that_never_reads_its_carries_stacks_none():
+    # The reverse loop of a linear step (the heat equation's) with checkpoints="carry"
+    # never reads the stacked carries: dead-code elimination prunes an equation whose
+    # outputs are all used too (here its unread input), so the forward loop stacks nothing.
+    def loss(u0):
+        def step(u, _):
+            return u + 0.2 * np.concatenate([u[:1] * 0, u[2:] - 2 * u[1:-1] + u[:-2],
+                                             u[:1] * 0]), None
+        return np.sum(pullback.scan(step, u0, None, length=50, checkpoints="carry")[0] ** 2)
+    u0 = np.sin(np.linspace(0.0, np.pi, 20))
+    forward, backward = _equations(pullback.make_ir(pullback.grad(loss), optimized=True)(u0),
+                                   "loop")
+    assert len(forward.outputs) == 1 and len(backward.inputs) == 1
+    np.testing.assert_allclose(pullback.jit(pullback.grad(loss))(u0), pullback.grad(loss)(u0),
+                               rtol=1e-13)
+
+
+@pytest.mark.parametrize("checkpoints", [3, "auto"])
+def test_item1_a_linear_step_is_reversed_without_advancing_to_its_states(monkeypatch,
+                                                                        checkpoints):
+    # A step whose derivative reads no carry (the heat equation's stencil) needs no state
+    # to be reversed: the binomial reversals (scan and while_loop) run no advance, only the
+    # primal pass's n steps; the gradients are those of "all" bit for bit.
+    from pullback.loops import loop, whiles
+    steps = []
+
+    def counting(original):
+        def runner(program, n_consts):
+            prepare, step = original(program, n_consts)
+            return prepare, lambda *args: steps.append(1) or step(*args)
+        return runner
+    monkeypatch.setattr(loop, "loop_runner", counting(loop.loop_runner))
+    monkeypatch.setattr(whiles, "loop_runner", counting(whiles.loop_runner))
+    x = np.linspace(0.1, 1.0, 5)
+
+    def by_scan(x, checkpoints=checkpoints):
+        return np.sum(pullback.fori_loop(0, 40, lambda i, y: 1.01 * y + y[::-1], x,
+                                         checkpoints=checkpoints) ** 2)
+
+    def by_while(x, checkpoints=checkpoints):
+        y, _ = pullback.while_loop(lambda c: c[1] < 40, lambda c: (1.01 * c[0] + c[0][::-1],
+                                                                  c[1] + 1), (x, 0),
+                                   checkpoints=checkpoints)
+        return np.sum(y ** 2)
+    for f in (by_scan, by_while):
+        steps.clear()
+        gradient = pullback.grad(f)(x)
+        assert len(steps) == 40
+        assert np.array_equal(gradient, pullback.grad(lambda x: f(x, "all"))(x))

@@ -420,9 +420,11 @@ def test_adding_an_embed_at_a_basic_index_becomes_a_scatter_add_done_in_place():
             rng.uniform(-1, 1, 4).astype(np.float32), rng.uniform(-1, 1, (2, 4)), np.array([1, 1])]
     assert_same_results(p, q, args, rtol=0)
     # In the fast code the chain embed -> scatter_add -> scatter_add adds in place; the
-    # scatters into the input x copy it; the traceable code calls the primitive.
+    # scatters into the input x add into a copy of it (no call of the primitive); the
+    # traceable code calls the primitive.
     fast, traceable = compile_program(q, fast=True), compile_program(q, fast=False)
-    assert fast.source.count("] += ") == 2 and "] += " not in traceable.source
+    assert fast.source.count("] += ") == 4 and "] += " not in traceable.source
+    assert fast.source.count(".copy()") == 2 and "scatter_add" not in fast.source
     copies = [np.copy(a) for a in args]
     for fn in (fast, traceable):
         for got, expected in zip(fn(*args), evaluate(q, *args)):
@@ -442,7 +444,8 @@ def test_a_scatter_add_whose_operand_is_read_again_or_viewed_copies_it():
     p = b.program(later, e1, b(S.scatter_add, e2, v, index=(S.Slice(2, None, None),)), viewed,
                   b(S.scatter_add, e3, v, index=(S.Slice(2, None, None),)))
     fast = compile_program(p, fast=True)
-    assert fast.source.count("] += ") == 1           # only the scatter into e3, read once
+    assert fast.source.count("] += ") == 3           # into e3 (read once), copies of e1, e2
+    assert fast.source.count(".copy()") == 2
     args = random_args(p)
     for got, expected in zip(fast(*args), evaluate(p, *args)):
         np.testing.assert_array_equal(got, expected)

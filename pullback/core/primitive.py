@@ -76,7 +76,7 @@ A `Primitive` carries its rules and facts side by side; family constructors
   to the sign of the zero; batching over a one-hot basis keeps such results structural
   (primitives/basis.py);
 - `prune(equation, used) -> equation or None`: for dead-code elimination
-  (ir/passes.py), where some outputs are unused (`used`: one flag per output), a smaller
+  (ir/passes.py), where some outputs are used (`used`: one flag per output), a smaller
   equation computing the used ones (its outputs among the equation's), or None: keep it
   whole. A loop drops its dead carries and ys, and the inputs nothing then reads;
 - `complex_rules`: its rules are right for complex values under the convention of

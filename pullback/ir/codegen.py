@@ -14,7 +14,8 @@ Two variants are generated from one program:
 - `fast=True` reuses dead intermediate buffers through NumPy's `out=` argument
   for elementwise ufuncs (fewer temporaries), and adds a `scatter_add` with a basic
   index into its operand's buffer in place (`y = x; y[index] += updates`) when that
-  operand is a fresh intermediate nobody reads afterwards; it needs real arrays.
+  operand is a fresh intermediate nobody reads afterwards, else into a copy of it (the
+  primitive's impl inline); it needs real arrays.
   Safe by construction: only outputs of primitives declaring `fresh_output` are
   written into, and never one that any other primitive read (its output may be a view);
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
@@ -139,7 +140,7 @@ def _generate(program, name, fast, code):
         text = value_source(x.value)     # a negative literal is parenthesised: (-2.0) ** x
         return f"({text})" if text.startswith("-") else text
 
-    reusable, in_place = _buffer_plan(program) if fast else ({}, set())
+    reusable, in_place = _buffer_plan(program) if fast else ({}, {})
     released = _released(program)
     comments = {}
     lines = [f"def {name}({', '.join(names(v) for v in program.invars)}):"]
@@ -153,9 +154,9 @@ def _generate(program, name, fast, code):
             comment = here
         args = [operand(x) for x in eq.inputs]
         prim = eq.primitive
-        if i in in_place:       # scatter_add into its dead operand's buffer
+        if i in in_place:       # scatter_add into its dead operand's buffer, or a copy
             target, index = names(eq.outputs[0]), _index_source(eq.params["index"])
-            lines.append(f"    {target} = {args[0]}")
+            lines.append(f"    {target} = {args[0]}" + (".copy()" if in_place[i] else ""))
             lines.append(f"    {target}[{index}] += {args[1]}")
         elif prim.emit_statements is not None and (statements := _statements(eq, args, code)):
             lines += ["    " + line for line in statements]
@@ -331,8 +332,10 @@ def _buffer_plan(program: Program):
     """(reusable, in_place): where the fast variant writes into a dead intermediate's buffer.
 
     `reusable`: equation index -> the input variable whose buffer an elementwise ufunc
-    writes its output into (`out=`); `in_place`: the indices of the `scatter_add`
-    equations that add into their operand's buffer (`y = x; y[index] += updates`).
+    writes its output into (`out=`); `in_place`: equation index -> whether a `scatter_add`
+    with a basic index adds into a copy of its operand (`y = x.copy(); y[index] +=
+    updates`, as its impl does, without the call) or into the operand's own buffer
+    (`y = x; ...`).
 
     The buffer written into is a fresh intermediate array: the non-0-d output of a
     `fresh_output` primitive (its buffer is its own), read by no primitive that may
@@ -347,13 +350,14 @@ def _buffer_plan(program: Program):
         return (type(x) is not Literal and x in fresh and x not in viewed and last_use[x] == i
                 and x.aval == aval)
 
-    reusable, in_place, ufunc = {}, set(), {}
+    reusable, in_place, ufunc = {}, {}, {}
     for i, eq in enumerate(program.equations):
         prim, out = eq.primitive, eq.outputs[0]
         if prim is scatter_add:
-            if len(eq.inputs) == 2 and eq.inputs[1] is not eq.inputs[0] \
-                    and free(eq.inputs[0], i, out.aval):
-                in_place.add(i)
+            x = eq.inputs[0]
+            if len(eq.inputs) == 2 and type(x) is not Literal and x.aval == out.aval \
+                    and out.aval.shape:
+                in_place[i] = eq.inputs[1] is x or not free(x, i, out.aval)
             continue
         if prim not in ufunc:
             ufunc[prim] = writes_into_buffers(prim)
@@ -364,7 +368,7 @@ def _buffer_plan(program: Program):
     return reusable, in_place
 
 
-def _copied_outputs(program: Program, reusable: dict, in_place: set) -> set:
+def _copied_outputs(program: Program, reusable: dict, in_place: dict) -> set:
     """Positions of the outputs to copy, so that the caller owns independent arrays, as in
     eager mode: those whose buffer may be an input's, a constant's or an earlier output's.
 
@@ -391,7 +395,7 @@ def _copied_outputs(program: Program, reusable: dict, in_place: set) -> set:
             parent[a] = b
 
     for i, eq in enumerate(program.equations):
-        if i in reusable or i in in_place:
+        if i in reusable or i in in_place and not in_place[i]:
             join(eq.outputs[0], reusable[i] if i in reusable else eq.inputs[0])
         elif not eq.primitive.fresh_output:
             for v in eq.outputs[1:] + [x for x in eq.inputs if type(x) is not Literal]:

@@ -104,15 +104,16 @@ def eliminate_dead_code(program: Program) -> Program:
 
     Primitives are pure, so a result nobody reads need not be computed. AD leaves
     many: the primal values of a linearised function, the unused halves of jvps. An
-    equation with some outputs unused is replaced by its primitive's `prune` (a loop
-    without its dead carries).
+    equation used at all is replaced by its primitive's `prune` where it has one (a loop
+    without its dead carries, or without the inputs its body ignores, such as the
+    carries a reverse loop of a linear step never reads: then nothing stacks them).
     """
     live = {x for x in program.outvars if _is_var(x)}
     kept = []
     for eq in reversed(program.equations):
         used = [v in live for v in eq.outputs]
         if any(used):
-            if eq.primitive.prune is not None and not all(used):
+            if eq.primitive.prune is not None:
                 eq = eq.primitive.prune(eq, used) or eq
             kept.append(eq)
             live.update(x for x in eq.inputs if _is_var(x))

@@ -17,7 +17,8 @@ the loop primitives derive from them, each cached on the program it comes from.
 - derived programs: `jvp_program`, `batch_program`, `vjp_programs` (the forward half
   with residuals and the backward half of reverse mode, split from one joint program so
   that every checkpointing policy runs exactly the same operations), `recompute_program`
-  (both halves: a step's derivative from its inputs), `hoisted` (the equations that
+  (both halves: a step's derivative from its inputs), `carries_only` (a body without its
+  ys, for advances), `hoisted` (the equations that
   depend only on loop-invariant inputs, run once before the loop), `live_carries` (a body
   without the carries dead-code elimination finds dead).
 - `runner`: a program's generated NumPy code, compiled once, for running loops eagerly.
@@ -544,6 +545,20 @@ def _composed(forward: Program, backward: Program, n_consts: int, n_out: int, na
     program = eliminate_dead_code(program)
     program.optimized = True
     return program
+
+
+def carries_only(program: Program, n_carry: int) -> Program:
+    """The program computing only its first `n_carry` outputs (a checkpointed loop's
+    advances need no ys)."""
+    if len(program.outvars) == n_carry:
+        return program
+
+    def make():
+        reduced = eliminate_dead_code(with_interface(program, program.invars,
+                                                     program.outvars[:n_carry]))
+        reduced.optimized = True
+        return reduced
+    return _cached(program, ("carries only", n_carry), make)
 
 
 def read_inputs(program: Program) -> list:

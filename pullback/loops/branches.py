@@ -199,7 +199,8 @@ def _switch_statements(targets, args, code, *, branches, n_consts):
 
 
 def _switch_prune(eq, used):
-    """Without its unused outputs, and the consts and operands no branch then reads."""
+    """Without its unused outputs, and the consts and operands no branch then reads; None
+    if it keeps them all."""
     branches, n_consts = eq.params["branches"], eq.params["n_consts"]
     reduced = [eliminate_dead_code(with_interface(b, b.invars, [v for v, u in zip(
         b.outvars, used) if u])) for b in branches]
@@ -213,6 +214,8 @@ def _switch_prune(eq, used):
         b.optimized = getattr(old, "optimized", False)
         new_branches.append(b)
     inputs_kept = [True] + [k for keep in kept_consts for k in keep] + operands
+    if all(used) and all(inputs_kept):
+        return None
     return replace(eq, inputs=[x for x, k in zip(eq.inputs, inputs_kept) if k],
                    outputs=[v for v, u in zip(eq.outputs, used) if u],
                    params={**eq.params, "branches": tuple(new_branches),

@@ -22,7 +22,8 @@ Its rules are loops again, so that every mix of modes works and stays rolled:
 - statements: a Python `for` loop running the body (generated code calls it as a
   function of the module, named after the user's function; `show` prints it inline);
 - prune (dead-code elimination): the loop without the carries and ys no used output needs,
-  and the consts and xs its body then ignores.
+  and the consts and xs its body then ignores; `loop_record` without its tape is a loop;
+  a reversal without the cotangents of consts and xs nobody uses.
 """
 from dataclasses import replace
 
@@ -33,9 +34,9 @@ from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..ir.program import evaluate
 from ..primitives.structural import zeros_source
 from . import schedules
-from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
-                     jvp_program, live_carries, loop_runner, runner, stage_flat, vjp_programs,
-                     with_interface)
+from .bodies import (_cached, aval_of, batch_program, carries_only, composite_rules, hoisted,
+                     is_float, jvp_program, live_carries, loop_runner, read_inputs, runner,
+                     stage_flat, vjp_programs, with_interface)
 
 
 def step_rows(length: int, aval) -> np.ndarray:
@@ -426,12 +427,14 @@ loop_record = Primitive(
 
 def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, reverse, checkpoints):
     """Pull the cotangents back through the loop with the binomial schedule: the
-    snapshots live in a Python dict; each step is reversed by the body's `step`
-    program (its forward and backward halves, the same operations as with "all")."""
+    snapshots live in a Python dict; the advances run the body's primal program without
+    its ys; each step is reversed by the body's `step` program (its forward and backward
+    halves, the same operations as with "all"). A step whose derivative reads no carry (a
+    linear step) is reversed without advancing to its state."""
     wrt, n_in = differentiated, len(body.invars)
     floats_out = tuple(is_float(a) for a in _out_avals(body))
     vjp = vjp_programs(body, wrt, floats_out, n_consts)
-    prepare, advance = loop_runner(vjp.primal, n_consts)
+    prepare, advance = loop_runner(carries_only(vjp.primal, n_carry), n_consts)
     reverse_step = runner(vjp.step)
     consts_raw = list(args[:n_consts])
     consts = prepare(*consts_raw)
@@ -453,11 +456,18 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
         return [v[index(position)] for v in values]
 
     def run(state, start, stop):
-        for p in range(start, stop):
-            state = advance(*consts, *state, *row(xs, p))[:n_carry]
+        if xs:
+            for p in range(start, stop):
+                state = advance(*consts, *state, *row(xs, p))
+        else:
+            for _ in range(start, stop):
+                state = advance(*consts, *state)
         return state
 
-    if taken is not None:                # the first sweep's, kept by loop_record
+    reads_carry = any(read_inputs(vjp.step)[n_consts:n_consts + n_carry])
+    if not reads_carry:      # no step's derivative reads the carry (a linear step): no advances
+        state, actions = init, (("reverse", p) for p in range(length - 1, -1, -1))
+    elif taken is not None:              # the first sweep's, kept by loop_record
         segments, snapshots, state = taken
     else:
         state_bytes = sum(np.asarray(x).nbytes for x in init)
@@ -467,8 +477,10 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
         for (position, _), stop in zip(segments, [p for p, _ in segments[1:]] + [length - 1]):
             snapshots[position] = state
             state = run(state, position, stop)
+    if reads_carry:
+        actions = schedules.reversal(segments, length) if length else []
     del taken
-    for action in schedules.reversal(segments, length) if length else []:
+    for action in actions:
         kind, position = action[0], action[1]
         if kind == "advance":
             state = run(state, position, action[2])
@@ -488,7 +500,7 @@ def _reversal_impl(*args, body, differentiated, n_consts, n_carry, length, rever
                          for g in cts[n_acc + n_ct_carry:]]
             for rows, g in zip(ct_xs, cts[n_acc + n_ct_carry:]):
                 rows[index(position)] = g
-            state = None
+            state = None if reads_carry else state
     return acc + [np.asarray(c) for c in ct_carry] + ct_xs
 
 
@@ -566,7 +578,34 @@ def _reversal_batch(values, dims, *, body, differentiated, n_consts, n_carry, le
     return outs, out_dims
 
 
+def unused_cotangents_pruned(eq, used, n_before: int, n_carry: int):
+    """A reversal (`checkpointed_reversal`, `while_reversal`) without the cotangents
+    nobody uses of its consts (the first `n_before` body inputs) and of its xs (those
+    after the carries): those inputs are no longer differentiated, so that no step computes
+    or sums them (W's outer products in an RNN when only h0's gradient is wanted). The
+    carries' cotangents stay: they flow from step to step. None if every one is used."""
+    differentiated = list(eq.params["differentiated"])
+    outputs = iter(zip(eq.outputs, used))
+    kept_outputs = []
+    for i, d in enumerate(differentiated):
+        if not d:
+            continue
+        var, is_used = next(outputs)
+        if is_used or n_before <= i < n_before + n_carry:
+            kept_outputs.append(var)
+        else:
+            differentiated[i] = False
+    if len(kept_outputs) == len(eq.outputs):
+        return None
+    return replace(eq, outputs=kept_outputs,
+                   params={**eq.params, "differentiated": tuple(differentiated)})
+
+
+def _reversal_prune(eq, used):
+    return unused_cotangents_pruned(eq, used, eq.params["n_consts"], eq.params["n_carry"])
+
+
 checkpointed_reversal = Primitive(
     "checkpointed_reversal", _reversal_impl, shape=_reversal_shape, jvp=_reversal_jvp,
     value_and_vjp=_reversal_value_and_vjp, batch=_reversal_batch, multiple_results=True,
-    emit_statements=_reversal_statements, family="loop")
+    emit_statements=_reversal_statements, family="loop", prune=_reversal_prune)

@@ -71,19 +71,30 @@ def split(n: int, c: int) -> int:
 
 def _segment(start: int, stop: int, c: int):
     """Yield the actions reversing steps start..stop-1, from the current state at `start`,
-    which is held as a snapshot; at most c snapshots (that one included) at any time."""
-    while stop - start > 1:
-        m = start + split(stop - start, c)
-        yield ("advance", start, m)
-        if stop - m == 1:                # one step: reversed from the current state
-            yield ("reverse", m)
-        else:
-            yield ("store", m)
-            yield from _segment(m, stop, c - 1)
-            yield ("free", m)
+    which is held as a snapshot; at most c snapshots (that one included) at any time.
+    The binomial recursion, run with a stack of the enclosing segments (a recursive
+    generator would pass each action up through every level: Python time per step)."""
+    enclosing = []                       # (start, c) of the segments waiting for an inner one
+    while True:
+        while stop - start > 1:
+            m = start + split(stop - start, c)
+            yield ("advance", start, m)
+            if stop - m == 1:            # one step: reversed from the current state
+                yield ("reverse", m)
+                yield ("restore", start)
+                stop = m
+            else:                        # reverse m..stop-1 from a snapshot at m, c - 1 left
+                yield ("store", m)
+                enclosing.append((start, c))
+                start, c = m, c - 1
+        yield ("reverse", start)
+        if not enclosing:
+            return
+        inner = start                    # the inner segment is reversed: back to its parent
+        yield ("free", inner)
+        start, c = enclosing.pop()
         yield ("restore", start)
-        stop = m
-    yield ("reverse", start)
+        stop = inner
 
 
 def initial_sweep(n: int, c: int) -> list:

@@ -19,7 +19,8 @@ runs `carry = body(*body_consts, *carry)` while `cond(*cond_consts, *carry)` is 
   appending each carry to a list and a `for` loop over it reversed (the values pullback's
   snapshots give);
 - prune (dead-code elimination): the loop without the carries nothing needs (used after
-  it, read by the predicate or by a live carry's step).
+  it, read by the predicate or by a live carry's step); `while_record` without its tape
+  is a while_loop; `while_reversal` without the cotangents of consts nobody uses.
 """
 from dataclasses import replace
 
@@ -32,7 +33,7 @@ from ..errors import LoopTypeError
 from ..ir.staging import StagingTracer
 from ..ir.program import Var, evaluate
 from . import schedules
-from .loop import indented, loop
+from .loop import indented, loop, unused_cotangents_pruned
 from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
                      jvp_program, live_carries, loop_runner, read_inputs, runner, stage_flat,
                      vjp_programs, with_interface)
@@ -268,7 +269,11 @@ def _reversal_impl(*args, cond, body, n_cond, n_body, differentiated):
     if n == 0:
         return acc + ct_carry
     snapshots, state = dict(tape.snapshots), tape.last
-    for action in schedules.reversal(tape.online.segments(n), n):
+    if any(read_inputs(vjp.step)[n_body:n_body + n_carry]):
+        actions = schedules.reversal(tape.online.segments(n), n)
+    else:            # no step's derivative reads the carry (a linear step): no advances
+        actions = (("reverse", p) for p in range(n - 1, -1, -1))
+    for action in actions:
         kind, position = action[0], action[1]
         if kind == "advance":
             for _ in range(position, action[2]):
@@ -504,12 +509,25 @@ while_loop = Primitive(
     value_and_vjp=_while_value_and_vjp, batch=_while_batch, emit_statements=_while_statements,
     multiple_results=True, family="loop", prune=_while_prune)
 
+def _record_prune(eq, used):
+    """Without the tape, a while_loop (then pruned itself); with it, every carry is live
+    (the reversal reads them)."""
+    if used[-1]:
+        return None
+    as_loop = replace(eq, primitive=while_loop, outputs=eq.outputs[:-1])
+    return _while_prune(as_loop, used[:-1]) or as_loop
+
+
+def _reversal_prune(eq, used):
+    return unused_cotangents_pruned(eq, used, eq.params["n_body"], len(eq.params["body"].outvars))
+
+
 while_record = Primitive(
     "while_record", _record_impl, shape=_record_shape, jvp=_record_jvp,
     value_and_vjp=_record_value_and_vjp, batch=_record_batch, multiple_results=True,
-    emit_statements=_record_statements, family="loop")
+    emit_statements=_record_statements, family="loop", prune=_record_prune)
 
 while_reversal = Primitive(
     "while_reversal", _reversal_impl, shape=_reversal_shape, jvp=_reversal_jvp,
     value_and_vjp=_reversal_value_and_vjp, batch=_reversal_batch, multiple_results=True,
-    emit_statements=_reversal_statements, family="loop")
+    emit_statements=_reversal_statements, family="loop", prune=_reversal_prune)
