@@ -45,3 +45,16 @@ def refuse_complex(values, primitive):
     for v in values:
         if _is_complex(v):
             raise complex_error(f"`{primitive.name}` of complex values")
+
+
+def cast(v, dtype):
+    """v (an array or tracer) cast to `dtype`: a complex value cast to a real dtype keeps its
+    real part, the transpose of the real numbers' embedding in the complex ones (and the
+    pushforward of a real-valued function of complex values).
+
+    >>> cast(np.array([1 + 2j]), np.float64)
+    array([1.])
+    """
+    if v.dtype.kind == "c" and np.dtype(dtype).kind != "c":
+        v = v.real
+    return v if v.dtype == dtype else v.astype(dtype)
