@@ -18,6 +18,7 @@ import cmath
 import inspect
 import math
 from functools import lru_cache
+from types import FunctionType
 
 import numpy as np
 from . import scipy_special as sp
@@ -201,6 +202,43 @@ def _reads(partial, residuals) -> tuple:
     return tuple(n in names for n in residuals)
 
 
+class _ImplGlobals(dict):
+    """The globals of `_on_arrays` twins: a module's, each primitive replaced by its `impl`
+    (looked up at first use, when the module is complete; names it lacks are builtins)."""
+    __slots__ = ("module",)
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def __missing__(self, name):
+        value = self.module[name]            # KeyError: Python then looks in builtins
+        self[name] = value = value.impl if isinstance(value, Primitive) else value
+        return value
+
+
+_IMPL_GLOBALS = {}                           # id of a module's globals -> its _ImplGlobals
+
+
+def _on_arrays(partial):
+    """A twin of the function `partial` for NumPy arrays: the primitives it names (as
+    globals) are their `impl`, which is what binding them does when no argument is traced,
+    without the bind (a partial derivative's primitives are most of an eager reverse
+    sweep's calls). Only for plain arrays: on tracers the primitives must be bound.
+
+    >>> _on_arrays(lambda x: cos(x)).__globals__["cos"] is np.cos
+    True
+    """
+    if not isinstance(partial, FunctionType):   # a callable object: as it is
+        return partial
+    module = partial.__globals__
+    impl_globals = _IMPL_GLOBALS.get(id(module))
+    if impl_globals is None:
+        impl_globals = _IMPL_GLOBALS[id(module)] = _ImplGlobals(module)
+    return FunctionType(partial.__code__, impl_globals, partial.__name__,
+                         partial.__defaults__, partial.__closure__)
+
+
 def _scaler(partial, residuals):
     """The map `scale(t, values, params) -> t * partial`, in both modes (for complex values
     too: see core/numbers.py), specialised once for a number or a function (see
@@ -219,11 +257,17 @@ def _scaler(partial, residuals):
         return scale
     call = _partial_call(partial, residuals)
     names = list(inspect.signature(partial).parameters)
-    # A partial reading one residual and no parameter (the common case) is called directly.
+    # A partial reading one residual and no parameter (the common case) is called directly,
+    # on a NumPy array as its twin calling the primitives' impls.
     single = residuals.index(names[0]) if len(names) == 1 and names[0] in residuals else None
+    on_arrays = _on_arrays(partial)
 
     def scale(t, values, params):
-        d = call(values, params) if single is None else partial(values[single])
+        if single is None:
+            d = call(values, params)
+        else:
+            v = values[single]
+            d = on_arrays(v) if type(v) is np.ndarray else partial(v)
         if type(d) is tuple:                 # (number, array): the number first
             return t * d[0] * d[1]
         return t if type(d) is int and d == 1 else t * d
