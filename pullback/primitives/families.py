@@ -226,7 +226,8 @@ def _on_arrays(partial):
     without the bind (a partial derivative's primitives are most of an eager reverse
     sweep's calls). Only for plain arrays: on tracers the primitives must be bound.
 
-    >>> _on_arrays(lambda x: cos(x)).__globals__["cos"] is np.cos
+    >>> from pullback.primitives.elementwise import sin      # partial: lambda x: cos(x)
+    >>> _on_arrays(sin.partials[0]).__globals__["cos"] is np.cos
     True
     """
     if not isinstance(partial, FunctionType):   # a callable object: as it is
