@@ -14,7 +14,8 @@ have rules of their own. A primitive says which by its `complex_rules` slot; the
 refuse complex values where a derivative would meet them (`refuse_complex`).
 
 - `differentiable(dtype)`: the dtypes whose values have derivatives (floating point,
-  real or complex).
+  real or complex); `cast(v, dtype)`: a tangent or cotangent cast to its value's dtype (a
+  complex one to a real dtype keeps its real part).
 """
 import numpy as np
 
