@@ -409,7 +409,11 @@ def report(rows, saddle, libs, loads, blas, seconds):
         total = np.median(t["pullback"]) / CHAIN_OPS * 1e6
         lines.append(f"Chain gradient per op: {total:.2f} µs in all, {per_op:.2f} µs above the "
                      "hand-written NumPy gradient (the same NumPy calls without the AD "
-                     f"machinery), {CHAIN_OPS} primitives; floor <= 2 µs per op.")
+                     f"machinery), {CHAIN_OPS} primitives; floor <= 2 µs per op above the "
+                     "hand-written gradient (the machinery's own cost: NumPy's calls, "
+                     f"{np.median(t['numpy']) / CHAIN_OPS * 1e6:.2f} µs per op here, are no AD "
+                     "tool's to remove): "
+                     + ("met." if per_op <= 2 else "missed."))
     if "jvp (forward)" in chain_times:
         t = chain_times["jvp (forward)"]["pullback"]
         lines.append(f"Chain in forward mode (pushforward of one tangent): "

@@ -1,5 +1,6 @@
 """The engine: nesting and perturbation confusion, eager control flow, threads, memory."""
 import gc
+import inspect
 import sys
 import threading
 import tracemalloc
@@ -234,14 +235,15 @@ X5 = np.linspace(0.1, 1.0, 5)
 # Python calls per primitive (recording, and the reverse sweep where there is one) of an
 # elementwise chain, measured when issue 12's eager passes cut them (before the first:
 # 17.4, 12.0, 61.5, 65.5; before the second, which recorded elementwise binds as data:
-# 7.5, 7.5, 30, 31; after it 6.5, 6.5, 27.5, 27.5, the limits leaving a little room for
-# calls the rest of the suite's state adds). A change that adds frames to the bind path
-# fails here.
+# 7.5, 7.5, 30, 31; after it 6.5, 6.5, 27.5, 27.5; after the third (the sweep fits what
+# `input_rules` scales return, partial derivatives on arrays call impls): 4.75, 5.0, 23, 22;
+# the limits leave a little room for calls the rest of the suite's state adds). A change
+# that adds frames to the bind path fails here.
 CALLS_PER_PRIMITIVE = {
-    "grad": (lambda f: lambda: grad(f)(X5), 7.0),
-    "pushforward": (lambda f: lambda: pushforward(f, (X5,), (X5,)), 7.0),
-    "hvp (reverse-over-forward)": (lambda f: lambda: pullback.hvp(f, X5, X5), 28.5),
-    "grad of grad": (lambda f: lambda: grad(lambda y: grad(f)(y).sum())(X5), 28.5),
+    "grad": (lambda f: lambda: grad(f)(X5), 5.25),
+    "pushforward": (lambda f: lambda: pushforward(f, (X5,), (X5,)), 5.5),
+    "hvp (reverse-over-forward)": (lambda f: lambda: pullback.hvp(f, X5, X5), 24.0),
+    "grad of grad": (lambda f: lambda: grad(lambda y: grad(f)(y).sum())(X5), 23.0),
 }
 
 
@@ -256,11 +258,11 @@ def test_issue12_eager_bind_makes_few_python_calls_per_primitive(mode):
 # Python calls of one derivative of a one-primitive function: the fixed cost of a call
 # (pytrees, boundary checks, opening the trace, the sweep), what small problems and nested
 # derivatives pay most. Before issue 12's second eager pass: 110, 79, 195; after it 72,
-# 54, 120 (the limits leave a little room).
+# 54, 120; after the third 69, 46, 113 (the limits leave a little room).
 FIXED_CALLS = {
-    "grad": (lambda f, g: g(X5), 76),
-    "pushforward": (lambda f, g: pushforward(f, (X5,), (X5,)), 58),
-    "hvp": (lambda f, g: pullback.hvp(f, X5, X5), 128),
+    "grad": (lambda f, g: g(X5), 72),
+    "pushforward": (lambda f, g: pushforward(f, (X5,), (X5,)), 50),
+    "hvp": (lambda f, g: pullback.hvp(f, X5, X5), 118),
 }
 
 
@@ -366,14 +368,43 @@ def test_issue12_every_rule_names_its_pullback_closures_once():
     # which primitive a pullback belongs to.
     unnamed = [name for name, prim in REGISTRY.items()
                for rule in (prim.jvp, prim.vjp, prim.value_and_vjp,
-                            *[f for rules in prim.input_rules or () for f in rules[:2]])
-               if hasattr(rule, "__code__") and {"pullback", "pushforward"} & {
+                            *[rules[0] for rules in prim.input_rules or ()])
+               if hasattr(rule, "__code__") and {"pullback", "pushforward", "scale"} & {
                    rule.__code__.co_name, *_nested_code_names(rule.__code__)}]
     assert unnamed == []
     matmul = REGISTRY["matmul"]
     assert matmul.vjp([True, True], None, np.eye(2), np.eye(2)).__name__ == "matmul_pullback"
-    assert REGISTRY["sin"].input_rules[0][1].__name__ == "sin_pullback"
+    assert REGISTRY["sin"].input_rules[0][0].__name__ == "sin_scale"
     pullback_of_matmul = matmul.vjp([True, True], None, np.eye(2), np.eye(2))
     with pytest.raises(ValueError) as info:             # a cotangent of the wrong shape
         pullback_of_matmul(np.ones((3, 3)))
     assert "matmul_pullback" in [entry.name for entry in info.traceback]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_issue12_partials_on_arrays_match_the_bound_primitives(name, dtype):
+    # On NumPy arrays a partial derivative runs as its twin calling the primitives' impls
+    # (families._on_arrays, no bind): for every elementwise primitive, the twin of each
+    # partial that is a function gives exactly what the partial gives (same values, dtype).
+    from pullback.primitives.families import _on_arrays
+    prim = REGISTRY[name]
+    rng = np.random.default_rng(3)
+    args = _operands(prim, [(3, 2)] * len(prim.domain), dtype, rng)
+    out = prim(*args, **PARAMS.get(name, {}))
+    for partial in prim.partials:
+        if not callable(partial):
+            continue
+        names = inspect.signature(partial).parameters
+        values = dict(zip("xyz", args), out=out, **PARAMS.get(name, {}))
+        kwargs = {n: values[n] for n in names}
+        expected = _outcome(lambda: _derivative_value(partial(**kwargs)))
+        twin = _on_arrays(partial)
+        assert twin is partial or twin.__globals__ is not partial.__globals__
+        got = _outcome(lambda: _derivative_value(twin(**kwargs)))
+        _assert_same(got, expected, name, list(names), "partial")
+
+
+def _derivative_value(d):
+    """A partial derivative's value as a list of one array (a pair (number, array): their product)."""
+    return [np.asarray(d[0] * d[1] if type(d) is tuple else d)]

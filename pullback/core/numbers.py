@@ -14,7 +14,8 @@ have rules of their own. A primitive says which by its `complex_rules` slot; the
 refuse complex values where a derivative would meet them (`refuse_complex`).
 
 - `differentiable(dtype)`: the dtypes whose values have derivatives (floating point,
-  real or complex).
+  real or complex); `cast(v, dtype)`: a tangent or cotangent cast to its value's dtype (a
+  complex one to a real dtype keeps its real part).
 """
 import numpy as np
 
@@ -45,3 +46,16 @@ def refuse_complex(values, primitive):
     for v in values:
         if _is_complex(v):
             raise complex_error(f"`{primitive.name}` of complex values")
+
+
+def cast(v, dtype):
+    """v (an array or tracer) cast to `dtype`: a complex value cast to a real dtype keeps its
+    real part, the transpose of the real numbers' embedding in the complex ones (and the
+    pushforward of a real-valued function of complex values).
+
+    >>> cast(np.array([1 + 2j]), np.float64)
+    array([1.])
+    """
+    if v.dtype.kind == "c" and np.dtype(dtype).kind != "c":
+        v = v.real
+    return v if v.dtype == dtype else v.astype(dtype)

@@ -42,14 +42,14 @@ A `Primitive` carries its rules and facts side by side; family constructors
   zeros of the `shape` parameter; position of the values), added at the `index`
   parameter (fused only for basic indices);
 - `input_rules`: for the elementwise family, each input's derivative alone, as data the
-  transformations apply without a closure: per input `(pushforward, pullback, reads)`, where
-  `pushforward(t, residuals, params, shape, dtype)` is the output's tangent from that input's
-  tangent `t` (broadcast to the output's `shape`, cast to its `dtype`), `pullback(ct,
-  residuals, params, shape, dtype)` that input's cotangent (summed to the input's `shape`,
-  cast to its `dtype`), and `residuals` holds the values `(x, [y, [z]], out)` flagged in
+  transformations apply without a closure: per input `(scale, reads)`, where
+  `scale(t, residuals, params)` is `t` times that input's partial derivative: the output's
+  tangent from the input's tangent, or the input's cotangent from the output's (before
+  broadcasting to the output's shape, or summing to the input's, and casting: the
+  transformations fit it), and `residuals` holds the values `(x, [y, [z]], out)` flagged in
   `reads` (None for the others). Forward and reverse mode use them where one input (reverse
-  mode: or two) is differentiated (transforms/forward.py, reverse.py); the pullbacks take
-  reverse mode's lazy `Scaled` cotangents (so `scaled_cotangents` must be set);
+  mode: or two) is differentiated (transforms/forward.py, reverse.py); in reverse mode `t` may
+  be a lazy `Scaled` cotangent (so `scaled_cotangents` must be set);
 - `partials`: for the elementwise family, the partial derivatives as data, one per input:
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
@@ -154,7 +154,7 @@ class Primitive:
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if input_rules is not None and not scaled_cotangents:
-            raise ValueError(f"primitive {name!r}: input_rules pullbacks take Scaled cotangents; "
+            raise ValueError(f"primitive {name!r}: input_rules scales take Scaled cotangents; "
                              "set scaled_cotangents=True")
         if differentiable and (jvp is None or vjp is None and value_and_vjp is None):
             raise ValueError(f"primitive {name!r} is differentiable but lacks a jvp or vjp rule")
@@ -178,8 +178,7 @@ class Primitive:
         self.emit_scalar, self.scalar_reduction = emit_scalar, scalar_reduction
         self.adds_at_index = adds_at_index
         self.input_rules = input_rules and tuple(
-            (named_closures(push, name), named_closures(pull, name), reads)
-            for push, pull, reads in input_rules)
+            (named_closures(scale, name), reads) for scale, reads in input_rules)
         self.prune = prune
         REGISTRY[name] = self
 
@@ -228,10 +227,13 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
+RULE_CLOSURES = ("pullback", "pushforward", "scale")     # names `named_closures` qualifies
+
+
 def named_closures(rule: Callable, prim_name: str) -> Callable:
     """`rule` (a rule of the primitive `prim_name`) with the closures its code defines named
-    `pullback` or `pushforward` (and itself, if so named) renamed `<prim>_pullback` or
-    `<prim>_pushforward` in its code. `Primitive` does this once for each of its rules, so a
+    `pullback`, `pushforward` or `scale` (and itself, if so named) renamed `<prim>_pullback`,
+    `<prim>_pushforward` or `<prim>_scale` in its code. `Primitive` does this once for each of its rules, so a
     closure a rule makes per call costs nothing to name, and tracebacks (which read the
     code's name) and reprs say which primitive it belongs to. A copy: rules shared by several
     primitives keep their own names.
@@ -249,7 +251,7 @@ def named_closures(rule: Callable, prim_name: str) -> Callable:
     def renamed(code):
         code = code.replace(co_consts=tuple(renamed(c) if isinstance(c, CodeType) else c
                                             for c in code.co_consts))
-        if code.co_name not in ("pullback", "pushforward"):
+        if code.co_name not in RULE_CLOSURES:
             return code
         name = f"{prim_name}_{code.co_name}"
         return code.replace(co_name=name, co_qualname=name)

@@ -18,13 +18,15 @@ import cmath
 import inspect
 import math
 from functools import lru_cache
+from types import FunctionType
 
 import numpy as np
 from . import scipy_special as sp
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype
-from ..transforms.cotangents import LazyCotangent
+from ..core.numbers import cast
+from ..transforms.cotangents import unbroadcast_to
 from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
 
@@ -164,15 +166,6 @@ def real_ufunc_scalar(ufunc):
                                                                                         dtypes)
 
 
-def cast(v, dtype):
-    """v (an array or tracer) cast to `dtype`: a complex value cast to a real dtype keeps its
-    real part, the transpose of the real numbers' embedding in the complex ones (and the
-    pushforward of a real-valued function of complex values, core/numbers.py)."""
-    if v.dtype.kind == "c" and np.dtype(dtype).kind != "c":
-        v = v.real
-    return v if v.dtype == dtype else v.astype(dtype)
-
-
 def unbroadcast(ct, x):
     """Sum `ct` down to the shape of `x` (undoing broadcasting) and cast it to x's dtype.
 
@@ -180,26 +173,6 @@ def unbroadcast(ct, x):
     a lazy cotangent that needs either is materialised first.
     """
     return unbroadcast_to(ct, shape_of(x), dtype_of(x))
-
-
-def unbroadcast_to(ct, shape, dtype):
-    """`unbroadcast` to a shape and a dtype (None: a weakly typed Python scalar's, no cast)."""
-    ct_shape = ct.shape
-    if ct_shape == shape and (dtype is None or ct.dtype == dtype):
-        return ct                            # the common case: it fits already
-    if isinstance(ct, LazyCotangent):
-        ct = ct.dense()
-    if ct_shape != shape:
-        lead = len(ct_shape) - len(shape)
-        axes = tuple(range(lead)) + tuple(
-            lead + i for i, n in enumerate(shape) if n == 1 and ct_shape[lead + i] != 1)
-        if axes:
-            ct = ct.sum(axis=axes)
-        if ct.shape != shape:
-            ct = ct.reshape(shape)
-    if dtype is not None and ct.dtype != dtype:
-        ct = cast(ct, dtype)
-    return ct
 
 
 def _partial_call(partial, residuals):
@@ -229,47 +202,77 @@ def _reads(partial, residuals) -> tuple:
     return tuple(n in names for n in residuals)
 
 
+class _ImplGlobals(dict):
+    """The globals of `_on_arrays` twins: a module's, each primitive replaced by its `impl`
+    (looked up at first use, when the module is complete; names it lacks are builtins)."""
+    __slots__ = ("module",)
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def __missing__(self, name):
+        value = self.module[name]            # KeyError: Python then looks in builtins
+        self[name] = value = value.impl if isinstance(value, Primitive) else value
+        return value
+
+
+_IMPL_GLOBALS = {}                           # id of a module's globals -> its _ImplGlobals
+
+
+def _on_arrays(partial):
+    """A twin of the function `partial` for NumPy arrays: the primitives it names (as
+    globals) are their `impl`, which is what binding them does when no argument is traced,
+    without the bind (a partial derivative's primitives are most of an eager reverse
+    sweep's calls). Only for plain arrays: on tracers the primitives must be bound.
+
+    >>> from pullback.primitives.elementwise import sin      # partial: lambda x: cos(x)
+    >>> _on_arrays(sin.partials[0]).__globals__["cos"] is np.cos
+    True
+    """
+    if not isinstance(partial, FunctionType):   # a callable object: as it is
+        return partial
+    module = partial.__globals__
+    impl_globals = _IMPL_GLOBALS.get(id(module))
+    if impl_globals is None:
+        impl_globals = _IMPL_GLOBALS[id(module)] = _ImplGlobals(module)
+    return FunctionType(partial.__code__, impl_globals, partial.__name__,
+                         partial.__defaults__, partial.__closure__)
+
+
 def _scaler(partial, residuals):
-    """The map (t, values, params) -> t * partial, in both modes (for complex values too: see
-    core/numbers.py), specialised once for a number or a function (see `_partial_call`). A
-    function may return a number, or a pair (number, array) applied number-first."""
+    """The map `scale(t, values, params) -> t * partial`, in both modes (for complex values
+    too: see core/numbers.py), specialised once for a number or a function (see
+    `_partial_call`). A function may return a number, or a pair (number, array) applied
+    number-first. No broadcasting and no cast: callers fit the result to its value."""
     if isinstance(partial, (int, float)):
         if partial == 1:
-            return lambda t, values, params: t
-        if partial == -1:
-            return lambda t, values, params: -t
-        return lambda t, values, params: t * partial
+            def scale(t, values, params):
+                return t
+        elif partial == -1:
+            def scale(t, values, params):
+                return -t
+        else:
+            def scale(t, values, params):
+                return t * partial
+        return scale
     call = _partial_call(partial, residuals)
     names = list(inspect.signature(partial).parameters)
-    # A partial reading one residual and no parameter (the common case) is called directly.
+    # A partial reading one residual and no parameter (the common case) is called directly,
+    # on a NumPy array as its twin calling the primitives' impls.
     single = residuals.index(names[0]) if len(names) == 1 and names[0] in residuals else None
+    on_arrays = _on_arrays(partial)
 
     def scale(t, values, params):
-        d = call(values, params) if single is None else partial(values[single])
+        if single is None:
+            d = call(values, params)
+        else:
+            v = values[single]
+            d = on_arrays(v) if type(v) is np.ndarray else partial(v)
         if type(d) is tuple:                 # (number, array): the number first
             return t * d[0] * d[1]
         return t if type(d) is int and d == 1 else t * d
     return scale
-
-
-def _input_rules(scale, reads):
-    """One input's `(pushforward, pullback, reads)` of an elementwise primitive (see
-    `Primitive.input_rules`): the derivative times the partial derivative, broadcast to the
-    output or un-broadcast to the input."""
-    def pushforward(t, residuals, params, shape, dtype):
-        t = scale(t, residuals, params)
-        if t.shape != shape:
-            t = np.broadcast_to(t, shape)    # a primitive on tracers
-        if t.dtype != dtype:                 # SciPy promotions, real functions of complex z
-            t = cast(t, dtype)
-        return t
-
-    def pullback(ct, residuals, params, shape, dtype):
-        ct = scale(ct, residuals, params)
-        if ct.shape != shape or ct.dtype != dtype:
-            ct = unbroadcast_to(ct, shape, dtype)
-        return ct
-    return pushforward, pullback, reads
 
 
 def _stand_in(value):
@@ -384,8 +387,7 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
     ufuncs = tuple(f for f in (ufunc, *aliases) if isinstance(f, np.ufunc))
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp,
                      vjp=vjp,
-                     input_rules=tuple(_input_rules(scale, read)
-                                       for scale, read in zip(scales, reads)),
+                     input_rules=tuple(zip(scales, reads)),
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
                      emit=emit or (ufunc_emitter(ufunc) if ufuncs else None),

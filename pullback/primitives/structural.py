@@ -47,7 +47,8 @@ def _reshape_emit(x, shape):
 
 
 reshape = linear(
-    "reshape", lambda x, shape: np.reshape(x, shape),
+    "reshape", lambda x, shape: x.reshape(shape) if type(x) is np.ndarray
+    else np.reshape(x, shape),                # the method: np.reshape's Python layers skipped
     shape=lambda x, shape: ShapeDtype(tuple(shape), array_dtype(x)),
     transpose=lambda ct, x, shape: reshape(ct, shape=shape_of(x)),
     batch=lambda values, dims, shape: (
@@ -76,7 +77,8 @@ def _broadcast_to_shape(x, shape):
 
 
 transpose = linear(
-    "transpose", lambda x, axes: np.transpose(x, axes),
+    "transpose", lambda x, axes: x.transpose(axes) if type(x) is np.ndarray
+    else np.transpose(x, axes),
     shape=_transpose_shape,
     transpose=lambda ct, x, axes: transpose(ct, axes=tuple(np.argsort(axes).tolist())),
     batch=lambda values, dims, axes: (

@@ -24,6 +24,7 @@ from ..core.arrays import (WRITABLE_TYPES, add_at, broadcast_scalar, empty, fore
                            without_new_axes, writable_in_place, zeros)
 from ..core.engine import Tracer
 from ..core.indexing import index_tuple
+from ..core.numbers import cast
 from ..core.primitive import ZERO
 
 
@@ -41,6 +42,33 @@ class LazyCotangent:
 def dense(ct):
     """A cotangent as an array: lazy ones materialised, anything else as it is."""
     return ct.dense() if isinstance(ct, LazyCotangent) else ct
+
+
+def unbroadcast_to(ct, shape, dtype):
+    """The cotangent `ct` of a broadcast value summed down to `shape` (undoing the
+    broadcasting) and cast to `dtype` (None: a weakly typed Python scalar's, no cast).
+    Written with array methods, which are primitives on tracers and NumPy on arrays; a lazy
+    cotangent that needs either is materialised first.
+
+    >>> unbroadcast_to(np.ones((2, 3)), (3,), np.dtype(np.float64))
+    array([2., 2., 2.])
+    """
+    ct_shape = ct.shape
+    if ct_shape == shape and (dtype is None or ct.dtype == dtype):
+        return ct                            # the common case: it fits already
+    if isinstance(ct, LazyCotangent):
+        ct = ct.dense()
+    if ct_shape != shape:
+        lead = len(ct_shape) - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and ct_shape[lead + i] != 1)
+        if axes:
+            ct = ct.sum(axis=axes)
+        if ct.shape != shape:
+            ct = ct.reshape(shape)
+    if dtype is not None and ct.dtype != dtype:
+        ct = cast(ct, dtype)
+    return ct
 
 
 def lazy_pullback(primitive, pullback, values, params):

@@ -9,10 +9,12 @@ never materialised; a primitive whose tangent comes out `ZERO` returns a plain
 """
 from typing import Callable
 
+import numpy as np
+
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import zeros_like_value
-from ..core.numbers import refuse_complex
+from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
 from ..tree import flatten, tree_map, unflatten
@@ -35,44 +37,54 @@ class JVPTrace(Trace):
 
     def process_primitive(self, primitive, args, params):
         rules = primitive.input_rules
-        if rules is not None:
-            # Elementwise with one input carrying a tangent here (the common case): its rule
-            # as data, no jvp rule call.
-            if len(args) == 1:
-                (tracer,) = args              # bound by its own trace: ours
-                x = tracer.primal
-                if not primitive.complex_rules:
-                    refuse_complex(args, primitive)
-                out = primitive.impl(x, **params) if type(x) in PLAIN_TYPES \
-                    else primitive(x, **params)
-                pushforward = rules[0][0]
-                residuals = (x, out)
-            elif len(args) == 2:
-                x, y = args
-                if type(x) is JVPTracer and x._trace is self:
-                    if type(y) is JVPTracer and y._trace is self:
-                        return self.apply_jvp(primitive, args, params)
-                    tracer = x
-                    x = x.primal
-                    pushforward = rules[0][0]
-                elif type(y) is JVPTracer and y._trace is self:
-                    tracer = y
-                    y = y.primal
-                    pushforward = rules[1][0]
-                else:
+        if rules is None:
+            return self.apply_jvp(primitive, args, params)
+        # Elementwise with one input carrying a tangent here (the common case): its rule as
+        # data, no jvp rule call.
+        if len(args) == 1:
+            (tracer,) = args                  # bound by its own trace: ours
+            x = tracer.primal
+            if not primitive.complex_rules:
+                refuse_complex(args, primitive)
+            if type(x) not in PLAIN_TYPES:
+                out = primitive(x, **params)
+            elif params:
+                out = primitive.impl(x, **params)
+            else:
+                out = primitive.impl(x)
+            tangent = rules[0][0](tracer.tangent, (x, out), params)
+        elif len(args) == 2:
+            x, y = args
+            if type(x) is JVPTracer and x._trace is self:
+                if type(y) is JVPTracer and y._trace is self:
                     return self.apply_jvp(primitive, args, params)
-                if not primitive.complex_rules:
-                    refuse_complex((x, y), primitive)
-                out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
-                    and type(y) in PLAIN_TYPES else primitive(x, y, **params)
-                residuals = (x, y, out)
+                tracer = x
+                x = x.primal
+                scale = rules[0][0]
+            elif type(y) is JVPTracer and y._trace is self:
+                tracer = y
+                y = y.primal
+                scale = rules[1][0]
             else:
                 return self.apply_jvp(primitive, args, params)
-            tangent_out = pushforward(tracer.tangent, residuals, params, out.shape, out.dtype)
-            if isinstance(tangent_out, Tracer) and observer() is not None:     # staged: name it
-                observer().name_like(tangent_out, out, "_dot")
-            return JVPTracer(self, out, tangent_out)
-        return self.apply_jvp(primitive, args, params)
+            if not primitive.complex_rules:
+                refuse_complex((x, y), primitive)
+            if type(x) not in PLAIN_TYPES or type(y) not in PLAIN_TYPES:
+                out = primitive(x, y, **params)
+            elif params:
+                out = primitive.impl(x, y, **params)
+            else:
+                out = primitive.impl(x, y)
+            tangent = scale(tracer.tangent, (x, y, out), params)
+        else:
+            return self.apply_jvp(primitive, args, params)
+        if tangent.shape != out.shape:
+            tangent = np.broadcast_to(tangent, out.shape)   # a primitive on tracers
+        if tangent.dtype is not out.dtype and tangent.dtype != out.dtype:
+            tangent = cast(tangent, out.dtype)    # SciPy promotions, real functions of complex z
+        if isinstance(tangent, Tracer) and observer() is not None:       # staged: name it
+            observer().name_like(tangent, out, "_dot")
+        return JVPTracer(self, out, tangent)
 
     def apply_jvp(self, primitive, args, params):
         """Process any primitive with its jvp rule."""

@@ -5,11 +5,12 @@ tape's first entries are the input leaves (None); every bind appends one entry, 
 kinds:
 
 - data, for an elementwise primitive with one or two inputs traced at this level (most
-  binds): `(pullback, parent, residuals, params, shape, dtype)`, and for a second traced
-  input `(..., pullback_y, parent_y, shape_y, dtype_y)` after it: each input's rule from
-  the primitive's `input_rules` (made once per primitive), the tape index of the input, the
-  residuals its rules read, the parameters, the input's shape and dtype. No closure and no
-  rule call per bind;
+  binds): `(scale, parent, residuals, params, shape, dtype)`, and for a second traced
+  input `(..., scale_y, parent_y, shape_y, dtype_y)` after it: each input's rule from
+  the primitive's `input_rules` (made once per primitive: the cotangent times the partial
+  derivative, which the sweep sums to the input's shape and casts to its dtype where they
+  differ), the tape index of the input, the residuals its rules read, the parameters, the
+  input's shape and dtype. No closure and no rule call per bind;
 - a closure for any other: `(pullback, parents, n_results, scaled, output)`: the
   primitive's pullback closure (built by its `vjp` rule, or with the output by its
   `value_and_vjp` rule, closing over its residuals), the tape indices of its inputs traced
@@ -32,7 +33,7 @@ from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.arrays import WRITABLE_TYPES, writable_in_place, zeros_like_value
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
-from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback
+from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback, unbroadcast_to
 from ..errors import CotangentError
 from ..tree import flatten, tree_map, unflatten
 
@@ -77,43 +78,60 @@ class ReverseTrace(Trace):
             x = tracer.value
             if not primitive.complex_rules:
                 refuse_complex(args, primitive)
-            out = primitive.impl(x, **params) if type(x) in PLAIN_TYPES \
-                else primitive(x, **params)
-            _, pullback, (read_x, read_out) = rules[0]
-            residuals = (x if read_x else None, out if read_out else None)
-        elif len(args) == 2:
-            x, y = args
-            other = None                      # the tracer of y when both inputs are traced here
-            if type(x) is ReverseTracer and x._trace is self:
-                tracer = x
-                x = x.value
-                _, pullback, (read_x, read_y, read_out) = rules[0]
-                if type(y) is ReverseTracer and y._trace is self:
-                    other = y
-                    y = y.value
-                    _, pullback_y, (read_x_too, read_y_too, read_out_too) = rules[1]
-                    read_x, read_y = read_x or read_x_too, read_y or read_y_too
-                    read_out = read_out or read_out_too
-            elif type(y) is ReverseTracer and y._trace is self:
-                tracer = y
-                y = y.value
-                _, pullback, (read_x, read_y, read_out) = rules[1]
+            if type(x) not in PLAIN_TYPES:
+                out = primitive(x, **params)
+            elif params:
+                out = primitive.impl(x, **params)
             else:
-                return self.record(primitive, args, params)
-            if not primitive.complex_rules:
-                refuse_complex((x, y), primitive)
-            out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
-                and type(y) in PLAIN_TYPES else primitive(x, y, **params)
-            residuals = (x if read_x else None, y if read_y else None, out if read_out else None)
-            if other is not None:
-                tape = self.tape
-                tape.append((pullback, tracer.node, residuals, params, tracer.shape, tracer.dtype,
-                             pullback_y, other.node, other.shape, other.dtype))
-                return ReverseTracer(self, out, len(tape) - 1)
+                out = primitive.impl(x)
+            scale, (read_x, read_out) = rules[0]
+            tape = self.tape
+            tape.append((scale, tracer.node, (x if read_x else None, out if read_out else None),
+                         params, tracer.shape, tracer.dtype))
+            return ReverseTracer(self, out, len(tape) - 1)
+        if len(args) != 2:
+            return self.record(primitive, args, params)
+        x, y = args
+        if type(x) is ReverseTracer and x._trace is self:
+            tracer = x
+            x = x.value
+            scale, (read_x, read_y, read_out) = rules[0]
+            if type(y) is ReverseTracer and y._trace is self:
+                return self._both_traced(primitive, tracer, y, params)
+        elif type(y) is ReverseTracer and y._trace is self:
+            tracer = y
+            y = y.value
+            scale, (read_x, read_y, read_out) = rules[1]
         else:
             return self.record(primitive, args, params)
+        if not primitive.complex_rules:
+            refuse_complex((x, y), primitive)
+        if type(x) not in PLAIN_TYPES or type(y) not in PLAIN_TYPES:
+            out = primitive(x, y, **params)
+        elif params:
+            out = primitive.impl(x, y, **params)
+        else:
+            out = primitive.impl(x, y)
         tape = self.tape
-        tape.append((pullback, tracer.node, residuals, params, tracer.shape, tracer.dtype))
+        tape.append((scale, tracer.node, (x if read_x else None, y if read_y else None,
+                                          out if read_out else None),
+                     params, tracer.shape, tracer.dtype))
+        return ReverseTracer(self, out, len(tape) - 1)
+
+    def _both_traced(self, primitive, tracer_x, tracer_y, params):
+        """An elementwise bind of two inputs both traced here: one entry with both rules."""
+        x, y = tracer_x.value, tracer_y.value
+        (scale_x, reads_x), (scale_y, reads_y) = primitive.input_rules
+        if not primitive.complex_rules:
+            refuse_complex((x, y), primitive)
+        out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
+            and type(y) in PLAIN_TYPES else primitive(x, y, **params)
+        residuals = (x if reads_x[0] or reads_y[0] else None,
+                     y if reads_x[1] or reads_y[1] else None,
+                     out if reads_x[2] or reads_y[2] else None)
+        tape = self.tape
+        tape.append((scale_x, tracer_x.node, residuals, params, tracer_x.shape, tracer_x.dtype,
+                     scale_y, tracer_y.node, tracer_y.shape, tracer_y.dtype))
         return ReverseTracer(self, out, len(tape) - 1)
 
     def record(self, primitive, args, params):
@@ -212,15 +230,21 @@ def backward(tape, seeds, n_leaves):
             watcher.derivative_of(None if data else entry[4])
             if not isinstance(ct, (LazyCotangent, list)):
                 watcher.name_like(ct, None if data else entry[4], "_bar")
-        if data:                             # the pullbacks of one input or two, as data
+        if data:                             # the scales of one input or two, as data
             ref = entry[1]
-            c = entry[0](ct, entry[2], entry[3], entry[4], entry[5])
+            c = entry[0](ct, entry[2], entry[3])
+            shape, dtype = entry[4], entry[5]
+            if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
+                c = unbroadcast_to(c, shape, dtype)
             if type(ref) is int and cotangents[ref] is None:
                 cotangents[ref] = c
             else:
                 accumulator.add(ref, c)
             if len(entry) == 10:
-                accumulator.add(entry[7], entry[6](ct, entry[2], entry[3], entry[8], entry[9]))
+                c = entry[6](ct, entry[2], entry[3])
+                if c.shape != entry[8] or c.dtype is not entry[9] and c.dtype != entry[9]:
+                    c = unbroadcast_to(c, entry[8], entry[9])
+                accumulator.add(entry[7], c)
             continue
         for ref, c in zip(entry[1], entry[0](ct)):
             if ref is not None and c is not ZERO:
