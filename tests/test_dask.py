@@ -612,3 +612,26 @@ def test_item3_a_numpy_array_indexed_by_a_dask_index_is_neither_computed_nor_num
     for kind, expected in (("grad", pb.grad(plain)(X)), ("hessian", pb.hessian(plain)(X))):
         assert isinstance(lazy[kind], da.Array), kind
         np.testing.assert_allclose(lazy[kind].compute(), expected, rtol=1e-15, err_msg=kind)
+
+
+LOOPS = {
+    "fori_loop": lambda x: np.sum(pb.fori_loop(0, 3, lambda i, c: np.sin(c), x)),
+    "scan": lambda x: pb.scan(lambda c, xi: (c + xi, c * xi), 0.0, x)[0],
+    "while_loop": lambda x: np.sum(pb.while_loop(lambda c: np.sum(c) < 10, lambda c: c * 2, x)),
+    "switch": lambda x: np.sum(pb.cond(True, lambda a: a * 2, lambda a: a * 3, x)),
+    "checkpoint": lambda x: np.sum(pb.checkpoint(np.sin)(x)),
+    "closure": lambda y: np.sum(pb.fori_loop(0, 2, lambda i, c: c * _as_dask(X), X)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOOPS))
+@pytest.mark.parametrize("transform", ["call", "grad"])
+def test_loops_refuse_dask_arrays_rather_than_compute_them_into_numpy(name, transform):
+    """Loop and branch bodies run as generated NumPy code: fori_loop, while_loop and cond of
+    Dask arrays computed them and returned NumPy arrays."""
+    f = LOOPS[name] if transform == "call" else pb.grad(LOOPS[name])
+    with counting() as scheduler:
+        with raises(ArrayLibraryError, f"pullback.{name if name != 'closure' else 'fori_loop'}",
+                    "dask", "np.asarray"):
+            f(_as_dask(X))
+    assert scheduler.computations == 0

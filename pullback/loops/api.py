@@ -7,10 +7,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core.arrays import shape_of
+from ..core.arrays import foreign_library, shape_of
 from ..core.engine import Tracer
 from ..core.primitive import ShapeDtype
-from ..errors import CheckpointPolicyError, LoopTypeError
+from ..errors import ArrayLibraryError, CheckpointPolicyError, LoopTypeError
 from ..tree import describe, flatten, tree_map, unflatten
 from .bodies import aval_of, reading_its_xs, stage_function
 from .loop import loop
@@ -28,6 +28,18 @@ def _name(fn) -> str:
 def _as_array(leaf):
     """A Python number as the NumPy scalar it would become (strongly typed)."""
     return np.asarray(leaf) if isinstance(leaf, (bool, int, float, complex)) else leaf
+
+
+def _numpy_arrays_only(kind, values):
+    """Loop and branch bodies run as generated NumPy code: another library's arrays (Dask,
+    CuPy) would be computed into NumPy silently, so they are refused."""
+    library = foreign_library(values)
+    if library is not None:
+        raise ArrayLibraryError(
+            f"pullback.{kind} got {library} arrays, but it runs its body as NumPy code and "
+            f"would compute them into NumPy arrays. Compute the inputs with NumPy first "
+            f"(np.asarray), or write the loop or branch in plain Python, which pullback "
+            f"differentiates on {library} arrays directly.")
 
 
 def _check_carry(fn, carry_tree, carry_avals, out_tree, out_avals):
@@ -59,9 +71,10 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int = None, reverse: bo
     return _scan(f, init, xs, length, reverse, checkpoints)
 
 
-def _scan(f, init, xs, length, reverse, checkpoints, make_xs=None):
+def _scan(f, init, xs, length, reverse, checkpoints, make_xs=None, kind="scan"):
     """scan; `make_xs`, if given, makes the leaves of `xs` (then only placeholders of their
-    type) when the body reads them: fori_loop's counter is no array of n when unread."""
+    type) when the body reads them: fori_loop's counter is no array of n when unread. `kind`:
+    the function the user called, for errors."""
     checkpoints = checked_policy(checkpoints)
     init_leaves, carry_tree = flatten(init)
     init_leaves = [_as_array(x) for x in init_leaves]
@@ -94,6 +107,7 @@ def _scan(f, init, xs, length, reverse, checkpoints, make_xs=None):
     body, read = reading_its_xs(staged.program, len(staged.captured) + n_carry)
     if make_xs is not None and any(read):
         x_leaves = make_xs()
+    _numpy_arrays_only(kind, [*staged.captured, *init_leaves, *x_leaves])
     outs = loop(*staged.captured, *init_leaves, *[x for x, r in zip(x_leaves, read) if r],
                 body=body, n_consts=len(staged.captured), n_carry=n_carry, length=n,
                 reverse=bool(reverse), checkpoints=checkpoints)
@@ -131,7 +145,7 @@ def fori_loop(lower: int, upper: int, body: Callable, init: Any, checkpoints="al
     upper = max(lower, upper)
     counter = np.broadcast_to(np.int_(lower), (upper - lower,))       # its type, no memory
     last, _ = _scan(functools.partial(_counted_step, body), init, counter, None, False,
-                    checkpoints, make_xs=lambda: [np.arange(lower, upper)])
+                    checkpoints, make_xs=lambda: [np.arange(lower, upper)], kind="fori_loop")
     return last
 
 
@@ -182,6 +196,7 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init: Any, checkpoints="a
     body = stage_function(body_fun, avals, in_tree, call=step, kind="while body")
     _check_carry(body_fun, carry_tree, avals, body.out_tree,
                  [aval_of(v) for v in body.program.outvars])
+    _numpy_arrays_only("while_loop", [*cond.captured, *body.captured, *leaves])
     outs = while_loop_p(*cond.captured, *body.captured, *leaves, cond=cond.program,
                         body=body.program, n_cond=len(cond.captured),
                         n_body=len(body.captured), checkpoints=checkpoints)
@@ -228,6 +243,7 @@ def switch(index, branches, *operands):
                 f"{describe(s.out_tree)} of {', '.join(map(_type_name, theirs))}. Every branch "
                 "returns the same structure, shapes and dtypes (convert with astype, or "
                 "broadcast).")
+    _numpy_arrays_only("switch", [index, *[c for s in staged for c in s.captured], *leaves])
     outs = switch_p(np.asarray(index) if not isinstance(index, Tracer) else index,
                     *[c for s in staged for c in s.captured], *leaves,
                     branches=tuple(s.program for s in staged),
@@ -272,7 +288,8 @@ def checkpoint(f: Callable, policy: str = "recompute") -> Callable:
         def once(inputs, _):
             return inputs, f(*inputs[0], **inputs[1])
         once.__name__ = _name(f)
-        _, outs = scan(once, (args, kwargs), None, length=1,
-                       checkpoints="carry" if policy == "recompute" else "all")
+        _, outs = _scan(once, (args, kwargs), None, 1, False,
+                        "carry" if policy == "recompute" else "all",
+                        kind="checkpoint")
         return tree_map(lambda y: y[0], outs)
     return checkpointed

@@ -34,7 +34,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..core.arrays import moveaxis, zeros_like_value
+from ..core.arrays import foreign_array, moveaxis, zeros_like_value
 from ..core.engine import Tracer, new_trace
 from ..core.primitive import ZERO, ShapeDtype
 from ..core.user_code import filled_cell
@@ -115,8 +115,9 @@ def runner(program: Program):
 # ------------------------------------------------------------------ user functions
 
 class _ClosureTrace(StagingTrace):
-    """Staging where every array or foreign traced value the function reads becomes an
-    input of its own ("captured"), instead of a constant or an error."""
+    """Staging where every array (another library's too: `api` refuses those) or foreign
+    traced value the function reads becomes an input of its own ("captured"), instead of a
+    constant or an error."""
     __slots__ = ("captured", "_captured_vars")
 
     def __init__(self, level):
@@ -124,7 +125,8 @@ class _ClosureTrace(StagingTrace):
         self.captured, self._captured_vars = [], {}
 
     def read(self, value):
-        if isinstance(value, np.ndarray) or (isinstance(value, Tracer) and not (
+        if isinstance(value, np.ndarray) or foreign_array(value) is not None or (
+                isinstance(value, Tracer) and not (
                 type(value) is StagingTracer and value._trace is self)):
             var = self._captured_vars.get(id(value))
             if var is None:
