@@ -540,3 +540,39 @@ def test_python_arithmetic_on_python_scalar_arguments_stays_weakly_typed(f, s):
     loss = lambda x, s: np.sum(f(x, s))                      # noqa: E731
     np.testing.assert_allclose(jit(grad(loss))(x, s), grad(loss)(x, s), rtol=1e-6)
     assert jit(grad(loss))(x, s).dtype == np.float32
+
+
+@pytest.mark.parametrize("transform", ["f", "grad", "hessian"])
+def test_a_write_into_a_closure_array_after_staging_is_seen_by_none_of_the_program(transform):
+    """jit folded exp(W) once but read W itself when called: after `W *= 2` the gradient
+    mixed the old exp(W) with the new W, neither the old answer nor the new one."""
+    rng = np.random.default_rng(0)
+    W, x = rng.standard_normal((3, 3)), rng.standard_normal(3)
+
+    def f(x):
+        return np.sum(np.tanh(np.exp(W) @ x) * (W @ x))
+    g = {"f": f, "grad": grad(f), "hessian": hessian(f)}[transform]
+    jitted = jit(g)
+    before = [jitted(x) for _ in range(3)][-1]
+    np.testing.assert_allclose(before, g(x), rtol=1e-12)
+    W *= 2.0
+    np.testing.assert_array_equal(jitted(x), before)     # the snapshot, every part of it
+    assert not np.allclose(g(x), before)                 # eagerly, the new W
+
+
+def test_a_long_program_interpreted_on_its_first_call_reads_the_snapshot_too():
+    from pullback.ir.jit import INTERPRETED_FIRST_CALL
+    rng = np.random.default_rng(1)
+    W, x = rng.standard_normal(4), rng.standard_normal(4)
+
+    def f(x):
+        for _ in range(400):
+            x = np.sin(x) * np.exp(W)
+        return np.sum(x)
+    assert len(make_ir(grad(f), optimized=False)(x).equations) >= INTERPRETED_FIRST_CALL
+    jitted = jit(grad(f))
+    first = jitted(x)                    # staged and interpreted
+    np.testing.assert_allclose(first, grad(f)(x), rtol=1e-10)
+    W += 1.0
+    np.testing.assert_array_equal(jitted(x), first)      # optimised and compiled: the snapshot
+    assert not np.allclose(grad(f)(x), first)

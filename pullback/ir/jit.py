@@ -42,6 +42,16 @@ class RestagingWarning(UserWarning):
     """A jitted function is staged again on (almost) every call: its cache does not help."""
 
 
+def _snapshot(program):
+    """`program` with copies of the NumPy arrays it reads as constants (the function's
+    closure and globals): the passes compute values from them once (`exp(W)`), the
+    generated code reads the rest when called, so a later write into the user's array
+    would be seen by some of the program and not by the rest. A snapshot is seen by all."""
+    program.consts = [c.copy() if type(c) is np.ndarray and c.flags.writeable else c
+                      for c in program.consts]
+    return program
+
+
 class _Compiled:
     """A cached program and its variants, built as calls come (the tiers are chosen here
     alone). A long program (`INTERPRETED_FIRST_CALL` equations or more) is run as staged by
@@ -52,7 +62,7 @@ class _Compiled:
     __slots__ = ("staged", "_program", "name", "fast", "_traceable", "out_tree")
 
     def __init__(self, staged, name):
-        self.staged, self.name = staged, name
+        self.staged, self.name = _snapshot(staged), name
         self._program = self._traceable = None
         self.out_tree = staged.out_tree
         # constants of another array library (a Dask array in f) cannot meet NumPy buffers
