@@ -70,12 +70,13 @@ def _median_seconds(fn, calls=3):
     return sorted(times)[calls // 2]
 
 
-def run_numpy(n):
+def run_numpy(n, jitted=False):
     import numpy as np
     import pullback
     before = peak_rss_mb()
     x = np.random.default_rng(0).uniform(0.5, 1.5, n)
     gradient = pullback.grad(chained_rosenbrock)
+    gradient = pullback.jit(gradient) if jitted else gradient
     seconds = _median_seconds(lambda: gradient(x))
     return {"seconds": seconds, "memory_mb": peak_rss_mb() - before,
             "checksum": float(np.sum(gradient(x)[::997]))}
@@ -86,12 +87,19 @@ ENDINGS = {"persist": "kept on the cluster (persisted)",
            "compute": "`.compute()`"}
 
 
-def run_dask(n, chunk, workers, by_hand=False, processes=True, ending="compute"):
+GRADIENTS = {"eager": "pullback on Dask, gradient",
+             "jit": "pullback on Dask, `jit(grad)`",
+             "hand": "hand-written gradient in dask.array"}
+
+
+def run_dask(n, chunk, workers, how="eager", processes=True, ending="compute"):
     """The gradient on a LocalCluster of `workers` worker processes (threads in the client's
     process when not `processes`: no transfers between processes, and no memory of their own
     to measure), ending as `ending` says (`ENDINGS`): kept on the cluster in its chunks, as
     an optimiser running there keeps it; gathered into the client chunk by chunk; or by
-    `.compute()`, whose final task (Dask's `finalize`) joins every chunk on one worker."""
+    `.compute()`, whose final task (Dask's `finalize`) joins every chunk on one worker.
+    `how` (`GRADIENTS`): pullback's grad, its jit (one task per chunk: ir/chunked.py), or
+    the hand-written dask.array gradient."""
     import dask.array as da
     import numpy as np
     from dask.distributed import Client, LocalCluster, wait
@@ -104,7 +112,9 @@ def run_dask(n, chunk, workers, by_hand=False, processes=True, ending="compute")
                                          chunks=chunk))
         wait(x)
         loaded = client.run(peak_rss_mb)
-        gradient = hand_written_dask_gradient if by_hand else pullback.grad(chained_rosenbrock)
+        gradient = {"eager": pullback.grad(chained_rosenbrock),
+                    "jit": pullback.jit(pullback.grad(chained_rosenbrock)),
+                    "hand": hand_written_dask_gradient}[how]
 
         def persisted():
             kept = client.persist(gradient(x))
@@ -162,29 +172,35 @@ def main():
     args = parser.parse_args()
     busy, load = cpu_busy_fraction(), os.getloadavg()
     numpy_run = in_process("run_numpy", args.n)
-    runs = {(ending, by_hand): in_process("run_dask", args.n, args.chunk, 2, by_hand, True, ending)
-            for ending in ENDINGS for by_hand in (False, True)}
-    threaded = {by_hand: in_process("run_dask", args.n, args.chunk, 2, by_hand, False)
-                for by_hand in (False, True)}
+    numpy_jit = in_process("run_numpy", args.n, True)
+    runs = {(ending, how): in_process("run_dask", args.n, args.chunk, 2, how, True, ending)
+            for ending in ENDINGS for how in GRADIENTS}
+    threaded = {how: in_process("run_dask", args.n, args.chunk, 2, how, False)
+                for how in GRADIENTS}
     hvp_run = in_process("run_hvp", args.hvp_n, 5 * 10**6, 2, "2GB")
     same = all(abs(numpy_run["checksum"] - run["checksum"]) <= 1e-9 * abs(numpy_run["checksum"])
-               for run in list(runs.values()) + list(threaded.values()))
+               for run in [numpy_jit] + list(runs.values()) + list(threaded.values()))
     import dask
-    who = {False: "pullback on Dask, gradient", True: "hand-written gradient in dask.array"}
     rows = "\n".join(
-        f"| {who[by_hand]}, {ENDINGS[ending]} | {args.n:,} | {args.chunk:,} | 2 | "
+        f"| {GRADIENTS[how]}, {ENDINGS[ending]} | {args.n:,} | {args.chunk:,} | 2 | "
         f"{run['seconds']:.3f} | {run['memory_mb']:,.0f} per worker (max; {run['x_mb']:,.0f} "
-        "on receiving x) |" for (ending, by_hand), run in runs.items())
+        "on receiving x) |" for (ending, how), run in runs.items())
     rows += "".join(
-        f"\n| *threads, not processes:* {who[by_hand]}, `.compute()` | {args.n:,} | "
+        f"\n| *threads, not processes:* {GRADIENTS[how]}, `.compute()` | {args.n:,} | "
         f"{args.chunk:,} | 2 threads | {run['seconds']:.3f} | (one process) |"
-        for by_hand, run in threaded.items())
-    ratios = lambda key, by_hand: {e: runs[e, by_hand][key] / numpy_run[key] for e in ENDINGS}  # noqa: E731
+        for how, run in threaded.items())
+    ratio = lambda key, how, e, base=numpy_run: runs[e, how][key] / base[key]  # noqa: E731
     floors = "\n".join(
-        f"  - {ENDINGS[e]}: pullback {ratios('memory_mb', False)[e]:.2f}, hand-written "
-        f"{ratios('memory_mb', True)[e]:.2f}" for e in ENDINGS)
-    times = ", ".join(f"{ENDINGS[e]} {ratios('seconds', False)[e]:.2f} (hand-written "
-                      f"{ratios('seconds', True)[e]:.2f})" for e in ENDINGS)
+        f"  - {ENDINGS[e]}: " + ", ".join(f"{GRADIENTS[how].removesuffix(', gradient')} "
+                                          f"{ratio('memory_mb', how, e):.2f}" for how in GRADIENTS)
+        + f" (`jit(grad)` per the jitted NumPy run's peak: "
+          f"{ratio('memory_mb', 'jit', e, numpy_jit):.2f})" for e in ENDINGS)
+    times = "; ".join(f"{ENDINGS[e]}: " + ", ".join(
+        f"{GRADIENTS[how].removesuffix(', gradient')} {ratio('seconds', how, e):.2f}"
+        for how in GRADIENTS) for e in ENDINGS)
+    threads = ", ".join(f"{GRADIENTS[how].removesuffix(', gradient')} "
+                        f"{threaded[how]['seconds'] / numpy_run['seconds']:.2f}"
+                        for how in GRADIENTS)
     text = f"""# Dask: gradients and HVPs on a local cluster against NumPy
 
 Command: `python benchmarks/dask_cluster.py{" ".join([""] + sys.argv[1:])}`. Machine: {os.cpu_count()} cores; BLAS: {blas_kernel()};
@@ -195,6 +211,7 @@ resident set over its own before x arrives.
 | run | n | chunks | workers | seconds (median of 3) | peak memory growth (MB) |
 |---|---:|---:|---:|---:|---:|
 | pullback on NumPy, gradient | {args.n:,} | - | - | {numpy_run['seconds']:.3f} | {numpy_run['memory_mb']:,.0f} |
+| pullback on NumPy, `jit(grad)` | {args.n:,} | - | - | {numpy_jit['seconds']:.3f} | {numpy_jit['memory_mb']:,.0f} |
 {rows}
 | pullback on Dask, extended Rosenbrock HVP, 2 GB per worker | {args.hvp_n:,} | {5 * 10**6:,} | 2 | {hvp_run['seconds']:.1f} (one call) | {hvp_run['memory_mb']:,.0f} per worker (max) |
 
@@ -202,8 +219,8 @@ Gradients agree with NumPy's (checksum of every 997th entry): {same}. HVP norm: 
 
 ## Floors
 
-- Dask gradient time / NumPy's (floor: at most 3), by how the gradient ends: {times}. With 2 threads in one process instead of 2 worker processes (no transfers between processes), `.compute()`: pullback {threaded[False]['seconds'] / numpy_run['seconds']:.2f}, hand-written {threaded[True]['seconds'] / numpy_run['seconds']:.2f}.
-- Dask worker peak memory / NumPy's (floor: below 0.25), by how the gradient ends:
+- Dask gradient time / pullback's eager gradient on NumPy (floor: at most 3), by how the gradient ends: {times}. With 2 threads in one process instead of 2 worker processes (no transfers between processes), `.compute()`: {threads}.
+- Dask worker peak memory / the eager NumPy run's (floor: below 0.25), by how the gradient ends:
 {floors}
 
   `.compute()` ends every Dask array's graph in Dask's own `finalize` task, which joins all

@@ -130,6 +130,11 @@ class ShapeDtype(NamedTuple):
 REGISTRY: dict[str, "Primitive"] = {}
 
 
+def registered(name: str) -> "Primitive":
+    """The primitive of that name (how a pickled primitive comes back)."""
+    return REGISTRY[name]
+
+
 class Primitive:
     """An operation with its rules; calling it binds it to the current transformation."""
 
@@ -181,6 +186,9 @@ class Primitive:
             (named_closures(scale, name), reads) for scale, reads in input_rules)
         self.prune = prune
         REGISTRY[name] = self
+
+    def __reduce__(self):          # by name: a staged program sent to Dask's workers
+        return registered, (self.name,)
 
     def __call__(self, *args, **params):
         # bind(), inlined here because it is the hottest path of the library: the innermost

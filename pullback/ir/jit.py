@@ -26,6 +26,7 @@ from ..core.engine import Tracer
 from ..errors import StaticArgumentError
 from ..tree import flatten, unflatten
 from . import fused as fused_tier
+from .chunked import by_chunks, windows_of
 from .codegen import compile_program, generate
 from .passes import optimize
 from .program import evaluate, interpret
@@ -59,11 +60,11 @@ class _Compiled:
     cost of a long program's first call); the next call optimises it and compiles the fast
     variant, which runs from then on. A shorter program is compiled at once. The traceable
     variant is compiled when tracers first call it (most jitted functions never see one)."""
-    __slots__ = ("staged", "_program", "name", "fast", "_traceable", "out_tree")
+    __slots__ = ("staged", "_program", "name", "fast", "_traceable", "out_tree", "_windows")
 
     def __init__(self, staged, name):
         self.staged, self.name = _snapshot(staged), name
-        self._program = self._traceable = None
+        self._program = self._traceable = self._windows = None
         self.out_tree = staged.out_tree
         # constants of another array library (a Dask array in f) cannot meet NumPy buffers
         if any(foreign_array(c) is not None for c in staged.consts):
@@ -97,11 +98,20 @@ class _Compiled:
         self.fast = fast
 
     def on_other_arrays(self, *args):
-        """The optimised program run on another library's arrays (Dask, CuPy) equation by
-        equation through its primitives, as eager mode runs them: arrays are made like
-        their operands and a library's refusal is an `ArrayLibraryError` naming the
-        primitive (the generated code makes NumPy buffers and writes into them, which
-        would compute a lazy array). An output that is an argument or constant is copied."""
+        """The optimised program run on another library's arrays (Dask, CuPy). On Dask arrays
+        of a program local along their chunked leading axis, one task per chunk runs its
+        generated code on the chunk and its neighbours' nearest elements (ir/chunked.py).
+        Otherwise equation by equation through its primitives, as eager mode runs them:
+        arrays are made like their operands and a library's refusal is an
+        `ArrayLibraryError` naming the primitive (the generated code makes NumPy buffers
+        and writes into them, which would compute a lazy array). An output that is an
+        argument or constant is copied."""
+        if self._windows is None:
+            self._windows = windows_of(self.program) or False
+        if self._windows and all(foreign_array(c) is None for c in self.program.consts):
+            out = by_chunks(self.program, self._windows, args)
+            if out is not None:
+                return [out]
         outs = evaluate(self.program, *args)
         kept = (*args, *self.program.consts)
         return [o.copy() if is_array(o) and any(o is v for v in kept) else o for o in outs]

@@ -335,8 +335,8 @@ class _Rewriter:
         finite one: it is written into the source), or None."""
         value = self.values.get(x) if _is_var(x) else None
         if not isinstance(value, (np.ndarray, np.generic)) or value.dtype.kind not in "biufc" \
-                or value.size == 0 or value.size > MAX_FOLD_SIZE:
-            return None
+                or value.size == 0 or value.size > MAX_FOLD_SIZE and any(value.strides):
+            return None             # (one number broadcast is uniform at any size)
         key = (x, "uniform")
         if key not in self.facts:
             value = np.asarray(value)

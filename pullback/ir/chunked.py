@@ -1,0 +1,190 @@
+"""A staged program run on Dask arrays as one task per chunk, where its leading axis allows.
+
+A program whose every equation acts locally along the leading axis (elementwise primitives,
+slices dropping a few elements at either end, and the placements that are their transposes:
+embed and scatter_add, `adds_at_index`) computes each element from the inputs' elements a
+bounded distance away. Run on a window of its inputs (a chunk and `depth` elements of each
+neighbour) it computes the window's elements as it computes them on the whole array, except
+within `depth` of a window edge that is not an edge of the whole array, where a slice's
+transpose puts zeros or a neighbour's values are missing. `windows_of` finds that depth: for
+every value it follows how many elements it lacks against the inputs' length (`Lead.lack`)
+and how many at each end of a window may differ from the whole program's (`Lead.left`,
+`Lead.right`). `by_chunks` hands each chunk's window to the generated NumPy code of the
+program typed for the window's length (Dask's `map_overlap`): one task per chunk, which frees
+its temporaries before the next runs, where running the program through Dask's primitives
+makes a task per operation and chunk whose results wait in a worker's memory for the tasks
+reading them. Where a program or its inputs do not fit, the caller runs the program as
+before (`windows_of` or `by_chunks` gives None).
+"""
+import pickle
+import uuid
+from functools import partial
+from typing import NamedTuple
+
+import numpy as np
+
+from ..core.indexing import Slice
+from ..core.primitive import ShapeDtype
+from .codegen import compile_program
+from .program import Program, Var, typecheck
+
+
+class Lead(NamedTuple):
+    """A value along the leading axis: `lack` elements fewer than the inputs there; on a
+    window, `left` and `right` elements at its ends that may differ from the whole run's."""
+    lack: int
+    left: int
+    right: int
+
+
+def _slice_ends(index):
+    """(elements dropped at the start, at the end) by a leading-axis slice `x[s:-t]` whose
+    other entries are slices too (axes kept in place); None for any other index."""
+    if not index or not all(type(entry) is Slice for entry in index):
+        return None
+    first = index[0]
+    start, stop = first.start or 0, first.stop
+    if first.step not in (None, 1) or start < 0 or stop is not None and stop >= 0:
+        return None
+    return start, 0 if stop is None else -stop
+
+
+def _broadcast_along(var, out_shape) -> bool:
+    """Whether a value that does not follow the leading axis broadcasts along it."""
+    shape = np.shape(var.value) if not isinstance(var, Var) else var.aval.shape
+    return len(shape) < len(out_shape) or shape[0] == 1
+
+
+def _ends(eq, ins):
+    """(left, right) of the output's Lead from the inputs' Leads (None for a value that does
+    not follow the leading axis), or None where the equation is not local along it."""
+    prim, out = eq.primitive, eq.outputs[0].aval.shape
+    if len(eq.outputs) != 1 or not out:
+        return None
+    if prim.family == "elementwise":
+        if any(lead is None and not _broadcast_along(v, out)
+               or lead is not None and v.aval.shape != out for v, lead in zip(eq.inputs, ins)):
+            return None
+        leads = [lead for lead in ins if lead is not None]
+        return max(lead.left for lead in leads), max(lead.right for lead in leads)
+    ends = _slice_ends(eq.params.get("index"))
+    if ends is None:
+        return None
+    start, end = ends
+    if prim.transpose_kind == "embedding" and len(eq.inputs) == 1:          # x[s:-t]
+        return max(0, ins[0].left - start), max(0, ins[0].right - end)
+    if prim.adds_at_index is None:
+        return None
+    into, at = prim.adds_at_index        # values added at the index into zeros or an operand
+    if len(eq.inputs) != (1 if into is None else 2) or into is not None and ins[into] is None:
+        return None
+    if ins[at] is not None and eq.inputs[at].aval.shape[0] != out[0] - start - end:
+        return None
+    values = ins[at] or Lead(0, 0, 0)
+    base = Lead(0, 0, 0) if into is None else ins[into]
+    return max(base.left, start + values.left), max(base.right, end + values.right)
+
+
+class Windows(NamedTuple):
+    """What windows `windows_of` found a program needs: `depth` elements of each neighbour,
+    and more than `lack` elements of their own (the most any value lacks); `key` names the
+    program in the workers' caches of generated code."""
+    depth: int
+    lack: int
+    key: str
+
+
+def windows_of(program: Program) -> Windows:
+    """How many elements of each neighbouring chunk a window needs for the program's one
+    output to be right on its chunk, or None where the program is not local along the
+    leading axis (`_lead`), its output does not keep the inputs' leading length, or its
+    inputs differ there."""
+    if len(program.outvars) != 1 or not program.invars or not all(
+            v.aval.shape for v in program.invars):
+        return None
+    length = program.invars[0].aval.shape[0]
+    if any(v.aval.shape[0] != length for v in program.invars):
+        return None
+    leads = dict.fromkeys(program.invars, Lead(0, 0, 0))
+    for eq in program.equations:
+        ins = [leads.get(v) if isinstance(v, Var) else None for v in eq.inputs]
+        if all(lead is None for lead in ins):
+            continue                                    # the same on every window
+        ends = _ends(eq, ins)
+        if ends is None or eq.outputs[0].aval.shape[0] > length:
+            return None
+        leads[eq.outputs[0]] = Lead(length - eq.outputs[0].aval.shape[0], *ends)
+    out = leads.get(program.outvars[0])
+    if out is None or program.outvars[0].aval.shape != program.invars[0].aval.shape:
+        return None
+    return Windows(max(out.left, out.right), max(lead.lack for lead in leads.values()),
+                   uuid.uuid4().hex)
+
+
+def window_program(program: Program, length: int) -> Program:
+    """The program typed for inputs `length` long on the leading axis (a window): each value
+    that follows that axis as long as it is there less what it lacks on the whole arrays,
+    and zeros placed into (embed's `shape`) as long as the value placed there."""
+    whole = program.invars[0].aval.shape[0]
+    along = set(program.invars)
+    renamed = {}
+
+    def typed(var):
+        if var not in renamed:
+            shape = var.aval.shape
+            renamed[var] = Var(ShapeDtype((length - whole + shape[0],) + shape[1:],
+                                          var.aval.dtype), var.hint, var.weak)
+        return renamed[var]
+
+    equations = []
+    for eq in program.equations:
+        if not any(v in along for v in eq.inputs if isinstance(v, Var)):
+            equations.append(eq)
+            continue
+        along.add(eq.outputs[0])
+        params = eq.params
+        if "shape" in params and eq.primitive.adds_at_index[0] is None:
+            params = {**params, "shape": typed(eq.outputs[0]).aval.shape}
+        equations.append(type(eq)(eq.primitive, [typed(v) if v in along else v
+                                                 for v in eq.inputs],
+                                  params, [typed(eq.outputs[0])], eq.source))
+    window = Program([typed(v) for v in program.invars], program.constvars, program.consts,
+                     equations, [typed(v) if v in along else v for v in program.outvars],
+                     names={renamed.get(v, v): name for v, name in program.names.items()},
+                     name=program.name)
+    typecheck(window)
+    return window
+
+
+_WINDOWS = {}          # (program key, window length) -> its generated code, in each worker
+
+
+def _window_block(key, pickled, *blocks):
+    """The program's output on one window of its inputs (a task of `by_chunks`; the program
+    comes pickled: Dask's scheduler, which need not import pullback, only passes it on)."""
+    length = blocks[0].shape[0]
+    if (key, length) not in _WINDOWS:
+        if len(_WINDOWS) > 64:
+            _WINDOWS.clear()
+        _WINDOWS[key, length] = compile_program(window_program(pickle.loads(pickled), length),
+                                                "window")
+    return _WINDOWS[key, length](*blocks)[0]
+
+
+def by_chunks(program: Program, windows: Windows, args):
+    """The program's output on Dask arrays `args`, lazily, as one task per chunk on a window
+    `windows.depth` wider at each side; None where the inputs are not Dask arrays chunked
+    alike along the leading axis alone, in chunks longer than the depth and lack."""
+    import dask.array as da
+    first = args[0]
+    if not all(isinstance(a, da.Array) and a.chunks[0] == first.chunks[0]
+               and all(len(c) == 1 for c in a.chunks[1:]) for a in args) \
+            or min(first.chunks[0]) <= windows.depth + windows.lack:
+        return None
+    out = program.outvars[0].aval
+    block = partial(_window_block, windows.key, pickle.dumps(program))
+    meta = np.empty((0,) * len(out.shape), out.dtype)
+    if windows.depth == 0:
+        return da.map_blocks(block, *args, dtype=out.dtype, meta=meta)
+    return da.map_overlap(block, *args, depth={0: windows.depth}, boundary="none", trim=True,
+                          align_arrays=False, dtype=out.dtype, meta=meta)
