@@ -172,11 +172,14 @@ def test_a_local_cluster_of_two_worker_processes_computes_a_gradient_and_an_hvp(
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        futures = client.compute([pb.grad(rosenbrock)(x), pb.hvp(rosenbrock, x, x)])
+        jitted = pb.jit(pb.grad(rosenbrock))(x)      # one task per chunk, sent pickled
+        assert _chunked_path_taken(jitted)
+        futures = client.compute([pb.grad(rosenbrock)(x), pb.hvp(rosenbrock, x, x), jitted])
         distributed.wait(futures, timeout=300)       # a cluster that hangs fails the test
-        gradient, product = client.gather(futures)
+        gradient, product, jitted = client.gather(futures)
     plain = x.compute()
     np.testing.assert_allclose(gradient, pb.grad(rosenbrock)(plain), rtol=1e-12)
+    np.testing.assert_allclose(jitted, pb.grad(rosenbrock)(plain), rtol=1e-12)
     np.testing.assert_allclose(product, pb.hvp(rosenbrock, plain, plain), rtol=1e-12)
 
 
@@ -635,3 +638,104 @@ def test_loops_refuse_dask_arrays_rather_than_compute_them_into_numpy(name, tran
                     "dask", "np.asarray"):
             f(_as_dask(X))
     assert scheduler.computations == 0
+
+
+# ---- issue 13, worker memory floor: jit runs a program local along the chunks per chunk
+
+def _chunked_path_taken(result) -> bool:
+    """Whether a Dask result came from one task per chunk (ir/chunked.py)."""
+    return any(name.startswith("_window_block") for name in result.__dask_graph__().layers)
+
+
+LOCAL_PROGRAMS = {   # name: (f of its arguments, arguments' leading length, depth windows need)
+    "rosenbrock grad": (pb.grad(rosenbrock), 1),
+    "rosenbrock hvp": (lambda x, v: pb.hvp(rosenbrock, x, v), 1),
+    "elementwise grad": (pb.grad(SCALAR_FUNCTIONS["elementwise"]), 0),
+    "wide stencil grad": (pb.grad(lambda x: np.sum(x[3:] * x[:-3] ** 2 + np.sin(x[1:-2]) * x[2:-1])), 3),
+    "two inputs": (pb.grad(lambda x, y: np.sum(x[2:] * y[:-2]) + np.sum(np.exp(y[1:] - x[:-1]))),
+                   2),
+    "rows of a matrix": (pb.grad(lambda m: np.sum((m[1:, 1:] - m[:-1, :-1] ** 2) ** 2 * 2.0)), 1),
+    "a broadcast row": (lambda m: pb.grad(lambda m: np.sum(np.tanh(m[2:] * np.arange(3.0))))(m)
+                        * m, 2),
+}
+
+
+def _inputs(name, n, chunks):
+    arguments = 2 if name in ("rosenbrock hvp", "two inputs") else 1
+    shape = (n, 3) if name in ("rows of a matrix", "a broadcast row") else (n,)
+    plain = [np.random.default_rng(i).uniform(0.5, 1.5, shape) for i in range(arguments)]
+    return plain, [da.from_array(p, chunks=(chunks,) + (-1,) * (p.ndim - 1)) for p in plain]
+
+
+@pytest.mark.parametrize("chunks", [(8, 7, 9, 11), (9,) * 6 + (7,), (20, 20, 21)])
+@pytest.mark.parametrize("name", LOCAL_PROGRAMS)
+def test_memory_floor_jit_runs_a_local_program_as_one_task_per_chunk_equal_to_numpy(name, chunks):
+    """jit ran every Dask program equation by equation (a task per operation and chunk,
+    whose results waited in the workers' memory): a program local along the leading axis
+    now runs its generated NumPy code once per chunk, on the chunk and the `depth` nearest
+    elements of each neighbour, lazily, giving NumPy's values at every chunk boundary
+    (chunks as short as the depth allows, of uneven lengths)."""
+    f, depth = LOCAL_PROGRAMS[name]
+    plain, lazy = _inputs(name, sum(chunks), chunks)
+    jitted = pb.jit(f)
+    with counting() as scheduler:
+        result = jitted(*lazy)
+    assert scheduler.computations == 0
+    assert isinstance(result, da.Array) and _chunked_path_taken(result), name
+    assert result.chunks == lazy[0].chunks
+    entry, = jitted.cache.values()
+    assert entry._windows.depth == depth
+    np.testing.assert_allclose(result.compute(), f(*plain), rtol=1e-13, atol=1e-13, err_msg=name)
+
+
+FALLBACKS = {   # name: (f, arguments); each still right and lazy, by Dask's primitives
+    "a value and its gradient": (pb.value_and_grad(rosenbrock), lambda x: (x,)),
+    "a reduction inside": (pb.grad(lambda x: np.sum(x / np.sum(x) * x[1:].mean())), lambda x: (x,)),
+    "steps of two": (pb.grad(lambda x: np.sum(x[::2] * x[1::2])), lambda x: (x,)),
+    "a slice from a fixed stop": (pb.grad(lambda x: np.sum(x[:30] * x[5:35])), lambda x: (x,)),
+    "reversed": (pb.grad(lambda x: np.sum(x * x[::-1])), lambda x: (x,)),
+    "chunks shorter than the depth": (pb.grad(lambda x: np.sum(x[6:] * x[:-6])),
+                                      lambda x: (x.rechunk(5),)),
+    "chunks differing between inputs": (pb.grad(lambda x, y: np.sum(x[1:] * y[:-1])),
+                                        lambda x: (x, x.rechunk(7) + 1)),
+    "chunks across columns": (pb.grad(lambda m: np.sum(m[1:] * m[:-1])),
+                              lambda x: (x.reshape(20, 2).rechunk((10, 1)),)),
+    "a NumPy argument": (pb.grad(lambda x, y: np.sum(x[1:] * y[:-1])),
+                         lambda x: (x, np.arange(40.0))),
+    "an output of another length": (lambda x: pb.grad(rosenbrock)(x)[1:], lambda x: (x,)),
+}
+
+
+@pytest.mark.parametrize("name", FALLBACKS)
+def test_memory_floor_programs_not_local_along_the_chunks_run_as_before(name):
+    """Where the per-chunk run does not apply (a reduction, a slice whose window is not
+    a chunk's neighbourhood, inputs chunked otherwise), jit runs Dask's primitives as
+    before: lazily, with NumPy's values."""
+    f, arguments = FALLBACKS[name]
+    lazy = arguments(da.from_array(np.random.default_rng(1).uniform(0.5, 1.5, 40), chunks=10))
+    with counting() as scheduler:
+        results = pb.jit(f)(*lazy)
+    assert scheduler.computations == 0
+    results = results if isinstance(results, tuple) else (results,)
+    assert not any(_chunked_path_taken(r) for r in results), name
+    expected = f(*[np.asarray(a) for a in lazy])
+    for result, value in zip(dask.compute(*results),
+                             expected if isinstance(expected, tuple) else (expected,)):
+        np.testing.assert_allclose(result, value, rtol=1e-13, atol=1e-15, err_msg=name)
+
+
+def test_memory_floor_every_primitive_pickles_as_itself():
+    """A staged program goes to Dask's workers pickled: its primitives come back as the
+    registered ones (not copies holding the same name twice)."""
+    import pickle
+    from pullback.core.primitive import REGISTRY
+    for primitive in REGISTRY.values():
+        assert pickle.loads(pickle.dumps(primitive)) is primitive, primitive.name
+
+
+def test_memory_floor_a_broadcast_seed_folds_into_a_number_at_any_size():
+    """The gradient's broadcast seeds (one number, strides 0) stayed array constants above
+    MAX_FOLD_SIZE elements: jit(grad) of a long Dask array read two full-length constants."""
+    from pullback.ir.passes import MAX_FOLD_SIZE, optimize
+    x = np.empty(MAX_FOLD_SIZE + 10)
+    assert optimize(pb.make_ir(pb.grad(rosenbrock))(x)).consts == []
