@@ -651,7 +651,8 @@ LOCAL_PROGRAMS = {   # name: (f of its arguments, arguments' leading length, dep
     "rosenbrock grad": (pb.grad(rosenbrock), 1),
     "rosenbrock hvp": (lambda x, v: pb.hvp(rosenbrock, x, v), 1),
     "elementwise grad": (pb.grad(SCALAR_FUNCTIONS["elementwise"]), 0),
-    "wide stencil grad": (pb.grad(lambda x: np.sum(x[3:] * x[:-3] ** 2 + np.sin(x[1:-2]) * x[2:-1])), 3),
+    "wide stencil grad": (pb.grad(lambda x: np.sum(x[3:] * x[:-3] ** 2
+                                                   + np.sin(x[1:-2]) * x[2:-1])), 3),
     "two inputs": (pb.grad(lambda x, y: np.sum(x[2:] * y[:-2]) + np.sum(np.exp(y[1:] - x[:-1]))),
                    2),
     "rows of a matrix": (pb.grad(lambda m: np.sum((m[1:, 1:] - m[:-1, :-1] ** 2) ** 2 * 2.0)), 1),

@@ -94,10 +94,10 @@ class Windows(NamedTuple):
     key: str
 
 
-def windows_of(program: Program) -> Windows:
+def windows_of(program: Program) -> Windows | None:
     """How many elements of each neighbouring chunk a window needs for the program's one
     output to be right on its chunk, or None where the program is not local along the
-    leading axis (`_lead`), its output does not keep the inputs' leading length, or its
+    leading axis (`_ends`), its output does not keep the inputs' leading length, or its
     inputs differ there."""
     if len(program.outvars) != 1 or not program.invars or not all(
             v.aval.shape for v in program.invars):
@@ -143,7 +143,7 @@ def window_program(program: Program, length: int) -> Program:
             continue
         along.add(eq.outputs[0])
         params = eq.params
-        if "shape" in params and eq.primitive.adds_at_index[0] is None:
+        if (eq.primitive.adds_at_index or (0,))[0] is None:            # embed: into zeros
             params = {**params, "shape": typed(eq.outputs[0]).aval.shape}
         equations.append(type(eq)(eq.primitive, [typed(v) if v in along else v
                                                  for v in eq.inputs],
@@ -163,12 +163,13 @@ def _window_block(key, pickled, *blocks):
     """The program's output on one window of its inputs (a task of `by_chunks`; the program
     comes pickled: Dask's scheduler, which need not import pullback, only passes it on)."""
     length = blocks[0].shape[0]
-    if (key, length) not in _WINDOWS:
+    code = _WINDOWS.get((key, length))
+    if code is None:
         if len(_WINDOWS) > 64:
             _WINDOWS.clear()
-        _WINDOWS[key, length] = compile_program(window_program(pickle.loads(pickled), length),
-                                                "window")
-    return _WINDOWS[key, length](*blocks)[0]
+        code = _WINDOWS[key, length] = compile_program(
+            window_program(pickle.loads(pickled), length), "window")
+    return code(*blocks)[0]
 
 
 def by_chunks(program: Program, windows: Windows, args):

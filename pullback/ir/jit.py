@@ -11,7 +11,9 @@ transformation, it runs the generated code in its traceable form (plain NumPy
 calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
 `jit(jit(f))` ... all work and agree with eager mode. Another library's arrays (Dask, CuPy)
 run the optimised program through its primitives, as eager mode does (one cache entry per
-array type), and results come back in their library, the program's constants included.
+array type), and results come back in their library, the program's constants included;
+a program local along Dask's chunked leading axis runs its generated code once per chunk
+instead (ir/chunked.py).
 """
 import inspect
 import warnings
