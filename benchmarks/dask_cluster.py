@@ -15,8 +15,9 @@ kept on the cluster in its chunks (persisted, as an optimiser running there keep
 gathered into the client chunk by chunk, or by `.compute()`, whose final task (Dask's
 `finalize`, the same for any Dask array) joins every chunk on one worker and ships the
 whole array to the client: that worker then holds the whole gradient and its join besides
-its share of x, whatever computed the chunks. The hand-written dask.array gradient is
-measured the same three ways. The threaded rows run 2 worker threads in one process: the
+its share of x, whatever computed the chunks. pullback's `jit(grad)` (one task per chunk:
+ir/chunked.py) and the hand-written dask.array gradient are measured the same three ways,
+and `jit(grad)` on NumPy too. Each timed call starts once the cluster holds only x. The threaded rows run 2 worker threads in one process: the
 cost of moving chunks between processes, by difference. Times are medians of 3 calls; the
 Dask time covers building the graph, computing it and the ending. Writes
 benchmarks/results/dask.md.
