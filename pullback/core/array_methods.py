@@ -18,6 +18,7 @@ from .user_code import (calling_frame, instruction, library_function, may_be_swa
 
 pnp = None                 # the pullback.numpy module; set by it when it is imported
 _ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
+_getitem = None            # the getitem primitive, for `x[i]`'s fast path
 _OPERANDS = None           # types that primitives take as they are, besides plain ndarrays
 _stand_ins = {}            # "scipy.linalg" -> (its pullback stand-in's name, the module)
 _array_namespace = None    # pullback.array_api; set by it when it is imported
@@ -26,9 +27,10 @@ _API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
 
 def use_namespace(module):
     """Connect tracers to the pullback.numpy namespace (called once, when it is imported)."""
-    global pnp, _ufunc_primitives, _OPERANDS
+    global pnp, _ufunc_primitives, _OPERANDS, _getitem
     pnp = module
     _ufunc_primitives = module.UFUNC_PRIMITIVES
+    _getitem = module.GETITEM_PRIMITIVE
     _OPERANDS = module.OPERAND_TYPES
 
 
@@ -268,6 +270,8 @@ class ArrayMethods:
         return pnp.matmul(other, self)
 
     def __neg__(self):
+        if self._trace.active:               # bound by its own trace (as `_binary`)
+            return self._trace.process_primitive(_ufunc_primitives[np.negative], (self,), {})
         return pnp.negative(self)
 
     def __pos__(self):
@@ -280,6 +284,8 @@ class ArrayMethods:
         return pnp.logical_not(self)
 
     def __getitem__(self, index):
+        if type(index) is int and self._trace.active:     # x[i], bound by its own trace
+            return self._trace.process_primitive(_getitem, (self,), {"index": (index,)})
         return pnp.getitem(self, index)
 
     def __setitem__(self, index, value):

@@ -87,9 +87,11 @@ def _describe_value(x):
 
 def matching(value, reference, error_class, what: str, of: str):
     """`value` checked to have the shape and dtype of `reference` (Python scalars are cast)."""
-    if type(value) is np.ndarray and type(reference) is np.ndarray \
-            and value.shape == reference.shape and value.dtype == reference.dtype:
-        return value                                    # the common case, fast
+    if type(value) is np.ndarray and (type(reference) is np.ndarray or isinstance(
+            reference, np.generic) or isinstance(reference, Tracer) and foreign_array(
+            reference) is None) and value.shape == reference.shape \
+            and value.dtype == reference.dtype:
+        return value                 # the common cases, fast (a gradient's seed among them)
     ref_shape = tuple(reference.shape if hasattr(reference, "shape") else np.shape(reference))
     ref_dtype = getattr(reference, "dtype", None)
     if ref_dtype is None:
