@@ -110,7 +110,8 @@ def _statement_error(actions=("store", "subscript")):
 
 # Operands that are never tracers: with one of them, a tracer's own trace binds an operator
 # (what `find_top_trace` would find), one Python frame fewer than calling the primitive.
-_CONSTANTS = frozenset({np.ndarray, float, int})
+_CONSTANTS = frozenset({np.ndarray, float, int, complex, np.float64, np.float32, np.complex128,
+                        np.complex64})
 
 
 def _binary(ufunc, reflected=False):
@@ -444,8 +445,9 @@ class ArrayMethods:
         if method == "__call__" and not kwargs:
             prim = _ufunc_primitives.get(ufunc)
             if prim is not None:       # the common case, without any dispatch layer
-                if len(inputs) == 1 and self._trace.active:   # bound by its trace (_binary)
-                    return self._trace.process_primitive(prim, inputs, {})
+                if self._trace.active and (len(inputs) == 1 or len(inputs) == 2 and (
+                        type(inputs[0]) in _CONSTANTS or type(inputs[1]) in _CONSTANTS)):
+                    return self._trace.process_primitive(prim, inputs, {})   # as `_binary`
                 for x in inputs:
                     if type(x) is not np.ndarray and not isinstance(x, _OPERANDS):
                         return prim(*[pnp.operand(x) for x in inputs])
