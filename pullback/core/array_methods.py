@@ -108,8 +108,9 @@ def _statement_error(actions=("store", "subscript")):
         "`pullback.numpy.getitem(table, index)` for any index.")
 
 
-# Operands that are never tracers: with one of them, a tracer's own trace binds an operator
-# (what `find_top_trace` would find), one Python frame fewer than calling the primitive.
+# Operands that are never tracers: with one of them (or a tracer of the same trace), a
+# tracer's own trace binds an operator (what `find_top_trace` would find), one Python frame
+# fewer than calling the primitive.
 _CONSTANTS = frozenset({np.ndarray, float, int, complex, np.float64, np.float32, np.complex128,
                         np.complex64})
 
@@ -118,9 +119,10 @@ def _binary(ufunc, reflected=False):
     """An operator method: the ufunc's primitive, reached without any dispatch layer."""
     def op(self, other):
         prim = _ufunc_primitives[ufunc]
-        if type(other) in _CONSTANTS and self._trace.active:
-            args = (other, self) if reflected else (self, other)
-            return self._trace.process_primitive(prim, args, {})
+        trace = self._trace
+        if (type(other) in _CONSTANTS or type(other) is type(self) and other._trace is trace) \
+                and trace.active:                   # a constant, or a tracer of the same trace
+            return trace.process_primitive(prim, (other, self) if reflected else (self, other), {})
         if type(other) is not np.ndarray and not isinstance(other, _OPERANDS):
             other = pnp.operand(other)
         return prim(other, self) if reflected else prim(self, other)

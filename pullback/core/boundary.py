@@ -121,6 +121,8 @@ def matching(value, reference, error_class, what: str, of: str):
 def matching_tree(values, references, ref_treedef, error_class, what: str, of: str):
     """Flattened `values` checked leaf by leaf against flattened `references`."""
     leaves, treedef = flatten(values)
+    if len(leaves) == 1 and treedef == ref_treedef:          # one leaf, the common case
+        return [matching(leaves[0], references[0], error_class, what, of)]
     if treedef != ref_treedef:
         raise error_class(
             f"the {what} has structure {describe(treedef)}, but the {of} has structure "
