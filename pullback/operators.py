@@ -25,8 +25,10 @@ from .tree import flatten, tree_map, unflatten
 
 def _partial(f, args, argnums):
     """f as a function of the distinct arguments `argnums` names, the others fixed."""
+    if type(argnums) is int and len(args) == 1 and -1 <= argnums <= 0:
+        return f, args                           # the common case: nothing fixed
     nums = tuple(dict.fromkeys(argnums_tuple(argnums, len(args))))
-    if nums == (0,) and len(args) == 1:          # the common case: nothing fixed
+    if nums == (0,) and len(args) == 1:
         return f, args
 
     def f_of_selected(*selected):
@@ -128,7 +130,7 @@ def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False
     else:
         seed = arrays.known_scalar(1, getattr(out, "dtype", np.float64), like=out)
     cts = back(seed)
-    gradient = _per_argnum(cts, argnums, len(args))
+    gradient = cts[0] if type(argnums) is int else _per_argnum(cts, argnums, len(args))
     return ((out, aux[0]) if has_aux else out), gradient
 
 

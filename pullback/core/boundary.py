@@ -76,6 +76,8 @@ def differentiable_input(x, where: str):
 
 def differentiable_inputs(leaves: list, what: str) -> list:
     """`differentiable_input` of each leaf, named `<what> leaf <i>` in errors."""
+    if len(leaves) == 1 and type(leaves[0]) is np.ndarray and leaves[0].dtype.kind in "fc":
+        return list(leaves)                                 # one array, the common case
     return [x if type(x) is np.ndarray and x.dtype.kind in "fc"
             else differentiable_input(x, f"{what} leaf {i}") for i, x in enumerate(leaves)]
 
