@@ -471,6 +471,8 @@ NESTED_HEADING = "## Nested eager AD: GradBench's saddle and particle problems (
 def nested_report(nested, loads):
     """The lines of the nested section of the report."""
     lines = ["", NESTED_HEADING, "",
+             "Command: `python benchmarks/eager.py --python /work/peers/bin/python --nested` (this "
+             "section only). "
              "Gradient descent inside gradient descent; outer/inner derivative r (reverse, grad) "
              "or f (forward, one pushforward per basis vector). saddle: a saddle point of a "
              "function of two 2-vectors; particle: the control w making a charged particle land "
