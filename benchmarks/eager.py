@@ -500,7 +500,7 @@ def write_nested_only(nested, loads):
         if heading in text:
             text = text[:text.index(heading)].rstrip("\n") + "\n"
             break
-    write_results("eager.md", text + "\n".join(nested_report(nested, loads)[1:]) + "\n")
+    write_results("eager.md", text + "\n".join(nested_report(nested, loads)) + "\n")
 
 
 def floor(times):
