@@ -1,6 +1,6 @@
 """Eager-mode benchmark: pullback's gradients, HVPs and Hessians side by side with PyTorch's
 (torch.autograd / torch.func), HIPS autograd and hand-written NumPy derivatives, and nested
-derivatives (GradBench's saddle problem) against autograd.
+derivatives (GradBench's saddle and particle problems) against autograd.
 
 Every library runs in one process, task by task, interleaved: each round times every
 library once (a sample of >= 0.1 s of back-to-back calls, the order rotating), and the
@@ -9,6 +9,7 @@ processes that drifts during the run affects every library alike. Values are che
 against pullback's before anything is timed.
 
     python benchmarks/eager.py --python /work/peers/bin/python      # torch, autograd there
+    python benchmarks/eager.py --python /work/peers/bin/python --nested   # saddle, particle
 
 Writes benchmarks/results/eager.md (medians in microseconds; ratios pullback / peer).
 """
@@ -25,11 +26,13 @@ ROOT = os.path.dirname(HERE)
 ROUNDS = 7                # interleaved rounds per task
 SAMPLE_S = 0.1            # seconds of back-to-back calls per sample
 SADDLE_ROUNDS = 3
+PARTICLE_ROUNDS = 2       # (seconds per run)
 THREADS = [1]             # threads of BLAS and torch (set by --threads)
 # The process's CPU time: with one thread per library it is the work done, whatever other
 # processes take of the machine (wall time on a loaded machine measures the load).
 CLOCK = time.process_time
 SADDLE_ETA = 0.25         # GradBench starts at 1e-5 (thousands more steps, same saddle point)
+PARTICLE_ETA = 0.01       # (GradBench: 1e-5, which only adds steps)
 
 
 # ------------------------------------------------------------------ problems
@@ -236,35 +239,38 @@ def tasks(libs):
     return out
 
 
-# ------------------------------------------------------------ nested: saddle
+# ------------------------------------------------------------ nested: saddle, particle
 
-def saddle_solver(M, grad_r, grad_f):
-    """GradBench's saddle problem for one library: `run(outer, inner)` with outer and inner
-    'r' (reverse) or 'f' (forward: one pushforward per basis vector). Gradient descent
-    (GradBench's multivariate_argmin: step eta, doubled after 10 improving steps, halved
-    after a worse one) inside gradient descent, with Python control flow on traced values."""
-    grads = {"r": grad_r, "f": grad_f}
-
+def multivariate_argmin(M, grad, f, x, eta):
+    """GradBench's multivariate_argmin: gradient descent from x with step eta, doubled after
+    10 improving steps, halved after a worse one, until the gradient or the step is below
+    1e-5; Python control flow on traced values where f's derivative is taken further out."""
     def magnitude(v):
         return M.sqrt(M.sum(v * v))
+    g = grad(f)
+    fx, gx, i = f(x), g(x), 0
+    while True:
+        if magnitude(gx) <= 1e-5:
+            return x
+        if i == 10:
+            eta, i = 2.0 * eta, 0
+            continue
+        x_new = x - eta * gx
+        if magnitude(x - x_new) <= 1e-5:
+            return x
+        fx_new = f(x_new)
+        if fx_new < fx:
+            x, fx, gx, i = x_new, fx_new, g(x_new), i + 1
+        else:
+            eta, i = eta / 2.0, 0
 
+
+def saddle_solver(M, grads):
+    """GradBench's saddle problem for one library: `run(combo)` with outer and inner
+    derivative (combo[0], combo[1]) 'r' (reverse) or 'f' (forward: one pushforward per basis
+    vector), `grads` the library's two. Gradient descent inside gradient descent."""
     def argmin(grad, f, x):
-        g = grad(f)
-        fx, gx, eta, i = f(x), g(x), SADDLE_ETA, 0
-        while True:
-            if magnitude(gx) <= 1e-5:
-                return x
-            if i == 10:
-                eta, i = 2.0 * eta, 0
-                continue
-            x_new = x - eta * gx
-            if magnitude(x - x_new) <= 1e-5:
-                return x
-            fx_new = f(x_new)
-            if fx_new < fx:
-                x, fx, gx, i = x_new, fx_new, g(x_new), i + 1
-            else:
-                eta, i = eta / 2.0, 0
+        return multivariate_argmin(M, grad, f, x, SADDLE_ETA)
 
     def argmax(grad, f, x):
         return argmin(grad, lambda x: -f(x), x)
@@ -285,13 +291,43 @@ def saddle_solver(M, grad_r, grad_f):
     return run
 
 
-def saddle_runners(libs):
-    runners = {}
+def particle_solver(M, grads):
+    """GradBench's particle problem for one library: `run(combo)` as `saddle_solver`'s. A
+    charged particle starts at (0, 8) with velocity (0.75, 0) in the field of unit charges at
+    (10, 0) and (10, 10 - w); Euler steps of 0.1 (the force: the inner derivative, of the
+    potential at the particle) until it crosses the x axis, where it lands (interpolated
+    linearly) at x0; gradient descent (the outer derivative) finds the w minimising x0 ** 2.
+    The number of Euler steps depends on w: a loop on traced values."""
+    def potential(x, w):
+        return (1.0 / M.sqrt((x[0] - 10.0) ** 2 + (x[1] - (10.0 - w[0])) ** 2)
+                + 1.0 / M.sqrt((x[0] - 10.0) ** 2 + x[1] ** 2))
+
+    def naive_euler(inner, w):
+        force = inner(lambda x: potential(x, w))
+        x, xdot, delta_t = np.array([0.0, 8.0]), np.array([0.75, 0.0]), 0.1
+        while True:
+            xddot = -1.0 * force(x)
+            x_new = x + delta_t * xdot
+            if x_new[1] > 0.0:
+                x, xdot = x_new, xdot + delta_t * xddot
+                continue
+            delta_t_f = -x[1] / xdot[1]
+            x_t_f = x + delta_t_f * xdot
+            return x_t_f[0] * x_t_f[0]
+
+    def run(combo):
+        outer, inner = grads[combo[0]], grads[combo[1]]
+        w = multivariate_argmin(M, outer, lambda w: naive_euler(inner, w), np.array([0.0]),
+                                PARTICLE_ETA)
+        return np.asarray(getattr(w, "_value", w))
+    return run
+
+
+def nested_runners(libs, solver):
+    """{library: solver's run} for pullback and (if installed) autograd."""
     import pullback
-    runners["pullback"] = saddle_solver(
-        np, pullback.grad,
-        lambda f: lambda x: np.stack([pullback.pushforward(f, (x,), (e,))[1]
-                                      for e in np.eye(len(x))]))
+    runners = {"pullback": solver(np, {"r": pullback.grad, "f": lambda f: lambda x: np.stack(
+        [pullback.pushforward(f, (x,), (e,))[1] for e in np.eye(len(x))])})}
     if "autograd" in libs:
         import autograd
         import autograd.numpy as anp
@@ -301,7 +337,7 @@ def saddle_runners(libs):
                 jvp = autograd.make_jvp(f)(x)
                 return anp.stack([jvp(e)[1] for e in np.eye(len(x))])
             return g
-        runners["autograd"] = saddle_solver(anp, autograd.grad, forward_grad)
+        runners["autograd"] = solver(anp, {"r": autograd.grad, "f": forward_grad})
     return runners
 
 
@@ -344,22 +380,30 @@ def run(libs):
         rows.append((problem, task, times))
         print(problem, task, {k: round(float(np.median(v)) * 1e6, 1) for k, v in times.items()},
               file=sys.stderr)
-    saddle = []
-    runners = saddle_runners(libs)
-    for combo in ("rr", "rf", "fr", "ff"):
-        results = {lib: r(combo) for lib, r in runners.items()}
-        for lib, value in results.items():
-            assert np.allclose(value, results["pullback"], atol=1e-6), (combo, lib, value)
-        times = {lib: [] for lib in runners}
-        for r in range(SADDLE_ROUNDS):
-            for lib, runner in (list(runners.items())[::(-1) ** r]):
-                start = CLOCK()
-                runner(combo)
-                times[lib].append(CLOCK() - start)
-        saddle.append((combo, times))
-        print("saddle", combo, {k: round(float(np.median(v)), 3) for k, v in times.items()},
-              file=sys.stderr)
-    return rows, saddle
+    return rows, run_nested(libs)
+
+
+def run_nested(libs):
+    """[(problem, combo, {library: [s per run]})]: GradBench's saddle and particle problems,
+    every combination of outer and inner mode, the libraries interleaved."""
+    nested = []
+    for problem, solver, rounds in (("saddle", saddle_solver, SADDLE_ROUNDS),
+                                    ("particle", particle_solver, PARTICLE_ROUNDS)):
+        runners = nested_runners(libs, solver)
+        for combo in ("rr", "rf", "fr", "ff"):
+            results = {lib: r(combo) for lib, r in runners.items()}
+            for lib, value in results.items():
+                assert np.allclose(value, results["pullback"], atol=1e-6), (problem, combo, lib)
+            times = {lib: [] for lib in runners}
+            for r in range(rounds):
+                for lib, runner in (list(runners.items())[::(-1) ** r]):
+                    start = CLOCK()
+                    runner(combo)
+                    times[lib].append(CLOCK() - start)
+            nested.append((problem, combo, times))
+            print(problem, combo, {k: round(float(np.median(v)), 3) for k, v in times.items()},
+                  file=sys.stderr)
+    return nested
 
 
 def ratio(times, a, b):
@@ -367,7 +411,7 @@ def ratio(times, a, b):
     return float(np.median(np.array(times[a]) / np.array(times[b])))
 
 
-def report(rows, saddle, libs, loads, blas, seconds):
+def report(rows, nested, libs, loads, blas, seconds):
     peers = [lib for lib in ("torch", "autograd", "numpy") if lib in libs + ["numpy"]]
     lines = [
         "# Eager benchmark: pullback against torch, autograd and hand-written NumPy",
@@ -418,19 +462,45 @@ def report(rows, saddle, libs, loads, blas, seconds):
         t = chain_times["jvp (forward)"]["pullback"]
         lines.append(f"Chain in forward mode (pushforward of one tangent): "
                      f"{np.median(t) / CHAIN_OPS * 1e6:.2f} µs per op in all.")
-    lines += ["", "## Nested eager AD: GradBench's saddle problem (s per run)", "",
-              "Gradient descent inside gradient descent on a function of two 2-vectors; "
-              "outer/inner derivative r (reverse, grad) or f (forward, one pushforward per "
-              f"basis vector). Step size starts at {SADDLE_ETA} (GradBench: 1e-5, which only "
-              f"adds steps); median of {SADDLE_ROUNDS} interleaved runs. Floor: autograd / "
-              "pullback >= 3.", "",
-              "| outer-inner | pullback | autograd | autograd / pullback |", "|---|---:|---:|---:|"]
-    for combo, times in saddle:
+    write_results("eager.md", "\n".join(lines + nested_report(nested, loads)) + "\n")
+
+
+NESTED_HEADING = "## Nested eager AD: GradBench's saddle and particle problems (s per run)"
+
+
+def nested_report(nested, loads):
+    """The lines of the nested section of the report."""
+    lines = ["", NESTED_HEADING, "",
+             "Command: `python benchmarks/eager.py --python /work/peers/bin/python --nested` (this "
+             "section only). "
+             "Gradient descent inside gradient descent; outer/inner derivative r (reverse, grad) "
+             "or f (forward, one pushforward per basis vector). saddle: a saddle point of a "
+             "function of two 2-vectors; particle: the control w making a charged particle land "
+             "at the origin, the inner derivative the force in each Euler step of its path "
+             "(about 350 steps, as many as the path needs). Step sizes start at "
+             f"{SADDLE_ETA} (saddle) and {PARTICLE_ETA} (particle) (GradBench: 1e-5, which "
+             f"only adds steps); median of {SADDLE_ROUNDS} (saddle) and {PARTICLE_ROUNDS} "
+             f"(particle) interleaved runs, CPU time; load average (1 min) {loads[0]:.1f} at "
+             f"the start, {loads[1]:.1f} at the end. Floor: autograd / pullback >= 3.", "",
+             "| problem | outer-inner | pullback | autograd | autograd / pullback |",
+             "|---|---|---:|---:|---:|"]
+    for problem, combo, times in nested:
         if "autograd" in times:
-            lines.append(f"| {combo} | {np.median(times['pullback']):.3f} | "
+            lines.append(f"| {problem} | {combo} | {np.median(times['pullback']):.3f} | "
                          f"{np.median(times['autograd']):.3f} | "
                          f"{ratio(times, 'autograd', 'pullback'):.2f} |")
-    write_results("eager.md", "\n".join(lines) + "\n")
+    return lines
+
+
+def write_nested_only(nested, loads):
+    """Replace the nested section of benchmarks/results/eager.md (`--nested`)."""
+    with open(os.path.join(HERE, "results", "eager.md")) as fh:
+        text = fh.read()
+    for heading in (NESTED_HEADING, "## Nested eager AD"):
+        if heading in text:
+            text = text[:text.index(heading)].rstrip("\n") + "\n"
+            break
+    write_results("eager.md", text + "\n".join(nested_report(nested, loads)) + "\n")
 
 
 def floor(times):
@@ -452,6 +522,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1,
                         help="threads of BLAS and torch (default 1: on a shared machine spinning "
                              "worker threads measure the load, not the library)")
+    parser.add_argument("--nested", action="store_true",
+                        help="only the nested problems (saddle, particle): replaces that section "
+                             "of the results")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.inside:
@@ -459,7 +532,8 @@ def main():
         for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(args.threads)
         subprocess.run([args.python, __file__, "--inside", "--rounds", str(args.rounds),
-                        "--threads", str(args.threads)], env=env, check=True)
+                        "--threads", str(args.threads)] + ["--nested"] * args.nested, env=env,
+                       check=True)
         return
     ROUNDS, THREADS[0] = args.rounds, args.threads
     if args.threads > 1:            # CPU time would add the threads up
@@ -473,8 +547,11 @@ def main():
         except ImportError:
             pass
     np.ones(2_000_000).sum()        # warm the allocator
-    rows, saddle = run(libs)
-    report(rows, saddle, libs, (load0, os.getloadavg()[0]), blas_kernel(verbose=True),
+    if args.nested:
+        write_nested_only(run_nested(libs), (load0, os.getloadavg()[0]))
+        return
+    rows, nested = run(libs)
+    report(rows, nested, libs, (load0, os.getloadavg()[0]), blas_kernel(verbose=True),
            time.perf_counter() - begin)
 
 

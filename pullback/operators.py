@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .core import arrays
+from .core.engine import Tracer
 from .core.boundary import argnums_tuple, differentiable_inputs, matching_tree, split_aux
 from .errors import ChunkSizeError, HolomorphicError, ModeError, NonScalarOutputError, TangentError
 from .ir import cost
@@ -24,8 +25,10 @@ from .tree import flatten, tree_map, unflatten
 
 def _partial(f, args, argnums):
     """f as a function of the distinct arguments `argnums` names, the others fixed."""
+    if type(argnums) is int and len(args) == 1 and -1 <= argnums <= 0:
+        return f, args                           # the common case: nothing fixed
     nums = tuple(dict.fromkeys(argnums_tuple(argnums, len(args))))
-    if nums == (0,) and len(args) == 1:          # the common case: nothing fixed
+    if nums == (0,) and len(args) == 1:
         return f, args
 
     def f_of_selected(*selected):
@@ -72,8 +75,9 @@ def _complex_output_error(function, fix):
 def _check_scalar(out, holomorphic=False):
     """Refuse anything but a real floating-point scalar output (complex with `holomorphic`),
     saying what to do instead."""
-    if isinstance(out, float) and not holomorphic:
-        return
+    if not holomorphic and (isinstance(out, float) or getattr(out, "shape", None) == ()
+                            and getattr(getattr(out, "dtype", None), "kind", None) == "f"):
+        return                                        # a real floating-point scalar: fine
     shape = getattr(out, "shape", None)
     dtype = np.asarray(out).dtype if isinstance(out, (bool, int, float, complex)) \
         else getattr(out, "dtype", None)
@@ -121,9 +125,12 @@ def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False
     _check_scalar(out, holomorphic)
     if holomorphic:
         _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
-    cts = back(np.ones((), out.dtype) if type(out) in _NUMPY_SCALARS
-               else arrays.known_scalar(1, getattr(out, "dtype", np.float64), like=out))
-    gradient = _per_argnum(cts, argnums, len(args))
+    if type(out) in _NUMPY_SCALARS or isinstance(out, Tracer) and arrays.foreign_array(out) is None:
+        seed = np.ones((), out.dtype)             # (what known_scalar makes for NumPy's values)
+    else:
+        seed = arrays.known_scalar(1, getattr(out, "dtype", np.float64), like=out)
+    cts = back(seed)
+    gradient = cts[0] if type(argnums) is int else _per_argnum(cts, argnums, len(args))
     return ((out, aux[0]) if has_aux else out), gradient
 
 
@@ -143,11 +150,9 @@ def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     >>> grad(lambda x: np.sum(np.sin(x)))(np.array([0.0, np.pi]))
     array([ 1., -1.])
     """
-    value_and_grad_f = value_and_grad(f, argnums, has_aux, holomorphic)
-
     @wraps(f)
     def grad_f(*args, **kwargs):
-        value, gradient = value_and_grad_f(*args, **kwargs)
+        value, gradient = _value_and_grad(f, args, kwargs, argnums, has_aux, holomorphic)
         return (gradient, value[1]) if has_aux else gradient
     grad_f.result_names = _names_for_one_array(
         lambda: f"grad_{parameter}" if (parameter := _parameter_name(f, argnums)) else "grad",

@@ -53,7 +53,7 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
             if type(c) in _NODES or isinstance(c, tuple):
                 break
         else:
-            return list(tree), _leaf_tuple(len(tree))
+            return list(tree), _LEAF_TUPLES.get(len(tree)) or _leaf_tuple(len(tree))
     leaves: list = []
     return leaves, _flatten(tree, leaves)
 

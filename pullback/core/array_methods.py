@@ -18,6 +18,7 @@ from .user_code import (calling_frame, instruction, library_function, may_be_swa
 
 pnp = None                 # the pullback.numpy module; set by it when it is imported
 _ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
+_getitem = None            # the getitem primitive, for `x[i]`'s fast path
 _OPERANDS = None           # types that primitives take as they are, besides plain ndarrays
 _stand_ins = {}            # "scipy.linalg" -> (its pullback stand-in's name, the module)
 _array_namespace = None    # pullback.array_api; set by it when it is imported
@@ -26,9 +27,10 @@ _API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
 
 def use_namespace(module):
     """Connect tracers to the pullback.numpy namespace (called once, when it is imported)."""
-    global pnp, _ufunc_primitives, _OPERANDS
+    global pnp, _ufunc_primitives, _OPERANDS, _getitem
     pnp = module
     _ufunc_primitives = module.UFUNC_PRIMITIVES
+    _getitem = module.GETITEM_PRIMITIVE
     _OPERANDS = module.OPERAND_TYPES
 
 
@@ -106,18 +108,21 @@ def _statement_error(actions=("store", "subscript")):
         "`pullback.numpy.getitem(table, index)` for any index.")
 
 
-# Operands that are never tracers: with one of them, a tracer's own trace binds an operator
-# (what `find_top_trace` would find), one Python frame fewer than calling the primitive.
-_CONSTANTS = frozenset({np.ndarray, float, int})
+# Operands that are never tracers: with one of them (or a tracer of the same trace), a
+# tracer's own trace binds an operator (what `find_top_trace` would find), one Python frame
+# fewer than calling the primitive.
+_CONSTANTS = frozenset({np.ndarray, float, int, complex, np.float64, np.float32, np.complex128,
+                        np.complex64})
 
 
 def _binary(ufunc, reflected=False):
     """An operator method: the ufunc's primitive, reached without any dispatch layer."""
     def op(self, other):
         prim = _ufunc_primitives[ufunc]
-        if type(other) in _CONSTANTS and self._trace.active:
-            args = (other, self) if reflected else (self, other)
-            return self._trace.process_primitive(prim, args, {})
+        trace = self._trace
+        if (type(other) in _CONSTANTS or type(other) is type(self) and other._trace is trace) \
+                and trace.active:                   # a constant, or a tracer of the same trace
+            return trace.process_primitive(prim, (other, self) if reflected else (self, other), {})
         if type(other) is not np.ndarray and not isinstance(other, _OPERANDS):
             other = pnp.operand(other)
         return prim(other, self) if reflected else prim(self, other)
@@ -268,6 +273,8 @@ class ArrayMethods:
         return pnp.matmul(other, self)
 
     def __neg__(self):
+        if self._trace.active:               # bound by its own trace (as `_binary`)
+            return self._trace.process_primitive(_ufunc_primitives[np.negative], (self,), {})
         return pnp.negative(self)
 
     def __pos__(self):
@@ -280,6 +287,8 @@ class ArrayMethods:
         return pnp.logical_not(self)
 
     def __getitem__(self, index):
+        if type(index) is int and self._trace.active:     # x[i], bound by its own trace
+            return self._trace.process_primitive(_getitem, (self,), {"index": (index,)})
         return pnp.getitem(self, index)
 
     def __setitem__(self, index, value):
@@ -438,8 +447,9 @@ class ArrayMethods:
         if method == "__call__" and not kwargs:
             prim = _ufunc_primitives.get(ufunc)
             if prim is not None:       # the common case, without any dispatch layer
-                if len(inputs) == 1 and self._trace.active:   # bound by its trace (_binary)
-                    return self._trace.process_primitive(prim, inputs, {})
+                if self._trace.active and (len(inputs) == 1 or len(inputs) == 2 and (
+                        type(inputs[0]) in _CONSTANTS or type(inputs[1]) in _CONSTANTS)):
+                    return self._trace.process_primitive(prim, inputs, {})   # as `_binary`
                 for x in inputs:
                     if type(x) is not np.ndarray and not isinstance(x, _OPERANDS):
                         return prim(*[pnp.operand(x) for x in inputs])

@@ -76,6 +76,8 @@ def differentiable_input(x, where: str):
 
 def differentiable_inputs(leaves: list, what: str) -> list:
     """`differentiable_input` of each leaf, named `<what> leaf <i>` in errors."""
+    if len(leaves) == 1 and type(leaves[0]) is np.ndarray and leaves[0].dtype.kind in "fc":
+        return list(leaves)                                 # one array, the common case
     return [x if type(x) is np.ndarray and x.dtype.kind in "fc"
             else differentiable_input(x, f"{what} leaf {i}") for i, x in enumerate(leaves)]
 
@@ -87,9 +89,11 @@ def _describe_value(x):
 
 def matching(value, reference, error_class, what: str, of: str):
     """`value` checked to have the shape and dtype of `reference` (Python scalars are cast)."""
-    if type(value) is np.ndarray and type(reference) is np.ndarray \
-            and value.shape == reference.shape and value.dtype == reference.dtype:
-        return value                                    # the common case, fast
+    if type(value) is np.ndarray and (type(reference) is np.ndarray or isinstance(
+            reference, np.generic) or isinstance(reference, Tracer) and foreign_array(
+            reference) is None) and value.shape == reference.shape \
+            and value.dtype == reference.dtype:
+        return value                 # the common cases, fast (a gradient's seed among them)
     ref_shape = tuple(reference.shape if hasattr(reference, "shape") else np.shape(reference))
     ref_dtype = getattr(reference, "dtype", None)
     if ref_dtype is None:
@@ -119,6 +123,8 @@ def matching(value, reference, error_class, what: str, of: str):
 def matching_tree(values, references, ref_treedef, error_class, what: str, of: str):
     """Flattened `values` checked leaf by leaf against flattened `references`."""
     leaves, treedef = flatten(values)
+    if len(leaves) == 1 and treedef == ref_treedef:          # one leaf, the common case
+        return [matching(leaves[0], references[0], error_class, what, of)]
     if treedef != ref_treedef:
         raise error_class(
             f"the {what} has structure {describe(treedef)}, but the {of} has structure "

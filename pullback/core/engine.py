@@ -52,7 +52,10 @@ class new_trace:
         self.trace_class, self.args = trace_class, args
 
     def __enter__(self):
-        stack = self.stack = trace_stack()
+        stack = getattr(_state, "stack", None)
+        if stack is None:
+            stack = trace_stack()
+        self.stack = stack
         trace = self.trace = self.trace_class(len(stack) + 1, *self.args)
         stack.append(trace)
         return trace

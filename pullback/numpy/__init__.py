@@ -13,7 +13,7 @@ import numpy as _np
 
 from ..core import array_methods as _array_methods
 from ..errors import InPlaceMutationError, unsupported
-from ..primitives.structural import stop_gradient
+from ..primitives.structural import getitem as GETITEM_PRIMITIVE, stop_gradient
 from . import fft, linalg
 from ._building import (append, apply_along_axis, block, choose, compress, delete, diagflat,
                         dsplit, dstack, extract, geomspace, hsplit, insert, linspace, logspace,

@@ -56,8 +56,14 @@ class JVPTrace(Trace):
         elif len(args) == 2:
             x, y = args
             if type(x) is JVPTracer and x._trace is self:
-                if type(y) is JVPTracer and y._trace is self:
-                    return self.apply_jvp(primitive, args, params)
+                if type(y) is JVPTracer and y._trace is self:     # both: the jvp rule
+                    if not primitive.complex_rules:
+                        refuse_complex((x.primal, y.primal), primitive)
+                    out, tangent = primitive.jvp((x.primal, y.primal), (x.tangent, y.tangent),
+                                                 **params)
+                    if isinstance(tangent, Tracer) and observer() is not None:   # staged
+                        observer().name_like(tangent, out, "_dot")
+                    return out if tangent is ZERO else JVPTracer(self, out, tangent)
                 tracer = x
                 x = x.primal
                 scale = rules[0][0]
@@ -88,14 +94,17 @@ class JVPTrace(Trace):
 
     def apply_jvp(self, primitive, args, params):
         """Process any primitive with its jvp rule."""
-        primals, tangents = [], []
-        for a in args:
-            if type(a) is JVPTracer and a._trace is self:
-                primals.append(a.primal)
-                tangents.append(a.tangent)
-            else:
-                primals.append(a)
-                tangents.append(ZERO)
+        if len(args) == 1:                    # bound by its own trace: ours
+            primals, tangents = (args[0].primal,), (args[0].tangent,)
+        else:
+            primals, tangents = [], []
+            for a in args:
+                if type(a) is JVPTracer and a._trace is self:
+                    primals.append(a.primal)
+                    tangents.append(a.tangent)
+                else:
+                    primals.append(a)
+                    tangents.append(ZERO)
         if not primitive.differentiable:
             out = primitive(*primals, **params)
             if not primitive.complex_rules:     # sign(z) is not constant, say
@@ -172,7 +181,7 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
     primal_leaves = differentiable_inputs(primal_leaves, "primal")
     tangent_leaves = matching_tree(tuple(tangents), primal_leaves, treedef, TangentError,
                                    "tangent", "primal")
-    with jvp_trace() as trace:
+    with new_trace(JVPTrace) as trace:
         inputs = [JVPTracer(trace, p, t) for p, t in zip(primal_leaves, tangent_leaves)]
         out, aux = split_aux(f(*unflatten(treedef, inputs)), has_aux)
         out_leaves, out_treedef = flatten(out)
