@@ -1,0 +1,73 @@
+"""Third correctness review: what a scientist relying on gradients, Jacobians, Hessians and
+Hessian-vector products would meet in the areas earlier reviews touched least (sparse plans,
+custom rules under transformations, linear-algebra wrappers at degenerate inputs, dtypes,
+statistics). Each test is named after the defect it pins down."""
+import numpy as np
+import pytest
+
+import pullback
+from helpers import raises
+from pullback import sparse
+from pullback.errors import NonDifferentiableInputError, PatternError
+
+
+# ------------------------------------ sparse plans
+
+
+def test_sparse_plan_with_a_given_pattern_refuses_nonzeros_that_appear_at_a_later_x():
+    """A pattern given by the caller may hold at the x a plan was prepared at and not at a
+    later one. The missing nonzeros (column 1 of x * x[1]) share their compressed entries
+    with the diagonal, so the plan's check of its empty entries could not see them and it
+    returned the diagonal plus a column, off by up to 5.0; each call now checks a random
+    product too."""
+    def f(x):
+        return np.where(x[0] > 0, x * x[1], x)
+
+    for mode in ("forward", "reverse"):
+        plan = sparse.prepare_jacobian(f, np.array([-1.0, 2, 3, 4, 5]),
+                                       pattern=np.eye(5, dtype=bool), mode=mode)
+        assert plan.checks_every_call
+        np.testing.assert_array_equal(plan(np.array([-2.0, 1, 1, 1, 1])).toarray(), np.eye(5))
+        with raises(PatternError, "misses nonzeros", "random vector"):
+            plan(np.array([1.0, 2, 3, 4, 5]))
+
+    def h(x):
+        return np.sum(np.where(x[0] > 0, x ** 2 * x[1], x ** 2))
+
+    plan = sparse.prepare_hessian(h, np.array([-1.0, 2, 3, 4]), pattern=np.eye(4, dtype=bool))
+    with raises(PatternError, "misses nonzeros", "random vector"):
+        plan(np.array([1.0, 2, 3, 4]))
+    # A detected pattern holds at every x: no product beyond the colours.
+    assert not sparse.prepare_hessian(h, np.array([-1.0, 2, 3, 4])).checks_every_call
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+@pytest.mark.parametrize("dtype", [np.int64, bool])
+def test_sparse_jacobian_of_an_integer_or_boolean_output_is_zero_as_the_dense_one(mode, dtype):
+    """Forward mode's compressed products of an integer output were integers, and the
+    pattern check stopped on a bare ValueError from np.finfo ("not inexact")."""
+    def f(x):
+        return (x > 1).astype(dtype)
+
+    x = np.arange(3.0)
+    matrix = sparse.sparse_jacobian(f, x, mode=mode, pattern=np.eye(3, dtype=bool))
+    assert matrix.dtype == np.float64
+    np.testing.assert_array_equal(matrix.toarray(), pullback.jacobian(f)(x))
+
+
+@pytest.mark.parametrize("function", [sparse.sparse_jacobian, sparse.sparse_hessian])
+def test_sparse_matrices_refuse_float16_inputs_clearly(function):
+    """scipy.sparse holds no float16 matrix: the decompression raised scipy's ValueError."""
+    with raises(NonDifferentiableInputError, "float16", "astype(np.float32)"):
+        function(lambda x: np.sum(x ** 3), np.ones(3, np.float16))
+
+
+def test_jacrev_of_a_boolean_output_is_zero_not_a_cotangent_error():
+    """The one-hot basis of a boolean output was made of integers (True * 1), which the
+    output's pullback refused as a cotangent of the wrong dtype, naming a cast the user
+    never wrote; an integer output already gave zeros."""
+    x = np.arange(3.0)
+    for f in (lambda t: t > 1, lambda t: np.stack([t > 1, t < 1])):
+        jacobian = pullback.jacrev(f)(x)
+        np.testing.assert_array_equal(jacobian, np.zeros(np.shape(f(x)) + x.shape))
+        assert jacobian.dtype == np.float64
