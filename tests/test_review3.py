@@ -71,3 +71,40 @@ def test_jacrev_of_a_boolean_output_is_zero_not_a_cotangent_error():
         jacobian = pullback.jacrev(f)(x)
         np.testing.assert_array_equal(jacobian, np.zeros(np.shape(f(x)) + x.shape))
         assert jacobian.dtype == np.float64
+
+
+# ------------------------------------ custom rules
+
+
+def _scaled_sine(kind):
+    """x, s -> s sin(x) with a custom rule whose residuals are its own arguments."""
+    if kind == "vjp":
+        f = pullback.custom_vjp(lambda x, s: s * np.sin(x))
+        return f.defvjp(lambda x, s: (f(x, s), (x, s)),
+                        lambda res, g: (g * res[1] * np.cos(res[0]), np.sum(g * np.sin(res[0]))))
+    f = pullback.custom_jvp(lambda x, s: s * np.sin(x))
+    f.defjvp(lambda p, t: (f(*p), t[1] * np.sin(p[0]) + p[1] * np.cos(p[0]) * t[0]))
+    return f
+
+
+@pytest.mark.parametrize("kind", ["vjp", "jvp"])
+@pytest.mark.parametrize("mode", pullback.operators.HESSIAN_MODES)
+def test_custom_rule_returning_an_argument_traced_by_an_outer_transformation_is_no_closure(
+        kind, mode):
+    """A Hessian in x of a custom function of (x, s), with s traced by an outer
+    transformation (jit's staging, or a grad in s): the rule, run by the inner
+    transformations before the outer one reached the call, returned s (an argument) and
+    was refused as a closure over a traced value, though eager hessian(L)(x, s) worked."""
+    f = _scaled_sine(kind)
+
+    def loss(x, s):
+        return np.sum(f(x, s) ** 2)
+
+    x, s = np.array([0.3, 0.7]), np.array(1.5)
+    expected = np.diag(2 * s ** 2 * np.cos(2 * x))              # of s^2 sin(x)^2
+    hessian = pullback.hessian(loss, mode=mode)
+    np.testing.assert_allclose(hessian(x, s), expected)
+    np.testing.assert_allclose(pullback.jit(hessian)(x, s), expected)
+    np.testing.assert_allclose(pullback.jit(hessian)(x, 1.5), expected)
+    np.testing.assert_allclose(pullback.grad(lambda s: np.sum(hessian(x, s)))(s),
+                               np.sum(4 * s * np.cos(2 * x)))
