@@ -108,3 +108,35 @@ def test_custom_rule_returning_an_argument_traced_by_an_outer_transformation_is_
     np.testing.assert_allclose(pullback.jit(hessian)(x, 1.5), expected)
     np.testing.assert_allclose(pullback.grad(lambda s: np.sum(hessian(x, s)))(s),
                                np.sum(4 * s * np.cos(2 * x)))
+
+
+# ------------------------------------ indexing
+
+
+@pytest.mark.parametrize("shape, index", [
+    ((3,), (np.array([True, False]),)),
+    ((2, 3), (slice(None), np.array([True, False]))),
+    ((2, 3), (Ellipsis, np.array([True, False]))),
+    ((2, 3), (None, np.array([True, False, True]))),
+    ((2, 3), (np.array([[True, False], [False, True]]),)),
+])
+def test_a_boolean_mask_of_the_wrong_shape_raises_as_in_numpy(shape, index):
+    """A mask shorter than its axis became integer indices into part of it: x[[True,
+    False]] of three elements gave x[[0]] (and its derivative) in every mode where NumPy
+    raises IndexError."""
+    x = np.arange(float(np.prod(shape))).reshape(shape)
+    with pytest.raises(IndexError):
+        x[index]
+    for run in (pullback.jit(lambda t: t[index]), pullback.grad(lambda t: np.sum(t[index])),
+                lambda t: pullback.numpy.at(t)[index].set(0.0)):
+        with pytest.raises(IndexError, match="boolean index did not match"):
+            run(x)
+
+
+def test_a_boolean_mask_of_the_right_shape_still_indexes_as_numpy():
+    x = np.arange(6.0).reshape(2, 3)
+    for index in [(np.array([True, False]),), (Ellipsis, np.array([True, False, True])),
+                  (None, np.array([False, True]), slice(1, None)),
+                  (np.array([True, True]), np.array([True, False, True])),
+                  (x > 2,)]:
+        np.testing.assert_array_equal(pullback.jit(lambda t: t[index])(x), x[index])
