@@ -181,6 +181,36 @@ class _Call:
         self.references = [_reference(x) for x in self.leaves]
         self.check = _closure_check(self.leaves, name)
         self.out_def = self.res_def = None
+        self.string_residuals, self.residuals_vary = None, False
+
+    def array_residuals(self, residuals):
+        """The residual leaves without its strings (a mode, a flag), which are kept here for
+        bwd: the outputs of fwd's call must be arrays or numbers under jit. A string that
+        differs between runs of fwd (per example under vmap, per call under jit) is noted:
+        bwd could not tell which run's to take. Other values (an object holding arrays)
+        stay residuals: bwd staged under jit would keep those of the staging run."""
+        strings = [(i, r) for i, r in enumerate(residuals) if isinstance(r, (str, bytes))]
+        if self.string_residuals not in (None, strings):
+            self.residuals_vary = True
+        self.string_residuals = strings
+        return [r for r in residuals if not isinstance(r, (str, bytes))]
+
+    def all_residuals(self, others, name):
+        """The residual leaves: the strings put back among the others."""
+        if self.residuals_vary:
+            raise CustomRuleError(
+                f"the fwd rule of `{name}` returned string residuals that differ between its "
+                "runs (example by example under vmap, or at each call under jit), so its bwd "
+                "rule could not be given those of its own run. Pass such a string as an "
+                "argument listed in nondiff_argnums instead.")
+        if any(getattr(r, "dtype", None) == object for r in others):
+            raise CustomRuleError(
+                f"the fwd rule of `{name}` returned a residual that is neither an array nor a "
+                "number nor a string, which vmap cannot batch (it ran fwd example by example "
+                "and got an object per example). Return its arrays as residuals instead.")
+        strings, others = dict(self.string_residuals), iter(others)
+        return [strings[i] if i in strings else next(others)
+                for i in range(self.res_def.num_leaves)]
 
     def arguments(self, leaves):
         """All arguments in order, the differentiable ones rebuilt from `leaves`."""
@@ -272,11 +302,12 @@ class custom_vjp(_CustomFunction):
             if not isinstance(result, tuple) or len(result) != 2:
                 raise CustomRuleError(f"the fwd rule of `{name}` must return (output, residuals).")
             residuals, call.res_def = flatten(result[1])
-            return call.returned(result[0], leaves) + call.check(residuals, leaves)
+            return (call.returned(result[0], leaves)
+                    + call.check(call.array_residuals(residuals), leaves))
 
         def flat_bwd(*residuals_and_cts):
-            n = call.res_def.num_leaves
-            residuals = unflatten(call.res_def, residuals_and_cts[:n])
+            n = call.res_def.num_leaves - len(call.string_residuals)
+            residuals = unflatten(call.res_def, call.all_residuals(residuals_and_cts[:n], name))
             result = self.bwd(*call.static_args, residuals,
                               unflatten(call.out_def, residuals_and_cts[n:]))
             count = len(call.in_def.children)
