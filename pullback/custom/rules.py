@@ -6,7 +6,8 @@ a `custom_vjp` function works under forward mode too (so forward-over-reverse
 Hessians and HVPs run through it), and a `custom_jvp` function under reverse mode
 and `vmap`. Rules written with NumPy operations differentiate again. Under `jit`
 the function and its rules are called as they are (never on made-up values), so
-they may wrap SciPy; their results must then be arrays or numbers.
+they may wrap SciPy; their results must then be arrays or numbers (fwd's residuals
+may also be strings, kept beside the call for bwd in every mode).
 
 Arguments given by keyword are resolved to positions with the function's
 signature (defaults filled in), as in JAX. Static arguments that are not arrays
