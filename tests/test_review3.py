@@ -43,6 +43,15 @@ def test_sparse_plan_with_a_given_pattern_refuses_nonzeros_that_appear_at_a_late
     assert not sparse.prepare_hessian(h, np.array([-1.0, 2, 3, 4])).checks_every_call
 
 
+
+def test_sparse_jacobian_at_a_singular_point_says_so_instead_of_blaming_the_pattern():
+    """sqrt(x) * x[0] at x[0] = 0: a zero tangent times sqrt's infinite derivative is NaN in
+    a compressed product, in an entry the (detected, correct) pattern leaves empty. The
+    error said the "given pattern" missed a nonzero (nan) and asked for another pattern."""
+    x = np.array([0.0, 1.0, 2.0, 3.0])
+    with np.errstate(all="ignore"), raises(PatternError, "not finite at this x", "densely"):
+        sparse.sparse_jacobian(lambda t: np.sqrt(t) * t[0], x)
+
 @pytest.mark.parametrize("mode", ["forward", "reverse"])
 @pytest.mark.parametrize("dtype", [np.int64, bool])
 def test_sparse_jacobian_of_an_integer_or_boolean_output_is_zero_as_the_dense_one(mode, dtype):

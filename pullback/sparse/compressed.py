@@ -215,10 +215,18 @@ class SparsePlan:
             members = np.flatnonzero(self.colouring == colour)
             members = "[" + ", ".join(map(str, members[:8])) + (", ...]" if members.size > 8
                                                                 else "]")
+            if not np.isfinite(flat[where]):
+                raise PatternError(
+                    f"{self._outside(index, members)} has the derivative {flat[where]!r}: f's "
+                    "derivatives are not finite at this x (a singular point, such as sqrt or "
+                    "log at 0, where a zero tangent times an infinite partial derivative is "
+                    "NaN), and a compressed product cannot tell which entry it belongs to. "
+                    "Evaluate at another x, or here densely (pullback.jacobian, hessian).")
             raise PatternError(
                 f"{self._outside(index, members)} has a nonzero derivative "
-                f"({flat[where]!r}) that the given pattern does not contain. Pass a pattern "
-                "with every structural nonzero (entries outside it must be zero at every x).")
+                f"({flat[where]!r}) that the {'given ' if self.checks_every_call else ''}"
+                "pattern does not contain. Pass a pattern with every structural nonzero "
+                "(entries outside it must be zero at every x).")
         return scipy.sparse.csr_matrix(
             (flat[self._reads], self.pattern.indices.copy(), self.pattern.indptr.copy()),
             shape=self.shape)
