@@ -125,6 +125,24 @@ def _binary(ufunc, reflected=False):
     return op
 
 
+class _Probe:
+    def __iadd__(self, other):
+        _Probe.references = sys.getrefcount(self)
+        return self
+
+
+def _references_of_an_unshared_local():
+    """How many references `sys.getrefcount` counts, in an augmented assignment's method,
+    to an object that one local name alone refers to (the interpreter's own vary by
+    version)."""
+    probe = _Probe()
+    probe += 0
+    return _Probe.references
+
+
+_UNSHARED_REFERENCES = _references_of_an_unshared_local()
+
+
 def _in_place(binary, symbol):
     """An augmented assignment `x op= v` (`binary` is the operator `op`). NumPy writes the
     result into x: it keeps x's shape and dtype (casting "same_kind"), and every other name
@@ -146,8 +164,9 @@ def _in_place(binary, symbol):
                     f"{self.dtype} with casting rule 'same_kind' (an augmented assignment keeps "
                     f"the array's dtype, as in NumPy): write `x = x {symbol} v` for a new array.")
             result = result.astype(self.dtype)
-        frame = sys._getframe(1)
-        names = [name for name, value in frame.f_locals.items() if value is self]
+        if sys.getrefcount(self) <= _UNSHARED_REFERENCES:       # one name: no alias possible
+            return result
+        names = [name for name, value in sys._getframe(1).f_locals.items() if value is self]
         if len(names) > 1:
             raise InPlaceMutationError(
                 f"an augmented assignment `{symbol}=` to a traced array that several names refer "
