@@ -285,3 +285,13 @@ def test_custom_vjp_residuals_that_vary_per_run_or_are_objects_are_refused_under
         pullback.vmap(pullback.grad(lambda x: np.sum(g(x))))(batch)
     with raises(CustomRuleError, "returned a Box", "must be arrays or numbers"):
         pullback.jit(pullback.grad(lambda x: np.sum(g(x))))(batch[0])
+
+
+@pytest.mark.parametrize("index", [True, False, np.True_, (np.False_, 1)])
+def test_a_boolean_scalar_index_is_refused_clearly(index):
+    """x[True] (a new axis in NumPy) stopped on NumPy's ValueError from inside pullback's
+    indexing ("Calling nonzero on 0d arrays is not allowed")."""
+    from pullback.errors import UnsupportedFunctionError
+    x = np.ones((2, 3))
+    with raises(UnsupportedFunctionError, "boolean scalar index", "x[None]"):
+        pullback.jit(lambda t: t[index])(x)

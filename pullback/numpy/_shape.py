@@ -498,6 +498,9 @@ def _index_template(index, shape_indexed):
                 if isinstance(arr, Tracer) or foreign_array(arr) is not None:
                     raise unsupported("boolean-mask indexing", "the mask must be a NumPy "
                                       "array (its number of True entries sets the shape)")
+                if arr.ndim == 0:
+                    raise unsupported("a boolean scalar index", "x[True] is x[None], a new "
+                                      "axis; x[False] is x[None][:0], an empty one: write those")
                 masks.append((len(template), arr.shape))
                 for a in np.nonzero(arr):
                     template.append(S.ArrayIndex(len(arrays)))
