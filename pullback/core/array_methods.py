@@ -130,6 +130,59 @@ def _binary(ufunc, reflected=False):
     return op
 
 
+class _Probe:
+    def __iadd__(self, other):
+        _Probe.references = sys.getrefcount(self)
+        return self
+
+
+def _references_of_an_unshared_local():
+    """How many references `sys.getrefcount` counts, in an augmented assignment's method,
+    to an object that one local name alone refers to (the interpreter's own vary by
+    version)."""
+    probe = _Probe()
+    probe += 0
+    return _Probe.references
+
+
+_UNSHARED_REFERENCES = _references_of_an_unshared_local()
+
+
+def _in_place(binary, symbol):
+    """An augmented assignment `x op= v` (`binary` is the operator `op`). NumPy writes the
+    result into x: it keeps x's shape and dtype (casting "same_kind"), and every other name
+    of the array sees it. A traced value is rebound to the result instead, which is the same
+    unless another name refers to it: that is refused (checked among the names of the
+    frame that runs the assignment; views, x[1:] say, are not seen), and the result keeps
+    x's shape and dtype, or raises as NumPy does."""
+    def op(self, other):
+        result = binary(self, other)
+        if result is NotImplemented:
+            return NotImplemented
+        if tuple(result.shape) != tuple(self.shape):
+            raise ValueError(f"non-broadcastable output operand with shape {tuple(self.shape)} "
+                             f"doesn't match the broadcast shape {tuple(result.shape)}")
+        if result.dtype != self.dtype:
+            if not np.can_cast(result.dtype, self.dtype, casting="same_kind"):
+                raise InPlaceMutationError(
+                    f"`x {symbol}= v` cannot cast its result from {result.dtype} to x's dtype "
+                    f"{self.dtype} with casting rule 'same_kind' (an augmented assignment keeps "
+                    f"the array's dtype, as in NumPy): write `x = x {symbol} v` for a new array.")
+            result = result.astype(self.dtype)
+        if sys.getrefcount(self) <= _UNSHARED_REFERENCES:       # one name: no alias possible
+            return result
+        names = [name for name, value in sys._getframe(1).f_locals.items() if value is self]
+        if len(names) > 1:
+            raise InPlaceMutationError(
+                f"an augmented assignment `{symbol}=` to a traced array that several names refer "
+                f"to ({', '.join(names)}): NumPy would change the array they all see, but a "
+                "traced value cannot change in place, so only the assigned name would see it. "
+                f"Write `x = x {symbol} v` to make a new array, or copy it (`y = x.copy()`) "
+                "where another name must keep the old values.")
+        return result
+    return op
+
+
 def _method(name):
     def method(self, *args, **kwargs):
         return getattr(pnp, name)(self, *args, **kwargs)
@@ -277,6 +330,18 @@ class ArrayMethods:
             return self._trace.process_primitive(_ufunc_primitives[np.negative], (self,), {})
         return pnp.negative(self)
 
+    __iadd__ = _in_place(__add__, "+")
+    __isub__ = _in_place(__sub__, "-")
+    __imul__ = _in_place(__mul__, "*")
+    __itruediv__ = _in_place(__truediv__, "/")
+    __ifloordiv__ = _in_place(__floordiv__, "//")
+    __imod__ = _in_place(__mod__, "%")
+    __ipow__ = _in_place(__pow__, "**")
+    __imatmul__ = _in_place(__matmul__, "@")
+    __iand__ = _in_place(__and__, "&")
+    __ior__ = _in_place(__or__, "|")
+    __ixor__ = _in_place(__xor__, "^")
+
     def __pos__(self):
         return self
 
@@ -316,7 +381,6 @@ class ArrayMethods:
             raise unsupported("x.to_device", f"device={device!r}: traced values live on the CPU")
         return self
 
-    # NB: no __iadd__ & co.: Python then rebinds `x += y` to `x = x + y`, which is functional.
 
     # ---------------------------------------------------------------- methods
     sum = _method("sum")

@@ -6,7 +6,8 @@ a `custom_vjp` function works under forward mode too (so forward-over-reverse
 Hessians and HVPs run through it), and a `custom_jvp` function under reverse mode
 and `vmap`. Rules written with NumPy operations differentiate again. Under `jit`
 the function and its rules are called as they are (never on made-up values), so
-they may wrap SciPy; their results must then be arrays or numbers.
+they may wrap SciPy; their results must then be arrays or numbers (fwd's residuals
+may also be strings, kept beside the call for bwd in every mode).
 
 Arguments given by keyword are resolved to positions with the function's
 signature (defaults filled in), as in JAX. Static arguments that are not arrays
@@ -55,16 +56,25 @@ def _closure_check(leaves, name):
     A value traced by a transformation that processes the call (one of the
     arguments' or one nested inside them), reached through a closure or a global,
     would bypass the rule and be wrapped by its own trace: wrong derivatives or
-    leaked tracers. Values of outer transformations are constants here and fine.
+    leaked tracers. Values of outer transformations are constants here and fine, and
+    so are values of a transformation that still traces the arguments the function or
+    rule runs on (`arguments`): it has not reached the call yet and differentiates
+    that run as ordinary code (an argument of an outer `grad`, say, that a rule run by
+    an inner Hessian returns as a residual).
     """
     levels = [x._trace.level for x in leaves if isinstance(x, Tracer)]
     processing = WeakSet(t for t in trace_stack() if levels and t.level >= min(levels))
 
-    def check(values):
+    def traces(values):
+        """The traces of `values`, looking inside a vmap's tracers: batch rules run the
+        user's functions under a vmap of their own."""
+        inner = [v.value for v in values if type(v) is BatchTracer]
+        return [u._trace for u in (*values, *inner) if isinstance(u, Tracer)]
+
+    def check(values, arguments):
+        tracing_arguments = set(map(id, traces(arguments)))
         for v in flatten(values)[0]:
-            # Batch rules run the user's functions under a vmap of their own: look inside it.
-            inner = v.value if type(v) is BatchTracer else None
-            if any(isinstance(u, Tracer) and u._trace in processing for u in (v, inner)):
+            if any(t in processing and id(t) not in tracing_arguments for t in traces([v])):
                 raise CustomRuleError(
                     f"`{name}` (or its rule) uses a value traced by the transformation of its "
                     "arguments, or by one nested inside it, without taking it as an argument "
@@ -172,6 +182,36 @@ class _Call:
         self.references = [_reference(x) for x in self.leaves]
         self.check = _closure_check(self.leaves, name)
         self.out_def = self.res_def = None
+        self.string_residuals, self.residuals_vary = None, False
+
+    def array_residuals(self, residuals):
+        """The residual leaves without its strings (a mode, a flag), which are kept here for
+        bwd: the outputs of fwd's call must be arrays or numbers under jit. A string that
+        differs between runs of fwd (per example under vmap, per call under jit) is noted:
+        bwd could not tell which run's to take. Other values (an object holding arrays)
+        stay residuals: bwd staged under jit would keep those of the staging run."""
+        strings = [(i, r) for i, r in enumerate(residuals) if isinstance(r, (str, bytes))]
+        if self.string_residuals not in (None, strings):
+            self.residuals_vary = True
+        self.string_residuals = strings
+        return [r for r in residuals if not isinstance(r, (str, bytes))]
+
+    def all_residuals(self, others, name):
+        """The residual leaves: the strings put back among the others."""
+        if self.residuals_vary:
+            raise CustomRuleError(
+                f"the fwd rule of `{name}` returned string residuals that differ between its "
+                "runs (example by example under vmap, or at each call under jit), so its bwd "
+                "rule could not be given those of its own run. Pass such a string as an "
+                "argument listed in nondiff_argnums instead.")
+        if any(getattr(r, "dtype", None) == object for r in others):
+            raise CustomRuleError(
+                f"the fwd rule of `{name}` returned a residual that is neither an array nor a "
+                "number nor a string, which vmap cannot batch (it ran fwd example by example "
+                "and got an object per example). Return its arrays as residuals instead.")
+        strings, others = dict(self.string_residuals), iter(others)
+        return [strings[i] if i in strings else next(others)
+                for i in range(self.res_def.num_leaves)]
 
     def arguments(self, leaves):
         """All arguments in order, the differentiable ones rebuilt from `leaves`."""
@@ -183,10 +223,10 @@ class _Call:
         """The tuple of differentiable arguments rebuilt from `leaves`."""
         return unflatten(self.in_def, leaves)
 
-    def returned(self, out):
-        """The leaves of an output, checked; records its structure."""
+    def returned(self, out, arguments):
+        """The leaves of an output of a run on `arguments`, checked; records its structure."""
         leaves, self.out_def = flatten(out)
-        return self.check(leaves)
+        return self.check(leaves, arguments)
 
     def out_count(self):
         return self.out_def.num_leaves
@@ -256,18 +296,19 @@ class custom_vjp(_CustomFunction):
         call = _Call(self.fun, name, args, kwargs, self.nondiff_argnums)
 
         def flat_fun(*leaves):
-            return call.returned(self.fun(*call.arguments(leaves)))
+            return call.returned(self.fun(*call.arguments(leaves)), leaves)
 
         def flat_fwd(*leaves):
             result = self.fwd(*call.arguments(leaves))
             if not isinstance(result, tuple) or len(result) != 2:
                 raise CustomRuleError(f"the fwd rule of `{name}` must return (output, residuals).")
             residuals, call.res_def = flatten(result[1])
-            return call.returned(result[0]) + call.check(residuals)
+            return (call.returned(result[0], leaves)
+                    + call.check(call.array_residuals(residuals), leaves))
 
         def flat_bwd(*residuals_and_cts):
-            n = call.res_def.num_leaves
-            residuals = unflatten(call.res_def, residuals_and_cts[:n])
+            n = call.res_def.num_leaves - len(call.string_residuals)
+            residuals = unflatten(call.res_def, call.all_residuals(residuals_and_cts[:n], name))
             result = self.bwd(*call.static_args, residuals,
                               unflatten(call.out_def, residuals_and_cts[n:]))
             count = len(call.in_def.children)
@@ -334,7 +375,7 @@ class custom_jvp(_CustomFunction):
         call = _Call(self.fun, name, args, kwargs, self.nondiff_argnums)
 
         def flat_fun(*leaves):
-            return call.returned(self.fun(*call.arguments(leaves)))
+            return call.returned(self.fun(*call.arguments(leaves)), leaves)
 
         def flat_jvp(*primals_and_tangents):
             n = len(call.leaves)
@@ -343,9 +384,10 @@ class custom_jvp(_CustomFunction):
             if not isinstance(result, tuple) or len(result) != 2:
                 raise CustomRuleError(f"the jvp rule of `{name}` must return "
                                       "(output, tangent_of_output).")
-            out_leaves = call.returned(result[0])
+            out_leaves = call.returned(result[0], primals_and_tangents)
             tangent_leaves = _leaves_of(result[1], call.out_def, "the tangent returned by jvp", name)
-            return out_leaves + call.check(_checked(tangent_leaves, out_leaves, "tangent", name))
+            return out_leaves + call.check(_checked(tangent_leaves, out_leaves, "tangent", name),
+                                           primals_and_tangents)
 
         outs = custom_jvp_call(*call.leaves, fun=_named(flat_fun, name),
                                jvp=_named(flat_jvp, f"{name}_jvp"))

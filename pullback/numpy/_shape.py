@@ -473,11 +473,13 @@ def triu(m, k=0):
 # ------------------------------------------------------------------ indexing
 
 
-def _index_template(index):
-    """Split a NumPy index into a hashable template and its integer index arrays."""
+def _index_template(index, shape_indexed):
+    """Split a NumPy index of an array of shape `shape_indexed` into a hashable template and
+    its integer index arrays."""
     if not isinstance(index, tuple):
         index = (index,)
     template, arrays = [], []
+    masks = []                                  # (position in the index, the mask's shape)
     for entry in index:
         if type(entry) is int or entry is None or entry is Ellipsis:    # int: the common case
             template.append(entry)
@@ -496,6 +498,10 @@ def _index_template(index):
                 if isinstance(arr, Tracer) or foreign_array(arr) is not None:
                     raise unsupported("boolean-mask indexing", "the mask must be a NumPy "
                                       "array (its number of True entries sets the shape)")
+                if arr.ndim == 0:
+                    raise unsupported("a boolean scalar index", "x[True] is x[None], a new "
+                                      "axis; x[False] is x[None][:0], an empty one: write those")
+                masks.append((len(template), arr.shape))
                 for a in np.nonzero(arr):
                     template.append(S.ArrayIndex(len(arrays)))
                     arrays.append(a)
@@ -506,13 +512,37 @@ def _index_template(index):
                 raise IndexError(
                     "only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and "
                     f"integer or boolean arrays are valid indices, got {entry!r}")
+    if masks:
+        _check_masks(template, masks, tuple(shape_indexed))
     return tuple(template), arrays
+
+
+def _check_masks(template, masks, shape_indexed):
+    """NumPy's IndexError for a boolean mask whose shape is not that of the axes it indexes:
+    its integer indices would silently index part of them."""
+    starts = {position for position, _ in masks}
+    # The axes each template entry consumes; a mask's entries (one per mask axis) consume
+    # one axis each, a 0-d mask none.
+    used = builtins.sum(entry is not None and entry is not Ellipsis for entry in template)
+    axis, mask_shapes = 0, dict(masks)
+    for position, entry in enumerate(template):
+        if position in starts:
+            mask_shape = mask_shapes[position]
+            if mask_shape != shape_indexed[axis:axis + len(mask_shape)]:
+                raise IndexError(
+                    f"boolean index did not match indexed array along axis {axis}: the mask "
+                    f"has shape {mask_shape}, the axes it indexes "
+                    f"{shape_indexed[axis:axis + len(mask_shape)]}")
+        if entry is Ellipsis:
+            axis += len(shape_indexed) - used
+        elif entry is not None:
+            axis += 1
 
 
 def getitem(a, index):
     """`a[index]` for any NumPy index; gradients accumulate over repeated indices."""
     x = operand(a)
-    template, arrays = _index_template(index)
+    template, arrays = _index_template(index, shape(x))
     return S.getitem(x, *arrays, index=template)
 
 
@@ -578,13 +608,14 @@ class _AtIndexer:
 
     def set(self, values):
         """A copy of the array with `values` written at the index."""
-        template, arrays = _index_template(self.index)
-        return S.scatter_set(operand(self.array), operand(values), *arrays, index=template)
+        x = operand(self.array)
+        template, arrays = _index_template(self.index, shape(x))
+        return S.scatter_set(x, operand(values), *arrays, index=template)
 
     def add(self, values):
         """A copy of the array with `values` added at the index (repeated indices accumulate)."""
-        template, arrays = _index_template(self.index)
         x = operand(self.array)
+        template, arrays = _index_template(self.index, shape(x))
         return S.scatter_add(x, operand(values), *arrays, index=template)
 
     def multiply(self, values):
@@ -603,8 +634,8 @@ class _AtIndexer:
         return self._combine("max", E.maximum, R.max, values)
 
     def _combine(self, method, pairwise, reduce, values):
-        template, arrays = _index_template(self.index)
         x, values = operand(self.array), operand(values)
+        template, arrays = _index_template(self.index, shape(x))
         if builtins.any(isinstance(a, Tracer) for a in arrays):
             raise ConcretizationError(
                 f"`at(x)[index].{method}(values)` needs the values of its index arrays, to "

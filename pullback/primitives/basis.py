@@ -66,7 +66,7 @@ def basis(leaves, start, stop, factors):
         shape = shape_of(leaf)
         ids = np.arange(offset, offset + int(np.prod(shape, dtype=np.int64))).reshape(shape)
         slots = np.where((ids >= start) & (ids < stop), ids - start + 1, 0)
-        coef = np.ones(shape, dtype_of(leaf)) * factor
+        coef = (np.ones(shape, dtype_of(leaf)) * factor).astype(dtype_of(leaf), copy=False)
         out.append(OneHot([(coef, slots)] if slots.any() else [], stop - start, shape,
                           coef.dtype))
         offset += ids.size

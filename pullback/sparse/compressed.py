@@ -10,10 +10,11 @@ values only.
 
 A pattern that misses a nonzero of f raises `PatternError` rather than give wrong
 values. Preparing evaluates the matrix once, with one random vector v among the seeds,
-and compares J v (or v^T J, H v) with the product of the decompressed matrix. Every call
-also checks the entries of the compressed products that no nonzero of the pattern
-contributes to: they must be zero (this catches, at no cost, each missing nonzero that
-does not share its entry with one of the pattern's).
+and compares J v (or v^T J, H v) with the product of the decompressed matrix; a plan
+whose pattern was given (`pattern=`) does so at every call, since a pattern valid at one
+x may miss nonzeros at another (one more product per call; a detected pattern holds at
+every x). Every call also checks the entries of the compressed products that no nonzero
+of the pattern contributes to: they must be zero.
 
 By default the pattern is detected from f's program (`detection.py`: global, valid at
 every x); `pattern=` gives one instead.
@@ -53,6 +54,10 @@ def _input(x, function: str) -> np.ndarray:
         raise NonDifferentiableInputError(
             f"{function}: x has dtype {x.dtype}; derivatives exist only with respect to real "
             "floating-point inputs. Convert it, e.g. x.astype(float).")
+    if x.dtype == np.float16:
+        raise NonDifferentiableInputError(
+            f"{function}: x has dtype float16, which scipy.sparse matrices cannot hold. "
+            "Convert it, e.g. x.astype(np.float32).")
     return np.asarray(x)
 
 
@@ -78,11 +83,14 @@ class SparsePlan:
     Attributes: `shape` of the matrix, `nnz` and `density` of its pattern, `colours` (the
     number of compressed products per evaluation), `colouring` (the colour of each seeded
     vertex), `order` (the vertex order that gave it), `mode`, `pattern` (boolean CSR),
-    `chunk_size` (products per batched pass).
+    `chunk_size` (products per batched pass), `checks_every_call` (whether each call also
+    checks a random product: a pattern given by the caller may hold at one x only).
     """
 
-    def __init__(self, f, x, pattern, mode, colouring, reads, touched, order, chunk_size):
+    def __init__(self, f, x, pattern, mode, colouring, reads, touched, order, chunk_size,
+                 checks_every_call):
         self.f, self.pattern, self.mode, self.order = f, pattern, mode, order
+        self.checks_every_call = checks_every_call
         self.colouring, self.colours = colouring, number_of_colours(colouring)
         self.shape, self.nnz = pattern.shape, pattern.nnz
         self.density = self.nnz / max(1, self.shape[0] * self.shape[1])
@@ -126,7 +134,7 @@ class SparsePlan:
 
     def __call__(self, x, *args) -> scipy.sparse.csr_matrix:
         """The matrix at x (for `f(x, *args)`), as CSR: values only, from the colouring."""
-        return self._evaluate(self._checked(x), args, probe=False)
+        return self._evaluate(self._checked(x), args, probe=self.checks_every_call)
 
     def _products(self, x, args):
         """(product, seed shape, seed dtype): product(seed) is one compressed product."""
@@ -188,6 +196,8 @@ class SparsePlan:
                                 "the compressed evaluation")
                   for start in range(0, count, self.chunk_size)]
         compressed = np.concatenate(chunks) if len(chunks) > 1 else np.asarray(chunks[0])
+        if compressed.dtype.kind not in "fc":  # an integer or boolean f(x): zero derivatives
+            compressed = compressed.astype(self.x_dtype)
         if compressed.size != count * self._vector_size:
             raise PlanMismatchError(
                 f"f's output now has {compressed.size // count} elements, but the pattern has "
@@ -205,10 +215,18 @@ class SparsePlan:
             members = np.flatnonzero(self.colouring == colour)
             members = "[" + ", ".join(map(str, members[:8])) + (", ...]" if members.size > 8
                                                                 else "]")
+            if not np.isfinite(flat[where]):
+                raise PatternError(
+                    f"{self._outside(index, members)} has the derivative {flat[where]!r}: f's "
+                    "derivatives are not finite at this x (a singular point, such as sqrt or "
+                    "log at 0, where a zero tangent times an infinite partial derivative is "
+                    "NaN), and a compressed product cannot tell which entry it belongs to. "
+                    "Evaluate at another x, or here densely (pullback.jacobian, hessian).")
             raise PatternError(
                 f"{self._outside(index, members)} has a nonzero derivative "
-                f"({flat[where]!r}) that the given pattern does not contain. Pass a pattern "
-                "with every structural nonzero (entries outside it must be zero at every x).")
+                f"({flat[where]!r}) that the {'given ' if self.checks_every_call else ''}"
+                "pattern does not contain. Pass a pattern with every structural nonzero "
+                "(entries outside it must be zero at every x).")
         return scipy.sparse.csr_matrix(
             (flat[self._reads], self.pattern.indices.copy(), self.pattern.indptr.copy()),
             shape=self.shape)
@@ -308,6 +326,7 @@ def _jacobian_plan(f, x, args, pattern, mode, order, chunk_size):
     check_mode(mode, JACOBIAN_MODES, "sparse_jacobian")
     x = _input(x, "sparse_jacobian")
     out = _single_array(f(x, *args), "sparse_jacobian")
+    given = pattern is not None
     if pattern is None:
         pattern = jacobian_sparsity(f, x, *args)
     matrix = as_pattern(pattern, "the Jacobian pattern")
@@ -334,7 +353,7 @@ def _jacobian_plan(f, x, args, pattern, mode, order, chunk_size):
     else:
         colour = colour_columns if mode == "forward" else colour_rows
         colours, reads, used = colour(matrix, order)
-    plan = JacobianPlan(f, x, matrix, mode, colours, reads, reads, used, chunk_size)
+    plan = JacobianPlan(f, x, matrix, mode, colours, reads, reads, used, chunk_size, given)
     return plan, plan._evaluate(x, args, probe=True)
 
 
@@ -376,12 +395,14 @@ def _hessian_plan(f, x, args, pattern, order, chunk_size):
             f"sparse_hessian needs a function with a scalar output, but f returned shape "
             f"{np.shape(out)}. For a vector-valued function, use sparse_jacobian (of f, or of "
             "its gradient); or reduce the output explicitly if that is what you mean.")
+    given = pattern is not None
     if pattern is None:
         pattern = hessian_sparsity(f, x, *args)
     matrix = symmetric_pattern(pattern, "the Hessian pattern")
     _check_shape(matrix, (x.size, x.size), "Hessian", "one row and one column per element of x")
     colours, (reads, touched), used = colour_star(matrix, order)
-    plan = HessianPlan(f, x, matrix, HVP_MODE, colours, reads, touched, used, chunk_size)
+    plan = HessianPlan(f, x, matrix, HVP_MODE, colours, reads, touched, used, chunk_size,
+                       given)
     return plan, plan._evaluate(x, args, probe=True)
 
 
