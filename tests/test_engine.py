@@ -408,3 +408,84 @@ def test_issue12_partials_on_arrays_match_the_bound_primitives(name, dtype):
 def _derivative_value(d):
     """A partial derivative's value as a list of one array (a pair (number, array): their product)."""
     return [np.asarray(d[0] * d[1] if type(d) is tuple else d)]
+
+
+# ------------------------------- large arrays: products into temporaries (issue 12, §3)
+
+LARGE = (1 << 15) + 8        # float64 elements: above families.LARGE_TEMPORARY's bytes
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_issue12_eager_scale_into_a_temporary_leaves_residuals_and_values_intact(name):
+    # On large arrays an input_rules scale writes the cotangent times the partial derivative
+    # into the partial's own temporary (one large array fewer per step). For every
+    # elementwise primitive: the inputs, the output and the residuals the pullback keeps are
+    # never written into (back gives the same twice; a partial may return a residual, as
+    # multiply's does), and the cotangents equal those of a small slice (no temporary
+    # reused) element by element.
+    from pullback.primitives.families import LARGE_TEMPORARY
+    assert LARGE * 8 >= LARGE_TEMPORARY
+    prim = REGISTRY[name]
+    params = PARAMS.get(name, {})
+    rng = np.random.default_rng(12)
+    args = _operands(prim, [(LARGE,)] * len(prim.domain), np.float64, rng)
+    picked = [k for k, d in enumerate(prim.domain) if d != "bool" and d[0] != "int"]
+    kept = [a.copy() for a in args]
+    ct = rng.uniform(-1, 1, LARGE)
+
+    def f(*chosen):
+        full = list(args)
+        for k, v in zip(picked, chosen):
+            full[k] = v
+        return prim(*full, **params)
+    try:
+        out, back = vjp(f, *[args[k] for k in picked])
+        first = [np.array(dense(c)) for c in back(ct)]
+    except PullbackError:
+        return                          # a partial without a closed form: nothing to check
+    out_kept = np.array(out)
+    second = [np.array(dense(c)) for c in back(ct)]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    for a, b in zip(args, kept):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    np.testing.assert_array_equal(out, out_kept, err_msg=name)
+    small = slice(0, 8)
+    _, back_small = vjp(lambda *c: f(*[np.pad(v, (0, LARGE - 8)) for v in c])[small],
+                        *[args[k][small] for k in picked])
+    for a, b in zip(first, back_small(ct[small])):
+        np.testing.assert_allclose(a[small], dense(b), rtol=1e-15, atol=0, err_msg=name)
+
+
+def test_issue12_eager_scale_writes_into_the_partials_own_temporary_only():
+    # The product of a large cotangent and a partial derivative goes into the array the
+    # partial made (one large allocation fewer per step, as in a hand-written `ct *= d`),
+    # never into a residual the partial returned, a view, a read-only array, or an array of
+    # another shape or dtype (broadcasting, promotion: a new array as before).
+    from pullback.primitives.families import _scaler
+    x = np.linspace(-1.0, 1.0, LARGE)
+    ct = np.full(LARGE, 3.0)
+    made = []
+
+    def remembered(d):
+        made.append(d)
+        return d
+    cases = {
+        "fresh": (lambda x: remembered(x * 2.0), True),
+        "residual": (lambda x: remembered(x), False),
+        "view": (lambda x: remembered((x * 2.0)[::-1][::-1]), False),
+        "read-only": (lambda x: remembered(np.frombuffer((x * 2.0).tobytes())), False),
+        "promoted": (lambda x: remembered((x * 2.0).astype(np.float32)), False),
+    }
+    for name, (partial, reused) in cases.items():
+        expected = ct * partial(x)
+        made.clear()
+        before = x.copy()
+        got = _scaler(partial, ("x", "out"))(ct, (x, None), {})
+        assert (got is made[0]) is reused, name
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+        np.testing.assert_array_equal(x, before, err_msg=name)
+    small = np.linspace(-1.0, 1.0, 8)                # below the size: a new array as before
+    made.clear()
+    got = _scaler(cases["fresh"][0], ("x", "out"))(np.ones(8), (small, None), {})
+    assert got is not made[0]
