@@ -94,7 +94,7 @@ def lazy_pullback(primitive, pullback, values, params):
                                                             x.shape) is not None
 
     def embedding_pullback(ct):
-        if type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent) \
+        if type(ct) in WRITABLE_TYPES or isinstance(ct, (LazyCotangent, np.generic)) \
                 or (padded and _foreign(ct)):
             return (Embedded(ct, arrays, index, x.shape, like),) + rest
         return pullback(ct)
@@ -265,6 +265,10 @@ class Embedded(LazyCotangent):
     def add_into(self, buffer):
         idx = index_tuple(self.index, self.arrays)
         values = self.values
+        if self.like is None and not self.arrays and type(buffer) is np.ndarray \
+                and (type(values) is np.ndarray or isinstance(values, np.generic)):
+            buffer[idx] += values                # NumPy's own: added in place, at any index
+            return buffer
         if isinstance(values, LazyCotangent):
             if not self.arrays and writable_in_place(buffer[idx]):   # a view of buffer
                 values.add_into(buffer[idx])     # in place, never materialised

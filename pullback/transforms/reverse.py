@@ -38,6 +38,9 @@ from ..errors import CotangentError
 from ..tree import flatten, tree_map, unflatten
 
 
+_new_object = object.__new__
+
+
 class ReverseTracer(Tracer):
     # shape and dtype are copied from the value: reading them is then one slot, not a chain
     # of properties through every level of a nested transformation.
@@ -85,38 +88,39 @@ class ReverseTrace(Trace):
             else:
                 out = primitive.impl(x)
             scale, (read_x, read_out) = rules[0]
-            tape = self.tape
-            tape.append((scale, tracer.node, (x if read_x else None, out if read_out else None),
-                         params, tracer.shape, tracer.dtype))
-            return ReverseTracer(self, out, len(tape) - 1)
-        if len(args) != 2:
-            return self.record(primitive, args, params)
-        x, y = args
-        if type(x) is ReverseTracer and x._trace is self:
-            tracer = x
-            x = x.value
-            scale, (read_x, read_y, read_out) = rules[0]
-            if type(y) is ReverseTracer and y._trace is self:
-                return self._both_traced(primitive, tracer, y, params)
-        elif type(y) is ReverseTracer and y._trace is self:
-            tracer = y
-            y = y.value
-            scale, (read_x, read_y, read_out) = rules[1]
+            residuals = (x if read_x else None, out if read_out else None)
+        elif len(args) == 2:
+            x, y = args
+            if type(x) is ReverseTracer and x._trace is self:
+                tracer = x
+                x = x.value
+                scale, (read_x, read_y, read_out) = rules[0]
+                if type(y) is ReverseTracer and y._trace is self:
+                    return self._both_traced(primitive, tracer, y, params)
+            elif type(y) is ReverseTracer and y._trace is self:
+                tracer = y
+                y = y.value
+                scale, (read_x, read_y, read_out) = rules[1]
+            else:
+                return self.record(primitive, args, params)
+            if not primitive.complex_rules:
+                refuse_complex((x, y), primitive)
+            if type(x) not in PLAIN_TYPES or type(y) not in PLAIN_TYPES:
+                out = primitive(x, y, **params)
+            elif params:
+                out = primitive.impl(x, y, **params)
+            else:
+                out = primitive.impl(x, y)
+            residuals = (x if read_x else None, y if read_y else None, out if read_out else None)
         else:
             return self.record(primitive, args, params)
-        if not primitive.complex_rules:
-            refuse_complex((x, y), primitive)
-        if type(x) not in PLAIN_TYPES or type(y) not in PLAIN_TYPES:
-            out = primitive(x, y, **params)
-        elif params:
-            out = primitive.impl(x, y, **params)
-        else:
-            out = primitive.impl(x, y)
         tape = self.tape
-        tape.append((scale, tracer.node, (x if read_x else None, y if read_y else None,
-                                          out if read_out else None),
-                     params, tracer.shape, tracer.dtype))
-        return ReverseTracer(self, out, len(tape) - 1)
+        tape.append((scale, tracer.node, residuals, params, tracer.shape, tracer.dtype))
+        # ReverseTracer(self, out, node) without the call of __init__ (a frame per bind)
+        result = _new_object(ReverseTracer)
+        result._trace, result.value, result.node = self, out, len(tape) - 1
+        result.shape, result.dtype = out.shape, out.dtype
+        return result
 
     def _both_traced(self, primitive, tracer_x, tracer_y, params):
         """An elementwise bind of two inputs both traced here: one entry with both rules."""
@@ -302,7 +306,9 @@ class _Accumulator:
             return
         if isinstance(old, LazyCotangent):
             old, ct = ct, old                    # keep the lazy one second
-        if not (_in_place(old) and _in_place(ct)):   # tracers, NumPy scalars: functional
+        # Summed in place where both are NumPy arrays or lazy; tracers, NumPy scalars: functionally.
+        if not ((type(old) in WRITABLE_TYPES or isinstance(old, LazyCotangent))
+                and (type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent))):
             self.owned.discard(id(self.cotangents[ref]))
             self.cotangents[ref] = dense(old) + dense(ct)
             return
@@ -318,11 +324,6 @@ class _Accumulator:
     def _own(self, buffer):
         self.owned.add(id(buffer))
         return buffer
-
-
-def _in_place(ct):
-    """Whether a cotangent can be summed in place (a NumPy array, or a lazy one)."""
-    return type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent)
 
 
 def reverse_trace():
