@@ -492,3 +492,28 @@ def test_issue12_eager_scale_writes_into_the_partials_own_temporary_only():
     made.clear()
     got = _scaler(cases["fresh"][0], ("x", "out"))(np.ones(8), (small, None), {})
     assert got is not made[0]
+
+
+def test_issue12_eager_index_cotangents_stay_lazy_on_numpy_scalars_and_methods_skip_wrappers():
+    # The cotangent of `p[k]` (a NumPy scalar when it comes out of a sum) is added into p's
+    # buffer at k, as any NumPy cotangent of an index is: no array of p's size made and
+    # embedded per index (the `embed` primitive is not called). And a tracer's methods
+    # (x.reshape) call pullback's implementation, not the wrapper that hands calls with
+    # nothing traced to NumPy (whose general path checked every argument first).
+    def f(p):
+        return np.sum(p[1:3].reshape(2, 1) * p[0]) + p[4] * np.sum(p[2:4])
+    p = np.arange(1.0, 6.0)
+    expected = np.array([5.0, 1.0, 1.0 + 5.0, 5.0, 7.0])
+    np.testing.assert_array_equal(grad(f)(p), expected)
+    names = set()
+
+    def watch(frame, event, arg):
+        if event == "call":
+            names.add(frame.f_code.co_name)
+    sys.setprofile(watch)
+    try:
+        g = grad(f)(p)
+    finally:
+        sys.setprofile(None)
+    np.testing.assert_array_equal(g, expected)
+    assert "_embed_impl" not in names and "_general" not in names, names

@@ -75,7 +75,7 @@ def lazy_pullback(primitive, pullback, values, params):
     """`pullback` of a primitive with a declared `transpose_kind`, returning the lazy
     cotangent of its transpose where the cotangent is concrete."""
     x = values[0]
-    like = foreign_array(x)                  # None: NumPy's
+    like = None if type(x) is np.ndarray else foreign_array(x)     # None: NumPy's
     if primitive.transpose_kind == "uniform":
         def uniform_pullback(ct):
             if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:

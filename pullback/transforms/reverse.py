@@ -38,9 +38,6 @@ from ..errors import CotangentError
 from ..tree import flatten, tree_map, unflatten
 
 
-_new_object = object.__new__
-
-
 class ReverseTracer(Tracer):
     # shape and dtype are copied from the value: reading them is then one slot, not a chain
     # of properties through every level of a nested transformation.
@@ -52,6 +49,18 @@ class ReverseTracer(Tracer):
 
     def __repr__(self):
         return f"ReverseTracer({self.value!r})"
+
+
+def _tracer(trace, value, node):
+    """`ReverseTracer(trace, value, node)`, made without a call of its `__init__` (a bind's
+    tracer: one call, not the class's machinery and a frame more)."""
+    tracer = _new_object(ReverseTracer)
+    tracer._trace, tracer.value, tracer.node = trace, value, node
+    tracer.shape, tracer.dtype = value.shape, value.dtype
+    return tracer
+
+
+_new_object = object.__new__
 
 
 class ReverseTrace(Trace):
@@ -116,8 +125,7 @@ class ReverseTrace(Trace):
             return self.record(primitive, args, params)
         tape = self.tape
         tape.append((scale, tracer.node, residuals, params, tracer.shape, tracer.dtype))
-        # ReverseTracer(self, out, node) without the call of __init__ (a frame per bind)
-        result = _new_object(ReverseTracer)
+        result = _new_object(ReverseTracer)          # `_tracer`, inline: the hottest bind
         result._trace, result.value, result.node = self, out, len(tape) - 1
         result.shape, result.dtype = out.shape, out.dtype
         return result
@@ -136,7 +144,7 @@ class ReverseTrace(Trace):
         tape = self.tape
         tape.append((scale_x, tracer_x.node, residuals, params, tracer_x.shape, tracer_x.dtype,
                      scale_y, tracer_y.node, tracer_y.shape, tracer_y.dtype))
-        return ReverseTracer(self, out, len(tape) - 1)
+        return _tracer(self, out, len(tape) - 1)
 
     def record(self, primitive, args, params):
         """Bind any primitive: its entry holds the pullback closure its rule builds."""
@@ -181,7 +189,7 @@ class ReverseTrace(Trace):
             return [ReverseTracer(self, o, (node, k)) if hasattr(o, "dtype") else o
                     for k, o in enumerate(out)]
         tape.append((pullback, parents, 0, scaled, kept))
-        return ReverseTracer(self, out, node)
+        return _tracer(self, out, node)
 
     def strip(self, value):
         """The value of a value returned by the traced function (auxiliary outputs)."""
