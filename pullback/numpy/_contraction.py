@@ -24,7 +24,7 @@ def matmul(x1, x2, /, out=None, **kwargs):
     if out is not None or kwargs:
         refuse("matmul", out=out, **kwargs)
     a, b = operand(x1), operand(x2)
-    shape_a, shape_b = shape(a), shape(b)
+    shape_a, shape_b = getattr(a, "shape", ()), getattr(b, "shape", ())
     if not shape_a or not shape_b:
         raise ValueError("matmul: Input operand does not have enough dimensions")
     squeeze_a, squeeze_b = len(shape_a) == 1, len(shape_b) == 1

@@ -185,17 +185,14 @@ class Scaled(LazyCotangent):
             if may_fold(self.scale, other) and normal_factor(scale, self.dtype) is not None:
                 return Scaled(scale, self.array, self.shape, self.dtype, self.like)
             return Scaled(other, self.dense(), self.shape, self.dtype, self.like)
-        if self._multiplies(other):
+        # `Scaled(scale, array * other)` for an array of the same shape, dtype and library,
+        # with no scale pending before it.
+        if (type(other) in WRITABLE_TYPES if self.like is None else type(other) is type(self.like)) \
+                and other.shape == self.shape and other.dtype == self.dtype \
+                and (self.array is None or self._unit()):
             array = other if self.array is None else self.array * other
             return Scaled(self.scale, array, self.shape, self.dtype, self.like)
         return self._operand() * other
-
-    def _multiplies(self, other) -> bool:
-        """Whether `self * other` is `Scaled(scale, array * other)`: an array of the same
-        shape, dtype and library, with no scale pending before it."""
-        library = WRITABLE_TYPES if self.like is None else (type(self.like),)
-        return type(other) in library and other.shape == self.shape \
-            and other.dtype == self.dtype and (self.array is None or self._unit())
 
     def __neg__(self):
         return Scaled(-self.scale, self.array, self.shape, self.dtype, self.like)

@@ -236,6 +236,8 @@ def backward(tape, seeds, n_leaves):
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
+        elif type(ct) is Scaled and (data or entry[3]):       # taken lazy, inline too
+            cotangents[i] = None
         else:
             ct = accumulator.take(i, data or entry[3])
         if watcher is not None:
