@@ -16,7 +16,7 @@ from ..errors import (ArrayAssignmentError, ArrayConversionError, Concretization
 from .user_code import (calling_frame, instruction, library_function, may_be_swallowed, quoted,
                         user_frame)
 
-pnp = None                 # the pullback.numpy module; set by it when it is imported
+pnp = None                 # the pullback.numpy namespace for tracers; set when it is imported
 _ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
 _getitem = None            # the getitem primitive, for `x[i]`'s fast path
 _OPERANDS = None           # types that primitives take as they are, besides plain ndarrays
@@ -25,13 +25,29 @@ _array_namespace = None    # pullback.array_api; set by it when it is imported
 _API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
 
 
-def use_namespace(module):
-    """Connect tracers to the pullback.numpy namespace (called once, when it is imported)."""
+def use_namespace(module, implementations):
+    """Connect tracers to the pullback.numpy namespace (called once, when it is imported).
+    `implementations`: its functions by name as pullback implements them, without the
+    wrappers that hand calls with nothing traced to NumPy (on a tracer they only cost a
+    check of every argument); methods and protocols call these."""
     global pnp, _ufunc_primitives, _OPERANDS, _getitem
-    pnp = module
+    pnp = _Namespace(module, implementations)
     _ufunc_primitives = module.UFUNC_PRIMITIVES
     _getitem = module.GETITEM_PRIMITIVE
     _OPERANDS = module.OPERAND_TYPES
+
+
+class _Namespace:
+    """pullback.numpy as tracers call it: its attributes, `implementations` in place of the
+    wrappers of the same names; any other name (added later, or NumPy's) from the module."""
+
+    def __init__(self, module, implementations):
+        self.__dict__.update(vars(module))
+        self.__dict__.update(implementations)
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
 
 
 def use_array_namespace(module):

@@ -101,7 +101,9 @@ def _dispatch_table():
 def _numpy_when_untraced():
     """Each function with a NumPy (or scipy.special ufunc) counterpart calls it directly
     when nothing is traced: plain NumPy code through this namespace runs at NumPy's speed.
-    (DISPATCH, the protocols and tracer methods keep the implementations.)"""
+    (DISPATCH, the protocols and tracer methods keep the implementations: returned, by
+    name.)"""
+    implementations = {}
     scipy_ufuncs = {}
     for ufunc, fn in UFUNCS.items():
         if not hasattr(_np, ufunc.__name__):       # the wrapper, and a composite it wraps
@@ -114,11 +116,12 @@ def _numpy_when_untraced():
         original = getattr(_np, name, None) or scipy_ufuncs.get(fn)
         if callable(original) and not isinstance(original, type):
             here[name] = numpy_when_untraced(original, fn)
+            implementations[name] = fn
+    return implementations
 
 
 DISPATCH = _dispatch_table()
-_numpy_when_untraced()
-_array_methods.use_namespace(__import__(__name__, fromlist=["*"]))
+_array_methods.use_namespace(__import__(__name__, fromlist=["*"]), _numpy_when_untraced())
 
 
 def __getattr__(name):

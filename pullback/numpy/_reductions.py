@@ -28,7 +28,11 @@ def _prepare(name, a, axis, dtype=None, out=None, where_mask=None, fill=0.0):
 
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
     """`np.sum`."""
-    x, axes = _prepare("sum", a, axis, dtype, out, where)
+    if axis is None and dtype is None and out is None and where is None \
+            and isinstance(a, Tracer):       # np.sum(x) of a traced x: nothing to prepare
+        x, axes = a, tuple(range(len(a.shape)))
+    else:
+        x, axes = _prepare("sum", a, axis, dtype, out, where)
     result = R.sum(x, axis=axes, keepdims=bool(keepdims))
     return result if initial is None else result + initial
 
@@ -78,7 +82,10 @@ def _inverse(count):
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     """`np.mean`."""
-    x, axes = _prepare("mean", a, axis, dtype, out)
+    if axis is None and dtype is None and out is None and isinstance(a, Tracer):
+        x, axes = a, tuple(range(len(a.shape)))     # np.mean(x) of a traced x
+    else:
+        x, axes = _prepare("mean", a, axis, dtype, out)
     if where is not None:
         mask = operand(where)
         return sum(x, axis, keepdims=keepdims, where=mask) / sum(

@@ -99,7 +99,7 @@ def size(a, axis=None):
 def _resolve_shape(new_shape, total):
     if isinstance(new_shape, numbers.Integral):
         new_shape = (new_shape,)
-    new_shape = tuple(int(n) for n in new_shape)
+    new_shape = tuple(map(int, new_shape))
     if new_shape.count(-1) > 1:
         raise ValueError("can only specify one unknown dimension")
     if -1 in new_shape:
@@ -118,7 +118,7 @@ def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
     if order != "C":
         raise unsupported("reshape", f"order={order!r}; only C order is supported")
     x = array_operand(a)
-    target = _resolve_shape(shape if shape is not None else newshape, size(x))
+    target = _resolve_shape(shape if shape is not None else newshape, math.prod(x.shape))
     return x if target == tuple(x.shape) else S.reshape(x, shape=target)
 
 
@@ -484,8 +484,10 @@ def _index_template(index, shape_indexed):
         if type(entry) is int or entry is None or entry is Ellipsis:    # int: the common case
             template.append(entry)
         elif isinstance(entry, slice):
-            template.append(S.Slice(*(None if v is None else int(v.__index__())
-                                      for v in (entry.start, entry.stop, entry.step))))
+            start, stop, step = entry.start, entry.stop, entry.step
+            template.append(S.Slice(start if start is None else int(start.__index__()),
+                                    stop if stop is None else int(stop.__index__()),
+                                    step if step is None else int(step.__index__())))
         elif isinstance(entry, numbers.Integral) and not isinstance(entry, (bool, np.bool_)):
             template.append(int(entry))
         else:

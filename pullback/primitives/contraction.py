@@ -55,9 +55,14 @@ def _matmul_shape(a, b):
 
 def _matmul_vjp(wrt, out, a, b):
     def pullback(ct):
-        return (unbroadcast(matmul(ct, adjoint(b)), a) if wrt[0] else ZERO,
-                unbroadcast(matmul(adjoint(a), ct), b) if wrt[1] else ZERO)
+        return (_fitted(matmul(ct, adjoint(b)), a) if wrt[0] else ZERO,
+                _fitted(matmul(adjoint(a), ct), b) if wrt[1] else ZERO)
     return pullback
+
+
+def _fitted(ct, x):
+    """`unbroadcast(ct, x)`, where it does anything: a stack summed, a dtype cast."""
+    return ct if ct.shape == x.shape and ct.dtype == x.dtype else unbroadcast(ct, x)
 
 
 def _matmul_batch(values, dims):

@@ -75,7 +75,7 @@ def lazy_pullback(primitive, pullback, values, params):
     """`pullback` of a primitive with a declared `transpose_kind`, returning the lazy
     cotangent of its transpose where the cotangent is concrete."""
     x = values[0]
-    like = foreign_array(x)                  # None: NumPy's
+    like = None if type(x) is np.ndarray else foreign_array(x)     # None: NumPy's
     if primitive.transpose_kind == "uniform":
         def uniform_pullback(ct):
             if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
@@ -94,7 +94,7 @@ def lazy_pullback(primitive, pullback, values, params):
                                                             x.shape) is not None
 
     def embedding_pullback(ct):
-        if type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent) \
+        if type(ct) in WRITABLE_TYPES or isinstance(ct, (LazyCotangent, np.generic)) \
                 or (padded and _foreign(ct)):
             return (Embedded(ct, arrays, index, x.shape, like),) + rest
         return pullback(ct)
@@ -185,17 +185,14 @@ class Scaled(LazyCotangent):
             if may_fold(self.scale, other) and normal_factor(scale, self.dtype) is not None:
                 return Scaled(scale, self.array, self.shape, self.dtype, self.like)
             return Scaled(other, self.dense(), self.shape, self.dtype, self.like)
-        if self._multiplies(other):
+        # `Scaled(scale, array * other)` for an array of the same shape, dtype and library,
+        # with no scale pending before it.
+        if (type(other) in WRITABLE_TYPES if self.like is None else type(other) is type(self.like)) \
+                and other.shape == self.shape and other.dtype == self.dtype \
+                and (self.array is None or self._unit()):
             array = other if self.array is None else self.array * other
             return Scaled(self.scale, array, self.shape, self.dtype, self.like)
         return self._operand() * other
-
-    def _multiplies(self, other) -> bool:
-        """Whether `self * other` is `Scaled(scale, array * other)`: an array of the same
-        shape, dtype and library, with no scale pending before it."""
-        library = WRITABLE_TYPES if self.like is None else (type(self.like),)
-        return type(other) in library and other.shape == self.shape \
-            and other.dtype == self.dtype and (self.array is None or self._unit())
 
     def __neg__(self):
         return Scaled(-self.scale, self.array, self.shape, self.dtype, self.like)
@@ -265,6 +262,10 @@ class Embedded(LazyCotangent):
     def add_into(self, buffer):
         idx = index_tuple(self.index, self.arrays)
         values = self.values
+        if self.like is None and not self.arrays and type(buffer) is np.ndarray \
+                and (type(values) is np.ndarray or isinstance(values, np.generic)):
+            buffer[idx] += values                # NumPy's own: added in place, at any index
+            return buffer
         if isinstance(values, LazyCotangent):
             if not self.arrays and writable_in_place(buffer[idx]):   # a view of buffer
                 values.add_into(buffer[idx])     # in place, never materialised

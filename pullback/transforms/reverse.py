@@ -51,6 +51,18 @@ class ReverseTracer(Tracer):
         return f"ReverseTracer({self.value!r})"
 
 
+def _tracer(trace, value, node):
+    """`ReverseTracer(trace, value, node)`, made without a call of its `__init__` (a bind's
+    tracer: one call, not the class's machinery and a frame more)."""
+    tracer = _new_object(ReverseTracer)
+    tracer._trace, tracer.value, tracer.node = trace, value, node
+    tracer.shape, tracer.dtype = value.shape, value.dtype
+    return tracer
+
+
+_new_object = object.__new__
+
+
 class ReverseTrace(Trace):
     __slots__ = ("tape", "hints")
 
@@ -85,38 +97,38 @@ class ReverseTrace(Trace):
             else:
                 out = primitive.impl(x)
             scale, (read_x, read_out) = rules[0]
-            tape = self.tape
-            tape.append((scale, tracer.node, (x if read_x else None, out if read_out else None),
-                         params, tracer.shape, tracer.dtype))
-            return ReverseTracer(self, out, len(tape) - 1)
-        if len(args) != 2:
-            return self.record(primitive, args, params)
-        x, y = args
-        if type(x) is ReverseTracer and x._trace is self:
-            tracer = x
-            x = x.value
-            scale, (read_x, read_y, read_out) = rules[0]
-            if type(y) is ReverseTracer and y._trace is self:
-                return self._both_traced(primitive, tracer, y, params)
-        elif type(y) is ReverseTracer and y._trace is self:
-            tracer = y
-            y = y.value
-            scale, (read_x, read_y, read_out) = rules[1]
+            residuals = (x if read_x else None, out if read_out else None)
+        elif len(args) == 2:
+            x, y = args
+            if type(x) is ReverseTracer and x._trace is self:
+                tracer = x
+                x = x.value
+                scale, (read_x, read_y, read_out) = rules[0]
+                if type(y) is ReverseTracer and y._trace is self:
+                    return self._both_traced(primitive, tracer, y, params)
+            elif type(y) is ReverseTracer and y._trace is self:
+                tracer = y
+                y = y.value
+                scale, (read_x, read_y, read_out) = rules[1]
+            else:
+                return self.record(primitive, args, params)
+            if not primitive.complex_rules:
+                refuse_complex((x, y), primitive)
+            if type(x) not in PLAIN_TYPES or type(y) not in PLAIN_TYPES:
+                out = primitive(x, y, **params)
+            elif params:
+                out = primitive.impl(x, y, **params)
+            else:
+                out = primitive.impl(x, y)
+            residuals = (x if read_x else None, y if read_y else None, out if read_out else None)
         else:
             return self.record(primitive, args, params)
-        if not primitive.complex_rules:
-            refuse_complex((x, y), primitive)
-        if type(x) not in PLAIN_TYPES or type(y) not in PLAIN_TYPES:
-            out = primitive(x, y, **params)
-        elif params:
-            out = primitive.impl(x, y, **params)
-        else:
-            out = primitive.impl(x, y)
         tape = self.tape
-        tape.append((scale, tracer.node, (x if read_x else None, y if read_y else None,
-                                          out if read_out else None),
-                     params, tracer.shape, tracer.dtype))
-        return ReverseTracer(self, out, len(tape) - 1)
+        tape.append((scale, tracer.node, residuals, params, tracer.shape, tracer.dtype))
+        result = _new_object(ReverseTracer)          # `_tracer`, inline: the hottest bind
+        result._trace, result.value, result.node = self, out, len(tape) - 1
+        result.shape, result.dtype = out.shape, out.dtype
+        return result
 
     def _both_traced(self, primitive, tracer_x, tracer_y, params):
         """An elementwise bind of two inputs both traced here: one entry with both rules."""
@@ -132,7 +144,7 @@ class ReverseTrace(Trace):
         tape = self.tape
         tape.append((scale_x, tracer_x.node, residuals, params, tracer_x.shape, tracer_x.dtype,
                      scale_y, tracer_y.node, tracer_y.shape, tracer_y.dtype))
-        return ReverseTracer(self, out, len(tape) - 1)
+        return _tracer(self, out, len(tape) - 1)
 
     def record(self, primitive, args, params):
         """Bind any primitive: its entry holds the pullback closure its rule builds."""
@@ -177,7 +189,7 @@ class ReverseTrace(Trace):
             return [ReverseTracer(self, o, (node, k)) if hasattr(o, "dtype") else o
                     for k, o in enumerate(out)]
         tape.append((pullback, parents, 0, scaled, kept))
-        return ReverseTracer(self, out, node)
+        return _tracer(self, out, node)
 
     def strip(self, value):
         """The value of a value returned by the traced function (auxiliary outputs)."""
@@ -224,6 +236,8 @@ def backward(tape, seeds, n_leaves):
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
+        elif type(ct) is Scaled and (data or entry[3]):       # taken lazy, inline too
+            cotangents[i] = None
         else:
             ct = accumulator.take(i, data or entry[3])
         if watcher is not None:
@@ -302,7 +316,9 @@ class _Accumulator:
             return
         if isinstance(old, LazyCotangent):
             old, ct = ct, old                    # keep the lazy one second
-        if not (_in_place(old) and _in_place(ct)):   # tracers, NumPy scalars: functional
+        # Summed in place where both are NumPy arrays or lazy; tracers, NumPy scalars: functionally.
+        if not ((type(old) in WRITABLE_TYPES or isinstance(old, LazyCotangent))
+                and (type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent))):
             self.owned.discard(id(self.cotangents[ref]))
             self.cotangents[ref] = dense(old) + dense(ct)
             return
@@ -318,11 +334,6 @@ class _Accumulator:
     def _own(self, buffer):
         self.owned.add(id(buffer))
         return buffer
-
-
-def _in_place(ct):
-    """Whether a cotangent can be summed in place (a NumPy array, or a lazy one)."""
-    return type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent)
 
 
 def reverse_trace():
