@@ -418,6 +418,8 @@ def _derivative_value(d):
 LARGE = (1 << 15) + 8        # float64 elements: above families.LARGE_TEMPORARY's bytes
 
 
+# (random operands over a whole domain meet its edges: NumPy warns there, as it would eagerly)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_issue12_eager_scale_into_a_temporary_leaves_residuals_and_values_intact(name):
     # On large arrays an input_rules scale writes the cotangent times the partial derivative
