@@ -295,3 +295,36 @@ def test_a_boolean_scalar_index_is_refused_clearly(index):
     x = np.ones((2, 3))
     with raises(UnsupportedFunctionError, "boolean scalar index", "x[None]"):
         pullback.jit(lambda t: t[index])(x)
+
+
+def _assigned_shape(x):
+    y = x * 1.0
+    y.shape = (3, 1)            # NumPy: y becomes a column, so y * arange(3) is 3 x 3
+    return np.sum(y * np.arange(3.0))
+
+
+def _assigned_dtype(x):
+    y = x * 1.0
+    y.dtype = np.float32        # NumPy: the same bytes read as twice as many float32s
+    return np.sum(y)
+
+
+def _assigned_real(x):
+    y = x * (1.0 + 1.0j)
+    y.real = 0.0
+    return np.sum(np.abs(y))
+
+
+@pytest.mark.parametrize("transform", [
+    pullback.grad, pullback.jit, pullback.hessian, pullback.jacfwd,
+    lambda f: lambda x: pullback.vmap(f)(np.stack([x, x]))])
+@pytest.mark.parametrize("f, name", [(_assigned_shape, "shape"), (_assigned_dtype, "dtype"),
+                                     (_assigned_real, "real")])
+def test_assigning_shape_dtype_or_real_of_a_traced_array_is_refused(transform, f, name):
+    """`y.shape = (3, 1)` changed a tracer's shape but not its value: jacfwd of
+    sum(y * arange(3)) was [0, 1, 2] where NumPy's function has [3, 3, 3]; `y.dtype = t`
+    gave the gradient [1, 1, 1] of a sum NumPy reads over reinterpreted bytes; jit and vmap
+    raised a bare AttributeError."""
+    x = np.arange(1.0, 4.0)
+    with raises(InPlaceMutationError, f"`x.{name} = ...`", "in place"):
+        transform(f)(x)

@@ -207,6 +207,29 @@ def _method(name):
     return method
 
 
+_ASSIGNMENT_FIXES = {
+    "shape": "write `x = x.reshape(shape)`",
+    "dtype": "write `x = x.astype(dtype)` to convert the values (assigning a dtype "
+             "reinterprets the bytes, which has no derivative)",
+    "real": "build the new array, e.g. `x = new_real + 1j * x.imag`",
+    "imag": "build the new array, e.g. `x = x.real + 1j * new_imag`",
+}
+
+
+def array_attribute(name: str, get) -> property:
+    """A tracer's attribute `name` read by `get`, refused when assigned: NumPy's `x.shape = s`
+    reshapes and `x.dtype = t` reinterprets an array in place, which a traced value cannot do
+    (it would describe an array its value is not).
+
+    >>> class T: shape = array_attribute("shape", lambda self: (2,))
+    """
+    def assign(self, value):
+        raise InPlaceMutationError(
+            f"`x.{name} = ...` changes a NumPy array in place; a traced array cannot change "
+            f"in place: {_ASSIGNMENT_FIXES[name]}.")
+    return property(get, assign, doc=f"The array's {name} (read-only).")
+
+
 class ArrayMethods:
     """Mixin giving tracers the interface of a NumPy array (listed explicitly, no forwarding)."""
 
@@ -233,13 +256,8 @@ class ArrayMethods:
     def mT(self):
         return pnp.swapaxes(self, -1, -2)
 
-    @property
-    def real(self):
-        return pnp.real(self)
-
-    @property
-    def imag(self):
-        return pnp.imag(self)
+    real = array_attribute("real", lambda self: pnp.real(self))
+    imag = array_attribute("imag", lambda self: pnp.imag(self))
 
     @property
     def itemsize(self):

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.array_methods import array_attribute
 from ..core.arrays import is_array
 from ..core.engine import Trace, Tracer, new_trace, observed_by, observer
 from ..core.primitive import ShapeDtype
@@ -85,13 +86,8 @@ class StagingTracer(Tracer):
     def __init__(self, trace, aval, var):
         self._trace, self.aval, self.staged_var = trace, aval, var
 
-    @property
-    def shape(self):
-        return self.aval.shape
-
-    @property
-    def dtype(self):
-        return self.aval.dtype
+    shape = array_attribute("shape", lambda self: self.aval.shape)
+    dtype = array_attribute("dtype", lambda self: self.aval.dtype)
 
     @property
     def weak(self):

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..core.array_methods import array_attribute
 from ..core.arrays import moveaxis
 from ..core.engine import Trace, Tracer, new_trace
 from ..errors import BatchError
@@ -24,14 +25,12 @@ class BatchTracer(Tracer):
     def __init__(self, trace, value, batch_axis):
         self._trace, self.value, self.batch_axis = trace, value, batch_axis
 
-    @property
-    def shape(self):
+    def _example_shape(self):
         shape = self.value.shape
         return shape[:self.batch_axis] + shape[self.batch_axis + 1:]
 
-    @property
-    def dtype(self):
-        return self.value.dtype
+    shape = array_attribute("shape", _example_shape)
+    dtype = array_attribute("dtype", lambda self: self.value.dtype)
 
     def __repr__(self):
         return f"BatchTracer(axis={self.batch_axis}, {self.value!r})"

@@ -7,12 +7,14 @@ forward-over-reverse, ...). Tangents of constants are the symbolic `ZERO` and ar
 never materialised; a primitive whose tangent comes out `ZERO` returns a plain
 (untraced) value.
 """
+from operator import attrgetter
 from typing import Callable
 
 import numpy as np
 
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
+from ..core.array_methods import array_attribute
 from ..core.arrays import zeros_like_value
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
@@ -22,11 +24,13 @@ from ..tree import flatten, tree_map, unflatten
 
 class JVPTracer(Tracer):
     # shape and dtype are copied from the primal (see ReverseTracer).
-    __slots__ = ("primal", "tangent", "shape", "dtype")
+    __slots__ = ("primal", "tangent", "_shape", "_dtype")
+    shape = array_attribute("shape", attrgetter("_shape"))
+    dtype = array_attribute("dtype", attrgetter("_dtype"))
 
     def __init__(self, trace, primal, tangent):
         self._trace, self.primal, self.tangent = trace, primal, tangent
-        self.shape, self.dtype = primal.shape, primal.dtype
+        self._shape, self._dtype = primal.shape, primal.dtype
 
     def __repr__(self):
         return f"JVPTracer(primal={self.primal!r}, tangent={self.tangent!r})"

@@ -24,12 +24,14 @@ on one tape; the tape lives as long as the `back` function that holds it. The
 cotangent computations are themselves primitives, so an outer transformation
 traces them (reverse-over-reverse, forward-over-reverse).
 """
+from operator import attrgetter
 from typing import Callable
 
 import numpy as np
 
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
+from ..core.array_methods import array_attribute
 from ..core.arrays import WRITABLE_TYPES, writable_in_place, zeros_like_value
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
@@ -40,12 +42,15 @@ from ..tree import flatten, tree_map, unflatten
 
 class ReverseTracer(Tracer):
     # shape and dtype are copied from the value: reading them is then one slot, not a chain
-    # of properties through every level of a nested transformation.
-    __slots__ = ("value", "node", "shape", "dtype")
+    # of properties through every level of a nested transformation (the engine reads the
+    # slots, a user the read-only attributes).
+    __slots__ = ("value", "node", "_shape", "_dtype")
+    shape = array_attribute("shape", attrgetter("_shape"))
+    dtype = array_attribute("dtype", attrgetter("_dtype"))
 
     def __init__(self, trace, value, node):
         self._trace, self.value, self.node = trace, value, node
-        self.shape, self.dtype = value.shape, value.dtype
+        self._shape, self._dtype = value.shape, value.dtype
 
     def __repr__(self):
         return f"ReverseTracer({self.value!r})"
@@ -56,7 +61,7 @@ def _tracer(trace, value, node):
     tracer: one call, not the class's machinery and a frame more)."""
     tracer = _new_object(ReverseTracer)
     tracer._trace, tracer.value, tracer.node = trace, value, node
-    tracer.shape, tracer.dtype = value.shape, value.dtype
+    tracer._shape, tracer._dtype = value.shape, value.dtype
     return tracer
 
 
@@ -124,10 +129,10 @@ class ReverseTrace(Trace):
         else:
             return self.record(primitive, args, params)
         tape = self.tape
-        tape.append((scale, tracer.node, residuals, params, tracer.shape, tracer.dtype))
+        tape.append((scale, tracer.node, residuals, params, tracer._shape, tracer._dtype))
         result = _new_object(ReverseTracer)          # `_tracer`, inline: the hottest bind
         result._trace, result.value, result.node = self, out, len(tape) - 1
-        result.shape, result.dtype = out.shape, out.dtype
+        result._shape, result._dtype = out.shape, out.dtype
         return result
 
     def _both_traced(self, primitive, tracer_x, tracer_y, params):
@@ -142,8 +147,8 @@ class ReverseTrace(Trace):
                      y if reads_x[1] or reads_y[1] else None,
                      out if reads_x[2] or reads_y[2] else None)
         tape = self.tape
-        tape.append((scale_x, tracer_x.node, residuals, params, tracer_x.shape, tracer_x.dtype,
-                     scale_y, tracer_y.node, tracer_y.shape, tracer_y.dtype))
+        tape.append((scale_x, tracer_x.node, residuals, params, tracer_x._shape, tracer_x._dtype,
+                     scale_y, tracer_y.node, tracer_y._shape, tracer_y._dtype))
         return _tracer(self, out, len(tape) - 1)
 
     def record(self, primitive, args, params):
