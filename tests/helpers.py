@@ -49,3 +49,18 @@ def assert_matches_golden(name: str, text: str):
             fh.write(text)
     with open(path) as fh:
         assert text == fh.read()
+
+
+def python_calls(fn):
+    """The Python function calls `fn()` makes (sys.setprofile 'call' events): work, not time."""
+    calls = 0
+
+    def count(frame, event, arg):
+        nonlocal calls
+        calls += event == "call"
+    sys.setprofile(count)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return calls

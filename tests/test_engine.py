@@ -11,6 +11,7 @@ import pytest
 
 import pullback
 from pullback import grad, pullback as vjp, pushforward
+from helpers import python_calls
 
 
 def jvp1(f, x, v=1.0):
@@ -208,20 +209,6 @@ def test_back_can_be_called_many_times_with_different_cotangents():
 
 # ------------------------------------------------------------- cost of a bind
 
-def _python_calls(fn):
-    """The Python function calls `fn()` makes (sys.setprofile 'call' events): work, not time."""
-    calls = 0
-
-    def count(frame, event, arg):
-        nonlocal calls
-        calls += event == "call"
-    sys.setprofile(count)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-    return calls
-
 
 def _sine_chain(blocks):
     def f(x):
@@ -252,7 +239,7 @@ CALLS_PER_PRIMITIVE = {
 @pytest.mark.parametrize("mode", CALLS_PER_PRIMITIVE)
 def test_issue12_eager_bind_makes_few_python_calls_per_primitive(mode):
     derivative, most = CALLS_PER_PRIMITIVE[mode]
-    short, long = (_python_calls(derivative(_sine_chain(n))) for n in (10, 20))
+    short, long = (python_calls(derivative(_sine_chain(n))) for n in (10, 20))
     per_primitive = (long - short) / 20              # 10 more blocks of two primitives
     assert per_primitive <= most, f"{mode}: {per_primitive} Python calls per primitive"
 
@@ -275,7 +262,7 @@ def test_issue12_a_derivative_call_has_a_small_fixed_cost(mode):
     f = np.sum
     g = grad(f)
     derivative(f, g)                                 # first-call work (caches) not counted
-    calls = _python_calls(lambda: derivative(f, g))
+    calls = python_calls(lambda: derivative(f, g))
     assert calls <= most, f"{mode}: {calls} Python calls"
 
 

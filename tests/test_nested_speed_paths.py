@@ -1,7 +1,6 @@
 """Issue 12, section 3, nested eager AD (GradBench's saddle and particle problems): the fast
 paths that cut the fixed cost of a derivative call and the per-operation cost on small
 values give exactly what the general paths give, in every mode, with the same errors."""
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from pullback.errors import CotangentError, EscapedTracerError, PullbackError
 from pullback.ir.jit import readable_source
 from pullback.testing import check_grads
 
-from helpers import raises
+from helpers import python_calls, raises
 
 X = np.array([0.5, -2.0])
 F64 = np.float64(1.5)
@@ -140,23 +139,10 @@ SADDLE_CALLS = {
 }
 
 
-def _python_calls(fn):
-    calls = 0
-
-    def count(frame, event, arg):
-        nonlocal calls
-        calls += event == "call"
-    sys.setprofile(count)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-    return calls
-
 
 @pytest.mark.parametrize("mode", SADDLE_CALLS)
 def test_item_nested12_saddle_derivatives_make_few_python_calls(mode):
     derivative, most = SADDLE_CALLS[mode]
     derivative()                                     # first-call work (caches) not counted
-    calls = _python_calls(derivative)
+    calls = python_calls(derivative)
     assert calls <= most, f"{mode}: {calls} Python calls"
