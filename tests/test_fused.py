@@ -34,6 +34,16 @@ def synchronous_tier(monkeypatch):
     monkeypatch.setattr(fused, "BACKGROUND", False)
 
 
+@pytest.fixture(params=["one loop", "in parts"])
+def loops(request, monkeypatch):
+    """Kernels as one loop, or in parts on this thread and a helper (every size, as on two
+    CPUs): the tests taking this fixture run both ways."""
+    if request.param == "in parts":
+        monkeypatch.setattr(fused, "PARALLEL_SIZE", 1)
+        monkeypatch.setattr(fused, "_cpus", lambda: 2)
+    return request.param
+
+
 def _assert_close(got, expected):
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
@@ -64,10 +74,10 @@ def _check_fused(fn, args):
 
 
 @pytest.mark.parametrize("name", TABLE)
-def test_fused_tier_matches_eager_on_every_primitive(name):
+def test_fused_tier_matches_eager_on_every_primitive(name, loops):
     """For each primitive: the primitive, its pushforward and its pullback, staged as one
-    program, fused and compiled, equal eager mode (float64; float32 for the elementwise
-    family). (One program, one example per dtype: Numba compiles each kernel for a
+    program, fused and compiled (as one loop and in parts), equal eager mode (float64;
+    float32 for the elementwise family). (One program, one example per dtype: Numba compiles each kernel for a
     fraction of a second.)"""
     prim = REGISTRY[name]
     dtypes = [np.float64] + ([np.float32] if prim.family == "elementwise" else [])
@@ -101,7 +111,7 @@ COMPLEX_ELEMENTWISE = sorted(n for n in TABLE if REGISTRY[n].family == "elementw
 
 
 @pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
-def test_fused_tier_on_complex_values(dtype):
+def test_fused_tier_on_complex_values(dtype, loops):
     """Holomorphic elementwise primitives on complex values, and their pullbacks."""
     rng = np.random.default_rng(0)
     z = (rng.uniform(0.3, 0.9, (2, 3)) + 1j * rng.uniform(-0.5, 0.5, (2, 3))).astype(dtype)
@@ -115,7 +125,7 @@ def test_fused_tier_on_complex_values(dtype):
         _check_fused(vjp_of, args)
 
 
-def test_fused_tier_keeps_nan_and_inf():
+def test_fused_tier_keeps_nan_and_inf(loops):
     """NaN and Inf arise and propagate as in NumPy: log(0), 0 / 0, Inf - Inf, max of NaN."""
     x = np.array([0.0, -1.0, np.inf, -np.inf, np.nan, 2.0, 1e308, -0.0])
 
@@ -127,7 +137,7 @@ def test_fused_tier_keeps_nan_and_inf():
         _check_fused(lambda x: np.where(x > 0, x * 2.0, -x) ** 2, [x])
 
 
-def test_fused_groups_cover_broadcasting_and_partial_reductions():
+def test_fused_groups_cover_broadcasting_and_partial_reductions(loops):
     """One loop over (3, 4) reading a row, a column and a 0-d value; reductions along one
     axis (with and without keepdims), both axes, and float32 accumulation."""
     rng = np.random.default_rng(1)
@@ -143,7 +153,7 @@ def test_fused_groups_cover_broadcasting_and_partial_reductions():
         _check_fused(pullback.grad(lambda a: np.sum(np.sin(a) * a ** 2)), [a])
 
 
-def test_embed_and_scatter_add_fuse_into_the_loop_of_their_values():
+def test_embed_and_scatter_add_fuse_into_the_loop_of_their_values(loops):
     """Rosenbrock's gradient and HVP become one loop each (the cotangents of x[1:] and
     x[:-1] added into one array); 2-D slices with steps and integers, and a scatter into
     an array computed before the loop, agree with eager mode."""
@@ -328,3 +338,62 @@ def test_item3_a_failed_numba_import_is_reported_once_and_jit_runs_the_numpy_cod
     for f in functions:
         assert not hasattr(next(iter(f.cache.values())).fast, "kernels")
     np.testing.assert_allclose(functions[1](x), np.cos(x) - x * np.sin(x), rtol=1e-12)
+
+
+def _split(compiled):
+    """Whether each kernel of a compiled program runs in parts (`fused._in_parts`)."""
+    return [hasattr(fused._load(k.name, k.source), "part") for k in compiled.kernels]
+
+
+def test_issue12_large_fused_loops_run_in_parts_on_every_cpu(monkeypatch):
+    """Kernels of at least PARALLEL_SIZE positions split their loops over the CPUs (here
+    two): Rosenbrock's HVP gives the same bits as one loop (no reduction), a sum over a
+    large array equals NumPy's within rounding and the same bits on every call; smaller
+    kernels, and those adding into zeros in their main loop (a race between parts), stay
+    one loop."""
+    monkeypatch.setattr(fused, "_cpus", lambda: 2)
+
+    def rosen(x):
+        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    def hvp(x, v):
+        return pullback.hvp(rosen, x, v)
+    n = 2 * fused.PARALLEL_SIZE
+    x, v = np.linspace(-1.0, 1.0, n), np.cos(np.arange(n * 1.0))
+    program = optimize(stage(hvp, (x, v)))
+    compiled = fused.compile_fused(program, "f", [x, v], measure=False)
+    assert _split(compiled) == [True]
+    got = compiled(x, v)[0]
+    np.testing.assert_array_equal(got, fused._load(compiled.kernels[0].name,
+                                                   compiled.kernels[0].source).kernel(
+        n - 1, x[:-1], v[:-1], x[1:], v[1:])[0])
+    np.testing.assert_allclose(got, hvp(x, v), rtol=1e-12)
+
+    a = np.random.default_rng(0).normal(size=(n // 64, 64))
+    program = optimize(stage(lambda a: (np.sum(np.sin(a) * a), np.max(a * 2.0, axis=0)), (a,)))
+    compiled = fused.compile_fused(program, "f", [a], measure=False)
+    assert _split(compiled) == [True]
+    first = compiled(a)
+    np.testing.assert_allclose(first[0], np.sum(np.sin(a) * a), rtol=1e-12)
+    np.testing.assert_array_equal(first[1], np.max(a * 2.0, axis=0))
+    for _ in range(5):
+        assert compiled(a)[0] == first[0]
+
+    for fn, args in ((hvp, (x[:100], v[:100])),
+                     (pullback.grad(lambda x: np.sum(np.sin(x[::2]) * x[1::2])), (x,))):
+        program = optimize(stage(fn, args))
+        assert _split(fused.compile_fused(program, "f", list(args), measure=False)) == [False]
+
+
+def test_issue12_kernel_parts_go_to_whichever_thread_is_free():
+    """The helpers return every part's result in order; a part that raises raises in the
+    caller, after which the helpers keep working."""
+    assert fused._helpers.run(lambda k: k * k, 9) == [k * k for k in range(9)]
+
+    def part(k):
+        if k == 5:
+            raise ValueError("part 5")
+        return k
+    with pytest.raises(ValueError, match="part 5"):
+        fused._helpers.run(part, 8)
+    assert fused._helpers.run(lambda k: -k, 3) == [0, -1, -2]

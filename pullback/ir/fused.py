@@ -31,6 +31,7 @@ import hashlib
 import importlib.util
 import itertools
 import os
+import queue
 import sys
 import tempfile
 import threading
@@ -49,6 +50,8 @@ AFTER_CALLS = 3          # the call of a signature that starts fusing its progra
 BACKGROUND = True        # compile in a thread (False: during that call, for tests)
 MIN_GROUP = 2            # fewer equations than this in a group: NumPy code is as fast
 MAX_SEGMENTS = 16        # more pieces than this: a store chain adds into zeros instead
+PARALLEL_SIZE = 32_768   # loop positions from which a kernel's loops are split over the CPUs
+PARTS_PER_THREAD = 4     # pieces of each loop per CPU (any free thread takes the next)
 # dtypes Numba computes with (not float16, nor long double)
 NUMBA_INEXACT = frozenset(map(np.dtype, (np.float32, np.float64, np.complex64, np.complex128)))
 
@@ -298,9 +301,12 @@ class FusedKernel:
 
     @property
     def function(self):
-        """The compiled kernel (Numba's dispatcher; compiles on its first call)."""
+        """The compiled kernel (Numba's dispatcher; compiles on its first call), or for a
+        large loop the function running its parts on every CPU (`_in_parts`)."""
         if self._function is None:
-            self._function = _load(self.name, self.source)
+            module = _load(self.name, self.source)
+            self._function = _in_parts(module, len(self.shape)) if hasattr(module, "part") \
+                else module.kernel
         return self._function
 
     def __call__(self, *args):
@@ -423,12 +429,14 @@ def kernel_for(group: Group, needed) -> tuple:
     main_values += [eq.inputs[eq.primitive.adds_at_index[1]]
                     for chain, p in zip(chains, pieces) if p is None for eq in chain]
     local = compute(main_values, loops, "v", body)
+    shared, private = [], []     # setup lines: of arrays the parts write disjoint elements
+    combines = {}                # of; of each part's own accumulators, and how two combine
     for out in maps:
         if out in needed:
             dtype = np.dtype(out.aval.dtype)
             if rank:
                 arrays[out] = array = f"o{len(returns)}"
-                setup.append(f"{array} = np.empty(({', '.join(header)},), np.{dtype.name})")
+                shared.append(f"{array} = np.empty(({', '.join(header)},), np.{dtype.name})")
                 body.append(f"{array}[{', '.join(loops)}] = {local[out]}")
             returns.append(arrays.get(out, local[out]))
             outputs.append(out)
@@ -447,40 +455,95 @@ def kernel_for(group: Group, needed) -> tuple:
                 else [f"n{k}" for k in kept]
             at = [loops[k] if k in kept else "0" for k in range(rank)] if keepdims \
                 else [loops[k] for k in kept]
-            setup.append(f"{name} = np.full(({', '.join(shape)},), {_cast(acc_dtype, identity)}"
-                         f", np.{acc_dtype.name})")
+            line = f"{name} = np.full(({', '.join(shape)},), {_cast(acc_dtype, identity)}" \
+                   f", np.{acc_dtype.name})"
             target = f"{name}[{', '.join(at)}]"
             returns.append(name if acc_dtype == dtype else f"{name}.astype(np.{dtype.name})")
         else:
-            setup.append(f"{name} = {_cast(acc_dtype, identity)}")
+            line = f"{name} = {_cast(acc_dtype, identity)}"
             target = name
             returns.append(_cast(dtype, name))
+        # the parts split loop dimension 0: where it is kept, each part fills its own rows
+        (shared if 0 in kept else private).append(line)
+        if 0 not in kept:
+            combines[name] = (combine, acc_dtype, target != name)
         body.append(f"{target} = {_cast(acc_dtype, combine.format(target, local[eq.inputs[0]]))}")
         outputs.append(out)
+    gathers = []
     for k, (chain, segments) in enumerate(zip(chains, pieces)):
         out = chain[-1].outputs[0]
         name = f"z{k}"
         if segments is None:
-            _scatter_chain(chain, name, loops, local, index, setup, body)
+            _scatter_chain(chain, name, loops, local, index, shared, body)
         else:
-            tail += _gather_chain(chain, name, segments, compute, set(arrays), index)
+            shared.append(f"{name} = np.empty({tuple(out.aval.shape)}, "
+                          f"np.{np.dtype(out.aval.dtype).name})")
+            gathers.append((chain, name, segments))
         if out in needed:
             returns.append(name)
             outputs.append(out)
-    lines = ["import numpy as np", "import numba", "",
-             '@numba.njit(cache=True, error_model="numpy", nogil=True)',
-             f"def kernel({', '.join(header + [index[x] for x in inputs])}):"]
-    lines += [f"    {line}" for line in setup]
-    if body:
-        indent = "    "
-        for k in range(rank):
-            lines.append(f"{indent}for i{k} in range(n{k}):")
-            indent += "    "
-        lines += [indent + line for line in body]
-    lines += [f"    {line}" for line in tail]
-    lines.append(f"    return ({', '.join(returns)},)")
-    source = "\n".join(lines) + "\n"
+
+    def loop_lines(split):
+        """The main loop and the store chains' loops; `split`: only part k of `parts` of
+        each loop's dimension 0."""
+        lines = []
+        if body:
+            indent = ""
+            for k in range(rank):
+                lines.append(f"{indent}for i{k} in range({_part_range(None, f'n{k}', f'n{k}', split and not k)}):")
+                indent += "    "
+            lines += [indent + line for line in body]
+        for chain, name, segments in gathers:
+            lines += _gather_chain(chain, name, segments, compute, set(arrays), index, split)
+        return lines
+
+    operands = [index[x] for x in inputs]
+    names = [line.split(" = ")[0] for line in shared], [line.split(" = ")[0] for line in private]
+    source = _module([("kernel", header + operands, shared + private + loop_lines(False),
+                       returns)])
+    if rank and all(p is not None for p in pieces) and _splits(group.shape):
+        source += _module([
+            ("allocate", header + operands, shared, names[0]),
+            ("part", ["k", "parts"] + header + names[0] + operands, private + loop_lines(True),
+             names[1]),
+            ("finish", names[0] + names[1], [], returns)] + [
+            ("combine", names[1] + [f"{n}_" for n in names[1]], _combine_lines(combines),
+             names[1])] * bool(names[1]), imports=False)
     return FusedKernel(source, group, inputs, outputs), inputs, outputs
+
+
+def _part_range(lo, hi, extent, split):
+    """`range`'s arguments for positions lo to hi of a dimension of `extent` (lo None: the
+    whole dimension): with `split`, those in part k of `parts` equal pieces only."""
+    if not split:
+        return hi if lo is None else f"{lo}, {hi}"
+    if lo is None:
+        return f"{extent} * k // parts, {extent} * (k + 1) // parts"
+    return f"max({lo}, {extent} * k // parts), min({hi}, {extent} * (k + 1) // parts)"
+
+
+def _combine_lines(combines):
+    """Lines adding the accumulators `name_` of one part into those of another, `name`."""
+    lines = []
+    for name, (combine, dtype, array) in combines.items():
+        if array:
+            lines += [f"{name}f, {name}g = {name}.reshape(-1), {name}_.reshape(-1)",
+                      f"for t in range({name}f.size):",
+                      f"    {name}f[t] = {_cast(dtype, combine.format(f'{name}f[t]', f'{name}g[t]'))}"]
+        else:
+            lines.append(f"{name} = {_cast(dtype, combine.format(name, name + '_'))}")
+    return lines
+
+
+def _module(functions, imports=True) -> str:
+    """Source defining Numba functions [(name, parameters, body lines, returned names)]."""
+    lines = ["import numpy as np", "import numba"] if imports else []
+    for name, parameters, body, returns in functions:
+        lines += ["", '@numba.njit(cache=True, error_model="numpy", nogil=True)',
+                  f"def {name}({', '.join(parameters)}):"]
+        lines += [f"    {line}" for line in body]
+        lines.append(f"    return ({''.join(r + ', ' for r in returns)})")
+    return "\n".join(lines) + "\n"
 
 
 def _scatter_chain(chain, name, loops, local, index, setup, body):
@@ -500,7 +563,7 @@ def _scatter_chain(chain, name, loops, local, index, setup, body):
         body.append(f"{target} = {_cast(dtype, f'{target} + {value}')}")
 
 
-def _gather_chain(chain, name, segments, compute, stored, index):
+def _gather_chain(chain, name, segments, compute, stored, index, split):
     """The lines of a store chain computed over its output, piece by piece: each element
     is the array the chain starts from (or zero), plus each value stored there, in the
     chain's order (so rounding, signed zeros and NaN are the NumPy code's)."""
@@ -508,12 +571,11 @@ def _gather_chain(chain, name, segments, compute, stored, index):
     dtype, shape = np.dtype(out.aval.dtype), tuple(out.aval.shape)
     into, _ = chain[0].primitive.adds_at_index
     positions = [basic_positions(eq.params["index"], shape) for eq in chain]
-    lines = [f"{name} = np.empty({shape}, np.{dtype.name})"]
-    where = [f"j{d}" for d in range(len(shape))]
+    lines, where = [], [f"j{d}" for d in range(len(shape))]
     for segment in segments:
         indent, block = "", []
         for d, (lo, hi) in enumerate(segment):
-            lines.append(f"{indent}for j{d} in range({lo}, {hi}):")
+            lines.append(f"{indent}for j{d} in range({_part_range(lo, hi, shape[0], split and not d)}):")
             indent += "    "
         base = chain[0].inputs[into] if into is not None else None
         total = _cast(dtype, "0") if base is None else \
@@ -584,7 +646,7 @@ def cache_directory() -> str:
 
 
 def _load(name, source):
-    """The kernel of a module file `name`.py holding `source` (written once, atomically)."""
+    """The module of a file `name`.py holding `source` (written once, atomically)."""
     with _load_lock:
         if name not in _loaded:
             path = os.path.join(cache_directory(), name + ".py")
@@ -597,8 +659,93 @@ def _load(name, source):
             spec = importlib.util.spec_from_file_location(name, path)
             module = sys.modules[name] = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
-            _loaded[name] = module.kernel
+            _loaded[name] = module
         return _loaded[name]
+
+
+# ------------------------------------------------------------------ parallel parts
+
+def _cpus() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _splits(shape) -> bool:
+    """Whether a kernel looping over `shape` also gets functions running its loops in parts
+    (`_in_parts`): above PARALLEL_SIZE positions, with more than one CPU. Measured on 2
+    cores (benchmarks/fused.py): splitting loses below about that size, where waking a
+    thread costs more than half the loop."""
+    return _cpus() > 1 and int(np.prod(shape)) >= PARALLEL_SIZE
+
+
+class _Helpers:
+    """Threads that run parts of a kernel beside the thread calling it. Each part goes to
+    whichever thread is free first, so a caller never waits for a helper that has not
+    started (its CPU busy elsewhere): it runs the remaining parts itself, and waits only
+    for parts a helper is running. Started on first use, again in a forked child."""
+
+    def __init__(self):
+        self.pid, self.jobs, self.lock = None, None, threading.Lock()
+
+    def _serve(self, jobs):
+        while True:
+            jobs.get()()
+
+    def run(self, part, parts) -> list:
+        """[part(0), ..., part(parts - 1)], computed by this thread and the helpers."""
+        with self.lock:
+            if self.pid != os.getpid():
+                self.pid, self.jobs = os.getpid(), queue.SimpleQueue()
+                for _ in range(_cpus() - 1):
+                    threading.Thread(target=self._serve, args=(self.jobs,), daemon=True,
+                                     name="pullback kernel parts").start()
+        results, errors = [None] * parts, []
+        claim, finished = itertools.count(), itertools.count(1)
+        done = threading.Lock()
+        done.acquire()
+
+        def work():
+            for k in iter(claim.__next__, None):
+                if k >= parts:
+                    return
+                try:
+                    results[k] = part(k)
+                except BaseException as error:  # noqa: BLE001 -- raised in the caller
+                    errors.append(error)
+                if next(finished) == parts:
+                    done.release()
+        for _ in range(_cpus() - 1):
+            self.jobs.put(work)
+        work()
+        done.acquire()
+        if errors:
+            raise errors[0]
+        return results
+
+
+_helpers = _Helpers()
+
+
+def _in_parts(module, rank):
+    """The kernel of a generated module as its parts on every CPU: `allocate` makes the
+    arrays every part writes its own elements of, `part(k, parts, ...)` runs piece k of
+    each loop's first dimension and returns its own accumulators, `combine` adds those up
+    in the parts' order (the sums' order differs from one loop's: within rounding; the
+    result is the same on every call), `finish` gives the outputs."""
+    parts = _cpus() * PARTS_PER_THREAD
+
+    def kernel(*args):
+        shape, operands = args[:rank], args[rank:]
+        shared = module.allocate(*args)
+        partials = _helpers.run(lambda k: module.part(k, parts, *shape, *shared, *operands),
+                                parts)
+        total = partials[0]
+        for partial in partials[1:] if total else ():
+            total = module.combine(*total, *partial)
+        return module.finish(*shared, *total)
+    return kernel
 
 
 # ------------------------------------------------------------------ the tier
