@@ -15,6 +15,13 @@ equation stay the generated NumPy code (ir/codegen.py writes the whole program, 
 calls included). Which primitives fuse and how one element is written are facts on the
 primitives (`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
 
+A kernel over at least PARALLEL_SIZE positions also compiles in parts, to use every CPU:
+`part(k, parts, ...)` runs piece k of each of its loops' first dimension, and the calling
+thread and helper threads (the kernels release the GIL, `nogil`) take the pieces, each
+the next one free (`_in_parts`). Reductions accumulate per piece and add up in the
+pieces' order: rounding differs from one loop's, but not between calls. A kernel adding
+into zeros in its main loop stays one loop (two pieces could add into one element).
+
 Kernels are written to files in a cache directory named by a hash of their source
 (`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
 (`cache=True`) finds them compiled in the next process.
@@ -490,7 +497,8 @@ def kernel_for(group: Group, needed) -> tuple:
         if body:
             indent = ""
             for k in range(rank):
-                lines.append(f"{indent}for i{k} in range({_part_range(None, f'n{k}', f'n{k}', split and not k)}):")
+                bounds = _part_range(None, f"n{k}", f"n{k}", split and k == 0)
+                lines.append(f"{indent}for i{k} in range({bounds}):")
                 indent += "    "
             lines += [indent + line for line in body]
         for chain, name, segments in gathers:
@@ -498,17 +506,19 @@ def kernel_for(group: Group, needed) -> tuple:
         return lines
 
     operands = [index[x] for x in inputs]
-    names = [line.split(" = ")[0] for line in shared], [line.split(" = ")[0] for line in private]
     source = _module([("kernel", header + operands, shared + private + loop_lines(False),
                        returns)])
     if rank and all(p is not None for p in pieces) and _splits(group.shape):
-        source += _module([
-            ("allocate", header + operands, shared, names[0]),
-            ("part", ["k", "parts"] + header + names[0] + operands, private + loop_lines(True),
-             names[1]),
-            ("finish", names[0] + names[1], [], returns)] + [
-            ("combine", names[1] + [f"{n}_" for n in names[1]], _combine_lines(combines),
-             names[1])] * bool(names[1]), imports=False)
+        written = [line.split(" = ")[0] for line in shared]
+        owned = [line.split(" = ")[0] for line in private]
+        functions = [("allocate", header + operands, shared, written),
+                     ("part", ["k", "parts"] + header + written + operands,
+                      private + loop_lines(True), owned),
+                     ("finish", written + owned, [], returns)]
+        if owned:
+            functions.append(("combine", owned + [f"{n}_" for n in owned],
+                              _combine_lines(combines), owned))
+        source += _module(functions, imports=False)
     return FusedKernel(source, group, inputs, outputs), inputs, outputs
 
 
