@@ -36,10 +36,11 @@ def synchronous_tier(monkeypatch):
 
 @pytest.fixture(params=["one loop", "in parts"])
 def loops(request, monkeypatch):
-    """Kernels as one loop, or in parts on this thread and a helper (every size, as on two
-    CPUs): the tests taking this fixture run both ways."""
+    """Kernels as one loop, or in four parts on this thread and a helper (every size, as
+    on two CPUs): the tests taking this fixture run both ways."""
     if request.param == "in parts":
         monkeypatch.setattr(fused, "PARALLEL_SIZE", 1)
+        monkeypatch.setattr(fused, "PARTS_PER_THREAD", 2)
         monkeypatch.setattr(fused, "_cpus", lambda: 2)
     return request.param
 
@@ -342,13 +343,14 @@ def test_item3_a_failed_numba_import_is_reported_once_and_jit_runs_the_numpy_cod
 
 def _split(compiled):
     """Whether each kernel of a compiled program runs in parts (`fused._in_parts`)."""
-    return [hasattr(fused._load(k.name, k.source), "part") for k in compiled.kernels]
+    return [k.in_parts for k in compiled.kernels]
 
 
 def test_issue12_large_fused_loops_run_in_parts_on_every_cpu(monkeypatch):
     """Kernels of at least PARALLEL_SIZE positions split their loops over the CPUs (here
     two): Rosenbrock's HVP gives the same bits as one loop (no reduction), a sum over a
-    large array equals NumPy's within rounding and the same bits on every call; smaller
+    large array equals NumPy's within rounding and the same bits on every call (the parts
+    on this thread alone, or shared with a helper: the first two calls run each way); smaller
     kernels, and those adding into zeros in their main loop (a race between parts), stay
     one loop."""
     monkeypatch.setattr(fused, "_cpus", lambda: 2)

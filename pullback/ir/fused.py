@@ -58,7 +58,8 @@ BACKGROUND = True        # compile in a thread (False: during that call, for tes
 MIN_GROUP = 2            # fewer equations than this in a group: NumPy code is as fast
 MAX_SEGMENTS = 16        # more pieces than this: a store chain adds into zeros instead
 PARALLEL_SIZE = 32_768   # loop positions from which a kernel's loops are split over the CPUs
-PARTS_PER_THREAD = 4     # pieces of each loop per CPU (any free thread takes the next)
+PARTS_PER_THREAD = 1     # pieces of each loop per CPU (any free thread takes the next)
+PROBE_EVERY = 64         # calls of a split kernel between two timings of its two ways
 # dtypes Numba computes with (not float16, nor long double)
 NUMBA_INEXACT = frozenset(map(np.dtype, (np.float32, np.float64, np.complex64, np.complex128)))
 
@@ -297,6 +298,7 @@ class FusedKernel:
 
     def __init__(self, source, group, inputs, outputs):
         self.source, self.shape, self.group = source, group.shape, group.equations
+        self.in_parts = "\ndef part(" in source        # split over the CPUs (`_in_parts`)
         self.name = "fused_" + hashlib.sha256(source.encode()).hexdigest()[:16]
         self.scalar_inputs = [not x.aval.shape and not x.weak for x in inputs]
         self.scalar_outputs = [np.dtype(v.aval.dtype) if not v.aval.shape else None
@@ -312,7 +314,7 @@ class FusedKernel:
         large loop the function running its parts on every CPU (`_in_parts`)."""
         if self._function is None:
             module = _load(self.name, self.source)
-            self._function = _in_parts(module, len(self.shape)) if hasattr(module, "part") \
+            self._function = _in_parts(module, len(self.shape)) if self.in_parts \
                 else module.kernel
         return self._function
 
@@ -497,8 +499,8 @@ def kernel_for(group: Group, needed) -> tuple:
         if body:
             indent = ""
             for k in range(rank):
-                bounds = _part_range(None, f"n{k}", f"n{k}", split and k == 0)
-                lines.append(f"{indent}for i{k} in range({bounds}):")
+                opening = _loop(f"i{k}", None, f"n{k}", f"n{k}", split and k == 0)
+                lines += [indent + line for line in opening]
                 indent += "    "
             lines += [indent + line for line in body]
         for chain, name, segments in gathers:
@@ -522,14 +524,18 @@ def kernel_for(group: Group, needed) -> tuple:
     return FusedKernel(source, group, inputs, outputs), inputs, outputs
 
 
-def _part_range(lo, hi, extent, split):
-    """`range`'s arguments for positions lo to hi of a dimension of `extent` (lo None: the
-    whole dimension): with `split`, those in part k of `parts` equal pieces only."""
+def _loop(index, lo, hi, extent, split):
+    """The lines opening a loop of `index` over positions lo to hi of a dimension of
+    `extent` (lo None: all of it); with `split`, over those in part k of `parts` equal
+    pieces only, and then the loop restates its lower bound: without that, LLVM cannot
+    tell the index is not negative, every `a[i]` checks, and the loop is not vectorised
+    (measured four times slower)."""
     if not split:
-        return hi if lo is None else f"{lo}, {hi}"
-    if lo is None:
-        return f"{extent} * k // parts, {extent} * (k + 1) // parts"
-    return f"max({lo}, {extent} * k // parts), min({hi}, {extent} * (k + 1) // parts)"
+        return [f"for {index} in range({hi if lo is None else f'{lo}, {hi}'}):"]
+    lo = lo or 0
+    return [f"for {index} in range(max({lo}, {extent} * k // parts), "
+            f"min({hi}, {extent} * (k + 1) // parts)):",
+            f"    if {index} < {lo}:", "        continue"]
 
 
 def _combine_lines(combines):
@@ -585,7 +591,7 @@ def _gather_chain(chain, name, segments, compute, stored, index, split):
     for segment in segments:
         indent, block = "", []
         for d, (lo, hi) in enumerate(segment):
-            lines.append(f"{indent}for j{d} in range({_part_range(lo, hi, shape[0], split and not d)}):")
+            lines += [indent + line for line in _loop(f"j{d}", lo, hi, shape[0], split and not d)]
             indent += "    "
         base = chain[0].inputs[into] if into is not None else None
         total = _cast(dtype, "0") if base is None else \
@@ -684,9 +690,11 @@ def _cpus() -> int:
 
 def _splits(shape) -> bool:
     """Whether a kernel looping over `shape` also gets functions running its loops in parts
-    (`_in_parts`): above PARALLEL_SIZE positions, with more than one CPU. Measured on 2
-    cores (benchmarks/fused.py): splitting loses below about that size, where waking a
-    thread costs more than half the loop."""
+    (`_in_parts`): from PARALLEL_SIZE positions, with more than one CPU. Measured on 2
+    cores: at 30,000 positions (Rosenbrock's HVP, about 50 µs) a loop in two parts was
+    about even with one loop on a loaded machine; below, waking a thread costs more than
+    half the loop saves. (More parts per CPU measured slower: each part's call hands the
+    GIL over.)"""
     return _cpus() > 1 and int(np.prod(shape)) >= PARALLEL_SIZE
 
 
@@ -739,23 +747,45 @@ _helpers = _Helpers()
 
 
 def _in_parts(module, rank):
-    """The kernel of a generated module as its parts on every CPU: `allocate` makes the
-    arrays every part writes its own elements of, `part(k, parts, ...)` runs piece k of
-    each loop's first dimension and returns its own accumulators, `combine` adds those up
-    in the parts' order (the sums' order differs from one loop's: within rounding; the
-    result is the same on every call), `finish` gives the outputs."""
+    """The kernel of a generated module as its parts: `allocate` makes the arrays every
+    part writes its own elements of, `part(k, parts, ...)` runs piece k of each loop's
+    first dimension and returns its own accumulators, `combine` adds those up in the
+    parts' order (the sums' order differs from one loop's: within rounding; the same bits
+    on every call), `finish` gives the outputs.
+
+    The parts run on the calling thread alone or shared with the helpers, whichever took
+    less time lately: every PROBE_EVERY calls, one call is timed each way (the median of
+    the last three of each decides). On a loaded machine a helper waits for a CPU, and
+    sharing loses to one thread several times over."""
     parts = _cpus() * PARTS_PER_THREAD
+    recent, calls = ([], []), itertools.count()      # seconds: alone, shared
 
     def kernel(*args):
         shape, operands = args[:rank], args[rank:]
         shared = module.allocate(*args)
-        partials = _helpers.run(lambda k: module.part(k, parts, *shape, *shared, *operands),
-                                parts)
+
+        def part(k):
+            return module.part(k, parts, *shape, *shared, *operands)
+        probe = next(calls) % PROBE_EVERY
+        if probe < 2:
+            start = time.perf_counter()
+            partials = _helpers.run(part, parts) if probe else [part(k) for k in range(parts)]
+            times = recent[probe]
+            times.append(time.perf_counter() - start)
+            del times[:-3]
+        elif _median(recent[1]) <= _median(recent[0]):
+            partials = _helpers.run(part, parts)
+        else:
+            partials = [part(k) for k in range(parts)]
         total = partials[0]
         for partial in partials[1:] if total else ():
             total = module.combine(*total, *partial)
         return module.finish(*shared, *total)
     return kernel
+
+
+def _median(values):
+    return sorted(values)[len(values) // 2]
 
 
 # ------------------------------------------------------------------ the tier
