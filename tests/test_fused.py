@@ -78,8 +78,8 @@ def _check_fused(fn, args):
 def test_fused_tier_matches_eager_on_every_primitive(name, loops):
     """For each primitive: the primitive, its pushforward and its pullback, staged as one
     program, fused and compiled (as one loop and in parts), equal eager mode (float64;
-    float32 for the elementwise family). (One program, one example per dtype: Numba compiles each kernel for a
-    fraction of a second.)"""
+    float32 for the elementwise family). (One program, one example per dtype: Numba
+    compiles each kernel for a fraction of a second.)"""
     prim = REGISTRY[name]
     dtypes = [np.float64] + ([np.float32] if prim.family == "elementwise" else [])
     for dtype in dtypes:

@@ -18,9 +18,11 @@ primitives (`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
 A kernel over at least PARALLEL_SIZE positions also compiles in parts, to use every CPU:
 `part(k, parts, ...)` runs piece k of each of its loops' first dimension, and the calling
 thread and helper threads (the kernels release the GIL, `nogil`) take the pieces, each
-the next one free (`_in_parts`). Reductions accumulate per piece and add up in the
-pieces' order: rounding differs from one loop's, but not between calls. A kernel adding
-into zeros in its main loop stays one loop (two pieces could add into one element).
+the next one free (`_in_parts`), or the calling thread alone where that took less time
+lately (on a loaded machine a helper waits for a CPU). Reductions accumulate per piece and
+add up in the pieces' order: rounding differs from one loop's, but not between calls. A
+kernel adding into zeros in its main loop stays one loop (two pieces could add into one
+element).
 
 Kernels are written to files in a cache directory named by a hash of their source
 (`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
@@ -381,7 +383,10 @@ def kernel_for(group: Group, needed) -> tuple:
     element adds up the values it receives, computed there at the offset positions (or
     read where the main loop wrote them), so that every loop is free of read-after-write
     dependences through memory and LLVM vectorises it. Other chains add into zeros in
-    the main loop."""
+    the main loop.
+
+    A kernel over at least PARALLEL_SIZE positions with no such chain also gets the
+    functions running it in parts (`_in_parts`): `allocate`, `part`, `combine`, `finish`."""
     computed = {v for eq in group.equations for v in eq.outputs}
     inputs, index = [], {}
     for eq in group.equations:
@@ -394,7 +399,7 @@ def kernel_for(group: Group, needed) -> tuple:
     header = [f"n{k}" for k in range(rank)]
     maps = {eq.outputs[0]: eq for eq in group.equations if eq.outputs[0] not in group.reduced}
     arrays = {}                      # value -> the array the main loop writes it to
-    setup, body, tail, outputs, returns = [], [], [], [], []
+    body, outputs, returns = [], [], []
 
     def operand(x, dtype, at):
         """Operand x (not computed in the loop) at the loop position `at`, as `dtype`."""
@@ -438,8 +443,9 @@ def kernel_for(group: Group, needed) -> tuple:
     main_values += [eq.inputs[eq.primitive.adds_at_index[1]]
                     for chain, p in zip(chains, pieces) if p is None for eq in chain]
     local = compute(main_values, loops, "v", body)
-    shared, private = [], []     # setup lines: of arrays the parts write disjoint elements
-    combines = {}                # of; of each part's own accumulators, and how two combine
+    shared = []        # lines making the arrays whose elements each part writes its own of
+    private = []       # lines making each part's own accumulators
+    combines = {}      # accumulator -> how two parts' values of it combine
     for out in maps:
         if out in needed:
             dtype = np.dtype(out.aval.dtype)
@@ -543,9 +549,9 @@ def _combine_lines(combines):
     lines = []
     for name, (combine, dtype, array) in combines.items():
         if array:
+            both = combine.format(f"{name}f[t]", f"{name}g[t]")
             lines += [f"{name}f, {name}g = {name}.reshape(-1), {name}_.reshape(-1)",
-                      f"for t in range({name}f.size):",
-                      f"    {name}f[t] = {_cast(dtype, combine.format(f'{name}f[t]', f'{name}g[t]'))}"]
+                      f"for t in range({name}f.size):", f"    {name}f[t] = {_cast(dtype, both)}"]
         else:
             lines.append(f"{name} = {_cast(dtype, combine.format(name, name + '_'))}")
     return lines
