@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -213,7 +214,6 @@ def test_jit_switches_to_the_fused_tier_after_its_first_calls(monkeypatch):
 def test_a_group_keeps_its_numpy_code_where_that_measures_faster(monkeypatch):
     """Each kernel is timed against its group's NumPy code on the arguments of the call
     that compiles it; the slower one is dropped."""
-    import time
     assert not fused._faster(lambda: time.sleep(2e-3), lambda: None, [])
     assert fused._faster(lambda: None, lambda: time.sleep(2e-3), [])
     monkeypatch.setattr(fused, "_faster", lambda kernel, numpy_code, values: False)
@@ -350,7 +350,7 @@ def test_issue12_large_fused_loops_run_in_parts_on_every_cpu(monkeypatch):
     """Kernels of at least PARALLEL_SIZE positions split their loops over the CPUs (here
     two): Rosenbrock's HVP gives the same bits as one loop (no reduction), a sum over a
     large array equals NumPy's within rounding and the same bits on every call (the parts
-    on this thread alone, or shared with a helper: the first two calls run each way); smaller
+    on this thread alone, or shared with a helper: the 2nd and 3rd calls run each way); smaller
     kernels, and those adding into zeros in their main loop (a race between parts), stay
     one loop."""
     monkeypatch.setattr(fused, "_cpus", lambda: 2)
@@ -399,3 +399,28 @@ def test_issue12_kernel_parts_go_to_whichever_thread_is_free():
     with pytest.raises(ValueError, match="part 5"):
         fused._helpers.run(part, 8)
     assert fused._helpers.run(lambda k: -k, 3) == [0, -1, -2]
+
+
+def test_issue12_split_kernels_stop_sharing_where_the_helpers_are_slow(monkeypatch):
+    """On a loaded machine a helper waits for a CPU: a split kernel times its parts run
+    alone and shared, then keeps to the faster way, timing both again ever more rarely
+    (here: sharing made slow, it shares only on its timed calls)."""
+    monkeypatch.setattr(fused, "_cpus", lambda: 2)
+    monkeypatch.setattr(fused, "PARALLEL_SIZE", 1)
+    monkeypatch.setattr(fused, "PROBE_EVERY", 4)
+    monkeypatch.setattr(fused, "PROBE_MOST", 16)
+    shared_calls = []
+    run = fused._helpers.run
+
+    def slow_run(part, parts):
+        shared_calls.append(1)
+        time.sleep(2e-3)
+        return run(part, parts)
+    monkeypatch.setattr(fused._helpers, "run", slow_run)
+    x = np.linspace(0.0, 1.0, 100)
+    program = optimize(stage(lambda x: np.sum(np.sin(x) * x), (x,)))
+    compiled = fused.compile_fused(program, "f", [x], measure=False)
+    assert _split(compiled) == [True]
+    shared_calls.clear()
+    values = {compiled(x)[0] for _ in range(100)}
+    assert len(values) == 1 and 3 <= len(shared_calls) <= 8, len(shared_calls)

@@ -61,7 +61,8 @@ MIN_GROUP = 2            # fewer equations than this in a group: NumPy code is a
 MAX_SEGMENTS = 16        # more pieces than this: a store chain adds into zeros instead
 PARALLEL_SIZE = 32_768   # loop positions from which a kernel's loops are split over the CPUs
 PARTS_PER_THREAD = 1     # pieces of each loop per CPU (any free thread takes the next)
-PROBE_EVERY = 64         # calls of a split kernel between two timings of its two ways
+PROBE_EVERY = 64         # calls of a split kernel between two timings of its two ways,
+PROBE_MOST = 4096        # doubling up to this while the faster way stays the same
 # dtypes Numba computes with (not float16, nor long double)
 NUMBA_INEXACT = frozenset(map(np.dtype, (np.float32, np.float64, np.complex64, np.complex128)))
 
@@ -760,11 +761,14 @@ def _in_parts(module, rank):
     on every call), `finish` gives the outputs.
 
     The parts run on the calling thread alone or shared with the helpers, whichever took
-    less time lately: every PROBE_EVERY calls, one call is timed each way (the median of
-    the last three of each decides). On a loaded machine a helper waits for a CPU, and
+    less time lately: the second and third calls are timed, one each way (the median of
+    the last three of each decides), then two again after PROBE_EVERY calls, an interval that doubles (up to
+    PROBE_MOST) while the choice stays. On a loaded machine a helper waits for a CPU, and
     sharing loses to one thread several times over."""
     parts = _cpus() * PARTS_PER_THREAD
-    recent, calls = ([], []), itertools.count()      # seconds: alone, shared
+    recent = ([], [])                            # seconds: alone, shared
+    # the first call (compiling the parts) is not timed
+    calls, state = itertools.count(), {"probe": 1, "interval": PROBE_EVERY, "shared": True}
 
     def kernel(*args):
         shape, operands = args[:rank], args[rank:]
@@ -772,14 +776,20 @@ def _in_parts(module, rank):
 
         def part(k):
             return module.part(k, parts, *shape, *shared, *operands)
-        probe = next(calls) % PROBE_EVERY
-        if probe < 2:
+        call = next(calls)
+        timed = call - state["probe"]            # 0: timed alone, 1: timed shared
+        if timed in (0, 1):
             start = time.perf_counter()
-            partials = _helpers.run(part, parts) if probe else [part(k) for k in range(parts)]
-            times = recent[probe]
+            partials = _helpers.run(part, parts) if timed else [part(k) for k in range(parts)]
+            times = recent[timed]
             times.append(time.perf_counter() - start)
             del times[:-3]
-        elif _median(recent[1]) <= _median(recent[0]):
+            if timed:
+                choice = _median(recent[1]) <= _median(recent[0])
+                state["interval"] = min(2 * state["interval"], PROBE_MOST) \
+                    if choice == state["shared"] else PROBE_EVERY
+                state["shared"], state["probe"] = choice, call + 1 + state["interval"]
+        elif state["shared"]:
             partials = _helpers.run(part, parts)
         else:
             partials = [part(k) for k in range(parts)]
@@ -791,7 +801,8 @@ def _in_parts(module, rank):
 
 
 def _median(values):
-    return sorted(values)[len(values) // 2]
+    """The (lower) median of a few timings (0 for none: another thread's is not in yet)."""
+    return sorted(values)[(len(values) - 1) // 2] if values else 0.0
 
 
 # ------------------------------------------------------------------ the tier
