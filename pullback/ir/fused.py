@@ -762,9 +762,9 @@ def _in_parts(module, rank):
 
     The parts run on the calling thread alone or shared with the helpers, whichever took
     less time lately: the second and third calls are timed, one each way (the median of
-    the last three of each decides), then two again after PROBE_EVERY calls, an interval that doubles (up to
-    PROBE_MOST) while the choice stays. On a loaded machine a helper waits for a CPU, and
-    sharing loses to one thread several times over."""
+    the last three of each decides), then two again after PROBE_EVERY calls, an interval
+    that doubles (up to PROBE_MOST) while the choice stays. On a loaded machine a helper
+    waits for a CPU, and sharing loses to one thread several times over."""
     parts = _cpus() * PARTS_PER_THREAD
     recent = ([], [])                            # seconds: alone, shared
     # the first call (compiling the parts) is not timed
