@@ -761,10 +761,11 @@ def _in_parts(module, rank):
     on every call), `finish` gives the outputs.
 
     The parts run on the calling thread alone or shared with the helpers, whichever took
-    less time lately: the second and third calls are timed, one each way (the median of
-    the last three of each decides), then two again after PROBE_EVERY calls, an interval
-    that doubles (up to PROBE_MOST) while the choice stays. On a loaded machine a helper
-    waits for a CPU, and sharing loses to one thread several times over."""
+    less time lately: each call is timed, the mean of each way's last eight decides
+    (a mean: on a loaded machine a helper waits for a CPU now and then, and those waits
+    of milliseconds are what makes sharing lose). The second and third calls go one
+    each way, then two again after PROBE_EVERY calls, an interval that doubles (up to
+    PROBE_MOST) while the choice stays."""
     parts = _cpus() * PARTS_PER_THREAD
     recent = ([], [])                            # seconds: alone, shared
     # the first call (compiling the parts) is not timed
@@ -777,22 +778,19 @@ def _in_parts(module, rank):
         def part(k):
             return module.part(k, parts, *shape, *shared, *operands)
         call = next(calls)
-        timed = call - state["probe"]            # 0: timed alone, 1: timed shared
-        if timed in (0, 1):
-            start = time.perf_counter()
-            partials = _helpers.run(part, parts) if timed else [part(k) for k in range(parts)]
-            times = recent[timed]
+        probe = call - state["probe"]            # 0: alone, 1: shared, then decide
+        sharing = bool(probe) if probe in (0, 1) else state["shared"]
+        start = time.perf_counter()
+        partials = _helpers.run(part, parts) if sharing else [part(k) for k in range(parts)]
+        if call:
+            times = recent[sharing]
             times.append(time.perf_counter() - start)
-            del times[:-3]
-            if timed:
-                choice = _median(recent[1]) <= _median(recent[0])
-                state["interval"] = min(2 * state["interval"], PROBE_MOST) \
-                    if choice == state["shared"] else PROBE_EVERY
-                state["shared"], state["probe"] = choice, call + 1 + state["interval"]
-        elif state["shared"]:
-            partials = _helpers.run(part, parts)
-        else:
-            partials = [part(k) for k in range(parts)]
+            del times[:-8]
+        if probe == 1:
+            choice = _mean(recent[1]) <= _mean(recent[0])
+            state["interval"] = min(2 * state["interval"], PROBE_MOST) \
+                if choice == state["shared"] else PROBE_EVERY
+            state["shared"], state["probe"] = choice, call + 1 + state["interval"]
         total = partials[0]
         for partial in partials[1:] if total else ():
             total = module.combine(*total, *partial)
@@ -800,9 +798,9 @@ def _in_parts(module, rank):
     return kernel
 
 
-def _median(values):
-    """The (lower) median of a few timings (0 for none: another thread's is not in yet)."""
-    return sorted(values)[(len(values) - 1) // 2] if values else 0.0
+def _mean(values):
+    """The mean of a few timings (0 for none: another thread's is not in yet)."""
+    return sum(values) / len(values) if values else 0.0
 
 
 # ------------------------------------------------------------------ the tier
