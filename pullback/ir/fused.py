@@ -18,11 +18,11 @@ primitives (`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
 A kernel over at least PARALLEL_SIZE positions also compiles in parts, to use every CPU:
 `part(k, parts, ...)` runs piece k of each of its loops' first dimension, and the calling
 thread and helper threads (the kernels release the GIL, `nogil`) take the pieces, each
-the next one free (`_in_parts`), or the calling thread alone where that took less time
-lately (on a loaded machine a helper waits for a CPU). Reductions accumulate per piece and
-add up in the pieces' order: rounding differs from one loop's, but not between calls. A
-kernel adding into zeros in its main loop stays one loop (two pieces could add into one
-element).
+the next one free (`_in_parts`), or the one loop runs where that took less time lately
+(on a loaded machine a helper waits for a CPU). The pieces compute the one loop's values:
+a kernel whose reduction spans the first dimension (its sum would add up in another
+order), or that adds into zeros in its main loop (two pieces could add into one
+element), stays one loop.
 
 Kernels are written to files in a cache directory named by a hash of their source
 (`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
@@ -386,8 +386,9 @@ def kernel_for(group: Group, needed) -> tuple:
     dependences through memory and LLVM vectorises it. Other chains add into zeros in
     the main loop.
 
-    A kernel over at least PARALLEL_SIZE positions with no such chain also gets the
-    functions running it in parts (`_in_parts`): `allocate`, `part`, `combine`, `finish`."""
+    A kernel over at least PARALLEL_SIZE positions with no such chain, and no reduction
+    along dimension 0, also gets the functions running it in parts (`_in_parts`):
+    `allocate`, `part`, `finish`."""
     computed = {v for eq in group.equations for v in eq.outputs}
     inputs, index = [], {}
     for eq in group.equations:
@@ -444,15 +445,14 @@ def kernel_for(group: Group, needed) -> tuple:
     main_values += [eq.inputs[eq.primitive.adds_at_index[1]]
                     for chain, p in zip(chains, pieces) if p is None for eq in chain]
     local = compute(main_values, loops, "v", body)
-    shared = []        # lines making the arrays whose elements each part writes its own of
-    private = []       # lines making each part's own accumulators
-    combines = {}      # accumulator -> how two parts' values of it combine
+    setup = []         # lines making the arrays the loops write
+    spanned = False    # whether a reduction adds up along dimension 0 (the one parts split)
     for out in maps:
         if out in needed:
             dtype = np.dtype(out.aval.dtype)
             if rank:
                 arrays[out] = array = f"o{len(returns)}"
-                shared.append(f"{array} = np.empty(({', '.join(header)},), np.{dtype.name})")
+                setup.append(f"{array} = np.empty(({', '.join(header)},), np.{dtype.name})")
                 body.append(f"{array}[{', '.join(loops)}] = {local[out]}")
             returns.append(arrays.get(out, local[out]))
             outputs.append(out)
@@ -479,10 +479,8 @@ def kernel_for(group: Group, needed) -> tuple:
             line = f"{name} = {_cast(acc_dtype, identity)}"
             target = name
             returns.append(_cast(dtype, name))
-        # the parts split loop dimension 0: where it is kept, each part fills its own rows
-        (shared if 0 in kept else private).append(line)
-        if 0 not in kept:
-            combines[name] = (combine, acc_dtype, target != name)
+        setup.append(line)
+        spanned = spanned or 0 not in kept
         body.append(f"{target} = {_cast(acc_dtype, combine.format(target, local[eq.inputs[0]]))}")
         outputs.append(out)
     gathers = []
@@ -490,9 +488,9 @@ def kernel_for(group: Group, needed) -> tuple:
         out = chain[-1].outputs[0]
         name = f"z{k}"
         if segments is None:
-            _scatter_chain(chain, name, loops, local, index, shared, body)
+            _scatter_chain(chain, name, loops, local, index, setup, body)
         else:
-            shared.append(f"{name} = np.empty({tuple(out.aval.shape)}, "
+            setup.append(f"{name} = np.empty({tuple(out.aval.shape)}, "
                           f"np.{np.dtype(out.aval.dtype).name})")
             gathers.append((chain, name, segments))
         if out in needed:
@@ -515,19 +513,13 @@ def kernel_for(group: Group, needed) -> tuple:
         return lines
 
     operands = [index[x] for x in inputs]
-    source = _module([("kernel", header + operands, shared + private + loop_lines(False),
-                       returns)])
-    if rank and all(p is not None for p in pieces) and _splits(group.shape):
-        written = [line.split(" = ")[0] for line in shared]
-        owned = [line.split(" = ")[0] for line in private]
-        functions = [("allocate", header + operands, shared, written),
-                     ("part", ["k", "parts"] + header + written + operands,
-                      private + loop_lines(True), owned),
-                     ("finish", written + owned, [], returns)]
-        if owned:
-            functions.append(("combine", owned + [f"{n}_" for n in owned],
-                              _combine_lines(combines), owned))
-        source += _module(functions, imports=False)
+    source = _module([("kernel", header + operands, setup + loop_lines(False), returns)])
+    if rank and not spanned and all(p is not None for p in pieces) and _splits(group.shape):
+        written = [line.split(" = ")[0] for line in setup]
+        source += _module([("allocate", header + operands, setup, written),
+                           ("part", ["k", "parts"] + header + written + operands,
+                            loop_lines(True), []),
+                           ("finish", written, [], returns)], imports=False)
     return FusedKernel(source, group, inputs, outputs), inputs, outputs
 
 
@@ -543,19 +535,6 @@ def _loop(index, lo, hi, extent, split):
     return [f"for {index} in range(max({lo}, {extent} * k // parts), "
             f"min({hi}, {extent} * (k + 1) // parts)):",
             f"    if {index} < {lo}:", "        continue"]
-
-
-def _combine_lines(combines):
-    """Lines adding the accumulators `name_` of one part into those of another, `name`."""
-    lines = []
-    for name, (combine, dtype, array) in combines.items():
-        if array:
-            both = combine.format(f"{name}f[t]", f"{name}g[t]")
-            lines += [f"{name}f, {name}g = {name}.reshape(-1), {name}_.reshape(-1)",
-                      f"for t in range({name}f.size):", f"    {name}f[t] = {_cast(dtype, both)}"]
-        else:
-            lines.append(f"{name} = {_cast(dtype, combine.format(name, name + '_'))}")
-    return lines
 
 
 def _module(functions, imports=True) -> str:
@@ -754,47 +733,43 @@ _helpers = _Helpers()
 
 
 def _in_parts(module, rank):
-    """The kernel of a generated module as its parts: `allocate` makes the arrays every
-    part writes its own elements of, `part(k, parts, ...)` runs piece k of each loop's
-    first dimension and returns its own accumulators, `combine` adds those up in the
-    parts' order (the sums' order differs from one loop's: within rounding; the same bits
-    on every call), `finish` gives the outputs.
+    """The kernel of a generated module, run as one loop (`kernel`) or in parts on every
+    CPU: `allocate` makes the arrays, `part(k, parts, ...)` fills the elements of piece k
+    of each loop's first dimension (the same values as one loop: no reduction spans
+    that dimension), `finish` gives the outputs.
 
-    The parts run on the calling thread alone or shared with the helpers, whichever took
-    less time lately: each call is timed, the mean of each way's last eight decides
-    (a mean: on a loaded machine a helper waits for a CPU now and then, and those waits
-    of milliseconds are what makes sharing lose). The second and third calls go one
-    each way, then two again after PROBE_EVERY calls, an interval that doubles (up to
-    PROBE_MOST) while the choice stays."""
+    Whichever way took less time lately: each call is timed, the mean of each way's
+    last eight decides (a mean: on a loaded machine a helper waits for a CPU now and
+    then, and those waits of milliseconds are what makes sharing lose). The first two
+    calls compile each way, the next two are timed one each way, then two again after PROBE_EVERY calls, an interval
+    that doubles (up to PROBE_MOST) while the choice stays."""
     parts = _cpus() * PARTS_PER_THREAD
-    recent = ([], [])                            # seconds: alone, shared
-    # the first call (compiling the parts) is not timed
-    calls, state = itertools.count(), {"probe": 1, "interval": PROBE_EVERY, "shared": True}
+    recent = ([], [])                            # seconds: one loop, in parts
+    # the first two calls compile each way, untimed
+    calls, state = itertools.count(), {"probe": 2, "interval": PROBE_EVERY, "split": True}
+
+    def in_parts(*args):
+        shape, operands = args[:rank], args[rank:]
+        arrays = module.allocate(*args)
+        _helpers.run(lambda k: module.part(k, parts, *shape, *arrays, *operands), parts)
+        return module.finish(*arrays)
 
     def kernel(*args):
-        shape, operands = args[:rank], args[rank:]
-        shared = module.allocate(*args)
-
-        def part(k):
-            return module.part(k, parts, *shape, *shared, *operands)
         call = next(calls)
-        probe = call - state["probe"]            # 0: alone, 1: shared, then decide
-        sharing = bool(probe) if probe in (0, 1) else state["shared"]
+        probe = call - state["probe"]            # 0: one loop, 1: in parts, then decide
+        split = call == 0 if call < 2 else bool(probe) if probe in (0, 1) else state["split"]
         start = time.perf_counter()
-        partials = _helpers.run(part, parts) if sharing else [part(k) for k in range(parts)]
-        if call:
-            times = recent[sharing]
+        outputs = in_parts(*args) if split else module.kernel(*args)
+        if call >= 2:
+            times = recent[split]
             times.append(time.perf_counter() - start)
             del times[:-8]
         if probe == 1:
             choice = _mean(recent[1]) <= _mean(recent[0])
             state["interval"] = min(2 * state["interval"], PROBE_MOST) \
-                if choice == state["shared"] else PROBE_EVERY
-            state["shared"], state["probe"] = choice, call + 1 + state["interval"]
-        total = partials[0]
-        for partial in partials[1:] if total else ():
-            total = module.combine(*total, *partial)
-        return module.finish(*shared, *total)
+                if choice == state["split"] else PROBE_EVERY
+            state["split"], state["probe"] = choice, call + 1 + state["interval"]
+        return outputs
     return kernel
 
 
