@@ -202,7 +202,11 @@ def main():
         f"\n| *threads, not processes:* {GRADIENTS[how]}, `.compute()` | {args.n:,} | "
         f"{args.chunk:,} | 2 threads | {run['seconds']:.3f} | (one process) |"
         for how, run in threaded.items())
-    ratio = lambda key, how, e, base=numpy_run: runs[e, how][key] / base[key]  # noqa: E731
+
+    def ratio(key, how, e, base=numpy_run):
+        """A Dask run's figure over a NumPy run's."""
+        return runs[e, how][key] / base[key]
+
     floors = "\n".join(
         f"  - {ENDINGS[e]}: " + ", ".join(f"{GRADIENTS[how].removesuffix(', gradient')} "
                                           f"{ratio('memory_mb', how, e):.2f}" for how in GRADIENTS)

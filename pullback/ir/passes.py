@@ -340,7 +340,7 @@ class _Rewriter:
         key = (x, "uniform")
         if key not in self.facts:
             value = np.asarray(value)
-            first = value.reshape(-1)[:1]
+            first = value.flat[:1]          # one element, copied: no copy of a broadcast
             scalar = first[0].item()
             same = all(st == 0 for st in value.strides) or np.array_equal(
                 np.ascontiguousarray(value).reshape(-1).view(np.uint8).reshape(value.size, -1),

@@ -56,6 +56,9 @@ class ReverseTracer(Tracer):
         return f"ReverseTracer({self.value!r})"
 
 
+_new_object = object.__new__
+
+
 def _tracer(trace, value, node):
     """`ReverseTracer(trace, value, node)`, made without a call of its `__init__` (a bind's
     tracer: one call, not the class's machinery and a frame more)."""
@@ -63,9 +66,6 @@ def _tracer(trace, value, node):
     tracer._trace, tracer.value, tracer.node = trace, value, node
     tracer._shape, tracer._dtype = value.shape, value.dtype
     return tracer
-
-
-_new_object = object.__new__
 
 
 class ReverseTrace(Trace):
