@@ -1,6 +1,7 @@
 """The fused tier of jit (pullback/ir/fused.py): Numba loops for elementwise chains and the
 reductions consuming them, equal to the NumPy code on the whole primitive registry."""
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -318,6 +319,52 @@ def test_item1_unit_step_stores_loop_over_their_output_without_reading_it():
         for got, expected in zip(compiled(*args), compile_program(program, "f")(*args)):
             assert np.array_equal(np.signbit(got), np.signbit(expected)
                                   | np.isnan(expected) & np.signbit(got))
+
+
+def _carries(source):
+    """Whether a kernel carries a stored value from one element to the next (`z0c1 = ...`)."""
+    return re.search(r"^ +z\d+c\d+ = ", source, re.M) is not None
+
+
+def test_issue12_a_value_stored_one_step_further_is_carried_to_the_next_element(loops):
+    """Where two stores of a chain read one position apart along the last dimension (the
+    cotangents of x[1:] and x[:-1]), the further value is computed once per element,
+    beside the nearer one's (sharing its work), and carried to the next element instead
+    of computed again at the shifted position; values are the NumPy code's bit for bit
+    (NaN where NumPy's is, signed zeros), one loop or in parts. Stores two apart, or apart along another
+    dimension, compute each value where it is stored."""
+    def rosen(x):
+        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    def three(x):                       # three stores: one carried, one computed
+        return np.sum(np.sin(x[2:]) * x[1:-1] * np.cos(x[:-2]))
+
+    def columns(a):                     # Rosenbrock along each row
+        return np.sum(100.0 * (a[:, 1:] - a[:, :-1] ** 2) ** 2 + (1.0 - a[:, :-1]) ** 2)
+
+    def rows(a):                        # apart along dimension 0: not carried
+        return np.sum(np.sin(a[1:, :]) * a[:-1, :])
+
+    def two_apart(x):
+        return np.sum(np.sin(x[:-2]) * np.cos(x[2:]))
+    x, v = np.linspace(-1.0, 1.0, 40), np.cos(np.arange(40.0))
+    x[7], v[11], x[20] = np.nan, -0.0, -0.0
+    a = np.arange(35.0).reshape(5, 7) / 9.0
+    a[3, 4] = np.inf
+    cases = [(pullback.grad(rosen), [x], True),
+             (lambda x, v: pullback.hvp(rosen, x, v), [x, v], True),
+             (pullback.grad(three), [x], True), (pullback.grad(columns), [a], True),
+             (pullback.grad(rows), [a], False), (pullback.grad(two_apart), [x], False)]
+    with np.errstate(all="ignore"):
+        for fn, args, carried in cases:
+            program = optimize(stage(fn, tuple(args)))
+            compiled = fused.compile_fused(program, "f", args, min_size=1, measure=False)
+            assert any(_carries(k.source.split("def allocate")[0]) for k in compiled.kernels) \
+                is carried
+            for got, expected in zip(compiled(*args), compile_program(program, "f")(*args)):
+                np.testing.assert_array_equal(got, expected)
+                numbers = ~np.isnan(expected)        # a NaN's sign is not NumPy's either
+                assert np.array_equal(np.signbit(got)[numbers], np.signbit(expected)[numbers])
 
 
 def test_item3_a_failed_numba_import_is_reported_once_and_jit_runs_the_numpy_code(monkeypatch):

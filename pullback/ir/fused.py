@@ -568,35 +568,81 @@ def _scatter_chain(chain, name, loops, local, index, setup, body):
 def _gather_chain(chain, name, segments, compute, stored, index, split):
     """The lines of a store chain computed over its output, piece by piece: each element
     is the array the chain starts from (or zero), plus each value stored there, in the
-    chain's order (so rounding, signed zeros and NaN are the NumPy code's)."""
+    chain's order (so rounding, signed zeros and NaN are the NumPy code's).
+
+    A value stored one position further along the last dimension than another store's
+    (the cotangents of `x[1:]` and `x[:-1]`) is computed beside that store's, where the
+    two share their work, and carried to the next step (`_carried`); only its first is
+    computed before the loop. LLVM vectorises the carried value (a first-order
+    recurrence) where it is computed before the element is stored; without it the shared
+    terms are computed twice per element."""
     out = chain[-1].outputs[0]
     dtype, shape = np.dtype(out.aval.dtype), tuple(out.aval.shape)
     into, _ = chain[0].primitive.adds_at_index
     positions = [basic_positions(eq.params["index"], shape) for eq in chain]
     lines, where = [], [f"j{d}" for d in range(len(shape))]
+
+    def at(places, last=None):
+        """The loop position a store reads at (the last index replaced by `last`)."""
+        index = where[:-1] + [where[-1] if last is None else str(last)]
+        return [f"{w} - {start}" if start else w
+                for w, (start, _, length) in zip(index, places) if length is not None]
     for segment in segments:
-        indent, block = "", []
+        indent, block, first = "", [], []
+        covering = [k for k, places in enumerate(positions)
+                    if all(start <= lo and hi <= start + (1 if length is None else length)
+                           for (lo, hi), (start, _, length) in zip(segment, places))]
+        carried = {} if split else _carried([positions[k] for k in covering])
         for d, (lo, hi) in enumerate(segment):
+            if d == len(segment) - 1:
+                for j, lead in carried.items():
+                    k = covering[j]
+                    value = chain[k].inputs[chain[k].primitive.adds_at_index[1]]
+                    term = compute([value], at(positions[k], lo), f"{name}f{k}_", first,
+                                   stored)[value]
+                    first.append(f"{name}c{k} = {term}")
+                lines += [indent + line for line in first]
             lines += [indent + line for line in _loop(f"j{d}", lo, hi, shape[0], split and not d)]
             indent += "    "
+        following = {}      # carried store -> its value at the next step, computed first
+        for j, lead in carried.items():
+            k = covering[j]
+            value = chain[k].inputs[chain[k].primitive.adds_at_index[1]]
+            following[k] = compute([value], at(positions[covering[lead]]), f"{name}n{k}_",
+                                   block, stored)[value]
         base = chain[0].inputs[into] if into is not None else None
         total = _cast(dtype, "0") if base is None else \
             _cast(dtype, f"{index[base]}[{', '.join(where)}]")
-        for k, (eq, places) in enumerate(zip(chain, positions)):
-            if not all(start <= lo and hi <= start + (1 if length is None else length)
-                       for (lo, hi), (start, _, length) in zip(segment, places)):
-                continue
-            at = [f"{w} - {start}" if start else w
-                  for w, (start, _, length) in zip(where, places) if length is not None]
-            value = eq.inputs[eq.primitive.adds_at_index[1]]
-            term = compute([value], at, f"{name}w{k}_", block, stored)[value]
+        for j, k in enumerate(covering):
+            value = chain[k].inputs[chain[k].primitive.adds_at_index[1]]
+            term = f"{name}c{k}" if j in carried else \
+                compute([value], at(positions[k]), f"{name}w{k}_", block, stored)[value]
             total = _cast(dtype, term) if k == 0 and base is None else \
                 _cast(dtype, f"{total} + {term}")
             block.append(f"{name}t = {total}")
             total = f"{name}t"
         block.append(f"{name}[{', '.join(where)}] = {total}")
+        block += [f"{name}c{k} = {term}" for k, term in following.items()]
         lines += [indent + line for line in block]
     return lines
+
+
+def _carried(places):
+    """{j: i}: store j reads one position further along the last dimension than store i
+    (and at i's positions elsewhere), so its value at the next step is computed now, at
+    i's position; i is a store whose value is computed in the loop, not carried."""
+    def key(p):
+        return tuple((start, length is None) for start, _, length in p)
+    computed = {key(p): i for i, p in reversed(list(enumerate(places)))}
+    carried = {}
+    for j, p in enumerate(places):
+        start, _, length = p[-1]
+        if length is None or j in carried.values():
+            continue
+        lead = computed.get(key(p[:-1] + [(start - 1, 1, 1)]))
+        if lead is not None and lead not in carried:
+            carried[j] = lead
+    return carried
 
 
 def fuse(program: Program, min_size: int = None) -> Program:
