@@ -573,7 +573,7 @@ def _gather_chain(chain, name, segments, compute, stored, index, split):
     A value stored one position further along the last dimension than another store's
     (the cotangents of `x[1:]` and `x[:-1]`) is computed beside that store's, where the
     two share their work, and carried to the next step (`_carried`); only its first is
-    computed before the loop. LLVM vectorises the carried value (a first-order
+    computed before the loop (before each part's, in parts). LLVM vectorises the carried value (a first-order
     recurrence) where it is computed before the element is stored; without it the shared
     terms are computed twice per element."""
     out = chain[-1].outputs[0]
@@ -592,13 +592,17 @@ def _gather_chain(chain, name, segments, compute, stored, index, split):
         covering = [k for k, places in enumerate(positions)
                     if all(start <= lo and hi <= start + (1 if length is None else length)
                            for (lo, hi), (start, _, length) in zip(segment, places))]
-        carried = {} if split else _carried([positions[k] for k in covering])
+        carried = _carried([positions[k] for k in covering])
         for d, (lo, hi) in enumerate(segment):
             if d == len(segment) - 1:
+                # the loop's first position; a part's, kept inside the segment where the
+                # part holds none of it (its carried values are then not read)
+                start = f"min(max({lo}, {shape[0]} * k // parts), {hi - 1})" \
+                    if split and not d else lo
                 for j, lead in carried.items():
                     k = covering[j]
                     value = chain[k].inputs[chain[k].primitive.adds_at_index[1]]
-                    term = compute([value], at(positions[k], lo), f"{name}f{k}_", first,
+                    term = compute([value], at(positions[k], start), f"{name}f{k}_", first,
                                    stored)[value]
                     first.append(f"{name}c{k} = {term}")
                 lines += [indent + line for line in first]
