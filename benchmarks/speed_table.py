@@ -168,14 +168,11 @@ def run_library(lib, rows, reference, threads, first=0):
 
 
 def fused_kernels(fn, args):
-    """Calls `fn` until its fused tier is installed; the number of kernels it runs (and of
-    those split over the CPUs)."""
+    """Calls `fn` until its fused tier is installed; the number of kernels it runs."""
     for _ in range(5):
         fn(*args)
     fused.wait_for_fusing()
-    kernels = getattr(next(iter(fn.cache.values())).fast, "kernels", ())
-    split = sum(k.in_parts for k in kernels)
-    return f"{len(kernels)}" + (f" ({split} split)" if split else "")
+    return str(len(getattr(next(iter(fn.cache.values())).fast, "kernels", ())))
 
 
 def jit_tiers(rows, reference, first):
@@ -328,8 +325,7 @@ def report(rows, libraries, best, missing, loads, blas, args, seconds):
                                                "JAX jit")]
     if jit:
         lines += ["", "First calls (ms; pullback: staging, passes and NumPy code, the fused tier "
-                  "compiling later; JAX: trace and compile), best pass; fused kernels installed "
-                  "(split: run in parts over the CPUs):",
+                  "compiling later; JAX: trace and compile), best pass; fused kernels installed:",
                   "", "| task | " + " | ".join(jit) + " | kernels |",
                   "|---|" + "---:|" * (len(jit) + 1)]
         for row, _, _ in rows:

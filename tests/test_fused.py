@@ -36,17 +36,6 @@ def synchronous_tier(monkeypatch):
     monkeypatch.setattr(fused, "BACKGROUND", False)
 
 
-@pytest.fixture(params=["one loop", "in parts"])
-def loops(request, monkeypatch):
-    """Kernels as one loop, or in four parts on this thread and a helper (every size, as
-    on two CPUs): the tests taking this fixture run both ways."""
-    if request.param == "in parts":
-        monkeypatch.setattr(fused, "PARALLEL_SIZE", 1)
-        monkeypatch.setattr(fused, "PARTS_PER_THREAD", 2)
-        monkeypatch.setattr(fused, "_cpus", lambda: 2)
-    return request.param
-
-
 def _assert_close(got, expected):
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
@@ -77,9 +66,9 @@ def _check_fused(fn, args):
 
 
 @pytest.mark.parametrize("name", TABLE)
-def test_fused_tier_matches_eager_on_every_primitive(name, loops):
+def test_fused_tier_matches_eager_on_every_primitive(name):
     """For each primitive: the primitive, its pushforward and its pullback, staged as one
-    program, fused and compiled (as one loop and in parts), equal eager mode (float64;
+    program, fused and compiled, equal eager mode (float64;
     float32 for the elementwise family). (One program, one example per dtype: Numba
     compiles each kernel for a fraction of a second.)"""
     prim = REGISTRY[name]
@@ -114,7 +103,7 @@ COMPLEX_ELEMENTWISE = sorted(n for n in TABLE if REGISTRY[n].family == "elementw
 
 
 @pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
-def test_fused_tier_on_complex_values(dtype, loops):
+def test_fused_tier_on_complex_values(dtype):
     """Holomorphic elementwise primitives on complex values, and their pullbacks."""
     rng = np.random.default_rng(0)
     z = (rng.uniform(0.3, 0.9, (2, 3)) + 1j * rng.uniform(-0.5, 0.5, (2, 3))).astype(dtype)
@@ -128,7 +117,7 @@ def test_fused_tier_on_complex_values(dtype, loops):
         _check_fused(vjp_of, args)
 
 
-def test_fused_tier_keeps_nan_and_inf(loops):
+def test_fused_tier_keeps_nan_and_inf():
     """NaN and Inf arise and propagate as in NumPy: log(0), 0 / 0, Inf - Inf, max of NaN."""
     x = np.array([0.0, -1.0, np.inf, -np.inf, np.nan, 2.0, 1e308, -0.0])
 
@@ -140,7 +129,7 @@ def test_fused_tier_keeps_nan_and_inf(loops):
         _check_fused(lambda x: np.where(x > 0, x * 2.0, -x) ** 2, [x])
 
 
-def test_fused_groups_cover_broadcasting_and_partial_reductions(loops):
+def test_fused_groups_cover_broadcasting_and_partial_reductions():
     """One loop over (3, 4) reading a row, a column and a 0-d value; reductions along one
     axis (with and without keepdims), both axes, and float32 accumulation."""
     rng = np.random.default_rng(1)
@@ -156,7 +145,7 @@ def test_fused_groups_cover_broadcasting_and_partial_reductions(loops):
         _check_fused(pullback.grad(lambda a: np.sum(np.sin(a) * a ** 2)), [a])
 
 
-def test_embed_and_scatter_add_fuse_into_the_loop_of_their_values(loops):
+def test_embed_and_scatter_add_fuse_into_the_loop_of_their_values():
     """Rosenbrock's gradient and HVP become one loop each (the cotangents of x[1:] and
     x[:-1] added into one array); 2-D slices with steps and integers, and a scatter into
     an array computed before the loop, agree with eager mode."""
@@ -326,12 +315,12 @@ def _carries(source):
     return re.search(r"^ +z\d+c\d+ = ", source, re.M) is not None
 
 
-def test_issue12_a_value_stored_one_step_further_is_carried_to_the_next_element(loops):
+def test_issue12_a_value_stored_one_step_further_is_carried_to_the_next_element():
     """Where two stores of a chain read one position apart along the last dimension (the
     cotangents of x[1:] and x[:-1]), the further value is computed once per element,
     beside the nearer one's (sharing its work), and carried to the next element instead
     of computed again at the shifted position; values are the NumPy code's bit for bit
-    (NaN where NumPy's is, signed zeros), one loop or in parts. Stores two apart, or apart along another
+    (NaN where NumPy's is, signed zeros). Stores two apart, or apart along another
     dimension, compute each value where it is stored."""
     def rosen(x):
         return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
@@ -359,8 +348,7 @@ def test_issue12_a_value_stored_one_step_further_is_carried_to_the_next_element(
         for fn, args, carried in cases:
             program = optimize(stage(fn, tuple(args)))
             compiled = fused.compile_fused(program, "f", args, min_size=1, measure=False)
-            assert any(_carries(k.source.split("def allocate")[0]) for k in compiled.kernels) \
-                is carried
+            assert any(_carries(k.source) for k in compiled.kernels) is carried
             for got, expected in zip(compiled(*args), compile_program(program, "f")(*args)):
                 np.testing.assert_array_equal(got, expected)
                 numbers = ~np.isnan(expected)        # a NaN's sign is not NumPy's either
@@ -386,89 +374,3 @@ def test_item3_a_failed_numba_import_is_reported_once_and_jit_runs_the_numpy_cod
     for f in functions:
         assert not hasattr(next(iter(f.cache.values())).fast, "kernels")
     np.testing.assert_allclose(functions[1](x), np.cos(x) - x * np.sin(x), rtol=1e-12)
-
-
-def _split(compiled):
-    """Whether each kernel of a compiled program runs in parts (`fused._in_parts`)."""
-    return [k.in_parts for k in compiled.kernels]
-
-
-def test_issue12_large_fused_loops_run_in_parts_on_every_cpu(monkeypatch):
-    """Kernels of at least PARALLEL_SIZE positions split their loops over the CPUs (here
-    two) and give the one loop's bits: Rosenbrock's HVP, sums and maxima along rows (the
-    first calls run each way). Smaller kernels, those reducing along dimension 0
-    (the parts would add up in another order) and those adding into zeros in their main
-    loop (a race between parts) stay one loop."""
-    monkeypatch.setattr(fused, "_cpus", lambda: 2)
-
-    def rosen(x):
-        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
-    def hvp(x, v):
-        return pullback.hvp(rosen, x, v)
-    n = 2 * fused.PARALLEL_SIZE
-    x, v = np.linspace(-1.0, 1.0, n), np.cos(np.arange(n * 1.0))
-    program = optimize(stage(hvp, (x, v)))
-    compiled = fused.compile_fused(program, "f", [x, v], measure=False)
-    assert _split(compiled) == [True]
-    got = compiled(x, v)[0]
-    np.testing.assert_array_equal(got, fused._load(compiled.kernels[0].name,
-                                                   compiled.kernels[0].source).kernel(
-        n - 1, x[:-1], v[:-1], x[1:], v[1:])[0])
-    np.testing.assert_allclose(got, hvp(x, v), rtol=1e-12)
-
-    a = np.random.default_rng(0).normal(size=(n // 64, 64))
-    program = optimize(stage(lambda a: (np.sum(np.sin(a) * a, axis=1), np.max(a * 2.0, axis=1)),
-                             (a,)))
-    compiled = fused.compile_fused(program, "f", [a], measure=False)
-    assert _split(compiled) == [True]
-    first = compiled(a)
-    np.testing.assert_allclose(first[0], np.sum(np.sin(a) * a, axis=1), rtol=1e-12)
-    np.testing.assert_array_equal(first[1], np.max(a * 2.0, axis=1))
-    for _ in range(5):
-        np.testing.assert_array_equal(compiled(a)[0], first[0])
-
-    for fn, args in ((hvp, (x[:100], v[:100])), (lambda a: np.sum(np.sin(a) * a, axis=0), (a,)),
-                     (pullback.grad(lambda x: np.sum(np.sin(x[::2]) * x[1::2])), (x,))):
-        program = optimize(stage(fn, args))
-        assert _split(fused.compile_fused(program, "f", list(args), measure=False)) == [False]
-
-
-def test_issue12_kernel_parts_go_to_whichever_thread_is_free():
-    """The helpers return every part's result in order; a part that raises raises in the
-    caller, after which the helpers keep working."""
-    assert fused._helpers.run(lambda k: k * k, 9) == [k * k for k in range(9)]
-
-    def part(k):
-        if k == 5:
-            raise ValueError("part 5")
-        return k
-    with pytest.raises(ValueError, match="part 5"):
-        fused._helpers.run(part, 8)
-    assert fused._helpers.run(lambda k: -k, 3) == [0, -1, -2]
-
-
-def test_issue12_split_kernels_stop_sharing_where_the_helpers_are_slow(monkeypatch):
-    """On a loaded machine a helper waits for a CPU: a split kernel times itself as one
-    loop and in parts, then keeps to the faster way, timing both again ever more rarely
-    (here: sharing made slow, it splits only on its timed calls)."""
-    monkeypatch.setattr(fused, "_cpus", lambda: 2)
-    monkeypatch.setattr(fused, "PARALLEL_SIZE", 1)
-    monkeypatch.setattr(fused, "PROBE_EVERY", 4)
-    monkeypatch.setattr(fused, "PROBE_MOST", 16)
-    shared_calls = []
-    run = fused._helpers.run
-
-    def slow_run(part, parts):
-        shared_calls.append(1)
-        time.sleep(2e-3)
-        return run(part, parts)
-    monkeypatch.setattr(fused._helpers, "run", slow_run)
-    x = np.linspace(0.0, 1.0, 100)
-    program = optimize(stage(lambda x: np.sin(x) * x + 1.0, (x,)))
-    compiled = fused.compile_fused(program, "f", [x], measure=False)
-    assert _split(compiled) == [True]
-    shared_calls.clear()
-    for _ in range(100):
-        np.testing.assert_array_equal(compiled(x)[0], np.sin(x) * x + 1.0)
-    assert 3 <= len(shared_calls) <= 8, len(shared_calls)

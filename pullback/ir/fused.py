@@ -9,20 +9,19 @@ values, and nothing else. Each group becomes one equation calling a Numba kernel
 (`FusedKernel`) that loops over the shape once and returns the values the rest of the
 program reads. Stores through slices of step one (the cotangents of `x[1:]` and
 `x[:-1]`) loop over their output instead, piece by piece, computing each element's
-values at their offsets: a loop that adds into memory it reads on the next step is
-not vectorised. Contractions, decompositions, indexing and every other
-equation stay the generated NumPy code (ir/codegen.py writes the whole program, kernel
-calls included). Which primitives fuse and how one element is written are facts on the
-primitives (`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
+values at their offsets (a value stored one position further along, as the cotangent
+of `x[1:]` is beside that of `x[:-1]`, carried from one element to the next): a loop
+that adds into memory it reads on the next step is not vectorised. Contractions,
+decompositions, indexing and every other equation stay the generated NumPy code
+(ir/codegen.py writes the whole program, kernel calls included). Which primitives fuse
+and how one element is written are facts on the primitives (`emit_scalar`,
+`scalar_reduction`); nothing here names a primitive.
 
-A kernel over at least PARALLEL_SIZE positions also compiles in parts, to use every CPU:
-`part(k, parts, ...)` runs piece k of each of its loops' first dimension, and the calling
-thread and helper threads (the kernels release the GIL, `nogil`) take the pieces, each
-the next one free (`_in_parts`), or the one loop runs where that took less time lately
-(on a loaded machine a helper waits for a CPU). The pieces compute the one loop's values:
-a kernel whose reduction spans the first dimension (its sum would add up in another
-order), or that adds into zeros in its main loop (two pieces could add into one
-element), stays one loop.
+A kernel is one loop on the calling thread. Loops split over the CPUs (helper threads
+taking parts of the first dimension, chosen by timing both ways) were measured on 2
+cores and removed: forced, they took 2 to 7 times the one loop's time whenever other
+processes ran (a helper waits for a CPU, and the caller for it), and in idle runs of
+the speed table they showed no gain; the one loop runs at about memory speed.
 
 Kernels are written to files in a cache directory named by a hash of their source
 (`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
@@ -40,7 +39,6 @@ import hashlib
 import importlib.util
 import itertools
 import os
-import queue
 import sys
 import tempfile
 import threading
@@ -59,10 +57,6 @@ AFTER_CALLS = 3          # the call of a signature that starts fusing its progra
 BACKGROUND = True        # compile in a thread (False: during that call, for tests)
 MIN_GROUP = 2            # fewer equations than this in a group: NumPy code is as fast
 MAX_SEGMENTS = 16        # more pieces than this: a store chain adds into zeros instead
-PARALLEL_SIZE = 32_768   # loop positions from which a kernel's loops are split over the CPUs
-PARTS_PER_THREAD = 1     # pieces of each loop per CPU (any free thread takes the next)
-PROBE_EVERY = 64         # calls of a split kernel between two timings of its two ways,
-PROBE_MOST = 4096        # doubling up to this while the faster way stays the same
 # dtypes Numba computes with (not float16, nor long double)
 NUMBA_INEXACT = frozenset(map(np.dtype, (np.float32, np.float64, np.complex64, np.complex128)))
 
@@ -301,7 +295,6 @@ class FusedKernel:
 
     def __init__(self, source, group, inputs, outputs):
         self.source, self.shape, self.group = source, group.shape, group.equations
-        self.in_parts = "\ndef part(" in source        # split over the CPUs (`_in_parts`)
         self.name = "fused_" + hashlib.sha256(source.encode()).hexdigest()[:16]
         self.scalar_inputs = [not x.aval.shape and not x.weak for x in inputs]
         self.scalar_outputs = [np.dtype(v.aval.dtype) if not v.aval.shape else None
@@ -313,12 +306,9 @@ class FusedKernel:
 
     @property
     def function(self):
-        """The compiled kernel (Numba's dispatcher; compiles on its first call), or for a
-        large loop the function running its parts on every CPU (`_in_parts`)."""
+        """The compiled kernel (Numba's dispatcher; compiles on its first call)."""
         if self._function is None:
-            module = _load(self.name, self.source)
-            self._function = _in_parts(module, len(self.shape)) if self.in_parts \
-                else module.kernel
+            self._function = _load(self.name, self.source).kernel
         return self._function
 
     def __call__(self, *args):
@@ -384,11 +374,7 @@ def kernel_for(group: Group, needed) -> tuple:
     element adds up the values it receives, computed there at the offset positions (or
     read where the main loop wrote them), so that every loop is free of read-after-write
     dependences through memory and LLVM vectorises it. Other chains add into zeros in
-    the main loop.
-
-    A kernel over at least PARALLEL_SIZE positions with no such chain, and no reduction
-    along dimension 0, also gets the functions running it in parts (`_in_parts`):
-    `allocate`, `part`, `finish`."""
+    the main loop."""
     computed = {v for eq in group.equations for v in eq.outputs}
     inputs, index = [], {}
     for eq in group.equations:
@@ -446,7 +432,6 @@ def kernel_for(group: Group, needed) -> tuple:
                     for chain, p in zip(chains, pieces) if p is None for eq in chain]
     local = compute(main_values, loops, "v", body)
     setup = []         # lines making the arrays the loops write
-    spanned = False    # whether a reduction adds up along dimension 0 (the one parts split)
     for out in maps:
         if out in needed:
             dtype = np.dtype(out.aval.dtype)
@@ -480,7 +465,6 @@ def kernel_for(group: Group, needed) -> tuple:
             target = name
             returns.append(_cast(dtype, name))
         setup.append(line)
-        spanned = spanned or 0 not in kept
         body.append(f"{target} = {_cast(acc_dtype, combine.format(target, local[eq.inputs[0]]))}")
         outputs.append(out)
     gathers = []
@@ -496,55 +480,27 @@ def kernel_for(group: Group, needed) -> tuple:
         if out in needed:
             returns.append(name)
             outputs.append(out)
-
-    def loop_lines(split):
-        """The main loop and the store chains' loops; `split`: only part k of `parts` of
-        each loop's dimension 0."""
-        lines = []
-        if body:
-            indent = ""
-            for k in range(rank):
-                opening = _loop(f"i{k}", None, f"n{k}", f"n{k}", split and k == 0)
-                lines += [indent + line for line in opening]
-                indent += "    "
-            lines += [indent + line for line in body]
-        for chain, name, segments in gathers:
-            lines += _gather_chain(chain, name, segments, compute, set(arrays), index, split)
-        return lines
-
-    operands = [index[x] for x in inputs]
-    source = _module([("kernel", header + operands, setup + loop_lines(False), returns)])
-    if rank and not spanned and all(p is not None for p in pieces) and _splits(group.shape):
-        written = [line.split(" = ")[0] for line in setup]
-        source += _module([("allocate", header + operands, setup, written),
-                           ("part", ["k", "parts"] + header + written + operands,
-                            loop_lines(True), []),
-                           ("finish", written, [], returns)], imports=False)
+    lines = []
+    if body:
+        indent = ""
+        for k in range(rank):
+            lines.append(f"{indent}for i{k} in range(n{k}):")
+            indent += "    "
+        lines += [indent + line for line in body]
+    for chain, name, segments in gathers:
+        lines += _gather_chain(chain, name, segments, compute, set(arrays), index)
+    source = _module(header + [index[x] for x in inputs], setup + lines, returns)
     return FusedKernel(source, group, inputs, outputs), inputs, outputs
 
 
-def _loop(index, lo, hi, extent, split):
-    """The lines opening a loop of `index` over positions lo to hi of a dimension of
-    `extent` (lo None: all of it); with `split`, over those in part k of `parts` equal
-    pieces only, and then the loop restates its lower bound: without that, LLVM cannot
-    tell the index is not negative, every `a[i]` checks, and the loop is not vectorised
-    (measured four times slower)."""
-    if not split:
-        return [f"for {index} in range({hi if lo is None else f'{lo}, {hi}'}):"]
-    lo = lo or 0
-    return [f"for {index} in range(max({lo}, {extent} * k // parts), "
-            f"min({hi}, {extent} * (k + 1) // parts)):",
-            f"    if {index} < {lo}:", "        continue"]
-
-
-def _module(functions, imports=True) -> str:
-    """Source defining Numba functions [(name, parameters, body lines, returned names)]."""
-    lines = ["import numpy as np", "import numba"] if imports else []
-    for name, parameters, body, returns in functions:
-        lines += ["", '@numba.njit(cache=True, error_model="numpy", nogil=True)',
-                  f"def {name}({', '.join(parameters)}):"]
-        lines += [f"    {line}" for line in body]
-        lines.append(f"    return ({''.join(r + ', ' for r in returns)})")
+def _module(parameters, body, returns) -> str:
+    """Source of a module defining the Numba function `kernel` (its body lines, returning
+    the tuple of `returns`); it releases the GIL, so other threads run meanwhile."""
+    lines = ["import numpy as np", "import numba", "",
+             '@numba.njit(cache=True, error_model="numpy", nogil=True)',
+             f"def kernel({', '.join(parameters)}):"]
+    lines += [f"    {line}" for line in body]
+    lines.append(f"    return ({''.join(r + ', ' for r in returns)})")
     return "\n".join(lines) + "\n"
 
 
@@ -565,7 +521,7 @@ def _scatter_chain(chain, name, loops, local, index, setup, body):
         body.append(f"{target} = {_cast(dtype, f'{target} + {value}')}")
 
 
-def _gather_chain(chain, name, segments, compute, stored, index, split):
+def _gather_chain(chain, name, segments, compute, stored, index):
     """The lines of a store chain computed over its output, piece by piece: each element
     is the array the chain starts from (or zero), plus each value stored there, in the
     chain's order (so rounding, signed zeros and NaN are the NumPy code's).
@@ -573,7 +529,7 @@ def _gather_chain(chain, name, segments, compute, stored, index, split):
     A value stored one position further along the last dimension than another store's
     (the cotangents of `x[1:]` and `x[:-1]`) is computed beside that store's, where the
     two share their work, and carried to the next step (`_carried`); only its first is
-    computed before the loop (before each part's, in parts). LLVM vectorises the carried value (a first-order
+    computed before the loop. LLVM vectorises the carried value (a first-order
     recurrence) where it is computed before the element is stored; without it the shared
     terms are computed twice per element."""
     out = chain[-1].outputs[0]
@@ -595,18 +551,14 @@ def _gather_chain(chain, name, segments, compute, stored, index, split):
         carried = _carried([positions[k] for k in covering])
         for d, (lo, hi) in enumerate(segment):
             if d == len(segment) - 1:
-                # the loop's first position; a part's, kept inside the segment where the
-                # part holds none of it (its carried values are then not read)
-                start = f"min(max({lo}, {shape[0]} * k // parts), {hi - 1})" \
-                    if split and not d else lo
                 for j, lead in carried.items():
                     k = covering[j]
                     value = chain[k].inputs[chain[k].primitive.adds_at_index[1]]
-                    term = compute([value], at(positions[k], start), f"{name}f{k}_", first,
+                    term = compute([value], at(positions[k], lo), f"{name}f{k}_", first,
                                    stored)[value]
                     first.append(f"{name}c{k} = {term}")
                 lines += [indent + line for line in first]
-            lines += [indent + line for line in _loop(f"j{d}", lo, hi, shape[0], split and not d)]
+            lines.append(f"{indent}for j{d} in range({lo}, {hi}):")
             indent += "    "
         following = {}      # carried store -> its value at the next step, computed first
         for j, lead in carried.items():
@@ -713,119 +665,6 @@ def _load(name, source):
             spec.loader.exec_module(module)
             _loaded[name] = module
         return _loaded[name]
-
-
-# ------------------------------------------------------------------ parallel parts
-
-def _cpus() -> int:
-    """The CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _splits(shape) -> bool:
-    """Whether a kernel looping over `shape` also gets functions running its loops in parts
-    (`_in_parts`): from PARALLEL_SIZE positions, with more than one CPU. Measured on 2
-    cores: at 30,000 positions (Rosenbrock's HVP, about 50 µs) a loop in two parts was
-    about even with one loop on a loaded machine; below, waking a thread costs more than
-    half the loop saves. (More parts per CPU measured slower: each part's call hands the
-    GIL over.)"""
-    return _cpus() > 1 and int(np.prod(shape)) >= PARALLEL_SIZE
-
-
-class _Helpers:
-    """Threads that run parts of a kernel beside the thread calling it. Each part goes to
-    whichever thread is free first, so a caller never waits for a helper that has not
-    started (its CPU busy elsewhere): it runs the remaining parts itself, and waits only
-    for parts a helper is running. Started on first use, again in a forked child."""
-
-    def __init__(self):
-        self.pid, self.jobs, self.lock = None, None, threading.Lock()
-
-    def _serve(self, jobs):
-        while True:
-            jobs.get()()
-
-    def run(self, part, parts) -> list:
-        """[part(0), ..., part(parts - 1)], computed by this thread and the helpers."""
-        with self.lock:
-            if self.pid != os.getpid():
-                self.pid, self.jobs = os.getpid(), queue.SimpleQueue()
-                for _ in range(_cpus() - 1):
-                    threading.Thread(target=self._serve, args=(self.jobs,), daemon=True,
-                                     name="pullback kernel parts").start()
-        results, errors = [None] * parts, []
-        claim, finished = itertools.count(), itertools.count(1)
-        done = threading.Lock()
-        done.acquire()
-
-        def work():
-            for k in iter(claim.__next__, None):
-                if k >= parts:
-                    return
-                try:
-                    results[k] = part(k)
-                except BaseException as error:  # noqa: BLE001 -- raised in the caller
-                    errors.append(error)
-                if next(finished) == parts:
-                    done.release()
-        for _ in range(_cpus() - 1):
-            self.jobs.put(work)
-        work()
-        done.acquire()
-        if errors:
-            raise errors[0]
-        return results
-
-
-_helpers = _Helpers()
-
-
-def _in_parts(module, rank):
-    """The kernel of a generated module, run as one loop (`kernel`) or in parts on every
-    CPU: `allocate` makes the arrays, `part(k, parts, ...)` fills the elements of piece k
-    of each loop's first dimension (the same values as one loop: no reduction spans
-    that dimension), `finish` gives the outputs.
-
-    Whichever way took less time lately: each call is timed, the mean of each way's
-    last eight decides (a mean: on a loaded machine a helper waits for a CPU now and
-    then, and those waits of milliseconds are what makes sharing lose). The first two
-    calls compile each way, the next two are timed one each way, then two again after PROBE_EVERY calls, an interval
-    that doubles (up to PROBE_MOST) while the choice stays."""
-    parts = _cpus() * PARTS_PER_THREAD
-    recent = ([], [])                            # seconds: one loop, in parts
-    # the first two calls compile each way, untimed
-    calls, state = itertools.count(), {"probe": 2, "interval": PROBE_EVERY, "split": True}
-
-    def in_parts(*args):
-        shape, operands = args[:rank], args[rank:]
-        arrays = module.allocate(*args)
-        _helpers.run(lambda k: module.part(k, parts, *shape, *arrays, *operands), parts)
-        return module.finish(*arrays)
-
-    def kernel(*args):
-        call = next(calls)
-        probe = call - state["probe"]            # 0: one loop, 1: in parts, then decide
-        split = call == 0 if call < 2 else bool(probe) if probe in (0, 1) else state["split"]
-        start = time.perf_counter()
-        outputs = in_parts(*args) if split else module.kernel(*args)
-        if call >= 2:
-            times = recent[split]
-            times.append(time.perf_counter() - start)
-            del times[:-8]
-        if probe == 1:
-            choice = _mean(recent[1]) <= _mean(recent[0])
-            state["interval"] = min(2 * state["interval"], PROBE_MOST) \
-                if choice == state["split"] else PROBE_EVERY
-            state["split"], state["probe"] = choice, call + 1 + state["interval"]
-        return outputs
-    return kernel
-
-
-def _mean(values):
-    """The mean of a few timings (0 for none: another thread's is not in yet)."""
-    return sum(values) / len(values) if values else 0.0
 
 
 # ------------------------------------------------------------------ the tier
