@@ -261,14 +261,19 @@ def _scaler(partial, residuals):
     # A partial reading one residual and no parameter (the common case) is called directly,
     # on a NumPy array as its twin calling the primitives' impls.
     single = residuals.index(names[0]) if len(names) == 1 and names[0] in residuals else None
+    # One reading two residuals and no parameter (power's x and y) too, as `call` would.
+    pair = tuple(residuals.index(n) for n in names) \
+        if len(names) == 2 and all(n in residuals for n in names) else None
     on_arrays = _on_arrays(partial)
 
     def scale(t, values, params):
-        if single is None:
-            d = call(values, params)
-        else:
+        if single is not None:
             v = values[single]
             d = on_arrays(v) if type(v) is np.ndarray else partial(v)
+        elif pair is not None:
+            d = partial(values[pair[0]], values[pair[1]])
+        else:
+            d = call(values, params)
         if type(d) is tuple:                 # (number, array): the number first
             return t * d[0] * d[1]
         if type(d) is np.ndarray and d.nbytes >= LARGE_TEMPORARY and type(t) is np.ndarray \

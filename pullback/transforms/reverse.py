@@ -10,7 +10,9 @@ kinds:
   the primitive's `input_rules` (made once per primitive: the cotangent times the partial
   derivative, which the sweep sums to the input's shape and casts to its dtype where they
   differ), the tape index of the input, the residuals its rules read, the parameters, the
-  input's shape and dtype. No closure and no rule call per bind;
+  input's shape and dtype. No closure and no rule call per bind. A primitive linear in its
+  only operand, a NumPy array (`cotangent_rule`: x[i], x[1:]), records
+  `(cotangent_rule, parent, shape, params, shape, dtype)` the same way;
 - a closure for any other: `(pullback, parents, n_results, scaled, output)`: the
   primitive's pullback closure (built by its `vjp` rule, or with the output by its
   `value_and_vjp` rule, closing over its residuals), the tape indices of its inputs traced
@@ -32,7 +34,7 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import array_attribute
-from ..core.arrays import WRITABLE_TYPES, writable_in_place, zeros_like_value
+from ..core.arrays import WRITABLE_TYPES, zeros_like_value
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback, unbroadcast_to
@@ -88,7 +90,17 @@ class ReverseTrace(Trace):
     def process_primitive(self, primitive, args, params):
         rules = primitive.input_rules
         if rules is None or self.hints:
-            return self.record(primitive, args, params)
+            rule = primitive.cotangent_rule
+            if rule is None or self.hints or len(args) != 1:
+                return self.record(primitive, args, params)
+            # Linear in its only operand, a NumPy array (x[i], x[1:]): the entry is data too.
+            (tracer,) = args
+            if type(tracer.value) is not np.ndarray:
+                return self.record(primitive, args, params)
+            out = primitive.impl(tracer.value, **params)
+            tape = self.tape
+            tape.append((rule, tracer.node, tracer._shape, params, tracer._shape, tracer._dtype))
+            return _tracer(self, out, len(tape) - 1)
         # Elementwise with one input traced here (the common case): the entry is data.
         if len(args) == 1:
             (tracer,) = args                  # bound by its own trace: ours
@@ -226,9 +238,12 @@ def backward(tape, seeds, n_leaves):
     """
     accumulator = _Accumulator(tape)
     seeds = list(seeds)
-    for ref, ct in seeds:
-        accumulator.add(ref, known_scale(ct))
     cotangents = accumulator.cotangents
+    for ref, ct in seeds:
+        if type(ref) is int and cotangents[ref] is None:
+            cotangents[ref] = known_scale(ct)
+        else:
+            accumulator.add(ref, known_scale(ct))
     watcher = observer()
     owned = accumulator.owned
     for i in range(len(tape) - 1, n_leaves - 1, -1):
@@ -241,6 +256,8 @@ def backward(tape, seeds, n_leaves):
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
+        elif isinstance(ct, np.generic):     # a NumPy scalar: never owned
+            cotangents[i] = None
         elif type(ct) is Scaled and (data or entry[3]):       # taken lazy, inline too
             cotangents[i] = None
         else:
@@ -263,7 +280,11 @@ def backward(tape, seeds, n_leaves):
                 c = entry[6](ct, entry[2], entry[3])
                 if c.shape != entry[8] or c.dtype is not entry[9] and c.dtype != entry[9]:
                     c = unbroadcast_to(c, entry[8], entry[9])
-                accumulator.add(entry[7], c)
+                ref = entry[7]
+                if type(ref) is int and cotangents[ref] is None:
+                    cotangents[ref] = c
+                else:
+                    accumulator.add(ref, c)
             continue
         for ref, c in zip(entry[1], entry[0](ct)):
             if ref is not None and c is not ZERO:
@@ -279,9 +300,14 @@ def backward(tape, seeds, n_leaves):
             continue
         if isinstance(ct, LazyCotangent):
             cotangents[i] = ct.dense()
-        elif type(ct) in WRITABLE_TYPES and any(writable_in_place(seed) and np.may_share_memory(
-                ct, seed) for _, seed in seeds):
-            cotangents[i] = ct.copy()            # a seed passed on unchanged (f(x) = x + 0)
+        elif type(ct) in WRITABLE_TYPES:
+            for _, seed in seeds:                # a seed passed on unchanged (f(x) = x + 0)?
+                # (Two distinct arrays each owning its memory share none: no search.)
+                if type(seed) in WRITABLE_TYPES and (ct is seed or (
+                        ct.base is not None or seed.base is not None)
+                        and np.may_share_memory(ct, seed)):
+                    cotangents[i] = ct.copy()
+                    break
     return cotangents
 
 
