@@ -274,12 +274,15 @@ def _scaler(partial, residuals):
             d = partial(values[pair[0]], values[pair[1]])
         else:
             d = call(values, params)
-        if type(d) is tuple:                 # (number, array): the number first
+        kind = type(d)
+        if kind is np.ndarray:
+            if d.nbytes >= LARGE_TEMPORARY and type(t) is np.ndarray and _temporary(d, values) \
+                    and d.shape == t.shape and d.dtype == t.dtype:
+                return np.multiply(t, d, out=d)  # the same product, without a new large array
+            return t * d
+        if kind is tuple:                    # (number, array): the number first
             return t * d[0] * d[1]
-        if type(d) is np.ndarray and d.nbytes >= LARGE_TEMPORARY and type(t) is np.ndarray \
-                and _temporary(d, values) and d.shape == t.shape and d.dtype == t.dtype:
-            return np.multiply(t, d, out=d)  # the same product, without a new large array
-        return t if type(d) is int and d == 1 else t * d
+        return t if kind is int and d == 1 else t * d
     return scale
 
 

@@ -264,10 +264,17 @@ class Embedded(LazyCotangent):
 
     def add_into(self, buffer):
         values = self.values
-        if self.like is None and not self.arrays and type(buffer) is np.ndarray \
-                and (type(values) is np.ndarray or isinstance(values, np.generic)):
-            buffer[basic_index(self.index)] += values    # NumPy's own: in place, at any index
-            return buffer
+        if self.like is None and not self.arrays and type(buffer) is np.ndarray:
+            idx = basic_index(self.index)
+            if isinstance(values, LazyCotangent):
+                part = buffer[idx]
+                if writable_in_place(part):      # a view of buffer
+                    values.add_into(part)        # in place, never materialised
+                    return buffer
+                values = values.dense()          # (one element: x[i] of a vector)
+            if type(values) is np.ndarray or isinstance(values, np.generic):
+                buffer[idx] += values            # NumPy's own: in place, at any index
+                return buffer
         idx = index_tuple(self.index, self.arrays)
         if isinstance(values, LazyCotangent):
             if not self.arrays and writable_in_place(buffer[idx]):   # a view of buffer

@@ -90,19 +90,19 @@ class ReverseTrace(Trace):
     def process_primitive(self, primitive, args, params):
         rules = primitive.input_rules
         if rules is None or self.hints:
-            rule = primitive.cotangent_rule
-            if rule is None or self.hints or len(args) != 1:
+            scale = primitive.cotangent_rule
+            if scale is None or self.hints or len(args) != 1:
                 return self.record(primitive, args, params)
-            # Linear in its only operand, a NumPy array (x[i], x[1:]): the entry is data too.
+            # Linear in its only operand, a NumPy array (x[i], x[1:]): the entry is data too,
+            # its residual the operand's shape.
             (tracer,) = args
-            if type(tracer.value) is not np.ndarray:
+            x = tracer.value
+            if type(x) is not np.ndarray:
                 return self.record(primitive, args, params)
-            out = primitive.impl(tracer.value, **params)
-            tape = self.tape
-            tape.append((rule, tracer.node, tracer._shape, params, tracer._shape, tracer._dtype))
-            return _tracer(self, out, len(tape) - 1)
+            out = primitive.impl(x, **params)
+            residuals = tracer._shape
         # Elementwise with one input traced here (the common case): the entry is data.
-        if len(args) == 1:
+        elif len(args) == 1:
             (tracer,) = args                  # bound by its own trace: ours
             x = tracer.value
             if not primitive.complex_rules:
@@ -161,7 +161,10 @@ class ReverseTrace(Trace):
         tape = self.tape
         tape.append((scale_x, tracer_x.node, residuals, params, tracer_x._shape, tracer_x._dtype,
                      scale_y, tracer_y.node, tracer_y._shape, tracer_y._dtype))
-        return _tracer(self, out, len(tape) - 1)
+        result = _new_object(ReverseTracer)          # `_tracer`, inline
+        result._trace, result.value, result.node = self, out, len(tape) - 1
+        result._shape, result._dtype = out.shape, out.dtype
+        return result
 
     def record(self, primitive, args, params):
         """Bind any primitive: its entry holds the pullback closure its rule builds."""
@@ -240,10 +243,12 @@ def backward(tape, seeds, n_leaves):
     seeds = list(seeds)
     cotangents = accumulator.cotangents
     for ref, ct in seeds:
+        if type(ct) is not np.ndarray:
+            ct = known_scale(ct)
         if type(ref) is int and cotangents[ref] is None:
-            cotangents[ref] = known_scale(ct)
+            cotangents[ref] = ct
         else:
-            accumulator.add(ref, known_scale(ct))
+            accumulator.add(ref, ct)
     watcher = observer()
     owned = accumulator.owned
     for i in range(len(tape) - 1, n_leaves - 1, -1):
@@ -251,7 +256,8 @@ def backward(tape, seeds, n_leaves):
         if ct is None:
             continue
         entry = tape[i]
-        data = len(entry) != 5
+        size = len(entry)
+        data = size != 5
         if type(ct) is np.ndarray or isinstance(ct, Tracer):    # `_Accumulator.take`, inline
             cotangents[i] = None
             if owned:
@@ -267,17 +273,19 @@ def backward(tape, seeds, n_leaves):
             if not isinstance(ct, (LazyCotangent, list)):
                 watcher.name_like(ct, None if data else entry[4], "_bar")
         if data:                             # the scales of one input or two, as data
-            ref = entry[1]
-            c = entry[0](ct, entry[2], entry[3])
-            shape, dtype = entry[4], entry[5]
+            if size == 6:
+                scale, ref, residuals, params, shape, dtype = entry
+            else:
+                scale, ref, residuals, params, shape, dtype = entry[:6]
+            c = scale(ct, residuals, params)
             if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
                 c = unbroadcast_to(c, shape, dtype)
             if type(ref) is int and cotangents[ref] is None:
                 cotangents[ref] = c
             else:
                 accumulator.add(ref, c)
-            if len(entry) == 10:
-                c = entry[6](ct, entry[2], entry[3])
+            if size == 10:
+                c = entry[6](ct, residuals, params)
                 if c.shape != entry[8] or c.dtype is not entry[9] and c.dtype != entry[9]:
                     c = unbroadcast_to(c, entry[8], entry[9])
                 ref = entry[7]
