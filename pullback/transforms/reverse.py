@@ -230,9 +230,9 @@ class ReverseTrace(Trace):
 
 
 def backward(tape, seeds, n_leaves):
-    """Pull the cotangents `seeds` (pairs of tape reference and cotangent) back to the leaves,
-    the first `n_leaves` entries of the tape: returns their cotangents (`None` where nothing
-    arrived).
+    """Pull the cotangents `seeds` (pairs of tape reference and cotangent; reference None: a
+    constant output's, skipped) back to the leaves, the first `n_leaves` entries of the tape:
+    returns their cotangents (`None` where nothing arrived).
 
     Cotangents are summed into arrays this sweep allocated itself ("owned"), in
     place; an array handed to a pullback is no longer owned (pullbacks may pass
@@ -243,6 +243,8 @@ def backward(tape, seeds, n_leaves):
     seeds = list(seeds)
     cotangents = accumulator.cotangents
     for ref, ct in seeds:
+        if ref is None:
+            continue
         if type(ct) is not np.ndarray:
             ct = known_scale(ct)
         if type(ref) is int and cotangents[ref] is None:
@@ -444,9 +446,10 @@ def recorded_pullback(f: Callable, *primals, has_aux: bool = False):
     def back(cotangent):
         cts = matching_tree(cotangent, out_values, out_treedef, CotangentError,
                             "cotangent", "output")
-        accumulated = backward(tape, [(n, c) for n, c in zip(nodes, cts) if n is not None],
-                               len(primal_leaves))
-        cts_in = [zeros_like_value(p) if c is None else c for p, c in zip(primal_leaves, accumulated)]
+        cts_in = backward(tape, zip(nodes, cts), len(primal_leaves))
+        for k, c in enumerate(cts_in):
+            if c is None:
+                cts_in[k] = zeros_like_value(primal_leaves[k])
         watcher = observer()
         if watcher is not None:
             for c, p in zip(cts_in, primal_leaves):
