@@ -150,6 +150,17 @@ def test_a_cotangent_passed_through_unchanged_is_copied():
         assert not np.shares_memory(ct, v)
 
 
+def test_issue12_a_cotangent_that_views_a_seed_owning_its_memory_is_copied():
+    # The leaves' check skips the memory search only for two distinct arrays that each own
+    # their memory; a view of a seed (even one that owns its memory) is still copied.
+    for f, primal, seed in [(lambda x: x.reshape(2), np.zeros((2, 1)), np.array([1.0, 2.0])),
+                            (lambda x: x.T, np.zeros((2, 1)), np.array([[1.0, 2.0]])),
+                            (lambda x: x, np.zeros(1), np.array([3.0]))]:
+        (ct,) = vjp(f, primal)[1](seed)
+        assert seed.base is None and not np.shares_memory(ct, seed)
+        np.testing.assert_array_equal(ct, seed.reshape(primal.shape))
+
+
 def test_a_seed_check_ignores_seeds_of_an_outer_transformation():
     # One output's cotangent is traced by the outer grad, the other's is concrete.
     def g(c):

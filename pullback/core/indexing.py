@@ -26,12 +26,13 @@ FULL = Slice(None, None, None)
 def index_tuple(template, arrays):
     """The NumPy index described by a template and its index arrays."""
     if not arrays:
-        return _basic_index(template)
+        return basic_index(template)
     return tuple(slice(*e) if type(e) is Slice else arrays[e.position]
                  if type(e) is ArrayIndex else e for e in template)
 
 
 @lru_cache(maxsize=1024)
-def _basic_index(template):
-    """`index_tuple` of a template without index arrays (slices are immutable: shared)."""
+def basic_index(template):
+    """`index_tuple` of a template without index arrays (slices are immutable: shared), one
+    call fewer for hot paths that know there are none."""
     return tuple(slice(*e) if type(e) is Slice else e for e in template)

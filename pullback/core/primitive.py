@@ -50,6 +50,10 @@ A `Primitive` carries its rules and facts side by side; family constructors
   `reads` (None for the others). Forward and reverse mode use them where one input (reverse
   mode: or two) is differentiated (transforms/forward.py, reverse.py); in reverse mode `t` may
   be a lazy `Scaled` cotangent (so `scaled_cotangents` must be set);
+- `cotangent_rule(ct, shape, params)`: for a primitive linear in its only operand (getitem at
+  a basic index), that operand's cotangent from the output's `ct` (a NumPy array or scalar,
+  a lazy cotangent, or a tracer), given the operand's shape: reverse mode records such a
+  bind of a NumPy array as data, like the elementwise ones, with no closure per bind;
 - `partials`: for the elementwise family, the partial derivatives as data, one per input:
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
@@ -143,7 +147,7 @@ class Primitive:
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
                  "emit_scalar", "scalar_reduction", "adds_at_index", "input_rules", "prune",
-                 "__weakref__")
+                 "cotangent_rule", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
@@ -155,7 +159,7 @@ class Primitive:
                  complex_rules: bool = False, zero_preserving: tuple = (),
                  emit_scalar: Callable = None, scalar_reduction: Callable = None,
                  adds_at_index: tuple = None, input_rules: tuple = None,
-                 prune: Callable = None):
+                 prune: Callable = None, cotangent_rule: Callable = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if input_rules is not None and not scaled_cotangents:
@@ -185,6 +189,7 @@ class Primitive:
         self.input_rules = input_rules and tuple(
             (named_closures(scale, name), reads) for scale, reads in input_rules)
         self.prune = prune
+        self.cotangent_rule = cotangent_rule
         REGISTRY[name] = self
 
     def __reduce__(self):          # by name: a staged program sent to Dask's workers

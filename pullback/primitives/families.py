@@ -261,20 +261,28 @@ def _scaler(partial, residuals):
     # A partial reading one residual and no parameter (the common case) is called directly,
     # on a NumPy array as its twin calling the primitives' impls.
     single = residuals.index(names[0]) if len(names) == 1 and names[0] in residuals else None
+    # One reading two residuals and no parameter (power's x and y) too, as `call` would.
+    pair = tuple(residuals.index(n) for n in names) \
+        if len(names) == 2 and all(n in residuals for n in names) else None
     on_arrays = _on_arrays(partial)
 
     def scale(t, values, params):
-        if single is None:
-            d = call(values, params)
-        else:
+        if single is not None:
             v = values[single]
             d = on_arrays(v) if type(v) is np.ndarray else partial(v)
-        if type(d) is tuple:                 # (number, array): the number first
+        elif pair is not None:
+            d = partial(values[pair[0]], values[pair[1]])
+        else:
+            d = call(values, params)
+        kind = type(d)
+        if kind is np.ndarray:
+            if d.nbytes >= LARGE_TEMPORARY and type(t) is np.ndarray and _temporary(d, values) \
+                    and d.shape == t.shape and d.dtype == t.dtype:
+                return np.multiply(t, d, out=d)  # the same product, without a new large array
+            return t * d
+        if kind is tuple:                    # (number, array): the number first
             return t * d[0] * d[1]
-        if type(d) is np.ndarray and d.nbytes >= LARGE_TEMPORARY and type(t) is np.ndarray \
-                and _temporary(d, values) and d.shape == t.shape and d.dtype == t.dtype:
-            return np.multiply(t, d, out=d)  # the same product, without a new large array
-        return t if type(d) is int and d == 1 else t * d
+        return t if kind is int and d == 1 else t * d
     return scale
 
 

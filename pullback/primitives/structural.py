@@ -9,14 +9,15 @@ import math
 
 import numpy as np
 
-from ..core.arrays import (add_at, arange, dtype_of, foreign_array, full, moveaxis,
-                           padded_embedding, shape_of, without_new_axes, zeros,
+from ..core.arrays import (WRITABLE_TYPES, add_at, arange, dtype_of, foreign_array, full,
+                           moveaxis, padded_embedding, shape_of, without_new_axes, zeros,
                            zeros_like_value)
-from ..core.indexing import FULL, ArrayIndex, Slice, index_tuple
+from ..core.indexing import FULL, ArrayIndex, Slice, basic_index, index_tuple
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .elementwise import equal, where
 from .families import (array_dtype, batch_by_loop, batch_size, constant, for_reading, linear,
                        source, unbroadcast)
+from ..transforms.cotangents import Embedded, LazyCotangent
 
 
 def _aval_probe(x):
@@ -268,16 +269,27 @@ def _embed_statements(targets, args, code, index, shape):
 def _getitem_impl(x, *arrays, index):
     """x[index]; a NumPy x indexed by another library's arrays is made an array of theirs
     first (NumPy's indexing would compute a lazy index)."""
-    if arrays and foreign_array(x) is None:
+    if not arrays:
+        return x[basic_index(index)]
+    if foreign_array(x) is None:
         libraries = [foreign_array(a) for a in arrays if foreign_array(a) is not None]
         if libraries:
             x = np.asarray(x, like=libraries[0])
     return x[index_tuple(index, arrays)]
 
 
+def _getitem_cotangent(ct, shape, params):
+    """getitem's transpose at a basic index (reverse mode's record as data): a concrete
+    cotangent is placed into zeros lazily (`Embedded`, as `lazy_pullback` does), a traced one
+    by embed."""
+    if type(ct) in WRITABLE_TYPES or isinstance(ct, (LazyCotangent, np.generic)):
+        return Embedded(ct, (), params["index"], shape)
+    return embed(ct, index=params["index"], shape=shape)
+
+
 getitem = Primitive("getitem", _getitem_impl,
                     shape=_getitem_shape, jvp=_getitem_jvp,
-                    vjp=_getitem_vjp,
+                    vjp=_getitem_vjp, cotangent_rule=_getitem_cotangent,
                     batch=_getitem_batch, emit=_getitem_emit, scaled_cotangents=True,
                     transpose_kind="embedding", sparsity="gather",
                     family="structural", complex_rules=True)

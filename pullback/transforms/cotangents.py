@@ -23,7 +23,7 @@ from ..core.arrays import (WRITABLE_TYPES, add_at, broadcast_scalar, empty, fore
                            known_scalar, known_value, ones, pad_widths, padded_embedding,
                            without_new_axes, writable_in_place, zeros)
 from ..core.engine import Tracer
-from ..core.indexing import index_tuple
+from ..core.indexing import basic_index, index_tuple
 from ..core.numbers import cast
 from ..core.primitive import ZERO
 
@@ -244,28 +244,38 @@ class Embedded(LazyCotangent):
     `values` is an array or itself lazy (a `Scaled` cotangent of the indexed part);
     `like` as for `Scaled`: another library's values are padded, laid out like it.
     """
-    __slots__ = ("values", "arrays", "index", "shape", "like")
+    __slots__ = ("values", "arrays", "index", "shape", "dtype", "like")
 
     def __init__(self, values, arrays, index, shape, like=None):
         self.values, self.arrays, self.index, self.shape = values, arrays, index, shape
-        self.like = like
+        self.dtype, self.like = values.dtype, like
 
     def dense(self):
+        values = self.values
         if self.like is not None and not self.arrays:
-            padded = padded_embedding(dense(self.values), index_tuple(self.index, ()),
+            padded = padded_embedding(dense(values), index_tuple(self.index, ()),
                                       self.shape, self.like)
             if padded is not None:
                 return padded
-        like = self.values if self.like is None else self.like
-        return self.add_into(zeros(self.shape, self.values.dtype, like=like))
+        like = self.like
+        if like is None and type(values) is not np.ndarray and not isinstance(values, np.generic):
+            like = values
+        return self.add_into(zeros(self.shape, values.dtype, like=like))
 
     def add_into(self, buffer):
-        idx = index_tuple(self.index, self.arrays)
         values = self.values
-        if self.like is None and not self.arrays and type(buffer) is np.ndarray \
-                and (type(values) is np.ndarray or isinstance(values, np.generic)):
-            buffer[idx] += values                # NumPy's own: added in place, at any index
-            return buffer
+        if self.like is None and not self.arrays and type(buffer) is np.ndarray:
+            idx = basic_index(self.index)
+            if isinstance(values, LazyCotangent):
+                part = buffer[idx]
+                if writable_in_place(part):      # a view of buffer
+                    values.add_into(part)        # in place, never materialised
+                    return buffer
+                values = values.dense()          # (one element: x[i] of a vector)
+            if type(values) is np.ndarray or isinstance(values, np.generic):
+                buffer[idx] += values            # NumPy's own: in place, at any index
+                return buffer
+        idx = index_tuple(self.index, self.arrays)
         if isinstance(values, LazyCotangent):
             if not self.arrays and writable_in_place(buffer[idx]):   # a view of buffer
                 values.add_into(buffer[idx])     # in place, never materialised

@@ -10,7 +10,9 @@ kinds:
   the primitive's `input_rules` (made once per primitive: the cotangent times the partial
   derivative, which the sweep sums to the input's shape and casts to its dtype where they
   differ), the tape index of the input, the residuals its rules read, the parameters, the
-  input's shape and dtype. No closure and no rule call per bind;
+  input's shape and dtype. No closure and no rule call per bind. A primitive linear in its
+  only operand, a NumPy array (`cotangent_rule`: x[i], x[1:]), records
+  `(cotangent_rule, parent, shape, params, shape, dtype)` the same way;
 - a closure for any other: `(pullback, parents, n_results, scaled, output)`: the
   primitive's pullback closure (built by its `vjp` rule, or with the output by its
   `value_and_vjp` rule, closing over its residuals), the tape indices of its inputs traced
@@ -32,7 +34,7 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import array_attribute
-from ..core.arrays import WRITABLE_TYPES, writable_in_place, zeros_like_value
+from ..core.arrays import WRITABLE_TYPES, zeros_like_value
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback, unbroadcast_to
@@ -88,9 +90,19 @@ class ReverseTrace(Trace):
     def process_primitive(self, primitive, args, params):
         rules = primitive.input_rules
         if rules is None or self.hints:
-            return self.record(primitive, args, params)
+            scale = primitive.cotangent_rule
+            if scale is None or self.hints or len(args) != 1:
+                return self.record(primitive, args, params)
+            # Linear in its only operand, a NumPy array (x[i], x[1:]): the entry is data too,
+            # its residual the operand's shape.
+            (tracer,) = args
+            x = tracer.value
+            if type(x) is not np.ndarray:
+                return self.record(primitive, args, params)
+            out = primitive.impl(x, **params)
+            residuals = tracer._shape
         # Elementwise with one input traced here (the common case): the entry is data.
-        if len(args) == 1:
+        elif len(args) == 1:
             (tracer,) = args                  # bound by its own trace: ours
             x = tracer.value
             if not primitive.complex_rules:
@@ -149,7 +161,10 @@ class ReverseTrace(Trace):
         tape = self.tape
         tape.append((scale_x, tracer_x.node, residuals, params, tracer_x._shape, tracer_x._dtype,
                      scale_y, tracer_y.node, tracer_y._shape, tracer_y._dtype))
-        return _tracer(self, out, len(tape) - 1)
+        result = _new_object(ReverseTracer)          # `_tracer`, inline
+        result._trace, result.value, result.node = self, out, len(tape) - 1
+        result._shape, result._dtype = out.shape, out.dtype
+        return result
 
     def record(self, primitive, args, params):
         """Bind any primitive: its entry holds the pullback closure its rule builds."""
@@ -215,9 +230,9 @@ class ReverseTrace(Trace):
 
 
 def backward(tape, seeds, n_leaves):
-    """Pull the cotangents `seeds` (pairs of tape reference and cotangent) back to the leaves,
-    the first `n_leaves` entries of the tape: returns their cotangents (`None` where nothing
-    arrived).
+    """Pull the cotangents `seeds` (pairs of tape reference and cotangent; reference None: a
+    constant output's, skipped) back to the leaves, the first `n_leaves` entries of the tape:
+    returns their cotangents (`None` where nothing arrived).
 
     Cotangents are summed into arrays this sweep allocated itself ("owned"), in
     place; an array handed to a pullback is no longer owned (pullbacks may pass
@@ -226,9 +241,16 @@ def backward(tape, seeds, n_leaves):
     """
     accumulator = _Accumulator(tape)
     seeds = list(seeds)
-    for ref, ct in seeds:
-        accumulator.add(ref, known_scale(ct))
     cotangents = accumulator.cotangents
+    for ref, ct in seeds:
+        if ref is None:
+            continue
+        if type(ct) is not np.ndarray:
+            ct = known_scale(ct)
+        if type(ref) is int and cotangents[ref] is None:
+            cotangents[ref] = ct
+        else:
+            accumulator.add(ref, ct)
     watcher = observer()
     owned = accumulator.owned
     for i in range(len(tape) - 1, n_leaves - 1, -1):
@@ -236,11 +258,14 @@ def backward(tape, seeds, n_leaves):
         if ct is None:
             continue
         entry = tape[i]
-        data = len(entry) != 5
+        size = len(entry)
+        data = size != 5
         if type(ct) is np.ndarray or isinstance(ct, Tracer):    # `_Accumulator.take`, inline
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
+        elif isinstance(ct, np.generic):     # a NumPy scalar: never owned
+            cotangents[i] = None
         elif type(ct) is Scaled and (data or entry[3]):       # taken lazy, inline too
             cotangents[i] = None
         else:
@@ -250,20 +275,26 @@ def backward(tape, seeds, n_leaves):
             if not isinstance(ct, (LazyCotangent, list)):
                 watcher.name_like(ct, None if data else entry[4], "_bar")
         if data:                             # the scales of one input or two, as data
-            ref = entry[1]
-            c = entry[0](ct, entry[2], entry[3])
-            shape, dtype = entry[4], entry[5]
+            if size == 6:
+                scale, ref, residuals, params, shape, dtype = entry
+            else:
+                scale, ref, residuals, params, shape, dtype = entry[:6]
+            c = scale(ct, residuals, params)
             if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
                 c = unbroadcast_to(c, shape, dtype)
             if type(ref) is int and cotangents[ref] is None:
                 cotangents[ref] = c
             else:
                 accumulator.add(ref, c)
-            if len(entry) == 10:
-                c = entry[6](ct, entry[2], entry[3])
+            if size == 10:
+                c = entry[6](ct, residuals, params)
                 if c.shape != entry[8] or c.dtype is not entry[9] and c.dtype != entry[9]:
                     c = unbroadcast_to(c, entry[8], entry[9])
-                accumulator.add(entry[7], c)
+                ref = entry[7]
+                if type(ref) is int and cotangents[ref] is None:
+                    cotangents[ref] = c
+                else:
+                    accumulator.add(ref, c)
             continue
         for ref, c in zip(entry[1], entry[0](ct)):
             if ref is not None and c is not ZERO:
@@ -279,9 +310,14 @@ def backward(tape, seeds, n_leaves):
             continue
         if isinstance(ct, LazyCotangent):
             cotangents[i] = ct.dense()
-        elif type(ct) in WRITABLE_TYPES and any(writable_in_place(seed) and np.may_share_memory(
-                ct, seed) for _, seed in seeds):
-            cotangents[i] = ct.copy()            # a seed passed on unchanged (f(x) = x + 0)
+        elif type(ct) in WRITABLE_TYPES:
+            for _, seed in seeds:                # a seed passed on unchanged (f(x) = x + 0)?
+                # (Two distinct arrays each owning its memory share none: no search.)
+                if type(seed) in WRITABLE_TYPES and (ct is seed or (
+                        ct.base is not None or seed.base is not None)
+                        and np.may_share_memory(ct, seed)):
+                    cotangents[i] = ct.copy()
+                    break
     return cotangents
 
 
@@ -410,9 +446,10 @@ def recorded_pullback(f: Callable, *primals, has_aux: bool = False):
     def back(cotangent):
         cts = matching_tree(cotangent, out_values, out_treedef, CotangentError,
                             "cotangent", "output")
-        accumulated = backward(tape, [(n, c) for n, c in zip(nodes, cts) if n is not None],
-                               len(primal_leaves))
-        cts_in = [zeros_like_value(p) if c is None else c for p, c in zip(primal_leaves, accumulated)]
+        cts_in = backward(tape, zip(nodes, cts), len(primal_leaves))
+        for k, c in enumerate(cts_in):
+            if c is None:
+                cts_in[k] = zeros_like_value(primal_leaves[k])
         watcher = observer()
         if watcher is not None:
             for c, p in zip(cts_in, primal_leaves):
