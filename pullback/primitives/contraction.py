@@ -102,7 +102,13 @@ def _matmul_jvp(primals, tangents):
 
 
 def _matmul_vjp(wrt, out, a, b):
+    ranks = len(shape_of(a)), len(shape_of(b))
+
     def pullback(ct):
+        if ranks == (2, 1) and not wrt[0]:    # a constant matrix times a vector: A^T ct
+            return ZERO, _fitted(matmul(adjoint(a), ct), b, b)
+        if ranks == (1, 2) and not wrt[1]:    # a vector times a constant matrix: B ct
+            return _fitted(matmul(b, ct), a, a), ZERO
         ma, mb = _as_matrices(a, b)
         if ma is not a or mb is not b:        # ct as the product of the matrices
             s = shape_of(ct) + (1,) * (mb is not b)
