@@ -77,28 +77,20 @@ def _as_matrices(a, b):
             reshape(b, shape=sb + (1,)) if len(sb) == 1 else b)
 
 
+def _as_product(product, vector_a, vector_b):
+    """The product of `_as_matrices(a, b)` as `a @ b`'s: without the axis that a 1-d
+    operand's matrix added."""
+    s = shape_of(product)
+    return reshape(product, shape=s[:-2] + s[-2:-1] * (not vector_a) + s[-1:] * (not vector_b))
+
+
 def _matrix_form(a, b):
     """`a @ b` with a 1-d operand as the product of matrices between reshapes: how staged
     programs hold it (the `staged_form` slot); None where both are matrices already."""
-    if len(shape_of(a)) > 1 and len(shape_of(b)) > 1:
+    vector_a, vector_b = len(shape_of(a)) == 1, len(shape_of(b)) == 1
+    if not (vector_a or vector_b):
         return None
-    return reshape(matmul(*_as_matrices(a, b)), shape=_matmul_shape(a, b).shape)
-
-
-def _matmul_jvp(primals, tangents):
-    """Multilinear; with a 1-d operand, of the matrices made of the operands and tangents
-    (the product and its tangent made vectors again): staged, the products of a point and a
-    direction by one matrix are then adjacent, as `merge_products` needs to join them."""
-    a, b = primals
-    if len(shape_of(a)) > 1 and len(shape_of(b)) > 1:
-        return multilinear_jvp(matmul)(primals, tangents)
-    matrices = _as_matrices(a, b)
-    tangents = [t if t is ZERO or shape_of(t) == shape_of(m) else reshape(t, shape=shape_of(m))
-                for t, m in zip(tangents, matrices)]
-    out, tangent_out = multilinear_jvp(matmul)(matrices, tangents)
-    shape = _matmul_shape(a, b).shape
-    return reshape(out, shape=shape), \
-        tangent_out if tangent_out is ZERO else reshape(tangent_out, shape=shape)
+    return _as_product(matmul(*_as_matrices(a, b)), vector_a, vector_b)
 
 
 def _matmul_vjp(wrt, out, a, b):
@@ -144,9 +136,7 @@ def _matmul_batch(values, dims):
                 b, db = moveaxis(b, db, 0), 0
             b = reshape(b, shape=shape_of(b) + (1,))
         out, dim = _matmul_batch((a, b), (da, db))
-        out = moveaxis(out, dim, 0)
-        s = shape_of(out)
-        return reshape(out, shape=s[:-2] + s[-2:-1] * (not vector_a) + s[-1:] * (not vector_b)), 0
+        return _as_product(moveaxis(out, dim, 0), vector_a, vector_b), 0
     if da is not None and db is None and len(shape_of(b)) == 2:
         a = moveaxis(a, da, 0)                        # (B, ..., n, k) @ (k, m)
         lead = a.shape[:-1]
@@ -160,7 +150,7 @@ def _matmul_batch(values, dims):
 
 
 matmul = Primitive("matmul", _matmul_impl, shape=_matmul_shape,
-                   jvp=_matmul_jvp, vjp=_matmul_vjp,
+                   jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
                    batch=_matmul_batch, staged_form=_matrix_form,
                    emit=lambda args: f"{args[0]} @ {args[1]}", family="contraction",
                    fresh_output=True, sparsity="matmul", complex_rules=True)
