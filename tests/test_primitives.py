@@ -202,10 +202,13 @@ def pad_case(draw, prim, dtype):
 
 @st.composite
 def matmul_case(draw, prim, dtype):
+    """Stacks of matrices, and NumPy's 1-d operands (a row on the left, a column on the
+    right), which the primitive takes as they are."""
     shapes = draw(mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=2))
     n, k, m = (draw(st.integers(1, 3)) for _ in range(3))
-    return [values(draw, shapes.input_shapes[0] + (n, k), dtype),
-            values(draw, shapes.input_shapes[1] + (k, m), dtype)], {}
+    vector_a, vector_b = draw(st.booleans()), draw(st.booleans())
+    return [values(draw, (k,) if vector_a else shapes.input_shapes[0] + (n, k), dtype),
+            values(draw, (k,) if vector_b else shapes.input_shapes[1] + (k, m), dtype)], {}
 
 
 EINSUM_SPECS = {"ij,jk->ik": [(2, 3), (3, 2)], "ii->": [(3, 3)], "ii->i": [(3, 3)],
@@ -901,3 +904,58 @@ def test_one_hot_batches_compute_what_their_dense_batches_compute(name):
             tol = 1e-12 if np.asarray(e).dtype.itemsize >= 8 else 1e-6   # terms then summed
             np.testing.assert_allclose(g, e, rtol=tol, atol=tol, equal_nan=True)
     run()
+
+
+VECTOR_PRODUCTS = [((3, 4), (4,)), ((4,), (4, 3)), ((4,), (4,)), ((2, 3, 4), (4,)),
+                   ((4,), (2, 4, 3)), ((1, 4), (4,))]
+
+
+@pytest.mark.parametrize("shapes", VECTOR_PRODUCTS, ids=str)
+def test_item12_eager_a_product_with_a_vector_is_one_tape_entry(shapes):
+    """Eager reverse mode records `A @ v` (or `u @ A`) with a 1-d operand as one matmul, not
+    a reshape, a matrix product and a reshape (each a bind, a tape entry and a pullback: a
+    tenth of the logistic gradient). Staged programs still hold only products of matrices
+    (the passes, code generation and sparsity detection read them), and eager mode, jit and
+    vmap agree."""
+    rng = np.random.default_rng(3)
+    a, b = (rng.standard_normal(s) for s in shapes)
+    entries = []
+
+    def recorded(a, b):
+        out = a @ b
+        entries.append(len(out._trace.tape))
+        return np.sum(np.sin(out))
+
+    def f(a, b):
+        return np.sum(np.sin(a @ b))
+    eager = pullback.grad(recorded, argnums=(0, 1))(a, b)
+    assert entries == [3]                      # the two leaves and the product
+    for fn in (pullback.grad(f, argnums=(0, 1)), lambda a, b: pullback.hvp(
+            lambda ab: f(*ab), (a, b), (np.cos(a), np.sin(b)))):
+        program = pullback.make_ir(fn, optimized=True)(a, b)
+        products = [eq for eq in program.equations if eq.primitive.name == "matmul"]
+        assert products and all(len(x.aval.shape) >= 2 for eq in products for x in eq.inputs)
+    for got, expected in zip(pullback.jit(pullback.grad(f, argnums=(0, 1)))(a, b), eager):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    pullback.check_grads(lambda a, b: a @ b, (a, b), order=2)
+    batched = pullback.vmap(pullback.grad(f, argnums=(0, 1)), in_axes=(None, 0))(
+        a, np.stack([b, 2 * b]))
+    for got, expected in zip(batched, pullback.grad(f, argnums=(0, 1))(a, 2 * b)):
+        np.testing.assert_allclose(got[1], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_item12_eager_an_outer_product_by_matmul_is_an_elementwise_product():
+    """A matmul over a contraction of length 1 (the cotangent of a matrix times a vector
+    is one: the MLP gradient's largest product) is computed as `a * b` broadcasting: the
+    same values as NumPy's `@`, stacks broadcast the same way; operands that do not fit
+    are still NumPy's error, not a broadcast."""
+    rng = np.random.default_rng(4)
+    matmul = REGISTRY["matmul"]
+    for sa, sb in [((3, 1), (1, 4)), ((2, 3, 1), (1, 4)), ((3, 1), (2, 1, 4)),
+                   ((1, 1), (1, 1))]:
+        a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+        got = matmul(a, b)
+        assert got.shape == np.matmul(a, b).shape
+        np.testing.assert_array_equal(got, np.matmul(a, b))
+    with pytest.raises(ValueError):
+        matmul(np.ones((3, 1)), np.ones((2, 4)))

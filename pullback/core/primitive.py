@@ -83,6 +83,11 @@ A `Primitive` carries its rules and facts side by side; family constructors
   (ir/passes.py), where some outputs are used (`used`: one flag per output), a smaller
   equation computing the used ones (its outputs among the equation's), or None: keep it
   whole. A loop drops its dead carries and ys, and the inputs nothing then reads;
+- `staged_form(*args, **params) -> output or None`: where a bind's operands take a form
+  that staged programs do not hold (matmul of a 1-d operand), the same computation written
+  with primitives in the form they do hold (the matrix product between reshapes), which
+  staging binds instead (ir/staging.py): passes, code generation and sparsity detection see
+  only that form. None: staged as it is;
 - `complex_rules`: its rules are right for complex values under the convention of
   core/numbers.py (a holomorphic primitive's real rules are; non-holomorphic ones need
   rules of their own). Without it, complex values meeting a derivative through it raise.
@@ -147,7 +152,7 @@ class Primitive:
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
                  "emit_scalar", "scalar_reduction", "adds_at_index", "input_rules", "prune",
-                 "cotangent_rule", "__weakref__")
+                 "cotangent_rule", "staged_form", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
@@ -159,7 +164,8 @@ class Primitive:
                  complex_rules: bool = False, zero_preserving: tuple = (),
                  emit_scalar: Callable = None, scalar_reduction: Callable = None,
                  adds_at_index: tuple = None, input_rules: tuple = None,
-                 prune: Callable = None, cotangent_rule: Callable = None):
+                 prune: Callable = None, cotangent_rule: Callable = None,
+                 staged_form: Callable = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if input_rules is not None and not scaled_cotangents:
@@ -188,7 +194,7 @@ class Primitive:
         self.adds_at_index = adds_at_index
         self.input_rules = input_rules and tuple(
             (named_closures(scale, name), reads) for scale, reads in input_rules)
-        self.prune = prune
+        self.prune, self.staged_form = prune, staged_form
         self.cotangent_rule = cotangent_rule
         REGISTRY[name] = self
 

@@ -860,12 +860,14 @@ def merge_products(program: Program) -> Program:
     an HVP multiplies the data by both the point and the direction. Merged where A (2-D)
     is at least MERGE_RATIO times as large as the other operands together (2-D, of A's
     dtype), and nothing reads a product before the last of them (the merged product
-    takes its place). Each column (row) of the result is the same dot product as before."""
+    takes its place). Each column (row) of the result is the same dot product as before.
+    Reshapes of products wait until their first reader (`_sunk_reshapes`)."""
+    equations = _sunk_reshapes(program.equations)
     first_use = {}
-    for position, eq in reversed(list(enumerate(program.equations))):
+    for position, eq in reversed(list(enumerate(equations))):
         first_use.update((x, position) for x in eq.inputs if _is_var(x))
     groups = {}
-    for position, eq in enumerate(program.equations):
+    for position, eq in enumerate(equations):
         if eq.primitive is not matmul or eq.params or not all(
                 _is_var(x) and not x.weak and len(x.aval.shape) == 2
                 and np.dtype(x.aval.dtype) == np.dtype(eq.inputs[0].aval.dtype)
@@ -903,13 +905,36 @@ def merge_products(program: Program) -> Program:
         merged[id(members[-1][1])] = steps
     if not merged:
         return program
-    equations = []
-    for eq in program.equations:
+    kept = []
+    for eq in equations:
         if id(eq) in merged:
-            equations += merged[id(eq)]
+            kept += merged[id(eq)]
         elif id(eq) not in replaced:
-            equations.append(eq)
-    return _rebuilt(program, equations)
+            kept.append(eq)
+    return _rebuilt(program, kept)
+
+
+def _sunk_reshapes(equations):
+    """`equations` with each reshape of a matrix product moved to just before its first
+    reader (valid: it reads only the product). A product with a 1-d operand is staged as a
+    matrix product between reshapes, and a jvp stages the product of the point and that of
+    the direction one after the other: with the reshapes sunk, the two products by one
+    matrix are no longer separated by a reader of the first, and merge."""
+    products = {eq.outputs[0] for eq in equations if eq.primitive is matmul}
+    first_reader = {}
+    for position, eq in enumerate(equations):
+        for x in eq.inputs:
+            if _is_var(x):
+                first_reader.setdefault(x, position)
+    waiting, order = {}, []
+    for position, eq in enumerate(equations):
+        order += waiting.pop(position, [])
+        if eq.primitive is reshape and eq.inputs[0] in products \
+                and eq.outputs[0] in first_reader:
+            waiting.setdefault(first_reader[eq.outputs[0]], []).append(eq)
+        else:
+            order.append(eq)
+    return order
 
 
 def _typed(primitive, inputs, params):

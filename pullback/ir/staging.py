@@ -252,6 +252,10 @@ class StagingTrace(Trace):
         return self._const_ids[key]
 
     def process_primitive(self, primitive, args, params):
+        if primitive.staged_form is not None:
+            staged = primitive.staged_form(*args, **params)
+            if staged is not None:
+                return staged
         inputs = [self.read(a) for a in args]
         avals = [abstract(x) for x in inputs]
         try:

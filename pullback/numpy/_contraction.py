@@ -11,7 +11,6 @@ import numpy as np
 
 from ..primitives import contraction as C
 from ..primitives import elementwise as E
-from ..primitives import structural as S
 from ._common import ndim, normalize_axis, refuse
 from ._elementwise import UFUNCS, conjugate
 from ._reductions import sum
@@ -20,25 +19,14 @@ from ._shape import (array_operand, broadcast_to, diagonal, operand, ravel, resh
 
 
 def matmul(x1, x2, /, out=None, **kwargs):
-    """`np.matmul` / the `@` operator (1-D operands are promoted and the axis removed)."""
+    """`np.matmul` / the `@` operator (a 1-D operand's axis is removed from the product)."""
     if out is not None or kwargs:
         refuse("matmul", out=out, **kwargs)
     a, b = operand(x1), operand(x2)
     shape_a, shape_b = getattr(a, "shape", ()), getattr(b, "shape", ())
     if not shape_a or not shape_b:
         raise ValueError("matmul: Input operand does not have enough dimensions")
-    squeeze_a, squeeze_b = len(shape_a) == 1, len(shape_b) == 1
-    if not (squeeze_a or squeeze_b):
-        return C.matmul(a, b)
-    # A vector is made a matrix and the product a vector again (the primitive takes
-    # matrices), with the reshape primitive itself: the shapes are known to fit.
-    if squeeze_a:
-        a = S.reshape(a, shape=(1,) + shape_a)
-    if squeeze_b:
-        b = S.reshape(b, shape=shape_b + (1,))
-    result = C.matmul(a, b)
-    s = result.shape
-    return S.reshape(result, shape=s[:-2] + s[-2:-1] * (not squeeze_a) + s[-1:] * (not squeeze_b))
+    return C.matmul(a, b)
 
 
 UFUNCS[np.matmul] = matmul     # `A @ x` with an ndarray `A` arrives as the ufunc np.matmul

@@ -1,4 +1,5 @@
-"""Contractions: matmul (batched, broadcasting, operands of rank >= 2) and einsum.
+"""Contractions: matmul (batched, broadcasting; NumPy's 1-d operands too, which staged
+programs hold as matrices between reshapes) and einsum.
 
 Both are multilinear: the jvp is the sum over operands of the contraction with
 that operand replaced by its tangent; each operand's cotangent is a contraction
@@ -12,7 +13,7 @@ from ..core import arrays
 from ..core.arrays import dtype_of, moveaxis, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .families import batch_elementwise, unbroadcast
-from .structural import convert, transpose
+from .structural import convert, reshape, transpose
 
 
 def multilinear_jvp(prim):
@@ -45,31 +46,97 @@ def adjoint(x):
 
 
 def _matmul_shape(a, b):
-    (sa, sb) = shape_of(a), shape_of(b)
-    if sa[-1] != sb[-2]:              # NumPy's error: staged, the program would be ill-typed
+    """NumPy's: a 1-d `a` is a row, a 1-d `b` a column, and that axis is dropped from the
+    product."""
+    sa, sb = shape_of(a), shape_of(b)
+    if not sa or not sb:
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    ma = (1,) + sa if len(sa) == 1 else sa
+    mb = sb + (1,) if len(sb) == 1 else sb
+    if ma[-1] != mb[-2]:              # NumPy's error: staged, the program would be ill-typed
         raise ValueError(f"matmul: the operands' contracted axes differ: {sa[-1]} (the last "
-                         f"of {sa}) and {sb[-2]} (the second-to-last of {sb}).")
-    batch = np.broadcast_shapes(sa[:-2], sb[:-2])
-    return ShapeDtype(batch + (sa[-2], sb[-1]), np.result_type(dtype_of(a), dtype_of(b)))
+                         f"of {sa}) and {mb[-2]} (the "
+                         f"{'only' if len(sb) == 1 else 'second-to-last'} of {sb}).")
+    shape = np.broadcast_shapes(ma[:-2], mb[:-2]) + sa[-2:-1] + sb[-1:] * (len(sb) > 1)
+    return ShapeDtype(shape, np.result_type(dtype_of(a), dtype_of(b)))
+
+
+def _matmul_impl(a, b):
+    """`a @ b`; over a contraction of length 1 (an outer product: the cotangent of a matrix
+    times a vector is one) the product `a * b`, broadcasting (n, 1) against (1, m): the
+    same products without a BLAS call, which takes about twice as long for them."""
+    if a.ndim >= 2 and b.ndim >= 2 and a.shape[-1] == 1 and b.shape[-2] == 1:
+        return np.multiply(a, b)
+    return np.matmul(a, b)
+
+
+def _as_matrices(a, b):
+    """(a, b) as the matrices NumPy's rule makes of them (`_matmul_shape`), by reshapes."""
+    sa, sb = shape_of(a), shape_of(b)
+    return (reshape(a, shape=(1,) + sa) if len(sa) == 1 else a,
+            reshape(b, shape=sb + (1,)) if len(sb) == 1 else b)
+
+
+def _as_product(product, vector_a, vector_b):
+    """The product of `_as_matrices(a, b)` as `a @ b`'s: without the axis that a 1-d
+    operand's matrix added."""
+    s = shape_of(product)
+    return reshape(product, shape=s[:-2] + s[-2:-1] * (not vector_a) + s[-1:] * (not vector_b))
+
+
+def _matrix_form(a, b):
+    """`a @ b` with a 1-d operand as the product of matrices between reshapes: how staged
+    programs hold it (the `staged_form` slot); None where both are matrices already."""
+    vector_a, vector_b = len(shape_of(a)) == 1, len(shape_of(b)) == 1
+    if not (vector_a or vector_b):
+        return None
+    return _as_product(matmul(*_as_matrices(a, b)), vector_a, vector_b)
 
 
 def _matmul_vjp(wrt, out, a, b):
+    ranks = len(shape_of(a)), len(shape_of(b))
+
     def pullback(ct):
-        return (_fitted(matmul(ct, adjoint(b)), a) if wrt[0] else ZERO,
-                _fitted(matmul(adjoint(a), ct), b) if wrt[1] else ZERO)
+        if ranks == (2, 1) and not wrt[0]:    # a constant matrix times a vector: A^T ct
+            return ZERO, _fitted(matmul(adjoint(a), ct), b, b)
+        if ranks == (1, 2) and not wrt[1]:    # a vector times a constant matrix: B ct
+            return _fitted(matmul(b, ct), a, a), ZERO
+        ma, mb = _as_matrices(a, b)
+        if ma is not a or mb is not b:        # ct as the product of the matrices
+            s = shape_of(ct) + (1,) * (mb is not b)
+            ct = reshape(ct, shape=s[:-1] + (1,) + s[-1:] if ma is not a else s)
+        return (_fitted(matmul(ct, adjoint(mb)), ma, a) if wrt[0] else ZERO,
+                _fitted(matmul(adjoint(ma), ct), mb, b) if wrt[1] else ZERO)
     return pullback
 
 
-def _fitted(ct, x):
-    """`unbroadcast(ct, x)`, where it does anything: a stack summed, a dtype cast."""
-    return ct if ct.shape == x.shape and ct.dtype == x.dtype else unbroadcast(ct, x)
+def _fitted(ct, matrix, x):
+    """The cotangent `ct` of `matrix`, x as a matrix, as x's: the stack summed and the
+    dtype cast where they differ (`unbroadcast`), and reshaped where x is 1-d."""
+    if not (ct.shape == matrix.shape and ct.dtype == matrix.dtype):
+        ct = unbroadcast(ct, matrix)
+    return ct if matrix is x else reshape(ct, shape=shape_of(x))
 
 
 def _matmul_batch(values, dims):
     """A batch against one shared matrix becomes ONE matrix product (a single GEMM)
     instead of a stack of small ones; other cases pad batched operands to a common
-    rank, like a broadcasting elementwise op (matmul broadcasts its stack axes so)."""
+    rank, like a broadcasting elementwise op (matmul broadcasts its stack axes so).
+    A 1-d operand (per example) is made a matrix first and its axis dropped after."""
     (a, b), (da, db) = values, dims
+    vector_a = len(shape_of(a)) - (da is not None) == 1
+    vector_b = len(shape_of(b)) - (db is not None) == 1
+    if vector_a or vector_b:
+        if vector_a:                                  # (k,) -> (1, k), (B, k) -> (B, 1, k)
+            if da is not None:
+                a, da = moveaxis(a, da, 0), 0
+            a = reshape(a, shape=shape_of(a)[:-1] + (1,) + shape_of(a)[-1:])
+        if vector_b:                                  # (k,) -> (k, 1), (B, k) -> (B, k, 1)
+            if db is not None:
+                b, db = moveaxis(b, db, 0), 0
+            b = reshape(b, shape=shape_of(b) + (1,))
+        out, dim = _matmul_batch((a, b), (da, db))
+        return _as_product(moveaxis(out, dim, 0), vector_a, vector_b), 0
     if da is not None and db is None and len(shape_of(b)) == 2:
         a = moveaxis(a, da, 0)                        # (B, ..., n, k) @ (k, m)
         lead = a.shape[:-1]
@@ -82,9 +149,9 @@ def _matmul_batch(values, dims):
     return batch_elementwise(matmul, values, dims)
 
 
-matmul = Primitive("matmul", np.matmul, shape=_matmul_shape,
+matmul = Primitive("matmul", _matmul_impl, shape=_matmul_shape,
                    jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
-                   batch=_matmul_batch,
+                   batch=_matmul_batch, staged_form=_matrix_form,
                    emit=lambda args: f"{args[0]} @ {args[1]}", family="contraction",
                    fresh_output=True, sparsity="matmul", complex_rules=True)
 
