@@ -111,9 +111,9 @@ class _Compiled:
         if self._windows is None:
             self._windows = windows_of(self.program) or False
         if self._windows and all(foreign_array(c) is None for c in self.program.consts):
-            out = by_chunks(self.program, self._windows, args)
-            if out is not None:
-                return [out]
+            outs = by_chunks(self.program, self._windows, args)
+            if outs is not None:
+                return outs
         outs = evaluate(self.program, *args)
         kept = (*args, *self.program.consts)
         return [o.copy() if is_array(o) and any(o is v for v in kept) else o for o in outs]
