@@ -22,7 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.arrays import foreign_array, in_library_of, is_array, runs_generated_code
+from ..core.arrays import (foreign_array, foreign_library, in_library_of, is_array,
+                           runs_generated_code)
 from ..core.boundary import array_api_refusal
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
@@ -271,6 +272,41 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
 
     jitted.cache = cache
     return jitted
+
+
+def on_chunks(f: Callable) -> Callable:
+    """A function giving f's result on Dask arrays by one task per chunk (ir/chunked.py)
+    where f's staged program allows it, and None otherwise: eager operators try it first on
+    Dask arguments, whose every operation is lazy anyway, so that a chunk's temporaries live
+    for its task alone. None also where an argument is not a Dask array or a tracer of an
+    outer transformation is, or staging f fails (Python control flow on values, say): the
+    caller runs f as before. One program per signature is kept.
+
+    >>> import dask.array as da, numpy as np
+    >>> on_chunks(lambda x: np.sin(x) * 2)(da.zeros(4, chunks=2)).compute()
+    array([0., 0., 0., 0.])
+    """
+    plans = {}
+
+    def run(*args):
+        leaves, treedef = flatten(args)
+        if foreign_library(leaves) != "dask" or any(isinstance(x, Tracer) for x in leaves) \
+                or not all(_stageable(x) for x in leaves):
+            return None
+        key = (treedef, tuple(signature_of(x) for x in leaves),
+               tuple(type(x) for x in leaves if foreign_array(x) is not None))
+        plan = plans.get(key)
+        if plan is None:
+            try:
+                program = optimize(_snapshot(stage(lambda *a: f(*a), args)))
+            except Exception:           # noqa: BLE001  f raises it again when run as before
+                program = None
+            windows = program and all(foreign_array(c) is None for c in program.consts) \
+                and windows_of(program)
+            plan = plans[key] = (program, windows) if windows else False
+        outs = plan and by_chunks(*plan, leaves)
+        return None if outs is None or outs is False else unflatten(plan[0].out_tree, outs)
+    return run
 
 
 def _in_inputs_library(outs, leaves):
