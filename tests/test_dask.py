@@ -815,3 +815,19 @@ def test_memory_floor_eager_derivatives_fall_back_where_chunks_do_not_apply(name
     assert isinstance(result, da.Array) and not _chunked_path_taken(result), name
     assert trace_stack() == []
     np.testing.assert_allclose(result.compute(), f(np.asarray(x)), rtol=1e-13, err_msg=name)
+
+
+def test_memory_floor_eager_derivatives_on_chunks_read_the_globals_of_each_call():
+    """Eager grad stages f at each call (a program kept from an earlier call would keep
+    the values f read then): a NumPy array f closes over and the user changes between
+    calls, and a Python number, are read as they are at each call, as on NumPy."""
+    weights, scale = np.arange(3.0), [2.0]              # broadcast along the chunked axis
+    gradient = pb.grad(lambda x: np.sum(weights * x[1:] * x[:-1] * scale[0]))
+    x = da.from_array(np.random.default_rng(2).uniform(0.5, 1.5, (41, 3)), chunks=(11, 3))
+    first, expected = gradient(x), gradient(np.asarray(x))
+    weights[:] = -1.0
+    scale[0] = 3.0
+    second = gradient(x)
+    assert _chunked_path_taken(first) and _chunked_path_taken(second)
+    np.testing.assert_allclose(first.compute(), expected, rtol=1e-14)
+    np.testing.assert_allclose(second.compute(), gradient(np.asarray(x)), rtol=1e-14)

@@ -9,12 +9,18 @@ within `depth` of a window edge that is not an edge of the whole array, where a 
 transpose puts zeros or a neighbour's values are missing. `windows_of` finds that depth: for
 every value it follows how many elements it lacks against the inputs' length (`Lead.lack`)
 and how many at each end of a window may differ from the whole program's (`Lead.left`,
-`Lead.right`). `by_chunks` hands each chunk's window to the generated NumPy code of the
-program typed for the window's length (Dask's `map_overlap`): one task per chunk, which frees
-its temporaries before the next runs, where running the program through Dask's primitives
+`Lead.right`). A reduction over the leading axis by an associative combination (a sum, max,
+min, prod: `scalar_reduction`) splits there: each chunk reduces its own share of the operand
+(a partial), the partials are reduced across chunks, and the equations after the reductions
+that read no value along the axis (a loss's value from its sums) run on the reduced values
+(the `tail`). `by_chunks` hands each chunk's window to the generated NumPy code of the
+chunk-local part typed for the window's length (Dask's `map_overlap`): one task per chunk,
+which frees its temporaries before the next runs and gives the chunk's share of every output
+that follows the axis and its partials, where running the program through Dask's primitives
 makes a task per operation and chunk whose results wait in a worker's memory for the tasks
-reading them. Where a program or its inputs do not fit, the caller runs the program as
-before (`windows_of` or `by_chunks` gives None).
+reading them. Where a program or its inputs do not fit (a reduced value used along the axis
+again, an output of another length, inputs chunked otherwise), the caller runs the program
+as before (`windows_of` or `by_chunks` gives None).
 """
 import operator
 import pickle

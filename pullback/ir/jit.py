@@ -12,8 +12,9 @@ calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
 `jit(jit(f))` ... all work and agree with eager mode. Another library's arrays (Dask, CuPy)
 run the optimised program through its primitives, as eager mode does (one cache entry per
 array type), and results come back in their library, the program's constants included;
-a program local along Dask's chunked leading axis runs its generated code once per chunk
-instead (ir/chunked.py).
+a program local along Dask's chunked leading axis (reductions over it included) runs its
+generated code once per chunk instead (ir/chunked.py), as eager operators do through
+`on_chunks`.
 """
 import inspect
 import warnings
@@ -103,7 +104,8 @@ class _Compiled:
     def on_other_arrays(self, *args):
         """The optimised program run on another library's arrays (Dask, CuPy). On Dask arrays
         of a program local along their chunked leading axis, one task per chunk runs its
-        generated code on the chunk and its neighbours' nearest elements (ir/chunked.py).
+        generated code on the chunk and its neighbours' nearest elements, reductions over
+        that axis reduced across chunks (ir/chunked.py).
         Otherwise equation by equation through its primitives, as eager mode runs them:
         arrays are made like their operands and a library's refusal is an
         `ArrayLibraryError` naming the primitive (the generated code makes NumPy buffers
@@ -280,32 +282,25 @@ def on_chunks(f: Callable) -> Callable:
     Dask arguments, whose every operation is lazy anyway, so that a chunk's temporaries live
     for its task alone. None also where an argument is not a Dask array or a tracer of an
     outer transformation is, or staging f fails (Python control flow on values, say): the
-    caller runs f as before. One program per signature is kept.
+    caller runs f as before. f is staged at each call, as eager mode runs it at each call
+    (a cached program would keep the values of the globals f read when it was staged).
 
     >>> import dask.array as da, numpy as np
     >>> on_chunks(lambda x: np.sin(x) * 2)(da.zeros(4, chunks=2)).compute()
     array([0., 0., 0., 0.])
     """
-    plans = {}
-
     def run(*args):
-        leaves, treedef = flatten(args)
+        leaves = flatten(args)[0]
         if foreign_library(leaves) != "dask" or any(isinstance(x, Tracer) for x in leaves) \
                 or not all(_stageable(x) for x in leaves):
             return None
-        key = (treedef, tuple(signature_of(x) for x in leaves),
-               tuple(type(x) for x in leaves if foreign_array(x) is not None))
-        plan = plans.get(key)
-        if plan is None:
-            try:
-                program = optimize(_snapshot(stage(lambda *a: f(*a), args)))
-            except Exception:           # noqa: BLE001  f raises it again when run as before
-                program = None
-            windows = program and all(foreign_array(c) is None for c in program.consts) \
-                and windows_of(program)
-            plan = plans[key] = (program, windows) if windows else False
-        outs = plan and by_chunks(*plan, leaves)
-        return None if outs is None or outs is False else unflatten(plan[0].out_tree, outs)
+        try:
+            program = optimize(_snapshot(stage(f, args)))
+        except Exception:           # noqa: BLE001  f raises it again when run as before
+            return None
+        windows = all(foreign_array(c) is None for c in program.consts) and windows_of(program)
+        outs = windows and by_chunks(program, windows, leaves)
+        return unflatten(program.out_tree, outs) if outs else None
     return run
 
 
