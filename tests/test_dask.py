@@ -720,6 +720,9 @@ FALLBACKS = {   # name: (f, arguments); each still right and lazy, by Dask's pri
                               lambda x: (x.reshape(20, 2).rechunk((10, 1)),)),
     "a NumPy argument": (pb.grad(lambda x, y: np.sum(x[1:] * y[:-1])),
                          lambda x: (x, np.arange(40.0))),
+    "arguments of two ranks": (pb.grad(lambda x, m: np.sum(x ** 2) + np.sum(m[1:] * m[:-1]),
+                                       argnums=1),
+                               lambda x: (x, da.stack([x, x, x], axis=1).rechunk((10, 3)))),
     "an output of another length": (lambda x: pb.grad(rosenbrock)(x)[1:], lambda x: (x,)),
 }
 
@@ -831,3 +834,4 @@ def test_memory_floor_eager_derivatives_on_chunks_read_the_globals_of_each_call(
     assert _chunked_path_taken(first) and _chunked_path_taken(second)
     np.testing.assert_allclose(first.compute(), expected, rtol=1e-14)
     np.testing.assert_allclose(second.compute(), gradient(np.asarray(x)), rtol=1e-14)
+

@@ -214,11 +214,12 @@ _WINDOWS = {}          # (program key, window length) -> its generated code, in 
 def _window_block(key, depth, pickled, *blocks, block_info=None):
     """A task of `by_chunks`: on one window of the inputs, the local program's outputs that
     follow the leading axis on the chunk alone, then each reduction of the chunk's share of
-    its operand (with a leading axis of one, for the reductions across chunks). The program
-    comes pickled: Dask's scheduler, which need not import pullback, only passes it on."""
+    its operand (with a leading axis of one, for the reductions across chunks): a tuple,
+    or the `single` output itself. The program comes pickled: Dask's scheduler, which
+    need not import pullback, only passes it on."""
     length = blocks[0].shape[0]
     code = _WINDOWS.get((key, length))
-    local, reductions, along = pickle.loads(pickled)
+    local, reductions, along, single = pickle.loads(pickled)
     if code is None:
         if len(_WINDOWS) > 64:
             _WINDOWS.clear()
@@ -227,6 +228,8 @@ def _window_block(key, depth, pickled, *blocks, block_info=None):
     start = 0 if where["chunk-location"][0] == 0 else depth
     stop = length - (0 if where["chunk-location"][0] == where["num-chunks"][0] - 1 else depth)
     outs = code(*blocks)
+    if single:                                   # one output: the block itself
+        return outs[0][start:stop]
     return tuple([out[start:stop] for out in outs[:along]]
                  + [prim.impl(operand[start:stop], **params)[None]
                     for (prim, params), operand in zip(reductions, outs[along:])])
@@ -250,22 +253,33 @@ def by_chunks(program: Program, windows: Windows, args):
     local program on a window `windows.depth` wider at each side (Dask's `map_overlap`)
     and gives the chunk's outputs and partial reductions; the partials are reduced across
     chunks (Dask's tree reductions) and the tail runs on them. None where the inputs are
-    not Dask arrays chunked alike along the leading axis alone, in chunks longer than the
-    depth and lack."""
+    not Dask arrays of one rank chunked alike along the leading axis alone, in chunks
+    longer than the depth and lack."""
     import dask.array as da
     first = args[0]
-    if not all(isinstance(a, da.Array) and a.chunks[0] == first.chunks[0]
+    if not all(isinstance(a, da.Array) and a.ndim == first.ndim     # (Dask aligns the
+               and a.chunks[0] == first.chunks[0]                   # last axes of others)
                and all(len(c) == 1 for c in a.chunks[1:]) for a in args) \
             or min(first.chunks[0]) <= windows.depth + windows.lack:
         return None
     local = windows.local
     along = len(local.outvars) - len(windows.reductions)
+    single = along == 1 and not windows.reductions
     block = partial(_window_block, windows.key, windows.depth,
-                    pickle.dumps((local, windows.reductions, along)))
-    meta = np.empty((0,) * first.ndim, object)
-    blocks = (da.map_blocks(block, *args, dtype=object, meta=meta) if windows.depth == 0 else
+                    pickle.dumps((local, windows.reductions, along, single)))
+    if single:
+        out = local.outvars[0].aval
+        chunks = (first.chunks[0],) + tuple((n,) for n in out.shape[1:])
+        dtype, meta = out.dtype, np.empty((0,) * first.ndim, out.dtype)
+    else:                                        # a tuple per block, picked below
+        chunks, dtype, meta = None, object, np.empty((0,) * first.ndim, object)
+    blocks = (da.map_blocks(block, *args, chunks=chunks, dtype=dtype, meta=meta)
+              if windows.depth == 0 else
               da.map_overlap(block, *args, depth={0: windows.depth}, boundary="none",
-                             trim=False, align_arrays=False, dtype=object, meta=meta))
+                             trim=False, align_arrays=False, chunks=chunks, dtype=dtype,
+                             meta=meta))
+    if chunks is not None:
+        return [blocks]
     outs = []
     for position, var in enumerate(local.outvars):
         shape, dtype = var.aval.shape, var.aval.dtype
