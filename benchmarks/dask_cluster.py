@@ -15,9 +15,10 @@ kept on the cluster in its chunks (persisted, as an optimiser running there keep
 gathered into the client chunk by chunk, or by `.compute()`, whose final task (Dask's
 `finalize`, the same for any Dask array) joins every chunk on one worker and ships the
 whole array to the client: that worker then holds the whole gradient and its join besides
-its share of x, whatever computed the chunks. pullback's `jit(grad)` (one task per chunk:
-ir/chunked.py) and the hand-written dask.array gradient are measured the same three ways,
-and `jit(grad)` on NumPy too. Each timed call starts once the cluster holds only x. The threaded rows run 2 worker threads in one process: the
+its share of x, whatever computed the chunks: x itself, ending the same three ways with
+no derivative computed, measures what the ending costs alone. pullback's grad and
+`jit(grad)` (both one task per chunk: ir/chunked.py) and the hand-written dask.array
+gradient are measured the same three ways, and `jit(grad)` on NumPy too. Each timed call starts once the cluster holds only x. The threaded rows run 2 worker threads in one process: the
 cost of moving chunks between processes, by difference. Times are medians of 3 calls; the
 Dask time covers building the graph, computing it and the ending. Writes
 benchmarks/results/dask.md.
@@ -102,7 +103,8 @@ ENDINGS = {"persist": "kept on the cluster (persisted)",
 
 GRADIENTS = {"eager": "pullback on Dask, gradient",
              "jit": "pullback on Dask, `jit(grad)`",
-             "hand": "hand-written gradient in dask.array"}
+             "hand": "hand-written gradient in dask.array",
+             "none": "x itself, no derivative (the ending alone)"}
 
 
 def run_dask(n, chunk, workers, how="eager", processes=True, ending="compute"):
@@ -111,8 +113,8 @@ def run_dask(n, chunk, workers, how="eager", processes=True, ending="compute"):
     to measure), ending as `ending` says (`ENDINGS`): kept on the cluster in its chunks, as
     an optimiser running there keeps it; gathered into the client chunk by chunk; or by
     `.compute()`, whose final task (Dask's `finalize`) joins every chunk on one worker.
-    `how` (`GRADIENTS`): pullback's grad, its jit (one task per chunk: ir/chunked.py), or
-    the hand-written dask.array gradient."""
+    `how` (`GRADIENTS`): pullback's grad, its jit (both one task per chunk: ir/chunked.py),
+    the hand-written dask.array gradient, or x itself (what the ending costs alone)."""
     import dask.array as da
     import numpy as np
     from dask.distributed import Client, LocalCluster, wait
@@ -127,7 +129,7 @@ def run_dask(n, chunk, workers, how="eager", processes=True, ending="compute"):
         loaded = client.run(peak_rss_mb)
         gradient = {"eager": pullback.grad(chained_rosenbrock),
                     "jit": pullback.jit(pullback.grad(chained_rosenbrock)),
-                    "hand": hand_written_dask_gradient}[how]
+                    "hand": hand_written_dask_gradient, "none": lambda x: x}[how]
 
         def persisted():
             kept = client.persist(gradient(x))
@@ -189,10 +191,11 @@ def main():
     runs = {(ending, how): in_process("run_dask", args.n, args.chunk, 2, how, True, ending)
             for ending in ENDINGS for how in GRADIENTS}
     threaded = {how: in_process("run_dask", args.n, args.chunk, 2, how, False)
-                for how in GRADIENTS}
+                for how in GRADIENTS if how != "none"}
     hvp_run = in_process("run_hvp", args.hvp_n, 5 * 10**6, 2, "2GB")
     same = all(abs(numpy_run["checksum"] - run["checksum"]) <= 1e-9 * abs(numpy_run["checksum"])
-               for run in [numpy_jit] + list(runs.values()) + list(threaded.values()))
+               for run in [numpy_jit] + [run for (_, how), run in runs.items() if how != "none"]
+               + [run for how, run in threaded.items() if how != "none"])
     import dask
     rows = "\n".join(
         f"| {GRADIENTS[how]}, {ENDINGS[ending]} | {args.n:,} | {args.chunk:,} | 2 | "
@@ -217,7 +220,7 @@ def main():
         for how in GRADIENTS) for e in ENDINGS)
     threads = ", ".join(f"{GRADIENTS[how].removesuffix(', gradient')} "
                         f"{threaded[how]['seconds'] / numpy_run['seconds']:.2f}"
-                        for how in GRADIENTS)
+                        for how in threaded)
     text = f"""# Dask: gradients and HVPs on a local cluster against NumPy
 
 Command: `python benchmarks/dask_cluster.py{" ".join([""] + sys.argv[1:])}`. Machine: {os.cpu_count()} cores; BLAS: {blas_kernel()};
@@ -243,7 +246,8 @@ Gradients agree with NumPy's (checksum of every 997th entry): {same}. HVP norm: 
   `.compute()` ends every Dask array's graph in Dask's own `finalize` task, which joins all
   the chunks on one worker before sending the array to the client: that worker then holds
   the whole gradient and its join, whoever computed the chunks (pullback adds nothing to
-  that task; the hand-written gradient pays it alike). Kept on the cluster, as an optimiser
+  that task; the hand-written gradient pays it alike, and `.compute()` of x itself, with no
+  derivative at all, peaks at {ratio('memory_mb', 'none', 'compute'):.2f} of the NumPy run's). Kept on the cluster, as an optimiser
   running there keeps it, or gathered chunk by chunk, no worker holds more than its share.
 - n = {args.hvp_n:,} HVP with each worker held to 2 GB: completed in {hvp_run['seconds']:.0f} s.
 """

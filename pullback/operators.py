@@ -15,6 +15,7 @@ from .core.engine import Tracer
 from .core.boundary import argnums_tuple, differentiable_inputs, matching_tree, split_aux
 from .errors import ChunkSizeError, HolomorphicError, ModeError, NonScalarOutputError, TangentError
 from .ir import cost
+from .ir.jit import on_chunks
 from .primitives.basis import basis, vmap_basis
 from .primitives.structural import stop_gradient as _stop_gradient
 from .transforms.forward import pushforward
@@ -112,10 +113,9 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     >>> value_and_grad(lambda x: np.sum(x ** 2))(np.array([1.0, 2.0]))
     (np.float64(5.0), array([2., 4.]))
     """
-    @wraps(f)
-    def value_and_grad_f(*args, **kwargs):
+    def eager(*args, **kwargs):
         return _value_and_grad(f, args, kwargs, argnums, has_aux, holomorphic)
-    return value_and_grad_f
+    return _chunked_first(eager, f)
 
 
 def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False):
@@ -150,14 +150,37 @@ def grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
     >>> grad(lambda x: np.sum(np.sin(x)))(np.array([0.0, np.pi]))
     array([ 1., -1.])
     """
-    @wraps(f)
-    def grad_f(*args, **kwargs):
+    def eager(*args, **kwargs):
         value, gradient = _value_and_grad(f, args, kwargs, argnums, has_aux, holomorphic)
         return (gradient, value[1]) if has_aux else gradient
+    grad_f = _chunked_first(eager, f)
     grad_f.result_names = _names_for_one_array(
         lambda: f"grad_{parameter}" if (parameter := _parameter_name(f, argnums)) else "grad",
         argnums, has_aux)
     return grad_f
+
+
+def _chunked_first(eager: Callable, f: Callable) -> Callable:
+    """`eager`, run on Dask arguments as one task per chunk where its staged program allows
+    (`on_chunks`: each chunk's temporaries then live for its task alone, where eager mode
+    makes a task per operation and chunk); as it is otherwise."""
+    chunked = on_chunks(eager)
+
+    @wraps(f)
+    def run(*args, **kwargs):
+        if not kwargs and _may_hold_dask(args):
+            result = chunked(*args)
+            if result is not None:
+                return result
+        return eager(*args, **kwargs)
+    return run
+
+
+def _may_hold_dask(args) -> bool:
+    """False where every argument is a NumPy array, a number or a tracer (the cheap test
+    before `on_chunks` looks at the leaves)."""
+    return not all(type(a) is np.ndarray or isinstance(a, (Tracer, numbers.Number, np.generic))
+                   for a in args)
 
 
 def _parameter_name(f, argnums):
@@ -541,6 +564,10 @@ def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
     >>> hvp(lambda x: np.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))
     array([6., 0.])
     """
+    if _may_hold_dask((x, v)):
+        result = on_chunks(lambda x, v: hvp(f, x, v, mode))(x, v)
+        if result is not None:
+            return result
     if check_mode(mode, HESSIAN_MODES + ("auto",), "hvp") == "auto":
         mode = _auto_mode(DEFAULT_HVP_MODE, AUTO_HVP_MODES,
                           lambda m: lambda x, v: hvp(f, x, v, m), (x, v))

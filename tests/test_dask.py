@@ -11,6 +11,7 @@ import pytest
 
 import pullback as pb
 from helpers import raises
+from pullback.core.engine import trace_stack
 from pullback.errors import (ArrayLibraryError, CotangentError, NonDifferentiableInputError,
                              StaticArgumentError, TangentError, UnsupportedFunctionError)
 
@@ -280,8 +281,9 @@ def test_item1_numbers_multiplying_a_sums_cotangent_make_no_pass_over_the_chunks
 
 def test_item1_a_gradients_seed_folds_as_the_number_one_after_an_array_too():
     """(x**2)**2: the seed's 2 folds with the next rule's 2 as on NumPy (y * 4 * x: two
-    passes); a lazy cotangent of unknown value cannot fold there (IEEE: y * 2s * 2 * x)."""
-    x = da.from_array(np.linspace(0.5, 1.5, 40), chunks=10)
+    passes); a lazy cotangent of unknown value cannot fold there (IEEE: y * 2s * 2 * x).
+    Chunked across columns, grad runs eagerly (not one task per chunk: ir/chunked.py)."""
+    x = da.from_array(np.linspace(0.5, 1.5, 40).reshape(20, 2), chunks=(10, 1))
     f = lambda x: np.sum((x ** 2) ** 2)
     gradient = pb.grad(f)(x)
     scaled = pb.pullback(f, x)[1](da.ones(()))[0]
@@ -658,12 +660,25 @@ LOCAL_PROGRAMS = {   # name: (f of its arguments, arguments' leading length, dep
     "rows of a matrix": (pb.grad(lambda m: np.sum((m[1:, 1:] - m[:-1, :-1] ** 2) ** 2 * 2.0)), 1),
     "a broadcast row": (lambda m: pb.grad(lambda m: np.sum(np.tanh(m[2:] * np.arange(3.0))))(m)
                         * m, 2),
+    # item 2: reductions over the leading axis (partials per chunk, reduced across chunks)
+    # and several outputs
+    "a value and its gradient": (pb.value_and_grad(rosenbrock), 1),
+    "value, gradient and hvp": (lambda x, v: (rosenbrock(x), pb.grad(rosenbrock)(x),
+                                              pb.hvp(rosenbrock, x, v)), 1),
+    "reductions of every kind": (lambda x: (np.max(x[1:] * x[:-1]), np.min(np.sin(x)),
+                                            np.prod(1 + x[2:] / 100),
+                                            np.sum(x) * 2 + np.sqrt(np.sum(x ** 2)),
+                                            pb.grad(rosenbrock)(x)), 2),
+    "rows summed, all summed": (lambda m: (np.sum(m[1:] * m[:-1], axis=0), np.sum(m ** 2),
+                                           pb.value_and_grad(lambda m: np.sum(
+                                               m[1:, 1:] * m[:-1, :-1]))(m)), 1),
 }
 
 
 def _inputs(name, n, chunks):
-    arguments = 2 if name in ("rosenbrock hvp", "two inputs") else 1
-    shape = (n, 3) if name in ("rows of a matrix", "a broadcast row") else (n,)
+    arguments = 2 if name in ("rosenbrock hvp", "two inputs", "value, gradient and hvp") else 1
+    shape = (n, 3) if name in ("rows of a matrix", "a broadcast row",
+                               "rows summed, all summed") else (n,)
     plain = [np.random.default_rng(i).uniform(0.5, 1.5, shape) for i in range(arguments)]
     return plain, [da.from_array(p, chunks=(chunks,) + (-1,) * (p.ndim - 1)) for p in plain]
 
@@ -680,17 +695,19 @@ def test_memory_floor_jit_runs_a_local_program_as_one_task_per_chunk_equal_to_nu
     plain, lazy = _inputs(name, sum(chunks), chunks)
     jitted = pb.jit(f)
     with counting() as scheduler:
-        result = jitted(*lazy)
+        results = pb.tree.flatten(jitted(*lazy))[0]
     assert scheduler.computations == 0
-    assert isinstance(result, da.Array) and _chunked_path_taken(result), name
-    assert result.chunks == lazy[0].chunks
+    for result in results:
+        assert isinstance(result, da.Array) and _chunked_path_taken(result), name
+        if result.shape[:1] == lazy[0].shape[:1]:           # not a reduction's
+            assert result.chunks[0] == lazy[0].chunks[0]
     entry, = jitted.cache.values()
     assert entry._windows.depth == depth
-    np.testing.assert_allclose(result.compute(), f(*plain), rtol=1e-13, atol=1e-13, err_msg=name)
+    for result, value in zip(dask.compute(*results), pb.tree.flatten(f(*plain))[0]):
+        np.testing.assert_allclose(result, value, rtol=1e-13, atol=1e-13, err_msg=name)
 
 
 FALLBACKS = {   # name: (f, arguments); each still right and lazy, by Dask's primitives
-    "a value and its gradient": (pb.value_and_grad(rosenbrock), lambda x: (x,)),
     "a reduction inside": (pb.grad(lambda x: np.sum(x / np.sum(x) * x[1:].mean())), lambda x: (x,)),
     "steps of two": (pb.grad(lambda x: np.sum(x[::2] * x[1::2])), lambda x: (x,)),
     "a slice from a fixed stop": (pb.grad(lambda x: np.sum(x[:30] * x[5:35])), lambda x: (x,)),
@@ -703,6 +720,9 @@ FALLBACKS = {   # name: (f, arguments); each still right and lazy, by Dask's pri
                               lambda x: (x.reshape(20, 2).rechunk((10, 1)),)),
     "a NumPy argument": (pb.grad(lambda x, y: np.sum(x[1:] * y[:-1])),
                          lambda x: (x, np.arange(40.0))),
+    "arguments of two ranks": (pb.grad(lambda x, m: np.sum(x ** 2) + np.sum(m[1:] * m[:-1]),
+                                       argnums=1),
+                               lambda x: (x, da.stack([x, x, x], axis=1).rechunk((10, 3)))),
     "an output of another length": (lambda x: pb.grad(rosenbrock)(x)[1:], lambda x: (x,)),
 }
 
@@ -740,3 +760,78 @@ def test_memory_floor_a_broadcast_seed_folds_into_a_number_at_any_size():
     from pullback.ir.passes import MAX_FOLD_SIZE, optimize
     x = np.empty(MAX_FOLD_SIZE + 10)
     assert optimize(pb.make_ir(pb.grad(rosenbrock))(x)).consts == []
+
+
+# ---- issue 13, worker memory floor, item 1: eager operators on Dask run one task per chunk
+
+EAGER_ON_CHUNKS = {   # name: (derivative of the arguments, number of arguments)
+    "grad": (pb.grad(rosenbrock), 1),
+    "value_and_grad": (pb.value_and_grad(rosenbrock), 1),
+    "hvp": (lambda x, v: pb.hvp(rosenbrock, x, v), 2),
+    "hvp forward-over-reverse": (lambda x, v: pb.hvp(rosenbrock, x, v, "forward-over-reverse"),
+                                 2),
+    "grad of two arguments": (pb.grad(lambda x, y: np.sum(x[2:] * y[:-2]) + np.sum(np.exp(y)),
+                                      argnums=(0, 1)), 2),
+    "grad with aux": (pb.grad(lambda x: (rosenbrock(x), np.max(x)), has_aux=True), 1),
+}
+
+
+@pytest.mark.parametrize("chunks", [(8, 7, 9, 11), (20, 15)])
+@pytest.mark.parametrize("name", EAGER_ON_CHUNKS)
+def test_memory_floor_eager_derivatives_of_dask_arrays_run_one_task_per_chunk(name, chunks):
+    """grad, value_and_grad and hvp of Dask arrays made a task per operation and chunk,
+    whose results waited in the workers' memory: every operation on a Dask array is lazy
+    anyway, so they now stage the function and run it as one task per chunk where it is
+    local along the chunks, lazily, with NumPy's values at uneven chunk boundaries."""
+    f, arguments = EAGER_ON_CHUNKS[name]
+    plain = [np.random.default_rng(i).uniform(0.5, 1.5, sum(chunks)) for i in range(arguments)]
+    with counting() as scheduler:
+        results = pb.tree.flatten(f(*[da.from_array(p, chunks=(chunks,)) for p in plain]))[0]
+    assert scheduler.computations == 0
+    assert all(isinstance(r, da.Array) and _chunked_path_taken(r) for r in results), name
+    for result, value in zip(dask.compute(*results), pb.tree.flatten(f(*plain))[0]):
+        np.testing.assert_allclose(result, value, rtol=1e-13, atol=1e-13, err_msg=name)
+
+
+EAGER_FALLBACKS = {   # name: (derivative, Dask argument); staging fails or does not apply
+    "random numbers drawn in f (staging refuses)": (
+        pb.grad(lambda x: np.sum(x ** 2 * np.random.default_rng(3).uniform(size=x.shape))),
+        lambda x: x),
+    "a reduction used along the chunks": (pb.grad(lambda x: np.sum(x / np.sum(x) * x)),
+                                          lambda x: x),
+    "chunks shorter than the depth": (pb.grad(lambda x: np.sum(x[6:] * x[:-6])),
+                                      lambda x: x.rechunk(5)),
+    "a Dask constant in f": (pb.grad(lambda x: np.sum(x * A_DASK[0, 0]) + np.sum(x[1:] * x[:-1])),
+                             lambda x: x),
+}
+
+
+@pytest.mark.parametrize("name", EAGER_FALLBACKS)
+def test_memory_floor_eager_derivatives_fall_back_where_chunks_do_not_apply(name):
+    """Where staging fails or the staged program is not local along the chunks, the
+    eager operators run as before: lazily, with NumPy's values, trace stack clean."""
+    f, argument = EAGER_FALLBACKS[name]
+    x = argument(da.from_array(np.random.default_rng(1).uniform(0.5, 1.5, 40), chunks=10))
+    with counting() as scheduler:
+        result = f(x)
+    assert scheduler.computations == 0
+    assert isinstance(result, da.Array) and not _chunked_path_taken(result), name
+    assert trace_stack() == []
+    np.testing.assert_allclose(result.compute(), f(np.asarray(x)), rtol=1e-13, err_msg=name)
+
+
+def test_memory_floor_eager_derivatives_on_chunks_read_the_globals_of_each_call():
+    """Eager grad stages f at each call (a program kept from an earlier call would keep
+    the values f read then): a NumPy array f closes over and the user changes between
+    calls, and a Python number, are read as they are at each call, as on NumPy."""
+    weights, scale = np.arange(3.0), [2.0]              # broadcast along the chunked axis
+    gradient = pb.grad(lambda x: np.sum(weights * x[1:] * x[:-1] * scale[0]))
+    x = da.from_array(np.random.default_rng(2).uniform(0.5, 1.5, (41, 3)), chunks=(11, 3))
+    first, expected = gradient(x), gradient(np.asarray(x))
+    weights[:] = -1.0
+    scale[0] = 3.0
+    second = gradient(x)
+    assert _chunked_path_taken(first) and _chunked_path_taken(second)
+    np.testing.assert_allclose(first.compute(), expected, rtol=1e-14)
+    np.testing.assert_allclose(second.compute(), gradient(np.asarray(x)), rtol=1e-14)
+

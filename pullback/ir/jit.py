@@ -12,8 +12,9 @@ calls, which the tracers dispatch), so `grad(jit(f))`, `vmap(jit(f))`,
 `jit(jit(f))` ... all work and agree with eager mode. Another library's arrays (Dask, CuPy)
 run the optimised program through its primitives, as eager mode does (one cache entry per
 array type), and results come back in their library, the program's constants included;
-a program local along Dask's chunked leading axis runs its generated code once per chunk
-instead (ir/chunked.py).
+a program local along Dask's chunked leading axis (reductions over it included) runs its
+generated code once per chunk instead (ir/chunked.py), as eager operators do through
+`on_chunks`.
 """
 import inspect
 import warnings
@@ -22,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.arrays import foreign_array, in_library_of, is_array, runs_generated_code
+from ..core.arrays import (foreign_array, foreign_library, in_library_of, is_array,
+                           runs_generated_code)
 from ..core.boundary import array_api_refusal
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError
@@ -102,7 +104,8 @@ class _Compiled:
     def on_other_arrays(self, *args):
         """The optimised program run on another library's arrays (Dask, CuPy). On Dask arrays
         of a program local along their chunked leading axis, one task per chunk runs its
-        generated code on the chunk and its neighbours' nearest elements (ir/chunked.py).
+        generated code on the chunk and its neighbours' nearest elements, reductions over
+        that axis reduced across chunks (ir/chunked.py).
         Otherwise equation by equation through its primitives, as eager mode runs them:
         arrays are made like their operands and a library's refusal is an
         `ArrayLibraryError` naming the primitive (the generated code makes NumPy buffers
@@ -111,9 +114,9 @@ class _Compiled:
         if self._windows is None:
             self._windows = windows_of(self.program) or False
         if self._windows and all(foreign_array(c) is None for c in self.program.consts):
-            out = by_chunks(self.program, self._windows, args)
-            if out is not None:
-                return [out]
+            outs = by_chunks(self.program, self._windows, args)
+            if outs is not None:
+                return outs
         outs = evaluate(self.program, *args)
         kept = (*args, *self.program.consts)
         return [o.copy() if is_array(o) and any(o is v for v in kept) else o for o in outs]
@@ -271,6 +274,34 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
 
     jitted.cache = cache
     return jitted
+
+
+def on_chunks(f: Callable) -> Callable:
+    """A function giving f's result on Dask arrays by one task per chunk (ir/chunked.py)
+    where f's staged program allows it, and None otherwise: eager operators try it first on
+    Dask arguments, whose every operation is lazy anyway, so that a chunk's temporaries live
+    for its task alone. None also where an argument is not a Dask array or a tracer of an
+    outer transformation is, or staging f fails (Python control flow on values, say): the
+    caller runs f as before. f is staged at each call, as eager mode runs it at each call
+    (a cached program would keep the values of the globals f read when it was staged).
+
+    >>> import dask.array as da, numpy as np
+    >>> on_chunks(lambda x: np.sin(x) * 2)(da.zeros(4, chunks=2)).compute()
+    array([0., 0., 0., 0.])
+    """
+    def run(*args):
+        leaves = flatten(args)[0]
+        if foreign_library(leaves) != "dask" or any(isinstance(x, Tracer) for x in leaves) \
+                or not all(_stageable(x) for x in leaves):
+            return None
+        try:
+            program = optimize(_snapshot(stage(f, args)))
+        except Exception:           # noqa: BLE001  f raises it again when run as before
+            return None
+        windows = all(foreign_array(c) is None for c in program.consts) and windows_of(program)
+        outs = windows and by_chunks(program, windows, leaves)
+        return unflatten(program.out_tree, outs) if outs else None
+    return run
 
 
 def _in_inputs_library(outs, leaves):
