@@ -33,7 +33,7 @@ from ..errors import LoopTypeError
 from ..ir.staging import StagingTracer
 from ..ir.program import Var, evaluate
 from . import schedules
-from .loop import indented, loop, unused_cotangents_pruned
+from .loop import for_tracers, indented, loop, unused_cotangents_pruned
 from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
                      jvp_program, live_carries, loop_runner, read_inputs, runner, stage_flat,
                      vjp_programs, with_interface)
@@ -107,8 +107,9 @@ def masked_programs(cond, body, n_cond, n_body, batched, size):
         while True:
             bcond, cfound = batch_program(cond, tuple(flags[:n_cond] + carry_flags), (False,),
                                           size)
-            if cfound[0]:
+            if cfound[0] and not all(carry_flags):   # the predicate, staged again, reads them
                 carry_flags = [True] * len(carry_flags)
+                continue
             bbody, bfound = batch_program(body, tuple(flags[n_cond:n_cond + n_body]
                                                       + carry_flags), tuple(carry_flags), size)
             grown = [a or b for a, b in zip(carry_flags, bfound)]
@@ -200,6 +201,12 @@ class Tape:
     """What `while_record` keeps for `while_reversal`: the number of steps, the online
     schedule, its snapshots (position -> carry) and the carry before the last step."""
     __slots__ = ("steps", "online", "snapshots", "last")
+
+    def masked(self, n_carry: int) -> bool:
+        """Whether a batched loop recorded it for a loop of `n_carry` carries, masking the
+        examples that stopped (`masked_programs` doubles the carry): its number of steps
+        is the longest example's."""
+        return len(self.snapshots[0]) != n_carry
 
 
 def _budget(checkpoints, carry):
@@ -308,6 +315,13 @@ def _reversal_by_loop(*args, cond, body, n_cond, n_body, differentiated):
             "number of steps is only known when the program runs. Differentiate twice "
             "without jit, use forward mode over it (hessian(..., mode=\"reverse-over-forward\") "
             "or \"forward-over-forward\"), or pullback.fori_loop with the trip count.")
+    if tape.masked(n_carry):
+        raise LoopTypeError(
+            "reverse mode through a while_loop under vmap, differentiated again (forward-"
+            "over-reverse or reverse-over-reverse), whose predicate reads batched values: the "
+            "examples may stop after different numbers of steps, and the derivative of the "
+            "reversal would run every example for the longest one's number. Use forward mode over it (hessian(..., mode=\"reverse-over-"
+            "forward\"), hvp's default), or call the function example by example.")
     ct_carry = iter(rest[n_carry + 1:])
     wrt = list(differentiated[:n_body]) + [True] * n_carry
     _, pullback = loop.value_and_vjp(
@@ -422,7 +436,9 @@ def _while_statements(targets, args, code, *, cond, body, n_cond, n_body, checkp
                       tape=None):
     """A `while` loop running the body while the predicate holds (calls of functions in
     generated code, inline in `show`); with `tape`, each carry the body runs on is appended
-    to the list of that name."""
+    to the list of that name. None (the primitive is called) `for_tracers`."""
+    if for_tracers(code):
+        return None
     cond_consts, body_consts = list(args[:n_cond]), list(args[n_cond:n_cond + n_body])
     lines = [f"{t} = {a}" for t, a in zip(targets, args[n_cond + n_body:]) if t != a]
     split = hoisted(body, n_body)

@@ -1,0 +1,113 @@
+"""Fourth correctness review: what a scientist relying on gradients, Jacobians, Hessians and
+Hessian-vector products would meet in the areas earlier reviews touched least (loops in
+every mode, jit called by other transformations, nested vmap, the fused tier, operators).
+Each test is named after the defect it pins down."""
+import numpy as np
+import pytest
+
+import pullback
+from helpers import raises
+from pullback import checkpoint, cond, fori_loop, scan, switch, while_loop
+from pullback.errors import LoopTypeError
+
+HESSIAN_MODES = pullback.operators.HESSIAN_MODES
+
+
+# ------------------------------------ loops
+
+
+def _scanned(x):
+    c, ys = scan(lambda c, t: (np.sin(c) * t + c[::-1], c * t), x, np.linspace(0.5, 1.5, 4))
+    return np.sum(c ** 2) + np.sum(ys)
+
+
+def _fori(x):
+    return np.sum(fori_loop(0, 3, lambda i, c: np.cos(c) * (i + 1.0) + c[::-1], x) ** 2)
+
+
+def _while(x):
+    return np.sum(while_loop(lambda v: v[1] < 3, lambda v: (np.sin(v[0]) + x, v[1] + 1),
+                             (x, 0))[0] ** 2)
+
+
+def _branch(x):
+    return np.sum(cond(np.sum(x) > 0, lambda a: np.sin(a) * a, np.cos, x)
+                  + switch(1, [np.sin, np.exp], x))
+
+
+def _checkpointed(x):
+    return np.sum(checkpoint(lambda a: np.sin(a) * a[::-1])(x) ** 2)
+
+
+LOOPS = [_scanned, _fori, _while, _branch, _checkpointed]
+
+
+@pytest.mark.parametrize("f", LOOPS, ids=lambda f: f.__name__)
+def test_transformations_of_jit_of_a_loop_bind_the_loop_on_their_tracers(f):
+    """jit's traceable code (run when another transformation calls the jitted function:
+    grad(jit(f)), vmap(jit(f)), jit(jit(f))) wrote every loop as Python statements, storing
+    the ys into rows of np.empty and branching on the predicate: on tracers an
+    ArrayAssignmentError (or a conversion error) where eager mode worked."""
+    x = np.array([0.3, -0.4, 0.5])
+    xs = np.stack([x, 1.5 * x])
+    jitted = pullback.jit(f)
+    np.testing.assert_allclose(pullback.grad(jitted)(x), pullback.grad(f)(x))
+    np.testing.assert_allclose(pullback.vmap(jitted)(xs), [f(x) for x in xs])
+    np.testing.assert_allclose(pullback.vmap(pullback.jit(pullback.grad(f)))(xs),
+                               [pullback.grad(f)(x) for x in xs])
+    np.testing.assert_allclose(pullback.hessian(jitted, mode="forward-over-forward")(x),
+                               pullback.hessian(f)(x))
+    np.testing.assert_allclose(pullback.jit(jitted)(x), f(x))
+
+
+def test_nested_vmap_of_a_while_loop_batches_the_predicate_over_the_carries_it_reads():
+    """A while_loop under two vmaps, the predicate batched by the outer one through a carry
+    the inner one left shared: the predicate stayed staged for the unbatched carry, so the
+    mask broadcast against the carry's own axis: a bare broadcasting ValueError, or where
+    the sizes matched (vmap of forward_grad, the basis as long as x) silently wrong
+    gradients (off by up to 80)."""
+    def f(x, s):
+        return while_loop(lambda v: np.sum(v) < 20.0, lambda v: v * 1.3 + s, x)
+
+    xs, ss = np.array([[1.0, 2.0], [3.0, 4.0], [0.1, 0.1]]), np.array([0.1, 0.2])
+    expected = [[f(x, s) for s in ss] for x in xs]
+    np.testing.assert_allclose(
+        pullback.vmap(pullback.vmap(f, in_axes=(None, 0)), in_axes=(0, None))(xs, ss), expected)
+    np.testing.assert_allclose(
+        pullback.vmap(pullback.vmap(f, in_axes=(0, None)), in_axes=(None, 0))(xs, ss),
+        np.swapaxes(expected, 0, 1))
+
+    def g(x):
+        return np.sum(while_loop(lambda v: np.sum(v) < 20.0, lambda v: v * 1.3 + x * 0.1, x) ** 2)
+
+    xs = np.array([[0.8, 1.2, 1.0], [0.9, 1.3, 1.1], [0.6, 0.8, 0.7]])   # 6, 6 and 8 steps
+    for gradient in (pullback.forward_grad(g), pullback.grad(g)):
+        np.testing.assert_allclose(pullback.vmap(gradient)(xs), [gradient(x) for x in xs])
+    for mode in ("reverse-over-forward", "forward-over-forward"):
+        hessian = pullback.hessian(g, mode=mode)
+        np.testing.assert_allclose(pullback.vmap(hessian)(xs), [hessian(x) for x in xs])
+
+
+@pytest.mark.parametrize("mode", ["forward-over-reverse", "reverse-over-reverse"])
+def test_vmap_of_a_second_derivative_through_a_while_loops_reversal_refuses_masked_examples(
+        mode):
+    """vmap of hessian (or hvp) over examples whose while_loop stops after different
+    numbers of steps (6, 6, 8): differentiating the reversal again ran the unmasked body
+    for the longest example's number of steps on every example, so the Hessians of the
+    shorter ones were silently wrong (off by 54); now a LoopTypeError names the modes
+    that work. An unbatched predicate (every example the same number of steps) is fine."""
+    def g(x):
+        return np.sum(while_loop(lambda v: np.sum(v) < 20.0, lambda v: v * 1.3 + x * 0.1, x) ** 2)
+
+    xs = np.array([[0.8, 1.2, 1.0], [0.9, 1.3, 1.1], [0.6, 0.8, 0.7]])
+    with raises(LoopTypeError, "under vmap", "reverse-over-forward"):
+        pullback.vmap(pullback.hessian(g, mode=mode))(xs)
+    with raises(LoopTypeError, "under vmap", "reverse-over-forward"):
+        pullback.vmap(lambda x: pullback.hvp(g, x, np.ones(3), mode=mode))(xs)
+
+    def h(x):
+        return np.sum(while_loop(lambda v: v[1] < 4, lambda v: (v[0] * np.sin(v[0]) + x, v[1] + 1),
+                                 (x, 0))[0] ** 2)
+
+    hessian = pullback.hessian(h, mode=mode)
+    np.testing.assert_allclose(pullback.vmap(hessian)(xs), [hessian(x) for x in xs])
