@@ -111,3 +111,27 @@ def test_vmap_of_a_second_derivative_through_a_while_loops_reversal_refuses_mask
 
     hessian = pullback.hessian(h, mode=mode)
     np.testing.assert_allclose(pullback.vmap(hessian)(xs), [hessian(x) for x in xs])
+
+
+# ------------------------------------ Jacobians of integer and boolean outputs
+
+JACOBIANS = [pullback.jacfwd, pullback.jacrev, pullback.jacobian,
+             lambda f: pullback.jacobian(f, mode="forward"),
+             lambda f: pullback.jit(pullback.jacfwd(f)), lambda f: pullback.jit(pullback.jacrev(f))]
+
+
+@pytest.mark.parametrize("jacobian", JACOBIANS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("f", [lambda t: t > 1, lambda t: np.floor(t).astype(np.int32),
+                               lambda t: (t > 1)[:0], np.argmax, lambda t: np.sum(t) > 1,
+                               lambda t: (2 * t, (t > 1).astype(np.int64))])
+def test_jacobians_of_integer_and_boolean_outputs_are_zeros_of_the_inputs_dtype(f, dtype,
+                                                                                jacobian):
+    """jacfwd of an integer or boolean output gave integer or boolean zeros (the tangents'
+    dtype), where jacrev gave zeros of the input's dtype."""
+    x = np.array([0.5, 1.5, 2.5], dtype)
+    for block, out in zip(pullback.tree.flatten(jacobian(f)(x))[0],
+                          pullback.tree.flatten(f(x))[0]):
+        assert block.dtype == dtype and block.shape == np.shape(out) + x.shape
+        if np.dtype(out.dtype).kind in "biu":
+            assert not np.any(block)
