@@ -135,3 +135,30 @@ def test_jacobians_of_integer_and_boolean_outputs_are_zeros_of_the_inputs_dtype(
         assert block.dtype == dtype and block.shape == np.shape(out) + x.shape
         if np.dtype(out.dtype).kind in "biu":
             assert not np.any(block)
+
+
+# ------------------------------------ bitwise operators
+
+
+BITWISE = {"and": lambda a, b: a & b, "or": lambda a, b: a | b, "xor": lambda a, b: a ^ b,
+           "reflected and": lambda a, b: 6 & a, "invert": lambda a, b: ~a,
+           "shifts": lambda a, b: (a << 2) + (a >> 1) + (1 << b),
+           "ufuncs": lambda a, b: np.bitwise_and(a, b) + np.bitwise_or(a, 1)
+           + np.bitwise_xor(a, b) + np.invert(b) + np.left_shift(a, 1) + np.right_shift(b, 1),
+           "booleans": lambda a, b: ((a > 1) & (b < 3)) | ~(a == b) ^ (a > 2)}
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int8, np.uint8])
+@pytest.mark.parametrize("transform", [pullback.jit, pullback.vmap,
+                                       lambda f: pullback.jit(pullback.vmap(f))])
+@pytest.mark.parametrize("name", sorted(BITWISE))
+def test_bitwise_operators_of_traced_integers_are_numpys_not_logical(name, transform, dtype):
+    """`&`, `|`, `^` and `~` of a traced integer array were the logical operations
+    (np.arange(4) & 3 gave [False, True, True, True], ~x gave booleans), silently; `<<`, `>>`
+    and the bitwise ufuncs were unsupported."""
+    f = BITWISE[name]
+    a, b = np.arange(5, dtype=dtype), np.array([3, 1, 0, 2, 3], dtype)
+    expected = f(a, b)
+    got = transform(f)(a, b)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
