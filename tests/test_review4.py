@@ -113,6 +113,31 @@ def test_vmap_of_a_second_derivative_through_a_while_loops_reversal_refuses_mask
     np.testing.assert_allclose(pullback.vmap(hessian)(xs), [hessian(x) for x in xs])
 
 
+
+def test_jit_of_reverse_mode_through_a_while_loop_inside_a_scan_runs():
+    """The tapes a while_loop's reverse mode keeps (one per step of the scan around it,
+    object arrays) were allocated in generated code as `np.empty(3, np.object)`, a name
+    NumPy 2 removed: AttributeError from jit(grad(f)) where grad(f) worked."""
+    def f(x):
+        def outer(c, t):
+            v, _ = while_loop(lambda s: s[1] < 3, lambda s: (np.sin(s[0]) * t + c, s[1] + 1),
+                              (c, 0))
+            return v * 0.5, v
+        c, ys = scan(outer, x, x)
+        return np.sum(c) + np.sum(ys ** 2)
+
+    x = np.array([0.6, 0.9, 1.2])
+    jitted = pullback.jit(pullback.grad(f))
+    for _ in range(2):                       # interpreted, then compiled
+        np.testing.assert_allclose(jitted(x), pullback.grad(f)(x))
+    hessian = pullback.hessian(f, mode="reverse-over-forward")
+    np.testing.assert_allclose(pullback.jit(hessian)(x), hessian(x))
+    pullback.testing.check_grads(f, (x,), order=1)
+    for dtype in (object, "M8[ns]", "U3", bool, np.float32, np.complex64, np.intc):
+        text = pullback.primitives.families.source(np.dtype(dtype))
+        assert eval(text, {"np": np}) == np.dtype(dtype)
+
+
 # ------------------------------------ Jacobians of integer and boolean outputs
 
 JACOBIANS = [pullback.jacfwd, pullback.jacrev, pullback.jacobian,
