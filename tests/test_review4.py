@@ -187,3 +187,22 @@ def test_bitwise_operators_of_traced_integers_are_numpys_not_logical(name, trans
     got = transform(f)(a, b)
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("call, fragments", [
+    (lambda: scan(lambda c, t: (c, None), 1.0, length=-1), ("length is -1", "at least 0")),
+    (lambda: scan(lambda c, t: (c, None), 1.0, length=2.5), ("length is 2.5", "not an integer")),
+    (lambda: scan(lambda c, t: (c, None), 1.0, np.ones(3), length=np.float64(3)),
+     ("not an integer",)),
+    (lambda: scan(3, 1.0, np.ones(3)), ("scan's body is 3", "not a function")),
+    (lambda: fori_loop(0, 3, None, 1.0), ("fori_loop's body is None",)),
+    (lambda: while_loop(lambda v: v < 1, "step", 0.0), ("while_loop's body_fun",)),
+    (lambda: cond(True, np.sin, 1.0, 0.5), ("cond's false_fn is 1.0",)),
+    (lambda: switch(0, [np.sin, 3], 0.5), ("switch's branch 1 is 3",)),
+    (lambda: checkpoint(3)(1.0), ("checkpoint's function is 3",))])
+def test_loops_refuse_lengths_and_functions_they_cannot_run(call, fragments):
+    """scan(..., length=-1) returned its initial carry and length=2.5 ran 2 steps, silently
+    (range() refuses both); a body, branch or function that is not callable ended in a bare
+    TypeError ("'int' object is not callable") from inside the staging."""
+    with raises(LoopTypeError, *fragments):
+        call()
