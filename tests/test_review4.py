@@ -206,3 +206,27 @@ def test_loops_refuse_lengths_and_functions_they_cannot_run(call, fragments):
     TypeError ("'int' object is not callable") from inside the staging."""
     with raises(LoopTypeError, *fragments):
         call()
+
+
+# ------------------------------------ jit
+
+
+def test_jit_stages_again_for_static_values_that_are_equal_but_of_another_type_or_sign():
+    """Static arguments keyed jit's cache by equality alone: after n=2, n=2.0 (or
+    np.float32(2)) reused the program staged for the int (x + n stayed int64), True and 1
+    shared a program, and -0.0 reused 0.0's (copysign(1, z) gave 1.0 for -0.0); a NaN
+    never found its own entry and staged again at every call."""
+    f = pullback.jit(lambda x, n: x + n, static_argnums=1)
+    x = np.arange(2)
+    for n in (2, 2.0, np.float32(2.0), True, 1, np.int8(1), 2):
+        expected = x + n
+        got = f(x, n)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    g = pullback.jit(lambda x, z=0.0: x * 0 + np.copysign(1.0, z), static_argnames="z")
+    assert g(np.ones(1), z=0.0)[0] == 1.0 and g(np.ones(1), z=-0.0)[0] == -1.0
+    assert g(np.ones(1), z=(-0.0, 1)[0])[0] == -1.0
+    h = pullback.jit(lambda x, z: x + z, static_argnums=1)
+    for _ in range(3):
+        h(np.ones(1), float("nan"))
+    assert len(h.cache) == 1

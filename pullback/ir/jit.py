@@ -125,6 +125,17 @@ class _Compiled:
         return self._traceable
 
 
+def _static_key(value):
+    """A static value as a cache key: equal values of other types (2, 2.0, True) or signs
+    (0.0, -0.0) may stage different programs, so the key holds the type and a float's repr
+    (by which NaN also finds its own entry)."""
+    if isinstance(value, tuple):
+        return type(value), tuple(map(_static_key, value))
+    if isinstance(value, (float, complex, np.inexact)):
+        return type(value), repr(value)
+    return type(value), value
+
+
 class _StaticArguments:
     """Which arguments of `f` are static: positions and names, each mapped to the other
     through f's signature (so either may be passed positionally or by keyword), checked
@@ -230,7 +241,7 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
         dynamic = ([a for i, a in enumerate(args) if i not in static_pos],
                    {k: v for k, v in kwargs.items() if k not in static.names})
         leaves, treedef = flatten(dynamic)
-        key = (treedef, tuple(signature_of(x) for x in leaves), static_values,
+        key = (treedef, tuple(signature_of(x) for x in leaves), _static_key(static_values),
                tuple(type(x) for x in leaves if foreign_array(x) is not None))
         entry = cache.get(key)
         if entry is None:
