@@ -230,3 +230,23 @@ def test_jit_stages_again_for_static_values_that_are_equal_but_of_another_type_o
     for _ in range(3):
         h(np.ones(1), float("nan"))
     assert len(h.cache) == 1
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("make", [lambda: np.ma.array([1.0, 2.0, 3.0], mask=[False, True, False]),
+                                  lambda: np.matrix([[1.0, 2.0], [3.0, 4.0]])],
+                         ids=["masked", "matrix"])
+@pytest.mark.parametrize("transform", [lambda f: f, pullback.grad], ids=["f", "grad"])
+def test_jit_refuses_masked_arrays_and_matrices_as_eager_transformations_do(make, transform):
+    """grad refuses a masked array or np.matrix (their operations are not plain arrays'),
+    but jit staged them as plain arrays: jit(grad(f)) of a masked array gave the masked
+    element a gradient of 2.0 without a word."""
+    def f(x):
+        return np.sum(x * x)
+
+    x = make()
+    jitted = pullback.jit(transform(f))
+    for _ in range(2):
+        with raises(pullback.errors.UnsupportedFunctionError, "jit(f)", type(x).__name__,
+                    "np.asarray(x)"):
+            jitted(x)

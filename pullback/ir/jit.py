@@ -23,9 +23,9 @@ from typing import Callable
 import numpy as np
 
 from ..core.arrays import foreign_array, in_library_of, is_array, runs_generated_code
-from ..core.boundary import array_api_refusal
+from ..core.boundary import REFUSED_ARRAY_TYPES, array_api_refusal, refused_array_type
 from ..core.engine import Tracer
-from ..errors import StaticArgumentError
+from ..errors import StaticArgumentError, UnsupportedFunctionError
 from ..tree import flatten, unflatten
 from . import fused as fused_tier
 from .chunked import by_chunks, windows_of
@@ -241,6 +241,10 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
         dynamic = ([a for i, a in enumerate(args) if i not in static_pos],
                    {k: v for k, v in kwargs.items() if k not in static.names})
         leaves, treedef = flatten(dynamic)
+        for leaf in leaves:     # staged as plain arrays, run as theirs: neither is NumPy's
+            if isinstance(leaf, REFUSED_ARRAY_TYPES):
+                raise refused_array_type(leaf, f"jit({name}): an argument",
+                                         UnsupportedFunctionError)
         key = (treedef, tuple(signature_of(x) for x in leaves), _static_key(static_values),
                tuple(type(x) for x in leaves if foreign_array(x) is not None))
         entry = cache.get(key)
