@@ -138,6 +138,27 @@ def test_jit_of_reverse_mode_through_a_while_loop_inside_a_scan_runs():
         assert eval(text, {"np": np}) == np.dtype(dtype)
 
 
+
+@pytest.mark.parametrize("mode", HESSIAN_MODES)
+def test_hessian_vector_products_of_a_while_loop_batched_over_the_vectors(mode):
+    """vmap of hvp over vectors at one x (make_hvp's matmat, sparse_hessian's compressed
+    products): the reversal of the loop got batched cotangents of carries its programs kept
+    shared, and the generated code failed writing a (7, 6) result into a (6,) buffer."""
+    def f(t):
+        return np.sum(while_loop(lambda v: v[1] < 3, lambda v: (np.roll(v[0], 1) * v[0],
+                                                                v[1] + 1), (t, 0))[0] ** 2)
+
+    x = np.linspace(0.3, 1.2, 6)
+    vs = np.random.default_rng(0).standard_normal((7, 6))
+    expected = vs @ pullback.hessian(f, mode="reverse-over-forward")(x)
+    np.testing.assert_allclose(pullback.vmap(lambda v: pullback.hvp(f, x, v, mode=mode))(vs),
+                               expected, rtol=1e-10)
+    np.testing.assert_allclose(pullback.make_hvp(f, x, mode=mode).matmat(vs.T), expected.T,
+                               rtol=1e-10)
+    np.testing.assert_allclose(pullback.sparse.sparse_hessian(f, x).toarray(),
+                               pullback.hessian(f)(x), rtol=1e-10)
+
+
 # ------------------------------------ Jacobians of integer and boolean outputs
 
 JACOBIANS = [pullback.jacfwd, pullback.jacrev, pullback.jacobian,

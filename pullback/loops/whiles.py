@@ -359,7 +359,12 @@ def _reversal_batch(values, dims, *, cond, body, n_cond, n_body, differentiated)
     # reading the differentiated consts batched (broadcast): a const shared by the examples
     # has a cotangent per example, which a shared one would sum over the batch.
     recorded_flags = masked_programs(cond, body, n_cond, n_body, batched, size)[2]
+    # A batched cotangent of a shared carry (an HVP's, for a batch of vectors) needs the
+    # carry batched in the reversal's programs as well.
+    ct_batched = [d is not None for d in dims[n_in + 1:]]
+    carry_of_ct = [_ct_carry_index(differentiated, n_body, k) for k in range(len(ct_batched))]
     batched = tuple(b or (n_cond <= i < n_cond + n_body and differentiated[i - n_cond])
+                    or any(c and n_cond + n_body + j == i for c, j in zip(ct_batched, carry_of_ct))
                     for i, b in enumerate(batched))
     new_cond, new_body, carry_flags, masked = masked_programs(cond, body, n_cond, n_body,
                                                               batched, size)
