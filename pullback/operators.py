@@ -606,7 +606,7 @@ class HVPOperator:
         offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
 
         def unravel(flat):
-            return unflatten(self._x_def, [flat[a:b].reshape(s).astype(leaf.dtype, copy=False)
+            return unflatten(self._x_def, [flat[a:b].reshape(s).astype(_dtype(leaf), copy=False)
                                            for a, b, s, leaf in zip(offsets[:-1], offsets[1:],
                                                                     shapes, self._x_leaves)])
 

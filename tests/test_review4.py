@@ -271,3 +271,16 @@ def test_jit_refuses_masked_arrays_and_matrices_as_eager_transformations_do(make
         with raises(pullback.errors.UnsupportedFunctionError, "jit(f)", type(x).__name__,
                     "np.asarray(x)"):
             jitted(x)
+
+
+# ------------------------------------ operators
+
+
+def test_hvp_operator_of_a_python_number_is_a_linear_operator():
+    """make_hvp(f, 2.0).as_linear_operator() read the dtype of the Python float x: a bare
+    AttributeError ('float' object has no attribute 'dtype') where op(v) worked."""
+    op = pullback.make_hvp(lambda t: t ** 3, 2.0)
+    np.testing.assert_allclose(op.as_linear_operator() @ np.ones(1), [12.0])
+    op = pullback.make_hvp(lambda p: np.sum(p[0] ** 3 * p[1]), (2.0, np.ones(2)))
+    linear = op.as_linear_operator()
+    np.testing.assert_allclose(linear @ np.eye(3), [[24, 12, 12], [12, 0, 0], [12, 0, 0]])

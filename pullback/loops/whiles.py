@@ -13,7 +13,9 @@ runs `carry = body(*body_consts, *carry)` while `cond(*cond_consts, *carry)` is 
   `while_reversal` reverses every step from them with the binomial recursion. Its own
   derivatives are those of the reverse mode of a `loop` of the recorded number of steps
   (the number is piecewise constant), so they need the tape's value: eagerly, any order;
-  under jit, reverse mode twice through a while loop is an error naming what works;
+  under jit, reverse mode twice through a while loop is an error naming what works, and
+  so it is under vmap where the predicate is batched (the examples' numbers of steps
+  differ: `Tape.masked`);
 - statements: a Python `while` loop running the body (a call of a function named after
   the user's in generated code, inline in `show`); `show` prints reverse mode as the loop
   appending each carry to a list and a `for` loop over it reversed (the values pullback's
