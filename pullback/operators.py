@@ -57,6 +57,10 @@ def _is_complex(x):
     return np.dtype(getattr(x, "dtype", type(x))).kind == "c"
 
 
+def _is_inexact(x):
+    return np.dtype(_dtype(x)).kind in "fc"
+
+
 def _check_holomorphic(function, inputs, outputs, holomorphic):
     """With `holomorphic=True`, inputs and outputs must be complex (as in JAX)."""
     if holomorphic and not all(_is_complex(x) for x in [*inputs, *outputs]):
@@ -324,7 +328,7 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
         blocks = [unflatten(in_def, [
             rows[j][offsets[k]:offsets[k + 1]].reshape(tuple(o.shape) + tuple(np.shape(x)))
             if rows is not None else arrays.zeros(tuple(o.shape) + tuple(np.shape(x)),
-                                                  np.float64, like=x)
+                                                  _dtype(x), like=x)
             for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
         return _finish(blocks, out_def, argnums, len(args), has_aux, aux)
     return jacrev_f
@@ -383,6 +387,8 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
             column = columns[k][offsets[j]:offsets[j + 1]]
             if along_imaginary[j]:        # gradient rows: d/dx - i d/dy (core/numbers.py)
                 column = (column - 1j * imaginary[k][offsets[j]:offsets[j + 1]]).astype(x.dtype)
+            elif not _is_inexact(o):      # zeros of x's dtype, as jacrev's
+                column = column.astype(x.dtype)
             return np.moveaxis(column, 0, -1).reshape(tuple(np.shape(o)) + tuple(x.shape))
 
         blocks = [unflatten(in_def, [
@@ -627,7 +633,7 @@ class HVPOperator:
         offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
 
         def unravel(flat):
-            return unflatten(self._x_def, [flat[a:b].reshape(s).astype(leaf.dtype, copy=False)
+            return unflatten(self._x_def, [flat[a:b].reshape(s).astype(_dtype(leaf), copy=False)
                                            for a, b, s, leaf in zip(offsets[:-1], offsets[1:],
                                                                     shapes, self._x_leaves)])
 

@@ -211,8 +211,9 @@ MORE_CALLS = {
 
 
 def _ufunc_arguments(ufunc):
-    """Arguments of the ufunc's first loop that takes float64 (ldexp's exponent is an int)."""
-    kinds = next(t.split("->")[0] for t in ufunc.types if t.startswith("d"))
+    """Arguments of the ufunc's first loop that takes float64 (ldexp's exponent is an int),
+    or else int64 (the bitwise ufuncs)."""
+    kinds = next(t.split("->")[0] for first in "dl" for t in ufunc.types if t.startswith(first))
     return tuple(np.arange(len(A)) % 4 if kind in "il" else A for kind in kinds)
 
 

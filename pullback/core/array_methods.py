@@ -340,9 +340,11 @@ class ArrayMethods:
     __floordiv__, __rfloordiv__ = _binary(np.floor_divide), _binary(np.floor_divide, True)
     __mod__, __rmod__ = _binary(np.remainder), _binary(np.remainder, True)
     __pow__, __rpow__ = _binary(np.power), _binary(np.power, True)
-    __and__, __rand__ = _binary(np.logical_and), _binary(np.logical_and, True)
-    __or__, __ror__ = _binary(np.logical_or), _binary(np.logical_or, True)
-    __xor__, __rxor__ = _binary(np.logical_xor), _binary(np.logical_xor, True)
+    __and__, __rand__ = _binary(np.bitwise_and), _binary(np.bitwise_and, True)
+    __or__, __ror__ = _binary(np.bitwise_or), _binary(np.bitwise_or, True)
+    __xor__, __rxor__ = _binary(np.bitwise_xor), _binary(np.bitwise_xor, True)
+    __lshift__, __rlshift__ = _binary(np.left_shift), _binary(np.left_shift, True)
+    __rshift__, __rrshift__ = _binary(np.right_shift), _binary(np.right_shift, True)
     __lt__, __le__ = _binary(np.less), _binary(np.less_equal)
     __gt__, __ge__ = _binary(np.greater), _binary(np.greater_equal)
     __eq__, __ne__ = _binary(np.equal), _binary(np.not_equal)
@@ -375,6 +377,8 @@ class ArrayMethods:
     __iand__ = _in_place(__and__, "&")
     __ior__ = _in_place(__or__, "|")
     __ixor__ = _in_place(__xor__, "^")
+    __ilshift__ = _in_place(__lshift__, "<<")
+    __irshift__ = _in_place(__rshift__, ">>")
 
     def __pos__(self):
         return self
@@ -383,7 +387,7 @@ class ArrayMethods:
         return pnp.absolute(self)
 
     def __invert__(self):
-        return pnp.logical_not(self)
+        return pnp.invert(self)
 
     def __getitem__(self, index):
         if type(index) is int and self._trace.active:     # x[i], bound by its own trace

@@ -25,9 +25,9 @@ import numpy as np
 
 from ..core.arrays import (foreign_array, foreign_library, in_library_of, is_array,
                            runs_generated_code)
-from ..core.boundary import array_api_refusal
+from ..core.boundary import REFUSED_ARRAY_TYPES, array_api_refusal, refused_array_type
 from ..core.engine import Tracer
-from ..errors import StaticArgumentError
+from ..errors import StaticArgumentError, UnsupportedFunctionError
 from ..tree import flatten, unflatten
 from . import fused as fused_tier
 from .chunked import by_chunks, windows_of
@@ -126,6 +126,17 @@ class _Compiled:
         if self._traceable is None:
             self._traceable = compile_program(self.program, self.name, fast=False)
         return self._traceable
+
+
+def _static_key(value):
+    """A static value as a cache key: equal values of other types (2, 2.0, True) or signs
+    (0.0, -0.0) may stage different programs, so the key holds the type and a float's repr
+    (by which NaN also finds its own entry)."""
+    if isinstance(value, tuple):
+        return type(value), tuple(map(_static_key, value))
+    if isinstance(value, (float, complex, np.inexact)):
+        return type(value), repr(value)
+    return type(value), value
 
 
 class _StaticArguments:
@@ -233,7 +244,11 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
         dynamic = ([a for i, a in enumerate(args) if i not in static_pos],
                    {k: v for k, v in kwargs.items() if k not in static.names})
         leaves, treedef = flatten(dynamic)
-        key = (treedef, tuple(signature_of(x) for x in leaves), static_values,
+        for leaf in leaves:     # staged as plain arrays, run as theirs: neither is NumPy's
+            if isinstance(leaf, REFUSED_ARRAY_TYPES):
+                raise refused_array_type(leaf, f"jit({name}): an argument",
+                                         UnsupportedFunctionError)
+        key = (treedef, tuple(signature_of(x) for x in leaves), _static_key(static_values),
                tuple(type(x) for x in leaves if foreign_array(x) is not None))
         entry = cache.get(key)
         if entry is None:

@@ -76,13 +76,17 @@ def _scan(f, init, xs, length, reverse, checkpoints, make_xs=None, kind="scan"):
     type) when the body reads them: fori_loop's counter is no array of n when unread. `kind`:
     the function the user called, for errors."""
     checkpoints = checked_policy(checkpoints)
+    _callable(f, f"{kind}'s body")
     init_leaves, carry_tree = flatten(init)
     init_leaves = [_as_array(x) for x in init_leaves]
     x_leaves, x_tree = flatten(xs)
     x_leaves = [_as_array(x) for x in x_leaves]
     lengths = {shape_of(x)[0] if shape_of(x) else None for x in x_leaves}
     if length is not None:
-        lengths.add(int(length))
+        length = _integer(length, "scan's length")
+        if length < 0:
+            raise LoopTypeError(f"scan's length is {length}: a number of steps, at least 0.")
+        lengths.add(length)
     if None in lengths or len(lengths) != 1:
         raise LoopTypeError(
             f"scan got xs of leading lengths {sorted(map(str, lengths))}"
@@ -141,7 +145,9 @@ def fori_loop(lower: int, upper: int, body: Callable, init: Any, checkpoints="al
     >>> float(fori_loop(0, 4, lambda i, x: x * 2.0, 1.0))
     16.0
     """
-    lower, upper = _bound(lower, "lower"), _bound(upper, "upper")
+    _callable(body, "fori_loop's body")
+    lower = _integer(lower, "fori_loop's lower bound")
+    upper = _integer(upper, "fori_loop's upper bound")
     upper = max(lower, upper)
     counter = np.broadcast_to(np.int_(lower), (upper - lower,))       # its type, no memory
     last, _ = _scan(functools.partial(_counted_step, body), init, counter, None, False,
@@ -149,14 +155,20 @@ def fori_loop(lower: int, upper: int, body: Callable, init: Any, checkpoints="al
     return last
 
 
-def _bound(value, name):
-    """A loop bound as a Python int: a float, which range() refuses, is an error (int()
-    would drop its fraction: 2.5 steps are not 2)."""
+def _integer(value, name):
+    """A loop bound or length as a Python int: a float, which range() refuses, is an error
+    (int() would drop its fraction: 2.5 steps are not 2)."""
     dtype = getattr(value, "dtype", None)
     if np.dtype(type(value) if dtype is None else dtype).kind not in "biu":
-        raise LoopTypeError(f"fori_loop's {name} bound is {value!r}, not an integer: pass an "
-                            "int, as range() takes.")
+        raise LoopTypeError(f"{name} is {value!r}, not an integer: pass an int, as range() "
+                            "takes.")
     return int(value)
+
+
+def _callable(fn, name):
+    if not callable(fn):
+        raise LoopTypeError(f"{name} is {fn!r}, not a function: pass a function (a def or "
+                            "a lambda).")
 
 
 def _counted_step(body, carry, i):
@@ -174,6 +186,8 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init: Any, checkpoints="a
     16.0
     """
     checkpoints = checked_policy(checkpoints)
+    _callable(cond_fun, "while_loop's cond_fun")
+    _callable(body_fun, "while_loop's body_fun")
     leaves, carry_tree = flatten(init)
     leaves = [_as_array(x) for x in leaves]
     avals = [aval_of(x) for x in leaves]
@@ -218,6 +232,8 @@ def switch(index, branches, *operands):
     branches = list(branches)
     if not branches:
         raise LoopTypeError("switch got no branches: pass a list of functions.")
+    for k, fn in enumerate(branches):
+        _callable(fn, f"switch's branch {k}")
     if tuple(shape_of(index)) != () or np.dtype(aval_of(_as_array(index)).dtype).kind not in "biu":
         raise LoopTypeError(
             f"switch's index is {_type_name(aval_of(_as_array(index)))}; it must be an integer "
@@ -259,6 +275,8 @@ def cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     >>> float(cond(np.float64(2.0) > 1.0, lambda x: x * 10.0, lambda x: x, 3.0))
     30.0
     """
+    _callable(true_fn, "cond's true_fn")
+    _callable(false_fn, "cond's false_fn")
     pred = _as_array(pred)
     if tuple(shape_of(pred)) != () or np.dtype(aval_of(pred).dtype) != np.bool_:
         raise LoopTypeError(
@@ -278,6 +296,7 @@ def checkpoint(f: Callable, policy: str = "recompute") -> Callable:
     >>> round(float(g(1.0)), 6)
     0.745624
     """
+    _callable(f, "checkpoint's function")
     if policy not in ("recompute", "all"):
         raise CheckpointPolicyError(
             f"policy={policy!r} is not a checkpoint policy: \"recompute\" keeps the inputs "

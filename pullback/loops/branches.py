@@ -28,7 +28,7 @@ from ..core.primitive import ZERO, Primitive
 from ..ir.passes import eliminate_dead_code
 from ..ir.program import evaluate
 from ..primitives.structural import stop_gradient
-from .loop import indented
+from .loop import for_tracers, indented
 from .bodies import (_cached, aval_of, batch_program, is_float, jvp_program, read_inputs,
                      recompute_program, runner, stage_flat, with_interface)
 
@@ -183,7 +183,9 @@ def _rows(taken, x, other):
 
 def _switch_statements(targets, args, code, *, branches, n_consts):
     """An `if`/`elif`/`else` chain on the index, each running its branch (`if pred:` for
-    a boolean index: cond)."""
+    a boolean index: cond). None (the primitive is called) `for_tracers`."""
+    if for_tracers(code):
+        return None
     index, consts, operands = _groups(args, n_consts)
     runs = [code.run(branch, cs + operands, targets) for branch, cs in zip(branches, consts)]
     if len(runs) == 1:

@@ -266,11 +266,21 @@ def indented(lines: list) -> list:
     return ["    " + line for line in lines] or ["    pass"]
 
 
+def for_tracers(code) -> bool:
+    """Whether `code` writes generated code's traceable variant, which runs on an outer
+    transformation's tracers (`grad(jit(f))`, `vmap(jit(f))`): a loop or branch there
+    calls its primitive, which they see, not Python statements that would store rows
+    into a NumPy array and branch on a traced predicate."""
+    return not (code.fast or code.reading)
+
+
 def _loop_statements(targets, args, code, *, body, n_consts, n_carry, length, reverse,
                      checkpoints):
     """A `for` loop running the body (a call in generated code, its statements inline in
     `show`), each y written into its row of an array allocated once; loop invariants
-    (W.T ...) computed before it."""
+    (W.T ...) computed before it. None (the primitive is called) `for_tracers`."""
+    if for_tracers(code):
+        return None
     consts, carry, xs = list(args[:n_consts]), targets[:n_carry], args[n_consts + n_carry:]
     lines = [f"{c} = {a}" for c, a in zip(carry, args[n_consts:n_consts + n_carry]) if c != a]
     split = hoisted(body, n_consts)

@@ -13,7 +13,9 @@ runs `carry = body(*body_consts, *carry)` while `cond(*cond_consts, *carry)` is 
   `while_reversal` reverses every step from them with the binomial recursion. Its own
   derivatives are those of the reverse mode of a `loop` of the recorded number of steps
   (the number is piecewise constant), so they need the tape's value: eagerly, any order;
-  under jit, reverse mode twice through a while loop is an error naming what works;
+  under jit, reverse mode twice through a while loop is an error naming what works, and
+  so it is under vmap where the predicate is batched (the examples' numbers of steps
+  differ: `Tape.masked`);
 - statements: a Python `while` loop running the body (a call of a function named after
   the user's in generated code, inline in `show`); `show` prints reverse mode as the loop
   appending each carry to a list and a `for` loop over it reversed (the values pullback's
@@ -33,7 +35,7 @@ from ..errors import LoopTypeError
 from ..ir.staging import StagingTracer
 from ..ir.program import Var, evaluate
 from . import schedules
-from .loop import indented, loop, unused_cotangents_pruned
+from .loop import for_tracers, indented, loop, unused_cotangents_pruned
 from .bodies import (_cached, aval_of, batch_program, composite_rules, hoisted, is_float,
                      jvp_program, live_carries, loop_runner, read_inputs, runner, stage_flat,
                      vjp_programs, with_interface)
@@ -107,8 +109,9 @@ def masked_programs(cond, body, n_cond, n_body, batched, size):
         while True:
             bcond, cfound = batch_program(cond, tuple(flags[:n_cond] + carry_flags), (False,),
                                           size)
-            if cfound[0]:
+            if cfound[0] and not all(carry_flags):   # the predicate, staged again, reads them
                 carry_flags = [True] * len(carry_flags)
+                continue
             bbody, bfound = batch_program(body, tuple(flags[n_cond:n_cond + n_body]
                                                       + carry_flags), tuple(carry_flags), size)
             grown = [a or b for a, b in zip(carry_flags, bfound)]
@@ -200,6 +203,12 @@ class Tape:
     """What `while_record` keeps for `while_reversal`: the number of steps, the online
     schedule, its snapshots (position -> carry) and the carry before the last step."""
     __slots__ = ("steps", "online", "snapshots", "last")
+
+    def masked(self, n_carry: int) -> bool:
+        """Whether a batched loop recorded it for a loop of `n_carry` carries, masking the
+        examples that stopped (`masked_programs` doubles the carry): its number of steps
+        is the longest example's."""
+        return len(self.snapshots[0]) != n_carry
 
 
 def _budget(checkpoints, carry):
@@ -308,6 +317,13 @@ def _reversal_by_loop(*args, cond, body, n_cond, n_body, differentiated):
             "number of steps is only known when the program runs. Differentiate twice "
             "without jit, use forward mode over it (hessian(..., mode=\"reverse-over-forward\") "
             "or \"forward-over-forward\"), or pullback.fori_loop with the trip count.")
+    if tape.masked(n_carry):
+        raise LoopTypeError(
+            "reverse mode through a while_loop under vmap, differentiated again (forward-"
+            "over-reverse or reverse-over-reverse), whose predicate reads batched values: the "
+            "examples may stop after different numbers of steps, and the derivative of the "
+            "reversal would run every example for the longest one's number. Use forward mode over it (hessian(..., mode=\"reverse-over-"
+            "forward\"), hvp's default), or call the function example by example.")
     ct_carry = iter(rest[n_carry + 1:])
     wrt = list(differentiated[:n_body]) + [True] * n_carry
     _, pullback = loop.value_and_vjp(
@@ -345,7 +361,12 @@ def _reversal_batch(values, dims, *, cond, body, n_cond, n_body, differentiated)
     # reading the differentiated consts batched (broadcast): a const shared by the examples
     # has a cotangent per example, which a shared one would sum over the batch.
     recorded_flags = masked_programs(cond, body, n_cond, n_body, batched, size)[2]
+    # A batched cotangent of a shared carry (an HVP's, for a batch of vectors) needs the
+    # carry batched in the reversal's programs as well.
+    ct_batched = [d is not None for d in dims[n_in + 1:]]
+    carry_of_ct = [_ct_carry_index(differentiated, n_body, k) for k in range(len(ct_batched))]
     batched = tuple(b or (n_cond <= i < n_cond + n_body and differentiated[i - n_cond])
+                    or any(c and n_cond + n_body + j == i for c, j in zip(ct_batched, carry_of_ct))
                     for i, b in enumerate(batched))
     new_cond, new_body, carry_flags, masked = masked_programs(cond, body, n_cond, n_body,
                                                               batched, size)
@@ -422,7 +443,9 @@ def _while_statements(targets, args, code, *, cond, body, n_cond, n_body, checkp
                       tape=None):
     """A `while` loop running the body while the predicate holds (calls of functions in
     generated code, inline in `show`); with `tape`, each carry the body runs on is appended
-    to the list of that name."""
+    to the list of that name. None (the primitive is called) `for_tracers`."""
+    if for_tracers(code):
+        return None
     cond_consts, body_consts = list(args[:n_cond]), list(args[n_cond:n_cond + n_body])
     lines = [f"{t} = {a}" for t, a in zip(targets, args[n_cond + n_body:]) if t != a]
     split = hoisted(body, n_body)

@@ -73,8 +73,8 @@ def source(value) -> str:
     >>> source((1.5, -np.inf, np.float32(np.nan)))
     '(1.5, (-np.inf), np.float32(np.nan))'
     """
-    if isinstance(value, np.dtype):
-        return f"np.{value.name}"
+    if isinstance(value, np.dtype):      # np.object does not exist: np.dtype('O')
+        return f"np.{value.name}" if value.kind in "biufc" else f"np.dtype({value.str!r})"
     if type(value) is tuple:
         return "(" + ", ".join(map(source, value)) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, tuple):         # a named tuple: its class name must be in scope
