@@ -19,7 +19,7 @@ from ..core.arrays import zeros_like_value
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
-from ..tree import flatten, tree_map, unflatten
+from ..tree import LEAF, flatten, leaf_tuple, tree_map, unflatten
 
 
 class JVPTracer(Tracer):
@@ -36,12 +36,33 @@ class JVPTracer(Tracer):
         return f"JVPTracer(primal={self.primal!r}, tangent={self.tangent!r})"
 
 
+_new_object = object.__new__
+ONE_ARGUMENT = leaf_tuple(1)          # the structure of `(x,)`
+
+
+def _tracer(trace, primal, tangent):
+    """`JVPTracer(trace, primal, tangent)`, made without a call of its `__init__` (a bind's
+    tracer: one call, not the class's machinery and a frame more)."""
+    tracer = _new_object(JVPTracer)
+    tracer._trace, tracer.primal, tracer.tangent = trace, primal, tangent
+    tracer._shape, tracer._dtype = primal.shape, primal.dtype
+    return tracer
+
+
 class JVPTrace(Trace):
     __slots__ = ()
 
     def process_primitive(self, primitive, args, params):
         rules = primitive.input_rules
         if rules is None:
+            if len(args) == 1 and primitive.transpose_kind == "embedding":
+                # Indexing by its parameters alone (`x[i]`, `x[1:]`): linear in x, so the
+                # tangent is indexed alike (what its jvp rule binds); on NumPy's values
+                # one impl each, without the rule.
+                (tracer,) = args              # bound by its own trace: ours
+                x, t = tracer.primal, tracer.tangent
+                if type(x) in PLAIN_TYPES and type(t) in PLAIN_TYPES and primitive.complex_rules:
+                    return _tracer(self, primitive.impl(x, **params), primitive.impl(t, **params))
             return self.apply_jvp(primitive, args, params)
         # Elementwise with one input carrying a tangent here (the common case): its rule as
         # data, no jvp rule call.
@@ -67,7 +88,7 @@ class JVPTrace(Trace):
                                                  **params)
                     if isinstance(tangent, Tracer) and observer() is not None:   # staged
                         observer().name_like(tangent, out, "_dot")
-                    return out if tangent is ZERO else JVPTracer(self, out, tangent)
+                    return out if tangent is ZERO else _tracer(self, out, tangent)
                 tracer = x
                 x = x.primal
                 scale = rules[0][0]
@@ -94,7 +115,10 @@ class JVPTrace(Trace):
             tangent = cast(tangent, out.dtype)    # SciPy promotions, real functions of complex z
         if isinstance(tangent, Tracer) and observer() is not None:       # staged: name it
             observer().name_like(tangent, out, "_dot")
-        return JVPTracer(self, out, tangent)
+        result = _new_object(JVPTracer)          # `_tracer`, inline: the hottest bind
+        result._trace, result.primal, result.tangent = self, out, tangent
+        result._shape, result._dtype = out.shape, out.dtype
+        return result
 
     def apply_jvp(self, primitive, args, params):
         """Process any primitive with its jvp rule."""
@@ -121,10 +145,10 @@ class JVPTrace(Trace):
             observer().name_like(tangent_out, out, "_dot")
         if primitive.multiple_results:
             return [self.wrap(o, t) for o, t in zip(out, tangent_out)]
-        return out if tangent_out is ZERO else JVPTracer(self, out, tangent_out)   # wrap, inline
+        return out if tangent_out is ZERO else _tracer(self, out, tangent_out)   # wrap, inline
 
     def wrap(self, primal, tangent):
-        return primal if tangent is ZERO else JVPTracer(self, primal, tangent)
+        return primal if tangent is ZERO else _tracer(self, primal, tangent)
 
     def unwrap(self, value):
         """(primal, tangent) of a value returned by the traced function."""
@@ -162,7 +186,7 @@ def jvp_flat(fn, primals, tangents):
     For rules: no checks.
     """
     with jvp_trace() as trace:
-        args = [p if t is ZERO else JVPTracer(trace, p, t) for p, t in zip(primals, tangents)]
+        args = [p if t is ZERO else _tracer(trace, p, t) for p, t in zip(primals, tangents)]
         pairs = [trace.unwrap(o) for o in fn(*args)]
     return [p for p, _ in pairs], [t for _, t in pairs]
 
@@ -178,26 +202,42 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
     >>> pushforward(np.sin, (np.zeros(2),), (np.array([2.0, 3.0]),))
     (array([0., 0.]), array([2., 3.]))
     """
-    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
-        raise TangentError("pushforward(f, primals, tangents) takes primals and tangents as "
-                           "tuples, one entry per argument of f: e.g. pushforward(f, (x,), (v,)).")
-    primal_leaves, treedef = flatten(tuple(primals))
-    primal_leaves = differentiable_inputs(primal_leaves, "primal")
-    tangent_leaves = matching_tree(tuple(tangents), primal_leaves, treedef, TangentError,
-                                   "tangent", "primal")
+    if type(primals) is tuple and type(tangents) is tuple and len(primals) == 1 == len(tangents) \
+            and type(primals[0]) is np.ndarray and type(tangents[0]) is np.ndarray \
+            and primals[0].dtype.kind in "fc" and tangents[0].dtype == primals[0].dtype \
+            and tangents[0].shape == primals[0].shape:
+        # One array and a tangent like it (the common case): the checks would pass them as
+        # they are.
+        primal_leaves, tangent_leaves, treedef = primals, tangents, ONE_ARGUMENT
+    else:
+        if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+            raise TangentError("pushforward(f, primals, tangents) takes primals and tangents "
+                               "as tuples, one entry per argument of f: e.g. "
+                               "pushforward(f, (x,), (v,)).")
+        primal_leaves, treedef = flatten(tuple(primals))
+        primal_leaves = differentiable_inputs(primal_leaves, "primal")
+        tangent_leaves = matching_tree(tuple(tangents), primal_leaves, treedef, TangentError,
+                                       "tangent", "primal")
     with new_trace(JVPTrace) as trace:
-        inputs = [JVPTracer(trace, p, t) for p, t in zip(primal_leaves, tangent_leaves)]
-        out, aux = split_aux(f(*unflatten(treedef, inputs)), has_aux)
-        out_leaves, out_treedef = flatten(out)
-        primals_out, tangents_out = trace.outputs(out_leaves)
+        inputs = [_tracer(trace, p, t) for p, t in zip(primal_leaves, tangent_leaves)]
+        out = f(*unflatten(treedef, inputs))
+        if has_aux:
+            out, aux = split_aux(out, has_aux)
+        if type(out) is JVPTracer and out._trace is trace:     # one traced array, the common case
+            primals_out, tangents_out, out_treedef = [out.primal], [out.tangent], LEAF
+        else:
+            out_leaves, out_treedef = flatten(out)
+            primals_out, tangents_out = trace.outputs(out_leaves)
         if has_aux:
             aux = tree_map(trace.strip, aux)
     watcher = observer()
     if watcher is not None:
         for t, p in zip(tangents_out, primals_out):
             watcher.name_like(t, p, "_dot")
-    out = unflatten(out_treedef, primals_out)
-    tangent_out = unflatten(out_treedef, tangents_out)
+    if out_treedef is LEAF:
+        out, tangent_out = primals_out[0], tangents_out[0]
+    else:
+        out, tangent_out = unflatten(out_treedef, primals_out), unflatten(out_treedef, tangents_out)
     return (out, tangent_out, aux) if has_aux else (out, tangent_out)
 
 
