@@ -259,16 +259,21 @@ def _scaler(partial, residuals):
     call = _partial_call(partial, residuals)
     names = list(inspect.signature(partial).parameters)
     # A partial reading one residual and no parameter (the common case) is called directly,
-    # on a NumPy array as its twin calling the primitives' impls.
+    # on a NumPy array as its twin calling the primitives' impls; one reading two residuals
+    # and no parameter (x ** y) directly too.
     single = residuals.index(names[0]) if len(names) == 1 and names[0] in residuals else None
+    first, second = (residuals.index(n) for n in names) if len(names) == 2 and all(
+        n in residuals for n in names) else (None, None)
     on_arrays = _on_arrays(partial)
 
     def scale(t, values, params):
-        if single is None:
-            d = call(values, params)
-        else:
+        if single is not None:
             v = values[single]
             d = on_arrays(v) if type(v) is np.ndarray else partial(v)
+        elif first is not None:
+            d = partial(values[first], values[second])
+        else:
+            d = call(values, params)
         if type(d) is tuple:                 # (number, array): the number first
             return t * d[0] * d[1]
         if type(d) is np.ndarray and d.nbytes >= LARGE_TEMPORARY and type(t) is np.ndarray \

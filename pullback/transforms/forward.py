@@ -80,23 +80,12 @@ class JVPTrace(Trace):
             tangent = rules[0][0](tracer.tangent, (x, out), params)
         elif len(args) == 2:
             x, y = args
+            tracer_x = tracer_y = None
             if type(x) is JVPTracer and x._trace is self:
-                if type(y) is JVPTracer and y._trace is self:     # both: the jvp rule
-                    if not primitive.complex_rules:
-                        refuse_complex((x.primal, y.primal), primitive)
-                    out, tangent = primitive.jvp((x.primal, y.primal), (x.tangent, y.tangent),
-                                                 **params)
-                    if isinstance(tangent, Tracer) and observer() is not None:   # staged
-                        observer().name_like(tangent, out, "_dot")
-                    return out if tangent is ZERO else _tracer(self, out, tangent)
-                tracer = x
-                x = x.primal
-                scale = rules[0][0]
-            elif type(y) is JVPTracer and y._trace is self:
-                tracer = y
-                y = y.primal
-                scale = rules[1][0]
-            else:
+                tracer_x, x = x, x.primal
+            if type(y) is JVPTracer and y._trace is self:
+                tracer_y, y = y, y.primal
+            if tracer_x is None and tracer_y is None:
                 return self.apply_jvp(primitive, args, params)
             if not primitive.complex_rules:
                 refuse_complex((x, y), primitive)
@@ -106,7 +95,18 @@ class JVPTrace(Trace):
                 out = primitive.impl(x, y, **params)
             else:
                 out = primitive.impl(x, y)
-            tangent = scale(tracer.tangent, (x, y, out), params)
+            values = (x, y, out)
+            if tracer_y is None:
+                tangent = rules[0][0](tracer_x.tangent, values, params)
+            elif tracer_x is None:
+                tangent = rules[1][0](tracer_y.tangent, values, params)
+            else:              # both, combined as the jvp rule does: a partial -1 subtracts
+                tangent = rules[0][0](tracer_x.tangent, values, params)
+                minus = primitive.partials[1]
+                if type(minus) is int and minus == -1:
+                    tangent = tangent - tracer_y.tangent
+                else:
+                    tangent = tangent + rules[1][0](tracer_y.tangent, values, params)
         else:
             return self.apply_jvp(primitive, args, params)
         if tangent.shape != out.shape:
@@ -134,10 +134,15 @@ class JVPTrace(Trace):
                     primals.append(a)
                     tangents.append(ZERO)
         if not primitive.differentiable:
-            out = primitive(*primals, **params)
-            if not primitive.complex_rules:     # sign(z) is not constant, say
+            bind = primitive.impl             # on NumPy's values: no bind again
+            for p in primals:
+                if type(p) not in PLAIN_TYPES:
+                    bind = primitive
+            out = bind(*primals, **params)
+            if not primitive.complex_rules and (primitive.multiple_results or getattr(
+                    out, "dtype", None) is None or out.dtype.kind == "c"):
                 refuse_complex(out if primitive.multiple_results else (out,), primitive)
-            return out
+            return out      # (a comparison's booleans, say: never complex)
         if not primitive.complex_rules:
             refuse_complex(primals, primitive)
         out, tangent_out = primitive.jvp(primals, tangents, **params)
@@ -219,8 +224,11 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
         tangent_leaves = matching_tree(tuple(tangents), primal_leaves, treedef, TangentError,
                                        "tangent", "primal")
     with new_trace(JVPTrace) as trace:
-        inputs = [_tracer(trace, p, t) for p, t in zip(primal_leaves, tangent_leaves)]
-        out = f(*unflatten(treedef, inputs))
+        if treedef is ONE_ARGUMENT:
+            out = f(_tracer(trace, primal_leaves[0], tangent_leaves[0]))
+        else:
+            out = f(*unflatten(treedef, [_tracer(trace, p, t)
+                                         for p, t in zip(primal_leaves, tangent_leaves)]))
         if has_aux:
             out, aux = split_aux(out, has_aux)
         if type(out) is JVPTracer and out._trace is trace:     # one traced array, the common case
