@@ -38,6 +38,7 @@ class JVPTracer(Tracer):
 
 _new_object = object.__new__
 ONE_ARGUMENT = leaf_tuple(1)          # the structure of `(x,)`
+NUMBERS = (int, float)                # partial derivatives that are numbers
 
 
 def _tracer(trace, primal, tangent):
@@ -77,7 +78,11 @@ class JVPTrace(Trace):
                 out = primitive.impl(x, **params)
             else:
                 out = primitive.impl(x)
-            tangent = rules[0][0](tracer.tangent, (x, out), params)
+            d_x = primitive.partials[0]
+            if type(d_x) is int and d_x == -1:
+                tangent = -tracer.tangent     # (-x: what its scale computes, without a call)
+            else:
+                tangent = rules[0][0](tracer.tangent, (x, out), params)
         elif len(args) == 2:
             x, y = args
             tracer_x = tracer_y = None
@@ -95,18 +100,21 @@ class JVPTrace(Trace):
                 out = primitive.impl(x, y, **params)
             else:
                 out = primitive.impl(x, y)
-            values = (x, y, out)
-            if tracer_y is None:
-                tangent = rules[0][0](tracer_x.tangent, values, params)
-            elif tracer_x is None:
-                tangent = rules[1][0](tracer_y.tangent, values, params)
-            else:              # both, combined as the jvp rule does: a partial -1 subtracts
-                tangent = rules[0][0](tracer_x.tangent, values, params)
-                minus = primitive.partials[1]
-                if type(minus) is int and minus == -1:
-                    tangent = tangent - tracer_y.tangent
+            # A partial derivative 1 (x + y, x - y) leaves the tangent as it is: no call
+            # of its scale (which returns it).
+            values, (d_x, d_y) = (x, y, out), primitive.partials
+            if tracer_x is not None:
+                tangent = tracer_x.tangent
+                if type(d_x) not in NUMBERS or d_x != 1:
+                    tangent = rules[0][0](tangent, values, params)
+            if tracer_y is not None:
+                t = tracer_y.tangent
+                if tracer_x is not None and type(d_y) is int and d_y == -1:
+                    tangent = tangent - t     # combined as the jvp rule does: subtracted
                 else:
-                    tangent = tangent + rules[1][0](tracer_y.tangent, values, params)
+                    if type(d_y) not in NUMBERS or d_y != 1:
+                        t = rules[1][0](t, values, params)
+                    tangent = t if tracer_x is None else tangent + t
         else:
             return self.apply_jvp(primitive, args, params)
         if tangent.shape != out.shape:
