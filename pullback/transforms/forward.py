@@ -56,18 +56,20 @@ class JVPTrace(Trace):
     def process_primitive(self, primitive, args, params):
         rules = primitive.input_rules
         if rules is None:
-            if len(args) == 1 and primitive.transpose_kind == "embedding":
-                # Indexing by its parameters alone (`x[i]`, `x[1:]`): linear in x, so the
-                # tangent is indexed alike (what its jvp rule binds); on NumPy's values
-                # one impl each, without the rule.
-                (tracer,) = args              # bound by its own trace: ours
-                x, t = tracer.primal, tracer.tangent
-                if type(x) in PLAIN_TYPES and type(t) in PLAIN_TYPES and primitive.complex_rules:
-                    return _tracer(self, primitive.impl(x, **params), primitive.impl(t, **params))
-            return self.apply_jvp(primitive, args, params)
+            # Indexing by its parameters alone (`x[i]`, `x[1:]`) is linear in x: the tangent
+            # is indexed alike (what its jvp rule binds), on NumPy's values by one impl each.
+            # Any other primitive: its jvp rule.
+            if len(args) != 1 or primitive.transpose_kind != "embedding" \
+                    or not primitive.complex_rules:
+                return self.apply_jvp(primitive, args, params)
+            (tracer,) = args                  # bound by its own trace: ours
+            x, tangent = tracer.primal, tracer.tangent
+            if type(x) not in PLAIN_TYPES or type(tangent) not in PLAIN_TYPES:
+                return self.apply_jvp(primitive, args, params)
+            out, tangent = primitive.impl(x, **params), primitive.impl(tangent, **params)
         # Elementwise with one input carrying a tangent here (the common case): its rule as
         # data, no jvp rule call.
-        if len(args) == 1:
+        elif len(args) == 1:
             (tracer,) = args                  # bound by its own trace: ours
             x = tracer.primal
             if not primitive.complex_rules:
