@@ -5,7 +5,10 @@ A `JVPTracer` holds a primal and its tangent. Processing a primitive applies its
 itself traced by any outer transformation (forward-over-forward,
 forward-over-reverse, ...). Tangents of constants are the symbolic `ZERO` and are
 never materialised; a primitive whose tangent comes out `ZERO` returns a plain
-(untraced) value.
+(untraced) value. Two binds skip the rule for what it computes: an elementwise
+primitive applies its `input_rules` as data (one or two inputs carrying tangents,
+combined as its rule combines them), and indexing (`transpose_kind="embedding"`, linear
+in its input) on NumPy's values indexes primal and tangent with its impl.
 """
 from operator import attrgetter
 from typing import Callable
