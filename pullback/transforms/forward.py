@@ -251,10 +251,9 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
             primals_out, tangents_out = trace.outputs(out_leaves)
         if has_aux:
             aux = tree_map(trace.strip, aux)
-    watcher = observer()
-    if watcher is not None:
-        for t, p in zip(tangents_out, primals_out):
-            watcher.name_like(t, p, "_dot")
+    for t, p in zip(tangents_out, primals_out):
+        if isinstance(t, Tracer) and observer() is not None:       # staged: name it
+            observer().name_like(t, p, "_dot")
     if out_treedef is LEAF:
         out, tangent_out = primals_out[0], tangents_out[0]
     else:
