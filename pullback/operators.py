@@ -124,13 +124,20 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
 
 def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False):
     """`value_and_grad(f, ...)(*args, **kwargs)`."""
-    f_selected, selected = _partial((lambda *a: f(*a, **kwargs)) if kwargs else f, args, argnums)
+    if type(argnums) is int and len(args) == 1 and -1 <= argnums <= 0 and not kwargs:
+        f_selected, selected = f, args            # the common case (see _partial)
+    else:
+        f_selected, selected = _partial((lambda *a: f(*a, **kwargs)) if kwargs else f, args,
+                                        argnums)
     out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
-    _check_scalar(out, holomorphic)
-    if holomorphic:
-        _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
+    # A real NumPy scalar or 0-d tracer (the common cases) passes the checks: not called.
+    if holomorphic or not (type(out) in _NUMPY_SCALARS and out.dtype.kind == "f"
+                           or isinstance(out, Tracer) and out.shape == () and out.dtype.kind == "f"):
+        _check_scalar(out, holomorphic)
+        if holomorphic:
+            _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
     if type(out) in _NUMPY_SCALARS or isinstance(out, Tracer) and arrays.foreign_array(out) is None:
-        seed = np.ones((), out.dtype)             # (what known_scalar makes for NumPy's values)
+        seed = np.array(1, out.dtype)             # (what known_scalar makes for NumPy's values)
     else:
         seed = arrays.known_scalar(1, getattr(out, "dtype", np.float64), like=out)
     cts = back(seed)

@@ -36,7 +36,8 @@ _NODES = frozenset({tuple, list, dict, OrderedDict, type(None)})
 _LEAF_TUPLES: dict[int, TreeDef] = {}       # n -> the structure of a tuple of n leaves
 
 
-def _leaf_tuple(n: int) -> TreeDef:
+def leaf_tuple(n: int) -> TreeDef:
+    """The structure of a tuple of n leaves (one object per n)."""
     td = _LEAF_TUPLES.get(n)
     if td is None:
         td = _LEAF_TUPLES[n] = TreeDef(tuple, None, (LEAF,) * n)
@@ -53,7 +54,7 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
             if type(c) in _NODES or isinstance(c, tuple):
                 break
         else:
-            return list(tree), _LEAF_TUPLES.get(len(tree)) or _leaf_tuple(len(tree))
+            return list(tree), _LEAF_TUPLES.get(len(tree)) or leaf_tuple(len(tree))
     leaves: list = []
     return leaves, _flatten(tree, leaves)
 
@@ -63,7 +64,7 @@ def _flatten(tree, leaves):
     if t is tuple or t is list:
         children = tuple(_flatten(c, leaves) for c in tree)
         if t is tuple and all(c is LEAF for c in children):
-            return _leaf_tuple(len(children))
+            return leaf_tuple(len(children))
         return TreeDef(t, None, children)
     if t is dict or t is OrderedDict:
         keys = tuple(keys_in_order(tree))

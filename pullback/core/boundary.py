@@ -13,7 +13,7 @@ from .arrays import foreign_array, in_library_of, is_array, known_scalar
 from .engine import Tracer
 from .numbers import differentiable
 from ..errors import ArgnumsError, AuxOutputError, NonDifferentiableInputError
-from ..tree import describe, flatten
+from ..tree import LEAF, describe, flatten
 
 
 # ndarray subclasses whose operations mean something else than the plain arrays' (a mask
@@ -122,6 +122,8 @@ def matching(value, reference, error_class, what: str, of: str):
 
 def matching_tree(values, references, ref_treedef, error_class, what: str, of: str):
     """Flattened `values` checked leaf by leaf against flattened `references`."""
+    if type(values) is np.ndarray and ref_treedef is LEAF:       # one array, the common case
+        return [matching(values, references[0], error_class, what, of)]
     leaves, treedef = flatten(values)
     if len(leaves) == 1 and treedef == ref_treedef:          # one leaf, the common case
         return [matching(leaves[0], references[0], error_class, what, of)]

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from ..errors import EscapedTracerError
 from .array_methods import ArrayMethods
-from .user_code import take_swallowed
+from .user_code import swallowed
 
 _state = threading.local()
 
@@ -61,7 +61,9 @@ class new_trace:
         return trace
 
     def __exit__(self, kind, error, traceback):
-        ours = take_swallowed()
+        ours = getattr(swallowed, "error", None)     # taken: forgotten once a trace ends
+        if ours is not None:
+            swallowed.error = None
         self.trace.active = False
         self.stack.pop()
         if isinstance(error, ValueError) and ours is not None and ours is not error:

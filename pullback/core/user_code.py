@@ -103,20 +103,14 @@ def quoted(frame) -> str:
 
 # NumPy replaces an error raised by `float(x)` inside `y[i] = x` with its own ValueError
 # ("setting an array element with a sequence", as tracers have __getitem__). The error
-# is kept here, and the transformation whose trace that ValueError leaves raises it instead.
-_swallowed = threading.local()
+# is kept here (`swallowed.error`), and the transformation whose trace that ValueError
+# leaves raises it instead (every trace that ends takes it: engine.new_trace).
+swallowed = threading.local()
 
 
 def may_be_swallowed(error: Exception) -> Exception:
     """Remember `error`, which NumPy may replace with a ValueError; returns it."""
-    _swallowed.error = error
-    return error
-
-
-def take_swallowed():
-    """The error remembered by `may_be_swallowed` (and forget it), or None."""
-    error = getattr(_swallowed, "error", None)
-    _swallowed.error = None
+    swallowed.error = error
     return error
 
 

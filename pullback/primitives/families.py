@@ -259,9 +259,9 @@ def _scaler(partial, residuals):
     call = _partial_call(partial, residuals)
     names = list(inspect.signature(partial).parameters)
     # A partial reading one residual and no parameter (the common case) is called directly,
-    # on a NumPy array as its twin calling the primitives' impls.
+    # on a NumPy array as its twin calling the primitives' impls; one reading two residuals
+    # and no parameter (x ** y) directly too.
     single = residuals.index(names[0]) if len(names) == 1 and names[0] in residuals else None
-    # One reading two residuals and no parameter (power's x and y) too, as `call` would.
     pair = tuple(residuals.index(n) for n in names) \
         if len(names) == 2 and all(n in residuals for n in names) else None
     on_arrays = _on_arrays(partial)

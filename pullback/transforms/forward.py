@@ -5,7 +5,10 @@ A `JVPTracer` holds a primal and its tangent. Processing a primitive applies its
 itself traced by any outer transformation (forward-over-forward,
 forward-over-reverse, ...). Tangents of constants are the symbolic `ZERO` and are
 never materialised; a primitive whose tangent comes out `ZERO` returns a plain
-(untraced) value.
+(untraced) value. Two binds skip the rule for what it computes: an elementwise
+primitive applies its `input_rules` as data (one or two inputs carrying tangents,
+combined as its rule combines them), and indexing (`transpose_kind="embedding"`, linear
+in its input) on NumPy's values indexes primal and tangent with its impl.
 """
 from operator import attrgetter
 from typing import Callable
@@ -19,7 +22,7 @@ from ..core.arrays import zeros_like_value
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
-from ..tree import flatten, tree_map, unflatten
+from ..tree import LEAF, flatten, leaf_tuple, tree_map, unflatten
 
 
 class JVPTracer(Tracer):
@@ -36,16 +39,40 @@ class JVPTracer(Tracer):
         return f"JVPTracer(primal={self.primal!r}, tangent={self.tangent!r})"
 
 
+_new_object = object.__new__
+ONE_ARGUMENT = leaf_tuple(1)          # the structure of `(x,)`
+NUMBERS = (int, float)                # partial derivatives that are numbers
+
+
+def _tracer(trace, primal, tangent):
+    """`JVPTracer(trace, primal, tangent)`, made without a call of its `__init__` (a bind's
+    tracer: one call, not the class's machinery and a frame more)."""
+    tracer = _new_object(JVPTracer)
+    tracer._trace, tracer.primal, tracer.tangent = trace, primal, tangent
+    tracer._shape, tracer._dtype = primal.shape, primal.dtype
+    return tracer
+
+
 class JVPTrace(Trace):
     __slots__ = ()
 
     def process_primitive(self, primitive, args, params):
         rules = primitive.input_rules
         if rules is None:
-            return self.apply_jvp(primitive, args, params)
+            # Indexing by its parameters alone (`x[i]`, `x[1:]`) is linear in x: the tangent
+            # is indexed alike (what its jvp rule binds), on NumPy's values by one impl each.
+            # Any other primitive: its jvp rule.
+            if len(args) != 1 or primitive.transpose_kind != "embedding" \
+                    or not primitive.complex_rules:
+                return self.apply_jvp(primitive, args, params)
+            (tracer,) = args                  # bound by its own trace: ours
+            x, tangent = tracer.primal, tracer.tangent
+            if type(x) not in PLAIN_TYPES or type(tangent) not in PLAIN_TYPES:
+                return self.apply_jvp(primitive, args, params)
+            out, tangent = primitive.impl(x, **params), primitive.impl(tangent, **params)
         # Elementwise with one input carrying a tangent here (the common case): its rule as
         # data, no jvp rule call.
-        if len(args) == 1:
+        elif len(args) == 1:
             (tracer,) = args                  # bound by its own trace: ours
             x = tracer.primal
             if not primitive.complex_rules:
@@ -56,26 +83,19 @@ class JVPTrace(Trace):
                 out = primitive.impl(x, **params)
             else:
                 out = primitive.impl(x)
-            tangent = rules[0][0](tracer.tangent, (x, out), params)
+            d_x = primitive.partials[0]
+            if type(d_x) is int and d_x == -1:
+                tangent = -tracer.tangent     # (-x: what its scale computes, without a call)
+            else:
+                tangent = rules[0][0](tracer.tangent, (x, out), params)
         elif len(args) == 2:
             x, y = args
+            tracer_x = tracer_y = None
             if type(x) is JVPTracer and x._trace is self:
-                if type(y) is JVPTracer and y._trace is self:     # both: the jvp rule
-                    if not primitive.complex_rules:
-                        refuse_complex((x.primal, y.primal), primitive)
-                    out, tangent = primitive.jvp((x.primal, y.primal), (x.tangent, y.tangent),
-                                                 **params)
-                    if isinstance(tangent, Tracer) and observer() is not None:   # staged
-                        observer().name_like(tangent, out, "_dot")
-                    return out if tangent is ZERO else JVPTracer(self, out, tangent)
-                tracer = x
-                x = x.primal
-                scale = rules[0][0]
-            elif type(y) is JVPTracer and y._trace is self:
-                tracer = y
-                y = y.primal
-                scale = rules[1][0]
-            else:
+                tracer_x, x = x, x.primal
+            if type(y) is JVPTracer and y._trace is self:
+                tracer_y, y = y, y.primal
+            if tracer_x is None and tracer_y is None:
                 return self.apply_jvp(primitive, args, params)
             if not primitive.complex_rules:
                 refuse_complex((x, y), primitive)
@@ -85,7 +105,21 @@ class JVPTrace(Trace):
                 out = primitive.impl(x, y, **params)
             else:
                 out = primitive.impl(x, y)
-            tangent = scale(tracer.tangent, (x, y, out), params)
+            # A partial derivative 1 (x + y, x - y) leaves the tangent as it is: no call
+            # of its scale (which returns it).
+            values, (d_x, d_y) = (x, y, out), primitive.partials
+            if tracer_x is not None:
+                tangent = tracer_x.tangent
+                if type(d_x) not in NUMBERS or d_x != 1:
+                    tangent = rules[0][0](tangent, values, params)
+            if tracer_y is not None:
+                t = tracer_y.tangent
+                if tracer_x is not None and type(d_y) is int and d_y == -1:
+                    tangent = tangent - t     # combined as the jvp rule does: subtracted
+                else:
+                    if type(d_y) not in NUMBERS or d_y != 1:
+                        t = rules[1][0](t, values, params)
+                    tangent = t if tracer_x is None else tangent + t
         else:
             return self.apply_jvp(primitive, args, params)
         if tangent.shape != out.shape:
@@ -94,7 +128,10 @@ class JVPTrace(Trace):
             tangent = cast(tangent, out.dtype)    # SciPy promotions, real functions of complex z
         if isinstance(tangent, Tracer) and observer() is not None:       # staged: name it
             observer().name_like(tangent, out, "_dot")
-        return JVPTracer(self, out, tangent)
+        result = _new_object(JVPTracer)          # `_tracer`, inline: the hottest bind
+        result._trace, result.primal, result.tangent = self, out, tangent
+        result._shape, result._dtype = out.shape, out.dtype
+        return result
 
     def apply_jvp(self, primitive, args, params):
         """Process any primitive with its jvp rule."""
@@ -110,10 +147,15 @@ class JVPTrace(Trace):
                     primals.append(a)
                     tangents.append(ZERO)
         if not primitive.differentiable:
-            out = primitive(*primals, **params)
-            if not primitive.complex_rules:     # sign(z) is not constant, say
+            bind = primitive.impl             # on NumPy's values: no bind again
+            for p in primals:
+                if type(p) not in PLAIN_TYPES:
+                    bind = primitive
+            out = bind(*primals, **params)
+            if not primitive.complex_rules and (primitive.multiple_results or getattr(
+                    out, "dtype", None) is None or out.dtype.kind == "c"):
                 refuse_complex(out if primitive.multiple_results else (out,), primitive)
-            return out
+            return out      # (a comparison's booleans, say: never complex)
         if not primitive.complex_rules:
             refuse_complex(primals, primitive)
         out, tangent_out = primitive.jvp(primals, tangents, **params)
@@ -121,10 +163,10 @@ class JVPTrace(Trace):
             observer().name_like(tangent_out, out, "_dot")
         if primitive.multiple_results:
             return [self.wrap(o, t) for o, t in zip(out, tangent_out)]
-        return out if tangent_out is ZERO else JVPTracer(self, out, tangent_out)   # wrap, inline
+        return out if tangent_out is ZERO else _tracer(self, out, tangent_out)   # wrap, inline
 
     def wrap(self, primal, tangent):
-        return primal if tangent is ZERO else JVPTracer(self, primal, tangent)
+        return primal if tangent is ZERO else _tracer(self, primal, tangent)
 
     def unwrap(self, value):
         """(primal, tangent) of a value returned by the traced function."""
@@ -162,7 +204,7 @@ def jvp_flat(fn, primals, tangents):
     For rules: no checks.
     """
     with jvp_trace() as trace:
-        args = [p if t is ZERO else JVPTracer(trace, p, t) for p, t in zip(primals, tangents)]
+        args = [p if t is ZERO else _tracer(trace, p, t) for p, t in zip(primals, tangents)]
         pairs = [trace.unwrap(o) for o in fn(*args)]
     return [p for p, _ in pairs], [t for _, t in pairs]
 
@@ -178,26 +220,44 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
     >>> pushforward(np.sin, (np.zeros(2),), (np.array([2.0, 3.0]),))
     (array([0., 0.]), array([2., 3.]))
     """
-    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
-        raise TangentError("pushforward(f, primals, tangents) takes primals and tangents as "
-                           "tuples, one entry per argument of f: e.g. pushforward(f, (x,), (v,)).")
-    primal_leaves, treedef = flatten(tuple(primals))
-    primal_leaves = differentiable_inputs(primal_leaves, "primal")
-    tangent_leaves = matching_tree(tuple(tangents), primal_leaves, treedef, TangentError,
-                                   "tangent", "primal")
+    if type(primals) is tuple and type(tangents) is tuple and len(primals) == 1 == len(tangents) \
+            and type(primals[0]) is np.ndarray and type(tangents[0]) is np.ndarray \
+            and primals[0].dtype.kind in "fc" and tangents[0].dtype == primals[0].dtype \
+            and tangents[0].shape == primals[0].shape:
+        # One array and a tangent like it (the common case): the checks would pass them as
+        # they are.
+        primal_leaves, tangent_leaves, treedef = primals, tangents, ONE_ARGUMENT
+    else:
+        if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+            raise TangentError("pushforward(f, primals, tangents) takes primals and tangents "
+                               "as tuples, one entry per argument of f: e.g. "
+                               "pushforward(f, (x,), (v,)).")
+        primal_leaves, treedef = flatten(tuple(primals))
+        primal_leaves = differentiable_inputs(primal_leaves, "primal")
+        tangent_leaves = matching_tree(tuple(tangents), primal_leaves, treedef, TangentError,
+                                       "tangent", "primal")
     with new_trace(JVPTrace) as trace:
-        inputs = [JVPTracer(trace, p, t) for p, t in zip(primal_leaves, tangent_leaves)]
-        out, aux = split_aux(f(*unflatten(treedef, inputs)), has_aux)
-        out_leaves, out_treedef = flatten(out)
-        primals_out, tangents_out = trace.outputs(out_leaves)
+        if treedef is ONE_ARGUMENT:
+            out = f(_tracer(trace, primal_leaves[0], tangent_leaves[0]))
+        else:
+            out = f(*unflatten(treedef, [_tracer(trace, p, t)
+                                         for p, t in zip(primal_leaves, tangent_leaves)]))
+        if has_aux:
+            out, aux = split_aux(out, has_aux)
+        if type(out) is JVPTracer and out._trace is trace:     # one traced array, the common case
+            primals_out, tangents_out, out_treedef = [out.primal], [out.tangent], LEAF
+        else:
+            out_leaves, out_treedef = flatten(out)
+            primals_out, tangents_out = trace.outputs(out_leaves)
         if has_aux:
             aux = tree_map(trace.strip, aux)
-    watcher = observer()
-    if watcher is not None:
-        for t, p in zip(tangents_out, primals_out):
-            watcher.name_like(t, p, "_dot")
-    out = unflatten(out_treedef, primals_out)
-    tangent_out = unflatten(out_treedef, tangents_out)
+    for t, p in zip(tangents_out, primals_out):
+        if isinstance(t, Tracer) and observer() is not None:       # staged: name it
+            observer().name_like(t, p, "_dot")
+    if out_treedef is LEAF:
+        out, tangent_out = primals_out[0], tangents_out[0]
+    else:
+        out, tangent_out = unflatten(out_treedef, primals_out), unflatten(out_treedef, tangents_out)
     return (out, tangent_out, aux) if has_aux else (out, tangent_out)
 
 
