@@ -284,3 +284,40 @@ def test_hvp_operator_of_a_python_number_is_a_linear_operator():
     op = pullback.make_hvp(lambda p: np.sum(p[0] ** 3 * p[1]), (2.0, np.ones(2)))
     linear = op.as_linear_operator()
     np.testing.assert_allclose(linear @ np.eye(3), [[24, 12, 12], [12, 0, 0], [12, 0, 0]])
+
+
+# ------------------------------------ derivatives handed back are arrays of their own
+
+
+def _pushforward_two(a, b):
+    return pullback.pushforward(lambda x: (x + 1, x + 2), (a,), (b,))[1] + (b,)
+
+
+def _pushforward_view(a, b):
+    return pullback.pushforward(lambda x: (x[1:] + 1, x[1:] * 1), (a,), (b,))[1] + (b,)
+
+
+def _pullback_two(a, b):
+    back = pullback.pullback(lambda x, y: (x + y) * 2, a, b)[1]
+    ct = np.ones(3)
+    return back(ct) + (ct,)
+
+
+def _pullback_identity(a, b):
+    ct = np.ones(3)
+    return pullback.pullback(lambda x, y: (x + 0, y * 1), a, b)[1]((ct, ct)) + (ct,)
+
+
+def _hvp_identity(a, b):
+    return pullback.hvp(lambda x: 0.5 * np.sum(x * x), a, b), b
+
+
+@pytest.mark.parametrize("results", [_pushforward_two, _pushforward_view, _pullback_two,
+                                     _pullback_identity, _hvp_identity])
+def test_derivatives_are_arrays_of_their_own_never_an_input_or_each_other(results):
+    """A tangent passed on unchanged (x + 1) was returned as the caller's own array, and one
+    array served two outputs or two arguments: a write into one changed the others."""
+    arrays = results(np.arange(3.0), np.full(3, 0.5))
+    for i, r in enumerate(arrays):
+        for other in arrays[:i]:
+            assert not np.may_share_memory(r, other)

@@ -79,6 +79,27 @@ def writable_in_place(x) -> bool:
     return type(x) in WRITABLE_TYPES
 
 
+def of_their_own(results: list, given) -> list:
+    """`results` with each array that is, or may share memory with, an array of `given` or an
+    earlier result replaced by its copy: derivatives handed to the user are arrays of their
+    own, so a write into one never changes another, nor the caller's seed or tangent.
+
+    >>> t = np.ones(2); a, b = of_their_own([t, t], [])
+    >>> a is b
+    False
+    """
+    kept = [g for g in given if type(g) in WRITABLE_TYPES]
+    for i, r in enumerate(results):
+        if type(r) not in WRITABLE_TYPES:
+            continue
+        for k in kept:     # (two distinct arrays each owning its memory share none: no search)
+            if r is k or (r.base is not None or k.base is not None) and np.may_share_memory(r, k):
+                r = results[i] = r.copy()
+                break
+        kept.append(r)
+    return results
+
+
 def runs_generated_code(x) -> bool:
     """Whether x is an array the generated NumPy code of `jit` runs on as it is."""
     return type(x) is np.ndarray

@@ -18,7 +18,7 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import array_attribute
-from ..core.arrays import zeros_like_value
+from ..core.arrays import of_their_own, zeros_like_value
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
@@ -254,6 +254,9 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
     for t, p in zip(tangents_out, primals_out):
         if isinstance(t, Tracer) and observer() is not None:       # staged: name it
             observer().name_like(t, p, "_dot")
+    # Arrays of their own: not a tangent passed on unchanged (f(x) = x + 1), nor one array
+    # for two outputs (f(x) = (x + 1, x + 2)).
+    tangents_out = of_their_own(list(tangents_out), tangent_leaves)
     if out_treedef is LEAF:
         out, tangent_out = primals_out[0], tangents_out[0]
     else:

@@ -34,7 +34,7 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import array_attribute
-from ..core.arrays import WRITABLE_TYPES, zeros_like_value
+from ..core.arrays import WRITABLE_TYPES, of_their_own, zeros_like_value
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback, unbroadcast_to
@@ -305,20 +305,12 @@ def backward(tape, seeds, n_leaves):
     if watcher is not None:
         watcher.derivative_of(None)
     del cotangents[n_leaves:]
-    for i, ct in enumerate(cotangents):          # the leaves' cotangents: arrays of their own
-        if ct is None:
-            continue
+    for i, ct in enumerate(cotangents):
         if isinstance(ct, LazyCotangent):
             cotangents[i] = ct.dense()
-        elif type(ct) in WRITABLE_TYPES:
-            for _, seed in seeds:                # a seed passed on unchanged (f(x) = x + 0)?
-                # (Two distinct arrays each owning its memory share none: no search.)
-                if type(seed) in WRITABLE_TYPES and (ct is seed or (
-                        ct.base is not None or seed.base is not None)
-                        and np.may_share_memory(ct, seed)):
-                    cotangents[i] = ct.copy()
-                    break
-    return cotangents
+    # The leaves' cotangents: arrays of their own, not a seed passed on unchanged (f(x) = x + 0)
+    # nor one array for two leaves (f(a, b) = (a + b) * 2).
+    return of_their_own(cotangents, [seed for _, seed in seeds])
 
 
 class _Accumulator:
