@@ -189,9 +189,11 @@ def _chunked_first(eager: Callable, f: Callable) -> Callable:
 
 def _may_hold_dask(args) -> bool:
     """False where every argument is a NumPy array, a number or a tracer (the cheap test
-    before `on_chunks` looks at the leaves)."""
-    return not all(type(a) is np.ndarray or isinstance(a, (Tracer, numbers.Number, np.generic))
-                   for a in args)
+    before `on_chunks` looks at the leaves; a loop: no frame per argument)."""
+    for a in args:
+        if type(a) is not np.ndarray and not isinstance(a, (Tracer, numbers.Number, np.generic)):
+            return True
+    return False
 
 
 def _parameter_name(f, argnums):
