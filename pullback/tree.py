@@ -44,6 +44,9 @@ def leaf_tuple(n: int) -> TreeDef:
     return td
 
 
+ONE_ARGUMENT = leaf_tuple(1)          # the structure of `(x,)`: one array argument
+
+
 def flatten(tree: Any) -> tuple[list, TreeDef]:
     """Leaves in a fixed order, and the structure that puts them back."""
     t = type(tree)

@@ -22,7 +22,7 @@ from ..core.arrays import of_their_own, zeros_like_value
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
-from ..tree import LEAF, flatten, leaf_tuple, tree_map, unflatten
+from ..tree import LEAF, ONE_ARGUMENT, flatten, tree_map, unflatten
 
 
 class JVPTracer(Tracer):
@@ -40,7 +40,6 @@ class JVPTracer(Tracer):
 
 
 _new_object = object.__new__
-ONE_ARGUMENT = leaf_tuple(1)          # the structure of `(x,)`
 NUMBERS = (int, float)                # partial derivatives that are numbers
 
 

@@ -39,7 +39,7 @@ from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback, unbroadcast_to
 from ..errors import CotangentError
-from ..tree import flatten, tree_map, unflatten
+from ..tree import LEAF, ONE_ARGUMENT, flatten, tree_map, unflatten
 
 
 class ReverseTracer(Tracer):
@@ -424,16 +424,25 @@ def private_copy(value):
 def recorded_pullback(f: Callable, *primals, has_aux: bool = False):
     """`pullback` without its private copies, for callers that pull back before anyone can
     modify the arrays involved (grad, jacrev, hvp ...)."""
-    primal_leaves, treedef = flatten(primals)
-    primal_leaves = differentiable_inputs(primal_leaves, "primal")
+    if len(primals) == 1 and type(primals[0]) is np.ndarray and primals[0].dtype.kind in "fc":
+        primal_leaves, treedef = list(primals), ONE_ARGUMENT     # one array, the common case
+    else:
+        primal_leaves, treedef = flatten(primals)
+        primal_leaves = differentiable_inputs(primal_leaves, "primal")
     with reverse_trace() as trace:
-        out, aux = split_aux(f(*unflatten(treedef, trace.new_leaves(primal_leaves))), has_aux)
-        out_leaves, out_treedef = flatten(out)
-        nodes, out_values = trace.outputs(out_leaves)
+        out = f(*trace.new_leaves(primal_leaves)) if treedef is ONE_ARGUMENT \
+            else f(*unflatten(treedef, trace.new_leaves(primal_leaves)))
+        if has_aux:
+            out, aux = split_aux(out, has_aux)
+        if type(out) is ReverseTracer and out._trace is trace:  # one traced array, the common case
+            nodes, out_values, out_treedef = [out.node], [out.value], LEAF
+        else:
+            out_leaves, out_treedef = flatten(out)
+            nodes, out_values = trace.outputs(out_leaves)
         if has_aux:
             aux = tree_map(trace.strip, aux)
     tape = trace.tape
-    del trace, out, out_leaves
+    del trace, out
 
     def back(cotangent):
         cts = matching_tree(cotangent, out_values, out_treedef, CotangentError,
@@ -448,7 +457,7 @@ def recorded_pullback(f: Callable, *primals, has_aux: bool = False):
                 watcher.name_like(c, p, "_bar")
         return unflatten(treedef, cts_in)
 
-    out = unflatten(out_treedef, out_values)
+    out = out_values[0] if out_treedef is LEAF else unflatten(out_treedef, out_values)
     return (out, back, aux) if has_aux else (out, back)
 
 
