@@ -65,9 +65,9 @@ cos = analytic("cos", np.cos, lambda x: -sin(x),
                emit_scalar=real_ufunc_scalar(np.cos))
 tan = analytic("tan", np.tan, lambda out: square(out) + 1.0, UNIT,
                emit_scalar=real_ufunc_scalar(np.tan))
-arcsin = analytic("arcsin", np.arcsin, lambda x: 1.0 / sqrt(1.0 - square(x)), UNIT,
+arcsin = analytic("arcsin", np.arcsin, lambda x: 1.0 / sqrt(_one_minus_square(x)), UNIT,
                   emit_scalar=real_ufunc_scalar(np.arcsin))
-arccos = analytic("arccos", np.arccos, lambda x: -1.0 / sqrt(1.0 - square(x)), UNIT,
+arccos = analytic("arccos", np.arccos, lambda x: -1.0 / sqrt(_one_minus_square(x)), UNIT,
                   emit_scalar=real_ufunc_scalar(np.arccos))
 arctan = analytic("arctan", np.arctan, lambda x: reciprocal(square(x) + 1.0),
                   emit_scalar=real_ufunc_scalar(np.arctan))
@@ -75,7 +75,7 @@ sinh = analytic("sinh", np.sinh, lambda x: cosh(x),
                 emit_scalar=real_ufunc_scalar(np.sinh))
 cosh = analytic("cosh", np.cosh, lambda x: sinh(x),
                 emit_scalar=real_ufunc_scalar(np.cosh))
-tanh = analytic("tanh", np.tanh, lambda out: 1.0 - square(out),
+tanh = analytic("tanh", np.tanh, lambda out: _one_minus_square(out),
                 emit_scalar=real_ufunc_scalar(np.tanh))
 arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0),
                    emit_scalar=real_ufunc_scalar(np.arcsinh))
@@ -84,8 +84,19 @@ arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0),
 # modes' second derivative was NaN where the forward modes' is -inf.
 arccosh = analytic("arccosh", np.arccosh, lambda x: 1.0 / sqrt(x - 1.0) / sqrt(x + 1.0),
                    (1.2, 3.0), emit_scalar=real_ufunc_scalar(np.arccosh))
-arctanh = analytic("arctanh", np.arctanh, lambda x: reciprocal(1.0 - square(x)), UNIT,
+arctanh = analytic("arctanh", np.arctanh, lambda x: reciprocal(_one_minus_square(x)), UNIT,
                    emit_scalar=real_ufunc_scalar(np.arctanh))
+
+
+def _one_minus_square(x):
+    """1 - x * x (tanh's partial derivative at its output; arcsin's, arccos's, arctanh's
+    radicand): the primitives on tracers; on a NumPy array written into the square's own
+    buffer, one array where `1.0 - np.square(x)` makes two (NumPy reuses a temporary only as
+    an operator's left operand), the same values."""
+    if type(x) is np.ndarray and x.ndim and x.dtype.kind in "fc":
+        d = np.square(x)
+        return np.subtract(1.0, d, out=d)
+    return 1.0 - square(x)
 
 
 def _absolute_partial(x):

@@ -26,6 +26,7 @@ on one tape; the tape lives as long as the `back` function that holds it. The
 cotangent computations are themselves primitives, so an outer transformation
 traces them (reverse-over-reverse, forward-over-reverse).
 """
+import sys
 from operator import attrgetter
 from typing import Callable
 
@@ -347,8 +348,14 @@ class _Accumulator:
         if isinstance(old, Tracer) and isinstance(ct, Tracer):    # nested: traced, functional
             self.cotangents[ref] = old + ct
             return
+        unshared = False
         if isinstance(old, LazyCotangent):
             old, ct = ct, old                    # keep the lazy one second
+        elif type(old) is np.ndarray and id(old) not in self.owned:
+            # A fresh array of a pullback that nothing else refers to (the references are
+            # the list's slot, `old` and getrefcount's argument: no residual, seed, tracer or
+            # other cotangent holds it) is summed into in place, as NumPy's temporaries are.
+            unshared = sys.getrefcount(old) <= 3 and old.base is None and old.flags.writeable
         # Summed in place where both are NumPy arrays or lazy; tracers, NumPy scalars: functionally.
         if not ((type(old) in WRITABLE_TYPES or isinstance(old, LazyCotangent))
                 and (type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent))):
@@ -358,7 +365,7 @@ class _Accumulator:
         if isinstance(old, LazyCotangent):       # both lazy: a fresh buffer
             old = self._own(old.dense())
         elif id(old) not in self.owned:
-            old = self._own(old.copy())
+            old = self._own(old if unshared else old.copy())
         if isinstance(ct, LazyCotangent):
             self.cotangents[ref] = ct.add_into(old)
         else:
