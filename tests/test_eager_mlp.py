@@ -146,3 +146,19 @@ def test_item12_mlp_gradient_and_hvp_unchanged():
     for mode in ("forward-over-reverse", "reverse-over-reverse"):
         np.testing.assert_allclose(pullback.hvp(mlp, p, v, mode=mode), hv, rtol=1e-9,
                                    atol=1e-12)
+
+
+@pytest.mark.parametrize("shapes", [((6, 1), (1, 5)), ((3, 4, 1), (1, 5)), ((4, 1), (2, 1, 5)),
+                                    ((2, 1, 4, 1), (3, 1, 5))])
+@pytest.mark.parametrize("dtypes", [("float64", "float64"), ("float32", "float64"),
+                                    ("complex64", "float32"), ("int64", "bool")])
+def test_item12_outer_products_are_numpys_matmul(shapes, dtypes):
+    # A contraction of length 1 (an outer product) is computed without BLAS: matmul's values,
+    # shape, dtype and signed zeros.
+    a = (RNG.standard_normal(shapes[0]) * 3).astype(dtypes[0])
+    b = (RNG.standard_normal(shapes[1]) * 3).astype(dtypes[1])
+    a.flat[0] = -0.0 if a.dtype.kind in "fc" else a.flat[0]
+    got, expected = C.matmul(a, b), np.matmul(a, b)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+    assert np.array_equal(np.signbit(got.real), np.signbit(expected.real))
