@@ -236,9 +236,10 @@ def backward(tape, seeds, n_leaves):
     returns their cotangents (`None` where nothing arrived).
 
     Cotangents are summed into arrays this sweep allocated itself ("owned"), in
-    place; an array handed to a pullback is no longer owned (pullbacks may pass
-    it on unchanged to several inputs). Lazy cotangents (`LazyCotangent`) stay lazy
-    until they are summed, reach a pullback that does not accept them, or a leaf.
+    place, or into a pullback's fresh array nothing else refers to; an array handed to
+    a pullback is no longer owned (pullbacks may pass it on unchanged to several
+    inputs). Lazy cotangents (`LazyCotangent`) stay lazy until they are summed, reach a
+    pullback that does not accept them, or a leaf.
     """
     accumulator = _Accumulator(tape)
     seeds = list(seeds)
@@ -314,6 +315,17 @@ def backward(tape, seeds, n_leaves):
     return of_their_own(cotangents, [seed for _, seed in seeds])
 
 
+def _references_of_a_slot_alone():
+    """How many references `sys.getrefcount` counts to an object that a list's slot and one
+    local name alone refer to (the interpreter's own vary by version)."""
+    slots = [object()]
+    value = slots[0]
+    return sys.getrefcount(value)
+
+
+_SLOT_ALONE = _references_of_a_slot_alone()
+
+
 class _Accumulator:
     """Sums of cotangents per tape entry, in place in buffers it owns."""
     __slots__ = ("tape", "cotangents", "owned")
@@ -352,10 +364,11 @@ class _Accumulator:
         if isinstance(old, LazyCotangent):
             old, ct = ct, old                    # keep the lazy one second
         elif type(old) is np.ndarray and id(old) not in self.owned:
-            # A fresh array of a pullback that nothing else refers to (the references are
-            # the list's slot, `old` and getrefcount's argument: no residual, seed, tracer or
-            # other cotangent holds it) is summed into in place, as NumPy's temporaries are.
-            unshared = sys.getrefcount(old) <= 3 and old.base is None and old.flags.writeable
+            # A fresh array of a pullback that nothing else refers to (only the list's slot
+            # and `old`: no residual, seed, tracer or other cotangent holds it) is summed
+            # into in place, as NumPy's temporaries are.
+            unshared = sys.getrefcount(old) <= _SLOT_ALONE and old.base is None \
+                and old.flags.writeable
         # Summed in place where both are NumPy arrays or lazy; tracers, NumPy scalars: functionally.
         if not ((type(old) in WRITABLE_TYPES or isinstance(old, LazyCotangent))
                 and (type(ct) in WRITABLE_TYPES or isinstance(ct, LazyCotangent))):
