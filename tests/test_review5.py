@@ -1,0 +1,108 @@
+"""Fifth correctness review: what a scientist relying on gradients, Jacobians, Hessians and
+Hessian-vector products would meet at non-smooth and boundary points, in scipy.special and
+scipy.linalg, with complex numbers and in float32. Each test is named after the defect it
+pins down."""
+import functools
+
+import numpy as np
+import pytest
+
+import pullback
+from pullback.core.primitive import REGISTRY
+from pullback.operators import HESSIAN_MODES
+from pullback.primitives.special import no_closed_form
+from test_review2 import PARAMETERS
+
+# Points where functions and their rules are often special: zeros, integers (gamma's poles,
+# removable singularities at 1), tiny and large magnitudes.
+SPECIAL_POINTS = np.array([0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 3.0, -5.0, 1e-8, -1e-8,
+                           30.0, -30.0, 0.25, 1.5, -1.5, 0.75, 0.999, 10.0])
+
+
+def _smooth_differences(f, x):
+    """Central first and second differences of f at x, and where f is smooth there (finite,
+    the one-sided slopes agree at two step sizes)."""
+    h = 1e-6 * np.maximum(1.0, np.abs(x))
+    f0, right, left = f(x), f(x + h), f(x - h)
+    slopes = [((f(x + k * h) - f0) / (k * h), (f0 - f(x - k * h)) / (k * h)) for k in (1, 10)]
+    close = [np.isclose(a, b, rtol=1e-3, atol=1e-6) for a, b in
+             (slopes[0], slopes[1], (slopes[0][0], slopes[1][0]))]
+    smooth = np.isfinite(f0) & np.isfinite(right) & np.isfinite(left) & close[0] & close[1] & close[2]
+    wide = 1e-3 * np.maximum(1.0, np.abs(x))
+    second = (f(x + wide) - 2 * f0 + f(x - wide)) / wide ** 2
+    one_sided = [(f(x + 2 * s) - 2 * f(x + s) + f0) / wide ** 2 for s in (wide, -wide)]
+    smooth_twice = smooth & np.isfinite(second)
+    for again in one_sided:
+        smooth_twice &= np.isclose(second, again, rtol=1e-2, atol=1e-4)
+    return (slopes[0][0] + slopes[0][1]) / 2, smooth, second, smooth_twice
+
+
+ONE_ARGUMENT = sorted(name for name, p in REGISTRY.items()
+                      if p.family == "elementwise" and p.differentiable and p.domain
+                      and len(p.domain) == 1 and not isinstance(p.domain[0][0], str)
+                      and not isinstance((p.partials or (None,))[0], no_closed_form))
+
+
+@pytest.mark.parametrize("name", ONE_ARGUMENT)
+def test_one_argument_primitives_have_finite_differences_derivatives_where_they_are_smooth(name):
+    """Every one-argument elementwise primitive, at the special points where its function is
+    smooth: its first and second derivatives (forward, reverse, and the Hessian's diagonal)
+    are the finite differences'. rgamma's was -rgamma(x) digamma(x), 0 * inf = NaN at
+    gamma's poles 0, -1, -2, ... (1/gamma is entire: the derivative there is (-1)^n n!);
+    spence's log(x) / (1 - x) was 0 / 0 = NaN at x = 1, where spence is smooth (-1)."""
+    prim = functools.partial(REGISTRY[name], **PARAMETERS.get(name, {}))
+    x = SPECIAL_POINTS.copy()
+    with np.errstate(all="ignore"):
+        first, smooth, second, smooth_twice = _smooth_differences(
+            lambda t: np.asarray(prim(t), dtype=np.float64), x)
+        forward = np.diagonal(pullback.jacfwd(prim)(x))
+        reverse = np.diagonal(pullback.jacrev(prim)(x))
+        hessian = np.diagonal(pullback.hessian(lambda t: np.sum(prim(t)))(x))
+    for got in (forward, reverse):
+        wrong = smooth & ~np.isclose(got, first, rtol=1e-4, atol=1e-6)
+        assert not wrong.any(), (x[wrong], got[wrong], first[wrong])
+    wrong = smooth_twice & ~np.isclose(hessian, second, rtol=1e-3, atol=1e-4)
+    assert not wrong.any(), (x[wrong], hessian[wrong], second[wrong])
+
+
+def test_rgamma_derivatives_at_gammas_poles_in_every_mode():
+    """1/gamma at 0, -1, -2, -5: the derivatives (-1)^n n!, and the second ones (from a
+    polynomial fit of SciPy's values) in every Hessian mode and under jit."""
+    from pullback.scipy import special
+    x = np.array([0.0, -1.0, -2.0, -5.0])
+    f = lambda t: np.sum(special.rgamma(t))
+    expected = np.array([1.0, -1.0, 2.0, -120.0])
+    for gradient in (pullback.grad(f), pullback.jit(pullback.grad(f)),
+                     lambda t: np.sum(pullback.jacfwd(special.rgamma)(t), axis=0)):
+        np.testing.assert_allclose(gradient(x), expected, rtol=1e-12)
+    second = np.array([1.1544313298030657, 0.8455686701969343, -3.691137340393931,
+                       409.46824042366])
+    for mode in HESSIAN_MODES:
+        np.testing.assert_allclose(np.diagonal(pullback.hessian(f, mode=mode)(x)), second,
+                                   rtol=1e-9)
+    np.testing.assert_allclose(np.diagonal(pullback.jit(pullback.hessian(f))(x)), second,
+                               rtol=1e-9)
+
+
+def test_spence_derivatives_at_one_and_near_it_also_for_complex_values():
+    """spence'(1) = -1, spence''(1) = 1/2, spence'''(1) = -2/3 (log(x) / (1 - x) =
+    -sum (1 - x)^k / (k + 1)); near 1 the second derivative keeps its digits (the quotient
+    rule's terms cancel there); complex values near 1 follow the same series."""
+    from pullback.scipy import special
+    f = lambda t: special.spence(t)
+    d1 = pullback.jacfwd(f)
+    d2 = lambda t: np.diagonal(pullback.jacrev(lambda s: np.diagonal(d1(s)))(t))
+    d3 = lambda t: np.diagonal(pullback.jacfwd(d2)(t))
+    x = np.array([1.0])
+    assert np.diagonal(d1(x))[0] == -1.0
+    assert d2(x)[0] == pytest.approx(0.5, rel=1e-14)
+    assert d3(x)[0] == pytest.approx(-2 / 3, rel=1e-14)
+    near = np.array([1.0 + 1e-6])
+    u = 1.0 - near
+    assert d2(near)[0] == pytest.approx(0.5 + 2 * u[0] / 3, rel=1e-12)
+    z = np.array([1.0 + 0.0j, 1.02 - 0.05j, 0.5 + 0.3j])
+    g = pullback.grad(lambda t: np.sum(np.real(special.spence(t))))(z)
+    with np.errstate(all="ignore"):
+        expected = np.where(z == 1.0, -1.0, np.log(z) / (1.0 - z))
+    np.testing.assert_allclose(g, expected, rtol=1e-13)
+    pullback.testing.check_grads(f, (np.array([1.0, 0.7, 1.3, 1.001]),), order=3)
