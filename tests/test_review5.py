@@ -3,6 +3,7 @@ Hessian-vector products would meet at non-smooth and boundary points, in scipy.s
 scipy.linalg, with complex numbers and in float32. Each test is named after the defect it
 pins down."""
 import functools
+import warnings
 
 import numpy as np
 import pytest
@@ -106,3 +107,24 @@ def test_spence_derivatives_at_one_and_near_it_also_for_complex_values():
         expected = np.where(z == 1.0, -1.0, np.log(z) / (1.0 - z))
     np.testing.assert_allclose(g, expected, rtol=1e-13)
     pullback.testing.check_grads(f, (np.array([1.0, 0.7, 1.3, 1.001]),), order=3)
+
+
+@pytest.mark.parametrize("weights", [None, "fweights", "aweights"])
+def test_cov_with_no_degrees_of_freedom_left_is_numpys_inf_when_traced(weights):
+    """np.cov divides by max(N - ddof, 0) (inf where ddof >= N, with a RuntimeWarning);
+    traced, it divided by N - ddof: cov([1, 2, 3, 4], ddof=5) was -5 under grad and jit
+    (NumPy: inf) and its gradient the finite [3, 1, -1, -3] of that wrong value."""
+    x = np.arange(1.0, 5.0)
+    kwargs = {} if weights is None else {weights: np.array([1, 1, 2, 1])}
+    f = lambda a: np.cov(a, ddof=6, **kwargs)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert np.cov(x, ddof=6, **kwargs) == np.inf
+        value, back = pullback.vjp(f, x)
+        assert value == np.inf
+        assert pullback.jit(f)(x) == np.inf
+        assert not np.isfinite(back(1.0)).any()
+        assert not np.isfinite(pullback.jacfwd(f)(x)).any()
+    if weights is None:
+        with pytest.warns(RuntimeWarning, match="Degrees of freedom"), np.errstate(all="ignore"):
+            pullback.grad(f)(x)

@@ -10,6 +10,7 @@ elements gets it).
 import builtins
 
 import math
+import warnings
 
 import numpy as np
 
@@ -346,6 +347,11 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
         average = sum(x * weights, axis=1, keepdims=True) / total
         factor = total - (ddof if aweights is None else
                           ddof * sum(weights * operand(aweights)) / total)
+    # NumPy divides by 0 where the degrees of freedom are <= 0 (so the result is inf), with
+    # a warning when it sees them; a traced factor has derivative 0 there.
+    if weights is None and factor <= 0:
+        warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=2)
+    factor = builtins.max(factor, 0.0) if weights is None else E.maximum(factor, 0.0)
     centred = x - average
     scaled = centred if weights is None else centred * weights
     result = (centred @ transpose(scaled)) / factor
