@@ -128,3 +128,55 @@ def test_cov_with_no_degrees_of_freedom_left_is_numpys_inf_when_traced(weights):
     if weights is None:
         with pytest.warns(RuntimeWarning, match="Degrees of freedom"), np.errstate(all="ignore"):
             pullback.grad(f)(x)
+
+
+QUANTILE_METHODS = ["linear", "midpoint", "averaged_inverted_cdf", "hazen", "weibull",
+                    "median_unbiased", "normal_unbiased", "interpolated_inverted_cdf",
+                    "nearest", "lower", "higher", "inverted_cdf", "closest_observation"]
+WITH_INFINITIES = [np.array([1.0, 2.0, np.inf]), np.array([-np.inf, 1.0, 2.0, np.inf]),
+                   np.array([np.inf, np.inf, 1.0]), np.array([-np.inf, -np.inf, 0.0]),
+                   np.array([1.0, np.nan, 2.0, np.inf])]
+
+
+def _traced_values(f, x):
+    """f(x) under reverse mode, forward mode and jit."""
+    return [pullback.vjp(f, x)[0], pullback.jvp(f, (x,), (np.ones_like(x),))[0],
+            pullback.jit(f)(x)]
+
+
+@pytest.mark.parametrize("x", WITH_INFINITIES, ids=str)
+def test_medians_and_quantiles_of_infinite_values_are_numpys_when_traced(x):
+    """Traced, a median or quantile interpolated as lower + (upper - lower) * weight: the
+    median of [1, 2, inf] was NaN (2 + inf * 0; NumPy 2), of [1, inf, inf] NaN (NumPy inf),
+    nanmedian([1, nan, 2, inf]) NaN (NumPy 2), quantile 0.25 of [-inf, -2, -1] NaN (NumPy
+    -inf, lerping from the nearer neighbour). Every method, at every q, and the medians."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        functions = [np.median, np.nanmedian, lambda a: np.median(-a)] + [
+            functools.partial(quantile, q=q, method=method)
+            for quantile in (np.quantile, np.nanquantile) for method in QUANTILE_METHODS
+            for q in (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)]
+        for f in functions:
+            expected = f(x)
+            for got in _traced_values(f, x):
+                np.testing.assert_array_equal(got, expected)
+
+
+def test_nanvar_without_degrees_of_freedom_is_nan_and_inf_minus_inf_stays_nan():
+    """np.nanvar is NaN where the degrees of freedom are <= 0 (np.var: inf); traced it
+    divided by them: nanvar([1, 2, 3], ddof=4) was -2 (a negative variance), with ddof=3 inf.
+    And NaN-ignoring replaced NaNs of x - mean, so inf - inf = NaN counted as 0:
+    nanvar([1, inf, 2]) was inf (NumPy NaN). Now NaN, with NaN derivatives."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for x, ddof in [(np.array([1.0, 2.0, 3.0]), 4), (np.array([1.0, 2.0, 3.0]), 3),
+                        (np.array([1.0, np.nan, 2.0, 3.0]), 3), (np.array([1.0, np.inf, 2.0]), 0)]:
+            for f in (functools.partial(np.nanvar, ddof=ddof), functools.partial(np.nanstd, ddof=ddof)):
+                expected = f(x)
+                assert np.isnan(expected)
+                for got in _traced_values(f, x):
+                    assert np.isnan(got), (x, ddof, got)
+            assert np.isnan(pullback.grad(functools.partial(np.nanvar, ddof=ddof))(x)[0])
+        x = np.array([1.0, np.nan, 2.0, 3.0], np.float32)
+        for got in _traced_values(functools.partial(np.nanvar, ddof=2), x):
+            assert got == np.nanvar(x, ddof=2) and got.dtype == np.float32
