@@ -180,3 +180,25 @@ def test_nanvar_without_degrees_of_freedom_is_nan_and_inf_minus_inf_stays_nan():
         x = np.array([1.0, np.nan, 2.0, 3.0], np.float32)
         for got in _traced_values(functools.partial(np.nanvar, ddof=2), x):
             assert got == np.nanvar(x, ddof=2) and got.dtype == np.float32
+
+
+def test_hessian_blocks_of_mixed_precision_inputs_have_one_dtype_in_every_mode():
+    """H[i][j] for a float32 x_i and a float64 x_j had the row's dtype with an outer forward
+    pass and the column's with an outer reverse one: the float32 x and float64 y block was
+    float32 in forward-over-reverse, float64 in reverse-over-reverse (and the other way round
+    for H[1][0]), so `mode="auto"` under jit picked a dtype by cost. Now NumPy's promotion of
+    the two inputs' dtypes, in every mode, eagerly and under jit, for pytrees too."""
+    x, y = np.array([1.0, 2.0], np.float32), np.array([0.5, 1.5, 2.5])
+    f = lambda a, b: np.sum(np.sin(a)) * np.sum(b ** 2) + np.sum(a ** 2)
+    expected = [[np.float32, np.float64], [np.float64, np.float64]]
+    for mode in HESSIAN_MODES + ("auto",):
+        for hessian in (pullback.hessian(f, argnums=(0, 1), mode=mode),
+                        pullback.jit(pullback.hessian(f, argnums=(0, 1), mode=mode))):
+            h = hessian(x, y)
+            assert [[block.dtype for block in row] for row in h] == expected, mode
+        tree = pullback.hessian(lambda d: f(d["a"], d["b"]), mode=mode)({"a": x, "b": y})
+        assert tree["a"]["b"].dtype == tree["b"]["a"].dtype == np.float64
+        assert tree["a"]["a"].dtype == np.float32
+    h, aux = pullback.hessian(lambda a, b: (f(a, b), "aux"), argnums=(0, 1), has_aux=True,
+                              mode="forward-over-reverse")(x, y)
+    assert h[0][1].dtype == np.float64 and aux == "aux"
