@@ -202,3 +202,49 @@ def test_hessian_blocks_of_mixed_precision_inputs_have_one_dtype_in_every_mode()
     h, aux = pullback.hessian(lambda a, b: (f(a, b), "aux"), argnums=(0, 1), has_aux=True,
                               mode="forward-over-reverse")(x, y)
     assert h[0][1].dtype == np.float64 and aux == "aux"
+
+
+# Functions at their ties and kinks, with the derivative README's "Singular points" states.
+AT_KINKS = [
+    ("max", lambda x: np.max(x, keepdims=True), [1.0, 1.0, 0.5], [[0.5, 0.5, 0.0]]),
+    ("maximum", lambda x: np.maximum(x[:1], x[1:2]), [1.0, 1.0, 0.5], [[0.5, 0.5, 0.0]]),
+    ("minimum", lambda x: np.minimum(x[:1], x[1:2]), [1.0, 1.0, 0.5], [[0.5, 0.5, 0.0]]),
+    ("fmax", lambda x: np.fmax(x[:1], x[1:2]), [1.0, 1.0, 0.5], [[0.5, 0.5, 0.0]]),
+    ("relu", lambda x: np.maximum(x, 0.0), [0.0, 2.0], [[0.5, 0.0], [0.0, 1.0]]),
+    ("clip", lambda x: np.clip(x, 0.0, 1.0), [0.0, 1.0], [[0.5, 0.0], [0.0, 0.5]]),
+    ("abs", np.abs, [0.0, -2.0], [[0.0, 0.0], [0.0, -1.0]]),
+    ("sign", np.sign, [0.0, 2.0], [[0.0, 0.0], [0.0, 0.0]]),
+    ("floor", np.floor, [1.0, 1.5], [[0.0, 0.0], [0.0, 0.0]]),
+    ("round", np.round, [0.5, 2.5], [[0.0, 0.0], [0.0, 0.0]]),
+    ("sort", np.sort, [1.0, 1.0, 0.5], [[0, 0, 1.0], [1.0, 0, 0], [0, 1.0, 0]]),
+    ("median", lambda x: np.median(x, keepdims=True), [1.0, 1.0, 0.5], [[1.0, 0.0, 0.0]]),
+    ("argmax", lambda x: x[np.argmax(x)][None], [1.0, 1.0, 0.5], [[1.0, 0.0, 0.0]]),
+    ("interp", lambda x: np.interp(x, [0.0, 1.0, 2.0], [0.0, 1.0, 3.0]), [1.0, 0.0, 2.0],
+     [[2.0, 0, 0], [0, 1.0, 0], [0, 0, 0.0]]),
+    ("where", lambda x: np.where(x >= 1.0, 2 * x, 3 * x), [1.0, 0.0], [[2.0, 0.0], [0.0, 3.0]]),
+    ("select", lambda x: np.select([x < 1, x >= 1], [x ** 2, 3 * x]), [1.0, 0.5],
+     [[3.0, 0.0], [0.0, 1.0]]),
+    ("norm 1", lambda x: np.linalg.norm(x, 1, keepdims=True), [0.0, -1.0], [[0.0, -1.0]]),
+    ("cumprod", np.cumprod, [2.0, 0.0, 3.0], [[1.0, 0, 0], [0, 2.0, 0], [0, 6.0, 0]]),
+    ("prod", lambda x: np.prod(x, keepdims=True), [2.0, 0.0, 0.0], [[0.0, 0.0, 0.0]]),
+]
+
+
+@pytest.mark.parametrize("name, f, x, expected", AT_KINKS, ids=[c[0] for c in AT_KINKS])
+def test_every_mode_follows_the_documented_convention_at_ties_and_kinks(name, f, x, expected):
+    """At ties and kinks each mode could pick its own one-sided derivative; all follow
+    README's conventions: jacfwd, jacrev, under jit and vmap, and (for a scalar made from
+    f) the four Hessian modes, hvp and their vmap agree."""
+    x = np.array(x)
+    jacobians = [pullback.jacfwd(f)(x), pullback.jacrev(f)(x), pullback.jit(pullback.jacfwd(f))(x),
+                 pullback.jit(pullback.jacrev(f))(x), pullback.vmap(pullback.jacrev(f))(x[None])[0]]
+    for jacobian in jacobians:
+        np.testing.assert_array_equal(jacobian, np.array(expected, dtype=float))
+    scalar = lambda t: np.sum(np.arange(1.0, 1 + np.size(f(x))) * (f(t) ** 2 + f(t)))
+    hessians = [pullback.hessian(scalar, mode=mode)(x) for mode in HESSIAN_MODES]
+    hessians.append(pullback.jit(pullback.hessian(scalar))(x))
+    hessians.append(pullback.vmap(pullback.hessian(scalar))(x[None])[0])
+    for hessian in hessians[1:]:
+        np.testing.assert_allclose(hessian, hessians[0], rtol=1e-12)
+    v = np.linspace(0.5, 1.5, x.size)
+    np.testing.assert_allclose(pullback.hvp(scalar, x, v), hessians[0] @ v, rtol=1e-12)

@@ -18,6 +18,9 @@ digamma, whose higher derivatives need a complex polygamma SciPy lacks) refuse t
 primitive with an `order` parameter, the derivative of that order, computed from the
 moments m_k(u) = int_0^1 t^k e^(u t) dt (a series near 0, a recursion elsewhere): exact at
 0 at every order, where a formula with `where` would give wrong higher derivatives.
+Two partials are 0 * inf or 0 / 0 where the function is smooth, and take another formula
+there whose own derivatives are right: rgamma's at gamma's poles (the reflection formula),
+spence's within 0.1 of 1 (its Taylor polynomial).
 """
 import math
 
