@@ -521,8 +521,10 @@ def _in_common_dtypes(hessian_tree, args, argnums):
     """The Hessian's block for inputs i and j in NumPy's promotion of their dtypes, whatever
     the mode (an outer forward pass gives row i's dtype, an outer reverse pass column j's)."""
     dtypes = [_dtype(x) for x in flatten(_partial(None, args, argnums)[1])[0]]
+    if len(set(dtypes)) < 2:
+        return hessian_tree
     blocks, treedef = flatten(hessian_tree)
-    if len(set(dtypes)) < 2 or len(blocks) != len(dtypes) ** 2:
+    if len(blocks) != len(dtypes) ** 2:
         return hessian_tree
     n = len(dtypes)
     common = [np.result_type(dtypes[k // n], dtypes[k % n]) for k in range(n * n)]
