@@ -28,7 +28,9 @@ def _smooth_differences(f, x):
     slopes = [((f(x + k * h) - f0) / (k * h), (f0 - f(x - k * h)) / (k * h)) for k in (1, 10)]
     close = [np.isclose(a, b, rtol=1e-3, atol=1e-6) for a, b in
              (slopes[0], slopes[1], (slopes[0][0], slopes[1][0]))]
-    smooth = np.isfinite(f0) & np.isfinite(right) & np.isfinite(left) & close[0] & close[1] & close[2]
+    smooth = np.isfinite(f0) & np.isfinite(right) & np.isfinite(left)
+    for agree in close:
+        smooth &= agree
     wide = 1e-3 * np.maximum(1.0, np.abs(x))
     second = (f(x + wide) - 2 * f0 + f(x - wide)) / wide ** 2
     one_sided = [(f(x + 2 * s) - 2 * f(x + s) + f0) / wide ** 2 for s in (wide, -wide)]
@@ -171,7 +173,8 @@ def test_nanvar_without_degrees_of_freedom_is_nan_and_inf_minus_inf_stays_nan():
         warnings.simplefilter("ignore", RuntimeWarning)
         for x, ddof in [(np.array([1.0, 2.0, 3.0]), 4), (np.array([1.0, 2.0, 3.0]), 3),
                         (np.array([1.0, np.nan, 2.0, 3.0]), 3), (np.array([1.0, np.inf, 2.0]), 0)]:
-            for f in (functools.partial(np.nanvar, ddof=ddof), functools.partial(np.nanstd, ddof=ddof)):
+            for f in (functools.partial(np.nanvar, ddof=ddof),
+                      functools.partial(np.nanstd, ddof=ddof)):
                 expected = f(x)
                 assert np.isnan(expected)
                 for got in _traced_values(f, x):
