@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import pullback
+from helpers import raises
 from pullback.core.primitive import REGISTRY
+from pullback.errors import CustomRuleError
 from pullback.operators import HESSIAN_MODES
 from pullback.primitives.special import no_closed_form
 from test_review2 import PARAMETERS
@@ -251,3 +253,28 @@ def test_every_mode_follows_the_documented_convention_at_ties_and_kinks(name, f,
         np.testing.assert_allclose(hessian, hessians[0], rtol=1e-12)
     v = np.linspace(0.5, 1.5, x.size)
     np.testing.assert_allclose(pullback.hvp(scalar, x, v), hessians[0] @ v, rtol=1e-12)
+
+
+def test_custom_jvp_rule_with_a_constant_tangent_term_is_refused_in_reverse_mode():
+    """A jvp rule whose tangents are not linear in the input tangents (here cos(x) t + 1)
+    gave jacfwd cos(x) + 1 in every entry but jacrev diag(cos(x)): reverse mode transposes
+    the map at zero tangents, where the constant is invisible. Its tangents at zero are now
+    checked (where known), and a rule with a NaN there (0 times an infinite partial) still
+    runs."""
+    @pullback.custom_jvp
+    def affine(a):
+        return np.sin(a)
+    affine.defjvp(lambda p, t: (np.sin(p[0]), np.cos(p[0]) * t[0] + 1.0))
+    x = np.array([0.5, 1.0])
+    with raises(CustomRuleError, "nonzero tangents for zero input tangents"):
+        pullback.jacrev(affine)(x)
+    with raises(CustomRuleError, "linear in the input tangents"):
+        pullback.jit(pullback.grad(lambda a: np.sum(affine(a))))(x)
+
+    @pullback.custom_jvp
+    def root(a):
+        return np.sqrt(a)
+    root.defjvp(lambda p, t: (np.sqrt(p[0]), t[0] / (2 * np.sqrt(p[0]))))
+    with np.errstate(all="ignore"):
+        gradient = pullback.grad(lambda a: np.sum(root(a)))(np.array([0.0, 4.0]))
+    assert gradient[1] == 0.25
