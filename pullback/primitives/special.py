@@ -174,8 +174,8 @@ def _spence_partial(x):
     in its first derivatives. Each branch reads a safe input where it is not taken."""
     near_one = abs(1.0 - x) < 0.1
     u = 1.0 - where(near_one, x, 1.0)
-    taylor = 0.0
-    for k in range(16, -1, -1):
+    taylor = 1.0 / 17.0
+    for k in range(15, -1, -1):
         taylor = taylor * u + 1.0 / (k + 1)
     away = where(near_one, 2.0, x)
     return where(near_one, -taylor, log(away) / (1.0 - away))
