@@ -517,6 +517,21 @@ def _dtype(x):
     return x.dtype if hasattr(x, "dtype") else np.result_type(float)
 
 
+def _in_common_dtypes(hessian_tree, args, argnums):
+    """The Hessian's block for inputs i and j in NumPy's promotion of their dtypes, whatever
+    the mode (an outer forward pass gives row i's dtype, an outer reverse pass column j's)."""
+    dtypes = [_dtype(x) for x in flatten(_partial(None, args, argnums)[1])[0]]
+    if len(set(dtypes)) < 2:
+        return hessian_tree
+    blocks, treedef = flatten(hessian_tree)
+    if len(blocks) != len(dtypes) ** 2:
+        return hessian_tree
+    n = len(dtypes)
+    common = [np.result_type(dtypes[k // n], dtypes[k % n]) for k in range(n * n)]
+    return unflatten(treedef, [b if b.dtype == d else b.astype(d)
+                               for b, d in zip(blocks, common)])
+
+
 def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_MODE,
             chunk_size: int | None = None, has_aux: bool = False,
             holomorphic: bool = False) -> Callable:
@@ -559,7 +574,9 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_M
                 "complex Hessian matrix (its gradient is not holomorphic). Use hvp(f, x, v) "
                 "for Hessian-vector products, pass the real and imaginary parts as separate "
                 "real inputs, or pass holomorphic=True for a holomorphic function.")
-        return in_mode(chosen)(*args, **kwargs)
+        result = in_mode(chosen)(*args, **kwargs)
+        return (_in_common_dtypes(result[0], args, argnums), result[1]) if has_aux else \
+            _in_common_dtypes(result, args, argnums)
     hessian_f.result_names = _names_for_one_array("hessian", argnums, has_aux)
     return hessian_f
 

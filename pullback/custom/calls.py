@@ -18,7 +18,8 @@ Each user rule serves every mode:
   a `custom_vjp` function works under forward mode, hence in forward-over-reverse
   Hessians and HVPs;
 - a forward rule's tangent map `t -> jvp(primals, t)` is linear, so reverse mode
-  pulls cotangents back by transposing it;
+  pulls cotangents back by transposing it (at zero tangents, where a rule's tangents
+  must be zero: one adding a constant is refused where the values are known);
 - batching runs the user's functions under `vmap` and binds them again; code
   that cannot be traced (the usual reason for a custom rule: SciPy, loops over
   Python floats) runs example by example instead;
@@ -268,10 +269,24 @@ def _transposed_tangent_map(jvp, wrt, n):
         def tangents_out(*tangents):
             results = jvp(*primals, *tangents)
             return results[len(results) // 2:]
-        _, pullback = _vjp_wrt(tangents_out, [zeros_like_value(p) for p in primals], wrt)
+        at_zero, pullback = _vjp_wrt(tangents_out, [zeros_like_value(p) for p in primals], wrt)
+        _check_zero_at_zero(at_zero, jvp)
         return [c for c, w in zip(_with_zeros(primals, pullback(cts)), wrt) if w]
     transposed.__name__ = f"transposed_{_name(jvp)}"
     return transposed
+
+
+def _check_zero_at_zero(tangents, jvp):
+    """A linear tangent map gives zero tangents for zero tangents; reverse mode transposes
+    it where it is linear (at zero), so a rule adding a constant to its tangents would give
+    forward and reverse modes different derivatives. Checked where the values are known
+    (NaN is 0 times an infinite partial derivative, which a linear map may give)."""
+    for t in tangents:
+        if not isinstance(t, Tracer) and np.any((np.asarray(t) != 0) & ~np.isnan(t)):
+            raise CustomRuleError(
+                f"the jvp rule `{_name(jvp)}` returned nonzero tangents for zero input "
+                "tangents: a rule's tangents must be linear in the input tangents (no "
+                "constant terms), or forward and reverse mode would disagree.")
 
 
 def _custom_jvp_vjp(wrt, outs, *primals, fun, jvp):

@@ -10,6 +10,7 @@ elements gets it).
 import builtins
 
 import math
+import warnings
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def _positions(n, q, method):
         scaled = (n - 1) * q
         low, high = E.floor(scaled), E.ceil(scaled)
         if method == "midpoint":
-            return low, high, E.where(low == high, 0.0, 0.5)
+            return low, low + 1.0, E.where(low == high, 0.0, 0.5)    # NumPy lerps to the next
         index = {"lower": low, "higher": high, "nearest": E.rint(scaled)}[method]
         return index, index, 0.0
     elif method in ("inverted_cdf", "closest_observation"):
@@ -93,14 +94,25 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
     else:
         if weights is not None:
             weights = slices(_weights_like(weights, x, axis))
-        result = _from_sorted(values, q, rest, method, ignore_nan, weights)
+        result = _from_sorted(values, q, rest, method, ignore_nan, weights,
+                              median=name in ("median", "nanmedian"))
     if keepdims:
         result = reshape(result, shape(result)[:ndim(q)] + tuple(
             1 if i in axes else d for i, d in enumerate(shape(x))))
     return result
 
 
-def _from_sorted(values, q, rest, method, ignore_nan, weights):
+def _interpolate(lower, upper, weight, median):
+    """Between neighbouring sorted values as NumPy: its median is the middle value or the
+    mean of the middle two, its quantiles lerp from the nearer neighbour (so that
+    infinities give NumPy's values: the median of [1, 2, inf] is 2, not 2 + inf * 0)."""
+    if median:
+        return E.where(weight == 0.0, lower, (lower + upper) * 0.5)
+    difference = upper - lower
+    return E.where(weight >= 0.5, upper - difference * (1.0 - weight), lower + difference * weight)
+
+
+def _from_sorted(values, q, rest, method, ignore_nan, weights, median):
     """The quantiles q of each row of `values` (shape rest + (n,)), shape q.shape + rest."""
     n = shape(values)[-1]
     order = argsort(stop_gradient(values), axis=-1)       # NaNs last
@@ -121,8 +133,8 @@ def _from_sorted(values, q, rest, method, ignore_nan, weights):
         high = E.minimum(E.maximum(high, 0.0), last)
         lower = getitem(ordered, grids + (astype(low, np.intp),))
         upper = getitem(ordered, grids + (astype(high, np.intp),))
-        result = lower + (upper - lower) * weight if method in _CONTINUOUS or method in (
-            "midpoint", "averaged_inverted_cdf") else lower
+        result = _interpolate(lower, upper, weight, median) if method in _CONTINUOUS or \
+            method in ("midpoint", "averaged_inverted_cdf") else lower
     if not ignore_nan:                                # a NaN anywhere in a slice: NaN
         result = E.where(getitem(missing, (Ellipsis, -1)), np.nan, result)
     return result
@@ -271,9 +283,11 @@ def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=
         ddof = correction
     x = as_floating(a, dtype)
     refuse_complex_values("nanvar", x)
-    centred = _without_nan(x - nanmean(x, axis, keepdims=True), 0.0)
-    return sum(E.square(centred), axis, keepdims=keepdims) / (
-        _valid_count(x, axis, keepdims) - ddof)
+    # The NaNs of x (not of x - mean: inf - inf stays NaN, as in NumPy) count as 0; NaN, and
+    # a NaN derivative, where no degree of freedom is left (NumPy's nanvar; var gives inf).
+    centred = E.where(E.isnan(stop_gradient(x)), 0.0, x - nanmean(x, axis, keepdims=True))
+    freedom = _valid_count(x, axis, keepdims) - ddof
+    return sum(E.square(centred), axis, keepdims=keepdims) / E.where(freedom > 0, freedom, np.nan)
 
 
 def nanstd(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
@@ -346,6 +360,11 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
         average = sum(x * weights, axis=1, keepdims=True) / total
         factor = total - (ddof if aweights is None else
                           ddof * sum(weights * operand(aweights)) / total)
+    # NumPy divides by 0 where the degrees of freedom are <= 0 (so the result is inf), with
+    # a warning when it sees them; a traced factor has derivative 0 there.
+    if weights is None and factor <= 0:
+        warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=2)
+    factor = builtins.max(factor, 0.0) if weights is None else E.maximum(factor, 0.0)
     centred = x - average
     scaled = centred if weights is None else centred * weights
     result = (centred @ transpose(scaled)) / factor

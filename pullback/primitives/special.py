@@ -18,6 +18,9 @@ digamma, whose higher derivatives need a complex polygamma SciPy lacks) refuse t
 primitive with an `order` parameter, the derivative of that order, computed from the
 moments m_k(u) = int_0^1 t^k e^(u t) dt (a series near 0, a recursion elsewhere): exact at
 0 at every order, where a formula with `where` would give wrong higher derivatives.
+Two partials are 0 * inf or 0 / 0 where the function is smooth, and take another formula
+there whose own derivatives are right: rgamma's at gamma's poles (the reflection formula),
+spence's within 0.1 of 1 (its Taylor polynomial).
 """
 import math
 
@@ -26,8 +29,9 @@ from . import scipy_special as sp
 
 from ..core.numbers import complex_error
 from ..errors import UnsupportedFunctionError
-from .elementwise import (OPEN_UNIT, analytic, POSITIVE, REALS, UNIT, digamma, exp, gammaln, log,
-                          log1p, maximum, reciprocal, sign, square, trunc, where, xlogy)
+from .elementwise import (OPEN_UNIT, analytic, POSITIVE, REALS, UNIT, cos, digamma, exp, gammaln,
+                          log, log1p, logical_and, maximum, reciprocal, sign, sin, square, trunc,
+                          where, xlogy)
 from .families import constant, elementwise, for_reading
 
 SQRT_PI, SQRT_2PI = math.sqrt(math.pi), math.sqrt(2.0 * math.pi)
@@ -57,7 +61,21 @@ def unary(name, ufunc, partial, domain=REALS, **facts):
 
 gamma = unary("gamma", sp.gamma, lambda x, out: out * digamma(x), POSITIVE)
 loggamma = unary("loggamma", sp.loggamma, lambda x: digamma(x), POSITIVE)
-rgamma = unary("rgamma", sp.rgamma, lambda x, out: -out * digamma(x), POSITIVE)
+
+
+def _rgamma_partial(x, out):
+    """d/dx 1/gamma(x) = -digamma(x) / gamma(x). 1/gamma is entire, but at gamma's poles
+    (0, -1, -2, ...) that is 0 * inf: there it comes from the reflection 1/gamma(x) =
+    gamma(1 - x) sin(pi x) / pi, whose derivative is (-1)^n n! at -n (and whose own
+    derivatives give the higher ones). Each branch reads a safe input where it is not taken."""
+    pole = logical_and(x <= 0.0, trunc(x) == x)
+    at_pole = where(pole, x, 0.0)
+    reflected = gamma(1.0 - at_pole) * (cos(math.pi * at_pole)
+                                        - digamma(1.0 - at_pole) * sin(math.pi * at_pole) / math.pi)
+    return where(pole, reflected, -out * digamma(where(pole, 1.0, x)))
+
+
+rgamma = unary("rgamma", sp.rgamma, _rgamma_partial, POSITIVE)
 gammasgn = constant("gammasgn", sp.gammasgn)
 beta = elementwise("beta", sp.beta, lambda x, y, out: out * (digamma(x) - digamma(x + y)),
                    lambda x, y, out: out * (digamma(y) - digamma(x + y)),
@@ -147,7 +165,23 @@ hurwitz_zeta = elementwise("hurwitz_zeta", sp._ufuncs._zeta,
                            domain=(("int", 2, 4), POSITIVE), emit_statements=zeta_statements)
 riemann_zeta = unary("riemann_zeta", sp._ufuncs._riemann_zeta,
                      no_closed_form("scipy.special.zeta", "x"), emit_statements=zeta_statements)
-spence = analytic("spence", sp.spence, lambda x: log(x) / (1.0 - x), (0.2, 0.8))
+
+
+def _spence_partial(x):
+    """spence'(x) = log(x) / (1 - x): 0 / 0 at x = 1, where spence is smooth, and its
+    derivatives lose digits near 1 (the quotient rule's terms cancel). Within 0.1 of 1 it is
+    the Taylor polynomial -sum_{k <= 16} (1 - x)^k / (k + 1), accurate to rounding there and
+    in its first derivatives. Each branch reads a safe input where it is not taken."""
+    near_one = abs(1.0 - x) < 0.1
+    u = 1.0 - where(near_one, x, 1.0)
+    taylor = 1.0 / 17.0
+    for k in range(15, -1, -1):
+        taylor = taylor * u + 1.0 / (k + 1)
+    away = where(near_one, 2.0, x)
+    return where(near_one, -taylor, log(away) / (1.0 - away))
+
+
+spence = analytic("spence", sp.spence, _spence_partial, (0.2, 0.8))
 exp1 = analytic("exp1", sp.exp1, lambda x: -exp(-x) / x, POSITIVE)
 expi = analytic("expi", sp.expi, lambda x: exp(x) / x, POSITIVE)
 # E_n' = -E_{n-1} for n >= 1; E_0(x) = e^-x / x.
