@@ -49,7 +49,11 @@ A `Primitive` carries its rules and facts side by side; family constructors
   transformations fit it), and `residuals` holds the values `(x, [y, [z]], out)` flagged in
   `reads` (None for the others). Forward and reverse mode use them where one input (reverse
   mode: or two) is differentiated (transforms/forward.py, reverse.py); in reverse mode `t` may
-  be a lazy `Scaled` cotangent (so `scaled_cotangents` must be set);
+  be a lazy `Scaled` cotangent (so `scaled_cotangents` must be set). A third entry (optional
+  when constructing; `()` if absent) is the input's sweep form, for reverse mode's sweep on
+  a NumPy cotangent array with no call of the scale: `(None, None)` for a partial derivative
+  1 (the cotangent passes unchanged), `(fn, index)` for one that is `fn(residuals[index])`
+  on NumPy values (fn None: the residual itself), `()` for any other;
 - `cotangent_rule(ct, shape, params)`: for a primitive linear in its only operand (getitem at
   a basic index), that operand's cotangent from the output's `ct` (a NumPy array or scalar,
   a lazy cotangent, or a tracer), given the operand's shape: reverse mode records such a
@@ -193,7 +197,8 @@ class Primitive:
         self.emit_scalar, self.scalar_reduction = emit_scalar, scalar_reduction
         self.adds_at_index = adds_at_index
         self.input_rules = input_rules and tuple(
-            (named_closures(scale, name), reads) for scale, reads in input_rules)
+            (named_closures(scale, name), reads, sweep[0] if sweep else ())
+            for scale, reads, *sweep in input_rules)
         self.prune, self.staged_form = prune, staged_form
         self.cotangent_rule = cotangent_rule
         REGISTRY[name] = self

@@ -33,11 +33,12 @@ import numpy as np
 
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
-from ..core.array_methods import array_attribute
+from ..core.array_methods import CONSTANT_TYPES, array_attribute, ufunc_primitive
 from ..core.arrays import WRITABLE_TYPES, of_their_own, zeros_like_value
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
-from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback, unbroadcast_to
+from .cotangents import (LARGE_TEMPORARY, LazyCotangent, Scaled, dense, known_scale, lazy_pullback,
+                         unbroadcast_to)
 from ..errors import CotangentError
 from ..tree import LEAF, ONE_ARGUMENT, flatten, tree_map, unflatten
 
@@ -57,7 +58,85 @@ class ReverseTracer(Tracer):
     def __repr__(self):
         return f"ReverseTracer({self.value!r})"
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # `np.sin(x)` of a NumPy value traced here (the common case): recorded here, one frame
+        # from NumPy's dispatch to the tape (`process_primitive`'s case of one input, for an
+        # elementwise primitive without parameters whose rules hold for complex values).
+        trace = self._trace
+        if len(inputs) == 1 and not kwargs and method == "__call__" and not trace.hints \
+                and trace.active:
+            rules = _ELEMENTWISE[ufunc]
+            x = self.value
+            if rules is not None and len(rules) == 2 and type(x) in PLAIN_TYPES:
+                impl, (scale, (read_x, read_out), sweep) = rules
+                out = impl(x)
+                tape = trace.tape
+                tape.append((scale, self.node, (x if read_x else None, out if read_out else None),
+                             _NO_PARAMETERS, self._shape, self._dtype, *sweep))
+                result = _new_object(ReverseTracer)
+                result._trace, result.value, result.node = trace, out, len(tape) - 1
+                result._shape, result._dtype = self._shape, out.dtype
+                return result
+        return Tracer.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
 
+
+def _recorded_operator(ufunc, name):
+    """The operator method `name` computing `ufunc`, `x op c` (or `c op x`: `__rsub__`) of a
+    tracer x and a constant c, recorded by the tracer itself as `__array_ufunc__` records a
+    unary ufunc (on the same conditions); any other operands as every tracer does."""
+    reflected = name.startswith("__r")
+    general = getattr(Tracer, name)
+
+    def op(self, other):
+        trace = self._trace
+        if type(other) in CONSTANT_TYPES and not trace.hints and trace.active:
+            rules = _ELEMENTWISE[ufunc]
+            x = self.value
+            if rules is not None and type(x) in PLAIN_TYPES:
+                if reflected:
+                    out = rules[0](other, x)
+                    scale, (read_x, read_y, read_out), sweep = rules[2]
+                    residuals = (other if read_x else None, x if read_y else None,
+                                 out if read_out else None)
+                else:
+                    out = rules[0](x, other)
+                    scale, (read_x, read_y, read_out), sweep = rules[1]
+                    residuals = (x if read_x else None, other if read_y else None,
+                                 out if read_out else None)
+                tape = trace.tape
+                tape.append((scale, self.node, residuals, _NO_PARAMETERS, self._shape, self._dtype,
+                             *sweep))
+                result = _new_object(ReverseTracer)
+                result._trace, result.value, result.node = trace, out, len(tape) - 1
+                result._shape, result._dtype = out.shape, out.dtype
+                return result
+        return general(self, other)
+    op.__name__ = op.__qualname__ = name
+    return op
+
+
+for _ufunc, _name in ((np.add, "add"), (np.subtract, "sub"), (np.multiply, "mul"),
+                     (np.divide, "truediv"), (np.power, "pow")):
+    for _method in (f"__{_name}__", f"__r{_name}__"):
+        setattr(ReverseTracer, _method, _recorded_operator(_ufunc, _method))
+del _ufunc, _name, _method
+
+
+class _ElementwiseRules(dict):
+    """ufunc -> (impl, *input_rules) of the primitive answering for it, where a tracer's own
+    methods record it (elementwise, its rules as data and holding for complex values), else
+    None; looked up at first use (the primitives are registered after this module)."""
+
+    def __missing__(self, ufunc):
+        prim = ufunc_primitive(ufunc)
+        rules = None if prim is None or prim.input_rules is None or not prim.complex_rules \
+            else (prim.impl, *prim.input_rules)
+        self[ufunc] = rules
+        return rules
+
+
+_ELEMENTWISE = _ElementwiseRules()
+_NO_PARAMETERS = {}           # the parameters of the binds recorded by the tracer's methods
 _new_object = object.__new__
 
 
@@ -100,7 +179,7 @@ class ReverseTrace(Trace):
             if type(x) is not np.ndarray:
                 return self.record(primitive, args, params)
             out = primitive.impl(x, **params)
-            residuals = tracer._shape
+            residuals, sweep = tracer._shape, ()
         # Elementwise with one input traced here (the common case): the entry is data.
         elif len(args) == 1:
             (tracer,) = args                  # bound by its own trace: ours
@@ -113,20 +192,20 @@ class ReverseTrace(Trace):
                 out = primitive.impl(x, **params)
             else:
                 out = primitive.impl(x)
-            scale, (read_x, read_out) = rules[0]
+            scale, (read_x, read_out), sweep = rules[0]
             residuals = (x if read_x else None, out if read_out else None)
         elif len(args) == 2:
             x, y = args
             if type(x) is ReverseTracer and x._trace is self:
                 tracer = x
                 x = x.value
-                scale, (read_x, read_y, read_out) = rules[0]
+                scale, (read_x, read_y, read_out), sweep = rules[0]
                 if type(y) is ReverseTracer and y._trace is self:
                     return self._both_traced(primitive, tracer, y, params)
             elif type(y) is ReverseTracer and y._trace is self:
                 tracer = y
                 y = y.value
-                scale, (read_x, read_y, read_out) = rules[1]
+                scale, (read_x, read_y, read_out), sweep = rules[1]
             else:
                 return self.record(primitive, args, params)
             if not primitive.complex_rules:
@@ -141,8 +220,8 @@ class ReverseTrace(Trace):
         else:
             return self.record(primitive, args, params)
         tape = self.tape
-        tape.append((scale, tracer.node, residuals, params, tracer._shape, tracer._dtype))
-        result = _new_object(ReverseTracer)          # `_tracer`, inline: the hottest bind
+        tape.append((scale, tracer.node, residuals, params, tracer._shape, tracer._dtype, *sweep))
+        result = _new_object(ReverseTracer)          # `_tracer`, inline
         result._trace, result.value, result.node = self, out, len(tape) - 1
         result._shape, result._dtype = out.shape, out.dtype
         return result
@@ -150,7 +229,7 @@ class ReverseTrace(Trace):
     def _both_traced(self, primitive, tracer_x, tracer_y, params):
         """An elementwise bind of two inputs both traced here: one entry with both rules."""
         x, y = tracer_x.value, tracer_y.value
-        (scale_x, reads_x), (scale_y, reads_y) = primitive.input_rules
+        (scale_x, reads_x, _), (scale_y, reads_y, _) = primitive.input_rules
         if not primitive.complex_rules:
             refuse_complex((x, y), primitive)
         out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
@@ -275,11 +354,27 @@ def backward(tape, seeds, n_leaves):
             if not isinstance(ct, (LazyCotangent, list)):
                 watcher.name_like(ct, None if data else entry[4], "_bar")
         if data:                             # the scales of one input or two, as data
-            if size == 6:
-                scale, ref, residuals, params, shape, dtype = entry
+            if size == 8:                    # one input with its sweep form: no scale call
+                scale, ref, residuals, params, shape, dtype, partial, index = entry
+                if index is None:            # a partial derivative 1
+                    c = ct
+                elif type(ct) is not np.ndarray:
+                    c = scale(ct, residuals, params)
+                elif partial is None:        # the residual itself (x * 2.0: 2.0)
+                    c = ct * residuals[index]
+                else:
+                    v = residuals[index]
+                    if type(v) is np.ndarray and v.nbytes < LARGE_TEMPORARY:
+                        d = partial(v)
+                        c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
+                    else:                    # (the scale may write into a large partial)
+                        c = scale(ct, residuals, params)
             else:
-                scale, ref, residuals, params, shape, dtype = entry[:6]
-            c = scale(ct, residuals, params)
+                if size == 6:
+                    scale, ref, residuals, params, shape, dtype = entry
+                else:
+                    scale, ref, residuals, params, shape, dtype = entry[:6]
+                c = scale(ct, residuals, params)
             if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
                 c = unbroadcast_to(c, shape, dtype)
             if type(ref) is int and cotangents[ref] is None:
