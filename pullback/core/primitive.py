@@ -197,7 +197,7 @@ class Primitive:
         self.emit_scalar, self.scalar_reduction = emit_scalar, scalar_reduction
         self.adds_at_index = adds_at_index
         self.input_rules = input_rules and tuple(
-            (named_closures(scale, name), reads, sweep[0] if sweep else ())
+            (named_closures(scale, name), reads, *(sweep or (None, None)))
             for scale, reads, *sweep in input_rules)
         self.prune, self.staged_form = prune, staged_form
         self.cotangent_rule = cotangent_rule

@@ -257,13 +257,11 @@ def _sweep_form(partial, residuals) -> tuple:
     >>> _sweep_form(sin.partials[0], ("x", "out")), _sweep_form(multiply.partials[0], ("x", "y", "out"))
     ((<ufunc 'cos'>, 0), (None, 1))
     """
-    if isinstance(partial, (int, float)):
-        return (None, None) if partial == 1 else ()
     if not isinstance(partial, FunctionType) or partial.__defaults__ or partial.__closure__:
-        return ()
+        return None, None
     names = list(inspect.signature(partial).parameters)
     if len(names) != 1 or names[0] not in residuals:
-        return ()
+        return None, None
     index, code = residuals.index(names[0]), partial.__code__
     if (code.co_code, code.co_consts) == (_ITS_ARGUMENT.co_code, _ITS_ARGUMENT.co_consts):
         return None, index
@@ -282,8 +280,8 @@ def resolve_sweep_forms():
     for prim in REGISTRY.values():
         if prim.family == "elementwise" and prim.input_rules is not None:
             residuals = ("x", "y", "z")[:len(prim.partials)] + ("out",)
-            prim.input_rules = tuple((scale, reads, _sweep_form(d, residuals)) for (scale, reads, _), d
-                                     in zip(prim.input_rules, prim.partials))
+            prim.input_rules = tuple((scale, reads, *_sweep_form(d, residuals))
+                                     for (scale, reads, _, _), d in zip(prim.input_rules, prim.partials))
 
 
 def _scaler(partial, residuals):
@@ -451,7 +449,7 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
     ufuncs = tuple(f for f in (ufunc, *aliases) if isinstance(f, np.ufunc))
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp,
                      vjp=vjp,
-                     input_rules=tuple((scale, read, _sweep_form(d, residuals))
+                     input_rules=tuple((scale, read, *_sweep_form(d, residuals))
                                        for scale, read, d in zip(scales, reads, partials)),
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),

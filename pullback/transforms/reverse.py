@@ -59,20 +59,24 @@ class ReverseTracer(Tracer):
         return f"ReverseTracer({self.value!r})"
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        # `np.sin(x)` of a NumPy value traced here (the common case): recorded here, one frame
-        # from NumPy's dispatch to the tape (`process_primitive`'s case of one input, for an
-        # elementwise primitive without parameters whose rules hold for complex values).
+        # `np.sin(x)` of a NumPy value traced here (the common case) is recorded here: one
+        # frame from NumPy's dispatch to the tape (what `process_primitive` records, for an
+        # elementwise primitive whose rules hold for complex values, bound without parameters).
         trace = self._trace
-        if len(inputs) == 1 and not kwargs and method == "__call__" and not trace.hints \
-                and trace.active:
-            rules = _ELEMENTWISE[ufunc]
+        if method == "__call__" and not kwargs and not trace.hints and trace.active:
+            rules = _UNARY[ufunc]             # (None for a ufunc of two inputs)
             x = self.value
-            if rules is not None and len(rules) == 2 and type(x) in PLAIN_TYPES:
-                impl, (scale, (read_x, read_out), sweep) = rules
+            if rules is not None and type(x) in PLAIN_TYPES:
+                impl, scale, read_x, read_out, partial, index = rules
                 out = impl(x)
+                if index is None:
+                    residual = (x if read_x else None, out if read_out else None)
+                else:
+                    residual = x if index == 0 else out
                 tape = trace.tape
-                tape.append((scale, self.node, (x if read_x else None, out if read_out else None),
-                             _NO_PARAMETERS, self._shape, self._dtype, *sweep))
+                # (shape None: the input's is the output's, so nothing to sum)
+                tape.append((scale, self.node, residual, _NO_PARAMETERS, None, self._dtype,
+                             partial, index))
                 result = _new_object(ReverseTracer)
                 result._trace, result.value, result.node = trace, out, len(tape) - 1
                 result._shape, result._dtype = self._shape, out.dtype
@@ -81,34 +85,43 @@ class ReverseTracer(Tracer):
 
 
 def _recorded_operator(ufunc, name):
-    """The operator method `name` computing `ufunc`, `x op c` (or `c op x`: `__rsub__`) of a
-    tracer x and a constant c, recorded by the tracer itself as `__array_ufunc__` records a
-    unary ufunc (on the same conditions); any other operands as every tracer does."""
+    """The operator method `name` computing `ufunc`: `x op c` (or `c op x`: `__rsub__`) of a
+    tracer x and a constant c recorded by the tracer itself, as `__array_ufunc__` records a
+    unary ufunc; any other operands as every tracer does. Where the output is x plus a
+    constant (of x's shape and dtype), its cotangent is x's: the output takes x's tape
+    reference, and the tape no entry."""
     reflected = name.startswith("__r")
     general = getattr(Tracer, name)
 
     def op(self, other):
         trace = self._trace
         if type(other) in CONSTANT_TYPES and not trace.hints and trace.active:
-            rules = _ELEMENTWISE[ufunc]
+            rules = _BINARY[ufunc]
             x = self.value
             if rules is not None and type(x) in PLAIN_TYPES:
-                if reflected:
-                    out = rules[0](other, x)
-                    scale, (read_x, read_y, read_out), sweep = rules[2]
-                    residuals = (other if read_x else None, x if read_y else None,
-                                 out if read_out else None)
-                else:
-                    out = rules[0](x, other)
-                    scale, (read_x, read_y, read_out), sweep = rules[1]
-                    residuals = (x if read_x else None, other if read_y else None,
-                                 out if read_out else None)
-                tape = trace.tape
-                tape.append((scale, self.node, residuals, _NO_PARAMETERS, self._shape, self._dtype,
-                             *sweep))
+                impl, scale, read_x, read_y, read_out, partial, index, passes = rules[reflected]
+                out = impl(other, x) if reflected else impl(x, other)
+                if index is None:
+                    residual = (other if read_x else None, x if read_y else None,
+                                out if read_out else None) if reflected else \
+                        (x if read_x else None, other if read_y else None,
+                         out if read_out else None)
+                else:                        # (the tracer is at position `reflected`)
+                    residual = out if index == 2 else x if index == reflected else other
+                shape = self._shape
+                summed = None                    # the shape the sweep sums the cotangent to
+                if type(other) is np.ndarray and out.shape != shape:
+                    summed, shape, passes = shape, out.shape, False
                 result = _new_object(ReverseTracer)
-                result._trace, result.value, result.node = trace, out, len(tape) - 1
-                result._shape, result._dtype = out.shape, out.dtype
+                result._trace, result.value, result._shape, result._dtype = trace, out, shape, \
+                    out.dtype
+                if passes and result._dtype is self._dtype:
+                    result.node = self.node
+                    return result
+                tape = trace.tape
+                tape.append((scale, self.node, residual, _NO_PARAMETERS, summed, self._dtype,
+                             partial, index))
+                result.node = len(tape) - 1
                 return result
         return general(self, other)
     op.__name__ = op.__qualname__ = name
@@ -122,20 +135,30 @@ for _ufunc, _name in ((np.add, "add"), (np.subtract, "sub"), (np.multiply, "mul"
 del _ufunc, _name, _method
 
 
-class _ElementwiseRules(dict):
-    """ufunc -> (impl, *input_rules) of the primitive answering for it, where a tracer's own
-    methods record it (elementwise, its rules as data and holding for complex values), else
-    None; looked up at first use (the primitives are registered after this module)."""
+class _Rules(dict):
+    """ufunc -> what a tracer's own methods need to record the primitive answering for it
+    with `n` inputs (elementwise, its rules as data and holding for complex values), else
+    None; looked up at first use (the primitives are registered after this module):
+    unary: `(impl, scale, read_x, read_out, partial, index)`; binary: one such tuple (with
+    `read_y`, and `passes`: its partial derivative is 1) per position of the tracer."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
 
     def __missing__(self, ufunc):
         prim = ufunc_primitive(ufunc)
-        rules = None if prim is None or prim.input_rules is None or not prim.complex_rules \
-            else (prim.impl, *prim.input_rules)
+        rules = None
+        if prim is not None and prim.input_rules is not None and prim.complex_rules \
+                and len(prim.input_rules) == self.n:
+            rules = tuple((prim.impl, scale, *reads, partial, index, type(d) in (int, float) and d == 1)
+                          for (scale, reads, partial, index), d in zip(prim.input_rules, prim.partials))
+            rules = rules[0][:-1] if self.n == 1 else rules
         self[ufunc] = rules
         return rules
 
 
-_ELEMENTWISE = _ElementwiseRules()
+_UNARY, _BINARY = _Rules(1), _Rules(2)
 _NO_PARAMETERS = {}           # the parameters of the binds recorded by the tracer's methods
 _new_object = object.__new__
 
@@ -179,7 +202,7 @@ class ReverseTrace(Trace):
             if type(x) is not np.ndarray:
                 return self.record(primitive, args, params)
             out = primitive.impl(x, **params)
-            residuals, sweep = tracer._shape, ()
+            residual, partial, index = tracer._shape, None, None
         # Elementwise with one input traced here (the common case): the entry is data.
         elif len(args) == 1:
             (tracer,) = args                  # bound by its own trace: ours
@@ -192,20 +215,21 @@ class ReverseTrace(Trace):
                 out = primitive.impl(x, **params)
             else:
                 out = primitive.impl(x)
-            scale, (read_x, read_out), sweep = rules[0]
-            residuals = (x if read_x else None, out if read_out else None)
+            scale, (read_x, read_out), partial, index = rules[0]
+            residual = (x if read_x else None, out if read_out else None) if index is None \
+                else (x, out)[index]
         elif len(args) == 2:
             x, y = args
             if type(x) is ReverseTracer and x._trace is self:
                 tracer = x
                 x = x.value
-                scale, (read_x, read_y, read_out), sweep = rules[0]
+                scale, (read_x, read_y, read_out), partial, index = rules[0]
                 if type(y) is ReverseTracer and y._trace is self:
                     return self._both_traced(primitive, tracer, y, params)
             elif type(y) is ReverseTracer and y._trace is self:
                 tracer = y
                 y = y.value
-                scale, (read_x, read_y, read_out), sweep = rules[1]
+                scale, (read_x, read_y, read_out), partial, index = rules[1]
             else:
                 return self.record(primitive, args, params)
             if not primitive.complex_rules:
@@ -216,11 +240,13 @@ class ReverseTrace(Trace):
                 out = primitive.impl(x, y, **params)
             else:
                 out = primitive.impl(x, y)
-            residuals = (x if read_x else None, y if read_y else None, out if read_out else None)
+            residual = (x if read_x else None, y if read_y else None, out if read_out else None) \
+                if index is None else (x, y, out)[index]
         else:
             return self.record(primitive, args, params)
         tape = self.tape
-        tape.append((scale, tracer.node, residuals, params, tracer._shape, tracer._dtype, *sweep))
+        tape.append((scale, tracer.node, residual, params, tracer._shape, tracer._dtype, partial,
+                     index))
         result = _new_object(ReverseTracer)          # `_tracer`, inline
         result._trace, result.value, result.node = self, out, len(tape) - 1
         result._shape, result._dtype = out.shape, out.dtype
@@ -229,7 +255,7 @@ class ReverseTrace(Trace):
     def _both_traced(self, primitive, tracer_x, tracer_y, params):
         """An elementwise bind of two inputs both traced here: one entry with both rules."""
         x, y = tracer_x.value, tracer_y.value
-        (scale_x, reads_x, _), (scale_y, reads_y, _) = primitive.input_rules
+        (scale_x, reads_x, _, _), (scale_y, reads_y, _, _) = primitive.input_rules
         if not primitive.complex_rules:
             refuse_complex((x, y), primitive)
         out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
@@ -354,29 +380,31 @@ def backward(tape, seeds, n_leaves):
             if not isinstance(ct, (LazyCotangent, list)):
                 watcher.name_like(ct, None if data else entry[4], "_bar")
         if data:                             # the scales of one input or two, as data
-            if size == 8:                    # one input with its sweep form: no scale call
-                scale, ref, residuals, params, shape, dtype, partial, index = entry
-                if index is None:            # a partial derivative 1
-                    c = ct
+            if size == 8:
+                scale, ref, residual, params, shape, dtype, partial, index = entry
+                if index is None:
+                    c = scale(ct, residual, params)
+                # The partial derivative of the residual `index` alone, on a NumPy cotangent:
+                # computed here (`partial`: a NumPy function, None: the residual itself).
                 elif type(ct) is not np.ndarray:
-                    c = scale(ct, residuals, params)
-                elif partial is None:        # the residual itself (x * 2.0: 2.0)
-                    c = ct * residuals[index]
-                else:
-                    v = residuals[index]
-                    if type(v) is np.ndarray and v.nbytes < LARGE_TEMPORARY:
-                        d = partial(v)
-                        c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
-                    else:                    # (the scale may write into a large partial)
-                        c = scale(ct, residuals, params)
+                    c = scale(ct, (None,) * index + (residual,), params)
+                elif partial is None:
+                    c = ct * residual
+                elif type(residual) is np.ndarray and residual.nbytes < LARGE_TEMPORARY:
+                    d = partial(residual)
+                    c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
+                else:                    # (its scale may write into a large partial derivative)
+                    c = scale(ct, (None,) * index + (residual,), params)
+                if shape is None:        # the output's shape: a cast at most
+                    if c.dtype is not dtype and c.dtype != dtype:
+                        c = unbroadcast_to(c, c.shape, dtype)
+                elif c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
+                    c = unbroadcast_to(c, shape, dtype)
             else:
-                if size == 6:
-                    scale, ref, residuals, params, shape, dtype = entry
-                else:
-                    scale, ref, residuals, params, shape, dtype = entry[:6]
+                scale, ref, residuals, params, shape, dtype = entry[:6]
                 c = scale(ct, residuals, params)
-            if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
-                c = unbroadcast_to(c, shape, dtype)
+                if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
+                    c = unbroadcast_to(c, shape, dtype)
             if type(ref) is int and cotangents[ref] is None:
                 cotangents[ref] = c
             else:
