@@ -240,36 +240,36 @@ def _on_arrays(partial):
                          partial.__defaults__, partial.__closure__)
 
 
-# `lambda x: f(x)`: a partial derivative that is one function of its one argument.
+# `lambda x: f(x)` and `lambda x: x`: partial derivatives the sweep needs no frame for.
 _CALL_OF_ITS_ARGUMENT = (lambda x: f(x)).__code__           # noqa: F821 (compared, never run)
 _ITS_ARGUMENT = (lambda x: x).__code__
 
 
 def _sweep_form(partial, residuals) -> tuple:
-    """How reverse mode's sweep computes the cotangent with this partial derivative from a
-    NumPy cotangent array without calling the scale (`input_rules`, core/primitive.py):
-    `(None, None)` for a partial derivative 1 (the cotangent passes unchanged), `(fn,
-    index)` for one that is `fn` of the residual `index` alone on NumPy values (fn None:
-    the residual itself; `lambda x: cos(x)` is np.cos itself, with no frame), `()` for
-    any other (its scale).
+    """`(fn, index)` where the partial derivative reads the residual `index` alone (of the
+    names `residuals`) and `fn` computes it from that NumPy value with NumPy, with no bind
+    and no frame where it can (`lambda x: cos(x)` is np.cos; None: `lambda y: y`, the
+    value itself), else `(None, None)`: reverse mode's sweep applies it to a NumPy
+    cotangent without calling the scale (`input_rules`, core/primitive.py).
 
     >>> from pullback.primitives.elementwise import sin, multiply
-    >>> _sweep_form(sin.partials[0], ("x", "out")), _sweep_form(multiply.partials[0], ("x", "y", "out"))
-    ((<ufunc 'cos'>, 0), (None, 1))
+    >>> _sweep_form(sin.partials[0], ("x", "out"))
+    (<ufunc 'cos'>, 0)
+    >>> _sweep_form(multiply.partials[0], ("x", "y", "out"))
+    (None, 1)
     """
-    if not isinstance(partial, FunctionType) or partial.__defaults__ or partial.__closure__:
-        return None, None
-    names = list(inspect.signature(partial).parameters)
+    names = list(inspect.signature(partial).parameters) if callable(partial) else ()
     if len(names) != 1 or names[0] not in residuals:
         return None, None
-    index, code = residuals.index(names[0]), partial.__code__
-    if (code.co_code, code.co_consts) == (_ITS_ARGUMENT.co_code, _ITS_ARGUMENT.co_consts):
-        return None, index
-    if (code.co_code, code.co_consts, len(code.co_names)) == (
-            _CALL_OF_ITS_ARGUMENT.co_code, _CALL_OF_ITS_ARGUMENT.co_consts, 1):
-        function = partial.__globals__.get(code.co_names[0])
-        if isinstance(function, Primitive) and isinstance(function.impl, np.ufunc):
-            return function.impl, index
+    index, code = residuals.index(names[0]), getattr(partial, "__code__", None)
+    if isinstance(partial, FunctionType) and not partial.__closure__:
+        if (code.co_code, code.co_consts) == (_ITS_ARGUMENT.co_code, _ITS_ARGUMENT.co_consts):
+            return None, index
+        if (code.co_code, code.co_consts, len(code.co_names)) == (
+                _CALL_OF_ITS_ARGUMENT.co_code, _CALL_OF_ITS_ARGUMENT.co_consts, 1):
+            function = partial.__globals__.get(code.co_names[0])
+            if isinstance(function, Primitive) and isinstance(function.impl, np.ufunc):
+                return function.impl, index
     return _on_arrays(partial), index
 
 
@@ -280,8 +280,9 @@ def resolve_sweep_forms():
     for prim in REGISTRY.values():
         if prim.family == "elementwise" and prim.input_rules is not None:
             residuals = ("x", "y", "z")[:len(prim.partials)] + ("out",)
-            prim.input_rules = tuple((scale, reads, *_sweep_form(d, residuals))
-                                     for (scale, reads, _, _), d in zip(prim.input_rules, prim.partials))
+            prim.input_rules = tuple(
+                (scale, reads, *_sweep_form(d, residuals))
+                for (scale, reads, _, _), d in zip(prim.input_rules, prim.partials))
 
 
 def _scaler(partial, residuals):

@@ -5,20 +5,29 @@ tape's first entries are the input leaves (None); every bind appends one entry, 
 kinds:
 
 - data, for an elementwise primitive with one or two inputs traced at this level (most
-  binds): `(scale, parent, residuals, params, shape, dtype)`, and for a second traced
-  input `(..., scale_y, parent_y, shape_y, dtype_y)` after it: each input's rule from
-  the primitive's `input_rules` (made once per primitive: the cotangent times the partial
-  derivative, which the sweep sums to the input's shape and casts to its dtype where they
-  differ), the tape index of the input, the residuals its rules read, the parameters, the
-  input's shape and dtype. No closure and no rule call per bind. A primitive linear in its
-  only operand, a NumPy array (`cotangent_rule`: x[i], x[1:]), records
-  `(cotangent_rule, parent, shape, params, shape, dtype)` the same way;
+  binds): `(scale, parent, residual, params, shape, dtype, partial, index)` for one
+  traced input, `(scale, parent, residuals, params, shape, dtype, scale_y, parent_y,
+  shape_y, dtype_y)` for two: each input's rule from the primitive's `input_rules` (made
+  once per primitive: the cotangent times the partial derivative, which the sweep sums to
+  the input's shape and casts to its dtype where they differ; shape None: the output's,
+  only a cast), the tape index of the input, the residuals its rules read, the parameters,
+  the input's shape and dtype. No closure and no rule call per bind. Where the partial
+  derivative reads one residual (`index`: x, y or out), the entry holds that value alone
+  and its sweep form `partial` (a NumPy function of it, None: the value itself), which the
+  sweep applies to a NumPy cotangent with no call of the scale (sin: np.cos). A primitive
+  linear in its only operand, a NumPy array (`cotangent_rule`: x[i], x[1:]), records
+  `(cotangent_rule, parent, shape, params, shape, dtype, None, None)` the same way;
 - a closure for any other: `(pullback, parents, n_results, scaled, output)`: the
   primitive's pullback closure (built by its `vjp` rule, or with the output by its
   `value_and_vjp` rule, closing over its residuals), the tape indices of its inputs traced
   at this level (None for the others), the number of outputs (0: one, not a list), whether
   the pullback accepts `Scaled` cotangents, and the output (kept only while staging, to
   name derivative code: a staging trace records every bind this way).
+
+The tracer records the commonest binds itself, one frame from NumPy's dispatch to the
+tape: a unary ufunc (`np.sin(x)`) and an operator with a constant (`x * 2.0`, `1.0 - x`);
+`x + c` and `x - c` of x's shape and dtype record nothing (the output's cotangent is x's:
+it takes x's tape index). Anything else binds the primitive (`process_primitive`).
 
 `backward` sweeps the tape once in reverse order (the order of recording is a
 topological order), so it needs no graph search. It can run any number of times
@@ -61,22 +70,19 @@ class ReverseTracer(Tracer):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         # `np.sin(x)` of a NumPy value traced here (the common case) is recorded here: one
         # frame from NumPy's dispatch to the tape (what `process_primitive` records, for an
-        # elementwise primitive whose rules hold for complex values, bound without parameters).
+        # elementwise primitive whose rules hold for complex values, bound without parameters,
+        # whose partial derivative reads one residual).
         trace = self._trace
         if method == "__call__" and not kwargs and not trace.hints and trace.active:
             rules = _UNARY[ufunc]             # (None for a ufunc of two inputs)
             x = self.value
             if rules is not None and type(x) in PLAIN_TYPES:
-                impl, scale, read_x, read_out, partial, index = rules
+                impl, scale, partial, index = rules
                 out = impl(x)
-                if index is None:
-                    residual = (x if read_x else None, out if read_out else None)
-                else:
-                    residual = x if index == 0 else out
                 tape = trace.tape
                 # (shape None: the input's is the output's, so nothing to sum)
-                tape.append((scale, self.node, residual, _NO_PARAMETERS, None, self._dtype,
-                             partial, index))
+                tape.append((scale, self.node, out if index else x, _NO_PARAMETERS, None,
+                             self._dtype, partial, index))
                 result = _new_object(ReverseTracer)
                 result._trace, result.value, result.node = trace, out, len(tape) - 1
                 result._shape, result._dtype = self._shape, out.dtype
@@ -123,6 +129,9 @@ def _recorded_operator(ufunc, name):
                              partial, index))
                 result.node = len(tape) - 1
                 return result
+        elif type(other) is ReverseTracer and other._trace is trace and trace.active:
+            return trace.process_primitive(_PRIMITIVES[ufunc], (other, self) if reflected
+                                           else (self, other), _NO_PARAMETERS)
         return general(self, other)
     op.__name__ = op.__qualname__ = name
     return op
@@ -138,9 +147,10 @@ del _ufunc, _name, _method
 class _Rules(dict):
     """ufunc -> what a tracer's own methods need to record the primitive answering for it
     with `n` inputs (elementwise, its rules as data and holding for complex values), else
-    None; looked up at first use (the primitives are registered after this module):
-    unary: `(impl, scale, read_x, read_out, partial, index)`; binary: one such tuple (with
-    `read_y`, and `passes`: its partial derivative is 1) per position of the tracer."""
+    None; looked up at first use (the primitives are registered after this module). Unary:
+    `(impl, scale, partial, index)`, where the partial derivative reads one residual (else
+    None); binary: `(impl, scale, read_x, read_y, read_out, partial, index, passes)` per
+    position of the tracer (`input_rules`' facts, and `passes`: the partial derivative is 1)."""
 
     def __init__(self, n):
         super().__init__()
@@ -151,15 +161,27 @@ class _Rules(dict):
         rules = None
         if prim is not None and prim.input_rules is not None and prim.complex_rules \
                 and len(prim.input_rules) == self.n:
-            rules = tuple((prim.impl, scale, *reads, partial, index, type(d) in (int, float) and d == 1)
-                          for (scale, reads, partial, index), d in zip(prim.input_rules, prim.partials))
-            rules = rules[0][:-1] if self.n == 1 else rules
+            rules = tuple((prim.impl, scale, *reads, partial, index,
+                           type(d) in (int, float) and d == 1)
+                          for (scale, reads, partial, index), d
+                          in zip(prim.input_rules, prim.partials))
+            if self.n == 1:
+                impl, scale, _, _, partial, index, _ = rules[0]
+                rules = None if index is None else (impl, scale, partial, index)
         self[ufunc] = rules
         return rules
 
 
-_UNARY, _BINARY = _Rules(1), _Rules(2)
-_NO_PARAMETERS = {}           # the parameters of the binds recorded by the tracer's methods
+class _Primitives(dict):
+    """ufunc -> the primitive answering for it (looked up at first use)."""
+
+    def __missing__(self, ufunc):
+        self[ufunc] = prim = ufunc_primitive(ufunc)
+        return prim
+
+
+_UNARY, _BINARY, _PRIMITIVES = _Rules(1), _Rules(2), _Primitives()
+_NO_PARAMETERS = {}     # the parameters of the binds the tracer's methods make (never written)
 _new_object = object.__new__
 
 
