@@ -132,8 +132,8 @@ def _statement_error(actions=("store", "subscript")):
 # Operands that are never tracers: with one of them (or a tracer of the same trace), a
 # tracer's own trace binds an operator (what `find_top_trace` would find), one Python frame
 # fewer than calling the primitive.
-CONSTANT_TYPES = frozenset({np.ndarray, float, int, complex, np.float64, np.float32, np.complex128,
-                        np.complex64})
+CONSTANT_TYPES = frozenset({np.ndarray, float, int, complex, np.float64, np.float32,
+                            np.complex128, np.complex64})
 
 
 def _binary(ufunc, reflected=False):
