@@ -73,10 +73,10 @@ class ReverseTracer(Tracer):
         # elementwise primitive whose rules hold for complex values, bound without parameters,
         # whose partial derivative reads one residual).
         trace = self._trace
-        if method == "__call__" and not kwargs and not trace.hints and trace.active:
+        if method == "__call__" and not kwargs and trace.active:
             rules = _UNARY[ufunc]             # (None for a ufunc of two inputs)
             x = self.value
-            if rules is not None and type(x) in PLAIN_TYPES:
+            if rules is not None and type(x) in PLAIN_TYPES and not trace.hints:
                 impl, scale, partial, index = rules
                 out = impl(x)
                 tape = trace.tape
@@ -87,6 +87,12 @@ class ReverseTracer(Tracer):
                 result._trace, result.value, result.node = trace, out, len(tape) - 1
                 result._shape, result._dtype = self._shape, out.dtype
                 return result
+            # `A @ x`, `np.add(x, c)`: what every tracer does, without its frame
+            if len(inputs) == 2 and (type(inputs[0]) in CONSTANT_TYPES
+                                     or type(inputs[1]) in CONSTANT_TYPES):
+                prim = _PRIMITIVES[ufunc]
+                if prim is not None:
+                    return trace.process_primitive(prim, inputs, _NO_PARAMETERS)
         return Tracer.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
 
 
