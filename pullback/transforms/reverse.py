@@ -391,57 +391,52 @@ def backward(tape, seeds, n_leaves):
         if ct is None:
             continue
         entry = tape[i]
-        size = len(entry)
-        data = size != 5
+        size = len(entry)                    # 8 or 10: data (one input or two); 5: a closure
         if type(ct) is np.ndarray or isinstance(ct, Tracer):    # `_Accumulator.take`, inline
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
         elif isinstance(ct, np.generic):     # a NumPy scalar: never owned
             cotangents[i] = None
-        elif type(ct) is Scaled and (data or entry[3]):       # taken lazy, inline too
+        elif type(ct) is Scaled and (size != 5 or entry[3]):     # taken lazy, inline too
             cotangents[i] = None
         else:
-            ct = accumulator.take(i, data or entry[3])
+            ct = accumulator.take(i, size != 5 or entry[3])
         if watcher is not None:
-            watcher.derivative_of(None if data else entry[4])
+            watcher.derivative_of(None if size != 5 else entry[4])
             if not isinstance(ct, (LazyCotangent, list)):
-                watcher.name_like(ct, None if data else entry[4], "_bar")
-        if data:                             # the scales of one input or two, as data
-            if size == 8:
-                scale, ref, residual, params, shape, dtype, partial, index = entry
-                if index is None:
-                    c = scale(ct, residual, params)
-                # The partial derivative of the residual `index` alone, on a NumPy cotangent:
-                # computed here (`partial`: a NumPy function, None: the residual itself).
-                elif type(ct) is not np.ndarray:
-                    c = scale(ct, (None,) * index + (residual,), params)
-                elif partial is None:
-                    c = ct * residual
-                elif type(residual) is np.ndarray and residual.nbytes < LARGE_TEMPORARY:
-                    d = partial(residual)
-                    c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
-                else:                    # (its scale may write into a large partial derivative)
-                    c = scale(ct, (None,) * index + (residual,), params)
-                if shape is None:        # the output's shape: a cast at most
-                    if c.dtype is not dtype and c.dtype != dtype:
-                        c = unbroadcast_to(c, c.shape, dtype)
-                elif c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
-                    c = unbroadcast_to(c, shape, dtype)
-            else:
-                scale, ref, residuals, params, shape, dtype = entry[:6]
-                c = scale(ct, residuals, params)
-                if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
-                    c = unbroadcast_to(c, shape, dtype)
+                watcher.name_like(ct, None if size != 5 else entry[4], "_bar")
+        if size == 8:
+            scale, ref, residual, params, shape, dtype, partial, index = entry
+            if index is None:
+                c = scale(ct, residual, params)
+            # The partial derivative of the residual `index` alone, on a NumPy cotangent:
+            # computed here (`partial`: a NumPy function, None: the residual itself).
+            elif type(ct) is not np.ndarray:
+                c = scale(ct, (None,) * index + (residual,), params)
+            elif partial is None:
+                c = ct * residual
+            elif type(residual) is np.ndarray and residual.nbytes < LARGE_TEMPORARY:
+                d = partial(residual)
+                c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
+            else:                        # (its scale may write into a large partial derivative)
+                c = scale(ct, (None,) * index + (residual,), params)
+            if shape is None:            # the output's shape: a cast at most
+                if c.dtype is not dtype and c.dtype != dtype:
+                    c = unbroadcast_to(c, c.shape, dtype)
+            elif c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
+                c = unbroadcast_to(c, shape, dtype)
             if type(ref) is int and cotangents[ref] is None:
                 cotangents[ref] = c
             else:
                 accumulator.add(ref, c)
-            if size == 10:
-                c = entry[6](ct, residuals, params)
-                if c.shape != entry[8] or c.dtype is not entry[9] and c.dtype != entry[9]:
-                    c = unbroadcast_to(c, entry[8], entry[9])
-                ref = entry[7]
+            continue
+        if size == 10:                       # two inputs, each with its scale
+            scale, ref, residuals, params, shape, dtype = entry[:6]
+            for scale, ref, shape, dtype in ((scale, ref, shape, dtype), entry[6:]):
+                c = scale(ct, residuals, params)
+                if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
+                    c = unbroadcast_to(c, shape, dtype)
                 if type(ref) is int and cotangents[ref] is None:
                     cotangents[ref] = c
                 else:
