@@ -37,6 +37,11 @@ def use_namespace(module, implementations):
     _OPERANDS = module.OPERAND_TYPES
 
 
+def ufunc_primitive(ufunc):
+    """The primitive answering for the NumPy ufunc `ufunc` (None: none does)."""
+    return _ufunc_primitives.get(ufunc)
+
+
 class _Namespace:
     """pullback.numpy as tracers call it: its attributes, `implementations` in place of the
     wrappers of the same names; any other name (added later, or NumPy's) from the module."""
@@ -127,8 +132,8 @@ def _statement_error(actions=("store", "subscript")):
 # Operands that are never tracers: with one of them (or a tracer of the same trace), a
 # tracer's own trace binds an operator (what `find_top_trace` would find), one Python frame
 # fewer than calling the primitive.
-_CONSTANTS = frozenset({np.ndarray, float, int, complex, np.float64, np.float32, np.complex128,
-                        np.complex64})
+CONSTANT_TYPES = frozenset({np.ndarray, float, int, complex, np.float64, np.float32,
+                            np.complex128, np.complex64})
 
 
 def _binary(ufunc, reflected=False):
@@ -136,7 +141,7 @@ def _binary(ufunc, reflected=False):
     def op(self, other):
         prim = _ufunc_primitives[ufunc]
         trace = self._trace
-        if (type(other) in _CONSTANTS or type(other) is type(self) and other._trace is trace) \
+        if (type(other) in CONSTANT_TYPES or type(other) is type(self) and other._trace is trace) \
                 and trace.active:                   # a constant, or a tracer of the same trace
             return trace.process_primitive(prim, (other, self) if reflected else (self, other), {})
         if type(other) is not np.ndarray and not isinstance(other, _OPERANDS):
@@ -550,7 +555,7 @@ class ArrayMethods:
             prim = _ufunc_primitives.get(ufunc)
             if prim is not None:       # the common case, without any dispatch layer
                 if self._trace.active and (len(inputs) == 1 or len(inputs) == 2 and (
-                        type(inputs[0]) in _CONSTANTS or type(inputs[1]) in _CONSTANTS)):
+                        type(inputs[0]) in CONSTANT_TYPES or type(inputs[1]) in CONSTANT_TYPES)):
                     return self._trace.process_primitive(prim, inputs, {})   # as `_binary`
                 for x in inputs:
                     if type(x) is not np.ndarray and not isinstance(x, _OPERANDS):

@@ -42,14 +42,18 @@ A `Primitive` carries its rules and facts side by side; family constructors
   zeros of the `shape` parameter; position of the values), added at the `index`
   parameter (fused only for basic indices);
 - `input_rules`: for the elementwise family, each input's derivative alone, as data the
-  transformations apply without a closure: per input `(scale, reads)`, where
+  transformations apply without a closure: per input `(scale, reads, partial, index)`, where
   `scale(t, residuals, params)` is `t` times that input's partial derivative: the output's
   tangent from the input's tangent, or the input's cotangent from the output's (before
   broadcasting to the output's shape, or summing to the input's, and casting: the
   transformations fit it), and `residuals` holds the values `(x, [y, [z]], out)` flagged in
   `reads` (None for the others). Forward and reverse mode use them where one input (reverse
   mode: or two) is differentiated (transforms/forward.py, reverse.py); in reverse mode `t` may
-  be a lazy `Scaled` cotangent (so `scaled_cotangents` must be set);
+  be a lazy `Scaled` cotangent (so `scaled_cotangents` must be set). `(partial, index)`
+  (optional when constructing: `(None, None)`) is the input's sweep form, for reverse
+  mode's sweep on a NumPy cotangent: where the partial derivative reads the residual
+  `index` alone, `partial` computes it from that NumPy value with NumPy (None: it is the
+  value itself), so the sweep needs no call of the scale;
 - `cotangent_rule(ct, shape, params)`: for a primitive linear in its only operand (getitem at
   a basic index), that operand's cotangent from the output's `ct` (a NumPy array or scalar,
   a lazy cotangent, or a tracer), given the operand's shape: reverse mode records such a
@@ -193,7 +197,8 @@ class Primitive:
         self.emit_scalar, self.scalar_reduction = emit_scalar, scalar_reduction
         self.adds_at_index = adds_at_index
         self.input_rules = input_rules and tuple(
-            (named_closures(scale, name), reads) for scale, reads in input_rules)
+            (named_closures(scale, name), reads, *(sweep or (None, None)))
+            for scale, reads, *sweep in input_rules)
         self.prune, self.staged_form = prune, staged_form
         self.cotangent_rule = cotangent_rule
         REGISTRY[name] = self

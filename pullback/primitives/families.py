@@ -24,9 +24,9 @@ import numpy as np
 from . import scipy_special as sp
 
 from ..core.arrays import dtype_of, moveaxis, shape_of
-from ..core.primitive import ZERO, Primitive, ShapeDtype
+from ..core.primitive import REGISTRY, ZERO, Primitive, ShapeDtype
 from ..core.numbers import cast
-from ..transforms.cotangents import unbroadcast_to
+from ..transforms.cotangents import LARGE_TEMPORARY, unbroadcast_to
 from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
 
@@ -240,6 +240,51 @@ def _on_arrays(partial):
                          partial.__defaults__, partial.__closure__)
 
 
+# `lambda x: f(x)` and `lambda x: x`: partial derivatives the sweep needs no frame for.
+_CALL_OF_ITS_ARGUMENT = (lambda x: f(x)).__code__           # noqa: F821 (compared, never run)
+_ITS_ARGUMENT = (lambda x: x).__code__
+
+
+def _sweep_form(partial, residuals) -> tuple:
+    """`(fn, index)` where the partial derivative reads the residual `index` alone (of the
+    names `residuals`) and `fn` computes it from that NumPy value with NumPy, with no bind
+    and no frame where it can (`lambda x: cos(x)` is np.cos; None: `lambda y: y`, the
+    value itself), else `(None, None)`: reverse mode's sweep applies it to a NumPy
+    cotangent without calling the scale (`input_rules`, core/primitive.py).
+
+    >>> from pullback.primitives.elementwise import sin, multiply
+    >>> _sweep_form(sin.partials[0], ("x", "out"))
+    (<ufunc 'cos'>, 0)
+    >>> _sweep_form(multiply.partials[0], ("x", "y", "out"))
+    (None, 1)
+    """
+    names = list(inspect.signature(partial).parameters) if callable(partial) else ()
+    if len(names) != 1 or names[0] not in residuals:
+        return None, None
+    index, code = residuals.index(names[0]), getattr(partial, "__code__", None)
+    if isinstance(partial, FunctionType) and not partial.__closure__:
+        if (code.co_code, code.co_consts) == (_ITS_ARGUMENT.co_code, _ITS_ARGUMENT.co_consts):
+            return None, index
+        if (code.co_code, code.co_consts, len(code.co_names)) == (
+                _CALL_OF_ITS_ARGUMENT.co_code, _CALL_OF_ITS_ARGUMENT.co_consts, 1):
+            function = partial.__globals__.get(code.co_names[0])
+            if isinstance(function, Primitive) and isinstance(function.impl, np.ufunc):
+                return function.impl, index
+    return _on_arrays(partial), index
+
+
+def resolve_sweep_forms():
+    """The elementwise primitives' sweep forms again, once every primitive exists: a partial
+    derivative naming a primitive defined after its own (sin's `lambda x: cos(x)`) is then
+    that primitive's ufunc, no longer its twin's frame. (primitives/__init__.py calls it.)"""
+    for prim in REGISTRY.values():
+        if prim.family == "elementwise" and prim.input_rules is not None:
+            residuals = ("x", "y", "z")[:len(prim.partials)] + ("out",)
+            prim.input_rules = tuple(
+                (scale, reads, *_sweep_form(d, residuals))
+                for (scale, reads, _, _), d in zip(prim.input_rules, prim.partials))
+
+
 def _scaler(partial, residuals):
     """The map `scale(t, values, params) -> t * partial`, in both modes (for complex values
     too: see core/numbers.py), specialised once for a number or a function (see
@@ -284,12 +329,6 @@ def _scaler(partial, residuals):
             return t * d[0] * d[1]
         return t if kind is int and d == 1 else t * d
     return scale
-
-
-# From this size on a product is written into a temporary partial derivative rather than a
-# new array (NumPy elides its own large temporaries from the same size on): one large
-# array fewer per reverse-mode step (peak memory, page faults, a cache's worth of traffic).
-LARGE_TEMPORARY = 1 << 18
 
 
 def _temporary(d, residuals) -> bool:
@@ -411,7 +450,8 @@ def elementwise(name, ufunc, *partials, impl=None, operator=None, emit=None, dom
     ufuncs = tuple(f for f in (ufunc, *aliases) if isinstance(f, np.ufunc))
     prim = Primitive(name, impl, shape=elementwise_shape(impl), jvp=jvp,
                      vjp=vjp,
-                     input_rules=tuple(zip(scales, reads)),
+                     input_rules=tuple((scale, read, *_sweep_form(d, residuals))
+                                       for scale, read, d in zip(scales, reads, partials)),
                      batch=lambda values, dims, **params: batch_elementwise(prim, values, dims,
                                                                             **params),
                      emit=emit or (ufunc_emitter(ufunc) if ufuncs else None),

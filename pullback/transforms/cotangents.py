@@ -143,6 +143,12 @@ def may_fold(first, second) -> bool:
 
 
 _FLOAT64 = np.dtype(np.float64)
+
+# From this size on a product is written into a temporary partial derivative rather than a
+# new array (NumPy elides its own large temporaries from the same size on): one large
+# array fewer per reverse-mode step (peak memory, page faults, a cache's worth of traffic).
+LARGE_TEMPORARY = 1 << 18
+
 _NUMBERS = (int, float, complex, np.generic)     # a scale whose value is known
 
 

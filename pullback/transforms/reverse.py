@@ -5,20 +5,29 @@ tape's first entries are the input leaves (None); every bind appends one entry, 
 kinds:
 
 - data, for an elementwise primitive with one or two inputs traced at this level (most
-  binds): `(scale, parent, residuals, params, shape, dtype)`, and for a second traced
-  input `(..., scale_y, parent_y, shape_y, dtype_y)` after it: each input's rule from
-  the primitive's `input_rules` (made once per primitive: the cotangent times the partial
-  derivative, which the sweep sums to the input's shape and casts to its dtype where they
-  differ), the tape index of the input, the residuals its rules read, the parameters, the
-  input's shape and dtype. No closure and no rule call per bind. A primitive linear in its
-  only operand, a NumPy array (`cotangent_rule`: x[i], x[1:]), records
-  `(cotangent_rule, parent, shape, params, shape, dtype)` the same way;
+  binds): `(scale, parent, residual, params, shape, dtype, partial, index)` for one
+  traced input, `(scale, parent, residuals, params, shape, dtype, scale_y, parent_y,
+  shape_y, dtype_y)` for two: each input's rule from the primitive's `input_rules` (made
+  once per primitive: the cotangent times the partial derivative, which the sweep sums to
+  the input's shape and casts to its dtype where they differ; shape None: the output's,
+  only a cast), the tape index of the input, the residuals its rules read, the parameters,
+  the input's shape and dtype. No closure and no rule call per bind. Where the partial
+  derivative reads one residual (`index`: x, y or out), the entry holds that value alone
+  and its sweep form `partial` (a NumPy function of it, None: the value itself), which the
+  sweep applies to a NumPy cotangent with no call of the scale (sin: np.cos). A primitive
+  linear in its only operand, a NumPy array (`cotangent_rule`: x[i], x[1:]), records
+  `(cotangent_rule, parent, shape, params, shape, dtype, None, None)` the same way;
 - a closure for any other: `(pullback, parents, n_results, scaled, output)`: the
   primitive's pullback closure (built by its `vjp` rule, or with the output by its
   `value_and_vjp` rule, closing over its residuals), the tape indices of its inputs traced
   at this level (None for the others), the number of outputs (0: one, not a list), whether
   the pullback accepts `Scaled` cotangents, and the output (kept only while staging, to
   name derivative code: a staging trace records every bind this way).
+
+The tracer records the commonest binds itself, one frame from NumPy's dispatch to the
+tape: a unary ufunc (`np.sin(x)`) and an operator with a constant (`x * 2.0`, `1.0 - x`);
+`x + c` and `x - c` of x's shape and dtype record nothing (the output's cotangent is x's:
+it takes x's tape index). Anything else binds the primitive (`process_primitive`).
 
 `backward` sweeps the tape once in reverse order (the order of recording is a
 topological order), so it needs no graph search. It can run any number of times
@@ -34,11 +43,12 @@ import numpy as np
 
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
-from ..core.array_methods import array_attribute
+from ..core.array_methods import CONSTANT_TYPES, array_attribute, ufunc_primitive
 from ..core.arrays import WRITABLE_TYPES, of_their_own, zeros_like_value
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
-from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback, unbroadcast_to
+from .cotangents import (LARGE_TEMPORARY, LazyCotangent, Scaled, dense, known_scale, lazy_pullback,
+                         unbroadcast_to)
 from ..errors import CotangentError
 from ..tree import LEAF, ONE_ARGUMENT, flatten, tree_map, unflatten
 
@@ -58,7 +68,127 @@ class ReverseTracer(Tracer):
     def __repr__(self):
         return f"ReverseTracer({self.value!r})"
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # `np.sin(x)` of a NumPy value traced here (the common case) is recorded here: one
+        # frame from NumPy's dispatch to the tape (what `process_primitive` records, for an
+        # elementwise primitive whose rules hold for complex values, bound without parameters,
+        # whose partial derivative reads one residual).
+        trace = self._trace
+        if method == "__call__" and not kwargs and trace.active:
+            rules = _UNARY[ufunc]             # (None for a ufunc of two inputs)
+            x = self.value
+            if rules is not None and type(x) in PLAIN_TYPES and not trace.hints:
+                impl, scale, partial, index = rules
+                out = impl(x)
+                tape = trace.tape
+                # (shape None: the input's is the output's, so nothing to sum)
+                tape.append((scale, self.node, out if index else x, _NO_PARAMETERS, None,
+                             self._dtype, partial, index))
+                result = _new_object(ReverseTracer)
+                result._trace, result.value, result.node = trace, out, len(tape) - 1
+                result._shape, result._dtype = self._shape, out.dtype
+                return result
+            # `A @ x`, `np.add(x, c)`: what every tracer does, without its frame
+            if len(inputs) == 2 and (type(inputs[0]) in CONSTANT_TYPES
+                                     or type(inputs[1]) in CONSTANT_TYPES):
+                prim = _PRIMITIVES[ufunc]
+                if prim is not None:
+                    return trace.process_primitive(prim, inputs, _NO_PARAMETERS)
+        return Tracer.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
 
+
+def _recorded_operator(ufunc, name):
+    """The operator method `name` computing `ufunc`: `x op c` (or `c op x`: `__rsub__`) of a
+    tracer x and a constant c recorded by the tracer itself, as `__array_ufunc__` records a
+    unary ufunc; any other operands as every tracer does. Where the output is x plus a
+    constant (of x's shape and dtype), its cotangent is x's: the output takes x's tape
+    reference, and the tape no entry."""
+    reflected = name.startswith("__r")
+    general = getattr(Tracer, name)
+
+    def op(self, other):
+        trace = self._trace
+        if type(other) in CONSTANT_TYPES and not trace.hints and trace.active:
+            rules = _BINARY[ufunc]
+            x = self.value
+            if rules is not None and type(x) in PLAIN_TYPES:
+                impl, scale, read_x, read_y, read_out, partial, index, passes = rules[reflected]
+                out = impl(other, x) if reflected else impl(x, other)
+                if index is None:
+                    residual = (other if read_x else None, x if read_y else None,
+                                out if read_out else None) if reflected else \
+                        (x if read_x else None, other if read_y else None,
+                         out if read_out else None)
+                else:                        # (the tracer is at position `reflected`)
+                    residual = out if index == 2 else x if index == reflected else other
+                shape = self._shape
+                summed = None                    # the shape the sweep sums the cotangent to
+                if type(other) is np.ndarray and out.shape != shape:
+                    summed, shape, passes = shape, out.shape, False
+                result = _new_object(ReverseTracer)
+                result._trace, result.value, result._shape, result._dtype = trace, out, shape, \
+                    out.dtype
+                if passes and result._dtype is self._dtype:
+                    result.node = self.node
+                    return result
+                tape = trace.tape
+                tape.append((scale, self.node, residual, _NO_PARAMETERS, summed, self._dtype,
+                             partial, index))
+                result.node = len(tape) - 1
+                return result
+        elif type(other) is ReverseTracer and other._trace is trace and trace.active:
+            return trace.process_primitive(_PRIMITIVES[ufunc], (other, self) if reflected
+                                           else (self, other), _NO_PARAMETERS)
+        return general(self, other)
+    op.__name__ = op.__qualname__ = name
+    return op
+
+
+for _ufunc, _name in ((np.add, "add"), (np.subtract, "sub"), (np.multiply, "mul"),
+                     (np.divide, "truediv"), (np.power, "pow")):
+    for _method in (f"__{_name}__", f"__r{_name}__"):
+        setattr(ReverseTracer, _method, _recorded_operator(_ufunc, _method))
+del _ufunc, _name, _method
+
+
+class _Rules(dict):
+    """ufunc -> what a tracer's own methods need to record the primitive answering for it
+    with `n` inputs (elementwise, its rules as data and holding for complex values), else
+    None; looked up at first use (the primitives are registered after this module). Unary:
+    `(impl, scale, partial, index)`, where the partial derivative reads one residual (else
+    None); binary: `(impl, scale, read_x, read_y, read_out, partial, index, passes)` per
+    position of the tracer (`input_rules`' facts, and `passes`: the partial derivative is 1)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def __missing__(self, ufunc):
+        prim = ufunc_primitive(ufunc)
+        rules = None
+        if prim is not None and prim.input_rules is not None and prim.complex_rules \
+                and len(prim.input_rules) == self.n:
+            rules = tuple((prim.impl, scale, *reads, partial, index,
+                           type(d) in (int, float) and d == 1)
+                          for (scale, reads, partial, index), d
+                          in zip(prim.input_rules, prim.partials))
+            if self.n == 1:
+                impl, scale, _, _, partial, index, _ = rules[0]
+                rules = None if index is None else (impl, scale, partial, index)
+        self[ufunc] = rules
+        return rules
+
+
+class _Primitives(dict):
+    """ufunc -> the primitive answering for it (looked up at first use)."""
+
+    def __missing__(self, ufunc):
+        self[ufunc] = prim = ufunc_primitive(ufunc)
+        return prim
+
+
+_UNARY, _BINARY, _PRIMITIVES = _Rules(1), _Rules(2), _Primitives()
+_NO_PARAMETERS = {}     # the parameters of the binds the tracer's methods make (never written)
 _new_object = object.__new__
 
 
@@ -101,7 +231,7 @@ class ReverseTrace(Trace):
             if type(x) is not np.ndarray:
                 return self.record(primitive, args, params)
             out = primitive.impl(x, **params)
-            residuals = tracer._shape
+            residual, partial, index = tracer._shape, None, None
         # Elementwise with one input traced here (the common case): the entry is data.
         elif len(args) == 1:
             (tracer,) = args                  # bound by its own trace: ours
@@ -114,20 +244,21 @@ class ReverseTrace(Trace):
                 out = primitive.impl(x, **params)
             else:
                 out = primitive.impl(x)
-            scale, (read_x, read_out) = rules[0]
-            residuals = (x if read_x else None, out if read_out else None)
+            scale, (read_x, read_out), partial, index = rules[0]
+            residual = (x if read_x else None, out if read_out else None) if index is None \
+                else (x, out)[index]
         elif len(args) == 2:
             x, y = args
             if type(x) is ReverseTracer and x._trace is self:
                 tracer = x
                 x = x.value
-                scale, (read_x, read_y, read_out) = rules[0]
+                scale, (read_x, read_y, read_out), partial, index = rules[0]
                 if type(y) is ReverseTracer and y._trace is self:
                     return self._both_traced(primitive, tracer, y, params)
             elif type(y) is ReverseTracer and y._trace is self:
                 tracer = y
                 y = y.value
-                scale, (read_x, read_y, read_out) = rules[1]
+                scale, (read_x, read_y, read_out), partial, index = rules[1]
             else:
                 return self.record(primitive, args, params)
             if not primitive.complex_rules:
@@ -138,12 +269,14 @@ class ReverseTrace(Trace):
                 out = primitive.impl(x, y, **params)
             else:
                 out = primitive.impl(x, y)
-            residuals = (x if read_x else None, y if read_y else None, out if read_out else None)
+            residual = (x if read_x else None, y if read_y else None, out if read_out else None) \
+                if index is None else (x, y, out)[index]
         else:
             return self.record(primitive, args, params)
         tape = self.tape
-        tape.append((scale, tracer.node, residuals, params, tracer._shape, tracer._dtype))
-        result = _new_object(ReverseTracer)          # `_tracer`, inline: the hottest bind
+        tape.append((scale, tracer.node, residual, params, tracer._shape, tracer._dtype, partial,
+                     index))
+        result = _new_object(ReverseTracer)          # `_tracer`, inline
         result._trace, result.value, result.node = self, out, len(tape) - 1
         result._shape, result._dtype = out.shape, out.dtype
         return result
@@ -151,7 +284,7 @@ class ReverseTrace(Trace):
     def _both_traced(self, primitive, tracer_x, tracer_y, params):
         """An elementwise bind of two inputs both traced here: one entry with both rules."""
         x, y = tracer_x.value, tracer_y.value
-        (scale_x, reads_x), (scale_y, reads_y) = primitive.input_rules
+        (scale_x, reads_x, _, _), (scale_y, reads_y, _, _) = primitive.input_rules
         if not primitive.complex_rules:
             refuse_complex((x, y), primitive)
         out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
@@ -260,39 +393,52 @@ def backward(tape, seeds, n_leaves):
         if ct is None:
             continue
         entry = tape[i]
-        size = len(entry)
-        data = size != 5
+        size = len(entry)                    # 8 or 10: data (one input or two); 5: a closure
         if type(ct) is np.ndarray or isinstance(ct, Tracer):    # `_Accumulator.take`, inline
             cotangents[i] = None
             if owned:
                 owned.discard(id(ct))
         elif isinstance(ct, np.generic):     # a NumPy scalar: never owned
             cotangents[i] = None
-        elif type(ct) is Scaled and (data or entry[3]):       # taken lazy, inline too
+        elif type(ct) is Scaled and (size != 5 or entry[3]):     # taken lazy, inline too
             cotangents[i] = None
         else:
-            ct = accumulator.take(i, data or entry[3])
+            ct = accumulator.take(i, size != 5 or entry[3])
         if watcher is not None:
-            watcher.derivative_of(None if data else entry[4])
+            watcher.derivative_of(None if size != 5 else entry[4])
             if not isinstance(ct, (LazyCotangent, list)):
-                watcher.name_like(ct, None if data else entry[4], "_bar")
-        if data:                             # the scales of one input or two, as data
-            if size == 6:
-                scale, ref, residuals, params, shape, dtype = entry
-            else:
-                scale, ref, residuals, params, shape, dtype = entry[:6]
-            c = scale(ct, residuals, params)
-            if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
+                watcher.name_like(ct, None if size != 5 else entry[4], "_bar")
+        if size == 8:
+            scale, ref, residual, params, shape, dtype, partial, index = entry
+            if index is None:
+                c = scale(ct, residual, params)
+            # The partial derivative of the residual `index` alone, on a NumPy cotangent:
+            # computed here (`partial`: a NumPy function, None: the residual itself).
+            elif type(ct) is not np.ndarray:
+                c = scale(ct, (None,) * index + (residual,), params)
+            elif partial is None:
+                c = ct * residual
+            elif type(residual) is np.ndarray and residual.nbytes < LARGE_TEMPORARY:
+                d = partial(residual)
+                c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
+            else:                        # (its scale may write into a large partial derivative)
+                c = scale(ct, (None,) * index + (residual,), params)
+            if shape is None:            # the output's shape: a cast at most
+                if c.dtype is not dtype and c.dtype != dtype:
+                    c = unbroadcast_to(c, c.shape, dtype)
+            elif c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
                 c = unbroadcast_to(c, shape, dtype)
             if type(ref) is int and cotangents[ref] is None:
                 cotangents[ref] = c
             else:
                 accumulator.add(ref, c)
-            if size == 10:
-                c = entry[6](ct, residuals, params)
-                if c.shape != entry[8] or c.dtype is not entry[9] and c.dtype != entry[9]:
-                    c = unbroadcast_to(c, entry[8], entry[9])
-                ref = entry[7]
+            continue
+        if size == 10:                       # two inputs, each with its scale
+            scale, ref, residuals, params, shape, dtype = entry[:6]
+            for scale, ref, shape, dtype in ((scale, ref, shape, dtype), entry[6:]):
+                c = scale(ct, residuals, params)
+                if c.shape != shape or c.dtype is not dtype and c.dtype != dtype:
+                    c = unbroadcast_to(c, shape, dtype)
                 if type(ref) is int and cotangents[ref] is None:
                     cotangents[ref] = c
                 else:
