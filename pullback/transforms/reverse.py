@@ -34,7 +34,8 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import array_attribute
-from ..core.arrays import WRITABLE_TYPES, of_their_own, zeros_like_value
+from ..core.arrays import (REAL_SCALARS, SCALAR_OPERANDS, SCALAR_OPERATORS, WRITABLE_TYPES,
+                           of_their_own, zeros_like_value)
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from .cotangents import LazyCotangent, Scaled, dense, known_scale, lazy_pullback, unbroadcast_to
@@ -111,6 +112,8 @@ class ReverseTrace(Trace):
                 out = primitive(x, **params)
             elif params:
                 out = primitive.impl(x, **params)
+            elif type(x) in REAL_SCALARS and primitive.python_operator in SCALAR_OPERATORS:
+                out = SCALAR_OPERATORS[primitive.python_operator](x)    # (-x of a NumPy scalar)
             else:
                 out = primitive.impl(x)
             scale, (read_x, read_out) = rules[0]
@@ -135,6 +138,9 @@ class ReverseTrace(Trace):
                 out = primitive(x, y, **params)
             elif params:
                 out = primitive.impl(x, y, **params)
+            elif (type(x) in REAL_SCALARS and type(y) in SCALAR_OPERANDS or type(y) in REAL_SCALARS
+                  and type(x) in SCALAR_OPERANDS) and primitive.python_operator in SCALAR_OPERATORS:
+                out = SCALAR_OPERATORS[primitive.python_operator](x, y)   # NumPy's scalars
             else:
                 out = primitive.impl(x, y)
             residuals = (x if read_x else None, y if read_y else None, out if read_out else None)
@@ -153,8 +159,12 @@ class ReverseTrace(Trace):
         (scale_x, reads_x), (scale_y, reads_y) = primitive.input_rules
         if not primitive.complex_rules:
             refuse_complex((x, y), primitive)
-        out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
-            and type(y) in PLAIN_TYPES else primitive(x, y, **params)
+        if type(x) in REAL_SCALARS and type(y) in REAL_SCALARS and not params \
+                and primitive.python_operator in SCALAR_OPERATORS:
+            out = SCALAR_OPERATORS[primitive.python_operator](x, y)        # NumPy's scalars
+        else:
+            out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
+                and type(y) in PLAIN_TYPES else primitive(x, y, **params)
         residuals = (x if reads_x[0] or reads_y[0] else None,
                      y if reads_x[1] or reads_y[1] else None,
                      out if reads_x[2] or reads_y[2] else None)
@@ -168,6 +178,15 @@ class ReverseTrace(Trace):
 
     def record(self, primitive, args, params):
         """Bind any primitive: its entry holds the pullback closure its rule builds."""
+        if len(args) == 2 and not primitive.differentiable and not params:
+            x, y = args
+            if type(x) is ReverseTracer and x._trace is self:
+                x = x.value
+            if type(y) is ReverseTracer and y._trace is self:
+                y = y.value
+            if (type(x) in REAL_SCALARS and type(y) in SCALAR_OPERANDS or type(y) in REAL_SCALARS
+                    and type(x) in SCALAR_OPERANDS) and primitive.python_operator in SCALAR_OPERATORS:
+                return SCALAR_OPERATORS[primitive.python_operator](x, y)  # a comparison of scalars
         if len(args) == 1:                    # bound by its own trace: ours
             (a,) = args
             values, parents, wrt = [a.value], [a.node], [True]
