@@ -140,24 +140,32 @@ def _shaped_like(like, shape):
 
 
 def zeros(shape, dtype, like=None):
+    if like is None or type(like) is np.ndarray:          # NumPy's (the common case, fast)
+        return np.zeros(shape, dtype=dtype)
     base = _shaped_like(like, shape)
     return (np.zeros(shape, dtype=dtype, **_like(like)) if base is None
             else np.zeros_like(base, dtype=dtype))
 
 
 def empty(shape, dtype, like=None):
+    if like is None or type(like) is np.ndarray:          # NumPy's (the common case, fast)
+        return np.empty(shape, dtype=dtype)
     base = _shaped_like(like, shape)
     return (np.empty(shape, dtype=dtype, **_like(like)) if base is None
             else np.empty_like(base, dtype=dtype))
 
 
 def ones(shape, dtype, like=None):
+    if like is None or type(like) is np.ndarray:          # NumPy's (the common case, fast)
+        return np.ones(shape, dtype=dtype)
     base = _shaped_like(like, shape)
     return (np.ones(shape, dtype=dtype, **_like(like)) if base is None
             else np.ones_like(base, dtype=dtype))
 
 
 def full(shape, value, dtype, like=None):
+    if like is None or type(like) is np.ndarray:          # NumPy's (the common case, fast)
+        return np.full(shape, value, dtype=dtype)
     base = _shaped_like(like, shape)
     return (np.full(shape, value, dtype=dtype, **_like(like)) if base is None
             else np.full_like(base, value, dtype=dtype))
