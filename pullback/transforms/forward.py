@@ -127,15 +127,16 @@ class JVPTrace(Trace):
                     tangent = t if tracer_x is None else tangent + t
         else:
             return self.apply_jvp(primitive, args, params)
-        if tangent.shape != out.shape:
-            tangent = np.broadcast_to(tangent, out.shape)   # a primitive on tracers
-        if tangent.dtype is not out.dtype and tangent.dtype != out.dtype:
-            tangent = cast(tangent, out.dtype)    # SciPy promotions, real functions of complex z
+        shape, dtype = out.shape, out.dtype
+        if tangent.shape != shape:
+            tangent = np.broadcast_to(tangent, shape)   # a primitive on tracers
+        if tangent.dtype is not dtype and tangent.dtype != dtype:
+            tangent = cast(tangent, dtype)        # SciPy promotions, real functions of complex z
         if isinstance(tangent, Tracer) and observer() is not None:       # staged: name it
             observer().name_like(tangent, out, "_dot")
         result = _new_object(JVPTracer)          # `_tracer`, inline: the hottest bind
         result._trace, result.primal, result.tangent = self, out, tangent
-        result._shape, result._dtype = out.shape, out.dtype
+        result._shape, result._dtype = shape, dtype
         return result
 
     def apply_jvp(self, primitive, args, params):
