@@ -8,7 +8,9 @@ never materialised; a primitive whose tangent comes out `ZERO` returns a plain
 (untraced) value. Two binds skip the rule for what it computes: an elementwise
 primitive applies its `input_rules` as data (one or two inputs carrying tangents,
 combined as its rule combines them), and indexing (`transpose_kind="embedding"`, linear
-in its input) on NumPy's values indexes primal and tangent with its impl.
+in its input) on NumPy's values indexes primal and tangent with its impl. On NumPy's real
+scalars a primitive with a Python operator among `SCALAR_OPERATORS` (core/arrays.py) is
+computed by it (comparisons too: control flow on traced values).
 """
 from operator import attrgetter
 from typing import Callable
