@@ -89,7 +89,10 @@ def of_their_own(results: list, given) -> list:
     >>> a is b
     False
     """
-    kept = [g for g in given if type(g) in WRITABLE_TYPES]
+    kept = []
+    for g in given:                   # (a loop: no frame, as a comprehension costs)
+        if type(g) in WRITABLE_TYPES:
+            kept.append(g)
     for i, r in enumerate(results):
         if type(r) not in WRITABLE_TYPES:
             continue

@@ -53,14 +53,14 @@ class new_trace:
     manager giving the trace; a class, as cheaper to enter than a generator: derivatives
     nested in a loop open one per call)."""
 
-    __slots__ = ("trace_class", "args", "stack", "trace")
+    __slots__ = ("trace_class", "stack", "trace")
 
-    def __init__(self, trace_class, *args):
-        self.trace_class, self.args = trace_class, args
+    def __init__(self, trace_class):
+        self.trace_class = trace_class
 
     def __enter__(self):
         stack = self.stack = _state.stack
-        trace = self.trace = self.trace_class(len(stack) + 1, *self.args)
+        trace = self.trace = self.trace_class(len(stack) + 1)
         stack.append(trace)
         return trace
 
