@@ -105,8 +105,8 @@ def of_their_own(results: list, given) -> list:
 
 
 # Python's operators on NumPy's real floating-point scalars (with Python floats and ints)
-# compute what NumPy's ufuncs compute, bit for bit (one IEEE operation each; NumPy's
-# warnings say "scalar divide" for "divide"), in a tenth of the time: a ufunc first makes
+# compute what NumPy's ufuncs compute, bit for bit (one IEEE operation each; only NumPy's
+# warnings read "scalar divide" for "divide"), in a tenth of the time: a ufunc first makes
 # 0-d arrays of them. Traces apply them to such values by the primitive's `python_operator`
 # (not `**`: np.power's vectorised pow differs from the scalar one in the last bit).
 SCALAR_OPERATORS = {"-{}": operator.neg, "{} + {}": operator.add, "{} - {}": operator.sub,
