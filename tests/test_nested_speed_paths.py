@@ -198,7 +198,7 @@ P1, P2, E = np.array([1.0, 1.0]), np.array([0.5, 2.0]), np.array([1.0, 0.0])
 # every combination of modes. Before the first pass: 148, 87, 264, 190, 253, 179; after it
 # 132, 71, 224, 157, 216, 149; after the second (forward mode, fixed costs) 101, 40, 176,
 # 113, 151, 88; before the third 71, 34, 134, 95, 115, 76, after it (grad of one array
-# without pytrees, Python's operators on NumPy's scalars) 62, 34, 104, 75, 105, 76 (the
+# without pytrees, Python's operators on NumPy's scalars) 61, 33, 103, 74, 103, 74 (the
 # limits leave a little room).
 SADDLE_CALLS = {
     "grad": (lambda: grad(lambda p2: cost(P1, p2))(P2), 65),
