@@ -8,11 +8,13 @@ import pytest
 import pullback
 import pullback.numpy as pnp
 from pullback import grad, jit, pushforward, vjp, vmap
+from pullback.core.arrays import SCALAR_OPERATORS
 from pullback.core.engine import trace_stack
 from pullback.core.indexing import Slice
 from pullback.core.primitive import REGISTRY, ZERO
 from pullback.errors import CotangentError, EscapedTracerError, PullbackError
 from pullback.ir.jit import readable_source
+from pullback.primitives.elementwise import power
 from pullback.primitives.structural import getitem
 from pullback.testing import check_grads
 
@@ -195,17 +197,19 @@ P1, P2, E = np.array([1.0, 1.0]), np.array([0.5, 2.0]), np.array([1.0, 0.0])
 # Python calls of one derivative of the saddle function of 2-vectors, alone and nested in
 # every combination of modes. Before the first pass: 148, 87, 264, 190, 253, 179; after it
 # 132, 71, 224, 157, 216, 149; after the second (forward mode, fixed costs) 101, 40, 176,
-# 113, 151, 88 (the limits leave a little room).
+# 113, 151, 88; before the third 71, 34, 134, 95, 115, 76, after it (grad of one array
+# without pytrees, Python's operators on NumPy's scalars) 61, 33, 103, 74, 103, 74 (the
+# limits leave a little room).
 SADDLE_CALLS = {
-    "grad": (lambda: grad(lambda p2: cost(P1, p2))(P2), 105),
-    "pushforward": (lambda: pushforward(lambda p2: cost(P1, p2), (P2,), (E,)), 44),
-    "rr": (lambda: grad(lambda p1: grad(lambda p2: cost(p1, p2))(P2)[0])(P1), 182),
+    "grad": (lambda: grad(lambda p2: cost(P1, p2))(P2), 65),
+    "pushforward": (lambda: pushforward(lambda p2: cost(P1, p2), (P2,), (E,)), 36),
+    "rr": (lambda: grad(lambda p1: grad(lambda p2: cost(p1, p2))(P2)[0])(P1), 108),
     "rf": (lambda: grad(lambda p1: pushforward(lambda p2: cost(p1, p2), (P2,), (E,))[1])(P1),
-           118),
+           78),
     "fr": (lambda: pushforward(lambda p1: grad(lambda p2: cost(p1, p2))(P2)[0], (P1,), (E,)),
-           157),
+           108),
     "ff": (lambda: pushforward(lambda p1: pushforward(lambda p2: cost(p1, p2), (P2,), (E,))[1],
-                               (P1,), (E,)), 92),
+                               (P1,), (E,)), 79),
 }
 
 
@@ -215,3 +219,133 @@ def test_item_nested12_saddle_derivatives_make_few_python_calls(mode):
     derivative()                                     # first-call work (caches) not counted
     calls = python_calls(derivative)
     assert calls <= most, f"{mode}: {calls} Python calls"
+
+
+# ------------------------------------------- Python's operators on NumPy's real scalars
+
+SCALAR_PRIMITIVES = [p for p in REGISTRY.values() if p.python_operator in SCALAR_OPERATORS]
+SPECIAL_VALUES = [0.0, -0.0, 1.0, -2.5, 3.0, 1e308, 5e-324, np.inf, -np.inf, np.nan]
+# (the traced operand's type, the other's): NumPy's scalars with Python's numbers and each other
+SCALAR_TYPES = [(np.float64, np.float64), (np.float32, np.float32), (np.float64, float),
+                (np.float32, float), (np.float64, int), (np.float32, np.float64)]
+
+
+def _traced_outputs(primitive, args, traced):
+    """primitive's output on `args` with the scalar `traced` names (x: the first, y: the
+    second, both) traced, by forward and by reverse mode (v[0] of a vector: a NumPy scalar)."""
+    positions = {"x": [0], "y": [1], "both": [0, 1]}[traced]
+    v = np.array([args[k] for k in positions], dtype=type(args[positions[0]]))
+
+    def f(v):
+        given = list(args)
+        for i, k in enumerate(positions):
+            given[k] = v[i]
+        return primitive(*given)
+    with np.errstate(all="ignore"):
+        return [pushforward(f, (v,), (np.ones_like(v),))[0], vjp(f, v)[0]]
+
+
+def _outcome(function, *args):
+    """function(*args) with NumPy's floating-point errors raised: the value or the error class."""
+    try:
+        with np.errstate(all="raise"):
+            return function(*args)
+    except Exception as error:          # noqa: BLE001  compared, not hidden
+        return type(error)
+
+
+@pytest.mark.parametrize("types", SCALAR_TYPES, ids=lambda t: f"{t[0].__name__}-{t[1].__name__}")
+@pytest.mark.parametrize("primitive", SCALAR_PRIMITIVES, ids=lambda p: p.name)
+def test_item_nested12_scalar_operators_compute_what_the_ufuncs_compute(primitive, types):
+    # forward and reverse mode apply Python's operator to NumPy's real scalars: the value
+    # and its type are the ufunc's, bit for bit, and so is the error (errstate raise)
+    operator = SCALAR_OPERATORS[primitive.python_operator]
+    unary = primitive.python_operator.count("{}") == 1
+    pairs = [(a, None) for a in SPECIAL_VALUES] if unary else \
+        [(a, b) for a in SPECIAL_VALUES for b in SPECIAL_VALUES
+         if types[1] is not int or np.isfinite(b)]
+    with np.errstate(over="ignore"):
+        for a, b in pairs:
+            x = types[0](a)
+            if unary:
+                cases = [((x,), "x")]
+            else:
+                y = types[1](b)
+                cases = [((x, y), "x"), ((y, x), "y")] + \
+                    ([((x, y), "both")] if types[0] is types[1] else [])
+            for args, traced in cases:
+                error = _outcome(primitive.impl, *args)
+                if isinstance(error, type):
+                    assert _outcome(operator, *args) is error, (primitive.name, args)
+                with np.errstate(all="ignore"):
+                    want = primitive.impl(*args)
+                for got in _traced_outputs(primitive, args, traced):
+                    assert type(got) is type(want), (primitive.name, args, traced, type(got))
+                    np.testing.assert_array_equal(got, want)
+                    assert np.signbit(got) == np.signbit(want), (primitive.name, args, traced)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_item_nested12_a_real_scalar_squared_is_what_np_power_computes(dtype):
+    rng = np.random.default_rng(0)
+    with np.errstate(over="ignore"):                 # (float32: some are inf)
+        values = np.concatenate([rng.uniform(-10, 10, 2000), rng.lognormal(0, 30, 2000),
+                                 SPECIAL_VALUES]).astype(dtype)
+    for exponent in (2, 2.0):
+        with np.errstate(all="ignore"):
+            got = [power.impl(v, exponent) for v in values]
+            want = [np.power(v, exponent) for v in values]
+        assert all(type(g) is type(w) for g, w in zip(got, want))
+        np.testing.assert_array_equal(np.array(got), np.array(want))
+
+
+# ---------------------------------------------------- grad of one array, without pytrees
+
+def _outer_constant(x):
+    # an output of an outer trace's value: a constant to the inner grad
+    return grad(lambda y: pnp.sum(y) * 0.0 + pnp.sum(x * x))(x)
+
+
+GRAD_FUNCTIONS = {
+    "float64": (lambda x: cost(x, x[::-1] * 0.5), X),
+    "float32": (lambda x: pnp.sum(x * x), X.astype(np.float32)),
+    "complex input": (lambda z: pnp.sum(pnp.abs(z) ** 2), X * (1 + 2j)),
+    "Python float output": (lambda x: 3.0, X),
+    "NumPy scalar output": (lambda x: np.float64(3.0), X),
+    "0-d array output": (lambda x: np.array(3.0), X),
+    "output of an outer trace": (lambda x: grad(lambda y: pnp.sum(x * x))(x)[0], X),
+    "nested": (lambda x: grad(lambda y: cost(x, y))(x)[1] ** 2, X),
+    "zero-size": (lambda x: pnp.sum(x), np.zeros(0)),
+}
+
+
+@pytest.mark.parametrize("case", GRAD_FUNCTIONS)
+def test_item_nested12_grad_of_one_array_gives_what_the_general_path_gives(case):
+    f, x = GRAD_FUNCTIONS[case]
+    fast = grad(f)(x)
+    general = grad(f, argnums=(0,))(x)[0]            # through value_and_grad's pytrees
+    assert type(fast) is type(general) and fast.dtype == general.dtype
+    np.testing.assert_array_equal(fast, general)
+    # and in a trace of an outer transformation, the argument a tracer
+    outer = grad(lambda x: pnp.real(pnp.sum(grad(f)(x) * x)))(x)
+    np.testing.assert_array_equal(
+        outer, grad(lambda x: pnp.real(pnp.sum(grad(f, argnums=(0,))(x)[0] * x)))(x))
+
+
+BAD_OUTPUTS = {
+    "vector": lambda x: x * 2.0,
+    "integer": lambda x: np.int64(3),
+    "complex": lambda x: pnp.sum(x) * 1j,
+    "tuple": lambda x: (pnp.sum(x), pnp.sum(x)),
+    "None": lambda x: None,
+    "boolean": lambda x: pnp.sum(x) > 0.0,
+}
+
+
+@pytest.mark.parametrize("case", BAD_OUTPUTS)
+def test_item_nested12_grad_of_one_array_refuses_what_the_general_path_refuses(case):
+    f = BAD_OUTPUTS[case]
+    with pytest.raises(PullbackError) as general:
+        grad(f, argnums=(0,))(X)
+    with raises(type(general.value), str(general.value)):
+        grad(f)(X)

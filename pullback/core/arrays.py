@@ -13,6 +13,7 @@ Arrays of other libraries take part when they implement NumPy's dispatch protoco
 """
 import math
 import numbers
+import operator
 import weakref
 
 import numpy as np
@@ -88,7 +89,10 @@ def of_their_own(results: list, given) -> list:
     >>> a is b
     False
     """
-    kept = [g for g in given if type(g) in WRITABLE_TYPES]
+    kept = []
+    for g in given:                   # (a loop: no frame, as a comprehension costs)
+        if type(g) in WRITABLE_TYPES:
+            kept.append(g)
     for i, r in enumerate(results):
         if type(r) not in WRITABLE_TYPES:
             continue
@@ -98,6 +102,19 @@ def of_their_own(results: list, given) -> list:
                 break
         kept.append(r)
     return results
+
+
+# Python's operators on NumPy's real floating-point scalars (with Python floats and ints)
+# compute what NumPy's ufuncs compute, bit for bit (one IEEE operation each; only NumPy's
+# warnings read "scalar divide" for "divide"), in a tenth of the time: a ufunc first makes
+# 0-d arrays of them. Traces apply them to such values by the primitive's `python_operator`
+# (not `**`: np.power's vectorised pow differs from the scalar one in the last bit).
+SCALAR_OPERATORS = {"-{}": operator.neg, "{} + {}": operator.add, "{} - {}": operator.sub,
+                    "{} * {}": operator.mul, "{} / {}": operator.truediv,
+                    "{} < {}": operator.lt, "{} <= {}": operator.le, "{} > {}": operator.gt,
+                    "{} >= {}": operator.ge, "{} == {}": operator.eq, "{} != {}": operator.ne}
+REAL_SCALARS = frozenset({np.float64, np.float32})          # (at least one operand)
+SCALAR_OPERANDS = frozenset({np.float64, np.float32, float, int})
 
 
 def runs_generated_code(x) -> bool:
@@ -126,24 +143,32 @@ def _shaped_like(like, shape):
 
 
 def zeros(shape, dtype, like=None):
+    if like is None or type(like) is np.ndarray:          # NumPy's (the common case, fast)
+        return np.zeros(shape, dtype=dtype)
     base = _shaped_like(like, shape)
     return (np.zeros(shape, dtype=dtype, **_like(like)) if base is None
             else np.zeros_like(base, dtype=dtype))
 
 
 def empty(shape, dtype, like=None):
+    if like is None or type(like) is np.ndarray:          # NumPy's (the common case, fast)
+        return np.empty(shape, dtype=dtype)
     base = _shaped_like(like, shape)
     return (np.empty(shape, dtype=dtype, **_like(like)) if base is None
             else np.empty_like(base, dtype=dtype))
 
 
 def ones(shape, dtype, like=None):
+    if like is None or type(like) is np.ndarray:          # NumPy's (the common case, fast)
+        return np.ones(shape, dtype=dtype)
     base = _shaped_like(like, shape)
     return (np.ones(shape, dtype=dtype, **_like(like)) if base is None
             else np.ones_like(base, dtype=dtype))
 
 
 def full(shape, value, dtype, like=None):
+    if like is None or type(like) is np.ndarray:          # NumPy's (the common case, fast)
+        return np.full(shape, value, dtype=dtype)
     base = _shaped_like(like, shape)
     return (np.full(shape, value, dtype=dtype, **_like(like)) if base is None
             else np.full_like(base, value, dtype=dtype))

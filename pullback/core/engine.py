@@ -17,15 +17,22 @@ from ..errors import EscapedTracerError
 from .array_methods import ArrayMethods
 from .user_code import swallowed
 
-_state = threading.local()
+class _ThreadState(threading.local):
+    """This thread's trace stack and observer. Defaults as class attributes: reading one
+    never misses (a missing attribute of a thread-local costs an exception, a microsecond:
+    every derivative call reads them)."""
+    observer = None
+
+    def __init__(self):                   # (run in each thread on its first use)
+        self.stack = []
+
+
+_state = _ThreadState()
 
 
 def trace_stack() -> list:
     """The active traces of this thread, innermost last."""
-    stack = getattr(_state, "stack", None)
-    if stack is None:
-        stack = _state.stack = []
-    return stack
+    return _state.stack
 
 
 class Trace:
@@ -46,22 +53,19 @@ class new_trace:
     manager giving the trace; a class, as cheaper to enter than a generator: derivatives
     nested in a loop open one per call)."""
 
-    __slots__ = ("trace_class", "args", "stack", "trace")
+    __slots__ = ("trace_class", "stack", "trace")
 
-    def __init__(self, trace_class, *args):
-        self.trace_class, self.args = trace_class, args
+    def __init__(self, trace_class):
+        self.trace_class = trace_class
 
     def __enter__(self):
-        stack = getattr(_state, "stack", None)
-        if stack is None:
-            stack = trace_stack()
-        self.stack = stack
-        trace = self.trace = self.trace_class(len(stack) + 1, *self.args)
+        stack = self.stack = _state.stack
+        trace = self.trace = self.trace_class(len(stack) + 1)
         stack.append(trace)
         return trace
 
     def __exit__(self, kind, error, traceback):
-        ours = getattr(swallowed, "error", None)     # taken: forgotten once a trace ends
+        ours = swallowed.error                     # taken: forgotten once a trace ends
         if ours is not None:
             swallowed.error = None
         self.trace.active = False
@@ -112,7 +116,7 @@ def observer():
     It has `derivative_of(value)` (the next operations compute the derivative of the
     primal `value`; None: of nothing) and `name_like(value, reference, suffix)`.
     """
-    return getattr(_state, "observer", None)
+    return _state.observer
 
 
 @contextmanager

@@ -105,7 +105,11 @@ def quoted(frame) -> str:
 # ("setting an array element with a sequence", as tracers have __getitem__). The error
 # is kept here (`swallowed.error`), and the transformation whose trace that ValueError
 # leaves raises it instead (every trace that ends takes it: engine.new_trace).
-swallowed = threading.local()
+class _Swallowed(threading.local):
+    error = None                          # (a default: reading it never misses)
+
+
+swallowed = _Swallowed()
 
 
 def may_be_swallowed(error: Exception) -> Exception:

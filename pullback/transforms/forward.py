@@ -8,7 +8,9 @@ never materialised; a primitive whose tangent comes out `ZERO` returns a plain
 (untraced) value. Two binds skip the rule for what it computes: an elementwise
 primitive applies its `input_rules` as data (one or two inputs carrying tangents,
 combined as its rule combines them), and indexing (`transpose_kind="embedding"`, linear
-in its input) on NumPy's values indexes primal and tangent with its impl.
+in its input) on NumPy's values indexes primal and tangent with its impl. On NumPy's real
+scalars a primitive with a Python operator among `SCALAR_OPERATORS` (core/arrays.py) is
+computed by it (comparisons too: control flow on traced values).
 """
 from operator import attrgetter
 from typing import Callable
@@ -18,7 +20,8 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import array_attribute
-from ..core.arrays import of_their_own, zeros_like_value
+from ..core.arrays import (REAL_SCALARS, SCALAR_OPERANDS, SCALAR_OPERATORS, of_their_own,
+                           zeros_like_value)
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
@@ -80,6 +83,8 @@ class JVPTrace(Trace):
                 out = primitive(x, **params)
             elif params:
                 out = primitive.impl(x, **params)
+            elif type(x) in REAL_SCALARS and primitive.python_operator in SCALAR_OPERATORS:
+                out = SCALAR_OPERATORS[primitive.python_operator](x)    # (-x of a NumPy scalar)
             else:
                 out = primitive.impl(x)
             d_x = primitive.partials[0]
@@ -102,6 +107,9 @@ class JVPTrace(Trace):
                 out = primitive(x, y, **params)
             elif params:
                 out = primitive.impl(x, y, **params)
+            elif (type(x) in REAL_SCALARS and type(y) in SCALAR_OPERANDS or type(y) in REAL_SCALARS
+                  and type(x) in SCALAR_OPERANDS) and primitive.python_operator in SCALAR_OPERATORS:
+                out = SCALAR_OPERATORS[primitive.python_operator](x, y)   # NumPy's scalars
             else:
                 out = primitive.impl(x, y)
             # A partial derivative 1 (x + y, x - y) leaves the tangent as it is: no call
@@ -121,15 +129,16 @@ class JVPTrace(Trace):
                     tangent = t if tracer_x is None else tangent + t
         else:
             return self.apply_jvp(primitive, args, params)
-        if tangent.shape != out.shape:
-            tangent = np.broadcast_to(tangent, out.shape)   # a primitive on tracers
-        if tangent.dtype is not out.dtype and tangent.dtype != out.dtype:
-            tangent = cast(tangent, out.dtype)    # SciPy promotions, real functions of complex z
+        shape, dtype = out.shape, out.dtype
+        if tangent.shape != shape:
+            tangent = np.broadcast_to(tangent, shape)   # a primitive on tracers
+        if tangent.dtype is not dtype and tangent.dtype != dtype:
+            tangent = cast(tangent, dtype)        # SciPy promotions, real functions of complex z
         if isinstance(tangent, Tracer) and observer() is not None:       # staged: name it
             observer().name_like(tangent, out, "_dot")
         result = _new_object(JVPTracer)          # `_tracer`, inline: the hottest bind
         result._trace, result.primal, result.tangent = self, out, tangent
-        result._shape, result._dtype = out.shape, out.dtype
+        result._shape, result._dtype = shape, dtype
         return result
 
     def apply_jvp(self, primitive, args, params):
@@ -146,6 +155,12 @@ class JVPTrace(Trace):
                     primals.append(a)
                     tangents.append(ZERO)
         if not primitive.differentiable:
+            if len(primals) == 2 and not params and (
+                    type(primals[0]) in REAL_SCALARS and type(primals[1]) in SCALAR_OPERANDS
+                    or type(primals[1]) in REAL_SCALARS and type(primals[0]) in SCALAR_OPERANDS) \
+                    and primitive.python_operator in SCALAR_OPERATORS:
+                # a comparison of NumPy's scalars (control flow on traced values)
+                return SCALAR_OPERATORS[primitive.python_operator](*primals)
             bind = primitive.impl             # on NumPy's values: no bind again
             for p in primals:
                 if type(p) not in PLAIN_TYPES:

@@ -44,7 +44,8 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import CONSTANT_TYPES, array_attribute, ufunc_primitive
-from ..core.arrays import WRITABLE_TYPES, of_their_own, zeros_like_value
+from ..core.arrays import (REAL_SCALARS, SCALAR_OPERANDS, SCALAR_OPERATORS, WRITABLE_TYPES,
+                           of_their_own, zeros_like_value)
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from .cotangents import (LARGE_TEMPORARY, LazyCotangent, Scaled, dense, known_scale, lazy_pullback,
@@ -112,7 +113,11 @@ def _recorded_operator(ufunc, name):
             rules = _BINARY[ufunc]
             x = self.value
             if rules is not None and type(x) in PLAIN_TYPES:
-                impl, scale, read_x, read_y, read_out, partial, index, passes = rules[reflected]
+                impl, scale, read_x, read_y, read_out, partial, index, passes, scalar = \
+                    rules[reflected]
+                if scalar is not None and type(x) in REAL_SCALARS \
+                        and type(other) in SCALAR_OPERANDS:
+                    impl = scalar                # NumPy's scalars: the operator, same bits
                 out = impl(other, x) if reflected else impl(x, other)
                 if index is None:
                     residual = (other if read_x else None, x if read_y else None,
@@ -156,8 +161,9 @@ class _Rules(dict):
     with `n` inputs (elementwise, its rules as data and holding for complex values), else
     None; looked up at first use (the primitives are registered after this module). Unary:
     `(impl, scale, partial, index)`, where the partial derivative reads one residual (else
-    None); binary: `(impl, scale, read_x, read_y, read_out, partial, index, passes)` per
-    position of the tracer (`input_rules`' facts, and `passes`: the partial derivative is 1)."""
+    None); binary: `(impl, scale, read_x, read_y, read_out, partial, index, passes, scalar)`
+    per position of the tracer (`input_rules`' facts, `passes`: the partial derivative is 1,
+    `scalar`: the Python operator computing it on NumPy's real scalars, SCALAR_OPERATORS)."""
 
     def __init__(self, n):
         super().__init__()
@@ -169,11 +175,12 @@ class _Rules(dict):
         if prim is not None and prim.input_rules is not None and prim.complex_rules \
                 and len(prim.input_rules) == self.n:
             rules = tuple((prim.impl, scale, *reads, partial, index,
-                           type(d) in (int, float) and d == 1)
+                           type(d) in (int, float) and d == 1,
+                           SCALAR_OPERATORS.get(prim.python_operator))
                           for (scale, reads, partial, index), d
                           in zip(prim.input_rules, prim.partials))
             if self.n == 1:
-                impl, scale, _, _, partial, index, _ = rules[0]
+                impl, scale, _, _, partial, index, _, _ = rules[0]
                 rules = None if index is None else (impl, scale, partial, index)
         self[ufunc] = rules
         return rules
@@ -242,6 +249,8 @@ class ReverseTrace(Trace):
                 out = primitive(x, **params)
             elif params:
                 out = primitive.impl(x, **params)
+            elif type(x) in REAL_SCALARS and primitive.python_operator in SCALAR_OPERATORS:
+                out = SCALAR_OPERATORS[primitive.python_operator](x)    # (-x of a NumPy scalar)
             else:
                 out = primitive.impl(x)
             scale, (read_x, read_out), partial, index = rules[0]
@@ -267,6 +276,9 @@ class ReverseTrace(Trace):
                 out = primitive(x, y, **params)
             elif params:
                 out = primitive.impl(x, y, **params)
+            elif (type(x) in REAL_SCALARS and type(y) in SCALAR_OPERANDS or type(y) in REAL_SCALARS
+                  and type(x) in SCALAR_OPERANDS) and primitive.python_operator in SCALAR_OPERATORS:
+                out = SCALAR_OPERATORS[primitive.python_operator](x, y)   # NumPy's scalars
             else:
                 out = primitive.impl(x, y)
             residual = (x if read_x else None, y if read_y else None, out if read_out else None) \
@@ -287,8 +299,12 @@ class ReverseTrace(Trace):
         (scale_x, reads_x, _, _), (scale_y, reads_y, _, _) = primitive.input_rules
         if not primitive.complex_rules:
             refuse_complex((x, y), primitive)
-        out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
-            and type(y) in PLAIN_TYPES else primitive(x, y, **params)
+        if type(x) in REAL_SCALARS and type(y) in REAL_SCALARS and not params \
+                and primitive.python_operator in SCALAR_OPERATORS:
+            out = SCALAR_OPERATORS[primitive.python_operator](x, y)        # NumPy's scalars
+        else:
+            out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
+                and type(y) in PLAIN_TYPES else primitive(x, y, **params)
         residuals = (x if reads_x[0] or reads_y[0] else None,
                      y if reads_x[1] or reads_y[1] else None,
                      out if reads_x[2] or reads_y[2] else None)
@@ -302,6 +318,15 @@ class ReverseTrace(Trace):
 
     def record(self, primitive, args, params):
         """Bind any primitive: its entry holds the pullback closure its rule builds."""
+        if len(args) == 2 and not primitive.differentiable and not params:
+            x, y = args
+            if type(x) is ReverseTracer and x._trace is self:
+                x = x.value
+            if type(y) is ReverseTracer and y._trace is self:
+                y = y.value
+            if (type(x) in REAL_SCALARS and type(y) in SCALAR_OPERANDS or type(y) in REAL_SCALARS
+                    and type(x) in SCALAR_OPERANDS) and primitive.python_operator in SCALAR_OPERATORS:
+                return SCALAR_OPERATORS[primitive.python_operator](x, y)  # a comparison of scalars
         if len(args) == 1:                    # bound by its own trace: ours
             (a,) = args
             values, parents, wrt = [a.value], [a.node], [True]
