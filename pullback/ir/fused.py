@@ -29,8 +29,12 @@ Kernels are written to files in a cache directory named by a hash of their sourc
 
 The first calls of a jitted function run the NumPy code (Numba is not even imported);
 at call `AFTER_CALLS` a background thread fuses and compiles the program, runs it once
-on a copy of that call's arguments (a group whose kernel fails to compile falls back to
-its NumPy equations), then installs it (`tier`). Numba is optional
+on a copy of that call's arguments (a group whose kernel fails to compile, or runs
+slower than its NumPy code, falls back to its NumPy equations), then installs it
+(`tier`). Before partitioning it probes each kind of elementwise equation not probed yet
+in the process (`numpy_faster`): a kind NumPy runs much faster per element than a Numba
+loop (its SIMD exp, tanh, sin ... against the C library's scalar calls) stays a NumPy
+call, and the rest of its group fuses around it. Numba is optional
 (`pip install "pullback[fast]"`): without it, or with `PULLBACK_FUSED=0`, jit runs the
 NumPy code only; where it is installed but fails to import, one `FusedTierWarning`
 says why.
@@ -190,9 +194,10 @@ class Group:
         self.shape, self.equations, self.reduced, self.stores = shape, [], set(), set()
 
 
-def partition(program: Program, min_size: int = None) -> list:
+def partition(program: Program, min_size: int = None, leave=frozenset()) -> list:
     """The program's equations in order, with each fused group (of at least `min_size`
-    equations) in place of its members: a list of Equations and Groups.
+    equations) in place of its members: a list of Equations and Groups. Elementwise
+    equations of a kind in `leave` (`probe_key`s: NumPy runs them faster) stay NumPy calls.
 
     A group is emitted where a later equation outside it first reads one of its values
     (or at the end): an equation reading a value of an open group of another shape, or a
@@ -216,7 +221,7 @@ def partition(program: Program, min_size: int = None) -> list:
 
     for eq in program.equations:
         variables = [x for x in eq.inputs if type(x) is not Literal]
-        if _map_element(eq):
+        if _map_element(eq) and not (leave and probe_key(eq) in leave):
             shape = tuple(eq.outputs[0].aval.shape)
             for x in variables:
                 group = owner.get(x)
@@ -601,10 +606,10 @@ def _carried(places):
     return carried
 
 
-def fuse(program: Program, min_size: int = None) -> Program:
+def fuse(program: Program, min_size: int = None, leave=frozenset()) -> Program:
     """The program with each fused group (`partition`) as one FusedKernel equation."""
     with gc_paused():
-        items = partition(program, min_size)
+        items = partition(program, min_size, leave)
         groups = [item for item in items if type(item) is Group]
         if not groups:
             return program
@@ -670,15 +675,20 @@ def _load(name, source):
 # ------------------------------------------------------------------ the tier
 
 def compile_fused(program: Program, name: str, args, min_size: int = None,
-                  measure: bool = True):
+                  measure: bool = True, leave=None):
     """The fast generated function of `program` with its groups fused, compiled by
     running it once on `args` (whose values do not matter). A group keeps its NumPy
     equations where its kernel fails to compile, or (`measure`) where the NumPy code
     runs faster on these arguments: NumPy's SIMD kernels for exp, tanh ... beat Numba's
-    scalar calls on large arrays. None when no group is fused, or Numba fails to import."""
+    scalar calls on large arrays. Elementwise equations of the kinds in `leave`
+    (`probe_key`s; default: with `measure`, those NumPy runs faster than a Numba loop,
+    `numpy_faster`) stay NumPy calls between the groups. None when no group is fused, or
+    Numba fails to import."""
     if not _numba_imports():
         return None
-    fused = fuse(program, min_size)
+    if leave is None:
+        leave = _probed(program, args, min_size) if measure else frozenset()
+    fused = fuse(program, min_size, leave)
     if fused is program:
         return None
     env = dict(zip(program.invars, args))
@@ -717,22 +727,91 @@ def compile_fused(program: Program, name: str, args, min_size: int = None,
     return function
 
 
+PROBE_SIZE = 8192        # elements a probe loop runs over
+PROBE_MARGIN = 2.0       # NumPy keeps an equation whose Numba loop is this many times slower
+_numpy_faster = {}       # probe_key -> whether NumPy's call beats Numba's loop (this process)
+
+
+def probe_key(eq):
+    """What decides how fast an elementwise equation runs: its primitive, parameters,
+    operand dtypes and which operands are literals (their values are in the loop)."""
+    return (eq.primitive, repr(sorted(eq.params.items())), tuple(_operand_dtypes(eq)),
+            tuple(value_source(x.value) if type(x) is Literal else None for x in eq.inputs))
+
+
+def _probed(program, args, min_size):
+    """The `probe_key`s NumPy runs faster, after probing (`numpy_faster`) the fusable
+    elementwise equations of kinds not probed yet in this process, on their own operand
+    values (the program evaluated equation by equation up to the last of them)."""
+    unknown = {}
+    for item in partition(program, min_size):
+        if type(item) is Group:
+            for eq in item.equations:
+                if eq.outputs[0] not in item.reduced and probe_key(eq) not in _numpy_faster:
+                    unknown.setdefault(probe_key(eq), eq)
+    wanted = {id(eq) for eq in unknown.values()}
+    env = dict(zip(program.invars, args))
+    env.update(zip(program.constvars, program.consts))
+    with np.errstate(all="ignore"):
+        for eq in program.equations:
+            if not wanted:
+                break
+            values = [x.value if type(x) is Literal else env[x] for x in eq.inputs]
+            if id(eq) in wanted:
+                wanted.discard(id(eq))
+                _numpy_faster[probe_key(eq)] = numpy_faster(eq, values)
+            env.update(zip(eq.outputs, evaluate(_alone(eq), *map(env.get, _read(eq)))))
+    return frozenset(key for key, faster in _numpy_faster.items() if faster)
+
+
+def numpy_faster(eq, values) -> bool:
+    """Whether NumPy computes the elementwise equation `eq` (on operand `values`, repeated
+    to PROBE_SIZE elements) PROBE_MARGIN times faster than a Numba loop of its scalar rule:
+    NumPy's SIMD exp, tanh, sin ... against Numba's calls of the C library's (6 to 10 times
+    slower per element). False where the loop fails to compile."""
+    dtypes, out = _operand_dtypes(eq), np.dtype(eq.outputs[0].aval.dtype)
+    arrays, args = [], []
+    for x, value, dtype in zip(eq.inputs, values, dtypes):
+        if type(x) is Literal:
+            args.append(_cast(dtype, value_source(x.value)))
+        else:
+            args.append(f"a{len(arrays)}[i]")
+            arrays.append(np.resize(np.asarray(value).astype(dtype, copy=False), PROBE_SIZE))
+    body = [f"o = np.empty((n,), np.{out.name})", "for i in range(n):",
+            f"    o[i] = {_cast(out, eq.primitive.emit_scalar(args, dtypes, **eq.params))}"]
+    source = _module(["n"] + [f"a{k}" for k in range(len(arrays))], body, ["o"])
+    loop = _load("probe_" + hashlib.sha256(source.encode()).hexdigest()[:16], source).kernel
+    operands = iter(arrays)
+    numpy_args = [x.value if type(x) is Literal else next(operands) for x in eq.inputs]
+    try:
+        loop(PROBE_SIZE, *arrays)
+    except Exception:                    # noqa: BLE001 -- Numba cannot compile it: not fused
+        return False
+    loop_time, numpy_time = _best_times(lambda: loop(PROBE_SIZE, *arrays),
+                                        lambda: eq.primitive.impl(*numpy_args, **eq.params))
+    return loop_time > PROBE_MARGIN * numpy_time
+
+
 def _faster(kernel, numpy_code, values) -> bool:
-    """Whether the kernel call beats the group's NumPy code: the best of three rounds of
-    about a millisecond each, alternating."""
-    def numpy_call():
-        return numpy_code(*values)
+    """Whether the kernel call beats the group's NumPy code on `values`."""
+    kernel_time, numpy_time = _best_times(kernel, lambda: numpy_code(*values))
+    return kernel_time <= numpy_time
+
+
+def _best_times(*calls):
+    """The best time of each call over three rounds of about a millisecond each, the
+    calls alternating."""
     start = time.perf_counter()
-    numpy_call()
+    calls[-1]()
     repeats = max(1, min(1000, int(1e-3 / max(time.perf_counter() - start, 1e-7))))
-    best = {kernel: np.inf, numpy_call: np.inf}
+    best = [np.inf] * len(calls)
     for _ in range(3):
-        for call in best:
+        for k, call in enumerate(calls):
             start = time.perf_counter()
             for _ in range(repeats):
                 call()
-            best[call] = min(best[call], time.perf_counter() - start)
-    return best[kernel] <= best[numpy_call]
+            best[k] = min(best[k], time.perf_counter() - start)
+    return best
 
 
 def _read(eq):
