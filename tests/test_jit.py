@@ -587,22 +587,23 @@ def test_item12_snapshot_copies_every_view_with_its_layout():
     offsets and strides (reversed, strided, reinterpreted, empty); a view of part of an
     array is copied alone; read-only arrays and other values are kept as they are."""
     from pullback.ir.jit import _snapshot
-    X, part_of = np.arange(24.0).reshape(4, 6), np.arange(5.0)
-    views = [X, X.T, X[::-1], X[:, ::-2], X[1], X.T[2:], X.reshape(-1)[::-1], X.view(np.int64),
-             X[0:0], part_of[::2]]
-    frozen = np.ones(3)
-    frozen.flags.writeable = False
+    for X in (np.arange(24.0).reshape(4, 6), np.asfortranarray(np.arange(24.0).reshape(4, 6))):
+        part_of = np.arange(5.0)
+        views = [X, X.T, X[::-1], X[:, ::-2], X[1], X.T[2:], X.ravel(order="K")[::-1],
+                 X.view(np.int64), X[0:0], part_of[::2]]
+        frozen = np.ones(3)
+        frozen.flags.writeable = False
 
-    class Staged:
-        consts = views + [frozen, 3.0]
-    copies = _snapshot(Staged()).consts
-    for view, copy in zip(views, copies):
-        assert copy.shape == view.shape and copy.dtype == view.dtype
-        np.testing.assert_array_equal(copy, view)
-        assert not np.shares_memory(copy, X) and not np.shares_memory(copy, part_of)
-    assert all(c.strides == v.strides and np.shares_memory(c, copies[0])
-               for v, c in zip(views[1:8], copies[1:8]))
-    assert copies[-2] is frozen and copies[-1] == 3.0
+        class Staged:
+            consts = views + [frozen, 3.0]
+        copies = _snapshot(Staged()).consts
+        for view, copy in zip(views, copies):
+            assert copy.shape == view.shape and copy.dtype == view.dtype
+            np.testing.assert_array_equal(copy, view)
+            assert not np.shares_memory(copy, X) and not np.shares_memory(copy, part_of)
+        assert all(c.strides == v.strides and np.shares_memory(c, copies[0])
+                   for v, c in zip(views[1:8], copies[1:8]))
+        assert copies[-2] is frozen and copies[-1] == 3.0
 
 
 def test_a_long_program_interpreted_on_its_first_call_reads_the_snapshot_too():
