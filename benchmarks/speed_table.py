@@ -222,6 +222,8 @@ def main(argv=None):
                         help="the two small problems, short samples (a smoke test)")
     parser.add_argument("--libraries", default=",".join(LIBRARIES),
                         help="comma-separated columns to run")
+    parser.add_argument("--rows", help="comma-separated parts of row names: only the rows "
+                        "naming one of them (e.g. 'logistic,HVP')")
     parser.add_argument("--threads", type=int,
                         help="threads of BLAS and torch in every process (default: the machine's "
                              "settings; 1 keeps spinning threads from measuring a loaded machine)")
@@ -231,6 +233,8 @@ def main(argv=None):
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     rows = QUICK_ROWS if args.quick else ROWS
+    if args.rows:
+        rows = [r for r in rows if any(part in r[0] for part in args.rows.split(","))]
     if args.quick:
         SAMPLES, SECONDS = 3, 0.02
     if args.library:
@@ -257,6 +261,7 @@ def main(argv=None):
                 out = subprocess.run([python, __file__, "--library", lib, "--reference", reference,
                                       "--first", str(number % 2)]
                                      + ["--quick"] * args.quick
+                                     + ["--rows", args.rows] * bool(args.rows)
                                      + ["--threads", str(args.threads)] * bool(args.threads),
                                      env=env, capture_output=True, text=True)
                 if out.returncode:
@@ -299,6 +304,7 @@ def report(rows, libraries, best, missing, loads, blas, args, seconds):
              f"Command: `python benchmarks/speed_table.py --python {args.python}"
              + (" --quick" if args.quick else "")
              + (f" --threads {args.threads}" if args.threads else "")
+             + (f' --rows "{args.rows}"' if args.rows else "")
              + (f' --libraries "{args.libraries}"' if args.libraries != ",".join(LIBRARIES)
                 else "")
              + f"` ({args.passes} pass(es), "

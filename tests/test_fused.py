@@ -63,6 +63,13 @@ def _check_fused(fn, args):
                  if type(e.primitive) is fused.FusedKernel]), compiled and compiled.source
         if compiled is not None:
             _assert_close(compiled(*[np.copy(a) for a in args]), expected)
+        # groups fused around every other elementwise equation kept as a NumPy call
+        keys = list(dict.fromkeys(fused.probe_key(e) for e in program.equations
+                                  if fused._map_element(e)))
+        around = fused.compile_fused(program, "f", [np.copy(a) for a in args], min_size=1,
+                                     measure=False, leave=dict.fromkeys(keys[::2], 1.0))
+        if around is not None:
+            _assert_close(around(*[np.copy(a) for a in args]), expected)
 
 
 @pytest.mark.parametrize("name", TABLE)
@@ -209,6 +216,81 @@ def test_a_group_keeps_its_numpy_code_where_that_measures_faster(monkeypatch):
     monkeypatch.setattr(fused, "_faster", lambda kernel, numpy_code, values: False)
     program = optimize(stage(lambda x: np.sum(np.sin(x) * 2.0), (np.ones(3),)))
     assert fused.compile_fused(program, "f", [np.ones(3)]) is None
+
+
+def test_item12_numpy_keeps_the_elementwise_equations_it_runs_faster(monkeypatch):
+    """Numba's loops call the C library's exp and tanh, 6 to 10 times slower per element
+    than NumPy's SIMD ufuncs, so a group holding exp lost to its NumPy code as a whole
+    (the logistic gradient's sigmoid ran as five NumPy calls) or won with exp inside
+    (its HVP: 12 µs where NumPy's exp and a loop of the rest take 7). An equation of a
+    kind the probe finds faster in NumPy, on enough elements that the time saved pays for
+    splitting its group, stays a NumPy call (each kind probed once in a process), and the
+    rest of the group fuses around it, with the same values, NaN and Inf included (exp
+    overflowing to inf: 1 / (inf + 1) * inf is NaN in both). On a few elements (the tanh
+    of 6 parameters here, the 100-operation chain on 10) it stays in the loop."""
+    probed = []
+
+    def numpy_saving(eq, values):           # seconds per element: 6 ns, 2 µs at 333
+        probed.append(fused.probe_key(eq))
+        return 6e-9 if eq.primitive in (elementwise.exp, elementwise.tanh) else 0.0
+    monkeypatch.setattr(fused, "_savings", {})
+    monkeypatch.setattr(fused, "numpy_saving", numpy_saving)
+    monkeypatch.setattr(fused, "_faster", lambda *args: True)
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((400, 6)), (rng.uniform(size=400) < 0.5) * 1.0
+
+    def loss(w):
+        z = X @ w
+        return np.sum(np.log1p(np.exp(z)) - y * z) + np.sum(np.tanh(w) ** 2)
+    for f, args in ((pullback.grad(loss), [rng.standard_normal(6)]),
+                    (pullback.grad(loss), [np.full(6, 300.0)]),
+                    (lambda w, v: pullback.hvp(loss, w, v), [rng.standard_normal(6)] * 2)):
+        program = optimize(stage(f, tuple(args)))
+        with np.errstate(all="ignore"):
+            expected = compile_program(program, "f")(*args)
+            compiled = fused.compile_fused(program, "f", [np.copy(a) for a in args])
+            got = compiled(*args)
+        fused_kinds = {eq.primitive for kernel in compiled.kernels for eq in kernel.group}
+        code = [line for line in compiled.source.splitlines() if "#" not in line]
+        assert elementwise.exp not in fused_kinds and any("np.exp(" in line for line in code)
+        assert elementwise.tanh in fused_kinds and not any("np.tanh(" in line for line in code)
+        assert elementwise.reciprocal in fused_kinds       # the sigmoid's rest, fused
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-12, equal_nan=True)
+        assert np.isnan(got[0]).any() == (args[0][0] == 300.0)   # overflow: NaN, as NumPy's
+    assert len(probed) == len(set(probed))                  # once per kind
+    assert {"exp", "tanh", "add"} <= {key[0].name for key in probed}
+
+
+def test_item12_the_probe_times_each_kind_of_elementwise_equation_as_it_runs():
+    """`numpy_saving` compiles a loop of the equation's scalar rule (array operands,
+    literals, weakly typed Python scalars, float32, integers, booleans, three operands)
+    and gives the seconds per element NumPy saves; 0 where the loop cannot compile."""
+    x = np.linspace(0.5, 2.0, 12)
+
+    def f(x, k):
+        a = np.exp(x) + 1.0
+        b = np.power(x.astype(np.float32), 3) * np.float32(2.0)
+        c = np.arange(12) * 3 + (x > 1.0)
+        d = np.where(x > 1.0, a, x * k)
+        return a, b, c, d
+    program = optimize(stage(f, (x, 2.0)))
+    env = dict(zip(program.invars, (x, 2.0)))
+    env.update(zip(program.constvars, program.consts))
+    kinds = 0
+    for eq in program.equations:
+        values = [v.value if type(v) is fused.Literal else env[v] for v in eq.inputs]
+        if fused._map_element(eq):
+            assert 0.0 <= fused.numpy_saving(eq, values) < 1e-6
+            kinds += 1
+        env.update(zip(eq.outputs, fused.evaluate(fused._alone(eq), *map(env.get,
+                                                                          fused._read(eq)))))
+    assert kinds >= 6
+    eq = next(eq for eq in program.equations if eq.primitive is elementwise.exp)
+    broken = type("Broken", (), {"emit_scalar": staticmethod(lambda args, dtypes: "np.nope(1)"),
+                                 "impl": staticmethod(np.exp)})()
+    assert fused.numpy_saving(fused.Equation(broken, eq.inputs, {}, eq.outputs, None),
+                              [x]) == 0.0
 
 
 def test_without_numba_jit_runs_the_numpy_code(monkeypatch):

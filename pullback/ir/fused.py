@@ -29,8 +29,13 @@ Kernels are written to files in a cache directory named by a hash of their sourc
 
 The first calls of a jitted function run the NumPy code (Numba is not even imported);
 at call `AFTER_CALLS` a background thread fuses and compiles the program, runs it once
-on a copy of that call's arguments (a group whose kernel fails to compile falls back to
-its NumPy equations), then installs it (`tier`). Numba is optional
+on a copy of that call's arguments (a group whose kernel fails to compile, or runs
+slower than its NumPy code, falls back to its NumPy equations), then installs it
+(`tier`). Before partitioning it probes each kind of elementwise equation not probed yet
+in the process (`numpy_saving`): where NumPy runs a kind much faster per element than a
+Numba loop (its SIMD exp, tanh, sin ... against the C library's scalar calls), an
+equation of that kind on enough elements to pay for splitting its group stays a NumPy
+call, and the rest of the group fuses around it. Numba is optional
 (`pip install "pullback[fast]"`): without it, or with `PULLBACK_FUSED=0`, jit runs the
 NumPy code only; where it is installed but fails to import, one `FusedTierWarning`
 says why.
@@ -38,6 +43,7 @@ says why.
 import hashlib
 import importlib.util
 import itertools
+import math
 import os
 import sys
 import tempfile
@@ -190,9 +196,11 @@ class Group:
         self.shape, self.equations, self.reduced, self.stores = shape, [], set(), set()
 
 
-def partition(program: Program, min_size: int = None) -> list:
+def partition(program: Program, min_size: int = None, leave=None) -> list:
     """The program's equations in order, with each fused group (of at least `min_size`
-    equations) in place of its members: a list of Equations and Groups.
+    equations) in place of its members: a list of Equations and Groups. `leave` maps
+    kinds of elementwise equations (`probe_key`) to the seconds per element NumPy's call
+    saves over a Numba loop: an equation whose saving reaches SPLIT_COST stays a NumPy call.
 
     A group is emitted where a later equation outside it first reads one of its values
     (or at the end): an equation reading a value of an open group of another shape, or a
@@ -216,7 +224,7 @@ def partition(program: Program, min_size: int = None) -> list:
 
     for eq in program.equations:
         variables = [x for x in eq.inputs if type(x) is not Literal]
-        if _map_element(eq):
+        if _map_element(eq) and not (leave and _left_to_numpy(eq, leave)):
             shape = tuple(eq.outputs[0].aval.shape)
             for x in variables:
                 group = owner.get(x)
@@ -601,10 +609,10 @@ def _carried(places):
     return carried
 
 
-def fuse(program: Program, min_size: int = None) -> Program:
+def fuse(program: Program, min_size: int = None, leave=None) -> Program:
     """The program with each fused group (`partition`) as one FusedKernel equation."""
     with gc_paused():
-        items = partition(program, min_size)
+        items = partition(program, min_size, leave)
         groups = [item for item in items if type(item) is Group]
         if not groups:
             return program
@@ -670,15 +678,19 @@ def _load(name, source):
 # ------------------------------------------------------------------ the tier
 
 def compile_fused(program: Program, name: str, args, min_size: int = None,
-                  measure: bool = True):
+                  measure: bool = True, leave=None):
     """The fast generated function of `program` with its groups fused, compiled by
     running it once on `args` (whose values do not matter). A group keeps its NumPy
     equations where its kernel fails to compile, or (`measure`) where the NumPy code
     runs faster on these arguments: NumPy's SIMD kernels for exp, tanh ... beat Numba's
-    scalar calls on large arrays. None when no group is fused, or Numba fails to import."""
+    scalar calls on large arrays. Elementwise equations that `leave` (see `partition`;
+    default: with `measure`, the probes' savings, `numpy_saving`) gives to NumPy stay
+    NumPy calls between the groups. None when no group is fused, or Numba fails to import."""
     if not _numba_imports():
         return None
-    fused = fuse(program, min_size)
+    if leave is None:
+        leave = _probed(program, args, min_size) if measure else None
+    fused = fuse(program, min_size, leave)
     if fused is program:
         return None
     env = dict(zip(program.invars, args))
@@ -717,22 +729,103 @@ def compile_fused(program: Program, name: str, args, min_size: int = None,
     return function
 
 
+PROBE_SIZE = 8192        # elements a probe loop runs over
+PROBE_MARGIN = 2.0       # NumPy may keep an equation whose Numba loop is this many times slower
+SPLIT_COST = 2e-6        # seconds a NumPy call in the middle of a group adds (and a kernel call)
+_savings = {}            # probe_key -> seconds per element NumPy saves (this process)
+
+
+def probe_key(eq):
+    """What decides how fast an elementwise equation runs: its primitive, parameters,
+    operand dtypes and which operands are literals (their values are in the loop)."""
+    return (eq.primitive, repr(sorted(eq.params.items())), tuple(_operand_dtypes(eq)),
+            tuple(value_source(x.value) if type(x) is Literal else None for x in eq.inputs))
+
+
+def _left_to_numpy(eq, leave) -> bool:
+    """Whether NumPy's call saves more on this equation's elements than splitting its
+    group costs (a kind NumPy runs faster per element: its output large enough)."""
+    size = math.prod(eq.outputs[0].aval.shape)
+    return leave.get(probe_key(eq), 0.0) * size >= SPLIT_COST
+
+
+def _probed(program, args, min_size):
+    """{probe_key: seconds per element NumPy saves}, after probing (`numpy_saving`) the
+    fusable elementwise equations of kinds not probed yet in this process, on their own
+    operand values (the program evaluated equation by equation up to the last of them)."""
+    unknown = {}
+    for item in partition(program, min_size):
+        if type(item) is Group:
+            for eq in item.equations:
+                if eq.outputs[0] not in item.reduced and probe_key(eq) not in _savings:
+                    unknown.setdefault(probe_key(eq), eq)
+    wanted = {id(eq) for eq in unknown.values()}
+    env = dict(zip(program.invars, args))
+    env.update(zip(program.constvars, program.consts))
+    with np.errstate(all="ignore"):
+        for eq in program.equations:
+            if not wanted:
+                break
+            values = [x.value if type(x) is Literal else env[x] for x in eq.inputs]
+            if id(eq) in wanted:
+                wanted.discard(id(eq))
+                _savings[probe_key(eq)] = numpy_saving(eq, values)
+            env.update(zip(eq.outputs, evaluate(_alone(eq), *map(env.get, _read(eq)))))
+    return dict(_savings)
+
+
+def numpy_saving(eq, values) -> float:
+    """The seconds per element NumPy's call saves over a Numba loop of the elementwise
+    equation `eq`'s scalar rule (on operand `values`, repeated to PROBE_SIZE elements),
+    where the loop is PROBE_MARGIN times slower: NumPy's SIMD exp, tanh, sin ... against
+    Numba's calls of the C library's (6 to 10 times slower per element, 6 to 18 ns more).
+    0 otherwise, and where the loop fails to compile."""
+    dtypes, out = _operand_dtypes(eq), np.dtype(eq.outputs[0].aval.dtype)
+    arrays, args = [], []
+    for x, value, dtype in zip(eq.inputs, values, dtypes):
+        if type(x) is Literal:
+            args.append(_cast(dtype, value_source(x.value)))
+        else:
+            args.append(f"a{len(arrays)}[i]")
+            arrays.append(np.resize(np.asarray(value).astype(dtype, copy=False), PROBE_SIZE))
+    body = [f"o = np.empty((n,), np.{out.name})", "for i in range(n):",
+            f"    o[i] = {_cast(out, eq.primitive.emit_scalar(args, dtypes, **eq.params))}"]
+    source = _module(["n"] + [f"a{k}" for k in range(len(arrays))], body, ["o"])
+    loop = _load("probe_" + hashlib.sha256(source.encode()).hexdigest()[:16], source).kernel
+    operands = iter(arrays)
+    numpy_args = [x.value if type(x) is Literal else next(operands) for x in eq.inputs]
+    try:
+        loop(PROBE_SIZE, *arrays)
+    except Exception:                    # noqa: BLE001 -- Numba cannot compile it: not fused
+        return 0.0
+    loop_time, numpy_time = _best_times(lambda: loop(PROBE_SIZE, *arrays),
+                                        lambda: eq.primitive.impl(*numpy_args, **eq.params))
+    return (loop_time - numpy_time) / PROBE_SIZE if loop_time > PROBE_MARGIN * numpy_time \
+        else 0.0
+
+
 def _faster(kernel, numpy_code, values) -> bool:
-    """Whether the kernel call beats the group's NumPy code: the best of three rounds of
-    about a millisecond each, alternating."""
-    def numpy_call():
-        return numpy_code(*values)
-    start = time.perf_counter()
-    numpy_call()
-    repeats = max(1, min(1000, int(1e-3 / max(time.perf_counter() - start, 1e-7))))
-    best = {kernel: np.inf, numpy_call: np.inf}
+    """Whether the kernel call beats the group's NumPy code on `values`."""
+    kernel_time, numpy_time = _best_times(kernel, lambda: numpy_code(*values))
+    return kernel_time <= numpy_time
+
+
+def _best_times(*calls):
+    """The best time per call of each call, over three rounds of about a millisecond
+    of each, the calls alternating."""
+    repeats = []
+    for call in calls:
+        start = time.perf_counter()
+        call()
+        repeats.append(max(1, min(1000, int(1e-3 / max(time.perf_counter() - start, 1e-7)))))
+    best = [np.inf] * len(calls)
     for _ in range(3):
-        for call in best:
+        for k, call in enumerate(calls):
             start = time.perf_counter()
-            for _ in range(repeats):
+            for _ in range(repeats[k]):
                 call()
-            best[call] = min(best[call], time.perf_counter() - start)
-    return best[kernel] <= best[numpy_call]
+            best[k] = min(best[k], (time.perf_counter() - start) / repeats[k])
+    return best
 
 
 def _read(eq):

@@ -51,10 +51,44 @@ def _snapshot(program):
     """`program` with copies of the NumPy arrays it reads as constants (the function's
     closure and globals): the passes compute values from them once (`exp(W)`), the
     generated code reads the rest when called, so a later write into the user's array
-    would be seen by some of the program and not by the rest. A snapshot is seen by all."""
-    program.consts = [c.copy() if type(c) is np.ndarray and c.flags.writeable else c
-                      for c in program.consts]
+    would be seen by some of the program and not by the rest. A snapshot is seen by all.
+
+    Copies keep the constants' layout and what they share: constants that view one array
+    whole (`X` and the `X.T` a matrix product's derivative reads) stay views of one copy,
+    and a transposed view stays transposed. A C-ordered copy of `X.T` would double the
+    memory the program streams through (the logistic gradient's two products then read
+    1.6 MB instead of 0.8 MB) and change the matrix-vector product BLAS runs."""
+    roots = {}             # id of an array owning its memory -> its copy, where a constant spans it
+    for c in program.consts:
+        root = _owner(c)
+        if root is not None and c.nbytes == root.nbytes:
+            roots.setdefault(id(root), root.copy(order="K"))
+
+    def copied(c):
+        if type(c) is not np.ndarray or not c.flags.writeable:
+            return c
+        root = _owner(c)
+        if root is None or id(root) not in roots:
+            return c.copy(order="K")
+        if c is root:
+            return roots[id(root)]
+        return np.ndarray(c.shape, c.dtype, buffer=roots[id(root)], strides=c.strides,
+                          offset=c.__array_interface__["data"][0]
+                          - root.__array_interface__["data"][0])
+    program.consts = [copied(c) for c in program.consts]
     return program
+
+
+def _owner(c):
+    """The array owning the memory of a writeable ndarray `c` (c itself, or the array it
+    views), where that array is contiguous; else None (not an ndarray, read-only, memory
+    of another object)."""
+    if type(c) is not np.ndarray or not c.flags.writeable:
+        return None
+    while isinstance(c.base, np.ndarray):
+        c = c.base
+    contiguous = c.flags.c_contiguous or c.flags.f_contiguous
+    return c if c.base is None and contiguous else None
 
 
 class _Compiled:
