@@ -448,10 +448,7 @@ def test_issue12_partials_on_arrays_match_the_bound_primitives(name, dtype):
     # (families._on_arrays, no bind): for every elementwise primitive, the twin of each
     # partial that is a function gives exactly what the partial gives (same values, dtype).
     from pullback.primitives.families import _on_arrays
-    prim = REGISTRY[name]
-    rng = np.random.default_rng(3)
-    args = _operands(prim, [(3, 2)] * len(prim.domain), dtype, rng)
-    out = prim(*args, **PARAMS.get(name, {}))
+    prim, args, out = _elementwise_case(name, dtype, seed=3)
     for partial in prim.partials:
         if not callable(partial):
             continue
@@ -465,6 +462,13 @@ def test_issue12_partials_on_arrays_match_the_bound_primitives(name, dtype):
         _assert_same(got, expected, name, list(names), "partial")
 
 
+def _elementwise_case(name, dtype, seed):
+    """The primitive `name`, random operands of shape (3, 2) in its domain, and its output."""
+    prim = REGISTRY[name]
+    args = _operands(prim, [(3, 2)] * len(prim.domain), dtype, np.random.default_rng(seed))
+    return prim, args, prim(*args, **PARAMS.get(name, {}))
+
+
 def _derivative_value(d):
     """A partial derivative's value as a list of one array (a pair (number, array): their product)."""
     return [np.asarray(d[0] * d[1] if type(d) is tuple else d)]
@@ -476,10 +480,7 @@ def test_issue12_sweep_forms_give_the_partial_derivatives(name, dtype):
     # Reverse mode's sweep computes a partial derivative of one residual from its sweep form
     # (`input_rules`: a NumPy function of the residual, or the residual itself) without the
     # scale: for every elementwise primitive, the form gives exactly what the partial gives.
-    prim = REGISTRY[name]
-    rng = np.random.default_rng(4)
-    args = _operands(prim, [(3, 2)] * len(prim.domain), dtype, rng)
-    out = prim(*args, **PARAMS.get(name, {}))
+    prim, args, out = _elementwise_case(name, dtype, seed=4)
     residuals = (*args, out)
     for (scale, reads, form, index), partial in zip(prim.input_rules, prim.partials):
         if index is None:
