@@ -131,15 +131,20 @@ def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False
         f_selected, selected = _partial((lambda *a: f(*a, **kwargs)) if kwargs else f, args,
                                         argnums)
     out, back, *aux = recorded_pullback(f_selected, *selected, has_aux=has_aux)
-    # A real NumPy scalar or 0-d tracer (the common cases) passes the checks: not called.
-    if holomorphic or not (type(out) in _NUMPY_SCALARS and out.dtype.kind == "f"
-                           or isinstance(out, Tracer) and out.shape == () and out.dtype.kind == "f"):
+    if holomorphic or not _real_scalar(out):
         _check_scalar(out, holomorphic)
         if holomorphic:
             _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
     cts = back(_seed(out))
     gradient = cts[0] if type(argnums) is int else _per_argnum(cts, argnums, len(args))
     return ((out, aux[0]) if has_aux else out), gradient
+
+
+def _real_scalar(out) -> bool:
+    """Whether `out` is a real NumPy scalar or 0-d tracer (the common cases), which passes
+    `_check_scalar`: then it is not called."""
+    return (type(out) in _NUMPY_SCALARS or isinstance(out, Tracer) and out.shape == ()) \
+        and out.dtype.kind == "f"
 
 
 def _seed(out):
@@ -159,9 +164,7 @@ def _grad_of_one_array(f, x):
     node = None
     if type(out) is ReverseTracer and out._trace is trace:
         node, out = out.node, out.value
-    # A real NumPy scalar or 0-d tracer (the common cases) passes the checks: not called.
-    if not (type(out) in _NUMPY_SCALARS and out.dtype.kind == "f"
-            or isinstance(out, Tracer) and out.shape == () and out.dtype.kind == "f"):
+    if not _real_scalar(out):
         _check_scalar(out)
     gradient = None if node is None else backward(trace.tape, [(node, _seed(out))], 1)[0]
     if gradient is None:                          # the output does not depend on x

@@ -63,7 +63,9 @@ A `Primitive` carries its rules and facts side by side; family constructors
   `out`: the output, and parameters by name), written with primitives;
 - `numpy_functions`: the NumPy/SciPy callables the primitive answers for (`np.sin`);
 - `python_operator`: the Python operator computing it, as a source template (`"{} + {}"`),
-  on Python scalars (giving Python scalars: weakly typed) and arrays alike;
+  on Python scalars (giving Python scalars: weakly typed) and arrays alike; derived from it,
+  `scalar_operator`: the Python function computing it bit for bit on NumPy's real scalars
+  (core/arrays.py's `SCALAR_OPERATORS`; None where none does), which both modes apply to them;
 - `commutative`: exchanging its two inputs never changes its result (NaN included);
 - `fresh_output`: every output is a new array sharing memory with no input (nor with
   another output), in `impl` and in the emitted code alike. The default, False, means
@@ -111,7 +113,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .arrays import foreign_library
+from .arrays import SCALAR_OPERATORS, foreign_library
 from .engine import Tracer, find_top_trace
 from ..errors import ArrayLibraryError
 
@@ -153,6 +155,7 @@ class Primitive:
 
     __slots__ = ("name", "impl", "shape", "jvp", "vjp", "value_and_vjp", "batch", "emit",
                  "partials", "numpy_functions", "python_operator", "commutative", "differentiable",
+                 "scalar_operator",
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
                  "emit_scalar", "scalar_reduction", "adds_at_index", "input_rules", "prune",
@@ -184,6 +187,7 @@ class Primitive:
         self.batch, self.emit, self.partials = batch, emit, partials
         self.numpy_functions, self.commutative = tuple(numpy_functions), commutative
         self.python_operator = python_operator
+        self.scalar_operator = SCALAR_OPERATORS.get(python_operator)
         self.differentiable = differentiable
         self.multiple_results = multiple_results
         self.scaled_cotangents = scaled_cotangents

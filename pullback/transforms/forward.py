@@ -20,8 +20,7 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import array_attribute
-from ..core.arrays import (REAL_SCALARS, SCALAR_OPERANDS, SCALAR_OPERATORS, of_their_own,
-                           zeros_like_value)
+from ..core.arrays import REAL_SCALARS, SCALAR_OPERANDS, of_their_own, zeros_like_value
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
@@ -83,8 +82,8 @@ class JVPTrace(Trace):
                 out = primitive(x, **params)
             elif params:
                 out = primitive.impl(x, **params)
-            elif type(x) in REAL_SCALARS and primitive.python_operator in SCALAR_OPERATORS:
-                out = SCALAR_OPERATORS[primitive.python_operator](x)    # (-x of a NumPy scalar)
+            elif type(x) in REAL_SCALARS and primitive.scalar_operator is not None:
+                out = primitive.scalar_operator(x)    # (-x of a NumPy scalar)
             else:
                 out = primitive.impl(x)
             d_x = primitive.partials[0]
@@ -108,8 +107,8 @@ class JVPTrace(Trace):
             elif params:
                 out = primitive.impl(x, y, **params)
             elif (type(x) in REAL_SCALARS and type(y) in SCALAR_OPERANDS or type(y) in REAL_SCALARS
-                  and type(x) in SCALAR_OPERANDS) and primitive.python_operator in SCALAR_OPERATORS:
-                out = SCALAR_OPERATORS[primitive.python_operator](x, y)   # NumPy's scalars
+                  and type(x) in SCALAR_OPERANDS) and primitive.scalar_operator is not None:
+                out = primitive.scalar_operator(x, y)   # NumPy's scalars
             else:
                 out = primitive.impl(x, y)
             # A partial derivative 1 (x + y, x - y) leaves the tangent as it is: no call
@@ -158,9 +157,9 @@ class JVPTrace(Trace):
             if len(primals) == 2 and not params and (
                     type(primals[0]) in REAL_SCALARS and type(primals[1]) in SCALAR_OPERANDS
                     or type(primals[1]) in REAL_SCALARS and type(primals[0]) in SCALAR_OPERANDS) \
-                    and primitive.python_operator in SCALAR_OPERATORS:
+                    and primitive.scalar_operator is not None:
                 # a comparison of NumPy's scalars (control flow on traced values)
-                return SCALAR_OPERATORS[primitive.python_operator](*primals)
+                return primitive.scalar_operator(*primals)
             bind = primitive.impl             # on NumPy's values: no bind again
             for p in primals:
                 if type(p) not in PLAIN_TYPES:

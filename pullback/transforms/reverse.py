@@ -44,8 +44,8 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import CONSTANT_TYPES, array_attribute, ufunc_primitive
-from ..core.arrays import (REAL_SCALARS, SCALAR_OPERANDS, SCALAR_OPERATORS, WRITABLE_TYPES,
-                           of_their_own, zeros_like_value)
+from ..core.arrays import (REAL_SCALARS, SCALAR_OPERANDS, WRITABLE_TYPES, of_their_own,
+                           zeros_like_value)
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from .cotangents import (LARGE_TEMPORARY, LazyCotangent, Scaled, dense, known_scale, lazy_pullback,
@@ -163,7 +163,7 @@ class _Rules(dict):
     `(impl, scale, partial, index)`, where the partial derivative reads one residual (else
     None); binary: `(impl, scale, read_x, read_y, read_out, partial, index, passes, scalar)`
     per position of the tracer (`input_rules`' facts, `passes`: the partial derivative is 1,
-    `scalar`: the Python operator computing it on NumPy's real scalars, SCALAR_OPERATORS)."""
+    `scalar`: its `scalar_operator`, for NumPy's real scalars)."""
 
     def __init__(self, n):
         super().__init__()
@@ -176,7 +176,7 @@ class _Rules(dict):
                 and len(prim.input_rules) == self.n:
             rules = tuple((prim.impl, scale, *reads, partial, index,
                            type(d) in (int, float) and d == 1,
-                           SCALAR_OPERATORS.get(prim.python_operator))
+                           prim.scalar_operator)
                           for (scale, reads, partial, index), d
                           in zip(prim.input_rules, prim.partials))
             if self.n == 1:
@@ -249,8 +249,8 @@ class ReverseTrace(Trace):
                 out = primitive(x, **params)
             elif params:
                 out = primitive.impl(x, **params)
-            elif type(x) in REAL_SCALARS and primitive.python_operator in SCALAR_OPERATORS:
-                out = SCALAR_OPERATORS[primitive.python_operator](x)    # (-x of a NumPy scalar)
+            elif type(x) in REAL_SCALARS and primitive.scalar_operator is not None:
+                out = primitive.scalar_operator(x)    # (-x of a NumPy scalar)
             else:
                 out = primitive.impl(x)
             scale, (read_x, read_out), partial, index = rules[0]
@@ -277,8 +277,8 @@ class ReverseTrace(Trace):
             elif params:
                 out = primitive.impl(x, y, **params)
             elif (type(x) in REAL_SCALARS and type(y) in SCALAR_OPERANDS or type(y) in REAL_SCALARS
-                  and type(x) in SCALAR_OPERANDS) and primitive.python_operator in SCALAR_OPERATORS:
-                out = SCALAR_OPERATORS[primitive.python_operator](x, y)   # NumPy's scalars
+                  and type(x) in SCALAR_OPERANDS) and primitive.scalar_operator is not None:
+                out = primitive.scalar_operator(x, y)   # NumPy's scalars
             else:
                 out = primitive.impl(x, y)
             residual = (x if read_x else None, y if read_y else None, out if read_out else None) \
@@ -300,8 +300,8 @@ class ReverseTrace(Trace):
         if not primitive.complex_rules:
             refuse_complex((x, y), primitive)
         if type(x) in REAL_SCALARS and type(y) in REAL_SCALARS and not params \
-                and primitive.python_operator in SCALAR_OPERATORS:
-            out = SCALAR_OPERATORS[primitive.python_operator](x, y)        # NumPy's scalars
+                and primitive.scalar_operator is not None:
+            out = primitive.scalar_operator(x, y)        # NumPy's scalars
         else:
             out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
                 and type(y) in PLAIN_TYPES else primitive(x, y, **params)
@@ -325,8 +325,8 @@ class ReverseTrace(Trace):
             if type(y) is ReverseTracer and y._trace is self:
                 y = y.value
             if (type(x) in REAL_SCALARS and type(y) in SCALAR_OPERANDS or type(y) in REAL_SCALARS
-                    and type(x) in SCALAR_OPERANDS) and primitive.python_operator in SCALAR_OPERATORS:
-                return SCALAR_OPERATORS[primitive.python_operator](x, y)  # a comparison of scalars
+                    and type(x) in SCALAR_OPERANDS) and primitive.scalar_operator is not None:
+                return primitive.scalar_operator(x, y)  # a comparison of scalars
         if len(args) == 1:                    # bound by its own trace: ours
             (a,) = args
             values, parents, wrt = [a.value], [a.node], [True]
