@@ -108,8 +108,10 @@ def test_item12_a_seed_passed_on_unchanged_is_never_written_into():
 
 @pytest.mark.parametrize("x", [np.linspace(-0.9, 0.9, 7), np.linspace(-0.9, 0.9, 7, dtype=np.float32),
                                np.array(0.5), np.array([0.3 + 0.2j, -0.1j]), 0.25,
-                               np.arange(3)])
+                               np.arange(3), np.linspace(-0.9, 0.9, 1 << 15),
+                               np.linspace(-0.9, 0.9, 1 << 16, dtype=np.float32)], ids=str)
 def test_item12_one_minus_square_is_numpys_value(x):
+    # (small arrays by the operators, large ones written into the square's buffer)
     expected = 1.0 - np.square(x)
     got = E._one_minus_square(x)
     assert np.asarray(got).dtype == np.asarray(expected).dtype

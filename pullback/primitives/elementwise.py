@@ -15,6 +15,7 @@ from . import scipy_special as sp
 
 from ..core.arrays import REAL_SCALARS, dtype_of, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype
+from ..transforms.cotangents import LARGE_TEMPORARY
 from .families import (array_dtype, batch_elementwise, call_emitter, constant, elementwise,
                        elementwise_shape, for_reading, linear, real_ufunc_scalar, ufunc_emitter,
                        ufunc_scalar, unbroadcast)
@@ -90,10 +91,11 @@ arctanh = analytic("arctanh", np.arctanh, lambda x: reciprocal(_one_minus_square
 
 def _one_minus_square(x):
     """1 - x * x (tanh's partial derivative at its output; arcsin's, arccos's, arctanh's
-    radicand): the primitives on tracers; on a NumPy array written into the square's own
-    buffer, one array where `1.0 - np.square(x)` makes two (NumPy reuses a temporary only as
-    an operator's left operand), the same values."""
-    if type(x) is np.ndarray and x.ndim and x.dtype.kind in "fc":
+    radicand): the primitives on tracers; on a large NumPy array written into the square's
+    own buffer, one array where `1.0 - np.square(x)` makes two (NumPy reuses a temporary only
+    as an operator's left operand), the same values (on a small one the operators' calls
+    cost less than `out=`'s)."""
+    if type(x) is np.ndarray and x.nbytes >= LARGE_TEMPORARY and x.dtype.kind in "fc":
         d = np.square(x)
         return np.subtract(1.0, d, out=d)
     return 1.0 - square(x)

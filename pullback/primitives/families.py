@@ -14,6 +14,7 @@ Each constructor builds a `Primitive` and supplies the rules and facts its famil
 
 Then the batching rules shared by several families.
 """
+import builtins
 import cmath
 import inspect
 import math
@@ -202,22 +203,25 @@ def _reads(partial, residuals) -> tuple:
     return tuple(n in names for n in residuals)
 
 
-class _ImplGlobals(dict):
-    """The globals of `_on_arrays` twins: a module's, each primitive replaced by its `impl`
-    (looked up at first use, when the module is complete; names it lacks are builtins)."""
-    __slots__ = ("module",)
-
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def __missing__(self, name):
-        value = self.module[name]            # KeyError: Python then looks in builtins
-        self[name] = value = value.impl if isinstance(value, Primitive) else value
-        return value
+def _impl_globals(module: dict) -> dict:
+    """The globals of `_on_arrays` twins of `module`'s functions: its names, each primitive
+    replaced by its `impl`, in a plain dict (a dict subclass's lookups call `__getitem__`
+    through the method, ten times slower), made once per module and brought up to date by
+    `resolve_sweep_forms` once every primitive exists (a twin may name one defined later).
+    """
+    known = _IMPL_GLOBALS.get(id(module))
+    if known is None:
+        known = _IMPL_GLOBALS[id(module)] = (module, {})
+        _fill(*known)
+    return known[1]
 
 
-_IMPL_GLOBALS = {}                           # id of a module's globals -> its _ImplGlobals
+def _fill(module: dict, impl_globals: dict):
+    impl_globals.update({name: value.impl if isinstance(value, Primitive) else value
+                         for name, value in module.items()})
+
+
+_IMPL_GLOBALS = {}          # id of a module's globals -> (those globals, its twins' globals)
 
 
 def _on_arrays(partial):
@@ -232,11 +236,7 @@ def _on_arrays(partial):
     """
     if not isinstance(partial, FunctionType):   # a callable object: as it is
         return partial
-    module = partial.__globals__
-    impl_globals = _IMPL_GLOBALS.get(id(module))
-    if impl_globals is None:
-        impl_globals = _IMPL_GLOBALS[id(module)] = _ImplGlobals(module)
-    return FunctionType(partial.__code__, impl_globals, partial.__name__,
+    return FunctionType(partial.__code__, _impl_globals(partial.__globals__), partial.__name__,
                          partial.__defaults__, partial.__closure__)
 
 
@@ -248,8 +248,8 @@ _ITS_ARGUMENT = (lambda x: x).__code__
 def _sweep_form(partial, residuals) -> tuple:
     """`(fn, index)` where the partial derivative reads the residual `index` alone (of the
     names `residuals`) and `fn` computes it from that NumPy value with NumPy, with no bind
-    and no frame where it can (`lambda x: cos(x)` is np.cos; None: `lambda y: y`, the
-    value itself), else `(None, None)`: reverse mode's sweep applies it to a NumPy
+    and no frame where it can (`lambda x: cos(x)` is np.cos, `lambda x: g(x)` of a function
+    g is g's twin; None: `lambda y: y`, the value itself), else `(None, None)`: reverse mode's sweep applies it to a NumPy
     cotangent without calling the scale (`input_rules`, core/primitive.py).
 
     >>> from pullback.primitives.elementwise import sin, multiply
@@ -270,13 +270,18 @@ def _sweep_form(partial, residuals) -> tuple:
             function = partial.__globals__.get(code.co_names[0])
             if isinstance(function, Primitive) and isinstance(function.impl, np.ufunc):
                 return function.impl, index
+            if isinstance(function, FunctionType):     # tanh's `_one_minus_square`: its twin
+                return _on_arrays(function), index
     return _on_arrays(partial), index
 
 
 def resolve_sweep_forms():
     """The elementwise primitives' sweep forms again, once every primitive exists: a partial
     derivative naming a primitive defined after its own (sin's `lambda x: cos(x)`) is then
-    that primitive's ufunc, no longer its twin's frame. (primitives/__init__.py calls it.)"""
+    that primitive's ufunc, no longer its twin's frame; and the twins' globals complete.
+    (primitives/__init__.py calls it.)"""
+    for known in _IMPL_GLOBALS.values():
+        _fill(*known)
     for prim in REGISTRY.values():
         if prim.family == "elementwise" and prim.input_rules is not None:
             residuals = ("x", "y", "z")[:len(prim.partials)] + ("out",)
@@ -493,7 +498,8 @@ def constant(name, impl, shape=None, *, batch=None, emit=None, domain=(REALS,),
 
 def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural",
            fresh_output=False, transpose_kind=None, sparsity="gather", complex_rules=True,
-           domain=None, emit_scalar=None, scalar_reduction=None, emit_statements=None):
+           domain=None, emit_scalar=None, scalar_reduction=None, emit_statements=None,
+           cotangent_rule=None):
     """A primitive linear in its (single) array input.
 
     `transpose(ct, x, **params)` pulls a cotangent back; it is only ever called
@@ -515,7 +521,8 @@ def linear(name, impl, shape, transpose, batch, *, emit=None, family="structural
                      emit=emit, emit_statements=emit_statements,
                      family=family, fresh_output=fresh_output, transpose_kind=transpose_kind,
                      sparsity=sparsity, complex_rules=complex_rules, domain=domain,
-                     emit_scalar=emit_scalar, scalar_reduction=scalar_reduction)
+                     emit_scalar=emit_scalar, scalar_reduction=scalar_reduction,
+                     cotangent_rule=cotangent_rule)
     return prim
 
 

@@ -13,6 +13,7 @@ from ..core import arrays
 from ..core.arrays import dtype_of, shape_of
 from ..core.indexing import Slice
 from ..core.primitive import Primitive, ShapeDtype
+from ..transforms.cotangents import dense, uniform_cotangent
 from .elementwise import equal, where
 from .families import (array_dtype, batch_along_axis, batch_by_loop, batch_reduction,
                        call_emitter, constant, derivatives_from, linear)
@@ -48,12 +49,25 @@ def keep_dims(y, x, axis, keepdims):
 
 
 def _sum_transpose(ct, x, axis, keepdims):
-    ct = keep_dims(ct, x, axis, keepdims)
     if arrays.foreign_array(x) is not None:
         # Multiplied by ones laid out like x: broadcasting alone would make one chunk of x's
         # whole size on Dask (computed on one worker, then split and sent to all the others)
-        return ct * arrays.ones(shape_of(x), dtype_of(x), like=x)
-    return broadcast_to(ct, shape=shape_of(x))
+        return keep_dims(ct, x, axis, keepdims) * arrays.ones(shape_of(x), dtype_of(x), like=x)
+    return _spread(ct, shape_of(x), axis, keepdims)
+
+
+def _spread(ct, shape, axis, keepdims):
+    """The cotangent of a sum over `axis` of an operand of `shape`: ct broadcast back."""
+    if not keepdims:
+        ct = reshape(ct, shape=reduced_shape(shape, axis, True))
+    return broadcast_to(ct, shape=shape)
+
+
+def _sum_cotangent(ct, shape, params):
+    """sum's transpose for reverse mode's record of a sum of a NumPy array as data (no
+    closure per bind): one known value lazily (`uniform_cotangent`), others spread."""
+    uniform = uniform_cotangent(ct, shape)
+    return _spread(dense(ct), shape, **params) if uniform is None else uniform
 
 
 def _sum(x, axis, keepdims):
@@ -67,7 +81,8 @@ sum = linear("sum", _sum,
              shape=_accumulation_shape, transpose=_sum_transpose, family="reduction",
              fresh_output=True, transpose_kind="uniform", sparsity="reduce",
              batch=lambda values, dims, **params: batch_reduction(sum, values, dims, **params),
-             emit=call_emitter("np.sum"), scalar_reduction=lambda dtype: ("0", "{} + {}"))
+             emit=call_emitter("np.sum"), scalar_reduction=lambda dtype: ("0", "{} + {}"),
+             cotangent_rule=_sum_cotangent)
 
 # ------------------------------------------------------------------ max / min
 

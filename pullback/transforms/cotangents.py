@@ -78,8 +78,9 @@ def lazy_pullback(primitive, pullback, values, params):
     like = None if type(x) is np.ndarray else foreign_array(x)     # None: NumPy's
     if primitive.transpose_kind == "uniform":
         def uniform_pullback(ct):
-            if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
-                return (Scaled(ct.item(), None, x.shape, ct.dtype, like),)
+            uniform = uniform_cotangent(ct, x.shape, like)
+            if uniform is not None:
+                return (uniform,)
             if _foreign(ct) and ct.size == 1:      # a number made an array, or a lazy scale
                 scale = known_value(ct)
                 scale = ct.reshape(()) if scale is None else scale
@@ -99,6 +100,14 @@ def lazy_pullback(primitive, pullback, values, params):
             return (Embedded(ct, arrays, index, x.shape, like),) + rest
         return pullback(ct)
     return embedding_pullback
+
+
+def uniform_cotangent(ct, shape, like=None):
+    """The NumPy cotangent `ct` of one value spread over `shape`, lazily (`Scaled`: the
+    transpose of a sum), where it is one; else None."""
+    if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
+        return Scaled(ct.item(), None, shape, ct.dtype, like)
+    return None
 
 
 def known_scale(ct):

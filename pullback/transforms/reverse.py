@@ -76,7 +76,10 @@ class ReverseTracer(Tracer):
         # whose partial derivative reads one residual).
         trace = self._trace
         if method == "__call__" and not kwargs and trace.active:
-            rules = _UNARY[ufunc]             # (None for a ufunc of two inputs)
+            try:
+                rules = _UNARY[ufunc]             # (None for a ufunc of two inputs)
+            except KeyError:
+                rules = _recording_rules(ufunc, 1)
             x = self.value
             if rules is not None and type(x) in PLAIN_TYPES and not trace.hints:
                 impl, scale, partial, index = rules
@@ -92,7 +95,7 @@ class ReverseTracer(Tracer):
             # `A @ x`, `np.add(x, c)`: what every tracer does, without its frame
             if len(inputs) == 2 and (type(inputs[0]) in CONSTANT_TYPES
                                      or type(inputs[1]) in CONSTANT_TYPES):
-                prim = _PRIMITIVES[ufunc]
+                prim = ufunc_primitive(ufunc)
                 if prim is not None:
                     return trace.process_primitive(prim, inputs, _NO_PARAMETERS)
         return Tracer.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
@@ -110,12 +113,15 @@ def _recorded_operator(ufunc, name):
     def op(self, other):
         trace = self._trace
         if type(other) in CONSTANT_TYPES and not trace.hints and trace.active:
-            rules = _BINARY[ufunc]
+            try:
+                rules = _BINARY[ufunc]
+            except KeyError:
+                rules = _recording_rules(ufunc, 2)
             x = self.value
             if rules is not None and type(x) in PLAIN_TYPES:
                 impl, scale, read_x, read_y, read_out, partial, index, passes, scalar = \
                     rules[reflected]
-                if scalar is not None and type(x) in REAL_SCALARS \
+                if type(x) in REAL_SCALARS and scalar is not None \
                         and type(other) in SCALAR_OPERANDS:
                     impl = scalar                # NumPy's scalars: the operator, same bits
                 out = impl(other, x) if reflected else impl(x, other)
@@ -142,7 +148,7 @@ def _recorded_operator(ufunc, name):
                 result.node = len(tape) - 1
                 return result
         elif type(other) is ReverseTracer and other._trace is trace and trace.active:
-            return trace.process_primitive(_PRIMITIVES[ufunc], (other, self) if reflected
+            return trace.process_primitive(ufunc_primitive(ufunc), (other, self) if reflected
                                            else (self, other), _NO_PARAMETERS)
         return general(self, other)
     op.__name__ = op.__qualname__ = name
@@ -156,45 +162,33 @@ for _ufunc, _name in ((np.add, "add"), (np.subtract, "sub"), (np.multiply, "mul"
 del _ufunc, _name, _method
 
 
-class _Rules(dict):
-    """ufunc -> what a tracer's own methods need to record the primitive answering for it
-    with `n` inputs (elementwise, its rules as data and holding for complex values), else
-    None; looked up at first use (the primitives are registered after this module). Unary:
-    `(impl, scale, partial, index)`, where the partial derivative reads one residual (else
-    None); binary: `(impl, scale, read_x, read_y, read_out, partial, index, passes, scalar)`
-    per position of the tracer (`input_rules`' facts, `passes`: the partial derivative is 1,
-    `scalar`: its `scalar_operator`, for NumPy's real scalars)."""
-
-    def __init__(self, n):
-        super().__init__()
-        self.n = n
-
-    def __missing__(self, ufunc):
-        prim = ufunc_primitive(ufunc)
-        rules = None
-        if prim is not None and prim.input_rules is not None and prim.complex_rules \
-                and len(prim.input_rules) == self.n:
-            rules = tuple((prim.impl, scale, *reads, partial, index,
-                           type(d) in (int, float) and d == 1,
-                           prim.scalar_operator)
-                          for (scale, reads, partial, index), d
-                          in zip(prim.input_rules, prim.partials))
-            if self.n == 1:
-                impl, scale, _, _, partial, index, _, _ = rules[0]
-                rules = None if index is None else (impl, scale, partial, index)
-        self[ufunc] = rules
-        return rules
+def _recording_rules(ufunc, n):
+    """What a tracer's own methods need to record the primitive answering for `ufunc` with
+    `n` inputs (elementwise, its rules as data and holding for complex values), else None;
+    kept in `_RULES[n]` at first use (the primitives are registered after this module; plain
+    dicts: a dict subclass's `[]` calls `__getitem__` through the method, ten times slower).
+    Unary: `(impl, scale, partial, index)`, where the partial derivative reads one residual
+    (else None); binary: `(impl, scale, read_x, read_y, read_out, partial, index, passes,
+    scalar)` per position of the tracer (`input_rules`' facts, `passes`: the partial
+    derivative is 1, `scalar`: its `scalar_operator`, for NumPy's real scalars)."""
+    prim = ufunc_primitive(ufunc)
+    rules = None
+    if prim is not None and prim.input_rules is not None and prim.complex_rules \
+            and len(prim.input_rules) == n:
+        rules = tuple((prim.impl, scale, *reads, partial, index,
+                       type(d) in (int, float) and d == 1,
+                       prim.scalar_operator)
+                      for (scale, reads, partial, index), d
+                      in zip(prim.input_rules, prim.partials))
+        if n == 1:
+            impl, scale, _, _, partial, index, _, _ = rules[0]
+            rules = None if index is None else (impl, scale, partial, index)
+    _RULES[n][ufunc] = rules
+    return rules
 
 
-class _Primitives(dict):
-    """ufunc -> the primitive answering for it (looked up at first use)."""
-
-    def __missing__(self, ufunc):
-        self[ufunc] = prim = ufunc_primitive(ufunc)
-        return prim
-
-
-_UNARY, _BINARY, _PRIMITIVES = _Rules(1), _Rules(2), _Primitives()
+_RULES = {1: {}, 2: {}}
+_UNARY, _BINARY = _RULES[1], _RULES[2]
 _NO_PARAMETERS = {}     # the parameters of the binds the tracer's methods make (never written)
 _new_object = object.__new__
 
@@ -417,36 +411,39 @@ def backward(tape, seeds, n_leaves):
         ct = cotangents[i]
         if ct is None:
             continue
+        cotangents[i] = None                 # taken: freed as early as it can be
         entry = tape[i]
         size = len(entry)                    # 8 or 10: data (one input or two); 5: a closure
-        if type(ct) is np.ndarray or isinstance(ct, Tracer):    # `_Accumulator.take`, inline
-            cotangents[i] = None
+        numpy_array = type(ct) is np.ndarray
+        if numpy_array:
             if owned:
                 owned.discard(id(ct))
-        elif isinstance(ct, np.generic):     # a NumPy scalar: never owned
-            cotangents[i] = None
-        elif type(ct) is Scaled and (size != 5 or entry[3]):     # taken lazy, inline too
-            cotangents[i] = None
-        else:
-            ct = accumulator.take(i, size != 5 or entry[3])
+        elif isinstance(ct, LazyCotangent):  # kept lazy for a rule that accepts it
+            if type(ct) is not Scaled or size == 5 and not entry[3]:
+                ct = ct.dense()
+        elif type(ct) is list:               # a multiple-results entry's
+            ct = [dense(c) for c in ct]
+        elif owned:                          # a tracer (a NumPy scalar is never owned)
+            owned.discard(id(ct))
         if watcher is not None:
             watcher.derivative_of(None if size != 5 else entry[4])
             if not isinstance(ct, (LazyCotangent, list)):
                 watcher.name_like(ct, None if size != 5 else entry[4], "_bar")
         if size == 8:
             scale, ref, residual, params, shape, dtype, partial, index = entry
-            if index is None:
-                c = scale(ct, residual, params)
             # The partial derivative of the residual `index` alone, on a NumPy cotangent:
             # computed here (`partial`: a NumPy function, None: the residual itself).
-            elif type(ct) is not np.ndarray:
-                c = scale(ct, (None,) * index + (residual,), params)
-            elif partial is None:
-                c = ct * residual
-            elif type(residual) is np.ndarray and residual.nbytes < LARGE_TEMPORARY:
-                d = partial(residual)
-                c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
-            else:                        # (its scale may write into a large partial derivative)
+            if index is not None and numpy_array:
+                if partial is None:
+                    c = ct * residual
+                elif type(residual) is np.ndarray and residual.nbytes < LARGE_TEMPORARY:
+                    d = partial(residual)
+                    c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
+                else:                    # (its scale may write into a large partial derivative)
+                    c = scale(ct, (None,) * index + (residual,), params)
+            elif index is None:
+                c = scale(ct, residual, params)
+            else:
                 c = scale(ct, (None,) * index + (residual,), params)
             if shape is None:            # the output's shape: a cast at most
                 if c.dtype is not dtype and c.dtype != dtype:
@@ -503,18 +500,6 @@ class _Accumulator:
 
     def __init__(self, tape):
         self.tape, self.cotangents, self.owned = tape, [None] * len(tape), set()
-
-    def take(self, i, scaled):
-        """The total cotangent of entry i, released to a pullback: dense, or `Scaled`
-        if it is and the pullback accepts it."""
-        ct = self.cotangents[i]
-        self.cotangents[i] = None            # free it early
-        if isinstance(ct, LazyCotangent):
-            return ct if scaled and type(ct) is Scaled else ct.dense()
-        if type(ct) is list:
-            return [dense(c) for c in ct]
-        self.owned.discard(id(ct))
-        return ct
 
     def add(self, ref, ct):
         if type(ref) is not int:                 # one output of a multiple-results entry
