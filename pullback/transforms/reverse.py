@@ -119,19 +119,11 @@ def _recorded_operator(ufunc, name):
                 rules = _recording_rules(ufunc, 2)
             x = self.value
             if rules is not None and type(x) in PLAIN_TYPES:
-                impl, scale, read_x, read_y, read_out, partial, index, passes, scalar = \
-                    rules[reflected]
+                impl, scale, partial, index, passes, scalar, at, reads = rules[reflected]
                 if type(x) in REAL_SCALARS and scalar is not None \
                         and type(other) in SCALAR_OPERANDS:
                     impl = scalar                # NumPy's scalars: the operator, same bits
                 out = impl(other, x) if reflected else impl(x, other)
-                if index is None:
-                    residual = (other if read_x else None, x if read_y else None,
-                                out if read_out else None) if reflected else \
-                        (x if read_x else None, other if read_y else None,
-                         out if read_out else None)
-                else:                        # (the tracer is at position `reflected`)
-                    residual = out if index == 2 else x if index == reflected else other
                 shape = self._shape
                 summed = None                    # the shape the sweep sums the cotangent to
                 if type(other) is np.ndarray and out.shape != shape:
@@ -142,6 +134,14 @@ def _recorded_operator(ufunc, name):
                 if passes and result._dtype is self._dtype:
                     result.node = self.node
                     return result
+                if at is None:                   # the residuals the partial derivative reads
+                    read_x, read_y, read_out = reads
+                    residual = (other if read_x else None, x if read_y else None,
+                                out if read_out else None) if reflected else \
+                        (x if read_x else None, other if read_y else None,
+                         out if read_out else None)
+                else:
+                    residual = x if at == 0 else other if at == 1 else out
                 tape = trace.tape
                 tape.append((scale, self.node, residual, _NO_PARAMETERS, summed, self._dtype,
                              partial, index))
@@ -168,20 +168,22 @@ def _recording_rules(ufunc, n):
     kept in `_RULES[n]` at first use (the primitives are registered after this module; plain
     dicts: a dict subclass's `[]` calls `__getitem__` through the method, ten times slower).
     Unary: `(impl, scale, partial, index)`, where the partial derivative reads one residual
-    (else None); binary: `(impl, scale, read_x, read_y, read_out, partial, index, passes,
-    scalar)` per position of the tracer (`input_rules`' facts, `passes`: the partial
-    derivative is 1, `scalar`: its `scalar_operator`, for NumPy's real scalars)."""
+    (else None); binary: `(impl, scale, partial, index, passes, scalar, at, reads)` per
+    position of the tracer (`input_rules`' facts, `passes`: the partial derivative is 1,
+    `scalar`: its `scalar_operator`, for NumPy's real scalars, `at`: the residual read alone,
+    0 the tracer's value, 1 the constant, 2 the output, None: several, as `reads` says)."""
     prim = ufunc_primitive(ufunc)
     rules = None
     if prim is not None and prim.input_rules is not None and prim.complex_rules \
             and len(prim.input_rules) == n:
-        rules = tuple((prim.impl, scale, *reads, partial, index,
-                       type(d) in (int, float) and d == 1,
-                       prim.scalar_operator)
-                      for (scale, reads, partial, index), d
-                      in zip(prim.input_rules, prim.partials))
+        rules = tuple((prim.impl, scale, partial, index, type(d) in (int, float) and d == 1,
+                       prim.scalar_operator,
+                       None if index is None else 2 if index == 2 else int(index != position),
+                       reads)
+                      for position, ((scale, reads, partial, index), d)
+                      in enumerate(zip(prim.input_rules, prim.partials)))
         if n == 1:
-            impl, scale, _, _, partial, index, _, _ = rules[0]
+            impl, scale, partial, index = rules[0][:4]
             rules = None if index is None else (impl, scale, partial, index)
     _RULES[n][ufunc] = rules
     return rules
