@@ -755,3 +755,16 @@ def test_issue12_eager_index_cotangents_stay_lazy_on_numpy_scalars_and_methods_s
         sys.setprofile(None)
     np.testing.assert_array_equal(g, expected)
     assert "_embed_impl" not in names and "_general" not in names, names
+
+
+def test_review6_item8_writing_into_aux_leaves_back_unchanged():
+    # pullback's aux may share memory with what `back` reads (x itself, a residual): the
+    # caller gets copies, as of `out` (a write into aux changed later gradients).
+    def f(t):
+        s = np.sin(t)
+        return np.sum(s ** 2), s
+    for g in (f, lambda t: (np.sum(np.sin(t)), t)):
+        out, back, aux = vjp(g, np.array([0.5, 1.0]), has_aux=True)
+        before = back(1.0)[0].copy()
+        aux[...] = 100.0
+        np.testing.assert_array_equal(back(1.0)[0], before)
