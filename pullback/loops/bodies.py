@@ -6,9 +6,11 @@ the loop primitives derive from them, each cached on the program it comes from.
   transformation): the loop primitive takes them as arguments, so every transformation
   sees them. Staged once per signature: the cache key holds the function's code and what
   its closure, defaults and globals hold (Python values by value, arrays and traced values
-  by identity, held weakly: Python code may have read their values while staging, as in
-  `W[0, 0]`, so another array stages again; a few references deep); a function reading arrays it
-  cannot find there (created inside, or deeper) is staged again at each call. A branch
+  by identity, held weakly, and NumPy arrays by their bytes too: Python code may have read
+  their values while staging, as in `W[0, 0]`, so another array, or the same one written
+  into since, stages again; a few references deep); a function reading arrays it cannot find
+  there (created inside, or deeper), or more than `_COMPARED_BYTES` of them, is staged again
+  at each call. A branch
   reads the arrays and traced values of its closure cells and defaults as inputs from its
   start (`lifted`), so that what it computes from them alone stays in the branch. Staging
   refuses random draws and changes to outside state (a list appended to, a nonlocal
@@ -25,6 +27,7 @@ the loop primitives derive from them, each cached on the program it comes from.
 """
 import dis
 import functools
+import hashlib
 import os
 import sys
 import sysconfig
@@ -156,8 +159,29 @@ class Staged:
 
 _CACHE_SIZE = 512
 # (state key, input signature) -> (program, captured slots, out_tree, kept objects, weak
-# references to the arrays read: the cache never keeps a user's array alive)
+# references to the arrays read: the cache never keeps a user's array alive, `_contents`)
 _cache = {}
+# A cached program is reused only while the NumPy arrays it read hold the same bytes (Python
+# code may have read their values while staging: `W[0, 0]` became a constant of the
+# program). Its entry keeps a copy of an array up to _COPIED_BYTES, else a digest; beyond
+# _COMPARED_BYTES of arrays in all, comparing would cost more than staging again at each call.
+_COPIED_BYTES, _COMPARED_BYTES = 2**16, 2**24
+
+
+def _contents(arrays):
+    """What the NumPy arrays among `arrays` hold (None for a traced value, which never
+    changes), or None beyond `_COMPARED_BYTES`."""
+    if sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) > _COMPARED_BYTES:
+        return None
+    return tuple(_fingerprint(a) if isinstance(a, np.ndarray) else None for a in arrays)
+
+
+def _fingerprint(a):
+    """a's layout and bytes (a digest of them beyond `_COPIED_BYTES`, read in place)."""
+    if a.nbytes <= _COPIED_BYTES or a.dtype.hasobject:
+        return a.shape, a.strides, a.dtype.str, a.tobytes()
+    memory = a if a.flags.c_contiguous else a.T if a.flags.f_contiguous else a.copy()
+    return a.shape, a.strides, a.dtype.str, hashlib.sha256(memory.data).digest()
 
 
 def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
@@ -170,9 +194,11 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
     """
     avals = [aval_of(x) for x in leaves]
     state = _state(fn)
-    key = None if state is None else (state[0], kind, in_tree, tuple(avals))
+    contents = None if state is None else _contents(state[1])
+    key = None if contents is None else (state[0], kind, in_tree, tuple(avals))
     entry = _cache.get(key) if key is not None else None
-    if entry is not None and all(ref() is a for ref, a in zip(entry[4], state[1])):
+    if entry is not None and all(ref() is a for ref, a in zip(entry[4], state[1])) \
+            and entry[5] == contents:
         program, slots, out_tree = entry[:3]
         return Staged(program, [state[1][i] for i in slots], out_tree)
     name = getattr(call or fn, "__name__", "body")
@@ -201,7 +227,7 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
         if None not in slots and refs is not None:
             if len(_cache) >= _CACHE_SIZE:
                 _cache.pop(next(iter(_cache)))
-            _cache[key] = (staged.program, slots, staged.out_tree, state[2], refs)
+            _cache[key] = (staged.program, slots, staged.out_tree, state[2], refs, contents)
     return staged
 
 
