@@ -178,31 +178,41 @@ def test_item5_reductions_accumulate_in_the_integer_dtype_asked_for(reduction):
 # ------------------------------------ sparse plans
 
 
-def _sparse_plans(a):
-    """A Jacobian plan in each mode and a Hessian plan of functions of x and a matrix a."""
+def _sparse_plans(x, a, closure):
+    """A Jacobian plan in each mode and a Hessian plan (each with its dense counterpart) of
+    functions of x and the matrix a, given as an argument or read from their closure."""
     from pullback import sparse
-    x = np.linspace(0.1, 1.0, 6)
     jacobian, hessian = (lambda x, a: a @ np.sin(x)), (lambda x, a: np.sum(np.sin(a @ x) ** 2))
-    return x, [(sparse.prepare_jacobian(jacobian, x, a, mode=mode), pullback.jacfwd(jacobian))
-               for mode in ("forward", "reverse")] + [(sparse.prepare_hessian(hessian, x, a),
-                                                       pullback.hessian(hessian))]
+    if closure:
+        jacobian, hessian = ((lambda g: lambda x: g(x, a))(g) for g in (jacobian, hessian))
+    args = () if closure else (a,)
+    return [(sparse.prepare_jacobian(jacobian, x, *args, mode=mode), pullback.jacfwd(jacobian))
+            for mode in ("forward", "reverse")] + [(sparse.prepare_hessian(hessian, x, *args),
+                                                    pullback.hessian(hessian))]
 
 
-def test_item7_a_sparse_plan_called_with_arguments_nonzero_where_they_were_zero_refuses():
+@pytest.mark.parametrize("closure", [False, True], ids=["argument", "closure"])
+def test_item7_a_sparse_plan_whose_constants_gained_nonzeros_refuses(closure):
     """A plan's pattern detected from f(x, a) skips the products of a's zeros; `plan(x, a2)`
     (the documented way to pass new arguments, as scipy.optimize does) with a2 nonzero where
-    a was zero silently returned the Jacobian or Hessian without those entries (off by 0.8
-    and 1.95 here: the missed nonzeros shared their compressed entries with the diagonal).
-    Such a call now checks a random product too and raises PatternError; arguments with the
-    same zeros, or fewer nonzeros, cost nothing more and stay exact."""
+    a was zero, or a call after the user wrote such nonzeros into an array f reads, silently
+    returned the Jacobian or Hessian without those entries (off by 0.8 and 1.95 here: the
+    missed nonzeros shared their compressed entries with the diagonal). Such a call now
+    checks a random product too and raises PatternError; values with the same zeros, or
+    more of them, cost nothing more and stay exact."""
     from pullback.errors import PatternError
-    x, plans = _sparse_plans(np.eye(6))
-    for plan, dense in plans:
-        for a in (2.0 * np.eye(6), np.diag(np.arange(6.0))):
-            np.testing.assert_allclose(plan(x, a).toarray(), dense(x, a).reshape(6, 6),
-                                       atol=1e-12)
-        with raises(PatternError, "these arguments are nonzero where those were zero"):
-            plan(x, np.eye(6) + np.eye(6, k=3))
+    x, a = np.linspace(0.1, 1.0, 6), np.eye(6)
+    for plan, dense in _sparse_plans(x, a, closure):
+        for values in (2.0 * np.eye(6), np.diag(np.arange(6.0)), np.eye(6) + np.eye(6, k=3)):
+            a[...] = values                     # (read through the closure, or passed)
+            args = () if closure else (a,)
+            if values[0, 3]:
+                with raises(PatternError, "now nonzero where they were zero"):
+                    plan(x, *args)
+            else:
+                np.testing.assert_allclose(plan(x, *args).toarray(),
+                                           dense(x, *args).reshape(6, 6), atol=1e-12)
+        a[...] = np.eye(6)
 
 
 # ------------------------------------ minimize

@@ -193,7 +193,7 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
     arrays) described by the hashable `kind`; the state is still fn's.
     """
     avals = [aval_of(x) for x in leaves]
-    state = _state(fn)
+    state = function_state(fn)
     contents = None if state is None else _contents(state[1])
     key = None if contents is None else (state[0], kind, in_tree, tuple(avals))
     entry = _cache.get(key) if key is not None else None
@@ -207,7 +207,7 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
         lambda: _stage_function(call or fn, leaves, in_tree, avals, kind, name), fn,
         tuple(leaves),
         LOOP_RANDOMNESS)
-    after = _state(fn)
+    after = function_state(fn)
     if state is not None and (after is None or after[0] != state[0]):
         raise OutsideStateError(
             f"`{name}` changed state outside itself while pullback staged it (it appended to "
@@ -299,8 +299,9 @@ class _TooLarge(Exception):
     """The reachable state is too large to key a cache on: stage at every call."""
 
 
-def _state(fn):
-    """(key, arrays, kept objects) of what fn reads besides its arguments, or None."""
+def function_state(fn):
+    """(key, arrays, kept objects) of what fn reads besides its arguments (its closure,
+    defaults and globals, a few references deep), or None where that is too large."""
     key, arrays, kept, seen = [], [], [], {}
     try:
         _walk(fn, 0, key, arrays, kept, seen)

@@ -13,8 +13,8 @@ values. Preparing evaluates the matrix once, with one random vector v among the 
 and compares J v (or v^T J, H v) with the product of the decompressed matrix; a plan
 whose pattern was given (`pattern=`) does so at every call, since a pattern valid at one
 x may miss nonzeros at another (one more product per call; a detected pattern holds at
-every x, and for every value of f's extra arguments that is zero where those it was
-prepared with are: a call with new nonzeros there checks a random product too). Every
+every x, and while f's extra arguments and the arrays it reads are zero where they were at
+preparation: a call with new nonzeros there checks a random product too). Every
 call also checks the entries of the compressed products that no nonzero of the pattern
 contributes to: they must be zero.
 
@@ -28,6 +28,7 @@ import scipy.sparse
 
 from ..errors import (NonDifferentiableInputError, NonScalarOutputError, PatternError,
                       PlanMismatchError, PullbackError, SparseStructureError)
+from ..loops.bodies import function_state
 from ..operators import JACOBIAN_MODES, check_mode, checked_chunk_size, default_chunk_size, hvp
 from ..transforms.batching import vmap
 from ..transforms.forward import pushforward
@@ -94,7 +95,7 @@ class SparsePlan:
                  checks_every_call):
         self.f, self.pattern, self.mode, self.order = f, pattern, mode, order
         self.checks_every_call = checks_every_call
-        self._prepared_nonzeros = _nonzeros(args)
+        self._prepared_nonzeros = _nonzeros(f, args)
         self.colouring, self.colours = colouring, number_of_colours(colouring)
         self.shape, self.nnz = pattern.shape, pattern.nnz
         self.density = self.nnz / max(1, self.shape[0] * self.shape[1])
@@ -144,10 +145,10 @@ class SparsePlan:
                               probe=self._new_nonzeros(args) and _NEW_NONZEROS)
 
     def _new_nonzeros(self, args) -> bool:
-        """Whether `args` may be nonzero where those the plan was prepared with were zero: a
-        detected pattern skips the zeros of f's constants, these arguments among them (the
-        product of a zero matrix entry), so it may then miss nonzeros."""
-        nonzeros = _nonzeros(args)
+        """Whether `args`, or the arrays f reads, may be nonzero where they were zero when the
+        plan was prepared: a detected pattern skips the zeros of f's constants (the product
+        of a zero matrix entry), so it may then miss nonzeros."""
+        nonzeros = _nonzeros(self.f, args)
         return len(nonzeros) != len(self._prepared_nonzeros) or any(
             new is None or old is None or new.shape != old.shape or np.any(new & ~old)
             for new, old in zip(nonzeros, self._prepared_nonzeros))
@@ -272,18 +273,20 @@ class SparsePlan:
 # What a failed check of a random product asks for.
 _GIVEN = ("Pass a pattern with every structural nonzero (entries outside it must be zero at "
           "every x).")
-_NEW_NONZEROS = ("The pattern was detected with the extra arguments the plan was prepared "
-                 "with, and skips the products of their zeros; these arguments are nonzero "
-                 "where those were zero. Prepare a plan with arguments of this structure (or "
-                 "nonzero wherever they may be).")
+_NEW_NONZEROS = ("The pattern was detected with the values f's extra arguments and the arrays "
+                 "it reads had when the plan was prepared, and skips the products of their "
+                 "zeros; they are now nonzero where they were zero. Prepare a plan with values "
+                 "of this structure (or nonzero wherever they may be).")
 
 
-def _nonzeros(args):
-    """Where each leaf of `args` is nonzero (None for a leaf that is not a number or an
-    array of numbers)."""
+def _nonzeros(f, args):
+    """Where each leaf of `args`, and each array f reads through its closure, defaults and
+    globals, is nonzero (None for a value that is not a number or an array of numbers)."""
+    state = function_state(f)
+    values = flatten(args)[0] + ([] if state is None else state[1])
     return [np.asarray(a) != 0 if isinstance(a, (bool, int, float, complex, np.generic))
             or isinstance(a, np.ndarray) and a.dtype.kind in "biufc" else None
-            for a in flatten(args)[0]]
+            for a in values]
 
 
 def _partial(f, args):
