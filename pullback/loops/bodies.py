@@ -10,11 +10,10 @@ the loop primitives derive from them, each cached on the program it comes from.
   their values while staging, as in `W[0, 0]`, so another array, or the same one written
   into since, stages again; a few references deep); a function reading arrays it cannot find
   there (created inside, or deeper), or more than `_COMPARED_BYTES` of them, is staged again
-  at each call. A branch
-  reads the arrays and traced values of its closure cells and defaults as inputs from its
-  start (`lifted`), so that what it computes from them alone stays in the branch. Staging
-  refuses random draws and changes to outside state (a list appended to, a nonlocal
-  rebound): a body runs once while staged, not at each step.
+  at each call. A branch reads the arrays and traced values of its closure cells and
+  defaults as inputs from its start (`lifted`), so that what it computes from them alone
+  stays in the branch. Staging refuses random draws and changes to outside state (a list
+  appended to, a nonlocal rebound): a body runs once while staged, not at each step.
 - `stage_flat`: a function of flat arrays (the rules' own) as a program.
 - derived programs: `jvp_program`, `batch_program`, `vjp_programs` (the forward half
   with residuals and the backward half of reverse mode, split from one joint program so
