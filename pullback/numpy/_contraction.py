@@ -12,7 +12,7 @@ import numpy as np
 from ..primitives import contraction as C
 from ..primitives import elementwise as E
 from ._common import ndim, normalize_axis, refuse
-from ._elementwise import UFUNCS, conjugate
+from ._elementwise import UFUNCS, _conjugated
 from ._reductions import sum
 from ._shape import (array_operand, broadcast_to, diagonal, moveaxis, operand, ravel, reshape,
                      shape, swapaxes, transpose)
@@ -65,7 +65,7 @@ def dot(a, b, out=None):
 
 def vdot(a, b, /):
     """`np.vdot`: the dot product of the flattened arrays, the first one conjugated."""
-    return matmul(ravel(conjugate(a)), ravel(b))
+    return matmul(ravel(_conjugated(a)), ravel(b))
 
 
 def inner(a, b, /):
@@ -104,12 +104,6 @@ def matrix_transpose(x, /):
     if ndim(x) < 2:
         raise ValueError("Input array must be at least 2-dimensional")
     return swapaxes(x, -1, -2)
-
-
-def _conjugated(x):
-    """The complex conjugate of complex values, real ones as they are (of their own dtype:
-    NumPy's conjugate of booleans is int8, its vecdot of booleans boolean)."""
-    return conjugate(x) if x.dtype.kind == "c" else x
 
 
 def _core_dimensions(name, signature, a, b, dims, contracted=None):

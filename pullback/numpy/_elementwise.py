@@ -129,9 +129,17 @@ def _is_complex(x):
 
 
 def conjugate(x):
-    """`np.conjugate`: the complex conjugate (x itself for real values)."""
+    """`np.conjugate`: the complex conjugate (x itself for real values; booleans become
+    int8, as in NumPy)."""
     x = operand(x)
     return P.conjugate(x) if _is_complex(x) else _as_numpy_computes(x, np.conjugate)
+
+
+def _conjugated(x):
+    """The complex conjugate of complex values, real ones as they are (of their own dtype:
+    NumPy's vdot, vecdot and correlate of booleans are boolean)."""
+    x = operand(x)
+    return P.conjugate(x) if _is_complex(x) else x
 
 
 def real(val):
