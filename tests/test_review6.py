@@ -63,6 +63,17 @@ def test_item1_a_loop_body_reading_an_array_written_into_since_is_staged_again(l
     assert len(stagings) <= (2 if loop == "checkpoint" else 1)   # (checkpoint: at each call)
 
 
+def test_item1_a_while_loop_predicate_reading_an_array_written_into_since_is_staged_again():
+    """The same for a predicate: `v[1] < steps[0]` kept the first number of steps."""
+    steps = np.array([3])
+
+    def f(x):
+        return while_loop(lambda v: v[1] < steps[0], lambda v: (v[0] * 2.0, v[1] + 1), (x, 0))[0]
+    for n in (3, 5, 3):
+        steps[0] = n
+        assert f(1.0) == 2.0 ** n and pullback.grad(f)(1.0) == 2.0 ** n
+
+
 # ------------------------------------ custom rules
 
 
