@@ -162,8 +162,8 @@ _CACHE_SIZE = 512
 _cache = {}
 # A cached program is reused only while the NumPy arrays it read hold the same bytes (Python
 # code may have read their values while staging: `W[0, 0]` became a constant of the
-# program). Its entry keeps a copy of an array up to _COPIED_BYTES, else a digest; beyond
-# _COMPARED_BYTES of arrays in all, comparing would cost more than staging again at each call.
+# program). Its entry keeps a copy of them up to _COPIED_BYTES in all, else digests; beyond
+# _COMPARED_BYTES of arrays, comparing would cost more than staging again at each call.
 _COPIED_BYTES, _COMPARED_BYTES = 2**16, 2**24
 
 
@@ -172,12 +172,20 @@ def _contents(arrays):
     changes), or None beyond `_COMPARED_BYTES`."""
     if sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) > _COMPARED_BYTES:
         return None
-    return tuple(_fingerprint(a) if isinstance(a, np.ndarray) else None for a in arrays)
+    contents, copied = [], 0
+    for a in arrays:
+        if not isinstance(a, np.ndarray):
+            contents.append(None)
+            continue
+        copy = copied + a.nbytes <= _COPIED_BYTES or a.dtype.hasobject
+        copied += a.nbytes if copy else 0
+        contents.append(_fingerprint(a, copy))
+    return tuple(contents)
 
 
-def _fingerprint(a):
-    """a's layout and bytes (a digest of them beyond `_COPIED_BYTES`, read in place)."""
-    if a.nbytes <= _COPIED_BYTES or a.dtype.hasobject:
+def _fingerprint(a, copy):
+    """a's layout and bytes (with `copy`, else a digest of them, read in place)."""
+    if copy:
         return a.shape, a.strides, a.dtype.str, a.tobytes()
     memory = a if a.flags.c_contiguous else a.T if a.flags.f_contiguous else a.copy()
     return a.shape, a.strides, a.dtype.str, hashlib.sha256(memory.data).digest()
