@@ -3,7 +3,7 @@ from typing import Callable
 
 import numpy as np
 
-from .operators import DEFAULT_HVP_MODE, make_hvp, value_and_grad
+from .operators import DEFAULT_HVP_MODE, HESSIAN_MODES, check_mode, make_hvp, value_and_grad
 
 
 def newton_callables(f: Callable, mode: str = DEFAULT_HVP_MODE) -> dict:
@@ -22,6 +22,7 @@ def newton_callables(f: Callable, mode: str = DEFAULT_HVP_MODE) -> dict:
     >>> bool(np.allclose(result.x, 1.0, atol=1e-6))
     True
     """
+    check_mode(mode, HESSIAN_MODES, "newton_callables")   # now, not at SciPy's first hessp
     value_and_gradient = value_and_grad(f)
     recording = {}
 

@@ -216,8 +216,9 @@ rule_call = Primitive(
 def _custom_vjp_jvp(primals, tangents, fun, fwd, bwd, out_count):
     results = rule_call(*primals, rule=fwd)
     outs, residuals = results[:out_count()], results[out_count():]
-    _, back = vjp_flat(lambda *cts: rule_call(*residuals, *cts, rule=bwd),
-                       [zeros_like_value(o) for o in outs])
+    at_zero, back = vjp_flat(lambda *cts: rule_call(*residuals, *cts, rule=bwd),
+                             [zeros_like_value(o) for o in outs])
+    _check_zero_at_zero(at_zero, bwd, "cotangents", "output cotangents")
     return outs, back(tangents)
 
 
@@ -270,23 +271,24 @@ def _transposed_tangent_map(jvp, wrt, n):
             results = jvp(*primals, *tangents)
             return results[len(results) // 2:]
         at_zero, pullback = _vjp_wrt(tangents_out, [zeros_like_value(p) for p in primals], wrt)
-        _check_zero_at_zero(at_zero, jvp)
+        _check_zero_at_zero(at_zero, jvp, "tangents", "input tangents")
         return [c for c, w in zip(_with_zeros(primals, pullback(cts)), wrt) if w]
     transposed.__name__ = f"transposed_{_name(jvp)}"
     return transposed
 
 
-def _check_zero_at_zero(tangents, jvp):
-    """A linear tangent map gives zero tangents for zero tangents; reverse mode transposes
-    it where it is linear (at zero), so a rule adding a constant to its tangents would give
-    forward and reverse modes different derivatives. Checked where the values are known
-    (NaN is 0 times an infinite partial derivative, which a linear map may give)."""
-    for t in tangents:
+def _check_zero_at_zero(values, rule, what, given):
+    """A linear map gives zeros for zeros: forward mode transposes a bwd rule, reverse mode
+    a jvp rule's tangent map, where it is linear (at zero), so a rule adding a constant to
+    its results would give forward and reverse modes different derivatives. Checked where
+    the values are known (NaN is 0 times an infinite partial derivative, which a linear map
+    may give)."""
+    for t in values:
         if not isinstance(t, Tracer) and np.any((np.asarray(t) != 0) & ~np.isnan(t)):
             raise CustomRuleError(
-                f"the jvp rule `{_name(jvp)}` returned nonzero tangents for zero input "
-                "tangents: a rule's tangents must be linear in the input tangents (no "
-                "constant terms), or forward and reverse mode would disagree.")
+                f"the rule `{_name(rule)}` returned nonzero {what} for zero {given}: a "
+                f"rule's {what} must be linear in the {given} (no constant terms), or forward "
+                "and reverse mode would disagree.")
 
 
 def _custom_jvp_vjp(wrt, outs, *primals, fun, jvp):

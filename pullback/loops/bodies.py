@@ -6,13 +6,14 @@ the loop primitives derive from them, each cached on the program it comes from.
   transformation): the loop primitive takes them as arguments, so every transformation
   sees them. Staged once per signature: the cache key holds the function's code and what
   its closure, defaults and globals hold (Python values by value, arrays and traced values
-  by identity, held weakly: Python code may have read their values while staging, as in
-  `W[0, 0]`, so another array stages again; a few references deep); a function reading arrays it
-  cannot find there (created inside, or deeper) is staged again at each call. A branch
-  reads the arrays and traced values of its closure cells and defaults as inputs from its
-  start (`lifted`), so that what it computes from them alone stays in the branch. Staging
-  refuses random draws and changes to outside state (a list appended to, a nonlocal
-  rebound): a body runs once while staged, not at each step.
+  by identity, held weakly, and NumPy arrays by their bytes too: Python code may have read
+  their values while staging, as in `W[0, 0]`, so another array, or the same one written
+  into since, stages again; a few references deep); a function reading arrays it cannot find
+  there (created inside, or deeper), or more than `_COMPARED_BYTES` of them, is staged again
+  at each call. A branch reads the arrays and traced values of its closure cells and
+  defaults as inputs from its start (`lifted`), so that what it computes from them alone
+  stays in the branch. Staging refuses random draws and changes to outside state (a list
+  appended to, a nonlocal rebound): a body runs once while staged, not at each step.
 - `stage_flat`: a function of flat arrays (the rules' own) as a program.
 - derived programs: `jvp_program`, `batch_program`, `vjp_programs` (the forward half
   with residuals and the backward half of reverse mode, split from one joint program so
@@ -25,6 +26,7 @@ the loop primitives derive from them, each cached on the program it comes from.
 """
 import dis
 import functools
+import hashlib
 import os
 import sys
 import sysconfig
@@ -156,8 +158,37 @@ class Staged:
 
 _CACHE_SIZE = 512
 # (state key, input signature) -> (program, captured slots, out_tree, kept objects, weak
-# references to the arrays read: the cache never keeps a user's array alive)
+# references to the arrays read: the cache never keeps a user's array alive, `_contents`)
 _cache = {}
+# A cached program is reused only while the NumPy arrays it read hold the same bytes (Python
+# code may have read their values while staging: `W[0, 0]` became a constant of the
+# program). Its entry keeps a copy of them up to _COPIED_BYTES in all, else digests; beyond
+# _COMPARED_BYTES of arrays, comparing would cost more than staging again at each call.
+_COPIED_BYTES, _COMPARED_BYTES = 2**16, 2**24
+
+
+def _contents(arrays):
+    """What the NumPy arrays among `arrays` hold (None for a traced value, which never
+    changes), or None beyond `_COMPARED_BYTES`."""
+    if sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) > _COMPARED_BYTES:
+        return None
+    contents, copied = [], 0
+    for a in arrays:
+        if not isinstance(a, np.ndarray):
+            contents.append(None)
+            continue
+        copy = copied + a.nbytes <= _COPIED_BYTES or a.dtype.hasobject
+        copied += a.nbytes if copy else 0
+        contents.append(_fingerprint(a, copy))
+    return tuple(contents)
+
+
+def _fingerprint(a, copy):
+    """a's layout and bytes (with `copy`, else a digest of them, read in place)."""
+    if copy:
+        return a.shape, a.strides, a.dtype.str, a.tobytes()
+    memory = a if a.flags.c_contiguous else a.T if a.flags.f_contiguous else a.copy()
+    return a.shape, a.strides, a.dtype.str, hashlib.sha256(memory.data).digest()
 
 
 def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
@@ -169,10 +200,12 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
     arrays) described by the hashable `kind`; the state is still fn's.
     """
     avals = [aval_of(x) for x in leaves]
-    state = _state(fn)
-    key = None if state is None else (state[0], kind, in_tree, tuple(avals))
+    state = function_state(fn)
+    contents = None if state is None else _contents(state[1])
+    key = None if contents is None else (state[0], kind, in_tree, tuple(avals))
     entry = _cache.get(key) if key is not None else None
-    if entry is not None and all(ref() is a for ref, a in zip(entry[4], state[1])):
+    if entry is not None and all(ref() is a for ref, a in zip(entry[4], state[1])) \
+            and entry[5] == contents:
         program, slots, out_tree = entry[:3]
         return Staged(program, [state[1][i] for i in slots], out_tree)
     name = getattr(call or fn, "__name__", "body")
@@ -181,7 +214,7 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
         lambda: _stage_function(call or fn, leaves, in_tree, avals, kind, name), fn,
         tuple(leaves),
         LOOP_RANDOMNESS)
-    after = _state(fn)
+    after = function_state(fn)
     if state is not None and (after is None or after[0] != state[0]):
         raise OutsideStateError(
             f"`{name}` changed state outside itself while pullback staged it (it appended to "
@@ -201,7 +234,7 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
         if None not in slots and refs is not None:
             if len(_cache) >= _CACHE_SIZE:
                 _cache.pop(next(iter(_cache)))
-            _cache[key] = (staged.program, slots, staged.out_tree, state[2], refs)
+            _cache[key] = (staged.program, slots, staged.out_tree, state[2], refs, contents)
     return staged
 
 
@@ -273,8 +306,9 @@ class _TooLarge(Exception):
     """The reachable state is too large to key a cache on: stage at every call."""
 
 
-def _state(fn):
-    """(key, arrays, kept objects) of what fn reads besides its arguments, or None."""
+def function_state(fn):
+    """(key, arrays, kept objects) of what fn reads besides its arguments (its closure,
+    defaults and globals, a few references deep), or None where that is too large."""
     key, arrays, kept, seen = [], [], [], {}
     try:
         _walk(fn, 0, key, arrays, kept, seen)

@@ -16,7 +16,7 @@ from ..primitives import elementwise as E
 from ..primitives import reductions as R
 from ..primitives.structural import stop_gradient
 from ._common import ndim, normalize_axes, normalize_axis, refuse, refuse_complex_values
-from ._elementwise import conjugate
+from ._elementwise import _conjugated
 from ._reductions import cumprod, cumsum, sum
 from ._shape import (as_floating, astype, broadcast_to, concatenate, flip, getitem, moveaxis,
                      operand, pad_constant, ravel, reshape, shape, slice_along, stack)
@@ -285,7 +285,7 @@ def convolve(a, v, mode="full"):
 
 def correlate(a, v, mode="valid"):
     """`np.correlate` of two 1-D sequences: c[k] = sum_n a[n + k] conj(v[n])."""
-    return _correlate(operand(a), conjugate(operand(v)), mode)
+    return _correlate(operand(a), _conjugated(v), mode)
 
 
 def _correlate(a, w, mode):

@@ -12,10 +12,10 @@ import numpy as np
 from ..primitives import contraction as C
 from ..primitives import elementwise as E
 from ._common import ndim, normalize_axis, refuse
-from ._elementwise import UFUNCS, conjugate
+from ._elementwise import UFUNCS, _conjugated
 from ._reductions import sum
-from ._shape import (array_operand, broadcast_to, diagonal, operand, ravel, reshape, shape,
-                     swapaxes, transpose)
+from ._shape import (array_operand, broadcast_to, diagonal, moveaxis, operand, ravel, reshape,
+                     shape, swapaxes, transpose)
 
 
 def matmul(x1, x2, /, out=None, **kwargs):
@@ -65,7 +65,7 @@ def dot(a, b, out=None):
 
 def vdot(a, b, /):
     """`np.vdot`: the dot product of the flattened arrays, the first one conjugated."""
-    return matmul(ravel(conjugate(a)), ravel(b))
+    return matmul(ravel(_conjugated(a)), ravel(b))
 
 
 def inner(a, b, /):
@@ -106,18 +106,39 @@ def matrix_transpose(x, /):
     return swapaxes(x, -1, -2)
 
 
+def _core_dimensions(name, signature, a, b, dims, contracted=None):
+    """NumPy's checks of a gufunc's operands: each has at least its `dims` core dimensions
+    (a scalar is not broadcast), and the contracted ones (a's and b's axes `contracted`)
+    agree in size (a length 1 is not broadcast either)."""
+    for k, (x, d) in enumerate(zip((a, b), dims)):
+        if ndim(x) < d:
+            raise ValueError(f"{name}: Input operand {k} does not have enough dimensions (has "
+                             f"{ndim(x)}, gufunc core with signature {signature} requires {d})")
+    if contracted is not None:
+        m, n = shape(a)[contracted[0]], shape(b)[contracted[1]]
+        if m != n:
+            raise ValueError(f"{name}: Input operand 1 has a mismatch in its core dimension 0, "
+                             f"with gufunc signature {signature} (size {n} is different from "
+                             f"{m})")
+
+
 def vecdot(x1, x2, /, *, axis=-1, **kwargs):
     """`np.vecdot`: dot products of vectors along `axis` (the first conjugated), broadcasting
     the others."""
     refuse("vecdot", **kwargs)
     a, b = array_operand(x1), array_operand(x2)
-    return sum(E.multiply(conjugate(a), b), axis=axis)
+    _core_dimensions("vecdot", "(n),(n)->()", a, b, (1, 1))
+    a, b = (moveaxis(x, normalize_axis(axis, ndim(x)), -1) for x in (a, b))   # each its own
+    _core_dimensions("vecdot", "(n),(n)->()", a, b, (1, 1), (-1, -1))
+    products = E.multiply(_conjugated(a), b)
+    return sum(products, axis=-1, dtype=products.dtype)     # (int8 stays int8, as in NumPy)
 
 
 def matvec(x1, x2, /, **kwargs):
     """`np.matvec`: matrix-vector products over the leading (broadcast) axes."""
     refuse("matvec", **kwargs)
-    a, b = operand(x1), operand(x2)
+    a, b = array_operand(x1), array_operand(x2)
+    _core_dimensions("matvec", "(m,n),(n)->(m)", a, b, (2, 1), (-1, -1))
     out = matmul(a, reshape(b, shape(b) + (1,)))
     return reshape(out, shape(out)[:-1])
 
@@ -126,7 +147,8 @@ def vecmat(x1, x2, /, **kwargs):
     """`np.vecmat`: products of the conjugated vectors with the matrices, over the leading
     (broadcast) axes."""
     refuse("vecmat", **kwargs)
-    a, b = conjugate(operand(x1)), operand(x2)
+    a, b = _conjugated(array_operand(x1)), array_operand(x2)
+    _core_dimensions("vecmat", "(n),(n,m)->(m)", a, b, (1, 2), (-1, -2))
     out = matmul(reshape(a, shape(a)[:-1] + (1, shape(a)[-1])), b)
     return reshape(out, shape(out)[:-2] + shape(out)[-1:])
 

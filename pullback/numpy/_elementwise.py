@@ -7,7 +7,7 @@ import numpy as np
 from ..primitives import scipy_special as sp
 
 from ..core.engine import Tracer
-from ..errors import unsupported
+from ..errors import ComplexValueError, unsupported
 from ..primitives import REGISTRY
 from ..primitives import elementwise as P
 from ..primitives import special as S
@@ -39,24 +39,46 @@ def _ufunc_wrapper(ufunc, prim):
 UFUNCS = {ufunc: _ufunc_wrapper(ufunc, prim) for ufunc, prim in UFUNC_PRIMITIVES.items()}
 globals().update({f.__name__: f for f in UFUNCS.values()})
 psi = digamma = UFUNCS[sp.digamma]
-abs = fabs = absolute     # noqa: F821 (defined by the update above)
+abs = absolute            # noqa: F821 (defined by the update above)
 true_divide = divide      # noqa: F821
 mod = remainder           # noqa: F821
 
 
 def positive(x):
     """`np.positive`: x itself."""
-    return operand(x)
+    return _as_numpy_computes(x, np.positive)
+
+
+def _as_numpy_computes(x, ufunc, instead="split the values into their real and imaginary "
+                                          "parts (np.real, np.imag)"):
+    """x in the dtype NumPy's `ufunc` computes in (a float where its loops are floating
+    point), refused where NumPy has no loop for it (complex values of fabs, booleans of
+    positive), with NumPy's TypeError or, for complex values, a ComplexValueError."""
+    x = operand(x)
+    dtype = np.dtype(getattr(x, "dtype", type(x)))
+    try:
+        computed = ufunc.resolve_dtypes((dtype, None))[0]
+    except TypeError:
+        if dtype.kind != "c":
+            raise
+        raise ComplexValueError(f"np.{ufunc.__name__} takes real values only, as in NumPy (it "
+                                f"has no loop for complex values): {instead}.") from None
+    return x if computed == dtype else astype(x, computed)
+
+
+def fabs(x):
+    """`np.fabs`: |x| of real values."""
+    return absolute(_as_numpy_computes(x, np.fabs, "np.abs gives the modulus"))  # noqa: F821
 
 
 def deg2rad(x):
     """`np.deg2rad`."""
-    return operand(x) * (math.pi / 180.0)
+    return _as_numpy_computes(x, np.deg2rad, "multiply by np.pi / 180") * (math.pi / 180.0)
 
 
 def rad2deg(x):
     """`np.rad2deg`."""
-    return operand(x) * (180.0 / math.pi)
+    return _as_numpy_computes(x, np.rad2deg, "multiply by 180 / np.pi") * (180.0 / math.pi)
 
 
 radians, degrees = deg2rad, rad2deg
@@ -107,7 +129,15 @@ def _is_complex(x):
 
 
 def conjugate(x):
-    """`np.conjugate`: the complex conjugate (x itself for real values)."""
+    """`np.conjugate`: the complex conjugate (x itself for real values; booleans become
+    int8, as in NumPy)."""
+    x = operand(x)
+    return P.conjugate(x) if _is_complex(x) else _as_numpy_computes(x, np.conjugate)
+
+
+def _conjugated(x):
+    """The complex conjugate of complex values, real ones as they are (of their own dtype:
+    NumPy's vdot, vecdot and correlate of booleans are boolean)."""
     x = operand(x)
     return P.conjugate(x) if _is_complex(x) else x
 
@@ -214,7 +244,7 @@ conj = conjugate
 
 # Ufuncs answered by the composites above (`np.matmul` is added by _contraction).
 UFUNCS.update({ufunc: _ufunc_wrapper(ufunc, fn) for ufunc, fn in {
-    np.positive: positive, np.fabs: absolute, np.conjugate: conjugate, np.sign: sign,
+    np.positive: positive, np.fabs: fabs, np.conjugate: conjugate, np.sign: sign,
     np.deg2rad: deg2rad, np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg,
     np.float_power: float_power, np.frexp: frexp, np.modf: modf, np.divmod: divmod,
     sp.exprel: exprel}.items()})

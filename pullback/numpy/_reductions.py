@@ -26,6 +26,15 @@ def _prepare(name, a, axis, dtype=None, out=None, where_mask=None, fill=0.0):
     return x, normalize_axes(axis, ndim(x))
 
 
+def _in_dtype(result, dtype):
+    """A sum's or product's `result` in the `dtype` NumPy accumulates in: the primitives
+    promote small integers (an int8 sum is an int64), and a cast of their result wraps
+    around as NumPy's int8 sum does (sums and products agree modulo 2**8)."""
+    if dtype is None or result.dtype == np.dtype(dtype):
+        return result
+    return astype(result, dtype)
+
+
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
     """`np.sum`."""
     if axis is None and dtype is None and out is None and where is None \
@@ -33,14 +42,14 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
         x, axes = a, tuple(range(len(a.shape)))
     else:
         x, axes = _prepare("sum", a, axis, dtype, out, where)
-    result = R.sum(x, axis=axes, keepdims=bool(keepdims))
+    result = _in_dtype(R.sum(x, axis=axes, keepdims=bool(keepdims)), dtype)
     return result if initial is None else result + initial
 
 
 def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
     """`np.prod` (its derivative is exact when some factors are zero)."""
     x, axes = _prepare("prod", a, axis, dtype, out, where, fill=1.0)
-    result = R.prod(x, axis=axes, keepdims=bool(keepdims))
+    result = _in_dtype(R.prod(x, axis=axes, keepdims=bool(keepdims)), dtype)
     return result if initial is None else result * initial
 
 
@@ -91,6 +100,9 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
         return sum(x, axis, keepdims=keepdims, where=mask) / sum(
             np.broadcast_to(mask, x.shape).astype(x.dtype), axis, keepdims=keepdims)
     if getattr(x, "dtype", np.dtype(float)).kind in "iub":
+        if dtype is not None:              # NumPy's: the sum in dtype, divided, truncated
+            total = _in_dtype(R.sum(x, axis=axes, keepdims=bool(keepdims)), dtype)
+            return astype(total / _count(x, axes), dtype)
         x = astype(x, np.float64)
     return R.sum(x, axis=axes, keepdims=bool(keepdims)) * _inverse(_count(x, axes))
 
@@ -157,7 +169,7 @@ def _scan(prim, name):
             x = astype(x, dtype)
         if axis is None:
             x, axis = ravel(x), 0
-        return prim(x, axis=normalize_axis(axis, ndim(x)))
+        return _in_dtype(prim(x, axis=normalize_axis(axis, ndim(x))), dtype)
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"`np.{name}`."
     return fn

@@ -13,8 +13,10 @@ values. Preparing evaluates the matrix once, with one random vector v among the 
 and compares J v (or v^T J, H v) with the product of the decompressed matrix; a plan
 whose pattern was given (`pattern=`) does so at every call, since a pattern valid at one
 x may miss nonzeros at another (one more product per call; a detected pattern holds at
-every x). Every call also checks the entries of the compressed products that no nonzero
-of the pattern contributes to: they must be zero.
+every x, and while f's extra arguments and the arrays it reads are zero where they were at
+preparation: a call with new nonzeros there checks a random product too). Every
+call also checks the entries of the compressed products that no nonzero of the pattern
+contributes to: they must be zero.
 
 By default the pattern is detected from f's program (`detection.py`: global, valid at
 every x); `pattern=` gives one instead.
@@ -26,10 +28,12 @@ import scipy.sparse
 
 from ..errors import (NonDifferentiableInputError, NonScalarOutputError, PatternError,
                       PlanMismatchError, PullbackError, SparseStructureError)
+from ..loops.bodies import function_state
 from ..operators import JACOBIAN_MODES, check_mode, checked_chunk_size, default_chunk_size, hvp
 from ..transforms.batching import vmap
 from ..transforms.forward import pushforward
 from ..transforms.reverse import pullback
+from ..tree import flatten
 from .colouring import (as_pattern, colour_columns, colour_rows, colour_star,
                         number_of_colours, symmetric_pattern)
 from .detection import hessian_sparsity, jacobian_sparsity
@@ -87,10 +91,11 @@ class SparsePlan:
     checks a random product: a pattern given by the caller may hold at one x only).
     """
 
-    def __init__(self, f, x, pattern, mode, colouring, reads, touched, order, chunk_size,
+    def __init__(self, f, x, args, pattern, mode, colouring, reads, touched, order, chunk_size,
                  checks_every_call):
         self.f, self.pattern, self.mode, self.order = f, pattern, mode, order
         self.checks_every_call = checks_every_call
+        self._prepared_nonzeros = _nonzeros(f, args)
         self.colouring, self.colours = colouring, number_of_colours(colouring)
         self.shape, self.nnz = pattern.shape, pattern.nnz
         self.density = self.nnz / max(1, self.shape[0] * self.shape[1])
@@ -134,7 +139,19 @@ class SparsePlan:
 
     def __call__(self, x, *args) -> scipy.sparse.csr_matrix:
         """The matrix at x (for `f(x, *args)`), as CSR: values only, from the colouring."""
-        return self._evaluate(self._checked(x), args, probe=self.checks_every_call)
+        if self.checks_every_call:
+            return self._evaluate(self._checked(x), args, probe=_GIVEN)
+        return self._evaluate(self._checked(x), args,
+                              probe=self._new_nonzeros(args) and _NEW_NONZEROS)
+
+    def _new_nonzeros(self, args) -> bool:
+        """Whether `args`, or the arrays f reads, may be nonzero where they were zero when the
+        plan was prepared: a detected pattern skips the zeros of f's constants (the product
+        of a zero matrix entry), so it may then miss nonzeros."""
+        nonzeros = _nonzeros(self.f, args)
+        return len(nonzeros) != len(self._prepared_nonzeros) or any(
+            new is None or old is None or new.shape != old.shape or np.any(new & ~old)
+            for new, old in zip(nonzeros, self._prepared_nonzeros))
 
     def _products(self, x, args):
         """(product, seed shape, seed dtype): product(seed) is one compressed product."""
@@ -145,8 +162,9 @@ class SparsePlan:
         raise NotImplementedError
 
     def _evaluate(self, x, args, probe):
-        """The matrix at x; with `probe`, one random vector v is pushed through with the
-        seeds and the matrix is checked against its product with v (`_check_probe`)."""
+        """The matrix at x; with `probe` (what to do if it fails), one random vector v is
+        pushed through with the seeds and the matrix is checked against its product with v
+        (`_check_probe`)."""
         product, shape, dtype = self._products(x, args)
         seeds = self._seeds(shape, dtype)
         if probe:
@@ -154,9 +172,9 @@ class SparsePlan:
             vector = (rng.uniform(0.5, 1.5, shape) * rng.choice([-1, 1], shape)).astype(dtype)
             seeds = np.concatenate([seeds, vector[None]])
         compressed = self._compress(product, seeds)
-        matrix = self._decompress(compressed[:self.colours])
+        matrix = self._decompress(compressed[:self.colours], probe or _GIVEN)
         if probe:
-            self._check_probe(matrix, vector.ravel(), compressed[self.colours])
+            self._check_probe(matrix, vector.ravel(), compressed[self.colours], probe)
         return matrix
 
     def _checked(self, x) -> np.ndarray:
@@ -204,9 +222,10 @@ class SparsePlan:
                 f"{self.shape[0]} rows: prepare a new plan for this f.")
         return compressed.reshape(count, self._vector_size)
 
-    def _decompress(self, compressed) -> scipy.sparse.csr_matrix:
+    def _decompress(self, compressed, fix) -> scipy.sparse.csr_matrix:
         """The matrix from its k compressed products; a nonzero in an entry of them that no
-        nonzero of the pattern contributes to is a derivative outside the pattern."""
+        nonzero of the pattern contributes to is a derivative outside the pattern (`fix`:
+        what to do)."""
         flat = compressed.ravel()
         stray = np.flatnonzero(flat[self._untouched])
         if stray.size:
@@ -225,16 +244,15 @@ class SparsePlan:
             raise PatternError(
                 f"{self._outside(index, members)} has a nonzero derivative "
                 f"({flat[where]!r}) that the {'given ' if self.checks_every_call else ''}"
-                "pattern does not contain. Pass a pattern with every structural nonzero "
-                "(entries outside it must be zero at every x).")
+                f"pattern does not contain. {fix}")
         return scipy.sparse.csr_matrix(
             (flat[self._reads], self.pattern.indices.copy(), self.pattern.indptr.copy()),
             shape=self.shape)
 
-    def _check_probe(self, matrix, vector, product):
+    def _check_probe(self, matrix, vector, product, fix):
         """`product` (J v, v^T J or H v, computed directly) must equal the same product of
         the decompressed matrix up to rounding: otherwise f has nonzeros outside the pattern
-        that share their compressed entries with nonzeros inside it."""
+        that share their compressed entries with nonzeros inside it (`fix`: what to do)."""
         magnitude = abs(matrix)
         if self.mode == "reverse":
             expected, scale = vector @ matrix, np.abs(vector) @ magnitude
@@ -249,8 +267,26 @@ class SparsePlan:
             raise PatternError(
                 f"the pattern misses nonzeros of the matrix: at x, {where} of its product with a "
                 f"random vector is {product[i]!r}, but the entries of the pattern give "
-                f"{expected[i]!r}. Pass a pattern with every structural nonzero (entries outside "
-                "it must be zero at every x).")
+                f"{expected[i]!r}. {fix}")
+
+
+# What a failed check of a random product asks for.
+_GIVEN = ("Pass a pattern with every structural nonzero (entries outside it must be zero at "
+          "every x).")
+_NEW_NONZEROS = ("The pattern was detected with the values f's extra arguments and the arrays "
+                 "it reads had when the plan was prepared, and skips the products of their "
+                 "zeros; they are now nonzero where they were zero. Prepare a plan with values "
+                 "of this structure (or nonzero wherever they may be).")
+
+
+def _nonzeros(f, args):
+    """Where each leaf of `args`, and each array f reads through its closure, defaults and
+    globals, is nonzero (None for a value that is not a number or an array of numbers)."""
+    state = function_state(f)
+    values = flatten(args)[0] + ([] if state is None else state[1])
+    return [np.asarray(a) != 0 if isinstance(a, (bool, int, float, complex, np.generic))
+            or isinstance(a, np.ndarray) and a.dtype.kind in "biufc" else None
+            for a in values]
 
 
 def _partial(f, args):
@@ -353,8 +389,8 @@ def _jacobian_plan(f, x, args, pattern, mode, order, chunk_size):
     else:
         colour = colour_columns if mode == "forward" else colour_rows
         colours, reads, used = colour(matrix, order)
-    plan = JacobianPlan(f, x, matrix, mode, colours, reads, reads, used, chunk_size, given)
-    return plan, plan._evaluate(x, args, probe=True)
+    plan = JacobianPlan(f, x, args, matrix, mode, colours, reads, reads, used, chunk_size, given)
+    return plan, plan._evaluate(x, args, probe=_GIVEN)
 
 
 def prepare_hessian(f: Callable, x, *args, pattern=None, order: str | Sequence[int] = "best",
@@ -401,9 +437,9 @@ def _hessian_plan(f, x, args, pattern, order, chunk_size):
     matrix = symmetric_pattern(pattern, "the Hessian pattern")
     _check_shape(matrix, (x.size, x.size), "Hessian", "one row and one column per element of x")
     colours, (reads, touched), used = colour_star(matrix, order)
-    plan = HessianPlan(f, x, matrix, HVP_MODE, colours, reads, touched, used, chunk_size,
+    plan = HessianPlan(f, x, args, matrix, HVP_MODE, colours, reads, touched, used, chunk_size,
                        given)
-    return plan, plan._evaluate(x, args, probe=True)
+    return plan, plan._evaluate(x, args, probe=_GIVEN)
 
 
 def sparse_jacobian(f: Callable, x, *args, pattern=None, mode: str = "auto",
