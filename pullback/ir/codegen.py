@@ -147,11 +147,13 @@ def _generate(program, name, fast, code):
     reusable, in_place = _buffer_plan(program) if fast else ({}, {})
     released = _released(program)
     taken, returned = _scratch_plan(program, reusable, in_place, released) if fast else ({}, {})
+    pool_of = {}         # a buffer's variables -> its pool: one per shape and dtype
     if taken:
-        pools = code.value([[] for _ in range(sum(map(len, taken.values())))], "scratch")
-        pool_of = {v: f"{pools}[{k}]" for k, v in enumerate(
-            v for outputs in taken.values() for v in outputs)}
-        pool_of.update((holder, pool_of[v]) for v, holder in returned.items())
+        kinds = {(v.aval.shape, v.aval.dtype): None for vs in taken.values() for v in vs}
+        pools = code.value([[] for _ in kinds], "scratch")
+        kinds = {kind: f"{pools}[{k}]" for k, kind in enumerate(kinds)}
+        for v, holder in returned.items():
+            pool_of[v] = pool_of[holder] = kinds[v.aval.shape, v.aval.dtype]
     holders = set(returned.values())
     comments = {}
     lines = [f"def {name}({', '.join(names(v) for v in program.invars)}):"]
@@ -412,9 +414,12 @@ def _scratch_plan(program: Program, reusable: dict, in_place: dict, released: di
     has. `returned`: such an output -> the variable holding its buffer last (itself, or
     the output of a ufunc or in-place scatter written into it), which gives it back once
     it and every view of it (outputs of primitives without `fresh_output`) are released;
-    never where one of them is an output of the program. A pool is a list; taking (`pop`)
-    and giving back (`append`) are atomic, so calls in several threads each take their own
-    buffers."""
+    never where one of them is an output of the program. A function has one pool per shape
+    and dtype, so that a later equation of the same call takes a buffer given back (the
+    last one, still in cache), as malloc would have reused its memory: the fewer distinct
+    256 x 256 arrays the MLP touches, the more of them L2 holds. A pool is a list;
+    taking (`pop`) and giving back (`append`) are atomic, so calls in several threads each
+    take their own buffers."""
     low, high = SCRATCH_BYTES
     released_at = {v: i for i, values in released.items() for v in values}
     outputs = {x for x in program.outvars if type(x) is not Literal}
@@ -426,13 +431,15 @@ def _scratch_plan(program: Program, reusable: dict, in_place: dict, released: di
             holder.update((r, eq.outputs[0]) for r in reached)
             found = {eq.outputs[0]: reached}
         elif not eq.primitive.fresh_output:    # its outputs may view its inputs
-            reached = set().union(*(roots.get(x, ()) for x in eq.inputs if type(x) is not Literal))
+            reached = set().union(*(roots.get(x, ()) for x in eq.inputs
+                                    if type(x) is not Literal))
             found = dict.fromkeys(eq.outputs, reached)
         else:
             found = {}
             for k in _given_outputs(eq):
                 v = eq.outputs[k]
-                if not v.weak and low <= nbytes(v) <= high:
+                if not v.weak and low <= nbytes(v) <= high \
+                        and np.dtype(v.aval.dtype).kind in "biufc":
                     taken.setdefault(i, []).append(v)
                     holder[v], found[v] = v, {v}
         for v, reached in found.items():

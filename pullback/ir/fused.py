@@ -501,12 +501,12 @@ def kernel_for(group: Group, needed) -> tuple:
         name = f"z{k}"
         if segments is None:
             _scatter_chain(chain, name, loops, local, index, setup, body)
-        elif out in needed:
-            made(name, out, f"np.empty({tuple(out.aval.shape)}, np.{np.dtype(out.aval.dtype).name})")
         else:
-            setup.append(f"{name} = np.empty({tuple(out.aval.shape)}, "
-                          f"np.{np.dtype(out.aval.dtype).name})")
-        if segments is not None:
+            empty = f"np.empty({tuple(out.aval.shape)}, np.{np.dtype(out.aval.dtype).name})"
+            if out in needed:
+                made(name, out, empty)
+            else:
+                setup.append(f"{name} = {empty}")
             gathers.append((chain, name, segments))
         if out in needed:
             returns.append(name)

@@ -160,7 +160,9 @@ def _matmul_batch(values, dims):
 
 
 def _matmul_emit(args, out=None):
-    return f"{args[0]} @ {args[1]}" if out is None else f"np.matmul({args[0]}, {args[1]}, out={out})"
+    """`a @ b`, or NumPy's matmul ufunc writing into the buffer `out`."""
+    a, b = args
+    return f"{a} @ {b}" if out is None else f"np.matmul({a}, {b}, out={out})"
 
 
 matmul = Primitive("matmul", _matmul_impl, shape=_matmul_shape,
