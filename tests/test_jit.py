@@ -1,5 +1,4 @@
 """Staging, jit and show: agreement with eager mode in every nesting, readable output, errors."""
-import threading
 import warnings
 
 import numpy as np
@@ -707,6 +706,7 @@ def test_item12_small_intermediates_and_results_are_not_kept():
 
 
 def test_item12_calls_in_several_threads_take_their_own_buffers():
+    import threading
     rng = np.random.default_rng(10)
     W = rng.standard_normal((200, 100))
 
