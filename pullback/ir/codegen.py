@@ -15,7 +15,11 @@ Two variants are generated from one program:
   for elementwise ufuncs (fewer temporaries), and adds a `scatter_add` with a basic
   index into its operand's buffer in place (`y = x; y[index] += updates`) when that
   operand is a fresh intermediate nobody reads afterwards, else into a copy of it (the
-  primitive's impl inline); it needs real arrays.
+  primitive's impl inline); large intermediates (`SCRATCH_BYTES`) that never reach a
+  result are written (`out=`: ufuncs, matmul; fused kernels' given outputs) into buffers
+  the function keeps from one call to the next, in pools per shape and dtype
+  (`_scratch_plan`: freeing and allocating them again cost page faults); it needs real
+  arrays.
   Safe by construction: only outputs of primitives declaring `fresh_output` are
   written into, and never one that any other primitive read (its output may be a view);
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer

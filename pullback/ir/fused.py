@@ -23,6 +23,12 @@ cores and removed: forced, they took 2 to 7 times the one loop's time whenever o
 processes ran (a helper waits for a CPU, and the caller for it), and in idle runs of
 the speed table they showed no gain; the one loop runs at about memory speed.
 
+A kernel takes the arrays of `codegen.SCRATCH_BYTES` or more that it writes whole as
+arguments (`given_outputs`) rather than allocating them: the generated code passes
+buffers it keeps from call to call, where the value never reaches a result. Allocated
+in the kernel, the MLP's 256 x 256 outputs cost a page fault per 4 KiB at every call
+(glibc returns freed memory at the top of its heap to the system).
+
 Kernels are written to files in a cache directory named by a hash of their source
 (`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
 (`cache=True`) finds them compiled in the next process.
@@ -388,7 +394,8 @@ def kernel_for(group: Group, needed) -> tuple:
     its reductions and its stores.
 
     The kernel's main loop runs over the group's shape and writes its outputs and
-    reductions. A chain of stores (embed, scatter_add) whose slices have step one gets
+    reductions; outputs of SCRATCH_BYTES or more are arguments after its inputs, in the
+    order of its outputs (`FusedKernel.given_outputs`). A chain of stores (embed, scatter_add) whose slices have step one gets
     loops of its own over its output, one per piece where the same stores cover it: each
     element adds up the values it receives, computed there at the offset positions (or
     read where the main loop wrote them), so that every loop is free of read-after-write
