@@ -705,6 +705,19 @@ def test_item12_small_intermediates_and_results_are_not_kept():
     assert ".pop()" not in fast.source
 
 
+def test_item12_code_compiled_for_one_run_keeps_no_buffers():
+    """Only jit's functions (called again and again) keep buffers: a loop's body compiled
+    for one eager run of a checkpointed step (one per step) would hold its intermediates
+    after the step (test_loops' memory bound of a Python loop over checkpointed steps)."""
+    from pullback.ir.codegen import compile_program
+    from pullback.ir.staging import stage
+    W = np.random.default_rng(12).standard_normal((200, 100))
+    program = pullback.ir.passes.optimize(stage(lambda x: np.sum(np.tanh(W @ x) @ x.T),
+                                                (np.ones((100, 100)),)))
+    assert ".pop()" in compile_program(program, keeps=True).source
+    assert ".pop()" not in compile_program(program).source
+
+
 def test_item12_calls_in_several_threads_take_their_own_buffers():
     import threading
     rng = np.random.default_rng(10)

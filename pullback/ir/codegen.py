@@ -15,11 +15,11 @@ Two variants are generated from one program:
   for elementwise ufuncs (fewer temporaries), and adds a `scatter_add` with a basic
   index into its operand's buffer in place (`y = x; y[index] += updates`) when that
   operand is a fresh intermediate nobody reads afterwards, else into a copy of it (the
-  primitive's impl inline); large intermediates (`SCRATCH_BYTES`) that never reach a
-  result are written (`out=`: ufuncs, matmul; fused kernels' given outputs) into buffers
-  the function keeps from one call to the next, in pools per shape and dtype
-  (`_scratch_plan`: freeing and allocating them again cost page faults); it needs real
-  arrays.
+  primitive's impl inline); it needs real arrays. With `keeps` (jit's functions), large
+  intermediates (`SCRATCH_BYTES`) that never reach a result are written (`out=`: ufuncs,
+  matmul; fused kernels' given outputs) into buffers the function keeps from one call
+  to the next, in pools per shape and dtype (`_scratch_plan`: freeing and allocating
+  them again cost page faults);
   Safe by construction: only outputs of primitives declaring `fresh_output` are
   written into, and never one that any other primitive read (its output may be a view);
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
@@ -60,11 +60,12 @@ def _global_name(prim):
 
 class Code:
     """The module being generated, the writer of `emit_statements` rules: its globals, the
-    functions written so far, whether it is the fast variant, and fresh names."""
+    functions written so far, whether it is the fast variant (and keeps buffers from call
+    to call: `keeps`), and fresh names."""
     reading = False          # the statements run; `show`'s printer reads them
 
-    def __init__(self, fast: bool):
-        self.fast, self.functions, self.params_count = fast, [], [0]
+    def __init__(self, fast: bool, keeps: bool = False):
+        self.fast, self.keeps, self.functions, self.params_count = fast, keeps, [], [0]
         self.equation = None             # the equation being written
         self.globals = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
         self.taken = {_global_name(p) for p in REGISTRY.values()}
@@ -109,17 +110,21 @@ class Code:
         return self.local_names.named(object(), hint)
 
 
-def generate(program: Program, name: str = "f", fast: bool = True, code: Code = None):
+def generate(program: Program, name: str = "f", fast: bool = True, code: Code = None,
+             keeps: bool = False):
     """(source, globals) of a function `name(*inputs) -> list of outputs`; with `code` (an
-    enclosing module), the source of this function alone, in that module."""
+    enclosing module), the source of this function alone, in that module. `keeps`: the
+    fast variant keeps its large intermediates' buffers from call to call (`_scratch_plan`;
+    for a function called many times, such as jit's: one a loop runs once per call of
+    the user's function would hold its buffers for nothing)."""
     with gc_paused():
-        return _generate(program, name, fast, code)
+        return _generate(program, name, fast, code, keeps)
 
 
-def _generate(program, name, fast, code):
+def _generate(program, name, fast, code, keeps):
     program = _with_matrix_vector_products(program)
     top = code is None
-    code = code or Code(fast)
+    code = code or Code(fast, keeps)
     code.taken.add(name)
     names = code.local_names = Namer(program, reserved={name} | code.reserved())
     globals_ = code.globals
@@ -150,7 +155,8 @@ def _generate(program, name, fast, code):
 
     reusable, in_place = _buffer_plan(program) if fast else ({}, {})
     released = _released(program)
-    taken, returned = _scratch_plan(program, reusable, in_place, released) if fast else ({}, {})
+    taken, returned = _scratch_plan(program, reusable, in_place, released) \
+        if fast and code.keeps else ({}, {})
     pool_of = {}         # a buffer's variables -> its pool: one per shape and dtype
     if taken:
         kinds = {(v.aval.shape, v.aval.dtype): None for vs in taken.values() for v in vs}
@@ -293,10 +299,10 @@ def _statements(eq, args, code):
                                         **eq.params)
 
 
-def compile_program(program: Program, name: str = "f", fast: bool = True):
-    """The generated function itself (and its source, as `.source`)."""
+def compile_program(program: Program, name: str = "f", fast: bool = True, keeps: bool = False):
+    """The generated function itself (and its source, as `.source`); `keeps`: see `generate`."""
     with gc_paused():
-        text, globals_ = generate(program, name, fast)
+        text, globals_ = generate(program, name, fast, keeps=keeps)
         code = compile(text, f"<pullback generated {name}>", "exec")
     exec(code, globals_)                                  # noqa: S102  (our own source)
     fn = globals_[name]

@@ -754,7 +754,7 @@ def compile_fused(program: Program, name: str, args, min_size: int = None,
         return None
     final = Program(fused.invars, fused.constvars, fused.consts, equations, fused.outvars,
                     fused.in_tree, fused.out_tree, fused.names, fused.name)
-    function = compile_program(final, name)
+    function = compile_program(final, name, keeps=True)
     function.kernels = kernels
     return function
 
@@ -902,7 +902,7 @@ def fused_source(program: Program, name: str = "f", min_size: int = None) -> str
     """The generated function of `program` with its groups fused, then each kernel's
     source (what `show(..., fused=True)` prints)."""
     fused = fuse(program, min_size)
-    text = generate(fused, name)[0]
+    text = generate(fused, name, keeps=True)[0]
     kernels = [eq.primitive for eq in fused.equations if type(eq.primitive) is FusedKernel]
     return text + "".join(f"\n# {k.name}: a loop over shape {k.shape}\n{k.source}"
                           for k in kernels)

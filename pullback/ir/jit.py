@@ -133,7 +133,8 @@ class _Compiled:
     def _compiled(self):
         """The generated NumPy code, which hands over to the fused tier when it is ready."""
         return fused_tier.tier(self.program, self.name,
-                               compile_program(self.program, self.name), self._install)
+                               compile_program(self.program, self.name, keeps=True),
+                               self._install)
 
     def _interpret_once(self, *args):
         self.fast = self._compile_then_run
