@@ -70,8 +70,7 @@ class Code:
         self.globals = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
         self.taken = {_global_name(p) for p in REGISTRY.values()}
         self.local_names = None          # the Namer of the function being written
-        self.pooled = set()              # outputs of the equation being written bound to
-        #                                  scratch buffers before its statements (_scratch_plan)
+        self.pooled = set()              # outputs of this equation in kept buffers (names)
 
     def reserved(self) -> set:
         return self.taken | set(self.globals)
@@ -180,11 +179,11 @@ def _generate(program, name, fast, code, keeps):
         code.pooled = {names(v) for v in taken.get(i, ())}
         for v in taken.get(i, ()):       # a scratch buffer kept from an earlier call, or new
             target = names(v)
-            lines += [f"    try:", f"        {target} = {pool_of[v]}.pop()",
+            lines += ["    try:", f"        {target} = {pool_of[v]}.pop()",
                       "    except IndexError:",
                       f"        {target} = np.empty({tuple(v.aval.shape)}, "
                       f"np.{np.dtype(v.aval.dtype).name})"]
-        if i in taken and prim.emit_statements is None:   # the primitive's output written into it
+        if i in taken and prim.emit_statements is None:   # its output written into it
             target = names(eq.outputs[0])
             lines.append(f"    {target} = {prim.emit(args, out=target, **eq.params)}")
         elif i in in_place:       # scatter_add into its dead operand's buffer, or a copy
@@ -473,6 +472,7 @@ def _scratch_plan(program: Program, reusable: dict, in_place: dict, released: di
 
 
 def nbytes(v) -> int:
+    """The bytes of a variable's array."""
     return math.prod(v.aval.shape) * np.dtype(v.aval.dtype).itemsize
 
 

@@ -395,12 +395,12 @@ def kernel_for(group: Group, needed) -> tuple:
 
     The kernel's main loop runs over the group's shape and writes its outputs and
     reductions; outputs of SCRATCH_BYTES or more are arguments after its inputs, in the
-    order of its outputs (`FusedKernel.given_outputs`). A chain of stores (embed, scatter_add) whose slices have step one gets
-    loops of its own over its output, one per piece where the same stores cover it: each
-    element adds up the values it receives, computed there at the offset positions (or
-    read where the main loop wrote them), so that every loop is free of read-after-write
-    dependences through memory and LLVM vectorises it. Other chains add into zeros in
-    the main loop."""
+    order of its outputs (`FusedKernel.given_outputs`). A chain of stores (embed,
+    scatter_add) whose slices have step one gets loops of its own over its output, one
+    per piece where the same stores cover it: each element adds up the values it
+    receives, computed there at the offset positions (or read where the main loop wrote
+    them), so that every loop is free of read-after-write dependences through memory and
+    LLVM vectorises it. Other chains add into zeros in the main loop."""
     computed = {v for eq in group.equations for v in eq.outputs}
     inputs, index = [], {}
     for eq in group.equations:
