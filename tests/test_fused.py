@@ -456,3 +456,57 @@ def test_item3_a_failed_numba_import_is_reported_once_and_jit_runs_the_numpy_cod
     for f in functions:
         assert not hasattr(next(iter(f.cache.values())).fast, "kernels")
     np.testing.assert_allclose(functions[1](x), np.cos(x) - x * np.sin(x), rtol=1e-12)
+
+
+def test_item12_kernels_write_their_large_outputs_into_buffers_kept_between_calls(monkeypatch):
+    """A kernel takes the arrays of SCRATCH_BYTES or more it writes whole (loop outputs,
+    stores computed over their output) as arguments, which the generated code passes
+    from its pools (kept from the last call: no page faults) or allocates (results).
+    With every array that large (the threshold at one byte), kernels of loops,
+    broadcasting, reductions, stores and NaN agree with eager mode call after call."""
+    from pullback.ir import codegen
+    monkeypatch.setattr(codegen, "SCRATCH_BYTES", (1, 1 << 24))
+
+    def rosen(x):
+        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    def chain(a, row):
+        y = np.tanh(a * row) * 2.0
+        return np.sum(y @ a.T * y[:, :3].sum()), y * 0.5
+
+    def nan_making(x):
+        y = np.log(x) * x + x / x
+        return np.sum((y * 3.0) @ np.ones((8, 2))), np.exp(y) + 1.0
+    rng = np.random.default_rng(3)
+    cases = [(lambda x, v: pullback.hvp(rosen, x, v), lambda: [rng.normal(size=9),
+                                                             rng.normal(size=9)]),
+             (chain, lambda: [rng.normal(size=(3, 4)), rng.normal(size=4)]),
+             (nan_making, lambda: [np.array([0.0, -1.0, np.inf, -np.inf, np.nan, 2.0, 1e308,
+                                             -0.0]) * rng.uniform(0.5, 2.0)])]
+    with np.errstate(all="ignore"):
+        for fn, draw in cases:
+            first = draw()
+            program = optimize(stage(fn, tuple(first)))
+            compiled = fused.compile_fused(program, "f", first, min_size=1, measure=False)
+            assert any(k.given_outputs for k in compiled.kernels)
+            for args in (first, draw(), draw()):
+                _assert_close(compiled(*[np.copy(a) for a in args]),
+                              pullback.tree.flatten(fn(*args))[0])
+
+
+def test_item12_the_mlp_kernels_run_in_kept_buffers():
+    """At the default threshold: the MLP's 256 x 256 kernel outputs are given buffers,
+    the intermediates' taken from pools, and the HVP agrees with eager mode."""
+    rng = np.random.default_rng(4)
+    X, Y = rng.standard_normal((256, 32)), rng.standard_normal((256, 1))
+
+    def mlp(p):
+        w1, b1 = p[:8192].reshape(32, 256), p[8192:8448]
+        w2, b2 = p[8448:8704].reshape(256, 1), p[8704]
+        return np.mean((np.tanh(X @ w1 + b1) @ w2 + b2 - Y) ** 2)
+    p, v = rng.standard_normal(8705) * 0.1, rng.standard_normal(8705)
+    program = optimize(stage(lambda p, v: pullback.hvp(mlp, p, v), (p, v)))
+    compiled = fused.compile_fused(program, "f", [p, v], measure=False)
+    assert any(k.given_outputs for k in compiled.kernels) and ".pop()" in compiled.source
+    for _ in range(2):
+        np.testing.assert_allclose(compiled(p, v)[0], pullback.hvp(mlp, p, v), rtol=1e-10)

@@ -19,8 +19,10 @@ A `Primitive` carries its rules and facts side by side; family constructors
 - `batch(values, dims, **params) -> (out, out_dim)`: the rule used by `vmap`;
 - `emit(args, out=None, **params) -> str`: a Python expression computing the primitive
   with NumPy from the argument expressions, for generated code (None: a call of the
-  primitive itself, always correct); `out` names a buffer to write into, given only to
-  elementwise primitives computed by a NumPy ufunc;
+  primitive itself, always correct); `out` names a buffer of the output's shape and
+  dtype to write into, given to a rule that takes it (elementwise primitives computed by
+  a NumPy ufunc, matmul): code generation's buffers kept from call to call, and for
+  elementwise ones a dead operand's buffer;
 - `emit_statements(targets, args, code, **params) -> list of lines, or None`: statements
   assigning the output names `targets` from the argument expressions `args`, where one
   expression cannot say it: a loop, a branch (their sub-programs run through

@@ -15,7 +15,11 @@ Two variants are generated from one program:
   for elementwise ufuncs (fewer temporaries), and adds a `scatter_add` with a basic
   index into its operand's buffer in place (`y = x; y[index] += updates`) when that
   operand is a fresh intermediate nobody reads afterwards, else into a copy of it (the
-  primitive's impl inline); it needs real arrays.
+  primitive's impl inline); it needs real arrays. With `keeps` (jit's functions), large
+  intermediates (`SCRATCH_BYTES`) that never reach a result are written (`out=`: ufuncs,
+  matmul; fused kernels' given outputs) into buffers the function keeps from one call
+  to the next, in pools per shape and dtype (`_scratch_plan`: freeing and allocating
+  them again cost page faults);
   Safe by construction: only outputs of primitives declaring `fresh_output` are
   written into, and never one that any other primitive read (its output may be a view);
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
@@ -32,7 +36,9 @@ an expression, with `Code` as the writer; the sub-programs it runs (`Code.run`) 
 functions of the same generated module, named after the user's functions. (The printer of
 `show`, ir/readable.py, is the other writer these rules serve.)
 """
+import inspect
 import linecache
+import math
 import os
 from dataclasses import replace
 
@@ -54,15 +60,17 @@ def _global_name(prim):
 
 class Code:
     """The module being generated, the writer of `emit_statements` rules: its globals, the
-    functions written so far, whether it is the fast variant, and fresh names."""
+    functions written so far, whether it is the fast variant (and keeps buffers from call
+    to call: `keeps`), and fresh names."""
     reading = False          # the statements run; `show`'s printer reads them
 
-    def __init__(self, fast: bool):
-        self.fast, self.functions, self.params_count = fast, [], [0]
+    def __init__(self, fast: bool, keeps: bool = False):
+        self.fast, self.keeps, self.functions, self.params_count = fast, keeps, [], [0]
         self.equation = None             # the equation being written
         self.globals = {"np": np, "sp": sp, "Slice": Slice, "ArrayIndex": ArrayIndex}
         self.taken = {_global_name(p) for p in REGISTRY.values()}
         self.local_names = None          # the Namer of the function being written
+        self.pooled = set()              # outputs of this equation in kept buffers (names)
 
     def reserved(self) -> set:
         return self.taken | set(self.globals)
@@ -101,17 +109,21 @@ class Code:
         return self.local_names.named(object(), hint)
 
 
-def generate(program: Program, name: str = "f", fast: bool = True, code: Code = None):
+def generate(program: Program, name: str = "f", fast: bool = True, code: Code = None,
+             keeps: bool = False):
     """(source, globals) of a function `name(*inputs) -> list of outputs`; with `code` (an
-    enclosing module), the source of this function alone, in that module."""
+    enclosing module), the source of this function alone, in that module. `keeps`: the
+    fast variant keeps its large intermediates' buffers from call to call (`_scratch_plan`;
+    for a function called many times, such as jit's: one a loop runs once per call of
+    the user's function would hold its buffers for nothing)."""
     with gc_paused():
-        return _generate(program, name, fast, code)
+        return _generate(program, name, fast, code, keeps)
 
 
-def _generate(program, name, fast, code):
+def _generate(program, name, fast, code, keeps):
     program = _with_matrix_vector_products(program)
     top = code is None
-    code = code or Code(fast)
+    code = code or Code(fast, keeps)
     code.taken.add(name)
     names = code.local_names = Namer(program, reserved={name} | code.reserved())
     globals_ = code.globals
@@ -142,6 +154,16 @@ def _generate(program, name, fast, code):
 
     reusable, in_place = _buffer_plan(program) if fast else ({}, {})
     released = _released(program)
+    taken, returned = _scratch_plan(program, reusable, in_place, released) \
+        if fast and code.keeps else ({}, {})
+    pool_of = {}         # a buffer's variables -> its pool: one per shape and dtype
+    if taken:
+        kinds = {(v.aval.shape, v.aval.dtype): None for vs in taken.values() for v in vs}
+        pools = code.value([[] for _ in kinds], "scratch")
+        kinds = {kind: f"{pools}[{k}]" for k, kind in enumerate(kinds)}
+        for v, holder in returned.items():
+            pool_of[v] = pool_of[holder] = kinds[v.aval.shape, v.aval.dtype]
+    holders = set(returned.values())
     comments = {}
     lines = [f"def {name}({', '.join(names(v) for v in program.invars)}):"]
     comment = None
@@ -154,7 +176,17 @@ def _generate(program, name, fast, code):
             comment = here
         args = [operand(x) for x in eq.inputs]
         prim = eq.primitive
-        if i in in_place:       # scatter_add into its dead operand's buffer, or a copy
+        code.pooled = {names(v) for v in taken.get(i, ())}
+        for v in taken.get(i, ()):       # a scratch buffer kept from an earlier call, or new
+            target = names(v)
+            lines += ["    try:", f"        {target} = {pool_of[v]}.pop()",
+                      "    except IndexError:",
+                      f"        {target} = np.empty({tuple(v.aval.shape)}, "
+                      f"np.{np.dtype(v.aval.dtype).name})"]
+        if i in taken and prim.emit_statements is None:   # its output written into it
+            target = names(eq.outputs[0])
+            lines.append(f"    {target} = {prim.emit(args, out=target, **eq.params)}")
+        elif i in in_place:       # scatter_add into its dead operand's buffer, or a copy
             target, index = names(eq.outputs[0]), _index_source(eq.params["index"])
             lines.append(f"    {target} = {args[0]}" + (".copy()" if in_place[i] else ""))
             lines.append(f"    {target}[{index}] += {args[1]}")
@@ -179,6 +211,8 @@ def _generate(program, name, fast, code):
                 targets += ","
             lines.append(f"    {targets} = {expr}")
         if i in released:
+            lines += [f"    {pool_of[v]}.append({names(v)})" for v in released[i]
+                      if v in holders]
             lines.append(f"    del {', '.join(names(v) for v in released[i])}")
     copied = _copied_outputs(program, reusable, in_place)
     outs = ", ".join(f"np.copy({operand(x)})" if i in copied else operand(x)
@@ -264,10 +298,10 @@ def _statements(eq, args, code):
                                         **eq.params)
 
 
-def compile_program(program: Program, name: str = "f", fast: bool = True):
-    """The generated function itself (and its source, as `.source`)."""
+def compile_program(program: Program, name: str = "f", fast: bool = True, keeps: bool = False):
+    """The generated function itself (and its source, as `.source`); `keeps`: see `generate`."""
     with gc_paused():
-        text, globals_ = generate(program, name, fast)
+        text, globals_ = generate(program, name, fast, keeps=keeps)
         code = compile(text, f"<pullback generated {name}>", "exec")
     exec(code, globals_)                                  # noqa: S102  (our own source)
     fn = globals_[name]
@@ -366,6 +400,107 @@ def _buffer_plan(program: Program):
             if x is not None:
                 reusable[i] = x
     return reusable, in_place
+
+
+SCRATCH_BYTES = (65536, 1 << 24)     # the sizes of intermediates kept for the next call
+
+
+def _scratch_plan(program: Program, reusable: dict, in_place: dict, released: dict):
+    """(taken, returned): the large intermediates the fast variant writes into buffers kept
+    from one call to the next, and which variable gives each back to its pool (moved in
+    `released` to where the last value that may hold or view the buffer is released).
+
+    Freeing a large temporary at the end of each call and allocating it again at the next
+    costs page faults: glibc hands memory at the top of its heap back to the system
+    once more than a threshold (about twice the largest block freed) is free there, and
+    every page of the next allocation is then a fault, the page zeroed. The MLP's HVP
+    (256 x 256 intermediates) took about 530 faults per call, a third of its time.
+
+    `taken`: equation index -> its outputs written into a pooled buffer: an output of
+    SCRATCH_BYTES (at least the first, at most the second), of an equation whose emitter
+    writes into a given buffer (`out=`: NumPy ufuncs, matmul; a fused kernel's outputs it
+    takes as arguments, `given_outputs`) of the output's dtype, which every array operand
+    has. `returned`: such an output -> the variable holding its buffer last (itself, or
+    the output of a ufunc or in-place scatter written into it), which gives it back once
+    it and every view of it (outputs of primitives without `fresh_output`) are released;
+    never where one of them is an output of the program. A function has one pool per shape
+    and dtype, so that a later equation of the same call takes a buffer given back (the
+    last one, still in cache), as malloc would have reused its memory: the fewer distinct
+    256 x 256 arrays the MLP touches, the more of them L2 holds. A pool is a list;
+    taking (`pop`) and giving back (`append`) are atomic, so calls in several threads each
+    take their own buffers."""
+    low, high = SCRATCH_BYTES
+    released_at = {v: i for i, values in released.items() for v in values}
+    outputs = {x for x in program.outvars if type(x) is not Literal}
+    roots, holder, last, escapes, taken = {}, {}, {}, set(), {}
+    for i, eq in enumerate(program.equations):
+        donor = reusable.get(i, eq.inputs[0] if in_place.get(i) is False else None)
+        if donor is not None:                  # the output is written into donor's buffer
+            reached = roots.get(donor, ())
+            holder.update((r, eq.outputs[0]) for r in reached)
+            found = {eq.outputs[0]: reached}
+        elif not eq.primitive.fresh_output:    # its outputs may view its inputs
+            reached = set().union(*(roots.get(x, ()) for x in eq.inputs
+                                    if type(x) is not Literal))
+            found = dict.fromkeys(eq.outputs, reached)
+        else:
+            found = {}
+            for k in _given_outputs(eq):
+                v = eq.outputs[k]
+                if not v.weak and low <= nbytes(v) <= high \
+                        and np.dtype(v.aval.dtype).kind in "biufc":
+                    taken.setdefault(i, []).append(v)
+                    holder[v], found[v] = v, {v}
+        for v, reached in found.items():
+            if reached:
+                roots[v] = reached
+                for r in reached:
+                    if v in outputs:
+                        escapes.add(r)
+                    else:
+                        last[r] = max(last.get(r, -1), released_at[v])
+    taken = {i: [v for v in vs if v not in escapes] for i, vs in taken.items()}
+    taken = {i: vs for i, vs in taken.items() if vs}
+    returned = {v: holder[v] for vs in taken.values() for v in vs}
+    for v, h in returned.items():              # the holder outlives the views of its buffer
+        at = released_at[h]
+        released[at].remove(h)
+        if not released[at]:
+            del released[at]
+        released.setdefault(last[v], []).append(h)
+    return taken, returned
+
+
+def nbytes(v) -> int:
+    """The bytes of a variable's array."""
+    return math.prod(v.aval.shape) * np.dtype(v.aval.dtype).itemsize
+
+
+def _given_outputs(eq) -> tuple:
+    """Positions of the outputs an equation can write into buffers it is given: a fused
+    kernel's `given_outputs`, or the output of an `emit` rule taking `out` (NumPy ufuncs,
+    matmul) where every array operand has the output's dtype (NumPy then computes that
+    dtype, which the buffer has)."""
+    prim = eq.primitive
+    given = getattr(prim, "given_outputs", None)
+    if given is not None:
+        return given
+    if prim.emit_statements is not None or not _emits_into_buffers(prim):
+        return ()
+    dtype = eq.outputs[0].aval.dtype
+    arrays = [x for x in eq.inputs if type(x) is not Literal]
+    same = arrays and all(x.aval.dtype == dtype for x in arrays)
+    return (0,) if same and len(eq.outputs) == 1 and eq.outputs[0].aval.shape else ()
+
+
+_takes_out = {}          # primitive -> whether its emit rule takes `out`
+
+
+def _emits_into_buffers(prim) -> bool:
+    if prim not in _takes_out:
+        _takes_out[prim] = prim.fresh_output and prim.emit is not None and \
+            "out" in inspect.signature(prim.emit).parameters
+    return _takes_out[prim]
 
 
 def _copied_outputs(program: Program, reusable: dict, in_place: dict) -> set:

@@ -23,6 +23,12 @@ cores and removed: forced, they took 2 to 7 times the one loop's time whenever o
 processes ran (a helper waits for a CPU, and the caller for it), and in idle runs of
 the speed table they showed no gain; the one loop runs at about memory speed.
 
+A kernel takes the arrays of `codegen.SCRATCH_BYTES` or more that it writes whole as
+arguments (`given_outputs`) rather than allocating them: the generated code passes
+buffers it keeps from call to call, where the value never reaches a result. Allocated
+in the kernel, the MLP's 256 x 256 outputs cost a page fault per 4 KiB at every call
+(glibc returns freed memory at the top of its heap to the system).
+
 Kernels are written to files in a cache directory named by a hash of their source
 (`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
 (`cache=True`) finds them compiled in the next process.
@@ -56,6 +62,7 @@ import numpy as np
 
 from ..core.indexing import Slice
 from ..primitives.families import source as value_source
+from . import codegen
 from .codegen import compile_program, generate
 from .program import Equation, Literal, Program, evaluate, gc_paused
 
@@ -297,16 +304,22 @@ class FusedKernel:
     """A fused group as the primitive of one equation: `fuse` builds it, code generation
     writes its call (`emit_statements`), `__call__` runs it. Its outputs are new arrays
     (or, for 0-d ones, NumPy scalars), like the NumPy code's; `group` holds the
-    equations it replaces."""
+    equations it replaces. The arrays of SCRATCH_BYTES or more it writes whole are
+    arguments after its inputs (`given_outputs`, their positions among its outputs), so
+    that code generation can pass buffers kept from the last call (ir/codegen.py's
+    `_scratch_plan`)."""
     emit = python_operator = emit_scalar = scalar_reduction = None
     multiple_results, fresh_output, family, numpy_functions = True, True, "fused", ()
 
-    def __init__(self, source, group, inputs, outputs):
+    def __init__(self, source, group, inputs, outputs, given_outputs=()):
         self.source, self.shape, self.group = source, group.shape, group.equations
         self.name = "fused_" + hashlib.sha256(source.encode()).hexdigest()[:16]
         self.scalar_inputs = [not x.aval.shape and not x.weak for x in inputs]
         self.scalar_outputs = [np.dtype(v.aval.dtype) if not v.aval.shape else None
                                for v in outputs]
+        self.given_outputs = tuple(given_outputs)
+        self.given_types = [(tuple(outputs[k].aval.shape), np.dtype(outputs[k].aval.dtype))
+                            for k in self.given_outputs]
         self._function = None
 
     def __repr__(self):
@@ -321,12 +334,16 @@ class FusedKernel:
 
     def __call__(self, *args):
         args = [np.asarray(a)[()] if s else a for a, s in zip(args, self.scalar_inputs)]
-        outs = self.function(*self.shape, *args)
+        buffers = [np.empty(shape, dtype) for shape, dtype in self.given_types]
+        outs = self.function(*self.shape, *args, *buffers)
         return [o if d is None else d.type(o) for o, d in zip(outs, self.scalar_outputs)]
 
     def emit_statements(self, targets, args, code):
         kernel = code.value(self, self.name)
         operands = [f"{a}[()]" if s else a for a, s in zip(args, self.scalar_inputs)]
+        operands += [targets[k] if targets[k] in code.pooled else
+                     f"np.empty({shape}, np.{dtype.name})"
+                     for k, (shape, dtype) in zip(self.given_outputs, self.given_types)]
         results = [code.fresh("r") if d is not None else t
                    for t, d in zip(targets, self.scalar_outputs)]
         lines = [f"{', '.join(results)}, = {kernel}.function"
@@ -377,12 +394,13 @@ def kernel_for(group: Group, needed) -> tuple:
     its reductions and its stores.
 
     The kernel's main loop runs over the group's shape and writes its outputs and
-    reductions. A chain of stores (embed, scatter_add) whose slices have step one gets
-    loops of its own over its output, one per piece where the same stores cover it: each
-    element adds up the values it receives, computed there at the offset positions (or
-    read where the main loop wrote them), so that every loop is free of read-after-write
-    dependences through memory and LLVM vectorises it. Other chains add into zeros in
-    the main loop."""
+    reductions; outputs of SCRATCH_BYTES or more are arguments after its inputs, in the
+    order of its outputs (`FusedKernel.given_outputs`). A chain of stores (embed,
+    scatter_add) whose slices have step one gets loops of its own over its output, one
+    per piece where the same stores cover it: each element adds up the values it
+    receives, computed there at the offset positions (or read where the main loop wrote
+    them), so that every loop is free of read-after-write dependences through memory and
+    LLVM vectorises it. Other chains add into zeros in the main loop."""
     computed = {v for eq in group.equations for v in eq.outputs}
     inputs, index = [], {}
     for eq in group.equations:
@@ -440,12 +458,21 @@ def kernel_for(group: Group, needed) -> tuple:
                     for chain, p in zip(chains, pieces) if p is None for eq in chain]
     local = compute(main_values, loops, "v", body)
     setup = []         # lines making the arrays the loops write
+    given, given_names = [], []      # outputs the caller passes (large arrays written whole)
+
+    def made(name, out, empty):
+        """The line making an array the kernel writes whole, or none where it is given."""
+        if codegen.nbytes(out) >= codegen.SCRATCH_BYTES[0]:
+            given.append(len(outputs))
+            given_names.append(name)
+        else:
+            setup.append(f"{name} = {empty}")
     for out in maps:
         if out in needed:
             dtype = np.dtype(out.aval.dtype)
             if rank:
                 arrays[out] = array = f"o{len(returns)}"
-                setup.append(f"{array} = np.empty(({', '.join(header)},), np.{dtype.name})")
+                made(array, out, f"np.empty(({', '.join(header)},), np.{dtype.name})")
                 body.append(f"{array}[{', '.join(loops)}] = {local[out]}")
             returns.append(arrays.get(out, local[out]))
             outputs.append(out)
@@ -482,8 +509,11 @@ def kernel_for(group: Group, needed) -> tuple:
         if segments is None:
             _scatter_chain(chain, name, loops, local, index, setup, body)
         else:
-            setup.append(f"{name} = np.empty({tuple(out.aval.shape)}, "
-                          f"np.{np.dtype(out.aval.dtype).name})")
+            empty = f"np.empty({tuple(out.aval.shape)}, np.{np.dtype(out.aval.dtype).name})"
+            if out in needed:
+                made(name, out, empty)
+            else:
+                setup.append(f"{name} = {empty}")
             gathers.append((chain, name, segments))
         if out in needed:
             returns.append(name)
@@ -497,8 +527,8 @@ def kernel_for(group: Group, needed) -> tuple:
         lines += [indent + line for line in body]
     for chain, name, segments in gathers:
         lines += _gather_chain(chain, name, segments, compute, set(arrays), index)
-    source = _module(header + [index[x] for x in inputs], setup + lines, returns)
-    return FusedKernel(source, group, inputs, outputs), inputs, outputs
+    source = _module(header + [index[x] for x in inputs] + given_names, setup + lines, returns)
+    return FusedKernel(source, group, inputs, outputs, given), inputs, outputs
 
 
 def _module(parameters, body, returns) -> str:
@@ -724,7 +754,7 @@ def compile_fused(program: Program, name: str, args, min_size: int = None,
         return None
     final = Program(fused.invars, fused.constvars, fused.consts, equations, fused.outvars,
                     fused.in_tree, fused.out_tree, fused.names, fused.name)
-    function = compile_program(final, name)
+    function = compile_program(final, name, keeps=True)
     function.kernels = kernels
     return function
 
@@ -872,7 +902,7 @@ def fused_source(program: Program, name: str = "f", min_size: int = None) -> str
     """The generated function of `program` with its groups fused, then each kernel's
     source (what `show(..., fused=True)` prints)."""
     fused = fuse(program, min_size)
-    text = generate(fused, name)[0]
+    text = generate(fused, name, keeps=True)[0]
     kernels = [eq.primitive for eq in fused.equations if type(eq.primitive) is FusedKernel]
     return text + "".join(f"\n# {k.name}: a loop over shape {k.shape}\n{k.source}"
                           for k in kernels)

@@ -711,6 +711,31 @@ def _collapse(primitive):
     return rule
 
 
+_collapse_reshape = _collapse(reshape)
+
+
+def _reshape(eq, rw):
+    """`_collapse`'s rule; else x[:, k:k+1] (slices only) reshaped to drop every unit axis
+    -> x[:, k] (integers where the slices have length one): one view instead of two
+    equations, each a NumPy call (a column of a merged matrix-vector product, made a
+    vector again)."""
+    collapsed = _collapse_reshape(eq, rw)
+    if collapsed is not None:
+        return collapsed
+    sliced = rw.producer_of(eq.inputs[0], getitem)
+    if sliced is None or len(sliced.inputs) != 1:
+        return None
+    x, index = sliced.inputs[0], sliced.params["index"]
+    shape = tuple(sliced.outputs[0].aval.shape)
+    if len(index) != len(x.aval.shape) or not all(type(e) is Slice for e in index) \
+            or tuple(eq.outputs[0].aval.shape) != tuple(n for n in shape if n != 1) \
+            or 1 not in shape:
+        return None
+    index = tuple(slice(*e).indices(n)[0] if length == 1 else e
+                  for e, n, length in zip(index, x.aval.shape, shape))
+    return rw.retyped(eq, getitem, [x], {"index": index})
+
+
 def _convert(eq, rw):
     """A conversion to x's own dtype -> x."""
     return rw.forward(eq.inputs[0], eq)
@@ -794,7 +819,7 @@ def _unbroadcast_operands(eq, rw):
 # themselves: a renamed primitive keeps its rules).
 RULES = {add: _add, subtract: _subtract, multiply: _multiply, divide: _divide,
          negative: _negative, matmul: _matmul, embed: _embed, transpose: _transpose,
-         reshape: _collapse(reshape), broadcast_to: _collapse(broadcast_to), convert: _convert,
+         reshape: _reshape, broadcast_to: _collapse(broadcast_to), convert: _convert,
          getitem: _getitem, reduce_sum: _sum}
 
 
@@ -806,7 +831,8 @@ def simplify(program: Program) -> Program:
     factors that gather, uniform constants that become literals, sums of embeds
     (one embed, or a scatter_add), embeds of every element and one-term matrix
     products, chains of transposes, reshapes and broadcasts, identity
-    transposes/reshapes/broadcasts/conversions/slices, explicit broadcasts feeding
+    transposes/reshapes/broadcasts/conversions/slices, unit slices reshaped to vectors
+    (one integer index), explicit broadcasts feeding
     elementwise primitives, and sums of broadcasts (see each rule). Every rewrite
     keeps the exact type of the value it replaces; a rewrite that would not is skipped.
     Python arithmetic on Python scalars (weakly typed outputs) is left as it is.

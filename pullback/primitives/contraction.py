@@ -159,10 +159,16 @@ def _matmul_batch(values, dims):
     return batch_elementwise(matmul, values, dims)
 
 
+def _matmul_emit(args, out=None):
+    """`a @ b`, or NumPy's matmul ufunc writing into the buffer `out`."""
+    a, b = args
+    return f"{a} @ {b}" if out is None else f"np.matmul({a}, {b}, out={out})"
+
+
 matmul = Primitive("matmul", _matmul_impl, shape=_matmul_shape,
                    jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
                    batch=_matmul_batch, staged_form=_matrix_form,
-                   emit=lambda args: f"{args[0]} @ {args[1]}", family="contraction",
+                   emit=_matmul_emit, family="contraction",
                    fresh_output=True, sparsity="matmul", complex_rules=True)
 
 # ---------------------------------------------------------------------- einsum
