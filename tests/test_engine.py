@@ -768,3 +768,33 @@ def test_review6_item8_writing_into_aux_leaves_back_unchanged():
         before = back(1.0)[0].copy()
         aux[...] = 100.0
         np.testing.assert_array_equal(back(1.0)[0], before)
+
+
+SPECIAL_FLOATS = [0.0, -0.0, 1.01, -3.5, np.inf, -np.inf, np.nan, 1e308, 5e-324, 2.0 ** -1074]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("symbol", ["+", "-", "*", "/"])
+@pytest.mark.parametrize("c", SPECIAL_FLOATS, ids=repr)
+def test_issue12_a_float_constant_taken_as_a_0d_array_gives_numpys_bits(symbol, c):
+    # The tracer's operators pass a Python float to the ufunc as a 0-d float64 array (made once
+    # per value): values, cotangents and dtypes are those of the number, bit for bit, at
+    # signed zeros, infinities, NaN, the largest and the smallest numbers, either side.
+    x = np.array([0.0, -0.0, 1.5, -2.0, np.inf, -np.inf, np.nan, 1e308, 5e-324, 3.0])
+    ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
+    for left in (True, False):
+        by_operator = {("+", True): lambda v: v + c, ("+", False): lambda v: c + v,
+                       ("-", True): lambda v: v - c, ("-", False): lambda v: c - v,
+                       ("*", True): lambda v: v * c, ("*", False): lambda v: c * v,
+                       ("/", True): lambda v: v / c, ("/", False): lambda v: c / v}[symbol, left]
+        out, back = vjp(by_operator, x)
+        with np.errstate(all="ignore"):
+            expected = by_operator(x)
+        np.testing.assert_array_equal(out, expected)
+        assert out.dtype == expected.dtype
+        assert np.array_equal(np.signbit(out), np.signbit(expected))
+        ct = np.linspace(-1.0, 1.0, x.size)
+        bound, bound_back = vjp(lambda v: ops[symbol](v, c) if left else ops[symbol](c, v), x)
+        got, want = back(ct)[0], bound_back(ct)[0]
+        np.testing.assert_array_equal(got, want)
+        assert np.array_equal(np.signbit(got), np.signbit(want))

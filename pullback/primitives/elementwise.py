@@ -13,7 +13,7 @@ import re
 import numpy as np
 from . import scipy_special as sp
 
-from ..core.arrays import REAL_SCALARS, dtype_of, shape_of
+from ..core.arrays import FLOAT64, REAL_SCALARS, dtype_of, shape_of, zero_d
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..transforms.cotangents import LARGE_TEMPORARY
 from .families import (array_dtype, batch_elementwise, call_emitter, constant, elementwise,
@@ -94,11 +94,16 @@ def _one_minus_square(x):
     radicand): the primitives on tracers; on a large NumPy array written into the square's
     own buffer, one array where `1.0 - np.square(x)` makes two (NumPy reuses a temporary only
     as an operator's left operand), the same values (on a small one the operators' calls
-    cost less than `out=`'s)."""
-    if type(x) is np.ndarray and x.nbytes >= LARGE_TEMPORARY and x.dtype.kind in "fc":
+    cost less than `out=`'s, and a float64 one takes 1 as a 0-d array, `zero_d`)."""
+    if type(x) is np.ndarray and x.dtype.kind in "fc":
         d = np.square(x)
-        return np.subtract(1.0, d, out=d)
+        if x.nbytes >= LARGE_TEMPORARY:
+            return np.subtract(1.0, d, out=d)
+        return (_ONE if x.dtype is FLOAT64 else 1.0) - d
     return 1.0 - square(x)
+
+
+_ONE = zero_d(1.0)
 
 
 def _absolute_partial(x):

@@ -44,8 +44,8 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import CONSTANT_TYPES, array_attribute, ufunc_primitive
-from ..core.arrays import (REAL_SCALARS, SCALAR_OPERANDS, WRITABLE_TYPES, of_their_own,
-                           zeros_like_value)
+from ..core.arrays import (FLOAT64, REAL_SCALARS, SCALAR_OPERANDS, WRITABLE_TYPES, ZERO_D,
+                           of_their_own, zero_d, zeros_like_value)
 from ..core.numbers import refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from .cotangents import (LARGE_TEMPORARY, LazyCotangent, Scaled, dense, known_scale, lazy_pullback,
@@ -109,6 +109,9 @@ def _recorded_operator(ufunc, name):
     reference, and the tape no entry."""
     reflected = name.startswith("__r")
     general = getattr(Tracer, name)
+    # One correctly rounded operation per element: the same bits whether the constant is a
+    # number or a 0-d array (np.power's loops may differ in the last bit).
+    correctly_rounded = ufunc in (np.add, np.subtract, np.multiply, np.divide)
 
     def op(self, other):
         trace = self._trace
@@ -123,8 +126,12 @@ def _recorded_operator(ufunc, name):
                 if type(x) in REAL_SCALARS and scalar is not None \
                         and type(other) in SCALAR_OPERANDS:
                     impl = scalar                # NumPy's scalars: the operator, same bits
-                elif type(other) is float and self._dtype is _FLOAT64 and type(x) is np.ndarray:
-                    other = _zero_d(other)       # (the same bits, a third faster, twice)
+                elif type(other) is float and correctly_rounded and self._dtype is FLOAT64 \
+                        and type(x) is np.ndarray:
+                    try:                         # (the same bits, a third faster, twice)
+                        other = ZERO_D[other]
+                    except KeyError:
+                        other = zero_d(other)
                 out = impl(other, x) if reflected else impl(x, other)
                 shape = self._shape
                 summed = None                    # the shape the sweep sums the cotangent to
@@ -191,25 +198,6 @@ def _recording_rules(ufunc, n):
     return rules
 
 
-def _zero_d(number: float) -> np.ndarray:
-    """A read-only 0-d float64 array of the Python float `number`, made once per value: a
-    ufunc takes it a third faster than the number, which it converts at every call, and
-    with a float64 array computes the same bits (the number is weakly typed: float64 there).
-    The operator records it as the residual too, so the sweep's product is faster as well."""
-    try:
-        return _ZERO_D[number]
-    except KeyError:
-        if len(_ZERO_D) >= 256:
-            _ZERO_D.clear()
-        value = np.array(number)
-        value.flags.writeable = False
-        if number != 0.0:                # (0.0 and -0.0 are one key)
-            _ZERO_D[number] = value
-        return value
-
-
-_ZERO_D = {}
-_FLOAT64 = np.dtype(np.float64)
 _RULES = {1: {}, 2: {}}
 _UNARY, _BINARY = _RULES[1], _RULES[2]
 _NO_PARAMETERS = {}     # the parameters of the binds the tracer's methods make (never written)
