@@ -17,6 +17,8 @@ a cotangent) is that number, as on NumPy (`known_scale`), any other lazy (Dask) 
 of a sum a symbolic 0-d scale: multiplications by numbers are then 0-d operations, not
 passes over every chunk.
 """
+import math
+
 import numpy as np
 
 from ..core.arrays import (WRITABLE_TYPES, add_at, broadcast_scalar, empty, foreign_array, full,
@@ -103,9 +105,14 @@ def lazy_pullback(primitive, pullback, values, params):
 
 
 def uniform_cotangent(ct, shape, like=None):
-    """The NumPy cotangent `ct` of one value spread over `shape`, lazily (`Scaled`: the
-    transpose of a sum), where it is one; else None."""
+    """The NumPy cotangent `ct` of one value spread over `shape` (the transpose of a sum),
+    where it is one, else None: lazily (`Scaled`), or on NumPy over a small shape as an
+    array (a pass over it costs less than the lazy value's frames in the pullbacks after)."""
     if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
+        if like is None and math.prod(shape) * ct.dtype.itemsize < SMALL_DENSE:
+            dense = np.empty(shape, ct.dtype)
+            dense.fill(ct.item())
+            return dense
         return Scaled(ct.item(), None, shape, ct.dtype, like)
     return None
 
@@ -157,6 +164,7 @@ _FLOAT64 = np.dtype(np.float64)
 # new array (NumPy elides its own large temporaries from the same size on): one large
 # array fewer per reverse-mode step (peak memory, page faults, a cache's worth of traffic).
 LARGE_TEMPORARY = 1 << 18
+SMALL_DENSE = 1 << 12        # bytes: a uniform cotangent this small is made an array
 
 _NUMBERS = (int, float, complex, np.generic)     # a scale whose value is known
 

@@ -115,27 +115,29 @@ def _recorded_operator(ufunc, name):
 
     def op(self, other):
         trace = self._trace
-        if type(other) in CONSTANT_TYPES and not trace.hints and trace.active:
+        kind = type(other)
+        if kind in CONSTANT_TYPES and not trace.hints and trace.active:
             try:
                 rules = _BINARY[ufunc]
             except KeyError:
                 rules = _recording_rules(ufunc, 2)
             x = self.value
-            if rules is not None and type(x) in PLAIN_TYPES:
+            if rules is not None:
                 impl, scale, partial, index, passes, scalar, at, reads = rules[reflected]
-                if type(x) in REAL_SCALARS and scalar is not None \
-                        and type(other) in SCALAR_OPERANDS:
+                if type(x) is np.ndarray:
+                    if kind is float and correctly_rounded and self._dtype is FLOAT64:
+                        try:                     # (the same bits, a third faster, twice)
+                            other = ZERO_D[other]
+                        except KeyError:
+                            other = zero_d(other)
+                elif type(x) not in PLAIN_TYPES:
+                    return general(self, other)
+                elif type(x) in REAL_SCALARS and scalar is not None and kind in SCALAR_OPERANDS:
                     impl = scalar                # NumPy's scalars: the operator, same bits
-                elif type(other) is float and correctly_rounded and self._dtype is FLOAT64 \
-                        and type(x) is np.ndarray:
-                    try:                         # (the same bits, a third faster, twice)
-                        other = ZERO_D[other]
-                    except KeyError:
-                        other = zero_d(other)
                 out = impl(other, x) if reflected else impl(x, other)
                 shape = self._shape
                 summed = None                    # the shape the sweep sums the cotangent to
-                if type(other) is np.ndarray and out.shape != shape:
+                if kind is np.ndarray and out.shape != shape:
                     summed, shape, passes = shape, out.shape, False
                 result = _new_object(ReverseTracer)
                 result._trace, result.value, result._shape, result._dtype = trace, out, shape, \
