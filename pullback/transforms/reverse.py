@@ -95,7 +95,10 @@ class ReverseTracer(Tracer):
             # `A @ x`, `np.add(x, c)`: what every tracer does, without its frame
             if len(inputs) == 2 and (type(inputs[0]) in CONSTANT_TYPES
                                      or type(inputs[1]) in CONSTANT_TYPES):
-                prim = ufunc_primitive(ufunc)
+                try:
+                    prim = _PRIMITIVES[ufunc]
+                except KeyError:
+                    prim = _PRIMITIVES[ufunc] = ufunc_primitive(ufunc)
                 if prim is not None:
                     return trace.process_primitive(prim, inputs, _NO_PARAMETERS)
         return Tracer.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
@@ -130,10 +133,11 @@ def _recorded_operator(ufunc, name):
                             other = ZERO_D[other]
                         except KeyError:
                             other = zero_d(other)
+                elif type(x) in REAL_SCALARS:
+                    if scalar is not None and kind in SCALAR_OPERANDS:
+                        impl = scalar            # NumPy's scalars: the operator, same bits
                 elif type(x) not in PLAIN_TYPES:
                     return general(self, other)
-                elif type(x) in REAL_SCALARS and scalar is not None and kind in SCALAR_OPERANDS:
-                    impl = scalar                # NumPy's scalars: the operator, same bits
                 out = impl(other, x) if reflected else impl(x, other)
                 shape = self._shape
                 summed = None                    # the shape the sweep sums the cotangent to
@@ -159,7 +163,11 @@ def _recorded_operator(ufunc, name):
                 result.node = len(tape) - 1
                 return result
         elif type(other) is ReverseTracer and other._trace is trace and trace.active:
-            return trace.process_primitive(ufunc_primitive(ufunc), (other, self) if reflected
+            try:
+                prim = _PRIMITIVES[ufunc]
+            except KeyError:
+                prim = _PRIMITIVES[ufunc] = ufunc_primitive(ufunc)
+            return trace.process_primitive(prim, (other, self) if reflected
                                            else (self, other), _NO_PARAMETERS)
         return general(self, other)
     op.__name__ = op.__qualname__ = name
@@ -201,6 +209,7 @@ def _recording_rules(ufunc, n):
 
 
 _RULES = {1: {}, 2: {}}
+_PRIMITIVES = {}        # ufunc -> the primitive answering for it, kept at first use
 _UNARY, _BINARY = _RULES[1], _RULES[2]
 _NO_PARAMETERS = {}     # the parameters of the binds the tracer's methods make (never written)
 _new_object = object.__new__
