@@ -114,6 +114,7 @@ SCALAR_OPERATORS = {"-{}": operator.neg, "{} + {}": operator.add, "{} - {}": ope
                     "{} < {}": operator.lt, "{} <= {}": operator.le, "{} > {}": operator.gt,
                     "{} >= {}": operator.ge, "{} == {}": operator.eq, "{} != {}": operator.ne}
 REAL_SCALARS = frozenset({np.float64, np.float32})          # (at least one operand)
+SCALAR_OPERANDS = frozenset({np.float64, np.float32, float, int})
 FLOAT64 = np.dtype(np.float64)
 
 
@@ -139,7 +140,6 @@ def zero_d(number: float) -> np.ndarray:
 
 
 ZERO_D = {}
-SCALAR_OPERANDS = frozenset({np.float64, np.float32, float, int})
 
 
 def runs_generated_code(x) -> bool:

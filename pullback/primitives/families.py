@@ -249,8 +249,9 @@ def _sweep_form(partial, residuals) -> tuple:
     """`(fn, index)` where the partial derivative reads the residual `index` alone (of the
     names `residuals`) and `fn` computes it from that NumPy value with NumPy, with no bind
     and no frame where it can (`lambda x: cos(x)` is np.cos, `lambda x: g(x)` of a function
-    g is g's twin; None: `lambda y: y`, the value itself), else `(None, None)`: reverse mode's sweep applies it to a NumPy
-    cotangent without calling the scale (`input_rules`, core/primitive.py).
+    g is g's twin; None: `lambda y: y`, the value itself), else `(None, None)`: reverse
+    mode's sweep applies it to a NumPy cotangent without calling the scale (`input_rules`,
+    core/primitive.py).
 
     >>> from pullback.primitives.elementwise import sin, multiply
     >>> _sweep_form(sin.partials[0], ("x", "out"))

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ..core.arrays import (WRITABLE_TYPES, add_at, broadcast_scalar, empty, foreign_array, full,
+from ..core.arrays import (FLOAT64, WRITABLE_TYPES, add_at, broadcast_scalar, empty, foreign_array, full,
                            known_scalar, known_value, ones, pad_widths, padded_embedding,
                            without_new_axes, writable_in_place, zeros)
 from ..core.engine import Tracer
@@ -109,11 +109,9 @@ def uniform_cotangent(ct, shape, like=None):
     where it is one, else None: lazily (`Scaled`), or on NumPy over a small shape as an
     array (a pass over it costs less than the lazy value's frames in the pullbacks after)."""
     if isinstance(ct, (np.ndarray, np.generic)) and ct.size == 1:
-        if like is None and math.prod(shape) * ct.dtype.itemsize < SMALL_DENSE:
-            dense = np.empty(shape, ct.dtype)
-            dense.fill(ct.item())
-            return dense
-        return Scaled(ct.item(), None, shape, ct.dtype, like)
+        uniform = Scaled(ct.item(), None, shape, ct.dtype, like)
+        small = like is None and math.prod(shape) * ct.dtype.itemsize < SMALL_DENSE
+        return uniform.dense() if small else uniform
     return None
 
 
@@ -158,7 +156,6 @@ def may_fold(first, second) -> bool:
     return abs(first) == 1 or abs(second) == 1 or (abs(first) > 1) == (abs(second) > 1)
 
 
-_FLOAT64 = np.dtype(np.float64)
 
 # From this size on a product is written into a temporary partial derivative rather than a
 # new array (NumPy elides its own large temporaries from the same size on): one large
@@ -190,7 +187,7 @@ class Scaled(LazyCotangent):
     __array_ufunc__ = None               # never silently converted by NumPy
 
     def __init__(self, scale, array, shape, dtype, like=None):
-        if array is None and dtype != _FLOAT64 and isinstance(scale, _NUMBERS):
+        if array is None and dtype != FLOAT64 and isinstance(scale, _NUMBERS):
             scale = dtype.type(scale)     # (a Python float is a float64 already)
         self.scale, self.array, self.shape, self.dtype = scale, array, shape, dtype
         self.like = like

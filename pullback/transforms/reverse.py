@@ -455,17 +455,15 @@ def backward(tape, seeds, n_leaves):
             scale, ref, residual, params, shape, dtype, partial, index = entry
             # The partial derivative of the residual `index` alone, on a NumPy cotangent:
             # computed here (`partial`: a NumPy function, None: the residual itself).
-            if index is not None and numpy_array:
-                if partial is None:
-                    c = ct * residual
-                elif type(residual) is np.ndarray and residual.nbytes < LARGE_TEMPORARY:
-                    d = partial(residual)
-                    c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
-                else:                    # (its scale may write into a large partial derivative)
-                    c = scale(ct, (None,) * index + (residual,), params)
-            elif index is None:
+            if index is None:
                 c = scale(ct, residual, params)
-            else:
+            elif numpy_array and partial is None:
+                c = ct * residual
+            elif numpy_array and type(residual) is np.ndarray \
+                    and residual.nbytes < LARGE_TEMPORARY:
+                d = partial(residual)
+                c = ct * d if type(d) is not tuple else ct * d[0] * d[1]
+            else:                        # (its scale may write into a large partial derivative)
                 c = scale(ct, (None,) * index + (residual,), params)
             if shape is None:            # the output's shape: a cast at most
                 if c.dtype is not dtype and c.dtype != dtype:
