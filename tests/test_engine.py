@@ -383,7 +383,8 @@ def _assert_same(by_data, by_rule, name, picked, mode):
 
 LINEAR = sorted(name for name, p in REGISTRY.items() if p.cotangent_rule is not None)
 BASIC_INDICES = [0, -1, (1, 2), (slice(1, None),), (slice(None, None, -2),), (Ellipsis, 1),
-                 (None, 0), (slice(0, 2), None, 1), ()]
+                 (None, 0), (slice(0, 2), None, 1), (), slice(1, 3), slice(np.int64(1), None),
+                 (slice(None), np.int32(2)), (slice(None, -1), slice(2, None))]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -393,7 +394,7 @@ def test_issue12_indexing_recorded_as_data_pulls_back_every_kind_of_cotangent(in
     # cotangent it pulls back is the one placed at the index in zeros, whether it arrives
     # as an array or a NumPy scalar, lazy (a sum's `Scaled`), summed with another, or traced
     # (nested), in the input's dtype.
-    assert LINEAR == ["getitem", "sum"]         # (sum: the next test)
+    assert LINEAR == ["getitem", "reshape", "sum"]     # (reshape, sum: the next tests)
     rng = np.random.default_rng(5)
     x = rng.uniform(-1, 1, (3, 4)).astype(dtype)
 
@@ -413,6 +414,32 @@ def test_issue12_indexing_recorded_as_data_pulls_back_every_kind_of_cotangent(in
     y = rng.uniform(-1, 1, np.shape(out)).astype(dtype)
     nested = grad(lambda y: np.sum(weights * grad(lambda x: np.sum(x[index] * y))(x)))(y)
     np.testing.assert_allclose(nested, weights[index], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,new", [((3, 4), (12,)), ((3, 4), (2, -1)), ((3, 4), (4, 3, 1)),
+                                       ((1,), ()), ((), (1, 1)), ((2, 3), (3, 2))], ids=str)
+def test_issue12_reshape_recorded_as_data_pulls_back_every_kind_of_cotangent(shape, new, dtype):
+    # Reverse mode records a NumPy array's reshape as data (`cotangent_rule`): its cotangent
+    # laid out in the operand's shape, whether it arrives as an array, a NumPy scalar, lazy
+    # (a sum's `Scaled`, uniform or times an array), summed with another, or traced (nested),
+    # in the input's dtype; the same as the closure recorded while staging.
+    rng = np.random.default_rng(7)
+    x = np.asarray(rng.uniform(-1, 1, shape)).astype(dtype)
+    out, back = vjp(lambda x: x.reshape(new), x)
+    ct = (rng.uniform(-1, 1, np.shape(out)) + 0 * out).astype(dtype)[()]
+    for got, want in [(back(ct)[0], np.reshape(ct, shape)),
+                      (grad(lambda x: np.sum(np.reshape(x, new)) * 3.0)(x), 3.0 + 0 * x),
+                      (grad(lambda x: np.sum(np.sin(x.reshape(new))) * 3.0)(x), 3.0 * np.cos(x)),
+                      (grad(lambda x: np.sum(x.reshape(new)) + np.sum(x * x))(x), 1.0 + 2.0 * x)]:
+        assert got.dtype == dtype and got.shape == x.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    weights = rng.uniform(-1, 1, shape).astype(dtype)
+    y = rng.uniform(-1, 1, np.shape(out)).astype(dtype)
+    nested = grad(lambda y: np.sum(weights * grad(lambda x: np.sum(x.reshape(new) * y))(x)))(y)
+    np.testing.assert_allclose(nested, np.reshape(weights, np.shape(out)), rtol=1e-5)
+    staged = pullback.jit(grad(lambda x: np.sum(np.sin(x.reshape(new)))))(x)
+    np.testing.assert_allclose(staged, np.cos(x), rtol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

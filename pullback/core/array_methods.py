@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import (ArrayAssignmentError, ArrayConversionError, ConcretizationError,
                       InPlaceMutationError, unsupported)
+from .indexing import Slice
 from .user_code import (calling_frame, instruction, library_function, may_be_swallowed, quoted,
                         user_frame)
 
@@ -40,6 +41,39 @@ def use_namespace(module, implementations):
 def ufunc_primitive(ufunc):
     """The primitive answering for the NumPy ufunc `ufunc` (None: none does)."""
     return _ufunc_primitives.get(ufunc)
+
+
+def _basic_template(index):
+    """The getitem template of an index made of Python ints, slices of Python ints (or None)
+    and None (the common indices), else None: pullback.numpy's getitem reads any other."""
+    kind = type(index)
+    if kind is int:
+        return (index,)
+    if kind is slice:
+        entry = _slice_entry(index)
+        return None if entry is None else (entry,)
+    if kind is not tuple:
+        return None
+    template = []
+    for entry in index:
+        kind = type(entry)
+        if kind is slice:
+            entry = _slice_entry(entry)
+            if entry is None:
+                return None
+        elif kind is not int and entry is not None:
+            return None
+        template.append(entry)
+    return tuple(template)
+
+
+def _slice_entry(s):
+    """A slice of Python ints (or None) as a template's `Slice`, else None."""
+    start, stop, step = s.start, s.stop, s.step
+    if (start is None or type(start) is int) and (stop is None or type(stop) is int) \
+            and (step is None or type(step) is int):
+        return Slice(start, stop, step)
+    return None
 
 
 class _Namespace:
@@ -395,8 +429,10 @@ class ArrayMethods:
         return pnp.invert(self)
 
     def __getitem__(self, index):
-        if type(index) is int and self._trace.active:     # x[i], bound by its own trace
-            return self._trace.process_primitive(_getitem, (self,), {"index": (index,)})
+        if self._trace.active:              # x[i], x[a:b], x[i, a:]: bound by its own trace
+            template = _basic_template(index)
+            if template is not None:
+                return self._trace.process_primitive(_getitem, (self,), {"index": template})
         return pnp.getitem(self, index)
 
     def __setitem__(self, index, value):

@@ -17,7 +17,7 @@ from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .elementwise import equal, where
 from .families import (array_dtype, batch_by_loop, batch_size, constant, for_reading, linear,
                        source, unbroadcast)
-from ..transforms.cotangents import Embedded, LazyCotangent
+from ..transforms.cotangents import Embedded, LazyCotangent, Scaled, dense
 
 
 def _aval_probe(x):
@@ -47,6 +47,17 @@ def _reshape_emit(x, shape):
     return f"np.reshape({x}, {source(shape)})"
 
 
+def _reshape_cotangent(ct, shape, params):
+    """reshape's transpose for reverse mode's record of a NumPy array's reshape as data (no
+    closure per bind): ct laid out in the operand's shape, a `Scaled` one still lazy."""
+    if type(ct) is Scaled and ct.like is None:
+        return ct.reshape(shape)
+    ct = dense(ct)
+    if type(ct) in WRITABLE_TYPES or isinstance(ct, np.generic):
+        return ct.reshape(shape)
+    return reshape(ct, shape=shape)
+
+
 reshape = linear(
     "reshape", lambda x, shape: x.reshape(shape) if type(x) is np.ndarray
     else np.reshape(x, shape),                # the method: np.reshape's Python layers skipped
@@ -54,7 +65,8 @@ reshape = linear(
     transpose=lambda ct, x, shape: reshape(ct, shape=shape_of(x)),
     batch=lambda values, dims, shape: (
         reshape(_front(values, dims), shape=(batch_size(values, dims),) + tuple(shape)), 0),
-    emit=lambda args, shape: _reshape_emit(args[0], tuple(shape)))
+    emit=lambda args, shape: _reshape_emit(args[0], tuple(shape)),
+    cotangent_rule=_reshape_cotangent)
 
 # The shape rules check what NumPy's functions check: staged (make_ir, show, sparsity
 # detection), a shape rule is all that runs, and it must not accept an ill-typed program.

@@ -217,6 +217,11 @@ class Scaled(LazyCotangent):
     def __neg__(self):
         return Scaled(-self.scale, self.array, self.shape, self.dtype, self.like)
 
+    def reshape(self, shape):
+        """The same values laid out in `shape` (reshape's transpose), still lazy."""
+        array = None if self.array is None else self.array.reshape(shape)
+        return Scaled(self.scale, array, tuple(shape), self.dtype, self.like)
+
     def dense(self):
         if self.like is not None:
             operand = self._operand()
