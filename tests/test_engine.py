@@ -394,7 +394,7 @@ def test_issue12_indexing_recorded_as_data_pulls_back_every_kind_of_cotangent(in
     # cotangent it pulls back is the one placed at the index in zeros, whether it arrives
     # as an array or a NumPy scalar, lazy (a sum's `Scaled`), summed with another, or traced
     # (nested), in the input's dtype.
-    assert LINEAR == ["getitem", "reshape", "sum"]     # (reshape, sum: the next tests)
+    assert LINEAR == ["getitem", "reshape", "sum", "transpose"]   # (the others: the next tests)
     rng = np.random.default_rng(5)
     x = rng.uniform(-1, 1, (3, 4)).astype(dtype)
 
@@ -476,6 +476,83 @@ def test_issue12_sum_recorded_as_data_pulls_back_every_kind_of_cotangent(axis, k
                                                                     keepdims=keepdims)))))(x)
     np.testing.assert_allclose(staged, spread(np.cos(np.sum(x, axis=axis, keepdims=keepdims))),
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,axes", [((3, 4), None), ((2, 3, 4), (2, 0, 1)),
+                                        ((2, 3, 4), (0, 2, 1)), ((5,), None), ((), None)],
+                         ids=str)
+def test_issue12_transpose_recorded_as_data_pulls_back_every_kind_of_cotangent(shape, axes,
+                                                                                dtype):
+    # Reverse mode records a NumPy array's transpose as data too: its cotangent transposed
+    # back (the inverse permutation), whatever kind it arrives as (see the reshape test).
+    rng = np.random.default_rng(9)
+    x = np.asarray(rng.uniform(-1, 1, shape)).astype(dtype)
+    inverse = np.argsort(axes) if axes is not None else None
+
+    def move(v):
+        return np.transpose(v, axes)
+    out, back = vjp(move, x)
+    ct = (rng.uniform(-1, 1, np.shape(out)) + 0 * out).astype(dtype)[()]
+    for got, want in [(back(ct)[0], np.transpose(ct, inverse)),
+                      (grad(lambda x: np.sum(x.T) * 3.0)(x), 3.0 + 0 * x),
+                      (grad(lambda x: np.sum(np.sin(move(x)) * 3.0))(x), 3.0 * np.cos(x)),
+                      (grad(lambda x: np.sum(move(x) * move(x)) + np.sum(x))(x), 2.0 * x + 1.0)]:
+        assert got.dtype == dtype and got.shape == x.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    weights = rng.uniform(-1, 1, shape).astype(dtype)
+    y = rng.uniform(-1, 1, np.shape(out)).astype(dtype)
+    nested = grad(lambda y: np.sum(weights * grad(lambda x: np.sum(move(x) * y))(x)))(y)
+    np.testing.assert_allclose(nested, move(weights), rtol=1e-5)
+
+
+MATMUL_SHAPES = [((3, 4), (4, 2)), ((4,), (4, 2)), ((3, 4), (4,)), ((4,), (4,)),
+                 ((2, 3, 4), (4, 2)), ((3, 4), (2, 4, 5)), ((1, 3, 4), (2, 4, 2))]
+
+
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float32),
+                                    (np.float32, np.float64), (np.complex128, np.complex128)],
+                         ids=str)
+@pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=str)
+def test_issue12_matmul_recorded_as_data_pulls_back_every_kind_of_cotangent(shapes, dtypes):
+    # Reverse mode records `a @ b` of NumPy arrays as data (`input_cotangents`), one or both
+    # operands traced, by the operator, np.matmul or `A @ x` of an ndarray A: each operand's
+    # cotangent is the pullback's of the staged closure (jit) and forward mode's Jacobian
+    # transposed, whether the output's arrives as an array, lazy (a sum's `Scaled`), summed
+    # with another, or traced (nested), in the operand's dtype, for vectors, stacks and mixed
+    # dtypes alike.
+    rng = np.random.default_rng(8)
+
+    def draw(shape, dtype):
+        x = rng.uniform(-1, 1, shape)
+        if np.dtype(dtype).kind == "c":
+            x = x + 1j * rng.uniform(-1, 1, shape)
+        return x.astype(dtype)
+    a, b = draw(shapes[0], dtypes[0]), draw(shapes[1], dtypes[1])
+    ct = draw(np.shape(a @ b), np.result_type(a, b))
+    for product in (lambda a, b: a @ b, np.matmul):
+        both = vjp(product, a, b)[1](ct)
+        staged = pullback.jit(lambda a, b, ct: vjp(product, a, b)[1](ct))(a, b, ct)
+        left = vjp(lambda a: product(a, b), a)[1](ct)[0]
+        right = vjp(lambda b: product(a, b), b)[1](ct)[0]
+        for got, want, x in [(both[0], staged[0], a), (both[1], staged[1], b),
+                             (left, staged[0], a), (right, staged[1], b)]:
+            assert got.dtype == x.dtype and got.shape == x.shape
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        tangent = draw(b.shape, b.dtype)
+        forward = pushforward(lambda b: product(a, b), (b,), (tangent,))[1]
+        pairing = np.sum(ct * forward)            # <ct, J t> = <J^T ct, t> (no conjugation)
+        np.testing.assert_allclose(np.sum(right * tangent), pairing, rtol=1e-4)
+    if np.dtype(dtypes[0]).kind == "c":
+        return
+    weights = draw(a.shape, a.dtype)
+    for f in [lambda a: np.sum(a @ b) * 3.0,                      # a uniform lazy cotangent
+              lambda a: np.sum(np.sin(a @ b)) + np.sum(a * a)]:   # summed with another
+        np.testing.assert_allclose(grad(f)(a), pullback.jacfwd(f)(a), rtol=1e-4, atol=1e-5)
+    y = draw(np.shape(a @ b), np.result_type(a, b))
+    nested = grad(lambda y: np.sum(weights * grad(lambda a: np.sum((a @ b) * y))(a)))(y)
+    via_jit = pullback.jit(grad(lambda y: np.sum(weights * grad(lambda a: np.sum((a @ b) * y))(a))))(y)
+    np.testing.assert_allclose(nested, via_jit, rtol=1e-5, atol=1e-6)
 
 
 def _nested_code_names(code):

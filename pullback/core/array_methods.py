@@ -6,6 +6,8 @@ and both are answered by the `pullback.numpy` function of the same name.
 Conversions that would silently drop a derivative (`float(x)`, `np.asarray(x)`,
 in-place writes) raise errors that say what to do instead.
 """
+import builtins
+import math
 import re
 import sys
 
@@ -20,6 +22,8 @@ from .user_code import (calling_frame, instruction, library_function, may_be_swa
 pnp = None                 # the pullback.numpy namespace for tracers; set when it is imported
 _ufunc_primitives = {}     # NumPy ufunc -> primitive, for the fast paths below
 _getitem = None            # the getitem primitive, for `x[i]`'s fast path
+_reshape = None            # the reshape primitive, for `x.reshape(m, n)`'s
+_matmul = None             # the matmul primitive, for `x @ y`'s
 _OPERANDS = None           # types that primitives take as they are, besides plain ndarrays
 _stand_ins = {}            # "scipy.linalg" -> (its pullback stand-in's name, the module)
 _array_namespace = None    # pullback.array_api; set by it when it is imported
@@ -31,10 +35,11 @@ def use_namespace(module, implementations):
     `implementations`: its functions by name as pullback implements them, without the
     wrappers that hand calls with nothing traced to NumPy (on a tracer they only cost a
     check of every argument); methods and protocols call these."""
-    global pnp, _ufunc_primitives, _OPERANDS, _getitem
+    global pnp, _ufunc_primitives, _OPERANDS, _getitem, _reshape, _matmul
     pnp = _Namespace(module, implementations)
     _ufunc_primitives = module.UFUNC_PRIMITIVES
-    _getitem = module.GETITEM_PRIMITIVE
+    _getitem, _reshape = module.GETITEM_PRIMITIVE, module.RESHAPE_PRIMITIVE
+    _matmul = module.MATMUL_PRIMITIVE
     _OPERANDS = module.OPERAND_TYPES
 
 
@@ -395,9 +400,15 @@ class ArrayMethods:
         return pnp.divmod(other, self)
 
     def __matmul__(self, other):
+        trace = self._trace
+        if (type(other) is np.ndarray or type(other) is type(self) and other._trace is trace) \
+                and trace.active and self.ndim and other.ndim:   # as `_binary`
+            return trace.process_primitive(_matmul, (self, other), {})
         return pnp.matmul(self, other)
 
     def __rmatmul__(self, other):
+        if type(other) is np.ndarray and self._trace.active and self.ndim and other.ndim:
+            return self._trace.process_primitive(_matmul, (other, self), {})
         return pnp.matmul(other, self)
 
     def __neg__(self):
@@ -496,6 +507,12 @@ class ArrayMethods:
     def reshape(self, *shape, order="C"):
         if len(shape) == 1 and not isinstance(shape[0], int):
             shape = shape[0]
+        # To a new shape of Python ints (no -1) with as many elements, bound by its own
+        # trace: what pullback.numpy's reshape binds, without its frames.
+        if order == "C" and self._trace.active and type(shape) is tuple and -1 not in shape \
+                and shape != self.shape and math.prod(shape) == self.size \
+                and builtins.all(type(n) is int for n in shape):
+            return self._trace.process_primitive(_reshape, (self,), {"shape": shape})
         return pnp.reshape(self, shape, order=order)
 
     def transpose(self, *axes):
@@ -588,6 +605,8 @@ class ArrayMethods:
     # ------------------------------------------------------- NumPy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if method == "__call__" and not kwargs:
+            if ufunc is np.matmul and len(inputs) == 2 and type(inputs[0]) is np.ndarray:
+                return self.__rmatmul__(inputs[0])      # `A @ x` of an ndarray A
             prim = _ufunc_primitives.get(ufunc)
             if prim is not None:       # the common case, without any dispatch layer
                 if self._trace.active and (len(inputs) == 1 or len(inputs) == 2 and (

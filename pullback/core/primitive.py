@@ -60,6 +60,11 @@ A `Primitive` carries its rules and facts side by side; family constructors
   a basic index), that operand's cotangent from the output's `ct` (a NumPy array or scalar,
   a lazy cotangent, or a tracer), given the operand's shape: reverse mode records such a
   bind of a NumPy array as data, like the elementwise ones, with no closure per bind;
+- `input_cotangents`: for a primitive of two inputs linear in each (matmul), reverse mode's
+  rules as data: per input `(rule, reads)` in `input_rules`' form, `rule(ct, residuals,
+  params)` that input's cotangent from the output's `ct` (a NumPy array or scalar, lazy or
+  traced; the sweep fits its shape and dtype); reverse mode records a bind of two NumPy
+  arrays with it like an elementwise one, with no closure per bind;
 - `partials`: for the elementwise family, the partial derivatives as data, one per input:
   a number, or a function whose parameter names say what it reads (`x`, `y`: the inputs,
   `out`: the output, and parameters by name), written with primitives;
@@ -161,7 +166,7 @@ class Primitive:
                  "multiple_results", "scaled_cotangents", "transpose_kind", "sparsity", "domain",
                  "family", "fresh_output", "emit_statements", "complex_rules", "zero_preserving",
                  "emit_scalar", "scalar_reduction", "adds_at_index", "input_rules", "prune",
-                 "cotangent_rule", "staged_form", "__weakref__")
+                 "cotangent_rule", "input_cotangents", "staged_form", "__weakref__")
 
     def __init__(self, name: str, impl: Callable, *, shape: Callable, jvp: Callable = None,
                  vjp: Callable = None, value_and_vjp: Callable = None, batch: Callable = None,
@@ -174,7 +179,7 @@ class Primitive:
                  emit_scalar: Callable = None, scalar_reduction: Callable = None,
                  adds_at_index: tuple = None, input_rules: tuple = None,
                  prune: Callable = None, cotangent_rule: Callable = None,
-                 staged_form: Callable = None):
+                 input_cotangents: tuple = None, staged_form: Callable = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} is defined twice")
         if input_rules is not None and not scaled_cotangents:
@@ -207,6 +212,8 @@ class Primitive:
             for scale, reads, *sweep in input_rules)
         self.prune, self.staged_form = prune, staged_form
         self.cotangent_rule = cotangent_rule
+        self.input_cotangents = input_cotangents and tuple(
+            (named_closures(rule, name), reads, None, None) for rule, reads in input_cotangents)
         REGISTRY[name] = self
 
     def __reduce__(self):          # by name: a staged program sent to Dask's workers

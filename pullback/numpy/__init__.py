@@ -14,6 +14,8 @@ import numpy as _np
 from ..core import array_methods as _array_methods
 from ..errors import InPlaceMutationError, unsupported
 from ..primitives.structural import getitem as GETITEM_PRIMITIVE, stop_gradient
+from ..primitives.structural import reshape as RESHAPE_PRIMITIVE
+from ..primitives.contraction import matmul as MATMUL_PRIMITIVE
 from . import fft, linalg
 from ._building import (append, apply_along_axis, block, choose, compress, delete, diagflat,
                         dsplit, dstack, extract, geomspace, hsplit, insert, linspace, logspace,

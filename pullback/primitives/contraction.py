@@ -14,6 +14,7 @@ from ..core.arrays import dtype_of, moveaxis, shape_of
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .families import batch_elementwise, unbroadcast
 from .structural import convert, reshape, transpose
+from ..transforms.cotangents import dense
 
 
 def multilinear_jvp(prim):
@@ -96,28 +97,41 @@ def _matrix_form(a, b):
 
 
 def _matmul_vjp(wrt, out, a, b):
-    ranks = len(shape_of(a)), len(shape_of(b))
+    def pullback(ct):
+        return _matmul_transposed(ct, a, b, wrt)
+    return pullback
+
+
+def _matmul_transposed(ct, a, b, wrt):
+    """The cotangents of `a @ b`'s operands (ZERO where `wrt` says not) from the output's `ct`."""
     # NumPy matrices of one dtype (eager reverse mode's common case): the products of the
     # transposed views directly, as `_matmul_impl` computes them, with no binds, reshapes
     # or fitting (their shapes and dtypes are the operands' already).
-    on_arrays = ranks == (2, 2) and type(a) is np.ndarray and type(b) is np.ndarray \
-        and a.dtype == b.dtype
+    if type(ct) is np.ndarray and type(a) is np.ndarray and type(b) is np.ndarray \
+            and a.ndim == 2 and b.ndim == 2 and ct.dtype == a.dtype and a.dtype == b.dtype:
+        return (_matmul_impl(ct, b.T) if wrt[0] else ZERO,
+                _matmul_impl(a.T, ct) if wrt[1] else ZERO)
+    ranks = len(shape_of(a)), len(shape_of(b))
+    if ranks == (2, 1) and not wrt[0]:    # a constant matrix times a vector: A^T ct
+        return ZERO, _fitted(matmul(adjoint(a), ct), b, b)
+    if ranks == (1, 2) and not wrt[1]:    # a vector times a constant matrix: B ct
+        return _fitted(matmul(b, ct), a, a), ZERO
+    ma, mb = _as_matrices(a, b)
+    if ma is not a or mb is not b:        # ct as the product of the matrices
+        s = shape_of(ct) + (1,) * (mb is not b)
+        ct = reshape(ct, shape=s[:-1] + (1,) + s[-1:] if ma is not a else s)
+    return (_fitted(matmul(ct, adjoint(mb)), ma, a) if wrt[0] else ZERO,
+            _fitted(matmul(adjoint(ma), ct), mb, b) if wrt[1] else ZERO)
 
-    def pullback(ct):
-        if on_arrays and type(ct) is np.ndarray and ct.dtype == a.dtype:
-            return (_matmul_impl(ct, b.T) if wrt[0] else ZERO,
-                    _matmul_impl(a.T, ct) if wrt[1] else ZERO)
-        if ranks == (2, 1) and not wrt[0]:    # a constant matrix times a vector: A^T ct
-            return ZERO, _fitted(matmul(adjoint(a), ct), b, b)
-        if ranks == (1, 2) and not wrt[1]:    # a vector times a constant matrix: B ct
-            return _fitted(matmul(b, ct), a, a), ZERO
-        ma, mb = _as_matrices(a, b)
-        if ma is not a or mb is not b:        # ct as the product of the matrices
-            s = shape_of(ct) + (1,) * (mb is not b)
-            ct = reshape(ct, shape=s[:-1] + (1,) + s[-1:] if ma is not a else s)
-        return (_fitted(matmul(ct, adjoint(mb)), ma, a) if wrt[0] else ZERO,
-                _fitted(matmul(adjoint(ma), ct), mb, b) if wrt[1] else ZERO)
-    return pullback
+
+def _matmul_cotangent(position):
+    """The cotangent of matmul's input `position` from the output's, for reverse mode's
+    record as data (`input_cotangents`): `_matmul_transposed`'s, on a dense cotangent."""
+    wrt = (position == 0, position == 1)
+
+    def rule(ct, residuals, params):
+        return _matmul_transposed(dense(ct), residuals[0], residuals[1], wrt)[position]
+    return rule
 
 
 def _fitted(ct, matrix, x):
@@ -169,7 +183,9 @@ matmul = Primitive("matmul", _matmul_impl, shape=_matmul_shape,
                    jvp=lambda p, t: multilinear_jvp(matmul)(p, t), vjp=_matmul_vjp,
                    batch=_matmul_batch, staged_form=_matrix_form,
                    emit=_matmul_emit, family="contraction",
-                   fresh_output=True, sparsity="matmul", complex_rules=True)
+                   fresh_output=True, sparsity="matmul", complex_rules=True,
+                   input_cotangents=((_matmul_cotangent(0), (True, True, False)),
+                                     (_matmul_cotangent(1), (True, True, False))))
 
 # ---------------------------------------------------------------------- einsum
 

@@ -47,15 +47,28 @@ def _reshape_emit(x, shape):
     return f"np.reshape({x}, {source(shape)})"
 
 
-def _reshape_cotangent(ct, shape, params):
-    """reshape's transpose for reverse mode's record of a NumPy array's reshape as data (no
-    closure per bind): ct laid out in the operand's shape, a `Scaled` one still lazy."""
-    if type(ct) is Scaled and ct.like is None:
-        return ct.reshape(shape)
-    ct = dense(ct)
-    if type(ct) in WRITABLE_TYPES or isinstance(ct, np.generic):
-        return ct.reshape(shape)
-    return reshape(ct, shape=shape)
+def _relaid_cotangent(method, argument):
+    """The cotangent rule (reverse mode's record of a NumPy array's bind as data, no closure
+    per bind) of a primitive laying its operand's elements out anew: the array method
+    `method` with `argument(shape, params)` applied to the output's cotangent, a `Scaled`
+    one's array (still lazy), a NumPy one, or else bound as that primitive."""
+    def rule(ct, shape, params):
+        new = argument(shape, params)
+        if type(ct) is Scaled and ct.like is None:
+            return ct.relaid(shape, method, new)
+        ct = dense(ct)
+        if type(ct) in WRITABLE_TYPES or isinstance(ct, np.generic):
+            return getattr(ct, method)(new)
+        return reshape(ct, shape=new) if method == "reshape" else transpose(ct, axes=new)
+    return rule
+
+
+def _inverse_permutation(shape, params):
+    axes = params["axes"]
+    inverse = [0] * len(axes)
+    for position, axis in enumerate(axes):
+        inverse[axis] = position
+    return tuple(inverse)
 
 
 reshape = linear(
@@ -66,7 +79,7 @@ reshape = linear(
     batch=lambda values, dims, shape: (
         reshape(_front(values, dims), shape=(batch_size(values, dims),) + tuple(shape)), 0),
     emit=lambda args, shape: _reshape_emit(args[0], tuple(shape)),
-    cotangent_rule=_reshape_cotangent)
+    cotangent_rule=_relaid_cotangent("reshape", lambda shape, params: shape))
 
 # The shape rules check what NumPy's functions check: staged (make_ir, show, sparsity
 # detection), a shape rule is all that runs, and it must not accept an ill-typed program.
@@ -97,7 +110,8 @@ transpose = linear(
     batch=lambda values, dims, axes: (
         transpose(_front(values, dims), axes=(0,) + tuple(a + 1 for a in axes)), 0),
     emit=lambda args, axes: f"{args[0]}.T" if tuple(axes) == (1, 0) else
-    f"np.transpose({args[0]}, {source(tuple(axes))})")
+    f"np.transpose({args[0]}, {source(tuple(axes))})",
+    cotangent_rule=_relaid_cotangent("transpose", _inverse_permutation))
 
 broadcast_to = linear(
     "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),

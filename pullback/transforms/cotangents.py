@@ -217,9 +217,10 @@ class Scaled(LazyCotangent):
     def __neg__(self):
         return Scaled(-self.scale, self.array, self.shape, self.dtype, self.like)
 
-    def reshape(self, shape):
-        """The same values laid out in `shape` (reshape's transpose), still lazy."""
-        array = None if self.array is None else self.array.reshape(shape)
+    def relaid(self, shape, method, argument):
+        """The same values laid out in `shape` by the array method `method` ("reshape",
+        "transpose") with `argument`, still lazy (reshape's and transpose's transposes)."""
+        array = None if self.array is None else getattr(self.array, method)(argument)
         return Scaled(self.scale, array, tuple(shape), self.dtype, self.like)
 
     def dense(self):

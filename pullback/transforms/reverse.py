@@ -16,7 +16,9 @@ kinds:
   and its sweep form `partial` (a NumPy function of it, None: the value itself), which the
   sweep applies to a NumPy cotangent with no call of the scale (sin: np.cos). A primitive
   linear in its only operand, a NumPy array (`cotangent_rule`: x[i], x[1:]), records
-  `(cotangent_rule, parent, shape, params, shape, dtype, None, None)` the same way;
+  `(cotangent_rule, parent, shape, params, shape, dtype, None, None)` the same way, and
+  matmul of NumPy arrays (`input_cotangents`: its transposes as the inputs' rules) as an
+  elementwise primitive;
 - a closure for any other: `(pullback, parents, n_results, scaled, output)`: the
   primitive's pullback closure (built by its `vjp` rule, or with the output by its
   `value_and_vjp` rule, closing over its residuals), the tape indices of its inputs traced
@@ -243,6 +245,8 @@ class ReverseTrace(Trace):
 
     def process_primitive(self, primitive, args, params):
         rules = primitive.input_rules
+        if rules is None:
+            rules = primitive.input_cotangents       # (matmul: its transposes, as data)
         if rules is None or self.hints:
             scale = primitive.cotangent_rule
             if scale is None or self.hints or len(args) != 1:
@@ -279,7 +283,7 @@ class ReverseTrace(Trace):
                 x = x.value
                 scale, (read_x, read_y, read_out), partial, index = rules[0]
                 if type(y) is ReverseTracer and y._trace is self:
-                    return self._both_traced(primitive, tracer, y, params)
+                    return self._both_traced(primitive, rules, tracer, y, params)
             elif type(y) is ReverseTracer and y._trace is self:
                 tracer = y
                 y = y.value
@@ -309,10 +313,11 @@ class ReverseTrace(Trace):
         result._shape, result._dtype = out.shape, out.dtype
         return result
 
-    def _both_traced(self, primitive, tracer_x, tracer_y, params):
-        """An elementwise bind of two inputs both traced here: one entry with both rules."""
+    def _both_traced(self, primitive, rules, tracer_x, tracer_y, params):
+        """A bind of two inputs both traced here, with its `rules` as data (elementwise:
+        `input_rules`; matmul: `input_cotangents`): one entry with both."""
         x, y = tracer_x.value, tracer_y.value
-        (scale_x, reads_x, _, _), (scale_y, reads_y, _, _) = primitive.input_rules
+        (scale_x, reads_x, _, _), (scale_y, reads_y, _, _) = rules
         if not primitive.complex_rules:
             refuse_complex((x, y), primitive)
         if type(x) in REAL_SCALARS and type(y) in REAL_SCALARS and not params \
