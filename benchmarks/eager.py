@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ROUNDS = 7                # interleaved rounds per task
 SAMPLE_S = 0.1            # seconds of back-to-back calls per sample
-SADDLE_ROUNDS = 3
+SADDLE_ROUNDS = 9        # (runs of a few hundredths of a second: a slow stretch of the host skews few)
 PARTICLE_ROUNDS = 2       # (seconds per run)
 THREADS = [1]             # threads of BLAS and torch (set by --threads)
 # The process's CPU time: with one thread per library it is the work done, whatever other

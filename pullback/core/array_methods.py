@@ -49,11 +49,10 @@ def ufunc_primitive(ufunc):
 
 
 def _basic_template(index):
-    """The getitem template of an index made of Python ints, slices of Python ints (or None)
-    and None (the common indices), else None: pullback.numpy's getitem reads any other."""
+    """The getitem template of a slice of Python ints (or None), or of a tuple of those,
+    Python ints and None (common indices), else None: pullback.numpy's getitem reads any
+    other."""
     kind = type(index)
-    if kind is int:
-        return (index,)
     if kind is slice:
         entry = _slice_entry(index)
         return None if entry is None else (entry,)
@@ -441,6 +440,8 @@ class ArrayMethods:
 
     def __getitem__(self, index):
         if self._trace.active:              # x[i], x[a:b], x[i, a:]: bound by its own trace
+            if type(index) is int:
+                return self._trace.process_primitive(_getitem, (self,), {"index": (index,)})
             template = _basic_template(index)
             if template is not None:
                 return self._trace.process_primitive(_getitem, (self,), {"index": template})

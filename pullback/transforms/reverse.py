@@ -245,12 +245,13 @@ class ReverseTrace(Trace):
 
     def process_primitive(self, primitive, args, params):
         rules = primitive.input_rules
-        if rules is None:
-            rules = primitive.input_cotangents       # (matmul: its transposes, as data)
         if rules is None or self.hints:
             scale = primitive.cotangent_rule
             if scale is None or self.hints or len(args) != 1:
-                return self.record(primitive, args, params)
+                rules = primitive.input_cotangents
+                if rules is None or self.hints:
+                    return self.record(primitive, args, params)
+                return self._linear_in_each(primitive, rules, args, params)
             # Linear in its only operand, a NumPy array (x[i], x[1:]): the entry is data too,
             # its residual the operand's shape.
             (tracer,) = args
@@ -312,6 +313,24 @@ class ReverseTrace(Trace):
         result._trace, result.value, result.node = self, out, len(tape) - 1
         result._shape, result._dtype = out.shape, out.dtype
         return result
+
+    def _linear_in_each(self, primitive, rules, args, params):
+        """A bind of two inputs with `input_cotangents` (matmul), one or both traced here:
+        recorded as data as an elementwise bind is, with those rules."""
+        x, y = args
+        traced_x = type(x) is ReverseTracer and x._trace is self
+        if traced_x and type(y) is ReverseTracer and y._trace is self:
+            return self._both_traced(primitive, rules, x, y, params)
+        tracer, position = (x, 0) if traced_x else (y, 1)
+        x, y = (x.value, y) if traced_x else (x, y.value)
+        out = primitive.impl(x, y, **params) if type(x) in PLAIN_TYPES \
+            and type(y) in PLAIN_TYPES else primitive(x, y, **params)
+        scale, (read_x, read_y, read_out), _, _ = rules[position]
+        tape = self.tape
+        tape.append((scale, tracer.node, (x if read_x else None, y if read_y else None,
+                                          out if read_out else None),
+                     params, tracer._shape, tracer._dtype, None, None))
+        return _tracer(self, out, len(tape) - 1)
 
     def _both_traced(self, primitive, rules, tracer_x, tracer_y, params):
         """A bind of two inputs both traced here, with its `rules` as data (elementwise:
