@@ -80,3 +80,27 @@ def test_item2_var_and_std_in_a_complex_dtype_are_numpys_and_integer_dtypes_refu
     for dtype in (np.int64, np.int32, np.bool_):
         with raises(UnsupportedFunctionError, f"dtype={np.dtype(dtype)}", "floating dtype"):
             pullback.jit(lambda a: fn(a, dtype=dtype))(x)
+
+
+_QUANTILE_METHODS = ["linear", "interpolated_inverted_cdf", "hazen", "weibull", "median_unbiased",
+                     "normal_unbiased", "inverted_cdf", "averaged_inverted_cdf",
+                     "closest_observation", "lower", "higher", "nearest", "midpoint"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_item3_traced_quantiles_in_float32_and_float16_are_numpys_to_the_bit(dtype):
+    """NumPy finds a Python q's positions in float64 and rounds the weight and its
+    complement to x's precision; traced, pullback found them in x's precision (quantile 0.33
+    of float32 values 1 ulp off) and the midpoint method's weight was a float64 (a float32
+    input's quantile came back as a float64)."""
+    x = np.random.default_rng(1).standard_normal((3, 7)).astype(dtype)
+    x[1, 2] = np.nan
+    for q in (0.33, 0.77, np.array([0.2, 0.9], np.float32), np.array([0.4], np.float64)):
+        for method in _QUANTILE_METHODS:
+            for fn in (np.quantile, np.nanquantile):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    expected = fn(x, q, axis=1, method=method)
+                    got = pullback.jit(lambda a: fn(a, q, axis=1, method=method))(x)
+                assert got.dtype == expected.dtype, (q, method, fn)
+                np.testing.assert_array_equal(got, expected, err_msg=f"{q} {method} {fn}")
