@@ -104,3 +104,59 @@ def test_item3_traced_quantiles_in_float32_and_float16_are_numpys_to_the_bit(dty
                     got = pullback.jit(lambda a: fn(a, q, axis=1, method=method))(x)
                 assert got.dtype == expected.dtype, (q, method, fn)
                 np.testing.assert_array_equal(got, expected, err_msg=f"{q} {method} {fn}")
+
+
+# ------------------------------------ custom rules
+
+_NON_LINEAR = {"square": lambda c, t: c * t + t ** 2, "abs": lambda c, t: c * np.abs(t),
+               "sign": lambda c, t: c * t * np.sign(t), "relu": lambda c, t: c * np.maximum(t, 0)}
+
+
+@pytest.mark.parametrize("term", sorted(_NON_LINEAR))
+def test_item4_custom_rules_not_linear_in_their_tangents_or_cotangents_are_refused(term):
+    """The other mode transposes a rule at zero, where only its linear part shows: a jvp
+    rule cos(x) t + t**2 gave jacfwd cos(x) + 1 but jacrev cos(x), and cos(x) |t| gave
+    jacrev zero, silently; the same for a bwd rule under forward mode. Both now refuse a
+    rule whose <c, L(t)> and <L^T c, t> disagree at random t and c."""
+    nonlinear = _NON_LINEAR[term]
+
+    @pullback.custom_jvp
+    def by_jvp(a):
+        return np.sin(a)
+    by_jvp.defjvp(lambda p, t: (np.sin(p[0]), nonlinear(np.cos(p[0]), t[0])))
+
+    @pullback.custom_vjp
+    def by_vjp(a):
+        return np.sin(a)
+    by_vjp.defvjp(lambda a: (np.sin(a), np.cos(a)), lambda r, ct: (nonlinear(r, ct),))
+
+    x = np.array([0.5, 1.0, 2.0])
+    for run in (lambda: pullback.jacrev(by_jvp)(x), lambda: pullback.grad(
+            lambda a: np.sum(by_jvp(a)))(x), lambda: pullback.jit(pullback.grad(
+                lambda a: np.sum(by_jvp(a))))(x)):
+        with raises(pullback.errors.CustomRuleError, "not linear in the input tangents"):
+            run()
+    for run in (lambda: pullback.jacfwd(by_vjp)(x),
+                lambda: pullback.jvp(by_vjp, (x,), (np.ones(3),))):
+        with raises(pullback.errors.CustomRuleError, "not linear in the output cotangents"):
+            run()
+
+
+def test_item4_linear_rules_pass_the_check_complex_and_float32_ones_too():
+    """Real-linear maps of complex values (conj(t)) and float32 rules are linear under the
+    check (its inner products take real parts; its tolerance is the precision's)."""
+    @pullback.custom_jvp
+    def conjugated(z):
+        return np.conj(z) * 2.0
+    conjugated.defjvp(lambda p, t: (np.conj(p[0]) * 2.0, np.conj(t[0]) * 2.0))
+    z = np.array([1.0 + 2.0j, -0.5j])
+    np.testing.assert_allclose(pullback.vjp(conjugated, z)[1](np.ones(2, complex))[0],
+                               pullback.vjp(lambda v: np.conj(v) * 2.0, z)[1](
+                                   np.ones(2, complex))[0])
+
+    @pullback.custom_vjp
+    def scaled(a):
+        return np.float32(3.0) * a
+    scaled.defvjp(lambda a: (np.float32(3.0) * a, None), lambda r, ct: (np.float32(3.0) * ct,))
+    x = np.linspace(-1, 1, 50, dtype=np.float32)
+    assert np.array_equal(pullback.jacfwd(scaled)(x), 3.0 * np.eye(50, dtype=np.float32))
