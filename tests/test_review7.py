@@ -160,3 +160,37 @@ def test_item4_linear_rules_pass_the_check_complex_and_float32_ones_too():
     scaled.defvjp(lambda a: (np.float32(3.0) * a, None), lambda r, ct: (np.float32(3.0) * ct,))
     x = np.linspace(-1, 1, 50, dtype=np.float32)
     assert np.array_equal(pullback.jacfwd(scaled)(x), 3.0 * np.eye(50, dtype=np.float32))
+
+
+# ------------------------------------ holomorphic=True
+
+_NOT_HOLOMORPHIC = {"conj": np.conj, "abs squared": lambda z: z * np.conj(z),
+                    "real part": lambda z: np.real(z) + 0j, "modulus": lambda z: np.abs(z) * z}
+
+
+@pytest.mark.parametrize("name", sorted(_NOT_HOLOMORPHIC))
+def test_item5_holomorphic_true_of_a_function_that_is_not_is_refused(name):
+    """holomorphic=True is a promise that f'(z) exists; it was not checked, so jacrev of
+    z conj(z) gave 2 - 4j where jacfwd gave 2, and conj's Jacobian came back as the
+    identity. grad, jacrev and jacfwd (so jacobian and hessian too) now check that the
+    derivative is complex-linear at random directions."""
+    f = _NOT_HOLOMORPHIC[name]
+    z = np.array([1.0 + 2.0j, 0.5 - 1.0j])
+    for run in (lambda: pullback.jacrev(f, holomorphic=True)(z),
+                lambda: pullback.jacfwd(f, holomorphic=True)(z),
+                lambda: pullback.grad(lambda v: np.sum(f(v)), holomorphic=True)(z)):
+        with raises(pullback.errors.HolomorphicError, "not holomorphic", "complex-linear"):
+            run()
+
+
+def test_item5_holomorphic_functions_pass_the_check_in_every_operator():
+    """Holomorphic functions (complex64 too) keep f'(z) in every operator."""
+    for dtype in (np.complex128, np.complex64):
+        z = np.array([1.0 + 2.0j, 0.5 - 1.0j], dtype)
+        f = lambda v: v ** 3 * np.exp(v) + np.log(v)       # noqa: E731
+        expected = np.diag(3 * z ** 2 * np.exp(z) + z ** 3 * np.exp(z) + 1 / z)
+        rtol = 1e-5 if dtype == np.complex64 else 1e-12
+        for jacobian in (pullback.jacrev, pullback.jacfwd):
+            np.testing.assert_allclose(jacobian(f, holomorphic=True)(z), expected, rtol=rtol)
+        np.testing.assert_allclose(pullback.grad(lambda v: np.sum(f(v)), holomorphic=True)(z),
+                                   np.diag(expected), rtol=rtol)
