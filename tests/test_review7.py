@@ -2,6 +2,7 @@
 Hessian-vector products would meet in the leftovers of the earlier reviews (SciPy's dtypes,
 statistics in a given dtype, quantiles in float32, matrix functions at singular matrices).
 Each test is named after the defect it pins down."""
+import io
 import warnings
 
 import numpy as np
@@ -194,3 +195,23 @@ def test_item5_holomorphic_functions_pass_the_check_in_every_operator():
             np.testing.assert_allclose(jacobian(f, holomorphic=True)(z), expected, rtol=rtol)
         np.testing.assert_allclose(pullback.grad(lambda v: np.sum(f(v)), holomorphic=True)(z),
                                    np.diag(expected), rtol=rtol)
+
+
+# ------------------------------------ jit's Python operators
+
+
+def test_item6_jit_of_numpy_functions_with_a_python_complex_constant_is_numpys():
+    """Generated code wrote np.divide(1+2j, a) as `(1+2j) / a`, whose Python complex
+    answers a NumPy float64 scalar itself: ZeroDivisionError at a = 0.0 where NumPy gives
+    inf (and Python's complex power raised where NumPy gives NaN). A Python complex
+    literal now keeps the NumPy function, in jit and in `show`'s printed programs."""
+    functions = [lambda a: np.divide(1 + 2j, a), lambda a: np.power(0j, a - 1.0),
+                 lambda a: np.true_divide(-1j, a) * a, lambda a: (1 + 2j) * a + 1j]
+    for a in (np.float64(0.0), np.array(0.0), np.float32(0.0), np.array([0.0, 2.0])):
+        for f in functions:
+            with np.errstate(all="ignore"):
+                expected, got = f(a), pullback.jit(f)(a)
+            np.testing.assert_array_equal(got, expected)
+            assert np.asarray(got).dtype == np.asarray(expected).dtype
+    printed = pullback.show(functions[0], np.float64(1.0), file=io.StringIO())
+    assert "np.divide((1+2j), a)" in printed

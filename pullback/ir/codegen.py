@@ -51,7 +51,7 @@ from ..primitives.families import source as value_source
 from ..primitives.contraction import matmul
 from ..primitives.structural import _index_source as index_entry_source
 from ..primitives.structural import reshape, scatter_add
-from .program import RESERVED, Literal, Namer, Program, Var, gc_paused
+from .program import RESERVED, Literal, Namer, Program, Var, gc_paused, uses_python_operator
 
 
 def _global_name(prim):
@@ -195,8 +195,7 @@ def _generate(program, name, fast, code, keeps):
         else:
             if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
                 expr = prim.emit(args, out=names(reusable[i]))
-            elif prim.python_operator and (eq.outputs[0].weak or any(
-                    type(x) is not Literal and not x.weak for x in eq.inputs)):
+            elif uses_python_operator(eq):
                 # Python's operator: NumPy's ufunc where an operand is an array, Python's
                 # arithmetic (weakly typed) on Python scalars, as staged.
                 expr = prim.python_operator.format(*args)
