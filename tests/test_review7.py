@@ -215,3 +215,20 @@ def test_item6_jit_of_numpy_functions_with_a_python_complex_constant_is_numpys()
             assert np.asarray(got).dtype == np.asarray(expected).dtype
     printed = pullback.show(functions[0], np.float64(1.0), file=io.StringIO())
     assert "np.divide((1+2j), a)" in printed
+
+
+# ------------------------------------ linear algebra
+
+
+@pytest.mark.parametrize("p", ["fro", 1, -1, np.inf, -np.inf])
+def test_item7_traced_cond_of_a_singular_matrix_is_numpys_inf(p):
+    """np.linalg.cond in a norm other than 2 inverts the matrix; NumPy's is inf for a
+    singular one, traced pullback's raised LinAlgError (jit, grad). Now inf, its derivatives
+    there NaN or infinite, and the regular matrices of the same stack as before."""
+    stack = np.array([[[1.0, 2.0], [2.0, 4.0]], [[2.0, 1.0], [0.5, 3.0]]])
+    expected = np.linalg.cond(stack, p)
+    np.testing.assert_allclose(pullback.jit(lambda a: np.linalg.cond(a, p))(stack), expected)
+    with np.errstate(all="ignore"):
+        gradient = pullback.grad(lambda a: np.sum(np.linalg.cond(a, p)))(stack)
+    assert not np.isfinite(gradient[0]).any()
+    pullback.testing.check_grads(lambda a: np.linalg.cond(a, p), (stack[1],), order=2)
