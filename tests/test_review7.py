@@ -232,3 +232,18 @@ def test_item7_traced_cond_of_a_singular_matrix_is_numpys_inf(p):
         gradient = pullback.grad(lambda a: np.sum(np.linalg.cond(a, p)))(stack)
     assert not np.isfinite(gradient[0]).any()
     pullback.testing.check_grads(lambda a: np.linalg.cond(a, p), (stack[1],), order=2)
+
+
+@pytest.mark.parametrize("matrix", [np.diag([0.0, 1.0]), np.zeros((2, 2)), np.ones((2, 2))])
+def test_item8_sqrtm_derivatives_at_a_singular_matrix_are_nan_not_large_numbers(matrix):
+    """sqrtm's derivative solves the Sylvester equation x dx + dx x = da, singular where
+    x is: the solve returned 4.5e15 at diag(0, 1) (the true slope of sqrt(a00) is
+    infinite), in grad, jacfwd and jit. It is NaN now, and unchanged at regular matrices."""
+    from pullback.scipy import linalg
+    f = lambda a: np.sum(linalg.sqrtm(a))                   # noqa: E731
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        for gradient in (pullback.grad(f)(matrix), pullback.jacfwd(f)(matrix),
+                         pullback.jit(pullback.grad(f))(matrix)):
+            assert np.isnan(gradient).all()
+    pullback.testing.check_grads(linalg.sqrtm, (np.array([[4.0, 1.0], [1.0, 3.0]]),), order=2)
