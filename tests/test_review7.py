@@ -11,7 +11,7 @@ import scipy.special
 
 import pullback
 from helpers import raises
-from pullback.errors import ComplexValueError, UnsupportedFunctionError
+from pullback.errors import ComplexValueError, UnsupportedFunctionError, ZeroWeightsError
 from pullback.scipy import special
 
 # Every ufunc of pullback.scipy.special, by name, as SciPy has it.
@@ -247,3 +247,20 @@ def test_item8_sqrtm_derivatives_at_a_singular_matrix_are_nan_not_large_numbers(
                          pullback.jit(pullback.grad(f))(matrix)):
             assert np.isnan(gradient).all()
     pullback.testing.check_grads(linalg.sqrtm, (np.array([[4.0, 1.0], [1.0, 3.0]]),), order=2)
+
+
+# ------------------------------------ statistics with constant weights
+
+
+def test_item9_average_with_constant_weights_summing_to_zero_raises_as_numpy():
+    """np.average with weights summing to zero raises ZeroDivisionError; differentiated
+    with respect to the values (the weights constant, so known), pullback gave NaN. Traced
+    weights, whose sum is not known, still give non-finite values."""
+    x, w = np.array([1.0, 2.0, 3.0]), np.array([1.0, -1.0, 0.0])
+    for run in (lambda: pullback.grad(lambda a: np.average(a, weights=w))(x),
+                lambda: pullback.jacfwd(lambda a: np.average(a, weights=w))(x),
+                lambda: pullback.jit(lambda a: np.average(a, weights=w))(x)):
+        with raises(ZeroWeightsError, "Weights sum to zero"):
+            run()
+    with np.errstate(all="ignore"):
+        assert not np.isfinite(pullback.grad(lambda v: np.average(x, weights=v))(w)).any()

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..primitives import elementwise as E
 from ..core.engine import Tracer
-from ..errors import unsupported
+from ..errors import ZeroWeightsError, unsupported
 from ..primitives import reductions as R
 from ..primitives.structural import stop_gradient
 from ._common import ndim, normalize_axes, normalize_axis, refuse
@@ -130,6 +130,9 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
             w = reshape(w, tuple(n if ax in axes else 1 for ax, n in enumerate(np.shape(x))))
         weighted = x * w
         total = sum(broadcast_to(w, weighted.shape), axis, keepdims=keepdims)
+        if not isinstance(total, Tracer) and np.any(total == 0):    # (traced weights: NaN)
+            raise ZeroWeightsError("Weights sum to zero, can't be normalized (np.average): give "
+                                   "weights with a nonzero sum along the averaged axes.")
         result = sum(weighted, axis, keepdims=keepdims) / total
     return (result, total) if returned else result
 
