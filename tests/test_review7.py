@@ -52,6 +52,20 @@ def test_item1_scipy_special_ufuncs_compute_in_scipys_dtype(name):
             assert result.dtype == expected, (name, x.dtype, how, result.dtype, expected)
 
 
+def test_item1_numpy_names_stay_numpys_and_python_numbers_convert():
+    """pullback.numpy.expm1 (log1p, cbrt, exp2) is NumPy's, float16 in float16, though SciPy's
+    ufuncs of those names share its primitive; pullback.numpy's astype of a Python number
+    to float64 returned the number itself (np.dtype(None) is float64), so SciPy's expm1 of
+    True was float16."""
+    import pullback.numpy as pnp
+    half = np.float16(1.0)
+    for name in ("expm1", "log1p", "cbrt", "exp2"):
+        for result in (getattr(pnp, name)(half), pullback.jit(getattr(pnp, name))(half),
+                       pullback.jvp(getattr(pnp, name), (half,), (half,))[0]):
+            assert result.dtype == np.float16, name
+        assert getattr(special, name)(True).dtype == getattr(scipy.special, name)(True).dtype
+
+
 def test_item1_scipy_exp2_refuses_complex_values_as_scipy_does():
     """scipy.special.exp2 and cbrt have no loop for complex values (NumPy's exp2 has):
     pullback's computed 2**z."""

@@ -56,6 +56,8 @@ for _ufunc in [f for f, prim in UFUNC_PRIMITIVES.items() if _is_scipy_unary(f)
                and any(getattr(np, g.__name__, None) is g for g in prim.numpy_functions)]:
     del UFUNC_PRIMITIVES[_ufunc]
 globals().update({f.__name__: f for f in UFUNCS.values()})
+globals().update({f.__name__: fn for f, fn in UFUNCS.items()        # NumPy's own win the
+                  if getattr(np, f.__name__, None) is f})          # names SciPy's share
 psi = digamma = UFUNCS[sp.digamma]
 abs = absolute            # noqa: F821 (defined by the update above)
 true_divide = divide      # noqa: F821
