@@ -278,3 +278,20 @@ def test_item9_average_with_constant_weights_summing_to_zero_raises_as_numpy():
             run()
     with np.errstate(all="ignore"):
         assert not np.isfinite(pullback.grad(lambda v: np.average(x, weights=v))(w)).any()
+
+
+# ------------------------------------ loops
+
+
+def test_item10_fori_loop_says_why_a_float32_carry_times_its_index_became_float64():
+    """fori_loop's index is an int64 array, so a float32 carry times it is float64 (a plain
+    Python loop's int keeps float32): the loop refused the carry without saying why. The
+    message now names the index and the fix, which works in every mode."""
+    x = np.ones(2, np.float32)
+    with raises(pullback.errors.LoopTypeError, "fori_loop's index i", "i.astype(x.dtype)"):
+        pullback.fori_loop(0, 3, lambda i, c: c * i + c, x)
+
+    def fixed(a):
+        return np.sum(pullback.fori_loop(0, 3, lambda i, c: c * i.astype(c.dtype) + c, a))
+    assert fixed(x).dtype == pullback.jit(fixed)(x).dtype == np.float32
+    assert pullback.grad(fixed)(x).dtype == np.float32
