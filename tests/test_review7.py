@@ -295,3 +295,25 @@ def test_item10_fori_loop_says_why_a_float32_carry_times_its_index_became_float6
         return np.sum(pullback.fori_loop(0, 3, lambda i, c: c * i.astype(c.dtype) + c, a))
     assert fixed(x).dtype == pullback.jit(fixed)(x).dtype == np.float32
     assert pullback.grad(fixed)(x).dtype == np.float32
+
+
+# ------------------------------------ jit inside other transformations
+
+
+def test_item11_jit_of_a_permutation_runs_under_an_outer_transformation():
+    """jacfwd(np.sort) is a constant identity indexed by the traced argsort (`eye[:, c]`);
+    jit's traceable code, which an outer jit, jacfwd or vmap runs on tracers, wrote it as
+    NumPy indexing, which cannot take a traced index: jit(jacfwd(jit(hessian(f)))) of a
+    function with a sort raised ArrayConversionError. Such an equation binds its primitive."""
+    x = np.array([0.3, 0.7, 1.1])
+
+    def f(v):
+        return np.sum(np.sort(v) ** 3 * np.arange(3))
+    expected = pullback.jacfwd(pullback.hessian(f))(x)
+    np.testing.assert_allclose(pullback.jit(pullback.jacfwd(pullback.jit(pullback.hessian(f))))(x),
+                               expected)
+    inner = pullback.jit(pullback.jacfwd(np.sort))
+    batch = np.stack([x, x[::-1]])
+    np.testing.assert_array_equal(pullback.jit(pullback.vmap(inner))(batch),
+                                  pullback.vmap(pullback.jacfwd(np.sort))(batch))
+    assert not pullback.jit(pullback.jacfwd(inner))(x).any()
