@@ -325,7 +325,8 @@ class custom_vjp(_CustomFunction):
 
         outs = custom_vjp_call(*call.leaves, fun=_named(flat_fun, name),
                                fwd=_named(flat_fwd, f"{name}_fwd"),
-                               bwd=_named(flat_bwd, f"{name}_bwd", self.bwd), out_count=call.out_count)
+                               bwd=_named(flat_bwd, f"{name}_bwd", self.bwd),
+                               out_count=call.out_count)
         return unflatten(call.out_def, outs)
 
 
