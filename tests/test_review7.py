@@ -56,7 +56,7 @@ def test_item1_numpy_names_stay_numpys_and_python_numbers_convert():
     """pullback.numpy.expm1 (log1p, cbrt, exp2) is NumPy's, float16 in float16, though SciPy's
     ufuncs of those names share its primitive; pullback.numpy's astype of a Python number
     to float64 returned the number itself (np.dtype(None) is float64), so SciPy's expm1 of
-    True was float16."""
+    True was float16; exprel of a number was a 0-d array."""
     import pullback.numpy as pnp
     half = np.float16(1.0)
     for name in ("expm1", "log1p", "cbrt", "exp2"):
@@ -64,6 +64,7 @@ def test_item1_numpy_names_stay_numpys_and_python_numbers_convert():
                        pullback.jvp(getattr(pnp, name), (half,), (half,))[0]):
             assert result.dtype == np.float16, name
         assert getattr(special, name)(True).dtype == getattr(scipy.special, name)(True).dtype
+    assert type(special.exprel(2.5)) is type(scipy.special.exprel(2.5)) is np.float64
 
 
 def test_item1_scipy_exp2_refuses_complex_values_as_scipy_does():
