@@ -131,6 +131,10 @@ class AuxOutputError(PullbackError, TypeError):
     """With `has_aux=True`, the function did not return an `(output, aux)` pair."""
 
 
+class ZeroWeightsError(PullbackError, ZeroDivisionError):
+    """Weights that sum to zero (`np.average`), as NumPy's ZeroDivisionError."""
+
+
 def unsupported(name: str, why: str = "") -> UnsupportedFunctionError:
     """The standard message for a function pullback does not differentiate."""
     reason = f" ({why})" if why else ""

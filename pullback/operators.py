@@ -71,6 +71,26 @@ def _check_holomorphic(function, inputs, outputs, holomorphic):
             "Cast it (x.astype(complex)), or drop holomorphic=True for real values.")
 
 
+def _check_complex_linear(function, derivative, like):
+    """holomorphic=True promises f'(z): the derivative map is complex-linear, D(i d) =
+    i D(d) (it is not for conj(z), |z|, z.real). Checked at random directions d shaped as
+    `like` where the values are known, to half the precision's digits."""
+    rng = np.random.default_rng(7)
+    directions = [(rng.standard_normal(np.shape(x)) + 1j * rng.standard_normal(np.shape(x)))
+                  .astype(_dtype(x)) for x in like]
+    for a, b in zip(derivative(directions), derivative([1j * d for d in directions])):
+        if isinstance(a, Tracer) or isinstance(b, Tracer):
+            return
+        a, b = np.asarray(a), np.asarray(b)
+        tolerance = np.sqrt(np.finfo(a.dtype).eps) * np.max(np.abs(a), initial=1e-300)
+        if np.all(np.isfinite(a)) and not np.allclose(b, 1j * a, rtol=0, atol=tolerance):
+            raise HolomorphicError(
+                f"{function} with holomorphic=True of a function that is not holomorphic here: "
+                "its derivative is not complex-linear (as for conj(z), abs(z), z.real). Drop "
+                "holomorphic=True and differentiate a real function of it (np.real, np.abs(...)"
+                " ** 2), whose gradient holds both partial derivatives.")
+
+
 def _complex_output_error(function, fix):
     return HolomorphicError(
         f"{function} of a function with complex output: if the function is holomorphic, pass "
@@ -135,6 +155,7 @@ def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False
         _check_scalar(out, holomorphic)
         if holomorphic:
             _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
+            _check_complex_linear("grad", lambda d: flatten(back(d[0]))[0], [out])
     cts = back(_seed(out))
     gradient = cts[0] if type(argnums) is int else _per_argnum(cts, argnums, len(args))
     return ((out, aux[0]) if has_aux else out), gradient
@@ -369,6 +390,8 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
         chunk = chunk_size or default_chunk_size(offsets[-1], offsets[-1] + sum(
             _size(x) for x in in_leaves))
         pull = lambda *cts: (flatten(back(unflatten(out_def, cts)))[0], None)  # noqa: E731
+        if holomorphic:
+            _check_complex_linear("jacrev", lambda d: pull(*d)[0], out_leaves)
         rows = _concat_chunks(_batched_over_basis(pull, out_leaves, chunk)[0]) \
             if offsets[-1] else None
         blocks = [unflatten(in_def, [
@@ -424,6 +447,8 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
             _, (out, aux) = push(*[arrays.zeros_like_value(x) for x in in_leaves])
         out_leaves, out_def = flatten(out)
         _check_holomorphic("jacfwd", in_leaves, out_leaves, holomorphic)
+        if holomorphic and offsets[-1]:
+            _check_complex_linear("jacfwd", lambda d: push(*d)[0], in_leaves)
         if any(along_imaginary) and columns is not None:
             if any(map(_is_complex, out_leaves)):
                 raise _complex_output_error("jacfwd of complex inputs", "otherwise use jvp")

@@ -716,6 +716,8 @@ def test_item13_reverse_mode_runs_fwd_only():
     assert counted(lambda: grad(lambda x: np.sum(sine(x)))(x)) == ["fwd", "bwd"]
     _, back = vjp(sine, x)
     assert counted(lambda: (back(x), back(x))) == ["bwd", "bwd"]
+    # (the first call checks once that bwd is linear: one more call of it)
+    assert counted(lambda: pushforward(sine, (x,), (x,))) == ["fwd", "bwd", "bwd"]
     assert counted(lambda: pushforward(sine, (x,), (x,))) == ["fwd", "bwd"]
     jitted = jit(grad(lambda x: np.sum(sine(x))))
     jitted(x)                                            # staging traces fwd and bwd
@@ -732,6 +734,7 @@ def test_item13_reverse_mode_runs_fwd_only():
         return np.cos(primals[0]), -np.sin(primals[0]) * tangents[0]
 
     assert counted(lambda: pushforward(cosine, (x,), (x,))) == ["jvp"]
+    assert counted(lambda: grad(lambda x: np.sum(cosine(x)))(x)) == ["fun", "jvp", "jvp"]
     assert counted(lambda: grad(lambda x: np.sum(cosine(x)))(x)) == ["fun", "jvp"]
 
 

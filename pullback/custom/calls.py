@@ -63,6 +63,7 @@ def _name(fn):
 # fn -> {input types: output types}: each user function is run at most once per signature
 # to learn them (staging and `typecheck` ask again).
 _KNOWN_TYPES = WeakKeyDictionary()
+_LINEAR_RULES = WeakKeyDictionary()      # a user's rule -> the types its linearity was checked at
 
 
 def _types_key(avals):
@@ -216,9 +217,12 @@ rule_call = Primitive(
 def _custom_vjp_jvp(primals, tangents, fun, fwd, bwd, out_count):
     results = rule_call(*primals, rule=fwd)
     outs, residuals = results[:out_count()], results[out_count():]
-    at_zero, back = vjp_flat(lambda *cts: rule_call(*residuals, *cts, rule=bwd),
-                             [zeros_like_value(o) for o in outs])
+    def cotangents_in(*cts):
+        return rule_call(*residuals, *cts, rule=bwd)
+    at_zero, back = vjp_flat(cotangents_in, [zeros_like_value(o) for o in outs])
     _check_zero_at_zero(at_zero, bwd, "cotangents", "output cotangents")
+    _check_linear(cotangents_in, back, [_random_like(o) for o in outs], at_zero, bwd,
+                  "cotangents", "output cotangents")
     return outs, back(tangents)
 
 
@@ -272,6 +276,9 @@ def _transposed_tangent_map(jvp, wrt, n):
             return results[len(results) // 2:]
         at_zero, pullback = _vjp_wrt(tangents_out, [zeros_like_value(p) for p in primals], wrt)
         _check_zero_at_zero(at_zero, jvp, "tangents", "input tangents")
+        _check_linear(tangents_out, pullback, [_random_like(p) if w else zeros_like_value(p)
+                                               for p, w in zip(primals, wrt)],
+                      at_zero, jvp, "tangents", "input tangents")
         return [c for c, w in zip(_with_zeros(primals, pullback(cts)), wrt) if w]
     transposed.__name__ = f"transposed_{_name(jvp)}"
     return transposed
@@ -289,6 +296,59 @@ def _check_zero_at_zero(values, rule, what, given):
                 f"the rule `{_name(rule)}` returned nonzero {what} for zero {given}: a "
                 f"rule's {what} must be linear in the {given} (no constant terms), or forward "
                 "and reverse mode would disagree.")
+
+
+def _check_linear(linear_map, transpose, directions, outputs, rule, what, given):
+    """A rule's map L (a jvp rule's tangent map, a bwd rule's cotangent map) must be linear:
+    the other mode uses `transpose`, L's transpose at zero, which sees only L's linear
+    part, so a term such as t**2 or |t| would give the two modes different derivatives.
+    Checked where the values are known, as <c, L(d)> = <L^T c, d> at random directions d
+    and covectors c (like L's `outputs`; real parts: complex maps are transposed without
+    conjugation), to half the digits of the precision; once per user rule and types (a
+    rule non-linear somewhere is, in practice, non-linear everywhere)."""
+    if any(isinstance(v, Tracer) for v in outputs):
+        return
+    key = _types_key([*directions, *outputs])
+    try:
+        checked = _LINEAR_RULES.setdefault(getattr(rule, "user_rule", None) or rule, set())
+    except TypeError:                    # not weakly referenceable: checked every call
+        checked = set()
+    if key in checked:
+        return
+    covectors = [ZERO if v is ZERO else _random_like(v) for v in outputs]
+    pairs = [*zip(covectors, linear_map(*directions)), *zip(transpose(covectors), directions)]
+    if any(isinstance(v, Tracer) for pair in pairs for v in pair):
+        return
+    sides, scale, eps = [0.0, 0.0], 0.0, 0.0
+    for k, (a, b) in enumerate(pairs):
+        if a is ZERO or b is ZERO:
+            continue
+        a, b = np.asarray(a), np.asarray(b)
+        sides[k >= len(covectors)] += float(np.sum(np.real(a * b), dtype=np.float64))
+        scale += float(np.sum(np.abs(a) * np.abs(b), dtype=np.float64))
+        eps = max([eps] + [np.finfo(v.dtype).eps for v in (a, b) if v.dtype.kind in "fc"])
+    if not np.isfinite(scale):                      # (an infinite partial here: ask again)
+        return
+    if abs(sides[0] - sides[1]) <= np.sqrt(eps) * scale:
+        checked.add(key)
+    else:
+        raise CustomRuleError(
+            f"the rule `{_name(rule)}` returned {what} that are not linear in the {given} "
+            f"(<c, L(t)> = {sides[0]:.6g} but <L^T c, t> = {sides[1]:.6g} at random t and c): "
+            "forward and reverse mode would disagree. Make them linear (no t ** 2, abs(t), "
+            "conditions on t).")
+
+
+def _random_like(x):
+    """Fixed pseudo-random values of x's shape and floating dtype (zeros for others)."""
+    dtype = np.dtype(getattr(x, "dtype", type(x)))
+    if dtype.kind not in "fc":
+        return zeros_like_value(x)
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal(np.shape(x))
+    if dtype.kind == "c":
+        values = values + 1j * rng.standard_normal(np.shape(x))
+    return np.asarray(values, dtype)
 
 
 def _custom_jvp_vjp(wrt, outs, *primals, fun, jvp):

@@ -232,8 +232,10 @@ class _Call:
         return self.out_def.num_leaves
 
 
-def _named(fn, name):
+def _named(fn, name, user_rule=None):
+    """fn named `name`; `user_rule`: the user's rule it calls (calls.py checks each once)."""
     fn.__name__ = fn.__qualname__ = name
+    fn.user_rule = user_rule
     return fn
 
 
@@ -323,7 +325,8 @@ class custom_vjp(_CustomFunction):
 
         outs = custom_vjp_call(*call.leaves, fun=_named(flat_fun, name),
                                fwd=_named(flat_fwd, f"{name}_fwd"),
-                               bwd=_named(flat_bwd, f"{name}_bwd"), out_count=call.out_count)
+                               bwd=_named(flat_bwd, f"{name}_bwd", self.bwd),
+                               out_count=call.out_count)
         return unflatten(call.out_def, outs)
 
 
@@ -390,5 +393,5 @@ class custom_jvp(_CustomFunction):
                                            primals_and_tangents)
 
         outs = custom_jvp_call(*call.leaves, fun=_named(flat_fun, name),
-                               jvp=_named(flat_jvp, f"{name}_jvp"))
+                               jvp=_named(flat_jvp, f"{name}_jvp", self.jvp))
         return unflatten(call.out_def, outs)

@@ -23,7 +23,9 @@ Two variants are generated from one program:
   Safe by construction: only outputs of primitives declaring `fresh_output` are
   written into, and never one that any other primitive read (its output may be a view);
 - `fast=False` is pure NumPy calls, so it also runs on tracers: an outer
-  transformation differentiates, batches or stages it like any NumPy code.
+  transformation differentiates, batches or stages it like any NumPy code; an equation
+  whose first operand is a constant array and another a variable binds its primitive
+  (`table[i]` of a NumPy table cannot take a traced index).
 
 Both release each intermediate after its last use (`del`), as eager code drops a
 temporary, so that a long program holds about as much memory as the eager function.
@@ -51,7 +53,7 @@ from ..primitives.families import source as value_source
 from ..primitives.contraction import matmul
 from ..primitives.structural import _index_source as index_entry_source
 from ..primitives.structural import reshape, scatter_add
-from .program import RESERVED, Literal, Namer, Program, Var, gc_paused
+from .program import RESERVED, Literal, Namer, Program, Var, gc_paused, uses_python_operator
 
 
 def _global_name(prim):
@@ -132,6 +134,7 @@ def _generate(program, name, fast, code, keeps):
         code.taken.add(const_name)
         globals_[const_name] = value
     params_count = code.params_count
+    constants = set(program.constvars)
 
     def param_expr(value):
         try:
@@ -195,12 +198,12 @@ def _generate(program, name, fast, code, keeps):
         else:
             if i in reusable:       # an elementwise ufunc writing into a dead input's buffer
                 expr = prim.emit(args, out=names(reusable[i]))
-            elif prim.python_operator and (eq.outputs[0].weak or any(
-                    type(x) is not Literal and not x.weak for x in eq.inputs)):
+            elif uses_python_operator(eq):
                 # Python's operator: NumPy's ufunc where an operand is an array, Python's
                 # arithmetic (weakly typed) on Python scalars, as staged.
                 expr = prim.python_operator.format(*args)
-            elif prim.emit is not None:
+            elif prim.emit is not None and (fast or eq.inputs[0] not in constants or all(
+                    type(x) is Literal or x in constants for x in eq.inputs)):
                 expr = prim.emit(args, **eq.params)
             else:
                 globals_[_global_name(prim)] = prim

@@ -186,6 +186,19 @@ def interpret(program: Program, *args) -> list:
 _OPERATORS = {}
 
 
+def uses_python_operator(eq) -> bool:
+    """Whether generated code writes `eq` with its primitive's Python operator: where its
+    output is a Python scalar (Python's arithmetic, as staged), or an operand is an array
+    or NumPy scalar (NumPy's ufunc answers) and no literal is a Python complex (whose
+    operators answer a NumPy float64 scalar themselves: (1+2j) / np.float64(0) raises where
+    np.divide gives inf)."""
+    if not eq.primitive.python_operator:
+        return False
+    return eq.outputs[0].weak or (
+        any(type(x) is not Literal and not x.weak for x in eq.inputs)
+        and not any(type(x) is Literal and type(x.value) is complex for x in eq.inputs))
+
+
 def python_operator(primitive):
     """The primitive's `python_operator` (e.g. `"{} + {}"`) as a function, e.g. `lambda a,
     b: a + b`: Python's arithmetic, which keeps Python ints exact where NumPy overflows."""

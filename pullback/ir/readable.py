@@ -30,7 +30,7 @@ import numpy as np
 
 from .codegen import _comment, buffer_facts, matrix_vector_products
 from .passes import optimize
-from .program import Equation, Literal, Namer, Program, Var, type_string
+from .program import Equation, Literal, Namer, Program, Var, type_string, uses_python_operator
 from .staging import StagingTrace
 from ..core.engine import new_trace
 from ..core.primitive import ShapeDtype
@@ -213,8 +213,7 @@ class Printer:
             expr = _reshape_text(args[0], eq.inputs[0].aval.shape, tuple(eq.params["shape"]))
         elif prim is multiply and _negates(eq):       # (-1.0) * x: exactly -x
             expr = f"-{args[1] if type(eq.inputs[0]) is Literal else args[0]}"
-        elif prim.python_operator and (eq.outputs[0].weak or any(
-                type(x) is not Literal and not x.weak for x in eq.inputs)):
+        elif uses_python_operator(eq):
             expr = prim.python_operator.format(*args)
         elif prim.emit is not None:
             expr = prim.emit(args, **_plain_reduction(eq))

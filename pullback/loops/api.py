@@ -42,7 +42,7 @@ def _numpy_arrays_only(kind, values):
             f"differentiates on {library} arrays directly.")
 
 
-def _check_carry(fn, carry_tree, carry_avals, out_tree, out_avals):
+def _check_carry(fn, carry_tree, carry_avals, out_tree, out_avals, kind="scan"):
     if out_tree != carry_tree:
         raise LoopTypeError(
             f"`{_name(fn)}` returned a carry of structure {describe(out_tree)}, but the loop "
@@ -50,11 +50,15 @@ def _check_carry(fn, carry_tree, carry_avals, out_tree, out_avals):
             "dtypes from step to step. Return the carry in the structure it came in.")
     for i, (a, b) in enumerate(zip(carry_avals, out_avals)):
         if tuple(a.shape) != tuple(b.shape) or np.dtype(a.dtype) != np.dtype(b.dtype):
+            index = " (fori_loop's index i is an int64 array, not a Python int: NumPy computes " \
+                "float32 values times it in float64; write i.astype(x.dtype))" \
+                if kind == "fori_loop" and tuple(a.shape) == tuple(b.shape) else ""
             raise LoopTypeError(
                 f"`{_name(fn)}` changed carry leaf {i} from {np.dtype(a.dtype).name}"
                 f"{list(a.shape)} to {np.dtype(b.dtype).name}{list(b.shape)}: a loop's carry "
                 "keeps its shapes and dtypes from step to step. Convert the result back "
-                "(x.astype(...)), or start from an initial value of the type the step returns.")
+                f"(x.astype(...)), or start from an initial value of the type the step "
+                f"returns{index}.")
 
 
 def scan(f: Callable, init: Any, xs: Any = None, length: int = None, reverse: bool = False,
@@ -107,7 +111,7 @@ def _scan(f, init, xs, length, reverse, checkpoints, make_xs=None, kind="scan"):
         raise LoopTypeError(f"`{_name(f)}` returned {describe(outs_tree)}; a scan body returns "
                             "a pair (new carry, y); y may be None.")
     n_carry = len(init_leaves)
-    _check_carry(f, carry_tree, carry_avals, new_carry_tree, out_avals[:n_carry])
+    _check_carry(f, carry_tree, carry_avals, new_carry_tree, out_avals[:n_carry], kind)
     body, read = reading_its_xs(staged.program, len(staged.captured) + n_carry)
     if make_xs is not None and any(read):
         x_leaves = make_xs()

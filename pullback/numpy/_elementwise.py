@@ -21,14 +21,27 @@ UFUNC_PRIMITIVES = {f: prim for prim in REGISTRY.values() for f in prim.numpy_fu
                     if isinstance(f, np.ufunc)}
 
 
+_SCIPY_COMPLEX_FIX = ("NumPy's function of that name (np.exp2, np.cbrt, ...) where it has one "
+                      "for complex values, or the real and imaginary parts (np.real, np.imag)")
+
+
+def _is_scipy_unary(ufunc):
+    return ufunc.nin == 1 and getattr(np, ufunc.__name__, None) is not ufunc
+
+
 def _ufunc_wrapper(ufunc, prim):
     name = ufunc.__name__
+    # A SciPy ufunc of one argument computes in its own loops' dtype (float64 for float16
+    # and small integers, none for complex values of exp2), which may not be NumPy's.
+    scipy_unary = _is_scipy_unary(ufunc)
 
     def fn(*args, out=None, **kwargs):
         if out is not None or kwargs:
             refuse(name, out=out, **kwargs)
         if len(args) != ufunc.nin:
             raise TypeError(f"{name} takes {ufunc.nin} argument(s), got {len(args)}")
+        if scipy_unary:
+            return prim(_as_numpy_computes(args[0], ufunc, _SCIPY_COMPLEX_FIX))
         return prim(*map(operand, args))
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Differentiable ufunc `{name}` (same signature as NumPy's or SciPy's)."
@@ -37,7 +50,14 @@ def _ufunc_wrapper(ufunc, prim):
 
 
 UFUNCS = {ufunc: _ufunc_wrapper(ufunc, prim) for ufunc, prim in UFUNC_PRIMITIVES.items()}
+# SciPy's expm1, log1p, cbrt, exp2 share NumPy's primitives but not their dtypes: tracers'
+# fast paths (which read UFUNC_PRIMITIVES) leave them to their wrappers, which convert.
+for _ufunc in [f for f, prim in UFUNC_PRIMITIVES.items() if _is_scipy_unary(f)
+               and any(getattr(np, g.__name__, None) is g for g in prim.numpy_functions)]:
+    del UFUNC_PRIMITIVES[_ufunc]
 globals().update({f.__name__: f for f in UFUNCS.values()})
+globals().update({f.__name__: fn for f, fn in UFUNCS.items()        # NumPy's own win the
+                  if getattr(np, f.__name__, None) is f})          # names SciPy's share
 psi = digamma = UFUNCS[sp.digamma]
 abs = absolute            # noqa: F821 (defined by the update above)
 true_divide = divide      # noqa: F821
@@ -51,9 +71,9 @@ def positive(x):
 
 def _as_numpy_computes(x, ufunc, instead="split the values into their real and imaginary "
                                           "parts (np.real, np.imag)"):
-    """x in the dtype NumPy's `ufunc` computes in (a float where its loops are floating
-    point), refused where NumPy has no loop for it (complex values of fabs, booleans of
-    positive), with NumPy's TypeError or, for complex values, a ComplexValueError."""
+    """x in the dtype NumPy's (or SciPy's) `ufunc` computes in (a float where its loops are
+    floating point), refused where it has no loop for it (complex values of fabs, booleans
+    of positive), with NumPy's TypeError or, for complex values, a ComplexValueError."""
     x = operand(x)
     dtype = np.dtype(getattr(x, "dtype", type(x)))
     try:
@@ -61,8 +81,11 @@ def _as_numpy_computes(x, ufunc, instead="split the values into their real and i
     except TypeError:
         if dtype.kind != "c":
             raise
-        raise ComplexValueError(f"np.{ufunc.__name__} takes real values only, as in NumPy (it "
-                                f"has no loop for complex values): {instead}.") from None
+        library, owner = ("NumPy", "np") if getattr(np, ufunc.__name__, None) is ufunc \
+            else ("SciPy", "scipy.special")
+        raise ComplexValueError(f"{owner}.{ufunc.__name__} takes real values only, as in "
+                                f"{library} (it has no loop for complex values): {instead}.") \
+            from None
     return x if computed == dtype else astype(x, computed)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..primitives import elementwise as E
 from ..core.engine import Tracer
+from ..errors import ZeroWeightsError, unsupported
 from ..primitives import reductions as R
 from ..primitives.structural import stop_gradient
 from ._common import ndim, normalize_axes, normalize_axis, refuse
@@ -129,6 +130,9 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
             w = reshape(w, tuple(n if ax in axes else 1 for ax, n in enumerate(np.shape(x))))
         weighted = x * w
         total = sum(broadcast_to(w, weighted.shape), axis, keepdims=keepdims)
+        if not isinstance(total, Tracer) and np.any(total == 0):    # (traced weights: NaN)
+            raise ZeroWeightsError("Weights sum to zero, can't be normalized (np.average): give "
+                                   "weights with a nonzero sum along the averaged axes.")
         result = sum(weighted, axis, keepdims=keepdims) / total
     return (result, total) if returned else result
 
@@ -137,6 +141,13 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
         mean=None, correction=None):
     """`np.var` (with ddof / correction)."""
     refuse("var", where=where, mean=mean)
+    if dtype is not None and np.dtype(dtype).kind not in "fc":     # NumPy truncates the mean
+        raise unsupported(f"np.var or np.std with dtype={np.dtype(dtype)}", "give a floating "
+                          "dtype and convert the result with .astype")
+    if dtype is not None and np.dtype(dtype).kind == "c" \
+            and np.dtype(getattr(operand(a), "dtype", float)).kind != "c":
+        real = np.finfo(dtype).dtype                       # NumPy: the real variance, as complex
+        return astype(var(a, axis, real, out, ddof, keepdims, correction=correction), dtype)
     x, axes = _prepare("var", a, axis, dtype, out)
     if correction is not None:
         ddof = correction

@@ -57,7 +57,7 @@ def astype(x, dtype, copy=True):
     complex value cast to a real dtype keeps its real part; casting to int/bool drops it."""
     dtype = np.dtype(dtype)
     x = operand(x)
-    if getattr(x, "dtype", None) == dtype:
+    if getattr(x, "dtype", None) == dtype and hasattr(x, "dtype"):   # (dtype == None: float64)
         return x
     if dtype.kind not in "fc":
         x = S.stop_gradient(x)

@@ -72,8 +72,11 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
     x = as_floating(x)
     refuse_complex_values(name, x)
     q = operand(q)
-    if not hasattr(q, "shape"):          # a Python number is weakly typed: x's precision
-        q = np.asarray(q, x.dtype)
+    # A Python number is weakly typed: NumPy finds its positions in float64 and interpolates
+    # in x's precision; an array q's positions and weights are in its dtype.
+    weight_dtype = None if hasattr(q, "shape") else x.dtype
+    if weight_dtype is not None:
+        q = np.asarray(q, np.float64)
     if not isinstance(q, Tracer) and not np.all((0 <= np.asarray(q)) & (np.asarray(q) <= 1)):
         raise ValueError("Quantiles must be in the range [0, 1]")
     n_dims = ndim(x)
@@ -95,25 +98,29 @@ def _quantile(x, q, axis, method, keepdims, ignore_nan, name, weights=None):
         if weights is not None:
             weights = slices(_weights_like(weights, x, axis))
         result = _from_sorted(values, q, rest, method, ignore_nan, weights,
-                              median=name in ("median", "nanmedian"))
+                              median=name in ("median", "nanmedian"),
+                              weight_dtype=weight_dtype or q.dtype)
     if keepdims:
         result = reshape(result, shape(result)[:ndim(q)] + tuple(
             1 if i in axes else d for i, d in enumerate(shape(x))))
     return result
 
 
-def _interpolate(lower, upper, weight, median):
+def _interpolate(lower, upper, weight, median, dtype):
     """Between neighbouring sorted values as NumPy: its median is the middle value or the
     mean of the middle two, its quantiles lerp from the nearer neighbour (so that
-    infinities give NumPy's values: the median of [1, 2, inf] is 2, not 2 + inf * 0)."""
+    infinities give NumPy's values: the median of [1, 2, inf] is 2, not 2 + inf * 0), with
+    the weight and its complement rounded to `dtype` (both, as NumPy, from weight)."""
     if median:
         return E.where(weight == 0.0, lower, (lower + upper) * 0.5)
     difference = upper - lower
-    return E.where(weight >= 0.5, upper - difference * (1.0 - weight), lower + difference * weight)
+    return E.where(weight >= 0.5, upper - difference * astype(1.0 - weight, dtype),
+                   lower + difference * astype(weight, dtype))
 
 
-def _from_sorted(values, q, rest, method, ignore_nan, weights, median):
-    """The quantiles q of each row of `values` (shape rest + (n,)), shape q.shape + rest."""
+def _from_sorted(values, q, rest, method, ignore_nan, weights, median, weight_dtype):
+    """The quantiles q of each row of `values` (shape rest + (n,)), shape q.shape + rest,
+    interpolated with weights in `weight_dtype`."""
     n = shape(values)[-1]
     order = argsort(stop_gradient(values), axis=-1)       # NaNs last
     ordered = take_along_axis(values, order, -1)
@@ -133,8 +140,8 @@ def _from_sorted(values, q, rest, method, ignore_nan, weights, median):
         high = E.minimum(E.maximum(high, 0.0), last)
         lower = getitem(ordered, grids + (astype(low, np.intp),))
         upper = getitem(ordered, grids + (astype(high, np.intp),))
-        result = _interpolate(lower, upper, weight, median) if method in _CONTINUOUS or \
-            method in ("midpoint", "averaged_inverted_cdf") else lower
+        result = _interpolate(lower, upper, weight, median, weight_dtype) \
+            if method in _CONTINUOUS or method in ("midpoint", "averaged_inverted_cdf") else lower
     if not ignore_nan:                                # a NaN anywhere in a slice: NaN
         result = E.where(getitem(missing, (Ellipsis, -1)), np.nan, result)
     return result

@@ -26,7 +26,8 @@ from ..core.numbers import complex_error
 from ..errors import unsupported
 from ..primitives import linalg as L
 from ..primitives.contraction import swap_last
-from ..primitives.structural import convert, reshape
+from ..primitives.elementwise import equal, where
+from ..primitives.structural import convert, reshape, stop_gradient
 from . import _calculus, _contraction
 from ._common import ndim, normalize_axes, normalize_axis, refuse
 from ._elementwise import absolute, conjugate, imag, not_equal, real, sign, sqrt, square
@@ -542,10 +543,20 @@ def matrix_norm(x, /, *, keepdims=False, ord="fro"):
 
 def cond(x, p=None):
     """`np.linalg.cond`: the condition number in the norm `p` (through the singular values
-    for None, 2, -2; through norms of x and its inverse otherwise)."""
+    for None, 2, -2; through norms of x and its inverse otherwise). As NumPy's, inf for a
+    singular matrix (an exactly zero pivot; 'nuc' raises, as NumPy's SVD of the NaN inverse
+    does), with infinite or NaN derivatives there: it is the inverse of the identity in its
+    place, times inf."""
     if p in (None, 2, -2):
         s = L.svdvals(_matrices(x, "cond", square=False))
         largest, smallest = s[..., 0], s[..., -1]
         return smallest / largest if p == -2 else largest / smallest
     x = _matrices(x, "cond")
-    return norm(x, p, (-2, -1)) * norm(inv(x), p, (-2, -1))
+    if p == "nuc":
+        return norm(x, p, (-2, -1)) * norm(inv(x), p, (-2, -1))
+    singular = equal(stop_gradient(L.slogdet(x)[0]), 0)
+    identity = np.eye(x.shape[-1], dtype=x.dtype)
+    stand_in = x + where(singular[..., None, None], identity - stop_gradient(x), 0)
+    real = np.finfo(x.dtype).dtype
+    infinite = where(singular, np.asarray(np.inf, real), np.asarray(1, real))
+    return norm(x, p, (-2, -1)) * norm(inv(stand_in), p, (-2, -1)) * infinite

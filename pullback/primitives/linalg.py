@@ -32,7 +32,8 @@ for `eigh` and `eig` (whose eigenvectors also need a strictly largest component)
 `qr`, and a locally constant rank for `pinv`; for `lu_factor`, pivots that do not
 change and an invertible leading block; for `sylvester`, no eigenvalue of a is one of -b;
 for `sqrtm` and `logm`, no eigenvalue on the closed negative real axis (where their
-results are complex, which is refused). `det` and `adjugate` are
+results are complex, which is refused; sqrtm's derivatives are NaN where its result is
+singular). `det` and `adjugate` are
 polynomials: det's first and second derivatives are exact at every matrix,
 singular ones included; beyond second order, see the adjugate's section. The
 `domain` of each primitive names, per array input, the kind of matrix to test it
@@ -1167,16 +1168,23 @@ def _real_result(function, name, dtype=None):
     return impl
 
 
+def _root_exists(x):
+    """1, or NaN per matrix where the square root x is singular (an exactly zero pivot,
+    a singular a): sqrtm's derivative is unbounded there, where the Sylvester solve gives
+    a large finite number (4.5e15 for a = diag(0, 1))."""
+    return _per_matrix(_invertible_stand_in(x, slogdet(x)[0])[1])
+
+
 def _sqrtm_vjp(wrt, out, a):
     def pullback(ct):
         out_t = adjoint(out)
-        return (sylvester(out_t, out_t, ct),)
+        return (sylvester(out_t, out_t, ct) * _root_exists(out),)
     return pullback
 
 
 def _sqrtm_jvp(primals, tangents):
     x = sqrtm(primals[0])
-    return x, sylvester(x, x, tangents[0])
+    return x, sylvester(x, x, tangents[0]) * _root_exists(x)
 
 
 sqrtm = Primitive("sqrtm", _real_result(scipy.linalg.sqrtm, "sqrtm"), shape=_same_shape,

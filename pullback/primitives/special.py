@@ -235,7 +235,8 @@ def _float_dtype(x, name):
 
 def _exprel(x, order):
     dtype = _float_dtype(x, "exprel")
-    return exp_moment(x, order).astype(dtype)
+    out = exp_moment(x, order).astype(dtype)
+    return out if out.ndim else out[()]           # a scalar for a scalar, as SciPy's
 
 
 def _sinc(x, order):
