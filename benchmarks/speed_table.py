@@ -14,8 +14,13 @@ warms the allocator, checks every value against pullback eager's, times the firs
 warms up; then, row by row, the driver asks the processes in turn for one sample each (the
 mean time of >= 0.2 s of back-to-back calls, wall clock), SAMPLES rounds, the order rotating
 between rounds and a pause before each sample (BLAS's idle threads spin ~0.1 s after a call:
-the pause keeps one library's spinning out of the next one's sample). A cell is the median of
-its samples; the whole run is repeated (`--passes`, fresh processes) and the best pass of
+the pause keeps one library's spinning out of the next one's sample). Rounds go on until
+SAMPLES of them ran with the other processes' share of the CPUs below CONTENDED during each
+sample (at most 3 * SAMPLES rounds), and the SAMPLES least contended rounds are kept: a
+contended moment costs libraries very differently (pullback's OpenBLAS, two threads
+spin-waiting for each other, ran the MLP rows 8 to 40 times slower while other processes
+took a CPU; JAX's 1.1 to 1.4 times), so it must not decide a row. A cell is the median of
+its kept samples; the whole run is repeated (`--passes`, fresh processes) and the best pass of
 each cell kept, and the table gives each pass's jit / JAX ratio beside the best. Why
 interleaved: this host's speed is bimodal for minutes at a time (hand NumPy's chain gradient
 135 or 230 µs), and with the libraries measured one process after another (the previous
@@ -82,6 +87,7 @@ JIT_TIERS = f"{NUMPY},{FUSED}"                   # both pullback jit columns: on
 TOLERANCE = 1e-8
 SAMPLES, SECONDS = 5, 0.2
 PAUSE = 0.15            # seconds before each sample (see the module docstring)
+CONTENDED = 0.1         # other processes' share of the CPUs that makes a round contended
 
 
 # ------------------------------------------------------------------ each library's calls
@@ -234,8 +240,9 @@ class Worker:
 def run_pass(number, processes, rows, args, reference, scratch):
     """One pass: every library's process started and prepared in turn, then each row's
     samples taken round by round, one per column per round, the columns' order rotating.
-    Returns ({(row, column): entry with the median µs}, {lib: why not run}, {lib: BLAS})."""
-    workers, entries, missing, blas = [], {}, {}, {}
+    Returns ({(row, column): entry with the median µs}, {lib: why not run}, {lib: BLAS},
+    the longest time in seconds from a row's first sample to its last)."""
+    workers, entries, missing, blas, span = [], {}, {}, {}, 0.0
     for lib in processes:
         env = dict(eager._env(), PULLBACK_FUSED="1" if lib == FUSED else "0")
         if args.threads:
@@ -259,18 +266,11 @@ def run_pass(number, processes, rows, args, reference, scratch):
                 entries[(row, column)] = dict(entry, samples=[], worker=worker)
     for row, _, _ in rows:
         columns = [column for (r, column), e in entries.items() if r == row and "wrong" not in e]
-        for round_ in range(SAMPLES):
-            shift = round_ % max(len(columns), 1)
-            for column in columns[shift:] + columns[:shift]:
-                entry = entries[(row, column)]
-                if entry["worker"].lib in missing:
-                    continue
-                time.sleep(PAUSE)
-                sample = entry["worker"].ask([column, row])
-                if sample is None:
-                    missing[entry["worker"].lib] = entry["worker"].why()
-                    continue
-                entry["samples"].append(sample)
+        start = time.perf_counter()
+        for kept in sample_rounds(row, columns, entries, missing):
+            for column, sample in kept.items():
+                entries[(row, column)]["samples"].append(sample)
+        span = max(span, time.perf_counter() - start)
     for worker in workers:
         worker.close()
     for entry in entries.values():
@@ -279,7 +279,31 @@ def run_pass(number, processes, rows, args, reference, scratch):
         if samples:
             entry["us"] = float(np.median([s["us"] for s in samples]))
             entry["others"] = max(s["others"] for s in samples)
-    return entries, missing, blas
+    return entries, missing, blas, span
+
+
+def sample_rounds(row, columns, entries, missing):
+    """Rounds of samples of `row`, one sample per column per round (the columns' order
+    rotating), until SAMPLES rounds ran with the other processes' share of the CPUs below
+    CONTENDED in each of their samples, or 3 * SAMPLES rounds ran; the SAMPLES least
+    contended rounds, each {column: sample}. A library that dies is put in `missing`."""
+    rounds = []
+    while len(rounds) < 3 * SAMPLES and \
+            sum(contention < CONTENDED for contention, _ in rounds) < SAMPLES:
+        shift = len(rounds) % max(len(columns), 1)
+        taken = {}
+        for column in columns[shift:] + columns[:shift]:
+            worker = entries[(row, column)]["worker"]
+            if worker.lib in missing:
+                continue
+            time.sleep(PAUSE)
+            sample = worker.ask([column, row])
+            if sample is None:
+                missing[worker.lib] = worker.why()
+                continue
+            taken[column] = sample
+        rounds.append((max((s["others"] for s in taken.values()), default=0.0), taken))
+    return [taken for _, taken in sorted(rounds, key=lambda r: r[0])[:SAMPLES]]
 
 
 def main(argv=None):
@@ -315,13 +339,15 @@ def main(argv=None):
     libraries = [lib for lib in args.libraries.split(",") if lib]
     processes = [JIT_TIERS if lib == NUMPY and FUSED in libraries else lib
                  for lib in libraries if not (lib == FUSED and NUMPY in libraries)]
-    best, ratios, missing, loads, blas = {}, {}, {}, [], {}
+    best, ratios, missing, loads, blas, spans = {}, {}, {}, [], {}, []
     with tempfile.TemporaryDirectory() as scratch:
         reference = os.path.join(scratch, "reference.npz")
         np.savez(reference, **references(rows))
         for number in range(args.passes):
             loads.append(os.getloadavg()[0])
-            entries, lost, kernels = run_pass(number, processes, rows, args, reference, scratch)
+            entries, lost, kernels, span = run_pass(number, processes, rows, args, reference,
+                                                    scratch)
+            spans.append(span)
             missing.update(lost)
             blas.update(kernels)
             for row, _, _ in rows:
@@ -335,14 +361,14 @@ def main(argv=None):
                     best[key] = old = entry
                 if firsts:
                     old["first_ms"] = min(firsts)
-    text = report(rows, libraries, best, ratios, missing, loads, blas, args,
+    text = report(rows, libraries, best, ratios, missing, loads, blas, max(spans), args,
                   time.perf_counter() - begin)
     with open(args.output, "w") as fh:
         fh.write(text)
     print(text)
 
 
-def report(rows, libraries, best, ratios, missing, loads, blas, args, seconds):
+def report(rows, libraries, best, ratios, missing, loads, blas, span, args, seconds):
     def us(row, lib):
         return best.get((row, lib), {}).get("us")
 
@@ -372,7 +398,8 @@ def report(rows, libraries, best, ratios, missing, loads, blas, args, seconds):
              "BLAS (threadpoolctl, in every process): " + "; ".join(
                  dict.fromkeys(kernel for kernels in blas.values()
                                for kernel in kernels.split(", ") if kernel)) + ".", "",
-             f"Median µs per call (samples of >= {SECONDS} s), best pass; float64. "
+             f"Median µs per call (samples of >= {SECONDS} s, the libraries' taken in turn: "
+             f"a row's samples, all libraries, within {span:.1f} s), best pass; float64. "
              "jit / JAX: pullback jit's fused tier (its steady state with Numba installed) over "
              "JAX jit; eager / torch: pullback eager over torch (eager.py's candidates, the faster "
              "of torch.autograd and torch.func; Hessians: torch.func.hessian). autograd: HIPS "
