@@ -17,16 +17,17 @@ between rounds and a pause before each sample (BLAS's idle threads spin ~0.1 s a
 the pause keeps one library's spinning out of the next one's sample). Rounds go on until
 SAMPLES of them ran with the other processes' share of the CPUs below CONTENDED during each
 sample (at most 3 * SAMPLES rounds), and the SAMPLES least contended rounds are kept: a
-contended moment costs libraries very differently (pullback's OpenBLAS, two threads
-spin-waiting for each other, ran the MLP rows 8 to 40 times slower while other processes
-took a CPU; JAX's 1.1 to 1.4 times), so it must not decide a row. A cell is the median of
-its kept samples; the whole run is repeated (`--passes`, fresh processes) and the best pass of
-each cell kept, and the table gives each pass's jit / JAX ratio beside the best. Why
-interleaved: this host's speed is bimodal for minutes at a time (hand NumPy's chain gradient
-135 or 230 µs), and with the libraries measured one process after another (the previous
-protocol), the library measured in a slow stretch lost its row: jit / JAX read <= 0.90 on
-every row in one idle run and up to 1.26 in the next. Interleaved, every library meets the
-same stretches within a few seconds of each other and the ratios are what they compare.
+contended moment costs libraries very differently (with other processes holding the CPUs
+at 50-75%, OpenBLAS's two threads, spin-waiting for each other, ran pullback's MLP rows 3 to
+20 times slower than idle, torch's Rosenbrock gradient 50 times, JAX's within 1.3 times), so
+it must not decide a row. A cell is the median of its kept samples; the whole run is repeated
+(`--passes`, fresh processes) and the best pass of each cell kept, and the table gives each
+pass's jit / JAX ratio beside the best. Why interleaved: this host's speed is bimodal for
+minutes at a time (hand NumPy's chain gradient 135 or 230 µs), and with the libraries
+measured one process after another (the previous protocol), the library measured in a slow
+stretch lost its row: jit / JAX read <= 0.90 on every row in one idle run and up to 1.26 in
+the next. Interleaved, a row's samples of every library lie within a minute of each other
+(the report gives the longest span), so the libraries meet the same stretches.
 pullback jit's two columns share one process (the tier that calls first alternating between
 passes): measured in two processes, BLAS-bound rows differed by up to a third between the
 columns even where the fused tier installs no kernel and both run the same function. JAX runs
@@ -37,7 +38,8 @@ are left as the machine has them.
 
     python benchmarks/speed_table.py --python /work/peers/bin/python
 
-Writes benchmarks/results/speed_table.md (about 8 minutes with two passes).
+Writes benchmarks/results/speed_table.md (7.4 minutes a pass measured where every round was
+contended, so that each row took 3 * SAMPLES rounds; about a third of that idle).
 """
 import argparse
 import json
