@@ -8,22 +8,38 @@ Rosenbrock at n = 1,000. Nothing is defined here: the eager columns (pullback, t
 autograd, hand-written NumPy) are eager.py's tasks, the jit columns (pullback's tiers, JAX)
 fused.py's builders on second_order.py's functions and data.
 
-Protocol (../shared/BENCHMARKING.md): one process per library, the libraries one after
-another, the whole run repeated (`--passes`) and the best pass of each cell kept; each
-process warms the allocator, checks every value against pullback eager's before timing it,
-times the first call, warms up, then takes the median of samples of >= 0.2 s of back-to-back
-calls (wall clock) and notes the other processes' share of the CPUs during them. pullback
-jit's two columns share one process, their samples taken in turn and the tier that calls
-first alternating between passes: measured in two processes, BLAS-bound rows differed by up
-to a third between the columns even where the fused tier installs no kernel and both run the
-same function. JAX runs in x64 with synchronous dispatch; torch with its default threads and
-the faster of torch.autograd and torch.func per task (eager.py's candidates). The fused tier
-is timed once installed (Numba compiles in the background; its disk cache serves later
-passes). BLAS threads are left as the machine has them.
+Protocol (../shared/BENCHMARKING.md, but the libraries' samples interleaved): one process
+per library, all of them alive at once. Each, started in turn while the others wait idle,
+warms the allocator, checks every value against pullback eager's, times the first call and
+warms up; then, row by row, the driver asks the processes in turn for one sample each (the
+mean time of >= 0.2 s of back-to-back calls, wall clock), SAMPLES rounds, the order rotating
+between rounds and a pause before each sample (BLAS's idle threads spin ~0.1 s after a call:
+the pause keeps one library's spinning out of the next one's sample). Rounds go on until
+SAMPLES of them ran with the other processes' share of the CPUs below CONTENDED during each
+sample (at most 3 * SAMPLES rounds), and the SAMPLES least contended rounds are kept: a
+contended moment costs libraries very differently (with other processes holding the CPUs
+at 50-75%, OpenBLAS's two threads, spin-waiting for each other, ran pullback's MLP rows 3 to
+20 times slower than idle, torch's Rosenbrock gradient 50 times, JAX's within 1.3 times), so
+it must not decide a row. A cell is the median of its kept samples; the whole run is repeated
+(`--passes`, fresh processes) and the best pass of each cell kept, and the table gives each
+pass's jit / JAX ratio beside the best. Why interleaved: this host's speed is bimodal for
+minutes at a time (hand NumPy's chain gradient 135 or 230 µs), and with the libraries
+measured one process after another (the previous protocol), the library measured in a slow
+stretch lost its row: jit / JAX read <= 0.90 on every row in one idle run and up to 1.26 in
+the next. Interleaved, a row's samples of every library lie within a minute of each other
+(the report gives the longest span), so the libraries meet the same stretches.
+pullback jit's two columns share one process (the tier that calls first alternating between
+passes): measured in two processes, BLAS-bound rows differed by up to a third between the
+columns even where the fused tier installs no kernel and both run the same function. JAX runs
+in x64 with synchronous dispatch; torch with its default threads and the faster of
+torch.autograd and torch.func per task (eager.py's candidates). The fused tier is timed once
+installed (Numba compiles in the background; its disk cache serves later passes). BLAS threads
+are left as the machine has them.
 
     python benchmarks/speed_table.py --python /work/peers/bin/python
 
-Writes benchmarks/results/speed_table.md (about 5 minutes with two passes).
+Writes benchmarks/results/speed_table.md (7.4 minutes a pass measured where every round was
+contended, so that each row took 3 * SAMPLES rounds; about a third of that idle).
 """
 import argparse
 import json
@@ -72,6 +88,8 @@ NUMPY, FUSED = "pullback jit (NumPy)", "pullback jit (fused)"
 JIT_TIERS = f"{NUMPY},{FUSED}"                   # both pullback jit columns: one process
 TOLERANCE = 1e-8
 SAMPLES, SECONDS = 5, 0.2
+PAUSE = 0.15            # seconds before each sample (see the module docstring)
+CONTENDED = 0.1         # other processes' share of the CPUs that makes a round contended
 
 
 # ------------------------------------------------------------------ each library's calls
@@ -124,47 +142,41 @@ def references(rows):
 
 # ------------------------------------------------------------------ one library's process
 
-def measure(*calls):
-    """Median µs per call of each call over SAMPLES samples, taken in turn (so that calls
-    measured together see the same machine), and the other processes' CPU share."""
-    before = second_order.cpu_ticks()
-    samples = [[] for _ in calls]
-    for _ in range(SAMPLES):
-        for call, times in zip(calls, samples):
-            times.append(eager.sample(lambda _: call(), None, SECONDS))
-    others = second_order.others_share(before, second_order.cpu_ticks())
-    return [{"us": float(np.median(times)) * 1e6, "others": others} for times in samples]
-
-
-def run_library(lib, rows, reference, threads, first=0):
-    """{row: timing entry} for one library (run in its own process); {column: {row: entry}}
-    for JIT_TIERS, both measured in one process (see `jit_tiers`)."""
-    np.ones(2_000_000).sum()                    # warm the allocator
-    reference = np.load(reference)
+def prepare(lib, rows, reference, threads, first):
+    """({column: {row: zero-argument call}}, {column: {row: entry}}) for one library's
+    process: each row's value checked, its first call timed (the fused tier's kernels
+    counted), the call warmed up. JIT_TIERS hosts both pullback jit columns, the tier that
+    calls first given by `first` (0 or 1, the pass's parity)."""
     if lib == JIT_TIERS:
-        return {"results": jit_tiers(rows, reference, first),
-                "blas": eager.blas_kernel(verbose=True)}
-    name = LIBRARIES[lib]
-    made = ({row: (call, ()) for row, call in eager_calls(name, rows, threads).items()} if name
-            else jit_calls(lib, rows))
-    results = {}
-    for row, (fn, args) in made.items():
-        expected = reference[f"{'eager' if name else 'jit'}|{row}"]
-        start = time.perf_counter()
-        value = fn(*args)
-        entry = {"first_ms": (time.perf_counter() - start) * 1e3}
-        if lib == FUSED:
-            entry["kernels"] = fused_kernels(fn, args)
+        columns = (NUMPY, FUSED) if first == 0 else (FUSED, NUMPY)
+        made = {column: jit_calls(column, rows) for column in columns}
+    else:
+        name = LIBRARIES[lib]
+        made = {lib: {row: (call, ()) for row, call in eager_calls(name, rows, threads).items()}
+                if name else jit_calls(lib, rows)}
+    calls, entries = {column: {} for column in made}, {column: {} for column in made}
+    kind = "jit" if lib == JIT_TIERS or not LIBRARIES[lib] else "eager"
+    for row, _, _ in rows:
+        for column in made:
+            if row not in made[column]:
+                continue
+            fn, args = made[column][row]
+            if lib == JIT_TIERS:
+                os.environ["PULLBACK_FUSED"] = "1" if column == FUSED else "0"   # read at call 1
+            start = time.perf_counter()
             value = fn(*args)
-        error = second_order.rel_err(eager.to_numpy(value), expected)
-        if error > TOLERANCE:
-            results[row] = {"wrong": error}
-            continue
-        for _ in range(3):
-            fn(*args)
-        entry.update(measure(lambda: fn(*args))[0])
-        results[row] = entry
-    return {"results": results, "blas": eager.blas_kernel(verbose=True)}
+            entry = entries[column][row] = {"first_ms": (time.perf_counter() - start) * 1e3}
+            if column == FUSED:
+                entry["kernels"] = fused_kernels(fn, args)
+                value = fn(*args)
+            error = second_order.rel_err(eager.to_numpy(value), reference[f"{kind}|{row}"])
+            if error > TOLERANCE:
+                entries[column][row] = {"wrong": error}
+                continue
+            for _ in range(3):
+                fn(*args)
+            calls[column][row] = (lambda fn=fn, args=args: fn(*args))
+    return calls, entries
 
 
 def fused_kernels(fn, args):
@@ -175,44 +187,129 @@ def fused_kernels(fn, args):
     return str(len(getattr(next(iter(fn.cache.values())).fast, "kernels", ())))
 
 
-def jit_tiers(rows, reference, first):
-    """pullback jit's NumPy code and its fused tier in one process, their samples taken in
-    turn: the two columns then differ by the kernels alone (where the fused tier installs
-    none they run the same function), not by what else differs between two processes.
-    First calls: `first` (0 or 1, the pass's parity) says which tier calls first; each
-    pass alternates, and the best pass is kept."""
-    tiers = (NUMPY, FUSED) if first == 0 else (FUSED, NUMPY)
-    made = {lib: jit_calls(lib, rows) for lib in tiers}
-    results = {lib: {} for lib in tiers}
-    for row in made[NUMPY]:
-        expected = reference[f"jit|{row}"]
-        entries, calls = {}, {}
-        for lib in tiers:
-            fn, args = made[lib][row]
-            os.environ["PULLBACK_FUSED"] = "1" if lib == FUSED else "0"   # read at the first call
-            start = time.perf_counter()
-            value = fn(*args)
-            entries[lib] = {"first_ms": (time.perf_counter() - start) * 1e3}
-            if lib == FUSED:
-                entries[lib]["kernels"] = fused_kernels(fn, args)
-                value = fn(*args)
-            error = second_order.rel_err(eager.to_numpy(value), expected)
-            if error > TOLERANCE:
-                results[lib][row] = {"wrong": error}
-                continue
-            for _ in range(3):
-                fn(*args)
-            calls[lib] = (lambda fn=fn, args=args: fn(*args))
-        for lib, entry in zip(calls, measure(*calls.values())):
-            entries[lib].update(entry)
-            results[lib][row] = entries[lib]
-    return results
+def serve(lib, rows, reference, threads, first):
+    """One library's process: prepares its calls, writes their entries and its BLAS, then
+    answers each [column, row] read from stdin with one sample of that call (µs per call
+    and the other processes' share of the CPUs meanwhile). Replies go to the original
+    stdout, one JSON line each; anything the libraries print goes to stderr."""
+    channel = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    np.ones(2_000_000).sum()                    # warm the allocator
+    calls, entries = prepare(lib, rows, np.load(reference), threads, first)
+
+    def reply(message):
+        channel.write(json.dumps(message) + "\n")
+        channel.flush()
+    reply({"entries": entries, "blas": eager.blas_kernel(verbose=True)})
+    for line in sys.stdin:
+        column, row = json.loads(line)
+        call = calls[column][row]
+        before = second_order.cpu_ticks()
+        seconds = eager.sample(lambda _: call(), None, SECONDS)
+        reply({"us": seconds * 1e6,
+               "others": second_order.others_share(before, second_order.cpu_ticks())})
 
 
 # ------------------------------------------------------------------ driver
 
+class Worker:
+    """A library's process, started by `run_pass`; `ask` sends one request and reads the reply
+    (None where the process died: the last line it wrote to stderr says why)."""
+
+    def __init__(self, lib, command, env, scratch):
+        self.lib, self.log = lib, tempfile.TemporaryFile("w+", dir=scratch)
+        self.process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.log, text=True)
+
+    def ask(self, request=None):
+        if request is not None:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        return json.loads(line) if line else None
+
+    def why(self):
+        self.log.seek(0)
+        lines = self.log.read().strip().splitlines()
+        return lines[-1] if lines else "failed"
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+        self.log.close()
+
+
+def run_pass(number, processes, rows, args, reference, scratch):
+    """One pass: every library's process started and prepared in turn, then each row's
+    samples taken round by round, one per column per round, the columns' order rotating.
+    Returns ({(row, column): entry with the median µs}, {lib: why not run}, {lib: BLAS},
+    the longest time in seconds from a row's first sample to its last)."""
+    workers, entries, missing, blas, span = [], {}, {}, {}, 0.0
+    for lib in processes:
+        env = dict(eager._env(), PULLBACK_FUSED="1" if lib == FUSED else "0")
+        if args.threads:
+            env.update(dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                      "MKL_NUM_THREADS"), str(args.threads)))
+        python = args.python if lib in PEERS else sys.executable
+        print(f"{lib} ...", file=sys.stderr, flush=True)
+        worker = Worker(lib, [python, __file__, "--library", lib, "--reference", reference,
+                              "--first", str(number % 2)]
+                        + ["--quick"] * args.quick + ["--rows", args.rows] * bool(args.rows)
+                        + ["--threads", str(args.threads)] * bool(args.threads), env, scratch)
+        ready = worker.ask()
+        if ready is None:
+            missing[lib] = worker.why()
+            worker.close()
+            continue
+        workers.append(worker)
+        blas[lib] = ready["blas"]
+        for column, results in ready["entries"].items():
+            for row, entry in results.items():
+                entries[(row, column)] = dict(entry, samples=[], worker=worker)
+    for row, _, _ in rows:
+        columns = [column for (r, column), e in entries.items() if r == row and "wrong" not in e]
+        start = time.perf_counter()
+        for kept in sample_rounds(row, columns, entries, missing):
+            for column, sample in kept.items():
+                entries[(row, column)]["samples"].append(sample)
+        span = max(span, time.perf_counter() - start)
+    for worker in workers:
+        worker.close()
+    for entry in entries.values():
+        samples = entry.pop("samples")
+        entry.pop("worker")
+        if samples:
+            entry["us"] = float(np.median([s["us"] for s in samples]))
+            entry["others"] = max(s["others"] for s in samples)
+    return entries, missing, blas, span
+
+
+def sample_rounds(row, columns, entries, missing):
+    """Rounds of samples of `row`, one sample per column per round (the columns' order
+    rotating), until SAMPLES rounds ran with the other processes' share of the CPUs below
+    CONTENDED in each of their samples, or 3 * SAMPLES rounds ran; the SAMPLES least
+    contended rounds, each {column: sample}. A library that dies is put in `missing`."""
+    rounds = []
+    while len(rounds) < 3 * SAMPLES and \
+            sum(contention < CONTENDED for contention, _ in rounds) < SAMPLES:
+        shift = len(rounds) % max(len(columns), 1)
+        taken = {}
+        for column in columns[shift:] + columns[:shift]:
+            worker = entries[(row, column)]["worker"]
+            if worker.lib in missing:
+                continue
+            time.sleep(PAUSE)
+            sample = worker.ask([column, row])
+            if sample is None:
+                missing[worker.lib] = worker.why()
+                continue
+            taken[column] = sample
+        rounds.append((max((s["others"] for s in taken.values()), default=0.0), taken))
+    return [taken for _, taken in sorted(rounds, key=lambda r: r[0])[:SAMPLES]]
+
+
 def main(argv=None):
-    global SAMPLES, SECONDS
+    global SAMPLES, SECONDS, PAUSE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter with JAX, torch and autograd (pullback is put on "
@@ -236,56 +333,44 @@ def main(argv=None):
     if args.rows:
         rows = [r for r in rows if any(part in r[0] for part in args.rows.split(","))]
     if args.quick:
-        SAMPLES, SECONDS = 3, 0.02
+        SAMPLES, SECONDS, PAUSE = 3, 0.02, 0.0
     if args.library:
-        print(json.dumps(run_library(args.library, rows, args.reference, args.threads,
-                                     args.first)))
+        serve(args.library, rows, args.reference, args.threads, args.first)
         return
     begin = time.perf_counter()
     libraries = [lib for lib in args.libraries.split(",") if lib]
     processes = [JIT_TIERS if lib == NUMPY and FUSED in libraries else lib
                  for lib in libraries if not (lib == FUSED and NUMPY in libraries)]
-    best, missing, loads, blas = {}, {}, [], {}
+    best, ratios, missing, loads, blas, spans = {}, {}, {}, [], {}, []
     with tempfile.TemporaryDirectory() as scratch:
         reference = os.path.join(scratch, "reference.npz")
         np.savez(reference, **references(rows))
         for number in range(args.passes):
-            for lib in processes:
-                env = dict(eager._env(), PULLBACK_FUSED="1" if lib == FUSED else "0")
-                if args.threads:
-                    env.update(dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                              "MKL_NUM_THREADS"), str(args.threads)))
-                python = args.python if lib in PEERS else sys.executable
-                loads.append(os.getloadavg()[0])
-                print(f"{lib} ...", file=sys.stderr, flush=True)
-                out = subprocess.run([python, __file__, "--library", lib, "--reference", reference,
-                                      "--first", str(number % 2)]
-                                     + ["--quick"] * args.quick
-                                     + ["--rows", args.rows] * bool(args.rows)
-                                     + ["--threads", str(args.threads)] * bool(args.threads),
-                                     env=env, capture_output=True, text=True)
-                if out.returncode:
-                    missing[lib] = out.stderr.strip().splitlines()[-1] if out.stderr else "failed"
-                    continue
-                result = json.loads(out.stdout.strip().splitlines()[-1])
-                blas[lib] = result["blas"]
-                columns = result["results"] if lib == JIT_TIERS else {lib: result["results"]}
-                for column, results in columns.items():
-                    for row, entry in results.items():
-                        old = best.get((row, column), {})
-                        firsts = [e["first_ms"] for e in (old, entry) if "first_ms" in e]
-                        if not old or entry.get("us", np.inf) < old.get("us", np.inf):
-                            best[(row, column)] = old = entry
-                        if firsts:
-                            old["first_ms"] = min(firsts)
-    text = report(rows, libraries, best, missing, loads, blas, args,
+            loads.append(os.getloadavg()[0])
+            entries, lost, kernels, span = run_pass(number, processes, rows, args, reference,
+                                                    scratch)
+            spans.append(span)
+            missing.update(lost)
+            blas.update(kernels)
+            for row, _, _ in rows:
+                mine, jax = entries.get((row, FUSED), {}), entries.get((row, "JAX jit"), {})
+                if "us" in mine and "us" in jax:
+                    ratios.setdefault(row, []).append(mine["us"] / jax["us"])
+            for key, entry in entries.items():
+                old = best.get(key, {})
+                firsts = [e["first_ms"] for e in (old, entry) if "first_ms" in e]
+                if not old or entry.get("us", np.inf) < old.get("us", np.inf):
+                    best[key] = old = entry
+                if firsts:
+                    old["first_ms"] = min(firsts)
+    text = report(rows, libraries, best, ratios, missing, loads, blas, max(spans), args,
                   time.perf_counter() - begin)
     with open(args.output, "w") as fh:
         fh.write(text)
     print(text)
 
 
-def report(rows, libraries, best, missing, loads, blas, args, seconds):
+def report(rows, libraries, best, ratios, missing, loads, blas, span, args, seconds):
     def us(row, lib):
         return best.get((row, lib), {}).get("us")
 
@@ -309,24 +394,26 @@ def report(rows, libraries, best, missing, loads, blas, args, seconds):
                 else "")
              + f"` ({args.passes} pass(es), "
              f"{seconds / 60:.1f} min). Machine: {os.cpu_count()} cores; "
-             f"1-minute load average before each library's process {min(loads):.1f} to "
+             f"1-minute load average before each pass {min(loads):.1f} to "
              f"{max(loads):.1f}; other processes' share of the CPUs during the kept "
              f"measurements {min(others, default=0):.0%} to {max(others, default=0):.0%}. "
              "BLAS (threadpoolctl, in every process): " + "; ".join(
                  dict.fromkeys(kernel for kernels in blas.values()
                                for kernel in kernels.split(", ") if kernel)) + ".", "",
-             f"Median µs per call (samples of >= {SECONDS} s), best pass; float64. "
+             f"Median µs per call (samples of >= {SECONDS} s, the libraries' taken in turn: "
+             f"a row's samples, all libraries, within {span:.1f} s), best pass; float64. "
              "jit / JAX: pullback jit's fused tier (its steady state with Numba installed) over "
              "JAX jit; eager / torch: pullback eager over torch (eager.py's candidates, the faster "
              "of torch.autograd and torch.func; Hessians: torch.func.hessian). autograd: HIPS "
              "autograd; hand NumPy: eager.py's hand-written derivatives (none for the MLP HVP). "
-             "Below 1: pullback faster.", "",
-             "| task | " + " | ".join(libraries) + " | jit / JAX | eager / torch |",
-             "|---|" + "---:|" * (len(libraries) + 2)]
+             "Below 1: pullback faster; jit / JAX per pass: that ratio of each pass's medians.", "",
+             "| task | " + " | ".join(libraries) + " | jit / JAX | eager / torch | "
+             "jit / JAX per pass |", "|---|" + "---:|" * (len(libraries) + 3)]
     for row, _, _ in rows:
         lines.append(f"| {row} | " + " | ".join(cell(row, lib) for lib in libraries)
                      + f" | {ratio(row, 'pullback jit (fused)', 'JAX jit')} | "
-                     f"{ratio(row, 'pullback eager', 'torch')} |")
+                     f"{ratio(row, 'pullback eager', 'torch')} | "
+                     + (", ".join(f"{r:.2f}" for r in ratios.get(row, ())) or "-") + " |")
     jit = [lib for lib in libraries if lib in ("pullback jit (NumPy)", "pullback jit (fused)",
                                                "JAX jit")]
     if jit:

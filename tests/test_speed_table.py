@@ -23,7 +23,6 @@ def test_speed_table_runs_on_the_small_problems(tmp_path):
         assert all(float(c.replace(",", "")) > 0 for c in cells), line
 
 
-
 def test_item1_speed_table_measures_both_jit_tiers_in_one_process(tmp_path):
     """pullback jit's NumPy and fused columns come from one process, their samples taken
     in turn: in two processes, rows where the fused tier installs no kernel (the same
@@ -42,3 +41,16 @@ def test_item1_speed_table_measures_both_jit_tiers_in_one_process(tmp_path):
         cells = [c.strip() for c in line.split("|")[2:4]]
         assert all(float(c.replace(",", "")) > 0 for c in cells), line
     assert all(line.split("|")[-2].strip().isdigit() for line in rows[2:]), text   # kernels
+
+
+def test_item12_speed_table_interleaves_the_libraries_samples(tmp_path):
+    """The libraries' samples of a row are taken in turn, all processes alive, so that
+    they meet the same machine: measured one process after another, the host's slow
+    stretches (minutes long) decided which library won a row."""
+    output = tmp_path / "speed_table.md"
+    subprocess.run([sys.executable, SCRIPT, "--quick", "--passes", "1", "--output", str(output),
+                    "--libraries", "pullback eager,pullback jit (NumPy),hand NumPy"],
+                   check=True, capture_output=True, text=True)
+    text = output.read_text()
+    span = float(text.split("a row's samples, all libraries, within ")[1].split(" s")[0])
+    assert 0 < span < 5, text      # 3 libraries x 3 samples of 0.02 s (+ a call each)
