@@ -606,8 +606,9 @@ class ArrayMethods:
     # ------------------------------------------------------- NumPy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if method == "__call__" and not kwargs:
-            if ufunc is np.matmul and len(inputs) == 2 and type(inputs[0]) is np.ndarray:
-                return self.__rmatmul__(inputs[0])      # `A @ x` of an ndarray A
+            if ufunc is np.matmul and len(inputs) == 2:    # (`A @ x` of an ndarray A too)
+                return self.__matmul__(inputs[1]) if inputs[0] is self \
+                    else self.__rmatmul__(inputs[0])
             prim = _ufunc_primitives.get(ufunc)
             if prim is not None:       # the common case, without any dispatch layer
                 if self._trace.active and (len(inputs) == 1 or len(inputs) == 2 and (
