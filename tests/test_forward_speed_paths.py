@@ -11,7 +11,7 @@ import pullback
 from pullback import grad, pushforward
 from pullback.core.arrays import ZERO_D
 from pullback.core.engine import trace_stack
-from pullback.core.primitive import ZERO
+from pullback.core.primitive import REGISTRY, ZERO
 from pullback.errors import ComplexValueError, EscapedTracerError
 
 from helpers import raises
@@ -167,3 +167,46 @@ def test_issue12_forward_ufuncs_with_real_rules_keep_refusing_complex_values(nam
     assert REAL_RULES
     with raises(ComplexValueError, UFUNC_PRIMITIVES[UNARY_UFUNCS[name]].name):
         pushforward(UNARY_UFUNCS[name], (z,), (z,))
+
+
+UNARY_PRIMITIVES = [p for p in REGISTRY.values()
+                    if p.input_rules is not None and len(p.input_rules) == 1]
+LARGE = (1 << 15) + 8        # float64 elements: above cotangents.LARGE_TEMPORARY's bytes
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("primitive", UNARY_PRIMITIVES, ids=lambda p: p.name)
+def test_issue12_forward_binds_of_one_input_give_what_the_jvp_rule_gives(primitive, dtype):
+    # a bound elementwise primitive applies its partial derivative's sweep form to a NumPy
+    # tangent without its scale's frame: the jvp rule's values, dtypes and errors, on small
+    # arrays, 0-d and large ones (whose product the scale writes into its temporary)
+    rng = np.random.default_rng(14)
+    for shape in [(3, 2), (), (LARGE,)]:
+        x, t = (_operand(primitive, shape, dtype, rng) for _ in range(2))
+        got = _outcome(lambda: pushforward(primitive, (x,), (t,)))
+        _assert_identical(got, _outcome(lambda: primitive.jvp((x,), (t,))), f"{shape}")
+        ufunc = next((u for u, p in UFUNC_PRIMITIVES.items() if p is primitive
+                      and isinstance(u, np.ufunc)), None)
+        if ufunc is not None:
+            got = _outcome(lambda: pushforward(ufunc, (x,), (t,)))
+            _assert_identical(got, _outcome(lambda: primitive.jvp((x,), (t,))), f"ufunc {shape}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("symbol", OPERATORS)
+def test_issue12_forward_operators_on_numpy_scalars_match_the_jvp_rule(symbol, dtype):
+    # `v[0] op c` (a NumPy scalar, computed with Python's operator where it gives NumPy's
+    # bits) and `np.sin(v[0])` against the jvp rule on the scalar
+    prim = UFUNC_PRIMITIVES[OPERATORS[symbol]]
+    apply = eval(f"lambda a, b: a {symbol} b")
+    x, t = np.array([1.25, 0.5], dtype), np.array([0.75, 2.0], dtype)
+    for kind, c in CONSTANTS.items():
+        for side, f, primals, tangents in [
+                ("x op c", lambda v: apply(v[0], c), (x[0], c), (t[0], ZERO)),
+                ("c op x", lambda v: apply(c, v[0]), (c, x[0]), (ZERO, t[0]))]:
+            got = _outcome(lambda: pushforward(f, (x,), (t,)))
+            _assert_identical(got, _outcome(lambda: prim.jvp(primals, tangents)),
+                              f"{side}, {kind} c")
+    got = _outcome(lambda: pushforward(lambda v: np.sin(v[0]), (x,), (t,)))
+    _assert_identical(got, _outcome(lambda: UFUNC_PRIMITIVES[np.sin].jvp((x[0],), (t[0],))),
+                      "sin")

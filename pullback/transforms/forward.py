@@ -54,8 +54,10 @@ class JVPTracer(Tracer):
                 rules = _UNARY[ufunc]             # (None for a ufunc of two inputs)
             except KeyError:
                 rules = _recording_rules(ufunc, 1)
-            x, t = self.primal, self.tangent
-            if rules is not None and type(x) in PLAIN_TYPES and type(t) in PLAIN_TYPES:
+            if rules is not None:
+                x, t = self.primal, self.tangent
+                if type(x) not in PLAIN_TYPES or type(t) not in PLAIN_TYPES:    # nested
+                    return trace.process_primitive(_primitive(ufunc), inputs, _NO_PARAMETERS)
                 impl, scale, partial, index = rules
                 out = impl(x)
                 tangent = _scaled(t, scale, partial, index, (x, out))
@@ -69,19 +71,26 @@ class JVPTracer(Tracer):
             # `A @ x`, `np.add(x, c)`: what every tracer does, without its frame
             if len(inputs) == 2 and (type(inputs[0]) in CONSTANT_TYPES
                                      or type(inputs[1]) in CONSTANT_TYPES):
-                try:
-                    prim = _PRIMITIVES[ufunc]
-                except KeyError:
-                    prim = _PRIMITIVES[ufunc] = ufunc_primitive(ufunc)
+                prim = _primitive(ufunc)
                 if prim is not None:
                     return trace.process_primitive(prim, inputs, _NO_PARAMETERS)
         return Tracer.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
 
 
-def _scaled(t, scale, partial, index, values):
+def _primitive(ufunc):
+    """The primitive answering for `ufunc` (None: none), kept at first use."""
+    try:
+        return _PRIMITIVES[ufunc]
+    except KeyError:
+        prim = _PRIMITIVES[ufunc] = ufunc_primitive(ufunc)
+        return prim
+
+
+def _scaled(t, scale, partial, index, values, params=_NO_PARAMETERS):
     """The tangent `t` times the partial derivative (what `scale(t, values, params)` computes,
-    the same bits): on a NumPy tangent and a residual `values[index]` read alone, its sweep
-    form `partial` applied here (None: the residual itself), without the scale's frame."""
+    the same bits): on a NumPy tangent and a residual `values[index]` read alone (no
+    parameter), its sweep form `partial` applied here (None: the residual itself), without
+    the scale's frame."""
     if index is not None and type(t) is np.ndarray:
         residual = values[index]
         if partial is None:
@@ -89,7 +98,7 @@ def _scaled(t, scale, partial, index, values):
         if type(residual) is np.ndarray and residual.nbytes < LARGE_TEMPORARY:
             d = partial(residual)
             return t * d if type(d) is not tuple else t * d[0] * d[1]
-    return scale(t, values, _NO_PARAMETERS)
+    return scale(t, values, params)
 
 
 def _computed_operator(ufunc, name):
@@ -141,11 +150,7 @@ def _computed_operator(ufunc, name):
                 result._shape, result._dtype = shape, dtype
                 return result
         elif type(other) is JVPTracer and other._trace is trace and trace.active:
-            try:
-                prim = _PRIMITIVES[ufunc]
-            except KeyError:
-                prim = _PRIMITIVES[ufunc] = ufunc_primitive(ufunc)
-            return trace.process_primitive(prim, (other, self) if reflected
+            return trace.process_primitive(_primitive(ufunc), (other, self) if reflected
                                            else (self, other), _NO_PARAMETERS)
         return general(self, other)
     op.__name__ = op.__qualname__ = name
@@ -208,7 +213,8 @@ class JVPTrace(Trace):
             if type(d_x) is int and d_x == -1:
                 tangent = -tracer.tangent     # (-x: what its scale computes, without a call)
             else:
-                tangent = rules[0][0](tracer.tangent, (x, out), params)
+                scale, _, partial, index = rules[0]
+                tangent = _scaled(tracer.tangent, scale, partial, index, (x, out), params)
         elif len(args) == 2:
             x, y = args
             tracer_x = tracer_y = None
@@ -235,14 +241,16 @@ class JVPTrace(Trace):
             if tracer_x is not None:
                 tangent = tracer_x.tangent
                 if type(d_x) not in NUMBERS or d_x != 1:
-                    tangent = rules[0][0](tangent, values, params)
+                    scale, _, partial, index = rules[0]
+                    tangent = _scaled(tangent, scale, partial, index, values, params)
             if tracer_y is not None:
                 t = tracer_y.tangent
                 if tracer_x is not None and type(d_y) is int and d_y == -1:
                     tangent = tangent - t     # combined as the jvp rule does: subtracted
                 else:
                     if type(d_y) not in NUMBERS or d_y != 1:
-                        t = rules[1][0](t, values, params)
+                        scale, _, partial, index = rules[1]
+                        t = _scaled(t, scale, partial, index, values, params)
                     tangent = t if tracer_x is None else tangent + t
         else:
             return self.apply_jvp(primitive, args, params)
