@@ -10,7 +10,14 @@ primitive applies its `input_rules` as data (one or two inputs carrying tangents
 combined as its rule combines them), and indexing (`transpose_kind="embedding"`, linear
 in its input) on NumPy's values indexes primal and tangent with its impl. On NumPy's real
 scalars a primitive with a Python operator among `SCALAR_OPERATORS` (core/arrays.py) is
-computed by it (comparisons too: control flow on traced values).
+computed by it (comparisons too: control flow on traced values). On a NumPy tangent, a
+partial derivative reading one value is applied in its sweep form (`input_rules`) without
+its scale's frame.
+
+The tracer computes the commonest binds itself, one frame from NumPy's dispatch, with the
+rule tables of reverse mode's tracer: a unary ufunc (`np.sin(x)`) and an operator with a
+constant (`x * 1.01`, `1.0 - x`; a Python float as a cached 0-d float64 array where that
+gives the same bits), on NumPy's values; nested values bind the primitive.
 """
 from operator import attrgetter
 from typing import Callable
@@ -104,8 +111,8 @@ def _scaled(t, scale, partial, index, values, params=_NO_PARAMETERS):
 def _computed_operator(ufunc, name):
     """The operator method `name` computing `ufunc`: `x op c` (or `c op x`) of a tracer x
     and a constant c computed by the tracer itself, as `__array_ufunc__` computes a unary
-    ufunc (the rules reverse mode's operators record); another tracer of the same trace:
-    the primitive bound by it; any other operands as every tracer does."""
+    ufunc (the rules reverse mode's operators record); nested values, or another tracer
+    of the same trace: the primitive bound by it; any other operands as every tracer does."""
     reflected = name.startswith("__r")
     general = getattr(Tracer, name)
     # One correctly rounded operation per element: the same bits whether the constant is a
@@ -121,34 +128,34 @@ def _computed_operator(ufunc, name):
             except KeyError:
                 rules = _recording_rules(ufunc, 2)
             x, t = self.primal, self.tangent
-            if rules is not None and type(t) in PLAIN_TYPES:
-                impl, scale, partial, index, passes, scalar, at, _ = rules[reflected]
-                if type(x) is np.ndarray:
-                    if kind is float and correctly_rounded and self._dtype is FLOAT64:
-                        try:                     # (the same bits, a third faster)
-                            other = ZERO_D[other]
-                        except KeyError:
-                            other = zero_d(other)
-                elif type(x) in REAL_SCALARS:
-                    if scalar is not None and kind in SCALAR_OPERANDS:
-                        impl = scalar            # NumPy's scalars: the operator, same bits
-                elif type(x) not in PLAIN_TYPES:
-                    return general(self, other)
-                out = impl(other, x) if reflected else impl(x, other)
-                if passes:
-                    tangent = t
-                else:
-                    values = (other, x, out) if reflected else (x, other, out)
-                    tangent = _scaled(t, scale, partial, index, values)
-                shape, dtype = out.shape, out.dtype
-                if tangent.shape != shape:
-                    tangent = np.broadcast_to(tangent, shape)   # x broadcast against c
-                if tangent.dtype is not dtype and tangent.dtype != dtype:
-                    tangent = cast(tangent, dtype)
-                result = _new_object(JVPTracer)
-                result._trace, result.primal, result.tangent = trace, out, tangent
-                result._shape, result._dtype = shape, dtype
-                return result
+            if rules is None or type(t) not in PLAIN_TYPES or type(x) not in PLAIN_TYPES:
+                return trace.process_primitive(_primitive(ufunc), (other, self) if reflected
+                                               else (self, other), _NO_PARAMETERS)   # nested
+            impl, scale, partial, index, passes, scalar, _, _ = rules[reflected]
+            if type(x) is np.ndarray:
+                if kind is float and correctly_rounded and self._dtype is FLOAT64:
+                    try:                     # (the same bits, a third faster)
+                        other = ZERO_D[other]
+                    except KeyError:
+                        other = zero_d(other)
+            elif type(x) in REAL_SCALARS:
+                if scalar is not None and kind in SCALAR_OPERANDS:
+                    impl = scalar            # NumPy's scalars: the operator, same bits
+            out = impl(other, x) if reflected else impl(x, other)
+            if passes:
+                tangent = t
+            else:
+                values = (other, x, out) if reflected else (x, other, out)
+                tangent = _scaled(t, scale, partial, index, values)
+            shape, dtype = out.shape, out.dtype
+            if tangent.shape != shape:
+                tangent = np.broadcast_to(tangent, shape)   # x broadcast against c
+            if tangent.dtype is not dtype and tangent.dtype != dtype:
+                tangent = cast(tangent, dtype)
+            result = _new_object(JVPTracer)
+            result._trace, result.primal, result.tangent = trace, out, tangent
+            result._shape, result._dtype = shape, dtype
+            return result
         elif type(other) is JVPTracer and other._trace is trace and trace.active:
             return trace.process_primitive(_primitive(ufunc), (other, self) if reflected
                                            else (self, other), _NO_PARAMETERS)
@@ -214,7 +221,9 @@ class JVPTrace(Trace):
                 tangent = -tracer.tangent     # (-x: what its scale computes, without a call)
             else:
                 scale, _, partial, index = rules[0]
-                tangent = _scaled(tracer.tangent, scale, partial, index, (x, out), params)
+                t = tracer.tangent
+                tangent = _scaled(t, scale, partial, index, (x, out), params) \
+                    if type(t) is np.ndarray else scale(t, (x, out), params)   # (nested: a frame less)
         elif len(args) == 2:
             x, y = args
             tracer_x = tracer_y = None
@@ -242,7 +251,8 @@ class JVPTrace(Trace):
                 tangent = tracer_x.tangent
                 if type(d_x) not in NUMBERS or d_x != 1:
                     scale, _, partial, index = rules[0]
-                    tangent = _scaled(tangent, scale, partial, index, values, params)
+                    tangent = _scaled(tangent, scale, partial, index, values, params) \
+                        if type(tangent) is np.ndarray else scale(tangent, values, params)
             if tracer_y is not None:
                 t = tracer_y.tangent
                 if tracer_x is not None and type(d_y) is int and d_y == -1:
@@ -250,7 +260,8 @@ class JVPTrace(Trace):
                 else:
                     if type(d_y) not in NUMBERS or d_y != 1:
                         scale, _, partial, index = rules[1]
-                        t = _scaled(t, scale, partial, index, values, params)
+                        t = _scaled(t, scale, partial, index, values, params) \
+                            if type(t) is np.ndarray else scale(t, values, params)
                     tangent = t if tracer_x is None else tangent + t
         else:
             return self.apply_jvp(primitive, args, params)
