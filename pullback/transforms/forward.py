@@ -10,7 +10,14 @@ primitive applies its `input_rules` as data (one or two inputs carrying tangents
 combined as its rule combines them), and indexing (`transpose_kind="embedding"`, linear
 in its input) on NumPy's values indexes primal and tangent with its impl. On NumPy's real
 scalars a primitive with a Python operator among `SCALAR_OPERATORS` (core/arrays.py) is
-computed by it (comparisons too: control flow on traced values).
+computed by it (comparisons too: control flow on traced values). On a NumPy tangent, a
+partial derivative reading one value is applied in its sweep form (`input_rules`) without
+its scale's frame.
+
+The tracer computes the commonest binds itself, one frame from NumPy's dispatch, with the
+rule tables of reverse mode's tracer: a unary ufunc (`np.sin(x)`) and an operator with a
+constant (`x * 1.01`, `1.0 - x`; a Python float as a cached 0-d float64 array where that
+gives the same bits), on NumPy's values; nested values bind the primitive.
 """
 from operator import attrgetter
 from typing import Callable
@@ -19,12 +26,15 @@ import numpy as np
 
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
-from ..core.array_methods import array_attribute
-from ..core.arrays import REAL_SCALARS, SCALAR_OPERANDS, of_their_own, zeros_like_value
+from ..core.array_methods import CONSTANT_TYPES, array_attribute, ufunc_primitive
+from ..core.arrays import (FLOAT64, REAL_SCALARS, SCALAR_OPERANDS, ZERO_D, of_their_own, zero_d,
+                           zeros_like_value)
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
 from ..tree import LEAF, ONE_ARGUMENT, flatten, tree_map, unflatten
+from .cotangents import LARGE_TEMPORARY
+from .reverse import _BINARY, _NO_PARAMETERS, _PRIMITIVES, _UNARY, _recording_rules
 
 
 class JVPTracer(Tracer):
@@ -39,6 +49,126 @@ class JVPTracer(Tracer):
 
     def __repr__(self):
         return f"JVPTracer(primal={self.primal!r}, tangent={self.tangent!r})"
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        # `np.sin(x)` of NumPy values traced here (the common case) is computed here: one
+        # frame from NumPy's dispatch (what `process_primitive` computes, for an elementwise
+        # primitive whose rules hold for complex values, bound without parameters, whose
+        # partial derivative reads one residual: the rules reverse mode's tracer records).
+        trace = self._trace
+        if method == "__call__" and not kwargs and trace.active:
+            try:
+                rules = _UNARY[ufunc]             # (None for a ufunc of two inputs)
+            except KeyError:
+                rules = _recording_rules(ufunc, 1)
+            if rules is not None:
+                x, t = self.primal, self.tangent
+                if type(x) not in PLAIN_TYPES or type(t) not in PLAIN_TYPES:    # nested
+                    return trace.process_primitive(_primitive(ufunc), inputs, _NO_PARAMETERS)
+                impl, scale, partial, index = rules
+                out = impl(x)
+                tangent = _scaled(t, scale, partial, index, (x, out))
+                dtype = out.dtype
+                if tangent.dtype is not dtype and tangent.dtype != dtype:
+                    tangent = cast(tangent, dtype)    # SciPy's float16 computed in float64
+                result = _new_object(JVPTracer)
+                result._trace, result.primal, result.tangent = trace, out, tangent
+                result._shape, result._dtype = self._shape, dtype
+                return result
+            # `A @ x`, `np.add(x, c)`: what every tracer does, without its frame
+            if len(inputs) == 2 and (type(inputs[0]) in CONSTANT_TYPES
+                                     or type(inputs[1]) in CONSTANT_TYPES):
+                prim = _primitive(ufunc)
+                if prim is not None:
+                    return trace.process_primitive(prim, inputs, _NO_PARAMETERS)
+        return Tracer.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
+
+
+def _primitive(ufunc):
+    """The primitive answering for `ufunc` (None: none), kept at first use."""
+    try:
+        return _PRIMITIVES[ufunc]
+    except KeyError:
+        prim = _PRIMITIVES[ufunc] = ufunc_primitive(ufunc)
+        return prim
+
+
+def _scaled(t, scale, partial, index, values, params=_NO_PARAMETERS):
+    """The tangent `t` times the partial derivative (what `scale(t, values, params)` computes,
+    the same bits): on a NumPy tangent and a residual `values[index]` read alone (no
+    parameter), its sweep form `partial` applied here (None: the residual itself), without
+    the scale's frame."""
+    if index is not None and type(t) is np.ndarray:
+        residual = values[index]
+        if partial is None:
+            return t * residual
+        if type(residual) is np.ndarray and residual.nbytes < LARGE_TEMPORARY:
+            d = partial(residual)
+            return t * d if type(d) is not tuple else t * d[0] * d[1]
+    return scale(t, values, params)
+
+
+def _computed_operator(ufunc, name):
+    """The operator method `name` computing `ufunc`: `x op c` (or `c op x`) of a tracer x
+    and a constant c computed by the tracer itself, as `__array_ufunc__` computes a unary
+    ufunc (the rules reverse mode's operators record); nested values, or another tracer
+    of the same trace: the primitive bound by it; any other operands as every tracer does."""
+    reflected = name.startswith("__r")
+    general = getattr(Tracer, name)
+    # One correctly rounded operation per element: the same bits whether the constant is a
+    # number or a 0-d array.
+    correctly_rounded = ufunc in (np.add, np.subtract, np.multiply, np.divide)
+
+    def op(self, other):
+        trace = self._trace
+        kind = type(other)
+        if kind in CONSTANT_TYPES and trace.active:
+            try:
+                rules = _BINARY[ufunc]
+            except KeyError:
+                rules = _recording_rules(ufunc, 2)
+            x, t = self.primal, self.tangent
+            if rules is None or type(t) not in PLAIN_TYPES or type(x) not in PLAIN_TYPES:
+                return trace.process_primitive(_primitive(ufunc), (other, self) if reflected
+                                               else (self, other), _NO_PARAMETERS)   # nested
+            impl, scale, partial, index, passes, scalar, _, _ = rules[reflected]
+            if type(x) is np.ndarray:
+                if kind is float and correctly_rounded and self._dtype is FLOAT64:
+                    try:                     # (the same bits, a third faster)
+                        other = ZERO_D[other]
+                    except KeyError:
+                        other = zero_d(other)
+            elif type(x) in REAL_SCALARS:
+                if scalar is not None and kind in SCALAR_OPERANDS:
+                    impl = scalar            # NumPy's scalars: the operator, same bits
+            out = impl(other, x) if reflected else impl(x, other)
+            if passes:
+                tangent = t
+            else:
+                values = (other, x, out) if reflected else (x, other, out)
+                tangent = _scaled(t, scale, partial, index, values)
+            shape, dtype = out.shape, out.dtype
+            if tangent.shape != shape:
+                tangent = np.broadcast_to(tangent, shape)   # x broadcast against c
+            if tangent.dtype is not dtype and tangent.dtype != dtype:
+                tangent = cast(tangent, dtype)
+            result = _new_object(JVPTracer)
+            result._trace, result.primal, result.tangent = trace, out, tangent
+            result._shape, result._dtype = shape, dtype
+            return result
+        elif type(other) is JVPTracer and other._trace is trace and trace.active:
+            return trace.process_primitive(_primitive(ufunc), (other, self) if reflected
+                                           else (self, other), _NO_PARAMETERS)
+        return general(self, other)
+    op.__name__ = op.__qualname__ = name
+    return op
+
+
+for _ufunc, _name in ((np.add, "add"), (np.subtract, "sub"), (np.multiply, "mul"),
+                     (np.divide, "truediv"), (np.power, "pow")):
+    for _method in (f"__{_name}__", f"__r{_name}__"):
+        setattr(JVPTracer, _method, _computed_operator(_ufunc, _method))
+del _ufunc, _name, _method
 
 
 _new_object = object.__new__
@@ -90,7 +220,10 @@ class JVPTrace(Trace):
             if type(d_x) is int and d_x == -1:
                 tangent = -tracer.tangent     # (-x: what its scale computes, without a call)
             else:
-                tangent = rules[0][0](tracer.tangent, (x, out), params)
+                scale, _, partial, index = rules[0]
+                t = tracer.tangent
+                tangent = _scaled(t, scale, partial, index, (x, out), params) \
+                    if type(t) is np.ndarray else scale(t, (x, out), params)   # (nested: a frame less)
         elif len(args) == 2:
             x, y = args
             tracer_x = tracer_y = None
@@ -117,14 +250,18 @@ class JVPTrace(Trace):
             if tracer_x is not None:
                 tangent = tracer_x.tangent
                 if type(d_x) not in NUMBERS or d_x != 1:
-                    tangent = rules[0][0](tangent, values, params)
+                    scale, _, partial, index = rules[0]
+                    tangent = _scaled(tangent, scale, partial, index, values, params) \
+                        if type(tangent) is np.ndarray else scale(tangent, values, params)
             if tracer_y is not None:
                 t = tracer_y.tangent
                 if tracer_x is not None and type(d_y) is int and d_y == -1:
                     tangent = tangent - t     # combined as the jvp rule does: subtracted
                 else:
                     if type(d_y) not in NUMBERS or d_y != 1:
-                        t = rules[1][0](t, values, params)
+                        scale, _, partial, index = rules[1]
+                        t = _scaled(t, scale, partial, index, values, params) \
+                            if type(t) is np.ndarray else scale(t, values, params)
                     tangent = t if tracer_x is None else tangent + t
         else:
             return self.apply_jvp(primitive, args, params)
