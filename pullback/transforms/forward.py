@@ -34,7 +34,7 @@ from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
 from ..tree import LEAF, ONE_ARGUMENT, flatten, tree_map, unflatten
 from .cotangents import LARGE_TEMPORARY
-from .reverse import _BINARY, _NO_PARAMETERS, _PRIMITIVES, _UNARY, _recording_rules
+from .reverse import _BINARY, _NO_PARAMETERS, _OPERATORS, _UNARY, _recording_rules
 
 
 class JVPTracer(Tracer):
@@ -64,7 +64,7 @@ class JVPTracer(Tracer):
             if rules is not None:
                 x, t = self.primal, self.tangent
                 if type(x) not in PLAIN_TYPES or type(t) not in PLAIN_TYPES:    # nested
-                    return trace.process_primitive(_primitive(ufunc), inputs, _NO_PARAMETERS)
+                    return trace.process_primitive(ufunc_primitive(ufunc), inputs, _NO_PARAMETERS)
                 impl, scale, partial, index = rules
                 out = impl(x)
                 tangent = _scaled(t, scale, partial, index, (x, out))
@@ -78,19 +78,10 @@ class JVPTracer(Tracer):
             # `A @ x`, `np.add(x, c)`: what every tracer does, without its frame
             if len(inputs) == 2 and (type(inputs[0]) in CONSTANT_TYPES
                                      or type(inputs[1]) in CONSTANT_TYPES):
-                prim = _primitive(ufunc)
+                prim = ufunc_primitive(ufunc)
                 if prim is not None:
                     return trace.process_primitive(prim, inputs, _NO_PARAMETERS)
         return Tracer.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
-
-
-def _primitive(ufunc):
-    """The primitive answering for `ufunc` (None: none), kept at first use."""
-    try:
-        return _PRIMITIVES[ufunc]
-    except KeyError:
-        prim = _PRIMITIVES[ufunc] = ufunc_primitive(ufunc)
-        return prim
 
 
 def _scaled(t, scale, partial, index, values, params=_NO_PARAMETERS):
@@ -129,7 +120,7 @@ def _computed_operator(ufunc, name):
                 rules = _recording_rules(ufunc, 2)
             x, t = self.primal, self.tangent
             if rules is None or type(t) not in PLAIN_TYPES or type(x) not in PLAIN_TYPES:
-                return trace.process_primitive(_primitive(ufunc), (other, self) if reflected
+                return trace.process_primitive(ufunc_primitive(ufunc), (other, self) if reflected
                                                else (self, other), _NO_PARAMETERS)   # nested
             impl, scale, partial, index, passes, scalar, _, _ = rules[reflected]
             if type(x) is np.ndarray:
@@ -157,15 +148,14 @@ def _computed_operator(ufunc, name):
             result._shape, result._dtype = shape, dtype
             return result
         elif type(other) is JVPTracer and other._trace is trace and trace.active:
-            return trace.process_primitive(_primitive(ufunc), (other, self) if reflected
+            return trace.process_primitive(ufunc_primitive(ufunc), (other, self) if reflected
                                            else (self, other), _NO_PARAMETERS)
         return general(self, other)
     op.__name__ = op.__qualname__ = name
     return op
 
 
-for _ufunc, _name in ((np.add, "add"), (np.subtract, "sub"), (np.multiply, "mul"),
-                     (np.divide, "truediv"), (np.power, "pow")):
+for _ufunc, _name in _OPERATORS:
     for _method in (f"__{_name}__", f"__r{_name}__"):
         setattr(JVPTracer, _method, _computed_operator(_ufunc, _method))
 del _ufunc, _name, _method
@@ -221,9 +211,9 @@ class JVPTrace(Trace):
                 tangent = -tracer.tangent     # (-x: what its scale computes, without a call)
             else:
                 scale, _, partial, index = rules[0]
-                t = tracer.tangent
+                t = tracer.tangent               # (a traced t: the scale, a frame less)
                 tangent = _scaled(t, scale, partial, index, (x, out), params) \
-                    if type(t) is np.ndarray else scale(t, (x, out), params)   # (nested: a frame less)
+                    if type(t) is np.ndarray else scale(t, (x, out), params)
         elif len(args) == 2:
             x, y = args
             tracer_x = tracer_y = None

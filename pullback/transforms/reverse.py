@@ -176,8 +176,10 @@ def _recorded_operator(ufunc, name):
     return op
 
 
-for _ufunc, _name in ((np.add, "add"), (np.subtract, "sub"), (np.multiply, "mul"),
-                     (np.divide, "truediv"), (np.power, "pow")):
+# The operators the tracers compute themselves (forward mode's too), with their ufuncs.
+_OPERATORS = ((np.add, "add"), (np.subtract, "sub"), (np.multiply, "mul"), (np.divide, "truediv"),
+              (np.power, "pow"))
+for _ufunc, _name in _OPERATORS:
     for _method in (f"__{_name}__", f"__r{_name}__"):
         setattr(ReverseTracer, _method, _recorded_operator(_ufunc, _method))
 del _ufunc, _name, _method
