@@ -531,10 +531,22 @@ def kernel_for(group: Group, needed) -> tuple:
     return FusedKernel(source, group, inputs, outputs, given), inputs, outputs
 
 
+def _vector_math_version() -> str:
+    """A hash of ir/vector_math.py's source, written into every kernel module that calls
+    it: Numba's disk cache does not see a change in a function a kernel calls, so a
+    change there must change the kernel's file name."""
+    with open(os.path.join(os.path.dirname(__file__), "vector_math.py"), "rb") as file:
+        return hashlib.sha256(file.read()).hexdigest()[:16]
+
+
 def _module(parameters, body, returns) -> str:
     """Source of a module defining the Numba function `kernel` (its body lines, returning
-    the tuple of `returns`); it releases the GIL, so other threads run meanwhile."""
-    lines = ["import numpy as np", "import numba", "",
+    the tuple of `returns`); it releases the GIL, so other threads run meanwhile. A body
+    calling `vm.` functions imports ir/vector_math (its version in a comment)."""
+    lines = ["import numpy as np", "import numba"]
+    if any("vm." in line for line in body):
+        lines.append(f"from pullback.ir import vector_math as vm  # {_vector_math_version()}")
+    lines += ["",
              '@numba.njit(cache=True, error_model="numpy", nogil=True)',
              f"def kernel({', '.join(parameters)}):"]
     lines += [f"    {line}" for line in body]

@@ -18,7 +18,7 @@ from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..transforms.cotangents import LARGE_TEMPORARY
 from .families import (array_dtype, batch_elementwise, call_emitter, constant, elementwise,
                        elementwise_shape, for_reading, linear, real_ufunc_scalar, ufunc_emitter,
-                       ufunc_scalar, unbroadcast)
+                       ufunc_scalar, unbroadcast, vectorised_scalar)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -46,7 +46,8 @@ cbrt = unary("cbrt", np.cbrt, lambda out: 1.0 / (3.0 * square(out)), POSITIVE,
              aliases=(sp.cbrt,))
 square = analytic("square", np.square, lambda x: (2.0, x))
 reciprocal = analytic("reciprocal", np.reciprocal, lambda out: -square(out), POSITIVE)
-exp = analytic("exp", np.exp, lambda out: out)
+exp = analytic("exp", np.exp, lambda out: out,
+              emit_scalar=vectorised_scalar(np.exp, ufunc_scalar(np.exp)))
 exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,))
 # Numba's complex expm1 is exp(z) - 1 (no digits left for small z), its complex tanh NaN
 # for a large real part, its complex power NaN at base 0, and its complex trigonometric
@@ -77,7 +78,7 @@ sinh = analytic("sinh", np.sinh, lambda x: cosh(x),
 cosh = analytic("cosh", np.cosh, lambda x: sinh(x),
                 emit_scalar=real_ufunc_scalar(np.cosh))
 tanh = analytic("tanh", np.tanh, lambda out: _one_minus_square(out),
-                emit_scalar=real_ufunc_scalar(np.tanh))
+                emit_scalar=vectorised_scalar(np.tanh, real_ufunc_scalar(np.tanh)))
 arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0),
                    emit_scalar=real_ufunc_scalar(np.arcsinh))
 # arccosh's partial as a quotient, not 1 / (sqrt(x - 1) * sqrt(x + 1)): at x = 1 the

@@ -167,6 +167,17 @@ def real_ufunc_scalar(ufunc):
                                                                                         dtypes)
 
 
+def vectorised_scalar(ufunc, otherwise):
+    """emit_scalar rule calling ir/vector_math's version of `ufunc` (`vm.exp(x)`) on a
+    float64 operand, which LLVM vectorises where Numba's `np.exp` calls the C library per
+    element; `otherwise` (an emit_scalar rule) for other dtypes."""
+    def emit_scalar(args, dtypes):
+        if dtypes[0] == np.float64:
+            return f"vm.{ufunc.__name__}({args[0]})"
+        return otherwise(args, dtypes)
+    return emit_scalar
+
+
 def unbroadcast(ct, x):
     """Sum `ct` down to the shape of `x` (undoing broadcasting) and cast it to x's dtype.
 

@@ -1,0 +1,109 @@
+"""ir/vector_math: the fused tier's vectorisable float64 exp and tanh against NumPy's."""
+import numpy as np
+import pytest
+
+import pullback as pb
+from pullback.ir import fused
+
+numba = pytest.importorskip("numba")
+from pullback.ir import vector_math as vm  # noqa: E402  (imports numba)
+
+
+@numba.njit(error_model="numpy")
+def _exp_loop(x, out):
+    for i in range(x.shape[0]):
+        out[i] = vm.exp(x[i])
+
+
+@numba.njit(error_model="numpy")
+def _tanh_loop(x, out):
+    for i in range(x.shape[0]):
+        out[i] = vm.tanh(x[i])
+
+
+LOOPS = {"exp": (_exp_loop, np.exp, 1), "tanh": (_tanh_loop, np.tanh, 2)}   # ulp bound
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 5e-324, -5e-324, 1e-300,
+                    -1e-300, 2.2250738585072014e-308, 1e-8, -1e-8, 0.625, -0.625,
+                    np.nextafter(0.625, 0), 22.0, -22.0, 709.78, 709.79, 710.0, -708.3,
+                    -708.4, -720.0, -745.1, -745.2, -746.0, 1e308, -1e308])
+
+
+def _run(name, x):
+    loop, _, _ = LOOPS[name]
+    out = np.full_like(x, 7.0)
+    loop(x, out)
+    return out
+
+
+def _ulps(got, want):
+    """Errors in units of the last place of NumPy's value (its finite, nonzero ones)."""
+    finite = np.isfinite(want) & (want != 0)
+    return np.abs(got[finite] - want[finite]) / np.spacing(np.abs(want[finite]))
+
+
+@pytest.mark.parametrize("name", sorted(LOOPS))
+@pytest.mark.parametrize("scale", [1e-9, 0.3, 0.7, 3.0, 30.0, 300.0, 700.0])
+def test_within_its_ulp_bound_of_numpy_at_random_points(name, scale):
+    x = np.random.default_rng(int(scale * 1e3) % 2**32).uniform(-scale, scale, 200_000)
+    _, reference, bound = LOOPS[name]
+    got = _run(name, x)
+    with np.errstate(over="ignore"):
+        want = reference(x)
+    assert _ulps(got, want).max() <= bound
+    assert np.array_equal(got[~np.isfinite(want)], want[~np.isfinite(want)])
+    assert np.array_equal(got[want == 0], want[want == 0])
+
+
+@pytest.mark.parametrize("name", sorted(LOOPS))
+def test_numpys_values_at_zeros_infinities_nan_overflow_and_underflow(name):
+    _, reference, bound = LOOPS[name]
+    got = _run(name, SPECIAL)
+    with np.errstate(over="ignore"):
+        want = reference(SPECIAL)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    exact = np.isinf(want) | (want == 0) | (np.abs(want) == 1)
+    assert np.array_equal(got[exact], want[exact])
+    assert np.array_equal(np.signbit(got[exact]), np.signbit(want[exact]))
+    assert _ulps(got, want).max() <= bound
+
+
+def test_exp_near_the_ends_of_its_range_and_subnormal_results():
+    x = np.concatenate([np.linspace(709.0, 709.8, 20_001), np.linspace(-745.2, -700.0, 20_001)])
+    with np.errstate(over="ignore"):
+        want = np.exp(x)
+    got = _run("exp", x)
+    normal = np.abs(want) >= np.finfo(float).tiny
+    assert _ulps(got[normal], want[normal]).max() <= 1
+    # a subnormal result has fewer digits: within one of its last place
+    assert np.abs(got[~normal] - want[~normal]).max() <= 5e-324
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+
+
+@pytest.mark.parametrize("ufunc", [np.exp, np.tanh])
+def test_the_fused_tier_calls_it_on_float64_only(ufunc):
+    """Kernels of a float64 exp or tanh call vm; float32 and complex ones keep NumPy's
+    function (its float32 loops, and complex rules vm has none of)."""
+    for dtype, expected in ((np.float64, True), (np.float32, False), (np.complex128, False)):
+        x = np.linspace(0.1, 0.9, 4096).astype(dtype)
+        program = pb.make_ir(lambda x: ufunc(x) * 2.0 + 1.0, optimized=True)(x)
+        source = fused.fused_source(program, min_size=1)
+        assert (f"vm.{ufunc.__name__}(" in source) is expected, source
+        if expected:
+            assert "from pullback.ir import vector_math as vm  # " in source
+
+
+@pytest.mark.parametrize("ufunc", [np.exp, np.tanh])
+def test_jit_fused_with_vm_matches_numpy_and_differentiates(ufunc, monkeypatch):
+    """The fused tier compiles the gradient's kernel calling vm (every group fused) and
+    gives eager's gradient within rounding."""
+    monkeypatch.setenv("PULLBACK_FUSED", "1")
+    monkeypatch.setattr(fused, "AFTER_CALLS", 1)
+    monkeypatch.setattr(fused, "BACKGROUND", False)
+    x = np.random.default_rng(5).uniform(-3, 3, 5000)
+
+    def f(x):
+        return np.sum(ufunc(x) * x)
+    program = pb.make_ir(pb.grad(f), optimized=True)(x)
+    compiled = fused.compile_fused(program, "g", [x.copy()], min_size=1, measure=False)
+    assert any(f"vm.{ufunc.__name__}(" in kernel.source for kernel in compiled.kernels)
+    np.testing.assert_allclose(compiled(x.copy())[0], pb.grad(f)(x), rtol=1e-14, atol=0)
