@@ -613,11 +613,14 @@ def test_issue12_power_of_two_factors_move_to_the_smallest_side_of_a_matrix_prod
         np.testing.assert_array_equal(got, expected)        # exact: powers of two
 
 
-def test_item2_products_sharing_a_large_matrix_read_it_once():
+@pytest.mark.parametrize("pays", [True, False])
+def test_item2_products_sharing_a_large_matrix_read_it_once(pays, monkeypatch):
     """`A @ b1` and `A @ b2` (or `b1 @ A`, `b2 @ A`) with small b's become one product of
-    the b's side by side: the logistic HVP multiplies the data by the point and the
-    direction in one pass over it. Not merged: a second operand computed from the first
-    product, or operands about as large as the matrix. Values equal eager mode's."""
+    the b's side by side where that measures faster (`merging_pays`, here given): the
+    logistic HVP multiplies the data by the point and the direction in one pass over it.
+    Not merged: a second operand computed from the first product, or operands about as
+    large as the matrix. Values equal eager mode's."""
+    monkeypatch.setattr(pullback.ir.passes, "merging_pays", lambda *args: pays)
     rng = np.random.default_rng(6)
     X, y = rng.standard_normal((200, 30)), rng.uniform(size=200) < 0.5
     w, v, rows = rng.standard_normal(30), rng.standard_normal(30), rng.standard_normal((2, 200))
@@ -632,14 +635,36 @@ def test_item2_products_sharing_a_large_matrix_read_it_once():
         return (first, rows[:1] @ A, A @ columns[:, 1:], rows[1:] @ A,   # two merges
                 A @ np.tanh(first)[:30],                 # needs the first product
                 A @ A.T)                                 # as large as A: no merge
-    cases = [(lambda w, v: pullback.hvp(logistic, w, v), (w, v), 2),
-             (both_sides, (X, columns, rows), 4)]
+    cases = [(lambda w, v: pullback.hvp(logistic, w, v), (w, v), 2 if pays else 3),
+             (both_sides, (X, columns, rows), 4 if pays else 6)]
     for f, args, products in cases:
         program = optimize(pullback.ir.staging.stage(f, args))
         assert [eq.primitive for eq in program.equations].count(C.matmul) == products
         for got, expected in zip(compile_program(program)(*args), pullback.tree.flatten(f(*args))[0]):
             np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
+
+def test_item12_merging_products_is_measured_once_per_shape(monkeypatch):
+    """`merging_pays` times the merged product against the separate ones once per
+    process and set of shapes (a bool, cached), and merges a matrix of
+    MERGE_UNMEASURED_BYTES or more without timing anything."""
+    passes = pullback.ir.passes
+    monkeypatch.setattr(passes, "_merges_measured", {})
+    timed = []
+    real = passes._best_time
+    monkeypatch.setattr(passes, "_best_time", lambda call: timed.append(call) or real(call))
+
+    def operand(*shape):
+        return Var(ShapeDtype(shape, np.dtype(np.float64)))
+    for side, matrix, others in ((0, operand(300, 40), [operand(40, 1), operand(40, 2)]),
+                                 (1, operand(300, 40), [operand(1, 300), operand(1, 300)])):
+        first = passes.merging_pays(matrix, others, side)
+        assert type(first) is bool and len(timed) == 2
+        assert passes.merging_pays(operand(300, 40), others, side) is first and len(timed) == 2
+        timed.clear()
+    rows = -(-passes.MERGE_UNMEASURED_BYTES // 80)
+    assert passes.merging_pays(operand(rows, 10), [operand(10, 1)] * 2, 0) is True
+    assert timed == []
 
 
 def test_item12_a_unit_slice_made_a_vector_is_one_index():

@@ -44,6 +44,7 @@ nothing (at most `max_rounds` rounds). Sub-programs in equations' parameters (lo
 branches) are optimised first, once each, keeping their inputs and outputs.
 """
 import math
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -877,6 +878,51 @@ def _optimized_subprograms(program: Program, passes, max_rounds) -> Program:
 # ------------------------------------------------------------ shared products
 
 MERGE_RATIO = 8             # a shared operand this many times the others' size: merge
+MERGE_UNMEASURED_BYTES = 2 << 20   # a shared matrix this large merges without measuring
+_merges_measured = {}
+
+
+def merging_pays(shared, others, side) -> bool:
+    """Whether the product of matrix `shared` with `others` side by side (concatenated)
+    runs faster here than one product per operand: measured once per process for each
+    set of shapes and dtype (random values, the best of seven tries of each), since BLAS
+    libraries differ. OpenBLAS 0.3.31's Haswell kernels (an AMD EPYC host) multiply a
+    1000 x 100 matrix by two columns in 69 µs, twice their two matrix-vector products'
+    37; its SkylakeX kernels take less for the merged product. A shared matrix of
+    MERGE_UNMEASURED_BYTES or more is merged unmeasured: reading it from memory once
+    saves more than a kernel can lose, and measuring it would cost milliseconds."""
+    dtype, axis = np.dtype(shared.aval.dtype), 1 - side
+    shape = tuple(shared.aval.shape)
+    parts = [tuple(x.aval.shape) for x in others]
+    key = (shape, dtype, side, tuple(parts))
+    if key not in _merges_measured:
+        if math.prod(shape) * dtype.itemsize >= MERGE_UNMEASURED_BYTES:
+            _merges_measured[key] = True
+        else:
+            rng = np.random.default_rng(0)
+            matrix = rng.standard_normal(shape).astype(dtype)
+            operands = [rng.standard_normal(p).astype(dtype) for p in parts]
+            vectors = [(x[:, 0] if side == 0 else x[0]).copy() if x.shape[axis] == 1 else x
+                       for x in operands]               # as code generation writes them
+
+            def merged():
+                joined = np.concatenate(operands, axis=axis)
+                return matrix @ joined if side == 0 else joined @ matrix
+
+            def separate():
+                return [matrix @ x if side == 0 else x @ matrix for x in vectors]
+            _merges_measured[key] = _best_time(merged) < _best_time(separate)
+    return _merges_measured[key]
+
+
+def _best_time(call, tries=7) -> float:
+    call()
+    best = math.inf
+    for _ in range(tries):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def merge_products(program: Program) -> Program:
@@ -886,8 +932,9 @@ def merge_products(program: Program) -> Program:
     an HVP multiplies the data by both the point and the direction. Merged where A (2-D)
     is at least MERGE_RATIO times as large as the other operands together (2-D, of A's
     dtype), and nothing reads a product before the last of them (the merged product
-    takes its place). Each column (row) of the result is the same dot product as before.
-    Reshapes of products wait until their first reader (`_sunk_reshapes`)."""
+    takes its place), and where the merged product measures faster (`merging_pays`).
+    Each column (row) of the result is the same dot product as before. Reshapes of
+    products wait until their first reader (`_sunk_reshapes`)."""
     equations = _sunk_reshapes(program.equations)
     first_use = {}
     for position, eq in reversed(list(enumerate(equations))):
@@ -910,10 +957,10 @@ def merge_products(program: Program) -> Program:
     merged, replaced = {}, set()
     for (shared, side), members in groups.items():
         members = [(p, eq) for p, eq in members if id(eq) not in replaced]
-        if len(members) < 2:
+        others = [eq.inputs[1 - side] for _, eq in members]
+        if len(members) < 2 or not merging_pays(shared, others, side):
             continue
         replaced.update(id(eq) for _, eq in members)
-        others = [eq.inputs[1 - side] for _, eq in members]
         axis = 1 - side                  # A @ [b1 b2] side by side; [b1; b2] @ A stacked
         joined = Var(_typed(concatenate, others, {"axis": axis}))
         operands = [shared, joined][::1 if side == 0 else -1]
