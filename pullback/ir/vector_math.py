@@ -1,21 +1,24 @@
-"""float64 exp and tanh that LLVM vectorises, for the fused tier's Numba loops.
+"""float64 exp, tanh, log and log1p that LLVM vectorises, for the fused tier's Numba loops.
 
 Numba compiles `np.exp(x)` in a loop to one call of the C library per element, which no
-loop vectoriser can widen; NumPy's own SIMD loops for float64 exp and tanh exist only for
-AVX-512 machines, so on the others (AVX2: most AMD hosts) both run about 6-35 ns per
-element where JAX's and torch's vectorised ones run 1-3. These are written without calls
-or branches LLVM cannot turn into selects, and read and write a float's bits through two
-intrinsics (`float_bits`, `from_bits`), so a loop of them runs four elements per
-instruction. Each is within 1 ulp (exp) or 2 ulp (tanh) of NumPy's value, with NumPy's
-results at zeros, infinities, NaN, overflow and underflow (tests/test_vector_math.py).
-Generated kernels call them as `vm.exp(x)`; the fused tier's probe (`numpy_saving`) still
-leaves a kind to NumPy where NumPy's own loop measures faster.
+loop vectoriser can widen; NumPy's own SIMD loops for these in float64 are AVX-512 code,
+so on an AVX2 host (an AMD EPYC here) both run about 5-35 ns per element where JAX's
+and torch's vectorised ones run 1-3, and these 2.5-4.5. These are
+written without calls or branches LLVM cannot turn into selects, and read and write a
+float's bits through two intrinsics (`float_bits`, `from_bits`), so a loop of them runs
+four elements per instruction. Each is within 1 ulp (exp, log) or 2 ulp (tanh, log1p) of
+NumPy's value, with NumPy's results at zeros, infinities, NaN, overflow and underflow
+(tests/test_vector_math.py). Generated kernels call them as `vm.exp(x)`; the fused
+tier's probe (`numpy_saving`) still leaves a kind to NumPy where NumPy's own loop
+measures faster.
 
 The methods are the classic ones: exp reduces x = k ln2 + r (ln2 in two parts, k by
-adding 1.5 * 2**52), evaluates exp(r) by fdlibm's rational form of Remez coefficients, and
-scales by 2**k in two steps (so results near overflow and subnormal ones need no
-branch); tanh is x + x^3 P(x^2) / Q(x^2) (Cephes' coefficients) below 0.625 in magnitude,
-else 1 - 2 / (exp(2|x|) + 1) with x's sign.
+adding 1.5 * 2**52), evaluates exp(r) by fdlibm's rational form of Remez coefficients,
+and scales by 2**k in two steps (so results near overflow and subnormal ones need no
+branch); tanh is x + x^3 P(x^2) / Q(x^2) (Cephes' coefficients) below 0.625 in
+magnitude, else 1 - 2 / (exp(2|x|) + 1) with x's sign; log writes x = 2**k (1 + f) with
+1 + f within a factor sqrt(2) of 1 and evaluates log(1 + f) by fdlibm's series in s = f
+/ (2 + f); log1p is log(1 + x) plus the first-order correction for 1 + x's rounding.
 
 >>> import numpy as np
 >>> bool(np.exp(1.5) - exp(1.5) <= np.spacing(np.exp(1.5)))
@@ -50,6 +53,7 @@ EXP_P = (1.66666666666666019037e-01, -2.77777777770155933842e-03, 6.613756321437
          -1.65339022054652515390e-06, 4.13813679705723846039e-08)
 TANH_P = (-9.64399179425052238628e-01, -9.92877231001918586564e+01, -1.61468768441708447952e+03)
 TANH_Q = (1.12811678491632931402e+02, 2.23548839060100448583e+03, 4.84406305325125486048e+03)
+INFINITY, NAN = float("inf"), float("nan")
 _JIT = dict(inline="always", error_model="numpy")
 
 
@@ -74,13 +78,61 @@ def exp(x):
 
 @numba.njit(**_JIT)
 def tanh(x):
-    """tanh(x) for a float64 x."""
+    """tanh(x) for a float64 x: one division, its operands chosen by x's magnitude."""
     magnitude = abs(x)
     z = x * x
     p0, p1, p2 = TANH_P
     q0, q1, q2 = TANH_Q
-    small = x + x * z * ((p0 * z + p1) * z + p2) / (((z + q0) * z + q1) * z + q2)
-    small = small if z != 0.0 else x                # tanh(-0.0) is -0.0
-    large = 1.0 - 2.0 / (exp(2.0 * magnitude) + 1.0)
-    large = -large if x < 0.0 else large
-    return small if magnitude < 0.625 else large
+    small = magnitude < 0.625
+    numerator = x * z * ((p0 * z + p1) * z + p2) if small else 2.0
+    denominator = (((z + q0) * z + q1) * z + q2) if small else exp(2.0 * magnitude) + 1.0
+    quotient = numerator / denominator
+    large = 1.0 - quotient
+    if small:
+        return x + quotient if z != 0.0 else x      # tanh(-0.0) is -0.0
+    return -large if x < 0.0 else large
+
+
+LOG_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+          2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+          1.479819860511658591e-01)
+SQRT_HALF_BITS = 0x3FE6A09E00000000      # the high word of sqrt(2)/2: 1 + f starts there
+ONE_BITS = 0x3FF0000000000000
+MANTISSA = 0x000FFFFFFFFFFFFF
+TINY = 2.2250738585072014e-308           # the smallest normal float64
+TWO_54 = 18014398509481984.0
+
+
+@numba.njit(**_JIT)
+def log(x):
+    """The natural logarithm of a float64 x."""
+    subnormal = x < TINY
+    scaled = x * TWO_54 if subnormal else x
+    bits = float_bits(scaled) + (ONE_BITS - SQRT_HALF_BITS)
+    k = (bits >> 52) - 1023 - (54 if subnormal else 0)
+    f = from_bits((bits & MANTISSA) + SQRT_HALF_BITS) - 1.0   # x = 2**k (1 + f)
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    g1, g2, g3, g4, g5, g6, g7 = LOG_LG
+    r = z * (g1 + w * (g3 + w * (g5 + w * g7))) + w * (g2 + w * (g4 + w * g6))
+    half_square = 0.5 * f * f
+    dk = float(k)
+    value = dk * LN2_HI - ((half_square - (s * (half_square + r) + dk * LN2_LO)) - f)
+    if x > 0.0 and x < INFINITY:
+        return value
+    if x == 0.0:
+        return -INFINITY
+    return x if x == INFINITY else NAN      # NaN, or a negative x
+
+
+@numba.njit(**_JIT)
+def log1p(x):
+    """log(1 + x) for a float64 x, digits kept for small x: log(u) of u = 1 + x, plus
+    the first-order correction for the rounding of u."""
+    u = 1.0 + x
+    correction = (x - (u - 1.0)) / u
+    value = log(u) + correction
+    if u == 1.0:
+        return x                            # x so small that log1p(x) rounds to x
+    return value if u < INFINITY and u > 0.0 else log(u)

@@ -56,11 +56,13 @@ exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,))
 # pi/2 + nan j, NumPy's nan + nan j): complex values stay NumPy's.
 expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0, aliases=(sp.expm1,),
                  emit_scalar=real_ufunc_scalar(np.expm1))
-log = analytic("log", np.log, lambda x: reciprocal(x), POSITIVE)
+log = analytic("log", np.log, lambda x: reciprocal(x), POSITIVE,
+              emit_scalar=vectorised_scalar(np.log, ufunc_scalar(np.log)))
 log2 = analytic("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
 log10 = analytic("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE)
 log1p = analytic("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE,
-                 aliases=(sp.log1p,))
+                 aliases=(sp.log1p,),
+                 emit_scalar=vectorised_scalar(np.log1p, ufunc_scalar(np.log1p)))
 sin = analytic("sin", np.sin, lambda x: cos(x),
                emit_scalar=real_ufunc_scalar(np.sin))
 cos = analytic("cos", np.cos, lambda x: -sin(x),
