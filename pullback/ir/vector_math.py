@@ -2,12 +2,12 @@
 
 Numba compiles `np.exp(x)` in a loop to one call of the C library per element, which no
 loop vectoriser can widen; NumPy's own SIMD loops for these in float64 are AVX-512 code,
-so on an AVX2 host (an AMD EPYC here) both run about 5-35 ns per element where JAX's
-and torch's vectorised ones run 1-3, and these 2.5-4.5. These are
-written without calls or branches LLVM cannot turn into selects, and read and write a
-float's bits through two intrinsics (`float_bits`, `from_bits`), so a loop of them runs
-four elements per instruction. Each is within 1 ulp (exp, log) or 2 ulp (tanh, log1p) of
-NumPy's value, with NumPy's results at zeros, infinities, NaN, overflow and underflow
+so on an AVX2 host (an AMD EPYC here) both run about 5-35 ns per element where JAX's and
+torch's vectorised ones run 1-3, and these 2.5-4.5. These are written without calls or
+branches LLVM cannot turn into selects, and read and write a float's bits through two
+intrinsics (`float_bits`, `from_bits`), so a loop of them runs four elements per
+instruction. Each is within 1 ulp (exp, log) or 2 ulp (tanh, log1p) of NumPy's value,
+with NumPy's results at zeros, infinities, NaN, overflow and underflow
 (tests/test_vector_math.py). Generated kernels call them as `vm.exp(x)`; the fused
 tier's probe (`numpy_saving`) still leaves a kind to NumPy where NumPy's own loop
 measures faster.
@@ -16,9 +16,10 @@ The methods are the classic ones: exp reduces x = k ln2 + r (ln2 in two parts, k
 adding 1.5 * 2**52), evaluates exp(r) by fdlibm's rational form of Remez coefficients,
 and scales by 2**k in two steps (so results near overflow and subnormal ones need no
 branch); tanh is x + x^3 P(x^2) / Q(x^2) (Cephes' coefficients) below 0.625 in
-magnitude, else 1 - 2 / (exp(2|x|) + 1) with x's sign; log writes x = 2**k (1 + f) with
-1 + f within a factor sqrt(2) of 1 and evaluates log(1 + f) by fdlibm's series in s = f
-/ (2 + f); log1p is log(1 + x) plus the first-order correction for 1 + x's rounding.
+magnitude, else 1 - 2 / (exp(2|x|) + 1) with x's sign (one division for both); log
+writes x = 2**k (1 + f) with 1 + f within a factor sqrt(2) of 1 and evaluates log(1 + f)
+by fdlibm's series in s = f / (2 + f); log1p is log(1 + x) plus the first-order
+correction for 1 + x's rounding.
 
 >>> import numpy as np
 >>> bool(np.exp(1.5) - exp(1.5) <= np.spacing(np.exp(1.5)))
@@ -58,39 +59,54 @@ _JIT = dict(inline="always", error_model="numpy")
 
 
 @numba.njit(**_JIT)
-def exp(x):
-    """e**x for a float64 x."""
-    clamped = min(max(x, -746.0), 710.0)        # beyond these exp is 0 or inf anyway
-    shifted = clamped * INV_LN2 + SHIFTER
+def _reduced(a):
+    """a = k ln2 + r, |r| <= ln2 / 2, for a float64 a in [-746, 710]: (hi, lo) with
+    r = hi - lo (ln2 in two parts), r, fdlibm's c = r - r**2 P(r**2) (so that
+    exp(r) = (2 + 2r - c) / (2 - c)), and 2**k as two factors (each a normal float)."""
+    shifted = a * INV_LN2 + SHIFTER
     k = shifted - SHIFTER
-    hi = clamped - k * LN2_HI
+    hi = a - k * LN2_HI
     lo = k * LN2_LO
     r = hi - lo
     r2 = r * r
     p1, p2, p3, p4, p5 = EXP_P
     c = r - r2 * (p1 + r2 * (p2 + r2 * (p3 + r2 * (p4 + r2 * p5))))
-    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
     k_int = float_bits(shifted) - float_bits(SHIFTER)
     half = k_int >> 1
-    scaled = y * from_bits((half + 1023) << 52) * from_bits((k_int - half + 1023) << 52)
+    return hi, lo, r, c, from_bits((half + 1023) << 52), from_bits((k_int - half + 1023) << 52)
+
+
+@numba.njit(**_JIT)
+def exp(x):
+    """e**x for a float64 x."""
+    clamped = min(max(x, -746.0), 710.0)        # beyond these exp is 0 or inf anyway
+    hi, lo, r, c, scale, scale_too = _reduced(clamped)
+    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    scaled = y * scale * scale_too                 # in this order: y * 2**1024 may be finite
     return scaled if x == x else x + x
 
 
 @numba.njit(**_JIT)
 def tanh(x):
-    """tanh(x) for a float64 x: one division, its operands chosen by x's magnitude."""
+    """tanh(x) for a float64 x, by one division whose operands |x| chooses: below 0.625
+    x + x^3 P / Q, else 1 - 2 / (exp(2|x|) + 1) with exp(2|x|) as _reduced's fraction
+    times 2**k, so 2 / (exp(2|x|) + 1) = 2 (2 - c) / (2**k (2 + 2r - c) + 2 - c)."""
     magnitude = abs(x)
     z = x * x
     p0, p1, p2 = TANH_P
     q0, q1, q2 = TANH_Q
     small = magnitude < 0.625
-    numerator = x * z * ((p0 * z + p1) * z + p2) if small else 2.0
-    denominator = (((z + q0) * z + q1) * z + q2) if small else exp(2.0 * magnitude) + 1.0
+    _, _, r, c, scale, scale_too = _reduced(min(2.0 * magnitude, 710.0))
+    below = 2.0 - c
+    numerator = x * z * ((p0 * z + p1) * z + p2) if small else 2.0 * below
+    denominator = (((z + q0) * z + q1) * z + q2) if small else \
+        (2.0 + 2.0 * r - c) * scale * scale_too + below
     quotient = numerator / denominator
-    large = 1.0 - quotient
     if small:
         return x + quotient if z != 0.0 else x      # tanh(-0.0) is -0.0
-    return -large if x < 0.0 else large
+    if x != x:
+        return x + x
+    return quotient - 1.0 if x < 0.0 else 1.0 - quotient
 
 
 LOG_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
