@@ -1,5 +1,7 @@
 """ir/vector_math: the fused tier's vectorisable float64 exp, tanh, log and log1p against
 NumPy's."""
+import re
+
 import numpy as np
 import pytest
 
@@ -132,3 +134,27 @@ def test_jit_fused_with_vm_matches_numpy_and_differentiates(ufunc, monkeypatch):
     compiled = fused.compile_fused(program, "g", [x.copy()], min_size=1, measure=False)
     assert any(f"vm.{ufunc.__name__}(" in kernel.source for kernel in compiled.kernels)
     np.testing.assert_allclose(compiled(x.copy())[0], pb.grad(f)(x), rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(LOOPS))
+def test_a_loop_of_them_is_vectorised(name):
+    """The point of these functions: LLVM widens their loop (vector types in the
+    optimised IR) and no element calls the C library's exp, tanh, log or log1p, as a
+    loop of Numba's `np.exp` does (checked here too, so that the test can fail)."""
+    loop, _, _ = LOOPS[name]
+    _run(name, np.ones(4))
+    _numpy_exp_loop(np.ones(4), np.ones(4))
+    ir = loop.inspect_llvm(loop.signatures[0])
+    assert "x double>" in ir
+    assert not LIBRARY_CALL.search(ir)
+    assert LIBRARY_CALL.search(_numpy_exp_loop.inspect_llvm(_numpy_exp_loop.signatures[0]))
+
+
+LIBRARY_CALL = re.compile(r"call [^\n]*@(llvm\.)?(exp|tanh|log|log1p)\b")
+
+
+@numba.njit(error_model="numpy")
+def _numpy_exp_loop(x, out):
+    for i in range(x.shape[0]):
+        out[i] = np.exp(x[i])
+
