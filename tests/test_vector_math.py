@@ -12,32 +12,18 @@ numba = pytest.importorskip("numba")
 from pullback.ir import vector_math as vm  # noqa: E402  (imports numba)
 
 
-@numba.njit(error_model="numpy")
-def _exp_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = vm.exp(x[i])
+def _loop_of(function):
+    """A Numba loop applying `function` to each element of x, into out."""
+    @numba.njit(error_model="numpy")
+    def loop(x, out):
+        for i in range(x.shape[0]):
+            out[i] = function(x[i])
+    return loop
 
 
-@numba.njit(error_model="numpy")
-def _tanh_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = vm.tanh(x[i])
-
-
-@numba.njit(error_model="numpy")
-def _log_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = vm.log(x[i])
-
-
-@numba.njit(error_model="numpy")
-def _log1p_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = vm.log1p(x[i])
-
-
-LOOPS = {"exp": (_exp_loop, np.exp, 1), "tanh": (_tanh_loop, np.tanh, 2),   # ulp bound
-         "log": (_log_loop, np.log, 1), "log1p": (_log1p_loop, np.log1p, 2)}
+BOUNDS = {"exp": 1, "tanh": 2, "log": 1, "log1p": 2}      # in ulp of NumPy's value
+LOOPS = {name: (_loop_of(getattr(vm, name)), getattr(np, name), bound)
+         for name, bound in BOUNDS.items()}
 SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 5e-324, -5e-324, 1e-300,
                     -1e-300, 2.2250738585072014e-308, 1e-8, -1e-8, 0.625, -0.625,
                     np.nextafter(0.625, 0), 22.0, -22.0, 709.78, 709.79, 710.0, -708.3,
@@ -153,8 +139,5 @@ def test_a_loop_of_them_is_vectorised(name):
 LIBRARY_CALL = re.compile(r"call [^\n]*@(llvm\.)?(exp|tanh|log|log1p)\b")
 
 
-@numba.njit(error_model="numpy")
-def _numpy_exp_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = np.exp(x[i])
+_numpy_exp_loop = _loop_of(numba.njit(lambda x: np.exp(x)))
 
