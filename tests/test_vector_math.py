@@ -1,5 +1,5 @@
-"""ir/vector_math: the fused tier's vectorisable float64 exp, tanh, log and log1p against
-NumPy's."""
+"""ir/vector_math: the fused tier's vectorisable float64 exp, tanh, log, log1p and
+logaddexp against NumPy's."""
 import re
 
 import numpy as np
@@ -105,8 +105,10 @@ def test_the_fused_tier_calls_it_on_float64_only(ufunc):
             assert "from pullback.ir import vector_math as vm  # " in source
 
 
-@pytest.mark.parametrize("ufunc", [np.exp, np.tanh, np.log, np.log1p])
-def test_jit_fused_with_vm_matches_numpy_and_differentiates(ufunc, monkeypatch):
+@pytest.mark.parametrize("name, value", [
+    ("exp", np.exp), ("tanh", np.tanh), ("log", np.log), ("log1p", np.log1p),
+    ("logaddexp", lambda x: np.logaddexp(x, 1.0 - x))])
+def test_jit_fused_with_vm_matches_numpy_and_differentiates(name, value, monkeypatch):
     """The fused tier compiles the gradient's kernel calling vm (every group fused) and
     gives eager's gradient within rounding."""
     monkeypatch.setenv("PULLBACK_FUSED", "1")
@@ -115,10 +117,10 @@ def test_jit_fused_with_vm_matches_numpy_and_differentiates(ufunc, monkeypatch):
     x = np.random.default_rng(5).uniform(0.01, 3, 5000)
 
     def f(x):
-        return np.sum(ufunc(x) * x)
+        return np.sum(value(x) * x)
     program = pb.make_ir(pb.grad(f), optimized=True)(x)
     compiled = fused.compile_fused(program, "g", [x.copy()], min_size=1, measure=False)
-    assert any(f"vm.{ufunc.__name__}(" in kernel.source for kernel in compiled.kernels)
+    assert any(f"vm.{name}(" in kernel.source for kernel in compiled.kernels)
     np.testing.assert_allclose(compiled(x.copy())[0], pb.grad(f)(x), rtol=1e-14, atol=1e-15)
 
 
@@ -136,8 +138,51 @@ def test_a_loop_of_them_is_vectorised(name):
     assert LIBRARY_CALL.search(_numpy_exp_loop.inspect_llvm(_numpy_exp_loop.signatures[0]))
 
 
-LIBRARY_CALL = re.compile(r"call [^\n]*@(llvm\.)?(exp|tanh|log|log1p)\b")
+LIBRARY_CALL = re.compile(r"call [^\n]*@(llvm\.)?(exp|tanh|log|log1p|logaddexp)\b")
 
 
 _numpy_exp_loop = _loop_of(numba.njit(lambda x: np.exp(x)))
 
+
+
+@numba.njit(error_model="numpy")
+def _logaddexp_pairs(x, y, out):
+    for i in range(x.shape[0]):
+        out[i] = vm.logaddexp(x[i], y[i])
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 10.0, 100.0, 1000.0])
+def test_logaddexp_within_rounding_of_numpys(scale):
+    """Within 4 ulp of the larger operand plus 4 of the log1p term (the errors of
+    NumPy's formula, the same: where the two cancel, neither has digits left)."""
+    rng = np.random.default_rng(int(scale * 1000))
+    x, y = rng.uniform(-scale, scale, (2, 200_000))
+    y[::7] = x[::7] + 1e-8 * rng.standard_normal(x[::7].shape)
+    got = np.empty_like(x)
+    _logaddexp_pairs(x, y, got)
+    term = np.log1p(np.exp(-np.abs(x - y)))
+    allowed = 4 * (np.spacing(np.maximum(np.abs(x), np.abs(y))) + np.spacing(term))
+    assert np.all(np.abs(got - np.logaddexp(x, y)) <= allowed)
+
+
+def test_logaddexp_numpys_values_at_zeros_infinities_nan_and_extremes():
+    values = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1e308, 1e308, 5e-324, 710.0]
+    x, y = (a.ravel() for a in np.meshgrid(values, values))
+    got = np.empty_like(x)
+    _logaddexp_pairs(x, y, got)
+    with np.errstate(all="ignore"):
+        want = np.logaddexp(x, y)
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+def test_the_fused_tier_calls_logaddexp_on_two_float64_operands():
+    for dtype, expected in ((np.float64, True), (np.float32, False)):
+        x = np.linspace(-3, 3, 4096).astype(dtype)
+        program = pb.make_ir(lambda x: np.logaddexp(x, x[::-1]) * 2.0, optimized=True)(x)
+        assert ("vm.logaddexp(" in fused.fused_source(program, min_size=1)) is expected
+
+
+def test_a_loop_of_logaddexp_is_vectorised():
+    _logaddexp_pairs(np.ones(4), np.ones(4), np.ones(4))
+    ir = _logaddexp_pairs.inspect_llvm(_logaddexp_pairs.signatures[0])
+    assert "x double>" in ir and not LIBRARY_CALL.search(ir)

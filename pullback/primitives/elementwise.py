@@ -271,7 +271,8 @@ arctan2 = elementwise("arctan2", np.arctan2, lambda x, y: y / (x * x + y * y),
 hypot = elementwise("hypot", np.hypot, lambda x, out: x / out, lambda y, out: y / out,
                     commutative=True, domain=BINARY)
 logaddexp = elementwise("logaddexp", np.logaddexp, lambda x, out: exp(x - out),
-                        lambda y, out: exp(y - out), commutative=True, domain=BINARY)
+                        lambda y, out: exp(y - out), commutative=True, domain=BINARY,
+                        emit_scalar=vectorised_scalar(np.logaddexp, ufunc_scalar(np.logaddexp)))
 logaddexp2 = elementwise("logaddexp2", np.logaddexp2, lambda x, out: exp2(x - out),
                          lambda y, out: exp2(y - out), commutative=True, domain=BINARY)
 remainder = elementwise("remainder", np.remainder, 1, lambda x, y: -floor_divide(x, y),

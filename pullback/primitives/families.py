@@ -168,12 +168,12 @@ def real_ufunc_scalar(ufunc):
 
 
 def vectorised_scalar(ufunc, otherwise):
-    """emit_scalar rule calling ir/vector_math's version of `ufunc` (`vm.exp(x)`) on a
-    float64 operand, which LLVM vectorises where Numba's `np.exp` calls the C library per
-    element; `otherwise` (an emit_scalar rule) for other dtypes."""
+    """emit_scalar rule calling ir/vector_math's version of `ufunc` (`vm.exp(x)`) on
+    float64 operands, which LLVM vectorises where Numba's `np.exp` calls the C library
+    per element; `otherwise` (an emit_scalar rule) for other dtypes."""
     def emit_scalar(args, dtypes):
-        if dtypes[0] == np.float64:
-            return f"vm.{ufunc.__name__}({args[0]})"
+        if all(d == np.float64 for d in dtypes):
+            return f"vm.{ufunc.__name__}({', '.join(args)})"
         return otherwise(args, dtypes)
     return emit_scalar
 
