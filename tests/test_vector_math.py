@@ -1,9 +1,10 @@
-"""ir/vector_math: the fused tier's vectorisable float64 exp, tanh, log, log1p and
-logaddexp against NumPy's."""
+"""ir/vector_math: the fused tier's vectorisable float64 exp, tanh, log, log1p, logaddexp
+and expit against NumPy's and SciPy's."""
 import re
 
 import numpy as np
 import pytest
+from scipy import special
 
 import pullback as pb
 from pullback.ir import fused
@@ -21,9 +22,10 @@ def _loop_of(function):
     return loop
 
 
-BOUNDS = {"exp": 1, "tanh": 2, "log": 1, "log1p": 2}      # in ulp of NumPy's value
-LOOPS = {name: (_loop_of(getattr(vm, name)), getattr(np, name), bound)
-         for name, bound in BOUNDS.items()}
+REFERENCES = {"exp": (np.exp, 1), "tanh": (np.tanh, 2), "log": (np.log, 1),   # ulp bound
+              "log1p": (np.log1p, 2), "expit": (special.expit, 3)}
+LOOPS = {name: (_loop_of(getattr(vm, name)), reference, bound)
+         for name, (reference, bound) in REFERENCES.items()}
 SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 5e-324, -5e-324, 1e-300,
                     -1e-300, 2.2250738585072014e-308, 1e-8, -1e-8, 0.625, -0.625,
                     np.nextafter(0.625, 0), 22.0, -22.0, 709.78, 709.79, 710.0, -708.3,
@@ -92,11 +94,13 @@ def test_log_of_subnormal_numbers_and_powers_of_two():
     assert _ulps(_run("log", x), np.log(x)).max() <= 1
 
 
-@pytest.mark.parametrize("ufunc", [np.exp, np.tanh, np.log, np.log1p])
+@pytest.mark.parametrize("ufunc", [np.exp, np.tanh, np.log, np.log1p, special.expit])
 def test_the_fused_tier_calls_it_on_float64_only(ufunc):
     """Kernels of a float64 exp or tanh call vm; float32 and complex ones keep NumPy's
     function (its float32 loops, and complex rules vm has none of)."""
     for dtype, expected in ((np.float64, True), (np.float32, False), (np.complex128, False)):
+        if dtype is np.complex128 and ufunc is special.expit:
+            continue                                    # SciPy has no complex expit
         x = np.linspace(0.1, 0.9, 4096).astype(dtype)
         program = pb.make_ir(lambda x: ufunc(x) * 2.0 + 1.0, optimized=True)(x)
         source = fused.fused_source(program, min_size=1)
@@ -107,7 +111,7 @@ def test_the_fused_tier_calls_it_on_float64_only(ufunc):
 
 @pytest.mark.parametrize("name, value", [
     ("exp", np.exp), ("tanh", np.tanh), ("log", np.log), ("log1p", np.log1p),
-    ("logaddexp", lambda x: np.logaddexp(x, 1.0 - x))])
+    ("logaddexp", lambda x: np.logaddexp(x, 1.0 - x)), ("expit", special.expit)])
 def test_jit_fused_with_vm_matches_numpy_and_differentiates(name, value, monkeypatch):
     """The fused tier compiles the gradient's kernel calling vm (every group fused) and
     gives eager's gradient within rounding."""
@@ -138,7 +142,7 @@ def test_a_loop_of_them_is_vectorised(name):
     assert LIBRARY_CALL.search(_numpy_exp_loop.inspect_llvm(_numpy_exp_loop.signatures[0]))
 
 
-LIBRARY_CALL = re.compile(r"call [^\n]*@(llvm\.)?(exp|tanh|log|log1p|logaddexp)\b")
+LIBRARY_CALL = re.compile(r"call [^\n]*@(llvm\.)?(exp|tanh|log|log1p|logaddexp|expit)\b")
 
 
 _numpy_exp_loop = _loop_of(numba.njit(lambda x: np.exp(x)))

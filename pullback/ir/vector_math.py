@@ -1,4 +1,4 @@
-"""float64 exp, tanh, log, log1p and logaddexp that LLVM vectorises, for fused Numba loops.
+"""float64 exp, tanh, log, log1p, logaddexp, expit that LLVM vectorises, for Numba loops.
 
 Numba compiles `np.exp(x)` in a loop to one call of the C library per element, which no
 loop vectoriser can widen; NumPy's own SIMD loops for these in float64 are AVX-512 code,
@@ -7,10 +7,11 @@ torch's vectorised ones run 1-3, and these 2.5-4.5. These are written without ca
 branches LLVM cannot turn into selects, and read and write a float's bits through two
 intrinsics (`float_bits`, `from_bits`), so a loop of them runs four elements per
 instruction. Each is within 1 ulp (exp, log) or 2 ulp (tanh, log1p) of NumPy's value
-(logaddexp: 4 ulp of its larger operand plus 4 of its log1p term), with NumPy's results
-at zeros, infinities, NaN, overflow and underflow (tests/test_vector_math.py). Generated
-kernels call them as `vm.exp(x)`; the fused tier's probe (`numpy_saving`) still leaves a
-kind to NumPy where NumPy's own loop measures faster.
+(expit: 3 of SciPy's; logaddexp: 4 ulp of its larger operand plus 4 of its log1p term),
+with NumPy's results at zeros, infinities, NaN, overflow and underflow
+(tests/test_vector_math.py). Generated kernels call them as `vm.exp(x)`; the fused
+tier's probe (`numpy_saving`) still leaves a kind to NumPy where NumPy's own loop
+measures faster.
 
 The methods are the classic ones: exp reduces x = k ln2 + r (ln2 in two parts, k by
 adding 1.5 * 2**52), evaluates exp(r) by fdlibm's rational form of Remez coefficients,
@@ -19,7 +20,8 @@ branch); tanh is x + x^3 P(x^2) / Q(x^2) (Cephes' coefficients) below 0.625 in
 magnitude, else 1 - 2 / (exp(2|x|) + 1) with x's sign (one division for both); log
 writes x = 2**k (1 + f) with 1 + f within a factor sqrt(2) of 1 and evaluates log(1 + f)
 by fdlibm's series in s = f / (2 + f); log1p is log(1 + x) plus the first-order
-correction for 1 + x's rounding; logaddexp is NumPy's formula on these.
+correction for 1 + x's rounding; logaddexp and expit are NumPy's and SciPy's formulas on
+these.
 
 >>> import numpy as np
 >>> bool(np.exp(1.5) - exp(1.5) <= np.spacing(np.exp(1.5)))
@@ -167,3 +169,9 @@ def logaddexp(x, y):
     if x == y:
         return x + LN2
     return value if difference == difference else difference
+
+
+@numba.njit(**_JIT)
+def expit(x):
+    """scipy.special.expit(x) = 1 / (1 + e**-x) for a float64 x, SciPy's formula."""
+    return 1.0 / (1.0 + exp(-x))

@@ -142,7 +142,8 @@ imag = linear("imag", np.imag, shape=_part_shape,
 
 # ------------------------------------------------------- scipy.special (unary)
 
-expit = unary("expit", sp.expit, lambda out: out * (1.0 - out))
+expit = unary("expit", sp.expit, lambda out: out * (1.0 - out),
+              emit_scalar=vectorised_scalar(sp.expit, lambda args, dtypes: None))
 # 1 / (x (1 - x)) as a sum: the product's pullback would multiply an infinite cotangent
 # by x = 0 (NaN in the reverse modes' second derivative, -inf in the forward modes').
 logit = unary("logit", sp.logit, lambda x: reciprocal(x) + reciprocal(1.0 - x), OPEN_UNIT)
