@@ -23,7 +23,8 @@ def _loop_of(function):
 
 
 REFERENCES = {"exp": (np.exp, 1), "tanh": (np.tanh, 2), "log": (np.log, 1),   # ulp bound
-              "log1p": (np.log1p, 2), "expit": (special.expit, 3)}
+              "log1p": (np.log1p, 2), "expit": (special.expit, 3), "expm1": (np.expm1, 2),
+              "sinh": (np.sinh, 2), "cosh": (np.cosh, 2)}
 LOOPS = {name: (_loop_of(getattr(vm, name)), reference, bound)
          for name, (reference, bound) in REFERENCES.items()}
 SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 5e-324, -5e-324, 1e-300,
@@ -94,7 +95,8 @@ def test_log_of_subnormal_numbers_and_powers_of_two():
     assert _ulps(_run("log", x), np.log(x)).max() <= 1
 
 
-@pytest.mark.parametrize("ufunc", [np.exp, np.tanh, np.log, np.log1p, special.expit])
+@pytest.mark.parametrize("ufunc", [np.exp, np.tanh, np.log, np.log1p, special.expit,
+                                   np.expm1, np.sinh, np.cosh])
 def test_the_fused_tier_calls_it_on_float64_only(ufunc):
     """Kernels of a float64 exp or tanh call vm; float32 and complex ones keep NumPy's
     function (its float32 loops, and complex rules vm has none of)."""
@@ -111,7 +113,8 @@ def test_the_fused_tier_calls_it_on_float64_only(ufunc):
 
 @pytest.mark.parametrize("name, value", [
     ("exp", np.exp), ("tanh", np.tanh), ("log", np.log), ("log1p", np.log1p),
-    ("logaddexp", lambda x: np.logaddexp(x, 1.0 - x)), ("expit", special.expit)])
+    ("logaddexp", lambda x: np.logaddexp(x, 1.0 - x)), ("expit", special.expit),
+    ("expm1", np.expm1), ("sinh", np.sinh), ("cosh", np.cosh)])
 def test_jit_fused_with_vm_matches_numpy_and_differentiates(name, value, monkeypatch):
     """The fused tier compiles the gradient's kernel calling vm (every group fused) and
     gives eager's gradient within rounding."""
@@ -142,7 +145,7 @@ def test_a_loop_of_them_is_vectorised(name):
     assert LIBRARY_CALL.search(_numpy_exp_loop.inspect_llvm(_numpy_exp_loop.signatures[0]))
 
 
-LIBRARY_CALL = re.compile(r"call [^\n]*@(llvm\.)?(exp|tanh|log|log1p|logaddexp|expit)\b")
+LIBRARY_CALL = re.compile(r"call [^\n]*@(llvm\.)?(exp|tanh|log|log1p|logaddexp|expit|expm1|sinh|cosh)\b")
 
 
 _numpy_exp_loop = _loop_of(numba.njit(lambda x: np.exp(x)))

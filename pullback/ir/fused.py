@@ -33,19 +33,18 @@ Kernels are written to files in a cache directory named by a hash of their sourc
 (`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
 (`cache=True`) finds them compiled in the next process.
 
-The first calls of a jitted function run the NumPy code (Numba is not even imported);
-at call `AFTER_CALLS` a background thread fuses and compiles the program, runs it once
-on a copy of that call's arguments (a group whose kernel fails to compile, or runs
-slower than its NumPy code, falls back to its NumPy equations), then installs it
-(`tier`). Before partitioning it probes each kind of elementwise equation not probed yet
-in the process (`numpy_saving`): where NumPy runs a kind much faster per element than a
-Numba loop (its AVX-512 sin, cos ... against the C library's scalar calls; float64 exp,
-tanh, log, log1p, logaddexp and expit are vector_math's, which LLVM vectorises), an
-equation of that kind on enough elements to pay for splitting its group stays a NumPy
-call, and the rest of the group fuses around it. Numba is optional
-(`pip install "pullback[fast]"`): without it, or with `PULLBACK_FUSED=0`, jit runs the
-NumPy code only; where it is installed but fails to import, one `FusedTierWarning`
-says why.
+The first calls of a jitted function run the NumPy code (Numba is not even imported); at
+call `AFTER_CALLS` a background thread fuses and compiles the program, runs it once on a
+copy of that call's arguments (a group whose kernel fails to compile, or runs slower
+than its NumPy code, falls back to its NumPy equations), then installs it (`tier`).
+Before partitioning it probes each kind of elementwise equation not probed yet in the
+process (`numpy_saving`): where NumPy runs a kind much faster per element than a Numba
+loop (its AVX-512 sin, cos ... against the C library's scalar calls; float64 exp, expm1,
+log, log1p, tanh, sinh, cosh, logaddexp and expit are vector_math's, which LLVM
+vectorises), an equation of that kind on enough elements to pay for splitting its group
+stays a NumPy call, and the rest of the group fuses around it. Numba is optional (`pip
+install "pullback[fast]"`): without it, or with `PULLBACK_FUSED=0`, jit runs the NumPy
+code only; where it is installed but fails to import, one `FusedTierWarning` says why.
 """
 import hashlib
 import importlib.util

@@ -55,7 +55,7 @@ exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,))
 # and NaN parts (arccosh(inf j) = inf + nan j, NumPy's inf + pi/2 j; arctan(1 + nan j) =
 # pi/2 + nan j, NumPy's nan + nan j): complex values stay NumPy's.
 expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0, aliases=(sp.expm1,),
-                 emit_scalar=real_ufunc_scalar(np.expm1))
+                 emit_scalar=vectorised_scalar(np.expm1, real_ufunc_scalar(np.expm1)))
 log = analytic("log", np.log, lambda x: reciprocal(x), POSITIVE,
               emit_scalar=vectorised_scalar(np.log, ufunc_scalar(np.log)))
 log2 = analytic("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
@@ -76,9 +76,9 @@ arccos = analytic("arccos", np.arccos, lambda x: -1.0 / sqrt(_one_minus_square(x
 arctan = analytic("arctan", np.arctan, lambda x: reciprocal(square(x) + 1.0),
                   emit_scalar=real_ufunc_scalar(np.arctan))
 sinh = analytic("sinh", np.sinh, lambda x: cosh(x),
-                emit_scalar=real_ufunc_scalar(np.sinh))
+                emit_scalar=vectorised_scalar(np.sinh, real_ufunc_scalar(np.sinh)))
 cosh = analytic("cosh", np.cosh, lambda x: sinh(x),
-                emit_scalar=real_ufunc_scalar(np.cosh))
+                emit_scalar=vectorised_scalar(np.cosh, real_ufunc_scalar(np.cosh)))
 tanh = analytic("tanh", np.tanh, lambda out: _one_minus_square(out),
                 emit_scalar=vectorised_scalar(np.tanh, real_ufunc_scalar(np.tanh)))
 arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0),
