@@ -66,7 +66,7 @@ _JIT = dict(inline="always", error_model="numpy")
 
 @numba.njit(**_JIT)
 def _reduced(a):
-    """a = k ln2 + r, |r| <= ln2 / 2, for a float64 a in [-746, 710]: (hi, lo) with
+    """a = k ln2 + r, |r| <= ln2 / 2, for a float64 a in [-746, 711]: (hi, lo) with
     r = hi - lo (ln2 in two parts), r, fdlibm's c = r - r**2 P(r**2) (so that
     exp(r) = (2 + 2r - c) / (2 - c)), and 2**k as two factors (each a normal float)."""
     shifted = a * INV_LN2 + SHIFTER
@@ -83,12 +83,18 @@ def _reduced(a):
 
 
 @numba.njit(**_JIT)
+def _exp_times(a, factor):
+    """e**a times `factor` (1 or 1/2: exact on 2**k) for a float64 a in [-746, 711],
+    by fdlibm's careful form of exp(r), finite wherever the result is."""
+    hi, lo, r, c, scale, scale_too = _reduced(a)
+    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    return y * (scale * factor) * scale_too       # in this order: y * 2**1024 may be finite
+
+
+@numba.njit(**_JIT)
 def exp(x):
     """e**x for a float64 x."""
-    clamped = min(max(x, -746.0), 710.0)        # beyond these exp is 0 or inf anyway
-    hi, lo, r, c, scale, scale_too = _reduced(clamped)
-    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
-    scaled = y * scale * scale_too                 # in this order: y * 2**1024 may be finite
+    scaled = _exp_times(min(max(x, -746.0), 710.0), 1.0)   # beyond: 0 or inf anyway
     return scaled if x == x else x + x
 
 
@@ -134,17 +140,9 @@ def expm1(x):
 
 
 @numba.njit(**_JIT)
-def _half_exp(a):
-    """e**a / 2 for a float64 a >= 0 (inf from 711 on), finite wherever e**a / 2 is."""
-    hi, lo, r, c, scale, scale_too = _reduced(min(a, 711.0))
-    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
-    return y * (scale * 0.5) * scale_too
-
-
-@numba.njit(**_JIT)
 def cosh(x):
     """cosh(x) for a float64 x: e**|x| / 2 + 1 / (2 e**|x|)."""
-    half = _half_exp(abs(x))
+    half = _exp_times(min(abs(x), 711.0), 0.5)   # e**|x| / 2
     value = half + 0.25 / half
     return value if x == x else x + x
 
@@ -157,7 +155,7 @@ def sinh(x):
     z = x * x
     p = ((((((((c19 * z + c17) * z + c15) * z + c13) * z + c11) * z + c9) * z + c7) * z
           + c5) * z + c3)
-    half = _half_exp(abs(x))
+    half = _exp_times(min(abs(x), 711.0), 0.5)   # e**|x| / 2
     large = half - 0.25 / half
     if abs(x) < 1.0:
         return x + x * z * p
