@@ -13,7 +13,9 @@ values at their offsets (a value stored one position further along, as the cotan
 of `x[1:]` is beside that of `x[:-1]`, carried from one element to the next): a loop
 that adds into memory it reads on the next step is not vectorised. Contractions,
 decompositions, indexing and every other equation stay the generated NumPy code
-(ir/codegen.py writes the whole program, kernel calls included). Which primitives fuse
+(ir/codegen.py writes the whole program, kernel calls included), except products of one
+float64 matrix by a few columns in all (an HVP's `X @ w` and `X @ v`), which become one
+loop over the matrix's rows (`thin_products`) where it measures faster than BLAS. Which primitives fuse
 and how one element is written are facts on the primitives (`emit_scalar`,
 `scalar_reduction`); nothing here names a primitive.
 
@@ -64,12 +66,14 @@ from ..core.indexing import Slice
 from ..primitives.families import source as value_source
 from . import codegen
 from .codegen import compile_program, generate
+from .passes import column_reshapes, replaced_by, shared_products
 from .program import Equation, Literal, Program, evaluate, gc_paused
 
 AFTER_CALLS = 3          # the call of a signature that starts fusing its program
 BACKGROUND = True        # compile in a thread (False: during that call, for tests)
 MIN_GROUP = 2            # fewer equations than this in a group: NumPy code is as fast
 MAX_SEGMENTS = 16        # more pieces than this: a store chain adds into zeros instead
+THIN_COLUMNS = 4         # products by one matrix of this many columns in all: one kernel
 # dtypes Numba computes with (not float16, nor long double)
 NUMBA_INEXACT = frozenset(map(np.dtype, (np.float32, np.float64, np.complex64, np.complex128)))
 
@@ -308,7 +312,7 @@ class FusedKernel:
     arguments after its inputs (`given_outputs`, their positions among its outputs), so
     that code generation can pass buffers kept from the last call (ir/codegen.py's
     `_scratch_plan`)."""
-    emit = python_operator = emit_scalar = scalar_reduction = None
+    emit = python_operator = emit_scalar = scalar_reduction = adds_at_index = None
     multiple_results, fresh_output, family, numpy_functions = True, True, "fused", ()
 
     def __init__(self, source, group, inputs, outputs, given_outputs=()):
@@ -539,15 +543,17 @@ def _vector_math_version() -> str:
         return hashlib.sha256(file.read()).hexdigest()[:16]
 
 
-def _module(parameters, body, returns) -> str:
+def _module(parameters, body, returns, fastmath=None) -> str:
     """Source of a module defining the Numba function `kernel` (its body lines, returning
-    the tuple of `returns`); it releases the GIL, so other threads run meanwhile. A body
-    calling `vm.` functions imports ir/vector_math (its version in a comment)."""
+    the tuple of `returns`; `fastmath`: the flags LLVM may use, source text); it releases
+    the GIL, so other threads run meanwhile. A body calling `vm.` functions imports
+    ir/vector_math (its version in a comment)."""
     lines = ["import numpy as np", "import numba"]
     if any("vm." in line for line in body):
         lines.append(f"from pullback.ir import vector_math as vm  # {_vector_math_version()}")
+    flags = f", fastmath={fastmath}" if fastmath else ""
     lines += ["",
-             '@numba.njit(cache=True, error_model="numpy", nogil=True)',
+             f'@numba.njit(cache=True, error_model="numpy", nogil=True{flags})',
              f"def kernel({', '.join(parameters)}):"]
     lines += [f"    {line}" for line in body]
     lines.append(f"    return ({''.join(r + ', ' for r in returns)})")
@@ -651,9 +657,82 @@ def _carried(places):
     return carried
 
 
+# ------------------------------------------------------------------ thin products
+
+def thin_products(program: Program) -> Program:
+    """The program with each group of products of one float64 matrix A by narrow
+    operands -- `A @ b1`, `A @ b2`, ... (`passes.shared_products`: an HVP's products of
+    the data by the point and the direction), or `A @ B` alone -- of 2 to THIN_COLUMNS
+    columns in all, as one kernel (`thin_kernel`) that reads each row of A once for all
+    of them. BLAS reads A once per product (or, for a merged product, may be slower
+    still: OpenBLAS's Haswell dgemm with two columns takes twice its two matrix-vector
+    products' time); the generated code keeps the products where they measure faster.
+    A product of vectors, staged between reshapes to and from one-column matrices,
+    reads and writes the vectors."""
+    equations, groups = shared_products(program)
+    made, read = column_reshapes(equations, program.outvars)
+    steps, taken = {}, set()
+    for shared, side, members in groups:
+        members = [eq for eq in members if id(eq) not in taken]
+        if side or np.dtype(shared.aval.dtype) != np.float64 or not \
+                2 <= sum(eq.inputs[1].aval.shape[1] for eq in members) <= THIN_COLUMNS:
+            continue
+        taken.update(map(id, members))
+        before = [made[eq.inputs[1]] for eq in members if eq.inputs[1] in made]
+        after = [read[eq.outputs[0]] for eq in members if eq.outputs[0] in read]
+        kernel, inputs, outputs = thin_kernel(shared, members, before, after)
+        steps[id(members[-1])] = (before + members + after, [Equation(
+            kernel, inputs, {}, outputs, members[0].source)])
+    if not steps:
+        return program
+    return Program(program.invars, program.constvars, program.consts,
+                   replaced_by(equations, steps), program.outvars, program.in_tree,
+                   program.out_tree, program.names, program.name)
+
+
+def thin_kernel(matrix, products, before=(), after=()) -> tuple:
+    """(FusedKernel, inputs, outputs) computing `products`, matmul equations of `matrix`
+    (float64, m x k) by operands of few columns in all: a loop over the m rows, each
+    row's dot products with every column summed together as the row is read. An operand
+    made from a vector by a reshape in `before` is read as that vector; a product that
+    a reshape in `after` alone reads is written as that reshape's vector. The sums may
+    be reassociated (LLVM keeps partial sums in vector lanes, as BLAS does: without it
+    the loop is not vectorised); no other fast-math liberty is taken."""
+    vector_of = {eq.outputs[0]: eq.inputs[0] for eq in before}
+    vector_of.update((eq.inputs[0], eq.outputs[0]) for eq in after)
+    operands = [vector_of.get(eq.inputs[1], eq.inputs[1]) for eq in products]
+    outputs = [vector_of.get(eq.outputs[0], eq.outputs[0]) for eq in products]
+    group = Group(tuple(matrix.aval.shape[:1]))
+    group.equations = [*before, *products, *after]
+    setup, given, given_names, sums, stores = [], [], [], [], []
+    for t, (operand, out) in enumerate(zip(operands, outputs)):
+        name = f"o{t}"
+        if codegen.nbytes(out) >= codegen.SCRATCH_BYTES[0]:
+            given.append(t)
+            given_names.append(name)
+        else:
+            setup.append(f"{name} = np.empty({tuple(out.aval.shape)}, np.float64)")
+        for c in range(products[t].inputs[1].aval.shape[1]):
+            column = f"a{t + 1}[j]" if len(operand.aval.shape) == 1 else f"a{t + 1}[j, {c}]"
+            sums.append((f"s{len(sums)}", column))
+            at = "i0" if len(out.aval.shape) == 1 else f"i0, {c}"
+            stores.append(f"{name}[{at}] = {sums[-1][0]}")
+    body = setup + ["for i0 in range(n0):"]
+    body += [f"    {total} = 0.0" for total, _ in sums]
+    body += ["    for j in range(a0.shape[1]):", "        x = a0[i0, j]"]
+    body += [f"        {total} += x * {column}" for total, column in sums]
+    body += [f"    {line}" for line in stores]
+    source = _module(["n0"] + [f"a{k}" for k in range(len(operands) + 1)] + given_names,
+                     body, [f"o{t}" for t in range(len(outputs))], fastmath='{"reassoc"}')
+    inputs = [matrix] + operands
+    return FusedKernel(source, group, inputs, outputs, given), inputs, outputs
+
+
 def fuse(program: Program, min_size: int = None, leave=None) -> Program:
-    """The program with each fused group (`partition`) as one FusedKernel equation."""
+    """The program with each fused group (`partition`) and each group of products by one
+    matrix's rows (`thin_products`) as one FusedKernel equation."""
     with gc_paused():
+        program = thin_products(program)
         items = partition(program, min_size, leave)
         groups = [item for item in items if type(item) is Group]
         if not groups:

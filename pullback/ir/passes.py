@@ -45,6 +45,7 @@ branches) are optimised first, once each, keeping their inputs and outputs.
 """
 import math
 import time
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -925,17 +926,15 @@ def _best_time(call, tries=7) -> float:
     return best
 
 
-def merge_products(program: Program) -> Program:
-    """Matrix products of one matrix A with small operands -- `A @ b1`, `A @ b2` (or
-    `b1 @ A`, `b2 @ A`) -- become one product with the operands side by side, each
-    result a slice of it: a matrix-vector product costs the time to read its matrix, and
-    an HVP multiplies the data by both the point and the direction. Merged where A (2-D)
-    is at least MERGE_RATIO times as large as the other operands together (2-D, of A's
-    dtype), and nothing reads a product before the last of them (the merged product
-    takes its place), and where the merged product measures faster (`merging_pays`).
-    Each column (row) of the result is the same dot product as before. Reshapes of
-    products wait until their first reader (`_sunk_reshapes`)."""
-    equations = _sunk_reshapes(program.equations)
+def shared_products(program: Program) -> tuple:
+    """The matrix products of the program's equations (reshapes of products sunk to
+    their first reader, `_sunk_reshapes`) that share one matrix A: `A @ b1`, `A @ b2` (side 0) or
+    `b1 @ A`, `b2 @ A` (side 1), with A (2-D) at least MERGE_RATIO times as large as the
+    other operands together (2-D, of A's dtype) and nothing reading a product before the
+    last of them. Returns (the equations in their new order, [(A, side, members)]), each
+    member a matmul equation, in program order; a product is a member of two groups (by
+    its left and its right operand), and one product alone is a group of one."""
+    equations = _sunk_reshapes(program.equations, program.outvars)
     first_use = {}
     for position, eq in reversed(list(enumerate(equations))):
         first_use.update((x, position) for x in eq.inputs if _is_var(x))
@@ -949,49 +948,91 @@ def merge_products(program: Program) -> Program:
         for side in (0, 1):
             shared, other = eq.inputs[side], eq.inputs[1 - side]
             members = groups.setdefault((shared, side), [])
-            if all(first_use.get(e.outputs[0], math.inf) > position for _, e in members) \
+            if all(first_use.get(e.outputs[0], math.inf) > position for e in members) \
                     and math.prod(shared.aval.shape) >= MERGE_RATIO * sum(
                         math.prod(x.aval.shape) for x in [other] + [
-                            e.inputs[1 - side] for _, e in members]):
-                members.append((position, eq))
-    merged, replaced = {}, set()
-    for (shared, side), members in groups.items():
-        members = [(p, eq) for p, eq in members if id(eq) not in replaced]
-        others = [eq.inputs[1 - side] for _, eq in members]
+                            e.inputs[1 - side] for e in members]):
+                members.append(eq)
+    return equations, [(shared, side, members)
+                       for (shared, side), members in groups.items() if members]
+
+
+def column_reshapes(equations, outvars) -> tuple:
+    """The reshapes between vectors and one-column matrices, as products of vectors are
+    staged: ({column read once: the reshape making it from a vector}, {column: the
+    reshape to a vector that alone reads it})."""
+    readers = Counter(x for eq in equations for x in eq.inputs if _is_var(x))
+    readers.update(x for x in outvars if _is_var(x))
+    made, read = {}, {}
+    for eq in equations:
+        if eq.primitive is not reshape or not _is_var(eq.inputs[0]):
+            continue
+        (x,), (out,) = eq.inputs, eq.outputs
+        if len(x.aval.shape) == 1 and tuple(out.aval.shape) == (*x.aval.shape, 1) \
+                and readers[out] == 1:
+            made[out] = eq
+        if tuple(x.aval.shape) == (*out.aval.shape, 1) and len(out.aval.shape) == 1 \
+                and readers[x] == 1:
+            read[x] = eq
+    return made, read
+
+
+def replaced_by(equations, steps) -> list:
+    """`equations` with the members of each group in `steps` ({id of a group's last
+    member: (its members, the equations computing their outputs)}) replaced by those
+    equations, at the place of the last member."""
+    replaced = {id(eq) for members, _ in steps.values() for eq in members}
+    kept = []
+    for eq in equations:
+        if id(eq) in steps:
+            kept += steps[id(eq)][1]
+        elif id(eq) not in replaced:
+            kept.append(eq)
+    return kept
+
+
+def merge_products(program: Program) -> Program:
+    """Matrix products of one matrix A with small operands -- `A @ b1`, `A @ b2` (or
+    `b1 @ A`, `b2 @ A`; `shared_products`) -- become one product with the operands side
+    by side, each result a slice of it, where the merged product (its concatenation
+    included) measures faster (`merging_pays`): a matrix-vector product costs the time to
+    read its matrix, and an HVP multiplies the data by both the point and the direction.
+    Each column (row) of the result is the same dot product as before."""
+    equations, groups = shared_products(program)
+    steps, taken = {}, set()
+    for shared, side, members in groups:
+        members = [eq for eq in members if id(eq) not in taken]
+        others = [eq.inputs[1 - side] for eq in members]
         if len(members) < 2 or not merging_pays(shared, others, side):
             continue
-        replaced.update(id(eq) for _, eq in members)
+        taken.update(map(id, members))
         axis = 1 - side                  # A @ [b1 b2] side by side; [b1; b2] @ A stacked
         joined = Var(_typed(concatenate, others, {"axis": axis}))
         operands = [shared, joined][::1 if side == 0 else -1]
         product = Var(_typed(matmul, operands, {}))
-        source = members[0][1].source
-        steps = [Equation(concatenate, others, {"axis": axis}, [joined], source),
-                 Equation(matmul, operands, {}, [product], source)]
+        source = members[0].source
+        merged = [Equation(concatenate, others, {"axis": axis}, [joined], source),
+                  Equation(matmul, operands, {}, [product], source)]
         start = 0
-        for (_, eq), other in zip(members, others):
+        for eq, other in zip(members, others):
             width = other.aval.shape[axis]
             part = Slice(start, start + width, None)
             index = (Slice(None, None, None), part) if axis == 1 else (part,)
-            steps.append(Equation(getitem, [product], {"index": index}, eq.outputs, eq.source))
+            merged.append(Equation(getitem, [product], {"index": index}, eq.outputs,
+                                   eq.source))
             start += width
-        merged[id(members[-1][1])] = steps
-    if not merged:
+        steps[id(members[-1])] = (members, merged)
+    if not steps:
         return program
-    kept = []
-    for eq in equations:
-        if id(eq) in merged:
-            kept += merged[id(eq)]
-        elif id(eq) not in replaced:
-            kept.append(eq)
-    return _rebuilt(program, kept)
+    return _rebuilt(program, replaced_by(equations, steps))
 
 
-def _sunk_reshapes(equations):
+def _sunk_reshapes(equations, outvars=()):
     """`equations` with each reshape of a matrix product moved to just before its first
-    reader (valid: it reads only the product). A product with a 1-d operand is staged as a
-    matrix product between reshapes, and a jvp stages the product of the point and that of
-    the direction one after the other: with the reshapes sunk, the two products by one
+    reader, or to the end where only the program's outputs (`outvars`) read it (valid: it
+    reads only the product). A product with a 1-d operand is staged as a matrix product
+    between reshapes, and a jvp stages the product of the point and that of the
+    direction one after the other: with the reshapes sunk, the two products by one
     matrix are no longer separated by a reader of the first, and merge."""
     products = {eq.outputs[0] for eq in equations if eq.primitive is matmul}
     first_reader = {}
@@ -999,6 +1040,9 @@ def _sunk_reshapes(equations):
         for x in eq.inputs:
             if _is_var(x):
                 first_reader.setdefault(x, position)
+    for x in outvars:
+        if _is_var(x):
+            first_reader.setdefault(x, len(equations))
     waiting, order = {}, []
     for position, eq in enumerate(equations):
         order += waiting.pop(position, [])
@@ -1007,7 +1051,7 @@ def _sunk_reshapes(equations):
             waiting.setdefault(first_reader[eq.outputs[0]], []).append(eq)
         else:
             order.append(eq)
-    return order
+    return order + waiting.pop(len(equations), [])
 
 
 def _typed(primitive, inputs, params):
