@@ -194,3 +194,32 @@ def test_a_loop_of_logaddexp_is_vectorised():
     _logaddexp_pairs(np.ones(4), np.ones(4), np.ones(4))
     ir = _logaddexp_pairs.inspect_llvm(_logaddexp_pairs.signatures[0])
     assert "x double>" in ir and not LIBRARY_CALL.search(ir)
+
+
+@numba.njit(error_model="numpy")
+def _muladds(a, b, c, out):
+    for i in range(a.shape[0]):
+        out[i] = vm.muladd(a[i], b[i], c[i])
+
+
+def test_muladd_rounds_once_or_twice_and_kernels_round_every_operation(monkeypatch):
+    """`muladd(a, b, c)` is a * b + c rounded once (a fused multiply-add, where the CPU
+    has one) or twice, nothing else; a fused kernel's own `x * y + z` rounds twice, as
+    NumPy does (the kernels are never contracted)."""
+    from fractions import Fraction
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((2, 500))
+    c = -a * b                              # a * b + c rounded twice: 0; once: its error
+    out = np.empty(500)
+    _muladds(a, b, c, out)
+    once = np.array([float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in zip(a, b, c)])
+    assert np.all((out == once) | (out == a * b + c))
+    assert np.any(once != 0.0)
+    monkeypatch.setenv("PULLBACK_FUSED", "1")
+    monkeypatch.setattr(fused, "AFTER_CALLS", 1)
+    monkeypatch.setattr(fused, "BACKGROUND", False)
+    monkeypatch.setattr(fused, "_faster", lambda *args: True)
+    f = pb.jit(lambda x, y, z: np.tanh(x * y + z) + x * y + z)
+    f(a, b, c)
+    assert next(iter(f.cache.values())).fast.kernels
+    np.testing.assert_array_equal(f(a, b, c) - np.tanh(a * b + c), a * b + c)
