@@ -297,9 +297,13 @@ def _heaviside_scalar(x, h):
 # ldexp(x, i) = x 2^i for integers i.
 ldexp = elementwise("ldexp", np.ldexp, lambda y: ldexp(1.0, y), 0,
                     domain=(REALS, ("int", -2, 2)))
+# xlogy(0, y) is 0 for every y: its y-derivative there is 0, also at y = 0 (x / y would be
+# 0 / 0), computed as x / y with y replaced by 1 where x = 0 (so that no derivative of
+# that quotient divides by zero either).
 xlogy = elementwise("xlogy", sp.xlogy,
                     lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
-                    lambda x, y: x / y, domain=(REALS, POSITIVE), complex_rules=True)
+                    lambda x, y: x / where(equal(x, 0.0), 1.0, y), domain=(REALS, POSITIVE),
+                    complex_rules=True)
 
 
 def _fmax_dx(x, y):
