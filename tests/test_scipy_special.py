@@ -153,42 +153,43 @@ def test_boxcox_is_exact_at_lambda_zero_to_third_order():
                       np.sum(log ** 4) / 4, rtol=1e-14)
 
 
-def test_xlogy_and_xlog1py_are_flat_in_y_where_x_is_zero():
+@pytest.mark.parametrize("fn, shift", [(sp.xlogy, 0.0), (sp.xlog1py, 1.0)])
+def test_xlogy_and_xlog1py_are_flat_in_y_where_x_is_zero(fn, shift):
     """xlogy(0, y) = xlog1py(0, y) = 0 for every y: their y-derivatives there are 0, also
-    where y (1 + y) is 0 (x / y would be 0 / 0), to second order, in every mode."""
+    where y + shift is 0 (x / y would be 0 / 0), to second order, in every mode; the mixed
+    second derivative stays 1 / (y + shift) (inf at the pole), the Hessian symmetric."""
     x = np.array([0.0, 0.0, 2.0])
-    for fn, y in [(sp.xlogy, np.array([0.0, 3.0, 1.5])),
-                  (sp.xlog1py, np.array([-1.0, 3.0, 1.5]))]:
-        def f(y):
-            return np.sum(fn(x, y))
-        exact = np.array([0.0, 0.0, 2.0 / (y[2] + (fn is sp.xlog1py))])
+    y = np.array([0.0, 3.0, 1.5]) - shift
+    u = y + shift
+
+    def f(y):
+        return np.sum(fn(x, y))
+    with np.errstate(divide="ignore"):
+        exact = np.array([0.0, 0.0, x[2] / u[2]])
         np.testing.assert_allclose(pullback.grad(f)(y), exact, rtol=1e-14)
         np.testing.assert_allclose(pullback.forward_grad(f)(y), exact, rtol=1e-14)
-        second = np.diag([0.0, 0.0, -2.0 / (y[2] + (fn is sp.xlog1py)) ** 2])
         for mode in HESSIAN_MODES:
-            np.testing.assert_allclose(pullback.hessian(f, mode=mode)(y), second, rtol=1e-14)
+            np.testing.assert_allclose(pullback.hessian(f, mode=mode)(y),
+                                       np.diag(-x / np.where(x == 0, 1.0, u) ** 2), rtol=1e-14)
+            for xk, uk in zip(x, u):
+                h = pullback.hessian(lambda v: fn(v[0], v[1]), mode=mode)(
+                    np.array([xk, uk - shift]))
+                np.testing.assert_allclose(h, [[0.0, 1 / uk], [1 / uk, -xk / uk ** 2
+                                                              if xk else 0.0]], rtol=1e-14)
 
 
-@pytest.mark.parametrize("fn, root", [(sp.boxcox, 0.0), (sp.boxcox1p, -1.0)])
-def test_boxcox_where_its_power_has_base_zero(fn, root):
-    """boxcox(0, l) = boxcox1p(-1, l) = -1 / l for l > 0: d/dl is 1 / l^2 and d^2/dl^2
-    -2 / l^3 (finite differences agree), d/dx is 0^(l - 1) (1 at l = 1, where the log form
-    is 0 * inf); for l <= 0 it is -inf, and d/dl NaN."""
-    lams = np.array([2.0, 1.0, 0.5])
-
-    def f(lam):
-        return np.sum(fn(root, lam))
-    np.testing.assert_allclose(pullback.grad(f)(lams), 1.0 / lams ** 2, rtol=1e-14)
-    step = 1e-5
-    numeric = [(f(lams + step * e) - f(lams - step * e)) / (2 * step) for e in np.eye(3)]
-    np.testing.assert_allclose(pullback.grad(f)(lams), numeric, rtol=1e-8)
-    for mode in HESSIAN_MODES:
-        np.testing.assert_allclose(pullback.hessian(f, mode=mode)(lams),
-                                   np.diag(-2.0 / lams ** 3), rtol=1e-14)
-    with np.errstate(divide="ignore"):
-        dx = [pullback.grad(lambda x: fn(x, lam))(root) for lam in lams]
-        assert dx == [0.0, 1.0, np.inf]
-        assert np.isnan(pullback.grad(lambda lam: fn(root, lam))(-0.5))
+def test_xdivy_is_zero_where_x_is_and_its_derivatives_are_x_over_y_s():
+    """xdivy(x, y): x / y, and 0 where x is 0 (whatever y); derivatives 1 / y and
+    -x / y^2 (0 where x is)."""
+    from pullback.primitives.elementwise import xdivy
+    x = np.array([0.0, 0.0, 0.0, 0.0, 3.0, -2.0])
+    y = np.array([0.0, np.inf, np.nan, 2.0, 0.5, 4.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.testing.assert_array_equal(xdivy(x, y), [0.0, 0.0, 0.0, 0.0, 6.0, -0.5])
+        assert xdivy(0.0, 0.0) == 0.0 and type(xdivy(0.0, 0.0)) is np.float64
+        gx, gy = pullback.grad(lambda x, y: np.sum(xdivy(x, y)), argnums=(0, 1))(x[3:], y[3:])
+    np.testing.assert_allclose(gx, 1 / y[3:], rtol=1e-15)
+    np.testing.assert_allclose(gy, [0.0, -12.0, 0.125], rtol=1e-15)
 
 
 def test_sinc_is_exact_at_zero_to_fourth_order():

@@ -251,6 +251,30 @@ def _one_over(y):
 divide = elementwise("divide", np.divide, _one_over, lambda y, out: -out / y,
                      operator="{} / {}", domain=(REALS, (0.5, 2.0)), complex_rules=True,
                      zero_preserving=(0,))
+def _xdivy(x, y):
+    zero = np.equal(x, 0)
+    result = np.where(zero, 0.0, np.divide(x, np.where(zero, 1.0, y)))
+    return result if result.ndim else result[()]
+
+
+def _xdivy_scalar(args, dtypes):
+    if any(d.kind == "c" for d in dtypes):
+        return None
+    x, y = args
+    return f"(0.0 if {x} == 0 else {x} / {y})"
+
+
+# x / y, and 0 where x is 0 (any y: the limit along x = 0 where y is 0): the y-derivative
+# of xlogy and xlog1py, which are 0 wherever x is. Its own y-derivative -x / y^2 is written
+# with it, so it is 0 where x is, at every order; its x-derivative 1 / y is inf at y = 0.
+xdivy = elementwise("xdivy", None, _one_over, lambda x, y: -xdivy(xdivy(x, y), y),
+                    impl=_xdivy, emit_scalar=_xdivy_scalar, domain=(REALS, (0.5, 2.0)),
+                    complex_rules=True, zero_preserving=(0,),
+                    emit_statements=for_reading(lambda targets, args, code: [
+                        f"{targets[0]} = np.where({args[0]} == 0, 0.0, {args[0]} / np.where("
+                        f"{args[0]} == 0, 1.0, {args[1]}))"]))
+
+
 power = elementwise("power", np.power, _power_dx, _power_dy, impl=_power, emit=_power_emit,
                     operator="{} ** {}", emit_scalar=_power_scalar,
                     domain=((0.5, 2.0), REALS), complex_rules=True)
@@ -297,13 +321,10 @@ def _heaviside_scalar(x, h):
 # ldexp(x, i) = x 2^i for integers i.
 ldexp = elementwise("ldexp", np.ldexp, lambda y: ldexp(1.0, y), 0,
                     domain=(REALS, ("int", -2, 2)))
-# xlogy(0, y) is 0 for every y: its y-derivative there is 0, also at y = 0 (x / y would be
-# 0 / 0), computed as x / y with y replaced by 1 where x = 0 (so that no derivative of
-# that quotient divides by zero either).
+# xlogy(0, y) is 0 for every y: its y-derivative there is 0, also at y = 0 (xdivy).
 xlogy = elementwise("xlogy", sp.xlogy,
                     lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
-                    lambda x, y: x / where(equal(x, 0.0), 1.0, y), domain=(REALS, POSITIVE),
-                    complex_rules=True)
+                    lambda x, y: xdivy(x, y), domain=(REALS, POSITIVE), complex_rules=True)
 
 
 def _fmax_dx(x, y):

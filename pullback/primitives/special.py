@@ -29,9 +29,9 @@ from . import scipy_special as sp
 
 from ..core.numbers import complex_error
 from ..errors import UnsupportedFunctionError
-from .elementwise import (OPEN_UNIT, analytic, POSITIVE, REALS, UNIT, cos, digamma, equal, exp,
-                          gammaln, greater, log, log1p, logical_and, maximum, power,
-                          reciprocal, sign, sin, square, trunc, where, xlogy)
+from .elementwise import (OPEN_UNIT, analytic, POSITIVE, REALS, UNIT, cos, digamma, exp, gammaln,
+                          log, log1p, logical_and, maximum, reciprocal, sign, sin, square, trunc,
+                          where, xdivy, xlogy)
 from .families import constant, elementwise, for_reading
 
 SQRT_PI, SQRT_2PI = math.sqrt(math.pi), math.sqrt(2.0 * math.pi)
@@ -111,8 +111,8 @@ dawsn = analytic("dawsn", sp.dawsn, lambda x, out: 1.0 - 2.0 * x * out)
 
 xlog1py = elementwise("xlog1py", sp.xlog1py,
                       lambda y: float(np.log1p(y)) if isinstance(y, (int, float)) else log1p(y),
-                      lambda x, y: x / where(equal(x, 0.0), 1.0, y + 1.0),   # (as xlogy's)
-                      domain=(REALS, (-0.5, 2.0)), complex_rules=True)
+                      lambda x, y: xdivy(x, y + 1.0), domain=(REALS, (-0.5, 2.0)),
+                      complex_rules=True)
 entr = unary("entr", sp.entr, lambda x: -log(x) - 1.0, POSITIVE)
 rel_entr = elementwise("rel_entr", sp.rel_entr, lambda x, y: log(x / y) + 1.0,
                        lambda x, y: -x / y, domain=(POSITIVE, POSITIVE))
@@ -193,33 +193,13 @@ expn = elementwise("expn", sp.expn, 0,
 
 # ------------------------------------------------------------------- Box-Cox
 # boxcox(x, lmbda) = (x^lmbda - 1) / lmbda = L m_0(lmbda L), L = log(x) (log1p for boxcox1p),
-# so d/dlmbda = L^2 m_1(lmbda L): exact at lmbda = 0 too (m_k: see below). Where x^lmbda's
-# base u = x (1 + x) is 0, L = -inf and these forms are 0 * inf: there boxcox is -1 / lmbda
-# for lmbda > 0 (-inf otherwise), so d/dx is 0^(lmbda - 1) and d/dlmbda 1 / lmbda^2 (NaN
-# for lmbda <= 0, where boxcox is -inf); L's argument is replaced there, so that no
-# derivative of the other branch meets 0 * inf either.
+# so d/dlmbda = L^2 m_1(lmbda L): exact at lmbda = 0 too (m_k: see below).
 
-
-def _boxcox_partials(base, log_of, unit):
-    """(d/dx, d/dlmbda) of boxcox or boxcox1p, whose x^lmbda has base `base(x)` and L =
-    `log_of(x)` (log or log1p), where x = `unit` makes the base 1."""
-    def dx(x, y):
-        at_zero = equal(base(x), 0.0)
-        return where(at_zero, power(base(x), y - 1.0),
-                     exp((y - 1.0) * log_of(where(at_zero, unit, x))))
-
-    def dlmbda(x, y):
-        at_zero, positive = equal(base(x), 0.0), greater(y, 0.0)
-        logarithm = log_of(where(at_zero, unit, x))
-        limit = where(positive, reciprocal(square(where(positive, y, 1.0))), np.nan)
-        return where(at_zero, limit, square(logarithm) * exprel(y * logarithm, order=1))
-    return dx, dlmbda
-
-
-boxcox = elementwise("boxcox", sp.boxcox, *_boxcox_partials(lambda x: x, log, 1.0),
+boxcox = elementwise("boxcox", sp.boxcox, lambda x, y: exp((y - 1.0) * log(x)),
+                     lambda x, y: square(log(x)) * exprel(y * log(x), order=1),
                      domain=(POSITIVE, REALS))
-boxcox1p = elementwise("boxcox1p", sp.boxcox1p,
-                       *_boxcox_partials(lambda x: 1.0 + x, log1p, 0.0),
+boxcox1p = elementwise("boxcox1p", sp.boxcox1p, lambda x, y: exp((y - 1.0) * log1p(x)),
+                       lambda x, y: square(log1p(x)) * exprel(y * log1p(x), order=1),
                        domain=(POSITIVE, REALS))
 
 # ------------------------------------------ removable singularities at zero
