@@ -28,7 +28,7 @@ from ..core.arrays import (foreign_array, foreign_library, in_library_of, is_arr
 from ..core.boundary import REFUSED_ARRAY_TYPES, array_api_refusal, refused_array_type
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError, UnsupportedFunctionError
-from ..tree import flatten, unflatten
+from ..tree import LEAF, flatten, unflatten
 from . import fused as fused_tier
 from .chunked import by_chunks, windows_of
 from .codegen import compile_program, generate
@@ -276,12 +276,13 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
 
     @wraps(f)
     def jitted(*args, **kwargs):
-        if plain and not kwargs:
-            entry = by_arrays.get(tuple((a.shape, a.dtype) if runs_generated_code(a) else None
-                                        for a in args))
+        if plain and not kwargs:        # (a list, not a generator: a frame less per call)
+            entry = by_arrays.get(tuple([(a.shape, a.dtype) if runs_generated_code(a) else None
+                                         for a in args]))
             if entry is not None:
                 misses[0] = 0
-                return unflatten(entry.out_tree, entry.fast(*args))
+                outs = entry.fast(*args)
+                return outs[0] if entry.out_tree is LEAF else unflatten(entry.out_tree, outs)
         static_pos = static.positions_in(len(args))
         static_kwargs = {k: v for k, v in kwargs.items() if k in static.names}
         static_values = tuple((i, args[i]) for i in sorted(static_pos)) + tuple(
