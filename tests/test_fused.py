@@ -542,7 +542,8 @@ def test_issue12_products_by_one_matrix_run_as_one_pass_over_its_rows(monkeypatc
 
     for f, args, n_products in [(hvp_like, (A, w, v), 2), (shared_column, (A, w, v), 2),
                                 (lambda A, B: np.tanh(A @ B), (A, B), 1),
-                                (lambda A, w, v: (A @ w, A @ v), (np.asfortranarray(A), w, v), 2)]:
+                                (lambda A, w, v: (A @ w, A @ v), (np.asfortranarray(A), w, v), 2),
+                                (hvp_like, (np.tile(A, (200, 1)), w, v), 2)]:   # outputs given
         program = optimize(stage(f, args))
         with np.errstate(all="ignore"):
             compiled = fused.compile_fused(program, "f", list(args), measure=False)
@@ -550,6 +551,7 @@ def test_issue12_products_by_one_matrix_run_as_one_pass_over_its_rows(monkeypatc
             got = compiled(*args)
         (kernel,) = _thin_kernels(compiled)
         assert sum(e.primitive is matmul for e in kernel.group) == (1 if merged else n_products)
+        assert bool(kernel.given_outputs) == (len(args[0]) > 8192)
         assert "x = a0[i0, j]" in kernel.source and 'fastmath={"reassoc"}' in kernel.source
         _assert_close(got, expected)
     assert ("a1[j, 0]" if merged else "a1[j]") in _thin_kernels(fused.compile_fused(
