@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -592,3 +593,22 @@ def test_issue12_the_logistic_hvp_reads_its_data_once_for_both_products():
     assert fused.thin_products(program) is not program
     np.testing.assert_allclose(f(w, v), numpy_code, rtol=1e-12)
     np.testing.assert_allclose(f(w, v), pullback.hvp(loss, w, v), rtol=1e-12)
+
+
+def test_issue12_a_failure_of_the_tier_is_reported_once_and_the_numpy_code_runs(monkeypatch):
+    """An error fusing a program (not a kernel Numba cannot compile, which falls back
+    quietly) warns once per process, naming it, and jit keeps the NumPy code's values."""
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+    monkeypatch.setattr(fused, "compile_fused", broken)
+    monkeypatch.setattr(fused, "_failures_reported", [])
+    f = pullback.jit(lambda x: np.sum(np.sin(x) * 2.0))
+    x = np.linspace(0.0, 1.0, 5)
+    with pytest.warns(fused.FusedTierWarning, match="failed on jit.*KeyError: 'a bug'"):
+        value = f(x)
+    assert value == np.sum(np.sin(x) * 2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = pullback.jit(lambda x: np.sum(np.cos(x) * 2.0))
+        assert g(x) == np.sum(np.cos(x) * 2.0)
+        assert not hasattr(next(iter(g.cache.values())).fast, "kernels")

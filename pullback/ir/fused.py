@@ -98,7 +98,8 @@ def _numba_installed():
 
 
 class FusedTierWarning(RuntimeWarning):
-    """The fused tier is off in this process although Numba is installed: importing it failed."""
+    """The fused tier is off in this process although Numba is installed (importing it
+    failed), or it failed on a program, which runs its NumPy code."""
 
 
 _imported = []           # once tried: [None], or [the error importing Numba raised]
@@ -970,9 +971,10 @@ def tier(program: Program, name: str, numpy_function, install):
     def build(args):
         try:
             fused = compile_fused(program, name, args)
-        except Exception as error:           # never worse than the NumPy code
+        except Exception as error:           # noqa: BLE001 -- never worse than the NumPy code
             counting.error = error
             fused = None
+            _report_failure(name, error)
         install(fused or numpy_function)
 
     def counting(*args):
@@ -987,6 +989,22 @@ def tier(program: Program, name: str, numpy_function, install):
         return numpy_function(*args)
     counting.error = None
     return counting
+
+
+_failures_reported = []
+
+
+def _report_failure(name, error):
+    """One FusedTierWarning per process naming the first error that kept a program from
+    the fused tier (a kernel Numba cannot compile falls back quietly, in `compile_fused`;
+    this is anything else): otherwise it would show only as slowness."""
+    with _import_lock:
+        if _failures_reported:
+            return
+        _failures_reported.append(error)
+    warnings.warn(f"pullback's fused tier failed on jit({name}) with {type(error).__name__}: "
+                  f"{error}; it runs its NumPy code (the same values, slower). Please report "
+                  "it; PULLBACK_FUSED=0 turns the tier off.", FusedTierWarning, stacklevel=2)
 
 
 def fused_source(program: Program, name: str = "f", min_size: int = None) -> str:
