@@ -15,9 +15,9 @@ that adds into memory it reads on the next step is not vectorised. Contractions,
 decompositions, indexing and every other equation stay the generated NumPy code
 (ir/codegen.py writes the whole program, kernel calls included), except products of one
 float64 matrix by a few columns in all (an HVP's `X @ w` and `X @ v`), which become one
-loop over the matrix's rows (`thin_products`) where it measures faster than BLAS. Which primitives fuse
-and how one element is written are facts on the primitives (`emit_scalar`,
-`scalar_reduction`); nothing here names a primitive.
+loop over the matrix's rows (`thin_products`) where it measures faster than BLAS. Which
+primitives fuse and how one element is written are facts on the primitives
+(`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
 
 A kernel is one loop on the calling thread. Loops split over the CPUs (helper threads
 taking parts of the first dimension, chosen by timing both ways) were measured on 2
