@@ -42,7 +42,7 @@ than its NumPy code, falls back to its NumPy equations), then installs it (`tier
 Before partitioning it probes each kind of elementwise equation not probed yet in the
 process (`numpy_saving`): where NumPy runs a kind much faster per element than a Numba
 loop (its AVX-512 sin, cos ... against the C library's scalar calls; float64 exp, expm1,
-log, log1p, tanh, sinh, cosh, logaddexp and expit are vector_math's, which LLVM
+log, log1p, tanh, sinh, cosh, arctan, logaddexp and expit are vector_math's, which LLVM
 vectorises), an equation of that kind on enough elements to pay for splitting its group
 stays a NumPy call, and the rest of the group fuses around it. Numba is optional (`pip
 install "pullback[fast]"`): without it, or with `PULLBACK_FUSED=0`, jit runs the NumPy

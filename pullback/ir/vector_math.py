@@ -1,4 +1,4 @@
-"""Vectorisable float64 exp, expm1, log, log1p, tanh, sinh, cosh, logaddexp and expit.
+"""Vectorisable float64 exp, expm1, log, log1p, tanh, sinh, cosh, arctan, logaddexp, expit.
 
 Numba compiles `np.exp(x)` in a loop to one call of the C library per element, which no
 loop vectoriser can widen; NumPy's own SIMD loops for these in float64 are AVX-512 code,
@@ -8,8 +8,8 @@ without calls or branches LLVM cannot turn into selects, and read and write a fl
 bits through two intrinsics (`float_bits`, `from_bits`), so a loop of them runs four
 elements per instruction; their polynomials' Horner steps are fused multiply-adds
 (`muladd`) where the CPU has them. Each is within 1 ulp (exp, log) or 2 ulp (the others) of
-NumPy's value (expit: 3 of SciPy's; logaddexp: 4 ulp of its larger operand plus 4 of its
-log1p term), with NumPy's results at zeros, infinities, NaN, overflow and underflow
+NumPy's value (arctan: 1 of the C library's; expit: 3 of SciPy's; logaddexp: 4 ulp of its
+larger operand plus 4 of its log1p term), with NumPy's results at zeros, infinities, NaN, overflow and underflow
 (tests/test_vector_math.py). Generated kernels call them as `vm.exp(x)`; the fused
 tier's probe (`numpy_saving`) still leaves a kind to NumPy where NumPy's own loop
 measures faster.
@@ -24,7 +24,8 @@ by fdlibm's series in s = f / (2 + f); log1p is log(1 + x) plus the first-order
 correction for 1 + x's rounding; expm1 and sinh below 1 in magnitude are their Taylor
 series (to x**20 / 20!), cosh and sinh beyond it e**|x| / 2 plus or minus 1 / (2
 e**|x|), the halving done in exp's scale so that they stay finite as far as NumPy's do;
-logaddexp and expit are NumPy's and SciPy's formulas on these.
+arctan is fdlibm's, |x| moved near 0 by atan(c) for c in 0.5, 1, 1.5, inf and an odd
+polynomial; logaddexp and expit are NumPy's and SciPy's formulas on these.
 
 >>> import numpy as np
 >>> bool(np.exp(1.5) - exp(1.5) <= np.spacing(np.exp(1.5)))
@@ -239,6 +240,48 @@ def logaddexp(x, y):
     if x == y:
         return x + LN2
     return value if difference == difference else difference
+
+
+ATAN_HI = (4.63647609000806093515e-01, 7.85398163397448278999e-01, 9.82793723247329054082e-01,
+           1.57079632679489655800e+00)        # atan(0.5), atan(1), atan(1.5), pi / 2, high parts
+ATAN_LO = (2.26987774529616870924e-17, 3.06161699786838301793e-17, 1.39033110312309984516e-17,
+           6.12323399573676603587e-17)        # and their low parts
+ATAN_T = (3.33333333333329318027e-01, -1.99999999998764832476e-01, 1.42857142725034663711e-01,
+          -1.11111104054623557880e-01, 9.09088713343650656196e-02, -7.69187620504482999495e-02,
+          6.66107313738753120669e-02, -5.83357013379057348645e-02, 4.97687799461593236017e-02,
+          -3.65315727442169155270e-02, 1.62858201153657823623e-02)
+
+
+@numba.njit(**_JIT)
+def arctan(x):
+    """arctan(x) for a float64 x, fdlibm's way: |x| is moved near 0 by atan(|x|) =
+    atan(c) + atan((|x| - c) / (1 + c |x|)) for c = 0.5, 1, 1.5 or inf (by |x|: below
+    0.4375 no move), one division whose operands |x| chooses, then an odd polynomial."""
+    a = abs(x)
+    near = a < 0.6875
+    below = a < 1.1875
+    above = a < 2.4375
+    small = a < 0.4375
+    numerator = (x if small else 2.0 * a - 1.0) if near else \
+        ((a - 1.0) if below else (a - 1.5) if above else -1.0)
+    denominator = (1.0 if small else 2.0 + a) if near else \
+        ((a + 1.0) if below else muladd(1.5, a, 1.0) if above else a)
+    hi0, hi1, hi2, hi3 = ATAN_HI
+    lo0, lo1, lo2, lo3 = ATAN_LO
+    hi = (hi0 if near else hi1) if below else (hi2 if above else hi3)
+    lo = (lo0 if near else lo1) if below else (lo2 if above else lo3)
+    t = numerator / denominator
+    z = t * t
+    w = z * z
+    t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10 = ATAN_T
+    s1 = z * muladd(w, muladd(w, muladd(w, muladd(w, muladd(w, t10, t8), t6), t4), t2), t0)
+    s2 = w * muladd(w, muladd(w, muladd(w, muladd(w, t9, t7), t5), t3), t1)
+    if small:
+        return x - x * (s1 + s2) if z != 0.0 else x        # arctan(-0.0) is -0.0
+    value = hi - ((t * (s1 + s2) - lo) - t)
+    if x != x:
+        return x + x
+    return -value if x < 0.0 else value
 
 
 @numba.njit(**_JIT)
