@@ -972,7 +972,6 @@ def tier(program: Program, name: str, numpy_function, install):
         try:
             fused = compile_fused(program, name, args)
         except Exception as error:           # noqa: BLE001 -- never worse than the NumPy code
-            counting.error = error
             fused = None
             _report_failure(name, error)
         install(fused or numpy_function)
@@ -987,7 +986,6 @@ def tier(program: Program, name: str, numpy_function, install):
             else:
                 build(copies)
         return numpy_function(*args)
-    counting.error = None
     return counting
 
 
@@ -998,10 +996,9 @@ def _report_failure(name, error):
     """One FusedTierWarning per process naming the first error that kept a program from
     the fused tier (a kernel Numba cannot compile falls back quietly, in `compile_fused`;
     this is anything else): otherwise it would show only as slowness."""
-    with _import_lock:
-        if _failures_reported:
-            return
-        _failures_reported.append(error)
+    if _failures_reported:
+        return
+    _failures_reported.append(error)
     warnings.warn(f"pullback's fused tier failed on jit({name}) with {type(error).__name__}: "
                   f"{error}; it runs its NumPy code (the same values, slower). Please report "
                   "it; PULLBACK_FUSED=0 turns the tier off.", FusedTierWarning, stacklevel=2)

@@ -251,6 +251,8 @@ def _one_over(y):
 divide = elementwise("divide", np.divide, _one_over, lambda y, out: -out / y,
                      operator="{} / {}", domain=(REALS, (0.5, 2.0)), complex_rules=True,
                      zero_preserving=(0,))
+
+
 def _xdivy(x, y):
     zero = np.equal(x, 0)
     result = np.where(zero, 0.0, np.divide(x, np.where(zero, 1.0, y)))
