@@ -931,9 +931,10 @@ def shared_products(program: Program) -> tuple:
     their first reader, `_sunk_reshapes`) that share one matrix A: `A @ b1`, `A @ b2`
     (side 0) or `b1 @ A`, `b2 @ A` (side 1), with A (2-D) at least MERGE_RATIO times as
     large as the other operands together (2-D, of A's dtype) and nothing reading a
-    product before the last of them. Returns (the equations in their new order, [(A, side, members)]), each
-    member a matmul equation, in program order; a product is a member of two groups (by
-    its left and its right operand), and one product alone is a group of one."""
+    product before the last of them. Returns (the equations in their new order,
+    [(A, side, members)]), each member a matmul equation, in program order; a product is
+    a member of two groups (by its left and its right operand), and one product alone is
+    a group of one."""
     equations = _sunk_reshapes(program.equations, program.outvars)
     first_use = {}
     for position, eq in reversed(list(enumerate(equations))):
