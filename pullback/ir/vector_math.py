@@ -3,16 +3,18 @@
 Numba compiles `np.exp(x)` in a loop to one call of the C library per element, which no
 loop vectoriser can widen; NumPy's own SIMD loops for these in float64 are AVX-512 code,
 so on an AVX2 host (an AMD EPYC here) both run about 5-35 ns per element where JAX's and
-torch's vectorised ones run 1-3, and these 2-4 (logaddexp 10). These are written
-without calls or branches LLVM cannot turn into selects, and read and write a float's
-bits through two intrinsics (`float_bits`, `from_bits`), so a loop of them runs four
-elements per instruction; their polynomials' Horner steps are fused multiply-adds
-(`muladd`) where the CPU has them. Each is within 1 ulp (exp, log) or 2 ulp (the others) of
-NumPy's value (arctan: 1 of the C library's; expit: 3 of SciPy's; logaddexp: 4 ulp of its
-larger operand plus 4 of its log1p term), with NumPy's results at zeros, infinities, NaN, overflow and underflow
-(tests/test_vector_math.py). Generated kernels call them as `vm.exp(x)`; the fused
-tier's probe (`numpy_saving`) still leaves a kind to NumPy where NumPy's own loop
-measures faster.
+torch's vectorised ones run 1-3, and these 2-4 (logaddexp 10). These are written without
+calls or branches LLVM cannot turn into selects, and read and write a float's bits through
+two intrinsics (`float_bits`, `from_bits`), so a loop of them runs four elements per
+instruction; their polynomials' steps are fused multiply-adds (`muladd`) where the CPU has
+them, the long ones in Estrin's order (a loop of these is bound by its chain of dependent
+operations, not by their number), and a choice of two operands that feeds one division is
+a select (`choose`), not a branch. Each is within 1 ulp (exp, log) or 2 ulp (the others)
+of NumPy's value (arctan: 1 of the C library's; expit: 3 of SciPy's; logaddexp: 4 ulp of
+its larger operand plus 4 of its log1p term), with NumPy's results at zeros, infinities,
+NaN, overflow and underflow (tests/test_vector_math.py). Generated kernels call them as
+`vm.exp(x)`; the fused tier's probe (`numpy_saving`) still leaves a kind to NumPy where
+NumPy's own loop measures faster.
 
 The methods are the classic ones: exp reduces x = k ln2 + r (ln2 in two parts, k by
 adding 1.5 * 2**52), evaluates exp(r) by fdlibm's rational form of Remez coefficients,
@@ -59,7 +61,7 @@ def from_bits(typingctx, i):
 @intrinsic
 def muladd(typingctx, a, b, c):
     """a * b + c for float64 values, one fused multiply-add where the CPU has one (LLVM's
-    fmuladd: rounded once, else twice): a polynomial's Horner steps, half the
+    fmuladd: rounded once, else twice): a polynomial's steps, half the
     instructions, no less accurate. Only where written: the kernels' own arithmetic is
     never contracted (NumPy rounds each operation)."""
     def codegen(context, builder, signature, args):
@@ -68,6 +70,16 @@ def muladd(typingctx, a, b, c):
             builder.module, ir.FunctionType(double, [double] * 3), "llvm.fmuladd.f64")
         return builder.call(fmuladd, args)
     return types.float64(types.float64, types.float64, types.float64), codegen
+
+
+@intrinsic
+def choose(typingctx, condition, a, b):
+    """a if condition else b for float64 a and b, as one select: a conditional
+    expression is a branch, and where two of them on one condition feed one division
+    LLVM may merge them and compute the division on both sides."""
+    def codegen(context, builder, signature, args):
+        return builder.select(*args)
+    return types.float64(types.boolean, types.float64, types.float64), codegen
 
 
 LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
@@ -83,29 +95,39 @@ _JIT = dict(inline="always", error_model="numpy")
 
 @numba.njit(**_JIT)
 def _reduced(a):
-    """a = k ln2 + r, |r| <= ln2 / 2, for a float64 a in [-746, 711]: (hi, lo) with
-    r = hi - lo (ln2 in two parts), r, fdlibm's c = r - r**2 P(r**2) (so that
-    exp(r) = (2 + 2r - c) / (2 - c)), and 2**k as two factors (each a normal float)."""
-    shifted = a * INV_LN2 + SHIFTER
+    """a = k ln2 + r, |r| <= ln2 / 2 (up to rounding), for a float64 a in [-746, 711]:
+    (hi, lo) with r = hi - lo (ln2 in two parts; k LN2_HI is exact, so its fused
+    multiply-add is too), r, fdlibm's c = r - r**2 P(r**2) (so that
+    exp(r) = (2 + 2r - c) / (2 - c)), and the integer k. P is evaluated in Estrin's
+    order, and k by a fused multiply-add: the shortest chain of dependent operations,
+    which is what limits a loop of these."""
+    shifted = muladd(a, INV_LN2, SHIFTER)
     k = shifted - SHIFTER
-    hi = a - k * LN2_HI
+    hi = muladd(-k, LN2_HI, a)
     lo = k * LN2_LO
     r = hi - lo
     r2 = r * r
+    r4 = r2 * r2
     p1, p2, p3, p4, p5 = EXP_P
-    c = r - r2 * muladd(r2, muladd(r2, muladd(r2, muladd(r2, p5, p4), p3), p2), p1)
-    k_int = float_bits(shifted) - float_bits(SHIFTER)
-    half = k_int >> 1
-    return hi, lo, r, c, from_bits((half + 1023) << 52), from_bits((k_int - half + 1023) << 52)
+    c = r - r2 * muladd(r4, muladd(r4, p5, muladd(r2, p4, p3)), muladd(r2, p2, p1))
+    return hi, lo, r, c, float_bits(shifted) - float_bits(SHIFTER)
+
+
+@numba.njit(**_JIT)
+def _power_of_two(k):
+    """2.0**k for an integer k in [-1022, 1023]."""
+    return from_bits((k + 1023) << 52)
 
 
 @numba.njit(**_JIT)
 def _exp_times(a, factor):
     """e**a times `factor` (1 or 1/2: exact on 2**k) for a float64 a in [-746, 711],
-    by fdlibm's careful form of exp(r), finite wherever the result is."""
-    hi, lo, r, c, scale, scale_too = _reduced(a)
+    by fdlibm's careful form of exp(r), finite wherever the result is: 2**k is applied
+    as two factors, each a normal float."""
+    hi, lo, r, c, k = _reduced(a)
     y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
-    return y * (scale * factor) * scale_too       # in this order: y * 2**1024 may be finite
+    half = k >> 1                 # in this order: y * 2**1024 may be finite
+    return y * (_power_of_two(half) * factor) * _power_of_two(k - half)
 
 
 @numba.njit(**_JIT)
@@ -119,18 +141,18 @@ def exp(x):
 def tanh(x):
     """tanh(x) for a float64 x, by one division whose operands |x| chooses: below 0.625
     x + x^3 P / Q, else 1 - 2 / (exp(2|x|) + 1) with exp(2|x|) as _reduced's fraction
-    times 2**k, so 2 / (exp(2|x|) + 1) = 2 (2 - c) / (2**k (2 + 2r - c) + 2 - c)."""
+    times 2**k, so 2 / (exp(2|x|) + 1) = 2 (2 - c) / (2**k (2 + 2r - c) + 2 - c). Beyond
+    |x| = 20 tanh rounds to +-1, so 2|x| is capped at 40 and 2**k is one normal float."""
     magnitude = abs(x)
     z = x * x
     p0, p1, p2 = TANH_P
     q0, q1, q2 = TANH_Q
     small = magnitude < 0.625
-    _, _, r, c, scale, scale_too = _reduced(min(2.0 * magnitude, 710.0))
+    _, _, r, c, k = _reduced(min(2.0 * magnitude, 40.0))
     below = 2.0 - c
-    numerator = x * z * muladd(muladd(p0, z, p1), z, p2) if small else 2.0 * below
-    denominator = muladd(muladd(z + q0, z, q1), z, q2) if small else \
-        (2.0 + 2.0 * r - c) * scale * scale_too + below
-    quotient = numerator / denominator
+    quotient = choose(small, x * z * muladd(muladd(p0, z, p1), z, p2), 2.0 * below) / choose(
+        small, muladd(muladd(z + q0, z, q1), z, q2),
+        muladd(2.0 + 2.0 * r - c, _power_of_two(k), below))
     if small:
         return x + quotient if z != 0.0 else x      # tanh(-0.0) is -0.0
     if x != x:
@@ -147,10 +169,14 @@ def expm1(x):
     digits of small x kept), exp(x) - 1 beyond (where it loses at most a bit)."""
     (c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19,
      c20) = INV_FACTORIALS
-    p = muladd(muladd(muladd(muladd(muladd(c20, x, c19), x, c18), x, c17), x, c16), x, c15)
-    p = muladd(muladd(muladd(muladd(muladd(p, x, c14), x, c13), x, c12), x, c11), x, c10)
-    p = muladd(muladd(muladd(muladd(p, x, c9), x, c8), x, c7), x, c6)
-    p = muladd(muladd(muladd(muladd(p, x, c5), x, c4), x, c3), x, c2)
+    x2 = x * x
+    x4 = x2 * x2
+    x8 = x4 * x4                                    # Estrin's order: a short chain
+    p = muladd(x8, muladd(x8, muladd(x2, c20, muladd(c19, x, c18)), muladd(
+        x4, muladd(x2, muladd(c17, x, c16), muladd(c15, x, c14)),
+        muladd(x2, muladd(c13, x, c12), muladd(c11, x, c10)))), muladd(
+        x4, muladd(x2, muladd(c9, x, c8), muladd(c7, x, c6)),
+        muladd(x2, muladd(c5, x, c4), muladd(c3, x, c2))))
     if x == 0.0:
         return x                                    # expm1(-0.0) is -0.0
     return x + x * x * p if abs(x) <= 1.0 else exp(x) - 1.0
@@ -170,8 +196,10 @@ def sinh(x):
     e**|x| / 2 - 1 / (2 e**|x|) with x's sign."""
     c3, c5, c7, c9, c11, c13, c15, c17, c19 = INV_FACTORIALS[1::2]
     z = x * x
-    p = muladd(muladd(muladd(muladd(c19, z, c17), z, c15), z, c13), z, c11)
-    p = muladd(muladd(muladd(muladd(p, z, c9), z, c7), z, c5), z, c3)
+    z2 = z * z
+    z4 = z2 * z2                                    # Estrin's order: a short chain
+    p = muladd(z4, muladd(z4, c19, muladd(z2, muladd(c17, z, c15), muladd(c13, z, c11))),
+               muladd(z2, muladd(c9, z, c7), muladd(c5, z, c3)))
     half = _exp_times(min(abs(x), 711.0), 0.5)   # e**|x| / 2
     large = half - 0.25 / half
     if abs(x) < 1.0:
