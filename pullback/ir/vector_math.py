@@ -179,7 +179,7 @@ def expm1(x):
         muladd(x2, muladd(c5, x, c4), muladd(c3, x, c2))))
     if x == 0.0:
         return x                                    # expm1(-0.0) is -0.0
-    return x + x * x * p if abs(x) <= 1.0 else exp(x) - 1.0
+    return x + x2 * p if abs(x) <= 1.0 else exp(x) - 1.0
 
 
 @numba.njit(**_JIT)
