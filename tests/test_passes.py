@@ -451,6 +451,37 @@ def test_a_scatter_add_whose_operand_is_read_again_or_viewed_copies_it():
         np.testing.assert_array_equal(got, expected)
 
 
+def test_scatter_adds_filling_an_embed_piece_by_piece_become_one_concatenate():
+    # The gradient of a flat parameter vector sliced into weights: every piece of the
+    # leading axis placed once, so no zeros need writing or adding to.
+    def chain(b, shape, pieces):
+        (index, values), *rest = pieces
+        x = b(S.embed, values, index=index, shape=shape)
+        for index, values in rest:
+            x = b(S.scatter_add, x, values, index=index)
+        return x
+    b = Builder()
+    w, s, r = b.input((3, 2)), b.input((2,)), b.input((2, 2))
+    head, tail, last = (S.Slice(None, 3, None),), (S.Slice(3, 5, None),), (5,)
+    outs = [chain(b, (6, 2), [(last, s), (head, w), (tail, r)]),          # any order
+            chain(b, (6, 2), [(head, w), (tail, r)]),                     # row 5 stays zero
+            chain(b, (6, 2), [((S.Slice(2, 4, None),), r), (head, w), ((-1,), s)]),  # overlap
+            chain(b, (4, 2), [((S.Slice(None, None, 2),), r), ((S.Slice(1, None, 2),), r)])]
+    p = b.program(*outs)
+    q = optimize(p)
+    assert names(q).count("concatenate") == 1 and names(q).count("embed") == 3
+    args = random_args(p)
+    assert_same_results(p, q, args, rtol=0)
+    expected = np.concatenate([args[0], args[2], args[1][None]])
+    np.testing.assert_array_equal(compile_program(q)(*args)[0], expected)
+    # A piece read elsewhere is not written into: the chain stays.
+    b = Builder()
+    u, v = b.input((2,)), b.input((2,))
+    first = b(S.embed, u, index=(S.Slice(None, 2, None),), shape=(4,))
+    p = b.program(b(S.scatter_add, first, v, index=(S.Slice(2, None, None),)), first)
+    assert "concatenate" not in names(optimize(p))
+
+
 def test_a_matrix_product_over_a_single_term_is_an_elementwise_product():
     b = Builder()
     col, row, stack, m, n = (b.input((3, 1)), b.input((1, 4)), b.input((5, 1, 4)),

@@ -26,7 +26,8 @@ not), with these documented exceptions, all in `simplify` but the last:
   unless an intermediate over- or underflows in one order and not the other;
 - `x + 0 -> x`, `0 - x -> -x` and `x * 0 -> 0` may flip the sign of a zero result
   (-0.0 for +0.0; they compare equal), as XLA's algebraic simplifier does; so may
-  `x + embed(b, i) -> scatter_add(x, b, i)` (no `+ 0.0` around b), `(-x) - y ->
+  `x + embed(b, i) -> scatter_add(x, b, i)` (no `+ 0.0` around b), scatter_adds
+  filling an embed's zeros piece by piece becoming one concatenate, `(-x) - y ->
   -(x + y)`, and `a @ b -> a * b` for a contraction of length 1 (BLAS may add a
   -0.0 product to +0.0);
 - dropping a conversion to x's own dtype (a copy) hands x's memory layout to the
@@ -687,6 +688,64 @@ def _embed(eq, rw):
     return rw.retyped(eq, reshape, [v], {"shape": shape})
 
 
+def _leading_piece(index, values, shape):
+    """(start, length) of the leading-axis piece of `shape` that a basic index (one slice
+    of step 1, or one integer) selects, if `values` fill it exactly; else None."""
+    if len(index) != 1:
+        return None
+    entry, n, rest = index[0], shape[0], tuple(shape[1:])
+    if type(entry) is Slice:
+        start, stop, step = slice(*entry).indices(n)
+        length, placed = stop - start, (max(stop - start, 0), *rest)
+        return (start, length) if step == 1 and tuple(values.aval.shape) == placed else None
+    if isinstance(entry, (int, np.integer)) and not isinstance(entry, bool) and -n <= entry < n \
+            and tuple(values.aval.shape) == rest:
+        return int(entry) % n, 1
+    return None
+
+
+def _scatter_add(eq, rw):
+    """A chain of scatter_adds into an embed, each read only by the next, whose values
+    fill disjoint pieces of the leading axis covering all of it (the gradient of a flat
+    parameter vector sliced into a model's weights) -> one concatenate of the values in
+    order: the zeros are neither written nor added to (a -0.0 value stays -0.0 where the
+    sum gave +0.0)."""
+    out = eq.outputs[0].aval
+    if not out.shape:
+        return None
+    pieces, step = [], eq
+    while step.primitive is scatter_add:
+        if len(step.inputs) != 2:                   # index arrays
+            return None
+        base, values = step.inputs
+        pieces.append((step.params["index"], values))
+        if not rw.single_use(base):
+            return None
+        step = rw.producer.get(base) if _is_var(base) else None
+        if step is None or step.primitive not in (scatter_add, embed):
+            return None
+    if len(step.inputs) != 1 or tuple(step.params["shape"]) != tuple(out.shape):
+        return None
+    pieces.append((step.params["index"], step.inputs[0]))
+    placed = []
+    for index, values in pieces:
+        if not _is_var(values) or values.weak \
+                or np.dtype(values.aval.dtype) != np.dtype(out.dtype):
+            return None
+        piece = _leading_piece(index, values, tuple(out.shape))
+        if piece is None:
+            return None
+        placed.append((*piece, values))
+    placed.sort(key=lambda p: p[0])
+    if [p[0] for p in placed] != [sum(p[1] for p in placed[:k]) for k in range(len(placed))] \
+            or sum(p[1] for p in placed) != out.shape[0]:
+        return None
+    parts = [values if len(values.aval.shape) == len(out.shape)
+             else rw.emit(reshape, [values], {"shape": (1, *out.shape[1:])})
+             for _, _, values in placed]
+    return rw.retyped(eq, concatenate, parts, {"axis": 0})
+
+
 def _transpose(eq, rw):
     """transpose(transpose(x, a), b) -> transpose(x, a[b]); the identity permutation -> x."""
     x, axes = eq.inputs[0], tuple(eq.params["axes"])
@@ -822,7 +881,7 @@ def _unbroadcast_operands(eq, rw):
 RULES = {add: _add, subtract: _subtract, multiply: _multiply, divide: _divide,
          negative: _negative, matmul: _matmul, embed: _embed, transpose: _transpose,
          reshape: _reshape, broadcast_to: _collapse(broadcast_to), convert: _convert,
-         getitem: _getitem, reduce_sum: _sum}
+         getitem: _getitem, reduce_sum: _sum, scatter_add: _scatter_add}
 
 
 def simplify(program: Program) -> Program:
@@ -831,7 +890,8 @@ def simplify(program: Program) -> Program:
     Multiplications by one, additions of zero, double negations, negations that
     fold into add/subtract or move out of products and quotients, literal scale
     factors that gather, uniform constants that become literals, sums of embeds
-    (one embed, or a scatter_add), embeds of every element and one-term matrix
+    (one embed, or a scatter_add; scatter_adds filling the leading axis piece by piece,
+    one concatenate), embeds of every element and one-term matrix
     products, chains of transposes, reshapes and broadcasts, identity
     transposes/reshapes/broadcasts/conversions/slices, unit slices reshaped to vectors
     (one integer index), explicit broadcasts feeding
