@@ -6,10 +6,13 @@ so on an AVX2 host (an AMD EPYC here) both run about 5-35 ns per element where J
 torch's vectorised ones run 1-3, and these 2-4 (logaddexp 10). These are written without
 calls or branches LLVM cannot turn into selects, and read and write a float's bits through
 two intrinsics (`float_bits`, `from_bits`), so a loop of them runs four elements per
-instruction; their polynomials' steps are fused multiply-adds (`muladd`) where the CPU has
-them, the long ones in Estrin's order (a loop of these is bound by its chain of dependent
-operations, not by their number), and a choice of two operands that feeds one division is
-a select (`choose`), not a branch. Each is within 1 ulp (exp, log) or 2 ulp (the others)
+instruction. A loop of these is bound by its chain of dependent operations over the
+operations the CPU holds in flight, so both the chain and the count matter: polynomial
+steps are fused multiply-adds (`muladd`) where the CPU has them, the long ones in
+Estrin's order; a choice of two operands that feeds one division is a select (`choose`),
+not a branch; the odd ones (tanh, sinh, arctan) are computed on |x| and given x's sign
+by copysign, and NaN passes every step rather than being chosen at the end (every
+choice costs instructions in every iteration). Each is within 1 ulp (exp, log) or 2 ulp (the others)
 of NumPy's value (arctan: 1 of the C library's; expit: 3 of SciPy's; logaddexp: 4 ulp of
 its larger operand plus 4 of its log1p term), with NumPy's results at zeros, infinities,
 NaN, overflow and underflow (tests/test_vector_math.py). Generated kernels call them as
@@ -132,19 +135,19 @@ def _exp_times(a, factor):
 
 @numba.njit(**_JIT)
 def exp(x):
-    """e**x for a float64 x."""
-    scaled = _exp_times(min(max(x, -746.0), 710.0), 1.0)   # beyond: 0 or inf anyway
-    return scaled if x == x else x + x
+    """e**x for a float64 x (beyond [-746, 710] it is 0 or inf anyway: x is clamped there
+    by choices that NaN passes, and every step after them)."""
+    return _exp_times(choose(x < -746.0, -746.0, choose(x > 710.0, 710.0, x)), 1.0)
 
 
 @numba.njit(**_JIT)
 def tanh(x):
-    """tanh(x) for a float64 x, computed on |x| and given x's sign (so -0.0 stays -0.0 and
-    the choices are few: the shorter loop, 16% faster), by one division whose operands
-    |x| chooses: below 0.625 |x| + |x|^3 P / Q, else 1 - 2 / (exp(2|x|) + 1) with exp(2|x|)
-    as _reduced's fraction times 2**k, so 2 / (exp(2|x|) + 1) = 2 (2 - c) / (2**k (2 + 2r
-    - c) + 2 - c). Beyond |x| = 20 tanh rounds to +-1, so 2|x| is capped at 40 (NaN passes
-    the cap and every step after it) and 2**k is one normal float."""
+    """tanh(x) for a float64 x, computed on |x| and given x's sign (so -0.0 stays -0.0),
+    by one division whose operands |x| chooses: below 0.625 |x| + |x|^3 P / Q, else
+    1 - 2 / (exp(2|x|) + 1) with exp(2|x|) as _reduced's fraction times 2**k, so
+    2 / (exp(2|x|) + 1) = 2 (2 - c) / (2**k (2 + 2r - c) + 2 - c). Beyond |x| = 20 tanh
+    rounds to +-1, so 2|x| is capped at 40 (NaN passes the cap and every step after it)
+    and 2**k is one normal float."""
     magnitude = abs(x)
     z = x * x
     p0, p1, p2 = TANH_P
@@ -184,28 +187,26 @@ def expm1(x):
 @numba.njit(**_JIT)
 def cosh(x):
     """cosh(x) for a float64 x: e**|x| / 2 + 1 / (2 e**|x|)."""
-    half = _exp_times(min(abs(x), 711.0), 0.5)   # e**|x| / 2
-    value = half + 0.25 / half
-    return value if x == x else x + x
+    magnitude = abs(x)
+    half = _exp_times(choose(magnitude > 711.0, 711.0, magnitude), 0.5)   # e**|x| / 2
+    return half + 0.25 / half                       # NaN passed every step
 
 
 @numba.njit(**_JIT)
 def sinh(x):
-    """sinh(x) for a float64 x: its odd Taylor series to x**19 / 19! for |x| < 1, else
-    e**|x| / 2 - 1 / (2 e**|x|) with x's sign."""
+    """sinh(x) for a float64 x, computed on |x| and given x's sign (so -0.0 stays -0.0):
+    its odd Taylor series to x**19 / 19! below 1, else e**|x| / 2 - 1 / (2 e**|x|)
+    (NaN passes every step)."""
     c3, c5, c7, c9, c11, c13, c15, c17, c19 = INV_FACTORIALS[1::2]
+    magnitude = abs(x)
     z = x * x
     z2 = z * z
     z4 = z2 * z2                                    # Estrin's order: a short chain
     p = muladd(z4, muladd(z4, c19, muladd(z2, muladd(c17, z, c15), muladd(c13, z, c11))),
                muladd(z2, muladd(c9, z, c7), muladd(c5, z, c3)))
-    half = _exp_times(min(abs(x), 711.0), 0.5)   # e**|x| / 2
-    large = half - 0.25 / half
-    if abs(x) < 1.0:
-        return x + x * z * p
-    if x != x:
-        return x + x
-    return -large if x < 0.0 else large
+    half = _exp_times(choose(magnitude > 711.0, 711.0, magnitude), 0.5)   # e**|x| / 2
+    return math.copysign(choose(magnitude < 1.0, magnitude + magnitude * z * p,
+                                half - 0.25 / half), x)
 
 
 LOG_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
@@ -283,13 +284,14 @@ ATAN_T = (3.33333333333329318027e-01, -1.99999999998764832476e-01, 1.42857142725
 def arctan(x):
     """arctan(x) for a float64 x, fdlibm's way: |x| is moved near 0 by atan(|x|) =
     atan(c) + atan((|x| - c) / (1 + c |x|)) for c = 0.5, 1, 1.5 or inf (by |x|: below
-    0.4375 no move), one division whose operands |x| chooses, then an odd polynomial."""
+    0.4375 no move), one division whose operands |x| chooses, then an odd polynomial;
+    computed on |x| and given x's sign (so -0.0 stays -0.0; NaN passes every step)."""
     a = abs(x)
     near = a < 0.6875
     below = a < 1.1875
     above = a < 2.4375
     small = a < 0.4375
-    numerator = (x if small else 2.0 * a - 1.0) if near else \
+    numerator = (a if small else 2.0 * a - 1.0) if near else \
         ((a - 1.0) if below else (a - 1.5) if above else -1.0)
     denominator = (1.0 if small else 2.0 + a) if near else \
         ((a + 1.0) if below else muladd(1.5, a, 1.0) if above else a)
@@ -303,12 +305,7 @@ def arctan(x):
     t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10 = ATAN_T
     s1 = z * muladd(w, muladd(w, muladd(w, muladd(w, muladd(w, t10, t8), t6), t4), t2), t0)
     s2 = w * muladd(w, muladd(w, muladd(w, muladd(w, t9, t7), t5), t3), t1)
-    if small:
-        return x - x * (s1 + s2) if z != 0.0 else x        # arctan(-0.0) is -0.0
-    value = hi - ((t * (s1 + s2) - lo) - t)
-    if x != x:
-        return x + x
-    return -value if x < 0.0 else value
+    return math.copysign(choose(small, a - a * (s1 + s2), hi - ((t * (s1 + s2) - lo) - t)), x)
 
 
 @numba.njit(**_JIT)
