@@ -675,6 +675,45 @@ def test_item2_products_sharing_a_large_matrix_read_it_once(pays, monkeypatch):
             np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("pays", [True, False])
+def test_a_transposed_constant_read_by_narrow_products_is_copied_where_that_pays(
+        pays, monkeypatch):
+    """The `X.T` a gradient reads (a transposed view of the data) becomes a C-ordered copy,
+    on a cache line, where `transposed_copy_pays` (here given) says so; one that a wide
+    product reads stays a view. Values equal eager mode's."""
+    passes = pullback.ir.passes
+    monkeypatch.setattr(passes, "transposed_copy_pays", lambda *args: pays)
+    rng = np.random.default_rng(7)
+    X, W, y = rng.standard_normal((200, 30)), rng.standard_normal((200, 20)), rng.uniform(size=200)
+
+    def loss(w):
+        z = X @ w
+        return np.sum(np.log1p(np.exp(z)) - y * z) + np.sum(np.tanh(W @ np.outer(w[:20], w[:5])))
+    w = rng.standard_normal(30)
+    program = optimize(pullback.ir.staging.stage(pullback.grad(loss), (w,)))
+    transposed = [c for c in program.consts if c.ndim == 2 and c.shape[0] < c.shape[1]]
+    layouts = {c.shape: (c.flags.c_contiguous, c.ctypes.data % 64) for c in transposed}
+    assert layouts[(30, 200)] == ((True, 0) if pays else (False, X.ctypes.data % 64))
+    assert not layouts[(20, 200)][0]                   # W.T @ (200 x 5): not narrow
+    np.testing.assert_allclose(compile_program(program)(w)[0], pullback.grad(loss)(w),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_a_transposed_copy_is_measured_once_per_shape(monkeypatch):
+    passes = pullback.ir.passes
+    monkeypatch.setattr(passes, "_copies_measured", {})
+    timed = []
+    real = passes._best_time
+    monkeypatch.setattr(passes, "_best_time", lambda call: timed.append(call) or real(call))
+    first = passes.transposed_copy_pays((30, 200), np.float64)
+    assert type(first) is bool and len(timed) == 2
+    assert passes.transposed_copy_pays((30, 200), np.dtype(np.float64)) is first
+    assert len(timed) == 2
+    rows = -(-passes.COPY_MEASURED_BYTES // 80)
+    assert passes.transposed_copy_pays((10, rows), np.float64) is False
+    assert passes.transposed_copy_pays((10, 20), np.int64) is False and len(timed) == 2
+
+
 def test_item12_merging_products_is_measured_once_per_shape(monkeypatch):
     """`merging_pays` times the merged product against the separate ones once per
     process and set of shapes (a bool, cached), and merges a matrix of

@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.arrays import (foreign_array, foreign_library, in_library_of, is_array,
-                           runs_generated_code)
+from ..core.arrays import (aligned_copy, foreign_array, foreign_library, in_library_of,
+                           is_array, runs_generated_code)
 from ..core.boundary import REFUSED_ARRAY_TYPES, array_api_refusal, refused_array_type
 from ..core.engine import Tracer
 from ..errors import StaticArgumentError, UnsupportedFunctionError
@@ -41,7 +41,6 @@ from .staging import CapturedTracer, argument_names, leaf_paths, signature_of, s
 RESTAGING_WARNING_THRESHOLD = 8
 # Programs of this many equations or more run interpreted on their first call (see _Compiled).
 INTERPRETED_FIRST_CALL = 2000
-CACHE_LINE = 64          # bytes: where copies of constants start (`_aligned_copy`)
 
 
 class RestagingWarning(UserWarning):
@@ -56,22 +55,22 @@ def _snapshot(program):
 
     Copies keep the constants' layout and what they share: constants that view one array
     whole (`X` and the `X.T` a matrix product's derivative reads) stay views of one copy,
-    and a transposed view stays transposed. A C-ordered copy of `X.T` would double the
-    memory the program streams through (the logistic gradient's two products then read
-    1.6 MB instead of 0.8 MB) and change the matrix-vector product BLAS runs. Copies start
-    on a cache line (`_aligned_copy`)."""
+    and a transposed view stays transposed: a C-ordered copy of `X.T` doubles the memory
+    the program holds and changes the matrix-vector product BLAS runs, which is faster
+    with some BLAS kernels and slower with others (`passes.contiguous_transposes`
+    measures it). Copies start on a cache line (`arrays.aligned_copy`)."""
     roots = {}             # id of an array owning its memory -> its copy, where a constant spans it
     for c in program.consts:
         root = _owner(c)
         if root is not None and c.nbytes == root.nbytes:
-            roots.setdefault(id(root), _aligned_copy(root))
+            roots.setdefault(id(root), aligned_copy(root))
 
     def copied(c):
         if type(c) is not np.ndarray or not c.flags.writeable:
             return c
         root = _owner(c)
         if root is None or id(root) not in roots:
-            return _aligned_copy(c)
+            return aligned_copy(c)
         if c is root:
             return roots[id(root)]
         return np.ndarray(c.shape, c.dtype, buffer=roots[id(root)], strides=c.strides,
@@ -79,22 +78,6 @@ def _snapshot(program):
                           - root.__array_interface__["data"][0])
     program.consts = [copied(c) for c in program.consts]
     return program
-
-
-def _aligned_copy(a):
-    """A copy of the ndarray `a`, laid out as `a.copy(order="K")` lays it out, whose data
-    starts on a multiple of CACHE_LINE bytes. A large array from malloc starts 16 bytes
-    past a page boundary, so that every 64-byte load of it straddles two cache lines: the
-    logistic program's matrix-vector products over a 1000 x 100 constant took 18 µs
-    where it starts at such an offset, 14 µs on a cache line (OpenBLAS, AVX-512), and
-    which of the two a process got decided whether its HVP beat JAX's."""
-    if a.dtype.hasobject:
-        return a.copy(order="K")
-    strides = np.empty_like(a, order="K").strides        # copy(order="K")'s layout, unwritten
-    buffer = np.empty(a.nbytes + CACHE_LINE, np.uint8)
-    copy = np.ndarray(a.shape, a.dtype, buffer, -buffer.ctypes.data % CACHE_LINE, strides)
-    copy[...] = a
-    return copy
 
 
 def _owner(c):
