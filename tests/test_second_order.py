@@ -243,6 +243,31 @@ def test_issue12_dense_hessian_does_no_work_per_basis_vector_and_position(mode):
                                _rosenbrock_hessian(x), rtol=1e-12, atol=1e-9)
 
 
+def test_issue12_a_jacobian_through_a_matrix_product_gathers_the_matrix():
+    # jacrev through `W @ x` pulled the one-hot basis back through a product over its
+    # zeros (an n x n x m matrix product, after a scatter into zeros): each basis
+    # vector's row is the matrix's column times its coefficient, gathered. Here the
+    # basis meets V (both sides, a 1-d and a column product) as one-hot values, and W as
+    # the dense rows that made: one product of matrices is left, the Jacobian's own.
+    n, m = 40, 30
+    W, V = rng.standard_normal((n, m)), rng.standard_normal((m, n))
+    x = rng.standard_normal(m)
+
+    def layers(x):                      # 1-d and column products, on both sides
+        h = np.tanh(W @ x) * x[:n - 10].sum()
+        return np.concatenate([(h @ V.T) * 2.0, (V @ h.reshape(n, 1))[:, 0] ** 2])
+    for jac in (jacrev, jacfwd):
+        program = pullback.make_ir(jac(layers))(x)
+        products = [eq for eq in program.equations if eq.primitive.name == "matmul"
+                    and all(len(v.aval.shape) == 2 and min(v.aval.shape) > 1 for v in eq.inputs)]
+        if jac is jacrev:
+            assert len(products) == 1
+        expected = jacfwd(layers)(x) if jac is jacrev else jacrev(layers)(x)
+        np.testing.assert_allclose(jac(layers)(x), expected, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(pullback.jit(jac(layers))(x), expected, rtol=1e-12,
+                                   atol=1e-12)
+
+
 @pytest.mark.parametrize("name, f, make_x", SCALAR_FUNCTIONS, ids=[r[0] for r in SCALAR_FUNCTIONS])
 def test_issue12_the_mode_jit_picks_agrees_with_every_mode(name, f, make_x):
     x = np.asarray(make_x(), np.float64)

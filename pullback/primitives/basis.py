@@ -16,7 +16,10 @@ the structure where they can:
   (multiply, divide), the others shared by the batch, applies to each coef;
 - a linear elementwise primitive (number partials, zero at zero: add, subtract,
   negative) of structured arguments only collects their terms, scaled; terms with equal
-  slots merge.
+  slots merge;
+- a matrix product of a structured vector and a shared matrix (`sparsity="matmul"`)
+  gathers the matrix's columns (rows) at the coefficients' places, times them: a dense
+  batch without a product over the basis's zeros.
 
 Anything else gets the dense value (`dense`: one scatter into zeros). Off its pattern a
 structured value is a symbolic zero, as `ZERO` is: a product with an Inf there is zero,
@@ -40,7 +43,8 @@ from ..core.primitive import ZERO
 from ..errors import BatchError
 from ..transforms.batching import BatchTrace, BatchTracer
 from ..tree import tree_map
-from .structural import concatenate, embed, getitem, reshape
+from .elementwise import add, multiply
+from .structural import concatenate, embed, getitem, reshape, transpose
 
 MAX_TERMS = 8       # more terms than this: the dense value is cheaper to carry
 
@@ -186,7 +190,47 @@ def structured(prim, values, dims, params):
         return _elementwise(prim, values, hot, params)
     if prim.sparsity in ("gather", "embed", "same") and hot == [0]:
         return _moved(prim, values, params)
+    if prim.sparsity == "matmul" and len(values) == 2 and len(hot) == 1:
+        return _product(values, hot[0])
     return None
+
+
+def _product(values, position):
+    """The dense batch of `A @ x` (x at `position` 1, examples of n or n x 1) or `x @ A`
+    (0, examples of n or 1 x n) for a OneHot x and a shared matrix A: each slot's row is its coefficients times A's
+    columns (rows) at their places, gathered, not a product over the batch's zeros (the
+    reverse pass of `jacrev` through `W @ x`: O(n m) for the n x m products' O(n n m)).
+    A slot held at several places sums their rows (in another order than the product's:
+    last bits); a symbolic zero stays +0.0 where the product could give -0.0."""
+    x, matrix = values[position], values[1 - position]
+    column = position == 1
+    if isinstance(matrix, Number) or len(shape_of(matrix)) != 2:
+        return None
+    n, m = shape_of(matrix)[::-1] if column else shape_of(matrix)
+    if x.example_shape not in ((n,), (n, 1) if column else (1, n)):
+        return None
+    dtype = np.result_type(x.dtype, dtype_of(matrix))
+    example = (m,) if len(x.example_shape) == 1 else (m, 1) if column else (1, m)
+    total = None
+    for coef, slots in x.terms:
+        places = np.flatnonzero(slots.reshape(-1))
+        coef = reshape(coef, shape=(n, 1))
+        if places.size < n:
+            coef = getitem(coef, places, index=(ArrayIndex(0),))
+        lines = getitem(matrix, places, index=(Slice(None, None, None), ArrayIndex(0))) if column \
+            else getitem(matrix, places, index=(ArrayIndex(0),))
+        rows = multiply(transpose(lines, axes=(1, 0)) if column else lines, coef)   # (places, m)
+        order = slots.reshape(-1)[places] - 1
+        if order.size == x.size and np.array_equal(order, np.arange(x.size)):
+            batch = rows
+        else:                                   # slots in another order, missing or repeated
+            batch = embed(rows, order, index=(ArrayIndex(0),), shape=(x.size, m))
+        total = batch if total is None else add(total, batch)
+    if total is None:
+        return OneHot([], x.size, example, dtype)
+    if dtype_of(total) != dtype:
+        return None
+    return reshape(total, shape=(x.size,) + example)
 
 
 class Scaled:
