@@ -107,6 +107,33 @@ def test_fused_tier_matches_eager_on_every_primitive(name):
         run()
 
 
+def test_a_matrix_of_vector_math_calls_runs_as_flat_chunks_of_rows():
+    """A 2-D loop of vector_math calls runs as a flat function over chunks of rows (row
+    operands tiled; 37 rows of 300 in chunks of 13, the last shorter) on C-ordered
+    arrays, and as the nested loops on others: the same bits either way, NumPy's values
+    to within vector_math's ulps. A column operand keeps the nested loops alone."""
+    rng = np.random.default_rng(3)
+    g, b, r, s = (rng.standard_normal((37, 300)), rng.standard_normal(300),
+                  rng.standard_normal((1, 300)), rng.standard_normal(()))
+
+    def f(g, b, r, s):
+        return np.tanh(g + b) * r - np.exp(g * s) * 0.5
+    args = (g, b, r, s)
+    program = optimize(stage(f, args))
+    compiled = fused.compile_fused(program, "f", [np.copy(a) for a in args], min_size=1,
+                                   measure=False)
+    (kernel,) = compiled.kernels
+    assert "kernel_rows(m, f0[s:s + m], t0, t1, a3, g0[s:s + m])" in kernel.source
+    flat = compiled(*args)[0]
+    nested = compiled(np.asfortranarray(g), b, r, s)[0]
+    np.testing.assert_array_equal(flat, nested)
+    np.testing.assert_allclose(flat, f(*args), rtol=1e-14, atol=1e-15)
+    column = optimize(stage(lambda g, c: np.tanh(g + c), (g, b[:37, None])))
+    (kernel,) = fused.compile_fused(column, "f", [g, b[:37, None]], min_size=1,
+                                    measure=False).kernels
+    assert "kernel_rows" not in kernel.source
+
+
 COMPLEX_ELEMENTWISE = sorted(n for n in TABLE if REGISTRY[n].family == "elementwise"
                              and REGISTRY[n].emit_scalar and REGISTRY[n].complex_rules
                              and REGISTRY[n].partials)

@@ -19,7 +19,8 @@ loop over the matrix's rows (`thin_products`) where it measures faster than BLAS
 primitives fuse and how one element is written are facts on the primitives
 (`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
 
-A kernel is one loop on the calling thread. Loops split over the CPUs (helper threads
+A kernel is one loop on the calling thread (a 2-D loop of vector_math calls over
+C-ordered arrays: a flat function over chunks of rows, `_in_rows`). Loops split over the CPUs (helper threads
 taking parts of the first dimension, chosen by timing both ways) were measured on 2
 cores and removed: forced, they took 2 to 7 times the one loop's time whenever other
 processes ran (a helper waits for a CPU, and the caller for it), and in idle runs of
@@ -432,9 +433,10 @@ def kernel_for(group: Group, needed) -> tuple:
               for j, n in enumerate(shape)]
         return f"{index[x]}[{', '.join(at)}]"
 
-    def compute(values, at, prefix, lines, stored=()):
+    def compute(values, at, prefix, lines, stored=(), read=operand):
         """Appends the lines computing `values` at loop position `at` (reading those in
-        `stored` from the main loop's arrays) to `lines`; {value: its expression}."""
+        `stored` from the main loop's arrays, the operands by `read`) to `lines`; {value:
+        its expression}."""
         wanted = set(values)
         for out in reversed(list(maps)):
             if out in wanted and out not in stored:
@@ -447,7 +449,7 @@ def kernel_for(group: Group, needed) -> tuple:
                 names[out] = f"{arrays[out]}[{', '.join(at)}]"
                 continue
             dtypes = _operand_dtypes(eq)
-            args = [names[x] if x in names else operand(x, d, at)
+            args = [names[x] if x in names else read(x, d, at)
                     for x, d in zip(eq.inputs, dtypes)]
             names[out] = f"{prefix}{len(names)}"
             lines.append(f"{names[out]} = "
@@ -532,8 +534,70 @@ def kernel_for(group: Group, needed) -> tuple:
         lines += [indent + line for line in body]
     for chain, name, segments in gathers:
         lines += _gather_chain(chain, name, segments, compute, set(arrays), index)
-    source = _module(header + [index[x] for x in inputs] + given_names, setup + lines, returns)
+    helper = None
+    if rank == 2 and body and not gathers and len(returns) == len(arrays) \
+            and any("vm." in line for line in body) and group.shape[1] > 1:
+        def flat(read):
+            flat_lines = []
+            return compute(main_values, ["i"], "v", flat_lines, read=read), flat_lines
+        helper, lines = _in_rows(group.shape, inputs, index, arrays, lines, flat, operand)
+    source = _module(header + [index[x] for x in inputs] + given_names, setup + lines, returns,
+                     helper=helper)
     return FusedKernel(source, group, inputs, outputs, given), inputs, outputs
+
+
+ROWS_CHUNK = 4096        # elements per call of a kernel's flat row function
+
+
+def _in_rows(shape, inputs, index, arrays, loops, flat, operand):
+    """(the flat row function, the kernel's lines) for a loop over a 2-D shape of
+    vector_math calls: inside a loop over rows LLVM keeps reloading their ~20 constants
+    (a `movabs` and a `vbroadcastsd` per constant and iteration: the MLP's tanh kernel
+    176 µs against 143 for a flat loop over the same elements), so the kernel calls a
+    function looping over chunks of ROWS_CHUNK elements of C-ordered arrays, each row
+    operand tiled over a chunk's rows, which LLVM does not inline (Numba marks a
+    function `noinline` when it carries debug information: `debug=True`; inlined, the
+    loop is the nested one again): 154 µs. The nested loops stay for other layouts (a
+    transposed operand), and where an operand is a column: (loops, None) then."""
+    n0, n1 = shape
+    tiles, full = {}, []
+    for x in inputs:
+        if tuple(x.aval.shape) == tuple(shape):
+            full.append(x)
+        elif tuple(x.aval.shape) in ((n1,), (1, n1)) and n0 > 1:
+            tiles[x] = f"t{len(tiles)}"
+        elif x.aval.shape:
+            return None, loops
+
+    def read(x, dtype, at):
+        if type(x) is Literal or not x.aval.shape:
+            return operand(x, dtype, at)
+        return f"{tiles[x]}[i]" if x in tiles else f"f{index[x][1:]}[i]"
+    names, body = flat(read)
+    parameters = ["m"] + [f"f{index[x][1:]}" for x in full] + list(tiles.values()) + \
+        [index[x] for x in inputs if not x.aval.shape] + [f"g{a[1:]}" for a in arrays.values()]
+    helper = ["for i in range(m):"] + [f"    {line}" for line in body] + \
+        [f"    g{array[1:]}[i] = {names[value]}" for value, array in arrays.items()]
+    contiguous = " and ".join(f"{a}.flags.c_contiguous" for a in
+                              [index[x] for x in full] + list(arrays.values()))
+    chunk = [f"rows = max(1, {ROWS_CHUNK} // n1)"]
+    for x, tile in tiles.items():
+        chunk += [f"{tile} = np.empty(rows * n1, {index[x]}.dtype)",
+                  "for r in range(rows):",
+                  f"    {tile}[r * n1:(r + 1) * n1] = {index[x]}"
+                  + ("" if tuple(x.aval.shape) == (n1,) else "[0]")]
+    chunk += [f"f{index[x][1:]} = np.ravel({index[x]})" for x in full]
+    chunk += [f"g{a[1:]} = {a}.reshape(-1)" for a in arrays.values()]
+    chunk += ["for start in range(0, n0, rows):",
+              "    m = min(rows, n0 - start) * n1",
+              "    s = start * n1",
+              "    kernel_rows(" + ", ".join(
+                  ["m"] + [f"f{index[x][1:]}[s:s + m]" for x in full] + list(tiles.values())
+                  + [index[x] for x in inputs if not x.aval.shape]
+                  + [f"g{a[1:]}[s:s + m]" for a in arrays.values()]) + ")"]
+    lines = [f"if {contiguous}:"] + [f"    {line}" for line in chunk] + ["else:"] + \
+        [f"    {line}" for line in loops]
+    return (parameters, helper), lines
 
 
 def _vector_math_version() -> str:
@@ -544,15 +608,21 @@ def _vector_math_version() -> str:
         return hashlib.sha256(file.read()).hexdigest()[:16]
 
 
-def _module(parameters, body, returns, fastmath=None) -> str:
+def _module(parameters, body, returns, fastmath=None, helper=None) -> str:
     """Source of a module defining the Numba function `kernel` (its body lines, returning
     the tuple of `returns`; `fastmath`: the flags LLVM may use, source text); it releases
     the GIL, so other threads run meanwhile. A body calling `vm.` functions imports
-    ir/vector_math (its version in a comment)."""
+    ir/vector_math (its version in a comment). `helper`: (parameters, body) of the function
+    `kernel_rows` it calls, compiled with debug information so that LLVM does not inline
+    it (`_in_rows`)."""
     lines = ["import numpy as np", "import numba"]
-    if any("vm." in line for line in body):
+    if any("vm." in line for line in body + (helper[1] if helper else [])):
         lines.append(f"from pullback.ir import vector_math as vm  # {_vector_math_version()}")
     flags = f", fastmath={fastmath}" if fastmath else ""
+    if helper:
+        lines += ["", '@numba.njit(cache=True, error_model="numpy", nogil=True, debug=True)',
+                  f"def kernel_rows({', '.join(helper[0])}):"]
+        lines += [f"    {line}" for line in helper[1]]
     lines += ["",
              f'@numba.njit(cache=True, error_model="numpy", nogil=True{flags})',
              f"def kernel({', '.join(parameters)}):"]
