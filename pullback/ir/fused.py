@@ -557,8 +557,9 @@ def _in_rows(shape, inputs, index, arrays, loops, flat, operand):
     function looping over chunks of ROWS_CHUNK elements of C-ordered arrays, each row
     operand tiled over a chunk's rows, which LLVM does not inline (Numba marks a
     function `noinline` when it carries debug information: `debug=True`; inlined, the
-    loop is the nested one again): 154 µs. The nested loops stay for other layouts (a
-    transposed operand), and where an operand is a column: (loops, None) then."""
+    loop is the nested one again; debug would also check bounds, so `boundscheck=False`):
+    154 µs. The nested loops stay for other layouts (a transposed operand), and where an
+    operand is a column: (None, loops) then."""
     n0, n1 = shape
     tiles, full = {}, []
     for x in inputs:
@@ -614,13 +615,14 @@ def _module(parameters, body, returns, fastmath=None, helper=None) -> str:
     the GIL, so other threads run meanwhile. A body calling `vm.` functions imports
     ir/vector_math (its version in a comment). `helper`: (parameters, body) of the function
     `kernel_rows` it calls, compiled with debug information so that LLVM does not inline
-    it (`_in_rows`)."""
+    it, without bounds checks (`_in_rows`)."""
     lines = ["import numpy as np", "import numba"]
     if any("vm." in line for line in body + (helper[1] if helper else [])):
         lines.append(f"from pullback.ir import vector_math as vm  # {_vector_math_version()}")
     flags = f", fastmath={fastmath}" if fastmath else ""
     if helper:
-        lines += ["", '@numba.njit(cache=True, error_model="numpy", nogil=True, debug=True)',
+        lines += ["", '@numba.njit(cache=True, error_model="numpy", nogil=True, debug=True, '
+                      'boundscheck=False)',
                   f"def kernel_rows({', '.join(helper[0])}):"]
         lines += [f"    {line}" for line in helper[1]]
     lines += ["",
