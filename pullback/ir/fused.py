@@ -20,11 +20,12 @@ primitives fuse and how one element is written are facts on the primitives
 (`emit_scalar`, `scalar_reduction`); nothing here names a primitive.
 
 A kernel is one loop on the calling thread (a 2-D loop of vector_math calls over
-C-ordered arrays: a flat function over chunks of rows, `_in_rows`). Loops split over the CPUs (helper threads
-taking parts of the first dimension, chosen by timing both ways) were measured on 2
-cores and removed: forced, they took 2 to 7 times the one loop's time whenever other
-processes ran (a helper waits for a CPU, and the caller for it), and in idle runs of
-the speed table they showed no gain; the one loop runs at about memory speed.
+C-ordered arrays: a flat function over chunks of rows, `_in_rows`). Loops split over
+the CPUs (helper threads taking parts of the first dimension, chosen by timing both
+ways) were measured on 2 cores and removed: forced, they took 2 to 7 times the one
+loop's time whenever other processes ran (a helper waits for a CPU, and the caller for
+it), and in idle runs of the speed table they showed no gain; the one loop runs at about
+memory speed.
 
 A kernel takes the arrays of `codegen.SCRATCH_BYTES` or more that it writes whole as
 arguments (`given_outputs`) rather than allocating them: the generated code passes

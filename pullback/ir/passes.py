@@ -698,8 +698,9 @@ def _leading_piece(index, values, shape):
     entry, n, rest = index[0], shape[0], tuple(shape[1:])
     if type(entry) is Slice:
         start, stop, step = slice(*entry).indices(n)
-        length, placed = stop - start, (max(stop - start, 0), *rest)
-        return (start, length) if step == 1 and tuple(values.aval.shape) == placed else None
+        length = max(stop - start, 0)
+        return (start, length) if step == 1 and tuple(values.aval.shape) == (length, *rest) \
+            else None
     if isinstance(entry, (int, np.integer)) and not isinstance(entry, bool) and -n <= entry < n \
             and tuple(values.aval.shape) == rest:
         return int(entry) % n, 1

@@ -11,13 +11,13 @@ operations the CPU holds in flight, so both the chain and the count matter: poly
 steps are fused multiply-adds (`muladd`) where the CPU has them, the long ones in
 Estrin's order; a choice of two operands that feeds one division is a select (`choose`),
 not a branch; the odd ones (tanh, sinh, arctan) are computed on |x| and given x's sign
-by copysign, and NaN passes every step rather than being chosen at the end (every
-choice costs instructions in every iteration). Each is within 1 ulp (exp, log) or 2 ulp (the others)
-of NumPy's value (arctan: 1 of the C library's; expit: 3 of SciPy's; logaddexp: 4 ulp of
-its larger operand plus 4 of its log1p term), with NumPy's results at zeros, infinities,
-NaN, overflow and underflow (tests/test_vector_math.py). Generated kernels call them as
-`vm.exp(x)`; the fused tier's probe (`numpy_saving`) still leaves a kind to NumPy where
-NumPy's own loop measures faster.
+by copysign, and NaN passes every step (`_at_most`) rather than being chosen at the end
+(every choice costs instructions in every iteration). Each is within 1 ulp (exp, log) or
+2 ulp (the others) of NumPy's value (arctan: 1 of the C library's; expit: 3 of SciPy's;
+logaddexp: 4 ulp of its larger operand plus 4 of its log1p term), with NumPy's results at
+zeros, infinities, NaN, overflow and underflow (tests/test_vector_math.py). Generated
+kernels call them as `vm.exp(x)`; the fused tier's probe (`numpy_saving`) still leaves a
+kind to NumPy where NumPy's own loop measures faster.
 
 The methods are the classic ones: exp reduces x = k ln2 + r (ln2 in two parts, k by
 adding 1.5 * 2**52), evaluates exp(r) by fdlibm's rational form of Remez coefficients,
@@ -123,6 +123,13 @@ def _power_of_two(k):
 
 
 @numba.njit(**_JIT)
+def _at_most(x, limit):
+    """min(x, limit) that NaN passes (Python's min drops it): a NaN argument then flows
+    through every step after it, and no NaN test is needed at the end."""
+    return choose(x > limit, limit, x)
+
+
+@numba.njit(**_JIT)
 def _exp_times(a, factor):
     """e**a times `factor` (1 or 1/2: exact on 2**k) for a float64 a in [-746, 711],
     by fdlibm's careful form of exp(r), finite wherever the result is: 2**k is applied
@@ -137,7 +144,7 @@ def _exp_times(a, factor):
 def exp(x):
     """e**x for a float64 x (beyond [-746, 710] it is 0 or inf anyway: x is clamped there
     by choices that NaN passes, and every step after them)."""
-    return _exp_times(choose(x < -746.0, -746.0, choose(x > 710.0, 710.0, x)), 1.0)
+    return _exp_times(choose(x < -746.0, -746.0, _at_most(x, 710.0)), 1.0)
 
 
 @numba.njit(**_JIT)
@@ -153,12 +160,11 @@ def tanh(x):
     p0, p1, p2 = TANH_P
     q0, q1, q2 = TANH_Q
     small = magnitude < 0.625
-    twice = magnitude + magnitude
-    _, _, r, c, k = _reduced(choose(twice > 40.0, 40.0, twice))
+    _, _, r, c, k = _reduced(_at_most(magnitude + magnitude, 40.0))
     below = 2.0 - c
-    quotient = choose(small, magnitude * z * muladd(muladd(p0, z, p1), z, p2), 2.0 * below) / choose(
-        small, muladd(muladd(z + q0, z, q1), z, q2),
-        muladd(2.0 + 2.0 * r - c, _power_of_two(k), below))
+    numerator = choose(small, magnitude * z * muladd(muladd(p0, z, p1), z, p2), 2.0 * below)
+    quotient = numerator / choose(small, muladd(muladd(z + q0, z, q1), z, q2),
+                                  muladd(2.0 + 2.0 * r - c, _power_of_two(k), below))
     return math.copysign(choose(small, magnitude + quotient, 1.0 - quotient), x)
 
 
@@ -188,7 +194,7 @@ def expm1(x):
 def cosh(x):
     """cosh(x) for a float64 x: e**|x| / 2 + 1 / (2 e**|x|)."""
     magnitude = abs(x)
-    half = _exp_times(choose(magnitude > 711.0, 711.0, magnitude), 0.5)   # e**|x| / 2
+    half = _exp_times(_at_most(magnitude, 711.0), 0.5)   # e**|x| / 2
     return half + 0.25 / half                       # NaN passed every step
 
 
@@ -204,7 +210,7 @@ def sinh(x):
     z4 = z2 * z2                                    # Estrin's order: a short chain
     p = muladd(z4, muladd(z4, c19, muladd(z2, muladd(c17, z, c15), muladd(c13, z, c11))),
                muladd(z2, muladd(c9, z, c7), muladd(c5, z, c3)))
-    half = _exp_times(choose(magnitude > 711.0, 711.0, magnitude), 0.5)   # e**|x| / 2
+    half = _exp_times(_at_most(magnitude, 711.0), 0.5)   # e**|x| / 2
     return math.copysign(choose(magnitude < 1.0, magnitude + magnitude * z * p,
                                 half - 0.25 / half), x)
 

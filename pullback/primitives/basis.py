@@ -197,8 +197,9 @@ def structured(prim, values, dims, params):
 
 def _product(values, position):
     """The dense batch of `A @ x` (x at `position` 1, examples of n or n x 1) or `x @ A`
-    (0, examples of n or 1 x n) for a OneHot x and a shared matrix A: each slot's row is its coefficients times A's
-    columns (rows) at their places, gathered, not a product over the batch's zeros (the
+    (0, examples of n or 1 x n) for a OneHot x and a shared matrix A: each slot's row is
+    its coefficients times A's columns (rows) at their places, gathered, not a product
+    over the batch's zeros (the
     reverse pass of `jacrev` through `W @ x`: O(n m) for the n x m products' O(n n m)).
     A slot held at several places sums their rows (in another order than the product's:
     last bits); a symbolic zero stays +0.0 where the product could give -0.0."""
@@ -217,9 +218,12 @@ def _product(values, position):
         coef = reshape(coef, shape=(n, 1))
         if places.size < n:
             coef = getitem(coef, places, index=(ArrayIndex(0),))
-        lines = getitem(matrix, places, index=(Slice(None, None, None), ArrayIndex(0))) if column \
-            else getitem(matrix, places, index=(ArrayIndex(0),))
-        rows = multiply(transpose(lines, axes=(1, 0)) if column else lines, coef)   # (places, m)
+        if column:                              # A's columns at the places, as rows
+            lines = transpose(getitem(matrix, places, index=(Slice(None, None, None),
+                                                             ArrayIndex(0))), axes=(1, 0))
+        else:
+            lines = getitem(matrix, places, index=(ArrayIndex(0),))
+        rows = multiply(lines, coef)            # (places, m)
         order = slots.reshape(-1)[places] - 1
         if order.size == x.size and np.array_equal(order, np.arange(x.size)):
             batch = rows
