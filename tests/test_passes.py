@@ -675,6 +675,46 @@ def test_item2_products_sharing_a_large_matrix_read_it_once(pays, monkeypatch):
             np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_split_products_undoes_a_merge_for_the_fused_tier(monkeypatch):
+    """`split_products` gives back the products `merge_products` joined (the fused tier's
+    loops read a matrix once for all of them), in the merged product's place, with the
+    same values; not where the matrix has another dtype or the operand more columns than
+    asked, nor where something else reads the merged product."""
+    passes = pullback.ir.passes
+    monkeypatch.setattr(passes, "merging_pays", lambda *args: True)
+    rng = np.random.default_rng(8)
+    X, y = rng.standard_normal((200, 30)), rng.uniform(size=200) < 0.5
+    w, v, columns = rng.standard_normal(30), rng.standard_normal(30), rng.standard_normal((30, 3))
+
+    def logistic(w):
+        z = X @ w
+        return np.sum(np.log1p(np.exp(z)) - y * z)
+
+    def pieces(A, columns):                   # a piece of two columns and one of one
+        return A @ columns[:, :2], np.tanh(A @ columns[:, 2])
+    cases = [(lambda w, v: pullback.hvp(logistic, w, v), (w, v), 2, 3),
+             (pieces, (X, columns), 1, 2),
+             (pieces, (X.astype(np.float32), columns.astype(np.float32)), 1, 1)]
+    for f, args, merged_products, products in cases:
+        merged = optimize(pullback.ir.staging.stage(f, args))
+        assert [eq.primitive for eq in merged.equations].count(C.matmul) == merged_products
+        assert passes.split_products(merged, 1) is merged
+        program = passes.split_products(merged, 4)
+        typecheck(program)
+        primitives = [eq.primitive for eq in program.equations]
+        assert primitives.count(C.matmul) == products
+        assert (S.concatenate in primitives) == (products == merged_products)
+        for got, expected in zip(compile_program(program)(*args),
+                                 pullback.tree.flatten(f(*args))[0]):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    merged = optimize(pullback.ir.staging.stage(pieces, (X, columns)))
+    (product,) = [eq.outputs[0] for eq in merged.equations if eq.primitive is C.matmul]
+    both = Program(merged.invars, merged.constvars, merged.consts, merged.equations + [
+        Equation(R.sum, [product], {"axis": None, "keepdims": False},
+                 [Var(ShapeDtype((), np.float64))], None)], merged.outvars)
+    assert passes.split_products(both, 4) is both
+
+
 @pytest.mark.parametrize("pays", [True, False])
 def test_a_transposed_constant_read_by_narrow_products_is_copied_where_that_pays(
         pays, monkeypatch):

@@ -68,7 +68,7 @@ from ..core.indexing import Slice
 from ..primitives.families import source as value_source
 from . import codegen
 from .codegen import compile_program, generate
-from .passes import column_reshapes, replaced_by, shared_products
+from .passes import column_reshapes, replaced_by, shared_products, split_products
 from .program import Equation, Literal, Program, evaluate, gc_paused
 
 AFTER_CALLS = 3          # the call of a signature that starts fusing its program
@@ -804,9 +804,12 @@ def thin_kernel(matrix, products, before=(), after=()) -> tuple:
 
 def fuse(program: Program, min_size: int = None, leave=None) -> Program:
     """The program with each fused group (`partition`) and each group of products by one
-    matrix's rows (`thin_products`) as one FusedKernel equation."""
+    matrix's rows (`thin_products`) as one FusedKernel equation. Products merged for BLAS
+    (passes.merge_products) are split first, for `thin_products` to read their operands
+    as the vectors they were (a merged operand's columns lie apart in memory: its loop
+    is not vectorised)."""
     with gc_paused():
-        program = thin_products(program)
+        program = thin_products(split_products(program, THIN_COLUMNS))
         items = partition(program, min_size, leave)
         groups = [item for item in items if type(item) is Group]
         if not groups:

@@ -1091,6 +1091,72 @@ def merge_products(program: Program) -> Program:
     return _rebuilt(program, replaced_by(equations, steps))
 
 
+def split_products(program: Program, most_columns: int, dtype=np.float64) -> Program:
+    """`merge_products` undone where A has `dtype` and the merged operand at most
+    `most_columns` columns: `A @ concatenate([b1, b2], axis=1)` read only by column
+    slices, one per piece, becomes `A @ b1`, `A @ b2` (a slice of one column by an
+    integer: the product by that column reshaped to a vector). For the fused tier, whose
+    loops over A's rows read A once for all of its products anyway
+    (`fused.thin_products`); each column is the same dot product."""
+    readers = {}
+    for eq in program.equations:
+        for x in eq.inputs:
+            if _is_var(x):
+                readers.setdefault(x, []).append(eq)
+    made = {eq.outputs[0]: eq for eq in program.equations if eq.primitive is concatenate}
+    outputs = set(program.outvars)
+    steps = {}
+    for eq in program.equations:
+        joined = eq.inputs[1] if eq.primitive is matmul and len(eq.inputs) == 2 else None
+        joining = made.get(joined)
+        if joining is None or joining.params["axis"] != 1 or len(readers[joined]) != 1 \
+                or eq.params or np.dtype(eq.inputs[0].aval.dtype) != np.dtype(dtype) \
+                or not 1 < joined.aval.shape[1] <= most_columns \
+                or eq.outputs[0] in outputs or joined in outputs:
+            continue
+        pieces, start = {}, 0
+        for piece in joining.inputs:
+            pieces[start] = piece
+            start += piece.aval.shape[1]
+        split, taken = [], set()
+        for reader in readers[eq.outputs[0]]:
+            at = _column_piece(reader, pieces)
+            if at is None or at in taken:
+                split = None
+                break
+            taken.add(at)
+            piece, (out,) = pieces[at], reader.outputs
+            if len(out.aval.shape) == 2:
+                split.append(Equation(matmul, [eq.inputs[0], piece], {}, [out], reader.source))
+            else:
+                column = Var(_typed(matmul, [eq.inputs[0], piece], {}))
+                split += [Equation(matmul, [eq.inputs[0], piece], {}, [column], reader.source),
+                          Equation(reshape, [column], {"shape": out.aval.shape}, [out],
+                                   reader.source)]
+        if split:          # in the merged product's place: its readers come after it
+            steps[id(eq)] = ([joining, eq, *readers[eq.outputs[0]]], split)
+    if not steps:
+        return program
+    return _rebuilt(program, replaced_by(program.equations, steps))
+
+
+def _column_piece(eq, pieces):
+    """Where the piece of `pieces` ({first column: operand}) that `eq` reads as a column
+    slice starts: `[:, a:b]` the whole piece, or `[:, a]` a piece of one column; else None."""
+    if eq.primitive is not getitem or len(eq.params["index"]) != 2 \
+            or eq.params["index"][0] != Slice(None, None, None):
+        return None
+    entry = eq.params["index"][1]
+    if type(entry) is Slice:
+        start, stop = entry.start, entry.stop
+        fits = entry.step is None and start in pieces and \
+            stop == start + pieces[start].aval.shape[1]
+    else:
+        start = entry if isinstance(entry, int) and not isinstance(entry, bool) else None
+        fits = start in pieces and pieces[start].aval.shape[1] == 1
+    return start if fits else None
+
+
 def _sunk_reshapes(equations, outvars=()):
     """`equations` with each reshape of a matrix product moved to just before its first
     reader, or to the end where only the program's outputs (`outvars`) read it (valid: it
