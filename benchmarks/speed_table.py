@@ -405,7 +405,7 @@ def report(rows, libraries, best, ratios, missing, loads, blas, span, args, seco
              "jit / JAX: pullback jit's fused tier (its steady state with Numba installed) over "
              "JAX jit; eager / torch: pullback eager over torch (eager.py's candidates, the faster "
              "of torch.autograd and torch.func; Hessians: torch.func.hessian). autograd: HIPS "
-             "autograd; hand NumPy: eager.py's hand-written derivatives (none for the MLP HVP). "
+             "autograd; hand NumPy: eager.py's hand-written derivatives. "
              "Below 1: pullback faster; jit / JAX per pass: that ratio of each pass's medians.", "",
              "| task | " + " | ".join(libraries) + " | jit / JAX | eager / torch | "
              "jit / JAX per pass |", "|---|" + "---:|" * (len(libraries) + 3)]
