@@ -584,8 +584,9 @@ def test_issue12_products_by_one_matrix_run_as_one_pass_over_its_rows(monkeypatc
     back: `split_products`), or a product by a matrix of few columns, run as one kernel
     that reads each row of A once (`thin_products`): BLAS's values within rounding, NaN
     and inf kept, vectors read and written as vectors (a merged operand's columns, strided
-    in memory, made the loop scalar: 3 times BLAS's time), a column that something else
-    reads too kept for it."""
+    in memory, made the loop scalar: 3 times BLAS's time; a matrix operand's columns are
+    copied contiguous for the same reason), a column that something else reads too kept
+    for it."""
     monkeypatch.setattr(passes, "merging_pays", lambda *args: merged)
     rng = np.random.default_rng(1)
     A = rng.standard_normal((60, 20))
@@ -615,6 +616,7 @@ def test_issue12_products_by_one_matrix_run_as_one_pass_over_its_rows(monkeypatc
         assert "concatenate" not in compiled.source
         assert bool(kernel.given_outputs) == (len(args[0]) > 8192)
         assert "x = a0[i0, j]" in kernel.source and 'fastmath={"reassoc"}' in kernel.source
+        assert not re.search(r"a\d\[j, \d\]", kernel.source)      # columns read contiguous
         _assert_close(got, expected)
     merged_program = optimize(stage(hvp_like, (A, w, v)))
     assert merged == any(e.primitive is concatenate for e in merged_program.equations)
