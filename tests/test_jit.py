@@ -784,3 +784,6 @@ def test_a_jvp_along_ones_stages_no_array_of_the_broadcast_shape():
         product = pullback.core.arrays.times_number(t, number)
         assert product.strides[:2] == (0, 0) and product.dtype == (t * number).dtype
         np.testing.assert_array_equal(product, t * number)
+    _, tangent = pullback.pushforward(lambda x: np.ldexp(x, 3), (np.ones((4, 3)),),
+                                      (np.broadcast_to(np.arange(3.0), (4, 3)),))
+    assert tangent.flags.writeable                # handed back as an array of its own

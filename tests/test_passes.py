@@ -679,7 +679,9 @@ def test_split_products_undoes_a_merge_for_the_fused_tier(monkeypatch):
     """`split_products` gives back the products `merge_products` joined (the fused tier's
     loops read a matrix once for all of them), in the merged product's place, with the
     same values; not where the matrix has another dtype or the operand more columns than
-    asked, nor where something else reads the merged product."""
+    asked, nor where something else reads the merged product, nor for a stack of
+    matrices or pieces of another dtype than the matrix (the products' dtypes would
+    differ from the slices')."""
     passes = pullback.ir.passes
     monkeypatch.setattr(passes, "merging_pays", lambda *args: True)
     rng = np.random.default_rng(8)
@@ -713,6 +715,15 @@ def test_split_products_undoes_a_merge_for_the_fused_tier(monkeypatch):
         Equation(R.sum, [product], {"axis": None, "keepdims": False},
                  [Var(ShapeDtype((), np.float64))], None)], merged.outvars)
     assert passes.split_products(both, 4) is both
+    b1, b2 = rng.standard_normal((5, 1)), rng.standard_normal((5, 2))
+    stacked, complex_piece = rng.standard_normal((2, 3, 5)), b1 + 1j
+
+    def written(A, b1, b2):                   # the user's own concatenate
+        p = A @ np.concatenate([b1, b2], axis=1)
+        return p[:, 0:1], p[:, 1:3]
+    for args in [(stacked, b1, b2), (X[:, :5], complex_piece, b2)]:
+        program = optimize(pullback.ir.staging.stage(written, args))
+        assert passes.split_products(program, 4) is program     # a stack of matrices; dtypes
 
 
 @pytest.mark.parametrize("pays", [True, False])

@@ -83,7 +83,8 @@ def writable_in_place(x) -> bool:
 def of_their_own(results: list, given) -> list:
     """`results` with each array that is, or may share memory with, an array of `given` or an
     earlier result replaced by its copy: derivatives handed to the user are arrays of their
-    own, so a write into one never changes another, nor the caller's seed or tangent.
+    own, so a write into one never changes another, nor the caller's seed or tangent. A
+    read-only result (a broadcast view: `times_number`'s) is copied too, to be written into.
 
     >>> t = np.ones(2); a, b = of_their_own([t, t], [])
     >>> a is b
@@ -96,6 +97,8 @@ def of_their_own(results: list, given) -> list:
     for i, r in enumerate(results):
         if type(r) not in WRITABLE_TYPES:
             continue
+        if not r.flags.writeable:
+            r = results[i] = r.copy()
         for k in kept:     # (two distinct arrays each owning its memory share none: no search)
             if r is k or (r.base is not None or k.base is not None) and np.may_share_memory(r, k):
                 r = results[i] = r.copy()

@@ -1092,8 +1092,8 @@ def merge_products(program: Program) -> Program:
 
 
 def split_products(program: Program, most_columns: int, dtype=np.float64) -> Program:
-    """`merge_products` undone where A has `dtype` and the merged operand at most
-    `most_columns` columns: `A @ concatenate([b1, b2], axis=1)` read only by column
+    """`merge_products` undone where A and the pieces are matrices of `dtype` and the
+    merged operand has at most `most_columns` columns: `A @ concatenate([b1, b2], axis=1)` read only by column
     slices, one per piece, becomes `A @ b1`, `A @ b2` (a slice of one column by an
     integer: the product by that column reshaped to a vector). For the fused tier, whose
     loops over A's rows read A once for all of its products anyway
@@ -1110,10 +1110,11 @@ def split_products(program: Program, most_columns: int, dtype=np.float64) -> Pro
         joined = eq.inputs[1] if eq.primitive is matmul and len(eq.inputs) == 2 else None
         joining = made.get(joined)
         if joining is None or joining.params["axis"] != 1 or len(readers[joined]) != 1 \
-                or eq.params or np.dtype(eq.inputs[0].aval.dtype) != np.dtype(dtype) \
-                or not 1 < joined.aval.shape[1] <= most_columns \
-                or eq.outputs[0] in outputs or joined in outputs:
-            continue
+                or eq.params or not 1 < joined.aval.shape[1] <= most_columns \
+                or eq.outputs[0] in outputs or joined in outputs or not all(
+                    len(x.aval.shape) == 2 and np.dtype(x.aval.dtype) == np.dtype(dtype)
+                    for x in [eq.inputs[0], *joining.inputs]):
+            continue                # (matrices of one dtype: a product's is its pieces')
         pieces, start = {}, 0
         for piece in joining.inputs:
             pieces[start] = piece
