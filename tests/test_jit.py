@@ -763,25 +763,30 @@ def test_item12_jit_copies_constants_to_start_on_a_cache_line():
 def test_a_jvp_along_ones_stages_no_array_of_the_broadcast_shape():
     """A jvp along `ones_like(c)` of a cost broadcasting c against data (GradBench's
     k-means Newton step) carries a concrete tangent broadcast to (points, centroids, d);
-    its products by numbers (`power`'s 2) are computed on the tangent's distinct elements
-    (`arrays.times_number`), so the program holds no writable constant of that shape (it
-    held two copies of 61 MB at k-means' size) and the values are eager mode's."""
+    its products by numbers (`power`'s 2) and negations are computed on the tangent's
+    distinct elements (`arrays.on_distinct`), so the program holds no writable constant of
+    that shape (it held two copies of 61 MB at k-means' size) and the values are eager
+    mode's."""
     rng = np.random.default_rng(5)
     points, centroids = rng.standard_normal((300, 4)), rng.standard_normal((20, 4))
 
     def cost(c):
         return np.sum(np.min(np.sum((points[:, None, :] - c[None, :, :]) ** 2, axis=2), axis=1))
 
-    def step(c):
-        g, h = pullback.pushforward(grad(cost), (c,), (np.ones_like(c),))
-        return g / h
-    program = make_ir(step)(centroids)
-    assert not [c.shape for c in program.consts
-                if isinstance(c, np.ndarray) and c.flags.writeable and c.size > points.size]
-    np.testing.assert_array_equal(jit(step)(centroids), step(centroids))
+    def negated(c):
+        return np.sum(np.exp(-(points[:, None, :] - c[None, :, :])) * 3.0)
+
+    for f in (cost, negated):
+        def step(c):
+            g, h = pullback.pushforward(grad(f), (c,), (np.ones_like(c),))
+            return g / h
+        program = make_ir(step)(centroids)
+        assert not [c.shape for c in program.consts
+                    if isinstance(c, np.ndarray) and c.flags.writeable and c.size > points.size]
+        np.testing.assert_array_equal(jit(step)(centroids), step(centroids))
     t = np.broadcast_to(np.arange(3, dtype=np.float32) / 7, (5, 1, 3))
     for number in (0.1, np.float64(3.0), 2):
-        product = pullback.core.arrays.times_number(t, number)
+        product = pullback.core.arrays.on_distinct(np.multiply, t, number)
         assert product.strides[:2] == (0, 0) and product.dtype == (t * number).dtype
         np.testing.assert_array_equal(product, t * number)
     _, tangent = pullback.pushforward(lambda x: np.ldexp(x, 3), (np.ones((4, 3)),),

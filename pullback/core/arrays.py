@@ -84,7 +84,7 @@ def of_their_own(results: list, given) -> list:
     """`results` with each array that is, or may share memory with, an array of `given` or an
     earlier result replaced by its copy: derivatives handed to the user are arrays of their
     own, so a write into one never changes another, nor the caller's seed or tangent. A
-    read-only result (a broadcast view: `times_number`'s) is copied too, to be written into.
+    read-only result (a broadcast view: `on_distinct`'s) is copied too, to be written into.
 
     >>> t = np.ones(2); a, b = of_their_own([t, t], [])
     >>> a is b
@@ -145,20 +145,21 @@ def zero_d(number: float) -> np.ndarray:
 ZERO_D = {}
 
 
-def times_number(t, number):
-    """`t * number`; where t is a NumPy broadcast view (a stride 0: a concrete tangent
-    broadcast against a staged value, as a jvp along `ones_like(x)` makes), computed on
-    its distinct elements and broadcast again: the same values, without an array of the
-    broadcast shape (a k-means cost's jvp staged 61 MB constants of them).
+def on_distinct(ufunc, t, *numbers_):
+    """`ufunc(t, *numbers_)` of an elementwise ufunc; where t is a NumPy broadcast view (a
+    stride 0: a concrete tangent broadcast against a staged value, as a jvp along
+    `ones_like(x)` makes) and the other operands are numbers, computed on t's distinct
+    elements and broadcast again: the same values, without an array of the broadcast shape
+    (a k-means cost's jvp staged 61 MB constants of them).
 
-    >>> times_number(np.broadcast_to(np.ones(3), (1000, 3)), 2.0).strides
+    >>> on_distinct(np.multiply, np.broadcast_to(np.ones(3), (1000, 3)), 2.0).strides
     (0, 8)
     """
     if type(t) is np.ndarray and t.size > 1 and 0 in t.strides \
-            and isinstance(number, numbers.Number):
+            and all(isinstance(n, numbers.Number) for n in numbers_):
         distinct = t[tuple(slice(0, 1) if s == 0 else slice(None) for s in t.strides)]
-        return np.broadcast_to(distinct * number, t.shape)
-    return t * number
+        return np.broadcast_to(ufunc(distinct, *numbers_), t.shape)
+    return ufunc(t, *numbers_)
 
 
 def runs_generated_code(x) -> bool:

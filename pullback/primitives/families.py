@@ -24,7 +24,7 @@ from types import FunctionType
 import numpy as np
 from . import scipy_special as sp
 
-from ..core.arrays import dtype_of, moveaxis, shape_of, times_number
+from ..core.arrays import dtype_of, moveaxis, on_distinct, shape_of
 from ..core.primitive import REGISTRY, ZERO, Primitive, ShapeDtype
 from ..core.numbers import cast
 from ..transforms.cotangents import LARGE_TEMPORARY, unbroadcast_to
@@ -313,11 +313,12 @@ def _scaler(partial, residuals):
                 return t
         elif partial == -1:
             def scale(t, values, params):
-                return -t
+                return -t if type(t) is not np.ndarray or 0 not in t.strides \
+                    else on_distinct(np.negative, t)
         else:
             def scale(t, values, params):
                 return t * partial if type(t) is not np.ndarray or 0 not in t.strides \
-                    else times_number(t, partial)
+                    else on_distinct(np.multiply, t, partial)
         return scale
     call = _partial_call(partial, residuals)
     names = list(inspect.signature(partial).parameters)
@@ -343,11 +344,12 @@ def _scaler(partial, residuals):
                     and d.shape == t.shape and d.dtype == t.dtype:
                 return np.multiply(t, d, out=d)  # the same product, without a new large array
             return t * d
-        # (a broadcast view t times a number: `times_number`, the size of t's own elements)
+        # (a broadcast view t times a number: `on_distinct`, the size of t's own elements)
         broadcast = type(t) is np.ndarray and 0 in t.strides
         if kind is tuple:                    # (number, array): the number first
-            return (times_number(t, d[0]) if broadcast else t * d[0]) * d[1]
-        return t if kind is int and d == 1 else times_number(t, d) if broadcast else t * d
+            return (on_distinct(np.multiply, t, d[0]) if broadcast else t * d[0]) * d[1]
+        return t if kind is int and d == 1 else \
+            on_distinct(np.multiply, t, d) if broadcast else t * d
     return scale
 
 

@@ -27,8 +27,8 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import CONSTANT_TYPES, array_attribute, ufunc_primitive
-from ..core.arrays import (FLOAT64, REAL_SCALARS, SCALAR_OPERANDS, ZERO_D, of_their_own, zero_d,
-                           zeros_like_value)
+from ..core.arrays import (FLOAT64, REAL_SCALARS, SCALAR_OPERANDS, ZERO_D, of_their_own,
+                           on_distinct, zero_d, zeros_like_value)
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
@@ -208,7 +208,9 @@ class JVPTrace(Trace):
                 out = primitive.impl(x)
             d_x = primitive.partials[0]
             if type(d_x) is int and d_x == -1:
-                tangent = -tracer.tangent     # (-x: what its scale computes, without a call)
+                t = tracer.tangent            # (-x: what its scale computes, without a call)
+                tangent = -t if type(t) is not np.ndarray or 0 not in t.strides \
+                    else on_distinct(np.negative, t)
             else:
                 scale, _, partial, index = rules[0]
                 t = tracer.tangent               # (a traced t: the scale, a frame less)
