@@ -138,13 +138,14 @@ def numpy_when_untraced(numpy_function, fn):
     ending = [k for k in range(1, arity + 1) if set(range(k, arity)) <= defaults.keys()]
     scope = {"_spec": spec, "_impl": spec.implementation, "_general": _general, "_M": MISSING,
              "_U": UNTRACED, "_SEQUENCES": (list, tuple), "_untraced": untraced,
-             "_nd": np.ndarray, "_end": endpoint, "_item": None,
+             "_nd": np.ndarray, "_end": endpoint, "_item": None, "_T": Tracer,
              **{f"_d{k}": d for k, d in defaults.items()}}
     if {p.name for p in parameters} & {"type", *scope}:     # would hide what the code calls
         return fn
     name = fn.__name__ if fn.__name__.isidentifier() else "wrapper"
     where = os.path.join(os.path.dirname(__file__), f"<fast path of {name}>")   # the library's
-    exec(compile(fast_path_source(name, parameters, ending), where, "exec"), scope)
+    ufunc = isinstance(numpy_function, np.ufunc)
+    exec(compile(fast_path_source(name, parameters, ending, ufunc), where, "exec"), scope)
     return functools.update_wrapper(scope[name], fn)
 
 
@@ -197,12 +198,14 @@ def _check(name: str) -> str:
             f"or type({name}) in _SEQUENCES and _untraced({name}))")
 
 
-def _first_check(name: str, general: str) -> list:
+def _first_check(name: str, general: str, traced: str = "") -> list:
     """Statements: `general` unless the argument `name` is untraced, a list or tuple of
     arrays or numbers scanned inline (cheaper than `_check`'s call; a nested sequence
-    leaves to `general`, which scans it whole)."""
+    leaves to `general`, which scans it whole). `traced`, where given, answers instead
+    of `general` for a tracer."""
     return [f"if type({name}) is not _nd and type({name}) not in _U:",
             f"    if type({name}) not in _SEQUENCES:",
+            *([f"        if isinstance({name}, _T):", f"            {traced}"] if traced else []),
             f"        {general}",
             f"    for _item in {name}:",
             f"        if type(_item) is not _nd and type(_item) not in _U:",
@@ -213,7 +216,7 @@ def _tuple(items) -> str:
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
-def fast_path_source(name: str, parameters: list, ending=()) -> str:
+def fast_path_source(name: str, parameters: list, ending=(), ufunc=False) -> str:
     """The source of a wrapper `def name(...)` with `parameters` (each default `_M`).
     Its fast path is a call whose positional parameters are given up to some point and
     not after it, with no keyword-only or variadic keyword argument and no variadic
@@ -221,7 +224,11 @@ def fast_path_source(name: str, parameters: list, ending=()) -> str:
     (`_first_check`, `_check`), NumPy's `_impl` gets exactly those arguments, or, where
     their number is in `ending` and the first is a plain ndarray, NumPy's endpoint `_end`
     gets them and NumPy's defaults of the next ones (`_d1`, ...: see `ARRAY_ENDPOINTS`) up
-    to the endpoint's arity, the largest of `ending`. Else `_general` answers.
+    to the endpoint's arity, the largest of `ending`. Else `_general` answers; for a
+    `ufunc` whose first argument is a tracer, the ufunc itself: the tracer's
+    `__array_ufunc__` binds its primitive with no layer between (NumPy code on tracers
+    takes that path; pullback's wrapper, its conversions and checks, would only add
+    frames per call).
 
     >>> import inspect
     >>> print(fast_path_source("f", list(inspect.signature(lambda a, b=1: 0).parameters.values()), [1, 2]))
@@ -251,7 +258,8 @@ def fast_path_source(name: str, parameters: list, ending=()) -> str:
     guard = [f"{k} is _M" for k in keyword_only] + ([f"not {var_keyword}"] if var_keyword else [])
     if variadic and names:      # extra arguments (a ufunc's outputs): the general path's
         guard.insert(0, f"not {variadic}")
-    body = _first_check(names[0], general) if required else []
+    traced = f"return _impl({', '.join(names)})" if ufunc else ""
+    body = _first_check(names[0], general, traced) if required else []
     for k in range(required, len(names) + 1):       # names[:k] given, names[k:] not
         given, checks = names[:k], [_check(v) for v in names[1 if required else 0:k]]
         if variadic and not names:
