@@ -138,7 +138,7 @@ def numpy_when_untraced(numpy_function, fn):
     ending = [k for k in range(1, arity + 1) if set(range(k, arity)) <= defaults.keys()]
     scope = {"_spec": spec, "_impl": spec.implementation, "_general": _general, "_M": MISSING,
              "_U": UNTRACED, "_SEQUENCES": (list, tuple), "_untraced": untraced,
-             "_nd": np.ndarray, "_end": endpoint, "_item": None, "_T": Tracer,
+             "_nd": np.ndarray, "_end": endpoint, "_item": None, "_T": Tracer, "_fn": fn,
              **{f"_d{k}": d for k, d in defaults.items()}}
     if {p.name for p in parameters} & {"type", *scope}:     # would hide what the code calls
         return fn
@@ -198,14 +198,15 @@ def _check(name: str) -> str:
             f"or type({name}) in _SEQUENCES and _untraced({name}))")
 
 
-def _first_check(name: str, general: str, traced: str = "") -> list:
+def _first_check(name: str, general: str, traced: list) -> list:
     """Statements: `general` unless the argument `name` is untraced, a list or tuple of
     arrays or numbers scanned inline (cheaper than `_check`'s call; a nested sequence
-    leaves to `general`, which scans it whole). `traced`, where given, answers instead
-    of `general` for a tracer."""
+    leaves to `general`, which scans it whole); the statements `traced` first for a
+    tracer."""
     return [f"if type({name}) is not _nd and type({name}) not in _U:",
             f"    if type({name}) not in _SEQUENCES:",
-            *([f"        if isinstance({name}, _T):", f"            {traced}"] if traced else []),
+            f"        if isinstance({name}, _T):",
+            *[f"            {line}" for line in traced],
             f"        {general}",
             f"    for _item in {name}:",
             f"        if type(_item) is not _nd and type(_item) not in _U:",
@@ -224,17 +225,21 @@ def fast_path_source(name: str, parameters: list, ending=(), ufunc=False) -> str
     (`_first_check`, `_check`), NumPy's `_impl` gets exactly those arguments, or, where
     their number is in `ending` and the first is a plain ndarray, NumPy's endpoint `_end`
     gets them and NumPy's defaults of the next ones (`_d1`, ...: see `ARRAY_ENDPOINTS`) up
-    to the endpoint's arity, the largest of `ending`. Else `_general` answers; for a
-    `ufunc` whose first argument is a tracer, the ufunc itself: the tracer's
-    `__array_ufunc__` binds its primitive with no layer between (NumPy code on tracers
-    takes that path; pullback's wrapper, its conversions and checks, would only add
-    frames per call).
+    to the endpoint's arity, the largest of `ending`. Where the first argument is a tracer,
+    the same calls go to pullback's function `_fn`, or for a `ufunc` to the ufunc itself
+    (the tracer's `__array_ufunc__` binds its primitive with no layer between, as for NumPy
+    code on tracers). Else `_general` answers.
 
     >>> import inspect
     >>> print(fast_path_source("f", list(inspect.signature(lambda a, b=1: 0).parameters.values()), [1, 2]))
     def f(a, b=_M):
         if type(a) is not _nd and type(a) not in _U:
             if type(a) not in _SEQUENCES:
+                if isinstance(a, _T):
+                    if b is _M:
+                        return _fn(a)
+                    else:
+                        return _fn(a, b)
                 return _general(_spec, (a, b), {}, (), {})
             for _item in a:
                 if type(_item) is not _nd and type(_item) not in _U:
@@ -258,27 +263,41 @@ def fast_path_source(name: str, parameters: list, ending=(), ufunc=False) -> str
     guard = [f"{k} is _M" for k in keyword_only] + ([f"not {var_keyword}"] if var_keyword else [])
     if variadic and names:      # extra arguments (a ufunc's outputs): the general path's
         guard.insert(0, f"not {variadic}")
-    traced = f"return _impl({', '.join(names)})" if ufunc else ""
-    body = _first_check(names[0], general, traced) if required else []
-    for k in range(required, len(names) + 1):       # names[:k] given, names[k:] not
-        given, checks = names[:k], [_check(v) for v in names[1 if required else 0:k]]
-        if variadic and not names:
-            given, checks = given + [f"*{variadic}"], checks + [
-                f"(not {variadic} or _untraced({variadic}))"]
+    def branches(call, checked):
+        """Statements returning `call(given, k)` where names[:k] are given, names[k:] not
+        (and, if `checked`, nothing traced among the given ones after the first)."""
+        body = []
+        for k in range(required, len(names) + 1):
+            given = names[:k]
+            checks = [_check(v) for v in names[1 if required else 0:k]] if checked else []
+            if variadic and not names:
+                given, checks = given + [f"*{variadic}"], checks + [
+                    f"(not {variadic} or _untraced({variadic}))"]
+            if k < len(names):
+                test = " and ".join([f"{v} is _M" for v in names[k + 1:]] + checks)
+                head = [f"{'if' if k == required else 'elif'} {names[k]} is _M:"]
+                body += head + ([f"    if {test}:", f"        return {call(given, k)}"] if test
+                                else [f"    return {call(given, k)}"])
+            elif checks:
+                body += [f"{'elif' if k > required else 'if'} {' and '.join(checks)}:",
+                         f"    return {call(given, k)}"]
+            elif k > required:      # all given, nothing to check
+                body += ["else:", f"    return {call(given, k)}"]
+            else:
+                body.append(f"return {call(given, k)}")
+        return body
+
+    def untraced_call(given, k):
         call = f"_impl({', '.join(given)})"
         if k in ending:
             arguments = ", ".join(given + [f"_d{j}" for j in range(k, max(ending))])
             call = f"_end({arguments}) if type({names[0]}) is _nd else {call}"
-        if k < len(names):
-            test = " and ".join([f"{v} is _M" for v in names[k + 1:]] + checks)
-            head = [f"{'if' if k == required else 'elif'} {names[k]} is _M:"]
-            body += head + ([f"    if {test}:", f"        return {call}"] if test
-                            else [f"    return {call}"])
-        elif checks:
-            body += [f"{'elif' if k > required else 'if'} {' and '.join(checks)}:",
-                     f"    return {call}"]
-        else:       # the only call with the fast path: one argument, checked above
-            body.append(f"return {call}")
+        return call
+
+    traced = branches(lambda given, k: f"{'_impl' if ufunc else '_fn'}({', '.join(given)})",
+                      False)
+    body = _first_check(names[0], general, traced) if required else []
+    body += branches(untraced_call, True)
     lines = [f"def {name}({_header(parameters)}):"]
     if guard:
         lines.append(f"    if {' and '.join(guard)}:")
