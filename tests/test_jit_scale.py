@@ -301,11 +301,12 @@ def test_item4_every_namespace_function_on_plain_arrays_returns_what_numpy_retur
 
 
 
-def test_issue12_a_tracer_first_reaches_pullbacks_function_with_the_arguments_given():
-    """A fast path whose first argument is a tracer calls pullback's function (a ufunc's:
-    the ufunc, whose dispatch reaches the tracer) with exactly the arguments given: for
-    every fast path and every choice of the later positional parameters given, by position
-    up to a point and then by keyword, the call binds to the same arguments."""
+def test_issue12_traced_calls_reach_pullbacks_function_with_the_arguments_given():
+    """A fast path given something traced calls pullback's function with exactly the
+    arguments given (a ufunc's with a tracer first: the ufunc, whose dispatch reaches the
+    tracer): for every fast path, every choice of the later positional parameters given,
+    by position up to a point and then by keyword, and a tracer first, a list holding one
+    first, or a plain array first and a tracer last, the call binds to the same arguments."""
     import inspect
     from pullback.core.engine import Tracer
     from pullback.numpy._common import numpy_when_untraced
@@ -313,8 +314,6 @@ def test_issue12_a_tracer_first_reaches_pullbacks_function_with_the_arguments_gi
     implementations = pullback.core.array_methods.pnp
     checked = 0
     for name, numpy_function in FAST_PATHS.values():
-        if isinstance(numpy_function, np.ufunc):
-            continue
         own = inspect.signature(getattr(implementations, name))
         received = []
 
@@ -323,19 +322,31 @@ def test_issue12_a_tracer_first_reaches_pullbacks_function_with_the_arguments_gi
         record.__signature__ = own
         wrapper = numpy_when_untraced(numpy_function, record)
         code = wrapper.__code__                         # its own positional parameters
-        names = [n for n in code.co_varnames[1:code.co_argcount] if n in own.parameters]
-        for k in range(len(names) + 1):                 # names[:k] by position
+        names = [n for n in code.co_varnames[:code.co_argcount] if n in own.parameters]
+        if isinstance(numpy_function, np.ufunc) or not names:
+            continue
+        for k in range(1, len(names) + 1):              # names[:k] by position
             for rest in range(1 << (len(names) - k)):   # a subset of the others by keyword
                 given = {n: f"<{n}>" for j, n in enumerate(names[k:]) if rest >> j & 1}
-                try:
-                    expected = own.bind(tracer, *[f"<{n}>" for n in names[:k]], **given)
-                except TypeError:                       # a required argument missing
-                    continue
-                received.clear()
-                wrapper(tracer, *[f"<{n}>" for n in names[:k]], **given)
-                assert received == [expected.arguments], (name, k, given)
-                checked += 1
-    assert checked > 500, checked
+                positional = [f"<{n}>" for n in names[1:k]]
+                last = list(given)[-1] if given else k - 1
+                for first, value in ((tracer, None), ([tracer], None), (A, tracer)):
+                    args, keywords = [first, *positional], dict(given)
+                    if value is not None and last == 0:
+                        continue                        # nothing after the first to trace
+                    if value is not None and type(last) is str:
+                        keywords[last] = value
+                    elif value is not None:
+                        args[last] = value
+                    try:
+                        expected = own.bind(*args, **keywords)
+                    except TypeError:                   # a required argument missing
+                        continue
+                    received.clear()
+                    wrapper(*args, **keywords)
+                    assert received == [expected.arguments], (name, args, keywords)
+                    checked += 1
+    assert checked > 5000, checked
 
 
 # Bad arguments on plain arrays, for the fast paths (those ending in ndarray's methods and

@@ -198,11 +198,11 @@ def _check(name: str) -> str:
             f"or type({name}) in _SEQUENCES and _untraced({name}))")
 
 
-def _first_check(name: str, general: str, traced: list) -> list:
+def _first_check(name: str, general: str, traced: list, holding: list) -> list:
     """Statements: `general` unless the argument `name` is untraced, a list or tuple of
     arrays or numbers scanned inline (cheaper than `_check`'s call; a nested sequence
-    leaves to `general`, which scans it whole); the statements `traced` first for a
-    tracer."""
+    leaves to `general`, which scans it whole); first the statements `traced` for a
+    tracer, `holding` for a list or tuple holding one."""
     return [f"if type({name}) is not _nd and type({name}) not in _U:",
             f"    if type({name}) not in _SEQUENCES:",
             f"        if isinstance({name}, _T):",
@@ -210,6 +210,8 @@ def _first_check(name: str, general: str, traced: list) -> list:
             f"        {general}",
             f"    for _item in {name}:",
             f"        if type(_item) is not _nd and type(_item) not in _U:",
+            f"            if isinstance(_item, _T):",
+            *[f"                {line}" for line in holding],
             f"            {general}"]
 
 
@@ -225,10 +227,11 @@ def fast_path_source(name: str, parameters: list, ending=(), ufunc=False) -> str
     (`_first_check`, `_check`), NumPy's `_impl` gets exactly those arguments, or, where
     their number is in `ending` and the first is a plain ndarray, NumPy's endpoint `_end`
     gets them and NumPy's defaults of the next ones (`_d1`, ...: see `ARRAY_ENDPOINTS`) up
-    to the endpoint's arity, the largest of `ending`. Where the first argument is a tracer,
-    the same calls go to pullback's function `_fn`, or for a `ufunc` to the ufunc itself
-    (the tracer's `__array_ufunc__` binds its primitive with no layer between, as for NumPy
-    code on tracers). Else `_general` answers.
+    to the endpoint's arity, the largest of `ending`. Where something is traced (the first
+    argument a tracer or a list holding one, or a later argument not a plain value), the
+    same calls go to pullback's function `_fn` (a `ufunc`'s with a tracer first: the ufunc
+    itself, whose dispatch reaches the tracer's `__array_ufunc__`, as NumPy code on tracers
+    does). Any other call goes to `_general`.
 
     >>> import inspect
     >>> print(fast_path_source("f", list(inspect.signature(lambda a, b=1: 0).parameters.values()), [1, 2]))
@@ -243,11 +246,18 @@ def fast_path_source(name: str, parameters: list, ending=(), ufunc=False) -> str
                 return _general(_spec, (a, b), {}, (), {})
             for _item in a:
                 if type(_item) is not _nd and type(_item) not in _U:
+                    if isinstance(_item, _T):
+                        if b is _M:
+                            return _fn(a)
+                        else:
+                            return _fn(a, b)
                     return _general(_spec, (a, b), {}, (), {})
         if b is _M:
             return _end(a, _d1) if type(a) is _nd else _impl(a)
-        elif (type(b) is _nd or type(b) in _U or type(b) in _SEQUENCES and _untraced(b)):
-            return _end(a, b) if type(a) is _nd else _impl(a, b)
+        else:
+            if (type(b) is _nd or type(b) in _U or type(b) in _SEQUENCES and _untraced(b)):
+                return _end(a, b) if type(a) is _nd else _impl(a, b)
+            return _fn(a, b)
         return _general(_spec, (a, b), {}, (), {})
     <BLANKLINE>
     """
@@ -263,41 +273,45 @@ def fast_path_source(name: str, parameters: list, ending=(), ufunc=False) -> str
     guard = [f"{k} is _M" for k in keyword_only] + ([f"not {var_keyword}"] if var_keyword else [])
     if variadic and names:      # extra arguments (a ufunc's outputs): the general path's
         guard.insert(0, f"not {variadic}")
-    def branches(call, checked):
-        """Statements returning `call(given, k)` where names[:k] are given, names[k:] not
-        (and, if `checked`, nothing traced among the given ones after the first)."""
+    def branches(plain, traced):
+        """Statements for each call whose names[:k] are given, names[k:] not: `plain`'s call
+        if nothing after the first argument is traced (None: no check), else `traced`'s."""
         body = []
         for k in range(required, len(names) + 1):
             given = names[:k]
-            checks = [_check(v) for v in names[1 if required else 0:k]] if checked else []
+            checks = [_check(v) for v in names[1 if required else 0:k]]
             if variadic and not names:
                 given, checks = given + [f"*{variadic}"], checks + [
                     f"(not {variadic} or _untraced({variadic}))"]
+            calls = [f"return {traced(given)}"]
+            if plain and checks:
+                calls[:0] = [f"if {' and '.join(checks)}:", f"    return {plain(given, k)}"]
+            elif plain:
+                calls = [f"return {plain(given, k)}"]
+            missing = " and ".join(f"{v} is _M" for v in names[k + 1:])
             if k < len(names):
-                test = " and ".join([f"{v} is _M" for v in names[k + 1:]] + checks)
-                head = [f"{'if' if k == required else 'elif'} {names[k]} is _M:"]
-                body += head + ([f"    if {test}:", f"        return {call(given, k)}"] if test
-                                else [f"    return {call(given, k)}"])
-            elif checks:
-                body += [f"{'elif' if k > required else 'if'} {' and '.join(checks)}:",
-                         f"    return {call(given, k)}"]
-            elif k > required:      # all given, nothing to check
-                body += ["else:", f"    return {call(given, k)}"]
+                body.append(f"{'if' if k == required else 'elif'} {names[k]} is _M:")
+                body += [f"    if {missing}:"] * bool(missing)
+                body += [("        " if missing else "    ") + line for line in calls]
+            elif k > required:
+                body += ["else:"] + ["    " + line for line in calls]
             else:
-                body.append(f"return {call(given, k)}")
+                body += calls
         return body
 
-    def untraced_call(given, k):
+    def plain(given, k):
         call = f"_impl({', '.join(given)})"
         if k in ending:
             arguments = ", ".join(given + [f"_d{j}" for j in range(k, max(ending))])
             call = f"_end({arguments}) if type({names[0]}) is _nd else {call}"
         return call
 
-    traced = branches(lambda given, k: f"{'_impl' if ufunc else '_fn'}({', '.join(given)})",
-                      False)
-    body = _first_check(names[0], general, traced) if required else []
-    body += branches(untraced_call, True)
+    def by(function):
+        return lambda given: f"{function}({', '.join(given)})"
+
+    body = _first_check(names[0], general, branches(None, by("_impl" if ufunc else "_fn")),
+                        branches(None, by("_fn"))) if required else []
+    body += branches(plain, by("_fn"))
     lines = [f"def {name}({_header(parameters)}):"]
     if guard:
         lines.append(f"    if {' and '.join(guard)}:")
