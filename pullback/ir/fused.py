@@ -27,11 +27,12 @@ loop's time whenever other processes ran (a helper waits for a CPU, and the call
 it), and in idle runs of the speed table they showed no gain; the one loop runs at about
 memory speed.
 
-A kernel takes the arrays of `codegen.SCRATCH_BYTES` or more that it writes whole as
-arguments (`given_outputs`) rather than allocating them: the generated code passes
-buffers it keeps from call to call, where the value never reaches a result. Allocated
-in the kernel, the MLP's 256 x 256 outputs cost a page fault per 4 KiB at every call
-(glibc returns freed memory at the top of its heap to the system).
+A kernel takes the arrays it writes whole as arguments (`given_outputs`) rather than
+allocating them: for those of `codegen.SCRATCH_BYTES` or more the generated code passes
+buffers it keeps from call to call, where the value never reaches a result (allocated in
+the kernel, the MLP's 256 x 256 outputs cost a page fault per 4 KiB at every call: glibc
+returns freed memory at the top of its heap to the system), and a Numba function
+returning an array pays about half a microsecond to box it.
 
 Kernels are written to files in a cache directory named by a hash of their source
 (`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
@@ -66,7 +67,6 @@ import numpy as np
 
 from ..core.indexing import Slice
 from ..primitives.families import source as value_source
-from . import codegen
 from .codegen import compile_program, generate
 from .passes import column_reshapes, replaced_by, shared_products, split_products
 from .program import Equation, Literal, Program, evaluate, gc_paused
@@ -311,10 +311,13 @@ class FusedKernel:
     """A fused group as the primitive of one equation: `fuse` builds it, code generation
     writes its call (`emit_statements`), `__call__` runs it. Its outputs are new arrays
     (or, for 0-d ones, NumPy scalars), like the NumPy code's; `group` holds the
-    equations it replaces. The arrays of SCRATCH_BYTES or more it writes whole are
-    arguments after its inputs (`given_outputs`, their positions among its outputs), so
-    that code generation can pass buffers kept from the last call (ir/codegen.py's
-    `_scratch_plan`)."""
+    equations it replaces. The arrays it writes whole are arguments after its inputs
+    (`given_outputs`, their positions among its outputs), made by the caller or, for
+    those of SCRATCH_BYTES or more, buffers kept from the last call (ir/codegen.py's
+    `_scratch_plan`); the kernel returns only the others (`returned`): a Numba function
+    returning an array it made, or even one it was given, spends about half a
+    microsecond per call boxing it (an unpickling of its type), a tiny kernel's whole
+    cost."""
     emit = python_operator = emit_scalar = scalar_reduction = adds_at_index = None
     multiple_results, fresh_output, family, numpy_functions = True, True, "fused", ()
 
@@ -327,6 +330,7 @@ class FusedKernel:
         self.given_outputs = tuple(given_outputs)
         self.given_types = [(tuple(outputs[k].aval.shape), np.dtype(outputs[k].aval.dtype))
                             for k in self.given_outputs]
+        self.returned = [k for k in range(len(outputs)) if k not in self.given_outputs]
         self._function = None
 
     def __repr__(self):
@@ -342,22 +346,24 @@ class FusedKernel:
     def __call__(self, *args):
         args = [np.asarray(a)[()] if s else a for a, s in zip(args, self.scalar_inputs)]
         buffers = [np.empty(shape, dtype) for shape, dtype in self.given_types]
-        outs = self.function(*self.shape, *args, *buffers)
-        return [o if d is None else d.type(o) for o, d in zip(outs, self.scalar_outputs)]
+        outs = dict(zip(self.given_outputs, buffers))
+        outs.update(zip(self.returned, self.function(*self.shape, *args, *buffers) or ()))
+        return [outs[k] if d is None else d.type(outs[k])
+                for k, d in enumerate(self.scalar_outputs)]
 
     def emit_statements(self, targets, args, code):
         kernel = code.value(self, self.name)
         operands = [f"{a}[()]" if s else a for a, s in zip(args, self.scalar_inputs)]
-        operands += [targets[k] if targets[k] in code.pooled else
-                     f"np.empty({shape}, np.{dtype.name})"
-                     for k, (shape, dtype) in zip(self.given_outputs, self.given_types)]
-        results = [code.fresh("r") if d is not None else t
-                   for t, d in zip(targets, self.scalar_outputs)]
-        lines = [f"{', '.join(results)}, = {kernel}.function"
-                 f"({', '.join(list(map(str, self.shape)) + operands)})"]
-        lines += [f"{t} = np.{d.name}({r})" for t, r, d in zip(targets, results,
-                                                               self.scalar_outputs)
-                  if d is not None]
+        lines = [f"{targets[k]} = np.empty({shape}, np.{dtype.name})"
+                 for k, (shape, dtype) in zip(self.given_outputs, self.given_types)
+                 if targets[k] not in code.pooled]
+        operands += [targets[k] for k in self.given_outputs]
+        results = [code.fresh("r") if self.scalar_outputs[k] is not None else targets[k]
+                   for k in self.returned]
+        call = f"{kernel}.function({', '.join(list(map(str, self.shape)) + operands)})"
+        lines.append(f"{', '.join(results)}, = {call}" if results else call)
+        lines += [f"{targets[k]} = np.{self.scalar_outputs[k].name}({r})"
+                  for k, r in zip(self.returned, results) if self.scalar_outputs[k] is not None]
         return lines
 
 
@@ -466,21 +472,16 @@ def kernel_for(group: Group, needed) -> tuple:
                     for chain, p in zip(chains, pieces) if p is None for eq in chain]
     local = compute(main_values, loops, "v", body)
     setup = []         # lines making the arrays the loops write
-    given, given_names = [], []      # outputs the caller passes (large arrays written whole)
+    given, given_names = [], []      # outputs the caller passes (arrays written whole)
 
-    def made(name, out, empty):
-        """The line making an array the kernel writes whole, or none where it is given."""
-        if codegen.nbytes(out) >= codegen.SCRATCH_BYTES[0]:
-            given.append(len(outputs))
-            given_names.append(name)
-        else:
-            setup.append(f"{name} = {empty}")
+    def made(name):
+        given.append(len(outputs))
+        given_names.append(name)
     for out in maps:
         if out in needed:
-            dtype = np.dtype(out.aval.dtype)
             if rank:
                 arrays[out] = array = f"o{len(returns)}"
-                made(array, out, f"np.empty(({', '.join(header)},), np.{dtype.name})")
+                made(array)
                 body.append(f"{array}[{', '.join(loops)}] = {local[out]}")
             returns.append(arrays.get(out, local[out]))
             outputs.append(out)
@@ -499,10 +500,15 @@ def kernel_for(group: Group, needed) -> tuple:
                 else [f"n{k}" for k in kept]
             at = [loops[k] if k in kept else "0" for k in range(rank)] if keepdims \
                 else [loops[k] for k in kept]
-            line = f"{name} = np.full(({', '.join(shape)},), {_cast(acc_dtype, identity)}" \
-                   f", np.{acc_dtype.name})"
+            if acc_dtype == dtype:      # given, and filled with the identity first
+                line = f"{name}[:] = {_cast(acc_dtype, identity)}"
+                made(name)
+                returns.append(name)
+            else:
+                line = f"{name} = np.full(({', '.join(shape)},), " \
+                       f"{_cast(acc_dtype, identity)}, np.{acc_dtype.name})"
+                returns.append(f"{name}.astype(np.{dtype.name})")
             target = f"{name}[{', '.join(at)}]"
-            returns.append(name if acc_dtype == dtype else f"{name}.astype(np.{dtype.name})")
         else:
             line = f"{name} = {_cast(acc_dtype, identity)}"
             target = name
@@ -517,11 +523,11 @@ def kernel_for(group: Group, needed) -> tuple:
         if segments is None:
             _scatter_chain(chain, name, loops, local, index, setup, body)
         else:
-            empty = f"np.empty({tuple(out.aval.shape)}, np.{np.dtype(out.aval.dtype).name})"
             if out in needed:
-                made(name, out, empty)
+                made(name)
             else:
-                setup.append(f"{name} = {empty}")
+                setup.append(f"{name} = np.empty({tuple(out.aval.shape)}, "
+                             f"np.{np.dtype(out.aval.dtype).name})")
             gathers.append((chain, name, segments))
         if out in needed:
             returns.append(name)
@@ -542,8 +548,8 @@ def kernel_for(group: Group, needed) -> tuple:
             flat_lines = []
             return compute(main_values, ["i"], "v", flat_lines, read=read), flat_lines
         helper, lines = _in_rows(group.shape, inputs, index, arrays, lines, flat, operand)
-    source = _module(header + [index[x] for x in inputs] + given_names, setup + lines, returns,
-                     helper=helper)
+    source = _module(header + [index[x] for x in inputs] + given_names, setup + lines,
+                     [r for k, r in enumerate(returns) if k not in given], helper=helper)
     return FusedKernel(source, group, inputs, outputs, given), inputs, outputs
 
 
@@ -612,7 +618,7 @@ def _vector_math_version() -> str:
 
 def _module(parameters, body, returns, fastmath=None, helper=None) -> str:
     """Source of a module defining the Numba function `kernel` (its body lines, returning
-    the tuple of `returns`; `fastmath`: the flags LLVM may use, source text); it releases
+    the tuple of `returns`, or nothing where there are none; `fastmath`: the flags LLVM may use, source text); it releases
     the GIL, so other threads run meanwhile. A body calling `vm.` functions imports
     ir/vector_math (its version in a comment). `helper`: (parameters, body) of the function
     `kernel_rows` it calls, compiled with debug information so that LLVM does not inline
@@ -630,7 +636,8 @@ def _module(parameters, body, returns, fastmath=None, helper=None) -> str:
              f'@numba.njit(cache=True, error_model="numpy", nogil=True{flags})',
              f"def kernel({', '.join(parameters)}):"]
     lines += [f"    {line}" for line in body]
-    lines.append(f"    return ({''.join(r + ', ' for r in returns)})")
+    if returns:
+        lines.append(f"    return ({''.join(r + ', ' for r in returns)})")
     return "\n".join(lines) + "\n"
 
 
@@ -780,14 +787,9 @@ def thin_kernel(matrix, products, before=(), after=()) -> tuple:
     outputs = [vector_of.get(eq.outputs[0], eq.outputs[0]) for eq in products]
     group = Group(tuple(matrix.aval.shape[:1]))
     group.equations = [*before, *products, *after]
-    setup, given, given_names, sums, stores = [], [], [], [], []
+    setup, sums, stores = [], [], []
     for t, (operand, out) in enumerate(zip(operands, outputs)):
         name = f"o{t}"
-        if codegen.nbytes(out) >= codegen.SCRATCH_BYTES[0]:
-            given.append(t)
-            given_names.append(name)
-        else:
-            setup.append(f"{name} = np.empty({tuple(out.aval.shape)}, np.float64)")
         for c in range(products[t].inputs[1].aval.shape[1]):
             column = f"a{t + 1}"
             if len(operand.aval.shape) == 2:      # a matrix's column, copied contiguous
@@ -801,8 +803,9 @@ def thin_kernel(matrix, products, before=(), after=()) -> tuple:
     body += ["    for j in range(a0.shape[1]):", "        x = a0[i0, j]"]
     body += [f"        {total} += x * {column}" for total, column in sums]
     body += [f"    {line}" for line in stores]
-    source = _module(["n0"] + [f"a{k}" for k in range(len(operands) + 1)] + given_names,
-                     body, [f"o{t}" for t in range(len(outputs))], fastmath='{"reassoc"}')
+    given = range(len(outputs))
+    source = _module(["n0"] + [f"a{k}" for k in range(len(operands) + 1)]
+                     + [f"o{t}" for t in given], body, [], fastmath='{"reassoc"}')
     inputs = [matrix] + operands
     return FusedKernel(source, group, inputs, outputs, given), inputs, outputs
 
