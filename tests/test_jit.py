@@ -208,6 +208,22 @@ def test_calls_with_plain_arrays_skip_flattening(monkeypatch):
     assert len(f.cache) == 3
 
 
+def test_a_one_array_call_repeating_the_last_finds_its_entry_without_the_key():
+    """A call of one plain ndarray of the last call's shape and dtype reuses that call's
+    entry; any other shape or dtype (an equal dtype that is another object included)
+    looks its entry up, or stages: alternating calls give each signature's values."""
+    f = jit(lambda x: x * 2 + x.shape[0])
+    inputs = [np.arange(3.0), np.arange(3.0, dtype=np.float32), np.arange(4.0),
+              np.frombuffer(np.arange(3.0).tobytes(), dtype=np.dtype("<f8")).copy(),
+              np.arange(3, dtype=np.int64), np.arange(3.0)[None], np.arange(3.0)]
+    for x in inputs * 2:
+        got = f(x)
+        expected = x * 2 + x.shape[0]
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+    assert len(f.cache) == 5
+
+
 # ------------------------------------------------------------------- aliasing
 
 @pullback.custom_vjp
