@@ -303,10 +303,11 @@ def test_item4_every_namespace_function_on_plain_arrays_returns_what_numpy_retur
 
 def test_issue12_traced_calls_reach_pullbacks_function_with_the_arguments_given():
     """A fast path given something traced calls pullback's function with exactly the
-    arguments given (a ufunc's with a tracer first: the ufunc, whose dispatch reaches the
-    tracer): for every fast path, every choice of the later positional parameters given,
-    by position up to a point and then by keyword, and a tracer first, a list holding one
-    first, or a plain array first and a tracer last, the call binds to the same arguments."""
+    arguments given (a NumPy ufunc's with a tracer first: the ufunc, whose dispatch reaches
+    the tracer; test_engine counts its calls): for every fast path, every choice of the later
+    positional parameters given, by position up to a point and then by keyword, and a
+    tracer first, a list holding one first, or a plain array first and a tracer last, the
+    call binds to the same arguments."""
     import inspect
     from pullback.core.engine import Tracer
     from pullback.numpy._common import numpy_when_untraced
@@ -346,6 +347,20 @@ def test_issue12_traced_calls_reach_pullbacks_function_with_the_arguments_given(
                     wrapper(*args, **keywords)
                     assert received == [expected.arguments], (name, args, keywords)
                     checked += 1
+    for name, ufunc in FAST_PATHS.values():             # ufuncs: positional arguments only
+        if not isinstance(ufunc, np.ufunc):
+            continue
+        calls = []
+        wrapper = numpy_when_untraced(ufunc, lambda *args: calls.append(args))
+        numpys = getattr(np, ufunc.__name__, None) is ufunc
+        for args in ([[tracer]] + [A] * (ufunc.nin - 1), [A] * (ufunc.nin - 1) + [tracer],
+                     [tracer] + [A] * (ufunc.nin - 1)):
+            if args[0] is tracer and numpys:
+                continue                # the ufunc itself: its dispatch reaches the tracer
+            calls.clear()
+            wrapper(*args)
+            assert calls == [tuple(args)], name
+            checked += 1
     assert checked > 5000, checked
 
 

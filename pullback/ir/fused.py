@@ -32,7 +32,8 @@ allocating them: for those of `codegen.SCRATCH_BYTES` or more the generated code
 buffers it keeps from call to call, where the value never reaches a result (allocated in
 the kernel, the MLP's 256 x 256 outputs cost a page fault per 4 KiB at every call: glibc
 returns freed memory at the top of its heap to the system), and a Numba function
-returning an array pays about half a microsecond to box it.
+returning an array pays about half a microsecond to box it (the kernel returns its 0-d
+results, and the rare arrays it makes itself).
 
 Kernels are written to files in a cache directory named by a hash of their source
 (`PULLBACK_CACHE`, default ~/.cache/pullback/fused), so that Numba's own cache
@@ -314,10 +315,11 @@ class FusedKernel:
     equations it replaces. The arrays it writes whole are arguments after its inputs
     (`given_outputs`, their positions among its outputs), made by the caller or, for
     those of SCRATCH_BYTES or more, buffers kept from the last call (ir/codegen.py's
-    `_scratch_plan`); the kernel returns only the others (`returned`): a Numba function
-    returning an array it made, or even one it was given, spends about half a
-    microsecond per call boxing it (an unpickling of its type), a tiny kernel's whole
-    cost."""
+    `_scratch_plan`); the kernel returns only the others (`returned`: 0-d results, and
+    the rare arrays it makes itself: a float32 reduction over an axis, summed in float64,
+    or stores of steps other than one): a Numba function returning an array it made, or
+    even one it was given, spends about half a microsecond per call boxing it (an
+    unpickling of its type), a tiny kernel's whole cost."""
     emit = python_operator = emit_scalar = scalar_reduction = adds_at_index = None
     multiple_results, fresh_output, family, numpy_functions = True, True, "fused", ()
 
@@ -407,8 +409,9 @@ def kernel_for(group: Group, needed) -> tuple:
     its reductions and its stores.
 
     The kernel's main loop runs over the group's shape and writes its outputs and
-    reductions; outputs of SCRATCH_BYTES or more are arguments after its inputs, in the
-    order of its outputs (`FusedKernel.given_outputs`). A chain of stores (embed,
+    reductions; the arrays it writes whole (outputs, reductions over some axes, stores
+    by pieces) are arguments after its inputs, in the order of its outputs
+    (`FusedKernel.given_outputs`). A chain of stores (embed,
     scatter_add) whose slices have step one gets loops of its own over its output, one
     per piece where the same stores cover it: each element adds up the values it
     receives, computed there at the offset positions (or read where the main loop wrote
@@ -617,12 +620,13 @@ def _vector_math_version() -> str:
 
 
 def _module(parameters, body, returns, fastmath=None, helper=None) -> str:
-    """Source of a module defining the Numba function `kernel` (its body lines, returning
-    the tuple of `returns`, or nothing where there are none; `fastmath`: the flags LLVM may use, source text); it releases
-    the GIL, so other threads run meanwhile. A body calling `vm.` functions imports
-    ir/vector_math (its version in a comment). `helper`: (parameters, body) of the function
-    `kernel_rows` it calls, compiled with debug information so that LLVM does not inline
-    it, without bounds checks (`_in_rows`)."""
+    """Source of a module defining the Numba function `kernel` (its body lines,
+    returning the tuple of `returns`, or nothing where there are none; `fastmath`: the
+    flags LLVM may use, source text); it releases the GIL, so other threads run
+    meanwhile. A body calling `vm.` functions imports ir/vector_math (its version in a
+    comment). `helper`: (parameters, body) of the function `kernel_rows` it calls,
+    compiled with debug information so that LLVM does not inline it, without bounds
+    checks (`_in_rows`)."""
     lines = ["import numpy as np", "import numba"]
     if any("vm." in line for line in body + (helper[1] if helper else [])):
         lines.append(f"from pullback.ir import vector_math as vm  # {_vector_math_version()}")

@@ -144,7 +144,10 @@ def numpy_when_untraced(numpy_function, fn):
         return fn
     name = fn.__name__ if fn.__name__.isidentifier() else "wrapper"
     where = os.path.join(os.path.dirname(__file__), f"<fast path of {name}>")   # the library's
-    ufunc = isinstance(numpy_function, np.ufunc)
+    # NumPy's own ufuncs: a tracer's dispatch binds them as pullback's wrapper would
+    # (SciPy's convert dtypes first, in their wrappers)
+    ufunc = isinstance(numpy_function, np.ufunc) and getattr(
+        np, numpy_function.__name__, None) is numpy_function
     exec(compile(fast_path_source(name, parameters, ending, ufunc), where, "exec"), scope)
     return functools.update_wrapper(scope[name], fn)
 
@@ -227,11 +230,12 @@ def fast_path_source(name: str, parameters: list, ending=(), ufunc=False) -> str
     (`_first_check`, `_check`), NumPy's `_impl` gets exactly those arguments, or, where
     their number is in `ending` and the first is a plain ndarray, NumPy's endpoint `_end`
     gets them and NumPy's defaults of the next ones (`_d1`, ...: see `ARRAY_ENDPOINTS`) up
-    to the endpoint's arity, the largest of `ending`. Where something is traced (the first
-    argument a tracer or a list holding one, or a later argument not a plain value), the
-    same calls go to pullback's function `_fn` (a `ufunc`'s with a tracer first: the ufunc
-    itself, whose dispatch reaches the tracer's `__array_ufunc__`, as NumPy code on tracers
-    does). Any other call goes to `_general`.
+    to the endpoint's arity, the largest of `ending`. Where the first argument is a tracer
+    or a list holding one, or a later argument is not a plain value (a tracer, or anything
+    else `_general` would also hand to pullback), the same calls go to pullback's function
+    `_fn` (for a `ufunc` with a tracer first: the ufunc itself, whose dispatch reaches the
+    tracer's `__array_ufunc__`, as NumPy code on tracers does). Any other call goes to
+    `_general`.
 
     >>> import inspect
     >>> print(fast_path_source("f", list(inspect.signature(lambda a, b=1: 0).parameters.values()), [1, 2]))

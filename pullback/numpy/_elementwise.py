@@ -50,10 +50,11 @@ def _ufunc_wrapper(ufunc, prim):
 
 
 UFUNCS = {ufunc: _ufunc_wrapper(ufunc, prim) for ufunc, prim in UFUNC_PRIMITIVES.items()}
-# SciPy's expm1, log1p, cbrt, exp2 share NumPy's primitives but not their dtypes: tracers'
-# fast paths (which read UFUNC_PRIMITIVES) leave them to their wrappers, which convert.
-for _ufunc in [f for f, prim in UFUNC_PRIMITIVES.items() if _is_scipy_unary(f)
-               and any(getattr(np, g.__name__, None) is g for g in prim.numpy_functions)]:
+# SciPy's ufuncs of one argument compute in their own loops' dtypes (float16 in float32 or
+# float64) and have no loops for complex values of most: tracers' fast paths (which read
+# UFUNC_PRIMITIVES) leave them to their wrappers, which convert, or refuse complex values
+# with a ComplexValueError.
+for _ufunc in [f for f in UFUNC_PRIMITIVES if _is_scipy_unary(f)]:
     del UFUNC_PRIMITIVES[_ufunc]
 globals().update({f.__name__: f for f in UFUNCS.values()})
 globals().update({f.__name__: fn for f, fn in UFUNCS.items()        # NumPy's own win the
@@ -215,8 +216,9 @@ def sinc(x):
 
 
 def exprel(x):
-    """`scipy.special.exprel`: (e^x - 1) / x, with exact derivatives of every order at 0 too."""
-    return S.exprel(operand(x), order=0)
+    """`scipy.special.exprel`: (e^x - 1) / x, with exact derivatives of every order at 0 too
+    (computed in SciPy's dtype: float64 for float16)."""
+    return S.exprel(_as_numpy_computes(x, sp.exprel), order=0)
 
 
 def frexp(x):
