@@ -615,7 +615,7 @@ def test_issue12_products_by_one_matrix_run_as_one_pass_over_its_rows(monkeypatc
         assert sum(e.primitive is matmul for e in kernel.group) == n_products
         assert "concatenate" not in compiled.source
         assert list(kernel.given_outputs) == list(range(n_products)) and not kernel.returned
-        assert "x = a0[i0, j]" in kernel.source and 'fastmath={"reassoc"}' in kernel.source
+        assert "x = a0[i0, j]" in kernel.source and 'fastmath={"reassoc", "contract"}' in kernel.source
         assert not re.search(r"a\d\[j, \d\]", kernel.source)      # columns read contiguous
         _assert_close(got, expected)
     merged_program = optimize(stage(hvp_like, (A, w, v)))
