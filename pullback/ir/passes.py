@@ -1093,10 +1093,10 @@ def merge_products(program: Program) -> Program:
 
 def split_products(program: Program, most_columns: int, dtype=np.float64) -> Program:
     """`merge_products` undone where A and the pieces are matrices of `dtype` and the
-    merged operand has at most `most_columns` columns: `A @ concatenate([b1, b2], axis=1)` read only by column
-    slices, one per piece, becomes `A @ b1`, `A @ b2` (a slice of one column by an
-    integer: the product by that column reshaped to a vector). For the fused tier, whose
-    loops over A's rows read A once for all of its products anyway
+    merged operand has at most `most_columns` columns: `A @ concatenate([b1, b2], axis=1)`
+    read only by column slices, one per piece, becomes `A @ b1`, `A @ b2` (a slice of one
+    column by an integer: the product by that column reshaped to a vector). For the fused
+    tier, whose loops over A's rows read A once for all of its products anyway
     (`fused.thin_products`); each column is the same dot product."""
     readers = {}
     for eq in program.equations:
