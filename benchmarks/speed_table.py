@@ -339,6 +339,10 @@ def main(argv=None):
         return
     begin = time.perf_counter()
     libraries = [lib for lib in args.libraries.split(",") if lib]
+    unknown = [lib for lib in libraries if lib not in LIBRARIES]
+    if unknown or not rows:
+        parser.error(f"unknown libraries {unknown}: the columns are {list(LIBRARIES)}"
+                     if unknown else f"no row names any of {args.rows!r}")
     processes = [JIT_TIERS if lib == NUMPY and FUSED in libraries else lib
                  for lib in libraries if not (lib == FUSED and NUMPY in libraries)]
     best, ratios, missing, loads, blas, spans = {}, {}, {}, [], {}, []

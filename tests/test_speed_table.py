@@ -54,3 +54,13 @@ def test_item12_speed_table_interleaves_the_libraries_samples(tmp_path):
     text = output.read_text()
     span = float(text.split("a row's samples, all libraries, within ")[1].split(" s")[0])
     assert 0 < span < 5, text      # 3 libraries x 3 samples of 0.02 s (+ a call each)
+
+
+def test_a_column_or_row_it_does_not_have_is_an_error(tmp_path):
+    """A misspelt column or row used to measure nothing and write a table of dashes."""
+    output = tmp_path / "speed_table.md"
+    for option in (["--libraries", "jax"], ["--rows", "no such row"]):
+        run = subprocess.run([sys.executable, SCRIPT, "--quick", "--passes", "1",
+                              "--output", str(output), *option], capture_output=True, text=True)
+        assert run.returncode == 2 and "error:" in run.stderr, run.stderr
+        assert not output.exists()
