@@ -625,6 +625,38 @@ def test_item12_snapshot_copies_every_view_with_its_layout():
         assert copies[-2] is frozen and copies[-1] == 3.0
 
 
+def test_a_read_only_view_of_a_writeable_array_is_copied_too():
+    """The snapshot kept read-only arrays as they were, also read-only views of a writeable
+    array (`np.broadcast_to(w, shape)`): after a write into w the program mixed the old
+    exp(W), folded once, with the new W read when called (neither answer). A view reading
+    at least the array's bytes (a broadcast) is rebuilt on a copy of the array, strides
+    and all; a read-only view of part of it copied alone."""
+    from pullback.ir.jit import _snapshot
+    w, whole = np.array([1.0, 2.0]), np.arange(1.0, 7.0)
+    part = whole[1:3]
+    part.flags.writeable = False
+    views, owners = [np.broadcast_to(w, (3, 2)), part], [w, whole]
+
+    class Staged:
+        consts = views
+    copies = _snapshot(Staged()).consts
+    for view, copy in zip(views, copies):
+        np.testing.assert_array_equal(copy, view)
+        assert not np.shares_memory(copy, view)
+    assert copies[0].strides == (0, 8) and not copies[0].flags.writeable
+    for W, owner in zip(views, owners):
+        def f(x):
+            return np.sum(x * W) + np.sum(x * np.exp(W))
+        x = np.ones(W.shape)
+        for g in (f, grad(f)):
+            jitted = jit(g)
+            before = jitted(x)
+            np.testing.assert_allclose(before, g(x), rtol=1e-12)
+            owner *= 3.0
+            np.testing.assert_array_equal(jitted(x), before)
+            assert not np.allclose(g(x), before)
+
+
 def test_a_long_program_interpreted_on_its_first_call_reads_the_snapshot_too():
     from pullback.ir.jit import INTERPRETED_FIRST_CALL
     rng = np.random.default_rng(1)

@@ -54,7 +54,8 @@ def _snapshot(program):
     would be seen by some of the program and not by the rest. A snapshot is seen by all.
 
     Copies keep the constants' layout and what they share: constants that view one array
-    whole (`X` and the `X.T` a matrix product's derivative reads) stay views of one copy,
+    whole (`X` and the `X.T` a matrix product's derivative reads, or a broadcast of it)
+    stay views of one copy,
     and a transposed view stays transposed: a C-ordered copy of `X.T` doubles the memory
     the program holds and changes the matrix-vector product BLAS runs, which is faster
     with some BLAS kernels and slower with others (`passes.contiguous_transposes`
@@ -62,29 +63,48 @@ def _snapshot(program):
     roots = {}             # id of an array owning its memory -> its copy, where a constant spans it
     for c in program.consts:
         root = _owner(c)
-        if root is not None and c.nbytes == root.nbytes:
+        if root is not None and c.nbytes >= root.nbytes:
             roots.setdefault(id(root), aligned_copy(root))
 
     def copied(c):
-        if type(c) is not np.ndarray or not c.flags.writeable:
+        if type(c) is not np.ndarray or _frozen(c):
             return c
         root = _owner(c)
         if root is None or id(root) not in roots:
             return aligned_copy(c)
         if c is root:
             return roots[id(root)]
-        return np.ndarray(c.shape, c.dtype, buffer=roots[id(root)], strides=c.strides,
+        view = np.ndarray(c.shape, c.dtype, buffer=roots[id(root)], strides=c.strides,
                           offset=c.__array_interface__["data"][0]
                           - root.__array_interface__["data"][0])
+        view.flags.writeable = c.flags.writeable
+        return view
     program.consts = [copied(c) for c in program.consts]
     return program
 
 
+def _frozen(c) -> bool:
+    """Whether nothing can write the memory of the ndarray `c`: c and every array it views
+    read-only, and the memory at the bottom not another object's writeable buffer. A
+    read-only view of a writeable array (`np.broadcast_to(w, shape)`) is not frozen: a
+    write into w changes it."""
+    while isinstance(c, np.ndarray):
+        if c.flags.writeable:
+            return False
+        c = c.base
+    if c is None:
+        return True
+    try:
+        return memoryview(c).readonly
+    except TypeError:
+        return False
+
+
 def _owner(c):
-    """The array owning the memory of a writeable ndarray `c` (c itself, or the array it
-    views), where that array is contiguous; else None (not an ndarray, read-only, memory
-    of another object)."""
-    if type(c) is not np.ndarray or not c.flags.writeable:
+    """The array owning the memory of the ndarray `c` (c itself, or the array it views,
+    read-only views included), where that array is contiguous; else None (not an
+    ndarray, memory of another object)."""
+    if type(c) is not np.ndarray:
         return None
     while isinstance(c.base, np.ndarray):
         c = c.base
