@@ -3,6 +3,9 @@ Hessian-vector products would meet in the newest fast paths (the reverse tracer'
 operators, in-place cotangent sums, jit's snapshot) and the families reviewed least (sparse
 plans, loops, vmap, linear algebra, custom rules). Each test is named after the defect it
 pins down."""
+import dataclasses
+import types
+
 import numpy as np
 import pytest
 
@@ -61,6 +64,70 @@ def test_item1_a_loop_body_reading_an_array_written_into_since_is_staged_again(l
     for _ in range(2):
         f(x)
     assert len(stagings) <= (2 if loop == "checkpoint" else 1)   # (checkpoint: at each call)
+
+
+class _Slots:
+    __slots__ = ("rate",)
+
+    def __init__(self, rate):
+        self.rate = rate
+
+
+@dataclasses.dataclass(slots=True)
+class _SlotsData:
+    rate: float
+
+
+class _Hyper:
+    rate = 2.0
+
+
+class _Model:
+    """A user's class whose method reads a module global."""
+    def scaled(self, c):
+        return c * _RATE
+
+
+_RATE = 2.0
+_SETTINGS = types.ModuleType("pullback_test_settings")
+_SETTINGS.rate = 2.0
+
+
+def _holder(kind):
+    """(a step reading a number held so, a function setting that number)."""
+    holders = {"slots": _Slots, "dataclass slots": _SlotsData,
+               "namespace": lambda rate: types.SimpleNamespace(rate=rate),
+               "class attribute": lambda rate: _Hyper, "module attribute": lambda rate: _SETTINGS}
+    if kind in holders:
+        holder = holders[kind](2.0)
+        return (lambda c: c * holder.rate), (lambda a: setattr(holder, "rate", a))
+    return _Model().scaled, (lambda a: globals().__setitem__("_RATE", a))
+
+
+@pytest.mark.parametrize("kind", ["slots", "dataclass slots", "namespace", "class attribute",
+                                  "module attribute", "method reading a global"])
+@pytest.mark.parametrize("loop", sorted(_LOOPS))
+def test_a_loop_body_reading_a_number_through_an_object_sees_its_new_value(loop, kind):
+    """A body's cache key held an object without a `__dict__` (`__slots__`, a dataclass
+    with slots), a class and a module by identity: after `cfg.rate = 3.0` (or
+    `Hyper.rate`, `settings.RATE`) scan and fori_loop kept the number the program was
+    staged with, their values and gradients stale (2.625 for 12.0), and a sparse plan
+    reading a matrix so gave wrong entries. Slots are read as attributes are, and the
+    user's modules and classes by the attributes the code names."""
+    step, set_rate = _holder(kind)
+
+    def f(x):
+        return np.sum(_LOOPS[loop](x, step))
+    x = np.array([1.0, 0.5])
+    power = 1 if loop in ("cond", "switch", "checkpoint") else 2
+    try:
+        for a in (2.0, 3.0, 2.0):
+            set_rate(a)
+            np.testing.assert_allclose(f(x), 1.5 * a ** power)
+            np.testing.assert_allclose(pullback.grad(f)(x), [a ** power] * 2)
+            np.testing.assert_allclose(pullback.jacfwd(f)(x), [a ** power] * 2)
+    finally:
+        set_rate(2.0)
 
 
 def test_item1_a_while_loop_predicate_reading_an_array_written_into_since_is_staged_again():
@@ -225,6 +292,26 @@ def test_item7_a_sparse_plan_whose_constants_gained_nonzeros_refuses(closure):
                 np.testing.assert_allclose(plan(x, *args).toarray(),
                                            dense(x, *args).reshape(6, 6), atol=1e-12)
         a[...] = np.eye(6)
+
+
+def test_a_sparse_plan_reading_a_matrix_through_a_slots_object_refuses_its_new_nonzeros():
+    """f read `m.C` through an object with `__slots__`, which the plan's state kept by
+    identity: after `m.C = C2`, C2 nonzero where C was zero, the Hessian plan returned
+    H[0, 1] = 4 for 2 and no H[0, 3] (the new entry shares its compressed slot), silently.
+    Slots are now read as attributes are: the call checks a random product and raises."""
+    from pullback import sparse
+    from pullback.errors import PatternError
+    n = 12
+    m = _Slots(np.eye(n) + np.eye(n, k=1) + np.eye(n, k=-1))
+    f = lambda x: np.sum(x * (m.rate @ x)) + np.sum(x ** 4)    # noqa: E731
+    x = np.linspace(-1.0, 1.0, n) + 0.3
+    plan = sparse.prepare_hessian(f, x)
+    np.testing.assert_allclose(plan(x).toarray(), pullback.hessian(f)(x), atol=1e-12)
+    wider = m.rate.copy()
+    wider[0, 3] = wider[3, 0] = 1.0
+    m.rate = wider
+    with raises(PatternError, "now nonzero where they were zero"):
+        plan(x)
 
 
 # ------------------------------------ minimize

@@ -5,8 +5,9 @@ the loop primitives derive from them, each cached on the program it comes from.
   first inputs are the values it reads from outside (arrays, values traced by another
   transformation): the loop primitive takes them as arguments, so every transformation
   sees them. Staged once per signature: the cache key holds the function's code and what
-  its closure, defaults and globals hold (Python values by value, arrays and traced values
-  by identity, held weakly, and NumPy arrays by their bytes too: Python code may have read
+  its closure, defaults and globals hold (Python values by value, objects by their
+  attributes and slots, the user's modules and classes by the attributes the code names,
+  arrays and traced values by identity, held weakly, and NumPy arrays by their bytes too: Python code may have read
   their values while staging, as in `W[0, 0]`, so another array, or the same one written
   into since, stages again; a few references deep); a function reading arrays it cannot find
   there (created inside, or deeper), or more than `_COMPARED_BYTES` of them, is staged again
@@ -293,13 +294,16 @@ def _output_operand(trace, value, name, i):
 
 # The state a function reads besides its arguments, as a hashable key: what its closure,
 # defaults and (for the user's functions) the globals it names hold, a few references deep.
-# Python values by value, everything else (arrays and traced values included) by identity.
+# Python values by value, everything else (arrays and traced values included) by identity;
+# the user's modules and classes by the attributes their readers' code names.
 _MAX_DEPTH, _MAX_OBJECTS, _MAX_ITEMS = 4, 2_000, 64
 _ATOMS = (bool, int, float, complex, str, bytes, type(None), type(Ellipsis), np.generic,
           np.dtype)
 _OPAQUE = (types.ModuleType, type, types.BuiltinFunctionType, np.ufunc, types.CodeType)
 _LIBRARY_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (
     sys.modules["pullback"], np)) + (sysconfig.get_paths()["stdlib"] + os.sep,)
+_LIBRARIES = frozenset(("pullback", "numpy", "scipy", *sys.builtin_module_names,
+                        *sys.stdlib_module_names))
 
 
 class _TooLarge(Exception):
@@ -308,46 +312,105 @@ class _TooLarge(Exception):
 
 def function_state(fn):
     """(key, arrays, kept objects) of what fn reads besides its arguments (its closure,
-    defaults and globals, a few references deep), or None where that is too large."""
-    key, arrays, kept, seen = [], [], [], {}
+    defaults and globals, a few references deep), or None where that is too large.
+
+    A module or class of the user's (`settings.RATE`, `Config.rate`) is keyed by the
+    attributes of it that the code of the functions met names, whatever reads them (its
+    functions and classes by identity, as before): its whole namespace (imports,
+    functions) would be too large to walk, its identity alone misses a changed number,
+    which a program staged before holds as a constant."""
+    walk = _StateWalk()
     try:
-        _walk(fn, 0, key, arrays, kept, seen)
+        walk.visit(fn, 0)
+        done = set()
+        while True:                      # names met later may name attributes of earlier ones
+            todo = [(k, depth, name, value) for k, (attributes, depth)
+                    in enumerate(walk.namespaces) for name in sorted(walk.names & attributes.keys())
+                    if (k, name) not in done for value in (attributes[name],)]
+            if not todo:
+                break
+            for k, depth, name, value in todo:
+                done.add((k, name))
+                walk.key.append(("namespace", k, name))
+                if isinstance(value, _CODE_HOLDERS):    # methods, classes: by identity
+                    walk.key.append(("id", id(value)))
+                    walk.kept.append(value)
+                else:
+                    walk.visit(value, depth + 1)
     except _TooLarge:
         return None
-    return tuple(key), arrays, kept
+    return tuple(walk.key), walk.arrays, walk.kept
+
+
+_ABSENT = object()
+_CODE_HOLDERS = (types.FunctionType, types.MethodType, types.ModuleType, type, property,
+                 classmethod, staticmethod)
+
+
+class _StateWalk:
+    def __init__(self):
+        self.key, self.arrays, self.kept, self.seen = [], [], [], {}
+        self.names = set()           # attribute and global names the walked code reads
+        self.namespaces = []         # (the user's module or class, depth), keyed by `names`
+
+    def visit(self, obj, depth):
+        key = self.key
+        if isinstance(obj, _ATOMS):
+            key.append((type(obj), repr(obj)))
+            return
+        if isinstance(obj, (np.ndarray, Tracer)):
+            key.append(("array", id(obj)))
+            self.arrays.append(obj)
+            return
+        if id(obj) in self.seen:
+            key.append(("seen", self.seen[id(obj)]))
+            return
+        if depth > _MAX_DEPTH or len(self.seen) > _MAX_OBJECTS:
+            raise _TooLarge
+        self.seen[id(obj)] = len(self.seen)
+        self.kept.append(obj)
+        if isinstance(obj, types.CodeType):
+            self.names |= _global_names(obj)
+        if isinstance(obj, (types.ModuleType, type)) and _users(obj):
+            key.append(("id", id(obj)))
+            self.namespaces.append((_attributes(obj), depth))
+            return
+        if isinstance(obj, _OPAQUE) or isinstance(obj, types.FunctionType) \
+                and _library_function(obj):
+            key.append(("id", id(obj)))
+            return
+        children = _children(obj)
+        if children is None:
+            key.append(("id", id(obj)))
+            return
+        key.append((type(obj), len(children)))
+        for label, child in children:
+            key.append(label)
+            self.visit(child, depth + 1)
+
+
+def _attributes(namespace) -> dict:
+    """A module's or class's attributes by name (a class's own and its bases', as Python
+    finds them), as they are now."""
+    if isinstance(namespace, types.ModuleType):
+        return namespace.__dict__
+    attributes = {}
+    for klass in reversed(namespace.__mro__[:-1]):         # (not `object`'s)
+        attributes.update(klass.__dict__)
+    return attributes
+
+
+def _users(namespace) -> bool:
+    """Whether a module or class is the user's code (not Python's, NumPy's, SciPy's or
+    pullback's), whose attributes a function's state includes."""
+    name = namespace.__name__ if isinstance(namespace, types.ModuleType) \
+        else namespace.__module__ or ""
+    return name.split(".")[0] not in _LIBRARIES
 
 
 def _library_function(fn) -> bool:
     filename = fn.__code__.co_filename
     return filename.startswith(_LIBRARY_DIRS) and "site-packages" not in filename
-
-
-def _walk(obj, depth, key, arrays, kept, seen):
-    if isinstance(obj, _ATOMS):
-        key.append((type(obj), repr(obj)))
-        return
-    if isinstance(obj, (np.ndarray, Tracer)):
-        key.append(("array", id(obj)))
-        arrays.append(obj)
-        return
-    if id(obj) in seen:
-        key.append(("seen", seen[id(obj)]))
-        return
-    if depth > _MAX_DEPTH or len(seen) > _MAX_OBJECTS:
-        raise _TooLarge
-    seen[id(obj)] = len(seen)
-    kept.append(obj)
-    if isinstance(obj, _OPAQUE) or isinstance(obj, types.FunctionType) and _library_function(obj):
-        key.append(("id", id(obj)))
-        return
-    children = _children(obj)
-    if children is None:
-        key.append(("id", id(obj)))
-        return
-    key.append((type(obj), len(children)))
-    for label, child in children:
-        key.append(label)
-        _walk(child, depth + 1, key, arrays, kept, seen)
 
 
 def _children(obj):
@@ -377,14 +440,27 @@ def _children(obj):
     if isinstance(obj, functools.partial):
         return ([(("func",), obj.func)] + [(("arg",), a) for a in obj.args]
                 + [(("keyword", k), v) for k, v in sorted(obj.keywords.items())])
-    module = getattr(type(obj), "__module__", "") or ""
+    if (type(obj).__module__ or "").split(".")[0] in ("pullback", "numpy", "scipy", "builtins"):
+        return None
     attributes = getattr(obj, "__dict__", None)
-    if isinstance(attributes, dict) and module.split(".")[0] not in (
-            "pullback", "numpy", "scipy", "builtins"):
-        if len(attributes) > _MAX_ITEMS:
-            raise _TooLarge
-        return [(("class",), type(obj))] + [(("attr", k), v) for k, v in attributes.items()]
-    return None
+    slots = _slot_names(type(obj))
+    if not isinstance(attributes, dict) and not slots:
+        return None
+    items = list(attributes.items()) if isinstance(attributes, dict) else []
+    items += [(name, getattr(obj, name, _ABSENT)) for name in slots]
+    if len(items) > _MAX_ITEMS:
+        raise _TooLarge
+    return [(("class",), type(obj))] + [(("attr", k), v) for k, v in items]
+
+
+@functools.lru_cache(maxsize=None)
+def _slot_names(cls) -> tuple:
+    """The instance attributes `__slots__` declares along cls's classes (not `__dict__`)."""
+    names = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else list(slots)
+    return tuple(n for n in dict.fromkeys(names) if n not in ("__dict__", "__weakref__"))
 
 
 @functools.lru_cache(maxsize=4096)
