@@ -102,8 +102,9 @@ def gradient(f, *varargs, axis=None, edge_order=1):
     """
     x = as_floating(f)
     n = ndim(x)
-    axes = normalize_axes(axis, n) if isinstance(axis, (tuple, list)) or axis is None \
-        else (normalize_axis(axis, n),)
+    axes = normalize_axes(axis, n)
+    if isinstance(axis, (tuple, list)):          # one result per axis, in the order given
+        axes = tuple(normalize_axis(a, n) for a in axis)
     if len(varargs) == 0:
         spacings = [1.0] * len(axes)
     elif len(varargs) == 1 and ndim(operand(varargs[0])) == 0:

@@ -353,7 +353,8 @@ def pad_constant(array, pad_width, constant_value=0.0):
     in every mode, is in _building."""
     x = operand(array)
     widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (ndim(x), 2)).tolist()
-    return S.pad(x, pad_width=tuple(map(tuple, widths)), constant_value=float(constant_value))
+    number = complex if np.iscomplexobj(constant_value) else float     # (a parameter: hashable)
+    return S.pad(x, pad_width=tuple(map(tuple, widths)), constant_value=number(constant_value))
 
 
 def copy(a, order="K", subok=False):
