@@ -43,3 +43,53 @@ def test_pad_with_a_complex_constant_pads_with_it():
     np.testing.assert_array_equal(value, f(z))
     np.testing.assert_array_equal(tangent, [0, 1, 1, 0])
     np.testing.assert_array_equal(pullback.jit(f)(z), f(z))
+
+
+# ------------------------------------ custom rules at second order
+
+_MODES = ("reverse-over-reverse", "forward-over-reverse", "reverse-over-forward",
+          "forward-over-forward")
+
+
+def test_a_custom_jvp_rule_is_differentiated_as_code_in_every_mode():
+    """Forward mode took a custom_jvp function's output from the rule, reverse mode from
+    the function bound again one level down, so an outer derivative differentiated the
+    rule's code in one and applied the rule again in the other: the Hessians of a
+    straight-through `round` (rule `(np.round(x), t)`) were 2I over reverse mode and 0 over
+    forward mode, of a rule `(np.sin(x), 2 cos(x) t)` 3.64 and 2.69. Every mode now
+    takes the output from the rule."""
+    @pullback.custom_jvp
+    def straight_through(x):
+        return np.round(x)
+    straight_through.defjvp(lambda p, t: (np.round(p[0]), t[0]))
+
+    @pullback.custom_jvp
+    def doubled_slope(x):
+        return np.sin(x)
+    doubled_slope.defjvp(lambda p, t: (np.sin(p[0]), 2.0 * np.cos(p[0]) * t[0]))
+
+    x = np.array([0.3, 1.7])
+    for f, expected in ((lambda x: np.sum(straight_through(x) ** 2), np.zeros((2, 2))),
+                        (lambda x: np.sum(doubled_slope(x) * x),      # (2 x cos x + sin x)'
+                         np.diag(3.0 * np.cos(x) - 2.0 * x * np.sin(x)))):
+        np.testing.assert_allclose(pullback.grad(f)(x), pullback.jacfwd(f)(x), rtol=1e-14)
+        for mode in _MODES:
+            np.testing.assert_allclose(pullback.hessian(f, mode=mode)(x), expected, atol=1e-14)
+            np.testing.assert_allclose(pullback.jit(pullback.hessian(f, mode=mode))(x),
+                                       expected, atol=1e-14)
+            np.testing.assert_allclose(pullback.hvp(f, x, np.ones(2), mode=mode),
+                                       expected @ np.ones(2), atol=1e-14)
+
+
+def test_a_custom_jvp_rule_calling_its_function_applies_at_second_order():
+    """The documented way to have the rule at second order: its output is the function
+    itself, whose rule an outer derivative applies again. With a slope of 2, the gradient
+    of sum(g(x)^2) is 4 g(x) and its Hessian 8I, in every mode."""
+    @pullback.custom_jvp
+    def straight_through(x):
+        return np.round(x)
+    straight_through.defjvp(lambda p, t: (straight_through(p[0]), 2.0 * t[0]))
+    x = np.array([0.3, 1.7])
+    f = lambda x: np.sum(straight_through(x) ** 2)           # noqa: E731
+    for mode in _MODES:
+        np.testing.assert_allclose(pullback.hessian(f, mode=mode)(x), 8.0 * np.eye(2))

@@ -19,7 +19,9 @@ Each user rule serves every mode:
   Hessians and HVPs;
 - a forward rule's tangent map `t -> jvp(primals, t)` is linear, so reverse mode
   pulls cotangents back by transposing it (at zero tangents, where a rule's tangents
-  must be zero: one adding a constant is refused where the values are known);
+  must be zero: one adding a constant is refused where the values are known), and takes
+  the outputs from the rule, as forward mode does (so that every mode's second
+  derivative differentiates the same code);
 - batching runs the user's functions under `vmap` and binds them again; code
   that cannot be traced (the usual reason for a custom rule: SciPy, loops over
   Python floats) runs example by example instead;
@@ -351,13 +353,19 @@ def _random_like(x):
     return np.asarray(values, dtype)
 
 
-def _custom_jvp_vjp(wrt, outs, *primals, fun, jvp):
+def _custom_jvp_value_and_vjp(wrt, *primals, fun, jvp):
+    """Reverse mode: the outputs the rule gives (at zero tangents), as forward mode takes
+    them, so that an outer derivative differentiates the rule's code in every mode (a
+    straight-through `round` gave Hessians 2I over reverse mode, 0 over forward mode),
+    and the transpose of its tangent map."""
+    results = rule_call(*primals, *[zeros_like_value(p) for p in primals], rule=jvp)
+    outs = results[:len(results) // 2]
     transposed = _transposed_tangent_map(jvp, wrt, len(primals))
 
     def pullback(cts):
         selected = iter(rule_call(*primals, *_with_zeros(outs, cts), rule=transposed))
         return [next(selected) if w else ZERO for w in wrt]
-    return pullback
+    return outs, pullback
 
 
 def _custom_jvp_batch(values, dims, fun, jvp):
@@ -369,7 +377,7 @@ def _custom_jvp_batch(values, dims, fun, jvp):
 
 custom_jvp_call = Primitive(
     "custom_jvp_call", lambda *args, fun, jvp: fun(*args),
-    shape=_call_shape, jvp=_custom_jvp_jvp, vjp=_custom_jvp_vjp,
+    shape=_call_shape, jvp=_custom_jvp_jvp, value_and_vjp=_custom_jvp_value_and_vjp,
     batch=_custom_jvp_batch, multiple_results=True, family="custom",
     emit_statements=_call_statements("fun"),
     complex_rules=True)

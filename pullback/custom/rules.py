@@ -347,7 +347,9 @@ class custom_jvp(_CustomFunction):
 
     `jvp(primals, tangents) -> (out, tangent_out)`, with primals and tangents the
     tuples of arguments and their tangents; the tangent map must be linear. None
-    in the output tangent stands for zeros.
+    in the output tangent stands for zeros. Every mode takes `out` from the rule, and a
+    derivative of a derivative differentiates the rule's code: compute `out` by calling
+    the function (as here) for its rule to apply at second order too.
 
     Static arguments (`nondiff_argnums`) come first, and primals and tangents
     hold the other arguments only:
