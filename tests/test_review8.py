@@ -93,3 +93,27 @@ def test_a_custom_jvp_rule_calling_its_function_applies_at_second_order():
     f = lambda x: np.sum(straight_through(x) ** 2)           # noqa: E731
     for mode in _MODES:
         np.testing.assert_allclose(pullback.hessian(f, mode=mode)(x), 8.0 * np.eye(2))
+
+
+# ------------------------------------ statistics
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nanstd_over_one_valid_element_has_zero_derivatives(dtype):
+    """`np.std` over one element is identically 0 with zero derivatives (README); `nanstd`
+    over a slice holding one value besides NaNs gave a NaN gradient (sqrt's slope at 0)."""
+    x = np.array([[0.7, np.nan, 0.2], [np.nan, 1.0, np.nan]], dtype)
+    for axis in (None, 0, 1):
+        weights = np.arange(1.0, 1.0 + np.size(np.nanstd(x, axis=axis)))
+
+        def f(z):
+            return np.sum(np.nanstd(z, axis=axis) * weights)
+        value = pullback.jit(lambda z: np.nanstd(z, axis=axis))(x)
+        np.testing.assert_allclose(value, np.nanstd(x, axis=axis), rtol=1e-6)
+        assert value.dtype == dtype
+        gradient = pullback.grad(f)(x)
+        assert np.all(np.isfinite(gradient)) and gradient.dtype == dtype
+        np.testing.assert_allclose(pullback.jacfwd(f)(x), gradient, rtol=1e-5)
+        np.testing.assert_allclose(pullback.jit(pullback.grad(f))(x), gradient, rtol=1e-5)
+    pullback.testing.check_grads(lambda z: np.nanstd(z, axis=1), (x.astype(np.float64),),
+                                 order=2)

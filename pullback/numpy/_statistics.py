@@ -299,13 +299,12 @@ def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=
 
 def nanstd(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
            mean=None, correction=None):
-    """`np.nanstd` (over one element nanvar's value, as `std`'s)."""
+    """`np.nanstd`: over one element that is not NaN nanvar's value, as `std`'s over one
+    element (identically 0, with zero derivatives; sqrt's infinite slope at 0 gave NaN)."""
     variance = nanvar(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
                       correction=correction)
-    shape = np.shape(operand(a))
-    if math.prod(shape[i] for i in normalize_axes(axis, len(shape))) == 1:
-        return variance
-    return E.sqrt(variance)
+    single = _valid_count(as_floating(a, dtype), axis, keepdims) == 1
+    return E.where(single, variance, E.sqrt(E.where(single, 1.0, variance)))
 
 
 def _nan_extremum(reduce, name, fill):
