@@ -9,6 +9,7 @@ import numpy as np
 
 from ..primitives import elementwise as E
 from ..core.engine import Tracer
+from ..core.numbers import complex_error
 from ..errors import ZeroWeightsError, unsupported
 from ..primitives import reductions as R
 from ..primitives.structural import stop_gradient
@@ -194,6 +195,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """`scipy.special.logsumexp`: log(sum(b * exp(a))), computed stably."""
     x = operand(a)
     shifted_by = stop_gradient(x)
+    if np.dtype(shifted_by.dtype).kind == "c":            # shifted by the largest real part
+        if return_sign:
+            raise complex_error("logsumexp's sign (return_sign=True) of complex values")
+        shifted_by = E.real(shifted_by)
     if b is not None:
         # As SciPy: terms with b == 0 count for nothing, also in the shift (the largest x
         # may be one of them); a constant b masks them out of the terms too (no overflow).
@@ -212,14 +217,12 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     if b is not None:
         terms = terms * b
     total = R.sum(terms, axis=axes, keepdims=True)
+    if not return_sign:
+        out = E.log(total) + shift
+        return out if keepdims else squeeze(out, axes)
     sign = E.sign(total)
-    if return_sign:
-        total = E.absolute(total)
-    out = E.log(total) + shift
-    if not keepdims:
-        out = squeeze(out, axes)
-        sign = squeeze(sign, axes)
-    return (out, sign) if return_sign else out
+    out = E.log(E.absolute(total)) + shift
+    return (out, sign) if keepdims else (squeeze(out, axes), squeeze(sign, axes))
 
 
 def _arg(prim, name):
