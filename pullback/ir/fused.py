@@ -52,6 +52,7 @@ stays a NumPy call, and the rest of the group fuses around it. Numba is optional
 install "pullback[fast]"`): without it, or with `PULLBACK_FUSED=0`, jit runs the NumPy
 code only; where it is installed but fails to import, one `FusedTierWarning` says why.
 """
+import functools
 import hashlib
 import importlib.util
 import itertools
@@ -277,18 +278,44 @@ def partition(program: Program, min_size: int = None, leave=None) -> list:
 # --------------------------------------------------------------------- kernels
 
 def _operand_dtypes(eq):
-    """The dtype each operand has inside the loop: a variable's own; a literal's (or a
-    Python scalar's, a weak variable) as NumPy's weak promotion gives it with the other
-    operands."""
-    strong = [np.dtype(x.aval.dtype) for x in eq.inputs if type(x) is not Literal and not x.weak]
-    dtypes = []
-    for x in eq.inputs:
-        if type(x) is not Literal and not x.weak:
-            dtypes.append(np.dtype(x.aval.dtype))
-            continue
-        value = x.value if type(x) is Literal else np.dtype(x.aval.dtype).type(0).item()
-        dtypes.append(np.result_type(value, *strong) if strong else np.asarray(value).dtype)
-    return dtypes
+    """The dtype each operand is converted to before the operation, in the loop: for a
+    ufunc, the input dtypes of the loop NumPy runs for these operands (Numba's typing of
+    mixed operands differs: float32 * int32 in single precision, where NumPy converts
+    both to float64); for other primitives a variable's own, a literal's (or a Python
+    scalar's, a weak variable) as NumPy's weak promotion gives it with the other operands."""
+    weak = [type(x) is Literal or x.weak for x in eq.inputs]
+    types = [_weak_type(x) if w else np.dtype(x.aval.dtype) for x, w in zip(eq.inputs, weak)]
+    ufunc = next(iter(eq.primitive.numpy_functions), None)
+    if isinstance(ufunc, np.ufunc) and ufunc.nout == 1 and ufunc.nin == len(types):
+        return list(_loop_dtypes(ufunc, tuple(types)))
+    strong = [t for t, w in zip(types, weak) if not w]
+    return [t if not w else np.result_type(_weak_value(x), *strong) if strong
+            else np.asarray(_weak_value(x)).dtype for x, t, w in zip(eq.inputs, types, weak)]
+
+
+def _weak_value(x):
+    """A literal's value, or a weak variable's as a Python scalar of its type."""
+    return x.value if type(x) is Literal else np.dtype(x.aval.dtype).type(0).item()
+
+
+def _weak_type(x):
+    """How a literal or weak variable takes part in NumPy's promotion: a Python int,
+    float or complex as its type (weakly typed), anything else as its dtype."""
+    value = _weak_value(x)
+    return type(value) if type(value) in (int, float, complex) else np.asarray(value).dtype
+
+
+@functools.lru_cache(maxsize=None)
+def _loop_dtypes(ufunc, types):
+    """The input dtypes of the loop `ufunc` runs on operands of `types`."""
+    return ufunc.resolve_dtypes(types + (None,))[:-1]
+
+
+def _converted(expr, have, dtype):
+    """`expr`, a scalar of dtype `have`, as `dtype` (itself where they agree)."""
+    if have == dtype:
+        return expr
+    return f"({expr} != 0)" if dtype.kind == "b" else f"np.{dtype.name}({expr})"
 
 
 def _cast(dtype, expr):
@@ -437,11 +464,12 @@ def kernel_for(group: Group, needed) -> tuple:
             return _cast(dtype, value_source(x.value))
         shape = tuple(x.aval.shape)
         if not shape:
-            return index[x] if dtype == x.aval.dtype and not x.weak else _cast(dtype, index[x])
+            return _cast(dtype, index[x]) if x.weak else \
+                _converted(index[x], np.dtype(x.aval.dtype), dtype)
         lead = rank - len(shape)
         at = [at[lead + j] if n != 1 or group.shape[lead + j] == 1 else "0"
               for j, n in enumerate(shape)]
-        return f"{index[x]}[{', '.join(at)}]"
+        return _converted(f"{index[x]}[{', '.join(at)}]", np.dtype(x.aval.dtype), dtype)
 
     def compute(values, at, prefix, lines, stored=(), read=operand):
         """Appends the lines computing `values` at loop position `at` (reading those in
@@ -459,8 +487,8 @@ def kernel_for(group: Group, needed) -> tuple:
                 names[out] = f"{arrays[out]}[{', '.join(at)}]"
                 continue
             dtypes = _operand_dtypes(eq)
-            args = [names[x] if x in names else read(x, d, at)
-                    for x, d in zip(eq.inputs, dtypes)]
+            args = [_converted(names[x], np.dtype(x.aval.dtype), d) if x in names
+                    else read(x, d, at) for x, d in zip(eq.inputs, dtypes)]
             names[out] = f"{prefix}{len(names)}"
             lines.append(f"{names[out]} = "
                          f"{_cast(np.dtype(out.aval.dtype), eq.primitive.emit_scalar(args, dtypes, **eq.params))}")
@@ -583,7 +611,8 @@ def _in_rows(shape, inputs, index, arrays, loops, flat, operand):
     def read(x, dtype, at):
         if type(x) is Literal or not x.aval.shape:
             return operand(x, dtype, at)
-        return f"{tiles[x]}[i]" if x in tiles else f"f{index[x][1:]}[i]"
+        return _converted(f"{tiles[x]}[i]" if x in tiles else f"f{index[x][1:]}[i]",
+                          np.dtype(x.aval.dtype), dtype)
     names, body = flat(read)
     parameters = ["m"] + [f"f{index[x][1:]}" for x in full] + list(tiles.values()) + \
         [index[x] for x in inputs if not x.aval.shape] + [f"g{a[1:]}" for a in arrays.values()]

@@ -17,8 +17,9 @@ from ..core.arrays import FLOAT64, REAL_SCALARS, dtype_of, shape_of, zero_d
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..transforms.cotangents import LARGE_TEMPORARY
 from .families import (array_dtype, batch_elementwise, call_emitter, constant, elementwise,
-                       elementwise_shape, for_reading, linear, real_ufunc_scalar, ufunc_emitter,
-                       ufunc_scalar, unbroadcast, vectorised_scalar)
+                       elementwise_shape, float_ufunc_scalar, for_reading, linear,
+                       real_ufunc_scalar, ufunc_emitter, ufunc_scalar, unbroadcast,
+                       vectorised_scalar)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
 REALS = (-2.0, 2.0)
@@ -45,21 +46,46 @@ sqrt = analytic("sqrt", np.sqrt, lambda out: 0.5 / out, POSITIVE)
 cbrt = unary("cbrt", np.cbrt, lambda out: 1.0 / (3.0 * square(out)), POSITIVE,
              aliases=(sp.cbrt,))
 square = analytic("square", np.square, lambda x: (2.0, x))
-reciprocal = analytic("reciprocal", np.reciprocal, lambda out: -square(out), POSITIVE)
+reciprocal = analytic("reciprocal", np.reciprocal, lambda out: -square(out), POSITIVE,
+                      emit_scalar=float_ufunc_scalar(np.reciprocal))
+# Numba's complex exp and exp2 are NaN + NaN j where e**Re(z) overflows (NumPy's, the C
+# library's: inf + inf j, or finite and infinite parts), its complex expm1 is exp(z) - 1
+# (no digits left for small z), its complex tanh NaN for a large real part, its complex
+# power NaN at base 0, and its complex trigonometric and hyperbolic functions and their
+# inverses follow other rules than NumPy's at infinite and NaN parts (arccosh(inf j) =
+# inf + nan j, NumPy's inf + pi/2 j; arctan(1 + nan j) = pi/2 + nan j, NumPy's nan + nan
+# j): complex values stay NumPy's.
 exp = analytic("exp", np.exp, lambda out: out,
-              emit_scalar=vectorised_scalar(np.exp, ufunc_scalar(np.exp)))
-exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,))
-# Numba's complex expm1 is exp(z) - 1 (no digits left for small z), its complex tanh NaN
-# for a large real part, its complex power NaN at base 0, and its complex trigonometric
-# and hyperbolic functions and their inverses follow other rules than NumPy's at infinite
-# and NaN parts (arccosh(inf j) = inf + nan j, NumPy's inf + pi/2 j; arctan(1 + nan j) =
-# pi/2 + nan j, NumPy's nan + nan j): complex values stay NumPy's.
+              emit_scalar=vectorised_scalar(np.exp, real_ufunc_scalar(np.exp)))
+exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,),
+                emit_scalar=real_ufunc_scalar(np.exp2))
 expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0, aliases=(sp.expm1,),
                  emit_scalar=vectorised_scalar(np.expm1, real_ufunc_scalar(np.expm1)))
+
+
+def _log_scalar(ufunc, scale):
+    """emit_scalar rule of log, log2 or log10: NumPy's ufunc on real operands; on complex
+    ones ir/vector_math's `complex_log` (NumPy's, the C library's, values: Numba's complex
+    log is log(abs(z)), no digits of the real part left near |z| = 1) times `scale`, the
+    way NumPy scales it for log2 and log10, each part separately."""
+    real = ufunc_scalar(ufunc)
+
+    def emit_scalar(args, dtypes):
+        if dtypes[0].kind != "c":
+            return real(args, dtypes)
+        z = args[0] if dtypes[0] == np.complex128 else f"np.complex128({args[0]})"
+        return f"vm.complex_log({z}, {scale!r})"
+    return emit_scalar
+
+
+# NumPy's log2(e) and log10(e) (NPY_LOG2E, NPY_LOG10E), as it scales a complex logarithm
+LOG2E, LOG10E = 1.4426950408889634, 0.4342944819032518
 log = analytic("log", np.log, lambda x: reciprocal(x), POSITIVE,
-              emit_scalar=vectorised_scalar(np.log, ufunc_scalar(np.log)))
-log2 = analytic("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE)
-log10 = analytic("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE)
+              emit_scalar=vectorised_scalar(np.log, _log_scalar(np.log, 1.0)))
+log2 = analytic("log2", np.log2, lambda x: 1.0 / (x * LN2), POSITIVE,
+                emit_scalar=_log_scalar(np.log2, LOG2E))
+log10 = analytic("log10", np.log10, lambda x: 1.0 / (x * LN10), POSITIVE,
+                 emit_scalar=_log_scalar(np.log10, LOG10E))
 log1p = analytic("log1p", np.log1p, lambda x: reciprocal(x + 1.0), POSITIVE,
                  aliases=(sp.log1p,),
                  emit_scalar=vectorised_scalar(np.log1p, ufunc_scalar(np.log1p)))
@@ -211,14 +237,19 @@ _power_scalar_source = ufunc_scalar(np.power)
 
 def _power_scalar(args, dtypes):
     # A small integer exponent as Python's int: Numba multiplies (as NumPy's fast paths
-    # do for x ** 2) instead of calling pow, ten times slower. Literals arrive cast to
-    # their dtype, e.g. `np.float64(2.0)`.
+    # do for x ** 2) instead of calling pow, ten times slower. An exponent 0.5 is NumPy's
+    # sqrt (its power takes that path: -0.0 stays -0.0 and -inf gives NaN, where pow
+    # gives 0.0 and inf). Literals arrive cast to their dtype, e.g. `np.float64(2.0)`.
     # Integer powers stay NumPy's (it refuses negative exponents), complex ones too.
     if any(d.kind != "f" for d in dtypes):
         return None
     exponent = re.fullmatch(r"np\.\w+\((-?\d+)(\.0)?\)", args[1])
     if exponent and abs(int(exponent[1])) <= 4:
-        return f"{args[0]} ** {int(exponent[1])}"
+        power = int(exponent[1])
+        # a negative one as a division: Numba's x ** -1 raises ZeroDivisionError at 0.0
+        return f"{args[0]} ** {power}" if power >= 0 else f"(1.0 / {args[0]} ** {-power})"
+    if re.fullmatch(r"np\.\w+\(0\.5\)", args[1]):
+        return f"np.sqrt({args[0]})"
     return _power_scalar_source(args, dtypes)
 
 
@@ -280,11 +311,29 @@ xdivy = elementwise("xdivy", None, _one_over, lambda x, y: -xdivy(xdivy(x, y), y
 power = elementwise("power", np.power, _power_dx, _power_dy, impl=_power, emit=_power_emit,
                     operator="{} ** {}", emit_scalar=_power_scalar,
                     domain=((0.5, 2.0), REALS), complex_rules=True)
+
+
+def _extremum_scalar(ufunc, beats):
+    """emit_scalar rule of maximum (`beats` ">") or minimum ("<"): on floats NumPy's
+    choice, x where x beats y or is NaN, else y (so maximum(-0.0, 0.0) is 0.0 and
+    maximum(0.0, -0.0) is -0.0; Numba's chooses x at ties), NaN from either operand."""
+    otherwise = ufunc_scalar(ufunc)
+
+    def emit_scalar(args, dtypes):
+        if any(d.kind != "f" for d in dtypes):
+            return otherwise(args, dtypes)
+        x, y = args
+        return f"({x} if {x} {beats} {y} or {x} != {x} else {y})"
+    return emit_scalar
+
+
 # maximum/minimum split the derivative equally at ties (the mean of the one-sided ones).
 maximum = elementwise("maximum", np.maximum, lambda x, y: 0.5 + 0.5 * sign(x - y),
-                      lambda x, y: 0.5 - 0.5 * sign(x - y), commutative=True, domain=BINARY)
+                      lambda x, y: 0.5 - 0.5 * sign(x - y), commutative=True, domain=BINARY,
+                      emit_scalar=_extremum_scalar(np.maximum, ">"))
 minimum = elementwise("minimum", np.minimum, lambda x, y: 0.5 - 0.5 * sign(x - y),
-                      lambda x, y: 0.5 + 0.5 * sign(x - y), commutative=True, domain=BINARY)
+                      lambda x, y: 0.5 + 0.5 * sign(x - y), commutative=True, domain=BINARY,
+                      emit_scalar=_extremum_scalar(np.minimum, "<"))
 # fmax/fmin ignore NaN: the derivative goes to the argument that is not NaN.
 fmax = elementwise("fmax", np.fmax, lambda x, y: _fmax_dx(x, y),
                    lambda x, y: 1.0 - _fmax_dx(x, y), commutative=True, domain=BINARY)
@@ -302,11 +351,25 @@ logaddexp = elementwise("logaddexp", np.logaddexp, lambda x, out: exp(x - out),
                         emit_scalar=vectorised_scalar(np.logaddexp, ufunc_scalar(np.logaddexp)))
 logaddexp2 = elementwise("logaddexp2", np.logaddexp2, lambda x, out: exp2(x - out),
                          lambda y, out: exp2(y - out), commutative=True, domain=BINARY)
+
+
+def _remainder_scalar(args, dtypes):
+    # Floats as NumPy's divmod has them: fmod moved into the divisor's sign, a zero given
+    # the divisor's sign (1.0 % -1.0 is -0.0; Numba's np.remainder gives 0.0).
+    if any(d.kind != "f" for d in dtypes):
+        return _remainder_source(args, dtypes)
+    x, y = args
+    mod = f"np.fmod({x}, {y})"
+    return f"(np.copysign(0.0, {y}) if {mod} == 0 else {mod} + {y} if ({mod} < 0) != " \
+           f"({y} < 0) else {mod})"
+
+
+_remainder_source = ufunc_scalar(np.remainder)
 remainder = elementwise("remainder", np.remainder, 1, lambda x, y: -floor_divide(x, y),
-                        operator="{} % {}",
+                        operator="{} % {}", emit_scalar=_remainder_scalar,
                         domain=((2.3, 2.5), (1.05, 1.1)))
 fmod = elementwise("fmod", np.fmod, 1, lambda x, y: -trunc(x / y),
-                   domain=((2.3, 2.5), (1.05, 1.1)))
+                   domain=((2.3, 2.5), (1.05, 1.1)), emit_scalar=float_ufunc_scalar(np.fmod))
 # copysign(x, y) = |x| with y's sign bit: d/dx = sign(x) * copysign(1, y), d/dy = 0.
 copysign = elementwise("copysign", np.copysign, lambda x, y: sign(x) * copysign(1.0, y), 0,
                        domain=BINARY)
@@ -322,7 +385,10 @@ def _heaviside_scalar(x, h):
     return f"(np.nan if {x} != {x} else 0.0 if {x} < 0 else {h} if {x} == 0 else 1.0)"
 # ldexp(x, i) = x 2^i for integers i.
 ldexp = elementwise("ldexp", np.ldexp, lambda y: ldexp(1.0, y), 0,
-                    domain=(REALS, ("int", -2, 2)))
+                    domain=(REALS, ("int", -2, 2)),
+                    emit_scalar=lambda args, dtypes: _ldexp_source(args, dtypes)
+                    if dtypes[1].itemsize <= 4 else None)   # (Numba truncates a wider i,
+_ldexp_source = ufunc_scalar(np.ldexp)                        # NumPy clamps it)
 # xlogy(0, y) is 0 for every y: its y-derivative there is 0, also at y = 0 (xdivy).
 xlogy = elementwise("xlogy", sp.xlogy,
                     lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
@@ -336,10 +402,19 @@ def _fmax_dx(x, y):
 
 # ------------------------------------------------- zero-derivative functions
 
+def _sign_scalar(args, dtypes):
+    # NumPy's sign of -0.0 is 0.0 (Numba's np.sign gives -0.0 back; adding 0.0 makes it
+    # 0.0 and changes nothing else), of an unsigned integer 0 or 1 (Numba's reads it as
+    # signed: sign(2**32 - 3) gave 2**32 - 1).
+    kind, (x,) = dtypes[0].kind, args
+    if kind == "f":
+        return f"(np.sign({x}) + np.{dtypes[0].name}(0.0))"
+    return None if kind == "c" else f"(1 if {x} > 0 else 0)" if kind == "u" else f"np.sign({x})"
+
+
 # sign of complex values is z / |z|, not constant: pullback.numpy.sign answers np.sign.
 sign = constant("sign", lambda x: np.sign(x), emit=call_emitter("np.sign"), fresh_output=True,
-                emit_scalar=lambda args, dtypes: None if dtypes[0].kind == "c" else
-                f"np.sign({args[0]})")
+                emit_scalar=_sign_scalar)
 floor = constant("floor", np.floor)
 ceil = constant("ceil", np.ceil)
 trunc = constant("trunc", np.trunc)
@@ -369,8 +444,11 @@ bitwise_and = constant("bitwise_and", np.bitwise_and, domain=(BITS, BITS), commu
 bitwise_or = constant("bitwise_or", np.bitwise_or, domain=(BITS, BITS), commutative=True)
 bitwise_xor = constant("bitwise_xor", np.bitwise_xor, domain=(BITS, BITS), commutative=True)
 invert = constant("invert", np.invert, domain=(BITS,))
-left_shift = constant("left_shift", np.left_shift, domain=(BITS, ("int", 0, 3)))
-right_shift = constant("right_shift", np.right_shift, domain=(BITS, ("int", 0, 3)))
+# (not fused: Numba's shifts by the integers' width or more are undefined, NumPy's 0 or -1)
+left_shift = constant("left_shift", np.left_shift, domain=(BITS, ("int", 0, 3)),
+                      emit_scalar=lambda args, dtypes: None)
+right_shift = constant("right_shift", np.right_shift, domain=(BITS, ("int", 0, 3)),
+                       emit_scalar=lambda args, dtypes: None)
 less = constant("less", np.less, domain=BINARY, operator="{} < {}")
 less_equal = constant("less_equal", np.less_equal, domain=BINARY, operator="{} <= {}")
 greater = constant("greater", np.greater, domain=BINARY, operator="{} > {}")

@@ -167,6 +167,15 @@ def real_ufunc_scalar(ufunc):
                                                                                         dtypes)
 
 
+def float_ufunc_scalar(ufunc):
+    """`ufunc_scalar` for floating-point operands only: Numba's integer version of the
+    ufunc differs from NumPy's (fmod(-7, 3) gave 0; reciprocal of an unsigned 0, 2**n - 1,
+    NumPy's 0), so integer operands keep the NumPy code."""
+    scalar = ufunc_scalar(ufunc)
+    return lambda args, dtypes: scalar(args, dtypes) if all(d.kind == "f" for d in dtypes) \
+        else None
+
+
 def vectorised_scalar(ufunc, otherwise):
     """emit_scalar rule calling ir/vector_math's version of `ufunc` (`vm.exp(x)`) on
     float64 operands, which LLVM vectorises where Numba's `np.exp` calls the C library
