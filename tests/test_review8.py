@@ -141,3 +141,32 @@ def test_logsumexp_and_softmax_of_complex_values_are_scipys(name):
     if name == "logsumexp":
         with pytest.raises(pullback.errors.ComplexValueError, match="return_sign"):
             pullback.pushforward(lambda a: ours(a, return_sign=True), (z,), (z,))
+
+
+# ------------------------------------ the boundary
+
+
+def test_a_matrix_or_masked_cotangent_or_tangent_is_refused():
+    """`back(np.matrix(ct))` computed the sweep's `ct * cos(x)` as a matrix product (2.91
+    for 0.995) and a masked cotangent kept its masked slot raw, silently: such arrays are
+    refused as cotangents and tangents, as they are as inputs."""
+    x = np.array([[0.1, 0.2], [0.3, 0.4]])
+    _, back = pullback.vjp(np.sin, x)
+    for value in (np.matrix(x), np.ma.masked_array(x, [[0, 1], [0, 0]])):
+        with pytest.raises(pullback.errors.CotangentError, match=type(value).__name__):
+            back(value)
+        with pytest.raises(pullback.errors.TangentError, match=type(value).__name__):
+            pullback.jvp(np.sin, (x,), (value,))
+
+
+def test_a_complex_number_for_a_real_scalar_cotangent_or_tangent_is_refused():
+    """`back(2j)` for a real 0-d output gave zeros (NumPy dropped the imaginary part with a
+    warning), and a tangent 1j of a real scalar gave 0.0; a complex 0-d array was refused."""
+    _, back = pullback.vjp(lambda x: np.sum(x ** 2), np.array([1.0, 2.0]))
+    with pytest.raises(pullback.errors.CotangentError, match="complex number"):
+        back(2j)
+    with pytest.raises(pullback.errors.TangentError, match="complex number"):
+        pullback.jvp(lambda s: s ** 2, (3.0,), (1j,))
+    np.testing.assert_allclose(back(2.0)[0], [4.0, 8.0])
+    _, back = pullback.vjp(lambda z: np.sum(z ** 2), np.array([1.0 + 1j]))
+    np.testing.assert_allclose(back(2j)[0], [4j - 4.0])     # complex output: kept

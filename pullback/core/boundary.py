@@ -99,9 +99,15 @@ def matching(value, reference, error_class, what: str, of: str):
     if ref_dtype is None:
         ref_dtype = np.asarray(reference).dtype
     if isinstance(value, (float, int, complex)) and not isinstance(value, bool) and ref_shape == ():
+        if isinstance(value, complex) and np.dtype(ref_dtype).kind != "c":
+            raise error_class(
+                f"{what} is a complex number, but {of} is real ({_describe_value(reference)}): "
+                f"its imaginary part would be dropped. Give a real {what.split()[0]}.")
         return known_scalar(value, ref_dtype, like=reference)
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
+    if isinstance(value, REFUSED_ARRAY_TYPES):
+        raise refused_array_type(value, what, error_class)
     if not isinstance(value, (np.generic, Tracer)) and not is_array(value):
         if hasattr(value, "__array_namespace__"):
             raise error_class(array_api_refusal(value, what))
