@@ -170,3 +170,25 @@ def test_a_complex_number_for_a_real_scalar_cotangent_or_tangent_is_refused():
     np.testing.assert_allclose(back(2.0)[0], [4.0, 8.0])
     _, back = pullback.vjp(lambda z: np.sum(z ** 2), np.array([1.0 + 1j]))
     np.testing.assert_allclose(back(2j)[0], [4j - 4.0])     # complex output: kept
+
+
+# ------------------------------------ jit's results
+
+
+def test_jit_returns_a_result_that_is_not_an_array_as_it_is():
+    """A string in a result (an aux's tag) came back from jit as a 0-d NumPy array (`np.copy`
+    of the constant), a NumPy scalar as a 0-d array; eagerly they are themselves. Constant
+    arrays are still copied: writing into a result changes no later one."""
+    x = np.linspace(0.1, 1.2, 4)
+
+    def f(a):
+        return np.sum(a ** 2), {"tag": "run-1", "scale": np.float64(3.0), "grid": np.arange(3.0),
+                                "none": None, "n": 3}
+    jitted = pullback.jit(pullback.grad(f, has_aux=True))
+    for _ in range(3):                       # staged, compiled, and with the fused tier
+        gradient, aux = jitted(x)
+        assert aux["tag"] == "run-1" and type(aux["tag"]) is str
+        assert type(aux["scale"]) is np.float64 and aux["none"] is None and aux["n"] == 3
+        np.testing.assert_array_equal(aux["grid"], np.arange(3.0))
+        aux["grid"][0] = 9.0
+    np.testing.assert_allclose(gradient, 2 * x)
