@@ -30,6 +30,14 @@ def refused_array_type(x, where: str, error_class=NonDifferentiableInputError):
         f"does not differentiate (they differ from plain arrays'). Convert it with {fix}.")
 
 
+def unknown_shape(x, where: str, error_class):
+    """The error for an array whose shape is not known (Dask's after a boolean index:
+    NaN sizes), which every transformation needs."""
+    fix = " Call x.compute_chunk_sizes() first." if hasattr(x, "compute_chunk_sizes") else ""
+    return error_class(f"{where} is a {type(x).__module__}.{type(x).__name__} of unknown shape "
+                       f"{tuple(x.shape)}: pullback needs every array's shape.{fix}")
+
+
 def array_api_refusal(x, where: str) -> str:
     """The message refusing an array of the Array API standard that lacks NumPy's dispatch
     protocols (array-api-strict's): pullback cannot see the operations on it."""
@@ -50,6 +58,8 @@ def differentiable_input(x, where: str):
         raise refused_array_type(x, where)
     elif isinstance(x, np.generic) or is_array(x):
         dtype = np.dtype(x.dtype)
+        if any(size != size for size in x.shape):
+            raise unknown_shape(x, where, NonDifferentiableInputError)
     elif isinstance(x, (float, complex)):
         return np.asarray(x)
     elif isinstance(x, (bool, numbers.Integral)):
