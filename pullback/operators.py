@@ -338,11 +338,9 @@ def _dense_seeds(leaves, start, stop):
         return [arrays.eye(stop - start, leaf.dtype, like=leaf).reshape((stop - start,)
                                                                         + tuple(leaf.shape))]
     seeds, offset = [], 0
-    for leaf in leaves:
+    for leaf in leaves:              # element p of all: row p - start, column p - offset
         n = _size(leaf)
-        block = arrays.zeros((stop - start, n), leaf.dtype, like=leaf)
-        rows = np.arange(max(start, offset), min(stop, offset + n))      # positions
-        block[rows - start, rows - offset] = 1
+        block = arrays.eye(stop - start, leaf.dtype, like=leaf, m=n, k=start - offset)
         seeds.append(block.reshape((stop - start,) + tuple(leaf.shape)))
         offset += n
     return seeds

@@ -243,12 +243,13 @@ def full(shape, value, dtype, like=None):
             else np.full_like(base, value, dtype=dtype))
 
 
-def eye(n: int, dtype, like=None, m: int | None = None):
+def eye(n: int, dtype, like=None, m: int | None = None, k: int = 0):
+    """np.eye(n, m, k): ones on the k-th diagonal of an n x m matrix."""
     if not _like(like):
-        return np.eye(n, m, dtype=dtype)
+        return np.eye(n, m, k, dtype=dtype)
     # Dask's eye takes other keywords than NumPy's: compare index ranges instead
     columns = n if m is None else m
-    return (arange(n, like)[:, None] == arange(columns, like)[None, :]).astype(dtype)
+    return (arange(n, like)[:, None] + k == arange(columns, like)[None, :]).astype(dtype)
 
 
 def tri(n: int, m: int | None = None, k: int = 0, dtype=bool, like=None):

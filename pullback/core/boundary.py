@@ -30,6 +30,14 @@ def refused_array_type(x, where: str, error_class=NonDifferentiableInputError):
         f"does not differentiate (they differ from plain arrays'). Convert it with {fix}.")
 
 
+def unknown_shape(x, where: str, error_class):
+    """The error for an array whose shape is not known (Dask's after a boolean index:
+    NaN sizes), which every transformation needs."""
+    fix = " Call x.compute_chunk_sizes() first." if hasattr(x, "compute_chunk_sizes") else ""
+    return error_class(f"{where} is a {type(x).__module__}.{type(x).__name__} of unknown shape "
+                       f"{tuple(x.shape)}: pullback needs every array's shape.{fix}")
+
+
 def array_api_refusal(x, where: str) -> str:
     """The message refusing an array of the Array API standard that lacks NumPy's dispatch
     protocols (array-api-strict's): pullback cannot see the operations on it."""
@@ -50,6 +58,8 @@ def differentiable_input(x, where: str):
         raise refused_array_type(x, where)
     elif isinstance(x, np.generic) or is_array(x):
         dtype = np.dtype(x.dtype)
+        if any(size != size for size in x.shape):
+            raise unknown_shape(x, where, NonDifferentiableInputError)
     elif isinstance(x, (float, complex)):
         return np.asarray(x)
     elif isinstance(x, (bool, numbers.Integral)):
@@ -99,9 +109,15 @@ def matching(value, reference, error_class, what: str, of: str):
     if ref_dtype is None:
         ref_dtype = np.asarray(reference).dtype
     if isinstance(value, (float, int, complex)) and not isinstance(value, bool) and ref_shape == ():
+        if isinstance(value, complex) and np.dtype(ref_dtype).kind != "c":
+            raise error_class(
+                f"{what} is a complex number, but {of} is real ({_describe_value(reference)}): "
+                f"its imaginary part would be dropped. Give a real {what.split()[0]}.")
         return known_scalar(value, ref_dtype, like=reference)
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
+    if isinstance(value, REFUSED_ARRAY_TYPES):
+        raise refused_array_type(value, what, error_class)
     if not isinstance(value, (np.generic, Tracer)) and not is_array(value):
         if hasattr(value, "__array_namespace__"):
             raise error_class(array_api_refusal(value, what))

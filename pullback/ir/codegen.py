@@ -47,6 +47,7 @@ from dataclasses import replace
 import numpy as np
 from ..primitives import scipy_special as sp
 
+from ..core.arrays import is_array
 from ..core.indexing import ArrayIndex, Slice
 from ..primitives import REGISTRY
 from ..primitives.families import source as value_source
@@ -508,7 +509,9 @@ def _emits_into_buffers(prim) -> bool:
 
 def _copied_outputs(program: Program, reusable: dict, in_place: dict) -> set:
     """Positions of the outputs to copy, so that the caller owns independent arrays, as in
-    eager mode: those whose buffer may be an input's, a constant's or an earlier output's.
+    eager mode: those whose buffer may be an input's, a constant array's or an earlier
+    output's (a constant that is not an array, such as an aux's string, is returned as
+    it is: np.copy made it a 0-d array).
 
     Variables that may share a buffer are grouped (union-find, near-linear time): the
     outputs of an equation without `fresh_output` with each other and with its inputs;
@@ -539,9 +542,11 @@ def _copied_outputs(program: Program, reusable: dict, in_place: dict) -> set:
             for v in eq.outputs[1:] + [x for x in eq.inputs if type(x) is not Literal]:
                 join(v, eq.outputs[0])
     taken = {find(v) for v in program.invars + program.constvars}
+    immutable = {v for v, c in zip(program.constvars, program.consts)
+                 if not isinstance(c, np.ndarray) and not is_array(c)}
     copied = set()
     for position, x in enumerate(program.outvars):
-        if type(x) is Literal:
+        if type(x) is Literal or x in immutable:   # (a string, a NumPy scalar: returned as is)
             continue
         root = find(x)
         if root in taken:

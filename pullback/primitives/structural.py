@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from ..core.arrays import (WRITABLE_TYPES, add_at, arange, dtype_of, foreign_array, full,
-                           moveaxis, padded_embedding, shape_of, without_new_axes, zeros,
-                           zeros_like_value)
+                           in_library_of, moveaxis, padded_embedding, shape_of,
+                           without_new_axes, zeros, zeros_like_value)
 from ..core.indexing import FULL, ArrayIndex, Slice, basic_index, index_tuple
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .elementwise import equal, where
@@ -361,6 +361,9 @@ embed = Primitive("embed", _embed_impl, batch=_embed_batch,
 
 
 def _scatter_add_impl(x, updates, *arrays, index):
+    if type(x) is np.ndarray and type(updates) is not np.ndarray \
+            and foreign_array(updates) is not None:   # a NumPy constant (a folded cotangent)
+        x = in_library_of(x, updates)                   # meets another library's updates
     idx = index_tuple(index, arrays)
     padded = None if arrays else padded_embedding(updates, idx, shape_of(x))
     if padded is not None:
