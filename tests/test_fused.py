@@ -792,3 +792,43 @@ def test_integer_shifts_reciprocals_and_wide_ldexp_exponents_are_numpys():
     _assert_same(*_fused_values(lambda k, by, u, x, e: (
         (k << by) * 2, (k >> by) * 2, np.reciprocal(u) * 2, np.ldexp(x, e) * 2.0,
         x * 3.0), [k, by, u, x, e]))
+
+
+_FORK_WHILE_IMPORTING = """
+import multiprocessing, sys
+import numpy as np, pullback
+assert "numba" not in sys.modules
+jitted = pullback.jit(pullback.grad(lambda x: np.sum(np.tanh(x) ** 2)))
+x = np.linspace(-1.0, 1.0, 1000)
+for _ in range(3):
+    jitted(x)                    # the third call imports Numba in a thread, then builds
+
+def child():
+    import numba                 # hung when the fork came during the parent's import
+    h = pullback.jit(pullback.grad(lambda x: np.sum(np.sin(x) * x)))
+    for _ in range(4):
+        assert np.allclose(h(x), np.sin(x) + x * np.cos(x))
+    for thread in __import__("threading").enumerate():
+        if thread.name.startswith("pullback fuse"):
+            thread.join(60)      # the child's own build ends (its locks are its own)
+    assert hasattr(next(iter(h.cache.values())).fast, "kernels")
+
+process = multiprocessing.get_context("fork").Process(target=child, daemon=True)
+process.start()
+process.join(60)
+sys.exit(3 if process.is_alive() else process.exitcode)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not fused._numba_installed(),
+                    reason="needs fork and Numba")
+def test_a_process_forked_while_the_tier_imports_numba_imports_and_fuses_it(tmp_path):
+    """The tier's thread imports Numba at a program's third call; a process forked then
+    inherited Numba's module locks held by that thread, and its own `import numba` hung
+    (and a fork during a build left the child's builds waiting on the parent's lock for
+    good). A fork now waits for the import, and the child's locks are its own."""
+    run = subprocess.run([sys.executable, "-c", _FORK_WHILE_IMPORTING], capture_output=True,
+                         text=True, timeout=120,
+                         env={**os.environ, "PULLBACK_CACHE": str(tmp_path),
+                              "PULLBACK_FUSED": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]

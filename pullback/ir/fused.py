@@ -1117,6 +1117,25 @@ _BUILDING = threading.RLock()
 _failures_reported = []
 
 
+def _before_fork():
+    """A fork waits for a background `import numba` to finish: the child would inherit
+    Numba's module locks held by a thread it lacks, and its own `import numba` hang."""
+    _import_lock.acquire()
+
+
+def _after_fork_in_child():
+    """The child's locks anew: a build the parent's thread was running at the fork never
+    ends here (that program keeps its NumPy code in the child), and must not hold back
+    the child's own builds."""
+    global _import_lock, _load_lock, _BUILDING
+    _import_lock, _load_lock, _BUILDING = threading.Lock(), threading.Lock(), threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=lambda: _import_lock.release(),
+                        after_in_child=_after_fork_in_child)
+
+
 def _report_failure(name, error):
     """One FusedTierWarning per process naming the first error that kept a program from
     the fused tier (a kernel Numba cannot compile falls back quietly, in `compile_fused`;
