@@ -108,7 +108,10 @@ def _check_scalar(out, holomorphic=False):
     dtype = np.asarray(out).dtype if isinstance(out, (bool, int, float, complex)) \
         else getattr(out, "dtype", None)
     if shape in (None, ()) and dtype is not None and dtype.kind == "c" and not holomorphic:
-        raise _complex_output_error("grad", "otherwise a gradient is defined for real outputs")
+        raise _complex_output_error(
+            "grad", "otherwise a gradient is defined for real outputs (hvp and make_hvp, which "
+            "take none, are for real-valued functions: for a holomorphic f, "
+            "hessian(f, holomorphic=True)(z) @ v)")
     if holomorphic and dtype is not None and dtype.kind != "c":
         _check_holomorphic("grad", [], [out], holomorphic)
     if shape in (None, ()) and dtype is not None and dtype.kind in "biu":

@@ -253,3 +253,53 @@ def test_a_jacobian_of_dask_arrays_in_chunks_of_rows(jacobian):
         parts = getattr(pullback, jacobian)(g, chunk_size=chunk_size)(tree)
         for key in whole:
             np.testing.assert_allclose(parts[key], whole[key], rtol=1e-14)
+
+
+# ------------------------------------ Jacobians' structured basis
+
+
+def test_a_jacobian_applies_shared_factors_as_the_function_does_at_extreme_scales():
+    """jacfwd's basis keeps a batch times factors it shares apart and multiplied the factors
+    together first: `(W @ x) * 1e200 * 1e200` with W ~ 1e-250 gave an infinite Jacobian
+    (1e200 * 1e200 overflows; the function's own order stays near 1e150), its underflowing
+    twin zeros, and the Hessians of a loss built on it inf or NaN in every mode. Factors
+    are combined only where that stays in range; each Jacobian equals the loop of
+    pushforwards (jacfwd) or of pullbacks (jacrev) it batches."""
+    x = np.array([1.0, 2.0])
+    matrix = np.array([[1.0, 2.0], [3.0, 4.0]])
+    for scale, factor in ((1e-250, 1e200), (1e250, 1e-200)):
+        W = matrix * scale
+
+        def f(x):
+            return (W @ x) * factor * factor
+        with np.errstate(all="ignore"):
+            pushed = np.stack([pullback.pushforward(f, (x,), (e,))[1] for e in np.eye(2)], 1)
+            pulled = np.stack([pullback.vjp(f, x)[1](e)[0] for e in np.eye(2)])
+            np.testing.assert_allclose(pushed, matrix * (scale * factor * factor), rtol=1e-14)
+            np.testing.assert_array_equal(pullback.jacfwd(f)(x), pushed)
+            # (reverse mode's sweep multiplies the factors first itself: inf or 0 there)
+            np.testing.assert_array_equal(pullback.jacrev(f)(x), pulled)
+    W = matrix * 1e-250
+
+    def loss(x):                        # 1e-300 |W' x|^2 with W' = W 1e400: Hessian 2e-300 W'^T W'
+        return np.sum(((W @ x) * 1e200 * 1e200) ** 2) * 1e-300
+    for mode in _MODES:
+        with np.errstate(all="ignore"):
+            np.testing.assert_allclose(pullback.hessian(loss, mode=mode)(x),
+                                       2.0 * matrix.T @ matrix, rtol=1e-12)
+
+
+def test_hvp_of_a_complex_output_says_what_to_use_instead():
+    """hvp of a complex-valued f raised grad's advice, `pass holomorphic=True`, which hvp
+    does not take (a bare TypeError when followed); the message names what does."""
+    def f(z):
+        return np.sum(np.exp(z) * z ** 2)
+    z = np.array([0.3 + 0.4j, -0.5 + 0.2j])
+    with pytest.raises(pullback.errors.HolomorphicError,
+                       match=r"hessian\(f, holomorphic=True\)\(z\) @ v"):
+        pullback.hvp(f, z, np.ones(2, complex))
+    expected = pullback.hessian(f, holomorphic=True)(z) @ np.ones(2)
+    step = 1e-6                                  # f'' along 1, holomorphic: any direction
+    gradient = pullback.grad(f, holomorphic=True)
+    np.testing.assert_allclose(expected, (gradient(z + step) - gradient(z - step)) / (2 * step),
+                               rtol=1e-8)

@@ -31,6 +31,7 @@ factors multiplying the factor and sums over the same batch adding factors, so t
 chain of such steps makes one pass over the batch, not one per step (factors summed
 before they multiply: rounding differs from the dense pass in the last bits).
 """
+import functools
 from numbers import Number
 
 import numpy as np
@@ -255,8 +256,13 @@ def _scaled_product(prim, values, dims, params):
     if len(batched) != 1 or not prim.commutative or len(prim.zero_preserving) != 2:
         return None
     (i,), (x, y) = batched, values if batched == [0] else values[::-1]
-    base, axis, factor = (x.base, x.axis, x.factor * y) if type(x) is Scaled \
-        else (x, dims[i], y)
+    if type(x) is Scaled:
+        factor = x.factor * y
+        if not _in_range(factor, x.factor, y, product=True):
+            return None
+        base, axis = x.base, x.axis
+    else:
+        base, axis, factor = x, dims[i], y
     example = x.shape[1:] if type(x) is Scaled else \
         tuple(n for j, n in enumerate(shape_of(base)) if j != axis)
     if np.broadcast_shapes(example, shape_of(factor)) != example:
@@ -278,7 +284,29 @@ def _scaled_sum(prim, values, params):
     for d, v in zip(prim.partials, values):
         term = v.factor if d == 1 or factor is not None and d == -1 else v.factor * d
         factor = term if factor is None else factor - term if d == -1 else factor + term
+    if not _in_range(factor, *(v.factor for v in values)):
+        return None
     return Scaled(values[0].base, values[0].axis, factor, values[0].shape, values[0].dtype)
+
+
+def _in_range(combined, *parts, product=False) -> bool:
+    """Whether factors combined before they meet the batch (`base * (f1 * f2)` for the
+    function's `(base * f1) * f2`) stay finite where the parts are, and for a `product`
+    normal where they are nonzero: 1e200 * 1e200 overflowed to inf (and 1e-200 * 1e-200
+    underflowed to 0) where the function's own order stays finite. Traced factors are not
+    known here and are combined."""
+    if any(isinstance(v, Tracer) or foreign_array(v) is not None for v in (combined, *parts)):
+        return True
+    with np.errstate(all="ignore"):
+        combined = np.abs(np.asarray(combined))
+        finite = functools.reduce(np.logical_and, [np.isfinite(p) for p in parts])
+        if not np.all(np.isfinite(combined) | ~finite):
+            return False
+        if product:
+            nonzero = functools.reduce(np.logical_and, [np.asarray(p) != 0 for p in parts])
+            tiny = np.finfo(combined.dtype).tiny if combined.dtype.kind in "fc" else 0
+            return bool(np.all((combined >= tiny) | ~nonzero | ~finite))
+    return True
 
 
 def _unscaled(value: Scaled):
