@@ -303,3 +303,35 @@ def test_hvp_of_a_complex_output_says_what_to_use_instead():
     gradient = pullback.grad(f, holomorphic=True)
     np.testing.assert_allclose(expected, (gradient(z + step) - gradient(z - step)) / (2 * step),
                                rtol=1e-8)
+
+
+# ------------------------------------ threads
+
+
+def test_staging_while_another_thread_draws_from_numpys_global_state_says_so():
+    """A draw by another thread from np.random's global state while jit staged a function
+    that draws nothing read as the function's: a StagedRandomnessError naming no line, on
+    every call. Whose draw it was cannot be told (NumPy's draws are invisible to Python's
+    hooks), so the error now says that another thread draws, and what to do; with no other
+    thread drawing, the same function stages."""
+    import threading
+    stop, started = threading.Event(), threading.Event()
+
+    def drawer():
+        started.set()
+        while not stop.is_set():
+            np.random.rand(10)
+    thread = threading.Thread(target=drawer)
+    thread.start()
+    started.wait()
+    try:
+        with pytest.raises(pullback.errors.StagedRandomnessError,
+                           match="another thread draws from it.*default_rng"):
+            for n in range(2, 12):                 # (a draw lands within one staging, surely)
+                pullback.jit(lambda x: np.sum(np.sin(x) ** 2))(np.linspace(0.0, 1.0, n))
+    finally:
+        stop.set()
+        thread.join()
+    x = np.linspace(0.0, 1.0, 5)
+    np.testing.assert_allclose(pullback.jit(lambda x: np.sum(np.sin(x) ** 2))(x),
+                               np.sum(np.sin(x) ** 2))

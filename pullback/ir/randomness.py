@@ -16,7 +16,9 @@ that compares the states after each line of the user's code; an installed
 tracer (a debugger, coverage) is left alone, and the error then names the
 function instead. If the second staging draws nothing (another thread drew, or
 the function draws only on its first call, as it would in eager mode too), the
-first program stands. Not seen: generators the function creates itself, and
+first program stands. A global source (np.random.*, random.*) that other threads
+keep drawing from (its state moves while this thread waits) cannot tell whose the
+draws were: the error then says so, and how to give those threads their own. Not seen: generators the function creates itself, and
 sources whose state cannot be read (`random.SystemRandom`).
 """
 import itertools
@@ -27,6 +29,7 @@ import random
 import sys
 import sysconfig
 import threading
+import time
 import types
 from functools import partial
 from typing import Callable
@@ -68,6 +71,15 @@ def staged_without_randomness(run: Callable, f: Callable, args: tuple, context=J
         moved = [s for s, state in zip(sources, before) if _state(s) != state]
         if not moved:
             return result
+        shared = [s for s in moved if s in _GLOBAL_SOURCES and _drawn_from_elsewhere(s)]
+        if shared:
+            raise StagedRandomnessError(
+                f"{' and '.join(sources[s] for s in shared)} moved {context[0]}, and moves "
+                "while this thread waits too: another thread draws from it, so pullback cannot "
+                "tell whether the function drew. If it did: "
+                f"{context[1][0].lower()}{context[1][1:]} If it draws nothing, give the other "
+                "threads generators of their own (np.random.default_rng(), random.Random()), "
+                "which also makes their draws reproducible.")
         location, moved = _locate(run, moved)
     finally:
         _local.staging = False
@@ -82,6 +94,20 @@ def staged_without_randomness(run: Callable, f: Callable, args: tuple, context=J
     raise StagedRandomnessError(
         f"{' and '.join(sources[s] for s in moved)} drew random numbers {context[0]}, "
         f"{where}: {context[1]}")
+
+
+_GLOBAL_SOURCES = (np.random.mtrand._rand, random._inst)      # shared by every thread
+
+
+def _drawn_from_elsewhere(source, waits=4, seconds=0.002) -> bool:
+    """Whether a global source's state moves while this thread waits (other threads
+    draw from it): then a move during staging may not be the function's."""
+    state = _state(source)
+    for _ in range(waits):
+        time.sleep(seconds)
+        if _state(source) != state:
+            return True
+    return False
 
 
 def _user_code(filename: str) -> bool:
