@@ -487,7 +487,9 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
     `mode="forward"` pushes forward the input basis (`jacfwd`), `"reverse"` pulls
     back the output basis (`jacrev`). `"auto"` picks forward when the input has
     fewer elements than the output, and reverse otherwise: the fewer basis
-    vectors, the less work (complex outputs of real inputs: forward). `chunk_size`
+    vectors, the less work (complex outputs of real inputs: forward); its blocks have
+    NumPy's promotion of their output's and input's dtypes (jacfwd's have the output's,
+    jacrev's the input's, as JAX's). `chunk_size`
     bounds how many go in one batched pass. `holomorphic=True`: f maps complex values to
     complex values holomorphically, and the Jacobian holds f'(z) (see `grad`).
 
@@ -509,9 +511,31 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
             complex_out = any(map(_is_complex, flatten(out)[0])) and not holomorphic
             chosen = "forward" if n_in < n_out or complex_out else "reverse"
         operator = jacfwd if chosen == "forward" else jacrev
-        return operator(f, argnums, has_aux, chunk_size, holomorphic)(*args, **kwargs)
+        result = operator(f, argnums, has_aux, chunk_size, holomorphic)(*args, **kwargs)
+        return result if mode != "auto" else _promoted_blocks(result, out, selected, has_aux)
     jacobian_f.result_names = _names_for_one_array("jacobian", argnums, has_aux)
     return jacobian_f
+
+
+def _promoted_blocks(result, out, selected, has_aux):
+    """`jacobian(mode="auto")`'s result with each block (output k, input j) in NumPy's
+    promotion of their floating dtypes: jacfwd gives the output's dtype and jacrev the
+    input's (as JAX's do), so mixed precision made the dtype depend on the shapes that
+    chose the mode."""
+    jac, aux = result if has_aux else (result, None)
+    outs, ins = flatten(out)[0], flatten(selected)[0]
+    blocks, treedef = flatten(jac)
+    if len(blocks) != len(outs) * len(ins):
+        return result
+    promoted = []
+    for k, block in enumerate(blocks):
+        o, x = outs[k // len(ins)], ins[k % len(ins)]
+        if _is_inexact(o) and _is_inexact(x) and hasattr(block, "astype"):
+            dtype = np.result_type(_dtype(o), _dtype(x))
+            block = block if block.dtype == dtype else block.astype(dtype)
+        promoted.append(block)
+    jac = unflatten(treedef, promoted)
+    return (jac, aux) if has_aux else jac
 
 
 # ------------------------------------------------------------------ Hessians

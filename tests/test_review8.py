@@ -335,3 +335,19 @@ def test_staging_while_another_thread_draws_from_numpys_global_state_says_so():
     x = np.linspace(0.0, 1.0, 5)
     np.testing.assert_allclose(pullback.jit(lambda x: np.sum(np.sin(x) ** 2))(x),
                                np.sum(np.sin(x) ** 2))
+
+
+def test_jacobian_auto_gives_one_dtype_whichever_mode_the_shapes_choose():
+    """jacfwd's blocks have the output's dtype and jacrev's the input's (as JAX's), so for
+    a float32 input and a float64 output `jacobian` (mode "auto") gave float32 for two
+    outputs and float64 for nine; its blocks now have the promotion of both."""
+    W = np.array([0.5, -1.0, 2.0])
+    x = np.float32([0.3, -0.8, 1.1])
+    for f in (lambda x: np.sin(x)[:2] * W[:2], lambda x: np.outer(np.sin(x), W).ravel()):
+        J = pullback.jacobian(f)(x)
+        assert J.dtype == np.float64
+        np.testing.assert_allclose(J, pullback.jacfwd(f)(x), rtol=1e-6)
+    tree = {"a": np.float32([0.3, 0.4]), "b": np.array([1.0])}
+    J = pullback.jacobian(lambda t: np.concatenate([np.sin(t["a"]), t["b"] ** 2]))(tree)
+    assert J["a"].dtype == J["b"].dtype == np.float64
+    assert pullback.jacobian(np.sin)(x).dtype == np.float32
