@@ -351,3 +351,50 @@ def test_jacobian_auto_gives_one_dtype_whichever_mode_the_shapes_choose():
     J = pullback.jacobian(lambda t: np.concatenate([np.sin(t["a"]), t["b"] ** 2]))(tree)
     assert J["a"].dtype == J["b"].dtype == np.float64
     assert pullback.jacobian(np.sin)(x).dtype == np.float32
+
+
+# ------------------------------------ derivative rules far out
+
+
+def _mills_series(y, terms=10):
+    """For y >> 1: (s, 1 - s) of s = sum (-1)^k (2k-1)!! / y^(2k), summed stably, where
+    Phi(-y) = phi(y) s / y."""
+    term, tail = 1.0, 0.0
+    for k in range(1, terms):
+        term *= -(2 * k - 1) / (y * y)
+        tail += term
+    return 1.0 + tail, -tail
+
+
+@pytest.mark.parametrize("x", [-30.0, -1e3, -1e5, -1e7])
+def test_log_ndtr_derivatives_far_below_zero(x):
+    """log_ndtr'(x) was exp(-x^2/2 - log(2 pi)/2 - log_ndtr(x)), whose terms of size x^2/2
+    cancel: 1.0069e7 for 1e7 at x = -1e7, and the second derivative -6367 for -1 at
+    -1e5 (-1.0059 at -30 in float32). Now sqrt(2/pi) / erfcx(-x/sqrt(2)), erfcx's own
+    derivative by its asymptotic series far out: every mode within rounding."""
+    from pullback.scipy import special
+    s, one_minus_s = _mills_series(-x)
+    first = -x / s                                     # phi(x) / Phi(x)
+    second = -first * -x * one_minus_s / s            # -d1 (x + d1), x + d1 = -x (1 - s) / s
+    np.testing.assert_allclose(pullback.grad(special.log_ndtr)(x), first, rtol=1e-14)
+    for mode in _MODES:
+        np.testing.assert_allclose(pullback.hessian(special.log_ndtr, mode=mode)(x), second,
+                                   rtol=1e-10)
+    x32 = np.float32(x)
+    if -x <= 1e3:
+        np.testing.assert_allclose(pullback.grad(special.log_ndtr)(x32), first, rtol=1e-6)
+        np.testing.assert_allclose(pullback.hessian(special.log_ndtr)(x32), second, rtol=1e-5)
+
+
+@pytest.mark.parametrize("x", [60.0, 1e3, 1e5, 1e8])
+def test_erfcx_derivatives_far_out(x):
+    """erfcx'(x) = 2 x erfcx(x) - 2/sqrt(pi) cancels for large x: 0 at 1e8 for -5.6e-17,
+    the second derivative 1.78e-11 for 1.13e-15 at 1e5."""
+    from pullback.scipy import special
+    u = 1.0 / (x * x)                            # the derivatives' series in 1/x^2
+    first = -(u / np.sqrt(np.pi)) * (1 - 1.5 * u + 3.75 * u ** 2 - 13.125 * u ** 3)
+    second = (2 * u / (x * np.sqrt(np.pi))) * (1 - 3 * u + 11.25 * u ** 2 - 52.5 * u ** 3)
+    np.testing.assert_allclose(pullback.grad(special.erfcx)(x), first, rtol=1e-12)
+    for mode in _MODES:
+        np.testing.assert_allclose(pullback.hessian(special.erfcx, mode=mode)(x), second,
+                                   rtol=1e-10)

@@ -195,8 +195,6 @@ def _polygamma_statements(targets, args, code, n):
 polygamma = unary("polygamma", None, lambda x, n: polygamma(x, n=n + 1), POSITIVE,
                   impl=_polygamma, emit_statements=_polygamma_statements)
 ndtr = analytic("ndtr", sp.ndtr, lambda x: exp(-0.5 * square(x) - HALF_LOG_2PI), (-3.0, 3.0))
-log_ndtr = analytic("log_ndtr", sp.log_ndtr,
-                 lambda x, out: exp(-0.5 * square(x) - HALF_LOG_2PI - out), (-3.0, 3.0))
 
 # ------------------------------------------------------------- binary math
 
