@@ -398,3 +398,28 @@ def test_erfcx_derivatives_far_out(x):
     for mode in _MODES:
         np.testing.assert_allclose(pullback.hessian(special.erfcx, mode=mode)(x), second,
                                    rtol=1e-10)
+
+
+def test_arctan_arcsinh_arctan2_and_rel_entr_derivatives_at_extreme_magnitudes():
+    """Sums of squares overflowed or underflowed inside the rules: arcsinh'(1e160) and
+    arctan'(1e155) were 0 (1e-160, 1e-310), arctan''(1e100) 0 for -2e-300, arctan2's
+    gradient 0 at (1e200, 1e200) and inf at (1e-200, 1e-200); rel_entr's x-derivative
+    log(x / y) + 1 was -inf at (1e-300, 1e300) for -1380.55."""
+    from pullback.scipy import special
+    for x, expected in ((1e160, 1e-160), (1e300, 1e-300), (-1e200, 1e-200), (3.0, 10 ** -0.5)):
+        np.testing.assert_allclose(pullback.grad(np.arcsinh)(x), expected, rtol=1e-14)
+    np.testing.assert_allclose(pullback.grad(np.arcsinh)(np.float32(1e20)), 1e-20, rtol=1e-6)
+    for x in (1e155, 1e100, -1e80, 3.0, 0.5):
+        np.testing.assert_allclose(pullback.grad(np.arctan)(x), 1 / (1 + x * x) if abs(x) < 1e150
+                                   else 1 / x / x, rtol=1e-14)
+        for mode in _MODES:
+            if abs(x) < 1e150:
+                np.testing.assert_allclose(pullback.hessian(np.arctan, mode=mode)(x),
+                                           -2 * x / (1 + x * x) ** 2 if abs(x) < 10
+                                           else -2 / x / x / x, rtol=1e-13)
+    for x, y in ((1e200, 1e200), (1e-200, 1e-200), (3.0, 4.0)):
+        h = np.hypot(x, y)
+        np.testing.assert_allclose(pullback.grad(lambda v: np.arctan2(v[0], v[1]))(
+            np.array([x, y])), [y / h / h, -x / h / h], rtol=1e-14)
+    np.testing.assert_allclose(pullback.grad(special.rel_entr)(1e-300, 1e300),
+                               np.log(1e-300) - np.log(1e300) + 1.0, rtol=1e-14)

@@ -99,7 +99,18 @@ arcsin = analytic("arcsin", np.arcsin, lambda x: 1.0 / sqrt(_one_minus_square(x)
                   emit_scalar=real_ufunc_scalar(np.arcsin))
 arccos = analytic("arccos", np.arccos, lambda x: -1.0 / sqrt(_one_minus_square(x)), UNIT,
                   emit_scalar=real_ufunc_scalar(np.arccos))
-arctan = analytic("arctan", np.arctan, lambda x: reciprocal(square(x) + 1.0),
+def _arctan_partial(x):
+    """1 / (1 + x^2), as u^2 / (1 + u^2) with u = 1/x where |x| > 1 on the real line: x^2
+    overflowed beyond 1e154 (0 for 1e-310) and the second derivative underflowed from
+    1e100 (its square of the first)."""
+    if np.dtype(x.dtype).kind == "c":
+        return reciprocal(square(x) + 1.0)
+    far = absolute(x) > 1.0                      # (each branch read at a safe point elsewhere)
+    u = square(reciprocal(where(far, x, 1.0)))
+    return where(far, u / (1.0 + u), reciprocal(square(where(far, 0.0, x)) + 1.0))
+
+
+arctan = analytic("arctan", np.arctan, _arctan_partial,
                   emit_scalar=vectorised_scalar(np.arctan, real_ufunc_scalar(np.arctan)))
 sinh = analytic("sinh", np.sinh, lambda x: cosh(x),
                 emit_scalar=vectorised_scalar(np.sinh, real_ufunc_scalar(np.sinh)))
@@ -107,8 +118,10 @@ cosh = analytic("cosh", np.cosh, lambda x: sinh(x),
                 emit_scalar=vectorised_scalar(np.cosh, real_ufunc_scalar(np.cosh)))
 tanh = analytic("tanh", np.tanh, lambda out: _one_minus_square(out),
                 emit_scalar=vectorised_scalar(np.tanh, real_ufunc_scalar(np.tanh)))
-arcsinh = analytic("arcsinh", np.arcsinh, lambda x: 1.0 / sqrt(square(x) + 1.0),
-                   emit_scalar=real_ufunc_scalar(np.arcsinh))
+# (on the real line 1 / hypot(x, 1): x^2 + 1 overflowed beyond 1e154, the slope 0 for 1e-160)
+arcsinh = analytic("arcsinh", np.arcsinh,
+                   lambda x: 1.0 / sqrt(square(x) + 1.0) if np.dtype(x.dtype).kind == "c"
+                   else reciprocal(hypot(x, 1.0)), emit_scalar=real_ufunc_scalar(np.arcsinh))
 # arccosh's partial as a quotient, not 1 / (sqrt(x - 1) * sqrt(x + 1)): at x = 1 the
 # product's pullback multiplies an infinite cotangent by sqrt(x - 1) = 0, so the reverse
 # modes' second derivative was NaN where the forward modes' is -inf.
@@ -340,8 +353,10 @@ fmin = elementwise("fmin", np.fmin, lambda x, y: _fmax_dx(y, x),
 # arctan2(x, y) is the angle of the point (y, x). Products, not square(): either argument
 # may be a Python scalar, which must stay weakly typed (square(2.0) is a float64 NumPy
 # scalar and would promote float32 derivatives).
-arctan2 = elementwise("arctan2", np.arctan2, lambda x, y: y / (x * x + y * y),
-                      lambda x, y: -x / (x * x + y * y), domain=BINARY)
+# y / (x^2 + y^2) as (y / h) / h with h = hypot(x, y): the sum of squares overflowed
+# (0 at 1e200) or underflowed (inf at 1e-200, a NaN in the Hessian).
+arctan2 = elementwise("arctan2", np.arctan2, lambda x, y: y / hypot(x, y) / hypot(x, y),
+                      lambda x, y: -x / hypot(x, y) / hypot(x, y), domain=BINARY)
 hypot = elementwise("hypot", np.hypot, lambda x, out: x / out, lambda y, out: y / out,
                     commutative=True, domain=BINARY)
 logaddexp = elementwise("logaddexp", np.logaddexp, lambda x, out: exp(x - out),

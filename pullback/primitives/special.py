@@ -136,7 +136,8 @@ xlog1py = elementwise("xlog1py", sp.xlog1py,
                       lambda x, y: xdivy(x, y + 1.0), domain=(REALS, (-0.5, 2.0)),
                       complex_rules=True)
 entr = unary("entr", sp.entr, lambda x: -log(x) - 1.0, POSITIVE)
-rel_entr = elementwise("rel_entr", sp.rel_entr, lambda x, y: log(x / y) + 1.0,
+# (log x - log y, not log(x / y), which under- or overflows: -inf at (1e-300, 1e300))
+rel_entr = elementwise("rel_entr", sp.rel_entr, lambda x, y: log(x) - log(y) + 1.0,
                        lambda x, y: -x / y, domain=(POSITIVE, POSITIVE))
 kl_div = elementwise("kl_div", sp.kl_div, lambda x, y: log(x / y), lambda x, y: 1.0 - x / y,
                      domain=(POSITIVE, POSITIVE))
