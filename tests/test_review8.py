@@ -423,3 +423,23 @@ def test_arctan_arcsinh_arctan2_and_rel_entr_derivatives_at_extreme_magnitudes()
             np.array([x, y])), [y / h / h, -x / h / h], rtol=1e-14)
     np.testing.assert_allclose(pullback.grad(special.rel_entr)(1e-300, 1e300),
                                np.log(1e-300) - np.log(1e300) + 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_expm1_and_expit_slopes_where_their_values_round_to_a_constant(dtype):
+    """expm1'(x) was out + 1 and expit'(x) out (1 - out): once expm1 rounds to -1 (x << 0)
+    or expit to 1 (x >> 0) they were 0 (4e-18 at x = -40 and 40), and near there off by
+    1e-4 relatively (expm1'(-30): 9.3592e-14 for 9.3576e-14; float32 expit'(10))."""
+    import scipy.special
+    from pullback.scipy import special
+    for x in (-40.0, -30.0, -20.0, -1.0, 0.5):
+        x = dtype(x)
+        np.testing.assert_allclose(pullback.grad(np.expm1)(x), np.exp(x), rtol=1e-6)
+        np.testing.assert_allclose(pullback.hessian(np.expm1)(x), np.exp(x), rtol=1e-6)
+        p = np.float64(-x)                             # expit at -x: large where x << 0
+        up, down = scipy.special.expit(p), scipy.special.expit(-p)
+        slope = up * down                              # expit' = expit(p) expit(-p), no rounding
+        np.testing.assert_allclose(pullback.grad(special.expit)(-x), slope, rtol=1e-6)
+        for mode in _MODES:
+            np.testing.assert_allclose(pullback.hessian(special.expit, mode=mode)(-x),
+                                       slope * (down - up), rtol=1e-5)

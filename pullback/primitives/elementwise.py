@@ -59,7 +59,8 @@ exp = analytic("exp", np.exp, lambda out: out,
               emit_scalar=vectorised_scalar(np.exp, real_ufunc_scalar(np.exp)))
 exp2 = analytic("exp2", np.exp2, lambda out: (LN2, out), aliases=(sp.exp2,),
                 emit_scalar=real_ufunc_scalar(np.exp2))
-expm1 = analytic("expm1", np.expm1, lambda out: out + 1.0, aliases=(sp.expm1,),
+# (exp(x), not out + 1: expm1 rounds to -1 for x << 0, 0 for 4e-18 at x = -40)
+expm1 = analytic("expm1", np.expm1, lambda x: exp(x), aliases=(sp.expm1,),
                  emit_scalar=vectorised_scalar(np.expm1, real_ufunc_scalar(np.expm1)))
 
 
@@ -181,7 +182,8 @@ imag = linear("imag", np.imag, shape=_part_shape,
 
 # ------------------------------------------------------- scipy.special (unary)
 
-expit = unary("expit", sp.expit, lambda out: out * (1.0 - out),
+# (out * expit(-x), not out * (1 - out): expit rounds to 1 for large x, 0 for 4e-18 at 40)
+expit = unary("expit", sp.expit, lambda x, out: out * expit(-x),
               emit_scalar=vectorised_scalar(sp.expit, lambda args, dtypes: None))
 # 1 / (x (1 - x)) as a sum: the product's pullback would multiply an infinite cotangent
 # by x = 0 (NaN in the reverse modes' second derivative, -inf in the forward modes').
