@@ -443,3 +443,21 @@ def test_expm1_and_expit_slopes_where_their_values_round_to_a_constant(dtype):
         for mode in _MODES:
             np.testing.assert_allclose(pullback.hessian(special.expit, mode=mode)(-x),
                                        slope * (down - up), rtol=1e-5)
+
+
+def test_i1e_slope_is_finite_where_scipys_ive_of_order_two_is_nan():
+    """i1e' read SciPy's ive(2, x), NaN from x ~ 5e9 where i0e and i1e are finite: the
+    slope (and i0e's second derivative) were NaN. Now by the recurrence ive(2, x) =
+    i0e(x) - 2 i1e(x) / x (the difference loses about x * 1e-16 relatively far out)."""
+    from pullback.scipy import special
+    for x in (1e10, -1e10, 5e9):
+        true = -0.5 / abs(x) * special.i1e(abs(x))     # (even; 1 + O(1/x) from the series)
+        np.testing.assert_allclose(pullback.grad(special.i1e)(x), true, rtol=1e-5)
+        assert np.isfinite(pullback.hessian(special.i0e)(x))
+    for x in (0.3, -2.0, 40.0):
+        step = 1e-6 * max(1.0, abs(x))
+        np.testing.assert_allclose(
+            pullback.grad(special.i1e)(x),
+            (special.i1e(x + step) - special.i1e(x - step)) / (2 * step), rtol=1e-8)
+    assert pullback.grad(special.i1e)(0.0) == 0.5
+    np.testing.assert_allclose(pullback.grad(special.i1e)(1e-300), 0.5, rtol=1e-15)

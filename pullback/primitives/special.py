@@ -149,7 +149,10 @@ kl_div = elementwise("kl_div", sp.kl_div, lambda x, y: log(x / y), lambda x, y: 
 i0 = unary("i0", sp.i0, lambda x: i1(x))
 i0e = unary("i0e", sp.i0e, lambda x, out: i1e(x) - sign(x) * out)
 i1 = unary("i1", sp.i1, lambda x: 0.5 * (i0(x) + iv(2.0, x)))
-i1e = unary("i1e", sp.i1e, lambda x, out: 0.5 * (i0e(x) + ive(2.0, x)) - sign(x) * out)
+# (with ive(2, x) = i0e(x) - 2 i1e(x) / x: SciPy's ive(2, x) is NaN from x ~ 5e9, where
+# i0e and i1e are not; i1e(x) / x is 1/2 at 0, read at a safe point there)
+i1e = unary("i1e", sp.i1e, lambda x, out: i0e(x) - where(x == 0, 0.5, out / where(
+    x == 0, 1.0, x)) - sign(x) * out)
 iv = elementwise("iv", sp.iv, no_closed_form("scipy.special.iv", "v"),
                  lambda x, y: 0.5 * (iv(x - 1.0, y) + iv(x + 1.0, y)), domain=(ORDERS, REALS),
                  complex_rules=True)
