@@ -461,3 +461,22 @@ def test_i1e_slope_is_finite_where_scipys_ive_of_order_two_is_nan():
             (special.i1e(x + step) - special.i1e(x - step)) / (2 * step), rtol=1e-8)
     assert pullback.grad(special.i1e)(0.0) == 0.5
     np.testing.assert_allclose(pullback.grad(special.i1e)(1e-300), 0.5, rtol=1e-15)
+
+
+def test_logaddexp_second_derivatives_where_one_argument_dominates():
+    """logaddexp's partials exp(x - out) have the derivative p (1 - p), 0 once p rounds to
+    1: its Hessian was 0 for 4e-18 at (40, 0) (logaddexp2's 0.2% off at (40, 0), 35% in
+    float32 at (20, 0)). The partials are expit(x - y) (logaddexp2: of ln2 (x - y))."""
+    import scipy.special
+    for f, scale in ((np.logaddexp, 1.0), (np.logaddexp2, np.log(2.0))):
+        for point in ([40.0, 0.0], [1000.0, 1040.0], [0.5, -0.25]):
+            d = scale * (point[0] - point[1])
+            curvature = scale * scipy.special.expit(d) * scipy.special.expit(-d)
+            expected = curvature * np.array([[1.0, -1.0], [-1.0, 1.0]])
+            for mode in _MODES:
+                np.testing.assert_allclose(
+                    pullback.hessian(lambda v: f(v[0], v[1]), mode=mode)(np.array(point)),
+                    expected, rtol=1e-12)
+    # an infinite argument: the slope toward it is 1 (exp(inf - inf) gave NaN)
+    np.testing.assert_array_equal(
+        pullback.grad(lambda v: np.logaddexp(v[0], v[1]))(np.array([np.inf, 3.0])), [1.0, 0.0])

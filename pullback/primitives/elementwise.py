@@ -361,11 +361,13 @@ arctan2 = elementwise("arctan2", np.arctan2, lambda x, y: y / hypot(x, y) / hypo
                       lambda x, y: -x / hypot(x, y) / hypot(x, y), domain=BINARY)
 hypot = elementwise("hypot", np.hypot, lambda x, out: x / out, lambda y, out: y / out,
                     commutative=True, domain=BINARY)
-logaddexp = elementwise("logaddexp", np.logaddexp, lambda x, out: exp(x - out),
-                        lambda y, out: exp(y - out), commutative=True, domain=BINARY,
+# (expit(x - y), not exp(x - out): its derivative expit' has no 1 - p cancelling to 0
+# where one argument dominates, 0 for 4e-18 at (40, 0); and logaddexp(inf, y)'s is 1)
+logaddexp = elementwise("logaddexp", np.logaddexp, lambda x, y: expit(x - y),
+                        lambda x, y: expit(y - x), commutative=True, domain=BINARY,
                         emit_scalar=vectorised_scalar(np.logaddexp, ufunc_scalar(np.logaddexp)))
-logaddexp2 = elementwise("logaddexp2", np.logaddexp2, lambda x, out: exp2(x - out),
-                         lambda y, out: exp2(y - out), commutative=True, domain=BINARY)
+logaddexp2 = elementwise("logaddexp2", np.logaddexp2, lambda x, y: expit(LN2 * (x - y)),
+                         lambda x, y: expit(LN2 * (y - x)), commutative=True, domain=BINARY)
 
 
 def _remainder_scalar(args, dtypes):
