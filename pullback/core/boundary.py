@@ -30,12 +30,13 @@ def refused_array_type(x, where: str, error_class=NonDifferentiableInputError):
         f"does not differentiate (they differ from plain arrays'). Convert it with {fix}.")
 
 
-def unknown_shape(x, where: str, error_class):
-    """The error for an array whose shape is not known (Dask's after a boolean index:
-    NaN sizes), which every transformation needs."""
-    fix = " Call x.compute_chunk_sizes() first." if hasattr(x, "compute_chunk_sizes") else ""
-    return error_class(f"{where} is a {type(x).__module__}.{type(x).__name__} of unknown shape "
-                       f"{tuple(x.shape)}: pullback needs every array's shape.{fix}")
+def refuse_unknown_shape(x, where: str, error_class):
+    """Raise for an array whose shape is not known (Dask's after a boolean index: NaN
+    sizes), which every transformation needs."""
+    if any(size != size for size in getattr(x, "shape", ())):
+        fix = " Call x.compute_chunk_sizes() first." if hasattr(x, "compute_chunk_sizes") else ""
+        raise error_class(f"{where} is a {type(x).__module__}.{type(x).__name__} of unknown "
+                          f"shape {tuple(x.shape)}: pullback needs every array's shape.{fix}")
 
 
 def array_api_refusal(x, where: str) -> str:
@@ -58,8 +59,7 @@ def differentiable_input(x, where: str):
         raise refused_array_type(x, where)
     elif isinstance(x, np.generic) or is_array(x):
         dtype = np.dtype(x.dtype)
-        if any(size != size for size in x.shape):
-            raise unknown_shape(x, where, NonDifferentiableInputError)
+        refuse_unknown_shape(x, where, NonDifferentiableInputError)
     elif isinstance(x, (float, complex)):
         return np.asarray(x)
     elif isinstance(x, (bool, numbers.Integral)):

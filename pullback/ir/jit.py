@@ -26,7 +26,7 @@ import numpy as np
 from ..core.arrays import (aligned_copy, foreign_array, foreign_library, in_library_of,
                            is_array, runs_generated_code)
 from ..core.boundary import (REFUSED_ARRAY_TYPES, array_api_refusal, refused_array_type,
-                             unknown_shape)
+                             refuse_unknown_shape)
 from ..core.engine import Tracer
 from ..errors import ArrayLibraryError, StaticArgumentError, UnsupportedFunctionError
 from ..tree import LEAF, flatten, unflatten
@@ -319,9 +319,8 @@ def jit(f: Callable, static_argnums=(), static_argnames=()) -> Callable:
             if isinstance(leaf, REFUSED_ARRAY_TYPES):
                 raise refused_array_type(leaf, f"jit({name}): an argument",
                                          UnsupportedFunctionError)
-            if type(leaf) is not np.ndarray and any(size != size for size in
-                                                    getattr(leaf, "shape", ())):
-                raise unknown_shape(leaf, f"jit({name}): an argument", ArrayLibraryError)
+            if type(leaf) is not np.ndarray:
+                refuse_unknown_shape(leaf, f"jit({name}): an argument", ArrayLibraryError)
         key = (treedef, tuple(signature_of(x) for x in leaves), _static_key(static_values),
                tuple(type(x) for x in leaves if foreign_array(x) is not None))
         entry = cache.get(key)

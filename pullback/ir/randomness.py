@@ -18,7 +18,8 @@ function instead. If the second staging draws nothing (another thread drew, or
 the function draws only on its first call, as it would in eager mode too), the
 first program stands. A global source (np.random.*, random.*) that other threads
 keep drawing from (its state moves while this thread waits) cannot tell whose the
-draws were: the error then says so, and how to give those threads their own. Not seen: generators the function creates itself, and
+draws were: the error then says so, and how to give those threads their own. Not
+seen: generators the function creates itself, and
 sources whose state cannot be read (`random.SystemRandom`).
 """
 import itertools

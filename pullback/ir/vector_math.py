@@ -66,18 +66,25 @@ def from_bits(typingctx, i):
     return types.float64(types.int64), codegen
 
 
+def _llvm_call(name):
+    """codegen of a call of LLVM's float64 intrinsic `name` of three operands."""
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(double, [double] * 3), name)
+        return builder.call(function, args)
+    return codegen
+
+
 @intrinsic
 def muladd(typingctx, a, b, c):
     """a * b + c for float64 values, one fused multiply-add where the CPU has one (LLVM's
     fmuladd: rounded once, else twice): a polynomial's steps, half the
     instructions, no less accurate. Only where written: the kernels' own arithmetic is
     never contracted (NumPy rounds each operation)."""
-    def codegen(context, builder, signature, args):
-        double = ir.DoubleType()
-        fmuladd = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(double, [double] * 3), "llvm.fmuladd.f64")
-        return builder.call(fmuladd, args)
-    return types.float64(types.float64, types.float64, types.float64), codegen
+    return types.float64(types.float64, types.float64, types.float64), \
+        _llvm_call("llvm.fmuladd.f64")
+
 
 
 @intrinsic
@@ -331,12 +338,7 @@ def expit(x):
 def fma(typingctx, a, b, c):
     """a * b + c for float64 values rounded once, always (LLVM's fma: the C library's
     where the CPU has no fused multiply-add): x * x - fma(x, x, -(x * x)) is exact."""
-    def codegen(context, builder, signature, args):
-        double = ir.DoubleType()
-        function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(double, [double] * 3), "llvm.fma.f64")
-        return builder.call(function, args)
-    return types.float64(types.float64, types.float64, types.float64), codegen
+    return types.float64(types.float64, types.float64, types.float64), _llvm_call("llvm.fma.f64")
 
 
 @numba.njit(**_JIT)

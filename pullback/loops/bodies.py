@@ -7,11 +7,11 @@ the loop primitives derive from them, each cached on the program it comes from.
   sees them. Staged once per signature: the cache key holds the function's code and what
   its closure, defaults and globals hold (Python values by value, objects by their
   attributes and slots, the user's modules and classes by the attributes the code names,
-  arrays and traced values by identity, held weakly, and NumPy arrays by their bytes too: Python code may have read
-  their values while staging, as in `W[0, 0]`, so another array, or the same one written
-  into since, stages again; a few references deep); a function reading arrays it cannot find
-  there (created inside, or deeper), or more than `_COMPARED_BYTES` of them, is staged again
-  at each call. A branch reads the arrays and traced values of its closure cells and
+  arrays and traced values by identity, held weakly, and NumPy arrays by their bytes too:
+  Python code may have read their values while staging, as in `W[0, 0]`, so another
+  array, or the same one written into since, stages again; a few references deep); a
+  function reading arrays it cannot find there (created inside, or deeper), or more than
+  `_COMPARED_BYTES` of them, is staged again at each call. A branch reads the arrays and traced values of its closure cells and
   defaults as inputs from its start (`lifted`), so that what it computes from them alone
   stays in the branch. Staging refuses random draws and changes to outside state (a list
   appended to, a nonlocal rebound): a body runs once while staged, not at each step.
@@ -322,21 +322,7 @@ def function_state(fn):
     walk = _StateWalk()
     try:
         walk.visit(fn, 0)
-        done = set()
-        while True:                      # names met later may name attributes of earlier ones
-            todo = [(k, depth, name, value) for k, (attributes, depth)
-                    in enumerate(walk.namespaces) for name in sorted(walk.names & attributes.keys())
-                    if (k, name) not in done for value in (attributes[name],)]
-            if not todo:
-                break
-            for k, depth, name, value in todo:
-                done.add((k, name))
-                walk.key.append(("namespace", k, name))
-                if isinstance(value, _CODE_HOLDERS):    # methods, classes: by identity
-                    walk.key.append(("id", id(value)))
-                    walk.kept.append(value)
-                else:
-                    walk.visit(value, depth + 1)
+        walk.visit_named_attributes()
     except _TooLarge:
         return None
     return tuple(walk.key), walk.arrays, walk.kept
@@ -351,7 +337,7 @@ class _StateWalk:
     def __init__(self):
         self.key, self.arrays, self.kept, self.seen = [], [], [], {}
         self.names = set()           # attribute and global names the walked code reads
-        self.namespaces = []         # (the user's module or class, depth), keyed by `names`
+        self.namespaces = []         # (attributes of the user's module or class, its depth)
 
     def visit(self, obj, depth):
         key = self.key
@@ -387,6 +373,27 @@ class _StateWalk:
         for label, child in children:
             key.append(label)
             self.visit(child, depth + 1)
+
+    def visit_named_attributes(self):
+        """The attributes of the namespaces met that the code met names, until no new
+        pair: names met later may name attributes of earlier namespaces, and attributes
+        may hold further code. Methods and classes count by identity."""
+        done = set()
+        while True:
+            todo = [(k, name) for k, (attributes, _) in enumerate(self.namespaces)
+                    for name in sorted(self.names & attributes.keys()) if (k, name) not in done]
+            if not todo:
+                return
+            for k, name in todo:
+                done.add((k, name))
+                attributes, depth = self.namespaces[k]
+                value = attributes[name]
+                self.key.append(("namespace", k, name))
+                if isinstance(value, _CODE_HOLDERS):
+                    self.key.append(("id", id(value)))
+                    self.kept.append(value)
+                else:
+                    self.visit(value, depth + 1)
 
 
 def _attributes(namespace) -> dict:

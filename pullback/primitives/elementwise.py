@@ -18,7 +18,7 @@ from ..core.primitive import ZERO, Primitive, ShapeDtype
 from ..transforms.cotangents import LARGE_TEMPORARY
 from .families import (array_dtype, batch_elementwise, call_emitter, constant, elementwise,
                        elementwise_shape, float_ufunc_scalar, for_reading, linear,
-                       real_ufunc_scalar, ufunc_emitter, ufunc_scalar, unbroadcast,
+                       real_ufunc_scalar, ufunc_emitter, ufunc_scalar, unbroadcast, unfused,
                        vectorised_scalar)
 
 POSITIVE, UNIT, OPEN_UNIT = (0.2, 3.0), (-0.9, 0.9), (0.05, 0.95)
@@ -184,7 +184,7 @@ imag = linear("imag", np.imag, shape=_part_shape,
 
 # (out * expit(-x), not out * (1 - out): expit rounds to 1 for large x, 0 for 4e-18 at 40)
 expit = unary("expit", sp.expit, lambda x, out: out * expit(-x),
-              emit_scalar=vectorised_scalar(sp.expit, lambda args, dtypes: None))
+              emit_scalar=vectorised_scalar(sp.expit, unfused))
 # 1 / (x (1 - x)) as a sum: the product's pullback would multiply an infinite cotangent
 # by x = 0 (NaN in the reverse modes' second derivative, -inf in the forward modes').
 logit = unary("logit", sp.logit, lambda x: reciprocal(x) + reciprocal(1.0 - x), OPEN_UNIT)
@@ -355,10 +355,15 @@ fmin = elementwise("fmin", np.fmin, lambda x, y: _fmax_dx(y, x),
 # arctan2(x, y) is the angle of the point (y, x). Products, not square(): either argument
 # may be a Python scalar, which must stay weakly typed (square(2.0) is a float64 NumPy
 # scalar and would promote float32 derivatives).
-# y / (x^2 + y^2) as (y / h) / h with h = hypot(x, y): the sum of squares overflowed
-# (0 at 1e200) or underflowed (inf at 1e-200, a NaN in the Hessian).
-arctan2 = elementwise("arctan2", np.arctan2, lambda x, y: y / hypot(x, y) / hypot(x, y),
-                      lambda x, y: -x / hypot(x, y) / hypot(x, y), domain=BINARY)
+def _over_squared_norm(a, x, y):
+    """a / (x^2 + y^2) as (a / h) / h with h = hypot(x, y): the sum of squares overflowed
+    (arctan2's slopes 0 at 1e200) or underflowed (inf at 1e-200, a NaN in the Hessian)."""
+    h = hypot(x, y)
+    return a / h / h
+
+
+arctan2 = elementwise("arctan2", np.arctan2, lambda x, y: _over_squared_norm(y, x, y),
+                      lambda x, y: _over_squared_norm(-x, x, y), domain=BINARY)
 hypot = elementwise("hypot", np.hypot, lambda x, out: x / out, lambda y, out: y / out,
                     commutative=True, domain=BINARY)
 # (expit(x - y), not exp(x - out): its derivative expit' has no 1 - p cancelling to 0
@@ -368,6 +373,9 @@ logaddexp = elementwise("logaddexp", np.logaddexp, lambda x, y: expit(x - y),
                         emit_scalar=vectorised_scalar(np.logaddexp, ufunc_scalar(np.logaddexp)))
 logaddexp2 = elementwise("logaddexp2", np.logaddexp2, lambda x, y: expit(LN2 * (x - y)),
                          lambda x, y: expit(LN2 * (y - x)), commutative=True, domain=BINARY)
+
+
+_remainder_source = ufunc_scalar(np.remainder)
 
 
 def _remainder_scalar(args, dtypes):
@@ -380,8 +388,6 @@ def _remainder_scalar(args, dtypes):
     return f"(np.copysign(0.0, {y}) if {mod} == 0 else {mod} + {y} if ({mod} < 0) != " \
            f"({y} < 0) else {mod})"
 
-
-_remainder_source = ufunc_scalar(np.remainder)
 remainder = elementwise("remainder", np.remainder, 1, lambda x, y: -floor_divide(x, y),
                         operator="{} % {}", emit_scalar=_remainder_scalar,
                         domain=((2.3, 2.5), (1.05, 1.1)))
@@ -400,12 +406,13 @@ heaviside = elementwise("heaviside", np.heaviside, 0, lambda x: where(x == 0, 1.
 def _heaviside_scalar(x, h):
     # Numba lacks np.heaviside: NaN for NaN, 0 below zero, h at zero, 1 above.
     return f"(np.nan if {x} != {x} else 0.0 if {x} < 0 else {h} if {x} == 0 else 1.0)"
-# ldexp(x, i) = x 2^i for integers i.
+# ldexp(x, i) = x 2^i for integers i; fused for i of 32 bits at most (Numba truncates a
+# wider one, NumPy clamps it).
+_ldexp_source = ufunc_scalar(np.ldexp)
 ldexp = elementwise("ldexp", np.ldexp, lambda y: ldexp(1.0, y), 0,
                     domain=(REALS, ("int", -2, 2)),
-                    emit_scalar=lambda args, dtypes: _ldexp_source(args, dtypes)
-                    if dtypes[1].itemsize <= 4 else None)   # (Numba truncates a wider i,
-_ldexp_source = ufunc_scalar(np.ldexp)                        # NumPy clamps it)
+                    emit_scalar=lambda args, dtypes: None if dtypes[1].itemsize > 4
+                    else _ldexp_source(args, dtypes))
 # xlogy(0, y) is 0 for every y: its y-derivative there is 0, also at y = 0 (xdivy).
 xlogy = elementwise("xlogy", sp.xlogy,
                     lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
@@ -441,7 +448,7 @@ around = constant("around", lambda x, decimals: np.round(x, decimals),
 # Not fused: Numba's floor_divide of floats is floor(x / y), which differs from NumPy's
 # divmod at infinities (inf // 1 is nan in NumPy, 1 // -inf is -1).
 floor_divide = constant("floor_divide", np.floor_divide, domain=((2.3, 2.5), (1.05, 1.1)),
-                        operator="{} // {}", emit_scalar=lambda args, dtypes: None)
+                        operator="{} // {}", emit_scalar=unfused)
 frexp_exponent = constant("frexp_exponent", lambda x: np.frexp(x)[1],
                           lambda x: ShapeDtype(shape_of(x), np.dtype(np.intc)), fresh_output=True,
                           emit_statements=for_reading(lambda targets, args, code: [
@@ -463,9 +470,9 @@ bitwise_xor = constant("bitwise_xor", np.bitwise_xor, domain=(BITS, BITS), commu
 invert = constant("invert", np.invert, domain=(BITS,))
 # (not fused: Numba's shifts by the integers' width or more are undefined, NumPy's 0 or -1)
 left_shift = constant("left_shift", np.left_shift, domain=(BITS, ("int", 0, 3)),
-                      emit_scalar=lambda args, dtypes: None)
+                      emit_scalar=unfused)
 right_shift = constant("right_shift", np.right_shift, domain=(BITS, ("int", 0, 3)),
-                       emit_scalar=lambda args, dtypes: None)
+                       emit_scalar=unfused)
 less = constant("less", np.less, domain=BINARY, operator="{} < {}")
 less_equal = constant("less_equal", np.less_equal, domain=BINARY, operator="{} <= {}")
 greater = constant("greater", np.greater, domain=BINARY, operator="{} > {}")

@@ -167,6 +167,12 @@ def real_ufunc_scalar(ufunc):
                                                                                         dtypes)
 
 
+def unfused(args, dtypes):
+    """emit_scalar rule of a primitive no fused kernel computes (Numba's version differs
+    from NumPy's): its equations stay NumPy calls."""
+    return None
+
+
 def float_ufunc_scalar(ufunc):
     """`ufunc_scalar` for floating-point operands only: Numba's integer version of the
     ufunc differs from NumPy's (fmod(-7, 3) gave 0; reciprocal of an unsigned 0, 2**n - 1,
