@@ -78,6 +78,7 @@ BACKGROUND = True        # compile in a thread (False: during that call, for tes
 MIN_GROUP = 2            # fewer equations than this in a group: NumPy code is as fast
 MAX_SEGMENTS = 16        # more pieces than this: a store chain adds into zeros instead
 THIN_COLUMNS = 4         # products by one matrix of this many columns in all: one kernel
+THIN_ROWS = 4            # rows of the matrix such a kernel multiplies at once
 # dtypes Numba computes with (not float16, nor long double)
 NUMBA_INEXACT = frozenset(map(np.dtype, (np.float32, np.float64, np.complex64, np.complex128)))
 
@@ -806,8 +807,10 @@ def thin_products(program: Program) -> Program:
 
 def thin_kernel(matrix, products, before=(), after=()) -> tuple:
     """(FusedKernel, inputs, outputs) computing `products`, matmul equations of `matrix`
-    (float64, m x k) by operands of few columns in all: a loop over the m rows, each
-    row's dot products with every column summed together as the row is read. An operand
+    (float64, m x k) by operands of few columns in all: a loop over the m rows, THIN_ROWS
+    at a time, their dot products with every column summed together as the rows are read
+    (each column's element loaded once for the block: 1000 x 100 by 2 columns 18.8 µs
+    against 21.9 row by row, 4000 x 50 by 2 34 against 58). An operand
     made from a vector by a reshape in `before` is read as that vector, a matrix operand
     as copies of its columns (strided, they keep LLVM from vectorising the loop: 89 µs
     against 25 for a 1000 x 100 matrix by 3 columns); a product that a reshape in
@@ -822,22 +825,29 @@ def thin_kernel(matrix, products, before=(), after=()) -> tuple:
     outputs = [vector_of.get(eq.outputs[0], eq.outputs[0]) for eq in products]
     group = Group(tuple(matrix.aval.shape[:1]))
     group.equations = [*before, *products, *after]
-    setup, sums, stores = [], [], []
+    setup, columns, stores = [], [], []
     for t, (operand, out) in enumerate(zip(operands, outputs)):
-        name = f"o{t}"
         for c in range(products[t].inputs[1].aval.shape[1]):
             column = f"a{t + 1}"
             if len(operand.aval.shape) == 2:      # a matrix's column, copied contiguous
                 column = f"a{t + 1}_{c}"
                 setup.append(f"{column} = np.ascontiguousarray(a{t + 1}[:, {c}])")
-            sums.append((f"s{len(sums)}", f"{column}[j]"))
-            at = "i0" if len(out.aval.shape) == 1 else f"i0, {c}"
-            stores.append(f"{name}[{at}] = {sums[-1][0]}")
-    body = setup + ["for i0 in range(n0):"]
-    body += [f"    {total} = 0.0" for total, _ in sums]
-    body += ["    for j in range(a0.shape[1]):", "        x = a0[i0, j]"]
-    body += [f"        {total} += x * {column}" for total, column in sums]
-    body += [f"    {line}" for line in stores]
+            columns.append(column)
+            stores.append((f"o{t}", "" if len(out.aval.shape) == 1 else f", {c}"))
+
+    def rows(block):       # the loop over rows `block` at a time, from i0 up to n0
+        row = ["i0"] + [f"i0 + {r}" for r in range(1, block)]
+        lines = [f"while i0 + {block} <= n0:"]
+        lines += [f"    s{p}_{r} = 0.0" for p in range(len(columns)) for r in range(block)]
+        lines += ["    for j in range(a0.shape[1]):"]
+        lines += [f"        x{r} = a0[{row[r]}, j]" for r in range(block)]
+        for p, column in enumerate(columns):
+            lines += [f"        c = {column}[j]"]
+            lines += [f"        s{p}_{r} += x{r} * c" for r in range(block)]
+        lines += [f"    {name}[{row[r]}{at}] = s{p}_{r}"
+                  for p, (name, at) in enumerate(stores) for r in range(block)]
+        return lines + [f"    i0 += {block}"]
+    body = setup + ["i0 = 0"] + rows(THIN_ROWS) + rows(1)
     given = range(len(outputs))
     source = _module(["n0"] + [f"a{k}" for k in range(len(operands) + 1)]
                      + [f"o{t}" for t in given], body, [], fastmath='{"reassoc", "contract"}')
