@@ -692,12 +692,17 @@ def hvp(f: Callable, x: Any, v: Any, mode: str = DEFAULT_HVP_MODE) -> Any:
                           lambda m: lambda x, v: hvp(f, x, v, m), (x, v))
     outer, inner = mode.split("-over-")
     x_leaves, x_def = flatten(x)
+    differentiable_inputs(x_leaves, "primal")      # x's errors first, then v's against it
     v = unflatten(x_def, _vector_like_x(v, x_leaves, x_def))
     if mode == "forward-over-reverse":
         return pushforward(grad(f), (x,), (v,))[1]
     if mode == "reverse-over-reverse":
         return recorded_pullback(grad(f), x)[1](v)[0]
-    directional = lambda y: pushforward(f, (y,), (v,))[1]    # noqa: E731  (grad f(y) . v)
+
+    def directional(y):                            # grad f(y) . v, f real and scalar
+        out, tangent = pushforward(f, (y,), (v,))
+        _check_scalar(out)
+        return tangent
     if outer == "reverse":
         return _value_and_grad(directional, (x,), {})[1]
     return forward_grad(directional)(x)
@@ -754,7 +759,10 @@ class HVPOperator:
             return np.concatenate([np.ravel(leaf) for leaf in flatten(tree)[0]])
 
         def matvec(v):
-            return ravel(self(unravel(np.ravel(v))))
+            v = np.ravel(v)
+            if np.iscomplexobj(v) and not np.iscomplexobj(np.zeros(0, self.dtype)):
+                return matvec(v.real) + 1j * matvec(v.imag)   # H is real: part by part
+            return ravel(self(unravel(v)))
 
         matmat = vmap(matvec, in_axes=1, out_axes=1)
         return LinearOperator(self.shape, matvec=matvec, rmatvec=matvec, matmat=matmat,

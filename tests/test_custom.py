@@ -713,6 +713,9 @@ def test_item13_reverse_mode_runs_fwd_only():
         return list(calls)
 
     assert counted(lambda: sine(x)) == ["fun"]
+    # (the first call at these types also stages fun, abstractly, to check fwd's output
+    # against it)
+    assert counted(lambda: grad(lambda x: np.sum(sine(x)))(x)) == ["fwd", "fun", "bwd"]
     assert counted(lambda: grad(lambda x: np.sum(sine(x)))(x)) == ["fwd", "bwd"]
     _, back = vjp(sine, x)
     assert counted(lambda: (back(x), back(x))) == ["bwd", "bwd"]
@@ -733,6 +736,7 @@ def test_item13_reverse_mode_runs_fwd_only():
         calls.append("jvp")
         return np.cos(primals[0]), -np.sin(primals[0]) * tangents[0]
 
+    assert counted(lambda: pushforward(cosine, (x,), (x,))) == ["jvp", "fun"]   # (checked)
     assert counted(lambda: pushforward(cosine, (x,), (x,))) == ["jvp"]
     # Reverse mode takes the values from the rule too (at zero tangents), as forward mode
     # does, then transposes its tangent map (the first time checking that it is linear):

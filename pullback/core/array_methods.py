@@ -545,6 +545,24 @@ class ArrayMethods:
             "`x.put(indices, v)` writes into a traced array in place; use "
             "`y = pullback.numpy.at(x.ravel())[indices].set(v).reshape(x.shape)` instead.")
 
+    def resize(self, *args, **kwargs):
+        raise InPlaceMutationError(
+            "`x.resize(shape)` changes a traced array in place; use `y = np.resize(x, shape)` "
+            "(repeating its values) or `y = np.pad(...)` instead.")
+
+    def setflags(self, *args, **kwargs):
+        raise InPlaceMutationError(
+            "`x.setflags(...)` changes a traced array in place; a traced array has no memory "
+            "flags to set (it cannot be written into anyway).")
+
+    def _bytes(self, *args, **kwargs):
+        raise ArrayConversionError(
+            "the bytes of a traced array (`tobytes`, `tofile`, `byteswap`, `dump`) would drop "
+            "its derivative; write the values out after the transformation, or call "
+            "pullback.stop_gradient first for a constant.")
+
+    tobytes = tofile = byteswap = dump = dumps = _bytes
+
     # ----------------------------------------------------------- conversions
     # NumPy converts values it stores or indexes with from C (`y[i] = x` calls float(x),
     # `table[x]` calls x.__array__()); the statement running tells which mistake it was.

@@ -70,7 +70,7 @@ class new_trace:
             swallowed.error = None
         self.trace.active = False
         self.stack.pop()
-        if isinstance(error, ValueError) and ours is not None and ours is not error:
+        if isinstance(error, ValueError) and ours is not None and error.__cause__ is ours:
             raise ours from error                 # NumPy replaced our error with its own
         return False
 

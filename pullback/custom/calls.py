@@ -46,6 +46,7 @@ from ..ir.staging import CapturedTracer, ShapeNeedsValues, abstract_eval
 from ..transforms.batching import batch_flat, map_examples, vmap
 from ..transforms.forward import jvp_flat
 from ..transforms.reverse import vjp_flat
+from ..tree import flatten
 
 # What pullback raises when user code cannot run on traced values.
 _UNTRACEABLE = (ArrayConversionError, ConcretizationError, InPlaceMutationError,
@@ -111,6 +112,22 @@ def _call_types(fn, avals):
                 f"Stage it at arrays with values, or write `{_name(fn)}` with operations "
                 "pullback can trace.")) from error
     return known[key]
+
+
+def function_types(fn, leaves):
+    """(output leaves' types, output structure) of `fn` on arguments typed like `leaves`,
+    by abstract evaluation (`fn` returns a pytree); None where it cannot be staged (what
+    untraceable code raises, or a value traced elsewhere that it reads)."""
+    structure = []
+
+    def flat(*inputs):
+        out, tree = flatten(fn(*inputs))
+        structure.append(tree)
+        return out
+    try:
+        return abstract_eval(flat, leaves), structure[0]
+    except (*_UNTRACEABLE, CapturedTracer):
+        return None
 
 
 def _call_shape(*avals, fun, **rules):

@@ -18,7 +18,7 @@ no derivative.
 import inspect
 from functools import partial, update_wrapper
 from typing import Callable, Sequence
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from ..core.primitive import ZERO
 from ..errors import CustomRuleError
 from ..transforms.batching import BatchTracer
 from ..tree import MAPPINGS, describe, flatten, unflatten
-from .calls import custom_jvp_call, custom_vjp_call
+from .calls import custom_jvp_call, custom_vjp_call, function_types
 
 
 def _leaves_of(tree, expected_def, what, name):
@@ -126,7 +126,13 @@ def _positional(fun, name, args, kwargs):
 
 
 def _as_tuple(argnums):
-    return (argnums,) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
+    if isinstance(argnums, (int, np.integer)):
+        return (argnums,)
+    try:
+        return tuple(argnums)
+    except TypeError:
+        raise CustomRuleError(f"nondiff_argnums must be an argument position or a sequence "
+                              f"of them, got {argnums!r}.") from None
 
 
 def _nondiff_positions(nondiff_argnums, nargs, name):
@@ -151,6 +157,42 @@ def _reference(x):
     of x: a rule staged under jit must not hold on to a traced value."""
     dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
     return broadcast_scalar(0, tuple(getattr(x, "shape", ())), dtype, like=x)
+
+
+_MATCHED = WeakKeyDictionary()   # a user's rule -> the calls its outputs matched the function's at
+
+
+def _like_function(rule, fun, leaves, out, out_def, static, what, name):
+    """A rule's primal outputs `out` (structure `out_def`) as the function's own: the same
+    structure, shapes and dtypes, or the modes that run the rule would return other values
+    than the function. Learned by staging `fun` (where it can be), once per rule, argument
+    types and static arguments."""
+    try:
+        key = (tuple((np.shape(x), np.result_type(x)) for x in leaves), tuple(static))
+        checked = _MATCHED.setdefault(rule, set())
+        if key in checked:
+            return
+    except TypeError:                   # unhashable static arguments: checked every call
+        key, checked = None, set()
+    known = function_types(fun, leaves)
+    if known is not None:
+        types, tree = known
+        if tree != out_def:
+            raise CustomRuleError(
+                f"the {what} rule of `{name}` returned an output structured as "
+                f"{describe(out_def)}, but `{name}` returns {describe(tree)}: the rule's "
+                "output must be the function's own.")
+        for i, (t, x) in enumerate(zip(types, out)):
+            if not hasattr(t, "shape"):          # a Python number: weakly typed
+                continue
+            if tuple(np.shape(x)) != tuple(t.shape) or np.result_type(x) != t.dtype:
+                raise CustomRuleError(
+                    f"the {what} rule of `{name}` returned an output (leaf {i}) of shape "
+                    f"{tuple(np.shape(x))} and dtype {np.result_type(x)}, but `{name}` "
+                    f"returns shape {tuple(t.shape)} and dtype {t.dtype} there: the rule's "
+                    "output must be the function's own, or the modes that run the rule "
+                    "would compute other values than the function.")
+    checked.add(key)
 
 
 class _Call:
@@ -218,6 +260,10 @@ class _Call:
         differentiable, static = iter(unflatten(self.in_def, leaves)), iter(self.static_args)
         return [next(static) if i in self.static_positions else next(differentiable)
                 for i in range(self.nargs)]
+
+    def function(self, fun):
+        """`fun` of the differentiable leaves (the static arguments in their places)."""
+        return lambda *leaves: fun(*self.arguments(leaves))
 
     def differentiable(self, leaves):
         """The tuple of differentiable arguments rebuilt from `leaves`."""
@@ -305,8 +351,10 @@ class custom_vjp(_CustomFunction):
             if not isinstance(result, tuple) or len(result) != 2:
                 raise CustomRuleError(f"the fwd rule of `{name}` must return (output, residuals).")
             residuals, call.res_def = flatten(result[1])
-            return (call.returned(result[0], leaves)
-                    + call.check(call.array_residuals(residuals), leaves))
+            out = call.returned(result[0], leaves)
+            _like_function(self.fwd, call.function(self.fun), leaves, out, call.out_def,
+                           call.static_args, "fwd", name)
+            return out + call.check(call.array_residuals(residuals), leaves)
 
         def flat_bwd(*residuals_and_cts):
             n = call.res_def.num_leaves - len(call.string_residuals)
@@ -390,6 +438,8 @@ class custom_jvp(_CustomFunction):
                 raise CustomRuleError(f"the jvp rule of `{name}` must return "
                                       "(output, tangent_of_output).")
             out_leaves = call.returned(result[0], primals_and_tangents)
+            _like_function(self.jvp, call.function(self.fun), primals_and_tangents[:n],
+                           out_leaves, call.out_def, call.static_args, "jvp", name)
             tangent_leaves = _leaves_of(result[1], call.out_def, "the tangent returned by jvp", name)
             return out_leaves + call.check(_checked(tangent_leaves, out_leaves, "tangent", name),
                                            primals_and_tangents)

@@ -19,6 +19,7 @@ generated code once per chunk instead (ir/chunked.py), as eager operators do thr
 import inspect
 import warnings
 from functools import wraps
+from numbers import Integral
 from typing import Callable
 
 import numpy as np
@@ -196,6 +197,17 @@ def _static_key(value):
     return type(value), value
 
 
+def _one_or_many(value, kind):
+    """A tuple of `value`'s items, or of `value` itself if it is one of `kind`; None for
+    neither (an error to name)."""
+    if isinstance(value, kind):
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        return None
+
+
 class _StaticArguments:
     """Which arguments of `f` are static: positions and names, each mapped to the other
     through f's signature (so either may be passed positionally or by keyword), checked
@@ -203,9 +215,9 @@ class _StaticArguments:
 
     def __init__(self, f, name, static_argnums, static_argnames):
         self.name = name
-        nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-        names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in nums) \
+        nums, names = _one_or_many(static_argnums, Integral), _one_or_many(static_argnames, str)
+        if nums is None or names is None or any(isinstance(i, bool) for i in nums) \
+                or not all(isinstance(i, Integral) for i in nums) \
                 or not all(isinstance(k, str) for k in names):
             raise StaticArgumentError(
                 f"jit({name}): static_argnums must be ints and static_argnames strings, got "
@@ -213,7 +225,7 @@ class _StaticArguments:
         try:
             params = list(inspect.signature(f).parameters.values())
         except (TypeError, ValueError):        # a builtin, say: checked at each call
-            self.positions, self.names, self.checked = nums, frozenset(names), False
+            self.positions, self.names, self.checked = tuple(map(int, nums)), frozenset(names), False
             return
         self.checked = True
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -232,7 +244,7 @@ class _StaticArguments:
                         f"jit({name}, static_argnames={static_argnames!r}): {name} has no "
                         f"parameter {k!r}; its parameters are "
                         f"({', '.join(p.name for p in params)}).")
-        nums = {i % n if i < 0 and not varargs else i for i in nums}
+        nums = {int(i) % n if i < 0 and not varargs else int(i) for i in nums}
         by_keyword = {p.name: i for i, p in enumerate(positional)
                       if p.kind is p.POSITIONAL_OR_KEYWORD}
         self.positions = tuple(sorted(nums | {by_keyword[k] for k in names if k in by_keyword}))

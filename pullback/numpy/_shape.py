@@ -12,8 +12,8 @@ import numpy as np
 
 from ..core.arrays import foreign_array, is_array
 from ..core.engine import Tracer
-from ..errors import (ConcretizationError, InPlaceMutationError, UnsupportedFunctionError,
-                      unsupported)
+from ..errors import (ArrayConversionError, ConcretizationError, InPlaceMutationError,
+                      UnsupportedFunctionError, unsupported)
 from ..primitives import elementwise as E
 from ..primitives import reductions as R
 from ..primitives import structural as S
@@ -54,11 +54,18 @@ def as_floating(x, dtype=None):
 
 def astype(x, dtype, copy=True):
     """`x.astype(dtype)`: a floating-point cast (real or complex) keeps the derivative, a
-    complex value cast to a real dtype keeps its real part; casting to int/bool drops it."""
+    complex value cast to a real dtype keeps its real part; casting to int/bool drops it.
+    Other dtypes (object, strings, dates) of a traced value are refused: their values
+    would carry no derivative, silently."""
     dtype = np.dtype(dtype)
     x = operand(x)
     if getattr(x, "dtype", None) == dtype and hasattr(x, "dtype"):   # (dtype == None: float64)
         return x
+    if dtype.kind not in "biufc" and isinstance(x, Tracer):
+        raise ArrayConversionError(
+            f"a traced value cast to {dtype} (`astype`) would lose its derivative: values of "
+            "that dtype carry none. Keep it a number array; convert a value to text or "
+            "objects outside the differentiated function.")
     if dtype.kind not in "fc":
         x = S.stop_gradient(x)
     if not isinstance(x, Tracer):
@@ -603,6 +610,12 @@ def _combined(x, values, landing, reduce):
     return reshape(S.scatter_set(flat, combined, np.concatenate(targets), index=first), shape(x))
 
 
+def _updates(x, values):
+    """`values` cast to x's dtype, as NumPy casts what it writes into x: into an integer
+    or boolean array they carry no derivative (`astype`)."""
+    return astype(values, getattr(x, "dtype", None) or np.asarray(x).dtype)
+
+
 class _AtIndexer:
     __slots__ = ("array", "index")
 
@@ -613,13 +626,13 @@ class _AtIndexer:
         """A copy of the array with `values` written at the index."""
         x = operand(self.array)
         template, arrays = _index_template(self.index, shape(x))
-        return S.scatter_set(x, operand(values), *arrays, index=template)
+        return S.scatter_set(x, _updates(x, values), *arrays, index=template)
 
     def add(self, values):
         """A copy of the array with `values` added at the index (repeated indices accumulate)."""
         x = operand(self.array)
         template, arrays = _index_template(self.index, shape(x))
-        return S.scatter_add(x, operand(values), *arrays, index=template)
+        return S.scatter_add(x, _updates(x, values), *arrays, index=template)
 
     def multiply(self, values):
         """A copy of the array with the elements at the index multiplied by `values`
@@ -637,7 +650,8 @@ class _AtIndexer:
         return self._combine("max", E.maximum, R.max, values)
 
     def _combine(self, method, pairwise, reduce, values):
-        x, values = operand(self.array), operand(values)
+        x = operand(self.array)
+        values = _updates(x, values)
         template, arrays = _index_template(self.index, shape(x))
         if builtins.any(isinstance(a, Tracer) for a in arrays):
             raise ConcretizationError(

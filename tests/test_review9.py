@@ -1,0 +1,218 @@
+"""Ninth correctness review: bad input across the public API (casts that keep a derivative
+they should drop, rules whose outputs are not the function's, errors replaced or bare).
+Each test is named after the defect it pins down."""
+import warnings
+
+import numpy as np
+import pytest
+
+import pullback
+import pullback.numpy as pnp
+from pullback import errors
+from pullback.core import engine
+
+MODES = ["reverse-over-reverse", "forward-over-reverse", "reverse-over-forward",
+         "forward-over-forward"]
+
+
+def _finite_differences(f, x, h=1e-6):
+    return np.array([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(x.size)])
+
+
+# ------------------------------------ casts
+
+
+@pytest.mark.parametrize("method", ["set", "add", "min", "max", "multiply"])
+@pytest.mark.parametrize("dtype", [int, bool])
+def test_at_updates_into_an_integer_array_carry_no_derivative(method, dtype):
+    """`at(y)[i].set(v)` into an integer array wrote int(v), as NumPy does, but passed v's
+    derivative through the cast: `sum(at(zeros(3, int))[0].set(x0) * x)` had gradient 2 (and
+    2.5 in forward mode) for finite differences' 1. The update is cast to the array's dtype
+    first, which cuts the derivative (as `astype` does)."""
+    x = np.array([1.5, 2.5, 3.5])
+    start = np.array([1, 0, 1], dtype=dtype)
+
+    def f(x):
+        y = getattr(pnp.at(start)[0], method)(x[0] if method != "multiply" else x[0] * 0 + 2)
+        return np.sum(y * x)
+    expected = _finite_differences(f, x)
+    np.testing.assert_allclose(pullback.grad(f)(x), expected, atol=1e-6)
+    np.testing.assert_allclose(pullback.jacfwd(f)(x), expected, atol=1e-6)
+    np.testing.assert_allclose(pullback.jit(pullback.grad(f))(x), expected, atol=1e-6)
+    for mode in MODES:
+        np.testing.assert_array_equal(pullback.hessian(f, mode=mode)(x), np.zeros((3, 3)))
+
+
+def test_at_update_of_traced_integer_values_into_themselves():
+    """`at(x.astype(int))[0].set(x1)`: gradient (2, 3, 3) for (2, 2, 3), jacfwd (2, 3.5, 3)."""
+    def f(x):
+        return np.sum(pnp.at(x.astype(int))[0].set(x[1]) * x)
+    x = np.array([1.5, 2.5, 3.5])
+    expected = _finite_differences(f, x)
+    np.testing.assert_allclose(pullback.grad(f)(x), expected, atol=1e-6)
+    np.testing.assert_allclose(pullback.jacfwd(f)(x), expected, atol=1e-6)
+
+
+def test_at_update_keeps_a_float32_arrays_dtype_and_derivative():
+    y = np.zeros(3, np.float32)
+
+    def f(x):
+        return pnp.at(y)[1].set(x[0] * 2.0)
+    out, back = pullback.vjp(f, np.array([1.0, 2.0]))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(back(np.ones(3, np.float32))[0], [2.0, 0.0])
+
+
+@pytest.mark.parametrize("dtype", [object, str, "datetime64[s]", "S3"])
+def test_astype_to_objects_strings_or_dates_is_refused(dtype):
+    """`x.astype(object) ** 3` had gradient 0 (for 3x**2) and jvp 0: every dtype outside
+    floats went through stop_gradient. Casts to objects, text and dates are refused (ints
+    and bools still cut the derivative, as documented)."""
+    x = np.array([1.0, 2.0])
+    with pytest.raises(errors.ArrayConversionError, match="astype"):
+        pullback.grad(lambda x: np.sum(x.astype(dtype) ** 3))(x)
+    with pytest.raises(errors.ArrayConversionError, match="astype"):
+        pullback.jit(pullback.grad(lambda x: np.sum(x.astype(dtype))))(x)
+    np.testing.assert_array_equal(pullback.grad(lambda x: np.sum(x.astype(int) * x))(x), [1, 2])
+
+
+# ------------------------------------ custom rules
+
+
+def test_custom_vjp_fwd_output_must_be_the_functions():
+    """A fwd returning `sin(x)[:1]` for `sin(x)` made `value_and_grad` return 0.841 for 1.751
+    (and a float32 one a float32 output): reverse mode never runs the function, so nothing
+    compared them. The rule's output is checked against the function's staged types."""
+    for wrong in (lambda x: np.sin(x)[:1], lambda x: np.sin(x).astype(np.float32),
+                  lambda x: (np.sin(x), np.sin(x))):
+        @pullback.custom_vjp
+        def f(x):
+            return np.sin(x)
+        f.defvjp(lambda x, wrong=wrong: (wrong(x), x), lambda x, ct: (ct * np.cos(x),))
+        x = np.array([1.0, 2.0])
+        for run in (lambda: pullback.grad(lambda x: np.sum(f(x)))(x),
+                    lambda: pullback.pushforward(f, (x,), (x,)),
+                    lambda: pullback.jit(pullback.grad(lambda x: np.sum(f(x))))(x)):
+            with pytest.raises(errors.CustomRuleError, match="function's own"):
+                run()
+
+
+def test_custom_jvp_rule_output_must_be_the_functions():
+    """A jvp rule returning `sin(x)[:1], t[:1]` gave grad (1, 0) for cos(x)."""
+    @pullback.custom_jvp
+    def k(x):
+        return np.sin(x)
+
+    @k.defjvp
+    def _(primals, tangents):
+        return np.sin(primals[0])[:1], tangents[0][:1]
+    x = np.array([1.0, 2.0])
+    with pytest.raises(errors.CustomRuleError, match="function's own"):
+        pullback.grad(lambda x: np.sum(k(x)))(x)
+    with pytest.raises(errors.CustomRuleError, match="function's own"):
+        pullback.pushforward(k, (x,), (x,))
+
+
+def test_custom_rule_output_check_leaves_good_rules_and_static_arguments_alone():
+    @pullback.custom_vjp
+    def power(x, n):
+        return x ** n
+    power.defvjp(lambda x, n: (x ** n, (x, n)),
+                 lambda res, ct: (ct * res[1] * res[0] ** (res[1] - 1), None))
+    x = np.array([1.5, 2.0])
+    for n in (2.0, 3.0):
+        np.testing.assert_allclose(pullback.grad(lambda x: np.sum(power(x, n)))(x), n * x ** (n - 1))
+
+    scaled = pullback.custom_vjp(lambda x, k: np.tile(x, k), nondiff_argnums=(1,))
+    scaled.defvjp(lambda x, k: (np.tile(x, k), None),
+                  lambda k, res, ct: (ct.reshape(k, -1).sum(0),))
+    for k in (1, 3):                 # the static argument changes the output's shape
+        np.testing.assert_allclose(pullback.grad(lambda x: np.sum(scaled(x, k) ** 2))(x),
+                                   2 * k * x)
+
+
+# ------------------------------------ errors
+
+
+def test_the_users_own_error_is_not_replaced_by_a_handled_assignment_error():
+    """f caught the refusal of `out[0] = x[0]` and later raised its own ValueError: grad and
+    pushforward raised the stale ArrayAssignmentError instead (the user's only as its
+    cause). It is swapped only for NumPy's error that the refusal caused."""
+    def f(x):
+        out = np.zeros(2)
+        try:
+            out[0] = x[0]
+        except ValueError:
+            pass
+        raise ValueError("user: input rejected")
+    x = np.array([1.0, 2.0])
+    for run in (lambda: pullback.grad(lambda x: np.sum(f(x)))(x),
+                lambda: pullback.pushforward(f, (x,), (x,))):
+        with pytest.raises(ValueError, match="user: input rejected") as caught:
+            run()
+        assert not isinstance(caught.value, errors.PullbackError)
+    assert not engine._state.stack
+
+    def g(x):                           # unhandled: still our error, naming the line
+        out = np.zeros(2)
+        out[0] = x[0]
+        return np.sum(out)
+    with pytest.raises(errors.ArrayAssignmentError):
+        pullback.grad(g)(x)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("output", [0, True, "a"])
+def test_hvp_of_a_non_float_output_is_refused_in_every_mode(mode, output):
+    """hvp's -over-forward modes (the default among them) returned zeros for a function
+    returning a Python int, bool or str, where the others and grad raised."""
+    with pytest.raises(errors.NonScalarOutputError):
+        pullback.hvp(lambda x: output, np.ones(2), np.ones(2), mode=mode)
+
+
+def test_hvp_checks_x_before_the_vector():
+    """hvp(f, int array, float v) blamed the vector and advised casting it to int64."""
+    with pytest.raises(errors.NonDifferentiableInputError, match="primal"):
+        pullback.hvp(lambda x: np.sum(x), np.arange(2), np.ones(2))
+
+
+def test_hvp_linear_operator_keeps_the_imaginary_part_of_a_complex_vector():
+    """`make_hvp(...).as_linear_operator().matvec(1j * v)` cast the vector to float64 (a
+    ComplexWarning) and returned 0 for 1j H v."""
+    x = np.array([1.0, 2.0, 3.0])
+    operator = pullback.make_hvp(lambda x: np.sum(x ** 3), x).as_linear_operator()
+    H = np.diag(6 * x)
+    v = np.array([1j, 2.0 - 1j, 0.5j])
+    V = np.stack([v, np.arange(3.0) + 2j], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(operator.matvec(v), H @ v)
+        np.testing.assert_allclose(operator @ V, H @ V)
+        np.testing.assert_allclose(operator.rmatvec(v), H @ v)
+
+
+def test_jit_static_argnums_of_numpy_integers_or_wrong_types():
+    """`static_argnums=np.int64(1)` raised a bare TypeError ('not iterable'); so did None,
+    1.0 and `static_argnames=1`, before jit's own check."""
+    def f(x, n):
+        return x * n
+    np.testing.assert_array_equal(pullback.jit(f, static_argnums=np.int64(1))(np.ones(2), 3),
+                                  [3.0, 3.0])
+    for bad in ({"static_argnums": None}, {"static_argnums": 1.0}, {"static_argnames": 1}):
+        with pytest.raises(errors.StaticArgumentError):
+            pullback.jit(f, **bad)
+    with pytest.raises(errors.CustomRuleError, match="nondiff_argnums"):
+        pullback.custom_vjp(f, nondiff_argnums=1.0)(np.ones(2), 3)
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda x: x.resize(3), errors.InPlaceMutationError),
+    (lambda x: x.setflags(write=False), errors.InPlaceMutationError),
+    (lambda x: x.tobytes(), errors.ArrayConversionError),
+    (lambda x: x.byteswap(), errors.ArrayConversionError),
+])
+def test_tracer_methods_that_change_or_expose_memory_are_refused(call, error):
+    """`x.resize`, `x.setflags`, `x.tobytes`, `x.byteswap` on a tracer raised a bare
+    AttributeError."""
+    with pytest.raises(error):
+        pullback.grad(lambda x: np.sum(call(x)))(np.ones(2))
