@@ -116,8 +116,9 @@ def _call_types(fn, avals):
 
 def function_types(fn, leaves):
     """(output leaves' types, output structure) of `fn` on arguments typed like `leaves`,
-    by abstract evaluation (`fn` returns a pytree); None where it cannot be staged (what
-    untraceable code raises, or a value traced elsewhere that it reads)."""
+    by abstract evaluation (`fn` returns a pytree); None where it cannot be staged (code
+    pullback cannot trace, a value traced elsewhere that it reads, a library refusing the
+    staged values: whatever it raises, as only the caller's check depends on it)."""
     structure = []
 
     def flat(*inputs):
@@ -126,7 +127,7 @@ def function_types(fn, leaves):
         return out
     try:
         return abstract_eval(flat, leaves), structure[0]
-    except (*_UNTRACEABLE, CapturedTracer):
+    except Exception:
         return None
 
 
