@@ -71,24 +71,41 @@ def _check_holomorphic(function, inputs, outputs, holomorphic):
             "Cast it (x.astype(complex)), or drop holomorphic=True for real values.")
 
 
-def _check_complex_linear(function, derivative, like):
+def _check_complex_linear(function, derivative, like, outputs, inputs):
     """holomorphic=True promises f'(z): the derivative map is complex-linear, D(i d) =
     i D(d) (it is not for conj(z), |z|, z.real). Checked at random directions d shaped as
-    `like` where the values are known, to half the precision's digits."""
+    `like` where the values are known, to half the precision's digits of D's size, or of
+    the size of a derivative of f's `outputs` by its `inputs` where D is smaller: a
+    derivative that is 0 (trace(inv(z) @ z @ z)'s Hessian) is rounding noise, which no
+    map keeps linear."""
     rng = np.random.default_rng(7)
     directions = [(rng.standard_normal(np.shape(x)) + 1j * rng.standard_normal(np.shape(x)))
                   .astype(_dtype(x)) for x in like]
+    scale = _ratio_of_sizes(outputs, inputs) * max(
+        (float(np.max(np.abs(d), initial=0.0)) for d in directions), default=0.0)
     for a, b in zip(derivative(directions), derivative([1j * d for d in directions])):
         if isinstance(a, Tracer) or isinstance(b, Tracer):
             return
         a, b = np.asarray(a), np.asarray(b)
-        tolerance = np.sqrt(np.finfo(a.dtype).eps) * np.max(np.abs(a), initial=1e-300)
+        tolerance = np.sqrt(np.finfo(a.dtype).eps) * max(
+            np.max(np.abs(a), initial=1e-300), scale)
         if np.all(np.isfinite(a)) and not np.allclose(b, 1j * a, rtol=0, atol=tolerance):
             raise HolomorphicError(
                 f"{function} with holomorphic=True of a function that is not holomorphic here: "
                 "its derivative is not complex-linear (as for conj(z), abs(z), z.real). Drop "
                 "holomorphic=True and differentiate a real function of it (np.real, np.abs(...)"
                 " ** 2), whose gradient holds both partial derivatives.")
+
+
+def _ratio_of_sizes(outputs, inputs) -> float:
+    """max |outputs| / max |inputs| where both are known, finite and nonzero, else 0."""
+    sizes = []
+    for values in (outputs, inputs):
+        if any(isinstance(v, Tracer) for v in values):
+            return 0.0
+        sizes.append(max((float(np.max(np.abs(v), initial=0.0)) for v in values), default=0.0))
+    ratio = sizes[0] / sizes[1] if sizes[1] else 0.0
+    return ratio if np.isfinite(ratio) else 0.0
 
 
 def _complex_output_error(function, fix):
@@ -158,7 +175,8 @@ def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False
         _check_scalar(out, holomorphic)
         if holomorphic:
             _check_holomorphic("grad", flatten(selected)[0], [out], holomorphic)
-            _check_complex_linear("grad", lambda d: flatten(back(d[0]))[0], [out])
+            _check_complex_linear("grad", lambda d: flatten(back(d[0]))[0], [out], [out],
+                                  flatten(selected)[0])
     cts = back(_seed(out))
     gradient = cts[0] if type(argnums) is int else _per_argnum(cts, argnums, len(args))
     return ((out, aux[0]) if has_aux else out), gradient
@@ -392,7 +410,8 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
             _size(x) for x in in_leaves))
         pull = lambda *cts: (flatten(back(unflatten(out_def, cts)))[0], None)  # noqa: E731
         if holomorphic:
-            _check_complex_linear("jacrev", lambda d: pull(*d)[0], out_leaves)
+            _check_complex_linear("jacrev", lambda d: pull(*d)[0], out_leaves, out_leaves,
+                                  in_leaves)
         rows = _concat_chunks(_batched_over_basis(pull, out_leaves, chunk)[0]) \
             if offsets[-1] else None
         blocks = [unflatten(in_def, [
@@ -449,7 +468,8 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
         out_leaves, out_def = flatten(out)
         _check_holomorphic("jacfwd", in_leaves, out_leaves, holomorphic)
         if holomorphic and offsets[-1]:
-            _check_complex_linear("jacfwd", lambda d: push(*d)[0], in_leaves)
+            _check_complex_linear("jacfwd", lambda d: push(*d)[0], in_leaves, out_leaves,
+                                  in_leaves)
         if any(along_imaginary) and columns is not None:
             if any(map(_is_complex, out_leaves)):
                 raise _complex_output_error("jacfwd of complex inputs", "otherwise use jvp")

@@ -216,3 +216,98 @@ def test_tracer_methods_that_change_or_expose_memory_are_refused(call, error):
     AttributeError."""
     with pytest.raises(error):
         pullback.grad(lambda x: np.sum(call(x)))(np.ones(2))
+
+
+# ------------------------------------ linear algebra
+
+
+def _complex_finite_differences(f, z, h=1e-6):
+    """The gradient in pullback's convention for a real f of complex z: df/dx - i df/dy."""
+    g = np.zeros(z.shape, complex)
+    for i in range(z.size):
+        e = np.zeros(z.shape)
+        e.flat[i] = h
+        g.flat[i] = ((f(z + e) - f(z - e)) - 1j * (f(z + 1j * e) - f(z - 1j * e))) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_second_derivatives_at_rounded_ties_of_eigenvalues_are_nan(mode):
+    """At a = Q diag(1, 1, 2) Q^T LAPACK's tied eigenvalues differ by about 1e-16, so 1/gap
+    was 1e16 and the Hessians of sum(eigvalsh(a) ** 2) and of sum(svdvals(a) ** 2) finite
+    and wrong (0.5 and 0.29 off, the modes disagreeing) where the README promises NaN."""
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    a = q @ np.diag([1.0, 1.0, 2.0]) @ q.T
+    assert np.ptp(np.linalg.eigvalsh(a)[:2]) != 0            # a rounded tie, not an exact one
+    with np.errstate(all="ignore"):
+        for f in (lambda a: np.sum(np.linalg.eigvalsh(a) ** 2),
+                  lambda a: np.sum(np.linalg.svd(a, compute_uv=False) ** 2)):
+            assert np.isnan(pullback.hessian(f, mode=mode)(a)).any()
+            assert np.isnan(pullback.jit(pullback.hessian(f, mode=mode))(a)).any()
+    well_apart = q @ np.diag([1.0, 1.5, 2.0]) @ q.T     # distinct: sum(s ** 2)'' = 2I
+    H = pullback.hessian(lambda a: np.sum(np.linalg.svd(a, compute_uv=False) ** 2),
+                         mode=mode)(well_apart)
+    np.testing.assert_allclose(H.reshape(9, 9), 2 * np.eye(9), atol=1e-9)
+
+
+def test_complex_eigenvectors_with_a_zero_in_the_real_row_have_derivatives():
+    """LAPACK keeps row 0 of complex eigenvectors (and singular vectors) real; the phase term
+    divided by that entry, so where it is 0 (any block-diagonal Hermitian matrix) every
+    derivative was NaN, of phase-invariant functions too. The term is 0 there."""
+    h = np.array([[2.0, 0, 0], [0, 3.0, 1 - 1j], [0, 1 + 1j, 5.0]])
+    c = np.array([0.3, 1 - 0.5j, 0.7j])
+
+    def projections(z):
+        return np.sum(np.array([1.0, 2.0, 3.0]) * np.abs(np.linalg.eigh(z)[1].conj().T @ c) ** 2)
+    np.testing.assert_allclose(pullback.grad(projections)(h),
+                               _complex_finite_differences(projections, h), atol=1e-7)
+    z = np.array([[2.0, 0, 0], [0, 1 + 1j, 0.5], [0, 0.2j, 3 - 1j]])
+
+    def phase_free(z):
+        u, _, vh = np.linalg.svd(z)
+        return np.sum(np.arange(9.0).reshape(3, 3) * np.real(u @ vh))
+    np.testing.assert_allclose(pullback.grad(phase_free)(z),
+                               _complex_finite_differences(phase_free, z), atol=1e-7)
+    np.testing.assert_allclose(pullback.jit(pullback.grad(phase_free))(z),
+                               _complex_finite_differences(phase_free, z), atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_holomorphic_check_accepts_a_zero_derivative_computed_with_rounding(mode):
+    """trace(inv(z) @ z @ z) is trace(z): its Hessian is 0, computed as rounding noise,
+    which the complex-linearity check measured against its own size and refused
+    (HolomorphicError in every eager mode; jit gave 1e-16)."""
+    rng = np.random.default_rng(6)
+    z = rng.standard_normal((3, 3)) + 1j * rng.standard_normal((3, 3)) + 3 * np.eye(3)
+
+    def g(z):
+        return np.trace(np.linalg.inv(z) @ z @ z)
+    assert np.abs(pullback.hessian(g, holomorphic=True, mode=mode)(z)).max() < 1e-12
+    jacobian = pullback.jacobian(lambda z: np.linalg.inv(z) @ z, holomorphic=True)(z)
+    assert np.abs(jacobian).max() < 1e-12
+    with pytest.raises(errors.HolomorphicError):                # still refuses conj
+        pullback.hessian(lambda z: np.sum(z * np.conj(z) * z), holomorphic=True,
+                         mode=mode)(z)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_complex_det_is_differentiable_at_singular_matrices(n):
+    """det's cofactors for complex matrices were det(a) inv(a)^T: at a singular matrix the
+    backward pass raised a bare LinAlgError, where NumPy's det and the real path (the
+    adjugate from the SVD) work. The adjugate now takes complex matrices."""
+    rng = np.random.default_rng(n)
+    z = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
+    z[-1] = z[0] * (0.5 - 0.3j) if n > 1 else 0.0
+    assert abs(np.linalg.det(z)) < 1e-12
+    v = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
+    for f in (lambda z: np.real(np.linalg.det(z)), lambda z: np.imag(np.linalg.det(z @ z)),
+              lambda z: np.abs(np.linalg.det(z + 0.1)) ** 2):
+        np.testing.assert_allclose(pullback.grad(f)(z), _complex_finite_differences(f, z),
+                                   atol=1e-7)
+        second = (pullback.grad(f)(z + 1e-6 * v) - pullback.grad(f)(z - 1e-6 * v)) / 2e-6
+        for mode in MODES:
+            np.testing.assert_allclose(pullback.hvp(f, z, v, mode=mode), second, atol=1e-6)
+    if n == 2:
+        np.testing.assert_allclose(pullback.grad(lambda z: np.real(np.linalg.det(z)))(
+            np.array([[1 + 1j, 2], [1 + 1j, 2]])), [[2, -1 - 1j], [-2, 1 + 1j]], atol=1e-12)

@@ -51,7 +51,8 @@ from ..core.indexing import Slice
 from ..core.numbers import complex_error
 from ..core.primitive import ZERO, Primitive, ShapeDtype
 from .contraction import adjoint, matmul, swap_last
-from .elementwise import absolute, conjugate, equal, imag, less_equal, real, sign, where
+from .elementwise import (absolute, conjugate, equal, imag, less_equal, not_equal, real,
+                          sign, where)
 from .families import (batch_elementwise, batch_stacked, constant, eager_call, for_reading,
                        unbroadcast)
 from . import reductions
@@ -141,10 +142,18 @@ def _lower_solve_herm(l, b):
 
 
 def _reciprocal_gaps(w):
-    """F[..., i, j] = 1 / (w_j - w_i) off the diagonal, 0 on it (the eigenvector kernel)."""
-    off = ~arrays.eye(shape_of(w)[-1], bool, like=w)
+    """F[..., i, j] = 1 / (w_j - w_i) off the diagonal, 0 on it (the eigenvector kernel).
+    A gap within the values' rounding (8 n eps max |w|) is a tie: its reciprocal is inf,
+    so the derivatives dividing by it are NaN, as at an exact tie (the vectors are not
+    unique there). LAPACK's tied values differ by about eps: 1 / gap was then 1e16, and
+    Hessians finite and wrong (0.5 off for sum(eigvalsh(a) ** 2) at a = Q diag(1, 1, 2) Q^T)."""
+    n = shape_of(w)[-1]
+    off = ~arrays.eye(n, bool, like=w)
     gaps = _as_row(w) - _as_column(w)
-    return where(off, 1.0 / where(off, gaps, 1.0), 0.0)
+    tolerance = 8 * n * np.finfo(dtype_of(w)).eps * reductions.max(
+        absolute(stop_gradient(w)), axis=(len(shape_of(w)) - 1,), keepdims=True)
+    apart = less_equal(_as_row(tolerance), absolute(gaps))
+    return where(off, 1.0 / where(off, where(apart, gaps, 0.0), 1.0), 0.0)
 
 
 def _batch(*xs):
@@ -321,11 +330,13 @@ triangular_solve = Primitive(
 # ------------------------------------------------------ adjugate, det, slogdet
 # The adjugate adj(a) (the transposed cofactor matrix: adj(a) a = det(a) I) is a
 # polynomial in a, equal to det(a) a^-1 where a is invertible. From the SVD
-# a = u diag(s) v^T, adj(a) = c v diag(pi) u^T with c = det(u) det(v) = +-1 and
-# pi_i = prod_{j != i} s_j: exclusive products, exact with zero singular values.
-# Its derivative, with w = u^T da v and pi_ij = prod_{m not in {i, j}} s_m:
-#   d adj(a) = c v D(w) u^T,  D_ii = sum_{k != i} pi_ik w_kk,  D_ji = -pi_ij w_ji (j != i).
-# D is self-adjoint, so the pullback of adj_bar is c u D(v^T adj_bar u) v^T.
+# a = u diag(s) v^H, adj(a) = c v diag(pi) u^H with c = det(u) det(v^H) (+-1 for real a,
+# of modulus 1 for complex a) and pi_i = prod_{j != i} s_j: exclusive products, exact
+# with zero singular values. Its derivative, with w = u^H da v and
+# pi_ij = prod_{m not in {i, j}} s_m:
+#   d adj(a) = c v D(w) u^H,  D_ii = sum_{k != i} pi_ik w_kk,  D_ji = -pi_ij w_ji (j != i).
+# D is its own transpose (pi is symmetric), so the pullback of adj_bar (no conjugation,
+# core/numbers.py) is c conj(u) D(v^T adj_bar conj(u)) v^T.
 # Both hold for every SVD of every a (as the limits of those of a + eps u v^T, which is
 # invertible for small eps > 0 and has the same singular vectors), so det's first and
 # second derivatives are exact everywhere: d det(a) = tr(adj(a) da), and the pullback
@@ -336,9 +347,11 @@ triangular_solve = Primitive(
 
 
 def _svd_parts(a):
-    """(c, u, s, v): a = u diag(s) v^T, c = det(u) det(v) = +-1 (per matrix, a constant)."""
+    """(c, u, s, v): a = u diag(s) v^H, c = det(u) det(v^H) per matrix (for a real a, +-1:
+    a constant)."""
     u, s, vh = svd(a)
-    return _per_matrix(sign(det(u) * det(vh))), u, s, adjoint(vh)
+    c = det(u) * det(vh)
+    return _per_matrix(c if _is_complex(a) else sign(c)), u, s, _herm(vh)
 
 
 def _products_of_others(s):
@@ -348,22 +361,22 @@ def _products_of_others(s):
 
 def _adjugate_impl(a):
     u, s, vh = np.linalg.svd(a)
-    c = np.sign(np.linalg.det(u) * np.linalg.det(vh))[..., None, None]
-    v_pi = np.swapaxes(vh, -1, -2) * _products_of_others(s)[..., None, :]
-    return c * np.matmul(v_pi, np.swapaxes(u, -1, -2))
+    c = np.sign(np.linalg.det(u) * np.linalg.det(vh))[..., None, None]   # (z / |z| if complex)
+    v_pi = np.conj(np.swapaxes(vh, -1, -2)) * _products_of_others(s)[..., None, :]
+    return c * np.matmul(v_pi, np.conj(np.swapaxes(u, -1, -2)))
 
 
 def _adjugate_derivative(a, t, transposed=False):
     """d adj(a) applied to t, or (transposed=True) its adjoint, the pullback, applied to t."""
     c, u, s, v = _svd_parts(a)
-    left, right = (u, v) if transposed else (v, u)
-    w = matmul(adjoint(right), matmul(t, left))
+    left, right = (_conj(u), _conj(v)) if transposed else (v, u)
+    w = matmul(_herm(right), matmul(t, left))
     distinct = ~arrays.eye(shape_of(s)[-1], bool, like=s)
     # pi_ij off the diagonal: the products of the others in rows that exclude s_i.
     pairs = where(distinct, _products_of_others(where(distinct, _as_row(s), 1.0)), 0.0)
     d = _diagonal_matrix(sum(pairs * _as_row(_diagonal(w)), axis=(len(shape_of(w)) - 1,),
                              keepdims=False)) - pairs * w
-    return c * matmul(left, matmul(d, adjoint(right)))
+    return c * matmul(left, matmul(d, _herm(right)))
 
 
 def _adjugate_vjp(wrt, out, a):
@@ -374,28 +387,26 @@ def _adjugate_vjp(wrt, out, a):
 
 @for_reading
 def _adjugate_statements(targets, args, code):
-    """The impl's formula, c v diag(pi) u^T, in NumPy statements."""
+    """The impl's formula, c v diag(pi) u^H, in NumPy statements."""
     (adj,), (a,) = targets, args
     return [f"{adj}_u, {adj}_s, {adj}_vh = np.linalg.svd({a})",
             f"{adj}_others = np.prod(np.where(np.eye({adj}_s.shape[-1], dtype=bool), 1.0, "
             f"{adj}_s[..., None, :]), axis=-1)  # products of the other singular values",
             f"{adj}_sign = np.sign(np.linalg.det({adj}_u) * np.linalg.det({adj}_vh))",
-            f"{adj} = {adj}_sign[..., None, None] * (np.swapaxes({adj}_vh, -1, -2) * "
-            f"{adj}_others[..., None, :]) @ np.swapaxes({adj}_u, -1, -2)"]
+            f"{adj} = {adj}_sign[..., None, None] * (np.swapaxes({adj}_vh, -1, -2).conj() * "
+            f"{adj}_others[..., None, :]) @ np.swapaxes({adj}_u, -1, -2).conj()"]
 
 
 adjugate = Primitive("adjugate", _adjugate_impl, shape=_same_shape,
                      jvp=lambda p, t: (adjugate(*p), _adjugate_derivative(p[0], t[0])),
                      vjp=_adjugate_vjp, batch=lambda v, d: batch_stacked(adjugate, v, d),
-                     family="linalg", domain=("distinct",), emit_statements=_adjugate_statements)
+                     family="linalg", domain=("distinct",), emit_statements=_adjugate_statements,
+                     complex_rules=True)
 
 
 def _cofactors(a):
-    """adj(a)^T, so that d det(a) = sum(cofactors * da). For complex matrices (the adjugate's
-    SVD formula is written for real ones) det(a) a^-T: exact where a is invertible; a
-    singular one raises LinAlgError."""
-    if _is_complex(a):
-        return _per_matrix(det(a)) * adjoint(inv(a))
+    """adj(a)^T, so that d det(a) = sum(cofactors * da): exact at every matrix, singular
+    ones too, real or complex."""
     return adjoint(adjugate(a))
 
 
@@ -538,6 +549,14 @@ def _phase_row(v, lower):
     return e, _as_row(real(sum(v * e, axis=(len(shape_of(v)) - 2,), keepdims=False)))
 
 
+def _over_phase_row(value, row):
+    """value / row, the phase term of a vector whose entry in the real row is `row`; 0 where
+    that entry is 0 (a block-diagonal matrix's vectors): LAPACK's convention fixes no phase
+    there, and 0 / 0 made every derivative NaN, of phase-invariant functions too."""
+    nonzero = not_equal(row, 0.0)
+    return where(nonzero, value / where(nonzero, row, 1.0), 0.0)
+
+
 def _eigh_jvp(primals, tangents, lower):
     (a,), (t,) = primals, tangents
     w, v = eigh(a, lower=lower)
@@ -547,8 +566,8 @@ def _eigh_jvp(primals, tangents, lower):
     if _is_complex(m):                  # w is real; row r of v stays real
         e, row = _phase_row(v, lower)
         dw = real(dw)
-        dv = dv - 1j * v * (_as_row(imag(sum(dv * e, axis=(len(shape_of(v)) - 2,),
-                                                 keepdims=False))) / row)
+        dv = dv - 1j * v * _over_phase_row(
+            _as_row(imag(sum(dv * e, axis=(len(shape_of(v)) - 2,), keepdims=False))), row)
     return (w, v), (dw, dv)
 
 
@@ -560,7 +579,7 @@ def _eigh_vjp(wrt, out, a, lower):
         if ct_v is not ZERO and _is_complex(v):       # the transpose of the phase term
             e, row = _phase_row(v, lower)
             g = sum(ct_v * v, axis=(len(shape_of(v)) - 2,), keepdims=False)
-            ct_v = ct_v - 1j * e * (_as_row(imag(g)) / row)
+            ct_v = ct_v - 1j * e * _over_phase_row(_as_row(imag(g)), row)
         return _conjugated(hermitian_pullback)((ct_w, ct_v))
 
     def hermitian_pullback(ct):
@@ -746,7 +765,7 @@ def _svd_jvp(primals, tangents):
         ds = real(ds)
         du = du + 1j * u * _as_row(imag(_diagonal(dp)) / s)
         x = _svd_phase_row_x(u, v, m, n)
-        phi = _as_row(-imag(_row0(dv if x is v else du)) / real(_row0(x)))
+        phi = _as_row(_over_phase_row(-imag(_row0(dv if x is v else du)), real(_row0(x))))
         du, dv = du + 1j * u * phi, dv + 1j * v * phi
     return (u, s, vh), (du, ds, _herm(dv))
 
@@ -771,10 +790,10 @@ def _svd_vjp(wrt, out, a):
             e = arrays.zeros((shape_of(x)[-2], 1), _real_dtype(x), like=x)
             e[0] = 1.0
             if m >= n:
-                fix = 1j * _as_column(g / real(_row0(x))) * swap_last(e)   # ct_vh[k, 0]
+                fix = 1j * _as_column(_over_phase_row(g, real(_row0(x)))) * swap_last(e)
                 ct_vh = fix if ct_vh is ZERO else ct_vh + fix
             else:
-                fix = -1j * e * _as_row(g / real(_row0(x)))               # ct_u[0, k]
+                fix = -1j * e * _as_row(_over_phase_row(g, real(_row0(x))))
                 ct_u = fix if ct_u is ZERO else ct_u + fix
         if ct_u is not ZERO:
             ut_ct = matmul(_herm(u), ct_u)
