@@ -311,3 +311,28 @@ def test_complex_det_is_differentiable_at_singular_matrices(n):
     if n == 2:
         np.testing.assert_allclose(pullback.grad(lambda z: np.real(np.linalg.det(z)))(
             np.array([[1 + 1j, 2], [1 + 1j, 2]])), [[2, -1 - 1j], [-2, 1 + 1j]], atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (3, 0)])
+def test_norms_of_empty_matrices_are_numpys(shape):
+    """`norm(E, 2)` of an empty matrix raised a bare ValueError (NumPy: 0.0, the largest of
+    no singular values); the largest column and row sums likewise. The smallest still
+    raise NumPy's error, as NumPy's do; `cond` raises NumPy's LinAlgError (was IndexError)."""
+    e = np.zeros(shape)
+    for order in (2, "nuc", "fro", 1, np.inf, None):
+        assert pullback.jit(lambda a: np.linalg.norm(a, order))(e) == np.linalg.norm(e, order)
+        assert pullback.grad(lambda a: np.linalg.norm(a, order))(e).shape == shape
+    with pytest.raises(ValueError):
+        pullback.grad(lambda a: np.linalg.norm(a, -2))(e)
+    with pytest.raises(np.linalg.LinAlgError, match="empty"):
+        pullback.grad(lambda a: np.linalg.cond(a))(e)
+
+
+def test_eigenvector_derivatives_of_an_empty_matrix():
+    """The pullback of `eig`'s vectors at a 0 x 0 matrix raised 'argmax of an empty
+    sequence' (and eigh's, once gaps had a tolerance, a reduction without identity)."""
+    e = np.zeros((0, 0))
+    for f in (lambda a: np.sum(np.abs(np.linalg.eig(a)[1])),
+              lambda a: np.sum(np.linalg.eigh(a)[1])):
+        assert pullback.grad(f)(e).shape == (0, 0)
+        assert pullback.jacfwd(f)(e).shape == (0, 0)

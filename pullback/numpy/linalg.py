@@ -502,15 +502,20 @@ def _matrix_norm(x, ord, axis, keepdims):
     row, col = (normalize_axis(a, nd) for a in axis)
     if row == col:
         raise ValueError("Duplicate axes given.")
+    # (the largest of none is 0, as NumPy's: of an empty matrix; the smallest raises)
+    empty = {"initial": 0.0} if 0 in (x.shape[row], x.shape[col]) else {}
     if ord in (2, -2, "nuc"):
         s = L.svdvals(moveaxis(x, (row, col), (-2, -1)))
-        result = {2: max, -2: min, "nuc": sum}[ord](s, axis=-1)
+        result = sum(s, axis=-1) if ord == "nuc" else max(s, axis=-1, **empty) if ord == 2 \
+            else min(s, axis=-1)
     elif ord in (1, -1):                 # largest / smallest column sum
-        reduce = max if ord == 1 else min
-        result = reduce(sum(absolute(x), axis=row), axis=col - (col > row))
+        result = sum(absolute(x), axis=row)
+        result = max(result, axis=col - (col > row), **empty) if ord == 1 \
+            else min(result, axis=col - (col > row))
     elif ord in (np.inf, -np.inf):       # largest / smallest row sum
-        reduce = max if ord == np.inf else min
-        result = reduce(sum(absolute(x), axis=col), axis=row - (row > col))
+        result = sum(absolute(x), axis=col)
+        result = max(result, axis=row - (row > col), **empty) if ord == np.inf \
+            else min(result, axis=row - (row > col))
     elif ord in (None, "fro", "f"):
         result = sqrt(sum(_squared(x), axis=(row, col)))
     else:
@@ -547,6 +552,8 @@ def cond(x, p=None):
     singular matrix (an exactly zero pivot; 'nuc' raises, as NumPy's SVD of the NaN inverse
     does), with infinite or NaN derivatives there: it is the inverse of the identity in its
     place, times inf."""
+    if 0 in np.shape(x)[-2:]:
+        raise np.linalg.LinAlgError("cond is not defined on empty arrays")
     if p in (None, 2, -2):
         s = L.svdvals(_matrices(x, "cond", square=False))
         largest, smallest = s[..., 0], s[..., -1]

@@ -150,6 +150,8 @@ def _reciprocal_gaps(w):
     n = shape_of(w)[-1]
     off = ~arrays.eye(n, bool, like=w)
     gaps = _as_row(w) - _as_column(w)
+    if n == 0:
+        return gaps
     tolerance = 8 * n * np.finfo(dtype_of(w)).eps * reductions.max(
         absolute(stop_gradient(w)), axis=(len(shape_of(w)) - 1,), keepdims=True)
     apart = less_equal(_as_row(tolerance), absolute(gaps))
@@ -644,6 +646,9 @@ def _gauge(v):
         raise complex_error("derivatives of eigenvectors from eig (this LAPACK's normalisation "
                             "is not the one pullback knows; eigvals has derivatives)")
     rows = len(shape_of(v)) - 2
+    if shape_of(v)[-2] == 0:                      # 0 x 0: no components to pick
+        return arrays.zeros(shape_of(v), bool, like=v), _as_row(real(sum(
+            v, axis=(rows,), keepdims=False)))
     magnitude = stop_gradient(real(v * conjugate(v)))
     largest = argmax(magnitude, axis=rows)
     mask = equal(_as_column(arrays.arange(shape_of(v)[-2], like=v)), _as_row(largest))
