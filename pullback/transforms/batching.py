@@ -93,7 +93,8 @@ def _children(tree):
 def _normalize_axis(axis, ndim, what):
     if axis is None:
         return None
-    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)) \
+            or not -ndim <= axis < ndim:
         raise BatchError(f"{what} is {axis!r}, but the value has {ndim} dimension(s): the batch "
                          f"axis must be an integer in [{-ndim}, {ndim}) or None.")
     return int(axis) % ndim
