@@ -166,23 +166,28 @@ def _like_function(rule, fun, leaves, out, out_def, static, what, name):
     """A rule's primal outputs `out` (structure `out_def`) as the function's own: the same
     structure, shapes and dtypes, or the modes that run the rule would return other values
     than the function. Learned by staging `fun` (where it can be), once per rule, argument
-    types and static arguments."""
+    types and static arguments (unhashable ones: their first values)."""
+    types = tuple((np.shape(x), np.result_type(x)) for x in leaves)
     try:
-        key = (tuple((np.shape(x), np.result_type(x)) for x in leaves), tuple(static))
+        key = (types, tuple(static))
+        hash(key)
+    except TypeError:
+        key = (types, None)
+    try:
         checked = _MATCHED.setdefault(rule, set())
-        if key in checked:
-            return
-    except TypeError:                   # unhashable static arguments: checked every call
-        key, checked = None, set()
+    except TypeError:                   # not weakly referenceable: checked every call
+        checked = set()
+    if key in checked:
+        return
     known = function_types(fun, leaves)
     if known is not None:
-        types, tree = known
+        outputs, tree = known
         if tree != out_def:
             raise CustomRuleError(
                 f"the {what} rule of `{name}` returned an output structured as "
                 f"{describe(out_def)}, but `{name}` returns {describe(tree)}: the rule's "
                 "output must be the function's own.")
-        for i, (t, x) in enumerate(zip(types, out)):
+        for i, (t, x) in enumerate(zip(outputs, out)):
             if not hasattr(t, "shape"):          # a Python number: weakly typed
                 continue
             if tuple(np.shape(x)) != tuple(t.shape) or np.result_type(x) != t.dtype:
