@@ -345,3 +345,98 @@ def test_vmap_refuses_boolean_axes():
     for axes in ({"in_axes": True}, {"out_axes": False}, {"in_axes": (np.True_,)}):
         with pytest.raises(errors.BatchError, match="axis"):
             pullback.vmap(np.sum, **axes)(np.ones((3, 2)))
+
+
+# ------------------------------------ numerical functions
+
+
+@pytest.mark.parametrize("dtype, top", [(np.float32, 100.0), (np.float64, 1000.0)])
+def test_logsumexp_with_a_traced_b_that_masks_a_large_term(dtype, top):
+    """`logsumexp(a, b=w)` with w traced and 0 where a lies far above the other terms: the
+    masked term's exp overflowed and inf * 0 made the value and every derivative NaN
+    (float32 from a gap of 89; SciPy's value 1.862). Its exp is clamped below overflow."""
+    import pullback.scipy.special as special
+    import scipy.special
+    a = np.array([top, 0.0, 1.0], dtype)
+    b = np.array([0.0, 1.0, 2.0], dtype)
+    value, gradient = pullback.value_and_grad(lambda w: special.logsumexp(a, b=w))(b)
+    assert value.dtype == dtype
+    np.testing.assert_allclose(value, scipy.special.logsumexp(a, b=b), rtol=1e-6)
+    expected = np.exp(a[1:]) / np.sum(b * np.exp(np.where(b != 0, a, 0)))
+    np.testing.assert_allclose(gradient[1:], expected, rtol=1e-6)
+    assert gradient[0] > 1e30                          # exp(a0 - shift) / total: huge
+    np.testing.assert_allclose(pullback.jit(pullback.grad(
+        lambda w: special.logsumexp(a, b=w)))(b)[1:], expected, rtol=1e-6)
+
+
+def test_interp_with_a_repeated_end_knot_has_finite_reverse_gradients():
+    """A jump at the end of a table (xp = [0, 0, 1, 2]) put a zero-width interval's infinite
+    slope in the untaken branch: reverse mode's gradients were NaN for points outside the
+    table (d/dx [nan, 0.5, 0] for [0, 0.5, 0]; d/dfp [nan, nan, .5, 1])."""
+    xp, fp = np.array([0.0, 0.0, 1.0, 2.0]), np.array([0.0, 1.0, 1.5, 3.0])
+    x = np.array([-1.0, 0.5, 2.5])
+    np.testing.assert_array_equal(pullback.grad(lambda x: np.sum(np.interp(x, xp, fp)))(x),
+                                  [0.0, 0.5, 0.0])
+    np.testing.assert_array_equal(pullback.grad(lambda f: np.sum(np.interp(x, xp, f)))(fp),
+                                  [1.0, 0.5, 0.5, 1.0])
+    for mode in MODES:
+        np.testing.assert_array_equal(pullback.hessian(
+            lambda x: np.sum(np.interp(x, xp, fp)), mode=mode)(x), np.zeros((3, 3)))
+    last = np.array([0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(pullback.grad(lambda x: np.sum(np.interp(
+        x, last, [0.0, 1.0, 5.0])))(np.array([-1.0, 0.5, 2.0])), [0.0, 1.0, 0.0])
+
+
+def test_interp_values_with_infinite_or_nan_table_values_are_numpys():
+    """fp = [1, inf, 2] gave [nan, inf, nan, 2] for NumPy's [1, inf, inf, 2] (inf * 0 at a
+    knot); NumPy takes a knot's own value there, and the line from the other end where
+    the first is NaN."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = rng.integers(1, 6)
+        xp = np.sort(rng.integers(0, 4, n).astype(float))
+        fp = rng.choice([0.0, 1.0, -2.0, np.inf, -np.inf, np.nan, 3.5], n)
+        x = rng.choice([-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 3.5, 4.0], 5)
+        with np.errstate(invalid="ignore"):
+            got = pullback.vjp(lambda x: np.interp(x, xp, fp), x)[0]
+        np.testing.assert_array_equal(got, np.interp(x, xp, fp))
+
+
+def test_gradient_keeps_float32_with_float64_or_integer_spacings():
+    """np.gradient of float32 values with float64 or integer spacings was float64 (NumPy
+    writes into an array like f: float32)."""
+    f = np.array([1.0, 2.0, 4.0, 7.0, 11.0], np.float32)
+    for spacing in (np.array([0.0, 1.0, 1.5, 3.0, 4.0]), np.arange(5), np.float64(0.5)):
+        expected = np.gradient(f, spacing)
+        assert pullback.vjp(lambda f: np.gradient(f, spacing), f)[0].dtype == expected.dtype
+        assert pullback.jit(lambda f: np.gradient(f, spacing))(f).dtype == expected.dtype
+
+
+@pytest.mark.parametrize("a_dtype, w_dtype", [(np.float64, np.int64), (np.float64, np.float32),
+                                              (np.float32, bool), (np.int64, np.float32)])
+def test_average_with_weights_in_numpys_dtypes(a_dtype, w_dtype):
+    """`np.average(a, weights=w, returned=True)` summed the weights in w's dtype (int64,
+    float32) and a float32 a with boolean weights averaged in float64."""
+    a = np.array([[1.0, 2.0, 4.0], [3.0, 5.0, 6.0]]).astype(a_dtype)
+    w = np.array([1, 0, 2]).astype(w_dtype)
+    average, total = np.average(a, axis=1, weights=w, returned=True)
+    got = pullback.jit(lambda a: np.average(a, axis=1, weights=w, returned=True))(a)
+    assert (got[0].dtype, got[1].dtype) == (average.dtype, total.dtype)
+    np.testing.assert_allclose(got[0], average, rtol=1e-6)
+    if a_dtype != np.int64:
+        assert pullback.vjp(lambda a: np.average(a, axis=1, weights=w), a)[0].dtype == \
+            average.dtype
+
+
+@pytest.mark.parametrize("options", [{"axes": (0, 0)}, {"axes": (1, -1)}, {"s": (-1, 3), "axes": (0, 1)},
+                                     {"axes": (0, 1, 0), "s": (2, -1, 5)}, {"axes": ()}])
+def test_fftn_takes_numpys_repeated_axes_whole_axis_lengths_and_no_axes(options):
+    """fftn refused repeated axes and s = -1 with a bare ValueError (NumPy transforms an axis
+    named twice twice, and -1 is the whole axis), and `axes=()` made x complex."""
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    expected = np.fft.fftn(x, **options)
+    got = pullback.jit(lambda x: np.fft.fftn(x, **options))(x)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+    pullback.testing.check_grads(lambda x: np.sum(np.abs(np.fft.fftn(x, **options)) ** 2),
+                                 (x,), order=2)

@@ -150,7 +150,9 @@ def _gradient_along(x, ax, h, edge_order, n):
         h1, h2 = h[-2], h[-1]
         last = (h2 / (h1 * (h1 + h2)) * part(-3, -2) - (h2 + h1) / (h1 * h2) * part(-2, -1)
                 + (2.0 * h2 + h1) / (h2 * (h1 + h2)) * part(-1, None))
-    return concatenate([first, inner, last], ax)
+    # (in x's dtype, as NumPy's, which writes into an array like x: float64 spacings of
+    # float32 values made float64 results)
+    return astype(concatenate([first, inner, last], ax), x.dtype)
 
 
 def trapezoid(y, x=None, dx=1.0, axis=-1):
@@ -232,8 +234,16 @@ def interp(x, xp, fp, left=None, right=None, period=None):
         j = E.minimum(E.maximum(j, 0), n - 2)
         x0, x1 = getitem(xp, j), getitem(xp, j + 1)
         y0, y1 = getitem(fp, j), getitem(fp, j + 1)
-        slope = (y1 - y0) / (x1 - x0)
-        inside = E.where(x == x1, y1, slope * (x - x0) + y0)
+        # (a repeated end knot's zero width only ever divides in an untaken branch: 1
+        # instead, whose slope, infinite, made reverse mode's gradients NaN there)
+        width = x1 - x0
+        slope = (y1 - y0) / E.where(width == 0, 1.0, width)
+        line = slope * (x - x0) + y0
+        # NumPy's where that is NaN (an infinite value at an end): at a knot the knot's
+        # value, else the line from the other end, then (both ends equal) that value
+        other = E.where(x == x0, y0, slope * (x - x1) + y1)
+        other = E.where(E.logical_and(E.isnan(other), y0 == y1), y0, other)
+        inside = E.where(x == x1, y1, E.where(E.isnan(line), other, line))
     below = fp[0] if left is None else operand(left)
     above = fp[-1] if right is None else operand(right)
     return E.where(x < xp[0], below, E.where(x > xp[-1], above, inside))

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from ..primitives import elementwise as E
+from ..core.arrays import dtype_of
 from ..core.engine import Tracer
 from ..core.numbers import complex_error
 from ..errors import ZeroWeightsError, unsupported
@@ -129,7 +130,12 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
                                  "specified axis.")
             w = transpose(w, tuple(np.argsort(axes).tolist()))
             w = reshape(w, tuple(n if ax in axes else 1 for ax, n in enumerate(np.shape(x))))
-        weighted = x * w
+        # NumPy's dtype: a's and w's (and float64 for an integer or boolean a), both sums in it
+        a_dtype, w_dtype = (np.asarray(v).dtype if dtype_of(v) is None else dtype_of(v)
+                            for v in (x, w))
+        dtype = np.result_type(a_dtype, w_dtype, *("f8",) * (a_dtype.kind in "iub"))
+        w = astype(w, dtype)
+        weighted = astype(x, dtype) * w
         total = sum(broadcast_to(w, weighted.shape), axis, keepdims=keepdims)
         if not isinstance(total, Tracer) and np.any(total == 0):    # (traced weights: NaN)
             raise ZeroWeightsError("Weights sum to zero, can't be normalized (np.average): give "
@@ -208,12 +214,20 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         if not isinstance(b, Tracer):
             x = E.where(counted, x, -np.inf)
     axes = normalize_axes(axis, ndim(shifted_by))
-    if _count(shifted_by, axes) == 0:                    # an empty sum: log(0) = -inf
+    count = _count(shifted_by, axes)
+    if count == 0:                                       # an empty sum: log(0) = -inf
         shift = 0.0
     else:
         shift = R.max(shifted_by, axis=axes, keepdims=True)
         shift = E.where(E.isfinite(shift), shift, 0.0)
-    terms = E.exp(x - shift)
+    exponent = x - shift
+    if isinstance(b, Tracer) and np.dtype(exponent.dtype).kind == "f":
+        # A term a traced b counts as 0 may lie far above the shift: its exp clamped below
+        # overflow (inf * 0 was NaN: the value and every derivative), its b-derivative
+        # exp(a - shift) / total then as large as the dtype holds.
+        limit = float(np.log(np.finfo(exponent.dtype).max) - np.log(count))
+        exponent = E.where(counted, exponent, E.minimum(exponent, limit))
+    terms = E.exp(exponent)
     if b is not None:
         terms = terms * b
     total = R.sum(terms, axis=axes, keepdims=True)

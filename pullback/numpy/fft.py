@@ -81,24 +81,31 @@ def _resized(x, axis, n):
 
 
 def _axes_and_lengths(x, s, axes):
-    """NumPy's defaults: every axis, or the last len(s) ones; lengths from x's shape."""
+    """NumPy's defaults: every axis, or the last len(s) ones; lengths from x's shape (also
+    where s gives -1)."""
     rank = ndim(x)
     if axes is None:
         axes = range(rank) if s is None else range(rank - len(s), rank)
     axes = tuple(_axis(a, rank) for a in axes)
-    if len(set(axes)) != len(axes):
-        raise ValueError(f"repeated axes {axes} are not supported")
     if s is None:
         s = [x.shape[a] for a in axes]
     elif len(s) != len(axes):
         raise ValueError("Shape and axes have different lengths.")
-    return axes, list(s)
+    return axes, [x.shape[a] if n == -1 else n for a, n in zip(axes, s)]
 
 
 def _transform(a, s, axes, norm, inverse, out):
+    """The transform along `axes` (none: `a` as it is, as NumPy's); an axis named twice is
+    transformed twice, one axis at a time from the last, as NumPy does."""
     refuse("fft", out=out)
+    if axes is not None and len(axes) == 0:
+        return _array(a)
     x = _complex(a)
     axes, s = _axes_and_lengths(x, s, axes)
+    if len(set(axes)) != len(axes):
+        for axis, n in reversed(list(zip(axes, s))):
+            x = _transform(x, [n], (axis,), norm, inverse, None)
+        return x
     for axis, n in zip(axes, s):
         x = _resized(x, axis, n)
     return F.fft(x, axes=axes, inverse=inverse, norm=_norm(norm)) if axes else x
