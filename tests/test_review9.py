@@ -440,3 +440,63 @@ def test_fftn_takes_numpys_repeated_axes_whole_axis_lengths_and_no_axes(options)
     np.testing.assert_allclose(got, expected, atol=1e-9)
     pullback.testing.check_grads(lambda x: np.sum(np.abs(np.fft.fftn(x, **options)) ** 2),
                                  (x,), order=2)
+
+
+# ------------------------------------ complex values
+
+
+def _complex_derivative(f, w, h=1e-6):
+    """f'(w) of a holomorphic f of one complex number, by central differences."""
+    return (f(w + h) - f(w - h)) / (2 * h)
+
+
+def test_complex_power_of_a_negative_real_base_in_the_exponent():
+    """d/dw (-2) ** w is (-2) ** w log(-2 + 0j); the rule took the real log: NaN in every
+    mode (jvp, holomorphic grad, jit, vmap), and for a traced negative base too."""
+    w = np.array([0.3 + 0.2j])
+    for base in (-2.0, np.array([-2.0]), np.float64(-2.0)):
+        expected = _complex_derivative(lambda w: base ** w, w)
+        np.testing.assert_allclose(pullback.jacfwd(lambda w: base ** w, holomorphic=True)(w)[0],
+                                   expected, rtol=1e-8)
+        np.testing.assert_allclose(pullback.jit(pullback.grad(
+            lambda w: np.sum(base ** w), holomorphic=True))(w), expected, rtol=1e-8)
+    x, y = np.array([-2.0, 1.5]), np.array([0.3 + 0.2j, 0.7 - 0.4j])
+
+    def loss(y):
+        return np.sum(np.abs(np.power(x, y)) ** 2)
+    got = pullback.grad(loss)(y)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, _complex_finite_differences(loss, y), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["xlogy", "xlog1py"])
+def test_xlogy_of_complex_x_and_a_real_y_outside_the_real_logs_domain(name):
+    """d/dx xlogy(x, -2) for complex x is log(-2 + 0j) = 0.69 + 3.14j (SciPy's value is
+    finite); the partial took the real log of y: NaN in every mode."""
+    import scipy.special
+    function = getattr(scipy.special, name)
+    w = np.array([0.3 + 0.2j])
+    expected = _complex_derivative(lambda w: function(w, -2.0), w)
+    np.testing.assert_allclose(pullback.jacfwd(lambda w: function(w, -2.0),
+                                               holomorphic=True)(w)[0], expected, rtol=1e-8)
+    np.testing.assert_allclose(pullback.jacrev(lambda w: function(w, np.array([-2.0])),
+                                               holomorphic=True)(w)[0], expected, rtol=1e-8)
+    real = np.array([0.5])
+    np.testing.assert_allclose(pullback.grad(lambda x: np.sum(function(x, 3.0)))(real),
+                               np.log(3.0) if name == "xlogy" else np.log1p(3.0))
+
+
+def test_sparse_jacobian_of_complex_outputs_keeps_the_imaginary_part():
+    """mode="auto" chose reverse mode for a complex f of a real x and returned Re(J) (2.2
+    off); reverse mode's pullback of a real input keeps only the real part. Complex outputs
+    take forward mode; mode="reverse" is refused, as jacrev refuses them."""
+    import pullback.sparse
+    x = np.linspace(0.5, 1.5, 4)
+
+    def f(x):
+        return np.exp(1j * np.sum(x)) * np.ones(2) + 0j * x[:2]
+    expected = pullback.jacfwd(f)(x)
+    np.testing.assert_allclose(pullback.sparse.sparse_jacobian(f, x).toarray(), expected)
+    np.testing.assert_allclose(pullback.sparse.prepare_jacobian(f, x)(x).toarray(), expected)
+    with pytest.raises(errors.HolomorphicError):
+        pullback.sparse.sparse_jacobian(f, x, mode="reverse")

@@ -7,6 +7,7 @@ whose parameter names say what they read -- `x` and `y` (the inputs), `out` (the
 number or a pair `(number, array)` for their product. Constants are Python floats, which
 NumPy treats as weakly typed: float32 stays float32.
 """
+import cmath
 import math
 import re
 
@@ -238,10 +239,17 @@ def _power_dx(x, y):
 
 def _power_dy(x, out):
     # d/dy x**y = x**y log x, taken as 0 at x == 0 (where x**y is constant 0 for y > 0);
-    # NaN for a negative number x, where x**y is real only at integers y.
+    # NaN for a negative number x, where x**y is real only at integers y. A complex power
+    # of a real x takes the complex log (log(-2) = 0.69 + 3.14j; the real one was NaN).
+    complex_power = np.dtype(dtype_of(out) or np.result_type(out)).kind == "c"
     if isinstance(x, (int, float)):
-        return out * (math.log(x) if x > 0 else 0.0 if x == 0 else math.nan)
-    return out * log(where(x == 0, 1.0, x))
+        if x == 0:
+            return out * 0.0
+        return out * (cmath.log(x) if complex_power else math.log(x) if x > 0 else math.nan)
+    x = where(x == 0, 1.0, x)
+    if complex_power and np.dtype(dtype_of(x)).kind != "c":
+        x = x + 0j
+    return out * log(x)
 
 
 _power_source = ufunc_emitter(np.power)
@@ -414,8 +422,18 @@ ldexp = elementwise("ldexp", np.ldexp, lambda y: ldexp(1.0, y), 0,
                     emit_scalar=lambda args, dtypes: None if dtypes[1].itemsize > 4
                     else _ldexp_source(args, dtypes))
 # xlogy(0, y) is 0 for every y: its y-derivative there is 0, also at y = 0 (xdivy).
-xlogy = elementwise("xlogy", sp.xlogy,
-                    lambda y: float(np.log(y)) if isinstance(y, (int, float)) else log(y),
+def logarithm_for(x, y, ufunc, primitive):
+    """ufunc(y) (log or log1p) as the partial in x of x * ufunc(y): complex where x is (the
+    real log of a negative y is NaN, the complex one is not: log(-2) = 0.69 + 3.14j)."""
+    complex_x = np.dtype(dtype_of(x) or np.result_type(x)).kind == "c"
+    if isinstance(y, (int, float)):
+        return complex(ufunc(complex(y))) if complex_x else float(ufunc(y))
+    if complex_x and np.dtype(dtype_of(y)).kind != "c":
+        y = y + 0j
+    return primitive(y)
+
+
+xlogy = elementwise("xlogy", sp.xlogy, lambda x, y: logarithm_for(x, y, np.log, log),
                     lambda x, y: xdivy(x, y), domain=(REALS, POSITIVE), complex_rules=True)
 
 

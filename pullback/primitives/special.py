@@ -30,8 +30,8 @@ from . import scipy_special as sp
 from ..core.numbers import complex_error
 from ..errors import UnsupportedFunctionError
 from .elementwise import (OPEN_UNIT, analytic, POSITIVE, REALS, UNIT, cos, digamma, exp, gammaln,
-                          log, log1p, maximum, reciprocal, remainder, rint, sign, sin, square,
-                          trunc, where, xdivy, xlogy)
+                          log, log1p, logarithm_for, maximum, reciprocal, remainder, rint, sign,
+                          sin, square, trunc, where, xdivy, xlogy)
 from .families import constant, elementwise, for_reading
 
 SQRT_PI, SQRT_2PI = math.sqrt(math.pi), math.sqrt(2.0 * math.pi)
@@ -163,7 +163,7 @@ dawsn = analytic("dawsn", sp.dawsn, _dawsn_partial)
 # ---------------------------------------------------- logarithms and entropy
 
 xlog1py = elementwise("xlog1py", sp.xlog1py,
-                      lambda y: float(np.log1p(y)) if isinstance(y, (int, float)) else log1p(y),
+                      lambda x, y: logarithm_for(x, y, np.log1p, log1p),
                       lambda x, y: xdivy(x, y + 1.0), domain=(REALS, (-0.5, 2.0)),
                       complex_rules=True)
 entr = unary("entr", sp.entr, lambda x: -log(x) - 1.0, POSITIVE)

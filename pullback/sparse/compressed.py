@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.sparse
 
-from ..errors import (NonDifferentiableInputError, NonScalarOutputError, PatternError,
-                      PlanMismatchError, PullbackError, SparseStructureError)
+from ..errors import (HolomorphicError, NonDifferentiableInputError, NonScalarOutputError,
+                      PatternError, PlanMismatchError, PullbackError, SparseStructureError)
 from ..loops.bodies import function_state
 from ..operators import JACOBIAN_MODES, check_mode, checked_chunk_size, default_chunk_size, hvp
 from ..transforms.batching import vmap
@@ -368,6 +368,14 @@ def _jacobian_plan(f, x, args, pattern, mode, order, chunk_size):
     matrix = as_pattern(pattern, "the Jacobian pattern")
     _check_shape(matrix, (int(np.size(out)), x.size), "Jacobian",
                  "one row per element of f(x) and one column per element of x")
+    if np.iscomplexobj(out):
+        # A pullback of a real x returns Re(ct J): its rows would lose J's imaginary part.
+        if mode == "reverse":
+            raise HolomorphicError(
+                "sparse_jacobian(mode='reverse') of a function with complex output: reverse "
+                "mode's products by a real input keep the real part of the Jacobian only. "
+                "Use mode='forward' (or 'auto'), whose columns keep both parts.")
+        mode = "forward"
     if mode == "auto":
         # A row with r nonzeros needs r column colours (and a column, as many row colours):
         # a side whose bound exceeds the other side's count is not coloured at all.
