@@ -500,3 +500,50 @@ def test_sparse_jacobian_of_complex_outputs_keeps_the_imaginary_part():
     np.testing.assert_allclose(pullback.sparse.prepare_jacobian(f, x)(x).toarray(), expected)
     with pytest.raises(errors.HolomorphicError):
         pullback.sparse.sparse_jacobian(f, x, mode="reverse")
+
+
+# ------------------------------------ indexing
+
+
+def test_at_set_drops_leading_unit_axes_of_the_values_as_assignment_does():
+    """`x[1:3, ::2] = v` takes v of shape (1, 1, 3) (NumPy drops leading axes of length
+    one); `at(x)[1:3, ::2].set(v)` had the right eager value but every reverse mode raised
+    a bare ValueError (a reshape), and jit even for the value (a broadcast)."""
+    x = np.arange(12.0).reshape(3, 4)
+    v = np.array([[[10.0, 20.0]]])
+
+    def f(x, v):
+        return pnp.at(x)[1:3, ::2].set(v * x[0, :2])
+    expected = x.copy()
+    expected[1:3, ::2] = v * x[0, :2]
+    np.testing.assert_array_equal(f(x, v), expected)
+    np.testing.assert_array_equal(pullback.jit(f)(x, v), expected)
+    loss = lambda x, v: np.sum(f(x, v) ** 2)            # noqa: E731
+    pullback.testing.check_grads(loss, (x, v), order=2)
+    with pytest.raises(ValueError):                     # a non-unit extra axis: NumPy's error
+        pnp.at(x)[1:3, ::2].set(np.ones((2, 1, 2)))
+
+
+def test_at_update_of_a_numpy_scalar():
+    """`at(x[0])[()].add(v)` (x[0] of a traced vector is a NumPy scalar underneath) raised a
+    bare TypeError ('does not support item assignment'), and `at(1.5)[...]` an
+    AttributeError."""
+    x = np.array([1.5, 2.0])
+    f = lambda x: pnp.at(x[0])[()].add(3.0 * x[1]) * 2.0 * x[0] + x[1]   # noqa: E731
+    for gradient in (pullback.grad(f)(x), pullback.jacfwd(f)(x),
+                     pullback.jit(pullback.grad(f))(x)):
+        np.testing.assert_allclose(gradient, _finite_differences(f, x), rtol=1e-6)
+    assert pnp.at(np.float64(1.5))[()].set(3.0) == 3.0
+    assert pnp.at(1.5)[...].add(3.0) == 4.5
+
+
+@pytest.mark.parametrize("name", ["tril", "triu"])
+def test_tril_and_triu_of_a_vector_are_numpys_square_results(name):
+    """NumPy's tril/triu of a vector broadcast it to (n, n); a traced vector raised a bare
+    ValueError (two dimensions unpacked from one)."""
+    v = np.array([1.0, 2.0, 3.0])
+    function = getattr(np, name)
+    np.testing.assert_array_equal(pullback.jit(lambda v: function(v, 1))(v), function(v, 1))
+    jacobian = pullback.jacrev(lambda v: function(v, 1))(v)
+    np.testing.assert_array_equal(jacobian, pullback.jacfwd(lambda v: function(v, 1))(v))
+    np.testing.assert_array_equal(jacobian.sum(axis=(0, 1)), function(np.ones(3), 1).sum(0))

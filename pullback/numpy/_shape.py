@@ -461,7 +461,7 @@ def diag(v, k=0):
 
 
 def _tri_mask(x, k, lower):
-    rows, cols = shape(x)[-2:]
+    rows, cols = (shape(x) * 2)[-2:]                  # (a vector: as its own row, n x n)
     mask = np.tri(rows, cols, k=k if lower else k - 1, dtype=bool)
     return mask if lower else ~mask
 
@@ -623,10 +623,16 @@ class _AtIndexer:
         self.array, self.index = array, index
 
     def set(self, values):
-        """A copy of the array with `values` written at the index."""
+        """A copy of the array with `values` written at the index (leading axes of length
+        one beyond the indexed region's dropped, as NumPy's assignment drops them)."""
         x = operand(self.array)
         template, arrays = _index_template(self.index, shape(x))
-        return S.scatter_set(x, _updates(x, values), *arrays, index=template)
+        values = _updates(x, values)
+        rank = len(S.getitem.shape(x, *arrays, index=template).shape)
+        if len(shape(values)) > rank and builtins.all(
+                n == 1 for n in shape(values)[:len(shape(values)) - rank]):
+            values = reshape(values, shape(values)[len(shape(values)) - rank:])
+        return S.scatter_set(x, values, *arrays, index=template)
 
     def add(self, values):
         """A copy of the array with `values` added at the index (repeated indices accumulate)."""

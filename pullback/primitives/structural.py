@@ -368,7 +368,7 @@ def _scatter_add_impl(x, updates, *arrays, index):
     padded = None if arrays else padded_embedding(updates, idx, shape_of(x))
     if padded is not None:
         return x + padded
-    out = x.copy()
+    out = _writable_copy(x)
     if arrays:
         np.add.at(out, idx, updates)     # repeated indices accumulate
     else:
@@ -438,8 +438,14 @@ scatter_add = Primitive("scatter_add", _scatter_add_impl,
                         complex_rules=True, adds_at_index=(0, 1))
 
 
+def _writable_copy(x):
+    """A copy of x to write into: a NumPy scalar (x[i] of an array) or a number as a 0-d
+    array (their copies are immutable)."""
+    return np.array(x) if isinstance(x, (np.generic, int, float, complex)) else x.copy()
+
+
 def _scatter_set_impl(x, updates, *arrays, index):
-    out = x.copy()
+    out = _writable_copy(x)
     out[index_tuple(index, arrays)] = updates
     return out
 
