@@ -61,6 +61,11 @@ class ArrayConversionError(PullbackError, TypeError):
     """Plain `np.asarray`/`np.array` was called on a traced value."""
 
 
+class MemoryLayoutError(ArrayConversionError, AttributeError):
+    """A traced value's memory layout (`strides`) was read; an AttributeError too, so that
+    `hasattr(x, "strides")` is False."""
+
+
 class EscapedTracerError(PullbackError, RuntimeError):
     """A traced value was used after the transformation that made it had finished."""
 

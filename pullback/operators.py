@@ -74,27 +74,47 @@ def _check_holomorphic(function, inputs, outputs, holomorphic):
 def _check_complex_linear(function, derivative, like, outputs, inputs):
     """holomorphic=True promises f'(z): the derivative map is complex-linear, D(i d) =
     i D(d) (it is not for conj(z), |z|, z.real). Checked at random directions d shaped as
-    `like` where the values are known, to half the precision's digits of D's size, or of
-    the size of a derivative of f's `outputs` by its `inputs` where D is smaller: a
-    derivative that is 0 (trace(inv(z) @ z @ z)'s Hessian) is rounding noise, which no
-    map keeps linear."""
+    `like` where the values are known, to half the precision's digits of D's size, or to
+    rounding of the size of a derivative of f's `outputs` by its `inputs` where D is
+    smaller: a derivative that is 0 (trace(inv(z) @ z @ z)'s Hessian) is rounding noise,
+    which no map keeps linear."""
     rng = np.random.default_rng(7)
     directions = [(rng.standard_normal(np.shape(x)) + 1j * rng.standard_normal(np.shape(x)))
                   .astype(_dtype(x)) for x in like]
-    scale = _ratio_of_sizes(outputs, inputs) * max(
+    size = _ratio_of_sizes(outputs, inputs) * max(
         (float(np.max(np.abs(d), initial=0.0)) for d in directions), default=0.0)
     for a, b in zip(derivative(directions), derivative([1j * d for d in directions])):
         if isinstance(a, Tracer) or isinstance(b, Tracer):
             return
         a, b = np.asarray(a), np.asarray(b)
-        tolerance = np.sqrt(np.finfo(a.dtype).eps) * max(
-            np.max(np.abs(a), initial=1e-300), scale)
+        eps = np.finfo(a.dtype).eps
+        # (the floor's: 1000 eps of |f| / |z|, rounding noise; half the digits of it let
+        # z conj(z) + 1e9 pass)
+        tolerance = max(np.sqrt(eps) * np.max(np.abs(a), initial=1e-300), 1e3 * eps * size)
         if np.all(np.isfinite(a)) and not np.allclose(b, 1j * a, rtol=0, atol=tolerance):
             raise HolomorphicError(
                 f"{function} with holomorphic=True of a function that is not holomorphic here: "
                 "its derivative is not complex-linear (as for conj(z), abs(z), z.real). Drop "
                 "holomorphic=True and differentiate a real function of it (np.real, np.abs(...)"
                 " ** 2), whose gradient holds both partial derivatives.")
+
+
+def _check_holomorphic_function(f, args, kwargs, argnums, has_aux):
+    """f's own derivative complex-linear, checked on concrete arguments (two pushforwards):
+    inside a Hessian the first derivative's check sees tracers and is skipped, and the
+    second's sees only the derivative of what the first computed (sum(conj(z) ** 2)'s
+    reverse-mode 'gradient' 2z is complex-linear), so two modes gave a Hessian of a
+    function that has none."""
+    call = (lambda *a: f(*a, **kwargs)) if kwargs else f
+    f_selected, selected = _partial(call, args, argnums)
+    leaves, treedef = flatten(selected)
+    if any(isinstance(x, Tracer) for x in leaves):
+        return
+    first = (lambda *a: f_selected(*a)[0]) if has_aux else f_selected
+
+    def derivative(directions):
+        return flatten(pushforward(first, selected, unflatten(treedef, directions))[1])[0]
+    _check_complex_linear("hessian", derivative, leaves, flatten(first(*selected))[0], leaves)
 
 
 def _ratio_of_sizes(outputs, inputs) -> float:
@@ -681,6 +701,8 @@ def hessian(f: Callable, argnums: int | tuple = 0, mode: str = DEFAULT_HESSIAN_M
                 "complex Hessian matrix (its gradient is not holomorphic). Use hvp(f, x, v) "
                 "for Hessian-vector products, pass the real and imaginary parts as separate "
                 "real inputs, or pass holomorphic=True for a holomorphic function.")
+        if holomorphic:
+            _check_holomorphic_function(f, args, kwargs, argnums, has_aux)
         result = in_mode(chosen)(*args, **kwargs)
         return (_in_common_dtypes(result[0], args, argnums), result[1]) if has_aux else \
             _in_common_dtypes(result, args, argnums)
@@ -764,8 +786,14 @@ class HVPOperator:
         return vmap(self, in_axes=-1, out_axes=-1)(vs)
 
     def as_linear_operator(self):
-        """A `scipy.sparse.linalg.LinearOperator` on flat vectors of length n."""
+        """A `scipy.sparse.linalg.LinearOperator` on flat vectors of length n (x real)."""
         from scipy.sparse.linalg import LinearOperator
+        if any(_is_complex(leaf) for leaf in self._x_leaves):
+            raise HolomorphicError(
+                "as_linear_operator of an HVP at complex x: a real-valued function of complex "
+                "inputs has no complex Hessian matrix (v -> H v is only real-linear, so SciPy's "
+                "solvers would get wrong products). Pass the real and imaginary parts as "
+                "separate real inputs, or call the operator itself on complex v.")
 
         shapes = [np.shape(leaf) for leaf in self._x_leaves]
         offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])

@@ -604,17 +604,20 @@ def test_item12_jit_snapshot_keeps_a_transposed_constant_a_view_of_one_copy(monk
 def test_item12_snapshot_copies_every_view_with_its_layout():
     """Views of one array spanned by a constant are rebuilt on one copy with their own
     offsets and strides (reversed, strided, reinterpreted, empty); a view of part of an
-    array is copied alone; read-only arrays and other values are kept as they are."""
+    array is copied alone; arrays over read-only memory (bytes) and other values are kept
+    as they are, a read-only array owning its memory is copied (its owner may set it
+    writeable again)."""
     from pullback.ir.jit import _snapshot
     for X in (np.arange(24.0).reshape(4, 6), np.asfortranarray(np.arange(24.0).reshape(4, 6))):
         part_of = np.arange(5.0)
         views = [X, X.T, X[::-1], X[:, ::-2], X[1], X.T[2:], X.ravel(order="K")[::-1],
                  X.view(np.int64), X[0:0], part_of[::2]]
-        frozen = np.ones(3)
-        frozen.flags.writeable = False
+        frozen = np.frombuffer(bytes(24), np.float64)
+        read_only = np.ones(3)
+        read_only.flags.writeable = False
 
         class Staged:
-            consts = views + [frozen, 3.0]
+            consts = views + [read_only, frozen, 3.0]
         copies = _snapshot(Staged()).consts
         for view, copy in zip(views, copies):
             assert copy.shape == view.shape and copy.dtype == view.dtype
@@ -623,6 +626,7 @@ def test_item12_snapshot_copies_every_view_with_its_layout():
         assert all(c.strides == v.strides and np.shares_memory(c, copies[0])
                    for v, c in zip(views[1:8], copies[1:8]))
         assert copies[-2] is frozen and copies[-1] == 3.0
+        assert copies[-3] is not read_only and not np.shares_memory(copies[-3], read_only)
 
 
 def test_a_read_only_view_of_a_writeable_array_is_copied_too():

@@ -547,3 +547,136 @@ def test_tril_and_triu_of_a_vector_are_numpys_square_results(name):
     jacobian = pullback.jacrev(lambda v: function(v, 1))(v)
     np.testing.assert_array_equal(jacobian, pullback.jacfwd(lambda v: function(v, 1))(v))
     np.testing.assert_array_equal(jacobian.sum(axis=(0, 1)), function(np.ones(3), 1).sum(0))
+
+
+# ------------------------------------ second round: operators, jit, the Array API
+
+
+def test_hvp_linear_operator_at_complex_x_is_refused():
+    """At complex z, v -> H v of a real f is only real-linear: the LinearOperator gave
+    L(1j v) = -1.5j where 1j L(v) = 2.5j, and gmres failed to converge without an error.
+    hessian refuses that case; as_linear_operator now too."""
+    z = np.array([1.0 + 0.5j, -0.3j, 2.0])
+    operator = pullback.make_hvp(lambda z: np.sum(np.abs(z) ** 2 + 0.25 * np.real(z ** 2)), z)
+    with pytest.raises(errors.HolomorphicError):
+        operator.as_linear_operator()
+
+
+@pytest.mark.parametrize("offset", [1e8, 1e9, 1e12])
+def test_holomorphic_check_is_not_loosened_by_a_large_output(offset):
+    """z conj(z) + 1e9 passed the holomorphic check in jacfwd (diag [2, 1]) while jacrev gave
+    [2-2j, 1+0.4j]: the tolerance's floor for rounding noise scaled with |f| / |z| by half
+    the precision's digits; it is 1000 eps of that now."""
+    z = np.array([1.0 + 0.5j, 0.2 - 0.1j])
+    for run in (lambda: pullback.jacfwd(lambda z: z * np.conj(z) + offset, holomorphic=True)(z),
+                lambda: pullback.jacrev(lambda z: z * np.conj(z) + offset, holomorphic=True)(z),
+                lambda: pullback.grad(lambda z: np.sum(z * np.conj(z)) + offset,
+                                      holomorphic=True)(z)):
+        with pytest.raises(errors.HolomorphicError):
+            run()
+
+
+def test_jit_snapshot_copies_memmaps_subclasses_and_read_only_owners(tmp_path):
+    """A closed-over np.memmap (any ndarray subclass) was not copied at staging, and a
+    read-only array owning its memory counted as frozen though its owner can set it
+    writeable again: after `W *= 2` the program mixed the folded exp(W) of the old W with
+    the new W (-58.59 for the copy's -54.59 or eager's -2838)."""
+    x = np.array([0.3, -1.0, 0.5])
+    memmap = np.memmap(tmp_path / "w.dat", dtype=np.float64, mode="w+", shape=(3, 3))
+    memmap[:] = np.arange(9.0).reshape(3, 3) / 4
+    owner = np.arange(9.0).reshape(3, 3) / 4
+    owner.flags.writeable = False
+    for W in (memmap, owner):
+        def f(x):
+            return np.sum(np.exp(W) @ x) + np.sum(W @ x)
+        jitted = pullback.jit(f)
+        before = jitted(x)
+        jitted(x)
+        W.flags.writeable = True
+        W *= 2
+        np.testing.assert_allclose(jitted(x), before, rtol=1e-12)
+        jitted_grad = pullback.jit(pullback.grad(f))
+        gradient = jitted_grad(x)
+        W *= 2
+        np.testing.assert_allclose(jitted_grad(x), gradient, rtol=1e-12)
+
+
+def test_random_draws_are_refused_under_nested_transformations():
+    """A generator read as self.rng was refused by jit(grad(m.loss)) but frozen into the
+    program by jit(hessian(m.loss)) in every mode, jit(jacfwd(grad(...))) and jit of grad of
+    a grad (the same mask on every call): the walk for random sources was depth-first and
+    pullback's own wrappers used up its depth; a generator on the class was not seen."""
+    class Dropout:
+        def __init__(self):
+            self.rng = np.random.default_rng(0)
+
+        def loss(self, x):
+            return np.sum(np.sin(x) * (self.rng.random(x.shape) > 0.5))
+
+    class OnTheClass:
+        rng = np.random.default_rng(1)
+
+        def f(self, x):
+            return x * self.rng.standard_normal(3)
+    m, x = Dropout(), np.ones(3)
+    transformed = [pullback.grad(m.loss), pullback.jacfwd(pullback.grad(m.loss)),
+                   lambda x: pullback.grad(lambda y: np.sum(pullback.grad(m.loss)(y)))(x)]
+    transformed += [pullback.hessian(m.loss, mode=mode) for mode in MODES]
+    for f in transformed + [OnTheClass().f]:
+        with pytest.raises(errors.StagedRandomnessError):
+            pullback.jit(f)(x)
+
+
+def test_static_dataclass_arguments_are_keyed_by_their_fields_types():
+    """`Cfg(100)` and `Cfg(100.0)` are equal, so jit reused the int program: int8
+    [100, -56, 44] for float64 [100, 200, 300]. (The signs of zeros from `x * -0.0` are the
+    passes' documented liberty, not the key's.)"""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        scale: float
+
+    f = pullback.jit(lambda x, cfg: x * cfg.scale, static_argnums=1)
+    x = np.array([1, 2, 3], np.int8)
+    for cfg in (Cfg(100), Cfg(100.0), Cfg(2), Cfg(2.5)):
+        expected = x * cfg.scale
+        got = f(x, cfg)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_libraries_reading_a_tracers_strides_get_the_conversion_error():
+    """scipy.linalg.circulant (and toeplitz with SCIPY_ARRAY_API=1) read `x.strides` for
+    as_strided: a bare AttributeError. Tracers answer with the error naming pullback's
+    namesake (an AttributeError too: hasattr(x, "strides") stays False)."""
+    import scipy.linalg
+    x = np.array([1.0, 2.0, 3.0])
+    with pytest.raises(errors.ArrayConversionError, match="circulant"):
+        pullback.jacobian(scipy.linalg.circulant)(x)
+
+    def has_strides(x):
+        assert not hasattr(x, "strides")
+        return x
+    pullback.grad(lambda x: np.sum(has_strides(x)))(x)
+
+
+def test_scipy_special_sinc_is_numpys():
+    """With SCIPY_ARRAY_API=1 SciPy looks up sinc in the namespace's `special`
+    (pullback.scipy.special), which lacked it: an ArrayConversionError."""
+    import pullback.scipy.special as special
+    x = np.array([0.0, 0.3, 1.5])
+    np.testing.assert_allclose(pullback.jacfwd(lambda x: special.sinc(x))(x),
+                               pullback.jacfwd(np.sinc)(x))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_holomorphic_hessian_of_a_non_holomorphic_function_is_refused_in_every_mode(mode):
+    """hessian(sum(conj(z) ** 2), holomorphic=True) raised in the -over-forward modes but
+    returned 2I in the -over-reverse ones: the inner gradient's check saw tracers and was
+    skipped, and the outer one checked only the derivative of the computed gradient."""
+    z = np.array([1.0 + 2.0j, -0.5 + 0.25j])
+    with pytest.raises(errors.HolomorphicError):
+        pullback.hessian(lambda z: np.sum(np.conj(z) ** 2), holomorphic=True, mode=mode)(z)
+    np.testing.assert_allclose(pullback.hessian(lambda z: np.sum(z ** 3), holomorphic=True,
+                                                mode=mode)(z), np.diag(6 * z))

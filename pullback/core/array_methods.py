@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from ..errors import (ArrayAssignmentError, ArrayConversionError, ConcretizationError,
-                      InPlaceMutationError, unsupported)
+                      InPlaceMutationError, MemoryLayoutError, unsupported)
 from .indexing import Slice
 from .user_code import (calling_frame, instruction, library_function, may_be_swallowed, quoted,
                         user_frame)
@@ -596,6 +596,17 @@ class ArrayMethods:
 
     def tolist(self):
         raise self._concretization_error(".tolist()")
+
+    @property
+    def strides(self):
+        """A traced array has no memory to stride over: a library reading `x.strides` (for
+        `as_strided`, as scipy.linalg's toeplitz and circulant do) gets the error naming
+        its differentiable namesake; `hasattr(x, "strides")` is False."""
+        function = library_function(1)
+        raise MemoryLayoutError(stand_in_hint(function) if function is not None else
+                              "a traced array has no memory layout (`strides`): it cannot be "
+                              "viewed with `as_strided`; build the array with indexing or "
+                              "`np.stack` instead.")
 
     def __array__(self, dtype=None, copy=None):
         error = _statement_error()

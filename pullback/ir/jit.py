@@ -16,6 +16,7 @@ a program local along Dask's chunked leading axis (reductions over it included) 
 generated code once per chunk instead (ir/chunked.py), as eager operators do through
 `on_chunks`.
 """
+import dataclasses
 import inspect
 import warnings
 from functools import wraps
@@ -69,8 +70,11 @@ def _snapshot(program):
             roots.setdefault(id(root), aligned_copy(root))
 
     def copied(c):
-        if type(c) is not np.ndarray or _frozen(c):
+        if not isinstance(c, np.ndarray) or _frozen(c):
             return c
+        if type(c) is not np.ndarray:     # a memmap's memory changes under it too
+            return c.copy() if isinstance(c, (np.matrix, np.ma.MaskedArray)) \
+                else aligned_copy(c.view(np.ndarray))
         root = _owner(c)
         if root is None or id(root) not in roots:
             return aligned_copy(c)
@@ -87,15 +91,16 @@ def _snapshot(program):
 
 def _frozen(c) -> bool:
     """Whether nothing can write the memory of the ndarray `c`: c and every array it views
-    read-only, and the memory at the bottom not another object's writeable buffer. A
-    read-only view of a writeable array (`np.broadcast_to(w, shape)`) is not frozen: a
-    write into w changes it."""
+    read-only, and the memory at the bottom another object's read-only buffer. A read-only
+    view of a writeable array (`np.broadcast_to(w, shape)`) is not frozen: a write into w
+    changes it; nor is a read-only array owning its memory (its owner may set it writeable
+    again)."""
     while isinstance(c, np.ndarray):
         if c.flags.writeable:
             return False
         c = c.base
     if c is None:
-        return True
+        return False
     try:
         return memoryview(c).readonly
     except TypeError:
@@ -189,9 +194,15 @@ class _Compiled:
 def _static_key(value):
     """A static value as a cache key: equal values of other types (2, 2.0, True) or signs
     (0.0, -0.0) may stage different programs, so the key holds the type and a float's repr
-    (by which NaN also finds its own entry)."""
+    (by which NaN also finds its own entry); tuples, frozensets and dataclasses (a frozen
+    configuration: `Cfg(100)` and `Cfg(100.0)` are equal) by their items."""
     if isinstance(value, tuple):
         return type(value), tuple(map(_static_key, value))
+    if isinstance(value, frozenset):
+        return type(value), frozenset(map(_static_key, value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return type(value), tuple(_static_key(getattr(value, field.name))
+                                  for field in dataclasses.fields(value))
     if isinstance(value, (float, complex, np.inexact)):
         return type(value), repr(value)
     return type(value), value

@@ -22,6 +22,7 @@ draws were: the error then says so, and how to give those threads their own. Not
 seen: generators the function creates itself, and
 sources whose state cannot be read (`random.SystemRandom`).
 """
+import collections
 import itertools
 import linecache
 import os
@@ -133,12 +134,15 @@ def _state(source) -> bytes:
 
 
 def _sources(f, args) -> dict:
-    """The random sources reachable from f and its arguments, each with a description."""
+    """The random sources reachable from f and its arguments, each with a description.
+    Breadth first, so that an object is looked into at its shortest depth; pullback's own
+    functions (the transformations wrapping the user's: `jit(hessian(m.loss))`) do not
+    count towards the depth."""
     found = {np.random.mtrand._rand: "NumPy's global random state (np.random.*)",
              random._inst: "Python's random module"}
-    seen, todo = set(), [(f, "", 0), (args, "", 0)]
+    seen, todo = set(), collections.deque([(f, "", 0), (args, "", 0)])
     while todo and len(seen) < MAX_OBJECTS:
-        obj, name, depth = todo.pop()
+        obj, name, depth = todo.popleft()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
@@ -147,11 +151,19 @@ def _sources(f, args) -> dict:
                 kind = f"{type(obj).__module__.split('.')[0]}.{type(obj).__name__}"
                 found.setdefault(obj, f"`{name}` (a {kind})" if name else f"a {kind}")
         elif depth < MAX_DEPTH:
+            deeper = depth + (not _ours(obj))
             try:
-                todo += [(o, n or name, depth + 1) for o, n in _references(obj)]
+                todo.extend((o, n or name, deeper) for o, n in _references(obj))
             except Exception:               # noqa: BLE001 -- an odd object: look no further
                 pass
     return found
+
+
+def _ours(obj) -> bool:
+    """Whether obj is one of pullback's functions (or a method or partial of one)."""
+    obj = getattr(obj, "__func__", None) or getattr(obj, "func", None) or obj
+    return isinstance(obj, types.FunctionType) and \
+        (getattr(obj, "__module__", None) or "").startswith("pullback.")
 
 
 def _readable(source) -> bool:
@@ -183,7 +195,8 @@ def _references(obj):
     attributes = getattr(obj, "__dict__", None)
     out = [(v, k) for k, v in itertools.islice(attributes.items(), MAX_ITEMS)] \
         if isinstance(attributes, dict) else []
-    return out + [(v, "") for v in vars(type(obj)).values() if isinstance(v, types.FunctionType)]
+    return out + [(v, k) for k, v in vars(type(obj)).items()       # (a class's generator)
+                  if isinstance(v, (types.FunctionType, *RANDOM_TYPES))]
 
 
 def _function_references(fn):

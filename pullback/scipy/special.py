@@ -21,6 +21,7 @@ from ..primitives import scipy_special as _sp
 from ..core.engine import Tracer
 from ..errors import unsupported
 from ..numpy import UFUNCS
+from ..numpy._elementwise import sinc  # noqa: F401  (scipy.special.sinc is NumPy's)
 from ..numpy._reductions import logsumexp
 from ..numpy._shape import broadcast_to, operand, shape
 from ..primitives import elementwise as _E
@@ -90,4 +91,4 @@ def softplus(x, **kwargs):
 
 
 __all__ = sorted([*_UFUNC_FUNCTIONS, "zeta", "polygamma", "multigammaln", "softmax",
-                  "log_softmax", "softplus", "logsumexp"])
+                  "log_softmax", "softplus", "logsumexp", "sinc"])
