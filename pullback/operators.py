@@ -552,18 +552,21 @@ def jacobian(f: Callable, argnums: int | tuple = 0, mode: str = "auto",
             chosen = "forward" if n_in < n_out or complex_out else "reverse"
         operator = jacfwd if chosen == "forward" else jacrev
         result = operator(f, argnums, has_aux, chunk_size, holomorphic)(*args, **kwargs)
-        return result if mode != "auto" else _promoted_blocks(result, out, selected, has_aux)
+        if mode != "auto":
+            return result
+        differentiated = [args[i] for i in argnums_tuple(argnums, len(args))]   # (repeats)
+        return _promoted_blocks(result, out, differentiated, has_aux)
     jacobian_f.result_names = _names_for_one_array("jacobian", argnums, has_aux)
     return jacobian_f
 
 
-def _promoted_blocks(result, out, selected, has_aux):
+def _promoted_blocks(result, out, inputs, has_aux):
     """`jacobian(mode="auto")`'s result with each block (output k, input j) in NumPy's
     promotion of their floating dtypes: jacfwd gives the output's dtype and jacrev the
     input's (as JAX's do), so mixed precision made the dtype depend on the shapes that
     chose the mode."""
     jac, aux = result if has_aux else (result, None)
-    outs, ins = flatten(out)[0], flatten(selected)[0]
+    outs, ins = flatten(out)[0], flatten(inputs)[0]
     blocks, treedef = flatten(jac)
     if len(blocks) != len(outs) * len(ins):
         return result
@@ -647,7 +650,8 @@ def _dtype(x):
 def _in_common_dtypes(hessian_tree, args, argnums):
     """The Hessian's block for inputs i and j in NumPy's promotion of their dtypes, whatever
     the mode (an outer forward pass gives row i's dtype, an outer reverse pass column j's)."""
-    dtypes = [_dtype(x) for x in flatten(_partial(None, args, argnums)[1])[0]]
+    dtypes = [_dtype(x) for i in argnums_tuple(argnums, len(args))    # (repeats included)
+              for x in flatten(args[i])[0]]
     if len(set(dtypes)) < 2:
         return hessian_tree
     blocks, treedef = flatten(hessian_tree)

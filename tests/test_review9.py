@@ -680,3 +680,18 @@ def test_holomorphic_hessian_of_a_non_holomorphic_function_is_refused_in_every_m
         pullback.hessian(lambda z: np.sum(np.conj(z) ** 2), holomorphic=True, mode=mode)(z)
     np.testing.assert_allclose(pullback.hessian(lambda z: np.sum(z ** 3), holomorphic=True,
                                                 mode=mode)(z), np.diag(6 * z))
+
+
+def test_repeated_argnums_get_the_promoted_dtypes_in_every_mode():
+    """With argnums=(0, 1, 0) the Hessian's mixed block was float64 in the reverse-over
+    modes and float32 in the forward-over ones (the promotion counted distinct arguments and
+    gave up on the repeats); jacobian(auto) with argnums=(0, 0) float32 where argnums=0
+    gives float64."""
+    a, b = np.array([1.0, 2.0], np.float32), np.array([0.5, 1.5])
+    f = lambda a, b: np.sum(a ** 3) * np.sum(b)     # noqa: E731
+    for mode in MODES:
+        h = pullback.hessian(f, argnums=(0, 1, 0), mode=mode)(a, b)
+        assert h[0][1].dtype == h[1][0].dtype == np.float64
+    g = lambda a: a.astype(np.float64) ** 2         # noqa: E731
+    assert [block.dtype for block in pullback.jacobian(g, argnums=(0, 0))(a)] == \
+        [pullback.jacobian(g)(a).dtype] * 2
