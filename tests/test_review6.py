@@ -286,7 +286,7 @@ def test_item7_a_sparse_plan_whose_constants_gained_nonzeros_refuses(closure):
             a[...] = values                     # (read through the closure, or passed)
             args = () if closure else (a,)
             if values[0, 3]:
-                with raises(PatternError, "now nonzero where they were zero"):
+                with raises(PatternError, "They changed, and the pattern no longer holds"):
                     plan(x, *args)
             else:
                 np.testing.assert_allclose(plan(x, *args).toarray(),
@@ -310,7 +310,7 @@ def test_a_sparse_plan_reading_a_matrix_through_a_slots_object_refuses_its_new_n
     wider = m.rate.copy()
     wider[0, 3] = wider[3, 0] = 1.0
     m.rate = wider
-    with raises(PatternError, "now nonzero where they were zero"):
+    with raises(PatternError, "They changed, and the pattern no longer holds"):
         plan(x)
 
 

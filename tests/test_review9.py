@@ -695,3 +695,99 @@ def test_repeated_argnums_get_the_promoted_dtypes_in_every_mode():
     g = lambda a: a.astype(np.float64) ** 2         # noqa: E731
     assert [block.dtype for block in pullback.jacobian(g, argnums=(0, 0))(a)] == \
         [pullback.jacobian(g)(a).dtype] * 2
+
+
+# ------------------------------------ third round: sparse plans
+
+
+def test_sparse_plan_checks_again_when_index_arguments_or_derived_constants_change():
+    """A prepared plan re-checked a random product only where an argument or a closure array
+    gained a nonzero; index arrays, shifts, numbers and constants derived from them place
+    the detected pattern's entries too: `x[idx] ** 2` prepared at idx = 1..5 and called at
+    5..9 returned its nonzeros in the old columns (3.0 off), `np.maximum(W, 0) @ x` and
+    `(W - 1) @ x` likewise (0.5, 2.0). Any change now checks; the pattern is refused."""
+    import pullback.sparse as sparse
+    x = np.linspace(0.5, 1.5, 10)
+    plan = sparse.prepare_jacobian(lambda x, idx: x[idx] ** 2, x, np.arange(1, 6))
+    np.testing.assert_allclose(plan(x, np.arange(1, 6)).toarray(),
+                               pullback.jacfwd(lambda x: x[np.arange(1, 6)] ** 2)(x))
+    with pytest.raises(errors.PatternError, match="They changed"):
+        plan(x, np.arange(5, 10))
+    W = -np.ones((3, 10))
+    W[:, 0] = 1.0
+    relu_plan = sparse.prepare_jacobian(lambda x, W: np.maximum(W, 0) @ x, x, W)
+    with pytest.raises(errors.PatternError):
+        relu_plan(x, -W)
+    shift = [1]
+    rolled = sparse.prepare_jacobian(lambda x: x * np.roll(x, shift[0]), x)
+    shift[0] = 3
+    with pytest.raises(errors.PatternError):
+        rolled(x)
+    number = {"c": 0.0}
+    identity, B = np.eye(10), np.ones((10, 10))
+    scaled = sparse.prepare_jacobian(lambda x: (identity + number["c"] * B) @ x, x)
+    number["c"] = 1.0
+    with pytest.raises(errors.PatternError):
+        scaled(x)
+
+
+def test_sparse_check_of_a_random_product_at_a_non_finite_entry():
+    """One non-finite entry made the random-product bound NaN for every row (a detected,
+    correct pattern refused: '... is -0.568, but the entries give -0.568') or inf (the check
+    off: a given pattern missing J[2, 3] accepted, J[2, 2] 6 for 4). Rows whose own entries
+    are not finite are skipped, the rest checked as before."""
+    import pullback.sparse as sparse
+    with np.errstate(all="ignore"):
+        hessian = sparse.sparse_hessian(lambda y: np.sum(np.sqrt(y) * y[0]),
+                                        np.array([0.0, 1.0, 2.0])).toarray()
+        np.testing.assert_allclose(hessian[1:, :], [[0.5, 0, 0], [0.5 ** 1.5, 0, 0]])
+
+        def g(y):
+            return np.concatenate([np.sqrt(y[:1]), y[1:2] * 2, y[2:3] * 3 + y[3:4] * y[2:3],
+                                   y[3:4]])
+        with pytest.raises(errors.PatternError):
+            sparse.sparse_jacobian(g, np.array([0.0, 1.0, 2.0, 1.0]),
+                                   pattern=np.eye(4, dtype=bool), mode="forward")
+
+
+# ------------------------------------ third round: loops
+
+
+def test_loop_bodies_see_numbers_held_in_other_containers_and_function_attributes():
+    """A loop body reading a number through a list subclass, a deque, an array.array or an
+    attribute of a function was cached by the container's identity: after the number went
+    from 2 to 3, fori_loop gave 4 (grad 4) for 9 (grad 9)."""
+    import array
+    import collections
+
+    class Numbers(list):
+        pass
+
+    def step(i, c):
+        return c * step.scale
+    holders = {"list subclass": Numbers([2.0]), "deque": collections.deque([2.0]),
+               "array": array.array("d", [2.0])}
+    for name, holder in holders.items():
+        def f(x, holder=holder):
+            return pullback.fori_loop(0, 2, lambda i, c: c * holder[0], x)
+        for k in (2.0, 3.0):
+            holder[0] = k
+            value, gradient = pullback.value_and_grad(f)(1.0)
+            assert (value, gradient) == (k * k, k * k), name
+    for k in (2.0, 3.0):
+        step.scale = k
+        assert pullback.value_and_grad(lambda x: pullback.fori_loop(0, 2, step, x))(1.0) == \
+            (k * k, k * k)
+
+
+def test_loops_take_partial_bodies_with_keywords():
+    """`scan(functools.partial(step, scale=2.0), ...)` (and fori_loop, cond, checkpoint)
+    raised a bare IndexError naming the body."""
+    import functools
+
+    def step(c, x, scale):
+        return c * scale + x, c
+
+    carry, ys = pullback.scan(functools.partial(step, scale=2.0), 1.0, np.array([0.0, 0.0, 0.0]))
+    assert carry == 8.0 and list(ys) == [1.0, 2.0, 4.0]
+    assert pullback.fori_loop(0, 3, functools.partial(lambda i, c, s: c * s, s=2.0), 1.0) == 8.0

@@ -20,8 +20,8 @@ from .schedules import checked_policy
 
 
 def _name(fn) -> str:
-    if isinstance(fn, functools.partial):         # fori_loop's body
-        return _name(fn.args[0])
+    if isinstance(fn, functools.partial):         # (fori_loop's body: its first argument)
+        return _name(fn.args[0] if fn.func is _counted_step and fn.args else fn.func)
     return getattr(fn, "__name__", "body")
 
 

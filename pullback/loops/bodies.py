@@ -25,6 +25,8 @@ the loop primitives derive from them, each cached on the program it comes from.
   without the carries dead-code elimination finds dead).
 - `runner`: a program's generated NumPy code, compiled once, for running loops eagerly.
 """
+import array
+import collections
 import dis
 import functools
 import hashlib
@@ -422,10 +424,16 @@ def _library_function(fn) -> bool:
 
 def _children(obj):
     """(label, value) pairs of what obj holds, or None for an object kept by identity."""
-    if type(obj) in (tuple, list) or isinstance(obj, tuple) and hasattr(obj, "_fields"):
+    if isinstance(obj, (tuple, list, collections.deque)):   # (subclasses, namedtuples too)
         if len(obj) > _MAX_ITEMS:
             raise _TooLarge
         return list(enumerate(obj))
+    if isinstance(obj, (set, frozenset)):
+        if len(obj) > _MAX_ITEMS:
+            raise _TooLarge
+        return [(("member",), v) for v in sorted(obj, key=repr)]
+    if isinstance(obj, (bytearray, array.array)):              # numbers held in place
+        return [(("bytes",), bytes(obj))]
     if isinstance(obj, dict):
         if len(obj) > _MAX_ITEMS:
             raise _TooLarge
@@ -441,7 +449,8 @@ def _children(obj):
         names = sorted(n for n in _global_names(code) if n in obj.__globals__)
         return ([(("code",), code)] + cells + [(("default",), v) for v in obj.__defaults__ or ()]
                 + [(("kwdefault", k), v) for k, v in sorted((obj.__kwdefaults__ or {}).items())]
-                + [(("global", n), obj.__globals__[n]) for n in names])
+                + [(("global", n), obj.__globals__[n]) for n in names]
+                + [(("attribute", k), v) for k, v in sorted(obj.__dict__.items())])
     if isinstance(obj, types.MethodType):
         return [(("self",), obj.__self__), (("func",), obj.__func__)]
     if isinstance(obj, functools.partial):

@@ -13,14 +13,15 @@ values. Preparing evaluates the matrix once, with one random vector v among the 
 and compares J v (or v^T J, H v) with the product of the decompressed matrix; a plan
 whose pattern was given (`pattern=`) does so at every call, since a pattern valid at one
 x may miss nonzeros at another (one more product per call; a detected pattern holds at
-every x, and while f's extra arguments and the arrays it reads are zero where they were at
-preparation: a call with new nonzeros there checks a random product too). Every
+every x, for the values f's extra arguments and what it reads had at preparation: a call
+where they differ checks a random product too). Every
 call also checks the entries of the compressed products that no nonzero of the pattern
 contributes to: they must be zero.
 
 By default the pattern is detected from f's program (`detection.py`: global, valid at
 every x); `pattern=` gives one instead.
 """
+import hashlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -95,7 +96,7 @@ class SparsePlan:
                  checks_every_call):
         self.f, self.pattern, self.mode, self.order = f, pattern, mode, order
         self.checks_every_call = checks_every_call
-        self._prepared_nonzeros = _nonzeros(f, args)
+        self._kept_reads = _kept(_reads(f, args))
         self.colouring, self.colours = colouring, number_of_colours(colouring)
         self.shape, self.nnz = pattern.shape, pattern.nnz
         self.density = self.nnz / max(1, self.shape[0] * self.shape[1])
@@ -142,16 +143,17 @@ class SparsePlan:
         if self.checks_every_call:
             return self._evaluate(self._checked(x), args, probe=_GIVEN)
         return self._evaluate(self._checked(x), args,
-                              probe=self._new_nonzeros(args) and _NEW_NONZEROS)
+                              probe=self._changed(args) and _CHANGED)
 
-    def _new_nonzeros(self, args) -> bool:
-        """Whether `args`, or the arrays f reads, may be nonzero where they were zero when the
-        plan was prepared: a detected pattern skips the zeros of f's constants (the product
-        of a zero matrix entry), so it may then miss nonzeros."""
-        nonzeros = _nonzeros(self.f, args)
-        return len(nonzeros) != len(self._prepared_nonzeros) or any(
-            new is None or old is None or new.shape != old.shape or np.any(new & ~old)
-            for new, old in zip(nonzeros, self._prepared_nonzeros))
+    def _changed(self, args) -> bool:
+        """Whether `args`, or what f reads (its closure, defaults, globals), may differ from
+        what they were when the plan was prepared: a detected pattern holds for those values
+        (it skips the products of a constant's zeros, and index arrays, shifts and numbers
+        place its entries), so it is checked again then; and at every call where what f
+        reads cannot be told (`function_state` gives up)."""
+        reads = _reads(self.f, args)
+        return reads is None or self._kept_reads is None or not _same_reads(reads,
+                                                                          self._kept_reads)
 
     def _products(self, x, args):
         """(product, seed shape, seed dtype): product(seed) is one compressed product."""
@@ -259,8 +261,11 @@ class SparsePlan:
         else:
             expected, scale = matrix @ vector, magnitude @ np.abs(vector)
         eps = np.finfo(matrix.dtype).eps
-        bound = np.sqrt(eps) * scale + 16 * eps * scale.max(initial=0.0)
-        wrong = np.flatnonzero(np.isfinite(expected) & ~(np.abs(product - expected) <= bound))
+        # (rows of non-finite entries cannot be checked; one of them made every row's
+        # bound NaN (a correct pattern refused) or inf (a wrong one accepted))
+        finite = np.isfinite(scale) & np.isfinite(expected)
+        bound = np.sqrt(eps) * scale + 16 * eps * scale[finite].max(initial=0.0)
+        wrong = np.flatnonzero(finite & ~(np.abs(product - expected) <= bound))
         if wrong.size:
             i = wrong[0]
             where = f"column {i}" if self.mode == "reverse" else f"row {i}"
@@ -273,20 +278,58 @@ class SparsePlan:
 # What a failed check of a random product asks for.
 _GIVEN = ("Pass a pattern with every structural nonzero (entries outside it must be zero at "
           "every x).")
-_NEW_NONZEROS = ("The pattern was detected with the values f's extra arguments and the arrays "
-                 "it reads had when the plan was prepared, and skips the products of their "
-                 "zeros; they are now nonzero where they were zero. Prepare a plan with values "
-                 "of this structure (or nonzero wherever they may be).")
+_CHANGED = ("The pattern was detected with the values f's extra arguments and what it reads "
+            "(closure, globals) had when the plan was prepared: it skips the products of their "
+            "zeros, and index arrays or numbers among them place its entries. They changed, and "
+            "the pattern no longer holds. Prepare a plan with the new values (or constants "
+            "nonzero wherever they may be), or pass the pattern that holds for all of them.")
+COPIED_BYTES = 64 * 2 ** 20   # arrays f reads, kept as copies up to this much (else digests)
 
 
-def _nonzeros(f, args):
-    """Where each leaf of `args`, and each array f reads through its closure, defaults and
-    globals, is nonzero (None for a value that is not a number or an array of numbers)."""
+def _reads(f, args):
+    """What a detected pattern depends on besides x: f's state key (the numbers it reads)
+    and the values of args' leaves and of the arrays f reads; None where f's state cannot
+    be told."""
     state = function_state(f)
-    values = flatten(args)[0] + ([] if state is None else state[1])
-    return [np.asarray(a) != 0 if isinstance(a, (bool, int, float, complex, np.generic))
-            or isinstance(a, np.ndarray) and a.dtype.kind in "biufc" else None
-            for a in values]
+    return None if state is None else (state[0], flatten(args)[0] + list(state[1]))
+
+
+def _kept(reads):
+    """`reads` as the plan keeps them: arrays copied (digests beyond COPIED_BYTES in all)."""
+    if reads is None:
+        return None
+    key, values = reads
+    copy = sum(a.nbytes for a in values if isinstance(a, np.ndarray)) <= COPIED_BYTES
+    return key, [(a.copy() if copy else _digest(a)) if isinstance(a, np.ndarray) else a
+                 for a in values]
+
+
+def _digest(a):
+    return a.shape, a.dtype.str, hashlib.sha256(np.ascontiguousarray(a).data).digest()
+
+
+def _same_reads(reads, kept) -> bool:
+    """Whether the values f reads now are the kept ones."""
+    if reads[0] != kept[0] or len(reads[1]) != len(kept[1]):
+        return False
+    for a, b in zip(*[reads[1], kept[1]]):
+        if isinstance(a, np.ndarray):
+            if isinstance(b, np.ndarray):
+                if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(
+                        a, b, equal_nan=a.dtype.kind in "fc"):
+                    return False
+            elif _digest(a) != b:
+                return False
+        elif not (a is b or _equal(a, b)):
+            return False
+    return True
+
+
+def _equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:                               # noqa: BLE001 -- incomparable: changed
+        return False
 
 
 def _partial(f, args):
