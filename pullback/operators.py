@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .core import arrays
+from .core.arrays import tree_apart_from
 from .core.engine import Tracer, new_trace, observer
 from .core.boundary import argnums_tuple, differentiable_inputs, matching_tree, split_aux
 from .errors import ChunkSizeError, HolomorphicError, ModeError, NonScalarOutputError, TangentError
@@ -199,7 +200,7 @@ def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False
                                   flatten(selected)[0])
     cts = back(_seed(out))
     gradient = cts[0] if type(argnums) is int else _per_argnum(cts, argnums, len(args))
-    return ((out, aux[0]) if has_aux else out), gradient
+    return ((out, tree_apart_from(aux[0], flatten(args)[0])) if has_aux else out), gradient
 
 
 def _real_scalar(out) -> bool:
@@ -439,7 +440,7 @@ def jacrev(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
             if rows is not None else arrays.zeros(tuple(o.shape) + tuple(np.shape(x)),
                                                   _dtype(x), like=x)
             for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
-        return _finish(blocks, out_def, argnums, len(args), has_aux, aux)
+        return _finish(blocks, out_def, argnums, args, has_aux, aux)
     return jacrev_f
 
 
@@ -507,13 +508,13 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
             block(k, o, j, x) if columns is not None
             else arrays.zeros(tuple(np.shape(o)) + tuple(x.shape), x.dtype, like=x)
             for j, x in enumerate(in_leaves)]) for k, o in enumerate(out_leaves)]
-        return _finish(blocks, out_def, argnums, len(args), has_aux, list(aux))
+        return _finish(blocks, out_def, argnums, args, has_aux, list(aux))
     return jacfwd_f
 
 
-def _finish(blocks, out_def, argnums, nargs, has_aux, aux):
-    jac = unflatten(out_def, [_per_argnum(b, argnums, nargs) for b in blocks])
-    return (jac, aux[0]) if has_aux else jac
+def _finish(blocks, out_def, argnums, args, has_aux, aux):
+    jac = unflatten(out_def, [_per_argnum(b, argnums, len(args)) for b in blocks])
+    return (jac, tree_apart_from(aux[0], flatten(args)[0])) if has_aux else jac
 
 
 JACOBIAN_MODES = ("auto", "forward", "reverse")

@@ -791,3 +791,29 @@ def test_loops_take_partial_bodies_with_keywords():
     carry, ys = pullback.scan(functools.partial(step, scale=2.0), 1.0, np.array([0.0, 0.0, 0.0]))
     assert carry == 8.0 and list(ys) == [1.0, 2.0, 4.0]
     assert pullback.fori_loop(0, 3, functools.partial(lambda i, c, s: c * s, s=2.0), 1.0) == 8.0
+
+
+# ------------------------------------ third round: aliasing
+
+
+def test_values_handed_back_are_not_the_callers_input_arrays():
+    """np.copy(x), x.astype(x.dtype), x.flatten() of a traced x are x itself inside f (traced
+    values are immutable); handed back as an output or aux, they were the caller's own
+    array: a grad aux snapshot followed a later in-place optimiser step, writing into a
+    jvp's primal output (f = x.astype(float64)) or vmap(np.copy)'s result wrote into x."""
+    x = np.array([1.0, 2.0, 3.0])
+    g, snapshot = pullback.grad(lambda x: (np.sum(x ** 2), np.copy(x)), has_aux=True)(x)
+    x -= 0.1 * g
+    np.testing.assert_array_equal(snapshot, [1.0, 2.0, 3.0])
+    x = np.array([1.0, 2.0, 3.0])
+    y, _ = pullback.jvp(lambda x: x.astype(np.float64), (x,), (np.ones(3),))
+    y[0] = 99.0
+    np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
+    x = np.arange(6.0).reshape(3, 2)
+    pullback.vmap(lambda r: r.copy())(x)[:] = 0.0
+    np.testing.assert_array_equal(x.ravel(), np.arange(6.0))
+    x = np.array([1.0, 2.0])
+    for operator in (pullback.hessian, pullback.jacfwd, pullback.jacrev):
+        _, aux = operator(lambda x: (np.sum(x ** 3), x.flatten()), has_aux=True)(x)
+        aux[:] = -1.0
+        np.testing.assert_array_equal(x, [1.0, 2.0])

@@ -18,6 +18,8 @@ import weakref
 
 import numpy as np
 
+from ..tree import flatten, unflatten
+
 
 def shape_of(x) -> tuple:
     """Shape of an array, tracer, abstract value or Python scalar."""
@@ -78,6 +80,29 @@ WRITABLE_TYPES = frozenset({np.ndarray})
 def writable_in_place(x) -> bool:
     """Whether x is an array whose memory the library may write into."""
     return type(x) in WRITABLE_TYPES
+
+
+def apart_from(results: list, given) -> list:
+    """`results` (values a transformation hands back: outputs, aux) with each array that is,
+    or may share memory with, an array of `given` (the caller's inputs) replaced by its
+    copy. Traced values are immutable, so `np.copy(x)` or `x.astype(x.dtype)` of a traced
+    x is x itself inside f; handed back, it would be the caller's own array, and writing
+    into the "copy" (or into x, as an optimiser's step does) would change the other."""
+    given = [g for g in given if type(g) in WRITABLE_TYPES]
+    if not given:
+        return results
+    for i, r in enumerate(results):
+        if type(r) in WRITABLE_TYPES and any(
+                r is g or (r.base is not None or g.base is not None) and np.may_share_memory(r, g)
+                for g in given):
+            results[i] = r.copy()
+    return results
+
+
+def tree_apart_from(tree, given):
+    """`apart_from` of a pytree's leaves."""
+    leaves, treedef = flatten(tree)
+    return unflatten(treedef, apart_from(leaves, given))
 
 
 def of_their_own(results: list, given) -> list:

@@ -27,8 +27,9 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import CONSTANT_TYPES, array_attribute, ufunc_primitive
-from ..core.arrays import (FLOAT64, REAL_SCALARS, SCALAR_OPERANDS, ZERO_D, of_their_own,
-                           on_distinct, zero_d, zeros_like_value)
+from ..core.arrays import (FLOAT64, REAL_SCALARS, SCALAR_OPERANDS, ZERO_D, apart_from,
+                           of_their_own, on_distinct, tree_apart_from, zero_d,
+                           zeros_like_value)
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
@@ -399,6 +400,17 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
     # Arrays of their own: not a tangent passed on unchanged (f(x) = x + 1), nor one array
     # for two outputs (f(x) = (x + 1, x + 2)).
     tangents_out = of_their_own(list(tangents_out), tangent_leaves)
+    # (not the caller's own array: np.copy(x) of a traced x is x itself; one output of one
+    # input, the common case, inline: no Python call)
+    if len(primals_out) == 1 and len(primal_leaves) == 1:
+        p, g = primals_out[0], primal_leaves[0]
+        if type(p) is np.ndarray and type(g) is np.ndarray and (p is g or (
+                p.base is not None or g.base is not None) and np.may_share_memory(p, g)):
+            primals_out = [p.copy()]
+    else:
+        primals_out = apart_from(list(primals_out), primal_leaves)
+    if has_aux:
+        aux = tree_apart_from(aux, primal_leaves)
     if out_treedef is LEAF:
         out, tangent_out = primals_out[0], tangents_out[0]
     else:
