@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .core import arrays
-from .core.arrays import tree_apart_from
+from .core.arrays import tree_of_their_own
 from .core.engine import Tracer, new_trace, observer
 from .core.boundary import argnums_tuple, differentiable_inputs, matching_tree, split_aux
 from .errors import ChunkSizeError, HolomorphicError, ModeError, NonScalarOutputError, TangentError
@@ -200,7 +200,7 @@ def _value_and_grad(f, args, kwargs, argnums=0, has_aux=False, holomorphic=False
                                   flatten(selected)[0])
     cts = back(_seed(out))
     gradient = cts[0] if type(argnums) is int else _per_argnum(cts, argnums, len(args))
-    return ((out, tree_apart_from(aux[0], flatten(args)[0])) if has_aux else out), gradient
+    return ((out, tree_of_their_own(aux[0], flatten(args)[0])) if has_aux else out), gradient
 
 
 def _real_scalar(out) -> bool:
@@ -514,7 +514,7 @@ def jacfwd(f: Callable, argnums: int | tuple = 0, has_aux: bool = False,
 
 def _finish(blocks, out_def, argnums, args, has_aux, aux):
     jac = unflatten(out_def, [_per_argnum(b, argnums, len(args)) for b in blocks])
-    return (jac, tree_apart_from(aux[0], flatten(args)[0])) if has_aux else jac
+    return (jac, tree_of_their_own(aux[0], flatten(args)[0])) if has_aux else jac
 
 
 JACOBIAN_MODES = ("auto", "forward", "reverse")
@@ -813,7 +813,7 @@ class HVPOperator:
 
         def matvec(v):
             v = np.ravel(v)
-            if np.iscomplexobj(v) and not np.iscomplexobj(np.zeros(0, self.dtype)):
+            if np.iscomplexobj(v) and np.dtype(self.dtype).kind != "c":
                 return matvec(v.real) + 1j * matvec(v.imag)   # H is real: part by part
             return ravel(self(unravel(v)))
 

@@ -82,34 +82,13 @@ def writable_in_place(x) -> bool:
     return type(x) in WRITABLE_TYPES
 
 
-def apart_from(results: list, given) -> list:
-    """`results` (values a transformation hands back: outputs, aux) with each array that is,
-    or may share memory with, an array of `given` (the caller's inputs) replaced by its
-    copy. Traced values are immutable, so `np.copy(x)` or `x.astype(x.dtype)` of a traced
-    x is x itself inside f; handed back, it would be the caller's own array, and writing
-    into the "copy" (or into x, as an optimiser's step does) would change the other."""
-    given = [g for g in given if type(g) in WRITABLE_TYPES]
-    if not given:
-        return results
-    for i, r in enumerate(results):
-        if type(r) in WRITABLE_TYPES and any(
-                r is g or (r.base is not None or g.base is not None) and np.may_share_memory(r, g)
-                for g in given):
-            results[i] = r.copy()
-    return results
-
-
-def tree_apart_from(tree, given):
-    """`apart_from` of a pytree's leaves."""
-    leaves, treedef = flatten(tree)
-    return unflatten(treedef, apart_from(leaves, given))
-
-
 def of_their_own(results: list, given) -> list:
     """`results` with each array that is, or may share memory with, an array of `given` or an
     earlier result replaced by its copy: derivatives handed to the user are arrays of their
-    own, so a write into one never changes another, nor the caller's seed or tangent. A
-    read-only result (a broadcast view: `on_distinct`'s) is copied too, to be written into.
+    own, so a write into one never changes another, nor the caller's seed or tangent; so are
+    values and aux handed back (traced values are immutable, so `np.copy(x)` of a traced x
+    is x itself inside f: handed back, it would be the caller's own array). A read-only
+    result (a broadcast view: `on_distinct`'s) is copied too, to be written into.
 
     >>> t = np.ones(2); a, b = of_their_own([t, t], [])
     >>> a is b
@@ -130,6 +109,12 @@ def of_their_own(results: list, given) -> list:
                 break
         kept.append(r)
     return results
+
+
+def tree_of_their_own(tree, given):
+    """`of_their_own` of a pytree's leaves."""
+    leaves, treedef = flatten(tree)
+    return unflatten(treedef, of_their_own(leaves, given))
 
 
 # Python's operators on NumPy's real floating-point scalars (with Python floats and ints)

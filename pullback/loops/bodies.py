@@ -161,7 +161,7 @@ class Staged:
 
 _CACHE_SIZE = 512
 # (state key, input signature) -> (program, captured slots, out_tree, kept objects, weak
-# references to the arrays read: the cache never keeps a user's array alive, `_contents`)
+# references to the arrays read: the cache never keeps a user's array alive, `array_contents`)
 _cache = {}
 # A cached program is reused only while the NumPy arrays it read hold the same bytes (Python
 # code may have read their values while staging: `W[0, 0]` became a constant of the
@@ -170,7 +170,7 @@ _cache = {}
 _COPIED_BYTES, _COMPARED_BYTES = 2**16, 2**24
 
 
-def _contents(arrays):
+def array_contents(arrays):
     """What the NumPy arrays among `arrays` hold (None for a traced value, which never
     changes), or None beyond `_COMPARED_BYTES`."""
     if sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) > _COMPARED_BYTES:
@@ -204,7 +204,7 @@ def stage_function(fn, leaves: list, in_tree, call=None, kind=()) -> Staged:
     """
     avals = [aval_of(x) for x in leaves]
     state = function_state(fn)
-    contents = None if state is None else _contents(state[1])
+    contents = None if state is None else array_contents(state[1])
     key = None if contents is None else (state[0], kind, in_tree, tuple(avals))
     entry = _cache.get(key) if key is not None else None
     if entry is not None and all(ref() is a for ref, a in zip(entry[4], state[1])) \

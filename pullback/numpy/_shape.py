@@ -628,10 +628,9 @@ class _AtIndexer:
         x = operand(self.array)
         template, arrays = _index_template(self.index, shape(x))
         values = _updates(x, values)
-        rank = len(S.getitem.shape(x, *arrays, index=template).shape)
-        if len(shape(values)) > rank and builtins.all(
-                n == 1 for n in shape(values)[:len(shape(values)) - rank]):
-            values = reshape(values, shape(values)[len(shape(values)) - rank:])
+        extra = len(shape(values)) - len(S.getitem.shape(x, *arrays, index=template).shape)
+        if extra > 0 and builtins.all(n == 1 for n in shape(values)[:extra]):
+            values = reshape(values, shape(values)[extra:])
         return S.scatter_set(x, values, *arrays, index=template)
 
     def add(self, values):

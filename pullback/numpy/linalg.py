@@ -503,19 +503,17 @@ def _matrix_norm(x, ord, axis, keepdims):
     if row == col:
         raise ValueError("Duplicate axes given.")
     # (the largest of none is 0, as NumPy's: of an empty matrix; the smallest raises)
-    empty = {"initial": 0.0} if 0 in (x.shape[row], x.shape[col]) else {}
+    largest = functools.partial(max, initial=0.0) if 0 in (x.shape[row], x.shape[col]) \
+        else max
     if ord in (2, -2, "nuc"):
         s = L.svdvals(moveaxis(x, (row, col), (-2, -1)))
-        result = sum(s, axis=-1) if ord == "nuc" else max(s, axis=-1, **empty) if ord == 2 \
-            else min(s, axis=-1)
+        result = {2: largest, -2: min, "nuc": sum}[ord](s, axis=-1)
     elif ord in (1, -1):                 # largest / smallest column sum
-        result = sum(absolute(x), axis=row)
-        result = max(result, axis=col - (col > row), **empty) if ord == 1 \
-            else min(result, axis=col - (col > row))
+        reduce = largest if ord == 1 else min
+        result = reduce(sum(absolute(x), axis=row), axis=col - (col > row))
     elif ord in (np.inf, -np.inf):       # largest / smallest row sum
-        result = sum(absolute(x), axis=col)
-        result = max(result, axis=row - (row > col), **empty) if ord == np.inf \
-            else min(result, axis=row - (row > col))
+        reduce = largest if ord == np.inf else min
+        result = reduce(sum(absolute(x), axis=col), axis=row - (row > col))
     elif ord in (None, "fro", "f"):
         result = sqrt(sum(_squared(x), axis=(row, col)))
     else:

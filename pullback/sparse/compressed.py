@@ -21,7 +21,6 @@ contributes to: they must be zero.
 By default the pattern is detected from f's program (`detection.py`: global, valid at
 every x); `pattern=` gives one instead.
 """
-import hashlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,7 +28,7 @@ import scipy.sparse
 
 from ..errors import (HolomorphicError, NonDifferentiableInputError, NonScalarOutputError,
                       PatternError, PlanMismatchError, PullbackError, SparseStructureError)
-from ..loops.bodies import function_state
+from ..loops.bodies import array_contents, function_state
 from ..operators import JACOBIAN_MODES, check_mode, checked_chunk_size, default_chunk_size, hvp
 from ..transforms.batching import vmap
 from ..transforms.forward import pushforward
@@ -96,7 +95,7 @@ class SparsePlan:
                  checks_every_call):
         self.f, self.pattern, self.mode, self.order = f, pattern, mode, order
         self.checks_every_call = checks_every_call
-        self._kept_reads = _kept(_reads(f, args))
+        self._reads = _reads(f, args)
         self.colouring, self.colours = colouring, number_of_colours(colouring)
         self.shape, self.nnz = pattern.shape, pattern.nnz
         self.density = self.nnz / max(1, self.shape[0] * self.shape[1])
@@ -150,10 +149,15 @@ class SparsePlan:
         what they were when the plan was prepared: a detected pattern holds for those values
         (it skips the products of a constant's zeros, and index arrays, shifts and numbers
         place its entries), so it is checked again then; and at every call where what f
-        reads cannot be told (`function_state` gives up)."""
+        reads cannot be told (`function_state` gives up, or its arrays are too large to
+        compare: loops' `array_contents`)."""
         reads = _reads(self.f, args)
-        return reads is None or self._kept_reads is None or not _same_reads(reads,
-                                                                          self._kept_reads)
+        if reads is None or self._reads is None:
+            return True
+        try:
+            return reads != self._reads
+        except Exception:                       # noqa: BLE001 -- incomparable: changed
+            return True
 
     def _products(self, x, args):
         """(product, seed shape, seed dtype): product(seed) is one compressed product."""
@@ -283,53 +287,19 @@ _CHANGED = ("The pattern was detected with the values f's extra arguments and wh
             "zeros, and index arrays or numbers among them place its entries. They changed, and "
             "the pattern no longer holds. Prepare a plan with the new values (or constants "
             "nonzero wherever they may be), or pass the pattern that holds for all of them.")
-COPIED_BYTES = 64 * 2 ** 20   # arrays f reads, kept as copies up to this much (else digests)
 
 
 def _reads(f, args):
-    """What a detected pattern depends on besides x: f's state key (the numbers it reads)
-    and the values of args' leaves and of the arrays f reads; None where f's state cannot
-    be told."""
+    """What a detected pattern depends on besides x, comparable with ==: f's state key (the
+    numbers it reads), args' leaves other than arrays, and what args' arrays and the arrays
+    f reads hold (loops' `array_contents`); None where that cannot be told."""
     state = function_state(f)
-    return None if state is None else (state[0], flatten(args)[0] + list(state[1]))
-
-
-def _kept(reads):
-    """`reads` as the plan keeps them: arrays copied (digests beyond COPIED_BYTES in all)."""
-    if reads is None:
+    if state is None:
         return None
-    key, values = reads
-    copy = sum(a.nbytes for a in values if isinstance(a, np.ndarray)) <= COPIED_BYTES
-    return key, [(a.copy() if copy else _digest(a)) if isinstance(a, np.ndarray) else a
-                 for a in values]
-
-
-def _digest(a):
-    return a.shape, a.dtype.str, hashlib.sha256(np.ascontiguousarray(a).data).digest()
-
-
-def _same_reads(reads, kept) -> bool:
-    """Whether the values f reads now are the kept ones."""
-    if reads[0] != kept[0] or len(reads[1]) != len(kept[1]):
-        return False
-    for a, b in zip(*[reads[1], kept[1]]):
-        if isinstance(a, np.ndarray):
-            if isinstance(b, np.ndarray):
-                if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(
-                        a, b, equal_nan=a.dtype.kind in "fc"):
-                    return False
-            elif _digest(a) != b:
-                return False
-        elif not (a is b or _equal(a, b)):
-            return False
-    return True
-
-
-def _equal(a, b) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:                               # noqa: BLE001 -- incomparable: changed
-        return False
+    leaves = flatten(args)[0]
+    contents = array_contents([a for a in leaves if isinstance(a, np.ndarray)] + state[1])
+    return None if contents is None else \
+        (state[0], [a for a in leaves if not isinstance(a, np.ndarray)], contents)
 
 
 def _partial(f, args):

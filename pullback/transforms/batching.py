@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core.array_methods import array_attribute
-from ..core.arrays import apart_from, moveaxis
+from ..core.arrays import moveaxis, of_their_own
 from ..core.engine import Trace, Tracer, new_trace
 from ..errors import BatchError
 from ..tree import describe, flatten, keys_in_order, unflatten
@@ -174,7 +174,7 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
                 axis = 0
             target = _normalize_axis(target, len(np.shape(value)), "out_axes")
             results.append(moveaxis(value, axis, target))
-        return unflatten(out_def, apart_from(results, leaves))
+        return unflatten(out_def, of_their_own(results, leaves))
     return vmapped
 
 

@@ -27,9 +27,8 @@ import numpy as np
 from ..core.boundary import differentiable_inputs, matching_tree, split_aux
 from ..core.engine import Trace, Tracer, new_trace, observer
 from ..core.array_methods import CONSTANT_TYPES, array_attribute, ufunc_primitive
-from ..core.arrays import (FLOAT64, REAL_SCALARS, SCALAR_OPERANDS, ZERO_D, apart_from,
-                           of_their_own, on_distinct, tree_apart_from, zero_d,
-                           zeros_like_value)
+from ..core.arrays import (FLOAT64, REAL_SCALARS, SCALAR_OPERANDS, ZERO_D, of_their_own,
+                           on_distinct, tree_of_their_own, zero_d, zeros_like_value)
 from ..core.numbers import cast, refuse_complex
 from ..core.primitive import PLAIN_TYPES, ZERO
 from ..errors import TangentError
@@ -408,9 +407,9 @@ def pushforward(f: Callable, primals: tuple, tangents: tuple, *, has_aux: bool =
                 p.base is not None or g.base is not None) and np.may_share_memory(p, g)):
             primals_out = [p.copy()]
     else:
-        primals_out = apart_from(list(primals_out), primal_leaves)
+        primals_out = of_their_own(list(primals_out), primal_leaves)
     if has_aux:
-        aux = tree_apart_from(aux, primal_leaves)
+        aux = tree_of_their_own(aux, primal_leaves)
     if out_treedef is LEAF:
         out, tangent_out = primals_out[0], tangents_out[0]
     else:
